@@ -1,0 +1,112 @@
+/* nestc — clients (NestJS ClientProxy: send and emit).
+ *
+ *   nc_client *cli;
+ *   nc_client_new(&cli, "tcp://127.0.0.1:3000", NULL);
+ *   nc_client_send(cli, "{\"cmd\":\"sum\"}", data, NULL, on_value, on_done, NULL);
+ *   nc_client_run(cli);        // runs the loop until no call is pending (and the client is closed)
+ *
+ * Threads: every call is for the loop thread; callbacks run on it. */
+#ifndef NESTC_CLIENT_H
+#define NESTC_CLIENT_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "nestc/codec.h"
+#include "nestc/export.h"
+#include "nestc/log.h"
+#include "nestc/server.h"
+#include "nestc/tls.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nc_client nc_client;
+
+typedef struct nc_client_opts {
+    struct uv_loop_s *loop;  /* borrowed; NULL = the client creates and owns its loop */
+    const nc_tls_opts *tls;  /* copied; tls:// URLs verify against the system store without it */
+    const nc_codec *codec;   /* copied */
+    int timeout_ms;          /* default per-request timeout: 0 = 5000 ms, NC_LIMIT_OFF = none */
+    int connect_timeout_ms;  /* 0 = 5000 ms */
+    int retry_attempts;      /* extra connection attempts after a failed connect (default 0) */
+    int retry_delay_ms;      /* delay between attempts (default 1000 when retry_attempts > 0) */
+    long long max_buffer_size;
+    long long max_send_buffer_size;
+    int incomplete_message_timeout_ms;
+    nc_log_fn log;
+    void *log_user;
+    nc_log_level log_level;
+} nc_client_opts;
+
+/* Per-call options; NULL = defaults. */
+typedef struct nc_call_opts {
+    int timeout_ms;          /* 0 = the client's default, NC_LIMIT_OFF = none */
+    const json_t *metadata;  /* borrowed; sent as the packet `metadata` object (NestJS 12) */
+} nc_call_opts;
+
+/* One reply value (borrowed: valid during the call; json_incref to keep it). Never NULL. */
+typedef void (*nc_value_fn)(void *user, json_t *value);
+
+/* Completion. err = 0: the reply stream ended. err = NC_EREMOTE: the remote handler failed and `error`
+ * is its error value exactly as received (object or string). Any other code: a local failure
+ * (NC_ETIMEDOUT, NC_ECONNREFUSED, NC_ECONNCLOSED, NC_ECLOSED, NC_ETLS ...) and `error` is a JSON string
+ * describing it (e.g. "Connection closed"). `error` is borrowed. Called exactly once per accepted call. */
+typedef void (*nc_done_fn)(void *user, int err, json_t *error);
+
+/* Creates a client for `url`. Nothing is connected until the first call or nc_client_connect.
+ * Free with nc_client_free. */
+NC_API int nc_client_new(nc_client **out, const char *url, const nc_client_opts *opts);
+
+/* Connects now instead of lazily. `done` (may be NULL) gets 0 or the connect error. */
+NC_API int nc_client_connect(nc_client *cli, nc_done_fn done, void *user);
+
+/* Sends a request (NestJS send(pattern, data) subscribed once). `pattern` is written as for
+ * nc_server_message; `data` is borrowed and serialised before the call returns (NULL = JSON null).
+ * `on_value` runs for each reply value, then `on_done` once. Returns 0 (the callbacks will run) or an
+ * error (NC_EINVAL, NC_ECLOSED, NC_ENOMEM; the callbacks will not run). */
+NC_API int nc_client_send(nc_client *cli, const char *pattern, const json_t *data, const nc_call_opts *opts,
+                          nc_value_fn on_value, nc_done_fn on_done, void *user);
+NC_API int nc_client_send_json(nc_client *cli, const json_t *pattern, const json_t *data,
+                               const nc_call_opts *opts, nc_value_fn on_value, nc_done_fn on_done,
+                               void *user);
+
+/* Publishes an event (NestJS emit). `on_done` (may be NULL) runs once the transport accepted it (TCP:
+ * written to the socket) or failed. */
+NC_API int nc_client_emit(nc_client *cli, const char *pattern, const json_t *data, const nc_call_opts *opts,
+                          nc_done_fn on_done, void *user);
+NC_API int nc_client_emit_json(nc_client *cli, const json_t *pattern, const json_t *data,
+                               const nc_call_opts *opts, nc_done_fn on_done, void *user);
+
+/* Fails every pending call with NC_ECLOSED ("Connection closed") and closes the connection. A later
+ * send/emit reconnects (as NestJS's ClientProxy.close()). */
+NC_API void nc_client_close(nc_client *cli);
+
+/* Runs the client's loop until nothing is pending and the connection is closed (or the loop stops). */
+NC_API int nc_client_run(nc_client *cli);
+
+/* Number of requests and events not yet completed. */
+NC_API size_t nc_client_pending(const nc_client *cli);
+
+/* Status changes: "connected", "disconnected", and the transport's own values. */
+NC_API void nc_client_on_status(nc_client *cli, nc_status_fn fn, void *user);
+
+/* Error events (connection errors, protocol errors); `message` valid during the call. */
+typedef void (*nc_error_fn)(void *user, int err, const char *message);
+NC_API void nc_client_on_error(nc_client *cli, nc_error_fn fn, void *user);
+
+/* The underlying handle (like NestJS unwrap()): for TCP/TLS the connected uv_tcp_t*, or NULL. Borrowed. */
+NC_API void *nc_client_unwrap(nc_client *cli);
+
+/* The loop the client runs on (borrowed). */
+NC_API struct uv_loop_s *nc_client_loop(nc_client *cli);
+
+/* Closes (failing pending calls with NC_ECLOSED), runs the loop until the client's handles are closed,
+ * and frees the client. */
+NC_API void nc_client_free(nc_client *cli);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

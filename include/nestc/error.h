@@ -1,0 +1,48 @@
+/* nestc — error codes.
+ *
+ * Every nestc function that can fail returns an `int`: 0 (NC_OK) on success or one of the negative
+ * codes below. Operating-system and library errors are mapped onto these codes; the detail (the
+ * OS message, the TLS verification failure, the remote error value) travels alongside where the
+ * API offers it (status/error callbacks, `nc_client_last_error`). */
+#ifndef NESTC_ERROR_H
+#define NESTC_ERROR_H
+
+#include "nestc/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum nc_err {
+    NC_OK = 0,
+    NC_EINVAL = -1,        /* invalid argument, URL, pattern or option */
+    NC_ENOMEM = -2,        /* out of memory */
+    NC_ETIMEDOUT = -3,     /* the request timed out (no final reply in time) */
+    NC_ECONNREFUSED = -4,  /* the peer refused the connection */
+    NC_ECONNCLOSED = -5,   /* the connection closed while the request was pending ("Connection closed") */
+    NC_ECLOSED = -6,       /* the server or client has been closed */
+    NC_EPROTO = -7,        /* the peer broke the wire protocol (bad frame, bad JSON, bad UTF-8) */
+    NC_ETOOBIG = -8,       /* a frame or buffer exceeded its configured limit */
+    NC_ENOHANDLER = -9,    /* no handler matched the pattern */
+    NC_ETLS = -10,         /* TLS failure: handshake, certificate verification, bad key or certificate file */
+    NC_EADDRINUSE = -11,   /* the listen address is in use */
+    NC_EUNSUPPORTED = -12, /* the URL scheme or feature is not supported by this build */
+    NC_EIO = -13,          /* other I/O or operating-system error */
+    NC_EREMOTE = -14,      /* the remote handler failed; the error value is delivered with the code */
+    NC_ECANCELED = -15,    /* the operation was canceled */
+    NC_ESTATE = -16,       /* the call is not valid in the object's current state (e.g. reply twice) */
+    NC_ERESOLVE = -17,     /* the host name could not be resolved */
+    NC_ESTALLED = -18,     /* the peer stalled (stopped mid-frame, or does not read what we send) */
+} nc_err;
+
+/* A static, human-readable description of `err` (never NULL; unknown codes give "unknown error"). */
+NC_API const char *nc_strerror(int err);
+
+/* The symbolic name of `err`, e.g. "NC_ETIMEDOUT" (never NULL). */
+NC_API const char *nc_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

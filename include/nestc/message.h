@@ -1,0 +1,103 @@
+/* nestc — incoming messages and replies (the handler side).
+ *
+ * A server calls a handler for every incoming message whose pattern matches:
+ *   - a request handler (NestJS @MessagePattern) gets an nc_request to answer, now or later, once or
+ *     as a stream;
+ *   - an event handler (NestJS @EventPattern) gets only the message; nothing is sent back.
+ * Handlers run on the server's loop thread. */
+#ifndef NESTC_MESSAGE_H
+#define NESTC_MESSAGE_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "nestc/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The incoming message and its context (NestJS's payload plus TcpContext/RedisContext/...).
+ * For a request it lives until the request is finished; for an event, until the handler returns. */
+typedef struct nc_msg nc_msg;
+
+/* A request awaiting its reply stream. Owned by the server until it is finished. */
+typedef struct nc_request nc_request;
+
+/* The payload (NestJS `data`). Borrowed: owned by the message, valid as long as the message. Never NULL
+ * (JSON null is returned as a json_null()). Built on first call from the wire text. */
+NC_API json_t *nc_msg_data(const nc_msg *m);
+
+/* The payload as compact JSON text (not NUL-terminated), borrowed like nc_msg_data. *len receives the
+ * length. Cheaper than nc_msg_data when the handler only forwards the payload. */
+NC_API const char *nc_msg_data_json(const nc_msg *m, size_t *len);
+
+/* The route string of the handler that matched (NestJS normalised pattern), e.g. {"cmd":"sum"}. */
+NC_API const char *nc_msg_route(const nc_msg *m);
+
+/* The pattern as received, as text: a received string as is, any other value as its JSON text in the
+ * received key order (NestJS TcpContext.getPattern()). */
+NC_API const char *nc_msg_pattern(const nc_msg *m);
+
+/* The transport's scheme name: "tcp", "tls", "redis", ... */
+NC_API const char *nc_msg_transport(const nc_msg *m);
+
+/* The concrete channel / subject / topic / queue the message arrived on, or NULL (TCP has none). */
+NC_API const char *nc_msg_channel(const nc_msg *m);
+
+/* Transport headers as a JSON object (borrowed), or NULL when the transport has none. */
+NC_API json_t *nc_msg_headers(const nc_msg *m);
+
+/* The packet `metadata` object (NestJS 12 dispatch hook; trace ids ...), borrowed, or NULL. */
+NC_API json_t *nc_msg_metadata(const nc_msg *m);
+
+/* 1 when the message is an event (no reply expected), 0 for a request. */
+NC_API int nc_msg_is_event(const nc_msg *m);
+
+/* The message of a request (borrowed, valid until the request is finished). */
+NC_API const nc_msg *nc_request_msg(const nc_request *req);
+
+/* ---- replying (loop thread) ---------------------------------------------------------------------
+ * Every request must be finished exactly once: by nc_reply, nc_reply_end, nc_reply_error or
+ * nc_reply_error_msg. After that the nc_request pointer is invalid. Values are STOLEN (like jansson's
+ * *_new functions): the library releases the reference, so `nc_reply(req, json_integer(6))` does not
+ * leak. A NULL value means JavaScript `undefined` (a packet without `response`).
+ * If the peer has gone, replies are discarded silently; the request must still be finished.
+ * Returns 0, NC_ESTATE if the request was already finished, NC_ENOMEM. */
+
+/* One value, then the end of the stream (NestJS: returning a value or a resolved Promise). */
+NC_API int nc_reply(nc_request *req, json_t *value);
+
+/* One value of a stream; more may follow (NestJS: an Observable emission). */
+NC_API int nc_reply_next(nc_request *req, json_t *value);
+
+/* The end of the stream (Observable completion). When it follows a value in the same loop iteration the
+ * value and the end travel in one packet, exactly as NestJS does. */
+NC_API int nc_reply_end(nc_request *req);
+
+/* Fails the request with `err` as the error value (stolen), like throwing RpcException(object).
+ * `err` NULL is treated as "Internal server error". */
+NC_API int nc_reply_error(nc_request *req, json_t *err);
+
+/* Fails the request like RpcException(message): the error value is {"status":"error","message":msg}. */
+NC_API int nc_reply_error_msg(nc_request *req, const char *msg);
+
+/* ---- replying from another thread ------------------------------------------------------------------
+ * Thread-safe: queues the reply and wakes the loop, which applies it in order. Same ownership rules;
+ * the value must not be touched by the caller afterwards. `kind` selects the call above. */
+typedef enum nc_reply_kind {
+    NC_REPLY_VALUE = 0, /* nc_reply */
+    NC_REPLY_NEXT = 1,  /* nc_reply_next */
+    NC_REPLY_END = 2,   /* nc_reply_end (value ignored, must be NULL) */
+    NC_REPLY_ERROR = 3, /* nc_reply_error */
+} nc_reply_kind;
+NC_API int nc_reply_threadsafe(nc_request *req, nc_reply_kind kind, json_t *value);
+
+/* Handler signatures. `user` is the pointer given at registration. */
+typedef void (*nc_request_fn)(nc_request *req, const nc_msg *msg, void *user);
+typedef void (*nc_event_fn)(const nc_msg *msg, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,104 @@
+/* nestc — servers (NestJS microservice: ServerTCP, ServerRedis, ...).
+ *
+ *   nc_server *srv;
+ *   nc_server_new(&srv, "tcp://0.0.0.0:3000", NULL);
+ *   nc_server_message(srv, "{\"cmd\":\"sum\"}", on_sum, NULL);
+ *   nc_server_event(srv, "user_created", on_user, NULL);
+ *   nc_server_handle_signals(srv);      // SIGINT/SIGTERM → graceful close
+ *   nc_server_run(srv);                 // returns once closed
+ *   nc_server_free(srv);
+ *
+ * Threads: every call is for the loop thread (the thread running the server's loop, or the caller
+ * before the loop runs), except the *_threadsafe calls. Handlers and callbacks run on the loop thread. */
+#ifndef NESTC_SERVER_H
+#define NESTC_SERVER_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "nestc/codec.h"
+#include "nestc/export.h"
+#include "nestc/log.h"
+#include "nestc/message.h"
+#include "nestc/tls.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct uv_loop_s;
+typedef struct nc_server nc_server;
+
+/* Zero-initialised options are the defaults. For the limits: 0 = default, NC_LIMIT_OFF = no limit. */
+#define NC_LIMIT_OFF (-1)
+
+typedef struct nc_server_opts {
+    struct uv_loop_s *loop;  /* borrowed; NULL = the server creates and owns its loop */
+    const nc_tls_opts *tls;  /* copied; required for tls:// URLs */
+    const nc_codec *codec;   /* copied; NULL = NestJS's default JSON envelope */
+    long long max_buffer_size;             /* UTF-16 units buffered per connection; default 134217728 */
+    long long max_send_buffer_size;        /* unsent reply bytes per connection; default 134217728 */
+    int incomplete_message_timeout_ms;     /* default 30000 */
+    int shutdown_timeout_ms;               /* grace period for in-flight requests at close; default 10000 */
+    int retry_attempts;                    /* re-listen after the listener fails (NestJS retryAttempts) */
+    int retry_delay_ms;                    /* delay between those attempts */
+    nc_log_fn log;                         /* NULL = the default logger */
+    void *log_user;
+    nc_log_level log_level;                /* minimum level when `log` is set; default NC_LOG_DEBUG */
+} nc_server_opts;
+
+/* Status changes ("connected" when listening, "disconnected" when closed or on a listen error, plus the
+ * transport's own values, spec §8). `err` is 0 or the error that caused the change. Loop thread. */
+typedef void (*nc_status_fn)(void *user, const char *status, int err);
+
+/* Creates a server for `url` (tcp://host:port, tls://host:port; port 0 = any free port). Nothing is
+ * opened until nc_server_listen/nc_server_run. On success *out owns everything; free with
+ * nc_server_free. Returns NC_EINVAL (bad URL or options), NC_EUNSUPPORTED (scheme), NC_ETLS (TLS files). */
+NC_API int nc_server_new(nc_server **out, const char *url, const nc_server_opts *opts);
+
+/* Registers a request handler for `pattern`, written as NestJS would: a plain string ("sum"), a number
+ * ("42") or a JSON object ("{\"cmd\":\"sum\"}"); routes are computed exactly as NestJS computes them. A
+ * second registration for the same route replaces the first (as in NestJS). May be called at any time. */
+NC_API int nc_server_message(nc_server *srv, const char *pattern, nc_request_fn fn, void *user);
+
+/* Registers an event handler; several per pattern are allowed and all run, in registration order. */
+NC_API int nc_server_event(nc_server *srv, const char *pattern, nc_event_fn fn, void *user);
+
+/* The same with the pattern as a JSON value (borrowed). */
+NC_API int nc_server_message_json(nc_server *srv, const json_t *pattern, nc_request_fn fn, void *user);
+NC_API int nc_server_event_json(nc_server *srv, const json_t *pattern, nc_event_fn fn, void *user);
+
+/* Starts listening (nonblocking). Returns NC_EADDRINUSE, NC_EINVAL, NC_EIO ... on failure. */
+NC_API int nc_server_listen(nc_server *srv);
+
+/* Listens if not yet listening, then runs the server's loop until the server is closed (and, for an
+ * owned loop, until every handle is closed). Returns 0 or the listen error. */
+NC_API int nc_server_run(nc_server *srv);
+
+/* The bound port (after listen), or 0. */
+NC_API int nc_server_port(const nc_server *srv);
+
+/* Graceful shutdown: stop accepting, let in-flight requests finish for up to shutdown_timeout_ms,
+ * then close every connection. Idempotent. `done` (may be NULL) runs on the loop thread once closed. */
+NC_API void nc_server_close(nc_server *srv, void (*done)(void *user), void *user);
+
+/* Thread-safe and async-signal-safe request for nc_server_close (e.g. from another thread). */
+NC_API void nc_server_close_threadsafe(nc_server *srv);
+
+/* Installs SIGINT and SIGTERM handlers on the server's loop that start a graceful close. */
+NC_API int nc_server_handle_signals(nc_server *srv);
+
+/* Status and error callbacks (replace any previous one; fn NULL removes it). */
+NC_API void nc_server_on_status(nc_server *srv, nc_status_fn fn, void *user);
+
+/* The loop the server runs on (borrowed). */
+NC_API struct uv_loop_s *nc_server_loop(nc_server *srv);
+
+/* Frees the server. If it is still open it is closed at once (no grace period) and its loop is run until
+ * its handles are closed. Requests not yet finished are freed: handlers must not use them afterwards. */
+NC_API void nc_server_free(nc_server *srv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,325 @@
+#include "codec/json_write.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nestc/error.h"
+
+/* jansson's parser refuses deeper documents; values built by hand could go further, or contain a cycle,
+ * and this bound keeps the recursion (and a cycle) finite. */
+#define NC_JSON_MAX_DEPTH 2048
+
+/* 2^53: every integer up to this magnitude is exact in a double, so its JavaScript text is its decimal. */
+#define NC_JS_SAFE_INT 9007199254740992LL
+
+/* ---- numbers ------------------------------------------------------------------------------------- */
+
+/* Decimal text of `u` into the end of `end` (writes backwards); returns the start. */
+static char *u64_digits(uint64_t u, char *end) {
+    do {
+        *--end = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    return end;
+}
+
+/* Digits and decimal exponent of `v` (> 0, finite) rounded to `p` + 1 significant digits. */
+static int round_digits(double v, int p, char *digits, int *exp10) {
+    char tmp[40];
+    /* "%.*e" gives d.ddd...e±XX with correct rounding (glibc is exact). */
+    int n = snprintf(tmp, sizeof tmp, "%.*e", p, v);
+    if (n <= 0 || (size_t)n >= sizeof tmp) return 0;
+    int k = 0;
+    const char *s = tmp;
+    for (; *s && *s != 'e'; s++)
+        if (*s >= '0' && *s <= '9') digits[k++] = *s;
+    *exp10 = *s == 'e' ? atoi(s + 1) : 0;
+    return k;
+}
+
+/* Does digits[0..k) x 10^(exp10 - k + 1) read back as exactly `v`? */
+static int reads_back(const char *digits, int k, int exp10, double v) {
+    char tmp[48];
+    memcpy(tmp, digits, (size_t)k);
+    snprintf(tmp + k, sizeof tmp - (size_t)k, "e%d", exp10 - k + 1);
+    return strtod(tmp, NULL) == v;
+}
+
+/* Adds one unit in the last place of digits[0..k); a carry out of the first digit bumps the exponent. */
+static void digits_increment(char *digits, int k, int *exp10) {
+    int i = k - 1;
+    while (i >= 0 && digits[i] == '9') digits[i--] = '0';
+    if (i >= 0) {
+        digits[i]++;
+    } else {
+        digits[0] = '1'; /* 99..9 + 1 = 100..0: same digit count after trailing zeros are dropped */
+        (*exp10)++;
+    }
+}
+
+/* Shortest digits of `v` (> 0, finite) with p + 1 significant digits, if some (p + 1)-digit decimal reads
+ * back as `v`. The correctly rounded one is the closest; when it fails, the only other candidate is the
+ * next one up, and it can succeed only when v's lower neighbour is nearer than its upper one (v is a
+ * power of two), which makes the interval of decimals that read back as v lopsided. */
+static int try_digits(double v, int p, int pow2, char *digits, int *exp10) {
+    int k = round_digits(v, p, digits, exp10);
+    if (k == 0) return 0;
+    if (reads_back(digits, k, *exp10, v)) return k;
+    if (pow2) {
+        char up[24];
+        int e = *exp10;
+        memcpy(up, digits, (size_t)k);
+        digits_increment(up, k, &e);
+        if (reads_back(up, k, e, v)) {
+            memcpy(digits, up, (size_t)k);
+            *exp10 = e;
+            return k;
+        }
+    }
+    return 0;
+}
+
+size_t nc_js_number(double v, char buf[32]) {
+    if (isnan(v)) return (size_t)snprintf(buf, 32, "NaN");
+    if (isinf(v)) return (size_t)snprintf(buf, 32, v < 0 ? "-Infinity" : "Infinity");
+    if (v == 0) return (size_t)snprintf(buf, 32, "0"); /* also -0: String(-0) is "0" */
+
+    char *o = buf;
+    if (v < 0) {
+        *o++ = '-';
+        v = -v;
+    }
+    /* Integers up to 2^53 are the common case and their text is plain decimal. */
+    if (v <= (double)NC_JS_SAFE_INT && v == floor(v)) {
+        char tmp[24];
+        char *s = u64_digits((uint64_t)v, tmp + sizeof tmp);
+        size_t n = (size_t)(tmp + sizeof tmp - s);
+        memcpy(o, s, n);
+        o[n] = '\0';
+        return (size_t)(o - buf) + n;
+    }
+
+    int frexp_e;
+    int pow2 = frexp(v, &frexp_e) == 0.5 && v >= 2.2250738585072014e-308; /* normal power of two */
+
+    /* Whether some decimal of p + 1 digits reads back as v is monotonic in p (more digits is a
+     * superset), and 17 digits always suffice: binary search for the smallest p. */
+    char digits[24], best[24];
+    int e10 = 0, best_e10 = 0, best_k = 0, best_p = -1;
+    int lo = 0, hi = 16;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        int k = try_digits(v, mid, pow2, digits, &e10);
+        if (k) {
+            hi = mid;
+            best_p = mid;
+            memcpy(best, digits, (size_t)k);
+            best_k = k;
+            best_e10 = e10;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    if (best_p != lo) {
+        /* Only p = 16 is left unprobed, and 17 digits always read back. */
+        best_k = try_digits(v, lo, pow2, best, &best_e10);
+        if (best_k == 0) best_k = round_digits(v, 16, best, &best_e10);
+    }
+    int k = best_k;
+    while (k > 1 && best[k - 1] == '0') k--; /* a carry in try_digits can leave trailing zeros */
+
+    /* ECMA-262 Number::toString: v = 0.d1..dk x 10^n. */
+    int n = best_e10 + 1;
+    if (k <= n && n <= 21) {
+        memcpy(o, best, (size_t)k);
+        o += k;
+        for (int i = k; i < n; i++) *o++ = '0';
+    } else if (0 < n && n <= 21) {
+        memcpy(o, best, (size_t)n);
+        o += n;
+        *o++ = '.';
+        memcpy(o, best + n, (size_t)(k - n));
+        o += k - n;
+    } else if (-6 < n && n <= 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = 0; i < -n; i++) *o++ = '0';
+        memcpy(o, best, (size_t)k);
+        o += k;
+    } else {
+        *o++ = best[0];
+        if (k > 1) {
+            *o++ = '.';
+            memcpy(o, best + 1, (size_t)(k - 1));
+            o += k - 1;
+        }
+        *o++ = 'e';
+        int x = n - 1;
+        *o++ = x < 0 ? '-' : '+';
+        char tmp[8];
+        char *s = u64_digits((uint64_t)(x < 0 ? -x : x), tmp + sizeof tmp);
+        memcpy(o, s, (size_t)(tmp + sizeof tmp - s));
+        o += tmp + sizeof tmp - s;
+    }
+    *o = '\0';
+    return (size_t)(o - buf);
+}
+
+/* ---- writer -------------------------------------------------------------------------------------- */
+
+/* For each byte: 0 = copy as is, 'u' = \u00xx, otherwise the letter written after a backslash. */
+static const char esc_tab[256] = {
+    ['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u', [0x06] = 'u',
+    [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [0x0b] = 'u', ['\f'] = 'f', ['\r'] = 'r',
+    [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u', [0x14] = 'u',
+    [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u',
+    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"', ['\\'] = '\\',
+};
+
+static int write_string(nc_buf *out, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    /* Worst case is 6 bytes per input byte; reserving for the common case (nothing to escape) and
+     * growing only when an escape appears keeps large strings to one reservation. */
+    if (nc_buf_reserve(out, n + 2)) return NC_ENOMEM;
+    out->data[out->len++] = '"';
+    size_t run = 0; /* start of the pending run of bytes copied as is */
+    for (size_t i = 0; i < n; i++) {
+        char e = esc_tab[(unsigned char)s[i]];
+        if (!e) continue;
+        char tmp[6] = {'\\', e};
+        size_t tn = 2;
+        if (e == 'u') {
+            tmp[2] = '0';
+            tmp[3] = '0';
+            tmp[4] = hex[((unsigned char)s[i]) >> 4];
+            tmp[5] = hex[((unsigned char)s[i]) & 15];
+            tn = 6;
+        }
+        if (nc_buf_append(out, s + run, i - run) || nc_buf_reserve(out, tn + (n - i) + 1)) return NC_ENOMEM;
+        memcpy(out->data + out->len, tmp, tn);
+        out->len += tn;
+        run = i + 1;
+    }
+    if (nc_buf_append(out, s + run, n - run) || nc_buf_append_char(out, '"')) return NC_ENOMEM;
+    return 0;
+}
+
+static int write_number(nc_buf *out, double d) {
+    if (nc_buf_reserve(out, 32)) return NC_ENOMEM;
+    char tmp[32];
+    size_t n = nc_js_number(d, tmp);
+    memcpy(out->data + out->len, tmp, n);
+    out->len += n;
+    return 0;
+}
+
+static int write_integer(nc_buf *out, json_int_t i) {
+    if (i > NC_JS_SAFE_INT || i < -NC_JS_SAFE_INT) return write_number(out, (double)i);
+    if (nc_buf_reserve(out, 24)) return NC_ENOMEM;
+    char tmp[24];
+    char *s = u64_digits(i < 0 ? (uint64_t)(-i) : (uint64_t)i, tmp + sizeof tmp);
+    if (i < 0) *--s = '-';
+    size_t n = (size_t)(tmp + sizeof tmp - s);
+    memcpy(out->data + out->len, s, n);
+    out->len += n;
+    return 0;
+}
+
+static int write_value(nc_buf *out, const json_t *v, int depth) {
+    if (depth > NC_JSON_MAX_DEPTH) return NC_EINVAL;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        if (nc_buf_append_char(out, '{')) return NC_ENOMEM;
+        int first = 1;
+        /* jansson's iterator API takes a non-const object but does not modify it. */
+        json_t *obj = (json_t *)v;
+        for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
+            if (!first && nc_buf_append_char(out, ',')) return NC_ENOMEM;
+            first = 0;
+            int rc = write_string(out, json_object_iter_key(it), json_object_iter_key_len(it));
+            if (!rc) rc = nc_buf_append_char(out, ':');
+            if (!rc) rc = write_value(out, json_object_iter_value(it), depth + 1);
+            if (rc) return rc;
+        }
+        return nc_buf_append_char(out, '}');
+    }
+    case JSON_ARRAY: {
+        if (nc_buf_append_char(out, '[')) return NC_ENOMEM;
+        size_t n = json_array_size(v);
+        for (size_t i = 0; i < n; i++) {
+            if (i && nc_buf_append_char(out, ',')) return NC_ENOMEM;
+            int rc = write_value(out, json_array_get(v, i), depth + 1);
+            if (rc) return rc;
+        }
+        return nc_buf_append_char(out, ']');
+    }
+    case JSON_STRING:
+        return write_string(out, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        return write_integer(out, json_integer_value(v));
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        if (!isfinite(d)) return nc_buf_append(out, "null", 4);
+        return write_number(out, d);
+    }
+    case JSON_TRUE:
+        return nc_buf_append(out, "true", 4);
+    case JSON_FALSE:
+        return nc_buf_append(out, "false", 5);
+    case JSON_NULL:
+        return nc_buf_append(out, "null", 4);
+    }
+    return NC_EINVAL;
+}
+
+int nc_json_write(nc_buf *out, const json_t *v) {
+    if (!out || !v) return NC_EINVAL;
+    size_t start = out->len;
+    int rc = write_value(out, v, 0);
+    if (rc) out->len = start;
+    return rc;
+}
+
+/* ---- parser -------------------------------------------------------------------------------------- */
+
+static int starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+int nc_json_parse_js(const char *text, size_t len, json_t **out, char *err, size_t errlen, int *js_accepts) {
+    if (js_accepts) *js_accepts = 0;
+    if (out) *out = NULL;
+    if (!out || (!text && len)) {
+        if (err && errlen) snprintf(err, errlen, "invalid argument");
+        return NC_EINVAL;
+    }
+    if (!text) text = "";
+    json_error_t e;
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    if (!v && json_error_code(&e) == json_error_numeric_overflow &&
+        (starts_with(e.text, "too big integer") || starts_with(e.text, "too big negative integer"))) {
+        /* JavaScript reads such integers as doubles. */
+        v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &e);
+    }
+    if (v) {
+        *out = v;
+        return 0;
+    }
+    enum json_error_code c = json_error_code(&e);
+    if (c == json_error_out_of_memory) {
+        if (err && errlen) snprintf(err, errlen, "out of memory");
+        return NC_ENOMEM;
+    }
+    if (js_accepts) {
+        *js_accepts = c == json_error_null_byte_in_key || c == json_error_stack_overflow ||
+                      (c == json_error_numeric_overflow && starts_with(e.text, "real number overflow")) ||
+                      (c == json_error_invalid_syntax && starts_with(e.text, "invalid Unicode '\\u"));
+    }
+    if (err && errlen) snprintf(err, errlen, "Unexpected token at line %d column %d: %s", e.line, e.column, e.text);
+    return NC_EPROTO;
+}
+
+int nc_json_parse(const char *text, size_t len, json_t **out, char *err, size_t errlen) {
+    return nc_json_parse_js(text, len, out, err, errlen, NULL);
+}

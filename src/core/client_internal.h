@@ -1,0 +1,48 @@
+/* Client internals and the calls client transports make into the core. Private. */
+#ifndef NC_CORE_CLIENT_INTERNAL_H
+#define NC_CORE_CLIENT_INTERNAL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/log.h"
+#include "core/url.h"
+#include "io/ioctx.h"
+#include "nestc/client.h"
+#include "transport/transport.h"
+#include "util/map.h"
+
+typedef struct nc_client_cfg {
+    int timeout_ms; /* 0 = none */
+    int connect_timeout_ms;
+    int retry_attempts, retry_delay_ms;
+    long long max_buffer_size, max_send_buffer_size;
+    int incomplete_timeout_ms;
+    int has_tls;
+    nc_tls_opts tls; /* owned copies */
+    int has_codec;
+    nc_codec codec;
+} nc_client_cfg;
+
+static inline const nc_client_cfg *nc_client__cfg(nc_client *c);
+static inline nc_ioctx *nc_client__io(nc_client *c);
+static inline const nc_logger *nc_client__log(nc_client *c);
+
+/* The connection is open: queued calls are sent. */
+void nc_client__connected(nc_client *c);
+/* Connecting failed or the connection was lost/closed (err 0 = closed on request). */
+void nc_client__disconnected(nc_client *c, int err, const char *msg);
+/* One reply body arrived. Returns 0 or NC_EPROTO (not JSON; `why` says why). */
+int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, size_t whylen);
+/* An error event for the application's error callback. */
+void nc_client__error(nc_client *c, int err, const char *msg);
+
+/* accessors (defined in client.c; kept as functions to keep the struct private to client.c) */
+const nc_client_cfg *nc_client__cfg_fn(nc_client *c);
+nc_ioctx *nc_client__io_fn(nc_client *c);
+const nc_logger *nc_client__log_fn(nc_client *c);
+static inline const nc_client_cfg *nc_client__cfg(nc_client *c) { return nc_client__cfg_fn(c); }
+static inline nc_ioctx *nc_client__io(nc_client *c) { return nc_client__io_fn(c); }
+static inline const nc_logger *nc_client__log(nc_client *c) { return nc_client__log_fn(c); }
+
+#endif

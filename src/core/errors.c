@@ -1,0 +1,67 @@
+#include "core/errors.h"
+
+#include <uv.h>
+
+#include "nestc/error.h"
+#include "nestc/version.h"
+
+static const struct {
+    int code;
+    const char *name, *text;
+} table[] = {
+    {NC_OK, "NC_OK", "success"},
+    {NC_EINVAL, "NC_EINVAL", "invalid argument"},
+    {NC_ENOMEM, "NC_ENOMEM", "out of memory"},
+    {NC_ETIMEDOUT, "NC_ETIMEDOUT", "timed out"},
+    {NC_ECONNREFUSED, "NC_ECONNREFUSED", "connection refused"},
+    {NC_ECONNCLOSED, "NC_ECONNCLOSED", "Connection closed"},
+    {NC_ECLOSED, "NC_ECLOSED", "closed"},
+    {NC_EPROTO, "NC_EPROTO", "protocol error"},
+    {NC_ETOOBIG, "NC_ETOOBIG", "message too large"},
+    {NC_ENOHANDLER, "NC_ENOHANDLER", "There is no matching message handler defined in the remote service."},
+    {NC_ETLS, "NC_ETLS", "TLS error"},
+    {NC_EADDRINUSE, "NC_EADDRINUSE", "address already in use"},
+    {NC_EUNSUPPORTED, "NC_EUNSUPPORTED", "not supported"},
+    {NC_EIO, "NC_EIO", "I/O error"},
+    {NC_EREMOTE, "NC_EREMOTE", "the remote handler failed"},
+    {NC_ECANCELED, "NC_ECANCELED", "canceled"},
+    {NC_ESTATE, "NC_ESTATE", "invalid state for this call"},
+    {NC_ERESOLVE, "NC_ERESOLVE", "host name not found"},
+    {NC_ESTALLED, "NC_ESTALLED", "the peer stalled"},
+};
+
+const char *nc_strerror(int err) {
+    for (unsigned i = 0; i < sizeof table / sizeof *table; i++)
+        if (table[i].code == err) return table[i].text;
+    return "unknown error";
+}
+
+const char *nc_err_name(int err) {
+    for (unsigned i = 0; i < sizeof table / sizeof *table; i++)
+        if (table[i].code == err) return table[i].name;
+    return "NC_UNKNOWN";
+}
+
+int nc_err_from_uv(int e) {
+    switch (e) {
+    case 0: return NC_OK;
+    case UV_ENOMEM: return NC_ENOMEM;
+    case UV_ETIMEDOUT: return NC_ETIMEDOUT;
+    case UV_ECONNREFUSED: return NC_ECONNREFUSED;
+    case UV_ECONNRESET:
+    case UV_EPIPE:
+    case UV_EOF:
+    case UV_ECONNABORTED: return NC_ECONNCLOSED;
+    case UV_EADDRINUSE: return NC_EADDRINUSE;
+    case UV_EINVAL:
+    case UV_EADDRNOTAVAIL: return NC_EINVAL;
+    case UV_ECANCELED: return NC_ECANCELED;
+    case UV_EAI_NONAME:
+    case UV_EAI_AGAIN:
+    case UV_EAI_FAIL:
+    case UV_EAI_NODATA: return NC_ERESOLVE;
+    default: return NC_EIO;
+    }
+}
+
+const char *nc_version(void) { return NESTC_VERSION; }

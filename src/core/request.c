@@ -1,0 +1,219 @@
+/* Requests: the message context handed to handlers, and the reply stream written back (spec README §4:
+ * values, errors, the isDisposed end marker and its coalescing with the last value). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/envelope.h"
+#include "codec/json_write.h"
+#include "core/server_internal.h"
+#include "nestc/error.h"
+
+struct nc_ts_reply {
+    nc_ts_reply *next;
+    nc_request *req;
+    nc_reply_kind kind;
+    json_t *value;
+};
+
+static void flush_held(nc_flushable *f);
+
+nc_request *nc_request__new(nc_server *s) {
+    nc_request *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->srv = s;
+    r->fl.flush = flush_held;
+    r->next = s->inflight;
+    if (s->inflight) s->inflight->prev = r;
+    s->inflight = r;
+    s->ninflight++;
+    return r;
+}
+
+void nc_msg__clear(nc_msg *m) {
+    json_decref(m->root);
+    json_decref(m->headers);
+    free(m->route);
+    free(m->pattern_text);
+    free(m->channel);
+    free(m->data_json);
+    memset(m, 0, sizeof *m);
+}
+
+void nc_request__free_unfinished(nc_request *r) {
+    nc_server *s = r->srv;
+    if (r->prev) r->prev->next = r->next;
+    else s->inflight = r->next;
+    if (r->next) r->next->prev = r->prev;
+    s->ninflight--;
+    nc_ioctx_unmark(&s->io, &r->fl);
+    if (r->has_held) json_decref(r->held);
+    if (r->peer) r->pops->release(r->peer);
+    nc_msg__clear(&r->msg);
+    free(r->id);
+    free(r);
+    if (!s->freeing) nc_server__request_finished(s);
+}
+
+/* Writes one packet of the reply stream. value == NULL: `undefined` (no response key). */
+static int emit(nc_request *r, json_t *value, int is_err, int disposed) {
+    if (r->discard || !r->peer || r->peer_dead) return 0;
+    nc_server *s = r->srv;
+    nc_buf *b = &s->scratch;
+    nc_buf_reset(b);
+    if (value && nc_json_write(b, value)) return NC_ENOMEM;
+    nc_reply_pkt pkt = {.disposed = disposed, .id = r->id, .id_len = r->id_len};
+    if (value && is_err) {
+        pkt.err = b->data;
+        pkt.err_len = b->len;
+    } else if (value) {
+        pkt.response = b->data;
+        pkt.response_len = b->len;
+    }
+    if (r->pops->reply(r->peer, &pkt)) r->peer_dead = 1;
+    return 0;
+}
+
+static int check(nc_request *r) { return r ? 0 : NC_EINVAL; }
+
+static void take_held(nc_request *r, int disposed) {
+    json_t *v = r->held;
+    r->has_held = 0;
+    r->held = NULL;
+    emit(r, v, 0, disposed);
+    json_decref(v);
+}
+
+static void flush_held(nc_flushable *f) {
+    nc_request *r = (nc_request *)((char *)f - offsetof(nc_request, fl));
+    if (r->has_held) take_held(r, 0);
+}
+
+static void finish(nc_request *r) { nc_request__free_unfinished(r); }
+
+int nc_reply_next(nc_request *r, json_t *value) {
+    if (check(r)) {
+        json_decref(value);
+        return NC_EINVAL;
+    }
+    if (r->has_held) take_held(r, 0);
+    /* Hold the value until the end of this loop iteration: if the stream ends before then, the value
+     * carries isDisposed (NestJS's coalescing). */
+    r->held = value;
+    r->has_held = 1;
+    nc_ioctx_mark(&r->srv->io, &r->fl);
+    return 0;
+}
+
+int nc_reply_end(nc_request *r) {
+    if (check(r)) return NC_EINVAL;
+    if (r->has_held) take_held(r, 1);
+    else emit(r, NULL, 0, 1);
+    finish(r);
+    return 0;
+}
+
+int nc_reply(nc_request *r, json_t *value) {
+    if (check(r)) {
+        json_decref(value);
+        return NC_EINVAL;
+    }
+    if (r->has_held) take_held(r, 0);
+    emit(r, value, 0, 1);
+    json_decref(value);
+    finish(r);
+    return 0;
+}
+
+int nc_reply_error(nc_request *r, json_t *err) {
+    if (check(r)) {
+        json_decref(err);
+        return NC_EINVAL;
+    }
+    if (!err) err = json_pack("{s:s,s:s}", "status", "error", "message", "Internal server error");
+    if (r->has_held) take_held(r, 0);
+    emit(r, err, 1, 1);
+    json_decref(err);
+    finish(r);
+    return 0;
+}
+
+int nc_reply_error_msg(nc_request *r, const char *msg) {
+    return nc_reply_error(r, json_pack("{s:s,s:s}", "status", "error", "message", msg ? msg : ""));
+}
+
+/* ---- thread-safe replies ------------------------------------------------------------------------- */
+
+int nc_reply_threadsafe(nc_request *r, nc_reply_kind kind, json_t *value) {
+    if (!r) {
+        json_decref(value);
+        return NC_EINVAL;
+    }
+    nc_ts_reply *t = malloc(sizeof *t);
+    if (!t) {
+        json_decref(value);
+        return NC_ENOMEM;
+    }
+    *t = (nc_ts_reply){NULL, r, kind, value};
+    nc_server *s = r->srv;
+    uv_mutex_lock(&s->ts_lock);
+    if (s->ts_tail) s->ts_tail->next = t;
+    else s->ts_head = t;
+    s->ts_tail = t;
+    uv_mutex_unlock(&s->ts_lock);
+    uv_async_send(&s->async);
+    return 0;
+}
+
+void nc_server__apply_ts_replies(nc_server *s) {
+    uv_mutex_lock(&s->ts_lock);
+    nc_ts_reply *t = s->ts_head;
+    s->ts_head = s->ts_tail = NULL;
+    uv_mutex_unlock(&s->ts_lock);
+    while (t) {
+        nc_ts_reply *next = t->next;
+        if (s->freeing) {
+            json_decref(t->value);
+        } else {
+            switch (t->kind) {
+            case NC_REPLY_VALUE: nc_reply(t->req, t->value); break;
+            case NC_REPLY_NEXT: nc_reply_next(t->req, t->value); break;
+            case NC_REPLY_END:
+                json_decref(t->value);
+                nc_reply_end(t->req);
+                break;
+            case NC_REPLY_ERROR: nc_reply_error(t->req, t->value); break;
+            default: json_decref(t->value); break;
+            }
+        }
+        free(t);
+        t = next;
+    }
+}
+
+/* ---- message accessors --------------------------------------------------------------------------- */
+
+json_t *nc_msg_data(const nc_msg *m) { return m->data; }
+
+const char *nc_msg_data_json(const nc_msg *m, size_t *len) {
+    nc_msg *mm = (nc_msg *)m; /* lazily cached */
+    if (!mm->data_json) {
+        nc_buf b = NC_BUF_INIT;
+        if (nc_json_write(&b, m->data)) {
+            nc_buf_free(&b);
+            if (len) *len = 0;
+            return NULL;
+        }
+        mm->data_json = nc_buf_steal(&b, &mm->data_json_len);
+    }
+    if (len) *len = mm->data_json_len;
+    return mm->data_json;
+}
+
+const char *nc_msg_route(const nc_msg *m) { return m->route; }
+const char *nc_msg_pattern(const nc_msg *m) { return m->pattern_text; }
+const char *nc_msg_transport(const nc_msg *m) { return m->transport; }
+const char *nc_msg_channel(const nc_msg *m) { return m->channel; }
+json_t *nc_msg_headers(const nc_msg *m) { return m->headers; }
+json_t *nc_msg_metadata(const nc_msg *m) { return m->metadata; }
+int nc_msg_is_event(const nc_msg *m) { return m->is_event; }
+const nc_msg *nc_request_msg(const nc_request *r) { return r ? &r->msg : NULL; }

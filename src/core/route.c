@@ -1,0 +1,288 @@
+#include "core/route.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unicode/ucol.h>
+
+#include "codec/json_write.h"
+#include "nestc/error.h"
+#include "util/buf.h"
+
+/* transformPatternToRoute's DEFAULT_MAX_DEPTH and DEFAULT_MAX_KEYS. */
+#define ROUTE_MAX_DEPTH 5
+#define ROUTE_MAX_KEYS 20
+
+/* ---- collation ----------------------------------------------------------------------------------- */
+
+/* Primary rank, in ICU root collation (CLDR root = DUCET order with non-ignorable punctuation), of each
+ * printable ASCII character 0x20..0x7E; upper- and lower-case letters share a rank and differ only at the
+ * tertiary level (lower first). Secondary weights are all equal in this range, and none of these
+ * characters expands or contracts, so comparing primaries over the whole string and then case over the
+ * whole string is exactly what UCA does. Generated with Node 20 (ICU 78):
+ *   sorted = chars 0x20..0x7E sorted by (a, b) => a.localeCompare(b);
+ *   rank increments whenever new Intl.Collator(undefined, {sensitivity: "base"}).compare(prev, c) != 0.
+ * Resulting order: space _ - , ; : ! ? . ' " ( ) [ ] { } @ * / \ & # % ` ^ + < = > | ~ $ 0-9 aA..zZ. */
+static const unsigned char ascii_primary[95] = {
+    1,  7,  11, 23, 33, 24, 22, 10, 12, 13, 19, 27, 4,  3,  9,  20, /* 0x20 ' ' .. '/' */
+    34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 6,  5,  28, 29, 30, 8,  /* 0x30 '0' .. '?' */
+    18, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, /* 0x40 '@' .. 'O' */
+    59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 14, 21, 15, 26, 2,  /* 0x50 'P' .. '_' */
+    25, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, /* 0x60 '`' .. 'o' */
+    59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 16, 31, 17, 32,     /* 0x70 'p' .. '~' */
+};
+
+static int is_printable_ascii(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] - 0x20u > 0x7Eu - 0x20u) return 0;
+    return 1;
+}
+
+static int ascii_collate(const char *a, size_t alen, const char *b, size_t blen) {
+    size_t n = alen < blen ? alen : blen;
+    for (size_t i = 0; i < n; i++) {
+        unsigned pa = ascii_primary[(unsigned char)a[i] - 0x20], pb = ascii_primary[(unsigned char)b[i] - 0x20];
+        if (pa != pb) return pa < pb ? -1 : 1;
+    }
+    if (alen != blen) return alen < blen ? -1 : 1;
+    /* Same letters ignoring case: the first case difference decides, lower case first. */
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return a[i] >= 'a' ? -1 : 1;
+    return 0;
+}
+
+static pthread_once_t collator_once = PTHREAD_ONCE_INIT;
+static UCollator *collator_root; /* opened once, never closed; ucol_strcoll on it is thread-safe */
+
+static void collator_open(void) {
+    UErrorCode st = U_ZERO_ERROR;
+    UCollator *c = ucol_open("", &st); /* "" = root */
+    if (U_FAILURE(st)) {
+        if (c) ucol_close(c);
+        return;
+    }
+    /* V8 turns normalisation on for its collators; root leaves it off (only non-FCD input differs). */
+    ucol_setAttribute(c, UCOL_NORMALIZATION_MODE, UCOL_ON, &st);
+    if (U_FAILURE(st)) {
+        ucol_close(c);
+        return;
+    }
+    collator_root = c;
+}
+
+static const UCollator *collator(void) {
+    pthread_once(&collator_once, collator_open);
+    return collator_root;
+}
+
+static int byte_order(const char *a, size_t alen, const char *b, size_t blen) {
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c) return c < 0 ? -1 : 1;
+    return alen < blen ? -1 : alen > blen;
+}
+
+int nc_route_collate_icu(const char *a, size_t alen, const char *b, size_t blen) {
+    const UCollator *c = collator();
+    if (!c || alen > INT32_MAX || blen > INT32_MAX) return byte_order(a, alen, b, blen);
+    UErrorCode st = U_ZERO_ERROR;
+    UCollationResult r = ucol_strcollUTF8(c, a, (int32_t)alen, b, (int32_t)blen, &st);
+    if (U_FAILURE(st)) return byte_order(a, alen, b, blen);
+    return r == UCOL_LESS ? -1 : r == UCOL_GREATER;
+}
+
+int nc_route_collate(const char *a, size_t alen, const char *b, size_t blen) {
+    if (is_printable_ascii(a, alen) && is_printable_ascii(b, blen)) return ascii_collate(a, alen, b, blen);
+    return nc_route_collate_icu(a, alen, b, blen);
+}
+
+/* ---- normalisation ------------------------------------------------------------------------------- */
+
+typedef struct route_entry {
+    const char *key;
+    size_t klen;
+    const json_t *val;
+    /* Array.prototype.sort is stable and keys that collate equal keep Object.keys order: integer-index
+     * keys ("0".."4294967294") first in numeric order, then the others in insertion order. */
+    uint64_t js_order;
+    int ascii;
+} route_entry;
+
+static const char *const index_keys[ROUTE_MAX_KEYS] = {"0",  "1",  "2",  "3",  "4",  "5",  "6",
+                                                       "7",  "8",  "9",  "10", "11", "12", "13",
+                                                       "14", "15", "16", "17", "18", "19"};
+
+/* The JS property order of a key: its value for an array index, else 2^32 + insertion position. */
+static uint64_t js_order(const char *k, size_t n, size_t pos) {
+    uint64_t idx = 0;
+    if (n == 0 || n > 10 || (k[0] == '0' && n > 1)) return (1ull << 32) + pos;
+    for (size_t i = 0; i < n; i++) {
+        if (k[i] < '0' || k[i] > '9') return (1ull << 32) + pos;
+        idx = idx * 10 + (uint64_t)(k[i] - '0');
+    }
+    return idx <= 4294967294ull ? idx : (1ull << 32) + pos;
+}
+
+static int entry_cmp(const route_entry *x, const route_entry *y) {
+    int c = x->ascii && y->ascii ? ascii_collate(x->key, x->klen, y->key, y->klen)
+                                 : nc_route_collate_icu(x->key, x->klen, y->key, y->klen);
+    if (c) return c;
+    return x->js_order < y->js_order ? -1 : x->js_order > y->js_order;
+}
+
+/* `"` + esc(s) + `"`, esc doubling `\` and escaping `"` and nothing else. */
+static int put_quoted(nc_buf *b, const char *s, size_t n) {
+    if (nc_buf_reserve(b, n + 2)) return NC_ENOMEM;
+    b->data[b->len++] = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c != '"' && c != '\\' && c != '\0') continue;
+        if (c == '\0') return NC_EINVAL; /* a C string cannot carry this route */
+        if (nc_buf_append(b, s + run, i - run) || nc_buf_reserve(b, 2 + (n - i) + 1)) return NC_ENOMEM;
+        b->data[b->len++] = '\\';
+        b->data[b->len++] = c;
+        run = i + 1;
+    }
+    if (nc_buf_append(b, s + run, n - run) || nc_buf_append_char(b, '"')) return NC_ENOMEM;
+    return 0;
+}
+
+static int put_object(nc_buf *b, const json_t *o, int depth) {
+    if (depth > ROUTE_MAX_DEPTH) return nc_buf_append_str(b, "[MAX_DEPTH_REACHED]");
+    size_t n = json_is_array(o) ? json_array_size(o) : json_object_size(o);
+    if (n > ROUTE_MAX_KEYS) return nc_buf_append_str(b, "[TOO_MANY_KEYS]");
+
+    route_entry e[ROUTE_MAX_KEYS];
+    int all_ascii = 1;
+    if (json_is_array(o)) {
+        for (size_t i = 0; i < n; i++)
+            e[i] = (route_entry){index_keys[i], strlen(index_keys[i]), json_array_get(o, i), i, 1};
+    } else {
+        json_t *obj = (json_t *)o; /* the iterator API is not const-qualified; nothing is modified */
+        size_t i = 0;
+        for (void *it = json_object_iter(obj); it && i < n; it = json_object_iter_next(obj, it), i++) {
+            const char *k = json_object_iter_key(it);
+            size_t kl = json_object_iter_key_len(it);
+            e[i] = (route_entry){k, kl, json_object_iter_value(it), js_order(k, kl, i), is_printable_ascii(k, kl)};
+            all_ascii &= e[i].ascii;
+        }
+        n = i;
+    }
+    if (n > 1 && !all_ascii && !collator()) return NC_ENOMEM;
+
+    /* At most 20 entries: a stable insertion sort needs no memory and few comparisons. */
+    for (size_t i = 1; i < n; i++) {
+        route_entry t = e[i];
+        size_t j = i;
+        for (; j > 0 && entry_cmp(&e[j - 1], &t) > 0; j--) e[j] = e[j - 1];
+        e[j] = t;
+    }
+
+    if (nc_buf_append_char(b, '{')) return NC_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        int rc = i ? nc_buf_append_char(b, ',') : 0;
+        if (!rc) rc = put_quoted(b, e[i].key, e[i].klen);
+        if (!rc) rc = nc_buf_append_char(b, ':');
+        if (rc) return rc;
+        const json_t *v = e[i].val;
+        switch (json_typeof(v)) {
+        case JSON_OBJECT:
+        case JSON_ARRAY:
+            rc = put_object(b, v, depth + 1);
+            break;
+        case JSON_STRING:
+            rc = put_quoted(b, json_string_value(v), json_string_length(v));
+            break;
+        default: /* numbers as JS text, true/false/null as words: what JSON.stringify writes too */
+            rc = nc_json_write(b, v);
+            break;
+        }
+        if (rc) return rc;
+    }
+    return nc_buf_append_char(b, '}');
+}
+
+static int dup_text(const char *s, size_t n, char **out) {
+    if (memchr(s, '\0', n)) return NC_EINVAL;
+    char *p = malloc(n + 1);
+    if (!p) return NC_ENOMEM;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    *out = p;
+    return 0;
+}
+
+int nc_route_from_value(const json_t *pattern, char **out) {
+    if (!out) return NC_EINVAL;
+    *out = NULL;
+    if (!pattern) return NC_EINVAL;
+    nc_buf b = NC_BUF_INIT;
+    int rc;
+    switch (json_typeof(pattern)) {
+    case JSON_STRING:
+        return dup_text(json_string_value(pattern), json_string_length(pattern), out);
+    case JSON_INTEGER:
+    case JSON_REAL:
+        rc = nc_json_write(&b, pattern);
+        break;
+    case JSON_OBJECT:
+    case JSON_ARRAY:
+        rc = nc_buf_reserve(&b, 63); /* one allocation for typical routes ({"cmd":"..."}) */
+        if (!rc) rc = put_object(&b, pattern, 0);
+        break;
+    default: /* true, false, null: NestJS returns them unconverted; they match no handler */
+        return NC_EINVAL;
+    }
+    if (!rc) {
+        *out = nc_buf_steal(&b, NULL);
+        if (!*out) rc = NC_ENOMEM;
+    }
+    if (rc) nc_buf_free(&b);
+    return rc;
+}
+
+static int is_json_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static int text_is(const char *s, size_t n, const char *lit) { return n == strlen(lit) && !memcmp(s, lit, n); }
+
+int nc_route_from_text(const char *text, size_t len, char **out) {
+    if (!out) return NC_EINVAL;
+    *out = NULL;
+    if (!text && len) return NC_EINVAL;
+    if (!text) text = "";
+
+    /* JSON.parse can only succeed on text whose first non-blank character starts a JSON value; deciding
+     * that up front keeps plain string patterns ("sum", "user_created") away from the parser. */
+    size_t s = 0, end = len;
+    while (s < end && is_json_ws(text[s])) s++;
+    while (end > s && is_json_ws(text[end - 1])) end--;
+    char c0 = s < end ? text[s] : '\0';
+    if (c0 == 't' || c0 == 'f' || c0 == 'n') {
+        /* true/false/null parse to values that are not routes (§3.3.3); any other word is no JSON. */
+        const char *w = text + s;
+        size_t wn = end - s;
+        if (text_is(w, wn, "true") || text_is(w, wn, "false") || text_is(w, wn, "null")) return NC_EINVAL;
+    } else if (c0 == '{' || c0 == '[' || c0 == '"' || c0 == '-' || (c0 >= '0' && c0 <= '9')) {
+        json_t *v = NULL;
+        int js_accepts = 0;
+        int rc = nc_json_parse_js(text, len, &v, NULL, 0, &js_accepts);
+        if (rc == 0) {
+            rc = nc_route_from_value(v, out);
+            json_decref(v);
+            return rc;
+        }
+        if (rc == NC_ENOMEM) return rc;
+        if (js_accepts) return NC_EINVAL;
+    }
+    return dup_text(text, len, out);
+}
+
+int nc_route_from_user(const char *pattern, char **out) {
+    if (!pattern) {
+        if (out) *out = NULL;
+        return NC_EINVAL;
+    }
+    return nc_route_from_text(pattern, strlen(pattern), out);
+}

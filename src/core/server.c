@@ -1,0 +1,470 @@
+/* The server core: handler table, dispatch by NestJS's rules, lifecycle and graceful shutdown. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/envelope.h"
+#include "codec/json_write.h"
+#include "core/route.h"
+#include "core/server_internal.h"
+#include "nestc/error.h"
+
+#define DEFAULT_LIMIT 134217728LL
+
+static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+
+static long long limit_or(long long v, long long def) { return v == 0 ? def : v < 0 ? 0 : v; }
+
+static int cfg_init(nc_server_cfg *c, const nc_server_opts *o) {
+    memset(c, 0, sizeof *c);
+    c->max_buffer_size = limit_or(o->max_buffer_size, DEFAULT_LIMIT);
+    c->max_send_buffer_size = limit_or(o->max_send_buffer_size, DEFAULT_LIMIT);
+    c->incomplete_timeout_ms = (int)limit_or(o->incomplete_message_timeout_ms, 30000);
+    c->shutdown_timeout_ms = (int)limit_or(o->shutdown_timeout_ms, 10000);
+    c->retry_attempts = o->retry_attempts > 0 ? o->retry_attempts : 0;
+    c->retry_delay_ms = o->retry_delay_ms > 0 ? o->retry_delay_ms : 0;
+    if (o->tls) {
+        c->has_tls = 1;
+        c->tls = *o->tls;
+        c->tls.cert_file = xstrdup(o->tls->cert_file);
+        c->tls.key_file = xstrdup(o->tls->key_file);
+        c->tls.ca_file = xstrdup(o->tls->ca_file);
+        c->tls.server_name = xstrdup(o->tls->server_name);
+    }
+    if (o->codec) {
+        c->has_codec = 1;
+        c->codec = *o->codec;
+    }
+    return 0;
+}
+
+static void cfg_free(nc_server_cfg *c) {
+    free((char *)c->tls.cert_file);
+    free((char *)c->tls.key_file);
+    free((char *)c->tls.ca_file);
+    free((char *)c->tls.server_name);
+}
+
+static void on_async(uv_async_t *h) {
+    nc_server *s = h->data;
+    nc_server__apply_ts_replies(s);
+    if (s->ts_close_requested) {
+        s->ts_close_requested = 0;
+        nc_server_close(s, NULL, NULL);
+    }
+}
+
+int nc_server_new(nc_server **out, const char *url, const nc_server_opts *opts) {
+    static const nc_server_opts defaults = {0};
+    if (!out) return NC_EINVAL;
+    *out = NULL;
+    if (!opts) opts = &defaults;
+    nc_server *s = calloc(1, sizeof *s);
+    if (!s) return NC_ENOMEM;
+    nc_logger_init(&s->log, opts->log, opts->log_user, opts->log_level);
+    char err[256];
+    int r = nc_url_parse(&s->url, url, err, sizeof err);
+    if (r) {
+        nc_logf(&s->log, NC_LOG_ERROR, "Server", "%s", err);
+        free(s);
+        return r;
+    }
+    s->tp = nc_server_transport_find(s->url.scheme);
+    if (!s->tp) {
+        nc_logf(&s->log, NC_LOG_ERROR, "Server", "unsupported transport \"%s\" in %s", s->url.scheme, url);
+        nc_url_free(&s->url);
+        free(s);
+        return NC_EUNSUPPORTED;
+    }
+    cfg_init(&s->cfg, opts);
+    if ((r = nc_ioctx_init(&s->io, opts->loop))) goto fail_cfg;
+    if ((r = s->tp->create(s, &s->url, &s->tps))) goto fail_io;
+    uv_mutex_init(&s->ts_lock);
+    uv_async_init(s->io.loop, &s->async, on_async);
+    s->async.data = s;
+    uv_unref((uv_handle_t *)&s->async);
+    uv_timer_init(s->io.loop, &s->grace);
+    s->grace.data = s;
+    *out = s;
+    return 0;
+fail_io:
+    nc_ioctx_finish(&s->io);
+fail_cfg:
+    cfg_free(&s->cfg);
+    nc_url_free(&s->url);
+    free(s);
+    return r;
+}
+
+/* ---- handler registration ------------------------------------------------------------------------ */
+
+static int entry_for(nc_server *s, const char *route, nc_route_entry **out) {
+    size_t n = strlen(route);
+    nc_route_entry *e = nc_map_get(&s->routes, route, n);
+    if (!e) {
+        if (!(e = calloc(1, sizeof *e))) return NC_ENOMEM;
+        if (nc_map_put(&s->routes, route, n, e, &e->route)) {
+            free(e);
+            return NC_ENOMEM;
+        }
+        if (s->listening && s->tp->route_added) s->tp->route_added(s->tps, e->route);
+    }
+    *out = e;
+    return 0;
+}
+
+static int route_of_user(nc_server *s, const char *pattern, const json_t *jpattern, char **route) {
+    int r = jpattern ? nc_route_from_value(jpattern, route) : nc_route_from_user(pattern, route);
+    if (r) nc_logf(&s->log, NC_LOG_ERROR, "Server", "invalid pattern %s", pattern ? pattern : "(json)");
+    return r;
+}
+
+static int add_message(nc_server *s, const char *pattern, const json_t *jp, nc_request_fn fn, void *user) {
+    if (!s || (!pattern && !jp) || !fn) return NC_EINVAL;
+    char *route;
+    int r = route_of_user(s, pattern, jp, &route);
+    if (r) return r;
+    nc_route_entry *e;
+    r = entry_for(s, route, &e);
+    free(route);
+    if (r) return r;
+    e->req_fn = fn;
+    e->req_user = user;
+    return 0;
+}
+
+static int add_event(nc_server *s, const char *pattern, const json_t *jp, nc_event_fn fn, void *user) {
+    if (!s || (!pattern && !jp) || !fn) return NC_EINVAL;
+    char *route;
+    int r = route_of_user(s, pattern, jp, &route);
+    if (r) return r;
+    nc_route_entry *e;
+    r = entry_for(s, route, &e);
+    free(route);
+    if (r) return r;
+    nc_event_handler *ev = realloc(e->events, (e->nevents + 1) * sizeof *ev);
+    if (!ev) return NC_ENOMEM;
+    e->events = ev;
+    e->events[e->nevents++] = (nc_event_handler){fn, user};
+    return 0;
+}
+
+int nc_server_message(nc_server *s, const char *p, nc_request_fn fn, void *u) { return add_message(s, p, NULL, fn, u); }
+int nc_server_event(nc_server *s, const char *p, nc_event_fn fn, void *u) { return add_event(s, p, NULL, fn, u); }
+int nc_server_message_json(nc_server *s, const json_t *p, nc_request_fn fn, void *u) {
+    return p ? add_message(s, NULL, p, fn, u) : NC_EINVAL;
+}
+int nc_server_event_json(nc_server *s, const json_t *p, nc_event_fn fn, void *u) {
+    return p ? add_event(s, NULL, p, fn, u) : NC_EINVAL;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------------ */
+
+static char *pattern_text(json_t *pattern) {
+    if (json_is_string(pattern)) return strndup(json_string_value(pattern), json_string_length(pattern));
+    nc_buf b = NC_BUF_INIT;
+    if (nc_json_write(&b, pattern)) {
+        nc_buf_free(&b);
+        return NULL;
+    }
+    return nc_buf_steal(&b, NULL);
+}
+
+/* Fills the message context from a decoded packet (spec README §9.1 for foreign messages). */
+static int msg_fill(nc_server *s, nc_msg *m, json_t *root, const nc_inbound *in, json_t **pattern, json_t **id) {
+    m->root = root;
+    m->transport = s->url.scheme;
+    if (in->channel && !(m->channel = strdup(in->channel))) return NC_ENOMEM;
+    if (in->headers) m->headers = json_incref(in->headers);
+    *pattern = *id = NULL;
+    json_t *p = json_is_object(root) ? json_object_get(root, "pattern") : NULL;
+    json_t *d = json_is_object(root) ? json_object_get(root, "data") : NULL;
+    if (json_is_object(root) && (p || d)) {
+        *pattern = p;
+        *id = json_object_get(root, "id");
+        m->data = d;
+        m->metadata = json_object_get(root, "metadata");
+        if (m->metadata && !json_is_object(m->metadata)) m->metadata = NULL;
+    } else {
+        /* Not a NestJS packet: an event for the channel it came on, the whole message as data. */
+        m->data = root;
+        if (in->channel && !(*pattern = json_string(in->channel))) return NC_ENOMEM; /* caller frees */
+    }
+    if (!m->data) m->data = json_null();
+    return 0;
+}
+
+static void run_events(nc_server *s, nc_route_entry *e, const nc_msg *m) {
+    /* Handlers may register more handlers (realloc): iterate by index over the count at entry. */
+    size_t n = e->nevents;
+    for (size_t i = 0; i < n && i < e->nevents; i++) e->events[i].fn(m, e->events[i].user);
+}
+
+int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
+                        size_t whylen) {
+    json_t *root = NULL;
+    if (nc_json_parse(body, len, &root, why, whylen)) return NC_EPROTO;
+    if (s->cfg.has_codec && s->cfg.codec.deserialize) {
+        json_t *x = s->cfg.codec.deserialize(s->cfg.codec.user, root);
+        json_decref(root);
+        if (!x) {
+            nc_logf(&s->log, NC_LOG_WARN, "Server", "the deserializer dropped a message");
+            return 0;
+        }
+        root = x;
+    }
+    if (!nc_json_truthy(root)) {
+        /* NestJS replaces a falsy body by {} */
+        json_decref(root);
+        root = json_object();
+        if (!root) return NC_ENOMEM;
+    }
+    nc_request *req = nc_request__new(s);
+    if (!req) {
+        json_decref(root);
+        return NC_ENOMEM;
+    }
+    nc_msg *m = &req->msg;
+    json_t *pattern, *id;
+    json_t *owned_pattern = NULL;
+    int r = msg_fill(s, m, root, in, &pattern, &id);
+    if (pattern && pattern != json_object_get(root, "pattern")) owned_pattern = pattern;
+    if (r) goto fail;
+    m->is_event = id == NULL;
+    nc_route_entry *e = NULL;
+    if (pattern) {
+        m->pattern_text = pattern_text(pattern);
+        if (!m->pattern_text) {
+            r = NC_ENOMEM;
+            goto fail;
+        }
+        char *route = NULL;
+        r = json_is_string(pattern) ? nc_route_from_text(m->pattern_text, strlen(m->pattern_text), &route)
+                                    : nc_route_from_value(pattern, &route);
+        if (r == NC_ENOMEM) goto fail;
+        if (!r) {
+            e = nc_map_get(&s->routes, route, strlen(route));
+            m->route = route;
+        }
+        r = 0;
+    }
+    json_decref(owned_pattern);
+    owned_pattern = NULL;
+    if (!m->route && !(m->route = strdup(m->pattern_text ? m->pattern_text : ""))) {
+        r = NC_ENOMEM;
+        goto fail;
+    }
+    if (m->is_event) {
+        if (e && e->nevents) {
+            run_events(s, e, m);
+            nc_request__free_unfinished(req);
+        } else if (e && e->req_fn) {
+            /* NestJS runs a message handler for an event and discards its result. */
+            req->discard = 1;
+            e->req_fn(req, m, e->req_user);
+        } else {
+            nc_logf(&s->log, NC_LOG_ERROR, "Server",
+                    "There is no matching event handler defined in the remote service. Event pattern: %s",
+                    m->pattern_text ? m->pattern_text : "undefined");
+            nc_request__free_unfinished(req);
+        }
+        return 0;
+    }
+    /* A request: remember how to answer it. */
+    nc_buf idb = NC_BUF_INIT;
+    if (nc_json_write(&idb, id)) {
+        nc_buf_free(&idb);
+        r = NC_ENOMEM;
+        goto fail;
+    }
+    req->id = nc_buf_steal(&idb, &req->id_len);
+    if (!req->id) {
+        r = NC_ENOMEM;
+        goto fail;
+    }
+    req->peer = in->peer;
+    req->pops = in->peer_ops;
+    if (req->peer) req->pops->retain(req->peer);
+    if (e && e->req_fn) {
+        e->req_fn(req, m, e->req_user);
+    } else if (e && e->nevents) {
+        /* Only event handlers: NestJS runs the chain and answers; we answer with completion. */
+        run_events(s, e, m);
+        nc_reply_end(req);
+    } else {
+        nc_reply_pkt pkt = {.no_handler = 1, .id = req->id, .id_len = req->id_len};
+        if (req->peer && req->pops->reply(req->peer, &pkt)) req->peer_dead = 1;
+        nc_request__free_unfinished(req);
+    }
+    return 0;
+fail:
+    json_decref(owned_pattern);
+    nc_request__free_unfinished(req);
+    return r;
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------------- */
+
+void nc_server__status(nc_server *s, const char *status, int err) {
+    if (s->status_fn) s->status_fn(s->status_user, status, err);
+}
+
+void nc_server_on_status(nc_server *s, nc_status_fn fn, void *user) {
+    s->status_fn = fn;
+    s->status_user = user;
+}
+
+uv_loop_t *nc_server_loop(nc_server *s) { return s->io.loop; }
+
+int nc_server_listen(nc_server *s) {
+    if (!s) return NC_EINVAL;
+    if (s->closing) return NC_ECLOSED;
+    if (s->listening) return 0;
+    int r = s->tp->listen(s->tps);
+    if (r) {
+        nc_server__status(s, "disconnected", r);
+        return r;
+    }
+    s->listening = 1;
+    if (s->tp->route_added) {
+        const char *k;
+        size_t it = 0;
+        while (nc_map_next(&s->routes, &it, &k, NULL)) s->tp->route_added(s->tps, k);
+    }
+    nc_server__status(s, "connected", 0);
+    return 0;
+}
+
+int nc_server_port(const nc_server *s) { return s && s->tp->port ? s->tp->port(s->tps) : 0; }
+
+int nc_server_run(nc_server *s) {
+    int r = nc_server_listen(s);
+    if (r) return r;
+    uv_run(s->io.loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
+static void handle_closed(uv_handle_t *h) {
+    nc_server *s = h->data;
+    if (--s->nclosing_handles > 0) return;
+    s->handles_closed = 1;
+    nc_server__status(s, "disconnected", 0);
+    if (s->close_done) {
+        void (*fn)(void *) = s->close_done;
+        s->close_done = NULL;
+        fn(s->close_user);
+    }
+}
+
+void nc_server__closed(nc_server *s) {
+    s->transport_closed = 1;
+    /* Our own handles go last, so the loop can end once the server is closed. */
+    s->nclosing_handles = 2;
+    uv_close((uv_handle_t *)&s->async, handle_closed);
+    uv_close((uv_handle_t *)&s->grace, handle_closed);
+    if (s->signals_on) {
+        s->nclosing_handles += 2;
+        uv_close((uv_handle_t *)&s->sigint, handle_closed);
+        uv_close((uv_handle_t *)&s->sigterm, handle_closed);
+    }
+    nc_ioctx_close(&s->io);
+}
+
+static void phase2(nc_server *s) {
+    uv_timer_stop(&s->grace);
+    nc_server__apply_ts_replies(s);
+    nc_ioctx_flush(&s->io);
+    if (s->ninflight)
+        nc_logf(&s->log, NC_LOG_WARN, "Server", "closing with %zu request(s) still unfinished", s->ninflight);
+    s->tp->close(s->tps);
+}
+
+static void on_grace(uv_timer_t *t) { phase2(t->data); }
+
+void nc_server__request_finished(nc_server *s) {
+    if (s->closing && !s->transport_closed && s->ninflight == 0 && uv_is_active((uv_handle_t *)&s->grace)) {
+        uv_timer_stop(&s->grace);
+        /* leave the current callback before tearing connections down */
+        uv_timer_start(&s->grace, on_grace, 0, 0);
+    }
+}
+
+void nc_server_close(nc_server *s, void (*done)(void *), void *user) {
+    if (!s) return;
+    if (done) {
+        s->close_done = done;
+        s->close_user = user;
+    }
+    if (s->closing) return;
+    s->closing = 1;
+    if (s->signals_on) {
+        uv_signal_stop(&s->sigint);
+        uv_signal_stop(&s->sigterm);
+    }
+    s->tp->stop_accepting(s->tps);
+    if (s->ninflight == 0 || s->cfg.shutdown_timeout_ms == 0) {
+        uv_timer_start(&s->grace, on_grace, 0, 0);
+    } else {
+        nc_logf(&s->log, NC_LOG_INFO, "Server", "closing: waiting up to %d ms for %zu request(s)",
+                s->cfg.shutdown_timeout_ms, s->ninflight);
+        uv_timer_start(&s->grace, on_grace, (uint64_t)s->cfg.shutdown_timeout_ms, 0);
+    }
+}
+
+void nc_server_close_threadsafe(nc_server *s) {
+    s->ts_close_requested = 1;
+    uv_async_send(&s->async);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    nc_server *s = h->data;
+    nc_logf(&s->log, NC_LOG_INFO, "Server", "received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    nc_server_close(s, NULL, NULL);
+}
+
+int nc_server_handle_signals(nc_server *s) {
+    if (s->signals_on || s->closing) return s->closing ? NC_ECLOSED : 0;
+    uv_signal_init(s->io.loop, &s->sigint);
+    uv_signal_init(s->io.loop, &s->sigterm);
+    s->sigint.data = s->sigterm.data = s;
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    /* Signal watchers alone must not keep the loop running. */
+    uv_unref((uv_handle_t *)&s->sigint);
+    uv_unref((uv_handle_t *)&s->sigterm);
+    s->signals_on = 1;
+    return 0;
+}
+
+void nc_server_free(nc_server *s) {
+    if (!s) return;
+    if (!s->closing) {
+        s->cfg.shutdown_timeout_ms = 0;
+        nc_server_close(s, NULL, NULL);
+    }
+    while (!s->handles_closed) {
+        if (!uv_run(s->io.loop, UV_RUN_ONCE) && !s->handles_closed) {
+            /* Nothing active yet not closed: the close was never started (e.g. timer unreachable). */
+            if (!s->transport_closed) phase2(s);
+            else break;
+        }
+    }
+    s->freeing = 1;
+    while (s->inflight) nc_request__free_unfinished(s->inflight);
+    s->tp->destroy(s->tps);
+    const char *k;
+    void *v;
+    size_t it = 0;
+    while (nc_map_next(&s->routes, &it, &k, &v)) {
+        nc_route_entry *e = v;
+        free(e->events);
+        free(e);
+    }
+    nc_map_free(&s->routes);
+    nc_server__apply_ts_replies(s); /* frees queued values of requests already gone */
+    uv_mutex_destroy(&s->ts_lock);
+    nc_buf_free(&s->scratch);
+    nc_ioctx_finish(&s->io);
+    cfg_free(&s->cfg);
+    nc_url_free(&s->url);
+    free(s);
+}

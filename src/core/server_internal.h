@@ -1,0 +1,120 @@
+/* Server internals shared by the core files and the calls transports make into the core. Private. */
+#ifndef NC_CORE_SERVER_INTERNAL_H
+#define NC_CORE_SERVER_INTERNAL_H
+
+#include <uv.h>
+
+#include "core/log.h"
+#include "core/url.h"
+#include "io/ioctx.h"
+#include "nestc/server.h"
+#include "transport/transport.h"
+#include "util/buf.h"
+#include "util/map.h"
+
+/* Options with defaults applied and strings copied. */
+typedef struct nc_server_cfg {
+    long long max_buffer_size;      /* 0 = off */
+    long long max_send_buffer_size; /* 0 = off */
+    int incomplete_timeout_ms;      /* 0 = off */
+    int shutdown_timeout_ms;
+    int retry_attempts, retry_delay_ms;
+    int has_tls;
+    nc_tls_opts tls; /* owned copies */
+    int has_codec;
+    nc_codec codec;
+} nc_server_cfg;
+
+typedef struct nc_event_handler {
+    nc_event_fn fn;
+    void *user;
+} nc_event_handler;
+
+typedef struct nc_route_entry {
+    const char *route; /* the map's key */
+    nc_request_fn req_fn;
+    void *req_user;
+    nc_event_handler *events;
+    size_t nevents;
+} nc_route_entry;
+
+struct nc_msg {
+    json_t *root; /* owned: the decoded packet */
+    json_t *data; /* borrowed from root, or json_null() */
+    json_t *metadata;
+    json_t *headers; /* owned reference */
+    char *route;
+    char *pattern_text;
+    char *channel;
+    const char *transport;
+    char *data_json; /* lazily built */
+    size_t data_json_len;
+    int is_event;
+};
+
+typedef struct nc_ts_reply nc_ts_reply;
+
+struct nc_request {
+    nc_msg msg;
+    nc_server *srv;
+    char *id; /* JSON text of the id */
+    size_t id_len;
+    void *peer;
+    const nc_peer_ops *pops;
+    json_t *held; /* a stream value waiting for the end of the iteration (coalescing) */
+    int has_held;
+    int peer_dead;
+    int discard; /* event routed to a request handler: replies go nowhere */
+    nc_flushable fl;
+    struct nc_request *prev, *next;
+};
+
+struct nc_server {
+    nc_ioctx io;
+    nc_url url;
+    nc_server_cfg cfg;
+    nc_logger log;
+    const nc_server_transport *tp;
+    void *tps;
+    nc_map routes;
+    nc_request *inflight; /* list of unfinished requests */
+    size_t ninflight;
+    nc_buf scratch; /* encoder scratch for reply values */
+    uv_async_t async;
+    uv_mutex_t ts_lock;
+    nc_ts_reply *ts_head, *ts_tail;
+    volatile int ts_close_requested;
+    uv_timer_t grace;
+    uv_signal_t sigint, sigterm;
+    int signals_on;
+    int listening, closing, transport_closed, handles_closed, freeing;
+    int nclosing_handles;
+    void (*close_done)(void *);
+    void *close_user;
+    nc_status_fn status_fn;
+    void *status_user;
+};
+
+/* ---- calls for transports ----------------------------------------------------------------------- */
+static inline const nc_server_cfg *nc_server__cfg(nc_server *s) { return &s->cfg; }
+static inline nc_ioctx *nc_server__io(nc_server *s) { return &s->io; }
+static inline const nc_logger *nc_server__log(nc_server *s) { return &s->log; }
+static inline const char *nc_server__scheme(nc_server *s) { return s->url.scheme; }
+
+/* Decodes one body (the JSON text of a packet) and dispatches it. Returns 0, or NC_EPROTO when the body
+ * is not JSON (`why` gets the reason; TCP then closes the connection as NestJS does). */
+int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
+                        size_t whylen);
+void nc_server__status(nc_server *s, const char *status, int err);
+/* The transport finished closing every handle (after close()). */
+void nc_server__closed(nc_server *s);
+
+/* request.c */
+nc_request *nc_request__new(nc_server *s);
+void nc_request__free_unfinished(nc_request *r);
+void nc_msg__clear(nc_msg *m);
+void nc_server__apply_ts_replies(nc_server *s);
+/* A request left the in-flight list (graceful close may proceed). */
+void nc_server__request_finished(nc_server *s);
+
+#endif

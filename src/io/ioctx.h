@@ -1,0 +1,45 @@
+/* Per-loop write batching. Producers (reply streams, connections) queue bytes during a loop iteration
+ * and mark themselves dirty; the context flushes every dirty item right before the loop blocks for I/O
+ * (uv_prepare) and right after I/O callbacks ran (uv_check). So all replies a connection produced in one
+ * iteration leave in one write, and a stream value followed by its end in the same iteration can be
+ * coalesced into one packet, as NestJS does with process.nextTick. Private. */
+#ifndef NC_IO_IOCTX_H
+#define NC_IO_IOCTX_H
+
+#include <uv.h>
+
+typedef struct nc_flushable {
+    struct nc_flushable *next_dirty;
+    void (*flush)(struct nc_flushable *f);
+    int queued; /* on the dirty list */
+} nc_flushable;
+
+typedef struct nc_ioctx {
+    uv_loop_t *loop;
+    int own_loop;
+    uv_prepare_t prepare;
+    uv_check_t check;
+    nc_flushable *dirty_head, *dirty_tail;
+    int closing;
+    char *rbuf; /* NC_READ_BUF_SIZE bytes, allocated on first read */
+    char *tlsbuf; /* decrypted-bytes scratch, same size */
+} nc_ioctx;
+
+/* Creates the context on `loop` (NULL: a new owned loop). */
+int nc_ioctx_init(nc_ioctx *io, uv_loop_t *loop);
+/* Queues f for the next flush (no-op if already queued). */
+void nc_ioctx_mark(nc_ioctx *io, nc_flushable *f);
+/* Removes f from the dirty list (before f is freed). */
+void nc_ioctx_unmark(nc_ioctx *io, nc_flushable *f);
+/* Flushes now (used before closing). */
+void nc_ioctx_flush(nc_ioctx *io);
+/* Closes the prepare/check handles (async; the loop must run to finish). */
+void nc_ioctx_close(nc_ioctx *io);
+/* Runs an owned loop until every handle is closed, then closes and frees the loop. */
+void nc_ioctx_finish(nc_ioctx *io);
+
+#endif
+
+/* One read buffer per loop: libuv reads one stream at a time and consumers copy what they keep. */
+#define NC_READ_BUF_SIZE 65536
+char *nc_ioctx_read_buffer(nc_ioctx *io);

@@ -1,0 +1,89 @@
+/* A byte stream over a libuv TCP handle, plain or TLS (OpenSSL with memory BIOs, so TLS runs on the same
+ * loop with no extra threads). Writes are buffered and leave once per loop iteration (see ioctx.h).
+ * The nc_stream is embedded in its owner's struct; the owner may free it once on_close has run. Private. */
+#ifndef NC_IO_STREAM_H
+#define NC_IO_STREAM_H
+
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "io/ioctx.h"
+#include "util/buf.h"
+
+typedef struct nc_stream nc_stream;
+
+typedef struct nc_stream_cbs {
+    /* The stream is ready for data (connected and, for TLS, handshake done), or failed to get there. */
+    void (*on_open)(nc_stream *s, int err, const char *msg);
+    /* Bytes arrived (plaintext). Valid during the call only. */
+    void (*on_data)(nc_stream *s, const char *data, size_t len);
+    /* A write completed (unsent bytes went down); optional. */
+    void (*on_drain)(nc_stream *s);
+    /* The stream is closing: the peer closed, an error happened, or nc_stream_close was called (err 0 =
+     * orderly end). Always called once (after on_open(err) when opening failed); on_close follows. */
+    void (*on_end)(nc_stream *s, int err, const char *msg);
+    /* The handle is closed; the owner may free the memory now. */
+    void (*on_close)(nc_stream *s);
+} nc_stream_cbs;
+
+typedef struct nc_write_note {
+    uint64_t at; /* fires when written_bytes >= at */
+    void (*cb)(void *arg, int err);
+    void *arg;
+} nc_write_note;
+
+struct nc_stream {
+    uv_tcp_t tcp;
+    nc_ioctx *io;
+    nc_flushable fl;
+    const nc_stream_cbs *cbs;
+    void *data; /* the owner's */
+    uv_connect_t connect_req;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    nc_buf out;  /* plaintext not yet handed to TLS / the socket */
+    nc_buf pend; /* wire bytes ready to write */
+    nc_buf wire; /* wire bytes in the current uv_write */
+    uint64_t pend_plain, wire_plain;
+    uint64_t queued_bytes, written_bytes; /* plaintext totals */
+    nc_write_note *notes;
+    size_t nnotes, capnotes;
+    SSL *ssl;
+    unsigned state : 3; /* see stream.c */
+    unsigned writing : 1;
+    unsigned reading : 1;
+    unsigned paused : 1;
+    unsigned tls_done : 1;
+    unsigned want_end : 1;
+    unsigned ended : 1;
+    unsigned notify_sent : 1;
+    int close_err;
+};
+
+/* Prepares a stream on `io`. ctx: NULL for plain TCP, else TLS with that context (client when
+ * !is_server, verifying `host` when it is not NULL). Returns 0 or NC_ENOMEM/NC_ETLS. */
+int nc_stream_init(nc_stream *s, nc_ioctx *io, const nc_stream_cbs *cbs, SSL_CTX *ctx, int is_server,
+                   const char *host);
+/* Client: connect to addr. on_open reports the outcome. */
+int nc_stream_connect(nc_stream *s, const struct sockaddr *addr);
+/* Server: accept from a listening handle; on_open follows (at once for plain TCP, after the handshake
+ * for TLS). */
+int nc_stream_accept(nc_stream *s, uv_stream_t *listener);
+/* Queues plaintext for writing. Returns 0 or NC_ENOMEM / NC_ECLOSED. */
+int nc_stream_write(nc_stream *s, const void *p, size_t n);
+/* cb(arg, 0) once everything queued so far is written, cb(arg, err) if the stream closes first. */
+int nc_stream_notify_written(nc_stream *s, void (*cb)(void *, int), void *arg);
+/* Bytes queued and not yet confirmed written. */
+uint64_t nc_stream_unsent(const nc_stream *s);
+void nc_stream_pause(nc_stream *s);
+void nc_stream_resume(nc_stream *s);
+/* Orderly end: flush what is queued, send FIN, then close. */
+void nc_stream_end(nc_stream *s);
+/* Immediate close (pending writes dropped). Idempotent. on_end(err,msg) then on_close follow. */
+void nc_stream_close(nc_stream *s, int err, const char *msg);
+int nc_stream_is_open(const nc_stream *s);
+/* Peer address as text "ip:port" into buf. */
+void nc_stream_peer(const nc_stream *s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,86 @@
+#include "io/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nestc/error.h"
+
+static void last_error(char *err, size_t errlen, const char *what, const char *file) {
+    unsigned long e = ERR_get_error();
+    char buf[256] = "unknown error";
+    if (e) ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    snprintf(err, errlen, "%s%s%s: %s", what, file ? " " : "", file ? file : "", buf);
+}
+
+int nc_tls_ctx_new(SSL_CTX **out, const nc_tls_opts *o, int is_server, char *err, size_t errlen) {
+    static const nc_tls_opts none = {0};
+    if (!o) o = &none;
+    *out = NULL;
+    if (is_server && (!o->cert_file || !o->key_file)) {
+        snprintf(err, errlen, "a TLS server needs a certificate and a key (--cert, --key)");
+        return NC_EINVAL;
+    }
+    if (!is_server && (!o->cert_file) != (!o->key_file)) {
+        snprintf(err, errlen, "a client certificate needs its key and the key its certificate");
+        return NC_EINVAL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
+    if (!ctx) {
+        last_error(err, errlen, "cannot create a TLS context", NULL);
+        return NC_ETLS;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    if (o->cert_file && SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1) {
+        last_error(err, errlen, "cannot load the certificate", o->cert_file);
+        goto fail;
+    }
+    if (o->key_file && SSL_CTX_use_PrivateKey_file(ctx, o->key_file, SSL_FILETYPE_PEM) != 1) {
+        last_error(err, errlen, "cannot load the private key", o->key_file);
+        goto fail;
+    }
+    if (o->cert_file && SSL_CTX_check_private_key(ctx) != 1) {
+        last_error(err, errlen, "the private key does not match the certificate", o->key_file);
+        goto fail;
+    }
+    if (o->ca_file) {
+        if (SSL_CTX_load_verify_locations(ctx, o->ca_file, NULL) != 1) {
+            last_error(err, errlen, "cannot load the CA file", o->ca_file);
+            goto fail;
+        }
+    } else if (!is_server && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        last_error(err, errlen, "cannot load the system certificate store", NULL);
+        goto fail;
+    }
+    if (is_server) {
+        if (o->ca_file) {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->ca_file);
+            if (names) SSL_CTX_set_client_CA_list(ctx, names);
+        }
+    } else {
+        SSL_CTX_set_verify(ctx, o->insecure_skip_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    }
+    *out = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    return NC_ETLS;
+}
+
+void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen) {
+    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    unsigned long e = ERR_peek_last_error();
+    char buf[256] = "";
+    if (e) ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    if (vr != X509_V_OK)
+        snprintf(out, outlen, "certificate verification failed: %s", X509_verify_cert_error_string(vr));
+    else if (buf[0])
+        snprintf(out, outlen, "TLS error: %s", buf);
+    else
+        snprintf(out, outlen, "TLS error");
+}

@@ -1,0 +1,18 @@
+/* TLS contexts (OpenSSL 3) built from nc_tls_opts. Private. */
+#ifndef NC_IO_TLS_H
+#define NC_IO_TLS_H
+
+#include <openssl/ssl.h>
+
+#include "nestc/tls.h"
+
+/* Builds a context. Server: certificate + key required; with ca_file, client certificates are required
+ * and verified. Client: verifies the peer against ca_file or the system store (unless
+ * insecure_skip_verify). TLS 1.2 minimum, as Node. Returns 0 or NC_ETLS/NC_EINVAL with a reason in err. */
+int nc_tls_ctx_new(SSL_CTX **out, const nc_tls_opts *o, int is_server, char *err, size_t errlen);
+
+/* The most useful description of the last TLS failure on `ssl` (verification result first, then the
+ * OpenSSL error queue). Clears the error queue. */
+void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,173 @@
+#include "transport/tcp/tcp_conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "nestc/error.h"
+
+/* Reading stops while more than this many reply bytes wait for the peer (Node pauses a socket when
+ * write() returns false; its high-water mark is 16 KiB — we allow a little more batching). */
+#define PAUSE_ABOVE (256 * 1024)
+#define RESUME_BELOW (64 * 1024)
+
+#define CONN_OF(s) ((nc_tcp_conn *)((char *)(s) - offsetof(nc_tcp_conn, st)))
+
+static void maybe_free(nc_tcp_conn *c) {
+    if (c->handles_open || c->refs) return;
+    if (c->cbs->on_free) c->cbs->on_free(c);
+    nc_framer_free(&c->fr);
+    free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+    nc_tcp_conn *c = h->data;
+    c->handles_open--;
+    maybe_free(c);
+}
+
+static void stream_closed(nc_stream *s) {
+    nc_tcp_conn *c = CONN_OF(s);
+    c->handles_open--;
+    maybe_free(c);
+}
+
+static void on_stall(uv_timer_t *t) {
+    nc_tcp_conn *c = t->data;
+    nc_logf(c->log, NC_LOG_ERROR, c->component,
+            "The remote peer %s stopped sending in the middle of a packet (%zu bytes buffered) for %d ms; "
+            "closing the connection",
+            c->peer, nc_framer_pending(&c->fr), c->lim.incomplete_ms);
+    nc_tcp_conn_close(c, 0, NC_ESTALLED, "incomplete message timeout");
+}
+
+static int frame_cb(void *user, const char *json, size_t len) {
+    nc_tcp_conn *c = user;
+    char why[256];
+    why[0] = '\0';
+    if (c->cbs->on_frame(c, json, len, why, sizeof why) == NC_EPROTO) {
+        nc_logf(c->log, NC_LOG_ERROR, c->component, "Could not parse JSON from %s: %s; closing the connection",
+                c->peer, why);
+        c->bad_json = 1;
+        return 1;
+    }
+    /* The frame callback may have closed the connection (peer gone); stop feeding then. */
+    return nc_stream_is_open(&c->st) && !c->ending ? 0 : 1;
+}
+
+static void on_data(nc_stream *s, const char *data, size_t len) {
+    nc_tcp_conn *c = CONN_OF(s);
+    if (c->ending) return;
+    c->refs++; /* callbacks below may drop the owner's reference */
+    int r = nc_framer_feed(&c->fr, data, len, frame_cb, c);
+    if (r < 0) {
+        nc_logf(c->log, NC_LOG_ERROR, c->component, "%s (from %s); closing the connection", c->fr.error, c->peer);
+        nc_tcp_conn_close(c, 1, r, c->fr.error);
+    } else if (c->bad_json) {
+        nc_tcp_conn_close(c, 1, NC_EPROTO, "invalid JSON");
+    } else if (nc_stream_is_open(&c->st) && c->lim.incomplete_ms > 0) {
+        /* re-armed on every chunk: a slow but progressing peer is never cut off */
+        if (nc_framer_pending(&c->fr)) uv_timer_start(&c->stall, on_stall, (uint64_t)c->lim.incomplete_ms, 0);
+        else uv_timer_stop(&c->stall);
+    }
+    c->refs--;
+    maybe_free(c);
+}
+
+static void on_open(nc_stream *s, int err, const char *msg) {
+    nc_tcp_conn *c = CONN_OF(s);
+    if (!err) nc_stream_peer(s, c->peer, sizeof c->peer);
+    if (c->cbs->on_open) c->cbs->on_open(c, err, msg);
+}
+
+static void on_end(nc_stream *s, int err, const char *msg) {
+    nc_tcp_conn *c = CONN_OF(s);
+    uv_timer_stop(&c->stall);
+    if (c->handles_open == 2) {
+        uv_close((uv_handle_t *)&c->stall, on_handle_closed);
+    }
+    c->ending = 1;
+    if (c->cbs->on_end) c->cbs->on_end(c, err, msg);
+}
+
+static void on_drain(nc_stream *s) {
+    nc_tcp_conn *c = CONN_OF(s);
+    if (c->backpressure && nc_stream_unsent(s) < RESUME_BELOW) {
+        c->backpressure = 0;
+        nc_stream_resume(s);
+    }
+}
+
+static const nc_stream_cbs stream_cbs = {on_open, on_data, on_drain, on_end, stream_closed};
+
+nc_tcp_conn *nc_tcp_conn_new(nc_ioctx *io, SSL_CTX *ssl, int is_server, const char *host,
+                             const nc_tcp_limits *lim, const nc_tcp_conn_cbs *cbs, const nc_logger *log,
+                             const char *component, void *owner) {
+    nc_tcp_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    static const nc_tcp_conn_cbs none = {0};
+    uv_timer_init(io->loop, &c->stall);
+    c->stall.data = c;
+    c->handles_open = 2;
+    c->log = log;
+    c->component = component;
+    if (nc_stream_init(&c->st, io, &stream_cbs, ssl, is_server, host)) {
+        /* both handles exist: close them through the loop; nobody else knows this conn */
+        c->cbs = &none;
+        nc_stream_close(&c->st, NC_ENOMEM, "init");
+        return NULL;
+    }
+    c->refs = 1;
+    c->cbs = cbs;
+    c->log = log;
+    c->component = component;
+    c->lim = *lim;
+    c->owner = owner;
+    strcpy(c->peer, "?");
+    nc_framer_limits fl;
+    nc_framer_limits_default(&fl);
+    if (lim->max_buffer > 0) fl.max_buffer_units = (size_t)lim->max_buffer;
+    else fl.max_buffer_units = (size_t)-1;
+    nc_framer_init(&c->fr, &fl);
+    return c;
+}
+
+int nc_tcp_conn_send(nc_tcp_conn *c, const char *json, size_t len) {
+    if (!nc_stream_is_open(&c->st) || c->st.want_end) return NC_ECONNCLOSED;
+    char pre[24];
+    size_t pl = nc_frame_prefix(pre, nc_utf16_units(json, len));
+    if (nc_stream_write(&c->st, pre, pl) || nc_stream_write(&c->st, json, len)) return NC_ENOMEM;
+    uint64_t unsent = nc_stream_unsent(&c->st);
+    if (c->lim.max_send > 0 && unsent > (uint64_t)c->lim.max_send) {
+        nc_logf(c->log, NC_LOG_ERROR, c->component,
+                "The remote peer %s is not reading its responses (%llu bytes unsent, limit %lld); "
+                "closing the connection",
+                c->peer, (unsigned long long)unsent, c->lim.max_send);
+        nc_tcp_conn_close(c, 0, NC_ESTALLED, "peer not reading");
+        return NC_ESTALLED;
+    }
+    if (!c->backpressure && unsent > PAUSE_ABOVE) {
+        c->backpressure = 1;
+        nc_stream_pause(&c->st);
+    }
+    return 0;
+}
+
+void nc_tcp_conn_retain(nc_tcp_conn *c) { c->refs++; }
+
+void nc_tcp_conn_release(nc_tcp_conn *c) {
+    c->refs--;
+    maybe_free(c);
+}
+
+void nc_tcp_conn_close(nc_tcp_conn *c, int graceful, int err, const char *why) {
+    if (graceful && nc_stream_is_open(&c->st)) {
+        c->ending = 1;
+        uv_timer_stop(&c->stall);
+        nc_stream_pause(&c->st);
+        nc_stream_end(&c->st);
+        return;
+    }
+    nc_stream_close(&c->st, err, why);
+}
+
+int nc_tcp_conn_is_open(const nc_tcp_conn *c) { return nc_stream_is_open(&c->st) && !c->ending; }

@@ -1,0 +1,266 @@
+/* TCP and TLS server transport (NestJS ServerTCP, tcp.md §4 and §7). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/envelope.h"
+#include "core/errors.h"
+#include "core/server_internal.h"
+#include "io/tls.h"
+#include "nestc/error.h"
+#include "transport/tcp/tcp.h"
+#include "transport/tcp/tcp_conn.h"
+
+typedef struct tcp_server {
+    nc_server *srv;
+    SSL_CTX *ssl;
+    char *host;
+    int port, bound_port;
+    uv_tcp_t listener;
+    int listener_open; /* handle initialised and not closed */
+    int stopping, closing;
+    int retries;
+    uv_timer_t retry;
+    int retry_open;
+    nc_tcp_conn *conns;
+    size_t nconns;
+    nc_tcp_limits lim;
+    nc_buf enc; /* reply encoding scratch */
+} tcp_server;
+
+static void maybe_closed(tcp_server *t) {
+    if (t->closing && !t->listener_open && !t->retry_open && !t->conns) {
+        t->closing = 2;
+        nc_server__closed(t->srv);
+    }
+}
+
+/* ---- connections --------------------------------------------------------------------------------- */
+
+static int conn_reply(void *peer, const nc_reply_pkt *pkt) {
+    nc_tcp_conn *c = peer;
+    tcp_server *t = c->owner;
+    if (!nc_tcp_conn_is_open(c)) return NC_ECONNCLOSED;
+    nc_buf_reset(&t->enc);
+    const nc_server_cfg *cfg = nc_server__cfg(t->srv);
+    int r = nc_envelope_write_reply(&t->enc, pkt, cfg->has_codec ? &cfg->codec : NULL);
+    if (r) return r;
+    return nc_tcp_conn_send(c, t->enc.data, t->enc.len);
+}
+
+static void conn_retain(void *peer) { nc_tcp_conn_retain(peer); }
+static void conn_release(void *peer) { nc_tcp_conn_release(peer); }
+static const nc_peer_ops peer_ops = {conn_reply, conn_retain, conn_release};
+
+static int conn_frame(nc_tcp_conn *c, const char *json, size_t len, char *why, size_t whylen) {
+    tcp_server *t = c->owner;
+    nc_inbound in = {.channel = NULL, .headers = NULL, .peer = c, .peer_ops = &peer_ops};
+    return nc_server__dispatch(t->srv, json, len, &in, why, whylen);
+}
+
+static void conn_open(nc_tcp_conn *c, int err, const char *msg) {
+    tcp_server *t = c->owner;
+    if (err)
+        nc_logf(nc_server__log(t->srv), NC_LOG_WARN, "Server", "connection from %s failed: %s", c->peer,
+                msg ? msg : nc_strerror(err));
+}
+
+static void conn_end(nc_tcp_conn *c, int err, const char *msg) {
+    tcp_server *t = c->owner;
+    if (err && err != NC_ECONNCLOSED)
+        nc_logf(nc_server__log(t->srv), NC_LOG_DEBUG, "Server", "connection %s closed: %s", c->peer,
+                msg ? msg : nc_strerror(err));
+    /* unlink now: the server forgets the connection; in-flight requests hold it until they finish */
+    if (c->prev) c->prev->next = c->next;
+    else if (t->conns == c) t->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    t->nconns--;
+    nc_tcp_conn_release(c); /* the server's reference */
+}
+
+static void conn_free(nc_tcp_conn *c) {
+    tcp_server *t = c->owner;
+    maybe_closed(t);
+}
+
+static const nc_tcp_conn_cbs conn_cbs = {conn_frame, conn_open, conn_end, conn_free};
+
+static void on_connection(uv_stream_t *l, int status) {
+    tcp_server *t = l->data;
+    if (status < 0) {
+        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    nc_tcp_conn *c = nc_tcp_conn_new(nc_server__io(t->srv), t->ssl, 1, NULL, &t->lim, &conn_cbs,
+                                     nc_server__log(t->srv), "Server", t);
+    if (!c) {
+        /* out of memory: accept and drop the connection so the listener keeps going */
+        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "out of memory: dropping a new connection");
+        uv_tcp_t *tmp = malloc(sizeof *tmp);
+        if (tmp && uv_tcp_init(l->loop, tmp) == 0) {
+            uv_accept(l, (uv_stream_t *)tmp);
+            uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+        } else {
+            free(tmp);
+        }
+        return;
+    }
+    c->next = t->conns;
+    if (t->conns) t->conns->prev = c;
+    t->conns = c;
+    t->nconns++;
+    int r = nc_stream_accept(&c->st, l);
+    if (r) nc_tcp_conn_close(c, 0, r, "accept failed");
+}
+
+/* ---- ops ----------------------------------------------------------------------------------------- */
+
+static int tcp_create(nc_server *srv, const nc_url *url, void **state) {
+    const nc_server_cfg *cfg = nc_server__cfg(srv);
+    int is_tls = strcmp(url->scheme, "tls") == 0;
+    if (is_tls && !cfg->has_tls) {
+        nc_logf(nc_server__log(srv), NC_LOG_ERROR, "Server", "a tls:// server needs TLS options (certificate and key)");
+        return NC_EINVAL;
+    }
+    tcp_server *t = calloc(1, sizeof *t);
+    if (!t) return NC_ENOMEM;
+    t->srv = srv;
+    t->host = strdup(url->host[0] ? url->host : "localhost");
+    t->port = url->port >= 0 ? url->port : 3000;
+    t->lim = (nc_tcp_limits){cfg->max_buffer_size, cfg->max_send_buffer_size, cfg->incomplete_timeout_ms};
+    if (is_tls) {
+        char err[300];
+        int r = nc_tls_ctx_new(&t->ssl, &cfg->tls, 1, err, sizeof err);
+        if (r) {
+            nc_logf(nc_server__log(srv), NC_LOG_ERROR, "Server", "%s", err);
+            free(t->host);
+            free(t);
+            return r;
+        }
+    }
+    *state = t;
+    return 0;
+}
+
+static void on_retry(uv_timer_t *tm);
+
+static int do_listen(tcp_server *t) {
+    nc_ioctx *io = nc_server__io(t->srv);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char port[16];
+    snprintf(port, sizeof port, "%d", t->port);
+    int r = getaddrinfo(t->host, port, &hints, &res);
+    if (r || !res) {
+        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "cannot resolve %s: %s", t->host, gai_strerror(r));
+        return NC_ERESOLVE;
+    }
+    uv_tcp_init(io->loop, &t->listener);
+    t->listener.data = t;
+    t->listener_open = 1;
+    r = uv_tcp_bind(&t->listener, res->ai_addr, 0);
+    freeaddrinfo(res);
+    if (!r) r = uv_listen((uv_stream_t *)&t->listener, 1024, on_connection);
+    if (r) {
+        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "cannot listen on %s:%d: %s", t->host, t->port,
+                uv_strerror(r));
+        t->listener_open = 0;
+        uv_close((uv_handle_t *)&t->listener, NULL);
+        return nc_err_from_uv(r);
+    }
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    uv_tcp_getsockname(&t->listener, (struct sockaddr *)&ss, &sl);
+    t->bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+static int tcp_listen(void *state) {
+    tcp_server *t = state;
+    int r = do_listen(t);
+    if (r && t->retries < nc_server__cfg(t->srv)->retry_attempts && r != NC_ERESOLVE) {
+        /* NestJS retryAttempts/retryDelay: try listening again later. */
+        nc_logf(nc_server__log(t->srv), NC_LOG_WARN, "Server", "retrying listen in %d ms (attempt %d of %d)",
+                nc_server__cfg(t->srv)->retry_delay_ms, t->retries + 1, nc_server__cfg(t->srv)->retry_attempts);
+        if (!t->retry_open) {
+            uv_timer_init(nc_server__io(t->srv)->loop, &t->retry);
+            t->retry.data = t;
+            t->retry_open = 1;
+        }
+        t->retries++;
+        uv_timer_start(&t->retry, on_retry, (uint64_t)nc_server__cfg(t->srv)->retry_delay_ms, 0);
+        return 0;
+    }
+    return r;
+}
+
+static void retry_closed(uv_handle_t *h) {
+    tcp_server *t = h->data;
+    t->retry_open = 0;
+    maybe_closed(t);
+}
+
+static void on_retry(uv_timer_t *tm) {
+    tcp_server *t = tm->data;
+    if (t->stopping) return;
+    int r = tcp_listen(t);
+    if (r) nc_server__status(t->srv, "disconnected", r);
+}
+
+static void listener_closed(uv_handle_t *h) {
+    tcp_server *t = h->data;
+    t->listener_open = 0;
+    maybe_closed(t);
+}
+
+static void tcp_stop_accepting(void *state) {
+    tcp_server *t = state;
+    t->stopping = 1;
+    if (t->listener_open && !uv_is_closing((uv_handle_t *)&t->listener))
+        uv_close((uv_handle_t *)&t->listener, listener_closed);
+    if (t->retry_open && !uv_is_closing((uv_handle_t *)&t->retry)) uv_close((uv_handle_t *)&t->retry, retry_closed);
+}
+
+static void tcp_close(void *state) {
+    tcp_server *t = state;
+    tcp_stop_accepting(t);
+    t->closing = 1;
+    /* close every connection: conn_end unlinks it from the list */
+    while (t->conns) nc_tcp_conn_close(t->conns, 0, NC_ECLOSED, "server closing");
+    maybe_closed(t);
+}
+
+static void tcp_destroy(void *state) {
+    tcp_server *t = state;
+    if (t->ssl) SSL_CTX_free(t->ssl);
+    nc_buf_free(&t->enc);
+    free(t->host);
+    free(t);
+}
+
+static int tcp_port(void *state) { return ((tcp_server *)state)->bound_port; }
+
+const nc_server_transport nc_tcp_server_transport = {
+    .scheme = "tcp",
+    .create = tcp_create,
+    .listen = tcp_listen,
+    .route_added = NULL,
+    .stop_accepting = tcp_stop_accepting,
+    .close = tcp_close,
+    .destroy = tcp_destroy,
+    .port = tcp_port,
+};
+
+const nc_server_transport nc_tls_server_transport = {
+    .scheme = "tls",
+    .create = tcp_create,
+    .listen = tcp_listen,
+    .route_added = NULL,
+    .stop_accepting = tcp_stop_accepting,
+    .close = tcp_close,
+    .destroy = tcp_destroy,
+    .port = tcp_port,
+};

@@ -1,0 +1,105 @@
+/* The contract between the core and a transport. Each transport folder exports one server ops table and
+ * one client ops table, registered by URL scheme in registry.c; the core never looks at a scheme.
+ * All calls happen on the loop thread. Private. */
+#ifndef NC_TRANSPORT_H
+#define NC_TRANSPORT_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "core/url.h"
+
+typedef struct nc_server nc_server;
+typedef struct nc_client nc_client;
+
+/* ---- replies: how the core answers one incoming request -------------------------------------------- */
+
+/* One response packet, already in JSON text pieces so each transport can lay it out its own way (the
+ * envelope for TCP/Redis/NATS/MQTT, AMQP properties for RMQ, headers for Kafka). */
+typedef struct nc_reply_pkt {
+    const char *response; /* JSON text of the value, or NULL (undefined: no `response` key) */
+    size_t response_len;
+    const char *err; /* JSON text of the error value, or NULL */
+    size_t err_len;
+    int disposed;   /* isDisposed: true */
+    int no_handler; /* the "no matching message handler" packet (err is its string) */
+    const char *id; /* JSON text of the request id, echoed untouched */
+    size_t id_len;
+} nc_reply_pkt;
+
+/* The reply sink of an incoming request: usually the connection or the reply channel. */
+typedef struct nc_peer_ops {
+    /* Queues one packet for sending (nonblocking; batched per loop iteration). Returns 0, or an error if the
+     * peer is gone (the core then drops the rest of that reply stream silently). */
+    int (*reply)(void *peer, const nc_reply_pkt *pkt);
+    /* The core holds the peer while a request on it is unfinished. */
+    void (*retain)(void *peer);
+    void (*release)(void *peer);
+} nc_peer_ops;
+
+/* What a transport hands the core with each incoming body. */
+typedef struct nc_inbound {
+    const char *channel; /* concrete channel/subject/topic, or NULL */
+    json_t *headers;     /* borrowed; the core increfs what it keeps; NULL if none */
+    void *peer;          /* reply sink; NULL = replies impossible (broadcast) */
+    const nc_peer_ops *peer_ops;
+} nc_inbound;
+
+/* ---- server side ---------------------------------------------------------------------------------- */
+
+typedef struct nc_server_transport {
+    const char *scheme; /* "tcp" */
+    /* Allocates the transport state from the URL and the server's options (nc_server_options(srv)).
+     * Nothing is opened. Returns 0 or an nc_err with a log line. */
+    int (*create)(nc_server *srv, const nc_url *url, void **state);
+    /* Starts listening / subscribing (nonblocking where possible). */
+    int (*listen)(void *state);
+    /* A route got its first handler (broker transports subscribe to it). May be NULL. */
+    int (*route_added)(void *state, const char *route);
+    /* Graceful close, phase 1: stop taking new work (stop accepting, unsubscribe). */
+    void (*stop_accepting)(void *state);
+    /* Phase 2: close every connection and handle; call nc_server__closed(srv) once all are closed. */
+    void (*close)(void *state);
+    /* Frees the state (after close completed). */
+    void (*destroy)(void *state);
+    /* The bound port, or 0. May be NULL. */
+    int (*port)(void *state);
+} nc_server_transport;
+
+/* ---- client side ---------------------------------------------------------------------------------- */
+
+/* One outgoing request or event, already encoded as a body. */
+typedef struct nc_outbound {
+    const char *route; /* the normalised pattern (channel on brokers) */
+    const char *body;  /* encoded packet */
+    size_t len;
+    const char *id; /* request id (NUL-terminated), NULL for events */
+    /* Events only: called once the transport accepted the event (err 0) or failed. */
+    void (*accepted)(void *arg, int err);
+    void *arg;
+} nc_outbound;
+
+typedef struct nc_client_transport {
+    const char *scheme;
+    /* Events carry the normalised route string as their pattern (NestJS ClientTCP does this). */
+    int event_pattern_is_route;
+    int (*create)(nc_client *cli, const nc_url *url, void **state);
+    /* Opens the connection (nonblocking). Reports with nc_client__connected / nc_client__disconnected. */
+    int (*connect)(void *state);
+    /* Sends one packet. Only called while connected. Returns 0 or an error (the call fails at once). */
+    int (*send)(void *state, const nc_outbound *out);
+    /* A request ended locally (completed, timed out, failed): brokers drop reply subscriptions. May be NULL. */
+    void (*forget)(void *state, const char *route, const char *id);
+    /* Closes the connection; nc_client__disconnected follows once it is closed. */
+    void (*close)(void *state);
+    /* The underlying handle, or NULL. */
+    void *(*unwrap)(void *state);
+    /* Frees the state; only after the connection is closed. */
+    void (*destroy)(void *state);
+} nc_client_transport;
+
+/* Scheme lookup (registry.c). NULL when unknown. */
+const nc_server_transport *nc_server_transport_find(const char *scheme);
+const nc_client_transport *nc_client_transport_find(const char *scheme);
+
+#endif

@@ -1,0 +1,33 @@
+/* Growable byte buffer used by encoders and stream writers. Private. */
+#ifndef NC_UTIL_BUF_H
+#define NC_UTIL_BUF_H
+
+#include <stddef.h>
+
+typedef struct nc_buf {
+    char *data; /* owned; NUL-terminated when len < cap (nc_buf_cstr guarantees it) */
+    size_t len;
+    size_t cap;
+} nc_buf;
+
+#define NC_BUF_INIT {NULL, 0, 0}
+
+/* Ensure room for `extra` more bytes. Returns 0 or NC_ENOMEM. */
+int nc_buf_reserve(nc_buf *b, size_t extra);
+int nc_buf_append(nc_buf *b, const void *p, size_t n);
+int nc_buf_append_str(nc_buf *b, const char *s);
+int nc_buf_append_char(nc_buf *b, char c);
+/* printf-style append. */
+int nc_buf_appendf(nc_buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* NUL-terminates and returns data (never NULL on success; "" for an empty buffer). NULL on ENOMEM. */
+const char *nc_buf_cstr(nc_buf *b);
+/* Hands the bytes to the caller (free() them) and resets the buffer. */
+char *nc_buf_steal(nc_buf *b, size_t *len);
+void nc_buf_reset(nc_buf *b); /* len = 0, keeps memory */
+void nc_buf_free(nc_buf *b);
+
+#endif

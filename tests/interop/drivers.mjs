@@ -1,0 +1,150 @@
+// Drivers that carry the conformance cases to a server (contract in conformance-cases.mjs):
+//   NestDriver — a real NestJS ClientTCP (ClientProxyFactory), so it proves wire compatibility with Nest.
+//   CliDriver  — spawns `nestc send` / `nestc emit` (DESIGN.md §5), one process per request.
+import 'reflect-metadata';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { ClientProxyFactory, Transport } from '@nestjs/microservices';
+import { TimeoutError, lastValueFrom, tap, timeout, toArray } from 'rxjs';
+
+const DEFAULT_TIMEOUT_MS = 10000;
+
+// tcp://host:port or tls://host:port → {scheme, host, port}
+export function parseUrl(url) {
+  const u = new URL(url);
+  const scheme = u.protocol.replace(/:$/, '');
+  if (!['tcp', 'tls'].includes(scheme) || !u.port) throw new Error(`unsupported URL: ${url}`);
+  return { scheme, host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) };
+}
+
+export class NestDriver {
+  // tls: {ca, cert, key} file paths (each optional)
+  constructor(url, tls = {}) {
+    const { scheme, host, port } = parseUrl(url);
+    this.scheme = scheme;
+    let tlsOptions;
+    if (scheme === 'tls') {
+      tlsOptions = { servername: host, rejectUnauthorized: true };
+      for (const k of ['ca', 'cert', 'key']) if (tls[k]) tlsOptions[k] = readFileSync(tls[k]);
+    }
+    this.client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host, port, tlsOptions } });
+    // A TLS handshake failure is only logged by ClientTCP; pending requests then fail with a bare
+    // 'Connection closed'. Keep the socket's own error so failures can say what went wrong.
+    this.socketError = null;
+    this.client.on('error', (e) => (this.socketError = e));
+  }
+
+  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+    const values = [];
+    try {
+      // Nest has no request timeout of its own: callers add rxjs timeout() (it drops local state only).
+      await lastValueFrom(
+        this.client.send(pattern, data).pipe(
+          tap((v) => values.push(v)),
+          timeout(timeoutMs),
+          toArray(),
+        ),
+      );
+      return { values };
+    } catch (e) {
+      if (e instanceof TimeoutError) return { values, failure: { kind: 'timeout', message: e.message } };
+      // Error replies arrive as the server's `err` value verbatim (object or string, not an Error);
+      // Error instances are local: connection refused/closed, TLS failures.
+      if (e instanceof Error) {
+        const cause = this.socketError && this.socketError !== e ? ` (socket error: ${describe(this.socketError)})` : '';
+        return { values, failure: { kind: 'other', message: `${describe(e)}${cause}` } };
+      }
+      return { values, error: e };
+    }
+  }
+
+  async emit(pattern, data) {
+    // emit() is hot; its Observable completes once the frame was handed to the socket.
+    await lastValueFrom(this.client.emit(pattern, data), { defaultValue: undefined });
+  }
+
+  async close() {
+    await this.client.close();
+  }
+}
+
+export class CliDriver {
+  // Linux limits one argv string to 128 KiB (MAX_ARG_STRLEN) and the CLI has no stdin form,
+  // so bigger payloads cannot be sent through it.
+  maxPayloadBytes = 100_000;
+
+  constructor(url, tls = {}, bin = process.env.NESTC_BIN) {
+    if (!bin) throw new Error('CliDriver needs the nestc binary: set NESTC_BIN');
+    this.bin = bin;
+    this.url = url;
+    this.scheme = parseUrl(url).scheme;
+    this.tlsArgs = [];
+    for (const k of ['ca', 'cert', 'key']) if (tls[k]) this.tlsArgs.push(`--${k}`, tls[k]);
+  }
+
+  // <pattern>: JSON object/number text, otherwise the plain string (DESIGN.md §5).
+  static patternArg(p) {
+    return typeof p === 'string' ? p : JSON.stringify(p);
+  }
+
+  run(args, killAfterMs) {
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (s) => (out += s));
+      child.stderr.setEncoding('utf8').on('data', (s) => (err += s));
+      // Safety net only: the CLI enforces --timeout itself.
+      const guard = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      child.on('error', (e) => (clearTimeout(guard), reject(e)));
+      child.on('close', (code, signal) => (clearTimeout(guard), resolve({ code, signal, out, err })));
+    });
+  }
+
+  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+    const args = ['send', this.url, CliDriver.patternArg(pattern), JSON.stringify(data)];
+    args.push('--timeout', String(timeoutMs), ...this.tlsArgs);
+    const { code, signal, out, err } = await this.run(args, timeoutMs + 10000);
+    const values = out.split('\n').filter((l) => l.trim() !== '').map((l) => parseLine(l, 'stdout'));
+    if (code === 0) return { values };
+    if (code === 1) return { values, error: parseErrorText(err) };
+    const message = `exit ${code ?? signal}: ${err.trim()}`;
+    // The contract says "a clear message" for timeouts; we recognise it by the word.
+    const kind = code === 2 && /time(d)?[ -]?out/i.test(err) ? 'timeout' : 'other';
+    return { values, failure: { kind, message } };
+  }
+
+  async emit(pattern, data) {
+    const args = ['emit', this.url, CliDriver.patternArg(pattern), JSON.stringify(data), ...this.tlsArgs];
+    const { code, signal, err } = await this.run(args, 15000);
+    if (code !== 0) throw new Error(`nestc emit failed (exit ${code ?? signal}): ${err.trim()}`);
+  }
+
+  async close() {}
+}
+
+const describe = (e) => (e.code ? `${e.code}: ${e.message}` : e.message);
+
+function parseLine(line, where) {
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new Error(`nestc printed a line that is not JSON on ${where}: ${line.slice(0, 200)}`);
+  }
+}
+
+// The error JSON on stderr; tolerate extra log lines before it by falling back to the last line.
+function parseErrorText(text) {
+  const t = text.trim();
+  try {
+    return JSON.parse(t);
+  } catch {
+    return parseLine(t.split('\n').pop(), 'stderr');
+  }
+}
+
+export function makeDriver(kind, url, tls) {
+  if (kind === 'nest') return new NestDriver(url, tls);
+  if (kind === 'cli') return new CliDriver(url, tls);
+  throw new Error(`unknown driver ${kind} (nest|cli)`);
+}

@@ -1,0 +1,53 @@
+// Runs every conformance case with one driver against an already-running server.
+//
+//   node run-suite.mjs --driver nest|cli --url tcp://127.0.0.1:P [--ca F --cert F --key F] [--only REGEX]
+//
+// Uses node:test, so the output ends with the TAP summary (`# pass N`, `# fail N`) and the exit code is
+// non-zero when a case fails. The cli driver needs NESTC_BIN.
+import { spawnSync } from 'node:child_process';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+// Always report as TAP (Node picks "spec" when stdout is a terminal, and in newer Node always):
+// re-run ourselves with the reporter set, since a script cannot choose it after start.
+if (!process.execArgv.some((a) => a.startsWith('--test-reporter'))) {
+  const r = spawnSync(
+    process.execPath,
+    ['--test-reporter=tap', ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    { stdio: 'inherit' },
+  );
+  process.exit(r.status ?? 1);
+}
+
+const { cases } = await import('./conformance-cases.mjs');
+const { makeDriver } = await import('./drivers.mjs');
+
+const { values: args } = parseArgs({
+  options: {
+    driver: { type: 'string', default: 'nest' },
+    url: { type: 'string' },
+    ca: { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    only: { type: 'string' },
+  },
+});
+if (!args.url) {
+  console.error('usage: node run-suite.mjs --driver nest|cli --url URL [--ca F --cert F --key F] [--only REGEX]');
+  process.exit(2);
+}
+
+const driver = makeDriver(args.driver, args.url, { ca: args.ca, cert: args.cert, key: args.key });
+after(() => driver.close());
+
+const only = args.only ? new RegExp(args.only) : null;
+for (const c of cases) {
+  if (only && !only.test(c.name)) continue;
+  let skip = false;
+  if (driver.maxPayloadBytes && (c.payloadBytes ?? 0) > driver.maxPayloadBytes) {
+    skip = `payload of ${c.payloadBytes} bytes does not fit in one command-line argument (limit 128 KiB) and the CLI has no stdin form`;
+  }
+  // Top-level tests run one after the other, which the timing cases (sleep ordering, timeout) rely on.
+  test(`[${args.driver}] ${c.name}`, { skip, timeout: 60000 }, () => c.run(driver));
+}

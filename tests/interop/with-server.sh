@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# with-server.sh [--tls CERTDIR [--mtls]] <nest|nestc> -- <client command...>
+#
+# Starts a conformance server on a free loopback port, waits until the port accepts connections,
+# runs the client command, stops the server by PID and exits with the client's exit code.
+#
+#   nest   node nest-server.mjs --port P                   (this folder)
+#   nestc  $NESTC_BIN conformance tcp://127.0.0.1:P        (NESTC_BIN must be set)
+#
+# --tls CERTDIR  serve TLS with CERTDIR/server.pem + server.key (made by gen-certs.sh); URL is tls://localhost:P
+# --mtls         also pass --ca CERTDIR/ca.pem to the server, which then requires client certificates
+#
+# The client sees PORT and URL in its environment, and every argument "{PORT}" / "{URL}" is replaced
+# (ctest commands are fixed before the port is known).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+node=${NODE:-node}
+certdir=''
+mtls=0
+kind=''
+while (($#)); do
+  case $1 in
+    --tls) certdir=$2; shift 2 ;;
+    --mtls) mtls=1; shift ;;
+    --) shift; break ;;
+    nest | nestc) kind=$1; shift ;;
+    *) echo "with-server.sh: unexpected argument '$1'" >&2; exit 2 ;;
+  esac
+done
+if [[ -z $kind || $# -eq 0 ]]; then
+  echo "usage: with-server.sh [--tls CERTDIR [--mtls]] <nest|nestc> -- <client command...>" >&2
+  exit 2
+fi
+
+# A free port: let the kernel pick one, then release it (a small race we accept on a test machine).
+PORT=$("$node" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+
+scheme=tcp
+tls_args=()
+if [[ -n $certdir ]]; then
+  scheme=tls
+  tls_args=(--cert "$certdir/server.pem" --key "$certdir/server.key")
+  ((mtls)) && tls_args+=(--ca "$certdir/ca.pem")
+fi
+
+case $kind in
+  nest) server=("$node" "$here/nest-server.mjs" --port "$PORT" "${tls_args[@]}") ;;
+  nestc)
+    : "${NESTC_BIN:?NESTC_BIN must point to the nestc binary}"
+    server=("$NESTC_BIN" conformance "$scheme://127.0.0.1:$PORT" "${tls_args[@]}") ;;
+esac
+
+# Clients use the name for TLS (the certificate is for localhost; it also has IP:127.0.0.1).
+if [[ $scheme == tls ]]; then URL="tls://localhost:$PORT"; else URL="tcp://127.0.0.1:$PORT"; fi
+export PORT URL
+
+log=$(mktemp)
+server_pid=''
+
+# SIGTERM, up to 5 s for a graceful exit, then SIGKILL. Reports how the server ended.
+stop_server() {
+  [[ -n $server_pid ]] || return 0
+  local pid=$server_pid
+  server_pid=''
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "with-server.sh: $kind server ignored SIGTERM for 5 s, killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  local rc=0
+  wait "$pid" 2>/dev/null || rc=$?
+  ((rc == 0)) || echo "with-server.sh: $kind server exited with status $rc after SIGTERM" >&2
+}
+cleanup() {
+  stop_server
+  rm -f "$log"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "with-server.sh: starting: ${server[*]}" >&2
+# Started directly (not in a subshell), so $! is the server itself and it stays our child.
+"${server[@]}" >"$log" 2>&1 &
+server_pid=$!
+
+# Ready when the port accepts a TCP connection (a bare connect is harmless for TLS servers too).
+deadline=$((SECONDS + 20))
+until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "with-server.sh: $kind server exited before listening; its output:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  if ((SECONDS >= deadline)); then
+    echo "with-server.sh: $kind server not listening on port $PORT after 20 s; its output:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+echo "with-server.sh: $kind server ready at $URL" >&2
+
+client=()
+for a in "$@"; do
+  a=${a//\{PORT\}/$PORT}
+  client+=("${a//\{URL\}/$URL}")
+done
+rc=0
+"${client[@]}" || rc=$?
+
+if ((rc != 0)); then
+  echo "with-server.sh: client exited with status $rc; server output (last 50 lines):" >&2
+  tail -n 50 "$log" >&2
+fi
+exit "$rc"
