@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
     }
     int status = 1;
     r = nc_client_send(cli, "{\"cmd\":\"sum\"}", numbers, NULL, on_value, on_done, &status);
-    json_decref(numbers); /* data is borrowed by send */
+    json_decref(numbers);           /* data is borrowed by send */
     if (r == 0) nc_client_run(cli); /* until the reply stream ends */
     nc_client_free(cli);
     return r ? 1 : status;

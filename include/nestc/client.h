@@ -25,13 +25,13 @@ extern "C" {
 typedef struct nc_client nc_client;
 
 typedef struct nc_client_opts {
-    struct uv_loop_s *loop;  /* borrowed; NULL = the client creates and owns its loop */
-    const nc_tls_opts *tls;  /* copied; tls:// URLs verify against the system store without it */
-    const nc_codec *codec;   /* copied */
-    int timeout_ms;          /* default per-request timeout: 0 = 5000 ms, NC_LIMIT_OFF = none */
-    int connect_timeout_ms;  /* 0 = 5000 ms */
-    int retry_attempts;      /* extra connection attempts after a failed connect (default 0) */
-    int retry_delay_ms;      /* delay between attempts (default 1000 when retry_attempts > 0) */
+    struct uv_loop_s *loop; /* borrowed; NULL = the client creates and owns its loop */
+    const nc_tls_opts *tls; /* copied; tls:// URLs verify against the system store without it */
+    const nc_codec *codec;  /* copied */
+    int timeout_ms;         /* default per-request timeout: 0 = 5000 ms, NC_LIMIT_OFF = none */
+    int connect_timeout_ms; /* 0 = 5000 ms */
+    int retry_attempts;     /* extra connection attempts after a failed connect (default 0) */
+    int retry_delay_ms;     /* delay between attempts (default 1000 when retry_attempts > 0) */
     long long max_buffer_size;
     long long max_send_buffer_size;
     int incomplete_message_timeout_ms;
@@ -42,8 +42,8 @@ typedef struct nc_client_opts {
 
 /* Per-call options; NULL = defaults. */
 typedef struct nc_call_opts {
-    int timeout_ms;          /* 0 = the client's default, NC_LIMIT_OFF = none */
-    const json_t *metadata;  /* borrowed; sent as the packet `metadata` object (NestJS 12) */
+    int timeout_ms;         /* 0 = the client's default, NC_LIMIT_OFF = none */
+    const json_t *metadata; /* borrowed; sent as the packet `metadata` object (NestJS 12) */
 } nc_call_opts;
 
 /* One reply value (borrowed: valid during the call; json_incref to keep it). Never NULL. */

@@ -33,18 +33,18 @@ typedef struct nc_server nc_server;
 #define NC_LIMIT_OFF (-1)
 
 typedef struct nc_server_opts {
-    struct uv_loop_s *loop;  /* borrowed; NULL = the server creates and owns its loop */
-    const nc_tls_opts *tls;  /* copied; required for tls:// URLs */
-    const nc_codec *codec;   /* copied; NULL = NestJS's default JSON envelope */
-    long long max_buffer_size;             /* UTF-16 units buffered per connection; default 134217728 */
-    long long max_send_buffer_size;        /* unsent reply bytes per connection; default 134217728 */
-    int incomplete_message_timeout_ms;     /* default 30000 */
-    int shutdown_timeout_ms;               /* grace period for in-flight requests at close; default 10000 */
-    int retry_attempts;                    /* re-listen after the listener fails (NestJS retryAttempts) */
-    int retry_delay_ms;                    /* delay between those attempts */
-    nc_log_fn log;                         /* NULL = the default logger */
+    struct uv_loop_s *loop;            /* borrowed; NULL = the server creates and owns its loop */
+    const nc_tls_opts *tls;            /* copied; required for tls:// URLs */
+    const nc_codec *codec;             /* copied; NULL = NestJS's default JSON envelope */
+    long long max_buffer_size;         /* UTF-16 units buffered per connection; default 134217728 */
+    long long max_send_buffer_size;    /* unsent reply bytes per connection; default 134217728 */
+    int incomplete_message_timeout_ms; /* default 30000 */
+    int shutdown_timeout_ms;           /* grace period for in-flight requests at close; default 10000 */
+    int retry_attempts;                /* re-listen after the listener fails (NestJS retryAttempts) */
+    int retry_delay_ms;                /* delay between those attempts */
+    nc_log_fn log;                     /* NULL = the default logger */
     void *log_user;
-    nc_log_level log_level;                /* minimum level when `log` is set; default NC_LOG_DEBUG */
+    nc_log_level log_level; /* minimum level when `log` is set; default NC_LOG_DEBUG */
 } nc_server_opts;
 
 /* Status changes ("connected" when listening, "disconnected" when closed or on a listen error, plus the

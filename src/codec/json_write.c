@@ -172,11 +172,11 @@ size_t nc_js_number(double v, char buf[32]) {
 
 /* For each byte: 0 = copy as is, 'u' = \u00xx, otherwise the letter written after a backslash. */
 static const char esc_tab[256] = {
-    ['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u', [0x06] = 'u',
-    [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [0x0b] = 'u', ['\f'] = 'f', ['\r'] = 'r',
-    [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u', [0x14] = 'u',
-    [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u',
-    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"', ['\\'] = '\\',
+    ['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u',  [0x06] = 'u',
+    [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [0x0b] = 'u', ['\f'] = 'f',  ['\r'] = 'r',
+    [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u',  [0x14] = 'u',
+    [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u',  [0x1b] = 'u',
+    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"',  ['\\'] = '\\',
 };
 
 static int write_string(nc_buf *out, const char *s, size_t n) {
@@ -285,7 +285,9 @@ int nc_json_write(nc_buf *out, const json_t *v) {
 
 /* ---- parser -------------------------------------------------------------------------------------- */
 
-static int starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+static int starts_with(const char *s, const char *prefix) {
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
 
 int nc_json_parse_js(const char *text, size_t len, json_t **out, char *err, size_t errlen, int *js_accepts) {
     if (js_accepts) *js_accepts = 0;
@@ -316,7 +318,8 @@ int nc_json_parse_js(const char *text, size_t len, json_t **out, char *err, size
                       (c == json_error_numeric_overflow && starts_with(e.text, "real number overflow")) ||
                       (c == json_error_invalid_syntax && starts_with(e.text, "invalid Unicode '\\u"));
     }
-    if (err && errlen) snprintf(err, errlen, "Unexpected token at line %d column %d: %s", e.line, e.column, e.text);
+    if (err && errlen)
+        snprintf(err, errlen, "Unexpected token at line %d column %d: %s", e.line, e.column, e.text);
     return NC_EPROTO;
 }
 

@@ -63,11 +63,19 @@ struct nc_client {
     int freeing;
 };
 
-const nc_client_cfg *nc_client__cfg_fn(nc_client *c) { return &c->cfg; }
-nc_ioctx *nc_client__io_fn(nc_client *c) { return &c->io; }
-const nc_logger *nc_client__log_fn(nc_client *c) { return &c->log; }
+const nc_client_cfg *nc_client__cfg_fn(nc_client *c) {
+    return &c->cfg;
+}
+nc_ioctx *nc_client__io_fn(nc_client *c) {
+    return &c->io;
+}
+const nc_logger *nc_client__log_fn(nc_client *c) {
+    return &c->log;
+}
 
-static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+static char *xstrdup(const char *s) {
+    return s ? strdup(s) : NULL;
+}
 
 /* ---- deadlines: one libuv timer for all requests, a binary heap of expiry times ----------------- */
 
@@ -131,8 +139,10 @@ static void unqueue(nc_client *c, nc_call *k) {
     nc_call *prev = NULL;
     for (nc_call *it = c->qhead; it; prev = it, it = it->qnext) {
         if (it != k) continue;
-        if (prev) prev->qnext = it->qnext;
-        else c->qhead = it->qnext;
+        if (prev)
+            prev->qnext = it->qnext;
+        else
+            c->qhead = it->qnext;
         if (c->qtail == it) c->qtail = prev;
         break;
     }
@@ -352,8 +362,10 @@ int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, si
 
 static void event_accepted(void *arg, int err) {
     nc_call *k = arg;
-    if (err) call_fail(k, err, "the event could not be written");
-    else call_done(k, 0, NULL);
+    if (err)
+        call_fail(k, err, "the event could not be written");
+    else
+        call_done(k, 0, NULL);
 }
 
 static void send_call(nc_client *c, nc_call *k) {
@@ -381,8 +393,8 @@ static json_t *pattern_value(const char *p) {
     return json_string(p);
 }
 
-static int submit(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o, int is_event,
-                  nc_value_fn on_value, nc_done_fn on_done, void *user) {
+static int submit(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o,
+                  int is_event, nc_value_fn on_value, nc_done_fn on_done, void *user) {
     if (!c || !pattern || c->freeing) return c && c->freeing ? NC_ECLOSED : NC_EINVAL;
     if (json_is_null(pattern) || json_is_boolean(pattern)) {
         nc_logf(&c->log, NC_LOG_ERROR, "Client", "The invalid data or message pattern (undefined/null)");
@@ -409,8 +421,8 @@ static int submit(nc_client *c, const json_t *pattern, const json_t *data, const
     const json_t *wire_pattern = pattern;
     if (is_event && c->tp->event_pattern_is_route) wire_pattern = route_str = json_string(k->route);
     nc_buf_reset(&c->enc);
-    r = nc_envelope_write_request(&c->enc, wire_pattern, data, o ? o->metadata : NULL, is_event ? NULL : k->id,
-                                  c->cfg.has_codec ? &c->cfg.codec : NULL);
+    r = nc_envelope_write_request(&c->enc, wire_pattern, data, o ? o->metadata : NULL,
+                                  is_event ? NULL : k->id, c->cfg.has_codec ? &c->cfg.codec : NULL);
     json_decref(route_str);
     if (r || !(k->body = malloc(c->enc.len ? c->enc.len : 1))) {
         free(k->route);
@@ -439,8 +451,10 @@ static int submit(nc_client *c, const json_t *pattern, const json_t *data, const
         return 0;
     }
     k->queued = 1;
-    if (c->qtail) c->qtail->qnext = k;
-    else c->qhead = k;
+    if (c->qtail)
+        c->qtail->qnext = k;
+    else
+        c->qhead = k;
     c->qtail = k;
     if (c->state == DISCONNECTED && !uv_is_active((uv_handle_t *)&c->retry_timer)) {
         c->attempts = 0;
@@ -522,13 +536,18 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *o) {
     }
     nc_client_cfg *g = &c->cfg;
     g->timeout_ms = o->timeout_ms == 0 ? 5000 : o->timeout_ms < 0 ? 0 : o->timeout_ms;
-    g->connect_timeout_ms = o->connect_timeout_ms == 0 ? 5000 : o->connect_timeout_ms < 0 ? 0 : o->connect_timeout_ms;
+    g->connect_timeout_ms = o->connect_timeout_ms == 0  ? 5000
+                            : o->connect_timeout_ms < 0 ? 0
+                                                        : o->connect_timeout_ms;
     g->retry_attempts = o->retry_attempts > 0 ? o->retry_attempts : 0;
     g->retry_delay_ms = o->retry_delay_ms > 0 ? o->retry_delay_ms : 1000;
-    g->max_buffer_size = o->max_buffer_size == 0 ? 134217728LL : o->max_buffer_size < 0 ? 0 : o->max_buffer_size;
-    g->max_send_buffer_size =
-        o->max_send_buffer_size == 0 ? 134217728LL : o->max_send_buffer_size < 0 ? 0 : o->max_send_buffer_size;
-    g->incomplete_timeout_ms = o->incomplete_message_timeout_ms == 0 ? 30000
+    g->max_buffer_size = o->max_buffer_size == 0  ? 134217728LL
+                         : o->max_buffer_size < 0 ? 0
+                                                  : o->max_buffer_size;
+    g->max_send_buffer_size = o->max_send_buffer_size == 0  ? 134217728LL
+                              : o->max_send_buffer_size < 0 ? 0
+                                                            : o->max_send_buffer_size;
+    g->incomplete_timeout_ms = o->incomplete_message_timeout_ms == 0  ? 30000
                                : o->incomplete_message_timeout_ms < 0 ? 0
                                                                       : o->incomplete_message_timeout_ms;
     if (o->tls) {
@@ -573,7 +592,9 @@ void nc_client_close(nc_client *c) {
     if (c->tp_open) c->tp->close(c->tps);
 }
 
-size_t nc_client_pending(const nc_client *c) { return c ? c->pending.len + c->nevents : 0; }
+size_t nc_client_pending(const nc_client *c) {
+    return c ? c->pending.len + c->nevents : 0;
+}
 
 int nc_client_run(nc_client *c) {
     if (!c) return NC_EINVAL;
@@ -584,9 +605,13 @@ int nc_client_run(nc_client *c) {
     return 0;
 }
 
-void *nc_client_unwrap(nc_client *c) { return c && c->tp->unwrap ? c->tp->unwrap(c->tps) : NULL; }
+void *nc_client_unwrap(nc_client *c) {
+    return c && c->tp->unwrap ? c->tp->unwrap(c->tps) : NULL;
+}
 
-uv_loop_t *nc_client_loop(nc_client *c) { return c->io.loop; }
+uv_loop_t *nc_client_loop(nc_client *c) {
+    return c->io.loop;
+}
 
 void nc_client_free(nc_client *c) {
     if (!c) return;

@@ -41,8 +41,14 @@ void nc_client__error(nc_client *c, int err, const char *msg);
 const nc_client_cfg *nc_client__cfg_fn(nc_client *c);
 nc_ioctx *nc_client__io_fn(nc_client *c);
 const nc_logger *nc_client__log_fn(nc_client *c);
-static inline const nc_client_cfg *nc_client__cfg(nc_client *c) { return nc_client__cfg_fn(c); }
-static inline nc_ioctx *nc_client__io(nc_client *c) { return nc_client__io_fn(c); }
-static inline const nc_logger *nc_client__log(nc_client *c) { return nc_client__log_fn(c); }
+static inline const nc_client_cfg *nc_client__cfg(nc_client *c) {
+    return nc_client__cfg_fn(c);
+}
+static inline nc_ioctx *nc_client__io(nc_client *c) {
+    return nc_client__io_fn(c);
+}
+static inline const nc_logger *nc_client__log(nc_client *c) {
+    return nc_client__log_fn(c);
+}
 
 #endif

@@ -41,8 +41,10 @@ void nc_msg__clear(nc_msg *m) {
 
 void nc_request__free_unfinished(nc_request *r) {
     nc_server *s = r->srv;
-    if (r->prev) r->prev->next = r->next;
-    else s->inflight = r->next;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->inflight = r->next;
     if (r->next) r->next->prev = r->prev;
     s->ninflight--;
     nc_ioctx_unmark(&s->io, &r->fl);
@@ -73,7 +75,9 @@ static int emit(nc_request *r, json_t *value, int is_err, int disposed) {
     return 0;
 }
 
-static int check(nc_request *r) { return r ? 0 : NC_EINVAL; }
+static int check(nc_request *r) {
+    return r ? 0 : NC_EINVAL;
+}
 
 static void take_held(nc_request *r, int disposed) {
     json_t *v = r->held;
@@ -88,7 +92,9 @@ static void flush_held(nc_flushable *f) {
     if (r->has_held) take_held(r, 0);
 }
 
-static void finish(nc_request *r) { nc_request__free_unfinished(r); }
+static void finish(nc_request *r) {
+    nc_request__free_unfinished(r);
+}
 
 int nc_reply_next(nc_request *r, json_t *value) {
     if (check(r)) {
@@ -106,8 +112,10 @@ int nc_reply_next(nc_request *r, json_t *value) {
 
 int nc_reply_end(nc_request *r) {
     if (check(r)) return NC_EINVAL;
-    if (r->has_held) take_held(r, 1);
-    else emit(r, NULL, 0, 1);
+    if (r->has_held)
+        take_held(r, 1);
+    else
+        emit(r, NULL, 0, 1);
     finish(r);
     return 0;
 }
@@ -156,8 +164,10 @@ int nc_reply_threadsafe(nc_request *r, nc_reply_kind kind, json_t *value) {
     *t = (nc_ts_reply){NULL, r, kind, value};
     nc_server *s = r->srv;
     uv_mutex_lock(&s->ts_lock);
-    if (s->ts_tail) s->ts_tail->next = t;
-    else s->ts_head = t;
+    if (s->ts_tail)
+        s->ts_tail->next = t;
+    else
+        s->ts_head = t;
     s->ts_tail = t;
     uv_mutex_unlock(&s->ts_lock);
     uv_async_send(&s->async);
@@ -175,14 +185,22 @@ void nc_server__apply_ts_replies(nc_server *s) {
             json_decref(t->value);
         } else {
             switch (t->kind) {
-            case NC_REPLY_VALUE: nc_reply(t->req, t->value); break;
-            case NC_REPLY_NEXT: nc_reply_next(t->req, t->value); break;
+            case NC_REPLY_VALUE:
+                nc_reply(t->req, t->value);
+                break;
+            case NC_REPLY_NEXT:
+                nc_reply_next(t->req, t->value);
+                break;
             case NC_REPLY_END:
                 json_decref(t->value);
                 nc_reply_end(t->req);
                 break;
-            case NC_REPLY_ERROR: nc_reply_error(t->req, t->value); break;
-            default: json_decref(t->value); break;
+            case NC_REPLY_ERROR:
+                nc_reply_error(t->req, t->value);
+                break;
+            default:
+                json_decref(t->value);
+                break;
             }
         }
         free(t);
@@ -192,7 +210,9 @@ void nc_server__apply_ts_replies(nc_server *s) {
 
 /* ---- message accessors --------------------------------------------------------------------------- */
 
-json_t *nc_msg_data(const nc_msg *m) { return m->data; }
+json_t *nc_msg_data(const nc_msg *m) {
+    return m->data;
+}
 
 const char *nc_msg_data_json(const nc_msg *m, size_t *len) {
     nc_msg *mm = (nc_msg *)m; /* lazily cached */
@@ -209,11 +229,27 @@ const char *nc_msg_data_json(const nc_msg *m, size_t *len) {
     return mm->data_json;
 }
 
-const char *nc_msg_route(const nc_msg *m) { return m->route; }
-const char *nc_msg_pattern(const nc_msg *m) { return m->pattern_text; }
-const char *nc_msg_transport(const nc_msg *m) { return m->transport; }
-const char *nc_msg_channel(const nc_msg *m) { return m->channel; }
-json_t *nc_msg_headers(const nc_msg *m) { return m->headers; }
-json_t *nc_msg_metadata(const nc_msg *m) { return m->metadata; }
-int nc_msg_is_event(const nc_msg *m) { return m->is_event; }
-const nc_msg *nc_request_msg(const nc_request *r) { return r ? &r->msg : NULL; }
+const char *nc_msg_route(const nc_msg *m) {
+    return m->route;
+}
+const char *nc_msg_pattern(const nc_msg *m) {
+    return m->pattern_text;
+}
+const char *nc_msg_transport(const nc_msg *m) {
+    return m->transport;
+}
+const char *nc_msg_channel(const nc_msg *m) {
+    return m->channel;
+}
+json_t *nc_msg_headers(const nc_msg *m) {
+    return m->headers;
+}
+json_t *nc_msg_metadata(const nc_msg *m) {
+    return m->metadata;
+}
+int nc_msg_is_event(const nc_msg *m) {
+    return m->is_event;
+}
+const nc_msg *nc_request_msg(const nc_request *r) {
+    return r ? &r->msg : NULL;
+}

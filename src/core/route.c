@@ -43,7 +43,8 @@ static int is_printable_ascii(const char *s, size_t n) {
 static int ascii_collate(const char *a, size_t alen, const char *b, size_t blen) {
     size_t n = alen < blen ? alen : blen;
     for (size_t i = 0; i < n; i++) {
-        unsigned pa = ascii_primary[(unsigned char)a[i] - 0x20], pb = ascii_primary[(unsigned char)b[i] - 0x20];
+        unsigned pa = ascii_primary[(unsigned char)a[i] - 0x20],
+                 pb = ascii_primary[(unsigned char)b[i] - 0x20];
         if (pa != pb) return pa < pb ? -1 : 1;
     }
     if (alen != blen) return alen < blen ? -1 : 1;
@@ -165,7 +166,8 @@ static int put_object(nc_buf *b, const json_t *o, int depth) {
         for (void *it = json_object_iter(obj); it && i < n; it = json_object_iter_next(obj, it), i++) {
             const char *k = json_object_iter_key(it);
             size_t kl = json_object_iter_key_len(it);
-            e[i] = (route_entry){k, kl, json_object_iter_value(it), js_order(k, kl, i), is_printable_ascii(k, kl)};
+            e[i] = (route_entry){k, kl, json_object_iter_value(it), js_order(k, kl, i),
+                                 is_printable_ascii(k, kl)};
             all_ascii &= e[i].ascii;
         }
         n = i;
@@ -243,9 +245,13 @@ int nc_route_from_value(const json_t *pattern, char **out) {
     return rc;
 }
 
-static int is_json_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_json_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
-static int text_is(const char *s, size_t n, const char *lit) { return n == strlen(lit) && !memcmp(s, lit, n); }
+static int text_is(const char *s, size_t n, const char *lit) {
+    return n == strlen(lit) && !memcmp(s, lit, n);
+}
 
 int nc_route_from_text(const char *text, size_t len, char **out) {
     if (!out) return NC_EINVAL;

@@ -10,9 +10,13 @@
 
 #define DEFAULT_LIMIT 134217728LL
 
-static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+static char *xstrdup(const char *s) {
+    return s ? strdup(s) : NULL;
+}
 
-static long long limit_or(long long v, long long def) { return v == 0 ? def : v < 0 ? 0 : v; }
+static long long limit_or(long long v, long long def) {
+    return v == 0 ? def : v < 0 ? 0 : v;
+}
 
 static int cfg_init(nc_server_cfg *c, const nc_server_opts *o) {
     memset(c, 0, sizeof *c);
@@ -148,8 +152,12 @@ static int add_event(nc_server *s, const char *pattern, const json_t *jp, nc_eve
     return 0;
 }
 
-int nc_server_message(nc_server *s, const char *p, nc_request_fn fn, void *u) { return add_message(s, p, NULL, fn, u); }
-int nc_server_event(nc_server *s, const char *p, nc_event_fn fn, void *u) { return add_event(s, p, NULL, fn, u); }
+int nc_server_message(nc_server *s, const char *p, nc_request_fn fn, void *u) {
+    return add_message(s, p, NULL, fn, u);
+}
+int nc_server_event(nc_server *s, const char *p, nc_event_fn fn, void *u) {
+    return add_event(s, p, NULL, fn, u);
+}
 int nc_server_message_json(nc_server *s, const json_t *p, nc_request_fn fn, void *u) {
     return p ? add_message(s, NULL, p, fn, u) : NC_EINVAL;
 }
@@ -170,7 +178,8 @@ static char *pattern_text(json_t *pattern) {
 }
 
 /* Fills the message context from a decoded packet (spec README §9.1 for foreign messages). */
-static int msg_fill(nc_server *s, nc_msg *m, json_t *root, const nc_inbound *in, json_t **pattern, json_t **id) {
+static int msg_fill(nc_server *s, nc_msg *m, json_t *root, const nc_inbound *in, json_t **pattern,
+                    json_t **id) {
     m->root = root;
     m->transport = s->url.scheme;
     if (in->channel && !(m->channel = strdup(in->channel))) return NC_ENOMEM;
@@ -313,7 +322,9 @@ void nc_server_on_status(nc_server *s, nc_status_fn fn, void *user) {
     s->status_user = user;
 }
 
-uv_loop_t *nc_server_loop(nc_server *s) { return s->io.loop; }
+uv_loop_t *nc_server_loop(nc_server *s) {
+    return s->io.loop;
+}
 
 int nc_server_listen(nc_server *s) {
     if (!s) return NC_EINVAL;
@@ -334,7 +345,9 @@ int nc_server_listen(nc_server *s) {
     return 0;
 }
 
-int nc_server_port(const nc_server *s) { return s && s->tp->port ? s->tp->port(s->tps) : 0; }
+int nc_server_port(const nc_server *s) {
+    return s && s->tp->port ? s->tp->port(s->tps) : 0;
+}
 
 int nc_server_run(nc_server *s) {
     int r = nc_server_listen(s);
@@ -378,7 +391,9 @@ static void phase2(nc_server *s) {
     s->tp->close(s->tps);
 }
 
-static void on_grace(uv_timer_t *t) { phase2(t->data); }
+static void on_grace(uv_timer_t *t) {
+    phase2(t->data);
+}
 
 void nc_server__request_finished(nc_server *s) {
     if (s->closing && !s->transport_closed && s->ninflight == 0 && uv_is_active((uv_handle_t *)&s->grace)) {
@@ -417,7 +432,8 @@ void nc_server_close_threadsafe(nc_server *s) {
 
 static void on_signal(uv_signal_t *h, int signum) {
     nc_server *s = h->data;
-    nc_logf(&s->log, NC_LOG_INFO, "Server", "received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    nc_logf(&s->log, NC_LOG_INFO, "Server", "received %s, shutting down",
+            signum == SIGINT ? "SIGINT" : "SIGTERM");
     nc_server_close(s, NULL, NULL);
 }
 
@@ -444,8 +460,10 @@ void nc_server_free(nc_server *s) {
     while (!s->handles_closed) {
         if (!uv_run(s->io.loop, UV_RUN_ONCE) && !s->handles_closed) {
             /* Nothing active yet not closed: the close was never started (e.g. timer unreachable). */
-            if (!s->transport_closed) phase2(s);
-            else break;
+            if (!s->transport_closed)
+                phase2(s);
+            else
+                break;
         }
     }
     s->freeing = 1;

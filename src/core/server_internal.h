@@ -96,10 +96,18 @@ struct nc_server {
 };
 
 /* ---- calls for transports ----------------------------------------------------------------------- */
-static inline const nc_server_cfg *nc_server__cfg(nc_server *s) { return &s->cfg; }
-static inline nc_ioctx *nc_server__io(nc_server *s) { return &s->io; }
-static inline const nc_logger *nc_server__log(nc_server *s) { return &s->log; }
-static inline const char *nc_server__scheme(nc_server *s) { return s->url.scheme; }
+static inline const nc_server_cfg *nc_server__cfg(nc_server *s) {
+    return &s->cfg;
+}
+static inline nc_ioctx *nc_server__io(nc_server *s) {
+    return &s->io;
+}
+static inline const nc_logger *nc_server__log(nc_server *s) {
+    return &s->log;
+}
+static inline const char *nc_server__scheme(nc_server *s) {
+    return s->url.scheme;
+}
 
 /* Decodes one body (the JSON text of a packet) and dispatches it. Returns 0, or NC_EPROTO when the body
  * is not JSON (`why` gets the reason; TCP then closes the connection as NestJS does). */

@@ -17,8 +17,12 @@ static void run_flush(nc_ioctx *io) {
     }
 }
 
-static void on_prepare(uv_prepare_t *h) { run_flush(h->data); }
-static void on_check(uv_check_t *h) { run_flush(h->data); }
+static void on_prepare(uv_prepare_t *h) {
+    run_flush(h->data);
+}
+static void on_check(uv_check_t *h) {
+    run_flush(h->data);
+}
 
 int nc_ioctx_init(nc_ioctx *io, uv_loop_t *loop) {
     io->dirty_head = io->dirty_tail = NULL;
@@ -49,8 +53,10 @@ void nc_ioctx_mark(nc_ioctx *io, nc_flushable *f) {
     if (f->queued) return;
     f->queued = 1;
     f->next_dirty = NULL;
-    if (io->dirty_tail) io->dirty_tail->next_dirty = f;
-    else io->dirty_head = f;
+    if (io->dirty_tail)
+        io->dirty_tail->next_dirty = f;
+    else
+        io->dirty_head = f;
     io->dirty_tail = f;
 }
 
@@ -59,8 +65,10 @@ void nc_ioctx_unmark(nc_ioctx *io, nc_flushable *f) {
     nc_flushable *prev = NULL;
     for (nc_flushable *it = io->dirty_head; it; prev = it, it = it->next_dirty) {
         if (it != f) continue;
-        if (prev) prev->next_dirty = it->next_dirty;
-        else io->dirty_head = it->next_dirty;
+        if (prev)
+            prev->next_dirty = it->next_dirty;
+        else
+            io->dirty_head = it->next_dirty;
         if (io->dirty_tail == it) io->dirty_tail = prev;
         break;
     }
@@ -68,7 +76,9 @@ void nc_ioctx_unmark(nc_ioctx *io, nc_flushable *f) {
     f->next_dirty = NULL;
 }
 
-void nc_ioctx_flush(nc_ioctx *io) { run_flush(io); }
+void nc_ioctx_flush(nc_ioctx *io) {
+    run_flush(io);
+}
 
 void nc_ioctx_close(nc_ioctx *io) {
     if (io->closing) return;

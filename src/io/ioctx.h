@@ -21,7 +21,7 @@ typedef struct nc_ioctx {
     uv_check_t check;
     nc_flushable *dirty_head, *dirty_tail;
     int closing;
-    char *rbuf; /* NC_READ_BUF_SIZE bytes, allocated on first read */
+    char *rbuf;   /* NC_READ_BUF_SIZE bytes, allocated on first read */
     char *tlsbuf; /* decrypted-bytes scratch, same size */
 } nc_ioctx;
 

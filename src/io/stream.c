@@ -45,8 +45,10 @@ int nc_stream_init(nc_stream *s, nc_ioctx *io, const nc_stream_cbs *cbs, SSL_CTX
                 int is_ip = inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
                 if (!is_ip) SSL_set_tlsext_host_name(s->ssl, host);
                 if (SSL_get_verify_mode(s->ssl) != SSL_VERIFY_NONE) {
-                    if (is_ip) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), host);
-                    else SSL_set1_host(s->ssl, host);
+                    if (is_ip)
+                        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), host);
+                    else
+                        SSL_set1_host(s->ssl, host);
                 }
             }
         }
@@ -62,8 +64,10 @@ static void fire_notes(nc_stream *s, int err) {
     size_t n = s->nnotes;
     for (size_t i = 0; i < n; i++) {
         nc_write_note nt = s->notes[i];
-        if (err || nt.at <= s->written_bytes) nt.cb(nt.arg, err);
-        else s->notes[keep++] = nt;
+        if (err || nt.at <= s->written_bytes)
+            nt.cb(nt.arg, err);
+        else
+            s->notes[keep++] = nt;
     }
     /* Notes added during callbacks sit after n. */
     memmove(s->notes + keep, s->notes + n, (s->nnotes - n) * sizeof *s->notes);
@@ -95,7 +99,9 @@ void nc_stream_close(nc_stream *s, int err, const char *msg) {
     uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
 }
 
-int nc_stream_is_open(const nc_stream *s) { return s->state == ST_OPEN; }
+int nc_stream_is_open(const nc_stream *s) {
+    return s->state == ST_OPEN;
+}
 
 static void fail_uv(nc_stream *s, int uverr, const char *what) {
     char msg[160];
@@ -229,7 +235,9 @@ int nc_stream_notify_written(nc_stream *s, void (*cb)(void *, int), void *arg) {
     return 0;
 }
 
-uint64_t nc_stream_unsent(const nc_stream *s) { return s->queued_bytes - s->written_bytes; }
+uint64_t nc_stream_unsent(const nc_stream *s) {
+    return s->queued_bytes - s->written_bytes;
+}
 
 /* ---- reading ------------------------------------------------------------------------------------ */
 
@@ -294,8 +302,10 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
     nc_stream *s = h->data;
     if (n == 0 || s->state == ST_CLOSING) return;
     if (n < 0) {
-        if (n == UV_EOF) nc_stream_close(s, 0, "end of stream");
-        else fail_uv(s, (int)n, "read");
+        if (n == UV_EOF)
+            nc_stream_close(s, 0, "end of stream");
+        else
+            fail_uv(s, (int)n, "read");
         return;
     }
     if (!s->ssl) {

@@ -88,7 +88,8 @@ typedef struct nc_client_transport {
     int (*connect)(void *state);
     /* Sends one packet. Only called while connected. Returns 0 or an error (the call fails at once). */
     int (*send)(void *state, const nc_outbound *out);
-    /* A request ended locally (completed, timed out, failed): brokers drop reply subscriptions. May be NULL. */
+    /* A request ended locally (completed, timed out, failed): brokers drop reply subscriptions. May be NULL.
+     */
     void (*forget)(void *state, const char *route, const char *id);
     /* Closes the connection; nc_client__disconnected follows once it is closed. */
     void (*close)(void *state);

@@ -34,7 +34,9 @@ int nc_buf_append(nc_buf *b, const void *p, size_t n) {
     return 0;
 }
 
-int nc_buf_append_str(nc_buf *b, const char *s) { return nc_buf_append(b, s, strlen(s)); }
+int nc_buf_append_str(nc_buf *b, const char *s) {
+    return nc_buf_append(b, s, strlen(s));
+}
 
 int nc_buf_append_char(nc_buf *b, char c) {
     if (nc_buf_reserve(b, 1)) return NC_ENOMEM;
@@ -74,7 +76,9 @@ char *nc_buf_steal(nc_buf *b, size_t *len) {
     return p;
 }
 
-void nc_buf_reset(nc_buf *b) { b->len = 0; }
+void nc_buf_reset(nc_buf *b) {
+    b->len = 0;
+}
 
 void nc_buf_free(nc_buf *b) {
     free(b->data);

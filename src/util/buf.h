@@ -10,7 +10,8 @@ typedef struct nc_buf {
     size_t cap;
 } nc_buf;
 
-#define NC_BUF_INIT {NULL, 0, 0}
+#define NC_BUF_INIT                                                                                          \
+    { NULL, 0, 0 }
 
 /* Ensure room for `extra` more bytes. Returns 0 or NC_ENOMEM. */
 int nc_buf_reserve(nc_buf *b, size_t extra);

@@ -18,7 +18,8 @@ typedef struct nc_map {
     size_t len, used;
 } nc_map;
 
-#define NC_MAP_INIT {NULL, 0, 0, 0}
+#define NC_MAP_INIT                                                                                          \
+    { NULL, 0, 0, 0 }
 
 void *nc_map_get(const nc_map *m, const char *key, size_t klen);
 /* Inserts or replaces. Returns 0 or NC_ENOMEM. If `stored_key` is not NULL it receives the map's copy. */

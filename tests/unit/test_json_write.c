@@ -92,14 +92,18 @@ static const write_case write_cases[] = {
     {"{}", "{}"},
     {"[1,\"a\",null,true,false,1.5]", "[1,\"a\",null,true,false,1.5]"},
     {"{\"a\":1,\"b\":[1,2,{\"c\":\"d\"}],\"e\":{}}", "{\"a\":1,\"b\":[1,2,{\"c\":\"d\"}],\"e\":{}}"},
-    {"{\"pattern\":{\"cmd\":\"sum\"},\"data\":[1,2,3],\"id\":\"0c6e43dc55e823da85283\"}", "{\"pattern\":{\"cmd\":\"sum\"},\"data\":[1,2,3],\"id\":\"0c6e43dc55e823da85283\"}"},
+    {"{\"pattern\":{\"cmd\":\"sum\"},\"data\":[1,2,3],\"id\":\"0c6e43dc55e823da85283\"}",
+     "{\"pattern\":{\"cmd\":\"sum\"},\"data\":[1,2,3],\"id\":\"0c6e43dc55e823da85283\"}"},
     {"{\"z\":1,\"a\":2,\"m\":3}", "{\"z\":1,\"a\":2,\"m\":3}"},
     {"{\"k\\\"ey\":\"v\\\\al\",\"\\n\":\"\\u0007\"}", "{\"k\\\"ey\":\"v\\\\al\",\"\\n\":\"\\u0007\"}"},
     {"[[[[[]]]]]", "[[[[[]]]]]"},
     {"{\"a\":{\"b\":{\"c\":{\"d\":{}}}}}", "{\"a\":{\"b\":{\"c\":{\"d\":{}}}}}"},
-    {"{\"response\":{\"nested\":[1e21,-0.0,0.5,9007199254740993]},\"isDisposed\":true,\"id\":\"x\"}", "{\"response\":{\"nested\":[1e+21,0,0.5,9007199254740992]},\"isDisposed\":true,\"id\":\"x\"}"},
+    {"{\"response\":{\"nested\":[1e21,-0.0,0.5,9007199254740993]},\"isDisposed\":true,\"id\":\"x\"}",
+     "{\"response\":{\"nested\":[1e+21,0,0.5,9007199254740992]},\"isDisposed\":true,\"id\":\"x\"}"},
     {"[-1.5e-300,1.5e300,-123456.789]", "[-1.5e-300,1.5e+300,-123456.789]"},
-    {"{\"\303\251\":\"\303\237\",\"\346\227\245\346\234\254\":\"\360\237\230\200\",\"\\u2028\":\"\\u0019\"}", "{\"\303\251\":\"\303\237\",\"\346\227\245\346\234\254\":\"\360\237\230\200\",\"\342\200\250\":\"\\u0019\"}"},
+    {"{\"\303\251\":\"\303\237\",\"\346\227\245\346\234\254\":\"\360\237\230\200\",\"\\u2028\":\"\\u0019\"}",
+     "{\"\303\251\":\"\303\237\",\"\346\227\245\346\234\254\":\"\360\237\230\200\",\"\342\200\250\":"
+     "\"\\u0019\"}"},
     {"  [ 1 , 2 ]  ", "[1,2]"},
 };
 
@@ -307,14 +311,22 @@ static const number_case number_cases[] = {
     {0x4450000000000000ULL, "1.1805916207174113e+21"},
     {0x3eb0000000000000ULL, "9.5367431640625e-7"},
     {0x3fd3333333333334ULL, "0.30000000000000004"},
-    {0x0060000000000000ULL, "7.120236347223045e-307"}, /* power of two: the next-larger decimal is the shortest */
-    {0x0100000000000000ULL, "7.291122019556398e-304"}, /* power of two: the next-larger decimal is the shortest */
-    {0x0420000000000000ULL, "8.209073602596753e-289"}, /* power of two: the next-larger decimal is the shortest */
-    {0x0660000000000000ULL, "5.641232424577593e-278"}, /* power of two: the next-larger decimal is the shortest */
-    {0x0d70000000000000ULL, "5.858190679279809e-244"}, /* power of two: the next-larger decimal is the shortest */
-    {0x0e80000000000000ULL, "7.678447687145631e-239"}, /* power of two: the next-larger decimal is the shortest */
-    {0x0eb0000000000000ULL, "6.142758149716505e-238"}, /* power of two: the next-larger decimal is the shortest */
-    {0x0f50000000000000ULL, "6.290184345309701e-235"}, /* power of two: the next-larger decimal is the shortest */
+    {0x0060000000000000ULL,
+     "7.120236347223045e-307"}, /* power of two: the next-larger decimal is the shortest */
+    {0x0100000000000000ULL,
+     "7.291122019556398e-304"}, /* power of two: the next-larger decimal is the shortest */
+    {0x0420000000000000ULL,
+     "8.209073602596753e-289"}, /* power of two: the next-larger decimal is the shortest */
+    {0x0660000000000000ULL,
+     "5.641232424577593e-278"}, /* power of two: the next-larger decimal is the shortest */
+    {0x0d70000000000000ULL,
+     "5.858190679279809e-244"}, /* power of two: the next-larger decimal is the shortest */
+    {0x0e80000000000000ULL,
+     "7.678447687145631e-239"}, /* power of two: the next-larger decimal is the shortest */
+    {0x0eb0000000000000ULL,
+     "6.142758149716505e-238"}, /* power of two: the next-larger decimal is the shortest */
+    {0x0f50000000000000ULL,
+     "6.290184345309701e-235"}, /* power of two: the next-larger decimal is the shortest */
 };
 
 static void test_write_table(void **state) {
@@ -365,10 +377,19 @@ static void test_js_number_values(void **state) {
         double v;
         const char *node;
     } cases[] = {
-        {0.1, "0.1"},         {1e21, "1e+21"},      {1.5e-7, "1.5e-7"}, {123456789012345680000.0, "123456789012345680000"},
-        {-0.0, "0"},          {5.0, "5"},           {1e-6, "0.000001"}, {1e-7, "1e-7"},
-        {-1.5e300, "-1.5e+300"}, {0.5, "0.5"},      {1e20, "100000000000000000000"},
-        {-123.456, "-123.456"}, {9007199254740992.0, "9007199254740992"},
+        {0.1, "0.1"},
+        {1e21, "1e+21"},
+        {1.5e-7, "1.5e-7"},
+        {123456789012345680000.0, "123456789012345680000"},
+        {-0.0, "0"},
+        {5.0, "5"},
+        {1e-6, "0.000001"},
+        {1e-7, "1e-7"},
+        {-1.5e300, "-1.5e+300"},
+        {0.5, "0.5"},
+        {1e20, "100000000000000000000"},
+        {-123.456, "-123.456"},
+        {9007199254740992.0, "9007199254740992"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char buf[32];
@@ -390,9 +411,12 @@ static void test_write_api_values(void **state) {
     assert_non_null(tail);
     /* Node: JSON.stringify(String.fromCharCode(0, ..., 127) + "\u2028\u2029\u00e9") */
     static const char node_all[] =
-        "\"\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f\\u0010"
-        "\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f "
-        "!\\\"#$%&'()*+,-./0123456789:;<=>\?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+        "\"\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f\\u001"
+        "0"
+        "\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\"
+        "u001f "
+        "!\\\"#$%&'()*+,-./"
+        "0123456789:;<=>\?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
         "\177\342\200\250\342\200\251\303\251\"";
     nc_buf_reset(&b);
     assert_int_equal(nc_json_write(&b, s), 0);
@@ -489,20 +513,24 @@ static void test_parse(void **state) {
     assert_int_equal(nc_json_parse("1", 1, NULL, NULL, 0), NC_EINVAL);
 
     /* texts JSON.parse accepts but jansson cannot hold */
-    static const char *const js_ok[] = {"{\"a\\u0000\":1}", "\"\\ud800\"", "[\"\\udc00x\"]", "1e400", "[-1e400]"};
+    static const char *const js_ok[] = {"{\"a\\u0000\":1}", "\"\\ud800\"", "[\"\\udc00x\"]", "1e400",
+                                        "[-1e400]"};
     for (size_t i = 0; i < sizeof js_ok / sizeof *js_ok; i++) {
         js = 0;
         assert_int_equal(nc_json_parse_js(js_ok[i], strlen(js_ok[i]), &v, NULL, 0, &js), NC_EPROTO);
         assert_int_equal(js, 1);
     }
-    char deep[4001];
-    memset(deep, '[', 2000);
-    memset(deep + 2000, ']', 2000);
-    deep[4000] = '\0';
+    char deep[4201]; /* jansson stops at 2048 levels */
+    memset(deep, '[', 2100);
+    memset(deep + 2100, ']', 2100);
+    deep[4200] = '\0';
     js = 0;
-    assert_int_equal(nc_json_parse_js(deep, 4000, &v, NULL, 0, &js), NC_EPROTO);
+    assert_int_equal(nc_json_parse_js(deep, 4200, &v, NULL, 0, &js), NC_EPROTO);
     assert_int_equal(js, 1);
-    static const char *const js_bad[] = {"{a:1}", "'x'", "[1,]", "01", "\"\\x\"", "tru", "\"a\tb\"", "1 2", "NaN"};
+    assert_int_equal(nc_json_parse(deep + 100, 4000, &v, NULL, 0), 0); /* 2000 levels are fine */
+    json_decref(v);
+    static const char *const js_bad[] = {"{a:1}", "'x'",      "[1,]", "01", "\"\\x\"",
+                                         "tru",   "\"a\tb\"", "1 2",  "NaN"};
     for (size_t i = 0; i < sizeof js_bad / sizeof *js_bad; i++) {
         js = 1;
         assert_int_equal(nc_json_parse_js(js_bad[i], strlen(js_bad[i]), &v, NULL, 0, &js), NC_EPROTO);

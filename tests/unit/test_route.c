@@ -27,63 +27,94 @@ static const char ascii_sorted[] =
  * two-character strings over aAbB0_- .', all three-character ones over aAb_-, every case variant of a few
  * words, every punctuation character between and before letters, prefixes, and random strings. */
 static const char *const node_sorted[] = {
-    " ", "  ", " _", " -", " ;", " .", " '", " 0", " a", " A", " b", " B", "_", "_ ", "__", "___", "__-",
-    "__a", "__A", "__b", "_-", "_-_", "_--", "_-a", "_-A", "_-b", "_.", "_.@]\?", "_'", "_0", "_a", "_A",
-    "_a_", "_A_", "_a-", "_A-", "_aa", "_aA", "_Aa", "_AA", "_ab", "_Ab", "_b", "_B", "_b_", "_b-", "_ba",
-    "_bA", "_bb", "_k^4I|", "-", "- ", "-_", "-__", "-_-", "-_a", "-_A", "-_b", "--", "--_", "---", "--a",
-    "--A", "--b", "-.", "-'", "-0", "-a", "-A", "-a_", "-A_", "-a-", "-A-", "-aa", "-aA", "-Aa", "-AA",
-    "-ab", "-Ab", "-b", "-B", "-b_", "-b-", "-ba", "-bA", "-bb", "-gB.oH", ",a", ",oCWO+", ",ZEAf6", ";",
-    ";@TQ", ";a", ";Aqo", ";Fi,", ";NEO!\?", ";pV9", ":a", "!3j!A", "!a", "\?[V7", "\?~(4z", "\?a",
-    "\?u6P$2", ". ", "._", ".-", "..", ".'", ".0", ".a", ".A", ".b", ".B", ".O)", "'", "' ", "'_", "'-",
-    "'.", "''", "'(", "'0", "'a", "'A", "'b", "'B", "\"a", "\"kd", "(a", "(zB", ")-6X6", ")a", ")n_wo=",
-    "[a", "]a", "]A}", "{", "{a", "{ct\\", "{H", "{q", "}0n;@", "}a", "}Kx#p", "@->r", "@a", "*/n,", "*%}!",
-    "*a", "/4Zb&", "/a", "\\", "\\;", "\\@O+J", "\\a", "&}^9", "&a", "&z{C$", "#a", "#F5`j", "#m", "#Mv8p",
-    "%))y4", "%1=0U", "%a", "%u", "`a", "`uZ", "^", "^a", "+", "+1F<sy", "+a", "+D", "+S", "<", "<a",
-    "<K38", "<WR", "=", "=<z", "=a", "=G", "=J", "=WKt", "> %}s", ">!)L", ">a", "|[4K", "|a", "|loV", "~a",
-    "~G;", "~Xe", "$", "$a", "$wd", "0", "0 ", "0_", "0-", "0.", "0'", "0|\"", "00", "001", "01", "0a",
-    "0A", "0b", "0B", "0DrG>", "0I!\\Z", "1", "1%M0a", "10", "100", "1a", "1e\\>", "1g;\"GO", "2", "2|%*bO",
-    "20", "27", "2a", "2e", "3\?#c", "36", "3a", "4~]", "4a", "4Yy%C", "5a", "5g~K", "5N", "6a", "6o\?9,0",
-    "7a", "8", "8}", "8a", "8I&/ '", "8NDA", "8Vg", "9&h9R", "9a", "a", "a ", "A ", "a b", "a_", "A_",
-    "a__", "A__", "a_-", "A_-", "a_a", "a_A", "A_a", "A_A", "a_b", "a_B", "A_b", "a-", "A-", "a-_", "A-_",
-    "a--", "A--", "a-a", "a-A", "A-a", "A-A", "a-b", "A-b", "A,", "a,b", "A;", "a;b", "A:", "a:b", "A!",
-    "a!b", "A\?", "a\?b", "a.", "A.", "a.b", "a'", "A'", "a'b", "A\"", "a\"b", "A(", "a(b", "A)", "a)b",
-    "A[", "a[b", "A]", "a]b", "A{", "a{b", "A}", "a}b", "A@", "a@b", "A*", "a*b", "A/", "a/b", "A\\",
-    "a\\b", "A&", "a&b", "A#", "a#b", "A%", "a%b", "A`", "a`b", "A^", "a^b", "A+", "a+b", "A<", "a<b", "A=",
-    "a=b", "A>", "a>b", "A|", "a|b", "A~", "a~b", "A$", "a$b", "a0", "A0", "a0b", "a1", "A1", "a10", "a1b",
-    "a2", "A2", "a2b", "A3", "a3b", "A4", "a4b", "A5", "a5b", "A6", "a6b", "A7", "a7b", "A8", "a8b", "A9",
-    "a9b", "aa", "aA", "Aa", "AA", "aa_", "aA_", "Aa_", "AA_", "aa-", "aA-", "Aa-", "AA-", "aaa", "aaA",
-    "aAa", "aAA", "Aaa", "AaA", "AAa", "AAA", "aab", "aAb", "Aab", "AAb", "ab", "aB", "Ab", "AB", "ab_",
-    "Ab_", "ab-", "aB-", "Ab-", "aba", "abA", "Aba", "AbA", "abb", "aBb", "Abb", "abc", "abC", "aBc", "aBC",
-    "Abc", "AbC", "ABc", "ABC", "abcd", "abcde", "Ac", "AC", "acb", "aCb", "Ad", "AD", "adb", "aDb", "Ae",
-    "AE", "aeb", "aEb", "Af", "AF", "afb", "aFb", "Ag", "AG", "agb", "aGb", "Ah", "AH", "ahb", "aHb", "Ai",
-    "AI", "aib", "aIb", "Aj", "AJ", "ajb", "aJb", "Ak", "AK", "akb", "aKb", "Al", "AL", "alb", "aLb", "Am",
-    "AM", "amb", "aMb", "An", "AN", "anb", "aNb", "Ao", "AO", "aob", "aOb", "Ap", "AP", "apb", "aPb", "Aq",
-    "AQ", "aqb", "aQb", "Ar", "AR", "arb", "aRb", "As", "AS", "asb", "aSb", "At", "AT", "atb", "aTb", "Au",
-    "AU", "aub", "aUb", "Av", "AV", "avb", "aVb", "Aw", "AW", "awb", "aWb", "Ax", "AX", "axb", "aXb", "Ay",
-    "AY", "ayb", "aYb", "Az", "AZ", "azb", "aZb", "b", "B", "b ", "B ", "b_", "B_", "b__", "b_-", "b_a",
-    "b_A", "b_b", "b-", "B-", "b-_", "b--", "b-a", "b-A", "b-b", "B;p*", "b.", "B.", "b'", "B'", "b%", "b0",
-    "B0", "b3uR~", "ba", "bA", "Ba", "BA", "ba_", "bA_", "ba-", "bA-", "baa", "baA", "bAa", "bAA", "bab",
-    "bAb", "bb", "bB", "Bb", "BB", "bb_", "bb-", "bba", "bbA", "bbb", "C", "C*-4 &", "ca", "Ca", "cmd",
-    "cmD", "cMd", "cMD", "Cmd", "CmD", "CMd", "CMD", "D#", "d6", "da", "Da", "e^$", "ea", "Ea", "EU9Z\\\\",
-    "f", "fa", "Fa", "FC t", "FFFs}b", "fQ]u7", "FXrG", "G", "G\"", "g`V,6", "g8a", "ga", "Ga", "gH",
-    "GPS_", "ha", "Ha", "hho", "i", "ia", "Ia", "id", "iD", "Id", "ID", "IPKHz", "j", "ja", "Ja", "k,",
-    "k$[", "k5a", "ka", "Ka", "ki", "l_#S", "L/*~", "L5dF", "la", "La", "Ln", "LT^#", "m*", "M=Hc", "m5+",
-    "ma", "Ma", "mDm", "mhp%", "MMP`^X", "MRFP", "MS.", "n,fM[7", "N^UHw", "na", "Na", "o>g<e>", "oa", "Oa",
-    "OcEk$", "Ok}", "Oq", "p:J~", "p+otog", "p|.", "p16", "pa", "Pa", "pxvAv", "qa", "Qa", "QOL", "qS\?T3C",
-    "r", "R", "R'|]~7", "ra", "Ra", "RM\?V", "RqLN#3", "s^=sO", "sa", "Sa", "sb", "sx", "Syl!", "T",
-    "T\?1r", "t%", "t|", "ta", "Ta", "THA=", "tqtS5A", "tTWsS", "U\"+a4", "ua", "Ua", "us\"", "user id",
-    "user_id", "user-id", "user.id", "userid", "userId", "USERID", "v-_4@B", "V-)", "v:", "V*K", "va", "Va",
-    "VB", "vx", "W", "w2(naP", "wa", "Wa", "wX!l", "X", "X]v", "xa", "Xa", "xUR ", "xyz", "xyZ", "xYz",
-    "xYZ", "Xyz", "XyZ", "XYz", "XYZ", "y", "Y", "Y4#S1", "Y8O+o", "ya", "Ya", "yjPV", "yObt{", "z", "z*wJ",
-    "Z~\"El2", "za", "Za", "ZI4p!", "ZoU", "zSOF7Y", "ZY7",
+    " ",       "  ",     " _",     " -",      " ;",     " .",      " '",     " 0",       " a",      " A",
+    " b",      " B",     "_",      "_ ",      "__",     "___",     "__-",    "__a",      "__A",     "__b",
+    "_-",      "_-_",    "_--",    "_-a",     "_-A",    "_-b",     "_.",     "_.@]\?",   "_'",      "_0",
+    "_a",      "_A",     "_a_",    "_A_",     "_a-",    "_A-",     "_aa",    "_aA",      "_Aa",     "_AA",
+    "_ab",     "_Ab",    "_b",     "_B",      "_b_",    "_b-",     "_ba",    "_bA",      "_bb",     "_k^4I|",
+    "-",       "- ",     "-_",     "-__",     "-_-",    "-_a",     "-_A",    "-_b",      "--",      "--_",
+    "---",     "--a",    "--A",    "--b",     "-.",     "-'",      "-0",     "-a",       "-A",      "-a_",
+    "-A_",     "-a-",    "-A-",    "-aa",     "-aA",    "-Aa",     "-AA",    "-ab",      "-Ab",     "-b",
+    "-B",      "-b_",    "-b-",    "-ba",     "-bA",    "-bb",     "-gB.oH", ",a",       ",oCWO+",  ",ZEAf6",
+    ";",       ";@TQ",   ";a",     ";Aqo",    ";Fi,",   ";NEO!\?", ";pV9",   ":a",       "!3j!A",   "!a",
+    "\?[V7",   "\?~(4z", "\?a",    "\?u6P$2", ". ",     "._",      ".-",     "..",       ".'",      ".0",
+    ".a",      ".A",     ".b",     ".B",      ".O)",    "'",       "' ",     "'_",       "'-",      "'.",
+    "''",      "'(",     "'0",     "'a",      "'A",     "'b",      "'B",     "\"a",      "\"kd",    "(a",
+    "(zB",     ")-6X6",  ")a",     ")n_wo=",  "[a",     "]a",      "]A}",    "{",        "{a",      "{ct\\",
+    "{H",      "{q",     "}0n;@",  "}a",      "}Kx#p",  "@->r",    "@a",     "*/n,",     "*%}!",    "*a",
+    "/4Zb&",   "/a",     "\\",     "\\;",     "\\@O+J", "\\a",     "&}^9",   "&a",       "&z{C$",   "#a",
+    "#F5`j",   "#m",     "#Mv8p",  "%))y4",   "%1=0U",  "%a",      "%u",     "`a",       "`uZ",     "^",
+    "^a",      "+",      "+1F<sy", "+a",      "+D",     "+S",      "<",      "<a",       "<K38",    "<WR",
+    "=",       "=<z",    "=a",     "=G",      "=J",     "=WKt",    "> %}s",  ">!)L",     ">a",      "|[4K",
+    "|a",      "|loV",   "~a",     "~G;",     "~Xe",    "$",       "$a",     "$wd",      "0",       "0 ",
+    "0_",      "0-",     "0.",     "0'",      "0|\"",   "00",      "001",    "01",       "0a",      "0A",
+    "0b",      "0B",     "0DrG>",  "0I!\\Z",  "1",      "1%M0a",   "10",     "100",      "1a",      "1e\\>",
+    "1g;\"GO", "2",      "2|%*bO", "20",      "27",     "2a",      "2e",     "3\?#c",    "36",      "3a",
+    "4~]",     "4a",     "4Yy%C",  "5a",      "5g~K",   "5N",      "6a",     "6o\?9,0",  "7a",      "8",
+    "8}",      "8a",     "8I&/ '", "8NDA",    "8Vg",    "9&h9R",   "9a",     "a",        "a ",      "A ",
+    "a b",     "a_",     "A_",     "a__",     "A__",    "a_-",     "A_-",    "a_a",      "a_A",     "A_a",
+    "A_A",     "a_b",    "a_B",    "A_b",     "a-",     "A-",      "a-_",    "A-_",      "a--",     "A--",
+    "a-a",     "a-A",    "A-a",    "A-A",     "a-b",    "A-b",     "A,",     "a,b",      "A;",      "a;b",
+    "A:",      "a:b",    "A!",     "a!b",     "A\?",    "a\?b",    "a.",     "A.",       "a.b",     "a'",
+    "A'",      "a'b",    "A\"",    "a\"b",    "A(",     "a(b",     "A)",     "a)b",      "A[",      "a[b",
+    "A]",      "a]b",    "A{",     "a{b",     "A}",     "a}b",     "A@",     "a@b",      "A*",      "a*b",
+    "A/",      "a/b",    "A\\",    "a\\b",    "A&",     "a&b",     "A#",     "a#b",      "A%",      "a%b",
+    "A`",      "a`b",    "A^",     "a^b",     "A+",     "a+b",     "A<",     "a<b",      "A=",      "a=b",
+    "A>",      "a>b",    "A|",     "a|b",     "A~",     "a~b",     "A$",     "a$b",      "a0",      "A0",
+    "a0b",     "a1",     "A1",     "a10",     "a1b",    "a2",      "A2",     "a2b",      "A3",      "a3b",
+    "A4",      "a4b",    "A5",     "a5b",     "A6",     "a6b",     "A7",     "a7b",      "A8",      "a8b",
+    "A9",      "a9b",    "aa",     "aA",      "Aa",     "AA",      "aa_",    "aA_",      "Aa_",     "AA_",
+    "aa-",     "aA-",    "Aa-",    "AA-",     "aaa",    "aaA",     "aAa",    "aAA",      "Aaa",     "AaA",
+    "AAa",     "AAA",    "aab",    "aAb",     "Aab",    "AAb",     "ab",     "aB",       "Ab",      "AB",
+    "ab_",     "Ab_",    "ab-",    "aB-",     "Ab-",    "aba",     "abA",    "Aba",      "AbA",     "abb",
+    "aBb",     "Abb",    "abc",    "abC",     "aBc",    "aBC",     "Abc",    "AbC",      "ABc",     "ABC",
+    "abcd",    "abcde",  "Ac",     "AC",      "acb",    "aCb",     "Ad",     "AD",       "adb",     "aDb",
+    "Ae",      "AE",     "aeb",    "aEb",     "Af",     "AF",      "afb",    "aFb",      "Ag",      "AG",
+    "agb",     "aGb",    "Ah",     "AH",      "ahb",    "aHb",     "Ai",     "AI",       "aib",     "aIb",
+    "Aj",      "AJ",     "ajb",    "aJb",     "Ak",     "AK",      "akb",    "aKb",      "Al",      "AL",
+    "alb",     "aLb",    "Am",     "AM",      "amb",    "aMb",     "An",     "AN",       "anb",     "aNb",
+    "Ao",      "AO",     "aob",    "aOb",     "Ap",     "AP",      "apb",    "aPb",      "Aq",      "AQ",
+    "aqb",     "aQb",    "Ar",     "AR",      "arb",    "aRb",     "As",     "AS",       "asb",     "aSb",
+    "At",      "AT",     "atb",    "aTb",     "Au",     "AU",      "aub",    "aUb",      "Av",      "AV",
+    "avb",     "aVb",    "Aw",     "AW",      "awb",    "aWb",     "Ax",     "AX",       "axb",     "aXb",
+    "Ay",      "AY",     "ayb",    "aYb",     "Az",     "AZ",      "azb",    "aZb",      "b",       "B",
+    "b ",      "B ",     "b_",     "B_",      "b__",    "b_-",     "b_a",    "b_A",      "b_b",     "b-",
+    "B-",      "b-_",    "b--",    "b-a",     "b-A",    "b-b",     "B;p*",   "b.",       "B.",      "b'",
+    "B'",      "b%",     "b0",     "B0",      "b3uR~",  "ba",      "bA",     "Ba",       "BA",      "ba_",
+    "bA_",     "ba-",    "bA-",    "baa",     "baA",    "bAa",     "bAA",    "bab",      "bAb",     "bb",
+    "bB",      "Bb",     "BB",     "bb_",     "bb-",    "bba",     "bbA",    "bbb",      "C",       "C*-4 &",
+    "ca",      "Ca",     "cmd",    "cmD",     "cMd",    "cMD",     "Cmd",    "CmD",      "CMd",     "CMD",
+    "D#",      "d6",     "da",     "Da",      "e^$",    "ea",      "Ea",     "EU9Z\\\\", "f",       "fa",
+    "Fa",      "FC t",   "FFFs}b", "fQ]u7",   "FXrG",   "G",       "G\"",    "g`V,6",    "g8a",     "ga",
+    "Ga",      "gH",     "GPS_",   "ha",      "Ha",     "hho",     "i",      "ia",       "Ia",      "id",
+    "iD",      "Id",     "ID",     "IPKHz",   "j",      "ja",      "Ja",     "k,",       "k$[",     "k5a",
+    "ka",      "Ka",     "ki",     "l_#S",    "L/*~",   "L5dF",    "la",     "La",       "Ln",      "LT^#",
+    "m*",      "M=Hc",   "m5+",    "ma",      "Ma",     "mDm",     "mhp%",   "MMP`^X",   "MRFP",    "MS.",
+    "n,fM[7",  "N^UHw",  "na",     "Na",      "o>g<e>", "oa",      "Oa",     "OcEk$",    "Ok}",     "Oq",
+    "p:J~",    "p+otog", "p|.",    "p16",     "pa",     "Pa",      "pxvAv",  "qa",       "Qa",      "QOL",
+    "qS\?T3C", "r",      "R",      "R'|]~7",  "ra",     "Ra",      "RM\?V",  "RqLN#3",   "s^=sO",   "sa",
+    "Sa",      "sb",     "sx",     "Syl!",    "T",      "T\?1r",   "t%",     "t|",       "ta",      "Ta",
+    "THA=",    "tqtS5A", "tTWsS",  "U\"+a4",  "ua",     "Ua",      "us\"",   "user id",  "user_id", "user-id",
+    "user.id", "userid", "userId", "USERID",  "v-_4@B", "V-)",     "v:",     "V*K",      "va",      "Va",
+    "VB",      "vx",     "W",      "w2(naP",  "wa",     "Wa",      "wX!l",   "X",        "X]v",     "xa",
+    "Xa",      "xUR ",   "xyz",    "xyZ",     "xYz",    "xYZ",     "Xyz",    "XyZ",      "XYz",     "XYZ",
+    "y",       "Y",      "Y4#S1",  "Y8O+o",   "ya",     "Ya",      "yjPV",   "yObt{",    "z",       "z*wJ",
+    "Z~\"El2", "za",     "Za",     "ZI4p!",   "ZoU",    "zSOF7Y",  "ZY7",
 };
 
-static int sign(int x) { return (x > 0) - (x < 0); }
+static int sign(int x) {
+    return (x > 0) - (x < 0);
+}
 
-static int collate(const char *a, const char *b) { return nc_route_collate(a, strlen(a), b, strlen(b)); }
-static int collate_icu(const char *a, const char *b) { return nc_route_collate_icu(a, strlen(a), b, strlen(b)); }
+static int collate(const char *a, const char *b) {
+    return nc_route_collate(a, strlen(a), b, strlen(b));
+}
+static int collate_icu(const char *a, const char *b) {
+    return nc_route_collate_icu(a, strlen(a), b, strlen(b));
+}
 
-/* Route of the pattern written as JSON text (or, when it is no JSON, the raw text), via nc_route_from_user. */
+/* Route of the pattern written as JSON text (or, when it is no JSON, the raw text), via nc_route_from_user.
+ */
 static void assert_user_route(const char *pattern, const char *want) {
     char *r = NULL;
     int rc = nc_route_from_user(pattern, &r);
@@ -128,8 +159,8 @@ static void test_routes_tsv(void **state) {
         int rc2 = nc_route_from_text(pattern, strlen(pattern), &r2);
         json_decref(v);
         if (rc1 || rc2 || strcmp(r1, want) || strcmp(r2, want)) {
-            print_error("routes.tsv line %d: pattern %s\n  want %s\n  got  %s (rc %d) / %s (rc %d)\n", rows, pattern,
-                        want, r1 ? r1 : "(null)", rc1, r2 ? r2 : "(null)", rc2);
+            print_error("routes.tsv line %d: pattern %s\n  want %s\n  got  %s (rc %d) / %s (rc %d)\n", rows,
+                        pattern, want, r1 ? r1 : "(null)", rc1, r2 ? r2 : "(null)", rc2);
             bad++;
         }
         free(r1);
@@ -157,13 +188,15 @@ static void test_spec_table(void **state) {
     assert_user_route("{\"k\\\"ey\":\"va\\\"l\\\\ue\"}", "{\"k\\\"ey\":\"va\\\"l\\\\ue\"}");
     assert_user_route("{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":1}}}}}}}",
                       "{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":[MAX_DEPTH_REACHED]}}}}}}");
-    assert_user_route("{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":10,\"k\":11,"
-                      "\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16,\"q\":17,\"r\":18,\"s\":19,\"t\":20,\"u\":21}",
-                      "[TOO_MANY_KEYS]");
+    assert_user_route(
+        "{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9,\"j\":10,\"k\":11,"
+        "\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16,\"q\":17,\"r\":18,\"s\":19,\"t\":20,\"u\":21}",
+        "[TOO_MANY_KEYS]");
     /* number texts (§3.1.2) */
     assert_user_route("1.5", "1.5");
     assert_user_route("1e21", "1e+21");
-    assert_user_route("{\"n\":1e21,\"m\":-0.0,\"s\":1.5e-7,\"i\":5.0}", "{\"i\":5,\"m\":0,\"n\":1e+21,\"s\":1.5e-7}");
+    assert_user_route("{\"n\":1e21,\"m\":-0.0,\"s\":1.5e-7,\"i\":5.0}",
+                      "{\"i\":5,\"m\":0,\"n\":1e+21,\"s\":1.5e-7}");
     /* control characters are not escaped in routes (§3.1.6) */
     assert_user_route("{\"a\\tb\":\"x\\ny\"}", "{\"a\tb\":\"x\ny\"}");
 }
@@ -221,8 +254,9 @@ static void test_spec_orders(void **state) {
         assert_int_equal(collate(o2[i], o2[i + 1]), -1);
         assert_int_equal(collate(o2[i + 1], o2[i]), 1);
     }
-    assert_user_route("{\"f\":0,\"\303\251\":0,\"e\":0,\"B\":0,\"b\":0,\"A\":0,\"a\":0,\"2\":0,\"10\":0,\"1\":0,\"_x\":0}",
-                      "{\"_x\":0,\"1\":0,\"10\":0,\"2\":0,\"a\":0,\"A\":0,\"b\":0,\"B\":0,\"e\":0,\"\303\251\":0,\"f\":0}");
+    assert_user_route(
+        "{\"f\":0,\"\303\251\":0,\"e\":0,\"B\":0,\"b\":0,\"A\":0,\"a\":0,\"2\":0,\"10\":0,\"1\":0,\"_x\":0}",
+        "{\"_x\":0,\"1\":0,\"10\":0,\"2\":0,\"a\":0,\"A\":0,\"b\":0,\"B\":0,\"e\":0,\"\303\251\":0,\"f\":0}");
     assert_user_route("{\"Ab\":1,\"aB\":2,\"ab\":3,\"a-b\":4,\"a_b\":5}",
                       "{\"a_b\":5,\"a-b\":4,\"ab\":3,\"aB\":2,\"Ab\":1}");
     /* lowercase letters and digits alone: byte order */
@@ -258,7 +292,8 @@ static void test_lookup(void **state) {
     free(b);
     assert_user_route("42", "42");
     assert_user_route("\"42\"", "42");
-    assert_user_route("\"\\\"quoted\\\"\"", "\"quoted\""); /* "\"quoted\"" is the string "quoted" with quotes */
+    assert_user_route("\"\\\"quoted\\\"\"",
+                      "\"quoted\""); /* "\"quoted\"" is the string "quoted" with quotes */
     assert_user_route("\"quoted\"", "quoted");
     assert_user_route("user_created", "user_created");
     assert_user_route(" 42 ", "42");
@@ -321,9 +356,12 @@ static void test_collation_strings(void **state) {
         for (size_t j = 0; j < n; j++) {
             int want = sign((int)i - (int)j);
             int got = collate(node_sorted[i], node_sorted[j]);
-            if (got != want) fail_msg("collate(\"%s\", \"%s\") = %d, V8 says %d", node_sorted[i], node_sorted[j], got, want);
+            if (got != want)
+                fail_msg("collate(\"%s\", \"%s\") = %d, V8 says %d", node_sorted[i], node_sorted[j], got,
+                         want);
             got = collate_icu(node_sorted[i], node_sorted[j]);
-            if (got != want) fail_msg("ICU(\"%s\", \"%s\") = %d, V8 says %d", node_sorted[i], node_sorted[j], got, want);
+            if (got != want)
+                fail_msg("ICU(\"%s\", \"%s\") = %d, V8 says %d", node_sorted[i], node_sorted[j], got, want);
             checked++;
         }
     }
@@ -364,7 +402,8 @@ static void *route_thread(void *arg) {
     (void)arg;
     for (int i = 0; i < 200; i++) {
         char *r = NULL;
-        if (nc_route_from_user("{\"\303\251\":1,\"f\":2,\"e\":3,\"\303\237\":4,\"ss\":5}", &r)) return (void *)1;
+        if (nc_route_from_user("{\"\303\251\":1,\"f\":2,\"e\":3,\"\303\237\":4,\"ss\":5}", &r))
+            return (void *)1;
         int ok = strcmp(r, "{\"e\":3,\"\303\251\":1,\"f\":2,\"ss\":5,\"\303\237\":4}") == 0;
         free(r);
         if (!ok) return (void *)1;

@@ -1,1 +1,35 @@
-int main(void){return 0;}
+/* nestc — command-line tool: send, emit, conformance (DESIGN.md §4–§5). */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "nestc/nestc.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "nestc %s — NestJS microservices from the command line\n\n"
+            "usage:\n"
+            "  nestc send <url> <pattern> [data] [options]   one request, print each reply value\n"
+            "  nestc emit <url> <pattern> [data] [options]   one event\n"
+            "  nestc conformance <url> [options]             serve the conformance service\n"
+            "  nestc <command> --help                        details of a command\n\n"
+            "URLs: tcp://host:port, tls://host:port\n",
+            nc_version());
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("%s\n", nc_version());
+        return 0;
+    }
+    if (!strcmp(argv[1], "send")) return cmd_send_or_emit(argc, argv, 0);
+    if (!strcmp(argv[1], "emit")) return cmd_send_or_emit(argc, argv, 1);
+    if (!strcmp(argv[1], "conformance")) return cmd_conformance(argc, argv);
+    fprintf(stderr, "nestc: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -10,7 +10,7 @@
 #define PAUSE_ABOVE (256 * 1024)
 #define RESUME_BELOW (64 * 1024)
 
-#define CONN_OF(s) ((nc_tcp_conn *)((char *)(s) - offsetof(nc_tcp_conn, st)))
+#define CONN_OF(s) ((nc_tcp_conn *)((char *)(s)-offsetof(nc_tcp_conn, st)))
 
 static void maybe_free(nc_tcp_conn *c) {
     if (c->handles_open || c->refs) return;
@@ -45,8 +45,8 @@ static int frame_cb(void *user, const char *json, size_t len) {
     char why[256];
     why[0] = '\0';
     if (c->cbs->on_frame(c, json, len, why, sizeof why) == NC_EPROTO) {
-        nc_logf(c->log, NC_LOG_ERROR, c->component, "Could not parse JSON from %s: %s; closing the connection",
-                c->peer, why);
+        nc_logf(c->log, NC_LOG_ERROR, c->component,
+                "Could not parse JSON from %s: %s; closing the connection", c->peer, why);
         c->bad_json = 1;
         return 1;
     }
@@ -60,14 +60,17 @@ static void on_data(nc_stream *s, const char *data, size_t len) {
     c->refs++; /* callbacks below may drop the owner's reference */
     int r = nc_framer_feed(&c->fr, data, len, frame_cb, c);
     if (r < 0) {
-        nc_logf(c->log, NC_LOG_ERROR, c->component, "%s (from %s); closing the connection", c->fr.error, c->peer);
+        nc_logf(c->log, NC_LOG_ERROR, c->component, "%s (from %s); closing the connection", c->fr.error,
+                c->peer);
         nc_tcp_conn_close(c, 1, r, c->fr.error);
     } else if (c->bad_json) {
         nc_tcp_conn_close(c, 1, NC_EPROTO, "invalid JSON");
     } else if (nc_stream_is_open(&c->st) && c->lim.incomplete_ms > 0) {
         /* re-armed on every chunk: a slow but progressing peer is never cut off */
-        if (nc_framer_pending(&c->fr)) uv_timer_start(&c->stall, on_stall, (uint64_t)c->lim.incomplete_ms, 0);
-        else uv_timer_stop(&c->stall);
+        if (nc_framer_pending(&c->fr))
+            uv_timer_start(&c->stall, on_stall, (uint64_t)c->lim.incomplete_ms, 0);
+        else
+            uv_timer_stop(&c->stall);
     }
     c->refs--;
     maybe_free(c);
@@ -125,8 +128,10 @@ nc_tcp_conn *nc_tcp_conn_new(nc_ioctx *io, SSL_CTX *ssl, int is_server, const ch
     strcpy(c->peer, "?");
     nc_framer_limits fl;
     nc_framer_limits_default(&fl);
-    if (lim->max_buffer > 0) fl.max_buffer_units = (size_t)lim->max_buffer;
-    else fl.max_buffer_units = (size_t)-1;
+    if (lim->max_buffer > 0)
+        fl.max_buffer_units = (size_t)lim->max_buffer;
+    else
+        fl.max_buffer_units = (size_t)-1;
     nc_framer_init(&c->fr, &fl);
     return c;
 }
@@ -152,7 +157,9 @@ int nc_tcp_conn_send(nc_tcp_conn *c, const char *json, size_t len) {
     return 0;
 }
 
-void nc_tcp_conn_retain(nc_tcp_conn *c) { c->refs++; }
+void nc_tcp_conn_retain(nc_tcp_conn *c) {
+    c->refs++;
+}
 
 void nc_tcp_conn_release(nc_tcp_conn *c) {
     c->refs--;
@@ -170,4 +177,6 @@ void nc_tcp_conn_close(nc_tcp_conn *c, int graceful, int err, const char *why) {
     nc_stream_close(&c->st, err, why);
 }
 
-int nc_tcp_conn_is_open(const nc_tcp_conn *c) { return nc_stream_is_open(&c->st) && !c->ending; }
+int nc_tcp_conn_is_open(const nc_tcp_conn *c) {
+    return nc_stream_is_open(&c->st) && !c->ending;
+}

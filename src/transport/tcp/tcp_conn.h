@@ -16,14 +16,15 @@ typedef struct nc_tcp_conn_cbs {
     void (*on_open)(nc_tcp_conn *c, int err, const char *msg);
     /* The connection is closing (err 0 = the peer ended it). Sent once. */
     void (*on_end)(nc_tcp_conn *c, int err, const char *msg);
-    /* Everything is closed and the last reference dropped: free the owner's parts; the conn is freed after. */
+    /* Everything is closed and the last reference dropped: free the owner's parts; the conn is freed after.
+     */
     void (*on_free)(nc_tcp_conn *c);
 } nc_tcp_conn_cbs;
 
 typedef struct nc_tcp_limits {
-    long long max_buffer;   /* UTF-16 units, 0 = off */
-    long long max_send;     /* bytes, 0 = off */
-    int incomplete_ms;      /* 0 = off */
+    long long max_buffer; /* UTF-16 units, 0 = off */
+    long long max_send;   /* bytes, 0 = off */
+    int incomplete_ms;    /* 0 = off */
 } nc_tcp_limits;
 
 struct nc_tcp_conn {
@@ -37,8 +38,8 @@ struct nc_tcp_conn {
     void *owner;
     int refs;
     int handles_open;
-    int ending;            /* framing error: no more frames are read */
-    int backpressure;      /* reading paused because the peer does not read */
+    int ending;       /* framing error: no more frames are read */
+    int backpressure; /* reading paused because the peer does not read */
     int bad_json;
     nc_tcp_conn *prev, *next;
     char peer[64];

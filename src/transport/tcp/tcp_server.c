@@ -48,8 +48,12 @@ static int conn_reply(void *peer, const nc_reply_pkt *pkt) {
     return nc_tcp_conn_send(c, t->enc.data, t->enc.len);
 }
 
-static void conn_retain(void *peer) { nc_tcp_conn_retain(peer); }
-static void conn_release(void *peer) { nc_tcp_conn_release(peer); }
+static void conn_retain(void *peer) {
+    nc_tcp_conn_retain(peer);
+}
+static void conn_release(void *peer) {
+    nc_tcp_conn_release(peer);
+}
 static const nc_peer_ops peer_ops = {conn_reply, conn_retain, conn_release};
 
 static int conn_frame(nc_tcp_conn *c, const char *json, size_t len, char *why, size_t whylen) {
@@ -71,8 +75,10 @@ static void conn_end(nc_tcp_conn *c, int err, const char *msg) {
         nc_logf(nc_server__log(t->srv), NC_LOG_DEBUG, "Server", "connection %s closed: %s", c->peer,
                 msg ? msg : nc_strerror(err));
     /* unlink now: the server forgets the connection; in-flight requests hold it until they finish */
-    if (c->prev) c->prev->next = c->next;
-    else if (t->conns == c) t->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (t->conns == c)
+        t->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     t->nconns--;
@@ -120,7 +126,8 @@ static int tcp_create(nc_server *srv, const nc_url *url, void **state) {
     const nc_server_cfg *cfg = nc_server__cfg(srv);
     int is_tls = strcmp(url->scheme, "tls") == 0;
     if (is_tls && !cfg->has_tls) {
-        nc_logf(nc_server__log(srv), NC_LOG_ERROR, "Server", "a tls:// server needs TLS options (certificate and key)");
+        nc_logf(nc_server__log(srv), NC_LOG_ERROR, "Server",
+                "a tls:// server needs TLS options (certificate and key)");
         return NC_EINVAL;
     }
     tcp_server *t = calloc(1, sizeof *t);
@@ -154,7 +161,8 @@ static int do_listen(tcp_server *t) {
     snprintf(port, sizeof port, "%d", t->port);
     int r = getaddrinfo(t->host, port, &hints, &res);
     if (r || !res) {
-        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "cannot resolve %s: %s", t->host, gai_strerror(r));
+        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "cannot resolve %s: %s", t->host,
+                gai_strerror(r));
         return NC_ERESOLVE;
     }
     uv_tcp_init(io->loop, &t->listener);
@@ -164,8 +172,8 @@ static int do_listen(tcp_server *t) {
     freeaddrinfo(res);
     if (!r) r = uv_listen((uv_stream_t *)&t->listener, 1024, on_connection);
     if (r) {
-        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "cannot listen on %s:%d: %s", t->host, t->port,
-                uv_strerror(r));
+        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "cannot listen on %s:%d: %s", t->host,
+                t->port, uv_strerror(r));
         t->listener_open = 0;
         uv_close((uv_handle_t *)&t->listener, NULL);
         return nc_err_from_uv(r);
@@ -184,7 +192,8 @@ static int tcp_listen(void *state) {
     if (r && t->retries < nc_server__cfg(t->srv)->retry_attempts && r != NC_ERESOLVE) {
         /* NestJS retryAttempts/retryDelay: try listening again later. */
         nc_logf(nc_server__log(t->srv), NC_LOG_WARN, "Server", "retrying listen in %d ms (attempt %d of %d)",
-                nc_server__cfg(t->srv)->retry_delay_ms, t->retries + 1, nc_server__cfg(t->srv)->retry_attempts);
+                nc_server__cfg(t->srv)->retry_delay_ms, t->retries + 1,
+                nc_server__cfg(t->srv)->retry_attempts);
         if (!t->retry_open) {
             uv_timer_init(nc_server__io(t->srv)->loop, &t->retry);
             t->retry.data = t;
@@ -221,7 +230,8 @@ static void tcp_stop_accepting(void *state) {
     t->stopping = 1;
     if (t->listener_open && !uv_is_closing((uv_handle_t *)&t->listener))
         uv_close((uv_handle_t *)&t->listener, listener_closed);
-    if (t->retry_open && !uv_is_closing((uv_handle_t *)&t->retry)) uv_close((uv_handle_t *)&t->retry, retry_closed);
+    if (t->retry_open && !uv_is_closing((uv_handle_t *)&t->retry))
+        uv_close((uv_handle_t *)&t->retry, retry_closed);
 }
 
 static void tcp_close(void *state) {
@@ -241,7 +251,9 @@ static void tcp_destroy(void *state) {
     free(t);
 }
 
-static int tcp_port(void *state) { return ((tcp_server *)state)->bound_port; }
+static int tcp_port(void *state) {
+    return ((tcp_server *)state)->bound_port;
+}
 
 const nc_server_transport nc_tcp_server_transport = {
     .scheme = "tcp",

@@ -1,0 +1,133 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "codec/json_write.h"
+#include "util/buf.h"
+
+static int kv_into(json_t **obj, const char *flag, const char *kv) {
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv) {
+        fprintf(stderr, "nestc: %s expects key=value, got \"%s\"\n", flag, kv);
+        return 2;
+    }
+    if (!*obj) *obj = json_object();
+    char *k = strndup(kv, (size_t)(eq - kv));
+    json_object_set_new(*obj, k, json_string(eq + 1));
+    free(k);
+    return 0;
+}
+
+static int int_arg(const char *flag, const char *v, int *out) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < 0 || n > 1000000000) {
+        fprintf(stderr, "nestc: %s expects a non-negative integer, got \"%s\"\n", flag, v);
+        return 2;
+    }
+    *out = (int)n;
+    return 0;
+}
+
+int cli_parse(cli_args *a, int argc, char **argv, int first) {
+    memset(a, 0, sizeof *a);
+    a->timeout_ms = 5000;
+    a->connections = 1;
+    a->inflight = 1;
+    a->duration_s = 5;
+    int only_pos = 0;
+    for (int i = first; i < argc; i++) {
+        const char *s = argv[i];
+        if (only_pos || s[0] != '-' || s[1] == '\0' || (s[1] >= '0' && s[1] <= '9')) {
+            /* positional (negative numbers are data, not flags) */
+            if (a->npos == CLI_MAX_POS) {
+                fprintf(stderr, "nestc: too many arguments\n");
+                return 2;
+            }
+            a->pos[a->npos++] = s;
+            continue;
+        }
+        if (!strcmp(s, "--")) {
+            only_pos = 1;
+            continue;
+        }
+        if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
+            a->help = 1;
+            continue;
+        }
+        if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) {
+            a->verbose = 1;
+            continue;
+        }
+        if (!strcmp(s, "-q") || !strcmp(s, "--quiet")) {
+            a->quiet = 1;
+            continue;
+        }
+        /* flags with a value: --flag value or --flag=value */
+        const char *val = NULL;
+        char name[64];
+        const char *eq = strchr(s, '=');
+        if (eq && (size_t)(eq - s) < sizeof name) {
+            memcpy(name, s, (size_t)(eq - s));
+            name[eq - s] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", s);
+            if (i + 1 >= argc) {
+                fprintf(stderr, "nestc: %s needs a value\n", s);
+                return 2;
+            }
+            val = argv[++i];
+        }
+        int r = 0;
+        if (!strcmp(name, "--timeout"))
+            r = int_arg(name, val, &a->timeout_ms);
+        else if (!strcmp(name, "--ca"))
+            a->tls.ca_file = val, a->has_tls = 1;
+        else if (!strcmp(name, "--cert"))
+            a->tls.cert_file = val, a->has_tls = 1;
+        else if (!strcmp(name, "--key"))
+            a->tls.key_file = val, a->has_tls = 1;
+        else if (!strcmp(name, "--servername"))
+            a->tls.server_name = val, a->has_tls = 1;
+        else if (!strcmp(name, "--metadata"))
+            r = kv_into(&a->metadata, name, val);
+        else if (!strcmp(name, "--header"))
+            r = kv_into(&a->headers, name, val);
+        else if (!strcmp(name, "--queue"))
+            a->queue = val;
+        else if (!strcmp(name, "--connections"))
+            r = int_arg(name, val, &a->connections);
+        else if (!strcmp(name, "--inflight"))
+            r = int_arg(name, val, &a->inflight);
+        else if (!strcmp(name, "--duration"))
+            r = int_arg(name, val, &a->duration_s);
+        else {
+            fprintf(stderr, "nestc: unknown option %s (see --help)\n", name);
+            return 2;
+        }
+        if (r) return r;
+    }
+    return 0;
+}
+
+void cli_args_free(cli_args *a) {
+    json_decref(a->metadata);
+    json_decref(a->headers);
+    a->metadata = a->headers = NULL;
+}
+
+void cli_setup_logging(const cli_args *a) {
+    nc_log_set_default(NULL, NULL, a->quiet ? NC_LOG_ERROR : a->verbose ? NC_LOG_DEBUG : NC_LOG_INFO);
+}
+
+void cli_print_json(FILE *f, const json_t *v) {
+    nc_buf b = NC_BUF_INIT;
+    if (nc_json_write(&b, v) == 0) {
+        fwrite(b.data, 1, b.len, f);
+        fputc('\n', f);
+    }
+    nc_buf_free(&b);
+    fflush(f);
+}

@@ -1,0 +1,235 @@
+/* nestc conformance — the conformance service of DESIGN.md §4, served on any transport. Every handler is
+ * registered twice: under {"cmd":"<name>"} and under the plain string <name>. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "args.h"
+#include "commands.h"
+#include "core/route.h"
+
+/* ---- request handlers ---------------------------------------------------------------------------- */
+
+static json_t *sum_of(const json_t *data) {
+    /* JavaScript semantics: numbers add as doubles; the writer prints integral doubles without ".0". */
+    double s = 0;
+    int all_int = 1;
+    size_t i;
+    json_t *v;
+    if (json_is_array(data)) {
+        json_array_foreach(data, i, v) {
+            s += json_number_value(v);
+            if (!json_is_integer(v)) all_int = 0;
+        }
+    }
+    if (all_int && s >= -9007199254740992.0 && s <= 9007199254740992.0) return json_integer((json_int_t)s);
+    return json_real(s);
+}
+
+static void h_sum(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, sum_of(nc_msg_data(m)));
+}
+
+typedef struct later {
+    uv_timer_t timer;
+    nc_request *req;
+    json_t *value;
+} later;
+
+static void later_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void later_fire(uv_timer_t *t) {
+    later *l = t->data;
+    nc_reply(l->req, l->value); /* stolen */
+    uv_close((uv_handle_t *)&l->timer, later_closed);
+}
+
+/* Replies `value` after `ms` from the loop, never inside the handler call. */
+static void reply_later(nc_request *req, json_t *value, uint64_t ms, void *loop) {
+    later *l = malloc(sizeof *l);
+    if (!l) {
+        json_decref(value);
+        nc_reply_error_msg(req, "out of memory");
+        return;
+    }
+    l->req = req;
+    l->value = value;
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    uv_timer_start(&l->timer, later_fire, ms, 0);
+}
+
+static void h_async_sum(nc_request *req, const nc_msg *m, void *loop) {
+    reply_later(req, sum_of(nc_msg_data(m)), 0, loop);
+}
+
+static void h_stream_sum(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply_next(req, sum_of(nc_msg_data(m)));
+    nc_reply_end(req);
+}
+
+static void h_streaming(nc_request *req, const nc_msg *m, void *u) {
+    json_t *data = nc_msg_data(m);
+    size_t i;
+    json_t *v;
+    if (json_is_array(data)) json_array_foreach(data, i, v) nc_reply_next(req, json_incref(v));
+    nc_reply_end(req);
+}
+
+static void h_exception(nc_request *req, const nc_msg *m, void *u) {
+    /* RpcException(data): an object is the error itself, anything else becomes {status, message}. */
+    json_t *data = nc_msg_data(m);
+    if (json_is_object(data))
+        nc_reply_error(req, json_incref(data));
+    else
+        nc_reply_error(req, json_pack("{s:s,s:O}", "status", "error", "message", data));
+}
+
+static void h_echo(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, json_incref(nc_msg_data(m)));
+}
+
+static void h_sleep(nc_request *req, const nc_msg *m, void *loop) {
+    json_t *data = nc_msg_data(m);
+    double ms = json_number_value(data);
+    if (ms < 0) ms = 0;
+    if (ms > 3600000) ms = 3600000;
+    reply_later(req, json_incref(data), (uint64_t)ms, loop);
+}
+
+static void h_context(nc_request *req, const nc_msg *m, void *u) {
+    json_t *o = json_object();
+    json_object_set_new(o, "transport", json_string(nc_msg_transport(m)));
+    json_object_set_new(o, "pattern", json_string(nc_msg_route(m)));
+    if (nc_msg_channel(m)) json_object_set_new(o, "channel", json_string(nc_msg_channel(m)));
+    if (nc_msg_headers(m)) json_object_set(o, "headers", nc_msg_headers(m));
+    if (nc_msg_metadata(m)) json_object_set(o, "metadata", nc_msg_metadata(m));
+    nc_reply(req, o);
+}
+
+/* ---- events -------------------------------------------------------------------------------------- */
+
+static json_t *events_seen; /* route → {"count": n, "payloads": [...]} */
+
+static json_t *event_slot(const char *route) {
+    json_t *slot = json_object_get(events_seen, route);
+    if (!slot) {
+        slot = json_pack("{s:i,s:[]}", "count", 0, "payloads");
+        json_object_set_new(events_seen, route, slot);
+    }
+    return slot;
+}
+
+static void count_event(const nc_msg *m, int record) {
+    json_t *slot = event_slot(nc_msg_route(m));
+    json_object_set_new(slot, "count", json_integer(json_integer_value(json_object_get(slot, "count")) + 1));
+    if (record) json_array_append(json_object_get(slot, "payloads"), nc_msg_data(m));
+}
+
+static void ev_first(const nc_msg *m, void *u) {
+    count_event(m, 1);
+}
+static void ev_second(const nc_msg *m, void *u) {
+    count_event(m, 0);
+}
+
+static void h_events(nc_request *req, const nc_msg *m, void *u) {
+    json_t *data = nc_msg_data(m);
+    char *route = NULL;
+    if (!json_is_string(data) || nc_route_from_user(json_string_value(data), &route)) {
+        nc_reply_error_msg(req, "events expects an event pattern string");
+        return;
+    }
+    json_t *slot = event_slot(route);
+    free(route);
+    nc_reply(req, json_deep_copy(slot));
+}
+
+/* ---- registration -------------------------------------------------------------------------------- */
+
+static void both_message(nc_server *s, const char *name, nc_request_fn fn, void *user) {
+    char obj[128];
+    snprintf(obj, sizeof obj, "{\"cmd\":\"%s\"}", name);
+    nc_server_message(s, obj, fn, user);
+    nc_server_message(s, name, fn, user);
+}
+
+static void both_event(nc_server *s, const char *name, nc_event_fn fn) {
+    char obj[128];
+    snprintf(obj, sizeof obj, "{\"cmd\":\"%s\"}", name);
+    nc_server_event(s, obj, fn, NULL);
+    nc_server_event(s, name, fn, NULL);
+}
+
+static void usage(FILE *f) {
+    fputs("usage: nestc conformance <url> [options]\n"
+          "  Serves the conformance service (sum, asyncSum, streamSum, streaming, exception, echo, sleep,\n"
+          "  context, events; events notification (two handlers) and user_created) until SIGINT/SIGTERM,\n"
+          "  then shuts down gracefully.\n"
+          "options:\n"
+          "  --cert FILE --key FILE   server certificate and key (required for tls://)\n"
+          "  --ca FILE                require client certificates signed by this CA (mutual TLS)\n"
+          "  -v, --verbose / -q, --quiet   more / less logging on stderr\n",
+          f);
+}
+
+static void on_status(void *user, const char *status, int err) {
+    nc_server *s = user;
+    if (!strcmp(status, "connected")) {
+        printf("nestc conformance listening on port %d\n", nc_server_port(s));
+        fflush(stdout);
+    }
+}
+
+int cmd_conformance(int argc, char **argv) {
+    cli_args a;
+    if (cli_parse(&a, argc, argv, 2)) {
+        usage(stderr);
+        return 2;
+    }
+    if (a.help) {
+        usage(stdout);
+        return 0;
+    }
+    if (a.npos != 1) {
+        fprintf(stderr, "nestc conformance: expected <url>\n");
+        usage(stderr);
+        cli_args_free(&a);
+        return 2;
+    }
+    cli_setup_logging(&a);
+    nc_server_opts so = {0};
+    so.tls = a.has_tls ? &a.tls : NULL;
+    nc_server *s;
+    int r = nc_server_new(&s, a.pos[0], &so);
+    if (r) {
+        fprintf(stderr, "nestc: cannot serve %s: %s\n", a.pos[0], nc_strerror(r));
+        cli_args_free(&a);
+        return 2;
+    }
+    void *loop = nc_server_loop(s);
+    events_seen = json_object();
+    both_message(s, "sum", h_sum, NULL);
+    both_message(s, "asyncSum", h_async_sum, loop);
+    both_message(s, "streamSum", h_stream_sum, NULL);
+    both_message(s, "streaming", h_streaming, NULL);
+    both_message(s, "exception", h_exception, NULL);
+    both_message(s, "echo", h_echo, NULL);
+    both_message(s, "sleep", h_sleep, loop);
+    both_message(s, "context", h_context, NULL);
+    both_message(s, "events", h_events, NULL);
+    both_event(s, "notification", ev_first);
+    both_event(s, "notification", ev_second);
+    both_event(s, "user_created", ev_first);
+    nc_server_on_status(s, on_status, s);
+    nc_server_handle_signals(s);
+    r = nc_server_run(s);
+    if (r) fprintf(stderr, "nestc: cannot listen on %s: %s\n", a.pos[0], nc_strerror(r));
+    nc_server_free(s);
+    json_decref(events_seen);
+    cli_args_free(&a);
+    return r ? 2 : 0;
+}

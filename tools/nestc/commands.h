@@ -1,0 +1,8 @@
+/* The nestc subcommands. Each returns the process exit code. */
+#ifndef NESTC_CLI_COMMANDS_H
+#define NESTC_CLI_COMMANDS_H
+
+int cmd_send_or_emit(int argc, char **argv, int emit);
+int cmd_conformance(int argc, char **argv);
+
+#endif
