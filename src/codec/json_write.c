@@ -1,5 +1,6 @@
 #include "codec/json_write.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,10 +61,10 @@ static void digits_increment(char *digits, int k, int *exp10) {
     }
 }
 
-/* Shortest digits of `v` (> 0, finite) with p + 1 significant digits, if some (p + 1)-digit decimal reads
- * back as `v`. The correctly rounded one is the closest; when it fails, the only other candidate is the
- * next one up, and it can succeed only when v's lower neighbour is nearer than its upper one (v is a
- * power of two), which makes the interval of decimals that read back as v lopsided. */
+/* The digits of a (p + 1)-significant-digit decimal that reads back as `v` (> 0, finite), if there is one
+ * (returns their count, else 0). The correctly rounded one is the closest; when it fails, the only other
+ * candidate is the next one up, and it can succeed only when v's lower neighbour is nearer than its upper one
+ * (v is a power of two), which makes the interval of decimals that read back as v lopsided. */
 static int try_digits(double v, int p, int pow2, char *digits, int *exp10) {
     int k = round_digits(v, p, digits, exp10);
     if (k == 0) return 0;
@@ -103,33 +104,42 @@ size_t nc_js_number(double v, char buf[32]) {
     }
 
     int frexp_e;
-    int pow2 = frexp(v, &frexp_e) == 0.5 && v >= 2.2250738585072014e-308; /* normal power of two */
-
-    /* Whether some decimal of p + 1 digits reads back as v is monotonic in p (more digits is a
-     * superset), and 17 digits always suffice: binary search for the smallest p. */
-    char digits[24], best[24];
-    int e10 = 0, best_e10 = 0, best_k = 0, best_p = -1;
-    int lo = 0, hi = 16;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        int k = try_digits(v, mid, pow2, digits, &e10);
-        if (k) {
-            hi = mid;
-            best_p = mid;
-            memcpy(best, digits, (size_t)k);
-            best_k = k;
-            best_e10 = e10;
-        } else {
-            lo = mid + 1;
+    int normal = v >= DBL_MIN;
+    int pow2 = normal && frexp(v, &frexp_e) == 0.5;
+    char best[24];
+    int best_e10 = 0, best_k = 0;
+    if (normal) {
+        /* For a normal double, the decimals that read back as v lie within 2^-53 v of it, while
+         * 15-significant-digit decimals are more than 10^-15 v apart: if any decimal of at most 15 digits
+         * reads back, it is the one "%.14e" gives, and dropping its trailing zeros yields the shortest.
+         * Otherwise the answer has 16 or 17 digits. One to three probes instead of a search. */
+        best_k = try_digits(v, 14, pow2, best, &best_e10);
+        if (!best_k) best_k = try_digits(v, 15, pow2, best, &best_e10);
+        if (!best_k) best_k = round_digits(v, 16, best, &best_e10);
+    } else {
+        /* Subnormals have fewer significant bits, so the argument above fails. Whether some decimal of
+         * p + 1 digits reads back is monotonic in p (more digits is a superset) and 17 always suffice:
+         * binary search for the smallest p. */
+        char digits[24];
+        int e10 = 0, best_p = -1;
+        int lo = 0, hi = 16;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            int k = try_digits(v, mid, pow2, digits, &e10);
+            if (k) {
+                hi = mid;
+                best_p = mid;
+                memcpy(best, digits, (size_t)k);
+                best_k = k;
+                best_e10 = e10;
+            } else {
+                lo = mid + 1;
+            }
         }
-    }
-    if (best_p != lo) {
-        /* Only p = 16 is left unprobed, and 17 digits always read back. */
-        best_k = try_digits(v, lo, pow2, best, &best_e10);
-        if (best_k == 0) best_k = round_digits(v, 16, best, &best_e10);
+        if (best_p != lo) best_k = round_digits(v, 16, best, &best_e10); /* only p = 16 was left */
     }
     int k = best_k;
-    while (k > 1 && best[k - 1] == '0') k--; /* a carry in try_digits can leave trailing zeros */
+    while (k > 1 && best[k - 1] == '0') k--; /* from "%.14e", or a carry in try_digits */
 
     /* ECMA-262 Number::toString: v = 0.d1..dk x 10^n. */
     int n = best_e10 + 1;

@@ -132,21 +132,23 @@ static int entry_cmp(const route_entry *x, const route_entry *y) {
     return x->js_order < y->js_order ? -1 : x->js_order > y->js_order;
 }
 
-/* `"` + esc(s) + `"`, esc doubling `\` and escaping `"` and nothing else. */
-static int put_quoted(nc_buf *b, const char *s, size_t n) {
-    if (nc_buf_reserve(b, n + 2)) return NC_ENOMEM;
-    b->data[b->len++] = '"';
-    size_t run = 0;
+/* `"` + esc(s) + `"` (+ `tail` if not NUL), esc doubling `\` and escaping `"` and nothing else. Route strings
+ * are short: reserving the worst case once keeps the copy loop free of checks. */
+static int put_quoted(nc_buf *b, const char *s, size_t n, char tail) {
+    if (n > (SIZE_MAX - 4) / 2 || nc_buf_reserve(b, 2 * n + 3)) return NC_ENOMEM;
+    char *o = b->data + b->len;
+    *o++ = '"';
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (c != '"' && c != '\\' && c != '\0') continue;
-        if (c == '\0') return NC_EINVAL; /* a C string cannot carry this route */
-        if (nc_buf_append(b, s + run, i - run) || nc_buf_reserve(b, 2 + (n - i) + 1)) return NC_ENOMEM;
-        b->data[b->len++] = '\\';
-        b->data[b->len++] = c;
-        run = i + 1;
+        if (c == '"' || c == '\\')
+            *o++ = '\\';
+        else if (c == '\0')
+            return NC_EINVAL; /* a C string cannot carry this route */
+        *o++ = c;
     }
-    if (nc_buf_append(b, s + run, n - run) || nc_buf_append_char(b, '"')) return NC_ENOMEM;
+    *o++ = '"';
+    if (tail) *o++ = tail;
+    b->len = (size_t)(o - b->data);
     return 0;
 }
 
@@ -185,8 +187,7 @@ static int put_object(nc_buf *b, const json_t *o, int depth) {
     if (nc_buf_append_char(b, '{')) return NC_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         int rc = i ? nc_buf_append_char(b, ',') : 0;
-        if (!rc) rc = put_quoted(b, e[i].key, e[i].klen);
-        if (!rc) rc = nc_buf_append_char(b, ':');
+        if (!rc) rc = put_quoted(b, e[i].key, e[i].klen, ':');
         if (rc) return rc;
         const json_t *v = e[i].val;
         switch (json_typeof(v)) {
@@ -195,7 +196,7 @@ static int put_object(nc_buf *b, const json_t *o, int depth) {
             rc = put_object(b, v, depth + 1);
             break;
         case JSON_STRING:
-            rc = put_quoted(b, json_string_value(v), json_string_length(v));
+            rc = put_quoted(b, json_string_value(v), json_string_length(v), '\0');
             break;
         default: /* numbers as JS text, true/false/null as words: what JSON.stringify writes too */
             rc = nc_json_write(b, v);

@@ -41,6 +41,14 @@ if (!args.url) {
 const driver = makeDriver(args.driver, args.url, { ca: args.ca, cert: args.cert, key: args.key });
 after(() => driver.close());
 
+function withDeadline(promise, ms) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`case did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 const only = args.only ? new RegExp(args.only) : null;
 for (const c of cases) {
   if (only && !only.test(c.name)) continue;
@@ -49,5 +57,7 @@ for (const c of cases) {
     skip = `payload of ${c.payloadBytes} bytes does not fit in one command-line argument (limit 128 KiB) and the CLI has no stdin form`;
   }
   // Top-level tests run one after the other, which the timing cases (sleep ordering, timeout) rely on.
-  test(`[${args.driver}] ${c.name}`, { skip, timeout: 60000 }, () => c.run(driver));
+  // Our own deadline makes a hung case a failure: node:test counts its own timeouts as "cancelled",
+  // which a reader of "# fail 0" would miss.
+  test(`[${args.driver}] ${c.name}`, { skip, timeout: 120000 }, () => withDeadline(c.run(driver), 60000));
 }

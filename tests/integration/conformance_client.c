@@ -1,0 +1,323 @@
+/* The conformance cases (DESIGN.md §4) driven by the nestc C library, against any conformance server:
+ * `nestc conformance` (integration) or the NestJS conformance service (interop).
+ * The server's URL comes from $URL (set by tests/interop/with-server.sh); $NESTC_CA names the CA file
+ * for tls:// URLs. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "nestc/nestc.h"
+
+static const char *url;
+static nc_tls_opts tls;
+static nc_client *cli;
+
+/* ---- a synchronous call on top of the callback API --------------------------------------------- */
+
+typedef struct result {
+    json_t *values; /* array */
+    int err;
+    json_t *error;
+    int done;
+} result;
+
+static void on_value(void *u, json_t *v) { json_array_append((json_t *)((result *)u)->values, v); }
+
+static void on_done(void *u, int err, json_t *error) {
+    result *r = u;
+    r->err = err;
+    r->error = error ? json_incref(error) : NULL;
+    r->done = 1;
+}
+
+static void result_free(result *r) {
+    json_decref(r->values);
+    json_decref(r->error);
+}
+
+static result call_opts(const char *pattern, json_t *data, int timeout_ms) {
+    result r = {json_array(), 0, NULL, 0};
+    nc_call_opts o = {.timeout_ms = timeout_ms};
+    int rc = nc_client_send(cli, pattern, data, &o, on_value, on_done, &r);
+    json_decref(data);
+    assert_int_equal(rc, 0);
+    while (!r.done) uv_run(nc_client_loop(cli), UV_RUN_ONCE);
+    return r;
+}
+
+static result call(const char *pattern, json_t *data) { return call_opts(pattern, data, 0); }
+
+static json_t *J(const char *text) {
+    json_error_t e;
+    json_t *v = json_loads(text, JSON_DECODE_ANY, &e);
+    if (!v) fail_msg("bad JSON in test: %s", text);
+    return v;
+}
+
+/* Asserts the call produced exactly `expected` (JSON array text) and completed. */
+static void expect_values(const char *pattern, json_t *data, const char *expected) {
+    result r = call(pattern, data);
+    if (r.err) fail_msg("%s failed: %s %s", pattern, nc_err_name(r.err), json_dumps(r.error, JSON_ENCODE_ANY));
+    json_t *want = J(expected);
+    if (!json_equal(r.values, want)) {
+        char *got = json_dumps(r.values, JSON_ENCODE_ANY);
+        fail_msg("%s: got %.200s, want %.200s", pattern, got, expected);
+    }
+    json_decref(want);
+    result_free(&r);
+}
+
+static void expect_error(const char *pattern, json_t *data, const char *expected_err) {
+    result r = call(pattern, data);
+    assert_int_equal(r.err, NC_EREMOTE);
+    json_t *want = J(expected_err);
+    if (!json_equal(r.error, want)) fail_msg("%s: error %s", pattern, json_dumps(r.error, JSON_ENCODE_ANY));
+    json_decref(want);
+    result_free(&r);
+}
+
+/* ---- cases -------------------------------------------------------------------------------------- */
+
+static const char *forms[][2] = {{"{\"cmd\":\"%s\"}", "obj"}, {"%s", "str"}};
+
+static void pattern_of(char *buf, size_t n, int form, const char *name) { snprintf(buf, n, forms[form][0], name); }
+
+static void test_sum(void **st) {
+    char p[64];
+    for (int f = 0; f < 2; f++) {
+        pattern_of(p, sizeof p, f, "sum");
+        expect_values(p, J("[1,2,3]"), "[6]");
+        pattern_of(p, sizeof p, f, "asyncSum");
+        expect_values(p, J("[4,5]"), "[9]");
+        pattern_of(p, sizeof p, f, "streamSum");
+        expect_values(p, J("[1,2,3,4]"), "[10]");
+    }
+    expect_values("{\"cmd\":\"sum\"}", J("[0.5,0.25]"), "[0.75]");
+}
+
+static void test_streaming(void **st) {
+    char p[64];
+    for (int f = 0; f < 2; f++) {
+        pattern_of(p, sizeof p, f, "streaming");
+        expect_values(p, J("[1,\"two\",{\"three\":3}]"), "[1,\"two\",{\"three\":3}]");
+        expect_values(p, J("[]"), "[]");
+    }
+}
+
+static void test_exception(void **st) {
+    char p[64];
+    for (int f = 0; f < 2; f++) {
+        pattern_of(p, sizeof p, f, "exception");
+        expect_error(p, J("\"bad\""), "{\"status\":\"error\",\"message\":\"bad\"}");
+        expect_error(p, J("{\"code\":42,\"message\":\"x\",\"extra\":[1]}"), "{\"code\":42,\"message\":\"x\",\"extra\":[1]}");
+    }
+}
+
+static void test_echo_unicode(void **st) {
+    expect_values("echo", J("\"h\\u00e9llo w\\u00f6rld \\u2713 \\u65e5\\u672c\\u8a9e\""),
+                  "[\"h\\u00e9llo w\\u00f6rld \\u2713 \\u65e5\\u672c\\u8a9e\"]");
+    expect_values("{\"cmd\":\"echo\"}", J("\"\\ud83d\\ude00\\ud83c\\udf89\""), "[\"\\ud83d\\ude00\\ud83c\\udf89\"]");
+    expect_values("echo", J("{\"nested\":{\"a\":[1,2,{\"b\":null}],\"t\":true}}"),
+                  "[{\"nested\":{\"a\":[1,2,{\"b\":null}],\"t\":true}}]");
+}
+
+static void test_echo_large(void **st) {
+    /* a 1.5 MB string with multi-byte characters, and a large array */
+    size_t n = 500000;
+    char *s = malloc(n * 3 + 1);
+    for (size_t i = 0; i < n; i++) memcpy(s + i * 3, "\xc3\xa9x", 3);
+    s[n * 3] = '\0';
+    json_t *str = json_string(s);
+    result r = call("echo", json_incref(str));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(json_array_size(r.values), 1);
+    assert_true(json_equal(json_array_get(r.values, 0), str));
+    result_free(&r);
+    json_decref(str);
+    free(s);
+    json_t *arr = json_array();
+    for (int i = 0; i < 200000; i++) json_array_append_new(arr, json_integer(i));
+    r = call("{\"cmd\":\"echo\"}", json_incref(arr));
+    assert_int_equal(r.err, 0);
+    assert_true(json_equal(json_array_get(r.values, 0), arr));
+    result_free(&r);
+    json_decref(arr);
+}
+
+typedef struct many {
+    int done, bad;
+    int order[200];
+    int norder;
+} many;
+
+typedef struct one {
+    many *m;
+    int want;
+    int got;
+} one;
+
+static void one_value(void *u, json_t *v) { ((one *)u)->got = (int)json_integer_value(v); }
+static void one_done(void *u, int err, json_t *e) {
+    one *o = u;
+    if (err || o->got != o->want) o->m->bad++;
+    o->m->order[o->m->norder++] = o->want;
+    o->m->done++;
+}
+
+static void test_concurrent_out_of_order(void **st) {
+    many m = {0};
+    one ones[200];
+    for (int i = 0; i < 200; i++) {
+        ones[i] = (one){&m, (i * 37) % 51, -1};
+        json_t *d = json_integer(ones[i].want);
+        assert_int_equal(nc_client_send(cli, i % 2 ? "sleep" : "{\"cmd\":\"sleep\"}", d, NULL, one_value, one_done, &ones[i]), 0);
+        json_decref(d);
+    }
+    while (m.done < 200) uv_run(nc_client_loop(cli), UV_RUN_ONCE);
+    assert_int_equal(m.bad, 0);
+    /* replies came back in completion order, not send order */
+    int sorted_like_send = 1;
+    for (int i = 0; i < 200; i++)
+        if (m.order[i] != ones[i].want) sorted_like_send = 0;
+    assert_false(sorted_like_send);
+    /* a slow request sent first finishes after a fast one sent second */
+    many m2 = {0};
+    one slow = {&m2, 300, -1}, fast = {&m2, 10, -1};
+    json_t *d1 = json_integer(300), *d2 = json_integer(10);
+    nc_client_send(cli, "sleep", d1, NULL, one_value, one_done, &slow);
+    nc_client_send(cli, "sleep", d2, NULL, one_value, one_done, &fast);
+    json_decref(d1);
+    json_decref(d2);
+    while (m2.done < 2) uv_run(nc_client_loop(cli), UV_RUN_ONCE);
+    assert_int_equal(m2.bad, 0);
+    assert_int_equal(m2.order[0], 10);
+    assert_int_equal(m2.order[1], 300);
+}
+
+static void test_context(void **st) {
+    result r = call("{\"cmd\":\"context\"}", J("1"));
+    assert_int_equal(r.err, 0);
+    json_t *ctx = json_array_get(r.values, 0);
+    const char *scheme = strstr(url, "tls://") == url ? "tls" : "tcp";
+    assert_string_equal(json_string_value(json_object_get(ctx, "transport")), scheme);
+    assert_string_equal(json_string_value(json_object_get(ctx, "pattern")), "{\"cmd\":\"context\"}");
+    result_free(&r);
+    r = call("context", J("1"));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.values, 0), "pattern")), "context");
+    result_free(&r);
+}
+
+static int emitted;
+static void emit_done(void *u, int err, json_t *e) {
+    assert_int_equal(err, 0);
+    emitted++;
+}
+
+static json_int_t event_count(const char *name, json_t **payloads) {
+    char data[64];
+    snprintf(data, sizeof data, "\"%s\"", name);
+    result r = call("events", J(data));
+    assert_int_equal(r.err, 0);
+    json_t *o = json_array_get(r.values, 0);
+    json_int_t n = json_integer_value(json_object_get(o, "count"));
+    if (payloads) *payloads = json_incref(json_object_get(o, "payloads"));
+    result_free(&r);
+    return n;
+}
+
+static void test_events(void **st) {
+    json_int_t before = event_count("notification", NULL);
+    json_int_t before_u = event_count("user_created", NULL);
+    emitted = 0;
+    char tag[64];
+    snprintf(tag, sizeof tag, "c-%d", rand());
+    for (int i = 0; i < 3; i++) {
+        json_t *d = json_pack("{s:s,s:i}", "tag", tag, "i", i);
+        assert_int_equal(nc_client_emit(cli, "notification", d, NULL, emit_done, NULL), 0);
+        json_decref(d);
+    }
+    json_t *d = json_pack("{s:s}", "tag", tag);
+    nc_client_emit(cli, "user_created", d, NULL, emit_done, NULL);
+    json_decref(d);
+    while (emitted < 4) uv_run(nc_client_loop(cli), UV_RUN_ONCE);
+    /* events and requests travel on one connection, in order: the query sees all three */
+    json_t *payloads;
+    assert_int_equal(event_count("notification", &payloads), before + 6); /* two handlers each */
+    size_t n = json_array_size(payloads);
+    assert_true(n >= 3);
+    for (int i = 0; i < 3; i++) {
+        json_t *p = json_array_get(payloads, n - 3 + (size_t)i);
+        assert_string_equal(json_string_value(json_object_get(p, "tag")), tag);
+        assert_int_equal(json_integer_value(json_object_get(p, "i")), i);
+    }
+    json_decref(payloads);
+    assert_int_equal(event_count("user_created", NULL), before_u + 1);
+}
+
+static void test_unknown_pattern(void **st) {
+    expect_error("{\"cmd\":\"no-such-thing\"}", J("1"),
+                 "\"There is no matching message handler defined in the remote service.\"");
+    expect_error("no-such-thing", J("1"), "\"There is no matching message handler defined in the remote service.\"");
+}
+
+static void test_timeout(void **st) {
+    result r = call_opts("sleep", J("2000"), 300);
+    assert_int_equal(r.err, NC_ETIMEDOUT);
+    assert_int_equal(json_array_size(r.values), 0);
+    result_free(&r);
+    /* the client stays usable, and the late reply is dropped */
+    expect_values("sum", J("[1,1]"), "[2]");
+}
+
+static void test_refused(void **st) {
+    nc_client *c2;
+    nc_client_opts o = {0};
+    o.log_level = NC_LOG_OFF;
+    o.log = NULL;
+    assert_int_equal(nc_client_new(&c2, "tcp://127.0.0.1:1", &o), 0);
+    result r = {json_array(), 0, NULL, 0};
+    assert_int_equal(nc_client_send(c2, "sum", NULL, NULL, on_value, on_done, &r), 0);
+    nc_client_run(c2);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.err, NC_ECONNREFUSED);
+    result_free(&r);
+    nc_client_free(c2);
+}
+
+static int setup(void **st) {
+    url = getenv("URL");
+    if (!url) {
+        fprintf(stderr, "conformance_client: set URL (e.g. tcp://127.0.0.1:3000)\n");
+        return -1;
+    }
+    const char *ca = getenv("NESTC_CA");
+    nc_client_opts o = {0};
+    if (ca) {
+        tls.ca_file = ca;
+        o.tls = &tls;
+    }
+    return nc_client_new(&cli, url, &o);
+}
+
+static int teardown(void **st) {
+    nc_client_free(cli);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sum),          cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_exception),    cmocka_unit_test(test_echo_unicode),
+        cmocka_unit_test(test_echo_large),   cmocka_unit_test(test_concurrent_out_of_order),
+        cmocka_unit_test(test_context),      cmocka_unit_test(test_events),
+        cmocka_unit_test(test_unknown_pattern), cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
