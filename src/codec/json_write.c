@@ -103,6 +103,43 @@ size_t nc_js_number(double v, char buf[32]) {
         return (size_t)(o - buf) + n;
     }
 
+    /* Short decimals (prices, 0.5, 19.99): if m = v x 10^j is an integer below 10^15 and m / 10^j gives v
+     * back (both operations correctly rounded, 10^j exact), the decimal m x 10^-j reads back as v, and a
+     * decimal of at most 15 digits that does is the shortest (see below). No snprintf/strtod needed. */
+    static const double p10[] = {1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+    if (v < 1e7) {
+        for (int j = 0; j < 8; j++) {
+            double m = v * p10[j];
+            if (m >= 1e15) break;
+            if (m != floor(m) || m / p10[j] != v) continue;
+            char tmp[24];
+            char *d = u64_digits((uint64_t)m, tmp + sizeof tmp);
+            int len = (int)(tmp + sizeof tmp - d), k = len, n = len - (j + 1); /* v = 0.d1..dk x 10^n */
+            while (k > 1 && d[k - 1] == '0') k--;
+            if (k <= n) { /* an integer: normally taken by the path above */
+                memcpy(o, d, (size_t)k);
+                o += k;
+                for (int i = k; i < n; i++) *o++ = '0';
+            } else if (n > 0) {
+                memcpy(o, d, (size_t)n);
+                o += n;
+                *o++ = '.';
+                memcpy(o, d + n, (size_t)(k - n));
+                o += k - n;
+            } else if (n > -6) {
+                *o++ = '0';
+                *o++ = '.';
+                for (int i = 0; i < -n; i++) *o++ = '0';
+                memcpy(o, d, (size_t)k);
+                o += k;
+            } else {
+                break; /* exponent notation: leave it to the general path */
+            }
+            *o = '\0';
+            return (size_t)(o - buf);
+        }
+    }
+
     int frexp_e;
     int normal = v >= DBL_MIN;
     int pow2 = normal && frexp(v, &frexp_e) == 0.5;

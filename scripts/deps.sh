@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what nestc needs on Debian, skipping what is already there.
+#   scripts/deps.sh          build + demo dependencies
+#   scripts/deps.sh --test   also the test suite's (cmocka, openssl CLI, Node.js + npm, the NestJS peers)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+pkgs=(gcc make cmake ninja-build pkg-config libuv1-dev libjansson-dev libssl-dev libicu-dev)
+if [[ ${1:-} == --test ]]; then
+  pkgs+=(libcmocka-dev openssl procps)
+  command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}" >&2
+  sudo=''
+  [[ $(id -u) -eq 0 ]] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ${1:-} == --test ]]; then
+  # The pinned NestJS interop peers; `npm ci` only when the lockfile changed since the last install.
+  cd "$root/tests/interop"
+  if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    echo "deps: npm ci (NestJS interop peers)" >&2
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+fi
