@@ -4,9 +4,12 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/deps.sh"
-build="$root/build"
+build="$root/build-demo"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNESTC_BUILD_TESTS=OFF >/dev/null
-cmake --build "$build" --target math-service math-client nestc_cli >/dev/null
+if ! cmake --build "$build" --target math-service math-client nestc_cli >"$build/build.log" 2>&1; then
+  cat "$build/build.log" >&2
+  exit 1
+fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 3000)
 "$build/bin/math-service" "tcp://127.0.0.1:$port" &

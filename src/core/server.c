@@ -233,7 +233,7 @@ int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inb
         return NC_ENOMEM;
     }
     nc_msg *m = &req->msg;
-    json_t *pattern, *id;
+    json_t *pattern = NULL, *id = NULL;
     json_t *owned_pattern = NULL;
     int r = msg_fill(s, m, root, in, &pattern, &id);
     if (pattern && pattern != json_object_get(root, "pattern")) owned_pattern = pattern;
