@@ -67,7 +67,12 @@ if (cmd === 'emit') {
   } catch (e) {
     fail(e);
   }
-  await client.close();
+  // "Accepted" must mean the bytes left: end the socket and wait for it to close before exiting
+  // (a TLS socket may still be handshaking when emit() completes).
+  const sock = client.unwrap();
+  const closed = new Promise((res) => sock.once('close', res));
+  client.close();
+  await closed;
   process.exit(0);
 }
 

@@ -36,6 +36,8 @@ int cli_parse(cli_args *a, int argc, char **argv, int first) {
     a->connections = 1;
     a->inflight = 1;
     a->duration_s = 5;
+    a->max_buffer_size = a->max_send_buffer_size = -2; /* -2 = not given */
+    a->incomplete_timeout_ms = a->shutdown_timeout_ms = -2;
     int only_pos = 0;
     for (int i = first; i < argc; i++) {
         const char *s = argv[i];
@@ -103,6 +105,16 @@ int cli_parse(cli_args *a, int argc, char **argv, int first) {
             r = int_arg(name, val, &a->inflight);
         else if (!strcmp(name, "--duration"))
             r = int_arg(name, val, &a->duration_s);
+        else if (!strcmp(name, "--incomplete-timeout"))
+            r = int_arg(name, val, &a->incomplete_timeout_ms);
+        else if (!strcmp(name, "--shutdown-timeout"))
+            r = int_arg(name, val, &a->shutdown_timeout_ms);
+        else if (!strcmp(name, "--max-buffer-size") || !strcmp(name, "--max-send-buffer-size")) {
+            int n = 0;
+            r = int_arg(name, val, &n);
+            if (!strcmp(name, "--max-buffer-size")) a->max_buffer_size = n;
+            else a->max_send_buffer_size = n;
+        }
         else {
             fprintf(stderr, "nestc: unknown option %s (see --help)\n", name);
             return 2;

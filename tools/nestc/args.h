@@ -20,6 +20,8 @@ typedef struct cli_args {
     const char *queue;
     int verbose, quiet, help;
     int connections, inflight, duration_s; /* bench */
+    long long max_buffer_size, max_send_buffer_size; /* -2 = not given */
+    int incomplete_timeout_ms, shutdown_timeout_ms;    /* -2 = not given */
 } cli_args;
 
 /* Parses argv[first..argc). Returns 0, or 2 after printing a message for a bad flag. */

@@ -172,9 +172,17 @@ static void usage(FILE *f) {
           "options:\n"
           "  --cert FILE --key FILE   server certificate and key (required for tls://)\n"
           "  --ca FILE                require client certificates signed by this CA (mutual TLS)\n"
+          "  --max-buffer-size N      per-connection receive limit in UTF-16 units (default 134217728)\n"
+          "  --max-send-buffer-size N unsent reply bytes before a peer that does not read is dropped\n"
+          "                           (default 134217728)\n"
+          "  --incomplete-timeout MS  close a peer stalled in the middle of a frame (default 30000)\n"
+          "  --shutdown-timeout MS    grace period for in-flight requests at shutdown (default 10000)\n"
           "  -v, --verbose / -q, --quiet   more / less logging on stderr\n",
           f);
 }
+
+/* command line: not given → the default (0 in the API), 0 → off, n → n */
+static long long cli_limit(long long v) { return v == -2 ? 0 : v == 0 ? NC_LIMIT_OFF : v; }
 
 static void on_status(void *user, const char *status, int err) {
     nc_server *s = user;
@@ -203,6 +211,11 @@ int cmd_conformance(int argc, char **argv) {
     cli_setup_logging(&a);
     nc_server_opts so = {0};
     so.tls = a.has_tls ? &a.tls : NULL;
+    /* 0 on the command line means "off", as in NestJS; the API uses NC_LIMIT_OFF for that */
+    so.max_buffer_size = cli_limit(a.max_buffer_size);
+    so.max_send_buffer_size = cli_limit(a.max_send_buffer_size);
+    so.incomplete_message_timeout_ms = (int)cli_limit(a.incomplete_timeout_ms);
+    so.shutdown_timeout_ms = (int)cli_limit(a.shutdown_timeout_ms);
     nc_server *s;
     int r = nc_server_new(&s, a.pos[0], &so);
     if (r) {

@@ -1,0 +1,95 @@
+// How the nestc client reacts to hand-made server replies (tcp.md §6, vectors/tcp/client-behaviour.txt):
+// a fake TCP server answers each request with scripted frames; the client is `nestc send`.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { NESTC, frame } from './harness.mjs';
+
+// A fake server: for each request frame it calls script(req, sock).
+async function fakeServer(script) {
+  const seen = [];
+  const srv = net.createServer((sock) => {
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('error', () => {});
+    sock.on('data', (d) => {
+      buf += d;
+      for (;;) {
+        const h = buf.indexOf('#');
+        if (h < 0) return;
+        const n = Number(buf.slice(0, h));
+        if (buf.length < h + 1 + n) return;
+        const req = JSON.parse(buf.slice(h + 1, h + 1 + n));
+        buf = buf.slice(h + 1 + n);
+        seen.push(req);
+        script(req, sock);
+      }
+    });
+  });
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  return { port: srv.address().port, seen, close: () => srv.close() };
+}
+
+function cli(args) {
+  return new Promise((resolve) => {
+    const p = spawn(NESTC, args);
+    let out = '', err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+const reply = (sock, obj) => sock.write(frame(JSON.stringify(obj)));
+
+const cases = [
+  ['unknown id ignored, then the good reply', (q, s) => { reply(s, { id: 'nope', response: 1, isDisposed: true }); reply(s, { id: q.id, response: 2, isDisposed: true }); }, 0, '2\n'],
+  ['extra key: the whole object is the response', (q, s) => reply(s, { id: q.id, response: 5, isDisposed: true, extra: 1 }), 0, `{"id":"ID","response":5,"isDisposed":true,"extra":1}\n`],
+  ['err with response: error', (q, s) => reply(s, { id: q.id, err: 'E', response: 1 }), 1, '', '"E"'],
+  ['err null, isDisposed false, then disposed', (q, s) => { reply(s, { id: q.id, err: null, response: 1, isDisposed: false }); reply(s, { id: q.id, response: 2, isDisposed: true }); }, 0, '1\n2\n'],
+  ['status field allowed', (q, s) => reply(s, { id: q.id, status: 'x', response: 3, isDisposed: true }), 0, '3\n'],
+  ['falsy err ignored', (q, s) => { reply(s, { id: q.id, err: 0, response: 4 }); reply(s, { id: q.id, err: '', isDisposed: true }); }, 0, '4\n'],
+  ['bare isDisposed after values', (q, s) => { reply(s, { id: q.id, response: 1 }); reply(s, { id: q.id, response: 2 }); setTimeout(() => reply(s, { id: q.id, isDisposed: true }), 30); }, 0, '1\n2\n'],
+  ['value then connection closed: Connection closed', (q, s) => { reply(s, { id: q.id, response: 1 }); setTimeout(() => s.destroy(), 30); }, 2, '1\n', 'Connection closed'],
+  ['garbage frame: connection closed, request fails', (q, s) => s.write('xx#garbage'), 2, '', 'Connection closed'],
+  ['never answers: timeout', () => {}, 2, '', 'Timeout'],
+];
+
+for (const [name, script, code, out, err] of cases) {
+  test(name, async () => {
+    const srv = await fakeServer(script);
+    try {
+      const r = await cli(['send', `tcp://127.0.0.1:${srv.port}`, 'x', '1', '--timeout', '1000']);
+      const id = srv.seen[0]?.id;
+      assert.equal(r.code, code, r.err);
+      assert.equal(r.out, out.replace('ID', id));
+      if (err) assert.ok(r.err.includes(err), r.err);
+      assert.deepEqual(srv.seen[0], { pattern: 'x', data: 1, id });
+      assert.match(id, /^[0-9a-f]{21}$/, 'ids look like NestJS ids');
+    } finally {
+      srv.close();
+    }
+  });
+}
+
+test('emit sends the normalised route as the pattern, without id', async () => {
+  const srv = await fakeServer(() => {});
+  const r = await cli(['emit', `tcp://127.0.0.1:${srv.port}`, '{"evt":"obj","a":1}', '"x"']);
+  assert.equal(r.code, 0, r.err);
+  for (let i = 0; i < 50 && !srv.seen.length; i++) await new Promise((res) => setTimeout(res, 10));
+  assert.deepEqual(srv.seen[0], { pattern: '{"a":1,"evt":"obj"}', data: 'x' });
+  srv.close();
+});
+
+test('connection refused: exit 2 with a clear message', async () => {
+  const srv = await fakeServer(() => {});
+  const port = srv.port;
+  srv.close();
+  await new Promise((r) => setTimeout(r, 50));
+  const r = await cli(['send', `tcp://127.0.0.1:${port}`, 'x', '1']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /ECONNREFUSED/);
+});
