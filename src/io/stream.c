@@ -70,7 +70,7 @@ static void fire_notes(nc_stream *s, int err) {
             s->notes[keep++] = nt;
     }
     /* Notes added during callbacks sit after n. */
-    memmove(s->notes + keep, s->notes + n, (s->nnotes - n) * sizeof *s->notes);
+    if (s->nnotes > n) memmove(s->notes + keep, s->notes + n, (s->nnotes - n) * sizeof *s->notes);
     s->nnotes = keep + (s->nnotes - n);
 }
 
