@@ -73,7 +73,7 @@ for (const [label, p] of forms('exception')) {
 // echo: values that stress JSON and the TCP length prefix (UTF-16 units ≠ bytes for non-ASCII).
 const nested = { a: [1, 2.5, -3, true, false, null], b: { c: { d: 'e', '': [] } }, 'k"ey\\': 'v\n\t"' };
 const bigString = 'x'.repeat(1024 * 1024); // 1 MiB
-const bigArray = Array.from({ length: 150_000 }, (_, i) => `item${i % 1000}`); // ~1.5 MB of JSON
+const bigArray = Array.from({ length: 155_000 }, (_, i) => `item${i % 1000}`); // ~1.5 MB of JSON
 const echoes = [
   ['nested object', nested],
   ['non-ASCII', 'héllo wörld ✓ 日本語'],

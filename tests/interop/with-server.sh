@@ -59,6 +59,7 @@ log=$(mktemp)
 server_pid=''
 
 # SIGTERM, up to 5 s for a graceful exit, then SIGKILL. Reports how the server ended.
+# shellcheck disable=SC2317  # (stop_server and cleanup are called from the EXIT trap)
 stop_server() {
   [[ -n $server_pid ]] || return 0
   local pid=$server_pid
@@ -76,6 +77,7 @@ stop_server() {
   wait "$pid" 2>/dev/null || rc=$?
   ((rc == 0)) || echo "with-server.sh: $kind server exited with status $rc after SIGTERM" >&2
 }
+# shellcheck disable=SC2317
 cleanup() {
   stop_server
   rm -f "$log"
