@@ -75,8 +75,13 @@ stop_server() {
   fi
   local rc=0
   wait "$pid" 2>/dev/null || rc=$?
-  ((rc == 0)) || echo "with-server.sh: $kind server exited with status $rc after SIGTERM" >&2
+  server_rc=$rc
+  if ((rc != 0)); then
+    echo "with-server.sh: $kind server exited with status $rc after SIGTERM; its output (last 50 lines):" >&2
+    tail -n 50 "$log" >&2
+  fi
 }
+server_rc=0
 # shellcheck disable=SC2317
 cleanup() {
   stop_server
@@ -119,5 +124,12 @@ rc=0
 if ((rc != 0)); then
   echo "with-server.sh: client exited with status $rc; server output (last 50 lines):" >&2
   tail -n 50 "$log" >&2
+fi
+# A nestc server must shut down cleanly: graceful exit 0, and under the sanitizers no error or leak
+# (those make it exit non-zero).
+stop_server
+if [[ $kind == nestc ]] && ((rc == 0 && server_rc != 0)); then
+  echo "with-server.sh: failing: the nestc server did not exit cleanly" >&2
+  rc=1
 fi
 exit "$rc"
