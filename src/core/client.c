@@ -61,6 +61,7 @@ struct nc_client {
     void *error_user;
     const char *last_status;
     int freeing;
+    int open_timers;
 };
 
 const nc_client_cfg *nc_client__cfg_fn(nc_client *c) {
@@ -613,6 +614,10 @@ uv_loop_t *nc_client_loop(nc_client *c) {
     return c->io.loop;
 }
 
+static void timer_closed(uv_handle_t *h) {
+    ((nc_client *)h->data)->open_timers--;
+}
+
 void nc_client_free(nc_client *c) {
     if (!c) return;
     nc_client_close(c);
@@ -620,13 +625,11 @@ void nc_client_free(nc_client *c) {
     while (c->tp_open && uv_run(c->io.loop, UV_RUN_ONCE)) {
     }
     c->tp->destroy(c->tps);
-    uv_close((uv_handle_t *)&c->connect_timer, NULL);
-    uv_close((uv_handle_t *)&c->retry_timer, NULL);
-    uv_close((uv_handle_t *)&c->deadline_timer, NULL);
-    if (!c->io.own_loop) {
-        /* a borrowed loop: run it just enough to finish our close callbacks */
-        uv_run(c->io.loop, UV_RUN_NOWAIT);
-    }
+    c->open_timers = 3;
+    uv_close((uv_handle_t *)&c->connect_timer, timer_closed);
+    uv_close((uv_handle_t *)&c->retry_timer, timer_closed);
+    uv_close((uv_handle_t *)&c->deadline_timer, timer_closed);
+    nc_ioctx_wait_closed(c->io.loop, &c->open_timers);
     nc_ioctx_finish(&c->io);
     nc_map_free(&c->pending);
     free(c->heap);

@@ -40,6 +40,7 @@ int nc_ioctx_init(nc_ioctx *io, uv_loop_t *loop) {
     io->loop = loop;
     uv_prepare_init(loop, &io->prepare);
     uv_check_init(loop, &io->check);
+    io->open_handles = 2;
     io->prepare.data = io->check.data = io;
     uv_prepare_start(&io->prepare, on_prepare);
     uv_check_start(&io->check, on_check);
@@ -80,11 +81,20 @@ void nc_ioctx_flush(nc_ioctx *io) {
     run_flush(io);
 }
 
+static void handle_closed(uv_handle_t *h) {
+    ((nc_ioctx *)h->data)->open_handles--;
+}
+
 void nc_ioctx_close(nc_ioctx *io) {
     if (io->closing) return;
     io->closing = 1;
-    uv_close((uv_handle_t *)&io->prepare, NULL);
-    uv_close((uv_handle_t *)&io->check, NULL);
+    uv_close((uv_handle_t *)&io->prepare, handle_closed);
+    uv_close((uv_handle_t *)&io->check, handle_closed);
+}
+
+void nc_ioctx_wait_closed(uv_loop_t *loop, int *counter) {
+    /* close callbacks run at the end of an iteration and never block it */
+    while (*counter > 0) uv_run(loop, UV_RUN_NOWAIT);
 }
 
 void nc_ioctx_finish(nc_ioctx *io) {
@@ -98,6 +108,9 @@ void nc_ioctx_finish(nc_ioctx *io) {
         }
         free(io->loop);
         io->loop = NULL;
+    } else {
+        /* a borrowed loop: our handles live in the owner's memory, which is freed right after */
+        nc_ioctx_wait_closed(io->loop, &io->open_handles);
     }
     free(io->rbuf);
     free(io->tlsbuf);

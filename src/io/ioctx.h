@@ -21,8 +21,9 @@ typedef struct nc_ioctx {
     uv_check_t check;
     nc_flushable *dirty_head, *dirty_tail;
     int closing;
-    char *rbuf;   /* NC_READ_BUF_SIZE bytes, allocated on first read */
-    char *tlsbuf; /* decrypted-bytes scratch, same size */
+    int open_handles; /* prepare + check until their close callbacks ran */
+    char *rbuf;       /* NC_READ_BUF_SIZE bytes, allocated on first read */
+    char *tlsbuf;     /* decrypted-bytes scratch, same size */
 } nc_ioctx;
 
 /* Creates the context on `loop` (NULL: a new owned loop). */
@@ -35,7 +36,10 @@ void nc_ioctx_unmark(nc_ioctx *io, nc_flushable *f);
 void nc_ioctx_flush(nc_ioctx *io);
 /* Closes the prepare/check handles (async; the loop must run to finish). */
 void nc_ioctx_close(nc_ioctx *io);
-/* Runs an owned loop until every handle is closed, then closes and frees the loop. */
+/* Runs the loop until *counter (handles whose close callbacks are pending) reaches 0. */
+void nc_ioctx_wait_closed(uv_loop_t *loop, int *counter);
+/* Owned loop: runs it until every handle is closed, then closes and frees it. Borrowed loop: runs it
+ * until the context's own handles are closed. */
 void nc_ioctx_finish(nc_ioctx *io);
 
 #endif

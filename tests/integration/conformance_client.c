@@ -27,7 +27,9 @@ typedef struct result {
     int done;
 } result;
 
-static void on_value(void *u, json_t *v) { json_array_append((json_t *)((result *)u)->values, v); }
+static void on_value(void *u, json_t *v) {
+    json_array_append((json_t *)((result *)u)->values, v);
+}
 
 static void on_done(void *u, int err, json_t *error) {
     result *r = u;
@@ -51,7 +53,9 @@ static result call_opts(const char *pattern, json_t *data, int timeout_ms) {
     return r;
 }
 
-static result call(const char *pattern, json_t *data) { return call_opts(pattern, data, 0); }
+static result call(const char *pattern, json_t *data) {
+    return call_opts(pattern, data, 0);
+}
 
 static json_t *J(const char *text) {
     json_error_t e;
@@ -63,7 +67,8 @@ static json_t *J(const char *text) {
 /* Asserts the call produced exactly `expected` (JSON array text) and completed. */
 static void expect_values(const char *pattern, json_t *data, const char *expected) {
     result r = call(pattern, data);
-    if (r.err) fail_msg("%s failed: %s %s", pattern, nc_err_name(r.err), json_dumps(r.error, JSON_ENCODE_ANY));
+    if (r.err)
+        fail_msg("%s failed: %s %s", pattern, nc_err_name(r.err), json_dumps(r.error, JSON_ENCODE_ANY));
     json_t *want = J(expected);
     if (!json_equal(r.values, want)) {
         char *got = json_dumps(r.values, JSON_ENCODE_ANY);
@@ -86,7 +91,9 @@ static void expect_error(const char *pattern, json_t *data, const char *expected
 
 static const char *forms[][2] = {{"{\"cmd\":\"%s\"}", "obj"}, {"%s", "str"}};
 
-static void pattern_of(char *buf, size_t n, int form, const char *name) { snprintf(buf, n, forms[form][0], name); }
+static void pattern_of(char *buf, size_t n, int form, const char *name) {
+    snprintf(buf, n, forms[form][0], name);
+}
 
 static void test_sum(void **st) {
     char p[64];
@@ -115,14 +122,16 @@ static void test_exception(void **st) {
     for (int f = 0; f < 2; f++) {
         pattern_of(p, sizeof p, f, "exception");
         expect_error(p, J("\"bad\""), "{\"status\":\"error\",\"message\":\"bad\"}");
-        expect_error(p, J("{\"code\":42,\"message\":\"x\",\"extra\":[1]}"), "{\"code\":42,\"message\":\"x\",\"extra\":[1]}");
+        expect_error(p, J("{\"code\":42,\"message\":\"x\",\"extra\":[1]}"),
+                     "{\"code\":42,\"message\":\"x\",\"extra\":[1]}");
     }
 }
 
 static void test_echo_unicode(void **st) {
     expect_values("echo", J("\"h\\u00e9llo w\\u00f6rld \\u2713 \\u65e5\\u672c\\u8a9e\""),
                   "[\"h\\u00e9llo w\\u00f6rld \\u2713 \\u65e5\\u672c\\u8a9e\"]");
-    expect_values("{\"cmd\":\"echo\"}", J("\"\\ud83d\\ude00\\ud83c\\udf89\""), "[\"\\ud83d\\ude00\\ud83c\\udf89\"]");
+    expect_values("{\"cmd\":\"echo\"}", J("\"\\ud83d\\ude00\\ud83c\\udf89\""),
+                  "[\"\\ud83d\\ude00\\ud83c\\udf89\"]");
     expect_values("echo", J("{\"nested\":{\"a\":[1,2,{\"b\":null}],\"t\":true}}"),
                   "[{\"nested\":{\"a\":[1,2,{\"b\":null}],\"t\":true}}]");
 }
@@ -162,7 +171,9 @@ typedef struct one {
     int got;
 } one;
 
-static void one_value(void *u, json_t *v) { ((one *)u)->got = (int)json_integer_value(v); }
+static void one_value(void *u, json_t *v) {
+    ((one *)u)->got = (int)json_integer_value(v);
+}
 static void one_done(void *u, int err, json_t *e) {
     one *o = u;
     if (err || o->got != o->want) o->m->bad++;
@@ -176,7 +187,9 @@ static void test_concurrent_out_of_order(void **st) {
     for (int i = 0; i < 200; i++) {
         ones[i] = (one){&m, (i * 37) % 51, -1};
         json_t *d = json_integer(ones[i].want);
-        assert_int_equal(nc_client_send(cli, i % 2 ? "sleep" : "{\"cmd\":\"sleep\"}", d, NULL, one_value, one_done, &ones[i]), 0);
+        assert_int_equal(nc_client_send(cli, i % 2 ? "sleep" : "{\"cmd\":\"sleep\"}", d, NULL, one_value,
+                                        one_done, &ones[i]),
+                         0);
         json_decref(d);
     }
     while (m.done < 200) uv_run(nc_client_loop(cli), UV_RUN_ONCE);
@@ -209,7 +222,8 @@ static void test_context(void **st) {
     assert_string_equal(json_string_value(json_object_get(ctx, "pattern")), "{\"cmd\":\"context\"}");
     result_free(&r);
     r = call("context", J("1"));
-    assert_string_equal(json_string_value(json_object_get(json_array_get(r.values, 0), "pattern")), "context");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.values, 0), "pattern")),
+                        "context");
     result_free(&r);
 }
 
@@ -263,7 +277,8 @@ static void test_events(void **st) {
 static void test_unknown_pattern(void **st) {
     expect_error("{\"cmd\":\"no-such-thing\"}", J("1"),
                  "\"There is no matching message handler defined in the remote service.\"");
-    expect_error("no-such-thing", J("1"), "\"There is no matching message handler defined in the remote service.\"");
+    expect_error("no-such-thing", J("1"),
+                 "\"There is no matching message handler defined in the remote service.\"");
 }
 
 static void test_timeout(void **st) {
@@ -312,11 +327,16 @@ static int teardown(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sum),          cmocka_unit_test(test_streaming),
-        cmocka_unit_test(test_exception),    cmocka_unit_test(test_echo_unicode),
-        cmocka_unit_test(test_echo_large),   cmocka_unit_test(test_concurrent_out_of_order),
-        cmocka_unit_test(test_context),      cmocka_unit_test(test_events),
-        cmocka_unit_test(test_unknown_pattern), cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_sum),
+        cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_exception),
+        cmocka_unit_test(test_echo_unicode),
+        cmocka_unit_test(test_echo_large),
+        cmocka_unit_test(test_concurrent_out_of_order),
+        cmocka_unit_test(test_context),
+        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_unknown_pattern),
+        cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

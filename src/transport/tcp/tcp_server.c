@@ -29,7 +29,7 @@ typedef struct tcp_server {
 } tcp_server;
 
 static void maybe_closed(tcp_server *t) {
-    if (t->closing && !t->listener_open && !t->retry_open && !t->conns) {
+    if (t->closing == 1 && !t->listener_open && !t->retry_open && !t->conns) {
         t->closing = 2;
         nc_server__closed(t->srv);
     }

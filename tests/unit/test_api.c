@@ -1,0 +1,271 @@
+/* Server and client API behaviour beyond the conformance table, with both ends on one loop:
+ * thread-safe replies, graceful shutdown draining in-flight requests, client close and status events,
+ * connection retries, packet metadata, serializer hooks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "nestc/nestc.h"
+
+typedef struct call {
+    json_t *values;
+    int err, done;
+    json_t *error;
+} call;
+
+static void on_value(void *u, json_t *v) {
+    json_array_append(((call *)u)->values, v);
+}
+static void on_done(void *u, int err, json_t *e) {
+    call *c = u;
+    c->err = err;
+    c->error = e ? json_incref(e) : NULL;
+    c->done++;
+}
+static call call_new(void) {
+    return (call){json_array(), 0, 0, NULL};
+}
+static void call_free(call *c) {
+    json_decref(c->values);
+    json_decref(c->error);
+}
+
+static uv_loop_t loop;
+static nc_server *srv;
+static nc_client *cli;
+static char url[64];
+
+/* ---- handlers ------------------------------------------------------------------------------------ */
+
+static void worker(void *arg) {
+    nc_request *req = arg;
+    /* from another thread: a stream of two values, then the end */
+    nc_reply_threadsafe(req, NC_REPLY_NEXT, json_integer(1));
+    nc_reply_threadsafe(req, NC_REPLY_NEXT, json_integer(2));
+    nc_reply_threadsafe(req, NC_REPLY_END, NULL);
+}
+
+static uv_thread_t threads[8];
+static int nthreads;
+
+static void h_thread(nc_request *req, const nc_msg *m, void *u) {
+    uv_thread_create(&threads[nthreads++], worker, req);
+}
+
+static nc_request *parked[4];
+static int nparked;
+static void h_park(nc_request *req, const nc_msg *m, void *u) {
+    parked[nparked++] = req;
+}
+
+static void h_meta(nc_request *req, const nc_msg *m, void *u) {
+    json_t *md = nc_msg_metadata(m);
+    nc_reply(req, md ? json_incref(md) : json_null());
+}
+
+static void h_echo(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, json_incref(nc_msg_data(m)));
+}
+
+static void start(const nc_server_opts *so) {
+    nc_server_opts o = so ? *so : (nc_server_opts){0};
+    o.loop = &loop;
+    assert_int_equal(nc_server_new(&srv, "tcp://127.0.0.1:0", &o), 0);
+    nc_server_message(srv, "thread", h_thread, NULL);
+    nc_server_message(srv, "park", h_park, NULL);
+    nc_server_message(srv, "meta", h_meta, NULL);
+    nc_server_message(srv, "echo", h_echo, NULL);
+    assert_int_equal(nc_server_listen(srv), 0);
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(srv));
+    nc_client_opts co = {.loop = &loop};
+    assert_int_equal(nc_client_new(&cli, url, &co), 0);
+}
+
+static void run_until(int *flag, int value) {
+    while (*flag < value) uv_run(&loop, UV_RUN_ONCE);
+}
+
+static void stop(void) {
+    nc_client_free(cli);
+    nc_server_free(srv);
+    for (int i = 0; i < nthreads; i++) uv_thread_join(&threads[i]);
+    nthreads = 0;
+    nparked = 0;
+}
+
+/* ---- tests --------------------------------------------------------------------------------------- */
+
+static void test_threadsafe_reply(void **st) {
+    start(NULL);
+    call c = call_new();
+    assert_int_equal(nc_client_send(cli, "thread", NULL, NULL, on_value, on_done, &c), 0);
+    run_until(&c.done, 1);
+    assert_int_equal(c.err, 0);
+    json_t *want = json_pack("[i,i]", 1, 2);
+    assert_true(json_equal(c.values, want));
+    json_decref(want);
+    call_free(&c);
+    stop();
+}
+
+static void test_metadata(void **st) {
+    start(NULL);
+    call c = call_new();
+    json_t *md = json_pack("{s:s}", "traceId", "abc123");
+    nc_call_opts o = {.metadata = md};
+    assert_int_equal(nc_client_send(cli, "meta", NULL, &o, on_value, on_done, &c), 0);
+    run_until(&c.done, 1);
+    assert_true(json_equal(json_array_get(c.values, 0), md));
+    json_decref(md);
+    call_free(&c);
+    stop();
+}
+
+static int closed_flag;
+static void on_closed(void *u) {
+    closed_flag = 1;
+}
+
+static void test_graceful_shutdown_drains(void **st) {
+    start(NULL);
+    call c = call_new();
+    assert_int_equal(nc_client_send(cli, "park", NULL, NULL, on_value, on_done, &c), 0);
+    while (nparked < 1) uv_run(&loop, UV_RUN_ONCE);
+    closed_flag = 0;
+    nc_server_close(srv, on_closed, NULL);
+    /* the server stops accepting but keeps the in-flight request's connection */
+    for (int i = 0; i < 5; i++) uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(closed_flag, 0);
+    nc_reply(parked[0], json_string("finished"));
+    run_until(&c.done, 1);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(json_string_value(json_array_get(c.values, 0)), "finished");
+    run_until(&closed_flag, 1);
+    /* the client notices the closed connection; a new call cannot connect any more */
+    while (nc_client_unwrap(cli)) uv_run(&loop, UV_RUN_ONCE);
+    call d = call_new();
+    nc_client_send(cli, "echo", NULL, NULL, on_value, on_done, &d);
+    run_until(&d.done, 1);
+    assert_int_equal(d.err, NC_ECONNREFUSED);
+    call_free(&c);
+    call_free(&d);
+    stop();
+}
+
+static void test_shutdown_deadline(void **st) {
+    nc_server_opts so = {.shutdown_timeout_ms = 100};
+    start(&so);
+    call c = call_new();
+    nc_client_send(cli, "park", NULL, NULL, on_value, on_done, &c);
+    while (nparked < 1) uv_run(&loop, UV_RUN_ONCE);
+    closed_flag = 0;
+    nc_server_close(srv, on_closed, NULL);
+    run_until(&c.done, 1); /* connection closed at the deadline */
+    assert_int_equal(c.err, NC_ECONNCLOSED);
+    run_until(&closed_flag, 1);
+    nc_reply(parked[0], json_true()); /* late reply to a gone peer: dropped, request freed */
+    call_free(&c);
+    stop();
+}
+
+static char statuses[256];
+static void on_status(void *u, const char *s, int err) {
+    strcat(statuses, s);
+    strcat(statuses, ";");
+}
+
+static void test_client_close_and_status(void **st) {
+    start(NULL);
+    statuses[0] = '\0';
+    nc_client_on_status(cli, on_status, NULL);
+    call c = call_new();
+    nc_client_send(cli, "park", NULL, NULL, on_value, on_done, &c);
+    while (nparked < 1) uv_run(&loop, UV_RUN_ONCE);
+    assert_non_null(nc_client_unwrap(cli));
+    nc_client_close(cli);
+    assert_int_equal(c.done, 1);
+    assert_int_equal(c.err, NC_ECLOSED);
+    assert_string_equal(json_string_value(c.error), "Connection closed");
+    for (int i = 0; i < 10; i++) uv_run(&loop, UV_RUN_NOWAIT);
+    assert_string_equal(statuses, "connected;disconnected;");
+    /* the next call reconnects lazily */
+    call d = call_new();
+    json_t *five = json_integer(5);
+    nc_client_send(cli, "echo", five, NULL, on_value, on_done, &d);
+    json_decref(five);
+    run_until(&d.done, 1);
+    assert_int_equal(d.err, 0);
+    assert_string_equal(statuses, "connected;disconnected;connected;");
+    nc_reply(parked[0], NULL);
+    call_free(&c);
+    call_free(&d);
+    stop();
+}
+
+static void test_connect_retries(void **st) {
+    nc_client *c2;
+    nc_client_opts o = {.loop = &loop, .retry_attempts = 2, .retry_delay_ms = 50, .log_level = NC_LOG_OFF};
+    o.log = NULL;
+    assert_int_equal(nc_client_new(&c2, "tcp://127.0.0.1:1", &o), 0);
+    call c = call_new();
+    uint64_t t0 = uv_now(&loop);
+    nc_client_send(c2, "x", NULL, NULL, on_value, on_done, &c);
+    run_until(&c.done, 1);
+    assert_int_equal(c.err, NC_ECONNREFUSED);
+    assert_true(uv_now(&loop) - t0 >= 100); /* two retries, 50 ms apart */
+    call_free(&c);
+    nc_client_free(c2);
+}
+
+static json_t *wrap(void *u, json_t *p) {
+    return json_pack("{s:O}", "wrapped", p);
+}
+static json_t *unwrap(void *u, json_t *p) {
+    return json_incref(json_object_get(p, "wrapped"));
+}
+
+static void test_codec_hooks(void **st) {
+    nc_codec codec = {wrap, unwrap, NULL};
+    nc_server_opts so = {.codec = &codec};
+    start(&so);
+    nc_client_free(cli);
+    nc_client_opts co = {.loop = &loop, .codec = &codec};
+    assert_int_equal(nc_client_new(&cli, url, &co), 0);
+    call c = call_new();
+    json_t *text = json_string("through hooks");
+    nc_client_send(cli, "echo", text, NULL, on_value, on_done, &c);
+    json_decref(text);
+    run_until(&c.done, 1);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(json_string_value(json_array_get(c.values, 0)), "through hooks");
+    call_free(&c);
+    stop();
+}
+
+static int setup(void **st) {
+    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
+    return uv_loop_init(&loop);
+}
+static int teardown(void **st) {
+    uv_run(&loop, UV_RUN_DEFAULT);
+    return uv_loop_close(&loop);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_threadsafe_reply),
+        cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_graceful_shutdown_drains),
+        cmocka_unit_test(test_shutdown_deadline),
+        cmocka_unit_test(test_client_close_and_status),
+        cmocka_unit_test(test_connect_retries),
+        cmocka_unit_test(test_codec_hooks),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
