@@ -9,6 +9,7 @@
 #include "codec/json_write.h"
 #include "core/client_internal.h"
 #include "core/route.h"
+#include "io/tls.h"
 #include "nestc/error.h"
 #include "util/buf.h"
 
@@ -30,8 +31,7 @@ typedef struct nc_call {
 
 typedef struct deadline {
     uint64_t at;
-    uint64_t serial;
-    nc_call *call; /* valid only while `serial` is still in the pending map */
+    uint64_t serial; /* the call is looked up by id: it may have finished already */
 } deadline;
 
 struct nc_client {
@@ -64,18 +64,14 @@ struct nc_client {
     int open_timers;
 };
 
-const nc_client_cfg *nc_client__cfg_fn(nc_client *c) {
+const nc_client_cfg *nc_client__cfg(nc_client *c) {
     return &c->cfg;
 }
-nc_ioctx *nc_client__io_fn(nc_client *c) {
+nc_ioctx *nc_client__io(nc_client *c) {
     return &c->io;
 }
-const nc_logger *nc_client__log_fn(nc_client *c) {
+const nc_logger *nc_client__log(nc_client *c) {
     return &c->log;
-}
-
-static char *xstrdup(const char *s) {
-    return s ? strdup(s) : NULL;
 }
 
 /* ---- deadlines: one libuv timer for all requests, a binary heap of expiry times ----------------- */
@@ -180,9 +176,7 @@ static void on_deadline(uv_timer_t *t) {
         snprintf(id, sizeof id, "%s%013llx", c->id_prefix, (unsigned long long)d.serial);
         nc_call *k = nc_map_get(&c->pending, id, strlen(id));
         if (k && k->serial == d.serial) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "Timeout has occurred (no reply within the request timeout)");
-            call_fail(k, NC_ETIMEDOUT, msg);
+            call_fail(k, NC_ETIMEDOUT, "Timeout has occurred (no reply within the request timeout)");
         }
     }
     arm_deadline_timer(c);
@@ -443,7 +437,7 @@ static int submit(nc_client *c, const json_t *pattern, const json_t *data, const
         if (tmo > 0) {
             uint64_t at = uv_now(c->io.loop) + (uint64_t)tmo;
             int first = !c->nheap || at < c->heap[0].at;
-            heap_push(c, (deadline){at, k->serial, k});
+            heap_push(c, (deadline){at, k->serial});
             if (first) arm_deadline_timer(c);
         }
     }
@@ -553,11 +547,7 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *o) {
                                                                       : o->incomplete_message_timeout_ms;
     if (o->tls) {
         g->has_tls = 1;
-        g->tls = *o->tls;
-        g->tls.cert_file = xstrdup(o->tls->cert_file);
-        g->tls.key_file = xstrdup(o->tls->key_file);
-        g->tls.ca_file = xstrdup(o->tls->ca_file);
-        g->tls.server_name = xstrdup(o->tls->server_name);
+        nc_tls_opts_copy(&g->tls, o->tls);
     }
     if (o->codec) {
         g->has_codec = 1;
@@ -576,10 +566,7 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *o) {
     *out = c;
     return 0;
 fail:
-    free((char *)g->tls.cert_file);
-    free((char *)g->tls.key_file);
-    free((char *)g->tls.ca_file);
-    free((char *)g->tls.server_name);
+    nc_tls_opts_free(&g->tls);
     nc_url_free(&c->url);
     free(c);
     return r;
@@ -634,10 +621,7 @@ void nc_client_free(nc_client *c) {
     nc_map_free(&c->pending);
     free(c->heap);
     nc_buf_free(&c->enc);
-    free((char *)c->cfg.tls.cert_file);
-    free((char *)c->cfg.tls.key_file);
-    free((char *)c->cfg.tls.ca_file);
-    free((char *)c->cfg.tls.server_name);
+    nc_tls_opts_free(&c->cfg.tls);
     nc_url_free(&c->url);
     free(c);
 }

@@ -24,9 +24,10 @@ typedef struct nc_client_cfg {
     nc_codec codec;
 } nc_client_cfg;
 
-static inline const nc_client_cfg *nc_client__cfg(nc_client *c);
-static inline nc_ioctx *nc_client__io(nc_client *c);
-static inline const nc_logger *nc_client__log(nc_client *c);
+/* Accessors for transports (the struct stays private to client.c). */
+const nc_client_cfg *nc_client__cfg(nc_client *c);
+nc_ioctx *nc_client__io(nc_client *c);
+const nc_logger *nc_client__log(nc_client *c);
 
 /* The connection is open: queued calls are sent. */
 void nc_client__connected(nc_client *c);
@@ -36,19 +37,5 @@ void nc_client__disconnected(nc_client *c, int err, const char *msg);
 int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, size_t whylen);
 /* An error event for the application's error callback. */
 void nc_client__error(nc_client *c, int err, const char *msg);
-
-/* accessors (defined in client.c; kept as functions to keep the struct private to client.c) */
-const nc_client_cfg *nc_client__cfg_fn(nc_client *c);
-nc_ioctx *nc_client__io_fn(nc_client *c);
-const nc_logger *nc_client__log_fn(nc_client *c);
-static inline const nc_client_cfg *nc_client__cfg(nc_client *c) {
-    return nc_client__cfg_fn(c);
-}
-static inline nc_ioctx *nc_client__io(nc_client *c) {
-    return nc_client__io_fn(c);
-}
-static inline const nc_logger *nc_client__log(nc_client *c) {
-    return nc_client__log_fn(c);
-}
 
 #endif

@@ -6,13 +6,10 @@
 #include "codec/json_write.h"
 #include "core/route.h"
 #include "core/server_internal.h"
+#include "io/tls.h"
 #include "nestc/error.h"
 
 #define DEFAULT_LIMIT 134217728LL
-
-static char *xstrdup(const char *s) {
-    return s ? strdup(s) : NULL;
-}
 
 static long long limit_or(long long v, long long def) {
     return v == 0 ? def : v < 0 ? 0 : v;
@@ -28,11 +25,7 @@ static int cfg_init(nc_server_cfg *c, const nc_server_opts *o) {
     c->retry_delay_ms = o->retry_delay_ms > 0 ? o->retry_delay_ms : 0;
     if (o->tls) {
         c->has_tls = 1;
-        c->tls = *o->tls;
-        c->tls.cert_file = xstrdup(o->tls->cert_file);
-        c->tls.key_file = xstrdup(o->tls->key_file);
-        c->tls.ca_file = xstrdup(o->tls->ca_file);
-        c->tls.server_name = xstrdup(o->tls->server_name);
+        nc_tls_opts_copy(&c->tls, o->tls);
     }
     if (o->codec) {
         c->has_codec = 1;
@@ -42,10 +35,7 @@ static int cfg_init(nc_server_cfg *c, const nc_server_opts *o) {
 }
 
 static void cfg_free(nc_server_cfg *c) {
-    free((char *)c->tls.cert_file);
-    free((char *)c->tls.key_file);
-    free((char *)c->tls.ca_file);
-    free((char *)c->tls.server_name);
+    nc_tls_opts_free(&c->tls);
 }
 
 static void on_async(uv_async_t *h) {

@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nestc/error.h"
@@ -83,4 +84,23 @@ void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen) {
         snprintf(out, outlen, "TLS error: %s", buf);
     else
         snprintf(out, outlen, "TLS error");
+}
+
+static char *dup_or_null(const char *s) {
+    return s ? strdup(s) : NULL;
+}
+
+void nc_tls_opts_copy(nc_tls_opts *dst, const nc_tls_opts *src) {
+    *dst = *src;
+    dst->cert_file = dup_or_null(src->cert_file);
+    dst->key_file = dup_or_null(src->key_file);
+    dst->ca_file = dup_or_null(src->ca_file);
+    dst->server_name = dup_or_null(src->server_name);
+}
+
+void nc_tls_opts_free(nc_tls_opts *o) {
+    free((char *)o->cert_file);
+    free((char *)o->key_file);
+    free((char *)o->ca_file);
+    free((char *)o->server_name);
 }

@@ -15,4 +15,8 @@ int nc_tls_ctx_new(SSL_CTX **out, const nc_tls_opts *o, int is_server, char *err
  * OpenSSL error queue). Clears the error queue. */
 void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen);
 
+/* Deep copy of the option strings into *dst / their release. */
+void nc_tls_opts_copy(nc_tls_opts *dst, const nc_tls_opts *src);
+void nc_tls_opts_free(nc_tls_opts *o);
+
 #endif
