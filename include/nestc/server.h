@@ -45,6 +45,11 @@ typedef struct nc_server_opts {
     nc_log_fn log;                     /* NULL = the default logger */
     void *log_user;
     nc_log_level log_level; /* minimum level when `log` is set; default NC_LOG_DEBUG */
+    /* Loops serving this server (0 or 1 = one loop). With N > 1, nc_server_run runs N loops on N threads
+     * (the calling thread is one of them), each with its own listener on the same port (SO_REUSEPORT),
+     * so the kernel spreads connections over them; handlers then run concurrently on N threads and must
+     * be thread-safe. Only for transports that listen (tcp, tls); requires `loop` NULL. */
+    int workers;
 } nc_server_opts;
 
 /* Status changes ("connected" when listening, "disconnected" when closed or on a listen error, plus the

@@ -17,9 +17,20 @@ struct nc_ts_reply {
 
 static void flush_held(nc_flushable *f);
 
+/* Finished requests go back to a small per-server pool: the hot path allocates nothing per request. */
+#define POOL_MAX 256
+
 nc_request *nc_request__new(nc_server *s) {
-    nc_request *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    nc_request *r = s->req_pool;
+    if (r) {
+        s->req_pool = r->next;
+        s->npool--;
+        memset(r, 0, offsetof(nc_request, inline_arena));
+    } else if (!(r = malloc(sizeof *r))) {
+        return NULL;
+    } else {
+        memset(r, 0, offsetof(nc_request, inline_arena));
+    }
     r->srv = s;
     r->fl.flush = flush_held;
     r->next = s->inflight;
@@ -29,13 +40,25 @@ nc_request *nc_request__new(nc_server *s) {
     return r;
 }
 
+void nc_request__pool_free(nc_server *s) {
+    while (s->req_pool) {
+        nc_request *r = s->req_pool;
+        s->req_pool = r->next;
+        free(r);
+    }
+    s->npool = 0;
+}
+
 void nc_msg__clear(nc_msg *m) {
     json_decref(m->root);
+    if (m->data_owned) json_decref(m->data);
+    if (m->scanned && m->meta_done) json_decref(m->metadata);
     json_decref(m->headers);
-    free(m->route);
-    free(m->pattern_text);
+    free(m->own_route);
+    free(m->own_pattern);
+    free(m->own_data_json);
     free(m->channel);
-    free(m->data_json);
+    if (m->arena_heap) free(m->arena);
     memset(m, 0, sizeof *m);
 }
 
@@ -51,8 +74,14 @@ void nc_request__free_unfinished(nc_request *r) {
     if (r->has_held) json_decref(r->held);
     if (r->peer) r->pops->release(r->peer);
     nc_msg__clear(&r->msg);
-    free(r->id);
-    free(r);
+    free(r->own_id);
+    if (s->npool < POOL_MAX && !s->freeing) {
+        r->next = s->req_pool;
+        s->req_pool = r;
+        s->npool++;
+    } else {
+        free(r);
+    }
     if (!s->freeing) nc_server__request_finished(s);
 }
 
@@ -211,19 +240,34 @@ void nc_server__apply_ts_replies(nc_server *s) {
 /* ---- message accessors --------------------------------------------------------------------------- */
 
 json_t *nc_msg_data(const nc_msg *m) {
-    return m->data;
+    nc_msg *mm = (nc_msg *)m; /* built on first use */
+    if (!mm->data && mm->data_json) {
+        json_t *v = NULL;
+        char why[8];
+        if (nc_json_parse(mm->data_json, mm->data_json_len, &v, why, sizeof why) == 0) {
+            mm->data = v;
+            mm->data_owned = 1;
+        }
+    }
+    return mm->data ? mm->data : json_null();
 }
 
 const char *nc_msg_data_json(const nc_msg *m, size_t *len) {
     nc_msg *mm = (nc_msg *)m; /* lazily cached */
-    if (!mm->data_json) {
+    if (mm->data_json && mm->data_compact) {
+        if (len) *len = mm->data_json_len;
+        return mm->data_json;
+    }
+    if (!mm->own_data_json) {
         nc_buf b = NC_BUF_INIT;
-        if (nc_json_write(&b, m->data)) {
+        if (nc_json_write(&b, nc_msg_data(m))) {
             nc_buf_free(&b);
             if (len) *len = 0;
             return NULL;
         }
-        mm->data_json = nc_buf_steal(&b, &mm->data_json_len);
+        mm->own_data_json = nc_buf_steal(&b, &mm->data_json_len);
+        mm->data_json = mm->own_data_json;
+        mm->data_compact = 1;
     }
     if (len) *len = mm->data_json_len;
     return mm->data_json;
@@ -245,7 +289,19 @@ json_t *nc_msg_headers(const nc_msg *m) {
     return m->headers;
 }
 json_t *nc_msg_metadata(const nc_msg *m) {
-    return m->metadata;
+    nc_msg *mm = (nc_msg *)m;
+    if (mm->scanned && !mm->meta_done) {
+        mm->meta_done = 1;
+        json_t *v = NULL;
+        char why[8];
+        if (mm->meta_json && nc_json_parse(mm->meta_json, mm->meta_json_len, &v, why, sizeof why) == 0) {
+            if (json_is_object(v))
+                mm->metadata = v;
+            else
+                json_decref(v);
+        }
+    }
+    return mm->metadata;
 }
 int nc_msg_is_event(const nc_msg *m) {
     return m->is_event;

@@ -100,6 +100,7 @@ static int entry_for(nc_server *s, const char *route, nc_route_entry **out) {
             free(e);
             return NC_ENOMEM;
         }
+        s->route_cache_stale = 1; /* cached misses for this route are wrong now */
         if (s->listening && s->tp->route_added) s->tp->route_added(s->tps, e->route);
     }
     *out = e;
@@ -153,152 +154,6 @@ int nc_server_message_json(nc_server *s, const json_t *p, nc_request_fn fn, void
 }
 int nc_server_event_json(nc_server *s, const json_t *p, nc_event_fn fn, void *u) {
     return p ? add_event(s, NULL, p, fn, u) : NC_EINVAL;
-}
-
-/* ---- dispatch ------------------------------------------------------------------------------------ */
-
-static char *pattern_text(json_t *pattern) {
-    if (json_is_string(pattern)) return strndup(json_string_value(pattern), json_string_length(pattern));
-    nc_buf b = NC_BUF_INIT;
-    if (nc_json_write(&b, pattern)) {
-        nc_buf_free(&b);
-        return NULL;
-    }
-    return nc_buf_steal(&b, NULL);
-}
-
-/* Fills the message context from a decoded packet (spec README §9.1 for foreign messages). */
-static int msg_fill(nc_server *s, nc_msg *m, json_t *root, const nc_inbound *in, json_t **pattern,
-                    json_t **id) {
-    m->root = root;
-    m->transport = s->url.scheme;
-    if (in->channel && !(m->channel = strdup(in->channel))) return NC_ENOMEM;
-    if (in->headers) m->headers = json_incref(in->headers);
-    *pattern = *id = NULL;
-    json_t *p = json_is_object(root) ? json_object_get(root, "pattern") : NULL;
-    json_t *d = json_is_object(root) ? json_object_get(root, "data") : NULL;
-    if (json_is_object(root) && (p || d)) {
-        *pattern = p;
-        *id = json_object_get(root, "id");
-        m->data = d;
-        m->metadata = json_object_get(root, "metadata");
-        if (m->metadata && !json_is_object(m->metadata)) m->metadata = NULL;
-    } else {
-        /* Not a NestJS packet: an event for the channel it came on, the whole message as data. */
-        m->data = root;
-        if (in->channel && !(*pattern = json_string(in->channel))) return NC_ENOMEM; /* caller frees */
-    }
-    if (!m->data) m->data = json_null();
-    return 0;
-}
-
-static void run_events(nc_server *s, nc_route_entry *e, const nc_msg *m) {
-    /* Handlers may register more handlers (realloc): iterate by index over the count at entry. */
-    size_t n = e->nevents;
-    for (size_t i = 0; i < n && i < e->nevents; i++) e->events[i].fn(m, e->events[i].user);
-}
-
-int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
-                        size_t whylen) {
-    json_t *root = NULL;
-    if (nc_json_parse(body, len, &root, why, whylen)) return NC_EPROTO;
-    if (s->cfg.has_codec && s->cfg.codec.deserialize) {
-        json_t *x = s->cfg.codec.deserialize(s->cfg.codec.user, root);
-        json_decref(root);
-        if (!x) {
-            nc_logf(&s->log, NC_LOG_WARN, "Server", "the deserializer dropped a message");
-            return 0;
-        }
-        root = x;
-    }
-    if (!nc_json_truthy(root)) {
-        /* NestJS replaces a falsy body by {} */
-        json_decref(root);
-        root = json_object();
-        if (!root) return NC_ENOMEM;
-    }
-    nc_request *req = nc_request__new(s);
-    if (!req) {
-        json_decref(root);
-        return NC_ENOMEM;
-    }
-    nc_msg *m = &req->msg;
-    json_t *pattern = NULL, *id = NULL;
-    json_t *owned_pattern = NULL;
-    int r = msg_fill(s, m, root, in, &pattern, &id);
-    if (pattern && pattern != json_object_get(root, "pattern")) owned_pattern = pattern;
-    if (r) goto fail;
-    m->is_event = id == NULL;
-    nc_route_entry *e = NULL;
-    if (pattern) {
-        m->pattern_text = pattern_text(pattern);
-        if (!m->pattern_text) {
-            r = NC_ENOMEM;
-            goto fail;
-        }
-        char *route = NULL;
-        r = json_is_string(pattern) ? nc_route_from_text(m->pattern_text, strlen(m->pattern_text), &route)
-                                    : nc_route_from_value(pattern, &route);
-        if (r == NC_ENOMEM) goto fail;
-        if (!r) {
-            e = nc_map_get(&s->routes, route, strlen(route));
-            m->route = route;
-        }
-        r = 0;
-    }
-    json_decref(owned_pattern);
-    owned_pattern = NULL;
-    if (!m->route && !(m->route = strdup(m->pattern_text ? m->pattern_text : ""))) {
-        r = NC_ENOMEM;
-        goto fail;
-    }
-    if (m->is_event) {
-        if (e && e->nevents) {
-            run_events(s, e, m);
-            nc_request__free_unfinished(req);
-        } else if (e && e->req_fn) {
-            /* NestJS runs a message handler for an event and discards its result. */
-            req->discard = 1;
-            e->req_fn(req, m, e->req_user);
-        } else {
-            nc_logf(&s->log, NC_LOG_ERROR, "Server",
-                    "There is no matching event handler defined in the remote service. Event pattern: %s",
-                    m->pattern_text ? m->pattern_text : "undefined");
-            nc_request__free_unfinished(req);
-        }
-        return 0;
-    }
-    /* A request: remember how to answer it. */
-    nc_buf idb = NC_BUF_INIT;
-    if (nc_json_write(&idb, id)) {
-        nc_buf_free(&idb);
-        r = NC_ENOMEM;
-        goto fail;
-    }
-    req->id = nc_buf_steal(&idb, &req->id_len);
-    if (!req->id) {
-        r = NC_ENOMEM;
-        goto fail;
-    }
-    req->peer = in->peer;
-    req->pops = in->peer_ops;
-    if (req->peer) req->pops->retain(req->peer);
-    if (e && e->req_fn) {
-        e->req_fn(req, m, e->req_user);
-    } else if (e && e->nevents) {
-        /* Only event handlers: NestJS runs the chain and answers; we answer with completion. */
-        run_events(s, e, m);
-        nc_reply_end(req);
-    } else {
-        nc_reply_pkt pkt = {.no_handler = 1, .id = req->id, .id_len = req->id_len};
-        if (req->peer && req->pops->reply(req->peer, &pkt)) req->peer_dead = 1;
-        nc_request__free_unfinished(req);
-    }
-    return 0;
-fail:
-    json_decref(owned_pattern);
-    nc_request__free_unfinished(req);
-    return r;
 }
 
 /* ---- lifecycle ----------------------------------------------------------------------------------- */
@@ -468,6 +323,8 @@ void nc_server_free(nc_server *s) {
         free(e);
     }
     nc_map_free(&s->routes);
+    nc_route_cache_free(s);
+    nc_request__pool_free(s);
     nc_server__apply_ts_replies(s); /* frees queued values of requests already gone */
     uv_mutex_destroy(&s->ts_lock);
     nc_buf_free(&s->scratch);

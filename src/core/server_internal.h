@@ -38,27 +38,43 @@ typedef struct nc_route_entry {
     size_t nevents;
 } nc_route_entry;
 
+/* The message handed to handlers. Two ways to fill it (dispatch.c): the scan path (the packet text is
+ * scanned once, values stay text and become jansson values only when a handler asks) and the DOM path
+ * (codecs, foreign messages, anything unusual: the packet is decoded with jansson). */
 struct nc_msg {
-    json_t *root; /* owned: the decoded packet */
-    json_t *data; /* borrowed from root, or json_null() */
-    json_t *metadata;
-    json_t *headers; /* owned reference */
-    char *route;
-    char *pattern_text;
+    json_t *root;          /* DOM path: the decoded packet (owned); NULL on the scan path */
+    json_t *data;          /* DOM: borrowed from root; scan: built on first use (owned) */
+    json_t *metadata;      /* DOM: borrowed from root; scan: built on first use (owned) */
+    json_t *headers;       /* owned reference */
+    const char *route;     /* NUL-terminated; in `arena`, in the route cache (events), or own_route */
+    const char *pattern_text;
     char *channel;
     const char *transport;
-    char *data_json; /* lazily built */
+    const char *data_json; /* payload text: a span of the packet, or own_data_json */
     size_t data_json_len;
-    int is_event;
+    const char *meta_json; /* scan path: metadata text, NULL when absent */
+    size_t meta_json_len;
+    char *own_route, *own_pattern, *own_data_json; /* freed with the message */
+    char *arena;                                   /* scan path requests: copies of the texts above */
+    unsigned is_event : 1;
+    unsigned scanned : 1;      /* filled by the scan path */
+    unsigned data_owned : 1;   /* `data` is ours to decref */
+    unsigned data_compact : 1; /* data_json may be handed out as is */
+    unsigned meta_done : 1;    /* `metadata` was computed */
+    unsigned arena_heap : 1;   /* `arena` was malloc'd (not the request's inline bytes) */
 };
 
 typedef struct nc_ts_reply nc_ts_reply;
 
+/* Bytes of packet text a pooled request holds without a malloc. */
+#define NC_REQ_INLINE 192
+
 struct nc_request {
     nc_msg msg;
     nc_server *srv;
-    char *id; /* JSON text of the id */
+    const char *id; /* JSON text of the id (in the arena or own_id) */
     size_t id_len;
+    char *own_id;
     void *peer;
     const nc_peer_ops *pops;
     json_t *held; /* a stream value waiting for the end of the iteration (coalescing) */
@@ -67,6 +83,7 @@ struct nc_request {
     int discard; /* event routed to a request handler: replies go nowhere */
     nc_flushable fl;
     struct nc_request *prev, *next;
+    char inline_arena[NC_REQ_INLINE];
 };
 
 struct nc_server {
@@ -77,6 +94,10 @@ struct nc_server {
     const nc_server_transport *tp;
     void *tps;
     nc_map routes;
+    nc_map route_cache;     /* raw pattern text -> nc_pattern_info (dispatch.c) */
+    int route_cache_stale;  /* a handler was added: drop the cache before the next lookup */
+    nc_request *req_pool;   /* finished requests kept for reuse */
+    size_t npool;
     nc_request *inflight; /* list of unfinished requests */
     size_t ninflight;
     nc_buf scratch; /* encoder scratch for reply values */
@@ -117,8 +138,12 @@ void nc_server__status(nc_server *s, const char *status, int err);
 /* The transport finished closing every handle (after close()). */
 void nc_server__closed(nc_server *s);
 
+/* dispatch.c */
+void nc_route_cache_free(nc_server *s);
+
 /* request.c */
 nc_request *nc_request__new(nc_server *s);
+void nc_request__pool_free(nc_server *s);
 void nc_request__free_unfinished(nc_request *r);
 void nc_msg__clear(nc_msg *m);
 void nc_server__apply_ts_replies(nc_server *s);

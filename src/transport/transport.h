@@ -43,6 +43,7 @@ typedef struct nc_inbound {
     json_t *headers;     /* borrowed; the core increfs what it keeps; NULL if none */
     void *peer;          /* reply sink; NULL = replies impossible (broadcast) */
     const nc_peer_ops *peer_ops;
+    int utf8_valid; /* the transport already checked the body is UTF-8 (the TCP framer does) */
 } nc_inbound;
 
 /* ---- server side ---------------------------------------------------------------------------------- */

@@ -58,7 +58,7 @@ static const nc_peer_ops peer_ops = {conn_reply, conn_retain, conn_release};
 
 static int conn_frame(nc_tcp_conn *c, const char *json, size_t len, char *why, size_t whylen) {
     tcp_server *t = c->owner;
-    nc_inbound in = {.channel = NULL, .headers = NULL, .peer = c, .peer_ops = &peer_ops};
+    nc_inbound in = {.channel = NULL, .headers = NULL, .peer = c, .peer_ops = &peer_ops, .utf8_valid = 1};
     return nc_server__dispatch(t->srv, json, len, &in, why, whylen);
 }
 

@@ -1,0 +1,362 @@
+/* Dispatch: from one packet's text to its handlers, by NestJS's rules (handleMessage / handleEvent).
+ *
+ * Two paths with the same outcome. The scan path (the common case) validates and scans the packet once,
+ * finds the route through a cache keyed by the pattern's raw text, and keeps the payload as text until a
+ * handler asks for a jansson value; events allocate nothing and requests come from a pool with their
+ * texts in inline bytes. The DOM path decodes the packet with jansson: it serves codecs, foreign
+ * messages, and anything the scanner leaves to it (see json_scan.h), and it words every parse error. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/envelope.h"
+#include "codec/frame.h"
+#include "codec/json_scan.h"
+#include "codec/json_write.h"
+#include "core/route.h"
+#include "core/server_internal.h"
+#include "nestc/error.h"
+
+static void run_events(nc_server *s, nc_route_entry *e, const nc_msg *m) {
+    /* Handlers may register more handlers (realloc): iterate by index over the count at entry. */
+    size_t n = e->nevents;
+    for (size_t i = 0; i < n && i < e->nevents; i++) e->events[i].fn(m, e->events[i].user);
+}
+
+static void log_no_event_handler(nc_server *s, const nc_msg *m) {
+    nc_logf(&s->log, NC_LOG_ERROR, "Server",
+            "There is no matching event handler defined in the remote service. Event pattern: %s",
+            m->pattern_text ? m->pattern_text : "undefined");
+}
+
+/* Answers a request (its message filled and its id set) or runs an event routed to a message handler. */
+static void run_request(nc_server *s, nc_request *req, nc_route_entry *e, const nc_inbound *in) {
+    nc_msg *m = &req->msg;
+    if (m->is_event) {
+        /* NestJS runs a message handler for an event and discards its result. */
+        req->discard = 1;
+        e->req_fn(req, m, e->req_user);
+        return;
+    }
+    req->peer = in->peer;
+    req->pops = in->peer_ops;
+    if (req->peer) req->pops->retain(req->peer);
+    if (e && e->req_fn) {
+        e->req_fn(req, m, e->req_user);
+    } else if (e && e->nevents) {
+        /* Only event handlers: NestJS runs the chain and answers; we answer with completion. */
+        run_events(s, e, m);
+        nc_reply_end(req);
+    } else {
+        nc_reply_pkt pkt = {.no_handler = 1, .id = req->id, .id_len = req->id_len};
+        if (req->peer && req->pops->reply(req->peer, &pkt)) req->peer_dead = 1;
+        nc_request__free_unfinished(req);
+    }
+}
+
+/* ---- route cache: raw pattern text -> route, handler entry, pattern text --------------------------- */
+
+#define CACHE_MAX_ENTRIES 1024
+#define CACHE_MAX_KEY 512
+
+typedef struct pattern_info {
+    nc_route_entry *entry; /* NULL: no handler for the route */
+    char *route;
+    size_t route_len;
+    char *pattern; /* NestJS getPattern(): the string, or the value's JSON text; NULL when absent */
+    size_t pattern_len;
+} pattern_info;
+
+static void info_free(pattern_info *pi) {
+    free(pi->route);
+    free(pi->pattern);
+}
+
+void nc_route_cache_free(nc_server *s) {
+    const char *k;
+    void *v;
+    size_t it = 0;
+    while (nc_map_next(&s->route_cache, &it, &k, &v)) {
+        info_free(v);
+        free(v);
+    }
+    nc_map_free(&s->route_cache);
+}
+
+static char *pattern_text(json_t *pattern) {
+    if (json_is_string(pattern)) return strndup(json_string_value(pattern), json_string_length(pattern));
+    nc_buf b = NC_BUF_INIT;
+    if (nc_json_write(&b, pattern)) {
+        nc_buf_free(&b);
+        return NULL;
+    }
+    return nc_buf_steal(&b, NULL);
+}
+
+/* Route and pattern text of a decoded pattern (NULL: none), as NestJS computes them. Returns 0/ENOMEM. */
+static int compute_info(nc_server *s, json_t *pattern, pattern_info *pi) {
+    memset(pi, 0, sizeof *pi);
+    if (pattern) {
+        if (!(pi->pattern = pattern_text(pattern))) return NC_ENOMEM;
+        pi->pattern_len = strlen(pi->pattern);
+        int r = json_is_string(pattern) ? nc_route_from_text(pi->pattern, pi->pattern_len, &pi->route)
+                                        : nc_route_from_value(pattern, &pi->route);
+        if (r == NC_ENOMEM) {
+            info_free(pi);
+            return r;
+        }
+        if (!r) pi->entry = nc_map_get(&s->routes, pi->route, strlen(pi->route));
+    }
+    if (!pi->route && !(pi->route = strdup(pi->pattern ? pi->pattern : ""))) {
+        info_free(pi);
+        return NC_ENOMEM;
+    }
+    pi->route_len = strlen(pi->route);
+    return 0;
+}
+
+/* The info for a scanned pattern span: from the cache, or computed (into *tmp when it is not cached; the
+ * caller frees *tmp when the result is tmp). NULL on ENOMEM. */
+static pattern_info *lookup(nc_server *s, const nc_span *p, pattern_info *tmp) {
+    if (s->route_cache_stale) {
+        nc_route_cache_free(s);
+        s->route_cache_stale = 0;
+    }
+    const char *key = p->p ? p->p : "";
+    size_t klen = p->p ? p->len : 0;
+    pattern_info *pi = nc_map_get(&s->route_cache, key, klen);
+    if (pi) return pi;
+    json_t *pattern = NULL;
+    if (p->p) {
+        char why[8];
+        if (nc_json_parse(p->p, p->len, &pattern, why, sizeof why)) return NULL;
+    }
+    int r = compute_info(s, pattern, tmp);
+    json_decref(pattern);
+    if (r) return NULL;
+    if (klen > CACHE_MAX_KEY) return tmp;
+    if (s->route_cache.len >= CACHE_MAX_ENTRIES) nc_route_cache_free(s); /* bounded: start over */
+    pi = malloc(sizeof *pi);
+    if (!pi) return tmp;
+    *pi = *tmp;
+    if (nc_map_put(&s->route_cache, key, klen, pi, NULL)) {
+        free(pi);
+        return tmp;
+    }
+    return pi;
+}
+
+/* ---- scan path ----------------------------------------------------------------------------------- */
+
+static char *put(char **at, const char *p, size_t n, int nul) {
+    char *start = *at;
+    memcpy(start, p, n);
+    *at += n;
+    if (nul) *(*at)++ = '\0';
+    return start;
+}
+
+/* The id's JSON text as NestJS would echo it: a plain string as received, anything else re-encoded as
+ * JSON.stringify would (numbers, escapes). *own receives an allocation to free, if any. */
+static int id_text(const nc_span *id, const char **text, size_t *len, char **own) {
+    *own = NULL;
+    if (id->p[0] == '"' && !(id->flags & NC_SPAN_ESC)) {
+        *text = id->p;
+        *len = id->len;
+        return 0;
+    }
+    json_t *v = NULL;
+    char why[8];
+    if (nc_json_parse(id->p, id->len, &v, why, sizeof why)) return NC_ENOMEM;
+    nc_buf b = NC_BUF_INIT;
+    int r = nc_json_write(&b, v);
+    json_decref(v);
+    if (r || !(*own = nc_buf_steal(&b, len))) {
+        nc_buf_free(&b);
+        return NC_ENOMEM;
+    }
+    *text = *own;
+    return 0;
+}
+
+static void fill_common(nc_server *s, nc_msg *m, const nc_env *env, const nc_inbound *in) {
+    m->scanned = 1;
+    m->transport = s->url.scheme;
+    m->data_json = env->data.p;
+    m->data_json_len = env->data.len;
+    m->data_compact = !(env->data.flags & NC_SPAN_WS);
+    m->meta_json = env->metadata.p;
+    m->meta_json_len = env->metadata.len;
+    m->is_event = env->id.p == NULL;
+}
+
+/* An event for event handlers: the message lives on the stack, its texts borrowed from the packet. */
+static int scan_event(nc_server *s, const nc_env *env, const pattern_info *pi, const nc_inbound *in) {
+    nc_msg m;
+    memset(&m, 0, sizeof m);
+    fill_common(s, &m, env, in);
+    m.route = pi->route;
+    m.pattern_text = pi->pattern;
+    m.channel = (char *)in->channel; /* borrowed: cleared below before nc_msg__clear */
+    m.headers = in->headers;
+    if (pi->entry && pi->entry->nevents)
+        run_events(s, pi->entry, &m);
+    else
+        log_no_event_handler(s, &m);
+    m.channel = NULL;
+    m.headers = NULL;
+    nc_msg__clear(&m);
+    return 0;
+}
+
+/* A request (or an event for a message handler): copies what outlives the packet into the request. */
+static int scan_request(nc_server *s, const nc_env *env, const pattern_info *pi, const nc_inbound *in) {
+    const char *id = NULL;
+    size_t id_len = 0;
+    char *own_id = NULL;
+    if (env->id.p && id_text(&env->id, &id, &id_len, &own_id)) return NC_ENOMEM;
+    nc_request *req = nc_request__new(s);
+    if (!req) {
+        free(own_id);
+        return NC_ENOMEM;
+    }
+    nc_msg *m = &req->msg;
+    fill_common(s, m, env, in);
+    size_t need = pi->route_len + 1 + (pi->pattern ? pi->pattern_len + 1 : 0) + (own_id ? 0 : id_len) +
+                  env->data.len + env->metadata.len;
+    char *a = req->inline_arena;
+    if (need > NC_REQ_INLINE) {
+        if (!(a = malloc(need))) goto nomem;
+        m->arena_heap = 1;
+    }
+    m->arena = a;
+    m->route = put(&a, pi->route, pi->route_len, 1);
+    if (pi->pattern) m->pattern_text = put(&a, pi->pattern, pi->pattern_len, 1);
+    if (own_id) {
+        req->own_id = own_id;
+        req->id = own_id;
+    } else if (id) {
+        req->id = put(&a, id, id_len, 0);
+    }
+    req->id_len = id_len;
+    if (env->data.p) m->data_json = put(&a, env->data.p, env->data.len, 0);
+    if (env->metadata.p) m->meta_json = put(&a, env->metadata.p, env->metadata.len, 0);
+    if (in->channel && !(m->channel = strdup(in->channel))) goto nomem;
+    if (in->headers) m->headers = json_incref(in->headers);
+    run_request(s, req, pi->entry, in);
+    return 0;
+nomem:
+    if (own_id && !req->own_id) free(own_id);
+    nc_request__free_unfinished(req);
+    return NC_ENOMEM;
+}
+
+static int scan_dispatch(nc_server *s, const nc_env *env, const nc_inbound *in) {
+    pattern_info tmp, *pi = lookup(s, &env->pattern, &tmp);
+    if (!pi) return NC_ENOMEM;
+    nc_route_entry *e = pi->entry;
+    int r = env->id.p == NULL && !(e && !e->nevents && e->req_fn) ? scan_event(s, env, pi, in)
+                                                                   : scan_request(s, env, pi, in);
+    if (pi == &tmp) info_free(&tmp);
+    return r;
+}
+
+/* ---- DOM path ------------------------------------------------------------------------------------ */
+
+/* Fills the message context from a decoded packet (spec README §9.1 for foreign messages). */
+static int msg_fill(nc_server *s, nc_msg *m, json_t *root, const nc_inbound *in, json_t **pattern,
+                    json_t **id) {
+    m->root = root;
+    m->transport = s->url.scheme;
+    m->meta_done = 1;
+    if (in->channel && !(m->channel = strdup(in->channel))) return NC_ENOMEM;
+    if (in->headers) m->headers = json_incref(in->headers);
+    *pattern = *id = NULL;
+    json_t *p = json_is_object(root) ? json_object_get(root, "pattern") : NULL;
+    json_t *d = json_is_object(root) ? json_object_get(root, "data") : NULL;
+    if (json_is_object(root) && (p || d)) {
+        *pattern = p;
+        *id = json_object_get(root, "id");
+        m->data = d;
+        m->metadata = json_object_get(root, "metadata");
+        if (m->metadata && !json_is_object(m->metadata)) m->metadata = NULL;
+    } else {
+        /* Not a NestJS packet: an event for the channel it came on, the whole message as data. */
+        m->data = root;
+        if (in->channel && !(*pattern = json_string(in->channel))) return NC_ENOMEM; /* caller frees */
+    }
+    if (!m->data) m->data = json_null();
+    return 0;
+}
+
+static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
+                        size_t whylen) {
+    json_t *root = NULL;
+    if (nc_json_parse(body, len, &root, why, whylen)) return NC_EPROTO;
+    if (s->cfg.has_codec && s->cfg.codec.deserialize) {
+        json_t *x = s->cfg.codec.deserialize(s->cfg.codec.user, root);
+        json_decref(root);
+        if (!x) {
+            nc_logf(&s->log, NC_LOG_WARN, "Server", "the deserializer dropped a message");
+            return 0;
+        }
+        root = x;
+    }
+    if (!nc_json_truthy(root)) {
+        /* NestJS replaces a falsy body by {} */
+        json_decref(root);
+        root = json_object();
+        if (!root) return NC_ENOMEM;
+    }
+    nc_request *req = nc_request__new(s);
+    if (!req) {
+        json_decref(root);
+        return NC_ENOMEM;
+    }
+    nc_msg *m = &req->msg;
+    json_t *pattern = NULL, *id = NULL;
+    int r = msg_fill(s, m, root, in, &pattern, &id);
+    json_t *owned_pattern = pattern && pattern != json_object_get(root, "pattern") ? pattern : NULL;
+    if (r) goto fail;
+    m->is_event = id == NULL;
+    pattern_info pi;
+    r = compute_info(s, pattern, &pi);
+    json_decref(owned_pattern);
+    owned_pattern = NULL;
+    if (r) goto fail;
+    m->route = m->own_route = pi.route;
+    m->pattern_text = m->own_pattern = pi.pattern;
+    nc_route_entry *e = pi.entry;
+    if (m->is_event && !(e && !e->nevents && e->req_fn)) {
+        if (e && e->nevents)
+            run_events(s, e, m);
+        else
+            log_no_event_handler(s, m);
+        nc_request__free_unfinished(req);
+        return 0;
+    }
+    if (!m->is_event) {
+        nc_buf idb = NC_BUF_INIT;
+        if (nc_json_write(&idb, id) || !(req->own_id = nc_buf_steal(&idb, &req->id_len))) {
+            nc_buf_free(&idb);
+            r = NC_ENOMEM;
+            goto fail;
+        }
+        req->id = req->own_id;
+    }
+    run_request(s, req, e, in);
+    return 0;
+fail:
+    json_decref(owned_pattern);
+    nc_request__free_unfinished(req);
+    return r;
+}
+
+int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
+                        size_t whylen) {
+    if (!s->cfg.has_codec && (in->utf8_valid || nc_utf8_validate(body, len, NULL) == 0)) {
+        nc_env env;
+        if (nc_env_scan(body, len, &env) == NC_SCAN_OK && (env.pattern.p || env.data.p))
+            return scan_dispatch(s, &env, in);
+    }
+    return dom_dispatch(s, body, len, in, why, whylen);
+}
