@@ -17,6 +17,8 @@
 extern "C" {
 #endif
 
+struct uv_loop_s;
+
 /* The incoming message and its context (NestJS's payload plus TcpContext/RedisContext/...).
  * For a request it lives until the request is finished; for an event, until the handler returns. */
 typedef struct nc_msg nc_msg;
@@ -53,6 +55,10 @@ NC_API json_t *nc_msg_metadata(const nc_msg *m);
 
 /* 1 when the message is an event (no reply expected), 0 for a request. */
 NC_API int nc_msg_is_event(const nc_msg *m);
+
+/* The loop the request is served on (borrowed): where to start timers or other async work that ends in
+ * a reply. With several workers each has its own loop; use this rather than nc_server_loop. */
+NC_API struct uv_loop_s *nc_request_loop(const nc_request *req);
 
 /* The message of a request (borrowed, valid until the request is finished). */
 NC_API const nc_msg *nc_request_msg(const nc_request *req);

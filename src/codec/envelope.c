@@ -106,6 +106,26 @@ int nc_envelope_write_request(nc_buf *out, const json_t *pattern, const json_t *
     return r ? NC_ENOMEM : 0;
 }
 
+int nc_envelope_write_request_text(nc_buf *out, const char *pattern, size_t plen, const json_t *data,
+                                   const json_t *metadata, const char *id) {
+    int r = 0;
+    r |= APPEND_LIT(out, "{\"pattern\":");
+    r |= nc_buf_append(out, pattern, plen);
+    r |= APPEND_LIT(out, ",\"data\":");
+    r |= nc_json_write(out, data);
+    if (metadata) {
+        r |= APPEND_LIT(out, ",\"metadata\":");
+        r |= nc_json_write(out, metadata);
+    }
+    if (id) {
+        r |= APPEND_LIT(out, ",\"id\":\"");
+        r |= nc_buf_append_str(out, id); /* our ids are hex: nothing to escape */
+        r |= nc_buf_append_char(out, '"');
+    }
+    r |= nc_buf_append_char(out, '}');
+    return r ? NC_ENOMEM : 0;
+}
+
 void nc_envelope_read_response(json_t *root, nc_response *r) {
     memset(r, 0, sizeof *r);
     int foreign = !json_is_object(root) || json_object_size(root) == 0;

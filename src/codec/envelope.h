@@ -31,6 +31,9 @@ typedef struct nc_response {
 /* Reads a response the way NestJS's IncomingResponseDeserializer does (spec §9.2): anything that is not a
  * non-empty object made only of id/err/response/isDisposed/status is a foreign reply whose whole value is
  * the response, final. */
+/* The same without a codec, the pattern given as its JSON text (precomputed by the client). */
+int nc_envelope_write_request_text(nc_buf *out, const char *pattern, size_t plen, const json_t *data,
+                                   const json_t *metadata, const char *id);
 void nc_envelope_read_response(json_t *root, nc_response *r);
 
 /* JavaScript truthiness of a JSON value (NULL = undefined = false). */

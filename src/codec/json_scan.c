@@ -46,7 +46,12 @@ static int scan_string(scanner *s) {
         while (end - p >= 8) {
             uint64_t w;
             memcpy(&w, p, 8);
-            if (has_byte(w, '"') | has_byte(w, '\\') | has_below(w, 0x20)) break;
+            uint64_t m = has_byte(w, '"') | has_byte(w, '\\') | has_below(w, 0x20);
+            if (m) {
+                /* the lowest flagged byte is exact (little-endian): jump straight to it */
+                p += (size_t)__builtin_ctzll(m) >> 3;
+                break;
+            }
             p += 8;
         }
         if (p >= end) return NC_SCAN_SLOW;

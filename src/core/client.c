@@ -6,21 +6,28 @@
 #include <time.h>
 
 #include "codec/envelope.h"
+#include "codec/json_build.h"
+#include "codec/json_scan.h"
 #include "codec/json_write.h"
 #include "core/client_internal.h"
 #include "core/route.h"
 #include "io/tls.h"
 #include "nestc/error.h"
 #include "util/buf.h"
+#include "util/u64map.h"
 
 enum { DISCONNECTED = 0, CONNECTING, CONNECTED };
 
 typedef struct nc_call {
-    struct nc_call *qnext; /* waiting for the connection */
-    char id[24];           /* "" for events */
+    struct nc_call *qnext;         /* waiting for the connection */
+    struct nc_call *tprev, *tnext; /* in its deadline list */
+    int tl;                        /* 1 + index of that list, 0 = no deadline */
+    uint64_t at;                   /* deadline (loop time, ms) */
+    char id[24];                   /* "" for events */
     uint64_t serial;
-    char *route;
-    char *body;
+    const char *route; /* the pattern cache's, or own_route */
+    char *own_route;
+    char *body; /* encoded packet while queued */
     size_t len;
     int queued, sent;
     nc_value_fn on_value;
@@ -29,10 +36,26 @@ typedef struct nc_call {
     nc_client *cli;
 } nc_call;
 
-typedef struct deadline {
-    uint64_t at;
-    uint64_t serial; /* the call is looked up by id: it may have finished already */
-} deadline;
+/* Calls with the same timeout expire in the order they were made: one list per distinct timeout keeps
+ * deadlines sorted with O(1) insert and removal (usually there is just one list). */
+typedef struct tlist {
+    int tmo;
+    nc_call *head, *tail;
+} tlist;
+
+/* What a pattern text means, computed once per distinct text (NestJS route, wire forms). */
+typedef struct pinfo {
+    char *route;
+    char *wire; /* JSON text of the pattern value */
+    size_t wire_len;
+    char *ev_wire; /* JSON text of the route as a string (events on transports that send routes) */
+    size_t ev_wire_len;
+} pinfo;
+
+#define PCACHE_MAX 1024
+#define CALL_POOL_MAX 4096
+#define ID_PREFIX_LEN 8
+#define ID_SERIAL_LEN 13
 
 struct nc_client {
     nc_ioctx io;
@@ -45,14 +68,20 @@ struct nc_client {
     int tp_open; /* the transport has a connection (or attempt) to close */
     int attempts;
     uv_timer_t connect_timer, retry_timer, deadline_timer;
-    nc_map pending; /* id → nc_call (requests awaiting replies) */
+    nc_u64map pending; /* serial → nc_call (requests awaiting replies) */
     nc_call *qhead, *qtail;
     size_t nevents; /* events not yet accepted */
-    deadline *heap;
-    size_t nheap, capheap;
+    tlist *tlists;
+    int ntlists;
+    uint64_t timer_at; /* when the deadline timer fires, if active */
+    nc_map pcache;     /* pattern text → pinfo */
+    nc_call *pool;     /* finished calls kept for reuse */
+    size_t npool;
+    nc_call *sending; /* the call inside tp->send (cleared if it completes meanwhile) */
     uint64_t next_serial;
-    char id_prefix[9];
+    char id_prefix[ID_PREFIX_LEN + 1];
     nc_buf enc;
+    nc_buf ptext; /* JSON text of a pattern given as a value (cache key) */
     nc_done_fn connect_done;
     void *connect_user;
     nc_status_fn status_fn;
@@ -74,62 +103,80 @@ const nc_logger *nc_client__log(nc_client *c) {
     return &c->log;
 }
 
-/* ---- deadlines: one libuv timer for all requests, a binary heap of expiry times ----------------- */
-
-static void heap_swap(deadline *a, deadline *b) {
-    deadline t = *a;
-    *a = *b;
-    *b = t;
-}
-
-static int heap_push(nc_client *c, deadline d) {
-    if (c->nheap == c->capheap) {
-        size_t cap = c->capheap ? c->capheap * 2 : 64;
-        deadline *h = realloc(c->heap, cap * sizeof *h);
-        if (!h) return NC_ENOMEM;
-        c->heap = h;
-        c->capheap = cap;
-    }
-    size_t i = c->nheap++;
-    c->heap[i] = d;
-    while (i && c->heap[(i - 1) / 2].at > c->heap[i].at) {
-        heap_swap(&c->heap[(i - 1) / 2], &c->heap[i]);
-        i = (i - 1) / 2;
-    }
-    return 0;
-}
-
-static void heap_pop(nc_client *c) {
-    c->heap[0] = c->heap[--c->nheap];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < c->nheap && c->heap[l].at < c->heap[m].at) m = l;
-        if (r < c->nheap && c->heap[r].at < c->heap[m].at) m = r;
-        if (m == i) break;
-        heap_swap(&c->heap[i], &c->heap[m]);
-        i = m;
-    }
-}
+/* ---- deadlines: one libuv timer for all requests, lists of calls per timeout ------------------- */
 
 static void on_deadline(uv_timer_t *t);
 
-static void arm_deadline_timer(nc_client *c) {
-    if (!c->nheap) {
-        uv_timer_stop(&c->deadline_timer);
-        return;
-    }
+static void arm_at(nc_client *c, uint64_t at) {
+    if (uv_is_active((uv_handle_t *)&c->deadline_timer) && c->timer_at <= at) return;
     uint64_t now = uv_now(c->io.loop);
-    uint64_t at = c->heap[0].at;
+    c->timer_at = at;
     uv_timer_start(&c->deadline_timer, on_deadline, at > now ? at - now : 0, 0);
+}
+
+static int deadline_add(nc_client *c, nc_call *k, int tmo) {
+    int i = 0;
+    while (i < c->ntlists && c->tlists[i].tmo != tmo) i++;
+    if (i == c->ntlists) {
+        tlist *l = realloc(c->tlists, (size_t)(c->ntlists + 1) * sizeof *l);
+        if (!l) return NC_ENOMEM;
+        c->tlists = l;
+        l[c->ntlists++] = (tlist){tmo, NULL, NULL};
+    }
+    tlist *l = &c->tlists[i];
+    k->tl = i + 1;
+    k->at = uv_now(c->io.loop) + (uint64_t)tmo;
+    k->tprev = l->tail;
+    k->tnext = NULL;
+    if (l->tail)
+        l->tail->tnext = k;
+    else
+        l->head = k;
+    l->tail = k;
+    arm_at(c, k->at); /* only restarts the timer when this deadline is earlier than the armed one */
+    return 0;
+}
+
+static void deadline_remove(nc_client *c, nc_call *k) {
+    if (!k->tl) return;
+    tlist *l = &c->tlists[k->tl - 1];
+    if (k->tprev)
+        k->tprev->tnext = k->tnext;
+    else
+        l->head = k->tnext;
+    if (k->tnext)
+        k->tnext->tprev = k->tprev;
+    else
+        l->tail = k->tprev;
+    k->tl = 0;
 }
 
 /* ---- call lifecycle ------------------------------------------------------------------------------- */
 
+static nc_call *call_new(nc_client *c) {
+    nc_call *k = c->pool;
+    if (k) {
+        c->pool = k->qnext;
+        c->npool--;
+    } else if (!(k = malloc(sizeof *k))) {
+        return NULL;
+    }
+    memset(k, 0, sizeof *k);
+    k->cli = c;
+    return k;
+}
+
 static void call_free(nc_call *k) {
-    free(k->route);
+    nc_client *c = k->cli;
+    free(k->own_route);
     free(k->body);
-    free(k);
+    if (c->npool < CALL_POOL_MAX && !c->freeing) {
+        k->qnext = c->pool;
+        c->pool = k;
+        c->npool++;
+    } else {
+        free(k);
+    }
 }
 
 static void unqueue(nc_client *c, nc_call *k) {
@@ -149,9 +196,11 @@ static void unqueue(nc_client *c, nc_call *k) {
 /* Completes a call: removes it from every table, then tells the application. */
 static void call_done(nc_call *k, int err, json_t *error) {
     nc_client *c = k->cli;
+    if (c->sending == k) c->sending = NULL;
     if (k->queued) unqueue(c, k);
+    deadline_remove(c, k);
     if (k->id[0]) {
-        nc_map_del(&c->pending, k->id, strlen(k->id));
+        nc_u64map_del(&c->pending, k->serial);
         if (c->tp->forget && k->sent) c->tp->forget(c->tps, k->route, k->id);
     } else {
         c->nevents--;
@@ -168,18 +217,15 @@ static void call_fail(nc_call *k, int err, const char *msg) {
 
 static void on_deadline(uv_timer_t *t) {
     nc_client *c = t->data;
-    uint64_t now = uv_now(c->io.loop);
-    while (c->nheap && c->heap[0].at <= now) {
-        deadline d = c->heap[0];
-        heap_pop(c);
-        char id[24];
-        snprintf(id, sizeof id, "%s%013llx", c->id_prefix, (unsigned long long)d.serial);
-        nc_call *k = nc_map_get(&c->pending, id, strlen(id));
-        if (k && k->serial == d.serial) {
+    uint64_t now = uv_now(c->io.loop), next = UINT64_MAX;
+    for (int i = 0; i < c->ntlists; i++) {
+        nc_call *k;
+        while ((k = c->tlists[i].head) && k->at <= now)
             call_fail(k, NC_ETIMEDOUT, "Timeout has occurred (no reply within the request timeout)");
-        }
     }
-    arm_deadline_timer(c);
+    for (int i = 0; i < c->ntlists; i++)
+        if (c->tlists[i].head && c->tlists[i].head->at < next) next = c->tlists[i].head->at;
+    if (next != UINT64_MAX) arm_at(c, next);
 }
 
 /* Fails every call: queued ones and, when `pending_too`, those awaiting replies. */
@@ -192,7 +238,7 @@ static void fail_all(nc_client *c, int err, const char *msg, int pending_too) {
     if (c->pending.len) {
         list = malloc(c->pending.len * sizeof *list);
         if (!list) return;
-        while (nc_map_next(&c->pending, &it, NULL, &v)) list[n++] = v;
+        while (nc_u64map_next(&c->pending, &it, &v)) list[n++] = v;
     }
     for (size_t i = 0; i < n; i++) call_fail(list[i], err, msg);
     free(list);
@@ -320,7 +366,85 @@ int nc_client_connect(nc_client *c, nc_done_fn done, void *user) {
 
 /* ---- replies ------------------------------------------------------------------------------------ */
 
+/* The serial inside one of our ids ("<8 hex prefix><13 hex serial>"), or 0 for any other id. */
+static uint64_t serial_of(const nc_client *c, const char *id, size_t len) {
+    if (len != ID_PREFIX_LEN + ID_SERIAL_LEN || memcmp(id, c->id_prefix, ID_PREFIX_LEN) != 0) return 0;
+    uint64_t v = 0;
+    for (size_t i = ID_PREFIX_LEN; i < len; i++) {
+        unsigned ch = (unsigned char)id[i];
+        unsigned d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : 16;
+        if (d == 16) return 0;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static nc_call *call_by_id(nc_client *c, const char *id, size_t len) {
+    uint64_t serial = serial_of(c, id, len);
+    return serial ? nc_u64map_get(&c->pending, serial) : NULL;
+}
+
+/* A scanned value as a jansson value (new reference); the common small ones without the parser. */
+static json_t *span_value(const nc_span *sp) {
+    const char *p = sp->p;
+    switch (p[0]) {
+    case 't': return json_true();
+    case 'f': return json_false();
+    case 'n': return json_null();
+    case '"':
+        if (!(sp->flags & NC_SPAN_ESC)) return json_stringn(p + 1, sp->len - 2);
+        break;
+    default:
+        if (sp->len <= 15 && !memchr(p, '.', sp->len) && (p[0] == '-' || (p[0] >= '0' && p[0] <= '9'))) {
+            json_int_t v = 0;
+            size_t i = p[0] == '-';
+            for (; i < sp->len; i++) v = v * 10 + (p[i] - '0');
+            return json_integer(p[0] == '-' ? -v : v);
+        }
+        break;
+    }
+    return nc_json_build(p, sp->len);
+}
+
+/* Delivers one reply packet to its call (spec README §4.3). value NULL = undefined. */
+static void deliver(nc_client *c, nc_call *k, json_t *value, json_t *err, int final) {
+    if (err) {
+        call_done(k, NC_EREMOTE, err);
+    } else if (final) {
+        uint64_t serial = k->serial;
+        if (value && k->on_value) k->on_value(k->user, value);
+        /* on_value may have closed the client, which completes the call */
+        if (nc_u64map_get(&c->pending, serial) == k) call_done(k, 0, NULL);
+    } else if (k->on_value) {
+        k->on_value(k->user, value ? value : json_null());
+    }
+}
+
+static void unknown_id(nc_client *c) {
+    /* Unknown (finished, timed out, or someone else's): dropped, as NestJS does. */
+    nc_logf(&c->log, NC_LOG_DEBUG, "Client", "reply for an unknown request id dropped");
+}
+
+/* The common case: a NestJS reply packet, scanned without a DOM. Returns 0 when handled. */
+static int on_body_scan(nc_client *c, const char *body, size_t len) {
+    nc_reply_env e;
+    if (nc_reply_env_scan(body, len, &e) != NC_SCAN_OK || e.other_keys || e.nkeys == 0) return -1;
+    nc_call *k = NULL;
+    if (e.id.p && e.id.p[0] == '"' && !(e.id.flags & NC_SPAN_ESC)) k = call_by_id(c, e.id.p + 1, e.id.len - 2);
+    if (!k) {
+        unknown_id(c);
+        return 0;
+    }
+    json_t *err = nc_span_truthy(&e.err) ? span_value(&e.err) : NULL;
+    json_t *value = !err && e.response.p ? span_value(&e.response) : NULL;
+    deliver(c, k, value, err, err || nc_span_truthy(&e.disposed));
+    json_decref(err);
+    json_decref(value);
+    return 0;
+}
+
 int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, size_t whylen) {
+    if (!(c->cfg.has_codec && c->cfg.codec.deserialize) && on_body_scan(c, body, len) == 0) return 0;
     json_t *root = NULL;
     if (nc_json_parse(body, len, &root, why, whylen)) return NC_EPROTO;
     if (c->cfg.has_codec && c->cfg.codec.deserialize) {
@@ -331,24 +455,11 @@ int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, si
     }
     nc_response r;
     nc_envelope_read_response(root, &r);
-    const char *id = json_is_string(r.id) ? json_string_value(r.id) : NULL;
-    nc_call *k = id ? nc_map_get(&c->pending, id, strlen(id)) : NULL;
-    if (!k) {
-        /* Unknown (finished, timed out, or someone else's): dropped, as NestJS does. */
-        nc_logf(&c->log, NC_LOG_DEBUG, "Client", "reply for an unknown request id dropped");
-        json_decref(root);
-        return 0;
-    }
-    if (r.err) {
-        call_done(k, NC_EREMOTE, r.err);
-    } else if (r.final) {
-        if (r.response && k->on_value) k->on_value(k->user, r.response);
-        /* on_value may have closed the client, which completes the call */
-        if (nc_map_get(&c->pending, id, strlen(id)) == k) call_done(k, 0, NULL);
-    } else if (k->on_value) {
-        json_t *v = r.response ? r.response : json_null();
-        k->on_value(k->user, v);
-    }
+    nc_call *k = json_is_string(r.id) ? call_by_id(c, json_string_value(r.id), json_string_length(r.id)) : NULL;
+    if (!k)
+        unknown_id(c);
+    else
+        deliver(c, k, r.response, r.err, r.final);
     json_decref(root);
     return 0;
 }
@@ -363,18 +474,26 @@ static void event_accepted(void *arg, int err) {
         call_done(k, 0, NULL);
 }
 
-static void send_call(nc_client *c, nc_call *k) {
-    nc_outbound out = {.route = k->route, .body = k->body, .len = k->len, .id = k->id[0] ? k->id : NULL};
+/* Hands one encoded packet to the transport. The call may complete inside (the connection failing). */
+static void send_body(nc_client *c, nc_call *k, const char *body, size_t len) {
+    nc_outbound out = {.route = k->route, .body = body, .len = len, .id = k->id[0] ? k->id : NULL};
     if (!k->id[0]) {
         out.accepted = event_accepted;
         out.arg = k;
     }
     k->sent = 1;
+    c->sending = k;
     int r = c->tp->send(c->tps, &out);
-    /* the body is not needed any more */
-    free(k->body);
-    k->body = NULL;
-    if (r) call_fail(k, r, "Connection closed");
+    int alive = c->sending == k;
+    c->sending = NULL;
+    if (r && alive) call_fail(k, r, "Connection closed");
+}
+
+static void send_call(nc_client *c, nc_call *k) {
+    char *body = k->body;
+    k->body = NULL; /* not needed once sent */
+    send_body(c, k, body, k->len);
+    free(body);
 }
 
 /* NestJS patterns given as text: a JSON object or number if the text parses as one, else the string. */
@@ -388,63 +507,134 @@ static json_t *pattern_value(const char *p) {
     return json_string(p);
 }
 
-static int submit(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o,
-                  int is_event, nc_value_fn on_value, nc_done_fn on_done, void *user) {
-    if (!c || !pattern || c->freeing) return c && c->freeing ? NC_ECLOSED : NC_EINVAL;
+static void pinfo_free(pinfo *pi) {
+    free(pi->route);
+    free(pi->wire);
+    free(pi->ev_wire);
+}
+
+static char *json_text(const json_t *v, size_t *len) {
+    nc_buf b = NC_BUF_INIT;
+    if (nc_json_write(&b, v)) {
+        nc_buf_free(&b);
+        return NULL;
+    }
+    char *t = nc_buf_steal(&b, len);
+    if (!t) nc_buf_free(&b);
+    return t;
+}
+
+/* Route and wire forms of a pattern value. Returns 0, NC_EINVAL (null/boolean) or NC_ENOMEM. */
+static int pinfo_compute(nc_client *c, const json_t *pattern, pinfo *pi) {
+    memset(pi, 0, sizeof *pi);
     if (json_is_null(pattern) || json_is_boolean(pattern)) {
         nc_logf(&c->log, NC_LOG_ERROR, "Client", "The invalid data or message pattern (undefined/null)");
         return NC_EINVAL;
     }
-    nc_call *k = calloc(1, sizeof *k);
+    int r = nc_route_from_value(pattern, &pi->route);
+    if (r) return r;
+    json_t *rs = json_string(pi->route);
+    pi->wire = json_text(pattern, &pi->wire_len);
+    pi->ev_wire = rs ? json_text(rs, &pi->ev_wire_len) : NULL;
+    json_decref(rs);
+    if (!pi->wire || !pi->ev_wire) {
+        pinfo_free(pi);
+        return NC_ENOMEM;
+    }
+    return 0;
+}
+
+/* The cached info of a pattern text, or computed into *tmp (which the caller frees) when the cache is
+ * full. NULL with *err set on failure. */
+static const pinfo *pinfo_of_text(nc_client *c, const char *text, pinfo *tmp, int *err) {
+    size_t n = strlen(text);
+    pinfo *pi = nc_map_get(&c->pcache, text, n);
+    if (pi) return pi;
+    json_t *p = pattern_value(text);
+    *err = p ? pinfo_compute(c, p, tmp) : NC_ENOMEM;
+    json_decref(p);
+    if (*err) return NULL;
+    if (c->pcache.len >= PCACHE_MAX || !(pi = malloc(sizeof *pi))) return tmp;
+    *pi = *tmp;
+    if (nc_map_put(&c->pcache, text, n, pi, NULL)) {
+        free(pi);
+        return tmp;
+    }
+    return pi;
+}
+
+static int encode(nc_client *c, const pinfo *pi, int is_event, const json_t *data, const json_t *metadata,
+                  const char *id) {
+    nc_buf_reset(&c->enc);
+    const char *w = is_event && c->tp->event_pattern_is_route ? pi->ev_wire : pi->wire;
+    size_t wl = is_event && c->tp->event_pattern_is_route ? pi->ev_wire_len : pi->wire_len;
+    if (!(c->cfg.has_codec && c->cfg.codec.serialize))
+        return nc_envelope_write_request_text(&c->enc, w, wl, data, metadata, id);
+    json_t *pattern = NULL;
+    char why[8];
+    if (nc_json_parse(w, wl, &pattern, why, sizeof why)) return NC_ENOMEM;
+    int r = nc_envelope_write_request(&c->enc, pattern, data, metadata, id, &c->cfg.codec);
+    json_decref(pattern);
+    return r;
+}
+
+/* "<prefix><13 lowercase hex digits of serial>" */
+static void write_id(char *out, const char *prefix, uint64_t serial) {
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, prefix, ID_PREFIX_LEN);
+    for (int i = ID_PREFIX_LEN + ID_SERIAL_LEN - 1; i >= ID_PREFIX_LEN; i--) {
+        out[i] = hex[serial & 15];
+        serial >>= 4;
+    }
+    out[ID_PREFIX_LEN + ID_SERIAL_LEN] = '\0';
+}
+
+static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_call_opts *o, int is_event,
+                  nc_value_fn on_value, nc_done_fn on_done, void *user, int own_route) {
+    nc_call *k = call_new(c);
     if (!k) return NC_ENOMEM;
-    k->cli = c;
     k->on_value = on_value;
     k->on_done = on_done;
     k->user = user;
-    int r = nc_route_from_value(pattern, &k->route);
-    if (r) {
-        free(k);
-        return r;
+    if (own_route) {
+        if (!(k->own_route = strdup(pi->route))) goto nomem;
+        k->route = k->own_route;
+    } else {
+        k->route = pi->route;
     }
-    json_t *null = json_null();
-    if (!data) data = null;
     if (!is_event) {
         k->serial = ++c->next_serial;
-        snprintf(k->id, sizeof k->id, "%s%013llx", c->id_prefix, (unsigned long long)k->serial);
+        write_id(k->id, c->id_prefix, k->serial);
     }
-    json_t *route_str = NULL;
-    const json_t *wire_pattern = pattern;
-    if (is_event && c->tp->event_pattern_is_route) wire_pattern = route_str = json_string(k->route);
-    nc_buf_reset(&c->enc);
-    r = nc_envelope_write_request(&c->enc, wire_pattern, data, o ? o->metadata : NULL,
-                                  is_event ? NULL : k->id, c->cfg.has_codec ? &c->cfg.codec : NULL);
-    json_decref(route_str);
-    if (r || !(k->body = malloc(c->enc.len ? c->enc.len : 1))) {
-        free(k->route);
-        free(k);
-        return r ? r : NC_ENOMEM;
+    int r = encode(c, pi, is_event, data ? data : json_null(), o ? o->metadata : NULL, is_event ? NULL : k->id);
+    if (r) {
+        call_free(k);
+        return r;
     }
-    memcpy(k->body, c->enc.data, c->enc.len);
     k->len = c->enc.len;
     if (is_event) {
         c->nevents++;
     } else {
-        if (nc_map_put(&c->pending, k->id, strlen(k->id), k, NULL)) {
-            call_free(k);
-            return NC_ENOMEM;
-        }
+        if (nc_u64map_put(&c->pending, k->serial, k)) goto nomem;
         int tmo = o && o->timeout_ms ? (o->timeout_ms < 0 ? 0 : o->timeout_ms) : c->cfg.timeout_ms;
-        if (tmo > 0) {
-            uint64_t at = uv_now(c->io.loop) + (uint64_t)tmo;
-            int first = !c->nheap || at < c->heap[0].at;
-            heap_push(c, (deadline){at, k->serial});
-            if (first) arm_deadline_timer(c);
+        if (tmo > 0 && deadline_add(c, k, tmo)) {
+            nc_u64map_del(&c->pending, k->serial);
+            goto nomem;
         }
     }
-    if (c->state == CONNECTED) {
-        send_call(c, k);
+    if (c->state == CONNECTED && !c->qhead) {
+        send_body(c, k, c->enc.data, c->enc.len); /* straight from the encoder: no copy kept */
         return 0;
     }
+    if (!(k->body = malloc(c->enc.len ? c->enc.len : 1))) {
+        if (is_event)
+            c->nevents--;
+        else
+            nc_u64map_del(&c->pending, k->serial);
+        deadline_remove(c, k);
+        goto nomem;
+    }
+    memcpy(k->body, c->enc.data, c->enc.len);
     k->queued = 1;
     if (c->qtail)
         c->qtail->qnext = k;
@@ -462,36 +652,68 @@ static int submit(nc_client *c, const json_t *pattern, const json_t *data, const
         }
     }
     return 0;
+nomem:
+    call_free(k);
+    return NC_ENOMEM;
+}
+
+static int submit_text(nc_client *c, const char *pattern, const json_t *data, const nc_call_opts *o,
+                       int is_event, nc_value_fn on_value, nc_done_fn on_done, void *user) {
+    if (!c || !pattern || c->freeing) return c && c->freeing ? NC_ECLOSED : NC_EINVAL;
+    pinfo tmp;
+    int err = 0;
+    const pinfo *pi = pinfo_of_text(c, pattern, &tmp, &err);
+    if (!pi) return err;
+    int r = submit(c, pi, data, o, is_event, on_value, on_done, user, pi == &tmp);
+    if (pi == &tmp) pinfo_free(&tmp);
+    return r;
+}
+
+static int submit_json(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o,
+                       int is_event, nc_value_fn on_value, nc_done_fn on_done, void *user) {
+    if (!c || !pattern || c->freeing) return c && c->freeing ? NC_ECLOSED : NC_EINVAL;
+    if (json_is_string(pattern)) {
+        /* the same as the text form, and cached like it (a string that reads as JSON stays a string) */
+        json_t *probe = NULL;
+        char why[8];
+        int looks_json = nc_json_parse(json_string_value(pattern), json_string_length(pattern), &probe, why,
+                                       sizeof why) == 0 &&
+                         (json_is_object(probe) || json_is_number(probe));
+        json_decref(probe);
+        if (!looks_json && strlen(json_string_value(pattern)) == json_string_length(pattern))
+            return submit_text(c, json_string_value(pattern), data, o, is_event, on_value, on_done, user);
+    } else if (json_is_object(pattern) || json_is_number(pattern)) {
+        /* its JSON text reads back as the same value: use the text cache */
+        nc_buf_reset(&c->ptext);
+        if (nc_json_write(&c->ptext, pattern) == 0 && nc_buf_cstr(&c->ptext))
+            return submit_text(c, c->ptext.data, data, o, is_event, on_value, on_done, user);
+    }
+    pinfo pi;
+    int r = pinfo_compute(c, pattern, &pi);
+    if (r) return r;
+    r = submit(c, &pi, data, o, is_event, on_value, on_done, user, 1);
+    pinfo_free(&pi);
+    return r;
 }
 
 int nc_client_send_json(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o,
                         nc_value_fn on_value, nc_done_fn on_done, void *user) {
-    return submit(c, pattern, data, o, 0, on_value, on_done, user);
+    return submit_json(c, pattern, data, o, 0, on_value, on_done, user);
 }
 
 int nc_client_emit_json(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o,
                         nc_done_fn on_done, void *user) {
-    return submit(c, pattern, data, o, 1, NULL, on_done, user);
+    return submit_json(c, pattern, data, o, 1, NULL, on_done, user);
 }
 
 int nc_client_send(nc_client *c, const char *pattern, const json_t *data, const nc_call_opts *o,
                    nc_value_fn on_value, nc_done_fn on_done, void *user) {
-    if (!pattern) return NC_EINVAL;
-    json_t *p = pattern_value(pattern);
-    if (!p) return NC_ENOMEM;
-    int r = submit(c, p, data, o, 0, on_value, on_done, user);
-    json_decref(p);
-    return r;
+    return submit_text(c, pattern, data, o, 0, on_value, on_done, user);
 }
 
 int nc_client_emit(nc_client *c, const char *pattern, const json_t *data, const nc_call_opts *o,
                    nc_done_fn on_done, void *user) {
-    if (!pattern) return NC_EINVAL;
-    json_t *p = pattern_value(pattern);
-    if (!p) return NC_ENOMEM;
-    int r = submit(c, p, data, o, 1, NULL, on_done, user);
-    json_decref(p);
-    return r;
+    return submit_text(c, pattern, data, o, 1, NULL, on_done, user);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------------- */
@@ -618,9 +840,23 @@ void nc_client_free(nc_client *c) {
     uv_close((uv_handle_t *)&c->deadline_timer, timer_closed);
     nc_ioctx_wait_closed(c->io.loop, &c->open_timers);
     nc_ioctx_finish(&c->io);
-    nc_map_free(&c->pending);
-    free(c->heap);
+    nc_u64map_free(&c->pending);
+    free(c->tlists);
+    const char *pk;
+    void *pv;
+    size_t it = 0;
+    while (nc_map_next(&c->pcache, &it, &pk, &pv)) {
+        pinfo_free(pv);
+        free(pv);
+    }
+    nc_map_free(&c->pcache);
+    while (c->pool) {
+        nc_call *k = c->pool;
+        c->pool = k->qnext;
+        free(k);
+    }
     nc_buf_free(&c->enc);
+    nc_buf_free(&c->ptext);
     nc_tls_opts_free(&c->cfg.tls);
     nc_url_free(&c->url);
     free(c);

@@ -71,7 +71,15 @@ static void info_free(pattern_info *pi) {
     free(pi->pattern);
 }
 
+static void remember(nc_server *s, const char *key, size_t klen, pattern_info *pi) {
+    if (klen > sizeof s->last_key) return;
+    memcpy(s->last_key, key, klen);
+    s->last_klen = klen;
+    s->last_pi = pi;
+}
+
 void nc_route_cache_free(nc_server *s) {
+    s->last_pi = NULL;
     const char *k;
     void *v;
     size_t it = 0;
@@ -123,8 +131,13 @@ static pattern_info *lookup(nc_server *s, const nc_span *p, pattern_info *tmp) {
     }
     const char *key = p->p ? p->p : "";
     size_t klen = p->p ? p->len : 0;
+    /* most packets repeat the previous pattern: check it before hashing */
+    if (s->last_pi && s->last_klen == klen && memcmp(s->last_key, key, klen) == 0) return s->last_pi;
     pattern_info *pi = nc_map_get(&s->route_cache, key, klen);
-    if (pi) return pi;
+    if (pi) {
+        remember(s, key, klen, pi);
+        return pi;
+    }
     json_t *pattern = NULL;
     if (p->p) {
         char why[8];
@@ -142,6 +155,7 @@ static pattern_info *lookup(nc_server *s, const nc_span *p, pattern_info *tmp) {
         free(pi);
         return tmp;
     }
+    remember(s, key, klen, pi);
     return pi;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "codec/envelope.h"
+#include "codec/json_build.h"
 #include "codec/json_write.h"
 #include "core/server_internal.h"
 #include "nestc/error.h"
@@ -242,12 +243,9 @@ void nc_server__apply_ts_replies(nc_server *s) {
 json_t *nc_msg_data(const nc_msg *m) {
     nc_msg *mm = (nc_msg *)m; /* built on first use */
     if (!mm->data && mm->data_json) {
-        json_t *v = NULL;
-        char why[8];
-        if (nc_json_parse(mm->data_json, mm->data_json_len, &v, why, sizeof why) == 0) {
-            mm->data = v;
-            mm->data_owned = 1;
-        }
+        /* scanned text: built without jansson's parser */
+        mm->data = nc_json_build(mm->data_json, mm->data_json_len);
+        mm->data_owned = mm->data != NULL;
     }
     return mm->data ? mm->data : json_null();
 }
@@ -308,4 +306,8 @@ int nc_msg_is_event(const nc_msg *m) {
 }
 const nc_msg *nc_request_msg(const nc_request *r) {
     return r ? &r->msg : NULL;
+}
+
+struct uv_loop_s *nc_request_loop(const nc_request *r) {
+    return r ? r->srv->io.loop : NULL;
 }

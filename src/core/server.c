@@ -31,6 +31,8 @@ static int cfg_init(nc_server_cfg *c, const nc_server_opts *o) {
         c->has_codec = 1;
         c->codec = *o->codec;
     }
+    c->workers = o->workers > 1 ? o->workers : 1;
+    c->reuseport = c->workers > 1;
     return 0;
 }
 
@@ -70,6 +72,12 @@ int nc_server_new(nc_server **out, const char *url, const nc_server_opts *opts) 
         return NC_EUNSUPPORTED;
     }
     cfg_init(&s->cfg, opts);
+    if (s->cfg.workers > 1 && (opts->loop || !s->tp->supports_workers)) {
+        nc_logf(&s->log, NC_LOG_ERROR, "Server", "workers need %s",
+                opts->loop ? "the server's own loop (loop NULL)" : "a listening transport (tcp, tls)");
+        r = NC_EINVAL;
+        goto fail_cfg;
+    }
     if ((r = nc_ioctx_init(&s->io, opts->loop))) goto fail_cfg;
     if ((r = s->tp->create(s, &s->url, &s->tps))) goto fail_io;
     uv_mutex_init(&s->ts_lock);
@@ -113,8 +121,14 @@ static int route_of_user(nc_server *s, const char *pattern, const json_t *jpatte
     return r;
 }
 
+/* Workers copy the handler table when they start: later changes could not reach them. */
+static int frozen(const nc_server *s) {
+    return s->cfg.workers > 1 && s->listening ? NC_ESTATE : 0;
+}
+
 static int add_message(nc_server *s, const char *pattern, const json_t *jp, nc_request_fn fn, void *user) {
     if (!s || (!pattern && !jp) || !fn) return NC_EINVAL;
+    if (frozen(s)) return NC_ESTATE;
     char *route;
     int r = route_of_user(s, pattern, jp, &route);
     if (r) return r;
@@ -129,6 +143,7 @@ static int add_message(nc_server *s, const char *pattern, const json_t *jp, nc_r
 
 static int add_event(nc_server *s, const char *pattern, const json_t *jp, nc_event_fn fn, void *user) {
     if (!s || (!pattern && !jp) || !fn) return NC_EINVAL;
+    if (frozen(s)) return NC_ESTATE;
     char *route;
     int r = route_of_user(s, pattern, jp, &route);
     if (r) return r;
@@ -140,6 +155,27 @@ static int add_event(nc_server *s, const char *pattern, const json_t *jp, nc_eve
     if (!ev) return NC_ENOMEM;
     e->events = ev;
     e->events[e->nevents++] = (nc_event_handler){fn, user};
+    return 0;
+}
+
+int nc_server__copy_handlers(nc_server *dst, const nc_server *src) {
+    const char *k;
+    void *v;
+    size_t it = 0;
+    while (nc_map_next(&src->routes, &it, &k, &v)) {
+        const nc_route_entry *from = v;
+        nc_route_entry *e;
+        int r = entry_for(dst, k, &e);
+        if (r) return r;
+        e->req_fn = from->req_fn;
+        e->req_user = from->req_user;
+        for (size_t i = 0; i < from->nevents; i++) {
+            nc_event_handler *ev = realloc(e->events, (e->nevents + 1) * sizeof *ev);
+            if (!ev) return NC_ENOMEM;
+            e->events = ev;
+            e->events[e->nevents++] = from->events[i];
+        }
+    }
     return 0;
 }
 
@@ -181,6 +217,10 @@ int nc_server_listen(nc_server *s) {
         return r;
     }
     s->listening = 1;
+    if (s->cfg.workers > 1 && (r = nc_server__start_workers(s))) {
+        nc_server__status(s, "disconnected", r);
+        return r;
+    }
     if (s->tp->route_added) {
         const char *k;
         size_t it = 0;
@@ -198,6 +238,7 @@ int nc_server_run(nc_server *s) {
     int r = nc_server_listen(s);
     if (r) return r;
     uv_run(s->io.loop, UV_RUN_DEFAULT);
+    nc_server__join_workers(s);
     return 0;
 }
 
@@ -256,6 +297,7 @@ void nc_server_close(nc_server *s, void (*done)(void *), void *user) {
     }
     if (s->closing) return;
     s->closing = 1;
+    nc_server__close_workers(s);
     if (s->signals_on) {
         uv_signal_stop(&s->sigint);
         uv_signal_stop(&s->sigterm);
@@ -311,6 +353,7 @@ void nc_server_free(nc_server *s) {
                 break;
         }
     }
+    nc_server__join_workers(s);
     s->freeing = 1;
     while (s->inflight) nc_request__free_unfinished(s->inflight);
     s->tp->destroy(s->tps);

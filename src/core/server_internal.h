@@ -23,6 +23,8 @@ typedef struct nc_server_cfg {
     nc_tls_opts tls; /* owned copies */
     int has_codec;
     nc_codec codec;
+    int workers;   /* loops in all (1 = just this one) */
+    int reuseport; /* listen with SO_REUSEPORT: this server is one of several workers */
 } nc_server_cfg;
 
 typedef struct nc_event_handler {
@@ -96,6 +98,9 @@ struct nc_server {
     nc_map routes;
     nc_map route_cache;     /* raw pattern text -> nc_pattern_info (dispatch.c) */
     int route_cache_stale;  /* a handler was added: drop the cache before the next lookup */
+    void *last_pi;          /* the cache entry of the last pattern looked up, and its key */
+    char last_key[64];
+    size_t last_klen;
     nc_request *req_pool;   /* finished requests kept for reuse */
     size_t npool;
     nc_request *inflight; /* list of unfinished requests */
@@ -114,6 +119,10 @@ struct nc_server {
     void *close_user;
     nc_status_fn status_fn;
     void *status_user;
+    /* workers.c: the primary's other workers, each a complete server on its own loop and thread */
+    nc_server **workers;
+    uv_thread_t *threads;
+    int nworkers, nthreads;
 };
 
 /* ---- calls for transports ----------------------------------------------------------------------- */
@@ -137,6 +146,14 @@ int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inb
 void nc_server__status(nc_server *s, const char *status, int err);
 /* The transport finished closing every handle (after close()). */
 void nc_server__closed(nc_server *s);
+
+/* workers.c */
+int nc_server__start_workers(nc_server *s);
+void nc_server__close_workers(nc_server *s);
+void nc_server__join_workers(nc_server *s);
+
+/* server.c: copies every handler of src into dst (same routes, same functions and user pointers). */
+int nc_server__copy_handlers(nc_server *dst, const nc_server *src);
 
 /* dispatch.c */
 void nc_route_cache_free(nc_server *s);

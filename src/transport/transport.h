@@ -50,6 +50,8 @@ typedef struct nc_inbound {
 
 typedef struct nc_server_transport {
     const char *scheme; /* "tcp" */
+    /* Several servers may listen on one address (SO_REUSEPORT), so nc_server_opts.workers works. */
+    int supports_workers;
     /* Allocates the transport state from the URL and the server's options (nc_server_options(srv)).
      * Nothing is opened. Returns 0 or an nc_err with a log line. */
     int (*create)(nc_server *srv, const nc_url *url, void **state);

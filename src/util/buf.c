@@ -8,8 +8,7 @@
 
 #include "nestc/error.h"
 
-int nc_buf_reserve(nc_buf *b, size_t extra) {
-    if (extra < b->cap - b->len && b->data) return 0;
+int nc_buf_grow(nc_buf *b, size_t extra) {
     size_t need = b->len + extra + 1; /* +1 keeps room for a NUL */
     if (need < b->len) return NC_ENOMEM;
     size_t cap = b->cap ? b->cap : 64;
@@ -27,21 +26,8 @@ int nc_buf_reserve(nc_buf *b, size_t extra) {
     return 0;
 }
 
-int nc_buf_append(nc_buf *b, const void *p, size_t n) {
-    if (nc_buf_reserve(b, n)) return NC_ENOMEM;
-    if (n) memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
 int nc_buf_append_str(nc_buf *b, const char *s) {
     return nc_buf_append(b, s, strlen(s));
-}
-
-int nc_buf_append_char(nc_buf *b, char c) {
-    if (nc_buf_reserve(b, 1)) return NC_ENOMEM;
-    b->data[b->len++] = c;
-    return 0;
 }
 
 int nc_buf_appendf(nc_buf *b, const char *fmt, ...) {

@@ -3,6 +3,9 @@
 #define NC_UTIL_BUF_H
 
 #include <stddef.h>
+#include <string.h>
+
+#include "nestc/error.h"
 
 typedef struct nc_buf {
     char *data; /* owned; NUL-terminated when len < cap (nc_buf_cstr guarantees it) */
@@ -13,9 +16,28 @@ typedef struct nc_buf {
 #define NC_BUF_INIT                                                                                          \
     { NULL, 0, 0 }
 
-/* Ensure room for `extra` more bytes. Returns 0 or NC_ENOMEM. */
-int nc_buf_reserve(nc_buf *b, size_t extra);
-int nc_buf_append(nc_buf *b, const void *p, size_t n);
+/* Grows the buffer for `extra` more bytes (the slow part of nc_buf_reserve). Returns 0 or NC_ENOMEM. */
+int nc_buf_grow(nc_buf *b, size_t extra);
+
+/* Ensure room for `extra` more bytes. Returns 0 or NC_ENOMEM. Inline: encoders call these per token. */
+static inline int nc_buf_reserve(nc_buf *b, size_t extra) {
+    if (b->data && extra < b->cap - b->len) return 0;
+    return nc_buf_grow(b, extra);
+}
+
+static inline int nc_buf_append(nc_buf *b, const void *p, size_t n) {
+    if (nc_buf_reserve(b, n)) return NC_ENOMEM;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static inline int nc_buf_append_char(nc_buf *b, char c) {
+    if (nc_buf_reserve(b, 1)) return NC_ENOMEM;
+    b->data[b->len++] = c;
+    return 0;
+}
+
 int nc_buf_append_str(nc_buf *b, const char *s);
 int nc_buf_append_char(nc_buf *b, char c);
 /* printf-style append. */

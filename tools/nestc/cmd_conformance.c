@@ -62,8 +62,8 @@ static void reply_later(nc_request *req, json_t *value, uint64_t ms, void *loop)
     uv_timer_start(&l->timer, later_fire, ms, 0);
 }
 
-static void h_async_sum(nc_request *req, const nc_msg *m, void *loop) {
-    reply_later(req, sum_of(nc_msg_data(m)), 0, loop);
+static void h_async_sum(nc_request *req, const nc_msg *m, void *u) {
+    reply_later(req, sum_of(nc_msg_data(m)), 0, nc_request_loop(req));
 }
 
 static void h_stream_sum(nc_request *req, const nc_msg *m, void *u) {
@@ -92,12 +92,12 @@ static void h_echo(nc_request *req, const nc_msg *m, void *u) {
     nc_reply(req, json_incref(nc_msg_data(m)));
 }
 
-static void h_sleep(nc_request *req, const nc_msg *m, void *loop) {
+static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
     json_t *data = nc_msg_data(m);
     double ms = json_number_value(data);
     if (ms < 0) ms = 0;
     if (ms > 3600000) ms = 3600000;
-    reply_later(req, json_incref(data), (uint64_t)ms, loop);
+    reply_later(req, json_incref(data), (uint64_t)ms, nc_request_loop(req));
 }
 
 static void h_context(nc_request *req, const nc_msg *m, void *u) {
@@ -113,6 +113,7 @@ static void h_context(nc_request *req, const nc_msg *m, void *u) {
 /* ---- events -------------------------------------------------------------------------------------- */
 
 static json_t *events_seen; /* route → {"count": n, "payloads": [...]} */
+static uv_mutex_t events_lock; /* with --workers, event handlers run on several threads */
 
 static json_t *event_slot(const char *route) {
     json_t *slot = json_object_get(events_seen, route);
@@ -124,9 +125,12 @@ static json_t *event_slot(const char *route) {
 }
 
 static void count_event(const nc_msg *m, int record) {
+    json_t *data = record ? nc_msg_data(m) : NULL;
+    uv_mutex_lock(&events_lock);
     json_t *slot = event_slot(nc_msg_route(m));
     json_object_set_new(slot, "count", json_integer(json_integer_value(json_object_get(slot, "count")) + 1));
-    if (record) json_array_append(json_object_get(slot, "payloads"), nc_msg_data(m));
+    if (record) json_array_append(json_object_get(slot, "payloads"), data);
+    uv_mutex_unlock(&events_lock);
 }
 
 static void ev_first(const nc_msg *m, void *u) {
@@ -143,9 +147,11 @@ static void h_events(nc_request *req, const nc_msg *m, void *u) {
         nc_reply_error_msg(req, "events expects an event pattern string");
         return;
     }
-    json_t *slot = event_slot(route);
+    uv_mutex_lock(&events_lock);
+    json_t *copy = json_deep_copy(event_slot(route));
+    uv_mutex_unlock(&events_lock);
     free(route);
-    nc_reply(req, json_deep_copy(slot));
+    nc_reply(req, copy);
 }
 
 /* ---- registration -------------------------------------------------------------------------------- */
@@ -177,6 +183,7 @@ static void usage(FILE *f) {
           "                           (default 134217728)\n"
           "  --incomplete-timeout MS  close a peer stalled in the middle of a frame (default 30000)\n"
           "  --shutdown-timeout MS    grace period for in-flight requests at shutdown (default 10000)\n"
+          "  --workers N              serve on N loops / threads sharing the port (default 1)\n"
           "  -v, --verbose / -q, --quiet   more / less logging on stderr\n",
           f);
 }
@@ -216,6 +223,7 @@ int cmd_conformance(int argc, char **argv) {
     so.max_send_buffer_size = cli_limit(a.max_send_buffer_size);
     so.incomplete_message_timeout_ms = (int)cli_limit(a.incomplete_timeout_ms);
     so.shutdown_timeout_ms = (int)cli_limit(a.shutdown_timeout_ms);
+    so.workers = a.workers;
     nc_server *s;
     int r = nc_server_new(&s, a.pos[0], &so);
     if (r) {
@@ -223,15 +231,15 @@ int cmd_conformance(int argc, char **argv) {
         cli_args_free(&a);
         return 2;
     }
-    void *loop = nc_server_loop(s);
     events_seen = json_object();
+    uv_mutex_init(&events_lock);
     both_message(s, "sum", h_sum, NULL);
-    both_message(s, "asyncSum", h_async_sum, loop);
+    both_message(s, "asyncSum", h_async_sum, NULL);
     both_message(s, "streamSum", h_stream_sum, NULL);
     both_message(s, "streaming", h_streaming, NULL);
     both_message(s, "exception", h_exception, NULL);
     both_message(s, "echo", h_echo, NULL);
-    both_message(s, "sleep", h_sleep, loop);
+    both_message(s, "sleep", h_sleep, NULL);
     both_message(s, "context", h_context, NULL);
     both_message(s, "events", h_events, NULL);
     both_event(s, "notification", ev_first);
@@ -243,6 +251,7 @@ int cmd_conformance(int argc, char **argv) {
     if (r) fprintf(stderr, "nestc: cannot listen on %s: %s\n", a.pos[0], nc_strerror(r));
     nc_server_free(s);
     json_decref(events_seen);
+    uv_mutex_destroy(&events_lock);
     cli_args_free(&a);
     return r ? 2 : 0;
 }

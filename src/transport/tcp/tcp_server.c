@@ -1,5 +1,7 @@
 /* TCP and TLS server transport (NestJS ServerTCP, tcp.md §4 and §7). */
+#include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,10 +167,18 @@ static int do_listen(tcp_server *t) {
                 gai_strerror(r));
         return NC_ERESOLVE;
     }
-    uv_tcp_init(io->loop, &t->listener);
+    uv_tcp_init_ex(io->loop, &t->listener, (unsigned)res->ai_family);
     t->listener.data = t;
     t->listener_open = 1;
-    r = uv_tcp_bind(&t->listener, res->ai_addr, 0);
+    r = 0;
+    if (nc_server__cfg(t->srv)->reuseport) {
+        /* workers: one listener per loop on the same port; the kernel spreads connections over them */
+        uv_os_fd_t fd;
+        int one = 1;
+        r = uv_fileno((uv_handle_t *)&t->listener, &fd);
+        if (!r && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) r = uv_translate_sys_error(errno);
+    }
+    if (!r) r = uv_tcp_bind(&t->listener, res->ai_addr, 0);
     freeaddrinfo(res);
     if (!r) r = uv_listen((uv_stream_t *)&t->listener, 1024, on_connection);
     if (r) {
@@ -257,6 +267,7 @@ static int tcp_port(void *state) {
 
 const nc_server_transport nc_tcp_server_transport = {
     .scheme = "tcp",
+    .supports_workers = 1,
     .create = tcp_create,
     .listen = tcp_listen,
     .route_added = NULL,
@@ -268,6 +279,7 @@ const nc_server_transport nc_tcp_server_transport = {
 
 const nc_server_transport nc_tls_server_transport = {
     .scheme = "tls",
+    .supports_workers = 1,
     .create = tcp_create,
     .listen = tcp_listen,
     .route_added = NULL,
