@@ -74,6 +74,13 @@ NC_API const nc_msg *nc_request_msg(const nc_request *req);
 /* One value, then the end of the stream (NestJS: returning a value or a resolved Promise). */
 NC_API int nc_reply(nc_request *req, json_t *value);
 
+/* nc_reply with the value given as JSON text (copied before the call returns): forwards a payload or a
+ * prepared answer without building a jansson value, e.g. an echo:
+ *   size_t n; const char *t = nc_msg_data_json(msg, &n); nc_reply_json(req, t, n);
+ * Text that is not one JSON value (UTF-8) fails the request with "Internal server error" and returns
+ * NC_EINVAL. */
+NC_API int nc_reply_json(nc_request *req, const char *json, size_t len);
+
 /* One value of a stream; more may follow (NestJS: an Observable emission). */
 NC_API int nc_reply_next(nc_request *req, json_t *value);
 

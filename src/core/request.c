@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "codec/envelope.h"
+#include "codec/frame.h"
 #include "codec/json_build.h"
+#include "codec/json_scan.h"
 #include "codec/json_write.h"
 #include "core/server_internal.h"
 #include "nestc/error.h"
@@ -158,6 +160,31 @@ int nc_reply(nc_request *r, json_t *value) {
     if (r->has_held) take_held(r, 0);
     emit(r, value, 0, 1);
     json_decref(value);
+    finish(r);
+    return 0;
+}
+
+int nc_reply_json(nc_request *r, const char *json, size_t len) {
+    if (check(r)) return NC_EINVAL;
+    /* the peer frames by UTF-16 length: the text must be UTF-8 and one JSON value */
+    nc_span sp;
+    int bad = !json || nc_utf8_validate(json, len, NULL) != 0;
+    if (!bad && nc_json_scan_value(json, len, &sp) != NC_SCAN_OK) {
+        json_t *probe = NULL;
+        char why[8];
+        bad = nc_json_parse(json, len, &probe, why, sizeof why) != 0;
+        json_decref(probe);
+    }
+    if (bad) {
+        nc_logf(&r->srv->log, NC_LOG_ERROR, "Server", "nc_reply_json: the reply is not JSON text");
+        nc_reply_error(r, NULL);
+        return NC_EINVAL;
+    }
+    if (r->has_held) take_held(r, 0);
+    if (!r->discard && r->peer && !r->peer_dead) {
+        nc_reply_pkt pkt = {.disposed = 1, .id = r->id, .id_len = r->id_len, .response = json, .response_len = len};
+        if (r->pops->reply(r->peer, &pkt)) r->peer_dead = 1;
+    }
     finish(r);
     return 0;
 }

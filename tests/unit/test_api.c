@@ -73,6 +73,16 @@ static void h_echo(nc_request *req, const nc_msg *m, void *u) {
     nc_reply(req, json_incref(nc_msg_data(m)));
 }
 
+static void h_raw_echo(nc_request *req, const nc_msg *m, void *u) {
+    size_t n;
+    const char *t = nc_msg_data_json(m, &n);
+    nc_reply_json(req, t, n);
+}
+
+static void h_raw_bad(nc_request *req, const nc_msg *m, void *u) {
+    assert_int_equal(nc_reply_json(req, "{\"a\":", 5), NC_EINVAL);
+}
+
 static void start(const nc_server_opts *so) {
     nc_server_opts o = so ? *so : (nc_server_opts){0};
     o.loop = &loop;
@@ -81,6 +91,8 @@ static void start(const nc_server_opts *so) {
     nc_server_message(srv, "park", h_park, NULL);
     nc_server_message(srv, "meta", h_meta, NULL);
     nc_server_message(srv, "echo", h_echo, NULL);
+    nc_server_message(srv, "rawEcho", h_raw_echo, NULL);
+    nc_server_message(srv, "rawBad", h_raw_bad, NULL);
     assert_int_equal(nc_server_listen(srv), 0);
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(srv));
     nc_client_opts co = {.loop = &loop};
@@ -124,6 +136,24 @@ static void test_metadata(void **st) {
     assert_true(json_equal(json_array_get(c.values, 0), md));
     json_decref(md);
     call_free(&c);
+    stop();
+}
+
+/* payload text in, JSON text out: no jansson value on the server side */
+static void test_reply_json(void **st) {
+    start(NULL);
+    json_t *data = json_pack("{s:[i,f,s],s:n}", "a", 1, 2.5, "h\u00e9 \"q\"", "b");
+    call c = call_new(), bad = call_new();
+    assert_int_equal(nc_client_send(cli, "rawEcho", data, NULL, on_value, on_done, &c), 0);
+    assert_int_equal(nc_client_send(cli, "rawBad", NULL, NULL, on_value, on_done, &bad), 0);
+    run_until(&c.done, 1);
+    run_until(&bad.done, 1);
+    assert_int_equal(c.err, 0);
+    assert_true(json_equal(json_array_get(c.values, 0), data));
+    assert_int_equal(bad.err, NC_EREMOTE);
+    json_decref(data);
+    call_free(&c);
+    call_free(&bad);
     stop();
 }
 
@@ -248,6 +278,70 @@ static void test_codec_hooks(void **st) {
     stop();
 }
 
+/* ---- workers ------------------------------------------------------------------------------------ */
+
+static void h_which_loop(nc_request *req, const nc_msg *m, void *u) {
+    char id[32];
+    snprintf(id, sizeof id, "%p", (void *)nc_request_loop(req));
+    nc_reply(req, json_string(id));
+}
+
+static void run_server(void *arg) {
+    nc_server_run(arg);
+}
+
+static void test_workers(void **st) {
+    /* workers need the server's own loop */
+    nc_server *bad;
+    nc_server_opts bo = {.loop = &loop, .workers = 2};
+    assert_int_equal(nc_server_new(&bad, "tcp://127.0.0.1:0", &bo), NC_EINVAL);
+
+    nc_server_opts o = {.workers = 3};
+    nc_server *ws;
+    assert_int_equal(nc_server_new(&ws, "tcp://127.0.0.1:0", &o), 0);
+    assert_int_equal(nc_server_message(ws, "which", h_which_loop, NULL), 0);
+    assert_int_equal(nc_server_listen(ws), 0);
+    /* the handler table was copied to the other workers: later changes are refused */
+    assert_int_equal(nc_server_message(ws, "late", h_echo, NULL), NC_ESTATE);
+    uv_thread_t th;
+    uv_thread_create(&th, run_server, ws);
+    char wurl[64];
+    snprintf(wurl, sizeof wurl, "tcp://127.0.0.1:%d", nc_server_port(ws));
+
+    enum { N = 24 };
+    nc_client *cs[N];
+    call calls[N];
+    int done = 0;
+    for (int i = 0; i < N; i++) {
+        nc_client_opts co = {.loop = &loop};
+        assert_int_equal(nc_client_new(&cs[i], wurl, &co), 0);
+        calls[i] = call_new();
+        assert_int_equal(nc_client_send(cs[i], "which", NULL, NULL, on_value, on_done, &calls[i]), 0);
+    }
+    while (done < N) {
+        uv_run(&loop, UV_RUN_ONCE);
+        done = 0;
+        for (int i = 0; i < N; i++) done += calls[i].done;
+    }
+    json_t *seen = json_object();
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(calls[i].err, 0);
+        assert_int_equal(json_array_size(calls[i].values), 1);
+        json_object_set(seen, json_string_value(json_array_get(calls[i].values, 0)), json_true());
+    }
+    /* 24 connections over 3 listeners: the kernel spread them over more than one loop */
+    assert_true(json_object_size(seen) >= 2);
+    json_decref(seen);
+    for (int i = 0; i < N; i++) {
+        nc_client_free(cs[i]);
+        call_free(&calls[i]);
+    }
+    /* closing worker 0 closes all; nc_server_run returns once every worker is done */
+    nc_server_close_threadsafe(ws);
+    uv_thread_join(&th);
+    nc_server_free(ws);
+}
+
 static int setup(void **st) {
     nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     return uv_loop_init(&loop);
@@ -266,6 +360,8 @@ int main(void) {
         cmocka_unit_test(test_client_close_and_status),
         cmocka_unit_test(test_connect_retries),
         cmocka_unit_test(test_codec_hooks),
+        cmocka_unit_test(test_workers),
+        cmocka_unit_test(test_reply_json),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
