@@ -10,7 +10,7 @@ static inline size_t slot_of(uint64_t k, size_t mask) {
 }
 
 void *nc_u64map_get(const nc_u64map *m, uint64_t key) {
-    if (!m->cap) return NULL;
+    if (!m->cap || !key) return NULL;
     size_t mask = m->cap - 1;
     for (size_t i = slot_of(key, mask);; i = (i + 1) & mask) {
         if (m->slots[i].key == key) return m->slots[i].val;
@@ -26,6 +26,7 @@ static void insert(nc_u64map_slot *slots, size_t mask, uint64_t key, void *val) 
 }
 
 int nc_u64map_put(nc_u64map *m, uint64_t key, void *val) {
+    if (!key) return NC_EINVAL;
     if ((m->len + 1) * 2 > m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 64;
         nc_u64map_slot *s = calloc(cap, sizeof *s);
@@ -42,7 +43,7 @@ int nc_u64map_put(nc_u64map *m, uint64_t key, void *val) {
 }
 
 void *nc_u64map_del(nc_u64map *m, uint64_t key) {
-    if (!m->cap) return NULL;
+    if (!m->cap || !key) return NULL; /* 0 marks empty slots: never a key */
     size_t mask = m->cap - 1, i = slot_of(key, mask);
     while (m->slots[i].key != key) {
         if (!m->slots[i].key) return NULL;
