@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +31,24 @@ static int int_arg(const char *flag, const char *v, int *out) {
     return 0;
 }
 
+static int dbl_arg(const char *flag, const char *v, double *out) {
+    char *end;
+    double d = strtod(v, &end);
+    if (!*v || *end || !(d >= 0) || d > 1e9) {
+        fprintf(stderr, "nestc: %s expects a non-negative number, got \"%s\"\n", flag, v);
+        return 2;
+    }
+    *out = d;
+    return 0;
+}
+
 int cli_parse(cli_args *a, int argc, char **argv, int first) {
     memset(a, 0, sizeof *a);
     a->timeout_ms = 5000;
     a->connections = 1;
     a->inflight = 1;
     a->duration_s = 5;
+    a->warmup_s = 1;
     a->max_buffer_size = a->max_send_buffer_size = -2; /* -2 = not given */
     a->incomplete_timeout_ms = a->shutdown_timeout_ms = -2;
     int only_pos = 0;
@@ -104,7 +117,23 @@ int cli_parse(cli_args *a, int argc, char **argv, int first) {
         else if (!strcmp(name, "--inflight"))
             r = int_arg(name, val, &a->inflight);
         else if (!strcmp(name, "--duration"))
-            r = int_arg(name, val, &a->duration_s);
+            r = dbl_arg(name, val, &a->duration_s);
+        else if (!strcmp(name, "--warmup"))
+            r = dbl_arg(name, val, &a->warmup_s);
+        else if (!strcmp(name, "--data-file"))
+            a->data_file = val;
+        else if (!strcmp(name, "--workers"))
+            r = int_arg(name, val, &a->workers);
+        else if (!strcmp(name, "--events"))
+            r = int_arg(name, val, &a->events);
+        else if (!strcmp(name, "--event-pattern"))
+            a->event_pattern = val;
+        else if (!strcmp(name, "--event-data"))
+            a->event_data = val;
+        else if (!strcmp(name, "--server-pid"))
+            r = int_arg(name, val, &a->server_pid);
+        else if (!strcmp(name, "--engine"))
+            a->engine = val;
         else if (!strcmp(name, "--incomplete-timeout"))
             r = int_arg(name, val, &a->incomplete_timeout_ms);
         else if (!strcmp(name, "--shutdown-timeout"))
@@ -112,10 +141,11 @@ int cli_parse(cli_args *a, int argc, char **argv, int first) {
         else if (!strcmp(name, "--max-buffer-size") || !strcmp(name, "--max-send-buffer-size")) {
             int n = 0;
             r = int_arg(name, val, &n);
-            if (!strcmp(name, "--max-buffer-size")) a->max_buffer_size = n;
-            else a->max_send_buffer_size = n;
-        }
-        else {
+            if (!strcmp(name, "--max-buffer-size"))
+                a->max_buffer_size = n;
+            else
+                a->max_send_buffer_size = n;
+        } else {
             fprintf(stderr, "nestc: unknown option %s (see --help)\n", name);
             return 2;
         }
@@ -128,6 +158,50 @@ void cli_args_free(cli_args *a) {
     json_decref(a->metadata);
     json_decref(a->headers);
     a->metadata = a->headers = NULL;
+}
+
+int cli_load_data(const cli_args *a, const char *text, json_t **out) {
+    char err[200];
+    *out = NULL;
+    if (a->data_file && text) {
+        fprintf(stderr, "nestc: give the data either as an argument or with --data-file, not both\n");
+        return 2;
+    }
+    if (!a->data_file) {
+        if (!text) {
+            *out = json_null();
+            return 0;
+        }
+        if (nc_json_parse(text, strlen(text), out, err, sizeof err)) {
+            fprintf(stderr, "nestc: data is not valid JSON: %s\n", err);
+            return 2;
+        }
+        return 0;
+    }
+    FILE *f = fopen(a->data_file, "rb");
+    if (!f) {
+        fprintf(stderr, "nestc: cannot read --data-file %s: %s\n", a->data_file, strerror(errno));
+        return 2;
+    }
+    nc_buf b = NC_BUF_INIT;
+    char chunk[65536];
+    size_t n;
+    int r = 0;
+    while (!r && (n = fread(chunk, 1, sizeof chunk, f)) > 0) r = nc_buf_append(&b, chunk, n);
+    int rd_err = ferror(f);
+    fclose(f);
+    if (r || rd_err) {
+        fprintf(stderr, "nestc: cannot read --data-file %s\n", a->data_file);
+        nc_buf_free(&b);
+        return 2;
+    }
+    r = nc_json_parse(b.data ? b.data : "", b.len, out, err, sizeof err);
+    nc_buf_free(&b);
+    if (r) {
+        fprintf(stderr, "nestc: --data-file %s is not valid JSON: %s\n", a->data_file, err);
+        return 2;
+    }
+    return 0;
 }
 
 void cli_setup_logging(const cli_args *a) {

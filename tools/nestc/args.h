@@ -19,14 +19,27 @@ typedef struct cli_args {
     json_t *headers;  /* --header k=v (object), NULL when none */
     const char *queue;
     int verbose, quiet, help;
-    int connections, inflight, duration_s; /* bench */
+    const char *data_file; /* --data-file: the data JSON read from this file (see cli_load_data) */
+    int workers;           /* --workers (conformance), default 0 */
+    /* bench */
+    int connections, inflight;   /* --connections (default 1), --inflight per connection (default 1) */
+    double duration_s, warmup_s; /* --duration (default 5), --warmup (default 1); fractions allowed */
+    int events;                  /* --events K: events before each request (default 0) */
+    const char *event_pattern;   /* --event-pattern */
+    const char *event_data;      /* --event-data (JSON text), NULL = the request data */
+    int server_pid;              /* --server-pid, 0 = none */
+    const char *engine;          /* --engine raw|client, NULL = default */
     long long max_buffer_size, max_send_buffer_size; /* -2 = not given */
-    int incomplete_timeout_ms, shutdown_timeout_ms;    /* -2 = not given */
+    int incomplete_timeout_ms, shutdown_timeout_ms;  /* -2 = not given */
 } cli_args;
 
 /* Parses argv[first..argc). Returns 0, or 2 after printing a message for a bad flag. */
 int cli_parse(cli_args *a, int argc, char **argv, int first);
 void cli_args_free(cli_args *a);
+/* The data of a command: the JSON file given with --data-file, or the JSON text `text` (the positional
+ * [data], may be NULL), or JSON null when neither is given. Both at once is an error. On success stores a
+ * new reference in *out and returns 0; otherwise prints a message on stderr and returns 2. */
+int cli_load_data(const cli_args *a, const char *text, json_t **out);
 /* Applies -v/-q to the default logger. */
 void cli_setup_logging(const cli_args *a);
 /* Prints v as one line of compact JSON (JavaScript JSON.stringify form) to f. */

@@ -4,5 +4,6 @@
 
 int cmd_send_or_emit(int argc, char **argv, int emit);
 int cmd_conformance(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

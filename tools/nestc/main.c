@@ -1,4 +1,4 @@
-/* nestc — command-line tool: send, emit, conformance (DESIGN.md §4–§5). */
+/* nestc — command-line tool: send, emit, conformance, bench (DESIGN.md §4–§5). */
 #include <stdio.h>
 #include <string.h>
 
@@ -12,6 +12,7 @@ static void usage(FILE *f) {
             "  nestc send <url> <pattern> [data] [options]   one request, print each reply value\n"
             "  nestc emit <url> <pattern> [data] [options]   one event\n"
             "  nestc conformance <url> [options]             serve the conformance service\n"
+            "  nestc bench <url> <pattern> [data] [options]  load generator, prints one JSON line\n"
             "  nestc <command> --help                        details of a command\n\n"
             "URLs: tcp://host:port, tls://host:port\n",
             nc_version());
@@ -29,6 +30,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "send")) return cmd_send_or_emit(argc, argv, 0);
     if (!strcmp(argv[1], "emit")) return cmd_send_or_emit(argc, argv, 1);
     if (!strcmp(argv[1], "conformance")) return cmd_conformance(argc, argv);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
     fprintf(stderr, "nestc: unknown command \"%s\"\n", argv[1]);
     usage(stderr);
     return 2;
