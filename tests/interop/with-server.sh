@@ -9,6 +9,7 @@
 #
 # --tls CERTDIR  serve TLS with CERTDIR/server.pem + server.key (made by gen-certs.sh); URL is tls://localhost:P
 # --mtls         also pass --ca CERTDIR/ca.pem to the server, which then requires client certificates
+# --workers N    (nestc) serve on N loops
 #
 # The client sees PORT and URL in its environment, and every argument "{PORT}" / "{URL}" is replaced
 # (ctest commands are fixed before the port is known).
@@ -19,17 +20,19 @@ node=${NODE:-node}
 certdir=''
 mtls=0
 kind=''
+workers=''
 while (($#)); do
   case $1 in
     --tls) certdir=$2; shift 2 ;;
     --mtls) mtls=1; shift ;;
+    --workers) workers=$2; shift 2 ;;
     --) shift; break ;;
     nest | nestc) kind=$1; shift ;;
     *) echo "with-server.sh: unexpected argument '$1'" >&2; exit 2 ;;
   esac
 done
 if [[ -z $kind || $# -eq 0 ]]; then
-  echo "usage: with-server.sh [--tls CERTDIR [--mtls]] <nest|nestc> -- <client command...>" >&2
+  echo "usage: with-server.sh [--tls CERTDIR [--mtls]] [--workers N] <nest|nestc> -- <client command...>" >&2
   exit 2
 fi
 
@@ -48,7 +51,8 @@ case $kind in
   nest) server=("$node" "$here/nest-server.mjs" --port "$PORT" "${tls_args[@]}") ;;
   nestc)
     : "${NESTC_BIN:?NESTC_BIN must point to the nestc binary}"
-    server=("$NESTC_BIN" conformance "$scheme://127.0.0.1:$PORT" "${tls_args[@]}") ;;
+    server=("$NESTC_BIN" conformance "$scheme://127.0.0.1:$PORT" "${tls_args[@]}")
+    [[ -n $workers ]] && server+=(--workers "$workers") ;;
 esac
 
 # Clients use the name for TLS (the certificate is for localhost; it also has IP:127.0.0.1).
