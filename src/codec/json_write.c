@@ -83,6 +83,11 @@ static int try_digits(double v, int p, int pow2, char *digits, int *exp10) {
     return 0;
 }
 
+/* v == floor(v) for 0 <= v < 2^63, without libm (one dependency fewer to load into every process). */
+static inline int is_integral(double v) {
+    return v == (double)(uint64_t)v;
+}
+
 size_t nc_js_number(double v, char buf[32]) {
     if (isnan(v)) return (size_t)snprintf(buf, 32, "NaN");
     if (isinf(v)) return (size_t)snprintf(buf, 32, v < 0 ? "-Infinity" : "Infinity");
@@ -94,7 +99,7 @@ size_t nc_js_number(double v, char buf[32]) {
         v = -v;
     }
     /* Integers up to 2^53 are the common case and their text is plain decimal. */
-    if (v <= (double)NC_JS_SAFE_INT && v == floor(v)) {
+    if (v <= (double)NC_JS_SAFE_INT && is_integral(v)) {
         char tmp[24];
         char *s = u64_digits((uint64_t)v, tmp + sizeof tmp);
         size_t n = (size_t)(tmp + sizeof tmp - s);
@@ -111,7 +116,7 @@ size_t nc_js_number(double v, char buf[32]) {
         for (int j = 0; j < 8; j++) {
             double m = v * p10[j];
             if (m >= 1e15) break;
-            if (m != floor(m) || m / p10[j] != v) continue;
+            if (!is_integral(m) || m / p10[j] != v) continue;
             char tmp[24];
             char *d = u64_digits((uint64_t)m, tmp + sizeof tmp);
             int len = (int)(tmp + sizeof tmp - d), k = len, n = len - (j + 1); /* v = 0.d1..dk x 10^n */

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dlfcn.h>
+#include <stdio.h>
 #include <unicode/ucol.h>
+#include <unicode/uvernum.h>
 
 #include "codec/json_write.h"
 #include "nestc/error.h"
@@ -54,20 +57,50 @@ static int ascii_collate(const char *a, size_t alen, const char *b, size_t blen)
     return 0;
 }
 
+/* ICU is loaded on first use (dlopen), not linked: only non-ASCII pattern keys need it, and loading ICU
+ * and the C++ runtime it pulls in would cost every process about 2.5 MiB of resident memory. ICU's
+ * symbols carry its major version (ucol_open_72); the headers we build against name them. */
+#define NC_STR2(x) #x
+#define NC_STR(x) NC_STR2(x)
+#define ICU_LIB "libicui18n.so." NC_STR(U_ICU_VERSION_MAJOR_NUM)
+
+static struct {
+    UCollator *(*open)(const char *loc, UErrorCode *st);
+    void (*close)(UCollator *c);
+    void (*set_attribute)(UCollator *c, UColAttribute a, UColAttributeValue v, UErrorCode *st);
+    UCollationResult (*strcoll_utf8)(const UCollator *c, const char *a, int32_t alen, const char *b,
+                                     int32_t blen, UErrorCode *st);
+} icu;
+
 static pthread_once_t collator_once = PTHREAD_ONCE_INIT;
 static UCollator *collator_root; /* opened once, never closed; ucol_strcoll on it is thread-safe */
 
+static int icu_load(void) {
+    void *h = dlopen(ICU_LIB, RTLD_NOW | RTLD_LOCAL); /* kept for the life of the process */
+    if (!h) return -1;
+    *(void **)&icu.open = dlsym(h, NC_STR(ucol_open));
+    *(void **)&icu.close = dlsym(h, NC_STR(ucol_close));
+    *(void **)&icu.set_attribute = dlsym(h, NC_STR(ucol_setAttribute));
+    *(void **)&icu.strcoll_utf8 = dlsym(h, NC_STR(ucol_strcollUTF8));
+    return icu.open && icu.close && icu.set_attribute && icu.strcoll_utf8 ? 0 : -1;
+}
+
 static void collator_open(void) {
+    if (icu_load()) {
+        fprintf(stderr, "[nestc] WARN [Route] cannot load %s: non-ASCII pattern keys are ordered by bytes\n",
+                ICU_LIB);
+        return;
+    }
     UErrorCode st = U_ZERO_ERROR;
-    UCollator *c = ucol_open("", &st); /* "" = root */
+    UCollator *c = icu.open("", &st); /* "" = root */
     if (U_FAILURE(st)) {
-        if (c) ucol_close(c);
+        if (c) icu.close(c);
         return;
     }
     /* V8 turns normalisation on for its collators; root leaves it off (only non-FCD input differs). */
-    ucol_setAttribute(c, UCOL_NORMALIZATION_MODE, UCOL_ON, &st);
+    icu.set_attribute(c, UCOL_NORMALIZATION_MODE, UCOL_ON, &st);
     if (U_FAILURE(st)) {
-        ucol_close(c);
+        icu.close(c);
         return;
     }
     collator_root = c;
@@ -88,7 +121,7 @@ int nc_route_collate_icu(const char *a, size_t alen, const char *b, size_t blen)
     const UCollator *c = collator();
     if (!c || alen > INT32_MAX || blen > INT32_MAX) return byte_order(a, alen, b, blen);
     UErrorCode st = U_ZERO_ERROR;
-    UCollationResult r = ucol_strcollUTF8(c, a, (int32_t)alen, b, (int32_t)blen, &st);
+    UCollationResult r = icu.strcoll_utf8(c, a, (int32_t)alen, b, (int32_t)blen, &st);
     if (U_FAILURE(st)) return byte_order(a, alen, b, blen);
     return r == UCOL_LESS ? -1 : r == UCOL_GREATER;
 }

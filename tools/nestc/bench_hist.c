@@ -1,5 +1,4 @@
 /* nestc bench: percentiles of the latency histogram (the recording side is inline in bench_hist.h). */
-#include <math.h>
 #include <string.h>
 
 #include "bench_hist.h"
@@ -20,7 +19,9 @@ static uint64_t bucket_high(unsigned i) {
 uint64_t bench_hist_percentile(const bench_hist *h, double p) {
     if (!h->count) return 0;
     if (p > 100) p = 100;
-    uint64_t rank = (uint64_t)ceil(p / 100.0 * (double)h->count);
+    double want = p / 100.0 * (double)h->count;
+    uint64_t rank = (uint64_t)want;
+    if ((double)rank < want) rank++; /* ceil, without libm */
     if (rank < 1) rank = 1;
     uint64_t seen = 0;
     for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++) {
