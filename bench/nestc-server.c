@@ -1,0 +1,114 @@
+/* The benchmark service written with the public nestc API only: the same four handlers as
+ * bench/nest-server.mjs, as an application author would write them.
+ *
+ *   nestc-server [--port P] [--host H] [--workers N]      (P 0 = any free port)
+ *
+ * Prints "listening on port N" once it accepts connections; SIGINT/SIGTERM close it gracefully.
+ *
+ *   {"cmd":"sum"}    array of numbers → their sum (JavaScript number semantics)
+ *   {"cmd":"echo"}   anything → the same value
+ *   {"cmd":"tick"}   event: increments a counter
+ *   {"cmd":"ticks"}  → the counter
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nestc/nestc.h>
+
+/* With --workers N the handlers run on N threads at once. */
+static atomic_llong ticks;
+
+/* JavaScript addition: every number is a double. Integral sums within the exactly representable range
+ * go back as integers so that they print as NestJS prints them ("6", not "6.0"). */
+static json_t *sum_of(const json_t *data) {
+    double s = 0;
+    int all_int = 1;
+    size_t i;
+    json_t *v;
+    if (json_is_array(data)) {
+        json_array_foreach(data, i, v) {
+            s += json_number_value(v);
+            if (!json_is_integer(v)) all_int = 0;
+        }
+    }
+    if (all_int && s >= -9007199254740992.0 && s <= 9007199254740992.0) return json_integer((json_int_t)s);
+    return json_real(s);
+}
+
+static void on_sum(nc_request *req, const nc_msg *msg, void *user) {
+    (void)user;
+    nc_reply(req, sum_of(nc_msg_data(msg)));
+}
+
+static void on_echo(nc_request *req, const nc_msg *msg, void *user) {
+    (void)user;
+    nc_reply(req, json_incref(nc_msg_data(msg)));
+}
+
+static void on_tick(const nc_msg *msg, void *user) {
+    (void)msg;
+    (void)user;
+    atomic_fetch_add_explicit(&ticks, 1, memory_order_relaxed);
+}
+
+static void on_ticks(nc_request *req, const nc_msg *msg, void *user) {
+    (void)msg;
+    (void)user;
+    nc_reply(req, json_integer(atomic_load_explicit(&ticks, memory_order_relaxed)));
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: nestc-server [--port P] [--host H] [--workers N]\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    const char *host = "127.0.0.1";
+    long port = 0, workers = 1;
+    for (int i = 1; i < argc; i++) {
+        char *end;
+        if (i + 1 >= argc) return usage();
+        if (!strcmp(argv[i], "--host")) {
+            host = argv[++i];
+        } else if (!strcmp(argv[i], "--port")) {
+            port = strtol(argv[++i], &end, 10);
+            if (*end || port < 0 || port > 65535) return usage();
+        } else if (!strcmp(argv[i], "--workers")) {
+            workers = strtol(argv[++i], &end, 10);
+            if (*end || workers < 1 || workers > 1024) return usage();
+        } else {
+            return usage();
+        }
+    }
+
+    char url[300];
+    snprintf(url, sizeof url, "tcp://%s:%ld", host, port);
+    nc_server_opts opts = {.workers = (int)workers};
+    nc_server *srv;
+    int rc = nc_server_new(&srv, url, &opts);
+    if (rc) {
+        fprintf(stderr, "nestc-server: %s: %s\n", url, nc_strerror(rc));
+        return 1;
+    }
+    if ((rc = nc_server_message(srv, "{\"cmd\":\"sum\"}", on_sum, NULL)) ||
+        (rc = nc_server_message(srv, "{\"cmd\":\"echo\"}", on_echo, NULL)) ||
+        (rc = nc_server_event(srv, "{\"cmd\":\"tick\"}", on_tick, NULL)) ||
+        (rc = nc_server_message(srv, "{\"cmd\":\"ticks\"}", on_ticks, NULL)) ||
+        (rc = nc_server_handle_signals(srv)) || (rc = nc_server_listen(srv))) {
+        fprintf(stderr, "nestc-server: %s\n", nc_strerror(rc));
+        nc_server_free(srv);
+        return 1;
+    }
+    /* The harness reads this line to learn the port; stdout may be a pipe, so flush it now. */
+    printf("listening on port %d\n", nc_server_port(srv));
+    fflush(stdout);
+    rc = nc_server_run(srv);
+    nc_server_free(srv);
+    if (rc) {
+        fprintf(stderr, "nestc-server: %s\n", nc_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,394 @@
+// Turns the measured points (results.json, one JSON line each, written by run.sh) into RESULTS.md:
+// a table per scenario with ceiling / nestc / NestJS, the ratios, the target and PASS/MISS, then the
+// machine and the date, then the raw lines.
+//
+//   node report.mjs --results FILE --out FILE [--duration S --warmup S --idle-conns N --build DIR]
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { values: args } = parseArgs({
+  options: {
+    results: { type: 'string' },
+    out: { type: 'string' },
+    duration: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '1' },
+    'idle-conns': { type: 'string', default: '' },
+    build: { type: 'string', default: '' },
+  },
+});
+
+const lines = readFileSync(args.results, 'utf8').split('\n').filter(Boolean);
+const points = lines.map((l) => JSON.parse(l));
+// The payload figure is request payload bytes per second (nestc bench's own mb_per_s counts every byte
+// on the wire, both directions).
+for (const p of points) {
+  if (p.result && p.payload_bytes) p.result.payload_mb_per_s = (p.result.rps * p.payload_bytes) / 1e6;
+}
+// With --repeat, a point was measured several times: the report shows the median run by the scenario's
+// main figure (a whole run, so that its figures stay consistent with each other).
+const KEY = { latency: 'p50_us', events: 'eps' };
+const median = (list) => {
+  const ok = list.filter((p) => p.result);
+  if (!ok.length) return null;
+  const key = KEY[ok[0].scenario] ?? 'rps';
+  ok.sort((a, b) => a.result[key] - b.result[key]);
+  return ok[(ok.length - 1) >> 1];
+};
+const pick = (scenario, server) => median(points.filter((p) => p.scenario === scenario && p.server === server));
+const get = (scenario, server) => pick(scenario, server)?.result ?? null;
+const machineInfo = points.find((p) => p.scenario === 'machine')?.result ?? {};
+// run.sh waits for the cores to be quiet before each point; these points started without that.
+const noisy = points.filter((p) => p.busy_pct_before >= 10);
+const exits = points.filter((p) => p.scenario === 'server-exit');
+const signalName = (status) => (status > 128 ? ` (signal ${status - 128})` : '');
+
+// ---- formatting ---------------------------------------------------------------------------------------
+const num = (v, digits = 0) =>
+  v == null || !Number.isFinite(v)
+    ? '—'
+    : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const us = (v) => (v == null ? '—' : num(v, v < 10 ? 2 : 1));
+const ratio = (a, b) => (a == null || b == null || !b ? null : a / b);
+const x = (r) => (r == null ? '—' : `${num(r, r < 0.1 ? 3 : r < 10 ? 2 : 1)}×`);
+const verdict = (ok) => (ok == null ? 'n/a' : ok ? '**PASS**' : '**MISS**');
+const mib = (kib) => (kib == null ? null : kib / 1024);
+
+const summary = []; // [target, measured, verdict]
+const sections = [];
+const SERVERS = ['ceiling', 'nestc', 'nestjs'];
+const NAMES = { ceiling: 'ceiling', nestc: 'nestc', nestjs: 'NestJS' };
+
+// A table of metrics over the three servers. Each metric: [label, select(result) → number, fmt,
+// {vs: 'nestjs'|'ceiling', target: text, ok: (nestc, nestjs, ceiling) → bool}?].
+function sideBySide(title, what, scenario, metrics) {
+  const rs = Object.fromEntries(SERVERS.map((s) => [s, get(scenario, s)]));
+  if (SERVERS.every((s) => rs[s] == null) && !points.some((p) => p.scenario === scenario)) return;
+  const rows = [
+    '| metric | ceiling | nestc | NestJS | nestc / NestJS | nestc / ceiling | target | result |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+  ];
+  for (const [label, select, fmt, t] of metrics) {
+    const v = Object.fromEntries(SERVERS.map((s) => [s, rs[s] ? (select(rs[s]) ?? null) : null]));
+    const ok =
+      t && v.nestc != null && (t.absolute || v[t.vs ?? 'nestjs'] != null) ? t.ok(v.nestc, v.nestjs, v.ceiling) : null;
+    rows.push(
+      `| ${label} | ${fmt(v.ceiling)} | ${fmt(v.nestc)} | ${fmt(v.nestjs)} | ${x(ratio(v.nestc, v.nestjs))} | ` +
+        `${x(ratio(v.nestc, v.ceiling))} | ${t ? t.target : ''} | ${t ? verdict(ok) : ''} |`,
+    );
+    if (t) summary.push([`${title}: ${label} ${t.target}`, fmt(v.nestc), verdict(ok)]);
+  }
+  sections.push(`### ${title}\n\n${what}\n\n${rows.join('\n')}\n`);
+}
+
+const rps = (r) => r.rps;
+const cpu = (r) => r.server_cpu_us_per_resp;
+const p50 = (r) => r.p50_us;
+const p99 = (r) => r.p99_us;
+const fmtRps = (v) => num(v);
+
+sideBySide(
+  'Throughput: 1 connection × 100 in flight',
+  '`{"cmd":"sum"}` of `[1,2,3]`; 100 requests always outstanding on one connection.',
+  'throughput',
+  [
+    ['server CPU µs / response', cpu, us, { target: '≤ 0.1× NestJS', ok: (n, j) => n <= j / 10 }],
+    ['responses / s', rps, fmtRps, { target: '≥ 8× NestJS', ok: (n, j) => n >= 8 * j }],
+    ['p50 latency µs', p50, us],
+    ['p99 latency µs', p99, us],
+  ],
+);
+sideBySide(
+  'Many connections: 1000 connections × 1 in flight',
+  '`{"cmd":"sum"}` of `[1,2,3]`; each of 1000 connections sends its next request when the reply arrives.',
+  'conns',
+  [
+    ['responses / s', rps, fmtRps, { target: '≥ 2.5× NestJS', ok: (n, j) => n >= 2.5 * j }],
+    ['server CPU µs / response', cpu, us],
+    ['p50 latency µs', p50, us],
+    ['p99 latency µs', p99, us],
+  ],
+);
+sideBySide(
+  'Round trip: 1 connection × 1 in flight',
+  'One request at a time: the time from writing the request to reading the whole reply.',
+  'latency',
+  [
+    ['p50 latency µs', p50, us, { vs: 'ceiling', target: '≤ 1.15× ceiling', ok: (n, j, c) => n <= 1.15 * c }],
+    ['p99 latency µs', p99, us],
+    ['responses / s', rps, fmtRps],
+    ['server CPU µs / response', cpu, us],
+  ],
+);
+sideBySide(
+  'Events on one core',
+  '4 connections, each sending 1000 `{"cmd":"tick"}` events (data `null`) and then one `{"cmd":"ticks"}` ' +
+    'request, whose reply proves the events before it were handled; events / s counts only proven events.',
+  'events',
+  [
+    ['events / s', (r) => r.eps, fmtRps, { absolute: true, target: '≥ 2,000,000', ok: (n) => n >= 2e6 }],
+    ['server CPU µs / event', cpu, (v) => (v == null ? '—' : num(v, 3))],
+  ],
+);
+sideBySide(
+  'Payload: sum of 100,000 numbers',
+  '`{"cmd":"sum"}` of `[0, 1, …, 99999]` (588,891 bytes of JSON); 1 connection × 2 in flight. ' +
+    'MB/s = 10^6 bytes per second.',
+  'payload-sum',
+  [
+    [
+      'request payload MB / s',
+      (r) => r.payload_mb_per_s,
+      (v) => num(v, 1),
+      { target: '≥ 2× NestJS', ok: (n, j) => n >= 2 * j },
+    ],
+    ['wire MB / s, both directions', (r) => r.mb_per_s, (v) => num(v, 1)],
+    ['responses / s', rps, (v) => num(v, 1)],
+    ['server CPU µs / response', cpu, us],
+  ],
+);
+sideBySide(
+  'Payload: echo of a 1 MiB string',
+  '`{"cmd":"echo"}` of a 1,048,576-character ASCII string, sent back whole; 1 connection × 2 in flight.',
+  'payload-echo',
+  [
+    [
+      'request payload MB / s',
+      (r) => r.payload_mb_per_s,
+      (v) => num(v, 1),
+      { target: '≥ 2× NestJS', ok: (n, j) => n >= 2 * j },
+    ],
+    ['wire MB / s, both directions', (r) => r.mb_per_s, (v) => num(v, 1)],
+    ['responses / s', rps, (v) => num(v, 1)],
+    ['server CPU µs / response', cpu, us],
+  ],
+);
+sideBySide(
+  'Memory',
+  `VmRSS of the server one second after it started (idle), and the growth with ${args['idle-conns'] || 'N'} ` +
+    'idle connections open (connected, nothing sent), divided by their number. The anonymous part is the ' +
+    "process's own memory (heap, stacks); the rest of RSS is the pages of its executable and shared libraries.",
+  'memory',
+  [
+    [
+      'idle RSS MiB',
+      (r) => mib(r.idle_rss_kib),
+      (v) => num(v, 1),
+      { absolute: true, target: '≤ 4 MiB', ok: (n) => n <= 4 },
+    ],
+    ['idle RSS, anonymous part MiB', (r) => mib(r.idle_anon_kib), (v) => num(v, 2)],
+    [
+      'KiB per idle connection',
+      (r) => (r.rss_kib_with_conns - r.idle_rss_kib) / r.conns,
+      (v) => num(v, 2),
+      { absolute: true, target: '≤ 2 KiB', ok: (n) => n <= 2 },
+    ],
+  ],
+);
+
+// ---- client libraries -----------------------------------------------------------------------------------
+{
+  const cl = points.filter((p) => p.scenario === 'client');
+  if (cl.length) {
+    const rows = [
+      '| client | server | connections × in flight | responses / s | client CPU µs / response | server CPU µs / response |',
+      '| --- | --- | --- | ---: | ---: | ---: |',
+    ];
+    const groups = new Map();
+    for (const p of cl.filter((q) => q.result)) {
+      const k = [p.server, p.result.engine, p.result.connections, p.result.inflight].join('/');
+      groups.set(k, [...(groups.get(k) ?? []), p]);
+    }
+    for (const list of groups.values()) {
+      const p = median(list);
+      const r = p.result;
+      const who =
+        r.engine === 'nestjs'
+          ? 'NestJS ClientProxy (`nest-client.mjs`)'
+          : 'nestc client library (`nestc bench --engine client`)';
+      rows.push(
+        `| ${who} | ${NAMES[p.server]} | ${r.connections} × ${r.inflight} | ${num(r.rps)} | ` +
+          `${us(r.client_cpu_us_per_resp)} | ${us(r.server_cpu_us_per_resp)} |`,
+      );
+    }
+    const failed = cl.filter((q) => !q.result).length;
+    if (failed) rows.push(`| ${failed} run(s) failed: see the raw results | | | | | |`);
+    const best = (engine) =>
+      Math.max(
+        0,
+        ...[...groups.values()]
+          .map(median)
+          .filter((p) => (p.result.engine === 'nestjs') === (engine === 'nestjs'))
+          .map((p) => p.result.rps),
+      );
+    const nc = best('client');
+    const nj = best('nestjs');
+    rows.push('');
+    rows.push(`| target | nestc client | NestJS client | nestc / NestJS | result |`);
+    rows.push('| --- | ---: | ---: | ---: | --- |');
+    const ok = nc ? nc >= 1e6 : null;
+    rows.push(
+      `| one client process drives ≥ 1,000,000 responses / s (best run) | ${num(nc)} | ${num(nj)} | ${x(ratio(nc, nj))} | ${verdict(ok)} |`,
+    );
+    summary.push(['Client: one nestc client process ≥ 1,000,000 responses / s', num(nc), verdict(ok)]);
+    sections.push(
+      '### Client libraries\n\nOne client process on core 1 against a server on core 0, `{"cmd":"sum"}` of `[1,2,3]`. ' +
+        'Against the ceiling the server is not the limit, so the client shows its own.\n\n' +
+        rows.join('\n') +
+        '\n',
+    );
+  }
+}
+
+// ---- workers --------------------------------------------------------------------------------------------
+{
+  const wp = points.filter((p) => p.scenario === 'workers');
+  if (wp.length) {
+    // One row per (load, workers): the median run of each.
+    const groups = new Map();
+    for (const p of wp.filter((q) => q.result)) {
+      const k = `${p.result.connections} × ${p.result.inflight}`;
+      if (!groups.has(k)) groups.set(k, new Map());
+      const g = groups.get(k);
+      g.set(p.workers, [...(g.get(p.workers) ?? []), p]);
+    }
+    const rows = [
+      '| load (connections × in flight) | workers | server threads | responses / s | server CPU µs / response | CPU / response vs 1 worker | p50 µs | p99 µs |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ];
+    const checks = [];
+    for (const [load, g] of groups) {
+      const byN = [...g.keys()].sort((a, b) => a - b).map((n) => median(g.get(n)));
+      const one = byN.find((p) => p.workers === 1);
+      for (const p of byN) {
+        const r = p.result;
+        const growth = one ? ratio(r.server_cpu_us_per_resp, one.result.server_cpu_us_per_resp) : null;
+        rows.push(
+          `| ${load} | ${p.workers} | ${p.threads ?? '—'} | ${num(r.rps)} | ${us(r.server_cpu_us_per_resp)} | ${x(growth)} | ` +
+            `${us(r.p50_us)} | ${us(r.p99_us)} |`,
+        );
+        if (one && p !== one) checks.push({ load, p, one, growth });
+      }
+    }
+    const failed = wp.filter((q) => !q.result).length;
+    if (failed)
+      rows.push(
+        `| ${failed} run(s) failed (a server that did not start, or a failed run): see the raw results | | | | | | | |`,
+      );
+    // Flat: with more workers each response costs at most 20 % more CPU, under every load. Without more
+    // threads than with one worker, --workers did nothing and there is nothing to judge.
+    let ok = checks.length ? true : null;
+    let note = '';
+    let worst = null;
+    for (const c of checks) {
+      if (!(c.p.threads > c.one.threads)) {
+        ok = null;
+        note = ' (no more server threads with more workers: `--workers` not in effect)';
+        break;
+      }
+      worst = Math.max(worst ?? 0, c.growth);
+      if (!(c.growth <= 1.2)) ok = false;
+    }
+    rows.push('');
+    rows.push(
+      `Target: CPU per response flat as workers grow (≤ 1.2× the 1-worker figure under each load): ${verdict(ok)}${note}`,
+    );
+    summary.push(['Workers: CPU / response flat as workers grow (≤ 1.2× of 1 worker)', x(worst), verdict(ok)]);
+    sections.push(
+      '### Several cores: `nestc-server --workers N`\n\n`{"cmd":"sum"}` of `[1,2,3]`, under many connections (a wake-up ' +
+        "and two system calls per request dominate) and under a few pipelined ones (the library's own work dominates). " +
+        'The server and the load generator share cores 0–1, so responses / s cannot grow much; CPU per response ' +
+        'is the figure.\n\n' +
+        rows.join('\n') +
+        '\n',
+    );
+  }
+}
+
+// ---- machine ---------------------------------------------------------------------------------------------
+const sh = (cmd, argv) => {
+  try {
+    return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return '?';
+  }
+};
+const cpuModel =
+  (readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m) ?? [])[1] ?? os.cpus()[0]?.model;
+const pkgVersion = (name) => {
+  try {
+    return JSON.parse(readFileSync(join(here, 'node_modules', name, 'package.json'), 'utf8')).version;
+  } catch {
+    return '?';
+  }
+};
+const cc = args.build ? sh('sed', ['-n', 's/^CMAKE_C_COMPILER:[A-Z]*=//p', join(args.build, 'CMakeCache.txt')]) : 'cc';
+const machine = [
+  `- CPU: ${cpuModel}, ${os.cpus().length} cores; ${num(os.totalmem() / 2 ** 30, 1)} GiB RAM`,
+  `- kernel: ${os.type()} ${os.release()} (${os.arch()})`,
+  `- compiler: ${sh(cc || 'cc', ['--version']).split('\n')[0]}, Release build (-O3)`,
+  `- Node.js ${process.version}; @nestjs/microservices ${pkgVersion('@nestjs/microservices')}, ` +
+    `@nestjs/core ${pkgVersion('@nestjs/core')}, rxjs ${pkgVersion('rxjs')}`,
+  `- nestc ${sh('git', ['-C', here, 'describe', '--always', '--dirty'])}; libuv ${sh('pkg-config', ['--modversion', 'libuv'])}, ` +
+    `jansson ${sh('pkg-config', ['--modversion', 'jansson'])}`,
+  `- other CPU use just before the run: ${machineInfo.busy_pct_before ?? '?'} % of all cores (load average ${machineInfo.loadavg_before ?? '?'})`,
+  `- date: ${machineInfo.date ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
+  `- each point: ${args.warmup} s warm-up, then ${args.duration} s counted; load generator \`nestc bench\` (raw engine unless stated)`,
+];
+
+const md = `# nestc vs NestJS: benchmark results
+
+Written by \`bench/run.sh\` (see README.md for what is measured and how). Every figure below comes from one run
+on this machine: each server alone on core 0 (\`taskset -c 0\`), the load generator alone on core 1
+(\`taskset -c 1\`), the same load generator for all three servers. **ceiling** is a bare epoll server that frames
+the requests and answers a canned reply (\`bench/ceiling.c\`): no server can do less. **nestc** is
+\`bench/nestc-server.c\` (the public API); **NestJS** is \`bench/nest-server.mjs\` (NestJS's own TCP transport).
+Ratios are nestc divided by the other; for CPU and latency lower is better.${
+  machineInfo.repeat > 1 ? ` Each point was measured ${machineInfo.repeat} times; the tables show the median run.` : ''
+}${
+  machineInfo.busy_pct_before >= 10
+    ? `\n\n**Warning:** the machine was ${machineInfo.busy_pct_before} % busy with other work just before the run ` +
+      `(load average ${machineInfo.loadavg_before}); the figures may be disturbed.`
+    : ''
+}${
+  noisy.length
+    ? `\n\n**Warning:** ${noisy.length} point(s) started while the machine was busy with other work (\`busy_pct_before\` ` +
+      'in the raw results); their figures are disturbed.'
+    : ''
+}${exits
+  .map(
+    (p) =>
+      `\n\n**Warning:** the ${NAMES[p.server] ?? p.server} server exited during the run with status ` +
+      `${p.result.status}${signalName(p.result.status)} (log: \`bench/out/${p.result.log}\`); it was started again ` +
+      'for the points after it, and the point it died in shows failed requests.',
+  )
+  .join('')}
+
+## Summary
+
+| target | nestc | result |
+| --- | ---: | --- |
+${summary.map((r) => `| ${r.join(' | ')} |`).join('\n')}
+
+## Scenarios
+
+${sections.join('\n')}
+## Machine
+
+${machine.join('\n')}
+
+## Raw results
+
+One line per point (\`results.json\`): \`result\` is the \`nestc bench\` or \`nest-client.mjs\` JSON line (null when the
+run failed); beside it the server's thread count at the end of the point, the run number, how busy the cores were
+just before it (%), and where they apply the payload size in bytes and the number of workers.
+
+\`\`\`
+${lines.join('\n')}
+\`\`\`
+`;
+writeFileSync(args.out, md);
