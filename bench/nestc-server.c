@@ -5,8 +5,9 @@
  *
  * Prints "listening on port N" once it accepts connections; SIGINT/SIGTERM close it gracefully.
  *
- *   {"cmd":"sum"}    array of numbers → their sum (JavaScript number semantics)
- *   {"cmd":"echo"}   anything → the same value
+ *   {"cmd":"sum"}    array of numbers → their sum (JavaScript number semantics), read without a DOM
+ *   {"cmd":"echo"}   anything → the same value, as text
+ *   {"cmd":"sumDom"}, {"cmd":"echoDom"}   the same two with jansson values
  *   {"cmd":"tick"}   event: increments a counter
  *   {"cmd":"ticks"}  → the counter
  */
@@ -22,7 +23,45 @@ static atomic_llong ticks;
 
 /* JavaScript addition: every number is a double. Integral sums within the exactly representable range
  * go back as integers so that they print as NestJS prints them ("6", not "6.0"). */
-static json_t *sum_of(const json_t *data) {
+static json_t *js_sum_value(double s, int all_int) {
+    if (all_int && s >= -9007199254740992.0 && s <= 9007199254740992.0) return json_integer((json_int_t)s);
+    return json_real(s);
+}
+
+/* {"cmd":"sum"}: the payload read as text with the pull reader, no jansson value built (the way the README
+ * recommends reading large payloads). */
+static void on_sum(nc_request *req, const nc_msg *msg, void *user) {
+    (void)user;
+    size_t n;
+    const char *text = nc_msg_data_json(msg, &n);
+    nc_json_reader r;
+    nc_json_reader_init(&r, text, n);
+    double s = 0;
+    int depth = 0;
+    for (nc_json_tok t; (t = nc_json_next(&r)) != NC_JSON_END && t != NC_JSON_ERROR;) {
+        if (t == NC_JSON_NUMBER && depth == 1)
+            s += r.number;
+        else if (t == NC_JSON_ARRAY_BEGIN || t == NC_JSON_OBJECT_BEGIN)
+            depth++;
+        else if (t == NC_JSON_ARRAY_END || t == NC_JSON_OBJECT_END)
+            depth--;
+    }
+    nc_reply(req, json_real(s)); /* the writer prints integral doubles as JavaScript does: 6, not 6.0 */
+}
+
+/* {"cmd":"echo"}: the payload text straight back. */
+static void on_echo(nc_request *req, const nc_msg *msg, void *user) {
+    (void)user;
+    size_t n;
+    const char *text = nc_msg_data_json(msg, &n);
+    nc_reply_json(req, text, n);
+}
+
+/* {"cmd":"sumDom"} and {"cmd":"echoDom"}: the same with jansson values (nc_msg_data), the plainest way to
+ * write a handler; bench/run.sh measures both styles. */
+static void on_sum_dom(nc_request *req, const nc_msg *msg, void *user) {
+    (void)user;
+    const json_t *data = nc_msg_data(msg);
     double s = 0;
     int all_int = 1;
     size_t i;
@@ -33,16 +72,10 @@ static json_t *sum_of(const json_t *data) {
             if (!json_is_integer(v)) all_int = 0;
         }
     }
-    if (all_int && s >= -9007199254740992.0 && s <= 9007199254740992.0) return json_integer((json_int_t)s);
-    return json_real(s);
+    nc_reply(req, js_sum_value(s, all_int));
 }
 
-static void on_sum(nc_request *req, const nc_msg *msg, void *user) {
-    (void)user;
-    nc_reply(req, sum_of(nc_msg_data(msg)));
-}
-
-static void on_echo(nc_request *req, const nc_msg *msg, void *user) {
+static void on_echo_dom(nc_request *req, const nc_msg *msg, void *user) {
     (void)user;
     nc_reply(req, json_incref(nc_msg_data(msg)));
 }
@@ -94,6 +127,8 @@ int main(int argc, char **argv) {
     }
     if ((rc = nc_server_message(srv, "{\"cmd\":\"sum\"}", on_sum, NULL)) ||
         (rc = nc_server_message(srv, "{\"cmd\":\"echo\"}", on_echo, NULL)) ||
+        (rc = nc_server_message(srv, "{\"cmd\":\"sumDom\"}", on_sum_dom, NULL)) ||
+        (rc = nc_server_message(srv, "{\"cmd\":\"echoDom\"}", on_echo_dom, NULL)) ||
         (rc = nc_server_event(srv, "{\"cmd\":\"tick\"}", on_tick, NULL)) ||
         (rc = nc_server_message(srv, "{\"cmd\":\"ticks\"}", on_ticks, NULL)) ||
         (rc = nc_server_handle_signals(srv)) || (rc = nc_server_listen(srv))) {

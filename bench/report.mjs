@@ -190,6 +190,39 @@ sideBySide(
   ],
 );
 
+// ---- nestc handlers written with jansson values ------------------------------------------------------
+{
+  const rows = [
+    '| scenario | metric | nestc, payload as text | nestc, jansson values | NestJS | jansson values / NestJS |',
+    '| --- | --- | ---: | ---: | ---: | ---: |',
+  ];
+  const dom = [
+    ['1 × 100 `sum` of `[1,2,3]`', 'throughput', 'dom-throughput', 'server CPU µs / response', cpu, us],
+    ['1 × 100 `sum` of `[1,2,3]`', 'throughput', 'dom-throughput', 'responses / s', rps, fmtRps],
+    ['sum of 100,000 numbers', 'payload-sum', 'dom-payload-sum', 'request payload MB / s', (r) => r.payload_mb_per_s, (v) => num(v, 1)],
+    ['echo of 1 MiB', 'payload-echo', 'dom-payload-echo', 'request payload MB / s', (r) => r.payload_mb_per_s, (v) => num(v, 1)],
+  ];
+  let any = false;
+  for (const [label, base, sc, metric, select, fmt] of dom) {
+    const d = get(sc, 'nestc');
+    if (!d) continue;
+    any = true;
+    const t = get(base, 'nestc'), j = get(base, 'nestjs');
+    const dv = select(d), tv = t ? select(t) : null, jv = j ? select(j) : null;
+    rows.push(`| ${label} | ${metric} | ${fmt(tv)} | ${fmt(dv)} | ${fmt(jv)} | ${x(ratio(dv, jv))} |`);
+  }
+  if (any)
+    sections.push(
+      '### nestc handlers written with jansson values\n\n' +
+        'The nestc figures above come from handlers that read the payload as text (`nc_msg_data_json` with the ' +
+        '`nc_json_reader` pull reader, `nc_reply_json` for the echo). Here the same service written the plainest ' +
+        'way, with jansson values (`nc_msg_data`, one allocation per JSON element), against the same NestJS ' +
+        'figures.\n\n' +
+        rows.join('\n') +
+        '\n',
+    );
+}
+
 // ---- client libraries -----------------------------------------------------------------------------------
 {
   const cl = points.filter((p) => p.scenario === 'client');

@@ -4,7 +4,7 @@
 #   bench/run.sh [--quick] [--only LIST] [--servers LIST] [--duration S] [--warmup S] [--repeat N] [--conns N]
 #
 #   --quick          a short smoke run (1 s per point, 1000 idle connections)
-#   --only LIST      comma-separated scenarios: memory,throughput,conns,latency,events,payload,client,workers
+#   --only LIST      comma-separated scenarios: memory,throughput,conns,latency,events,payload,dom,client,workers
 #   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs
 #   --duration S     counting window per point (default 5); --warmup S before it (default 1)
 #   --repeat N       measure every point N times; the report shows the median run (default 1)
@@ -28,7 +28,7 @@ warmup=1
 warm_s=3
 repeat=1
 idle_conns=
-scenarios=memory,throughput,conns,latency,events,payload,client,workers
+scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers
 servers=ceiling,nestc,nestjs
 partial=0
 while (($#)); do
@@ -259,7 +259,7 @@ echo "bench: the machine is ${busy}% busy before the run (load average $(cut -d'
 record machine - "{\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"busy_pct_before\":$busy,\"loadavg_before\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"repeat\":$repeat}"
 
 # ---- the side-by-side scenarios: each server alone on core 0, the load generator on core 1 -----------
-side_by_side='memory throughput conns latency events payload'
+side_by_side='memory throughput conns latency events payload dom'
 for server in ceiling nestc nestjs; do
   has "$servers" "$server" || continue
   wanted=0
@@ -283,6 +283,15 @@ for server in ceiling nestc nestjs; do
     point payload-sum "$server" 1 '{"cmd":"sum"}' --data-file numbers-100k.json --connections 1 --inflight 2
     point_extra=",\"payload_bytes\":$(stat -c %s string-1mb.json)"
     point payload-echo "$server" 1 '{"cmd":"echo"}' --data-file string-1mb.json --connections 1 --inflight 2
+    point_extra=''
+  fi
+  if [[ $server == nestc ]] && has "$scenarios" dom; then
+    # The same with nestc handlers written with jansson values (nc_msg_data) instead of payload text.
+    point dom-throughput "$server" 1 '{"cmd":"sumDom"}' '[1,2,3]' --connections 1 --inflight 100
+    point_extra=",\"payload_bytes\":$(stat -c %s numbers-100k.json)"
+    point dom-payload-sum "$server" 1 '{"cmd":"sumDom"}' --data-file numbers-100k.json --connections 1 --inflight 2
+    point_extra=",\"payload_bytes\":$(stat -c %s string-1mb.json)"
+    point dom-payload-echo "$server" 1 '{"cmd":"echoDom"}' --data-file string-1mb.json --connections 1 --inflight 2
     point_extra=''
   fi
   stop_server

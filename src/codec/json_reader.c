@@ -1,6 +1,7 @@
 /* The public pull reader (nestc/json_reader.h). */
 #include "nestc/json_reader.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,18 @@ static nc_json_tok literal(nc_json_reader *r, const char *lit, size_t n, nc_json
 
 static nc_json_tok number(nc_json_reader *r) {
     const char *s = r->p, *q = s;
+    {
+        /* the common case first: an integer of at most 15 digits, accumulated as an integer */
+        const char *d = q + (*q == '-');
+        uint64_t v = 0;
+        const char *e = d;
+        while (e < r->end && (unsigned)(*e - '0') < 10) v = v * 10 + (uint64_t)(*e++ - '0');
+        if (e > d && e - d <= 15 && (e == r->end || (*e != '.' && *e != 'e' && *e != 'E'))) {
+            r->number = *q == '-' ? -(double)v : (double)v;
+            r->p = e;
+            return NC_JSON_NUMBER;
+        }
+    }
     int simple = 1; /* an integer of at most 15 digits: exact in a double, converted by hand */
     if (q < r->end && *q == '-') q++;
     const char *digits = q;

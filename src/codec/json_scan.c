@@ -166,12 +166,17 @@ static int scan_array(scanner *s, int depth) {
         return NC_SCAN_OK;
     }
     for (;;) {
-        if (scan_value(s, depth + 1)) return NC_SCAN_SLOW;
-        skip_ws(s, 1);
+        /* numbers are the usual array elements: straight to them */
+        if (s->p >= s->end) return NC_SCAN_SLOW;
+        unsigned c = *s->p;
+        int num = (c - '0' < 10 || c == '-') && depth < NC_SCAN_MAX_DEPTH; /* same depth rule as scan_value */
+        if (num ? scan_number(s) : scan_value(s, depth + 1)) return NC_SCAN_SLOW;
+        if (s->p < s->end && is_ws(*s->p)) skip_ws(s, 1);
         if (s->p >= s->end) return NC_SCAN_SLOW;
         if (*s->p == ',') {
             s->p++;
-            skip_ws(s, 1);
+            if (s->p < s->end && is_ws(*s->p)) skip_ws(s, 1);
+            if (s->p >= s->end) return NC_SCAN_SLOW;
             continue;
         }
         if (*s->p != ']') return NC_SCAN_SLOW;
