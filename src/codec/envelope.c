@@ -11,11 +11,16 @@ int nc_json_truthy(const json_t *v) {
     if (!v) return 0;
     switch (json_typeof(v)) {
     case JSON_NULL:
-    case JSON_FALSE: return 0;
-    case JSON_STRING: return json_string_length(v) > 0;
-    case JSON_INTEGER: return json_integer_value(v) != 0;
-    case JSON_REAL: return json_real_value(v) != 0.0;
-    default: return 1;
+    case JSON_FALSE:
+        return 0;
+    case JSON_STRING:
+        return json_string_length(v) > 0;
+    case JSON_INTEGER:
+        return json_integer_value(v) != 0;
+    case JSON_REAL:
+        return json_real_value(v) != 0.0;
+    default:
+        return 1;
     }
 }
 

@@ -19,7 +19,9 @@ static int hex4(const char *p) {
     int v = 0;
     for (int i = 0; i < 4; i++) {
         unsigned c = (unsigned char)p[i];
-        int h = c >= '0' && c <= '9' ? (int)(c - '0') : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (int)((c | 0x20) - 'a' + 10) : -1;
+        int h = c >= '0' && c <= '9'                     ? (int)(c - '0')
+                : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (int)((c | 0x20) - 'a' + 10)
+                                                         : -1;
         if (h < 0) return -1;
         v = v * 16 + h;
     }
@@ -56,11 +58,21 @@ static int string_tok(builder *b, const char **s, size_t *n) {
         char e = r[1];
         r += 2;
         switch (e) {
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
+        case 'b':
+            *o++ = '\b';
+            break;
+        case 'f':
+            *o++ = '\f';
+            break;
+        case 'n':
+            *o++ = '\n';
+            break;
+        case 'r':
+            *o++ = '\r';
+            break;
+        case 't':
+            *o++ = '\t';
+            break;
         case 'u': {
             /* the scanner let through only BMP code points outside the surrogates and not 0 */
             int v = hex4(r);
@@ -78,7 +90,9 @@ static int string_tok(builder *b, const char **s, size_t *n) {
             }
             break;
         }
-        default: *o++ = e; break; /* " \ / */
+        default:
+            *o++ = e;
+            break; /* " \ / */
         }
     }
     *s = b->tmp;
@@ -186,18 +200,27 @@ static json_t *object(builder *b, int depth) {
 static json_t *value(builder *b, int depth) {
     if (b->p >= b->end || depth > 100000) return NULL;
     switch (*b->p) {
-    case '{': return object(b, depth);
-    case '[': return array(b, depth);
+    case '{':
+        return object(b, depth);
+    case '[':
+        return array(b, depth);
     case '"': {
         const char *s;
         size_t n;
         if (string_tok(b, &s, &n)) return NULL;
         return json_stringn_nocheck(s, n); /* UTF-8 was validated before scanning */
     }
-    case 't': b->p += 4; return json_true();
-    case 'f': b->p += 5; return json_false();
-    case 'n': b->p += 4; return json_null();
-    default: return number(b);
+    case 't':
+        b->p += 4;
+        return json_true();
+    case 'f':
+        b->p += 5;
+        return json_false();
+    case 'n':
+        b->p += 4;
+        return json_null();
+    default:
+        return number(b);
     }
 }
 

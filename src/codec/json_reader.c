@@ -39,8 +39,8 @@ static nc_json_tok number(nc_json_reader *r) {
     int simple = 1; /* an integer of at most 15 digits: exact in a double, converted by hand */
     if (q < r->end && *q == '-') q++;
     const char *digits = q;
-    while (q < r->end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' ||
-                          *q == '-')) {
+    while (q < r->end &&
+           ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-')) {
         if (!(*q >= '0' && *q <= '9')) simple = 0;
         q++;
     }
@@ -92,19 +92,32 @@ static nc_json_tok string(nc_json_reader *r, nc_json_tok t) {
 
 nc_json_tok nc_json_next(nc_json_reader *r) {
     if (r->error) return NC_JSON_ERROR;
-    while (r->p < r->end &&
-           (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t' || *r->p == ','))
+    if (r->p < r->end && *r->p == ',') r->p++; /* the usual separator first, then any whitespace */
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t' || *r->p == ','))
         r->p++;
     if (r->p >= r->end) return NC_JSON_END;
     switch (*r->p) {
-    case '[': r->p++; return NC_JSON_ARRAY_BEGIN;
-    case ']': r->p++; return NC_JSON_ARRAY_END;
-    case '{': r->p++; return NC_JSON_OBJECT_BEGIN;
-    case '}': r->p++; return NC_JSON_OBJECT_END;
-    case '"': return string(r, NC_JSON_STRING);
-    case 'n': return literal(r, "null", 4, NC_JSON_NULL);
-    case 't': return literal(r, "true", 4, NC_JSON_TRUE);
-    case 'f': return literal(r, "false", 5, NC_JSON_FALSE);
-    default: return number(r);
+    case '[':
+        r->p++;
+        return NC_JSON_ARRAY_BEGIN;
+    case ']':
+        r->p++;
+        return NC_JSON_ARRAY_END;
+    case '{':
+        r->p++;
+        return NC_JSON_OBJECT_BEGIN;
+    case '}':
+        r->p++;
+        return NC_JSON_OBJECT_END;
+    case '"':
+        return string(r, NC_JSON_STRING);
+    case 'n':
+        return literal(r, "null", 4, NC_JSON_NULL);
+    case 't':
+        return literal(r, "true", 4, NC_JSON_TRUE);
+    case 'f':
+        return literal(r, "false", 5, NC_JSON_FALSE);
+    default:
+        return number(r);
     }
 }

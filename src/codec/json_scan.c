@@ -75,7 +75,9 @@ static int scan_string(scanner *s) {
         case 'f':
         case 'n':
         case 'r':
-        case 't': p += 2; break;
+        case 't':
+            p += 2;
+            break;
         case 'u': {
             if (end - p < 6) return NC_SCAN_SLOW;
             int v = 0;
@@ -89,7 +91,8 @@ static int scan_string(scanner *s) {
             p += 6;
             break;
         }
-        default: return NC_SCAN_SLOW;
+        default:
+            return NC_SCAN_SLOW;
         }
     }
 }
@@ -170,7 +173,17 @@ static int scan_array(scanner *s, int depth) {
         if (s->p >= s->end) return NC_SCAN_SLOW;
         unsigned c = *s->p;
         int num = (c - '0' < 10 || c == '-') && depth < NC_SCAN_MAX_DEPTH; /* same depth rule as scan_value */
+        if (num && c - '1' < 9) {
+            /* a plain integer ended by ',' or ']': the common element of a numeric array */
+            const unsigned char *q = s->p + 1, *lim = s->end - s->p > 15 ? s->p + 15 : s->end;
+            while (q < lim && (unsigned)(*q - '0') < 10u) q++;
+            if (q < s->end && (*q == ',' || *q == ']')) {
+                s->p = q;
+                goto separator;
+            }
+        }
         if (num ? scan_number(s) : scan_value(s, depth + 1)) return NC_SCAN_SLOW;
+    separator:
         if (s->p < s->end && is_ws(*s->p)) skip_ws(s, 1);
         if (s->p >= s->end) return NC_SCAN_SLOW;
         if (*s->p == ',') {
@@ -188,13 +201,20 @@ static int scan_array(scanner *s, int depth) {
 static int scan_value(scanner *s, int depth) {
     if (s->p >= s->end || depth > NC_SCAN_MAX_DEPTH) return NC_SCAN_SLOW;
     switch (*s->p) {
-    case '"': return scan_string(s);
-    case '{': return scan_object(s, depth);
-    case '[': return scan_array(s, depth);
-    case 't': return scan_lit(s, "true", 4);
-    case 'f': return scan_lit(s, "false", 5);
-    case 'n': return scan_lit(s, "null", 4);
-    default: return scan_number(s);
+    case '"':
+        return scan_string(s);
+    case '{':
+        return scan_object(s, depth);
+    case '[':
+        return scan_array(s, depth);
+    case 't':
+        return scan_lit(s, "true", 4);
+    case 'f':
+        return scan_lit(s, "false", 5);
+    case 'n':
+        return scan_lit(s, "null", 4);
+    default:
+        return scan_number(s);
     }
 }
 
@@ -295,8 +315,10 @@ int nc_span_truthy(const nc_span *s) {
     if (!s->p || !s->len) return 0;
     switch (s->p[0]) {
     case 'f':
-    case 'n': return 0;
-    case '"': return s->len > 2;
+    case 'n':
+        return 0;
+    case '"':
+        return s->len > 2;
     case '-':
     case '0':
     case '1':
@@ -312,6 +334,7 @@ int nc_span_truthy(const nc_span *s) {
         for (size_t i = 0; i < s->len; i++)
             if (s->p[i] >= '1' && s->p[i] <= '9') return 1;
         return 0;
-    default: return 1; /* true, objects, arrays */
+    default:
+        return 1; /* true, objects, arrays */
     }
 }

@@ -388,9 +388,12 @@ static nc_call *call_by_id(nc_client *c, const char *id, size_t len) {
 static json_t *span_value(const nc_span *sp) {
     const char *p = sp->p;
     switch (p[0]) {
-    case 't': return json_true();
-    case 'f': return json_false();
-    case 'n': return json_null();
+    case 't':
+        return json_true();
+    case 'f':
+        return json_false();
+    case 'n':
+        return json_null();
     case '"':
         if (!(sp->flags & NC_SPAN_ESC)) return json_stringn(p + 1, sp->len - 2);
         break;
@@ -430,7 +433,8 @@ static int on_body_scan(nc_client *c, const char *body, size_t len) {
     nc_reply_env e;
     if (nc_reply_env_scan(body, len, &e) != NC_SCAN_OK || e.other_keys || e.nkeys == 0) return -1;
     nc_call *k = NULL;
-    if (e.id.p && e.id.p[0] == '"' && !(e.id.flags & NC_SPAN_ESC)) k = call_by_id(c, e.id.p + 1, e.id.len - 2);
+    if (e.id.p && e.id.p[0] == '"' && !(e.id.flags & NC_SPAN_ESC))
+        k = call_by_id(c, e.id.p + 1, e.id.len - 2);
     if (!k) {
         unknown_id(c);
         return 0;
@@ -455,7 +459,8 @@ int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, si
     }
     nc_response r;
     nc_envelope_read_response(root, &r);
-    nc_call *k = json_is_string(r.id) ? call_by_id(c, json_string_value(r.id), json_string_length(r.id)) : NULL;
+    nc_call *k =
+        json_is_string(r.id) ? call_by_id(c, json_string_value(r.id), json_string_length(r.id)) : NULL;
     if (!k)
         unknown_id(c);
     else
@@ -606,7 +611,8 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         k->serial = ++c->next_serial;
         write_id(k->id, c->id_prefix, k->serial);
     }
-    int r = encode(c, pi, is_event, data ? data : json_null(), o ? o->metadata : NULL, is_event ? NULL : k->id);
+    int r =
+        encode(c, pi, is_event, data ? data : json_null(), o ? o->metadata : NULL, is_event ? NULL : k->id);
     if (r) {
         call_free(k);
         return r;

@@ -269,7 +269,7 @@ static int scan_dispatch(nc_server *s, const nc_env *env, const nc_inbound *in) 
     if (!pi) return NC_ENOMEM;
     nc_route_entry *e = pi->entry;
     int r = env->id.p == NULL && !(e && !e->nevents && e->req_fn) ? scan_event(s, env, pi, in)
-                                                                   : scan_request(s, env, pi, in);
+                                                                  : scan_request(s, env, pi, in);
     if (pi == &tmp) info_free(&tmp);
     return r;
 }

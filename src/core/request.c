@@ -182,7 +182,8 @@ int nc_reply_json(nc_request *r, const char *json, size_t len) {
     }
     if (r->has_held) take_held(r, 0);
     if (!r->discard && r->peer && !r->peer_dead) {
-        nc_reply_pkt pkt = {.disposed = 1, .id = r->id, .id_len = r->id_len, .response = json, .response_len = len};
+        nc_reply_pkt pkt = {
+            .disposed = 1, .id = r->id, .id_len = r->id_len, .response = json, .response_len = len};
         if (r->pops->reply(r->peer, &pkt)) r->peer_dead = 1;
     }
     finish(r);

@@ -44,11 +44,11 @@ typedef struct nc_route_entry {
  * scanned once, values stay text and become jansson values only when a handler asks) and the DOM path
  * (codecs, foreign messages, anything unusual: the packet is decoded with jansson). */
 struct nc_msg {
-    json_t *root;          /* DOM path: the decoded packet (owned); NULL on the scan path */
-    json_t *data;          /* DOM: borrowed from root; scan: built on first use (owned) */
-    json_t *metadata;      /* DOM: borrowed from root; scan: built on first use (owned) */
-    json_t *headers;       /* owned reference */
-    const char *route;     /* NUL-terminated; in `arena`, in the route cache (events), or own_route */
+    json_t *root;      /* DOM path: the decoded packet (owned); NULL on the scan path */
+    json_t *data;      /* DOM: borrowed from root; scan: built on first use (owned) */
+    json_t *metadata;  /* DOM: borrowed from root; scan: built on first use (owned) */
+    json_t *headers;   /* owned reference */
+    const char *route; /* NUL-terminated; in `arena`, in the route cache (events), or own_route */
     const char *pattern_text;
     char *channel;
     const char *transport;
@@ -96,12 +96,12 @@ struct nc_server {
     const nc_server_transport *tp;
     void *tps;
     nc_map routes;
-    nc_map route_cache;     /* raw pattern text -> nc_pattern_info (dispatch.c) */
-    int route_cache_stale;  /* a handler was added: drop the cache before the next lookup */
-    void *last_pi;          /* the cache entry of the last pattern looked up, and its key */
+    nc_map route_cache;    /* raw pattern text -> nc_pattern_info (dispatch.c) */
+    int route_cache_stale; /* a handler was added: drop the cache before the next lookup */
+    void *last_pi;         /* the cache entry of the last pattern looked up, and its key */
     char last_key[64];
     size_t last_klen;
-    nc_request *req_pool;   /* finished requests kept for reuse */
+    nc_request *req_pool; /* finished requests kept for reuse */
     size_t npool;
     nc_request *inflight; /* list of unfinished requests */
     size_t ninflight;

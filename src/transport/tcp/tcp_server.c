@@ -176,7 +176,8 @@ static int do_listen(tcp_server *t) {
         uv_os_fd_t fd;
         int one = 1;
         r = uv_fileno((uv_handle_t *)&t->listener, &fd);
-        if (!r && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) r = uv_translate_sys_error(errno);
+        if (!r && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one))
+            r = uv_translate_sys_error(errno);
     }
     if (!r) r = uv_tcp_bind(&t->listener, res->ai_addr, 0);
     freeaddrinfo(res);
