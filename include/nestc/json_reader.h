@@ -25,14 +25,14 @@ extern "C" {
 #endif
 
 typedef enum nc_json_tok {
-    NC_JSON_END = 0,      /* the text is exhausted */
-    NC_JSON_ERROR,        /* malformed text; the reader stays in this state */
+    NC_JSON_END = 0, /* the text is exhausted */
+    NC_JSON_ERROR,   /* malformed text; the reader stays in this state */
     NC_JSON_NULL,
     NC_JSON_TRUE,
     NC_JSON_FALSE,
-    NC_JSON_NUMBER,       /* `number` holds it as a double (JavaScript's number) */
-    NC_JSON_STRING,       /* `text`/`len`: the string's raw contents, escapes not decoded */
-    NC_JSON_KEY,          /* an object key, as a string */
+    NC_JSON_NUMBER, /* `number` holds it as a double (JavaScript's number) */
+    NC_JSON_STRING, /* `text`/`len`: the string's raw contents, escapes not decoded */
+    NC_JSON_KEY,    /* an object key, as a string */
     NC_JSON_ARRAY_BEGIN,
     NC_JSON_ARRAY_END,
     NC_JSON_OBJECT_BEGIN,

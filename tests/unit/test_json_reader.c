@@ -39,10 +39,18 @@ static void test_tokens(void **st) {
 }
 
 static void test_numbers(void **st) {
-    const char *cases[] = {"0", "-0", "42", "-17", "3.25", "1e3", "-2.5E-3", "123456789012345", "9007199254740993",
+    const char *cases[] = {"0",
+                           "-0",
+                           "42",
+                           "-17",
+                           "3.25",
+                           "1e3",
+                           "-2.5E-3",
+                           "123456789012345",
+                           "9007199254740993",
                            "1.7976931348623157e308"};
-    double want[] = {0, -0.0, 42, -17, 3.25, 1000, -0.0025, 123456789012345.0, 9007199254740992.0,
-                     1.7976931348623157e308};
+    double want[] = {
+        0, -0.0, 42, -17, 3.25, 1000, -0.0025, 123456789012345.0, 9007199254740992.0, 1.7976931348623157e308};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         nc_json_reader r;
         nc_json_reader_init(&r, cases[i], strlen(cases[i]));
@@ -125,7 +133,7 @@ static void test_malformed(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokens),   cmocka_unit_test(test_numbers),   cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_tokens),    cmocka_unit_test(test_numbers),   cmocka_unit_test(test_strings),
         cmocka_unit_test(test_sum_large), cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -112,7 +112,7 @@ static void h_context(nc_request *req, const nc_msg *m, void *u) {
 
 /* ---- events -------------------------------------------------------------------------------------- */
 
-static json_t *events_seen; /* route → {"count": n, "payloads": [...]} */
+static json_t *events_seen;    /* route → {"count": n, "payloads": [...]} */
 static uv_mutex_t events_lock; /* with --workers, event handlers run on several threads */
 
 static json_t *event_slot(const char *route) {
@@ -189,7 +189,9 @@ static void usage(FILE *f) {
 }
 
 /* command line: not given → the default (0 in the API), 0 → off, n → n */
-static long long cli_limit(long long v) { return v == -2 ? 0 : v == 0 ? NC_LIMIT_OFF : v; }
+static long long cli_limit(long long v) {
+    return v == -2 ? 0 : v == 0 ? NC_LIMIT_OFF : v;
+}
 
 static void on_status(void *user, const char *status, int err) {
     nc_server *s = user;
