@@ -82,21 +82,9 @@ int nc_envelope_write_reply(nc_buf *out, const nc_reply_pkt *p, const nc_codec *
     return r ? NC_ENOMEM : 0;
 }
 
-int nc_envelope_write_request(nc_buf *out, const json_t *pattern, const json_t *data, const json_t *metadata,
-                              const char *id, const nc_codec *codec) {
-    if (codec && codec->serialize) {
-        json_t *o = json_object();
-        if (!o) return NC_ENOMEM;
-        json_object_set(o, "pattern", (json_t *)pattern);
-        json_object_set(o, "data", (json_t *)data);
-        if (metadata) json_object_set(o, "metadata", (json_t *)metadata);
-        if (id) json_object_set_new(o, "id", json_string(id));
-        return write_via_codec(out, o, codec);
-    }
-    int r = 0;
-    r |= APPEND_LIT(out, "{\"pattern\":");
-    r |= nc_json_write(out, pattern);
-    r |= APPEND_LIT(out, ",\"data\":");
+/* `,"data":…,"metadata":…,"id":"…"}`: everything after the pattern. */
+static int write_request_tail(nc_buf *out, const json_t *data, const json_t *metadata, const char *id) {
+    int r = APPEND_LIT(out, ",\"data\":");
     r |= nc_json_write(out, data);
     if (metadata) {
         r |= APPEND_LIT(out, ",\"metadata\":");
@@ -111,24 +99,25 @@ int nc_envelope_write_request(nc_buf *out, const json_t *pattern, const json_t *
     return r ? NC_ENOMEM : 0;
 }
 
+int nc_envelope_write_request(nc_buf *out, const json_t *pattern, const json_t *data, const json_t *metadata,
+                              const char *id, const nc_codec *codec) {
+    if (codec && codec->serialize) {
+        json_t *o = json_object();
+        if (!o) return NC_ENOMEM;
+        json_object_set(o, "pattern", (json_t *)pattern);
+        json_object_set(o, "data", (json_t *)data);
+        if (metadata) json_object_set(o, "metadata", (json_t *)metadata);
+        if (id) json_object_set_new(o, "id", json_string(id));
+        return write_via_codec(out, o, codec);
+    }
+    if (APPEND_LIT(out, "{\"pattern\":") || nc_json_write(out, pattern)) return NC_ENOMEM;
+    return write_request_tail(out, data, metadata, id);
+}
+
 int nc_envelope_write_request_text(nc_buf *out, const char *pattern, size_t plen, const json_t *data,
                                    const json_t *metadata, const char *id) {
-    int r = 0;
-    r |= APPEND_LIT(out, "{\"pattern\":");
-    r |= nc_buf_append(out, pattern, plen);
-    r |= APPEND_LIT(out, ",\"data\":");
-    r |= nc_json_write(out, data);
-    if (metadata) {
-        r |= APPEND_LIT(out, ",\"metadata\":");
-        r |= nc_json_write(out, metadata);
-    }
-    if (id) {
-        r |= APPEND_LIT(out, ",\"id\":\"");
-        r |= nc_buf_append_str(out, id); /* our ids are hex: nothing to escape */
-        r |= nc_buf_append_char(out, '"');
-    }
-    r |= nc_buf_append_char(out, '}');
-    return r ? NC_ENOMEM : 0;
+    if (APPEND_LIT(out, "{\"pattern\":") || nc_buf_append(out, pattern, plen)) return NC_ENOMEM;
+    return write_request_tail(out, data, metadata, id);
 }
 
 void nc_envelope_read_response(json_t *root, nc_response *r) {

@@ -501,17 +501,6 @@ static void send_call(nc_client *c, nc_call *k) {
     free(body);
 }
 
-/* NestJS patterns given as text: a JSON object or number if the text parses as one, else the string. */
-static json_t *pattern_value(const char *p) {
-    json_t *v = NULL;
-    char err[8];
-    if (nc_json_parse(p, strlen(p), &v, err, sizeof err) == 0) {
-        if (json_is_object(v) || json_is_number(v)) return v;
-        json_decref(v);
-    }
-    return json_string(p);
-}
-
 static void pinfo_free(pinfo *pi) {
     free(pi->route);
     free(pi->wire);
@@ -555,7 +544,7 @@ static const pinfo *pinfo_of_text(nc_client *c, const char *text, pinfo *tmp, in
     size_t n = strlen(text);
     pinfo *pi = nc_map_get(&c->pcache, text, n);
     if (pi) return pi;
-    json_t *p = pattern_value(text);
+    json_t *p = nc_pattern_from_text(text);
     *err = p ? pinfo_compute(c, p, tmp) : NC_ENOMEM;
     json_decref(p);
     if (*err) return NULL;

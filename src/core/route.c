@@ -326,3 +326,13 @@ int nc_route_from_user(const char *pattern, char **out) {
     }
     return nc_route_from_text(pattern, strlen(pattern), out);
 }
+
+json_t *nc_pattern_from_text(const char *p) {
+    json_t *v = NULL;
+    char err[8];
+    if (nc_json_parse(p, strlen(p), &v, err, sizeof err) == 0) {
+        if (json_is_object(v) || json_is_number(v)) return v;
+        json_decref(v);
+    }
+    return json_string(p);
+}

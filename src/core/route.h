@@ -51,4 +51,8 @@ int nc_route_collate(const char *a, size_t alen, const char *b, size_t blen);
 /* nc_route_collate forced through ICU, whatever the input (for tests of the ASCII table). */
 int nc_route_collate_icu(const char *a, size_t alen, const char *b, size_t blen);
 
+/* A pattern written as text (the API's and the CLI's form): a JSON object or number if the text parses
+ * as one, otherwise the string itself. New reference, NULL on ENOMEM. */
+json_t *nc_pattern_from_text(const char *text);
+
 #endif

@@ -11,6 +11,7 @@
 #include "bench.h"
 #include "codec/json_write.h"
 #include "commands.h"
+#include "core/route.h"
 
 #define MAX_CONNECTIONS 100000
 #define MAX_INFLIGHT 1000000
@@ -44,17 +45,6 @@ static void usage(FILE *f) {
         "  --ca FILE, --cert FILE --key FILE, --servername NAME   TLS, as for `nestc send`\n"
         "  -v, --verbose        log the client library's debug output on stderr\n",
         f);
-}
-
-/* A pattern as `nestc send` reads it: a JSON object or number if it parses as one, else the string. */
-static json_t *pattern_value(const char *p) {
-    json_t *v = NULL;
-    char err[8];
-    if (nc_json_parse(p, strlen(p), &v, err, sizeof err) == 0) {
-        if (json_is_object(v) || json_is_number(v)) return v;
-        json_decref(v);
-    }
-    return json_string(p);
 }
 
 static void raise_nofile(void) {
@@ -149,12 +139,12 @@ static int setup(const cli_args *a, bench_cfg *cfg, const char **engine, json_t 
         return 2;
     }
     if (cli_load_data(a, a->npos == 3 ? a->pos[2] : NULL, &owned[0])) return 2;
-    if (!(owned[1] = pattern_value(a->pos[1]))) return 2;
+    if (!(owned[1] = nc_pattern_from_text(a->pos[1]))) return 2;
     cfg->url = url;
     cfg->data = owned[0];
     cfg->pattern = owned[1];
     if (a->event_pattern) {
-        if (!(owned[2] = pattern_value(a->event_pattern))) return 2;
+        if (!(owned[2] = nc_pattern_from_text(a->event_pattern))) return 2;
         cfg->event_pattern = owned[2];
         cfg->event_data = owned[0];
         if (a->event_data) {
