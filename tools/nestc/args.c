@@ -42,7 +42,7 @@ static int dbl_arg(const char *flag, const char *v, double *out) {
     return 0;
 }
 
-int cli_parse(cli_args *a, int argc, char **argv, int first) {
+static int parse_into(cli_args *a, int argc, char **argv, int first) {
     memset(a, 0, sizeof *a);
     a->timeout_ms = 5000;
     a->connections = 1;
@@ -152,6 +152,12 @@ int cli_parse(cli_args *a, int argc, char **argv, int first) {
         if (r) return r;
     }
     return 0;
+}
+
+int cli_parse(cli_args *a, int argc, char **argv, int first) {
+    int r = parse_into(a, argc, argv, first);
+    if (r) cli_args_free(a); /* a refused command line holds nothing */
+    return r;
 }
 
 void cli_args_free(cli_args *a) {
