@@ -1,0 +1,80 @@
+// Hostile peers against `nestc conformance` with its default buffer limits (server-probes.mjs covers the
+// framing probes with a small limit): many connections at once, a peer that sends large requests and
+// never reads its replies, shutdown with live connections. For each: the server survives, its memory
+// stays bounded, other peers keep being served, the offending connection is closed with a logged reason.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { execSync } from 'node:child_process';
+import { startNestc, raw, frame, sleep, rssKiB } from './harness.mjs';
+
+const req = (pattern, data, id) => frame(JSON.stringify({ pattern, data, id }));
+
+async function served(port, id = 'alive') {
+  const c = await raw(port);
+  await c.write(req('sum', [20, 22], id));
+  const ok = await c.waitFor((x) => x.received().includes(`"${id}"`), 5000);
+  c.sock.destroy();
+  return ok;
+}
+
+test('2,000 concurrent connections, each answered; memory bounded; all closed cleanly', async () => {
+  const srv = await startNestc();
+  try {
+    const limit = Number(execSync('sh -c "ulimit -n"').toString().trim()) || 1024;
+    const n = Math.min(2000, limit - 100);
+    const before = rssKiB(srv.proc.pid);
+    const conns = [];
+    for (let i = 0; i < n; i++) conns.push(raw(srv.port));
+    const cs = await Promise.all(conns);
+    await Promise.all(cs.map((c, i) => c.write(req('sum', [i, 1], `c${i}`))));
+    for (let i = 0; i < n; i++) {
+      assert.ok(await cs[i].waitFor((x) => x.received().includes(`"c${i}"`), 10000), `connection ${i} answered`);
+      assert.ok(cs[i].received().includes(`"response":${i + 1}`));
+    }
+    const grown = rssKiB(srv.proc.pid) - before;
+    assert.ok(grown < 32 * 1024, `RSS grew by ${grown} KiB for ${n} connections`);
+    for (const c of cs) c.sock.destroy();
+    await sleep(200);
+    assert.ok(await served(srv.port));
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('a peer sending 1 MB requests and never reading: bounded memory, closed with a reason, others served', async () => {
+  const srv = await startNestc(['--max-send-buffer-size', '500000']);
+  try {
+    const before = rssKiB(srv.proc.pid);
+    const p = await raw(srv.port);
+    p.sock.pause(); // never read: the replies pile up in the kernel, then in the server
+    const big = 'x'.repeat(1 << 20);
+    for (let i = 0; i < 40; i++) p.sock.write(req('echo', big, `big${i}`));
+    const end = Date.now() + 20000;
+    while (Date.now() < end && !srv.stderr().includes('is not reading its responses')) {
+      assert.ok(await served(srv.port), 'others are served meanwhile');
+      await sleep(100);
+    }
+    assert.match(srv.stderr(), /is not reading its responses/);
+    const grown = rssKiB(srv.proc.pid) - before;
+    assert.ok(grown < 64 * 1024, `RSS grew by ${grown} KiB`);
+    p.sock.resume();
+    assert.ok(await p.waitFor((x) => x.closed(), 5000), 'the offending connection is closed');
+    assert.ok(await served(srv.port));
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('shutdown with live connections: in-flight requests finish, every connection is closed, exit 0', async () => {
+  const srv = await startNestc(['--shutdown-timeout', '3000']);
+  const idle = await Promise.all(Array.from({ length: 50 }, () => raw(srv.port)));
+  const busy = await Promise.all(Array.from({ length: 5 }, () => raw(srv.port)));
+  await Promise.all(busy.map((c, i) => c.write(req('sleep', 300, `s${i}`))));
+  await sleep(50);
+  const t0 = Date.now();
+  const code = await srv.stop();
+  assert.equal(code, 0, 'graceful exit');
+  assert.ok(Date.now() - t0 < 3000, 'did not wait for the whole grace period');
+  for (const [i, c] of busy.entries()) assert.ok(c.received().includes(`"s${i}"`), `in-flight ${i} answered`);
+  for (const c of [...idle, ...busy]) assert.ok(await c.waitFor((x) => x.closed(), 2000), 'closed by the server');
+});
