@@ -5,11 +5,16 @@ import net from 'node:net';
 import { once } from 'node:events';
 
 export const NESTC = process.env.NESTC_BIN;
+// Under a wrapping tool (valgrind) timings and memory figures are the tool's, not the server's.
+export const WRAPPED = Boolean(process.env.NESTC_WRAP);
 
 // Starts `nestc conformance tcp://127.0.0.1:0 <args>`; resolves {port, proc, stderr(), stop()}.
 export async function startNestc(args = []) {
   if (!NESTC) throw new Error('NESTC_BIN is not set');
-  const proc = spawn(NESTC, ['conformance', 'tcp://127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // NESTC_WRAP: run the server under a tool, e.g. "valgrind --error-exitcode=99 --leak-check=full"
+  const wrap = (process.env.NESTC_WRAP || '').split(/\s+/).filter(Boolean);
+  const cmd = [...wrap, NESTC, 'conformance', 'tcp://127.0.0.1:0', ...args];
+  const proc = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => (err += d));
   let out = '';

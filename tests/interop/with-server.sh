@@ -52,7 +52,9 @@ case $kind in
   nestc)
     : "${NESTC_BIN:?NESTC_BIN must point to the nestc binary}"
     server=("$NESTC_BIN" conformance "$scheme://127.0.0.1:$PORT" "${tls_args[@]}")
-    [[ -n $workers ]] && server+=(--workers "$workers") ;;
+    [[ -n $workers ]] && server+=(--workers "$workers")
+    # NESTC_WRAP: run the nestc server under a tool, e.g. "valgrind --error-exitcode=99 --leak-check=full"
+    if [[ -n ${NESTC_WRAP:-} ]]; then read -ra wrap <<<"$NESTC_WRAP"; server=("${wrap[@]}" "${server[@]}"); fi ;;
 esac
 
 # Clients use the name for TLS (the certificate is for localhost; it also has IP:127.0.0.1).
@@ -122,6 +124,11 @@ for a in "$@"; do
   a=${a//\{PORT\}/$PORT}
   client+=("${a//\{URL\}/$URL}")
 done
+# Under NESTC_WRAP a native client (the C library's driver) runs under the tool too; Node and scripts do not.
+if [[ -n ${NESTC_WRAP:-} && -x ${client[0]} && $(head -c 4 "${client[0]}" | od -An -c | tr -d ' ') == 177ELF ]]; then
+  read -ra wrap <<<"$NESTC_WRAP"
+  client=("${wrap[@]}" "${client[@]}")
+fi
 rc=0
 "${client[@]}" || rc=$?
 
