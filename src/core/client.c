@@ -70,7 +70,8 @@ struct nc_client {
     uv_timer_t connect_timer, retry_timer, deadline_timer;
     nc_u64map pending; /* serial → nc_call (requests awaiting replies) */
     nc_call *qhead, *qtail;
-    size_t nevents; /* events not yet accepted */
+    size_t queued_bytes; /* encoded bytes of the queued calls (capped by max_send_buffer_size) */
+    size_t nevents;      /* events not yet accepted */
     tlist *tlists;
     int ntlists;
     uint64_t timer_at; /* when the deadline timer fires, if active */
@@ -188,6 +189,7 @@ static void unqueue(nc_client *c, nc_call *k) {
         else
             c->qhead = it->qnext;
         if (c->qtail == it) c->qtail = prev;
+        c->queued_bytes -= k->len;
         break;
     }
     k->queued = 0;
@@ -621,6 +623,12 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         send_body(c, k, c->enc.data, c->enc.len); /* straight from the encoder: no copy kept */
         return 0;
     }
+    if (c->cfg.max_send_buffer_size > 0 &&
+        (long long)(c->queued_bytes + c->enc.len) > c->cfg.max_send_buffer_size) {
+        /* waiting for the connection: the queue is bounded like a connection's unsent bytes */
+        call_fail(k, NC_ESTALLED, "the send queue is full (max_send_buffer_size) while connecting");
+        return 0;
+    }
     if (!(k->body = malloc(c->enc.len ? c->enc.len : 1))) {
         if (is_event)
             c->nevents--;
@@ -631,6 +639,7 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
     }
     memcpy(k->body, c->enc.data, c->enc.len);
     k->queued = 1;
+    c->queued_bytes += k->len;
     if (c->qtail)
         c->qtail->qnext = k;
     else

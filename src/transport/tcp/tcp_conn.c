@@ -1,5 +1,6 @@
 #include "transport/tcp/tcp_conn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +90,11 @@ static void on_end(nc_stream *s, int err, const char *msg) {
         uv_close((uv_handle_t *)&c->stall, on_handle_closed);
     }
     c->ending = 1;
+    if (!err && c->end_err) {
+        /* we ended it (a protocol error, FIN sent): report that, not the orderly close that followed */
+        err = c->end_err;
+        msg = c->end_why;
+    }
     if (c->cbs->on_end) c->cbs->on_end(c, err, msg);
 }
 
@@ -168,6 +174,10 @@ void nc_tcp_conn_release(nc_tcp_conn *c) {
 
 void nc_tcp_conn_close(nc_tcp_conn *c, int graceful, int err, const char *why) {
     if (graceful && nc_stream_is_open(&c->st)) {
+        if (err && !c->end_err) {
+            c->end_err = err;
+            snprintf(c->end_why, sizeof c->end_why, "%s", why ? why : nc_strerror(err));
+        }
         c->ending = 1;
         uv_timer_stop(&c->stall);
         nc_stream_pause(&c->st);

@@ -41,6 +41,8 @@ struct nc_tcp_conn {
     int ending;       /* framing error: no more frames are read */
     int backpressure; /* reading paused because the peer does not read */
     int bad_json;
+    int end_err;       /* why we ended the connection gracefully (reported by on_end), 0 if we did not */
+    char end_why[96];
     nc_tcp_conn *prev, *next;
     char peer[64];
 };
