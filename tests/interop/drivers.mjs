@@ -107,7 +107,10 @@ export class CliDriver {
 
   runNow(args, killAfterMs) {
     return new Promise((resolve, reject) => {
-      const child = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      // NESTC_WRAP: run the CLI under a tool, e.g. valgrind (its error exit code fails the case)
+      const wrap = (process.env.NESTC_WRAP || '').split(/\s+/).filter(Boolean);
+      const cmd = [...wrap, this.bin, ...args];
+      const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       child.stdout.setEncoding('utf8').on('data', (s) => (out += s));
