@@ -386,31 +386,6 @@ static nc_call *call_by_id(nc_client *c, const char *id, size_t len) {
     return serial ? nc_u64map_get(&c->pending, serial) : NULL;
 }
 
-/* A scanned value as a jansson value (new reference); the common small ones without the parser. */
-static json_t *span_value(const nc_span *sp) {
-    const char *p = sp->p;
-    switch (p[0]) {
-    case 't':
-        return json_true();
-    case 'f':
-        return json_false();
-    case 'n':
-        return json_null();
-    case '"':
-        if (!(sp->flags & NC_SPAN_ESC)) return json_stringn(p + 1, sp->len - 2);
-        break;
-    default:
-        if (sp->len <= 15 && !memchr(p, '.', sp->len) && (p[0] == '-' || (p[0] >= '0' && p[0] <= '9'))) {
-            json_int_t v = 0;
-            size_t i = p[0] == '-';
-            for (; i < sp->len; i++) v = v * 10 + (p[i] - '0');
-            return json_integer(p[0] == '-' ? -v : v);
-        }
-        break;
-    }
-    return nc_json_build(p, sp->len);
-}
-
 /* Delivers one reply packet to its call (spec README §4.3). value NULL = undefined. */
 static void deliver(nc_client *c, nc_call *k, json_t *value, json_t *err, int final) {
     if (err) {
@@ -441,8 +416,8 @@ static int on_body_scan(nc_client *c, const char *body, size_t len) {
         unknown_id(c);
         return 0;
     }
-    json_t *err = nc_span_truthy(&e.err) ? span_value(&e.err) : NULL;
-    json_t *value = !err && e.response.p ? span_value(&e.response) : NULL;
+    json_t *err = nc_span_truthy(&e.err) ? nc_json_build(e.err.p, e.err.len) : NULL;
+    json_t *value = !err && e.response.p ? nc_json_build(e.response.p, e.response.len) : NULL;
     deliver(c, k, value, err, err || nc_span_truthy(&e.disposed));
     json_decref(err);
     json_decref(value);

@@ -89,21 +89,27 @@ void nc_request__free_unfinished(nc_request *r) {
 }
 
 /* Writes one packet of the reply stream. value == NULL: `undefined` (no response key). */
-static int emit(nc_request *r, json_t *value, int is_err, int disposed) {
-    if (r->discard || !r->peer || r->peer_dead) return 0;
-    nc_server *s = r->srv;
-    nc_buf *b = &s->scratch;
-    nc_buf_reset(b);
-    if (value && nc_json_write(b, value)) return NC_ENOMEM;
+/* Writes one packet of the reply stream from the JSON text of its value (NULL: `undefined`, no key). */
+static void emit_text(nc_request *r, const char *text, size_t len, int is_err, int disposed) {
+    if (r->discard || !r->peer || r->peer_dead) return;
     nc_reply_pkt pkt = {.disposed = disposed, .id = r->id, .id_len = r->id_len};
-    if (value && is_err) {
-        pkt.err = b->data;
-        pkt.err_len = b->len;
-    } else if (value) {
-        pkt.response = b->data;
-        pkt.response_len = b->len;
+    if (text && is_err) {
+        pkt.err = text;
+        pkt.err_len = len;
+    } else if (text) {
+        pkt.response = text;
+        pkt.response_len = len;
     }
     if (r->pops->reply(r->peer, &pkt)) r->peer_dead = 1;
+}
+
+/* The same from a jansson value (NULL: `undefined`). */
+static int emit(nc_request *r, json_t *value, int is_err, int disposed) {
+    if (r->discard || !r->peer || r->peer_dead) return 0;
+    nc_buf *b = &r->srv->scratch;
+    nc_buf_reset(b);
+    if (value && nc_json_write(b, value)) return NC_ENOMEM;
+    emit_text(r, value ? b->data : NULL, b->len, is_err, disposed);
     return 0;
 }
 
@@ -181,11 +187,7 @@ int nc_reply_json(nc_request *r, const char *json, size_t len) {
         return NC_EINVAL;
     }
     if (r->has_held) take_held(r, 0);
-    if (!r->discard && r->peer && !r->peer_dead) {
-        nc_reply_pkt pkt = {
-            .disposed = 1, .id = r->id, .id_len = r->id_len, .response = json, .response_len = len};
-        if (r->pops->reply(r->peer, &pkt)) r->peer_dead = 1;
-    }
+    emit_text(r, json, len, 0, 1);
     finish(r);
     return 0;
 }
