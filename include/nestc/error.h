@@ -33,6 +33,8 @@ typedef enum nc_err {
     NC_ESTATE = -16,       /* the call is not valid in the object's current state (e.g. reply twice) */
     NC_ERESOLVE = -17,     /* the host name could not be resolved */
     NC_ESTALLED = -18,     /* the peer stalled (stopped mid-frame, or does not read what we send) */
+    NC_ECONNLOST = -19,    /* the broker connection is lost and being re-established: try again later */
+    NC_EAUTH = -20,        /* the broker refused the credentials (or the database) */
 } nc_err;
 
 /* A static, human-readable description of `err` (never NULL; unknown codes give "unknown error"). */

@@ -67,6 +67,7 @@ struct nc_client {
     int state;
     int tp_open; /* the transport has a connection (or attempt) to close */
     int attempts;
+    int connect_timed_out; /* set by on_connect_timeout until disconnected() reports it */
     uv_timer_t connect_timer, retry_timer, deadline_timer;
     nc_u64map pending; /* serial → nc_call (requests awaiting replies) */
     nc_call *qhead, *qtail;
@@ -254,6 +255,10 @@ static void set_status(nc_client *c, const char *status, int err) {
     if (c->status_fn) c->status_fn(c->status_user, status, err);
 }
 
+void nc_client__status(nc_client *c, const char *status, int err) {
+    set_status(c, status, err);
+}
+
 void nc_client_on_status(nc_client *c, nc_status_fn fn, void *user) {
     c->status_fn = fn;
     c->status_user = user;
@@ -275,8 +280,11 @@ static void on_connect_timeout(uv_timer_t *t) {
     if (c->state != CONNECTING) return;
     nc_logf(&c->log, NC_LOG_WARN, "Client", "connecting to %s timed out after %d ms", c->url.text,
             c->cfg.connect_timeout_ms);
-    c->tp->close(c->tps); /* disconnected(NC_ETIMEDOUT) follows */
+    /* The transport reports its close as NC_ECLOSED; disconnected() turns it into this timeout so the
+     * calls waiting for the connection fail with what really happened. No retry after a timeout. */
+    c->connect_timed_out = 1;
     c->attempts = c->cfg.retry_attempts + 1;
+    c->tp->close(c->tps);
 }
 
 static int start_connect(nc_client *c) {
@@ -327,6 +335,12 @@ void nc_client__disconnected(nc_client *c, int err, const char *msg) {
     set_status(c, "disconnected", err);
     char text[256];
     snprintf(text, sizeof text, "%s", msg && *msg ? msg : nc_strerror(err));
+    if (c->connect_timed_out) {
+        c->connect_timed_out = 0;
+        err = NC_ETIMEDOUT;
+        snprintf(text, sizeof text, "connecting to %s timed out after %d ms", c->url.text,
+                 c->cfg.connect_timeout_ms);
+    }
     if (was == CONNECTING) {
         if (err == 0) err = NC_ECONNCLOSED;
         nc_client__error(c, err, text);
@@ -468,7 +482,10 @@ static void send_body(nc_client *c, nc_call *k, const char *body, size_t len) {
     int r = c->tp->send(c->tps, &out);
     int alive = c->sending == k;
     c->sending = NULL;
-    if (r && alive) call_fail(k, r, "Connection closed");
+    if (r && alive) {
+        k->sent = 0; /* the transport did not take it: nothing to forget */
+        call_fail(k, r, r == NC_ECONNCLOSED ? "Connection closed" : nc_strerror(r));
+    }
 }
 
 static void send_call(nc_client *c, nc_call *k) {

@@ -35,6 +35,9 @@ void nc_client__connected(nc_client *c);
 void nc_client__disconnected(nc_client *c, int err, const char *msg);
 /* One reply body arrived. Returns 0 or NC_EPROTO (not JSON; `why` says why). */
 int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, size_t whylen);
+/* A status event the transport knows of and the core does not: "reconnecting" while a broker
+ * transport re-establishes its connections behind a connected client (pending calls are kept). */
+void nc_client__status(nc_client *c, const char *status, int err);
 /* An error event for the application's error callback. */
 void nc_client__error(nc_client *c, int err, const char *msg);
 

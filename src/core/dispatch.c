@@ -264,13 +264,22 @@ nomem:
     return NC_ENOMEM;
 }
 
+/* Brokers dispatch on the subscription (in->route), not on the packet's pattern: borrowed texts. */
+static pattern_info *by_route(nc_server *s, const char *route, pattern_info *tmp) {
+    tmp->route_len = strlen(route);
+    tmp->entry = nc_map_get(&s->routes, route, tmp->route_len);
+    tmp->route = tmp->pattern = (char *)route;
+    tmp->pattern_len = tmp->route_len;
+    return tmp;
+}
+
 static int scan_dispatch(nc_server *s, const nc_env *env, const nc_inbound *in) {
-    pattern_info tmp, *pi = lookup(s, &env->pattern, &tmp);
+    pattern_info tmp, *pi = in->route ? by_route(s, in->route, &tmp) : lookup(s, &env->pattern, &tmp);
     if (!pi) return NC_ENOMEM;
     nc_route_entry *e = pi->entry;
     int r = env->id.p == NULL && !(e && !e->nevents && e->req_fn) ? scan_event(s, env, pi, in)
                                                                   : scan_request(s, env, pi, in);
-    if (pi == &tmp) info_free(&tmp);
+    if (pi == &tmp && !in->route) info_free(&tmp);
     return r;
 }
 
@@ -337,6 +346,18 @@ static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inb
     json_decref(owned_pattern);
     owned_pattern = NULL;
     if (r) goto fail;
+    if (in->route) { /* the subscription decides (brokers) */
+        info_free(&pi);
+        pattern_info b;
+        by_route(s, in->route, &b);
+        memset(&pi, 0, sizeof pi);
+        pi.entry = b.entry;
+        if (!(pi.route = strdup(in->route)) || !(pi.pattern = strdup(in->route))) {
+            info_free(&pi);
+            r = NC_ENOMEM;
+            goto fail;
+        }
+    }
     m->route = m->own_route = pi.route;
     m->pattern_text = m->own_pattern = pi.pattern;
     nc_route_entry *e = pi.entry;

@@ -28,6 +28,9 @@ static const struct {
     {NC_ESTATE, "NC_ESTATE", "invalid state for this call"},
     {NC_ERESOLVE, "NC_ERESOLVE", "host name not found"},
     {NC_ESTALLED, "NC_ESTALLED", "the peer stalled"},
+    /* NestJS's words for a call made while its Redis client reconnects */
+    {NC_ECONNLOST, "NC_ECONNLOST", "Connection lost. Trying to reconnect..."},
+    {NC_EAUTH, "NC_EAUTH", "authentication failed"},
 };
 
 const char *nc_strerror(int err) {

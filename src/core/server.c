@@ -226,7 +226,7 @@ int nc_server_listen(nc_server *s) {
         size_t it = 0;
         while (nc_map_next(&s->routes, &it, &k, NULL)) s->tp->route_added(s->tps, k);
     }
-    nc_server__status(s, "connected", 0);
+    if (!s->tp->reports_connected) nc_server__status(s, "connected", 0);
     return 0;
 }
 

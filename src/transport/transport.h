@@ -40,6 +40,9 @@ typedef struct nc_peer_ops {
 /* What a transport hands the core with each incoming body. */
 typedef struct nc_inbound {
     const char *channel; /* concrete channel/subject/topic, or NULL */
+    /* The route to dispatch on, or NULL to use the packet's `pattern` (TCP). Broker transports dispatch on
+     * the subscription the message came through (a channel, or a wildcard pattern), as NestJS does. */
+    const char *route;
     json_t *headers;     /* borrowed; the core increfs what it keeps; NULL if none */
     void *peer;          /* reply sink; NULL = replies impossible (broadcast) */
     const nc_peer_ops *peer_ops;
@@ -55,6 +58,9 @@ typedef struct nc_server_transport {
     /* Allocates the transport state from the URL and the server's options (nc_server_options(srv)).
      * Nothing is opened. Returns 0 or an nc_err with a log line. */
     int (*create)(nc_server *srv, const nc_url *url, void **state);
+    /* The transport reports "connected" itself (nc_server__status) once it is really serving, e.g. when
+     * its subscriptions are confirmed; otherwise the core reports it when listen() returns. */
+    int reports_connected;
     /* Starts listening / subscribing (nonblocking where possible). */
     int (*listen)(void *state);
     /* A route got its first handler (broker transports subscribe to it). May be NULL. */

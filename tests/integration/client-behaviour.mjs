@@ -35,7 +35,9 @@ async function fakeServer(script) {
 
 function cli(args) {
   return new Promise((resolve) => {
-    const p = spawn(NESTC, args);
+    // NESTC_WRAP: run the CLI under a tool, e.g. valgrind (its error exit code fails the case)
+    const wrap = (process.env.NESTC_WRAP || '').split(/\s+/).filter(Boolean);
+    const p = spawn(wrap[0] ?? NESTC, [...wrap.slice(1), ...(wrap.length ? [NESTC] : []), ...args]);
     let out = '', err = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (err += d));

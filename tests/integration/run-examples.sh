@@ -2,15 +2,18 @@
 # Runs examples/math-service and examples/math-client against each other and checks the answer.
 set -euo pipefail
 service=$1 client=$2
+# NESTC_WRAP: run both under a tool, e.g. valgrind (its error exit code fails the test)
+wrap=()
+[[ -n ${NESTC_WRAP:-} ]] && read -ra wrap <<<"$NESTC_WRAP"
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-"$service" "tcp://127.0.0.1:$port" >/dev/null &
+"${wrap[@]}" "$service" "tcp://127.0.0.1:$port" >/dev/null &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid || true' EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
-out=$("$client" "tcp://127.0.0.1:$port" 1 2 3 4 5)
+for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+out=$("${wrap[@]}" "$client" "tcp://127.0.0.1:$port" 1 2 3 4 5)
 echo "$out"
 [[ $out == "sum = 15" ]]
-out=$("$client" "tcp://127.0.0.1:$port" 0.5 0.25)
+out=$("${wrap[@]}" "$client" "tcp://127.0.0.1:$port" 0.5 0.25)
 echo "$out"
 [[ $out == "sum = 0.75" ]]
 kill -TERM $pid

@@ -828,6 +828,36 @@ static void test_close_with_pending(void **st) {
     fake_stop(&f);
 }
 
+/* ---- 8. TLS handshake never answered: the connect timeout, reported as such ---------------------- */
+
+static void test_connect_timeout_reported(void **st) {
+    static fake f;
+    fake_start(&f, F_NOREAD, -1); /* accepts TCP, never reads the ClientHello */
+    snprintf(url, sizeof url, "tls://127.0.0.1:%d", f.port);
+    nc_client_opts o = {0};
+    o.connect_timeout_ms = 200;
+    o.timeout_ms = 5000;
+    client_start(&o);
+    call a = call_new(), b = call_new();
+    uint64_t t0 = uv_now(&loop);
+    assert_int_equal(nc_client_send(cli, "q", NULL, NULL, on_value, on_done, &a), 0);
+    assert_int_equal(nc_client_send(cli, "q", NULL, NULL, on_value, on_done, &b), 0);
+    run_until(&b.done, 1);
+    uint64_t took = uv_now(&loop) - t0;
+    /* both queued calls fail with the connect timeout, long before their own 5 s */
+    assert_failed(&a, NC_ETIMEDOUT);
+    assert_failed(&b, NC_ETIMEDOUT);
+    assert_non_null(strstr(json_string_value(a.error), "timed out after 200 ms"));
+    assert_true(took >= 190 && took < 3000);
+    assert_int_equal(last_error_code, NC_ETIMEDOUT);
+    assert_int_equal(nc_client_pending(cli), 0);
+    call_free(&a);
+    call_free(&b);
+    nc_client_free(cli);
+    cli = NULL;
+    fake_stop(&f);
+}
+
 /* after each test: free what a failed test left behind (passing tests leave nothing) */
 static int test_teardown(void **st) {
     if (cli) nc_client_free(cli);
@@ -862,6 +892,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_big_reply_default_limit, test_teardown),
         cmocka_unit_test_teardown(test_server_never_reads, test_teardown),
         cmocka_unit_test_teardown(test_close_with_pending, test_teardown),
+        cmocka_unit_test_teardown(test_connect_timeout_reported, test_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

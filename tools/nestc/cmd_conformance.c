@@ -193,11 +193,22 @@ static long long cli_limit(long long v) {
     return v == -2 ? 0 : v == 0 ? NC_LIMIT_OFF : v;
 }
 
+static const char *serving_url;
+
+/* The readiness line scripts wait for: a port for listening transports; for brokers, the URL once every
+ * subscription is confirmed. Later status changes (a broker restart) are logged on stderr. */
 static void on_status(void *user, const char *status, int err) {
     nc_server *s = user;
-    if (!strcmp(status, "connected")) {
-        printf("nestc conformance listening on port %d\n", nc_server_port(s));
+    static int ready;
+    if (!strcmp(status, "connected") && !ready) {
+        ready = 1;
+        if (nc_server_port(s) > 0)
+            printf("nestc conformance listening on port %d\n", nc_server_port(s));
+        else
+            printf("nestc conformance listening on %s\n", serving_url);
         fflush(stdout);
+    } else if (ready) {
+        fprintf(stderr, "nestc conformance: %s%s%s\n", status, err ? ": " : "", err ? nc_strerror(err) : "");
     }
 }
 
@@ -247,6 +258,7 @@ int cmd_conformance(int argc, char **argv) {
     both_event(s, "notification", ev_first);
     both_event(s, "notification", ev_second);
     both_event(s, "user_created", ev_first);
+    serving_url = a.pos[0];
     nc_server_on_status(s, on_status, s);
     nc_server_handle_signals(s);
     r = nc_server_run(s);

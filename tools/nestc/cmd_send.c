@@ -47,7 +47,7 @@ static void usage(FILE *f, int emit) {
         "  <pattern>  a JSON object or number if it parses as one ('{\"cmd\":\"sum\"}', 42), else a string\n"
         "  [data]     JSON text (default null)\n"
         "options:\n"
-        "  --timeout MS       request timeout (default 5000; 0 = none)\n"
+        "  --timeout MS       request timeout, connecting included (default 5000; 0 = none)\n"
         "  --ca FILE          trust this CA for tls:// instead of the system store\n"
         "  --cert FILE --key FILE   client certificate (mutual TLS)\n"
         "  --servername NAME  TLS name to verify (default: the URL host)\n"
@@ -88,6 +88,8 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
     nc_client_opts co = {0};
     co.tls = a.has_tls ? &a.tls : NULL;
     co.timeout_ms = a.timeout_ms == 0 ? NC_LIMIT_OFF : a.timeout_ms;
+    /* --timeout bounds the whole call, connection included: a slow TLS handshake may use all of it. */
+    co.connect_timeout_ms = a.timeout_ms == 0 ? -1 : a.timeout_ms;
     nc_client *cli;
     int r = nc_client_new(&cli, a.pos[0], &co);
     if (r) {

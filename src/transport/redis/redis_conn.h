@@ -1,0 +1,84 @@
+/* One Redis connection (RESP over TCP or TLS), shared by the Redis server and client: name resolution,
+ * the nc_stream (TLS included), the AUTH/SELECT handshake, commands with their reply callbacks in order,
+ * and pub/sub pushes. hiredis's sans-I/O reader parses the replies; commands are written straight into the
+ * stream buffer (a RESP array is a few length prefixes, and a 1 MB payload is then copied once, not three
+ * times). Reconnecting is the owner's job: a connection object lives for one connection. Private. */
+#ifndef NC_REDIS_CONN_H
+#define NC_REDIS_CONN_H
+
+#include <hiredis/hiredis.h>
+
+#include "core/log.h"
+#include "io/stream.h"
+
+typedef struct nc_redis_conn nc_redis_conn;
+
+/* A command's reply; r is NULL when the connection ended before the reply came. r is freed after. */
+typedef void (*nc_redis_reply_fn)(void *arg, redisReply *r);
+
+/* Where and how to connect. Owned by the transport; must outlive its connections. */
+typedef struct nc_redis_target {
+    char *host;
+    int port;
+    char *user, *password; /* AUTH when password is set (with user: AUTH user password, Redis 6 ACL) */
+    int db;                /* SELECT when > 0 */
+    SSL_CTX *ssl;          /* rediss:// */
+    char *verify_host;     /* TLS name to verify */
+    long long max_reply;   /* bytes one reply may buffer before it is complete (0 = off) */
+    long long max_queue;   /* bytes of commands waiting for the connection or the socket (0 = off) */
+    int connect_timeout_ms;
+} nc_redis_target;
+
+typedef struct nc_redis_conn_cbs {
+    /* Connected, authenticated, database selected: queued commands are on their way. */
+    void (*on_ready)(nc_redis_conn *c);
+    /* A pub/sub push on a subscriber connection: message, pmessage, (p)subscribe, (p)unsubscribe
+     * confirmations, or an error reply to a command sent with no callback. */
+    void (*on_push)(nc_redis_conn *c, redisReply *r);
+    /* The connection failed or closed (err 0 = closed on request). Called once; the commands still
+     * waiting got their callbacks with NULL before. The object frees itself afterwards. */
+    void (*on_end)(nc_redis_conn *c, int err, const char *msg);
+} nc_redis_conn_cbs;
+
+struct nc_redis_conn {
+    nc_stream st;
+    nc_ioctx *io;
+    const nc_redis_target *t;
+    const nc_redis_conn_cbs *cbs;
+    const nc_logger *log;
+    const char *component; /* "Server" / "Client", for log lines */
+    const char *role;      /* "pub" / "sub" */
+    void *owner;
+    int subscriber; /* pub/sub replies are pushes (on_push), not command replies */
+    redisReader *rd;
+    uv_getaddrinfo_t gai;
+    uv_timer_t timer; /* connect timeout, then the optional start delay */
+    int state;
+    int handles_open;
+    int resolving, cancel_resolve;
+    int ended;
+    int end_err;
+    char end_msg[200];
+    nc_buf queue; /* commands written before the connection was ready */
+    struct {
+        nc_redis_reply_fn cb;
+        void *arg;
+    } * fifo; /* callbacks of the commands sent, in order (a ring) */
+    size_t fhead, flen, fcap;
+    size_t handshake_left; /* replies of AUTH/SELECT still expected */
+};
+
+/* Starts connecting after delay_ms (0 = now). Returns NULL when out of memory. */
+nc_redis_conn *nc_redis_conn_new(nc_ioctx *io, const nc_redis_target *t, int subscriber, int delay_ms,
+                                 const nc_redis_conn_cbs *cbs, const nc_logger *log, const char *component,
+                                 const char *role, void *owner);
+/* Sends one command (queued until ready). cb gets the reply (NULL: no reply expected — pub/sub commands
+ * on a subscriber connection, whose confirmations arrive as pushes). Returns 0, NC_ECLOSED (ended) or
+ * NC_ESTALLED (more than max_queue bytes waiting). */
+int nc_redis_conn_cmd(nc_redis_conn *c, nc_redis_reply_fn cb, void *arg, int argc, const char *const *argv,
+                      const size_t *lens);
+int nc_redis_conn_ready(const nc_redis_conn *c);
+/* Closes: graceful = QUIT after what is queued, then FIN; else at once. on_end(0) follows (now or later). */
+void nc_redis_conn_close(nc_redis_conn *c, int graceful);
+
+#endif

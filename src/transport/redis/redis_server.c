@@ -1,0 +1,338 @@
+/* The Redis server transport (spec redis.md §4): a subscriber connection that SUBSCRIBEs (PSUBSCRIBE with
+ * ?wildcards=true) to the route of every handler, and a publisher connection for the replies, published on
+ * `<concrete channel>.reply`. Messages are dispatched on the subscription they came through. After a lost
+ * connection both are re-established (every retry_delay_ms, default 1000; retry_attempts > 0 caps the
+ * attempts) and the subscriptions restored; replies produced meanwhile wait in the new connection's queue
+ * (bounded by max_send_buffer_size). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/envelope.h"
+#include "codec/frame.h"
+#include "codec/json_write.h"
+#include "core/server_internal.h"
+#include "transport/redis/redis.h"
+#include "util/map.h"
+
+typedef struct redis_server redis_server;
+
+/* The reply channel of the requests that arrived on one concrete channel; held by the core while a
+ * request on it is unfinished. Without wildcards the channels are the routes, so sinks are kept; with
+ * wildcards concrete channels are unbounded, so a sink goes with its last request. */
+typedef struct rsink {
+    redis_server *rs;
+    char *reply_channel;
+    size_t len;
+    int refs;
+    int cached;
+} rsink;
+
+struct redis_server {
+    nc_server *srv;
+    nc_redis_target t;
+    int wildcards;
+    nc_redis_conn *sub, *pub;
+    nc_map routes;      /* every route to subscribe to (values unused) */
+    nc_map sinks;       /* concrete channel -> rsink (no wildcards) */
+    size_t unconfirmed; /* subscriptions sent and not confirmed yet on the current sub connection */
+    int sub_ready, pub_ready, reported;
+    int failures; /* reconnection attempts since the last good connection */
+    int stopping, closing, nopen, closed_reported;
+    nc_buf enc;
+};
+
+static const nc_redis_conn_cbs sub_cbs, pub_cbs;
+
+static const nc_logger *LOG(redis_server *rs) {
+    return nc_server__log(rs->srv);
+}
+
+/* ---- replies --------------------------------------------------------------------------------------- */
+
+static void sink_free(rsink *k) {
+    free(k->reply_channel);
+    free(k);
+}
+
+static void sink_retain(void *peer) {
+    ((rsink *)peer)->refs++;
+}
+
+static void sink_release(void *peer) {
+    rsink *k = peer;
+    if (--k->refs == 0 && !k->cached) sink_free(k);
+}
+
+static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
+    rsink *k = peer;
+    redis_server *rs = k->rs;
+    if (!rs || rs->closing || !rs->pub) return NC_ECLOSED;
+    const nc_server_cfg *cfg = nc_server__cfg(rs->srv);
+    rs->enc.len = 0;
+    int r = nc_envelope_write_reply(&rs->enc, pkt, cfg->has_codec ? &cfg->codec : NULL);
+    if (r) return r;
+    const char *argv[3] = {"PUBLISH", k->reply_channel, rs->enc.data};
+    size_t lens[3] = {7, k->len, rs->enc.len};
+    r = nc_redis_conn_cmd(rs->pub, NULL, NULL, 3, argv, lens);
+    if (r == NC_ESTALLED)
+        nc_logf(LOG(rs), NC_LOG_ERROR, "Server",
+                "reply to %s dropped: more than max_send_buffer_size bytes wait for the Redis connection",
+                k->reply_channel);
+    return r;
+}
+
+static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
+
+static rsink *sink_for(redis_server *rs, const char *channel) {
+    size_t n = strlen(channel);
+    rsink *k = rs->wildcards ? NULL : nc_map_get(&rs->sinks, channel, n);
+    if (k) return k;
+    if (!(k = calloc(1, sizeof *k)) || !(k->reply_channel = malloc(n + 7))) {
+        free(k);
+        return NULL;
+    }
+    k->rs = rs;
+    memcpy(k->reply_channel, channel, n);
+    memcpy(k->reply_channel + n, ".reply", 7);
+    k->len = n + 6;
+    if (!rs->wildcards && !nc_map_put(&rs->sinks, channel, n, k, NULL)) k->cached = 1;
+    return k;
+}
+
+/* ---- incoming messages ----------------------------------------------------------------------------- */
+
+/* NestJS JSON.parse()s the body and falls back to the raw string: a foreign message for the channel. */
+static void dispatch_raw(redis_server *rs, const char *body, size_t len, const nc_inbound *in) {
+    if (nc_utf8_validate(body, len, NULL) != 0) {
+        nc_logf(LOG(rs), NC_LOG_ERROR, "Server",
+                "message on %s dropped: %zu bytes that are neither JSON nor UTF-8", in->channel, len);
+        return;
+    }
+    json_t *s = json_stringn(body, len);
+    nc_buf b = NC_BUF_INIT;
+    char why[160];
+    if (s && !nc_json_write(&b, s)) nc_server__dispatch(rs->srv, b.data, b.len, in, why, sizeof why);
+    json_decref(s);
+    nc_buf_free(&b);
+}
+
+static void on_message(redis_server *rs, const char *route, const char *channel, const redisReply *body) {
+    if (rs->stopping) return;
+    rsink *k = sink_for(rs, channel);
+    if (!k) {
+        nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "out of memory: message on %s dropped", channel);
+        return;
+    }
+    nc_inbound in = {0};
+    in.channel = channel;
+    in.route = route;
+    in.peer = k;
+    in.peer_ops = &sink_ops;
+    k->refs++; /* hold it across the dispatch (a request may finish inside) */
+    char why[200];
+    why[0] = '\0';
+    if (nc_server__dispatch(rs->srv, body->str, body->len, &in, why, sizeof why) == NC_EPROTO)
+        dispatch_raw(rs, body->str, body->len, &in);
+    sink_release(k);
+}
+
+/* ---- subscriptions ----------------------------------------------------------------------------------- */
+
+static void report_connected(redis_server *rs) {
+    if (rs->reported || !rs->sub_ready || !rs->pub_ready || rs->unconfirmed || rs->stopping) return;
+    rs->reported = 1;
+    rs->failures = 0;
+    nc_server__status(rs->srv, "connected", 0);
+}
+
+static void subscribe(redis_server *rs, const char *route) {
+    const char *argv[2] = {rs->wildcards ? "PSUBSCRIBE" : "SUBSCRIBE", route};
+    size_t lens[2] = {strlen(argv[0]), strlen(route)};
+    if (nc_redis_conn_cmd(rs->sub, NULL, NULL, 2, argv, lens) == 0) rs->unconfirmed++;
+}
+
+static void sub_ready(nc_redis_conn *c) {
+    redis_server *rs = c->owner;
+    rs->sub_ready = 1;
+    rs->unconfirmed = 0;
+    const char *k;
+    size_t it = 0;
+    while (nc_map_next(&rs->routes, &it, &k, NULL)) subscribe(rs, k);
+    report_connected(rs);
+}
+
+static void sub_push(nc_redis_conn *c, redisReply *r) {
+    redis_server *rs = c->owner;
+    if (r->type == REDIS_REPLY_ERROR) {
+        nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "Redis refused a subscription: %s", r->str);
+        return;
+    }
+    const char *kind = r->element[0]->str;
+    if (!strcmp(kind, "message") && r->element[1]->type == REDIS_REPLY_STRING &&
+        r->element[2]->type == REDIS_REPLY_STRING) {
+        on_message(rs, r->element[1]->str, r->element[1]->str, r->element[2]);
+    } else if (!strcmp(kind, "pmessage") && r->elements >= 4 && r->element[1]->type == REDIS_REPLY_STRING &&
+               r->element[2]->type == REDIS_REPLY_STRING && r->element[3]->type == REDIS_REPLY_STRING) {
+        on_message(rs, r->element[1]->str, r->element[2]->str, r->element[3]);
+    } else if (!strcmp(kind, "subscribe") || !strcmp(kind, "psubscribe")) {
+        if (rs->unconfirmed) rs->unconfirmed--;
+        report_connected(rs);
+    }
+}
+
+static void pub_ready(nc_redis_conn *c) {
+    redis_server *rs = c->owner;
+    rs->pub_ready = 1;
+    report_connected(rs);
+}
+
+static void pub_push(nc_redis_conn *c, redisReply *r) {
+    redis_server *rs = c->owner;
+    if (r->type == REDIS_REPLY_ERROR)
+        nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "Redis refused a reply: %s", r->str);
+}
+
+/* ---- connection loss and closing ------------------------------------------------------------------- */
+
+static void maybe_closed(redis_server *rs) {
+    if (!rs->closing || rs->nopen || rs->closed_reported) return;
+    rs->closed_reported = 1;
+    nc_server__closed(rs->srv);
+}
+
+static nc_redis_conn *open_conn(redis_server *rs, int subscriber, int delay_ms) {
+    nc_redis_conn *c = nc_redis_conn_new(nc_server__io(rs->srv), &rs->t, subscriber, delay_ms,
+                                         subscriber ? &sub_cbs : &pub_cbs, LOG(rs), "Server",
+                                         subscriber ? "sub" : "pub", rs);
+    if (c) rs->nopen++;
+    return c;
+}
+
+static void conn_end(nc_redis_conn *c, int err, const char *msg) {
+    redis_server *rs = c->owner;
+    int sub = c == rs->sub;
+    rs->nopen--;
+    if (sub) {
+        rs->sub = NULL;
+        rs->sub_ready = 0;
+    } else {
+        rs->pub = NULL;
+        rs->pub_ready = 0;
+    }
+    if (rs->closing || (sub && rs->stopping)) {
+        maybe_closed(rs);
+        return;
+    }
+    const nc_server_cfg *cfg = nc_server__cfg(rs->srv);
+    int delay = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 1000;
+    rs->failures++;
+    if (cfg->retry_attempts > 0 && rs->failures > cfg->retry_attempts) {
+        nc_logf(LOG(rs), NC_LOG_ERROR, "Server",
+                "Redis %s connection to %s:%d lost (%s); giving up after %d attempts", sub ? "sub" : "pub",
+                rs->t.host, rs->t.port, msg ? msg : "closed", cfg->retry_attempts);
+        if (rs->reported) nc_server__status(rs->srv, "disconnected", err ? err : NC_ECONNCLOSED);
+        rs->reported = 0;
+        return;
+    }
+    /* the first attempt goes at once: a restarted broker is usually back */
+    if (rs->failures == 1) delay = 0;
+    nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "Redis %s connection to %s:%d lost (%s); reconnecting in %d ms",
+            sub ? "sub" : "pub", rs->t.host, rs->t.port, msg ? msg : "closed", delay);
+    if (rs->reported) nc_server__status(rs->srv, "reconnecting", err);
+    rs->reported = 0;
+    nc_redis_conn *n = open_conn(rs, sub, delay);
+    if (sub)
+        rs->sub = n;
+    else
+        rs->pub = n;
+}
+
+static const nc_redis_conn_cbs sub_cbs = {sub_ready, sub_push, conn_end};
+static const nc_redis_conn_cbs pub_cbs = {pub_ready, pub_push, conn_end};
+
+/* ---- ops ------------------------------------------------------------------------------------------ */
+
+static int rs_create(nc_server *srv, const nc_url *url, void **state) {
+    redis_server *rs = calloc(1, sizeof *rs);
+    if (!rs) return NC_ENOMEM;
+    rs->srv = srv;
+    const nc_server_cfg *cfg = nc_server__cfg(srv);
+    int r = nc_redis_target_init(&rs->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_server__log(srv), "Server");
+    if (r) {
+        free(rs);
+        return r;
+    }
+    rs->wildcards = nc_redis_query_bool(url, "wildcards");
+    if (rs->wildcards < 0) {
+        nc_logf(nc_server__log(srv), NC_LOG_ERROR, "Server", "wildcards must be true or false in %s",
+                url->text);
+        nc_redis_target_free(&rs->t);
+        free(rs);
+        return NC_EINVAL;
+    }
+    rs->t.max_reply = cfg->max_buffer_size;
+    rs->t.max_queue = cfg->max_send_buffer_size;
+    rs->t.connect_timeout_ms = 5000;
+    *state = rs;
+    return 0;
+}
+
+static int rs_listen(void *state) {
+    redis_server *rs = state;
+    rs->sub = open_conn(rs, 1, 0);
+    rs->pub = open_conn(rs, 0, 0);
+    return rs->sub && rs->pub ? 0 : NC_ENOMEM;
+}
+
+static int rs_route_added(void *state, const char *route) {
+    redis_server *rs = state;
+    size_t n = strlen(route);
+    if (nc_map_get(&rs->routes, route, n)) return 0;
+    if (nc_map_put(&rs->routes, route, n, rs, NULL)) return NC_ENOMEM;
+    if (rs->sub_ready) subscribe(rs, route);
+    return 0;
+}
+
+static void rs_stop_accepting(void *state) {
+    redis_server *rs = state;
+    rs->stopping = 1;
+    /* no new messages: QUIT the subscriber connection */
+    if (rs->sub) nc_redis_conn_close(rs->sub, 1);
+}
+
+static void rs_close(void *state) {
+    redis_server *rs = state;
+    rs->closing = 1; /* no more replies; those already queued leave before QUIT */
+    if (rs->pub) nc_redis_conn_close(rs->pub, 1);
+    if (rs->sub) nc_redis_conn_close(rs->sub, 0);
+    maybe_closed(rs);
+}
+
+static void rs_destroy(void *state) {
+    redis_server *rs = state;
+    const char *k;
+    void *v;
+    size_t it = 0;
+    while (nc_map_next(&rs->sinks, &it, &k, &v)) {
+        rsink *s = v;
+        s->cached = 0;
+        s->rs = NULL;
+        if (s->refs == 0) sink_free(s);
+    }
+    nc_map_free(&rs->sinks);
+    nc_map_free(&rs->routes);
+    nc_buf_free(&rs->enc);
+    nc_redis_target_free(&rs->t);
+    free(rs);
+}
+
+#define REDIS_SERVER_OPS(name)                                                                               \
+    {                                                                                                        \
+        .scheme = name, .supports_workers = 0, .reports_connected = 1, .create = rs_create,                  \
+        .listen = rs_listen, .route_added = rs_route_added, .stop_accepting = rs_stop_accepting,             \
+        .close = rs_close, .destroy = rs_destroy, .port = NULL,                                              \
+    }
+
+const nc_server_transport nc_redis_server_transport = REDIS_SERVER_OPS("redis");
+const nc_server_transport nc_rediss_server_transport = REDIS_SERVER_OPS("rediss");
