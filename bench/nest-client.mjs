@@ -1,33 +1,56 @@
-// Load from NestJS's own TCP client (ClientProxyFactory, Transport.TCP), for comparing client libraries:
-// how many responses per second one NestJS client process can drive.
+// Load from NestJS's own client (ClientProxyFactory, Transport.TCP or Transport.REDIS), for comparing client
+// libraries: how many responses per second one NestJS client process can drive.
 //
-//   node nest-client.mjs --port P [--host H] [--pattern JSON] [--data JSON]
-//                        [--connections C] [--inflight N] [--duration S] [--warmup S]
+//   node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P)
+//                        [--pattern JSON] [--data JSON] [--connections C] [--inflight N]
+//                        [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]
 //
-// Each connection is one ClientProxy (NestJS opens one socket per client) keeping N requests in flight:
-// every completed request sends the next. Only responses completed inside the counting window, after the
-// warm-up, are counted. Prints one JSON line:
-//   {"requests","errors","rps","connections","inflight","duration_s","engine":"nestjs","client_cpu_us_per_resp"}
+// Each connection is one ClientProxy (NestJS opens one socket per TCP client, two Redis connections per Redis
+// client: one publishing, one subscribed) keeping N requests in flight: every completed request sends the
+// next. Only responses completed inside the counting window, after the warm-up, are counted; their latency
+// runs from the send() call to the completion. With --server-pid / --broker-pid the CPU time (user + system,
+// all threads) of those processes is read from /proc/PID/stat at the window's edges, as `nestc bench
+// --server-pid` does. Prints one JSON line:
+//   {"requests","errors","rps","p50_us","p99_us","connections","inflight","duration_s","engine":"nestjs",
+//    "client_cpu_us_per_resp","client_cpu_s"[,"server_cpu_s","server_cpu_us_per_resp"]
+//    [,"broker_cpu_s","broker_cpu_us_per_resp"],"transport"}
 import 'reflect-metadata';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { Logger } from '@nestjs/common';
 import { ClientProxyFactory, Transport } from '@nestjs/microservices';
+
+// Only warnings and errors: the Redis client logs "Connected to Redis" on stdout, where the JSON line goes.
+Logger.overrideLogger(['error', 'warn']);
 
 const { values: args } = parseArgs({
   options: {
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string' },
+    url: { type: 'string' },
     pattern: { type: 'string', default: '{"cmd":"sum"}' },
     data: { type: 'string', default: '[1,2,3]' },
     connections: { type: 'string', default: '1' },
     inflight: { type: 'string', default: '100' },
     duration: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
+    'server-pid': { type: 'string' },
+    'broker-pid': { type: 'string' },
   },
 });
-if (!args.port) {
-  console.error('usage: node nest-client.mjs --port P [--connections C] [--inflight N] [--duration S] [--warmup S]');
+const url = args.url ? new URL(args.url) : null;
+if ((!args.port && !url) || (url && url.protocol !== 'tcp:' && url.protocol !== 'redis:')) {
+  console.error(
+    'usage: node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P) [--connections C] ' +
+      '[--inflight N] [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]',
+  );
   process.exit(2);
 }
+const redis = url?.protocol === 'redis:';
+const host = url ? url.hostname : args.host;
+const port = url ? Number(url.port || (redis ? 6379 : 0)) : Number(args.port);
 
 // A pattern that parses as JSON is an object (or number) pattern, as nestc's CLI reads it.
 let pattern = args.pattern;
@@ -43,20 +66,47 @@ const duration = Number(args.duration);
 const warmup = Number(args.warmup);
 const sleep = (s) => new Promise((resolve) => setTimeout(resolve, s * 1000));
 
+// CPU seconds (utime + stime, fields 14 and 15) of a process, from /proc/PID/stat; null if it is gone.
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+  } catch {
+    return 100;
+  }
+})();
+const cpuOf = (pid) => {
+  if (!pid) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return null;
+  }
+};
+for (const pid of [args['server-pid'], args['broker-pid']])
+  if (pid && cpuOf(pid) == null) {
+    console.error(`nest-client.mjs: cannot read /proc/${pid}/stat`);
+    process.exit(2);
+  }
+
 const clients = [];
 for (let i = 0; i < connections; i++) {
   const client = ClientProxyFactory.create({
-    transport: Transport.TCP,
-    options: { host: args.host, port: Number(args.port) },
+    transport: redis ? Transport.REDIS : Transport.TCP,
+    options: { host, port },
   });
   await client.connect();
   clients.push(client);
 }
 
 let running = true;
+let counting = false;
 let responses = 0;
 let errors = 0;
+const latencies = []; // µs, completions inside the window
 function fire(client) {
+  const t = performance.now();
   client.send(pattern, data).subscribe({
     error: () => {
       errors++;
@@ -64,6 +114,7 @@ function fire(client) {
     },
     complete: () => {
       responses++;
+      if (counting) latencies.push((performance.now() - t) * 1000);
       if (running) fire(client);
     },
   });
@@ -73,27 +124,50 @@ for (const client of clients) for (let i = 0; i < inflight; i++) fire(client);
 await sleep(warmup);
 const r0 = responses;
 const e0 = errors;
+const srv0 = cpuOf(args['server-pid']);
+const brk0 = cpuOf(args['broker-pid']);
 const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
+counting = true;
 await sleep(duration);
+counting = false;
 const r1 = responses;
 const e1 = errors;
 const cpu = process.cpuUsage(cpu0);
 const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+const srv1 = cpuOf(args['server-pid']);
+const brk1 = cpuOf(args['broker-pid']);
 running = false;
 
 const requests = r1 - r0;
-console.log(
-  JSON.stringify({
-    requests,
-    errors: e1 - e0,
-    rps: Math.round(requests / secs),
-    connections,
-    inflight,
-    duration_s: Number(secs.toFixed(3)),
-    engine: 'nestjs',
-    client_cpu_us_per_resp: requests ? Number(((cpu.user + cpu.system) / requests).toFixed(3)) : null,
-  }),
-);
+latencies.sort((a, b) => a - b);
+const pct = (q) =>
+  latencies.length ? Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1)) : null;
+const perResp = (s) => (s != null && requests ? Number(((s * 1e6) / requests).toFixed(3)) : null);
+const out = {
+  requests,
+  errors: e1 - e0,
+  rps: Math.round(requests / secs),
+  p50_us: pct(0.5),
+  p99_us: pct(0.99),
+  connections,
+  inflight,
+  duration_s: Number(secs.toFixed(3)),
+  engine: 'nestjs',
+  client_cpu_us_per_resp: requests ? Number(((cpu.user + cpu.system) / requests).toFixed(3)) : null,
+  client_cpu_s: Number(((cpu.user + cpu.system) / 1e6).toFixed(3)),
+};
+if (args['server-pid']) {
+  const s = srv0 != null && srv1 != null ? srv1 - srv0 : null;
+  out.server_cpu_s = s == null ? null : Number(s.toFixed(3));
+  out.server_cpu_us_per_resp = perResp(s);
+}
+if (args['broker-pid']) {
+  const s = brk0 != null && brk1 != null ? brk1 - brk0 : null;
+  out.broker_cpu_s = s == null ? null : Number(s.toFixed(3));
+  out.broker_cpu_us_per_resp = perResp(s);
+}
+out.transport = redis ? 'redis' : 'tcp';
+console.log(JSON.stringify(out));
 // Requests still in flight are abandoned: the figures are taken.
 process.exit(0);

@@ -1,8 +1,13 @@
-// The benchmark service written with NestJS's own TCP transport: the reference nestc is measured against.
+// The benchmark service written with NestJS's own TCP or Redis transport: the reference nestc is measured against.
 //
-//   node nest-server.mjs --port P      (P 0 = any free port)
+//   node nest-server.mjs --port P                  (P 0 = any free port)
+//   node nest-server.mjs --url redis://HOST:PORT   (the same service over NestJS's Redis transport)
 //
-// Prints "listening on port N" once it accepts connections; exits 0 on SIGTERM/SIGINT after app.close().
+// Over TCP it prints "listening on port N" once it accepts connections. Over Redis it prints
+// "connected to URL" after app.listen() has resolved (both ioredis connections ready) and Redis reports a
+// subscriber on every handler's channel (PUBSUB NUMSUB, asked on the server's own publishing connection):
+// listen() resolves before the SUBSCRIBE commands are confirmed, and a request published before that is lost.
+// Exits 0 on SIGTERM/SIGINT after app.close().
 //
 //   {cmd:'sum'}    array of numbers → their sum
 //   {cmd:'echo'}   anything → the same value
@@ -21,8 +26,15 @@ const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
     host: { type: 'string', default: '127.0.0.1' },
+    url: { type: 'string' },
   },
 });
+const url = args.url ? new URL(args.url) : null;
+if (url && url.protocol !== 'redis:' && url.protocol !== 'tcp:') {
+  console.error(`nest-server.mjs: unsupported URL ${args.url} (tcp:// or redis://)`);
+  process.exit(2);
+}
+const redis = url?.protocol === 'redis:';
 
 let ticks = 0;
 
@@ -59,13 +71,31 @@ Controller()(Bench);
 class AppModule {}
 Module({ controllers: [Bench] })(AppModule);
 
+const host = url ? url.hostname : args.host;
+const port = url ? Number(url.port || (redis ? 6379 : 0)) : Number(args.port);
 const app = await NestFactory.createMicroservice(AppModule, {
-  transport: Transport.TCP,
-  options: { host: args.host, port: Number(args.port) },
+  // Transport options as the NestJS documentation gives them: host and port, nothing tuned.
+  transport: redis ? Transport.REDIS : Transport.TCP,
+  options: { host, port },
   logger: ['error', 'warn'],
 });
 await app.listen();
-process.stdout.write(`listening on port ${app.unwrap().address().port}\n`);
+if (redis) {
+  const [pub] = app.unwrap();
+  const channels = ['{"cmd":"sum"}', '{"cmd":"echo"}', '{"cmd":"tick"}', '{"cmd":"ticks"}'];
+  for (let i = 0; ; i++) {
+    const counts = await pub.call('PUBSUB', 'NUMSUB', ...channels); // [channel, n, channel, n, ...]
+    if (counts.filter((_, k) => k % 2).every((n) => Number(n) > 0)) break;
+    if (i === 500) {
+      console.error('nest-server.mjs: the subscriptions were not confirmed within 5 s');
+      process.exit(1);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  process.stdout.write(`connected to ${args.url}\n`);
+} else {
+  process.stdout.write(`listening on port ${app.unwrap().address().port}\n`);
+}
 
 let closing = false;
 const shutdown = async () => {

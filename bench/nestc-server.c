@@ -2,8 +2,12 @@
  * bench/nest-server.mjs, as an application author would write them.
  *
  *   nestc-server [--port P] [--host H] [--workers N]      (P 0 = any free port)
+ *   nestc-server --url redis://HOST:PORT                   (the same service over a Redis broker)
  *
- * Prints "listening on port N" once it accepts connections; SIGINT/SIGTERM close it gracefully.
+ * Over TCP it prints "listening on port N" once it accepts connections. With --url (any URL nc_server_new
+ * takes; tcp:// URLs print the same line) it prints "connected to URL" once the server reports the status
+ * "connected" (for redis://: both connections up and every channel's subscription confirmed). Other status
+ * changes go to stderr. SIGINT/SIGTERM close it gracefully.
  *
  *   {"cmd":"sum"}    array of numbers → their sum (JavaScript number semantics), read without a DOM
  *   {"cmd":"echo"}   anything → the same value, as text
@@ -93,12 +97,25 @@ static void on_ticks(nc_request *req, const nc_msg *msg, void *user) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: nestc-server [--port P] [--host H] [--workers N]\n");
+    fprintf(stderr, "usage: nestc-server [--port P] [--host H] [--workers N] | --url URL [--workers N]\n");
     return 2;
 }
 
+/* The harness waits for the "connected to" line: over a broker, requests published before the server's
+ * subscriptions are confirmed would be lost. */
+static void on_status(void *user, const char *status, int err) {
+    const char *url = user;
+    if (!strcmp(status, "connected")) {
+        printf("connected to %s\n", url);
+        fflush(stdout);
+    } else {
+        fprintf(stderr, "nestc-server: %s: %s%s%s\n", url, status, err ? ": " : "",
+                err ? nc_strerror(err) : "");
+    }
+}
+
 int main(int argc, char **argv) {
-    const char *host = "127.0.0.1";
+    const char *host = "127.0.0.1", *given_url = NULL;
     long port = 0, workers = 1;
     for (int i = 1; i < argc; i++) {
         char *end;
@@ -108,6 +125,8 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--port")) {
             port = strtol(argv[++i], &end, 10);
             if (*end || port < 0 || port > 65535) return usage();
+        } else if (!strcmp(argv[i], "--url")) {
+            given_url = argv[++i];
         } else if (!strcmp(argv[i], "--workers")) {
             workers = strtol(argv[++i], &end, 10);
             if (*end || workers < 1 || workers > 1024) return usage();
@@ -117,7 +136,11 @@ int main(int argc, char **argv) {
     }
 
     char url[300];
-    snprintf(url, sizeof url, "tcp://%s:%ld", host, port);
+    if (given_url)
+        snprintf(url, sizeof url, "%s", given_url);
+    else
+        snprintf(url, sizeof url, "tcp://%s:%ld", host, port);
+    int tcp = !strncmp(url, "tcp://", 6);
     nc_server_opts opts = {.workers = (int)workers};
     nc_server *srv;
     int rc = nc_server_new(&srv, url, &opts);
@@ -131,14 +154,22 @@ int main(int argc, char **argv) {
         (rc = nc_server_message(srv, "{\"cmd\":\"echoDom\"}", on_echo_dom, NULL)) ||
         (rc = nc_server_event(srv, "{\"cmd\":\"tick\"}", on_tick, NULL)) ||
         (rc = nc_server_message(srv, "{\"cmd\":\"ticks\"}", on_ticks, NULL)) ||
-        (rc = nc_server_handle_signals(srv)) || (rc = nc_server_listen(srv))) {
+        (rc = nc_server_handle_signals(srv))) {
+        fprintf(stderr, "nestc-server: %s\n", nc_strerror(rc));
+        nc_server_free(srv);
+        return 1;
+    }
+    if (!tcp) nc_server_on_status(srv, on_status, url);
+    if ((rc = nc_server_listen(srv))) {
         fprintf(stderr, "nestc-server: %s\n", nc_strerror(rc));
         nc_server_free(srv);
         return 1;
     }
     /* The harness reads this line to learn the port; stdout may be a pipe, so flush it now. */
-    printf("listening on port %d\n", nc_server_port(srv));
-    fflush(stdout);
+    if (tcp) {
+        printf("listening on port %d\n", nc_server_port(srv));
+        fflush(stdout);
+    }
     rc = nc_server_run(srv);
     nc_server_free(srv);
     if (rc) {

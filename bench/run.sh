@@ -4,8 +4,9 @@
 #   bench/run.sh [--quick] [--only LIST] [--servers LIST] [--duration S] [--warmup S] [--repeat N] [--conns N]
 #
 #   --quick          a short smoke run (1 s per point, 1000 idle connections)
-#   --only LIST      comma-separated scenarios: memory,throughput,conns,latency,events,payload,dom,client,workers
-#   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs
+#   --only LIST      comma-separated scenarios: memory,throughput,conns,latency,events,payload,dom,client,workers,
+#                    redis (the same service over one redis-server, nestc and NestJS clients against both servers)
+#   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs (redis: nestc,nestjs)
 #   --duration S     counting window per point (default 5); --warmup S before it (default 1)
 #   --repeat N       measure every point N times; the report shows the median run (default 1)
 #   --conns N        idle connections for the memory scenario (default 10000, or 1000 if `ulimit -n` is low)
@@ -13,9 +14,12 @@
 # Installs what is missing (Debian packages, Node.js, the pinned NestJS with `npm ci`), builds nestc in
 # Release, then for each server: starts it alone on core 0 (taskset -c 0), runs every scenario from
 # `nestc bench` on core 1 (taskset -c 1), stops it by PID. A full run writes bench/RESULTS.md and
-# bench/results.json (one JSON line per measured point); a partial run (--quick, --only, --servers,
-# other durations) writes them under bench/out/ so the recorded full run stays intact. Run it on an
-# otherwise idle machine: each point waits for quiet cores, and the report flags points that did not get them.
+# bench/results.json (one JSON line per measured point; the Redis points go to bench/results-redis.json);
+# a partial run (--quick, --only, --servers, other durations) writes them under bench/out/ so the recorded
+# full run stays intact. The one exception is `--only redis` with the default durations: it re-records the
+# Redis points alone (bench/results-redis.json) and rewrites bench/RESULTS.md with the recorded TCP points
+# as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report flags
+# points that did not get them.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,28 +32,38 @@ warmup=1
 warm_s=3
 repeat=1
 idle_conns=
-scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers
+scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis
 servers=ceiling,nestc,nestjs
 partial=0
 while (($#)); do
   case $1 in
     --quick) duration=1 warmup=0.3 warm_s=0.5 idle_conns=1000 partial=1 ;;
-    --only) scenarios=${2:?--only needs a list}; partial=1; shift ;;
+    # --only redis alone is recorded (see above); any other list is a partial run.
+    --only) scenarios=${2:?--only needs a list}; [[ $scenarios == redis ]] || partial=1; shift ;;
     --servers) servers=${2:?--servers needs a list}; partial=1; shift ;;
     --duration) duration=${2:?}; partial=1; shift ;;
     --warmup) warmup=${2:?}; partial=1; shift ;;
     --repeat) repeat=${2:?}; shift ;;
     --conns) idle_conns=${2:?}; partial=1; shift ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 has() { [[ ,$1, == *,$2,* ]]; }
+# The TCP scenarios (everything but redis) write results.json; the redis scenario writes results-redis.json.
+tcp_wanted=0
+for s in memory throughput conns latency events payload dom client workers; do has "$scenarios" "$s" && tcp_wanted=1; done
 
 # ---- install and build ---------------------------------------------------------------------------------
 "$root/scripts/deps.sh" --test
 command -v taskset >/dev/null || { echo "run.sh: taskset (util-linux) is required" >&2; exit 1; }
+if has "$scenarios" redis; then
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    echo "run.sh: the redis scenario needs redis-server and redis-cli" >&2
+    exit 1
+  fi
+fi
 if [[ ! -f $here/node_modules/.package-lock.json || $here/package-lock.json -nt $here/node_modules/.package-lock.json ]]; then
   echo "bench: npm ci (NestJS $(sed -n 's/.*"@nestjs\/microservices": "\(.*\)".*/\1/p' "$here/package.json"))" >&2
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
@@ -78,11 +92,16 @@ if [[ -z $idle_conns ]]; then
 fi
 
 if ((partial)); then
-  results=$out/results.json report=$out/RESULTS.md
+  results=$out/results.json redis_results=$out/results-redis.json report=$out/RESULTS.md
+  : >"$results"
+  : >"$redis_results"
 else
-  results=$here/results.json report=$here/RESULTS.md
+  # A recorded run replaces only the points it measures: `--only redis` keeps results.json as recorded.
+  results=$here/results.json redis_results=$here/results-redis.json report=$here/RESULTS.md
+  ((tcp_wanted)) && : >"$results"
+  ! has "$scenarios" redis || : >"$redis_results"
 fi
-: >"$results"
+results_cur=$results # where record() writes: results.json, or results-redis.json during the redis scenario
 cd "$out"
 
 # Data for the payload scenarios: 100,000 numbers (0 … 99999) and a 1 MiB ASCII string.
@@ -90,18 +109,26 @@ cd "$out"
 [[ -s string-1mb.json ]] || { printf '"'; head -c 1048576 /dev/zero | tr '\0' x; printf '"'; } >string-1mb.json
 
 # ---- servers ---------------------------------------------------------------------------------------------
-srv_pid='' srv_port='' srv_name='' srv_cpus='' srv_log='' helper_pid=''
+srv_pid='' srv_port='' srv_name='' srv_cpus='' srv_log='' helper_pid='' srv_target='' srv_url=''
+redis_pid='' redis_dir='' sampler_pid=''
 srv_args=()
 cleanup() {
   [[ -n $helper_pid ]] && kill "$helper_pid" 2>/dev/null && wait "$helper_pid" 2>/dev/null
+  [[ -n $sampler_pid ]] && kill "$sampler_pid" 2>/dev/null && wait "$sampler_pid" 2>/dev/null
   [[ -n $srv_pid ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+  [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  [[ -n $redis_dir ]] && rm -rf "$redis_dir"
   return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # start_server NAME CPUS [ARGS...]: starts one server on the given cores and waits for its
-# "listening on port N" line. Sets srv_pid, srv_port and srv_log; returns 1 (log shown) if it does not start.
+# "listening on port N" line. Sets srv_pid, srv_port, srv_target (the URL the load generators use) and
+# srv_log; returns 1 (log shown) if it does not start. With srv_url set (redis://…) the server is started
+# with --url srv_url instead of --port 0, and it is ready when it prints "connected to URL" (nestc: its
+# status callback reported "connected", every subscription confirmed; NestJS: app.listen() resolved and
+# Redis counts a subscriber on each handler's channel).
 srv_starts=0
 start_server() {
   local name=$1 cpus=$2 cmd
@@ -116,13 +143,21 @@ start_server() {
   local log=$out/server-$((++srv_starts))-$name.log
   srv_log=$log
   # taskset execs the server: $! is the server's own PID, the one whose CPU time is measured.
-  taskset -c "$cpus" "${cmd[@]}" --port 0 "$@" >"$log" 2>&1 &
+  if [[ -n $srv_url ]]; then
+    taskset -c "$cpus" "${cmd[@]}" --url "$srv_url" "$@" >"$log" 2>&1 &
+  else
+    taskset -c "$cpus" "${cmd[@]}" --port 0 "$@" >"$log" 2>&1 &
+  fi
   srv_pid=$!
-  srv_port=''
+  srv_port='' srv_target=''
   local i
   for ((i = 0; i < 300; i++)); do
-    srv_port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$log")
-    [[ -n $srv_port ]] && return 0
+    if [[ -n $srv_url ]]; then
+      grep -qx "connected to $srv_url" "$log" && { srv_target=$srv_url; return 0; }
+    else
+      srv_port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$log")
+      [[ -n $srv_port ]] && { srv_target=tcp://127.0.0.1:$srv_port; return 0; }
+    fi
     kill -0 "$srv_pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -163,28 +198,70 @@ nfds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 # record SCENARIO SERVER JSON [EXTRA-JSON-MEMBERS]: one line of results.json.
 record() {
-  printf '{"scenario":"%s","server":"%s","result":%s%s}\n' "$1" "$2" "$3" "${4:+,$4}" >>"$results"
+  printf '{"scenario":"%s","server":"%s","result":%s%s}\n' "$1" "$2" "$3" "${4:+,$4}" >>"$results_cur"
 }
 
 # point SCENARIO SERVER CPUS NESTC-BENCH-ARGS...: `nestc bench` against the running server, $repeat times.
+# With broker_pid set (the redis scenario), the broker's CPU time over the counting window is recorded too.
 point() {
-  local scenario=$1 server=$2 cpus=$3 line run
+  local scenario=$1 server=$2 cpus=$3 line run broker
   shift 3
   for ((run = 1; run <= repeat; run++)); do
     ensure_server || return 0
     wait_quiet
     echo "bench: $scenario / $server: nestc bench $*" >&2
-    if line=$(taskset -c "$cpus" "$nestc" bench "tcp://127.0.0.1:$srv_port" "$@" --duration "$duration" \
+    [[ -z $broker_pid ]] || broker_sampler
+    if line=$(taskset -c "$cpus" "$nestc" bench "$srv_target" "$@" --duration "$duration" \
       --warmup "$warmup" --server-pid "$srv_pid" 2>>"$out/bench-stderr.log" | tail -n 1) && [[ $line == '{'* ]]; then
       echo "  $line" >&2
-      record "$scenario" "$server" "$line" "\"threads\":$(threads_of "$srv_pid"),\"run\":$run,\"busy_pct_before\":$point_busy$point_extra"
+      broker=''
+      [[ -z $broker_pid ]] || { broker_sampled && broker=",\"broker_cpu_s\":$broker_cpu_s"; }
+      record "$scenario" "$server" "$line" "\"threads\":$(threads_of "$srv_pid"),\"run\":$run,\"busy_pct_before\":$point_busy$broker$point_extra"
     else
+      [[ -z $broker_pid ]] || broker_sampled
       echo "  failed (see $out/bench-stderr.log)" >&2
       record "$scenario" "$server" null "\"run\":$run$point_extra"
     fi
   done
 }
 point_extra='' # more members for the recorded lines, e.g. ,"workers":2 (set before point)
+
+# cpu_ticks PID: the process's CPU time so far (utime + stime, all threads) in clock ticks, from /proc/PID/stat
+# (fields 14 and 15, counted after the parenthesised command name); empty if the process is gone.
+clk_tck=$(getconf CLK_TCK)
+cpu_ticks() {
+  local s f
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  s=${s##*) }
+  read -ra f <<<"$s"
+  echo $((f[11] + f[12]))
+}
+
+# broker_sampler / broker_sampled: the broker's CPU time over a `nestc bench` counting window. The sampler
+# starts with `nestc bench`, reads /proc/<broker>/stat after the warm-up and again after the window (nestc
+# bench opens its Redis connections in a few milliseconds, so the edges match its window to within that).
+broker_pid=''
+broker_sampler() {
+  rm -f "$out/broker-ticks"
+  (
+    sleep "$warmup"
+    a=$(cpu_ticks "$broker_pid")
+    sleep "$duration"
+    b=$(cpu_ticks "$broker_pid")
+    [[ -n $a && -n $b ]] && echo $((b - a)) >"$out/broker-ticks" || echo null >"$out/broker-ticks"
+  ) &
+  sampler_pid=$!
+}
+# Sets broker_cpu_s to the broker's CPU seconds over the window (or null), once the sampler is done. Not
+# in a $(…): only this shell can wait for its sampler.
+broker_sampled() {
+  wait "$sampler_pid" 2>/dev/null || true
+  sampler_pid=''
+  local t=null
+  [[ -s $out/broker-ticks ]] && t=$(<"$out/broker-ticks")
+  broker_cpu_s=null
+  [[ $t == null ]] || broker_cpu_s=$(awk -v t="$t" -v hz="$clk_tck" 'BEGIN { printf "%.3f", t / hz }')
+}
 
 # machine_busy [SECONDS]: busy share of all cores over that time (default 1 s), in percent, from /proc/stat.
 machine_busy() {
@@ -217,8 +294,8 @@ point_busy=0
 warm_up() {
   wait_quiet
   echo "bench: warming up for ${warm_s} s" >&2
-  taskset -c 1 "$nestc" bench "tcp://127.0.0.1:$srv_port" '{"cmd":"sum"}' '[1,2,3]' --connections 1 --inflight 100 \
-    --warmup 0 --duration "$warm_s" >/dev/null 2>>"$out/bench-stderr.log" || true
+  taskset -c 1 "$nestc" bench "$srv_target" '{"cmd":"sum"}' '[1,2,3]' --connections 1 --inflight 100 \
+    --warmup 0 --duration "$warm_s" "$@" >/dev/null 2>>"$out/bench-stderr.log" || true
 }
 
 # memory SERVER: idle RSS right after the start, then with idle_conns idle connections open.
@@ -256,7 +333,8 @@ memory() {
 busy=$(machine_busy)
 echo "bench: the machine is ${busy}% busy before the run (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 ((busy < 10)) || echo "bench: warning: other processes are using the CPU; the figures will be disturbed" >&2
-record machine - "{\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"busy_pct_before\":$busy,\"loadavg_before\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"repeat\":$repeat}"
+machine_line="{\"date\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"nestc\":\"$(git -C "$root" describe --always --dirty 2>/dev/null || echo '?')\",\"busy_pct_before\":$busy,\"loadavg_before\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"repeat\":$repeat}"
+((!tcp_wanted && !partial)) || record machine - "$machine_line"
 
 # ---- the side-by-side scenarios: each server alone on core 0, the load generator on core 1 -----------
 side_by_side='memory throughput conns latency events payload dom'
@@ -298,20 +376,22 @@ for server in ceiling nestc nestjs; do
 done
 
 # ---- client libraries: one client process on core 1 against a server on core 0 ---------------------
+# nest_client SCENARIO SERVER CONNS INFLIGHT [NEST-CLIENT-ARGS...]: NestJS's own client on core 1, $repeat times.
 nest_client() {
-  local server=$1 conns=$2 inflight=$3 line run
+  local scenario=$1 server=$2 conns=$3 inflight=$4 line run
+  shift 4
   for ((run = 1; run <= repeat; run++)); do
     ensure_server || return 0
     wait_quiet
-    echo "bench: client / $server: nest-client.mjs --connections $conns --inflight $inflight" >&2
-    if line=$(taskset -c 1 node "$here/nest-client.mjs" --port "$srv_port" --connections "$conns" \
-      --inflight "$inflight" --duration "$duration" --warmup "$warmup" 2>>"$out/bench-stderr.log" | tail -n 1) &&
+    echo "bench: $scenario / $server: nest-client.mjs --connections $conns --inflight $inflight $*" >&2
+    if line=$(taskset -c 1 node "$here/nest-client.mjs" --connections "$conns" --inflight "$inflight" \
+      --duration "$duration" --warmup "$warmup" "$@" 2>>"$out/bench-stderr.log" | tail -n 1) &&
       [[ $line == '{'* ]]; then
       echo "  $line" >&2
-      record client "$server" "$line" "\"run\":$run,\"busy_pct_before\":$point_busy"
+      record "$scenario" "$server" "$line" "\"run\":$run,\"busy_pct_before\":$point_busy$point_extra"
     else
       echo "  failed (see $out/bench-stderr.log)" >&2
-      record client "$server" null "\"run\":$run"
+      record "$scenario" "$server" null "\"run\":$run$point_extra"
     fi
   done
 }
@@ -321,7 +401,7 @@ if has "$scenarios" client; then
     start_server "$server" 0 || exit 1
     for shape in 1:100 4:100; do
       point client "$server" 1 '{"cmd":"sum"}' '[1,2,3]' --engine client --connections "${shape%:*}" --inflight "${shape#*:}"
-      nest_client "$server" "${shape%:*}" "${shape#*:}"
+      nest_client client "$server" "${shape%:*}" "${shape#*:}" --port "$srv_port"
     done
     stop_server
   done
@@ -344,7 +424,109 @@ if has "$scenarios" workers; then
   point_extra=''
 fi
 
+# ---- Redis: the same service over one redis-server ------------------------------------------------------
+# One redis-server for the whole scenario, pinned to core 1 with the load generators: the server under test
+# keeps core 0 to itself, as in the TCP scenarios, so its CPU per response is measured alone and not
+# disturbed by the broker. The price: core 1 carries the client and the broker, so where the server is not
+# the limit, responses / s is bounded by core 1 (the report says which core was full for every point).
+# Each server is started with --url redis://…, warmed up, then measured with both clients: `nestc bench
+# --engine client` (the nestc client library) and nest-client.mjs (NestJS's ClientRedis).
+
+# free_port: a loopback TCP port nobody listens on now (the kernel picks it; redis-server then binds it).
+free_port() {
+  node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}
+
+# start_redis: one redis-server on a free loopback port (no persistence, a fresh temporary directory), on
+# core 1, stopped by PID; ready when it answers PING. Sets redis_pid, redis_port, redis_url.
+start_redis() {
+  local try i
+  redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/nestc-bench-redis.XXXXXX")
+  for ((try = 0; try < 3; try++)); do
+    redis_port=$(free_port)
+    # taskset execs redis-server: $! is the broker's own PID.
+    taskset -c 1 redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --dir "$redis_dir" \
+      >"$out/redis-server.log" 2>&1 &
+    redis_pid=$!
+    for ((i = 0; i < 100; i++)); do
+      if [[ $(redis-cli -h 127.0.0.1 -p "$redis_port" PING 2>/dev/null) == PONG ]]; then
+        redis_url=redis://127.0.0.1:$redis_port
+        echo "bench: redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') on port $redis_port (pid $redis_pid, core 1)" >&2
+        return 0
+      fi
+      kill -0 "$redis_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    stop_redis_process # the port was taken in between, or it did not start: another port
+  done
+  echo "run.sh: redis-server did not start:" >&2
+  cat "$out/redis-server.log" >&2
+  return 1
+}
+stop_redis_process() {
+  kill -TERM "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  redis_pid=''
+}
+stop_redis() {
+  stop_redis_process
+  rm -rf "$redis_dir"
+  redis_dir=''
+}
+
+# A server that is stopped must also be gone from the broker before the next one subscribes: two servers
+# subscribed to the same channel would both answer every request.
+wait_unsubscribed() {
+  local i n
+  for ((i = 0; i < 100; i++)); do
+    n=$(redis-cli -h 127.0.0.1 -p "$redis_port" PUBSUB NUMSUB '{"cmd":"sum"}' '{"cmd":"tick"}' 2>/dev/null |
+      awk 'NR % 2 == 0 { s += $1 } END { print s + 0 }')
+    ((n == 0)) && return 0
+    sleep 0.05
+  done
+  echo "bench: warning: the stopped server is still subscribed on the broker" >&2
+}
+
+if has "$scenarios" redis; then
+  results_cur=$redis_results
+  start_redis || exit 1
+  record machine - "${machine_line%\}},\"redis_version\":\"$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')\",\"redis_cpus\":\"1\",\"duration_s\":$duration,\"warmup_s\":$warmup}"
+  srv_url=$redis_url broker_pid=$redis_pid
+  for server in nestc nestjs; do
+    has "$servers" "$server" || continue
+    if ! start_server "$server" 0; then
+      record redis-throughput "$server" null
+      continue
+    fi
+    # The same untimed load as in the TCP scenarios, through the broker (it also warms redis-server).
+    warm_up --engine client
+    # Requests: 1 × 100 (throughput, CPU per response) and 1 × 1 (the round trip), from each client.
+    for shape in 1:100 1:1; do
+      scenario=redis-throughput
+      [[ $shape == 1:1 ]] && scenario=redis-latency
+      point_extra=',"client":"nestc"'
+      point "$scenario" "$server" 1 '{"cmd":"sum"}' '[1,2,3]' --engine client --connections "${shape%:*}" \
+        --inflight "${shape#*:}"
+      point_extra=',"client":"nestjs"'
+      nest_client "$scenario" "$server" "${shape%:*}" "${shape#*:}" --url "$srv_target" --server-pid "$srv_pid" \
+        --broker-pid "$broker_pid"
+    done
+    # Events as in the TCP events scenario: 1000 `tick` events ahead of each `ticks` request, 4 clients. A
+    # client publishes its events and its request on one connection, Redis delivers them to the server's
+    # subscription in that order, and the server handles them in order: the reply proves the events.
+    point_extra=',"client":"nestc"'
+    point redis-events "$server" 1 '{"cmd":"ticks"}' --engine client --events 1000 --event-pattern '{"cmd":"tick"}' \
+      --event-data null --connections 4 --inflight 1
+    point_extra=''
+    stop_server
+    wait_unsubscribed
+  done
+  srv_url='' broker_pid=''
+  stop_redis
+  results_cur=$results
+fi
+
 # ---- the report --------------------------------------------------------------------------------------------
-node "$here/report.mjs" --results "$results" --out "$report" --duration "$duration" --warmup "$warmup" \
-  --idle-conns "$idle_conns" --build "$build"
+node "$here/report.mjs" --results "$results" --redis-results "$redis_results" --out "$report" --duration "$duration" \
+  --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
 echo "bench: wrote $report" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, integration and NestJS interop tests (ctest), first on a normal build, then
 # again on a build with AddressSanitizer + UndefinedBehaviorSanitizer (leak checking on), then under
-# valgrind memcheck (unit tests, nestc servers and the C client), then every libFuzzer target for a
+# valgrind memcheck (every nestc process of every test), then every libFuzzer target for a
 # short fixed time (clang build; NESTC_FUZZ_SECONDS each, default 30).
 #   scripts/test.sh            both passes
 #   scripts/test.sh --fast     the normal build only
@@ -18,20 +18,25 @@ run() { # run <build-dir> <cmake args...>
 }
 
 start=$(date +%s)
-run "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNESTC_TEST_TIMEOUT_FACTOR=1
 if [[ ${1:-} != --fast ]]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   run "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DNESTC_SANITIZE=ON
-  # valgrind memcheck (on the normal build): every unit test, and every test where a nestc server or the C
-  # client library runs (with-server.sh and the raw-socket harness wrap them with NESTC_WRAP).
+  # valgrind memcheck (on the normal build): every unit test, then every other test with each nestc process
+  # (servers, the CLI, the C client driver, the examples) started under valgrind through NESTC_WRAP. Only the
+  # two tests where no nestc code runs (a NestJS client against a NestJS server) are left out. Time limits
+  # are raised for this run: valgrind makes each process many times slower.
   vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
   for t in "$root"/build/tests/unit/test_*; do
     [[ -x $t ]] || continue
     echo "test.sh: valgrind $(basename "$t")"
     $vg "$t" >/dev/null
   done
-  (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -R 'nestc_server|server-probes|server-hostile')
+  cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=8 >/dev/null
+  (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' \
+    -E 'nest_client\.nest_server')
+  cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=1 >/dev/null
   CC=clang cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNESTC_FUZZ=ON \
     -DNESTC_FUZZ_SECONDS="${NESTC_FUZZ_SECONDS:-30}" >/dev/null
   cmake --build "$root/build-fuzz" -j "$jobs" --target fuzz_targets

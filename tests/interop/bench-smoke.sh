@@ -27,11 +27,14 @@ run() { # run <name> <args...>
   local name=$1
   shift
   local out
-  out=$("$NESTC_BIN" bench "$url" "$@" --duration 0.5 --warmup 0.2 "${extra[@]}")
+  out=$("${wrap[@]}" "$NESTC_BIN" bench "$url" "$@" --duration 0.5 --warmup 0.2 "${extra[@]}")
   check "$name" "$out"
 }
 
 extra=("$@")
+# NESTC_WRAP: run nestc bench under a tool, e.g. valgrind (its error exit code fails the test)
+wrap=()
+[[ -n ${NESTC_WRAP:-} ]] && read -ra wrap <<<"$NESTC_WRAP"
 engines=(client)
 [[ $url == tcp://* ]] && engines=(raw client)
 for e in "${engines[@]}"; do

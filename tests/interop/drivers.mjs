@@ -1,21 +1,31 @@
 // Drivers that carry the conformance cases to a server (contract in conformance-cases.mjs):
-//   NestDriver — a real NestJS ClientTCP (ClientProxyFactory), so it proves wire compatibility with Nest.
+//   NestDriver — a real NestJS client (ClientProxyFactory: ClientTCP, or ClientRedis for redis:// and
+//                rediss://), so it proves wire compatibility with Nest.
 //   CliDriver  — spawns `nestc send` / `nestc emit` (DESIGN.md §5), one process per request.
+// Both know the URL scheme (`driver.scheme`), which some cases depend on.
 import 'reflect-metadata';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { Logger } from '@nestjs/common';
 import { ClientProxyFactory, Transport } from '@nestjs/microservices';
 import { TimeoutError, lastValueFrom, tap, timeout, toArray } from 'rxjs';
 
-const DEFAULT_TIMEOUT_MS = 10000;
+const DEFAULT_TIMEOUT_MS = process.env.NESTC_WRAP ? 30000 : 10000;
 
-// tcp://host:port or tls://host:port → {scheme, host, port}
+// ClientRedis logs "Connected to Redis…" at log level on stdout, in the middle of the TAP output.
+Logger.overrideLogger(['error', 'warn']);
+
+// tcp://host:port, tls://host:port, redis://host[:port][?query], rediss://… → {scheme, host, port}
+// (Redis: the broker's address; a query such as ?wildcards=true is a server option, clients ignore it.)
 export function parseUrl(url) {
   const u = new URL(url);
   const scheme = u.protocol.replace(/:$/, '');
-  if (!['tcp', 'tls'].includes(scheme) || !u.port) throw new Error(`unsupported URL: ${url}`);
-  return { scheme, host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) };
+  const broker = ['redis', 'rediss'].includes(scheme);
+  if (!(broker || ['tcp', 'tls'].includes(scheme)) || !(u.port || broker)) throw new Error(`unsupported URL: ${url}`);
+  return { scheme, host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 6379) };
 }
+
+export const isRedis = (scheme) => scheme === 'redis' || scheme === 'rediss';
 
 export class NestDriver {
   // tls: {ca, cert, key} file paths (each optional)
@@ -23,15 +33,24 @@ export class NestDriver {
     const { scheme, host, port } = parseUrl(url);
     this.scheme = scheme;
     let tlsOptions;
-    if (scheme === 'tls') {
+    if (scheme === 'tls' || scheme === 'rediss') {
       tlsOptions = { servername: host, rejectUnauthorized: true };
       for (const k of ['ca', 'cert', 'key']) if (tls[k]) tlsOptions[k] = readFileSync(tls[k]);
     }
-    this.client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host, port, tlsOptions } });
+    if (isRedis(scheme)) {
+      // retryAttempts: without it ioredis never reconnects (the first connection loss ends the client).
+      // Redis never answers a request nobody is subscribed to: the per-call timeout in send() covers that.
+      const options = { host, port, retryAttempts: 5, retryDelay: 200 };
+      if (tlsOptions) options.tls = tlsOptions;
+      this.client = ClientProxyFactory.create({ transport: Transport.REDIS, options });
+    } else {
+      this.client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host, port, tlsOptions } });
+    }
     // A TLS handshake failure is only logged by ClientTCP; pending requests then fail with a bare
-    // 'Connection closed'. Keep the socket's own error so failures can say what went wrong.
+    // 'Connection closed'. Keep the socket's own error so failures can say what went wrong. (ClientRedis
+    // calls the listener with 'pub'/'sub' first, then the error.)
     this.socketError = null;
-    this.client.on('error', (e) => (this.socketError = e));
+    this.client.on('error', (...a) => (this.socketError = a.find((x) => x instanceof Error) ?? a[0]));
   }
 
   async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
@@ -59,7 +78,8 @@ export class NestDriver {
   }
 
   async emit(pattern, data) {
-    // emit() is hot; its Observable completes once the frame was handed to the socket.
+    // emit() is hot; its Observable completes once the frame was handed to the socket (Redis: once the
+    // PUBLISH was answered).
     await lastValueFrom(this.client.emit(pattern, data), { defaultValue: undefined });
   }
 
@@ -78,6 +98,8 @@ export class CliDriver {
     this.bin = bin;
     this.url = url;
     this.scheme = parseUrl(url).scheme;
+    // The same flags for every scheme: for tls:// and rediss:// --ca is the CA trusted for the server's
+    // (broker's) certificate, --cert/--key the client certificate.
     this.tlsArgs = [];
     for (const k of ['ca', 'cert', 'key']) if (tls[k]) this.tlsArgs.push(`--${k}`, tls[k]);
   }
@@ -90,7 +112,9 @@ export class CliDriver {
   // At most this many nestc processes at once: the "200 concurrent requests" cases would otherwise start
   // 200 processes (each with its own TLS handshake) on a 2-core machine, and under the sanitizers the
   // machine, not nestc, becomes the bottleneck.
-  static maxProcesses = 16;
+  // Under a tool (NESTC_WRAP: valgrind, CPU-bound) fewer at once: the same total work, but each process
+  // finishes its TLS handshake and request well within its timeout.
+  static maxProcesses = process.env.NESTC_WRAP ? 4 : 16;
   static running = 0;
   static waiting = [];
 

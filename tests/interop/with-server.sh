@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# with-server.sh [--tls CERTDIR [--mtls]] <nest|nestc> -- <client command...>
+# with-server.sh [--tls CERTDIR [--mtls]] [--url BROKER-URL] [--workers N] <nest|nestc> -- <client command...>
 #
-# Starts a conformance server on a free loopback port, waits until the port accepts connections,
-# runs the client command, stops the server by PID and exits with the client's exit code.
+# Starts a conformance server, waits until it is ready, runs the client command, stops the server by PID
+# and exits with the client's exit code.
 #
+# TCP/TLS (no --url): the server listens on a free loopback port; ready when the port accepts connections.
 #   nest   node nest-server.mjs --port P                   (this folder)
 #   nestc  $NESTC_BIN conformance tcp://127.0.0.1:P        (NESTC_BIN must be set)
 #
-# --tls CERTDIR  serve TLS with CERTDIR/server.pem + server.key (made by gen-certs.sh); URL is tls://localhost:P
-# --mtls         also pass --ca CERTDIR/ca.pem to the server, which then requires client certificates
+# Broker (--url redis://H:P or rediss://H:P, e.g. from with-redis.sh): the server subscribes to that broker.
+# There is no port of ours to wait on, so it is ready when it prints its readiness line on stdout/stderr:
+#   nest   node nest-server.mjs --url URL [--wildcards]    prints "READY …"
+#   nestc  $NESTC_BIN conformance URL                      prints a line starting "nestc conformance listening"
+# A query ?wildcards=true on the URL (Redis PSUBSCRIBE mode) is passed to nestc as is and becomes --wildcards
+# for the Nest server; clients get the URL without the query (wildcards are a server option only).
+#
+# --tls CERTDIR  TCP: serve TLS with CERTDIR/server.pem + server.key (made by gen-certs.sh); URL is
+#                tls://localhost:P. Broker: the server trusts CERTDIR/ca.pem for the broker (--ca).
+# --mtls         (TCP) also pass --ca CERTDIR/ca.pem to the server, which then requires client certificates
 # --workers N    (nestc) serve on N loops
 #
 # The client sees PORT and URL in its environment, and every argument "{PORT}" / "{URL}" is replaced
-# (ctest commands are fixed before the port is known).
+# (ctest commands are fixed before the port is known). With --url, PORT is the broker's port.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,9 +30,11 @@ certdir=''
 mtls=0
 kind=''
 workers=''
+broker_url=''
 while (($#)); do
   case $1 in
     --tls) certdir=$2; shift 2 ;;
+    --url) broker_url=$2; shift 2 ;;
     --mtls) mtls=1; shift ;;
     --workers) workers=$2; shift 2 ;;
     --) shift; break ;;
@@ -32,34 +43,50 @@ while (($#)); do
   esac
 done
 if [[ -z $kind || $# -eq 0 ]]; then
-  echo "usage: with-server.sh [--tls CERTDIR [--mtls]] [--workers N] <nest|nestc> -- <client command...>" >&2
+  echo "usage: with-server.sh [--tls CERTDIR [--mtls]] [--url BROKER-URL] [--workers N] <nest|nestc> -- <client...>" >&2
   exit 2
 fi
 
-# A free port: let the kernel pick one, then release it (a small race we accept on a test machine).
-PORT=$("$node" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-
-scheme=tcp
 tls_args=()
-if [[ -n $certdir ]]; then
-  scheme=tls
-  tls_args=(--cert "$certdir/server.pem" --key "$certdir/server.key")
-  ((mtls)) && tls_args+=(--ca "$certdir/ca.pem")
+if [[ -n $broker_url ]]; then
+  case $broker_url in
+    redis://* | rediss://*) ;;
+    *) echo "with-server.sh: unsupported broker URL '$broker_url' (redis:// or rediss://)" >&2; exit 2 ;;
+  esac
+  scheme=${broker_url%%://*}
+  URL=${broker_url%%\?*} # the clients' URL: no server options
+  PORT=${URL##*:}
+  PORT=${PORT%%/*}
+  [[ -n $certdir ]] && tls_args=(--ca "$certdir/ca.pem")
+else
+  # A free port: let the kernel pick one, then release it (a small race we accept on a test machine).
+  PORT=$("$node" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+  scheme=tcp
+  if [[ -n $certdir ]]; then
+    scheme=tls
+    tls_args=(--cert "$certdir/server.pem" --key "$certdir/server.key")
+    ((mtls)) && tls_args+=(--ca "$certdir/ca.pem")
+  fi
+  # Clients use the name for TLS (the certificate is for localhost; it also has IP:127.0.0.1).
+  if [[ $scheme == tls ]]; then URL="tls://localhost:$PORT"; else URL="tcp://127.0.0.1:$PORT"; fi
 fi
+export PORT URL
 
 case $kind in
-  nest) server=("$node" "$here/nest-server.mjs" --port "$PORT" "${tls_args[@]}") ;;
+  nest)
+    if [[ -n $broker_url ]]; then
+      server=("$node" "$here/nest-server.mjs" --url "$URL" "${tls_args[@]}")
+      [[ $broker_url =~ [?\&]wildcards=true(\&|$) ]] && server+=(--wildcards)
+    else
+      server=("$node" "$here/nest-server.mjs" --port "$PORT" "${tls_args[@]}")
+    fi ;;
   nestc)
     : "${NESTC_BIN:?NESTC_BIN must point to the nestc binary}"
-    server=("$NESTC_BIN" conformance "$scheme://127.0.0.1:$PORT" "${tls_args[@]}")
+    server=("$NESTC_BIN" conformance "${broker_url:-$scheme://127.0.0.1:$PORT}" "${tls_args[@]}")
     [[ -n $workers ]] && server+=(--workers "$workers")
     # NESTC_WRAP: run the nestc server under a tool, e.g. "valgrind --error-exitcode=99 --leak-check=full"
     if [[ -n ${NESTC_WRAP:-} ]]; then read -ra wrap <<<"$NESTC_WRAP"; server=("${wrap[@]}" "${server[@]}"); fi ;;
 esac
-
-# Clients use the name for TLS (the certificate is for localhost; it also has IP:127.0.0.1).
-if [[ $scheme == tls ]]; then URL="tls://localhost:$PORT"; else URL="tcp://127.0.0.1:$PORT"; fi
-export PORT URL
 
 log=$(mktemp)
 server_pid=''
@@ -102,16 +129,27 @@ echo "with-server.sh: starting: ${server[*]}" >&2
 "${server[@]}" >"$log" 2>&1 &
 server_pid=$!
 
-# Ready when the port accepts a TCP connection (a bare connect is harmless for TLS servers too).
-deadline=$((SECONDS + 20))
-until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
+# TCP: ready when the port accepts a TCP connection (a bare connect is harmless for TLS servers too).
+# Broker: ready when the server printed its readiness line (it is then subscribed).
+if [[ $kind == nest ]]; then ready_line='^READY'; else ready_line='^nestc conformance listening'; fi
+is_ready() {
+  if [[ -n $broker_url ]]; then
+    grep -q "$ready_line" "$log"
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
+  fi
+}
+wait_s=20
+[[ -n ${NESTC_WRAP:-} && $kind == nestc ]] && wait_s=120 # slow start under valgrind
+deadline=$((SECONDS + wait_s))
+until is_ready; do
   if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "with-server.sh: $kind server exited before listening; its output:" >&2
+    echo "with-server.sh: $kind server exited before it was ready; its output:" >&2
     cat "$log" >&2
     exit 1
   fi
   if ((SECONDS >= deadline)); then
-    echo "with-server.sh: $kind server not listening on port $PORT after 20 s; its output:" >&2
+    echo "with-server.sh: $kind server not ready after $wait_s s${broker_url:+ (no readiness line)}; its output:" >&2
     cat "$log" >&2
     exit 1
   fi
@@ -125,7 +163,8 @@ for a in "$@"; do
   client+=("${a//\{URL\}/$URL}")
 done
 # Under NESTC_WRAP a native client (the C library's driver) runs under the tool too; Node and scripts do not.
-if [[ -n ${NESTC_WRAP:-} && -x ${client[0]} && $(head -c 4 "${client[0]}" | od -An -c | tr -d ' ') == 177ELF ]]; then
+if [[ -n ${NESTC_WRAP:-} && $(basename "${client[0]}") != node && -x ${client[0]} &&
+  $(head -c 4 "${client[0]}" | od -An -c | tr -d ' ') == 177ELF ]]; then
   read -ra wrap <<<"$NESTC_WRAP"
   client=("${wrap[@]}" "${client[@]}")
 fi

@@ -255,6 +255,9 @@ int cmd_conformance(int argc, char **argv) {
     both_message(s, "sleep", h_sleep, NULL);
     both_message(s, "context", h_context, NULL);
     both_message(s, "events", h_events, NULL);
+    /* extension for broker wildcards (DESIGN.md §4): a Redis glob / NATS-style subject; elsewhere it is a
+     * plain literal route. Replies like `context`, so the matched glob and the concrete channel show. */
+    nc_server_message(s, "sensors.*", h_context, NULL);
     both_event(s, "notification", ev_first);
     both_event(s, "notification", ev_second);
     both_event(s, "user_created", ev_first);

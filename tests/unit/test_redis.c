@@ -1,0 +1,578 @@
+/* The Redis transport against a real redis-server (started here on a free loopback port in a temporary
+ * directory, stopped by PID): request/reply, reply-channel subscriptions counted and dropped, unknown
+ * patterns, broadcast to two servers, wildcards, foreign messages, AUTH + SELECT, and broker restarts with
+ * and without client retries. Skipped when redis-server is not installed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "nestc/nestc.h"
+
+static uv_loop_t loop;
+
+/* ---- the broker ----------------------------------------------------------------------------------- */
+
+typedef struct broker {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char pass[32]; /* requirepass, or "" */
+} broker;
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int port_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static void run_ms(int ms);
+
+/* Starts (or restarts, same port and directory) the broker; returns once it accepts connections. */
+static void broker_start(broker *b) {
+    if (!b->port) {
+        b->port = free_port();
+        snprintf(b->dir, sizeof b->dir, "/tmp/nestc-redis-XXXXXX");
+        assert_non_null(mkdtemp(b->dir));
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", b->port);
+    b->pid = fork();
+    assert_true(b->pid >= 0);
+    if (b->pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1); /* the broker must not hold the test's output open */
+        dup2(null, 2);
+        const char *argv[16] = {"redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "",
+                                "--appendonly", "no",     "--dir",     b->dir};
+        int n = 11;
+        if (b->pass[0]) argv[n++] = "--requirepass", argv[n++] = b->pass;
+        argv[n] = NULL;
+        execvp("redis-server", (char **)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && !port_open(b->port); i++) usleep(10000);
+    assert_true(port_open(b->port));
+}
+
+static void broker_stop(broker *b) {
+    if (b->pid <= 0) return;
+    kill(b->pid, SIGTERM);
+    waitpid(b->pid, NULL, 0);
+    b->pid = 0;
+}
+
+static void broker_free(broker *b) {
+    broker_stop(b);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", b->dir);
+    if (system(cmd)) {
+    }
+}
+
+/* A side channel to Redis (hiredis, blocking) for checks and for publishing foreign messages. */
+static long long numsub(broker *b, const char *channel) {
+    redisContext *c = redisConnect("127.0.0.1", b->port);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    redisReply *r = redisCommand(c, "PUBSUB NUMSUB %s", channel);
+    assert_non_null(r);
+    long long n = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? r->element[1]->integer : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+static void publish_raw(broker *b, const char *channel, const char *body, size_t len) {
+    redisContext *c = redisConnect("127.0.0.1", b->port);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "PUBLISH %s %b", channel, body, len);
+    assert_non_null(r);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* ---- loop helpers ------------------------------------------------------------------------------------ */
+
+static void on_tick(uv_timer_t *t) {
+    *(int *)t->data = 1;
+}
+
+static void run_ms(int ms) {
+    uv_timer_t t;
+    int fired = 0;
+    uv_timer_init(&loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, on_tick, (uint64_t)ms, 0);
+    while (!fired) uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* runs until *flag >= want or ms pass; returns whether it got there */
+static int run_until(const int *flag, int want, int ms) {
+    uint64_t end = uv_now(&loop) + (uint64_t)ms;
+    while (*flag < want && uv_now(&loop) < end) {
+        uv_timer_t t;
+        int fired = 0;
+        uv_timer_init(&loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, on_tick, 10, 0);
+        while (!fired && *flag < want) uv_run(&loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    return *flag >= want;
+}
+
+/* ---- the service --------------------------------------------------------------------------------------- */
+
+typedef struct svc {
+    nc_server *srv;
+    int connected, reconnecting;
+    int events;
+    json_t *last_event; /* data of the last event */
+    char last_channel[128];
+} svc;
+
+static void h_sum(nc_request *req, const nc_msg *m, void *u) {
+    json_t *d = nc_msg_data(m);
+    double s = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(d, i, v) s += json_number_value(v);
+    nc_reply(req, json_integer((json_int_t)s));
+}
+
+/* the timers of unfinished `sleep` requests: a server freed with them pending frees the requests */
+enum { MAX_SLEEPS = 64 };
+static uv_timer_t *sleeps[MAX_SLEEPS];
+
+static void on_later(uv_timer_t *t) {
+    nc_request *req = t->data;
+    nc_reply(req, json_string("late"));
+    for (int i = 0; i < MAX_SLEEPS; i++)
+        if (sleeps[i] == t) sleeps[i] = NULL;
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+/* replies "late" after data ms */
+static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
+    uv_timer_t *t = malloc(sizeof *t);
+    uv_timer_init(nc_request_loop(req), t);
+    t->data = req;
+    uv_timer_start(t, on_later, (uint64_t)json_integer_value(nc_msg_data(m)), 0);
+    for (int i = 0; i < MAX_SLEEPS; i++)
+        if (!sleeps[i]) {
+            sleeps[i] = t;
+            break;
+        }
+}
+
+static void cancel_sleeps(void) {
+    for (int i = 0; i < MAX_SLEEPS; i++)
+        if (sleeps[i]) {
+            uv_close((uv_handle_t *)sleeps[i], (uv_close_cb)free);
+            sleeps[i] = NULL;
+        }
+}
+
+static void h_where(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, json_pack("{s:s,s:s}", "channel", nc_msg_channel(m) ? nc_msg_channel(m) : "", "route",
+                            nc_msg_route(m)));
+}
+
+static void ev_note(const nc_msg *m, void *u) {
+    svc *s = u;
+    s->events++;
+    json_decref(s->last_event);
+    s->last_event = json_incref(nc_msg_data(m));
+    snprintf(s->last_channel, sizeof s->last_channel, "%s", nc_msg_channel(m) ? nc_msg_channel(m) : "");
+}
+
+static void srv_status(void *u, const char *status, int err) {
+    svc *s = u;
+    if (!strcmp(status, "connected")) s->connected++;
+    if (!strcmp(status, "reconnecting")) s->reconnecting++;
+}
+
+static void svc_start(svc *s, const char *url) {
+    memset(s, 0, sizeof *s);
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.log = NULL;
+    o.retry_delay_ms = 100;
+    o.shutdown_timeout_ms = 200;
+    assert_int_equal(nc_server_new(&s->srv, url, &o), 0);
+    assert_int_equal(nc_server_message(s->srv, "{\"cmd\":\"sum\"}", h_sum, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "sleep", h_sleep, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "sensors.*", h_where, s), 0);
+    assert_int_equal(nc_server_event(s->srv, "note", ev_note, s), 0);
+    nc_server_on_status(s->srv, srv_status, s);
+    assert_int_equal(nc_server_listen(s->srv), 0);
+    assert_true(run_until(&s->connected, 1, 5000));
+}
+
+static void svc_stop(svc *s) {
+    cancel_sleeps();
+    nc_server_free(s->srv);
+    json_decref(s->last_event);
+    s->srv = NULL;
+}
+
+/* ---- calls --------------------------------------------------------------------------------------------- */
+
+typedef struct call {
+    int done, err, nvalues;
+    json_t *last;
+    char msg[200];
+} call;
+
+static void on_value(void *u, json_t *v) {
+    call *c = u;
+    c->nvalues++;
+    json_decref(c->last);
+    c->last = json_incref(v);
+}
+
+static void on_done(void *u, int err, json_t *e) {
+    call *c = u;
+    c->done = 1;
+    c->err = err;
+    if (json_is_string(e)) snprintf(c->msg, sizeof c->msg, "%s", json_string_value(e));
+}
+
+static void call_clear(call *c) {
+    json_decref(c->last);
+    memset(c, 0, sizeof *c);
+}
+
+typedef struct cli_status {
+    int connected, reconnecting, disconnected;
+} cli_status;
+
+static void cli_on_status(void *u, const char *status, int err) {
+    cli_status *s = u;
+    if (!strcmp(status, "connected")) s->connected++;
+    if (!strcmp(status, "reconnecting")) s->reconnecting++;
+    if (!strcmp(status, "disconnected")) s->disconnected++;
+}
+
+static nc_client *client_new(const char *url, int retries, cli_status *st) {
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.timeout_ms = 3000;
+    o.retry_attempts = retries;
+    o.retry_delay_ms = 100;
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    if (st) nc_client_on_status(c, cli_on_status, st);
+    return c;
+}
+
+static char url[128];
+static broker B;
+
+/* ---- tests
+ * ------------------------------------------------------------------------------------------------- */
+
+static void test_request_reply_and_subscriptions(void **st) {
+    svc s;
+    svc_start(&s, url);
+    nc_client *c = client_new(url, 0, NULL);
+    enum { N = 50 };
+    call calls[N];
+    memset(calls, 0, sizeof calls);
+    json_t *d = json_pack("[i,i,i]", 1, 2, 3);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &calls[i]), 0);
+    json_decref(d);
+    int ndone = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(run_until(&calls[i].done, 1, 3000));
+        assert_int_equal(calls[i].err, 0);
+        assert_int_equal(json_integer_value(calls[i].last), 6);
+        ndone++;
+        call_clear(&calls[i]);
+    }
+    assert_int_equal(ndone, N);
+    run_ms(100);
+    /* nothing pending: the reply channel is unsubscribed again */
+    assert_int_equal(numsub(&B, "{\"cmd\":\"sum\"}.reply"), 0);
+    /* the server's subscriptions: one each */
+    assert_int_equal(numsub(&B, "{\"cmd\":\"sum\"}"), 1);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static void test_unknown_pattern_times_out(void **st) {
+    svc s;
+    svc_start(&s, url);
+    nc_client *c = client_new(url, 0, NULL);
+    call k = {0};
+    nc_call_opts co = {0};
+    co.timeout_ms = 300;
+    assert_int_equal(nc_client_send(c, "nobody", NULL, &co, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, NC_ETIMEDOUT);
+    run_ms(100);
+    assert_int_equal(numsub(&B, "nobody.reply"), 0);
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static void test_broadcast_two_servers(void **st) {
+    svc a, b;
+    svc_start(&a, url);
+    svc_start(&b, url);
+    nc_client *c = client_new(url, 0, NULL);
+    call k = {0};
+    json_t *d = json_pack("{s:i}", "n", 7);
+    assert_int_equal(nc_client_emit(c, "note", d, NULL, on_done, &k), 0);
+    json_decref(d);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, 0);
+    assert_true(run_until(&a.events, 1, 3000));
+    assert_true(run_until(&b.events, 1, 3000));
+    assert_int_equal(json_integer_value(json_object_get(a.last_event, "n")), 7);
+    assert_int_equal(json_integer_value(json_object_get(b.last_event, "n")), 7);
+    assert_string_equal(a.last_channel, "note");
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&a);
+    svc_stop(&b);
+}
+
+static void test_foreign_messages(void **st) {
+    svc s;
+    svc_start(&s, url);
+    /* not JSON: NestJS uses the raw string as the data of an event for the channel */
+    publish_raw(&B, "note", "plain text", 10);
+    assert_true(run_until(&s.events, 1, 3000));
+    assert_string_equal(json_string_value(s.last_event), "plain text");
+    /* JSON without pattern/data: the whole body is the data */
+    publish_raw(&B, "note", "{\"x\":1}", 7);
+    assert_true(run_until(&s.events, 2, 3000));
+    assert_int_equal(json_integer_value(json_object_get(s.last_event, "x")), 1);
+    /* invalid UTF-8: dropped with a log line, the server keeps serving */
+    publish_raw(&B, "note", "\xff\xfe", 2);
+    nc_client *c = client_new(url, 0, NULL);
+    call k = {0};
+    json_t *d = json_pack("[i]", 5);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
+    json_decref(d);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(json_integer_value(k.last), 5);
+    assert_int_equal(s.events, 2);
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static void test_wildcards(void **st) {
+    char wurl[160];
+    snprintf(wurl, sizeof wurl, "%s?wildcards=true", url);
+    svc s;
+    svc_start(&s, wurl);
+    nc_client *c = client_new(url, 0, NULL);
+    call k = {0};
+    assert_int_equal(nc_client_send(c, "sensors.kitchen", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, 0);
+    /* dispatched on the glob, answered on the concrete channel's reply channel */
+    assert_string_equal(json_string_value(json_object_get(k.last, "channel")), "sensors.kitchen");
+    assert_string_equal(json_string_value(json_object_get(k.last, "route")), "sensors.*");
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static void test_auth_and_db(void **st) {
+    broker p = {0};
+    snprintf(p.pass, sizeof p.pass, "s3cret");
+    broker_start(&p);
+    char good[128], bad[128];
+    snprintf(good, sizeof good, "redis://:s3cret@127.0.0.1:%d/3", p.port);
+    snprintf(bad, sizeof bad, "redis://:wrong@127.0.0.1:%d", p.port);
+    svc s;
+    svc_start(&s, good);
+    nc_client *c = client_new(good, 0, NULL);
+    call k = {0};
+    json_t *d = json_pack("[i,i]", 2, 2);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(json_integer_value(k.last), 4);
+    call_clear(&k);
+    nc_client_free(c);
+    /* a wrong password: the call fails with the broker's reason */
+    c = client_new(bad, 0, NULL);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
+    json_decref(d);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, NC_EAUTH);
+    assert_non_null(strstr(k.msg, "WRONGPASS"));
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+    broker_free(&p);
+}
+
+/* retry_attempts > 0: the pending request waits through the restart and gets its reply; a call made
+ * while reconnecting fails at once with NC_ECONNLOST; the server resubscribes. */
+static void test_restart_with_retries(void **st) {
+    svc s;
+    svc_start(&s, url);
+    cli_status cs = {0};
+    nc_client *c = client_new(url, 50, &cs);
+    call slow = {0}, during = {0}, after = {0};
+    json_t *ms = json_integer(1500);
+    assert_int_equal(nc_client_send(c, "sleep", ms, NULL, on_value, on_done, &slow), 0);
+    json_decref(ms);
+    run_ms(200);
+    assert_int_equal(numsub(&B, "sleep.reply"), 1);
+    broker_stop(&B);
+    assert_true(run_until(&cs.reconnecting, 1, 3000));
+    json_t *d = json_pack("[i]", 1);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &during), 0);
+    run_until(&during.done, 1, 1000);
+    assert_int_equal(during.done, 1);
+    assert_int_equal(during.err, NC_ECONNLOST);
+    assert_string_equal(during.msg, "Connection lost. Trying to reconnect...");
+    assert_int_equal(slow.done, 0); /* still waiting */
+    broker_start(&B);
+    assert_true(run_until(&cs.connected, 2, 5000)); /* connected again */
+    assert_true(run_until(&s.connected, 2, 5000));  /* the server too, subscriptions restored */
+    /* the server answers after the restart; the client resubscribed its reply channel */
+    assert_true(run_until(&slow.done, 1, 5000));
+    assert_int_equal(slow.err, 0);
+    assert_string_equal(json_string_value(slow.last), "late");
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &after), 0);
+    json_decref(d);
+    assert_true(run_until(&after.done, 1, 3000));
+    assert_int_equal(after.err, 0);
+    call_clear(&slow);
+    call_clear(&during);
+    call_clear(&after);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+/* retry_attempts = 0 (NestJS's default): a lost connection fails pending calls with "Connection closed";
+ * the next call connects again. */
+static void test_restart_without_retries(void **st) {
+    svc s;
+    svc_start(&s, url);
+    nc_client *c = client_new(url, 0, NULL);
+    call slow = {0}, after = {0};
+    json_t *ms = json_integer(3000);
+    assert_int_equal(nc_client_send(c, "sleep", ms, NULL, on_value, on_done, &slow), 0);
+    json_decref(ms);
+    run_ms(200);
+    broker_stop(&B);
+    assert_true(run_until(&slow.done, 1, 3000));
+    assert_int_equal(slow.err, NC_ECONNCLOSED);
+    assert_string_equal(slow.msg, "Connection closed");
+    broker_start(&B);
+    assert_true(run_until(&s.connected, 2, 5000));
+    json_t *d = json_pack("[i,i]", 4, 5);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &after), 0);
+    json_decref(d);
+    assert_true(run_until(&after.done, 1, 3000));
+    assert_int_equal(after.err, 0);
+    assert_int_equal(json_integer_value(after.last), 9);
+    call_clear(&slow);
+    call_clear(&after);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+/* the broker stays down: the client gives up after its attempts and fails the pending call */
+static void test_retries_exhausted(void **st) {
+    svc s;
+    svc_start(&s, url);
+    cli_status cs = {0};
+    nc_client *c = client_new(url, 2, &cs);
+    call slow = {0};
+    json_t *ms = json_integer(5000);
+    nc_call_opts co = {0};
+    co.timeout_ms = 10000;
+    assert_int_equal(nc_client_send(c, "sleep", ms, &co, on_value, on_done, &slow), 0);
+    json_decref(ms);
+    run_ms(200);
+    broker_stop(&B);
+    assert_true(run_until(&slow.done, 1, 5000));
+    assert_int_equal(slow.err, NC_ECONNCLOSED);
+    assert_true(cs.reconnecting >= 1);
+    assert_true(cs.disconnected >= 1);
+    call_clear(&slow);
+    nc_client_free(c);
+    svc_stop(&s);
+    broker_start(&B);
+}
+
+static int setup(void **st) {
+    if (system("command -v redis-server >/dev/null 2>&1") != 0) return 0;
+    signal(SIGPIPE, SIG_IGN);
+    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
+    uv_loop_init(&loop);
+    broker_start(&B);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", B.port);
+    return 0;
+}
+
+static int teardown(void **st) {
+    if (!B.port) return 0;
+    uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of what the tests freed */
+    broker_free(&B);
+    int r = uv_loop_close(&loop);
+    if (r) uv_print_all_handles(&loop, stderr);
+    return r;
+}
+
+int main(void) {
+    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+        printf("test_redis: redis-server not installed, skipped\n");
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_reply_and_subscriptions),
+        cmocka_unit_test(test_unknown_pattern_times_out),
+        cmocka_unit_test(test_broadcast_two_servers),
+        cmocka_unit_test(test_foreign_messages),
+        cmocka_unit_test(test_wildcards),
+        cmocka_unit_test(test_auth_and_db),
+        cmocka_unit_test(test_restart_with_retries),
+        cmocka_unit_test(test_restart_without_retries),
+        cmocka_unit_test(test_retries_exhausted),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
