@@ -295,7 +295,7 @@ static int rc_create(nc_client *cli, const nc_url *url, void **state) {
     }
     rc->t.max_reply = cfg->max_buffer_size;
     rc->t.max_queue = cfg->max_send_buffer_size;
-    rc->t.connect_timeout_ms = 0; /* the core times the first connection; reconnections use the default */
+    rc->t.connect_timeout_ms = cfg->connect_timeout_ms; /* each connection, reconnections included */
     *state = rc;
     return 0;
 }
