@@ -44,6 +44,9 @@ typedef struct nc_client_opts {
 typedef struct nc_call_opts {
     int timeout_ms;         /* 0 = the client's default, NC_LIMIT_OFF = none */
     const json_t *metadata; /* borrowed; sent as the packet `metadata` object (NestJS 12) */
+    /* borrowed (copied by the call); transport headers, an object of strings: NATS message headers (like
+     * a NatsRecord's). Transports without headers ignore them. */
+    const json_t *headers;
 } nc_call_opts;
 
 /* One reply value (borrowed: valid during the call; json_incref to keep it). Never NULL. */

@@ -27,7 +27,8 @@ typedef struct nc_call {
     uint64_t serial;
     const char *route; /* the pattern cache's, or own_route */
     char *own_route;
-    char *body; /* encoded packet while queued */
+    char *body;      /* encoded packet while queued */
+    json_t *headers; /* transport headers (a copy), NULL when none */
     size_t len;
     int queued, sent;
     nc_value_fn on_value;
@@ -171,6 +172,8 @@ static nc_call *call_new(nc_client *c) {
 static void call_free(nc_call *k) {
     nc_client *c = k->cli;
     free(k->own_route);
+    json_decref(k->headers);
+    k->headers = NULL;
     free(k->body);
     if (c->npool < CALL_POOL_MAX && !c->freeing) {
         k->qnext = c->pool;
@@ -253,6 +256,13 @@ static void set_status(nc_client *c, const char *status, int err) {
     if (c->last_status && strcmp(c->last_status, status) == 0) return;
     c->last_status = status;
     if (c->status_fn) c->status_fn(c->status_user, status, err);
+}
+
+static nc_call *call_by_id(nc_client *c, const char *id, size_t len);
+
+void nc_client__fail_call(nc_client *c, const char *id, int err, const char *msg) {
+    nc_call *k = call_by_id(c, id, strlen(id));
+    if (k) call_fail(k, err, msg);
 }
 
 void nc_client__status(nc_client *c, const char *status, int err) {
@@ -472,7 +482,8 @@ static void event_accepted(void *arg, int err) {
 
 /* Hands one encoded packet to the transport. The call may complete inside (the connection failing). */
 static void send_body(nc_client *c, nc_call *k, const char *body, size_t len) {
-    nc_outbound out = {.route = k->route, .body = body, .len = len, .id = k->id[0] ? k->id : NULL};
+    nc_outbound out = {
+        .route = k->route, .body = body, .len = len, .id = k->id[0] ? k->id : NULL, .headers = k->headers};
     if (!k->id[0]) {
         out.accepted = event_accepted;
         out.arg = k;
@@ -484,7 +495,7 @@ static void send_body(nc_client *c, nc_call *k, const char *body, size_t len) {
     c->sending = NULL;
     if (r && alive) {
         k->sent = 0; /* the transport did not take it: nothing to forget */
-        call_fail(k, r, r == NC_ECONNCLOSED ? "Connection closed" : nc_strerror(r));
+        call_fail(k, r, out.why[0] ? out.why : r == NC_ECONNCLOSED ? "Connection closed" : nc_strerror(r));
     }
 }
 
@@ -594,6 +605,8 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         k->serial = ++c->next_serial;
         write_id(k->id, c->id_prefix, k->serial);
     }
+    if (o && o->headers && json_object_size(o->headers) && !(k->headers = json_deep_copy(o->headers)))
+        goto nomem;
     int r =
         encode(c, pi, is_event, data ? data : json_null(), o ? o->metadata : NULL, is_event ? NULL : k->id);
     if (r) {

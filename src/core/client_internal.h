@@ -38,6 +38,9 @@ int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, si
 /* A status event the transport knows of and the core does not: "reconnecting" while a broker
  * transport re-establishes its connections behind a connected client (pending calls are kept). */
 void nc_client__status(nc_client *c, const char *status, int err);
+/* Fails one pending request (by its id) with a local error: a transport-level answer such as NATS's "no
+ * responders". Nothing happens if the request is no longer pending. */
+void nc_client__fail_call(nc_client *c, const char *id, int err, const char *msg);
 /* An error event for the application's error callback. */
 void nc_client__error(nc_client *c, int err, const char *msg);
 

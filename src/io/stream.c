@@ -15,6 +15,38 @@ enum { ST_INIT = 0, ST_CONNECTING, ST_OPEN, ST_CLOSING };
 static void do_flush(nc_flushable *f);
 static void start_write(nc_stream *s);
 
+static int setup_ssl(nc_stream *s, SSL_CTX *ctx, int is_server, const char *host) {
+    s->ssl = SSL_new(ctx);
+    if (!s->ssl) return NC_ETLS;
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    if (!rb || !wb) {
+        BIO_free(rb);
+        BIO_free(wb);
+        return NC_ENOMEM;
+    }
+    BIO_set_mem_eof_return(rb, -1);
+    SSL_set_bio(s->ssl, rb, wb);
+    if (is_server) {
+        SSL_set_accept_state(s->ssl);
+    } else {
+        SSL_set_connect_state(s->ssl);
+        if (host && *host) {
+            /* SNI only for names (not IP literals), as Node does; verification for both. */
+            struct in6_addr a6;
+            struct in_addr a4;
+            int is_ip = inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+            if (!is_ip) SSL_set_tlsext_host_name(s->ssl, host);
+            if (SSL_get_verify_mode(s->ssl) != SSL_VERIFY_NONE) {
+                if (is_ip)
+                    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), host);
+                else
+                    SSL_set1_host(s->ssl, host);
+            }
+        }
+    }
+    return 0;
+}
+
 int nc_stream_init(nc_stream *s, nc_ioctx *io, const nc_stream_cbs *cbs, SSL_CTX *ctx, int is_server,
                    const char *host) {
     memset(s, 0, sizeof *s);
@@ -23,37 +55,7 @@ int nc_stream_init(nc_stream *s, nc_ioctx *io, const nc_stream_cbs *cbs, SSL_CTX
     s->fl.flush = do_flush;
     if (uv_tcp_init(io->loop, &s->tcp)) return NC_EIO;
     s->tcp.data = s;
-    if (ctx) {
-        s->ssl = SSL_new(ctx);
-        if (!s->ssl) return NC_ETLS;
-        BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
-        if (!rb || !wb) {
-            BIO_free(rb);
-            BIO_free(wb);
-            return NC_ENOMEM;
-        }
-        BIO_set_mem_eof_return(rb, -1);
-        SSL_set_bio(s->ssl, rb, wb);
-        if (is_server) {
-            SSL_set_accept_state(s->ssl);
-        } else {
-            SSL_set_connect_state(s->ssl);
-            if (host && *host) {
-                /* SNI only for names (not IP literals), as Node does; verification for both. */
-                struct in6_addr a6;
-                struct in_addr a4;
-                int is_ip = inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
-                if (!is_ip) SSL_set_tlsext_host_name(s->ssl, host);
-                if (SSL_get_verify_mode(s->ssl) != SSL_VERIFY_NONE) {
-                    if (is_ip)
-                        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), host);
-                    else
-                        SSL_set1_host(s->ssl, host);
-                }
-            }
-        }
-    }
-    return 0;
+    return ctx ? setup_ssl(s, ctx, is_server, host) : 0;
 }
 
 /* ---- closing ------------------------------------------------------------------------------------ */
@@ -370,6 +372,15 @@ int nc_stream_connect(nc_stream *s, const struct sockaddr *addr) {
         s->state = ST_INIT;
         return nc_err_from_uv(r);
     }
+    return 0;
+}
+
+int nc_stream_start_tls(nc_stream *s, SSL_CTX *ctx, const char *host) {
+    if (s->state != ST_OPEN || s->ssl) return NC_ESTATE;
+    int r = setup_ssl(s, ctx, 0, host);
+    if (r) return r;
+    s->state = ST_CONNECTING;
+    tls_pump(s); /* writes the ClientHello; on_open follows the handshake */
     return 0;
 }
 

@@ -67,6 +67,10 @@ int nc_stream_init(nc_stream *s, nc_ioctx *io, const nc_stream_cbs *cbs, SSL_CTX
                    const char *host);
 /* Client: connect to addr. on_open reports the outcome. */
 int nc_stream_connect(nc_stream *s, const struct sockaddr *addr);
+/* Client, on an open plaintext stream: starts TLS now (protocols that upgrade after a greeting, as NATS
+ * does after INFO). Nothing must be queued for writing. on_open runs again once the handshake is done
+ * (or fails). Returns 0, NC_ESTATE, NC_ETLS or NC_ENOMEM. */
+int nc_stream_start_tls(nc_stream *s, SSL_CTX *ctx, const char *host);
 /* Server: accept from a listening handle; on_open follows (at once for plain TCP, after the handshake
  * for TLS). */
 int nc_stream_accept(nc_stream *s, uv_stream_t *listener);

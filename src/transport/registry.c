@@ -1,6 +1,7 @@
 /* URL scheme → transport ops table. Adding a transport = one line in each table. */
 #include <string.h>
 
+#include "transport/nats/nats.h"
 #include "transport/redis/redis.h"
 #include "transport/tcp/tcp.h"
 #include "transport/transport.h"
@@ -10,6 +11,7 @@ static const nc_server_transport *const servers[] = {
     &nc_tls_server_transport,
     &nc_redis_server_transport,
     &nc_rediss_server_transport,
+    &nc_nats_server_transport,
 };
 
 static const nc_client_transport *const clients[] = {
@@ -17,6 +19,7 @@ static const nc_client_transport *const clients[] = {
     &nc_tls_client_transport,
     &nc_redis_client_transport,
     &nc_rediss_client_transport,
+    &nc_nats_client_transport,
 };
 
 const nc_server_transport *nc_server_transport_find(const char *scheme) {

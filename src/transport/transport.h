@@ -83,9 +83,12 @@ typedef struct nc_outbound {
     const char *body;  /* encoded packet */
     size_t len;
     const char *id; /* request id (NUL-terminated), NULL for events */
+    const json_t *headers; /* transport headers (object of strings), NULL when none; borrowed */
     /* Events only: called once the transport accepted the event (err 0) or failed. */
     void (*accepted)(void *arg, int err);
     void *arg;
+    /* Filled by send() when it fails for a reason worth more than the error's name (the call's message). */
+    char why[200];
 } nc_outbound;
 
 typedef struct nc_client_transport {
@@ -96,7 +99,7 @@ typedef struct nc_client_transport {
     /* Opens the connection (nonblocking). Reports with nc_client__connected / nc_client__disconnected. */
     int (*connect)(void *state);
     /* Sends one packet. Only called while connected. Returns 0 or an error (the call fails at once). */
-    int (*send)(void *state, const nc_outbound *out);
+    int (*send)(void *state, nc_outbound *out);
     /* A request ended locally (completed, timed out, failed): brokers drop reply subscriptions. May be NULL.
      */
     void (*forget)(void *state, const char *route, const char *id);

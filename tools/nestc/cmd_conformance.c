@@ -258,6 +258,7 @@ int cmd_conformance(int argc, char **argv) {
     /* extension for broker wildcards (DESIGN.md §4): a Redis glob / NATS-style subject; elsewhere it is a
      * plain literal route. Replies like `context`, so the matched glob and the concrete channel show. */
     nc_server_message(s, "sensors.*", h_context, NULL);
+    nc_server_message(s, "alerts.>", h_context, NULL); /* NATS's full wildcard */
     both_event(s, "notification", ev_first);
     both_event(s, "notification", ev_second);
     both_event(s, "user_created", ev_first);

@@ -101,6 +101,7 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
     outcome o = {0, 2};
     nc_call_opts call = {0};
     call.metadata = a.metadata;
+    call.headers = a.headers;
     r = emit ? nc_client_emit(cli, a.pos[1], data, &call, on_done, &o)
              : nc_client_send(cli, a.pos[1], data, &call, on_value, on_done, &o);
     json_decref(data);

@@ -320,7 +320,7 @@ static void event_done(void *arg, redisReply *r) {
     free(n);
 }
 
-static int rc_send(void *state, const nc_outbound *out) {
+static int rc_send(void *state, nc_outbound *out) {
     redis_client *rc = state;
     if (rc->state == C_RECONNECTING) return NC_ECONNLOST;
     if (rc->state != C_CONNECTED) return NC_ECONNCLOSED;

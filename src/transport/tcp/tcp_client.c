@@ -118,7 +118,7 @@ static int tcp_connect(void *state) {
     return 0;
 }
 
-static int tcp_send(void *state, const nc_outbound *out) {
+static int tcp_send(void *state, nc_outbound *out) {
     tcp_client *t = state;
     if (!t->conn) return NC_ECONNCLOSED;
     int r = nc_tcp_conn_send(t->conn, out->body, out->len);

@@ -1,0 +1,315 @@
+/* The NATS client transport (spec nats.md §7): one connection; per request a fresh reply inbox
+ * (`SUB _INBOX.<22 characters> <sid>`, then `PUB`/`HPUB <route> <inbox>`), `UNSUB` when the request ends.
+ * An empty reply (nats-server's 503 "no responders") fails the request at once with NestJS's words.
+ * A lost connection is re-established as nats.js does (at once, then every retry_delay_ms, default 2,000 ms;
+ * retry_attempts attempts, default 10): pending requests keep waiting (their inboxes are subscribed
+ * again), calls made meanwhile fail with NC_ECONNLOST; when the attempts run out the client disconnects
+ * and pending calls fail with "Connection closed". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/client_internal.h"
+#include "transport/nats/nats.h"
+#include "util/map.h"
+#include "util/u64map.h"
+
+enum { C_IDLE, C_CONNECTING, C_CONNECTED, C_RECONNECTING, C_CLOSING };
+
+#define INBOX_LEN 29 /* "_INBOX." + 22 */
+
+/* One request's inbox. */
+typedef struct ninbox {
+    uint64_t sid;
+    char inbox[INBOX_LEN + 1];
+    char *route;
+    char id[32];
+} ninbox;
+
+typedef struct nats_client {
+    nc_client *cli;
+    nc_nats_target t;
+    nc_nats_conn *conn;
+    int state, failures, nopen;
+    int end_err;
+    char end_msg[256];
+    uint64_t next_sid;
+    char nuid_prefix[13]; /* random per client; the rest of each inbox counts up */
+    uint64_t nuid_seq;
+    nc_u64map by_sid; /* sid -> ninbox */
+    nc_map by_id;     /* request id -> ninbox */
+    nc_buf out;
+} nats_client;
+
+static const nc_nats_conn_cbs conn_cbs;
+static const char B62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+static const nc_logger *LOG(nats_client *nc) {
+    return nc_client__log(nc->cli);
+}
+
+static void new_inbox(nats_client *nc, char *out) {
+    memcpy(out, "_INBOX.", 7);
+    memcpy(out + 7, nc->nuid_prefix, 12);
+    uint64_t v = ++nc->nuid_seq;
+    for (int i = 21 + 7 - 1; i >= 7 + 12; i--) {
+        out[i] = B62[v % 62];
+        v /= 62;
+    }
+    out[INBOX_LEN] = '\0';
+}
+
+static void inbox_free(nats_client *nc, ninbox *b) {
+    nc_u64map_del(&nc->by_sid, b->sid);
+    nc_map_del(&nc->by_id, b->id, strlen(b->id));
+    free(b->route);
+    free(b);
+}
+
+static int write_sub(nats_client *nc, ninbox *b) {
+    nc->out.len = 0;
+    if (nc_nats_write_sub(&nc->out, b->inbox, NULL, b->sid)) return NC_ENOMEM;
+    return nc_nats_conn_write(nc->conn, nc->out.data, nc->out.len);
+}
+
+/* ---- replies ---------------------------------------------------------------------------------------- */
+
+static void on_msg(nats_client *nc, const nc_nats_op *op) {
+    ninbox *b = nc_u64map_get(&nc->by_sid, op->sid);
+    if (!b) return; /* a late reply to an inbox already dropped */
+    if (op->payload_len == 0) {
+        /* nats-server's "503 no responders" (or any empty reply: NestJS ends the request the same way) */
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "Empty response. There are no subscribers listening to that message (\"%s\")", b->route);
+        nc_client__fail_call(nc->cli, b->id, NC_ENOHANDLER, msg);
+        return;
+    }
+    char why[200];
+    if (nc_client__on_body(nc->cli, op->payload, op->payload_len, why, sizeof why) == NC_EPROTO)
+        nc_logf(LOG(nc), NC_LOG_ERROR, "Client", "a reply on %s is not JSON (%s); ignored", b->inbox, why);
+}
+
+/* ---- connection -------------------------------------------------------------------------------------- */
+
+static void conn_ready(nc_nats_conn *c) {
+    nats_client *nc = c->owner;
+    nc->failures = 0;
+    if (nc->state == C_CONNECTING) {
+        nc->state = C_CONNECTED;
+        nc_client__connected(nc->cli);
+        return;
+    }
+    if (nc->state == C_RECONNECTING) {
+        /* the inboxes of the requests still waiting */
+        void *v;
+        size_t it = 0;
+        while (nc_u64map_next(&nc->by_sid, &it, &v)) write_sub(nc, v);
+        nc->state = C_CONNECTED;
+        nc_logf(LOG(nc), NC_LOG_INFO, "Client", "reconnected to NATS at %s:%d", nc->t.host, nc->t.port);
+        nc_client__status(nc->cli, "connected", 0);
+    }
+}
+
+static void conn_op(nc_nats_conn *c, const nc_nats_op *op) {
+    if (op->kind == NC_NATS_MSG) on_msg(c->owner, op);
+}
+
+static nc_nats_conn *open_conn(nats_client *nc, int delay) {
+    nc_nats_conn *c =
+        nc_nats_conn_new(nc_client__io(nc->cli), &nc->t, delay, &conn_cbs, LOG(nc), "Client", nc);
+    if (c) nc->nopen++;
+    return c;
+}
+
+static void all_closed(nats_client *nc) {
+    void *v;
+    size_t it = 0;
+    while (nc_u64map_next(&nc->by_sid, &it, &v)) {
+        inbox_free(nc, v);
+        it = 0;
+    }
+    int err = nc->end_err;
+    nc->state = C_IDLE;
+    nc->end_err = 0;
+    nc_client__disconnected(nc->cli, err, nc->end_msg);
+}
+
+static void conn_end(nc_nats_conn *c, int err, const char *msg) {
+    nats_client *nc = c->owner;
+    nc->nopen--;
+    nc->conn = NULL;
+    if (nc->state == C_CLOSING || nc->state == C_CONNECTING) {
+        if (nc->state == C_CONNECTING && !nc->end_err) {
+            nc->end_err = err ? err : NC_ECONNCLOSED;
+            snprintf(nc->end_msg, sizeof nc->end_msg, "%s", msg && *msg ? msg : "Connection closed");
+        }
+        all_closed(nc);
+        return;
+    }
+    const nc_client_cfg *cfg = nc_client__cfg(nc->cli);
+    int attempts = cfg->retry_attempts > 0 ? cfg->retry_attempts : 10;
+    int delay = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000;
+    char text[300];
+    snprintf(text, sizeof text, "NATS connection to %s:%d lost: %s", nc->t.host, nc->t.port,
+             msg && *msg ? msg : "closed");
+    nc->failures++;
+    if (nc->failures > attempts) {
+        nc_logf(LOG(nc), NC_LOG_ERROR, "Client", "%s; reconnection attempts exhausted", text);
+        nc_client__error(nc->cli, err ? err : NC_ECONNCLOSED, text);
+        nc->end_err = NC_ECONNCLOSED;
+        snprintf(nc->end_msg, sizeof nc->end_msg, "Connection closed");
+        all_closed(nc);
+        return;
+    }
+    if (nc->failures == 1) delay = 0;
+    nc_logf(LOG(nc), NC_LOG_WARN, "Client", "%s; reconnecting (attempt %d of %d)", text, nc->failures,
+            attempts);
+    if (nc->state != C_RECONNECTING) {
+        nc->state = C_RECONNECTING;
+        nc_client__status(nc->cli, "reconnecting", err);
+    }
+    nc->conn = open_conn(nc, delay);
+    if (!nc->conn) {
+        nc->end_err = NC_ENOMEM;
+        snprintf(nc->end_msg, sizeof nc->end_msg, "out of memory");
+        all_closed(nc);
+    }
+}
+
+static const nc_nats_conn_cbs conn_cbs = {conn_ready, conn_op, conn_end};
+
+/* ---- ops ------------------------------------------------------------------------------------------------
+ */
+
+static int nc_create(nc_client *cli, const nc_url *url, void **state) {
+    nats_client *nc = calloc(1, sizeof *nc);
+    if (!nc) return NC_ENOMEM;
+    nc->cli = cli;
+    const nc_client_cfg *cfg = nc_client__cfg(cli);
+    int r = nc_nats_target_init(&nc->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_client__log(cli), "Client");
+    if (r) {
+        free(nc);
+        return r;
+    }
+    nc->t.max_msg = cfg->max_buffer_size > 0 ? (size_t)cfg->max_buffer_size : 0;
+    nc->t.max_queue = cfg->max_send_buffer_size;
+    nc->t.connect_timeout_ms = cfg->connect_timeout_ms;
+    uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)nc;
+    for (int i = 0; i < 12; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        nc->nuid_prefix[i] = B62[(seed >> 33) % 62];
+    }
+    *state = nc;
+    return 0;
+}
+
+static int nc_connect(void *state) {
+    nats_client *nc = state;
+    nc->state = C_CONNECTING;
+    nc->end_err = 0;
+    nc->failures = 0;
+    nc->conn = open_conn(nc, 0);
+    return nc->conn ? 0 : NC_ENOMEM;
+}
+
+static int nc_send(void *state, nc_outbound *out) {
+    nats_client *nc = state;
+    if (nc->state == C_RECONNECTING) return NC_ECONNLOST;
+    if (nc->state != C_CONNECTED || !nc->conn) return NC_ECONNCLOSED;
+    size_t rlen = strlen(out->route);
+    if (!nc_nats_subject_ok(out->route, rlen)) {
+        snprintf(out->why, sizeof out->why, "pattern %.150s is not a valid NATS subject", out->route);
+        return NC_EINVAL;
+    }
+    size_t max = nc_nats_conn_max_payload(nc->conn);
+    if (max && out->len > max) {
+        snprintf(out->why, sizeof out->why,
+                 "a message of %zu bytes exceeds the NATS server's max_payload (%zu)", out->len, max);
+        return NC_ETOOBIG;
+    }
+    ninbox *b = NULL;
+    if (out->id) {
+        if (!(b = calloc(1, sizeof *b)) || !(b->route = strdup(out->route))) {
+            free(b);
+            return NC_ENOMEM;
+        }
+        b->sid = ++nc->next_sid;
+        new_inbox(nc, b->inbox);
+        snprintf(b->id, sizeof b->id, "%s", out->id);
+        if (nc_u64map_put(&nc->by_sid, b->sid, b)) {
+            free(b->route);
+            free(b);
+            return NC_ENOMEM;
+        }
+        if (nc_map_put(&nc->by_id, b->id, strlen(b->id), b, NULL)) {
+            nc_u64map_del(&nc->by_sid, b->sid);
+            free(b->route);
+            free(b);
+            return NC_ENOMEM;
+        }
+    }
+    nc->out.len = 0;
+    int r = 0;
+    if (b && (r = nc_nats_write_sub(&nc->out, b->inbox, NULL, b->sid))) goto fail;
+    if ((r = nc_nats_write_pub(&nc->out, out->route, rlen, b ? b->inbox : NULL, out->headers, out->body,
+                               out->len)))
+        goto fail;
+    if ((r = nc_nats_conn_write(nc->conn, nc->out.data, nc->out.len))) goto fail;
+    /* an event is accepted once it is on its way (nats.js publish() returns at once) */
+    if (!b && out->accepted) out->accepted(out->arg, 0);
+    return 0;
+fail:
+    if (b) inbox_free(nc, b);
+    return r;
+}
+
+static void nc_forget(void *state, const char *route, const char *id) {
+    nats_client *nc = state;
+    ninbox *b = nc_map_get(&nc->by_id, id, strlen(id));
+    if (!b) return;
+    if (nc->conn && nc->state == C_CONNECTED) {
+        nc->out.len = 0;
+        if (!nc_nats_write_unsub(&nc->out, b->sid)) nc_nats_conn_write(nc->conn, nc->out.data, nc->out.len);
+    }
+    inbox_free(nc, b);
+}
+
+static void nc_close(void *state) {
+    nats_client *nc = state;
+    if (nc->state == C_IDLE) return;
+    nc->end_err = NC_ECLOSED;
+    snprintf(nc->end_msg, sizeof nc->end_msg, "Connection closed");
+    nc->state = C_CLOSING;
+    if (nc->conn)
+        nc_nats_conn_close(nc->conn, 1);
+    else if (nc->nopen == 0)
+        all_closed(nc);
+}
+
+static void nc_destroy(void *state) {
+    nats_client *nc = state;
+    void *v;
+    size_t it = 0;
+    while (nc_u64map_next(&nc->by_sid, &it, &v)) {
+        inbox_free(nc, v);
+        it = 0;
+    }
+    nc_u64map_free(&nc->by_sid);
+    nc_map_free(&nc->by_id);
+    nc_buf_free(&nc->out);
+    nc_nats_target_free(&nc->t);
+    free(nc);
+}
+
+const nc_client_transport nc_nats_client_transport = {
+    .scheme = "nats",
+    .event_pattern_is_route = 0,
+    .create = nc_create,
+    .connect = nc_connect,
+    .send = nc_send,
+    .forget = nc_forget,
+    .close = nc_close,
+    .unwrap = NULL,
+    .destroy = nc_destroy,
+};

@@ -1,0 +1,326 @@
+#include "transport/nats/nats_conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/errors.h"
+#include "io/tls.h"
+#include "nestc/error.h"
+#include "nestc/version.h"
+
+enum { NS_WAITING, NS_RESOLVING, NS_CONNECTING, NS_INFO, NS_TLS, NS_HANDSHAKE, NS_READY, NS_ENDED };
+
+#define CONN_OF(s) ((nc_nats_conn *)((char *)(s)-offsetof(nc_nats_conn, st)))
+
+static void maybe_free(nc_nats_conn *c) {
+    if (!c->ended || c->handles_open || c->resolving) return;
+    nc_nats_parser_free(&c->parser);
+    nc_buf_free(&c->queue);
+    free(c);
+}
+
+static void handle_closed(uv_handle_t *h) {
+    nc_nats_conn *c = h->data;
+    c->handles_open--;
+    maybe_free(c);
+}
+
+static void stream_closed(nc_stream *s) {
+    nc_nats_conn *c = CONN_OF(s);
+    c->handles_open--;
+    maybe_free(c);
+}
+
+static void finish(nc_nats_conn *c, int err, const char *msg) {
+    if (c->ended) return;
+    c->ended = 1;
+    c->state = NS_ENDED;
+    uv_timer_stop(&c->timer);
+    if (c->cbs->on_end) c->cbs->on_end(c, err, msg);
+    uv_close((uv_handle_t *)&c->timer, handle_closed);
+}
+
+static void st_end(nc_stream *s, int err, const char *msg) {
+    nc_nats_conn *c = CONN_OF(s);
+    if (c->end_err) {
+        err = c->end_err;
+        msg = c->end_msg;
+    }
+    finish(c, err, msg);
+}
+
+static void fail(nc_nats_conn *c, int err, const char *msg) {
+    if (c->ended || c->end_err) return;
+    c->end_err = err;
+    snprintf(c->end_msg, sizeof c->end_msg, "%s", msg);
+    nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS connection to %s:%d: %s", c->t->host, c->t->port, msg);
+    nc_stream_close(&c->st, err, c->end_msg);
+}
+
+int nc_nats_conn_ping(nc_nats_conn *c) {
+    int r = nc_nats_conn_write(c, "PING\r\n", 6);
+    if (!r) c->pings++;
+    return r;
+}
+
+int nc_nats_conn_ready(const nc_nats_conn *c) {
+    return c && c->state == NS_READY;
+}
+
+size_t nc_nats_conn_max_payload(const nc_nats_conn *c) {
+    return c->server_max_payload;
+}
+
+int nc_nats_conn_write(nc_nats_conn *c, const char *p, size_t n) {
+    if (c->ended) return NC_ECLOSED;
+    size_t waiting = c->queue.len + (c->state == NS_READY ? (size_t)nc_stream_unsent(&c->st) : 0);
+    if (c->t->max_queue > 0 && waiting > (size_t)c->t->max_queue) return NC_ESTALLED;
+    if (c->state == NS_READY) return nc_stream_write(&c->st, p, n);
+    return nc_buf_append(&c->queue, p, n) ? NC_ENOMEM : 0;
+}
+
+/* ---- handshake ----------------------------------------------------------------------------------- */
+
+static void send_connect(nc_nats_conn *c) {
+    json_t *o = json_pack("{s:b,s:i,s:b,s:b,s:s,s:s,s:b}", "no_responders", 1, "protocol", 1, "verbose", 0,
+                          "pedantic", 0, "lang", "nestc", "version", NESTC_VERSION, "headers", 1);
+    if (!o) {
+        fail(c, NC_ENOMEM, "out of memory");
+        return;
+    }
+    if (c->t->user) json_object_set_new(o, "user", json_string(c->t->user));
+    if (c->t->pass) json_object_set_new(o, "pass", json_string(c->t->pass));
+    if (c->t->token) json_object_set_new(o, "auth_token", json_string(c->t->token));
+    if (c->t->name) json_object_set_new(o, "name", json_string(c->t->name));
+    if (c->t->ssl) json_object_set_new(o, "tls_required", json_true());
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    nc_buf b = NC_BUF_INIT;
+    int r = !text || nc_buf_appendf(&b, "CONNECT %s\r\nPING\r\n", text);
+    free(text);
+    if (r || nc_stream_write(&c->st, b.data, b.len)) {
+        nc_buf_free(&b);
+        fail(c, NC_ENOMEM, "out of memory");
+        return;
+    }
+    nc_buf_free(&b);
+    c->state = NS_HANDSHAKE;
+}
+
+static void on_info(nc_nats_conn *c, const nc_nats_op *op) {
+    json_error_t je;
+    json_t *info = json_loadb(op->arg, op->arg_len, 0, &je);
+    if (!json_is_object(info)) {
+        json_decref(info);
+        fail(c, NC_EPROTO, "the server's INFO is not a JSON object");
+        return;
+    }
+    json_int_t mp = json_integer_value(json_object_get(info, "max_payload"));
+    int tls_required = json_is_true(json_object_get(info, "tls_required"));
+    json_decref(info);
+    if (c->state != NS_INFO) return; /* a later INFO (cluster update): nothing to do */
+    c->server_max_payload = mp > 0 ? (size_t)mp : 0;
+    size_t cap = c->t->max_msg;
+    if (c->server_max_payload && (!cap || c->server_max_payload < cap)) cap = c->server_max_payload;
+    c->parser.max_payload = cap ? cap + 4096 : 0; /* headers ride on top of the payload limit */
+    if (tls_required || c->t->tls_required) {
+        if (!c->t->ssl) {
+            static const nc_tls_opts none = {0};
+            char err[300];
+            if (nc_tls_ctx_new(&c->t->ssl, &none, 0, err, sizeof err)) {
+                fail(c, NC_ETLS, err);
+                return;
+            }
+        }
+        c->state = NS_TLS;
+        int r = nc_stream_start_tls(&c->st, c->t->ssl, c->t->verify_host ? c->t->verify_host : c->t->host);
+        if (r) fail(c, r, "cannot start TLS");
+        return;
+    }
+    send_connect(c);
+}
+
+static void become_ready(nc_nats_conn *c) {
+    c->state = NS_READY;
+    uv_timer_stop(&c->timer);
+    if (c->queue.len) {
+        int r = nc_stream_write(&c->st, c->queue.data, c->queue.len);
+        nc_buf_free(&c->queue);
+        if (r) {
+            fail(c, r, "cannot queue the commands written while connecting");
+            return;
+        }
+    }
+    if (c->cbs->on_ready) c->cbs->on_ready(c);
+}
+
+static int on_op(void *user, const nc_nats_op *op) {
+    nc_nats_conn *c = user;
+    if (c->ended) return 1;
+    switch (op->kind) {
+    case NC_NATS_INFO:
+        on_info(c, op);
+        break;
+    case NC_NATS_PING:
+        nc_stream_write(&c->st, "PONG\r\n", 6);
+        break;
+    case NC_NATS_PONG:
+        if (c->state == NS_HANDSHAKE) {
+            become_ready(c);
+        } else if (c->pings > 0) {
+            c->pings--;
+            if (c->cbs->on_op) c->cbs->on_op(c, op);
+        }
+        break;
+    case NC_NATS_OK:
+        break;
+    case NC_NATS_ERR: {
+        char msg[200];
+        snprintf(msg, sizeof msg, "the server said: %.*s", (int)(op->arg_len < 150 ? op->arg_len : 150),
+                 op->arg);
+        if (c->state != NS_READY) {
+            char low[160];
+            snprintf(low, sizeof low, "%.*s", (int)(op->arg_len < 150 ? op->arg_len : 150), op->arg);
+            int auth = strstr(low, "uthoriz") || strstr(low, "uthentic");
+            fail(c, auth ? NC_EAUTH : NC_EPROTO, msg);
+            return 1;
+        }
+        nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS: %s", msg);
+        if (c->cbs->on_op) c->cbs->on_op(c, op);
+        break;
+    }
+    case NC_NATS_MSG:
+        if (c->state == NS_READY && c->cbs->on_op) c->cbs->on_op(c, op);
+        break;
+    }
+    return c->ended || c->end_err ? 1 : 0;
+}
+
+static void st_data(nc_stream *s, const char *data, size_t len) {
+    nc_nats_conn *c = CONN_OF(s);
+    if (c->ended || c->end_err) return;
+    char why[200];
+    int r = nc_nats_feed(&c->parser, data, len, on_op, c, why, sizeof why);
+    if (r) fail(c, r, why);
+}
+
+static void st_open(nc_stream *s, int err, const char *msg) {
+    nc_nats_conn *c = CONN_OF(s);
+    if (err) return; /* st_end reports it */
+    if (c->state == NS_TLS) {
+        send_connect(c);
+        return;
+    }
+    c->state = NS_INFO; /* the server speaks first */
+}
+
+static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, stream_closed};
+
+/* ---- connecting ----------------------------------------------------------------------------------- */
+
+static void on_timeout(uv_timer_t *t) {
+    nc_nats_conn *c = t->data;
+    c->end_err = NC_ETIMEDOUT;
+    snprintf(c->end_msg, sizeof c->end_msg, "connecting to %s:%d timed out after %d ms", c->t->host,
+             c->t->port, c->t->connect_timeout_ms);
+    if (c->resolving) {
+        c->cancel_resolve = 1;
+        uv_cancel((uv_req_t *)&c->gai);
+        return;
+    }
+    nc_stream_close(&c->st, NC_ETIMEDOUT, c->end_msg);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+    nc_nats_conn *c = req->data;
+    c->resolving = 0;
+    if (c->cancel_resolve || c->ended) {
+        if (res) uv_freeaddrinfo(res);
+        if (!c->ended) finish(c, c->end_err, c->end_err ? c->end_msg : "closed");
+        maybe_free(c);
+        return;
+    }
+    if (status < 0 || !res) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "getaddrinfo %s %s", uv_err_name(status), c->t->host);
+        if (res) uv_freeaddrinfo(res);
+        finish(c, NC_ERESOLVE, msg);
+        return;
+    }
+    int r = nc_stream_init(&c->st, c->io, &stream_cbs, NULL, 0, NULL); /* TLS comes after INFO */
+    c->handles_open++;
+    c->state = NS_CONNECTING;
+    if (!r) r = nc_stream_connect(&c->st, res->ai_addr);
+    uv_freeaddrinfo(res);
+    if (r) nc_stream_close(&c->st, r, "connect failed");
+}
+
+static void start_resolve(nc_nats_conn *c) {
+    struct addrinfo hints = {0};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_family = AF_UNSPEC;
+    char port[16];
+    snprintf(port, sizeof port, "%d", c->t->port);
+    c->gai.data = c;
+    c->state = NS_RESOLVING;
+    if (c->t->connect_timeout_ms > 0)
+        uv_timer_start(&c->timer, on_timeout, (uint64_t)c->t->connect_timeout_ms, 0);
+    int r = uv_getaddrinfo(c->io->loop, &c->gai, on_resolved, c->t->host, port, &hints);
+    if (r) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "getaddrinfo %s", uv_strerror(r));
+        finish(c, nc_err_from_uv(r), msg);
+        return;
+    }
+    c->resolving = 1;
+}
+
+static void on_delay(uv_timer_t *t) {
+    start_resolve(t->data);
+}
+
+nc_nats_conn *nc_nats_conn_new(nc_ioctx *io, nc_nats_target *t, int delay_ms, const nc_nats_conn_cbs *cbs,
+                               const nc_logger *log, const char *component, void *owner) {
+    nc_nats_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->io = io;
+    c->t = t;
+    c->cbs = cbs;
+    c->log = log;
+    c->component = component;
+    c->owner = owner;
+    nc_nats_parser_init(&c->parser, 0);
+    uv_timer_init(io->loop, &c->timer);
+    c->timer.data = c;
+    c->handles_open = 1;
+    if (delay_ms > 0) {
+        c->state = NS_WAITING;
+        uv_timer_start(&c->timer, on_delay, (uint64_t)delay_ms, 0);
+    } else {
+        start_resolve(c);
+    }
+    return c;
+}
+
+void nc_nats_conn_close(nc_nats_conn *c, int graceful) {
+    if (c->ended) return;
+    switch (c->state) {
+    case NS_WAITING:
+        finish(c, 0, "closed");
+        maybe_free(c);
+        return;
+    case NS_RESOLVING:
+        c->cancel_resolve = 1;
+        uv_cancel((uv_req_t *)&c->gai);
+        return;
+    case NS_READY:
+        if (graceful) {
+            nc_stream_end(&c->st);
+            return;
+        }
+        /* fallthrough */
+    default:
+        nc_stream_close(&c->st, 0, "closed");
+    }
+}

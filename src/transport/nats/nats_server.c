@@ -1,0 +1,294 @@
+/* The NATS server transport (spec nats.md §6): one connection; `SUB <route> [queue] <sid>` for every
+ * handler's route (NATS wildcards `*` and `>` work: messages are dispatched on the subscription they came
+ * through), replies published to each request's reply subject, headers handed to handlers. After a lost
+ * connection it reconnects (at once, then every retry_delay_ms, default 2,000 ms as nats.js;
+ * retry_attempts > 0 caps it) and subscribes again. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/envelope.h"
+#include "core/server_internal.h"
+#include "transport/nats/nats.h"
+
+typedef struct nats_server nats_server;
+
+/* The reply subject of one request, held by the core while the request is unfinished. */
+typedef struct nsink {
+    nats_server *ns;
+    int refs;
+    size_t len;
+    char subject[];
+} nsink;
+
+struct nats_server {
+    nc_server *srv;
+    nc_nats_target t;
+    char *queue;
+    nc_nats_conn *conn;
+    char **routes; /* sid = index + 1 */
+    size_t nroutes, caproutes;
+    int reported, failures, stopping, closing, nopen, closed_reported;
+    nc_buf out, enc;
+};
+
+static const nc_nats_conn_cbs conn_cbs;
+
+static const nc_logger *LOG(nats_server *ns) {
+    return nc_server__log(ns->srv);
+}
+
+/* ---- replies -------------------------------------------------------------------------------------- */
+
+static void sink_retain(void *peer) {
+    ((nsink *)peer)->refs++;
+}
+
+static void sink_release(void *peer) {
+    nsink *k = peer;
+    if (--k->refs == 0) free(k);
+}
+
+static int publish(nats_server *ns, const char *subject, size_t slen, const char *body, size_t len) {
+    ns->out.len = 0;
+    if (nc_nats_write_pub(&ns->out, subject, slen, NULL, NULL, body, len)) return NC_ENOMEM;
+    return nc_nats_conn_write(ns->conn, ns->out.data, ns->out.len);
+}
+
+static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
+    nsink *k = peer;
+    nats_server *ns = k->ns;
+    if (!ns || ns->closing || !ns->conn) return NC_ECLOSED;
+    const nc_server_cfg *cfg = nc_server__cfg(ns->srv);
+    ns->enc.len = 0;
+    int r = nc_envelope_write_reply(&ns->enc, pkt, cfg->has_codec ? &cfg->codec : NULL);
+    if (r) return r;
+    size_t max = nc_nats_conn_max_payload(ns->conn);
+    if (max && ns->enc.len > max) {
+        /* NATS would refuse it: answer with an error instead of leaving the caller to time out */
+        char text[200];
+        snprintf(text, sizeof text, "\"the reply of %zu bytes exceeds the NATS server's max_payload (%zu)\"",
+                 ns->enc.len, max);
+        nc_logf(LOG(ns), NC_LOG_ERROR, "Server", "%.*s", (int)strlen(text) - 2, text + 1);
+        nc_reply_pkt e = {
+            .err = text, .err_len = strlen(text), .disposed = 1, .id = pkt->id, .id_len = pkt->id_len};
+        ns->enc.len = 0;
+        if ((r = nc_envelope_write_reply(&ns->enc, &e, NULL))) return r;
+    }
+    r = publish(ns, k->subject, k->len, ns->enc.data, ns->enc.len);
+    if (r == NC_ESTALLED)
+        nc_logf(LOG(ns), NC_LOG_ERROR, "Server",
+                "reply to %s dropped: more than max_send_buffer_size bytes wait for the NATS connection",
+                k->subject);
+    return r;
+}
+
+static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
+
+/* ---- incoming messages ------------------------------------------------------------------------------ */
+
+static void on_msg(nats_server *ns, const nc_nats_op *op) {
+    if (ns->stopping || op->sid == 0 || op->sid > ns->nroutes) return;
+    const char *route = ns->routes[op->sid - 1];
+    char small[256];
+    char *subject = op->subject_len < sizeof small ? small : malloc(op->subject_len + 1);
+    if (!subject) return;
+    memcpy(subject, op->subject, op->subject_len);
+    subject[op->subject_len] = '\0';
+    json_t *headers = NULL;
+    if (op->hdr) {
+        int status;
+        if (nc_nats_headers_parse(op->hdr, op->hdr_len, &status, &headers))
+            nc_logf(LOG(ns), NC_LOG_WARN, "Server", "malformed headers on %s ignored", subject);
+    }
+    nsink *k = NULL;
+    if (op->reply && op->reply_len) {
+        k = malloc(sizeof *k + op->reply_len + 1);
+        if (k) {
+            k->ns = ns;
+            k->refs = 1; /* held across the dispatch */
+            k->len = op->reply_len;
+            memcpy(k->subject, op->reply, op->reply_len);
+            k->subject[op->reply_len] = '\0';
+        }
+    }
+    nc_inbound in = {0};
+    in.channel = subject;
+    in.route = route;
+    in.headers = headers;
+    in.peer = k;
+    in.peer_ops = k ? &sink_ops : NULL;
+    char why[200];
+    why[0] = '\0';
+    if (nc_server__dispatch(ns->srv, op->payload, op->payload_len, &in, why, sizeof why) == NC_EPROTO)
+        nc_logf(LOG(ns), NC_LOG_ERROR, "Server", "message on %s is not JSON (%s); ignored", subject, why);
+    if (k) sink_release(k);
+    json_decref(headers);
+    if (subject != small) free(subject);
+}
+
+/* ---- subscriptions and connection ------------------------------------------------------------------- */
+
+static void subscribe(nats_server *ns, size_t i) {
+    ns->out.len = 0;
+    if (nc_nats_write_sub(&ns->out, ns->routes[i], ns->queue, (uint64_t)i + 1) == 0)
+        nc_nats_conn_write(ns->conn, ns->out.data, ns->out.len);
+}
+
+static void conn_ready(nc_nats_conn *c) {
+    nats_server *ns = c->owner;
+    for (size_t i = 0; i < ns->nroutes; i++) subscribe(ns, i);
+    /* NATS processes a connection's commands in order: once this PING is answered every SUB is in place,
+     * and only then is the server "connected" (a request sent earlier would meet no responders). */
+    nc_nats_conn_ping(c);
+}
+
+static void conn_op(nc_nats_conn *c, const nc_nats_op *op) {
+    nats_server *ns = c->owner;
+    if (op->kind == NC_NATS_MSG) {
+        on_msg(ns, op);
+    } else if (op->kind == NC_NATS_PONG && !ns->reported && !ns->stopping) {
+        ns->reported = 1;
+        ns->failures = 0;
+        nc_server__status(ns->srv, "connected", 0);
+    }
+}
+
+static void maybe_closed(nats_server *ns) {
+    if (!ns->closing || ns->nopen || ns->closed_reported) return;
+    ns->closed_reported = 1;
+    nc_server__closed(ns->srv);
+}
+
+static nc_nats_conn *open_conn(nats_server *ns, int delay) {
+    nc_nats_conn *c =
+        nc_nats_conn_new(nc_server__io(ns->srv), &ns->t, delay, &conn_cbs, LOG(ns), "Server", ns);
+    if (c) ns->nopen++;
+    return c;
+}
+
+static void conn_end(nc_nats_conn *c, int err, const char *msg) {
+    nats_server *ns = c->owner;
+    ns->nopen--;
+    ns->conn = NULL;
+    if (ns->closing || ns->stopping) {
+        maybe_closed(ns);
+        return;
+    }
+    const nc_server_cfg *cfg = nc_server__cfg(ns->srv);
+    int delay = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000;
+    ns->failures++;
+    if (cfg->retry_attempts > 0 && ns->failures > cfg->retry_attempts) {
+        nc_logf(LOG(ns), NC_LOG_ERROR, "Server",
+                "NATS connection to %s:%d lost (%s); giving up after %d attempts", ns->t.host, ns->t.port,
+                msg ? msg : "closed", cfg->retry_attempts);
+        if (ns->reported) nc_server__status(ns->srv, "disconnected", err ? err : NC_ECONNCLOSED);
+        ns->reported = 0;
+        return;
+    }
+    if (ns->failures == 1) delay = 0;
+    nc_logf(LOG(ns), NC_LOG_ERROR, "Server", "NATS connection to %s:%d lost (%s); reconnecting in %d ms",
+            ns->t.host, ns->t.port, msg ? msg : "closed", delay);
+    if (ns->reported) nc_server__status(ns->srv, "reconnecting", err);
+    ns->reported = 0;
+    ns->conn = open_conn(ns, delay);
+}
+
+static const nc_nats_conn_cbs conn_cbs = {conn_ready, conn_op, conn_end};
+
+/* ---- ops --------------------------------------------------------------------------------------------- */
+
+static int ns_create(nc_server *srv, const nc_url *url, void **state) {
+    nats_server *ns = calloc(1, sizeof *ns);
+    if (!ns) return NC_ENOMEM;
+    ns->srv = srv;
+    const nc_server_cfg *cfg = nc_server__cfg(srv);
+    int r = nc_nats_target_init(&ns->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_server__log(srv), "Server");
+    if (r) {
+        free(ns);
+        return r;
+    }
+    const char *q = nc_url_query(url, "queue");
+    if (q && *q && !(ns->queue = strdup(q))) {
+        nc_nats_target_free(&ns->t);
+        free(ns);
+        return NC_ENOMEM;
+    }
+    ns->t.max_msg = cfg->max_buffer_size > 0 ? (size_t)cfg->max_buffer_size : 0;
+    ns->t.max_queue = cfg->max_send_buffer_size;
+    ns->t.connect_timeout_ms = 5000;
+    *state = ns;
+    return 0;
+}
+
+static int ns_listen(void *state) {
+    nats_server *ns = state;
+    ns->conn = open_conn(ns, 0);
+    return ns->conn ? 0 : NC_ENOMEM;
+}
+
+static int ns_route_added(void *state, const char *route) {
+    nats_server *ns = state;
+    for (size_t i = 0; i < ns->nroutes; i++)
+        if (!strcmp(ns->routes[i], route)) return 0;
+    if (!nc_nats_subject_ok(route, strlen(route))) {
+        /* NATS cannot carry it (spaces, empty tokens): NestJS's subscribe would fail the same way */
+        nc_logf(LOG(ns), NC_LOG_ERROR, "Server", "pattern %s is not a valid NATS subject; not subscribed",
+                route);
+        return NC_EINVAL;
+    }
+    if (ns->nroutes == ns->caproutes) {
+        size_t n = ns->caproutes ? ns->caproutes * 2 : 16;
+        char **p = realloc(ns->routes, n * sizeof *p);
+        if (!p) return NC_ENOMEM;
+        ns->routes = p;
+        ns->caproutes = n;
+    }
+    if (!(ns->routes[ns->nroutes] = strdup(route))) return NC_ENOMEM;
+    ns->nroutes++;
+    if (nc_nats_conn_ready(ns->conn)) subscribe(ns, ns->nroutes - 1);
+    return 0;
+}
+
+static void ns_stop_accepting(void *state) {
+    nats_server *ns = state;
+    ns->stopping = 1;
+    /* no new messages; in-flight requests may still answer on the same connection */
+    if (nc_nats_conn_ready(ns->conn))
+        for (size_t i = 0; i < ns->nroutes; i++) {
+            ns->out.len = 0;
+            if (!nc_nats_write_unsub(&ns->out, (uint64_t)i + 1))
+                nc_nats_conn_write(ns->conn, ns->out.data, ns->out.len);
+        }
+}
+
+static void ns_close(void *state) {
+    nats_server *ns = state;
+    ns->closing = 1;
+    if (ns->conn) nc_nats_conn_close(ns->conn, 1);
+    maybe_closed(ns);
+}
+
+static void ns_destroy(void *state) {
+    nats_server *ns = state;
+    for (size_t i = 0; i < ns->nroutes; i++) free(ns->routes[i]);
+    free(ns->routes);
+    free(ns->queue);
+    nc_buf_free(&ns->out);
+    nc_buf_free(&ns->enc);
+    nc_nats_target_free(&ns->t);
+    free(ns);
+}
+
+const nc_server_transport nc_nats_server_transport = {
+    .scheme = "nats",
+    .supports_workers = 0,
+    .reports_connected = 1,
+    .create = ns_create,
+    .listen = ns_listen,
+    .route_added = ns_route_added,
+    .stop_accepting = ns_stop_accepting,
+    .close = ns_close,
+    .destroy = ns_destroy,
+    .port = NULL,
+};

@@ -1,0 +1,535 @@
+/* The NATS transport against a real nats-server (started here on a free loopback port in a temporary
+ * directory, stopped by PID): request/reply, no responders, headers both ways, wildcards (`*`, `>`), queue
+ * groups, broadcast, max_payload, user/password, and a broker restart with a request pending. Skipped when
+ * nats-server is not installed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "nestc/nestc.h"
+
+static uv_loop_t loop;
+
+/* ---- the broker ----------------------------------------------------------------------------------- */
+
+typedef struct broker {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char pass[32]; /* requirepass, or "" */
+} broker;
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int port_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static void run_ms(int ms);
+
+/* Starts (or restarts, same port) the broker; returns once it accepts connections. */
+static void broker_start(broker *b) {
+    if (!b->port) {
+        b->port = free_port();
+        snprintf(b->dir, sizeof b->dir, "/tmp/nestc-nats-XXXXXX");
+        assert_non_null(mkdtemp(b->dir));
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", b->port);
+    b->pid = fork();
+    assert_true(b->pid >= 0);
+    if (b->pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1); /* the broker must not hold the test's output open */
+        dup2(null, 2);
+        if (chdir(b->dir)) _exit(126);
+        const char *argv[16] = {"nats-server", "-a", "127.0.0.1", "-p", port};
+        int n = 5;
+        if (b->pass[0]) argv[n++] = "--user", argv[n++] = "u", argv[n++] = "--pass", argv[n++] = b->pass;
+        argv[n] = NULL;
+        execvp("nats-server", (char **)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && !port_open(b->port); i++) usleep(10000);
+    assert_true(port_open(b->port));
+}
+
+static void broker_stop(broker *b) {
+    if (b->pid <= 0) return;
+    kill(b->pid, SIGTERM);
+    waitpid(b->pid, NULL, 0);
+    b->pid = 0;
+}
+
+static void broker_free(broker *b) {
+    broker_stop(b);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", b->dir);
+    if (system(cmd)) {
+    }
+}
+
+/* ---- loop helpers ------------------------------------------------------------------------------------ */
+
+static void on_tick(uv_timer_t *t) {
+    *(int *)t->data = 1;
+}
+
+static void run_ms(int ms) {
+    uv_timer_t t;
+    int fired = 0;
+    uv_timer_init(&loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, on_tick, (uint64_t)ms, 0);
+    while (!fired) uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* runs until *flag >= want or ms pass; returns whether it got there */
+static int run_until(const int *flag, int want, int ms) {
+    uint64_t end = uv_now(&loop) + (uint64_t)ms;
+    while (*flag < want && uv_now(&loop) < end) {
+        uv_timer_t t;
+        int fired = 0;
+        uv_timer_init(&loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, on_tick, 10, 0);
+        while (!fired && *flag < want) uv_run(&loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    return *flag >= want;
+}
+
+/* ---- the service --------------------------------------------------------------------------------------- */
+
+typedef struct svc {
+    nc_server *srv;
+    int handled; /* requests answered by `who` */
+    int connected, reconnecting;
+    int events;
+    json_t *last_event; /* data of the last event */
+    char last_channel[128];
+} svc;
+
+static void h_sum(nc_request *req, const nc_msg *m, void *u) {
+    json_t *d = nc_msg_data(m);
+    double s = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(d, i, v) s += json_number_value(v);
+    nc_reply(req, json_integer((json_int_t)s));
+}
+
+/* the timers of unfinished `sleep` requests: a server freed with them pending frees the requests */
+enum { MAX_SLEEPS = 64 };
+static uv_timer_t *sleeps[MAX_SLEEPS];
+
+static void on_later(uv_timer_t *t) {
+    nc_request *req = t->data;
+    nc_reply(req, json_string("late"));
+    for (int i = 0; i < MAX_SLEEPS; i++)
+        if (sleeps[i] == t) sleeps[i] = NULL;
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+/* replies "late" after data ms */
+static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
+    uv_timer_t *t = malloc(sizeof *t);
+    uv_timer_init(nc_request_loop(req), t);
+    t->data = req;
+    uv_timer_start(t, on_later, (uint64_t)json_integer_value(nc_msg_data(m)), 0);
+    for (int i = 0; i < MAX_SLEEPS; i++)
+        if (!sleeps[i]) {
+            sleeps[i] = t;
+            break;
+        }
+}
+
+static void cancel_sleeps(void) {
+    for (int i = 0; i < MAX_SLEEPS; i++)
+        if (sleeps[i]) {
+            uv_close((uv_handle_t *)sleeps[i], (uv_close_cb)free);
+            sleeps[i] = NULL;
+        }
+}
+
+static void h_where(nc_request *req, const nc_msg *m, void *u) {
+    json_t *o = json_pack("{s:s,s:s}", "channel", nc_msg_channel(m) ? nc_msg_channel(m) : "", "route",
+                          nc_msg_route(m));
+    if (nc_msg_headers(m)) json_object_set(o, "headers", nc_msg_headers(m));
+    nc_reply(req, o);
+}
+
+static void h_who(nc_request *req, const nc_msg *m, void *u) {
+    svc *s = u;
+    s->handled++;
+    nc_reply(req, json_integer((json_int_t)(uintptr_t)s));
+}
+
+static void ev_note(const nc_msg *m, void *u) {
+    svc *s = u;
+    s->events++;
+    json_decref(s->last_event);
+    s->last_event = json_incref(nc_msg_data(m));
+    snprintf(s->last_channel, sizeof s->last_channel, "%s", nc_msg_channel(m) ? nc_msg_channel(m) : "");
+}
+
+static void srv_status(void *u, const char *status, int err) {
+    svc *s = u;
+    if (!strcmp(status, "connected")) s->connected++;
+    if (!strcmp(status, "reconnecting")) s->reconnecting++;
+}
+
+static void svc_start(svc *s, const char *url) {
+    memset(s, 0, sizeof *s);
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.log = NULL;
+    o.retry_delay_ms = 100;
+    o.shutdown_timeout_ms = 200;
+    assert_int_equal(nc_server_new(&s->srv, url, &o), 0);
+    assert_int_equal(nc_server_message(s->srv, "{\"cmd\":\"sum\"}", h_sum, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "sleep", h_sleep, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "sensors.*", h_where, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "alerts.>", h_where, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "where", h_where, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "who", h_who, s), 0);
+    assert_int_equal(nc_server_event(s->srv, "note", ev_note, s), 0);
+    nc_server_on_status(s->srv, srv_status, s);
+    assert_int_equal(nc_server_listen(s->srv), 0);
+    assert_true(run_until(&s->connected, 1, 5000));
+}
+
+static void svc_stop(svc *s) {
+    cancel_sleeps();
+    nc_server_free(s->srv);
+    json_decref(s->last_event);
+    s->srv = NULL;
+}
+
+/* ---- calls --------------------------------------------------------------------------------------------- */
+
+typedef struct call {
+    int done, err, nvalues;
+    json_t *last;
+    char msg[200];
+} call;
+
+static void on_value(void *u, json_t *v) {
+    call *c = u;
+    c->nvalues++;
+    json_decref(c->last);
+    c->last = json_incref(v);
+}
+
+static void on_done(void *u, int err, json_t *e) {
+    call *c = u;
+    c->done = 1;
+    c->err = err;
+    if (json_is_string(e)) snprintf(c->msg, sizeof c->msg, "%s", json_string_value(e));
+}
+
+static void call_clear(call *c) {
+    json_decref(c->last);
+    memset(c, 0, sizeof *c);
+}
+
+typedef struct cli_status {
+    int connected, reconnecting, disconnected;
+} cli_status;
+
+static void cli_on_status(void *u, const char *status, int err) {
+    cli_status *s = u;
+    if (!strcmp(status, "connected")) s->connected++;
+    if (!strcmp(status, "reconnecting")) s->reconnecting++;
+    if (!strcmp(status, "disconnected")) s->disconnected++;
+}
+
+static nc_client *client_new(const char *url, int retries, cli_status *st) {
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.timeout_ms = 3000;
+    o.retry_attempts = retries;
+    o.retry_delay_ms = 100;
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    if (st) nc_client_on_status(c, cli_on_status, st);
+    return c;
+}
+
+static char url[128];
+static broker B;
+
+/* ---- tests
+ * ------------------------------------------------------------------------------------------------- */
+
+static void test_request_reply(void **st) {
+    svc s;
+    svc_start(&s, url);
+    nc_client *c = client_new(url, 0, NULL);
+    enum { N = 50 };
+    call calls[N];
+    memset(calls, 0, sizeof calls);
+    json_t *d = json_pack("[i,i,i]", 1, 2, 3);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &calls[i]), 0);
+    json_decref(d);
+    for (int i = 0; i < N; i++) {
+        assert_true(run_until(&calls[i].done, 1, 3000));
+        assert_int_equal(calls[i].err, 0);
+        assert_int_equal(json_integer_value(calls[i].last), 6);
+        call_clear(&calls[i]);
+    }
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static void test_no_responders(void **st) {
+    svc s;
+    svc_start(&s, url);
+    nc_client *c = client_new(url, 0, NULL);
+    call k = {0};
+    uint64_t t0 = uv_now(&loop);
+    assert_int_equal(nc_client_send(c, "nobody", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(uv_now(&loop) - t0 < 1000); /* at once, not at the 3 s timeout */
+    assert_int_equal(k.err, NC_ENOHANDLER);
+    assert_string_equal(k.msg,
+                        "Empty response. There are no subscribers listening to that message (\"nobody\")");
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static void test_headers_and_wildcards(void **st) {
+    svc s;
+    svc_start(&s, url);
+    nc_client *c = client_new(url, 0, NULL);
+    call k = {0};
+    nc_call_opts co = {0};
+    json_t *h = json_pack("{s:s,s:s}", "x-trace", "t-1", "x-version", "1.0.0");
+    co.headers = h;
+    assert_int_equal(nc_client_send(c, "where", NULL, &co, on_value, on_done, &k), 0);
+    json_decref(h);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, 0);
+    json_t *got = json_object_get(k.last, "headers");
+    assert_string_equal(json_string_value(json_object_get(got, "x-trace")), "t-1");
+    assert_string_equal(json_string_value(json_object_get(got, "x-version")), "1.0.0");
+    call_clear(&k);
+    assert_int_equal(nc_client_send(c, "sensors.kitchen", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_string_equal(json_string_value(json_object_get(k.last, "route")), "sensors.*");
+    assert_string_equal(json_string_value(json_object_get(k.last, "channel")), "sensors.kitchen");
+    call_clear(&k);
+    assert_int_equal(nc_client_send(c, "alerts.a.b", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_string_equal(json_string_value(json_object_get(k.last, "route")), "alerts.>");
+    assert_string_equal(json_string_value(json_object_get(k.last, "channel")), "alerts.a.b");
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static void test_queue_group_and_broadcast(void **st) {
+    char qurl[160];
+    snprintf(qurl, sizeof qurl, "%s?queue=q", url);
+    svc a, b;
+    svc_start(&a, qurl);
+    svc_start(&b, qurl);
+    nc_client *c = client_new(url, 0, NULL);
+    enum { N = 60 };
+    call calls[N];
+    memset(calls, 0, sizeof calls);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(nc_client_send(c, "who", NULL, NULL, on_value, on_done, &calls[i]), 0);
+    for (int i = 0; i < N; i++) {
+        assert_true(run_until(&calls[i].done, 1, 3000));
+        assert_int_equal(calls[i].err, 0);
+        assert_int_equal(calls[i].nvalues, 1); /* one answer each: never both members */
+        call_clear(&calls[i]);
+    }
+    assert_int_equal(a.handled + b.handled, N);
+    assert_true(a.handled > 0 && b.handled > 0); /* shared */
+    /* events in a queue group: one member each */
+    call k = {0};
+    assert_int_equal(nc_client_emit(c, "note", NULL, NULL, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    run_ms(200);
+    assert_int_equal(a.events + b.events, 1);
+    call_clear(&k);
+    svc_stop(&a);
+    svc_stop(&b);
+    /* without a queue both receive every event */
+    svc_start(&a, url);
+    svc_start(&b, url);
+    json_t *d = json_pack("{s:i}", "n", 7);
+    assert_int_equal(nc_client_emit(c, "note", d, NULL, on_done, &k), 0);
+    json_decref(d);
+    assert_true(run_until(&a.events, 1, 3000));
+    assert_true(run_until(&b.events, 1, 3000));
+    assert_int_equal(json_integer_value(json_object_get(b.last_event, "n")), 7);
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&a);
+    svc_stop(&b);
+}
+
+static void test_max_payload(void **st) {
+    svc s;
+    svc_start(&s, url);
+    nc_client *c = client_new(url, 0, NULL);
+    size_t n = 1100 * 1000;
+    char *big = malloc(n + 1);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    json_t *d = json_string(big);
+    free(big);
+    call k = {0};
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
+    json_decref(d);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, NC_ETOOBIG);
+    assert_non_null(strstr(k.msg, "max_payload (1048576)"));
+    call_clear(&k);
+    /* the client stays usable */
+    d = json_pack("[i]", 3);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
+    json_decref(d);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(json_integer_value(k.last), 3);
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static void test_user_password(void **st) {
+    broker p = {0};
+    snprintf(p.pass, sizeof p.pass, "s3cret");
+    broker_start(&p);
+    char good[128], bad[128];
+    snprintf(good, sizeof good, "nats://u:s3cret@127.0.0.1:%d", p.port);
+    snprintf(bad, sizeof bad, "nats://u:wrong@127.0.0.1:%d", p.port);
+    svc s;
+    svc_start(&s, good);
+    nc_client *c = client_new(good, 0, NULL);
+    call k = {0};
+    json_t *d = json_pack("[i,i]", 2, 2);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(json_integer_value(k.last), 4);
+    call_clear(&k);
+    nc_client_free(c);
+    c = client_new(bad, 0, NULL);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
+    json_decref(d);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, NC_EAUTH);
+    assert_non_null(strstr(k.msg, "Authorization"));
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+    broker_free(&p);
+}
+
+/* A restart with a request pending: it keeps waiting and gets its reply once both sides reconnected;
+ * calls made meanwhile fail at once with NC_ECONNLOST. */
+static void test_restart(void **st) {
+    svc s;
+    svc_start(&s, url);
+    cli_status cs = {0};
+    nc_client *c = client_new(url, 50, &cs);
+    call slow = {0}, during = {0}, after = {0};
+    json_t *ms = json_integer(1500);
+    assert_int_equal(nc_client_send(c, "sleep", ms, NULL, on_value, on_done, &slow), 0);
+    json_decref(ms);
+    run_ms(200);
+    broker_stop(&B);
+    assert_true(run_until(&cs.reconnecting, 1, 3000));
+    json_t *d = json_pack("[i]", 1);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &during), 0);
+    run_until(&during.done, 1, 1000);
+    assert_int_equal(during.err, NC_ECONNLOST);
+    assert_int_equal(slow.done, 0);
+    broker_start(&B);
+    assert_true(run_until(&cs.connected, 2, 5000));
+    assert_true(run_until(&s.connected, 2, 5000));
+    assert_true(run_until(&slow.done, 1, 5000));
+    assert_int_equal(slow.err, 0);
+    assert_string_equal(json_string_value(slow.last), "late");
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &after), 0);
+    json_decref(d);
+    assert_true(run_until(&after.done, 1, 3000));
+    assert_int_equal(after.err, 0);
+    call_clear(&slow);
+    call_clear(&during);
+    call_clear(&after);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static int setup(void **st) {
+    if (system("command -v nats-server >/dev/null 2>&1") != 0) return 0;
+    signal(SIGPIPE, SIG_IGN);
+    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
+    uv_loop_init(&loop);
+    broker_start(&B);
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", B.port);
+    return 0;
+}
+
+static int teardown(void **st) {
+    if (!B.port) return 0;
+    uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of what the tests freed */
+    broker_free(&B);
+    int r = uv_loop_close(&loop);
+    if (r) uv_print_all_handles(&loop, stderr);
+    return r;
+}
+
+int main(void) {
+    if (system("command -v nats-server >/dev/null 2>&1") != 0) {
+        printf("test_nats: nats-server not installed, skipped\n");
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_request_reply),
+        cmocka_unit_test(test_no_responders),
+        cmocka_unit_test(test_headers_and_wildcards),
+        cmocka_unit_test(test_queue_group_and_broadcast),
+        cmocka_unit_test(test_max_payload),
+        cmocka_unit_test(test_user_password),
+        cmocka_unit_test(test_restart),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
