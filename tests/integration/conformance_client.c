@@ -1,7 +1,7 @@
 /* The conformance cases (DESIGN.md §4) driven by the nestc C library, against any conformance server:
  * `nestc conformance` (integration) or the NestJS conformance service (interop).
  * The server's URL comes from $URL (set by tests/interop/with-server.sh); $NESTC_CA names the CA file
- * for tls:// URLs. */
+ * for tls:// and rediss:// URLs, and turns TLS on for nats:// (NATS has one scheme for both). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,10 @@
 static const char *url;
 static nc_tls_opts tls;
 static nc_client *cli;
+
+static int on_nats(void) {
+    return strncmp(url, "nats:", 5) == 0;
+}
 
 /* ---- a synchronous call on top of the callback API --------------------------------------------- */
 
@@ -221,12 +225,36 @@ static void test_context(void **st) {
     snprintf(scheme, sizeof scheme, "%.*s", (int)strcspn(url, ":"), url);
     assert_string_equal(json_string_value(json_object_get(ctx, "transport")), scheme);
     assert_string_equal(json_string_value(json_object_get(ctx, "pattern")), "{\"cmd\":\"context\"}");
-    if (strncmp(scheme, "redis", 5) == 0) /* brokers: the concrete channel */
+    if (strncmp(scheme, "redis", 5) == 0 || on_nats()) /* brokers: the concrete channel/subject */
         assert_string_equal(json_string_value(json_object_get(ctx, "channel")), "{\"cmd\":\"context\"}");
     result_free(&r);
     r = call("context", J("1"));
     assert_string_equal(json_string_value(json_object_get(json_array_get(r.values, 0), "pattern")),
                         "context");
+    result_free(&r);
+}
+
+/* NATS message headers (nc_call_opts.headers) reach the handler: `context` reports them as {name: value};
+ * without headers it reports none. Other transports have no headers. */
+static void test_headers(void **st) {
+    if (!on_nats()) return;
+    result r = call("context", J("1"));
+    assert_int_equal(r.err, 0);
+    assert_null(json_object_get(json_array_get(r.values, 0), "headers"));
+    result_free(&r);
+    json_t *h = J("{\"x-trace\":\"t-1\",\"x-version\":\"1.0.0\"}");
+    r = (result){json_array(), 0, NULL, 0};
+    nc_call_opts o = {.headers = h};
+    json_t *d = J("1");
+    assert_int_equal(nc_client_send(cli, "{\"cmd\":\"context\"}", d, &o, on_value, on_done, &r), 0);
+    json_decref(d);
+    json_decref(h);
+    while (!r.done) uv_run(nc_client_loop(cli), UV_RUN_ONCE);
+    if (r.err) fail_msg("context with headers: %s %s", nc_err_name(r.err), json_dumps(r.error, JSON_ENCODE_ANY));
+    json_t *got = json_object_get(json_array_get(r.values, 0), "headers");
+    json_t *want = J("{\"x-trace\":\"t-1\",\"x-version\":\"1.0.0\"}");
+    if (!json_equal(got, want)) fail_msg("headers: got %s", json_dumps(got, JSON_ENCODE_ANY));
+    json_decref(want);
     result_free(&r);
 }
 
@@ -284,6 +312,24 @@ static void test_unknown_pattern(void **st) {
         assert_int_equal(r.err, NC_ETIMEDOUT);
         assert_int_equal(json_array_size(r.values), 0);
         result_free(&r);
+        return;
+    }
+    if (on_nats()) {
+        /* NATS: nobody subscribes to the subject, and the broker says so at once (no-responders status,
+         * spec nats.md §4): a local failure that names it, not an error reply and not a timeout */
+        const char *patterns[] = {"no-such-thing", "{\"cmd\":\"no-such-thing\"}"};
+        for (int i = 0; i < 2; i++) {
+            result r = call_opts(patterns[i], J("1"), 5000);
+            if (r.err == 0 || r.err == NC_ETIMEDOUT || r.err == NC_EREMOTE)
+                fail_msg("%s: %s %s, want a local no-subscribers failure", patterns[i], nc_err_name(r.err),
+                         json_dumps(r.error, JSON_ENCODE_ANY));
+            assert_int_equal(json_array_size(r.values), 0);
+            const char *why = json_string_value(r.error);
+            if (!why || !strstr(why, "no subscribers"))
+                fail_msg("%s: the failure does not say \"no subscribers\": %s", patterns[i],
+                         json_dumps(r.error, JSON_ENCODE_ANY));
+            result_free(&r);
+        }
         return;
     }
     expect_error("{\"cmd\":\"no-such-thing\"}", J("1"),
@@ -347,6 +393,7 @@ int main(void) {
         cmocka_unit_test(test_echo_large),
         cmocka_unit_test(test_concurrent_out_of_order),
         cmocka_unit_test(test_context),
+        cmocka_unit_test(test_headers),
         cmocka_unit_test(test_events),
         cmocka_unit_test(test_unknown_pattern),
         cmocka_unit_test(test_timeout),

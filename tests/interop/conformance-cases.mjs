@@ -1,16 +1,19 @@
 // The conformance cases (DESIGN.md §4), written once and run through any driver (see drivers.mjs).
 //
 // A driver has:
-//   send(pattern, data, {timeoutMs}) → Promise<{values, error?, failure?}>
+//   send(pattern, data, {timeoutMs, headers?}) → Promise<{values, error?, failure?}>
+//       headers : NATS only, message headers as [[name, value], ...] (a name may repeat)
 //       values  : every reply value, in order
 //       error   : the error reply (the server's `err`), exactly as received
 //       failure : a local failure {kind: 'timeout'|'other', message}; no reply error, no values expected
 //   emit(pattern, data) → Promise<void>  (resolves once the transport accepted the event)
 //   maxPayloadBytes (optional): cases with larger payloads are skipped for that driver.
+//   kind: 'nest' or 'cli' (only for checking the exact text of a client-side error).
 //
-// Every case is {name, run(driver, env), payloadBytes?, when?(env)}, where env = {scheme, wildcards}: the URL
-// scheme (tcp, tls, redis, rediss) and whether the server runs with Redis wildcards. A case with `when` only
-// runs where it holds. Everything not tied to a transport's own behaviour is the same for all of them.
+// Every case is {name, run(driver, env), payloadBytes?, when?(env)}, where env = {scheme, wildcards, driver}: the
+// URL scheme (tcp, tls, redis, rediss, nats — NATS over TLS is nats:// too), whether the server runs with Redis
+// wildcards, and the driver's kind (nest, cli). A case with `when` only runs where it holds. Everything not tied
+// to a transport's own behaviour is the same for all of them.
 // Cases may run against a server shared with other runs, so event checks compare counts before and after,
 // using payloads unique to this run.
 import assert from 'node:assert/strict';
@@ -18,6 +21,9 @@ import { randomUUID } from 'node:crypto';
 
 const NO_HANDLER = 'There is no matching message handler defined in the remote service.';
 const onRedis = (env) => env.scheme === 'redis' || env.scheme === 'rediss';
+const onNats = (env) => env.scheme === 'nats';
+// Brokers report the concrete channel/subject in `context`.
+const hasChannel = (env) => onRedis(env) || onNats(env);
 
 // Assertion helper: the request completed normally with exactly these values.
 export async function expectValues(driver, pattern, data, expected, opts = {}) {
@@ -46,17 +52,41 @@ export async function expectNoReply(driver, pattern, data, timeoutMs = 500) {
   return r;
 }
 
-// Assertion helper: the `context` reply (also given by 'sensors.*'). `transport` is the URL scheme name
-// (tcp, tls, redis, rediss); `pattern` the route the request matched; on Redis `channel` is the concrete
-// channel the request was published on.
-async function expectContext(driver, env, pattern, route, channel) {
-  const r = await driver.send(pattern, { any: 'thing' });
+// Assertion helper: the `context` reply (also given by 'sensors.*' and 'alerts.>'). `transport` is the URL
+// scheme name (tcp, tls, redis, rediss, nats); `pattern` the route the request matched; on Redis and NATS
+// `channel` is the concrete channel/subject the request was published on. On NATS `headers` is the object
+// of the request's headers ({name: first value}), absent when it had none. Returns the reply.
+async function expectContext(driver, env, pattern, route, channel, headers) {
+  const r = await driver.send(pattern, { any: 'thing' }, headers ? { headers } : {});
   assert.equal(r.error ?? r.failure, undefined, JSON.stringify(r.error ?? r.failure));
   assert.equal(r.values.length, 1);
   const v = r.values[0];
   assert.equal(v.transport, env.scheme, `transport: ${v.transport}`);
   assert.equal(v.pattern, route);
-  if (onRedis(env)) assert.equal(v.channel, channel);
+  if (hasChannel(env)) assert.equal(v.channel, channel);
+  if (onNats(env) && !headers) assert.equal(v.headers, undefined, `headers without any sent: ${JSON.stringify(v.headers)}`);
+  return v;
+}
+
+// Assertion helper (NATS): a request nobody is subscribed to fails locally, well before its 5 s timeout, with a
+// message that says so. Nest: `Empty response. There are no subscribers listening to that message ("<route>")`;
+// nestc: exit 2 with a message containing "no subscribers".
+export async function expectNoSubscribers(driver, pattern, route) {
+  const t0 = Date.now();
+  const r = await driver.send(pattern, 1, { timeoutMs: 5000 });
+  const ms = Date.now() - t0;
+  assert.equal(r.error, undefined, `unexpected error reply: ${JSON.stringify(r.error)}`);
+  assert.deepStrictEqual(r.values, []);
+  assert.equal(r.failure?.kind, 'other', `expected an immediate local failure, got ${JSON.stringify(r.failure)}`);
+  assert.match(r.failure.message, /no subscribers/i);
+  if (driver.kind === 'nest') {
+    const text = `Empty response. There are no subscribers listening to that message ("${route}")`;
+    assert.ok(r.failure.message.includes(text), `message: ${r.failure.message}`);
+  }
+  if (driver.kind === 'cli') assert.match(r.failure.message, /^exit 2:/);
+  // Under a tool (NESTC_WRAP: valgrind) starting the CLI alone takes seconds.
+  if (!process.env.NESTC_WRAP) assert.ok(ms < 1000, `took ${ms} ms: not immediate`);
+  return r;
 }
 
 // Both registrations of a handler: the object pattern and the plain string.
@@ -145,8 +175,9 @@ for (const [label, p, route] of [
 
 // 'sensors.*' (a string pattern only) replies like `context`. On Redis without wildcards it is a plain channel
 // name; with wildcards it is a PSUBSCRIBE glob: 'sensors.kitchen' matches it, `pattern` is the glob, `channel`
-// the concrete channel, and the reply travels on 'sensors.kitchen.reply'. (Broker transports only for now.)
-const globs = (env) => onRedis(env) && env.wildcards;
+// the concrete channel, and the reply travels on 'sensors.kitchen.reply'. On NATS handler routes are always
+// subscription subjects, so 'sensors.*' is a NATS wildcard (one token). (Broker transports only for now.)
+const globs = (env) => (onRedis(env) && env.wildcards) || onNats(env);
 const noGlobs = (env) => onRedis(env) && !env.wildcards;
 add(
   `'sensors.*' literally → pattern and channel 'sensors.*'`,
@@ -162,6 +193,48 @@ add(
   `no wildcards: 'sensors.kitchen' is not subscribed → no reply (local timeout)`,
   (d) => expectNoReply(d, 'sensors.kitchen', 1),
   { when: noGlobs },
+);
+
+// NATS full wildcard 'alerts.>' (a string pattern only, replies like `context`): one or more further tokens.
+add(
+  `NATS 'alerts.a.b' → pattern 'alerts.>', channel 'alerts.a.b'`,
+  (d, env) => expectContext(d, env, 'alerts.a.b', 'alerts.>', 'alerts.a.b'),
+  { when: onNats },
+);
+add(
+  `NATS 'alerts.x' → pattern 'alerts.>', channel 'alerts.x'`,
+  (d, env) => expectContext(d, env, 'alerts.x', 'alerts.>', 'alerts.x'),
+  { when: onNats },
+);
+
+// NATS message headers (NatsRecord headers / `nestc send --header k=v`) reach the handler: `context` reports
+// them as {name: value}; a name that occurs twice reports its first value.
+add(
+  `NATS headers: context with x-trace: t-1 → headers.x-trace 't-1'`,
+  async (d, env) => {
+    const v = await expectContext(d, env, 'context', 'context', 'context', [['x-trace', 't-1']]);
+    assert.equal(v.headers?.['x-trace'], 't-1', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: onNats },
+);
+add(
+  `NATS headers: two headers and an object pattern → both reported`,
+  async (d, env) => {
+    const sent = [['x-trace', 't-2'], ['x-version', '1.0.0']];
+    const v = await expectContext(d, env, { cmd: 'context' }, '{"cmd":"context"}', '{"cmd":"context"}', sent);
+    assert.equal(v.headers?.['x-trace'], 't-2', `headers: ${JSON.stringify(v.headers)}`);
+    assert.equal(v.headers?.['x-version'], '1.0.0', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: onNats },
+);
+// Only through the Nest client: `nestc send --header` takes one value per name (a repeated flag replaces it).
+add(
+  `NATS headers: a repeated header → its first value`,
+  async (d, env) => {
+    const v = await expectContext(d, env, 'context', 'context', 'context', [['x-multi', 'a'], ['x-multi', 'b']]);
+    assert.equal(v.headers?.['x-multi'], 'a', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: (env) => onNats(env) && env.driver !== 'cli' },
 );
 
 // events: notification has two handlers (count +2 per event), user_created one.
@@ -184,17 +257,24 @@ for (const [label, p, route, perEvent, n] of [
 }
 
 // Unknown pattern: TCP servers answer with the no-handler error; on Redis nobody is subscribed to the channel,
-// so there is no reply at all and the client's own timeout ends the request (spec redis.md §3).
-for (const [label, p] of [
-  ["{cmd:'nope'}", { cmd: 'nope' }],
-  ["'nope'", 'nope'],
+// so there is no reply at all and the client's own timeout ends the request (spec redis.md §3). On NATS the
+// broker itself answers a request nobody is subscribed to (no-responders status, spec nats.md §4): the client
+// fails at once, locally — Nest with EmptyResponseException, `nestc send` with exit 2 and "no subscribers".
+for (const [label, p, route] of [
+  ["{cmd:'nope'}", { cmd: 'nope' }, '{"cmd":"nope"}'],
+  ["'nope'", 'nope', 'nope'],
 ]) {
   add(`unknown pattern ${label} → no-handler error`, (d) => expectError(d, p, 1, NO_HANDLER), {
-    when: (env) => !onRedis(env),
+    when: (env) => !onRedis(env) && !onNats(env),
   });
   add(`unknown pattern ${label} → no reply (local 500 ms timeout)`, (d) => expectNoReply(d, p, 1, 500), {
     when: onRedis,
   });
+  add(
+    `unknown pattern ${label} → immediate "no subscribers" failure (NATS no responders)`,
+    (d) => expectNoSubscribers(d, p, route),
+    { when: onNats },
+  );
 }
 
 add('timeout: sleep 2000 with a 300 ms client timeout times out', async (d) => {

@@ -1,13 +1,15 @@
 // Drivers that carry the conformance cases to a server (contract in conformance-cases.mjs):
-//   NestDriver — a real NestJS client (ClientProxyFactory: ClientTCP, or ClientRedis for redis:// and
-//                rediss://), so it proves wire compatibility with Nest.
+//   NestDriver — a real NestJS client (ClientProxyFactory: ClientTCP, ClientRedis for redis:// and
+//                rediss://, ClientNats for nats://), so it proves wire compatibility with Nest.
 //   CliDriver  — spawns `nestc send` / `nestc emit` (DESIGN.md §5), one process per request.
-// Both know the URL scheme (`driver.scheme`), which some cases depend on.
+// Both know the URL scheme (`driver.scheme`), which some cases depend on, and their own kind (`driver.kind`:
+// 'nest' or 'cli'). On NATS, send() also takes message headers: {headers: [[name, value], ...]} (pairs, so a
+// name may repeat) — NestDriver sends them as a NatsRecord, CliDriver as `--header name=value` flags.
 import 'reflect-metadata';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Logger } from '@nestjs/common';
-import { ClientProxyFactory, Transport } from '@nestjs/microservices';
+import { ClientProxyFactory, NatsRecordBuilder, Transport } from '@nestjs/microservices';
 import { TimeoutError, lastValueFrom, tap, timeout, toArray } from 'rxjs';
 
 const DEFAULT_TIMEOUT_MS = process.env.NESTC_WRAP ? 30000 : 10000;
@@ -15,19 +17,33 @@ const DEFAULT_TIMEOUT_MS = process.env.NESTC_WRAP ? 30000 : 10000;
 // ClientRedis logs "Connected to Redis…" at log level on stdout, in the middle of the TAP output.
 Logger.overrideLogger(['error', 'warn']);
 
-// tcp://host:port, tls://host:port, redis://host[:port][?query], rediss://… → {scheme, host, port}
-// (Redis: the broker's address; a query such as ?wildcards=true is a server option, clients ignore it.)
+// tcp://host:port, tls://host:port, redis://host[:port][?query], rediss://…, nats://host[:port][?query]
+// → {scheme, host, port} (brokers: the broker's address; a query such as ?wildcards=true or ?queue=q is a
+// server option, clients ignore it).
+const DEFAULT_PORT = { redis: 6379, rediss: 6379, nats: 4222 };
 export function parseUrl(url) {
   const u = new URL(url);
   const scheme = u.protocol.replace(/:$/, '');
-  const broker = ['redis', 'rediss'].includes(scheme);
+  const broker = scheme in DEFAULT_PORT;
   if (!(broker || ['tcp', 'tls'].includes(scheme)) || !(u.port || broker)) throw new Error(`unsupported URL: ${url}`);
-  return { scheme, host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 6379) };
+  return { scheme, host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || DEFAULT_PORT[scheme]) };
 }
 
 export const isRedis = (scheme) => scheme === 'redis' || scheme === 'rediss';
+export const isNats = (scheme) => scheme === 'nats';
+
+// nats.js's headers() (MsgHdrs), loaded on first use: NatsRecordBuilder needs the library's own object.
+let natsHeaders;
+async function natsHeadersOf(pairs) {
+  natsHeaders ??= (await import('@nats-io/transport-node')).headers;
+  const h = natsHeaders();
+  for (const [k, v] of pairs) h.append(k, v);
+  return h;
+}
 
 export class NestDriver {
+  kind = 'nest';
+
   // tls: {ca, cert, key} file paths (each optional)
   constructor(url, tls = {}) {
     const { scheme, host, port } = parseUrl(url);
@@ -43,6 +59,16 @@ export class NestDriver {
       const options = { host, port, retryAttempts: 5, retryDelay: 200 };
       if (tlsOptions) options.tls = tlsOptions;
       this.client = ClientProxyFactory.create({ transport: Transport.REDIS, options });
+    } else if (isNats(scheme)) {
+      // One scheme for plain and TLS: TLS options (e.g. --ca) turn TLS on; nats.js also upgrades when the
+      // server requires it, and checks the certificate against the URL's host name. A request nobody is
+      // subscribed to fails at once (the server's no-responders status → EmptyResponseException).
+      const u = new URL(url);
+      const options = { servers: [`nats://${u.host}`], maxReconnectAttempts: 10, reconnectTimeWait: 200 };
+      const natsTls = {};
+      for (const k of ['ca', 'cert', 'key']) if (tls[k]) natsTls[k] = readFileSync(tls[k]);
+      if (Object.keys(natsTls).length) options.tls = natsTls;
+      this.client = ClientProxyFactory.create({ transport: Transport.NATS, options });
     } else {
       this.client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host, port, tlsOptions } });
     }
@@ -53,8 +79,13 @@ export class NestDriver {
     this.client.on('error', (...a) => (this.socketError = a.find((x) => x instanceof Error) ?? a[0]));
   }
 
-  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  // headers (NATS only): [[name, value], ...], sent as NATS message headers through a NatsRecord.
+  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers } = {}) {
     const values = [];
+    if (headers) {
+      if (!isNats(this.scheme)) throw new Error(`headers are not supported on ${this.scheme}`);
+      data = new NatsRecordBuilder(data).setHeaders(await natsHeadersOf(headers)).build();
+    }
     try {
       // Nest has no request timeout of its own: callers add rxjs timeout() (it drops local state only).
       await lastValueFrom(
@@ -89,6 +120,8 @@ export class NestDriver {
 }
 
 export class CliDriver {
+  kind = 'cli';
+
   // Linux limits one argv string to 128 KiB (MAX_ARG_STRLEN) and the CLI has no stdin form,
   // so bigger payloads cannot be sent through it.
   maxPayloadBytes = 100_000;
@@ -146,9 +179,11 @@ export class CliDriver {
     });
   }
 
-  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  // headers (NATS): [[name, value], ...] → `--header name=value` each, in order (DESIGN.md §5).
+  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers } = {}) {
     const args = ['send', this.url, CliDriver.patternArg(pattern), JSON.stringify(data)];
     args.push('--timeout', String(timeoutMs), ...this.tlsArgs);
+    for (const [k, v] of headers ?? []) args.push('--header', `${k}=${v}`);
     const { code, signal, out, err } = await this.run(args, timeoutMs + 10000);
     const values = out.split('\n').filter((l) => l.trim() !== '').map((l) => parseLine(l, 'stdout'));
     if (code === 0) return { values };

@@ -1,14 +1,19 @@
-// The NestJS implementation of the conformance service (DESIGN.md §4), served over TCP, TLS or Redis.
+// The NestJS implementation of the conformance service (DESIGN.md §4), served over TCP, TLS, Redis or NATS.
 // It is the reference the nestc clients are tested against, and the suite is validated against it.
 //
 //   node nest-server.mjs --port P [--cert FILE --key FILE [--ca FILE]]
 //   node nest-server.mjs --url redis://HOST:PORT|rediss://HOST:PORT [--ca FILE] [--wildcards]
+//   node nest-server.mjs --url nats://HOST:PORT [--ca FILE] [--queue NAME]
 //
 // TCP: --cert/--key enable TLS; --ca additionally requires client certificates signed by that CA.
 // Redis: the server is a client of the broker; with rediss:// --ca is the CA it trusts for the broker's
 // certificate. --wildcards (or ?wildcards=true on the URL) makes Nest PSUBSCRIBE, so handler patterns are globs.
-// Prints "READY <port or url>" on stdout once listening (Redis: once subscribed); exits 0 on SIGTERM/SIGINT
-// after app.close().
+// NATS: one scheme for plain and TLS; --ca turns TLS on (the CA trusted for the broker's certificate; nats.js
+// also upgrades by itself when the server requires TLS). --queue (or ?queue=NAME on the URL) is Nest's server
+// option `queue`: every handler subscribes in that queue group. Handler patterns are NATS subjects, so
+// 'sensors.*' and 'alerts.>' are wildcards there.
+// Prints "READY <port or url>" on stdout once listening (Redis, NATS: once subscribed); exits 0 on
+// SIGTERM/SIGINT after app.close().
 //
 // Plain ESM, no TypeScript: decorators are applied as functions. Nest 12 calls a handler that has no
 // parameter decorators with the payload ONLY (its default call metadata is just @Payload() at index 0),
@@ -32,22 +37,28 @@ const { values: args } = parseArgs({
     ca: { type: 'string' },
     url: { type: 'string' },
     wildcards: { type: 'boolean', default: false },
+    queue: { type: 'string' },
   },
 });
 if (!args.port === !args.url) {
   console.error('usage: node nest-server.mjs --port P [--cert F --key F [--ca F]]');
   console.error('       node nest-server.mjs --url redis://H:P|rediss://H:P [--ca F] [--wildcards]');
+  console.error('       node nest-server.mjs --url nats://H:P [--ca F] [--queue NAME]');
   process.exit(2);
 }
-const redis = args.url ? new URL(args.url) : null;
-if (redis && !['redis:', 'rediss:'].includes(redis.protocol)) {
-  console.error(`nest-server.mjs: unsupported URL ${args.url} (redis:// or rediss://)`);
+const brokerUrl = args.url ? new URL(args.url) : null;
+if (brokerUrl && !['redis:', 'rediss:', 'nats:'].includes(brokerUrl.protocol)) {
+  console.error(`nest-server.mjs: unsupported URL ${args.url} (redis://, rediss:// or nats://)`);
   process.exit(2);
 }
+const redis = brokerUrl?.protocol.startsWith('redis') ? brokerUrl : null;
+const nats = brokerUrl?.protocol === 'nats:' ? brokerUrl : null;
 const wildcards = Boolean(args.wildcards || redis?.searchParams.get('wildcards') === 'true');
+const queue = args.queue ?? nats?.searchParams.get('queue') ?? undefined;
 const tls = Boolean(args.cert && args.key);
-// The `transport` reported by `context`: the URL scheme name (DESIGN.md §4), as tcp/tls: redis or rediss.
-const transportName = redis ? redis.protocol.replace(/:$/, '') : tls ? 'tls' : 'tcp';
+// The `transport` reported by `context`: the URL scheme name (DESIGN.md §4), as tcp/tls: redis or rediss;
+// nats (plain or TLS).
+const transportName = brokerUrl ? brokerUrl.protocol.replace(/:$/, '') : tls ? 'tls' : 'tcp';
 
 // TCP: the route a request/event matched. The server takes ctx.getPattern() (the received pattern as text,
 // object patterns JSON-stringified in received key order), parses it if it is JSON, then normalises.
@@ -65,6 +76,17 @@ function routeOf(patternText) {
 const globToRegExp = (glob) =>
   new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
 
+// NATS subject matching: `*` matches one token, `>` (last) one or more tokens.
+function natsMatches(filter, subject) {
+  const f = filter.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '>' && i === f.length - 1) return s.length > i;
+    if (i >= s.length || (f[i] !== '*' && f[i] !== s[i])) return false;
+  }
+  return f.length === s.length;
+}
+
 // The route (handler pattern) a message matched, from its context; `routes` are the routes the handler was
 // registered under.
 //  * TCP: the received pattern, normalised (see routeOf).
@@ -74,7 +96,15 @@ const globToRegExp = (glob) =>
 //    'sensors.*', and replies on '<concrete channel>.reply', e.g. 'sensors.kitchen.reply'). Nest does not
 //    expose that glob to the handler, so we find it among the handler's own routes: `pattern` = the route
 //    string that was subscribed to and matched, `channel` = the concrete channel.
+//  * NATS: the same idea. Nest subscribes to every handler route as a subject (so 'sensors.*' and 'alerts.>'
+//    are NATS wildcards) and dispatches on the subscription; NatsContext has only getSubject() = the
+//    concrete subject, so `pattern` is the handler's own route that matches it.
 function matchedRoute(ctx, routes) {
+  if (nats) {
+    const subject = ctx.getSubject();
+    if (routes.includes(subject)) return subject;
+    return routes.find((r) => natsMatches(r, subject)) ?? subject;
+  }
   if (!redis) return routeOf(ctx.getPattern());
   const channel = ctx.getChannel();
   if (routes.includes(channel) || !wildcards) return channel;
@@ -145,6 +175,12 @@ class Conformance {
     return contextReply(ctx, routesOf.sensors);
   }
 
+  // 'alerts.>': replies like `context`. A NATS full wildcard: 'alerts.a' and 'alerts.a.b' match it (pattern
+  // 'alerts.>', channel the concrete subject). Elsewhere a literal name (a Redis glob matching only itself).
+  alerts(data, ctx) {
+    return contextReply(ctx, routesOf.alerts);
+  }
+
   events(data) {
     const e = eventLog.get(routeOf(typeof data === 'string' ? data : JSON.stringify(data)));
     return e ? { count: e.count, payloads: e.payloads } : { count: 0, payloads: [] };
@@ -168,13 +204,23 @@ class Conformance {
   }
 }
 
+// NATS: `headers` = the message's headers as an object {name: value}, absent when the message had none.
+// A header that occurs more than once gives its FIRST value (MsgHdrs.get), as nestc does.
 function contextReply(ctx, routes) {
   const r = { transport: transportName, pattern: matchedRoute(ctx, routes) };
   if (redis) r.channel = ctx.getChannel();
+  if (nats) {
+    r.channel = ctx.getSubject();
+    const h = ctx.getHeaders();
+    if (h) {
+      r.headers = {};
+      for (const k of h.keys()) r.headers[k] = h.get(k);
+    }
+  }
   return r;
 }
 
-// Every handler under {cmd:'<name>'} and '<name>' (except 'sensors.*': a string only). The decorators take an
+// Every handler under {cmd:'<name>'} and '<name>' (except 'sensors.*' and 'alerts.>': strings only). The decorators take an
 // array of patterns (Nest does [].concat(metadata)); applying a decorator twice would overwrite, not add.
 // routesOf[method] = the routes the method is registered under.
 const routesOf = {};
@@ -188,8 +234,9 @@ for (const name of ['sum', 'asyncSum', 'streamSum', 'streaming', 'exception', 'e
   decorate(MessagePattern, name, both(name));
 }
 decorate(MessagePattern, 'sensors', ['sensors.*']);
+decorate(MessagePattern, 'alerts', ['alerts.>']);
 // (data, ctx) for the handlers that read the matched route from the context.
-for (const method of ['context', 'sensors', 'notificationFirst', 'notificationSecond', 'userCreated']) {
+for (const method of ['context', 'sensors', 'alerts', 'notificationFirst', 'notificationSecond', 'userCreated']) {
   Payload()(Conformance.prototype, method, 0);
   Ctx()(Conformance.prototype, method, 1);
 }
@@ -225,13 +272,34 @@ function redisOptions() {
   return o;
 }
 
-const app = await NestFactory.createMicroservice(AppModule, {
-  transport: redis ? Transport.REDIS : Transport.TCP,
-  options: redis ? redisOptions() : { host: args.host, port: Number(args.port), tlsOptions: tlsOptions() },
-  logger: ['error', 'warn'],
-});
+// NATS: the broker connection (nats.js connect options, plus Nest's `queue`). The URL without its query;
+// TLS when --ca is given (nats.js verifies the certificate against the URL's host name). Reconnect without
+// limit, every 200 ms, so a broker restart does not end the server.
+function natsOptions() {
+  const o = {
+    servers: [`nats://${nats.host}`],
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 200,
+  };
+  if (queue) o.queue = queue;
+  if (args.ca) o.tls = { ca: readFileSync(args.ca) };
+  return o;
+}
+
+const transport = nats ? Transport.NATS : redis ? Transport.REDIS : Transport.TCP;
+const options = nats
+  ? natsOptions()
+  : redis
+    ? redisOptions()
+    : { host: args.host, port: Number(args.port), tlsOptions: tlsOptions() };
+const app = await NestFactory.createMicroservice(AppModule, { transport, options, logger: ['error', 'warn'] });
 await app.listen();
-if (redis) {
+if (nats) {
+  // listen() resolves once the SUBs were queued on the connection. flush() sends a PING and waits for the
+  // PONG, which the server answers after processing the SUBs before it: READY means "subscribed".
+  await app.unwrap().flush();
+  process.stdout.write(`READY ${args.url}${queue ? ` (queue ${queue})` : ''}\n`);
+} else if (redis) {
   // listen() resolves once SUBSCRIBE/PSUBSCRIBE were sent, not confirmed. A PING on the subscriber
   // connection is answered after them, so READY means "subscribed".
   const [, sub] = app.unwrap();

@@ -3,8 +3,9 @@
 //   node run-suite.mjs --driver nest|cli --url tcp://127.0.0.1:P [--ca F --cert F --key F] [--only REGEX]
 //                      [--wildcards]
 //
-// --url may also be redis://H:P or rediss://H:P (the broker the server is subscribed to). --wildcards: the
-// server runs with Redis wildcards (PSUBSCRIBE), which enables the cases that need it.
+// --url may also be redis://H:P, rediss://H:P or nats://H:P (the broker the server is subscribed to; NATS over
+// TLS is nats:// too, with --ca). --wildcards: the server runs with Redis wildcards (PSUBSCRIBE), which enables
+// the cases that need it.
 //
 // Uses node:test, so the output ends with the TAP summary (`# pass N`, `# fail N`) and the exit code is
 // non-zero when a case fails. The cli driver needs NESTC_BIN.
@@ -47,7 +48,7 @@ if (!args.url) {
 
 const driver = makeDriver(args.driver, args.url, { ca: args.ca, cert: args.cert, key: args.key });
 // What the cases may depend on (see conformance-cases.mjs).
-const env = { scheme: driver.scheme, wildcards: args.wildcards };
+const env = { scheme: driver.scheme, wildcards: args.wildcards, driver: driver.kind };
 after(() => driver.close());
 
 function withDeadline(promise, ms) {

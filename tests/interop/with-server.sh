@@ -8,15 +8,19 @@
 #   nest   node nest-server.mjs --port P                   (this folder)
 #   nestc  $NESTC_BIN conformance tcp://127.0.0.1:P        (NESTC_BIN must be set)
 #
-# Broker (--url redis://H:P or rediss://H:P, e.g. from with-redis.sh): the server subscribes to that broker.
-# There is no port of ours to wait on, so it is ready when it prints its readiness line on stdout/stderr:
-#   nest   node nest-server.mjs --url URL [--wildcards]    prints "READY …"
-#   nestc  $NESTC_BIN conformance URL                      prints a line starting "nestc conformance listening"
-# A query ?wildcards=true on the URL (Redis PSUBSCRIBE mode) is passed to nestc as is and becomes --wildcards
-# for the Nest server; clients get the URL without the query (wildcards are a server option only).
+# Broker (--url redis://H:P, rediss://H:P or nats://H:P, e.g. from with-redis.sh / with-nats.sh): the server
+# subscribes to that broker. There is no port of ours to wait on, so it is ready when it prints its readiness
+# line on stdout/stderr:
+#   nest   node nest-server.mjs --url URL [--wildcards] [--queue Q]   prints "READY …"
+#   nestc  $NESTC_BIN conformance URL[?query]                        prints a line starting "nestc conformance listening"
+# Server options travel as a query on the broker URL; it is passed to nestc as is, translated into flags for
+# the Nest server, and clients get the URL without it (these are server options only):
+#   ?wildcards=true   Redis PSUBSCRIBE mode                → nest --wildcards
+#   ?queue=NAME       NATS queue group for every handler   → nest --queue NAME
 #
 # --tls CERTDIR  TCP: serve TLS with CERTDIR/server.pem + server.key (made by gen-certs.sh); URL is
-#                tls://localhost:P. Broker: the server trusts CERTDIR/ca.pem for the broker (--ca).
+#                tls://localhost:P. Broker: the server trusts CERTDIR/ca.pem for the broker (--ca); for NATS
+#                (one scheme, nats://) that also turns TLS on.
 # --mtls         (TCP) also pass --ca CERTDIR/ca.pem to the server, which then requires client certificates
 # --workers N    (nestc) serve on N loops
 #
@@ -50,8 +54,8 @@ fi
 tls_args=()
 if [[ -n $broker_url ]]; then
   case $broker_url in
-    redis://* | rediss://*) ;;
-    *) echo "with-server.sh: unsupported broker URL '$broker_url' (redis:// or rediss://)" >&2; exit 2 ;;
+    redis://* | rediss://* | nats://*) ;;
+    *) echo "with-server.sh: unsupported broker URL '$broker_url' (redis://, rediss:// or nats://)" >&2; exit 2 ;;
   esac
   scheme=${broker_url%%://*}
   URL=${broker_url%%\?*} # the clients' URL: no server options
@@ -77,6 +81,7 @@ case $kind in
     if [[ -n $broker_url ]]; then
       server=("$node" "$here/nest-server.mjs" --url "$URL" "${tls_args[@]}")
       [[ $broker_url =~ [?\&]wildcards=true(\&|$) ]] && server+=(--wildcards)
+      [[ $broker_url =~ [?\&]queue=([^\&]+) ]] && server+=(--queue "${BASH_REMATCH[1]}")
     else
       server=("$node" "$here/nest-server.mjs" --port "$PORT" "${tls_args[@]}")
     fi ;;
