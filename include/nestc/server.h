@@ -69,6 +69,20 @@ NC_API int nc_server_message(nc_server *srv, const char *pattern, nc_request_fn 
 /* Registers an event handler; several per pattern are allowed and all run, in registration order. */
 NC_API int nc_server_event(nc_server *srv, const char *pattern, nc_event_fn fn, void *user);
 
+/* Per-handler options (NestJS's handler `extras`). Zero-initialised = none. */
+typedef struct nc_handler_opts {
+    /* NATS: the queue group of this route's subscription, instead of the server's `?queue=` (NestJS
+     * `@MessagePattern('x', {queue: 'q'})`). Copied. The first queue given for a route is kept; give it at
+     * the route's first registration (a running server subscribes then). Other transports ignore it. */
+    const char *queue;
+} nc_handler_opts;
+
+/* nc_server_message / nc_server_event with handler options (may be NULL). */
+NC_API int nc_server_message_opts(nc_server *srv, const char *pattern, const nc_handler_opts *opts,
+                                  nc_request_fn fn, void *user);
+NC_API int nc_server_event_opts(nc_server *srv, const char *pattern, const nc_handler_opts *opts,
+                                nc_event_fn fn, void *user);
+
 /* The same with the pattern as a JSON value (borrowed). */
 NC_API int nc_server_message_json(nc_server *srv, const json_t *pattern, nc_request_fn fn, void *user);
 NC_API int nc_server_event_json(nc_server *srv, const json_t *pattern, nc_event_fn fn, void *user);

@@ -99,17 +99,30 @@ fail_cfg:
 
 /* ---- handler registration ------------------------------------------------------------------------ */
 
-static int entry_for(nc_server *s, const char *route, nc_route_entry **out) {
+/* The route's entry, created (and announced to the transport) on first use. `queue`: the handler's queue
+ * group (NestJS extras.queue); the first one given for a route is kept, since the transport subscribes
+ * once per route. */
+static int entry_for(nc_server *s, const char *route, const char *queue, nc_route_entry **out) {
     size_t n = strlen(route);
     nc_route_entry *e = nc_map_get(&s->routes, route, n);
     if (!e) {
         if (!(e = calloc(1, sizeof *e))) return NC_ENOMEM;
+        if (queue && *queue && !(e->queue = strdup(queue))) {
+            free(e);
+            return NC_ENOMEM;
+        }
         if (nc_map_put(&s->routes, route, n, e, &e->route)) {
+            free(e->queue);
             free(e);
             return NC_ENOMEM;
         }
         s->route_cache_stale = 1; /* cached misses for this route are wrong now */
-        if (s->listening && s->tp->route_added) s->tp->route_added(s->tps, e->route);
+        if (s->listening && s->tp->route_added) s->tp->route_added(s->tps, e->route, e->queue);
+    } else if (queue && *queue && !e->queue) {
+        if (!(e->queue = strdup(queue))) return NC_ENOMEM;
+        if (s->listening)
+            nc_logf(&s->log, NC_LOG_WARN, "Server", "queue %s for %s applies from the next (re)subscription",
+                    queue, route);
     }
     *out = e;
     return 0;
@@ -126,14 +139,15 @@ static int frozen(const nc_server *s) {
     return s->cfg.workers > 1 && s->listening ? NC_ESTATE : 0;
 }
 
-static int add_message(nc_server *s, const char *pattern, const json_t *jp, nc_request_fn fn, void *user) {
+static int add_message(nc_server *s, const char *pattern, const json_t *jp, const nc_handler_opts *o,
+                       nc_request_fn fn, void *user) {
     if (!s || (!pattern && !jp) || !fn) return NC_EINVAL;
     if (frozen(s)) return NC_ESTATE;
     char *route;
     int r = route_of_user(s, pattern, jp, &route);
     if (r) return r;
     nc_route_entry *e;
-    r = entry_for(s, route, &e);
+    r = entry_for(s, route, o ? o->queue : NULL, &e);
     free(route);
     if (r) return r;
     e->req_fn = fn;
@@ -141,14 +155,15 @@ static int add_message(nc_server *s, const char *pattern, const json_t *jp, nc_r
     return 0;
 }
 
-static int add_event(nc_server *s, const char *pattern, const json_t *jp, nc_event_fn fn, void *user) {
+static int add_event(nc_server *s, const char *pattern, const json_t *jp, const nc_handler_opts *o,
+                     nc_event_fn fn, void *user) {
     if (!s || (!pattern && !jp) || !fn) return NC_EINVAL;
     if (frozen(s)) return NC_ESTATE;
     char *route;
     int r = route_of_user(s, pattern, jp, &route);
     if (r) return r;
     nc_route_entry *e;
-    r = entry_for(s, route, &e);
+    r = entry_for(s, route, o ? o->queue : NULL, &e);
     free(route);
     if (r) return r;
     nc_event_handler *ev = realloc(e->events, (e->nevents + 1) * sizeof *ev);
@@ -165,7 +180,7 @@ int nc_server__copy_handlers(nc_server *dst, const nc_server *src) {
     while (nc_map_next(&src->routes, &it, &k, &v)) {
         const nc_route_entry *from = v;
         nc_route_entry *e;
-        int r = entry_for(dst, k, &e);
+        int r = entry_for(dst, k, from->queue, &e);
         if (r) return r;
         e->req_fn = from->req_fn;
         e->req_user = from->req_user;
@@ -180,16 +195,22 @@ int nc_server__copy_handlers(nc_server *dst, const nc_server *src) {
 }
 
 int nc_server_message(nc_server *s, const char *p, nc_request_fn fn, void *u) {
-    return add_message(s, p, NULL, fn, u);
+    return add_message(s, p, NULL, NULL, fn, u);
 }
 int nc_server_event(nc_server *s, const char *p, nc_event_fn fn, void *u) {
-    return add_event(s, p, NULL, fn, u);
+    return add_event(s, p, NULL, NULL, fn, u);
 }
 int nc_server_message_json(nc_server *s, const json_t *p, nc_request_fn fn, void *u) {
-    return p ? add_message(s, NULL, p, fn, u) : NC_EINVAL;
+    return p ? add_message(s, NULL, p, NULL, fn, u) : NC_EINVAL;
 }
 int nc_server_event_json(nc_server *s, const json_t *p, nc_event_fn fn, void *u) {
-    return p ? add_event(s, NULL, p, fn, u) : NC_EINVAL;
+    return p ? add_event(s, NULL, p, NULL, fn, u) : NC_EINVAL;
+}
+int nc_server_message_opts(nc_server *s, const char *p, const nc_handler_opts *o, nc_request_fn fn, void *u) {
+    return add_message(s, p, NULL, o, fn, u);
+}
+int nc_server_event_opts(nc_server *s, const char *p, const nc_handler_opts *o, nc_event_fn fn, void *u) {
+    return add_event(s, p, NULL, o, fn, u);
 }
 
 /* ---- lifecycle ----------------------------------------------------------------------------------- */
@@ -224,7 +245,9 @@ int nc_server_listen(nc_server *s) {
     if (s->tp->route_added) {
         const char *k;
         size_t it = 0;
-        while (nc_map_next(&s->routes, &it, &k, NULL)) s->tp->route_added(s->tps, k);
+        void *v;
+        while (nc_map_next(&s->routes, &it, &k, &v))
+            s->tp->route_added(s->tps, k, ((nc_route_entry *)v)->queue);
     }
     if (!s->tp->reports_connected) nc_server__status(s, "connected", 0);
     return 0;
@@ -363,6 +386,7 @@ void nc_server_free(nc_server *s) {
     while (nc_map_next(&s->routes, &it, &k, &v)) {
         nc_route_entry *e = v;
         free(e->events);
+        free(e->queue);
         free(e);
     }
     nc_map_free(&s->routes);

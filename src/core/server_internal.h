@@ -38,6 +38,7 @@ typedef struct nc_route_entry {
     void *req_user;
     nc_event_handler *events;
     size_t nevents;
+    char *queue; /* the handlers' queue group (NATS), NULL = the server's */
 } nc_route_entry;
 
 /* The message handed to handlers. Two ways to fill it (dispatch.c): the scan path (the packet text is

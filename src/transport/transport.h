@@ -63,8 +63,9 @@ typedef struct nc_server_transport {
     int reports_connected;
     /* Starts listening / subscribing (nonblocking where possible). */
     int (*listen)(void *state);
-    /* A route got its first handler (broker transports subscribe to it). May be NULL. */
-    int (*route_added)(void *state, const char *route);
+    /* A route got its first handler (broker transports subscribe to it); queue: its handlers' queue group
+     * or NULL. May be NULL. */
+    int (*route_added)(void *state, const char *route, const char *queue);
     /* Graceful close, phase 1: stop taking new work (stop accepting, unsubscribe). */
     void (*stop_accepting)(void *state);
     /* Phase 2: close every connection and handle; call nc_server__closed(srv) once all are closed. */

@@ -223,6 +223,8 @@ static void svc_start(svc *s, const char *url) {
     assert_int_equal(nc_server_message(s->srv, "alerts.>", h_where, s), 0);
     assert_int_equal(nc_server_message(s->srv, "where", h_where, s), 0);
     assert_int_equal(nc_server_message(s->srv, "who", h_who, s), 0);
+    nc_handler_opts ho = {.queue = "q2"}; /* a queue of its own, whatever the server's */
+    assert_int_equal(nc_server_message_opts(s->srv, "qwho", &ho, h_who, s), 0);
     assert_int_equal(nc_server_event(s->srv, "note", ev_note, s), 0);
     nc_server_on_status(s->srv, srv_status, s);
     assert_int_equal(nc_server_listen(s->srv), 0);
@@ -400,6 +402,16 @@ static void test_queue_group_and_broadcast(void **st) {
     assert_true(run_until(&b.events, 1, 3000));
     assert_int_equal(json_integer_value(json_object_get(b.last_event, "n")), 7);
     call_clear(&k);
+    /* a handler with its own queue group shares its requests even on servers without ?queue= */
+    for (int i = 0; i < N; i++)
+        assert_int_equal(nc_client_send(c, "qwho", NULL, NULL, on_value, on_done, &calls[i]), 0);
+    for (int i = 0; i < N; i++) {
+        assert_true(run_until(&calls[i].done, 1, 3000));
+        assert_int_equal(calls[i].nvalues, 1);
+        call_clear(&calls[i]);
+    }
+    assert_int_equal(a.handled + b.handled, N);
+    assert_true(a.handled > 0 && b.handled > 0);
     nc_client_free(c);
     svc_stop(&a);
     svc_stop(&b);

@@ -27,6 +27,7 @@ struct nats_server {
     char *queue;
     nc_nats_conn *conn;
     char **routes; /* sid = index + 1 */
+    char **queues; /* each route's own queue group, or NULL (then `queue`) */
     size_t nroutes, caproutes;
     int reported, failures, stopping, closing, nopen, closed_reported;
     nc_buf out, enc;
@@ -131,7 +132,8 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
 
 static void subscribe(nats_server *ns, size_t i) {
     ns->out.len = 0;
-    if (nc_nats_write_sub(&ns->out, ns->routes[i], ns->queue, (uint64_t)i + 1) == 0)
+    const char *q = ns->queues[i] ? ns->queues[i] : ns->queue;
+    if (nc_nats_write_sub(&ns->out, ns->routes[i], q, (uint64_t)i + 1) == 0)
         nc_nats_conn_write(ns->conn, ns->out.data, ns->out.len);
 }
 
@@ -227,7 +229,7 @@ static int ns_listen(void *state) {
     return ns->conn ? 0 : NC_ENOMEM;
 }
 
-static int ns_route_added(void *state, const char *route) {
+static int ns_route_added(void *state, const char *route, const char *queue) {
     nats_server *ns = state;
     for (size_t i = 0; i < ns->nroutes; i++)
         if (!strcmp(ns->routes[i], route)) return 0;
@@ -242,9 +244,17 @@ static int ns_route_added(void *state, const char *route) {
         char **p = realloc(ns->routes, n * sizeof *p);
         if (!p) return NC_ENOMEM;
         ns->routes = p;
+        char **q = realloc(ns->queues, n * sizeof *q);
+        if (!q) return NC_ENOMEM;
+        ns->queues = q;
         ns->caproutes = n;
     }
+    ns->queues[ns->nroutes] = NULL;
     if (!(ns->routes[ns->nroutes] = strdup(route))) return NC_ENOMEM;
+    if (queue && !(ns->queues[ns->nroutes] = strdup(queue))) {
+        free(ns->routes[ns->nroutes]);
+        return NC_ENOMEM;
+    }
     ns->nroutes++;
     if (nc_nats_conn_ready(ns->conn)) subscribe(ns, ns->nroutes - 1);
     return 0;
@@ -271,8 +281,12 @@ static void ns_close(void *state) {
 
 static void ns_destroy(void *state) {
     nats_server *ns = state;
-    for (size_t i = 0; i < ns->nroutes; i++) free(ns->routes[i]);
+    for (size_t i = 0; i < ns->nroutes; i++) {
+        free(ns->routes[i]);
+        free(ns->queues[i]);
+    }
     free(ns->routes);
+    free(ns->queues);
     free(ns->queue);
     nc_buf_free(&ns->out);
     nc_buf_free(&ns->enc);

@@ -285,7 +285,7 @@ static int rs_listen(void *state) {
     return rs->sub && rs->pub ? 0 : NC_ENOMEM;
 }
 
-static int rs_route_added(void *state, const char *route) {
+static int rs_route_added(void *state, const char *route, const char *queue) {
     redis_server *rs = state;
     size_t n = strlen(route);
     if (nc_map_get(&rs->routes, route, n)) return 0;
