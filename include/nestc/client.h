@@ -38,6 +38,9 @@ typedef struct nc_client_opts {
     nc_log_fn log;
     void *log_user;
     nc_log_level log_level;
+    /* borrowed (copied); transport headers added to every request and event unless the call sets the same
+     * name (NestJS ClientNats `headers`). An object of strings. */
+    const json_t *headers;
 } nc_client_opts;
 
 /* Per-call options; NULL = defaults. */

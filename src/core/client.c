@@ -607,6 +607,10 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
     }
     if (o && o->headers && json_object_size(o->headers) && !(k->headers = json_deep_copy(o->headers)))
         goto nomem;
+    if (c->cfg.headers) { /* the client's headers, unless the call has the same name (NestJS ClientNats) */
+        if (!k->headers && !(k->headers = json_object())) goto nomem;
+        if (json_object_update_missing(k->headers, c->cfg.headers)) goto nomem;
+    }
     int r =
         encode(c, pi, is_event, data ? data : json_null(), o ? o->metadata : NULL, is_event ? NULL : k->id);
     if (r) {
@@ -784,6 +788,10 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *o) {
         g->has_codec = 1;
         g->codec = *o->codec;
     }
+    if (o->headers && json_object_size(o->headers) && !(g->headers = json_deep_copy(o->headers))) {
+        r = NC_ENOMEM;
+        goto fail;
+    }
     random_prefix(c->id_prefix);
     if ((r = nc_ioctx_init(&c->io, o->loop))) goto fail;
     if ((r = c->tp->create(c, &c->url, &c->tps))) {
@@ -797,6 +805,7 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *o) {
     *out = c;
     return 0;
 fail:
+    json_decref(g->headers);
     nc_tls_opts_free(&g->tls);
     nc_url_free(&c->url);
     free(c);
@@ -867,6 +876,7 @@ void nc_client_free(nc_client *c) {
     nc_buf_free(&c->enc);
     nc_buf_free(&c->ptext);
     nc_tls_opts_free(&c->cfg.tls);
+    json_decref(c->cfg.headers);
     nc_url_free(&c->url);
     free(c);
 }

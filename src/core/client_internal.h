@@ -18,6 +18,7 @@ typedef struct nc_client_cfg {
     int retry_attempts, retry_delay_ms;
     long long max_buffer_size, max_send_buffer_size;
     int incomplete_timeout_ms;
+    json_t *headers; /* added to every call's headers (a copy), NULL when none */
     int has_tls;
     nc_tls_opts tls; /* owned copies */
     int has_codec;

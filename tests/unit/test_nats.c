@@ -349,6 +349,25 @@ static void test_headers_and_wildcards(void **st) {
     assert_string_equal(json_string_value(json_object_get(got, "x-trace")), "t-1");
     assert_string_equal(json_string_value(json_object_get(got, "x-version")), "1.0.0");
     call_clear(&k);
+    /* client-wide headers: added unless the call sets the same name */
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    json_t *ch = json_pack("{s:s,s:s}", "x-client", "c1", "x-trace", "default");
+    o.headers = ch;
+    nc_client *c2;
+    assert_int_equal(nc_client_new(&c2, url, &o), 0);
+    json_decref(ch);
+    h = json_pack("{s:s}", "x-trace", "t-2");
+    co.headers = h;
+    assert_int_equal(nc_client_send(c2, "where", NULL, &co, on_value, on_done, &k), 0);
+    json_decref(h);
+    assert_true(run_until(&k.done, 1, 3000));
+    got = json_object_get(k.last, "headers");
+    assert_string_equal(json_string_value(json_object_get(got, "x-trace")), "t-2");
+    assert_string_equal(json_string_value(json_object_get(got, "x-client")), "c1");
+    call_clear(&k);
+    nc_client_free(c2);
     assert_int_equal(nc_client_send(c, "sensors.kitchen", NULL, NULL, on_value, on_done, &k), 0);
     assert_true(run_until(&k.done, 1, 3000));
     assert_string_equal(json_string_value(json_object_get(k.last, "route")), "sensors.*");
