@@ -64,10 +64,11 @@ static nc_client *cli;
 static char url[64];
 
 /* the client's error events (the underlying reason of a "Connection closed") */
-static int last_error_code, nerrors;
+static int last_error_code, nerrors, stalled_events;
 static char last_error_msg[256];
 static void on_error(void *u, int err, const char *msg) {
     last_error_code = err;
+    if (err == NC_ESTALLED) stalled_events++;
     nerrors++;
     snprintf(last_error_msg, sizeof last_error_msg, "%s", msg ? msg : "");
 }
@@ -418,7 +419,7 @@ static void client_start(const nc_client_opts *o) {
     co.log_level = NC_LOG_OFF;
     assert_int_equal(nc_client_new(&cli, url, &co), 0);
     nc_client_on_error(cli, on_error, NULL);
-    nerrors = 0;
+    nerrors = stalled_events = 0;
     last_error_code = 0;
     last_error_msg[0] = '\0';
 }
@@ -756,7 +757,8 @@ static void never_reads_case(int check_rss) {
     assert_true(by_code[-NC_ECONNCLOSED] >= 1);
     assert_true(by_code[-NC_ESTALLED] >= 1);
     assert_int_equal(by_code[-NC_ECONNCLOSED] + by_code[-NC_ESTALLED] + by_code[-NC_ETIMEDOUT], N);
-    assert_int_equal(last_error_code, NC_ESTALLED);
+    /* the stall was reported (later events, e.g. a reconnection timing out under valgrind, may follow) */
+    assert_true(stalled_events >= 1);
     if (check_rss && !under_sanitizer())
         assert_true(peak - before < 64 * 1024); /* ASan's quarantine keeps freed MBs */
     run_for(20);
@@ -839,6 +841,7 @@ static void test_connect_timeout_reported(void **st) {
     o.timeout_ms = 5000;
     client_start(&o);
     call a = call_new(), b = call_new();
+    uv_update_time(&loop); /* creating the TLS context may take long (valgrind): time from here */
     uint64_t t0 = uv_now(&loop);
     assert_int_equal(nc_client_send(cli, "q", NULL, NULL, on_value, on_done, &a), 0);
     assert_int_equal(nc_client_send(cli, "q", NULL, NULL, on_value, on_done, &b), 0);
