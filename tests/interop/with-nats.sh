@@ -62,6 +62,7 @@ log=$NATS_DIR/nats.log
   echo "listen: 127.0.0.1:$NATS_PORT"
   echo "http: 127.0.0.1:$monitor_port"
   echo "max_payload: ${NATS_MAX_PAYLOAD:-8MB}"
+  echo "authorization { timeout: 30 }" # CONNECT must come within this (default 2 s; valgrind is slower)
 } >"$conf"
 NATS_URL=nats://127.0.0.1:$NATS_PORT
 NATS_TLS=''
@@ -73,6 +74,9 @@ tls {
   key_file: "$certdir/server.key"
   ca_file: "$certdir/ca.pem"
   verify: false
+  # nats-server drops a client whose TLS handshake takes longer than this (default 0.5 s): far too short
+  # for clients under valgrind on a loaded 2-core machine
+  timeout: 30
 }
 EOF
   # The name, not the address: clients verify the certificate against it.

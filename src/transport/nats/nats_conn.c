@@ -46,6 +46,12 @@ static void st_end(nc_stream *s, int err, const char *msg) {
     if (c->end_err) {
         err = c->end_err;
         msg = c->end_msg;
+    } else if (c->state == NS_TLS || c->state == NS_HANDSHAKE || c->state == NS_INFO) {
+        /* nats-server closes slow handshakes (its tls timeout is 0.5 s by default): say where it happened */
+        snprintf(c->end_msg, sizeof c->end_msg, "the server closed the connection during the %s (%s)",
+                 c->state == NS_TLS ? "TLS handshake" : "NATS handshake", msg ? msg : "closed");
+        msg = c->end_msg;
+        if (!err) err = NC_ECONNCLOSED;
     }
     finish(c, err, msg);
 }
