@@ -1,12 +1,13 @@
-// Load from NestJS's own client (ClientProxyFactory, Transport.TCP or Transport.REDIS), for comparing client
-// libraries: how many responses per second one NestJS client process can drive.
+// Load from NestJS's own client (ClientProxyFactory, Transport.TCP, Transport.REDIS or Transport.NATS), for
+// comparing client libraries: how many responses per second one NestJS client process can drive.
 //
-//   node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P)
+//   node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P)
 //                        [--pattern JSON] [--data JSON] [--connections C] [--inflight N]
 //                        [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]
 //
 // Each connection is one ClientProxy (NestJS opens one socket per TCP client, two Redis connections per Redis
-// client: one publishing, one subscribed) keeping N requests in flight: every completed request sends the
+// client: one publishing, one subscribed; one NATS connection per NATS client, with an inbox subscription per
+// request) keeping N requests in flight: every completed request sends the
 // next. Only responses completed inside the counting window, after the warm-up, are counted; their latency
 // runs from the send() call to the completion. With --server-pid / --broker-pid the CPU time (user + system,
 // all threads) of those processes is read from /proc/PID/stat at the window's edges, as `nestc bench
@@ -41,16 +42,17 @@ const { values: args } = parseArgs({
   },
 });
 const url = args.url ? new URL(args.url) : null;
-if ((!args.port && !url) || (url && url.protocol !== 'tcp:' && url.protocol !== 'redis:')) {
+if ((!args.port && !url) || (url && !['tcp:', 'redis:', 'nats:'].includes(url.protocol))) {
   console.error(
-    'usage: node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P) [--connections C] ' +
-      '[--inflight N] [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]',
+    'usage: node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P) ' +
+      '[--connections C] [--inflight N] [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]',
   );
   process.exit(2);
 }
 const redis = url?.protocol === 'redis:';
+const nats = url?.protocol === 'nats:';
 const host = url ? url.hostname : args.host;
-const port = url ? Number(url.port || (redis ? 6379 : 0)) : Number(args.port);
+const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : 0)) : Number(args.port);
 
 // A pattern that parses as JSON is an object (or number) pattern, as nestc's CLI reads it.
 let pattern = args.pattern;
@@ -93,8 +95,8 @@ for (const pid of [args['server-pid'], args['broker-pid']])
 const clients = [];
 for (let i = 0; i < connections; i++) {
   const client = ClientProxyFactory.create({
-    transport: redis ? Transport.REDIS : Transport.TCP,
-    options: { host, port },
+    transport: redis ? Transport.REDIS : nats ? Transport.NATS : Transport.TCP,
+    options: nats ? { servers: [`nats://${host}:${port}`] } : { host, port },
   });
   await client.connect();
   clients.push(client);
@@ -167,7 +169,7 @@ if (args['broker-pid']) {
   out.broker_cpu_s = s == null ? null : Number(s.toFixed(3));
   out.broker_cpu_us_per_resp = perResp(s);
 }
-out.transport = redis ? 'redis' : 'tcp';
+out.transport = redis ? 'redis' : nats ? 'nats' : 'tcp';
 console.log(JSON.stringify(out));
 // Requests still in flight are abandoned: the figures are taken.
 process.exit(0);

@@ -1,13 +1,17 @@
-// The benchmark service written with NestJS's own TCP or Redis transport: the reference nestc is measured against.
+// The benchmark service written with NestJS's own TCP, Redis or NATS transport: the reference nestc is measured
+// against.
 //
 //   node nest-server.mjs --port P                  (P 0 = any free port)
 //   node nest-server.mjs --url redis://HOST:PORT   (the same service over NestJS's Redis transport)
+//   node nest-server.mjs --url nats://HOST:PORT    (the same service over NestJS's NATS transport)
 //
 // Over TCP it prints "listening on port N" once it accepts connections. Over Redis it prints
 // "connected to URL" after app.listen() has resolved (both ioredis connections ready) and Redis reports a
 // subscriber on every handler's channel (PUBSUB NUMSUB, asked on the server's own publishing connection):
 // listen() resolves before the SUBSCRIBE commands are confirmed, and a request published before that is lost.
-// Exits 0 on SIGTERM/SIGINT after app.close().
+// Over NATS the same line follows app.listen() and a flush() of the server's connection: nats.js sends the
+// SUBs before the flush's PING, and nats-server handles a connection's commands in order, so its PONG
+// confirms every subscription. Exits 0 on SIGTERM/SIGINT after app.close().
 //
 //   {cmd:'sum'}    array of numbers → their sum
 //   {cmd:'echo'}   anything → the same value
@@ -30,11 +34,12 @@ const { values: args } = parseArgs({
   },
 });
 const url = args.url ? new URL(args.url) : null;
-if (url && url.protocol !== 'redis:' && url.protocol !== 'tcp:') {
-  console.error(`nest-server.mjs: unsupported URL ${args.url} (tcp:// or redis://)`);
+if (url && url.protocol !== 'redis:' && url.protocol !== 'tcp:' && url.protocol !== 'nats:') {
+  console.error(`nest-server.mjs: unsupported URL ${args.url} (tcp://, redis:// or nats://)`);
   process.exit(2);
 }
 const redis = url?.protocol === 'redis:';
+const nats = url?.protocol === 'nats:';
 
 let ticks = 0;
 
@@ -72,15 +77,19 @@ class AppModule {}
 Module({ controllers: [Bench] })(AppModule);
 
 const host = url ? url.hostname : args.host;
-const port = url ? Number(url.port || (redis ? 6379 : 0)) : Number(args.port);
+const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : 0)) : Number(args.port);
 const app = await NestFactory.createMicroservice(AppModule, {
-  // Transport options as the NestJS documentation gives them: host and port, nothing tuned.
-  transport: redis ? Transport.REDIS : Transport.TCP,
-  options: { host, port },
+  // Transport options as the NestJS documentation gives them (host and port; NATS: the servers list),
+  // nothing tuned.
+  transport: redis ? Transport.REDIS : nats ? Transport.NATS : Transport.TCP,
+  options: nats ? { servers: [`nats://${host}:${port}`] } : { host, port },
   logger: ['error', 'warn'],
 });
 await app.listen();
-if (redis) {
+if (nats) {
+  await app.unwrap().flush();
+  process.stdout.write(`connected to ${args.url}\n`);
+} else if (redis) {
   const [pub] = app.unwrap();
   const channels = ['{"cmd":"sum"}', '{"cmd":"echo"}', '{"cmd":"tick"}', '{"cmd":"ticks"}'];
   for (let i = 0; ; i++) {

@@ -3,11 +3,13 @@
  *
  *   nestc-server [--port P] [--host H] [--workers N]      (P 0 = any free port)
  *   nestc-server --url redis://HOST:PORT                   (the same service over a Redis broker)
+ *   nestc-server --url nats://HOST:PORT                    (the same service over a NATS server)
  *
  * Over TCP it prints "listening on port N" once it accepts connections. With --url (any URL nc_server_new
  * takes; tcp:// URLs print the same line) it prints "connected to URL" once the server reports the status
- * "connected" (for redis://: both connections up and every channel's subscription confirmed). Other status
- * changes go to stderr. SIGINT/SIGTERM close it gracefully.
+ * "connected" (for redis://: both connections up and every channel's subscription confirmed; for nats://:
+ * every handler's SUB confirmed by a PING round trip). Other status changes go to stderr. SIGINT/SIGTERM
+ * close it gracefully.
  *
  *   {"cmd":"sum"}    array of numbers → their sum (JavaScript number semantics), read without a DOM
  *   {"cmd":"echo"}   anything → the same value, as text

@@ -1,9 +1,9 @@
 // Turns the measured points (results.json, one JSON line each, written by run.sh) into RESULTS.md:
 // a table per scenario with ceiling / nestc / NestJS, the ratios, the target and PASS/MISS, then the
-// Redis section (results-redis.json, recorded on its own: its own date and machine state), then the
-// machine and the date, then the raw lines.
+// Redis section (results-redis.json) and the NATS section (results-nats.json), each recorded on its own (its
+// own date and machine state), then the machine and the date, then the raw lines.
 //
-//   node report.mjs --results FILE --out FILE [--redis-results FILE]
+//   node report.mjs --results FILE --out FILE [--redis-results FILE] [--nats-results FILE]
 //                   [--duration S --warmup S --idle-conns N --build DIR]
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,7 @@ const { values: args } = parseArgs({
   options: {
     results: { type: 'string' },
     'redis-results': { type: 'string' },
+    'nats-results': { type: 'string' },
     out: { type: 'string' },
     duration: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
@@ -30,6 +31,8 @@ const lines = readLines(args.results);
 const points = lines.map((l) => JSON.parse(l));
 const redisLines = readLines(args['redis-results']);
 const redisPoints = redisLines.map((l) => JSON.parse(l));
+const natsLines = readLines(args['nats-results']);
+const natsPoints = natsLines.map((l) => JSON.parse(l));
 // The payload figure is request payload bytes per second (nestc bench's own mb_per_s counts every byte
 // on the wire, both directions).
 for (const p of points) {
@@ -349,241 +352,295 @@ sideBySide(
   }
 }
 
-// ---- Redis --------------------------------------------------------------------------------------------
-// The same service over one redis-server (NestJS's Transport.REDIS and nestc's redis://), recorded on its
-// own (results-redis.json). Every point has a server, a client ('nestc': `nestc bench --engine client`,
-// 'nestjs': nest-client.mjs) and the broker's CPU time over the window.
-let redisMd = '';
-const redisMachine = redisPoints.find((p) => p.scenario === 'machine')?.result ?? null;
-{
-  const rp = redisPoints.filter((p) => p.scenario !== 'machine');
-  if (rp.length) {
-    const CLIENTS = { nestc: 'nestc client', nestjs: 'NestJS client' };
-    const LOADS = { 'redis-throughput': '1 × 100', 'redis-latency': '1 × 1', 'redis-events': '4 × (1000 events + 1)' };
-    const RKEY = { 'redis-latency': 'p50_us', 'redis-events': 'eps' };
-    const rmedian = (list) => {
-      const ok = list.filter((p) => p.result);
-      if (!ok.length) return null;
-      const key = RKEY[ok[0].scenario] ?? 'rps';
-      ok.sort((a, b) => a.result[key] - b.result[key]);
-      return ok[(ok.length - 1) >> 1];
-    };
-    // One normalised row per (scenario, server, client): the median run.
-    const rget = (scenario, server, client) => {
-      const p = rmedian(rp.filter((q) => q.scenario === scenario && q.server === server && q.client === client));
-      if (!p) return null;
-      const r = p.result;
-      const work = r.requests + (r.events ?? 0);
-      const brokerS = p.broker_cpu_s ?? r.broker_cpu_s ?? null;
-      const d = r.duration_s;
-      return {
-        rps: r.rps,
-        eps: r.eps ?? null,
-        p50: r.p50_us ?? null,
-        p99: r.p99_us ?? null,
-        srvUs: r.server_cpu_us_per_resp ?? null,
-        cliUs: r.client_cpu_us_per_resp ?? null,
-        brkUs: brokerS != null && work ? (brokerS * 1e6) / work : null,
-        // Shares of one core over the window: the server alone on core 0; the client and the broker on core 1.
-        srv: r.server_cpu_s != null ? r.server_cpu_s / d : null,
-        cli: r.client_cpu_s != null ? r.client_cpu_s / d : null,
-        brk: brokerS != null ? brokerS / d : null,
-        errors: r.errors,
-      };
-    };
-    const pct = (v) => (v == null ? '—' : `${num(100 * v)} %`);
-    const FULL = 0.85; // a core this busy over the window is the limit
-    // What limited a point, from how busy each core was over its window.
-    const bound = (v, sc) => {
-      if (!v) return '—';
-      if (v.srv != null && v.srv >= FULL) return 'the server (core 0 full)';
-      if (v.brk != null && v.brk >= FULL) return 'redis-server (its one thread full)';
-      if (v.cli != null && v.brk != null && v.cli + v.brk >= FULL)
-        return `core 1 full (${v.cli >= v.brk ? 'mostly the client' : 'mostly redis-server'})`;
-      if (sc === 'redis-latency') return 'the round trip (one request at a time; no core full)';
-      return 'no core full: the hops (too few in flight to fill core 1)';
-    };
-    const fmtEps = (v) => num(v);
-
-    // All points, absolute.
-    const all = [
-      '| load | server | client | responses / s | p50 µs | p99 µs | server CPU µs / resp | client CPU µs / resp | ' +
-        'redis-server CPU µs / resp | core 0: server busy | core 1: client + redis-server busy | bound by |',
-      '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
-    ];
-    for (const sc of ['redis-throughput', 'redis-latency'])
-      for (const server of ['nestc', 'nestjs'])
-        for (const client of ['nestc', 'nestjs']) {
-          const v = rget(sc, server, client);
-          if (!v) continue;
-          all.push(
-            `| ${LOADS[sc]} | ${NAMES[server]} | ${CLIENTS[client]} | ${num(v.rps)} | ${us(v.p50)} | ${us(v.p99)} | ` +
-              `${us(v.srvUs)} | ${us(v.cliUs)} | ${us(v.brkUs)} | ${pct(v.srv)} | ${pct(v.cli)} + ${pct(v.brk)} | ${bound(v, sc)} |`,
-          );
-        }
-
-    // Ratio tables: metric rows, two columns and their ratio.
-    const ratioTable = (head, groups) => {
-      const rows = [`| load | ${head[0]} | metric | ${head[1]} | ${head[2]} | nestc / NestJS |`, '| --- | --- | --- | ---: | ---: | ---: |'];
-      for (const [load, label, a, b, metrics] of groups) {
-        if (!a && !b) continue;
-        for (const [name, sel, fmt] of metrics) {
-          const va = a ? sel(a) : null;
-          const vb = b ? sel(b) : null;
-          rows.push(`| ${load} | ${label} | ${name} | ${fmt(va)} | ${fmt(vb)} | ${x(ratio(va, vb))} |`);
-        }
-      }
-      return rows.join('\n');
-    };
-    const serverGroups = [];
-    const clientGroups = [];
-    for (const sc of ['redis-throughput', 'redis-latency']) {
-      for (const client of ['nestc', 'nestjs'])
-        serverGroups.push([
-          LOADS[sc],
-          CLIENTS[client],
-          rget(sc, 'nestc', client),
-          rget(sc, 'nestjs', client),
-          [
-            ['responses / s', (v) => v.rps, fmtRps],
-            ['p50 latency µs', (v) => v.p50, us],
-            ['server CPU µs / response', (v) => v.srvUs, us],
-          ],
-        ]);
-      for (const server of ['nestc', 'nestjs'])
-        clientGroups.push([
-          LOADS[sc],
-          `${NAMES[server]} server`,
-          rget(sc, server, 'nestc'),
-          rget(sc, server, 'nestjs'),
-          [
-            ['responses / s', (v) => v.rps, fmtRps],
-            ['p50 latency µs', (v) => v.p50, us],
-            ['client CPU µs / response', (v) => v.cliUs, us],
-          ],
-        ]);
-    }
-
-    // Events.
-    const ev = { nestc: rget('redis-events', 'nestc', 'nestc'), nestjs: rget('redis-events', 'nestjs', 'nestc') };
-    let events = '';
-    if (ev.nestc || ev.nestjs) {
-      const erows = ['| metric | nestc | NestJS | nestc / NestJS |', '| --- | ---: | ---: | ---: |'];
-      for (const [name, sel, fmt] of [
-        ['events / s', (v) => v.eps, fmtEps],
-        ['server CPU µs / event', (v) => v.srvUs, (v) => (v == null ? '—' : num(v, 3))],
-        ['redis-server CPU µs / event', (v) => v.brkUs, (v) => (v == null ? '—' : num(v, 3))],
-      ]) {
-        const a = ev.nestc ? sel(ev.nestc) : null;
-        const b = ev.nestjs ? sel(ev.nestjs) : null;
-        erows.push(`| ${name} | ${fmt(a)} | ${fmt(b)} | ${x(ratio(a, b))} |`);
-      }
-      erows.push(
-        `| core 0: server busy · core 1: client + redis-server busy | ${ev.nestc ? `${pct(ev.nestc.srv)} · ${pct(ev.nestc.cli)} + ${pct(ev.nestc.brk)}` : '—'} | ` +
-          `${ev.nestjs ? `${pct(ev.nestjs.srv)} · ${pct(ev.nestjs.cli)} + ${pct(ev.nestjs.brk)}` : '—'} | |`,
-      );
-      erows.push(`| bound by | ${bound(ev.nestc, 'redis-events')} | ${bound(ev.nestjs, 'redis-events')} | |`);
-      events =
-        '#### Events over Redis\n\n4 nestc clients (`nestc bench --engine client`), each publishing 1000 `{"cmd":"tick"}` events ' +
-        '(data `null`) and then one `{"cmd":"ticks"}` request, repeatedly. A client publishes its events and its request on ' +
-        'one connection, Redis delivers them to the server in that order, and the server handles them in order, so the ' +
-        'reply proves the events before it; events / s counts only proven events. Server and redis-server CPU are divided ' +
-        'by events + requests.\n\n' +
-        erows.join('\n') +
-        '\n\n';
-    }
-
-    // What bounds each figure, from the points themselves.
-    const notes = [];
-    const tp = (server, client) => rget('redis-throughput', server, client);
-    const tnn = tp('nestc', 'nestc');
-    const tjn = tp('nestjs', 'nestc');
-    const T = 'redis-throughput';
-    if (tnn && tjn)
-      notes.push(
-        `- **1 × 100, nestc client** — against the nestc server the limit is ${bound(tnn, T)} ` +
-          `(server ${pct(tnn.srv)}, client ${pct(tnn.cli)}, redis-server ${pct(tnn.brk)} of a core); against NestJS it is ` +
-          `${bound(tjn, T)} (server ${pct(tjn.srv)}). ` +
-          (tnn.srv < FULL
-            ? 'The nestc server is not the bottleneck here, so the responses / s ratio understates it: ' +
-              'compare **server CPU per response** for the servers.'
-            : 'Both servers are the limit: responses / s and CPU per response both compare the servers.'),
-      );
-    const tnj = tp('nestc', 'nestjs');
-    const tjj = tp('nestjs', 'nestjs');
-    if (tnj && tjj)
-      notes.push(
-        `- **1 × 100, NestJS client** — against the nestc server: ${bound(tnj, T)} (client ${pct(tnj.cli)}, redis-server ` +
-          `${pct(tnj.brk)}, server ${pct(tnj.srv)}); against NestJS: ${bound(tjj, T)} (server ${pct(tjj.srv)}, client ` +
-          `${pct(tjj.cli)}, redis-server ${pct(tjj.brk)}).` +
-          (tnn && tnj.rps < tnn.rps
-            ? ` The NestJS client drives ${x(ratio(tnj.rps, tnn.rps))} the load the nestc client drives against the same ` +
-              'server, so it compares the servers at a lower rate, where the responses / s ratio says little.'
-            : ''),
-      );
-    const lnn = rget('redis-latency', 'nestc', 'nestc');
-    const tcpWake = get('latency', 'ceiling')?.server_cpu_us_per_resp;
-    if (lnn)
-      notes.push(
-        `- **1 × 1** — ${bound(lnn, 'redis-latency')} (nestc server ${pct(lnn.srv)}, redis-server ${pct(lnn.brk)}): the figures are round ` +
-          'trips. Both clients follow NestJS\'s protocol: the reply channel\'s subscription is counted per pattern, so with ' +
-          'one request at a time every request is SUBSCRIBE `{"cmd":"sum"}.reply` → wait for the confirmation → PUBLISH → ' +
-          'the reply → UNSUBSCRIBE, two round trips through Redis plus the server\'s publish, and Redis does the ' +
-          '(un)subscription work for every request (its CPU per response is much higher than at 1 × 100). Server CPU per ' +
-          'response at 1 × 1 is mostly the cost of waking up for every message (no batching)' +
-          (tcpWake != null
-            ? `: over TCP even the bare ceiling server spends ${us(tcpWake)} µs per response at 1 × 1 (Round trip table above).`
-            : '.'),
-      );
-    if (ev.nestc && ev.nestjs)
-      notes.push(
-        `- **events** — nestc server: ${bound(ev.nestc, 'redis-events')}; NestJS server: ${bound(ev.nestjs, 'redis-events')}.` +
-          (ev.nestc.srv < FULL
-            ? ' The nestc server is not the limit, so the events / s ratio understates it: compare server CPU per event.'
-            : ''),
-      );
-    const failed = rp.filter((q) => !q.result).length;
-    const errs = rp.filter((q) => q.result?.errors).length;
-    const rnoisy = rp.filter((q) => q.busy_pct_before >= 10).length;
-    const rm = redisMachine ?? {};
-    redisMd =
-      '## Redis transport\n\n' +
-      'The same service over one Redis broker: the nestc server (`nestc-server --url redis://…`) and NestJS\'s ' +
-      '`Transport.REDIS` server (`nest-server.mjs --url redis://…`, ioredis), each alone on core 0; one ' +
-      `redis-server ${rm.redis_version ?? ''} (\`--save '' --appendonly no\`, loopback) pinned to core 1 together with ` +
-      'the load generator, so that the server under test has core 0 to itself as in the TCP scenarios. Each ' +
-      'request crosses Redis twice: the client PUBLISHes on `{"cmd":"sum"}`, Redis delivers it to the server\'s ' +
-      'subscription, the server PUBLISHes the reply on `{"cmd":"sum"}.reply`, Redis delivers it to the client. Two ' +
-      'clients drive each server: **nestc client** = the nestc client library (`nestc bench --engine client`), ' +
-      '**NestJS client** = NestJS\'s `ClientRedis` (`nest-client.mjs --url redis://…`); each is one client (two Redis ' +
-      'connections: publish and subscribe) with 100 or 1 requests in flight, `{"cmd":"sum"}` of `[1,2,3]`. CPU per ' +
-      'response is each process\'s user + system time over the counting window (all threads) divided by the responses ' +
-      'in the window; redis-server\'s is read from `/proc/<pid>/stat` at the window\'s edges. A core counts as full ' +
-      `at ${FULL * 100} % busy. For responses / s higher is better; for latency and CPU lower is better.` +
-      (rm.date
-        ? ` Recorded ${rm.date}${rm.repeat > 1 ? `, each point ${rm.repeat} times (the tables show the median run)` : ''}` +
-          `; ${rm.warmup_s ?? args.warmup} s warm-up and ${rm.duration_s ?? args.duration} s counted per point, after 3 s of ` +
-          `untimed load per server; the machine was ${rm.busy_pct_before ?? '?'} % busy before the run (load average ` +
-          `${rm.loadavg_before ?? '?'}).`
-        : '') +
-      (rnoisy ? `\n\n**Warning:** ${rnoisy} Redis point(s) started while the machine was busy with other work.` : '') +
-      (failed ? `\n\n**Warning:** ${failed} Redis run(s) failed (see the raw results).` : '') +
-      (errs ? `\n\n**Warning:** ${errs} Redis run(s) counted request errors (see the raw results).` : '') +
-      '\n\n#### All points\n\n' +
-      all.join('\n') +
-      '\n\n#### Servers: the same client, nestc server / NestJS server\n\n' +
-      ratioTable(['client', 'nestc server', 'NestJS server'], serverGroups) +
-      '\n\n#### Clients: the same server, nestc client / NestJS client\n\n' +
-      ratioTable(['server', 'nestc client', 'NestJS client'], clientGroups) +
-      '\n\n' +
-      events +
-      '#### What bounds each figure\n\n' +
-      notes.join('\n') +
-      '\n- With a broker in the middle, responses / s is the slowest of three processes (client, redis-server, server), ' +
-      'two of them sharing core 1; **server CPU per response** does not depend on the others\' speed and is the ' +
-      'fairest comparison of the servers, **client CPU per response** that of the clients.\n\n';
+const pkgVersion = (name) => {
+  try {
+    return JSON.parse(readFileSync(join(here, 'node_modules', name, 'package.json'), 'utf8')).version;
+  } catch {
+    return '?';
   }
+};
+
+// ---- brokers: Redis and NATS ------------------------------------------------------------------------------
+// The same service over one broker (redis-server: NestJS's Transport.REDIS and nestc's redis://; nats-server:
+// Transport.NATS and nats://), each recorded on its own (results-redis.json, results-nats.json). Every point
+// has a server, a client ('nestc': `nestc bench --engine client`, 'nestjs': nest-client.mjs) and the broker's
+// CPU time over the window. One function writes both sections; what differs (the broker, the wire, the
+// protocol costs) comes from the kind's description.
+const redisMachine = redisPoints.find((p) => p.scenario === 'machine')?.result ?? null;
+const natsMachine = natsPoints.find((p) => p.scenario === 'machine')?.result ?? null;
+const FULL = 0.85; // a core this busy over the window is the limit
+function brokerSection(kind, allPoints, machine, d) {
+  const rp = allPoints.filter((p) => p.scenario !== 'machine');
+  if (!rp.length) return '';
+  const T = `${kind}-throughput`;
+  const L = `${kind}-latency`;
+  const E = `${kind}-events`;
+  const B = d.broker;
+  const CLIENTS = { nestc: 'nestc client', nestjs: 'NestJS client' };
+  const LOADS = { [T]: '1 × 100', [L]: '1 × 1', [E]: '4 × (1000 events + 1)' };
+  const RKEY = { [L]: 'p50_us', [E]: 'eps' };
+  const rmedian = (list) => {
+    const ok = list.filter((p) => p.result);
+    if (!ok.length) return null;
+    const key = RKEY[ok[0].scenario] ?? 'rps';
+    ok.sort((a, b) => a.result[key] - b.result[key]);
+    return ok[(ok.length - 1) >> 1];
+  };
+  // One normalised row per (scenario, server, client): the median run.
+  const rget = (scenario, server, client) => {
+    const p = rmedian(rp.filter((q) => q.scenario === scenario && q.server === server && q.client === client));
+    if (!p) return null;
+    const r = p.result;
+    const work = r.requests + (r.events ?? 0);
+    const brokerS = p.broker_cpu_s ?? r.broker_cpu_s ?? null;
+    const dur = r.duration_s;
+    return {
+      rps: r.rps,
+      eps: r.eps ?? null,
+      p50: r.p50_us ?? null,
+      p99: r.p99_us ?? null,
+      srvUs: r.server_cpu_us_per_resp ?? null,
+      cliUs: r.client_cpu_us_per_resp ?? null,
+      brkUs: brokerS != null && work ? (brokerS * 1e6) / work : null,
+      // Shares of one core over the window: the server alone on core 0; the client and the broker on core 1.
+      srv: r.server_cpu_s != null ? r.server_cpu_s / dur : null,
+      cli: r.client_cpu_s != null ? r.client_cpu_s / dur : null,
+      brk: brokerS != null ? brokerS / dur : null,
+      errors: r.errors,
+    };
+  };
+  const pct = (v) => (v == null ? '—' : `${num(100 * v)} %`);
+  // What limited a point, from how busy each core was over its window.
+  const bound = (v, sc) => {
+    if (!v) return '—';
+    if (v.srv != null && v.srv >= FULL) return 'the server (core 0 full)';
+    if (v.brk != null && v.brk >= FULL) return d.brokerFull;
+    if (v.cli != null && v.brk != null && v.cli + v.brk >= FULL)
+      return `core 1 full (${v.cli >= v.brk ? 'mostly the client' : `mostly ${B}`})`;
+    if (sc === L) return 'the round trip (one request at a time; no core full)';
+    return 'no core full: the hops (too few in flight to fill core 1)';
+  };
+  const fmtEps = (v) => num(v);
+
+  // All points, absolute.
+  const all = [
+    '| load | server | client | responses / s | p50 µs | p99 µs | server CPU µs / resp | client CPU µs / resp | ' +
+      `${B} CPU µs / resp | core 0: server busy | core 1: client + ${B} busy | bound by |`,
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ];
+  for (const sc of [T, L])
+    for (const server of ['nestc', 'nestjs'])
+      for (const client of ['nestc', 'nestjs']) {
+        const v = rget(sc, server, client);
+        if (!v) continue;
+        all.push(
+          `| ${LOADS[sc]} | ${NAMES[server]} | ${CLIENTS[client]} | ${num(v.rps)} | ${us(v.p50)} | ${us(v.p99)} | ` +
+            `${us(v.srvUs)} | ${us(v.cliUs)} | ${us(v.brkUs)} | ${pct(v.srv)} | ${pct(v.cli)} + ${pct(v.brk)} | ${bound(v, sc)} |`,
+        );
+      }
+
+  // Ratio tables: metric rows, two columns and their ratio.
+  const ratioTable = (head, groups) => {
+    const rows = [`| load | ${head[0]} | metric | ${head[1]} | ${head[2]} | nestc / NestJS |`, '| --- | --- | --- | ---: | ---: | ---: |'];
+    for (const [load, label, a, b, metrics] of groups) {
+      if (!a && !b) continue;
+      for (const [name, sel, fmt] of metrics) {
+        const va = a ? sel(a) : null;
+        const vb = b ? sel(b) : null;
+        rows.push(`| ${load} | ${label} | ${name} | ${fmt(va)} | ${fmt(vb)} | ${x(ratio(va, vb))} |`);
+      }
+    }
+    return rows.join('\n');
+  };
+  const serverGroups = [];
+  const clientGroups = [];
+  for (const sc of [T, L]) {
+    for (const client of ['nestc', 'nestjs'])
+      serverGroups.push([
+        LOADS[sc],
+        CLIENTS[client],
+        rget(sc, 'nestc', client),
+        rget(sc, 'nestjs', client),
+        [
+          ['responses / s', (v) => v.rps, fmtRps],
+          ['p50 latency µs', (v) => v.p50, us],
+          ['server CPU µs / response', (v) => v.srvUs, us],
+        ],
+      ]);
+    for (const server of ['nestc', 'nestjs'])
+      clientGroups.push([
+        LOADS[sc],
+        `${NAMES[server]} server`,
+        rget(sc, server, 'nestc'),
+        rget(sc, server, 'nestjs'),
+        [
+          ['responses / s', (v) => v.rps, fmtRps],
+          ['p50 latency µs', (v) => v.p50, us],
+          ['client CPU µs / response', (v) => v.cliUs, us],
+        ],
+      ]);
+  }
+
+  // Events.
+  const ev = { nestc: rget(E, 'nestc', 'nestc'), nestjs: rget(E, 'nestjs', 'nestc') };
+  let events = '';
+  if (ev.nestc || ev.nestjs) {
+    const erows = ['| metric | nestc | NestJS | nestc / NestJS |', '| --- | ---: | ---: | ---: |'];
+    for (const [name, sel, fmt] of [
+      ['events / s', (v) => v.eps, fmtEps],
+      ['server CPU µs / event', (v) => v.srvUs, (v) => (v == null ? '—' : num(v, 3))],
+      [`${B} CPU µs / event`, (v) => v.brkUs, (v) => (v == null ? '—' : num(v, 3))],
+    ]) {
+      const a = ev.nestc ? sel(ev.nestc) : null;
+      const b = ev.nestjs ? sel(ev.nestjs) : null;
+      erows.push(`| ${name} | ${fmt(a)} | ${fmt(b)} | ${x(ratio(a, b))} |`);
+    }
+    erows.push(
+      `| core 0: server busy · core 1: client + ${B} busy | ${ev.nestc ? `${pct(ev.nestc.srv)} · ${pct(ev.nestc.cli)} + ${pct(ev.nestc.brk)}` : '—'} | ` +
+        `${ev.nestjs ? `${pct(ev.nestjs.srv)} · ${pct(ev.nestjs.cli)} + ${pct(ev.nestjs.brk)}` : '—'} | |`,
+    );
+    erows.push(`| bound by | ${bound(ev.nestc, E)} | ${bound(ev.nestjs, E)} | |`);
+    events =
+      `#### Events over ${d.name}\n\n4 nestc clients (\`nestc bench --engine client\`), each publishing 1000 \`{"cmd":"tick"}\` events ` +
+      `(data \`null\`) and then one \`{"cmd":"ticks"}\` request, repeatedly. ${d.eventOrder} ` +
+      'and the server handles them in order, so the ' +
+      'reply proves the events before it; events / s counts only proven events. Server and ' +
+      `${B} CPU are divided ` +
+      'by events + requests.\n\n' +
+      erows.join('\n') +
+      '\n\n';
+  }
+
+  // What bounds each figure, from the points themselves.
+  const notes = [];
+  const tp = (server, client) => rget(T, server, client);
+  const tnn = tp('nestc', 'nestc');
+  const tjn = tp('nestjs', 'nestc');
+  if (tnn && tjn)
+    notes.push(
+      `- **1 × 100, nestc client** — against the nestc server the limit is ${bound(tnn, T)} ` +
+        `(server ${pct(tnn.srv)}, client ${pct(tnn.cli)}, ${B} ${pct(tnn.brk)} of a core); against NestJS it is ` +
+        `${bound(tjn, T)} (server ${pct(tjn.srv)}). ` +
+        (tnn.srv < FULL
+          ? 'The nestc server is not the bottleneck here, so the responses / s ratio understates it: ' +
+            'compare **server CPU per response** for the servers.'
+          : 'Both servers are the limit: responses / s and CPU per response both compare the servers.'),
+    );
+  const tnj = tp('nestc', 'nestjs');
+  const tjj = tp('nestjs', 'nestjs');
+  if (tnj && tjj)
+    notes.push(
+      `- **1 × 100, NestJS client** — against the nestc server: ${bound(tnj, T)} (client ${pct(tnj.cli)}, ${B} ` +
+        `${pct(tnj.brk)}, server ${pct(tnj.srv)}); against NestJS: ${bound(tjj, T)} (server ${pct(tjj.srv)}, client ` +
+        `${pct(tjj.cli)}, ${B} ${pct(tjj.brk)}).` +
+        (tnn && tnj.rps < tnn.rps
+          ? ` The NestJS client drives ${x(ratio(tnj.rps, tnn.rps))} the load the nestc client drives against the same ` +
+            'server, so it compares the servers at a lower rate, where the responses / s ratio says little.'
+          : ''),
+    );
+  const lnn = rget(L, 'nestc', 'nestc');
+  const tcpWake = get('latency', 'ceiling')?.server_cpu_us_per_resp;
+  if (lnn)
+    notes.push(
+      `- **1 × 1** — ${bound(lnn, L)} (nestc server ${pct(lnn.srv)}, ${B} ${pct(lnn.brk)}): the figures are round ` +
+        `trips. ${d.roundTrip} Server CPU per response at 1 × 1 is mostly the cost of waking up for every message (no batching)` +
+        (tcpWake != null
+          ? `: over TCP even the bare ceiling server spends ${us(tcpWake)} µs per response at 1 × 1 (Round trip table above).`
+          : '.'),
+    );
+  if (ev.nestc && ev.nestjs)
+    notes.push(
+      `- **events** — nestc server: ${bound(ev.nestc, E)}; NestJS server: ${bound(ev.nestjs, E)}.` +
+        (ev.nestc.srv < FULL
+          ? ' The nestc server is not the limit, so the events / s ratio understates it: compare server CPU per event.'
+          : ''),
+    );
+  const failed = rp.filter((q) => !q.result).length;
+  const errs = rp.filter((q) => q.result?.errors).length;
+  const rnoisy = rp.filter((q) => q.busy_pct_before >= 10).length;
+  const rm = machine ?? {};
+  return (
+    `## ${d.name} transport\n\n` +
+    d.intro(rm) +
+    'CPU per ' +
+    'response is each process\'s user + system time over the counting window (all threads) divided by the responses ' +
+    `in the window; ${B}'s is read from \`/proc/<pid>/stat\` at the window's edges. A core counts as full ` +
+    `at ${FULL * 100} % busy. For responses / s higher is better; for latency and CPU lower is better.` +
+    (rm.date
+      ? ` Recorded ${rm.date}${rm.repeat > 1 ? `, each point ${rm.repeat} times (the tables show the median run)` : ''}` +
+        `; ${rm.warmup_s ?? args.warmup} s warm-up and ${rm.duration_s ?? args.duration} s counted per point, after 3 s of ` +
+        `untimed load per server; the machine was ${rm.busy_pct_before ?? '?'} % busy before the run (load average ` +
+        `${rm.loadavg_before ?? '?'}).`
+      : '') +
+    (rnoisy ? `\n\n**Warning:** ${rnoisy} ${d.name} point(s) started while the machine was busy with other work.` : '') +
+    (failed ? `\n\n**Warning:** ${failed} ${d.name} run(s) failed (see the raw results).` : '') +
+    (errs ? `\n\n**Warning:** ${errs} ${d.name} run(s) counted request errors (see the raw results).` : '') +
+    '\n\n#### All points\n\n' +
+    all.join('\n') +
+    '\n\n#### Servers: the same client, nestc server / NestJS server\n\n' +
+    ratioTable(['client', 'nestc server', 'NestJS server'], serverGroups) +
+    '\n\n#### Clients: the same server, nestc client / NestJS client\n\n' +
+    ratioTable(['server', 'nestc client', 'NestJS client'], clientGroups) +
+    '\n\n' +
+    events +
+    '#### What bounds each figure\n\n' +
+    notes.join('\n') +
+    `\n- With a broker in the middle, responses / s is the slowest of three processes (client, ${B}, server), ` +
+    'two of them sharing core 1; **server CPU per response** does not depend on the others\' speed and is the ' +
+    'fairest comparison of the servers, **client CPU per response** that of the clients.' +
+    (d.extraNotes ? `\n${d.extraNotes}` : '') +
+    '\n\n'
+  );
 }
+
+const redisMd = brokerSection('redis', redisPoints, redisMachine, {
+  name: 'Redis',
+  broker: 'redis-server',
+  brokerFull: 'redis-server (its one thread full)',
+  intro: (rm) =>
+    'The same service over one Redis broker: the nestc server (`nestc-server --url redis://…`) and NestJS\'s ' +
+    '`Transport.REDIS` server (`nest-server.mjs --url redis://…`, ioredis), each alone on core 0; one ' +
+    `redis-server ${rm.redis_version ?? ''} (\`--save '' --appendonly no\`, loopback) pinned to core 1 together with ` +
+    'the load generator, so that the server under test has core 0 to itself as in the TCP scenarios. Each ' +
+    'request crosses Redis twice: the client PUBLISHes on `{"cmd":"sum"}`, Redis delivers it to the server\'s ' +
+    'subscription, the server PUBLISHes the reply on `{"cmd":"sum"}.reply`, Redis delivers it to the client. Two ' +
+    'clients drive each server: **nestc client** = the nestc client library (`nestc bench --engine client`), ' +
+    '**NestJS client** = NestJS\'s `ClientRedis` (`nest-client.mjs --url redis://…`); each is one client (two Redis ' +
+    'connections: publish and subscribe) with 100 or 1 requests in flight, `{"cmd":"sum"}` of `[1,2,3]`. ',
+  eventOrder: 'A client publishes its events and its request on one connection, Redis delivers them to the server in that order,',
+  roundTrip:
+    'Both clients follow NestJS\'s protocol: the reply channel\'s subscription is counted per pattern, so with ' +
+    'one request at a time every request is SUBSCRIBE `{"cmd":"sum"}.reply` → wait for the confirmation → PUBLISH → ' +
+    'the reply → UNSUBSCRIBE, two round trips through Redis plus the server\'s publish, and Redis does the ' +
+    '(un)subscription work for every request (its CPU per response is much higher than at 1 × 100).',
+});
+
+const natsMd = brokerSection('nats', natsPoints, natsMachine, {
+  name: 'NATS',
+  broker: 'nats-server',
+  brokerFull: 'nats-server (core 1 full by itself)',
+  intro: (rm) =>
+    'The same service over one NATS server: the nestc server (`nestc-server --url nats://…`, nestc\'s own NATS ' +
+    'protocol implementation) and NestJS\'s `Transport.NATS` server (`nest-server.mjs --url nats://…`, ' +
+    `@nats-io/transport-node ${pkgVersion('@nats-io/transport-node')}), each alone on core 0; one nats-server ` +
+    `${rm.nats_version ?? ''} (\`nats-server -a 127.0.0.1 -p P\`, loopback, no persistence) pinned to core 1 together ` +
+    'with the load generator (the Go runtime follows the CPU affinity: one thread runs at a time), so that the ' +
+    'server under test has core 0 to itself as in the TCP scenarios. Each request crosses nats-server twice: the ' +
+    'client subscribes a fresh inbox `_INBOX.…` and publishes on `{"cmd":"sum"}` with that inbox as reply subject, ' +
+    'nats-server delivers it to the server\'s subscription, the server publishes the reply to the inbox, nats-server ' +
+    'delivers it to the client, which unsubscribes the inbox. Two clients drive each server: **nestc client** = the ' +
+    'nestc client library (`nestc bench --engine client`), **NestJS client** = NestJS\'s `ClientNats` ' +
+    '(`nest-client.mjs --url nats://…`); each is one client (one NATS connection) with 100 or 1 requests in flight, ' +
+    '`{"cmd":"sum"}` of `[1,2,3]`. ',
+  eventOrder:
+    'A client publishes its events and its request on one connection, nats-server delivers a publisher\'s messages ' +
+    'to a subscribing connection in the order they were published,',
+  roundTrip:
+    'Both clients follow NestJS\'s protocol: every request gets its own inbox, so each request is SUB inbox + PUB ' +
+    '(written together: NATS does not confirm a SUB, and nats-server handles a connection\'s commands in order) → ' +
+    'the reply → UNSUB: one round trip through nats-server plus the server\'s publish, and nats-server does the ' +
+    '(un)subscription work for every request, at 1 × 100 as at 1 × 1.',
+});
 
 // ---- machine ---------------------------------------------------------------------------------------------
 const sh = (cmd, argv) => {
@@ -595,13 +652,6 @@ const sh = (cmd, argv) => {
 };
 const cpuModel =
   (readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m) ?? [])[1] ?? os.cpus()[0]?.model;
-const pkgVersion = (name) => {
-  try {
-    return JSON.parse(readFileSync(join(here, 'node_modules', name, 'package.json'), 'utf8')).version;
-  } catch {
-    return '?';
-  }
-};
 const cc = args.build ? sh('sed', ['-n', 's/^CMAKE_C_COMPILER:[A-Z]*=//p', join(args.build, 'CMakeCache.txt')]) : 'cc';
 const machine = [
   `- CPU: ${cpuModel}, ${os.cpus().length} cores; ${num(os.totalmem() / 2 ** 30, 1)} GiB RAM`,
@@ -609,7 +659,11 @@ const machine = [
   `- compiler: ${sh(cc || 'cc', ['--version']).split('\n')[0]}, Release build (-O3)`,
   `- Node.js ${process.version}; @nestjs/microservices ${pkgVersion('@nestjs/microservices')}, ` +
     `@nestjs/core ${pkgVersion('@nestjs/core')}, rxjs ${pkgVersion('rxjs')}` +
-    (redisPoints.length ? `, ioredis ${pkgVersion('ioredis')}; redis-server ${redisMachine?.redis_version ?? '?'}` : ''),
+    (redisPoints.length ? `, ioredis ${pkgVersion('ioredis')}; redis-server ${redisMachine?.redis_version ?? '?'}` : '') +
+    (natsPoints.length
+      ? `${redisPoints.length ? ',' : ';'} @nats-io/transport-node ${pkgVersion('@nats-io/transport-node')}; nats-server ` +
+        `${natsMachine?.nats_version ?? '?'}`
+      : ''),
   `- nestc ${machineInfo.nestc ?? sh('git', ['-C', here, 'describe', '--always', '--dirty'])}; libuv ${sh('pkg-config', ['--modversion', 'libuv'])}, ` +
     `jansson ${sh('pkg-config', ['--modversion', 'jansson'])}`,
   `- other CPU use just before the run: ${machineInfo.busy_pct_before ?? '?'} % of all cores (load average ${machineInfo.loadavg_before ?? '?'})`,
@@ -618,6 +672,12 @@ const machine = [
     ? [
         `- Redis section: recorded ${redisMachine.date}, nestc ${redisMachine.nestc ?? '?'}, other CPU use just before ` +
           `it ${redisMachine.busy_pct_before} % (load average ${redisMachine.loadavg_before})`,
+      ]
+    : []),
+  ...(natsMachine
+    ? [
+        `- NATS section: recorded ${natsMachine.date}, nestc ${natsMachine.nestc ?? '?'}, other CPU use just before ` +
+          `it ${natsMachine.busy_pct_before} % (load average ${natsMachine.loadavg_before})`,
       ]
     : []),
   `- each point: ${args.warmup} s warm-up, then ${args.duration} s counted; load generator \`nestc bench\` (raw engine unless stated)`,
@@ -636,6 +696,11 @@ Ratios are nestc divided by the other; for CPU and latency lower is better.${
   redisPoints.length
     ? ' The Redis section (the same service over a Redis broker, NestJS\'s `Transport.REDIS`) was recorded in its own ' +
       `run${redisMachine?.date && redisMachine.date !== machineInfo.date ? ` (${redisMachine.date})` : ''} and says how.`
+    : ''
+}${
+  natsPoints.length
+    ? ' The NATS section (the same over a NATS server, NestJS\'s `Transport.NATS`) was recorded in its own ' +
+      `run${natsMachine?.date && natsMachine.date !== machineInfo.date ? ` (${natsMachine.date})` : ''} and says how.`
     : ''
 }${
   machineInfo.busy_pct_before >= 10
@@ -669,7 +734,7 @@ ${summary.map((r) => `| ${r.join(' | ')} |`).join('\n')}
 ${sections.join('\n')}
 `
     : ''
-}${redisMd}## Machine
+}${redisMd}${natsMd}## Machine
 
 ${machine.join('\n')}
 
@@ -691,6 +756,16 @@ redis-server's CPU time over the counting window.
 
 \`\`\`
 ${redisLines.join('\n')}
+\`\`\`
+`
+    : ''
+}${
+  natsLines.length
+    ? `
+NATS (\`results-nats.json\`): the same members; \`broker_cpu_s\` is nats-server's CPU time over the counting window.
+
+\`\`\`
+${natsLines.join('\n')}
 \`\`\`
 `
     : ''

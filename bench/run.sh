@@ -5,8 +5,10 @@
 #
 #   --quick          a short smoke run (1 s per point, 1000 idle connections)
 #   --only LIST      comma-separated scenarios: memory,throughput,conns,latency,events,payload,dom,client,workers,
-#                    redis (the same service over one redis-server, nestc and NestJS clients against both servers)
-#   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs (redis: nestc,nestjs)
+#                    redis (the same service over one redis-server, nestc and NestJS clients against both servers),
+#                    nats (the same over one nats-server)
+#   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs (redis, nats:
+#                    nestc,nestjs)
 #   --duration S     counting window per point (default 5); --warmup S before it (default 1)
 #   --repeat N       measure every point N times; the report shows the median run (default 1)
 #   --conns N        idle connections for the memory scenario (default 10000, or 1000 if `ulimit -n` is low)
@@ -14,12 +16,13 @@
 # Installs what is missing (Debian packages, Node.js, the pinned NestJS with `npm ci`), builds nestc in
 # Release, then for each server: starts it alone on core 0 (taskset -c 0), runs every scenario from
 # `nestc bench` on core 1 (taskset -c 1), stops it by PID. A full run writes bench/RESULTS.md and
-# bench/results.json (one JSON line per measured point; the Redis points go to bench/results-redis.json);
-# a partial run (--quick, --only, --servers, other durations) writes them under bench/out/ so the recorded
-# full run stays intact. The one exception is `--only redis` with the default durations: it re-records the
-# Redis points alone (bench/results-redis.json) and rewrites bench/RESULTS.md with the recorded TCP points
-# as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report flags
-# points that did not get them.
+# bench/results.json (one JSON line per measured point; the Redis points go to bench/results-redis.json, the
+# NATS points to bench/results-nats.json); a partial run (--quick, --only, --servers, other durations) writes
+# them under bench/out/ so the recorded full run stays intact. The one exception is `--only redis`,
+# `--only nats` or `--only redis,nats` with the default durations: it re-records those broker points alone
+# (results-redis.json, results-nats.json) and rewrites bench/RESULTS.md with the other recorded points as they
+# were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report flags points
+# that did not get them.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,26 +35,27 @@ warmup=1
 warm_s=3
 repeat=1
 idle_conns=
-scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis
+scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats
 servers=ceiling,nestc,nestjs
 partial=0
 while (($#)); do
   case $1 in
     --quick) duration=1 warmup=0.3 warm_s=0.5 idle_conns=1000 partial=1 ;;
-    # --only redis alone is recorded (see above); any other list is a partial run.
-    --only) scenarios=${2:?--only needs a list}; [[ $scenarios == redis ]] || partial=1; shift ;;
+    # --only with broker scenarios alone (redis, nats) is recorded (see above); any other list is a partial run.
+    --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats))+$ ]] || partial=1; shift ;;
     --servers) servers=${2:?--servers needs a list}; partial=1; shift ;;
     --duration) duration=${2:?}; partial=1; shift ;;
     --warmup) warmup=${2:?}; partial=1; shift ;;
     --repeat) repeat=${2:?}; shift ;;
     --conns) idle_conns=${2:?}; partial=1; shift ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 has() { [[ ,$1, == *,$2,* ]]; }
-# The TCP scenarios (everything but redis) write results.json; the redis scenario writes results-redis.json.
+# The TCP scenarios (everything but redis and nats) write results.json; the redis scenario writes
+# results-redis.json, the nats scenario results-nats.json.
 tcp_wanted=0
 for s in memory throughput conns latency events payload dom client workers; do has "$scenarios" "$s" && tcp_wanted=1; done
 
@@ -63,6 +67,10 @@ if has "$scenarios" redis; then
     echo "run.sh: the redis scenario needs redis-server and redis-cli" >&2
     exit 1
   fi
+fi
+if has "$scenarios" nats && ! command -v nats-server >/dev/null; then
+  echo "run.sh: the nats scenario needs nats-server" >&2
+  exit 1
 fi
 if [[ ! -f $here/node_modules/.package-lock.json || $here/package-lock.json -nt $here/node_modules/.package-lock.json ]]; then
   echo "bench: npm ci (NestJS $(sed -n 's/.*"@nestjs\/microservices": "\(.*\)".*/\1/p' "$here/package.json"))" >&2
@@ -92,16 +100,22 @@ if [[ -z $idle_conns ]]; then
 fi
 
 if ((partial)); then
-  results=$out/results.json redis_results=$out/results-redis.json report=$out/RESULTS.md
+  results=$out/results.json redis_results=$out/results-redis.json nats_results=$out/results-nats.json
+  report=$out/RESULTS.md
   : >"$results"
   : >"$redis_results"
+  : >"$nats_results"
 else
-  # A recorded run replaces only the points it measures: `--only redis` keeps results.json as recorded.
-  results=$here/results.json redis_results=$here/results-redis.json report=$here/RESULTS.md
+  # A recorded run replaces only the points it measures: `--only redis` keeps results.json and
+  # results-nats.json as recorded, `--only nats` results.json and results-redis.json.
+  results=$here/results.json redis_results=$here/results-redis.json nats_results=$here/results-nats.json
+  report=$here/RESULTS.md
   ((tcp_wanted)) && : >"$results"
   ! has "$scenarios" redis || : >"$redis_results"
+  ! has "$scenarios" nats || : >"$nats_results"
 fi
-results_cur=$results # where record() writes: results.json, or results-redis.json during the redis scenario
+# Where record() writes: results.json, or results-redis.json / results-nats.json during a broker scenario.
+results_cur=$results
 cd "$out"
 
 # Data for the payload scenarios: 100,000 numbers (0 … 99999) and a 1 MiB ASCII string.
@@ -110,7 +124,7 @@ cd "$out"
 
 # ---- servers ---------------------------------------------------------------------------------------------
 srv_pid='' srv_port='' srv_name='' srv_cpus='' srv_log='' helper_pid='' srv_target='' srv_url=''
-redis_pid='' redis_dir='' sampler_pid=''
+redis_pid='' redis_dir='' nats_pid='' nats_dir='' sampler_pid=''
 srv_args=()
 cleanup() {
   [[ -n $helper_pid ]] && kill "$helper_pid" 2>/dev/null && wait "$helper_pid" 2>/dev/null
@@ -118,6 +132,8 @@ cleanup() {
   [[ -n $srv_pid ]] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
   [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   [[ -n $redis_dir ]] && rm -rf "$redis_dir"
+  [[ -n $nats_pid ]] && kill "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null
+  [[ -n $nats_dir ]] && rm -rf "$nats_dir"
   return 0
 }
 trap cleanup EXIT
@@ -125,10 +141,10 @@ trap 'exit 130' INT TERM
 
 # start_server NAME CPUS [ARGS...]: starts one server on the given cores and waits for its
 # "listening on port N" line. Sets srv_pid, srv_port, srv_target (the URL the load generators use) and
-# srv_log; returns 1 (log shown) if it does not start. With srv_url set (redis://…) the server is started
+# srv_log; returns 1 (log shown) if it does not start. With srv_url set (redis://…, nats://…) the server is started
 # with --url srv_url instead of --port 0, and it is ready when it prints "connected to URL" (nestc: its
 # status callback reported "connected", every subscription confirmed; NestJS: app.listen() resolved and
-# Redis counts a subscriber on each handler's channel).
+# Redis counts a subscriber on each handler's channel; over NATS: every SUB confirmed by a PING round trip).
 srv_starts=0
 start_server() {
   local name=$1 cpus=$2 cmd
@@ -202,7 +218,7 @@ record() {
 }
 
 # point SCENARIO SERVER CPUS NESTC-BENCH-ARGS...: `nestc bench` against the running server, $repeat times.
-# With broker_pid set (the redis scenario), the broker's CPU time over the counting window is recorded too.
+# With broker_pid set (the redis and nats scenarios), the broker's CPU time over the counting window is recorded too.
 point() {
   local scenario=$1 server=$2 cpus=$3 line run broker
   shift 3
@@ -239,7 +255,7 @@ cpu_ticks() {
 
 # broker_sampler / broker_sampled: the broker's CPU time over a `nestc bench` counting window. The sampler
 # starts with `nestc bench`, reads /proc/<broker>/stat after the warm-up and again after the window (nestc
-# bench opens its Redis connections in a few milliseconds, so the edges match its window to within that).
+# bench opens its Redis or NATS connections in a few milliseconds, so the edges match its window to within that).
 broker_pid=''
 broker_sampler() {
   rm -f "$out/broker-ticks"
@@ -487,23 +503,23 @@ wait_unsubscribed() {
   echo "bench: warning: the stopped server is still subscribed on the broker" >&2
 }
 
-if has "$scenarios" redis; then
-  results_cur=$redis_results
-  start_redis || exit 1
-  record machine - "${machine_line%\}},\"redis_version\":\"$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')\",\"redis_cpus\":\"1\",\"duration_s\":$duration,\"warmup_s\":$warmup}"
-  srv_url=$redis_url broker_pid=$redis_pid
+# broker_scenario KIND: the redis or the nats scenario, once its broker runs (srv_url, broker_pid set): each
+# server is started with --url, warmed up, measured with both clients, stopped, and gone from the broker
+# (wait_gone) before the next one subscribes. Points are named KIND-throughput, KIND-latency, KIND-events.
+broker_scenario() {
+  local kind=$1 wait_gone=$2 server shape scenario
   for server in nestc nestjs; do
     has "$servers" "$server" || continue
     if ! start_server "$server" 0; then
-      record redis-throughput "$server" null
+      record "$kind-throughput" "$server" null
       continue
     fi
-    # The same untimed load as in the TCP scenarios, through the broker (it also warms redis-server).
+    # The same untimed load as in the TCP scenarios, through the broker (it also warms the broker).
     warm_up --engine client
     # Requests: 1 × 100 (throughput, CPU per response) and 1 × 1 (the round trip), from each client.
     for shape in 1:100 1:1; do
-      scenario=redis-throughput
-      [[ $shape == 1:1 ]] && scenario=redis-latency
+      scenario=$kind-throughput
+      [[ $shape == 1:1 ]] && scenario=$kind-latency
       point_extra=',"client":"nestc"'
       point "$scenario" "$server" 1 '{"cmd":"sum"}' '[1,2,3]' --engine client --connections "${shape%:*}" \
         --inflight "${shape#*:}"
@@ -512,21 +528,112 @@ if has "$scenarios" redis; then
         --broker-pid "$broker_pid"
     done
     # Events as in the TCP events scenario: 1000 `tick` events ahead of each `ticks` request, 4 clients. A
-    # client publishes its events and its request on one connection, Redis delivers them to the server's
-    # subscription in that order, and the server handles them in order: the reply proves the events.
+    # client publishes its events and its request on one connection, the broker delivers them to the server
+    # in that order (Redis: one subscriber connection; NATS: messages from one publisher reach a subscriber
+    # connection in the order published), and the server handles them in order: the reply proves the events.
     point_extra=',"client":"nestc"'
-    point redis-events "$server" 1 '{"cmd":"ticks"}' --engine client --events 1000 --event-pattern '{"cmd":"tick"}' \
+    point "$kind-events" "$server" 1 '{"cmd":"ticks"}' --engine client --events 1000 --event-pattern '{"cmd":"tick"}' \
       --event-data null --connections 4 --inflight 1
     point_extra=''
     stop_server
-    wait_unsubscribed
+    "$wait_gone"
   done
+}
+
+if has "$scenarios" redis; then
+  results_cur=$redis_results
+  start_redis || exit 1
+  record machine - "${machine_line%\}},\"redis_version\":\"$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')\",\"redis_cpus\":\"1\",\"duration_s\":$duration,\"warmup_s\":$warmup}"
+  srv_url=$redis_url broker_pid=$redis_pid
+  broker_scenario redis wait_unsubscribed
   srv_url='' broker_pid=''
   stop_redis
   results_cur=$results
 fi
 
+# ---- NATS: the same service over one nats-server --------------------------------------------------------
+# As for Redis: one nats-server for the whole scenario, pinned to core 1 with the load generators (the Go
+# runtime then runs one thread at a time: GOMAXPROCS follows the CPU affinity), each server alone on core 0.
+
+# http_get PORT PATH: the body of a plain HTTP/1.0 GET on 127.0.0.1 (nats-server's monitoring port), using
+# bash's /dev/tcp; empty if nothing answers.
+http_get() {
+  local r
+  r=$(
+    exec 2>/dev/null
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 0
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+    timeout 2 cat <&3
+  ) || true
+  printf '%s' "${r#*$'\r\n\r\n'}"
+}
+nats_version() { nats-server --version 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p'; }
+
+# start_nats: one nats-server on a free loopback port (`nats-server -a 127.0.0.1 -p P`, plus its monitoring
+# port M, loopback too, for readiness and the connection count), in a fresh temporary directory (its working
+# directory; it writes nothing there), on core 1, stopped by PID; ready when /healthz answers ok. Sets
+# nats_pid, nats_port, nats_mport, nats_url.
+start_nats() {
+  local try i
+  nats_dir=$(mktemp -d "${TMPDIR:-/tmp}/nestc-bench-nats.XXXXXX")
+  for ((try = 0; try < 3; try++)); do
+    nats_port=$(free_port)
+    nats_mport=$(free_port)
+    [[ $nats_port != "$nats_mport" ]] || continue
+    # taskset execs nats-server: $! is the broker's own PID.
+    (cd "$nats_dir" && exec taskset -c 1 nats-server -a 127.0.0.1 -p "$nats_port" -m "$nats_mport") \
+      >"$out/nats-server.log" 2>&1 &
+    nats_pid=$!
+    for ((i = 0; i < 100; i++)); do
+      if [[ $(http_get "$nats_mport" /healthz) == *'"ok"'* ]]; then
+        nats_url=nats://127.0.0.1:$nats_port
+        echo "bench: nats-server $(nats_version) on port $nats_port (pid $nats_pid, core 1)" >&2
+        return 0
+      fi
+      kill -0 "$nats_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    stop_nats_process # a port was taken in between, or it did not start: other ports
+  done
+  echo "run.sh: nats-server did not start:" >&2
+  cat "$out/nats-server.log" >&2
+  return 1
+}
+stop_nats_process() {
+  kill -TERM "$nats_pid" 2>/dev/null || true
+  wait "$nats_pid" 2>/dev/null || true
+  nats_pid=''
+}
+stop_nats() {
+  stop_nats_process
+  rm -rf "$nats_dir"
+  nats_dir=''
+}
+
+# Between two servers nobody else is connected (the clients have exited): wait until nats-server counts no
+# client connection, so that the stopped server's subscriptions are gone before the next server subscribes.
+wait_nats_gone() {
+  local i n
+  for ((i = 0; i < 100; i++)); do
+    n=$(http_get "$nats_mport" /connz | sed -n 's/.*"num_connections": *\([0-9]*\).*/\1/p')
+    [[ $n == 0 ]] && return 0
+    sleep 0.05
+  done
+  echo "bench: warning: the stopped server is still connected to nats-server" >&2
+}
+
+if has "$scenarios" nats; then
+  results_cur=$nats_results
+  start_nats || exit 1
+  record machine - "${machine_line%\}},\"nats_version\":\"$(nats_version)\",\"nats_cpus\":\"1\",\"duration_s\":$duration,\"warmup_s\":$warmup}"
+  srv_url=$nats_url broker_pid=$nats_pid
+  broker_scenario nats wait_nats_gone
+  srv_url='' broker_pid=''
+  stop_nats
+  results_cur=$results
+fi
+
 # ---- the report --------------------------------------------------------------------------------------------
-node "$here/report.mjs" --results "$results" --redis-results "$redis_results" --out "$report" --duration "$duration" \
-  --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
+node "$here/report.mjs" --results "$results" --redis-results "$redis_results" --nats-results "$nats_results" \
+  --out "$report" --duration "$duration" --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
 echo "bench: wrote $report" >&2

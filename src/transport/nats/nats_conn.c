@@ -59,7 +59,10 @@ static void st_end(nc_stream *s, int err, const char *msg) {
 static void fail(nc_nats_conn *c, int err, const char *msg) {
     if (c->ended || c->end_err) return;
     c->end_err = err;
-    snprintf(c->end_msg, sizeof c->end_msg, "%s", msg);
+    size_t n = strlen(msg);
+    if (n >= sizeof c->end_msg) n = sizeof c->end_msg - 1; /* long TLS reasons are cut, not lost in the log */
+    memcpy(c->end_msg, msg, n);
+    c->end_msg[n] = '\0';
     nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS connection to %s:%d: %s", c->t->host, c->t->port, msg);
     nc_stream_close(&c->st, err, c->end_msg);
 }
