@@ -1,0 +1,293 @@
+/* What the broker tests (test_redis.c, test_nats.c) share: a broker process of their own on a free
+ * loopback port in a temporary directory (started, restarted on the same port, stopped by PID), loop
+ * helpers, one service with the handlers both use, and call/status recorders. Each test defines
+ * broker_exec(), which runs in the child and execs its broker. Included by one file each. */
+#ifndef NESTC_TEST_BROKER_HARNESS_H
+#define NESTC_TEST_BROKER_HARNESS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "nestc/nestc.h"
+
+typedef struct broker broker;
+/* In the child: exec the broker listening on 127.0.0.1:port (b->pass: the password it requires). */
+static void broker_exec(const broker *b, const char *port);
+
+static uv_loop_t loop;
+
+/* ---- the broker ----------------------------------------------------------------------------------- */
+
+typedef struct broker {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char pass[32]; /* a password the broker requires, or "" */
+} broker;
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int port_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Starts (or restarts, same port) the broker; returns once it accepts connections. */
+static void broker_start(broker *b) {
+    if (!b->port) {
+        b->port = free_port();
+        snprintf(b->dir, sizeof b->dir, "/tmp/nestc-broker-XXXXXX");
+        assert_non_null(mkdtemp(b->dir));
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", b->port);
+    b->pid = fork();
+    assert_true(b->pid >= 0);
+    if (b->pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1); /* the broker must not hold the test's output open */
+        dup2(null, 2);
+        if (chdir(b->dir)) _exit(126);
+        broker_exec(b, port);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && !port_open(b->port); i++) usleep(10000);
+    assert_true(port_open(b->port));
+}
+
+static void broker_stop(broker *b) {
+    if (b->pid <= 0) return;
+    kill(b->pid, SIGTERM);
+    waitpid(b->pid, NULL, 0);
+    b->pid = 0;
+}
+
+static void broker_free(broker *b) {
+    broker_stop(b);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", b->dir);
+    if (system(cmd)) {
+    }
+}
+
+/* ---- loop helpers ------------------------------------------------------------------------------------ */
+
+static void on_tick(uv_timer_t *t) {
+    *(int *)t->data = 1;
+}
+
+static void run_ms(int ms) {
+    uv_timer_t t;
+    int fired = 0;
+    uv_timer_init(&loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, on_tick, (uint64_t)ms, 0);
+    while (!fired) uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* runs until *flag >= want or ms pass; returns whether it got there */
+static int run_until(const int *flag, int want, int ms) {
+    uint64_t end = uv_now(&loop) + (uint64_t)ms;
+    while (*flag < want && uv_now(&loop) < end) {
+        uv_timer_t t;
+        int fired = 0;
+        uv_timer_init(&loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, on_tick, 10, 0);
+        while (!fired && *flag < want) uv_run(&loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    return *flag >= want;
+}
+
+/* ---- the service --------------------------------------------------------------------------------------- */
+
+typedef struct svc {
+    nc_server *srv;
+    int handled; /* requests answered by `who` */
+    int connected, reconnecting;
+    int events;
+    json_t *last_event; /* data of the last event */
+    char last_channel[128];
+} svc;
+
+static void h_sum(nc_request *req, const nc_msg *m, void *u) {
+    json_t *d = nc_msg_data(m);
+    double s = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(d, i, v) s += json_number_value(v);
+    nc_reply(req, json_integer((json_int_t)s));
+}
+
+/* the timers of unfinished `sleep` requests: a server freed with them pending frees the requests */
+enum { MAX_SLEEPS = 64 };
+static uv_timer_t *sleeps[MAX_SLEEPS];
+
+static void on_later(uv_timer_t *t) {
+    nc_request *req = t->data;
+    nc_reply(req, json_string("late"));
+    for (int i = 0; i < MAX_SLEEPS; i++)
+        if (sleeps[i] == t) sleeps[i] = NULL;
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+/* replies "late" after data ms */
+static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
+    uv_timer_t *t = malloc(sizeof *t);
+    uv_timer_init(nc_request_loop(req), t);
+    t->data = req;
+    uv_timer_start(t, on_later, (uint64_t)json_integer_value(nc_msg_data(m)), 0);
+    for (int i = 0; i < MAX_SLEEPS; i++)
+        if (!sleeps[i]) {
+            sleeps[i] = t;
+            break;
+        }
+}
+
+static void cancel_sleeps(void) {
+    for (int i = 0; i < MAX_SLEEPS; i++)
+        if (sleeps[i]) {
+            uv_close((uv_handle_t *)sleeps[i], (uv_close_cb)free);
+            sleeps[i] = NULL;
+        }
+}
+
+static void h_where(nc_request *req, const nc_msg *m, void *u) {
+    json_t *o = json_pack("{s:s,s:s}", "channel", nc_msg_channel(m) ? nc_msg_channel(m) : "", "route",
+                          nc_msg_route(m));
+    if (nc_msg_headers(m)) json_object_set(o, "headers", nc_msg_headers(m));
+    nc_reply(req, o);
+}
+
+static void h_who(nc_request *req, const nc_msg *m, void *u) {
+    svc *s = u;
+    s->handled++;
+    nc_reply(req, json_integer((json_int_t)(uintptr_t)s));
+}
+
+static void ev_note(const nc_msg *m, void *u) {
+    svc *s = u;
+    s->events++;
+    json_decref(s->last_event);
+    s->last_event = json_incref(nc_msg_data(m));
+    snprintf(s->last_channel, sizeof s->last_channel, "%s", nc_msg_channel(m) ? nc_msg_channel(m) : "");
+}
+
+static void srv_status(void *u, const char *status, int err) {
+    svc *s = u;
+    if (!strcmp(status, "connected")) s->connected++;
+    if (!strcmp(status, "reconnecting")) s->reconnecting++;
+}
+
+static void svc_start(svc *s, const char *url) {
+    memset(s, 0, sizeof *s);
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.log = NULL;
+    o.retry_delay_ms = 100;
+    o.shutdown_timeout_ms = 200;
+    assert_int_equal(nc_server_new(&s->srv, url, &o), 0);
+    assert_int_equal(nc_server_message(s->srv, "{\"cmd\":\"sum\"}", h_sum, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "sleep", h_sleep, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "sensors.*", h_where, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "alerts.>", h_where, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "where", h_where, s), 0);
+    assert_int_equal(nc_server_message(s->srv, "who", h_who, s), 0);
+    nc_handler_opts ho = {.queue = "q2"}; /* a queue of its own, whatever the server's */
+    assert_int_equal(nc_server_message_opts(s->srv, "qwho", &ho, h_who, s), 0);
+    assert_int_equal(nc_server_event(s->srv, "note", ev_note, s), 0);
+    nc_server_on_status(s->srv, srv_status, s);
+    assert_int_equal(nc_server_listen(s->srv), 0);
+    assert_true(run_until(&s->connected, 1, 5000));
+}
+
+static void svc_stop(svc *s) {
+    cancel_sleeps();
+    nc_server_free(s->srv);
+    json_decref(s->last_event);
+    s->srv = NULL;
+}
+
+/* ---- calls --------------------------------------------------------------------------------------------- */
+
+typedef struct call {
+    int done, err, nvalues;
+    json_t *last;
+    char msg[200];
+} call;
+
+static void on_value(void *u, json_t *v) {
+    call *c = u;
+    c->nvalues++;
+    json_decref(c->last);
+    c->last = json_incref(v);
+}
+
+static void on_done(void *u, int err, json_t *e) {
+    call *c = u;
+    c->done = 1;
+    c->err = err;
+    if (json_is_string(e)) snprintf(c->msg, sizeof c->msg, "%s", json_string_value(e));
+}
+
+static void call_clear(call *c) {
+    json_decref(c->last);
+    memset(c, 0, sizeof *c);
+}
+
+typedef struct cli_status {
+    int connected, reconnecting, disconnected;
+} cli_status;
+
+static void cli_on_status(void *u, const char *status, int err) {
+    cli_status *s = u;
+    if (!strcmp(status, "connected")) s->connected++;
+    if (!strcmp(status, "reconnecting")) s->reconnecting++;
+    if (!strcmp(status, "disconnected")) s->disconnected++;
+}
+
+static nc_client *client_new(const char *url, int retries, cli_status *st) {
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.timeout_ms = 3000;
+    o.retry_attempts = retries;
+    o.retry_delay_ms = 100;
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    if (st) nc_client_on_status(c, cli_on_status, st);
+    return c;
+}
+
+#endif
