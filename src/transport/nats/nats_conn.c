@@ -9,62 +9,42 @@
 #include "nestc/error.h"
 #include "nestc/version.h"
 
-enum { NS_WAITING, NS_RESOLVING, NS_CONNECTING, NS_INFO, NS_TLS, NS_HANDSHAKE, NS_READY, NS_ENDED };
+enum { NS_DIALING, NS_INFO, NS_TLS, NS_HANDSHAKE, NS_READY };
 
-#define CONN_OF(s) ((nc_nats_conn *)((char *)(s)-offsetof(nc_nats_conn, st)))
+/* the dial (and its stream) is the first member */
+#define CONN_OF(p) ((nc_nats_conn *)(p))
 
-static void maybe_free(nc_nats_conn *c) {
-    if (!c->ended || c->handles_open || c->resolving) return;
+static void conn_free(nc_dial *d) {
+    nc_nats_conn *c = CONN_OF(d);
     nc_nats_parser_free(&c->parser);
     nc_buf_free(&c->queue);
     free(c);
 }
 
-static void handle_closed(uv_handle_t *h) {
-    nc_nats_conn *c = h->data;
-    c->handles_open--;
-    maybe_free(c);
-}
-
-static void stream_closed(nc_stream *s) {
-    nc_nats_conn *c = CONN_OF(s);
-    c->handles_open--;
-    maybe_free(c);
-}
-
-static void finish(nc_nats_conn *c, int err, const char *msg) {
-    if (c->ended) return;
-    c->ended = 1;
-    c->state = NS_ENDED;
-    uv_timer_stop(&c->timer);
+static void conn_ended(nc_dial *d, int err, const char *msg) {
+    nc_nats_conn *c = CONN_OF(d);
     if (c->cbs->on_end) c->cbs->on_end(c, err, msg);
-    uv_close((uv_handle_t *)&c->timer, handle_closed);
 }
 
 static void st_end(nc_stream *s, int err, const char *msg) {
     nc_nats_conn *c = CONN_OF(s);
-    if (c->end_err) {
-        err = c->end_err;
-        msg = c->end_msg;
+    char why[200];
+    if (c->d.end_err) {
+        nc_dial_reason(&c->d, &err, &msg);
     } else if (c->state == NS_TLS || c->state == NS_HANDSHAKE || c->state == NS_INFO) {
         /* nats-server closes slow handshakes (its tls timeout is 0.5 s by default): say where it happened */
-        snprintf(c->end_msg, sizeof c->end_msg, "the server closed the connection during the %s (%s)",
+        snprintf(why, sizeof why, "the server closed the connection during the %s (%s)",
                  c->state == NS_TLS ? "TLS handshake" : "NATS handshake", msg ? msg : "closed");
-        msg = c->end_msg;
+        msg = why;
         if (!err) err = NC_ECONNCLOSED;
     }
-    finish(c, err, msg);
+    nc_dial_end(&c->d, err, msg);
 }
 
 static void fail(nc_nats_conn *c, int err, const char *msg) {
-    if (c->ended || c->end_err) return;
-    c->end_err = err;
-    size_t n = strlen(msg);
-    if (n >= sizeof c->end_msg) n = sizeof c->end_msg - 1; /* long TLS reasons are cut, not lost in the log */
-    memcpy(c->end_msg, msg, n);
-    c->end_msg[n] = '\0';
-    nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS connection to %s:%d: %s", c->t->host, c->t->port, msg);
-    nc_stream_close(&c->st, err, c->end_msg);
+    if (nc_dial_fail(&c->d, err, msg)) /* a long TLS reason is cut in the report, whole in the log */
+        nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS connection to %s:%d: %s", c->t->host, c->t->port,
+                msg);
 }
 
 int nc_nats_conn_ping(nc_nats_conn *c) {
@@ -82,10 +62,10 @@ size_t nc_nats_conn_max_payload(const nc_nats_conn *c) {
 }
 
 int nc_nats_conn_write(nc_nats_conn *c, const char *p, size_t n) {
-    if (c->ended) return NC_ECLOSED;
-    size_t waiting = c->queue.len + (c->state == NS_READY ? (size_t)nc_stream_unsent(&c->st) : 0);
+    if (c->d.ended) return NC_ECLOSED;
+    size_t waiting = c->queue.len + (c->state == NS_READY ? (size_t)nc_stream_unsent(&c->d.st) : 0);
     if (c->t->max_queue > 0 && waiting > (size_t)c->t->max_queue) return NC_ESTALLED;
-    if (c->state == NS_READY) return nc_stream_write(&c->st, p, n);
+    if (c->state == NS_READY) return nc_stream_write(&c->d.st, p, n);
     return nc_buf_append(&c->queue, p, n) ? NC_ENOMEM : 0;
 }
 
@@ -108,7 +88,7 @@ static void send_connect(nc_nats_conn *c) {
     nc_buf b = NC_BUF_INIT;
     int r = !text || nc_buf_appendf(&b, "CONNECT %s\r\nPING\r\n", text);
     free(text);
-    if (r || nc_stream_write(&c->st, b.data, b.len)) {
+    if (r || nc_stream_write(&c->d.st, b.data, b.len)) {
         nc_buf_free(&b);
         fail(c, NC_ENOMEM, "out of memory");
         return;
@@ -143,7 +123,7 @@ static void on_info(nc_nats_conn *c, const nc_nats_op *op) {
             }
         }
         c->state = NS_TLS;
-        int r = nc_stream_start_tls(&c->st, c->t->ssl, c->t->verify_host ? c->t->verify_host : c->t->host);
+        int r = nc_stream_start_tls(&c->d.st, c->t->ssl, c->t->verify_host ? c->t->verify_host : c->t->host);
         if (r) fail(c, r, "cannot start TLS");
         return;
     }
@@ -152,9 +132,9 @@ static void on_info(nc_nats_conn *c, const nc_nats_op *op) {
 
 static void become_ready(nc_nats_conn *c) {
     c->state = NS_READY;
-    uv_timer_stop(&c->timer);
+    nc_dial_connected(&c->d);
     if (c->queue.len) {
-        int r = nc_stream_write(&c->st, c->queue.data, c->queue.len);
+        int r = nc_stream_write(&c->d.st, c->queue.data, c->queue.len);
         nc_buf_free(&c->queue);
         if (r) {
             fail(c, r, "cannot queue the commands written while connecting");
@@ -166,13 +146,13 @@ static void become_ready(nc_nats_conn *c) {
 
 static int on_op(void *user, const nc_nats_op *op) {
     nc_nats_conn *c = user;
-    if (c->ended) return 1;
+    if (c->d.ended) return 1;
     switch (op->kind) {
     case NC_NATS_INFO:
         on_info(c, op);
         break;
     case NC_NATS_PING:
-        nc_stream_write(&c->st, "PONG\r\n", 6);
+        nc_stream_write(&c->d.st, "PONG\r\n", 6);
         break;
     case NC_NATS_PONG:
         if (c->state == NS_HANDSHAKE) {
@@ -203,12 +183,12 @@ static int on_op(void *user, const nc_nats_op *op) {
         if (c->state == NS_READY && c->cbs->on_op) c->cbs->on_op(c, op);
         break;
     }
-    return c->ended || c->end_err ? 1 : 0;
+    return c->d.ended || c->d.end_err ? 1 : 0;
 }
 
 static void st_data(nc_stream *s, const char *data, size_t len) {
     nc_nats_conn *c = CONN_OF(s);
-    if (c->ended || c->end_err) return;
+    if (c->d.ended || c->d.end_err) return;
     char why[200];
     int r = nc_nats_feed(&c->parser, data, len, on_op, c, why, sizeof why);
     if (r) fail(c, r, why);
@@ -224,112 +204,29 @@ static void st_open(nc_stream *s, int err, const char *msg) {
     c->state = NS_INFO; /* the server speaks first */
 }
 
-static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, stream_closed};
-
-/* ---- connecting ----------------------------------------------------------------------------------- */
-
-static void on_timeout(uv_timer_t *t) {
-    nc_nats_conn *c = t->data;
-    c->end_err = NC_ETIMEDOUT;
-    snprintf(c->end_msg, sizeof c->end_msg, "connecting to %s:%d timed out after %d ms", c->t->host,
-             c->t->port, c->t->connect_timeout_ms);
-    if (c->resolving) {
-        c->cancel_resolve = 1;
-        uv_cancel((uv_req_t *)&c->gai);
-        return;
-    }
-    nc_stream_close(&c->st, NC_ETIMEDOUT, c->end_msg);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-    nc_nats_conn *c = req->data;
-    c->resolving = 0;
-    if (c->cancel_resolve || c->ended) {
-        if (res) uv_freeaddrinfo(res);
-        if (!c->ended) finish(c, c->end_err, c->end_err ? c->end_msg : "closed");
-        maybe_free(c);
-        return;
-    }
-    if (status < 0 || !res) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "getaddrinfo %s %s", uv_err_name(status), c->t->host);
-        if (res) uv_freeaddrinfo(res);
-        finish(c, NC_ERESOLVE, msg);
-        return;
-    }
-    int r = nc_stream_init(&c->st, c->io, &stream_cbs, NULL, 0, NULL); /* TLS comes after INFO */
-    c->handles_open++;
-    c->state = NS_CONNECTING;
-    if (!r) r = nc_stream_connect(&c->st, res->ai_addr);
-    uv_freeaddrinfo(res);
-    if (r) nc_stream_close(&c->st, r, "connect failed");
-}
-
-static void start_resolve(nc_nats_conn *c) {
-    struct addrinfo hints = {0};
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_family = AF_UNSPEC;
-    char port[16];
-    snprintf(port, sizeof port, "%d", c->t->port);
-    c->gai.data = c;
-    c->state = NS_RESOLVING;
-    if (c->t->connect_timeout_ms > 0)
-        uv_timer_start(&c->timer, on_timeout, (uint64_t)c->t->connect_timeout_ms, 0);
-    int r = uv_getaddrinfo(c->io->loop, &c->gai, on_resolved, c->t->host, port, &hints);
-    if (r) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "getaddrinfo %s", uv_strerror(r));
-        finish(c, nc_err_from_uv(r), msg);
-        return;
-    }
-    c->resolving = 1;
-}
-
-static void on_delay(uv_timer_t *t) {
-    start_resolve(t->data);
-}
+static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, nc_dial_stream_closed};
+static const nc_dial_ops dial_ops = {conn_ended, conn_free};
 
 nc_nats_conn *nc_nats_conn_new(nc_ioctx *io, nc_nats_target *t, int delay_ms, const nc_nats_conn_cbs *cbs,
                                const nc_logger *log, const char *component, void *owner) {
     nc_nats_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->io = io;
     c->t = t;
     c->cbs = cbs;
     c->log = log;
     c->component = component;
     c->owner = owner;
     nc_nats_parser_init(&c->parser, 0);
-    uv_timer_init(io->loop, &c->timer);
-    c->timer.data = c;
-    c->handles_open = 1;
-    if (delay_ms > 0) {
-        c->state = NS_WAITING;
-        uv_timer_start(&c->timer, on_delay, (uint64_t)delay_ms, 0);
-    } else {
-        start_resolve(c);
-    }
+    /* plain at first: NATS upgrades to TLS after its INFO greeting (on_info) */
+    nc_dial_start(&c->d, io, t->host, t->port, NULL, NULL, t->connect_timeout_ms, delay_ms, &stream_cbs,
+                  &dial_ops);
     return c;
 }
 
 void nc_nats_conn_close(nc_nats_conn *c, int graceful) {
-    if (c->ended) return;
-    switch (c->state) {
-    case NS_WAITING:
-        finish(c, 0, "closed");
-        maybe_free(c);
-        return;
-    case NS_RESOLVING:
-        c->cancel_resolve = 1;
-        uv_cancel((uv_req_t *)&c->gai);
-        return;
-    case NS_READY:
-        if (graceful) {
-            nc_stream_end(&c->st);
-            return;
-        }
-        /* fallthrough */
-    default:
-        nc_stream_close(&c->st, 0, "closed");
-    }
+    if (nc_dial_close_early(&c->d)) return; /* ended, or no stream yet */
+    if (graceful && c->state == NS_READY)
+        nc_stream_end(&c->d.st);
+    else
+        nc_stream_close(&c->d.st, 0, "closed");
 }

@@ -7,7 +7,7 @@
 
 #include "codec/nats_proto.h"
 #include "core/log.h"
-#include "io/stream.h"
+#include "io/dial.h"
 
 typedef struct nc_nats_conn nc_nats_conn;
 
@@ -34,20 +34,14 @@ typedef struct nc_nats_conn_cbs {
 } nc_nats_conn_cbs;
 
 struct nc_nats_conn {
-    nc_stream st;
-    nc_ioctx *io;
+    nc_dial d; /* first: the connection attempt, the stream and the handles' life */
     nc_nats_target *t;
     const nc_nats_conn_cbs *cbs;
     const nc_logger *log;
     const char *component;
     void *owner;
     nc_nats_parser parser;
-    uv_getaddrinfo_t gai;
-    uv_timer_t timer;
     int state;
-    int handles_open, resolving, cancel_resolve, ended;
-    int end_err;
-    char end_msg[200];
     size_t server_max_payload; /* from INFO */
     nc_buf queue;              /* written before the handshake completed */
     int pings;                 /* our PINGs not answered yet (their PONGs go to on_op) */

@@ -9,7 +9,7 @@
 #include <hiredis/hiredis.h>
 
 #include "core/log.h"
-#include "io/stream.h"
+#include "io/dial.h"
 
 typedef struct nc_redis_conn nc_redis_conn;
 
@@ -41,8 +41,7 @@ typedef struct nc_redis_conn_cbs {
 } nc_redis_conn_cbs;
 
 struct nc_redis_conn {
-    nc_stream st;
-    nc_ioctx *io;
+    nc_dial d; /* first: the connection attempt, the stream and the handles' life */
     const nc_redis_target *t;
     const nc_redis_conn_cbs *cbs;
     const nc_logger *log;
@@ -51,14 +50,7 @@ struct nc_redis_conn {
     void *owner;
     int subscriber; /* pub/sub replies are pushes (on_push), not command replies */
     redisReader *rd;
-    uv_getaddrinfo_t gai;
-    uv_timer_t timer; /* connect timeout, then the optional start delay */
     int state;
-    int handles_open;
-    int resolving, cancel_resolve;
-    int ended;
-    int end_err;
-    char end_msg[200];
     nc_buf queue; /* commands written before the connection was ready */
     struct {
         nc_redis_reply_fn cb;
