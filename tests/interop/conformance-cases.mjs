@@ -129,7 +129,13 @@ for (const [label, p] of forms('exception')) {
     expectError(d, p, 'bad', { status: 'error', message: 'bad' }));
   add(`exception ${label} object → the object itself`, (d) =>
     expectError(d, p, { code: 42, message: 'x' }, { code: 42, message: 'x' }));
+  // An array is a JavaScript object too: RpcException(array) sends the array as the error.
+  add(`exception ${label} array → the array itself`, (d) =>
+    expectError(d, p, [1, 'two', { three: 3 }], [1, 'two', { three: 3 }]));
 }
+// A sum past the double range is Infinity, which JSON.stringify writes as null: the reply is null, not missing.
+for (const [label, p] of forms('sum'))
+  add(`sum ${label} [1e308,1e308] → null (Infinity)`, (d) => expectValues(d, p, [1e308, 1e308], [null]));
 
 // echo: values that stress JSON and the TCP length prefix (UTF-16 units ≠ bytes for non-ASCII).
 const nested = { a: [1, 2.5, -3, true, false, null], b: { c: { d: 'e', '': [] } }, 'k"ey\\': 'v\n\t"' };

@@ -1,5 +1,6 @@
 /* nestc conformance — the conformance service of DESIGN.md §4, served on any transport. Every handler is
  * registered twice: under {"cmd":"<name>"} and under the plain string <name>. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ static json_t *sum_of(const json_t *data) {
             if (!json_is_integer(v)) all_int = 0;
         }
     }
+    if (!isfinite(s)) return json_null(); /* JSON.stringify writes Infinity and NaN as null */
     if (all_int && s >= -9007199254740992.0 && s <= 9007199254740992.0) return json_integer((json_int_t)s);
     return json_real(s);
 }
@@ -80,9 +82,10 @@ static void h_streaming(nc_request *req, const nc_msg *m, void *u) {
 }
 
 static void h_exception(nc_request *req, const nc_msg *m, void *u) {
-    /* RpcException(data): an object is the error itself, anything else becomes {status, message}. */
+    /* RpcException(data): an object or an array (JavaScript objects both) is the error itself, anything
+     * else becomes {status, message}. */
     json_t *data = nc_msg_data(m);
-    if (json_is_object(data))
+    if (json_is_object(data) || json_is_array(data))
         nc_reply_error(req, json_incref(data));
     else
         nc_reply_error(req, json_pack("{s:s,s:O}", "status", "error", "message", data));
@@ -112,25 +115,75 @@ static void h_context(nc_request *req, const nc_msg *m, void *u) {
 
 /* ---- events -------------------------------------------------------------------------------------- */
 
-static json_t *events_seen;    /* route → {"count": n, "payloads": [...]} */
-static uv_mutex_t events_lock; /* with --workers, event handlers run on several threads */
+/* Per event route: an exact count and the most recent payloads (a ring of at most events_history), so a
+ * benchmark pointed at this service does not grow it without bound. */
+typedef struct ev_log {
+    struct ev_log *next;
+    char *route;
+    long long count;
+    json_t **ring;
+    size_t cap, start, len; /* ring[(start + i) % cap], i < len, oldest first */
+} ev_log;
 
-static json_t *event_slot(const char *route) {
-    json_t *slot = json_object_get(events_seen, route);
-    if (!slot) {
-        slot = json_pack("{s:i,s:[]}", "count", 0, "payloads");
-        json_object_set_new(events_seen, route, slot);
+static ev_log *ev_logs;
+static size_t events_history = 1000; /* --events-history */
+static uv_mutex_t events_lock;       /* with --workers, event handlers run on several threads */
+
+static ev_log *ev_find(const char *route) {
+    for (ev_log *l = ev_logs; l; l = l->next)
+        if (!strcmp(l->route, route)) return l;
+    return NULL;
+}
+
+static void ev_record(ev_log *l, json_t *data) {
+    if (!events_history) return;
+    if (l->len == l->cap && l->cap < events_history) { /* grow (and straighten) until the limit */
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        if (cap > events_history) cap = events_history;
+        json_t **r = malloc(cap * sizeof *r);
+        if (!r) return;
+        for (size_t i = 0; i < l->len; i++) r[i] = l->ring[(l->start + i) % l->cap];
+        free(l->ring);
+        l->ring = r, l->cap = cap, l->start = 0;
     }
-    return slot;
+    if (l->len < l->cap) {
+        l->ring[(l->start + l->len++) % l->cap] = json_incref(data);
+    } else { /* full: the oldest goes */
+        json_decref(l->ring[l->start]);
+        l->ring[l->start] = json_incref(data);
+        l->start = (l->start + 1) % l->cap;
+    }
 }
 
 static void count_event(const nc_msg *m, int record) {
-    json_t *data = record ? nc_msg_data(m) : NULL;
+    const char *route = nc_msg_route(m);
     uv_mutex_lock(&events_lock);
-    json_t *slot = event_slot(nc_msg_route(m));
-    json_object_set_new(slot, "count", json_integer(json_integer_value(json_object_get(slot, "count")) + 1));
-    if (record) json_array_append(json_object_get(slot, "payloads"), data);
+    ev_log *l = ev_find(route);
+    if (!l && (l = calloc(1, sizeof *l))) { /* routes with an event handler only: a bounded set */
+        if ((l->route = strdup(route))) {
+            l->next = ev_logs;
+            ev_logs = l;
+        } else {
+            free(l);
+            l = NULL;
+        }
+    }
+    if (l) {
+        l->count++;
+        if (record) ev_record(l, nc_msg_data(m));
+    }
     uv_mutex_unlock(&events_lock);
+}
+
+static void ev_logs_free(void) {
+    while (ev_logs) {
+        ev_log *l = ev_logs;
+        ev_logs = l->next;
+        for (size_t i = 0; i < l->len; i++) json_decref(l->ring[(l->start + i) % l->cap]);
+        free(l->ring);
+        free(l->route);
+        free(l);
+    }
 }
 
 static void ev_first(const nc_msg *m, void *u) {
@@ -147,11 +200,17 @@ static void h_events(nc_request *req, const nc_msg *m, void *u) {
         nc_reply_error_msg(req, "events expects an event pattern string");
         return;
     }
+    json_t *payloads = json_array();
+    long long count = 0;
     uv_mutex_lock(&events_lock);
-    json_t *copy = json_deep_copy(event_slot(route));
+    ev_log *l = ev_find(route); /* a query never creates a log: only events do */
+    if (l) {
+        count = l->count;
+        for (size_t i = 0; i < l->len; i++) json_array_append(payloads, l->ring[(l->start + i) % l->cap]);
+    }
     uv_mutex_unlock(&events_lock);
     free(route);
-    nc_reply(req, copy);
+    nc_reply(req, json_pack("{s:I,s:o}", "count", (json_int_t)count, "payloads", payloads));
 }
 
 /* ---- registration -------------------------------------------------------------------------------- */
@@ -184,6 +243,8 @@ static void usage(FILE *f) {
           "  --incomplete-timeout MS  close a peer stalled in the middle of a frame (default 30000)\n"
           "  --shutdown-timeout MS    grace period for in-flight requests at shutdown (default 10000)\n"
           "  --workers N              serve on N loops / threads sharing the port (default 1)\n"
+          "  --events-history N       event payloads kept per event pattern for `events` (the most\n"
+          "                           recent N; default 1000, 0 keeps none); `count` stays exact\n"
           "  -v, --verbose / -q, --quiet   more / less logging on stderr\n",
           f);
 }
@@ -244,7 +305,7 @@ int cmd_conformance(int argc, char **argv) {
         cli_args_free(&a);
         return 2;
     }
-    events_seen = json_object();
+    if (a.events_history != -2) events_history = (size_t)a.events_history;
     uv_mutex_init(&events_lock);
     both_message(s, "sum", h_sum, NULL);
     both_message(s, "asyncSum", h_async_sum, NULL);
@@ -268,7 +329,7 @@ int cmd_conformance(int argc, char **argv) {
     r = nc_server_run(s);
     if (r) fprintf(stderr, "nestc: cannot listen on %s: %s\n", a.pos[0], nc_strerror(r));
     nc_server_free(s);
-    json_decref(events_seen);
+    ev_logs_free();
     uv_mutex_destroy(&events_lock);
     cli_args_free(&a);
     return r ? 2 : 0;
