@@ -267,7 +267,9 @@ void nc_server__run_loop(nc_server *s) {
 }
 
 int nc_server_run(nc_server *s) {
-    int r = nc_server_listen(s);
+    if (!s) return NC_EINVAL;
+    /* a server already closing still needs its loop run to finish closing */
+    int r = s->closing ? 0 : nc_server_listen(s);
     if (r) return r;
     nc_server__run_loop(s);
     nc_server__join_workers(s);
