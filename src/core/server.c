@@ -364,7 +364,9 @@ static void on_grace(uv_timer_t *t) {
 }
 
 static void on_step(uv_timer_t *t) {
-    drain(t->data);
+    nc_server *s = t->data;
+    /* a request that came in on a live connection since: wait for it too (request_finished) */
+    if (s->ninflight == 0) drain(s);
 }
 
 void nc_server__request_finished(nc_server *s) {

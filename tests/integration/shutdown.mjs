@@ -4,7 +4,8 @@
 // (a) a `sleep 3600000` request in flight: after --shutdown-timeout the request is cancelled and the process
 //     exits (status 0, a log line), instead of staying up for the hour;
 // (b) a 20 MB reply being written when SIGTERM comes arrives whole, then the connection ends (TCP, TLS);
-// (c) a caller that disconnects during `sleep` cancels it: a later SIGTERM exits at once (TCP, TLS).
+// (c) a caller that disconnects during `sleep` cancels it: a later SIGTERM exits at once (TCP, TLS);
+// (d) a reply produced during the grace period reaches the caller before the connections close.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -54,7 +55,10 @@ async function startServer(args = []) {
     async terminate(ms) {
       const t0 = Date.now();
       proc.kill('SIGTERM');
-      const r = await Promise.race([exited, sleep(ms).then(() => null)]);
+      let timer;
+      const limit = new Promise((resolve) => (timer = setTimeout(() => resolve(null), ms)));
+      const r = await Promise.race([exited, limit]);
+      clearTimeout(timer); // a pending timer would keep the test process up
       if (!r) {
         proc.kill('SIGKILL');
         await exited;
@@ -320,4 +324,22 @@ test('(c) a caller that disconnects cancels its request: SIGTERM then exits at o
   assert.equal(r.code, 0, srv.stderr());
   assert.ok(r.ms < 2000 * factor, `exited after ${r.ms} ms: the sleep was still pending`);
   assert.doesNotMatch(srv.stderr(), /still unfinished/);
+});
+
+test('(d) a reply produced during the grace period is delivered before the close', async () => {
+  const srv = await startServer();
+  const c = await client(srv);
+  try {
+    c.send('sleep', 300, 'short');
+    c.send('sum', [1, 2], 'probe');
+    await waitFor(() => c.packets().some((p) => p.id === 'probe'), 10000 * factor, 'the probe reply');
+    const r = await srv.terminate(10000 * factor);
+    assert.ok(!r.timedOut, 'the server exited');
+    assert.equal(r.code, 0, srv.stderr());
+    await waitFor(() => c.packets().some((p) => p.id === 'short'), 5000 * factor, 'the reply of `sleep 300`');
+    assert.deepStrictEqual(c.packets().find((p) => p.id === 'short'), { response: 300, isDisposed: true, id: 'short' });
+    assert.doesNotMatch(srv.stderr(), /still unfinished/);
+  } finally {
+    c.close();
+  }
 });
