@@ -265,7 +265,7 @@ static void tcp_drain(void *state) {
      * being written when the shutdown began arrives whole; conn_end unlinks it */
     for (nc_tcp_conn *c = t->conns, *next; c; c = next) {
         next = c->next;
-        nc_tcp_conn_close(c, 1, 0, NULL);
+        nc_tcp_conn_drain(c);
     }
     maybe_closed(t);
 }
