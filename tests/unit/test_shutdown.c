@@ -62,9 +62,12 @@ static void slow_cancel(nc_request *req, void *arg) {
     nc_reply_end(req); /* goes nowhere: cancelled */
 }
 
+static slow *last_slow;
+
 static void h_slow(nc_request *req, const nc_msg *m, void *u) {
     slow *s = malloc(sizeof *s);
     assert_non_null(s);
+    last_slow = s;
     s->req = req;
     uv_timer_init(nc_request_loop(req), &s->timer);
     s->timer.data = s;
@@ -141,6 +144,8 @@ static void test_handler_ignoring_cancel_does_not_block(void **st) {
     assert_int_equal(nstarted, 1);
     nc_server_free(srv);
     assert_int_equal(ncancelled, 0);
+    assert_int_equal(nclosed_timers, 0); /* closed by nc_server_free, without our callback */
+    free(last_slow);
     alarm(0);
 }
 
