@@ -110,6 +110,29 @@ NC_API int nc_reply_threadsafe(nc_request *req, nc_reply_kind kind, json_t *valu
 typedef void (*nc_request_fn)(nc_request *req, const nc_msg *msg, void *user);
 typedef void (*nc_event_fn)(const nc_msg *msg, void *user);
 
+/* ---- cancellation (loop thread) ------------------------------------------------------------------
+ * A request is cancelled when nobody can receive its reply any more: the caller's TCP/TLS connection
+ * closed, or the server's shutdown deadline passed with the request unfinished (nc_server_close).
+ * Cancellation tells the handler to stop its work (timers, queries); it does not finish the request.
+ * From then on every reply is discarded, and the request must still be finished exactly once (any
+ * nc_reply* call, e.g. nc_reply_end) to release it, usually from the cancel callback itself. A request
+ * still unfinished when its server is freed is freed with it (nc_server_free); do not touch it then. */
+
+#include <stdbool.h>
+
+/* Called once, on the loop thread, when `req` is cancelled. `req` is valid during the call and until
+ * the handler finishes it. */
+typedef void (*nc_cancel_fn)(nc_request *req, void *arg);
+
+/* Sets the request's cancel callback (one per request; a later call replaces it, fn NULL removes it).
+ * If the request is already cancelled, fn runs at once, before this returns. Loop thread only; `arg` is
+ * borrowed (the handler keeps it alive until fn runs or the request is finished). Returns 0 or
+ * NC_EINVAL. */
+NC_API int nc_request_on_cancel(nc_request *req, nc_cancel_fn fn, void *arg);
+
+/* true once the request is cancelled (its replies go nowhere). Loop thread only. */
+NC_API bool nc_request_is_cancelled(const nc_request *req);
+
 #ifdef __cplusplus
 }
 #endif

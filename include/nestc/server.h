@@ -39,7 +39,7 @@ typedef struct nc_server_opts {
     long long max_buffer_size;         /* UTF-16 units buffered per connection; default 134217728 */
     long long max_send_buffer_size;    /* unsent reply bytes per connection; default 134217728 */
     int incomplete_message_timeout_ms; /* default 30000 */
-    int shutdown_timeout_ms;           /* grace period for in-flight requests at close; default 10000 */
+    int shutdown_timeout_ms;           /* at close: for in-flight requests and their replies; default 10000 */
     int retry_attempts;                /* re-listen after the listener fails (NestJS retryAttempts) */
     int retry_delay_ms;                /* delay between those attempts */
     nc_log_fn log;                     /* NULL = the default logger */
@@ -90,15 +90,18 @@ NC_API int nc_server_event_json(nc_server *srv, const json_t *pattern, nc_event_
 /* Starts listening (nonblocking). Returns NC_EADDRINUSE, NC_EINVAL, NC_EIO ... on failure. */
 NC_API int nc_server_listen(nc_server *srv);
 
-/* Listens if not yet listening, then runs the server's loop until the server is closed (and, for an
- * owned loop, until every handle is closed). Returns 0 or the listen error. */
+/* Listens if not yet listening, then runs the server's loop until the server is closed (with workers:
+ * until every worker is closed). It returns then even if handlers left timers or sockets open on the
+ * loop (nc_server_free closes those on the server's own loop). Returns 0 or the listen error. */
 NC_API int nc_server_run(nc_server *srv);
 
 /* The bound port (after listen), or 0. */
 NC_API int nc_server_port(const nc_server *srv);
 
-/* Graceful shutdown: stop accepting, let in-flight requests finish for up to shutdown_timeout_ms,
- * then close every connection. Idempotent. `done` (may be NULL) runs on the loop thread once closed. */
+/* Graceful shutdown, bounded by shutdown_timeout_ms: stop accepting (brokers: unsubscribe); once no
+ * request is in flight, write every reply produced and end each connection after its last byte; at the
+ * deadline, cancel the requests still unfinished (nc_request_on_cancel) and close every connection at
+ * once. Idempotent. `done` (may be NULL) runs on the loop thread once closed. */
 NC_API void nc_server_close(nc_server *srv, void (*done)(void *user), void *user);
 
 /* Thread-safe and async-signal-safe request for nc_server_close (e.g. from another thread). */
@@ -113,8 +116,10 @@ NC_API void nc_server_on_status(nc_server *srv, nc_status_fn fn, void *user);
 /* The loop the server runs on (borrowed). */
 NC_API struct uv_loop_s *nc_server_loop(nc_server *srv);
 
-/* Frees the server. If it is still open it is closed at once (no grace period) and its loop is run until
- * its handles are closed. Requests not yet finished are freed: handlers must not use them afterwards. */
+/* Frees the server. If it is still open it is closed at once (no grace period: unfinished requests are
+ * cancelled) and its loop is run until its handles are closed; on the server's own loop, handles that
+ * handlers left open are closed too (their close callbacks do not run). Requests not yet finished are
+ * freed: handlers must not use them afterwards. */
 NC_API void nc_server_free(nc_server *srv);
 
 #ifdef __cplusplus

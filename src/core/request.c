@@ -341,3 +341,42 @@ const nc_msg *nc_request_msg(const nc_request *r) {
 struct uv_loop_s *nc_request_loop(const nc_request *r) {
     return r ? r->srv->io.loop : NULL;
 }
+
+/* ---- cancellation -------------------------------------------------------------------------------- */
+
+void nc_request__cancel(nc_request *r) {
+    if (r->cancelled) return;
+    r->cancelled = 1;
+    /* nobody can receive the rest: drop what is held and let the peer go now (its connection is
+     * closing or the server is), rather than when a handler that ignores cancellation finishes */
+    if (r->has_held) {
+        nc_ioctx_unmark(&r->srv->io, &r->fl);
+        json_decref(r->held);
+        r->held = NULL;
+        r->has_held = 0;
+    }
+    r->peer_dead = 1;
+    if (r->peer) {
+        void *peer = r->peer;
+        r->peer = NULL;
+        r->pops->release(peer);
+    }
+    nc_cancel_fn fn = r->cancel_fn;
+    r->cancel_fn = NULL;
+    if (fn) fn(r, r->cancel_arg); /* may finish r */
+}
+
+int nc_request_on_cancel(nc_request *r, nc_cancel_fn fn, void *arg) {
+    if (!r) return NC_EINVAL;
+    if (r->cancelled) {
+        if (fn) fn(r, arg);
+        return 0;
+    }
+    r->cancel_fn = fn;
+    r->cancel_arg = arg;
+    return 0;
+}
+
+bool nc_request_is_cancelled(const nc_request *r) {
+    return r && r->cancelled;
+}

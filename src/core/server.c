@@ -86,6 +86,8 @@ int nc_server_new(nc_server **out, const char *url, const nc_server_opts *opts) 
     uv_unref((uv_handle_t *)&s->async);
     uv_timer_init(s->io.loop, &s->grace);
     s->grace.data = s;
+    uv_timer_init(s->io.loop, &s->step);
+    s->step.data = s;
     *out = s;
     return 0;
 fail_io:
@@ -257,10 +259,19 @@ int nc_server_port(const nc_server *s) {
     return s && s->tp->port ? s->tp->port(s->tps) : 0;
 }
 
+/* Not uv_run(UV_RUN_DEFAULT): a timer or socket a handler left open (a cancelled request's work) would keep
+ * that running after the server closed. UV_RUN_ONCE returns 0 when nothing is left to wait for. */
+void nc_server__run_loop(nc_server *s) {
+    while (!s->handles_closed && uv_run(s->io.loop, UV_RUN_ONCE)) {
+    }
+}
+
 int nc_server_run(nc_server *s) {
-    int r = nc_server_listen(s);
+    if (!s) return NC_EINVAL;
+    /* a server already closing still needs its loop run to finish closing */
+    int r = s->closing ? 0 : nc_server_listen(s);
     if (r) return r;
-    uv_run(s->io.loop, UV_RUN_DEFAULT);
+    nc_server__run_loop(s);
     nc_server__join_workers(s);
     return 0;
 }
@@ -280,9 +291,10 @@ static void handle_closed(uv_handle_t *h) {
 void nc_server__closed(nc_server *s) {
     s->transport_closed = 1;
     /* Our own handles go last, so the loop can end once the server is closed. */
-    s->nclosing_handles = 2;
+    s->nclosing_handles = 3;
     uv_close((uv_handle_t *)&s->async, handle_closed);
     uv_close((uv_handle_t *)&s->grace, handle_closed);
+    uv_close((uv_handle_t *)&s->step, handle_closed);
     if (s->signals_on) {
         s->nclosing_handles += 2;
         uv_close((uv_handle_t *)&s->sigint, handle_closed);
@@ -291,25 +303,76 @@ void nc_server__closed(nc_server *s) {
     nc_ioctx_close(&s->io);
 }
 
-static void phase2(nc_server *s) {
+/* ---- graceful shutdown ----------------------------------------------------------------------------
+ * 1. nc_server_close: stop taking new work (listener, subscriptions) and start the deadline
+ *    (shutdown_timeout_ms). Requests in flight go on; so do connections.
+ * 2. Drain, once no request is in flight: every reply produced reaches the socket, then each connection
+ *    ends after its last byte (TCP FIN, TLS close_notify; brokers: unsubscribe, publish the queued
+ *    replies, QUIT). The transport reports closed when all are gone.
+ * 3. At the deadline, if not closed yet: the unfinished requests are cancelled (their cancel callbacks
+ *    run), and every connection is closed at once.
+ * nc_server_run returns once the server's own handles are closed, whatever handlers left on the loop. */
+
+static void cancel_all(nc_server *s) {
+    /* a cancel callback may finish any request, this one or others: rescan from the head each time */
+    for (;;) {
+        nc_request *r = s->inflight;
+        while (r && r->cancelled) r = r->next;
+        if (!r) return;
+        nc_request__cancel(r);
+    }
+}
+
+void nc_server__peer_gone(nc_server *s, void *peer) {
+    if (s->freeing) return;
+    for (;;) {
+        nc_request *r = s->inflight;
+        while (r && (r->cancelled || r->peer != peer)) r = r->next;
+        if (!r) return;
+        nc_request__cancel(r);
+    }
+}
+
+static void hard_close(nc_server *s) {
+    if (s->hard_closing || s->transport_closed) return;
+    s->hard_closing = 1;
     uv_timer_stop(&s->grace);
+    uv_timer_stop(&s->step);
     nc_server__apply_ts_replies(s);
+    if (s->ninflight) {
+        nc_logf(&s->log, NC_LOG_WARN, "Server",
+                "closing with %zu request(s) still unfinished; cancelling them", s->ninflight);
+        cancel_all(s);
+    }
     nc_ioctx_flush(&s->io);
-    if (s->ninflight)
-        nc_logf(&s->log, NC_LOG_WARN, "Server", "closing with %zu request(s) still unfinished", s->ninflight);
     s->tp->close(s->tps);
 }
 
+static void drain(nc_server *s) {
+    if (s->draining || s->hard_closing || s->transport_closed) return;
+    s->draining = 1;
+    nc_server__apply_ts_replies(s);
+    nc_ioctx_flush(&s->io);
+    if (s->tp->drain)
+        s->tp->drain(s->tps);
+    else
+        s->tp->close(s->tps);
+}
+
 static void on_grace(uv_timer_t *t) {
-    phase2(t->data);
+    hard_close(t->data);
+}
+
+static void on_step(uv_timer_t *t) {
+    nc_server *s = t->data;
+    /* a request that came in on a live connection since: wait for it too (request_finished) */
+    if (s->ninflight == 0) drain(s);
 }
 
 void nc_server__request_finished(nc_server *s) {
-    if (s->closing && !s->transport_closed && s->ninflight == 0 && uv_is_active((uv_handle_t *)&s->grace)) {
-        uv_timer_stop(&s->grace);
-        /* leave the current callback before tearing connections down */
-        uv_timer_start(&s->grace, on_grace, 0, 0);
-    }
+    /* leave the current callback before ending connections */
+    if (s->closing && s->ninflight == 0 && !s->draining && !s->hard_closing && !s->transport_closed)
+        uv_timer_start(&s->step, on_step, 0, 0);
 }
 
 void nc_server_close(nc_server *s, void (*done)(void *), void *user) {
@@ -326,12 +389,17 @@ void nc_server_close(nc_server *s, void (*done)(void *), void *user) {
         uv_signal_stop(&s->sigterm);
     }
     s->tp->stop_accepting(s->tps);
-    if (s->ninflight == 0 || s->cfg.shutdown_timeout_ms == 0) {
-        uv_timer_start(&s->grace, on_grace, 0, 0);
+    if (s->cfg.shutdown_timeout_ms == 0) {
+        uv_timer_start(&s->grace, on_grace, 0, 0); /* no grace period: cancel and close at once */
+        return;
+    }
+    /* the deadline covers both the requests and the flushing of their replies */
+    uv_timer_start(&s->grace, on_grace, (uint64_t)s->cfg.shutdown_timeout_ms, 0);
+    if (s->ninflight == 0) {
+        uv_timer_start(&s->step, on_step, 0, 0);
     } else {
         nc_logf(&s->log, NC_LOG_INFO, "Server", "closing: waiting up to %d ms for %zu request(s)",
                 s->cfg.shutdown_timeout_ms, s->ninflight);
-        uv_timer_start(&s->grace, on_grace, (uint64_t)s->cfg.shutdown_timeout_ms, 0);
     }
 }
 
@@ -370,8 +438,8 @@ void nc_server_free(nc_server *s) {
     while (!s->handles_closed) {
         if (!uv_run(s->io.loop, UV_RUN_ONCE) && !s->handles_closed) {
             /* Nothing active yet not closed: the close was never started (e.g. timer unreachable). */
-            if (!s->transport_closed)
-                phase2(s);
+            if (!s->transport_closed && !s->hard_closing)
+                hard_close(s);
             else
                 break;
         }
@@ -395,7 +463,10 @@ void nc_server_free(nc_server *s) {
     nc_server__apply_ts_replies(s); /* frees queued values of requests already gone */
     uv_mutex_destroy(&s->ts_lock);
     nc_buf_free(&s->scratch);
-    nc_ioctx_finish(&s->io);
+    int left = nc_ioctx_finish(&s->io);
+    if (left)
+        nc_logf(&s->log, NC_LOG_DEBUG, "Server",
+                "closed %d handle(s) handlers left open on the server's loop", left);
     cfg_free(&s->cfg);
     nc_url_free(&s->url);
     free(s);

@@ -83,7 +83,10 @@ struct nc_request {
     json_t *held; /* a stream value waiting for the end of the iteration (coalescing) */
     int has_held;
     int peer_dead;
-    int discard; /* event routed to a request handler: replies go nowhere */
+    int discard;   /* event routed to a request handler: replies go nowhere */
+    int cancelled; /* nc_request_is_cancelled: replies go nowhere, the handler was told */
+    nc_cancel_fn cancel_fn;
+    void *cancel_arg;
     nc_flushable fl;
     struct nc_request *prev, *next;
     char inline_arena[NC_REQ_INLINE];
@@ -111,10 +114,12 @@ struct nc_server {
     uv_mutex_t ts_lock;
     nc_ts_reply *ts_head, *ts_tail;
     volatile int ts_close_requested;
-    uv_timer_t grace;
+    uv_timer_t grace; /* the shutdown deadline */
+    uv_timer_t step;  /* runs the drain phase outside the callback that made it due */
     uv_signal_t sigint, sigterm;
     int signals_on;
     int listening, closing, transport_closed, handles_closed, freeing;
+    int draining, hard_closing; /* shutdown phases 2 and 3 (server.c) started */
     int nclosing_handles;
     void (*close_done)(void *);
     void *close_user;
@@ -145,11 +150,16 @@ static inline const char *nc_server__scheme(nc_server *s) {
 int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
                         size_t whylen);
 void nc_server__status(nc_server *s, const char *status, int err);
-/* The transport finished closing every handle (after close()). */
+/* The transport finished closing every handle (after drain() or close()). */
 void nc_server__closed(nc_server *s);
+/* A reply sink went away for good (a TCP/TLS connection closed): the requests that answer to it are
+ * cancelled (nc_request_on_cancel). */
+void nc_server__peer_gone(nc_server *s, void *peer);
 
 /* workers.c */
 int nc_server__start_workers(nc_server *s);
+/* Runs the server's loop until the server is closed (server.c; every worker's thread runs it too). */
+void nc_server__run_loop(nc_server *s);
 void nc_server__close_workers(nc_server *s);
 void nc_server__join_workers(nc_server *s);
 
@@ -165,6 +175,8 @@ void nc_request__pool_free(nc_server *s);
 void nc_request__free_unfinished(nc_request *r);
 void nc_msg__clear(nc_msg *m);
 void nc_server__apply_ts_replies(nc_server *s);
+/* Cancels one request: replies go nowhere from now on, its cancel callback runs (once). */
+void nc_request__cancel(nc_request *r);
 /* A request left the in-flight list (graceful close may proceed). */
 void nc_server__request_finished(nc_server *s);
 

@@ -33,8 +33,7 @@ static void worker_opts(const nc_server *s, nc_server_opts *o) {
 }
 
 static void worker_main(void *arg) {
-    nc_server *w = arg;
-    uv_run(w->io.loop, UV_RUN_DEFAULT);
+    nc_server__run_loop(arg);
 }
 
 int nc_server__start_workers(nc_server *s) {

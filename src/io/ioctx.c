@@ -97,9 +97,20 @@ void nc_ioctx_wait_closed(uv_loop_t *loop, int *counter) {
     while (*counter > 0) uv_run(loop, UV_RUN_NOWAIT);
 }
 
-void nc_ioctx_finish(nc_ioctx *io) {
+static void close_leftover(uv_handle_t *h, void *arg) {
+    if (uv_is_closing(h)) return;
+    ++*(int *)arg;
+    uv_close(h, NULL);
+}
+
+int nc_ioctx_finish(nc_ioctx *io) {
+    int left = 0;
     nc_ioctx_close(io);
     if (io->own_loop) {
+        /* Handles someone else left on our loop (a handler's timer for a request cancelled at shutdown)
+         * would keep uv_run below going, for an hour if that is the timer's delay: close them. Their
+         * owners' close callbacks never run, so what they would free stays allocated. */
+        uv_walk(io->loop, close_leftover, &left);
         uv_run(io->loop, UV_RUN_DEFAULT);
         if (uv_loop_close(io->loop) == UV_EBUSY) {
             /* Something still holds a handle: run once more to let close callbacks land. */
@@ -115,6 +126,7 @@ void nc_ioctx_finish(nc_ioctx *io) {
     free(io->rbuf);
     free(io->tlsbuf);
     io->rbuf = io->tlsbuf = NULL;
+    return left;
 }
 
 char *nc_ioctx_read_buffer(nc_ioctx *io) {

@@ -38,9 +38,10 @@ void nc_ioctx_flush(nc_ioctx *io);
 void nc_ioctx_close(nc_ioctx *io);
 /* Runs the loop until *counter (handles whose close callbacks are pending) reaches 0. */
 void nc_ioctx_wait_closed(uv_loop_t *loop, int *counter);
-/* Owned loop: runs it until every handle is closed, then closes and frees it. Borrowed loop: runs it
- * until the context's own handles are closed. */
-void nc_ioctx_finish(nc_ioctx *io);
+/* Owned loop: closes every handle still open on it (left there by others, e.g. handlers), runs it until
+ * every handle is closed, then closes and frees it. Borrowed loop: runs it until the context's own
+ * handles are closed. Returns how many handles were left open (0 for a borrowed loop). */
+int nc_ioctx_finish(nc_ioctx *io);
 
 #endif
 

@@ -74,6 +74,12 @@ typedef struct nc_server_transport {
     void (*destroy)(void *state);
     /* The bound port, or 0. May be NULL. */
     int (*port)(void *state);
+    /* Graceful close, phase 2 when no request is in flight (nonblocking): send everything already
+     * queued, then end each connection after its last byte (TCP: FIN, TLS: close_notify; brokers:
+     * unsubscribed, queued publishes written, QUIT) and call nc_server__closed(srv) once all are closed.
+     * close() may follow while this is under way (the shutdown deadline passed) and must then finish at
+     * once. May be NULL: close() is used instead, and should then be graceful itself. */
+    void (*drain)(void *state);
 } nc_server_transport;
 
 /* ---- client side ---------------------------------------------------------------------------------- */

@@ -49,6 +49,16 @@ static void later_fire(uv_timer_t *t) {
     uv_close((uv_handle_t *)&l->timer, later_closed);
 }
 
+/* The caller left or the server's shutdown deadline passed: stop the timer (it would keep the loop, and
+ * the process, alive for up to an hour) and release the request; its reply goes nowhere. */
+static void later_cancel(nc_request *req, void *arg) {
+    later *l = arg;
+    uv_timer_stop(&l->timer);
+    json_decref(l->value);
+    uv_close((uv_handle_t *)&l->timer, later_closed);
+    nc_reply_end(req);
+}
+
 /* Replies `value` after `ms` from the loop, never inside the handler call. */
 static void reply_later(nc_request *req, json_t *value, uint64_t ms, void *loop) {
     later *l = malloc(sizeof *l);
@@ -62,6 +72,7 @@ static void reply_later(nc_request *req, json_t *value, uint64_t ms, void *loop)
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
     uv_timer_start(&l->timer, later_fire, ms, 0);
+    nc_request_on_cancel(req, later_cancel, l);
 }
 
 static void h_async_sum(nc_request *req, const nc_msg *m, void *u) {
@@ -241,7 +252,9 @@ static void usage(FILE *f) {
           "  --max-send-buffer-size N unsent reply bytes before a peer that does not read is dropped\n"
           "                           (default 134217728)\n"
           "  --incomplete-timeout MS  close a peer stalled in the middle of a frame (default 30000)\n"
-          "  --shutdown-timeout MS    grace period for in-flight requests at shutdown (default 10000)\n"
+          "  --shutdown-timeout MS    at shutdown, time for in-flight requests to finish and for their\n"
+          "                           replies to be written (default 10000); then unfinished requests\n"
+          "                           are cancelled and the process exits\n"
           "  --workers N              serve on N loops / threads sharing the port (default 1)\n"
           "  --events-history N       event payloads kept per event pattern for `events` (the most\n"
           "                           recent N; default 1000, 0 keeps none); `count` stays exact\n"

@@ -272,10 +272,18 @@ static void ns_stop_accepting(void *state) {
         }
 }
 
-static void ns_close(void *state) {
+static void ns_drain(void *state) {
     nats_server *ns = state;
     ns->closing = 1;
+    /* the UNSUBs of stop_accepting and the queued replies leave before the FIN */
     if (ns->conn) nc_nats_conn_close(ns->conn, 1);
+    maybe_closed(ns);
+}
+
+static void ns_close(void *state) {
+    nats_server *ns = state;
+    ns->closing = 1; /* the deadline passed: a broker that does not take our replies is not waited for */
+    if (ns->conn) nc_nats_conn_close(ns->conn, 0);
     maybe_closed(ns);
 }
 
@@ -305,4 +313,5 @@ const nc_server_transport nc_nats_server_transport = {
     .close = ns_close,
     .destroy = ns_destroy,
     .port = NULL,
+    .drain = ns_drain,
 };

@@ -301,10 +301,18 @@ static void rs_stop_accepting(void *state) {
     if (rs->sub) nc_redis_conn_close(rs->sub, 1);
 }
 
-static void rs_close(void *state) {
+static void rs_drain(void *state) {
     redis_server *rs = state;
     rs->closing = 1; /* no more replies; those already queued leave before QUIT */
     if (rs->pub) nc_redis_conn_close(rs->pub, 1);
+    if (rs->sub) nc_redis_conn_close(rs->sub, 0);
+    maybe_closed(rs);
+}
+
+static void rs_close(void *state) {
+    redis_server *rs = state;
+    rs->closing = 1; /* the deadline passed: a broker that does not take our replies is not waited for */
+    if (rs->pub) nc_redis_conn_close(rs->pub, 0);
     if (rs->sub) nc_redis_conn_close(rs->sub, 0);
     maybe_closed(rs);
 }
@@ -331,7 +339,7 @@ static void rs_destroy(void *state) {
     {                                                                                                        \
         .scheme = name, .supports_workers = 0, .reports_connected = 1, .create = rs_create,                  \
         .listen = rs_listen, .route_added = rs_route_added, .stop_accepting = rs_stop_accepting,             \
-        .close = rs_close, .destroy = rs_destroy, .port = NULL,                                              \
+        .close = rs_close, .destroy = rs_destroy, .port = NULL, .drain = rs_drain,                           \
     }
 
 const nc_server_transport nc_redis_server_transport = REDIS_SERVER_OPS("redis");

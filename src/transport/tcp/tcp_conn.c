@@ -190,3 +190,18 @@ void nc_tcp_conn_close(nc_tcp_conn *c, int graceful, int err, const char *why) {
 int nc_tcp_conn_is_open(const nc_tcp_conn *c) {
     return nc_stream_is_open(&c->st) && !c->ending;
 }
+
+void nc_tcp_conn_drain(nc_tcp_conn *c) {
+    if (!nc_stream_is_open(&c->st)) {
+        nc_tcp_conn_close(c, 0, 0, NULL);
+        return;
+    }
+    c->ending = 1; /* on_data drops what still comes */
+    uv_timer_stop(&c->stall);
+    /* keep reading even when the peer does not read our replies: bytes left unread when the socket
+     * closes make the kernel answer with a reset, which discards the reply's tail still queued for the
+     * peer */
+    c->backpressure = 0;
+    nc_stream_resume(&c->st);
+    nc_stream_end(&c->st);
+}

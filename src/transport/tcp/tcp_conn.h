@@ -41,7 +41,7 @@ struct nc_tcp_conn {
     int ending;       /* framing error: no more frames are read */
     int backpressure; /* reading paused because the peer does not read */
     int bad_json;
-    int end_err;       /* why we ended the connection gracefully (reported by on_end), 0 if we did not */
+    int end_err; /* why we ended the connection gracefully (reported by on_end), 0 if we did not */
     char end_why[96];
     nc_tcp_conn *prev, *next;
     char peer[64];
@@ -59,5 +59,8 @@ void nc_tcp_conn_release(nc_tcp_conn *c);
 /* Closes at once (graceful = 0) or after flushing with FIN (graceful = 1). */
 void nc_tcp_conn_close(nc_tcp_conn *c, int graceful, int err, const char *why);
 int nc_tcp_conn_is_open(const nc_tcp_conn *c);
+/* Server shutdown: ends the connection after everything queued is written (FIN; TLS: close_notify
+ * first), reading and dropping whatever the peer still sends until then. */
+void nc_tcp_conn_drain(nc_tcp_conn *c);
 
 #endif

@@ -84,6 +84,9 @@ static void conn_end(nc_tcp_conn *c, int err, const char *msg) {
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     t->nconns--;
+    /* the requests still answering on it are cancelled (their handlers can stop); more than our own
+     * reference means some hold it */
+    if (c->refs > 1) nc_server__peer_gone(t->srv, c);
     nc_tcp_conn_release(c); /* the server's reference */
 }
 
@@ -254,6 +257,19 @@ static void tcp_close(void *state) {
     maybe_closed(t);
 }
 
+static void tcp_drain(void *state) {
+    tcp_server *t = state;
+    tcp_stop_accepting(t);
+    t->closing = 1;
+    /* each connection ends after its last queued reply byte (FIN; TLS: close_notify first), so a reply
+     * being written when the shutdown began arrives whole; conn_end unlinks it */
+    for (nc_tcp_conn *c = t->conns, *next; c; c = next) {
+        next = c->next;
+        nc_tcp_conn_drain(c);
+    }
+    maybe_closed(t);
+}
+
 static void tcp_destroy(void *state) {
     tcp_server *t = state;
     if (t->ssl) SSL_CTX_free(t->ssl);
@@ -276,6 +292,7 @@ const nc_server_transport nc_tcp_server_transport = {
     .close = tcp_close,
     .destroy = tcp_destroy,
     .port = tcp_port,
+    .drain = tcp_drain,
 };
 
 const nc_server_transport nc_tls_server_transport = {
@@ -288,4 +305,5 @@ const nc_server_transport nc_tls_server_transport = {
     .close = tcp_close,
     .destroy = tcp_destroy,
     .port = tcp_port,
+    .drain = tcp_drain,
 };
