@@ -50,6 +50,11 @@ typedef struct nc_server_opts {
      * so the kernel spreads connections over them; handlers then run concurrently on N threads and must
      * be thread-safe. Only for transports that listen (tcp, tls); requires `loop` NULL. */
     int workers;
+    /* tls://: a connection whose TLS handshake is not complete this long after it was accepted is closed
+     * (logged at WARN with the peer's address). Default 10000; NC_LIMIT_OFF = wait forever. Node waits
+     * 120 s; a real client finishes in a few round trips, and each stalled handshake holds a descriptor
+     * and its buffers, so 10 s bounds what peers that connect and stall can hold. */
+    int handshake_timeout_ms;
 } nc_server_opts;
 
 /* Status changes ("connected" when listening, "disconnected" when closed or on a listen error, plus the

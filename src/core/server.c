@@ -21,6 +21,7 @@ static int cfg_init(nc_server_cfg *c, const nc_server_opts *o) {
     c->max_send_buffer_size = limit_or(o->max_send_buffer_size, DEFAULT_LIMIT);
     c->incomplete_timeout_ms = (int)limit_or(o->incomplete_message_timeout_ms, 30000);
     c->shutdown_timeout_ms = (int)limit_or(o->shutdown_timeout_ms, 10000);
+    c->handshake_timeout_ms = (int)limit_or(o->handshake_timeout_ms, 10000);
     c->retry_attempts = o->retry_attempts > 0 ? o->retry_attempts : 0;
     c->retry_delay_ms = o->retry_delay_ms > 0 ? o->retry_delay_ms : 0;
     if (o->tls) {

@@ -18,6 +18,7 @@ typedef struct nc_server_cfg {
     long long max_send_buffer_size; /* 0 = off */
     int incomplete_timeout_ms;      /* 0 = off */
     int shutdown_timeout_ms;
+    int handshake_timeout_ms; /* TLS, 0 = off */
     int retry_attempts, retry_delay_ms;
     int has_tls;
     nc_tls_opts tls; /* owned copies */

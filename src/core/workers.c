@@ -27,6 +27,7 @@ static void worker_opts(const nc_server *s, nc_server_opts *o) {
     o->max_send_buffer_size = limit_back(c->max_send_buffer_size);
     o->incomplete_message_timeout_ms = (int)limit_back(c->incomplete_timeout_ms);
     o->shutdown_timeout_ms = (int)limit_back(c->shutdown_timeout_ms);
+    o->handshake_timeout_ms = (int)limit_back(c->handshake_timeout_ms);
     o->log = s->log.fn;
     o->log_user = s->log.user;
     o->log_level = s->log.min;

@@ -1,10 +1,13 @@
 #include "io/stream.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/errors.h"
 #include "io/tls.h"
@@ -12,8 +15,15 @@
 
 enum { ST_INIT = 0, ST_CONNECTING, ST_OPEN, ST_CLOSING };
 
+#ifdef MSG_NOSIGNAL
+#define SEND_FLAGS MSG_NOSIGNAL
+#else
+#define SEND_FLAGS 0 /* SO_NOSIGPIPE is set on the socket instead (no_sigpipe) */
+#endif
+
 static void do_flush(nc_flushable *f);
 static void start_write(nc_stream *s);
+static void tls_fail(nc_stream *s);
 
 static int setup_ssl(nc_stream *s, SSL_CTX *ctx, int is_server, const char *host) {
     s->ssl = SSL_new(ctx);
@@ -53,8 +63,10 @@ int nc_stream_init(nc_stream *s, nc_ioctx *io, const nc_stream_cbs *cbs, SSL_CTX
     s->io = io;
     s->cbs = cbs;
     s->fl.flush = do_flush;
+    s->wfd = -1;
     if (uv_tcp_init(io->loop, &s->tcp)) return NC_EIO;
     s->tcp.data = s;
+    s->open_handles = 1;
     return ctx ? setup_ssl(s, ctx, is_server, host) : 0;
 }
 
@@ -78,6 +90,11 @@ static void fire_notes(nc_stream *s, int err) {
 
 static void on_handle_closed(uv_handle_t *h) {
     nc_stream *s = h->data;
+    if (h == (uv_handle_t *)&s->wpoll) {
+        close(s->wfd); /* libuv never closes a polled descriptor */
+        s->wfd = -1;
+    }
+    if (--s->open_handles > 0) return;
     fire_notes(s, s->close_err ? s->close_err : NC_ECONNCLOSED);
     free(s->notes);
     s->notes = NULL;
@@ -98,6 +115,7 @@ void nc_stream_close(nc_stream *s, int err, const char *msg) {
     nc_ioctx_unmark(s->io, &s->fl);
     if (was == ST_CONNECTING && s->cbs->on_open) s->cbs->on_open(s, err ? err : NC_ECONNCLOSED, msg);
     if (s->cbs->on_end) s->cbs->on_end(s, err, msg);
+    if (s->wfd >= 0) uv_close((uv_handle_t *)&s->wpoll, on_handle_closed);
     uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
 }
 
@@ -109,12 +127,6 @@ static void fail_uv(nc_stream *s, int uverr, const char *what) {
     char msg[160];
     snprintf(msg, sizeof msg, "%s %s %s", what, uv_err_name(uverr), uv_strerror(uverr));
     nc_stream_close(s, nc_err_from_uv(uverr), msg);
-}
-
-static void fail_tls(nc_stream *s) {
-    char msg[200];
-    nc_tls_describe_error(s->ssl, msg, sizeof msg);
-    nc_stream_close(s, NC_ETLS, msg);
 }
 
 /* ---- writing ------------------------------------------------------------------------------------ */
@@ -134,6 +146,7 @@ static void write_done(nc_stream *s) {
     s->written_bytes += s->wire_plain;
     s->wire_plain = 0;
     s->wire.len = 0;
+    s->wire_off = 0;
     s->writing = 0;
     if (s->nnotes) fire_notes(s, 0);
     if (s->state != ST_OPEN && s->state != ST_CONNECTING) return;
@@ -145,14 +158,79 @@ static void write_done(nc_stream *s) {
     if (s->cbs->on_drain) s->cbs->on_drain(s);
 }
 
-static void on_write(uv_write_t *req, int status) {
-    nc_stream *s = req->data;
-    if (s->state == ST_CLOSING) return;
-    if (status < 0) {
-        fail_uv(s, status, "write");
-        return;
+/* Where MSG_NOSIGNAL is missing (macOS, BSDs) the socket itself is told not to raise SIGPIPE. Called
+ * once the descriptor exists (libuv creates it at connect/accept). */
+static void no_sigpipe(nc_stream *s) {
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#else
+    (void)s;
+#endif
+}
+
+static void on_writable(uv_poll_t *p, int status, int events);
+
+/* Sends what is left of `wire`. We call send(2) ourselves rather than uv_write/uv_try_write: libuv
+ * writes with write(2), which raises SIGPIPE when the peer has reset the connection — the default
+ * action kills the process, and a library must not depend on its host ignoring the signal. Returns 0
+ * once everything is sent, 1 when the socket is full (writability is watched), -1 when the stream
+ * failed (closed). `poll_err`: the watch reported an error, so a send that would block is a failure. */
+static int send_wire(nc_stream *s, int poll_err) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&s->tcp, &fd)) {
+        fail_uv(s, UV_EBADF, "write");
+        return -1;
     }
-    write_done(s);
+    while (s->wire_off < s->wire.len) {
+        ssize_t n = send(fd, s->wire.data + s->wire_off, s->wire.len - s->wire_off, SEND_FLAGS);
+        if (n >= 0) {
+            s->wire_off += (size_t)n;
+            continue;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            fail_uv(s, uv_translate_sys_error(errno), "write");
+            return -1;
+        }
+        if (poll_err) {
+            /* the watch failed and the socket says "later": its pending error is the real reason */
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+            fail_uv(s, soerr ? uv_translate_sys_error(soerr) : UV_EIO, "write");
+            return -1;
+        }
+        if (s->wfd < 0) {
+            int d = dup(fd);
+            if (d < 0 || uv_poll_init(s->io->loop, &s->wpoll, d)) {
+                if (d >= 0) close(d);
+                fail_uv(s, d < 0 ? uv_translate_sys_error(errno) : UV_EIO, "write");
+                return -1;
+            }
+            s->wfd = d;
+            s->wpoll.data = s;
+            s->open_handles++;
+        }
+        int r = uv_poll_start(&s->wpoll, UV_WRITABLE, on_writable);
+        if (r) {
+            fail_uv(s, r, "write");
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static void on_writable(uv_poll_t *p, int status, int events) {
+    nc_stream *s = p->data;
+    (void)events;
+    if (s->state == ST_CLOSING) return;
+    uv_poll_stop(p);
+    /* On an error (status < 0) send again: it reports the real errno (EPIPE, ECONNRESET, ...). */
+    if (send_wire(s, status < 0) == 0) write_done(s);
 }
 
 static void start_write(nc_stream *s) {
@@ -161,24 +239,11 @@ static void start_write(nc_stream *s) {
     s->wire = s->pend;
     s->pend = t;
     s->pend.len = 0;
+    s->wire_off = 0;
     s->wire_plain = s->pend_plain;
     s->pend_plain = 0;
     s->writing = 1;
-    uv_buf_t b = uv_buf_init(s->wire.data, (unsigned)s->wire.len);
-    int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
-    if (n == (int)s->wire.len) {
-        write_done(s);
-        return;
-    }
-    if (n < 0 && n != UV_EAGAIN) {
-        fail_uv(s, n, "write");
-        return;
-    }
-    if (n < 0) n = 0;
-    b = uv_buf_init(s->wire.data + n, (unsigned)(s->wire.len - (size_t)n));
-    s->wreq.data = s;
-    int r = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write);
-    if (r) fail_uv(s, r, "write");
+    if (send_wire(s, 0) == 0) write_done(s);
 }
 
 static void do_flush(nc_flushable *f) {
@@ -189,7 +254,7 @@ static void do_flush(nc_flushable *f) {
             ERR_clear_error();
             int r = SSL_write(s->ssl, s->out.data, (int)s->out.len);
             if (r <= 0) {
-                fail_tls(s);
+                tls_fail(s);
                 return;
             }
             s->pend_plain += s->out.len;
@@ -255,24 +320,64 @@ static void tls_open(nc_stream *s) {
     if (s->cbs->on_open) s->cbs->on_open(s, 0, NULL);
 }
 
+/* After any SSL call: what it produced (handshake flights, alerts, session tickets, close_notify) must
+ * leave even when no plaintext is queued — a TLS 1.2 server's final flight (ChangeCipherSpec, Finished)
+ * is produced by the SSL_do_handshake call that completes, and the client waits for it. */
+static void tls_schedule_output(nc_stream *s) {
+    if (s->state == ST_CLOSING) return;
+    if (drain_wbio(s)) {
+        nc_stream_close(s, NC_ENOMEM, "out of memory");
+        return;
+    }
+    if (s->pend.len) nc_ioctx_mark(s->io, &s->fl);
+}
+
+/* A handshake or record failure: best effort to deliver the alert OpenSSL wrote, then close with the
+ * TLS reason (not the write error a peer already gone would cause). */
+static void tls_fail(nc_stream *s) {
+    char msg[200];
+    nc_tls_describe_error(s->ssl, msg, sizeof msg);
+    drain_wbio(s);
+    if (!s->writing && s->pend.len) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) {
+            ssize_t n = send(fd, s->pend.data, s->pend.len, SEND_FLAGS);
+            (void)n;
+        }
+    }
+    nc_stream_close(s, NC_ETLS, msg);
+}
+
+/* The peer ended its side (FIN, or TLS close_notify). Node ends a socket whose peer ended
+ * (allowHalfOpen false) after flushing what was written; so do we: no more reading, what is queued
+ * leaves, then FIN (and close_notify), then close. Replies produced later are refused (NC_ECLOSED). */
+static void peer_ended(nc_stream *s) {
+    if (s->state != ST_OPEN || (!s->out.len && !s->pend.len && !s->writing)) {
+        nc_stream_close(s, 0, "end of stream");
+        return;
+    }
+    s->peer_eof = 1;
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    nc_stream_end(s);
+}
+
 /* Runs the handshake and decrypts what the read BIO holds. */
 static void tls_pump(nc_stream *s) {
     if (!s->tls_done) {
         ERR_clear_error();
         int r = SSL_do_handshake(s->ssl);
         if (r == 1) {
-            drain_wbio(s);
+            tls_schedule_output(s);
+            if (s->state == ST_CLOSING) return;
             tls_open(s);
             if (s->state == ST_CLOSING) return;
         } else {
             int e = SSL_get_error(s->ssl, r);
-            drain_wbio(s);
             if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-                start_write(s); /* try to deliver the alert */
-                fail_tls(s);
+                tls_fail(s);
                 return;
             }
-            nc_ioctx_mark(s->io, &s->fl);
+            tls_schedule_output(s);
             return;
         }
     }
@@ -291,21 +396,21 @@ static void tls_pump(nc_stream *s) {
         int e = SSL_get_error(s->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
         if (e == SSL_ERROR_ZERO_RETURN) {
-            nc_stream_close(s, 0, "end of stream");
+            peer_ended(s); /* close_notify */
             return;
         }
-        fail_tls(s);
+        tls_fail(s);
         return;
     }
-    if (s->state != ST_CLOSING && BIO_ctrl_pending(SSL_get_wbio(s->ssl))) nc_ioctx_mark(s->io, &s->fl);
+    tls_schedule_output(s);
 }
 
 static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
     nc_stream *s = h->data;
-    if (n == 0 || s->state == ST_CLOSING) return;
+    if (n == 0 || s->state == ST_CLOSING || s->peer_eof) return;
     if (n < 0) {
         if (n == UV_EOF)
-            nc_stream_close(s, 0, "end of stream");
+            peer_ended(s);
         else
             fail_uv(s, (int)n, "read");
         return;
@@ -336,6 +441,7 @@ void nc_stream_pause(nc_stream *s) {
 void nc_stream_resume(nc_stream *s) {
     if (!s->paused || s->state == ST_CLOSING) return;
     s->paused = 0;
+    if (s->peer_eof) return;
     uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
     /* Plaintext already decrypted into the SSL object is not signalled by the socket again. */
     if (s->ssl && s->tls_done && SSL_pending(s->ssl)) tls_pump(s);
@@ -351,6 +457,7 @@ static void on_connect(uv_connect_t *req, int status) {
         return;
     }
     uv_tcp_nodelay(&s->tcp, 1);
+    no_sigpipe(s);
     int r = start_reading(s);
     if (r) {
         nc_stream_close(s, r, "cannot read from the socket");
@@ -388,6 +495,7 @@ int nc_stream_accept(nc_stream *s, uv_stream_t *listener) {
     int r = uv_accept(listener, (uv_stream_t *)&s->tcp);
     if (r) return nc_err_from_uv(r);
     uv_tcp_nodelay(&s->tcp, 1);
+    no_sigpipe(s);
     s->state = s->ssl ? ST_CONNECTING : ST_OPEN;
     r = start_reading(s);
     if (r) return r;

@@ -1,5 +1,8 @@
 /* A byte stream over a libuv TCP handle, plain or TLS (OpenSSL with memory BIOs, so TLS runs on the same
  * loop with no extra threads). Writes are buffered and leave once per loop iteration (see ioctx.h).
+ * Every byte leaves through send(2) with MSG_NOSIGNAL (SO_NOSIGPIPE where that flag is missing), never
+ * through uv_write, so no write ever raises SIGPIPE, whatever the embedding program's signal setup.
+ * A peer that ends its side (FIN, TLS close_notify) gets what is queued, then FIN, as Node does.
  * The nc_stream is embedded in its owner's struct; the owner may free it once on_close has run. Private. */
 #ifndef NC_IO_STREAM_H
 #define NC_IO_STREAM_H
@@ -40,11 +43,16 @@ struct nc_stream {
     const nc_stream_cbs *cbs;
     void *data; /* the owner's */
     uv_connect_t connect_req;
-    uv_write_t wreq;
     uv_shutdown_t sreq;
-    nc_buf out;  /* plaintext not yet handed to TLS / the socket */
-    nc_buf pend; /* wire bytes ready to write */
-    nc_buf wire; /* wire bytes in the current uv_write */
+    /* Writability watch while a send would block. libuv allows one watcher per descriptor and the TCP
+     * handle already has one, so this one watches a dup() of the socket (wfd, -1 until needed). */
+    uv_poll_t wpoll;
+    int wfd;
+    int open_handles; /* tcp, wpoll: on_close runs once both are closed */
+    nc_buf out;       /* plaintext not yet handed to TLS / the socket */
+    nc_buf pend;      /* wire bytes ready to write */
+    nc_buf wire;      /* wire bytes being sent (wire_off of them already are) */
+    size_t wire_off;
     uint64_t pend_plain, wire_plain;
     uint64_t queued_bytes, written_bytes; /* plaintext totals */
     nc_write_note *notes;
@@ -58,6 +66,7 @@ struct nc_stream {
     unsigned want_end : 1;
     unsigned ended : 1;
     unsigned notify_sent : 1;
+    unsigned peer_eof : 1; /* the peer ended its side: no more reading */
     int close_err;
 };
 
@@ -82,7 +91,7 @@ int nc_stream_notify_written(nc_stream *s, void (*cb)(void *, int), void *arg);
 uint64_t nc_stream_unsent(const nc_stream *s);
 void nc_stream_pause(nc_stream *s);
 void nc_stream_resume(nc_stream *s);
-/* Orderly end: flush what is queued, send FIN, then close. */
+/* Orderly end: flush what is queued, send FIN (TLS: close_notify first), then close. */
 void nc_stream_end(nc_stream *s);
 /* Immediate close (pending writes dropped). Idempotent. on_end(err,msg) then on_close follow. */
 void nc_stream_close(nc_stream *s, int err, const char *msg);

@@ -50,7 +50,7 @@ static int parse_into(cli_args *a, int argc, char **argv, int first) {
     a->duration_s = 5;
     a->warmup_s = 1;
     a->max_buffer_size = a->max_send_buffer_size = -2; /* -2 = not given */
-    a->incomplete_timeout_ms = a->shutdown_timeout_ms = -2;
+    a->incomplete_timeout_ms = a->shutdown_timeout_ms = a->handshake_timeout_ms = -2;
     a->events_history = -2;
     int only_pos = 0;
     for (int i = first; i < argc; i++) {
@@ -139,6 +139,8 @@ static int parse_into(cli_args *a, int argc, char **argv, int first) {
             r = int_arg(name, val, &a->incomplete_timeout_ms);
         else if (!strcmp(name, "--shutdown-timeout"))
             r = int_arg(name, val, &a->shutdown_timeout_ms);
+        else if (!strcmp(name, "--handshake-timeout"))
+            r = int_arg(name, val, &a->handshake_timeout_ms);
         else if (!strcmp(name, "--events-history"))
             r = int_arg(name, val, &a->events_history);
         else if (!strcmp(name, "--max-buffer-size") || !strcmp(name, "--max-send-buffer-size")) {

@@ -31,6 +31,7 @@ typedef struct cli_args {
     const char *engine;          /* --engine raw|client, NULL = default */
     long long max_buffer_size, max_send_buffer_size; /* -2 = not given */
     int incomplete_timeout_ms, shutdown_timeout_ms;  /* -2 = not given */
+    int handshake_timeout_ms;                        /* --handshake-timeout (conformance), -2 = not given */
     int events_history;                              /* --events-history (conformance), -2 = not given */
 } cli_args;
 

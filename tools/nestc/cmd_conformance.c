@@ -255,6 +255,8 @@ static void usage(FILE *f) {
           "  --shutdown-timeout MS    at shutdown, time for in-flight requests to finish and for their\n"
           "                           replies to be written (default 10000); then unfinished requests\n"
           "                           are cancelled and the process exits\n"
+          "  --handshake-timeout MS   tls://: close a connection whose TLS handshake is not done in\n"
+          "                           this time (default 10000, 0 = never)\n"
           "  --workers N              serve on N loops / threads sharing the port (default 1)\n"
           "  --events-history N       event payloads kept per event pattern for `events` (the most\n"
           "                           recent N; default 1000, 0 keeps none); `count` stays exact\n"
@@ -310,6 +312,7 @@ int cmd_conformance(int argc, char **argv) {
     so.max_send_buffer_size = cli_limit(a.max_send_buffer_size);
     so.incomplete_message_timeout_ms = (int)cli_limit(a.incomplete_timeout_ms);
     so.shutdown_timeout_ms = (int)cli_limit(a.shutdown_timeout_ms);
+    so.handshake_timeout_ms = (int)cli_limit(a.handshake_timeout_ms);
     so.workers = a.workers;
     nc_server *s;
     int r = nc_server_new(&s, a.pos[0], &so);

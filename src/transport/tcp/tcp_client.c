@@ -56,7 +56,7 @@ static int tcp_create(nc_client *cli, const nc_url *url, void **state) {
     t->cli = cli;
     t->host = strdup(url->host[0] ? url->host : "localhost");
     t->port = url->port >= 0 ? url->port : 3000;
-    t->lim = (nc_tcp_limits){cfg->max_buffer_size, cfg->max_send_buffer_size, cfg->incomplete_timeout_ms};
+    t->lim = (nc_tcp_limits){cfg->max_buffer_size, cfg->max_send_buffer_size, cfg->incomplete_timeout_ms, 0};
     if (strcmp(url->scheme, "tls") == 0) {
         static const nc_tls_opts none = {0};
         char err[300];

@@ -41,6 +41,16 @@ static void on_stall(uv_timer_t *t) {
     nc_tcp_conn_close(c, 0, NC_ESTALLED, "incomplete message timeout");
 }
 
+/* The TLS handshake did not complete in time (a peer that connects and stalls, or sends part of a
+ * ClientHello, would otherwise hold its descriptor and buffers forever). Closing before the stream opens
+ * reports on_open(err), which the server logs at WARN with the peer's address. */
+static void on_handshake_timeout(uv_timer_t *t) {
+    nc_tcp_conn *c = t->data;
+    char why[96];
+    snprintf(why, sizeof why, "TLS handshake not completed within %d ms", c->lim.handshake_ms);
+    nc_tcp_conn_close(c, 0, NC_ESTALLED, why);
+}
+
 static int frame_cb(void *user, const char *json, size_t len) {
     nc_tcp_conn *c = user;
     char why[256];
@@ -79,7 +89,8 @@ static void on_data(nc_stream *s, const char *data, size_t len) {
 
 static void on_open(nc_stream *s, int err, const char *msg) {
     nc_tcp_conn *c = CONN_OF(s);
-    if (!err) nc_stream_peer(s, c->peer, sizeof c->peer);
+    uv_timer_stop(&c->stall); /* the handshake timeout, if any */
+    if (!err && !strcmp(c->peer, "?")) nc_stream_peer(s, c->peer, sizeof c->peer);
     if (c->cbs->on_open) c->cbs->on_open(c, err, msg);
 }
 
@@ -160,6 +171,15 @@ int nc_tcp_conn_send(nc_tcp_conn *c, const char *json, size_t len) {
         c->backpressure = 1;
         nc_stream_pause(&c->st);
     }
+    return 0;
+}
+
+int nc_tcp_conn_accept(nc_tcp_conn *c, uv_stream_t *listener) {
+    int r = nc_stream_accept(&c->st, listener);
+    if (r) return r;
+    nc_stream_peer(&c->st, c->peer, sizeof c->peer);
+    if (c->st.ssl && c->lim.handshake_ms > 0 && !nc_stream_is_open(&c->st))
+        uv_timer_start(&c->stall, on_handshake_timeout, (uint64_t)c->lim.handshake_ms, 0);
     return 0;
 }
 

@@ -25,6 +25,7 @@ typedef struct nc_tcp_limits {
     long long max_buffer; /* UTF-16 units, 0 = off */
     long long max_send;   /* bytes, 0 = off */
     int incomplete_ms;    /* 0 = off */
+    int handshake_ms;     /* accepted TLS connections: time to complete the handshake, 0 = off */
 } nc_tcp_limits;
 
 struct nc_tcp_conn {
@@ -51,6 +52,9 @@ struct nc_tcp_conn {
 nc_tcp_conn *nc_tcp_conn_new(nc_ioctx *io, SSL_CTX *ssl, int is_server, const char *host,
                              const nc_tcp_limits *lim, const nc_tcp_conn_cbs *cbs, const nc_logger *log,
                              const char *component, void *owner);
+/* Server: accepts the connection from `listener`, records the peer's address and, for TLS, starts the
+ * handshake timeout. Returns 0 or an error (the caller closes the connection). */
+int nc_tcp_conn_accept(nc_tcp_conn *c, uv_stream_t *listener);
 /* Queues one frame (prefix + json). Applies the send-buffer bounds. Returns 0 or an error if the
  * connection is gone or was just closed for not reading. */
 int nc_tcp_conn_send(nc_tcp_conn *c, const char *json, size_t len);

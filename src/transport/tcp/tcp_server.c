@@ -121,7 +121,7 @@ static void on_connection(uv_stream_t *l, int status) {
     if (t->conns) t->conns->prev = c;
     t->conns = c;
     t->nconns++;
-    int r = nc_stream_accept(&c->st, l);
+    int r = nc_tcp_conn_accept(c, l);
     if (r) nc_tcp_conn_close(c, 0, r, "accept failed");
 }
 
@@ -140,7 +140,8 @@ static int tcp_create(nc_server *srv, const nc_url *url, void **state) {
     t->srv = srv;
     t->host = strdup(url->host[0] ? url->host : "localhost");
     t->port = url->port >= 0 ? url->port : 3000;
-    t->lim = (nc_tcp_limits){cfg->max_buffer_size, cfg->max_send_buffer_size, cfg->incomplete_timeout_ms};
+    t->lim = (nc_tcp_limits){cfg->max_buffer_size, cfg->max_send_buffer_size, cfg->incomplete_timeout_ms,
+                             is_tls ? cfg->handshake_timeout_ms : 0};
     if (is_tls) {
         char err[300];
         int r = nc_tls_ctx_new(&t->ssl, &cfg->tls, 1, err, sizeof err);

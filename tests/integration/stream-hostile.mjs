@@ -1,0 +1,273 @@
+// Hostile and unusual peers at the byte-stream level, over tcp:// and tls:// (`nestc conformance`):
+// a peer that closes while a large reply is being written (SIGPIPE must never kill the process), a peer
+// that half-closes after its request (its replies are still delivered), TLS 1.2 and 1.3 in both
+// directions (OpenSSL and Node clients against nestc, nestc against a Node server), and TLS handshakes
+// that stall (closed after the handshake timeout, with the peer named in the log).
+// NESTC_BIN names the nestc binary, NESTC_CERTS the directory of tests/interop/gen-certs.sh.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import tls from 'node:tls';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { NESTC, frame, sleep } from './harness.mjs';
+
+const CERTS = process.env.NESTC_CERTS;
+const FACTOR = Number(process.env.NESTC_TEST_TIMEOUT_FACTOR) || 1;
+const cert = (f) => `${CERTS}/${f}`;
+const req = (pattern, data, id) => frame(JSON.stringify({ pattern, data, id }));
+
+// `nestc conformance <scheme>://127.0.0.1:0 [args]` with the test certificates for tls.
+async function start(scheme, args = []) {
+  const extra = scheme === 'tls' ? ['--cert', cert('server.pem'), '--key', cert('server.key')] : [];
+  const proc = spawn(NESTC, ['conformance', `${scheme}://127.0.0.1:0`, ...extra, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  let out = '';
+  proc.stderr.on('data', (d) => (err += d));
+  const port = await new Promise((resolve, reject) => {
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on port (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on('exit', (code, sig) => reject(new Error(`nestc exited ${code ?? sig}: ${err}`)));
+  });
+  return {
+    port,
+    proc,
+    stderr: () => err,
+    alive: () => proc.exitCode === null && proc.signalCode === null,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode ?? proc.signalCode;
+      proc.kill('SIGTERM');
+      const [code, sig] = await once(proc, 'exit');
+      return code ?? sig;
+    },
+  };
+}
+
+// A connected socket (plain or TLS, any TLS options) that collects what it receives.
+async function connect(scheme, port, opts = {}) {
+  const sock =
+    scheme === 'tls'
+      ? tls.connect({ port, host: '127.0.0.1', ca: readFileSync(cert('ca.pem')), servername: 'localhost', ...opts })
+      : net.connect({ port, host: '127.0.0.1', ...opts });
+  sock.on('error', () => {});
+  const ready = once(sock, scheme === 'tls' ? 'secureConnect' : 'connect');
+  const timer = new Promise((_, reject) => {
+    const t = setTimeout(() => reject(new Error('connection not ready (handshake hangs?)')), 10000 * FACTOR);
+    ready.finally(() => clearTimeout(t)).catch(() => {});
+  });
+  try {
+    await Promise.race([ready, timer]);
+  } catch (e) {
+    sock.destroy();
+    throw e;
+  }
+  let text = '';
+  let ended = false;
+  sock.on('data', (d) => (text += d));
+  sock.on('end', () => (ended = true));
+  sock.on('close', () => (ended = true));
+  return { sock, text: () => text, ended: () => ended };
+}
+
+async function until(pred, ms) {
+  const end = Date.now() + ms * FACTOR;
+  while (Date.now() < end) {
+    if (pred()) return true;
+    await sleep(10);
+  }
+  return pred();
+}
+
+async function served(scheme, port, id = 'alive') {
+  let c;
+  try {
+    c = await connect(scheme, port);
+  } catch {
+    return false;
+  }
+  c.sock.write(req('sum', [20, 22], id));
+  const ok = await until(() => c.text().includes(`"id":"${id}"`), 10000);
+  c.sock.destroy();
+  return ok && c.text().includes('"response":42');
+}
+
+const schemes = CERTS ? ['tcp', 'tls'] : ['tcp'];
+
+for (const scheme of schemes) {
+  test(`${scheme}: a peer closing during a large reply does not kill the server (SIGPIPE)`, async () => {
+    const srv = await start(scheme);
+    try {
+      const big = 'x'.repeat(1 << 20);
+      const items = Array.from({ length: 20000 }, (_, i) => i);
+      for (let round = 0; round < 4; round++) {
+        for (const [pattern, data] of [
+          ['echo', big],
+          ['streaming', items],
+        ]) {
+          const c = await connect(scheme, srv.port);
+          // the whole request is handed to the kernel, then the socket goes away at once (RST, since the
+          // reply is unread): the server's writes hit a dead socket
+          await new Promise((r) => c.sock.write(req(pattern, data, `${pattern}${round}`), r));
+          c.sock.destroy();
+        }
+        // the server had time to work on them: wait until it answers another client
+        assert.ok(await served(scheme, srv.port, `alive${round}`), `served after round ${round}`);
+        assert.ok(srv.alive(), `server alive after round ${round}: ${srv.stderr()}`);
+      }
+    } finally {
+      assert.equal(await srv.stop(), 0, `graceful exit: ${srv.stderr()}`);
+    }
+  });
+
+  test(`${scheme}: a peer that half-closes after its request still gets the reply, then FIN`, async () => {
+    const srv = await start(scheme);
+    try {
+      // request and FIN in one burst: the server reads both before its reply leaves
+      for (let i = 0; i < 20; i++) {
+        const c = await connect(scheme, srv.port, { allowHalfOpen: true });
+        c.sock.end(req('sum', [i, 1], `half${i}`));
+        assert.ok(await until(() => c.ended(), 10000), 'the server ends the connection');
+        assert.ok(c.text().includes(`"response":${i + 1}`), `reply ${i} arrived before FIN: ${c.text()}`);
+      }
+      // a reply larger than the socket buffers, read late: most of it is still queued at our FIN
+      const c = await connect(scheme, srv.port, { allowHalfOpen: true });
+      const big = 'y'.repeat(16 << 20);
+      c.sock.pause();
+      c.sock.end(req('echo', big, 'big'));
+      await sleep(200);
+      c.sock.resume();
+      assert.ok(await until(() => c.ended(), 20000), 'the server ends the connection');
+      const m = /^(\d+)#/.exec(c.text());
+      assert.ok(m && c.text().length === m[0].length + Number(m[1]), `the whole reply arrived (${c.text().length} chars)`);
+      assert.ok(srv.alive());
+    } finally {
+      assert.equal(await srv.stop(), 0);
+    }
+  });
+}
+
+// ---- TLS versions --------------------------------------------------------------------------------------
+
+const tlsTest = (name, fn) => test(name, { skip: !CERTS && 'NESTC_CERTS not set' }, fn);
+
+for (const version of ['TLSv1.2', 'TLSv1.3']) {
+  tlsTest(`Node ${version} client against the nestc server`, async () => {
+    const srv = await start('tls');
+    try {
+      const c = await connect('tls', srv.port, { minVersion: version, maxVersion: version });
+      assert.equal(c.sock.getProtocol(), version);
+      c.sock.write(req('sum', [1, 2], 'v'));
+      assert.ok(await until(() => c.text().includes('"response":3'), 10000), `reply over ${version}`);
+      c.sock.destroy();
+    } finally {
+      assert.equal(await srv.stop(), 0);
+    }
+  });
+
+  const flag = version === 'TLSv1.2' ? '-tls1_2' : '-tls1_3';
+  tlsTest(`openssl s_client ${flag} against the nestc server`, async () => {
+    const srv = await start('tls');
+    try {
+      const cl = spawn(
+        'openssl',
+        ['s_client', flag, '-quiet', '-connect', `127.0.0.1:${srv.port}`, '-CAfile', cert('ca.pem')],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      cl.stdout.on('data', (d) => (out += d));
+      cl.stdin.write(req('sum', [2, 3], 'ossl'));
+      const ok = await until(() => out.includes('"response":5'), 10000);
+      cl.kill();
+      assert.ok(ok, `reply over ${version}: ${out}`);
+    } finally {
+      assert.equal(await srv.stop(), 0);
+    }
+  });
+
+  tlsTest(`nestc send against a Node ${version} TLS server`, async () => {
+    // a minimal NestJS-framed responder: `<len>#{"pattern","data","id"}` → the sum as one reply
+    const server = tls.createServer(
+      { key: readFileSync(cert('server.key')), cert: readFileSync(cert('server.pem')), minVersion: version, maxVersion: version },
+      (s) => {
+        let buf = '';
+        s.on('error', () => {});
+        s.on('data', (d) => {
+          buf += d;
+          const m = /^(\d+)#/.exec(buf);
+          if (!m || buf.length < m[0].length + Number(m[1])) return;
+          const msg = JSON.parse(buf.slice(m[0].length, m[0].length + Number(m[1])));
+          buf = '';
+          const reply = { id: msg.id, response: msg.data.reduce((a, b) => a + b, 0), isDisposed: true };
+          s.write(frame(JSON.stringify(reply)));
+        });
+      },
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const { port } = server.address();
+      const cl = spawn(NESTC, ['send', `tls://localhost:${port}`, 'sum', '[4,5]', '--ca', cert('ca.pem'), '--timeout', String(10000 * FACTOR)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      cl.stdout.on('data', (d) => (out += d));
+      cl.stderr.on('data', (d) => (err += d));
+      const [code] = await once(cl, 'exit');
+      assert.equal(code, 0, err);
+      assert.equal(out.trim(), '9');
+    } finally {
+      server.close();
+    }
+  });
+}
+
+// ---- handshake timeout ---------------------------------------------------------------------------------
+
+// The first bytes of a real ClientHello (a TLS record header and the start of the handshake message).
+const halfClientHello = () => Buffer.from('16030100f8010000f40303', 'hex');
+
+tlsTest('stalled TLS handshakes are closed after --handshake-timeout, the peer named in the log', async () => {
+  const srv = await start('tls', ['--handshake-timeout', '300']);
+  try {
+    const n = 50;
+    const socks = [];
+    for (let i = 0; i < n; i++) {
+      const s = net.connect(srv.port, '127.0.0.1');
+      s.on('error', () => {});
+      await once(s, 'connect');
+      const st = { s, closed: false, port: s.localPort };
+      s.on('close', () => (st.closed = true));
+      s.on('end', () => (st.closed = true));
+      if (i % 2 === 0) s.write(halfClientHello()); // half a ClientHello; the others send nothing
+      s.resume();
+      socks.push(st);
+    }
+    assert.ok(await until(() => socks.every((x) => x.closed), 10000), 'every stalled connection closed');
+    const log = srv.stderr();
+    assert.match(log, /WARN/);
+    for (const x of socks.slice(0, 3)) assert.ok(log.includes(`127.0.0.1:${x.port}`), `log names 127.0.0.1:${x.port}`);
+    assert.ok(await served('tls', srv.port), 'a normal client is served');
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+tlsTest('a completed handshake is not cut by the handshake timeout', async () => {
+  const srv = await start('tls', ['--handshake-timeout', '200']);
+  try {
+    const c = await connect('tls', srv.port);
+    await sleep(600);
+    c.sock.write(req('sum', [1, 1], 'late'));
+    assert.ok(await until(() => c.text().includes('"response":2'), 10000));
+    c.sock.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
