@@ -1,6 +1,7 @@
 #include "codec/json_build.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +188,31 @@ static int string_tok(parser *ps, const char **s, size_t *n) {
     return 0;
 }
 
+/* JSON.parse's Infinity (a number beyond the double range): a jansson real holding ±HUGE_VAL, so that a
+ * handler adds it as JavaScript would and the writer writes it as null like JSON.stringify. json_real()
+ * refuses non-finite values, but a jansson real is a json_t followed by its double (json_real_t in
+ * jansson_private.h, the same since 2.0): the slot is checked on a finite value before it is written. If
+ * the layout ever differs, JSON null (what JSON.stringify writes for Infinity anyway). */
+static json_t *js_infinity(int neg) {
+    struct real_layout {
+        json_t json;
+        double value;
+    };
+    json_t *r = json_real(1.5);
+    if (!r) return NULL;
+    double *slot = (double *)((char *)r + offsetof(struct real_layout, value));
+    if (*slot != 1.5 || json_real_value(r) != 1.5) {
+        json_decref(r);
+        return json_null();
+    }
+    *slot = neg ? -HUGE_VAL : HUGE_VAL;
+    if (!isinf(json_real_value(r))) { /* the accessor reads elsewhere after all */
+        json_decref(r);
+        return json_null();
+    }
+    return r;
+}
+
 /* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? as JSON.parse reads it. */
 static json_t *number(parser *ps) {
     const unsigned char *start = ps->p, *p = start, *end = ps->end;
@@ -237,8 +263,7 @@ static json_t *number(parser *ps) {
     tmp[n] = '\0';
     double v = strtod(tmp, NULL); /* correctly rounded; overflow gives ±HUGE_VAL, underflow ±0 */
     if (tmp != buf) free(tmp);
-    /* JSON.parse gives Infinity, which JSON.stringify writes as null; jansson cannot hold Infinity */
-    if (isinf(v)) return json_null();
+    if (isinf(v)) return js_infinity(v < 0);
     return json_real(v);
 }
 

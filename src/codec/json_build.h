@@ -8,9 +8,10 @@
  *   writer (json_write.h) writes such bytes back as "\udxxx", as JSON.stringify does.
  * - nesting up to NC_JSON_MAX_DEPTH levels (jansson stops at 2048), parsed with an explicit stack:
  *   no recursion on the depth a peer chooses;
- * - numbers beyond the double range (1e400) are JSON.parse's Infinity, which JSON.stringify writes as
- *   null: they are read as JSON null (a jansson real cannot hold Infinity). Integers beyond int64 are
- *   doubles, as in JavaScript;
+ * - numbers beyond the double range (1e400) are JSON.parse's Infinity: a jansson real holding ±HUGE_VAL
+ *   (json_real() cannot make one; see js_infinity), which the writer writes as null like JSON.stringify
+ *   and which adds, compares and is truthy as in JavaScript. Integers beyond int64 are doubles, as in
+ *   JavaScript; numbers below the double range are 0;
  * - "\u0000" in keys too.
  * Input must be UTF-8 (ill-formed UTF-8 inside a string is refused; raw surrogate bytes are ill-formed).
  * Duplicate keys: the last value wins, at the first key's position (JSON.parse). */

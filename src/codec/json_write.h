@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "codec/json_build.h"
 #include "util/buf.h"
 
 /* Appends to `out` exactly what JSON.stringify writes for the JavaScript value equivalent to `v`:

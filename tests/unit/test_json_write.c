@@ -566,10 +566,21 @@ static void test_parse(void **state) {
         assert_memory_equal(json_string_value(v), wtf8[i].want, strlen(wtf8[i].want));
         json_decref(v);
     }
-    /* beyond the double range: Infinity to JavaScript, written back as null: read as null */
-    assert_int_equal(nc_json_parse("[1e400,-1e400,1e-400]", 21, &v, NULL, 0), 0);
-    assert_true(json_is_null(json_array_get(v, 0)) && json_is_null(json_array_get(v, 1)));
+    /* beyond the double range: Infinity to JavaScript (a real holding it), written back as null; below
+     * it: 0; integers beyond int64: doubles */
+    assert_int_equal(nc_json_parse("[1e400,-1e400,1e-400,123456789012345678901234567890]", 52, &v, NULL, 0),
+                     0);
+    assert_true(json_is_real(json_array_get(v, 0)) && json_real_value(json_array_get(v, 0)) == HUGE_VAL);
+    assert_true(json_is_real(json_array_get(v, 1)) && json_real_value(json_array_get(v, 1)) == -HUGE_VAL);
     assert_true(json_is_real(json_array_get(v, 2)) && json_real_value(json_array_get(v, 2)) == 0);
+    assert_true(json_is_real(json_array_get(v, 3)) &&
+                json_real_value(json_array_get(v, 3)) == 1.2345678901234568e29);
+    assert_true(json_number_value(json_array_get(v, 0)) + 1 == HUGE_VAL); /* adds as in JavaScript */
+    nc_buf ib = NC_BUF_INIT;
+    assert_int_equal(nc_json_write(&ib, v), 0);
+    assert_int_equal(ib.len, strlen("[null,null,0,1.2345678901234568e+29]"));
+    assert_memory_equal(ib.data, "[null,null,0,1.2345678901234568e+29]", ib.len);
+    nc_buf_free(&ib);
     json_decref(v);
     /* raw surrogate bytes, or other ill-formed UTF-8, are not text */
     assert_int_equal(nc_json_parse("\"\xed\xa0\x80\"", 5, &v, NULL, 0), NC_EPROTO);

@@ -313,10 +313,11 @@ static void test_lookup(void **state) {
     assert_user_einval("false");
     assert_user_einval(" null\n");
     assert_user_einval("\"a\\u0000b\"");
-    /* JSON that JSON.parse takes and that is no route: no raw-text fallback (1e400 is Infinity, read
-     * as null) */
-    assert_user_einval("1e400");
+    /* JSON that JSON.parse takes and that is no route: no raw-text fallback */
     assert_user_einval("{\"a\\u0000\":1}");
+    /* 1e400 is JSON.parse's Infinity, a number: String(Infinity) */
+    assert_user_route("1e400", "Infinity");
+    assert_user_route("{\"n\":-1e400}", "{\"n\":-Infinity}");
     /* a lone surrogate is a string like any other (held as WTF-8), and deep nesting is JSON too: the
      * route stops at NestJS's depth */
     assert_user_route("\"\\ud800\"", "\xed\xa0\x80");
