@@ -304,7 +304,7 @@ static int key(parser *ps) {
         ps->keys = t;
         ps->kcap = cap;
     }
-    memcpy(ps->keys, k, kn);
+    if (kn) memcpy(ps->keys, k, kn); /* an empty key: maybe no buffer yet */
     ps->klen = kn;
     ws(ps);
     if (ps->p >= ps->end || *ps->p != ':') return fail(ps, ps->p, "':' expected");
