@@ -106,6 +106,26 @@ typedef enum nc_reply_kind {
 } nc_reply_kind;
 NC_API int nc_reply_threadsafe(nc_request *req, nc_reply_kind kind, json_t *value);
 
+/* ---- JSON from the peer: what a handler sees ------------------------------------------------------
+ * nestc reads every payload as NestJS does (JSON.parse), so it answers what NestJS answers (docs/json.md).
+ * In the jansson values it gives (nc_msg_data, nc_msg_metadata, reply values on a client):
+ * - Strings are UTF-8, except that a lone UTF-16 surrogate — JSON.parse accepts "ab\ud83d", what
+ *   JavaScript produces when a string is cut inside an emoji — is kept as WTF-8: the surrogate's code point
+ *   in the 3-byte form (ED A0..BF 80..BF). Such a string is not valid UTF-8: json_string_value() and
+ *   json_string_length() give it as is, jansson's json_string() would refuse it (build one with
+ *   json_stringn_nocheck()). nestc writes it back as "\udxxx" (lowercase), as JSON.stringify does, so an
+ *   echo is byte for byte NestJS's; a pair of escapes is one ordinary 4-byte UTF-8 character.
+ * - Numbers beyond the double range (1e400) are JSON.parse's Infinity: a real holding +/-HUGE_VAL (it
+ *   adds, compares and is truthy as in JavaScript), written back as null like JSON.stringify. Integers
+ *   beyond int64 are reals (JavaScript numbers); integers beyond 2^53 are written as JavaScript would.
+ * - Nesting goes up to 10,000 levels (NestJS answers at 2,100); a deeper message is dropped with a log
+ *   line and the connection is kept. nestc parses, writes and frees such values without recursion, but
+ *   jansson's own json_deep_copy(), json_equal() and a last json_decref() recurse once per level: fine
+ *   on a default thread stack, not on a tiny one. (json_dumps() refuses more than 2048 levels; nc_reply
+ *   writes them.)
+ * - nc_msg_data_json() gives the payload's text in JSON.stringify's form whenever the received text had
+ *   escapes or whitespace. */
+
 /* Handler signatures. `user` is the pointer given at registration. */
 typedef void (*nc_request_fn)(nc_request *req, const nc_msg *msg, void *user);
 typedef void (*nc_event_fn)(const nc_msg *msg, void *user);

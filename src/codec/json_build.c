@@ -1,24 +1,55 @@
 #include "codec/json_build.h"
 
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/json_write.h"
+/* One open container. A container is attached to its parent when it opens, so only the innermost
+ * object can have a key pending: one key buffer serves every level. */
+typedef struct frame {
+    json_t *v;
+} frame;
 
-typedef struct builder {
-    const char *p, *end;
+typedef struct parser {
+    const unsigned char *p, *end, *start;
     char *tmp; /* unescaping scratch, grown as needed */
     size_t tmpcap;
-} builder;
+    char *keys; /* the pending key (the scratch buffer is reused by the value) */
+    size_t klen, kcap;
+    frame *st; /* open containers */
+    size_t depth, stcap;
+    frame inl[32];
+    nc_json_perr *e;
+    const char *why;
+    const unsigned char *at;
+    int nomem;
+} parser;
 
-static void ws(builder *b) {
-    while (b->p < b->end && (*b->p == ' ' || *b->p == '\n' || *b->p == '\r' || *b->p == '\t')) b->p++;
+static int fail(parser *ps, const unsigned char *at, const char *why) {
+    if (!ps->why) {
+        ps->why = why;
+        ps->at = at;
+    }
+    return -1;
 }
 
-static int hex4(const char *p) {
+static int oom(parser *ps) {
+    ps->nomem = 1;
+    return fail(ps, ps->p, "out of memory");
+}
+
+static inline void ws(parser *ps) {
+    const unsigned char *p = ps->p;
+    while (p < ps->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    ps->p = p;
+}
+
+static int hex4(const unsigned char *p) {
     int v = 0;
     for (int i = 0; i < 4; i++) {
-        unsigned c = (unsigned char)p[i];
+        unsigned c = p[i];
         int h = c >= '0' && c <= '9'                     ? (int)(c - '0')
                 : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (int)((c | 0x20) - 'a' + 10)
                                                          : -1;
@@ -28,36 +59,96 @@ static int hex4(const char *p) {
     return v;
 }
 
-/* A string token at b->p: its decoded bytes in *s and *n (pointing into the text when it has no escape). */
-static int string_tok(builder *b, const char **s, size_t *n) {
-    const char *start = ++b->p, *q = start;
-    while (q < b->end && *q != '"' && *q != '\\') q++;
-    if (q < b->end && *q == '"') {
-        *s = start;
+/* Length of the well-formed UTF-8 character at p (Unicode table 3-7), 0 when ill-formed. */
+static size_t utf8_char(const unsigned char *p, const unsigned char *end) {
+    unsigned c = p[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F; /* raw surrogates are not UTF-8 */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else
+        return 0;
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
+static char *put_cp(char *o, unsigned v) {
+    if (v < 0x80) {
+        *o++ = (char)v;
+    } else if (v < 0x800) {
+        *o++ = (char)(0xC0 | (v >> 6));
+        *o++ = (char)(0x80 | (v & 0x3F));
+    } else if (v < 0x10000) { /* a lone surrogate too: WTF-8 */
+        *o++ = (char)(0xE0 | (v >> 12));
+        *o++ = (char)(0x80 | ((v >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (v & 0x3F));
+    } else {
+        *o++ = (char)(0xF0 | (v >> 18));
+        *o++ = (char)(0x80 | ((v >> 12) & 0x3F));
+        *o++ = (char)(0x80 | ((v >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (v & 0x3F));
+    }
+    return o;
+}
+
+/* A string token at ps->p: its decoded bytes in *s and *n (pointing into the text when it has neither
+ * escape nor non-ASCII byte, else into the scratch buffer). */
+static int string_tok(parser *ps, const char **s, size_t *n) {
+    const unsigned char *start = ps->p + 1, *q = start, *end = ps->end;
+    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20 && *q < 0x80) q++;
+    if (q < end && *q == '"') {
+        *s = (const char *)start;
         *n = (size_t)(q - start);
-        b->p = q + 1;
+        ps->p = q + 1;
         return 0;
     }
-    /* escapes: decode into the scratch buffer (never longer than the text) */
-    const char *close = q;
-    while (close < b->end && *close != '"') close += *close == '\\' ? 2 : 1;
-    if (close >= b->end) return -1;
+    /* the closing quote bounds the decoded length: escapes and UTF-8 never grow */
+    const unsigned char *close = q;
+    while (close < end && *close != '"') close += *close == '\\' ? 2 : 1;
+    if (close >= end) return fail(ps, end, "premature end of input in a string");
     size_t need = (size_t)(close - start);
-    if (need > b->tmpcap) {
-        char *t = realloc(b->tmp, need ? need : 1);
-        if (!t) return -1;
-        b->tmp = t;
-        b->tmpcap = need;
+    if (need > ps->tmpcap) {
+        char *t = realloc(ps->tmp, need);
+        if (!t) return oom(ps);
+        ps->tmp = t;
+        ps->tmpcap = need;
     }
-    char *o = b->tmp;
-    for (const char *r = start; r < close;) {
-        if (*r != '\\') {
-            *o++ = *r++;
+    memcpy(ps->tmp, start, (size_t)(q - start));
+    char *o = ps->tmp + (q - start);
+    for (const unsigned char *r = q; r < close;) {
+        unsigned c = *r;
+        if (c >= 0x20 && c < 0x80 && c != '\\') {
+            *o++ = (char)c;
+            r++;
             continue;
         }
-        char e = r[1];
+        if (c < 0x20) return fail(ps, r, "control character in a string");
+        if (c >= 0x80) {
+            size_t k = utf8_char(r, close);
+            if (!k) return fail(ps, r, "invalid UTF-8 in a string");
+            memcpy(o, r, k);
+            o += k;
+            r += k;
+            continue;
+        }
+        unsigned char x = r[1];
         r += 2;
-        switch (e) {
+        switch (x) {
+        case '"':
+        case '\\':
+        case '/':
+            *o++ = (char)x;
+            break;
         case 'b':
             *o++ = '\b';
             break;
@@ -74,160 +165,364 @@ static int string_tok(builder *b, const char **s, size_t *n) {
             *o++ = '\t';
             break;
         case 'u': {
-            /* the scanner let through only BMP code points outside the surrogates and not 0 */
-            int v = hex4(r);
-            if (v <= 0 || (v >= 0xD800 && v <= 0xDFFF)) return -1;
+            int v = close - r >= 4 ? hex4(r) : -1;
+            if (v < 0) return fail(ps, r - 2, "invalid \\u escape");
             r += 4;
-            if (v < 0x80) {
-                *o++ = (char)v;
-            } else if (v < 0x800) {
-                *o++ = (char)(0xC0 | (v >> 6));
-                *o++ = (char)(0x80 | (v & 0x3F));
-            } else {
-                *o++ = (char)(0xE0 | (v >> 12));
-                *o++ = (char)(0x80 | ((v >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (v & 0x3F));
+            if (v >= 0xD800 && v <= 0xDBFF && close - r >= 6 && r[0] == '\\' && r[1] == 'u') {
+                int lo = hex4(r + 2);
+                if (lo >= 0xDC00 && lo <= 0xDFFF) { /* a pair: one supplementary character */
+                    v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+                    r += 6;
+                }
             }
+            o = put_cp(o, (unsigned)v); /* a lone surrogate stays one, as in JavaScript: WTF-8 */
             break;
         }
         default:
-            *o++ = e;
-            break; /* " \ / */
+            return fail(ps, r - 2, "invalid escape");
         }
     }
-    *s = b->tmp;
-    *n = (size_t)(o - b->tmp);
-    b->p = close + 1;
+    *s = ps->tmp;
+    *n = (size_t)(o - ps->tmp);
+    ps->p = close + 1;
     return 0;
 }
 
-static json_t *number(builder *b) {
-    const char *start = b->p;
+/* JSON.parse's Infinity (a number beyond the double range): a jansson real holding ±HUGE_VAL, so that a
+ * handler adds it as JavaScript would and the writer writes it as null like JSON.stringify. json_real()
+ * refuses non-finite values, but a jansson real is a json_t followed by its double (json_real_t in
+ * jansson_private.h, the same since 2.0): the slot is checked on a finite value before it is written. If
+ * the layout ever differs, JSON null (what JSON.stringify writes for Infinity anyway). */
+static json_t *js_infinity(int neg) {
+    struct real_layout {
+        json_t json;
+        double value;
+    };
+    json_t *r = json_real(1.5);
+    if (!r) return NULL;
+    double *slot = (double *)((char *)r + offsetof(struct real_layout, value));
+    if (*slot != 1.5 || json_real_value(r) != 1.5) {
+        json_decref(r);
+        return json_null();
+    }
+    *slot = neg ? -HUGE_VAL : HUGE_VAL;
+    if (!isinf(json_real_value(r))) { /* the accessor reads elsewhere after all */
+        json_decref(r);
+        return json_null();
+    }
+    return r;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? as JSON.parse reads it. */
+static json_t *number(parser *ps) {
+    const unsigned char *start = ps->p, *p = start, *end = ps->end;
+    int neg = p < end && *p == '-';
+    p += neg;
+    if (p >= end || *p < '0' || *p > '9') {
+        fail(ps, p, "invalid token");
+        return NULL;
+    }
+    const unsigned char *d = p;
+    if (*p == '0')
+        p++;
+    else
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    size_t nd = (size_t)(p - d);
     int real = 0;
-    while (b->p < b->end) {
-        char c = *b->p;
-        if (c == '.' || c == 'e' || c == 'E' || c == '+')
-            real = 1;
-        else if (!(c == '-' || (c >= '0' && c <= '9')))
-            break;
-        b->p++;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || *p < '0' || *p > '9') {
+            fail(ps, p, "invalid number");
+            return NULL;
+        }
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        real = 1;
     }
-    size_t n = (size_t)(b->p - start);
-    if (!real && n <= 18) {
-        json_int_t v = 0;
-        size_t i = start[0] == '-';
-        for (; i < n; i++) v = v * 10 + (start[i] - '0');
-        return json_integer(start[0] == '-' ? -v : v);
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || *p < '0' || *p > '9') {
+            fail(ps, p, "invalid number");
+            return NULL;
+        }
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        real = 1;
     }
-    /* reals (and the rare long integer): let jansson convert, with its overflow rules */
-    json_t *v = NULL;
-    char why[8];
-    nc_json_parse(start, n, &v, why, sizeof why);
+    ps->p = p;
+    if (!real && nd <= 19) {
+        uint64_t u = 0;
+        for (size_t i = 0; i < nd; i++) u = u * 10 + (uint64_t)(d[i] - '0'); /* 19 digits fit in uint64 */
+        if (u <= (uint64_t)INT64_MAX) return json_integer(neg ? -(json_int_t)u : (json_int_t)u);
+        if (neg && u == (uint64_t)INT64_MAX + 1) return json_integer(INT64_MIN);
+    }
+    /* reals, and integers beyond int64 (JavaScript holds every number as a double) */
+    size_t n = (size_t)(p - start);
+    char buf[64], *tmp = n < sizeof buf ? buf : malloc(n + 1);
+    if (!tmp) return NULL;
+    memcpy(tmp, start, n);
+    tmp[n] = '\0';
+    double v = strtod(tmp, NULL); /* correctly rounded; overflow gives ±HUGE_VAL, underflow ±0 */
+    if (tmp != buf) free(tmp);
+    if (isinf(v)) return js_infinity(v < 0);
+    return json_real(v);
+}
+
+static json_t *literal(parser *ps, const char *lit, size_t n, json_t *v) {
+    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, lit, n) != 0) {
+        fail(ps, ps->p, "invalid token");
+        return NULL;
+    }
+    ps->p += n;
     return v;
 }
 
-static json_t *value(builder *b, int depth);
-
-static json_t *array(builder *b, int depth) {
-    json_t *a = json_array();
-    if (!a) return NULL;
-    b->p++;
-    ws(b);
-    if (b->p < b->end && *b->p == ']') {
-        b->p++;
-        return a;
+static int push(parser *ps, json_t *v) {
+    if (ps->depth >= NC_JSON_MAX_DEPTH) return fail(ps, ps->p, "maximum nesting depth reached");
+    if (ps->depth == ps->stcap) {
+        size_t cap = ps->stcap * 2;
+        frame *st = ps->st == ps->inl ? malloc(cap * sizeof *st) : realloc(ps->st, cap * sizeof *st);
+        if (!st) return oom(ps);
+        if (ps->st == ps->inl) memcpy(st, ps->inl, sizeof ps->inl);
+        ps->st = st;
+        ps->stcap = cap;
     }
-    for (;;) {
-        json_t *v = value(b, depth + 1);
-        if (!v || json_array_append_new(a, v)) break;
-        ws(b);
-        if (b->p < b->end && *b->p == ',') {
-            b->p++;
-            ws(b);
-            continue;
-        }
-        if (b->p < b->end && *b->p == ']') {
-            b->p++;
-            return a;
-        }
-        break;
-    }
-    json_decref(a);
-    return NULL;
+    ps->st[ps->depth++] = (frame){v};
+    return 0;
 }
 
-static json_t *object(builder *b, int depth) {
-    json_t *o = json_object();
-    if (!o) return NULL;
-    b->p++;
-    ws(b);
-    if (b->p < b->end && *b->p == '}') {
-        b->p++;
-        return o;
+/* Reads a key at ps->p (after '{' or ',') into the key arena, then the ':'. */
+static int key(parser *ps) {
+    if (ps->p >= ps->end || *ps->p != '"') return fail(ps, ps->p, "string or '}' expected");
+    const char *k;
+    size_t kn;
+    if (string_tok(ps, &k, &kn)) return -1;
+    if (kn > ps->kcap) {
+        size_t cap = ps->kcap ? ps->kcap : 256;
+        while (cap < kn) cap *= 2;
+        char *t = realloc(ps->keys, cap);
+        if (!t) return oom(ps);
+        ps->keys = t;
+        ps->kcap = cap;
     }
-    for (;;) {
-        const char *k;
-        size_t kn;
-        if (b->p >= b->end || *b->p != '"' || string_tok(b, &k, &kn)) break;
-        /* the key may live in the scratch buffer, which the value can reuse: copy it first */
-        char kbuf[128], *key = kn < sizeof kbuf ? kbuf : malloc(kn + 1);
-        if (!key) break;
-        memcpy(key, k, kn);
-        key[kn] = '\0';
-        ws(b);
-        b->p++; /* ':' */
-        ws(b);
-        json_t *v = value(b, depth + 1);
-        int bad = !v || json_object_setn_new_nocheck(o, key, kn, v);
-        if (key != kbuf) free(key);
-        if (bad) break;
-        ws(b);
-        if (b->p < b->end && *b->p == ',') {
-            b->p++;
-            ws(b);
-            continue;
-        }
-        if (b->p < b->end && *b->p == '}') {
-            b->p++;
-            return o;
-        }
-        break;
-    }
-    json_decref(o);
-    return NULL;
+    if (kn) memcpy(ps->keys, k, kn); /* an empty key: maybe no buffer yet */
+    ps->klen = kn;
+    ws(ps);
+    if (ps->p >= ps->end || *ps->p != ':') return fail(ps, ps->p, "':' expected");
+    ps->p++;
+    return 0;
 }
 
-static json_t *value(builder *b, int depth) {
-    if (b->p >= b->end || depth > 100000) return NULL;
-    switch (*b->p) {
-    case '{':
-        return object(b, depth);
-    case '[':
-        return array(b, depth);
-    case '"': {
-        const char *s;
-        size_t n;
-        if (string_tok(b, &s, &n)) return NULL;
-        return json_stringn_nocheck(s, n); /* UTF-8 was validated before scanning */
+/* Attaches v (a new reference, stolen) to the innermost open container, if any. */
+static int attach(parser *ps, json_t *v) {
+    frame *f = &ps->st[ps->depth - 1];
+    int r;
+    if (json_is_array(f->v)) {
+        r = json_array_append_new(f->v, v);
+    } else {
+        r = json_object_setn_new_nocheck(f->v, ps->keys ? ps->keys : "", ps->klen, v);
     }
-    case 't':
-        b->p += 4;
-        return json_true();
-    case 'f':
-        b->p += 5;
-        return json_false();
-    case 'n':
-        b->p += 4;
-        return json_null();
-    default:
-        return number(b);
+    return r ? oom(ps) : 0;
+}
+
+/* The value loop: containers are attached to their parent when opened, so on any error freeing the
+ * root frees everything built. */
+static json_t *parse(parser *ps) {
+    json_t *root = NULL;
+    for (;;) {
+        ws(ps);
+        if (ps->p >= ps->end) {
+            fail(ps, ps->p, "premature end of input");
+            break;
+        }
+        json_t *v;
+        unsigned c = *ps->p;
+        int open = c == '{' || c == '[';
+        switch (c) {
+        case '{':
+            v = json_object();
+            break;
+        case '[':
+            v = json_array();
+            break;
+        case '"': {
+            const char *s;
+            size_t n;
+            if (string_tok(ps, &s, &n)) goto out;
+            v = json_stringn_nocheck(s, n); /* UTF-8 (or WTF-8 for lone surrogates) checked above */
+            break;
+        }
+        case 't':
+            v = literal(ps, "true", 4, json_true());
+            break;
+        case 'f':
+            v = literal(ps, "false", 5, json_false());
+            break;
+        case 'n':
+            v = literal(ps, "null", 4, json_null());
+            break;
+        default:
+            v = number(ps);
+            break;
+        }
+        if (!v) {
+            if (!ps->why) oom(ps);
+            break;
+        }
+        if (!root)
+            root = v;
+        else if (attach(ps, v))
+            break;
+        if (open) {
+            unsigned char close = c == '{' ? '}' : ']';
+            ps->p++;
+            if (push(ps, v)) break;
+            ws(ps);
+            if (ps->p < ps->end && *ps->p == close) {
+                ps->p++;
+                ps->depth--;
+            } else {
+                if (close == '}' && key(ps)) break;
+                continue; /* its first value */
+            }
+        }
+        /* after a value: ',' continues the innermost container, a closer ends it (maybe several) */
+        for (;;) {
+            if (ps->depth == 0) goto out;
+            ws(ps);
+            if (ps->p >= ps->end) {
+                fail(ps, ps->p, "premature end of input");
+                goto out;
+            }
+            int arr = json_is_array(ps->st[ps->depth - 1].v);
+            c = *ps->p++;
+            if (c == ',') {
+                if (!arr) {
+                    ws(ps);
+                    if (key(ps)) goto out;
+                }
+                break;
+            }
+            if (c != (arr ? ']' : '}')) {
+                fail(ps, ps->p - 1, arr ? "',' or ']' expected" : "',' or '}' expected");
+                goto out;
+            }
+            ps->depth--;
+        }
     }
+out:
+    if (ps->why) {
+        nc_json_free(root);
+        return NULL;
+    }
+    return root;
+}
+
+json_t *nc_json_parse_text(const char *text, size_t len, nc_json_perr *e) {
+    parser ps;
+    memset(&ps, 0, sizeof ps);
+    ps.start = ps.p = (const unsigned char *)(text ? text : "");
+    ps.end = ps.p + (text ? len : 0);
+    ps.st = ps.inl;
+    ps.stcap = sizeof ps.inl / sizeof *ps.inl;
+    json_t *v = parse(&ps);
+    if (v) {
+        ws(&ps);
+        if (ps.p != ps.end) {
+            fail(&ps, ps.p, "end of input expected");
+            nc_json_free(v);
+            v = NULL;
+        }
+    }
+    free(ps.tmp);
+    free(ps.keys);
+    if (ps.st != ps.inl) free(ps.st);
+    if (!v && e) {
+        memset(e, 0, sizeof *e);
+        e->why = ps.why ? ps.why : "out of memory";
+        e->nomem = ps.nomem || !ps.why;
+        e->js_accepts = ps.why && strcmp(ps.why, "maximum nesting depth reached") == 0;
+        const unsigned char *at = ps.at ? ps.at : ps.start;
+        e->pos = (size_t)(at - ps.start);
+        e->line = 1;
+        const unsigned char *ls = ps.start;
+        for (const unsigned char *q = ps.start; q < at; q++)
+            if (*q == '\n') {
+                e->line++;
+                ls = q + 1;
+            }
+        e->col = (int)(at - ls) + 1;
+    }
+    return v;
 }
 
 json_t *nc_json_build(const char *text, size_t len) {
-    builder b = {text, text + len, NULL, 0};
-    ws(&b);
-    json_t *v = value(&b, 0);
-    free(b.tmp);
-    return v;
+    return nc_json_parse_text(text, len, NULL);
+}
+
+/* ---- freeing without recursion ------------------------------------------------------------------- */
+
+static int nonempty_container(const json_t *v) {
+    return (json_is_array(v) && json_array_size(v)) || (json_is_object(v) && json_object_size(v));
+}
+
+void nc_json_free(json_t *v) {
+    if (!v) return;
+    if (v->refcount != 1 || !nonempty_container(v)) {
+        json_decref(v);
+        return;
+    }
+    /* Pending containers, each the last reference to it: empty them first (their container children
+     * moved onto this stack with a reference of their own), so that json_decref never nests. */
+    json_t *inl[64], **st = inl;
+    size_t n = 0, cap = 64;
+    st[n++] = v;
+    while (n) {
+        json_t *x = st[--n];
+        if (x->refcount == 1 && nonempty_container(x)) {
+            size_t i;
+            const char *k;
+            json_t *c;
+            int full = 0;
+            if (json_is_array(x)) {
+                json_array_foreach(x, i, c) {
+                    if (c->refcount != 1 || !nonempty_container(c)) continue;
+                    if (n == cap) {
+                        json_t **t =
+                            st == inl ? malloc(cap * 2 * sizeof *t) : realloc(st, cap * 2 * sizeof *t);
+                        if (!t) {
+                            full = 1;
+                            break;
+                        }
+                        if (st == inl) memcpy(t, inl, sizeof inl);
+                        st = t;
+                        cap *= 2;
+                    }
+                    st[n++] = json_incref(c);
+                }
+            } else {
+                json_object_foreach(x, k, c) {
+                    if (c->refcount != 1 || !nonempty_container(c)) continue;
+                    if (n == cap) {
+                        json_t **t =
+                            st == inl ? malloc(cap * 2 * sizeof *t) : realloc(st, cap * 2 * sizeof *t);
+                        if (!t) {
+                            full = 1;
+                            break;
+                        }
+                        if (st == inl) memcpy(t, inl, sizeof inl);
+                        st = t;
+                        cap *= 2;
+                    }
+                    st[n++] = json_incref(c);
+                }
+            }
+            (void)full; /* out of memory: what was not moved is freed by jansson, recursively */
+            if (json_is_array(x))
+                json_array_clear(x);
+            else
+                json_object_clear(x);
+        }
+        json_decref(x);
+    }
+    if (st != inl) free(st);
 }

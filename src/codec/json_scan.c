@@ -86,8 +86,9 @@ static int scan_string(scanner *s) {
                 if (h < 0) return NC_SCAN_SLOW;
                 v = v * 16 + h;
             }
-            /* \u0000 and surrogates (paired or not) are left to the DOM parser's rules */
-            if (v == 0 || (v >= 0xD800 && v <= 0xDFFF)) return NC_SCAN_SLOW;
+            /* \u0000 is left to the DOM path; surrogates, paired or lone, are JSON to JSON.parse and the
+             * builder reads them the same way (json_build.h) */
+            if (v == 0) return NC_SCAN_SLOW;
             p += 6;
             break;
         }

@@ -2,11 +2,12 @@
  * matter (pattern, data, id, metadata of a request; id, response, err, isDisposed of a reply) without
  * building a DOM. Sans-I/O; input must already be valid UTF-8 (the framer checks it).
  *
- * It is deliberately conservative: it only ACCEPTS input that the DOM parser (nc_json_parse, jansson)
- * accepts and would read the same way. Anything unusual — a syntax error, an escape in a key, a \u0000 or
- * lone-surrogate escape, an exponent or a long number (overflow rules), nesting deeper than
- * NC_SCAN_MAX_DEPTH — makes it answer NC_SCAN_SLOW, and the caller takes the DOM path, which decides
- * (and words the error) exactly as before. Private. */
+ * It is deliberately conservative: it only ACCEPTS input that the DOM parser (nc_json_parse, which
+ * accepts what JSON.parse accepts, see json_build.h) accepts and would read the same way. Anything
+ * unusual — a syntax error, an escape in a key, a \u0000 escape, an exponent or a long number (overflow
+ * rules), nesting deeper than NC_SCAN_MAX_DEPTH — makes it answer NC_SCAN_SLOW, and the caller takes the
+ * DOM path, which decides (and words the error). Surrogate escapes, paired or lone, are accepted: JSON.parse
+ * takes them, and the builder keeps a lone one as WTF-8. Private. */
 #ifndef NC_CODEC_JSON_SCAN_H
 #define NC_CODEC_JSON_SCAN_H
 

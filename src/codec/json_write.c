@@ -7,11 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/json_build.h"
 #include "nestc/error.h"
-
-/* jansson's parser refuses deeper documents; values built by hand could go further, or contain a cycle,
- * and this bound keeps the recursion (and a cycle) finite. */
-#define NC_JSON_MAX_DEPTH 2048
 
 /* 2^53: every integer up to this magnitude is exact in a double, so its JavaScript text is its decimal. */
 #define NC_JS_SAFE_INT 9007199254740992LL
@@ -222,37 +219,67 @@ size_t nc_js_number(double v, char buf[32]) {
 
 /* ---- writer -------------------------------------------------------------------------------------- */
 
-/* For each byte: 0 = copy as is, 'u' = \u00xx, otherwise the letter written after a backslash. */
+/* For each byte: 0 = copy as is, 'u' = \u00xx, 's' = maybe a WTF-8 surrogate (0xED lead byte),
+ * otherwise the letter written after a backslash. */
 static const char esc_tab[256] = {
     ['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u',  [0x06] = 'u',
     [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [0x0b] = 'u', ['\f'] = 'f',  ['\r'] = 'r',
     [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u',  [0x14] = 'u',
     [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u',  [0x1b] = 'u',
-    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"',  ['\\'] = '\\',
+    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"',  ['\\'] = '\\', [0xED] = 's',
 };
 
-static int write_string(nc_buf *out, const char *s, size_t n) {
+/* The code point of the WTF-8 surrogate at s[i] (ED A0..BF 80..BF), or 0. */
+static unsigned surrogate_at(const unsigned char *s, size_t i, size_t n) {
+    if (n - i < 3 || s[i] != 0xED || s[i + 1] < 0xA0 || s[i + 1] > 0xBF || (s[i + 2] & 0xC0) != 0x80)
+        return 0;
+    return 0xD000u | ((unsigned)(s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3Fu);
+}
+
+static int write_string(nc_buf *out, const char *str, size_t n) {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
     /* Worst case is 6 bytes per input byte; reserving for the common case (nothing to escape) and
      * growing only when an escape appears keeps large strings to one reservation. */
     if (nc_buf_reserve(out, n + 2)) return NC_ENOMEM;
     out->data[out->len++] = '"';
     size_t run = 0; /* start of the pending run of bytes copied as is */
     for (size_t i = 0; i < n; i++) {
-        char e = esc_tab[(unsigned char)s[i]];
+        char e = esc_tab[s[i]];
         if (!e) continue;
         char tmp[6] = {'\\', e};
-        size_t tn = 2;
+        size_t tn = 2, skip = 1;
         if (e == 'u') {
             tmp[2] = '0';
             tmp[3] = '0';
-            tmp[4] = hex[((unsigned char)s[i]) >> 4];
-            tmp[5] = hex[((unsigned char)s[i]) & 15];
+            tmp[4] = hex[s[i] >> 4];
+            tmp[5] = hex[s[i] & 15];
             tn = 6;
+        } else if (e == 's') {
+            /* A lone surrogate (held as WTF-8, see json_build.h): JSON.stringify writes it as \udxxx,
+             * lowercase. A high one followed by a low one is a pair written as the character itself. */
+            unsigned hi = surrogate_at(s, i, n);
+            if (!hi) continue; /* an ordinary character U+D000..U+D7FF */
+            unsigned lo = hi < 0xDC00 ? surrogate_at(s, i + 3, n) : 0;
+            if (lo >= 0xDC00) {
+                unsigned cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                tmp[0] = (char)(0xF0 | (cp >> 18));
+                tmp[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+                tmp[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                tmp[3] = (char)(0x80 | (cp & 0x3F));
+                tn = 4;
+                skip = 6;
+            } else {
+                tmp[1] = 'u';
+                for (int k = 0; k < 4; k++) tmp[2 + k] = hex[(hi >> (12 - 4 * k)) & 15];
+                tn = 6;
+                skip = 3;
+            }
         }
         if (nc_buf_append(out, s + run, i - run) || nc_buf_reserve(out, tn + (n - i) + 1)) return NC_ENOMEM;
         memcpy(out->data + out->len, tmp, tn);
         out->len += tn;
+        i += skip - 1;
         run = i + 1;
     }
     if (nc_buf_append(out, s + run, n - run) || nc_buf_append_char(out, '"')) return NC_ENOMEM;
@@ -280,34 +307,13 @@ static int write_integer(nc_buf *out, json_int_t i) {
     return 0;
 }
 
-static int write_value(nc_buf *out, const json_t *v, int depth) {
-    if (depth > NC_JSON_MAX_DEPTH) return NC_EINVAL;
+/* A scalar, or an empty container. */
+static int write_leaf(nc_buf *out, const json_t *v) {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        if (nc_buf_append_char(out, '{')) return NC_ENOMEM;
-        int first = 1;
-        /* jansson's iterator API takes a non-const object but does not modify it. */
-        json_t *obj = (json_t *)v;
-        for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
-            if (!first && nc_buf_append_char(out, ',')) return NC_ENOMEM;
-            first = 0;
-            int rc = write_string(out, json_object_iter_key(it), json_object_iter_key_len(it));
-            if (!rc) rc = nc_buf_append_char(out, ':');
-            if (!rc) rc = write_value(out, json_object_iter_value(it), depth + 1);
-            if (rc) return rc;
-        }
-        return nc_buf_append_char(out, '}');
-    }
-    case JSON_ARRAY: {
-        if (nc_buf_append_char(out, '[')) return NC_ENOMEM;
-        size_t n = json_array_size(v);
-        for (size_t i = 0; i < n; i++) {
-            if (i && nc_buf_append_char(out, ',')) return NC_ENOMEM;
-            int rc = write_value(out, json_array_get(v, i), depth + 1);
-            if (rc) return rc;
-        }
-        return nc_buf_append_char(out, ']');
-    }
+    case JSON_OBJECT:
+        return nc_buf_append(out, "{}", 2);
+    case JSON_ARRAY:
+        return nc_buf_append(out, "[]", 2);
     case JSON_STRING:
         return write_string(out, json_string_value(v), json_string_length(v));
     case JSON_INTEGER:
@@ -327,19 +333,93 @@ static int write_value(nc_buf *out, const json_t *v, int depth) {
     return NC_EINVAL;
 }
 
+/* An open container: the array and the next index, or the object and its iterator. */
+typedef struct wframe {
+    json_t *v;
+    size_t i;
+    void *it;
+} wframe;
+
+/* Writes an object member's key and ':' and returns its value. */
+static json_t *member(nc_buf *out, void *it, int *rc) {
+    *rc = write_string(out, json_object_iter_key(it), json_object_iter_key_len(it));
+    if (!*rc) *rc = nc_buf_append_char(out, ':');
+    return json_object_iter_value(it);
+}
+
+/* Iterative (an explicit stack): the depth of a value built from peer text is the peer's choice. */
+static int write_value(nc_buf *out, const json_t *root) {
+    wframe inl[32], *st = inl;
+    size_t depth = 0, cap = sizeof inl / sizeof *inl;
+    int rc = 0;
+    /* jansson's iterator API takes a non-const object but does not modify it. */
+    json_t *v = (json_t *)root;
+    for (;;) {
+        int arr = json_is_array(v);
+        /* an empty container is a level too, as in the parser; a reference cycle ends here */
+        if ((arr || json_is_object(v)) && depth >= NC_JSON_MAX_DEPTH) {
+            rc = NC_EINVAL;
+            break;
+        }
+        if ((arr && json_array_size(v)) || (json_is_object(v) && json_object_size(v))) {
+            if (depth == cap) {
+                wframe *t = st == inl ? malloc(2 * cap * sizeof *t) : realloc(st, 2 * cap * sizeof *t);
+                if (!t) {
+                    rc = NC_ENOMEM;
+                    break;
+                }
+                if (st == inl) memcpy(t, inl, sizeof inl);
+                st = t;
+                cap *= 2;
+            }
+            if ((rc = nc_buf_append_char(out, arr ? '[' : '{'))) break;
+            wframe *f = &st[depth++];
+            f->v = v;
+            if (arr) {
+                f->i = 1;
+                v = json_array_get(v, 0);
+            } else {
+                f->it = json_object_iter(v);
+                v = member(out, f->it, &rc);
+                if (rc) break;
+            }
+            continue;
+        }
+        if ((rc = write_leaf(out, v))) break;
+        /* next sibling of the innermost open container, closing the finished ones */
+        v = NULL;
+        while (depth && !v) {
+            wframe *f = &st[depth - 1];
+            if (json_is_array(f->v)) {
+                if (f->i < json_array_size(f->v)) {
+                    if ((rc = nc_buf_append_char(out, ','))) break;
+                    v = json_array_get(f->v, f->i++);
+                    continue;
+                }
+            } else if ((f->it = json_object_iter_next(f->v, f->it))) {
+                if ((rc = nc_buf_append_char(out, ','))) break;
+                v = member(out, f->it, &rc);
+                if (rc) break;
+                continue;
+            }
+            if ((rc = nc_buf_append_char(out, json_is_array(f->v) ? ']' : '}'))) break;
+            depth--;
+        }
+        if (rc || !v) break;
+    }
+    if (st != inl) free(st);
+    return rc;
+}
+
 int nc_json_write(nc_buf *out, const json_t *v) {
     if (!out || !v) return NC_EINVAL;
     size_t start = out->len;
-    int rc = write_value(out, v, 0);
+    int rc = write_value(out, v);
     if (rc) out->len = start;
     return rc;
 }
 
-/* ---- parser -------------------------------------------------------------------------------------- */
-
-static int starts_with(const char *s, const char *prefix) {
-    return strncmp(s, prefix, strlen(prefix)) == 0;
-}
+/* ---- parser ------------------------------------------------------------------------------------ */
 
 int nc_json_parse_js(const char *text, size_t len, json_t **out, char *err, size_t errlen, int *js_accepts) {
     if (js_accepts) *js_accepts = 0;
@@ -348,30 +428,19 @@ int nc_json_parse_js(const char *text, size_t len, json_t **out, char *err, size
         if (err && errlen) snprintf(err, errlen, "invalid argument");
         return NC_EINVAL;
     }
-    if (!text) text = "";
-    json_error_t e;
-    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-    if (!v && json_error_code(&e) == json_error_numeric_overflow &&
-        (starts_with(e.text, "too big integer") || starts_with(e.text, "too big negative integer"))) {
-        /* JavaScript reads such integers as doubles. */
-        v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &e);
-    }
+    nc_json_perr e;
+    json_t *v = nc_json_parse_text(text, len, &e);
     if (v) {
         *out = v;
         return 0;
     }
-    enum json_error_code c = json_error_code(&e);
-    if (c == json_error_out_of_memory) {
+    if (e.nomem) {
         if (err && errlen) snprintf(err, errlen, "out of memory");
         return NC_ENOMEM;
     }
-    if (js_accepts) {
-        *js_accepts = c == json_error_null_byte_in_key || c == json_error_stack_overflow ||
-                      (c == json_error_numeric_overflow && starts_with(e.text, "real number overflow")) ||
-                      (c == json_error_invalid_syntax && starts_with(e.text, "invalid Unicode '\\u"));
-    }
+    if (js_accepts) *js_accepts = e.js_accepts;
     if (err && errlen)
-        snprintf(err, errlen, "Unexpected token at line %d column %d: %s", e.line, e.column, e.text);
+        snprintf(err, errlen, "Unexpected token at line %d column %d: %s", e.line, e.col, e.why);
     return NC_EPROTO;
 }
 

@@ -443,18 +443,27 @@ static int on_body_scan(nc_client *c, const char *body, size_t len) {
     json_t *err = nc_span_truthy(&e.err) ? nc_json_build(e.err.p, e.err.len) : NULL;
     json_t *value = !err && e.response.p ? nc_json_build(e.response.p, e.response.len) : NULL;
     deliver(c, k, value, err, err || nc_span_truthy(&e.disposed));
-    json_decref(err);
-    json_decref(value);
+    nc_json_free(err);
+    nc_json_free(value);
     return 0;
 }
 
 int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, size_t whylen) {
     if (!(c->cfg.has_codec && c->cfg.codec.deserialize) && on_body_scan(c, body, len) == 0) return 0;
     json_t *root = NULL;
-    if (nc_json_parse(body, len, &root, why, whylen)) return NC_EPROTO;
+    int js_accepts = 0;
+    int pr = nc_json_parse_js(body, len, &root, why, whylen, &js_accepts);
+    if (pr && js_accepts) {
+        /* JSON to NestJS, but deeper than we hold (json_build.h): the reply is dropped (its call ends by
+         * its timeout), the connection and the other calls on it are kept */
+        nc_logf(&c->log, NC_LOG_ERROR, "Client", "reply dropped: nested deeper than %d levels",
+                NC_JSON_MAX_DEPTH);
+        return 0;
+    }
+    if (pr) return NC_EPROTO;
     if (c->cfg.has_codec && c->cfg.codec.deserialize) {
         json_t *x = c->cfg.codec.deserialize(c->cfg.codec.user, root);
-        json_decref(root);
+        nc_json_free(root);
         if (!x) return 0;
         root = x;
     }
@@ -466,7 +475,7 @@ int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, si
         unknown_id(c);
     else
         deliver(c, k, r.response, r.err, r.final);
-    json_decref(root);
+    nc_json_free(root);
     return 0;
 }
 

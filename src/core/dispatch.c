@@ -144,7 +144,7 @@ static pattern_info *lookup(nc_server *s, const nc_span *p, pattern_info *tmp) {
         if (nc_json_parse(p->p, p->len, &pattern, why, sizeof why)) return NULL;
     }
     int r = compute_info(s, pattern, tmp);
-    json_decref(pattern);
+    nc_json_free(pattern);
     if (r) return NULL;
     if (klen > CACHE_MAX_KEY) return tmp;
     if (s->route_cache.len >= CACHE_MAX_ENTRIES) nc_route_cache_free(s); /* bounded: start over */
@@ -183,7 +183,7 @@ static int id_text(const nc_span *id, const char **text, size_t *len, char **own
     if (nc_json_parse(id->p, id->len, &v, why, sizeof why)) return NC_ENOMEM;
     nc_buf b = NC_BUF_INIT;
     int r = nc_json_write(&b, v);
-    json_decref(v);
+    nc_json_free(v);
     if (r || !(*own = nc_buf_steal(&b, len))) {
         nc_buf_free(&b);
         return NC_ENOMEM;
@@ -197,7 +197,9 @@ static void fill_common(nc_server *s, nc_msg *m, const nc_env *env, const nc_inb
     m->transport = s->url.scheme;
     m->data_json = env->data.p;
     m->data_json_len = env->data.len;
-    m->data_compact = !(env->data.flags & NC_SPAN_WS);
+    /* escapes are written back as JSON.stringify writes them ("\u00e9" as é, "\uD83D" as "\ud83d"):
+     * only text without whitespace or escapes is already in that form */
+    m->data_compact = !(env->data.flags & (NC_SPAN_WS | NC_SPAN_ESC));
     m->meta_json = env->metadata.p;
     m->meta_json_len = env->metadata.len;
     m->is_event = env->id.p == NULL;
@@ -314,10 +316,19 @@ static int msg_fill(nc_server *s, nc_msg *m, json_t *root, const nc_inbound *in,
 static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
                         size_t whylen) {
     json_t *root = NULL;
-    if (nc_json_parse(body, len, &root, why, whylen)) return NC_EPROTO;
+    int js_accepts = 0;
+    int pr = nc_json_parse_js(body, len, &root, why, whylen, &js_accepts);
+    if (pr && js_accepts) {
+        /* JSON to NestJS, but deeper than we hold (json_build.h): drop the message, keep the connection
+         * and the other calls on it */
+        nc_logf(&s->log, NC_LOG_ERROR, "Server", "message dropped: nested deeper than %d levels",
+                NC_JSON_MAX_DEPTH);
+        return 0;
+    }
+    if (pr) return NC_EPROTO;
     if (s->cfg.has_codec && s->cfg.codec.deserialize) {
         json_t *x = s->cfg.codec.deserialize(s->cfg.codec.user, root);
-        json_decref(root);
+        nc_json_free(root);
         if (!x) {
             nc_logf(&s->log, NC_LOG_WARN, "Server", "the deserializer dropped a message");
             return 0;
@@ -326,13 +337,13 @@ static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inb
     }
     if (!nc_json_truthy(root)) {
         /* NestJS replaces a falsy body by {} */
-        json_decref(root);
+        nc_json_free(root);
         root = json_object();
         if (!root) return NC_ENOMEM;
     }
     nc_request *req = nc_request__new(s);
     if (!req) {
-        json_decref(root);
+        nc_json_free(root);
         return NC_ENOMEM;
     }
     nc_msg *m = &req->msg;

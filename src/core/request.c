@@ -53,9 +53,10 @@ void nc_request__pool_free(nc_server *s) {
 }
 
 void nc_msg__clear(nc_msg *m) {
-    json_decref(m->root);
-    if (m->data_owned) json_decref(m->data);
-    if (m->scanned && m->meta_done) json_decref(m->metadata);
+    /* values read from peer text: freed without recursion on their depth */
+    nc_json_free(m->root);
+    if (m->data_owned) nc_json_free(m->data);
+    if (m->scanned && m->meta_done) nc_json_free(m->metadata);
     json_decref(m->headers);
     free(m->own_route);
     free(m->own_pattern);
@@ -179,7 +180,7 @@ int nc_reply_json(nc_request *r, const char *json, size_t len) {
         json_t *probe = NULL;
         char why[8];
         bad = nc_json_parse(json, len, &probe, why, sizeof why) != 0;
-        json_decref(probe);
+        nc_json_free(probe);
     }
     if (bad) {
         nc_logf(&r->srv->log, NC_LOG_ERROR, "Server", "nc_reply_json: the reply is not JSON text");

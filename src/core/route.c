@@ -185,6 +185,15 @@ static int put_quoted(nc_buf *b, const char *s, size_t n, char tail) {
     return 0;
 }
 
+/* A number as String(number) (JSON.parse's Infinity from 1e400 is "Infinity", where JSON.stringify would
+ * write null), true/false/null as words. */
+static int put_number_or_word(nc_buf *b, const json_t *v) {
+    if (!json_is_real(v)) return nc_json_write(b, v);
+    char tmp[32];
+    size_t n = nc_js_number(json_real_value(v), tmp);
+    return nc_buf_append(b, tmp, n);
+}
+
 static int put_object(nc_buf *b, const json_t *o, int depth) {
     if (depth > ROUTE_MAX_DEPTH) return nc_buf_append_str(b, "[MAX_DEPTH_REACHED]");
     size_t n = json_is_array(o) ? json_array_size(o) : json_object_size(o);
@@ -232,7 +241,7 @@ static int put_object(nc_buf *b, const json_t *o, int depth) {
             rc = put_quoted(b, json_string_value(v), json_string_length(v), '\0');
             break;
         default: /* numbers as JS text, true/false/null as words: what JSON.stringify writes too */
-            rc = nc_json_write(b, v);
+            rc = put_number_or_word(b, v);
             break;
         }
         if (rc) return rc;
@@ -261,7 +270,7 @@ int nc_route_from_value(const json_t *pattern, char **out) {
         return dup_text(json_string_value(pattern), json_string_length(pattern), out);
     case JSON_INTEGER:
     case JSON_REAL:
-        rc = nc_json_write(&b, pattern);
+        rc = put_number_or_word(&b, pattern);
         break;
     case JSON_OBJECT:
     case JSON_ARRAY:
@@ -310,7 +319,7 @@ int nc_route_from_text(const char *text, size_t len, char **out) {
         int rc = nc_json_parse_js(text, len, &v, NULL, 0, &js_accepts);
         if (rc == 0) {
             rc = nc_route_from_value(v, out);
-            json_decref(v);
+            nc_json_free(v);
             return rc;
         }
         if (rc == NC_ENOMEM) return rc;

@@ -1,7 +1,9 @@
 /* libFuzzer target: the request/event envelope decoder. The one-pass scanner must only accept what the
- * jansson-based parser accepts, and read it the same way: every span it reports must equal the member of
- * the parsed object, and the value builder must rebuild exactly jansson's value. The pull reader must
- * walk any text without reading past it. */
+ * DOM parser (nc_json_parse: JSON.parse's accept rule, not jansson's, which refuses lone surrogates, deep
+ * nesting and 1e400 that NestJS answers) accepts, and read it the same way: every span it reports must
+ * equal the member of the parsed object, and the value builder must rebuild exactly the parsed value.
+ * The pull reader must walk any text without reading past it. Whether the DOM parser's rule is NestJS's
+ * is fuzz_nest_oracle's business. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!parsed) abort();
         json_t *v = nc_json_build(sp.p, sp.len);
         if (!v || !json_equal(v, root) || json_typeof(v) != json_typeof(root)) abort();
-        json_decref(v);
+        nc_json_free(v);
     }
     nc_env env;
     if (nc_env_scan(t, size, &env) == NC_SCAN_OK) {
@@ -50,6 +52,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_span(root, "id", &env.id);
         check_span(root, "metadata", &env.metadata);
     }
-    json_decref(root);
+    nc_json_free(root);
     return 0;
 }

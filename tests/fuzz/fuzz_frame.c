@@ -41,7 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int ra = feed(data + 1, size - 1, 0, &a);
     int rb = feed(data + 1, size - 1, cut > size - 1 ? size - 1 : cut, &b);
     /* splitting must not change what is read, nor whether the stream is refused */
-    if (ra != rb || a.n != b.n || a.all.len != b.all.len || (a.all.len && memcmp(a.all.data, b.all.data, a.all.len)))
+    if (ra != rb || a.n != b.n || a.all.len != b.all.len ||
+        (a.all.len && memcmp(a.all.data, b.all.data, a.all.len)))
         abort();
     nc_buf_free(&a.all);
     nc_buf_free(&b.all);

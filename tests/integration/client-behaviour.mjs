@@ -58,6 +58,12 @@ const cases = [
   ['value then connection closed: Connection closed', (q, s) => { reply(s, { id: q.id, response: 1 }); setTimeout(() => s.destroy(), 30); }, 2, '1\n', 'Connection closed'],
   ['garbage frame: connection closed, request fails', (q, s) => s.write('xx#garbage'), 2, '', 'Connection closed'],
   ['never answers: timeout', () => {}, 2, '', 'Timeout'],
+  // JSON that NestJS sends and JSON.parse accepts: read, the connection kept for what follows
+  ['lone surrogate value, then more on the same connection', (q, s) => { reply(s, { id: q.id, response: 'ab\ud83d' }); reply(s, { id: q.id, response: ['\ude00', '\ud83d\ude00'], isDisposed: true }); }, 0, '"ab\\ud83d"\n["\\ude00","😀"]\n'],
+  ['lone surrogate error value', (q, s) => reply(s, { id: q.id, err: { message: 'cut \ud83d' } }), 1, '', '"cut \\ud83d"'],
+  ['1e400 and a 21-digit integer in a reply', (q, s) => { s.write(frame(`{"response":[1e400,123456789012345678901],"id":"${q.id}"}`)); reply(s, { id: q.id, isDisposed: true }); }, 0, '[null,123456789012345680000]\n'],
+  ['3,000 levels in a reply', (q, s) => reply(s, { id: q.id, response: JSON.parse('['.repeat(3000) + ']'.repeat(3000)), isDisposed: true }), 0, '['.repeat(3000) + ']'.repeat(3000) + '\n'],
+  ['past 10,000 levels: that reply dropped with a log line, the next one read', (q, s) => { s.write(frame(`{"response":${'['.repeat(10001) + ']'.repeat(10001)},"id":"${q.id}"}`)); reply(s, { id: q.id, response: 2, isDisposed: true }); }, 0, '2\n'], // logged (with -v)
 ];
 
 for (const [name, script, code, out, err] of cases) {

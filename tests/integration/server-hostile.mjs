@@ -78,3 +78,72 @@ test('shutdown with live connections: in-flight requests finish, every connectio
   for (const [i, c] of busy.entries()) assert.ok(c.received().includes(`"s${i}"`), `in-flight ${i} answered`);
   for (const c of [...idle, ...busy]) assert.ok(await c.waitFor((x) => x.closed(), 2000), 'closed by the server');
 });
+
+// ---- JSON that NestJS (JSON.parse) accepts: answered as NestJS answers it, on the same connection ----
+// Raw texts, not JSON.stringify: the escapes and numbers must reach the server as written.
+const rawReq = (pattern, dataText, idText) => frame(`{"pattern":"${pattern}","data":${dataText},"id":${idText}}`);
+const replyFrame = (responseText, idText) => frame(`{"response":${responseText},"isDisposed":true,"id":${idText}}`);
+
+test('lone UTF-16 surrogates: echoed byte for byte as NestJS does, with another call in flight', async () => {
+  const srv = await startNestc();
+  try {
+    const c = await raw(srv.port);
+    await c.write(req('sleep', 300, 'slow'));
+    await c.write(rawReq('echo', '"ab\\ud83d"', '"e1"'));
+    await c.write(rawReq('echo', '["\\uDE00x","\\ud83d\\ude00","\\ude00\\ud83d"]', '"e2"'));
+    await c.write(rawReq('echo', '{"\\ud800":"\\udfff"}', '"e3"'));
+    await c.write(rawReq('echo', '"\\ud83d"', '"\\ud83d"')); // a lone surrogate in the id too
+    const want = [
+      replyFrame('"ab\\ud83d"', '"e1"'),
+      replyFrame('["\\ude00x","😀","\\ude00\\ud83d"]', '"e2"'), // JSON.stringify: lowercase, pairs raw
+      replyFrame('{"\\ud800":"\\udfff"}', '"e3"'),
+      replyFrame('"\\ud83d"', '"\\ud83d"'),
+    ];
+    assert.ok(await c.waitFor((x) => x.received().includes('"slow"'), 5000), 'the call in flight is answered');
+    assert.equal(c.received(), want.join('') + frame('{"response":300,"isDisposed":true,"id":"slow"}'));
+    assert.ok(!c.closed(), 'connection kept');
+    assert.doesNotMatch(srv.stderr(), /invalid Unicode|Could not parse/);
+    c.sock.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('deep nesting: 3,000 levels echoed; past 10,000 the message is dropped with a log line, connection kept', async () => {
+  const srv = await startNestc();
+  try {
+    const c = await raw(srv.port);
+    const deep = (n) => '['.repeat(n) + ']'.repeat(n);
+    const mixed = '[{"a":'.repeat(1500) + '1' + '}]'.repeat(1500);
+    await c.write(rawReq('echo', deep(3000), '"d1"'));
+    await c.write(rawReq('echo', mixed, '"d2"'));
+    await c.write(rawReq('echo', deep(10001), '"d3"'));
+    await c.write(req('sum', [1, 2], 'after'));
+    assert.ok(await c.waitFor((x) => x.received().includes('"after"'), 5000), 'answered after the refused one');
+    assert.equal(c.received(), replyFrame(deep(3000), '"d1"') + replyFrame(mixed, '"d2"') +
+      frame('{"response":3,"isDisposed":true,"id":"after"}'));
+    assert.ok(!c.closed(), 'connection kept');
+    assert.match(srv.stderr(), /message dropped: nested deeper than 10000 levels/);
+    c.sock.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('numbers past the double or int64 range: read as JSON.parse reads them, written as JSON.stringify', async () => {
+  const srv = await startNestc();
+  try {
+    const c = await raw(srv.port);
+    await c.write(rawReq('echo', '[1e400,-1e400,1e-400,123456789012345678901,9223372036854775807]', '"n1"'));
+    await c.write(rawReq('sum', '[1e400,1]', '"n2"')); // Infinity + 1: null
+    await c.write(rawReq('echo', '"x"', '1e400')); // id Infinity: a request, answered with id null
+    await c.write(rawReq('sum', '[1e308,1e308]', '"n4"'));
+    assert.ok(await c.waitFor((x) => x.received().includes('"n4"'), 5000));
+    assert.equal(c.received(), replyFrame('[null,null,0,123456789012345680000,9223372036854776000]', '"n1"') +
+      replyFrame('null', '"n2"') + replyFrame('"x"', 'null') + replyFrame('null', '"n4"'));
+    assert.ok(!c.closed());
+    c.sock.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});

@@ -145,6 +145,8 @@ const echoes = [
   ['nested object', nested],
   ['non-ASCII', 'héllo wörld ✓ 日本語'],
   ['emoji (UTF-16 surrogate pairs)', '😀🎉'],
+  // strings cut inside an emoji: JSON.stringify writes the lone halves as \udxxx escapes, JSON.parse takes them
+  ['lone UTF-16 surrogates', ['ab\ud83d', '\ude00x', { '\ud800': '\udfff' }, '\ude00\ud83d']],
   ['1 MiB string', bigString],
   ['1.5 MB array', bigArray],
 ];

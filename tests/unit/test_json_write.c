@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "codec/json_build.h"
 #include "codec/json_write.h"
 #include "nestc/error.h"
 #include "util/buf.h"
@@ -454,17 +455,45 @@ static void test_write_errors(void **state) {
     assert_int_equal(nc_json_write(NULL, v), NC_EINVAL);
     assert_int_equal(nc_json_write(&b, NULL), NC_EINVAL);
 
-    /* deeper than 2048 levels (also what a reference cycle would become): refused, buffer untouched */
+    /* 3000 levels (NestJS answers those): written, without recursion; deeper than NC_JSON_MAX_DEPTH
+     * (also what a reference cycle would become): refused, buffer untouched */
     json_t *root = json_array(), *cur = root;
-    for (int i = 0; i < 2100; i++) {
-        json_t *next = json_array();
-        json_array_append_new(cur, next);
+    nc_buf want = NC_BUF_INIT;
+    assert_int_equal(nc_buf_append_str(&want, "["), 0);
+    for (int i = 1; i < 3000; i++) { /* even levels arrays, odd levels objects */
+        json_t *next = i % 2 ? json_object() : json_array();
+        if (json_is_array(cur))
+            json_array_append_new(cur, next);
+        else
+            json_object_set_new(cur, "k", next);
+        if (json_is_object(cur)) assert_int_equal(nc_buf_append_str(&want, "\"k\":"), 0);
+        assert_int_equal(nc_buf_append_str(&want, i % 2 ? "{" : "["), 0);
         cur = next;
     }
+    json_object_set_new(cur, "n", json_integer(1)); /* level 2999: an object */
+    assert_int_equal(nc_buf_append_str(&want, "\"n\":1"), 0);
+    for (int i = 2999; i >= 0; i--) assert_int_equal(nc_buf_append_str(&want, i % 2 ? "}" : "]"), 0);
+    assert_int_equal(nc_json_write(&b, root), 0);
+    assert_int_equal(b.len, want.len);
+    assert_memory_equal(b.data, want.data, want.len);
+    nc_buf_free(&want);
+    json_t *back = NULL;
+    assert_int_equal(nc_json_parse(b.data, b.len, &back, NULL, 0), 0);
+    assert_true(json_equal(back, root));
+    nc_json_free(back);
+    for (int i = 3000; i <= NC_JSON_MAX_DEPTH; i++) {
+        json_t *next = json_array();
+        if (json_is_array(cur))
+            json_array_append_new(cur, next);
+        else
+            json_object_set_new(cur, "k", next);
+        cur = next;
+    }
+    nc_buf_reset(&b);
     assert_int_equal(nc_buf_append_str(&b, "keep"), 0);
     assert_int_equal(nc_json_write(&b, root), NC_EINVAL);
     assert_int_equal(b.len, 4);
-    json_decref(root);
+    nc_json_free(root);
     nc_buf_free(&b);
 }
 
@@ -512,23 +541,64 @@ static void test_parse(void **state) {
     assert_int_equal(nc_json_parse(NULL, 1, &v, NULL, 0), NC_EINVAL);
     assert_int_equal(nc_json_parse("1", 1, NULL, NULL, 0), NC_EINVAL);
 
-    /* texts JSON.parse accepts but jansson cannot hold */
-    static const char *const js_ok[] = {"{\"a\\u0000\":1}", "\"\\ud800\"", "[\"\\udc00x\"]", "1e400",
-                                        "[-1e400]"};
-    for (size_t i = 0; i < sizeof js_ok / sizeof *js_ok; i++) {
-        js = 0;
-        assert_int_equal(nc_json_parse_js(js_ok[i], strlen(js_ok[i]), &v, NULL, 0, &js), NC_EPROTO);
-        assert_int_equal(js, 1);
-    }
-    char deep[4201]; /* jansson stops at 2048 levels */
-    memset(deep, '[', 2100);
-    memset(deep + 2100, ']', 2100);
-    deep[4200] = '\0';
-    js = 0;
-    assert_int_equal(nc_json_parse_js(deep, 4200, &v, NULL, 0, &js), NC_EPROTO);
-    assert_int_equal(js, 1);
-    assert_int_equal(nc_json_parse(deep + 100, 4000, &v, NULL, 0), 0); /* 2000 levels are fine */
+    /* texts JSON.parse accepts and jansson refuses: read as JavaScript reads them */
+    assert_int_equal(nc_json_parse_js("{\"a\\u0000\":1}", 13, &v, NULL, 0, &js), 0);
+    assert_int_equal(js, 0);
+    assert_int_equal(json_integer_value(json_object_getn(v, "a\0", 2)), 1);
     json_decref(v);
+    /* lone surrogates as WTF-8 (3 bytes); a pair is one UTF-8 character; case does not matter */
+    static const struct {
+        const char *text, *want;
+    } wtf8[] = {
+        {"\"\\ud800\"", "\xed\xa0\x80"},
+        {"\"\\udc00x\"", "\xed\xb0\x80x"},
+        {"\"ab\\uD83D\"", "ab\xed\xa0\xbd"},
+        {"\"\\ud83d\\ude00\"", "\xf0\x9f\x98\x80"},
+        {"\"\\ude00\\ud83d\"", "\xed\xb8\x80\xed\xa0\xbd"},
+        {"\"\\ud83d\\ud83d\\ude00\"", "\xed\xa0\xbd\xf0\x9f\x98\x80"},
+        {"\"\\ud83d\\u0041\"", "\xed\xa0\xbd"
+                               "A"},
+    };
+    for (size_t i = 0; i < sizeof wtf8 / sizeof *wtf8; i++) {
+        assert_int_equal(nc_json_parse(wtf8[i].text, strlen(wtf8[i].text), &v, NULL, 0), 0);
+        assert_true(json_is_string(v));
+        assert_int_equal(json_string_length(v), strlen(wtf8[i].want));
+        assert_memory_equal(json_string_value(v), wtf8[i].want, strlen(wtf8[i].want));
+        json_decref(v);
+    }
+    /* beyond the double range: Infinity to JavaScript (a real holding it), written back as null; below
+     * it: 0; integers beyond int64: doubles */
+    assert_int_equal(nc_json_parse("[1e400,-1e400,1e-400,123456789012345678901234567890]", 52, &v, NULL, 0),
+                     0);
+    assert_true(json_is_real(json_array_get(v, 0)) && json_real_value(json_array_get(v, 0)) == HUGE_VAL);
+    assert_true(json_is_real(json_array_get(v, 1)) && json_real_value(json_array_get(v, 1)) == -HUGE_VAL);
+    assert_true(json_is_real(json_array_get(v, 2)) && json_real_value(json_array_get(v, 2)) == 0);
+    assert_true(json_is_real(json_array_get(v, 3)) &&
+                json_real_value(json_array_get(v, 3)) == 1.2345678901234568e29);
+    assert_true(json_number_value(json_array_get(v, 0)) + 1 == HUGE_VAL); /* adds as in JavaScript */
+    nc_buf ib = NC_BUF_INIT;
+    assert_int_equal(nc_json_write(&ib, v), 0);
+    assert_int_equal(ib.len, strlen("[null,null,0,1.2345678901234568e+29]"));
+    assert_memory_equal(ib.data, "[null,null,0,1.2345678901234568e+29]", ib.len);
+    nc_buf_free(&ib);
+    json_decref(v);
+    /* raw surrogate bytes, or other ill-formed UTF-8, are not text */
+    assert_int_equal(nc_json_parse("\"\xed\xa0\x80\"", 5, &v, NULL, 0), NC_EPROTO);
+    assert_int_equal(nc_json_parse("\"\xc0\xaf\"", 4, &v, NULL, 0), NC_EPROTO);
+    assert_int_equal(nc_json_parse("\"\xf0\x9f\x98\"", 5, &v, NULL, 0), NC_EPROTO);
+    /* nesting: NestJS answers at 2100 levels and beyond; the bound is NC_JSON_MAX_DEPTH */
+    size_t dn = 2 * (NC_JSON_MAX_DEPTH + 1);
+    char *deep = malloc(dn);
+    assert_non_null(deep);
+    memset(deep, '[', dn / 2);
+    memset(deep + dn / 2, ']', dn / 2);
+    assert_int_equal(nc_json_parse(deep + 1, dn - 2, &v, NULL, 0), 0); /* exactly the bound */
+    nc_json_free(v);
+    js = 0;
+    assert_int_equal(nc_json_parse_js(deep, dn, &v, err, sizeof err, &js), NC_EPROTO);
+    assert_int_equal(js, 1);
+    assert_non_null(strstr(err, "maximum nesting depth"));
+    free(deep);
     static const char *const js_bad[] = {"{a:1}", "'x'",      "[1,]", "01", "\"\\x\"",
                                          "tru",   "\"a\tb\"", "1 2",  "NaN"};
     for (size_t i = 0; i < sizeof js_bad / sizeof *js_bad; i++) {
