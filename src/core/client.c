@@ -489,12 +489,17 @@ static void event_accepted(void *arg, int err) {
         call_done(k, 0, NULL);
 }
 
+static void event_refused(void *arg, int err, const char *msg) {
+    call_fail(arg, err, msg);
+}
+
 /* Hands one encoded packet to the transport. The call may complete inside (the connection failing). */
 static void send_body(nc_client *c, nc_call *k, const char *body, size_t len) {
     nc_outbound out = {
         .route = k->route, .body = body, .len = len, .id = k->id[0] ? k->id : NULL, .headers = k->headers};
     if (!k->id[0]) {
         out.accepted = event_accepted;
+        out.refused = event_refused;
         out.arg = k;
     }
     k->sent = 1;

@@ -43,8 +43,8 @@ typedef struct nc_inbound {
     /* The route to dispatch on, or NULL to use the packet's `pattern` (TCP). Broker transports dispatch on
      * the subscription the message came through (a channel, or a wildcard pattern), as NestJS does. */
     const char *route;
-    json_t *headers;     /* borrowed; the core increfs what it keeps; NULL if none */
-    void *peer;          /* reply sink; NULL = replies impossible (broadcast) */
+    json_t *headers; /* borrowed; the core increfs what it keeps; NULL if none */
+    void *peer;      /* reply sink; NULL = replies impossible (broadcast) */
     const nc_peer_ops *peer_ops;
     int utf8_valid; /* the transport already checked the body is UTF-8 (the TCP framer does) */
 } nc_inbound;
@@ -89,13 +89,16 @@ typedef struct nc_outbound {
     const char *route; /* the normalised pattern (channel on brokers) */
     const char *body;  /* encoded packet */
     size_t len;
-    const char *id; /* request id (NUL-terminated), NULL for events */
+    const char *id;        /* request id (NUL-terminated), NULL for events */
     const json_t *headers; /* transport headers (object of strings), NULL when none; borrowed */
     /* Events only: called once the transport accepted the event (err 0) or failed. */
     void (*accepted)(void *arg, int err);
     void *arg;
     /* Filled by send() when it fails for a reason worth more than the error's name (the call's message). */
     char why[200];
+    /* Events only, instead of accepted(): the broker refused the event (err: NC_EAUTH for a permission,
+     * else NC_EPROTO), msg its words. Set by the core; a transport that has no words calls accepted(). */
+    void (*refused)(void *arg, int err, const char *msg);
 } nc_outbound;
 
 typedef struct nc_client_transport {

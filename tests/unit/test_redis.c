@@ -37,6 +37,17 @@ static void publish_raw(broker *b, const char *channel, const char *body, size_t
     redisFree(c);
 }
 
+/* Runs an ACL command on the side channel (arguments without spaces). */
+static void acl(broker *b, const char *cmd) {
+    redisContext *c = redisConnect("127.0.0.1", b->port);
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, cmd);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
 static char url[128];
 static broker B;
 
@@ -175,12 +186,23 @@ static void test_auth_and_db(void **st) {
     /* a wrong password: the call fails with the broker's reason */
     c = client_new(bad, 0, NULL);
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
-    json_decref(d);
     assert_true(run_until(&k.done, 1, 3000));
     assert_int_equal(k.err, NC_EAUTH);
     assert_non_null(strstr(k.msg, "WRONGPASS"));
     call_clear(&k);
     nc_client_free(c);
+    /* no password where one is needed: Redis answers the SUBSCRIBE with NOAUTH, the call fails at once */
+    snprintf(bad, sizeof bad, "redis://127.0.0.1:%d", p.port);
+    c = client_new(bad, 0, NULL);
+    nc_call_opts forever = {0};
+    forever.timeout_ms = NC_LIMIT_OFF;
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &forever, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 2000));
+    assert_int_equal(k.err, NC_EAUTH);
+    assert_non_null(strstr(k.msg, "NOAUTH"));
+    call_clear(&k);
+    nc_client_free(c);
+    json_decref(d);
     svc_stop(&s);
     broker_free(&p);
 }
@@ -278,6 +300,129 @@ static void test_retries_exhausted(void **st) {
     broker_start(&B);
 }
 
+/* ---- refusals: Redis answers a SUBSCRIBE or a PUBLISH with NOPERM / NOAUTH ---------------------------- */
+
+typedef struct refusal_log {
+    int refusals;     /* ERROR lines about refusals */
+    int disconnected; /* status "disconnected" with an error */
+    int connected;
+    int settled; /* connected or disconnected */
+    int err;
+    char last[300];
+} refusal_log;
+
+static void count_refusals(void *u, nc_log_level level, const char *component, const char *message) {
+    refusal_log *l = u;
+    if (level >= NC_LOG_ERROR && strstr(message, "refused")) {
+        l->refusals++;
+        snprintf(l->last, sizeof l->last, "%s", message);
+    }
+}
+
+static void refusal_status(void *u, const char *status, int err) {
+    refusal_log *l = u;
+    if (!strcmp(status, "connected")) l->connected++, l->settled++;
+    if (!strcmp(status, "disconnected") && err) {
+        l->disconnected++;
+        l->settled++;
+        l->err = err;
+    }
+}
+
+/* A server as `user`, with three handlers; returns once it reported connected or disconnected. */
+static nc_server *refused_server(const char *user, refusal_log *l) {
+    char u[128];
+    snprintf(u, sizeof u, "redis://%s:pw@127.0.0.1:%d", user, B.port);
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log = count_refusals;
+    o.log_user = l;
+    o.log_level = NC_LOG_DEBUG;
+    o.retry_delay_ms = 100;
+    o.shutdown_timeout_ms = 200;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, u, &o), 0);
+    assert_int_equal(nc_server_message(srv, "{\"cmd\":\"sum\"}", h_sum, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "who", h_sum, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "where", h_sum, NULL), 0);
+    nc_server_on_status(srv, refusal_status, l);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until(&l->settled, 1, 3000));
+    return srv;
+}
+
+/* Issue: a refused subscription was only logged; the call waited for its timeout (forever without one)
+ * and the server logged each refusal and served nothing, "connected". Now each error reply meets its
+ * command: the calls fail at once with NC_EAUTH and Redis's words, without a timeout too; a refused event
+ * fails the emit; a server with every subscription refused is "disconnected" (NC_EAUTH), one log line. */
+static void test_refused(void **st) {
+    acl(&B, "ACL SETUSER nosub on >pw ~* &* +@all -subscribe -psubscribe");
+    acl(&B, "ACL SETUSER nochan on >pw ~* resetchannels &other +@all");
+    acl(&B, "ACL SETUSER nopub on >pw ~* &* +@all -publish");
+    acl(&B, "ACL SETUSER partial on >pw ~* resetchannels &who &who.reply +@all");
+    nc_call_opts forever = {0};
+    forever.timeout_ms = NC_LIMIT_OFF;
+    json_t *d = json_pack("[i,i]", 1, 2);
+    char u[128];
+    const char *refused_sub[2] = {"nosub", "nochan"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(u, sizeof u, "redis://%s:pw@127.0.0.1:%d", refused_sub[i], B.port);
+        nc_client *c = client_new(u, 0, NULL);
+        call k[3] = {{0}};
+        /* three concurrent calls on one reply channel, then one more after the refusal */
+        for (int j = 0; j < 2; j++)
+            assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &forever, on_value, on_done, &k[j]),
+                             0);
+        assert_true(run_until(&k[0].done, 1, 2000));
+        assert_true(run_until(&k[1].done, 1, 2000));
+        assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &forever, on_value, on_done, &k[2]), 0);
+        assert_true(run_until(&k[2].done, 1, 2000));
+        for (int j = 0; j < 3; j++) {
+            assert_int_equal(k[j].err, NC_EAUTH);
+            assert_non_null(strstr(k[j].msg, "SUBSCRIBE {\"cmd\":\"sum\"}.reply"));
+            assert_non_null(strstr(k[j].msg, "NOPERM"));
+            call_clear(&k[j]);
+        }
+        assert_int_equal(nc_client_pending(c), 0);
+        nc_client_free(c);
+    }
+    /* PUBLISH refused: the request and the event fail with Redis's words */
+    snprintf(u, sizeof u, "redis://nopub:pw@127.0.0.1:%d", B.port);
+    nc_client *c = client_new(u, 0, NULL);
+    call k = {0}, ev = {0};
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &forever, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 2000));
+    assert_int_equal(k.err, NC_EAUTH);
+    assert_non_null(strstr(k.msg, "PUBLISH to {\"cmd\":\"sum\"}"));
+    assert_non_null(strstr(k.msg, "NOPERM"));
+    assert_int_equal(nc_client_emit(c, "note", d, NULL, on_done, &ev), 0);
+    assert_true(run_until(&ev.done, 1, 2000));
+    assert_int_equal(ev.err, NC_EAUTH);
+    assert_non_null(strstr(ev.msg, "PUBLISH to note"));
+    call_clear(&k);
+    call_clear(&ev);
+    nc_client_free(c);
+    json_decref(d);
+    /* a server whose every subscription is refused: disconnected, NC_EAUTH, one log line for three */
+    refusal_log l = {0};
+    nc_server *srv = refused_server("nosub", &l);
+    assert_int_equal(l.disconnected, 1);
+    assert_int_equal(l.err, NC_EAUTH);
+    assert_int_equal(l.connected, 0);
+    assert_int_equal(l.refusals, 1);
+    assert_non_null(strstr(l.last, "3 of 3"));
+    nc_server_free(srv);
+    /* some refused: it serves the others (connected) and says which are not served, once */
+    memset(&l, 0, sizeof l);
+    srv = refused_server("partial", &l);
+    assert_int_equal(l.connected, 1);
+    assert_int_equal(l.disconnected, 0);
+    assert_int_equal(l.refusals, 1);
+    assert_non_null(strstr(l.last, "2 of 3"));
+    assert_non_null(strstr(l.last, "where"));
+    nc_server_free(srv);
+}
+
 static int setup(void **st) {
     if (system("command -v redis-server >/dev/null 2>&1") != 0) return 0;
     /* SIGPIPE keeps its default action: no write of the library may raise it (brokers get killed here) */
@@ -309,6 +454,7 @@ int main(void) {
         cmocka_unit_test(test_foreign_messages),
         cmocka_unit_test(test_wildcards),
         cmocka_unit_test(test_auth_and_db),
+        cmocka_unit_test(test_refused),
         cmocka_unit_test(test_restart_with_retries),
         cmocka_unit_test(test_restart_without_retries),
         cmocka_unit_test(test_retries_exhausted),

@@ -270,13 +270,19 @@ static long long cli_limit(long long v) {
 }
 
 static const char *serving_url;
+static int start_failed;
 
 /* The readiness line scripts wait for: a port for listening transports; for brokers, the URL once every
- * subscription is confirmed. Later status changes (a broker restart) are logged on stderr. */
+ * subscription is confirmed. Later status changes (a broker restart) are logged on stderr. A broker that
+ * refuses the server before it is ready (a wrong password, every subscription refused) ends it: exit 2. */
 static void on_status(void *user, const char *status, int err) {
     nc_server *s = user;
     static int ready;
-    if (!strcmp(status, "connected") && !ready) {
+    if (!strcmp(status, "disconnected") && err && !ready && !start_failed) {
+        start_failed = 1;
+        fprintf(stderr, "nestc: cannot serve %s: %s\n", serving_url, nc_strerror(err));
+        nc_server_close(s, NULL, NULL);
+    } else if (!strcmp(status, "connected") && !ready) {
         ready = 1;
         if (nc_server_port(s) > 0)
             printf("nestc conformance listening on port %d\n", nc_server_port(s));
@@ -348,5 +354,5 @@ int cmd_conformance(int argc, char **argv) {
     ev_logs_free();
     uv_mutex_destroy(&events_lock);
     cli_args_free(&a);
-    return r ? 2 : 0;
+    return r || start_failed ? 2 : 0;
 }

@@ -21,6 +21,10 @@ int nc_redis_target_init(nc_redis_target *t, const nc_url *url, const nc_tls_opt
                          const char *component);
 void nc_redis_target_free(nc_redis_target *t);
 
+/* The error a refused command means, from Redis's words: NC_EAUTH for NOAUTH / NOPERM (a password or
+ * an ACL permission missing), else NC_EPROTO. */
+int nc_redis_refusal_err(const char *words);
+
 /* A URL query flag: "true"/"1"/"yes" → 1, absent or "false"/"0"/"no" → 0, else -1. */
 int nc_redis_query_bool(const nc_url *url, const char *key);
 

@@ -19,18 +19,22 @@
 
 enum { C_IDLE, C_CONNECTING, C_CONNECTED, C_RECONNECTING, C_CLOSING };
 
-/* One reply channel. `held` keeps PUBLISH commands (channel and body, each length-prefixed) until the
- * subscription is confirmed. */
+typedef struct redis_client redis_client;
+
+/* One reply channel. `held` keeps PUBLISH commands (channel, request id and body, each length-prefixed)
+ * until the subscription is confirmed; a refused subscription fails them by their ids. */
 typedef struct rsub {
     char *channel;
     size_t len;
-    int refs;       /* requests waiting for replies on it */
+    int refs; /* requests waiting for replies on it */
+    redis_client *owner;
     int inflight;   /* SUBSCRIBE/UNSUBSCRIBE sent, not yet confirmed */
     int subscribed; /* as of the last confirmation */
+    int refusing;   /* failing the held requests of a refused SUBSCRIBE: forget() must not settle */
     nc_buf held;
 } rsub;
 
-typedef struct redis_client {
+struct redis_client {
     nc_client *cli;
     nc_redis_target t;
     nc_redis_conn *sub, *pub;
@@ -41,12 +45,21 @@ typedef struct redis_client {
     int end_err;
     char end_msg[256];
     nc_map subs; /* reply channel -> rsub */
-} redis_client;
+};
 
 typedef struct event_note {
     void (*accepted)(void *arg, int err);
+    void (*refused)(void *arg, int err, const char *msg);
     void *arg;
+    char route[];
 } event_note;
+
+/* A request's PUBLISH: if Redis refuses it, the request fails by its id with Redis's words. */
+typedef struct request_note {
+    redis_client *rc;
+    char *route; /* in text, after id */
+    char text[];
+} request_note;
 
 static const nc_redis_conn_cbs sub_cbs, pub_cbs;
 
@@ -63,42 +76,85 @@ static void rsub_free(redis_client *rc, rsub *s) {
     free(s);
 }
 
+static void sub_on_reply(void *arg, redisReply *r);
+static void sub_off_reply(void *arg, redisReply *r);
+
 static int sub_cmd(redis_client *rc, rsub *s, int on) {
     const char *argv[2] = {on ? "SUBSCRIBE" : "UNSUBSCRIBE", s->channel};
     size_t lens[2] = {on ? 9u : 11u, s->len};
-    int r = rc->sub ? nc_redis_conn_cmd(rc->sub, NULL, NULL, 2, argv, lens) : NC_ECONNLOST;
+    int r = rc->sub ? nc_redis_conn_cmd(rc->sub, on ? sub_on_reply : sub_off_reply, s, 2, argv, lens)
+                    : NC_ECONNLOST;
     if (!r) s->inflight++;
     return r;
 }
 
-static int publish(redis_client *rc, const char *ch, size_t chlen, const char *body, size_t len,
-                   nc_redis_reply_fn cb, void *arg) {
-    const char *argv[3] = {"PUBLISH", ch, body};
-    size_t lens[3] = {7, chlen, len};
-    return rc->pub ? nc_redis_conn_cmd(rc->pub, cb, arg, 3, argv, lens) : NC_ECONNLOST;
+static void request_published(void *arg, redisReply *r) {
+    request_note *n = arg;
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "Redis refused PUBLISH to %s: %s", n->route, r->str);
+        nc_logf(LOG(n->rc), NC_LOG_DEBUG, "Client", "%s", msg);
+        nc_client__fail_call(n->rc->cli, n->text, nc_redis_refusal_err(r->str), msg);
+    }
+    free(n);
 }
 
-static int hold(rsub *s, const char *route, size_t rlen, const char *body, size_t len) {
-    return nc_buf_append(&s->held, &rlen, sizeof rlen) || nc_buf_append(&s->held, route, rlen) ||
-                   nc_buf_append(&s->held, &len, sizeof len) || nc_buf_append(&s->held, body, len)
-               ? NC_ENOMEM
-               : 0;
+/* PUBLISH of a request (id set: a refusal fails it) or of an event (cb given). */
+static int publish(redis_client *rc, const char *ch, size_t chlen, const char *id, size_t idlen,
+                   const char *body, size_t len, nc_redis_reply_fn cb, void *arg) {
+    if (!rc->pub) return NC_ECONNLOST;
+    request_note *n = NULL;
+    if (id) {
+        if (!(n = malloc(sizeof *n + idlen + chlen + 2))) return NC_ENOMEM;
+        n->rc = rc;
+        memcpy(n->text, id, idlen);
+        n->text[idlen] = '\0';
+        n->route = n->text + idlen + 1;
+        memcpy(n->route, ch, chlen);
+        n->route[chlen] = '\0';
+        cb = request_published;
+        arg = n;
+    }
+    const char *argv[3] = {"PUBLISH", ch, body};
+    size_t lens[3] = {7, chlen, len};
+    int r = nc_redis_conn_cmd(rc->pub, cb, arg, 3, argv, lens);
+    if (r) free(n);
+    return r;
+}
+
+static int hold_part(nc_buf *b, const char *p, size_t n) {
+    return nc_buf_append(b, &n, sizeof n) || nc_buf_append(b, p, n) ? NC_ENOMEM : 0;
+}
+
+static int hold(rsub *s, const char *route, size_t rlen, const char *id, const char *body, size_t len) {
+    size_t before = s->held.len;
+    if (hold_part(&s->held, route, rlen) || hold_part(&s->held, id, strlen(id)) ||
+        hold_part(&s->held, body, len)) {
+        s->held.len = before;
+        return NC_ENOMEM;
+    }
+    return 0;
+}
+
+/* The next held request from *at: route, id, body. Returns 0 at the end. */
+static int held_next(const nc_buf *b, size_t *at, const char *p[3], size_t n[3]) {
+    if (*at >= b->len) return 0;
+    for (int i = 0; i < 3; i++) {
+        memcpy(&n[i], b->data + *at, sizeof n[i]);
+        p[i] = b->data + *at + sizeof n[i];
+        *at += sizeof n[i] + n[i];
+    }
+    return 1;
 }
 
 static void flush_held(redis_client *rc, rsub *s) {
     size_t at = 0;
-    while (at < s->held.len) {
-        size_t rlen, blen;
-        memcpy(&rlen, s->held.data + at, sizeof rlen);
-        const char *route = s->held.data + at + sizeof rlen;
-        at += sizeof rlen + rlen;
-        memcpy(&blen, s->held.data + at, sizeof blen);
-        const char *body = s->held.data + at + sizeof blen;
-        at += sizeof blen + blen;
-        if (publish(rc, route, rlen, body, blen, NULL, NULL))
-            nc_logf(LOG(rc), NC_LOG_ERROR, "Client", "a request on %.*s could not be published", (int)rlen,
-                    route);
-    }
+    const char *p[3];
+    size_t n[3];
+    while (held_next(&s->held, &at, p, n))
+        if (publish(rc, p[0], n[0], p[1], n[1], p[2], n[2], NULL, NULL))
+            nc_logf(LOG(rc), NC_LOG_ERROR, "Client", "a request on %.*s could not be published", (int)n[0],
+                    p[0]);
     s->held.len = 0;
 }
 
@@ -113,6 +169,62 @@ static void settle(redis_client *rc, rsub *s) {
     } else {
         rsub_free(rc, s);
     }
+}
+
+/* Redis refused the SUBSCRIBE (NOAUTH, an ACL NOPERM): the requests held for it fail now with Redis's
+ * words instead of waiting for a reply that cannot come. It is not retried until a new request comes. */
+static void refuse(redis_client *rc, rsub *s, const char *words) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "Redis refused SUBSCRIBE %s: %s", s->channel, words);
+    int err = nc_redis_refusal_err(words);
+    nc_logf(LOG(rc), NC_LOG_DEBUG, "Client", "%s", msg);
+    nc_buf held = s->held;
+    s->held = (nc_buf)NC_BUF_INIT;
+    s->subscribed = 0;
+    s->refusing = 1; /* the calls' forget() must not subscribe again or free s meanwhile */
+    size_t at = 0;
+    const char *p[3];
+    size_t n[3];
+    char id[64];
+    while (held_next(&held, &at, p, n)) {
+        snprintf(id, sizeof id, "%.*s", (int)n[1], p[1]);
+        nc_client__fail_call(rc->cli, id, err, msg);
+    }
+    nc_buf_free(&held);
+    s->refusing = 0;
+    if (s->inflight) return;
+    if (s->held.len) /* requests made by the failed calls' callbacks */
+        sub_cmd(rc, s, 1);
+    else if (s->refs == 0)
+        rsub_free(rc, s);
+}
+
+static void sub_on_reply(void *arg, redisReply *r) {
+    rsub *s = arg;
+    if (!r) return; /* the connection ended: a new one subscribes again (sub_ready) */
+    redis_client *rc = s->owner;
+    if (s->inflight) s->inflight--;
+    if (r->type == REDIS_REPLY_ERROR) {
+        refuse(rc, s, r->str);
+        return;
+    }
+    s->subscribed = 1;
+    settle(rc, s);
+}
+
+static void sub_off_reply(void *arg, redisReply *r) {
+    rsub *s = arg;
+    if (!r) return;
+    redis_client *rc = s->owner;
+    if (s->inflight) s->inflight--;
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* still subscribed: keep it for the next request rather than asking again and again */
+        nc_logf(LOG(rc), NC_LOG_WARN, "Client", "Redis refused UNSUBSCRIBE %s: %s", s->channel, r->str);
+        if (!s->inflight) flush_held(rc, s);
+        return;
+    }
+    s->subscribed = 0;
+    settle(rc, s);
 }
 
 /* ---- connections -----------------------------------------------------------------------------------------
@@ -164,10 +276,11 @@ static void pub_ready(nc_redis_conn *c) {
 
 static void sub_push(nc_redis_conn *c, redisReply *r) {
     redis_client *rc = c->owner;
-    if (r->type == REDIS_REPLY_ERROR) {
-        nc_logf(LOG(rc), NC_LOG_ERROR, "Client", "Redis refused a subscription: %s", r->str);
+    if (r->type == REDIS_REPLY_ERROR) { /* every command has a callback: this answers none */
+        nc_logf(LOG(rc), NC_LOG_ERROR, "Client", "Redis sent an error no command asked for: %s", r->str);
         return;
     }
+    if (r->type != REDIS_REPLY_ARRAY) return;
     const char *kind = r->element[0]->str;
     redisReply *ch = r->element[1];
     if (ch->type != REDIS_REPLY_STRING) return;
@@ -181,13 +294,7 @@ static void sub_push(nc_redis_conn *c, redisReply *r) {
                     why);
         return;
     }
-    int on = !strcmp(kind, "subscribe");
-    if (!on && strcmp(kind, "unsubscribe")) return;
-    rsub *s = nc_map_get(&rc->subs, ch->str, ch->len);
-    if (!s) return;
-    if (s->inflight) s->inflight--;
-    s->subscribed = on;
-    settle(rc, s);
+    /* (un)subscribe confirmations answer their commands (sub_on_reply, sub_off_reply) */
 }
 
 static void pub_push(nc_redis_conn *c, redisReply *r) {
@@ -316,7 +423,13 @@ static int rc_connect(void *state) {
 
 static void event_done(void *arg, redisReply *r) {
     event_note *n = arg;
-    n->accepted(n->arg, !r ? NC_ECONNCLOSED : r->type == REDIS_REPLY_ERROR ? NC_EPROTO : 0);
+    if (r && r->type == REDIS_REPLY_ERROR && n->refused) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "Redis refused PUBLISH to %s: %s", n->route, r->str);
+        n->refused(n->arg, nc_redis_refusal_err(r->str), msg);
+    } else {
+        n->accepted(n->arg, !r ? NC_ECONNCLOSED : r->type == REDIS_REPLY_ERROR ? NC_EPROTO : 0);
+    }
     free(n);
 }
 
@@ -327,9 +440,12 @@ static int rc_send(void *state, nc_outbound *out) {
     size_t rlen = strlen(out->route);
     if (!out->id) { /* an event: accepted once Redis answered the PUBLISH (as ioredis's callback) */
         event_note *n = NULL;
-        if (out->accepted && !(n = malloc(sizeof *n))) return NC_ENOMEM;
-        if (n) *n = (event_note){out->accepted, out->arg};
-        int r = publish(rc, out->route, rlen, out->body, out->len, n ? event_done : NULL, n);
+        if (out->accepted && !(n = malloc(sizeof *n + rlen + 1))) return NC_ENOMEM;
+        if (n) {
+            *n = (event_note){out->accepted, out->refused, out->arg};
+            memcpy(n->route, out->route, rlen + 1);
+        }
+        int r = publish(rc, out->route, rlen, NULL, 0, out->body, out->len, n ? event_done : NULL, n);
         if (r) free(n);
         return r;
     }
@@ -351,11 +467,12 @@ static int rc_send(void *state, nc_outbound *out) {
             goto out;
         }
         s->len = clen;
+        s->owner = rc;
     }
     if (s->subscribed && !s->inflight) {
-        r = publish(rc, out->route, rlen, out->body, out->len, NULL, NULL);
+        r = publish(rc, out->route, rlen, out->id, strlen(out->id), out->body, out->len, NULL, NULL);
     } else {
-        r = hold(s, out->route, rlen, out->body, out->len);
+        r = hold(s, out->route, rlen, out->id, out->body, out->len);
         if (!r && !s->inflight) r = sub_cmd(rc, s, 1);
     }
     if (!r) {
@@ -381,7 +498,7 @@ static void rc_forget(void *state, const char *route, const char *id) {
     if (!s || s->refs == 0) return;
     s->refs--;
     /* the last request on the channel: unsubscribe once its state is settled */
-    if (s->refs == 0 && rc->state == C_CONNECTED) settle(rc, s);
+    if (s->refs == 0 && rc->state == C_CONNECTED && !s->refusing) settle(rc, s);
 }
 
 static void rc_close(void *state) {

@@ -102,19 +102,21 @@ int nc_redis_conn_cmd(nc_redis_conn *c, nc_redis_reply_fn cb, void *arg, int arg
     if (c->d.ended) return NC_ECLOSED;
     size_t waiting = c->queue.len + (c->state == RC_READY ? (size_t)nc_stream_unsent(&c->d.st) : 0);
     if (c->t->max_queue > 0 && waiting > (size_t)c->t->max_queue) return NC_ESTALLED;
-    int r;
+    /* a slot even without a callback, taken first: each reply must meet its own command */
+    int r = fifo_push(c, cb, arg);
+    if (r) return r;
     if (c->state == RC_READY) {
         /* one contiguous RESP text, then one copy into the stream's buffer */
         nc_buf tmp = NC_BUF_INIT;
         r = append_cmd(&tmp, argc, argv, lens);
         if (!r) r = nc_stream_write(&c->d.st, tmp.data, tmp.len);
         nc_buf_free(&tmp);
-        if (r) return r;
-    } else if ((r = append_cmd(&c->queue, argc, argv, lens))) {
-        return r;
+    } else {
+        size_t before = c->queue.len;
+        if ((r = append_cmd(&c->queue, argc, argv, lens))) c->queue.len = before;
     }
-    if (cb && (r = fifo_push(c, cb, arg))) return r;
-    return 0;
+    if (r) c->flen--; /* not sent: its slot goes too (it is the last one) */
+    return r;
 }
 
 /* ---- reading replies ----------------------------------------------------------------------------- */
@@ -151,16 +153,22 @@ static void handshake_reply(void *arg, redisReply *r) {
     if (--c->handshake_left == 0 && c->state == RC_HANDSHAKE) become_ready(c);
 }
 
+/* Every command has a slot in the FIFO, so each reply (an error included) meets its own command. On a
+ * subscriber connection messages are pushes with no command; a (p)(un)subscribe confirmation is the
+ * answer of the command that asked for it (one channel per command). */
 static void deliver(nc_redis_conn *c, redisReply *r) {
-    nc_redis_reply_fn cb;
-    void *arg;
-    if (c->subscriber && is_push(r)) {
+    nc_redis_reply_fn cb = NULL;
+    void *arg = NULL;
+    if (c->subscriber && is_push(r) &&
+        (!strcmp(r->element[0]->str, "message") || !strcmp(r->element[0]->str, "pmessage"))) {
         if (c->cbs->on_push) c->cbs->on_push(c, r);
-    } else if (fifo_pop(c, &cb, &arg)) {
-        if (cb) cb(arg, r);
-    } else if (r->type == REDIS_REPLY_ERROR && c->cbs->on_push) {
-        c->cbs->on_push(c, r); /* the error answer of a command sent without a callback */
+        return;
     }
+    fifo_pop(c, &cb, &arg);
+    if (cb)
+        cb(arg, r);
+    else if (c->cbs->on_push && (r->type == REDIS_REPLY_ERROR || (c->subscriber && is_push(r))))
+        c->cbs->on_push(c, r); /* the answer of a command sent without a callback, or unasked for */
 }
 
 static void st_data(nc_stream *s, const char *data, size_t len) {

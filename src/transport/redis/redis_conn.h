@@ -32,8 +32,8 @@ typedef struct nc_redis_target {
 typedef struct nc_redis_conn_cbs {
     /* Connected, authenticated, database selected: queued commands are on their way. */
     void (*on_ready)(nc_redis_conn *c);
-    /* A pub/sub push on a subscriber connection: message, pmessage, (p)subscribe, (p)unsubscribe
-     * confirmations, or an error reply to a command sent with no callback. */
+    /* A pub/sub message (message, pmessage) on a subscriber connection, or the answer of a command sent
+     * with no callback when it is an error or a (p)(un)subscribe confirmation. */
     void (*on_push)(nc_redis_conn *c, redisReply *r);
     /* The connection failed or closed (err 0 = closed on request). Called once; the commands still
      * waiting got their callbacks with NULL before. The object frees itself afterwards. */
@@ -55,7 +55,7 @@ struct nc_redis_conn {
     struct {
         nc_redis_reply_fn cb;
         void *arg;
-    } * fifo; /* callbacks of the commands sent, in order (a ring) */
+    } * fifo; /* one slot per command sent, in order (a ring); cb may be NULL */
     size_t fhead, flen, fcap;
     size_t handshake_left; /* replies of AUTH/SELECT still expected */
 };
@@ -64,8 +64,11 @@ struct nc_redis_conn {
 nc_redis_conn *nc_redis_conn_new(nc_ioctx *io, const nc_redis_target *t, int subscriber, int delay_ms,
                                  const nc_redis_conn_cbs *cbs, const nc_logger *log, const char *component,
                                  const char *role, void *owner);
-/* Sends one command (queued until ready). cb gets the reply (NULL: no reply expected — pub/sub commands
- * on a subscriber connection, whose confirmations arrive as pushes). Returns 0, NC_ECLOSED (ended) or
+/* Sends one command (queued until ready). Every command keeps its place in the reply queue, so cb gets
+ * this command's own answer: its reply, its error (a refused SUBSCRIBE or PUBLISH: NOPERM, NOAUTH), or
+ * on a subscriber connection the (p)(un)subscribe confirmation; NULL with the connection ended. With cb
+ * NULL errors and confirmations go to on_push, other replies are dropped. Send one channel per
+ * (UN)SUBSCRIBE: each confirmation answers one command. Returns 0, NC_ECLOSED (ended), NC_ENOMEM or
  * NC_ESTALLED (more than max_queue bytes waiting). */
 int nc_redis_conn_cmd(nc_redis_conn *c, nc_redis_reply_fn cb, void *arg, int argc, const char *const *argv,
                       const size_t *lens);

@@ -28,14 +28,27 @@ typedef struct rsink {
     int cached;
 } rsink;
 
+/* A route to subscribe to: the argument of its SUBSCRIBE's reply callback. */
+typedef struct rroute {
+    redis_server *rs;
+    const char *name; /* the routes map's key */
+} rroute;
+
 struct redis_server {
     nc_server *srv;
     nc_redis_target t;
     int wildcards;
     nc_redis_conn *sub, *pub;
-    nc_map routes;      /* every route to subscribe to (values unused) */
+    nc_map routes;      /* every route to subscribe to -> rroute */
     nc_map sinks;       /* concrete channel -> rsink (no wildcards) */
-    size_t unconfirmed; /* subscriptions sent and not confirmed yet on the current sub connection */
+    size_t unconfirmed; /* subscriptions sent and not answered yet on the current sub connection */
+    size_t nsubscribed; /* subscriptions confirmed on the current sub connection */
+    /* refusals among the subscriptions answered since the last summary (logged once per batch) */
+    size_t nrefused;
+    char refused_names[160];
+    char refusal[200];
+    int refused_reported;    /* status "disconnected" reported for a refusal; cleared once connected */
+    char reply_refusal[200]; /* the last refused reply's words: a new reason is logged once */
     int sub_ready, pub_ready, reported;
     int failures; /* reconnection attempts since the last good connection */
     int stopping, closing, nopen, closed_reported;
@@ -139,33 +152,80 @@ static void on_message(redis_server *rs, const char *route, const char *channel,
 
 /* ---- subscriptions ----------------------------------------------------------------------------------- */
 
+/* Connected once both connections are up and every subscription is answered, unless Redis refused them
+ * all: a server that can serve nothing is not connected. */
 static void report_connected(redis_server *rs) {
     if (rs->reported || !rs->sub_ready || !rs->pub_ready || rs->unconfirmed || rs->stopping) return;
+    if (rs->routes.len && !rs->nsubscribed) return;
     rs->reported = 1;
     rs->failures = 0;
+    rs->refused_reported = 0;
     nc_server__status(rs->srv, "connected", 0);
 }
 
-static void subscribe(redis_server *rs, const char *route) {
-    const char *argv[2] = {rs->wildcards ? "PSUBSCRIBE" : "SUBSCRIBE", route};
-    size_t lens[2] = {strlen(argv[0]), strlen(route)};
-    if (nc_redis_conn_cmd(rs->sub, NULL, NULL, 2, argv, lens) == 0) rs->unconfirmed++;
+/* A refusal the server cannot get past by itself (NOAUTH, NOPERM, a wrong password): status
+ * "disconnected" with the error, once until it is connected again. It keeps trying (an ACL can change). */
+static void report_refused(redis_server *rs, int err) {
+    if (rs->refused_reported || rs->stopping) return;
+    rs->refused_reported = 1;
+    rs->reported = 0;
+    nc_server__status(rs->srv, "disconnected", err);
+}
+
+/* Every subscription sent is answered: one log line for the refusals among them, however many. */
+static void summarise_refusals(redis_server *rs) {
+    if (rs->unconfirmed || !rs->nrefused) return;
+    nc_logf(LOG(rs), NC_LOG_ERROR, "Server",
+            "Redis refused %zu of %zu subscription(s): %s; their handlers get no messages: %s", rs->nrefused,
+            rs->routes.len, rs->refusal, rs->refused_names);
+    int err = nc_redis_refusal_err(rs->refusal);
+    rs->nrefused = 0;
+    rs->refused_names[0] = '\0';
+    if (!rs->nsubscribed) report_refused(rs, err);
+}
+
+static void sub_reply(void *arg, redisReply *r) {
+    rroute *rt = arg;
+    redis_server *rs = rt->rs;
+    if (!r) return; /* the connection ended: the next one subscribes again */
+    if (rs->unconfirmed) rs->unconfirmed--;
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (!rs->nrefused++) snprintf(rs->refusal, sizeof rs->refusal, "%s", r->str);
+        size_t n = strlen(rs->refused_names), room = sizeof rs->refused_names - n;
+        if (room > 5) snprintf(rs->refused_names + n, room, "%s%s", n ? ", " : "", rt->name);
+        if (strlen(rs->refused_names) == sizeof rs->refused_names - 1) /* cut: say so */
+            memcpy(rs->refused_names + sizeof rs->refused_names - 4, "...", 4);
+    } else {
+        rs->nsubscribed++;
+    }
+    summarise_refusals(rs);
+    report_connected(rs);
+}
+
+static void subscribe(redis_server *rs, rroute *rt) {
+    const char *argv[2] = {rs->wildcards ? "PSUBSCRIBE" : "SUBSCRIBE", rt->name};
+    size_t lens[2] = {strlen(argv[0]), strlen(rt->name)};
+    if (nc_redis_conn_cmd(rs->sub, sub_reply, rt, 2, argv, lens) == 0) rs->unconfirmed++;
 }
 
 static void sub_ready(nc_redis_conn *c) {
     redis_server *rs = c->owner;
     rs->sub_ready = 1;
     rs->unconfirmed = 0;
+    rs->nsubscribed = 0;
+    rs->nrefused = 0;
+    rs->refused_names[0] = '\0';
     const char *k;
+    void *v;
     size_t it = 0;
-    while (nc_map_next(&rs->routes, &it, &k, NULL)) subscribe(rs, k);
+    while (nc_map_next(&rs->routes, &it, &k, &v)) subscribe(rs, v);
     report_connected(rs);
 }
 
 static void sub_push(nc_redis_conn *c, redisReply *r) {
     redis_server *rs = c->owner;
-    if (r->type == REDIS_REPLY_ERROR) {
-        nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "Redis refused a subscription: %s", r->str);
+    if (r->type == REDIS_REPLY_ERROR) { /* every command has a callback: this answers none */
+        nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "Redis sent an error no command asked for: %s", r->str);
         return;
     }
     const char *kind = r->element[0]->str;
@@ -175,10 +235,8 @@ static void sub_push(nc_redis_conn *c, redisReply *r) {
     } else if (!strcmp(kind, "pmessage") && r->elements >= 4 && r->element[1]->type == REDIS_REPLY_STRING &&
                r->element[2]->type == REDIS_REPLY_STRING && r->element[3]->type == REDIS_REPLY_STRING) {
         on_message(rs, r->element[1]->str, r->element[2]->str, r->element[3]);
-    } else if (!strcmp(kind, "subscribe") || !strcmp(kind, "psubscribe")) {
-        if (rs->unconfirmed) rs->unconfirmed--;
-        report_connected(rs);
     }
+    /* (p)subscribe confirmations answer their commands (sub_reply) */
 }
 
 static void pub_ready(nc_redis_conn *c) {
@@ -187,10 +245,14 @@ static void pub_ready(nc_redis_conn *c) {
     report_connected(rs);
 }
 
+/* A refused reply (NOPERM on the reply channel): one line per new reason, not one per reply. */
 static void pub_push(nc_redis_conn *c, redisReply *r) {
     redis_server *rs = c->owner;
-    if (r->type == REDIS_REPLY_ERROR)
-        nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "Redis refused a reply: %s", r->str);
+    if (r->type != REDIS_REPLY_ERROR) return;
+    int fresh = strncmp(rs->reply_refusal, r->str, sizeof rs->reply_refusal - 1) != 0;
+    if (fresh) snprintf(rs->reply_refusal, sizeof rs->reply_refusal, "%s", r->str);
+    nc_logf(LOG(rs), fresh ? NC_LOG_ERROR : NC_LOG_DEBUG, "Server", "Redis refused a reply: %s%s", r->str,
+            fresh ? " (the same refusal again is logged at debug level)" : "");
 }
 
 /* ---- connection loss and closing ------------------------------------------------------------------- */
@@ -246,6 +308,8 @@ static void conn_end(nc_redis_conn *c, int err, const char *msg) {
         rs->sub = n;
     else
         rs->pub = n;
+    /* a wrong password will not right itself: say so (the CLI then gives up), and keep trying */
+    if (err == NC_EAUTH) report_refused(rs, err);
 }
 
 static const nc_redis_conn_cbs sub_cbs = {sub_ready, sub_push, conn_end};
@@ -289,8 +353,14 @@ static int rs_route_added(void *state, const char *route, const char *queue) {
     redis_server *rs = state;
     size_t n = strlen(route);
     if (nc_map_get(&rs->routes, route, n)) return 0;
-    if (nc_map_put(&rs->routes, route, n, rs, NULL)) return NC_ENOMEM;
-    if (rs->sub_ready) subscribe(rs, route);
+    rroute *rt = malloc(sizeof *rt);
+    if (!rt) return NC_ENOMEM;
+    rt->rs = rs;
+    if (nc_map_put(&rs->routes, route, n, rt, &rt->name)) {
+        free(rt);
+        return NC_ENOMEM;
+    }
+    if (rs->sub_ready) subscribe(rs, rt);
     return 0;
 }
 
@@ -329,6 +399,8 @@ static void rs_destroy(void *state) {
         if (s->refs == 0) sink_free(s);
     }
     nc_map_free(&rs->sinks);
+    it = 0;
+    while (nc_map_next(&rs->routes, &it, &k, &v)) free(v);
     nc_map_free(&rs->routes);
     nc_buf_free(&rs->enc);
     nc_redis_target_free(&rs->t);

@@ -14,6 +14,10 @@ int nc_redis_query_bool(const nc_url *url, const char *key) {
     return -1;
 }
 
+int nc_redis_refusal_err(const char *words) {
+    return words && (!strncmp(words, "NOAUTH", 6) || !strncmp(words, "NOPERM", 6)) ? NC_EAUTH : NC_EPROTO;
+}
+
 int nc_redis_target_init(nc_redis_target *t, const nc_url *url, const nc_tls_opts *tls, const nc_logger *log,
                          const char *component) {
     memset(t, 0, sizeof *t);
