@@ -140,8 +140,9 @@ typedef void (*nc_event_fn)(const nc_msg *msg, void *user);
 
 #include <stdbool.h>
 
-/* Called once, on the loop thread, when `req` is cancelled. `req` is valid during the call and until
- * the handler finishes it. */
+/* Called once, on the loop thread, when `req` is cancelled: at the end of the loop iteration in which
+ * the caller's connection closed (never from inside a nestc call on the same request), or at the
+ * shutdown deadline. `req` is valid during the call and until the handler finishes it. */
 typedef void (*nc_cancel_fn)(nc_request *req, void *arg);
 
 /* Sets the request's cancel callback (one per request; a later call replaces it, fn NULL removes it).

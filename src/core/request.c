@@ -129,6 +129,7 @@ static void take_held(nc_request *r, int disposed) {
 static void flush_held(nc_flushable *f) {
     nc_request *r = (nc_request *)((char *)f - offsetof(nc_request, fl));
     if (r->has_held) take_held(r, 0);
+    if (r->cancel_due) nc_request__run_cancel(r);
 }
 
 static void finish(nc_request *r) {
@@ -345,13 +346,12 @@ struct uv_loop_s *nc_request_loop(const nc_request *r) {
 
 /* ---- cancellation -------------------------------------------------------------------------------- */
 
-void nc_request__cancel(nc_request *r) {
+void nc_request__mark_cancelled(nc_request *r) {
     if (r->cancelled) return;
     r->cancelled = 1;
     /* nobody can receive the rest: drop what is held and let the peer go now (its connection is
      * closing or the server is), rather than when a handler that ignores cancellation finishes */
     if (r->has_held) {
-        nc_ioctx_unmark(&r->srv->io, &r->fl);
         json_decref(r->held);
         r->held = NULL;
         r->has_held = 0;
@@ -362,14 +362,28 @@ void nc_request__cancel(nc_request *r) {
         r->peer = NULL;
         r->pops->release(peer);
     }
+}
+
+void nc_request__run_cancel(nc_request *r) {
     nc_cancel_fn fn = r->cancel_fn;
     r->cancel_fn = NULL;
+    r->cancel_due = 0;
     if (fn) fn(r, r->cancel_arg); /* may finish r */
+}
+
+void nc_request__cancel_later(nc_request *r) {
+    if (r->cancelled) return;
+    nc_request__mark_cancelled(r);
+    /* the callback runs at the end of this loop iteration (flush_held), outside whatever call noticed
+     * the peer leaving, which may be a reply of this very request */
+    r->cancel_due = 1;
+    nc_ioctx_mark(&r->srv->io, &r->fl);
 }
 
 int nc_request_on_cancel(nc_request *r, nc_cancel_fn fn, void *arg) {
     if (!r) return NC_EINVAL;
     if (r->cancelled) {
+        r->cancel_fn = NULL; /* a deferred run has nothing left to call */
         if (fn) fn(r, arg);
         return 0;
     }

@@ -84,8 +84,9 @@ struct nc_request {
     json_t *held; /* a stream value waiting for the end of the iteration (coalescing) */
     int has_held;
     int peer_dead;
-    int discard;   /* event routed to a request handler: replies go nowhere */
-    int cancelled; /* nc_request_is_cancelled: replies go nowhere, the handler was told */
+    int discard;    /* event routed to a request handler: replies go nowhere */
+    int cancelled;  /* nc_request_is_cancelled: replies go nowhere */
+    int cancel_due; /* cancelled, the callback runs at the next flush (request.c) */
     nc_cancel_fn cancel_fn;
     void *cancel_arg;
     nc_flushable fl;
@@ -176,8 +177,12 @@ void nc_request__pool_free(nc_server *s);
 void nc_request__free_unfinished(nc_request *r);
 void nc_msg__clear(nc_msg *m);
 void nc_server__apply_ts_replies(nc_server *s);
-/* Cancels one request: replies go nowhere from now on, its cancel callback runs (once). */
-void nc_request__cancel(nc_request *r);
+/* Cancellation: mark_cancelled makes replies go nowhere and releases the peer (no callback);
+ * run_cancel runs the cancel callback if one is set (it may finish r); cancel_later marks now and runs
+ * the callback at the end of the loop iteration, for callers deep in a call that may involve r. */
+void nc_request__mark_cancelled(nc_request *r);
+void nc_request__run_cancel(nc_request *r);
+void nc_request__cancel_later(nc_request *r);
 /* A request left the in-flight list (graceful close may proceed). */
 void nc_server__request_finished(nc_server *s);
 

@@ -93,9 +93,10 @@ static void caller_connected(uv_connect_t *c, int status) {
     uv_write(&caller_write, (uv_stream_t *)&caller, &b, 1, caller_wrote);
 }
 
-/* Connects a raw TCP caller to the server and queues one `slow` request (sent once the loop runs). */
-static void call_slow(void) {
-    const char *json = "{\"pattern\":\"slow\",\"data\":null,\"id\":\"1\"}";
+/* Connects a raw TCP caller to the server and queues one request (sent once the loop runs). */
+static void call(const char *pattern) {
+    char json[96];
+    snprintf(json, sizeof json, "{\"pattern\":\"%s\",\"data\":null,\"id\":\"1\"}", pattern);
     snprintf(frame, sizeof frame, "%zu#%s", strlen(json), json);
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", nc_server_port(srv), &a);
@@ -103,10 +104,35 @@ static void call_slow(void) {
     uv_tcp_connect(&caller_conn, &caller, (struct sockaddr *)&a, caller_connected);
 }
 
+static void call_slow(void) {
+    call("slow");
+}
+
+static long long max_send; /* the next server's max_send_buffer_size (0: default) */
+
+static void big_cancel(nc_request *req, void *arg) {
+    ncancelled++;
+    nc_reply_end(req);
+}
+
+/* Registers for cancellation, then answers with more than max_send_buffer_size: the server drops the
+ * connection inside nc_reply, so the request's peer goes while a reply of it is under way. */
+static void h_big(nc_request *req, const nc_msg *m, void *u) {
+    nstarted++;
+    nc_request_on_cancel(req, big_cancel, NULL);
+    char text[4096];
+    memset(text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    nc_reply(req, json_string(text));
+    nclosed_timers++; /* here: the reply returned */
+}
+
 static void new_server(int shutdown_ms) {
-    nc_server_opts so = {.shutdown_timeout_ms = shutdown_ms, .log_level = NC_LOG_ERROR};
+    nc_server_opts so = {
+        .shutdown_timeout_ms = shutdown_ms, .log_level = NC_LOG_ERROR, .max_send_buffer_size = max_send};
     assert_int_equal(nc_server_new(&srv, "tcp://127.0.0.1:0", &so), 0);
     assert_int_equal(nc_server_message(srv, "slow", h_slow, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "big", h_big, NULL), 0);
     assert_int_equal(nc_server_listen(srv), 0);
     ncancelled = nclosed_timers = nstarted = 0;
 }
@@ -188,6 +214,24 @@ static void test_free_without_run_cancels(void **st) {
     alarm(0);
 }
 
+static void test_peer_gone_during_own_reply(void **st) {
+    /* the cancel callback must not run inside the reply that dropped the connection (it would finish
+     * the request a second time); the request is finished by that reply, so it never runs */
+    watchdog(20);
+    max_send = 1000;
+    new_server(HOUR_MS);
+    max_send = 0;
+    call("big");
+    while (!nclosed_timers) uv_run(nc_server_loop(srv), UV_RUN_ONCE);
+    for (int i = 0; i < 3; i++) uv_run(nc_server_loop(srv), UV_RUN_NOWAIT);
+    assert_int_equal(nstarted, 1);
+    assert_int_equal(ncancelled, 0);
+    nc_server_close(srv, NULL, NULL);
+    assert_int_equal(nc_server_run(srv), 0); /* nothing in flight: closes at once */
+    nc_server_free(srv);
+    alarm(0);
+}
+
 static int client_done, client_err;
 static void on_done(void *u, int err, json_t *e) {
     client_done++;
@@ -228,6 +272,7 @@ int main(void) {
         cmocka_unit_test(test_handler_ignoring_cancel_does_not_block),
         cmocka_unit_test(test_caller_disconnect_cancels),
         cmocka_unit_test(test_free_without_run_cancels),
+        cmocka_unit_test(test_peer_gone_during_own_reply),
         cmocka_unit_test(test_client_free_with_pending_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
