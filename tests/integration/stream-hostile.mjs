@@ -271,3 +271,75 @@ tlsTest('a completed handshake is not cut by the handshake timeout', async () =>
     assert.equal(await srv.stop(), 0);
   }
 });
+
+// ---- errors that say what happened ---------------------------------------------------------------------
+
+// `nestc send URL sum [1,2] ARGS`: resolves {code, out, err}.
+async function nestcSend(url, args = []) {
+  const cl = spawn(NESTC, ['send', url, 'sum', '[1,2]', '--timeout', String(10000 * FACTOR), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  cl.stdout.on('data', (d) => (out += d));
+  cl.stderr.on('data', (d) => (err += d));
+  const [code] = await once(cl, 'exit');
+  return { code, out, err };
+}
+
+tlsTest('mTLS refusal: the client fails with NC_ETLS and the alert, the server names the peer', async () => {
+  const srv = await start('tls', ['--ca', cert('ca.pem')]);
+  try {
+    // no client certificate: TLS 1.3 refuses it after the client's handshake is done, with an alert
+    const r = await nestcSend(`tls://localhost:${srv.port}`, ['--ca', cert('ca.pem')]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /NC_ETLS.*certificate required/, r.err);
+    // a certificate from another CA
+    const u = await nestcSend(`tls://localhost:${srv.port}`, [
+      '--ca', cert('ca.pem'), '--cert', cert('untrusted-server.pem'), '--key', cert('untrusted-server.key'),
+    ]);
+    assert.equal(u.code, 2);
+    assert.match(u.err, /NC_ETLS.*unknown ca/, u.err);
+    assert.ok(await until(() => (srv.stderr().match(/WARN.*connection from 127\.0\.0\.1:\d+ failed/g) || []).length >= 2, 5000), srv.stderr());
+    assert.doesNotMatch(srv.stderr(), /from \?/);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+tlsTest('a corrupt TLS record after the handshake is logged at WARN with the peer', async () => {
+  const srv = await start('tls');
+  try {
+    const rawSock = net.connect(srv.port, '127.0.0.1');
+    await once(rawSock, 'connect');
+    const c = tls.connect({ socket: rawSock, ca: readFileSync(cert('ca.pem')), servername: 'localhost' });
+    c.on('error', () => {});
+    await once(c, 'secureConnect');
+    let text = '';
+    c.on('data', (d) => (text += d));
+    c.write(req('sum', [1, 2], 'first')); // the handshake is done on the server too once this is answered
+    assert.ok(await until(() => text.includes('"response":3'), 10000));
+    rawSock.write(Buffer.from('1703030020' + '00'.repeat(32), 'hex')); // application data that fails to decrypt
+    const re = new RegExp(`WARN.*connection 127\\.0\\.0\\.1:${rawSock.localPort} closed: TLS`);
+    assert.ok(await until(() => re.test(srv.stderr()), 5000), srv.stderr());
+    c.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('a reply that is not JSON fails the call with NC_EPROTO and the reason', async () => {
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    s.once('data', () => s.write('9#{"id":1,]'));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const r = await nestcSend(`tcp://127.0.0.1:${server.address().port}`);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /NC_EPROTO: invalid JSON/, r.err);
+  } finally {
+    server.close();
+  }
+});

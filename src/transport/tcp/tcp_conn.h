@@ -43,7 +43,7 @@ struct nc_tcp_conn {
     int backpressure; /* reading paused because the peer does not read */
     int bad_json;
     int end_err; /* why we ended the connection gracefully (reported by on_end), 0 if we did not */
-    char end_why[96];
+    char end_why[200];
     nc_tcp_conn *prev, *next;
     char peer[64];
 };
