@@ -152,6 +152,23 @@ for (const scheme of schemes) {
   });
 }
 
+// The library's own log lines: stderr is a pipe whose reader is gone (`nestc conformance ... 2>&1 | head`).
+test('log lines to a closed stderr pipe do not kill the server (SIGPIPE)', async () => {
+  const srv = await start('tcp');
+  try {
+    srv.proc.stderr.destroy(); // the reading end is closed: every write to stderr now fails with EPIPE
+    for (let i = 0; i < 3; i++) {
+      const c = await connect('tcp', srv.port);
+      c.sock.write('xx#garbage'); // logged at ERROR, connection ended
+      assert.ok(await until(() => c.ended(), 10000));
+    }
+    assert.ok(await served('tcp', srv.port), 'served after logging to a dead pipe');
+    assert.ok(srv.alive(), `exit ${srv.proc.exitCode ?? srv.proc.signalCode}`);
+  } finally {
+    await srv.stop(); // the CLI's own last words on stderr are its business
+  }
+});
+
 // ---- TLS versions --------------------------------------------------------------------------------------
 
 const tlsTest = (name, fn) => test(name, { skip: !CERTS && 'NESTC_CERTS not set' }, fn);
