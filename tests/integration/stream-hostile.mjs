@@ -1,8 +1,10 @@
 // Hostile and unusual peers at the byte-stream level, over tcp:// and tls:// (`nestc conformance`):
 // a peer that closes while a large reply is being written (SIGPIPE must never kill the process), a peer
 // that half-closes after its request (its replies are still delivered), TLS 1.2 and 1.3 in both
-// directions (OpenSSL and Node clients against nestc, nestc against a Node server), and TLS handshakes
-// that stall (closed after the handshake timeout, with the peer named in the log).
+// directions (OpenSSL and Node clients against nestc, nestc against a Node server), TLS handshakes
+// that stall (closed after the handshake timeout, with the peer named in the log), log lines written to
+// a dead stderr pipe, and failures that must say what happened (mTLS refusal, corrupt records, a reply
+// that is not JSON). SIGPIPE keeps its default action throughout: raising it kills the process.
 // NESTC_BIN names the nestc binary, NESTC_CERTS the directory of tests/interop/gen-certs.sh.
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -140,7 +142,7 @@ for (const scheme of schemes) {
       const big = 'y'.repeat(16 << 20);
       c.sock.pause();
       c.sock.end(req('echo', big, 'big'));
-      await sleep(200);
+      await sleep(200); // not a readiness wait: lets the reply pile up unread while our FIN arrives
       c.sock.resume();
       assert.ok(await until(() => c.ended(), 20000), 'the server ends the connection');
       const m = /^(\d+)#/.exec(c.text());
