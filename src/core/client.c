@@ -373,8 +373,14 @@ void nc_client__disconnected(nc_client *c, int err, const char *msg) {
         return;
     }
     if (err && err != NC_ECLOSED) nc_client__error(c, err, text);
-    /* NestJS: every pending request fails with "Connection closed"; the next call reconnects. */
-    fail_all(c, err == NC_ECLOSED ? NC_ECLOSED : NC_ECONNCLOSED, "Connection closed", 1);
+    /* A TLS failure after the handshake (TLS 1.3: the server refuses our certificate only after our
+     * handshake is done, with an alert) or a reply that is not valid JSON: the calls fail with that
+     * reason, which says what to fix. Otherwise, as NestJS: "Connection closed"; the next call
+     * reconnects. */
+    if (err == NC_ETLS || err == NC_EPROTO)
+        fail_all(c, err, text, 1);
+    else
+        fail_all(c, err == NC_ECLOSED ? NC_ECLOSED : NC_ECONNCLOSED, "Connection closed", 1);
 }
 
 int nc_client_connect(nc_client *c, nc_done_fn done, void *user) {

@@ -11,6 +11,7 @@
 #include <unicode/uvernum.h>
 
 #include "codec/json_write.h"
+#include "core/log.h"
 #include "nestc/error.h"
 #include "util/buf.h"
 
@@ -87,7 +88,7 @@ static int icu_load(void) {
 
 static void collator_open(void) {
     if (icu_load()) {
-        fprintf(stderr, "[nestc] WARN [Route] cannot load %s: non-ASCII pattern keys are ordered by bytes\n",
+        nc_logf(NULL, NC_LOG_WARN, "Route", "cannot load %s: non-ASCII pattern keys are ordered by bytes",
                 ICU_LIB);
         return;
     }

@@ -56,7 +56,7 @@ const cases = [
   ['falsy err ignored', (q, s) => { reply(s, { id: q.id, err: 0, response: 4 }); reply(s, { id: q.id, err: '', isDisposed: true }); }, 0, '4\n'],
   ['bare isDisposed after values', (q, s) => { reply(s, { id: q.id, response: 1 }); reply(s, { id: q.id, response: 2 }); setTimeout(() => reply(s, { id: q.id, isDisposed: true }), 30); }, 0, '1\n2\n'],
   ['value then connection closed: Connection closed', (q, s) => { reply(s, { id: q.id, response: 1 }); setTimeout(() => s.destroy(), 30); }, 2, '1\n', 'Connection closed'],
-  ['garbage frame: connection closed, request fails', (q, s) => s.write('xx#garbage'), 2, '', 'Connection closed'],
+  ['garbage frame: the request fails with the reason', (q, s) => s.write('xx#garbage'), 2, '', 'NC_EPROTO'],
   ['never answers: timeout', () => {}, 2, '', 'Timeout'],
   // JSON that NestJS sends and JSON.parse accepts: read, the connection kept for what follows
   ['lone surrogate value, then more on the same connection', (q, s) => { reply(s, { id: q.id, response: 'ab\ud83d' }); reply(s, { id: q.id, response: ['\ude00', '\ud83d\ude00'], isDisposed: true }); }, 0, '"ab\\ud83d"\n["\\ude00","😀"]\n'],

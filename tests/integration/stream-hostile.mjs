@@ -1,8 +1,10 @@
 // Hostile and unusual peers at the byte-stream level, over tcp:// and tls:// (`nestc conformance`):
 // a peer that closes while a large reply is being written (SIGPIPE must never kill the process), a peer
 // that half-closes after its request (its replies are still delivered), TLS 1.2 and 1.3 in both
-// directions (OpenSSL and Node clients against nestc, nestc against a Node server), and TLS handshakes
-// that stall (closed after the handshake timeout, with the peer named in the log).
+// directions (OpenSSL and Node clients against nestc, nestc against a Node server), TLS handshakes
+// that stall (closed after the handshake timeout, with the peer named in the log), log lines written to
+// a dead stderr pipe, and failures that must say what happened (mTLS refusal, corrupt records, a reply
+// that is not JSON). SIGPIPE keeps its default action throughout: raising it kills the process.
 // NESTC_BIN names the nestc binary, NESTC_CERTS the directory of tests/interop/gen-certs.sh.
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -140,7 +142,7 @@ for (const scheme of schemes) {
       const big = 'y'.repeat(16 << 20);
       c.sock.pause();
       c.sock.end(req('echo', big, 'big'));
-      await sleep(200);
+      await sleep(200); // not a readiness wait: lets the reply pile up unread while our FIN arrives
       c.sock.resume();
       assert.ok(await until(() => c.ended(), 20000), 'the server ends the connection');
       const m = /^(\d+)#/.exec(c.text());
@@ -151,6 +153,23 @@ for (const scheme of schemes) {
     }
   });
 }
+
+// The library's own log lines: stderr is a pipe whose reader is gone (`nestc conformance ... 2>&1 | head`).
+test('log lines to a closed stderr pipe do not kill the server (SIGPIPE)', async () => {
+  const srv = await start('tcp');
+  try {
+    srv.proc.stderr.destroy(); // the reading end is closed: every write to stderr now fails with EPIPE
+    for (let i = 0; i < 3; i++) {
+      const c = await connect('tcp', srv.port);
+      c.sock.write('xx#garbage'); // logged at ERROR, connection ended
+      assert.ok(await until(() => c.ended(), 10000));
+    }
+    assert.ok(await served('tcp', srv.port), 'served after logging to a dead pipe');
+    assert.ok(srv.alive(), `exit ${srv.proc.exitCode ?? srv.proc.signalCode}`);
+  } finally {
+    await srv.stop(); // the CLI's own last words on stderr are its business
+  }
+});
 
 // ---- TLS versions --------------------------------------------------------------------------------------
 
@@ -269,5 +288,77 @@ tlsTest('a completed handshake is not cut by the handshake timeout', async () =>
     c.sock.destroy();
   } finally {
     assert.equal(await srv.stop(), 0);
+  }
+});
+
+// ---- errors that say what happened ---------------------------------------------------------------------
+
+// `nestc send URL sum [1,2] ARGS`: resolves {code, out, err}.
+async function nestcSend(url, args = []) {
+  const cl = spawn(NESTC, ['send', url, 'sum', '[1,2]', '--timeout', String(10000 * FACTOR), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  cl.stdout.on('data', (d) => (out += d));
+  cl.stderr.on('data', (d) => (err += d));
+  const [code] = await once(cl, 'exit');
+  return { code, out, err };
+}
+
+tlsTest('mTLS refusal: the client fails with NC_ETLS and the alert, the server names the peer', async () => {
+  const srv = await start('tls', ['--ca', cert('ca.pem')]);
+  try {
+    // no client certificate: TLS 1.3 refuses it after the client's handshake is done, with an alert
+    const r = await nestcSend(`tls://localhost:${srv.port}`, ['--ca', cert('ca.pem')]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /NC_ETLS.*certificate required/, r.err);
+    // a certificate from another CA
+    const u = await nestcSend(`tls://localhost:${srv.port}`, [
+      '--ca', cert('ca.pem'), '--cert', cert('untrusted-server.pem'), '--key', cert('untrusted-server.key'),
+    ]);
+    assert.equal(u.code, 2);
+    assert.match(u.err, /NC_ETLS.*unknown ca/, u.err);
+    assert.ok(await until(() => (srv.stderr().match(/WARN.*connection from 127\.0\.0\.1:\d+ failed/g) || []).length >= 2, 5000), srv.stderr());
+    assert.doesNotMatch(srv.stderr(), /from \?/);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+tlsTest('a corrupt TLS record after the handshake is logged at WARN with the peer', async () => {
+  const srv = await start('tls');
+  try {
+    const rawSock = net.connect(srv.port, '127.0.0.1');
+    await once(rawSock, 'connect');
+    const c = tls.connect({ socket: rawSock, ca: readFileSync(cert('ca.pem')), servername: 'localhost' });
+    c.on('error', () => {});
+    await once(c, 'secureConnect');
+    let text = '';
+    c.on('data', (d) => (text += d));
+    c.write(req('sum', [1, 2], 'first')); // the handshake is done on the server too once this is answered
+    assert.ok(await until(() => text.includes('"response":3'), 10000));
+    rawSock.write(Buffer.from('1703030020' + '00'.repeat(32), 'hex')); // application data that fails to decrypt
+    const re = new RegExp(`WARN.*connection 127\\.0\\.0\\.1:${rawSock.localPort} closed: TLS`);
+    assert.ok(await until(() => re.test(srv.stderr()), 5000), srv.stderr());
+    c.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('a reply that is not JSON fails the call with NC_EPROTO and the reason', async () => {
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    s.once('data', () => s.write('9#{"id":1,]'));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const r = await nestcSend(`tcp://127.0.0.1:${server.address().port}`);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /NC_EPROTO: invalid JSON/, r.err);
+  } finally {
+    server.close();
   }
 });

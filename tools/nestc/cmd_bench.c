@@ -1,7 +1,6 @@
 /* nestc bench — the load generator of DESIGN.md §5: reads the arguments, picks an engine (bench_raw.c or
  * bench_client.c), and prints the result as one JSON line. The measuring itself is in the engines and
  * bench_window.c; the documentation is docs/bench-cli.md. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,7 +194,7 @@ int cmd_bench(int argc, char **argv) {
         rc = 2;
     }
     if (!rc) {
-        signal(SIGPIPE, SIG_IGN);
+        /* no SIGPIPE handling: the raw engine sends with MSG_NOSIGNAL and the library never raises it */
         raise_nofile();
         long lim = nofile_limit();
         if (lim >= 0 && lim < (long)cfg.connections + 32) {

@@ -59,6 +59,11 @@ static int frame_cb(void *user, const char *json, size_t len) {
         nc_logf(c->log, NC_LOG_ERROR, c->component,
                 "Could not parse JSON from %s: %s; closing the connection", c->peer, why);
         c->bad_json = 1;
+        if (!c->end_err) {
+            /* the reason on_end reports (a client fails its calls with it) */
+            c->end_err = NC_EPROTO;
+            snprintf(c->end_why, sizeof c->end_why, "invalid JSON: %s", why);
+        }
         return 1;
     }
     /* The frame callback may have closed the connection (peer gone); stop feeding then. */

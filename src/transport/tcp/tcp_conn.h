@@ -42,8 +42,8 @@ struct nc_tcp_conn {
     int ending;       /* framing error: no more frames are read */
     int backpressure; /* reading paused because the peer does not read */
     int bad_json;
-    int end_err; /* why we ended the connection gracefully (reported by on_end), 0 if we did not */
-    char end_why[96];
+    int end_err;       /* why we ended the connection gracefully (reported by on_end), 0 if we did not */
+    char end_why[272]; /* "invalid JSON: " and a reason of up to 255 bytes */
     nc_tcp_conn *prev, *next;
     char peer[64];
 };

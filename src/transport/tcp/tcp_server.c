@@ -73,9 +73,11 @@ static void conn_open(nc_tcp_conn *c, int err, const char *msg) {
 
 static void conn_end(nc_tcp_conn *c, int err, const char *msg) {
     tcp_server *t = c->owner;
+    /* A TLS failure on an open connection (a corrupt or forged record, a bad alert) is worth a WARN;
+     * a peer that goes away (reset, broken pipe) is ordinary. */
     if (err && err != NC_ECONNCLOSED)
-        nc_logf(nc_server__log(t->srv), NC_LOG_DEBUG, "Server", "connection %s closed: %s", c->peer,
-                msg ? msg : nc_strerror(err));
+        nc_logf(nc_server__log(t->srv), err == NC_ETLS && c->st.tls_done ? NC_LOG_WARN : NC_LOG_DEBUG,
+                "Server", "connection %s closed: %s", c->peer, msg ? msg : nc_strerror(err));
     /* unlink now: the server forgets the connection; in-flight requests hold it until they finish */
     if (c->prev)
         c->prev->next = c->next;
