@@ -418,8 +418,13 @@ out:
 }
 
 json_t *nc_json_parse_text(const char *text, size_t len, nc_json_perr *e) {
-    parser ps;
-    memset(&ps, 0, sizeof ps);
+    parser ps; /* fields set one by one: the inline stack need not be zeroed, it is written before read */
+    ps.tmp = ps.keys = NULL;
+    ps.tmpcap = ps.klen = ps.kcap = ps.depth = 0;
+    ps.e = NULL;
+    ps.why = NULL;
+    ps.at = NULL;
+    ps.nomem = 0;
     ps.start = ps.p = (const unsigned char *)(text ? text : "");
     ps.end = ps.p + (text ? len : 0);
     ps.st = ps.inl;
@@ -465,9 +470,22 @@ static int nonempty_container(const json_t *v) {
     return (json_is_array(v) && json_array_size(v)) || (json_is_object(v) && json_object_size(v));
 }
 
+/* No nested container below v: jansson's own free goes one level deep only. The common payload. */
+static int flat(json_t *v) {
+    size_t i;
+    const char *k;
+    json_t *c;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, c) if (json_is_array(c) || json_is_object(c)) return 0;
+    } else if (json_is_object(v)) {
+        json_object_foreach(v, k, c) if (json_is_array(c) || json_is_object(c)) return 0;
+    }
+    return 1;
+}
+
 void nc_json_free(json_t *v) {
     if (!v) return;
-    if (v->refcount != 1 || !nonempty_container(v)) {
+    if (v->refcount != 1 || !nonempty_container(v) || flat(v)) {
         json_decref(v);
         return;
     }
