@@ -27,6 +27,16 @@ typedef struct parser {
     int nomem;
 } parser;
 
+/* Bytes copied as they are in the common case: printable ASCII but '"' and '\\'. */
+#define P16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char plain[256] = {
+    [0x20] = 1, 1,   0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2F: not '"' */
+    P16,        P16,                                           /* 0x30-0x4F */
+    1,          1,   1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50-0x5F: not '\\' */
+    P16,        P16,                                           /* 0x60-0x7F (DEL is plain in JSON) */
+};
+#undef P16
+
 static int fail(parser *ps, const unsigned char *at, const char *why) {
     if (!ps->why) {
         ps->why = why;
@@ -105,7 +115,7 @@ static char *put_cp(char *o, unsigned v) {
  * escape nor non-ASCII byte, else into the scratch buffer). */
 static int string_tok(parser *ps, const char **s, size_t *n) {
     const unsigned char *start = ps->p + 1, *q = start, *end = ps->end;
-    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20 && *q < 0x80) q++;
+    while (q < end && plain[*q]) q++;
     if (q < end && *q == '"') {
         *s = (const char *)start;
         *n = (size_t)(q - start);
