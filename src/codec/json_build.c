@@ -474,6 +474,22 @@ json_t *nc_json_build(const char *text, size_t len) {
     return nc_json_parse_text(text, len, NULL);
 }
 
+int nc_wtf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        size_t k = utf8_char(p, end);
+        if (!k && end - p >= 3 && p[0] == 0xED && p[1] >= 0xA0 && p[1] <= 0xBF && (p[2] & 0xC0) == 0x80)
+            k = 3; /* a surrogate code point */
+        if (!k) return 0;
+        p += k;
+    }
+    return 1;
+}
+
 /* ---- freeing without recursion ------------------------------------------------------------------- */
 
 static int nonempty_container(const json_t *v) {
