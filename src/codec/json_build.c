@@ -27,6 +27,16 @@ typedef struct parser {
     int nomem;
 } parser;
 
+/* Bytes copied as they are in the common case: printable ASCII but '"' and '\\'. */
+#define P16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char plain[256] = {
+    [0x20] = 1, 1,   0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2F: not '"' */
+    P16,        P16,                                           /* 0x30-0x4F */
+    1,          1,   1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50-0x5F: not '\\' */
+    P16,        P16,                                           /* 0x60-0x7F (DEL is plain in JSON) */
+};
+#undef P16
+
 static int fail(parser *ps, const unsigned char *at, const char *why) {
     if (!ps->why) {
         ps->why = why;
@@ -105,7 +115,7 @@ static char *put_cp(char *o, unsigned v) {
  * escape nor non-ASCII byte, else into the scratch buffer). */
 static int string_tok(parser *ps, const char **s, size_t *n) {
     const unsigned char *start = ps->p + 1, *q = start, *end = ps->end;
-    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20 && *q < 0x80) q++;
+    while (q < end && plain[*q]) q++;
     if (q < end && *q == '"') {
         *s = (const char *)start;
         *n = (size_t)(q - start);
@@ -418,8 +428,13 @@ out:
 }
 
 json_t *nc_json_parse_text(const char *text, size_t len, nc_json_perr *e) {
-    parser ps;
-    memset(&ps, 0, sizeof ps);
+    parser ps; /* fields set one by one: the inline stack need not be zeroed, it is written before read */
+    ps.tmp = ps.keys = NULL;
+    ps.tmpcap = ps.klen = ps.kcap = ps.depth = 0;
+    ps.e = NULL;
+    ps.why = NULL;
+    ps.at = NULL;
+    ps.nomem = 0;
     ps.start = ps.p = (const unsigned char *)(text ? text : "");
     ps.end = ps.p + (text ? len : 0);
     ps.st = ps.inl;
@@ -459,15 +474,44 @@ json_t *nc_json_build(const char *text, size_t len) {
     return nc_json_parse_text(text, len, NULL);
 }
 
+int nc_wtf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        size_t k = utf8_char(p, end);
+        if (!k && end - p >= 3 && p[0] == 0xED && p[1] >= 0xA0 && p[1] <= 0xBF && (p[2] & 0xC0) == 0x80)
+            k = 3; /* a surrogate code point */
+        if (!k) return 0;
+        p += k;
+    }
+    return 1;
+}
+
 /* ---- freeing without recursion ------------------------------------------------------------------- */
 
 static int nonempty_container(const json_t *v) {
     return (json_is_array(v) && json_array_size(v)) || (json_is_object(v) && json_object_size(v));
 }
 
+/* No nested container below v: jansson's own free goes one level deep only. The common payload. */
+static int flat(json_t *v) {
+    size_t i;
+    const char *k;
+    json_t *c;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, c) if (json_is_array(c) || json_is_object(c)) return 0;
+    } else if (json_is_object(v)) {
+        json_object_foreach(v, k, c) if (json_is_array(c) || json_is_object(c)) return 0;
+    }
+    return 1;
+}
+
 void nc_json_free(json_t *v) {
     if (!v) return;
-    if (v->refcount != 1 || !nonempty_container(v)) {
+    if (v->refcount != 1 || !nonempty_container(v) || flat(v)) {
         json_decref(v);
         return;
     }

@@ -41,6 +41,10 @@ json_t *nc_json_parse_text(const char *text, size_t len, nc_json_perr *e);
 /* The same for text the scanner accepted (nc_msg_data, reply values on the client). NULL on failure. */
 json_t *nc_json_build(const char *text, size_t len);
 
+/* 1 when s[0..n) is UTF-8 in which surrogate code points may appear (WTF-8, how nestc holds lone
+ * surrogates): text the writer can write as JSON.stringify would. */
+int nc_wtf8_valid(const char *s, size_t n);
+
 /* json_decref without recursion: jansson frees nested values recursively, so a 10,000-level value would
  * cost stack in proportion to a depth the peer chose. Use it for values built from peer text. */
 void nc_json_free(json_t *v);

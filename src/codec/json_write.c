@@ -336,12 +336,12 @@ static int write_leaf(nc_buf *out, const json_t *v) {
 /* An open container: the array and the next index, or the object and its iterator. */
 typedef struct wframe {
     json_t *v;
-    size_t i;
+    size_t i, n; /* array: next index, size (0 for an object) */
     void *it;
 } wframe;
 
 /* Writes an object member's key and ':' and returns its value. */
-static json_t *member(nc_buf *out, void *it, int *rc) {
+static inline json_t *member(nc_buf *out, void *it, int *rc) {
     *rc = write_string(out, json_object_iter_key(it), json_object_iter_key_len(it));
     if (!*rc) *rc = nc_buf_append_char(out, ':');
     return json_object_iter_value(it);
@@ -355,13 +355,14 @@ static int write_value(nc_buf *out, const json_t *root) {
     /* jansson's iterator API takes a non-const object but does not modify it. */
     json_t *v = (json_t *)root;
     for (;;) {
-        int arr = json_is_array(v);
+        int arr = json_is_array(v), obj = !arr && json_is_object(v);
+        size_t an = arr ? json_array_size(v) : 0;
         /* an empty container is a level too, as in the parser; a reference cycle ends here */
-        if ((arr || json_is_object(v)) && depth >= NC_JSON_MAX_DEPTH) {
+        if ((arr || obj) && depth >= NC_JSON_MAX_DEPTH) {
             rc = NC_EINVAL;
             break;
         }
-        if ((arr && json_array_size(v)) || (json_is_object(v) && json_object_size(v))) {
+        if (an || (obj && json_object_size(v))) {
             if (depth == cap) {
                 wframe *t = st == inl ? malloc(2 * cap * sizeof *t) : realloc(st, 2 * cap * sizeof *t);
                 if (!t) {
@@ -375,6 +376,7 @@ static int write_value(nc_buf *out, const json_t *root) {
             if ((rc = nc_buf_append_char(out, arr ? '[' : '{'))) break;
             wframe *f = &st[depth++];
             f->v = v;
+            f->n = an;
             if (arr) {
                 f->i = 1;
                 v = json_array_get(v, 0);
@@ -390,8 +392,8 @@ static int write_value(nc_buf *out, const json_t *root) {
         v = NULL;
         while (depth && !v) {
             wframe *f = &st[depth - 1];
-            if (json_is_array(f->v)) {
-                if (f->i < json_array_size(f->v)) {
+            if (f->n) {
+                if (f->i < f->n) {
                     if ((rc = nc_buf_append_char(out, ','))) break;
                     v = json_array_get(f->v, f->i++);
                     continue;
@@ -402,7 +404,7 @@ static int write_value(nc_buf *out, const json_t *root) {
                 if (rc) break;
                 continue;
             }
-            if ((rc = nc_buf_append_char(out, json_is_array(f->v) ? ']' : '}'))) break;
+            if ((rc = nc_buf_append_char(out, f->n ? ']' : '}'))) break;
             depth--;
         }
         if (rc || !v) break;

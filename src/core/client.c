@@ -552,7 +552,7 @@ static int pinfo_compute(nc_client *c, const json_t *pattern, pinfo *pi) {
     }
     int r = nc_route_from_value(pattern, &pi->route);
     if (r) return r;
-    json_t *rs = json_string(pi->route);
+    json_t *rs = json_stringn_nocheck(pi->route, strlen(pi->route)); /* a lone surrogate is WTF-8 */
     pi->wire = json_text(pattern, &pi->wire_len);
     pi->ev_wire = rs ? json_text(rs, &pi->ev_wire_len) : NULL;
     json_decref(rs);

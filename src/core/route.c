@@ -344,5 +344,6 @@ json_t *nc_pattern_from_text(const char *p) {
         if (json_is_object(v) || json_is_number(v)) return v;
         json_decref(v);
     }
-    return json_string(p);
+    /* a lone surrogate is held as WTF-8 (json_build.h), which json_string() refuses */
+    return nc_wtf8_valid(p, strlen(p)) ? json_stringn_nocheck(p, strlen(p)) : NULL;
 }

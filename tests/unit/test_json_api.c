@@ -1,0 +1,166 @@
+/* JSON that NestJS accepts, through the public API with both ends on one loop: a lone UTF-16 surrogate
+ * (WTF-8 in jansson values, see include/nestc/message.h) in data, in a pattern and in an error; deep
+ * values; JSON.parse's Infinity. Each with another call in flight on the same connection, which must not
+ * be failed by it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <math.h>
+#include <uv.h>
+
+#include "codec/json_build.h"
+#include "codec/json_write.h"
+#include "nestc/nestc.h"
+
+typedef struct call {
+    json_t *values;
+    int err, done;
+    json_t *error;
+} call;
+
+static void on_value(void *u, json_t *v) {
+    json_array_append(((call *)u)->values, v);
+}
+static void on_done(void *u, int err, json_t *e) {
+    call *c = u;
+    c->err = err;
+    c->error = e ? json_incref(e) : NULL;
+    c->done++;
+}
+
+static uv_loop_t loop;
+static nc_server *srv;
+static nc_client *cli;
+
+static void h_echo(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, json_incref(nc_msg_data(m)));
+}
+static void h_fail(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply_error(req, json_incref(nc_msg_data(m)));
+}
+static void h_raw_echo(nc_request *req, const nc_msg *m, void *u) {
+    size_t n;
+    const char *t = nc_msg_data_json(m, &n);
+    nc_reply_json(req, t, n);
+}
+/* The sum as JavaScript computes it: Infinity stays Infinity (a real), written null. */
+static void h_add(nc_request *req, const nc_msg *m, void *u) {
+    double s = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(nc_msg_data(m), i, v) s += json_number_value(v);
+    nc_reply(req, isinf(s) ? json_string(s > 0 ? "Infinity" : "-Infinity") : json_real(s));
+}
+
+#define LONE "\xed\xa0\xbd" /* WTF-8 of the lone high surrogate U+D83D */
+
+static void start(void) {
+    uv_loop_init(&loop);
+    nc_server_opts so = {.loop = &loop};
+    assert_int_equal(nc_server_new(&srv, "tcp://127.0.0.1:0", &so), 0);
+    nc_server_message(srv, "echo", h_echo, NULL);
+    nc_server_message(srv, "fail", h_fail, NULL);
+    nc_server_message(srv, "rawEcho", h_raw_echo, NULL);
+    nc_server_message(srv, "add", h_add, NULL);
+    nc_server_message(srv, "cut" LONE, h_echo, NULL); /* a string pattern with a lone surrogate */
+    assert_int_equal(nc_server_listen(srv), 0);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(srv));
+    nc_client_opts co = {.loop = &loop};
+    assert_int_equal(nc_client_new(&cli, url, &co), 0);
+}
+
+static void stop(void) {
+    nc_client_free(cli);
+    nc_server_free(srv);
+    while (uv_run(&loop, UV_RUN_NOWAIT)) {
+    }
+    uv_loop_close(&loop);
+}
+
+static void run_until(call *c, int n) {
+    for (int i = 0; i < n; i++)
+        while (!c[i].done) uv_run(&loop, UV_RUN_ONCE);
+}
+
+static void test_lone_surrogates(void **st) {
+    start();
+    call c[5];
+    for (int i = 0; i < 5; i++) c[i] = (call){json_array(), 0, 0, NULL};
+    json_t *data =
+        json_pack("[o,o,o]", json_stringn_nocheck("ab" LONE, 5), json_stringn_nocheck("\xed\xb8\x80x", 4),
+                  json_stringn_nocheck("\xf0\x9f\x98\x80", 4));
+    json_t *cut = json_stringn_nocheck("cut" LONE, 6);
+    json_t *bad = json_pack("{s:o}", "message", json_stringn_nocheck(LONE, 3));
+    assert_int_equal(nc_client_send(cli, "echo", json_integer(7), NULL, on_value, on_done, &c[0]), 0);
+    assert_int_equal(nc_client_send(cli, "echo", data, NULL, on_value, on_done, &c[1]), 0);
+    assert_int_equal(nc_client_send_json(cli, cut, data, NULL, on_value, on_done, &c[2]), 0);
+    assert_int_equal(nc_client_send(cli, "fail", bad, NULL, on_value, on_done, &c[3]), 0);
+    assert_int_equal(nc_client_send(cli, "rawEcho", data, NULL, on_value, on_done, &c[4]), 0);
+    run_until(c, 5);
+    assert_int_equal(c[0].err, 0);
+    assert_int_equal(json_integer_value(json_array_get(c[0].values, 0)), 7);
+    for (int i = 1; i < 5; i++) {
+        if (i == 3) continue;
+        assert_int_equal(c[i].err, 0);
+        json_t *got = json_array_get(c[i].values, 0);
+        assert_true(json_equal(got, data)); /* the same bytes back: WTF-8 stays WTF-8 */
+        assert_memory_equal(json_string_value(json_array_get(got, 0)), "ab" LONE, 6);
+    }
+    assert_int_equal(c[3].err, NC_EREMOTE);
+    assert_true(json_equal(c[3].error, bad));
+    for (int i = 0; i < 5; i++) {
+        json_decref(c[i].values);
+        json_decref(c[i].error);
+    }
+    json_decref(data);
+    json_decref(cut);
+    json_decref(bad);
+    stop();
+}
+
+static void test_deep_and_infinity(void **st) {
+    start();
+    call c[3];
+    for (int i = 0; i < 3; i++) c[i] = (call){json_array(), 0, 0, NULL};
+    json_t *deep = json_array(), *cur = deep;
+    for (int i = 1; i < 5000; i++) {
+        json_t *next = json_array();
+        json_array_append_new(cur, next);
+        cur = next;
+    }
+    json_array_append_new(cur, json_string("bottom"));
+    json_t *inf = NULL;
+    assert_int_equal(nc_json_parse("[1e400,1]", 9, &inf, NULL, 0), 0);
+    assert_true(json_real_value(json_array_get(inf, 0)) == HUGE_VAL); /* JSON.parse's Infinity */
+    assert_int_equal(nc_client_send(cli, "echo", deep, NULL, on_value, on_done, &c[0]), 0);
+    assert_int_equal(nc_client_send(cli, "add", inf, NULL, on_value, on_done, &c[1]), 0);
+    assert_int_equal(nc_client_send(cli, "echo", json_integer(1), NULL, on_value, on_done, &c[2]), 0);
+    run_until(c, 3);
+    assert_int_equal(c[0].err, 0);
+    assert_true(json_equal(json_array_get(c[0].values, 0), deep));
+    /* the client writes Infinity as null, as JSON.stringify does: the handler adds [null,1] */
+    assert_int_equal(c[1].err, 0);
+    assert_true(json_number_value(json_array_get(c[1].values, 0)) == 1.0);
+    assert_int_equal(c[2].err, 0);
+    for (int i = 0; i < 3; i++) {
+        nc_json_free(c[i].values);
+        json_decref(c[i].error);
+    }
+    nc_json_free(deep);
+    json_decref(inf);
+    stop();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lone_surrogates),
+        cmocka_unit_test(test_deep_and_infinity),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
