@@ -373,11 +373,13 @@ void nc_client__disconnected(nc_client *c, int err, const char *msg) {
         return;
     }
     if (err && err != NC_ECLOSED) nc_client__error(c, err, text);
-    /* A TLS failure after the handshake (TLS 1.3: the server refuses our certificate only after our
-     * handshake is done, with an alert) or a reply that is not valid JSON: the calls fail with that
-     * reason, which says what to fix. Otherwise, as NestJS: "Connection closed"; the next call
-     * reconnects. */
-    if (err == NC_ETLS || err == NC_EPROTO)
+    /* A connection that failed for a reason that says what to fix — a TLS failure after the handshake
+     * (TLS 1.3: the server refuses our certificate only after our handshake is done, with an alert), a
+     * reply that is not valid JSON or over max_buffer_size, a peer that stalled mid-frame or does not
+     * read — fails the calls with that reason. Otherwise (the peer closed or reset it), as NestJS:
+     * "Connection closed"; the next call reconnects. */
+    if (err == NC_ETLS || err == NC_EPROTO || err == NC_ETOOBIG || err == NC_ESTALLED ||
+        err == NC_ETIMEDOUT || err == NC_ENOMEM || err == NC_EAUTH)
         fail_all(c, err, text, 1);
     else
         fail_all(c, err == NC_ECLOSED ? NC_ECLOSED : NC_ECONNCLOSED, "Connection closed", 1);

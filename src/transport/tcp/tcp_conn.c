@@ -106,8 +106,9 @@ static void on_end(nc_stream *s, int err, const char *msg) {
         uv_close((uv_handle_t *)&c->stall, on_handle_closed);
     }
     c->ending = 1;
-    if (!err && c->end_err) {
-        /* we ended it (a protocol error, FIN sent): report that, not the orderly close that followed */
+    if (c->end_err) {
+        /* we ended it (a protocol error, FIN sent): report that, not the orderly close or the reset
+         * that followed */
         err = c->end_err;
         msg = c->end_why;
     }
