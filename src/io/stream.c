@@ -116,6 +116,7 @@ void nc_stream_close(nc_stream *s, int err, const char *msg) {
     if (was == ST_CONNECTING && s->cbs->on_open) s->cbs->on_open(s, err ? err : NC_ECONNCLOSED, msg);
     if (s->cbs->on_end) s->cbs->on_end(s, err, msg);
     if (s->wfd >= 0) uv_close((uv_handle_t *)&s->wpoll, on_handle_closed);
+    if (s->linger_init) uv_close((uv_handle_t *)&s->linger, on_handle_closed);
     uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
 }
 
@@ -408,6 +409,11 @@ static void tls_pump(nc_stream *s) {
 static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
     nc_stream *s = h->data;
     if (n == 0 || s->state == ST_CLOSING || s->peer_eof) return;
+    if (s->lingering) {
+        /* our FIN is sent: drop what still comes, close at the peer's EOF (or error) */
+        if (n < 0) nc_stream_close(s, s->close_err, "closed");
+        return;
+    }
     if (n < 0) {
         if (n == UV_EOF)
             peer_ended(s);
@@ -505,9 +511,33 @@ int nc_stream_accept(nc_stream *s, uv_stream_t *listener) {
 
 /* ---- ending ------------------------------------------------------------------------------------- */
 
+static void on_linger_timeout(uv_timer_t *t) {
+    nc_stream *s = t->data;
+    nc_stream_close(s, s->close_err, "closed");
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status) {
     nc_stream *s = req->data;
-    nc_stream_close(s, s->close_err, "closed");
+    if (s->state == ST_CLOSING) return;
+    if (status < 0 || s->peer_eof || s->linger_ms <= 0) {
+        nc_stream_close(s, s->close_err, "closed");
+        return;
+    }
+    /* Linger (see linger_ms): read even if the owner paused reading, until EOF or the time is up. */
+    if (!s->linger_init) {
+        if (uv_timer_init(s->io->loop, &s->linger)) {
+            nc_stream_close(s, s->close_err, "closed");
+            return;
+        }
+        s->linger.data = s;
+        s->linger_init = 1;
+        s->open_handles++;
+    }
+    s->lingering = 1;
+    s->paused = 0;
+    uv_timer_start(&s->linger, on_linger_timeout, (uint64_t)s->linger_ms, 0);
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read)) nc_stream_close(s, s->close_err, "closed");
 }
 
 void nc_stream_end(nc_stream *s) {

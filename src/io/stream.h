@@ -48,10 +48,15 @@ struct nc_stream {
      * handle already has one, so this one watches a dup() of the socket (wfd, -1 until needed). */
     uv_poll_t wpoll;
     int wfd;
-    int open_handles; /* tcp, wpoll: on_close runs once both are closed */
-    nc_buf out;       /* plaintext not yet handed to TLS / the socket */
-    nc_buf pend;      /* wire bytes ready to write */
-    nc_buf wire;      /* wire bytes being sent (wire_off of them already are) */
+    int open_handles; /* tcp, wpoll, linger: on_close runs once all are closed */
+    /* After our FIN (linger_ms > 0): reading and discarding until the peer's EOF or linger_ms, since
+     * closing with the peer's bytes unread makes the kernel send a reset, which can destroy the tail of
+     * our reply the peer has not read yet. 0 = close at once after FIN. */
+    uv_timer_t linger;
+    int linger_ms;
+    nc_buf out;  /* plaintext not yet handed to TLS / the socket */
+    nc_buf pend; /* wire bytes ready to write */
+    nc_buf wire; /* wire bytes being sent (wire_off of them already are) */
     size_t wire_off;
     uint64_t pend_plain, wire_plain;
     uint64_t queued_bytes, written_bytes; /* plaintext totals */
@@ -67,6 +72,8 @@ struct nc_stream {
     unsigned ended : 1;
     unsigned notify_sent : 1;
     unsigned peer_eof : 1; /* the peer ended its side: no more reading */
+    unsigned lingering : 1;
+    unsigned linger_init : 1;
     int close_err;
 };
 
@@ -91,7 +98,8 @@ int nc_stream_notify_written(nc_stream *s, void (*cb)(void *, int), void *arg);
 uint64_t nc_stream_unsent(const nc_stream *s);
 void nc_stream_pause(nc_stream *s);
 void nc_stream_resume(nc_stream *s);
-/* Orderly end: flush what is queued, send FIN (TLS: close_notify first), then close. */
+/* Orderly end: flush what is queued, send FIN (TLS: close_notify first), then close (after lingering,
+ * when linger_ms is set: what the peer still sends is read and dropped until its EOF or linger_ms). */
 void nc_stream_end(nc_stream *s);
 /* Immediate close (pending writes dropped). Idempotent. on_end(err,msg) then on_close follow. */
 void nc_stream_close(nc_stream *s, int err, const char *msg);

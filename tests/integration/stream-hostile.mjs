@@ -152,6 +152,39 @@ for (const scheme of schemes) {
       assert.equal(await srv.stop(), 0);
     }
   });
+
+  test(`${scheme}: a peer that keeps writing after the server's FIN at shutdown still gets the whole reply`, async () => {
+    const srv = await start(scheme);
+    let c;
+    let writer;
+    try {
+      c = await connect(scheme, srv.port);
+      const big = 'z'.repeat(1 << 20);
+      // the reply has started (the server is working on it): stop reading, so the rest waits unread in
+      // our socket buffer while the server ends the connection
+      const started = new Promise((r) => c.sock.once('data', () => { c.sock.pause(); r(); }));
+      c.sock.write(req('echo', big, 'linger'));
+      await started;
+      srv.proc.kill('SIGTERM');
+      // bytes arriving after the server's FIN: a server that closed at once answers them with a reset,
+      // which destroys the part of the reply we have not read yet
+      writer = setInterval(() => c.sock.write('x'.repeat(1024)), 10);
+      await sleep(300 * FACTOR); // not a readiness wait: keeps writing while the server has ended
+      clearInterval(writer);
+      writer = null;
+      c.sock.end();
+      c.sock.resume();
+      assert.ok(await until(() => c.ended(), 10000), 'the connection ends');
+      const m = /^(\d+)#/.exec(c.text());
+      assert.ok(m && c.text().length >= m[0].length + Number(m[1]),
+        `the whole reply arrived (${c.text().length} of ${m ? m[0].length + Number(m[1]) : '?'} chars)`);
+      assert.equal(await srv.stop(), 0, `graceful exit: ${srv.stderr()}`);
+    } finally {
+      if (writer) clearInterval(writer);
+      c?.sock.destroy();
+      await srv.stop();
+    }
+  });
 }
 
 // The library's own log lines: stderr is a pipe whose reader is gone (`nestc conformance ... 2>&1 | head`).

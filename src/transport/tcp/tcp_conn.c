@@ -11,6 +11,10 @@
 #define PAUSE_ABOVE (256 * 1024)
 #define RESUME_BELOW (64 * 1024)
 
+/* How long an accepted connection reads and drops what its peer still sends after our FIN, waiting for
+ * the peer's EOF before closing (see nc_stream.linger_ms). At shutdown the deadline cuts it shorter. */
+#define LINGER_MS 2000
+
 #define CONN_OF(s) ((nc_tcp_conn *)((char *)(s)-offsetof(nc_tcp_conn, st)))
 
 static void maybe_free(nc_tcp_conn *c) {
@@ -142,6 +146,7 @@ nc_tcp_conn *nc_tcp_conn_new(nc_ioctx *io, SSL_CTX *ssl, int is_server, const ch
         nc_stream_close(&c->st, NC_ENOMEM, "init");
         return NULL;
     }
+    if (is_server) c->st.linger_ms = LINGER_MS;
     c->refs = 1;
     c->cbs = cbs;
     c->log = log;
