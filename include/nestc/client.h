@@ -102,7 +102,10 @@ NC_API void nc_client_on_status(nc_client *cli, nc_status_fn fn, void *user);
 typedef void (*nc_error_fn)(void *user, int err, const char *message);
 NC_API void nc_client_on_error(nc_client *cli, nc_error_fn fn, void *user);
 
-/* The underlying handle (like NestJS unwrap()): for TCP/TLS the connected uv_tcp_t*, or NULL. Borrowed. */
+/* The underlying handle (like NestJS unwrap()): for TCP/TLS the connected uv_tcp_t*, or NULL. Borrowed.
+ * The library's guarantee that none of its writes raises SIGPIPE does not cover writes the caller makes
+ * itself on this handle: uv_write and write(2) raise it when the peer has gone; use send(2) with
+ * MSG_NOSIGNAL (SO_NOSIGPIPE where that flag is missing) or ignore SIGPIPE. */
 NC_API void *nc_client_unwrap(nc_client *cli);
 
 /* The loop the client runs on (borrowed). */

@@ -430,6 +430,13 @@ static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
         return;
     }
     tls_pump(s);
+    if (s->state != ST_CLOSING && s->cbs->on_wire) s->cbs->on_wire(s);
+}
+
+int nc_stream_partial_record(const nc_stream *s) {
+    /* OpenSSL moves a record's bytes from the read BIO into its own buffer as they arrive */
+    return s->ssl && s->state != ST_CLOSING &&
+           (BIO_ctrl_pending(SSL_get_rbio(s->ssl)) > 0 || SSL_has_pending(s->ssl));
 }
 
 static int start_reading(nc_stream *s) {

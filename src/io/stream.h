@@ -28,6 +28,9 @@ typedef struct nc_stream_cbs {
     void (*on_end)(nc_stream *s, int err, const char *msg);
     /* The handle is closed; the owner may free the memory now. */
     void (*on_close)(nc_stream *s);
+    /* TLS: wire bytes arrived and were processed (after any on_data they produced); optional. Lets the
+     * owner see a peer that stalls in the middle of a record (nc_stream_partial_record). */
+    void (*on_wire)(nc_stream *s);
 } nc_stream_cbs;
 
 typedef struct nc_write_note {
@@ -104,6 +107,8 @@ void nc_stream_end(nc_stream *s);
 /* Immediate close (pending writes dropped). Idempotent. on_end(err,msg) then on_close follow. */
 void nc_stream_close(nc_stream *s, int err, const char *msg);
 int nc_stream_is_open(const nc_stream *s);
+/* TLS: 1 when part of a record was received and the rest has not (no plaintext comes from it yet). */
+int nc_stream_partial_record(const nc_stream *s);
 /* Peer address as text "ip:port" into buf. */
 void nc_stream_peer(const nc_stream *s, char *buf, size_t len);
 

@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
+import { Duplex } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import { NESTC, frame, sleep } from './harness.mjs';
 
@@ -279,6 +280,42 @@ for (const version of ['TLSv1.2', 'TLSv1.3']) {
     }
   });
 }
+
+// ---- a record cut short ---------------------------------------------------------------------------------
+
+// After a complete request (nothing of a frame is pending) the peer sends the header of a 16 KiB record and
+// a few bytes of it, then stalls: the server holds the partial record, so it counts as an incomplete
+// message and is closed after --incomplete-timeout, the peer named in the log.
+tlsTest('a peer stalled in the middle of a TLS record is closed after --incomplete-timeout', async () => {
+  const srv = await start('tls', ['--incomplete-timeout', '300']);
+  const raw = net.connect(srv.port, '127.0.0.1');
+  try {
+    raw.on('error', () => {});
+    await once(raw, 'connect');
+    const peer = `127.0.0.1:${raw.localPort}`;
+    // TLS runs over our own pipe, so raw bytes can be written to the socket between its records
+    const pipe = new Duplex({ read() {}, write: (chunk, enc, cb) => raw.write(chunk, cb) });
+    let closed = false;
+    raw.on('data', (d) => pipe.push(d));
+    raw.on('end', () => { closed = true; pipe.push(null); });
+    raw.on('close', () => (closed = true));
+    const t = tls.connect({ socket: pipe, ca: readFileSync(cert('ca.pem')), servername: 'localhost' });
+    t.on('error', () => {});
+    await once(t, 'secureConnect');
+    let text = '';
+    t.on('data', (d) => (text += d));
+    t.write(req('sum', [1, 2], 'whole'));
+    assert.ok(await until(() => text.includes('"response":3'), 10000), 'a whole request is answered');
+    raw.write(Buffer.concat([Buffer.from('1703034000', 'hex'), Buffer.alloc(100, 7)]));
+    assert.ok(await until(() => closed, 5000), 'the stalled connection is closed');
+    assert.ok(await until(() => srv.stderr().includes(`${peer} stopped sending in the middle of a TLS record`), 5000),
+      `the log names the peer: ${srv.stderr()}`);
+    assert.ok(await served('tls', srv.port), 'still serving');
+  } finally {
+    raw.destroy();
+    assert.equal(await srv.stop(), 0);
+  }
+});
 
 // ---- handshake timeout ---------------------------------------------------------------------------------
 

@@ -204,7 +204,7 @@ static void st_open(nc_stream *s, int err, const char *msg) {
     c->state = NS_INFO; /* the server speaks first */
 }
 
-static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, nc_dial_stream_closed};
+static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, nc_dial_stream_closed, NULL};
 static const nc_dial_ops dial_ops = {conn_ended, conn_free};
 
 nc_nats_conn *nc_nats_conn_new(nc_ioctx *io, nc_nats_target *t, int delay_ms, const nc_nats_conn_cbs *cbs,

@@ -38,11 +38,33 @@ static void stream_closed(nc_stream *s) {
 
 static void on_stall(uv_timer_t *t) {
     nc_tcp_conn *c = t->data;
-    nc_logf(c->log, NC_LOG_ERROR, c->component,
+    if (nc_framer_pending(&c->fr))
+        nc_logf(
+            c->log, NC_LOG_ERROR, c->component,
             "The remote peer %s stopped sending in the middle of a packet (%zu bytes buffered) for %d ms; "
             "closing the connection",
             c->peer, nc_framer_pending(&c->fr), c->lim.incomplete_ms);
+    else
+        nc_logf(c->log, NC_LOG_ERROR, c->component,
+                "The remote peer %s stopped sending in the middle of a TLS record for %d ms; closing the "
+                "connection",
+                c->peer, c->lim.incomplete_ms);
     nc_tcp_conn_close(c, 0, NC_ESTALLED, "incomplete message timeout");
+}
+
+/* The incomplete-message timer runs while part of a frame, or of the TLS record carrying the next one,
+ * is held: re-armed on every chunk, so a slow but progressing peer is never cut off. */
+static void rearm_stall(nc_tcp_conn *c) {
+    if (c->ending || !nc_stream_is_open(&c->st) || c->lim.incomplete_ms <= 0) return;
+    /* while we do not read (the peer does not read our replies) it cannot be the peer that stalls */
+    if (!c->backpressure && (nc_framer_pending(&c->fr) || nc_stream_partial_record(&c->st)))
+        uv_timer_start(&c->stall, on_stall, (uint64_t)c->lim.incomplete_ms, 0);
+    else
+        uv_timer_stop(&c->stall);
+}
+
+static void on_wire(nc_stream *s) {
+    rearm_stall(CONN_OF(s));
 }
 
 /* The TLS handshake did not complete in time (a peer that connects and stalls, or sends part of a
@@ -85,12 +107,8 @@ static void on_data(nc_stream *s, const char *data, size_t len) {
         nc_tcp_conn_close(c, 1, r, c->fr.error);
     } else if (c->bad_json) {
         nc_tcp_conn_close(c, 1, NC_EPROTO, "invalid JSON");
-    } else if (nc_stream_is_open(&c->st) && c->lim.incomplete_ms > 0) {
-        /* re-armed on every chunk: a slow but progressing peer is never cut off */
-        if (nc_framer_pending(&c->fr))
-            uv_timer_start(&c->stall, on_stall, (uint64_t)c->lim.incomplete_ms, 0);
-        else
-            uv_timer_stop(&c->stall);
+    } else {
+        rearm_stall(c);
     }
     c->refs--;
     maybe_free(c);
@@ -124,10 +142,11 @@ static void on_drain(nc_stream *s) {
     if (c->backpressure && nc_stream_unsent(s) < RESUME_BELOW) {
         c->backpressure = 0;
         nc_stream_resume(s);
+        rearm_stall(c);
     }
 }
 
-static const nc_stream_cbs stream_cbs = {on_open, on_data, on_drain, on_end, stream_closed};
+static const nc_stream_cbs stream_cbs = {on_open, on_data, on_drain, on_end, stream_closed, on_wire};
 
 nc_tcp_conn *nc_tcp_conn_new(nc_ioctx *io, SSL_CTX *ssl, int is_server, const char *host,
                              const nc_tcp_limits *lim, const nc_tcp_conn_cbs *cbs, const nc_logger *log,
@@ -181,6 +200,7 @@ int nc_tcp_conn_send(nc_tcp_conn *c, const char *json, size_t len) {
     if (!c->backpressure && unsent > PAUSE_ABOVE) {
         c->backpressure = 1;
         nc_stream_pause(&c->st);
+        uv_timer_stop(&c->stall);
     }
     return 0;
 }
