@@ -432,3 +432,28 @@ test('a reply that is not JSON fails the call with NC_EPROTO and the reason', as
     server.close();
   }
 });
+
+// A reply that announces more than the client's max_buffer_size (default 128 Mi units): the call fails
+// with NC_ETOOBIG and the reason, not "Connection closed", over tcp and tls.
+for (const scheme of schemes) {
+  test(`${scheme}: a reply over the size limit fails the call with NC_ETOOBIG and the reason`, async () => {
+    const onConn = (s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.write('200000000#{"id":'));
+    };
+    const server =
+      scheme === 'tls'
+        ? tls.createServer({ key: readFileSync(cert('server.key')), cert: readFileSync(cert('server.pem')) }, onConn)
+        : net.createServer(onConn);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const url = `${scheme}://${scheme === 'tls' ? 'localhost' : '127.0.0.1'}:${server.address().port}`;
+      const r = await nestcSend(url, scheme === 'tls' ? ['--ca', cert('ca.pem')] : []);
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, /NC_ETOOBIG.*exceeds the maximum allowed length/, r.err);
+    } finally {
+      server.close();
+    }
+  });
+}
