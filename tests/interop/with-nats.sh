@@ -127,7 +127,8 @@ greets() {
     read -r -t 1 line <&3 && [[ $line == INFO* ]]
   ) 2>/dev/null
 }
-deadline=$((SECONDS + 20))
+# a readiness wait (it ends once the broker answers), scaled by NESTC_TEST_TIMEOUT_FACTOR (set by CMake)
+deadline=$((SECONDS + 60 * ${NESTC_TEST_TIMEOUT_FACTOR:-1}))
 until greets; do
   if ! kill -0 "$nats_pid" 2>/dev/null || ((SECONDS >= deadline)); then
     echo "with-nats.sh: nats-server did not send INFO on port $NATS_PORT" >&2
