@@ -4,7 +4,7 @@
  * nats-server is not installed. */
 #include "broker_harness.h"
 
-static char conf_path[128]; /* a config file for the next broker started, or "" */
+static char conf_path[600]; /* a config file for the next broker started, or "" */
 
 static void broker_exec(const broker *b, const char *port) {
     const char *argv[16] = {"nats-server", "-a", "127.0.0.1", "-p", port};
@@ -276,7 +276,10 @@ static const char PERMISSIONS[] =
  * fail at once with NC_EAUTH and NATS's words; the server logs the refusals in one line and reports
  * "disconnected" (NC_EAUTH) when all are refused; refused replies are logged once, not per reply. */
 static void test_permissions(void **st) {
-    snprintf(conf_path, sizeof conf_path, "/tmp/nestc-nats-conf-XXXXXX");
+    /* beside the test (the broker's own directory does not exist before it starts) */
+    char cwd[512];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    snprintf(conf_path, sizeof conf_path, "%s/nestc-nats-conf-XXXXXX", cwd);
     int fd = mkstemp(conf_path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, PERMISSIONS, sizeof PERMISSIONS - 1), (ssize_t)(sizeof PERMISSIONS - 1));

@@ -385,6 +385,24 @@ static void test_refused(void **st) {
     assert_non_null(strstr(l.last, "2 of 3"));
     assert_non_null(strstr(l.last, "where"));
     nc_server_free(srv);
+    /* UNSUBSCRIBE refused: the channel stays subscribed and the next call on it is answered (it was held
+     * for ever, the refusal leaving the channel "in flight") */
+    acl(&B, "ACL SETUSER nounsub on >pw ~* &* +@all -unsubscribe");
+    svc s;
+    svc_start(&s, url);
+    snprintf(u, sizeof u, "redis://nounsub:pw@127.0.0.1:%d", B.port);
+    c = client_new(u, 0, NULL);
+    d = json_pack("[i,i]", 2, 3);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
+        assert_true(run_until(&k.done, 1, 2000));
+        assert_int_equal(k.err, 0);
+        assert_int_equal(json_integer_value(k.last), 5);
+        call_clear(&k);
+    }
+    json_decref(d);
+    nc_client_free(c);
+    svc_stop(&s);
 }
 
 static int setup(void **st) {
