@@ -32,7 +32,7 @@ if [[ ${1:-} != --fast ]]; then
   for t in "$root"/build/tests/unit/test_*; do
     [[ -x $t ]] || continue
     echo "test.sh: valgrind $(basename "$t")"
-    $vg "$t" >/dev/null
+    NESTC_TEST_TIMEOUT_FACTOR=8 $vg "$t" >/dev/null
   done
   cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=8 >/dev/null
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' \
