@@ -22,7 +22,8 @@ run "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNESTC_TEST_TIMEOUT_FACTOR=
 if [[ ${1:-} != --fast ]]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  run "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DNESTC_SANITIZE=ON
+  # factor 3: the sanitizers make every nestc process slower, and the machine is often loaded meanwhile
+  run "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DNESTC_SANITIZE=ON -DNESTC_TEST_TIMEOUT_FACTOR=3
   # valgrind memcheck (on the normal build): every unit test, then every other test with each nestc process
   # (servers, the CLI, the C client driver, the examples) started under valgrind through NESTC_WRAP. Only the
   # two tests where no nestc code runs (a NestJS client against a NestJS server) are left out. Time limits
@@ -31,7 +32,7 @@ if [[ ${1:-} != --fast ]]; then
   for t in "$root"/build/tests/unit/test_*; do
     [[ -x $t ]] || continue
     echo "test.sh: valgrind $(basename "$t")"
-    $vg "$t" >/dev/null
+    NESTC_TEST_TIMEOUT_FACTOR=8 $vg "$t" >/dev/null
   done
   cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=8 >/dev/null
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' \

@@ -509,6 +509,28 @@ static int flat(json_t *v) {
     return 1;
 }
 
+/* The pending containers of nc_json_free: 64 inline, then on the heap. */
+typedef struct free_stack {
+    json_t *inl[64], **st;
+    size_t n, cap;
+} free_stack;
+
+/* Moves c onto the stack with a reference of its own when it is a non-empty container held only by its
+ * parent; -1 when out of memory (the caller stops moving: jansson frees the rest, recursively). */
+static int free_stack_take(free_stack *s, json_t *c) {
+    if (c->refcount != 1 || !nonempty_container(c)) return 0;
+    if (s->n == s->cap) {
+        json_t **t =
+            s->st == s->inl ? malloc(s->cap * 2 * sizeof *t) : realloc(s->st, s->cap * 2 * sizeof *t);
+        if (!t) return -1;
+        if (s->st == s->inl) memcpy(t, s->inl, sizeof s->inl);
+        s->st = t;
+        s->cap *= 2;
+    }
+    s->st[s->n++] = json_incref(c);
+    return 0;
+}
+
 void nc_json_free(json_t *v) {
     if (!v) return;
     if (v->refcount != 1 || !nonempty_container(v) || flat(v)) {
@@ -517,56 +539,26 @@ void nc_json_free(json_t *v) {
     }
     /* Pending containers, each the last reference to it: empty them first (their container children
      * moved onto this stack with a reference of their own), so that json_decref never nests. */
-    json_t *inl[64], **st = inl;
-    size_t n = 0, cap = 64;
-    st[n++] = v;
-    while (n) {
-        json_t *x = st[--n];
+    free_stack s;
+    s.st = s.inl;
+    s.cap = 64;
+    s.n = 0;
+    s.st[s.n++] = v;
+    while (s.n) {
+        json_t *x = s.st[--s.n];
         if (x->refcount == 1 && nonempty_container(x)) {
             size_t i;
             const char *k;
             json_t *c;
-            int full = 0;
             if (json_is_array(x)) {
-                json_array_foreach(x, i, c) {
-                    if (c->refcount != 1 || !nonempty_container(c)) continue;
-                    if (n == cap) {
-                        json_t **t =
-                            st == inl ? malloc(cap * 2 * sizeof *t) : realloc(st, cap * 2 * sizeof *t);
-                        if (!t) {
-                            full = 1;
-                            break;
-                        }
-                        if (st == inl) memcpy(t, inl, sizeof inl);
-                        st = t;
-                        cap *= 2;
-                    }
-                    st[n++] = json_incref(c);
-                }
-            } else {
-                json_object_foreach(x, k, c) {
-                    if (c->refcount != 1 || !nonempty_container(c)) continue;
-                    if (n == cap) {
-                        json_t **t =
-                            st == inl ? malloc(cap * 2 * sizeof *t) : realloc(st, cap * 2 * sizeof *t);
-                        if (!t) {
-                            full = 1;
-                            break;
-                        }
-                        if (st == inl) memcpy(t, inl, sizeof inl);
-                        st = t;
-                        cap *= 2;
-                    }
-                    st[n++] = json_incref(c);
-                }
-            }
-            (void)full; /* out of memory: what was not moved is freed by jansson, recursively */
-            if (json_is_array(x))
+                json_array_foreach(x, i, c) if (free_stack_take(&s, c)) break;
                 json_array_clear(x);
-            else
+            } else {
+                json_object_foreach(x, k, c) if (free_stack_take(&s, c)) break;
                 json_object_clear(x);
+            }
         }
         json_decref(x);
     }
-    if (st != inl) free(st);
+    if (s.st != s.inl) free(s.st);
 }

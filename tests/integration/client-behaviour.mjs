@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { NESTC, frame } from './harness.mjs';
+import { NESTC, frame, scaled } from './harness.mjs';
 
 // A fake server: for each request frame it calls script(req, sock).
 async function fakeServer(script) {
@@ -70,7 +70,8 @@ for (const [name, script, code, out, err] of cases) {
   test(name, async () => {
     const srv = await fakeServer(script);
     try {
-      const r = await cli(['send', `tcp://127.0.0.1:${srv.port}`, 'x', '1', '--timeout', '1000']);
+      // the request timeout only matters to 'never answers'; the others answer at once (1 s × factor)
+      const r = await cli(['send', `tcp://127.0.0.1:${srv.port}`, 'x', '1', '--timeout', String(scaled(1000))]);
       const id = srv.seen[0]?.id;
       assert.equal(r.code, code, r.err);
       assert.equal(r.out, out.replace('ID', id));
@@ -87,7 +88,8 @@ test('emit sends the normalised route as the pattern, without id', async () => {
   const srv = await fakeServer(() => {});
   const r = await cli(['emit', `tcp://127.0.0.1:${srv.port}`, '{"evt":"obj","a":1}', '"x"']);
   assert.equal(r.code, 0, r.err);
-  for (let i = 0; i < 50 && !srv.seen.length; i++) await new Promise((res) => setTimeout(res, 10));
+  const end = Date.now() + scaled(3000); // until the server has parsed it (it was written before exit 0)
+  while (Date.now() < end && !srv.seen.length) await new Promise((res) => setTimeout(res, 10));
   assert.deepEqual(srv.seen[0], { pattern: '{"a":1,"evt":"obj"}', data: 'x' });
   srv.close();
 });

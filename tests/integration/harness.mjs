@@ -7,6 +7,10 @@ import { once } from 'node:events';
 export const NESTC = process.env.NESTC_BIN;
 // Under a wrapping tool (valgrind) timings and memory figures are the tool's, not the server's.
 export const WRAPPED = Boolean(process.env.NESTC_WRAP);
+// Every time limit of a test is multiplied by this (CMake sets it for each test: 1 normally, more for the
+// sanitizer and valgrind passes), so a slow or loaded machine makes tests slower, not red.
+export const FACTOR = Number(process.env.NESTC_TEST_TIMEOUT_FACTOR) || 1;
+export const scaled = (ms) => ms * FACTOR;
 
 // Starts `nestc conformance tcp://127.0.0.1:0 <args>`; resolves {port, proc, stderr(), stop()}.
 export async function startNestc(args = []) {
@@ -60,8 +64,8 @@ export async function raw(port) {
     received: () => buf.toString('utf8'),
     write: (s) => new Promise((r) => sock.write(s, r)),
     closed: () => events.some((e) => e.kind === 'close' || e.kind === 'fin'),
-    // waits until the received text contains `n` frames or ms pass
-    async waitFor(pred, ms = 3000) {
+    // waits until pred(this) holds or ms (scaled by FACTOR) pass; returns whether it holds
+    async waitFor(pred, ms = scaled(3000)) {
       const end = Date.now() + ms;
       while (Date.now() < end) {
         if (pred(this)) return true;

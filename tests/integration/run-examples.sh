@@ -9,7 +9,12 @@ port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{
 "${wrap[@]}" "$service" "tcp://127.0.0.1:$port" >/dev/null &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; wait $pid || true' EXIT
-for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+# wait until it listens: up to 60 s × NESTC_TEST_TIMEOUT_FACTOR (it usually takes milliseconds)
+deadline=$((SECONDS + 60 * ${NESTC_TEST_TIMEOUT_FACTOR:-1}))
+until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+  ((SECONDS < deadline)) && kill -0 $pid 2>/dev/null || { echo "run-examples.sh: the service did not listen" >&2; exit 1; }
+  sleep 0.05
+done
 out=$("${wrap[@]}" "$client" "tcp://127.0.0.1:$port" 1 2 3 4 5)
 echo "$out"
 [[ $out == "sum = 15" ]]

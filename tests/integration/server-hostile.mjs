@@ -5,14 +5,14 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execSync } from 'node:child_process';
-import { startNestc, raw, frame, sleep, rssKiB } from './harness.mjs';
+import { startNestc, raw, frame, sleep, rssKiB, scaled } from './harness.mjs';
 
 const req = (pattern, data, id) => frame(JSON.stringify({ pattern, data, id }));
 
 async function served(port, id = 'alive') {
   const c = await raw(port);
   await c.write(req('sum', [20, 22], id));
-  const ok = await c.waitFor((x) => x.received().includes(`"${id}"`), 5000);
+  const ok = await c.waitFor((x) => x.received().includes(`"${id}"`), scaled(5000));
   c.sock.destroy();
   return ok;
 }
@@ -28,7 +28,7 @@ test('2,000 concurrent connections, each answered; memory bounded; all closed cl
     const cs = await Promise.all(conns);
     await Promise.all(cs.map((c, i) => c.write(req('sum', [i, 1], `c${i}`))));
     for (let i = 0; i < n; i++) {
-      assert.ok(await cs[i].waitFor((x) => x.received().includes(`"c${i}"`), 10000), `connection ${i} answered`);
+      assert.ok(await cs[i].waitFor((x) => x.received().includes(`"c${i}"`), scaled(10000)), `connection ${i} answered`);
       assert.ok(cs[i].received().includes(`"response":${i + 1}`));
     }
     const grown = rssKiB(srv.proc.pid) - before;
@@ -49,7 +49,7 @@ test('a peer sending 1 MB requests and never reading: bounded memory, closed wit
     p.sock.pause(); // never read: the replies pile up in the kernel, then in the server
     const big = 'x'.repeat(1 << 20);
     for (let i = 0; i < 40; i++) p.sock.write(req('echo', big, `big${i}`));
-    const end = Date.now() + 20000;
+    const end = Date.now() + scaled(20000);
     while (Date.now() < end && !srv.stderr().includes('is not reading its responses')) {
       assert.ok(await served(srv.port), 'others are served meanwhile');
       await sleep(100);
@@ -58,7 +58,7 @@ test('a peer sending 1 MB requests and never reading: bounded memory, closed wit
     const grown = rssKiB(srv.proc.pid) - before;
     assert.ok(grown < 64 * 1024, `RSS grew by ${grown} KiB`);
     p.sock.resume();
-    assert.ok(await p.waitFor((x) => x.closed(), 5000), 'the offending connection is closed');
+    assert.ok(await p.waitFor((x) => x.closed(), scaled(5000)), 'the offending connection is closed');
     assert.ok(await served(srv.port));
   } finally {
     assert.equal(await srv.stop(), 0);
@@ -66,17 +66,19 @@ test('a peer sending 1 MB requests and never reading: bounded memory, closed wit
 });
 
 test('shutdown with live connections: in-flight requests finish, every connection is closed, exit 0', async () => {
-  const srv = await startNestc(['--shutdown-timeout', '3000']);
+  const grace = scaled(3000);
+  const srv = await startNestc(['--shutdown-timeout', String(grace)]);
   const idle = await Promise.all(Array.from({ length: 50 }, () => raw(srv.port)));
   const busy = await Promise.all(Array.from({ length: 5 }, () => raw(srv.port)));
-  await Promise.all(busy.map((c, i) => c.write(req('sleep', 300, `s${i}`))));
-  await sleep(50);
+  // the `sum` behind each `sleep` is answered once the server has read both: then the sleeps are in flight
+  await Promise.all(busy.map((c, i) => c.write(req('sleep', 300, `s${i}`) + req('sum', [i], `r${i}`))));
+  for (const [i, c] of busy.entries()) assert.ok(await c.waitFor((x) => x.received().includes(`"r${i}"`)));
   const t0 = Date.now();
   const code = await srv.stop();
   assert.equal(code, 0, 'graceful exit');
-  assert.ok(Date.now() - t0 < 3000, 'did not wait for the whole grace period');
+  assert.ok(Date.now() - t0 < grace, 'did not wait for the whole grace period');
   for (const [i, c] of busy.entries()) assert.ok(c.received().includes(`"s${i}"`), `in-flight ${i} answered`);
-  for (const c of [...idle, ...busy]) assert.ok(await c.waitFor((x) => x.closed(), 2000), 'closed by the server');
+  for (const c of [...idle, ...busy]) assert.ok(await c.waitFor((x) => x.closed(), scaled(2000)), 'closed by the server');
 });
 
 // ---- JSON that NestJS (JSON.parse) accepts: answered as NestJS answers it, on the same connection ----

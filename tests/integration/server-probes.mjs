@@ -3,11 +3,13 @@
 // bad peer: its connection is closed (FIN) with a log line, and other peers keep being served.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { startNestc, raw, frame, sleep, rssKiB } from './harness.mjs';
+import { startNestc, raw, frame, sleep, rssKiB, scaled } from './harness.mjs';
 
 let srv;
+const STALL = scaled(1000); // --incomplete-timeout
 test.before(async () => {
-  srv = await startNestc(['--max-buffer-size', '200', '--incomplete-timeout', '1000']);
+  // the stall limit grows with the time factor: a loaded machine must not turn a slow sender into a staller
+  srv = await startNestc(['--max-buffer-size', '200', '--incomplete-timeout', String(STALL)]);
 });
 test.after(async () => {
   assert.equal(await srv.stop(), 0, 'graceful exit 0');
@@ -90,19 +92,19 @@ for (const [name, bytes] of [
     // a valid frame follows the bad one: it must not be answered
     if (typeof bytes === 'string') await c.write(bytes + sumReq([1], 'late'));
     else await c.write(Buffer.concat([bytes, Buffer.from(sumReq([1], 'late'))]));
-    assert.ok(await c.waitFor((x) => x.closed(), 3000), 'connection closed');
+    assert.ok(await c.waitFor((x) => x.closed(), scaled(3000)), 'connection closed');
     assert.ok(!c.received().includes('"late"'), `no reply after the bad frame: ${c.received()}`);
     c.sock.destroy();
     await stillServing();
   });
 }
 
-test('incomplete message: closed after the incomplete-message timeout (1000 ms)', async () => {
+test('incomplete message: closed after the incomplete-message timeout (1000 ms × factor)', async () => {
   const c = await raw(srv.port);
   await c.write('50#{"pattern"');
-  assert.ok(await c.waitFor((x) => x.closed(), 3000));
+  assert.ok(await c.waitFor((x) => x.closed(), STALL + scaled(2000)));
   const t = c.events.find((e) => e.kind === 'close' || e.kind === 'fin').t;
-  assert.ok(t >= 950 && t < 2500, `closed after ${t} ms`);
+  assert.ok(t >= STALL - 50 && t < STALL + scaled(1500), `closed after ${t} ms (limit ${STALL} ms)`);
   await stillServing();
 });
 
@@ -111,7 +113,7 @@ test('a slow but progressing sender is never cut off', async () => {
   const f = sumReq([1, 2, 3], 'slow');
   for (const ch of f) {
     await c.write(ch);
-    await sleep(60); // 60 × ~40 chars ≫ the 1000 ms stall limit in total, each gap well below it
+    await sleep(60); // 60 × ~40 chars ≫ the stall limit (1000 ms × factor) in total, each gap well below it
   }
   assert.ok(await c.waitFor((x) => x.received().includes('"slow"')));
   c.sock.destroy();
@@ -122,7 +124,7 @@ test('12,000 frames in one write followed by a request', async () => {
   let s = '';
   for (let i = 0; i < 12000; i++) s += frame(JSON.stringify({ pattern: 'user_created', data: i }));
   await c.write(s + sumReq([9], 'after-burst'));
-  assert.ok(await c.waitFor((x) => x.received().includes('"after-burst"'), 10000));
+  assert.ok(await c.waitFor((x) => x.received().includes('"after-burst"'), scaled(10000)));
   c.sock.destroy();
 });
 
@@ -137,7 +139,7 @@ test('20 peers declaring huge frames and stalling do not block others; memory st
   await stillServing();
   const after = rssKiB(srv.proc.pid);
   assert.ok(after - before < 8 * 1024, `RSS grew by ${after - before} KiB`);
-  for (const p of peers) assert.ok(await p.waitFor((x) => x.closed(), 3000));
+  for (const p of peers) assert.ok(await p.waitFor((x) => x.closed(), STALL + scaled(2000)));
 });
 
 test('abrupt disconnect with requests in flight', async () => {

@@ -27,11 +27,15 @@ run() { # run <name> <args...>
   local name=$1
   shift
   local out
-  out=$("${wrap[@]}" "$NESTC_BIN" bench "$url" "$@" --duration 0.5 --warmup 0.2 "${extra[@]}")
+  out=$("${wrap[@]}" "$NESTC_BIN" bench "$url" "$@" --duration "$duration" --warmup "$warmup" "${extra[@]}")
   check "$name" "$out"
 }
 
 extra=("$@")
+# long enough for some requests however loaded the machine: 0.5 s (warm-up 0.2 s) × NESTC_TEST_TIMEOUT_FACTOR
+factor=${NESTC_TEST_TIMEOUT_FACTOR:-1}
+duration=$(awk -v f="$factor" 'BEGIN { print 0.5 * f }')
+warmup=$(awk -v f="$factor" 'BEGIN { print 0.2 * f }')
 # NESTC_WRAP: run nestc bench under a tool, e.g. valgrind (its error exit code fails the test)
 wrap=()
 [[ -n ${NESTC_WRAP:-} ]] && read -ra wrap <<<"$NESTC_WRAP"

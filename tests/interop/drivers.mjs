@@ -11,8 +11,9 @@ import { readFileSync } from 'node:fs';
 import { Logger } from '@nestjs/common';
 import { ClientProxyFactory, NatsRecordBuilder, Transport } from '@nestjs/microservices';
 import { TimeoutError, lastValueFrom, tap, timeout, toArray } from 'rxjs';
+import { scaled } from './timing.mjs';
 
-const DEFAULT_TIMEOUT_MS = process.env.NESTC_WRAP ? 30000 : 10000;
+const DEFAULT_TIMEOUT_MS = scaled(10000);
 
 // ClientRedis logs "Connected to Redis…" at log level on stdout, in the middle of the TAP output.
 Logger.overrideLogger(['error', 'warn']);
@@ -142,8 +143,8 @@ export class CliDriver {
     return typeof p === 'string' ? p : JSON.stringify(p);
   }
 
-  // At most this many nestc processes at once: the "200 concurrent requests" cases would otherwise start
-  // 200 processes (each with its own TLS handshake) on a 2-core machine, and under the sanitizers the
+  // At most this many nestc processes at once: the concurrent-request cases would otherwise start
+  // that many processes (each with its own TLS handshake) on a 2-core machine, and under the sanitizers the
   // machine, not nestc, becomes the bottleneck.
   // Under a tool (NESTC_WRAP: valgrind, CPU-bound) fewer at once: the same total work, but each process
   // finishes its TLS handshake and request well within its timeout.
@@ -184,7 +185,7 @@ export class CliDriver {
     const args = ['send', this.url, CliDriver.patternArg(pattern), JSON.stringify(data)];
     args.push('--timeout', String(timeoutMs), ...this.tlsArgs);
     for (const [k, v] of headers ?? []) args.push('--header', `${k}=${v}`);
-    const { code, signal, out, err } = await this.run(args, timeoutMs + 10000);
+    const { code, signal, out, err } = await this.run(args, timeoutMs + scaled(10000));
     const values = out.split('\n').filter((l) => l.trim() !== '').map((l) => parseLine(l, 'stdout'));
     if (code === 0) return { values };
     if (code === 1) return { values, error: parseErrorText(err) };
@@ -196,7 +197,7 @@ export class CliDriver {
 
   async emit(pattern, data) {
     const args = ['emit', this.url, CliDriver.patternArg(pattern), JSON.stringify(data), ...this.tlsArgs];
-    const { code, signal, err } = await this.run(args, 15000);
+    const { code, signal, err } = await this.run(args, scaled(15000));
     if (code !== 0) throw new Error(`nestc emit failed (exit ${code ?? signal}): ${err.trim()}`);
   }
 

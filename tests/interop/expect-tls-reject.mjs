@@ -6,6 +6,7 @@
 // cli:  `nestc send` must exit 2 with a message on stderr that mentions the certificate (DESIGN.md §5).
 import { parseArgs } from 'node:util';
 import { makeDriver } from './drivers.mjs';
+import { scaled } from './timing.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -22,7 +23,7 @@ if (!args.url || !args.ca) {
 }
 
 const driver = makeDriver(args.driver, args.url, { ca: args.ca, cert: args.cert, key: args.key });
-const r = await driver.send({ cmd: 'sum' }, [1, 2], { timeoutMs: 5000 });
+const r = await driver.send({ cmd: 'sum' }, [1, 2], { timeoutMs: scaled(5000) });
 await driver.close();
 
 const problems = [];

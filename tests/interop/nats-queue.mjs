@@ -37,6 +37,7 @@ import { Logger } from '@nestjs/common';
 import { ClientProxyFactory, Transport } from '@nestjs/microservices';
 import { connect } from '@nats-io/transport-node';
 import { lastValueFrom, timeout, toArray } from 'rxjs';
+import { FACTOR } from './timing.mjs';
 
 Logger.overrideLogger(['error', 'warn']);
 const { values: args } = parseArgs({
@@ -56,8 +57,8 @@ if (!url?.startsWith('nats://') || !monitor || kinds.length < 2 || kinds.some((k
   );
   process.exit(2);
 }
-const slow = process.env.NESTC_WRAP ? 6 : 1; // valgrind: everything nestc does is many times slower
-const readyMs = 20000 * slow;
+const slow = FACTOR; // NESTC_TEST_TIMEOUT_FACTOR, at least 6 under valgrind (timing.mjs)
+const readyMs = 60000 * slow; // a readiness wait: it ends at the readiness line
 const problems = [];
 const check = (ok, what) => {
   if (!ok) problems.push(what);
@@ -108,7 +109,7 @@ function startServer(kind, i, queue) {
 async function stopServer(s) {
   if (!s.exited) {
     s.child.kill('SIGTERM');
-    const killer = setTimeout(() => s.child.kill('SIGKILL'), process.env.NESTC_WRAP ? 60000 : 5000);
+    const killer = setTimeout(() => s.child.kill('SIGKILL'), (process.env.NESTC_WRAP ? 10000 : 5000) * slow);
     await s.exitedPromise;
     clearTimeout(killer);
   }

@@ -19,6 +19,7 @@ import { Logger } from '@nestjs/common';
 import { ClientProxyFactory, Transport } from '@nestjs/microservices';
 import Redis from 'ioredis';
 import { lastValueFrom } from 'rxjs';
+import { scaled } from './timing.mjs';
 
 Logger.overrideLogger(['error', 'warn']);
 const { values: args } = parseArgs({
@@ -32,8 +33,8 @@ if (!url?.startsWith('redis://') || kinds.length < 2 || kinds.some((k) => !['nes
 }
 const servers = []; // every server started, for stopping them whatever happens
 const problems = [];
-// Under valgrind a nestc server needs far longer to start.
-const readyMs = process.env.NESTC_WRAP ? 120000 : 20000;
+// A readiness wait (it ends at the readiness line): generous, scaled (under valgrind a server needs far longer).
+const readyMs = scaled(60000);
 
 // Starts one server and resolves once it printed its readiness line (then it is subscribed).
 function startServer(kind, i) {
@@ -74,7 +75,7 @@ function startServer(kind, i) {
 async function stopServer(s) {
   if (!s.exited) {
     s.child.kill('SIGTERM');
-    const killer = setTimeout(() => s.child.kill('SIGKILL'), process.env.NESTC_WRAP ? 60000 : 5000);
+    const killer = setTimeout(() => s.child.kill('SIGKILL'), scaled(process.env.NESTC_WRAP ? 10000 : 5000));
     await s.exitedPromise;
     clearTimeout(killer);
   }
@@ -105,10 +106,10 @@ try {
   });
   await sub.subscribe('{"cmd":"events"}.reply');
 
-  // Ask until every server shows the event (it travels on another connection than our query), or 5 s.
+  // Ask until every server shows the event (it travels on another connection than our query), or 5 s × factor.
   const shows = (p) =>
     p.response?.count === 2 && p.response.payloads.filter((x) => x?.run === payload.run).length === 1;
-  const end = Date.now() + 5000;
+  const end = Date.now() + scaled(5000);
   let got;
   for (;;) {
     const id = randomUUID();
@@ -118,7 +119,7 @@ try {
     if (receivers !== servers.length) {
       problems.push(`PUBLISH reached ${receivers} subscribers, expected ${servers.length}`);
     }
-    const until = Date.now() + 2000;
+    const until = Date.now() + scaled(2000);
     while (replies.get(id).length < servers.length && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 200)); // room for an unexpected extra reply
     got = replies.get(id);

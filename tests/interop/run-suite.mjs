@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { FACTOR } from './timing.mjs';
 
 // Always report as TAP (Node picks "spec" when stdout is a terminal, and in newer Node always):
 // re-run ourselves with the reporter set, since a script cannot choose it after start.
@@ -59,9 +60,9 @@ function withDeadline(promise, ms) {
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
-// Under a tool (NESTC_WRAP, e.g. valgrind) every nestc process starts and runs many times slower; the
-// 200-concurrent-process cases then need minutes on a 2-core machine. Deadlines grow by this factor.
-const slow = process.env.NESTC_WRAP ? 6 : 1;
+// On a loaded machine, under the sanitizers or under a tool (NESTC_WRAP, e.g. valgrind) every nestc process
+// starts and runs slower; the concurrent-process cases then need far longer. Deadlines grow by this factor.
+const slow = FACTOR;
 
 const only = args.only ? new RegExp(args.only) : null;
 for (const c of cases) {

@@ -21,7 +21,8 @@
 # and also NATS_PORT, NATS_MONITOR_URL (http://127.0.0.1:M), NATS_TLS (1 with --tls, else empty), NATS_PID,
 # NATS_DIR (T: nats.conf, nats.log) and NATS_CMD.
 #
-# NATS_SERVER names the binary (default nats-server); NATS_MAX_PAYLOAD overrides max_payload (e.g. 1MB).
+# NATS_SERVER names the binary (default nats-server); NATS_MAX_PAYLOAD overrides max_payload (e.g. 1MB);
+# NATS_AUTH_CONF is added inside the authorization block (e.g. `users = [...]` with permissions).
 #
 # Restarting the broker from a test (e.g. to test reconnection): NATS_CMD is the full nats-server command
 # line, shell-quoted, with the same configuration (ports), directory and log file.
@@ -62,7 +63,8 @@ log=$NATS_DIR/nats.log
   echo "listen: 127.0.0.1:$NATS_PORT"
   echo "http: 127.0.0.1:$monitor_port"
   echo "max_payload: ${NATS_MAX_PAYLOAD:-8MB}"
-  echo "authorization { timeout: 30 }" # CONNECT must come within this (default 2 s; valgrind is slower)
+  # CONNECT must come within this (default 2 s; valgrind is slower)
+  printf 'authorization {\n  timeout: 30\n%s\n}\n' "${NATS_AUTH_CONF:-}"
 } >"$conf"
 NATS_URL=nats://127.0.0.1:$NATS_PORT
 NATS_TLS=''
@@ -127,7 +129,8 @@ greets() {
     read -r -t 1 line <&3 && [[ $line == INFO* ]]
   ) 2>/dev/null
 }
-deadline=$((SECONDS + 20))
+# a readiness wait (it ends once the broker answers), scaled by NESTC_TEST_TIMEOUT_FACTOR (set by CMake)
+deadline=$((SECONDS + 60 * ${NESTC_TEST_TIMEOUT_FACTOR:-1}))
 until greets; do
   if ! kill -0 "$nats_pid" 2>/dev/null || ((SECONDS >= deadline)); then
     echo "with-nats.sh: nats-server did not send INFO on port $NATS_PORT" >&2

@@ -102,7 +102,8 @@ ping_redis() {
     read -r -t 1 line <&3 && [[ $line == +PONG* ]]
   ) 2>/dev/null
 }
-deadline=$((SECONDS + 20))
+# a readiness wait (it ends once redis answers), scaled by NESTC_TEST_TIMEOUT_FACTOR (set by CMake)
+deadline=$((SECONDS + 60 * ${NESTC_TEST_TIMEOUT_FACTOR:-1}))
 until ping_redis; do
   if ! kill -0 "$redis_pid" 2>/dev/null || ((SECONDS >= deadline)); then
     echo "with-redis.sh: redis did not answer PING on port $REDIS_PORT" >&2

@@ -96,19 +96,21 @@ esac
 log=$(mktemp)
 server_pid=''
 
-# SIGTERM, up to 5 s for a graceful exit, then SIGKILL. Reports how the server ended.
+# SIGTERM, up to 5 s × NESTC_TEST_TIMEOUT_FACTOR for a graceful exit, then SIGKILL. Reports how the server
+# ended.
 # shellcheck disable=SC2317  # (stop_server and cleanup are called from the EXIT trap)
 stop_server() {
   [[ -n $server_pid ]] || return 0
   local pid=$server_pid
   server_pid=''
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do
+  local tenths=$((50 * ${NESTC_TEST_TIMEOUT_FACTOR:-1}))
+  for _ in $(seq "$tenths"); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    echo "with-server.sh: $kind server ignored SIGTERM for 5 s, killing it" >&2
+    echo "with-server.sh: $kind server ignored SIGTERM for $((tenths / 10)) s, killing it" >&2
     kill -KILL "$pid" 2>/dev/null || true
   fi
   local rc=0
@@ -144,8 +146,11 @@ is_ready() {
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
   fi
 }
-wait_s=20
-[[ -n ${NESTC_WRAP:-} && $kind == nestc ]] && wait_s=120 # slow start under valgrind
+# A readiness wait, not a delay: it ends as soon as the server is ready. Generous (NestJS servers start
+# in seconds, minutes on a loaded machine) and scaled by NESTC_TEST_TIMEOUT_FACTOR (set by CMake).
+factor=${NESTC_TEST_TIMEOUT_FACTOR:-1}
+wait_s=$((60 * factor))
+[[ -n ${NESTC_WRAP:-} && $kind == nestc ]] && ((wait_s < 120)) && wait_s=120 # slow start under valgrind
 deadline=$((SECONDS + wait_s))
 until is_ready; do
   if ! kill -0 "$server_pid" 2>/dev/null; then

@@ -30,6 +30,17 @@ static void broker_exec(const broker *b, const char *port);
 
 static uv_loop_t loop;
 
+/* Every time limit of these tests is multiplied by NESTC_TEST_TIMEOUT_FACTOR (set by CMake; default 1):
+ * a slow or loaded machine makes them slower, not red. Waits end as soon as what they wait for happens. */
+static int time_factor(void) {
+    static int f;
+    if (!f) {
+        const char *v = getenv("NESTC_TEST_TIMEOUT_FACTOR");
+        f = v && atoi(v) > 0 ? atoi(v) : 1;
+    }
+    return f;
+}
+
 /* ---- the broker ----------------------------------------------------------------------------------- */
 
 typedef struct broker {
@@ -77,7 +88,12 @@ static void broker_start(broker *b) {
         broker_exec(b, port);
         _exit(127);
     }
-    for (int i = 0; i < 500 && !port_open(b->port); i++) usleep(10000);
+    /* a readiness wait: up to 60 s × the factor, usually milliseconds */
+    for (int i = 0; i < 6000 * time_factor() && !port_open(b->port); i++) {
+        int status;
+        assert_int_equal(waitpid(b->pid, &status, WNOHANG), 0); /* it did not exit */
+        usleep(10000);
+    }
     assert_true(port_open(b->port));
 }
 
@@ -113,9 +129,10 @@ static void run_ms(int ms) {
     uv_run(&loop, UV_RUN_NOWAIT);
 }
 
-/* runs until *flag >= want or ms pass; returns whether it got there */
+/* runs until *flag >= want or ms × the time factor pass; returns whether it got there */
 static int run_until(const int *flag, int want, int ms) {
-    uint64_t end = uv_now(&loop) + (uint64_t)ms;
+    uv_update_time(&loop);
+    uint64_t end = uv_now(&loop) + (uint64_t)ms * (uint64_t)time_factor();
     while (*flag < want && uv_now(&loop) < end) {
         uv_timer_t t;
         int fired = 0;
@@ -152,6 +169,7 @@ static void h_sum(nc_request *req, const nc_msg *m, void *u) {
 /* the timers of unfinished `sleep` requests: a server freed with them pending frees the requests */
 enum { MAX_SLEEPS = 64 };
 static uv_timer_t *sleeps[MAX_SLEEPS];
+static int sleeps_started; /* `sleep` requests a server has received: a test waits on it, not on a delay */
 
 static void on_later(uv_timer_t *t) {
     nc_request *req = t->data;
@@ -167,6 +185,7 @@ static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
     uv_timer_init(nc_request_loop(req), t);
     t->data = req;
     uv_timer_start(t, on_later, (uint64_t)json_integer_value(nc_msg_data(m)), 0);
+    sleeps_started++;
     for (int i = 0; i < MAX_SLEEPS; i++)
         if (!sleeps[i]) {
             sleeps[i] = t;
@@ -239,6 +258,57 @@ static void svc_stop(svc *s) {
     s->srv = NULL;
 }
 
+/* ---- a server the broker refuses (permissions) ----------------------------------------------------------
+ */
+
+typedef struct refusal_log {
+    int refusals;     /* ERROR lines about refusals */
+    int disconnected; /* status "disconnected" with an error */
+    int connected;
+    int settled; /* connected or disconnected */
+    int err;
+    char last[300]; /* the last of those lines */
+} refusal_log;
+
+static void count_refusals(void *u, nc_log_level level, const char *component, const char *message) {
+    refusal_log *l = u;
+    if (level >= NC_LOG_ERROR && strstr(message, "refused")) {
+        l->refusals++;
+        snprintf(l->last, sizeof l->last, "%s", message);
+    }
+}
+
+static void refusal_status(void *u, const char *status, int err) {
+    refusal_log *l = u;
+    if (!strcmp(status, "connected")) l->connected++, l->settled++;
+    if (!strcmp(status, "disconnected") && err) {
+        l->disconnected++;
+        l->settled++;
+        l->err = err;
+    }
+}
+
+/* A server on url with three handlers (`{"cmd":"sum"}`, who, where), logging into l; returns once it
+ * reported connected or disconnected. */
+static nc_server *refused_server(const char *url, refusal_log *l) {
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log = count_refusals;
+    o.log_user = l;
+    o.log_level = NC_LOG_DEBUG;
+    o.retry_delay_ms = 100;
+    o.shutdown_timeout_ms = 200;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    assert_int_equal(nc_server_message(srv, "{\"cmd\":\"sum\"}", h_sum, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "who", h_sum, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "where", h_sum, NULL), 0);
+    nc_server_on_status(srv, refusal_status, l);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until(&l->settled, 1, 3000));
+    return srv;
+}
+
 /* ---- calls --------------------------------------------------------------------------------------------- */
 
 typedef struct call {
@@ -281,7 +351,7 @@ static nc_client *client_new(const char *url, int retries, cli_status *st) {
     nc_client_opts o = {0};
     o.loop = &loop;
     o.log_level = NC_LOG_OFF;
-    o.timeout_ms = 3000;
+    o.timeout_ms = 3000 * time_factor();
     o.retry_attempts = retries;
     o.retry_delay_ms = 100;
     nc_client *c;

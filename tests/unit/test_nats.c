@@ -4,9 +4,12 @@
  * nats-server is not installed. */
 #include "broker_harness.h"
 
+static char conf_path[600]; /* a config file for the next broker started, or "" */
+
 static void broker_exec(const broker *b, const char *port) {
     const char *argv[16] = {"nats-server", "-a", "127.0.0.1", "-p", port};
     int n = 5;
+    if (conf_path[0]) argv[n++] = "-c", argv[n++] = conf_path;
     if (b->pass[0]) argv[n++] = "--user", argv[n++] = "u", argv[n++] = "--pass", argv[n++] = b->pass;
     argv[n] = NULL;
     execvp("nats-server", (char **)argv);
@@ -47,7 +50,7 @@ static void test_no_responders(void **st) {
     uint64_t t0 = uv_now(&loop);
     assert_int_equal(nc_client_send(c, "nobody", NULL, NULL, on_value, on_done, &k), 0);
     assert_true(run_until(&k.done, 1, 3000));
-    assert_true(uv_now(&loop) - t0 < 1000); /* at once, not at the 3 s timeout */
+    assert_true(uv_now(&loop) - t0 < 1000u * (unsigned)time_factor()); /* at once, not at the 3 s timeout */
     assert_int_equal(k.err, NC_ENOHANDLER);
     assert_string_equal(k.msg,
                         "Empty response. There are no subscribers listening to that message (\"nobody\")");
@@ -129,7 +132,8 @@ static void test_queue_group_and_broadcast(void **st) {
     call k = {0};
     assert_int_equal(nc_client_emit(c, "note", NULL, NULL, on_done, &k), 0);
     assert_true(run_until(&k.done, 1, 3000));
-    run_ms(200);
+    for (int waited = 0; a.events + b.events < 1 && waited < 3000 * time_factor(); waited += 10) run_ms(10);
+    run_ms(200); /* room for an unexpected second delivery */
     assert_int_equal(a.events + b.events, 1);
     call_clear(&k);
     svc_stop(&a);
@@ -224,10 +228,11 @@ static void test_restart(void **st) {
     cli_status cs = {0};
     nc_client *c = client_new(url, 50, &cs);
     call slow = {0}, during = {0}, after = {0};
-    json_t *ms = json_integer(1500);
+    json_t *ms = json_integer(1500 * time_factor()); /* still unanswered once the broker is back */
+    int started = sleeps_started;
     assert_int_equal(nc_client_send(c, "sleep", ms, NULL, on_value, on_done, &slow), 0);
     json_decref(ms);
-    run_ms(200);
+    assert_true(run_until(&sleeps_started, started + 1, 3000)); /* the server has it */
     broker_stop(&B);
     assert_true(run_until(&cs.reconnecting, 1, 3000));
     json_t *d = json_pack("[i]", 1);
@@ -250,6 +255,122 @@ static void test_restart(void **st) {
     call_clear(&after);
     nc_client_free(c);
     svc_stop(&s);
+}
+
+/* Per-user permissions (nats-server config): each user lacks one permission the tests need. */
+static const char PERMISSIONS[] =
+    "authorization {\n"
+    "  users = [\n"
+    "    {user: nosub, password: pw, permissions: {subscribe: {deny: [\"_INBOX.>\"]}}}\n"
+    "    {user: nopub, password: pw, permissions: {publish: {deny: [\"who\", \"note\"]}}}\n"
+    "    {user: srvnone, password: pw, permissions: {subscribe: {allow: [\"nothing\"]}}}\n"
+    "    {user: srvsome, password: pw, permissions: {subscribe: {allow: [\"who\"]}}}\n"
+    "    {user: srvnoreply, password: pw, permissions: {publish: {deny: [\"_INBOX.>\"]}}}\n"
+    "    {user: all, password: pw}\n"
+    "  ]\n"
+    "}\n";
+
+/* Issue: a permission nats-server denies (-ERR 'Permissions Violation for Subscription to "..."', '... for
+ * Publish to "..."') was only logged: the call waited for its timeout, forever without one, and a server
+ * whose every subscription was refused logged each and reported "connected". Now the calls it concerns
+ * fail at once with NC_EAUTH and NATS's words; the server logs the refusals in one line and reports
+ * "disconnected" (NC_EAUTH) when all are refused; refused replies are logged once, not per reply. */
+static void test_permissions(void **st) {
+    /* beside the test (the broker's own directory does not exist before it starts) */
+    char cwd[512];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    snprintf(conf_path, sizeof conf_path, "%s/nestc-nats-conf-XXXXXX", cwd);
+    int fd = mkstemp(conf_path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, PERMISSIONS, sizeof PERMISSIONS - 1), (ssize_t)(sizeof PERMISSIONS - 1));
+    close(fd);
+    broker p = {0};
+    broker_start(&p);
+    unlink(conf_path); /* read when it started */
+    conf_path[0] = '\0';
+    char u[128], all[128];
+    snprintf(all, sizeof all, "nats://all:pw@127.0.0.1:%d", p.port);
+    svc s;
+    svc_start(&s, all);
+    nc_call_opts forever = {0};
+    forever.timeout_ms = NC_LIMIT_OFF;
+    /* the reply inbox cannot be subscribed: both calls fail at once, without a timeout too */
+    snprintf(u, sizeof u, "nats://nosub:pw@127.0.0.1:%d", p.port);
+    nc_client *c = client_new(u, 0, NULL);
+    call k[2] = {{0}};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(nc_client_send(c, "who", NULL, &forever, on_value, on_done, &k[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_true(run_until(&k[i].done, 1, 2000));
+        assert_int_equal(k[i].err, NC_EAUTH);
+        assert_non_null(strstr(k[i].msg, "Permissions Violation for Subscription to \"_INBOX."));
+        call_clear(&k[i]);
+    }
+    assert_int_equal(nc_client_pending(c), 0);
+    nc_client_free(c);
+    /* the route cannot be published to */
+    snprintf(u, sizeof u, "nats://nopub:pw@127.0.0.1:%d", p.port);
+    c = client_new(u, 0, NULL);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(nc_client_send(c, "who", NULL, &forever, on_value, on_done, &k[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_true(run_until(&k[i].done, 1, 2000));
+        assert_int_equal(k[i].err, NC_EAUTH);
+        assert_non_null(strstr(k[i].msg, "Permissions Violation for Publish to \"who\""));
+        call_clear(&k[i]);
+    }
+    /* other routes still work on the same connection */
+    json_t *d = json_pack("[i,i]", 1, 2);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k[0]), 0);
+    json_decref(d);
+    assert_true(run_until(&k[0].done, 1, 3000));
+    assert_int_equal(k[0].err, 0);
+    assert_int_equal(json_integer_value(k[0].last), 3);
+    call_clear(&k[0]);
+    nc_client_free(c);
+    svc_stop(&s);
+    /* a server refused every subscription: disconnected, NC_EAUTH, one log line */
+    refusal_log l = {0};
+    snprintf(u, sizeof u, "nats://srvnone:pw@127.0.0.1:%d", p.port);
+    nc_server *srv = refused_server(u, &l);
+    assert_int_equal(l.disconnected, 1);
+    assert_int_equal(l.err, NC_EAUTH);
+    assert_int_equal(l.connected, 0);
+    assert_int_equal(l.refusals, 1);
+    assert_non_null(strstr(l.last, "3 of 3"));
+    nc_server_free(srv);
+    /* some refused: connected, serving the others, one line naming the rest */
+    memset(&l, 0, sizeof l);
+    snprintf(u, sizeof u, "nats://srvsome:pw@127.0.0.1:%d", p.port);
+    srv = refused_server(u, &l);
+    assert_int_equal(l.connected, 1);
+    assert_int_equal(l.disconnected, 0);
+    assert_int_equal(l.refusals, 1);
+    assert_non_null(strstr(l.last, "2 of 3"));
+    assert_non_null(strstr(l.last, "where"));
+    nc_server_free(srv);
+    /* its replies refused: the callers time out, the server logs the first refusal, not each */
+    memset(&l, 0, sizeof l);
+    snprintf(u, sizeof u, "nats://srvnoreply:pw@127.0.0.1:%d", p.port);
+    srv = refused_server(u, &l);
+    assert_int_equal(l.connected, 1);
+    c = client_new(all, 0, NULL);
+    nc_call_opts brief = {0};
+    brief.timeout_ms = 300 * time_factor();
+    d = json_pack("[i]", 1);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &brief, on_value, on_done, &k[i]), 0);
+    json_decref(d);
+    for (int i = 0; i < 2; i++) {
+        assert_true(run_until(&k[i].done, 1, 3000));
+        assert_int_equal(k[i].err, NC_ETIMEDOUT);
+        call_clear(&k[i]);
+    }
+    assert_int_equal(l.refusals, 1);
+    assert_non_null(strstr(l.last, "Permissions Violation for Publish to \"_INBOX."));
+    nc_client_free(c);
+    nc_server_free(srv);
+    broker_free(&p);
 }
 
 static int setup(void **st) {
@@ -277,13 +398,10 @@ int main(void) {
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_reply),
-        cmocka_unit_test(test_no_responders),
-        cmocka_unit_test(test_headers_and_wildcards),
-        cmocka_unit_test(test_queue_group_and_broadcast),
-        cmocka_unit_test(test_max_payload),
-        cmocka_unit_test(test_user_password),
-        cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_request_reply),         cmocka_unit_test(test_no_responders),
+        cmocka_unit_test(test_headers_and_wildcards), cmocka_unit_test(test_queue_group_and_broadcast),
+        cmocka_unit_test(test_max_payload),           cmocka_unit_test(test_user_password),
+        cmocka_unit_test(test_permissions),           cmocka_unit_test(test_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,7 +4,9 @@
  * A lost connection is re-established as nats.js does (at once, then every retry_delay_ms, default 2,000 ms;
  * retry_attempts attempts, default 10): pending requests keep waiting (their inboxes are subscribed
  * again), calls made meanwhile fail with NC_ECONNLOST; when the attempts run out the client disconnects
- * and pending calls fail with "Connection closed". */
+ * and pending calls fail with "Connection closed".
+ * A permission the broker denies (its -ERR 'Permissions Violation ...') fails the requests it concerns at
+ * once with NC_EAUTH: the reply inbox's subscription, the publish to the route, the reply subject. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,7 @@ typedef struct nats_client {
     nc_u64map by_sid; /* sid -> ninbox */
     nc_map by_id;     /* request id -> ninbox */
     nc_buf out;
+    char last_denied[300]; /* the last refused event subject's error: a new one is logged once */
 } nats_client;
 
 static const nc_nats_conn_cbs conn_cbs;
@@ -90,6 +93,47 @@ static void on_msg(nats_client *nc, const nc_nats_op *op) {
         nc_logf(LOG(nc), NC_LOG_ERROR, "Client", "a reply on %s is not JSON (%s); ignored", b->inbox, why);
 }
 
+/* ---- permissions -------------------------------------------------------------------------------------- */
+
+/* Fails the requests a permission error concerns: the one whose inbox it names (SUB, publish with that
+ * reply subject), or every request published to the subject (NATS names no command: permissions are per
+ * subject, so each of them was refused alike). Ids first, then the calls: failing one frees its inbox. */
+static void on_denied(nats_client *nc, const nc_nats_op *op) {
+    char subject[512];
+    int kind = nc_nats_denied(op->arg, op->arg_len, subject, sizeof subject);
+    if (kind == NC_NATS_DENIED_NONE) return; /* another error: nats_conn logged it */
+    int len = (int)(op->arg_len < 250 ? op->arg_len : 250);
+    const char *text = op->arg;
+    if (len >= 2 && text[0] == '\'') text++, len -= 2; /* without its quotes */
+    char msg[300];
+    snprintf(msg, sizeof msg, "the NATS server refused: %.*s", len, text);
+    size_t n = 0, cap = 0;
+    char(*ids)[32] = NULL;
+    void *v;
+    size_t it = 0;
+    while (nc_u64map_next(&nc->by_sid, &it, &v)) {
+        ninbox *b = v;
+        int hit = kind == NC_NATS_DENIED_PUB ? !strcmp(b->route, subject) : !strcmp(b->inbox, subject);
+        if (!hit) continue;
+        if (n == cap) {
+            size_t nc2 = cap ? cap * 2 : 8;
+            void *p = realloc(ids, nc2 * sizeof *ids);
+            if (!p) break;
+            ids = p;
+            cap = nc2;
+        }
+        memcpy(ids[n++], b->id, sizeof b->id);
+    }
+    for (size_t i = 0; i < n; i++) nc_client__fail_call(nc->cli, ids[i], NC_EAUTH, msg);
+    free(ids);
+    /* the calls carry the words; what failed nothing (an event, already accepted as nats.js's publish()
+     * returns at once) is logged once per reason */
+    int fresh = !n && strcmp(nc->last_denied, msg);
+    snprintf(nc->last_denied, sizeof nc->last_denied, "%s", msg);
+    nc_logf(LOG(nc), fresh ? NC_LOG_ERROR : NC_LOG_DEBUG, "Client", "%s (%zu request(s) failed)%s", msg, n,
+            fresh ? "; the same refusal again is logged at debug level" : "");
+}
+
 /* ---- connection -------------------------------------------------------------------------------------- */
 
 static void conn_ready(nc_nats_conn *c) {
@@ -112,7 +156,10 @@ static void conn_ready(nc_nats_conn *c) {
 }
 
 static void conn_op(nc_nats_conn *c, const nc_nats_op *op) {
-    if (op->kind == NC_NATS_MSG) on_msg(c->owner, op);
+    if (op->kind == NC_NATS_MSG)
+        on_msg(c->owner, op);
+    else if (op->kind == NC_NATS_ERR)
+        on_denied(c->owner, op);
 }
 
 static nc_nats_conn *open_conn(nats_client *nc, int delay) {

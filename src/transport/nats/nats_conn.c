@@ -144,6 +144,34 @@ static void become_ready(nc_nats_conn *c) {
     if (c->cbs->on_ready) c->cbs->on_ready(c);
 }
 
+int nc_nats_denied(const char *arg, size_t len, char *out, size_t outlen) {
+    static const struct {
+        const char *text;
+        int kind;
+    } forms[] = {{"Permissions Violation for Subscription to \"", NC_NATS_DENIED_SUB},
+                 {"Permissions Violation for Publish with Reply of \"", NC_NATS_DENIED_REPLY},
+                 {"Permissions Violation for Publish to \"", NC_NATS_DENIED_PUB}};
+    if (len && arg[0] == '\'') arg++, len--;
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        size_t n = strlen(forms[f].text);
+        if (len < n || memcmp(arg, forms[f].text, n)) continue;
+        size_t o = 0;
+        for (size_t i = n; i < len; i++) {
+            char ch = arg[i];
+            if (ch == '"') {
+                if (out) out[o] = '\0';
+                return forms[f].kind;
+            }
+            if (ch == '\\' && i + 1 < len) ch = arg[++i];
+            if (!out) continue;
+            if (o + 1 >= outlen) return NC_NATS_DENIED_NONE;
+            out[o++] = ch;
+        }
+        return NC_NATS_DENIED_NONE; /* no closing quote */
+    }
+    return NC_NATS_DENIED_NONE;
+}
+
 static int on_op(void *user, const nc_nats_op *op) {
     nc_nats_conn *c = user;
     if (c->d.ended) return 1;
@@ -175,7 +203,9 @@ static int on_op(void *user, const nc_nats_op *op) {
             fail(c, auth ? NC_EAUTH : NC_EPROTO, msg);
             return 1;
         }
-        nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS: %s", msg);
+        /* permission errors: the owner fails what they refused and sums them up in its own log lines */
+        if (!c->cbs->on_op || nc_nats_denied(op->arg, op->arg_len, NULL, 0) == NC_NATS_DENIED_NONE)
+            nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS: %s", msg);
         if (c->cbs->on_op) c->cbs->on_op(c, op);
         break;
     }

@@ -56,6 +56,14 @@ int nc_nats_conn_ready(const nc_nats_conn *c);
 int nc_nats_conn_ping(nc_nats_conn *c);
 /* The server's max_payload (0 until INFO arrived). */
 size_t nc_nats_conn_max_payload(const nc_nats_conn *c);
+/* What a permission error of nats-server refused (the connection stays open; the error names the subject
+ * but not the command, so owners match it by subject). */
+enum { NC_NATS_DENIED_NONE, NC_NATS_DENIED_SUB, NC_NATS_DENIED_PUB, NC_NATS_DENIED_REPLY };
+/* Parses the text of a -ERR: 'Permissions Violation for Subscription to "S"[ using queue "Q"]',
+ * '... for Publish to "S"', '... for Publish with Reply of "S"'. Writes S (unquoted, Go's \" and \\
+ * escapes undone) to out, NUL-terminated, and returns its kind; NC_NATS_DENIED_NONE for other errors or
+ * a subject longer than outlen - 1. out NULL: the kind only. */
+int nc_nats_denied(const char *arg, size_t len, char *out, size_t outlen);
 /* graceful: flush what is queued, then FIN. on_end(0) follows. */
 void nc_nats_conn_close(nc_nats_conn *c, int graceful);
 

@@ -2,7 +2,9 @@
  * handler's route (NATS wildcards `*` and `>` work: messages are dispatched on the subscription they came
  * through), replies published to each request's reply subject, headers handed to handlers. After a lost
  * connection it reconnects (at once, then every retry_delay_ms, default 2,000 ms as nats.js;
- * retry_attempts > 0 caps it) and subscribes again. */
+ * retry_attempts > 0 caps it) and subscribes again. Subscriptions the broker's permissions refuse are
+ * logged in one line once the PING after them is answered; with all refused the status is "disconnected"
+ * (NC_EAUTH), not "connected". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,12 @@ struct nats_server {
     size_t nroutes, caproutes;
     int reported, failures, stopping, closing, nopen, closed_reported;
     nc_buf out, enc;
+    /* subscriptions refused (-ERR Permissions Violation) since the last summary, and since connected */
+    size_t nrefused, refused_total;
+    char refused_names[160];
+    char refusal[200];
+    int refused_reported; /* status "disconnected" reported for a refusal; cleared once connected */
+    unsigned long reply_refusals;
 };
 
 static const nc_nats_conn_cbs conn_cbs;
@@ -139,21 +147,75 @@ static void subscribe(nats_server *ns, size_t i) {
 
 static void conn_ready(nc_nats_conn *c) {
     nats_server *ns = c->owner;
+    ns->nrefused = ns->refused_total = 0;
+    ns->refused_names[0] = '\0';
     for (size_t i = 0; i < ns->nroutes; i++) subscribe(ns, i);
     /* NATS processes a connection's commands in order: once this PING is answered every SUB is in place,
      * and only then is the server "connected" (a request sent earlier would meet no responders). */
     nc_nats_conn_ping(c);
 }
 
+/* A refusal the server cannot get past by itself (every subscription refused, a wrong password): status
+ * "disconnected" with the error, once until it is connected again. It keeps its connection or retrying. */
+static void report_refused(nats_server *ns, int err) {
+    if (ns->refused_reported || ns->stopping) return;
+    ns->refused_reported = 1;
+    ns->reported = 0;
+    nc_server__status(ns->srv, "disconnected", err);
+}
+
+/* A -ERR after the handshake: a refused SUB is counted for the summary; a refused reply is logged with a
+ * count (once, then at 10, 100, ...), not once per reply. */
+static void on_err(nats_server *ns, const nc_nats_op *op) {
+    char subject[512];
+    int kind = nc_nats_denied(op->arg, op->arg_len, subject, sizeof subject);
+    if (kind == NC_NATS_DENIED_NONE) return; /* nats_conn logged it */
+    int len = (int)(op->arg_len < 190 ? op->arg_len : 190);
+    const char *text = op->arg;
+    if (len >= 2 && text[0] == '\'') text++, len -= 2; /* without the quotes */
+    if (kind == NC_NATS_DENIED_SUB) {
+        if (!ns->nrefused++) snprintf(ns->refusal, sizeof ns->refusal, "%.*s", len, text);
+        ns->refused_total++;
+        size_t n = strlen(ns->refused_names), room = sizeof ns->refused_names - n;
+        if (room > 5) snprintf(ns->refused_names + n, room, "%s%s", n ? ", " : "", subject);
+        if (strlen(ns->refused_names) == sizeof ns->refused_names - 1) /* cut: say so */
+            memcpy(ns->refused_names + sizeof ns->refused_names - 4, "...", 4);
+        return;
+    }
+    unsigned long k = ++ns->reply_refusals;
+    int loud = k == 1 || k == 10 || k == 100 || k == 1000 || k % 10000 == 0;
+    nc_logf(LOG(ns), loud ? NC_LOG_ERROR : NC_LOG_DEBUG, "Server",
+            "NATS refused a reply (%lu so far; the caller times out): %.*s", k, len, text);
+}
+
+/* The PING after a batch of SUBs is answered: every refusal among them has arrived. */
+static void on_pong(nats_server *ns) {
+    if (ns->nrefused) {
+        nc_logf(LOG(ns), NC_LOG_ERROR, "Server",
+                "NATS refused %zu of %zu subscription(s): %s; their handlers get no messages: %s",
+                ns->nrefused, ns->nroutes, ns->refusal, ns->refused_names);
+        ns->nrefused = 0;
+        ns->refused_names[0] = '\0';
+    }
+    if (ns->reported || ns->stopping) return;
+    if (ns->nroutes && ns->refused_total >= ns->nroutes) {
+        report_refused(ns, NC_EAUTH);
+        return;
+    }
+    ns->reported = 1;
+    ns->failures = 0;
+    ns->refused_reported = 0;
+    nc_server__status(ns->srv, "connected", 0);
+}
+
 static void conn_op(nc_nats_conn *c, const nc_nats_op *op) {
     nats_server *ns = c->owner;
-    if (op->kind == NC_NATS_MSG) {
+    if (op->kind == NC_NATS_MSG)
         on_msg(ns, op);
-    } else if (op->kind == NC_NATS_PONG && !ns->reported && !ns->stopping) {
-        ns->reported = 1;
-        ns->failures = 0;
-        nc_server__status(ns->srv, "connected", 0);
-    }
+    else if (op->kind == NC_NATS_ERR)
+        on_err(ns, op);
+    else if (op->kind == NC_NATS_PONG)
+        on_pong(ns);
 }
 
 static void maybe_closed(nats_server *ns) {
@@ -194,6 +256,8 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
     if (ns->reported) nc_server__status(ns->srv, "reconnecting", err);
     ns->reported = 0;
     ns->conn = open_conn(ns, delay);
+    /* a wrong password will not right itself: say so (the CLI then gives up), and keep trying */
+    if (err == NC_EAUTH) report_refused(ns, err);
 }
 
 static const nc_nats_conn_cbs conn_cbs = {conn_ready, conn_op, conn_end};
@@ -256,7 +320,10 @@ static int ns_route_added(void *state, const char *route, const char *queue) {
         return NC_ENOMEM;
     }
     ns->nroutes++;
-    if (nc_nats_conn_ready(ns->conn)) subscribe(ns, ns->nroutes - 1);
+    if (nc_nats_conn_ready(ns->conn)) {
+        subscribe(ns, ns->nroutes - 1);
+        nc_nats_conn_ping(ns->conn); /* its answer sums up a refusal of this SUB */
+    }
     return 0;
 }
 
