@@ -97,7 +97,9 @@ static void test_lone_surrogates(void **st) {
                   json_stringn_nocheck("\xf0\x9f\x98\x80", 4));
     json_t *cut = json_stringn_nocheck("cut" LONE, 6);
     json_t *bad = json_pack("{s:o}", "message", json_stringn_nocheck(LONE, 3));
-    assert_int_equal(nc_client_send(cli, "echo", json_integer(7), NULL, on_value, on_done, &c[0]), 0);
+    json_t *seven = json_integer(7); /* send borrows its data */
+    assert_int_equal(nc_client_send(cli, "echo", seven, NULL, on_value, on_done, &c[0]), 0);
+    json_decref(seven);
     assert_int_equal(nc_client_send(cli, "echo", data, NULL, on_value, on_done, &c[1]), 0);
     assert_int_equal(nc_client_send_json(cli, cut, data, NULL, on_value, on_done, &c[2]), 0);
     assert_int_equal(nc_client_send(cli, "fail", bad, NULL, on_value, on_done, &c[3]), 0);
@@ -140,7 +142,9 @@ static void test_deep_and_infinity(void **st) {
     assert_true(json_real_value(json_array_get(inf, 0)) == HUGE_VAL); /* JSON.parse's Infinity */
     assert_int_equal(nc_client_send(cli, "echo", deep, NULL, on_value, on_done, &c[0]), 0);
     assert_int_equal(nc_client_send(cli, "add", inf, NULL, on_value, on_done, &c[1]), 0);
-    assert_int_equal(nc_client_send(cli, "echo", json_integer(1), NULL, on_value, on_done, &c[2]), 0);
+    json_t *one = json_integer(1);
+    assert_int_equal(nc_client_send(cli, "echo", one, NULL, on_value, on_done, &c[2]), 0);
+    json_decref(one);
     run_until(c, 3);
     assert_int_equal(c[0].err, 0);
     assert_true(json_equal(json_array_get(c[0].values, 0), deep));
