@@ -220,7 +220,8 @@ size_t nc_js_number(double v, char buf[32]) {
 /* ---- writer -------------------------------------------------------------------------------------- */
 
 /* For each byte: 0 = copy as is, 'u' = \u00xx, 's' = maybe a WTF-8 surrogate (0xED lead byte),
- * otherwise the letter written after a backslash. */
+ * otherwise the letter written after a backslash. The other non-ASCII bytes (0 here) are checked as 'x':
+ * a handler's json_stringn_nocheck() string may hold ill-formed UTF-8. */
 static const char esc_tab[256] = {
     ['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u',  [0x06] = 'u',
     [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [0x0b] = 'u', ['\f'] = 'f',  ['\r'] = 'r',
@@ -246,7 +247,10 @@ static int write_string(nc_buf *out, const char *str, size_t n) {
     size_t run = 0; /* start of the pending run of bytes copied as is */
     for (size_t i = 0; i < n; i++) {
         char e = esc_tab[s[i]];
-        if (!e) continue;
+        if (!e) {
+            if (s[i] < 0x80) continue;
+            e = 'x';
+        }
         char tmp[6] = {'\\', e};
         size_t tn = 2, skip = 1;
         if (e == 'u') {
@@ -259,7 +263,7 @@ static int write_string(nc_buf *out, const char *str, size_t n) {
             /* A lone surrogate (held as WTF-8, see json_build.h): JSON.stringify writes it as \udxxx,
              * lowercase. A high one followed by a low one is a pair written as the character itself. */
             unsigned hi = surrogate_at(s, i, n);
-            if (!hi) continue; /* an ordinary character U+D000..U+D7FF */
+            if (!hi) e = 'x'; /* an ordinary character U+D000..U+D7FF, or ill-formed */
             unsigned lo = hi < 0xDC00 ? surrogate_at(s, i + 3, n) : 0;
             if (lo >= 0xDC00) {
                 unsigned cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
@@ -269,12 +273,24 @@ static int write_string(nc_buf *out, const char *str, size_t n) {
                 tmp[3] = (char)(0x80 | (cp & 0x3F));
                 tn = 4;
                 skip = 6;
-            } else {
+            } else if (hi) {
                 tmp[1] = 'u';
                 for (int k = 0; k < 4; k++) tmp[2 + k] = hex[(hi >> (12 - 4 * k)) & 15];
                 tn = 6;
                 skip = 3;
             }
+        }
+        if (e == 'x') {
+            /* Raw ill-formed bytes would reach the peer as they are, and Node's decoding turns them into
+             * U+FFFD, after which the frame's length no longer matches: write U+FFFD ourselves. */
+            size_t k = nc_utf8_char_len(s + i, s + n);
+            if (k) {
+                i += k - 1;
+                continue;
+            }
+            memcpy(tmp, "\xEF\xBF\xBD", 3);
+            tn = 3;
+            skip = nc_utf8_bad_len(s + i, s + n);
         }
         if (nc_buf_append(out, s + run, i - run) || nc_buf_reserve(out, tn + (n - i) + 1)) return NC_ENOMEM;
         memcpy(out->data + out->len, tmp, tn);
