@@ -208,11 +208,40 @@ static void test_data_json_rewritten(void **st) {
     stop();
 }
 
+/* Log lines quote the peer's pattern: a newline in it must not start a forged line, an ESC must not reach
+ * the terminal, and a lone surrogate (WTF-8) or other ill-formed bytes must not be written raw. */
+static char logged[2048];
+static int nlogged;
+static void capture_log(void *u, nc_log_level level, const char *component, const char *message) {
+    if (!strstr(message, "Event pattern")) return;
+    snprintf(logged, sizeof logged, "%s", message);
+    nlogged++;
+}
+static void test_log_quotes_peer_text(void **st) {
+    nc_log_set_default(capture_log, NULL, NC_LOG_INFO);
+    start();
+    call c = {json_array(), 0, 0, NULL};
+    static const char hostile[] = "x\n[nestc] ERROR forged\x1b[31m\xc2\x9b" LONE "\xc3\xa9\\";
+    json_t *pat = json_stringn_nocheck(hostile, sizeof hostile - 1);
+    assert_int_equal(nc_client_emit_json(cli, pat, NULL, NULL, on_done, &c), 0);
+    while (!nlogged) uv_run(&loop, UV_RUN_ONCE);
+    /* one line, controls and ill-formed bytes as \xNN, é and the backslash kept */
+    assert_string_equal(logged,
+                        "There is no matching event handler defined in the remote service. Event pattern: "
+                        "x\\x0a[nestc] ERROR forged\\x1b[31m\\xc2\\x9b\\xed\\xa0\\xbd\xc3\xa9\\");
+    run_until(&c, 1);
+    json_decref(c.values);
+    json_decref(pat);
+    stop();
+    nc_log_set_default(NULL, NULL, NC_LOG_INFO);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lone_surrogates),
         cmocka_unit_test(test_deep_and_infinity),
         cmocka_unit_test(test_data_json_rewritten),
+        cmocka_unit_test(test_log_quotes_peer_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
