@@ -219,16 +219,24 @@ size_t nc_js_number(double v, char buf[32]) {
 
 /* ---- writer -------------------------------------------------------------------------------------- */
 
-/* For each byte: 0 = copy as is, 'u' = \u00xx, 's' = maybe a WTF-8 surrogate (0xED lead byte),
- * otherwise the letter written after a backslash. The other non-ASCII bytes (0 here) are checked as 'x':
- * a handler's json_stringn_nocheck() string may hold ill-formed UTF-8. */
+/* For each byte: 0 = copy as is, 'u' = \u00xx, 's' = maybe a WTF-8 surrogate (0xED lead byte), 'x' =
+ * another non-ASCII byte (checked: a handler's json_stringn_nocheck() string may hold ill-formed UTF-8),
+ * otherwise the letter written after a backslash. */
+// clang-format off
+#define X4 'x', 'x', 'x', 'x'
+#define X16 X4, X4, X4, X4
 static const char esc_tab[256] = {
-    ['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u',  [0x06] = 'u',
-    [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [0x0b] = 'u', ['\f'] = 'f',  ['\r'] = 'r',
-    [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u',  [0x14] = 'u',
-    [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u',  [0x1b] = 'u',
-    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"',  ['\\'] = '\\', [0xED] = 's',
+    ['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u', [0x06] = 'u',
+    [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [0x0b] = 'u', ['\f'] = 'f', ['\r'] = 'r',
+    [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u', [0x14] = 'u',
+    [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u',
+    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"', ['\\'] = '\\',
+    [0x80] = X16, X16, X16, X16, X16, X16, X4, X4, X4, 'x', /* 0x80..0xEC: 109 */
+    [0xED] = 's', X16, 'x', 'x',                             /* 0xEE..0xFF: 18 */
 };
+#undef X16
+#undef X4
+// clang-format on
 
 /* The code point of the WTF-8 surrogate at s[i] (ED A0..BF 80..BF), or 0. */
 static unsigned surrogate_at(const unsigned char *s, size_t i, size_t n) {
@@ -247,10 +255,7 @@ static int write_string(nc_buf *out, const char *str, size_t n) {
     size_t run = 0; /* start of the pending run of bytes copied as is */
     for (size_t i = 0; i < n; i++) {
         char e = esc_tab[s[i]];
-        if (!e) {
-            if (s[i] < 0x80) continue;
-            e = 'x';
-        }
+        if (!e) continue;
         char tmp[6] = {'\\', e};
         size_t tn = 2, skip = 1;
         if (e == 'u') {
@@ -283,7 +288,9 @@ static int write_string(nc_buf *out, const char *str, size_t n) {
         if (e == 'x') {
             /* Raw ill-formed bytes would reach the peer as they are, and Node's decoding turns them into
              * U+FFFD, after which the frame's length no longer matches: write U+FFFD ourselves. */
-            size_t k = nc_utf8_char_len(s + i, s + n);
+            size_t k = s[i] >= 0xC2 && s[i] <= 0xDF && n - i >= 2 && (s[i + 1] & 0xC0) == 0x80
+                           ? 2 /* the common case inline: a 2-byte character */
+                           : nc_utf8_char_len(s + i, s + n);
             if (k) {
                 i += k - 1;
                 continue;
