@@ -269,7 +269,7 @@ static int write_string(nc_buf *out, const char *str, size_t n) {
              * lowercase. A high one followed by a low one is a pair written as the character itself. */
             unsigned hi = surrogate_at(s, i, n);
             if (!hi) e = 'x'; /* an ordinary character U+D000..U+D7FF, or ill-formed */
-            unsigned lo = hi < 0xDC00 ? surrogate_at(s, i + 3, n) : 0;
+            unsigned lo = hi && hi < 0xDC00 ? surrogate_at(s, i + 3, n) : 0;
             if (lo >= 0xDC00) {
                 unsigned cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
                 tmp[0] = (char)(0xF0 | (cp >> 18));
