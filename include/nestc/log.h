@@ -18,7 +18,10 @@ typedef enum nc_log_level {
     NC_LOG_OFF = 4,
 } nc_log_level;
 
-/* A log sink. `component` and `message` are valid only during the call. Called on the loop thread. */
+/* A log sink. `component` and `message` are valid only during the call. Called on the loop thread.
+ * `message` is one line of printable UTF-8: messages quote peer text (patterns, channels, reasons), so
+ * control characters (newline, ESC, C1) and bytes that are not well-formed UTF-8 (a lone surrogate
+ * too) are written as \xNN, so that a peer cannot forge lines or drive a terminal. */
 typedef void (*nc_log_fn)(void *user, nc_log_level level, const char *component, const char *message);
 
 /* Sets the process-wide default sink and minimum level used by objects whose options name no logger.

@@ -114,7 +114,10 @@ NC_API int nc_reply_threadsafe(nc_request *req, nc_reply_kind kind, json_t *valu
  *   in the 3-byte form (ED A0..BF 80..BF). Such a string is not valid UTF-8: json_string_value() and
  *   json_string_length() give it as is, jansson's json_string() would refuse it (build one with
  *   json_stringn_nocheck()). nestc writes it back as "\udxxx" (lowercase), as JSON.stringify does, so an
- *   echo is byte for byte NestJS's; a pair of escapes is one ordinary 4-byte UTF-8 character.
+ *   echo is byte for byte NestJS's; a pair of escapes is one ordinary 4-byte UTF-8 character. Other bytes
+ *   that are not UTF-8 in a string you build are written as U+FFFD, as the peer would decode them.
+ * - A channel or subject (nc_msg_channel) that is not UTF-8 is given as Node decodes it: U+FFFD for each
+ *   ill-formed sequence.
  * - Numbers beyond the double range (1e400) are JSON.parse's Infinity: a real holding +/-HUGE_VAL (it
  *   adds, compares and is truthy as in JavaScript), written back as null like JSON.stringify. Integers
  *   beyond int64 are reals (JavaScript numbers); integers beyond 2^53 are written as JavaScript would.

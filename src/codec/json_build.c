@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/frame.h"
+#include "util/buf.h"
+
 /* One open container. A container is attached to its parent when it opens, so only the innermost
  * object can have a key pending: one key buffer serves every level. */
 typedef struct frame {
@@ -488,6 +491,47 @@ int nc_wtf8_valid(const char *s, size_t n) {
         p += k;
     }
     return 1;
+}
+
+size_t nc_utf8_char_len(const unsigned char *p, const unsigned char *end) {
+    return *p < 0x80 ? 1 : utf8_char(p, end);
+}
+
+size_t nc_utf8_bad_len(const unsigned char *p, const unsigned char *end) {
+    /* the second byte's range as in utf8_char; the bytes after it are any continuation byte */
+    unsigned c = p[0], lo = 0x80, hi = 0xBF;
+    size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+    size_t k = 1;
+    if (k < n && p + k < end && p[k] >= lo && p[k] <= hi)
+        for (k++; k < n && p + k < end && (p[k] & 0xC0) == 0x80;) k++;
+    return k;
+}
+
+json_t *nc_json_string_js(const char *s, size_t n, int keep_surrogates) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    if (keep_surrogates ? nc_wtf8_valid(s, n) : nc_utf8_validate(s, n, NULL) == 0)
+        return json_stringn_nocheck(s, n);
+    nc_buf b = NC_BUF_INIT;
+    int r = 0;
+    while (p < end && !r) {
+        size_t k = nc_utf8_char_len(p, end);
+        if (!k && keep_surrogates && end - p >= 3 && p[0] == 0xED && p[1] >= 0xA0 && (p[2] & 0xC0) == 0x80)
+            k = 3;
+        if (k) {
+            r = nc_buf_append(&b, p, k);
+            p += k;
+        } else {
+            r = nc_buf_append(&b, "\xEF\xBF\xBD", 3); /* U+FFFD */
+            p += nc_utf8_bad_len(p, end);
+        }
+    }
+    json_t *v = r ? NULL : json_stringn_nocheck(b.data ? b.data : "", b.len);
+    nc_buf_free(&b);
+    return v;
 }
 
 /* ---- freeing without recursion ------------------------------------------------------------------- */

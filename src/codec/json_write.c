@@ -219,15 +219,24 @@ size_t nc_js_number(double v, char buf[32]) {
 
 /* ---- writer -------------------------------------------------------------------------------------- */
 
-/* For each byte: 0 = copy as is, 'u' = \u00xx, 's' = maybe a WTF-8 surrogate (0xED lead byte),
+/* For each byte: 0 = copy as is, 'u' = \u00xx, 's' = maybe a WTF-8 surrogate (0xED lead byte), 'x' =
+ * another non-ASCII byte (checked: a handler's json_stringn_nocheck() string may hold ill-formed UTF-8),
  * otherwise the letter written after a backslash. */
+// clang-format off
+#define X4 'x', 'x', 'x', 'x'
+#define X16 X4, X4, X4, X4
 static const char esc_tab[256] = {
-    ['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u',  [0x06] = 'u',
-    [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [0x0b] = 'u', ['\f'] = 'f',  ['\r'] = 'r',
-    [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u',  [0x14] = 'u',
-    [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u',  [0x1b] = 'u',
-    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"',  ['\\'] = '\\', [0xED] = 's',
+    ['\0'] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u', [0x06] = 'u',
+    [0x07] = 'u', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', [0x0b] = 'u', ['\f'] = 'f', ['\r'] = 'r',
+    [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u', [0x14] = 'u',
+    [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u',
+    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"', ['\\'] = '\\',
+    [0x80] = X16, X16, X16, X16, X16, X16, X4, X4, X4, 'x', /* 0x80..0xEC: 109 */
+    [0xED] = 's', X16, 'x', 'x',                             /* 0xEE..0xFF: 18 */
 };
+#undef X16
+#undef X4
+// clang-format on
 
 /* The code point of the WTF-8 surrogate at s[i] (ED A0..BF 80..BF), or 0. */
 static unsigned surrogate_at(const unsigned char *s, size_t i, size_t n) {
@@ -259,8 +268,8 @@ static int write_string(nc_buf *out, const char *str, size_t n) {
             /* A lone surrogate (held as WTF-8, see json_build.h): JSON.stringify writes it as \udxxx,
              * lowercase. A high one followed by a low one is a pair written as the character itself. */
             unsigned hi = surrogate_at(s, i, n);
-            if (!hi) continue; /* an ordinary character U+D000..U+D7FF */
-            unsigned lo = hi < 0xDC00 ? surrogate_at(s, i + 3, n) : 0;
+            if (!hi) e = 'x'; /* an ordinary character U+D000..U+D7FF, or ill-formed */
+            unsigned lo = hi && hi < 0xDC00 ? surrogate_at(s, i + 3, n) : 0;
             if (lo >= 0xDC00) {
                 unsigned cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
                 tmp[0] = (char)(0xF0 | (cp >> 18));
@@ -269,12 +278,26 @@ static int write_string(nc_buf *out, const char *str, size_t n) {
                 tmp[3] = (char)(0x80 | (cp & 0x3F));
                 tn = 4;
                 skip = 6;
-            } else {
+            } else if (hi) {
                 tmp[1] = 'u';
                 for (int k = 0; k < 4; k++) tmp[2 + k] = hex[(hi >> (12 - 4 * k)) & 15];
                 tn = 6;
                 skip = 3;
             }
+        }
+        if (e == 'x') {
+            /* Raw ill-formed bytes would reach the peer as they are, and Node's decoding turns them into
+             * U+FFFD, after which the frame's length no longer matches: write U+FFFD ourselves. */
+            size_t k = s[i] >= 0xC2 && s[i] <= 0xDF && n - i >= 2 && (s[i + 1] & 0xC0) == 0x80
+                           ? 2 /* the common case inline: a 2-byte character */
+                           : nc_utf8_char_len(s + i, s + n);
+            if (k) {
+                i += k - 1;
+                continue;
+            }
+            memcpy(tmp, "\xEF\xBF\xBD", 3);
+            tn = 3;
+            skip = nc_utf8_bad_len(s + i, s + n);
         }
         if (nc_buf_append(out, s + run, i - run) || nc_buf_reserve(out, tn + (n - i) + 1)) return NC_ENOMEM;
         memcpy(out->data + out->len, tmp, tn);

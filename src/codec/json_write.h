@@ -22,6 +22,8 @@
  *   inside jansson strings (JSON_ALLOW_NUL) are written as \u0000; a lone surrogate held as WTF-8 (see
  *   json_build.h) as \udxxx (lowercase hex), as JSON.stringify does, and a WTF-8 high surrogate directly
  *   followed by a low one as the 4-byte UTF-8 character they pair into (JavaScript strings concatenate);
+ *   other ill-formed UTF-8 (a json_stringn_nocheck() string) as U+FFFD per maximal ill-formed sequence,
+ *   as Node's decoder would read those bytes;
  * - integers: decimal when |i| <= 2^53; beyond that JavaScript holds the nearest double, so they are
  *   written as nc_js_number((double)i) (9223372036854775807 -> 9223372036854776000);
  * - reals: nc_js_number; NaN and infinities (not creatable through jansson's API) as null, like JS;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec/json_build.h"
 #include "nestc/error.h"
 
 #define DEFAULT_MAX_CONTROL 4096
@@ -215,8 +216,10 @@ int nc_nats_headers_parse(const char *hdr, size_t len, int *status, json_t **hea
                 return NC_ENOMEM;
             }
             if (!json_object_get(obj, name)) {
-                json_t *val = json_stringn(v, (size_t)(ve - v));
-                if (val) json_object_set_new(obj, name, val); /* not UTF-8: left out */
+                /* nats.js decodes headers as UTF-8, U+FFFD for ill-formed bytes; a name that is not
+                 * UTF-8 is left out (jansson refuses such keys) */
+                json_t *val = nc_json_string_js(v, (size_t)(ve - v), 0);
+                if (val) json_object_set_new(obj, name, val);
             }
             free(name);
         }

@@ -216,7 +216,8 @@ static void call_done(nc_call *k, int err, json_t *error) {
 }
 
 static void call_fail(nc_call *k, int err, const char *msg) {
-    json_t *e = json_string(msg ? msg : nc_strerror(err));
+    const char *t = msg ? msg : nc_strerror(err);
+    json_t *e = nc_json_string_js(t, strlen(t), 1); /* may quote peer text: json_string() could refuse it */
     call_done(k, err, e);
     json_decref(e);
 }
@@ -365,7 +366,7 @@ void nc_client__disconnected(nc_client *c, int err, const char *msg) {
         if (c->connect_done) {
             nc_done_fn fn = c->connect_done;
             c->connect_done = NULL;
-            json_t *e = json_string(text);
+            json_t *e = nc_json_string_js(text, strlen(text), 1); /* may quote the peer */
             fn(c->connect_user, err, e);
             json_decref(e);
         }

@@ -10,6 +10,7 @@
 
 #include "codec/envelope.h"
 #include "codec/frame.h"
+#include "codec/json_build.h"
 #include "codec/json_scan.h"
 #include "codec/json_write.h"
 #include "core/route.h"
@@ -307,6 +308,7 @@ static int msg_fill(nc_server *s, nc_msg *m, json_t *root, const nc_inbound *in,
     } else {
         /* Not a NestJS packet: an event for the channel it came on, the whole message as data. */
         m->data = root;
+        /* the channel is UTF-8 here (nc_server__dispatch) */
         if (in->channel && !(*pattern = json_string(in->channel))) return NC_ENOMEM; /* caller frees */
     }
     if (!m->data) m->data = json_null();
@@ -399,6 +401,17 @@ fail:
 
 int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
                         size_t whylen) {
+    if (in->channel && nc_utf8_validate(in->channel, strlen(in->channel), NULL)) {
+        /* A channel is bytes (Redis allows any): Node decodes it as UTF-8, U+FFFD for ill-formed bytes,
+         * and so do we, so the handler, the pattern and the log lines see what NestJS would. */
+        json_t *ch = nc_json_string_js(in->channel, strlen(in->channel), 0);
+        if (!ch) return NC_ENOMEM;
+        nc_inbound fixed = *in;
+        fixed.channel = json_string_value(ch);
+        int r = nc_server__dispatch(s, body, len, &fixed, why, whylen);
+        json_decref(ch);
+        return r;
+    }
     if (!s->cfg.has_codec && (in->utf8_valid || nc_utf8_validate(body, len, NULL) == 0)) {
         nc_env env;
         if (nc_env_scan(body, len, &env) == NC_SCAN_OK && (env.pattern.p || env.data.p))

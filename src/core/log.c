@@ -5,8 +5,11 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "codec/json_build.h"
 
 /* stderr may be a pipe whose reader is gone (`server 2>&1 | head`): a write to it raises SIGPIPE, whose
  * default action would kill the host program on a log line. Sockets have MSG_NOSIGNAL (io/stream.c);
@@ -71,15 +74,45 @@ void nc_logger_init(nc_logger *lg, nc_log_fn fn, void *user, nc_log_level min) {
     }
 }
 
+/* Log lines quote peer text (patterns, channels, ids, reasons): a hostile peer could put a newline in one
+ * to forge a log line, or an escape sequence to drive the terminal reading the log. So every byte that is
+ * a control character (C0, DEL, and C1 as UTF-8: some terminals take U+009B as CSI) or not part of
+ * well-formed UTF-8 (a WTF-8 lone surrogate included) is written as \xNN. Well-formed printable text (é,
+ * emoji) is kept, backslashes too (patterns are JSON text, quoted as received). Cut to fit `cap`. */
+static void sanitize(char *out, size_t cap, const char *in) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)in, *end = p + strlen(in);
+    size_t o = 0;
+    while (p < end) {
+        size_t k = *p >= 0x80 ? nc_utf8_char_len(p, end) : 1;
+        int bad = !k || *p < 0x20 || *p == 0x7F || (p[0] == 0xC2 && k == 2 && p[1] < 0xA0);
+        if (bad) {
+            k = 1;
+            if (o + 4 >= cap) break;
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        } else {
+            if (o + k >= cap) break;
+            memcpy(out + o, p, k);
+            o += k;
+        }
+        p += k;
+    }
+    out[o] = '\0';
+}
+
 void nc_logf(const nc_logger *lg, nc_log_level level, const char *component, const char *fmt, ...) {
     nc_log_fn fn = lg && lg->fn ? lg->fn : default_fn;
     void *user = lg && lg->fn ? lg->user : default_user;
     nc_log_level min = lg && lg->fn ? lg->min : default_min;
     if (level < min || min >= NC_LOG_OFF) return;
-    char msg[1024];
+    char raw[1024], msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    sanitize(msg, sizeof msg, raw);
     fn(user, level, component, msg);
 }

@@ -208,7 +208,9 @@ int nc_reply_error(nc_request *r, json_t *err) {
 }
 
 int nc_reply_error_msg(nc_request *r, const char *msg) {
-    return nc_reply_error(r, json_pack("{s:s,s:s}", "status", "error", "message", msg ? msg : ""));
+    /* msg may quote peer text (a WTF-8 lone surrogate), which json_pack's "s" refuses */
+    json_t *m = nc_json_string_js(msg ? msg : "", msg ? strlen(msg) : 0, 1);
+    return nc_reply_error(r, m ? json_pack("{s:s,s:o}", "status", "error", "message", m) : NULL);
 }
 
 /* ---- thread-safe replies ------------------------------------------------------------------------- */

@@ -7,7 +7,8 @@
  *   (parsing and writing it again gives the same bytes), as JSON.stringify(JSON.parse(x)) is;
  * - a top-level string is written exactly as JSON.stringify writes it, computed over UTF-16 units;
  * - the scanner accepts only accepted text, and the pull reader walks accepted text to its end.
- * Ill-formed UTF-8 is the framer's business (refused there; NestJS decodes it to U+FFFD). */
+ * Ill-formed UTF-8 is the framer's business (refused there; NestJS decodes it to U+FFFD). For any input:
+ * - the input's bytes as a handler-built string are written as UTF-8 JSON the oracle accepts. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *t = (const char *)data;
+    /* Any bytes in a string a handler built (json_stringn_nocheck): still written as UTF-8 JSON that
+     * JSON.parse accepts (ill-formed bytes as U+FFFD), so a frame never breaks for the peer. */
+    json_t *any = json_stringn_nocheck(t, size);
+    nc_buf ab = NC_BUF_INIT;
+    if (any && (nc_json_write(&ab, any) || nc_utf8_validate(ab.data, ab.len, NULL) != 0 ||
+                !oracle_accepts(ab.data, ab.len, NULL)))
+        abort();
+    json_decref(any);
+    nc_buf_free(&ab);
     if (nc_utf8_validate(t, size, NULL) != 0) return 0;
     size_t depth = 0;
     int js = oracle_accepts(t, size, &depth);

@@ -155,6 +155,7 @@ typedef struct svc {
     int events;
     json_t *last_event; /* data of the last event */
     char last_channel[128];
+    int wheres; /* calls of h_where, events included */
 } svc;
 
 static void h_sum(nc_request *req, const nc_msg *m, void *u) {
@@ -202,6 +203,9 @@ static void cancel_sleeps(void) {
 }
 
 static void h_where(nc_request *req, const nc_msg *m, void *u) {
+    svc *s = u;
+    s->wheres++;
+    snprintf(s->last_channel, sizeof s->last_channel, "%s", nc_msg_channel(m) ? nc_msg_channel(m) : "");
     json_t *o = json_pack("{s:s,s:s}", "channel", nc_msg_channel(m) ? nc_msg_channel(m) : "", "route",
                           nc_msg_route(m));
     if (nc_msg_headers(m)) json_object_set(o, "headers", nc_msg_headers(m));

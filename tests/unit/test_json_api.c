@@ -8,6 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <math.h>
@@ -59,6 +63,17 @@ static void h_add(nc_request *req, const nc_msg *m, void *u) {
 
 #define LONE "\xed\xa0\xbd" /* WTF-8 of the lone high surrogate U+D83D */
 
+/* What nc_msg_data_json gave the last "dataJson" request. */
+static char data_json_seen[256];
+static int data_json_calls;
+static void h_data_json(nc_request *req, const nc_msg *m, void *u) {
+    size_t n;
+    const char *t = nc_msg_data_json(m, &n);
+    snprintf(data_json_seen, sizeof data_json_seen, "%.*s", (int)n, t);
+    data_json_calls++;
+    nc_reply(req, json_true());
+}
+
 static void start(void) {
     uv_loop_init(&loop);
     nc_server_opts so = {.loop = &loop};
@@ -67,6 +82,7 @@ static void start(void) {
     nc_server_message(srv, "fail", h_fail, NULL);
     nc_server_message(srv, "rawEcho", h_raw_echo, NULL);
     nc_server_message(srv, "add", h_add, NULL);
+    nc_server_message(srv, "dataJson", h_data_json, NULL);
     nc_server_message(srv, "cut" LONE, h_echo, NULL); /* a string pattern with a lone surrogate */
     assert_int_equal(nc_server_listen(srv), 0);
     char url[64];
@@ -161,10 +177,75 @@ static void test_deep_and_infinity(void **st) {
     stop();
 }
 
+/* nc_msg_data_json gives the payload's text as JSON.stringify would write the value, not the bytes
+ * received, whenever they had escapes or whitespace: "\uD83D" becomes "\ud83d" (lowercase), "\u00e9"
+ * becomes é, whitespace goes. Text with neither is given as received. Raw texts: nestc's own client
+ * would write them already in that form. */
+static void test_data_json_rewritten(void **st) {
+    start();
+    static const struct {
+        const char *sent, *seen;
+    } cases[] = {
+        {"\"\\uD83D\"", "\"\\ud83d\""},
+        {"\"\\u00e9\"", "\"\xc3\xa9\""},
+        {"[ \"\\ud83d\\ude00\" , {\"a\" : 1} ]", "[\"\xf0\x9f\x98\x80\",{\"a\":1}]"},
+        {"[1.50,\"\\/\"]", "[1.5,\"/\"]"},
+        {"{\"k\":\"plain \xc3\xa9\"}", "{\"k\":\"plain \xc3\xa9\"}"},
+    };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)nc_server_port(srv))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0); /* the listener's backlog takes it */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[200], frame[220];
+        int bn = snprintf(body, sizeof body, "{\"pattern\":\"dataJson\",\"data\":%s,\"id\":\"%zu\"}",
+                          cases[i].sent, i);
+        /* the prefix counts UTF-16 units: the one non-ASCII case has a 2-byte é, one unit */
+        int units = bn - (strstr(cases[i].sent, "\xc3\xa9") ? 1 : 0);
+        int fn = snprintf(frame, sizeof frame, "%d#%s", units, body);
+        assert_int_equal(write(fd, frame, (size_t)fn), fn);
+        int before = data_json_calls;
+        while (data_json_calls == before) uv_run(&loop, UV_RUN_ONCE);
+        assert_string_equal(data_json_seen, cases[i].seen);
+    }
+    close(fd);
+    stop();
+}
+
+/* Log lines quote the peer's pattern: a newline in it must not start a forged line, an ESC must not reach
+ * the terminal, and a lone surrogate (WTF-8) or other ill-formed bytes must not be written raw. */
+static char logged[2048];
+static int nlogged;
+static void capture_log(void *u, nc_log_level level, const char *component, const char *message) {
+    if (!strstr(message, "Event pattern")) return;
+    snprintf(logged, sizeof logged, "%s", message);
+    nlogged++;
+}
+static void test_log_quotes_peer_text(void **st) {
+    nc_log_set_default(capture_log, NULL, NC_LOG_INFO);
+    start();
+    call c = {json_array(), 0, 0, NULL};
+    static const char hostile[] = "x\n[nestc] ERROR forged\x1b[31m\xc2\x9b" LONE "\xc3\xa9\\";
+    json_t *pat = json_stringn_nocheck(hostile, sizeof hostile - 1);
+    assert_int_equal(nc_client_emit_json(cli, pat, NULL, NULL, on_done, &c), 0);
+    while (!nlogged) uv_run(&loop, UV_RUN_ONCE);
+    /* one line, controls and ill-formed bytes as \xNN, é and the backslash kept */
+    assert_string_equal(logged,
+                        "There is no matching event handler defined in the remote service. Event pattern: "
+                        "x\\x0a[nestc] ERROR forged\\x1b[31m\\xc2\\x9b\\xed\\xa0\\xbd\xc3\xa9\\");
+    run_until(&c, 1);
+    json_decref(c.values);
+    json_decref(pat);
+    stop();
+    nc_log_set_default(NULL, NULL, NC_LOG_INFO);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lone_surrogates),
         cmocka_unit_test(test_deep_and_infinity),
+        cmocka_unit_test(test_data_json_rewritten),
+        cmocka_unit_test(test_log_quotes_peer_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -608,11 +608,55 @@ static void test_parse(void **state) {
     }
 }
 
+/* A handler may build a string of any bytes with json_stringn_nocheck(). Written raw, ill-formed UTF-8
+ * would reach the peer as is: Node decodes it to U+FFFD and the frame's length no longer matches. So the
+ * writer writes U+FFFD for each ill-formed sequence, as Node's decoder counts them (WHATWG maximal
+ * subparts; expected values from Node: JSON.stringify(Buffer.from(bytes).toString())), and still writes a
+ * WTF-8 lone surrogate as \udxxx. */
+static void test_write_ill_formed(void **state) {
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"a\377 b", 4, "\"a\357\277\275 b\""},
+        {"\303", 1, "\"\357\277\275\""},                                                 /* cut 2-byte */
+        {"\342\202", 2, "\"\357\277\275\""},                                             /* cut 3-byte: one */
+        {"\340\200\200", 3, "\"\357\277\275\357\277\275\357\277\275\""},                 /* overlong */
+        {"\360\237\230x", 4, "\"\357\277\275x\""},                                       /* cut 4-byte */
+        {"\300\257", 2, "\"\357\277\275\357\277\275\""},                                 /* C0 lead */
+        {"\355\240x", 3, "\"\357\277\275\357\277\275x\""},                               /* cut surrogate */
+        {"\364\220\200\200", 4, "\"\357\277\275\357\277\275\357\277\275\357\277\275\""}, /* > U+10FFFF */
+        {"\355\237\277", 3, "\"\355\237\277\""},
+        {"\355\200", 2, "\"\357\277\275\""}, /* cut U+D000.., at the end: no read past it */
+        {"\355", 1, "\"\357\277\275\""},     /* U+D7FF */
+        {"\303\251\360\237\230\200", 6, "\"\303\251\360\237\230\200\""}, /* é 😀 */
+        {"\355\240\275x\377", 5, "\"\\ud83dx\357\277\275\""},            /* WTF-8 kept */
+    };
+    nc_buf b = NC_BUF_INIT;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *v = json_stringn_nocheck(cases[i].in, cases[i].n);
+        nc_buf_reset(&b);
+        assert_int_equal(nc_json_write(&b, v), 0);
+        assert_string_equal(nc_buf_cstr(&b), cases[i].want);
+        json_decref(v);
+    }
+    json_t *o = json_object(); /* keys too */
+    json_object_set_new_nocheck(o, "k\377", json_true());
+    nc_buf_reset(&b);
+    assert_int_equal(nc_json_write(&b, o), 0);
+    assert_string_equal(nc_buf_cstr(&b), "{\"k\357\277\275\":true}");
+    json_decref(o);
+    nc_buf_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_table),      cmocka_unit_test(test_js_number_table),
         cmocka_unit_test(test_js_number_values), cmocka_unit_test(test_write_api_values),
         cmocka_unit_test(test_write_errors),     cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_write_ill_formed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,6 +104,15 @@ static void test_headers_and_wildcards(void **st) {
     assert_string_equal(json_string_value(json_object_get(k.last, "route")), "alerts.>");
     assert_string_equal(json_string_value(json_object_get(k.last, "channel")), "alerts.a.b");
     call_clear(&k);
+    /* a route holding a lone surrogate (WTF-8) is published as those bytes, which are not UTF-8: the
+     * server sees the subject as Node would decode it (three U+FFFD) instead of refusing it */
+    assert_int_equal(nc_client_send(c, "alerts.a\xed\xa0\xbd", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, 0);
+    assert_string_equal(json_string_value(json_object_get(k.last, "route")), "alerts.>");
+    assert_string_equal(json_string_value(json_object_get(k.last, "channel")),
+                        "alerts.a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    call_clear(&k);
     nc_client_free(c);
     svc_stop(&s);
 }

@@ -141,8 +141,11 @@ static void test_foreign_messages(void **st) {
     publish_raw(&B, "note", "{\"x\":1}", 7);
     assert_true(run_until(&s.events, 2, 3000));
     assert_int_equal(json_integer_value(json_object_get(s.last_event, "x")), 1);
-    /* invalid UTF-8: dropped with a log line, the server keeps serving */
+    /* invalid UTF-8: Node's Redis client decodes it with U+FFFD, JSON.parse fails, the raw string is the
+     * data */
     publish_raw(&B, "note", "\xff\xfe", 2);
+    assert_true(run_until(&s.events, 3, 3000));
+    assert_string_equal(json_string_value(s.last_event), "\xef\xbf\xbd\xef\xbf\xbd");
     nc_client *c = client_new(url, 0, NULL);
     call k = {0};
     json_t *d = json_pack("[i]", 5);
@@ -150,7 +153,7 @@ static void test_foreign_messages(void **st) {
     json_decref(d);
     assert_true(run_until(&k.done, 1, 3000));
     assert_int_equal(json_integer_value(k.last), 5);
-    assert_int_equal(s.events, 2);
+    assert_int_equal(s.events, 3);
     call_clear(&k);
     nc_client_free(c);
     svc_stop(&s);
@@ -161,6 +164,11 @@ static void test_wildcards(void **st) {
     snprintf(wurl, sizeof wurl, "%s?wildcards=true", url);
     svc s;
     svc_start(&s, wurl);
+    /* a foreign message on a channel that is not UTF-8 (Redis channels are bytes): Node decodes the channel
+     * with U+FFFD; it used to fail the dispatch (json_string refused the channel) */
+    publish_raw(&B, "sensors.\xff", "plain", 5);
+    assert_true(run_until(&s.wheres, 1, 3000));
+    assert_string_equal(s.last_channel, "sensors.\xef\xbf\xbd");
     nc_client *c = client_new(url, 0, NULL);
     call k = {0};
     assert_int_equal(nc_client_send(c, "sensors.kitchen", NULL, NULL, on_value, on_done, &k), 0);

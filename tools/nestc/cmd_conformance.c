@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "codec/json_build.h"
 #include "core/route.h"
 
 /* ---- request handlers ---------------------------------------------------------------------------- */
@@ -117,8 +118,10 @@ static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
 static void h_context(nc_request *req, const nc_msg *m, void *u) {
     json_t *o = json_object();
     json_object_set_new(o, "transport", json_string(nc_msg_transport(m)));
-    json_object_set_new(o, "pattern", json_string(nc_msg_route(m)));
-    if (nc_msg_channel(m)) json_object_set_new(o, "channel", json_string(nc_msg_channel(m)));
+    /* peer text: a route may hold a lone surrogate as WTF-8, which json_string() refuses */
+    const char *route = nc_msg_route(m), *ch = nc_msg_channel(m);
+    json_object_set_new(o, "pattern", nc_json_string_js(route, strlen(route), 1));
+    if (ch) json_object_set_new(o, "channel", nc_json_string_js(ch, strlen(ch), 1));
     if (nc_msg_headers(m)) json_object_set(o, "headers", nc_msg_headers(m));
     if (nc_msg_metadata(m)) json_object_set(o, "metadata", nc_msg_metadata(m));
     nc_reply(req, o);

@@ -10,6 +10,7 @@
 
 #include "codec/envelope.h"
 #include "codec/frame.h"
+#include "codec/json_build.h"
 #include "codec/json_write.h"
 #include "core/server_internal.h"
 #include "transport/redis/redis.h"
@@ -117,12 +118,7 @@ static rsink *sink_for(redis_server *rs, const char *channel) {
 
 /* NestJS JSON.parse()s the body and falls back to the raw string: a foreign message for the channel. */
 static void dispatch_raw(redis_server *rs, const char *body, size_t len, const nc_inbound *in) {
-    if (nc_utf8_validate(body, len, NULL) != 0) {
-        nc_logf(LOG(rs), NC_LOG_ERROR, "Server",
-                "message on %s dropped: %zu bytes that are neither JSON nor UTF-8", in->channel, len);
-        return;
-    }
-    json_t *s = json_stringn(body, len);
+    json_t *s = json_stringn(body, len); /* UTF-8: on_message decoded it */
     nc_buf b = NC_BUF_INIT;
     char why[160];
     if (s && !nc_json_write(&b, s)) nc_server__dispatch(rs->srv, b.data, b.len, in, why, sizeof why);
@@ -145,8 +141,21 @@ static void on_message(redis_server *rs, const char *route, const char *channel,
     k->refs++; /* hold it across the dispatch (a request may finish inside) */
     char why[200];
     why[0] = '\0';
-    if (nc_server__dispatch(rs->srv, body->str, body->len, &in, why, sizeof why) == NC_EPROTO)
-        dispatch_raw(rs, body->str, body->len, &in);
+    /* Node's Redis client decodes the body as UTF-8 before JSON.parse, ill-formed bytes as U+FFFD: so do
+     * we, so a message NestJS answers is answered (there is no length prefix here to disagree with). */
+    const char *text = body->str;
+    size_t len = body->len;
+    json_t *decoded = NULL;
+    if (nc_utf8_validate(text, len, NULL)) {
+        decoded = nc_json_string_js(text, len, 0);
+        text = decoded ? json_string_value(decoded) : NULL;
+        len = decoded ? json_string_length(decoded) : 0;
+    }
+    if (!text)
+        nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "out of memory: message on %s dropped", channel);
+    else if (nc_server__dispatch(rs->srv, text, len, &in, why, sizeof why) == NC_EPROTO)
+        dispatch_raw(rs, text, len, &in);
+    json_decref(decoded);
     sink_release(k);
 }
 
