@@ -172,8 +172,8 @@ for (const [label, p] of forms('sleep')) {
     });
   });
   // Under a tool (NESTC_WRAP) a process takes seconds to start, so the slow request sleeps longer; on a
-  // loaded machine the second CLI process may start late too.
-  const SLOW = process.env.NESTC_WRAP ? 8000 : scaled(300);
+  // loaded machine (or under a sanitizer, starting a TLS context) the second CLI process may start late too.
+  const SLOW = process.env.NESTC_WRAP ? 8000 : scaled(1000);
   add(`sleep ${label} ${SLOW} and 10 concurrently: the 10 finishes first`, async (d) => {
     const order = [];
     const track = (m) => d.send(p, m, { timeoutMs: SLOW + scaled(30000) }).then((r) => (order.push(m), r));
