@@ -20,6 +20,13 @@ enum {
  * does not pin memory on a long-lived connection. */
 #define NC_FRAMER_KEEP_BYTES ((size_t)64 * 1024)
 
+/* The ill-formed UTF-8 path is kept out of line, so that the valid path stays as it was. */
+#if defined(__GNUC__)
+#define NC_COLD __attribute__((cold, noinline))
+#else
+#define NC_COLD
+#endif
+
 #define HI8 UINT64_C(0x8080808080808080)
 #define LO8 UINT64_C(0x0101010101010101)
 
@@ -124,7 +131,6 @@ static int utf8_scan(nc_utf8_scan *s, const unsigned char *p, size_t n, size_t b
 
             unsigned c = p[i];
             s->seq_start = base + i;
-            s->seq_units = units;
             if (c < 0xC2) { /* continuation byte without a lead, or overlong 2-byte lead C0/C1 */
                 s->units = units;
                 *pos = base + i;
@@ -145,7 +151,7 @@ static int utf8_scan(nc_utf8_scan *s, const unsigned char *p, size_t n, size_t b
                 units += 2;                   /* a surrogate pair in UTF-16 */
                 if (units > want) {
                     /* 1 unit if it turns out ill-formed: the byte-by-byte reader decides */
-                    s->units = s->seq_units;
+                    s->units = units - 2;
                     *pos = base + i;
                     return SCAN_BAD;
                 }
@@ -158,7 +164,8 @@ static int utf8_scan(nc_utf8_scan *s, const unsigned char *p, size_t n, size_t b
         } else {
             unsigned c = p[i];
             if (c < lo || c > hi) {
-                s->units = s->seq_units;
+                /* back to the count before the lead byte: 2 units for a 4-byte lead, else 1 */
+                s->units = units - ((base + i - s->seq_start) + need == 4 ? 2 : 1);
                 *pos = s->seq_start;
                 return SCAN_BAD;
             }
@@ -479,8 +486,19 @@ static int replace_ill_formed(nc_buf *out, const unsigned char *t, size_t n) {
 /* The BODY state of a frame with ill-formed UTF-8 (f->lossy): counts *pp..end, and when the frame
  * completes hands its text with U+FFFD in place of the ill-formed bytes to cb. Advances *pp. Returns 0 or
  * what nc_framer_feed returns. */
-static int lossy_frame(nc_framer *f, const unsigned char **pp, const unsigned char *end, nc_frame_cb cb,
-                       void *user) {
+/* From text offset `at` on, the frame is read as Node decodes it: the bytes before it in p are kept (they
+ * are counted), those from it on are read again by lossy_frame. */
+NC_COLD static int enter_lossy(nc_framer *f, const unsigned char **pp, size_t at) {
+    size_t take = at > f->buf.len ? at - f->buf.len : 0;
+    if (nc_buf_append(&f->buf, *pp, take)) return NC_ENOMEM;
+    *pp += take;
+    f->dec = at;
+    f->lossy = 1;
+    return 0;
+}
+
+NC_COLD static int lossy_frame(nc_framer *f, const unsigned char **pp, const unsigned char *end,
+                               nc_frame_cb cb, void *user) {
     const unsigned char *p = *pp;
     size_t used = 0, left = 0;
     int sr = lossy_scan(f, p, (size_t)(end - p), &used, &left);
@@ -560,12 +578,7 @@ int nc_framer_feed(nc_framer *f, const char *data, size_t len, nc_frame_cb cb, v
         size_t used;
         int sr = utf8_scan(&f->scan, p, avail, f->buf.len, f->want, &used);
         if (sr == SCAN_BAD) {
-            /* From here on this frame is read as Node decodes it; bytes from `used` on are read again. */
-            size_t take = used > f->buf.len ? used - f->buf.len : 0;
-            if (nc_buf_append(&f->buf, p, take)) return fail(f, NC_ENOMEM, "Out of memory");
-            p += take;
-            f->dec = used;
-            f->lossy = 1;
+            if (enter_lossy(f, &p, used)) return fail(f, NC_ENOMEM, "Out of memory");
             continue;
         }
         if (sr == SCAN_MORE) {

@@ -42,9 +42,7 @@ void nc_framer_limits_default(nc_framer_limits *l);
 typedef struct nc_utf8_scan {
     size_t units;     /* UTF-16 units counted so far (a character is counted at its lead byte) */
     size_t seq_start; /* offset of the lead byte of the character being completed (need > 0) */
-    size_t
-        seq_units; /* units counted before that lead byte (the count to go back to when it is ill-formed) */
-    unsigned need; /* continuation bytes still expected */
+    unsigned need;    /* continuation bytes still expected */
     unsigned char lo; /* accepted range of the next continuation byte */
     unsigned char hi;
 } nc_utf8_scan;
