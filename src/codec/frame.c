@@ -60,6 +60,8 @@ void nc_framer_init(nc_framer *f, const nc_framer_limits *lim) {
 void nc_framer_free(nc_framer *f) {
     nc_buf_free(&f->buf);
     f->state = NC_FRAMER_S_PREFIX;
+    f->lossy = 0;
+    f->dec = 0;
 }
 
 static void release_if_big(nc_framer *f) {
