@@ -117,7 +117,8 @@ NC_API int nc_reply_threadsafe(nc_request *req, nc_reply_kind kind, json_t *valu
  *   echo is byte for byte NestJS's; a pair of escapes is one ordinary 4-byte UTF-8 character. Other bytes
  *   that are not UTF-8 in a string you build are written as U+FFFD, as the peer would decode them.
  * - A channel or subject (nc_msg_channel) that is not UTF-8 is given as Node decodes it: U+FFFD for each
- *   ill-formed sequence.
+ *   ill-formed sequence. So are ill-formed bytes in a TCP/TLS frame or a Redis message body: NestJS
+ *   decodes the bytes before JSON.parse, so a string holding them is U+FFFD, never the raw bytes.
  * - Numbers beyond the double range (1e400) are JSON.parse's Infinity: a real holding +/-HUGE_VAL (it
  *   adds, compares and is truthy as in JavaScript), written back as null like JSON.stringify. Integers
  *   beyond int64 are reals (JavaScript numbers); integers beyond 2^53 are written as JavaScript would.

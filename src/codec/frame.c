@@ -20,6 +20,13 @@ enum {
  * does not pin memory on a long-lived connection. */
 #define NC_FRAMER_KEEP_BYTES ((size_t)64 * 1024)
 
+/* The ill-formed UTF-8 path is kept out of line, so that the valid path stays as it was. */
+#if defined(__GNUC__)
+#define NC_COLD __attribute__((cold, noinline))
+#else
+#define NC_COLD
+#endif
+
 #define HI8 UINT64_C(0x8080808080808080)
 #define LO8 UINT64_C(0x0101010101010101)
 
@@ -46,11 +53,15 @@ void nc_framer_init(nc_framer *f, const nc_framer_limits *lim) {
     f->buf = (nc_buf)NC_BUF_INIT;
     f->state = NC_FRAMER_S_PREFIX;
     scan_reset(&f->scan);
+    f->lossy = 0;
+    f->dec = 0;
 }
 
 void nc_framer_free(nc_framer *f) {
     nc_buf_free(&f->buf);
     f->state = NC_FRAMER_S_PREFIX;
+    f->lossy = 0;
+    f->dec = 0;
 }
 
 static void release_if_big(nc_framer *f) {
@@ -65,6 +76,8 @@ void nc_framer_reset(nc_framer *f) {
     f->prefix_len = 0;
     f->error[0] = '\0';
     scan_reset(&f->scan);
+    f->lossy = 0;
+    f->dec = 0;
 }
 
 size_t nc_framer_pending(const nc_framer *f) {
@@ -86,9 +99,10 @@ enum { SCAN_MORE = 0, SCAN_DONE = 1, SCAN_BAD = -1, SCAN_SPLIT = -2 };
 /* Validates and counts p[0..n) until `want` units have been counted and the last character is complete.
  * `base` is the offset of p[0] in the text (for error offsets). The state in `s` carries a character
  * split across calls, so no byte is ever looked at twice.
- * Returns SCAN_DONE (*pos = bytes of p that complete the text), SCAN_MORE (all n bytes taken, *pos = n),
- * SCAN_BAD (*pos = text offset of the ill-formed sequence) or SCAN_SPLIT (a supplementary character would
- * straddle `want`; *pos = text offset of its lead byte). Valid-sequence table: Unicode 15 table 3-7. */
+ * Returns SCAN_DONE (*pos = bytes of p that complete the text), SCAN_MORE (all n bytes taken, *pos = n) or
+ * SCAN_BAD: an ill-formed sequence, or a 4-byte lead that would straddle `want` if it is valid (1 unit if
+ * it is not); *pos = text offset of its first byte, s->units = units before it, s->need is stale.
+ * Valid-sequence table: Unicode 15 table 3-7. */
 static int utf8_scan(nc_utf8_scan *s, const unsigned char *p, size_t n, size_t base, size_t want,
                      size_t *pos) {
     size_t units = s->units, i = 0;
@@ -120,6 +134,7 @@ static int utf8_scan(nc_utf8_scan *s, const unsigned char *p, size_t n, size_t b
             unsigned c = p[i];
             s->seq_start = base + i;
             if (c < 0xC2) { /* continuation byte without a lead, or overlong 2-byte lead C0/C1 */
+                s->units = units;
                 *pos = base + i;
                 return SCAN_BAD;
             } else if (c < 0xE0) {
@@ -137,10 +152,13 @@ static int utf8_scan(nc_utf8_scan *s, const unsigned char *p, size_t n, size_t b
                 hi = c == 0xF4 ? 0x8F : 0xBF; /* F4 90.. would be above U+10FFFF */
                 units += 2;                   /* a surrogate pair in UTF-16 */
                 if (units > want) {
+                    /* 1 unit if it turns out ill-formed: the byte-by-byte reader decides */
+                    s->units = units - 2;
                     *pos = base + i;
-                    return SCAN_SPLIT;
+                    return SCAN_BAD;
                 }
             } else {
+                s->units = units;
                 *pos = base + i;
                 return SCAN_BAD;
             }
@@ -148,6 +166,8 @@ static int utf8_scan(nc_utf8_scan *s, const unsigned char *p, size_t n, size_t b
         } else {
             unsigned c = p[i];
             if (c < lo || c > hi) {
+                /* back to the count before the lead byte: 2 units for a 4-byte lead, else 1 */
+                s->units = units - ((base + i - s->seq_start) + need == 4 ? 2 : 1);
                 *pos = s->seq_start;
                 return SCAN_BAD;
             }
@@ -347,7 +367,173 @@ static int begin_body(nc_framer *f, const unsigned char *t, size_t n) {
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
+/* Ill-formed UTF-8, read as NestJS reads it                                                             */
+
+/* Length of the sequence at q[0..n) (n >= 1) as Node's UTF-8 decoder reads it: a valid character (*ok = 1)
+ * or the maximal ill-formed subpart it replaces with one U+FFFD (*ok = 0); a sequence cut by n is
+ * ill-formed. */
+static size_t seq_len(const unsigned char *q, size_t n, int *ok) {
+    unsigned c = q[0], lo = 0x80, hi = 0xBF;
+    size_t len;
+    *ok = 1;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *ok = 0;
+        return 1;
+    }
+    size_t k = 1;
+    while (k < len && k < n && q[k] >= lo && q[k] <= hi) {
+        k++;
+        lo = 0x80, hi = 0xBF;
+    }
+    if (k < len) *ok = 0;
+    return k;
+}
+
+/* Byte k of carry[0..clen) followed by p. */
+static unsigned qbyte(const unsigned char *carry, size_t clen, const unsigned char *p, size_t k) {
+    return k < clen ? carry[k] : p[k - clen];
+}
+
+/* Bytes that Node's StringDecoder keeps back at the end of a chunk (src/string_decoder.cc): the tail that
+ * starts at the last byte of the form 110xxxxx, 1110xxxx or 11110xxx among the last four, when fewer
+ * bytes than that form announces follow it; whether they can still be valid is not looked at. */
+static size_t node_hold(const unsigned char *carry, size_t clen, const unsigned char *p, size_t m) {
+    size_t b = 0;
+    for (size_t i = m; i-- > 0;) {
+        unsigned c = qbyte(carry, clen, p, i);
+        b++;
+        if ((c & 0xC0) == 0x80) {
+            if (b >= 4 || i == 0) return 0;
+            continue;
+        }
+        size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        return len > b ? b : 0;
+    }
+    return 0;
+}
+
+/* Counts a frame body that has ill-formed UTF-8, one sequence at a time: the bytes buf[dec..] held from the
+ * last feed (at most 3), then p[0..avail). Returns SCAN_MORE (*used = avail, the bytes Node would hold are
+ * kept for the next feed), SCAN_DONE (*used = bytes of p in the frame, *left = held bytes that are not:
+ * they begin the next frame) or SCAN_SPLIT (*used = text offset of the supplementary character that
+ * straddles the declared length). */
+static int lossy_scan(nc_framer *f, const unsigned char *p, size_t avail, size_t *used, size_t *left) {
+    const unsigned char *carry = f->buf.data ? (const unsigned char *)f->buf.data + f->dec : p;
+    size_t clen = f->buf.len - f->dec, m = clen + avail;
+    size_t limit = m - node_hold(carry, clen, p, m);
+    unsigned char tmp[8]; /* the held bytes and what follows, for a sequence that starts in them */
+    size_t tl = clen + (avail < 4 ? avail : 4);
+    if (clen) memcpy(tmp, carry, clen);
+    if (tl > clen) memcpy(tmp + clen, p, tl - clen);
+    size_t units = f->scan.units, i = 0;
+    while (i < limit && units < f->want) {
+        int ok;
+        size_t k;
+        if (i < clen)
+            k = seq_len(tmp + i, (limit < tl ? limit : tl) - i, &ok);
+        else
+            k = seq_len(p + (i - clen), limit - i, &ok);
+        if (ok && k == 4) {
+            if (units + 2 > f->want) {
+                *used = f->dec + i;
+                return SCAN_SPLIT;
+            }
+            units += 2;
+        } else {
+            units += 1; /* a BMP character, or U+FFFD */
+        }
+        i += k;
+    }
+    f->scan.units = units;
+    if (units == f->want) {
+        *used = i > clen ? i - clen : 0;
+        *left = i < clen ? clen - i : 0;
+        return SCAN_DONE;
+    }
+    *used = avail;
+    f->dec += limit;
+    return SCAN_MORE;
+}
+
+/* Appends t[0..n) to out with each maximal ill-formed subpart replaced by U+FFFD (EF BF BD). */
+static int replace_ill_formed(nc_buf *out, const unsigned char *t, size_t n) {
+    size_t i = 0, run = 0;
+    while (i < n) {
+        int ok;
+        size_t k = seq_len(t + i, n - i, &ok);
+        if (!ok) {
+            if (nc_buf_append(out, t + run, i - run) || nc_buf_append(out, "\xEF\xBF\xBD", 3))
+                return NC_ENOMEM;
+            run = i + k;
+        }
+        i += k;
+    }
+    return nc_buf_append(out, t + run, n - run) ? NC_ENOMEM : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------- */
 /* Feed                                                                                                  */
+
+/* The BODY state of a frame with ill-formed UTF-8 (f->lossy): counts *pp..end, and when the frame
+ * completes hands its text with U+FFFD in place of the ill-formed bytes to cb. Advances *pp. Returns 0 or
+ * what nc_framer_feed returns. */
+/* From text offset `at` on, the frame is read as Node decodes it: the bytes before it in p are kept (they
+ * are counted), those from it on are read again by lossy_frame. */
+NC_COLD static int enter_lossy(nc_framer *f, const unsigned char **pp, size_t at) {
+    size_t take = at > f->buf.len ? at - f->buf.len : 0;
+    if (nc_buf_append(&f->buf, *pp, take)) return NC_ENOMEM;
+    *pp += take;
+    f->dec = at;
+    f->lossy = 1;
+    return 0;
+}
+
+NC_COLD static int lossy_frame(nc_framer *f, const unsigned char **pp, const unsigned char *end,
+                               nc_frame_cb cb, void *user) {
+    const unsigned char *p = *pp;
+    size_t used = 0, left = 0;
+    int sr = lossy_scan(f, p, (size_t)(end - p), &used, &left);
+    if (sr == SCAN_SPLIT)
+        return fail(f, NC_EPROTO, "The packet length (%zu) ends inside a character at byte %zu", f->want,
+                    used);
+    if (nc_buf_append(&f->buf, p, used)) return fail(f, NC_ENOMEM, "Out of memory");
+    *pp = p + used;
+    if (sr == SCAN_MORE) return 0;
+
+    unsigned char next[4]; /* held bytes that begin the next frame (at most 3) */
+    f->buf.len -= left;
+    memcpy(next, f->buf.data + f->buf.len, left);
+    nc_buf text = NC_BUF_INIT;
+    if (replace_ill_formed(&text, (const unsigned char *)f->buf.data, f->buf.len)) {
+        nc_buf_free(&text);
+        return fail(f, NC_ENOMEM, "Out of memory");
+    }
+    f->state = NC_FRAMER_S_PREFIX;
+    f->prefix_len = 0;
+    f->lossy = 0;
+    f->dec = 0;
+    scan_reset(&f->scan);
+    release_if_big(f);
+    int r = cb(user, text.data, text.len);
+    nc_buf_free(&text);
+    if (r) {
+        f->state = NC_FRAMER_S_STOPPED;
+        f->buf.len = 0;
+        return r;
+    }
+    return left ? nc_framer_feed(f, (const char *)next, left, cb, user) : 0;
+}
 
 int nc_framer_feed(nc_framer *f, const char *data, size_t len, nc_frame_cb cb, void *user) {
     if (f->state == NC_FRAMER_S_FAILED || f->state == NC_FRAMER_S_STOPPED) return NC_ESTATE;
@@ -384,13 +570,19 @@ int nc_framer_feed(nc_framer *f, const char *data, size_t len, nc_frame_cb cb, v
             continue;
         }
 
+        if (f->lossy) {
+            int r = lossy_frame(f, &p, end, cb, user);
+            if (r) return r;
+            continue;
+        }
+
         /* BODY: buf.len body bytes are already scanned and counted in f->scan. */
         size_t used;
         int sr = utf8_scan(&f->scan, p, avail, f->buf.len, f->want, &used);
-        if (sr == SCAN_BAD) return fail(f, NC_EPROTO, "Invalid UTF-8 in packet at byte %zu", used);
-        if (sr == SCAN_SPLIT)
-            return fail(f, NC_EPROTO, "The packet length (%zu) ends inside a character at byte %zu", f->want,
-                        used);
+        if (sr == SCAN_BAD) {
+            if (enter_lossy(f, &p, used)) return fail(f, NC_ENOMEM, "Out of memory");
+            continue;
+        }
         if (sr == SCAN_MORE) {
             if (nc_buf_append(&f->buf, p, avail)) return fail(f, NC_ENOMEM, "Out of memory");
             return 0;

@@ -59,6 +59,8 @@ typedef struct nc_framer {
     size_t want;       /* declared length of the frame being read, in units */
     size_t prefix_len; /* bytes of its prefix, '#' included */
     nc_utf8_scan scan; /* state of the body scan (units counted so far, partial character) */
+    int lossy;         /* the frame being read has ill-formed UTF-8: read byte by byte, as Node decodes it */
+    size_t dec;        /* lossy: body bytes decoded and counted; buf[dec..] (<= 3 bytes) awaits more bytes */
 } nc_framer;
 
 /* Initializes `f` with the limits `lim` (NULL: defaults; zero fields: their defaults). Allocates nothing.
@@ -69,11 +71,13 @@ void nc_framer_init(nc_framer *f, const nc_framer_limits *lim);
  * an error or after a callback stopped a feed. */
 void nc_framer_free(nc_framer *f);
 
-/* Called once per complete frame, in stream order. `json`/`len` is the frame's JSON text (UTF-8, validated,
- * len >= 1, NOT NUL-terminated). It points into the caller's data when the JSON text lay entirely inside the
- * fed chunk (zero copy; the prefix may have come earlier), else into the framer's buffer; either way it is
- * valid only during the call, so copy what must outlive it. The text has not been parsed as JSON (that is the
- * caller's job, including Nest's rules that a failed parse is a protocol error and that `null` means `{}`).
+/* Called once per complete frame, in stream order. `json`/`len` is the frame's JSON text (valid UTF-8,
+ * len >= 1, NOT NUL-terminated): ill-formed UTF-8 from the peer has been replaced by U+FFFD, as NestJS's
+ * socket decoding (Node's StringDecoder) replaces it, before the frame's length was counted. It points into
+ * the caller's data when the JSON text lay entirely inside the fed chunk (zero copy; the prefix may have come
+ * earlier), else into the framer's buffer; either way it is valid only during the call, so copy what must
+ * outlive it. The text has not been parsed as JSON (that is the caller's job, including Nest's rules that a
+ * failed parse is a protocol error and that `null` means `{}`).
  *
  * Return 0 to go on, nonzero to stop: nc_framer_feed then returns that value at once, the rest of the
  * chunk is discarded and the framer refuses input (NC_ESTATE) until nc_framer_reset; the caller is
@@ -95,10 +99,6 @@ typedef int (*nc_frame_cb)(void *user, const char *json, size_t len);
  *       possibly shortened);
  *     - a length of 0 or below (Nest fails to parse the empty JSON text):
  *       `Invalid length value "<text>" supplied in a packet (a packet holds at least 1 unit of JSON text)`;
- *     - ill-formed UTF-8 in the JSON text (stray continuation byte, overlong form, surrogate code point,
- *       code point above U+10FFFF, a sequence cut short by a byte that is not a continuation byte):
- *       `Invalid UTF-8 in packet at byte <k>`, k = 0-based offset in the JSON text of the first byte of
- *       the ill-formed sequence;
  *     - the declared length ends between the two UTF-16 units of a supplementary character (Nest would cut
  *       the surrogate pair and fail to parse): `The packet length (<n>) ends inside a character at byte <k>`;
  *   NC_ETOOBIG  the frame (prefix + '#' + declared length) or a prefix awaiting its '#' exceeds
@@ -110,6 +110,13 @@ typedef int (*nc_frame_cb)(void *user, const char *json, size_t len);
  * set \t \n \v \f \r and space, plus U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F,
  * U+3000, U+FEFF) is skipped, then an optional '+' or '-', then decimal digits up to the first non-digit;
  * whatever follows before '#' is ignored, even ill-formed UTF-8 (Nest ignores it too).
+ * Ill-formed UTF-8 in the JSON text is read as NestJS reads it (its socket bytes go through Node's
+ * StringDecoder): each maximal ill-formed subpart (Unicode 15 §3.9, the WHATWG decoder) is one U+FFFD,
+ * counted as 1 unit. As StringDecoder does, bytes at the end of a chunk that start with a byte of the
+ * form 110xxxxx, 1110xxxx or 11110xxx and are fewer than that form announces wait for the next chunk
+ * before they are counted, even when they can no longer be valid (E0 80): a frame that they would
+ * complete completes only when more bytes arrive, as NestJS's does. Such frames are read byte by byte
+ * and copied (at most about 6 bytes per unit held while the callback runs); valid text is not.
  * After any error the framer refuses further input (NC_ESTATE) until nc_framer_reset; f->error keeps the
  * reason. */
 int nc_framer_feed(nc_framer *f, const char *data, size_t len, nc_frame_cb cb, void *user);

@@ -61,6 +61,7 @@ const cases = [
   // JSON that NestJS sends and JSON.parse accepts: read, the connection kept for what follows
   ['lone surrogate value, then more on the same connection', (q, s) => { reply(s, { id: q.id, response: 'ab\ud83d' }); reply(s, { id: q.id, response: ['\ude00', '\ud83d\ude00'], isDisposed: true }); }, 0, '"ab\\ud83d"\n["\\ude00","😀"]\n'],
   ['lone surrogate error value', (q, s) => reply(s, { id: q.id, err: { message: 'cut \ud83d' } }), 1, '', '"cut \\ud83d"'],
+  ['ill-formed UTF-8 in a reply: U+FFFD as a NestJS client reads it, then more on the same connection', (q, s) => { const b = Buffer.concat([Buffer.from('{"response":"a'), Buffer.from([0xe0, 0x80, 0xff]), Buffer.from(`b","id":"${q.id}"}`)]); s.write(Buffer.concat([Buffer.from(`${b.toString().length}#`), b])); reply(s, { id: q.id, response: 2, isDisposed: true }); }, 0, '"a\ufffd\ufffd\ufffdb"\n2\n'],
   ['1e400 and a 21-digit integer in a reply', (q, s) => { s.write(frame(`{"response":[1e400,123456789012345678901],"id":"${q.id}"}`)); reply(s, { id: q.id, isDisposed: true }); }, 0, '[null,123456789012345680000]\n'],
   ['3,000 levels in a reply', (q, s) => reply(s, { id: q.id, response: JSON.parse('['.repeat(3000) + ']'.repeat(3000)), isDisposed: true }), 0, '['.repeat(3000) + ']'.repeat(3000) + '\n'],
   ['past 10,000 levels: that reply dropped with a log line, the next one read', (q, s) => { s.write(frame(`{"response":${'['.repeat(10001) + ']'.repeat(10001)},"id":"${q.id}"}`)); reply(s, { id: q.id, response: 2, isDisposed: true }); }, 0, '2\n'], // logged (with -v)

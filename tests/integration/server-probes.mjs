@@ -46,6 +46,44 @@ test('split across writes, inside multi-byte characters', async () => {
   c.sock.destroy();
 });
 
+// Ill-formed UTF-8 in strings, with the length NestJS counts (its socket bytes decoded by StringDecoder,
+// U+FFFD per maximal ill-formed subpart): answered as a NestJS 12.1.1 ServerTCP answered these bytes,
+// byte for byte, the connection kept; also sent one byte per write (E0 80 waits for the next byte there).
+test('ill-formed UTF-8 in strings: read as U+FFFD and echoed as NestJS does, connection kept', async () => {
+  const B = (...a) => Buffer.concat(a.map((x) => Buffer.from(x)));
+  const echo = (mid, id) => {
+    const b = B('{"pattern":"echo","data":"a', mid, `b","id":"${id}"}`);
+    return B(`${b.toString().length}#`, b);
+  };
+  const bytes = B(
+    echo([0xff], 'ff'),
+    echo([0xe0, 0x80], 'e0'),
+    echo([0xf0, 0x9f, 0x98], 'cut'),
+    echo([0xed, 0xa0, 0x80], 'sur'),
+    ((b) => B(`${b.toString().length}#`, b))(B('{"pattern":"echo","data":{"k', [0xc3], '":1},"id":"key"}')),
+  );
+  const want =
+    '46#{"response":"a\ufffdb","isDisposed":true,"id":"ff"}' +
+    '47#{"response":"a\ufffd\ufffdb","isDisposed":true,"id":"e0"}' +
+    '47#{"response":"a\ufffdb","isDisposed":true,"id":"cut"}' +
+    '49#{"response":"a\ufffd\ufffd\ufffdb","isDisposed":true,"id":"sur"}' +
+    '50#{"response":{"k\ufffd":1},"isDisposed":true,"id":"key"}';
+  for (const perByte of [false, true]) {
+    const c = await raw(srv.port);
+    if (!perByte) await c.write(bytes);
+    else {
+      for (let i = 0; i < bytes.length; i++) {
+        c.sock.write(bytes.subarray(i, i + 1));
+        await sleep(1);
+      }
+    }
+    assert.ok(await c.waitFor((x) => x.received().includes('"key"')));
+    assert.equal(c.received(), want);
+    assert.ok(!c.closed());
+    c.sock.destroy();
+  }
+});
+
 test('numeric and null ids are echoed with their type', async () => {
   const c = await raw(srv.port);
   await c.write(frame('{"pattern":"sum","data":[2,3],"id":7}') + frame('{"pattern":"sum","data":[1],"id":null}'));
@@ -81,7 +119,9 @@ for (const [name, bytes] of [
   ['invalid JSON', '5#{abc}'],
   ['length 0', '0#'],
   ['negative length', '-3#abc'],
-  ['invalid UTF-8', Buffer.concat([Buffer.from('12#{"x":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')])],
+  // NestJS decodes FF FE as two U+FFFD (2 units): a length counted in bytes takes in the next frame's digits
+  ['invalid UTF-8, length counted in bytes', Buffer.concat([Buffer.from('12#{"x":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')])],
+  ['ill-formed UTF-8 outside a string (invalid JSON)', Buffer.concat([Buffer.from('27#{"pattern":"echo","data":1'), Buffer.from([0xff]), Buffer.from(',"id":"i"}')])],
   ['length counted in bytes for non-ASCII', Buffer.from(`${Buffer.byteLength('{"pattern":"echo","data":"é😀","id":"b"}')}#{"pattern":"echo","data":"é😀","id":"b"}`)],
   ['oversize frame (limit 200)', frame(JSON.stringify({ pattern: 'echo', data: 'x'.repeat(300), id: 'big' }))],
   ['absurd declared length', '999999999#{'],

@@ -865,52 +865,62 @@ static void test_error_text_escaped(void **state) {
 /* ---------------------------------------------------------------------------------------------------- */
 /* UTF-8 in bodies                                                                                       */
 
-static const struct {
-    const char *bytes; /* placed after "\"x" in a body declared as 50 units */
-    size_t at;         /* expected offset in the JSON text */
-} bad_utf8[] = {
-    {"\x80", 2}, /* stray continuation */
-    {"\xbf", 2},
-    {"\xc0\xaf", 2}, /* overlong '/' */
-    {"\xc1\xbf", 2},
-    {"\xe0\x80\xaf", 2}, /* overlong 3-byte */
-    {"\xe0\x9f\xbf", 2},
-    {"\xf0\x8f\xbf\xbf", 2}, /* overlong 4-byte */
-    {"\xed\xa0\x80", 2},     /* U+D800 */
-    {"\xed\xbf\xbf", 2},     /* U+DFFF */
-    {"\xf4\x90\x80\x80", 2}, /* U+110000 */
-    {"\xf5\x80\x80\x80", 2},
-    {"\xf8\x88\x80\x80\x80", 2},
-    {"\xfe", 2},
-    {"\xff", 2},
-    {"\xc3\x41", 2}, /* truncated, then a non-continuation ('A') */
-    {"\xe2\x82\x41", 2},
-    {"\xf0\x9f\x98\x41", 2},
-    {"\xc3\xc3\xa9", 2}, /* truncated, then a new lead */
-    {"\xc3\xa9\x80", 4}, /* é then a stray continuation */
-    {"ab\xf0\x9f\x98\x80\xe2\x82\xac\xed\xa0\x80", 11},
-};
+#include "frame_lossy_vectors.h"
 
+/* The frames of one vector, and how many had completed after each chunk, as NestJS frames them. */
+static void check_lossy_frames(const struct lossy_vec *v, const frames *fr) {
+    size_t want = 0;
+    while (want < 3 && v->frames[want]) want++;
+    assert_int_equal(fr->n, want);
+    for (size_t i = 0; i < want; i++) {
+        assert_int_equal(fr->len[i], v->flen[i]);
+        assert_memory_equal(fr->v[i], v->frames[i], v->flen[i]);
+        assert_int_equal(nc_utf8_validate(fr->v[i], fr->len[i], NULL), 0);
+    }
+}
+
+/* Ill-formed UTF-8 in a body is read as NestJS reads it (Node's StringDecoder, U+FFFD per maximal
+ * ill-formed subpart, each 1 unit), whole, byte by byte and split at every byte: the frames, their text,
+ * and when each completes (bytes StringDecoder keeps back at the end of a chunk, such as E0 80, wait) are
+ * those NestJS's own JsonSocket gives (gen_frame_lossy.mjs). */
 static void test_invalid_utf8(void **state) {
     (void)state;
-    for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
-        char s[128], want[96];
-        int k = snprintf(s, sizeof s, "50#\"x%s", bad_utf8[i].bytes);
-        snprintf(want, sizeof want, "Invalid UTF-8 in packet at byte %zu", bad_utf8[i].at);
-        for (size_t step = 1; step <= 3; step++) {
-            nc_framer f;
-            frames fr = {0};
+    for (size_t i = 0; i < sizeof lossy_vecs / sizeof lossy_vecs[0]; i++) {
+        const struct lossy_vec *v = &lossy_vecs[i];
+        nc_framer f;
+        frames fr = {0};
+        nc_framer_init(&f, NULL);
+        assert_int_equal(feed(&f, &fr, v->in, v->len), 0);
+        check_lossy_frames(v, &fr);
+        frames_free(&fr);
+        nc_framer_free(&f);
+
+        nc_framer_init(&f, NULL);
+        for (size_t k = 0; k < v->len; k++) {
+            char c = v->in[k];
+            assert_int_equal(feed(&f, &fr, &c, 1), 0);
+            assert_int_equal(fr.n, (size_t)(v->per_byte[k] - '0'));
+        }
+        check_lossy_frames(v, &fr);
+        frames_free(&fr);
+        nc_framer_free(&f);
+
+        for (size_t k = 1; k < v->len; k++) {
+            char *a = malloc(k), *b = malloc(v->len - k); /* exact sizes, for ASan */
+            assert_non_null(a);
+            assert_non_null(b);
+            memcpy(a, v->in, k);
+            memcpy(b, v->in + k, v->len - k);
             nc_framer_init(&f, NULL);
-            int rc = step == 3 ? feed(&f, &fr, s, (size_t)k) : feed_steps(&f, &fr, s, (size_t)k, step);
-            assert_int_equal(rc, NC_EPROTO);
-            assert_string_equal(f.error, want);
-            assert_int_equal(nc_framer_pending(&f), 0);
+            assert_int_equal(feed(&f, &fr, a, k), 0);
+            assert_int_equal(fr.n, (size_t)(v->split[k - 1] - '0'));
+            assert_int_equal(feed(&f, &fr, b, v->len - k), 0);
+            check_lossy_frames(v, &fr);
             frames_free(&fr);
             nc_framer_free(&f);
+            free(a);
+            free(b);
         }
-        size_t bad;
-        assert_int_equal(nc_utf8_validate(s + 3, (size_t)k - 3, &bad), NC_EPROTO);
-        assert_int_equal(bad, bad_utf8[i].at);
     }
     /* a sequence cut by the end of the chunk is not an error yet */
     nc_framer f;
@@ -922,7 +932,48 @@ static void test_invalid_utf8(void **state) {
     assert_int_equal(fr.n, 2);
     assert_string_equal(fr.v[0], "\"\xe2\x82\xac\"");
     frames_free(&fr);
+    /* nor when StringDecoder keeps it back although it can no longer be valid: E0 80 waits, counted as 2
+     * units when the next byte arrives */
+    assert_int_equal(feed_str(&f, &fr, "4#\"x\xe0\x80"), 0);
+    assert_int_equal(fr.n, 0);
+    assert_int_equal(nc_framer_pending(&f), 6);
+    assert_int_equal(feed_str(&f, &fr, "2#{}"), 0);
+    assert_int_equal(fr.n, 2);
+    assert_string_equal(fr.v[0], "\"x\xef\xbf\xbd\xef\xbf\xbd");
+    assert_string_equal(fr.v[1], "{}");
+    frames_free(&fr);
+    /* a 4-byte lead where one unit is left: 2 units if valid (the length ends inside it), 1 if not */
+    assert_int_equal(feed_str(&f, &fr, "2#\"\xf0\x9f\x98\x41"), 0);
+    assert_int_equal(fr.n, 1);
+    assert_string_equal(fr.v[0], "\"\xef\xbf\xbd");
+    frames_free(&fr);
+    nc_framer_reset(&f);
+    assert_int_equal(feed_str(&f, &fr, "2#\"\xf0\x9f\x98\x80"), NC_EPROTO);
+    assert_string_equal(f.error, "The packet length (2) ends inside a character at byte 1");
+    frames_free(&fr);
     nc_framer_free(&f);
+
+    static const struct {
+        const char *bytes;
+        size_t at; /* offset of the first ill-formed sequence */
+    } bad[] = {
+        {"\"x\x80", 2},
+        {"\"x\xc0\xaf", 2},
+        {"\"x\xe0\x9f\xbf", 2},
+        {"\"x\xed\xa0\x80", 2},
+        {"\"x\xf4\x90\x80", 2},
+        {"\"x\xc3\xc3\xa9", 2},
+        {"\"x\xc3\xa9\x80", 4},
+        {"\"x\xf8", 2},
+        {"\"x\xe2\x82\x41", 2},
+        {"\"x\xff", 2},
+        {"ab\xf0\x9f\x98\x80\xe2\x82\xac\xed\xa0\x80", 9},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t at;
+        assert_int_equal(nc_utf8_validate(bad[i].bytes, strlen(bad[i].bytes), &at), NC_EPROTO);
+        assert_int_equal(at, bad[i].at);
+    }
 }
 
 static void test_valid_utf8_edges(void **state) {

@@ -3,8 +3,9 @@
 // JSON.parse) and, when accepted, through JSON.stringify, which is how NestJS writes every value back.
 // tests/unit/test_json_oracle.c replays the file through nestc's parser and writer; fuzz_nest_oracle
 // seeds from it. Run with any Node.js: `node record.mjs` (rewrites vectors.json next to this file).
-// Optional: NEST_ORACLE_TCP=host:port also sends each accepted input as the data of an `echo` request to
-// a running NestJS TCP server and checks that the echo equals the JSON.stringify output recorded.
+// Optional: NEST_ORACLE_TCP=host:port also sends each accepted input, byte for byte, as the data of an
+// `echo` request to a running NestJS (or nestc) TCP server and checks that the echo equals the
+// JSON.stringify output recorded.
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 
@@ -189,10 +190,12 @@ async function tcpCheck(hostport) {
   const [host, port] = hostport.split(':');
   for (const v of vectors) {
     if (!v.accept || v.stringify_error) continue;
-    const data = text(v.deep ?? Buffer.from(v.input_hex, 'hex')).toString('utf8');
-    const body = `{"pattern":"echo","data":${data},"id":"o"}`;
+    // the bytes as they are (ill-formed UTF-8 included), with the length NestJS counts once it decoded them
+    const raw = text(v.deep ?? Buffer.from(v.input_hex, 'hex'));
+    const data = raw.toString('utf8');
+    const body = Buffer.concat([Buffer.from('{"pattern":"echo","data":'), raw, Buffer.from(',"id":"o"}')]);
     const got = await new Promise((resolve, reject) => {
-      const s = connect(Number(port), host, () => s.write(`${body.length}#${body}`));
+      const s = connect(Number(port), host, () => s.write(Buffer.concat([Buffer.from(`${body.toString().length}#`), body])));
       let buf = '';
       s.setEncoding('utf8');
       s.on('data', (d) => {
