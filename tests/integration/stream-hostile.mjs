@@ -177,7 +177,9 @@ for (const scheme of schemes) {
       // bytes arriving after the server's FIN: a server that closed at once answers them with a reset,
       // which destroys the part of the reply we have not read yet
       writer = setInterval(() => c.sock.write('x'.repeat(1024)), 10);
-      await sleep(300 * FACTOR); // not a readiness wait: keeps writing while the server has ended
+      // not a readiness wait: keeps writing while the server has ended, for less than the server's 2 s
+      // linger (a peer still writing past it is reset by design), whatever the time factor
+      await sleep(Math.min(300 * FACTOR, 1000));
       clearInterval(writer);
       writer = null;
       c.sock.end();
