@@ -18,31 +18,12 @@ fi
 : "${NESTC_BIN:?NESTC_BIN must name the nestc binary}"
 limit=$((10 * ${NESTC_TEST_TIMEOUT_FACTOR:-1})) # seconds a refused command may take at most (milliseconds)
 
-fails=0
-last_out=''
-# expect <exit code> <text the output must contain> -- <nestc arguments...>
-expect() {
-  local want=$1 text=$2 out rc=0 start=$SECONDS
-  shift 3
-  out=$(timeout "$limit" "$NESTC_BIN" "$@" 2>&1) || rc=$?
-  if ((rc != want)) || [[ $out != *"$text"* ]]; then
-    echo "FAIL: nestc $* → exit $rc after $((SECONDS - start)) s (want $want and \"$text\"):" >&2
-    printf '%s\n' "$out" | head -n 5 >&2
-    fails=$((fails + 1))
-  else
-    echo "ok: nestc $* → exit $rc: $(printf '%s' "$out" | tail -n 1)"
-  fi
-  last_out=$out
-}
+. "$(dirname "$0")/refused-lib.sh"
 
 base=127.0.0.1:$NATS_PORT
 expect 2 'Permissions Violation for Subscription to "_INBOX.' -- send "nats://nosub:pw@$base" sum '[1,2]' --timeout 0
 expect 2 'Permissions Violation for Publish to "sum"' -- send "nats://nopub:pw@$base" sum '[1,2]' --timeout 0
 expect 2 "cannot serve nats://srvnone:pw@$base: authentication failed" -- conformance "nats://srvnone:pw@$base"
-# its 24 refused subscriptions: one log line
-if (($(grep -c 'refused' <<<"$last_out") != 1)); then
-  echo "FAIL: conformance logged the refusals $(grep -c 'refused' <<<"$last_out") times, not once" >&2
-  fails=$((fails + 1))
-fi
+expect_refusals_logged_once # its 24 refused subscriptions
 expect 2 "cannot serve nats://x:wrong@$base: authentication failed" -- conformance "nats://x:wrong@$base"
 exit $((fails > 0))

@@ -24,22 +24,7 @@ redis_cmd() {
 [[ $(redis_cmd ACL SETUSER nosub on '>pw' '~*' '&*' +@all -subscribe -psubscribe) == +OK ]]
 [[ $(redis_cmd ACL SETUSER nopub on '>pw' '~*' '&*' +@all -publish) == +OK ]]
 
-fails=0
-last_out=''
-# expect <exit code> <text the output must contain> -- <nestc arguments...>
-expect() {
-  local want=$1 text=$2 out rc=0 start=$SECONDS
-  shift 3
-  out=$(timeout "$limit" "$NESTC_BIN" "$@" 2>&1) || rc=$?
-  if ((rc != want)) || [[ $out != *"$text"* ]]; then
-    echo "FAIL: nestc $* → exit $rc after $((SECONDS - start)) s (want $want and \"$text\"):" >&2
-    printf '%s\n' "$out" | head -n 5 >&2
-    fails=$((fails + 1))
-  else
-    echo "ok: nestc $* → exit $rc: $(printf '%s' "$out" | tail -n 1)"
-  fi
-  last_out=$out
-}
+. "$(dirname "$0")/refused-lib.sh"
 
 base=127.0.0.1:$REDIS_PORT
 expect 2 "NOPERM" -- send "redis://nosub:pw@$base" '{"cmd":"sum"}' '[1,2]' --timeout 0
@@ -47,11 +32,7 @@ expect 2 "Redis refused SUBSCRIBE" -- send "redis://nosub:pw@$base" sum '[1,2]' 
 expect 2 "Redis refused PUBLISH to sum: NOPERM" -- send "redis://nopub:pw@$base" sum '[1,2]' --timeout 0
 expect 2 "Redis refused PUBLISH to note: NOPERM" -- emit "redis://nopub:pw@$base" note '1'
 expect 2 "cannot serve redis://nosub:pw@$base: authentication failed" -- conformance "redis://nosub:pw@$base"
-# its 24 refused subscriptions: one log line
-if (($(grep -c 'refused' <<<"$last_out") != 1)); then
-  echo "FAIL: conformance logged the refusals $(grep -c 'refused' <<<"$last_out") times, not once" >&2
-  fails=$((fails + 1))
-fi
+expect_refusals_logged_once # its 24 refused subscriptions
 # a password the broker does not know: the server gives up the same way
 expect 2 "cannot serve redis://x:wrong@$base: authentication failed" -- conformance "redis://x:wrong@$base"
 # the broker requires a password and none is given: NOAUTH

@@ -313,6 +313,32 @@ static nc_server *refused_server(const char *url, refusal_log *l) {
     return srv;
 }
 
+/* A server on url the broker refuses every subscription of: it reports disconnected with NC_EAUTH and
+ * logs one line for the three. */
+static void expect_server_refused_all(const char *url) {
+    refusal_log l = {0};
+    nc_server *srv = refused_server(url, &l);
+    assert_int_equal(l.disconnected, 1);
+    assert_int_equal(l.err, NC_EAUTH);
+    assert_int_equal(l.connected, 0);
+    assert_int_equal(l.refusals, 1);
+    assert_non_null(strstr(l.last, "3 of 3"));
+    nc_server_free(srv);
+}
+
+/* A server on url the broker refuses two of three subscriptions of: it serves the third (connected) and
+ * says once which routes are not served. */
+static void expect_server_refused_some(const char *url) {
+    refusal_log l = {0};
+    nc_server *srv = refused_server(url, &l);
+    assert_int_equal(l.connected, 1);
+    assert_int_equal(l.disconnected, 0);
+    assert_int_equal(l.refusals, 1);
+    assert_non_null(strstr(l.last, "2 of 3"));
+    assert_non_null(strstr(l.last, "where"));
+    nc_server_free(srv);
+}
+
 /* ---- calls --------------------------------------------------------------------------------------------- */
 
 typedef struct call {

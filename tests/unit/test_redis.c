@@ -373,26 +373,12 @@ static void test_refused(void **st) {
     call_clear(&ev);
     nc_client_free(c);
     json_decref(d);
-    /* a server whose every subscription is refused: disconnected, NC_EAUTH, one log line for three */
-    refusal_log l = {0};
+    /* a server whose every subscription is refused: disconnected, NC_EAUTH, one log line for three;
+     * some refused: it serves the others (connected) and says which are not served, once */
     snprintf(u, sizeof u, "redis://nosub:pw@127.0.0.1:%d", B.port);
-    nc_server *srv = refused_server(u, &l);
-    assert_int_equal(l.disconnected, 1);
-    assert_int_equal(l.err, NC_EAUTH);
-    assert_int_equal(l.connected, 0);
-    assert_int_equal(l.refusals, 1);
-    assert_non_null(strstr(l.last, "3 of 3"));
-    nc_server_free(srv);
-    /* some refused: it serves the others (connected) and says which are not served, once */
-    memset(&l, 0, sizeof l);
+    expect_server_refused_all(u);
     snprintf(u, sizeof u, "redis://partial:pw@127.0.0.1:%d", B.port);
-    srv = refused_server(u, &l);
-    assert_int_equal(l.connected, 1);
-    assert_int_equal(l.disconnected, 0);
-    assert_int_equal(l.refusals, 1);
-    assert_non_null(strstr(l.last, "2 of 3"));
-    assert_non_null(strstr(l.last, "where"));
-    nc_server_free(srv);
+    expect_server_refused_some(u);
     /* UNSUBSCRIBE refused: the channel stays subscribed and the next call on it is answered (it was held
      * for ever, the refusal leaving the channel "in flight") */
     acl(&B, "ACL SETUSER nounsub on >pw ~* &* +@all -unsubscribe");
