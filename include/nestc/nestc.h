@@ -5,6 +5,7 @@
 #include "nestc/client.h"
 #include "nestc/codec.h"
 #include "nestc/error.h"
+#include "nestc/hooks.h"
 #include "nestc/json_reader.h"
 #include "nestc/log.h"
 #include "nestc/message.h"

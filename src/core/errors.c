@@ -31,6 +31,8 @@ static const struct {
     /* NestJS's words for a call made while its Redis client reconnects */
     {NC_ECONNLOST, "NC_ECONNLOST", "Connection lost. Trying to reconnect..."},
     {NC_EAUTH, "NC_EAUTH", "authentication failed"},
+    /* a hook (include/nestc/hooks.h) refused the message or call before it reached a handler or a peer */
+    {NC_EREFUSED, "NC_EREFUSED", "refused (bulkhead full, rate limited or circuit open)"},
 };
 
 const char *nc_strerror(int err) {

@@ -1,0 +1,206 @@
+/* nestc — hooks: observers and interceptors around every message a server handles and every call a
+ * client makes. The place where metrics, trace propagation, bulkheads, rate limits, retries and circuit
+ * breakers live (docs/hooks.md), on every transport alike.
+ *
+ *   static int bulkhead(void *user, nc_hook_info *i) {
+ *       return ++inflight > 100 ? NC_EREFUSED : 0;      // refused: the caller gets an error reply
+ *   }
+ *   static void done(void *user, nc_hook_info *i, int outcome) {
+ *       inflight--;                                     // runs for every message on_dispatch saw
+ *       record(i->route, outcome, i->now_ns - i->start_ns);
+ *   }
+ *   nc_server_hooks h = {.struct_size = sizeof h, .before_handler = bulkhead, .on_finish = done};
+ *   int id = nc_server_add_hooks(srv, &h, NULL, NULL);
+ *
+ * Life of a server message, for each installed hook set (a struct with its user pointer):
+ *   on_dispatch          the message is decoded and its route looked up (handler or not)
+ *   before_handler       interceptor: 0 runs the handler; an nc_err refuses the message
+ *   on_handler_start     just before the handler (request handler, or the chain of event handlers)
+ *   on_handler_return    the handler function returned (a request may still be unfinished)
+ *   on_reply             each reply packet written: a value, an error, the end of the stream
+ *   on_settle            the message is acknowledged, negatively acknowledged or rejected
+ *   on_finish            exactly once per on_dispatch: the request finished, or the event's handlers
+ *                        returned (a kept event: once it is settled), with the outcome
+ * Life of a client call:
+ *   on_submit            the call is made, before it is encoded: may add headers and metadata, or
+ *                        refuse the call (circuit open, rate limited)
+ *   on_reply             each reply value received
+ *   should_retry         interceptor: the call failed; ask for the same request (same id, same bytes)
+ *                        to be sent again after a delay
+ *   on_call_end          exactly once per on_submit, with the final outcome
+ *
+ * Order: several hook sets may be installed; opening callbacks (on_dispatch, before_handler,
+ * on_handler_start, on_submit) run in the order the sets were added, closing ones (on_handler_return,
+ * on_finish, on_call_end) in the reverse order, so sets nest like scopes; the others in added order.
+ * Every interceptor of every set runs, even after one refused (a bulkhead counts what it admitted, and
+ * each set sees its own callbacks balanced); the first refusal in added order wins.
+ * Every callback of a message goes to the sets installed when the message was dispatched (the call
+ * submitted): a set added later sees only later messages, a set removed still sees the end of the
+ * messages it saw begin.
+ *
+ * Threads: callbacks run on the loop thread of the server or client (with workers > 1: on each worker's
+ * thread, concurrently; hooks added before nc_server_run are installed on every worker). They must not
+ * block. They may call the public API, except that they must not free the server or client, nor add or
+ * remove hooks from inside a callback.
+ *
+ * Cost: with no hook installed, each hook point is one test of a pointer. With hooks, a message takes one
+ * pooled record (no allocation once warm) and one monotonic clock read per hook point. */
+#ifndef NESTC_HOOKS_H
+#define NESTC_HOOKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "nestc/client.h"
+#include "nestc/export.h"
+#include "nestc/message.h"
+#include "nestc/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Hook sets a server or client holds at most. */
+#define NC_HOOKS_MAX 8
+
+typedef enum nc_hook_side {
+    NC_HOOK_SERVER = 0,
+    NC_HOOK_CLIENT = 1,
+} nc_hook_side;
+
+/* What a server reply packet carried (on_reply). */
+typedef enum nc_hook_reply {
+    NC_HOOK_REPLY_VALUE = 0, /* a value (a stream value, or the only value) */
+    NC_HOOK_REPLY_ERROR = 1, /* an error value: the request failed */
+    NC_HOOK_REPLY_END = 2,   /* the end of the stream, without a value */
+} nc_hook_reply;
+
+/* How a message was settled (on_settle). */
+typedef enum nc_hook_settle {
+    NC_HOOK_ACK = 0,
+    NC_HOOK_NACK = 1,         /* negative acknowledgement, not redelivered */
+    NC_HOOK_NACK_REQUEUE = 2, /* negative acknowledgement, redelivered */
+    NC_HOOK_REJECT = 3,
+} nc_hook_settle;
+
+/* One message or call, as the hooks see it. Owned by the library; valid during each callback (the same
+ * pointer for every callback of one message, from on_dispatch or on_submit until on_finish or
+ * on_call_end). Read-only, except *state. Fields may be added at the end (struct_size says how many are
+ * there). */
+typedef struct nc_hook_info {
+    size_t struct_size;
+    nc_hook_side side;
+    nc_server *server;     /* NC_HOOK_SERVER: the server (with workers: the worker's), else NULL */
+    nc_client *client;     /* NC_HOOK_CLIENT: the client, else NULL */
+    const char *transport; /* the scheme: "tcp", "tls", "redis", "nats", ... */
+    const char *route;     /* NestJS route of the pattern ({"cmd":"sum"}); "" when there is none */
+    const char *pattern;   /* server: the pattern as received (nc_msg_pattern); client: as given */
+    int is_event;          /* 1: an event (no reply), 0: a request */
+    int has_handler;       /* server: a handler matches the route */
+    /* server: the message (nc_msg_data, nc_msg_headers, nc_msg_metadata ...: trace context is read
+     * here); valid until on_finish returns. */
+    const nc_msg *msg;
+    /* server: the request being answered; NULL for an event. Do not finish it from a hook. */
+    nc_request *request;
+    /* The request id as it travels (server: its JSON text; client: the id this client sent), not
+     * NUL-terminated; NULL for an event. */
+    const char *id;
+    size_t id_len;
+    /* client: the call's outgoing transport headers and packet metadata (borrowed, NULL when none);
+     * in on_submit change them with nc_hook_set_header / nc_hook_set_metadata. */
+    const json_t *headers;
+    const json_t *metadata;
+    uint64_t start_ns; /* monotonic (uv_hrtime): when the message was dispatched / the call submitted */
+    uint64_t now_ns;   /* monotonic: when this callback was called; now_ns - start_ns = time so far */
+    int attempt;       /* client: 1 for the first send, 2 for the first retry, ... */
+    /* This hook set's own per-message pointer: NULL at on_dispatch/on_submit, kept as the set leaves it
+     * between callbacks (a span, a permit), read and freed by the set at on_finish/on_call_end. Each
+     * set sees its own slot here. */
+    void **state;
+    void *priv_; /* the library's */
+} nc_hook_info;
+
+/* ---- server hooks ------------------------------------------------------------------------------- */
+
+/* A set of server hooks. Any callback may be NULL. struct_size = sizeof(nc_server_hooks) (a smaller
+ * size from older headers is accepted: the missing callbacks are NULL). Copied by nc_server_add_hooks. */
+typedef struct nc_server_hooks {
+    size_t struct_size;
+    void (*on_dispatch)(void *user, nc_hook_info *i);
+    /* Interceptor. Returns 0 to run the handler, or an nc_err (NC_EREFUSED when a bulkhead is full or a
+     * rate limit is reached) to refuse the message: the handler does not run, a request fails with the
+     * error reply {"status":"error","message":nc_strerror(err)}, an event is negatively acknowledged
+     * (not requeued) where the transport settles, and on_finish gets the code. Not called when no
+     * handler matches. */
+    int (*before_handler)(void *user, nc_hook_info *i);
+    void (*on_handler_start)(void *user, nc_hook_info *i);
+    /* The handler function returned. Together with on_handler_start it brackets the handler's
+     * synchronous part: where a tracer makes the message's span the current one. */
+    void (*on_handler_return)(void *user, nc_hook_info *i);
+    /* One reply packet: `json` is the value's JSON text as sent (NULL for the end of a stream or an
+     * `undefined` value), `final` is 1 on the packet that ends the stream. Not called when the reply goes
+     * nowhere (the caller is gone, an event routed to a request handler). */
+    void (*on_reply)(void *user, nc_hook_info *i, nc_hook_reply kind, const char *json, size_t len,
+                     int final);
+    void (*on_settle)(void *user, nc_hook_info *i, nc_hook_settle how);
+    /* The message is done: `outcome` is 0 (answered, or an event's handlers ran), NC_EREMOTE (the
+     * handler replied with an error), NC_ENOHANDLER, NC_ECANCELED (the caller went away or the
+     * server's shutdown deadline passed), NC_ECLOSED (the server was freed with the request
+     * unfinished), or a refusing interceptor's code. Duration: i->now_ns - i->start_ns. */
+    void (*on_finish)(void *user, nc_hook_info *i, int outcome);
+    /* The set was removed (or its server freed) and no message it saw is in flight any more: free
+     * `user` here if it is yours. With workers it runs once, for the primary server. */
+    void (*release)(void *user);
+} nc_server_hooks;
+
+/* Installs a hook set; `user` is passed to its callbacks. Loop thread (or before the server runs; with
+ * workers > 1, before nc_server_run so every worker gets it). Returns an id > 0 for
+ * nc_server_remove_hooks, or NC_EINVAL (srv or hooks NULL, struct_size 0), NC_ETOOBIG (NC_HOOKS_MAX
+ * sets installed), NC_ENOMEM. */
+NC_API int nc_server_add_hooks(nc_server *srv, const nc_server_hooks *hooks, void *user);
+
+/* Removes a hook set: later messages do not see it; those in flight still get their callbacks, and
+ * `release` runs after the last of them. Loop thread, not from inside a hook callback. Returns 0 or
+ * NC_EINVAL (no such id). */
+NC_API int nc_server_remove_hooks(nc_server *srv, int id);
+
+/* ---- client hooks ------------------------------------------------------------------------------- */
+
+typedef struct nc_client_hooks {
+    size_t struct_size;
+    /* Interceptor and observer. Returns 0 to let the call go, or an nc_err (NC_EREFUSED: a circuit
+     * breaker is open) to fail it at once: it is not sent, its on_done runs with that code (and the
+     * error text nc_strerror(err)) before nc_client_send/emit returns, and on_call_end follows. */
+    int (*on_submit)(void *user, nc_hook_info *i);
+    /* One reply value (borrowed); `final` is 1 when the stream ends with it. */
+    void (*on_reply)(void *user, nc_hook_info *i, const json_t *value, int final);
+    /* Interceptor: the request failed with `err` (a local failure such as NC_ETIMEDOUT or
+     * NC_ECONNCLOSED, or NC_EREMOTE) after i->attempt sends. Return 1 and set *delay_ms (>= 0) to send
+     * the same request again, with the same id and bytes, after that delay (its timeout starts again);
+     * return 0 to let it fail. The first set that returns 1 decides. Asked only for requests, only
+     * before any reply value was delivered, and never when the client is being closed or freed. */
+    int (*should_retry)(void *user, nc_hook_info *i, int err, int *delay_ms);
+    /* The call is done: err as its on_done gets it (0, NC_EREMOTE, NC_ETIMEDOUT, a refusal ...).
+     * Duration: i->now_ns - i->start_ns; i->attempt sends were made. */
+    void (*on_call_end)(void *user, nc_hook_info *i, int err);
+    void (*release)(void *user); /* as for nc_server_hooks */
+} nc_client_hooks;
+
+/* As nc_server_add_hooks / nc_server_remove_hooks, for a client (loop thread). */
+NC_API int nc_client_add_hooks(nc_client *cli, const nc_client_hooks *hooks, void *user);
+NC_API int nc_client_remove_hooks(nc_client *cli, int id);
+
+/* In on_submit only: sets the outgoing transport header `name` (replacing one of that name) to `value`;
+ * both copied. Transports without headers ignore them (as nc_call_opts.headers). Returns 0, NC_EINVAL
+ * (not in on_submit, bad arguments), NC_ENOMEM. */
+NC_API int nc_hook_set_header(nc_hook_info *i, const char *name, const char *value);
+
+/* In on_submit only: sets `key` in the packet metadata object (NestJS 12 metadata; how W3C trace context
+ * travels on TCP and Redis). `value` is stolen. Returns 0, NC_EINVAL, NC_ENOMEM. */
+NC_API int nc_hook_set_metadata(nc_hook_info *i, const char *key, json_t *value);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

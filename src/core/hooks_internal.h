@@ -1,0 +1,113 @@
+/* Hooks: the calls the server and client cores make at each hook point (include/nestc/hooks.h).
+ * Private.
+ *
+ * The owner (a server or a client) holds one `nc_hook_table *`, NULL while no hook is installed: every
+ * hook point in the hot path is `if (owner->hooks) nc_hooks__...(...)`, one predictable branch. A table is
+ * immutable once built (adding or removing a set builds a new one), and every message records the table
+ * it began under, so its callbacks go to the same sets from its first to its last, whatever is added or
+ * removed meanwhile. Loop thread only: reference counts are plain ints (each worker has its own copies). */
+#ifndef NC_CORE_HOOKS_INTERNAL_H
+#define NC_CORE_HOOKS_INTERNAL_H
+
+#include <stdint.h>
+
+#include "nestc/hooks.h"
+
+typedef struct nc_hook_set nc_hook_set;
+typedef struct nc_hook_table nc_hook_table;
+typedef struct nc_hook_rec nc_hook_rec;
+
+/* Which callbacks some set of a table has (nc_hook_table.any): points whose bit is clear cost a test. */
+enum {
+    NC_HK_DISPATCH = 1u << 0,
+    NC_HK_BEFORE = 1u << 1,
+    NC_HK_START = 1u << 2,
+    NC_HK_RETURN = 1u << 3,
+    NC_HK_REPLY = 1u << 4,
+    NC_HK_SETTLE = 1u << 5,
+    NC_HK_FINISH = 1u << 6,
+    NC_HK_SUBMIT = 1u << 7,
+    NC_HK_CREPLY = 1u << 8,
+    NC_HK_RETRY = 1u << 9,
+    NC_HK_END = 1u << 10,
+};
+
+struct nc_hook_set {
+    int refs; /* tables listing it */
+    int id;
+    int primary; /* release() runs for it (worker copies share the user pointer and do not) */
+    nc_hook_side side;
+    nc_server_hooks s;
+    nc_client_hooks c;
+    void *user;
+};
+
+struct nc_hook_table {
+    int refs; /* the owner's pointer + each record begun under it */
+    int n;
+    unsigned any;
+    nc_hook_rec *pool; /* finished records kept for reuse */
+    size_t npool;
+    nc_hook_set *sets[NC_HOOKS_MAX];
+};
+
+/* One message or call seen by the hooks. */
+struct nc_hook_rec {
+    nc_hook_info info;
+    nc_hook_table *t;
+    nc_hook_rec *next; /* in the pool */
+    int refusal;       /* the first refusing interceptor's code, 0 = none */
+    int err_replied;   /* server: an error packet was written */
+    int delivered;     /* client: a reply value was delivered (no retry from then on) */
+    int in_submit;     /* client: inside on_submit (the setters work) */
+    json_t **headers;  /* client: the call's headers (its own copy), written by nc_hook_set_header */
+    json_t *metadata;  /* client: a copy made by nc_hook_set_metadata, used instead of the caller's */
+    void *slot[NC_HOOKS_MAX];
+};
+
+/* ---- owners -------------------------------------------------------------------------------------- */
+
+/* Adds a set (hooks: nc_server_hooks or nc_client_hooks as `side` says) to *tp. Returns its id > 0 or
+ * an nc_err. */
+int nc_hooks__add(nc_hook_table **tp, nc_hook_side side, const void *hooks, void *user);
+/* Removes the set `id` from *tp (NULL once empty). Returns 0 or NC_EINVAL. */
+int nc_hooks__remove(nc_hook_table **tp, int id);
+/* The owner lets go of its table (it is being freed); records still in flight keep theirs. */
+void nc_hooks__drop(nc_hook_table **tp);
+/* For a worker: a table with copies of src's sets (same callbacks and user; release() does not run for
+ * them). *dst must be NULL. Returns 0 or NC_ENOMEM. */
+int nc_hooks__copy(nc_hook_table **dst, const nc_hook_table *src);
+
+/* ---- server hook points ------------------------------------------------------------------------ */
+
+/* A message was dispatched: a record for it (NULL when out of memory: then the message goes unseen).
+ * req is NULL for events; id/id_len the request id's JSON text. Runs on_dispatch. */
+nc_hook_rec *nc_hooks__dispatch(nc_hook_table *t, nc_server *s, const nc_msg *m, nc_request *req,
+                                const char *id, size_t id_len, int has_handler);
+/* Runs the interceptors: 0, or the code of the first that refused (kept for on_finish). */
+int nc_hooks__before_handler(nc_hook_rec *r);
+void nc_hooks__handler_start(nc_hook_rec *r);
+void nc_hooks__handler_return(nc_hook_rec *r);
+void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final);
+void nc_hooks__settle(nc_hook_rec *r, nc_hook_settle how);
+/* The message is done: runs on_finish and releases r. `why` is 0, or NC_ECANCELED / NC_ECLOSED when
+ * the caller knows the request ended that way; a refusal, a missing handler or an error reply written
+ * decide the outcome otherwise (hooks.h). */
+void nc_hooks__finish(nc_hook_rec *r, int why);
+
+/* ---- client hook points ------------------------------------------------------------------------ */
+
+/* A call is made: a record for it in *out (NULL when out of memory), on_submit run. `headers` is the
+ * call's own headers object (may point to NULL; the setters create it), `metadata` the caller's
+ * (borrowed): after this returns, encode with r->info.metadata. Returns 0, or the refusal. */
+int nc_hooks__submit(nc_hook_table *t, nc_hook_rec **out, nc_client *c, const char *transport,
+                     const char *route, const char *pattern, int is_event, const char *id, size_t id_len,
+                     json_t **headers, const json_t *metadata);
+void nc_hooks__client_reply(nc_hook_rec *r, const json_t *value, int final);
+/* The request failed with err: 1 and *delay_ms when a set asks for a resend (r->info.attempt is
+ * counted up), else 0. */
+int nc_hooks__should_retry(nc_hook_rec *r, int err, int *delay_ms);
+/* The call is done: runs on_call_end and releases r. */
+void nc_hooks__call_end(nc_hook_rec *r, int err);
+
+#endif
