@@ -7,7 +7,7 @@
  *   }
  *   static void done(void *user, nc_hook_info *i, int outcome) {
  *       inflight--;                                     // runs for every message on_dispatch saw
- *       record(i->route, outcome, i->now_ns - i->start_ns);
+ *       record(i->route, outcome, i->now_ns - i->start_ns); // duration in ns
  *   }
  *   nc_server_hooks h = {.struct_size = sizeof h, .before_handler = bulkhead, .on_finish = done};
  *   int id = nc_server_add_hooks(srv, &h, NULL, NULL);
@@ -16,7 +16,8 @@
  *   on_dispatch          the message is decoded and its route looked up (handler or not)
  *   before_handler       interceptor: 0 runs the handler; an nc_err refuses the message
  *   on_handler_start     just before the handler (request handler, or the chain of event handlers)
- *   on_handler_return    the handler function returned (a request may still be unfinished)
+ *   on_handler_return    the handler function returned (a request may still be unfinished), or the
+ *                        handler finished the request before returning: then at that moment
  *   on_reply             each reply packet written: a value, an error, the end of the stream
  *   on_settle            the message is acknowledged, negatively acknowledged or rejected
  *   on_finish            exactly once per on_dispatch: the request finished, or the event's handlers
@@ -40,11 +41,12 @@
  *
  * Threads: callbacks run on the loop thread of the server or client (with workers > 1: on each worker's
  * thread, concurrently; hooks added before nc_server_run are installed on every worker). They must not
- * block. They may call the public API, except that they must not free the server or client, nor add or
- * remove hooks from inside a callback.
+ * block. They may call the public API (adding or removing hooks included: that applies to later
+ * messages), but must not free the server or client, nor finish the request they observe.
  *
  * Cost: with no hook installed, each hook point is one test of a pointer. With hooks, a message takes one
- * pooled record (no allocation once warm) and one monotonic clock read per hook point. */
+ * pooled record (no allocation once warm), two monotonic clock reads (its start and its end), and one
+ * indirect call per callback set. */
 #ifndef NESTC_HOOKS_H
 #define NESTC_HOOKS_H
 
@@ -103,6 +105,8 @@ typedef struct nc_hook_info {
     const nc_msg *msg;
     /* server: the request being answered; NULL for an event. Do not finish it from a hook. */
     nc_request *request;
+    /* client: the call (nc_client_call's handle; valid until on_call_end returns). */
+    struct nc_call *call;
     /* The request id as it travels (server: its JSON text; client: the id this client sent), not
      * NUL-terminated; NULL for an event. */
     const char *id;
@@ -111,9 +115,14 @@ typedef struct nc_hook_info {
      * in on_submit change them with nc_hook_set_header / nc_hook_set_metadata. */
     const json_t *headers;
     const json_t *metadata;
-    uint64_t start_ns; /* monotonic (uv_hrtime): when the message was dispatched / the call submitted */
-    uint64_t now_ns;   /* monotonic: when this callback was called; now_ns - start_ns = time so far */
-    int attempt;       /* client: 1 for the first send, 2 for the first retry, ... */
+    /* Monotonic nanoseconds (uv_hrtime). start_ns: when the message was dispatched / the call
+     * submitted. now_ns: this hook point's time in on_dispatch and on_submit (= start_ns), on_finish and
+     * on_call_end (so now_ns - start_ns is the duration); in the other callbacks call nc_hook_now(i),
+     * which reads the clock once per hook point, for all sets (a clock read costs as much as a hook point
+     * itself, so it is taken only when asked for). */
+    uint64_t start_ns;
+    uint64_t now_ns;
+    int attempt; /* client: 1 for the first send, 2 for the first retry, ... */
     /* This hook set's own per-message pointer: NULL at on_dispatch/on_submit, kept as the set leaves it
      * between callbacks (a span, a permit), read and freed by the set at on_finish/on_call_end. Each
      * set sees its own slot here. */
@@ -135,8 +144,11 @@ typedef struct nc_server_hooks {
      * handler matches. */
     int (*before_handler)(void *user, nc_hook_info *i);
     void (*on_handler_start)(void *user, nc_hook_info *i);
-    /* The handler function returned. Together with on_handler_start it brackets the handler's
-     * synchronous part: where a tracer makes the message's span the current one. */
+    /* The handler function returned, or (whichever comes first) it finished the request: a reply that
+     * ends the stream made inside the handler brings on_handler_return, then on_finish, before the
+     * reply call returns, so on_finish is always the last callback and i->msg is still valid in both.
+     * With on_handler_start it brackets the handler's synchronous part: where a tracer makes the
+     * message's span the current one. */
     void (*on_handler_return)(void *user, nc_hook_info *i);
     /* One reply packet: `json` is the value's JSON text as sent (NULL for the end of a stream or an
      * `undefined` value), `final` is 1 on the packet that ends the stream. Not called when the reply goes
@@ -154,15 +166,15 @@ typedef struct nc_server_hooks {
     void (*release)(void *user);
 } nc_server_hooks;
 
-/* Installs a hook set; `user` is passed to its callbacks. Loop thread (or before the server runs; with
- * workers > 1, before nc_server_run so every worker gets it). Returns an id > 0 for
- * nc_server_remove_hooks, or NC_EINVAL (srv or hooks NULL, struct_size 0), NC_ETOOBIG (NC_HOOKS_MAX
- * sets installed), NC_ENOMEM. */
+/* Installs a hook set; `user` is passed to its callbacks. Loop thread (or before the server runs). With
+ * workers > 1, every worker gets a copy of the sets installed before nc_server_run (or listen), and the
+ * sets cannot change once the workers run (NC_ESTATE). Returns an id > 0 for nc_server_remove_hooks, or
+ * NC_EINVAL (srv or hooks NULL, struct_size 0), NC_ETOOBIG (NC_HOOKS_MAX sets installed), NC_ENOMEM. */
 NC_API int nc_server_add_hooks(nc_server *srv, const nc_server_hooks *hooks, void *user);
 
 /* Removes a hook set: later messages do not see it; those in flight still get their callbacks, and
- * `release` runs after the last of them. Loop thread, not from inside a hook callback. Returns 0 or
- * NC_EINVAL (no such id). */
+ * `release` runs after the last of them (at once when none is in flight). Loop thread; allowed inside a
+ * hook callback. Returns 0, NC_EINVAL (no such id) or NC_ESTATE (workers running). */
 NC_API int nc_server_remove_hooks(nc_server *srv, int id);
 
 /* ---- client hooks ------------------------------------------------------------------------------- */
@@ -190,6 +202,10 @@ typedef struct nc_client_hooks {
 /* As nc_server_add_hooks / nc_server_remove_hooks, for a client (loop thread). */
 NC_API int nc_client_add_hooks(nc_client *cli, const nc_client_hooks *hooks, void *user);
 NC_API int nc_client_remove_hooks(nc_client *cli, int id);
+
+/* This hook point's time (monotonic ns, uv_hrtime): the clock is read at the first call in a hook point
+ * and the same value returned to every set after. Loop thread, inside a callback. */
+NC_API uint64_t nc_hook_now(nc_hook_info *i);
 
 /* In on_submit only: sets the outgoing transport header `name` (replacing one of that name) to `value`;
  * both copied. Transports without headers ignore them (as nc_call_opts.headers). Returns 0, NC_EINVAL

@@ -171,6 +171,7 @@ static nc_hook_rec *rec_new(nc_hook_table *t, nc_hook_side side) {
     r->info.side = side;
     r->info.priv_ = r;
     r->info.start_ns = r->info.now_ns = uv_hrtime();
+    r->now_valid = 1;
     return r;
 }
 
@@ -193,8 +194,25 @@ static inline nc_hook_set *at(nc_hook_rec *r, int i) {
     return r->t->sets[i];
 }
 
+/* A hook point other than the first and the last: the clock is read only if a hook asks (nc_hook_now),
+ * since a clock read costs as much as the rest of a hook point (about 25 ns, 90 ns on a VM's kvm-clock). */
 static inline void stamp(nc_hook_rec *r) {
+    r->now_valid = 0;
+}
+
+/* The first and last points: durations need these. */
+static inline void stamp_now(nc_hook_rec *r) {
     r->info.now_ns = uv_hrtime();
+    r->now_valid = 1;
+}
+
+uint64_t nc_hook_now(nc_hook_info *i) {
+    nc_hook_rec *r = i->priv_;
+    if (!r->now_valid) {
+        i->now_ns = uv_hrtime();
+        r->now_valid = 1;
+    }
+    return i->now_ns;
 }
 
 /* ---- server -------------------------------------------------------------------------------------- */
@@ -236,6 +254,7 @@ int nc_hooks__before_handler(nc_hook_rec *r) {
 }
 
 void nc_hooks__handler_start(nc_hook_rec *r) {
+    r->in_handler = 1;
     if (!(r->t->any & NC_HK_START)) return;
     stamp(r);
     for (int k = 0; k < r->t->n; k++) {
@@ -244,13 +263,23 @@ void nc_hooks__handler_start(nc_hook_rec *r) {
     }
 }
 
-void nc_hooks__handler_return(nc_hook_rec *r) {
+static void run_return(nc_hook_rec *r) {
+    r->returned = 1;
     if (!(r->t->any & NC_HK_RETURN)) return;
     stamp(r);
     for (int k = r->t->n - 1; k >= 0; k--) {
         nc_hook_set *h = at(r, k);
         if (h->s.on_handler_return) h->s.on_handler_return(h->user, &r->info);
     }
+}
+
+void nc_hooks__handler_return(nc_hook_rec *r) {
+    r->in_handler = 0;
+    if (r->finished) {
+        rec_free(r); /* finished inside the handler: on_handler_return and on_finish have run */
+        return;
+    }
+    if (!r->returned) run_return(r);
 }
 
 void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final) {
@@ -278,14 +307,21 @@ void nc_hooks__finish(nc_hook_rec *r, int why) {
                   : why                  ? why
                   : r->err_replied       ? NC_EREMOTE
                                          : 0;
+    if (r->in_handler && !r->returned) run_return(r);
     if (r->t->any & NC_HK_FINISH) {
-        stamp(r);
+        stamp_now(r);
         for (int k = r->t->n - 1; k >= 0; k--) {
             nc_hook_set *h = at(r, k);
             if (h->s.on_finish) h->s.on_finish(h->user, &r->info, outcome);
         }
     }
-    rec_free(r);
+    /* the message is gone: nothing may read it from here on */
+    r->info.msg = NULL;
+    r->info.request = NULL;
+    if (r->in_handler)
+        r->finished = 1; /* handler_return, still to come, releases r */
+    else
+        rec_free(r);
 }
 
 /* ---- client -------------------------------------------------------------------------------------- */
@@ -345,7 +381,7 @@ int nc_hooks__should_retry(nc_hook_rec *r, int err, int *delay_ms) {
 
 void nc_hooks__call_end(nc_hook_rec *r, int err) {
     if (r->t->any & NC_HK_END) {
-        stamp(r);
+        stamp_now(r);
         for (int k = r->t->n - 1; k >= 0; k--) {
             nc_hook_set *h = at(r, k);
             if (h->c.on_call_end) h->c.on_call_end(h->user, &r->info, err);

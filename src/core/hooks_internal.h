@@ -60,6 +60,10 @@ struct nc_hook_rec {
     int err_replied;   /* server: an error packet was written */
     int delivered;     /* client: a reply value was delivered (no retry from then on) */
     int in_submit;     /* client: inside on_submit (the setters work) */
+    int in_handler;    /* server: between handler_start and handler_return */
+    int returned;      /* server: on_handler_return ran (early, when finished inside the handler) */
+    int finished;      /* server: on_finish ran; handler_return releases the record */
+    int now_valid;     /* info.now_ns is this hook point's time */
     json_t **headers;  /* client: the call's headers (its own copy), written by nc_hook_set_header */
     json_t *metadata;  /* client: a copy made by nc_hook_set_metadata, used instead of the caller's */
     void *slot[NC_HOOKS_MAX];
@@ -86,11 +90,14 @@ nc_hook_rec *nc_hooks__dispatch(nc_hook_table *t, nc_server *s, const nc_msg *m,
                                 const char *id, size_t id_len, int has_handler);
 /* Runs the interceptors: 0, or the code of the first that refused (kept for on_finish). */
 int nc_hooks__before_handler(nc_hook_rec *r);
+/* Around the handler call. handler_return may release r (when the message finished inside the handler):
+ * keep the record in a local, not in the request, across the handler call. */
 void nc_hooks__handler_start(nc_hook_rec *r);
 void nc_hooks__handler_return(nc_hook_rec *r);
 void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final);
 void nc_hooks__settle(nc_hook_rec *r, nc_hook_settle how);
-/* The message is done: runs on_finish and releases r. `why` is 0, or NC_ECANCELED / NC_ECLOSED when
+/* The message is done: runs on_finish and releases r (inside the handler: runs on_handler_return first,
+ * and the record lives until handler_return). `why` is 0, or NC_ECANCELED / NC_ECLOSED when
  * the caller knows the request ended that way; a refusal, a missing handler or an error reply written
  * decide the outcome otherwise (hooks.h). */
 void nc_hooks__finish(nc_hook_rec *r, int why);

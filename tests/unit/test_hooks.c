@@ -26,10 +26,11 @@ typedef struct ev {
 static ev evs[256];
 static int nevs;
 
-static void logev(const char *set, const char *what, const nc_hook_info *i, int code) {
+static void logev(const char *set, const char *what, nc_hook_info *i, int code) {
     if (nevs >= (int)(sizeof evs / sizeof *evs)) return;
     snprintf(evs[nevs].what, sizeof evs[nevs].what, "%s:%s", set, what);
-    evs[nevs].t = i->now_ns;
+    evs[nevs].t = nc_hook_now(i);
+    assert_true(evs[nevs].t >= i->start_ns);
     evs[nevs].code = code;
     nevs++;
 }
@@ -70,7 +71,9 @@ static void s_return(void *u, nc_hook_info *i) {
 }
 static void s_reply(void *u, nc_hook_info *i, nc_hook_reply kind, const char *json, size_t len, int final) {
     char w[32];
-    snprintf(w, sizeof w, "reply%d%s%.*s", (int)kind, final ? "f" : "", (int)len, json ? json : "");
+    /* the first bytes of the value are enough to tell packets apart */
+    snprintf(w, sizeof w, "reply%d%s%.*s", (int)kind, final ? "f" : "", (int)(len < 9 ? len : 9),
+             json ? json : "");
     logev(name_of(u), w, i, 0);
 }
 static void s_settle(void *u, nc_hook_info *i, nc_hook_settle how) {
