@@ -15,6 +15,7 @@
 #include "core/server_internal.h"
 #include "transport/redis/redis.h"
 #include "util/map.h"
+#include "util/utf8.h"
 
 typedef struct redis_server redis_server;
 
