@@ -12,7 +12,7 @@
 #include "codec/frame.h"
 #include "codec/json_build.h"
 #include "codec/json_write.h"
-#include "core/server_internal.h"
+#include "core/server_transport.h"
 #include "transport/redis/redis.h"
 #include "util/map.h"
 #include "util/utf8.h"
@@ -38,6 +38,7 @@ typedef struct rroute {
 
 struct redis_server {
     nc_server *srv;
+    const nc_server_cfg *cfg; /* nc_server__cfg(srv), kept: read per reply */
     nc_redis_target t;
     int wildcards;
     nc_redis_conn *sub, *pub;
@@ -83,7 +84,7 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
     rsink *k = peer;
     redis_server *rs = k->rs;
     if (!rs || rs->closing || !rs->pub) return NC_ECLOSED;
-    const nc_server_cfg *cfg = nc_server__cfg(rs->srv);
+    const nc_server_cfg *cfg = rs->cfg;
     rs->enc.len = 0;
     int r = nc_envelope_write_reply(&rs->enc, pkt, cfg->has_codec ? &cfg->codec : NULL);
     if (r) return r;
@@ -331,6 +332,7 @@ static int rs_create(nc_server *srv, const nc_url *url, void **state) {
     redis_server *rs = calloc(1, sizeof *rs);
     if (!rs) return NC_ENOMEM;
     rs->srv = srv;
+    rs->cfg = nc_server__cfg(srv);
     const nc_server_cfg *cfg = nc_server__cfg(srv);
     int r = nc_redis_target_init(&rs->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_server__log(srv), "Server");
     if (r) {
