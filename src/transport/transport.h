@@ -40,7 +40,9 @@ typedef struct nc_inbound {
 /* ---- server side ---------------------------------------------------------------------------------- */
 
 typedef struct nc_server_transport {
-    const char *scheme; /* "tcp" */
+    /* The URL schemes this table serves, NULL-terminated ({"tcp", "tls", NULL}); create() reads which
+     * one from the URL. */
+    const char *const *schemes;
     /* Several servers may listen on one address (SO_REUSEPORT), so nc_server_opts.workers works. */
     int supports_workers;
     /* Allocates the transport state from the URL and the server's options (nc_server_options(srv)).
@@ -90,7 +92,7 @@ typedef struct nc_outbound {
 } nc_outbound;
 
 typedef struct nc_client_transport {
-    const char *scheme;
+    const char *const *schemes; /* as in nc_server_transport */
     /* Events carry the normalised route string as their pattern (NestJS ClientTCP does this). */
     int event_pattern_is_route;
     int (*create)(nc_client *cli, const nc_url *url, void **state);

@@ -371,8 +371,10 @@ static void ns_destroy(void *state) {
     free(ns);
 }
 
+static const char *const schemes[] = {"nats", NULL};
+
 const nc_server_transport nc_nats_server_transport = {
-    .scheme = "nats",
+    .schemes = schemes,
     .supports_workers = 0,
     .reports_connected = 1,
     .create = ns_create,

@@ -419,12 +419,19 @@ static void rs_destroy(void *state) {
     free(rs);
 }
 
-#define REDIS_SERVER_OPS(name)                                                                               \
-    {                                                                                                        \
-        .scheme = name, .supports_workers = 0, .reports_connected = 1, .create = rs_create,                  \
-        .listen = rs_listen, .route_added = rs_route_added, .stop_accepting = rs_stop_accepting,             \
-        .close = rs_close, .destroy = rs_destroy, .port = NULL, .drain = rs_drain,                           \
-    }
+static const char *const schemes[] = {"redis", "rediss", NULL};
 
-const nc_server_transport nc_redis_server_transport = REDIS_SERVER_OPS("redis");
-const nc_server_transport nc_rediss_server_transport = REDIS_SERVER_OPS("rediss");
+/* nc_redis_target_init tells rediss:// from redis:// by the URL */
+const nc_server_transport nc_redis_server_transport = {
+    .schemes = schemes,
+    .supports_workers = 0,
+    .reports_connected = 1,
+    .create = rs_create,
+    .listen = rs_listen,
+    .route_added = rs_route_added,
+    .stop_accepting = rs_stop_accepting,
+    .close = rs_close,
+    .destroy = rs_destroy,
+    .port = NULL,
+    .drain = rs_drain,
+};

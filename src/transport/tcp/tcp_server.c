@@ -287,21 +287,11 @@ static int tcp_port(void *state) {
     return ((tcp_server *)state)->bound_port;
 }
 
-const nc_server_transport nc_tcp_server_transport = {
-    .scheme = "tcp",
-    .supports_workers = 1,
-    .create = tcp_create,
-    .listen = tcp_listen,
-    .route_added = NULL,
-    .stop_accepting = tcp_stop_accepting,
-    .close = tcp_close,
-    .destroy = tcp_destroy,
-    .port = tcp_port,
-    .drain = tcp_drain,
-};
+static const char *const schemes[] = {"tcp", "tls", NULL};
 
-const nc_server_transport nc_tls_server_transport = {
-    .scheme = "tls",
+/* tcp_create tells tls:// from tcp:// by the URL */
+const nc_server_transport nc_tcp_server_transport = {
+    .schemes = schemes,
     .supports_workers = 1,
     .create = tcp_create,
     .listen = tcp_listen,
