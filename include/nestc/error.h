@@ -35,7 +35,7 @@ typedef enum nc_err {
     NC_ESTALLED = -18,     /* the peer stalled (stopped mid-frame, or does not read what we send) */
     NC_ECONNLOST = -19,    /* the broker connection is lost and being re-established: try again later */
     NC_EAUTH = -20,        /* the broker refused the credentials (or the database) */
-    NC_EREFUSED = -21,     /* refused locally by a hook: bulkhead full, rate limited, circuit open */
+    NC_EREFUSED = -22,     /* refused locally by a hook: bulkhead full, rate limited, circuit open */
 } nc_err;
 
 /* A static, human-readable description of `err` (never NULL; unknown codes give "unknown error"). */

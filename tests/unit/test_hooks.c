@@ -159,7 +159,7 @@ static void test_outcomes(void **st) {
     assert_int_equal(nc_hooks__before_handler(r), NC_EREFUSED);
     nc_hooks__finish(r, 0);
     assert_string_equal(trail(), "A:dispatch B:dispatch C:dispatch A:before B:before C:before "
-                                 "C:finish-21 B:finish-21 A:finish-21");
+                                 "C:finish-22 B:finish-22 A:finish-22");
     /* no handler */
     reset();
     r = nc_hooks__dispatch(t, NULL, &m, NULL, NULL, 0, 0);
