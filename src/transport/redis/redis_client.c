@@ -529,8 +529,9 @@ static void rc_destroy(void *state) {
 
 #define REDIS_CLIENT_OPS(name)                                                                               \
     {                                                                                                        \
-        .scheme = name, .event_pattern_is_route = 0, .create = rc_create, .connect = rc_connect,             \
-        .send = rc_send, .forget = rc_forget, .close = rc_close, .unwrap = NULL, .destroy = rc_destroy,      \
+        .scheme = name, .options = nc_redis_options, .event_pattern_is_route = 0, .create = rc_create,       \
+        .connect = rc_connect, .send = rc_send, .forget = rc_forget, .close = rc_close, .unwrap = NULL,      \
+        .destroy = rc_destroy,                                                                               \
     }
 
 const nc_client_transport nc_redis_client_transport = REDIS_CLIENT_OPS("redis");
