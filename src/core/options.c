@@ -250,8 +250,16 @@ long long nc_opts_int(const nc_optset *s, const char *name) {
 
 /* ---- public listing --------------------------------------------------------------------------------- */
 
+/* Server and client of a scheme share one array: the server's, else the client's. */
+static const nc_option_spec *table_of(const char *scheme) {
+    const nc_server_transport *s = nc_server_transport_find(scheme);
+    if (s) return s->options;
+    const nc_client_transport *c = nc_client_transport_find(scheme);
+    return c ? c->options : NULL;
+}
+
 const nc_option_spec *nc_transport_option(const char *scheme, size_t i) {
-    const nc_option_spec *t = scheme ? nc_transport_options__table(scheme) : NULL;
+    const nc_option_spec *t = scheme ? table_of(scheme) : NULL;
     for (size_t k = 0; t && t[k].name; k++)
         if (k == i) return &t[k];
     return NULL;

@@ -7,13 +7,19 @@
 #include "transport/transport.h"
 
 static const nc_server_transport *const servers[] = {
-    &nc_tcp_server_transport,    &nc_tls_server_transport,  &nc_redis_server_transport,
-    &nc_rediss_server_transport, &nc_nats_server_transport,
+    &nc_tcp_server_transport,
+    &nc_tls_server_transport,
+    &nc_redis_server_transport,
+    &nc_rediss_server_transport,
+    &nc_nats_server_transport,
 };
 
 static const nc_client_transport *const clients[] = {
-    &nc_tcp_client_transport,    &nc_tls_client_transport,  &nc_redis_client_transport,
-    &nc_rediss_client_transport, &nc_nats_client_transport,
+    &nc_tcp_client_transport,
+    &nc_tls_client_transport,
+    &nc_redis_client_transport,
+    &nc_rediss_client_transport,
+    &nc_nats_client_transport,
 };
 
 const nc_server_transport *nc_server_transport_find(const char *scheme) {
@@ -26,12 +32,4 @@ const nc_client_transport *nc_client_transport_find(const char *scheme) {
     for (size_t i = 0; i < sizeof clients / sizeof *clients; i++)
         if (strcmp(clients[i]->scheme, scheme) == 0) return clients[i];
     return NULL;
-}
-
-/* Server and client of a scheme share one array; options.c lists it publicly. */
-const nc_option_spec *nc_transport_options__table(const char *scheme) {
-    const nc_server_transport *s = nc_server_transport_find(scheme);
-    if (s) return s->options;
-    const nc_client_transport *c = nc_client_transport_find(scheme);
-    return c ? c->options : NULL;
 }

@@ -135,7 +135,5 @@ typedef struct nc_client_transport {
 /* Scheme lookup (registry.c). NULL when unknown. */
 const nc_server_transport *nc_server_transport_find(const char *scheme);
 const nc_client_transport *nc_client_transport_find(const char *scheme);
-/* The option table of a scheme (the server's, else the client's), or NULL. */
-const nc_option_spec *nc_transport_options__table(const char *scheme);
 
 #endif
