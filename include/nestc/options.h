@@ -74,6 +74,12 @@ NC_API const nc_option_spec *nc_transport_option(const char *scheme, size_t i);
  * Returns buf. Any thread. */
 NC_API const char *nc_option_levels_text(unsigned levels, char *buf, size_t len);
 
+/* Checks options as a server, client, handler or call of `scheme` would (level: one NC_OPT_* bit),
+ * without creating anything. Returns 0, NC_EINVAL with the reason in err (the line the log would get),
+ * or NC_EUNSUPPORTED for an unknown scheme. err may be NULL. Any thread. */
+NC_API int nc_options_check(const char *scheme, unsigned level, const nc_option *opts, size_t n, char *err,
+                            size_t errlen);
+
 /* The name of a type ("string", "int", "bool", "duration", "enum"). Static. Any thread. */
 NC_API const char *nc_option_type_name(nc_option_type type);
 

@@ -264,3 +264,32 @@ const nc_option_spec *nc_transport_option(const char *scheme, size_t i) {
         if (k == i) return &t[k];
     return NULL;
 }
+
+typedef struct capture {
+    char *buf;
+    size_t len;
+} capture;
+
+static void capture_log(void *user, nc_log_level level, const char *component, const char *message) {
+    capture *c = user;
+    (void)level;
+    (void)component;
+    if (c->buf && c->len && !c->buf[0]) snprintf(c->buf, c->len, "%s", message);
+}
+
+int nc_options_check(const char *scheme, unsigned level, const nc_option *opts, size_t n, char *err,
+                     size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+    if (!scheme || !(nc_server_transport_find(scheme) || nc_client_transport_find(scheme))) {
+        if (err && errlen) snprintf(err, errlen, "unsupported transport \"%s\"", scheme ? scheme : "(null)");
+        return NC_EUNSUPPORTED;
+    }
+    capture cap = {err, errlen};
+    nc_logger lg;
+    nc_logger_init(&lg, capture_log, &cap, NC_LOG_DEBUG);
+    const nc_optctx cx = {level, scheme, &lg, "Options"};
+    nc_optset set;
+    int r = nc_optset_build(&set, table_of(scheme), &cx, NULL, opts, n);
+    nc_optset_free(&set);
+    return r;
+}
