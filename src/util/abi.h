@@ -1,5 +1,5 @@
-/* Public option structs that grow (nestc/server.h and the README, "Structs that grow"): each starts with `size_t
- * struct_size`. 0 means the layout of the release that introduced struct_size (its BASE size below,
+/* Public option structs that grow (nestc/server.h and the README, "Structs that grow"): each starts with
+ * `size_t struct_size`. 0 means the layout of the release that introduced struct_size (its BASE size below,
  * frozen from then on); a caller built against a newer header sets it to its sizeof. Private. */
 #ifndef NC_UTIL_ABI_H
 #define NC_UTIL_ABI_H
