@@ -172,6 +172,75 @@ static void test_queue_group_and_broadcast(void **st) {
     svc_stop(&b);
 }
 
+/* A server whose options come from nc_server_opts.options (over the URL's ?queue=) with `who` and two
+ * routes with handler options: `hwho` in a queue group of its own, `awho` with queue "" (no group: every
+ * server answers, whatever the server's queue). */
+static void svc_start_opts(svc *s, const char *u, const nc_option *opts, size_t n) {
+    memset(s, 0, sizeof *s);
+    nc_server_opts o = NC_SERVER_OPTS_INIT;
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.shutdown_timeout_ms = 200;
+    o.options = opts;
+    o.noptions = n;
+    assert_int_equal(nc_server_new(&s->srv, u, &o), 0);
+    assert_int_equal(nc_server_message(s->srv, "who", h_who, s), 0);
+    nc_option own[] = {{"queue", "hq"}}, none[] = {{"queue", ""}};
+    nc_handler_opts ho = NC_HANDLER_OPTS_INIT;
+    ho.options = own;
+    ho.noptions = 1;
+    assert_int_equal(nc_server_message_opts(s->srv, "hwho", &ho, h_who, s), 0);
+    ho.options = none;
+    assert_int_equal(nc_server_message_opts(s->srv, "awho", &ho, h_who, s), 0);
+    nc_server_on_status(s->srv, srv_status, s);
+    assert_int_equal(nc_server_listen(s->srv), 0);
+    assert_true(run_until(&s->connected, 1, 5000));
+}
+
+/* N requests to route; returns once all are answered (one value each). */
+static void send_n(nc_client *c, const char *route, int n) {
+    call calls[60];
+    assert_true(n <= 60);
+    memset(calls, 0, sizeof calls);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(nc_client_send(c, route, NULL, NULL, on_value, on_done, &calls[i]), 0);
+    for (int i = 0; i < n; i++) {
+        assert_true(run_until(&calls[i].done, 1, 3000));
+        assert_int_equal(calls[i].err, 0);
+        assert_int_equal(calls[i].nvalues, 1);
+        call_clear(&calls[i]);
+    }
+}
+
+/* The queue group as a transport option: at server level (winning over the URL's ?queue=), at handler
+ * level (replacing the server's for that route, "" = none). */
+static void test_queue_group_by_option(void **st) {
+    enum { N = 60 };
+    char qurl[160];
+    snprintf(qurl, sizeof qurl, "%s?queue=other", url);
+    nc_option q[] = {{"queue", "q"}};
+    svc a, b;
+    svc_start_opts(&a, qurl, q, 1); /* option q over the URL's `other`: both are in group q */
+    svc_start_opts(&b, url, q, 1);
+    nc_client *c = client_new(url, 0, NULL);
+    send_n(c, "who", N);
+    assert_int_equal(a.handled + b.handled, N); /* one member each: the option won over the URL */
+    assert_true(a.handled > 0 && b.handled > 0);
+    a.handled = b.handled = 0;
+    send_n(c, "hwho", N); /* the handler's own group */
+    assert_int_equal(a.handled + b.handled, N);
+    assert_true(a.handled > 0 && b.handled > 0);
+    a.handled = b.handled = 0;
+    send_n(c, "awho", N); /* no group for this route: both servers get every request */
+    for (int waited = 0; a.handled + b.handled < 2 * N && waited < 3000 * time_factor(); waited += 10)
+        run_ms(10);
+    assert_int_equal(a.handled, N);
+    assert_int_equal(b.handled, N);
+    nc_client_free(c);
+    svc_stop(&a);
+    svc_stop(&b);
+}
+
 static void test_max_payload(void **st) {
     svc s;
     svc_start(&s, url);
@@ -393,10 +462,15 @@ int main(void) {
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_reply),         cmocka_unit_test(test_no_responders),
-        cmocka_unit_test(test_headers_and_wildcards), cmocka_unit_test(test_queue_group_and_broadcast),
-        cmocka_unit_test(test_max_payload),           cmocka_unit_test(test_user_password),
-        cmocka_unit_test(test_permissions),           cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_request_reply),
+        cmocka_unit_test(test_no_responders),
+        cmocka_unit_test(test_headers_and_wildcards),
+        cmocka_unit_test(test_queue_group_and_broadcast),
+        cmocka_unit_test(test_queue_group_by_option),
+        cmocka_unit_test(test_max_payload),
+        cmocka_unit_test(test_user_password),
+        cmocka_unit_test(test_permissions),
+        cmocka_unit_test(test_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
