@@ -1,0 +1,227 @@
+/* The suite's fixture: the loop, waits with deadlines, the broker process (Redis or NATS, plain or TLS)
+ * and the test certificates, and servers/clients configured for the transport under test. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+conf_fx FX;
+uv_loop_t loop;
+
+int time_factor(void) {
+    static int f;
+    if (!f) {
+        const char *v = getenv("NESTC_TEST_TIMEOUT_FACTOR");
+        f = v && atoi(v) > 0 ? atoi(v) : 1;
+    }
+    return f;
+}
+
+uint64_t now_ms(void) {
+    uv_update_time(&loop);
+    return uv_now(&loop);
+}
+
+static void on_tick(uv_timer_t *t) {
+    *(int *)t->data = 1;
+}
+
+int run_until(const int *flag, int want, int ms) {
+    uint64_t end = now_ms() + (uint64_t)ms * (uint64_t)time_factor();
+    while (*flag < want && now_ms() < end) {
+        /* a short timer bounds each turn of the loop, so the deadline is checked even when idle */
+        uv_timer_t t;
+        int fired = 0;
+        uv_timer_init(&loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, on_tick, 10, 0);
+        while (!fired && *flag < want) uv_run(&loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    return *flag >= want;
+}
+
+/* ---- the broker ------------------------------------------------------------------------------------- */
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int port_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* In the child, in the broker's directory: exec the broker on 127.0.0.1:port. */
+static void broker_exec(const conf_broker *b, const char *port) {
+    if (b->kind == CONF_REDIS) {
+        const char *argv[32] = {"redis-server", "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no",     "--dir",     "."};
+        int n = 9;
+        if (b->tls) {
+            /* TLS only: the plain port is off, so a case cannot reach Redis without TLS by mistake */
+            const char *tls[] = {
+                "--port",         "0",    "--tls-port",         port,  "--tls-cert-file",    FX.cert,
+                "--tls-key-file", FX.key, "--tls-ca-cert-file", FX.ca, "--tls-auth-clients", "no"};
+            for (size_t i = 0; i < sizeof tls / sizeof *tls; i++) argv[n++] = tls[i];
+        } else {
+            argv[n++] = "--port";
+            argv[n++] = port;
+        }
+        argv[n] = NULL;
+        execvp("redis-server", (char **)argv);
+    } else {
+        FILE *f = fopen("nats.conf", "w");
+        if (!f) _exit(125);
+        fprintf(f, "listen: 127.0.0.1:%s\n", port);
+        fprintf(f, "max_payload: 8MB\n"); /* the large-payload case sends 1 MiB; the default is 1 MB */
+        /* CONNECT must come within this (default 2 s; valgrind is slower) */
+        fprintf(f, "authorization {\n  timeout: 30\n}\n");
+        if (b->tls)
+            /* every client must speak TLS; the handshake timeout (default 0.5 s) raised for valgrind */
+            fprintf(f,
+                    "tls {\n  cert_file: \"%s\"\n  key_file: \"%s\"\n  ca_file: \"%s\"\n  timeout: 30\n}\n",
+                    FX.cert, FX.key, FX.ca);
+        fclose(f);
+        const char *argv[] = {"nats-server", "-c", "nats.conf", NULL};
+        execvp("nats-server", (char **)argv);
+    }
+}
+
+/* Starts (or restarts, same port) the broker; returns once it accepts connections. */
+void broker_start(conf_broker *b) {
+    if (!b->port) {
+        b->port = free_port();
+        const char *tmp = getenv("TMPDIR");
+        snprintf(b->dir, sizeof b->dir, "%s/nestc-conf-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        assert_non_null(mkdtemp(b->dir));
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", b->port);
+    b->pid = fork();
+    assert_true(b->pid >= 0);
+    if (b->pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1); /* the broker must not hold the test's output open */
+        dup2(null, 2);
+        if (chdir(b->dir)) _exit(126);
+        broker_exec(b, port);
+        _exit(127);
+    }
+    /* a readiness wait: up to 60 s × the factor, usually milliseconds */
+    for (int i = 0; i < 6000 * time_factor() && !port_open(b->port); i++) {
+        int status;
+        assert_int_equal(waitpid(b->pid, &status, WNOHANG), 0); /* it did not exit */
+        usleep(10000);
+    }
+    assert_true(port_open(b->port));
+}
+
+void broker_stop(conf_broker *b) {
+    if (b->pid <= 0) return;
+    kill(b->pid, SIGTERM);
+    waitpid(b->pid, NULL, 0);
+    b->pid = 0;
+}
+
+static void rm_rf(const char *dir) {
+    if (!dir[0]) return;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) {
+    }
+}
+
+/* ---- the fixture -------------------------------------------------------------------------------------- */
+
+int fx_setup(const conf_transport *t) {
+    memset(&FX, 0, sizeof FX);
+    FX.t = t;
+    if (t->flags & CONF_TLS) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(FX.certs, sizeof FX.certs, "%s/nestc-conf-certs-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(FX.certs)) return -1;
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "'%s/tests/interop/gen-certs.sh' '%s'", NESTC_SOURCE_DIR, FX.certs);
+        if (system(cmd)) return -1;
+        snprintf(FX.cert, sizeof FX.cert, "%s/server.pem", FX.certs);
+        snprintf(FX.key, sizeof FX.key, "%s/server.key", FX.certs);
+        snprintf(FX.ca, sizeof FX.ca, "%s/ca.pem", FX.certs);
+        /* a broker's certificate is for localhost: servers and clients of a broker are its TLS clients */
+        FX.client_tls = (nc_tls_opts){.ca_file = FX.ca, .server_name = "localhost"};
+        FX.server_tls = t->broker ? FX.client_tls : (nc_tls_opts){.cert_file = FX.cert, .key_file = FX.key};
+    }
+    uv_loop_init(&loop);
+    if (t->broker) {
+        FX.broker.kind = t->broker;
+        FX.broker.tls = !!(t->flags & CONF_TLS);
+        broker_start(&FX.broker);
+    }
+    return 0;
+}
+
+void fx_teardown(void) {
+    uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of what the cases freed */
+    broker_stop(&FX.broker);
+    rm_rf(FX.broker.dir);
+    rm_rf(FX.certs);
+    if (uv_loop_close(&loop)) uv_print_all_handles(&loop, stderr);
+}
+
+nc_server *fx_server_new(nc_log_fn log, void *log_user, int shutdown_timeout_ms) {
+    char url[160];
+    if (FX.t->broker)
+        snprintf(url, sizeof url, "%s://127.0.0.1:%d", FX.t->scheme, FX.broker.port);
+    else
+        snprintf(url, sizeof url, "%s://127.0.0.1:0", FX.t->scheme);
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log = log;
+    o.log_user = log_user;
+    o.log_level = log ? NC_LOG_WARN : NC_LOG_OFF;
+    o.retry_delay_ms = 100;
+    o.shutdown_timeout_ms = shutdown_timeout_ms ? shutdown_timeout_ms : 200;
+    if (FX.t->flags & CONF_TLS) o.tls = &FX.server_tls;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    return srv;
+}
+
+void fx_client_url(nc_server *srv, char *url, size_t n) {
+    int port = FX.t->broker ? FX.broker.port : nc_server_port(srv);
+    snprintf(url, n, "%s://127.0.0.1:%d", FX.t->scheme, port);
+}
+
+nc_client *fx_client_new(nc_server *srv, int retry_attempts, const json_t *headers) {
+    char url[160];
+    fx_client_url(srv, url, sizeof url);
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.timeout_ms = 5000 * time_factor();
+    o.retry_attempts = retry_attempts;
+    o.retry_delay_ms = 100;
+    o.headers = headers;
+    if (FX.t->flags & CONF_TLS) o.tls = &FX.client_tls;
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    return c;
+}
