@@ -18,6 +18,7 @@ typedef struct svc {
     int order[16];               /* the event handlers of "note", in the order they ran */
     int norder;
     json_t *note_data;                   /* the data the last "note" handler saw */
+    char note_channel[64];               /* and its nc_msg_channel ("-" for NULL) */
     int as_msg, as_msg_event, as_msg_rc; /* "onlymsg": calls, calls for an event, nc_reply's result */
     nc_request *parked[MAX_PARKED];      /* "park" requests not finished yet */
     int nparked, cancelled;
@@ -133,6 +134,7 @@ static void note(svc *s, int which, const nc_msg *m) {
     s->order[s->norder++ % 16] = which;
     json_decref(s->note_data);
     s->note_data = json_incref(nc_msg_data(m));
+    snprintf(s->note_channel, sizeof s->note_channel, "%s", nc_msg_channel(m) ? nc_msg_channel(m) : "-");
 }
 static void ev_note1(const nc_msg *m, void *u) {
     note(u, 1, m);
@@ -340,6 +342,8 @@ static void case_events_several_handlers(void **st) {
         assert_true(run_until(&S.norder, 3 * round, 5000));
         for (int i = 0; i < 3; i++) assert_int_equal(S.order[3 * (round - 1) + i], i + 1); /* all, in order */
         assert_int_equal(json_integer_value(json_object_get(S.note_data, "n")), round);
+        /* the channel it came on: a broker's; a connection has none */
+        assert_string_equal(S.note_channel, FX.t->broker ? "note" : "-");
         call_clear(&e);
     }
     barrier(S.cli);
