@@ -26,11 +26,16 @@ static const char *broker_program(conf_broker_kind k) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--list")) { /* the names, one a line (scripts/test.sh) */
+        for (size_t i = 0; i < sizeof TRANSPORTS / sizeof *TRANSPORTS; i++)
+            printf("%s\n", TRANSPORTS[i].name);
+        return 0;
+    }
     const conf_transport *t = NULL;
     for (size_t i = 0; argc == 2 && i < sizeof TRANSPORTS / sizeof *TRANSPORTS; i++)
         if (!strcmp(argv[1], TRANSPORTS[i].name)) t = &TRANSPORTS[i];
     if (!t) {
-        fprintf(stderr, "usage: conformance TRANSPORT (one of:");
+        fprintf(stderr, "usage: conformance TRANSPORT | --list (transports:");
         for (size_t i = 0; i < sizeof TRANSPORTS / sizeof *TRANSPORTS; i++)
             fprintf(stderr, " %s", TRANSPORTS[i].name);
         fprintf(stderr, ")\n");
