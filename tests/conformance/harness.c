@@ -1,13 +1,8 @@
 /* The suite's fixture: the loop, waits with deadlines, the broker process (Redis or NATS, plain or TLS)
  * and the test certificates, and servers/clients configured for the transport under test. */
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "suite.h"
@@ -51,27 +46,8 @@ int run_until(const int *flag, int want, int ms) {
 
 /* ---- the broker ------------------------------------------------------------------------------------- */
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {
-        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
 /* In the child, in the broker's directory: exec the broker on 127.0.0.1:port. */
-static void broker_exec(const conf_broker *b, const char *port) {
+static void broker_exec(const broker *b, const char *port) {
     if (b->kind == CONF_REDIS) {
         const char *argv[32] = {"redis-server", "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no",     "--dir",     "."};
@@ -106,40 +82,8 @@ static void broker_exec(const conf_broker *b, const char *port) {
     }
 }
 
-/* Starts (or restarts, same port) the broker; returns once it accepts connections. */
-void broker_start(conf_broker *b) {
-    if (!b->port) {
-        b->port = free_port();
-        const char *tmp = getenv("TMPDIR");
-        snprintf(b->dir, sizeof b->dir, "%s/nestc-conf-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        assert_non_null(mkdtemp(b->dir));
-    }
-    char port[16];
-    snprintf(port, sizeof port, "%d", b->port);
-    b->pid = fork();
-    assert_true(b->pid >= 0);
-    if (b->pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1); /* the broker must not hold the test's output open */
-        dup2(null, 2);
-        if (chdir(b->dir)) _exit(126);
-        broker_exec(b, port);
-        _exit(127);
-    }
-    /* a readiness wait: up to 60 s × the factor, usually milliseconds */
-    for (int i = 0; i < 6000 * time_factor() && !port_open(b->port); i++) {
-        int status;
-        assert_int_equal(waitpid(b->pid, &status, WNOHANG), 0); /* it did not exit */
-        usleep(10000);
-    }
-    assert_true(port_open(b->port));
-}
-
-void broker_stop(conf_broker *b) {
-    if (b->pid <= 0) return;
-    kill(b->pid, SIGTERM);
-    waitpid(b->pid, NULL, 0);
-    b->pid = 0;
+void fx_broker_start(void) {
+    broker_start_with(&FX.broker, time_factor(), broker_exec);
 }
 
 static void rm_rf(const char *dir) {
@@ -173,15 +117,14 @@ int fx_setup(const conf_transport *t) {
     if (t->broker) {
         FX.broker.kind = t->broker;
         FX.broker.tls = !!(t->flags & CONF_TLS);
-        broker_start(&FX.broker);
+        fx_broker_start();
     }
     return 0;
 }
 
 void fx_teardown(void) {
     uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of what the cases freed */
-    broker_stop(&FX.broker);
-    rm_rf(FX.broker.dir);
+    broker_free(&FX.broker);
     rm_rf(FX.certs);
     if (uv_loop_close(&loop)) uv_print_all_handles(&loop, stderr);
 }

@@ -654,7 +654,7 @@ static void case_broker_restart(void **st) {
     assert_int_equal(during.err, NC_ECONNLOST);
     assert_string_equal(json_string_value(during.error), "Connection lost. Trying to reconnect...");
     assert_int_equal(slow.done, 0); /* still waiting */
-    broker_start(&FX.broker);
+    fx_broker_start();
     assert_true(run_until(&cs.connected, 2, 5000));
     assert_true(run_until(&S.connected, 2, 5000)); /* the server too, subscriptions restored */
     assert_true(run_until(&slow.done, 1, 5000));

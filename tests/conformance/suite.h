@@ -13,9 +13,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <sys/types.h>
 #include <uv.h>
 
+#include "../common/broker.h" /* the broker process: kind is a conf_broker_kind */
 #include "nestc/nestc.h"
 
 typedef enum conf_broker_kind { CONF_NO_BROKER, CONF_REDIS, CONF_NATS } conf_broker_kind;
@@ -38,19 +38,10 @@ typedef struct conf_transport {
     unsigned flags;
 } conf_transport;
 
-/* A broker process of the test's own on a free loopback port, in a temporary directory. */
-typedef struct conf_broker {
-    conf_broker_kind kind;
-    int tls;
-    pid_t pid;
-    int port;
-    char dir[64];
-} conf_broker;
-
 /* The fixture: what a case needs to make servers and clients of the transport under test. */
 typedef struct conf_fx {
     const conf_transport *t;
-    conf_broker broker;
+    broker broker;  /* the broker process, when the transport has one */
     char certs[64]; /* a directory with gen-certs.sh's certificates (TLS transports), else "" */
     char cert[128], key[128], ca[128];
     nc_tls_opts server_tls, client_tls;
@@ -70,8 +61,8 @@ uint64_t now_ms(void);
 
 int fx_setup(const conf_transport *t);
 void fx_teardown(void);
-void broker_start(conf_broker *b);
-void broker_stop(conf_broker *b);
+/* (Re)starts FX's broker on its port; returns once it accepts connections. broker_stop() stops it. */
+void fx_broker_start(void);
 
 /* A server for the transport under test (on `loop`, logging to log/log_user when given), not yet
  * listening; and its client URL once it listens. */
