@@ -60,6 +60,50 @@ static void h_fail_msg(nc_request *req, const nc_msg *m, void *u) {
     nc_reply_error_msg(req, "boom");
 }
 
+/* the error value given as data: a string, null (NULL: "Internal server error") ... */
+static void h_fail_with(nc_request *req, const nc_msg *m, void *u) {
+    json_t *d = nc_msg_data(m);
+    nc_reply_error(req, json_is_null(d) ? NULL : json_incref(d));
+}
+
+/* two values, then an error */
+static void h_half(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply_next(req, json_integer(1));
+    nc_reply_next(req, json_integer(2));
+    nc_reply_error_msg(req, "half way");
+}
+
+/* JavaScript's undefined: a reply without a value */
+static void h_undefined(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, NULL);
+}
+
+/* a stream of 1..n, one value per loop turn (each its own packet), then its end */
+typedef struct ticker {
+    uv_timer_t t;
+    nc_request *req;
+    json_int_t i, n;
+} ticker;
+
+static void on_ticker(uv_timer_t *t) {
+    ticker *k = (ticker *)t;
+    if (k->i < k->n) {
+        assert_int_equal(nc_reply_next(k->req, json_integer(++k->i)), 0);
+        return;
+    }
+    assert_int_equal(nc_reply_end(k->req), 0);
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static void h_count_slowly(nc_request *req, const nc_msg *m, void *u) {
+    ticker *k = calloc(1, sizeof *k);
+    k->req = req;
+    k->n = json_integer_value(nc_msg_data(m));
+    uv_timer_init(nc_request_loop(req), &k->t);
+    uv_timer_start(&k->t, on_ticker, 1, 1);
+}
+
 /* what the handler saw of headers and metadata */
 static void h_meta(nc_request *req, const nc_msg *m, void *u) {
     json_t *h = nc_msg_headers(m), *md = nc_msg_metadata(m);
@@ -172,6 +216,10 @@ static void svc_up(svc *s, int shutdown_timeout_ms, int no_client) {
     assert_int_equal(nc_server_message(v, "none", h_none, s), 0);
     assert_int_equal(nc_server_message(v, "fail_obj", h_fail_obj, s), 0);
     assert_int_equal(nc_server_message(v, "fail_msg", h_fail_msg, s), 0);
+    assert_int_equal(nc_server_message(v, "fail_with", h_fail_with, s), 0);
+    assert_int_equal(nc_server_message(v, "half", h_half, s), 0);
+    assert_int_equal(nc_server_message(v, "undefined", h_undefined, s), 0);
+    assert_int_equal(nc_server_message(v, "count_slowly", h_count_slowly, s), 0);
     assert_int_equal(nc_server_message(v, "meta", h_meta, s), 0);
     assert_int_equal(nc_server_message(v, "park", h_park, s), 0);
     assert_int_equal(nc_server_message(v, "later", h_later, s), 0);
@@ -301,6 +349,39 @@ static void case_stream(void **st) {
     call_clear(&c);
 }
 
+static void case_stream_over_loop_turns(void **st) {
+    call c;
+    request(S.cli, "count_slowly", json_integer(4), NULL, &c);
+    assert_int_equal(c.err, 0);
+    assert_int_equal(nvalues(&c), 4);
+    for (int i = 0; i < 4; i++) assert_int_equal(json_integer_value(json_array_get(c.values, i)), i + 1);
+    call_clear(&c);
+}
+
+static void case_stream_then_error(void **st) {
+    call c;
+    request(S.cli, "half", NULL, NULL, &c);
+    assert_int_equal(c.err, NC_EREMOTE);
+    assert_int_equal(nvalues(&c), 2); /* the values before the error arrive */
+    assert_int_equal(json_integer_value(json_array_get(c.values, 1)), 2);
+    assert_string_equal(json_string_value(json_object_get(c.error, "message")), "half way");
+    call_clear(&c);
+}
+
+/* a reply of JavaScript's undefined: the call completes with no value (NestJS's observer alike) */
+static void case_reply_undefined(void **st) {
+    call c;
+    request(S.cli, "undefined", NULL, NULL, &c);
+    assert_int_equal(c.err, 0);
+    assert_int_equal(nvalues(&c), 0);
+    call_clear(&c);
+    /* null is a value */
+    request(S.cli, "echo", NULL, NULL, &c);
+    expect_one(&c);
+    assert_true(json_is_null(json_array_get(c.values, 0)));
+    call_clear(&c);
+}
+
 static void case_stream_empty(void **st) {
     call c;
     request(S.cli, "none", NULL, NULL, &c);
@@ -326,6 +407,24 @@ static void case_remote_error_msg(void **st) {
     request(S.cli, "fail_msg", NULL, NULL, &c);
     assert_int_equal(c.err, NC_EREMOTE);
     json_t *want = json_pack("{s:s,s:s}", "status", "error", "message", "boom");
+    assert_true(json_equal(c.error, want));
+    json_decref(want);
+    call_clear(&c);
+}
+
+static void case_remote_error_other_values(void **st) {
+    call c;
+    request(S.cli, "fail_with", json_string("plain words"), NULL, &c); /* a string as it is */
+    assert_int_equal(c.err, NC_EREMOTE);
+    assert_string_equal(json_string_value(c.error), "plain words");
+    call_clear(&c);
+    request(S.cli, "fail_with", json_integer(17), NULL, &c);
+    assert_int_equal(c.err, NC_EREMOTE);
+    assert_int_equal(json_integer_value(c.error), 17);
+    call_clear(&c);
+    request(S.cli, "fail_with", NULL, NULL, &c); /* none given */
+    assert_int_equal(c.err, NC_EREMOTE);
+    json_t *want = json_pack("{s:s,s:s}", "status", "error", "message", "Internal server error");
     assert_true(json_equal(c.error, want));
     json_decref(want);
     call_clear(&c);
@@ -683,9 +782,13 @@ int conf_run(void) {
         CASE(case_request_string_pattern),
         CASE(case_request_object_pattern),
         CASE(case_stream),
+        CASE(case_stream_over_loop_turns),
+        CASE(case_stream_then_error),
         CASE(case_stream_empty),
+        CASE(case_reply_undefined),
         CASE(case_remote_error_object),
         CASE(case_remote_error_msg),
+        CASE(case_remote_error_other_values),
         CASE(case_events_several_handlers),
         CASE(case_event_to_message_handler),
         CASE(case_request_to_event_pattern),
