@@ -62,6 +62,7 @@ static void broker_exec(const broker *b, const char *port) {
             argv[n++] = "--port";
             argv[n++] = port;
         }
+        if (b->pass[0]) argv[n++] = "--requirepass", argv[n++] = b->pass; /* user "default" */
         argv[n] = NULL;
         execvp("redis-server", (char **)argv);
     } else {
@@ -70,7 +71,9 @@ static void broker_exec(const broker *b, const char *port) {
         fprintf(f, "listen: 127.0.0.1:%s\n", port);
         fprintf(f, "max_payload: 8MB\n"); /* the large-payload case sends 1 MiB; the default is 1 MB */
         /* CONNECT must come within this (default 2 s; valgrind is slower) */
-        fprintf(f, "authorization {\n  timeout: 30\n}\n");
+        fprintf(f, "authorization {\n  timeout: 30\n");
+        if (b->pass[0]) fprintf(f, "  user: default\n  password: \"%s\"\n", b->pass);
+        fprintf(f, "}\n");
         if (b->tls)
             /* every client must speak TLS; the handshake timeout (default 0.5 s) raised for valgrind */
             fprintf(f,
@@ -80,6 +83,10 @@ static void broker_exec(const broker *b, const char *port) {
         const char *argv[] = {"nats-server", "-c", "nats.conf", NULL};
         execvp("nats-server", (char **)argv);
     }
+}
+
+const char *fx_broker_auth_words(void) {
+    return FX.broker.kind == CONF_REDIS ? "WRONGPASS" : "Authorization Violation";
 }
 
 void fx_broker_start(void) {
@@ -122,11 +129,22 @@ int fx_setup(const conf_transport *t) {
     return 0;
 }
 
-void fx_teardown(void) {
-    uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of what the cases freed */
+int fx_teardown(void) {
+    int leaked = 0;
+    /* close callbacks of what the cases freed; a handle still active here is a leak: name it and fail */
+    for (int i = 0; i < 100 && uv_loop_alive(&loop); i++) uv_run(&loop, UV_RUN_NOWAIT);
+    if (uv_loop_alive(&loop)) {
+        fprintf(stderr, "conformance: handles still active after the last case:\n");
+        uv_print_active_handles(&loop, stderr);
+        leaked = 1;
+    }
     broker_free(&FX.broker);
     rm_rf(FX.certs);
-    if (uv_loop_close(&loop)) uv_print_all_handles(&loop, stderr);
+    if (!leaked && uv_loop_close(&loop)) {
+        uv_print_all_handles(&loop, stderr);
+        leaked = 1;
+    }
+    return leaked;
 }
 
 nc_server *fx_server_new(nc_log_fn log, void *log_user, int shutdown_timeout_ms) {

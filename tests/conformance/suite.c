@@ -256,7 +256,10 @@ static int case_setup(void **st) {
     return 0;
 }
 
+static void own_broker_end(void);
+
 static int case_teardown(void **st) {
+    own_broker_end();
     svc_down(&S);
     svc_down(&S2);
     uv_run(&loop, UV_RUN_NOWAIT);
@@ -801,6 +804,78 @@ static void case_finish_twice(void **st) {
     barrier(S.cli);
 }
 
+typedef struct disconnects {
+    int n, err;
+} disconnects;
+
+static void srv_disconnects(void *u, const char *status, int err) {
+    disconnects *d = u;
+    if (!strcmp(status, "disconnected")) d->n++, d->err = err;
+}
+
+/* the case's own broker stands in for FX's while it runs (fx_* build URLs from FX.broker) */
+static broker saved_broker;
+static int own_broker;
+
+static void own_broker_end(void) {
+    if (!own_broker) return;
+    broker_free(&FX.broker);
+    FX.broker = saved_broker;
+    own_broker = 0;
+}
+
+/* A broker that requires a password (user "default"): a server and a client with it are served; a client
+ * with a wrong one fails its call with NC_EAUTH, a server with a wrong one reports disconnected with
+ * NC_EAUTH (and keeps retrying). */
+static void case_broker_credentials(void **st) {
+    if (!FX.t->broker) {
+        print_message("skipped: no broker\n");
+        skip();
+    }
+    saved_broker = FX.broker;
+    own_broker = 1;
+    FX.broker = (broker){.kind = saved_broker.kind, .tls = saved_broker.tls};
+    snprintf(FX.broker.pass, sizeof FX.broker.pass, "s3cret");
+    fx_broker_start();
+    char good[160], bad[160];
+    snprintf(good, sizeof good, "%s://default:s3cret@127.0.0.1:%d", FX.t->scheme, FX.broker.port);
+    snprintf(bad, sizeof bad, "%s://default:wrong@127.0.0.1:%d", FX.t->scheme, FX.broker.port);
+    nc_server_opts so = {
+        .loop = &loop, .log_level = NC_LOG_OFF, .retry_delay_ms = 100, .shutdown_timeout_ms = 200};
+    nc_client_opts co = {.loop = &loop, .log_level = NC_LOG_OFF, .timeout_ms = 5000 * time_factor()};
+    if (FX.t->flags & CONF_TLS) so.tls = co.tls = &FX.client_tls;
+    svc in = {0};
+    assert_int_equal(nc_server_new(&in.srv, good, &so), 0);
+    assert_int_equal(nc_server_message(in.srv, "echo", h_echo, NULL), 0);
+    nc_server_on_status(in.srv, srv_status, &in);
+    assert_int_equal(nc_server_listen(in.srv), 0);
+    assert_true(run_until(&in.connected, 1, 5000));
+    nc_client *cli;
+    call c;
+    assert_int_equal(nc_client_new(&cli, good, &co), 0);
+    request(cli, "echo", json_string("in"), NULL, &c);
+    expect_one(&c);
+    call_clear(&c);
+    nc_client_free(cli);
+    assert_int_equal(nc_client_new(&cli, bad, &co), 0);
+    request(cli, "echo", json_string("out"), NULL, &c);
+    assert_int_equal(c.err, NC_EAUTH);
+    assert_non_null(strstr(json_string_value(c.error), fx_broker_auth_words())); /* the broker's words */
+    call_clear(&c);
+    nc_client_free(cli);
+    nc_server *out;
+    disconnects d = {0};
+    assert_int_equal(nc_server_new(&out, bad, &so), 0);
+    assert_int_equal(nc_server_message(out, "echo", h_echo, NULL), 0);
+    nc_server_on_status(out, srv_disconnects, &d);
+    assert_int_equal(nc_server_listen(out), 0);
+    assert_true(run_until(&d.n, 1, 5000));
+    assert_int_equal(d.err, NC_EAUTH);
+    nc_server_free(out);
+    nc_server_free(in.srv);
+    own_broker_end();
+}
+
 /* Settling (ack / nack / reject) is being added to the transport contract; its case goes here. */
 static void case_settling(void **st) {
     print_message("skipped: settling: not yet in the contract\n");
@@ -835,10 +910,13 @@ int conf_run(void) {
         CASE(case_shutdown_with_pending_request),
         CASE(case_broadcast_two_servers),
         CASE(case_broker_restart),
+        CASE(case_broker_credentials),
         CASE(case_finish_twice),
         CASE(case_settling),
     };
 #undef CASE
+    const char *only = getenv("NESTC_CONF_CASES"); /* a glob of case names, e.g. "case_stream*" */
+    if (only && *only) cmocka_set_test_filter(only);
     char name[64];
     snprintf(name, sizeof name, "conformance.%s", FX.t->name);
     return cmocka_run_group_tests_name(name, cases, NULL, NULL);

@@ -60,9 +60,12 @@ int run_until(const int *flag, int want, int ms);
 uint64_t now_ms(void);
 
 int fx_setup(const conf_transport *t);
-void fx_teardown(void);
+/* Returns nonzero when the loop still had handles (a leak). */
+int fx_teardown(void);
 /* (Re)starts FX's broker on its port; returns once it accepts connections. broker_stop() stops it. */
 void fx_broker_start(void);
+/* What the broker says to a wrong password (in the failed call's error). */
+const char *fx_broker_auth_words(void);
 
 /* A server for the transport under test (on `loop`, logging to log/log_user when given), not yet
  * listening; and its client URL once it listens. */

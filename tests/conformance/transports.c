@@ -57,6 +57,6 @@ int main(int argc, char **argv) {
         return 1;
     }
     int failed = conf_run();
-    fx_teardown();
+    failed |= fx_teardown();
     return failed ? 1 : 0;
 }

@@ -1,9 +1,9 @@
 /* What is NATS's own, against a real nats-server (started here on a free loopback port in a temporary
  * directory, stopped by PID): no responders (at once, NestJS's words), `*` and `>` wildcards, subjects
- * that are not UTF-8, queue groups, max_payload, user/password, permissions. What every transport does
+ * that are not UTF-8, queue groups, max_payload, permissions. What every transport does
  * (requests, streams, errors, events, headers, unknown patterns, timeouts, cancellation, broadcast to two
- * servers, a broker restart ...) is in tests/conformance, run on nats:// plain and over TLS too. Skipped
- * when nats-server is not installed. */
+ * servers, a broker restart, a password ...) is in tests/conformance, run on nats:// plain and over TLS too.
+ * Skipped when nats-server is not installed. */
 #include "broker_harness.h"
 
 static char conf_path[600]; /* a config file for the next broker started, or "" */
@@ -144,35 +144,6 @@ static void test_max_payload(void **st) {
     svc_stop(&s);
 }
 
-static void test_user_password(void **st) {
-    broker p = {0};
-    snprintf(p.pass, sizeof p.pass, "s3cret");
-    broker_start(&p);
-    char good[128], bad[128];
-    snprintf(good, sizeof good, "nats://u:s3cret@127.0.0.1:%d", p.port);
-    snprintf(bad, sizeof bad, "nats://u:wrong@127.0.0.1:%d", p.port);
-    svc s;
-    svc_start(&s, good);
-    nc_client *c = client_new(good, 0, NULL);
-    call k = {0};
-    json_t *d = json_pack("[i,i]", 2, 2);
-    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
-    assert_int_equal(json_integer_value(k.last), 4);
-    call_clear(&k);
-    nc_client_free(c);
-    c = client_new(bad, 0, NULL);
-    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
-    json_decref(d);
-    assert_true(run_until(&k.done, 1, 3000));
-    assert_int_equal(k.err, NC_EAUTH);
-    assert_non_null(strstr(k.msg, "Authorization"));
-    call_clear(&k);
-    nc_client_free(c);
-    svc_stop(&s);
-    broker_free(&p);
-}
-
 /* Per-user permissions (nats-server config): each user lacks one permission the tests need. */
 static const char PERMISSIONS[] =
     "authorization {\n"
@@ -302,7 +273,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_responders), cmocka_unit_test(test_wildcards),
         cmocka_unit_test(test_queue_groups),  cmocka_unit_test(test_max_payload),
-        cmocka_unit_test(test_user_password), cmocka_unit_test(test_permissions),
+        cmocka_unit_test(test_permissions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
