@@ -251,6 +251,45 @@ static void svc_down(svc *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* Clients and servers a case makes besides its service's: the teardown frees those a failed case left
+ * (their callbacks point into the case's statics, never into a stack frame that is gone). */
+enum { MAX_EXTRA = 8 };
+static nc_client *extra_cli[MAX_EXTRA];
+static nc_server *extra_srv[MAX_EXTRA];
+
+static nc_client *kept_client(nc_client *c) {
+    for (int i = 0; i < MAX_EXTRA; i++)
+        if (!extra_cli[i]) return extra_cli[i] = c;
+    fail_msg("too many clients");
+    return c;
+}
+
+static nc_server *kept_server(nc_server *v) {
+    for (int i = 0; i < MAX_EXTRA; i++)
+        if (!extra_srv[i]) return extra_srv[i] = v;
+    fail_msg("too many servers");
+    return v;
+}
+
+static void free_client(nc_client *c) {
+    for (int i = 0; i < MAX_EXTRA; i++)
+        if (extra_cli[i] == c) extra_cli[i] = NULL;
+    nc_client_free(c);
+}
+
+static void free_server(nc_server *v) {
+    for (int i = 0; i < MAX_EXTRA; i++)
+        if (extra_srv[i] == v) extra_srv[i] = NULL;
+    nc_server_free(v);
+}
+
+static void free_extras(void) {
+    for (int i = 0; i < MAX_EXTRA; i++) {
+        if (extra_cli[i]) free_client(extra_cli[i]);
+        if (extra_srv[i]) free_server(extra_srv[i]);
+    }
+}
+
 static int case_setup(void **st) {
     svc_up(&S, 0, 0);
     return 0;
@@ -259,14 +298,18 @@ static int case_setup(void **st) {
 static void own_broker_end(void);
 
 static int case_teardown(void **st) {
+    free_extras();
     own_broker_end();
+    if (FX.t->broker && FX.broker.pid <= 0) fx_broker_start(); /* a restart case failed half way */
     svc_down(&S);
     svc_down(&S2);
     uv_run(&loop, UV_RUN_NOWAIT);
     return 0;
 }
 
-/* ---- calls --------------------------------------------------------------------------------------------- */
+/* ---- calls ---------------------------------------------------------------------------------------------
+ * A case's calls are static, not on its stack: when a case fails half way, the teardown frees its clients
+ * and their pending calls end then, after the case's frame is gone. */
 
 typedef struct call {
     int done, err;
@@ -314,7 +357,7 @@ static void expect_one(const call *c) {
 
 /* A round trip on the client: everything sent before it on the same client has been handled. */
 static void barrier(nc_client *cli) {
-    call c;
+    static call c; /* request() clears it */
     request(cli, "echo", json_string("barrier"), NULL, &c);
     expect_one(&c);
     call_clear(&c);
@@ -323,7 +366,7 @@ static void barrier(nc_client *cli) {
 /* ---- the cases ---------------------------------------------------------------------------------------- */
 
 static void case_request_string_pattern(void **st) {
-    call c;
+    static call c; /* request() clears it */
     json_t *d = json_pack("{s:[i,s,n,b],s:f}", "a", 1, "x", 1, "pi", 3.25);
     request(S.cli, "echo", json_incref(d), NULL, &c);
     expect_one(&c);
@@ -333,7 +376,7 @@ static void case_request_string_pattern(void **st) {
 }
 
 static void case_request_object_pattern(void **st) {
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "{\"cmd\":\"sum\"}", json_pack("[i,i,i]", 1, 2, 3), NULL, &c);
     expect_one(&c);
     assert_int_equal(json_integer_value(json_array_get(c.values, 0)), 6);
@@ -352,7 +395,7 @@ static void case_request_object_pattern(void **st) {
 }
 
 static void case_stream(void **st) {
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "count", json_integer(5), NULL, &c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 5);
@@ -361,7 +404,7 @@ static void case_stream(void **st) {
 }
 
 static void case_stream_over_loop_turns(void **st) {
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "count_slowly", json_integer(4), NULL, &c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 4);
@@ -370,7 +413,7 @@ static void case_stream_over_loop_turns(void **st) {
 }
 
 static void case_stream_then_error(void **st) {
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "half", NULL, NULL, &c);
     assert_int_equal(c.err, NC_EREMOTE);
     assert_int_equal(nvalues(&c), 2); /* the values before the error arrive */
@@ -381,7 +424,7 @@ static void case_stream_then_error(void **st) {
 
 /* a reply of JavaScript's undefined: the call completes with no value (NestJS's observer alike) */
 static void case_reply_undefined(void **st) {
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "undefined", NULL, NULL, &c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 0);
@@ -394,7 +437,7 @@ static void case_reply_undefined(void **st) {
 }
 
 static void case_stream_empty(void **st) {
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "none", NULL, NULL, &c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 0);
@@ -403,7 +446,7 @@ static void case_stream_empty(void **st) {
 }
 
 static void case_remote_error_object(void **st) {
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "fail_obj", NULL, NULL, &c);
     assert_int_equal(c.err, NC_EREMOTE);
     assert_int_equal(nvalues(&c), 0);
@@ -414,7 +457,7 @@ static void case_remote_error_object(void **st) {
 }
 
 static void case_remote_error_msg(void **st) {
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "fail_msg", NULL, NULL, &c);
     assert_int_equal(c.err, NC_EREMOTE);
     json_t *want = json_pack("{s:s,s:s}", "status", "error", "message", "boom");
@@ -424,7 +467,7 @@ static void case_remote_error_msg(void **st) {
 }
 
 static void case_remote_error_other_values(void **st) {
-    call c;
+    static call c;                                                     /* request() clears it */
     request(S.cli, "fail_with", json_string("plain words"), NULL, &c); /* a string as it is */
     assert_int_equal(c.err, NC_EREMOTE);
     assert_string_equal(json_string_value(c.error), "plain words");
@@ -443,7 +486,8 @@ static void case_remote_error_other_values(void **st) {
 
 static void case_events_several_handlers(void **st) {
     for (int round = 1; round <= 2; round++) {
-        call e = {0};
+        static call e;
+        memset(&e, 0, sizeof e);
         json_t *d = json_pack("{s:i}", "n", round);
         assert_int_equal(nc_client_emit(S.cli, "note", d, NULL, on_done, &e), 0);
         json_decref(d);
@@ -461,7 +505,8 @@ static void case_events_several_handlers(void **st) {
 }
 
 static void case_event_to_message_handler(void **st) {
-    call e = {0};
+    static call e;
+    memset(&e, 0, sizeof e);
     assert_int_equal(nc_client_emit(S.cli, "onlymsg", NULL, NULL, on_done, &e), 0);
     assert_true(run_until(&S.as_msg, 1, 5000));
     assert_int_equal(S.as_msg_event, 1);
@@ -470,7 +515,7 @@ static void case_event_to_message_handler(void **st) {
     assert_int_equal(e.err, 0);
     call_clear(&e);
     /* a request to it is answered as ever */
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "onlymsg", NULL, NULL, &c);
     expect_one(&c);
     assert_string_equal(json_string_value(json_array_get(c.values, 0)), "from onlymsg");
@@ -481,7 +526,7 @@ static void case_event_to_message_handler(void **st) {
 
 /* NestJS runs the event handlers of a pattern that has no message handler, then completes the request */
 static void case_request_to_event_pattern(void **st) {
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "note", json_pack("{s:i}", "n", 9), NULL, &c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 0);
@@ -490,7 +535,7 @@ static void case_request_to_event_pattern(void **st) {
 }
 
 static void case_unknown_pattern_request(void **st) {
-    call c;
+    static call c; /* request() clears it */
     nc_call_opts o = {.timeout_ms = 300 * time_factor()};
     uint64_t t0 = now_ms();
     request(S.cli, "nobody", NULL, &o, &c);
@@ -511,7 +556,8 @@ static void case_unknown_pattern_request(void **st) {
 }
 
 static void case_unknown_pattern_event(void **st) {
-    call e = {0};
+    static call e;
+    memset(&e, 0, sizeof e);
     assert_int_equal(nc_client_emit(S.cli, "nobody", json_true(), NULL, on_done, &e), 0);
     assert_true(run_until(&e.done, 1, 5000));
     assert_int_equal(e.err, 0);
@@ -525,11 +571,11 @@ static void case_unknown_pattern_event(void **st) {
 
 static void case_headers(void **st) {
     json_t *ch = json_pack("{s:s,s:s}", "x-client", "c1", "x-trace", "default");
-    nc_client *cli = fx_client_new(S.srv, 0, ch); /* client-wide headers */
+    nc_client *cli = kept_client(fx_client_new(S.srv, 0, ch)); /* client-wide headers */
     json_decref(ch);
     json_t *h = json_pack("{s:s,s:s}", "x-trace", "t-1", "x-version", "1.0.0");
     nc_call_opts o = {.headers = h};
-    call c;
+    static call c; /* request() clears it */
     request(cli, "meta", NULL, &o, &c);
     json_decref(h);
     expect_one(&c);
@@ -544,13 +590,13 @@ static void case_headers(void **st) {
     assert_string_equal(json_string_value(json_object_get(json_array_get(c.values, 0), "transport")),
                         FX.t->scheme);
     call_clear(&c);
-    nc_client_free(cli);
+    free_client(cli);
 }
 
 static void case_metadata(void **st) {
     json_t *md = json_pack("{s:s,s:i,s:{s:s}}", "traceId", "abc-1", "n", 7, "nested", "k", "v");
     nc_call_opts o = {.metadata = md};
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "meta", NULL, &o, &c);
     expect_one(&c);
     assert_true(json_equal(json_object_get(json_array_get(c.values, 0), "metadata"), md));
@@ -566,7 +612,7 @@ static void case_metadata(void **st) {
 static void case_request_timeout(void **st) {
     int ms = 300 * time_factor();
     nc_call_opts o = {.timeout_ms = ms};
-    call c;
+    static call c; /* request() clears it */
     uint64_t t0 = now_ms();
     request(S.cli, "park", json_true(), &o, &c);
     assert_int_equal(c.err, NC_ETIMEDOUT);
@@ -586,7 +632,8 @@ static void case_request_timeout(void **st) {
 }
 
 static void case_cancel_on_client_close(void **st) {
-    call c = {0};
+    static call c;
+    memset(&c, 0, sizeof c);
     assert_int_equal(nc_client_send(S.cli, "park", NULL, NULL, on_value, on_done, &c), 0);
     assert_true(run_until(&S.nparked, 1, 5000));
     nc_client_free(S.cli);
@@ -600,9 +647,9 @@ static void case_cancel_on_client_close(void **st) {
     } else {
         /* a broker does not say that a caller left: the request stays until its handler finishes it
          * (its reply is published to a reply channel nobody listens to) */
-        nc_client *other = fx_client_new(S.srv, 0, NULL);
+        nc_client *other = kept_client(fx_client_new(S.srv, 0, NULL));
         barrier(other);
-        nc_client_free(other);
+        free_client(other);
         assert_int_equal(S.cancelled, 0);
         nc_request *r = take_parked(&S);
         assert_non_null(r);
@@ -647,7 +694,7 @@ static void case_large_payload(void **st) {
     for (size_t i = 0; i < n; i++) big[i] = (char)('a' + i % 26);
     json_t *d = json_stringn(big, n);
     free(big);
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "echo", json_incref(d), NULL, &c);
     expect_one(&c);
     assert_true(json_equal(json_array_get(c.values, 0), d));
@@ -658,7 +705,7 @@ static void case_large_payload(void **st) {
 static void case_unicode(void **st) {
     json_t *d =
         json_pack("{s:s,s:s}", "ключ", "значение — 日本語 🎉", "e", "é\u00e9\xc3\xa9 \xf0\x9f\x98\x80");
-    call c;
+    static call c; /* request() clears it */
     request(S.cli, "echo", json_incref(d), NULL, &c);
     expect_one(&c);
     assert_true(json_equal(json_array_get(c.values, 0), d));
@@ -668,7 +715,8 @@ static void case_unicode(void **st) {
     expect_one(&c);
     assert_true(json_equal(json_array_get(c.values, 0), d));
     call_clear(&c);
-    call e = {0};
+    static call e;
+    memset(&e, 0, sizeof e);
     assert_int_equal(nc_client_emit(S.cli, "note", d, NULL, on_done, &e), 0);
     assert_true(run_until(&S.norder, 3, 5000));
     assert_true(json_equal(S.note_data, d));
@@ -687,7 +735,9 @@ static void case_shutdown_with_pending_request(void **st) {
     svc_down(&S);
     int grace = 400 * time_factor();
     svc_up(&S, grace, 0);
-    call soon = {0}, never = {0};
+    static call soon, never;
+    memset(&soon, 0, sizeof soon);
+    memset(&never, 0, sizeof never);
     nc_call_opts o = {.timeout_ms = 3 * grace}; /* beyond the deadline: the outcome is not our timeout */
     json_t *ms = json_integer(50);
     assert_int_equal(nc_client_send(S.cli, "later", ms, NULL, on_value, on_done, &soon), 0);
@@ -718,7 +768,8 @@ static void case_broadcast_two_servers(void **st) {
         skip();
     }
     svc_up(&S2, 0, 1);
-    call e = {0};
+    static call e;
+    memset(&e, 0, sizeof e);
     json_t *d = json_pack("{s:i}", "n", 7);
     assert_int_equal(nc_client_emit(S.cli, "note", d, NULL, on_done, &e), 0);
     json_decref(d);
@@ -749,10 +800,14 @@ static void case_broker_restart(void **st) {
         print_message("skipped: no broker\n");
         skip();
     }
-    cli_status cs = {0};
-    nc_client *cli = fx_client_new(S.srv, 50, NULL);
+    static cli_status cs;
+    memset(&cs, 0, sizeof cs);
+    nc_client *cli = kept_client(fx_client_new(S.srv, 50, NULL));
     nc_client_on_status(cli, cli_on_status, &cs);
-    call slow = {0}, during = {0}, after = {0};
+    static call slow, during, after;
+    memset(&slow, 0, sizeof slow);
+    memset(&during, 0, sizeof during);
+    memset(&after, 0, sizeof after);
     json_t *ms = json_integer(1500 * time_factor()); /* still unanswered once the broker is back */
     assert_int_equal(nc_client_send(cli, "later", ms, NULL, on_value, on_done, &slow), 0);
     json_decref(ms);
@@ -778,7 +833,7 @@ static void case_broker_restart(void **st) {
     call_clear(&slow);
     call_clear(&during);
     call_clear(&after);
-    nc_client_free(cli);
+    free_client(cli);
 }
 
 /* Cases for known nestc bugs run only with NESTC_CONF_KNOWN_FAILURES=1 (they corrupt memory today). */
@@ -794,7 +849,7 @@ static void case_finish_twice(void **st) {
     if (known_failure("a second nc_reply returns 0 and frees the pooled request twice (src/core/request.c; "
                       "issue 12, safe handles)"))
         skip();
-    call c;
+    static call c; /* request() clears it */
     twice_rc = 1;
     request(S.cli, "twice", NULL, NULL, &c);
     expect_one(&c);
@@ -844,35 +899,41 @@ static void case_broker_credentials(void **st) {
         .loop = &loop, .log_level = NC_LOG_OFF, .retry_delay_ms = 100, .shutdown_timeout_ms = 200};
     nc_client_opts co = {.loop = &loop, .log_level = NC_LOG_OFF, .timeout_ms = 5000 * time_factor()};
     if (FX.t->flags & CONF_TLS) so.tls = co.tls = &FX.client_tls;
-    svc in = {0};
+    static svc in;
+    memset(&in, 0, sizeof in);
     assert_int_equal(nc_server_new(&in.srv, good, &so), 0);
+    kept_server(in.srv);
     assert_int_equal(nc_server_message(in.srv, "echo", h_echo, NULL), 0);
     nc_server_on_status(in.srv, srv_status, &in);
     assert_int_equal(nc_server_listen(in.srv), 0);
     assert_true(run_until(&in.connected, 1, 5000));
     nc_client *cli;
-    call c;
+    static call c; /* request() clears it */
     assert_int_equal(nc_client_new(&cli, good, &co), 0);
+    kept_client(cli);
     request(cli, "echo", json_string("in"), NULL, &c);
     expect_one(&c);
     call_clear(&c);
-    nc_client_free(cli);
+    free_client(cli);
     assert_int_equal(nc_client_new(&cli, bad, &co), 0);
+    kept_client(cli);
     request(cli, "echo", json_string("out"), NULL, &c);
     assert_int_equal(c.err, NC_EAUTH);
     assert_non_null(strstr(json_string_value(c.error), fx_broker_auth_words())); /* the broker's words */
     call_clear(&c);
-    nc_client_free(cli);
+    free_client(cli);
     nc_server *out;
-    disconnects d = {0};
+    static disconnects d;
+    memset(&d, 0, sizeof d);
     assert_int_equal(nc_server_new(&out, bad, &so), 0);
+    kept_server(out);
     assert_int_equal(nc_server_message(out, "echo", h_echo, NULL), 0);
     nc_server_on_status(out, srv_disconnects, &d);
     assert_int_equal(nc_server_listen(out), 0);
     assert_true(run_until(&d.n, 1, 5000));
     assert_int_equal(d.err, NC_EAUTH);
-    nc_server_free(out);
-    nc_server_free(in.srv);
+    free_server(out);
+    free_server(in.srv);
     own_broker_end();
 }
 
