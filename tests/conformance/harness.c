@@ -108,7 +108,8 @@ int fx_setup(const conf_transport *t) {
     FX.t = t;
     if (t->flags & CONF_TLS) {
         const char *tmp = getenv("TMPDIR");
-        snprintf(FX.certs, sizeof FX.certs, "%s/nestc-conf-certs-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        snprintf(FX.certs, sizeof FX.certs, "%s/nestc-conf-certs-XXXXXX",
+                 tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
         if (!mkdtemp(FX.certs)) return -1;
         char cmd[512];
         snprintf(cmd, sizeof cmd, "'%s/tests/interop/gen-certs.sh' '%s'", NESTC_SOURCE_DIR, FX.certs);
