@@ -87,7 +87,16 @@ static void test_reply_subscriptions(void **st) {
     assert_true(numsub_becomes(&B, "{\"cmd\":\"sum\"}.reply", 0, 3000));
     /* the server's subscriptions: one each */
     assert_int_equal(numsub(&B, "{\"cmd\":\"sum\"}"), 1);
-    nc_client_free(c);
+    /* while a call is pending, its reply channel is subscribed (once) */
+    call slow = {0};
+    json_t *ms = json_integer(3000);
+    int started = sleeps_started;
+    assert_int_equal(nc_client_send(c, "sleep", ms, NULL, on_value, on_done, &slow), 0);
+    json_decref(ms);
+    assert_true(run_until(&sleeps_started, started + 1, 3000)); /* the server has it */
+    assert_int_equal(numsub(&B, "sleep.reply"), 1);
+    nc_client_free(c); /* fails it */
+    call_clear(&slow);
     svc_stop(&s);
 }
 
