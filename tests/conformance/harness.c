@@ -161,6 +161,7 @@ nc_server *fx_server_new(nc_log_fn log, void *log_user, int shutdown_timeout_ms)
     o.log_level = log ? NC_LOG_WARN : NC_LOG_OFF;
     o.retry_delay_ms = 100;
     o.shutdown_timeout_ms = shutdown_timeout_ms ? shutdown_timeout_ms : 200;
+    o.handshake_timeout_ms = 10000 * time_factor(); /* TLS handshakes under valgrind on a loaded host */
     if (FX.t->flags & CONF_TLS) o.tls = &FX.server_tls;
     nc_server *srv;
     assert_int_equal(nc_server_new(&srv, url, &o), 0);
@@ -179,6 +180,7 @@ nc_client *fx_client_new(nc_server *srv, int retry_attempts, const json_t *heade
     o.loop = &loop;
     o.log_level = NC_LOG_OFF;
     o.timeout_ms = 5000 * time_factor();
+    o.connect_timeout_ms = 5000 * time_factor(); /* a TLS handshake under valgrind took longer than 5 s */
     o.retry_attempts = retry_attempts;
     o.retry_delay_ms = 100;
     o.headers = headers;

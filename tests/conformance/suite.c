@@ -350,7 +350,11 @@ static void request(nc_client *cli, const char *pattern, json_t *data, const nc_
 
 /* One value, then the end: the value. */
 static void expect_one(const call *c) {
-    if (c->err) print_error("call failed: %s\n", nc_err_name(c->err));
+    if (c->err) {
+        char *e = c->error ? json_dumps(c->error, JSON_ENCODE_ANY) : NULL;
+        print_error("call failed: %s %s\n", nc_err_name(c->err), e ? e : "");
+        free(e);
+    }
     assert_int_equal(c->err, 0);
     assert_int_equal(nvalues(c), 1);
 }
@@ -897,7 +901,10 @@ static void case_broker_credentials(void **st) {
     snprintf(bad, sizeof bad, "%s://default:wrong@127.0.0.1:%d", FX.t->scheme, FX.broker.port);
     nc_server_opts so = {
         .loop = &loop, .log_level = NC_LOG_OFF, .retry_delay_ms = 100, .shutdown_timeout_ms = 200};
-    nc_client_opts co = {.loop = &loop, .log_level = NC_LOG_OFF, .timeout_ms = 5000 * time_factor()};
+    nc_client_opts co = {.loop = &loop,
+                         .log_level = NC_LOG_OFF,
+                         .timeout_ms = 5000 * time_factor(),
+                         .connect_timeout_ms = 5000 * time_factor()};
     if (FX.t->flags & CONF_TLS) so.tls = co.tls = &FX.client_tls;
     static svc in;
     memset(&in, 0, sizeof in);
