@@ -236,7 +236,7 @@ static void st_open(nc_stream *s, int err, const char *msg) {
 }
 
 static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, nc_dial_stream_closed, NULL};
-static const nc_dial_ops dial_ops = {conn_ended, conn_free};
+static const nc_dial_ops dial_ops = {conn_ended, conn_free, NULL};
 
 nc_nats_conn *nc_nats_conn_new(nc_ioctx *io, nc_nats_target *t, int delay_ms, const nc_nats_conn_cbs *cbs,
                                const nc_logger *log, const char *component, void *owner) {

@@ -245,7 +245,7 @@ static void st_open(nc_stream *s, int err, const char *msg) {
 }
 
 static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, nc_dial_stream_closed, NULL};
-static const nc_dial_ops dial_ops = {conn_ended, conn_free};
+static const nc_dial_ops dial_ops = {conn_ended, conn_free, NULL};
 
 /* ---- connecting ----------------------------------------------------------------------------------- */
 
