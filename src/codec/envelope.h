@@ -4,8 +4,8 @@
 
 #include <jansson.h>
 
+#include "codec/reply_pkt.h"
 #include "nestc/codec.h"
-#include "transport/transport.h"
 #include "util/buf.h"
 
 #define NC_NO_HANDLER_MSG "There is no matching message handler defined in the remote service."

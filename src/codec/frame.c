@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "nestc/error.h"
+#include "util/utf8.h"
 
 enum {
     NC_FRAMER_S_PREFIX = 0, /* at a frame boundary or inside a prefix (its bytes so far in buf) */
@@ -27,20 +28,9 @@ enum {
 #define NC_COLD
 #endif
 
-#define HI8 UINT64_C(0x8080808080808080)
-#define LO8 UINT64_C(0x0101010101010101)
-
 void nc_framer_limits_default(nc_framer_limits *l) {
     l->max_buffer_units = NC_FRAMER_DEFAULT_MAX_BUFFER_UNITS;
     l->max_prefix_bytes = NC_FRAMER_DEFAULT_MAX_PREFIX_BYTES;
-}
-
-static void scan_reset(nc_utf8_scan *s) {
-    s->units = 0;
-    s->seq_start = 0;
-    s->need = 0;
-    s->lo = 0x80;
-    s->hi = 0xBF;
 }
 
 void nc_framer_init(nc_framer *f, const nc_framer_limits *lim) {
@@ -52,7 +42,7 @@ void nc_framer_init(nc_framer *f, const nc_framer_limits *lim) {
     }
     f->buf = (nc_buf)NC_BUF_INIT;
     f->state = NC_FRAMER_S_PREFIX;
-    scan_reset(&f->scan);
+    nc_utf8_scan_reset(&f->scan);
     f->lossy = 0;
     f->dec = 0;
 }
@@ -75,7 +65,7 @@ void nc_framer_reset(nc_framer *f) {
     f->want = 0;
     f->prefix_len = 0;
     f->error[0] = '\0';
-    scan_reset(&f->scan);
+    nc_utf8_scan_reset(&f->scan);
     f->lossy = 0;
     f->dec = 0;
 }
@@ -94,135 +84,8 @@ size_t nc_framer_pending(const nc_framer *f) {
 /* ---------------------------------------------------------------------------------------------------- */
 /* UTF-8 scanning                                                                                        */
 
-enum { SCAN_MORE = 0, SCAN_DONE = 1, SCAN_BAD = -1, SCAN_SPLIT = -2 };
-
-/* Validates and counts p[0..n) until `want` units have been counted and the last character is complete.
- * `base` is the offset of p[0] in the text (for error offsets). The state in `s` carries a character
- * split across calls, so no byte is ever looked at twice.
- * Returns SCAN_DONE (*pos = bytes of p that complete the text), SCAN_MORE (all n bytes taken, *pos = n) or
- * SCAN_BAD: an ill-formed sequence, or a 4-byte lead that would straddle `want` if it is valid (1 unit if
- * it is not); *pos = text offset of its first byte, s->units = units before it, s->need is stale.
- * Valid-sequence table: Unicode 15 table 3-7. */
-static int utf8_scan(nc_utf8_scan *s, const unsigned char *p, size_t n, size_t base, size_t want,
-                     size_t *pos) {
-    size_t units = s->units, i = 0;
-    unsigned need = s->need;
-    unsigned lo = s->lo, hi = s->hi;
-    int rc = SCAN_MORE;
-
-    while (i < n) {
-        if (need == 0) {
-            /* ASCII fast path, bounded so that it cannot run past the end of the text. */
-            size_t room = want - units;
-            size_t stop = (n - i <= room) ? n : i + room;
-            size_t j = i;
-            while (stop - j >= 8) {
-                uint64_t w;
-                memcpy(&w, p + j, 8);
-                if (w & HI8) break;
-                j += 8;
-            }
-            while (j < stop && p[j] < 0x80) j++;
-            units += j - i;
-            i = j;
-            if (units == want) {
-                rc = SCAN_DONE;
-                break;
-            }
-            if (i == n) break;
-
-            unsigned c = p[i];
-            s->seq_start = base + i;
-            if (c < 0xC2) { /* continuation byte without a lead, or overlong 2-byte lead C0/C1 */
-                s->units = units;
-                *pos = base + i;
-                return SCAN_BAD;
-            } else if (c < 0xE0) {
-                need = 1;
-                lo = 0x80, hi = 0xBF;
-                units += 1;
-            } else if (c < 0xF0) {
-                need = 2;
-                lo = c == 0xE0 ? 0xA0 : 0x80; /* E0 80..9F would be overlong */
-                hi = c == 0xED ? 0x9F : 0xBF; /* ED A0..BF would be a surrogate */
-                units += 1;
-            } else if (c < 0xF5) {
-                need = 3;
-                lo = c == 0xF0 ? 0x90 : 0x80; /* F0 80..8F would be overlong */
-                hi = c == 0xF4 ? 0x8F : 0xBF; /* F4 90.. would be above U+10FFFF */
-                units += 2;                   /* a surrogate pair in UTF-16 */
-                if (units > want) {
-                    /* 1 unit if it turns out ill-formed: the byte-by-byte reader decides */
-                    s->units = units - 2;
-                    *pos = base + i;
-                    return SCAN_BAD;
-                }
-            } else {
-                s->units = units;
-                *pos = base + i;
-                return SCAN_BAD;
-            }
-            i++;
-        } else {
-            unsigned c = p[i];
-            if (c < lo || c > hi) {
-                /* back to the count before the lead byte: 2 units for a 4-byte lead, else 1 */
-                s->units = units - ((base + i - s->seq_start) + need == 4 ? 2 : 1);
-                *pos = s->seq_start;
-                return SCAN_BAD;
-            }
-            lo = 0x80, hi = 0xBF;
-            i++;
-            if (--need == 0 && units == want) {
-                rc = SCAN_DONE;
-                break;
-            }
-        }
-    }
-    s->units = units;
-    s->need = need;
-    s->lo = (unsigned char)lo;
-    s->hi = (unsigned char)hi;
-    *pos = i;
-    return rc;
-}
-
-int nc_utf8_validate(const char *s, size_t len, size_t *bad_at) {
-    nc_utf8_scan sc;
-    size_t pos;
-    scan_reset(&sc);
-    /* want = SIZE_MAX never completes, so this only validates. */
-    int rc = utf8_scan(&sc, (const unsigned char *)s, len, 0, SIZE_MAX, &pos);
-    if (rc == SCAN_BAD || sc.need) {
-        if (bad_at) *bad_at = rc == SCAN_BAD ? pos : sc.seq_start;
-        return NC_EPROTO;
-    }
-    return 0;
-}
-
-size_t nc_utf16_units(const char *utf8, size_t len) {
-    const unsigned char *p = (const unsigned char *)utf8;
-    size_t units = len, i = 0;
-    /* units = bytes - continuation bytes + 4-byte lead bytes, counted 8 bytes at a time (SWAR): a byte's
-     * bit 7 in (w & ~(w << 1)) is "10xxxxxx", in (w & w<<1 & w<<2 & w<<3) it is "1111xxxx" (valid UTF-8
-     * has no F8..FF). The multiply sums the 0/1 bytes into the top byte. */
-    for (; len - i >= 8; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        if (!(w & HI8)) continue;
-        uint64_t cont = (w & ~(w << 1) & HI8) >> 7;
-        uint64_t four = (w & (w << 1) & (w << 2) & (w << 3) & HI8) >> 7;
-        units -= (size_t)((cont * LO8) >> 56);
-        units += (size_t)((four * LO8) >> 56);
-    }
-    for (; i < len; i++) {
-        if ((p[i] & 0xC0) == 0x80)
-            units--;
-        else if (p[i] >= 0xF0)
-            units++;
-    }
-    return units;
-}
+/* The scan itself is nc_utf8_scan_run (util/utf8.c); SCAN_SPLIT is the lossy reader's own result. */
+enum { SCAN_MORE = NC_UTF8_MORE, SCAN_DONE = NC_UTF8_DONE, SCAN_BAD = NC_UTF8_BAD, SCAN_SPLIT = -2 };
 
 size_t nc_frame_prefix(char out[24], size_t units) {
     char tmp[24];
@@ -362,7 +225,7 @@ static int begin_body(nc_framer *f, const unsigned char *t, size_t n) {
     f->want = value;
     f->prefix_len = n + 1;
     f->state = NC_FRAMER_S_BODY;
-    scan_reset(&f->scan);
+    nc_utf8_scan_reset(&f->scan);
     return 0;
 }
 
@@ -523,7 +386,7 @@ NC_COLD static int lossy_frame(nc_framer *f, const unsigned char **pp, const uns
     f->prefix_len = 0;
     f->lossy = 0;
     f->dec = 0;
-    scan_reset(&f->scan);
+    nc_utf8_scan_reset(&f->scan);
     release_if_big(f);
     int r = cb(user, text.data, text.len);
     nc_buf_free(&text);
@@ -578,7 +441,7 @@ int nc_framer_feed(nc_framer *f, const char *data, size_t len, nc_frame_cb cb, v
 
         /* BODY: buf.len body bytes are already scanned and counted in f->scan. */
         size_t used;
-        int sr = utf8_scan(&f->scan, p, avail, f->buf.len, f->want, &used);
+        int sr = nc_utf8_scan_run(&f->scan, p, avail, f->buf.len, f->want, &used);
         if (sr == SCAN_BAD) {
             if (enter_lossy(f, &p, used)) return fail(f, NC_ENOMEM, "Out of memory");
             continue;

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "util/buf.h"
+#include "util/utf8.h"
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* Limits                                                                                                */
@@ -37,15 +38,6 @@ void nc_framer_limits_default(nc_framer_limits *l);
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* Reader                                                                                                */
-
-/* Incremental UTF-8 validation and UTF-16 unit counting state. Private. */
-typedef struct nc_utf8_scan {
-    size_t units;     /* UTF-16 units counted so far (a character is counted at its lead byte) */
-    size_t seq_start; /* offset of the lead byte of the character being completed (need > 0) */
-    unsigned need;    /* continuation bytes still expected */
-    unsigned char lo; /* accepted range of the next continuation byte */
-    unsigned char hi;
-} nc_utf8_scan;
 
 /* The framer. Public so that it can be embedded; only `error` may be read by callers, the other fields are
  * private. Not thread-safe: one framer per byte stream, used by one thread at a time. */
@@ -130,16 +122,7 @@ void nc_framer_reset(nc_framer *f);
 size_t nc_framer_pending(const nc_framer *f);
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* UTF-8 helpers and writer                                                                              */
-
-/* Checks that s[0..len) is well-formed UTF-8 (Unicode table 3-7: no overlong forms, no surrogates, nothing
- * above U+10FFFF, no truncated sequence). Returns 0, or NC_EPROTO with *bad_at (if not NULL) set to the
- * offset of the first byte of the first ill-formed sequence. */
-int nc_utf8_validate(const char *s, size_t len, size_t *bad_at);
-
-/* UTF-16 units of the UTF-8 text s[0..len): the bytes that are not continuation bytes (10xxxxxx) plus
- * the 4-byte lead bytes (11110xxx). Exact for valid UTF-8; for other input it is merely some count. */
-size_t nc_utf16_units(const char *utf8, size_t len);
+/* Writer                                                                                                */
 
 /* Writes "<units>#" (ASCII digits, no sign or padding) and a NUL into `out`; returns its length (without
  * the NUL, at most 21). */

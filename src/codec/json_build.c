@@ -8,6 +8,7 @@
 
 #include "codec/frame.h"
 #include "util/buf.h"
+#include "util/utf8.h"
 
 /* One open container. A container is attached to its parent when it opens, so only the innermost
  * object can have a key pending: one key buffer serves every level. */
@@ -72,29 +73,6 @@ static int hex4(const unsigned char *p) {
     return v;
 }
 
-/* Length of the well-formed UTF-8 character at p (Unicode table 3-7), 0 when ill-formed. */
-static size_t utf8_char(const unsigned char *p, const unsigned char *end) {
-    unsigned c = p[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F; /* raw surrogates are not UTF-8 */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 0;
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    return n;
-}
-
 static char *put_cp(char *o, unsigned v) {
     if (v < 0x80) {
         *o++ = (char)v;
@@ -147,7 +125,7 @@ static int string_tok(parser *ps, const char **s, size_t *n) {
         }
         if (c < 0x20) return fail(ps, r, "control character in a string");
         if (c >= 0x80) {
-            size_t k = utf8_char(r, close);
+            size_t k = nc_utf8_seq_len(r, close);
             if (!k) return fail(ps, r, "invalid UTF-8 in a string");
             memcpy(o, r, k);
             o += k;
@@ -475,40 +453,6 @@ json_t *nc_json_parse_text(const char *text, size_t len, nc_json_perr *e) {
 
 json_t *nc_json_build(const char *text, size_t len) {
     return nc_json_parse_text(text, len, NULL);
-}
-
-int nc_wtf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    while (p < end) {
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-        size_t k = utf8_char(p, end);
-        if (!k && end - p >= 3 && p[0] == 0xED && p[1] >= 0xA0 && p[1] <= 0xBF && (p[2] & 0xC0) == 0x80)
-            k = 3; /* a surrogate code point */
-        if (!k) return 0;
-        p += k;
-    }
-    return 1;
-}
-
-size_t nc_utf8_char_len(const unsigned char *p, const unsigned char *end) {
-    return *p < 0x80 ? 1 : utf8_char(p, end);
-}
-
-size_t nc_utf8_bad_len(const unsigned char *p, const unsigned char *end) {
-    /* the second byte's range as in utf8_char; the bytes after it are any continuation byte */
-    unsigned c = p[0], lo = 0x80, hi = 0xBF;
-    size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-    size_t k = 1;
-    if (k < n && p + k < end && p[k] >= lo && p[k] <= hi)
-        for (k++; k < n && p + k < end && (p[k] & 0xC0) == 0x80;) k++;
-    return k;
 }
 
 json_t *nc_json_string_js(const char *s, size_t n, int keep_surrogates) {

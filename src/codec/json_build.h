@@ -41,17 +41,6 @@ json_t *nc_json_parse_text(const char *text, size_t len, nc_json_perr *e);
 /* The same for text the scanner accepted (nc_msg_data, reply values on the client). NULL on failure. */
 json_t *nc_json_build(const char *text, size_t len);
 
-/* 1 when s[0..n) is UTF-8 in which surrogate code points may appear (WTF-8, how nestc holds lone
- * surrogates): text the writer can write as JSON.stringify would. */
-int nc_wtf8_valid(const char *s, size_t n);
-
-/* Length of the well-formed UTF-8 character at p (p < end), 0 when ill-formed (a raw surrogate too). */
-size_t nc_utf8_char_len(const unsigned char *p, const unsigned char *end);
-
-/* Length (>= 1) of the ill-formed sequence at p that a WHATWG UTF-8 decoder (Node's Buffer.toString,
- * TextDecoder) replaces with one U+FFFD: the lead byte and the bytes that could still have completed it. */
-size_t nc_utf8_bad_len(const unsigned char *p, const unsigned char *end);
-
 /* A jansson string of s[0..n) as Node would see those bytes: ill-formed UTF-8 replaced by U+FFFD as
  * Node's decoder does; with keep_surrogates, WTF-8 lone surrogates (peer text nestc already decoded, such
  * as a route) are kept, else replaced too (raw bytes from the network, such as a Redis channel). Never

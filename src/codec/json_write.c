@@ -9,6 +9,7 @@
 
 #include "codec/json_build.h"
 #include "nestc/error.h"
+#include "util/utf8.h"
 
 /* 2^53: every integer up to this magnitude is exact in a double, so its JavaScript text is its decimal. */
 #define NC_JS_SAFE_INT 9007199254740992LL

@@ -16,6 +16,7 @@
 #include "core/route.h"
 #include "core/server_internal.h"
 #include "nestc/error.h"
+#include "util/utf8.h"
 
 static void run_events(nc_server *s, nc_route_entry *e, const nc_msg *m) {
     /* Handlers may register more handlers (realloc): iterate by index over the count at entry. */

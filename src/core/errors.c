@@ -1,7 +1,5 @@
 #include "core/errors.h"
 
-#include <uv.h>
-
 #include "nestc/error.h"
 #include "nestc/version.h"
 
@@ -43,38 +41,6 @@ const char *nc_err_name(int err) {
     for (unsigned i = 0; i < sizeof table / sizeof *table; i++)
         if (table[i].code == err) return table[i].name;
     return "NC_UNKNOWN";
-}
-
-int nc_err_from_uv(int e) {
-    switch (e) {
-    case 0:
-        return NC_OK;
-    case UV_ENOMEM:
-        return NC_ENOMEM;
-    case UV_ETIMEDOUT:
-        return NC_ETIMEDOUT;
-    case UV_ECONNREFUSED:
-        return NC_ECONNREFUSED;
-    case UV_ECONNRESET:
-    case UV_EPIPE:
-    case UV_EOF:
-    case UV_ECONNABORTED:
-        return NC_ECONNCLOSED;
-    case UV_EADDRINUSE:
-        return NC_EADDRINUSE;
-    case UV_EINVAL:
-    case UV_EADDRNOTAVAIL:
-        return NC_EINVAL;
-    case UV_ECANCELED:
-        return NC_ECANCELED;
-    case UV_EAI_NONAME:
-    case UV_EAI_AGAIN:
-    case UV_EAI_FAIL:
-    case UV_EAI_NODATA:
-        return NC_ERESOLVE;
-    default:
-        return NC_EIO;
-    }
 }
 
 const char *nc_version(void) {

@@ -2,7 +2,7 @@
 #ifndef NC_CORE_ERRORS_H
 #define NC_CORE_ERRORS_H
 
-/* Maps a libuv (negative errno) code onto nc_err. */
-int nc_err_from_uv(int uverr);
+/* nc_err_from_uv lives in util/ (the I/O layer needs it too); kept reachable from here. */
+#include "util/errmap.h"
 
 #endif

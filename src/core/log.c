@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "codec/json_build.h"
+#include "util/utf8.h"
 
 /* stderr may be a pipe whose reader is gone (`server 2>&1 | head`): a write to it raises SIGPIPE, whose
  * default action would kill the host program on a log line. Sockets have MSG_NOSIGNAL (io/stream.c);

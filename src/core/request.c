@@ -10,6 +10,7 @@
 #include "codec/json_write.h"
 #include "core/server_internal.h"
 #include "nestc/error.h"
+#include "util/utf8.h"
 
 struct nc_ts_reply {
     nc_ts_reply *next;

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "nestc/error.h"
 #include "util/buf.h"
+#include "util/utf8.h"
 
 /* transformPatternToRoute's DEFAULT_MAX_DEPTH and DEFAULT_MAX_KEYS. */
 #define ROUTE_MAX_DEPTH 5

@@ -216,6 +216,21 @@ int nc_server_event_opts(nc_server *s, const char *p, const nc_handler_opts *o, 
     return add_event(s, p, NULL, o, fn, u);
 }
 
+/* ---- accessors for transports (core/server_transport.h) ------------------------------------------- */
+
+const nc_server_cfg *nc_server__cfg(nc_server *s) {
+    return &s->cfg;
+}
+nc_ioctx *nc_server__io(nc_server *s) {
+    return &s->io;
+}
+const nc_logger *nc_server__log(nc_server *s) {
+    return &s->log;
+}
+const char *nc_server__scheme(nc_server *s) {
+    return s->url.scheme;
+}
+
 /* ---- lifecycle ----------------------------------------------------------------------------------- */
 
 void nc_server__status(nc_server *s, const char *status, int err) {

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/errors.h"
 #include "nestc/error.h"
+#include "util/errmap.h"
 
 enum { DIAL_WAITING, DIAL_RESOLVING, DIAL_STREAM };
 

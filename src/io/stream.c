@@ -9,9 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/errors.h"
 #include "io/tls.h"
 #include "nestc/error.h"
+#include "util/errmap.h"
 
 enum { ST_INIT = 0, ST_CONNECTING, ST_OPEN, ST_CLOSING };
 

@@ -8,28 +8,31 @@
 
 static const nc_server_transport *const servers[] = {
     &nc_tcp_server_transport,
-    &nc_tls_server_transport,
     &nc_redis_server_transport,
-    &nc_rediss_server_transport,
     &nc_nats_server_transport,
 };
 
 static const nc_client_transport *const clients[] = {
     &nc_tcp_client_transport,
-    &nc_tls_client_transport,
     &nc_redis_client_transport,
-    &nc_rediss_client_transport,
     &nc_nats_client_transport,
 };
 
+/* 1 when scheme is in the NULL-terminated list. */
+static int serves(const char *const *schemes, const char *scheme) {
+    for (; *schemes; schemes++)
+        if (strcmp(*schemes, scheme) == 0) return 1;
+    return 0;
+}
+
 const nc_server_transport *nc_server_transport_find(const char *scheme) {
     for (size_t i = 0; i < sizeof servers / sizeof *servers; i++)
-        if (strcmp(servers[i]->scheme, scheme) == 0) return servers[i];
+        if (serves(servers[i]->schemes, scheme)) return servers[i];
     return NULL;
 }
 
 const nc_client_transport *nc_client_transport_find(const char *scheme) {
     for (size_t i = 0; i < sizeof clients / sizeof *clients; i++)
-        if (strcmp(clients[i]->scheme, scheme) == 0) return clients[i];
+        if (serves(clients[i]->schemes, scheme)) return clients[i];
     return NULL;
 }

@@ -7,25 +7,13 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "codec/reply_pkt.h"
 #include "core/url.h"
 
 typedef struct nc_server nc_server;
 typedef struct nc_client nc_client;
 
 /* ---- replies: how the core answers one incoming request -------------------------------------------- */
-
-/* One response packet, already in JSON text pieces so each transport can lay it out its own way (the
- * envelope for TCP/Redis/NATS/MQTT, AMQP properties for RMQ, headers for Kafka). */
-typedef struct nc_reply_pkt {
-    const char *response; /* JSON text of the value, or NULL (undefined: no `response` key) */
-    size_t response_len;
-    const char *err; /* JSON text of the error value, or NULL */
-    size_t err_len;
-    int disposed;   /* isDisposed: true */
-    int no_handler; /* the "no matching message handler" packet (err is its string) */
-    const char *id; /* JSON text of the request id, echoed untouched */
-    size_t id_len;
-} nc_reply_pkt;
 
 /* The reply sink of an incoming request: usually the connection or the reply channel. */
 typedef struct nc_peer_ops {
@@ -52,7 +40,9 @@ typedef struct nc_inbound {
 /* ---- server side ---------------------------------------------------------------------------------- */
 
 typedef struct nc_server_transport {
-    const char *scheme; /* "tcp" */
+    /* The URL schemes this table serves, NULL-terminated ({"tcp", "tls", NULL}); create() reads which
+     * one from the URL. */
+    const char *const *schemes;
     /* Several servers may listen on one address (SO_REUSEPORT), so nc_server_opts.workers works. */
     int supports_workers;
     /* Allocates the transport state from the URL and the server's options (nc_server_options(srv)).
@@ -102,7 +92,7 @@ typedef struct nc_outbound {
 } nc_outbound;
 
 typedef struct nc_client_transport {
-    const char *scheme;
+    const char *const *schemes; /* as in nc_server_transport */
     /* Events carry the normalised route string as their pattern (NestJS ClientTCP does this). */
     int event_pattern_is_route;
     int (*create)(nc_client *cli, const nc_url *url, void **state);

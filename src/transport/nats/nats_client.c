@@ -356,8 +356,10 @@ static void nc_destroy(void *state) {
     free(nc);
 }
 
+static const char *const schemes[] = {"nats", NULL};
+
 const nc_client_transport nc_nats_client_transport = {
-    .scheme = "nats",
+    .schemes = schemes,
     .event_pattern_is_route = 0,
     .create = nc_create,
     .connect = nc_connect,

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "codec/envelope.h"
-#include "core/server_internal.h"
+#include "core/server_transport.h"
 #include "transport/nats/nats.h"
 #include "util/backoff.h"
 
@@ -26,6 +26,7 @@ typedef struct nsink {
 
 struct nats_server {
     nc_server *srv;
+    const nc_server_cfg *cfg; /* nc_server__cfg(srv), kept: read per reply */
     nc_nats_target t;
     char *queue;
     nc_nats_conn *conn;
@@ -70,7 +71,7 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
     nsink *k = peer;
     nats_server *ns = k->ns;
     if (!ns || ns->closing || !ns->conn) return NC_ECLOSED;
-    const nc_server_cfg *cfg = nc_server__cfg(ns->srv);
+    const nc_server_cfg *cfg = ns->cfg;
     ns->enc.len = 0;
     int r = nc_envelope_write_reply(&ns->enc, pkt, cfg->has_codec ? &cfg->codec : NULL);
     if (r) return r;
@@ -271,6 +272,7 @@ static int ns_create(nc_server *srv, const nc_url *url, void **state) {
     nats_server *ns = calloc(1, sizeof *ns);
     if (!ns) return NC_ENOMEM;
     ns->srv = srv;
+    ns->cfg = nc_server__cfg(srv);
     const nc_server_cfg *cfg = nc_server__cfg(srv);
     int r = nc_nats_target_init(&ns->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_server__log(srv), "Server");
     if (r) {
@@ -378,8 +380,10 @@ static void ns_destroy(void *state) {
     free(ns);
 }
 
+static const char *const schemes[] = {"nats", NULL};
+
 const nc_server_transport nc_nats_server_transport = {
-    .scheme = "nats",
+    .schemes = schemes,
     .supports_workers = 0,
     .reports_connected = 1,
     .create = ns_create,

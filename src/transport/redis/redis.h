@@ -10,9 +10,7 @@
 #include "transport/transport.h"
 
 extern const nc_server_transport nc_redis_server_transport;
-extern const nc_server_transport nc_rediss_server_transport;
 extern const nc_client_transport nc_redis_client_transport;
-extern const nc_client_transport nc_rediss_client_transport;
 
 /* Fills t from redis[s]://[user[:password]@]host[:port][/db]: host default localhost, port 6379; rediss
  * builds a TLS client context from tls (may be NULL: the system store). Returns 0 or NC_EINVAL / NC_ETLS

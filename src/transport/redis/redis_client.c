@@ -542,11 +542,17 @@ static void rc_destroy(void *state) {
     free(rc);
 }
 
-#define REDIS_CLIENT_OPS(name)                                                                               \
-    {                                                                                                        \
-        .scheme = name, .event_pattern_is_route = 0, .create = rc_create, .connect = rc_connect,             \
-        .send = rc_send, .forget = rc_forget, .close = rc_close, .unwrap = NULL, .destroy = rc_destroy,      \
-    }
+static const char *const schemes[] = {"redis", "rediss", NULL};
 
-const nc_client_transport nc_redis_client_transport = REDIS_CLIENT_OPS("redis");
-const nc_client_transport nc_rediss_client_transport = REDIS_CLIENT_OPS("rediss");
+/* nc_redis_target_init tells rediss:// from redis:// by the URL */
+const nc_client_transport nc_redis_client_transport = {
+    .schemes = schemes,
+    .event_pattern_is_route = 0,
+    .create = rc_create,
+    .connect = rc_connect,
+    .send = rc_send,
+    .forget = rc_forget,
+    .close = rc_close,
+    .unwrap = NULL,
+    .destroy = rc_destroy,
+};

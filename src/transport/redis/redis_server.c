@@ -13,10 +13,11 @@
 #include "codec/frame.h"
 #include "codec/json_build.h"
 #include "codec/json_write.h"
-#include "core/server_internal.h"
+#include "core/server_transport.h"
 #include "transport/redis/redis.h"
 #include "util/backoff.h"
 #include "util/map.h"
+#include "util/utf8.h"
 
 typedef struct redis_server redis_server;
 
@@ -39,6 +40,7 @@ typedef struct rroute {
 
 struct redis_server {
     nc_server *srv;
+    const nc_server_cfg *cfg; /* nc_server__cfg(srv), kept: read per reply */
     nc_redis_target t;
     int wildcards;
     nc_redis_conn *sub, *pub;
@@ -84,7 +86,7 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
     rsink *k = peer;
     redis_server *rs = k->rs;
     if (!rs || rs->closing || !rs->pub) return NC_ECLOSED;
-    const nc_server_cfg *cfg = nc_server__cfg(rs->srv);
+    const nc_server_cfg *cfg = rs->cfg;
     rs->enc.len = 0;
     int r = nc_envelope_write_reply(&rs->enc, pkt, cfg->has_codec ? &cfg->codec : NULL);
     if (r) return r;
@@ -335,6 +337,7 @@ static int rs_create(nc_server *srv, const nc_url *url, void **state) {
     redis_server *rs = calloc(1, sizeof *rs);
     if (!rs) return NC_ENOMEM;
     rs->srv = srv;
+    rs->cfg = nc_server__cfg(srv);
     const nc_server_cfg *cfg = nc_server__cfg(srv);
     int r = nc_redis_target_init(&rs->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_server__log(srv), "Server");
     if (r) {
@@ -429,12 +432,19 @@ static void rs_destroy(void *state) {
     free(rs);
 }
 
-#define REDIS_SERVER_OPS(name)                                                                               \
-    {                                                                                                        \
-        .scheme = name, .supports_workers = 0, .reports_connected = 1, .create = rs_create,                  \
-        .listen = rs_listen, .route_added = rs_route_added, .stop_accepting = rs_stop_accepting,             \
-        .close = rs_close, .destroy = rs_destroy, .port = NULL, .drain = rs_drain,                           \
-    }
+static const char *const schemes[] = {"redis", "rediss", NULL};
 
-const nc_server_transport nc_redis_server_transport = REDIS_SERVER_OPS("redis");
-const nc_server_transport nc_rediss_server_transport = REDIS_SERVER_OPS("rediss");
+/* nc_redis_target_init tells rediss:// from redis:// by the URL */
+const nc_server_transport nc_redis_server_transport = {
+    .schemes = schemes,
+    .supports_workers = 0,
+    .reports_connected = 1,
+    .create = rs_create,
+    .listen = rs_listen,
+    .route_added = rs_route_added,
+    .stop_accepting = rs_stop_accepting,
+    .close = rs_close,
+    .destroy = rs_destroy,
+    .port = NULL,
+    .drain = rs_drain,
+};

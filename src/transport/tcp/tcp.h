@@ -5,8 +5,6 @@
 #include "transport/transport.h"
 
 extern const nc_server_transport nc_tcp_server_transport;
-extern const nc_server_transport nc_tls_server_transport;
 extern const nc_client_transport nc_tcp_client_transport;
-extern const nc_client_transport nc_tls_client_transport;
 
 #endif

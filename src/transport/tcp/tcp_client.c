@@ -177,20 +177,11 @@ static void tcp_destroy(void *state) {
     free(t);
 }
 
-const nc_client_transport nc_tcp_client_transport = {
-    .scheme = "tcp",
-    .event_pattern_is_route = 1,
-    .create = tcp_create,
-    .connect = tcp_connect,
-    .send = tcp_send,
-    .forget = NULL,
-    .close = tcp_close,
-    .unwrap = tcp_unwrap,
-    .destroy = tcp_destroy,
-};
+static const char *const schemes[] = {"tcp", "tls", NULL};
 
-const nc_client_transport nc_tls_client_transport = {
-    .scheme = "tls",
+/* tcp_create tells tls:// from tcp:// by the URL */
+const nc_client_transport nc_tcp_client_transport = {
+    .schemes = schemes,
     .event_pattern_is_route = 1,
     .create = tcp_create,
     .connect = tcp_connect,

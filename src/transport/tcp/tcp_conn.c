@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nestc/error.h"
+#include "util/utf8.h"
 
 /* Reading stops while more than this many reply bytes wait for the peer (Node pauses a socket when
  * write() returns false; its high-water mark is 16 KiB — we allow a little more batching). */

@@ -7,7 +7,7 @@
 
 #include "codec/envelope.h"
 #include "core/errors.h"
-#include "core/server_internal.h"
+#include "core/server_transport.h"
 #include "io/tls.h"
 #include "nestc/error.h"
 #include "transport/tcp/tcp.h"
@@ -15,6 +15,7 @@
 
 typedef struct tcp_server {
     nc_server *srv;
+    const nc_server_cfg *cfg; /* nc_server__cfg(srv), kept: read per reply */
     SSL_CTX *ssl;
     char *host;
     int port, bound_port;
@@ -44,7 +45,7 @@ static int conn_reply(void *peer, const nc_reply_pkt *pkt) {
     tcp_server *t = c->owner;
     if (!nc_tcp_conn_is_open(c)) return NC_ECONNCLOSED;
     nc_buf_reset(&t->enc);
-    const nc_server_cfg *cfg = nc_server__cfg(t->srv);
+    const nc_server_cfg *cfg = t->cfg;
     int r = nc_envelope_write_reply(&t->enc, pkt, cfg->has_codec ? &cfg->codec : NULL);
     if (r) return r;
     return nc_tcp_conn_send(c, t->enc.data, t->enc.len);
@@ -140,6 +141,7 @@ static int tcp_create(nc_server *srv, const nc_url *url, void **state) {
     tcp_server *t = calloc(1, sizeof *t);
     if (!t) return NC_ENOMEM;
     t->srv = srv;
+    t->cfg = cfg;
     t->host = strdup(url->host[0] ? url->host : "localhost");
     t->port = url->port >= 0 ? url->port : 3000;
     t->lim = (nc_tcp_limits){cfg->max_buffer_size, cfg->max_send_buffer_size, cfg->incomplete_timeout_ms,
@@ -285,21 +287,11 @@ static int tcp_port(void *state) {
     return ((tcp_server *)state)->bound_port;
 }
 
-const nc_server_transport nc_tcp_server_transport = {
-    .scheme = "tcp",
-    .supports_workers = 1,
-    .create = tcp_create,
-    .listen = tcp_listen,
-    .route_added = NULL,
-    .stop_accepting = tcp_stop_accepting,
-    .close = tcp_close,
-    .destroy = tcp_destroy,
-    .port = tcp_port,
-    .drain = tcp_drain,
-};
+static const char *const schemes[] = {"tcp", "tls", NULL};
 
-const nc_server_transport nc_tls_server_transport = {
-    .scheme = "tls",
+/* tcp_create tells tls:// from tcp:// by the URL */
+const nc_server_transport nc_tcp_server_transport = {
+    .schemes = schemes,
     .supports_workers = 1,
     .create = tcp_create,
     .listen = tcp_listen,
