@@ -71,8 +71,8 @@ struct nc_client {
     int state;
     int tp_open; /* the transport has a connection (or attempt) to close */
     int attempts;
-    int connect_timed_out; /* set by on_connect_timeout until disconnected() reports it */
-    uv_timer_t connect_timer, retry_timer, deadline_timer;
+    /* (the connect timeout is the transport's: the timer of its connection attempt, io/dial.h) */
+    uv_timer_t retry_timer, deadline_timer;
     nc_u64map pending; /* serial → nc_call (requests awaiting replies) */
     nc_call *qhead, *qtail;
     size_t queued_bytes; /* encoded bytes of the queued calls (capped by max_send_buffer_size) */
@@ -298,18 +298,6 @@ void nc_client__error(nc_client *c, int err, const char *msg) {
 
 /* ---- connection --------------------------------------------------------------------------------- */
 
-static void on_connect_timeout(uv_timer_t *t) {
-    nc_client *c = t->data;
-    if (c->state != CONNECTING) return;
-    nc_logf(&c->log, NC_LOG_WARN, "Client", "connecting to %s timed out after %d ms", c->url.text,
-            c->cfg.connect_timeout_ms);
-    /* The transport reports its close as NC_ECLOSED; disconnected() turns it into this timeout so the
-     * calls waiting for the connection fail with what really happened. No retry after a timeout. */
-    c->connect_timed_out = 1;
-    c->attempts = c->cfg.retry_attempts + 1;
-    c->tp->close(c->tps);
-}
-
 static int start_connect(nc_client *c) {
     c->state = CONNECTING;
     c->tp_open = 1;
@@ -319,15 +307,12 @@ static int start_connect(nc_client *c) {
         c->tp_open = 0;
         return r;
     }
-    if (c->cfg.connect_timeout_ms > 0)
-        uv_timer_start(&c->connect_timer, on_connect_timeout, (uint64_t)c->cfg.connect_timeout_ms, 0);
     return 0;
 }
 
 static void send_call(nc_client *c, nc_call *k);
 
 void nc_client__connected(nc_client *c) {
-    uv_timer_stop(&c->connect_timer);
     c->state = CONNECTED;
     c->attempts = 0;
     set_status(c, "connected", 0);
@@ -352,18 +337,11 @@ static void on_retry(uv_timer_t *t) {
 
 void nc_client__disconnected(nc_client *c, int err, const char *msg) {
     int was = c->state;
-    uv_timer_stop(&c->connect_timer);
     c->state = DISCONNECTED;
     c->tp_open = 0;
     set_status(c, "disconnected", err);
     char text[256];
     snprintf(text, sizeof text, "%s", msg && *msg ? msg : nc_strerror(err));
-    if (c->connect_timed_out) {
-        c->connect_timed_out = 0;
-        err = NC_ETIMEDOUT;
-        snprintf(text, sizeof text, "connecting to %s timed out after %d ms", c->url.text,
-                 c->cfg.connect_timeout_ms);
-    }
     if (was == CONNECTING) {
         if (err == 0) err = NC_ECONNCLOSED;
         nc_client__error(c, err, text);
@@ -903,10 +881,9 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *user_o
         nc_ioctx_finish(&c->io);
         goto fail;
     }
-    uv_timer_init(c->io.loop, &c->connect_timer);
     uv_timer_init(c->io.loop, &c->retry_timer);
     uv_timer_init(c->io.loop, &c->deadline_timer);
-    c->connect_timer.data = c->retry_timer.data = c->deadline_timer.data = c;
+    c->retry_timer.data = c->deadline_timer.data = c;
     *out = c;
     return 0;
 fail:
@@ -921,7 +898,6 @@ fail:
 void nc_client_close(nc_client *c) {
     if (!c) return;
     uv_timer_stop(&c->retry_timer);
-    uv_timer_stop(&c->connect_timer);
     fail_all(c, NC_ECLOSED, "Connection closed", 1);
     if (c->tp_open) c->tp->close(c->tps);
 }
@@ -958,8 +934,7 @@ void nc_client_free(nc_client *c) {
     while (c->tp_open && uv_run(c->io.loop, UV_RUN_ONCE)) {
     }
     c->tp->destroy(c->tps);
-    c->open_timers = 3;
-    uv_close((uv_handle_t *)&c->connect_timer, timer_closed);
+    c->open_timers = 2;
     uv_close((uv_handle_t *)&c->retry_timer, timer_closed);
     uv_close((uv_handle_t *)&c->deadline_timer, timer_closed);
     nc_ioctx_wait_closed(c->io.loop, &c->open_timers);

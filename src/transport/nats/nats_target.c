@@ -2,7 +2,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/tls.h"
 #include "nestc/error.h"
 #include "transport/nats/nats.h"
 
@@ -29,16 +28,14 @@ const nc_option_spec nc_nats_options[] = {
 int nc_nats_target_init(nc_nats_target *t, const nc_url *url, const nc_optset *opts, const nc_tls_opts *tls,
                         const nc_logger *log, const char *component) {
     memset(t, 0, sizeof *t);
-    t->port = url->port >= 0 ? url->port : 4222;
-    t->host = strdup(url->host[0] ? url->host : "localhost");
-    if (!t->host) return NC_ENOMEM;
-    if (url->user && *url->user) {
-        if (url->password) { /* user:pass@ */
-            t->user = strdup(url->user);
-            t->pass = strdup(url->password);
-        } else { /* token@, as nats.js reads it */
-            t->token = strdup(url->user);
-        }
+    int r = nc_broker_target_init(&t->b, url, 4222);
+    if (r) return r;
+    if (!t->b.user) { /* a password without a user name means nothing to NATS */
+        free(t->b.password);
+        t->b.password = NULL;
+    } else if (!t->b.password) { /* token@, as nats.js reads it */
+        t->token = t->b.user;
+        t->b.user = NULL;
     }
     const char *name = nc_opts_str(opts, "name");
     if (name && !(t->name = strdup(name))) {
@@ -46,26 +43,17 @@ int nc_nats_target_init(nc_nats_target *t, const nc_url *url, const nc_optset *o
         return NC_ENOMEM;
     }
     t->tls_required = tls != NULL || nc_opts_bool(opts, "tls");
-    if (tls) {
-        char err[300];
-        int r = nc_tls_ctx_new(&t->ssl, tls, 0, err, sizeof err);
-        if (r) {
-            nc_logf(log, NC_LOG_ERROR, component, "%s", err);
-            nc_nats_target_free(t);
-            return r;
-        }
-        if (tls->server_name) t->verify_host = strdup(tls->server_name);
+    /* without TLS options the context is built when the server asks for TLS (nats_conn.c) */
+    if (tls && (r = nc_broker_target_tls(&t->b, tls, log, component))) {
+        nc_nats_target_free(t);
+        return r;
     }
     return 0;
 }
 
 void nc_nats_target_free(nc_nats_target *t) {
-    if (t->ssl) SSL_CTX_free(t->ssl);
-    free(t->host);
-    free(t->user);
-    free(t->pass);
+    nc_broker_target_free(&t->b);
     free(t->token);
     free(t->name);
-    free(t->verify_host);
     memset(t, 0, sizeof *t);
 }
