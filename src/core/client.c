@@ -1009,6 +1009,11 @@ int nc_call__resend(nc_call *call) {
     return 0;
 }
 
+const char *nc_call__id(const nc_call *call) {
+    ccall *k = call_of(call, 1);
+    return k ? k->id : NULL;
+}
+
 static const nc_header *find_header(const nc_header *h, size_t n, const char *name, size_t *len) {
     size_t nl = name ? strlen(name) : 0;
     for (size_t i = 0; i < n; i++) {

@@ -49,6 +49,8 @@ int nc_client__on_body_ex(nc_client *c, const char *body, size_t len, const nc_r
  * ground for retries. Queued for the connection when it is not connected. Returns 0, NC_ESTATE (stale
  * handle, finished call, or an event) or the transport's send error (the call then fails with it). */
 int nc_call__resend(nc_call *call);
+/* The request id of a live call (NUL-terminated, borrowed), or NULL. */
+const char *nc_call__id(const nc_call *call);
 /* A status event the transport knows of and the core does not: "reconnecting" while a broker
  * transport re-establishes its connections behind a connected client (pending calls are kept). */
 void nc_client__status(nc_client *c, const char *status, int err);
