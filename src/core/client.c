@@ -101,6 +101,7 @@ struct nc_client {
     size_t npool;
     ccall *sending; /* the call inside tp->send (cleared if it completes meanwhile) */
     nc_buf orphan;  /* the body of a call that completed inside tp->send, freed once send() returns */
+    nc_buf enc;     /* the largest body buffer seen: lent to each new call, given back when it ends */
     uint64_t next_serial;
     char id_prefix[ID_PREFIX_LEN + 1];
     nc_buf ptext; /* JSON text of a pattern given as a value (cache key) */
@@ -208,6 +209,11 @@ static void call_free(ccall *k) {
     k->headers = NULL;
     meta_free(k->meta);
     k->meta = NULL;
+    if (k->body.cap > c->enc.cap) { /* the encoder keeps the largest buffer: big payloads reuse it */
+        nc_buf t = c->enc;
+        c->enc = k->body;
+        k->body = t;
+    }
     if (k->body.cap > BODY_POOL_MAX) nc_buf_free(&k->body);
     if (c->npool < CALL_POOL_MAX && !c->freeing) {
         k->qnext = c->pool;
@@ -831,6 +837,11 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         if (!k->headers && !(k->headers = json_object())) goto nomem;
         if (json_object_update_missing(k->headers, c->cfg.headers)) goto nomem;
     }
+    /* the call encodes into the encoder's buffer (the largest: no regrowing for big payloads) and leaves
+     * its own pooled one to the encoder */
+    nc_buf lent = c->enc;
+    c->enc = k->body;
+    k->body = lent;
     int r = encode(c, &k->body, pi, is_event, data ? data : json_null(), o ? o->metadata : NULL,
                    is_event ? NULL : k->id);
     if (r) {
@@ -1210,6 +1221,7 @@ void nc_client_free(nc_client *c) {
         free(k);
     }
     nc_buf_free(&c->orphan);
+    nc_buf_free(&c->enc);
     nc_buf_free(&c->ptext);
     nc_tls_opts_free(&c->cfg.tls);
     json_decref(c->cfg.headers);
