@@ -1015,6 +1015,10 @@ int nc_call__resend(nc_call *call) {
     if (!k || !k->id[0]) return NC_ESTATE;
     nc_client *c = k->cli;
     if (k->queued) return 0; /* not sent yet: it will be */
+    /* brokers drop the first attempt's reply subscription (a late answer to it is dropped) before the
+     * transport makes a new one for the same id */
+    if (k->sent && c->tp->forget) c->tp->forget(c->tps, k->route, k->id);
+    k->sent = 0;
     if (c->state == CONNECTED && !c->qhead) return send_body(c, k);
     enqueue(c, k);
     return 0;

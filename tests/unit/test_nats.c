@@ -476,6 +476,38 @@ static void test_reply_headers_on_call(void **st) {
     raw_fd = -1;
 }
 
+/* A call sent again: the first attempt's reply inbox is dropped, the second one gets the answer. */
+static void test_resend(void **st) {
+    svc s;
+    svc_start(&s, url);
+    nc_client *c = client_new(url, 0, NULL);
+    call warm = {0};
+    json_t *d = json_pack("[i,i,i]", 1, 2, 3);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &warm), 0);
+    assert_true(run_until(&warm.done, 1, 3000)); /* connected */
+    call k = {0};
+    nc_call *h = NULL;
+    nc_call_cbs cbs = {on_value, on_done, NULL};
+    assert_int_equal(nc_client_call(c, "{\"cmd\":\"sum\"}", d, NULL, &cbs, &k, &h), 0);
+    assert_int_equal(nc_call__resend(h), 0);
+    assert_int_equal(nc_call__resend(h), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, 0);
+    assert_int_equal(k.nvalues, 1);
+    assert_int_equal(json_integer_value(k.last), 6);
+    assert_int_equal(nc_call__resend(h), NC_ESTATE);
+    /* the same client goes on working: nothing of the dropped attempts is left in the way */
+    call_clear(&warm);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &warm), 0);
+    assert_true(run_until(&warm.done, 1, 3000));
+    assert_int_equal(warm.err, 0);
+    json_decref(d);
+    call_clear(&warm);
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
 static int setup(void **st) {
     if (system("command -v nats-server >/dev/null 2>&1") != 0) return 0;
     /* SIGPIPE keeps its default action: no write of the library may raise it (brokers get killed here) */
@@ -505,7 +537,7 @@ int main(void) {
         cmocka_unit_test(test_headers_and_wildcards), cmocka_unit_test(test_queue_group_and_broadcast),
         cmocka_unit_test(test_max_payload),           cmocka_unit_test(test_user_password),
         cmocka_unit_test(test_permissions),           cmocka_unit_test(test_restart),
-        cmocka_unit_test(test_reply_headers_on_call),
+        cmocka_unit_test(test_reply_headers_on_call), cmocka_unit_test(test_resend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
