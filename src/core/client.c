@@ -207,8 +207,10 @@ static void call_free(ccall *k) {
     free(k->own_route);
     json_decref(k->headers);
     k->headers = NULL;
-    meta_free(k->meta);
-    k->meta = NULL;
+    if (k->meta) {
+        meta_free(k->meta);
+        k->meta = NULL;
+    }
     if (k->body.cap > c->enc.cap) { /* the encoder keeps the largest buffer: big payloads reuse it */
         nc_buf t = c->enc;
         c->enc = k->body;
@@ -561,53 +563,48 @@ static void unknown_id(nc_client *c) {
     nc_logf(&c->log, NC_LOG_DEBUG, "Client", "reply for an unknown request id dropped");
 }
 
-/* Builds the reply's values and delivers them. `scanned`: the texts were checked by the scanner. */
-static void reply_parts(nc_client *c, const nc_reply_in *r, int scanned) {
-    ccall *k = call_of_reply(c, r);
-    if (!k) {
-        unknown_id(c);
-        return;
-    }
+/* Builds a reply's values from their JSON texts and delivers them to k. `scanned`: the texts were
+ * checked by the scanner. `meta` (may be NULL) brings headers, status and trailers. */
+static void reply_texts(nc_client *c, ccall *k, const char *etext, size_t elen, const char *vtext,
+                        size_t vlen, int final, const nc_reply_in *meta, int scanned) {
     json_t *err = NULL, *value = NULL;
-    if (r->err)
-        err = scanned ? nc_json_build(r->err, r->err_len) : nc_json_parse_text(r->err, r->err_len, NULL);
-    if (!err && r->value)
-        value = scanned ? nc_json_build(r->value, r->value_len)
-                        : nc_json_parse_text(r->value, r->value_len, NULL);
-    if ((r->err && !err) || (r->value && !err && !value)) {
+    if (etext) err = scanned ? nc_json_build(etext, elen) : nc_json_parse_text(etext, elen, NULL);
+    if (!err && vtext) value = scanned ? nc_json_build(vtext, vlen) : nc_json_parse_text(vtext, vlen, NULL);
+    if ((etext && !err) || (vtext && !err && !value)) {
         nc_json_free(err);
         nc_logf(&c->log, NC_LOG_ERROR, "Client", "reply dropped: its value is not JSON");
         return;
     }
-    const nc_reply_in *meta = r->nheaders || r->ntrailers || r->has_status ? r : NULL;
-    deliver(c, k, value, err, err || r->final, meta);
+    deliver(c, k, value, err, err || final, meta);
     nc_json_free(err);
     nc_json_free(value);
 }
 
 void nc_client__on_reply(nc_client *c, const nc_reply_in *r) {
-    reply_parts(c, r, 0);
+    ccall *k = call_of_reply(c, r);
+    if (!k) {
+        unknown_id(c);
+        return;
+    }
+    const nc_reply_in *meta = r->nheaders || r->ntrailers || r->has_status ? r : NULL;
+    reply_texts(c, k, r->err, r->err_len, r->value, r->value_len, r->final, meta, 0);
 }
 
-/* The common case: a NestJS reply packet, scanned without a DOM. Returns 0 when handled. */
+/* The common case: a NestJS reply packet, scanned without a DOM (what on_reply does, with the
+ * scanner's knowledge of the id: no second look at it). Returns 0 when handled. */
 static int on_body_scan(nc_client *c, const char *body, size_t len, const nc_reply_in *extra) {
     nc_reply_env e;
     if (nc_reply_env_scan(body, len, &e) != NC_SCAN_OK || e.other_keys || e.nkeys == 0) return -1;
-    nc_reply_in r;
-    if (extra)
-        r = *extra;
-    else
-        memset(&r, 0, sizeof r);
-    r.id = e.id.p;
-    r.id_len = e.id.len;
-    r.id_is_json = 1;
+    ccall *k = NULL;
+    if (e.id.p && e.id.p[0] == '"' && !(e.id.flags & NC_SPAN_ESC))
+        k = call_by_id(c, e.id.p + 1, e.id.len - 2);
+    if (!k) {
+        unknown_id(c);
+        return 0;
+    }
     int err = nc_span_truthy(&e.err);
-    r.err = err ? e.err.p : NULL;
-    r.err_len = err ? e.err.len : 0;
-    r.value = e.response.p;
-    r.value_len = e.response.len;
-    r.final = err || nc_span_truthy(&e.disposed);
-    reply_parts(c, &r, 1);
+    reply_texts(c, k, err ? e.err.p : NULL, e.err.len, e.response.p, e.response.len,
+                nc_span_truthy(&e.disposed), extra, 1);
     return 0;
 }
 
