@@ -43,9 +43,9 @@ typedef struct ccall {
     nc_buf body;
     json_t *headers; /* transport headers (a copy), NULL when none */
     int queued, sent;
-    int finishing;    /* call_done has begun: the handle refuses everything but the accessors */
-    int ended, wrote; /* nc_call_end called; nc_call_write sent something */
-    nc_hid hid;       /* 0 for the simple forms */
+    int finishing; /* call_done has begun: the handle refuses everything but the accessors */
+    int ended;     /* nc_call_end called: no more writes */
+    nc_hid hid;    /* 0 for the simple forms */
     cmeta *meta;
     nc_value_fn on_value;
     nc_done_fn on_done;
@@ -984,9 +984,7 @@ int nc_call_write(nc_call *call, const json_t *value) {
     ccall *k = call_of(call, 0);
     if (!k || k->ended) return NC_ESTATE;
     if (!value) return NC_EINVAL;
-    int r = stream_op(k, value);
-    if (r == 0) k->wrote = 1;
-    return r;
+    return stream_op(k, value);
 }
 
 int nc_call_end(nc_call *call) {
