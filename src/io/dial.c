@@ -46,7 +46,7 @@ int nc_dial_fail(nc_dial *d, int err, const char *msg) {
     if (n >= sizeof d->end_msg) n = sizeof d->end_msg - 1;
     memcpy(d->end_msg, msg, n);
     d->end_msg[n] = '\0';
-    nc_stream_close(&d->st, err, d->end_msg);
+    nc_stream_close(d->s, err, d->end_msg);
     return 1;
 }
 
@@ -64,7 +64,7 @@ static void on_timeout(uv_timer_t *t) {
         uv_cancel((uv_req_t *)&d->gai);
         return;
     }
-    nc_stream_close(&d->st, NC_ETIMEDOUT, d->end_msg);
+    nc_stream_close(d->s, NC_ETIMEDOUT, d->end_msg);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -83,12 +83,23 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         nc_dial_end(d, NC_ERESOLVE, msg);
         return;
     }
-    int r = nc_stream_init(&d->st, d->io, d->scbs, d->ssl, 0, d->verify_host);
-    d->handles_open++; /* the stream's handle exists from here on (closed through nc_stream_close) */
+    int r;
+    if (d->ops->stream) { /* the owner's stream: its handle is the owner's to count and close */
+        if (!(d->s = d->ops->stream(d))) {
+            uv_freeaddrinfo(res);
+            d->s = &d->st;
+            nc_dial_end(d, NC_ENOMEM, "out of memory");
+            return;
+        }
+        r = 0;
+    } else {
+        r = nc_stream_init(&d->st, d->io, d->scbs, d->ssl, 0, d->verify_host);
+        d->handles_open++; /* the stream's handle exists from here on (closed through nc_stream_close) */
+    }
     d->phase = DIAL_STREAM;
-    if (!r) r = nc_stream_connect(&d->st, res->ai_addr);
+    if (!r) r = nc_stream_connect(d->s, res->ai_addr);
     uv_freeaddrinfo(res);
-    if (r) nc_stream_close(&d->st, r, "connect failed");
+    if (r) nc_stream_close(d->s, r, "connect failed");
 }
 
 static void start_resolve(nc_dial *d) {
@@ -118,6 +129,7 @@ void nc_dial_start(nc_dial *d, nc_ioctx *io, const char *host, int port, SSL_CTX
                    const char *verify_host, int timeout_ms, int delay_ms, const nc_stream_cbs *scbs,
                    const nc_dial_ops *ops) {
     d->io = io;
+    d->s = &d->st;
     d->host = host;
     d->port = port;
     d->ssl = ssl;

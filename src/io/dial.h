@@ -3,7 +3,12 @@
  * timeout (TLS handshake and protocol greeting included, until the owner says it is connected), the
  * stream, closing in whatever phase it is, and freeing once every handle is closed. The owner embeds an
  * nc_dial, gives its own stream callbacks (whose on_close must be nc_dial_stream_closed) and two hooks.
- * Private. */
+ *
+ * An owner whose stream lives elsewhere (the TCP client's framed connection, which the TCP server shares)
+ * gives ops->stream instead: once the name is resolved the dial connects the stream it returns; the
+ * dial's timer is then that connection's one connect timer, and the owner's stream on_end calls
+ * nc_dial_end (nc_dial_reason first). The dial's own st is unused then, and the dial frees itself once
+ * ended (nc_dial_end, also right after nc_dial_connected when the owner no longer needs it). Private. */
 #ifndef NC_IO_DIAL_H
 #define NC_IO_DIAL_H
 
@@ -16,10 +21,14 @@ typedef struct nc_dial_ops {
     void (*ended)(nc_dial *d, int err, const char *msg);
     /* Every handle is closed: the owner frees itself (the nc_dial with it). */
     void (*free)(nc_dial *d);
+    /* Optional: the owner's stream to connect, initialised (NULL: out of memory). Called once the name
+     * is resolved. The owner closes it its own way (nc_dial_close_early returns 0 from then on). */
+    nc_stream *(*stream)(nc_dial *d);
 } nc_dial_ops;
 
 struct nc_dial {
     nc_stream st; /* first: nc_dial_stream_closed finds the dial from its stream */
+    nc_stream *s; /* the stream connected: &st, or the owner's (ops->stream) */
     nc_ioctx *io;
     const nc_stream_cbs *scbs;
     const nc_dial_ops *ops;
@@ -36,7 +45,8 @@ struct nc_dial {
     char end_msg[200];
 };
 
-/* Starts connecting to host:port after delay_ms (0 = now). The strings must outlive the dial. */
+/* Starts connecting to host:port after delay_ms (0 = now). The strings must outlive the dial. scbs, ssl and
+ * verify_host are for the dial's own stream (unused with ops->stream). */
 void nc_dial_start(nc_dial *d, nc_ioctx *io, const char *host, int port, SSL_CTX *ssl,
                    const char *verify_host, int timeout_ms, int delay_ms, const nc_stream_cbs *scbs,
                    const nc_dial_ops *ops);

@@ -8,6 +8,8 @@
 #include <jansson.h>
 
 #include "codec/reply_pkt.h"
+#include "core/options.h"
+#include "core/headers.h"
 #include "core/url.h"
 
 typedef struct nc_server nc_server;
@@ -43,6 +45,11 @@ typedef struct nc_server_transport {
     /* The URL schemes this table serves, NULL-terminated ({"tcp", "tls", NULL}); create() reads which
      * one from the URL. */
     const char *const *schemes;
+    /* The options this transport takes (nestc/options.h), ended by an entry with name NULL; NULL = none.
+     * The core validates URL parameters and every level's options against it; the transport reads the
+     * values with the nc_opts_* getters (the server's set: nc_server__opts). The client table of the
+     * same scheme points to the same array, so a misplaced option is named as such. */
+    const nc_option_spec *options;
     /* Several servers may listen on one address (SO_REUSEPORT), so nc_server_opts.workers works. */
     int supports_workers;
     /* Allocates the transport state from the URL and the server's options (nc_server_options(srv)).
@@ -53,9 +60,10 @@ typedef struct nc_server_transport {
     int reports_connected;
     /* Starts listening / subscribing (nonblocking where possible). */
     int (*listen)(void *state);
-    /* A route got its first handler (broker transports subscribe to it); queue: its handlers' queue group
-     * or NULL. May be NULL. */
-    int (*route_added)(void *state, const char *route, const char *queue);
+    /* A route got its first handler (broker transports subscribe to it). opts: the route's handler options
+     * (validated against `options`; its parent is the server's set, so nc_opts_str(opts, "x") gives the
+     * handler's value, else the server's, else the default). Never NULL. May be NULL. */
+    int (*route_added)(void *state, const char *route, const nc_optset *opts);
     /* Graceful close, phase 1: stop taking new work (stop accepting, unsubscribe). */
     void (*stop_accepting)(void *state);
     /* Phase 2: close every connection and handle; call nc_server__closed(srv) once all are closed. */
@@ -81,6 +89,8 @@ typedef struct nc_outbound {
     size_t len;
     const char *id;        /* request id (NUL-terminated), NULL for events */
     const json_t *headers; /* transport headers (object of strings), NULL when none; borrowed */
+    /* The call's options (level NC_OPT_CALL, validated; parent: the client's set), NULL when none. */
+    const nc_optset *opts;
     /* Events only: called once the transport accepted the event (err 0) or failed. */
     void (*accepted)(void *arg, int err);
     void *arg;
@@ -91,8 +101,34 @@ typedef struct nc_outbound {
     void (*refused)(void *arg, int err, const char *msg);
 } nc_outbound;
 
+/* One reply packet as the transport read it, in parts, whatever carried them: an envelope body (TCP,
+ * Redis, NATS: nc_client__on_body splits it), AMQP properties (correlationId), Kafka record headers, gRPC
+ * frames. Everything is borrowed for the duration of nc_client__on_reply. */
+typedef struct nc_reply_in {
+    /* The request id this answers. id_is_json: it is JSON text as found in an envelope body (`"ab12"`,
+     * or a number NestJS peers may send); else the raw bytes of a property or header (`ab12`). */
+    const char *id;
+    size_t id_len;
+    int id_is_json;
+    const char *value; /* JSON text of one reply value, or NULL (undefined: nothing to deliver) */
+    size_t value_len;
+    const char *err; /* JSON text of the error value (only when JavaScript-truthy), or NULL */
+    size_t err_len;
+    int final; /* isDisposed / the last record: the reply stream ends (an err is always final) */
+    const nc_header *headers; /* reply headers/metadata, in wire order; NULL when none */
+    size_t nheaders;
+    int has_status; /* a final status (gRPC): code and message, else 0 */
+    int status_code;
+    const char *status_msg;
+    size_t status_msg_len;
+    const nc_header *trailers; /* with the final packet, where the transport has them */
+    size_t ntrailers;
+} nc_reply_in;
+
 typedef struct nc_client_transport {
     const char *const *schemes; /* as in nc_server_transport */
+    /* As nc_server_transport.options (the client's set: nc_client__opts). */
+    const nc_option_spec *options;
     /* Events carry the normalised route string as their pattern (NestJS ClientTCP does this). */
     int event_pattern_is_route;
     int (*create)(nc_client *cli, const nc_url *url, void **state);
@@ -103,6 +139,15 @@ typedef struct nc_client_transport {
     /* A request ended locally (completed, timed out, failed): brokers drop reply subscriptions. May be NULL.
      */
     void (*forget)(void *state, const char *route, const char *id);
+    /* Request streams (client-streaming and bidirectional calls). write() sends one more value of the
+     * call's request stream: out->body is the value's JSON text, out->id and out->route the call's.
+     * end() half-closes the caller's side (out->body NULL). Both NULL when the transport has no request
+     * streams (TCP, TLS, Redis, NATS: NestJS has none there); nc_call_write then returns NC_EUNSUPPORTED. */
+    int (*write)(void *state, nc_outbound *out);
+    int (*end)(void *state, nc_outbound *out);
+    /* The caller cancelled a request (nc_call_cancel): tell the peer where the transport can (gRPC
+     * RST_STREAM). forget() follows as for any ended request. May be NULL. */
+    void (*cancel)(void *state, const char *route, const char *id);
     /* Closes the connection; nc_client__disconnected follows once it is closed. */
     void (*close)(void *state);
     /* The underlying handle, or NULL. */

@@ -902,6 +902,35 @@ static void test_connect_timeout_reported(void **st) {
     fake_stop(&f);
 }
 
+/* The connect timeout is the timer of each connection attempt (the transport's dialer): with
+ * retry_attempts a timed-out attempt is retried like a refused one, each attempt with its own timeout. */
+static void test_connect_timeout_retried(void **st) {
+    static fake f;
+    fake_start(&f, F_NOREAD, -1);
+    snprintf(url, sizeof url, "tls://127.0.0.1:%d", f.port);
+    nc_client_opts o = {0};
+    o.connect_timeout_ms = 200;
+    o.retry_attempts = 2;
+    o.retry_delay_ms = 50;
+    o.timeout_ms = 10000;
+    client_start(&o);
+    call a = call_new();
+    uv_update_time(&loop);
+    uint64_t t0 = uv_now(&loop);
+    assert_int_equal(nc_client_send(cli, "q", NULL, NULL, on_value, on_done, &a), 0);
+    run_until(&a.done, 1);
+    uint64_t took = uv_now(&loop) - t0;
+    assert_failed(&a, NC_ETIMEDOUT);
+    assert_non_null(strstr(json_string_value(a.error), "timed out after 200 ms"));
+    assert_int_equal(f.accepted, 3); /* the first attempt and two retries */
+    assert_true(took >= 3 * 190 + 2 * 50);
+    assert_int_equal(nc_client_pending(cli), 0);
+    call_free(&a);
+    nc_client_free(cli);
+    cli = NULL;
+    fake_stop(&f);
+}
+
 /* after each test: free what a failed test left behind (passing tests leave nothing) */
 static int test_teardown(void **st) {
     if (cli) nc_client_free(cli);
@@ -938,6 +967,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_server_never_reads, test_teardown),
         cmocka_unit_test_teardown(test_close_with_pending, test_teardown),
         cmocka_unit_test_teardown(test_connect_timeout_reported, test_teardown),
+        cmocka_unit_test_teardown(test_connect_timeout_retried, test_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,24 +1,26 @@
 /* The NATS client transport (spec nats.md §7): one connection; per request a fresh reply inbox
  * (`SUB _INBOX.<22 characters> <sid>`, then `PUB`/`HPUB <route> <inbox>`), `UNSUB` when the request ends.
  * An empty reply (nats-server's 503 "no responders") fails the request at once with NestJS's words.
- * A lost connection is re-established as nats.js does (at once, then every retry_delay_ms, default 2,000 ms;
- * retry_attempts attempts, default 10): pending requests keep waiting (their inboxes are subscribed
- * again), calls made meanwhile fail with NC_ECONNLOST; when the attempts run out the client disconnects
- * and pending calls fail with "Connection closed".
- * A permission the broker denies (its -ERR 'Permissions Violation ...') fails the requests it concerns at
- * once with NC_EAUTH: the reply inbox's subscription, the publish to the route, the reply subject. */
+ * A lost connection is re-established as nats.js does (at once, then after retry_delay_ms, default 2,000 ms,
+ * doubling up to a cap, with jitter: util/backoff.h; retry_attempts attempts, default 10): pending requests
+ * keep waiting (their inboxes are subscribed again), calls made meanwhile fail with NC_ECONNLOST; when the
+ * attempts run out the client disconnects and pending calls fail with "Connection closed". A permission the
+ * broker denies (its -ERR 'Permissions Violation ...') fails the requests it concerns at once with NC_EAUTH:
+ * the reply inbox's subscription, the publish to the route, the reply subject. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/client_internal.h"
 #include "transport/nats/nats.h"
+#include "util/backoff.h"
 #include "util/map.h"
 #include "util/u64map.h"
 
 enum { C_IDLE, C_CONNECTING, C_CONNECTED, C_RECONNECTING, C_CLOSING };
 
-#define INBOX_LEN 29 /* "_INBOX." + 22 */
+#define INBOX_LEN 29         /* "_INBOX." + 22 */
+#define MAX_REPLY_HEADERS 64 /* reply headers passed to the call; more are left out */
 
 /* One request's inbox. */
 typedef struct ninbox {
@@ -32,7 +34,8 @@ typedef struct nats_client {
     nc_client *cli;
     nc_nats_target t;
     nc_nats_conn *conn;
-    int state, failures, nopen;
+    int state, nopen;
+    nc_backoff retry; /* the reconnect policy */
     int end_err;
     char end_msg[256];
     uint64_t next_sid;
@@ -88,8 +91,19 @@ static void on_msg(nats_client *nc, const nc_nats_op *op) {
         nc_client__fail_call(nc->cli, b->id, NC_ENOHANDLER, msg);
         return;
     }
+    /* the message's headers are the reply's (views into the parser's buffer: nothing copied) */
+    nc_header hs[MAX_REPLY_HEADERS];
+    nc_reply_in extra = {.headers = hs};
+    size_t at = 0;
+    while (op->hdr && extra.nheaders < MAX_REPLY_HEADERS) {
+        nc_header *h = &hs[extra.nheaders];
+        if (!nc_nats_header_next(op->hdr, op->hdr_len, &at, &h->name, &h->name_len, &h->value, &h->value_len))
+            break;
+        extra.nheaders++;
+    }
     char why[200];
-    if (nc_client__on_body(nc->cli, op->payload, op->payload_len, why, sizeof why) == NC_EPROTO)
+    if (nc_client__on_body_ex(nc->cli, op->payload, op->payload_len, extra.nheaders ? &extra : NULL, why,
+                              sizeof why) == NC_EPROTO)
         nc_logf(LOG(nc), NC_LOG_ERROR, "Client", "a reply on %s is not JSON (%s); ignored", b->inbox, why);
 }
 
@@ -138,7 +152,7 @@ static void on_denied(nats_client *nc, const nc_nats_op *op) {
 
 static void conn_ready(nc_nats_conn *c) {
     nats_client *nc = c->owner;
-    nc->failures = 0;
+    nc_backoff_reset(&nc->retry);
     if (nc->state == C_CONNECTING) {
         nc->state = C_CONNECTED;
         nc_client__connected(nc->cli);
@@ -150,7 +164,7 @@ static void conn_ready(nc_nats_conn *c) {
         size_t it = 0;
         while (nc_u64map_next(&nc->by_sid, &it, &v)) write_sub(nc, v);
         nc->state = C_CONNECTED;
-        nc_logf(LOG(nc), NC_LOG_INFO, "Client", "reconnected to NATS at %s:%d", nc->t.host, nc->t.port);
+        nc_logf(LOG(nc), NC_LOG_INFO, "Client", "reconnected to NATS at %s:%d", nc->t.b.host, nc->t.b.port);
         nc_client__status(nc->cli, "connected", 0);
     }
 }
@@ -194,14 +208,11 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
         all_closed(nc);
         return;
     }
-    const nc_client_cfg *cfg = nc_client__cfg(nc->cli);
-    int attempts = cfg->retry_attempts > 0 ? cfg->retry_attempts : 10;
-    int delay = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000;
     char text[300];
-    snprintf(text, sizeof text, "NATS connection to %s:%d lost: %s", nc->t.host, nc->t.port,
+    snprintf(text, sizeof text, "NATS connection to %s:%d lost: %s", nc->t.b.host, nc->t.b.port,
              msg && *msg ? msg : "closed");
-    nc->failures++;
-    if (nc->failures > attempts) {
+    int delay = nc_backoff_next(&nc->retry);
+    if (delay < 0) {
         nc_logf(LOG(nc), NC_LOG_ERROR, "Client", "%s; reconnection attempts exhausted", text);
         nc_client__error(nc->cli, err ? err : NC_ECONNCLOSED, text);
         nc->end_err = NC_ECONNCLOSED;
@@ -209,9 +220,12 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
         all_closed(nc);
         return;
     }
-    if (nc->failures == 1) delay = 0;
-    nc_logf(LOG(nc), NC_LOG_WARN, "Client", "%s; reconnecting (attempt %d of %d)", text, nc->failures,
-            attempts);
+    unsigned skipped = 0;
+    char note[64];
+    int loud = nc_backoff_should_log(&nc->retry, uv_now(nc_client__io(nc->cli)->loop), &skipped);
+    nc_logf(LOG(nc), loud ? NC_LOG_WARN : NC_LOG_DEBUG, "Client",
+            "%s; reconnecting in %d ms (attempt %d of %d)%s", text, delay, nc->retry.attempts,
+            nc->retry.cfg.limit, nc_backoff_suppressed_note(skipped, note, sizeof note));
     if (nc->state != C_RECONNECTING) {
         nc->state = C_RECONNECTING;
         nc_client__status(nc->cli, "reconnecting", err);
@@ -234,15 +248,21 @@ static int nc_create(nc_client *cli, const nc_url *url, void **state) {
     if (!nc) return NC_ENOMEM;
     nc->cli = cli;
     const nc_client_cfg *cfg = nc_client__cfg(cli);
-    int r = nc_nats_target_init(&nc->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_client__log(cli), "Client");
+    int r = nc_nats_target_init(&nc->t, url, nc_client__opts(cli), cfg->has_tls ? &cfg->tls : NULL,
+                                nc_client__log(cli), "Client");
     if (r) {
         free(nc);
         return r;
     }
     nc->t.max_msg = cfg->max_buffer_size > 0 ? (size_t)cfg->max_buffer_size : 0;
-    nc->t.max_queue = cfg->max_send_buffer_size;
-    nc->t.connect_timeout_ms = cfg->connect_timeout_ms;
+    nc->t.b.max_queue = cfg->max_send_buffer_size;
+    nc->t.b.connect_timeout_ms = cfg->connect_timeout_ms;
+    nc_backoff_cfg bc = {.base_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000,
+                         .limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 10,
+                         .first_at_once = 1,
+                         .jitter = 0.5};
     uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)nc;
+    nc_backoff_init(&nc->retry, &bc, seed);
     for (int i = 0; i < 12; i++) {
         seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
         nc->nuid_prefix[i] = B62[(seed >> 33) % 62];
@@ -255,7 +275,7 @@ static int nc_connect(void *state) {
     nats_client *nc = state;
     nc->state = C_CONNECTING;
     nc->end_err = 0;
-    nc->failures = 0;
+    nc_backoff_reset(&nc->retry);
     nc->conn = open_conn(nc, 0);
     return nc->conn ? 0 : NC_ENOMEM;
 }
@@ -353,6 +373,7 @@ static const char *const schemes[] = {"nats", NULL};
 
 const nc_client_transport nc_nats_client_transport = {
     .schemes = schemes,
+    .options = nc_nats_options,
     .event_pattern_is_route = 0,
     .create = nc_create,
     .connect = nc_connect,

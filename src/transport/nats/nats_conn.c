@@ -43,8 +43,8 @@ static void st_end(nc_stream *s, int err, const char *msg) {
 
 static void fail(nc_nats_conn *c, int err, const char *msg) {
     if (nc_dial_fail(&c->d, err, msg)) /* a long TLS reason is cut in the report, whole in the log */
-        nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS connection to %s:%d: %s", c->t->host, c->t->port,
-                msg);
+        nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS connection to %s:%d: %s", c->t->b.host,
+                c->t->b.port, msg);
 }
 
 int nc_nats_conn_ping(nc_nats_conn *c) {
@@ -64,7 +64,7 @@ size_t nc_nats_conn_max_payload(const nc_nats_conn *c) {
 int nc_nats_conn_write(nc_nats_conn *c, const char *p, size_t n) {
     if (c->d.ended) return NC_ECLOSED;
     size_t waiting = c->queue.len + (c->state == NS_READY ? (size_t)nc_stream_unsent(&c->d.st) : 0);
-    if (c->t->max_queue > 0 && waiting > (size_t)c->t->max_queue) return NC_ESTALLED;
+    if (c->t->b.max_queue > 0 && waiting > (size_t)c->t->b.max_queue) return NC_ESTALLED;
     if (c->state == NS_READY) return nc_stream_write(&c->d.st, p, n);
     return nc_buf_append(&c->queue, p, n) ? NC_ENOMEM : 0;
 }
@@ -78,11 +78,11 @@ static void send_connect(nc_nats_conn *c) {
         fail(c, NC_ENOMEM, "out of memory");
         return;
     }
-    if (c->t->user) json_object_set_new(o, "user", json_string(c->t->user));
-    if (c->t->pass) json_object_set_new(o, "pass", json_string(c->t->pass));
+    if (c->t->b.user) json_object_set_new(o, "user", json_string(c->t->b.user));
+    if (c->t->b.password) json_object_set_new(o, "pass", json_string(c->t->b.password));
     if (c->t->token) json_object_set_new(o, "auth_token", json_string(c->t->token));
     if (c->t->name) json_object_set_new(o, "name", json_string(c->t->name));
-    if (c->t->ssl) json_object_set_new(o, "tls_required", json_true());
+    if (c->t->b.ssl) json_object_set_new(o, "tls_required", json_true());
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     nc_buf b = NC_BUF_INIT;
@@ -114,16 +114,17 @@ static void on_info(nc_nats_conn *c, const nc_nats_op *op) {
     if (c->server_max_payload && (!cap || c->server_max_payload < cap)) cap = c->server_max_payload;
     c->parser.max_payload = cap ? cap + 4096 : 0; /* headers ride on top of the payload limit */
     if (tls_required || c->t->tls_required) {
-        if (!c->t->ssl) {
+        if (!c->t->b.ssl) {
             static const nc_tls_opts none = {0};
             char err[300];
-            if (nc_tls_ctx_new(&c->t->ssl, &none, 0, err, sizeof err)) {
+            if (nc_tls_ctx_new(&c->t->b.ssl, &none, 0, err, sizeof err)) {
                 fail(c, NC_ETLS, err);
                 return;
             }
         }
         c->state = NS_TLS;
-        int r = nc_stream_start_tls(&c->d.st, c->t->ssl, c->t->verify_host ? c->t->verify_host : c->t->host);
+        int r = nc_stream_start_tls(&c->d.st, c->t->b.ssl,
+                                    c->t->b.verify_host ? c->t->b.verify_host : c->t->b.host);
         if (r) fail(c, r, "cannot start TLS");
         return;
     }
@@ -235,7 +236,7 @@ static void st_open(nc_stream *s, int err, const char *msg) {
 }
 
 static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, nc_dial_stream_closed, NULL};
-static const nc_dial_ops dial_ops = {conn_ended, conn_free};
+static const nc_dial_ops dial_ops = {conn_ended, conn_free, NULL};
 
 nc_nats_conn *nc_nats_conn_new(nc_ioctx *io, nc_nats_target *t, int delay_ms, const nc_nats_conn_cbs *cbs,
                                const nc_logger *log, const char *component, void *owner) {
@@ -248,7 +249,7 @@ nc_nats_conn *nc_nats_conn_new(nc_ioctx *io, nc_nats_target *t, int delay_ms, co
     c->owner = owner;
     nc_nats_parser_init(&c->parser, 0);
     /* plain at first: NATS upgrades to TLS after its INFO greeting (on_info) */
-    nc_dial_start(&c->d, io, t->host, t->port, NULL, NULL, t->connect_timeout_ms, delay_ms, &stream_cbs,
+    nc_dial_start(&c->d, io, t->b.host, t->b.port, NULL, NULL, t->b.connect_timeout_ms, delay_ms, &stream_cbs,
                   &dial_ops);
     return c;
 }

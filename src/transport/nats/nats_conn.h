@@ -8,20 +8,18 @@
 #include "codec/nats_proto.h"
 #include "core/log.h"
 #include "io/dial.h"
+#include "transport/common/broker_target.h"
 
 typedef struct nc_nats_conn nc_nats_conn;
 
 /* Where and how to connect; owned by the transport, outlives its connections. */
 typedef struct nc_nats_target {
-    char *host;
-    int port;
-    char *user, *pass, *token, *name;
-    SSL_CTX *ssl;     /* TLS options given (or built on demand when the server requires TLS) */
-    int tls_required; /* the client insists on TLS (tls:// style URL or TLS options) */
-    char *verify_host;
-    size_t max_msg; /* largest message we accept (0 = the server's max_payload) */
-    long long max_queue;
-    int connect_timeout_ms;
+    /* b.user and b.password: CONNECT's user and pass; b.ssl: TLS options given (or built on demand when
+     * the server requires TLS) */
+    nc_broker_target b;
+    char *token, *name;
+    int tls_required; /* the client insists on TLS (?tls=true or TLS options) */
+    size_t max_msg;   /* largest message we accept (0 = the server's max_payload) */
 } nc_nats_target;
 
 typedef struct nc_nats_conn_cbs {

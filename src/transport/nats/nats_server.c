@@ -1,10 +1,10 @@
 /* The NATS server transport (spec nats.md §6): one connection; `SUB <route> [queue] <sid>` for every
  * handler's route (NATS wildcards `*` and `>` work: messages are dispatched on the subscription they came
  * through), replies published to each request's reply subject, headers handed to handlers. After a lost
- * connection it reconnects (at once, then every retry_delay_ms, default 2,000 ms as nats.js;
- * retry_attempts > 0 caps it) and subscribes again. Subscriptions the broker's permissions refuse are
- * logged in one line once the PING after them is answered; with all refused the status is "disconnected"
- * (NC_EAUTH), not "connected". */
+ * connection it reconnects (at once, then after retry_delay_ms, default 2,000 ms as nats.js, doubling up
+ * to a cap, with jitter: util/backoff.h; retry_attempts > 0 caps it) and subscribes again. Subscriptions the
+ * broker's permissions refuse are logged in one line once the PING after them is answered; with all refused
+ * the status is "disconnected" (NC_EAUTH), not "connected". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 #include "codec/envelope.h"
 #include "core/server_transport.h"
 #include "transport/nats/nats.h"
+#include "util/backoff.h"
 
 typedef struct nats_server nats_server;
 
@@ -27,12 +28,13 @@ struct nats_server {
     nc_server *srv;
     const nc_server_cfg *cfg; /* nc_server__cfg(srv), kept: read per reply */
     nc_nats_target t;
-    char *queue;
     nc_nats_conn *conn;
     char **routes; /* sid = index + 1 */
-    char **queues; /* each route's own queue group, or NULL (then `queue`) */
+    char **
+        queues; /* each route's queue group (the option `queue`: its handlers', else the server's), or NULL */
     size_t nroutes, caproutes;
-    int reported, failures, stopping, closing, nopen, closed_reported;
+    int reported, stopping, closing, nopen, closed_reported;
+    nc_backoff retry; /* the reconnect policy */
     nc_buf out, enc;
     /* subscriptions refused (-ERR Permissions Violation) since the last summary, and since connected */
     size_t nrefused, refused_total;
@@ -141,8 +143,7 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
 
 static void subscribe(nats_server *ns, size_t i) {
     ns->out.len = 0;
-    const char *q = ns->queues[i] ? ns->queues[i] : ns->queue;
-    if (nc_nats_write_sub(&ns->out, ns->routes[i], q, (uint64_t)i + 1) == 0)
+    if (nc_nats_write_sub(&ns->out, ns->routes[i], ns->queues[i], (uint64_t)i + 1) == 0)
         nc_nats_conn_write(ns->conn, ns->out.data, ns->out.len);
 }
 
@@ -204,7 +205,7 @@ static void on_pong(nats_server *ns) {
         return;
     }
     ns->reported = 1;
-    ns->failures = 0;
+    nc_backoff_reset(&ns->retry);
     ns->refused_reported = 0;
     nc_server__status(ns->srv, "connected", 0);
 }
@@ -240,20 +241,21 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
         maybe_closed(ns);
         return;
     }
-    const nc_server_cfg *cfg = nc_server__cfg(ns->srv);
-    int delay = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000;
-    ns->failures++;
-    if (cfg->retry_attempts > 0 && ns->failures > cfg->retry_attempts) {
+    int delay = nc_backoff_next(&ns->retry);
+    if (delay < 0) {
         nc_logf(LOG(ns), NC_LOG_ERROR, "Server",
-                "NATS connection to %s:%d lost (%s); giving up after %d attempts", ns->t.host, ns->t.port,
-                msg ? msg : "closed", cfg->retry_attempts);
+                "NATS connection to %s:%d lost (%s); giving up after %d attempts", ns->t.b.host, ns->t.b.port,
+                msg ? msg : "closed", ns->retry.cfg.limit);
         if (ns->reported) nc_server__status(ns->srv, "disconnected", err ? err : NC_ECONNCLOSED);
         ns->reported = 0;
         return;
     }
-    if (ns->failures == 1) delay = 0;
-    nc_logf(LOG(ns), NC_LOG_ERROR, "Server", "NATS connection to %s:%d lost (%s); reconnecting in %d ms",
-            ns->t.host, ns->t.port, msg ? msg : "closed", delay);
+    unsigned skipped = 0;
+    char note[64];
+    int loud = nc_backoff_should_log(&ns->retry, uv_now(nc_server__io(ns->srv)->loop), &skipped);
+    nc_logf(LOG(ns), loud ? NC_LOG_ERROR : NC_LOG_DEBUG, "Server",
+            "NATS connection to %s:%d lost (%s); reconnecting in %d ms%s", ns->t.b.host, ns->t.b.port,
+            msg ? msg : "closed", delay, nc_backoff_suppressed_note(skipped, note, sizeof note));
     if (ns->reported) nc_server__status(ns->srv, "reconnecting", err);
     ns->reported = 0;
     ns->conn = open_conn(ns, delay);
@@ -271,20 +273,21 @@ static int ns_create(nc_server *srv, const nc_url *url, void **state) {
     ns->srv = srv;
     ns->cfg = nc_server__cfg(srv);
     const nc_server_cfg *cfg = nc_server__cfg(srv);
-    int r = nc_nats_target_init(&ns->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_server__log(srv), "Server");
+    int r = nc_nats_target_init(&ns->t, url, nc_server__opts(srv), cfg->has_tls ? &cfg->tls : NULL,
+                                nc_server__log(srv), "Server");
     if (r) {
         free(ns);
         return r;
     }
-    const char *q = nc_url_query(url, "queue");
-    if (q && *q && !(ns->queue = strdup(q))) {
-        nc_nats_target_free(&ns->t);
-        free(ns);
-        return NC_ENOMEM;
-    }
     ns->t.max_msg = cfg->max_buffer_size > 0 ? (size_t)cfg->max_buffer_size : 0;
-    ns->t.max_queue = cfg->max_send_buffer_size;
-    ns->t.connect_timeout_ms = 5000;
+    ns->t.b.max_queue = cfg->max_send_buffer_size;
+    ns->t.b.connect_timeout_ms = 5000;
+    /* the first attempt goes at once: a restarted broker is usually back */
+    nc_backoff_cfg bc = {.base_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000,
+                         .limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 0,
+                         .first_at_once = 1,
+                         .jitter = 0.5};
+    nc_backoff_init(&ns->retry, &bc, uv_hrtime() ^ (uint64_t)(uintptr_t)ns);
     *state = ns;
     return 0;
 }
@@ -295,7 +298,7 @@ static int ns_listen(void *state) {
     return ns->conn ? 0 : NC_ENOMEM;
 }
 
-static int ns_route_added(void *state, const char *route, const char *queue) {
+static int ns_route_added(void *state, const char *route, const nc_optset *opts) {
     nats_server *ns = state;
     for (size_t i = 0; i < ns->nroutes; i++)
         if (!strcmp(ns->routes[i], route)) return 0;
@@ -317,7 +320,8 @@ static int ns_route_added(void *state, const char *route, const char *queue) {
     }
     ns->queues[ns->nroutes] = NULL;
     if (!(ns->routes[ns->nroutes] = strdup(route))) return NC_ENOMEM;
-    if (queue && !(ns->queues[ns->nroutes] = strdup(queue))) {
+    const char *queue = nc_opts_str(opts, "queue"); /* the handlers', else the server's (parent) */
+    if (queue && *queue && !(ns->queues[ns->nroutes] = strdup(queue))) {
         free(ns->routes[ns->nroutes]);
         return NC_ENOMEM;
     }
@@ -364,7 +368,6 @@ static void ns_destroy(void *state) {
     }
     free(ns->routes);
     free(ns->queues);
-    free(ns->queue);
     nc_buf_free(&ns->out);
     nc_buf_free(&ns->enc);
     nc_nats_target_free(&ns->t);
@@ -375,6 +378,7 @@ static const char *const schemes[] = {"nats", NULL};
 
 const nc_server_transport nc_nats_server_transport = {
     .schemes = schemes,
+    .options = nc_nats_options,
     .supports_workers = 0,
     .reports_connected = 1,
     .create = ns_create,

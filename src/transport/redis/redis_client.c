@@ -5,7 +5,8 @@
  *
  * A lost connection: with retry_attempts = 0 (NestJS's default) the client disconnects, pending calls fail
  * with "Connection closed" and the next call connects again. With retry_attempts > 0 it reconnects (first
- * at once, then every retry_delay_ms) while pending calls keep waiting; calls made meanwhile fail at once
+ * at once, then after retry_delay_ms, default 5,000, doubling up to a cap, with jitter: util/backoff.h;
+ * retry_attempts per connection) while pending calls keep waiting; calls made meanwhile fail at once
  * with NC_ECONNLOST ("Connection lost. Trying to reconnect...", NestJS's words); the reply subscriptions
  * are restored; when the attempts run out the client disconnects as above. */
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "core/client_internal.h"
 #include "transport/redis/redis.h"
+#include "util/backoff.h"
 #include "util/buf.h"
 #include "util/map.h"
 
@@ -40,7 +42,7 @@ struct redis_client {
     nc_redis_conn *sub, *pub;
     int sub_ready, pub_ready;
     int state;
-    int failures;
+    nc_backoff retry[2]; /* the reconnect policy of the pub [0] and sub [1] connections */
     int nopen;
     int end_err;
     char end_msg[256];
@@ -232,13 +234,14 @@ static void sub_off_reply(void *arg, redisReply *r) {
 
 static void both_ready(redis_client *rc) {
     if (!rc->sub_ready || !rc->pub_ready) return;
-    rc->failures = 0;
+    nc_backoff_reset(&rc->retry[0]);
+    nc_backoff_reset(&rc->retry[1]);
     if (rc->state == C_CONNECTING) {
         rc->state = C_CONNECTED;
         nc_client__connected(rc->cli);
     } else if (rc->state == C_RECONNECTING) {
         rc->state = C_CONNECTED;
-        nc_logf(LOG(rc), NC_LOG_INFO, "Client", "reconnected to Redis at %s:%d", rc->t.host, rc->t.port);
+        nc_logf(LOG(rc), NC_LOG_INFO, "Client", "reconnected to Redis at %s:%d", rc->t.b.host, rc->t.b.port);
         nc_client__status(rc->cli, "connected", 0);
     }
 }
@@ -359,24 +362,28 @@ static void conn_end(nc_redis_conn *c, int err, const char *msg) {
     }
     const nc_client_cfg *cfg = nc_client__cfg(rc->cli);
     char text[300];
-    snprintf(text, sizeof text, "Redis %s connection to %s:%d lost: %s", sub ? "sub" : "pub", rc->t.host,
-             rc->t.port, msg && *msg ? msg : "closed");
-    rc->failures++;
-    if (cfg->retry_attempts <= 0 || rc->failures > cfg->retry_attempts) {
+    snprintf(text, sizeof text, "Redis %s connection to %s:%d lost: %s", sub ? "sub" : "pub", rc->t.b.host,
+             rc->t.b.port, msg && *msg ? msg : "closed");
+    nc_backoff *b = &rc->retry[sub];
+    int delay = cfg->retry_attempts > 0 ? nc_backoff_next(b) : -1;
+    if (delay < 0) {
         nc_logf(LOG(rc), NC_LOG_ERROR, "Client", "%s%s", text,
                 cfg->retry_attempts > 0 ? "; reconnection attempts exhausted" : "");
         nc_client__error(rc->cli, err ? err : NC_ECONNCLOSED, text);
         shut_down(rc, NC_ECONNCLOSED, "Connection closed");
         return;
     }
-    int delay = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 5000;
-    nc_logf(LOG(rc), NC_LOG_WARN, "Client", "%s; reconnecting (attempt %d of %d)", text, rc->failures,
-            cfg->retry_attempts);
+    unsigned skipped = 0;
+    char note[64];
+    int loud = nc_backoff_should_log(b, uv_now(nc_client__io(rc->cli)->loop), &skipped);
+    nc_logf(LOG(rc), loud ? NC_LOG_WARN : NC_LOG_DEBUG, "Client",
+            "%s; reconnecting in %d ms (attempt %d of %d)%s", text, delay, b->attempts, b->cfg.limit,
+            nc_backoff_suppressed_note(skipped, note, sizeof note));
     if (rc->state != C_RECONNECTING) {
         rc->state = C_RECONNECTING;
         nc_client__status(rc->cli, "reconnecting", err);
     }
-    nc_redis_conn *n = open_conn(rc, sub, rc->failures > 1 ? delay : 0);
+    nc_redis_conn *n = open_conn(rc, sub, delay);
     if (sub)
         rc->sub = n;
     else
@@ -401,8 +408,15 @@ static int rc_create(nc_client *cli, const nc_url *url, void **state) {
         return r;
     }
     rc->t.max_reply = cfg->max_buffer_size;
-    rc->t.max_queue = cfg->max_send_buffer_size;
-    rc->t.connect_timeout_ms = cfg->connect_timeout_ms; /* each connection, reconnections included */
+    rc->t.b.max_queue = cfg->max_send_buffer_size;
+    rc->t.b.connect_timeout_ms = cfg->connect_timeout_ms; /* each connection, reconnections included */
+    nc_backoff_cfg bc = {.base_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 5000,
+                         .limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 0,
+                         .first_at_once = 1,
+                         .jitter = 0.5};
+    uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)rc;
+    nc_backoff_init(&rc->retry[0], &bc, seed);
+    nc_backoff_init(&rc->retry[1], &bc, seed ^ 0x5bd1e995u);
     *state = rc;
     return 0;
 }
@@ -411,7 +425,8 @@ static int rc_connect(void *state) {
     redis_client *rc = state;
     rc->state = C_CONNECTING;
     rc->end_err = 0;
-    rc->failures = 0;
+    nc_backoff_reset(&rc->retry[0]);
+    nc_backoff_reset(&rc->retry[1]);
     rc->sub = open_conn(rc, 1, 0);
     rc->pub = open_conn(rc, 0, 0);
     if (!rc->sub || !rc->pub) {
@@ -532,6 +547,7 @@ static const char *const schemes[] = {"redis", "rediss", NULL};
 /* nc_redis_target_init tells rediss:// from redis:// by the URL */
 const nc_client_transport nc_redis_client_transport = {
     .schemes = schemes,
+    .options = nc_redis_options,
     .event_pattern_is_route = 0,
     .create = rc_create,
     .connect = rc_connect,

@@ -73,8 +73,8 @@ static void fail(nc_redis_conn *c, int err, const char *fmt, const char *detail)
     char msg[200];
     snprintf(msg, sizeof msg, fmt, detail);
     if (nc_dial_fail(&c->d, err, msg))
-        nc_logf(c->log, NC_LOG_ERROR, c->component, "redis %s connection to %s:%d: %s", c->role, c->t->host,
-                c->t->port, msg);
+        nc_logf(c->log, NC_LOG_ERROR, c->component, "redis %s connection to %s:%d: %s", c->role, c->t->b.host,
+                c->t->b.port, msg);
 }
 
 /* ---- writing commands ---------------------------------------------------------------------------- */
@@ -101,7 +101,7 @@ int nc_redis_conn_cmd(nc_redis_conn *c, nc_redis_reply_fn cb, void *arg, int arg
                       const size_t *lens) {
     if (c->d.ended) return NC_ECLOSED;
     size_t waiting = c->queue.len + (c->state == RC_READY ? (size_t)nc_stream_unsent(&c->d.st) : 0);
-    if (c->t->max_queue > 0 && waiting > (size_t)c->t->max_queue) return NC_ESTALLED;
+    if (c->t->b.max_queue > 0 && waiting > (size_t)c->t->b.max_queue) return NC_ESTALLED;
     /* a slot even without a callback, taken first: each reply must meet its own command */
     int r = fifo_push(c, cb, arg);
     if (r) return r;
@@ -202,10 +202,10 @@ static void st_open(nc_stream *s, int err, const char *msg) {
     const char *argv[3];
     size_t lens[3];
     int n = 0;
-    if (c->t->password) {
+    if (c->t->b.password) {
         argv[n] = "AUTH", lens[n++] = 4;
-        if (c->t->user && *c->t->user) argv[n] = c->t->user, lens[n] = strlen(c->t->user), n++;
-        argv[n] = c->t->password, lens[n] = strlen(c->t->password), n++;
+        if (c->t->b.user && *c->t->b.user) argv[n] = c->t->b.user, lens[n] = strlen(c->t->b.user), n++;
+        argv[n] = c->t->b.password, lens[n] = strlen(c->t->b.password), n++;
         nc_buf b = NC_BUF_INIT;
         if (append_cmd(&b, n, argv, lens) || nc_stream_write(&c->d.st, b.data, b.len)) {
             nc_buf_free(&b);
@@ -245,7 +245,7 @@ static void st_open(nc_stream *s, int err, const char *msg) {
 }
 
 static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, nc_dial_stream_closed, NULL};
-static const nc_dial_ops dial_ops = {conn_ended, conn_free};
+static const nc_dial_ops dial_ops = {conn_ended, conn_free, NULL};
 
 /* ---- connecting ----------------------------------------------------------------------------------- */
 
@@ -266,8 +266,8 @@ nc_redis_conn *nc_redis_conn_new(nc_ioctx *io, const nc_redis_target *t, int sub
     c->component = component;
     c->role = role;
     c->owner = owner;
-    nc_dial_start(&c->d, io, t->host, t->port, t->ssl, t->verify_host, t->connect_timeout_ms, delay_ms,
-                  &stream_cbs, &dial_ops);
+    nc_dial_start(&c->d, io, t->b.host, t->b.port, t->b.ssl, t->b.verify_host, t->b.connect_timeout_ms,
+                  delay_ms, &stream_cbs, &dial_ops);
     return c;
 }
 

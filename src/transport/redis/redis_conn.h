@@ -10,6 +10,7 @@
 
 #include "core/log.h"
 #include "io/dial.h"
+#include "transport/common/broker_target.h"
 
 typedef struct nc_redis_conn nc_redis_conn;
 
@@ -18,15 +19,10 @@ typedef void (*nc_redis_reply_fn)(void *arg, redisReply *r);
 
 /* Where and how to connect. Owned by the transport; must outlive its connections. */
 typedef struct nc_redis_target {
-    char *host;
-    int port;
-    char *user, *password; /* AUTH when password is set (with user: AUTH user password, Redis 6 ACL) */
-    int db;                /* SELECT when > 0 */
-    SSL_CTX *ssl;          /* rediss:// */
-    char *verify_host;     /* TLS name to verify */
-    long long max_reply;   /* bytes one reply may buffer before it is complete (0 = off) */
-    long long max_queue;   /* bytes of commands waiting for the connection or the socket (0 = off) */
-    int connect_timeout_ms;
+    /* AUTH when b.password is set (with b.user: AUTH user password, Redis 6 ACL); b.ssl for rediss:// */
+    nc_broker_target b;
+    int db;              /* SELECT when > 0 */
+    long long max_reply; /* bytes one reply may buffer before it is complete (0 = off) */
 } nc_redis_target;
 
 typedef struct nc_redis_conn_cbs {

@@ -1,8 +1,9 @@
 /* The Redis server transport (spec redis.md §4): a subscriber connection that SUBSCRIBEs (PSUBSCRIBE with
  * ?wildcards=true) to the route of every handler, and a publisher connection for the replies, published on
  * `<concrete channel>.reply`. Messages are dispatched on the subscription they came through. After a lost
- * connection both are re-established (every retry_delay_ms, default 1000; retry_attempts > 0 caps the
- * attempts) and the subscriptions restored; replies produced meanwhile wait in the new connection's queue
+ * connection both are re-established (the first attempt at once, then after retry_delay_ms, default 1000,
+ * doubling up to a cap, with jitter: util/backoff.h; retry_attempts > 0 caps the attempts of each
+ * connection) and the subscriptions restored; replies produced meanwhile wait in the new connection's queue
  * (bounded by max_send_buffer_size). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "codec/json_write.h"
 #include "core/server_transport.h"
 #include "transport/redis/redis.h"
+#include "util/backoff.h"
 #include "util/map.h"
 #include "util/utf8.h"
 
@@ -53,7 +55,7 @@ struct redis_server {
     int refused_reported;    /* status "disconnected" reported for a refusal; cleared once connected */
     char reply_refusal[200]; /* the last refused reply's words: a new reason is logged once */
     int sub_ready, pub_ready, reported;
-    int failures; /* reconnection attempts since the last good connection */
+    nc_backoff retry[2]; /* the reconnect policy of the pub [0] and sub [1] connections */
     int stopping, closing, nopen, closed_reported;
     nc_buf enc;
 };
@@ -169,7 +171,8 @@ static void report_connected(redis_server *rs) {
     if (rs->reported || !rs->sub_ready || !rs->pub_ready || rs->unconfirmed || rs->stopping) return;
     if (rs->routes.len && !rs->nsubscribed) return;
     rs->reported = 1;
-    rs->failures = 0;
+    nc_backoff_reset(&rs->retry[0]);
+    nc_backoff_reset(&rs->retry[1]);
     rs->refused_reported = 0;
     nc_server__status(rs->srv, "connected", 0);
 }
@@ -297,21 +300,23 @@ static void conn_end(nc_redis_conn *c, int err, const char *msg) {
         maybe_closed(rs);
         return;
     }
-    const nc_server_cfg *cfg = nc_server__cfg(rs->srv);
-    int delay = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 1000;
-    rs->failures++;
-    if (cfg->retry_attempts > 0 && rs->failures > cfg->retry_attempts) {
+    nc_backoff *b = &rs->retry[sub];
+    int delay = nc_backoff_next(b);
+    if (delay < 0) {
         nc_logf(LOG(rs), NC_LOG_ERROR, "Server",
                 "Redis %s connection to %s:%d lost (%s); giving up after %d attempts", sub ? "sub" : "pub",
-                rs->t.host, rs->t.port, msg ? msg : "closed", cfg->retry_attempts);
+                rs->t.b.host, rs->t.b.port, msg ? msg : "closed", b->cfg.limit);
         if (rs->reported) nc_server__status(rs->srv, "disconnected", err ? err : NC_ECONNCLOSED);
         rs->reported = 0;
         return;
     }
-    /* the first attempt goes at once: a restarted broker is usually back */
-    if (rs->failures == 1) delay = 0;
-    nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "Redis %s connection to %s:%d lost (%s); reconnecting in %d ms",
-            sub ? "sub" : "pub", rs->t.host, rs->t.port, msg ? msg : "closed", delay);
+    unsigned skipped = 0;
+    char note[64];
+    int loud = nc_backoff_should_log(b, uv_now(nc_server__io(rs->srv)->loop), &skipped);
+    nc_logf(LOG(rs), loud ? NC_LOG_ERROR : NC_LOG_DEBUG, "Server",
+            "Redis %s connection to %s:%d lost (%s); reconnecting in %d ms%s", sub ? "sub" : "pub",
+            rs->t.b.host, rs->t.b.port, msg ? msg : "closed", delay,
+            nc_backoff_suppressed_note(skipped, note, sizeof note));
     if (rs->reported) nc_server__status(rs->srv, "reconnecting", err);
     rs->reported = 0;
     nc_redis_conn *n = open_conn(rs, sub, delay);
@@ -339,17 +344,18 @@ static int rs_create(nc_server *srv, const nc_url *url, void **state) {
         free(rs);
         return r;
     }
-    rs->wildcards = nc_redis_query_bool(url, "wildcards");
-    if (rs->wildcards < 0) {
-        nc_logf(nc_server__log(srv), NC_LOG_ERROR, "Server", "wildcards must be true or false in %s",
-                url->text);
-        nc_redis_target_free(&rs->t);
-        free(rs);
-        return NC_EINVAL;
-    }
+    rs->wildcards = nc_opts_bool(nc_server__opts(srv), "wildcards");
     rs->t.max_reply = cfg->max_buffer_size;
-    rs->t.max_queue = cfg->max_send_buffer_size;
-    rs->t.connect_timeout_ms = 5000;
+    rs->t.b.max_queue = cfg->max_send_buffer_size;
+    rs->t.b.connect_timeout_ms = 5000;
+    /* the first attempt goes at once: a restarted broker is usually back */
+    nc_backoff_cfg bc = {.base_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 1000,
+                         .limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 0,
+                         .first_at_once = 1,
+                         .jitter = 0.5};
+    uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)rs;
+    nc_backoff_init(&rs->retry[0], &bc, seed);
+    nc_backoff_init(&rs->retry[1], &bc, seed ^ 0x5bd1e995u);
     *state = rs;
     return 0;
 }
@@ -361,7 +367,7 @@ static int rs_listen(void *state) {
     return rs->sub && rs->pub ? 0 : NC_ENOMEM;
 }
 
-static int rs_route_added(void *state, const char *route, const char *queue) {
+static int rs_route_added(void *state, const char *route, const nc_optset *opts) {
     redis_server *rs = state;
     size_t n = strlen(route);
     if (nc_map_get(&rs->routes, route, n)) return 0;
@@ -424,6 +430,7 @@ static const char *const schemes[] = {"redis", "rediss", NULL};
 /* nc_redis_target_init tells rediss:// from redis:// by the URL */
 const nc_server_transport nc_redis_server_transport = {
     .schemes = schemes,
+    .options = nc_redis_options,
     .supports_workers = 0,
     .reports_connected = 1,
     .create = rs_create,
