@@ -132,8 +132,10 @@ typedef struct nc_hook_info {
 
 /* ---- server hooks ------------------------------------------------------------------------------- */
 
-/* A set of server hooks. Any callback may be NULL. struct_size = sizeof(nc_server_hooks) (a smaller
- * size from older headers is accepted: the missing callbacks are NULL). Copied by nc_server_add_hooks. */
+/* A set of server hooks. Any callback may be NULL. struct_size = sizeof(nc_server_hooks), or 0 for the
+ * first layout (this one): a struct from an older header gets NULL for the callbacks it lacks; one from a
+ * newer header is accepted when the callbacks this library does not know are NULL (else NC_EINVAL), as
+ * for the option structs. Copied by nc_server_add_hooks. */
 typedef struct nc_server_hooks {
     size_t struct_size;
     void (*on_dispatch)(void *user, nc_hook_info *i);
@@ -169,7 +171,8 @@ typedef struct nc_server_hooks {
 /* Installs a hook set; `user` is passed to its callbacks. Loop thread (or before the server runs). With
  * workers > 1, every worker gets a copy of the sets installed before nc_server_run (or listen), and the
  * sets cannot change once the workers run (NC_ESTATE). Returns an id > 0 for nc_server_remove_hooks, or
- * NC_EINVAL (srv or hooks NULL, struct_size 0), NC_ETOOBIG (NC_HOOKS_MAX sets installed), NC_ENOMEM. */
+ * NC_EINVAL (srv or hooks NULL, a struct_size it cannot read), NC_ETOOBIG (NC_HOOKS_MAX sets installed),
+ * NC_ENOMEM. */
 NC_API int nc_server_add_hooks(nc_server *srv, const nc_server_hooks *hooks, void *user);
 
 /* Removes a hook set: later messages do not see it; those in flight still get their callbacks, and

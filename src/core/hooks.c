@@ -7,6 +7,7 @@
 
 #include "core/hooks_internal.h"
 #include "nestc/error.h"
+#include "util/abi.h"
 
 /* Records kept per table for reuse: the hooked path allocates nothing once warm. */
 #define REC_POOL_MAX 256
@@ -81,25 +82,40 @@ static void table_swap(nc_hook_table **tp, nc_hook_table *t) {
     if (old) table_unref(old);
 }
 
-static nc_hook_set *set_new(nc_hook_side side, const void *hooks, void *user, int primary) {
+/* The first layouts (util/abi.h): struct_size 0 means these; a later header that appends callbacks
+ * replaces sizeof by offsetof(the struct, the first new field). */
+#define NC_SERVER_HOOKS_BASE sizeof(nc_server_hooks)
+#define NC_CLIENT_HOOKS_BASE sizeof(nc_client_hooks)
+
+static nc_hook_set *set_new(nc_hook_side side, const void *hooks, void *user, int primary, int *err) {
     size_t given = *(const size_t *)hooks; /* both structs begin with struct_size */
-    size_t full = side == NC_HOOK_SERVER ? sizeof(nc_server_hooks) : sizeof(nc_client_hooks);
-    if (given < sizeof(size_t)) return NULL;
     nc_hook_set *h = calloc(1, sizeof *h);
+    *err = NC_ENOMEM;
     if (!h) return NULL;
     h->side = side;
     h->user = user;
     h->primary = primary;
-    /* a struct from older headers is shorter: the callbacks it lacks stay NULL */
-    memcpy(side == NC_HOOK_SERVER ? (void *)&h->s : (void *)&h->c, hooks, given < full ? given : full);
+    /* a struct from an older header is shorter: the callbacks it lacks stay NULL */
+    if (side == NC_HOOK_SERVER) {
+        *err = nc_abi_copy_in(&h->s, sizeof h->s, hooks, given, NC_SERVER_HOOKS_BASE);
+        h->s.struct_size = sizeof h->s; /* what the copy holds (worker copies read it again) */
+    } else {
+        *err = nc_abi_copy_in(&h->c, sizeof h->c, hooks, given, NC_CLIENT_HOOKS_BASE);
+        h->c.struct_size = sizeof h->c;
+    }
+    if (*err) {
+        free(h);
+        return NULL;
+    }
     return h;
 }
 
 int nc_hooks__add(nc_hook_table **tp, nc_hook_side side, const void *hooks, void *user) {
-    if (!tp || !hooks || *(const size_t *)hooks < sizeof(size_t)) return NC_EINVAL;
+    if (!tp || !hooks) return NC_EINVAL;
     if (*tp && (*tp)->n >= NC_HOOKS_MAX) return NC_ETOOBIG;
-    nc_hook_set *h = set_new(side, hooks, user, 1);
-    if (!h) return NC_ENOMEM;
+    int err;
+    nc_hook_set *h = set_new(side, hooks, user, 1, &err);
+    if (!h) return err;
     h->id = atomic_fetch_add(&next_id, 1) + 1;
     nc_hook_table *t = table_build(*tp, NULL, h);
     if (!t) {
@@ -139,8 +155,9 @@ int nc_hooks__copy(nc_hook_table **dst, const nc_hook_table *src) {
     t->any = src->any;
     for (int i = 0; i < src->n; i++) {
         const nc_hook_set *o = src->sets[i];
+        int err;
         nc_hook_set *h = set_new(
-            o->side, o->side == NC_HOOK_SERVER ? (const void *)&o->s : (const void *)&o->c, o->user, 0);
+            o->side, o->side == NC_HOOK_SERVER ? (const void *)&o->s : (const void *)&o->c, o->user, 0, &err);
         if (!h) {
             table_unref(t);
             return NC_ENOMEM;

@@ -203,14 +203,22 @@ static void test_remove_in_flight(void **st) {
 static void test_limits(void **st) {
     reset();
     nc_hook_table *t = NULL;
-    nc_server_hooks zero = {0};
-    assert_int_equal(nc_hooks__add(&t, NC_HOOK_SERVER, &zero, NULL), NC_EINVAL);
-    /* a struct from older headers: only the fields it has */
-    nc_server_hooks old = {.struct_size = offsetof(nc_server_hooks, before_handler),
-                           .on_dispatch = s_dispatch,
-                           .before_handler = s_before};
-    assert_true(nc_hooks__add(&t, NC_HOOK_SERVER, &old, "O") > 0);
-    assert_null(t->sets[0]->s.before_handler);
+    /* struct_size 0: the first layout (this one), read whole */
+    nc_server_hooks zero = {.on_dispatch = s_dispatch};
+    assert_true(nc_hooks__add(&t, NC_HOOK_SERVER, &zero, "Z") > 0);
+    assert_ptr_equal(t->sets[0]->s.on_dispatch, s_dispatch);
+    nc_hooks__drop(&t);
+    /* smaller than the first layout: refused */
+    nc_server_hooks tiny = {.struct_size = 4};
+    assert_int_equal(nc_hooks__add(&t, NC_HOOK_SERVER, &tiny, NULL), NC_EINVAL);
+    /* from a newer header: accepted only when what this library does not know is unset */
+    struct {
+        nc_server_hooks h;
+        void (*later)(void *);
+    } newer = {{.struct_size = sizeof newer}, s_release};
+    assert_int_equal(nc_hooks__add(&t, NC_HOOK_SERVER, &newer, NULL), NC_EINVAL);
+    newer.later = NULL;
+    assert_true(nc_hooks__add(&t, NC_HOOK_SERVER, &newer, NULL) > 0);
     for (int k = 1; k < NC_HOOKS_MAX; k++)
         assert_true(nc_hooks__add(&t, NC_HOOK_SERVER, &all_server, "A") > 0);
     assert_int_equal(nc_hooks__add(&t, NC_HOOK_SERVER, &all_server, "A"), NC_ETOOBIG);
