@@ -23,7 +23,11 @@ struct uv_loop_s;
  * For a request it lives until the request is finished; for an event, until the handler returns. */
 typedef struct nc_msg nc_msg;
 
-/* A request awaiting its reply stream. Owned by the server until it is finished. */
+/* A request awaiting its reply stream. Owned by the server until it is finished.
+ * An nc_request * is a handle, not a pointer to memory: it holds an id with a generation, and every call
+ * taking one looks it up first. Once the request is finished (its stream ended, or its server freed it)
+ * the handle is stale: calls return NC_ESTATE (accessors NULL/false) instead of touching freed or reused
+ * memory, and a value passed to a refused call is still released (stolen). Never dereference it. */
 typedef struct nc_request nc_request;
 
 /* The payload (NestJS `data`). Borrowed: owned by the message, valid as long as the message. Never NULL
@@ -57,19 +61,21 @@ NC_API json_t *nc_msg_metadata(const nc_msg *m);
 NC_API int nc_msg_is_event(const nc_msg *m);
 
 /* The loop the request is served on (borrowed): where to start timers or other async work that ends in
- * a reply. With several workers each has its own loop; use this rather than nc_server_loop. */
+ * a reply. With several workers each has its own loop; use this rather than nc_server_loop. NULL once
+ * the request is finished. */
 NC_API struct uv_loop_s *nc_request_loop(const nc_request *req);
 
-/* The message of a request (borrowed, valid until the request is finished). */
+/* The message of a request (borrowed, valid until the request is finished). NULL once it is finished. */
 NC_API const nc_msg *nc_request_msg(const nc_request *req);
 
 /* ---- replying (loop thread) ---------------------------------------------------------------------
  * Every request must be finished exactly once: by nc_reply, nc_reply_end, nc_reply_error or
- * nc_reply_error_msg. After that the nc_request pointer is invalid. Values are STOLEN (like jansson's
- * *_new functions): the library releases the reference, so `nc_reply(req, json_integer(6))` does not
- * leak. A NULL value means JavaScript `undefined` (a packet without `response`).
+ * nc_reply_error_msg. After that the handle is stale: every call on it returns NC_ESTATE (a second
+ * nc_reply included) and changes nothing. Values are STOLEN (like jansson's *_new functions), even by a
+ * refused call: the library releases the reference, so `nc_reply(req, json_integer(6))` does not leak.
+ * A NULL value means JavaScript `undefined` (a packet without `response`).
  * If the peer has gone, replies are discarded silently; the request must still be finished.
- * Returns 0, NC_ESTATE if the request was already finished, NC_ENOMEM. */
+ * Returns 0, NC_ESTATE if the request was already finished (NC_EINVAL for a NULL handle), NC_ENOMEM. */
 
 /* One value, then the end of the stream (NestJS: returning a value or a resolved Promise). */
 NC_API int nc_reply(nc_request *req, json_t *value);
@@ -97,7 +103,11 @@ NC_API int nc_reply_error_msg(nc_request *req, const char *msg);
 
 /* ---- replying from another thread ------------------------------------------------------------------
  * Thread-safe: queues the reply and wakes the loop, which applies it in order. Same ownership rules;
- * the value must not be touched by the caller afterwards. `kind` selects the call above. */
+ * the value must not be touched by the caller afterwards. `kind` selects the call above.
+ * A request already finished is refused at once (NC_ESTATE, the value released). A request that finishes
+ * after the reply was queued but before its loop applies it (e.g. cancelled and ended by its cancel
+ * callback) is looked up again by the loop: the queued reply is then dropped safely and its value
+ * released. The request's server must not be freed while another thread may still call this. */
 typedef enum nc_reply_kind {
     NC_REPLY_VALUE = 0, /* nc_reply */
     NC_REPLY_NEXT = 1,  /* nc_reply_next */
@@ -140,7 +150,8 @@ typedef void (*nc_event_fn)(const nc_msg *msg, void *user);
  * Cancellation tells the handler to stop its work (timers, queries); it does not finish the request.
  * From then on every reply is discarded, and the request must still be finished exactly once (any
  * nc_reply* call, e.g. nc_reply_end) to release it, usually from the cancel callback itself. A request
- * still unfinished when its server is freed is freed with it (nc_server_free); do not touch it then. */
+ * still unfinished when its server is freed is freed with it (nc_server_free): its handle is stale then,
+ * and calls on it return NC_ESTATE. */
 
 #include <stdbool.h>
 
@@ -151,11 +162,12 @@ typedef void (*nc_cancel_fn)(nc_request *req, void *arg);
 
 /* Sets the request's cancel callback (one per request; a later call replaces it, fn NULL removes it).
  * If the request is already cancelled, fn runs at once, before this returns. Loop thread only; `arg` is
- * borrowed (the handler keeps it alive until fn runs or the request is finished). Returns 0 or
- * NC_EINVAL. */
+ * borrowed (the handler keeps it alive until fn runs or the request is finished). Returns 0, NC_ESTATE
+ * (finished) or NC_EINVAL. */
 NC_API int nc_request_on_cancel(nc_request *req, nc_cancel_fn fn, void *arg);
 
-/* true once the request is cancelled (its replies go nowhere). Loop thread only. */
+/* true once the request is cancelled (its replies go nowhere); false for a finished handle. Loop thread
+ * only. */
 NC_API bool nc_request_is_cancelled(const nc_request *req);
 
 #ifdef __cplusplus

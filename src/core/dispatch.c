@@ -30,23 +30,23 @@ static void log_no_event_handler(nc_server *s, const nc_msg *m) {
 }
 
 /* Answers a request (its message filled and its id set) or runs an event routed to a message handler. */
-static void run_request(nc_server *s, nc_request *req, nc_route_entry *e, const nc_inbound *in) {
+static void run_request(nc_server *s, nc_req *req, nc_route_entry *e, const nc_inbound *in) {
     nc_msg *m = &req->msg;
     if (m->is_event) {
         /* NestJS runs a message handler for an event and discards its result. */
         req->discard = 1;
-        e->req_fn(req, m, e->req_user);
+        e->req_fn(nc_req__handle(req), m, e->req_user);
         return;
     }
     req->peer = in->peer;
     req->pops = in->peer_ops;
     if (req->peer) req->pops->retain(req->peer);
     if (e && e->req_fn) {
-        e->req_fn(req, m, e->req_user);
+        e->req_fn(nc_req__handle(req), m, e->req_user);
     } else if (e && e->nevents) {
         /* Only event handlers: NestJS runs the chain and answers; we answer with completion. */
         run_events(s, e, m);
-        nc_reply_end(req);
+        nc_request__end(req);
     } else {
         nc_reply_pkt pkt = {.no_handler = 1, .id = req->id, .id_len = req->id_len};
         if (req->peer && req->pops->reply(req->peer, &pkt)) req->peer_dead = 1;
@@ -231,7 +231,7 @@ static int scan_request(nc_server *s, const nc_env *env, const pattern_info *pi,
     size_t id_len = 0;
     char *own_id = NULL;
     if (env->id.p && id_text(&env->id, &id, &id_len, &own_id)) return NC_ENOMEM;
-    nc_request *req = nc_request__new(s);
+    nc_req *req = nc_request__new(s);
     if (!req) {
         free(own_id);
         return NC_ENOMEM;
@@ -343,7 +343,7 @@ static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inb
         root = json_object();
         if (!root) return NC_ENOMEM;
     }
-    nc_request *req = nc_request__new(s);
+    nc_req *req = nc_request__new(s);
     if (!req) {
         nc_json_free(root);
         return NC_ENOMEM;

@@ -10,6 +10,7 @@
 #include "nestc/server.h"
 #include "transport/transport.h"
 #include "util/buf.h"
+#include "util/handle.h"
 #include "util/map.h"
 
 /* Options with defaults applied and strings copied. */
@@ -69,13 +70,18 @@ struct nc_msg {
 };
 
 typedef struct nc_ts_reply nc_ts_reply;
+typedef struct nc_req nc_req;
 
 /* Bytes of packet text a pooled request holds without a malloc. */
 #define NC_REQ_INLINE 192
 
-struct nc_request {
+/* A request. Handlers never see this struct: they get an nc_request * that holds `hid` (util/handle.h),
+ * resolved by every public call, so a finished request's handle is refused (NC_ESTATE) rather than
+ * reaching pooled or freed memory. */
+struct nc_req {
     nc_msg msg;
     nc_server *srv;
+    nc_hid hid;     /* the handle given to the handler; freed when the request finishes */
     const char *id; /* JSON text of the id (in the arena or own_id) */
     size_t id_len;
     char *own_id;
@@ -90,7 +96,7 @@ struct nc_request {
     nc_cancel_fn cancel_fn;
     void *cancel_arg;
     nc_flushable fl;
-    struct nc_request *prev, *next;
+    struct nc_req *prev, *next;
     char inline_arena[NC_REQ_INLINE];
 };
 
@@ -107,9 +113,9 @@ struct nc_server {
     void *last_pi;         /* the cache entry of the last pattern looked up, and its key */
     char last_key[64];
     size_t last_klen;
-    nc_request *req_pool; /* finished requests kept for reuse */
+    nc_req *req_pool; /* finished requests kept for reuse */
     size_t npool;
-    nc_request *inflight; /* list of unfinished requests */
+    nc_req *inflight; /* list of unfinished requests */
     size_t ninflight;
     nc_buf scratch; /* encoder scratch for reply values */
     uv_async_t async;
@@ -172,17 +178,23 @@ int nc_server__copy_handlers(nc_server *dst, const nc_server *src);
 void nc_route_cache_free(nc_server *s);
 
 /* request.c */
-nc_request *nc_request__new(nc_server *s);
+/* The handle of a live request, as handed to handlers. */
+static inline nc_request *nc_req__handle(const nc_req *r) {
+    return (nc_request *)nc_hid_to_ptr(r->hid);
+}
+nc_req *nc_request__new(nc_server *s);
+/* Finishes r with the end of its stream (a value held is sent with isDisposed). */
+void nc_request__end(nc_req *r);
 void nc_request__pool_free(nc_server *s);
-void nc_request__free_unfinished(nc_request *r);
+void nc_request__free_unfinished(nc_req *r);
 void nc_msg__clear(nc_msg *m);
 void nc_server__apply_ts_replies(nc_server *s);
 /* Cancellation: mark_cancelled makes replies go nowhere and releases the peer (no callback);
  * run_cancel runs the cancel callback if one is set (it may finish r); cancel_later marks now and runs
  * the callback at the end of the loop iteration, for callers deep in a call that may involve r. */
-void nc_request__mark_cancelled(nc_request *r);
-void nc_request__run_cancel(nc_request *r);
-void nc_request__cancel_later(nc_request *r);
+void nc_request__mark_cancelled(nc_req *r);
+void nc_request__run_cancel(nc_req *r);
+void nc_request__cancel_later(nc_req *r);
 /* A request left the in-flight list (graceful close may proceed). */
 void nc_server__request_finished(nc_server *s);
 
