@@ -68,6 +68,7 @@ void nc_msg__clear(nc_msg *m) {
     if (m->data_owned) nc_json_free(m->data);
     if (m->scanned && m->meta_done) nc_json_free(m->metadata);
     json_decref(m->headers);
+    free(m->own_extras);
     free(m->own_route);
     free(m->own_pattern);
     free(m->own_data_json);
@@ -84,6 +85,9 @@ void nc_request__free_unfinished(nc_req *r) {
         s->inflight = r->next;
     if (r->next) r->next->prev = r->prev;
     s->ninflight--;
+    /* freed before it was settled (server close, or a failed dispatch): the broker delivers it again */
+    if (!r->settled) nc_request__settle(r, NC_SETTLE_NACK_REQUEUE);
+    nc_request__free_extras(r);
     nc_handle_free(r->hid); /* from here on the handler's handle is refused */
     r->hid = 0;
     nc_ioctx_unmark(&s->io, &r->fl);
@@ -106,6 +110,7 @@ void nc_request__free_unfinished(nc_req *r) {
 static void emit_text(nc_req *r, const char *text, size_t len, int is_err, int disposed) {
     if (r->discard || !r->peer || r->peer_dead) return;
     nc_reply_pkt pkt = {.disposed = disposed, .id = r->id, .id_len = r->id_len};
+    if (r->meta || !r->first_sent) nc_request__fill_pkt(r, &pkt, disposed || is_err);
     if (text && is_err) {
         pkt.err = text;
         pkt.err_len = len;
@@ -127,8 +132,14 @@ static int emit(nc_req *r, json_t *value, int is_err, int disposed) {
 }
 
 /* The request behind a handle, or NULL when the handle is NULL, finished or never issued. */
-static nc_req *resolve(const nc_request *h) {
+static nc_req *resolve_any(const nc_request *h) {
     return h ? nc_handle_get(nc_hid_from_ptr(h)) : NULL;
+}
+/* The same, for calls on the reply stream: NULL also once the stream ended (a request waiting to be
+ * settled by its handler). */
+static nc_req *resolve(const nc_request *h) {
+    nc_req *r = resolve_any(h);
+    return r && !r->replied ? r : NULL;
 }
 static int refused(const nc_request *h) {
     return h ? NC_ESTATE : NC_EINVAL;
@@ -148,8 +159,22 @@ static void flush_held(nc_flushable *f) {
     if (r->cancel_due) nc_request__run_cancel(r);
 }
 
+/* The reply stream ended. Auto-settled requests go at once; one the handler settles lives on, without
+ * its peer, until it is settled (settle.c). */
 static void finish(nc_req *r) {
-    nc_request__free_unfinished(r);
+    if (!r->settle_manual) nc_request__settle(r, NC_SETTLE_ACK);
+    if (r->settled) {
+        nc_request__free_unfinished(r);
+        return;
+    }
+    r->replied = 1;
+    r->cancel_fn = NULL;
+    nc_request__free_extras(r);
+    if (r->peer) {
+        void *peer = r->peer;
+        r->peer = NULL;
+        r->pops->release(peer);
+    }
 }
 
 int nc_reply_next(nc_request *h, json_t *value) {
@@ -350,9 +375,6 @@ const char *nc_msg_transport(const nc_msg *m) {
 const char *nc_msg_channel(const nc_msg *m) {
     return m->channel;
 }
-json_t *nc_msg_headers(const nc_msg *m) {
-    return m->headers;
-}
 json_t *nc_msg_metadata(const nc_msg *m) {
     nc_msg *mm = (nc_msg *)m;
     if (mm->scanned && !mm->meta_done) {
@@ -372,12 +394,12 @@ int nc_msg_is_event(const nc_msg *m) {
     return m->is_event;
 }
 const nc_msg *nc_request_msg(const nc_request *h) {
-    nc_req *r = resolve(h);
+    nc_req *r = resolve_any(h);
     return r ? &r->msg : NULL;
 }
 
 struct uv_loop_s *nc_request_loop(const nc_request *h) {
-    nc_req *r = resolve(h);
+    nc_req *r = resolve_any(h);
     return r ? r->srv->io.loop : NULL;
 }
 
@@ -402,6 +424,12 @@ void nc_request__mark_cancelled(nc_req *r) {
 }
 
 void nc_request__run_cancel(nc_req *r) {
+    if (r->stream) {
+        /* the inbound stream ends first; its callback may finish r */
+        nc_hid id = r->hid;
+        nc_request__stream_cancelled(r);
+        if (nc_handle_get(id) != r || r->replied) return;
+    }
     nc_cancel_fn fn = r->cancel_fn;
     r->cancel_fn = NULL;
     r->cancel_due = 0;

@@ -445,7 +445,8 @@ void nc_server_free(nc_server *s) {
     }
     nc_server__join_workers(s);
     s->freeing = 1;
-    while (s->inflight) nc_request__free_unfinished(s->inflight);
+    while (s->inflight) nc_request__free_unfinished(s->inflight); /* unsettled: nacked with requeue */
+    nc_event__free_all(s);
     s->tp->destroy(s->tps);
     const char *k;
     void *v;

@@ -104,11 +104,22 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
     if (!subject) return;
     memcpy(subject, op->subject, op->subject_len);
     subject[op->subject_len] = '\0';
-    json_t *headers = NULL;
+    /* headers as spans into the message: nothing allocated unless there are many */
+    nc_header small_hdrs[16], *hdrs = NULL;
+    size_t nhdrs = 0;
     if (op->hdr) {
         int status;
-        if (nc_nats_headers_parse(op->hdr, op->hdr_len, &status, &headers))
+        hdrs = small_hdrs;
+        if (nc_nats_headers_list(op->hdr, op->hdr_len, &status, hdrs, 16, &nhdrs)) {
             nc_logf(LOG(ns), NC_LOG_WARN, "Server", "malformed headers on %s ignored", subject);
+            hdrs = NULL;
+            nhdrs = 0;
+        } else if (nhdrs > 16 && (hdrs = malloc(nhdrs * sizeof *hdrs)) != NULL) {
+            nc_nats_headers_list(op->hdr, op->hdr_len, &status, hdrs, nhdrs, &nhdrs);
+        } else if (nhdrs > 16) {
+            hdrs = small_hdrs; /* out of memory: the first 16 */
+            nhdrs = 16;
+        }
     }
     nsink *k = NULL;
     if (op->reply && op->reply_len) {
@@ -124,7 +135,12 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
     nc_inbound in = {0};
     in.channel = subject;
     in.route = route;
-    in.headers = headers;
+    in.headers = hdrs;
+    in.nheaders = nhdrs;
+    nc_ctx_item ctx[2] = {{NC_CTX_SUBJECT, subject, op->subject_len, 0},
+                          {NC_CTX_REPLY_TO, op->reply, op->reply_len, 0}};
+    in.ctx = ctx;
+    in.nctx = op->reply && op->reply_len ? 2 : 1;
     in.peer = k;
     in.peer_ops = k ? &sink_ops : NULL;
     char why[200];
@@ -132,7 +148,7 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
     if (nc_server__dispatch(ns->srv, op->payload, op->payload_len, &in, why, sizeof why) == NC_EPROTO)
         nc_logf(LOG(ns), NC_LOG_ERROR, "Server", "message on %s is not JSON (%s); ignored", subject, why);
     if (k) sink_release(k);
-    json_decref(headers);
+    if (hdrs && hdrs != small_hdrs) free(hdrs);
     if (subject != small) free(subject);
 }
 
