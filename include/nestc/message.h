@@ -231,8 +231,9 @@ NC_API int nc_request_reject(nc_request *req);
  * Several handlers of one event may each keep it (each gets its own handle); the delivery is settled
  * once, when every keeper settled and the handlers returned, with the strongest outcome asked: reject >
  * nack > nack with requeue > ack (ack only if every keeper acked). Each settling call finishes its
- * handle: later calls on it return NC_ESTATE (accessors NULL). A kept event still unsettled when its
- * server is freed is nacked with requeue. */
+ * handle: later calls on it return NC_ESTATE (accessors NULL). Kept events do not hold up a graceful
+ * close (nc_server_close); one still unsettled when its server is freed is nacked with requeue and its
+ * handles become stale. */
 typedef struct nc_event nc_event;
 
 /* Inside an event handler, for the message it was given: keeps it. Returns the handle, or NULL (not an
