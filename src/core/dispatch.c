@@ -41,7 +41,7 @@ static void run_request(nc_server *s, nc_req *req, nc_route_entry *e, const nc_i
         e->req_fn(nc_req__handle(req), m, e->req_user);
         return;
     }
-    if (e && (e->req_fn || e->nevents)) {
+    if ((in->stream_in | in->deadline_ms) && e && (e->req_fn || e->nevents)) {
         /* what a caller may add to its request: a stream of values, a deadline */
         if (in->stream_in && nc_request__start_stream(req) == 0 && in->stream_token)
             *in->stream_token = req->hid;
@@ -220,8 +220,8 @@ static void fill_common(nc_server *s, nc_msg *m, const nc_env *env, const nc_inb
 
 /* Runs an event's handlers on m (or logs that there are none), then settles it unless a handler kept
  * it (nc_event_keep copies the message then). */
-static void event_handlers(nc_server *s, nc_route_entry *e, nc_msg *m, const nc_inbound *in,
-                           nc_dispatch_outcome *oc) {
+static inline void event_handlers(nc_server *s, nc_route_entry *e, nc_msg *m, const nc_inbound *in,
+                                  nc_dispatch_outcome *oc) {
     nc_evctx ec = {s, in, NULL};
     int matched = e && e->nevents;
     m->evctx = &ec;
@@ -249,8 +249,12 @@ static int scan_event(nc_server *s, const nc_env *env, const pattern_info *pi, c
     m.ctx = in->ctx;
     m.nctx = in->nctx;
     event_handlers(s, pi->entry, &m, in, oc);
-    m.channel = NULL;
-    nc_msg__clear(&m);
+    /* what handlers may have built on first use; the rest is borrowed (nc_msg__clear would try ten
+     * frees of NULL on this hot path) */
+    if (m.data_owned) nc_json_free(m.data);
+    if (m.meta_done) nc_json_free(m.metadata);
+    if (m.headers) json_decref(m.headers);
+    if (m.own_data_json) free(m.own_data_json);
     return 0;
 }
 
@@ -308,8 +312,8 @@ static pattern_info *by_route(nc_server *s, const char *route, pattern_info *tmp
     return tmp;
 }
 
-static int dispatch_env(nc_server *s, const nc_env *env, const pattern_info *pi, const nc_inbound *in,
-                        nc_dispatch_outcome *oc) {
+static inline int dispatch_env(nc_server *s, const nc_env *env, const pattern_info *pi, const nc_inbound *in,
+                               nc_dispatch_outcome *oc) {
     nc_route_entry *e = pi->entry;
     return env->id.p == NULL && !(e && !e->nevents && e->req_fn) ? scan_event(s, env, pi, in, oc)
                                                                  : scan_request(s, env, pi, in, oc);

@@ -62,18 +62,24 @@ void nc_request__pool_free(nc_server *s) {
     s->npool = 0;
 }
 
-void nc_msg__clear(nc_msg *m) {
+/* Frees what the message owns; leaves the struct as is (nc_request__new zeroes a pooled request). */
+static void msg_release(nc_msg *m) {
     /* values read from peer text: freed without recursion on their depth */
-    nc_json_free(m->root);
+    /* most of these are NULL on the hot path: test before calling */
+    if (m->root) nc_json_free(m->root);
     if (m->data_owned) nc_json_free(m->data);
-    if (m->scanned && m->meta_done) nc_json_free(m->metadata);
-    json_decref(m->headers);
-    free(m->own_extras);
-    free(m->own_route);
-    free(m->own_pattern);
-    free(m->own_data_json);
-    free(m->channel);
+    if (m->scanned && m->meta_done && m->metadata) nc_json_free(m->metadata);
+    if (m->headers) json_decref(m->headers);
+    if (m->own_extras) free(m->own_extras);
+    if (m->own_route) free(m->own_route);
+    if (m->own_pattern) free(m->own_pattern);
+    if (m->own_data_json) free(m->own_data_json);
+    if (m->channel) free(m->channel);
     if (m->arena_heap) free(m->arena);
+}
+
+void nc_msg__clear(nc_msg *m) {
+    msg_release(m);
     memset(m, 0, sizeof *m);
 }
 
@@ -86,15 +92,15 @@ void nc_request__free_unfinished(nc_req *r) {
     if (r->next) r->next->prev = r->prev;
     s->ninflight--;
     /* freed before it was settled (server close, or a failed dispatch): the broker delivers it again */
-    if (!r->settled) nc_request__settle(r, NC_SETTLE_NACK_REQUEUE);
-    nc_request__free_extras(r);
+    if (!r->settled && r->delivery.set) nc_request__settle(r, NC_SETTLE_NACK_REQUEUE);
+    if (r->stream || r->deadline || r->meta) nc_request__free_extras(r);
     nc_handle_free(r->hid); /* from here on the handler's handle is refused */
     r->hid = 0;
     nc_ioctx_unmark(&s->io, &r->fl);
     if (r->has_held) json_decref(r->held);
     if (r->peer) r->pops->release(r->peer);
-    nc_msg__clear(&r->msg);
-    free(r->own_id);
+    msg_release(&r->msg);
+    if (r->own_id) free(r->own_id);
     if (s->npool < POOL_MAX && !s->freeing) {
         r->next = s->req_pool;
         s->req_pool = r;
@@ -110,7 +116,8 @@ void nc_request__free_unfinished(nc_req *r) {
 static void emit_text(nc_req *r, const char *text, size_t len, int is_err, int disposed) {
     if (r->discard || !r->peer || r->peer_dead) return;
     nc_reply_pkt pkt = {.disposed = disposed, .id = r->id, .id_len = r->id_len};
-    if (r->meta || !r->first_sent) nc_request__fill_pkt(r, &pkt, disposed || is_err);
+    if (r->meta) nc_request__fill_pkt(r, &pkt, disposed || is_err);
+    r->first_sent = 1;
     if (text && is_err) {
         pkt.err = text;
         pkt.err_len = len;
@@ -161,15 +168,20 @@ static void flush_held(nc_flushable *f) {
 
 /* The reply stream ended. Auto-settled requests go at once; one the handler settles lives on, without
  * its peer, until it is settled (settle.c). */
-static void finish(nc_req *r) {
-    if (!r->settle_manual) nc_request__settle(r, NC_SETTLE_ACK);
+static inline void finish(nc_req *r) {
+    if (!r->settle_manual) {
+        if (r->delivery.set)
+            nc_request__settle(r, NC_SETTLE_ACK);
+        else
+            r->settled = 1; /* nothing to settle */
+    }
     if (r->settled) {
         nc_request__free_unfinished(r);
         return;
     }
     r->replied = 1;
     r->cancel_fn = NULL;
-    nc_request__free_extras(r);
+    if (r->stream || r->deadline || r->meta) nc_request__free_extras(r);
     if (r->peer) {
         void *peer = r->peer;
         r->peer = NULL;
