@@ -259,8 +259,10 @@ static int scan_event(nc_server *s, const nc_env *env, const pattern_info *pi, c
 }
 
 /* A request (or an event for a message handler): copies what outlives the packet into the request. */
-static int scan_request(nc_server *s, const nc_env *env, const pattern_info *pi, const nc_inbound *in,
-                        nc_dispatch_outcome *oc) {
+/* Inlined: with the parts path there are two callers, and the call would cost the hot path. */
+static inline __attribute__((always_inline)) int scan_request(nc_server *s, const nc_env *env,
+                                                              const pattern_info *pi, const nc_inbound *in,
+                                                              nc_dispatch_outcome *oc) {
     const char *id = NULL;
     size_t id_len = 0;
     char *own_id = NULL;
@@ -349,7 +351,8 @@ static int part_span(const char *p, size_t n, int is_json, nc_buf *b, nc_span *o
     return nc_json_scan_value(b->data, b->len, out) == NC_SCAN_OK ? 0 : NC_EPROTO;
 }
 
-static int parts_dispatch(nc_server *s, const nc_inbound *in, nc_dispatch_outcome *oc) {
+static __attribute__((cold, noinline)) int parts_dispatch(nc_server *s, const nc_inbound *in,
+                                                          nc_dispatch_outcome *oc) {
     const nc_inbound_parts *p = in->parts;
     nc_env env;
     memset(&env, 0, sizeof env);
@@ -491,8 +494,9 @@ fail:
 }
 
 /* NestJS's fallback for a body that is not JSON: the raw string is the message (a foreign event). */
-static int dispatch_as_string(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
-                              size_t whylen, nc_dispatch_outcome *oc) {
+static __attribute__((cold, noinline)) int dispatch_as_string(nc_server *s, const char *body, size_t len,
+                                                              const nc_inbound *in, char *why, size_t whylen,
+                                                              nc_dispatch_outcome *oc) {
     json_t *str = nc_json_string_js(body, len, 0);
     nc_buf b = NC_BUF_INIT;
     int r = !str || nc_json_write(&b, str) ? NC_ENOMEM : dom_dispatch(s, b.data, b.len, in, why, whylen, oc);
