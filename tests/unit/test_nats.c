@@ -74,6 +74,11 @@ static void test_headers_and_wildcards(void **st) {
     json_t *got = json_object_get(k.last, "headers");
     assert_string_equal(json_string_value(json_object_get(got, "x-trace")), "t-1");
     assert_string_equal(json_string_value(json_object_get(got, "x-version")), "1.0.0");
+    /* the same headers as an ordered list, and the transport context */
+    assert_string_equal(json_string_value(json_object_get(k.last, "trace")), "t-1");
+    assert_int_equal(json_integer_value(json_object_get(k.last, "nheaders")), 2);
+    assert_string_equal(json_string_value(json_object_get(k.last, "subject")), "where");
+    assert_true(json_is_true(json_object_get(k.last, "has_reply_to")));
     call_clear(&k);
     /* client-wide headers: added unless the call sets the same name */
     nc_client_opts o = {0};
