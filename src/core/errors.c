@@ -29,6 +29,7 @@ static const struct {
     /* NestJS's words for a call made while its Redis client reconnects */
     {NC_ECONNLOST, "NC_ECONNLOST", "Connection lost. Trying to reconnect..."},
     {NC_EAUTH, "NC_EAUTH", "authentication failed"},
+    {NC_ENOENT, "NC_ENOENT", "not present"},
 };
 
 const char *nc_strerror(int err) {
