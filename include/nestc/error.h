@@ -35,6 +35,7 @@ typedef enum nc_err {
     NC_ESTALLED = -18,     /* the peer stalled (stopped mid-frame, or does not read what we send) */
     NC_ECONNLOST = -19,    /* the broker connection is lost and being re-established: try again later */
     NC_EAUTH = -20,        /* the broker refused the credentials (or the database) */
+    NC_ENOENT = -21,       /* the item asked for is absent (a context key the transport did not fill) */
     NC_EREFUSED = -22,     /* refused locally by a hook: bulkhead full, rate limited, circuit open */
 } nc_err;
 

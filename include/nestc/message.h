@@ -8,7 +8,9 @@
 #ifndef NESTC_MESSAGE_H
 #define NESTC_MESSAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 #include "nestc/export.h"
@@ -23,7 +25,11 @@ struct uv_loop_s;
  * For a request it lives until the request is finished; for an event, until the handler returns. */
 typedef struct nc_msg nc_msg;
 
-/* A request awaiting its reply stream. Owned by the server until it is finished. */
+/* A request awaiting its reply stream. Owned by the server until it is finished.
+ * An nc_request * is a handle, not a pointer to memory: it holds an id with a generation, and every call
+ * taking one looks it up first. Once the request is finished (its stream ended, or its server freed it)
+ * the handle is stale: calls return NC_ESTATE (accessors NULL/false) instead of touching freed or reused
+ * memory, and a value passed to a refused call is still released (stolen). Never dereference it. */
 typedef struct nc_request nc_request;
 
 /* The payload (NestJS `data`). Borrowed: owned by the message, valid as long as the message. Never NULL
@@ -47,8 +53,56 @@ NC_API const char *nc_msg_transport(const nc_msg *m);
 /* The concrete channel / subject / topic / queue the message arrived on, or NULL (TCP has none). */
 NC_API const char *nc_msg_channel(const nc_msg *m);
 
-/* Transport headers as a JSON object (borrowed), or NULL when the transport has none. */
+/* ---- headers -------------------------------------------------------------------------------------
+ * Transport headers (NATS message headers today; AMQP/Kafka headers, gRPC metadata later) in the order
+ * received, names and values as the bytes received (not NUL-terminated, values may hold any byte), a
+ * name possibly repeated. Borrowed like the message. Loop thread. */
+
+/* The number of headers (0 when the transport has none). */
+NC_API size_t nc_msg_header_count(const nc_msg *m);
+
+/* Header i (0-based): name and value with their lengths (any out pointer may be NULL). Returns 0, or
+ * NC_ENOENT when i >= nc_msg_header_count(m). */
+NC_API int nc_msg_header_at(const nc_msg *m, size_t i, const char **name, size_t *name_len,
+                            const char **value, size_t *value_len);
+
+/* The value of the first header named `name` (case-sensitive, as sent), *len its length; NULL if none. */
+NC_API const char *nc_msg_header(const nc_msg *m, const char *name, size_t *len);
+
+/* The headers as a JSON object (borrowed), or NULL when the transport has none; kept for compatibility,
+ * built on first call from the list above: a repeated name keeps its first value, values are decoded as
+ * Node decodes them (U+FFFD for ill-formed UTF-8), a name that is not UTF-8 is left out. */
 NC_API json_t *nc_msg_headers(const nc_msg *m);
+
+/* ---- transport context ----------------------------------------------------------------------------
+ * What the transport knows about a message beyond its payload (NestJS's RmqContext, KafkaContext, ...),
+ * read by key. Each key says which transports fill it; a key a transport does not fill is absent. */
+typedef enum nc_ctx_key {
+    NC_CTX_REPLY_TO = 1,        /* text: where replies go: NATS reply subject, RMQ replyTo, Kafka topic */
+    NC_CTX_CORRELATION_ID = 2,  /* text: RMQ correlationId, Kafka/gRPC correlation */
+    NC_CTX_KEY = 3,             /* text: Kafka record key */
+    NC_CTX_EXCHANGE = 4,        /* text: RMQ exchange */
+    NC_CTX_ROUTING_KEY = 5,     /* text: RMQ routing key */
+    NC_CTX_CONSUMER_TAG = 6,    /* text: RMQ consumer tag */
+    NC_CTX_SUBJECT = 7,         /* text: NATS subject the message was published to */
+    NC_CTX_PARTITION = 8,       /* number: Kafka partition */
+    NC_CTX_OFFSET = 9,          /* number: Kafka offset */
+    NC_CTX_DELIVERY_TAG = 10,   /* number: RMQ delivery tag */
+    NC_CTX_DELIVERY_COUNT = 11, /* number: deliveries so far (RMQ x-delivery-count, JetStream) */
+    NC_CTX_REDELIVERED = 12,    /* number 0/1: RMQ redelivered flag */
+    NC_CTX_TIMESTAMP_MS = 13,   /* number: broker timestamp in ms since the epoch (Kafka, RMQ) */
+    NC_CTX_QOS = 14,            /* number: MQTT QoS */
+    NC_CTX_RETAIN = 15,         /* number 0/1: MQTT retain flag */
+    NC_CTX_MESSAGE_ID = 16,     /* text: RMQ messageId, MQTT packet id as text */
+} nc_ctx_key;
+
+/* The numeric value of `key` into *out. Returns 0, or NC_ENOENT when the transport did not fill it (or it
+ * is text only). */
+NC_API int nc_msg_ctx_int(const nc_msg *m, nc_ctx_key key, int64_t *out);
+
+/* The text value of `key` (borrowed like the message, not NUL-terminated; *len its length), or NULL when
+ * absent. */
+NC_API const char *nc_msg_ctx_str(const nc_msg *m, nc_ctx_key key, size_t *len);
 
 /* The packet `metadata` object (NestJS 12 dispatch hook; trace ids ...), borrowed, or NULL. */
 NC_API json_t *nc_msg_metadata(const nc_msg *m);
@@ -57,19 +111,21 @@ NC_API json_t *nc_msg_metadata(const nc_msg *m);
 NC_API int nc_msg_is_event(const nc_msg *m);
 
 /* The loop the request is served on (borrowed): where to start timers or other async work that ends in
- * a reply. With several workers each has its own loop; use this rather than nc_server_loop. */
+ * a reply. With several workers each has its own loop; use this rather than nc_server_loop. NULL once
+ * the request is finished. */
 NC_API struct uv_loop_s *nc_request_loop(const nc_request *req);
 
-/* The message of a request (borrowed, valid until the request is finished). */
+/* The message of a request (borrowed, valid until the request is finished). NULL once it is finished. */
 NC_API const nc_msg *nc_request_msg(const nc_request *req);
 
 /* ---- replying (loop thread) ---------------------------------------------------------------------
  * Every request must be finished exactly once: by nc_reply, nc_reply_end, nc_reply_error or
- * nc_reply_error_msg. After that the nc_request pointer is invalid. Values are STOLEN (like jansson's
- * *_new functions): the library releases the reference, so `nc_reply(req, json_integer(6))` does not
- * leak. A NULL value means JavaScript `undefined` (a packet without `response`).
+ * nc_reply_error_msg. After that the handle is stale: every call on it returns NC_ESTATE (a second
+ * nc_reply included) and changes nothing. Values are STOLEN (like jansson's *_new functions), even by a
+ * refused call: the library releases the reference, so `nc_reply(req, json_integer(6))` does not leak.
+ * A NULL value means JavaScript `undefined` (a packet without `response`).
  * If the peer has gone, replies are discarded silently; the request must still be finished.
- * Returns 0, NC_ESTATE if the request was already finished, NC_ENOMEM. */
+ * Returns 0, NC_ESTATE if the request was already finished (NC_EINVAL for a NULL handle), NC_ENOMEM. */
 
 /* One value, then the end of the stream (NestJS: returning a value or a resolved Promise). */
 NC_API int nc_reply(nc_request *req, json_t *value);
@@ -97,7 +153,11 @@ NC_API int nc_reply_error_msg(nc_request *req, const char *msg);
 
 /* ---- replying from another thread ------------------------------------------------------------------
  * Thread-safe: queues the reply and wakes the loop, which applies it in order. Same ownership rules;
- * the value must not be touched by the caller afterwards. `kind` selects the call above. */
+ * the value must not be touched by the caller afterwards. `kind` selects the call above.
+ * A request already finished is refused at once (NC_ESTATE, the value released). A request that finishes
+ * after the reply was queued but before its loop applies it (e.g. cancelled and ended by its cancel
+ * callback) is looked up again by the loop: the queued reply is then dropped safely and its value
+ * released. The request's server must not be freed while another thread may still call this. */
 typedef enum nc_reply_kind {
     NC_REPLY_VALUE = 0, /* nc_reply */
     NC_REPLY_NEXT = 1,  /* nc_reply_next */
@@ -134,15 +194,95 @@ NC_API int nc_reply_threadsafe(nc_request *req, nc_reply_kind kind, json_t *valu
 typedef void (*nc_request_fn)(nc_request *req, const nc_msg *msg, void *user);
 typedef void (*nc_event_fn)(const nc_msg *msg, void *user);
 
+/* ---- settling (loop thread) ----------------------------------------------------------------------
+ * Brokers that deliver "at least once" (RabbitMQ, JetStream, Kafka commits) want each message settled:
+ * acknowledged, refused with or without requeue, or rejected (dead-lettered). Every message is settled
+ * exactly once:
+ * - by default the core does it: a request is acked when it finishes (its reply stream ended, or it
+ *   failed with an error reply); an event is acked when its handlers return, unless one kept it
+ *   (nc_event_keep); a message no handler matched is rejected (RabbitMQ: nack without requeue, as NestJS);
+ * - a request handler takes over with nc_request_settle_manually, then calls nc_request_ack/nack/reject
+ *   once, before or after replying (settling and replying are independent); a request so taken over is
+ *   alive until it is both finished and settled. If its server frees it unsettled (close), the core nacks
+ *   it with requeue, so the broker redelivers it.
+ * - a kept event is settled with nc_event_ack/nack/reject (see nc_event_keep).
+ * A second settle of one message returns NC_ESTATE. On transports that do not settle (TCP, TLS, Redis
+ * pub/sub, core NATS) every settling call succeeds and does nothing, so a handler is written once. */
+typedef enum nc_settle {
+    NC_SETTLE_ACK = 0,          /* done with it */
+    NC_SETTLE_NACK = 1,         /* failed: do not deliver again (RabbitMQ: nack, requeue false) */
+    NC_SETTLE_NACK_REQUEUE = 2, /* failed: deliver again */
+    NC_SETTLE_REJECT = 3,       /* refused as invalid: dead-letter it (RabbitMQ: reject) */
+} nc_settle;
+
+/* The handler settles this request itself (auto-ack off). Returns 0, NC_ESTATE (finished or already
+ * settled). */
+NC_API int nc_request_settle_manually(nc_request *req);
+/* Settle the request's message (each implies nc_request_settle_manually). Returns 0 or NC_ESTATE (already
+ * settled, or finished and settled). */
+NC_API int nc_request_ack(nc_request *req);
+NC_API int nc_request_nack(nc_request *req, bool requeue);
+NC_API int nc_request_reject(nc_request *req);
+
+/* ---- kept events (loop thread) ---------------------------------------------------------------------
+ * An event's message lives until its handlers return. A handler that needs it longer (async work, then
+ * settle) keeps it: nc_event_keep copies what the message borrows from the packet (only then: an event
+ * nobody keeps costs no allocation) and returns a handle that owns the message until it is settled.
+ * Several handlers of one event may each keep it (each gets its own handle); the delivery is settled
+ * once, when every keeper settled and the handlers returned, with the strongest outcome asked: reject >
+ * nack > nack with requeue > ack (ack only if every keeper acked). Each settling call finishes its
+ * handle: later calls on it return NC_ESTATE (accessors NULL). Kept events do not hold up a graceful
+ * close (nc_server_close); one still unsettled when its server is freed is nacked with requeue and its
+ * handles become stale. */
+typedef struct nc_event nc_event;
+
+/* Inside an event handler, for the message it was given: keeps it. Returns the handle, or NULL (not an
+ * event handler's message, or out of memory). */
+NC_API nc_event *nc_event_keep(const nc_msg *msg);
+/* The kept message (borrowed, valid until the handle is settled), or NULL once settled. */
+NC_API const nc_msg *nc_event_msg(const nc_event *ev);
+/* The loop the event was delivered on, or NULL once settled. */
+NC_API struct uv_loop_s *nc_event_loop(const nc_event *ev);
+/* Settle and release the handle. Return 0 or NC_ESTATE (already settled). */
+NC_API int nc_event_ack(nc_event *ev);
+NC_API int nc_event_nack(nc_event *ev, bool requeue);
+NC_API int nc_event_reject(nc_event *ev);
+
+/* ---- inbound streams (loop thread) -----------------------------------------------------------------
+ * A request may carry a stream of values from the caller (client-streaming and bidirectional calls, on
+ * transports that have them: gRPC later; none of today's). The handler subscribes once; values that
+ * arrived before are buffered (at most 64 values or 1 MiB of text; beyond that the stream ends with
+ * NC_ETOOBIG) and delivered at subscription, in order. `json` is the value's JSON text, borrowed for the
+ * call. on_end runs once: err 0 when the caller ended its side, else the error (NC_ECANCELED when the
+ * request was cancelled, NC_ETOOBIG). Nothing runs after the request finished. */
+typedef void (*nc_stream_value_fn)(nc_request *req, const char *json, size_t len, void *arg);
+typedef void (*nc_stream_end_fn)(nc_request *req, int err, void *arg);
+/* Returns 0, NC_ESTATE (finished, or already subscribed), NC_EUNSUPPORTED (the request has no inbound
+ * stream: a request/reply or server-streaming call). */
+NC_API int nc_request_on_stream(nc_request *req, nc_stream_value_fn on_value, nc_stream_end_fn on_end,
+                                void *arg);
+
+/* ---- reply metadata, status and trailers (loop thread) ---------------------------------------------
+ * Where the transport carries them (gRPC metadata, status and trailers; NATS message headers), a reply
+ * may have headers (sent with the first packet), a final status and trailers (sent with the last).
+ * Transports ignore what they cannot carry: TCP, TLS and Redis carry none; NATS carries the headers as
+ * message headers on the first reply message, not the status or trailers. Names and values are copied;
+ * a name may repeat. Return 0, NC_ESTATE (finished, or headers after the first packet went), NC_EINVAL,
+ * NC_ENOMEM. */
+NC_API int nc_reply_header(nc_request *req, const char *name, const char *value, size_t len);
+NC_API int nc_reply_status(nc_request *req, int code, const char *message);
+NC_API int nc_reply_trailer(nc_request *req, const char *name, const char *value, size_t len);
+
 /* ---- cancellation (loop thread) ------------------------------------------------------------------
  * A request is cancelled when nobody can receive its reply any more: the caller's TCP/TLS connection
- * closed, or the server's shutdown deadline passed with the request unfinished (nc_server_close).
+ * closed, the server's shutdown deadline passed with the request unfinished (nc_server_close), or the
+ * caller's deadline passed (transports that carry one, e.g. gRPC's timeout; a timer runs only for a
+ * request that has a deadline).
  * Cancellation tells the handler to stop its work (timers, queries); it does not finish the request.
  * From then on every reply is discarded, and the request must still be finished exactly once (any
  * nc_reply* call, e.g. nc_reply_end) to release it, usually from the cancel callback itself. A request
- * still unfinished when its server is freed is freed with it (nc_server_free); do not touch it then. */
-
-#include <stdbool.h>
+ * still unfinished when its server is freed is freed with it (nc_server_free): its handle is stale then,
+ * and calls on it return NC_ESTATE. */
 
 /* Called once, on the loop thread, when `req` is cancelled: at the end of the loop iteration in which
  * the caller's connection closed (never from inside a nestc call on the same request), or at the
@@ -151,11 +291,12 @@ typedef void (*nc_cancel_fn)(nc_request *req, void *arg);
 
 /* Sets the request's cancel callback (one per request; a later call replaces it, fn NULL removes it).
  * If the request is already cancelled, fn runs at once, before this returns. Loop thread only; `arg` is
- * borrowed (the handler keeps it alive until fn runs or the request is finished). Returns 0 or
- * NC_EINVAL. */
+ * borrowed (the handler keeps it alive until fn runs or the request is finished). Returns 0, NC_ESTATE
+ * (finished) or NC_EINVAL. */
 NC_API int nc_request_on_cancel(nc_request *req, nc_cancel_fn fn, void *arg);
 
-/* true once the request is cancelled (its replies go nowhere). Loop thread only. */
+/* true once the request is cancelled (its replies go nowhere); false for a finished handle. Loop thread
+ * only. */
 NC_API bool nc_request_is_cancelled(const nc_request *req);
 
 #ifdef __cplusplus

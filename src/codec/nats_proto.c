@@ -229,6 +229,39 @@ int nc_nats_headers_parse(const char *hdr, size_t len, int *status, json_t **hea
     return 0;
 }
 
+int nc_nats_headers_list(const char *hdr, size_t len, int *status, nc_header *out, size_t cap, size_t *n) {
+    *status = 0;
+    *n = 0;
+    if (len < 8 || memcmp(hdr, "NATS/1.0", 8) != 0) return NC_EPROTO;
+    const char *end = hdr + len;
+    const char *nl = memchr(hdr, '\n', len);
+    if (!nl) return NC_EPROTO;
+    const char *s = hdr + 8;
+    while (s < nl && *s == ' ') s++;
+    int code = 0, digits = 0;
+    while (s < nl && *s >= '0' && *s <= '9' && digits < 4) code = code * 10 + (*s++ - '0'), digits++;
+    *status = digits == 3 ? code : 0;
+    const char *at = nl + 1;
+    while (at < end) {
+        const char *e = memchr(at, '\n', (size_t)(end - at));
+        if (!e) e = end;
+        size_t k = (size_t)(e - at);
+        if (k && at[k - 1] == '\r') k--;
+        if (k == 0) break; /* the blank line ends the block */
+        const char *colon = memchr(at, ':', k);
+        if (colon && colon > at) {
+            const char *v = colon + 1;
+            const char *ve = at + k;
+            while (v < ve && (*v == ' ' || *v == '\t')) v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+            if (*n < cap) out[*n] = (nc_header){at, (size_t)(colon - at), v, (size_t)(ve - v)};
+            (*n)++;
+        }
+        at = e + 1;
+    }
+    return 0;
+}
+
 int nc_nats_subject_ok(const char *s, size_t len) {
     if (!len) return 0;
     size_t tok = 0;

@@ -5,6 +5,8 @@
 #define NC_CODEC_NATS_PROTO_H
 
 #include <jansson.h>
+
+#include "util/header.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +61,10 @@ int nc_nats_headers_parse(const char *hdr, size_t len, int *status, json_t **hea
  * one). */
 int nc_nats_header_next(const char *hdr, size_t len, size_t *at, const char **name, size_t *name_len,
                         const char **value, size_t *value_len);
+/* The same block as an ordered list of spans into hdr (names as sent, values trimmed of spaces and tabs,
+ * repeated names kept): up to `cap` go to out, *n gets the number in the block (call again with a larger
+ * array when *n > cap). Allocates nothing. Returns 0 or NC_EPROTO. */
+int nc_nats_headers_list(const char *hdr, size_t len, int *status, nc_header *out, size_t cap, size_t *n);
 
 /* Writers (append to out). */
 int nc_nats_write_pub(nc_buf *out, const char *subject, size_t slen, const char *reply, const json_t *headers,

@@ -31,26 +31,38 @@ static void log_no_event_handler(nc_server *s, const nc_msg *m) {
 }
 
 /* Answers a request (its message filled and its id set) or runs an event routed to a message handler. */
-static void run_request(nc_server *s, nc_request *req, nc_route_entry *e, const nc_inbound *in) {
+static void run_request(nc_server *s, nc_req *req, nc_route_entry *e, const nc_inbound *in,
+                        nc_dispatch_outcome *oc) {
     nc_msg *m = &req->msg;
+    req->delivery = in->delivery;
+    *oc = NC_DISPATCH_HANDLED;
     if (m->is_event) {
         /* NestJS runs a message handler for an event and discards its result. */
         req->discard = 1;
-        e->req_fn(req, m, e->req_user);
+        e->req_fn(nc_req__handle(req), m, e->req_user);
         return;
+    }
+    if ((in->stream_in | in->deadline_ms) && e && (e->req_fn || e->nevents)) {
+        /* what a caller may add to its request: a stream of values, a deadline */
+        if (in->stream_in && nc_request__start_stream(req) == 0 && in->stream_token)
+            *in->stream_token = req->hid;
+        if (in->deadline_ms && nc_request__start_deadline(req, in->deadline_ms))
+            nc_logf(&s->log, NC_LOG_WARN, "Server", "out of memory: deadline of a request ignored");
     }
     req->peer = in->peer;
     req->pops = in->peer_ops;
     if (req->peer) req->pops->retain(req->peer);
     if (e && e->req_fn) {
-        e->req_fn(req, m, e->req_user);
+        e->req_fn(nc_req__handle(req), m, e->req_user);
     } else if (e && e->nevents) {
         /* Only event handlers: NestJS runs the chain and answers; we answer with completion. */
         run_events(s, e, m);
-        nc_reply_end(req);
+        nc_request__end(req);
     } else {
+        *oc = NC_DISPATCH_NO_HANDLER;
         nc_reply_pkt pkt = {.no_handler = 1, .id = req->id, .id_len = req->id_len};
         if (req->peer && req->pops->reply(req->peer, &pkt)) req->peer_dead = 1;
+        nc_request__settle(req, NC_SETTLE_REJECT);
         nc_request__free_unfinished(req);
     }
 }
@@ -207,32 +219,56 @@ static void fill_common(nc_server *s, nc_msg *m, const nc_env *env, const nc_inb
     m->is_event = env->id.p == NULL;
 }
 
+/* Runs an event's handlers on m (or logs that there are none), then settles it unless a handler kept
+ * it (nc_event_keep copies the message then). */
+static inline void event_handlers(nc_server *s, nc_route_entry *e, nc_msg *m, const nc_inbound *in,
+                                  nc_dispatch_outcome *oc) {
+    nc_evctx ec = {s, in, NULL};
+    int matched = e && e->nevents;
+    m->evctx = &ec;
+    if (matched)
+        run_events(s, e, m);
+    else
+        log_no_event_handler(s, m);
+    m->evctx = NULL;
+    *oc = matched ? NC_DISPATCH_HANDLED : NC_DISPATCH_NO_HANDLER;
+    if (in->delivery.set || ec.kept) nc_event__handlers_done(&ec, matched);
+}
+
 /* An event for event handlers: the message lives on the stack, its texts borrowed from the packet. */
-static int scan_event(nc_server *s, const nc_env *env, const pattern_info *pi, const nc_inbound *in) {
+static int scan_event(nc_server *s, const nc_env *env, const pattern_info *pi, const nc_inbound *in,
+                      nc_dispatch_outcome *oc) {
     nc_msg m;
     memset(&m, 0, sizeof m);
     fill_common(s, &m, env, in);
     m.route = pi->route;
     m.pattern_text = pi->pattern;
     m.channel = (char *)in->channel; /* borrowed: cleared below before nc_msg__clear */
-    m.headers = in->headers;
-    if (pi->entry && pi->entry->nevents)
-        run_events(s, pi->entry, &m);
-    else
-        log_no_event_handler(s, &m);
-    m.channel = NULL;
-    m.headers = NULL;
-    nc_msg__clear(&m);
+    m.hdrs = in->headers;            /* borrowed too */
+    m.nhdrs = in->nheaders;
+    m.has_hdrs = in->headers != NULL;
+    m.ctx = in->ctx;
+    m.nctx = in->nctx;
+    event_handlers(s, pi->entry, &m, in, oc);
+    /* what handlers may have built on first use; the rest is borrowed (nc_msg__clear would try ten
+     * frees of NULL on this hot path) */
+    if (m.data_owned) nc_json_free(m.data);
+    if (m.meta_done) nc_json_free(m.metadata);
+    if (m.headers) json_decref(m.headers);
+    if (m.own_data_json) free(m.own_data_json);
     return 0;
 }
 
 /* A request (or an event for a message handler): copies what outlives the packet into the request. */
-static int scan_request(nc_server *s, const nc_env *env, const pattern_info *pi, const nc_inbound *in) {
+/* Inlined: with the parts path there are two callers, and the call would cost the hot path. */
+static inline __attribute__((always_inline)) int scan_request(nc_server *s, const nc_env *env,
+                                                              const pattern_info *pi, const nc_inbound *in,
+                                                              nc_dispatch_outcome *oc) {
     const char *id = NULL;
     size_t id_len = 0;
     char *own_id = NULL;
     if (env->id.p && id_text(&env->id, &id, &id_len, &own_id)) return NC_ENOMEM;
-    nc_request *req = nc_request__new(s);
+    nc_req *req = nc_request__new(s);
     if (!req) {
         free(own_id);
         return NC_ENOMEM;
@@ -259,8 +295,10 @@ static int scan_request(nc_server *s, const nc_env *env, const pattern_info *pi,
     if (env->data.p) m->data_json = put(&a, env->data.p, env->data.len, 0);
     if (env->metadata.p) m->meta_json = put(&a, env->metadata.p, env->metadata.len, 0);
     if (in->channel && !(m->channel = strdup(in->channel))) goto nomem;
-    if (in->headers) m->headers = json_incref(in->headers);
-    run_request(s, req, pi->entry, in);
+    if ((in->headers || in->nctx) &&
+        nc_msg__copy_extras(m, in->headers, in->nheaders, in->headers != NULL, in->ctx, in->nctx))
+        goto nomem;
+    run_request(s, req, pi->entry, in, oc);
     return 0;
 nomem:
     if (own_id && !req->own_id) free(own_id);
@@ -277,13 +315,70 @@ static pattern_info *by_route(nc_server *s, const char *route, pattern_info *tmp
     return tmp;
 }
 
-static int scan_dispatch(nc_server *s, const nc_env *env, const nc_inbound *in) {
+static inline int dispatch_env(nc_server *s, const nc_env *env, const pattern_info *pi, const nc_inbound *in,
+                               nc_dispatch_outcome *oc) {
+    nc_route_entry *e = pi->entry;
+    return env->id.p == NULL && !(e && !e->nevents && e->req_fn) ? scan_event(s, env, pi, in, oc)
+                                                                 : scan_request(s, env, pi, in, oc);
+}
+
+static int scan_dispatch(nc_server *s, const nc_env *env, const nc_inbound *in, nc_dispatch_outcome *oc) {
     pattern_info tmp, *pi = in->route ? by_route(s, in->route, &tmp) : lookup(s, &env->pattern, &tmp);
     if (!pi) return NC_ENOMEM;
-    nc_route_entry *e = pi->entry;
-    int r = env->id.p == NULL && !(e && !e->nevents && e->req_fn) ? scan_event(s, env, pi, in)
-                                                                  : scan_request(s, env, pi, in);
+    int r = dispatch_env(s, env, pi, in, oc);
     if (pi == &tmp && !in->route) info_free(&tmp);
+    return r;
+}
+
+/* ---- parts path: a message handed as parts (nc_inbound_parts) ---------------------------------------- */
+
+/* The span of one part as JSON text: JSON text as given (checked), or raw bytes as a JSON string (as Node
+ * decodes them), written to b. Returns 0, NC_EPROTO (not JSON), NC_ENOMEM. */
+static int part_span(const char *p, size_t n, int is_json, nc_buf *b, nc_span *out) {
+    if (is_json) {
+        if (nc_utf8_validate(p, n, NULL) == 0 && nc_json_scan_value(p, n, out) == NC_SCAN_OK) return 0;
+        json_t *v = NULL;
+        char why[8];
+        if (nc_json_parse(p, n, &v, why, sizeof why)) return NC_EPROTO;
+        int r = nc_json_write(b, v);
+        nc_json_free(v);
+        if (r) return NC_ENOMEM;
+    } else {
+        json_t *v = nc_json_string_js(p, n, 0);
+        int r = !v || nc_json_write(b, v);
+        json_decref(v);
+        if (r) return NC_ENOMEM;
+    }
+    return nc_json_scan_value(b->data, b->len, out) == NC_SCAN_OK ? 0 : NC_EPROTO;
+}
+
+static __attribute__((cold, noinline)) int parts_dispatch(nc_server *s, const nc_inbound *in,
+                                                          nc_dispatch_outcome *oc) {
+    const nc_inbound_parts *p = in->parts;
+    nc_env env;
+    memset(&env, 0, sizeof env);
+    nc_buf idb = NC_BUF_INIT, datab = NC_BUF_INIT;
+    int r = 0;
+    if (p->id && !p->is_event) r = part_span(p->id, p->id_len, p->id_is_json, &idb, &env.id);
+    if (!r && p->data) {
+        r = part_span(p->data, p->data_len, p->data_is_json, &datab, &env.data);
+        if (r == NC_EPROTO && (in->flags & NC_IN_JSON_OR_STRING)) {
+            nc_buf_reset(&datab);
+            r = part_span(p->data, p->data_len, 0, &datab, &env.data);
+        }
+    }
+    if (!r) {
+        const char *route = in->route ? in->route : p->pattern ? p->pattern : "";
+        pattern_info pi;
+        by_route(s, route, &pi);
+        if (p->pattern) {
+            pi.pattern = (char *)p->pattern;
+            pi.pattern_len = strlen(p->pattern);
+        }
+        r = dispatch_env(s, &env, &pi, in, oc);
+    }
+    nc_buf_free(&idb);
+    nc_buf_free(&datab);
     return r;
 }
 
@@ -296,7 +391,9 @@ static int msg_fill(nc_server *s, nc_msg *m, json_t *root, const nc_inbound *in,
     m->transport = s->url.scheme;
     m->meta_done = 1;
     if (in->channel && !(m->channel = strdup(in->channel))) return NC_ENOMEM;
-    if (in->headers) m->headers = json_incref(in->headers);
+    if ((in->headers || in->nctx) &&
+        nc_msg__copy_extras(m, in->headers, in->nheaders, in->headers != NULL, in->ctx, in->nctx))
+        return NC_ENOMEM;
     *pattern = *id = NULL;
     json_t *p = json_is_object(root) ? json_object_get(root, "pattern") : NULL;
     json_t *d = json_is_object(root) ? json_object_get(root, "data") : NULL;
@@ -317,7 +414,7 @@ static int msg_fill(nc_server *s, nc_msg *m, json_t *root, const nc_inbound *in,
 }
 
 static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
-                        size_t whylen) {
+                        size_t whylen, nc_dispatch_outcome *oc) {
     json_t *root = NULL;
     int js_accepts = 0;
     int pr = nc_json_parse_js(body, len, &root, why, whylen, &js_accepts);
@@ -344,7 +441,7 @@ static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inb
         root = json_object();
         if (!root) return NC_ENOMEM;
     }
-    nc_request *req = nc_request__new(s);
+    nc_req *req = nc_request__new(s);
     if (!req) {
         nc_json_free(root);
         return NC_ENOMEM;
@@ -376,10 +473,7 @@ static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inb
     m->pattern_text = m->own_pattern = pi.pattern;
     nc_route_entry *e = pi.entry;
     if (m->is_event && !(e && !e->nevents && e->req_fn)) {
-        if (e && e->nevents)
-            run_events(s, e, m);
-        else
-            log_no_event_handler(s, m);
+        event_handlers(s, e, m, in, oc); /* req only hosts the message: it has no delivery to settle */
         nc_request__free_unfinished(req);
         return 0;
     }
@@ -392,11 +486,37 @@ static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inb
         }
         req->id = req->own_id;
     }
-    run_request(s, req, e, in);
+    run_request(s, req, e, in, oc);
     return 0;
 fail:
     json_decref(owned_pattern);
     nc_request__free_unfinished(req);
+    return r;
+}
+
+/* NestJS's fallback for a body that is not JSON: the raw string is the message (a foreign event). */
+static __attribute__((cold, noinline)) int dispatch_as_string(nc_server *s, const char *body, size_t len,
+                                                              const nc_inbound *in, char *why, size_t whylen,
+                                                              nc_dispatch_outcome *oc) {
+    json_t *str = nc_json_string_js(body, len, 0);
+    nc_buf b = NC_BUF_INIT;
+    int r = !str || nc_json_write(&b, str) ? NC_ENOMEM : dom_dispatch(s, b.data, b.len, in, why, whylen, oc);
+    json_decref(str);
+    nc_buf_free(&b);
+    return r;
+}
+
+static int dispatch_body(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
+                         size_t whylen, nc_dispatch_outcome *oc) {
+    if (in->parts) return parts_dispatch(s, in, oc);
+    if (!s->cfg.has_codec && (in->utf8_valid || nc_utf8_validate(body, len, NULL) == 0)) {
+        nc_env env;
+        if (nc_env_scan(body, len, &env) == NC_SCAN_OK && (env.pattern.p || env.data.p))
+            return scan_dispatch(s, &env, in, oc);
+    }
+    int r = dom_dispatch(s, body, len, in, why, whylen, oc);
+    if (r == NC_EPROTO && (in->flags & NC_IN_JSON_OR_STRING))
+        r = dispatch_as_string(s, body, len, in, why, whylen, oc);
     return r;
 }
 
@@ -413,10 +533,10 @@ int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inb
         json_decref(ch);
         return r;
     }
-    if (!s->cfg.has_codec && (in->utf8_valid || nc_utf8_validate(body, len, NULL) == 0)) {
-        nc_env env;
-        if (nc_env_scan(body, len, &env) == NC_SCAN_OK && (env.pattern.p || env.data.p))
-            return scan_dispatch(s, &env, in);
-    }
-    return dom_dispatch(s, body, len, in, why, whylen);
+    nc_dispatch_outcome oc = NC_DISPATCH_FAILED;
+    int r = dispatch_body(s, body, len, in, why, whylen, &oc);
+    /* a message that reached no handler at all (not JSON, dropped, out of memory) is settled here */
+    if (oc == NC_DISPATCH_FAILED && in->delivery.set) nc_server__settle(s, &in->delivery, NC_SETTLE_REJECT);
+    if (in->outcome) *in->outcome = oc;
+    return r;
 }

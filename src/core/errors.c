@@ -29,6 +29,7 @@ static const struct {
     /* NestJS's words for a call made while its Redis client reconnects */
     {NC_ECONNLOST, "NC_ECONNLOST", "Connection lost. Trying to reconnect..."},
     {NC_EAUTH, "NC_EAUTH", "authentication failed"},
+    {NC_ENOENT, "NC_ENOENT", "not present"},
     /* a hook (include/nestc/hooks.h) refused the message or call before it reached a handler or a peer */
     {NC_EREFUSED, "NC_EREFUSED", "refused (bulkhead full, rate limited or circuit open)"},
 };

@@ -14,7 +14,7 @@
 
 struct nc_ts_reply {
     nc_ts_reply *next;
-    nc_request *req;
+    nc_hid req; /* re-resolved on the loop: the request may have finished meanwhile */
     nc_reply_kind kind;
     json_t *value;
 };
@@ -24,16 +24,26 @@ static void flush_held(nc_flushable *f);
 /* Finished requests go back to a small per-server pool: the hot path allocates nothing per request. */
 #define POOL_MAX 256
 
-nc_request *nc_request__new(nc_server *s) {
-    nc_request *r = s->req_pool;
+nc_req *nc_request__new(nc_server *s) {
+    nc_req *r = s->req_pool;
     if (r) {
         s->req_pool = r->next;
         s->npool--;
-        memset(r, 0, offsetof(nc_request, inline_arena));
+        memset(r, 0, offsetof(nc_req, inline_arena));
     } else if (!(r = malloc(sizeof *r))) {
         return NULL;
     } else {
-        memset(r, 0, offsetof(nc_request, inline_arena));
+        memset(r, 0, offsetof(nc_req, inline_arena));
+    }
+    if (nc_handle_alloc(r, s, &r->hid)) {
+        if (s->npool < POOL_MAX) {
+            r->next = s->req_pool;
+            s->req_pool = r;
+            s->npool++;
+        } else {
+            free(r);
+        }
+        return NULL;
     }
     r->srv = s;
     r->fl.flush = flush_held;
@@ -46,28 +56,35 @@ nc_request *nc_request__new(nc_server *s) {
 
 void nc_request__pool_free(nc_server *s) {
     while (s->req_pool) {
-        nc_request *r = s->req_pool;
+        nc_req *r = s->req_pool;
         s->req_pool = r->next;
         free(r);
     }
     s->npool = 0;
 }
 
-void nc_msg__clear(nc_msg *m) {
+/* Frees what the message owns; leaves the struct as is (nc_request__new zeroes a pooled request). */
+static void msg_release(nc_msg *m) {
     /* values read from peer text: freed without recursion on their depth */
-    nc_json_free(m->root);
+    /* most of these are NULL on the hot path: test before calling */
+    if (m->root) nc_json_free(m->root);
     if (m->data_owned) nc_json_free(m->data);
-    if (m->scanned && m->meta_done) nc_json_free(m->metadata);
-    json_decref(m->headers);
-    free(m->own_route);
-    free(m->own_pattern);
-    free(m->own_data_json);
-    free(m->channel);
+    if (m->scanned && m->meta_done && m->metadata) nc_json_free(m->metadata);
+    if (m->headers) json_decref(m->headers);
+    if (m->own_extras) free(m->own_extras);
+    if (m->own_route) free(m->own_route);
+    if (m->own_pattern) free(m->own_pattern);
+    if (m->own_data_json) free(m->own_data_json);
+    if (m->channel) free(m->channel);
     if (m->arena_heap) free(m->arena);
+}
+
+void nc_msg__clear(nc_msg *m) {
+    msg_release(m);
     memset(m, 0, sizeof *m);
 }
 
-void nc_request__free_unfinished(nc_request *r) {
+void nc_request__free_unfinished(nc_req *r) {
     nc_server *s = r->srv;
     if (r->prev)
         r->prev->next = r->next;
@@ -75,11 +92,16 @@ void nc_request__free_unfinished(nc_request *r) {
         s->inflight = r->next;
     if (r->next) r->next->prev = r->prev;
     s->ninflight--;
+    /* freed before it was settled (server close, or a failed dispatch): the broker delivers it again */
+    if (!r->settled && r->delivery.set) nc_request__settle(r, NC_SETTLE_NACK_REQUEUE);
+    if (r->stream || r->deadline || r->meta) nc_request__free_extras(r);
+    nc_handle_free(r->hid); /* from here on the handler's handle is refused */
+    r->hid = 0;
     nc_ioctx_unmark(&s->io, &r->fl);
     if (r->has_held) json_decref(r->held);
     if (r->peer) r->pops->release(r->peer);
-    nc_msg__clear(&r->msg);
-    free(r->own_id);
+    msg_release(&r->msg);
+    if (r->own_id) free(r->own_id);
     if (s->npool < POOL_MAX && !s->freeing) {
         r->next = s->req_pool;
         s->req_pool = r;
@@ -92,9 +114,11 @@ void nc_request__free_unfinished(nc_request *r) {
 
 /* Writes one packet of the reply stream. value == NULL: `undefined` (no response key). */
 /* Writes one packet of the reply stream from the JSON text of its value (NULL: `undefined`, no key). */
-static void emit_text(nc_request *r, const char *text, size_t len, int is_err, int disposed) {
+static void emit_text(nc_req *r, const char *text, size_t len, int is_err, int disposed) {
     if (r->discard || !r->peer || r->peer_dead) return;
     nc_reply_pkt pkt = {.disposed = disposed, .id = r->id, .id_len = r->id_len};
+    if (r->meta) nc_request__fill_pkt(r, &pkt, disposed || is_err);
+    r->first_sent = 1;
     if (text && is_err) {
         pkt.err = text;
         pkt.err_len = len;
@@ -106,7 +130,7 @@ static void emit_text(nc_request *r, const char *text, size_t len, int is_err, i
 }
 
 /* The same from a jansson value (NULL: `undefined`). */
-static int emit(nc_request *r, json_t *value, int is_err, int disposed) {
+static int emit(nc_req *r, json_t *value, int is_err, int disposed) {
     if (r->discard || !r->peer || r->peer_dead) return 0;
     nc_buf *b = &r->srv->scratch;
     nc_buf_reset(b);
@@ -115,11 +139,21 @@ static int emit(nc_request *r, json_t *value, int is_err, int disposed) {
     return 0;
 }
 
-static int check(nc_request *r) {
-    return r ? 0 : NC_EINVAL;
+/* The request behind a handle, or NULL when the handle is NULL, finished or never issued. */
+static nc_req *resolve_any(const nc_request *h) {
+    return h ? nc_handle_get(nc_hid_from_ptr(h)) : NULL;
+}
+/* The same, for calls on the reply stream: NULL also once the stream ended (a request waiting to be
+ * settled by its handler). */
+static nc_req *resolve(const nc_request *h) {
+    nc_req *r = resolve_any(h);
+    return r && !r->replied ? r : NULL;
+}
+static int refused(const nc_request *h) {
+    return h ? NC_ESTATE : NC_EINVAL;
 }
 
-static void take_held(nc_request *r, int disposed) {
+static void take_held(nc_req *r, int disposed) {
     json_t *v = r->held;
     r->has_held = 0;
     r->held = NULL;
@@ -128,19 +162,39 @@ static void take_held(nc_request *r, int disposed) {
 }
 
 static void flush_held(nc_flushable *f) {
-    nc_request *r = (nc_request *)((char *)f - offsetof(nc_request, fl));
+    nc_req *r = (nc_req *)((char *)f - offsetof(nc_req, fl));
     if (r->has_held) take_held(r, 0);
     if (r->cancel_due) nc_request__run_cancel(r);
 }
 
-static void finish(nc_request *r) {
-    nc_request__free_unfinished(r);
+/* The reply stream ended. Auto-settled requests go at once; one the handler settles lives on, without
+ * its peer, until it is settled (settle.c). */
+static inline void finish(nc_req *r) {
+    if (!r->settle_manual) {
+        if (r->delivery.set)
+            nc_request__settle(r, NC_SETTLE_ACK);
+        else
+            r->settled = 1; /* nothing to settle */
+    }
+    if (r->settled) {
+        nc_request__free_unfinished(r);
+        return;
+    }
+    r->replied = 1;
+    r->cancel_fn = NULL;
+    if (r->stream || r->deadline || r->meta) nc_request__free_extras(r);
+    if (r->peer) {
+        void *peer = r->peer;
+        r->peer = NULL;
+        r->pops->release(peer);
+    }
 }
 
-int nc_reply_next(nc_request *r, json_t *value) {
-    if (check(r)) {
-        json_decref(value);
-        return NC_EINVAL;
+int nc_reply_next(nc_request *h, json_t *value) {
+    nc_req *r = resolve(h);
+    if (!r) {
+        json_decref(value); /* stolen even when refused */
+        return refused(h);
     }
     if (r->has_held) take_held(r, 0);
     /* Hold the value until the end of this loop iteration: if the stream ends before then, the value
@@ -151,20 +205,26 @@ int nc_reply_next(nc_request *r, json_t *value) {
     return 0;
 }
 
-int nc_reply_end(nc_request *r) {
-    if (check(r)) return NC_EINVAL;
+void nc_request__end(nc_req *r) {
     if (r->has_held)
         take_held(r, 1);
     else
         emit(r, NULL, 0, 1);
     finish(r);
+}
+
+int nc_reply_end(nc_request *h) {
+    nc_req *r = resolve(h);
+    if (!r) return refused(h);
+    nc_request__end(r);
     return 0;
 }
 
-int nc_reply(nc_request *r, json_t *value) {
-    if (check(r)) {
+int nc_reply(nc_request *h, json_t *value) {
+    nc_req *r = resolve(h);
+    if (!r) {
         json_decref(value);
-        return NC_EINVAL;
+        return refused(h);
     }
     if (r->has_held) take_held(r, 0);
     emit(r, value, 0, 1);
@@ -173,8 +233,18 @@ int nc_reply(nc_request *r, json_t *value) {
     return 0;
 }
 
-int nc_reply_json(nc_request *r, const char *json, size_t len) {
-    if (check(r)) return NC_EINVAL;
+static int reply_error(nc_req *r, json_t *err) {
+    if (!err) err = json_pack("{s:s,s:s}", "status", "error", "message", "Internal server error");
+    if (r->has_held) take_held(r, 0);
+    emit(r, err, 1, 1);
+    json_decref(err);
+    finish(r);
+    return 0;
+}
+
+int nc_reply_json(nc_request *h, const char *json, size_t len) {
+    nc_req *r = resolve(h);
+    if (!r) return refused(h);
     /* the peer frames by UTF-16 length: the text must be UTF-8 and one JSON value */
     nc_span sp;
     int bad = !json || nc_utf8_validate(json, len, NULL) != 0;
@@ -186,7 +256,7 @@ int nc_reply_json(nc_request *r, const char *json, size_t len) {
     }
     if (bad) {
         nc_logf(&r->srv->log, NC_LOG_ERROR, "Server", "nc_reply_json: the reply is not JSON text");
-        nc_reply_error(r, NULL);
+        reply_error(r, NULL);
         return NC_EINVAL;
     }
     if (r->has_held) take_held(r, 0);
@@ -195,39 +265,38 @@ int nc_reply_json(nc_request *r, const char *json, size_t len) {
     return 0;
 }
 
-int nc_reply_error(nc_request *r, json_t *err) {
-    if (check(r)) {
+int nc_reply_error(nc_request *h, json_t *err) {
+    nc_req *r = resolve(h);
+    if (!r) {
         json_decref(err);
-        return NC_EINVAL;
+        return refused(h);
     }
-    if (!err) err = json_pack("{s:s,s:s}", "status", "error", "message", "Internal server error");
-    if (r->has_held) take_held(r, 0);
-    emit(r, err, 1, 1);
-    json_decref(err);
-    finish(r);
-    return 0;
+    return reply_error(r, err);
 }
 
-int nc_reply_error_msg(nc_request *r, const char *msg) {
+int nc_reply_error_msg(nc_request *h, const char *msg) {
+    if (!resolve(h)) return refused(h);
     /* msg may quote peer text (a WTF-8 lone surrogate), which json_pack's "s" refuses */
     json_t *m = nc_json_string_js(msg ? msg : "", msg ? strlen(msg) : 0, 1);
-    return nc_reply_error(r, m ? json_pack("{s:s,s:o}", "status", "error", "message", m) : NULL);
+    return nc_reply_error(h, m ? json_pack("{s:s,s:o}", "status", "error", "message", m) : NULL);
 }
 
 /* ---- thread-safe replies ------------------------------------------------------------------------- */
 
-int nc_reply_threadsafe(nc_request *r, nc_reply_kind kind, json_t *value) {
-    if (!r) {
+int nc_reply_threadsafe(nc_request *h, nc_reply_kind kind, json_t *value) {
+    nc_hid id = nc_hid_from_ptr(h);
+    /* only the owner is read here: the request itself belongs to its loop and may finish meanwhile */
+    nc_server *s = id ? nc_handle_owner(id) : NULL;
+    if (!s) {
         json_decref(value);
-        return NC_EINVAL;
+        return refused(h);
     }
     nc_ts_reply *t = malloc(sizeof *t);
     if (!t) {
         json_decref(value);
         return NC_ENOMEM;
     }
-    *t = (nc_ts_reply){NULL, r, kind, value};
-    nc_server *s = r->srv;
+    *t = (nc_ts_reply){NULL, id, kind, value};
     uv_mutex_lock(&s->ts_lock);
     if (s->ts_tail)
         s->ts_tail->next = t;
@@ -246,22 +315,23 @@ void nc_server__apply_ts_replies(nc_server *s) {
     uv_mutex_unlock(&s->ts_lock);
     while (t) {
         nc_ts_reply *next = t->next;
-        if (s->freeing) {
-            json_decref(t->value);
+        nc_request *h = nc_hid_to_ptr(t->req);
+        if (s->freeing || !resolve(h)) {
+            json_decref(t->value); /* the request finished before the reply arrived: dropped */
         } else {
             switch (t->kind) {
             case NC_REPLY_VALUE:
-                nc_reply(t->req, t->value);
+                nc_reply(h, t->value);
                 break;
             case NC_REPLY_NEXT:
-                nc_reply_next(t->req, t->value);
+                nc_reply_next(h, t->value);
                 break;
             case NC_REPLY_END:
                 json_decref(t->value);
-                nc_reply_end(t->req);
+                nc_reply_end(h);
                 break;
             case NC_REPLY_ERROR:
-                nc_reply_error(t->req, t->value);
+                nc_reply_error(h, t->value);
                 break;
             default:
                 json_decref(t->value);
@@ -318,9 +388,6 @@ const char *nc_msg_transport(const nc_msg *m) {
 const char *nc_msg_channel(const nc_msg *m) {
     return m->channel;
 }
-json_t *nc_msg_headers(const nc_msg *m) {
-    return m->headers;
-}
 json_t *nc_msg_metadata(const nc_msg *m) {
     nc_msg *mm = (nc_msg *)m;
     if (mm->scanned && !mm->meta_done) {
@@ -339,17 +406,19 @@ json_t *nc_msg_metadata(const nc_msg *m) {
 int nc_msg_is_event(const nc_msg *m) {
     return m->is_event;
 }
-const nc_msg *nc_request_msg(const nc_request *r) {
+const nc_msg *nc_request_msg(const nc_request *h) {
+    nc_req *r = resolve_any(h);
     return r ? &r->msg : NULL;
 }
 
-struct uv_loop_s *nc_request_loop(const nc_request *r) {
+struct uv_loop_s *nc_request_loop(const nc_request *h) {
+    nc_req *r = resolve_any(h);
     return r ? r->srv->io.loop : NULL;
 }
 
 /* ---- cancellation -------------------------------------------------------------------------------- */
 
-void nc_request__mark_cancelled(nc_request *r) {
+void nc_request__mark_cancelled(nc_req *r) {
     if (r->cancelled) return;
     r->cancelled = 1;
     /* nobody can receive the rest: drop what is held and let the peer go now (its connection is
@@ -367,14 +436,20 @@ void nc_request__mark_cancelled(nc_request *r) {
     }
 }
 
-void nc_request__run_cancel(nc_request *r) {
+void nc_request__run_cancel(nc_req *r) {
+    if (r->stream) {
+        /* the inbound stream ends first; its callback may finish r */
+        nc_hid id = r->hid;
+        nc_request__stream_cancelled(r);
+        if (nc_handle_get(id) != r || r->replied) return;
+    }
     nc_cancel_fn fn = r->cancel_fn;
     r->cancel_fn = NULL;
     r->cancel_due = 0;
-    if (fn) fn(r, r->cancel_arg); /* may finish r */
+    if (fn) fn(nc_req__handle(r), r->cancel_arg); /* may finish r */
 }
 
-void nc_request__cancel_later(nc_request *r) {
+void nc_request__cancel_later(nc_req *r) {
     if (r->cancelled) return;
     nc_request__mark_cancelled(r);
     /* the callback runs at the end of this loop iteration (flush_held), outside whatever call noticed
@@ -383,11 +458,12 @@ void nc_request__cancel_later(nc_request *r) {
     nc_ioctx_mark(&r->srv->io, &r->fl);
 }
 
-int nc_request_on_cancel(nc_request *r, nc_cancel_fn fn, void *arg) {
-    if (!r) return NC_EINVAL;
+int nc_request_on_cancel(nc_request *h, nc_cancel_fn fn, void *arg) {
+    nc_req *r = resolve(h);
+    if (!r) return refused(h);
     if (r->cancelled) {
         r->cancel_fn = NULL; /* a deferred run has nothing left to call */
-        if (fn) fn(r, arg);
+        if (fn) fn(h, arg);
         return 0;
     }
     r->cancel_fn = fn;
@@ -395,6 +471,7 @@ int nc_request_on_cancel(nc_request *r, nc_cancel_fn fn, void *arg) {
     return 0;
 }
 
-bool nc_request_is_cancelled(const nc_request *r) {
+bool nc_request_is_cancelled(const nc_request *h) {
+    nc_req *r = resolve(h);
     return r && r->cancelled;
 }

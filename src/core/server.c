@@ -425,10 +425,10 @@ void nc_server__closed(nc_server *s) {
  * nc_server_run returns once the server's own handles are closed, whatever handlers left on the loop. */
 
 static void cancel_all(nc_server *s) {
-    for (nc_request *r = s->inflight; r; r = r->next) nc_request__mark_cancelled(r);
+    for (nc_req *r = s->inflight; r; r = r->next) nc_request__mark_cancelled(r);
     /* a callback may finish any request, its own or others: look again from the head after each */
     for (;;) {
-        nc_request *r = s->inflight;
+        nc_req *r = s->inflight;
         while (r && !r->cancel_fn) r = r->next;
         if (!r) return;
         nc_request__run_cancel(r);
@@ -438,7 +438,7 @@ static void cancel_all(nc_server *s) {
 void nc_server__peer_gone(nc_server *s, void *peer) {
     if (s->freeing) return;
     /* no callback runs here (cancel_later), so the list does not change under us */
-    for (nc_request *r = s->inflight; r; r = r->next)
+    for (nc_req *r = s->inflight; r; r = r->next)
         if (r->peer == peer) nc_request__cancel_later(r);
 }
 
@@ -555,7 +555,8 @@ void nc_server_free(nc_server *s) {
     }
     nc_server__join_workers(s);
     s->freeing = 1;
-    while (s->inflight) nc_request__free_unfinished(s->inflight);
+    while (s->inflight) nc_request__free_unfinished(s->inflight); /* unsettled: nacked with requeue */
+    nc_event__free_all(s);
     s->tp->destroy(s->tps);
     const char *k;
     void *v;

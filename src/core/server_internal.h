@@ -11,6 +11,7 @@
 #include "nestc/server.h"
 #include "transport/transport.h"
 #include "util/buf.h"
+#include "util/handle.h"
 #include "util/map.h"
 
 typedef struct nc_event_handler {
@@ -27,14 +28,30 @@ typedef struct nc_route_entry {
     nc_optset *opts; /* the handlers' options (parent: the server's set), NULL = none given */
 } nc_route_entry;
 
+typedef struct nc_evd nc_evd;
+
+/* On the stack while an event's handlers run, so nc_event_keep can find the server, the delivery and
+ * the kept copy shared by several keepers (settle.c). */
+typedef struct nc_evctx {
+    nc_server *srv;
+    const nc_inbound *in;
+    nc_evd *kept; /* created by the first nc_event_keep */
+} nc_evctx;
+
 /* The message handed to handlers. Two ways to fill it (dispatch.c): the scan path (the packet text is
  * scanned once, values stay text and become jansson values only when a handler asks) and the DOM path
  * (codecs, foreign messages, anything unusual: the packet is decoded with jansson). */
 struct nc_msg {
-    json_t *root;      /* DOM path: the decoded packet (owned); NULL on the scan path */
-    json_t *data;      /* DOM: borrowed from root; scan: built on first use (owned) */
-    json_t *metadata;  /* DOM: borrowed from root; scan: built on first use (owned) */
-    json_t *headers;   /* owned reference */
+    json_t *root;          /* DOM path: the decoded packet (owned); NULL on the scan path */
+    json_t *data;          /* DOM: borrowed from root; scan: built on first use (owned) */
+    json_t *metadata;      /* DOM: borrowed from root; scan: built on first use (owned) */
+    json_t *headers;       /* nc_msg_headers: built on first use from hdrs (owned) */
+    const nc_header *hdrs; /* ordered headers: borrowed (stack events) or in own_extras */
+    size_t nhdrs;
+    const nc_ctx_item *ctx; /* transport context: borrowed or in own_extras */
+    size_t nctx;
+    char *own_extras;  /* one block: copies of hdrs, ctx and their bytes */
+    nc_evctx *evctx;   /* an event's message while its handlers run, else NULL */
     const char *route; /* NUL-terminated; in `arena`, in the route cache (events), or own_route */
     const char *pattern_text;
     char *channel;
@@ -51,16 +68,23 @@ struct nc_msg {
     unsigned data_compact : 1; /* data_json may be handed out as is */
     unsigned meta_done : 1;    /* `metadata` was computed */
     unsigned arena_heap : 1;   /* `arena` was malloc'd (not the request's inline bytes) */
+    unsigned has_hdrs : 1;     /* the transport gave a header block (maybe empty) */
+    unsigned headers_done : 1; /* `headers` was computed */
 };
 
 typedef struct nc_ts_reply nc_ts_reply;
+typedef struct nc_req nc_req;
 
 /* Bytes of packet text a pooled request holds without a malloc. */
 #define NC_REQ_INLINE 192
 
-struct nc_request {
+/* A request. Handlers never see this struct: they get an nc_request * that holds `hid` (util/handle.h),
+ * resolved by every public call, so a finished request's handle is refused (NC_ESTATE) rather than
+ * reaching pooled or freed memory. */
+struct nc_req {
     nc_msg msg;
     nc_server *srv;
+    nc_hid hid;     /* the handle given to the handler; freed when the request finishes */
     const char *id; /* JSON text of the id (in the arena or own_id) */
     size_t id_len;
     char *own_id;
@@ -75,7 +99,15 @@ struct nc_request {
     nc_cancel_fn cancel_fn;
     void *cancel_arg;
     nc_flushable fl;
-    struct nc_request *prev, *next;
+    nc_delivery delivery;         /* settled once (settle.c) */
+    struct nc_rstream *stream;    /* inbound stream (stream.c), NULL = none */
+    struct nc_deadline *deadline; /* the caller's deadline timer, NULL = none */
+    struct nc_rmeta *meta;        /* reply headers, status, trailers (stream.c), NULL = none */
+    unsigned settle_manual : 1;   /* the handler settles (nc_request_settle_manually) */
+    unsigned settled : 1;
+    unsigned replied : 1;    /* the reply stream ended; alive only until settled (manual settling) */
+    unsigned first_sent : 1; /* a packet went: reply headers are too late */
+    struct nc_req *prev, *next;
     char inline_arena[NC_REQ_INLINE];
 };
 
@@ -93,11 +125,12 @@ struct nc_server {
     void *last_pi;         /* the cache entry of the last pattern looked up, and its key */
     char last_key[64];
     size_t last_klen;
-    nc_request *req_pool; /* finished requests kept for reuse */
+    nc_req *req_pool; /* finished requests kept for reuse */
     size_t npool;
-    nc_request *inflight; /* list of unfinished requests */
+    nc_req *inflight; /* list of unfinished requests */
     size_t ninflight;
-    nc_buf scratch; /* encoder scratch for reply values */
+    nc_evd *kept_events; /* kept, unsettled events (settle.c) */
+    nc_buf scratch;      /* encoder scratch for reply values */
     uv_async_t async;
     uv_mutex_t ts_lock;
     nc_ts_reply *ts_head, *ts_tail;
@@ -133,18 +166,51 @@ int nc_server__copy_handlers(nc_server *dst, const nc_server *src);
 void nc_route_cache_free(nc_server *s);
 
 /* request.c */
-nc_request *nc_request__new(nc_server *s);
+/* The handle of a live request, as handed to handlers. */
+static inline nc_request *nc_req__handle(const nc_req *r) {
+    return (nc_request *)nc_hid_to_ptr(r->hid);
+}
+nc_req *nc_request__new(nc_server *s);
+/* Finishes r with the end of its stream (a value held is sent with isDisposed). */
+void nc_request__end(nc_req *r);
 void nc_request__pool_free(nc_server *s);
-void nc_request__free_unfinished(nc_request *r);
+void nc_request__free_unfinished(nc_req *r);
 void nc_msg__clear(nc_msg *m);
 void nc_server__apply_ts_replies(nc_server *s);
 /* Cancellation: mark_cancelled makes replies go nowhere and releases the peer (no callback);
  * run_cancel runs the cancel callback if one is set (it may finish r); cancel_later marks now and runs
  * the callback at the end of the loop iteration, for callers deep in a call that may involve r. */
-void nc_request__mark_cancelled(nc_request *r);
-void nc_request__run_cancel(nc_request *r);
-void nc_request__cancel_later(nc_request *r);
+void nc_request__mark_cancelled(nc_req *r);
+void nc_request__run_cancel(nc_req *r);
+void nc_request__cancel_later(nc_req *r);
 /* A request left the in-flight list (graceful close may proceed). */
 void nc_server__request_finished(nc_server *s);
+
+/* msg_extras.c: copies the inbound headers and context into m->own_extras (requests, kept events). */
+int nc_msg__copy_extras(nc_msg *m, const nc_header *h, size_t nh, int has_hdrs, const nc_ctx_item *c,
+                        size_t nc);
+/* A deep copy of an event's message that outlives the packet (nc_event_keep). */
+int nc_msg__copy(nc_msg *dst, const nc_msg *src);
+
+/* settle.c */
+void nc_server__settle(nc_server *s, const nc_delivery *d, nc_settle how);
+/* The request's auto-ack at its finish; the nack at its free when unsettled. */
+void nc_request__settle(nc_req *r, nc_settle how);
+/* The event's handlers returned: settle it now (ACK, or REJECT when unmatched) unless it was kept. */
+void nc_event__handlers_done(nc_evctx *ec, int matched);
+/* nc_server_free: every kept event still unsettled is nacked with requeue and its handles retired. */
+void nc_event__free_all(nc_server *s);
+
+/* stream.c: inbound streams, deadlines, reply metadata */
+int nc_request__start_stream(nc_req *r);
+int nc_request__start_deadline(nc_req *r, uint32_t ms);
+void nc_request__stream_cancelled(nc_req *r);
+void nc_request__free_extras(nc_req *r); /* stream, deadline timer, reply metadata */
+/* Fills the metadata part of a reply packet (first packet: headers; last: status, trailers). */
+void nc_request__fill_pkt(nc_req *r, nc_reply_pkt *pkt, int last);
+/* Transports feed a request's inbound stream (token from nc_inbound.stream_token). Values after the
+ * request finished are dropped: NC_ESTATE. */
+int nc_server__stream_value(nc_server *s, uint64_t token, const char *json, size_t len);
+int nc_server__stream_end(nc_server *s, uint64_t token, int err);
 
 #endif

@@ -35,8 +35,11 @@ const char *nc_server__scheme(nc_server *s);
 /* The server's validated transport options (URL parameters and nc_server_opts.options). */
 const nc_optset *nc_server__opts(nc_server *s);
 
-/* Decodes one body (the JSON text of a packet) and dispatches it. Returns 0, or NC_EPROTO when the body
- * is not JSON (`why` gets the reason; TCP then closes the connection as NestJS does). */
+/* Decodes one body (the JSON text of a packet; ignored when in->parts is set) and dispatches it. Returns
+ * 0, or NC_EPROTO when the body is not JSON and NC_IN_JSON_OR_STRING is not set (`why` gets the reason;
+ * TCP then closes the connection as NestJS does). *in->outcome (if set) receives what happened; a
+ * delivery (in->delivery.set) that reached no handler (NC_DISPATCH_FAILED, NC_DISPATCH_NO_HANDLER) is
+ * settled with NC_SETTLE_REJECT before this returns, any other is settled once later (settle.c). */
 int nc_server__dispatch(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
                         size_t whylen);
 void nc_server__status(nc_server *s, const char *status, int err);

@@ -5,6 +5,7 @@
 #include "transport/redis/redis.h"
 #include "transport/tcp/tcp.h"
 #include "transport/transport.h"
+#include "nestc/error.h"
 
 static const nc_server_transport *const servers[] = {
     &nc_tcp_server_transport,
@@ -25,9 +26,22 @@ static int serves(const char *const *schemes, const char *scheme) {
     return 0;
 }
 
+/* Registered at run time (tests): looked up after the built-in ones. */
+#define EXTRA_MAX 4
+static const nc_server_transport *extra_servers[EXTRA_MAX];
+static size_t nextra_servers;
+
+int nc_transport_register_server(const nc_server_transport *tp) {
+    if (nextra_servers == EXTRA_MAX) return NC_ENOMEM;
+    extra_servers[nextra_servers++] = tp;
+    return 0;
+}
+
 const nc_server_transport *nc_server_transport_find(const char *scheme) {
     for (size_t i = 0; i < sizeof servers / sizeof *servers; i++)
         if (serves(servers[i]->schemes, scheme)) return servers[i];
+    for (size_t i = 0; i < nextra_servers; i++)
+        if (serves(extra_servers[i]->schemes, scheme)) return extra_servers[i];
     return NULL;
 }
 

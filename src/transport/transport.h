@@ -5,12 +5,15 @@
 #define NC_TRANSPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 #include "codec/reply_pkt.h"
 #include "core/options.h"
 #include "core/headers.h"
 #include "core/url.h"
+#include "nestc/message.h"
+#include "util/header.h"
 
 typedef struct nc_server nc_server;
 typedef struct nc_client nc_client;
@@ -27,16 +30,76 @@ typedef struct nc_peer_ops {
     void (*release)(void *peer);
 } nc_peer_ops;
 
-/* What a transport hands the core with each incoming body. */
+/* What dispatch did with a message, for transports that act on it (a broker may dead-letter it). */
+typedef enum nc_dispatch_outcome {
+    NC_DISPATCH_HANDLED = 0,    /* a handler ran (or a request was answered) */
+    NC_DISPATCH_NO_HANDLER = 1, /* no handler matched (requests got NestJS's "no handler" reply) */
+    NC_DISPATCH_FAILED = 2,     /* not dispatched: not JSON, out of memory, dropped by a codec or depth */
+} nc_dispatch_outcome;
+
+/* One item of the transport context (nc_ctx_key in message.h): text (str/len) and/or a number (num).
+ * Borrowed for the dispatch call; the core copies what outlives it. */
+typedef struct nc_ctx_item {
+    int key;         /* nc_ctx_key */
+    const char *str; /* NULL when the item is a number */
+    size_t len;
+    int64_t num;
+} nc_ctx_item;
+
+/* A message handed as parts instead of an envelope body (AMQP properties, Kafka record headers, gRPC
+ * paths): the core builds the message from these as it would from the envelope's keys. */
+typedef struct nc_inbound_parts {
+    const char *pattern; /* NUL-terminated pattern as received (e.g. the topic); NULL = the route */
+    const char *id;      /* the request id or correlation id; NULL = an event (or is_event) */
+    size_t id_len;
+    int id_is_json;   /* id is JSON text (echoed as is); else raw bytes echoed as a JSON string */
+    const char *data; /* the payload; NULL = undefined */
+    size_t data_len;
+    int data_is_json;     /* JSON text; else raw bytes given to handlers as a JSON string value */
+    const char *reply_to; /* where replies go (informative: the peer sends them), or NULL */
+    size_t reply_to_len;
+    int is_event;
+} nc_inbound_parts;
+
+/* The token of one delivery for the transport's settle op. Copied by the core and kept until the
+ * message is settled, possibly long after the dispatch call: `conn` lets the transport recognise a
+ * token from a connection (or channel) it has since replaced, and ignore it. */
+typedef struct nc_delivery {
+    uint64_t tag;
+    uint32_t conn;
+    uint32_t set; /* nonzero: the message awaits settling (0: nothing to settle, e.g. auto-ack) */
+} nc_delivery;
+
+/* nc_inbound.flags */
+/* NestJS's rule for foreign bodies: a body that is not JSON is the raw string (an event whose data is the
+ * body as a JSON string), instead of a protocol error (Redis, NATS foreign publishers). */
+#define NC_IN_JSON_OR_STRING 0x1u
+
+/* What a transport hands the core with each incoming message. Everything is borrowed for the call. */
 typedef struct nc_inbound {
     const char *channel; /* concrete channel/subject/topic, or NULL */
     /* The route to dispatch on, or NULL to use the packet's `pattern` (TCP). Broker transports dispatch on
      * the subscription the message came through (a channel, or a wildcard pattern), as NestJS does. */
     const char *route;
-    json_t *headers; /* borrowed; the core increfs what it keeps; NULL if none */
-    void *peer;      /* reply sink; NULL = replies impossible (broadcast) */
+    /* Ordered headers (byte values, names may repeat), or NULL. Non-NULL with nheaders 0 = an empty
+     * header block (nc_msg_headers gives {} rather than NULL). */
+    const nc_header *headers;
+    size_t nheaders;
+    const nc_ctx_item *ctx; /* transport context for nc_msg_ctx_*, or NULL */
+    size_t nctx;
+    const nc_inbound_parts *parts; /* non-NULL: the message as parts; the body is ignored */
+    void *peer;                    /* reply sink; NULL = replies impossible (broadcast) */
     const nc_peer_ops *peer_ops;
-    int utf8_valid; /* the transport already checked the body is UTF-8 (the TCP framer does) */
+    int utf8_valid;       /* the transport already checked the body is UTF-8 (the TCP framer does) */
+    unsigned flags;       /* NC_IN_* */
+    nc_delivery delivery; /* for the settle op; delivery.set 0 = nothing to settle */
+    /* Requests: cancel the request this long after dispatch (a caller's deadline); 0 = none (no timer). */
+    uint32_t deadline_ms;
+    /* Requests with an inbound stream (client-streaming, bidi): *stream_token receives the token to feed
+     * values with nc_server__stream_value/_end (0 if the message was not a request). */
+    int stream_in;
+    uint64_t *stream_token;
+    nc_dispatch_outcome *outcome; /* if non-NULL, receives the outcome */
 } nc_inbound;
 
 /* ---- server side ---------------------------------------------------------------------------------- */
@@ -78,6 +141,10 @@ typedef struct nc_server_transport {
      * close() may follow while this is under way (the shutdown deadline passed) and must then finish at
      * once. May be NULL: close() is used instead, and should then be graceful itself. */
     void (*drain)(void *state);
+    /* Settles one delivery (d as given in nc_inbound.delivery). Called on the loop
+     * thread, at most once per delivery, possibly after a reconnect (check d->conn). NULL: the transport
+     * does not settle (TCP, TLS, Redis pub/sub, core NATS) and the settling calls are no-ops. */
+    void (*settle)(void *state, const nc_delivery *d, nc_settle how);
 } nc_server_transport;
 
 /* ---- client side ---------------------------------------------------------------------------------- */
@@ -158,6 +225,9 @@ typedef struct nc_client_transport {
 
 /* Scheme lookup (registry.c). NULL when unknown. */
 const nc_server_transport *nc_server_transport_find(const char *scheme);
+/* Adds a server transport at run time (tests register a transport of their own). Not thread-safe: call
+ * before creating servers. Returns 0, or NC_ENOMEM when the extra slots are full. */
+int nc_transport_register_server(const nc_server_transport *tp);
 const nc_client_transport *nc_client_transport_find(const char *scheme);
 
 #endif

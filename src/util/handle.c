@@ -102,7 +102,7 @@ int nc_handle_alloc(void *obj, void *owner, nc_hid *out) {
     return 0;
 }
 
-static slot *live(nc_hid id) {
+static inline slot *live(nc_hid id) {
     uint32_t idx, gen;
     if (split(id, &idx, &gen)) return NULL;
     slot *s = slot_at(idx);

@@ -136,6 +136,14 @@ static void h_where(nc_request *req, const nc_msg *m, void *u) {
     json_t *o = json_pack("{s:s,s:s}", "channel", nc_msg_channel(m) ? nc_msg_channel(m) : "", "route",
                           nc_msg_route(m));
     if (nc_msg_headers(m)) json_object_set(o, "headers", nc_msg_headers(m));
+    /* the ordered list and the transport context, where the transport has them (NATS) */
+    size_t n;
+    const char *v = nc_msg_header(m, "x-trace", &n);
+    if (v) json_object_set_new(o, "trace", json_stringn(v, n));
+    if (nc_msg_header_count(m))
+        json_object_set_new(o, "nheaders", json_integer((json_int_t)nc_msg_header_count(m)));
+    if ((v = nc_msg_ctx_str(m, NC_CTX_SUBJECT, &n))) json_object_set_new(o, "subject", json_stringn(v, n));
+    if (nc_msg_ctx_str(m, NC_CTX_REPLY_TO, &n)) json_object_set_new(o, "has_reply_to", json_true());
     nc_reply(req, o);
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codec/envelope.h"
+#include "codec/json_build.h"
 #include "core/server_transport.h"
 #include "transport/nats/nats.h"
 #include "util/backoff.h"
@@ -61,10 +62,28 @@ static void sink_release(void *peer) {
     if (--k->refs == 0) free(k);
 }
 
-static int publish(nats_server *ns, const char *subject, size_t slen, const char *body, size_t len) {
+static int publish(nats_server *ns, const char *subject, size_t slen, const json_t *headers, const char *body,
+                   size_t len) {
     ns->out.len = 0;
-    if (nc_nats_write_pub(&ns->out, subject, slen, NULL, NULL, body, len)) return NC_ENOMEM;
+    if (nc_nats_write_pub(&ns->out, subject, slen, NULL, headers, body, len)) return NC_ENOMEM;
     return nc_nats_conn_write(ns->conn, ns->out.data, ns->out.len);
+}
+
+/* Reply headers (nc_reply_header) travel as the first reply message's NATS headers, where a NestJS
+ * client's handler can read them: the first value of a repeated name, names that are not UTF-8 left
+ * out. NATS has no status or trailers: those are not sent. */
+static json_t *reply_headers(const nc_reply_pkt *pkt) {
+    json_t *obj = json_object();
+    for (size_t i = 0; obj && i < pkt->nheaders; i++) {
+        const nc_header *h = &pkt->headers[i];
+        char *name = strndup(h->name, h->name_len);
+        if (name && !json_object_get(obj, name)) {
+            json_t *v = nc_json_string_js(h->value, h->value_len, 0);
+            if (v) json_object_set_new(obj, name, v);
+        }
+        free(name);
+    }
+    return obj;
 }
 
 static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
@@ -87,7 +106,9 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
         ns->enc.len = 0;
         if ((r = nc_envelope_write_reply(&ns->enc, &e, NULL))) return r;
     }
-    r = publish(ns, k->subject, k->len, ns->enc.data, ns->enc.len);
+    json_t *headers = pkt->nheaders ? reply_headers(pkt) : NULL;
+    r = publish(ns, k->subject, k->len, headers, ns->enc.data, ns->enc.len);
+    json_decref(headers);
     if (r == NC_ESTALLED)
         nc_logf(LOG(ns), NC_LOG_ERROR, "Server",
                 "reply to %s dropped: more than max_send_buffer_size bytes wait for the NATS connection",
@@ -107,11 +128,22 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
     if (!subject) return;
     memcpy(subject, op->subject, op->subject_len);
     subject[op->subject_len] = '\0';
-    json_t *headers = NULL;
+    /* headers as spans into the message: nothing allocated unless there are many */
+    nc_header small_hdrs[16], *hdrs = NULL;
+    size_t nhdrs = 0;
     if (op->hdr) {
         int status;
-        if (nc_nats_headers_parse(op->hdr, op->hdr_len, &status, &headers))
+        hdrs = small_hdrs;
+        if (nc_nats_headers_list(op->hdr, op->hdr_len, &status, hdrs, 16, &nhdrs)) {
             nc_logf(LOG(ns), NC_LOG_WARN, "Server", "malformed headers on %s ignored", subject);
+            hdrs = NULL;
+            nhdrs = 0;
+        } else if (nhdrs > 16 && (hdrs = malloc(nhdrs * sizeof *hdrs)) != NULL) {
+            nc_nats_headers_list(op->hdr, op->hdr_len, &status, hdrs, nhdrs, &nhdrs);
+        } else if (nhdrs > 16) {
+            hdrs = small_hdrs; /* out of memory: the first 16 */
+            nhdrs = 16;
+        }
     }
     nsink *k = NULL;
     if (op->reply && op->reply_len) {
@@ -127,7 +159,12 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
     nc_inbound in = {0};
     in.channel = subject;
     in.route = route;
-    in.headers = headers;
+    in.headers = hdrs;
+    in.nheaders = nhdrs;
+    nc_ctx_item ctx[2] = {{NC_CTX_SUBJECT, subject, op->subject_len, 0},
+                          {NC_CTX_REPLY_TO, op->reply, op->reply_len, 0}};
+    in.ctx = ctx;
+    in.nctx = op->reply && op->reply_len ? 2 : 1;
     in.peer = k;
     in.peer_ops = k ? &sink_ops : NULL;
     char why[200];
@@ -135,7 +172,7 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
     if (nc_server__dispatch(ns->srv, op->payload, op->payload_len, &in, why, sizeof why) == NC_EPROTO)
         nc_logf(LOG(ns), NC_LOG_ERROR, "Server", "message on %s is not JSON (%s); ignored", subject, why);
     if (k) sink_release(k);
-    json_decref(headers);
+    if (hdrs && hdrs != small_hdrs) free(hdrs);
     if (subject != small) free(subject);
 }
 

@@ -120,16 +120,6 @@ static rsink *sink_for(redis_server *rs, const char *channel) {
 
 /* ---- incoming messages ----------------------------------------------------------------------------- */
 
-/* NestJS JSON.parse()s the body and falls back to the raw string: a foreign message for the channel. */
-static void dispatch_raw(redis_server *rs, const char *body, size_t len, const nc_inbound *in) {
-    json_t *s = json_stringn(body, len); /* UTF-8: on_message decoded it */
-    nc_buf b = NC_BUF_INIT;
-    char why[160];
-    if (s && !nc_json_write(&b, s)) nc_server__dispatch(rs->srv, b.data, b.len, in, why, sizeof why);
-    json_decref(s);
-    nc_buf_free(&b);
-}
-
 static void on_message(redis_server *rs, const char *route, const char *channel, const redisReply *body) {
     if (rs->stopping) return;
     rsink *k = sink_for(rs, channel);
@@ -142,7 +132,8 @@ static void on_message(redis_server *rs, const char *route, const char *channel,
     in.route = route;
     in.peer = k;
     in.peer_ops = &sink_ops;
-    k->refs++; /* hold it across the dispatch (a request may finish inside) */
+    in.flags = NC_IN_JSON_OR_STRING; /* NestJS JSON.parse()s the body, else takes the raw string */
+    k->refs++;                       /* hold it across the dispatch (a request may finish inside) */
     char why[200];
     why[0] = '\0';
     /* Node's Redis client decodes the body as UTF-8 before JSON.parse, ill-formed bytes as U+FFFD: so do
@@ -157,8 +148,8 @@ static void on_message(redis_server *rs, const char *route, const char *channel,
     }
     if (!text)
         nc_logf(LOG(rs), NC_LOG_ERROR, "Server", "out of memory: message on %s dropped", channel);
-    else if (nc_server__dispatch(rs->srv, text, len, &in, why, sizeof why) == NC_EPROTO)
-        dispatch_raw(rs, text, len, &in);
+    else
+        nc_server__dispatch(rs->srv, text, len, &in, why, sizeof why);
     json_decref(decoded);
     sink_release(k);
 }
