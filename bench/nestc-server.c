@@ -4,6 +4,7 @@
  *   nestc-server [--port P] [--host H] [--workers N]      (P 0 = any free port)
  *   nestc-server --url redis://HOST:PORT                   (the same service over a Redis broker)
  *   nestc-server --url nats://HOST:PORT                    (the same service over a NATS server)
+ *   ... --hooks N       installs N hook sets whose every server callback does nothing (the cost of hooks)
  *
  * Over TCP it prints "listening on port N" once it accepts connections. With --url (any URL nc_server_new
  * takes; tcp:// URLs print the same line) it prints "connected to URL" once the server reports the status
@@ -98,8 +99,44 @@ static void on_ticks(nc_request *req, const nc_msg *msg, void *user) {
     nc_reply(req, json_integer(atomic_load_explicit(&ticks, memory_order_relaxed)));
 }
 
+/* --hooks: every server hook point calls into a set that does nothing, to measure what hooks cost. */
+static void noop_info(void *user, nc_hook_info *i) {
+    (void)user;
+    (void)i;
+}
+static int noop_before(void *user, nc_hook_info *i) {
+    (void)user;
+    (void)i;
+    return 0;
+}
+static void noop_reply(void *user, nc_hook_info *i, nc_hook_reply kind, const char *json, size_t len,
+                       int final) {
+    (void)user;
+    (void)i;
+    (void)kind;
+    (void)json;
+    (void)len;
+    (void) final;
+}
+static void noop_finish(void *user, nc_hook_info *i, int outcome) {
+    (void)user;
+    (void)i;
+    (void)outcome;
+}
+static const nc_server_hooks noop_hooks = {
+    .struct_size = sizeof(nc_server_hooks),
+    .on_dispatch = noop_info,
+    .before_handler = noop_before,
+    .on_handler_start = noop_info,
+    .on_handler_return = noop_info,
+    .on_reply = noop_reply,
+    .on_finish = noop_finish,
+};
+
 static int usage(void) {
-    fprintf(stderr, "usage: nestc-server [--port P] [--host H] [--workers N] | --url URL [--workers N]\n");
+    fprintf(stderr,
+            "usage: nestc-server [--port P] [--host H] [--workers N] [--hooks N] | --url URL [--workers N] "
+            "[--hooks N]\n");
     return 2;
 }
 
@@ -118,7 +155,7 @@ static void on_status(void *user, const char *status, int err) {
 
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *given_url = NULL;
-    long port = 0, workers = 1;
+    long port = 0, workers = 1, hooks = 0;
     for (int i = 1; i < argc; i++) {
         char *end;
         if (i + 1 >= argc) return usage();
@@ -129,6 +166,9 @@ int main(int argc, char **argv) {
             if (*end || port < 0 || port > 65535) return usage();
         } else if (!strcmp(argv[i], "--url")) {
             given_url = argv[++i];
+        } else if (!strcmp(argv[i], "--hooks")) {
+            hooks = strtol(argv[++i], &end, 10);
+            if (*end || hooks < 0 || hooks > NC_HOOKS_MAX) return usage();
         } else if (!strcmp(argv[i], "--workers")) {
             workers = strtol(argv[++i], &end, 10);
             if (*end || workers < 1 || workers > 1024) return usage();
@@ -157,6 +197,12 @@ int main(int argc, char **argv) {
         (rc = nc_server_event(srv, "{\"cmd\":\"tick\"}", on_tick, NULL)) ||
         (rc = nc_server_message(srv, "{\"cmd\":\"ticks\"}", on_ticks, NULL)) ||
         (rc = nc_server_handle_signals(srv))) {
+        fprintf(stderr, "nestc-server: %s\n", nc_strerror(rc));
+        nc_server_free(srv);
+        return 1;
+    }
+    for (long i = 0; i < hooks; i++) {
+        if ((rc = nc_server_add_hooks(srv, &noop_hooks, NULL)) > 0) continue;
         fprintf(stderr, "nestc-server: %s\n", nc_strerror(rc));
         nc_server_free(srv);
         return 1;

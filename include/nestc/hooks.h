@@ -78,14 +78,6 @@ typedef enum nc_hook_reply {
     NC_HOOK_REPLY_END = 2,   /* the end of the stream, without a value */
 } nc_hook_reply;
 
-/* How a message was settled (on_settle). */
-typedef enum nc_hook_settle {
-    NC_HOOK_ACK = 0,
-    NC_HOOK_NACK = 1,         /* negative acknowledgement, not redelivered */
-    NC_HOOK_NACK_REQUEUE = 2, /* negative acknowledgement, redelivered */
-    NC_HOOK_REJECT = 3,
-} nc_hook_settle;
-
 /* One message or call, as the hooks see it. Owned by the library; valid during each callback (the same
  * pointer for every callback of one message, from on_dispatch or on_submit until on_finish or
  * on_call_end). Read-only, except *state. Fields may be added at the end (struct_size says how many are
@@ -157,7 +149,7 @@ typedef struct nc_server_hooks {
      * nowhere (the caller is gone, an event routed to a request handler). */
     void (*on_reply)(void *user, nc_hook_info *i, nc_hook_reply kind, const char *json, size_t len,
                      int final);
-    void (*on_settle)(void *user, nc_hook_info *i, nc_hook_settle how);
+    void (*on_settle)(void *user, nc_hook_info *i, nc_settle how); /* message.h */
     /* The message is done: `outcome` is 0 (answered, or an event's handlers ran), NC_EREMOTE (the
      * handler replied with an error), NC_ENOHANDLER, NC_ECANCELED (the caller went away or the
      * server's shutdown deadline passed), NC_ECLOSED (the server was freed with the request

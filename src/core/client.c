@@ -10,6 +10,7 @@
 #include "codec/json_scan.h"
 #include "codec/json_write.h"
 #include "core/client_internal.h"
+#include "core/hooks_internal.h"
 #include "core/route.h"
 #include "util/abi.h"
 #include "io/tls.h"
@@ -54,6 +55,9 @@ typedef struct ccall {
     void (*on_headers)(void *user, nc_call *call);
     void *user;
     nc_client *cli;
+    struct nc_hook_rec *hk; /* the hooks' record of this call, NULL when no hook is installed */
+    int tmo;                /* the timeout (ms, 0 = none), started again by a resend */
+    int retry_due;          /* in its deadline list for a resend (hooks' should_retry), not a timeout */
 } ccall;
 
 #define BODY_POOL_MAX 1024 /* a pooled call keeps a body buffer up to this size */
@@ -117,10 +121,15 @@ struct nc_client {
     const char *last_status;
     int freeing;
     int open_timers;
+    struct nc_hook_table *hooks; /* installed hooks (hooks.c), NULL when none */
 };
 
 const nc_optset *nc_client__opts(nc_client *c) {
     return &c->opts;
+}
+
+struct nc_hook_table **nc_client__hooks(nc_client *c) {
+    return &c->hooks;
 }
 
 const nc_client_cfg *nc_client__cfg(nc_client *c) {
@@ -211,6 +220,8 @@ static void meta_free(cmeta *m) {
 
 static void call_free(ccall *k) {
     nc_client *c = k->cli;
+    if (k->hk) nc_hooks__call_end(k->hk, NC_ENOMEM);
+    k->hk = NULL;
     free(k->own_route);
     json_decref(k->headers);
     k->headers = NULL;
@@ -254,9 +265,12 @@ static void unqueue(nc_client *c, ccall *k) {
     k->queued = 0;
 }
 
+static int retry(nc_client *c, ccall *k, int err);
+
 /* Completes a call: removes it from every table, then tells the application. */
 static void call_done(ccall *k, int err, json_t *error) {
     nc_client *c = k->cli;
+    if (k->hk && err && retry(c, k, err)) return;
     k->finishing = 1;
     if (c->sending == k) {
         /* inside tp->send: the transport may still read the body until it returns */
@@ -272,6 +286,10 @@ static void call_done(ccall *k, int err, json_t *error) {
     } else {
         c->nevents--;
     }
+    if (k->hk) {
+        nc_hooks__call_end(k->hk, err);
+        k->hk = NULL;
+    }
     if (k->on_done) k->on_done(k->user, err, error);
     if (k->hid) nc_handle_free(k->hid); /* the handle was valid until on_done returned */
     call_free(k);
@@ -284,13 +302,47 @@ static void call_fail(ccall *k, int err, const char *msg) {
     json_decref(e);
 }
 
+static int send_body(nc_client *c, ccall *k);
+static void enqueue(nc_client *c, ccall *k);
+
+/* A retry hook asked for the request again (should_retry): it waits its delay in a deadline list, then
+ * is sent again with the same id and bytes, its timeout started again. Returns 1 when the call goes on. */
+static int retry(nc_client *c, ccall *k, int err) {
+    int delay = 0;
+    if (c->freeing || err == NC_ECLOSED || err == NC_ECANCELED || !k->id[0] ||
+        !nc_hooks__should_retry(k->hk, err, &delay))
+        return 0;
+    if (c->sending == k) c->sending = NULL; /* failed inside send(): send_body must not fail it again */
+    if (k->queued) unqueue(c, k);
+    deadline_remove(c, k);
+    k->retry_due = 1;
+    return deadline_add(c, k, delay) == 0;
+}
+
+static void resend_due(nc_client *c, ccall *k) {
+    deadline_remove(c, k);
+    k->retry_due = 0;
+    if (k->tmo > 0 && deadline_add(c, k, k->tmo)) {
+        call_fail(k, NC_ENOMEM, NULL);
+        return;
+    }
+    if (c->state == CONNECTED && !c->qhead)
+        send_body(c, k);
+    else
+        enqueue(c, k);
+}
+
 static void on_deadline(uv_timer_t *t) {
     nc_client *c = t->data;
     uint64_t now = uv_now(c->io.loop), next = UINT64_MAX;
     for (int i = 0; i < c->ntlists; i++) {
         ccall *k;
-        while ((k = c->tlists[i].head) && k->at <= now)
-            call_fail(k, NC_ETIMEDOUT, "Timeout has occurred (no reply within the request timeout)");
+        while ((k = c->tlists[i].head) && k->at <= now) {
+            if (k->retry_due)
+                resend_due(c, k);
+            else
+                call_fail(k, NC_ETIMEDOUT, "Timeout has occurred (no reply within the request timeout)");
+        }
     }
     for (int i = 0; i < c->ntlists; i++)
         if (c->tlists[i].head && c->tlists[i].head->at < next) next = c->tlists[i].head->at;
@@ -537,6 +589,7 @@ static void deliver(nc_client *c, ccall *k, json_t *value, json_t *err, int fina
         /* on_headers may have cancelled the call or closed the client */
         if (nc_u64map_get(&c->pending, serial) != k) return;
     }
+    if (k->hk && !err && (value || !final)) nc_hooks__client_reply(k->hk, value ? value : json_null(), final);
     if (err) {
         call_done(k, NC_EREMOTE, err);
     } else if (final) {
@@ -875,8 +928,14 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
     nc_buf lent = c->enc;
     c->enc = k->body;
     k->body = lent;
-    int r = encode(c, &k->body, pi, is_event, data ? data : json_null(), o ? o->metadata : NULL,
-                   is_event ? NULL : k->id);
+    const json_t *md = o ? o->metadata : NULL;
+    int refused = 0;
+    if (c->hooks) { /* may add headers and metadata, or refuse the call */
+        refused = nc_hooks__submit(c->hooks, &k->hk, c, c->url.scheme, k->route, NULL, is_event, k->id,
+                                   strlen(k->id), &k->headers, md);
+        if (k->hk) md = k->hk->info.metadata;
+    }
+    int r = encode(c, &k->body, pi, is_event, data ? data : json_null(), md, is_event ? NULL : k->id);
     if (r) {
         call_free(k);
         return r;
@@ -884,16 +943,22 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
     if (cb->out) {
         if (nc_handle_alloc(k, c, &k->hid)) goto nomem;
         *cb->out = nc_hid_to_ptr(k->hid);
+        if (k->hk) k->hk->info.call = *cb->out;
     }
     if (is_event) {
         c->nevents++;
     } else {
         if (nc_u64map_put(&c->pending, k->serial, k)) goto nomem;
         int tmo = o && o->timeout_ms ? (o->timeout_ms < 0 ? 0 : o->timeout_ms) : c->cfg.timeout_ms;
+        k->tmo = tmo;
         if (tmo > 0 && deadline_add(c, k, tmo)) {
             nc_u64map_del(&c->pending, k->serial);
             goto nomem;
         }
+    }
+    if (refused) {
+        call_fail(k, refused, NULL); /* on_done runs now, with the hook's code */
+        return 0;
     }
     if (c->state == CONNECTED && !c->qhead) {
         send_body(c, k);
@@ -1250,6 +1315,7 @@ void nc_client_free(nc_client *c) {
     if (!c) return;
     nc_client_close(c);
     c->freeing = 1;
+    nc_hooks__drop(&c->hooks);
     while (c->tp_open && uv_run(c->io.loop, UV_RUN_ONCE)) {
     }
     c->tp->destroy(c->tps);

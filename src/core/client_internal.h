@@ -25,6 +25,9 @@ typedef struct nc_client_cfg {
     nc_codec codec;
 } nc_client_cfg;
 
+/* The installed hooks (hooks.c). */
+struct nc_hook_table **nc_client__hooks(nc_client *c);
+
 /* Accessors for transports (the struct stays private to client.c). */
 const nc_client_cfg *nc_client__cfg(nc_client *c);
 /* The client's validated transport options (URL parameters and nc_client_opts.options). */

@@ -13,6 +13,7 @@
 #include "codec/json_build.h"
 #include "codec/json_scan.h"
 #include "codec/json_write.h"
+#include "core/hooks_internal.h"
 #include "core/route.h"
 #include "core/server_internal.h"
 #include "nestc/error.h"
@@ -30,6 +31,24 @@ static void log_no_event_handler(nc_server *s, const nc_msg *m) {
             m->pattern_text ? m->pattern_text : "undefined");
 }
 
+/* The hooks see a request (or an event for a message handler) begin: 0 to run its handler, or the
+ * refusal, with which the request is then finished. */
+static int hooks_begin(nc_server *s, nc_req *req, int has_handler) {
+    req->hk =
+        nc_hooks__dispatch(s->hooks, s, &req->msg, nc_req__handle(req), req->id, req->id_len, has_handler);
+    int err = req->hk && has_handler ? nc_hooks__before_handler(req->hk) : 0;
+    if (err) nc_reply_error_msg(nc_req__handle(req), nc_strerror(err));
+    return err;
+}
+
+/* Runs a request handler, bracketed by the hooks. */
+static void call_handler(nc_req *req, nc_route_entry *e) {
+    nc_hook_rec *hk = req->hk; /* req may be finished and reused before the handler returns */
+    if (hk) nc_hooks__handler_start(hk);
+    e->req_fn(nc_req__handle(req), &req->msg, e->req_user);
+    if (hk) nc_hooks__handler_return(hk);
+}
+
 /* Answers a request (its message filled and its id set) or runs an event routed to a message handler. */
 static void run_request(nc_server *s, nc_req *req, nc_route_entry *e, const nc_inbound *in,
                         nc_dispatch_outcome *oc) {
@@ -39,7 +58,8 @@ static void run_request(nc_server *s, nc_req *req, nc_route_entry *e, const nc_i
     if (m->is_event) {
         /* NestJS runs a message handler for an event and discards its result. */
         req->discard = 1;
-        e->req_fn(nc_req__handle(req), m, e->req_user);
+        if (s->hooks && hooks_begin(s, req, 1)) return;
+        call_handler(req, e);
         return;
     }
     if ((in->stream_in | in->deadline_ms) && e && (e->req_fn || e->nevents)) {
@@ -52,12 +72,16 @@ static void run_request(nc_server *s, nc_req *req, nc_route_entry *e, const nc_i
     req->peer = in->peer;
     req->pops = in->peer_ops;
     if (req->peer) req->pops->retain(req->peer);
+    if (s->hooks && hooks_begin(s, req, e && (e->req_fn || e->nevents))) return;
     if (e && e->req_fn) {
-        e->req_fn(nc_req__handle(req), m, e->req_user);
+        call_handler(req, e);
     } else if (e && e->nevents) {
         /* Only event handlers: NestJS runs the chain and answers; we answer with completion. */
+        nc_hook_rec *hk = req->hk;
+        if (hk) nc_hooks__handler_start(hk);
         run_events(s, e, m);
         nc_request__end(req);
+        if (hk) nc_hooks__handler_return(hk);
     } else {
         *oc = NC_DISPATCH_NO_HANDLER;
         nc_reply_pkt pkt = {.no_handler = 1, .id = req->id, .id_len = req->id_len};
@@ -219,20 +243,42 @@ static void fill_common(nc_server *s, nc_msg *m, const nc_env *env, const nc_inb
     m->is_event = env->id.p == NULL;
 }
 
+/* The hooks see an event begin; 1 when an interceptor refused it (it is then nacked, its handlers do not
+ * run). */
+static int hooks_event(nc_server *s, nc_evctx *ec, nc_msg *m, int matched) {
+    ec->hk = nc_hooks__dispatch(s->hooks, s, m, NULL, NULL, 0, matched);
+    if (!ec->hk || !matched || !nc_hooks__before_handler(ec->hk)) return 0;
+    nc_logf(&s->log, NC_LOG_DEBUG, "Server", "event refused by a hook: %s", m->route);
+    if (ec->in->delivery.set) {
+        nc_server__settle(s, &ec->in->delivery, NC_SETTLE_NACK);
+        nc_hooks__settle(ec->hk, NC_SETTLE_NACK);
+    }
+    nc_hooks__finish(ec->hk, 0);
+    return 1;
+}
+
 /* Runs an event's handlers on m (or logs that there are none), then settles it unless a handler kept
  * it (nc_event_keep copies the message then). */
 static inline void event_handlers(nc_server *s, nc_route_entry *e, nc_msg *m, const nc_inbound *in,
                                   nc_dispatch_outcome *oc) {
-    nc_evctx ec = {s, in, NULL};
+    nc_evctx ec = {s, in, NULL, NULL};
     int matched = e && e->nevents;
+    if (s->hooks && hooks_event(s, &ec, m, matched)) { /* refused: answered, as a failed handler is */
+        *oc = NC_DISPATCH_HANDLED;
+        return;
+    }
+    nc_hook_rec *hk = ec.hk; /* nc_event_keep takes ec.hk over */
     m->evctx = &ec;
+    if (hk && matched) nc_hooks__handler_start(hk);
     if (matched)
         run_events(s, e, m);
     else
         log_no_event_handler(s, m);
+    if (hk && matched) nc_hooks__handler_return(hk);
     m->evctx = NULL;
     *oc = matched ? NC_DISPATCH_HANDLED : NC_DISPATCH_NO_HANDLER;
     if (in->delivery.set || ec.kept) nc_event__handlers_done(&ec, matched);
+    if (ec.hk) nc_hooks__event_done(ec.hk, in->delivery.set, matched); /* not kept: done now */
 }
 
 /* An event for event handlers: the message lives on the stack, its texts borrowed from the packet. */

@@ -5,7 +5,9 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/client_internal.h"
 #include "core/hooks_internal.h"
+#include "core/server_internal.h"
 #include "nestc/error.h"
 #include "util/abi.h"
 
@@ -241,15 +243,16 @@ nc_hook_rec *nc_hooks__dispatch(nc_hook_table *t, nc_server *s, const nc_msg *m,
     nc_hook_info *i = &r->info;
     i->server = s;
     i->msg = m;
-    i->transport = nc_msg_transport(m);
-    i->route = nc_msg_route(m) ? nc_msg_route(m) : "";
-    i->pattern = nc_msg_pattern(m);
-    i->is_event = nc_msg_is_event(m);
+    /* the fields, not the accessors: this runs for every message */
+    i->transport = m->transport;
+    i->route = m->route ? m->route : "";
+    i->pattern = m->pattern_text;
+    i->is_event = m->is_event;
     i->has_handler = has_handler;
     i->request = i->is_event ? NULL : req;
     i->id = i->is_event ? NULL : id;
     i->id_len = i->is_event ? 0 : id_len;
-    i->headers = nc_msg_headers(m);
+    i->headers = m->headers;
     i->attempt = 1;
     if (t->any & NC_HK_DISPATCH)
         for (int k = 0; k < t->n; k++) {
@@ -309,13 +312,26 @@ void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_
     }
 }
 
-void nc_hooks__settle(nc_hook_rec *r, nc_hook_settle how) {
+void nc_hooks__settle(nc_hook_rec *r, nc_settle how) {
     if (!(r->t->any & NC_HK_SETTLE)) return;
     stamp(r);
     for (int k = 0; k < r->t->n; k++) {
         nc_hook_set *h = at(r, k);
         if (h->s.on_settle) h->s.on_settle(h->user, &r->info, how);
     }
+}
+
+void nc_hooks__event_done(nc_hook_rec *r, int settles, int matched) {
+    if (settles) nc_hooks__settle(r, matched ? NC_SETTLE_ACK : NC_SETTLE_REJECT);
+    nc_hooks__finish(r, 0);
+}
+
+void nc_hooks__keep(nc_hook_rec *r, const nc_msg *m) {
+    /* the stack message and the packet it borrowed from go away when the handlers return */
+    r->info.msg = m;
+    r->info.route = m->route ? m->route : "";
+    r->info.pattern = m->pattern_text;
+    r->info.headers = NULL; /* built on demand from the message (nc_msg_headers) */
 }
 
 void nc_hooks__finish(nc_hook_rec *r, int why) {
@@ -440,4 +456,27 @@ int nc_hook_set_metadata(nc_hook_info *i, const char *key, json_t *value) {
         i->metadata = r->metadata;
     }
     return json_object_set_new(r->metadata, key, value) ? NC_ENOMEM : 0;
+}
+
+/* ---- the public calls ---------------------------------------------------------------------------- */
+
+int nc_server_add_hooks(nc_server *s, const nc_server_hooks *hooks, void *user) {
+    if (!s || !hooks) return NC_EINVAL;
+    if (s->nworkers) return NC_ESTATE; /* the workers run on their own threads with their copies */
+    return nc_hooks__add(&s->hooks, NC_HOOK_SERVER, hooks, user);
+}
+
+int nc_server_remove_hooks(nc_server *s, int id) {
+    if (!s) return NC_EINVAL;
+    if (s->nworkers) return NC_ESTATE;
+    return nc_hooks__remove(&s->hooks, id);
+}
+
+int nc_client_add_hooks(nc_client *c, const nc_client_hooks *hooks, void *user) {
+    if (!c || !hooks) return NC_EINVAL;
+    return nc_hooks__add(nc_client__hooks(c), NC_HOOK_CLIENT, hooks, user);
+}
+
+int nc_client_remove_hooks(nc_client *c, int id) {
+    return c ? nc_hooks__remove(nc_client__hooks(c), id) : NC_EINVAL;
 }

@@ -95,7 +95,12 @@ int nc_hooks__before_handler(nc_hook_rec *r);
 void nc_hooks__handler_start(nc_hook_rec *r);
 void nc_hooks__handler_return(nc_hook_rec *r);
 void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final);
-void nc_hooks__settle(nc_hook_rec *r, nc_hook_settle how);
+void nc_hooks__settle(nc_hook_rec *r, nc_settle how);
+/* An event not kept: its handlers returned (and it was settled: ack, or reject when unmatched, where the
+ * transport settles). Runs on_settle then on_finish, and releases r. */
+void nc_hooks__event_done(nc_hook_rec *r, int settles, int matched);
+/* nc_event_keep copied the event's message: the record follows the copy until the event is settled. */
+void nc_hooks__keep(nc_hook_rec *r, const nc_msg *m);
 /* The message is done: runs on_finish and releases r (inside the handler: runs on_handler_return first,
  * and the record lives until handler_return). `why` is 0, or NC_ECANCELED / NC_ECLOSED when
  * the caller knows the request ended that way; a refusal, a missing handler or an error reply written

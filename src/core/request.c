@@ -8,6 +8,7 @@
 #include "codec/json_build.h"
 #include "codec/json_scan.h"
 #include "codec/json_write.h"
+#include "core/hooks_internal.h"
 #include "core/server_internal.h"
 #include "nestc/error.h"
 #include "util/utf8.h"
@@ -94,6 +95,7 @@ void nc_request__free_unfinished(nc_req *r) {
     s->ninflight--;
     /* freed before it was settled (server close, or a failed dispatch): the broker delivers it again */
     if (!r->settled && r->delivery.set) nc_request__settle(r, NC_SETTLE_NACK_REQUEUE);
+    if (r->hk) nc_hooks__finish(r->hk, r->cancelled ? NC_ECANCELED : s->freeing ? NC_ECLOSED : 0);
     if (r->stream || r->deadline || r->meta) nc_request__free_extras(r);
     nc_handle_free(r->hid); /* from here on the handler's handle is refused */
     r->hid = 0;
@@ -116,6 +118,12 @@ void nc_request__free_unfinished(nc_req *r) {
 /* Writes one packet of the reply stream from the JSON text of its value (NULL: `undefined`, no key). */
 static void emit_text(nc_req *r, const char *text, size_t len, int is_err, int disposed) {
     if (r->discard || !r->peer || r->peer_dead) return;
+    if (r->hk)
+        nc_hooks__reply(r->hk,
+                        is_err ? NC_HOOK_REPLY_ERROR
+                        : text ? NC_HOOK_REPLY_VALUE
+                               : NC_HOOK_REPLY_END,
+                        text, len, disposed);
     nc_reply_pkt pkt = {.disposed = disposed, .id = r->id, .id_len = r->id_len};
     if (r->meta) nc_request__fill_pkt(r, &pkt, disposed || is_err);
     r->first_sent = 1;

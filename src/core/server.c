@@ -5,6 +5,7 @@
 #include "codec/envelope.h"
 #include "codec/json_write.h"
 #include "util/abi.h"
+#include "core/hooks_internal.h"
 #include "core/route.h"
 #include "core/server_internal.h"
 #include "io/tls.h"
@@ -287,7 +288,7 @@ int nc_server__copy_handlers(nc_server *dst, const nc_server *src) {
             e->events[e->nevents++] = from->events[i];
         }
     }
-    return 0;
+    return nc_hooks__copy(&dst->hooks, src->hooks);
 }
 
 int nc_server_message(nc_server *s, const char *p, nc_request_fn fn, void *u) {
@@ -557,6 +558,7 @@ void nc_server_free(nc_server *s) {
     s->freeing = 1;
     while (s->inflight) nc_request__free_unfinished(s->inflight); /* unsettled: nacked with requeue */
     nc_event__free_all(s);
+    nc_hooks__drop(&s->hooks);
     s->tp->destroy(s->tps);
     const char *k;
     void *v;

@@ -35,7 +35,8 @@ typedef struct nc_evd nc_evd;
 typedef struct nc_evctx {
     nc_server *srv;
     const nc_inbound *in;
-    nc_evd *kept; /* created by the first nc_event_keep */
+    nc_evd *kept;           /* created by the first nc_event_keep */
+    struct nc_hook_rec *hk; /* the hooks' record of the event (NULL: no hooks); moves to `kept` */
 } nc_evctx;
 
 /* The message handed to handlers. Two ways to fill it (dispatch.c): the scan path (the packet text is
@@ -107,6 +108,7 @@ struct nc_req {
     unsigned settled : 1;
     unsigned replied : 1;    /* the reply stream ended; alive only until settled (manual settling) */
     unsigned first_sent : 1; /* a packet went: reply headers are too late */
+    struct nc_hook_rec *hk;  /* the hooks' record of this message, NULL when no hook is installed */
     struct nc_req *prev, *next;
     char inline_arena[NC_REQ_INLINE];
 };
@@ -146,6 +148,7 @@ struct nc_server {
     void *close_user;
     nc_status_fn status_fn;
     void *status_user;
+    struct nc_hook_table *hooks; /* installed hooks (hooks.c), NULL when none */
     /* workers.c: the primary's other workers, each a complete server on its own loop and thread */
     nc_server **workers;
     uv_thread_t *threads;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hooks_internal.h"
 #include "core/server_internal.h"
 #include "nestc/error.h"
 
@@ -16,6 +17,7 @@ void nc_request__settle(nc_req *r, nc_settle how) {
     if (r->settled) return;
     r->settled = 1;
     nc_server__settle(r->srv, &r->delivery, how);
+    if (r->hk && r->delivery.set) nc_hooks__settle(r->hk, how);
 }
 
 /* The request of a live handle, replied or not (settling outlives the reply stream). */
@@ -61,9 +63,10 @@ struct nc_evd {
     nc_delivery delivery;
     nc_hid *hids; /* the keepers' handles, 0 once settled */
     size_t nhids;
-    size_t open; /* keepers not yet settled */
-    int running; /* the handlers have not all returned */
-    int worst;   /* strongest outcome asked so far, -1 = none */
+    size_t open;            /* keepers not yet settled */
+    int running;            /* the handlers have not all returned */
+    int worst;              /* strongest outcome asked so far, -1 = none */
+    struct nc_hook_rec *hk; /* the hooks' record of the event, NULL when no hook is installed */
     nc_evd *prev, *next;
 };
 
@@ -88,6 +91,7 @@ static void evd_free(nc_evd *e) {
     else
         s->kept_events = e->next;
     if (e->next) e->next->prev = e->prev;
+    if (e->hk) nc_hooks__finish(e->hk, s->freeing ? NC_ECLOSED : 0); /* the event is done */
     for (size_t i = 0; i < e->nhids; i++) nc_handle_free(e->hids[i]);
     free(e->hids);
     nc_msg__clear(&e->msg);
@@ -97,7 +101,9 @@ static void evd_free(nc_evd *e) {
 /* Settles the delivery once the handlers returned and every keeper settled. */
 static void evd_maybe_done(nc_evd *e) {
     if (e->running || e->open) return;
-    nc_server__settle(e->srv, &e->delivery, e->worst < 0 ? NC_SETTLE_ACK : (nc_settle)e->worst);
+    nc_settle how = e->worst < 0 ? NC_SETTLE_ACK : (nc_settle)e->worst;
+    nc_server__settle(e->srv, &e->delivery, how);
+    if (e->hk && e->delivery.set) nc_hooks__settle(e->hk, how);
     evd_free(e);
 }
 
@@ -115,6 +121,8 @@ nc_event *nc_event_keep(const nc_msg *msg) {
         e->delivery = ec->in->delivery;
         e->running = 1;
         e->worst = -1;
+        if ((e->hk = ec->hk)) nc_hooks__keep(e->hk, &e->msg); /* the hooks follow it until settled */
+        ec->hk = NULL;
         e->next = ec->srv->kept_events;
         if (e->next) e->next->prev = e;
         ec->srv->kept_events = e;

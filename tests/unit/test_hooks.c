@@ -2,6 +2,7 @@
  * per-set state, refusals, removal while messages are in flight); then, with a real TCP server and client
  * on one loop, what each kind of message shows the hooks. */
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -76,7 +77,7 @@ static void s_reply(void *u, nc_hook_info *i, nc_hook_reply kind, const char *js
              json ? json : "");
     logev(name_of(u), w, i, 0);
 }
-static void s_settle(void *u, nc_hook_info *i, nc_hook_settle how) {
+static void s_settle(void *u, nc_hook_info *i, nc_settle how) {
     logev(name_of(u), "settle", i, (int)how);
 }
 static void s_finish(void *u, nc_hook_info *i, int outcome) {
@@ -135,7 +136,7 @@ static void test_order_and_state(void **st) {
     nc_hooks__handler_start(r);
     nc_hooks__handler_return(r);
     nc_hooks__reply(r, NC_HOOK_REPLY_VALUE, "6", 1, 1);
-    nc_hooks__settle(r, NC_HOOK_ACK);
+    nc_hooks__settle(r, NC_SETTLE_ACK);
     nc_hooks__finish(r, 0);
     assert_string_equal(trail(), "A:dispatch B:dispatch A:before B:before A:start B:start B:return A:return "
                                  "A:reply0f6 B:reply0f6 A:settle B:settle B:finish0 A:finish0");
@@ -262,11 +263,524 @@ static void test_client_machinery(void **st) {
     nc_hooks__drop(&t);
 }
 
+/* ---- a real server and client on one loop --------------------------------------------------------- */
+
+static uv_loop_t loop;
+static nc_server *srv;
+static nc_client *cli;
+static int finished; /* on_finish calls of set "A" */
+static int handler_runs;
+static nc_request *parked;
+static json_t *seen_data; /* nc_msg_data at on_finish */
+
+typedef struct call {
+    json_t *values;
+    int err, done;
+    json_t *error;
+} call;
+
+static void on_value(void *u, json_t *v) {
+    json_array_append(((call *)u)->values, v);
+}
+static void on_done(void *u, int err, json_t *e) {
+    call *c = u;
+    c->err = err;
+    c->error = e ? json_incref(e) : NULL;
+    c->done++;
+}
+static call call_new(void) {
+    return (call){json_array(), 0, 0, NULL};
+}
+static void call_free(call *c) {
+    json_decref(c->values);
+    json_decref(c->error);
+}
+
+static void t_finish(void *u, nc_hook_info *i, int outcome) {
+    s_finish(u, i, outcome);
+    assert_non_null(i->msg); /* still readable at the end */
+    if (!seen_data && !i->is_event) seen_data = json_incref(nc_msg_data(i->msg));
+    finished++;
+}
+
+static const nc_server_hooks tcp_hooks = {
+    .struct_size = sizeof(nc_server_hooks),
+    .on_dispatch = s_dispatch,
+    .before_handler = s_before,
+    .on_handler_start = s_start,
+    .on_handler_return = s_return,
+    .on_reply = s_reply,
+    .on_settle = s_settle,
+    .on_finish = t_finish,
+    .release = s_release,
+};
+
+static void h_sum(nc_request *req, const nc_msg *m, void *u) {
+    handler_runs++;
+    json_t *d = nc_msg_data(m);
+    json_int_t n = 0;
+    size_t k;
+    json_t *v;
+    json_array_foreach(d, k, v) n += json_integer_value(v);
+    nc_reply(req, json_integer(n));
+}
+static void h_stream(nc_request *req, const nc_msg *m, void *u) {
+    handler_runs++;
+    nc_reply_next(req, json_integer(1));
+    nc_reply_next(req, json_integer(2));
+    nc_reply_end(req);
+}
+static void h_fail(nc_request *req, const nc_msg *m, void *u) {
+    handler_runs++;
+    nc_reply_error_msg(req, "no");
+}
+static void h_park(nc_request *req, const nc_msg *m, void *u) {
+    handler_runs++;
+    parked = req;
+}
+static void h_meta(nc_request *req, const nc_msg *m, void *u) {
+    handler_runs++;
+    json_t *md = nc_msg_metadata(m);
+    nc_reply(req, md ? json_incref(md) : json_null());
+}
+static int factor(void) {
+    const char *f = getenv("NESTC_TEST_TIMEOUT_FACTOR");
+    return f && atoi(f) > 0 ? atoi(f) : 1;
+}
+static void h_tick(const nc_msg *m, void *u) {
+    handler_runs++;
+}
+
+static void start(void) {
+    reset();
+    finished = handler_runs = 0;
+    parked = NULL;
+    assert_int_equal(nc_server_new(&srv, "tcp://127.0.0.1:0", &(nc_server_opts){.loop = &loop}), 0);
+    nc_server_message(srv, "sum", h_sum, NULL);
+    nc_server_message(srv, "stream", h_stream, NULL);
+    nc_server_message(srv, "fail", h_fail, NULL);
+    nc_server_message(srv, "park", h_park, NULL);
+    nc_server_message(srv, "meta", h_meta, NULL);
+    nc_server_event(srv, "tick", h_tick, NULL);
+    assert_int_equal(nc_server_listen(srv), 0);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(srv));
+    assert_int_equal(nc_client_new(&cli, url, &(nc_client_opts){.loop = &loop}), 0);
+}
+
+static void run_until(int *flag, int value) {
+    while (*flag < value) uv_run(&loop, UV_RUN_ONCE);
+}
+
+static void stop(void) {
+    nc_client_free(cli);
+    nc_server_free(srv);
+    json_decref(seen_data);
+    seen_data = NULL;
+}
+
+/* Sends one request and waits for both its reply and the server's on_finish. */
+static void request(const char *pattern, json_t *data, call *c) {
+    *c = call_new();
+    int want = finished + 1;
+    assert_int_equal(nc_client_send(cli, pattern, data, NULL, on_value, on_done, c), 0);
+    json_decref(data);
+    run_until(&c->done, 1);
+    run_until(&finished, want);
+}
+
+static void assert_monotonic(void) {
+    for (int k = 1; k < nevs; k++) assert_true(evs[k].t >= evs[k - 1].t);
+}
+
+static void test_tcp_request(void **st) {
+    start();
+    assert_true(nc_server_add_hooks(srv, &tcp_hooks, "A") > 0);
+    call c;
+    request("sum", json_pack("[i,i,i]", 1, 2, 3), &c);
+    assert_int_equal(c.err, 0);
+    /* the handler replied before returning: on_handler_return, then on_finish, the last */
+    assert_string_equal(trail(), "A:dispatch A:before A:start A:reply0f6 A:return A:finish0");
+    assert_monotonic();
+    assert_true(json_equal(seen_data, json_array_get(c.values, 0)) == 0); /* data [1,2,3], reply 6 */
+    assert_int_equal(json_array_size(seen_data), 3);
+    call_free(&c);
+    stop();
+}
+
+static void test_tcp_stream_error_unknown(void **st) {
+    start();
+    nc_server_add_hooks(srv, &tcp_hooks, "A");
+    call c;
+    request("stream", NULL, &c);
+    assert_int_equal(json_array_size(c.values), 2);
+    assert_string_equal(trail(), "A:dispatch A:before A:start A:reply01 A:reply0f2 A:return A:finish0");
+    call_free(&c);
+    reset();
+    request("fail", NULL, &c);
+    assert_int_equal(c.err, NC_EREMOTE);
+    assert_string_equal(trail(), "A:dispatch A:before A:start A:reply1f{\"status\" "
+                                 "A:return A:finish-14");
+    call_free(&c);
+    reset();
+    request("nobody", NULL, &c);
+    assert_int_equal(c.err, NC_EREMOTE);
+    assert_string_equal(trail(), "A:dispatch A:finish-9"); /* no interceptor, no handler */
+    call_free(&c);
+    stop();
+}
+
+static void test_tcp_events(void **st) {
+    start();
+    nc_server_add_hooks(srv, &tcp_hooks, "A");
+    nc_client_emit(cli, "tick", NULL, NULL, NULL, NULL);
+    run_until(&finished, 1);
+    assert_int_equal(handler_runs, 1);
+    assert_string_equal(trail(), "A:dispatch A:before A:start A:return A:finish0");
+    reset();
+    nc_client_emit(cli, "untick", NULL, NULL, NULL, NULL);
+    run_until(&finished, 2);
+    assert_string_equal(trail(), "A:dispatch A:finish-9");
+    stop();
+}
+
+/* A handler that answers later: on_handler_return comes when it returns, the reply and on_finish later. */
+static void test_tcp_async(void **st) {
+    start();
+    nc_server_add_hooks(srv, &tcp_hooks, "A");
+    call c = call_new();
+    nc_client_send(cli, "park", NULL, NULL, on_value, on_done, &c);
+    while (!parked) uv_run(&loop, UV_RUN_ONCE);
+    assert_string_equal(trail(), "A:dispatch A:before A:start A:return");
+    nc_reply(parked, json_string("late"));
+    run_until(&c.done, 1);
+    assert_string_equal(trail(), "A:dispatch A:before A:start A:return A:reply0f\"late\" A:finish0");
+    assert_monotonic();
+    call_free(&c);
+    stop();
+}
+
+/* An interceptor refuses: the handler does not run, the caller gets the error. */
+static void test_tcp_refused(void **st) {
+    start();
+    nc_server_add_hooks(srv, &tcp_hooks, "A");
+    nc_server_add_hooks(srv, &tcp_hooks, "B");
+    refuse_with = NC_EREFUSED;
+    call c;
+    request("sum", json_pack("[i]", 1), &c);
+    assert_int_equal(c.err, NC_EREMOTE);
+    assert_string_equal(json_string_value(json_object_get(c.error, "message")), nc_strerror(NC_EREFUSED));
+    assert_int_equal(handler_runs, 0);
+    assert_string_equal(trail(), "A:dispatch B:dispatch A:before B:before A:reply1f{\"status\" "
+                                 "B:reply1f{\"status\" B:finish-22 A:finish-22");
+    call_free(&c);
+    /* an event is refused the same way: its handlers do not run */
+    reset();
+    refuse_with = NC_EREFUSED;
+    int want = finished + 1;
+    nc_client_emit(cli, "tick", NULL, NULL, NULL, NULL);
+    run_until(&finished, want);
+    assert_int_equal(handler_runs, 0);
+    stop();
+}
+
+/* Removing a set: later messages are not seen; release runs once nothing it saw is in flight. */
+static void test_tcp_remove(void **st) {
+    start();
+    int a = nc_server_add_hooks(srv, &tcp_hooks, "A");
+    call c = call_new();
+    nc_client_send(cli, "park", NULL, NULL, on_value, on_done, &c);
+    while (!parked) uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(nc_server_remove_hooks(srv, a), 0);
+    assert_int_equal(nc_server_remove_hooks(srv, a), NC_EINVAL);
+    assert_int_equal(released, 0);
+    call d;
+    int seen = nevs;
+    d = call_new();
+    json_t *four = json_pack("[i]", 4);
+    nc_client_send(cli, "sum", four, NULL, on_value, on_done, &d);
+    json_decref(four);
+    run_until(&d.done, 1);
+    assert_int_equal(nevs, seen); /* not seen */
+    nc_reply(parked, NULL);       /* the parked request still ends under A */
+    run_until(&c.done, 1);
+    assert_int_equal(finished, 1);
+    assert_int_equal(released, 1);
+    call_free(&c);
+    call_free(&d);
+    stop();
+}
+
+/* A request still unfinished when the server is freed: on_finish with NC_ECLOSED, then release. */
+static void test_tcp_free_unfinished(void **st) {
+    start();
+    nc_server_add_hooks(srv, &tcp_hooks, "A");
+    call c = call_new();
+    nc_client_send(cli, "park", NULL, NULL, on_value, on_done, &c);
+    while (!parked) uv_run(&loop, UV_RUN_ONCE);
+    nc_server_free(srv);
+    srv = NULL;
+    assert_int_equal(finished, 1);
+    assert_int_equal(evs[nevs - 1].code, NC_ECANCELED); /* the free closed its connection first */
+    assert_int_equal(released, 1);
+    call_free(&c);
+    stop();
+}
+
+/* With workers, every worker runs a copy of the sets installed before listening, on its own thread. */
+static atomic_int w_dispatched, w_finished;
+static void w_dispatch(void *u, nc_hook_info *i) {
+    atomic_fetch_add(&w_dispatched, 1);
+}
+static void w_finish(void *u, nc_hook_info *i, int outcome) {
+    assert_int_equal(outcome, 0);
+    atomic_fetch_add(&w_finished, 1);
+}
+static void run_server(void *arg) {
+    nc_server_run(arg);
+}
+
+static void test_tcp_workers(void **st) {
+    reset();
+    nc_server *ws;
+    assert_int_equal(nc_server_new(&ws, "tcp://127.0.0.1:0", &(nc_server_opts){.workers = 3}), 0);
+    nc_server_message(ws, "sum", h_sum, NULL);
+    nc_server_hooks h = {
+        .struct_size = sizeof h, .on_dispatch = w_dispatch, .on_finish = w_finish, .release = s_release};
+    int id = nc_server_add_hooks(ws, &h, NULL);
+    assert_true(id > 0);
+    assert_int_equal(nc_server_listen(ws), 0);
+    /* the sets were copied to the other workers: no change once they run */
+    assert_int_equal(nc_server_add_hooks(ws, &h, NULL), NC_ESTATE);
+    assert_int_equal(nc_server_remove_hooks(ws, id), NC_ESTATE);
+    uv_thread_t th;
+    uv_thread_create(&th, run_server, ws);
+    char wurl[64];
+    snprintf(wurl, sizeof wurl, "tcp://127.0.0.1:%d", nc_server_port(ws));
+    enum { N = 24 };
+    nc_client *cs[N];
+    call calls[N];
+    json_t *one = json_pack("[i]", 1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(nc_client_new(&cs[i], wurl, &(nc_client_opts){.loop = &loop}), 0);
+        calls[i] = call_new();
+        nc_client_send(cs[i], "sum", one, NULL, on_value, on_done, &calls[i]);
+    }
+    json_decref(one);
+    for (int i = 0; i < N; i++) run_until(&calls[i].done, 1);
+    assert_int_equal(atomic_load(&w_dispatched), N);
+    assert_int_equal(atomic_load(&w_finished), N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(calls[i].err, 0);
+        nc_client_free(cs[i]);
+        call_free(&calls[i]);
+    }
+    nc_server_close_threadsafe(ws);
+    uv_thread_join(&th);
+    nc_server_free(ws);
+    assert_int_equal(released, 1); /* once, for the server the set was given to */
+}
+
+/* ---- client hooks --------------------------------------------------------------------------------- */
+
+static int c_refuse; /* what on_submit returns */
+static int c_retries_wanted;
+static int c_ended, c_end_err, c_end_attempt;
+static uint64_t c_duration;
+
+static int cc_submit(void *u, nc_hook_info *i) {
+    assert_int_equal(i->side, NC_HOOK_CLIENT);
+    assert_ptr_equal(i->client, cli);
+    assert_string_equal(i->transport, "tcp");
+    assert_int_equal(i->attempt, 1);
+    logev(name_of(u), "submit", i, 0);
+    *i->state = u;
+    assert_int_equal(
+        nc_hook_set_metadata(i, "traceparent",
+                             json_string("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
+        0);
+    return c_refuse;
+}
+static void cc_reply(void *u, nc_hook_info *i, const json_t *v, int final) {
+    assert_ptr_equal(*i->state, u);
+    char w[32];
+    snprintf(w, sizeof w, "value%s%lld", final ? "f" : "", (long long)json_integer_value(v));
+    logev(name_of(u), w, i, 0);
+}
+static int cc_retry(void *u, nc_hook_info *i, int err, int *delay_ms) {
+    char w[32];
+    snprintf(w, sizeof w, "retry%d", err);
+    logev(name_of(u), w, i, err);
+    if (i->attempt > c_retries_wanted) return 0;
+    *delay_ms = 5;
+    return 1;
+}
+static void cc_end(void *u, nc_hook_info *i, int err) {
+    assert_ptr_equal(*i->state, u);
+    char w[32];
+    snprintf(w, sizeof w, "end%d", err);
+    logev(name_of(u), w, i, err);
+    c_ended++;
+    c_end_err = err;
+    c_end_attempt = i->attempt;
+    c_duration = i->now_ns - i->start_ns;
+}
+static const nc_client_hooks client_hooks = {
+    .struct_size = sizeof(nc_client_hooks),
+    .on_submit = cc_submit,
+    .on_reply = cc_reply,
+    .should_retry = cc_retry,
+    .on_call_end = cc_end,
+    .release = s_release,
+};
+
+/* Sends one request and waits for its reply (no server hooks here). */
+static void crequest(const char *pattern, json_t *data, call *c) {
+    *c = call_new();
+    assert_int_equal(nc_client_send(cli, pattern, data, NULL, on_value, on_done, c), 0);
+    json_decref(data);
+    run_until(&c->done, 1);
+}
+
+static void client_reset(void) {
+    c_refuse = c_retries_wanted = c_ended = c_end_err = c_end_attempt = 0;
+    c_duration = 0;
+}
+
+/* The order of a call's hooks, and what on_submit adds travels: the metadata reaches the handler. */
+static void test_client_call(void **st) {
+    start();
+    client_reset();
+    assert_true(nc_client_add_hooks(cli, &client_hooks, "C") > 0);
+    call c;
+    crequest("meta", NULL, &c);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(c.values, 0), "traceparent")),
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    call_free(&c);
+    assert_int_equal(c_ended, 1);
+    assert_int_equal(c_end_attempt, 1);
+    assert_true(c_duration > 0);
+    reset();
+    crequest("stream", NULL, &c);
+    assert_string_equal(trail(), "C:submit C:value1 C:valuef2 C:end0");
+    call_free(&c);
+    /* a remote error: no value, the end with NC_EREMOTE (a retry hook is asked first) */
+    reset();
+    crequest("fail", NULL, &c);
+    assert_string_equal(trail(), "C:submit C:retry-14 C:end-14");
+    call_free(&c);
+    stop();
+}
+
+/* on_submit refuses (an open circuit): the call fails at once with the code, nothing is sent. */
+static void test_client_refused(void **st) {
+    start();
+    client_reset();
+    int id = nc_client_add_hooks(cli, &client_hooks, "C");
+    c_refuse = NC_EREFUSED;
+    call c = call_new();
+    assert_int_equal(nc_client_send(cli, "sum", NULL, NULL, on_value, on_done, &c), 0);
+    assert_int_equal(c.done, 1); /* before send returned */
+    assert_int_equal(c.err, NC_EREFUSED);
+    assert_string_equal(json_string_value(c.error), nc_strerror(NC_EREFUSED));
+    assert_string_equal(trail(), "C:submit C:end-22");
+    assert_int_equal(nc_client_pending(cli), 0);
+    call_free(&c);
+    /* events too */
+    c = call_new();
+    assert_int_equal(nc_client_emit(cli, "tick", NULL, NULL, on_done, &c), 0);
+    assert_int_equal(c.err, NC_EREFUSED);
+    call_free(&c);
+    /* removed: calls go through again, release ran */
+    assert_int_equal(nc_client_remove_hooks(cli, id), 0);
+    assert_int_equal(released, 1);
+    crequest("sum", json_pack("[i,i]", 2, 3), &c);
+    assert_int_equal(c.err, 0);
+    assert_int_equal(handler_runs, 1);
+    call_free(&c);
+    stop();
+}
+
+/* A request times out; the retry hook asks for a resend; the server sees the same id and body again and
+ * answers this time. */
+static int flaky_calls;
+static char flaky_ids[2][32];
+static json_t *flaky_data[2];
+static void h_flaky(nc_request *req, const nc_msg *m, void *u) {
+    handler_runs++;
+    flaky_data[flaky_calls] = json_incref(nc_msg_data(m));
+    if (flaky_calls++ == 0)
+        parked = req; /* the first attempt goes unanswered */
+    else
+        nc_reply(req, json_string("second time lucky"));
+}
+static void id_dispatch(void *u, nc_hook_info *i) {
+    if (flaky_calls < 2) snprintf(flaky_ids[flaky_calls], sizeof flaky_ids[0], "%.*s", (int)i->id_len, i->id);
+}
+
+static void test_client_retry(void **st) {
+    start();
+    client_reset();
+    flaky_calls = 0;
+    nc_server_message(srv, "flaky", h_flaky, NULL);
+    nc_server_hooks ids = {.struct_size = sizeof ids, .on_dispatch = id_dispatch};
+    nc_server_add_hooks(srv, &ids, NULL);
+    nc_client_add_hooks(cli, &client_hooks, "C");
+    c_retries_wanted = 1;
+    call c = call_new();
+    json_t *data = json_pack("{s:i}", "n", 7);
+    nc_call_opts o = {.timeout_ms = 200 * factor()};
+    assert_int_equal(nc_client_send(cli, "flaky", data, &o, on_value, on_done, &c), 0);
+    run_until(&c.done, 1);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(json_string_value(json_array_get(c.values, 0)), "second time lucky");
+    assert_int_equal(flaky_calls, 2);
+    assert_string_equal(flaky_ids[0], flaky_ids[1]);
+    assert_true(json_equal(flaky_data[0], flaky_data[1]));
+    assert_string_equal(trail(), "C:submit C:retry-3 C:valuef0 C:end0");
+    assert_int_equal(c_end_attempt, 2);
+    nc_reply_end(parked);
+    json_decref(data);
+    json_decref(flaky_data[0]);
+    json_decref(flaky_data[1]);
+    call_free(&c);
+    /* no retry wanted: the timeout is the end */
+    reset();
+    client_reset();
+    c = call_new();
+    parked = NULL;
+    flaky_calls = 0;
+    nc_client_send(cli, "park", NULL, &o, on_value, on_done, &c);
+    run_until(&c.done, 1);
+    assert_int_equal(c.err, NC_ETIMEDOUT);
+    assert_string_equal(trail(), "C:submit C:retry-3 C:end-3");
+    nc_reply_end(parked);
+    call_free(&c);
+    stop();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_order_and_state),  cmocka_unit_test(test_outcomes),
-        cmocka_unit_test(test_remove_in_flight), cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_order_and_state),
+        cmocka_unit_test(test_outcomes),
+        cmocka_unit_test(test_remove_in_flight),
+        cmocka_unit_test(test_limits),
         cmocka_unit_test(test_client_machinery),
+        cmocka_unit_test(test_tcp_request),
+        cmocka_unit_test(test_tcp_stream_error_unknown),
+        cmocka_unit_test(test_tcp_events),
+        cmocka_unit_test(test_tcp_async),
+        cmocka_unit_test(test_tcp_refused),
+        cmocka_unit_test(test_tcp_remove),
+        cmocka_unit_test(test_tcp_free_unfinished),
+        cmocka_unit_test(test_tcp_workers),
+        cmocka_unit_test(test_client_call),
+        cmocka_unit_test(test_client_refused),
+        cmocka_unit_test(test_client_retry),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    uv_loop_init(&loop);
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    uv_loop_close(&loop);
+    return r;
 }
