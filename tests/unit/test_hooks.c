@@ -14,6 +14,7 @@
 
 #include "core/hooks_internal.h"
 #include "core/server_internal.h"
+#include "transport/transport.h"
 #include "nestc/nestc.h"
 
 /* ---- a log of hook calls ------------------------------------------------------------------------- */
@@ -78,7 +79,9 @@ static void s_reply(void *u, nc_hook_info *i, nc_hook_reply kind, const char *js
     logev(name_of(u), w, i, 0);
 }
 static void s_settle(void *u, nc_hook_info *i, nc_settle how) {
-    logev(name_of(u), "settle", i, (int)how);
+    char w[16];
+    snprintf(w, sizeof w, "settle%d", (int)how);
+    logev(name_of(u), w, i, (int)how);
 }
 static void s_finish(void *u, nc_hook_info *i, int outcome) {
     assert_ptr_equal(*i->state, u);
@@ -139,7 +142,7 @@ static void test_order_and_state(void **st) {
     nc_hooks__settle(r, NC_SETTLE_ACK);
     nc_hooks__finish(r, 0);
     assert_string_equal(trail(), "A:dispatch B:dispatch A:before B:before A:start B:start B:return A:return "
-                                 "A:reply0f6 B:reply0f6 A:settle B:settle B:finish0 A:finish0");
+                                 "A:reply0f6 B:reply0f6 A:settle0 B:settle0 B:finish0 A:finish0");
     for (int k = 1; k < nevs; k++) assert_true(evs[k].t >= evs[k - 1].t);
     nc_hooks__drop(&t);
     assert_null(t);
@@ -760,6 +763,114 @@ static void test_client_retry(void **st) {
     stop();
 }
 
+/* ---- settling, through a test-only transport that settles ("hookfake://") ------------------------- */
+
+static nc_server *fake_srv;
+static int fake_settles[8], nfake_settles;
+static int fake_create(nc_server *fsrv, const nc_url *url, void **state) {
+    fake_srv = fsrv;
+    *state = NULL;
+    return 0;
+}
+static int fake_listen(void *st) {
+    return 0;
+}
+static void fake_nop(void *st) {}
+static void fake_settle(void *st, const nc_delivery *d, nc_settle how) {
+    fake_settles[nfake_settles++] = (int)how;
+}
+static const char *const fake_schemes[] = {"hookfake", NULL};
+static const nc_server_transport fake_tp = {
+    .schemes = fake_schemes,
+    .create = fake_create,
+    .listen = fake_listen,
+    .stop_accepting = fake_nop,
+    .close = fake_nop,
+    .destroy = fake_nop,
+    .settle = fake_settle,
+};
+static int peer_reply(void *peer, const nc_reply_pkt *p) {
+    return 0;
+}
+static void peer_nop(void *peer) {}
+static const nc_peer_ops fake_peer = {peer_reply, peer_nop, peer_nop};
+static int the_peer;
+
+static void deliver(const char *body, uint64_t tag) {
+    nc_dispatch_outcome oc;
+    nc_inbound in = {.peer = &the_peer, .peer_ops = &fake_peer, .outcome = &oc};
+    in.delivery = (nc_delivery){tag, 1, tag != 0};
+    char why[64];
+    nc_server__dispatch(fake_srv, body, strlen(body), &in, why, sizeof why);
+}
+
+static nc_event *kept_ev;
+static void h_keep(const nc_msg *m, void *u) {
+    handler_runs++;
+    kept_ev = nc_event_keep(m);
+}
+static void h_manual(nc_request *req, const nc_msg *m, void *u) {
+    handler_runs++;
+    nc_request_settle_manually(req);
+    nc_reply(req, json_integer(1));
+    parked = req;
+}
+
+static void test_settling(void **st) {
+    static int registered;
+    if (!registered++) assert_int_equal(nc_transport_register_server(&fake_tp), 0);
+    reset();
+    finished = handler_runs = nfake_settles = 0;
+    nc_server *fs;
+    nc_server_opts so = {.loop = &loop, .log_level = NC_LOG_OFF, .shutdown_timeout_ms = 10};
+    assert_int_equal(nc_server_new(&fs, "hookfake://local:1", &so), 0);
+    nc_server_message(fs, "sum", h_sum, NULL);
+    nc_server_message(fs, "manual", h_manual, NULL);
+    nc_server_event(fs, "tick", h_tick, NULL);
+    nc_server_event(fs, "keep", h_keep, NULL);
+    assert_int_equal(nc_server_listen(fs), 0);
+    nc_server_add_hooks(fs, &tcp_hooks, "B"); /* B: the set s_before lets refuse */
+    /* a request: the auto-ack when its stream ends, before on_handler_return and on_finish */
+    deliver("{\"pattern\":\"sum\",\"data\":[1],\"id\":\"1\"}", 1);
+    assert_string_equal(trail(), "B:dispatch B:before B:start B:reply0f1 B:settle0 B:return B:finish0");
+    /* settled by the handler after its reply: on_finish once it is settled */
+    reset();
+    deliver("{\"pattern\":\"manual\",\"id\":\"2\"}", 2);
+    assert_string_equal(trail(), "B:dispatch B:before B:start B:reply0f1 B:return");
+    nc_request_nack(parked, true);
+    assert_string_equal(trail(), "B:dispatch B:before B:start B:reply0f1 B:return B:settle2 B:finish0");
+    /* an event, and an unmatched one (rejected) */
+    reset();
+    deliver("{\"pattern\":\"tick\",\"data\":1}", 3);
+    deliver("{\"pattern\":\"nobody\",\"data\":1}", 4);
+    assert_string_equal(trail(), "B:dispatch B:before B:start B:return B:settle0 B:finish0 "
+                                 "B:dispatch B:settle3 B:finish-9");
+    /* a kept event ends when it is settled, with its kept message */
+    reset();
+    deliver("{\"pattern\":\"keep\",\"data\":1}", 5);
+    assert_string_equal(trail(), "B:dispatch B:before B:start B:return");
+    int before = finished;
+    nc_event_reject(kept_ev);
+    assert_int_equal(finished, before + 1);
+    assert_string_equal(trail(), "B:dispatch B:before B:start B:return B:settle3 B:finish0");
+    /* refused: the event is nacked (not requeued) and its handlers do not run */
+    reset();
+    refuse_with = NC_EREFUSED;
+    handler_runs = 0;
+    nfake_settles = 0;
+    deliver("{\"pattern\":\"tick\",\"data\":1}", 6);
+    assert_int_equal(handler_runs, 0);
+    assert_int_equal(nfake_settles, 1);
+    assert_int_equal(fake_settles[0], NC_SETTLE_NACK);
+    assert_string_equal(trail(), "B:dispatch B:before B:settle1 B:finish-22");
+    /* a kept event still unsettled when the server is freed: nacked with requeue, on_finish NC_ECLOSED */
+    reset();
+    deliver("{\"pattern\":\"keep\",\"data\":1}", 7);
+    nc_server_free(fs);
+    assert_int_equal(evs[nevs - 1].code, NC_ECLOSED);
+    assert_int_equal(released, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_and_state),
@@ -775,6 +886,7 @@ int main(void) {
         cmocka_unit_test(test_tcp_remove),
         cmocka_unit_test(test_tcp_free_unfinished),
         cmocka_unit_test(test_tcp_workers),
+        cmocka_unit_test(test_settling),
         cmocka_unit_test(test_client_call),
         cmocka_unit_test(test_client_refused),
         cmocka_unit_test(test_client_retry),
