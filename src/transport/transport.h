@@ -10,7 +10,6 @@
 
 #include "codec/reply_pkt.h"
 #include "core/options.h"
-#include "core/headers.h"
 #include "core/url.h"
 #include "nestc/message.h"
 #include "util/header.h"
