@@ -10,7 +10,7 @@
  *       record(i->route, outcome, i->now_ns - i->start_ns); // duration in ns
  *   }
  *   nc_server_hooks h = {.struct_size = sizeof h, .before_handler = bulkhead, .on_finish = done};
- *   int id = nc_server_add_hooks(srv, &h, NULL, NULL);
+ *   int id = nc_server_add_hooks(srv, &h, NULL);
  *
  * Life of a server message, for each installed hook set (a struct with its user pointer):
  *   on_dispatch          the message is decoded and its route looked up (handler or not)
@@ -19,9 +19,11 @@
  *   on_handler_return    the handler function returned (a request may still be unfinished), or the
  *                        handler finished the request before returning: then at that moment
  *   on_reply             each reply packet written: a value, an error, the end of the stream
- *   on_settle            the message is acknowledged, negatively acknowledged or rejected
- *   on_finish            exactly once per on_dispatch: the request finished, or the event's handlers
- *                        returned (a kept event: once it is settled), with the outcome
+ *   on_settle            the message is acknowledged, negatively acknowledged or rejected (only on
+ *                        transports that settle)
+ *   on_finish            exactly once per on_dispatch: the request finished (and settled, when its
+ *                        handler settles it), or the event's handlers returned (a kept event: once it
+ *                        is settled), with the outcome
  * Life of a client call:
  *   on_submit            the call is made, before it is encoded: may add headers and metadata, or
  *                        refuse the call (circuit open, rate limited)
@@ -40,8 +42,8 @@
  * messages it saw begin.
  *
  * Threads: callbacks run on the loop thread of the server or client (with workers > 1: on each worker's
- * thread, concurrently; hooks added before nc_server_run are installed on every worker). They must not
- * block. They may call the public API (adding or removing hooks included: that applies to later
+ * thread, concurrently; the sets installed before nc_server_listen/run are copied to every worker). They must
+ * not block. They may call the public API (adding or removing hooks included: that applies to later
  * messages), but must not free the server or client, nor finish the request they observe.
  *
  * Cost: with no hook installed, each hook point is one test of a pointer. With hooks, a message takes one
@@ -95,9 +97,10 @@ typedef struct nc_hook_info {
     /* server: the message (nc_msg_data, nc_msg_headers, nc_msg_metadata ...: trace context is read
      * here); valid until on_finish returns. */
     const nc_msg *msg;
-    /* server: the request being answered; NULL for an event. Do not finish it from a hook. */
+    /* server: the request's handle (message.h); NULL for an event. Do not finish it from a hook. */
     nc_request *request;
-    /* client: the call (nc_client_call's handle; valid until on_call_end returns). */
+    /* client: the call's handle when it was made with nc_client_call (NULL for send/emit, and in
+     * on_submit); valid until on_call_end returns. */
     struct nc_call *call;
     /* The request id as it travels (server: its JSON text; client: the id this client sent), not
      * NUL-terminated; NULL for an event. */
