@@ -252,7 +252,7 @@ nc_hook_rec *nc_hooks__dispatch(nc_hook_table *t, nc_server *s, const nc_msg *m,
     i->request = i->is_event ? NULL : req;
     i->id = i->is_event ? NULL : id;
     i->id_len = i->is_event ? 0 : id_len;
-    i->headers = m->headers;
+    i->headers = NULL; /* the server reads headers from the message: nc_msg_header(i->msg, ...) */
     i->attempt = 1;
     if (t->any & NC_HK_DISPATCH)
         for (int k = 0; k < t->n; k++) {
