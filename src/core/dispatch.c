@@ -37,6 +37,7 @@ static int hooks_begin(nc_server *s, nc_req *req, int has_handler) {
     req->hk =
         nc_hooks__dispatch(s->hooks, s, &req->msg, nc_req__handle(req), req->id, req->id_len, has_handler);
     int err = req->hk && has_handler ? nc_hooks__before_handler(req->hk) : 0;
+    if (err && req->msg.is_event) nc_request__settle(req, NC_SETTLE_NACK); /* a request fails (acked) */
     if (err) nc_reply_error_msg(nc_req__handle(req), nc_strerror(err));
     return err;
 }

@@ -186,6 +186,7 @@ void nc_event__free_all(nc_server *s) {
     while (s->kept_events) {
         nc_evd *e = s->kept_events;
         nc_server__settle(s, &e->delivery, NC_SETTLE_NACK_REQUEUE);
+        if (e->hk && e->delivery.set) nc_hooks__settle(e->hk, NC_SETTLE_NACK_REQUEUE);
         evd_free(e);
     }
 }
