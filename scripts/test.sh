@@ -34,6 +34,11 @@ if [[ ${1:-} != --fast ]]; then
     echo "test.sh: valgrind $(basename "$t")"
     NESTC_TEST_TIMEOUT_FACTOR=8 $vg "$t" >/dev/null
   done
+  conf=$root/build/tests/conformance/conformance
+  for name in $("$conf" --list); do
+    echo "test.sh: valgrind conformance $name"
+    NESTC_TEST_TIMEOUT_FACTOR=8 $vg "$conf" "$name" >/dev/null
+  done
   cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=8 >/dev/null
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' \
     -E 'nest_client\.nest_server')

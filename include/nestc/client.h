@@ -24,7 +24,9 @@ extern "C" {
 
 typedef struct nc_client nc_client;
 
+/* Structs that grow (struct_size, *_INIT): see nestc/server.h. */
 typedef struct nc_client_opts {
+    size_t struct_size;     /* 0 or sizeof(nc_client_opts) */
     struct uv_loop_s *loop; /* borrowed; NULL = the client creates and owns its loop */
     const nc_tls_opts *tls; /* copied; tls:// URLs verify against the system store without it */
     const nc_codec *codec;  /* copied */
@@ -41,16 +43,32 @@ typedef struct nc_client_opts {
     /* borrowed (copied); transport headers added to every request and event unless the call sets the same
      * name (NestJS ClientNats `headers`). An object of strings. */
     const json_t *headers;
+    /* Transport options (nestc/options.h), level NC_OPT_CLIENT: override the URL's query parameters.
+     * Borrowed during nc_client_new (copied). */
+    const nc_option *options;
+    size_t noptions;
 } nc_client_opts;
+
+#define NC_CLIENT_OPTS_INIT                                                                                  \
+    { .struct_size = sizeof(nc_client_opts) }
 
 /* Per-call options; NULL = defaults. */
 typedef struct nc_call_opts {
+    size_t struct_size;     /* 0 or sizeof(nc_call_opts) */
     int timeout_ms;         /* 0 = the client's default, NC_LIMIT_OFF = none */
     const json_t *metadata; /* borrowed; sent as the packet `metadata` object (NestJS 12) */
     /* borrowed (copied by the call); transport headers, an object of strings: NATS message headers (like
      * a NatsRecord's). Transports without headers ignore them. */
     const json_t *headers;
+    /* Transport options (nestc/options.h), level NC_OPT_CALL; for a name not given here the client's
+     * value applies. Borrowed during the call (copied when kept). An option the transport does not take
+     * per call fails the call with NC_EINVAL at once (logged with its name). */
+    const nc_option *options;
+    size_t noptions;
 } nc_call_opts;
+
+#define NC_CALL_OPTS_INIT                                                                                    \
+    { .struct_size = sizeof(nc_call_opts) }
 
 /* One reply value (borrowed: valid during the call; json_incref to keep it). Never NULL. */
 typedef void (*nc_value_fn)(void *user, json_t *value);

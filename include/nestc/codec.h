@@ -9,6 +9,9 @@
 extern "C" {
 #endif
 
+/* Unlike the option structs (nestc/server.h, "Structs that grow"), nc_codec has no struct_size: it is
+ * NestJS's fixed serializer/deserializer pair, written positionally by callers ({ser, deser, user}), and
+ * is not meant to grow; further hooks around messages belong to their own API. */
 typedef struct nc_codec {
     /* Outgoing packet (request/event on a client, response on a server) → what is written. `packet` is
      * borrowed; return a NEW reference (json_incref(packet) to pass it through), or NULL to drop the

@@ -20,6 +20,7 @@
 #include "nestc/export.h"
 #include "nestc/log.h"
 #include "nestc/message.h"
+#include "nestc/options.h"
 #include "nestc/tls.h"
 
 #ifdef __cplusplus
@@ -29,10 +30,20 @@ extern "C" {
 struct uv_loop_s;
 typedef struct nc_server nc_server;
 
-/* Zero-initialised options are the defaults. For the limits: 0 = default, NC_LIMIT_OFF = no limit. */
+/* Zero-initialised options are the defaults. For the limits: 0 = default, NC_LIMIT_OFF = no limit.
+ *
+ * Structs that grow: nc_server_opts, nc_client_opts, nc_handler_opts, nc_call_opts and nc_tls_opts start
+ * with `struct_size` and gain fields only at their end. 0 (what `{0}` and designated initialisers give)
+ * means the layout of the release that introduced struct_size, this one; that layout is frozen, so a
+ * program that passes 0 keeps working, unchanged, with every later library. To use fields added later,
+ * initialise with the *_INIT macro (it sets struct_size to the sizeof of the header compiled against).
+ * A struct_size larger than the library knows is accepted when the unknown tail is all zero, else
+ * NC_EINVAL. Chosen over setter functions because every existing caller builds these structs on the
+ * stack with `{0}` or designated initialisers, which keep compiling and meaning the same. */
 #define NC_LIMIT_OFF (-1)
 
 typedef struct nc_server_opts {
+    size_t struct_size;                /* 0 or sizeof(nc_server_opts): see above */
     struct uv_loop_s *loop;            /* borrowed; NULL = the server creates and owns its loop */
     const nc_tls_opts *tls;            /* copied; required for tls:// URLs */
     const nc_codec *codec;             /* copied; NULL = NestJS's default JSON envelope */
@@ -55,7 +66,14 @@ typedef struct nc_server_opts {
      * 120 s; a real client finishes in a few round trips, and each stalled handshake holds a descriptor
      * and its buffers, so 10 s bounds what peers that connect and stall can hold. */
     int handshake_timeout_ms;
+    /* Transport options (nestc/options.h), level NC_OPT_SERVER: override the URL's query parameters.
+     * Borrowed during nc_server_new (copied). */
+    const nc_option *options;
+    size_t noptions;
 } nc_server_opts;
+
+#define NC_SERVER_OPTS_INIT                                                                                  \
+    { .struct_size = sizeof(nc_server_opts) }
 
 /* Status changes ("connected" when listening, "disconnected" when closed or on a listen error, plus the
  * transport's own values, spec §8). `err` is 0 or the error that caused the change. Loop thread. */
@@ -63,7 +81,8 @@ typedef void (*nc_status_fn)(void *user, const char *status, int err);
 
 /* Creates a server for `url` (tcp://host:port, tls://host:port; port 0 = any free port). Nothing is
  * opened until nc_server_listen/nc_server_run. On success *out owns everything; free with
- * nc_server_free. Returns NC_EINVAL (bad URL or options), NC_EUNSUPPORTED (scheme), NC_ETLS (TLS files). */
+ * nc_server_free. Returns NC_EINVAL (bad URL or options: an unknown or misplaced transport option or URL
+ * parameter, logged with its name), NC_EUNSUPPORTED (scheme), NC_ETLS (TLS files). */
 NC_API int nc_server_new(nc_server **out, const char *url, const nc_server_opts *opts);
 
 /* Registers a request handler for `pattern`, written as NestJS would: a plain string ("sum"), a number
@@ -74,15 +93,26 @@ NC_API int nc_server_message(nc_server *srv, const char *pattern, nc_request_fn 
 /* Registers an event handler; several per pattern are allowed and all run, in registration order. */
 NC_API int nc_server_event(nc_server *srv, const char *pattern, nc_event_fn fn, void *user);
 
-/* Per-handler options (NestJS's handler `extras`). Zero-initialised = none. */
+/* Per-handler options (NestJS's handler `extras`). Zero-initialised = none. A route's options are those
+ * of its first registration that has any (the transport subscribes once per route: give them at the
+ * route's first registration, a running server subscribes then); later ones are ignored with a warning. */
 typedef struct nc_handler_opts {
-    /* NATS: the queue group of this route's subscription, instead of the server's `?queue=` (NestJS
-     * `@MessagePattern('x', {queue: 'q'})`). Copied. The first queue given for a route is kept; give it at
-     * the route's first registration (a running server subscribes then). Other transports ignore it. */
+    size_t struct_size; /* 0 or sizeof(nc_handler_opts) */
+    /* Deprecated: the option `queue` ({"queue", q} in `options`, which wins when both are given). Kept
+     * as it was: applied where the transport has a handler option `queue` (NATS: this route's queue
+     * group, instead of the server's; NestJS `@MessagePattern('x', {queue: 'q'})`), ignored elsewhere. */
     const char *queue;
+    /* Transport options (nestc/options.h), level NC_OPT_HANDLER; for a name not given here the server's
+     * value applies. Borrowed during the call (copied). */
+    const nc_option *options;
+    size_t noptions;
 } nc_handler_opts;
 
-/* nc_server_message / nc_server_event with handler options (may be NULL). */
+#define NC_HANDLER_OPTS_INIT                                                                                 \
+    { .struct_size = sizeof(nc_handler_opts) }
+
+/* nc_server_message / nc_server_event with handler options (may be NULL). NC_EINVAL for an option the
+ * transport does not take at handler level (logged with its name). */
 NC_API int nc_server_message_opts(nc_server *srv, const char *pattern, const nc_handler_opts *opts,
                                   nc_request_fn fn, void *user);
 NC_API int nc_server_event_opts(nc_server *srv, const char *pattern, const nc_handler_opts *opts,

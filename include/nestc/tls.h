@@ -2,11 +2,15 @@
 #ifndef NESTC_TLS_H
 #define NESTC_TLS_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* A struct that grows (struct_size, NC_TLS_OPTS_INIT): see nestc/server.h. */
 typedef struct nc_tls_opts {
+    size_t struct_size; /* 0 or sizeof(nc_tls_opts) */
     /* Server: its certificate chain and private key (required for a tls:// server).
      * Client: an optional client certificate and key (mutual TLS). */
     const char *cert_file;
@@ -19,6 +23,9 @@ typedef struct nc_tls_opts {
     /* Client: skip certificate verification (tests only; like Node's rejectUnauthorized:false). */
     int insecure_skip_verify;
 } nc_tls_opts;
+
+#define NC_TLS_OPTS_INIT                                                                                     \
+    { .struct_size = sizeof(nc_tls_opts) }
 
 #ifdef __cplusplus
 }

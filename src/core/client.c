@@ -11,6 +11,7 @@
 #include "codec/json_write.h"
 #include "core/client_internal.h"
 #include "core/route.h"
+#include "util/abi.h"
 #include "io/tls.h"
 #include "nestc/error.h"
 #include "util/buf.h"
@@ -29,6 +30,7 @@ typedef struct nc_call {
     char *own_route;
     char *body;      /* encoded packet while queued */
     json_t *headers; /* transport headers (a copy), NULL when none */
+    nc_optset *opts; /* the call's transport options (parent: the client's), NULL when none */
     size_t len;
     int queued, sent;
     nc_value_fn on_value;
@@ -62,6 +64,7 @@ struct nc_client {
     nc_ioctx io;
     nc_url url;
     nc_client_cfg cfg;
+    nc_optset opts; /* transport options, level client: URL parameters and nc_client_opts.options */
     nc_logger log;
     const nc_client_transport *tp;
     void *tps;
@@ -95,6 +98,10 @@ struct nc_client {
     int freeing;
     int open_timers;
 };
+
+const nc_optset *nc_client__opts(nc_client *c) {
+    return &c->opts;
+}
 
 const nc_client_cfg *nc_client__cfg(nc_client *c) {
     return &c->cfg;
@@ -174,6 +181,11 @@ static void call_free(nc_call *k) {
     free(k->own_route);
     json_decref(k->headers);
     k->headers = NULL;
+    if (k->opts) {
+        nc_optset_free(k->opts);
+        free(k->opts);
+        k->opts = NULL;
+    }
     free(k->body);
     if (c->npool < CALL_POOL_MAX && !c->freeing) {
         k->qnext = c->pool;
@@ -482,8 +494,12 @@ static void event_refused(void *arg, int err, const char *msg) {
 
 /* Hands one encoded packet to the transport. The call may complete inside (the connection failing). */
 static void send_body(nc_client *c, nc_call *k, const char *body, size_t len) {
-    nc_outbound out = {
-        .route = k->route, .body = body, .len = len, .id = k->id[0] ? k->id : NULL, .headers = k->headers};
+    nc_outbound out = {.route = k->route,
+                       .body = body,
+                       .len = len,
+                       .id = k->id[0] ? k->id : NULL,
+                       .headers = k->headers,
+                       .opts = k->opts};
     if (!k->id[0]) {
         out.accepted = event_accepted;
         out.refused = event_refused;
@@ -589,10 +605,55 @@ static void write_id(char *out, const char *prefix, uint64_t serial) {
     out[ID_PREFIX_LEN + ID_SERIAL_LEN] = '\0';
 }
 
+/* A call's transport options as a set whose parent is the client's. */
+static int call_optset(nc_client *c, const nc_call_opts *o, nc_optset **out) {
+    *out = NULL;
+    if (!o->options) {
+        nc_logf(&c->log, NC_LOG_ERROR, "Client", "nc_call_opts.noptions is %zu but options is NULL",
+                o->noptions);
+        return NC_EINVAL;
+    }
+    nc_optset *set = malloc(sizeof *set);
+    if (!set) return NC_ENOMEM;
+    const nc_optctx cx = {NC_OPT_CALL, c->url.scheme, &c->log, "Client"};
+    int r = nc_optset_build(set, c->tp->options, &cx, NULL, o->options, o->noptions);
+    if (r) {
+        free(set);
+        return r;
+    }
+    set->parent = &c->opts;
+    *out = set;
+    return 0;
+}
+
 static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_call_opts *o, int is_event,
                   nc_value_fn on_value, nc_done_fn on_done, void *user, int own_route) {
+    nc_call_opts own;
+    nc_optset *copts = NULL;
+    if (o) {
+        /* read in place unless the caller's layout differs from ours (one compare for {0}) */
+        if (!nc_abi_ok(o, o->struct_size, sizeof *o, NC_CALL_OPTS_BASE)) {
+            if (nc_abi_copy_in(&own, sizeof own, o, o->struct_size, NC_CALL_OPTS_BASE)) {
+                nc_logf(&c->log, NC_LOG_ERROR, "Client",
+                        "nc_call_opts.struct_size %zu: not a layout this library knows", o->struct_size);
+                return NC_EINVAL;
+            }
+            o = &own;
+        }
+        if (o->noptions) {
+            int r = call_optset(c, o, &copts);
+            if (r) return r;
+        }
+    }
     nc_call *k = call_new(c);
-    if (!k) return NC_ENOMEM;
+    if (!k) {
+        if (copts) {
+            nc_optset_free(copts);
+            free(copts);
+        }
+        return NC_ENOMEM;
+    }
+    k->opts = copts;
     k->on_value = on_value;
     k->on_done = on_done;
     k->user = user;
@@ -743,11 +804,18 @@ static void random_prefix(char out[9]) {
     snprintf(out, 9, "%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
 }
 
-int nc_client_new(nc_client **out, const char *url, const nc_client_opts *o) {
-    static const nc_client_opts defaults = {0};
+int nc_client_new(nc_client **out, const char *url, const nc_client_opts *user_o) {
     if (!out) return NC_EINVAL;
     *out = NULL;
-    if (!o) o = &defaults;
+    nc_client_opts own = {0};
+    const nc_client_opts *o = &own;
+    if (user_o && nc_abi_copy_in(&own, sizeof own, user_o, user_o->struct_size, NC_CLIENT_OPTS_BASE)) {
+        nc_logger lg;
+        nc_logger_init(&lg, user_o->log, user_o->log_user, user_o->log_level);
+        nc_logf(&lg, NC_LOG_ERROR, "Client",
+                "nc_client_opts.struct_size %zu: not a layout this library knows", user_o->struct_size);
+        return NC_EINVAL;
+    }
     nc_client *c = calloc(1, sizeof *c);
     if (!c) return NC_ENOMEM;
     nc_logger_init(&c->log, o->log, o->log_user, o->log_level);
@@ -764,6 +832,12 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *o) {
         nc_url_free(&c->url);
         free(c);
         return NC_EUNSUPPORTED;
+    }
+    const nc_optctx cx = {NC_OPT_CLIENT, c->url.scheme, &c->log, "Client"};
+    if ((r = nc_optset_build(&c->opts, c->tp->options, &cx, &c->url, o->options, o->noptions))) {
+        nc_url_free(&c->url);
+        free(c);
+        return r;
     }
     nc_client_cfg *g = &c->cfg;
     g->timeout_ms = o->timeout_ms == 0 ? 5000 : o->timeout_ms < 0 ? 0 : o->timeout_ms;
@@ -782,8 +856,16 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *o) {
                                : o->incomplete_message_timeout_ms < 0 ? 0
                                                                       : o->incomplete_message_timeout_ms;
     if (o->tls) {
+        nc_tls_opts t;
+        if (nc_abi_copy_in(&t, sizeof t, o->tls, o->tls->struct_size, NC_TLS_OPTS_BASE)) {
+            nc_logf(&c->log, NC_LOG_ERROR, "Client",
+                    "nc_tls_opts.struct_size %zu: not a layout this library knows", o->tls->struct_size);
+            r = NC_EINVAL;
+            goto fail;
+        }
+        t.struct_size = 0; /* our own layout from here on */
         g->has_tls = 1;
-        nc_tls_opts_copy(&g->tls, o->tls);
+        nc_tls_opts_copy(&g->tls, &t);
     }
     if (o->codec) {
         g->has_codec = 1;
@@ -807,6 +889,7 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *o) {
 fail:
     json_decref(g->headers);
     nc_tls_opts_free(&g->tls);
+    nc_optset_free(&c->opts);
     nc_url_free(&c->url);
     free(c);
     return r;
@@ -875,6 +958,7 @@ void nc_client_free(nc_client *c) {
     nc_buf_free(&c->ptext);
     nc_tls_opts_free(&c->cfg.tls);
     json_decref(c->cfg.headers);
+    nc_optset_free(&c->opts);
     nc_url_free(&c->url);
     free(c);
 }

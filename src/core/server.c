@@ -4,6 +4,7 @@
 
 #include "codec/envelope.h"
 #include "codec/json_write.h"
+#include "util/abi.h"
 #include "core/route.h"
 #include "core/server_internal.h"
 #include "io/tls.h"
@@ -25,8 +26,11 @@ static int cfg_init(nc_server_cfg *c, const nc_server_opts *o) {
     c->retry_attempts = o->retry_attempts > 0 ? o->retry_attempts : 0;
     c->retry_delay_ms = o->retry_delay_ms > 0 ? o->retry_delay_ms : 0;
     if (o->tls) {
+        nc_tls_opts t;
+        if (nc_abi_copy_in(&t, sizeof t, o->tls, o->tls->struct_size, NC_TLS_OPTS_BASE)) return NC_EINVAL;
+        t.struct_size = 0; /* our own layout from here on */
         c->has_tls = 1;
-        nc_tls_opts_copy(&c->tls, o->tls);
+        nc_tls_opts_copy(&c->tls, &t);
     }
     if (o->codec) {
         c->has_codec = 1;
@@ -50,11 +54,19 @@ static void on_async(uv_async_t *h) {
     }
 }
 
-int nc_server_new(nc_server **out, const char *url, const nc_server_opts *opts) {
-    static const nc_server_opts defaults = {0};
+int nc_server_new(nc_server **out, const char *url, const nc_server_opts *user_opts) {
     if (!out) return NC_EINVAL;
     *out = NULL;
-    if (!opts) opts = &defaults;
+    nc_server_opts own = {0};
+    const nc_server_opts *opts = &own;
+    if (user_opts &&
+        nc_abi_copy_in(&own, sizeof own, user_opts, user_opts->struct_size, NC_SERVER_OPTS_BASE)) {
+        nc_logger lg;
+        nc_logger_init(&lg, user_opts->log, user_opts->log_user, user_opts->log_level);
+        nc_logf(&lg, NC_LOG_ERROR, "Server",
+                "nc_server_opts.struct_size %zu: not a layout this library knows", user_opts->struct_size);
+        return NC_EINVAL;
+    }
     nc_server *s = calloc(1, sizeof *s);
     if (!s) return NC_ENOMEM;
     nc_logger_init(&s->log, opts->log, opts->log_user, opts->log_level);
@@ -72,7 +84,17 @@ int nc_server_new(nc_server **out, const char *url, const nc_server_opts *opts) 
         free(s);
         return NC_EUNSUPPORTED;
     }
-    cfg_init(&s->cfg, opts);
+    const nc_optctx cx = {NC_OPT_SERVER, s->url.scheme, &s->log, "Server"};
+    if ((r = nc_optset_build(&s->opts, s->tp->options, &cx, &s->url, opts->options, opts->noptions))) {
+        nc_url_free(&s->url);
+        free(s);
+        return r;
+    }
+    if ((r = cfg_init(&s->cfg, opts))) {
+        nc_logf(&s->log, NC_LOG_ERROR, "Server",
+                "nc_tls_opts.struct_size %zu: not a layout this library knows", opts->tls->struct_size);
+        goto fail_cfg;
+    }
     if (s->cfg.workers > 1 && (opts->loop || !s->tp->supports_workers)) {
         nc_logf(&s->log, NC_LOG_ERROR, "Server", "workers need %s",
                 opts->loop ? "the server's own loop (loop NULL)" : "a listening transport (tcp, tls)");
@@ -95,6 +117,7 @@ fail_io:
     nc_ioctx_finish(&s->io);
 fail_cfg:
     cfg_free(&s->cfg);
+    nc_optset_free(&s->opts);
     nc_url_free(&s->url);
     free(s);
     return r;
@@ -102,30 +125,82 @@ fail_cfg:
 
 /* ---- handler registration ------------------------------------------------------------------------ */
 
-/* The route's entry, created (and announced to the transport) on first use. `queue`: the handler's queue
- * group (NestJS extras.queue); the first one given for a route is kept, since the transport subscribes
- * once per route. */
-static int entry_for(nc_server *s, const char *route, const char *queue, nc_route_entry **out) {
+/* A handler's options as a set whose parent is the server's, or *out NULL when it gives none. */
+static int handler_opts(nc_server *s, const nc_handler_opts *user_o, nc_optset **out) {
+    *out = NULL;
+    if (!user_o) return 0;
+    nc_handler_opts o;
+    if (nc_abi_copy_in(&o, sizeof o, user_o, user_o->struct_size, NC_HANDLER_OPTS_BASE)) {
+        nc_logf(&s->log, NC_LOG_ERROR, "Server",
+                "nc_handler_opts.struct_size %zu: not a layout this library knows", user_o->struct_size);
+        return NC_EINVAL;
+    }
+    /* the deprecated field names the option of the same name, where the transport has it at this level
+     * (elsewhere it was always ignored, so it still is) */
+    const nc_option_spec *legacy = o.queue && *o.queue ? nc_opts_spec(s->tp->options, "queue") : NULL;
+    if (legacy && !(legacy->levels & NC_OPT_HANDLER)) legacy = NULL;
+    if (!legacy && !o.noptions) return 0;
+    nc_optset *set = calloc(1, sizeof *set);
+    if (!set) return NC_ENOMEM;
+    const nc_optctx cx = {NC_OPT_HANDLER, s->url.scheme, &s->log, "Server"};
+    int r = nc_optset_build(set, s->tp->options, &cx, NULL, NULL, 0);
+    if (!r && legacy) r = nc_optset_set(set, &cx, legacy->name, o.queue, 0);
+    if (!r && o.noptions && !o.options) {
+        nc_logf(&s->log, NC_LOG_ERROR, "Server", "nc_handler_opts.noptions is %zu but options is NULL",
+                o.noptions);
+        r = NC_EINVAL;
+    }
+    for (size_t i = 0; !r && i < o.noptions; i++)
+        r = nc_optset_set(set, &cx, o.options[i].name, o.options[i].value, 0);
+    if (r) {
+        nc_optset_free(set);
+        free(set);
+        return r;
+    }
+    set->parent = &s->opts;
+    *out = set;
+    return 0;
+}
+
+static void optset_drop(nc_optset *set) {
+    if (!set) return;
+    nc_optset_free(set);
+    free(set);
+}
+
+/* The options the transport sees for a route: its handlers', else the server's. */
+static const nc_optset *route_opts(const nc_server *s, const nc_route_entry *e) {
+    return e->opts ? e->opts : &s->opts;
+}
+
+/* The route's entry, created (and announced to the transport) on first use. `opts` (owned, may be NULL):
+ * the handler's options; the first set given for a route is kept, since the transport subscribes once
+ * per route. */
+static int entry_for(nc_server *s, const char *route, nc_optset *opts, nc_route_entry **out) {
     size_t n = strlen(route);
     nc_route_entry *e = nc_map_get(&s->routes, route, n);
     if (!e) {
-        if (!(e = calloc(1, sizeof *e))) return NC_ENOMEM;
-        if (queue && *queue && !(e->queue = strdup(queue))) {
-            free(e);
+        if (!(e = calloc(1, sizeof *e))) {
+            optset_drop(opts);
             return NC_ENOMEM;
         }
+        e->opts = opts;
         if (nc_map_put(&s->routes, route, n, e, &e->route)) {
-            free(e->queue);
+            optset_drop(e->opts);
             free(e);
             return NC_ENOMEM;
         }
         s->route_cache_stale = 1; /* cached misses for this route are wrong now */
-        if (s->listening && s->tp->route_added) s->tp->route_added(s->tps, e->route, e->queue);
-    } else if (queue && *queue && !e->queue) {
-        if (!(e->queue = strdup(queue))) return NC_ENOMEM;
+        if (s->listening && s->tp->route_added) s->tp->route_added(s->tps, e->route, route_opts(s, e));
+    } else if (opts && !e->opts) {
+        e->opts = opts;
         if (s->listening)
-            nc_logf(&s->log, NC_LOG_WARN, "Server", "queue %s for %s applies from the next (re)subscription",
-                    queue, route);
+            nc_logf(&s->log, NC_LOG_WARN, "Server", "the options for %s apply from the next (re)subscription",
+                    route);
+    } else if (opts) {
+        nc_logf(&s->log, NC_LOG_WARN, "Server",
+                "%s already has handler options (from its first registration); these are ignored", route);
+        optset_drop(opts);
     }
     *out = e;
     return 0;
@@ -146,11 +221,16 @@ static int add_message(nc_server *s, const char *pattern, const json_t *jp, cons
                        nc_request_fn fn, void *user) {
     if (!s || (!pattern && !jp) || !fn) return NC_EINVAL;
     if (frozen(s)) return NC_ESTATE;
-    char *route;
-    int r = route_of_user(s, pattern, jp, &route);
+    nc_optset *hopts;
+    int r = handler_opts(s, o, &hopts);
     if (r) return r;
+    char *route;
+    if ((r = route_of_user(s, pattern, jp, &route))) {
+        optset_drop(hopts);
+        return r;
+    }
     nc_route_entry *e;
-    r = entry_for(s, route, o ? o->queue : NULL, &e);
+    r = entry_for(s, route, hopts, &e);
     free(route);
     if (r) return r;
     e->req_fn = fn;
@@ -162,11 +242,16 @@ static int add_event(nc_server *s, const char *pattern, const json_t *jp, const 
                      nc_event_fn fn, void *user) {
     if (!s || (!pattern && !jp) || !fn) return NC_EINVAL;
     if (frozen(s)) return NC_ESTATE;
-    char *route;
-    int r = route_of_user(s, pattern, jp, &route);
+    nc_optset *hopts;
+    int r = handler_opts(s, o, &hopts);
     if (r) return r;
+    char *route;
+    if ((r = route_of_user(s, pattern, jp, &route))) {
+        optset_drop(hopts);
+        return r;
+    }
     nc_route_entry *e;
-    r = entry_for(s, route, o ? o->queue : NULL, &e);
+    r = entry_for(s, route, hopts, &e);
     free(route);
     if (r) return r;
     nc_event_handler *ev = realloc(e->events, (e->nevents + 1) * sizeof *ev);
@@ -183,7 +268,15 @@ int nc_server__copy_handlers(nc_server *dst, const nc_server *src) {
     while (nc_map_next(&src->routes, &it, &k, &v)) {
         const nc_route_entry *from = v;
         nc_route_entry *e;
-        int r = entry_for(dst, k, from->queue, &e);
+        nc_optset *opts = NULL;
+        if (from->opts) {
+            if (!(opts = malloc(sizeof *opts))) return NC_ENOMEM;
+            if (nc_optset_copy(opts, from->opts, &dst->opts)) {
+                free(opts);
+                return NC_ENOMEM;
+            }
+        }
+        int r = entry_for(dst, k, opts, &e);
         if (r) return r;
         e->req_fn = from->req_fn;
         e->req_user = from->req_user;
@@ -227,6 +320,9 @@ nc_ioctx *nc_server__io(nc_server *s) {
 const nc_logger *nc_server__log(nc_server *s) {
     return &s->log;
 }
+const nc_optset *nc_server__opts(nc_server *s) {
+    return &s->opts;
+}
 const char *nc_server__scheme(nc_server *s) {
     return s->url.scheme;
 }
@@ -264,8 +360,7 @@ int nc_server_listen(nc_server *s) {
         const char *k;
         size_t it = 0;
         void *v;
-        while (nc_map_next(&s->routes, &it, &k, &v))
-            s->tp->route_added(s->tps, k, ((nc_route_entry *)v)->queue);
+        while (nc_map_next(&s->routes, &it, &k, &v)) s->tp->route_added(s->tps, k, route_opts(s, v));
     }
     if (!s->tp->reports_connected) nc_server__status(s, "connected", 0);
     return 0;
@@ -468,7 +563,7 @@ void nc_server_free(nc_server *s) {
     while (nc_map_next(&s->routes, &it, &k, &v)) {
         nc_route_entry *e = v;
         free(e->events);
-        free(e->queue);
+        optset_drop(e->opts);
         free(e);
     }
     nc_map_free(&s->routes);
@@ -482,6 +577,7 @@ void nc_server_free(nc_server *s) {
         nc_logf(&s->log, NC_LOG_DEBUG, "Server",
                 "closed %d handle(s) handlers left open on the server's loop", left);
     cfg_free(&s->cfg);
+    nc_optset_free(&s->opts);
     nc_url_free(&s->url);
     free(s);
 }

@@ -24,7 +24,7 @@ typedef struct nc_route_entry {
     void *req_user;
     nc_event_handler *events;
     size_t nevents;
-    char *queue; /* the handlers' queue group (NATS), NULL = the server's */
+    nc_optset *opts; /* the handlers' options (parent: the server's set), NULL = none given */
 } nc_route_entry;
 
 /* The message handed to handlers. Two ways to fill it (dispatch.c): the scan path (the packet text is
@@ -83,6 +83,7 @@ struct nc_server {
     nc_ioctx io;
     nc_url url;
     nc_server_cfg cfg;
+    nc_optset opts; /* transport options, level server: URL parameters and nc_server_opts.options */
     nc_logger log;
     const nc_server_transport *tp;
     void *tps;

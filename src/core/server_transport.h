@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "io/ioctx.h"
 #include "nestc/server.h"
+#include "core/options.h"
 #include "transport/transport.h"
 
 /* Options with defaults applied and strings copied. */
@@ -31,6 +32,8 @@ const nc_server_cfg *nc_server__cfg(nc_server *s);
 nc_ioctx *nc_server__io(nc_server *s);
 const nc_logger *nc_server__log(nc_server *s);
 const char *nc_server__scheme(nc_server *s);
+/* The server's validated transport options (URL parameters and nc_server_opts.options). */
+const nc_optset *nc_server__opts(nc_server *s);
 
 /* Decodes one body (the JSON text of a packet) and dispatches it. Returns 0, or NC_EPROTO when the body
  * is not JSON (`why` gets the reason; TCP then closes the connection as NestJS does). */

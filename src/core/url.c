@@ -125,12 +125,6 @@ inval:
     return NC_EINVAL;
 }
 
-const char *nc_url_query(const nc_url *u, const char *key) {
-    for (int i = 0; i < u->nquery; i++)
-        if (u->qkeys[i] && strcmp(u->qkeys[i], key) == 0) return u->qvals[i];
-    return NULL;
-}
-
 void nc_url_free(nc_url *u) {
     free(u->scheme);
     free(u->user);

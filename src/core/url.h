@@ -5,18 +5,16 @@
 typedef struct nc_url {
     char *scheme; /* lowercase */
     char *user, *password;
-    char *host; /* without [] for IPv6; "" when absent */
-    int port;   /* -1 when absent */
-    char *path; /* "" or starting with '/' */
-    char **qkeys, **qvals;
+    char *host;            /* without [] for IPv6; "" when absent */
+    int port;              /* -1 when absent */
+    char *path;            /* "" or starting with '/' */
+    char **qkeys, **qvals; /* the query, split and decoded; validated as options (core/options.h) */
     int nquery;
     char *text; /* the whole URL as given */
 } nc_url;
 
 /* Returns 0, NC_EINVAL (malformed, with reason in err) or NC_ENOMEM. Free with nc_url_free. */
 int nc_url_parse(nc_url *u, const char *text, char *err, unsigned errlen);
-/* The value of query parameter `key`, or NULL. */
-const char *nc_url_query(const nc_url *u, const char *key);
 void nc_url_free(nc_url *u);
 
 #endif

@@ -45,9 +45,15 @@ int nc_server__start_workers(nc_server *s) {
              nc_server_port(s));
     nc_server_opts o;
     worker_opts(s, &o);
+    /* the URL above has no query: the primary's validated options (URL parameters included) go along */
+    nc_option *list;
+    if (nc_optset_list(&s->opts, &list, &o.noptions)) return NC_ENOMEM;
+    o.options = list;
     if (!(s->workers = calloc((size_t)n, sizeof *s->workers)) ||
-        !(s->threads = calloc((size_t)n, sizeof *s->threads)))
+        !(s->threads = calloc((size_t)n, sizeof *s->threads))) {
+        free(list);
         return NC_ENOMEM;
+    }
     int r = 0;
     for (int i = 0; i < n && !r; i++) {
         nc_server *w;
@@ -61,6 +67,7 @@ int nc_server__start_workers(nc_server *s) {
         }
         s->nthreads++;
     }
+    free(list);
     if (r) {
         nc_logf(&s->log, NC_LOG_ERROR, "Server", "starting worker %d of %d failed: %s", s->nworkers + 1,
                 s->cfg.workers, nc_strerror(r));

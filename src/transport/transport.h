@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "codec/reply_pkt.h"
+#include "core/options.h"
 #include "core/url.h"
 
 typedef struct nc_server nc_server;
@@ -43,6 +44,11 @@ typedef struct nc_server_transport {
     /* The URL schemes this table serves, NULL-terminated ({"tcp", "tls", NULL}); create() reads which
      * one from the URL. */
     const char *const *schemes;
+    /* The options this transport takes (nestc/options.h), ended by an entry with name NULL; NULL = none.
+     * The core validates URL parameters and every level's options against it; the transport reads the
+     * values with the nc_opts_* getters (the server's set: nc_server__opts). The client table of the
+     * same scheme points to the same array, so a misplaced option is named as such. */
+    const nc_option_spec *options;
     /* Several servers may listen on one address (SO_REUSEPORT), so nc_server_opts.workers works. */
     int supports_workers;
     /* Allocates the transport state from the URL and the server's options (nc_server_options(srv)).
@@ -53,9 +59,10 @@ typedef struct nc_server_transport {
     int reports_connected;
     /* Starts listening / subscribing (nonblocking where possible). */
     int (*listen)(void *state);
-    /* A route got its first handler (broker transports subscribe to it); queue: its handlers' queue group
-     * or NULL. May be NULL. */
-    int (*route_added)(void *state, const char *route, const char *queue);
+    /* A route got its first handler (broker transports subscribe to it). opts: the route's handler options
+     * (validated against `options`; its parent is the server's set, so nc_opts_str(opts, "x") gives the
+     * handler's value, else the server's, else the default). Never NULL. May be NULL. */
+    int (*route_added)(void *state, const char *route, const nc_optset *opts);
     /* Graceful close, phase 1: stop taking new work (stop accepting, unsubscribe). */
     void (*stop_accepting)(void *state);
     /* Phase 2: close every connection and handle; call nc_server__closed(srv) once all are closed. */
@@ -81,6 +88,8 @@ typedef struct nc_outbound {
     size_t len;
     const char *id;        /* request id (NUL-terminated), NULL for events */
     const json_t *headers; /* transport headers (object of strings), NULL when none; borrowed */
+    /* The call's options (level NC_OPT_CALL, validated; parent: the client's set), NULL when none. */
+    const nc_optset *opts;
     /* Events only: called once the transport accepted the event (err 0) or failed. */
     void (*accepted)(void *arg, int err);
     void *arg;
@@ -93,6 +102,8 @@ typedef struct nc_outbound {
 
 typedef struct nc_client_transport {
     const char *const *schemes; /* as in nc_server_transport */
+    /* As nc_server_transport.options (the client's set: nc_client__opts). */
+    const nc_option_spec *options;
     /* Events carry the normalised route string as their pattern (NestJS ClientTCP does this). */
     int event_pattern_is_route;
     int (*create)(nc_client *cli, const nc_url *url, void **state);

@@ -11,20 +11,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <uv.h>
 
+#include "../common/broker.h"
 #include "nestc/nestc.h"
 
-typedef struct broker broker;
 /* In the child: exec the broker listening on 127.0.0.1:port (b->pass: the password it requires). */
 static void broker_exec(const broker *b, const char *port);
 
@@ -41,75 +32,11 @@ static int time_factor(void) {
     return f;
 }
 
-/* ---- the broker ----------------------------------------------------------------------------------- */
-
-typedef struct broker {
-    pid_t pid;
-    int port;
-    char dir[64];
-    char pass[32]; /* a password the broker requires, or "" */
-} broker;
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {
-        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
+/* ---- the broker (tests/common/broker.h) ------------------------------------------------------------ */
 
 /* Starts (or restarts, same port) the broker; returns once it accepts connections. */
 static void broker_start(broker *b) {
-    if (!b->port) {
-        b->port = free_port();
-        snprintf(b->dir, sizeof b->dir, "/tmp/nestc-broker-XXXXXX");
-        assert_non_null(mkdtemp(b->dir));
-    }
-    char port[16];
-    snprintf(port, sizeof port, "%d", b->port);
-    b->pid = fork();
-    assert_true(b->pid >= 0);
-    if (b->pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1); /* the broker must not hold the test's output open */
-        dup2(null, 2);
-        if (chdir(b->dir)) _exit(126);
-        broker_exec(b, port);
-        _exit(127);
-    }
-    /* a readiness wait: up to 60 s × the factor, usually milliseconds */
-    for (int i = 0; i < 6000 * time_factor() && !port_open(b->port); i++) {
-        int status;
-        assert_int_equal(waitpid(b->pid, &status, WNOHANG), 0); /* it did not exit */
-        usleep(10000);
-    }
-    assert_true(port_open(b->port));
-}
-
-static void broker_stop(broker *b) {
-    if (b->pid <= 0) return;
-    kill(b->pid, SIGTERM);
-    waitpid(b->pid, NULL, 0);
-    b->pid = 0;
-}
-
-static void broker_free(broker *b) {
-    broker_stop(b);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", b->dir);
-    if (system(cmd)) {
-    }
+    broker_start_with(b, time_factor(), broker_exec);
 }
 
 /* ---- loop helpers ------------------------------------------------------------------------------------ */

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,21 @@ static int kv_into(json_t **obj, const char *flag, const char *kv) {
     char *k = strndup(kv, (size_t)(eq - kv));
     json_object_set_new(*obj, k, json_string(eq + 1));
     free(k);
+    return 0;
+}
+
+static int opt_into(cli_args *a, const char *flag, const char *name, size_t nlen, const char *value) {
+    if (!nlen) {
+        fprintf(stderr, "nestc: %s expects name=value, got \"%s\"\n", flag, value);
+        return 2;
+    }
+    if (a->nopts == CLI_MAX_OPTS) {
+        fprintf(stderr, "nestc: too many transport options (at most %d)\n", CLI_MAX_OPTS);
+        return 2;
+    }
+    char *n = strndup(name, nlen);
+    if (!n) return 2;
+    a->opts[a->nopts++] = (nc_option){n, value};
     return 0;
 }
 
@@ -111,9 +127,12 @@ static int parse_into(cli_args *a, int argc, char **argv, int first) {
             r = kv_into(&a->metadata, name, val);
         else if (!strcmp(name, "--header"))
             r = kv_into(&a->headers, name, val);
-        else if (!strcmp(name, "--queue"))
-            a->queue = val;
-        else if (!strcmp(name, "--connections"))
+        else if (!strcmp(name, "--queue")) /* kept: the transport option queue (NATS) */
+            r = opt_into(a, name, "queue", 5, val);
+        else if (!strcmp(name, "--opt")) {
+            const char *e = strchr(val, '=');
+            r = e ? opt_into(a, name, val, (size_t)(e - val), e + 1) : opt_into(a, name, val, 0, val);
+        } else if (!strcmp(name, "--connections"))
             r = int_arg(name, val, &a->connections);
         else if (!strcmp(name, "--inflight"))
             r = int_arg(name, val, &a->inflight);
@@ -169,6 +188,75 @@ void cli_args_free(cli_args *a) {
     json_decref(a->metadata);
     json_decref(a->headers);
     a->metadata = a->headers = NULL;
+    for (size_t i = 0; i < a->nopts; i++) free((char *)a->opts[i].name);
+    a->nopts = 0;
+}
+
+/* The scheme of url, lowercase, into buf ("" when there is none). */
+static const char *scheme_of(const char *url, char *buf, size_t len) {
+    const char *sep = strstr(url, "://");
+    size_t n = sep ? (size_t)(sep - url) : 0;
+    if (n >= len) n = len - 1;
+    for (size_t i = 0; i < n; i++) buf[i] = (char)tolower((unsigned char)url[i]);
+    buf[n] = '\0';
+    return buf;
+}
+
+int cli_split_opts(const cli_args *a, const char *url, unsigned level, int call_too, nc_option *conn,
+                   size_t *nconn, nc_option *call, size_t *ncall) {
+    char scheme[32];
+    scheme_of(url, scheme, sizeof scheme);
+    *nconn = 0;
+    if (ncall) *ncall = 0;
+    if (!a->nopts) return 0;
+    for (size_t i = 0; i < a->nopts; i++) {
+        const nc_option_spec *sp = NULL;
+        for (size_t k = 0; (sp = nc_transport_option(scheme, k)); k++)
+            if (!strcmp(sp->name, a->opts[i].name)) break;
+        if (call_too && sp && !(sp->levels & level) && (sp->levels & NC_OPT_CALL))
+            call[(*ncall)++] = a->opts[i];
+        else
+            conn[(*nconn)++] = a->opts[i];
+    }
+    char err[512];
+    int r = nc_options_check(scheme, level, conn, *nconn, err, sizeof err);
+    if (!r && call_too) r = nc_options_check(scheme, NC_OPT_CALL, call, *ncall, err, sizeof err);
+    if (r == NC_EUNSUPPORTED) return 0; /* the command reports the URL itself */
+    if (r) {
+        fprintf(stderr, "nestc: %s (nestc options %s lists them)\n", err, scheme);
+        return 2;
+    }
+    return 0;
+}
+
+int cli_print_options(FILE *f, const char *scheme) {
+    char buf[64];
+    scheme_of(scheme, buf, sizeof buf);
+    if (!buf[0]) snprintf(buf, sizeof buf, "%s", scheme); /* "nats" as well as "nats://" */
+    for (char *c = buf; *c; c++) *c = (char)tolower((unsigned char)*c);
+    if (nc_options_check(buf, NC_OPT_CLIENT, NULL, 0, NULL, 0) == NC_EUNSUPPORTED) {
+        fprintf(stderr, "nestc: unknown transport \"%s\"\n", scheme);
+        return 2;
+    }
+    const nc_option_spec *o = nc_transport_option(buf, 0);
+    if (!o) {
+        fprintf(f, "%s:// takes no transport options\n", buf);
+        return 0;
+    }
+    fprintf(f, "%s:// options (URL ?name=value, --opt name=value, nc_option in the API):\n", buf);
+    for (size_t i = 0; (o = nc_transport_option(buf, i)); i++) {
+        char lv[64], type[160];
+        snprintf(type, sizeof type, "%s", nc_option_type_name(o->type));
+        if (o->type == NC_OPT_ENUM && o->choices) {
+            size_t used = strlen(type);
+            for (size_t k = 0; o->choices[k] && used < sizeof type; k++)
+                used +=
+                    (size_t)snprintf(type + used, sizeof type - used, "%s%s", k ? "|" : " ", o->choices[k]);
+        }
+        fprintf(f, "  %-10s %-9s %-24s default %s\n      %s\n", o->name, type,
+                nc_option_levels_text(o->levels, lv, sizeof lv), o->def ? o->def : "none", o->help);
+    }
+    return 0;
 }
 
 int cli_load_data(const cli_args *a, const char *text, json_t **out) {

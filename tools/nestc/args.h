@@ -8,6 +8,7 @@
 #include "nestc/nestc.h"
 
 #define CLI_MAX_POS 8
+#define CLI_MAX_OPTS 32
 
 typedef struct cli_args {
     const char *pos[CLI_MAX_POS];
@@ -17,7 +18,10 @@ typedef struct cli_args {
     int has_tls;
     json_t *metadata; /* --metadata k=v (object), NULL when none */
     json_t *headers;  /* --header k=v (object), NULL when none */
-    const char *queue;
+    /* transport options, in command-line order (a later one wins): --opt name=value, and the dedicated
+     * flags that are options (--queue Q is --opt queue=Q). Names are owned, values borrowed from argv. */
+    nc_option opts[CLI_MAX_OPTS];
+    size_t nopts;
     int verbose, quiet, help;
     const char *data_file; /* --data-file: the data JSON read from this file (see cli_load_data) */
     int workers;           /* --workers (conformance), default 0 */
@@ -42,6 +46,13 @@ void cli_args_free(cli_args *a);
  * [data], may be NULL), or JSON null when neither is given. Both at once is an error. On success stores a
  * new reference in *out and returns 0; otherwise prints a message on stderr and returns 2. */
 int cli_load_data(const cli_args *a, const char *text, json_t **out);
+/* The transport options for a command of `url`: those the transport takes at `level` go to *conn, on
+ * send/emit (call_too) those it takes only per call go to *call. Every option is checked against the
+ * transport's table first: a refused one prints the reason on stderr and returns 2. */
+int cli_split_opts(const cli_args *a, const char *url, unsigned level, int call_too, nc_option *conn,
+                   size_t *nconn, nc_option *call, size_t *ncall);
+/* nestc options <scheme> / nestc help <scheme>: prints the transport's options. */
+int cli_print_options(FILE *f, const char *scheme);
 /* Applies -v/-q to the default logger. */
 void cli_setup_logging(const cli_args *a);
 /* Prints v as one line of compact JSON (JavaScript JSON.stringify form) to f. */

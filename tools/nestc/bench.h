@@ -22,7 +22,11 @@ typedef struct bench_cfg {
     const json_t *event_pattern; /* the event pattern value, NULL when events == 0 */
     const json_t *event_data;    /* the event data */
     const json_t *metadata;      /* --metadata object or NULL */
-    int events;                  /* events sent before each request on the same connection */
+    const nc_option *options;    /* --opt: the client's transport options (client engine) */
+    size_t noptions;
+    const nc_option *call_options; /* --opt: those the transport takes per call */
+    size_t ncall_options;
+    int events; /* events sent before each request on the same connection */
     int connections, inflight;
     double warmup_s, duration_s;
     int timeout_ms; /* client engine: per-request timeout, 0 = none */

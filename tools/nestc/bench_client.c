@@ -301,6 +301,8 @@ int bench_run_client(const bench_cfg *cfg, bench_stats *st) {
     uv_timer_init(&E.loop, &E.retry_timer);
     E.phase_timer.data = E.retry_timer.data = &E;
     E.call.metadata = cfg->metadata;
+    E.call.options = cfg->call_options;
+    E.call.noptions = cfg->ncall_options;
     E.c = calloc((size_t)E.n, sizeof *E.c);
     if (!E.c) {
         fprintf(stderr, "nestc bench: out of memory\n");
@@ -312,6 +314,8 @@ int bench_run_client(const bench_cfg *cfg, bench_stats *st) {
     co.tls = cfg->tls;
     co.timeout_ms = cfg->timeout_ms == 0 ? NC_LIMIT_OFF : cfg->timeout_ms;
     co.log_level = cfg->verbose ? NC_LOG_DEBUG : NC_LOG_OFF;
+    co.options = cfg->options;
+    co.noptions = cfg->noptions;
     for (int i = 0; i < E.n; i++) {
         cconn *c = &E.c[i];
         c->E = &E;

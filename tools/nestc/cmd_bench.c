@@ -41,6 +41,7 @@ static void usage(FILE *f) {
         "                       client library (always for tls://)\n"
         "  --timeout MS         client engine: per-request timeout (default 5000; 0 = none)\n"
         "  --metadata k=v       packet metadata, repeatable\n"
+        "  --opt name=value     transport option (nestc options <scheme>), repeatable\n"
         "  --ca FILE, --cert FILE --key FILE, --servername NAME   TLS, as for `nestc send`\n"
         "  -v, --verbose        log the client library's debug output on stderr\n",
         f);
@@ -155,6 +156,15 @@ static int setup(const cli_args *a, bench_cfg *cfg, const char **engine, json_t 
             cfg->event_data = owned[3];
         }
     }
+    static nc_option conn_opts[CLI_MAX_OPTS], call_opts[CLI_MAX_OPTS];
+    if (cli_split_opts(a, url, NC_OPT_CLIENT, 1, conn_opts, &cfg->noptions, call_opts, &cfg->ncall_options))
+        return 2;
+    if ((cfg->noptions || cfg->ncall_options) && !strcmp(*engine, "raw")) {
+        fprintf(stderr, "nestc bench: transport options need --engine client\n");
+        return 2;
+    }
+    cfg->options = conn_opts;
+    cfg->call_options = call_opts;
     cfg->metadata = a->metadata;
     cfg->events = a->events;
     cfg->connections = a->connections;

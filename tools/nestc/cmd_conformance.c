@@ -261,6 +261,9 @@ static void usage(FILE *f) {
           "  --handshake-timeout MS   tls://: close a connection whose TLS handshake is not done in\n"
           "                           this time (default 10000, 0 = never)\n"
           "  --workers N              serve on N loops / threads sharing the port (default 1)\n"
+          "  --opt name=value         transport option, repeatable (nestc options <scheme> lists\n"
+          "                           them); the same as ?name=value on the URL, and wins over it\n"
+          "  --queue Q                NATS: --opt queue=Q (the queue group of every handler)\n"
           "  --events-history N       event payloads kept per event pattern for `events` (the most\n"
           "                           recent N; default 1000, 0 keeps none); `count` stays exact\n"
           "  -v, --verbose / -q, --quiet   more / less logging on stderr\n",
@@ -314,7 +317,15 @@ int cmd_conformance(int argc, char **argv) {
         return 2;
     }
     cli_setup_logging(&a);
+    nc_option opts[CLI_MAX_OPTS];
+    size_t nopts;
+    if (cli_split_opts(&a, a.pos[0], NC_OPT_SERVER, 0, opts, &nopts, NULL, NULL)) {
+        cli_args_free(&a);
+        return 2;
+    }
     nc_server_opts so = {0};
+    so.options = opts;
+    so.noptions = nopts;
     so.tls = a.has_tls ? &a.tls : NULL;
     /* 0 on the command line means "off", as in NestJS; the API uses NC_LIMIT_OFF for that */
     so.max_buffer_size = cli_limit(a.max_buffer_size);

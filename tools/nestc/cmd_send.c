@@ -53,6 +53,7 @@ static void usage(FILE *f, int emit) {
         "  --servername NAME  TLS name to verify (default: the URL host)\n"
         "  --metadata k=v     packet metadata (NestJS 12), repeatable\n"
         "  --header k=v       transport headers, for transports that have them, repeatable\n"
+        "  --opt name=value   transport option, repeatable (nestc options <scheme> lists them)\n"
         "  -v, --verbose      log the library's debug output on stderr\n",
         f);
 }
@@ -85,12 +86,24 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
     } else {
         data = json_null();
     }
+    nc_option conn_opts[CLI_MAX_OPTS], call_opts[CLI_MAX_OPTS];
+    size_t nconn, ncall;
+    if (cli_split_opts(&a, a.pos[0], NC_OPT_CLIENT, 1, conn_opts, &nconn, call_opts, &ncall)) {
+        json_decref(data);
+        cli_args_free(&a);
+        return 2;
+    }
     nc_client_opts co = {0};
+    co.options = conn_opts;
+    co.noptions = nconn;
     co.tls = a.has_tls ? &a.tls : NULL;
     co.timeout_ms = a.timeout_ms == 0 ? NC_LIMIT_OFF : a.timeout_ms;
     /* --timeout bounds the whole call, connection included: a slow TLS handshake may use all of it. */
     co.connect_timeout_ms = a.timeout_ms == 0 ? -1 : a.timeout_ms;
     nc_client *cli;
+    /* a refused URL parameter or option is named by the library's log line: let errors through until
+     * the call is made (quiet afterwards: the outcome is reported below) */
+    if (!a.verbose) nc_log_set_default(NULL, NULL, NC_LOG_ERROR);
     int r = nc_client_new(&cli, a.pos[0], &co);
     if (r) {
         fprintf(stderr, "nestc: cannot use %s: %s\n", a.pos[0], nc_strerror(r));
@@ -102,9 +115,12 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
     nc_call_opts call = {0};
     call.metadata = a.metadata;
     call.headers = a.headers;
+    call.options = call_opts;
+    call.noptions = ncall;
     r = emit ? nc_client_emit(cli, a.pos[1], data, &call, on_done, &o)
              : nc_client_send(cli, a.pos[1], data, &call, on_value, on_done, &o);
     json_decref(data);
+    if (!a.verbose) nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     if (r) {
         fprintf(stderr, "nestc: %s\n", nc_strerror(r));
         o.exit_code = 2;

@@ -235,7 +235,8 @@ static int nc_create(nc_client *cli, const nc_url *url, void **state) {
     if (!nc) return NC_ENOMEM;
     nc->cli = cli;
     const nc_client_cfg *cfg = nc_client__cfg(cli);
-    int r = nc_nats_target_init(&nc->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_client__log(cli), "Client");
+    int r = nc_nats_target_init(&nc->t, url, nc_client__opts(cli), cfg->has_tls ? &cfg->tls : NULL,
+                                nc_client__log(cli), "Client");
     if (r) {
         free(nc);
         return r;
@@ -356,6 +357,7 @@ static const char *const schemes[] = {"nats", NULL};
 
 const nc_client_transport nc_nats_client_transport = {
     .schemes = schemes,
+    .options = nc_nats_options,
     .event_pattern_is_route = 0,
     .create = nc_create,
     .connect = nc_connect,

@@ -28,10 +28,10 @@ struct nats_server {
     nc_server *srv;
     const nc_server_cfg *cfg; /* nc_server__cfg(srv), kept: read per reply */
     nc_nats_target t;
-    char *queue;
     nc_nats_conn *conn;
     char **routes; /* sid = index + 1 */
-    char **queues; /* each route's own queue group, or NULL (then `queue`) */
+    char **
+        queues; /* each route's queue group (the option `queue`: its handlers', else the server's), or NULL */
     size_t nroutes, caproutes;
     int reported, stopping, closing, nopen, closed_reported;
     nc_backoff retry; /* the reconnect policy */
@@ -143,8 +143,7 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
 
 static void subscribe(nats_server *ns, size_t i) {
     ns->out.len = 0;
-    const char *q = ns->queues[i] ? ns->queues[i] : ns->queue;
-    if (nc_nats_write_sub(&ns->out, ns->routes[i], q, (uint64_t)i + 1) == 0)
+    if (nc_nats_write_sub(&ns->out, ns->routes[i], ns->queues[i], (uint64_t)i + 1) == 0)
         nc_nats_conn_write(ns->conn, ns->out.data, ns->out.len);
 }
 
@@ -273,16 +272,11 @@ static int ns_create(nc_server *srv, const nc_url *url, void **state) {
     ns->srv = srv;
     ns->cfg = nc_server__cfg(srv);
     const nc_server_cfg *cfg = nc_server__cfg(srv);
-    int r = nc_nats_target_init(&ns->t, url, cfg->has_tls ? &cfg->tls : NULL, nc_server__log(srv), "Server");
+    int r = nc_nats_target_init(&ns->t, url, nc_server__opts(srv), cfg->has_tls ? &cfg->tls : NULL,
+                                nc_server__log(srv), "Server");
     if (r) {
         free(ns);
         return r;
-    }
-    const char *q = nc_url_query(url, "queue");
-    if (q && *q && !(ns->queue = strdup(q))) {
-        nc_nats_target_free(&ns->t);
-        free(ns);
-        return NC_ENOMEM;
     }
     ns->t.max_msg = cfg->max_buffer_size > 0 ? (size_t)cfg->max_buffer_size : 0;
     ns->t.b.max_queue = cfg->max_send_buffer_size;
@@ -299,7 +293,7 @@ static int ns_listen(void *state) {
     return ns->conn ? 0 : NC_ENOMEM;
 }
 
-static int ns_route_added(void *state, const char *route, const char *queue) {
+static int ns_route_added(void *state, const char *route, const nc_optset *opts) {
     nats_server *ns = state;
     for (size_t i = 0; i < ns->nroutes; i++)
         if (!strcmp(ns->routes[i], route)) return 0;
@@ -321,7 +315,8 @@ static int ns_route_added(void *state, const char *route, const char *queue) {
     }
     ns->queues[ns->nroutes] = NULL;
     if (!(ns->routes[ns->nroutes] = strdup(route))) return NC_ENOMEM;
-    if (queue && !(ns->queues[ns->nroutes] = strdup(queue))) {
+    const char *queue = nc_opts_str(opts, "queue"); /* the handlers', else the server's (parent) */
+    if (queue && *queue && !(ns->queues[ns->nroutes] = strdup(queue))) {
         free(ns->routes[ns->nroutes]);
         return NC_ENOMEM;
     }
@@ -368,7 +363,6 @@ static void ns_destroy(void *state) {
     }
     free(ns->routes);
     free(ns->queues);
-    free(ns->queue);
     nc_buf_free(&ns->out);
     nc_buf_free(&ns->enc);
     nc_nats_target_free(&ns->t);
@@ -379,6 +373,7 @@ static const char *const schemes[] = {"nats", NULL};
 
 const nc_server_transport nc_nats_server_transport = {
     .schemes = schemes,
+    .options = nc_nats_options,
     .supports_workers = 0,
     .reports_connected = 1,
     .create = ns_create,

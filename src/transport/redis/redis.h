@@ -23,7 +23,7 @@ void nc_redis_target_free(nc_redis_target *t);
  * an ACL permission missing), else NC_EPROTO. */
 int nc_redis_refusal_err(const char *words);
 
-/* A URL query flag: "true"/"1"/"yes" → 1, absent or "false"/"0"/"no" → 0, else -1. */
-int nc_redis_query_bool(const nc_url *url, const char *key);
+/* The options of redis:// and rediss:// (wildcards), shared by the server and client tables. */
+extern const nc_option_spec nc_redis_options[];
 
 #endif

@@ -543,6 +543,7 @@ static const char *const schemes[] = {"redis", "rediss", NULL};
 /* nc_redis_target_init tells rediss:// from redis:// by the URL */
 const nc_client_transport nc_redis_client_transport = {
     .schemes = schemes,
+    .options = nc_redis_options,
     .event_pattern_is_route = 0,
     .create = rc_create,
     .connect = rc_connect,

@@ -341,14 +341,7 @@ static int rs_create(nc_server *srv, const nc_url *url, void **state) {
         free(rs);
         return r;
     }
-    rs->wildcards = nc_redis_query_bool(url, "wildcards");
-    if (rs->wildcards < 0) {
-        nc_logf(nc_server__log(srv), NC_LOG_ERROR, "Server", "wildcards must be true or false in %s",
-                url->text);
-        nc_redis_target_free(&rs->t);
-        free(rs);
-        return NC_EINVAL;
-    }
+    rs->wildcards = nc_opts_bool(nc_server__opts(srv), "wildcards");
     rs->t.max_reply = cfg->max_buffer_size;
     rs->t.b.max_queue = cfg->max_send_buffer_size;
     rs->t.b.connect_timeout_ms = 5000;
@@ -366,7 +359,7 @@ static int rs_listen(void *state) {
     return rs->sub && rs->pub ? 0 : NC_ENOMEM;
 }
 
-static int rs_route_added(void *state, const char *route, const char *queue) {
+static int rs_route_added(void *state, const char *route, const nc_optset *opts) {
     redis_server *rs = state;
     size_t n = strlen(route);
     if (nc_map_get(&rs->routes, route, n)) return 0;
@@ -429,6 +422,7 @@ static const char *const schemes[] = {"redis", "rediss", NULL};
 /* nc_redis_target_init tells rediss:// from redis:// by the URL */
 const nc_server_transport nc_redis_server_transport = {
     .schemes = schemes,
+    .options = nc_redis_options,
     .supports_workers = 0,
     .reports_connected = 1,
     .create = rs_create,

@@ -6,12 +6,15 @@
 #include "nestc/error.h"
 #include "transport/redis/redis.h"
 
-int nc_redis_query_bool(const nc_url *url, const char *key) {
-    const char *v = nc_url_query(url, key);
-    if (!v || !strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) return 0;
-    if (!*v || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) return 1;
-    return -1;
-}
+/* The options of redis:// and rediss:// (nestc/options.h), for the server and the client alike. */
+const nc_option_spec nc_redis_options[] = {
+    {.name = "wildcards",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER,
+     .help = "NestJS `wildcards`: PSUBSCRIBE instead of SUBSCRIBE, so handler patterns are Redis globs",
+     .def = "false"},
+    {.name = NULL},
+};
 
 int nc_redis_refusal_err(const char *words) {
     return words && (!strncmp(words, "NOAUTH", 6) || !strncmp(words, "NOPERM", 6)) ? NC_EAUTH : NC_EPROTO;

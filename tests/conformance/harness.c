@@ -1,0 +1,191 @@
+/* The suite's fixture: the loop, waits with deadlines, the broker process (Redis or NATS, plain or TLS)
+ * and the test certificates, and servers/clients configured for the transport under test. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "suite.h"
+
+conf_fx FX;
+uv_loop_t loop;
+
+int time_factor(void) {
+    static int f;
+    if (!f) {
+        const char *v = getenv("NESTC_TEST_TIMEOUT_FACTOR");
+        f = v && atoi(v) > 0 ? atoi(v) : 1;
+    }
+    return f;
+}
+
+uint64_t now_ms(void) {
+    uv_update_time(&loop);
+    return uv_now(&loop);
+}
+
+static void on_tick(uv_timer_t *t) {
+    *(int *)t->data = 1;
+}
+
+int run_until(const int *flag, int want, int ms) {
+    uint64_t end = now_ms() + (uint64_t)ms * (uint64_t)time_factor();
+    while (*flag < want && now_ms() < end) {
+        /* a short timer bounds each turn of the loop, so the deadline is checked even when idle */
+        uv_timer_t t;
+        int fired = 0;
+        uv_timer_init(&loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, on_tick, 10, 0);
+        while (!fired && *flag < want) uv_run(&loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    return *flag >= want;
+}
+
+/* ---- the broker ------------------------------------------------------------------------------------- */
+
+/* In the child, in the broker's directory: exec the broker on 127.0.0.1:port. */
+static void broker_exec(const broker *b, const char *port) {
+    if (b->kind == CONF_REDIS) {
+        const char *argv[32] = {"redis-server", "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no",     "--dir",     "."};
+        int n = 9;
+        if (b->tls) {
+            /* TLS only: the plain port is off, so a case cannot reach Redis without TLS by mistake */
+            const char *tls[] = {
+                "--port",         "0",    "--tls-port",         port,  "--tls-cert-file",    FX.cert,
+                "--tls-key-file", FX.key, "--tls-ca-cert-file", FX.ca, "--tls-auth-clients", "no"};
+            for (size_t i = 0; i < sizeof tls / sizeof *tls; i++) argv[n++] = tls[i];
+        } else {
+            argv[n++] = "--port";
+            argv[n++] = port;
+        }
+        if (b->pass[0]) argv[n++] = "--requirepass", argv[n++] = b->pass; /* user "default" */
+        argv[n] = NULL;
+        execvp("redis-server", (char **)argv);
+    } else {
+        FILE *f = fopen("nats.conf", "w");
+        if (!f) _exit(125);
+        fprintf(f, "listen: 127.0.0.1:%s\n", port);
+        fprintf(f, "max_payload: 8MB\n"); /* the large-payload case sends 1 MiB; the default is 1 MB */
+        /* CONNECT must come within this (default 2 s; valgrind is slower) */
+        fprintf(f, "authorization {\n  timeout: 30\n");
+        if (b->pass[0]) fprintf(f, "  user: default\n  password: \"%s\"\n", b->pass);
+        fprintf(f, "}\n");
+        if (b->tls)
+            /* every client must speak TLS; the handshake timeout (default 0.5 s) raised for valgrind */
+            fprintf(f,
+                    "tls {\n  cert_file: \"%s\"\n  key_file: \"%s\"\n  ca_file: \"%s\"\n  timeout: 30\n}\n",
+                    FX.cert, FX.key, FX.ca);
+        fclose(f);
+        const char *argv[] = {"nats-server", "-c", "nats.conf", NULL};
+        execvp("nats-server", (char **)argv);
+    }
+}
+
+const char *fx_broker_auth_words(void) {
+    return FX.broker.kind == CONF_REDIS ? "WRONGPASS" : "Authorization Violation";
+}
+
+void fx_broker_start(void) {
+    broker_start_with(&FX.broker, time_factor(), broker_exec);
+}
+
+static void rm_rf(const char *dir) {
+    if (!dir[0]) return;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) {
+    }
+}
+
+/* ---- the fixture -------------------------------------------------------------------------------------- */
+
+int fx_setup(const conf_transport *t) {
+    memset(&FX, 0, sizeof FX);
+    FX.t = t;
+    if (t->flags & CONF_TLS) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(FX.certs, sizeof FX.certs, "%s/nestc-conf-certs-XXXXXX",
+                 tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
+        if (!mkdtemp(FX.certs)) return -1;
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "'%s/tests/interop/gen-certs.sh' '%s'", NESTC_SOURCE_DIR, FX.certs);
+        if (system(cmd)) return -1;
+        snprintf(FX.cert, sizeof FX.cert, "%s/server.pem", FX.certs);
+        snprintf(FX.key, sizeof FX.key, "%s/server.key", FX.certs);
+        snprintf(FX.ca, sizeof FX.ca, "%s/ca.pem", FX.certs);
+        /* a broker's certificate is for localhost: servers and clients of a broker are its TLS clients */
+        FX.client_tls = (nc_tls_opts){.ca_file = FX.ca, .server_name = "localhost"};
+        FX.server_tls = t->broker ? FX.client_tls : (nc_tls_opts){.cert_file = FX.cert, .key_file = FX.key};
+    }
+    uv_loop_init(&loop);
+    if (t->broker) {
+        FX.broker.kind = t->broker;
+        FX.broker.tls = !!(t->flags & CONF_TLS);
+        fx_broker_start();
+    }
+    return 0;
+}
+
+int fx_teardown(void) {
+    int leaked = 0;
+    /* close callbacks of what the cases freed; a handle still active here is a leak: name it and fail */
+    for (int i = 0; i < 100 && uv_loop_alive(&loop); i++) uv_run(&loop, UV_RUN_NOWAIT);
+    if (uv_loop_alive(&loop)) {
+        fprintf(stderr, "conformance: handles still active after the last case:\n");
+        uv_print_active_handles(&loop, stderr);
+        leaked = 1;
+    }
+    broker_free(&FX.broker);
+    rm_rf(FX.certs);
+    if (!leaked && uv_loop_close(&loop)) {
+        uv_print_all_handles(&loop, stderr);
+        leaked = 1;
+    }
+    return leaked;
+}
+
+nc_server *fx_server_new(nc_log_fn log, void *log_user, int shutdown_timeout_ms) {
+    char url[160];
+    if (FX.t->broker)
+        snprintf(url, sizeof url, "%s://127.0.0.1:%d", FX.t->scheme, FX.broker.port);
+    else
+        snprintf(url, sizeof url, "%s://127.0.0.1:0", FX.t->scheme);
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log = log;
+    o.log_user = log_user;
+    o.log_level = log ? NC_LOG_WARN : NC_LOG_OFF;
+    o.retry_delay_ms = 100;
+    o.shutdown_timeout_ms = shutdown_timeout_ms ? shutdown_timeout_ms : 200;
+    o.handshake_timeout_ms = 10000 * time_factor(); /* TLS handshakes under valgrind on a loaded host */
+    if (FX.t->flags & CONF_TLS) o.tls = &FX.server_tls;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    return srv;
+}
+
+void fx_client_url(nc_server *srv, char *url, size_t n) {
+    int port = FX.t->broker ? FX.broker.port : nc_server_port(srv);
+    snprintf(url, n, "%s://127.0.0.1:%d", FX.t->scheme, port);
+}
+
+nc_client *fx_client_new(nc_server *srv, int retry_attempts, const json_t *headers) {
+    char url[160];
+    fx_client_url(srv, url, sizeof url);
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.timeout_ms = 5000 * time_factor();
+    o.connect_timeout_ms = 5000 * time_factor(); /* a TLS handshake under valgrind took longer than 5 s */
+    o.retry_attempts = retry_attempts;
+    o.retry_delay_ms = 100;
+    o.headers = headers;
+    if (FX.t->flags & CONF_TLS) o.tls = &FX.client_tls;
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    return c;
+}

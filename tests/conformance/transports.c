@@ -1,0 +1,62 @@
+/* The transports the conformance suite runs on: one line each. CMake reads the TRANSPORT lines of this
+ * file and registers one test per line, conformance.<name>, running `conformance <name>`.
+ *
+ * TRANSPORT(name, URL scheme, broker, flags) — flags in suite.h: what the transport does where
+ * transports legitimately differ. A transport whose broker is not installed is skipped. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "suite.h"
+
+#define TRANSPORT(name, scheme, broker, flags) {name, scheme, broker, flags},
+static const conf_transport TRANSPORTS[] = {
+    /* clang-format off */
+    TRANSPORT("tcp",      "tcp",    CONF_NO_BROKER, CONF_CONNECTED)
+    TRANSPORT("tls",      "tls",    CONF_NO_BROKER, CONF_CONNECTED | CONF_TLS)
+    TRANSPORT("redis",    "redis",  CONF_REDIS,     0)
+    TRANSPORT("rediss",   "rediss", CONF_REDIS,     CONF_TLS)
+    TRANSPORT("nats",     "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS)
+    TRANSPORT("nats_tls", "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS | CONF_TLS)
+    /* clang-format on */
+};
+
+static const char *broker_program(conf_broker_kind k) {
+    return k == CONF_REDIS ? "redis-server" : k == CONF_NATS ? "nats-server" : NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--list")) { /* the names, one a line (scripts/test.sh) */
+        for (size_t i = 0; i < sizeof TRANSPORTS / sizeof *TRANSPORTS; i++)
+            printf("%s\n", TRANSPORTS[i].name);
+        return 0;
+    }
+    const conf_transport *t = NULL;
+    for (size_t i = 0; argc == 2 && i < sizeof TRANSPORTS / sizeof *TRANSPORTS; i++)
+        if (!strcmp(argv[1], TRANSPORTS[i].name)) t = &TRANSPORTS[i];
+    if (!t) {
+        fprintf(stderr, "usage: conformance TRANSPORT | --list (transports:");
+        for (size_t i = 0; i < sizeof TRANSPORTS / sizeof *TRANSPORTS; i++)
+            fprintf(stderr, " %s", TRANSPORTS[i].name);
+        fprintf(stderr, ")\n");
+        return 2;
+    }
+    const char *prog = broker_program(t->broker);
+    if (prog) {
+        char cmd[96];
+        snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", prog);
+        if (system(cmd) != 0) {
+            printf("conformance.%s: %s not installed, skipped\n", t->name, prog);
+            return 0;
+        }
+    }
+    /* SIGPIPE keeps its default action: no write of the library may raise it (brokers get killed here) */
+    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
+    if (fx_setup(t)) {
+        fprintf(stderr, "conformance.%s: the fixture could not be set up\n", t->name);
+        return 1;
+    }
+    int failed = conf_run();
+    failed |= fx_teardown();
+    return failed ? 1 : 0;
+}
