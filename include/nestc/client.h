@@ -96,6 +96,70 @@ NC_API int nc_client_send_json(nc_client *cli, const json_t *pattern, const json
                                const nc_call_opts *opts, nc_value_fn on_value, nc_done_fn on_done,
                                void *user);
 
+/* ---- calls: a request as an object -----------------------------------------------------------------
+ *
+ * nc_client_send is the simple form: one value out, reply values and done back. nc_client_call makes the
+ * same request and hands back a call that can also send more values (nc_call_write), half-close the
+ * caller's side (nc_call_end), cancel (nc_call_cancel), and show the reply's headers, status and trailers
+ * where the transport carries them:
+ *
+ *   nc_call *call;
+ *   nc_call_cbs cbs = {.on_value = on_value, .on_done = on_done};
+ *   nc_client_call(cli, "{\"cmd\":\"sum\"}", data, NULL, &cbs, user, &call);
+ *   ...
+ *   nc_call_cancel(call);   // on_done runs once with NC_ECANCELED
+ *
+ * An nc_call is a handle, not memory: it stays valid until on_done has returned; after that every
+ * nc_call_* function returns NC_ESTATE (accessors return NC_ESTATE / NULL), even if the handle is kept.
+ * Threads: loop thread only, like the rest of the client. */
+typedef struct nc_call nc_call;
+
+typedef struct nc_call_cbs {
+    nc_value_fn on_value; /* each reply value; may be NULL */
+    nc_done_fn on_done;   /* exactly once, as for nc_client_send; may be NULL */
+    /* Optional: the first reply packet that carried headers arrived (before its value is delivered);
+     * read them with nc_call_header / nc_call_header_at. */
+    void (*on_headers)(void *user, nc_call *call);
+} nc_call_cbs;
+
+/* Sends a request as nc_client_send does and returns its call in *out (may be NULL). `cbs` is copied.
+ * Returns 0 (on_done will run) or an error (nothing runs, *out is NULL). */
+NC_API int nc_client_call(nc_client *cli, const char *pattern, const json_t *data, const nc_call_opts *opts,
+                          const nc_call_cbs *cbs, void *user, nc_call **out);
+NC_API int nc_client_call_json(nc_client *cli, const json_t *pattern, const json_t *data,
+                               const nc_call_opts *opts, const nc_call_cbs *cbs, void *user, nc_call **out);
+
+/* Sends one more value of the request stream (client-streaming and bidirectional calls; `value` is
+ * borrowed and serialised before the call returns). NC_EUNSUPPORTED on transports without request
+ * streams: TCP, TLS, Redis and NATS (NestJS has none there); NC_ESTATE after nc_call_end or once done. */
+NC_API int nc_call_write(nc_call *call, const json_t *value);
+
+/* Half-closes the caller's side: no more writes; replies keep coming. On a transport without request
+ * streams the request was the whole stream already, so this returns 0 and changes nothing. NC_ESTATE when
+ * already ended or done. */
+NC_API int nc_call_end(nc_call *call);
+
+/* Ends the call locally: on_done runs once, at once, with NC_ECANCELED, and the transport is told where
+ * it can tell the peer (NestJS transports cannot: the handler runs to its end and its reply is dropped).
+ * Safe from inside on_value and on_headers. Returns 0, or NC_ESTATE when the call is already done. */
+NC_API int nc_call_cancel(nc_call *call);
+
+/* Reply metadata, valid until on_done returns (borrowed; values are bytes, not NUL-terminated, with
+ * their length in *len). Headers are those of the first reply packet that had any (NATS message headers;
+ * gRPC initial metadata). The name lookup is case-sensitive and returns the first match; NULL when
+ * absent or the handle is stale. */
+NC_API const char *nc_call_header(const nc_call *call, const char *name, size_t *len);
+/* The i-th header in wire order (repeated names included): 0 with *name, *value and lengths set, or
+ * NC_EINVAL past the end, NC_ESTATE for a stale handle. */
+NC_API int nc_call_header_at(const nc_call *call, size_t i, const char **name, size_t *name_len,
+                             const char **value, size_t *value_len);
+NC_API size_t nc_call_header_count(const nc_call *call);
+/* Trailers of the final reply packet (gRPC), same rules as nc_call_header. */
+NC_API const char *nc_call_trailer(const nc_call *call, const char *name, size_t *len);
+/* The final status where the transport has one (gRPC): 1 with *code and *msg (NUL-terminated, borrowed;
+ * either pointer may be NULL), 0 when none was received, NC_ESTATE for a stale handle. */
+NC_API int nc_call_status(const nc_call *call, int *code, const char **msg);
+
 /* Publishes an event (NestJS emit). `on_done` (may be NULL) runs once the transport accepted it (TCP:
  * written to the socket) or failed. */
 NC_API int nc_client_emit(nc_client *cli, const char *pattern, const json_t *data, const nc_call_opts *opts,

@@ -289,3 +289,34 @@ int nc_nats_write_sub(nc_buf *out, const char *subject, const char *queue, uint6
 int nc_nats_write_unsub(nc_buf *out, uint64_t sid) {
     return nc_buf_appendf(out, "UNSUB %llu\r\n", (unsigned long long)sid);
 }
+
+int nc_nats_header_next(const char *hdr, size_t len, size_t *at, const char **name, size_t *name_len,
+                        const char **value, size_t *value_len) {
+    if (*at == 0) {
+        const char *nl = len >= 8 && memcmp(hdr, "NATS/1.0", 8) == 0 ? memchr(hdr, '\n', len) : NULL;
+        if (!nl) return 0;
+        *at = (size_t)(nl - hdr) + 1;
+    }
+    while (*at < len) {
+        const char *line = hdr + *at;
+        const char *e = memchr(line, '\n', len - *at);
+        size_t n = e ? (size_t)(e - line) : len - *at;
+        *at += n + 1;
+        if (n && line[n - 1] == '\r') n--;
+        if (n == 0) {
+            *at = len; /* the blank line ends the block */
+            return 0;
+        }
+        const char *colon = memchr(line, ':', n);
+        if (!colon || colon == line) continue; /* not a field: skipped, as nc_nats_headers_parse does */
+        const char *v = colon + 1, *ve = line + n;
+        while (v < ve && (*v == ' ' || *v == '\t')) v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        *name = line;
+        *name_len = (size_t)(colon - line);
+        *value = v;
+        *value_len = (size_t)(ve - v);
+        return 1;
+    }
+    return 0;
+}

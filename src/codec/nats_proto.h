@@ -53,6 +53,13 @@ size_t nc_nats_pending(const nc_nats_parser *p);
  * names as sent). Returns 0 or NC_EPROTO. */
 int nc_nats_headers_parse(const char *hdr, size_t len, int *status, json_t **headers);
 
+/* The header block's fields one at a time, in wire order, repeated names included, as views into the
+ * block (no allocation; values trimmed of spaces and tabs as nats.js does). *at starts at 0 (the status
+ * line is skipped). Returns 1 with the next field, 0 at the end of the block (or on a block that is not
+ * one). */
+int nc_nats_header_next(const char *hdr, size_t len, size_t *at, const char **name, size_t *name_len,
+                        const char **value, size_t *value_len);
+
 /* Writers (append to out). */
 int nc_nats_write_pub(nc_buf *out, const char *subject, size_t slen, const char *reply, const json_t *headers,
                       const char *payload, size_t plen);

@@ -15,35 +15,54 @@
 #include "io/tls.h"
 #include "nestc/error.h"
 #include "util/buf.h"
+#include "util/handle.h"
 #include "util/u64map.h"
 
 enum { DISCONNECTED = 0, CONNECTING, CONNECTED };
 
-typedef struct nc_call {
-    struct nc_call *qnext;         /* waiting for the connection */
-    struct nc_call *tprev, *tnext; /* in its deadline list */
-    int tl;                        /* 1 + index of that list, 0 = no deadline */
-    uint64_t at;                   /* deadline (loop time, ms) */
-    char id[24];                   /* "" for events */
+/* Reply metadata of a call made with nc_client_call: allocated on the first reply that has any. */
+typedef struct cmeta {
+    nc_header *h, *t; /* headers, trailers: each one block, the bytes after the array */
+    size_t nh, nt;
+    int has_status, code;
+    char *msg;
+} cmeta;
+
+/* A call. The public nc_call is a handle (util/handle.h) to one of these, for calls made with
+ * nc_client_call; the simple forms (send, emit) get none. */
+typedef struct ccall {
+    struct ccall *qnext;         /* waiting for the connection */
+    struct ccall *tprev, *tnext; /* in its deadline list */
+    int tl;                      /* 1 + index of that list, 0 = no deadline */
+    uint64_t at;                 /* deadline (loop time, ms) */
+    char id[24];                 /* "" for events */
     uint64_t serial;
     const char *route; /* the pattern cache's, or own_route */
     char *own_route;
-    char *body;      /* encoded packet while queued */
+    /* The encoded packet, kept until the call ends (so it can be sent again); its memory stays with the
+     * pooled call, so the hot path allocates nothing for it. */
+    nc_buf body;
     json_t *headers; /* transport headers (a copy), NULL when none */
     nc_optset *opts; /* the call's transport options (parent: the client's), NULL when none */
-    size_t len;
     int queued, sent;
+    int finishing; /* call_done has begun: the handle refuses everything but the accessors */
+    int ended;     /* nc_call_end called: no more writes */
+    nc_hid hid;    /* 0 for the simple forms */
+    cmeta *meta;
     nc_value_fn on_value;
     nc_done_fn on_done;
+    void (*on_headers)(void *user, nc_call *call);
     void *user;
     nc_client *cli;
-} nc_call;
+} ccall;
+
+#define BODY_POOL_MAX 1024 /* a pooled call keeps a body buffer up to this size */
 
 /* Calls with the same timeout expire in the order they were made: one list per distinct timeout keeps
  * deadlines sorted with O(1) insert and removal (usually there is just one list). */
 typedef struct tlist {
     int tmo;
-    nc_call *head, *tail;
+    ccall *head, *tail;
 } tlist;
 
 /* What a pattern text means, computed once per distinct text (NestJS route, wire forms). */
@@ -73,20 +92,21 @@ struct nc_client {
     int attempts;
     /* (the connect timeout is the transport's: the timer of its connection attempt, io/dial.h) */
     uv_timer_t retry_timer, deadline_timer;
-    nc_u64map pending; /* serial → nc_call (requests awaiting replies) */
-    nc_call *qhead, *qtail;
+    nc_u64map pending; /* serial → ccall (requests awaiting replies) */
+    ccall *qhead, *qtail;
     size_t queued_bytes; /* encoded bytes of the queued calls (capped by max_send_buffer_size) */
     size_t nevents;      /* events not yet accepted */
     tlist *tlists;
     int ntlists;
     uint64_t timer_at; /* when the deadline timer fires, if active */
     nc_map pcache;     /* pattern text → pinfo */
-    nc_call *pool;     /* finished calls kept for reuse */
+    ccall *pool;       /* finished calls kept for reuse */
     size_t npool;
-    nc_call *sending; /* the call inside tp->send (cleared if it completes meanwhile) */
+    ccall *sending; /* the call inside tp->send (cleared if it completes meanwhile) */
+    nc_buf orphan;  /* the body of a call that completed inside tp->send, freed once send() returns */
+    nc_buf enc;     /* the largest body buffer seen: lent to each new call, given back when it ends */
     uint64_t next_serial;
     char id_prefix[ID_PREFIX_LEN + 1];
-    nc_buf enc;
     nc_buf ptext; /* JSON text of a pattern given as a value (cache key) */
     nc_done_fn connect_done;
     void *connect_user;
@@ -124,7 +144,7 @@ static void arm_at(nc_client *c, uint64_t at) {
     uv_timer_start(&c->deadline_timer, on_deadline, at > now ? at - now : 0, 0);
 }
 
-static int deadline_add(nc_client *c, nc_call *k, int tmo) {
+static int deadline_add(nc_client *c, ccall *k, int tmo) {
     int i = 0;
     while (i < c->ntlists && c->tlists[i].tmo != tmo) i++;
     if (i == c->ntlists) {
@@ -147,7 +167,7 @@ static int deadline_add(nc_client *c, nc_call *k, int tmo) {
     return 0;
 }
 
-static void deadline_remove(nc_client *c, nc_call *k) {
+static void deadline_remove(nc_client *c, ccall *k) {
     if (!k->tl) return;
     tlist *l = &c->tlists[k->tl - 1];
     if (k->tprev)
@@ -163,20 +183,33 @@ static void deadline_remove(nc_client *c, nc_call *k) {
 
 /* ---- call lifecycle ------------------------------------------------------------------------------- */
 
-static nc_call *call_new(nc_client *c) {
-    nc_call *k = c->pool;
+static ccall *call_new(nc_client *c) {
+    ccall *k = c->pool;
     if (k) {
         c->pool = k->qnext;
         c->npool--;
     } else if (!(k = malloc(sizeof *k))) {
         return NULL;
+    } else {
+        k->body = (nc_buf)NC_BUF_INIT;
     }
+    nc_buf body = k->body; /* a pooled call's buffer is kept (see BODY_POOL_MAX) */
     memset(k, 0, sizeof *k);
+    k->body = body;
+    k->body.len = 0;
     k->cli = c;
     return k;
 }
 
-static void call_free(nc_call *k) {
+static void meta_free(cmeta *m) {
+    if (!m) return;
+    free(m->h);
+    free(m->t);
+    free(m->msg);
+    free(m);
+}
+
+static void call_free(ccall *k) {
     nc_client *c = k->cli;
     free(k->own_route);
     json_decref(k->headers);
@@ -186,35 +219,51 @@ static void call_free(nc_call *k) {
         free(k->opts);
         k->opts = NULL;
     }
-    free(k->body);
+    if (k->meta) {
+        meta_free(k->meta);
+        k->meta = NULL;
+    }
+    if (k->body.cap > c->enc.cap) { /* the encoder keeps the largest buffer: big payloads reuse it */
+        nc_buf t = c->enc;
+        c->enc = k->body;
+        k->body = t;
+    }
+    if (k->body.cap > BODY_POOL_MAX) nc_buf_free(&k->body);
     if (c->npool < CALL_POOL_MAX && !c->freeing) {
         k->qnext = c->pool;
         c->pool = k;
         c->npool++;
     } else {
+        nc_buf_free(&k->body);
         free(k);
     }
 }
 
-static void unqueue(nc_client *c, nc_call *k) {
-    nc_call *prev = NULL;
-    for (nc_call *it = c->qhead; it; prev = it, it = it->qnext) {
+static void unqueue(nc_client *c, ccall *k) {
+    ccall *prev = NULL;
+    for (ccall *it = c->qhead; it; prev = it, it = it->qnext) {
         if (it != k) continue;
         if (prev)
             prev->qnext = it->qnext;
         else
             c->qhead = it->qnext;
         if (c->qtail == it) c->qtail = prev;
-        c->queued_bytes -= k->len;
+        c->queued_bytes -= k->body.len;
         break;
     }
     k->queued = 0;
 }
 
 /* Completes a call: removes it from every table, then tells the application. */
-static void call_done(nc_call *k, int err, json_t *error) {
+static void call_done(ccall *k, int err, json_t *error) {
     nc_client *c = k->cli;
-    if (c->sending == k) c->sending = NULL;
+    k->finishing = 1;
+    if (c->sending == k) {
+        /* inside tp->send: the transport may still read the body until it returns */
+        c->sending = NULL;
+        c->orphan = k->body;
+        k->body = (nc_buf)NC_BUF_INIT;
+    }
     if (k->queued) unqueue(c, k);
     deadline_remove(c, k);
     if (k->id[0]) {
@@ -224,10 +273,11 @@ static void call_done(nc_call *k, int err, json_t *error) {
         c->nevents--;
     }
     if (k->on_done) k->on_done(k->user, err, error);
+    if (k->hid) nc_handle_free(k->hid); /* the handle was valid until on_done returned */
     call_free(k);
 }
 
-static void call_fail(nc_call *k, int err, const char *msg) {
+static void call_fail(ccall *k, int err, const char *msg) {
     const char *t = msg ? msg : nc_strerror(err);
     json_t *e = nc_json_string_js(t, strlen(t), 1); /* may quote peer text: json_string() could refuse it */
     call_done(k, err, e);
@@ -238,7 +288,7 @@ static void on_deadline(uv_timer_t *t) {
     nc_client *c = t->data;
     uint64_t now = uv_now(c->io.loop), next = UINT64_MAX;
     for (int i = 0; i < c->ntlists; i++) {
-        nc_call *k;
+        ccall *k;
         while ((k = c->tlists[i].head) && k->at <= now)
             call_fail(k, NC_ETIMEDOUT, "Timeout has occurred (no reply within the request timeout)");
     }
@@ -251,15 +301,19 @@ static void on_deadline(uv_timer_t *t) {
 static void fail_all(nc_client *c, int err, const char *msg, int pending_too) {
     while (c->qhead) call_fail(c->qhead, err, msg);
     if (!pending_too) return;
-    nc_call **list = NULL;
+    /* by serial, looked up again before each: an on_done may cancel (complete) another call meanwhile */
+    uint64_t *list = NULL;
     size_t n = 0, it = 0;
     void *v;
     if (c->pending.len) {
         list = malloc(c->pending.len * sizeof *list);
         if (!list) return;
-        while (nc_u64map_next(&c->pending, &it, &v)) list[n++] = v;
+        while (nc_u64map_next(&c->pending, &it, &v)) list[n++] = ((ccall *)v)->serial;
     }
-    for (size_t i = 0; i < n; i++) call_fail(list[i], err, msg);
+    for (size_t i = 0; i < n; i++) {
+        ccall *k = nc_u64map_get(&c->pending, list[i]);
+        if (k) call_fail(k, err, msg);
+    }
     free(list);
 }
 
@@ -271,10 +325,10 @@ static void set_status(nc_client *c, const char *status, int err) {
     if (c->status_fn) c->status_fn(c->status_user, status, err);
 }
 
-static nc_call *call_by_id(nc_client *c, const char *id, size_t len);
+static ccall *call_by_id(nc_client *c, const char *id, size_t len);
 
 void nc_client__fail_call(nc_client *c, const char *id, int err, const char *msg) {
-    nc_call *k = call_by_id(c, id, strlen(id));
+    ccall *k = call_by_id(c, id, strlen(id));
     if (k) call_fail(k, err, msg);
 }
 
@@ -310,7 +364,7 @@ static int start_connect(nc_client *c) {
     return 0;
 }
 
-static void send_call(nc_client *c, nc_call *k);
+static int send_body(nc_client *c, ccall *k);
 
 void nc_client__connected(nc_client *c) {
     c->state = CONNECTED;
@@ -322,9 +376,9 @@ void nc_client__connected(nc_client *c) {
         fn(c->connect_user, 0, NULL);
     }
     while (c->qhead && c->state == CONNECTED) {
-        nc_call *k = c->qhead;
+        ccall *k = c->qhead;
         unqueue(c, k);
-        send_call(c, k);
+        send_body(c, k);
     }
 }
 
@@ -404,19 +458,90 @@ static uint64_t serial_of(const nc_client *c, const char *id, size_t len) {
     return v;
 }
 
-static nc_call *call_by_id(nc_client *c, const char *id, size_t len) {
+static ccall *call_by_id(nc_client *c, const char *id, size_t len) {
     uint64_t serial = serial_of(c, id, len);
     return serial ? nc_u64map_get(&c->pending, serial) : NULL;
 }
 
-/* Delivers one reply packet to its call (spec README §4.3). value NULL = undefined. */
-static void deliver(nc_client *c, nc_call *k, json_t *value, json_t *err, int final) {
+/* The pending call a reply answers, by its id whatever carried it: JSON text from a body (a string
+ * without escapes: ours are hex, so an escaped one is not ours), or raw bytes from a property/header. */
+static ccall *call_of_reply(nc_client *c, const nc_reply_in *r) {
+    const char *id = r->id;
+    size_t len = r->id_len;
+    if (!id) return NULL;
+    if (r->id_is_json) {
+        if (len < 2 || id[0] != '"' || id[len - 1] != '"' || memchr(id, '\\', len)) return NULL;
+        id++;
+        len -= 2;
+    }
+    return call_by_id(c, id, len);
+}
+
+/* One block: the array, then each name and value NUL-terminated. NULL when out of memory. */
+static nc_header *headers_copy(const nc_header *h, size_t n) {
+    size_t bytes = n * sizeof *h;
+    for (size_t i = 0; i < n; i++) bytes += h[i].name_len + h[i].value_len + 2;
+    nc_header *out = malloc(bytes ? bytes : 1);
+    if (!out) return NULL;
+    char *p = (char *)(out + n);
+    for (size_t i = 0; i < n; i++) {
+        out[i].name = p;
+        out[i].name_len = h[i].name_len;
+        if (h[i].name_len) memcpy(p, h[i].name, h[i].name_len);
+        p[h[i].name_len] = '\0';
+        p += h[i].name_len + 1;
+        out[i].value = p;
+        out[i].value_len = h[i].value_len;
+        if (h[i].value_len) memcpy(p, h[i].value, h[i].value_len);
+        p[h[i].value_len] = '\0';
+        p += h[i].value_len + 1;
+    }
+    return out;
+}
+
+/* Keeps what the reply carried beside its value for the accessors (calls with a handle only: nobody else
+ * can read it). Returns 1 when these are the call's first headers (on_headers is due). */
+static int keep_meta(ccall *k, const nc_reply_in *r) {
+    if (!k->hid || !(r->nheaders || r->ntrailers || r->has_status)) return 0;
+    if (!k->meta && !(k->meta = calloc(1, sizeof *k->meta))) return 0;
+    cmeta *m = k->meta;
+    int first = 0;
+    if (r->nheaders && !m->h && (m->h = headers_copy(r->headers, r->nheaders))) {
+        m->nh = r->nheaders;
+        first = 1;
+    }
+    if (r->ntrailers) {
+        free(m->t);
+        m->nt = (m->t = headers_copy(r->trailers, r->ntrailers)) ? r->ntrailers : 0;
+    }
+    if (r->has_status) {
+        char *msg = malloc(r->status_msg_len + 1);
+        if (msg) {
+            if (r->status_msg_len) memcpy(msg, r->status_msg, r->status_msg_len);
+            msg[r->status_msg_len] = '\0';
+            free(m->msg);
+            m->msg = msg;
+            m->has_status = 1;
+            m->code = r->status_code;
+        }
+    }
+    return first;
+}
+
+/* Delivers one reply packet to its call (spec README §4.3). value NULL = undefined. `r` (may be NULL)
+ * brings headers, status and trailers. */
+static void deliver(nc_client *c, ccall *k, json_t *value, json_t *err, int final, const nc_reply_in *r) {
+    uint64_t serial = k->serial;
+    if (r && keep_meta(k, r) && k->on_headers) {
+        k->on_headers(k->user, nc_hid_to_ptr(k->hid));
+        /* on_headers may have cancelled the call or closed the client */
+        if (nc_u64map_get(&c->pending, serial) != k) return;
+    }
     if (err) {
         call_done(k, NC_EREMOTE, err);
     } else if (final) {
-        uint64_t serial = k->serial;
         if (value && k->on_value) k->on_value(k->user, value);
-        /* on_value may have closed the client, which completes the call */
+        /* on_value may have cancelled the call or closed the client, which completes the call */
         if (nc_u64map_get(&c->pending, serial) == k) call_done(k, 0, NULL);
     } else if (k->on_value) {
         k->on_value(k->user, value ? value : json_null());
@@ -428,27 +553,54 @@ static void unknown_id(nc_client *c) {
     nc_logf(&c->log, NC_LOG_DEBUG, "Client", "reply for an unknown request id dropped");
 }
 
-/* The common case: a NestJS reply packet, scanned without a DOM. Returns 0 when handled. */
-static int on_body_scan(nc_client *c, const char *body, size_t len) {
+/* Builds a reply's values from their JSON texts and delivers them to k. `scanned`: the texts were
+ * checked by the scanner. `meta` (may be NULL) brings headers, status and trailers. */
+static void reply_texts(nc_client *c, ccall *k, const char *etext, size_t elen, const char *vtext,
+                        size_t vlen, int final, const nc_reply_in *meta, int scanned) {
+    json_t *err = NULL, *value = NULL;
+    if (etext) err = scanned ? nc_json_build(etext, elen) : nc_json_parse_text(etext, elen, NULL);
+    if (!err && vtext) value = scanned ? nc_json_build(vtext, vlen) : nc_json_parse_text(vtext, vlen, NULL);
+    if ((etext && !err) || (vtext && !err && !value)) {
+        nc_json_free(err);
+        nc_logf(&c->log, NC_LOG_ERROR, "Client", "reply dropped: its value is not JSON");
+        return;
+    }
+    deliver(c, k, value, err, err || final, meta);
+    nc_json_free(err);
+    nc_json_free(value);
+}
+
+void nc_client__on_reply(nc_client *c, const nc_reply_in *r) {
+    ccall *k = call_of_reply(c, r);
+    if (!k) {
+        unknown_id(c);
+        return;
+    }
+    const nc_reply_in *meta = r->nheaders || r->ntrailers || r->has_status ? r : NULL;
+    reply_texts(c, k, r->err, r->err_len, r->value, r->value_len, r->final, meta, 0);
+}
+
+/* The common case: a NestJS reply packet, scanned without a DOM (what on_reply does, with the
+ * scanner's knowledge of the id: no second look at it). Returns 0 when handled. */
+static int on_body_scan(nc_client *c, const char *body, size_t len, const nc_reply_in *extra) {
     nc_reply_env e;
     if (nc_reply_env_scan(body, len, &e) != NC_SCAN_OK || e.other_keys || e.nkeys == 0) return -1;
-    nc_call *k = NULL;
+    ccall *k = NULL;
     if (e.id.p && e.id.p[0] == '"' && !(e.id.flags & NC_SPAN_ESC))
         k = call_by_id(c, e.id.p + 1, e.id.len - 2);
     if (!k) {
         unknown_id(c);
         return 0;
     }
-    json_t *err = nc_span_truthy(&e.err) ? nc_json_build(e.err.p, e.err.len) : NULL;
-    json_t *value = !err && e.response.p ? nc_json_build(e.response.p, e.response.len) : NULL;
-    deliver(c, k, value, err, err || nc_span_truthy(&e.disposed));
-    nc_json_free(err);
-    nc_json_free(value);
+    int err = nc_span_truthy(&e.err);
+    reply_texts(c, k, err ? e.err.p : NULL, e.err.len, e.response.p, e.response.len,
+                nc_span_truthy(&e.disposed), extra, 1);
     return 0;
 }
 
-int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, size_t whylen) {
-    if (!(c->cfg.has_codec && c->cfg.codec.deserialize) && on_body_scan(c, body, len) == 0) return 0;
+int nc_client__on_body_ex(nc_client *c, const char *body, size_t len, const nc_reply_in *extra, char *why,
+                          size_t whylen) {
+    if (!(c->cfg.has_codec && c->cfg.codec.deserialize) && on_body_scan(c, body, len, extra) == 0) return 0;
     json_t *root = NULL;
     int js_accepts = 0;
     int pr = nc_json_parse_js(body, len, &root, why, whylen, &js_accepts);
@@ -466,22 +618,33 @@ int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, si
         if (!x) return 0;
         root = x;
     }
-    nc_response r;
-    nc_envelope_read_response(root, &r);
-    nc_call *k =
-        json_is_string(r.id) ? call_by_id(c, json_string_value(r.id), json_string_length(r.id)) : NULL;
+    nc_response resp;
+    nc_envelope_read_response(root, &resp);
+    nc_reply_in r;
+    if (extra)
+        r = *extra;
+    else
+        memset(&r, 0, sizeof r);
+    r.id = json_is_string(resp.id) ? json_string_value(resp.id) : NULL; /* the raw text */
+    r.id_len = r.id ? json_string_length(resp.id) : 0;
+    r.id_is_json = 0;
+    ccall *k = call_of_reply(c, &r);
     if (!k)
         unknown_id(c);
     else
-        deliver(c, k, r.response, r.err, r.final);
+        deliver(c, k, resp.response, resp.err, resp.final, extra);
     nc_json_free(root);
     return 0;
+}
+
+int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, size_t whylen) {
+    return nc_client__on_body_ex(c, body, len, NULL, why, whylen);
 }
 
 /* ---- send / emit -------------------------------------------------------------------------------- */
 
 static void event_accepted(void *arg, int err) {
-    nc_call *k = arg;
+    ccall *k = arg;
     if (err)
         call_fail(k, err, "the event could not be written");
     else
@@ -492,11 +655,13 @@ static void event_refused(void *arg, int err, const char *msg) {
     call_fail(arg, err, msg);
 }
 
-/* Hands one encoded packet to the transport. The call may complete inside (the connection failing). */
-static void send_body(nc_client *c, nc_call *k, const char *body, size_t len) {
+/* Hands the call's encoded packet to the transport. The call may complete inside (the connection
+ * failing): its body then waits in c->orphan until send() has returned. Returns 0 or the error the call
+ * failed with. */
+static int send_body(nc_client *c, ccall *k) {
     nc_outbound out = {.route = k->route,
-                       .body = body,
-                       .len = len,
+                       .body = k->body.data,
+                       .len = k->body.len,
                        .id = k->id[0] ? k->id : NULL,
                        .headers = k->headers,
                        .opts = k->opts};
@@ -505,22 +670,18 @@ static void send_body(nc_client *c, nc_call *k, const char *body, size_t len) {
         out.refused = event_refused;
         out.arg = k;
     }
+    int was_sent = k->sent;
     k->sent = 1;
     c->sending = k;
     int r = c->tp->send(c->tps, &out);
     int alive = c->sending == k;
     c->sending = NULL;
+    if (c->orphan.data) nc_buf_free(&c->orphan);
     if (r && alive) {
-        k->sent = 0; /* the transport did not take it: nothing to forget */
+        k->sent = was_sent; /* the transport did not take it: nothing (new) to forget */
         call_fail(k, r, out.why[0] ? out.why : r == NC_ECONNCLOSED ? "Connection closed" : nc_strerror(r));
     }
-}
-
-static void send_call(nc_client *c, nc_call *k) {
-    char *body = k->body;
-    k->body = NULL; /* not needed once sent */
-    send_body(c, k, body, k->len);
-    free(body);
+    return r;
 }
 
 static void pinfo_free(pinfo *pi) {
@@ -579,17 +740,17 @@ static const pinfo *pinfo_of_text(nc_client *c, const char *text, pinfo *tmp, in
     return pi;
 }
 
-static int encode(nc_client *c, const pinfo *pi, int is_event, const json_t *data, const json_t *metadata,
-                  const char *id) {
-    nc_buf_reset(&c->enc);
+static int encode(nc_client *c, nc_buf *out, const pinfo *pi, int is_event, const json_t *data,
+                  const json_t *metadata, const char *id) {
+    nc_buf_reset(out);
     const char *w = is_event && c->tp->event_pattern_is_route ? pi->ev_wire : pi->wire;
     size_t wl = is_event && c->tp->event_pattern_is_route ? pi->ev_wire_len : pi->wire_len;
     if (!(c->cfg.has_codec && c->cfg.codec.serialize))
-        return nc_envelope_write_request_text(&c->enc, w, wl, data, metadata, id);
+        return nc_envelope_write_request_text(out, w, wl, data, metadata, id);
     json_t *pattern = NULL;
     char why[8];
     if (nc_json_parse(w, wl, &pattern, why, sizeof why)) return NC_ENOMEM;
-    int r = nc_envelope_write_request(&c->enc, pattern, data, metadata, id, &c->cfg.codec);
+    int r = nc_envelope_write_request(out, pattern, data, metadata, id, &c->cfg.codec);
     json_decref(pattern);
     return r;
 }
@@ -626,8 +787,43 @@ static int call_optset(nc_client *c, const nc_call_opts *o, nc_optset **out) {
     return 0;
 }
 
+/* Queues a call for the connection (starting it if need be). The call may fail inside. */
+static void enqueue(nc_client *c, ccall *k) {
+    if (c->cfg.max_send_buffer_size > 0 &&
+        (long long)(c->queued_bytes + k->body.len) > c->cfg.max_send_buffer_size) {
+        /* waiting for the connection: the queue is bounded like a connection's unsent bytes */
+        call_fail(k, NC_ESTALLED, "the send queue is full (max_send_buffer_size) while connecting");
+        return;
+    }
+    k->queued = 1;
+    k->qnext = NULL;
+    c->queued_bytes += k->body.len;
+    if (c->qtail)
+        c->qtail->qnext = k;
+    else
+        c->qhead = k;
+    c->qtail = k;
+    if (c->state == DISCONNECTED && !uv_is_active((uv_handle_t *)&c->retry_timer)) {
+        c->attempts = 0;
+        int r = start_connect(c);
+        if (r) {
+            /* could not even start: fail this call through its callback, as NestJS errors the Observable */
+            char msg[128];
+            snprintf(msg, sizeof msg, "cannot connect to %s: %s", c->url.text, nc_strerror(r));
+            call_fail(k, r, msg);
+        }
+    }
+}
+
+/* What a submit is for: the callbacks, and where nc_client_call wants its handle (NULL: no handle). */
+typedef struct sub_cb {
+    nc_call_cbs cbs;
+    void *user;
+    nc_call **out;
+} sub_cb;
+
 static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_call_opts *o, int is_event,
-                  nc_value_fn on_value, nc_done_fn on_done, void *user, int own_route) {
+                  const sub_cb *cb, int own_route) {
     nc_call_opts own;
     nc_optset *copts = NULL;
     if (o) {
@@ -645,7 +841,7 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
             if (r) return r;
         }
     }
-    nc_call *k = call_new(c);
+    ccall *k = call_new(c);
     if (!k) {
         if (copts) {
             nc_optset_free(copts);
@@ -654,9 +850,10 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         return NC_ENOMEM;
     }
     k->opts = copts;
-    k->on_value = on_value;
-    k->on_done = on_done;
-    k->user = user;
+    k->on_value = cb->cbs.on_value;
+    k->on_done = cb->cbs.on_done;
+    k->on_headers = cb->cbs.on_headers;
+    k->user = cb->user;
     if (own_route) {
         if (!(k->own_route = strdup(pi->route))) goto nomem;
         k->route = k->own_route;
@@ -673,13 +870,21 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         if (!k->headers && !(k->headers = json_object())) goto nomem;
         if (json_object_update_missing(k->headers, c->cfg.headers)) goto nomem;
     }
-    int r =
-        encode(c, pi, is_event, data ? data : json_null(), o ? o->metadata : NULL, is_event ? NULL : k->id);
+    /* the call encodes into the encoder's buffer (the largest: no regrowing for big payloads) and leaves
+     * its own pooled one to the encoder */
+    nc_buf lent = c->enc;
+    c->enc = k->body;
+    k->body = lent;
+    int r = encode(c, &k->body, pi, is_event, data ? data : json_null(), o ? o->metadata : NULL,
+                   is_event ? NULL : k->id);
     if (r) {
         call_free(k);
         return r;
     }
-    k->len = c->enc.len;
+    if (cb->out) {
+        if (nc_handle_alloc(k, c, &k->hid)) goto nomem;
+        *cb->out = nc_hid_to_ptr(k->hid);
+    }
     if (is_event) {
         c->nevents++;
     } else {
@@ -691,61 +896,34 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         }
     }
     if (c->state == CONNECTED && !c->qhead) {
-        send_body(c, k, c->enc.data, c->enc.len); /* straight from the encoder: no copy kept */
+        send_body(c, k);
         return 0;
     }
-    if (c->cfg.max_send_buffer_size > 0 &&
-        (long long)(c->queued_bytes + c->enc.len) > c->cfg.max_send_buffer_size) {
-        /* waiting for the connection: the queue is bounded like a connection's unsent bytes */
-        call_fail(k, NC_ESTALLED, "the send queue is full (max_send_buffer_size) while connecting");
-        return 0;
-    }
-    if (!(k->body = malloc(c->enc.len ? c->enc.len : 1))) {
-        if (is_event)
-            c->nevents--;
-        else
-            nc_u64map_del(&c->pending, k->serial);
-        deadline_remove(c, k);
-        goto nomem;
-    }
-    memcpy(k->body, c->enc.data, c->enc.len);
-    k->queued = 1;
-    c->queued_bytes += k->len;
-    if (c->qtail)
-        c->qtail->qnext = k;
-    else
-        c->qhead = k;
-    c->qtail = k;
-    if (c->state == DISCONNECTED && !uv_is_active((uv_handle_t *)&c->retry_timer)) {
-        c->attempts = 0;
-        r = start_connect(c);
-        if (r) {
-            /* could not even start: fail this call through its callback, as NestJS errors the Observable */
-            char msg[128];
-            snprintf(msg, sizeof msg, "cannot connect to %s: %s", c->url.text, nc_strerror(r));
-            call_fail(k, r, msg);
-        }
-    }
+    enqueue(c, k);
     return 0;
 nomem:
+    if (k->hid) {
+        nc_handle_free(k->hid);
+        *cb->out = NULL;
+    }
     call_free(k);
     return NC_ENOMEM;
 }
 
 static int submit_text(nc_client *c, const char *pattern, const json_t *data, const nc_call_opts *o,
-                       int is_event, nc_value_fn on_value, nc_done_fn on_done, void *user) {
+                       int is_event, const sub_cb *cb) {
     if (!c || !pattern || c->freeing) return c && c->freeing ? NC_ECLOSED : NC_EINVAL;
     pinfo tmp;
     int err = 0;
     const pinfo *pi = pinfo_of_text(c, pattern, &tmp, &err);
     if (!pi) return err;
-    int r = submit(c, pi, data, o, is_event, on_value, on_done, user, pi == &tmp);
+    int r = submit(c, pi, data, o, is_event, cb, pi == &tmp);
     if (pi == &tmp) pinfo_free(&tmp);
     return r;
 }
 
 static int submit_json(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o,
-                       int is_event, nc_value_fn on_value, nc_done_fn on_done, void *user) {
+                       int is_event, const sub_cb *cb) {
     if (!c || !pattern || c->freeing) return c && c->freeing ? NC_ECLOSED : NC_EINVAL;
     if (json_is_string(pattern)) {
         /* the same as the text form, and cached like it (a string that reads as JSON stays a string) */
@@ -756,39 +934,180 @@ static int submit_json(nc_client *c, const json_t *pattern, const json_t *data, 
                          (json_is_object(probe) || json_is_number(probe));
         json_decref(probe);
         if (!looks_json && strlen(json_string_value(pattern)) == json_string_length(pattern))
-            return submit_text(c, json_string_value(pattern), data, o, is_event, on_value, on_done, user);
+            return submit_text(c, json_string_value(pattern), data, o, is_event, cb);
     } else if (json_is_object(pattern) || json_is_number(pattern)) {
         /* its JSON text reads back as the same value: use the text cache */
         nc_buf_reset(&c->ptext);
         if (nc_json_write(&c->ptext, pattern) == 0 && nc_buf_cstr(&c->ptext))
-            return submit_text(c, c->ptext.data, data, o, is_event, on_value, on_done, user);
+            return submit_text(c, c->ptext.data, data, o, is_event, cb);
     }
     pinfo pi;
     int r = pinfo_compute(c, pattern, &pi);
     if (r) return r;
-    r = submit(c, &pi, data, o, is_event, on_value, on_done, user, 1);
+    r = submit(c, &pi, data, o, is_event, cb, 1);
     pinfo_free(&pi);
     return r;
 }
 
 int nc_client_send_json(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o,
                         nc_value_fn on_value, nc_done_fn on_done, void *user) {
-    return submit_json(c, pattern, data, o, 0, on_value, on_done, user);
+    sub_cb cb = {{on_value, on_done, NULL}, user, NULL};
+    return submit_json(c, pattern, data, o, 0, &cb);
 }
 
 int nc_client_emit_json(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o,
                         nc_done_fn on_done, void *user) {
-    return submit_json(c, pattern, data, o, 1, NULL, on_done, user);
+    sub_cb cb = {{NULL, on_done, NULL}, user, NULL};
+    return submit_json(c, pattern, data, o, 1, &cb);
 }
 
 int nc_client_send(nc_client *c, const char *pattern, const json_t *data, const nc_call_opts *o,
                    nc_value_fn on_value, nc_done_fn on_done, void *user) {
-    return submit_text(c, pattern, data, o, 0, on_value, on_done, user);
+    sub_cb cb = {{on_value, on_done, NULL}, user, NULL};
+    return submit_text(c, pattern, data, o, 0, &cb);
 }
 
 int nc_client_emit(nc_client *c, const char *pattern, const json_t *data, const nc_call_opts *o,
                    nc_done_fn on_done, void *user) {
-    return submit_text(c, pattern, data, o, 1, NULL, on_done, user);
+    sub_cb cb = {{NULL, on_done, NULL}, user, NULL};
+    return submit_text(c, pattern, data, o, 1, &cb);
+}
+
+/* ---- calls ---------------------------------------------------------------------------------------- */
+
+static const nc_call_cbs no_cbs = {0};
+
+int nc_client_call(nc_client *c, const char *pattern, const json_t *data, const nc_call_opts *o,
+                   const nc_call_cbs *cbs, void *user, nc_call **out) {
+    nc_call *dummy;
+    sub_cb cb = {cbs ? *cbs : no_cbs, user, out ? out : &dummy};
+    *cb.out = NULL;
+    return submit_text(c, pattern, data, o, 0, &cb);
+}
+
+int nc_client_call_json(nc_client *c, const json_t *pattern, const json_t *data, const nc_call_opts *o,
+                        const nc_call_cbs *cbs, void *user, nc_call **out) {
+    nc_call *dummy;
+    sub_cb cb = {cbs ? *cbs : no_cbs, user, out ? out : &dummy};
+    *cb.out = NULL;
+    return submit_json(c, pattern, data, o, 0, &cb);
+}
+
+/* The live call of a handle, or NULL. `any`: also while on_done runs (accessors). */
+static ccall *call_of(const nc_call *call, int any) {
+    ccall *k = nc_handle_get(nc_hid_from_ptr(call));
+    return k && (any || !k->finishing) ? k : NULL;
+}
+
+/* One request-stream operation through the transport: value != NULL writes it, NULL ends. */
+static int stream_op(ccall *k, const json_t *value) {
+    nc_client *c = k->cli;
+    int (*op)(void *, nc_outbound *) = value ? c->tp->write : c->tp->end;
+    if (!op) return NC_EUNSUPPORTED;
+    if (c->state != CONNECTED || k->queued) return NC_ECONNCLOSED; /* the request itself is not out yet */
+    nc_buf b = NC_BUF_INIT;
+    if (value && (nc_json_write(&b, value) || !nc_buf_cstr(&b))) {
+        nc_buf_free(&b);
+        return NC_ENOMEM;
+    }
+    nc_outbound out = {.route = k->route, .body = b.data, .len = b.len, .id = k->id, .headers = k->headers};
+    int r = op(c->tps, &out);
+    nc_buf_free(&b);
+    return r;
+}
+
+int nc_call_write(nc_call *call, const json_t *value) {
+    ccall *k = call_of(call, 0);
+    if (!k || k->ended) return NC_ESTATE;
+    if (!value) return NC_EINVAL;
+    return stream_op(k, value);
+}
+
+int nc_call_end(nc_call *call) {
+    ccall *k = call_of(call, 0);
+    if (!k || k->ended) return NC_ESTATE;
+    /* without request streams the request was the whole stream: ending it is already true */
+    int r = k->cli->tp->end ? stream_op(k, NULL) : 0;
+    if (r == 0) k->ended = 1;
+    return r;
+}
+
+int nc_call_cancel(nc_call *call) {
+    ccall *k = call_of(call, 0);
+    if (!k) return NC_ESTATE;
+    nc_client *c = k->cli;
+    if (c->tp->cancel && k->sent) c->tp->cancel(c->tps, k->route, k->id);
+    call_fail(k, NC_ECANCELED, "The call was cancelled");
+    return 0;
+}
+
+int nc_call__resend(nc_call *call) {
+    ccall *k = call_of(call, 0);
+    if (!k || !k->id[0]) return NC_ESTATE;
+    nc_client *c = k->cli;
+    if (k->queued) return 0; /* not sent yet: it will be */
+    /* brokers drop the first attempt's reply subscription (a late answer to it is dropped) before the
+     * transport makes a new one for the same id */
+    if (k->sent && c->tp->forget) c->tp->forget(c->tps, k->route, k->id);
+    k->sent = 0;
+    if (c->state == CONNECTED && !c->qhead) return send_body(c, k);
+    enqueue(c, k);
+    return 0;
+}
+
+const char *nc_call__id(const nc_call *call) {
+    ccall *k = call_of(call, 1);
+    return k ? k->id : NULL;
+}
+
+static const nc_header *find_header(const nc_header *h, size_t n, const char *name, size_t *len) {
+    size_t nl = name ? strlen(name) : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name_len == nl && memcmp(h[i].name, name, nl) == 0) {
+            if (len) *len = h[i].value_len;
+            return &h[i];
+        }
+    }
+    return NULL;
+}
+
+const char *nc_call_header(const nc_call *call, const char *name, size_t *len) {
+    ccall *k = call_of(call, 1);
+    const nc_header *h = k && k->meta && name ? find_header(k->meta->h, k->meta->nh, name, len) : NULL;
+    return h ? h->value : NULL;
+}
+
+const char *nc_call_trailer(const nc_call *call, const char *name, size_t *len) {
+    ccall *k = call_of(call, 1);
+    const nc_header *h = k && k->meta && name ? find_header(k->meta->t, k->meta->nt, name, len) : NULL;
+    return h ? h->value : NULL;
+}
+
+size_t nc_call_header_count(const nc_call *call) {
+    ccall *k = call_of(call, 1);
+    return k && k->meta ? k->meta->nh : 0;
+}
+
+int nc_call_header_at(const nc_call *call, size_t i, const char **name, size_t *name_len, const char **value,
+                      size_t *value_len) {
+    ccall *k = call_of(call, 1);
+    if (!k) return NC_ESTATE;
+    if (!k->meta || i >= k->meta->nh) return NC_EINVAL;
+    const nc_header *h = &k->meta->h[i];
+    if (name) *name = h->name;
+    if (name_len) *name_len = h->name_len;
+    if (value) *value = h->value;
+    if (value_len) *value_len = h->value_len;
+    return 0;
+}
+
+int nc_call_status(const nc_call *call, int *code, const char **msg) {
+    ccall *k = call_of(call, 1);
+    if (!k) return NC_ESTATE;
+    if (!k->meta || !k->meta->has_status) return 0;
+    if (code) *code = k->meta->code;
+    if (msg) *msg = k->meta->msg;
+    return 1;
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------------- */
@@ -950,10 +1269,12 @@ void nc_client_free(nc_client *c) {
     }
     nc_map_free(&c->pcache);
     while (c->pool) {
-        nc_call *k = c->pool;
+        ccall *k = c->pool;
         c->pool = k->qnext;
+        nc_buf_free(&k->body);
         free(k);
     }
+    nc_buf_free(&c->orphan);
     nc_buf_free(&c->enc);
     nc_buf_free(&c->ptext);
     nc_tls_opts_free(&c->cfg.tls);

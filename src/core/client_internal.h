@@ -36,8 +36,23 @@ const nc_logger *nc_client__log(nc_client *c);
 void nc_client__connected(nc_client *c);
 /* Connecting failed or the connection was lost/closed (err 0 = closed on request). */
 void nc_client__disconnected(nc_client *c, int err, const char *msg);
-/* One reply body arrived. Returns 0 or NC_EPROTO (not JSON; `why` says why). */
+/* One reply packet arrived, in parts (transport.h). The core correlates it by r->id whatever carried the
+ * id, and delivers it to its call; a reply for no pending call is dropped. */
+void nc_client__on_reply(nc_client *c, const nc_reply_in *r);
+/* One reply envelope body arrived (TCP, TLS, Redis, NATS): split into an nc_reply_in (scanned without a
+ * DOM or any allocation in the common case) and delivered as nc_client__on_reply does. Returns 0 or
+ * NC_EPROTO (not JSON; `why` says why). */
 int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, size_t whylen);
+/* The same with what the transport carried beside the body: `extra`'s headers, status and trailers (its
+ * id/value/err/final are ignored: the body has them). `extra` may be NULL. */
+int nc_client__on_body_ex(nc_client *c, const char *body, size_t len, const nc_reply_in *extra, char *why,
+                          size_t whylen);
+/* Sends a pending request again, byte for byte (the encoded request is kept until the call ends): the
+ * ground for retries. Queued for the connection when it is not connected. Returns 0, NC_ESTATE (stale
+ * handle, finished call, or an event) or the transport's send error (the call then fails with it). */
+int nc_call__resend(nc_call *call);
+/* The request id of a live call (NUL-terminated, borrowed), or NULL. */
+const char *nc_call__id(const nc_call *call);
 /* A status event the transport knows of and the core does not: "reconnecting" while a broker
  * transport re-establishes its connections behind a connected client (pending calls are kept). */
 void nc_client__status(nc_client *c, const char *status, int err);

@@ -9,6 +9,7 @@
 
 #include "codec/reply_pkt.h"
 #include "core/options.h"
+#include "core/headers.h"
 #include "core/url.h"
 
 typedef struct nc_server nc_server;
@@ -100,6 +101,30 @@ typedef struct nc_outbound {
     void (*refused)(void *arg, int err, const char *msg);
 } nc_outbound;
 
+/* One reply packet as the transport read it, in parts, whatever carried them: an envelope body (TCP,
+ * Redis, NATS: nc_client__on_body splits it), AMQP properties (correlationId), Kafka record headers, gRPC
+ * frames. Everything is borrowed for the duration of nc_client__on_reply. */
+typedef struct nc_reply_in {
+    /* The request id this answers. id_is_json: it is JSON text as found in an envelope body (`"ab12"`,
+     * or a number NestJS peers may send); else the raw bytes of a property or header (`ab12`). */
+    const char *id;
+    size_t id_len;
+    int id_is_json;
+    const char *value; /* JSON text of one reply value, or NULL (undefined: nothing to deliver) */
+    size_t value_len;
+    const char *err; /* JSON text of the error value (only when JavaScript-truthy), or NULL */
+    size_t err_len;
+    int final; /* isDisposed / the last record: the reply stream ends (an err is always final) */
+    const nc_header *headers; /* reply headers/metadata, in wire order; NULL when none */
+    size_t nheaders;
+    int has_status; /* a final status (gRPC): code and message, else 0 */
+    int status_code;
+    const char *status_msg;
+    size_t status_msg_len;
+    const nc_header *trailers; /* with the final packet, where the transport has them */
+    size_t ntrailers;
+} nc_reply_in;
+
 typedef struct nc_client_transport {
     const char *const *schemes; /* as in nc_server_transport */
     /* As nc_server_transport.options (the client's set: nc_client__opts). */
@@ -114,6 +139,15 @@ typedef struct nc_client_transport {
     /* A request ended locally (completed, timed out, failed): brokers drop reply subscriptions. May be NULL.
      */
     void (*forget)(void *state, const char *route, const char *id);
+    /* Request streams (client-streaming and bidirectional calls). write() sends one more value of the
+     * call's request stream: out->body is the value's JSON text, out->id and out->route the call's.
+     * end() half-closes the caller's side (out->body NULL). Both NULL when the transport has no request
+     * streams (TCP, TLS, Redis, NATS: NestJS has none there); nc_call_write then returns NC_EUNSUPPORTED. */
+    int (*write)(void *state, nc_outbound *out);
+    int (*end)(void *state, nc_outbound *out);
+    /* The caller cancelled a request (nc_call_cancel): tell the peer where the transport can (gRPC
+     * RST_STREAM). forget() follows as for any ended request. May be NULL. */
+    void (*cancel)(void *state, const char *route, const char *id);
     /* Closes the connection; nc_client__disconnected follows once it is closed. */
     void (*close)(void *state);
     /* The underlying handle, or NULL. */

@@ -5,6 +5,7 @@
  * servers, a broker restart, a password ...) is in tests/conformance, run on nats:// plain and over TLS too.
  * Skipped when nats-server is not installed. */
 #include "broker_harness.h"
+#include "core/client_internal.h"
 
 static char conf_path[600]; /* a config file for the next broker started, or "" */
 
@@ -315,6 +316,145 @@ static void test_permissions(void **st) {
     broker_free(&p);
 }
 
+/* ---- reply headers through the call object ------------------------------------------------------------ */
+
+/* A responder speaking the NATS protocol itself (nestc's server does not put headers on replies): it
+ * answers with HPUB, a header block with a repeated name, and a NestJS reply packet. */
+static int raw_fd = -1;
+static char raw_in[8192];
+static size_t raw_len;
+
+/* Reads what the broker sent until `needle` is in it (a readiness wait, bounded), running the loop in
+ * between so the client under test makes progress. */
+static const char *raw_wait(const char *needle, int ms) {
+    uv_update_time(&loop);
+    uint64_t end = uv_now(&loop) + (uint64_t)ms * (uint64_t)time_factor();
+    for (;;) {
+        ssize_t n = recv(raw_fd, raw_in + raw_len, sizeof raw_in - 1 - raw_len, MSG_DONTWAIT);
+        if (n > 0) raw_len += (size_t)n;
+        raw_in[raw_len] = '\0';
+        const char *at = strstr(raw_in, needle);
+        if (at || uv_now(&loop) >= end) return at;
+        run_ms(5);
+    }
+}
+
+static void raw_send(const char *s) {
+    assert_int_equal(send(raw_fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
+typedef struct hcall {
+    nc_call *h;
+    int done, err, headers;
+    char first_a[16], b[16];
+    size_t count;
+    char third_value[16];
+    json_t *value;
+} hcall;
+
+static void h_on_headers(void *u, nc_call *h) {
+    hcall *k = u;
+    k->headers++;
+    size_t n = 0;
+    const char *v = nc_call_header(h, "x-a", &n);
+    if (v) snprintf(k->first_a, sizeof k->first_a, "%.*s", (int)n, v);
+    v = nc_call_header(h, "x-b", &n);
+    if (v) snprintf(k->b, sizeof k->b, "%.*s", (int)n, v);
+    k->count = nc_call_header_count(h);
+    const char *name, *val;
+    size_t nl, vl;
+    if (nc_call_header_at(h, 2, &name, &nl, &val, &vl) == 0)
+        snprintf(k->third_value, sizeof k->third_value, "%.*s=%.*s", (int)nl, name, (int)vl, val);
+}
+static void h_on_value(void *u, json_t *v) {
+    hcall *k = u;
+    k->value = json_incref(v);
+}
+static void h_on_done(void *u, int err, json_t *e) {
+    hcall *k = u;
+    k->done++;
+    k->err = err;
+}
+
+static void test_reply_headers_on_call(void **st) {
+    raw_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(raw_fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)B.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(raw_fd, (struct sockaddr *)&a, sizeof a), 0);
+    raw_len = 0;
+    assert_non_null(raw_wait("INFO", 3000));
+    raw_send(
+        "CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB hdr.echo 1\r\nPING\r\n");
+    assert_non_null(raw_wait("PONG", 3000));
+    raw_len = 0;
+
+    nc_client *c = client_new(url, 0, NULL);
+    hcall k = {0};
+    nc_call_cbs cbs = {h_on_value, h_on_done, h_on_headers};
+    assert_int_equal(nc_client_call(c, "hdr.echo", NULL, NULL, &cbs, &k, &k.h), 0);
+    /* MSG hdr.echo 1 <inbox> <bytes>\r\n<payload>\r\n */
+    const char *m = raw_wait("\r\n", 3000);
+    assert_non_null(m);
+    char inbox[128];
+    assert_int_equal(sscanf(raw_in, "MSG hdr.echo 1 %127s", inbox), 1);
+    assert_non_null(raw_wait("\"}\r\n", 3000)); /* the whole payload, which ends with the id */
+    const char *id = nc_call__id(k.h);
+    assert_non_null(id);
+    assert_non_null(strstr(raw_in, id));
+    char hdr[256], body[256], pub[700];
+    snprintf(hdr, sizeof hdr, "NATS/1.0\r\nx-a: one\r\nx-b:  two \r\nx-a: again\r\n\r\n");
+    snprintf(body, sizeof body, "{\"response\":42,\"isDisposed\":true,\"id\":\"%s\"}", id);
+    snprintf(pub, sizeof pub, "HPUB %s %zu %zu\r\n%s%s\r\n", inbox, strlen(hdr), strlen(hdr) + strlen(body),
+             hdr, body);
+    raw_send(pub);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, 0);
+    assert_int_equal(json_integer_value(k.value), 42);
+    assert_int_equal(k.headers, 1);
+    assert_string_equal(k.first_a, "one"); /* the first of a repeated name */
+    assert_string_equal(k.b, "two");       /* trimmed as nats.js does */
+    assert_int_equal(k.count, 3);
+    assert_string_equal(k.third_value, "x-a=again"); /* in wire order, repeats kept */
+    assert_int_equal(nc_call_header_count(k.h), 0);  /* stale once on_done returned */
+    json_decref(k.value);
+    nc_client_free(c);
+    close(raw_fd);
+    raw_fd = -1;
+}
+
+/* A call sent again: the first attempt's reply inbox is dropped, the second one gets the answer. */
+static void test_resend(void **st) {
+    svc s;
+    svc_start(&s, url);
+    nc_client *c = client_new(url, 0, NULL);
+    call warm = {0};
+    json_t *d = json_pack("[i,i,i]", 1, 2, 3);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &warm), 0);
+    assert_true(run_until(&warm.done, 1, 3000)); /* connected */
+    call k = {0};
+    nc_call *h = NULL;
+    nc_call_cbs cbs = {on_value, on_done, NULL};
+    assert_int_equal(nc_client_call(c, "{\"cmd\":\"sum\"}", d, NULL, &cbs, &k, &h), 0);
+    assert_int_equal(nc_call__resend(h), 0);
+    assert_int_equal(nc_call__resend(h), 0);
+    assert_true(run_until(&k.done, 1, 3000));
+    assert_int_equal(k.err, 0);
+    assert_int_equal(k.nvalues, 1);
+    assert_int_equal(json_integer_value(k.last), 6);
+    assert_int_equal(nc_call__resend(h), NC_ESTATE);
+    /* the same client goes on working: nothing of the dropped attempts is left in the way */
+    call_clear(&warm);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &warm), 0);
+    assert_true(run_until(&warm.done, 1, 3000));
+    assert_int_equal(warm.err, 0);
+    json_decref(d);
+    call_clear(&warm);
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
 static int setup(void **st) {
     if (system("command -v nats-server >/dev/null 2>&1") != 0) return 0;
     /* SIGPIPE keeps its default action: no write of the library may raise it (brokers get killed here) */
@@ -340,9 +480,10 @@ int main(void) {
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_no_responders), cmocka_unit_test(test_wildcards),
-        cmocka_unit_test(test_queue_groups),  cmocka_unit_test(test_max_payload),
-        cmocka_unit_test(test_permissions),   cmocka_unit_test(test_queue_group_by_option),
+        cmocka_unit_test(test_no_responders),         cmocka_unit_test(test_wildcards),
+        cmocka_unit_test(test_queue_groups),          cmocka_unit_test(test_max_payload),
+        cmocka_unit_test(test_permissions),           cmocka_unit_test(test_queue_group_by_option),
+        cmocka_unit_test(test_reply_headers_on_call), cmocka_unit_test(test_resend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -141,6 +141,34 @@ static void test_headers(void **st) {
     assert_int_equal(nc_nats_headers_parse("HTTP/1.1\r\n\r\n", 12, &status, NULL), NC_EPROTO);
 }
 
+/* The header block field by field: wire order, repeated names, trimmed values, lines that are not fields
+ * skipped, the blank line ends it; a block that is not one yields nothing. */
+static void test_header_fields(void **st) {
+    const char *h =
+        "NATS/1.0 100 Idle\r\nx-a: one\r\nbogus line\r\nx-b:\t two \t\r\nx-a:again\r\nempty:\r\n\r\n"
+        "after: blank\r\n";
+    size_t at = 0, nl, vl;
+    const char *n, *v;
+    const char *want[][2] = {{"x-a", "one"}, {"x-b", "two"}, {"x-a", "again"}, {"empty", ""}};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(nc_nats_header_next(h, strlen(h), &at, &n, &nl, &v, &vl), 1);
+        assert_int_equal(nl, strlen(want[i][0]));
+        assert_memory_equal(n, want[i][0], nl);
+        assert_int_equal(vl, strlen(want[i][1]));
+        if (vl) assert_memory_equal(v, want[i][1], vl);
+    }
+    assert_int_equal(nc_nats_header_next(h, strlen(h), &at, &n, &nl, &v, &vl), 0);
+    assert_int_equal(nc_nats_header_next(h, strlen(h), &at, &n, &nl, &v, &vl), 0);
+    at = 0;
+    assert_int_equal(nc_nats_header_next("HTTP/1.1\r\nx: y\r\n\r\n", 19, &at, &n, &nl, &v, &vl), 0);
+    at = 0;
+    assert_int_equal(nc_nats_header_next("NATS/1.0", 8, &at, &n, &nl, &v, &vl), 0);
+    at = 0; /* no final blank line: the fields up to the end */
+    assert_int_equal(nc_nats_header_next("NATS/1.0\r\nk: v", 14, &at, &n, &nl, &v, &vl), 1);
+    assert_int_equal(vl, 1);
+    assert_int_equal(nc_nats_header_next("NATS/1.0\r\nk: v", 14, &at, &n, &nl, &v, &vl), 0);
+}
+
 static void test_writers_match_vectors(void **st) {
     nc_buf b = NC_BUF_INIT;
     json_t *h = json_pack("{s:s,s:s}", "x-trace", "t-1", "x-version", "1.0.0");
@@ -184,6 +212,7 @@ int main(void) {
         cmocka_unit_test(test_stream_whole_and_every_split),
         cmocka_unit_test(test_malformed_and_caps),
         cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_header_fields),
         cmocka_unit_test(test_writers_match_vectors),
         cmocka_unit_test(test_subjects),
     };

@@ -19,7 +19,8 @@
 
 enum { C_IDLE, C_CONNECTING, C_CONNECTED, C_RECONNECTING, C_CLOSING };
 
-#define INBOX_LEN 29 /* "_INBOX." + 22 */
+#define INBOX_LEN 29         /* "_INBOX." + 22 */
+#define MAX_REPLY_HEADERS 64 /* reply headers passed to the call; more are left out */
 
 /* One request's inbox. */
 typedef struct ninbox {
@@ -90,8 +91,19 @@ static void on_msg(nats_client *nc, const nc_nats_op *op) {
         nc_client__fail_call(nc->cli, b->id, NC_ENOHANDLER, msg);
         return;
     }
+    /* the message's headers are the reply's (views into the parser's buffer: nothing copied) */
+    nc_header hs[MAX_REPLY_HEADERS];
+    nc_reply_in extra = {.headers = hs};
+    size_t at = 0;
+    while (op->hdr && extra.nheaders < MAX_REPLY_HEADERS) {
+        nc_header *h = &hs[extra.nheaders];
+        if (!nc_nats_header_next(op->hdr, op->hdr_len, &at, &h->name, &h->name_len, &h->value, &h->value_len))
+            break;
+        extra.nheaders++;
+    }
     char why[200];
-    if (nc_client__on_body(nc->cli, op->payload, op->payload_len, why, sizeof why) == NC_EPROTO)
+    if (nc_client__on_body_ex(nc->cli, op->payload, op->payload_len, extra.nheaders ? &extra : NULL, why,
+                              sizeof why) == NC_EPROTO)
         nc_logf(LOG(nc), NC_LOG_ERROR, "Client", "a reply on %s is not JSON (%s); ignored", b->inbox, why);
 }
 
