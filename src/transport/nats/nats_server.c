@@ -12,8 +12,8 @@
 #include "codec/envelope.h"
 #include "codec/json_build.h"
 #include "core/server_transport.h"
+#include "transport/common/reconnect.h"
 #include "transport/nats/nats.h"
-#include "util/backoff.h"
 
 typedef struct nats_server nats_server;
 
@@ -278,7 +278,10 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
         maybe_closed(ns);
         return;
     }
-    int delay = nc_backoff_next(&ns->retry);
+    nc_log_level level = NC_LOG_ERROR;
+    char note[64];
+    int delay =
+        nc_reconnect_next(&ns->retry, nc_server__io(ns->srv)->loop, NC_LOG_ERROR, &level, note, sizeof note);
     if (delay < 0) {
         nc_logf(LOG(ns), NC_LOG_ERROR, "Server",
                 "NATS connection to %s:%d lost (%s); giving up after %d attempts", ns->t.b.host, ns->t.b.port,
@@ -287,12 +290,8 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
         ns->reported = 0;
         return;
     }
-    unsigned skipped = 0;
-    char note[64];
-    int loud = nc_backoff_should_log(&ns->retry, uv_now(nc_server__io(ns->srv)->loop), &skipped);
-    nc_logf(LOG(ns), loud ? NC_LOG_ERROR : NC_LOG_DEBUG, "Server",
-            "NATS connection to %s:%d lost (%s); reconnecting in %d ms%s", ns->t.b.host, ns->t.b.port,
-            msg ? msg : "closed", delay, nc_backoff_suppressed_note(skipped, note, sizeof note));
+    nc_logf(LOG(ns), level, "Server", "NATS connection to %s:%d lost (%s); reconnecting in %d ms%s",
+            ns->t.b.host, ns->t.b.port, msg ? msg : "closed", delay, note);
     if (ns->reported) nc_server__status(ns->srv, "reconnecting", err);
     ns->reported = 0;
     ns->conn = open_conn(ns, delay);
@@ -319,12 +318,8 @@ static int ns_create(nc_server *srv, const nc_url *url, void **state) {
     ns->t.max_msg = cfg->max_buffer_size > 0 ? (size_t)cfg->max_buffer_size : 0;
     ns->t.b.max_queue = cfg->max_send_buffer_size;
     ns->t.b.connect_timeout_ms = 5000;
-    /* the first attempt goes at once: a restarted broker is usually back */
-    nc_backoff_cfg bc = {.base_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000,
-                         .limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 0,
-                         .first_at_once = 1,
-                         .jitter = 0.5};
-    nc_backoff_init(&ns->retry, &bc, uv_hrtime() ^ (uint64_t)(uintptr_t)ns);
+    nc_reconnect_init(&ns->retry, cfg->retry_delay_ms, 2000,
+                      cfg->retry_attempts > 0 ? cfg->retry_attempts : 0, ns);
     *state = ns;
     return 0;
 }
