@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "codec/envelope.h"
-#include "codec/json_build.h"
 #include "core/server_transport.h"
 #include "transport/common/reconnect.h"
 #include "transport/nats/nats.h"
@@ -62,28 +61,15 @@ static void sink_release(void *peer) {
     if (--k->refs == 0) free(k);
 }
 
-static int publish(nats_server *ns, const char *subject, size_t slen, const json_t *headers, const char *body,
-                   size_t len) {
+/* Reply headers (nc_reply_header) travel as the first reply message's NATS headers, in order, a repeated
+ * name repeated, values as bytes (a name or value that would break the header block is left out). NATS
+ * has no status or trailers: those are not sent. */
+static int publish(nats_server *ns, const char *subject, size_t slen, const nc_reply_pkt *pkt,
+                   const char *body, size_t len) {
     ns->out.len = 0;
-    if (nc_nats_write_pub(&ns->out, subject, slen, NULL, headers, body, len)) return NC_ENOMEM;
+    if (nc_nats_write_pub_list(&ns->out, subject, slen, NULL, pkt->headers, pkt->nheaders, body, len))
+        return NC_ENOMEM;
     return nc_nats_conn_write(ns->conn, ns->out.data, ns->out.len);
-}
-
-/* Reply headers (nc_reply_header) travel as the first reply message's NATS headers, where a NestJS
- * client's handler can read them: the first value of a repeated name, names that are not UTF-8 left
- * out. NATS has no status or trailers: those are not sent. */
-static json_t *reply_headers(const nc_reply_pkt *pkt) {
-    json_t *obj = json_object();
-    for (size_t i = 0; obj && i < pkt->nheaders; i++) {
-        const nc_header *h = &pkt->headers[i];
-        char *name = strndup(h->name, h->name_len);
-        if (name && !json_object_get(obj, name)) {
-            json_t *v = nc_json_string_js(h->value, h->value_len, 0);
-            if (v) json_object_set_new(obj, name, v);
-        }
-        free(name);
-    }
-    return obj;
 }
 
 static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
@@ -106,9 +92,7 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
         ns->enc.len = 0;
         if ((r = nc_envelope_write_reply(&ns->enc, &e, NULL))) return r;
     }
-    json_t *headers = pkt->nheaders ? reply_headers(pkt) : NULL;
-    r = publish(ns, k->subject, k->len, headers, ns->enc.data, ns->enc.len);
-    json_decref(headers);
+    r = publish(ns, k->subject, k->len, pkt, ns->enc.data, ns->enc.len);
     if (r == NC_ESTALLED)
         nc_logf(LOG(ns), NC_LOG_ERROR, "Server",
                 "reply to %s dropped: more than max_send_buffer_size bytes wait for the NATS connection",
