@@ -282,6 +282,21 @@ static int append_num(nc_buf *out, uint64_t v) {
     return nc_buf_appendf(out, "%llu", (unsigned long long)v);
 }
 
+/* PUB, or HPUB with the header block hb (NULL: none), then the payload. */
+static int write_pub(nc_buf *out, const char *subject, size_t slen, const char *reply, const nc_buf *hb,
+                     const char *payload, size_t plen) {
+    size_t hlen = hb ? hb->len : 0;
+    if (nc_buf_append_str(out, hb ? "HPUB " : "PUB ") || nc_buf_append(out, subject, slen) ||
+        nc_buf_append_char(out, ' '))
+        return NC_ENOMEM;
+    if (reply && (nc_buf_append_str(out, reply) || nc_buf_append_char(out, ' '))) return NC_ENOMEM;
+    if (hb && (append_num(out, hlen) || nc_buf_append_char(out, ' '))) return NC_ENOMEM;
+    if (append_num(out, hlen + plen) || nc_buf_append(out, "\r\n", 2)) return NC_ENOMEM;
+    if (hb && nc_buf_append(out, hb->data, hlen)) return NC_ENOMEM;
+    if (nc_buf_append(out, payload, plen) || nc_buf_append(out, "\r\n", 2)) return NC_ENOMEM;
+    return 0;
+}
+
 int nc_nats_write_pub(nc_buf *out, const char *subject, size_t slen, const char *reply, const json_t *headers,
                       const char *payload, size_t plen) {
     nc_buf hb = NC_BUF_INIT;
@@ -298,19 +313,40 @@ int nc_nats_write_pub(nc_buf *out, const char *subject, size_t slen, const char 
         }
         if (nc_buf_append_str(&hb, "\r\n")) goto nomem;
     }
-    if (nc_buf_append_str(out, with_headers ? "HPUB " : "PUB ") || nc_buf_append(out, subject, slen) ||
-        nc_buf_append_char(out, ' '))
-        goto nomem;
-    if (reply && (nc_buf_append_str(out, reply) || nc_buf_append_char(out, ' '))) goto nomem;
-    if (with_headers && (append_num(out, hb.len) || nc_buf_append_char(out, ' '))) goto nomem;
-    if (append_num(out, hb.len + plen) || nc_buf_append(out, "\r\n", 2)) goto nomem;
-    if (with_headers && nc_buf_append(out, hb.data, hb.len)) goto nomem;
-    if (nc_buf_append(out, payload, plen) || nc_buf_append(out, "\r\n", 2)) goto nomem;
+    int r = write_pub(out, subject, slen, reply, with_headers ? &hb : NULL, payload, plen);
     nc_buf_free(&hb);
-    return 0;
+    return r;
 nomem:
     nc_buf_free(&hb);
     return NC_ENOMEM;
+}
+
+static int span_has(const char *s, size_t n, const char *set) {
+    size_t k = strlen(set);
+    for (size_t i = 0; i < n; i++)
+        if (memchr(set, s[i], k)) return 1;
+    return 0;
+}
+
+int nc_nats_write_pub_list(nc_buf *out, const char *subject, size_t slen, const char *reply,
+                           const nc_header *h, size_t nh, const char *payload, size_t plen) {
+    if (!nh) return write_pub(out, subject, slen, reply, NULL, payload, plen);
+    nc_buf hb = NC_BUF_INIT;
+    int r = nc_buf_append_str(&hb, "NATS/1.0\r\n") ? NC_ENOMEM : 0;
+    for (size_t i = 0; !r && i < nh; i++) {
+        /* a name or value that would break the header block (CR, LF, NUL; ':' or blanks in names) is
+         * left out */
+        if (!h[i].name_len || span_has(h[i].name, h[i].name_len, "\r\n: \t") ||
+            memchr(h[i].name, 0, h[i].name_len) || span_has(h[i].value, h[i].value_len, "\r\n"))
+            continue;
+        if (nc_buf_append(&hb, h[i].name, h[i].name_len) || nc_buf_append(&hb, ": ", 2) ||
+            nc_buf_append(&hb, h[i].value, h[i].value_len) || nc_buf_append(&hb, "\r\n", 2))
+            r = NC_ENOMEM;
+    }
+    if (!r && nc_buf_append(&hb, "\r\n", 2)) r = NC_ENOMEM;
+    if (!r) r = write_pub(out, subject, slen, reply, &hb, payload, plen);
+    nc_buf_free(&hb);
+    return r;
 }
 
 int nc_nats_write_sub(nc_buf *out, const char *subject, const char *queue, uint64_t sid) {

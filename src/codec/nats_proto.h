@@ -69,6 +69,10 @@ int nc_nats_headers_list(const char *hdr, size_t len, int *status, nc_header *ou
 /* Writers (append to out). */
 int nc_nats_write_pub(nc_buf *out, const char *subject, size_t slen, const char *reply, const json_t *headers,
                       const char *payload, size_t plen);
+/* The same with the headers as an ordered list (names and values as bytes, a name may repeat, order
+ * kept); nh 0: a PUB without headers. */
+int nc_nats_write_pub_list(nc_buf *out, const char *subject, size_t slen, const char *reply,
+                           const nc_header *h, size_t nh, const char *payload, size_t plen);
 int nc_nats_write_sub(nc_buf *out, const char *subject, const char *queue, uint64_t sid);
 int nc_nats_write_unsub(nc_buf *out, uint64_t sid);
 /* A subject a client may publish to: non-empty, no whitespace, no empty tokens. */

@@ -28,23 +28,25 @@ static void flush_held(nc_flushable *f);
 nc_req *nc_request__new(nc_server *s) {
     nc_req *r = s->req_pool;
     if (r) {
+        /* a pooled request keeps its handle slot: the same object, the same server, a new generation */
         s->req_pool = r->next;
         s->npool--;
+        nc_hid hid = r->hid;
+        nc_handle_slot *hs = r->hslot;
         memset(r, 0, offsetof(nc_req, inline_arena));
+        r->hslot = hs;
+        r->hid = nc_handle_revive_slot(hs, hid);
     } else if (!(r = malloc(sizeof *r))) {
         return NULL;
     } else {
         memset(r, 0, offsetof(nc_req, inline_arena));
     }
-    if (nc_handle_alloc(r, s, &r->hid)) {
-        if (s->npool < POOL_MAX) {
-            r->next = s->req_pool;
-            s->req_pool = r;
-            s->npool++;
-        } else {
+    if (!r->hid) { /* a new request: a slot of its own, kept while it is pooled */
+        if (nc_handle_alloc(r, s, &r->hid)) {
             free(r);
+            return NULL;
         }
-        return NULL;
+        r->hslot = nc_handle_slot_of(r->hid);
     }
     r->srv = s;
     r->fl.flush = flush_held;
@@ -59,6 +61,7 @@ void nc_request__pool_free(nc_server *s) {
     while (s->req_pool) {
         nc_req *r = s->req_pool;
         s->req_pool = r->next;
+        nc_handle_release(r->hid);
         free(r);
     }
     s->npool = 0;
@@ -97,8 +100,7 @@ void nc_request__free_unfinished(nc_req *r) {
     if (!r->settled && r->delivery.set) nc_request__settle(r, NC_SETTLE_NACK_REQUEUE);
     if (r->hk) nc_hooks__finish(r->hk, r->cancelled ? NC_ECANCELED : s->freeing ? NC_ECLOSED : 0);
     if (r->stream || r->deadline || r->meta) nc_request__free_extras(r);
-    nc_handle_free(r->hid); /* from here on the handler's handle is refused */
-    r->hid = 0;
+    nc_handle_retire_slot(r->hslot); /* from here on the handler's handle is refused; the slot stays */
     nc_ioctx_unmark(&s->io, &r->fl);
     if (r->has_held) json_decref(r->held);
     if (r->peer) r->pops->release(r->peer);
@@ -109,6 +111,7 @@ void nc_request__free_unfinished(nc_req *r) {
         s->req_pool = r;
         s->npool++;
     } else {
+        nc_handle_release(r->hid);
         free(r);
     }
     if (!s->freeing) nc_server__request_finished(s);

@@ -85,8 +85,9 @@ typedef struct nc_req nc_req;
 struct nc_req {
     nc_msg msg;
     nc_server *srv;
-    nc_hid hid;     /* the handle given to the handler; freed when the request finishes */
-    const char *id; /* JSON text of the id (in the arena or own_id) */
+    nc_hid hid;            /* the handle given to the handler; retired when the request finishes */
+    nc_handle_slot *hslot; /* its slot, kept while the request is pooled (util/handle.h) */
+    const char *id;        /* JSON text of the id (in the arena or own_id) */
     size_t id_len;
     char *own_id;
     void *peer;

@@ -29,6 +29,10 @@ enum {
     /* a request nobody subscribed to: */
     CONF_NO_RESPONDERS = 1 << 3, /* fails at once with NC_ENOHANDLER (NATS no-responders status) */
     /* (neither CONF_CONNECTED nor CONF_NO_RESPONDERS: nobody receives it, the call times out (Redis)) */
+    CONF_SUBJECT_CTX = 1 << 4, /* fills NC_CTX_SUBJECT (and NC_CTX_REPLY_TO for requests) */
+    /* settles deliveries at the broker (RabbitMQ, Kafka ...): a requeued message is delivered again.
+     * Without it, settling calls succeed and do nothing (TCP, TLS, Redis pub/sub, core NATS). */
+    CONF_SETTLES = 1 << 5,
 };
 
 typedef struct conf_transport {

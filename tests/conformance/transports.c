@@ -16,8 +16,8 @@ static const conf_transport TRANSPORTS[] = {
     TRANSPORT("tls",      "tls",    CONF_NO_BROKER, CONF_CONNECTED | CONF_TLS)
     TRANSPORT("redis",    "redis",  CONF_REDIS,     0)
     TRANSPORT("rediss",   "rediss", CONF_REDIS,     CONF_TLS)
-    TRANSPORT("nats",     "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS)
-    TRANSPORT("nats_tls", "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS | CONF_TLS)
+    TRANSPORT("nats",     "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS | CONF_SUBJECT_CTX)
+    TRANSPORT("nats_tls", "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS | CONF_SUBJECT_CTX | CONF_TLS)
     /* clang-format on */
 };
 

@@ -71,15 +71,18 @@ static void run_server(const char *scheme, int nconns) {
     assert_int_equal(nc_server_new(&s, url, &o), 0);
     assert_int_equal(nc_server_message(s, "x", h_none, NULL), 0);
     assert_int_equal(nc_server_listen(s), 0);
-    uint64_t end = uv_hrtime() + 20000000000ull;
+    const char *f = getenv("NESTC_TEST_TIMEOUT_FACTOR");
+    uint64_t factor = f && atoi(f) > 0 ? (uint64_t)atoi(f) : 1;
+    uint64_t start = uv_hrtime(), end = start + 20000000000ull * factor;
     while (t.attempts < 25 * nconns && uv_hrtime() < end) uv_run(&loop, UV_RUN_ONCE);
+    int took_ms = (int)((uv_hrtime() - start) / 1000000);
     nc_server_free(s);
     assert_true(t.attempts >= 25 * nconns);
     for (int i = 0; i < nconns; i++) {
         int c = nconns == 2 ? i : 0;
-        /* the first three of each connection, then (well within 10 s) none */
-        assert_int_equal(t.loud[c], 3);
-        assert_true(t.quiet[c] >= 20);
+        /* the first three of each connection, then one per 10 s (none when it took less, as it should) */
+        assert_true(t.loud[c] >= 3 && t.loud[c] <= 3 + took_ms / 10000);
+        assert_true(t.quiet[c] >= 15);
     }
     /* the delays grew to the cap and no further */
     assert_true(t.max_delay > 20 && t.max_delay <= 40);

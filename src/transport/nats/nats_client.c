@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "core/client_internal.h"
+#include "transport/common/reconnect.h"
 #include "transport/nats/nats.h"
-#include "util/backoff.h"
 #include "util/map.h"
 #include "util/u64map.h"
 
@@ -211,7 +211,10 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
     char text[300];
     snprintf(text, sizeof text, "NATS connection to %s:%d lost: %s", nc->t.b.host, nc->t.b.port,
              msg && *msg ? msg : "closed");
-    int delay = nc_backoff_next(&nc->retry);
+    nc_log_level level = NC_LOG_WARN;
+    char note[64];
+    int delay =
+        nc_reconnect_next(&nc->retry, nc_client__io(nc->cli)->loop, NC_LOG_WARN, &level, note, sizeof note);
     if (delay < 0) {
         nc_logf(LOG(nc), NC_LOG_ERROR, "Client", "%s; reconnection attempts exhausted", text);
         nc_client__error(nc->cli, err ? err : NC_ECONNCLOSED, text);
@@ -220,12 +223,8 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
         all_closed(nc);
         return;
     }
-    unsigned skipped = 0;
-    char note[64];
-    int loud = nc_backoff_should_log(&nc->retry, uv_now(nc_client__io(nc->cli)->loop), &skipped);
-    nc_logf(LOG(nc), loud ? NC_LOG_WARN : NC_LOG_DEBUG, "Client",
-            "%s; reconnecting in %d ms (attempt %d of %d)%s", text, delay, nc->retry.attempts,
-            nc->retry.cfg.limit, nc_backoff_suppressed_note(skipped, note, sizeof note));
+    nc_logf(LOG(nc), level, "Client", "%s; reconnecting in %d ms (attempt %d of %d)%s", text, delay,
+            nc->retry.attempts, nc->retry.cfg.limit, note);
     if (nc->state != C_RECONNECTING) {
         nc->state = C_RECONNECTING;
         nc_client__status(nc->cli, "reconnecting", err);
@@ -257,12 +256,9 @@ static int nc_create(nc_client *cli, const nc_url *url, void **state) {
     nc->t.max_msg = cfg->max_buffer_size > 0 ? (size_t)cfg->max_buffer_size : 0;
     nc->t.b.max_queue = cfg->max_send_buffer_size;
     nc->t.b.connect_timeout_ms = cfg->connect_timeout_ms;
-    nc_backoff_cfg bc = {.base_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000,
-                         .limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 10,
-                         .first_at_once = 1,
-                         .jitter = 0.5};
+    nc_reconnect_init(&nc->retry, cfg->retry_delay_ms, 2000,
+                      cfg->retry_attempts > 0 ? cfg->retry_attempts : 10, nc);
     uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)nc;
-    nc_backoff_init(&nc->retry, &bc, seed);
     for (int i = 0; i < 12; i++) {
         seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
         nc->nuid_prefix[i] = B62[(seed >> 33) % 62];

@@ -10,10 +10,9 @@
 #include <string.h>
 
 #include "codec/envelope.h"
-#include "codec/json_build.h"
 #include "core/server_transport.h"
+#include "transport/common/reconnect.h"
 #include "transport/nats/nats.h"
-#include "util/backoff.h"
 
 typedef struct nats_server nats_server;
 
@@ -62,28 +61,15 @@ static void sink_release(void *peer) {
     if (--k->refs == 0) free(k);
 }
 
-static int publish(nats_server *ns, const char *subject, size_t slen, const json_t *headers, const char *body,
-                   size_t len) {
+/* Reply headers (nc_reply_header) travel as the first reply message's NATS headers, in order, a repeated
+ * name repeated, values as bytes (a name or value that would break the header block is left out). NATS
+ * has no status or trailers: those are not sent. */
+static int publish(nats_server *ns, const char *subject, size_t slen, const nc_reply_pkt *pkt,
+                   const char *body, size_t len) {
     ns->out.len = 0;
-    if (nc_nats_write_pub(&ns->out, subject, slen, NULL, headers, body, len)) return NC_ENOMEM;
+    if (nc_nats_write_pub_list(&ns->out, subject, slen, NULL, pkt->headers, pkt->nheaders, body, len))
+        return NC_ENOMEM;
     return nc_nats_conn_write(ns->conn, ns->out.data, ns->out.len);
-}
-
-/* Reply headers (nc_reply_header) travel as the first reply message's NATS headers, where a NestJS
- * client's handler can read them: the first value of a repeated name, names that are not UTF-8 left
- * out. NATS has no status or trailers: those are not sent. */
-static json_t *reply_headers(const nc_reply_pkt *pkt) {
-    json_t *obj = json_object();
-    for (size_t i = 0; obj && i < pkt->nheaders; i++) {
-        const nc_header *h = &pkt->headers[i];
-        char *name = strndup(h->name, h->name_len);
-        if (name && !json_object_get(obj, name)) {
-            json_t *v = nc_json_string_js(h->value, h->value_len, 0);
-            if (v) json_object_set_new(obj, name, v);
-        }
-        free(name);
-    }
-    return obj;
 }
 
 static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
@@ -106,9 +92,7 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
         ns->enc.len = 0;
         if ((r = nc_envelope_write_reply(&ns->enc, &e, NULL))) return r;
     }
-    json_t *headers = pkt->nheaders ? reply_headers(pkt) : NULL;
-    r = publish(ns, k->subject, k->len, headers, ns->enc.data, ns->enc.len);
-    json_decref(headers);
+    r = publish(ns, k->subject, k->len, pkt, ns->enc.data, ns->enc.len);
     if (r == NC_ESTALLED)
         nc_logf(LOG(ns), NC_LOG_ERROR, "Server",
                 "reply to %s dropped: more than max_send_buffer_size bytes wait for the NATS connection",
@@ -278,7 +262,10 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
         maybe_closed(ns);
         return;
     }
-    int delay = nc_backoff_next(&ns->retry);
+    nc_log_level level = NC_LOG_ERROR;
+    char note[64];
+    int delay =
+        nc_reconnect_next(&ns->retry, nc_server__io(ns->srv)->loop, NC_LOG_ERROR, &level, note, sizeof note);
     if (delay < 0) {
         nc_logf(LOG(ns), NC_LOG_ERROR, "Server",
                 "NATS connection to %s:%d lost (%s); giving up after %d attempts", ns->t.b.host, ns->t.b.port,
@@ -287,12 +274,8 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
         ns->reported = 0;
         return;
     }
-    unsigned skipped = 0;
-    char note[64];
-    int loud = nc_backoff_should_log(&ns->retry, uv_now(nc_server__io(ns->srv)->loop), &skipped);
-    nc_logf(LOG(ns), loud ? NC_LOG_ERROR : NC_LOG_DEBUG, "Server",
-            "NATS connection to %s:%d lost (%s); reconnecting in %d ms%s", ns->t.b.host, ns->t.b.port,
-            msg ? msg : "closed", delay, nc_backoff_suppressed_note(skipped, note, sizeof note));
+    nc_logf(LOG(ns), level, "Server", "NATS connection to %s:%d lost (%s); reconnecting in %d ms%s",
+            ns->t.b.host, ns->t.b.port, msg ? msg : "closed", delay, note);
     if (ns->reported) nc_server__status(ns->srv, "reconnecting", err);
     ns->reported = 0;
     ns->conn = open_conn(ns, delay);
@@ -319,12 +302,8 @@ static int ns_create(nc_server *srv, const nc_url *url, void **state) {
     ns->t.max_msg = cfg->max_buffer_size > 0 ? (size_t)cfg->max_buffer_size : 0;
     ns->t.b.max_queue = cfg->max_send_buffer_size;
     ns->t.b.connect_timeout_ms = 5000;
-    /* the first attempt goes at once: a restarted broker is usually back */
-    nc_backoff_cfg bc = {.base_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 2000,
-                         .limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 0,
-                         .first_at_once = 1,
-                         .jitter = 0.5};
-    nc_backoff_init(&ns->retry, &bc, uv_hrtime() ^ (uint64_t)(uintptr_t)ns);
+    nc_reconnect_init(&ns->retry, cfg->retry_delay_ms, 2000,
+                      cfg->retry_attempts > 0 ? cfg->retry_attempts : 0, ns);
     *state = ns;
     return 0;
 }

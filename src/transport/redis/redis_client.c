@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "core/client_internal.h"
+#include "transport/common/reconnect.h"
 #include "transport/redis/redis.h"
-#include "util/backoff.h"
 #include "util/buf.h"
 #include "util/map.h"
 
@@ -365,7 +365,11 @@ static void conn_end(nc_redis_conn *c, int err, const char *msg) {
     snprintf(text, sizeof text, "Redis %s connection to %s:%d lost: %s", sub ? "sub" : "pub", rc->t.b.host,
              rc->t.b.port, msg && *msg ? msg : "closed");
     nc_backoff *b = &rc->retry[sub];
-    int delay = cfg->retry_attempts > 0 ? nc_backoff_next(b) : -1;
+    nc_log_level level = NC_LOG_WARN;
+    char note[64];
+    int delay = cfg->retry_attempts > 0 ? nc_reconnect_next(b, nc_client__io(rc->cli)->loop, NC_LOG_WARN,
+                                                            &level, note, sizeof note)
+                                        : -1;
     if (delay < 0) {
         nc_logf(LOG(rc), NC_LOG_ERROR, "Client", "%s%s", text,
                 cfg->retry_attempts > 0 ? "; reconnection attempts exhausted" : "");
@@ -373,12 +377,8 @@ static void conn_end(nc_redis_conn *c, int err, const char *msg) {
         shut_down(rc, NC_ECONNCLOSED, "Connection closed");
         return;
     }
-    unsigned skipped = 0;
-    char note[64];
-    int loud = nc_backoff_should_log(b, uv_now(nc_client__io(rc->cli)->loop), &skipped);
-    nc_logf(LOG(rc), loud ? NC_LOG_WARN : NC_LOG_DEBUG, "Client",
-            "%s; reconnecting in %d ms (attempt %d of %d)%s", text, delay, b->attempts, b->cfg.limit,
-            nc_backoff_suppressed_note(skipped, note, sizeof note));
+    nc_logf(LOG(rc), level, "Client", "%s; reconnecting in %d ms (attempt %d of %d)%s", text, delay,
+            b->attempts, b->cfg.limit, note);
     if (rc->state != C_RECONNECTING) {
         rc->state = C_RECONNECTING;
         nc_client__status(rc->cli, "reconnecting", err);
@@ -410,13 +410,9 @@ static int rc_create(nc_client *cli, const nc_url *url, void **state) {
     rc->t.max_reply = cfg->max_buffer_size;
     rc->t.b.max_queue = cfg->max_send_buffer_size;
     rc->t.b.connect_timeout_ms = cfg->connect_timeout_ms; /* each connection, reconnections included */
-    nc_backoff_cfg bc = {.base_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 5000,
-                         .limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 0,
-                         .first_at_once = 1,
-                         .jitter = 0.5};
-    uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)rc;
-    nc_backoff_init(&rc->retry[0], &bc, seed);
-    nc_backoff_init(&rc->retry[1], &bc, seed ^ 0x5bd1e995u);
+    int limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 0;
+    nc_reconnect_init(&rc->retry[0], cfg->retry_delay_ms, 5000, limit, &rc->retry[0]);
+    nc_reconnect_init(&rc->retry[1], cfg->retry_delay_ms, 5000, limit, &rc->retry[1]);
     *state = rc;
     return 0;
 }

@@ -15,7 +15,7 @@
 #include "codec/json_write.h"
 #include "core/server_transport.h"
 #include "transport/redis/redis.h"
-#include "util/backoff.h"
+#include "transport/common/reconnect.h"
 #include "util/map.h"
 #include "util/utf8.h"
 
@@ -292,7 +292,9 @@ static void conn_end(nc_redis_conn *c, int err, const char *msg) {
         return;
     }
     nc_backoff *b = &rs->retry[sub];
-    int delay = nc_backoff_next(b);
+    nc_log_level level = NC_LOG_ERROR;
+    char note[64];
+    int delay = nc_reconnect_next(b, nc_server__io(rs->srv)->loop, NC_LOG_ERROR, &level, note, sizeof note);
     if (delay < 0) {
         nc_logf(LOG(rs), NC_LOG_ERROR, "Server",
                 "Redis %s connection to %s:%d lost (%s); giving up after %d attempts", sub ? "sub" : "pub",
@@ -301,13 +303,8 @@ static void conn_end(nc_redis_conn *c, int err, const char *msg) {
         rs->reported = 0;
         return;
     }
-    unsigned skipped = 0;
-    char note[64];
-    int loud = nc_backoff_should_log(b, uv_now(nc_server__io(rs->srv)->loop), &skipped);
-    nc_logf(LOG(rs), loud ? NC_LOG_ERROR : NC_LOG_DEBUG, "Server",
-            "Redis %s connection to %s:%d lost (%s); reconnecting in %d ms%s", sub ? "sub" : "pub",
-            rs->t.b.host, rs->t.b.port, msg ? msg : "closed", delay,
-            nc_backoff_suppressed_note(skipped, note, sizeof note));
+    nc_logf(LOG(rs), level, "Server", "Redis %s connection to %s:%d lost (%s); reconnecting in %d ms%s",
+            sub ? "sub" : "pub", rs->t.b.host, rs->t.b.port, msg ? msg : "closed", delay, note);
     if (rs->reported) nc_server__status(rs->srv, "reconnecting", err);
     rs->reported = 0;
     nc_redis_conn *n = open_conn(rs, sub, delay);
@@ -339,14 +336,9 @@ static int rs_create(nc_server *srv, const nc_url *url, void **state) {
     rs->t.max_reply = cfg->max_buffer_size;
     rs->t.b.max_queue = cfg->max_send_buffer_size;
     rs->t.b.connect_timeout_ms = 5000;
-    /* the first attempt goes at once: a restarted broker is usually back */
-    nc_backoff_cfg bc = {.base_ms = cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 1000,
-                         .limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 0,
-                         .first_at_once = 1,
-                         .jitter = 0.5};
-    uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)rs;
-    nc_backoff_init(&rs->retry[0], &bc, seed);
-    nc_backoff_init(&rs->retry[1], &bc, seed ^ 0x5bd1e995u);
+    int limit = cfg->retry_attempts > 0 ? cfg->retry_attempts : 0;
+    nc_reconnect_init(&rs->retry[0], cfg->retry_delay_ms, 1000, limit, &rs->retry[0]);
+    nc_reconnect_init(&rs->retry[1], cfg->retry_delay_ms, 1000, limit, &rs->retry[1]);
     *state = rs;
     return 0;
 }
