@@ -103,8 +103,15 @@ static void rm_rf(const char *dir) {
 
 /* ---- the fixture -------------------------------------------------------------------------------------- */
 
+/* A process that ends early (an assertion outside a case, e.g. in a callback run by the teardown) must
+ * not leave its broker running: stop it at exit. Harmless after fx_teardown (pid 0, dir gone). */
+static void broker_at_exit(void) {
+    broker_free(&FX.broker);
+}
+
 int fx_setup(const conf_transport *t) {
     memset(&FX, 0, sizeof FX);
+    atexit(broker_at_exit);
     FX.t = t;
     if (t->flags & CONF_TLS) {
         const char *tmp = getenv("TMPDIR");
