@@ -741,6 +741,11 @@ static int fake_listen(void *st) {
     return 0;
 }
 static void fake_nop(void *st) {}
+/* Nothing of its own to close; reporting it closed (the transport contract) lets nc_server_free close the
+ * server's handles on the loop before it frees them. */
+static void fake_close(void *st) {
+    nc_server__closed(fake_srv);
+}
 static void fake_settle(void *st, const nc_delivery *d, nc_settle how) {
     fake_settles[nfake_settles++] = (int)how;
 }
@@ -750,7 +755,7 @@ static const nc_server_transport fake_tp = {
     .create = fake_create,
     .listen = fake_listen,
     .stop_accepting = fake_nop,
-    .close = fake_nop,
+    .close = fake_close,
     .destroy = fake_nop,
     .settle = fake_settle,
 };
