@@ -28,6 +28,12 @@ static inline void tcp_listen_connect(void) {
     assert_int_equal(nc_client_new(&cli, url, &co), 0);
 }
 
+/* Frees both: the client first, so the server sees its peer go before it closes. */
+static inline void tcp_free(void) {
+    nc_client_free(cli);
+    nc_server_free(srv);
+}
+
 /* ---- one call's values and end ------------------------------------------------------------------------- */
 
 #ifndef LOOP_FIXTURE_OWN_CALL

@@ -69,8 +69,7 @@ static void start(const nc_server_opts *so) {
 }
 
 static void stop(void) {
-    nc_client_free(cli);
-    nc_server_free(srv);
+    tcp_free();
     for (int i = 0; i < nthreads; i++) uv_thread_join(&threads[i]);
     nthreads = 0;
     nparked = 0;

@@ -341,8 +341,7 @@ static void start(void) {
 }
 
 static void stop(void) {
-    nc_client_free(cli);
-    nc_server_free(srv);
+    tcp_free();
     json_decref(seen_data);
     seen_data = NULL;
 }

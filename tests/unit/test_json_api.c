@@ -69,8 +69,7 @@ static void start(void) {
 }
 
 static void stop(void) {
-    nc_client_free(cli);
-    nc_server_free(srv);
+    tcp_free();
     while (uv_run(&loop, UV_RUN_NOWAIT)) {
     }
     uv_loop_close(&loop);

@@ -76,8 +76,7 @@ static void start(void) {
 }
 
 static void stop(void) {
-    nc_client_free(cli);
-    nc_server_free(srv);
+    tcp_free();
 }
 
 /* One request, its values (a JSON array) compared with `want`. */
