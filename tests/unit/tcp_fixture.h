@@ -1,6 +1,6 @@
 /* A TCP server and a client of it, both on the loop of loop_fixture.h, and a recorder of one call's values
  * and end: what the unit tests of the public API over TCP share. Everything is static; included by one test
- * file each. A test with a call recorder of its own defines LOOP_FIXTURE_OWN_CALL before including this. */
+ * file each. A test with a call recorder of its own defines TCP_FIXTURE_OWN_CALL before including this. */
 #ifndef NESTC_TEST_TCP_FIXTURE_H
 #define NESTC_TEST_TCP_FIXTURE_H
 
@@ -36,7 +36,7 @@ static inline void tcp_free(void) {
 
 /* ---- one call's values and end ------------------------------------------------------------------------- */
 
-#ifndef LOOP_FIXTURE_OWN_CALL
+#ifndef TCP_FIXTURE_OWN_CALL
 typedef struct call {
     json_t *values; /* every value, in order */
     int err, done;  /* on_done's err; how often on_done ran */

@@ -15,7 +15,7 @@
 #include "core/client_internal.h"
 #include "nestc/nestc.h"
 
-#define LOOP_FIXTURE_OWN_CALL /* this one also cancels, reads status, trailers and headers */
+#define TCP_FIXTURE_OWN_CALL /* this one also cancels, reads status, trailers and headers */
 #include "tcp_fixture.h"
 
 typedef struct call {
