@@ -1,7 +1,8 @@
 /* What the broker tests (test_redis.c, test_nats.c) share: a broker process of their own on a free
  * loopback port in a temporary directory (started, restarted on the same port, stopped by PID), loop
- * helpers, one service with the handlers both use, and call/status recorders. Each test defines
- * broker_exec(), which runs in the child and execs its broker. Included by one file each. */
+ * helpers (with loop_fixture.h: every time limit is scaled by time_factor(), every wait ends as soon as
+ * what it waits for happens), one service with the handlers both use, and call/status recorders. Each test
+ * defines broker_exec(), which runs in the child and execs its broker. Included by one file each. */
 #ifndef NESTC_TEST_BROKER_HARNESS_H
 #define NESTC_TEST_BROKER_HARNESS_H
 
@@ -16,21 +17,10 @@
 #include "../common/broker.h"
 #include "nestc/nestc.h"
 
+#include "loop_fixture.h"
+
 /* In the child: exec the broker listening on 127.0.0.1:port (b->pass: the password it requires). */
 static void broker_exec(const broker *b, const char *port);
-
-static uv_loop_t loop;
-
-/* Every time limit of these tests is multiplied by NESTC_TEST_TIMEOUT_FACTOR (set by CMake; default 1):
- * a slow or loaded machine makes them slower, not red. Waits end as soon as what they wait for happens. */
-static int time_factor(void) {
-    static int f;
-    if (!f) {
-        const char *v = getenv("NESTC_TEST_TIMEOUT_FACTOR");
-        f = v && atoi(v) > 0 ? atoi(v) : 1;
-    }
-    return f;
-}
 
 /* ---- the broker (tests/common/broker.h) ------------------------------------------------------------ */
 
@@ -41,36 +31,15 @@ static void broker_start(broker *b) {
 
 /* ---- loop helpers ------------------------------------------------------------------------------------ */
 
-static void on_tick(uv_timer_t *t) {
-    *(int *)t->data = 1;
-}
-
 static void run_ms(int ms) {
     uv_timer_t t;
     int fired = 0;
     uv_timer_init(&loop, &t);
     t.data = &fired;
-    uv_timer_start(&t, on_tick, (uint64_t)ms, 0);
+    uv_timer_start(&t, loop_fixture_on_tick, (uint64_t)ms, 0);
     while (!fired) uv_run(&loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
-}
-
-/* runs until *flag >= want or ms × the time factor pass; returns whether it got there */
-static int run_until(const int *flag, int want, int ms) {
-    uv_update_time(&loop);
-    uint64_t end = uv_now(&loop) + (uint64_t)ms * (uint64_t)time_factor();
-    while (*flag < want && uv_now(&loop) < end) {
-        uv_timer_t t;
-        int fired = 0;
-        uv_timer_init(&loop, &t);
-        t.data = &fired;
-        uv_timer_start(&t, on_tick, 10, 0);
-        while (!fired && *flag < want) uv_run(&loop, UV_RUN_ONCE);
-        uv_close((uv_handle_t *)&t, NULL);
-        uv_run(&loop, UV_RUN_NOWAIT);
-    }
-    return *flag >= want;
 }
 
 /* ---- the service --------------------------------------------------------------------------------------- */
@@ -187,7 +156,7 @@ static void svc_start(svc *s, const char *url) {
     assert_int_equal(nc_server_event(s->srv, "note", ev_note, s), 0);
     nc_server_on_status(s->srv, srv_status, s);
     assert_int_equal(nc_server_listen(s->srv), 0);
-    assert_true(run_until(&s->connected, 1, 5000));
+    assert_true(run_until_ms(&s->connected, 1, 5000));
 }
 
 static void svc_stop(svc *s) {
@@ -244,7 +213,7 @@ static nc_server *refused_server(const char *url, refusal_log *l) {
     assert_int_equal(nc_server_message(srv, "where", h_sum, NULL), 0);
     nc_server_on_status(srv, refusal_status, l);
     assert_int_equal(nc_server_listen(srv), 0);
-    assert_true(run_until(&l->settled, 1, 3000));
+    assert_true(run_until_ms(&l->settled, 1, 3000));
     return srv;
 }
 

@@ -13,33 +13,7 @@
 
 #include "nestc/nestc.h"
 
-typedef struct call {
-    json_t *values;
-    int err, done;
-    json_t *error;
-} call;
-
-static void on_value(void *u, json_t *v) {
-    json_array_append(((call *)u)->values, v);
-}
-static void on_done(void *u, int err, json_t *e) {
-    call *c = u;
-    c->err = err;
-    c->error = e ? json_incref(e) : NULL;
-    c->done++;
-}
-static call call_new(void) {
-    return (call){json_array(), 0, 0, NULL};
-}
-static void call_free(call *c) {
-    json_decref(c->values);
-    json_decref(c->error);
-}
-
-static uv_loop_t loop;
-static nc_server *srv;
-static nc_client *cli;
-static char url[64];
+#include "tcp_fixture.h"
 
 /* ---- handlers ------------------------------------------------------------------------------------ */
 
@@ -84,28 +58,18 @@ static void h_raw_bad(nc_request *req, const nc_msg *m, void *u) {
 }
 
 static void start(const nc_server_opts *so) {
-    nc_server_opts o = so ? *so : (nc_server_opts){0};
-    o.loop = &loop;
-    assert_int_equal(nc_server_new(&srv, "tcp://127.0.0.1:0", &o), 0);
+    tcp_server_new(so);
     nc_server_message(srv, "thread", h_thread, NULL);
     nc_server_message(srv, "park", h_park, NULL);
     nc_server_message(srv, "meta", h_meta, NULL);
     nc_server_message(srv, "echo", h_echo, NULL);
     nc_server_message(srv, "rawEcho", h_raw_echo, NULL);
     nc_server_message(srv, "rawBad", h_raw_bad, NULL);
-    assert_int_equal(nc_server_listen(srv), 0);
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(srv));
-    nc_client_opts co = {.loop = &loop};
-    assert_int_equal(nc_client_new(&cli, url, &co), 0);
-}
-
-static void run_until(int *flag, int value) {
-    while (*flag < value) uv_run(&loop, UV_RUN_ONCE);
+    tcp_listen_connect();
 }
 
 static void stop(void) {
-    nc_client_free(cli);
-    nc_server_free(srv);
+    tcp_free();
     for (int i = 0; i < nthreads; i++) uv_thread_join(&threads[i]);
     nthreads = 0;
     nparked = 0;
@@ -342,15 +306,6 @@ static void test_workers(void **st) {
     nc_server_free(ws);
 }
 
-static int setup(void **st) {
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    return uv_loop_init(&loop);
-}
-static int teardown(void **st) {
-    uv_run(&loop, UV_RUN_DEFAULT);
-    return uv_loop_close(&loop);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threadsafe_reply),
@@ -363,5 +318,5 @@ int main(void) {
         cmocka_unit_test(test_workers),
         cmocka_unit_test(test_reply_json),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }

@@ -15,6 +15,9 @@
 #include "core/client_internal.h"
 #include "nestc/nestc.h"
 
+#define TCP_FIXTURE_OWN_CALL /* this one also cancels, reads status, trailers and headers */
+#include "tcp_fixture.h"
+
 typedef struct call {
     json_t *values;
     int err, done, headers;
@@ -70,17 +73,6 @@ static void call_free(call *c) {
     json_decref(c->error);
 }
 
-static uv_loop_t loop;
-static nc_server *srv;
-static nc_client *cli;
-static char url[64];
-
-static int time_factor(void) {
-    const char *v = getenv("NESTC_TEST_TIMEOUT_FACTOR");
-    int f = v ? atoi(v) : 1;
-    return f > 0 ? f : 1;
-}
-
 /* ---- handlers ------------------------------------------------------------------------------------ */
 
 static nc_request *parked[8];
@@ -107,20 +99,12 @@ static void h_fail(nc_request *req, const nc_msg *m, void *u) {
 }
 
 static void start(void) {
-    nc_server_opts so = {.loop = &loop};
-    assert_int_equal(nc_server_new(&srv, "tcp://127.0.0.1:0", &so), 0);
+    tcp_server_new(NULL);
     nc_server_message(srv, "park", h_park, NULL);
     nc_server_message(srv, "echo", h_echo, NULL);
     nc_server_message(srv, "stream", h_stream, NULL);
     nc_server_message(srv, "fail", h_fail, NULL);
-    assert_int_equal(nc_server_listen(srv), 0);
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(srv));
-    nc_client_opts co = {.loop = &loop};
-    assert_int_equal(nc_client_new(&cli, url, &co), 0);
-}
-
-static void run_until(int *flag, int value) {
-    while (*flag < value) uv_run(&loop, UV_RUN_ONCE);
+    tcp_listen_connect();
 }
 
 static void stop(void) {
@@ -442,15 +426,6 @@ static void test_bogus_handles(void **st) {
     assert_null(nc_call_trailer(NULL, "x", NULL));
 }
 
-static int setup(void **st) {
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    return uv_loop_init(&loop);
-}
-static int teardown(void **st) {
-    uv_run(&loop, UV_RUN_DEFAULT);
-    return uv_loop_close(&loop);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_and_stale_handle),
@@ -462,5 +437,5 @@ int main(void) {
         cmocka_unit_test(test_free_fails_pending),
         cmocka_unit_test(test_bogus_handles),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }

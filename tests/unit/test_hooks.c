@@ -17,6 +17,8 @@
 #include "transport/transport.h"
 #include "nestc/nestc.h"
 
+#include "tcp_fixture.h"
+
 /* ---- a log of hook calls ------------------------------------------------------------------------- */
 
 typedef struct ev {
@@ -268,36 +270,10 @@ static void test_client_machinery(void **st) {
 
 /* ---- a real server and client on one loop --------------------------------------------------------- */
 
-static uv_loop_t loop;
-static nc_server *srv;
-static nc_client *cli;
 static int finished; /* on_finish calls of set "A" */
 static int handler_runs;
 static nc_request *parked;
 static json_t *seen_data; /* nc_msg_data at on_finish */
-
-typedef struct call {
-    json_t *values;
-    int err, done;
-    json_t *error;
-} call;
-
-static void on_value(void *u, json_t *v) {
-    json_array_append(((call *)u)->values, v);
-}
-static void on_done(void *u, int err, json_t *e) {
-    call *c = u;
-    c->err = err;
-    c->error = e ? json_incref(e) : NULL;
-    c->done++;
-}
-static call call_new(void) {
-    return (call){json_array(), 0, 0, NULL};
-}
-static void call_free(call *c) {
-    json_decref(c->values);
-    json_decref(c->error);
-}
 
 static void t_finish(void *u, nc_hook_info *i, int outcome) {
     s_finish(u, i, outcome);
@@ -346,10 +322,6 @@ static void h_meta(nc_request *req, const nc_msg *m, void *u) {
     json_t *md = nc_msg_metadata(m);
     nc_reply(req, md ? json_incref(md) : json_null());
 }
-static int factor(void) {
-    const char *f = getenv("NESTC_TEST_TIMEOUT_FACTOR");
-    return f && atoi(f) > 0 ? atoi(f) : 1;
-}
 static void h_tick(const nc_msg *m, void *u) {
     handler_runs++;
 }
@@ -358,26 +330,18 @@ static void start(void) {
     reset();
     finished = handler_runs = 0;
     parked = NULL;
-    assert_int_equal(nc_server_new(&srv, "tcp://127.0.0.1:0", &(nc_server_opts){.loop = &loop}), 0);
+    tcp_server_new(NULL);
     nc_server_message(srv, "sum", h_sum, NULL);
     nc_server_message(srv, "stream", h_stream, NULL);
     nc_server_message(srv, "fail", h_fail, NULL);
     nc_server_message(srv, "park", h_park, NULL);
     nc_server_message(srv, "meta", h_meta, NULL);
     nc_server_event(srv, "tick", h_tick, NULL);
-    assert_int_equal(nc_server_listen(srv), 0);
-    char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(srv));
-    assert_int_equal(nc_client_new(&cli, url, &(nc_client_opts){.loop = &loop}), 0);
-}
-
-static void run_until(int *flag, int value) {
-    while (*flag < value) uv_run(&loop, UV_RUN_ONCE);
+    tcp_listen_connect();
 }
 
 static void stop(void) {
-    nc_client_free(cli);
-    nc_server_free(srv);
+    tcp_free();
     json_decref(seen_data);
     seen_data = NULL;
 }
@@ -733,7 +697,7 @@ static void test_client_retry(void **st) {
     c_retries_wanted = 1;
     call c = call_new();
     json_t *data = json_pack("{s:i}", "n", 7);
-    nc_call_opts o = {.timeout_ms = 200 * factor()};
+    nc_call_opts o = {.timeout_ms = 200 * time_factor()};
     assert_int_equal(nc_client_send(cli, "flaky", data, &o, on_value, on_done, &c), 0);
     run_until(&c.done, 1);
     assert_int_equal(c.err, 0);
@@ -767,7 +731,7 @@ static void test_client_retry(void **st) {
 
 static nc_server *fake_srv;
 static int fake_settles[8], nfake_settles;
-static int fake_create(nc_server *fsrv, const nc_url *url, void **state) {
+static int fake_create(nc_server *fsrv, const nc_url *addr, void **state) {
     fake_srv = fsrv;
     *state = NULL;
     return 0;
@@ -776,6 +740,11 @@ static int fake_listen(void *st) {
     return 0;
 }
 static void fake_nop(void *st) {}
+/* Nothing of its own to close; reporting it closed (the transport contract) lets nc_server_free close the
+ * server's handles on the loop before it frees them. */
+static void fake_close(void *st) {
+    nc_server__closed(fake_srv);
+}
 static void fake_settle(void *st, const nc_delivery *d, nc_settle how) {
     fake_settles[nfake_settles++] = (int)how;
 }
@@ -785,7 +754,7 @@ static const nc_server_transport fake_tp = {
     .create = fake_create,
     .listen = fake_listen,
     .stop_accepting = fake_nop,
-    .close = fake_nop,
+    .close = fake_close,
     .destroy = fake_nop,
     .settle = fake_settle,
 };

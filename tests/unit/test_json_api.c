@@ -21,25 +21,7 @@
 #include "codec/json_write.h"
 #include "nestc/nestc.h"
 
-typedef struct call {
-    json_t *values;
-    int err, done;
-    json_t *error;
-} call;
-
-static void on_value(void *u, json_t *v) {
-    json_array_append(((call *)u)->values, v);
-}
-static void on_done(void *u, int err, json_t *e) {
-    call *c = u;
-    c->err = err;
-    c->error = e ? json_incref(e) : NULL;
-    c->done++;
-}
-
-static uv_loop_t loop;
-static nc_server *srv;
-static nc_client *cli;
+#include "tcp_fixture.h"
 
 static void h_echo(nc_request *req, const nc_msg *m, void *u) {
     nc_reply(req, json_incref(nc_msg_data(m)));
@@ -76,30 +58,25 @@ static void h_data_json(nc_request *req, const nc_msg *m, void *u) {
 
 static void start(void) {
     uv_loop_init(&loop);
-    nc_server_opts so = {.loop = &loop};
-    assert_int_equal(nc_server_new(&srv, "tcp://127.0.0.1:0", &so), 0);
+    tcp_server_new(NULL);
     nc_server_message(srv, "echo", h_echo, NULL);
     nc_server_message(srv, "fail", h_fail, NULL);
     nc_server_message(srv, "rawEcho", h_raw_echo, NULL);
     nc_server_message(srv, "add", h_add, NULL);
     nc_server_message(srv, "dataJson", h_data_json, NULL);
     nc_server_message(srv, "cut" LONE, h_echo, NULL); /* a string pattern with a lone surrogate */
-    assert_int_equal(nc_server_listen(srv), 0);
-    char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(srv));
-    nc_client_opts co = {.loop = &loop};
-    assert_int_equal(nc_client_new(&cli, url, &co), 0);
+    tcp_listen_connect();
 }
 
 static void stop(void) {
-    nc_client_free(cli);
-    nc_server_free(srv);
+    tcp_free();
     while (uv_run(&loop, UV_RUN_NOWAIT)) {
     }
     uv_loop_close(&loop);
 }
 
-static void run_until(call *c, int n) {
+/* Runs the loop until each of the n calls is done. */
+static void run_until_all(call *c, int n) {
     for (int i = 0; i < n; i++)
         while (!c[i].done) uv_run(&loop, UV_RUN_ONCE);
 }
@@ -120,7 +97,7 @@ static void test_lone_surrogates(void **st) {
     assert_int_equal(nc_client_send_json(cli, cut, data, NULL, on_value, on_done, &c[2]), 0);
     assert_int_equal(nc_client_send(cli, "fail", bad, NULL, on_value, on_done, &c[3]), 0);
     assert_int_equal(nc_client_send(cli, "rawEcho", data, NULL, on_value, on_done, &c[4]), 0);
-    run_until(c, 5);
+    run_until_all(c, 5);
     assert_int_equal(c[0].err, 0);
     assert_int_equal(json_integer_value(json_array_get(c[0].values, 0)), 7);
     for (int i = 1; i < 5; i++) {
@@ -161,7 +138,7 @@ static void test_deep_and_infinity(void **st) {
     json_t *one = json_integer(1);
     assert_int_equal(nc_client_send(cli, "echo", one, NULL, on_value, on_done, &c[2]), 0);
     json_decref(one);
-    run_until(c, 3);
+    run_until_all(c, 3);
     assert_int_equal(c[0].err, 0);
     assert_true(json_equal(json_array_get(c[0].values, 0), deep));
     /* the client writes Infinity as null, as JSON.stringify does: the handler adds [null,1] */
@@ -233,7 +210,7 @@ static void test_log_quotes_peer_text(void **st) {
     assert_string_equal(logged,
                         "There is no matching event handler defined in the remote service. Event pattern: "
                         "x\\x0a[nestc] ERROR forged\\x1b[31m\\xc2\\x9b\\xed\\xa0\\xbd\xc3\xa9\\");
-    run_until(&c, 1);
+    run_until_all(&c, 1);
     json_decref(c.values);
     json_decref(pat);
     stop();

@@ -18,6 +18,8 @@
 #include "nestc/nestc.h"
 #include "transport/transport.h"
 
+#include "loop_fixture.h"
+
 /* ---- the fake transport ------------------------------------------------------------------------- */
 
 typedef struct settled {
@@ -129,7 +131,6 @@ static nc_dispatch_outcome deliver(const char *body, uint64_t tag) {
 
 /* ---- handlers ----------------------------------------------------------------------------------- */
 
-static uv_loop_t loop;
 static nc_server *srv;
 static nc_request *parked;
 static int manual_mode; /* 1: take over settling; 2: reject before replying */
@@ -515,13 +516,8 @@ static void test_reply_metadata(void **st) {
 }
 
 static int setup(void **st) {
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     assert_int_equal(nc_transport_register_server(&fake_tp), 0);
-    return uv_loop_init(&loop);
-}
-static int teardown(void **st) {
-    uv_run(&loop, UV_RUN_DEFAULT);
-    return uv_loop_close(&loop);
+    return loop_setup(st);
 }
 
 int main(void) {
@@ -537,5 +533,5 @@ int main(void) {
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_reply_metadata),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, loop_teardown);
 }

@@ -31,7 +31,7 @@ static void test_no_responders(void **st) {
     call k = {0};
     uint64_t t0 = uv_now(&loop);
     assert_int_equal(nc_client_send(c, "nobody", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_true(uv_now(&loop) - t0 < 1000u * (unsigned)time_factor()); /* at once, not at the 3 s timeout */
     assert_int_equal(k.err, NC_ENOHANDLER);
     assert_string_equal(k.msg,
@@ -47,19 +47,19 @@ static void test_wildcards(void **st) {
     nc_client *c = client_new(url, 0, NULL);
     call k = {0};
     assert_int_equal(nc_client_send(c, "sensors.kitchen", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_string_equal(json_string_value(json_object_get(k.last, "route")), "sensors.*");
     assert_string_equal(json_string_value(json_object_get(k.last, "channel")), "sensors.kitchen");
     call_clear(&k);
     assert_int_equal(nc_client_send(c, "alerts.a.b", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_string_equal(json_string_value(json_object_get(k.last, "route")), "alerts.>");
     assert_string_equal(json_string_value(json_object_get(k.last, "channel")), "alerts.a.b");
     call_clear(&k);
     /* a route holding a lone surrogate (WTF-8) is published as those bytes, which are not UTF-8: the
      * server sees the subject as Node would decode it (three U+FFFD) instead of refusing it */
     assert_int_equal(nc_client_send(c, "alerts.a\xed\xa0\xbd", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(k.err, 0);
     assert_string_equal(json_string_value(json_object_get(k.last, "route")), "alerts.>");
     assert_string_equal(json_string_value(json_object_get(k.last, "channel")),
@@ -82,7 +82,7 @@ static void test_queue_groups(void **st) {
     for (int i = 0; i < N; i++)
         assert_int_equal(nc_client_send(c, "who", NULL, NULL, on_value, on_done, &calls[i]), 0);
     for (int i = 0; i < N; i++) {
-        assert_true(run_until(&calls[i].done, 1, 3000));
+        assert_true(run_until_ms(&calls[i].done, 1, 3000));
         assert_int_equal(calls[i].err, 0);
         assert_int_equal(calls[i].nvalues, 1); /* one answer each: never both members */
         call_clear(&calls[i]);
@@ -92,7 +92,7 @@ static void test_queue_groups(void **st) {
     /* events in a queue group: one member each */
     call k = {0};
     assert_int_equal(nc_client_emit(c, "note", NULL, NULL, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     for (int waited = 0; a.events + b.events < 1 && waited < 3000 * time_factor(); waited += 10) run_ms(10);
     run_ms(200); /* room for an unexpected second delivery */
     assert_int_equal(a.events + b.events, 1);
@@ -106,7 +106,7 @@ static void test_queue_groups(void **st) {
     for (int i = 0; i < N; i++)
         assert_int_equal(nc_client_send(c, "qwho", NULL, NULL, on_value, on_done, &calls[i]), 0);
     for (int i = 0; i < N; i++) {
-        assert_true(run_until(&calls[i].done, 1, 3000));
+        assert_true(run_until_ms(&calls[i].done, 1, 3000));
         assert_int_equal(calls[i].nvalues, 1);
         call_clear(&calls[i]);
     }
@@ -139,7 +139,7 @@ static void svc_start_opts(svc *s, const char *u, const nc_option *opts, size_t 
     assert_int_equal(nc_server_message_opts(s->srv, "awho", &ho, h_who, s), 0);
     nc_server_on_status(s->srv, srv_status, s);
     assert_int_equal(nc_server_listen(s->srv), 0);
-    assert_true(run_until(&s->connected, 1, 5000));
+    assert_true(run_until_ms(&s->connected, 1, 5000));
 }
 
 /* N requests to route; returns once all are answered (one value each). */
@@ -150,7 +150,7 @@ static void send_n(nc_client *c, const char *route, int n) {
     for (int i = 0; i < n; i++)
         assert_int_equal(nc_client_send(c, route, NULL, NULL, on_value, on_done, &calls[i]), 0);
     for (int i = 0; i < n; i++) {
-        assert_true(run_until(&calls[i].done, 1, 3000));
+        assert_true(run_until_ms(&calls[i].done, 1, 3000));
         assert_int_equal(calls[i].err, 0);
         assert_int_equal(calls[i].nvalues, 1);
         call_clear(&calls[i]);
@@ -199,7 +199,7 @@ static void test_max_payload(void **st) {
     call k = {0};
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
     json_decref(d);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(k.err, NC_ETOOBIG);
     assert_non_null(strstr(k.msg, "max_payload (1048576)"));
     call_clear(&k);
@@ -207,7 +207,7 @@ static void test_max_payload(void **st) {
     d = json_pack("[i]", 3);
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
     json_decref(d);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(json_integer_value(k.last), 3);
     call_clear(&k);
     nc_client_free(c);
@@ -258,7 +258,7 @@ static void test_permissions(void **st) {
     for (int i = 0; i < 2; i++)
         assert_int_equal(nc_client_send(c, "who", NULL, &forever, on_value, on_done, &k[i]), 0);
     for (int i = 0; i < 2; i++) {
-        assert_true(run_until(&k[i].done, 1, 2000));
+        assert_true(run_until_ms(&k[i].done, 1, 2000));
         assert_int_equal(k[i].err, NC_EAUTH);
         assert_non_null(strstr(k[i].msg, "Permissions Violation for Subscription to \"_INBOX."));
         call_clear(&k[i]);
@@ -271,7 +271,7 @@ static void test_permissions(void **st) {
     for (int i = 0; i < 2; i++)
         assert_int_equal(nc_client_send(c, "who", NULL, &forever, on_value, on_done, &k[i]), 0);
     for (int i = 0; i < 2; i++) {
-        assert_true(run_until(&k[i].done, 1, 2000));
+        assert_true(run_until_ms(&k[i].done, 1, 2000));
         assert_int_equal(k[i].err, NC_EAUTH);
         assert_non_null(strstr(k[i].msg, "Permissions Violation for Publish to \"who\""));
         call_clear(&k[i]);
@@ -280,7 +280,7 @@ static void test_permissions(void **st) {
     json_t *d = json_pack("[i,i]", 1, 2);
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k[0]), 0);
     json_decref(d);
-    assert_true(run_until(&k[0].done, 1, 3000));
+    assert_true(run_until_ms(&k[0].done, 1, 3000));
     assert_int_equal(k[0].err, 0);
     assert_int_equal(json_integer_value(k[0].last), 3);
     call_clear(&k[0]);
@@ -305,7 +305,7 @@ static void test_permissions(void **st) {
         assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &brief, on_value, on_done, &k[i]), 0);
     json_decref(d);
     for (int i = 0; i < 2; i++) {
-        assert_true(run_until(&k[i].done, 1, 3000));
+        assert_true(run_until_ms(&k[i].done, 1, 3000));
         assert_int_equal(k[i].err, NC_ETIMEDOUT);
         call_clear(&k[i]);
     }
@@ -408,7 +408,7 @@ static void test_reply_headers_on_call(void **st) {
     snprintf(pub, sizeof pub, "HPUB %s %zu %zu\r\n%s%s\r\n", inbox, strlen(hdr), strlen(hdr) + strlen(body),
              hdr, body);
     raw_send(pub);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(k.err, 0);
     assert_int_equal(json_integer_value(k.value), 42);
     assert_int_equal(k.headers, 1);
@@ -431,14 +431,14 @@ static void test_resend(void **st) {
     call warm = {0};
     json_t *d = json_pack("[i,i,i]", 1, 2, 3);
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &warm), 0);
-    assert_true(run_until(&warm.done, 1, 3000)); /* connected */
+    assert_true(run_until_ms(&warm.done, 1, 3000)); /* connected */
     call k = {0};
     nc_call *h = NULL;
     nc_call_cbs cbs = {on_value, on_done, NULL};
     assert_int_equal(nc_client_call(c, "{\"cmd\":\"sum\"}", d, NULL, &cbs, &k, &h), 0);
     assert_int_equal(nc_call__resend(h), 0);
     assert_int_equal(nc_call__resend(h), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(k.err, 0);
     assert_int_equal(k.nvalues, 1);
     assert_int_equal(json_integer_value(k.last), 6);
@@ -446,7 +446,7 @@ static void test_resend(void **st) {
     /* the same client goes on working: nothing of the dropped attempts is left in the way */
     call_clear(&warm);
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &warm), 0);
-    assert_true(run_until(&warm.done, 1, 3000));
+    assert_true(run_until_ms(&warm.done, 1, 3000));
     assert_int_equal(warm.err, 0);
     json_decref(d);
     call_clear(&warm);

@@ -79,7 +79,7 @@ static void test_reply_subscriptions(void **st) {
         assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &calls[i]), 0);
     json_decref(d);
     for (int i = 0; i < N; i++) {
-        assert_true(run_until(&calls[i].done, 1, 3000));
+        assert_true(run_until_ms(&calls[i].done, 1, 3000));
         assert_int_equal(calls[i].err, 0);
         call_clear(&calls[i]);
     }
@@ -93,7 +93,7 @@ static void test_reply_subscriptions(void **st) {
     int started = sleeps_started;
     assert_int_equal(nc_client_send(c, "sleep", ms, NULL, on_value, on_done, &slow), 0);
     json_decref(ms);
-    assert_true(run_until(&sleeps_started, started + 1, 3000)); /* the server has it */
+    assert_true(run_until_ms(&sleeps_started, started + 1, 3000)); /* the server has it */
     assert_int_equal(numsub(&B, "sleep.reply"), 1);
     nc_client_free(c); /* fails it */
     call_clear(&slow);
@@ -109,7 +109,7 @@ static void test_unknown_pattern_drops_reply_channel(void **st) {
     nc_call_opts co = {0};
     co.timeout_ms = 300;
     assert_int_equal(nc_client_send(c, "nobody", NULL, &co, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(k.err, NC_ETIMEDOUT);
     assert_true(numsub_becomes(&B, "nobody.reply", 0, 3000));
     call_clear(&k);
@@ -122,23 +122,23 @@ static void test_foreign_messages(void **st) {
     svc_start(&s, url);
     /* not JSON: NestJS uses the raw string as the data of an event for the channel */
     publish_raw(&B, "note", "plain text", 10);
-    assert_true(run_until(&s.events, 1, 3000));
+    assert_true(run_until_ms(&s.events, 1, 3000));
     assert_string_equal(json_string_value(s.last_event), "plain text");
     /* JSON without pattern/data: the whole body is the data */
     publish_raw(&B, "note", "{\"x\":1}", 7);
-    assert_true(run_until(&s.events, 2, 3000));
+    assert_true(run_until_ms(&s.events, 2, 3000));
     assert_int_equal(json_integer_value(json_object_get(s.last_event, "x")), 1);
     /* invalid UTF-8: Node's Redis client decodes it with U+FFFD, JSON.parse fails, the raw string is the
      * data */
     publish_raw(&B, "note", "\xff\xfe", 2);
-    assert_true(run_until(&s.events, 3, 3000));
+    assert_true(run_until_ms(&s.events, 3, 3000));
     assert_string_equal(json_string_value(s.last_event), "\xef\xbf\xbd\xef\xbf\xbd");
     nc_client *c = client_new(url, 0, NULL);
     call k = {0};
     json_t *d = json_pack("[i]", 5);
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
     json_decref(d);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(json_integer_value(k.last), 5);
     assert_int_equal(s.events, 3);
     call_clear(&k);
@@ -154,12 +154,12 @@ static void test_wildcards(void **st) {
     /* a foreign message on a channel that is not UTF-8 (Redis channels are bytes): Node decodes the channel
      * with U+FFFD; it used to fail the dispatch (json_string refused the channel) */
     publish_raw(&B, "sensors.\xff", "plain", 5);
-    assert_true(run_until(&s.wheres, 1, 3000));
+    assert_true(run_until_ms(&s.wheres, 1, 3000));
     assert_string_equal(s.last_channel, "sensors.\xef\xbf\xbd");
     nc_client *c = client_new(url, 0, NULL);
     call k = {0};
     assert_int_equal(nc_client_send(c, "sensors.kitchen", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(k.err, 0);
     /* dispatched on the glob, answered on the concrete channel's reply channel */
     assert_string_equal(json_string_value(json_object_get(k.last, "channel")), "sensors.kitchen");
@@ -182,14 +182,14 @@ static void test_auth_and_db(void **st) {
     call k = {0};
     json_t *d = json_pack("[i,i]", 2, 2);
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(json_integer_value(k.last), 4);
     call_clear(&k);
     nc_client_free(c);
     /* a wrong password: the call fails with the broker's reason */
     c = client_new(bad, 0, NULL);
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 3000));
+    assert_true(run_until_ms(&k.done, 1, 3000));
     assert_int_equal(k.err, NC_EAUTH);
     assert_non_null(strstr(k.msg, "WRONGPASS"));
     call_clear(&k);
@@ -200,7 +200,7 @@ static void test_auth_and_db(void **st) {
     nc_call_opts forever = {0};
     forever.timeout_ms = NC_LIMIT_OFF;
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &forever, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 2000));
+    assert_true(run_until_ms(&k.done, 1, 2000));
     assert_int_equal(k.err, NC_EAUTH);
     assert_non_null(strstr(k.msg, "NOAUTH"));
     call_clear(&k);
@@ -221,17 +221,17 @@ static void test_restart_without_retries(void **st) {
     int started = sleeps_started;
     assert_int_equal(nc_client_send(c, "sleep", ms, NULL, on_value, on_done, &slow), 0);
     json_decref(ms);
-    assert_true(run_until(&sleeps_started, started + 1, 3000)); /* the server has it */
+    assert_true(run_until_ms(&sleeps_started, started + 1, 3000)); /* the server has it */
     broker_stop(&B);
-    assert_true(run_until(&slow.done, 1, 3000));
+    assert_true(run_until_ms(&slow.done, 1, 3000));
     assert_int_equal(slow.err, NC_ECONNCLOSED);
     assert_string_equal(slow.msg, "Connection closed");
     broker_start(&B);
-    assert_true(run_until(&s.connected, 2, 5000));
+    assert_true(run_until_ms(&s.connected, 2, 5000));
     json_t *d = json_pack("[i,i]", 4, 5);
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &after), 0);
     json_decref(d);
-    assert_true(run_until(&after.done, 1, 3000));
+    assert_true(run_until_ms(&after.done, 1, 3000));
     assert_int_equal(after.err, 0);
     assert_int_equal(json_integer_value(after.last), 9);
     call_clear(&slow);
@@ -253,9 +253,9 @@ static void test_retries_exhausted(void **st) {
     int started = sleeps_started;
     assert_int_equal(nc_client_send(c, "sleep", ms, &co, on_value, on_done, &slow), 0);
     json_decref(ms);
-    assert_true(run_until(&sleeps_started, started + 1, 3000)); /* the server has it */
+    assert_true(run_until_ms(&sleeps_started, started + 1, 3000)); /* the server has it */
     broker_stop(&B);
-    assert_true(run_until(&slow.done, 1, 5000));
+    assert_true(run_until_ms(&slow.done, 1, 5000));
     assert_int_equal(slow.err, NC_ECONNCLOSED);
     assert_true(cs.reconnecting >= 1);
     assert_true(cs.disconnected >= 1);
@@ -289,10 +289,10 @@ static void test_refused(void **st) {
         for (int j = 0; j < 2; j++)
             assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &forever, on_value, on_done, &k[j]),
                              0);
-        assert_true(run_until(&k[0].done, 1, 2000));
-        assert_true(run_until(&k[1].done, 1, 2000));
+        assert_true(run_until_ms(&k[0].done, 1, 2000));
+        assert_true(run_until_ms(&k[1].done, 1, 2000));
         assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &forever, on_value, on_done, &k[2]), 0);
-        assert_true(run_until(&k[2].done, 1, 2000));
+        assert_true(run_until_ms(&k[2].done, 1, 2000));
         for (int j = 0; j < 3; j++) {
             assert_int_equal(k[j].err, NC_EAUTH);
             assert_non_null(strstr(k[j].msg, "SUBSCRIBE {\"cmd\":\"sum\"}.reply"));
@@ -307,12 +307,12 @@ static void test_refused(void **st) {
     nc_client *c = client_new(u, 0, NULL);
     call k = {0}, ev = {0};
     assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, &forever, on_value, on_done, &k), 0);
-    assert_true(run_until(&k.done, 1, 2000));
+    assert_true(run_until_ms(&k.done, 1, 2000));
     assert_int_equal(k.err, NC_EAUTH);
     assert_non_null(strstr(k.msg, "PUBLISH to {\"cmd\":\"sum\"}"));
     assert_non_null(strstr(k.msg, "NOPERM"));
     assert_int_equal(nc_client_emit(c, "note", d, NULL, on_done, &ev), 0);
-    assert_true(run_until(&ev.done, 1, 2000));
+    assert_true(run_until_ms(&ev.done, 1, 2000));
     assert_int_equal(ev.err, NC_EAUTH);
     assert_non_null(strstr(ev.msg, "PUBLISH to note"));
     call_clear(&k);
@@ -335,7 +335,7 @@ static void test_refused(void **st) {
     d = json_pack("[i,i]", 2, 3);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", d, NULL, on_value, on_done, &k), 0);
-        assert_true(run_until(&k.done, 1, 2000));
+        assert_true(run_until_ms(&k.done, 1, 2000));
         assert_int_equal(k.err, 0);
         assert_int_equal(json_integer_value(k.last), 5);
         call_clear(&k);

@@ -14,23 +14,7 @@
 
 #include "nestc/nestc.h"
 
-typedef struct call {
-    json_t *values;
-    int err, done;
-} call;
-
-static void on_value(void *u, json_t *v) {
-    json_array_append(((call *)u)->values, v);
-}
-static void on_done(void *u, int err, json_t *e) {
-    call *c = u;
-    c->err = err;
-    c->done++;
-}
-
-static uv_loop_t loop;
-static nc_server *srv;
-static nc_client *cli;
+#include "tcp_fixture.h"
 
 /* what the handlers saw, checked by the tests after the loop ran */
 static int rc_second, rc_end, rc_err, rc_json, rc_cancel, rc_ts;
@@ -76,40 +60,28 @@ static void h_echo(nc_request *req, const nc_msg *m, void *u) {
 
 /* A hang (a corrupted in-flight list) is a failure too. */
 static void watchdog(int seconds) {
-    const char *f = getenv("NESTC_TEST_TIMEOUT_FACTOR");
-    int n = f && atoi(f) > 0 ? atoi(f) : 1;
-    alarm((unsigned)(seconds * n));
+    alarm((unsigned)(seconds * time_factor()));
 }
 
 static void start(void) {
     watchdog(30);
-    nc_server_opts so = {.loop = &loop, .log_level = NC_LOG_ERROR, .shutdown_timeout_ms = 50};
-    assert_int_equal(nc_server_new(&srv, "tcp://127.0.0.1:0", &so), 0);
+    tcp_server_new(&(nc_server_opts){.log_level = NC_LOG_ERROR, .shutdown_timeout_ms = 50});
     nc_server_message(srv, "twice", h_twice, NULL);
     nc_server_message(srv, "race", h_race, NULL);
     nc_server_message(srv, "keep", h_keep, NULL);
     nc_server_message(srv, "park", h_park, NULL);
     nc_server_message(srv, "echo", h_echo, NULL);
-    assert_int_equal(nc_server_listen(srv), 0);
-    char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(srv));
-    nc_client_opts co = {.loop = &loop};
-    assert_int_equal(nc_client_new(&cli, url, &co), 0);
+    tcp_listen_connect();
     kept = NULL;
 }
 
 static void stop(void) {
-    nc_client_free(cli);
-    nc_server_free(srv);
-}
-
-static void run_until(int *flag, int value) {
-    while (*flag < value) uv_run(&loop, UV_RUN_ONCE);
+    tcp_free();
 }
 
 /* One request, its values (a JSON array) compared with `want`. */
 static void expect(const char *pattern, const char *want) {
-    call c = {json_array(), 0, 0};
+    call c = call_new();
     json_t *seven = json_integer(7); /* borrowed by the client */
     assert_int_equal(nc_client_send(cli, pattern, seven, NULL, on_value, on_done, &c), 0);
     json_decref(seven);
@@ -118,7 +90,7 @@ static void expect(const char *pattern, const char *want) {
     json_t *w = json_loads(want, 0, NULL);
     assert_true(json_equal(c.values, w));
     json_decref(w);
-    json_decref(c.values);
+    call_free(&c);
 }
 
 static void test_reply_twice_is_refused(void **st) {
@@ -153,7 +125,7 @@ static void test_threadsafe_reply_after_finish_dropped(void **st) {
 
 static void test_request_freed_by_server(void **st) {
     start();
-    call c = {json_array(), 0, 0};
+    call c = call_new();
     assert_int_equal(nc_client_send(cli, "park", NULL, NULL, on_value, on_done, &c), 0);
     while (!kept) uv_run(&loop, UV_RUN_ONCE);
     nc_client_free(cli);
@@ -161,16 +133,7 @@ static void test_request_freed_by_server(void **st) {
     assert_int_equal(nc_reply(kept, json_true()), NC_ESTATE);
     assert_null(nc_request_msg(kept));
     assert_false(nc_request_is_cancelled(kept));
-    json_decref(c.values);
-}
-
-static int setup(void **st) {
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    return uv_loop_init(&loop);
-}
-static int teardown(void **st) {
-    uv_run(&loop, UV_RUN_DEFAULT);
-    return uv_loop_close(&loop);
+    call_free(&c);
 }
 
 int main(void) {
@@ -179,5 +142,5 @@ int main(void) {
         cmocka_unit_test(test_threadsafe_reply_after_finish_dropped),
         cmocka_unit_test(test_request_freed_by_server),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }
