@@ -33,7 +33,10 @@ typedef struct nc_client_opts {
     int timeout_ms;         /* default per-request timeout: 0 = 5000 ms, NC_LIMIT_OFF = none */
     int connect_timeout_ms; /* 0 = 5000 ms */
     int retry_attempts;     /* extra connection attempts after a failed connect (default 0) */
-    int retry_delay_ms;     /* delay between attempts (default 1000 when retry_attempts > 0) */
+    /* the first delay between attempts (default 1000 when retry_attempts > 0); broker transports (redis,
+     * nats) double it on each failed reconnection up to 8x (at most 30 s), jittered: README "Broker
+     * reconnect" */
+    int retry_delay_ms;
     long long max_buffer_size;
     long long max_send_buffer_size;
     int incomplete_message_timeout_ms;

@@ -52,8 +52,10 @@ typedef struct nc_server_opts {
     int incomplete_message_timeout_ms; /* default 30000 */
     int shutdown_timeout_ms;           /* at close: for in-flight requests and their replies; default 10000 */
     int retry_attempts;                /* re-listen after the listener fails (NestJS retryAttempts) */
-    int retry_delay_ms;                /* delay between those attempts */
-    nc_log_fn log;                     /* NULL = the default logger */
+    /* delay between those attempts; broker transports use it as the first reconnection delay, doubled
+     * on each failure up to 8x (at most 30 s), jittered: README "Broker reconnect" */
+    int retry_delay_ms;
+    nc_log_fn log; /* NULL = the default logger */
     void *log_user;
     nc_log_level log_level; /* minimum level when `log` is set; default NC_LOG_DEBUG */
     /* Loops serving this server (0 or 1 = one loop). With N > 1, nc_server_run runs N loops on N threads
