@@ -183,11 +183,11 @@ int nc_nats_feed(nc_nats_parser *p, const char *data, size_t len, nc_nats_op_fn 
     return r;
 }
 
-int nc_nats_headers_parse(const char *hdr, size_t len, int *status, json_t **headers) {
+/* The status line of a header block: 0 with *status set (the 3-digit code, or 0), or NC_EPROTO when the
+ * block does not start with "NATS/1.0" or has no line end. The fields are read by nc_nats_header_next. */
+static int block_status(const char *hdr, size_t len, int *status) {
     *status = 0;
-    if (headers) *headers = NULL;
     if (len < 8 || memcmp(hdr, "NATS/1.0", 8) != 0) return NC_EPROTO;
-    const char *end = hdr + len;
     const char *nl = memchr(hdr, '\n', len);
     if (!nl) return NC_EPROTO;
     const char *s = hdr + 8;
@@ -195,69 +195,44 @@ int nc_nats_headers_parse(const char *hdr, size_t len, int *status, json_t **hea
     int code = 0, digits = 0;
     while (s < nl && *s >= '0' && *s <= '9' && digits < 4) code = code * 10 + (*s++ - '0'), digits++;
     *status = digits == 3 ? code : 0;
-    json_t *obj = headers ? json_object() : NULL;
-    if (headers && !obj) return NC_ENOMEM;
-    const char *at = nl + 1;
-    while (at < end) {
-        const char *e = memchr(at, '\n', (size_t)(end - at));
-        if (!e) e = end;
-        size_t n = (size_t)(e - at);
-        if (n && at[n - 1] == '\r') n--;
-        if (n == 0) break; /* the blank line ends the block */
-        const char *colon = memchr(at, ':', n);
-        if (colon && colon > at && obj) {
-            const char *v = colon + 1;
-            const char *ve = at + n;
-            while (v < ve && (*v == ' ' || *v == '\t')) v++;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-            char *name = strndup(at, (size_t)(colon - at));
-            if (!name) {
-                json_decref(obj);
-                return NC_ENOMEM;
-            }
-            if (!json_object_get(obj, name)) {
-                /* nats.js decodes headers as UTF-8, U+FFFD for ill-formed bytes; a name that is not
-                 * UTF-8 is left out (jansson refuses such keys) */
-                json_t *val = nc_json_string_js(v, (size_t)(ve - v), 0);
-                if (val) json_object_set_new(obj, name, val);
-            }
-            free(name);
+    return 0;
+}
+
+int nc_nats_headers_parse(const char *hdr, size_t len, int *status, json_t **headers) {
+    if (headers) *headers = NULL;
+    int r = block_status(hdr, len, status);
+    if (r || !headers) return r;
+    json_t *obj = json_object();
+    if (!obj) return NC_ENOMEM;
+    const char *n, *v;
+    size_t nl, vl, at = 0;
+    while (nc_nats_header_next(hdr, len, &at, &n, &nl, &v, &vl)) {
+        char *name = strndup(n, nl);
+        if (!name) {
+            json_decref(obj);
+            return NC_ENOMEM;
         }
-        at = e + 1;
+        if (!json_object_get(obj, name)) {
+            /* nats.js decodes headers as UTF-8, U+FFFD for ill-formed bytes; a name that is not UTF-8 is
+             * left out (jansson refuses such keys) */
+            json_t *val = nc_json_string_js(v, vl, 0);
+            if (val) json_object_set_new(obj, name, val);
+        }
+        free(name);
     }
-    if (headers) *headers = obj;
+    *headers = obj;
     return 0;
 }
 
 int nc_nats_headers_list(const char *hdr, size_t len, int *status, nc_header *out, size_t cap, size_t *n) {
-    *status = 0;
     *n = 0;
-    if (len < 8 || memcmp(hdr, "NATS/1.0", 8) != 0) return NC_EPROTO;
-    const char *end = hdr + len;
-    const char *nl = memchr(hdr, '\n', len);
-    if (!nl) return NC_EPROTO;
-    const char *s = hdr + 8;
-    while (s < nl && *s == ' ') s++;
-    int code = 0, digits = 0;
-    while (s < nl && *s >= '0' && *s <= '9' && digits < 4) code = code * 10 + (*s++ - '0'), digits++;
-    *status = digits == 3 ? code : 0;
-    const char *at = nl + 1;
-    while (at < end) {
-        const char *e = memchr(at, '\n', (size_t)(end - at));
-        if (!e) e = end;
-        size_t k = (size_t)(e - at);
-        if (k && at[k - 1] == '\r') k--;
-        if (k == 0) break; /* the blank line ends the block */
-        const char *colon = memchr(at, ':', k);
-        if (colon && colon > at) {
-            const char *v = colon + 1;
-            const char *ve = at + k;
-            while (v < ve && (*v == ' ' || *v == '\t')) v++;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-            if (*n < cap) out[*n] = (nc_header){at, (size_t)(colon - at), v, (size_t)(ve - v)};
-            (*n)++;
-        }
-        at = e + 1;
+    int r = block_status(hdr, len, status);
+    if (r) return r;
+    nc_header h;
+    size_t at = 0;
+    while (nc_nats_header_next(hdr, len, &at, &h.name, &h.name_len, &h.value, &h.value_len)) {
+        if (*n < cap) out[*n] = h;
+        (*n)++;
     }
     return 0;
 }
@@ -377,7 +352,7 @@ int nc_nats_header_next(const char *hdr, size_t len, size_t *at, const char **na
             return 0;
         }
         const char *colon = memchr(line, ':', n);
-        if (!colon || colon == line) continue; /* not a field: skipped, as nc_nats_headers_parse does */
+        if (!colon || colon == line) continue; /* not a field: skipped */
         const char *v = colon + 1, *ve = line + n;
         while (v < ve && (*v == ' ' || *v == '\t')) v++;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
