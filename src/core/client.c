@@ -396,6 +396,7 @@ void nc_client_on_status(nc_client *c, nc_status_fn fn, void *user) {
 void nc_client_on_error(nc_client *c, nc_error_fn fn, void *user) {
     c->error_fn = fn;
     c->error_user = user;
+    nc_logger_errors_delivered(&c->log, fn != NULL); /* not printed twice: docs/logging.md */
 }
 
 void nc_client__error(nc_client *c, int err, const char *msg) {
@@ -1292,10 +1293,10 @@ size_t nc_client_pending(const nc_client *c) {
 
 int nc_client_run(nc_client *c) {
     if (!c) return NC_EINVAL;
-    while (nc_client_pending(c) > 0 && uv_run(c->io.loop, UV_RUN_ONCE)) {
+    while (nc_client_pending(c) > 0 && nc_loop_run(c->io.loop, UV_RUN_ONCE)) {
     }
     /* let completed writes and close callbacks land */
-    uv_run(c->io.loop, UV_RUN_NOWAIT);
+    nc_loop_run(c->io.loop, UV_RUN_NOWAIT);
     return 0;
 }
 
