@@ -1293,6 +1293,9 @@ size_t nc_client_pending(const nc_client *c) {
 
 int nc_client_run(nc_client *c) {
     if (!c) return NC_EINVAL;
+    /* what was sent before: out now, or the loop's prepare-phase flush may finish the last event and the
+     * iteration then waits for I/O that never comes (an event has no reply) */
+    nc_ioctx_flush(&c->io);
     while (nc_client_pending(c) > 0 && nc_loop_run(c->io.loop, UV_RUN_ONCE)) {
     }
     /* let completed writes and close callbacks land */

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "core/client_internal.h"
 #include "core/loop_run.h"
 #include "nestc/client.h"
 #include "nestc/error.h"
@@ -38,7 +39,11 @@ static void sync_done(void *user, int err, json_t *error) {
  * happens; the call always ends (its timeout, the connection's end), unless the loop runs out of handles
  * first (a timeout of NC_LIMIT_OFF and no connection left): then the call is cancelled rather than
  * waited for forever. */
-static void drive(uv_loop_t *loop, sync_call *s, nc_call *call) {
+static void drive(nc_client *cli, sync_call *s, nc_call *call) {
+    uv_loop_t *loop = nc_client_loop(cli);
+    /* The request's bytes out now: an iteration flushes only in its prepare phase, after which it may
+     * block for I/O; an event completed by that flush (it has no reply) would leave it blocked. */
+    nc_ioctx_flush(nc_client__io(cli));
     while (!s->done) {
         if (!nc_loop_run(loop, UV_RUN_ONCE) && !s->done) {
             nc_call_cancel(call); /* on_done runs at once with NC_ECANCELED */
@@ -80,7 +85,7 @@ int nc_client_send_sync(nc_client *cli, const char *pattern, const json_t *data,
     nc_call *call = NULL;
     r = nc_client_call(cli, pattern, data, opts, &cbs, &s, &call);
     if (r) return r;
-    drive(nc_client_loop(cli), &s, call);
+    drive(cli, &s, call);
     return finish(&s, reply, error);
 }
 
@@ -99,6 +104,7 @@ int nc_client_emit_sync(nc_client *cli, const char *pattern, const json_t *data,
         return r;
     }
     uv_loop_t *loop = nc_client_loop(cli);
+    nc_ioctx_flush(nc_client__io(cli)); /* see drive() */
     while (!s->done) {
         if (!nc_loop_run(loop, UV_RUN_ONCE) && !s->done) break;
     }
