@@ -65,6 +65,7 @@ static void finite_numbers(void **st) {
     assert_string_equal(written(v), "9007199254740992");
     v = nc_json_number(-9007199254740992.0);
     assert_true(json_is_integer(v));
+    assert_string_equal(written(v), "-9007199254740992");
     v = nc_json_number(18014398509481984.0); /* 2^54: integral but beyond what an integer holds exactly */
     assert_true(json_is_real(v));
     assert_string_equal(written(v), "18014398509481984");
