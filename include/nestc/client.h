@@ -219,8 +219,9 @@ NC_API void nc_client_free(nc_client *cli);
  * Threads: the thread that runs the client's loop, and not from inside any of that loop's callbacks
  * (on_value, on_done, status or error callbacks, a server handler on the same loop): libuv's uv_run is
  * not reentrant. That is refused with NC_ESTATE when the library runs the loop at that moment
- * (nc_client_run, another blocking call); a loop the program runs itself (uv_run on a borrowed loop)
- * cannot be detected (libuv cannot be asked), so do not call these from its callbacks. Calls started
+ * (nc_client_run, nc_server_run and its workers, another blocking call); a loop the program runs itself
+ * (uv_run on a borrowed loop) cannot be detected (libuv cannot be asked), so do not call these from its
+ * callbacks. Calls started
  * earlier with nc_client_send on the same client go on meanwhile and their callbacks run. */
 
 /* Sends a request (as nc_client_send) and waits for its reply stream to end. Returns 0 and stores in

@@ -66,7 +66,16 @@ static void e_tick(const nc_msg *m, void *u) {
     atomic_fetch_add(&events_seen, 1);
 }
 
+/* A handler calling a blocking helper on a client of its own loop: refused, the code replied. */
+static nc_client *inner;
+static void h_nested(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    nc_reply(req, json_integer(nc_client_send_sync(inner, "sum", NULL, NULL, NULL, NULL)));
+}
+
 static void add_routes(nc_server *s) {
+    assert_int_equal(nc_server_message(s, "nested", h_nested, NULL), 0);
     assert_int_equal(nc_server_message(s, "sum", h_sum, NULL), 0);
     assert_int_equal(nc_server_message(s, "stream", h_stream, NULL), 0);
     assert_int_equal(nc_server_message(s, "empty", h_empty, NULL), 0);
@@ -96,6 +105,8 @@ static int thread_setup(void **st) {
     add_routes(tsrv);
     if (nc_server_listen(tsrv)) return -1;
     snprintf(turl, sizeof turl, "tcp://127.0.0.1:%d", nc_server_port(tsrv));
+    nc_client_opts co = {.loop = nc_server_loop(tsrv)};
+    if (nc_client_new(&inner, turl, &co)) return -1;
     return pthread_create(&tsrv_thread, NULL, serve, NULL);
 }
 
@@ -103,6 +114,7 @@ static int thread_teardown(void **st) {
     (void)st;
     nc_server_close_threadsafe(tsrv);
     pthread_join(tsrv_thread, NULL);
+    nc_client_free(inner);
     nc_server_free(tsrv);
     return 0;
 }
@@ -296,6 +308,14 @@ static void refused_inside_callbacks(void **st) {
     assert_int_equal(s.done, 1);
     assert_int_equal(s.rc, NC_ESTATE);
     nc_client_free(s.c);
+
+    /* from a server handler, the loop run by nc_server_run (on its thread) */
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, turl, NULL), 0);
+    assert_int_equal(nc_client_send_sync(c, "nested", NULL, NULL, &reply, NULL), 0);
+    assert_int_equal(json_integer_value(reply), NC_ESTATE);
+    json_decref(reply);
+    nc_client_free(c);
 }
 
 /* ---- the client on the server's loop (borrowed): the blocking call runs both -------------------------- */
