@@ -96,6 +96,7 @@ END {
                 t = L[m]
                 if (doc) {
                     t = doc_line(t)
+                    if (m == i) gsub(/ ?----*/, "", t) # a section banner's dashes: "/* ---- calls ----"
                     if (m == i && t !~ /\/\*\*/) sub(/\/\*/, "/**", t)
                     if (m == i) t = prefix t
                     if (m == j && file_comment) sub(/\*\/[ \t]*$/, " @file */", t)
