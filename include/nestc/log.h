@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-/* Severity of a log record; a sink gets the records at or above its minimum level. */
+/* Severity, lowest first; a sink gets the records at or above its minimum. */
 typedef enum nc_log_level {
     NC_LOG_DEBUG = 0,
     NC_LOG_INFO = 1,
