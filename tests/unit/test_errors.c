@@ -136,6 +136,38 @@ static void test_listen_in_use(void **state) {
     nc_server_free(a);
 }
 
+/* What each scheme does with the parts of a URL it has no use for: refused with the reason, never ignored. */
+static void test_url_parts(void **state) {
+    (void)state;
+    nc_client_opts o = quiet_client();
+    nc_server_opts so = quiet_server();
+    client_fails("tcp://127.0.0.1:1/x", &o, NC_EINVAL,
+                 "invalid URL \"tcp://127.0.0.1:1/x\": tcp:// takes no path");
+    server_fails("tcp://127.0.0.1:0/x", &so, NC_EINVAL, "tcp:// takes no path");
+    client_fails("tls://u:p@127.0.0.1:1", &o, NC_EINVAL, "tls:// takes no user name or password");
+    client_fails("nats://127.0.0.1:4222/x", &o, NC_EINVAL, "nats:// takes no path");
+    server_fails("nats://127.0.0.1:4222/x", &so, NC_EINVAL, "nats:// takes no path");
+    client_fails("tcp://127.0.0.1:0", &o, NC_EINVAL, "port 0: a client needs the port the server listens on");
+    client_fails("redis://127.0.0.1:6379/abc", &o, NC_EINVAL, "invalid database number \"abc\"");
+    client_fails("tcp://127.0.0.1:99999", &o, NC_EINVAL, "invalid port in URL \"tcp://127.0.0.1:99999\"");
+    client_fails("tcp://127.0.0.1:1?x=1", &o, NC_EINVAL,
+                 "unknown URL parameter 'x' for tcp:// (its options: none)");
+    /* accepted: no port (the transport's default, as NestJS's), a lone trailing slash, redis's database,
+     * nats's credentials */
+    const char *ok[] = {"tcp://127.0.0.1",
+                        "tcp://127.0.0.1:1/",
+                        "redis://127.0.0.1/3",
+                        "redis://:secret@127.0.0.1",
+                        "nats://user:pw@127.0.0.1:4222",
+                        "nats://token@127.0.0.1"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        nc_client *c = NULL;
+        int r = nc_client_new(&c, ok[i], &o);
+        if (r) fail_msg("%s: %s", ok[i], nc_last_error());
+        nc_client_free(c);
+    }
+}
+
 static char other_thread_saw[300];
 
 static void other_thread(void *arg) {
@@ -165,6 +197,7 @@ int main(void) {
         cmocka_unit_test(test_bad_struct_size),
         cmocka_unit_test(test_success_keeps_reason),
         cmocka_unit_test(test_listen_in_use),
+        cmocka_unit_test(test_url_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

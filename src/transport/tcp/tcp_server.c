@@ -133,6 +133,9 @@ static void on_connection(uv_stream_t *l, int status) {
 
 static int tcp_create(nc_server *srv, const nc_url *url, void **state) {
     const nc_server_cfg *cfg = nc_server__cfg(srv);
+    char why[300];
+    if (nc_url_check(url, 0, why, sizeof why))
+        return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
     int is_tls = strcmp(url->scheme, "tls") == 0;
     if (is_tls && !cfg->has_tls) {
         return nc_fail(nc_server__log(srv), "Server", NC_EINVAL,
