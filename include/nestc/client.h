@@ -22,6 +22,7 @@
 extern "C" {
 #endif
 
+/* A client (NestJS ClientProxy). Opaque; created by nc_client_new, freed by nc_client_free. */
 typedef struct nc_client nc_client;
 
 /* Structs that grow (struct_size, *_INIT): see nestc/server.h. */
@@ -117,6 +118,7 @@ NC_API int nc_client_send_json(nc_client *cli, const json_t *pattern, const json
  * Threads: loop thread only, like the rest of the client. */
 typedef struct nc_call nc_call;
 
+/* The callbacks of an nc_client_call (copied by the call). */
 typedef struct nc_call_cbs {
     nc_value_fn on_value; /* each reply value; may be NULL */
     nc_done_fn on_done;   /* exactly once, as for nc_client_send; may be NULL */
