@@ -26,16 +26,20 @@ after(async () => {
   mute.close();
 });
 
-test('the library reason is printed without -v', async () => {
+test('the library reason is printed without -v, once, on the nestc line', async () => {
   let r = await nestc(['send', '127.0.0.1:3300', 'sum']);
   assert.equal(r.code, 2);
-  assert.match(r.err, /expected scheme:\/\/host:port/);
+  assert.match(r.err, /^nestc: cannot use 127\.0\.0\.1:3300: .*expected scheme:\/\/host:port/m);
+  assert.equal(r.err.match(/expected scheme/g).length, 1, r.err);
   r = await nestc(['send', `tls://127.0.0.1:${mutePort}`, 'sum', '--ca', '/nonexistent/ca.pem']);
   assert.equal(r.code, 2);
-  assert.match(r.err, /\/nonexistent\/ca\.pem/);
+  assert.match(r.err, /^nestc: cannot use tls:.*\/nonexistent\/ca\.pem/m);
+  r = await nestc(['bench', '127.0.0.1:3300', 'sum', '--engine', 'client', '--duration', '0.1']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /^nestc bench: cannot use 127\.0\.0\.1:3300: .*expected scheme:\/\/host:port/m);
   r = await nestc(['conformance', 'tcp:/127.0.0.1:0']);
   assert.equal(r.code, 2);
-  assert.match(r.err, /tcp:\/127\.0\.0\.1:0.*(expected|invalid)/s);
+  assert.match(r.err, /^nestc: cannot serve tcp:\/127\.0\.0\.1:0: .*(expected|invalid URL)/m);
 });
 
 test('no handler is an error reply: exit 1, the error value as JSON on stderr', async () => {

@@ -460,11 +460,8 @@ const nc_tls_opts *cli_client_tls(cli_args *a, const char *url, int *rc) {
 }
 
 const char *cli_reason(int err) {
-#ifdef NC_HAVE_LAST_ERROR
     const char *r = nc_last_error();
-    if (r && *r) return r;
-#endif
-    return nc_strerror(err);
+    return *r ? r : nc_strerror(err);
 }
 
 void cli_setup_logging(const cli_args *a) {

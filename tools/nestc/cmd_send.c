@@ -101,9 +101,8 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
      * unanswered SYN would otherwise wait for the kernel's retries (over two minutes). */
     co.connect_timeout_ms = a.connect_timeout_ms ? a.connect_timeout_ms : a.timeout_ms;
     nc_client *cli;
-    /* a refused URL parameter or option is named by the library's log line: let errors through until
-     * the call is made (quiet afterwards: the outcome is reported below) */
-    if (!a.verbose) nc_log_set_default(NULL, NULL, NC_LOG_ERROR);
+    /* the library stays quiet without -v: a refused URL or option is reported once, below, with the
+     * library's reason (nc_last_error) */
     r = nc_client_new(&cli, a.pos[0], &co);
     if (r) {
         fprintf(stderr, "nestc: cannot use %s: %s\n", a.pos[0], cli_reason(r));
@@ -129,7 +128,6 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
         r = nc_client_send(cli, a.pos[1], data, &call, on_value, on_done, &o);
     }
     json_decref(data);
-    if (!a.verbose) nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     if (r) {
         fprintf(stderr, "nestc: %s\n", cli_reason(r));
         o.exit_code = 2;
