@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nestc, startNestc } from './cli-lib.mjs';
+import { FACTOR } from './harness.mjs';
 
 let srv;
 let url;
@@ -21,6 +22,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'nestc-cli-'));
   writeFileSync(join(dir, 'big.json'), bigText);
   writeFileSync(join(dir, 'bad.json'), '[1,');
+  writeFileSync(join(dir, 'small.json'), '[1,2,3]');
 });
 after(async () => {
   assert.equal(await srv.stop(), 0);
@@ -59,8 +61,9 @@ test('[data] @FILE that cannot be read or is not JSON: exit 2 naming the file', 
 });
 
 test('bench reads its data with @FILE and --data-file', async () => {
-  for (const data of [[`@${join(dir, 'big.json')}`], ['--data-file', join(dir, 'big.json')]]) {
-    const r = await nestc(['bench', url, 'sum', ...data, '--duration', '0.2', '--warmup', '0'], { limitMs: 30000 });
+  for (const data of [[`@${join(dir, 'small.json')}`], ['--data-file', join(dir, 'small.json')]]) {
+    const secs = String(0.2 * FACTOR);
+    const r = await nestc(['bench', url, 'sum', ...data, '--duration', secs, '--warmup', '0'], { limitMs: 30000 });
     assert.equal(r.code, 0, r.err);
     const line = JSON.parse(r.out);
     assert.ok(line.requests > 0 && line.errors === 0, r.out);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { nestc, startNestc, startTls, CERTS, scaled } from './cli-lib.mjs';
+import { FACTOR } from './harness.mjs';
 
 let srv;
 let url;
@@ -68,13 +69,14 @@ test('--timeout 0 keeps connecting bounded; --connect-timeout bounds it', async 
 });
 
 test('a bench whose every reply is an error says so and exits non-zero', async () => {
-  const r = await nestc(['bench', url, 'exception', '{"a":1}', '--duration', '0.2', '--warmup', '0'], {
+  const secs = String(0.2 * FACTOR);
+  const r = await nestc(['bench', url, 'exception', '{"a":1}', '--duration', secs, '--warmup', '0'], {
     limitMs: 30000,
   });
   assert.equal(r.code, 1, r.err);
   assert.match(r.err, /every reply was an error reply/);
   assert.ok(JSON.parse(r.out).errors > 0);
-  const ok = await nestc(['bench', url, 'sum', '[1]', '--duration', '0.2', '--warmup', '0'], { limitMs: 30000 });
+  const ok = await nestc(['bench', url, 'sum', '[1]', '--duration', secs, '--warmup', '0'], { limitMs: 30000 });
   assert.equal(ok.code, 0, ok.err);
 });
 
