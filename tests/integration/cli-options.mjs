@@ -93,3 +93,18 @@ test('--insecure is refused where there is no TLS certificate to skip', async ()
   assert.equal(r.code, 2);
   assert.match(r.err, /--insecure is for tls:\/\/ and rediss:\/\/ only/);
 });
+
+test('nestc help <command | scheme | --man>', async () => {
+  let r = await nestc(['help', 'send']);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^usage: nestc send/);
+  r = await nestc(['help', 'NATS']);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /nats:\/\/ options/);
+  r = await nestc(['help', 'nope']);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /not a command or a URL scheme/);
+  r = await nestc(['help', '--man']);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^\.TH NESTC 1/);
+});

@@ -1,4 +1,5 @@
 /* nestc — command-line tool: send, emit, conformance, bench (DESIGN.md §4–§5). */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,7 +32,15 @@ static int cmd_help(int argc, char **argv) {
         cli_usage(stdout, argv[2]);
         return 0;
     }
-    if (argc == 3) return cli_print_options(stdout, argv[2]); /* nestc help <scheme> */
+    if (argc == 3 && argv[2][0] != '-') {
+        char scheme[64];
+        if (!*cli_scheme_of(argv[2], scheme, sizeof scheme)) snprintf(scheme, sizeof scheme, "%s", argv[2]);
+        for (char *c = scheme; *c; c++) *c = (char)tolower((unsigned char)*c);
+        for (size_t i = 0; cli_scheme(i); i++)
+            if (!strcmp(cli_scheme(i), scheme)) return cli_print_options(stdout, argv[2]); /* help <scheme> */
+        fprintf(stderr, "nestc: no help on \"%s\": not a command or a URL scheme of this build\n", argv[2]);
+        return 2;
+    }
     fprintf(stderr, "usage: nestc help [command | scheme | --man]\n");
     return 2;
 }
