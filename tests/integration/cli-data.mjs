@@ -81,4 +81,7 @@ test('--stream: several values on stdin; TCP has no client streams, so exit 2 wi
   const bad = await nestc(['send', url, 'sum', '--stream'], { input: '1 [2,' });
   assert.equal(bad.code, 2);
   assert.match(bad.err, /--stream value 2 \(byte 2\) is not valid JSON/);
+  const none = await nestc(['send', url, 'sum', '--stream'], { input: ' \n' });
+  assert.equal(none.code, 2);
+  assert.match(none.err, /--stream: no JSON values/);
 });

@@ -83,6 +83,13 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
         cli_args_free(&a);
         return 2;
     }
+    if (a.stream && !json_array_size(data)) {
+        /* the call carries its first value: an empty stream cannot be sent */
+        fprintf(stderr, "nestc: --stream: no JSON values in %s\n", text ? text : "@- (standard input)");
+        json_decref(data);
+        cli_args_free(&a);
+        return 2;
+    }
     nc_option conn_opts[CLI_MAX_OPTS], call_opts[CLI_MAX_OPTS];
     size_t nconn, ncall;
     int r;
@@ -121,8 +128,7 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
     } else if (a.stream) {
         nc_call_cbs cbs = {.on_value = on_value, .on_done = on_stream_done};
         nc_call *c;
-        json_t *first = json_array_size(data) ? json_array_get(data, 0) : NULL;
-        r = nc_client_call(cli, a.pos[1], first, &call, &cbs, &o, &c);
+        r = nc_client_call(cli, a.pos[1], json_array_get(data, 0), &call, &cbs, &o, &c);
         if (!r && stream_rest(c, data, &o)) nc_call_cancel(c);
     } else {
         r = nc_client_send(cli, a.pos[1], data, &call, on_value, on_done, &o);
