@@ -334,6 +334,19 @@ static void resend_due(nc_client *c, ccall *k) {
         enqueue(c, k);
 }
 
+/* The request timeout fired: RxJS's words (NestJS's TimeoutError), then which phase it was in. A call
+ * still queued never reached the peer: connecting (or waiting to retry it) took the whole time. */
+static void call_timed_out(nc_client *c, ccall *k) {
+    char msg[400];
+    if (k->queued)
+        snprintf(msg, sizeof msg,
+                 "Timeout has occurred: not connected to %s within the request timeout of %d ms", c->url.text,
+                 k->tmo);
+    else
+        snprintf(msg, sizeof msg, "Timeout has occurred: no reply within %d ms", k->tmo);
+    call_fail(k, NC_ETIMEDOUT, msg);
+}
+
 static void on_deadline(uv_timer_t *t) {
     nc_client *c = t->data;
     uint64_t now = uv_now(c->io.loop), next = UINT64_MAX;
@@ -343,7 +356,7 @@ static void on_deadline(uv_timer_t *t) {
             if (k->retry_due)
                 resend_due(c, k);
             else
-                call_fail(k, NC_ETIMEDOUT, "Timeout has occurred (no reply within the request timeout)");
+                call_timed_out(c, k);
         }
     }
     for (int i = 0; i < c->ntlists; i++)
@@ -480,6 +493,8 @@ void nc_client__disconnected(nc_client *c, int err, const char *msg) {
     if (err == NC_ETLS || err == NC_EPROTO || err == NC_ETOOBIG || err == NC_ESTALLED ||
         err == NC_ETIMEDOUT || err == NC_ENOMEM || err == NC_EAUTH)
         fail_all(c, err, text, 1);
+    else if (err == NC_ECONNCLOSED && !strncmp(text, "Connection closed", 17))
+        fail_all(c, err, text, 1); /* NestJS's words, with what the transport could add */
     else
         fail_all(c, err == NC_ECLOSED ? NC_ECLOSED : NC_ECONNCLOSED, "Connection closed", 1);
 }

@@ -46,7 +46,7 @@ struct redis_client {
     nc_backoff retry[2]; /* the reconnect policy of the pub [0] and sub [1] connections */
     int nopen;
     int end_err;
-    char end_msg[256];
+    char end_msg[320];
     nc_map subs; /* reply channel -> rsub */
 };
 
@@ -375,7 +375,12 @@ static void conn_end(nc_redis_conn *c, int err, const char *msg) {
         nc_logf(LOG(rc), NC_LOG_ERROR, "Client", "%s%s", text,
                 cfg->retry_attempts > 0 ? "; reconnection attempts exhausted" : "");
         nc_client__error(rc->cli, err ? err : NC_ECONNCLOSED, text);
-        shut_down(rc, NC_ECONNCLOSED, "Connection closed");
+        /* a reason that says what to fix (not Redis, TLS, credentials) fails the calls with it; a
+         * connection that merely went away fails them as NestJS does */
+        if (err == NC_EPROTO || err == NC_ETLS || err == NC_EAUTH || err == NC_ETOOBIG)
+            shut_down(rc, err, text);
+        else
+            shut_down(rc, NC_ECONNCLOSED, "Connection closed");
         return;
     }
     nc_logf(LOG(rc), level, "Client", "%s; reconnecting in %d ms (attempt %d of %d)%s", text, delay,
