@@ -597,6 +597,14 @@ static int keep_meta(ccall *k, const nc_reply_in *r) {
     return first;
 }
 
+/* A NestJS server (and ours) answers a pattern it has no handler for with exactly this error string: the
+ * caller sees NC_ENOHANDLER, as with NATS's no-responders, and still gets the value as received. */
+static int is_no_handler(const json_t *err) {
+    static const char text[] = "There is no matching message handler defined in the remote service.";
+    return json_is_string(err) && json_string_length(err) == sizeof text - 1 &&
+           !memcmp(json_string_value(err), text, sizeof text - 1);
+}
+
 /* Delivers one reply packet to its call (spec README §4.3). value NULL = undefined. `r` (may be NULL)
  * brings headers, status and trailers. */
 static void deliver(nc_client *c, ccall *k, json_t *value, json_t *err, int final, const nc_reply_in *r) {
@@ -608,7 +616,7 @@ static void deliver(nc_client *c, ccall *k, json_t *value, json_t *err, int fina
     }
     if (k->hk && !err && (value || !final)) nc_hooks__client_reply(k->hk, value ? value : json_null(), final);
     if (err) {
-        call_done(k, NC_EREMOTE, err);
+        call_done(k, is_no_handler(err) ? NC_ENOHANDLER : NC_EREMOTE, err);
     } else if (final) {
         if (value && k->on_value) k->on_value(k->user, value);
         /* on_value may have cancelled the call or closed the client, which completes the call */

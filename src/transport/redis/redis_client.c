@@ -98,6 +98,14 @@ static void request_published(void *arg, redisReply *r) {
         snprintf(msg, sizeof msg, "Redis refused PUBLISH to %s: %s", n->route, r->str);
         nc_logf(LOG(n->rc), NC_LOG_DEBUG, "Client", "%s", msg);
         nc_client__fail_call(n->rc->cli, n->text, nc_redis_refusal_err(r->str), msg);
+    } else if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        /* PUBLISH counts the subscribers that got it: none means no server handles the pattern, and no
+         * reply can come. NestJS's ClientRedis ignores the count and waits (for its timeout, if any);
+         * failing at once is what NATS's no-responders does. (Redis Cluster counts the node's own
+         * subscribers only; nestc speaks to one Redis server.) */
+        char msg[300];
+        snprintf(msg, sizeof msg, "There are no subscribers listening to that message (\"%s\")", n->route);
+        nc_client__fail_call(n->rc->cli, n->text, NC_ENOHANDLER, msg);
     }
     free(n);
 }
