@@ -67,6 +67,7 @@ typedef struct peer {
     uv_tcp_t srv;
     int port;
     const char *answer; /* NULL: hang up at once; "": never answer, never hang up (until peer_stop) */
+    int first;          /* speaks first: writes `answer` as soon as it accepts (as a NATS server greets) */
     struct pconn *silent[8];
     int nsilent;
 } peer;
@@ -122,11 +123,18 @@ static void pconnection(uv_stream_t *srv, int status) {
         uv_close((uv_handle_t *)&c->h, pconn_closed);
         return;
     }
+    if (c->p->first) {
+        uv_buf_t out = uv_buf_init((char *)c->p->answer, (unsigned)strlen(c->p->answer));
+        c->w.data = c;
+        uv_write(&c->w, (uv_stream_t *)&c->h, &out, 1, written);
+        return;
+    }
     uv_read_start((uv_stream_t *)&c->h, palloc, peer_read);
 }
 
 static void peer_start(peer *p, const char *answer) {
     p->answer = answer;
+    p->first = 0;
     p->nsilent = 0;
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", 0, &a);
@@ -231,6 +239,20 @@ static void test_redis_not_redis(void **st) {
     assert_int_equal(k.err, NC_EPROTO);
     assert_contains(k.error, "protocol error");
     assert_contains(k.error, "is it a Redis server?");
+    peer_stop(&p);
+}
+
+static void test_nats_not_nats(void **st) {
+    (void)st;
+    static peer p;
+    peer_start(&p, http400);
+    p.first = 1;
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", p.port);
+    call k = send_one(url, 5000, 0);
+    assert_int_equal(k.err, NC_EPROTO);
+    assert_contains(k.error,
+                    "the peer is not a NATS server (no INFO greeting): unknown operation \"HTTP/1.1\"");
     peer_stop(&p);
 }
 
@@ -372,6 +394,7 @@ int main(void) {
         cmocka_unit_test(test_plain_close_is_connection_closed),
         cmocka_unit_test(test_tls_to_plain_port),
         cmocka_unit_test(test_redis_not_redis),
+        cmocka_unit_test(test_nats_not_nats),
         cmocka_unit_test(test_refused_names_address),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_request_timeout_while_connecting),

@@ -222,7 +222,14 @@ static void st_data(nc_stream *s, const char *data, size_t len) {
     if (c->d.ended || c->d.end_err) return;
     char why[200];
     int r = nc_nats_feed(&c->parser, data, len, on_op, c, why, sizeof why);
-    if (r) fail(c, r, why);
+    if (r && r == NC_EPROTO && c->state == NS_INFO) {
+        /* the first words were not NATS's INFO: most likely not a NATS server at all (an HTTP server) */
+        char text[260];
+        snprintf(text, sizeof text, "the peer is not a NATS server (no INFO greeting): %s", why);
+        fail(c, r, text);
+    } else if (r) {
+        fail(c, r, why);
+    }
 }
 
 static void st_open(nc_stream *s, int err, const char *msg) {
