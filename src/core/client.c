@@ -783,8 +783,7 @@ static char *json_text(const json_t *v, size_t *len) {
 static int pinfo_compute(nc_client *c, const json_t *pattern, pinfo *pi) {
     memset(pi, 0, sizeof *pi);
     if (json_is_null(pattern) || json_is_boolean(pattern)) {
-        nc_logf(&c->log, NC_LOG_ERROR, "Client", "The invalid data or message pattern (undefined/null)");
-        return NC_EINVAL;
+        return nc_fail(&c->log, "Client", NC_EINVAL, "The invalid data or message pattern (undefined/null)");
     }
     int r = nc_route_from_value(pattern, &pi->route);
     if (r) return r;
@@ -848,9 +847,8 @@ static void write_id(char *out, const char *prefix, uint64_t serial) {
 static int call_optset(nc_client *c, const nc_call_opts *o, nc_optset **out) {
     *out = NULL;
     if (!o->options) {
-        nc_logf(&c->log, NC_LOG_ERROR, "Client", "nc_call_opts.noptions is %zu but options is NULL",
-                o->noptions);
-        return NC_EINVAL;
+        return nc_fail(&c->log, "Client", NC_EINVAL, "nc_call_opts.noptions is %zu but options is NULL",
+                       o->noptions);
     }
     nc_optset *set = malloc(sizeof *set);
     if (!set) return NC_ENOMEM;
@@ -908,9 +906,9 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         /* read in place unless the caller's layout differs from ours (one compare for {0}) */
         if (!nc_abi_ok(o, o->struct_size, sizeof *o, NC_CALL_OPTS_BASE)) {
             if (nc_abi_copy_in(&own, sizeof own, o, o->struct_size, NC_CALL_OPTS_BASE)) {
-                nc_logf(&c->log, NC_LOG_ERROR, "Client",
-                        "nc_call_opts.struct_size %zu: not a layout this library knows", o->struct_size);
-                return NC_EINVAL;
+                return nc_fail(&c->log, "Client", NC_EINVAL,
+                               "nc_call_opts.struct_size %zu: not a layout this library knows",
+                               o->struct_size);
             }
             o = &own;
         }
