@@ -232,8 +232,11 @@ add(
   { when: globs },
 );
 add(
-  `no wildcards: 'sensors.kitchen' is not subscribed → no reply (local timeout)`,
-  (d) => expectNoReply(d, 'sensors.kitchen', 1),
+  `no wildcards: 'sensors.kitchen' is not subscribed → no reply (Nest: local timeout) / immediate "no subscribers" (nestc)`,
+  (d) =>
+    d.kind === 'cli'
+      ? expectNoSubscribers(d, 'sensors.kitchen', 'sensors.kitchen')
+      : expectNoReply(d, 'sensors.kitchen', 1),
   { when: noGlobs },
 );
 

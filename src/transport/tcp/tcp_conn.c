@@ -174,9 +174,8 @@ static void excerpt(char *out, size_t outlen, const char *p, size_t n, int more)
 /* The peer hung up with part of a packet held: say what it sent instead of "Connection closed". */
 static void explain_cut(nc_tcp_conn *c, int err) {
     size_t held = nc_framer_pending(&c->fr);
-    if (c->end_err || !held || err == NC_ETIMEDOUT || err == NC_ESTALLED || err == NC_ECLOSED ||
-        err == NC_ENOMEM)
-        return;
+    /* only for the peer's end (EOF, reset): any other reason (ours, TLS, a timeout) says more */
+    if (c->end_err || !held || (err != 0 && err != NC_ECONNCLOSED)) return;
     if (!c->framed && !looks_framed(c->first, c->nfirst)) {
         char ex[200];
         excerpt(ex, sizeof ex, c->first, c->nfirst, held > c->nfirst);
