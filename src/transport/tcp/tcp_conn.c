@@ -177,7 +177,7 @@ static void explain_cut(nc_tcp_conn *c, int err) {
     /* only for the peer's end (EOF, reset): any other reason (ours, TLS, a timeout) says more */
     if (c->end_err || !held || (err != 0 && err != NC_ECONNCLOSED)) return;
     if (!c->framed && !looks_framed(c->first, c->nfirst)) {
-        char ex[200];
+        char ex[160];
         excerpt(ex, sizeof ex, c->first, c->nfirst, held > c->nfirst);
         c->end_err = NC_EPROTO;
         snprintf(c->end_why, sizeof c->end_why,
