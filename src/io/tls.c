@@ -129,8 +129,10 @@ void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen, int in_handshake)
         snprintf(out, outlen, "%scertificate verification failed: %s", pre,
                  X509_verify_cert_error_string(vr));
     else if (in_handshake && (not_tls(first) || not_tls(e)))
-        snprintf(out, outlen, "TLS handshake failed: the peer did not answer in TLS (%s)",
-                 server ? "a plain tcp:// client?" : "is it a plain tcp:// port?");
+        snprintf(out, outlen, "%s",
+                 server
+                     ? "TLS handshake failed: the peer does not speak TLS (a plain tcp:// client?)"
+                     : "TLS handshake failed: the peer did not answer in TLS (is it a plain tcp:// port?)");
     else if (buf[0])
         snprintf(out, outlen, "%s%s", in_handshake ? pre : "TLS error: ", buf);
     else
