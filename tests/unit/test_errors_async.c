@@ -256,6 +256,24 @@ static void test_nats_not_nats(void **st) {
     peer_stop(&p);
 }
 
+static void test_nats_silent_peer(void **st) {
+    (void)st;
+    static peer p;
+    peer_start(&p, ""); /* accepts, never speaks: a NATS server greets first */
+    char url[64], want[160];
+    int ms = 200 * time_factor();
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", p.port);
+    call k = send_one(url, NC_LIMIT_OFF, ms);
+    assert_int_equal(k.err, NC_ETIMEDOUT);
+    snprintf(
+        want, sizeof want,
+        "connecting to 127.0.0.1:%d timed out after %d ms: connected, but no INFO greeting came (is it a "
+        "NATS server?)",
+        p.port, ms);
+    assert_contains(k.error, want);
+    peer_stop(&p);
+}
+
 /* A port nobody listens on: bound, never listened, closed. */
 static int free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -395,6 +413,7 @@ int main(void) {
         cmocka_unit_test(test_tls_to_plain_port),
         cmocka_unit_test(test_redis_not_redis),
         cmocka_unit_test(test_nats_not_nats),
+        cmocka_unit_test(test_nats_silent_peer),
         cmocka_unit_test(test_refused_names_address),
         cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_request_timeout_while_connecting),
