@@ -18,6 +18,7 @@
 #include "util/buf.h"
 #include "util/handle.h"
 #include "util/u64map.h"
+#include "util/utf8.h"
 
 enum { DISCONNECTED = 0, CONNECTING, CONNECTED };
 
@@ -781,7 +782,8 @@ static const pinfo *pinfo_of_text(nc_client *c, const char *text, pinfo *tmp, in
     pinfo *pi = nc_map_get(&c->pcache, text, n);
     if (pi) return pi;
     json_t *p = nc_pattern_from_text(text);
-    *err = p ? pinfo_compute(c, p, tmp) : NC_ENOMEM;
+    /* NULL: out of memory, or text that is no UTF-8 (which no pattern can be) */
+    *err = p ? pinfo_compute(c, p, tmp) : nc_wtf8_valid(text, n) ? NC_ENOMEM : NC_EINVAL;
     json_decref(p);
     if (*err) return NULL;
     if (c->pcache.len >= PCACHE_MAX || !(pi = malloc(sizeof *pi))) return tmp;

@@ -62,7 +62,8 @@ int nc_route_collate_icu(const char *a, size_t alen, const char *b, size_t blen)
 int nc_route_icu_available(void);
 
 /* A pattern written as text (the API's and the CLI's form): a JSON object or number if the text parses
- * as one, otherwise the string itself. New reference, NULL on ENOMEM. */
+ * as one, otherwise the string itself. New reference; NULL on ENOMEM, or when the text is not well-formed
+ * UTF-8 (lone surrogates allowed, as WTF-8): check nc_wtf8_valid to tell the two apart. */
 json_t *nc_pattern_from_text(const char *text);
 
 #endif

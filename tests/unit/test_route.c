@@ -547,6 +547,25 @@ static void test_no_icu_request(void **state) {
     assert_int_equal(route_warnings, 1);
 }
 
+/* A pattern text that is no UTF-8 is refused as invalid, not reported as out of memory (the CLI printed
+ * "out of memory" for `nestc send URL $'a\xff'`). */
+static void test_client_pattern_not_utf8(void **state) {
+    (void)state;
+    tcp_server_new(NULL);
+    tcp_listen_connect();
+    call c = call_new();
+    /* results first, asserts after the cleanup: a failed assert must not leave the loop busy */
+    int r1 = nc_client_send(cli, "a\377b", NULL, NULL, on_value, on_done, &c);
+    int r2 = nc_client_send(cli, "{\"a\377\":1}", NULL, NULL, on_value, on_done, &c);
+    int r3 = nc_client_emit(cli, "a\377b", NULL, NULL, NULL, NULL);
+    tcp_free();
+    run_until_ms(&c.done, 2, 100); /* let calls that were (wrongly) accepted end */
+    call_free(&c);
+    assert_int_equal(r1, NC_EINVAL);
+    assert_int_equal(r2, NC_EINVAL);
+    assert_int_equal(r3, NC_EINVAL);
+}
+
 static int no_icu_setup(void **state) {
     int r = loop_setup(state);
     nc_log_set_default(record_log, NULL, NC_LOG_WARN);
@@ -591,5 +610,10 @@ int main(void) {
         cmocka_unit_test(test_collation_strings),
         cmocka_unit_test(test_collation_random_vs_icu),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL) || no_icu_failed;
+    const struct CMUnitTest client_tests[] = {
+        cmocka_unit_test(test_client_pattern_not_utf8),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    failed |= cmocka_run_group_tests_name("client patterns", client_tests, loop_setup, loop_teardown);
+    return failed || no_icu_failed;
 }
