@@ -2,8 +2,10 @@
  *
  * Every nestc function that can fail returns an `int`: 0 (NC_OK) on success or one of the negative
  * codes below. Operating-system and library errors are mapped onto these codes; the detail (the
- * OS message, the TLS verification failure, the remote error value) travels alongside where the
- * API offers it (status/error callbacks, `nc_client_last_error`). */
+ * OS message, the TLS verification failure, the remote error value) travels alongside: for a call
+ * that fails at once (nc_client_new, nc_server_new, nc_server_listen, ...) in `nc_last_error()`,
+ * for an asynchronous failure in the `error` text of the done callback (client.h, nc_done_fn) and
+ * in the client's error callback. */
 #ifndef NESTC_ERROR_H
 #define NESTC_ERROR_H
 
@@ -13,6 +15,7 @@
 extern "C" {
 #endif
 
+/* The error codes: 0 or negative, returned by every call that can fail. */
 typedef enum nc_err {
     NC_OK = 0,
     NC_EINVAL = -1,        /* invalid argument, URL, pattern or option */
@@ -44,6 +47,17 @@ NC_API const char *nc_strerror(int err);
 
 /* The symbolic name of `err`, e.g. "NC_ETIMEDOUT" (never NULL). */
 NC_API const char *nc_err_name(int err);
+
+/* Why the last nestc call that failed on the calling thread failed, as one line of text, e.g.
+ * `invalid URL "127.0.0.1:3300": expected scheme://host:port` or
+ * `cannot load the CA file /nope/ca.pem: ... No such file or directory` (the libc/OpenSSL wording).
+ * Like errno (and hiredis's errstr, nats.c's nats_GetLastError): read it right after a call returned a
+ * negative code; a later failure on the same thread overwrites it, a successful call leaves it as it
+ * was. "" when no call has failed on this thread yet; never NULL. The text lives in a thread-local
+ * buffer (up to 255 bytes, longer reasons are cut) owned by the library: valid until the thread's next
+ * nestc call, copy it to keep it. Any thread. The same reason is also logged (log.h). Asynchronous
+ * failures (a connection refused, a request timed out) are not reported here but to their callbacks. */
+NC_API const char *nc_last_error(void);
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,9 @@
 #include "core/client_internal.h"
 #include "core/hooks_internal.h"
 #include "core/route.h"
+#include "core/fail.h"
 #include "util/abi.h"
+#include "util/last_error.h"
 #include "io/tls.h"
 #include "nestc/error.h"
 #include "util/buf.h"
@@ -397,6 +399,7 @@ void nc_client_on_status(nc_client *c, nc_status_fn fn, void *user) {
 void nc_client_on_error(nc_client *c, nc_error_fn fn, void *user) {
     c->error_fn = fn;
     c->error_user = user;
+    nc_logger_errors_delivered(&c->log, fn != NULL); /* not printed twice: docs/logging.md */
 }
 
 void nc_client__error(nc_client *c, int err, const char *msg) {
@@ -1191,30 +1194,31 @@ static void random_prefix(char out[9]) {
 }
 
 int nc_client_new(nc_client **out, const char *url, const nc_client_opts *user_o) {
-    if (!out) return NC_EINVAL;
+    if (!out) return nc_set_last_error(NC_EINVAL, "nc_client_new: out is NULL");
     *out = NULL;
+    unsigned mark = nc_last_error_mark();
     nc_client_opts own = {0};
     const nc_client_opts *o = &own;
     if (user_o && nc_abi_copy_in(&own, sizeof own, user_o, user_o->struct_size, NC_CLIENT_OPTS_BASE)) {
         nc_logger lg;
         nc_logger_init(&lg, user_o->log, user_o->log_user, user_o->log_level);
-        nc_logf(&lg, NC_LOG_ERROR, "Client",
-                "nc_client_opts.struct_size %zu: not a layout this library knows", user_o->struct_size);
-        return NC_EINVAL;
+        return nc_fail(&lg, "Client", NC_EINVAL,
+                       "nc_client_opts.struct_size %zu: not a layout this library knows",
+                       user_o->struct_size);
     }
     nc_client *c = calloc(1, sizeof *c);
-    if (!c) return NC_ENOMEM;
+    if (!c) return nc_set_last_error(NC_ENOMEM, "out of memory");
     nc_logger_init(&c->log, o->log, o->log_user, o->log_level);
     char err[256];
     int r = nc_url_parse(&c->url, url, err, sizeof err);
     if (r) {
-        nc_logf(&c->log, NC_LOG_ERROR, "Client", "%s", err);
+        nc_fail(&c->log, "Client", r, "%s", err);
         free(c);
         return r;
     }
     c->tp = nc_client_transport_find(c->url.scheme);
     if (!c->tp) {
-        nc_logf(&c->log, NC_LOG_ERROR, "Client", "unsupported transport \"%s\" in %s", c->url.scheme, url);
+        nc_fail(&c->log, "Client", NC_EUNSUPPORTED, "unsupported transport \"%s\" in %s", c->url.scheme, url);
         nc_url_free(&c->url);
         free(c);
         return NC_EUNSUPPORTED;
@@ -1244,9 +1248,8 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *user_o
     if (o->tls) {
         nc_tls_opts t;
         if (nc_abi_copy_in(&t, sizeof t, o->tls, o->tls->struct_size, NC_TLS_OPTS_BASE)) {
-            nc_logf(&c->log, NC_LOG_ERROR, "Client",
-                    "nc_tls_opts.struct_size %zu: not a layout this library knows", o->tls->struct_size);
-            r = NC_EINVAL;
+            r = nc_fail(&c->log, "Client", NC_EINVAL,
+                        "nc_tls_opts.struct_size %zu: not a layout this library knows", o->tls->struct_size);
             goto fail;
         }
         t.struct_size = 0; /* our own layout from here on */
@@ -1273,6 +1276,7 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *user_o
     *out = c;
     return 0;
 fail:
+    nc_set_last_error_since(mark, r, "cannot create the client for %s: %s", c->url.text, nc_strerror(r));
     json_decref(g->headers);
     nc_tls_opts_free(&g->tls);
     nc_optset_free(&c->opts);
@@ -1294,10 +1298,13 @@ size_t nc_client_pending(const nc_client *c) {
 
 int nc_client_run(nc_client *c) {
     if (!c) return NC_EINVAL;
-    while (nc_client_pending(c) > 0 && uv_run(c->io.loop, UV_RUN_ONCE)) {
+    /* what was sent before: out now, or the loop's prepare-phase flush may finish the last event and the
+     * iteration then waits for I/O that never comes (an event has no reply) */
+    nc_ioctx_flush(&c->io);
+    while (nc_client_pending(c) > 0 && nc_loop_run(c->io.loop, UV_RUN_ONCE)) {
     }
     /* let completed writes and close callbacks land */
-    uv_run(c->io.loop, UV_RUN_NOWAIT);
+    nc_loop_run(c->io.loop, UV_RUN_NOWAIT);
     return 0;
 }
 

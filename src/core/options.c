@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fail.h"
 #include "nestc/error.h"
 #include "transport/transport.h"
 
@@ -118,28 +119,24 @@ static int parse_value(const nc_option_spec *o, const char *text, long long *num
 int nc_optset_set(nc_optset *s, const nc_optctx *cx, const char *name, const char *value, int from_url) {
     const char *what = from_url ? "URL parameter" : "option";
     if (!name || !*name) {
-        nc_logf(cx->log, NC_LOG_ERROR, cx->component, "an %s without a name for %s://", what, cx->scheme);
-        return NC_EINVAL;
+        return nc_fail(cx->log, cx->component, NC_EINVAL, "an %s without a name for %s://", what, cx->scheme);
     }
     if (!value) value = "";
     const nc_option_spec *o = spec_of(s->table, name);
     char buf[256];
     if (!o) {
-        nc_logf(cx->log, NC_LOG_ERROR, cx->component, "unknown %s '%s' for %s:// (its options: %s)", what,
-                name, cx->scheme, names_of(s->table, buf, sizeof buf));
-        return NC_EINVAL;
+        return nc_fail(cx->log, cx->component, NC_EINVAL, "unknown %s '%s' for %s:// (its options: %s)", what,
+                       name, cx->scheme, names_of(s->table, buf, sizeof buf));
     }
     if (!(o->levels & cx->level)) {
-        nc_logf(cx->log, NC_LOG_ERROR, cx->component,
-                "%s '%s' is not valid for a %s (%s:// takes it for: %s)", what, name, level_name(cx->level),
-                cx->scheme, nc_option_levels_text(o->levels, buf, sizeof buf));
-        return NC_EINVAL;
+        return nc_fail(cx->log, cx->component, NC_EINVAL,
+                       "%s '%s' is not valid for a %s (%s:// takes it for: %s)", what, name,
+                       level_name(cx->level), cx->scheme, nc_option_levels_text(o->levels, buf, sizeof buf));
     }
     long long num;
     if (parse_value(o, value, &num, buf, sizeof buf)) {
-        nc_logf(cx->log, NC_LOG_ERROR, cx->component, "%s '%s' of %s:// expects %s, got \"%s\"", what, name,
-                cx->scheme, buf, value);
-        return NC_EINVAL;
+        return nc_fail(cx->log, cx->component, NC_EINVAL, "%s '%s' of %s:// expects %s, got \"%s\"", what,
+                       name, cx->scheme, buf, value);
     }
     char *text = strdup(value);
     if (!text) return NC_ENOMEM;
@@ -169,8 +166,7 @@ int nc_optset_build(nc_optset *s, const nc_option_spec *table, const nc_optctx *
     for (int i = 0; url && i < url->nquery && !r; i++)
         r = nc_optset_set(s, cx, url->qkeys[i], url->qvals[i], 1);
     if (!r && nopts && !opts) {
-        nc_logf(cx->log, NC_LOG_ERROR, cx->component, "noptions is %zu but options is NULL", nopts);
-        r = NC_EINVAL;
+        r = nc_fail(cx->log, cx->component, NC_EINVAL, "noptions is %zu but options is NULL", nopts);
     }
     for (size_t i = 0; i < nopts && !r; i++) r = nc_optset_set(s, cx, opts[i].name, opts[i].value, 0);
     if (r) nc_optset_free(s);

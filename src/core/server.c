@@ -5,6 +5,8 @@
 #include "codec/envelope.h"
 #include "codec/json_write.h"
 #include "util/abi.h"
+#include "util/last_error.h"
+#include "core/fail.h"
 #include "core/hooks_internal.h"
 #include "core/route.h"
 #include "core/server_internal.h"
@@ -56,31 +58,32 @@ static void on_async(uv_async_t *h) {
 }
 
 int nc_server_new(nc_server **out, const char *url, const nc_server_opts *user_opts) {
-    if (!out) return NC_EINVAL;
+    if (!out) return nc_set_last_error(NC_EINVAL, "nc_server_new: out is NULL");
     *out = NULL;
+    unsigned mark = nc_last_error_mark();
     nc_server_opts own = {0};
     const nc_server_opts *opts = &own;
     if (user_opts &&
         nc_abi_copy_in(&own, sizeof own, user_opts, user_opts->struct_size, NC_SERVER_OPTS_BASE)) {
         nc_logger lg;
         nc_logger_init(&lg, user_opts->log, user_opts->log_user, user_opts->log_level);
-        nc_logf(&lg, NC_LOG_ERROR, "Server",
-                "nc_server_opts.struct_size %zu: not a layout this library knows", user_opts->struct_size);
-        return NC_EINVAL;
+        return nc_fail(&lg, "Server", NC_EINVAL,
+                       "nc_server_opts.struct_size %zu: not a layout this library knows",
+                       user_opts->struct_size);
     }
     nc_server *s = calloc(1, sizeof *s);
-    if (!s) return NC_ENOMEM;
+    if (!s) return nc_set_last_error(NC_ENOMEM, "out of memory");
     nc_logger_init(&s->log, opts->log, opts->log_user, opts->log_level);
     char err[256];
     int r = nc_url_parse(&s->url, url, err, sizeof err);
     if (r) {
-        nc_logf(&s->log, NC_LOG_ERROR, "Server", "%s", err);
+        nc_fail(&s->log, "Server", r, "%s", err);
         free(s);
         return r;
     }
     s->tp = nc_server_transport_find(s->url.scheme);
     if (!s->tp) {
-        nc_logf(&s->log, NC_LOG_ERROR, "Server", "unsupported transport \"%s\" in %s", s->url.scheme, url);
+        nc_fail(&s->log, "Server", NC_EUNSUPPORTED, "unsupported transport \"%s\" in %s", s->url.scheme, url);
         nc_url_free(&s->url);
         free(s);
         return NC_EUNSUPPORTED;
@@ -92,14 +95,13 @@ int nc_server_new(nc_server **out, const char *url, const nc_server_opts *user_o
         return r;
     }
     if ((r = cfg_init(&s->cfg, opts))) {
-        nc_logf(&s->log, NC_LOG_ERROR, "Server",
-                "nc_tls_opts.struct_size %zu: not a layout this library knows", opts->tls->struct_size);
+        nc_fail(&s->log, "Server", r, "nc_tls_opts.struct_size %zu: not a layout this library knows",
+                opts->tls->struct_size);
         goto fail_cfg;
     }
     if (s->cfg.workers > 1 && (opts->loop || !s->tp->supports_workers)) {
-        nc_logf(&s->log, NC_LOG_ERROR, "Server", "workers need %s",
-                opts->loop ? "the server's own loop (loop NULL)" : "a listening transport (tcp, tls)");
-        r = NC_EINVAL;
+        r = nc_fail(&s->log, "Server", NC_EINVAL, "workers need %s",
+                    opts->loop ? "the server's own loop (loop NULL)" : "a listening transport (tcp, tls)");
         goto fail_cfg;
     }
     if ((r = nc_ioctx_init(&s->io, opts->loop))) goto fail_cfg;
@@ -117,6 +119,7 @@ int nc_server_new(nc_server **out, const char *url, const nc_server_opts *user_o
 fail_io:
     nc_ioctx_finish(&s->io);
 fail_cfg:
+    nc_set_last_error_since(mark, r, "cannot create the server for %s: %s", s->url.text, nc_strerror(r));
     cfg_free(&s->cfg);
     nc_optset_free(&s->opts);
     nc_url_free(&s->url);
@@ -344,16 +347,19 @@ uv_loop_t *nc_server_loop(nc_server *s) {
 }
 
 int nc_server_listen(nc_server *s) {
-    if (!s) return NC_EINVAL;
-    if (s->closing) return NC_ECLOSED;
+    if (!s) return nc_set_last_error(NC_EINVAL, "nc_server_listen: server is NULL");
+    if (s->closing) return nc_set_last_error(NC_ECLOSED, "the server is closing");
     if (s->listening) return 0;
+    unsigned mark = nc_last_error_mark();
     int r = s->tp->listen(s->tps);
     if (r) {
+        nc_set_last_error_since(mark, r, "cannot listen on %s: %s", s->url.text, nc_strerror(r));
         nc_server__status(s, "disconnected", r);
         return r;
     }
     s->listening = 1;
     if (s->cfg.workers > 1 && (r = nc_server__start_workers(s))) {
+        nc_set_last_error_since(mark, r, "cannot start the workers of %s: %s", s->url.text, nc_strerror(r));
         nc_server__status(s, "disconnected", r);
         return r;
     }
@@ -374,7 +380,7 @@ int nc_server_port(const nc_server *s) {
 /* Not uv_run(UV_RUN_DEFAULT): a timer or socket a handler left open (a cancelled request's work) would keep
  * that running after the server closed. UV_RUN_ONCE returns 0 when nothing is left to wait for. */
 void nc_server__run_loop(nc_server *s) {
-    while (!s->handles_closed && uv_run(s->io.loop, UV_RUN_ONCE)) {
+    while (!s->handles_closed && nc_loop_run(s->io.loop, UV_RUN_ONCE)) {
     }
 }
 

@@ -141,3 +141,16 @@ void nc_url_free(nc_url *u) {
     memset(u, 0, sizeof *u);
     u->port = -1;
 }
+
+int nc_url_check(const nc_url *u, unsigned allow, char *err, unsigned errlen) {
+    const char *why = NULL;
+    if (!(allow & NC_URL_USERINFO) && (u->user || u->password))
+        why = "takes no user name or password";
+    else if (!(allow & NC_URL_PATH) && u->path[0] && strcmp(u->path, "/"))
+        why = "takes no path";
+    else if ((allow & NC_URL_CLIENT) && u->port == 0)
+        why = "port 0: a client needs the port the server listens on";
+    if (!why) return 0;
+    snprintf(err, errlen, "invalid URL \"%s\": %s:// %s", u->text, u->scheme, why);
+    return NC_EINVAL;
+}

@@ -17,4 +17,16 @@ typedef struct nc_url {
 int nc_url_parse(nc_url *u, const char *text, char *err, unsigned errlen);
 void nc_url_free(nc_url *u);
 
+/* The parts of a URL a scheme gives a meaning to, besides scheme://host[:port] and the ?query of options
+ * (validated against the scheme's option table). */
+enum {
+    NC_URL_USERINFO = 1, /* user[:password]@ (redis, nats) */
+    NC_URL_PATH = 2,     /* a /path beyond a lone "/" (redis: the database number) */
+    NC_URL_CLIENT = 4,   /* the URL is a client's: a port, when given, is not 0 */
+};
+
+/* Refuses what the scheme would otherwise ignore silently: a part `allow` does not name. Returns 0, or
+ * NC_EINVAL with the reason in err (`invalid URL "tcp://h:1/x": tcp:// takes no path`). */
+int nc_url_check(const nc_url *u, unsigned allow, char *err, unsigned errlen);
+
 #endif

@@ -7,16 +7,25 @@
 #include <string.h>
 
 #include "nestc/error.h"
+#include "util/last_error.h"
 
 static void last_error(char *err, size_t errlen, const char *what, const char *file) {
     unsigned long e = ERR_get_error();
     char buf[256] = "unknown error";
-    if (e) ERR_error_string_n(e, buf, sizeof buf);
+    /* the reason alone ("No such file or directory") reads better than the packed code
+     * ("error:80000002:system library::No such file or directory"); the code when there is no reason */
+    const char *reason = !e                    ? NULL
+                         : ERR_SYSTEM_ERROR(e) ? strerror(ERR_GET_REASON(e))
+                                               : ERR_reason_error_string(e);
+    if (reason)
+        snprintf(buf, sizeof buf, "%s", reason);
+    else if (e)
+        ERR_error_string_n(e, buf, sizeof buf);
     ERR_clear_error();
     snprintf(err, errlen, "%s%s%s: %s", what, file ? " " : "", file ? file : "", buf);
 }
 
-int nc_tls_ctx_new(SSL_CTX **out, const nc_tls_opts *o, int is_server, char *err, size_t errlen) {
+static int ctx_new(SSL_CTX **out, const nc_tls_opts *o, int is_server, char *err, size_t errlen) {
     static const nc_tls_opts none = {0};
     if (!o) o = &none;
     *out = NULL;
@@ -74,6 +83,13 @@ int nc_tls_ctx_new(SSL_CTX **out, const nc_tls_opts *o, int is_server, char *err
 fail:
     SSL_CTX_free(ctx);
     return NC_ETLS;
+}
+
+/* The reason is the thread's nc_last_error too: a constructor that fails on it returns no other text. */
+int nc_tls_ctx_new(SSL_CTX **out, const nc_tls_opts *o, int is_server, char *err, size_t errlen) {
+    int r = ctx_new(out, o, is_server, err, errlen);
+    if (r) nc_set_last_error(r, "%s", err);
+    return r;
 }
 
 void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen) {

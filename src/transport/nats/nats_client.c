@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/client_internal.h"
+#include "core/fail.h"
 #include "transport/common/reconnect.h"
 #include "transport/nats/nats.h"
 #include "util/map.h"
@@ -243,6 +244,9 @@ static const nc_nats_conn_cbs conn_cbs = {conn_ready, conn_op, conn_end};
  */
 
 static int nc_create(nc_client *cli, const nc_url *url, void **state) {
+    char why[300];
+    if (nc_url_check(url, NC_URL_USERINFO | NC_URL_CLIENT, why, sizeof why))
+        return nc_fail(nc_client__log(cli), "Client", NC_EINVAL, "%s", why);
     nats_client *nc = calloc(1, sizeof *nc);
     if (!nc) return NC_ENOMEM;
     nc->cli = cli;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codec/envelope.h"
+#include "core/fail.h"
 #include "core/server_transport.h"
 #include "transport/common/reconnect.h"
 #include "transport/nats/nats.h"
@@ -288,6 +289,9 @@ static const nc_nats_conn_cbs conn_cbs = {conn_ready, conn_op, conn_end};
 /* ---- ops --------------------------------------------------------------------------------------------- */
 
 static int ns_create(nc_server *srv, const nc_url *url, void **state) {
+    char why[300];
+    if (nc_url_check(url, NC_URL_USERINFO, why, sizeof why))
+        return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
     nats_server *ns = calloc(1, sizeof *ns);
     if (!ns) return NC_ENOMEM;
     ns->srv = srv;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/client_internal.h"
+#include "core/fail.h"
 #include "transport/common/reconnect.h"
 #include "transport/redis/redis.h"
 #include "util/buf.h"
@@ -398,6 +399,9 @@ static const nc_redis_conn_cbs pub_cbs = {pub_ready, pub_push, conn_end};
  */
 
 static int rc_create(nc_client *cli, const nc_url *url, void **state) {
+    char why[300];
+    if (nc_url_check(url, NC_URL_USERINFO | NC_URL_PATH | NC_URL_CLIENT, why, sizeof why))
+        return nc_fail(nc_client__log(cli), "Client", NC_EINVAL, "%s", why);
     redis_client *rc = calloc(1, sizeof *rc);
     if (!rc) return NC_ENOMEM;
     rc->cli = cli;

@@ -13,6 +13,7 @@
 #include "codec/frame.h"
 #include "codec/json_build.h"
 #include "codec/json_write.h"
+#include "core/fail.h"
 #include "core/server_transport.h"
 #include "transport/redis/redis.h"
 #include "transport/common/reconnect.h"
@@ -322,6 +323,9 @@ static const nc_redis_conn_cbs pub_cbs = {pub_ready, pub_push, conn_end};
 /* ---- ops ------------------------------------------------------------------------------------------ */
 
 static int rs_create(nc_server *srv, const nc_url *url, void **state) {
+    char why[300];
+    if (nc_url_check(url, NC_URL_USERINFO | NC_URL_PATH, why, sizeof why))
+        return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
     redis_server *rs = calloc(1, sizeof *rs);
     if (!rs) return NC_ENOMEM;
     rs->srv = srv;

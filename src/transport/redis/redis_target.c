@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fail.h"
 #include "nestc/error.h"
 #include "transport/redis/redis.h"
 
@@ -36,7 +37,7 @@ int nc_redis_target_init(nc_redis_target *t, const nc_url *url, const nc_tls_opt
         char *end;
         long n = strtol(db, &end, 10);
         if (*end || n < 0 || n > 1000000) {
-            nc_logf(log, NC_LOG_ERROR, component, "invalid database number \"%s\" in %s", db, url->text);
+            nc_fail(log, component, NC_EINVAL, "invalid database number \"%s\" in %s", db, url->text);
             nc_redis_target_free(t);
             return NC_EINVAL;
         }

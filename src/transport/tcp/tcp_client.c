@@ -7,6 +7,7 @@
 
 #include "core/client_internal.h"
 #include "core/errors.h"
+#include "core/fail.h"
 #include "io/dial.h"
 #include "io/tls.h"
 #include "nestc/error.h"
@@ -109,6 +110,9 @@ static void dial_free(nc_dial *d) {
 static const nc_dial_ops dial_ops = {dial_ended, dial_free, dial_stream};
 
 static int tcp_create(nc_client *cli, const nc_url *url, void **state) {
+    char why[300];
+    if (nc_url_check(url, NC_URL_CLIENT, why, sizeof why))
+        return nc_fail(nc_client__log(cli), "Client", NC_EINVAL, "%s", why);
     const nc_client_cfg *cfg = nc_client__cfg(cli);
     tcp_client *t = calloc(1, sizeof *t);
     if (!t) return NC_ENOMEM;

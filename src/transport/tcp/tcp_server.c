@@ -7,6 +7,7 @@
 
 #include "codec/envelope.h"
 #include "core/errors.h"
+#include "core/fail.h"
 #include "core/server_transport.h"
 #include "io/tls.h"
 #include "nestc/error.h"
@@ -132,11 +133,13 @@ static void on_connection(uv_stream_t *l, int status) {
 
 static int tcp_create(nc_server *srv, const nc_url *url, void **state) {
     const nc_server_cfg *cfg = nc_server__cfg(srv);
+    char why[300];
+    if (nc_url_check(url, 0, why, sizeof why))
+        return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
     int is_tls = strcmp(url->scheme, "tls") == 0;
     if (is_tls && !cfg->has_tls) {
-        nc_logf(nc_server__log(srv), NC_LOG_ERROR, "Server",
-                "a tls:// server needs TLS options (certificate and key)");
-        return NC_EINVAL;
+        return nc_fail(nc_server__log(srv), "Server", NC_EINVAL,
+                       "a tls:// server needs TLS options (certificate and key)");
     }
     tcp_server *t = calloc(1, sizeof *t);
     if (!t) return NC_ENOMEM;
@@ -171,9 +174,8 @@ static int do_listen(tcp_server *t) {
     snprintf(port, sizeof port, "%d", t->port);
     int r = getaddrinfo(t->host, port, &hints, &res);
     if (r || !res) {
-        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "cannot resolve %s: %s", t->host,
-                gai_strerror(r));
-        return NC_ERESOLVE;
+        return nc_fail(nc_server__log(t->srv), "Server", NC_ERESOLVE, "cannot resolve %s: %s", t->host,
+                       gai_strerror(r));
     }
     uv_tcp_init_ex(io->loop, &t->listener, (unsigned)res->ai_family);
     t->listener.data = t;
@@ -191,7 +193,7 @@ static int do_listen(tcp_server *t) {
     freeaddrinfo(res);
     if (!r) r = uv_listen((uv_stream_t *)&t->listener, 1024, on_connection);
     if (r) {
-        nc_logf(nc_server__log(t->srv), NC_LOG_ERROR, "Server", "cannot listen on %s:%d: %s", t->host,
+        nc_fail(nc_server__log(t->srv), "Server", nc_err_from_uv(r), "cannot listen on %s:%d: %s", t->host,
                 t->port, uv_strerror(r));
         t->listener_open = 0;
         uv_close((uv_handle_t *)&t->listener, NULL);
