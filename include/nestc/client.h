@@ -22,6 +22,7 @@
 extern "C" {
 #endif
 
+/* A client (NestJS ClientProxy). Opaque; created by nc_client_new, freed by nc_client_free. */
 typedef struct nc_client nc_client;
 
 /* Structs that grow (struct_size, *_INIT): see nestc/server.h. */
@@ -130,6 +131,7 @@ NC_API int nc_client_send_json(nc_client *cli, const json_t *pattern, const json
  * Threads: loop thread only, like the rest of the client. */
 typedef struct nc_call nc_call;
 
+/* The callbacks of an nc_client_call (copied by the call). */
 typedef struct nc_call_cbs {
     nc_value_fn on_value; /* each reply value; may be NULL */
     nc_done_fn on_done;   /* exactly once, as for nc_client_send; may be NULL */
@@ -212,6 +214,50 @@ NC_API struct uv_loop_s *nc_client_loop(nc_client *cli);
 /* Closes (failing pending calls with NC_ECLOSED), runs the loop until the client's handles are closed,
  * and frees the client. */
 NC_API void nc_client_free(nc_client *cli);
+
+/* ---- blocking calls ------------------------------------------------------------------------------------
+ *
+ * For simple tools that want one answer and nothing else, as redisCommand or natsConnection_Request are
+ * used: the call is made and the client's loop is run on the calling thread until it ends.
+ *
+ *   json_t *sum = NULL, *err = NULL;
+ *   int r = nc_client_send_sync(cli, "{\"cmd\":\"sum\"}", data, NULL, &sum, &err);
+ *   if (r == 0) ... use sum (may be NULL: no value) ... else ... nc_err_name(r), err ...
+ *   json_decref(sum);
+ *   json_decref(err);
+ *
+ * The loop run is the client's: its own loop, or the borrowed one (opts.loop), which then also runs
+ * everything else on it (servers, the program's timers) until the call ends. Bounded by the call's
+ * timeout (nc_call_opts.timeout_ms, else the client's, 5000 ms by default); with no timeout it waits as
+ * long as the connection lives. The client stays connected for the next call (nc_client_free closes it).
+ *
+ * Threads: the thread that runs the client's loop, and not from inside any of that loop's callbacks
+ * (on_value, on_done, status or error callbacks, a server handler on the same loop): libuv's uv_run is
+ * not reentrant. That is refused with NC_ESTATE when the library runs the loop at that moment
+ * (nc_client_run, nc_server_run and its workers, another blocking call); a loop the program runs itself
+ * (uv_run on a borrowed loop) cannot be detected (libuv cannot be asked), so do not call these from its
+ * callbacks. Calls started
+ * earlier with nc_client_send on the same client go on meanwhile and their callbacks run. */
+
+/* Sends a request (as nc_client_send) and waits for its reply stream to end. Returns 0 and stores in
+ * *reply the LAST value of the stream (as NestJS's lastValueFrom: a request answered with one value gets
+ * that value; a stream's earlier values are dropped), or NULL when the stream ended without a value
+ * (JavaScript undefined; lastValueFrom would reject with EmptyError). On failure returns the call's code
+ * as on_done would get it: NC_EREMOTE with *error the remote error value exactly as received, or a local
+ * code (NC_ETIMEDOUT, NC_ECONNREFUSED, NC_ECONNCLOSED ...) with *error a JSON string describing it; *reply
+ * is then NULL. Refused before anything is sent: NC_EINVAL (cli NULL, bad pattern or options), NC_ESTATE
+ * (see "Threads" above), NC_ENOMEM; *error is then NULL. `data` is borrowed (NULL = JSON null). *reply and
+ * *error are new references the caller releases with json_decref; `reply` and `error` may be NULL when
+ * not wanted (the value is then released here). */
+NC_API int nc_client_send_sync(nc_client *cli, const char *pattern, const json_t *data,
+                               const nc_call_opts *opts, json_t **reply, json_t **error);
+
+/* Publishes an event (as nc_client_emit) and waits until the transport has taken it (TCP: written to the
+ * socket; brokers: handed to the broker connection). Returns 0, or the code on_done would get with
+ * *error (may be NULL) a new reference to a JSON string describing it; the same refusals as
+ * nc_client_send_sync. */
+NC_API int nc_client_emit_sync(nc_client *cli, const char *pattern, const json_t *data,
+                               const nc_call_opts *opts, json_t **error);
 
 #ifdef __cplusplus
 }

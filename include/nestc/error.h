@@ -15,6 +15,7 @@
 extern "C" {
 #endif
 
+/* The error codes: 0 or negative, returned by every call that can fail. */
 typedef enum nc_err {
     NC_OK = 0,
     NC_EINVAL = -1,        /* invalid argument, URL, pattern or option */

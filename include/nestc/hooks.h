@@ -68,6 +68,7 @@ extern "C" {
 /* Hook sets a server or client holds at most. */
 #define NC_HOOKS_MAX 8
 
+/* Whether a hook sees a server message or a client call (nc_hook_info.side). */
 typedef enum nc_hook_side {
     NC_HOOK_SERVER = 0,
     NC_HOOK_CLIENT = 1,
@@ -177,6 +178,7 @@ NC_API int nc_server_remove_hooks(nc_server *srv, int id);
 
 /* ---- client hooks ------------------------------------------------------------------------------- */
 
+/* A set of client hooks: as nc_server_hooks (struct_size, NULL callbacks, copied), for calls. */
 typedef struct nc_client_hooks {
     size_t struct_size;
     /* Interceptor and observer. Returns 0 to let the call go, or an nc_err (NC_EREFUSED: a circuit

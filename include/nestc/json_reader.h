@@ -24,6 +24,7 @@
 extern "C" {
 #endif
 
+/* The tokens nc_json_next returns. */
 typedef enum nc_json_tok {
     NC_JSON_END = 0, /* the text is exhausted */
     NC_JSON_ERROR,   /* malformed text; the reader stays in this state */
@@ -39,6 +40,7 @@ typedef enum nc_json_tok {
     NC_JSON_OBJECT_END,
 } nc_json_tok;
 
+/* A pull reader over one JSON text; initialise with nc_json_reader_init. Caller-owned, no cleanup. */
 typedef struct nc_json_reader {
     /* the current token's value */
     double number;

@@ -38,6 +38,7 @@ typedef struct nc_option {
     const char *value;
 } nc_option;
 
+/* The type of an option's value (nc_option_spec.type). */
 typedef enum nc_option_type {
     NC_OPT_STRING = 0,
     NC_OPT_INT,      /* decimal integer within [min, max] */

@@ -28,6 +28,7 @@ extern "C" {
 #endif
 
 struct uv_loop_s;
+/* A server (NestJS microservice). Opaque; created by nc_server_new, freed by nc_server_free. */
 typedef struct nc_server nc_server;
 
 /* Zero-initialised options are the defaults. For the limits: 0 = default, NC_LIMIT_OFF = no limit.
@@ -42,6 +43,7 @@ typedef struct nc_server nc_server;
  * stack with `{0}` or designated initialisers, which keep compiling and meaning the same. */
 #define NC_LIMIT_OFF (-1)
 
+/* Options of nc_server_new (copied; NULL or zero-initialised = the defaults). */
 typedef struct nc_server_opts {
     size_t struct_size;                /* 0 or sizeof(nc_server_opts): see above */
     struct uv_loop_s *loop;            /* borrowed; NULL = the server creates and owns its loop */

@@ -20,6 +20,7 @@
 #include "util/buf.h"
 #include "util/handle.h"
 #include "util/u64map.h"
+#include "util/utf8.h"
 
 enum { DISCONNECTED = 0, CONNECTING, CONNECTED };
 
@@ -411,6 +412,7 @@ void nc_client_on_status(nc_client *c, nc_status_fn fn, void *user) {
 void nc_client_on_error(nc_client *c, nc_error_fn fn, void *user) {
     c->error_fn = fn;
     c->error_user = user;
+    nc_logger_errors_delivered(&c->log, fn != NULL); /* not printed twice: docs/logging.md */
 }
 
 void nc_client__error(nc_client *c, int err, const char *msg) {
@@ -805,7 +807,8 @@ static const pinfo *pinfo_of_text(nc_client *c, const char *text, pinfo *tmp, in
     pinfo *pi = nc_map_get(&c->pcache, text, n);
     if (pi) return pi;
     json_t *p = nc_pattern_from_text(text);
-    *err = p ? pinfo_compute(c, p, tmp) : NC_ENOMEM;
+    /* NULL: out of memory, or text that is no UTF-8 (which no pattern can be) */
+    *err = p ? pinfo_compute(c, p, tmp) : nc_wtf8_valid(text, n) ? NC_ENOMEM : NC_EINVAL;
     json_decref(p);
     if (*err) return NULL;
     if (c->pcache.len >= PCACHE_MAX || !(pi = malloc(sizeof *pi))) return tmp;
@@ -1316,10 +1319,13 @@ size_t nc_client_pending(const nc_client *c) {
 
 int nc_client_run(nc_client *c) {
     if (!c) return NC_EINVAL;
-    while (nc_client_pending(c) > 0 && uv_run(c->io.loop, UV_RUN_ONCE)) {
+    /* what was sent before: out now, or the loop's prepare-phase flush may finish the last event and the
+     * iteration then waits for I/O that never comes (an event has no reply) */
+    nc_ioctx_flush(&c->io);
+    while (nc_client_pending(c) > 0 && nc_loop_run(c->io.loop, UV_RUN_ONCE)) {
     }
     /* let completed writes and close callbacks land */
-    uv_run(c->io.loop, UV_RUN_NOWAIT);
+    nc_loop_run(c->io.loop, UV_RUN_NOWAIT);
     return 0;
 }
 

@@ -379,7 +379,7 @@ int nc_server_port(const nc_server *s) {
 /* Not uv_run(UV_RUN_DEFAULT): a timer or socket a handler left open (a cancelled request's work) would keep
  * that running after the server closed. UV_RUN_ONCE returns 0 when nothing is left to wait for. */
 void nc_server__run_loop(nc_server *s) {
-    while (!s->handles_closed && uv_run(s->io.loop, UV_RUN_ONCE)) {
+    while (!s->handles_closed && nc_loop_run(s->io.loop, UV_RUN_ONCE)) {
     }
 }
 
