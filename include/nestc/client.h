@@ -32,8 +32,11 @@ typedef struct nc_client_opts {
     const nc_tls_opts *tls; /* copied; tls:// URLs verify against the system store without it */
     const nc_codec *codec;  /* copied */
     int timeout_ms;         /* default per-request timeout: 0 = 5000 ms, NC_LIMIT_OFF = none */
-    int connect_timeout_ms; /* 0 = 5000 ms */
-    int retry_attempts;     /* extra connection attempts after a failed connect (default 0) */
+    /* each connection attempt, TLS and the broker's handshake included: 0 = 5000 ms, also when timeout_ms
+     * is NC_LIMIT_OFF; NC_LIMIT_OFF = none (the kernel's SYN retries, about 2 minutes, end it). The
+     * request timeout still bounds a request waiting for the connection. */
+    int connect_timeout_ms;
+    int retry_attempts; /* extra connection attempts after a failed connect (default 0) */
     /* the first delay between attempts (default 1000 when retry_attempts > 0); broker transports (redis,
      * nats) double it on each failed reconnection up to 8x (at most 30 s), jittered: README "Broker
      * reconnect" */
@@ -78,9 +81,19 @@ typedef struct nc_call_opts {
 typedef void (*nc_value_fn)(void *user, json_t *value);
 
 /* Completion. err = 0: the reply stream ended. err = NC_EREMOTE: the remote handler failed and `error`
- * is its error value exactly as received (object or string). Any other code: a local failure
- * (NC_ETIMEDOUT, NC_ECONNREFUSED, NC_ECONNCLOSED, NC_ECLOSED, NC_ETLS ...) and `error` is a JSON string
- * describing it (e.g. "Connection closed"). `error` is borrowed. Called exactly once per accepted call. */
+ * is its error value exactly as received (object or string). err = NC_ENOHANDLER: no handler serves the
+ * pattern, wherever the transport can tell: TCP/TLS, the server's error value as received (NestJS's
+ * string "There is no matching message handler defined in the remote service."); NATS, the broker's
+ * no-responders answer, `error` NestJS ClientNats's words "Empty response. There are no subscribers
+ * listening to that message ("<route>")"; Redis, PUBLISH reached no subscriber, `error` "There are no
+ * subscribers listening to that message ("<route>")", at once (NestJS's ClientRedis waits instead).
+ * Any other code: a local failure and `error` a JSON string saying why, e.g. NC_ETIMEDOUT "Timeout has
+ * occurred: no reply within 5000 ms" or "...: not connected to tcp://h:1 within the request timeout of
+ * 5000 ms", NC_ECONNREFUSED "connect ECONNREFUSED 127.0.0.1:3000 (...)", NC_ETLS "TLS handshake failed:
+ * ...", NC_EPROTO "the peer closed the connection after sending data that is not a NestJS packet:
+ * "HTTP/1.1 400 ..."", NC_ECONNCLOSED "Connection closed" (NestJS's words). The client's error
+ * callback (nc_client_on_error) gets the same reasons for the connection. `error` is borrowed. Called
+ * exactly once per accepted call. */
 typedef void (*nc_done_fn)(void *user, int err, json_t *error);
 
 /* Creates a client for `url`. Nothing is connected until the first call or nc_client_connect.
