@@ -87,10 +87,10 @@ const size_t cli_nopts = sizeof cli_opts / sizeof cli_opts[0];
 const cli_cmd cli_cmds[] = {
     {"send", CMD_SEND, "<url> <pattern> [data] [options]", "one request, print each reply value",
      "Sends one request (NestJS client.send) and prints each reply value as one line of compact JSON.\n"
-     "Exit 0 when the reply stream ends; 1 on an error reply, \"no handler\" included (the error value\n"
-     "as JSON on stderr: on TCP the remote's error, on Redis and NATS NestJS's message \"There is no\n"
-     "matching message handler defined in the remote service.\"); 2 on timeout, refused connection,\n"
-     "TLS failure or bad arguments (a message on stderr).",
+     "Exit 0 when the reply stream ends; 1 on an error reply, \"no handler\" included on every\n"
+     "transport (the error value as JSON on stderr: on TCP/TLS the server's error, on Redis and NATS a\n"
+     "string saying nobody subscribes to the pattern); 2 on timeout, refused connection, TLS failure,\n"
+     "--stream on a transport without client streams, or bad arguments (a message on stderr).",
      3, 1},
     {"emit", CMD_EMIT, "<url> <pattern> [data] [options]", "one event",
      "Publishes one event (NestJS client.emit). Exit 0 once the transport accepted it, 2 when it did not.", 3,
