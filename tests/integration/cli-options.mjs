@@ -65,7 +65,7 @@ test('numbers out of range say so; --workers has an upper bound', async () => {
 
 test('every command lists the schemes of the build in its help', async () => {
   const schemes = ['tcp', 'tls', 'redis', 'rediss', 'nats'];
-  for (const cmd of ['send', 'emit', 'conformance', 'bench']) {
+  for (const cmd of ['send', 'emit', 'conformance', 'bench', 'options', 'help', 'completion']) {
     const r = await nestc([cmd, '--help']);
     assert.equal(r.code, 0, cmd);
     const line = r.out.split('\n').find((l) => l.startsWith('URL schemes'));

@@ -70,7 +70,7 @@ void cli_usage(FILE *f, const char *name) {
                 fprintf(f, "  %s\n  %-22s %s\n", label, "", o->help);
         }
     }
-    if (c->url_first) print_urls(f);
+    print_urls(f); /* every command: the schemes of this build */
 }
 
 void cli_overview(FILE *f) {

@@ -10,10 +10,14 @@
 #include "table.h"
 
 static int cmd_options(int argc, char **argv) {
+    if (argc == 3 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help"))) {
+        cli_usage(stdout, "options");
+        return 0;
+    }
     if (argc != 3 || argv[2][0] == '-') {
         char buf[200];
         fprintf(stderr, "usage: nestc options <scheme>   (%s)\n", cli_schemes_text(buf, sizeof buf));
-        return argc == 3 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")) ? 0 : 2;
+        return 2;
     }
     return cli_print_options(stdout, argv[2]);
 }
@@ -22,6 +26,10 @@ static int cmd_options(int argc, char **argv) {
 static int cmd_help(int argc, char **argv) {
     if (argc == 2) {
         cli_overview(stdout);
+        return 0;
+    }
+    if (argc == 3 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help"))) {
+        cli_usage(stdout, "help");
         return 0;
     }
     if (argc == 3 && !strcmp(argv[2], "--man")) {
