@@ -153,6 +153,10 @@ static int setup(cli_args *a, bench_cfg *cfg, const char **engine, json_t **owne
         fprintf(stderr, "nestc bench: transport options need --engine client\n");
         return 2;
     }
+    if (a->connect_timeout_ms && !strcmp(*engine, "raw")) {
+        fprintf(stderr, "nestc bench: --connect-timeout needs --engine client\n");
+        return 2;
+    }
     cfg->options = conn_opts;
     cfg->call_options = call_opts;
     cfg->metadata = a->metadata;
