@@ -69,14 +69,10 @@ async function expectContext(driver, env, pattern, route, channel, headers) {
   return v;
 }
 
-// What `nestc send` reports for NC_ENOHANDLER: the no-handler text either as the error value (exit 1) or in
-// its failure message (exit 2, before the CLI gave NC_ENOHANDLER exit 1). Returns the text.
+// What `nestc send` reports for NC_ENOHANDLER: exit 1 with the error value (the no-handler text) as JSON on
+// stderr, on every transport, as for any error reply (DESIGN §5). Returns the text.
 function cliNoHandlerText(r) {
-  if (r.failure) {
-    assert.equal(r.failure.kind, 'other', `expected a no-handler failure, got ${JSON.stringify(r.failure)}`);
-    assert.match(r.failure.message, /^exit [12]:/);
-    return r.failure.message;
-  }
+  assert.equal(r.failure, undefined, `expected exit 1 with the error value, got ${JSON.stringify(r.failure)}`);
   assert.equal(typeof r.error, 'string', `expected the no-handler text, got ${JSON.stringify(r.error)}`);
   return r.error;
 }
