@@ -16,7 +16,7 @@ pkgs=(gcc make cmake ninja-build pkg-config libuv1-dev libjansson-dev libssl-dev
 if [[ ${1:-} == --runtime ]]; then
   pkgs=("${runtime[@]}")
 elif [[ ${1:-} == --test ]]; then
-  pkgs+=(libcmocka-dev openssl procps clang libclang-rt-14-dev valgrind redis-server nats-server doxygen)
+  pkgs+=(libcmocka-dev openssl procps clang libclang-rt-14-dev valgrind redis-server nats-server doxygen zsh)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
