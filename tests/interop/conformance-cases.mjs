@@ -7,7 +7,8 @@
 //       error   : the error reply (the server's `err`), exactly as received
 //       failure : a local failure {kind: 'timeout'|'other', message}; no reply error, no values expected
 //   emit(pattern, data) → Promise<void>  (resolves once the transport accepted the event)
-//   maxPayloadBytes (optional): cases with larger payloads are skipped for that driver.
+//   maxPayloadBytes (optional): cases with larger payloads are skipped for that driver (the CLI driver sends
+//   data over 64 KiB as `@-` on standard input, so it runs them all).
 //   kind: 'nest' or 'cli' (only for checking the exact text of a client-side error).
 //
 // Every case is {name, run(driver, env), payloadBytes?, when?(env)}, where env = {scheme, wildcards, driver}: the

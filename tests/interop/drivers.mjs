@@ -123,9 +123,8 @@ export class NestDriver {
 export class CliDriver {
   kind = 'cli';
 
-  // Linux limits one argv string to 128 KiB (MAX_ARG_STRLEN) and the CLI has no stdin form,
-  // so bigger payloads cannot be sent through it.
-  maxPayloadBytes = 100_000;
+  // Linux limits one argv string to 128 KiB (MAX_ARG_STRLEN): bigger data goes on standard input as `@-`.
+  static maxArgBytes = 64 * 1024;
 
   constructor(url, tls = {}, bin = process.env.NESTC_BIN) {
     if (!bin) throw new Error('CliDriver needs the nestc binary: set NESTC_BIN');
@@ -152,23 +151,30 @@ export class CliDriver {
   static running = 0;
   static waiting = [];
 
-  async run(args, killAfterMs) {
+  // data: the JSON text as the [data] argument, or as `@-` with the text on standard input when it is large.
+  static dataArgs(data) {
+    const text = JSON.stringify(data);
+    return Buffer.byteLength(text) > CliDriver.maxArgBytes ? { arg: '@-', stdin: text } : { arg: text };
+  }
+
+  async run(args, killAfterMs, stdin) {
     while (CliDriver.running >= CliDriver.maxProcesses) await new Promise((r) => CliDriver.waiting.push(r));
     CliDriver.running++;
     try {
-      return await this.runNow(args, killAfterMs);
+      return await this.runNow(args, killAfterMs, stdin);
     } finally {
       CliDriver.running--;
       CliDriver.waiting.shift()?.();
     }
   }
 
-  runNow(args, killAfterMs) {
+  runNow(args, killAfterMs, stdin) {
     return new Promise((resolve, reject) => {
       // NESTC_WRAP: run the CLI under a tool, e.g. valgrind (its error exit code fails the case)
       const wrap = (process.env.NESTC_WRAP || '').split(/\s+/).filter(Boolean);
       const cmd = [...wrap, this.bin, ...args];
-      const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(cmd[0], cmd.slice(1), { stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+      if (stdin !== undefined) child.stdin.on('error', () => {}).end(stdin);
       let out = '';
       let err = '';
       child.stdout.setEncoding('utf8').on('data', (s) => (out += s));
@@ -182,10 +188,11 @@ export class CliDriver {
 
   // headers (NATS): [[name, value], ...] → `--header name=value` each, in order (DESIGN.md §5).
   async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers } = {}) {
-    const args = ['send', this.url, CliDriver.patternArg(pattern), JSON.stringify(data)];
+    const d = CliDriver.dataArgs(data);
+    const args = ['send', this.url, CliDriver.patternArg(pattern), d.arg];
     args.push('--timeout', String(timeoutMs), ...this.tlsArgs);
     for (const [k, v] of headers ?? []) args.push('--header', `${k}=${v}`);
-    const { code, signal, out, err } = await this.run(args, timeoutMs + scaled(10000));
+    const { code, signal, out, err } = await this.run(args, timeoutMs + scaled(10000), d.stdin);
     const values = out.split('\n').filter((l) => l.trim() !== '').map((l) => parseLine(l, 'stdout'));
     if (code === 0) return { values };
     if (code === 1) return { values, error: parseErrorText(err) };
@@ -196,8 +203,9 @@ export class CliDriver {
   }
 
   async emit(pattern, data) {
-    const args = ['emit', this.url, CliDriver.patternArg(pattern), JSON.stringify(data), ...this.tlsArgs];
-    const { code, signal, err } = await this.run(args, scaled(15000));
+    const d = CliDriver.dataArgs(data);
+    const args = ['emit', this.url, CliDriver.patternArg(pattern), d.arg, ...this.tlsArgs];
+    const { code, signal, err } = await this.run(args, scaled(15000), d.stdin);
     if (code !== 0) throw new Error(`nestc emit failed (exit ${code ?? signal}): ${err.trim()}`);
   }
 
