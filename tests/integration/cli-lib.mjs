@@ -31,36 +31,6 @@ export function nestc(args, { input, limitMs = 10000 } = {}) {
 }
 
 // `nestc conformance tls://127.0.0.1:0` with the test certificates; the same shape as startNestc.
-export async function startTls(args = []) {
-  const { port, proc, stderr, stop } = await startTlsRaw(args);
-  return { port, proc, stderr, stop };
-}
-
-async function startTlsRaw(args) {
-  const proc = spawn(
-    NESTC,
-    ['conformance', 'tls://127.0.0.1:0', '--cert', cert('server.pem'), '--key', cert('server.key'), ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let err = '';
-  let out = '';
-  proc.stderr.on('data', (d) => (err += d));
-  const port = await new Promise((resolve, reject) => {
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on port (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.on('exit', (code) => reject(new Error(`nestc exited ${code}: ${err}`)));
-  });
-  return {
-    port,
-    proc,
-    stderr: () => err,
-    async stop() {
-      if (proc.exitCode !== null) return proc.exitCode;
-      proc.kill('SIGTERM');
-      return new Promise((r) => proc.on('exit', (c, s) => r(c ?? s)));
-    },
-  };
+export function startTls(args = []) {
+  return startNestc(['--cert', cert('server.pem'), '--key', cert('server.key'), ...args], 'tls://127.0.0.1:0');
 }

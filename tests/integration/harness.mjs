@@ -12,12 +12,12 @@ export const WRAPPED = Boolean(process.env.NESTC_WRAP);
 export const FACTOR = Number(process.env.NESTC_TEST_TIMEOUT_FACTOR) || 1;
 export const scaled = (ms) => ms * FACTOR;
 
-// Starts `nestc conformance tcp://127.0.0.1:0 <args>`; resolves {port, proc, stderr(), stop()}.
-export async function startNestc(args = []) {
+// Starts `nestc conformance <url> <args>` (default tcp://127.0.0.1:0); resolves {port, proc, stderr(), stop()}.
+export async function startNestc(args = [], url = 'tcp://127.0.0.1:0') {
   if (!NESTC) throw new Error('NESTC_BIN is not set');
   // NESTC_WRAP: run the server under a tool, e.g. "valgrind --error-exitcode=99 --leak-check=full"
   const wrap = (process.env.NESTC_WRAP || '').split(/\s+/).filter(Boolean);
-  const cmd = [...wrap, NESTC, 'conformance', 'tcp://127.0.0.1:0', ...args];
+  const cmd = [...wrap, NESTC, 'conformance', url, ...args];
   const proc = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => (err += d));
