@@ -2,13 +2,13 @@
 # Installs what nestc needs on Debian, skipping what is already there.
 #   scripts/deps.sh          build + demo dependencies
 #   scripts/deps.sh --test   also the test suite's (cmocka, openssl CLI, clang + libFuzzer, valgrind,
-#                            redis-server, nats-server, Node.js + npm, the NestJS peers)
+#                            redis-server, nats-server, mosquitto, Node.js + npm, the NestJS peers)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 pkgs=(gcc make cmake ninja-build pkg-config libuv1-dev libjansson-dev libssl-dev libicu-dev libhiredis-dev)
 if [[ ${1:-} == --test ]]; then
-  pkgs+=(libcmocka-dev openssl procps clang libclang-rt-14-dev valgrind redis-server nats-server doxygen)
+  pkgs+=(libcmocka-dev openssl procps clang libclang-rt-14-dev valgrind redis-server nats-server mosquitto doxygen)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
