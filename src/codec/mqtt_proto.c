@@ -119,6 +119,7 @@ const char *nc_mqtt_reason_text(int version, uint8_t code) {
 
 /* Why s is not an MQTT string, or NULL when it is one (MQTT 5 1.5.4: well-formed UTF-8 without U+0000). */
 static const char *string_why(const char *s, size_t len) {
+    if (!len) return NULL;
     if (len > 65535) return "is longer than 65535 bytes";
     if (memchr(s, 0, len)) return "contains U+0000";
     if (nc_utf8_validate(s, len, NULL)) return "is not well-formed UTF-8";

@@ -109,15 +109,17 @@ typedef struct nc_mqtt_parser {
     size_t max_user_props; /* most user properties in one packet (default 64) */
 } nc_mqtt_parser;
 
-/* Return nonzero to stop (the rest stays buffered for the next feed). */
+/* Return nonzero to stop (the rest stays buffered for the next feed). The callback must not feed or free
+ * the parser: stop, then do that after nc_mqtt_feed returns. */
 typedef int (*nc_mqtt_pkt_fn)(void *user, const nc_mqtt_pkt *pkt);
 
 /* A parser for the packets a broker sends to a client speaking `version`. */
 void nc_mqtt_parser_init(nc_mqtt_parser *p, int version, size_t max_packet);
 void nc_mqtt_parser_free(nc_mqtt_parser *p);
-/* Feeds bytes and reports every complete packet. Returns 0, NC_EPROTO (malformed, or a packet a broker may
- * not send; `why` says why; the connection cannot continue), NC_ETOOBIG (a packet over max_packet, or over
- * the property caps) or NC_ENOMEM. */
+/* Feeds bytes and reports every complete packet. A PUBLISH payload is not looked at (not even with Payload
+ * Format Indicator 1: NestJS reads non-UTF-8 payloads too, and the transport decides). Returns 0, NC_EPROTO
+ * (malformed, or a packet a broker may not send; `why` says why; the connection cannot continue), NC_ETOOBIG
+ * (a packet over max_packet, or over the property caps) or NC_ENOMEM. */
 int nc_mqtt_feed(nc_mqtt_parser *p, const char *data, size_t len, nc_mqtt_pkt_fn fn, void *user, char *why,
                  size_t whylen);
 /* Bytes buffered and not yet parsed. */
@@ -217,8 +219,9 @@ int nc_mqtt_topic_ok(const char *s, size_t len);
 int nc_mqtt_filter_ok(const char *s, size_t len);
 /* The filter without a `$share/<group>/` prefix (the filter itself when it has none). */
 nc_mqtt_span nc_mqtt_filter_unshared(const char *s, size_t len);
-/* 1 when topic matches filter (`+` one level, `#` this level and all below, a `$share/<group>/` prefix
- * ignored); a topic starting with `$` is not matched by a filter starting with a wildcard. */
+/* 1 when topic matches filter as an MQTT broker matches it (MQTT 5 4.7): `+` one level (an empty one too),
+ * `#` this level and all below, a `$share/<group>/` prefix ignored; a topic starting with `$` is not matched
+ * by a filter starting with a wildcard. NestJS's matchMqttPattern differs in two places (docs/mqtt.md). */
 int nc_mqtt_topic_match(const char *filter, size_t flen, const char *topic, size_t tlen);
 
 /* The name of a packet type ("PUBLISH"), for messages. */

@@ -527,6 +527,7 @@ static void test_topics_and_filters(void **st) {
     assert_false(M("alerts/#", "alertsx"));
     assert_true(M("#", "a/b/c"));
     assert_true(M("+/+", "a/"));
+    assert_true(M("a/+/b", "a//b")); /* an empty level is a level (NestJS's matcher says no) */
     assert_true(M("+", "a"));
     assert_false(M("+", "a/b"));
     assert_true(M("a/b", "a/b"));
