@@ -117,13 +117,47 @@ const char *nc_mqtt_reason_text(int version, uint8_t code) {
 
 /* ---- strings, topics, filters ---- */
 
-/* Why s is not an MQTT string, or NULL when it is one (MQTT 5 1.5.4: well-formed UTF-8 without U+0000). */
-static const char *string_why(const char *s, size_t len) {
+/* Byte classes for the ASCII pass: 1 = stop (NUL, or a byte above 0x7F: look closer), 2 = a wildcard. */
+static const unsigned char CLS[256] = {
+    [0] = 1,    ['+'] = 2,  ['#'] = 2,  [0x80] = 1, [0x81] = 1, [0x82] = 1, [0x83] = 1, [0x84] = 1,
+    [0x85] = 1, [0x86] = 1, [0x87] = 1, [0x88] = 1, [0x89] = 1, [0x8A] = 1, [0x8B] = 1, [0x8C] = 1,
+    [0x8D] = 1, [0x8E] = 1, [0x8F] = 1, [0x90] = 1, [0x91] = 1, [0x92] = 1, [0x93] = 1, [0x94] = 1,
+    [0x95] = 1, [0x96] = 1, [0x97] = 1, [0x98] = 1, [0x99] = 1, [0x9A] = 1, [0x9B] = 1, [0x9C] = 1,
+    [0x9D] = 1, [0x9E] = 1, [0x9F] = 1, [0xA0] = 1, [0xA1] = 1, [0xA2] = 1, [0xA3] = 1, [0xA4] = 1,
+    [0xA5] = 1, [0xA6] = 1, [0xA7] = 1, [0xA8] = 1, [0xA9] = 1, [0xAA] = 1, [0xAB] = 1, [0xAC] = 1,
+    [0xAD] = 1, [0xAE] = 1, [0xAF] = 1, [0xB0] = 1, [0xB1] = 1, [0xB2] = 1, [0xB3] = 1, [0xB4] = 1,
+    [0xB5] = 1, [0xB6] = 1, [0xB7] = 1, [0xB8] = 1, [0xB9] = 1, [0xBA] = 1, [0xBB] = 1, [0xBC] = 1,
+    [0xBD] = 1, [0xBE] = 1, [0xBF] = 1, [0xC0] = 1, [0xC1] = 1, [0xC2] = 1, [0xC3] = 1, [0xC4] = 1,
+    [0xC5] = 1, [0xC6] = 1, [0xC7] = 1, [0xC8] = 1, [0xC9] = 1, [0xCA] = 1, [0xCB] = 1, [0xCC] = 1,
+    [0xCD] = 1, [0xCE] = 1, [0xCF] = 1, [0xD0] = 1, [0xD1] = 1, [0xD2] = 1, [0xD3] = 1, [0xD4] = 1,
+    [0xD5] = 1, [0xD6] = 1, [0xD7] = 1, [0xD8] = 1, [0xD9] = 1, [0xDA] = 1, [0xDB] = 1, [0xDC] = 1,
+    [0xDD] = 1, [0xDE] = 1, [0xDF] = 1, [0xE0] = 1, [0xE1] = 1, [0xE2] = 1, [0xE3] = 1, [0xE4] = 1,
+    [0xE5] = 1, [0xE6] = 1, [0xE7] = 1, [0xE8] = 1, [0xE9] = 1, [0xEA] = 1, [0xEB] = 1, [0xEC] = 1,
+    [0xED] = 1, [0xEE] = 1, [0xEF] = 1, [0xF0] = 1, [0xF1] = 1, [0xF2] = 1, [0xF3] = 1, [0xF4] = 1,
+    [0xF5] = 1, [0xF6] = 1, [0xF7] = 1, [0xF8] = 1, [0xF9] = 1, [0xFA] = 1, [0xFB] = 1, [0xFC] = 1,
+    [0xFD] = 1, [0xFE] = 1, [0xFF] = 1,
+};
+
+/* Why s is not an MQTT string (with `topic`: a topic name, so no `+` or `#`), or NULL when it is one (MQTT 5
+ * 1.5.4: well-formed UTF-8 without U+0000). Topics and property names are mostly short ASCII: one pass over
+ * the ASCII prefix, the UTF-8 validator only from the first byte above 0x7F. */
+static const char *text_why(const char *s, size_t len, int topic) {
     if (!len) return NULL;
     if (len > 65535) return "is longer than 65535 bytes";
-    if (memchr(s, 0, len)) return "contains U+0000";
-    if (nc_utf8_validate(s, len, NULL)) return "is not well-formed UTF-8";
+    const unsigned char *p = (const unsigned char *)s;
+    unsigned mask = topic ? 3u : 1u;
+    size_t i = 0;
+    while (i < len && !(CLS[p[i]] & mask)) i++;
+    if (i == len) return NULL;
+    if (CLS[p[i]] & 2) return "contains a wildcard";
+    if (memchr(s + i, 0, len - i)) return "contains U+0000";
+    if (topic && (memchr(s + i, '+', len - i) || memchr(s + i, '#', len - i))) return "contains a wildcard";
+    if (nc_utf8_validate(s + i, len - i, NULL)) return "is not well-formed UTF-8";
     return NULL;
+}
+
+static const char *string_why(const char *s, size_t len) {
+    return text_why(s, len, 0);
 }
 
 int nc_mqtt_string_ok(const char *s, size_t len) {
@@ -131,7 +165,7 @@ int nc_mqtt_string_ok(const char *s, size_t len) {
 }
 
 int nc_mqtt_topic_ok(const char *s, size_t len) {
-    return s && len && nc_mqtt_string_ok(s, len) && !memchr(s, '+', len) && !memchr(s, '#', len);
+    return s && len && text_why(s, len, 1) == NULL;
 }
 
 nc_mqtt_span nc_mqtt_filter_unshared(const char *s, size_t len) {
