@@ -562,6 +562,14 @@ static void test_topics_and_filters(void **st) {
     assert_false(nc_mqtt_topic_ok("a/+", 3));
     assert_false(nc_mqtt_topic_ok("", 0));
     assert_false(nc_mqtt_string_ok("\xed\xa0\x80", 3)); /* a surrogate is not UTF-8 */
+    /* past the ASCII prefix: the same rules */
+    assert_true(nc_mqtt_topic_ok("\xc3\xa9/a", 4));
+    assert_false(nc_mqtt_topic_ok("\xc3\xa9/+", 4));
+    assert_false(nc_mqtt_topic_ok("\xc3\xa9/#", 4));
+    assert_false(nc_mqtt_topic_ok("\xc3\xa9\0", 3));
+    assert_true(nc_mqtt_string_ok("\xc3\xa9+", 3));
+    assert_false(nc_mqtt_string_ok("a\xc3", 2));
+    assert_false(nc_mqtt_string_ok("abcdefghij\xff", 11));
     nc_mqtt_span u = nc_mqtt_filter_unshared("$share/grp/a/b", 14);
     assert_int_equal(u.n, 3);
     assert_memory_equal(u.p, "a/b", 3);
