@@ -1,7 +1,9 @@
 /* libFuzzer: the MQTT codec (codec/mqtt_proto.c). The first byte picks the protocol version (odd: MQTT 5)
  * and the caps; the rest is fed whole and again in pieces whose sizes come from the input; both runs must
  * report the same packets. Every PUBLISH accepted must have a valid topic, must be written again by the
- * writer (properties and user properties kept) and read back the same, and must match itself as a filter. */
+ * writer (properties and user properties kept) and read back the same, and must match itself as a filter.
+ * The writers get strings and flags cut from the input: a packet they accept must announce in its fixed
+ * header exactly the bytes written, one they refuse must leave the buffer untouched. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +102,77 @@ static int run(int version, size_t max, const uint8_t *data, size_t size, int sp
     return r;
 }
 
+/* A written packet's fixed header must announce exactly the bytes written after it; a refused packet must
+ * leave the buffer as it was. */
+static void check_written(nc_buf *b, size_t before, int r) {
+    if (r) {
+        if (b->len != before) abort();
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)b->data + before;
+    size_t n = b->len - before, rem = 0, i = 1;
+    for (int shift = 0; i < n && i <= 4; i++, shift += 7) {
+        rem |= (size_t)(p[i] & 0x7F) << shift;
+        if (!(p[i] & 0x80)) break;
+    }
+    if (i >= n || 1 + i + rem != n) abort();
+}
+
+/* The writers with strings cut from the input: whatever they accept they write consistently. */
+static void writers(int version, const uint8_t *data, size_t size) {
+    const char *s = (const char *)data;
+    size_t a = size / 4, b = size / 2, c = 3 * size / 4;
+    nc_buf out = NC_BUF_INIT;
+    nc_header users[2] = {{s, a, s + a, b - a}, {s + b, c - b, s + c, size - c}};
+    nc_mqtt_pub_props pp = {.payload_format = data[0] % 3 - 1,
+                            .has_message_expiry = data[0] & 4,
+                            .message_expiry = 7,
+                            .content_type = s,
+                            .content_type_len = a,
+                            .response_topic = s + a,
+                            .response_topic_len = b - a,
+                            .correlation = s,
+                            .correlation_len = size,
+                            .user = users,
+                            .n_user = data[0] & 8 ? 2 : 0};
+    size_t before = out.len;
+    nc_mqtt_connect cn = {.version = version,
+                          .client_id = s,
+                          .client_id_len = a,
+                          .clean = data[0] & 1,
+                          .keepalive = 60,
+                          .username = data[0] & 16 ? s + a : NULL,
+                          .username_len = b - a,
+                          .password = data[0] & 32 ? s + b : NULL,
+                          .password_len = c - b,
+                          .will_topic = data[0] & 64 ? s + c : NULL,
+                          .will_topic_len = size - c,
+                          .will_payload = s,
+                          .will_payload_len = a,
+                          .will_qos = (uint8_t)(data[0] >> 6),
+                          .will_props = version == NC_MQTT_V5 ? &pp : NULL,
+                          .session_expiry = size,
+                          .receive_maximum = (uint16_t)size,
+                          .maximum_packet_size = (uint32_t)size,
+                          .user = users,
+                          .n_user = version == NC_MQTT_V5 ? 2 : 0};
+    check_written(&out, before, nc_mqtt_write_connect(&out, &cn));
+    nc_mqtt_sub subs[2] = {{s, b, (uint8_t)(data[0] & 3), 0, 0, 0}, {s + b, size - b, 1, data[0] >> 7, 1, 2}};
+    if (version != NC_MQTT_V5) subs[1].nl = subs[1].rap = subs[1].rh = 0;
+    before = out.len;
+    check_written(&out, before,
+                  nc_mqtt_write_subscribe(&out, version, 1, subs, 2, version == NC_MQTT_V5 ? size : 0));
+    before = out.len;
+    check_written(&out, before, nc_mqtt_write_unsubscribe(&out, version, 2, subs, 2));
+    nc_mqtt_publish m = {
+        s, b, s + b, size - b, (uint8_t)(data[0] % 3), data[0] & 1, 0, 3, version == NC_MQTT_V5 ? &pp : NULL};
+    before = out.len;
+    int r = nc_mqtt_write_publish(&out, version, &m);
+    check_written(&out, before, r);
+    if (!r && nc_mqtt_publish_size(version, &m) != out.len - before) abort();
+    nc_buf_free(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
     int version = (data[0] & 1) ? NC_MQTT_V5 : NC_MQTT_V311;
@@ -109,6 +182,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int ra = run(version, max, data, size, 0, &a);
     int rb = run(version, max, data, size, 1, &b);
     if (ra == 0 && rb == 0 && (a.n != b.n || a.hash != b.hash)) abort();
+    writers(version, data, size);
     /* the input as a filter and a topic: the matcher and the checks never read out of bounds */
     size_t half = size / 2;
     int fok = nc_mqtt_filter_ok((const char *)data, half);
