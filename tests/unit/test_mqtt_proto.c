@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sys/time.h>
+
+#include "../common/broker.h"
 #include "codec/mqtt_proto.h"
 #include "nestc/error.h"
 
@@ -577,6 +580,185 @@ static void test_topics_and_filters(void **st) {
     assert_int_equal(u.n, 3);
 }
 
+/* ---- against a real mosquitto: every packet the codec writes is accepted, every one it reads parses ---- */
+
+static void broker_exec(const broker *b, const char *port) {
+    (void)b;
+    FILE *f = fopen("mosquitto.conf", "w");
+    if (!f) _exit(126);
+    fprintf(f, "listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n", port);
+    fclose(f);
+    execlp("mosquitto", "mosquitto", "-c", "mosquitto.conf", (char *)NULL);
+}
+
+static int factor(void) {
+    const char *e = getenv("NESTC_TEST_TIMEOUT_FACTOR");
+    int f = e ? atoi(e) : 1;
+    return f > 0 ? f : 1;
+}
+
+typedef struct live {
+    int fd;
+    nc_mqtt_parser p;
+    nc_buf out;
+    seen s;
+} live;
+
+static void live_send(live *l) {
+    assert_int_equal(write(l->fd, l->out.data, l->out.len), (ssize_t)l->out.len);
+    l->out.len = 0;
+}
+
+/* Reads until `want` packets have been seen in all (each read waits at most 10 s x the time factor). */
+static void live_pump(live *l, int want) {
+    char buf[4096], why[200];
+    while (l->s.n < want) {
+        ssize_t n = read(l->fd, buf, sizeof buf);
+        assert_true(n > 0);
+        int r = nc_mqtt_feed(&l->p, buf, (size_t)n, collect, &l->s, why, sizeof why);
+        if (r) fail_msg("%s", why);
+    }
+}
+
+static int live_find(const live *l, int from, const char *prefix) {
+    for (int i = from; i < l->s.n; i++)
+        if (strncmp(l->s.text[i], prefix, strlen(prefix)) == 0) return i;
+    fail_msg("no packet starting \"%s\"", prefix);
+    return -1;
+}
+
+static void live_open(live *l, const broker *b, int version) {
+    memset(l, 0, sizeof *l);
+    l->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {10 * factor(), 0};
+    setsockopt(l->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)b->port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(connect(l->fd, (struct sockaddr *)&a, sizeof a), 0);
+    nc_mqtt_parser_init(&l->p, version, 1 << 20);
+}
+
+static void live_close(live *l) {
+    close(l->fd);
+    nc_mqtt_parser_free(&l->p);
+    nc_buf_free(&l->out);
+}
+
+static void test_mosquitto_sessions(void **st) {
+    (void)st;
+    if (system("command -v mosquitto >/dev/null 2>&1") != 0) skip();
+    broker b = {0};
+    broker_start_with(&b, factor(), broker_exec);
+    live l;
+
+    /* MQTT 5: CONNECT with properties and a will, SUBSCRIBE with options and an identifier, PUBLISH with
+     * every property, QoS 2 both ways of the handshake, a shared subscription, PING, UNSUBSCRIBE */
+    live_open(&l, &b, NC_MQTT_V5);
+    nc_header up[2] = {{"x-version", 9, "1.0.0", 5}, {"x-version", 9, "2", 1}};
+    nc_mqtt_pub_props wp = {.payload_format = 1, .has_message_expiry = 1, .message_expiry = 10};
+    nc_mqtt_connect c = {.version = NC_MQTT_V5,
+                         .client_id = "nestc-test",
+                         .client_id_len = 10,
+                         .clean = 1,
+                         .keepalive = 30,
+                         .session_expiry = 60,
+                         .receive_maximum = 10,
+                         .maximum_packet_size = 1 << 20,
+                         .user = up,
+                         .n_user = 2,
+                         .will_topic = "will/t",
+                         .will_topic_len = 6,
+                         .will_payload = "bye",
+                         .will_payload_len = 3,
+                         .will_qos = 1,
+                         .will_props = &wp};
+    assert_int_equal(nc_mqtt_write_connect(&l.out, &c), 0);
+    live_send(&l);
+    live_pump(&l, 1);
+    assert_string_equal(l.s.text[0], "CONNACK id=0 r=0 sp=0 q=0 rt=0 d=0 rm=20 tam=10"); /* mosquitto's */
+    nc_mqtt_sub subs[3] = {
+        {"sensors/+/temp", 14, 1, 0, 1, 0}, {"alerts/#", 8, 2, 1, 0, 2}, {"$share/g/work/+", 15, 1, 0, 0, 0}};
+    assert_int_equal(nc_mqtt_write_subscribe(&l.out, NC_MQTT_V5, 7, subs, 3, 42), 0);
+    live_send(&l);
+    live_pump(&l, 2);
+    assert_string_equal(l.s.text[1], "SUBACK id=7 r=0 sp=0 q=0 rt=0 d=0 c1 c2 c1");
+    nc_mqtt_pub_props pp = {.payload_format = 1,
+                            .has_message_expiry = 1,
+                            .message_expiry = 100,
+                            .content_type = "application/json",
+                            .content_type_len = 16,
+                            .response_topic = "r/t",
+                            .response_topic_len = 3,
+                            .correlation = "\x01\x02",
+                            .correlation_len = 2,
+                            .user = up,
+                            .n_user = 2};
+    nc_mqtt_publish m = {"sensors/kitchen/temp", 20, "{\"temp\":21}", 11, 1, 0, 0, 8, &pp};
+    assert_int_equal(nc_mqtt_write_publish(&l.out, NC_MQTT_V5, &m), 0);
+    live_send(&l);
+    live_pump(&l, 4); /* its PUBACK, and the message back through sensors/+/temp */
+    live_find(&l, 2, "PUBACK id=8 r=0");
+    int i = live_find(&l, 2, "PUBLISH");
+    assert_non_null(strstr(l.s.text[i],
+                           " q=1 rt=0 d=0 sensors/kitchen/temp|{\"temp\":21} ct=application/json "
+                           "x-version=1.0.0 x-version=2"));
+    nc_mqtt_publish m2 = {"work/a", 6, "w", 1, 2, 1, 0, 9, NULL};
+    assert_int_equal(nc_mqtt_write_publish(&l.out, NC_MQTT_V5, &m2), 0);
+    live_send(&l);
+    live_pump(&l, 5);
+    assert_string_equal(l.s.text[4], "PUBREC id=9 r=0 sp=0 q=0 rt=0 d=0");
+    assert_int_equal(nc_mqtt_write_ack(&l.out, NC_MQTT_V5, NC_MQTT_PUBREL, 9, 0), 0);
+    live_send(&l);
+    live_pump(&l, 7); /* PUBCOMP, and the message through the shared subscription (retain cleared) */
+    live_find(&l, 5, "PUBCOMP id=9 r=0");
+    i = live_find(&l, 5, "PUBLISH");
+    assert_non_null(strstr(l.s.text[i], " q=1 rt=0 d=0 work/a|w"));
+    unsigned id = 0;
+    assert_int_equal(sscanf(l.s.text[i], "PUBLISH id=%u", &id), 1);
+    assert_int_equal(nc_mqtt_write_ack(&l.out, NC_MQTT_V5, NC_MQTT_PUBACK, (uint16_t)id, 0), 0);
+    assert_int_equal(nc_mqtt_write_pingreq(&l.out), 0);
+    live_send(&l);
+    live_pump(&l, 8);
+    assert_int_equal(l.s.types[7], NC_MQTT_PINGRESP);
+    assert_int_equal(nc_mqtt_write_unsubscribe(&l.out, NC_MQTT_V5, 10, subs, 3), 0);
+    live_send(&l);
+    live_pump(&l, 9);
+    assert_string_equal(l.s.text[8], "UNSUBACK id=10 r=0 sp=0 q=0 rt=0 d=0 c0 c0 c0");
+    assert_int_equal(nc_mqtt_write_disconnect(&l.out, NC_MQTT_V5, 0), 0);
+    live_send(&l);
+    live_close(&l);
+
+    /* MQTT 3.1.1: the NestJS session's shape, QoS 1 to itself */
+    live_open(&l, &b, NC_MQTT_V311);
+    nc_mqtt_connect c3 = {.version = NC_MQTT_V311,
+                          .client_id = "nestc-test-3",
+                          .client_id_len = 12,
+                          .clean = 1,
+                          .keepalive = 60,
+                          .username = "u",
+                          .username_len = 1,
+                          .password = "p",
+                          .password_len = 1};
+    assert_int_equal(nc_mqtt_write_connect(&l.out, &c3), 0);
+    nc_mqtt_sub s3 = {"{\"cmd\":\"sum\"}", 13, 1, 0, 0, 0};
+    assert_int_equal(nc_mqtt_write_subscribe(&l.out, NC_MQTT_V311, 9171, &s3, 1, 0), 0);
+    live_send(&l);
+    live_pump(&l, 2);
+    assert_string_equal(l.s.text[0], "CONNACK id=0 r=0 sp=0 q=0 rt=0 d=0");
+    assert_string_equal(l.s.text[1], "SUBACK id=9171 r=0 sp=0 q=0 rt=0 d=0 c1");
+    nc_mqtt_publish m3 = {"{\"cmd\":\"sum\"}", 13, "{}", 2, 1, 0, 0, 1, NULL};
+    assert_int_equal(nc_mqtt_write_publish(&l.out, NC_MQTT_V311, &m3), 0);
+    live_send(&l);
+    live_pump(&l, 4);
+    live_find(&l, 2, "PUBACK id=1 r=0");
+    i = live_find(&l, 2, "PUBLISH");
+    assert_non_null(strstr(l.s.text[i], " q=1 rt=0 d=0 {\"cmd\":\"sum\"}|{}"));
+    assert_int_equal(nc_mqtt_write_disconnect(&l.out, NC_MQTT_V311, 0), 0);
+    live_send(&l);
+    live_close(&l);
+    broker_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors_every_split),
@@ -589,6 +771,7 @@ int main(void) {
         cmocka_unit_test(test_publish_properties),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_topics_and_filters),
+        cmocka_unit_test(test_mosquitto_sessions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
