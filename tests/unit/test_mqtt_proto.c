@@ -644,16 +644,24 @@ static void live_close(live *l) {
     nc_buf_free(&l->out);
 }
 
+static broker B; /* stopped by the teardown, so a failed assertion does not leave it running */
+
+static int stop_broker(void **st) {
+    (void)st;
+    broker_free(&B);
+    return 0;
+}
+
 static void test_mosquitto_sessions(void **st) {
     (void)st;
     if (system("command -v mosquitto >/dev/null 2>&1") != 0) skip();
-    broker b = {0};
-    broker_start_with(&b, factor(), broker_exec);
+    broker_start_with(&B, factor(), broker_exec);
+    const broker *b = &B;
     live l;
 
     /* MQTT 5: CONNECT with properties and a will, SUBSCRIBE with options and an identifier, PUBLISH with
      * every property, QoS 2 both ways of the handshake, a shared subscription, PING, UNSUBSCRIBE */
-    live_open(&l, &b, NC_MQTT_V5);
+    live_open(&l, b, NC_MQTT_V5);
     nc_header up[2] = {{"x-version", 9, "1.0.0", 5}, {"x-version", 9, "2", 1}};
     nc_mqtt_pub_props wp = {.payload_format = 1, .has_message_expiry = 1, .message_expiry = 10};
     nc_mqtt_connect c = {.version = NC_MQTT_V5,
@@ -677,11 +685,11 @@ static void test_mosquitto_sessions(void **st) {
     live_pump(&l, 1);
     assert_string_equal(l.s.text[0], "CONNACK id=0 r=0 sp=0 q=0 rt=0 d=0 rm=20 tam=10"); /* mosquitto's */
     nc_mqtt_sub subs[3] = {
-        {"sensors/+/temp", 14, 1, 0, 1, 0}, {"alerts/#", 8, 2, 1, 0, 2}, {"$share/g/work/+", 15, 1, 0, 0, 0}};
+        {"sensors/+/temp", 14, 2, 0, 1, 0}, {"alerts/#", 8, 2, 1, 0, 2}, {"$share/g/work/+", 15, 1, 0, 0, 0}};
     assert_int_equal(nc_mqtt_write_subscribe(&l.out, NC_MQTT_V5, 7, subs, 3, 42), 0);
     live_send(&l);
     live_pump(&l, 2);
-    assert_string_equal(l.s.text[1], "SUBACK id=7 r=0 sp=0 q=0 rt=0 d=0 c1 c2 c1");
+    assert_string_equal(l.s.text[1], "SUBACK id=7 r=0 sp=0 q=0 rt=0 d=0 c2 c2 c1");
     nc_mqtt_pub_props pp = {.payload_format = 1,
                             .has_message_expiry = 1,
                             .message_expiry = 100,
@@ -716,20 +724,48 @@ static void test_mosquitto_sessions(void **st) {
     unsigned id = 0;
     assert_int_equal(sscanf(l.s.text[i], "PUBLISH id=%u", &id), 1);
     assert_int_equal(nc_mqtt_write_ack(&l.out, NC_MQTT_V5, NC_MQTT_PUBACK, (uint16_t)id, 0), 0);
-    assert_int_equal(nc_mqtt_write_pingreq(&l.out), 0);
     live_send(&l);
-    live_pump(&l, 8);
-    assert_int_equal(l.s.types[7], NC_MQTT_PINGRESP);
-    assert_int_equal(nc_mqtt_write_unsubscribe(&l.out, NC_MQTT_V5, 10, subs, 3), 0);
+    /* QoS 2 out and in: a PUBLISH to alerts/x is not delivered back (No Local on alerts/#), one to
+     * sensors/y/temp comes back at QoS 2 through sensors/+/temp */
+    nc_mqtt_publish m4 = {"alerts/x", 8, "a", 1, 2, 0, 0, 11, NULL};
+    nc_mqtt_publish m5 = {"sensors/y/temp", 14, "b", 1, 2, 0, 0, 12, NULL};
+    assert_int_equal(nc_mqtt_write_publish(&l.out, NC_MQTT_V5, &m4), 0);
+    assert_int_equal(nc_mqtt_write_publish(&l.out, NC_MQTT_V5, &m5), 0);
     live_send(&l);
     live_pump(&l, 9);
-    assert_string_equal(l.s.text[8], "UNSUBACK id=10 r=0 sp=0 q=0 rt=0 d=0 c0 c0 c0");
+    live_find(&l, 7, "PUBREC id=11 r=0");
+    live_find(&l, 7, "PUBREC id=12 r=0");
+    assert_int_equal(nc_mqtt_write_ack(&l.out, NC_MQTT_V5, NC_MQTT_PUBREL, 11, 0), 0);
+    assert_int_equal(nc_mqtt_write_ack(&l.out, NC_MQTT_V5, NC_MQTT_PUBREL, 12, 0), 0);
+    live_send(&l);
+    live_pump(&l, 12); /* two PUBCOMPs and the QoS 2 PUBLISH */
+    live_find(&l, 9, "PUBCOMP id=11 r=0");
+    live_find(&l, 9, "PUBCOMP id=12 r=0");
+    i = live_find(&l, 9, "PUBLISH");
+    assert_non_null(strstr(l.s.text[i], " q=2 rt=0 d=0 sensors/y/temp|b"));
+    assert_int_equal(sscanf(l.s.text[i], "PUBLISH id=%u", &id), 1);
+    assert_int_equal(nc_mqtt_write_ack(&l.out, NC_MQTT_V5, NC_MQTT_PUBREC, (uint16_t)id, 0), 0);
+    live_send(&l);
+    live_pump(&l, 13);
+    char want[64];
+    snprintf(want, sizeof want, "PUBREL id=%u r=0", id);
+    live_find(&l, 12, want);
+    assert_int_equal(nc_mqtt_write_ack(&l.out, NC_MQTT_V5, NC_MQTT_PUBCOMP, (uint16_t)id, 0), 0);
+    assert_int_equal(nc_mqtt_write_pingreq(&l.out), 0);
+    live_send(&l);
+    live_pump(&l, 14);
+    assert_int_equal(l.s.types[13], NC_MQTT_PINGRESP);
+    assert_int_equal(nc_mqtt_write_unsubscribe(&l.out, NC_MQTT_V5, 10, subs, 3), 0);
+    live_send(&l);
+    live_pump(&l, 15);
+    assert_string_equal(l.s.text[14], "UNSUBACK id=10 r=0 sp=0 q=0 rt=0 d=0 c0 c0 c0");
+    for (int k = 0; k < l.s.n; k++) assert_null(strstr(l.s.text[k], " alerts/x|")); /* No Local held */
     assert_int_equal(nc_mqtt_write_disconnect(&l.out, NC_MQTT_V5, 0), 0);
     live_send(&l);
     live_close(&l);
 
     /* MQTT 3.1.1: the NestJS session's shape, QoS 1 to itself */
-    live_open(&l, &b, NC_MQTT_V311);
+    live_open(&l, b, NC_MQTT_V311);
     nc_mqtt_connect c3 = {.version = NC_MQTT_V311,
                           .client_id = "nestc-test-3",
                           .client_id_len = 12,
@@ -756,7 +792,6 @@ static void test_mosquitto_sessions(void **st) {
     assert_int_equal(nc_mqtt_write_disconnect(&l.out, NC_MQTT_V311, 0), 0);
     live_send(&l);
     live_close(&l);
-    broker_free(&b);
 }
 
 int main(void) {
@@ -771,7 +806,7 @@ int main(void) {
         cmocka_unit_test(test_publish_properties),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_topics_and_filters),
-        cmocka_unit_test(test_mosquitto_sessions),
+        cmocka_unit_test_teardown(test_mosquitto_sessions, stop_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
