@@ -302,7 +302,7 @@ static int on_codec(void *u, const nc_mqtt_pkt *m) {
 static int run_codec(long n, int v) {
     const char *pl = "{\"pattern\":\"bench/t\",\"data\":[1,2,3],\"id\":\"000000000000000000001\"}";
     nc_header up[2] = {{"x-version", 9, "1.0.0", 5}, {"x-trace", 7, "t-1", 3}};
-    nc_mqtt_pub_props pp = {.payload_format = -1, .user = up, .n_user = 2};
+    nc_mqtt_pub_props pp = {.user = up, .n_user = 2};
     nc_buf b = NC_BUF_INIT;
     nc_mqtt_parser p;
     nc_mqtt_parser_init(&p, v, 0);

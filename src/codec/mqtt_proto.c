@@ -924,8 +924,10 @@ static unsigned char *put_users(unsigned char *w, const nc_header *u, size_t n) 
 static size_t pub_props_size(const nc_mqtt_pub_props *pp) {
     size_t s = 0;
     if (!pp) return 0;
-    if (pp->payload_format < -1 || pp->payload_format > 1) return (size_t)-1;
-    if (pp->payload_format >= 0) s += 2;
+    if (pp->has_payload_format) {
+        if (pp->payload_format > 1) return (size_t)-1;
+        s += 2;
+    }
     if (pp->has_message_expiry) s += 5;
     if (pp->content_type) {
         if (!nc_mqtt_string_ok(pp->content_type, pp->content_type_len)) return (size_t)-1;
@@ -946,7 +948,7 @@ static size_t pub_props_size(const nc_mqtt_pub_props *pp) {
 static unsigned char *put_pub_props(unsigned char *w, const nc_mqtt_pub_props *pp, size_t size) {
     w = put_varint(w, (uint32_t)size);
     if (!pp) return w;
-    if (pp->payload_format >= 0) *w++ = 0x01, *w++ = (unsigned char)pp->payload_format;
+    if (pp->has_payload_format) *w++ = 0x01, *w++ = pp->payload_format;
     if (pp->has_message_expiry) *w++ = 0x02, w = put_u32(w, pp->message_expiry);
     if (pp->content_type) *w++ = 0x03, w = put_field(w, pp->content_type, pp->content_type_len);
     if (pp->response_topic) *w++ = 0x08, w = put_field(w, pp->response_topic, pp->response_topic_len);

@@ -132,9 +132,11 @@ size_t nc_mqtt_user_props(const nc_mqtt_props *props, nc_header *out, size_t cap
 /* ---- writers (append one packet to out; NC_EINVAL for what the protocol forbids, NC_ETOOBIG over the
  * protocol's maximum, NC_ENOMEM; out is unchanged on failure) ---- */
 
-/* MQTT 5 properties a client may put on a PUBLISH (and on a will). NULL spans / zero counts are absent. */
+/* MQTT 5 properties a client may put on a PUBLISH (and on a will). Zeroed, it has none: NULL strings, no
+ * user properties and the has_ flags 0 are absent. */
 typedef struct nc_mqtt_pub_props {
-    int payload_format; /* -1: absent, 0: bytes, 1: UTF-8 */
+    int has_payload_format;
+    uint8_t payload_format; /* 0: bytes, 1: UTF-8 */
     int has_message_expiry;
     uint32_t message_expiry; /* seconds */
     const char *content_type;

@@ -35,8 +35,8 @@ static void republish(int version, const nc_mqtt_pkt *m) {
     nc_header users[64];
     size_t nu = nc_mqtt_user_props(&m->props, users, 64);
     if (nu != m->props.n_user || nu > 64) abort();
-    nc_mqtt_pub_props pp = {.payload_format =
-                                (m->props.has & NC_MQTTP_PAYLOAD_FORMAT) ? m->props.payload_format : -1,
+    nc_mqtt_pub_props pp = {.has_payload_format = !!(m->props.has & NC_MQTTP_PAYLOAD_FORMAT),
+                            .payload_format = m->props.payload_format,
                             .has_message_expiry = !!(m->props.has & NC_MQTTP_MESSAGE_EXPIRY),
                             .message_expiry = m->props.message_expiry,
                             .user = users,
@@ -124,7 +124,8 @@ static void writers(int version, const uint8_t *data, size_t size) {
     size_t a = size / 4, b = size / 2, c = 3 * size / 4;
     nc_buf out = NC_BUF_INIT;
     nc_header users[2] = {{s, a, s + a, b - a}, {s + b, c - b, s + c, size - c}};
-    nc_mqtt_pub_props pp = {.payload_format = data[0] % 3 - 1,
+    nc_mqtt_pub_props pp = {.has_payload_format = data[0] & 2,
+                            .payload_format = (uint8_t)(data[0] % 3),
                             .has_message_expiry = data[0] & 4,
                             .message_expiry = 7,
                             .content_type = s,

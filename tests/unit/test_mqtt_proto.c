@@ -207,17 +207,14 @@ static void test_writers_match_vectors(void **st) {
     const char *p2 =
         "{\"pattern\":\"sensors/kitchen/temp\",\"data\":{\"temp\":21},\"id\":\"1471a253b94dfb085b25f\"}";
     nc_header up[2] = {{"x-version", 9, "1.0.0", 5}, {"x-trace", 7, "t-1", 3}};
-    nc_mqtt_pub_props pp = {.payload_format = -1,
-                            .content_type = "application/json",
-                            .content_type_len = 16,
-                            .user = up,
-                            .n_user = 2};
+    nc_mqtt_pub_props pp = {
+        .content_type = "application/json", .content_type_len = 16, .user = up, .n_user = 2};
     nc_mqtt_publish m5 = {"sensors/kitchen/temp", 20, p2, strlen(p2), 1, 0, 0, 14608, &pp};
     assert_int_equal(nc_mqtt_write_publish(&b, NC_MQTT_V5, &m5), 0);
     expect(&b, PUB_V5, LEN(PUB_V5));
     /* the event: QoS 0, only the client-level user property */
     const char *e = "{\"pattern\":\"alerts/kitchen/smoke\",\"data\":{\"temp\":21}}";
-    nc_mqtt_pub_props pe = {.payload_format = -1, .user = up, .n_user = 1};
+    nc_mqtt_pub_props pe = {.user = up, .n_user = 1};
     nc_mqtt_publish me = {"alerts/kitchen/smoke", 20, e, strlen(e), 0, 0, 0, 0, &pe};
     assert_int_equal(nc_mqtt_write_publish(&b, NC_MQTT_V5, &me), 0);
     expect(&b, EVT_V5, LEN(EVT_V5));
@@ -245,7 +242,8 @@ static void test_write_connect_and_subscribe_options(void **st) {
     (void)st;
     nc_buf b = NC_BUF_INIT;
     nc_header up[2] = {{"a", 1, "1", 1}, {"a", 1, "2", 1}};
-    nc_mqtt_pub_props wp = {.payload_format = 1, .has_message_expiry = 1, .message_expiry = 300};
+    nc_mqtt_pub_props wp = {
+        .has_payload_format = 1, .payload_format = 1, .has_message_expiry = 1, .message_expiry = 300};
     nc_mqtt_connect c = {.version = NC_MQTT_V5,
                          .client_id = "id",
                          .client_id_len = 2,
@@ -325,9 +323,18 @@ static void test_writer_refusals(void **st) {
     assert_int_equal(nc_mqtt_write_publish(&b, NC_MQTT_V311, &m), NC_EINVAL);
     m.dup = 0;
     nc_header up = {"k", 1, "v", 1};
-    nc_mqtt_pub_props pp = {.payload_format = -1, .user = &up, .n_user = 1};
+    nc_mqtt_pub_props pp = {.user = &up, .n_user = 1};
+    nc_mqtt_pub_props none = {0};
+    m.props = &none; /* zeroed: no properties, so 3.1.1 takes it */
+    assert_int_equal(nc_mqtt_write_publish(&b, NC_MQTT_V311, &m), 0);
+    b.len = 0;
     m.props = &pp;
     assert_int_equal(nc_mqtt_write_publish(&b, NC_MQTT_V311, &m), NC_EINVAL); /* no properties in 3.1.1 */
+    none.has_payload_format = 1;
+    none.payload_format = 2;
+    assert_int_equal(
+        nc_mqtt_write_publish(&b, NC_MQTT_V5, &(nc_mqtt_publish){"a", 1, "", 0, 0, 0, 0, 0, &none}),
+        NC_EINVAL);
     pp.response_topic = "r/#";
     pp.response_topic_len = 3;
     assert_int_equal(nc_mqtt_write_publish(&b, NC_MQTT_V5, &m), NC_EINVAL);
@@ -447,7 +454,8 @@ static void test_publish_properties(void **st) {
     /* every PUBLISH property a client reads, and user properties with a repeated name, in wire order */
     nc_buf b = NC_BUF_INIT;
     nc_header up[3] = {{"k", 1, "1", 1}, {"j", 1, "2", 1}, {"k", 1, "3", 1}};
-    nc_mqtt_pub_props pp = {.payload_format = 1,
+    nc_mqtt_pub_props pp = {.has_payload_format = 1,
+                            .payload_format = 1,
                             .has_message_expiry = 1,
                             .message_expiry = 60,
                             .content_type = "text/plain",
@@ -501,7 +509,7 @@ static void test_caps(void **st) {
     nc_buf b = NC_BUF_INIT;
     nc_header up[65];
     for (int i = 0; i < 65; i++) up[i] = (nc_header){"k", 1, "v", 1};
-    nc_mqtt_pub_props pp = {.payload_format = -1, .user = up, .n_user = 65};
+    nc_mqtt_pub_props pp = {.user = up, .n_user = 65};
     nc_mqtt_publish m = {"t", 1, "", 0, 0, 0, 0, 0, &pp};
     assert_int_equal(nc_mqtt_write_publish(&b, NC_MQTT_V5, &m), 0);
     nc_mqtt_parser p;
@@ -663,7 +671,8 @@ static void test_mosquitto_sessions(void **st) {
      * every property, QoS 2 both ways of the handshake, a shared subscription, PING, UNSUBSCRIBE */
     live_open(&l, b, NC_MQTT_V5);
     nc_header up[2] = {{"x-version", 9, "1.0.0", 5}, {"x-version", 9, "2", 1}};
-    nc_mqtt_pub_props wp = {.payload_format = 1, .has_message_expiry = 1, .message_expiry = 10};
+    nc_mqtt_pub_props wp = {
+        .has_payload_format = 1, .payload_format = 1, .has_message_expiry = 1, .message_expiry = 10};
     nc_mqtt_connect c = {.version = NC_MQTT_V5,
                          .client_id = "nestc-test",
                          .client_id_len = 10,
@@ -690,7 +699,8 @@ static void test_mosquitto_sessions(void **st) {
     live_send(&l);
     live_pump(&l, 2);
     assert_string_equal(l.s.text[1], "SUBACK id=7 r=0 sp=0 q=0 rt=0 d=0 c2 c2 c1");
-    nc_mqtt_pub_props pp = {.payload_format = 1,
+    nc_mqtt_pub_props pp = {.has_payload_format = 1,
+                            .payload_format = 1,
                             .has_message_expiry = 1,
                             .message_expiry = 100,
                             .content_type = "application/json",
