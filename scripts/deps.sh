@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Installs what nestc needs on Debian, skipping what is already there.
 #   scripts/deps.sh          build + demo dependencies
+#   scripts/deps.sh --runtime only what a built nestc needs to run (the shared libraries; ICU is loaded
+#                            on demand, for non-ASCII keys in object patterns)
 #   scripts/deps.sh --test   also the test suite's (cmocka, openssl CLI, clang + libFuzzer, valgrind,
 #                            redis-server, nats-server, mosquitto, Node.js + npm, the NestJS peers)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-pkgs=(gcc make cmake ninja-build pkg-config libuv1-dev libjansson-dev libssl-dev libicu-dev libhiredis-dev)
-if [[ ${1:-} == --test ]]; then
+# Debian 12 names. libicu72 is ICU's run-time library: nestc loads libicui18n.so.72 with dlopen (it is no
+# DT_NEEDED of libnestc), so it must be listed here; the major version is the one of the headers built against.
+runtime=(libuv1 libjansson4 libssl3 libhiredis0.14 libicu72)
+pkgs=(gcc make cmake ninja-build pkg-config libuv1-dev libjansson-dev libssl-dev libicu-dev libhiredis-dev
+  "${runtime[@]}")
+if [[ ${1:-} == --runtime ]]; then
+  pkgs=("${runtime[@]}")
+elif [[ ${1:-} == --test ]]; then
   pkgs+=(libcmocka-dev openssl procps clang libclang-rt-14-dev valgrind redis-server nats-server mosquitto doxygen)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -32,8 +32,11 @@ typedef struct nc_client_opts {
     const nc_tls_opts *tls; /* copied; tls:// URLs verify against the system store without it */
     const nc_codec *codec;  /* copied */
     int timeout_ms;         /* default per-request timeout: 0 = 5000 ms, NC_LIMIT_OFF = none */
-    int connect_timeout_ms; /* 0 = 5000 ms */
-    int retry_attempts;     /* extra connection attempts after a failed connect (default 0) */
+    /* each connection attempt, TLS and the broker's handshake included: 0 = 5000 ms, also when timeout_ms
+     * is NC_LIMIT_OFF; NC_LIMIT_OFF = none (the kernel's SYN retries, about 2 minutes, end it). The
+     * request timeout still bounds a request waiting for the connection. */
+    int connect_timeout_ms;
+    int retry_attempts; /* extra connection attempts after a failed connect (default 0) */
     /* the first delay between attempts (default 1000 when retry_attempts > 0); broker transports (redis,
      * nats) double it on each failed reconnection up to 8x (at most 30 s), jittered: README "Broker
      * reconnect" */
@@ -78,9 +81,19 @@ typedef struct nc_call_opts {
 typedef void (*nc_value_fn)(void *user, json_t *value);
 
 /* Completion. err = 0: the reply stream ended. err = NC_EREMOTE: the remote handler failed and `error`
- * is its error value exactly as received (object or string). Any other code: a local failure
- * (NC_ETIMEDOUT, NC_ECONNREFUSED, NC_ECONNCLOSED, NC_ECLOSED, NC_ETLS ...) and `error` is a JSON string
- * describing it (e.g. "Connection closed"). `error` is borrowed. Called exactly once per accepted call. */
+ * is its error value exactly as received (object or string). err = NC_ENOHANDLER: no handler serves the
+ * pattern, wherever the transport can tell: TCP/TLS, the server's error value as received (NestJS's
+ * string "There is no matching message handler defined in the remote service."); NATS, the broker's
+ * no-responders answer, `error` NestJS ClientNats's words "Empty response. There are no subscribers
+ * listening to that message ("<route>")"; Redis, PUBLISH reached no subscriber, `error` "There are no
+ * subscribers listening to that message ("<route>")", at once (NestJS's ClientRedis waits instead).
+ * Any other code: a local failure and `error` a JSON string saying why, e.g. NC_ETIMEDOUT "Timeout has
+ * occurred: no reply within 5000 ms" or "...: not connected to tcp://h:1 within the request timeout of
+ * 5000 ms", NC_ECONNREFUSED "connect ECONNREFUSED 127.0.0.1:3000 (...)", NC_ETLS "TLS handshake failed:
+ * ...", NC_EPROTO "the peer closed the connection after sending data that is not a NestJS packet:
+ * "HTTP/1.1 400 ..."", NC_ECONNCLOSED "Connection closed" (NestJS's words). The client's error
+ * callback (nc_client_on_error) gets the same reasons for the connection. `error` is borrowed. Called
+ * exactly once per accepted call. */
 typedef void (*nc_done_fn)(void *user, int err, json_t *error);
 
 /* Creates a client for `url`. Nothing is connected until the first call or nc_client_connect.
@@ -201,6 +214,50 @@ NC_API struct uv_loop_s *nc_client_loop(nc_client *cli);
 /* Closes (failing pending calls with NC_ECLOSED), runs the loop until the client's handles are closed,
  * and frees the client. */
 NC_API void nc_client_free(nc_client *cli);
+
+/* ---- blocking calls ------------------------------------------------------------------------------------
+ *
+ * For simple tools that want one answer and nothing else, as redisCommand or natsConnection_Request are
+ * used: the call is made and the client's loop is run on the calling thread until it ends.
+ *
+ *   json_t *sum = NULL, *err = NULL;
+ *   int r = nc_client_send_sync(cli, "{\"cmd\":\"sum\"}", data, NULL, &sum, &err);
+ *   if (r == 0) ... use sum (may be NULL: no value) ... else ... nc_err_name(r), err ...
+ *   json_decref(sum);
+ *   json_decref(err);
+ *
+ * The loop run is the client's: its own loop, or the borrowed one (opts.loop), which then also runs
+ * everything else on it (servers, the program's timers) until the call ends. Bounded by the call's
+ * timeout (nc_call_opts.timeout_ms, else the client's, 5000 ms by default); with no timeout it waits as
+ * long as the connection lives. The client stays connected for the next call (nc_client_free closes it).
+ *
+ * Threads: the thread that runs the client's loop, and not from inside any of that loop's callbacks
+ * (on_value, on_done, status or error callbacks, a server handler on the same loop): libuv's uv_run is
+ * not reentrant. That is refused with NC_ESTATE when the library runs the loop at that moment
+ * (nc_client_run, nc_server_run and its workers, another blocking call); a loop the program runs itself
+ * (uv_run on a borrowed loop) cannot be detected (libuv cannot be asked), so do not call these from its
+ * callbacks. Calls started
+ * earlier with nc_client_send on the same client go on meanwhile and their callbacks run. */
+
+/* Sends a request (as nc_client_send) and waits for its reply stream to end. Returns 0 and stores in
+ * *reply the LAST value of the stream (as NestJS's lastValueFrom: a request answered with one value gets
+ * that value; a stream's earlier values are dropped), or NULL when the stream ended without a value
+ * (JavaScript undefined; lastValueFrom would reject with EmptyError). On failure returns the call's code
+ * as on_done would get it: NC_EREMOTE with *error the remote error value exactly as received, or a local
+ * code (NC_ETIMEDOUT, NC_ECONNREFUSED, NC_ECONNCLOSED ...) with *error a JSON string describing it; *reply
+ * is then NULL. Refused before anything is sent: NC_EINVAL (cli NULL, bad pattern or options), NC_ESTATE
+ * (see "Threads" above), NC_ENOMEM; *error is then NULL. `data` is borrowed (NULL = JSON null). *reply and
+ * *error are new references the caller releases with json_decref; `reply` and `error` may be NULL when
+ * not wanted (the value is then released here). */
+NC_API int nc_client_send_sync(nc_client *cli, const char *pattern, const json_t *data,
+                               const nc_call_opts *opts, json_t **reply, json_t **error);
+
+/* Publishes an event (as nc_client_emit) and waits until the transport has taken it (TCP: written to the
+ * socket; brokers: handed to the broker connection). Returns 0, or the code on_done would get with
+ * *error (may be NULL) a new reference to a JSON string describing it; the same refusals as
+ * nc_client_send_sync. */
+NC_API int nc_client_emit_sync(nc_client *cli, const char *pattern, const json_t *data,
+                               const nc_call_opts *opts, json_t **error);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,20 @@
 /* nestc — logging. Servers and clients report what happened to connections and messages (a closed
- * connection and why, an unknown event, a failed handler) through a log callback. The default logger
- * writes one line per record to stderr: `[nestc] LEVEL [Component] message`. */
+ * connection and why, an unknown event, a failed handler) through a log sink. The default sink writes
+ * one line per record to stderr: `[nestc] LEVEL [Component] message`, LEVEL being DEBUG, INFO, WARN or
+ * ERROR (the names of nc_log_level below, and the values of NESTC_LOG_LEVEL).
+ *
+ * Defaults, and who decides (docs/logging.md has the why):
+ * - Nothing configured: the stderr logger at NC_LOG_WARN. An embedded library should not print what
+ *   went well, but a server has no other channel for a failed handler or a dropped connection.
+ * - A client whose program installed an error callback (nc_client_on_error) gets its errors there: the
+ *   default sink then writes that client's ERROR records at DEBUG, so no error is printed twice.
+ * - nc_log_set_default(NULL, NULL, level): the program's level for the stderr logger.
+ * - NESTC_LOG_LEVEL=off|error|warn|info|debug (case-insensitive), read once, when the first server,
+ *   client or nc_log_set_default call is made: the operator's level for the stderr logger, over the
+ *   program's (so a deployed program or the CLI can be made verbose, or silent, without a rebuild). An
+ *   invalid value is ignored with one warning on stderr.
+ * - A sink of the program's own (nc_log_set_default(fn, ...) or the options' `log`) gets records at the
+ *   level the program gave with it; NESTC_LOG_LEVEL does not apply: the program's logging decides. */
 #ifndef NESTC_LOG_H
 #define NESTC_LOG_H
 
@@ -12,11 +26,11 @@ extern "C" {
 
 /* Severity, lowest first; a sink gets the records at or above its minimum. */
 typedef enum nc_log_level {
-    NC_LOG_DEBUG = 0,
-    NC_LOG_INFO = 1,
-    NC_LOG_WARN = 2,
-    NC_LOG_ERROR = 3,
-    NC_LOG_OFF = 4,
+    NC_LOG_DEBUG = 0, /* printed "DEBUG"; NESTC_LOG_LEVEL=debug */
+    NC_LOG_INFO = 1,  /* printed "INFO" (NestJS's Logger.log); NESTC_LOG_LEVEL=info */
+    NC_LOG_WARN = 2,  /* printed "WARN"; NESTC_LOG_LEVEL=warn (the default minimum) */
+    NC_LOG_ERROR = 3, /* printed "ERROR"; NESTC_LOG_LEVEL=error */
+    NC_LOG_OFF = 4,   /* as a minimum: nothing; NESTC_LOG_LEVEL=off */
 } nc_log_level;
 
 /* A log sink. `component` and `message` are valid only during the call. Called on the loop thread.
@@ -25,8 +39,11 @@ typedef enum nc_log_level {
  * too) are written as \xNN, so that a peer cannot forge lines or drive a terminal. */
 typedef void (*nc_log_fn)(void *user, nc_log_level level, const char *component, const char *message);
 
-/* Sets the process-wide default sink and minimum level used by objects whose options name no logger.
- * Pass fn = NULL to restore the stderr logger. Not thread-safe: call before creating servers/clients. */
+/* Sets the process-wide default sink and minimum level used by objects whose options name no logger
+ * (also those already created). fn = NULL: the stderr logger, at `min_level` unless NESTC_LOG_LEVEL is
+ * set (the environment wins, see above); fn set: `fn` gets every record at or above `min_level`, with
+ * `user`, on the thread that logs (the loop thread; with workers, several). Not thread-safe: call
+ * before creating servers/clients. */
 NC_API void nc_log_set_default(nc_log_fn fn, void *user, nc_log_level min_level);
 
 #ifdef __cplusplus

@@ -123,7 +123,10 @@ NC_API const nc_msg *nc_request_msg(const nc_request *req);
  * nc_reply_error_msg. After that the handle is stale: every call on it returns NC_ESTATE (a second
  * nc_reply included) and changes nothing. Values are STOLEN (like jansson's *_new functions), even by a
  * refused call: the library releases the reference, so `nc_reply(req, json_integer(6))` does not leak.
- * A NULL value means JavaScript `undefined` (a packet without `response`).
+ * A NULL value means JavaScript `undefined` (a packet without `response`): a NestJS caller's
+ * lastValueFrom() then fails with EmptyError. jansson's json_real() returns NULL for NaN and ±infinity,
+ * so `nc_reply(req, json_real(x))` with a non-finite x replies undefined: build numbers from C doubles
+ * with nc_json_number, which gives null for them, as JavaScript's JSON.stringify writes them.
  * If the peer has gone, replies are discarded silently; the request must still be finished.
  * Returns 0, NC_ESTATE if the request was already finished (NC_EINVAL for a NULL handle), NC_ENOMEM. */
 
@@ -150,6 +153,13 @@ NC_API int nc_reply_error(nc_request *req, json_t *err);
 
 /* Fails the request like RpcException(message): the error value is {"status":"error","message":msg}. */
 NC_API int nc_reply_error_msg(nc_request *req, const char *msg);
+
+/* Encode non-finite numbers as JavaScript does: JSON.stringify writes NaN, Infinity and -Infinity as
+ * null, so this returns json_null() for them, where json_real() would return NULL (undefined once
+ * replied, see nc_reply). Otherwise a NEW reference: an integer when `d` is integral and exactly held
+ * (|d| <= 2^53; -0 gives 0, as JSON.stringify(-0) is "0"), else a real. NULL only when out of memory.
+ * For replies, request data, events and any value nestc writes. Any thread. */
+NC_API json_t *nc_json_number(double d);
 
 /* ---- replying from another thread ------------------------------------------------------------------
  * Thread-safe: queues the reply and wakes the loop, which applies it in order. Same ownership rules;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codec/frame.h"
+#include "nestc/message.h"
 #include "util/buf.h"
 #include "util/utf8.h"
 
@@ -549,4 +550,15 @@ void nc_json_free(json_t *v) {
         json_decref(x);
     }
     if (s.st != s.inl) free(s.st);
+}
+
+/* nestc/message.h. JSON.stringify(NaN) and JSON.stringify(Infinity) are "null"; json_real() refuses
+ * them (returns NULL), which nc_reply would send as undefined. Integral doubles within 2^53 become
+ * integers, exact in both worlds, so a C reader sees json_is_integer and json_dumps prints "5", not
+ * "5.0" (our own writer prints either as "5"). */
+json_t *nc_json_number(double d) {
+    if (!isfinite(d)) return json_null();
+    if (d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(json_int_t)d)
+        return json_integer((json_int_t)d); /* -0.0 compares equal to 0 and becomes 0 */
+    return json_real(d);
 }

@@ -20,6 +20,7 @@
 #include "util/buf.h"
 #include "util/handle.h"
 #include "util/u64map.h"
+#include "util/utf8.h"
 
 enum { DISCONNECTED = 0, CONNECTING, CONNECTED };
 
@@ -334,6 +335,19 @@ static void resend_due(nc_client *c, ccall *k) {
         enqueue(c, k);
 }
 
+/* The request timeout fired: RxJS's words (NestJS's TimeoutError), then which phase it was in. A call
+ * still queued never reached the peer: connecting (or waiting to retry it) took the whole time. */
+static void call_timed_out(nc_client *c, ccall *k) {
+    char msg[400];
+    if (k->queued)
+        snprintf(msg, sizeof msg,
+                 "Timeout has occurred: not connected to %s within the request timeout of %d ms", c->url.text,
+                 k->tmo);
+    else
+        snprintf(msg, sizeof msg, "Timeout has occurred: no reply within %d ms", k->tmo);
+    call_fail(k, NC_ETIMEDOUT, msg);
+}
+
 static void on_deadline(uv_timer_t *t) {
     nc_client *c = t->data;
     uint64_t now = uv_now(c->io.loop), next = UINT64_MAX;
@@ -343,7 +357,7 @@ static void on_deadline(uv_timer_t *t) {
             if (k->retry_due)
                 resend_due(c, k);
             else
-                call_fail(k, NC_ETIMEDOUT, "Timeout has occurred (no reply within the request timeout)");
+                call_timed_out(c, k);
         }
     }
     for (int i = 0; i < c->ntlists; i++)
@@ -398,6 +412,7 @@ void nc_client_on_status(nc_client *c, nc_status_fn fn, void *user) {
 void nc_client_on_error(nc_client *c, nc_error_fn fn, void *user) {
     c->error_fn = fn;
     c->error_user = user;
+    nc_logger_errors_delivered(&c->log, fn != NULL); /* not printed twice: docs/logging.md */
 }
 
 void nc_client__error(nc_client *c, int err, const char *msg) {
@@ -480,6 +495,8 @@ void nc_client__disconnected(nc_client *c, int err, const char *msg) {
     if (err == NC_ETLS || err == NC_EPROTO || err == NC_ETOOBIG || err == NC_ESTALLED ||
         err == NC_ETIMEDOUT || err == NC_ENOMEM || err == NC_EAUTH)
         fail_all(c, err, text, 1);
+    else if (err == NC_ECONNCLOSED && !strncmp(text, "Connection closed", 17))
+        fail_all(c, err, text, 1); /* NestJS's words, with what the transport could add */
     else
         fail_all(c, err == NC_ECLOSED ? NC_ECLOSED : NC_ECONNCLOSED, "Connection closed", 1);
 }
@@ -582,6 +599,14 @@ static int keep_meta(ccall *k, const nc_reply_in *r) {
     return first;
 }
 
+/* A NestJS server (and ours) answers a pattern it has no handler for with exactly this error string: the
+ * caller sees NC_ENOHANDLER, as with NATS's no-responders, and still gets the value as received. */
+static int is_no_handler(const json_t *err) {
+    static const char text[] = "There is no matching message handler defined in the remote service.";
+    return json_is_string(err) && json_string_length(err) == sizeof text - 1 &&
+           !memcmp(json_string_value(err), text, sizeof text - 1);
+}
+
 /* Delivers one reply packet to its call (spec README §4.3). value NULL = undefined. `r` (may be NULL)
  * brings headers, status and trailers. */
 static void deliver(nc_client *c, ccall *k, json_t *value, json_t *err, int final, const nc_reply_in *r) {
@@ -593,7 +618,7 @@ static void deliver(nc_client *c, ccall *k, json_t *value, json_t *err, int fina
     }
     if (k->hk && !err && (value || !final)) nc_hooks__client_reply(k->hk, value ? value : json_null(), final);
     if (err) {
-        call_done(k, NC_EREMOTE, err);
+        call_done(k, is_no_handler(err) ? NC_ENOHANDLER : NC_EREMOTE, err);
     } else if (final) {
         if (value && k->on_value) k->on_value(k->user, value);
         /* on_value may have cancelled the call or closed the client, which completes the call */
@@ -760,8 +785,7 @@ static char *json_text(const json_t *v, size_t *len) {
 static int pinfo_compute(nc_client *c, const json_t *pattern, pinfo *pi) {
     memset(pi, 0, sizeof *pi);
     if (json_is_null(pattern) || json_is_boolean(pattern)) {
-        nc_logf(&c->log, NC_LOG_ERROR, "Client", "The invalid data or message pattern (undefined/null)");
-        return NC_EINVAL;
+        return nc_fail(&c->log, "Client", NC_EINVAL, "The invalid data or message pattern (undefined/null)");
     }
     int r = nc_route_from_value(pattern, &pi->route);
     if (r) return r;
@@ -783,7 +807,8 @@ static const pinfo *pinfo_of_text(nc_client *c, const char *text, pinfo *tmp, in
     pinfo *pi = nc_map_get(&c->pcache, text, n);
     if (pi) return pi;
     json_t *p = nc_pattern_from_text(text);
-    *err = p ? pinfo_compute(c, p, tmp) : NC_ENOMEM;
+    /* NULL: out of memory, or text that is no UTF-8 (which no pattern can be) */
+    *err = p ? pinfo_compute(c, p, tmp) : nc_wtf8_valid(text, n) ? NC_ENOMEM : NC_EINVAL;
     json_decref(p);
     if (*err) return NULL;
     if (c->pcache.len >= PCACHE_MAX || !(pi = malloc(sizeof *pi))) return tmp;
@@ -825,9 +850,8 @@ static void write_id(char *out, const char *prefix, uint64_t serial) {
 static int call_optset(nc_client *c, const nc_call_opts *o, nc_optset **out) {
     *out = NULL;
     if (!o->options) {
-        nc_logf(&c->log, NC_LOG_ERROR, "Client", "nc_call_opts.noptions is %zu but options is NULL",
-                o->noptions);
-        return NC_EINVAL;
+        return nc_fail(&c->log, "Client", NC_EINVAL, "nc_call_opts.noptions is %zu but options is NULL",
+                       o->noptions);
     }
     nc_optset *set = malloc(sizeof *set);
     if (!set) return NC_ENOMEM;
@@ -885,9 +909,9 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         /* read in place unless the caller's layout differs from ours (one compare for {0}) */
         if (!nc_abi_ok(o, o->struct_size, sizeof *o, NC_CALL_OPTS_BASE)) {
             if (nc_abi_copy_in(&own, sizeof own, o, o->struct_size, NC_CALL_OPTS_BASE)) {
-                nc_logf(&c->log, NC_LOG_ERROR, "Client",
-                        "nc_call_opts.struct_size %zu: not a layout this library knows", o->struct_size);
-                return NC_EINVAL;
+                return nc_fail(&c->log, "Client", NC_EINVAL,
+                               "nc_call_opts.struct_size %zu: not a layout this library knows",
+                               o->struct_size);
             }
             o = &own;
         }
@@ -1295,10 +1319,13 @@ size_t nc_client_pending(const nc_client *c) {
 
 int nc_client_run(nc_client *c) {
     if (!c) return NC_EINVAL;
-    while (nc_client_pending(c) > 0 && uv_run(c->io.loop, UV_RUN_ONCE)) {
+    /* what was sent before: out now, or the loop's prepare-phase flush may finish the last event and the
+     * iteration then waits for I/O that never comes (an event has no reply) */
+    nc_ioctx_flush(&c->io);
+    while (nc_client_pending(c) > 0 && nc_loop_run(c->io.loop, UV_RUN_ONCE)) {
     }
     /* let completed writes and close callbacks land */
-    uv_run(c->io.loop, UV_RUN_NOWAIT);
+    nc_loop_run(c->io.loop, UV_RUN_NOWAIT);
     return 0;
 }
 

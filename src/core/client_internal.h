@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "core/log.h"
+#include "core/loop_run.h" /* nc_client_run marks its loop running (blocking calls refuse it) */
 #include "core/url.h"
 #include "io/ioctx.h"
 #include "nestc/client.h"

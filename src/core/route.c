@@ -59,6 +59,27 @@ static int ascii_collate(const char *a, size_t alen, const char *b, size_t blen)
     return 0;
 }
 
+/* Without ICU: printable ASCII in the table's order (so ASCII-only comparisons are unchanged), then every
+ * other code point in code-point order; case decides last, as in ascii_collate. UTF-8 byte order is
+ * code-point order, so ranking bytes is enough: this is a total order (distinct strings never compare
+ * equal), so a sort gives the same route whatever the keys' insertion order. It differs from NestJS only
+ * where a key holds a character outside printable ASCII. */
+static unsigned fallback_rank(unsigned char c) {
+    return (unsigned)(c - 0x20u) <= 0x7Eu - 0x20u ? ascii_primary[c - 0x20] : 0x100u + c;
+}
+
+static int fallback_collate(const char *a, size_t alen, const char *b, size_t blen) {
+    size_t n = alen < blen ? alen : blen;
+    for (size_t i = 0; i < n; i++) {
+        unsigned pa = fallback_rank((unsigned char)a[i]), pb = fallback_rank((unsigned char)b[i]);
+        if (pa != pb) return pa < pb ? -1 : 1;
+    }
+    if (alen != blen) return alen < blen ? -1 : 1;
+    for (size_t i = 0; i < n; i++) /* equal ranks: only the case of a letter can differ */
+        if (a[i] != b[i]) return a[i] >= 'a' ? -1 : 1;
+    return 0;
+}
+
 /* ICU is loaded on first use (dlopen), not linked: only non-ASCII pattern keys need it, and loading ICU
  * and the C++ runtime it pulls in would cost every process about 2.5 MiB of resident memory. ICU's
  * symbols carry its major version (ucol_open_72); the headers we build against name them. */
@@ -77,32 +98,46 @@ static struct {
 static pthread_once_t collator_once = PTHREAD_ONCE_INIT;
 static UCollator *collator_root; /* opened once, never closed; ucol_strcoll on it is thread-safe */
 
-static int icu_load(void) {
-    void *h = dlopen(ICU_LIB, RTLD_NOW | RTLD_LOCAL); /* kept for the life of the process */
-    if (!h) return -1;
+/* The library to load: NESTC_ICU_LIBRARY names another (a path or soname; tests name one that does not
+ * exist to run without ICU), read once, when the first non-ASCII key is compared. */
+static const char *icu_name(void) {
+    const char *e = getenv("NESTC_ICU_LIBRARY");
+    return e && *e ? e : ICU_LIB;
+}
+
+static void icu_missing(const char *why) {
+    nc_logf(NULL, NC_LOG_WARN, "Route",
+            "ICU unavailable (%s): object pattern keys with characters outside printable ASCII are "
+            "ordered by code point, not by ICU collation as NestJS orders them; only routes of patterns with "
+            "such keys can differ from NestJS's (install ICU %d, Debian package libicu%d)",
+            why, U_ICU_VERSION_MAJOR_NUM, U_ICU_VERSION_MAJOR_NUM);
+}
+
+static void collator_open(void) {
+    const char *name = icu_name();
+    void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL); /* kept for the life of the process */
+    if (!h) {
+        const char *e = dlerror();
+        icu_missing(e ? e : name); /* dlerror names the library */
+        return;
+    }
     *(void **)&icu.open = dlsym(h, NC_STR(ucol_open));
     *(void **)&icu.close = dlsym(h, NC_STR(ucol_close));
     *(void **)&icu.set_attribute = dlsym(h, NC_STR(ucol_setAttribute));
     *(void **)&icu.strcoll_utf8 = dlsym(h, NC_STR(ucol_strcollUTF8));
-    return icu.open && icu.close && icu.set_attribute && icu.strcoll_utf8 ? 0 : -1;
-}
-
-static void collator_open(void) {
-    if (icu_load()) {
-        nc_logf(NULL, NC_LOG_WARN, "Route", "cannot load %s: non-ASCII pattern keys are ordered by bytes",
-                ICU_LIB);
+    if (!icu.open || !icu.close || !icu.set_attribute || !icu.strcoll_utf8) {
+        char why[512];
+        snprintf(why, sizeof why, "%s has no " NC_STR(ucol_open) " and friends", name);
+        icu_missing(why);
         return;
     }
     UErrorCode st = U_ZERO_ERROR;
     UCollator *c = icu.open("", &st); /* "" = root */
+    /* V8 turns normalisation on for its collators; root leaves it off (only non-FCD input differs). */
+    if (U_SUCCESS(st)) icu.set_attribute(c, UCOL_NORMALIZATION_MODE, UCOL_ON, &st);
     if (U_FAILURE(st)) {
         if (c) icu.close(c);
-        return;
-    }
-    /* V8 turns normalisation on for its collators; root leaves it off (only non-FCD input differs). */
-    icu.set_attribute(c, UCOL_NORMALIZATION_MODE, UCOL_ON, &st);
-    if (U_FAILURE(st)) {
-        icu.close(c);
+        icu_missing("ICU cannot open its root collator");
         return;
     }
     collator_root = c;
@@ -113,18 +148,16 @@ static const UCollator *collator(void) {
     return collator_root;
 }
 
-static int byte_order(const char *a, size_t alen, const char *b, size_t blen) {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    if (c) return c < 0 ? -1 : 1;
-    return alen < blen ? -1 : alen > blen;
+int nc_route_icu_available(void) {
+    return collator() != NULL;
 }
 
 int nc_route_collate_icu(const char *a, size_t alen, const char *b, size_t blen) {
     const UCollator *c = collator();
-    if (!c || alen > INT32_MAX || blen > INT32_MAX) return byte_order(a, alen, b, blen);
+    if (!c || alen > INT32_MAX || blen > INT32_MAX) return fallback_collate(a, alen, b, blen);
     UErrorCode st = U_ZERO_ERROR;
     UCollationResult r = icu.strcoll_utf8(c, a, (int32_t)alen, b, (int32_t)blen, &st);
-    if (U_FAILURE(st)) return byte_order(a, alen, b, blen);
+    if (U_FAILURE(st)) return fallback_collate(a, alen, b, blen);
     return r == UCOL_LESS ? -1 : r == UCOL_GREATER;
 }
 
@@ -202,7 +235,6 @@ static int put_object(nc_buf *b, const json_t *o, int depth) {
     if (n > ROUTE_MAX_KEYS) return nc_buf_append_str(b, "[TOO_MANY_KEYS]");
 
     route_entry e[ROUTE_MAX_KEYS];
-    int all_ascii = 1;
     if (json_is_array(o)) {
         for (size_t i = 0; i < n; i++)
             e[i] = (route_entry){index_keys[i], strlen(index_keys[i]), json_array_get(o, i), i, 1};
@@ -214,12 +246,9 @@ static int put_object(nc_buf *b, const json_t *o, int depth) {
             size_t kl = json_object_iter_key_len(it);
             e[i] = (route_entry){k, kl, json_object_iter_value(it), js_order(k, kl, i),
                                  is_printable_ascii(k, kl)};
-            all_ascii &= e[i].ascii;
         }
         n = i;
     }
-    if (n > 1 && !all_ascii && !collator()) return NC_ENOMEM;
-
     /* At most 20 entries: a stable insertion sort needs no memory and few comparisons. */
     for (size_t i = 1; i < n; i++) {
         route_entry t = e[i];

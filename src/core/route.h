@@ -42,17 +42,28 @@ int nc_route_from_user(const char *pattern, char **out);
 /* JavaScript's a.localeCompare(b) sign (-1, 0, 1) for UTF-8 strings of the given lengths, i.e. ICU root
  * collation at tertiary strength with normalisation on (what V8's default collator uses). Strings made
  * only of printable ASCII (0x20-0x7E) are compared with a built-in table, without ICU; any other string
- * goes through ICU (root collator opened once, lazily). If ICU cannot open its collator (out of memory)
- * the result is plain byte order; nc_route_from_value reports that case as NC_ENOMEM instead.
- * Distinct printable-ASCII strings never compare equal; others can (canonically equivalent strings, or
- * strings that differ only by ignorable characters such as controls or U+00AD). */
+ * goes through ICU, loaded at run time (dlopen of libicui18n.so.<the ICU major version built against>, or
+ * of the library named by the environment variable NESTC_ICU_LIBRARY, read once) and its root collator
+ * opened once, lazily. When ICU cannot be loaded or opened, one warning is logged (default sink) and such
+ * strings are compared by the fallback order: printable ASCII as in the table, before every other code
+ * point, those in code-point order, case last. The fallback is a total order, so routes stay
+ * deterministic and every pattern still has a route; only the order of keys with characters outside
+ * printable ASCII can differ from NestJS's.
+ * Distinct printable-ASCII strings never compare equal; with ICU others can (canonically equivalent
+ * strings, or strings that differ only by ignorable characters such as controls or U+00AD). */
 int nc_route_collate(const char *a, size_t alen, const char *b, size_t blen);
 
-/* nc_route_collate forced through ICU, whatever the input (for tests of the ASCII table). */
+/* nc_route_collate forced through ICU (or its fallback when ICU is unavailable), whatever the input (for
+ * tests of the ASCII table). */
 int nc_route_collate_icu(const char *a, size_t alen, const char *b, size_t blen);
 
+/* 1 if ICU's collator is loaded (loading it now if this is the first use), 0 if the fallback order is
+ * in use. */
+int nc_route_icu_available(void);
+
 /* A pattern written as text (the API's and the CLI's form): a JSON object or number if the text parses
- * as one, otherwise the string itself. New reference, NULL on ENOMEM. */
+ * as one, otherwise the string itself. New reference; NULL on ENOMEM, or when the text is not well-formed
+ * UTF-8 (lone surrogates allowed, as WTF-8): check nc_wtf8_valid to tell the two apart. */
 json_t *nc_pattern_from_text(const char *text);
 
 #endif

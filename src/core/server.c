@@ -135,9 +135,9 @@ static int handler_opts(nc_server *s, const nc_handler_opts *user_o, nc_optset *
     if (!user_o) return 0;
     nc_handler_opts o;
     if (nc_abi_copy_in(&o, sizeof o, user_o, user_o->struct_size, NC_HANDLER_OPTS_BASE)) {
-        nc_logf(&s->log, NC_LOG_ERROR, "Server",
-                "nc_handler_opts.struct_size %zu: not a layout this library knows", user_o->struct_size);
-        return NC_EINVAL;
+        return nc_fail(&s->log, "Server", NC_EINVAL,
+                       "nc_handler_opts.struct_size %zu: not a layout this library knows",
+                       user_o->struct_size);
     }
     /* the deprecated field names the option of the same name, where the transport has it at this level
      * (elsewhere it was always ignored, so it still is) */
@@ -150,9 +150,8 @@ static int handler_opts(nc_server *s, const nc_handler_opts *user_o, nc_optset *
     int r = nc_optset_build(set, s->tp->options, &cx, NULL, NULL, 0);
     if (!r && legacy) r = nc_optset_set(set, &cx, legacy->name, o.queue, 0);
     if (!r && o.noptions && !o.options) {
-        nc_logf(&s->log, NC_LOG_ERROR, "Server", "nc_handler_opts.noptions is %zu but options is NULL",
-                o.noptions);
-        r = NC_EINVAL;
+        r = nc_fail(&s->log, "Server", NC_EINVAL, "nc_handler_opts.noptions is %zu but options is NULL",
+                    o.noptions);
     }
     for (size_t i = 0; !r && i < o.noptions; i++)
         r = nc_optset_set(set, &cx, o.options[i].name, o.options[i].value, 0);
@@ -212,7 +211,7 @@ static int entry_for(nc_server *s, const char *route, nc_optset *opts, nc_route_
 
 static int route_of_user(nc_server *s, const char *pattern, const json_t *jpattern, char **route) {
     int r = jpattern ? nc_route_from_value(jpattern, route) : nc_route_from_user(pattern, route);
-    if (r) nc_logf(&s->log, NC_LOG_ERROR, "Server", "invalid pattern %s", pattern ? pattern : "(json)");
+    if (r) nc_fail(&s->log, "Server", r, "invalid pattern %s", pattern ? pattern : "(json)");
     return r;
 }
 
@@ -380,7 +379,7 @@ int nc_server_port(const nc_server *s) {
 /* Not uv_run(UV_RUN_DEFAULT): a timer or socket a handler left open (a cancelled request's work) would keep
  * that running after the server closed. UV_RUN_ONCE returns 0 when nothing is left to wait for. */
 void nc_server__run_loop(nc_server *s) {
-    while (!s->handles_closed && uv_run(s->io.loop, UV_RUN_ONCE)) {
+    while (!s->handles_closed && nc_loop_run(s->io.loop, UV_RUN_ONCE)) {
     }
 }
 

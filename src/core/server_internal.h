@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "core/log.h"
+#include "core/loop_run.h" /* nc_server_run marks its loop running (blocking calls refuse it) */
 #include "core/server_transport.h"
 #include "core/url.h"
 #include "io/ioctx.h"

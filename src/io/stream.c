@@ -125,8 +125,12 @@ int nc_stream_is_open(const nc_stream *s) {
 }
 
 static void fail_uv(nc_stream *s, int uverr, const char *what) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s %s %s", what, uv_err_name(uverr), uv_strerror(uverr));
+    char msg[200];
+    /* Node's words for a failed connect name the address ("connect ECONNREFUSED 127.0.0.1:3000") */
+    if (s->addr[0])
+        snprintf(msg, sizeof msg, "%s %s %s (%s)", what, uv_err_name(uverr), s->addr, uv_strerror(uverr));
+    else
+        snprintf(msg, sizeof msg, "%s %s %s", what, uv_err_name(uverr), uv_strerror(uverr));
     nc_stream_close(s, nc_err_from_uv(uverr), msg);
 }
 
@@ -337,7 +341,7 @@ static void tls_schedule_output(nc_stream *s) {
  * TLS reason (not the write error a peer already gone would cause). */
 static void tls_fail(nc_stream *s) {
     char msg[200];
-    nc_tls_describe_error(s->ssl, msg, sizeof msg);
+    nc_tls_describe_error(s->ssl, msg, sizeof msg, !s->tls_done);
     drain_wbio(s);
     if (!s->writing && s->pend.len) {
         uv_os_fd_t fd;
@@ -353,6 +357,16 @@ static void tls_fail(nc_stream *s) {
  * (allowHalfOpen false) after flushing what was written; so do we: no more reading, what is queued
  * leaves, then FIN (and close_notify), then close. Replies produced later are refused (NC_ECLOSED). */
 static void peer_ended(nc_stream *s) {
+    if (s->ssl && !s->tls_done && s->state == ST_CONNECTING) {
+        /* before the handshake completed: a plain TCP server that read our ClientHello as garbage and
+         * hung up (a NestJS TCP server does: "Corrupted length value"), or a client that gave up */
+        nc_stream_close(s, NC_ETLS,
+                        SSL_is_server(s->ssl)
+                            ? "TLS handshake failed: the peer closed the connection during the handshake"
+                            : "TLS handshake failed: the peer closed the connection without answering in TLS "
+                              "(is it a plain tcp:// port?)");
+        return;
+    }
     if (s->state != ST_OPEN || (!s->out.len && !s->pend.len && !s->writing)) {
         nc_stream_close(s, 0, "end of stream");
         return;
@@ -485,6 +499,17 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 int nc_stream_connect(nc_stream *s, const struct sockaddr *addr) {
+    char ip[48] = "?";
+    int port = 0;
+    if (addr->sa_family == AF_INET) {
+        uv_ip4_name((const struct sockaddr_in *)addr, ip, sizeof ip);
+        port = ntohs(((const struct sockaddr_in *)addr)->sin_port);
+        snprintf(s->addr, sizeof s->addr, "%s:%d", ip, port);
+    } else if (addr->sa_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)addr, ip, sizeof ip);
+        port = ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
+        snprintf(s->addr, sizeof s->addr, "[%s]:%d", ip, port);
+    }
     s->state = ST_CONNECTING;
     s->connect_req.data = s;
     int r = uv_tcp_connect(&s->connect_req, &s->tcp, addr, on_connect);

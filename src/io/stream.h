@@ -78,6 +78,7 @@ struct nc_stream {
     unsigned lingering : 1;
     unsigned linger_init : 1;
     int close_err;
+    char addr[64]; /* client: "ip:port" being connected to, for the reasons of a failed connect */
 };
 
 /* Prepares a stream on `io`. ctx: NULL for plain TCP, else TLS with that context (client when

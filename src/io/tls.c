@@ -92,18 +92,51 @@ int nc_tls_ctx_new(SSL_CTX **out, const nc_tls_opts *o, int is_server, char *err
     return r;
 }
 
-void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen) {
+/* Reasons OpenSSL gives when the first bytes from the peer are not a TLS record at all. */
+static int not_tls(unsigned long e) {
+    if (!e || ERR_GET_LIB(e) != ERR_LIB_SSL) return 0;
+    switch (ERR_GET_REASON(e)) {
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+    case SSL_R_UNKNOWN_PROTOCOL:
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_HTTPS_PROXY_REQUEST:
+    case SSL_R_RECORD_LENGTH_MISMATCH:
+#ifdef SSL_R_RECORD_LAYER_FAILURE
+    case SSL_R_RECORD_LAYER_FAILURE:
+#endif
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen, int in_handshake) {
     long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    unsigned long e = ERR_peek_last_error();
+    unsigned long first = ERR_peek_error(), e = ERR_peek_last_error();
     char buf[256] = "";
-    if (e) ERR_error_string_n(e, buf, sizeof buf);
+    if (e) {
+        const char *reason = ERR_reason_error_string(e);
+        if (reason)
+            snprintf(buf, sizeof buf, "%s", reason);
+        else
+            ERR_error_string_n(e, buf, sizeof buf);
+    }
     ERR_clear_error();
+    const char *pre = in_handshake ? "TLS handshake failed: " : "";
+    int server = ssl && SSL_is_server(ssl);
     if (vr != X509_V_OK)
-        snprintf(out, outlen, "certificate verification failed: %s", X509_verify_cert_error_string(vr));
+        snprintf(out, outlen, "%scertificate verification failed: %s", pre,
+                 X509_verify_cert_error_string(vr));
+    else if (in_handshake && (not_tls(first) || not_tls(e)))
+        snprintf(out, outlen, "%s",
+                 server
+                     ? "TLS handshake failed: the peer does not speak TLS (a plain tcp:// client?)"
+                     : "TLS handshake failed: the peer did not answer in TLS (is it a plain tcp:// port?)");
     else if (buf[0])
-        snprintf(out, outlen, "TLS error: %s", buf);
+        snprintf(out, outlen, "%s%s", in_handshake ? pre : "TLS error: ", buf);
     else
-        snprintf(out, outlen, "TLS error");
+        snprintf(out, outlen, "%s", in_handshake ? "TLS handshake failed" : "TLS error");
 }
 
 static char *dup_or_null(const char *s) {

@@ -12,8 +12,10 @@
 int nc_tls_ctx_new(SSL_CTX **out, const nc_tls_opts *o, int is_server, char *err, size_t errlen);
 
 /* The most useful description of the last TLS failure on `ssl` (verification result first, then the
- * OpenSSL error queue). Clears the error queue. */
-void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen);
+ * OpenSSL error queue). `in_handshake`: the failure is the handshake's, said so ("TLS handshake failed:
+ * ..."), and a peer that does not speak TLS at all (a plain TCP port, an HTTP server) is named as such
+ * rather than by OpenSSL's record-layer words. Clears the error queue. */
+void nc_tls_describe_error(SSL *ssl, char *out, size_t outlen, int in_handshake);
 
 /* Deep copy of the option strings into *dst / their release. */
 void nc_tls_opts_copy(nc_tls_opts *dst, const nc_tls_opts *src);

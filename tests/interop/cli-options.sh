@@ -7,6 +7,8 @@
 #     --opt queue=q, both subscribed in group q (the broker's monitoring shows it) and answering;
 #     `send` with ?name= and --opt name=
 #   listed: `nestc options nats`, `nestc help redis`
+#   no handler: `send` to a subject no server handles exits 1 with the error value (a JSON string) on
+#     stderr, as an error reply does (it exited 2 before)
 # Before --opt existed, --queue was parsed and ignored: the servers subscribed without a group.
 set -euo pipefail
 if [[ -z ${NATS_PORT:-} ]]; then
@@ -67,6 +69,11 @@ else
   echo "ok: both servers subscribed in queue group q ($groups)"
 fi
 expect 0 3 -- send "nats://$base?name=cli" sum '[1,2]' --opt name=cli2
+expect 1 '"' -- send "nats://$base" no.such.pattern 1 --timeout 5000
+if [[ $last_out != '"'*'"' ]]; then
+  echo "FAIL: no handler did not print a JSON string on stderr: $last_out" >&2
+  fails=$((fails + 1))
+fi
 for p in "${pids[@]}"; do kill -TERM "$p"; done
 for p in "${pids[@]}"; do
   if ! wait "$p"; then

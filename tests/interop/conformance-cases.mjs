@@ -69,22 +69,45 @@ async function expectContext(driver, env, pattern, route, channel, headers) {
   return v;
 }
 
-// Assertion helper (NATS): a request nobody is subscribed to fails locally, well before its 5 s timeout, with a
-// message that says so. Nest: `Empty response. There are no subscribers listening to that message ("<route>")`;
-// nestc: exit 2 with a message containing "no subscribers".
+// What `nestc send` reports for NC_ENOHANDLER: the no-handler text either as the error value (exit 1) or in
+// its failure message (exit 2, before the CLI gave NC_ENOHANDLER exit 1). Returns the text.
+function cliNoHandlerText(r) {
+  if (r.failure) {
+    assert.equal(r.failure.kind, 'other', `expected a no-handler failure, got ${JSON.stringify(r.failure)}`);
+    assert.match(r.failure.message, /^exit [12]:/);
+    return r.failure.message;
+  }
+  assert.equal(typeof r.error, 'string', `expected the no-handler text, got ${JSON.stringify(r.error)}`);
+  return r.error;
+}
+
+// Assertion helper (TCP/TLS, unknown pattern): the server's no-handler error. Nest: the error value; nestc:
+// NC_ENOHANDLER carrying the same value.
+export async function expectNoHandler(driver, pattern, data) {
+  if (driver.kind !== 'cli') return expectError(driver, pattern, data, NO_HANDLER);
+  const r = await driver.send(pattern, data);
+  assert.deepStrictEqual(r.values, []);
+  const text = cliNoHandlerText(r);
+  assert.ok(text.includes(NO_HANDLER), `message: ${text}`);
+  return r;
+}
+
+// Assertion helper (NATS; Redis with nestc): a request nobody is subscribed to fails locally, well before its
+// 5 s timeout, with a message that says so. Nest over NATS: `Empty response. There are no subscribers
+// listening to that message ("<route>")`; nestc: NC_ENOHANDLER with a message containing "no subscribers".
 export async function expectNoSubscribers(driver, pattern, route) {
   const t0 = Date.now();
   const r = await driver.send(pattern, 1, { timeoutMs: scaled(5000) });
   const ms = Date.now() - t0;
-  assert.equal(r.error, undefined, `unexpected error reply: ${JSON.stringify(r.error)}`);
   assert.deepStrictEqual(r.values, []);
-  assert.equal(r.failure?.kind, 'other', `expected an immediate local failure, got ${JSON.stringify(r.failure)}`);
-  assert.match(r.failure.message, /no subscribers/i);
   if (driver.kind === 'nest') {
+    assert.equal(r.error, undefined, `unexpected error reply: ${JSON.stringify(r.error)}`);
+    assert.equal(r.failure?.kind, 'other', `expected an immediate local failure, got ${JSON.stringify(r.failure)}`);
     const text = `Empty response. There are no subscribers listening to that message ("${route}")`;
     assert.ok(r.failure.message.includes(text), `message: ${r.failure.message}`);
+  } else {
+    assert.match(cliNoHandlerText(r), /no subscribers/i);
   }
-  if (driver.kind === 'cli') assert.match(r.failure.message, /^exit 2:/);
   // Well before the timeout: 1 s × the time factor (under ASan a CLI run over TLS took 1,094 ms on a loaded
   // machine). Under a tool (NESTC_WRAP: valgrind) starting the CLI alone takes seconds.
   if (!process.env.NESTC_WRAP) assert.ok(ms < scaled(1000), `took ${ms} ms: not immediate (limit ${scaled(1000)} ms)`);
@@ -209,8 +232,11 @@ add(
   { when: globs },
 );
 add(
-  `no wildcards: 'sensors.kitchen' is not subscribed → no reply (local timeout)`,
-  (d) => expectNoReply(d, 'sensors.kitchen', 1),
+  `no wildcards: 'sensors.kitchen' is not subscribed → no reply (Nest: local timeout) / immediate "no subscribers" (nestc)`,
+  (d) =>
+    d.kind === 'cli'
+      ? expectNoSubscribers(d, 'sensors.kitchen', 'sensors.kitchen')
+      : expectNoReply(d, 'sensors.kitchen', 1),
   { when: noGlobs },
 );
 
@@ -275,20 +301,24 @@ for (const [label, p, route, perEvent, n] of [
   });
 }
 
-// Unknown pattern: TCP servers answer with the no-handler error; on Redis nobody is subscribed to the channel,
-// so there is no reply at all and the client's own timeout ends the request (spec redis.md §3). On NATS the
-// broker itself answers a request nobody is subscribed to (no-responders status, spec nats.md §4): the client
-// fails at once, locally — Nest with EmptyResponseException, `nestc send` with exit 2 and "no subscribers".
+// Unknown pattern: TCP servers answer with the no-handler error (nestc: NC_ENOHANDLER with that value); on
+// Redis nobody is subscribed to the channel, so there is no reply at all and Nest's client waits for its own
+// timeout (spec redis.md §3), while nestc sees PUBLISH reach 0 subscribers and fails at once with
+// NC_ENOHANDLER ("no subscribers"). On NATS the broker itself answers a request nobody is subscribed to
+// (no-responders status, spec nats.md §4): the client fails at once, locally — Nest with
+// EmptyResponseException, `nestc send` with NC_ENOHANDLER and "no subscribers".
 for (const [label, p, route] of [
   ["{cmd:'nope'}", { cmd: 'nope' }, '{"cmd":"nope"}'],
   ["'nope'", 'nope', 'nope'],
 ]) {
-  add(`unknown pattern ${label} → no-handler error`, (d) => expectError(d, p, 1, NO_HANDLER), {
+  add(`unknown pattern ${label} → no-handler error`, (d) => expectNoHandler(d, p, 1), {
     when: (env) => !onRedis(env) && !onNats(env),
   });
-  add(`unknown pattern ${label} → no reply (local 500 ms timeout)`, (d) => expectNoReply(d, p, 1, 500), {
-    when: onRedis,
-  });
+  add(
+    `unknown pattern ${label} → no reply (Nest: local 500 ms timeout) / immediate "no subscribers" (nestc)`,
+    (d) => (d.kind === 'cli' ? expectNoSubscribers(d, p, route) : expectNoReply(d, p, 1, 500)),
+    { when: onRedis },
+  );
   add(
     `unknown pattern ${label} → immediate "no subscribers" failure (NATS no responders)`,
     (d) => expectNoSubscribers(d, p, route),

@@ -168,6 +168,21 @@ static void test_url_parts(void **state) {
     }
 }
 
+/* Calls refused before anything is sent leave their reason too. */
+static void test_call_refused(void **state) {
+    (void)state;
+    nc_client_opts o = quiet_client();
+    nc_client *c = NULL;
+    assert_int_equal(nc_client_new(&c, "tcp://127.0.0.1:1", &o), 0);
+    assert_int_equal(nc_client_send_json(c, json_null(), NULL, NULL, NULL, NULL, NULL), NC_EINVAL);
+    assert_contains(nc_last_error(), "The invalid data or message pattern (undefined/null)");
+    nc_option opt = {"nope", "1"};
+    nc_call_opts co = {.struct_size = sizeof co, .options = &opt, .noptions = 1};
+    assert_int_equal(nc_client_send(c, "x", NULL, &co, NULL, NULL, NULL), NC_EINVAL);
+    assert_contains(nc_last_error(), "unknown option 'nope' for tcp://");
+    nc_client_free(c);
+}
+
 static char other_thread_saw[300];
 
 static void other_thread(void *arg) {
@@ -198,6 +213,7 @@ int main(void) {
         cmocka_unit_test(test_success_keeps_reason),
         cmocka_unit_test(test_listen_in_use),
         cmocka_unit_test(test_url_parts),
+        cmocka_unit_test(test_call_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -391,7 +391,7 @@ static void test_tcp_stream_error_unknown(void **st) {
     call_free(&c);
     reset();
     request("nobody", NULL, &c);
-    assert_int_equal(c.err, NC_EREMOTE);
+    assert_int_equal(c.err, NC_ENOHANDLER);
     assert_string_equal(trail(), "A:dispatch A:finish-9"); /* no interceptor, no handler */
     call_free(&c);
     stop();

@@ -12,8 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <jansson.h>
+
+#include "tcp_fixture.h"
 
 #include "codec/json_write.h"
 #include "core/route.h"
@@ -426,7 +430,174 @@ static void test_threads(void **state) {
     }
 }
 
+/* ---- without ICU ----------------------------------------------------------------------------------
+ * Run in a child process whose NESTC_ICU_LIBRARY names a library that does not exist: what a machine without
+ * libicu sees. Every pattern must still have a route, the same whatever the key order, and be answered. */
+
+#define NO_ICU_LIB "libnestc-test-no-such-icu.so"
+
+static int route_warnings;
+static char route_warning[1024];
+
+static void record_log(void *user, nc_log_level level, const char *component, const char *message) {
+    (void)user;
+    if (level == NC_LOG_WARN && strcmp(component, "Route") == 0) {
+        route_warnings++;
+        snprintf(route_warning, sizeof route_warning, "%s", message);
+    }
+}
+
+/* Sorted by the fallback order: printable ASCII by the table, then other code points by value, case last. */
+static const char *const fallback_sorted[] = {
+    "_",
+    "a",
+    "A",
+    "ab",
+    "aB",
+    "Ab",
+    "b",
+    "e",
+    "f",
+    "ss",
+    "z",
+    "Z",
+    "z\001",
+    "z\303\251",
+    "\001",
+    "\177",
+    "\303\237",
+    "\303\251",
+    "\303\251a",
+    "\303\251\303\251",
+    "\344\270\255",
+    "\360\237\230\200",
+};
+
+static void test_no_icu_collation(void **state) {
+    (void)state;
+    assert_int_equal(nc_route_icu_available(), 0);
+    assert_int_equal(route_warnings, 1); /* one warning, naming the library */
+    assert_non_null(strstr(route_warning, NO_ICU_LIB));
+    size_t n = sizeof fallback_sorted / sizeof *fallback_sorted;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            int want = i < j ? -1 : i > j, got = collate(fallback_sorted[i], fallback_sorted[j]);
+            if (got != want)
+                fail_msg("collate(\"%s\", \"%s\") = %d, want %d", fallback_sorted[i], fallback_sorted[j], got,
+                         want);
+        }
+    assert_int_equal(route_warnings, 1);
+}
+
+/* All 720 insertion orders of six keys give one route; the ASCII keys keep NestJS's order. */
+static void test_no_icu_routes(void **state) {
+    (void)state;
+    static const char *const keys[6] = {"\303\251", "f", "e", "\303\237", "ss", "B"};
+    const char *want = "{\"B\":5,\"e\":2,\"f\":1,\"ss\":4,\"\303\237\":3,\"\303\251\":0}";
+    int perm[6] = {0, 1, 2, 3, 4, 5}, c[6] = {0}, checked = 0;
+    for (int i = 0;;) { /* Heap's algorithm */
+        json_t *o = json_object();
+        for (int k = 0; k < 6; k++) json_object_set_new(o, keys[perm[k]], json_integer(perm[k]));
+        char *r = NULL;
+        assert_int_equal(nc_route_from_value(o, &r), 0);
+        assert_string_equal(r, want);
+        free(r);
+        json_decref(o);
+        checked++;
+        while (i < 6 && c[i] >= i) c[i++] = 0;
+        if (i == 6) break;
+        int j = i % 2 ? c[i] : 0, t = perm[j];
+        perm[j] = perm[i];
+        perm[i] = t;
+        c[i]++;
+        i = 1;
+    }
+    assert_int_equal(checked, 720);
+    char *r = NULL;
+    assert_int_equal(nc_route_from_user("{\"\303\251\":{\"\344\270\255\":1,\"a\":2},\"cmd\":\"x\"}", &r), 0);
+    assert_string_equal(r, "{\"cmd\":\"x\",\"\303\251\":{\"a\":2,\"\344\270\255\":1}}");
+    free(r);
+    assert_int_equal(route_warnings, 1);
+}
+
+static void h_accented(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    nc_reply(req, json_string("answered"));
+}
+
+/* A request whose pattern has non-ASCII keys reaches its handler, its keys in another order than the
+ * handler's; the client routes it too (nc_client_send used to fail with NC_ENOMEM). */
+static void test_no_icu_request(void **state) {
+    (void)state;
+    tcp_server_new(NULL);
+    assert_int_equal(
+        nc_server_message(srv, "{\"\303\251t\303\251\":1,\"cmd\":\"sum\",\"\303\237\":2}", h_accented, NULL),
+        0);
+    tcp_listen_connect();
+    call c = call_new();
+    assert_int_equal(nc_client_send(cli, "{\"\303\237\":2,\"cmd\":\"sum\",\"\303\251t\303\251\":1}", NULL,
+                                    NULL, on_value, on_done, &c),
+                     0);
+    assert_true(run_until_ms(&c.done, 1, 5000));
+    assert_int_equal(c.err, 0);
+    assert_string_equal(json_string_value(json_array_get(c.values, 0)), "answered");
+    call_free(&c);
+    tcp_free();
+    assert_int_equal(route_warnings, 1);
+}
+
+/* A pattern text that is no UTF-8 is refused as invalid, not reported as out of memory (the CLI printed
+ * "out of memory" for `nestc send URL $'a\xff'`). */
+static void test_client_pattern_not_utf8(void **state) {
+    (void)state;
+    tcp_server_new(NULL);
+    tcp_listen_connect();
+    call c = call_new();
+    /* results first, asserts after the cleanup: a failed assert must not leave the loop busy */
+    int r1 = nc_client_send(cli, "a\377b", NULL, NULL, on_value, on_done, &c);
+    int r2 = nc_client_send(cli, "{\"a\377\":1}", NULL, NULL, on_value, on_done, &c);
+    int r3 = nc_client_emit(cli, "a\377b", NULL, NULL, NULL, NULL);
+    tcp_free();
+    run_until_ms(&c.done, 2, 100); /* let calls that were (wrongly) accepted end */
+    call_free(&c);
+    assert_int_equal(r1, NC_EINVAL);
+    assert_int_equal(r2, NC_EINVAL);
+    assert_int_equal(r3, NC_EINVAL);
+}
+
+static int no_icu_setup(void **state) {
+    int r = loop_setup(state);
+    nc_log_set_default(record_log, NULL, NC_LOG_WARN);
+    return r;
+}
+
+/* The group without ICU, in a child process (the library is chosen once per process). Returns whether it
+ * failed. */
+static int run_without_icu(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_icu_collation),
+        cmocka_unit_test(test_no_icu_routes),
+        cmocka_unit_test(test_no_icu_request),
+    };
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid == 0) {
+        setenv("NESTC_ICU_LIBRARY", NO_ICU_LIB, 1);
+        int r = cmocka_run_group_tests_name("route without ICU", tests, no_icu_setup, loop_teardown);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(r ? 1 : 0);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return 1;
+    return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+}
+
 int main(void) {
+    int no_icu_failed = run_without_icu(); /* first: nothing has loaded ICU in this process yet */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads), /* first, so the collator is opened concurrently */
         cmocka_unit_test(test_routes_tsv),
@@ -439,5 +610,10 @@ int main(void) {
         cmocka_unit_test(test_collation_strings),
         cmocka_unit_test(test_collation_random_vs_icu),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest client_tests[] = {
+        cmocka_unit_test(test_client_pattern_not_utf8),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    failed |= cmocka_run_group_tests_name("client patterns", client_tests, loop_setup, loop_teardown);
+    return failed || no_icu_failed;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "table.h"
 #include "codec/json_write.h"
 #include "util/buf.h"
 
@@ -36,25 +37,152 @@ static int opt_into(cli_args *a, const char *flag, const char *name, size_t nlen
     return 0;
 }
 
-static int int_arg(const char *flag, const char *v, int *out) {
+/* A number within the option's range: "expects ..." when it is not a number at all, "out of range"
+ * when it is one but too large or too small. */
+static int num_arg(const cli_opt *o, const char *v, double *out) {
     char *end;
-    long n = strtol(v, &end, 10);
-    if (!*v || *end || n < 0 || n > 1000000000) {
-        fprintf(stderr, "nestc: %s expects a non-negative integer, got \"%s\"\n", flag, v);
-        return 2;
+    errno = 0;
+    double d;
+    if (o->val == V_INT) {
+        long long n = strtoll(v, &end, 10);
+        d = (double)n;
+        if (!*v || *end || (n < 0 && errno != ERANGE)) {
+            fprintf(stderr, "nestc: %s expects a non-negative integer, got \"%s\"\n", o->name, v);
+            return 2;
+        }
+    } else {
+        d = strtod(v, &end);
+        if (!*v || *end || d != d || (d < 0 && errno != ERANGE)) {
+            fprintf(stderr, "nestc: %s expects a non-negative number, got \"%s\"\n", o->name, v);
+            return 2;
+        }
     }
-    *out = (int)n;
-    return 0;
-}
-
-static int dbl_arg(const char *flag, const char *v, double *out) {
-    char *end;
-    double d = strtod(v, &end);
-    if (!*v || *end || !(d >= 0) || d > 1e9) {
-        fprintf(stderr, "nestc: %s expects a non-negative number, got \"%s\"\n", flag, v);
+    if (errno == ERANGE || d < o->min || d > o->max) {
+        fprintf(stderr, "nestc: %s %s is out of range (%.17g to %.17g)\n", o->name, v, o->min, o->max);
         return 2;
     }
     *out = d;
+    return 0;
+}
+
+/* Stores the value of option o. */
+static int store_value(cli_args *a, const cli_opt *o, const char *val) {
+    double d = 0;
+    if (o->val == V_INT || o->val == V_NUM) {
+        int r = num_arg(o, val, &d);
+        if (r) return r;
+    }
+    if (o->val == V_CHOICE) {
+        size_t n = strlen(val);
+        const char *c = o->choices;
+        int ok = 0;
+        while (c && *c) {
+            const char *bar = strchr(c, '|');
+            size_t len = bar ? (size_t)(bar - c) : strlen(c);
+            if (len == n && !strncmp(c, val, n)) ok = 1;
+            c = bar ? bar + 1 : NULL;
+        }
+        if (!ok) {
+            fprintf(stderr, "nestc: %s is %s, not \"%s\"\n", o->name, o->choices, val);
+            return 2;
+        }
+    }
+    switch (o->id) {
+    case O_HELP:
+        a->help = 1;
+        break;
+    case O_VERBOSE:
+        a->verbose = 1;
+        break;
+    case O_QUIET:
+        a->quiet = 1;
+        break;
+    case O_INSECURE:
+        a->insecure = 1;
+        break;
+    case O_STREAM:
+        a->stream = 1;
+        break;
+    case O_TIMEOUT:
+        a->timeout_ms = (int)d;
+        break;
+    case O_CONNECT_TIMEOUT:
+        a->connect_timeout_ms = (int)d;
+        break;
+    case O_CA:
+        a->tls.ca_file = val, a->has_tls = 1;
+        break;
+    case O_CERT:
+        a->tls.cert_file = val, a->has_tls = 1;
+        break;
+    case O_KEY:
+        a->tls.key_file = val, a->has_tls = 1;
+        break;
+    case O_SERVERNAME:
+        a->tls.server_name = val, a->has_tls = 1;
+        break;
+    case O_METADATA:
+        return kv_into(&a->metadata, o->name, val);
+    case O_HEADER:
+        return kv_into(&a->headers, o->name, val);
+    case O_QUEUE:
+        return opt_into(a, o->name, "queue", 5, val); /* the transport option queue (NATS) */
+    case O_OPT: {
+        const char *e = strchr(val, '=');
+        return e ? opt_into(a, o->name, val, (size_t)(e - val), e + 1) : opt_into(a, o->name, val, 0, val);
+    }
+    case O_DATA_FILE:
+        a->data_file = val;
+        break;
+    case O_WORKERS:
+        a->workers = (int)d;
+        break;
+    case O_MAX_BUFFER:
+        a->max_buffer_size = (long long)d;
+        break;
+    case O_MAX_SEND_BUFFER:
+        a->max_send_buffer_size = (long long)d;
+        break;
+    case O_INCOMPLETE_TIMEOUT:
+        a->incomplete_timeout_ms = (int)d;
+        break;
+    case O_SHUTDOWN_TIMEOUT:
+        a->shutdown_timeout_ms = (int)d;
+        break;
+    case O_HANDSHAKE_TIMEOUT:
+        a->handshake_timeout_ms = (int)d;
+        break;
+    case O_EVENTS_HISTORY:
+        a->events_history = (long long)d;
+        break;
+    case O_CONNECTIONS:
+        a->connections = (int)d;
+        break;
+    case O_INFLIGHT:
+        a->inflight = (int)d;
+        break;
+    case O_DURATION:
+        a->duration_s = d;
+        break;
+    case O_WARMUP:
+        a->warmup_s = d;
+        break;
+    case O_EVENTS:
+        a->events = (int)d;
+        break;
+    case O_EVENT_PATTERN:
+        a->event_pattern = val;
+        break;
+    case O_EVENT_DATA:
+        a->event_data = val;
+        break;
+    case O_SERVER_PID:
+        a->server_pid = (int)d;
+        break;
+    case O_ENGINE:
+        a->engine = val;
+        break;
+    }
     return 0;
 }
 
@@ -68,6 +196,9 @@ static int parse_into(cli_args *a, int argc, char **argv, int first) {
     a->max_buffer_size = a->max_send_buffer_size = -2; /* -2 = not given */
     a->incomplete_timeout_ms = a->shutdown_timeout_ms = a->handshake_timeout_ms = -2;
     a->events_history = -2;
+    const char *cmd_name = first > 1 ? argv[first - 1] : "";
+    const cli_cmd *cmd = cli_cmd_find(cmd_name);
+    unsigned bit = cmd ? cmd->bit : 0;
     int only_pos = 0;
     for (int i = first; i < argc; i++) {
         const char *s = argv[i];
@@ -84,95 +215,37 @@ static int parse_into(cli_args *a, int argc, char **argv, int first) {
             only_pos = 1;
             continue;
         }
-        if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
-            a->help = 1;
-            continue;
-        }
-        if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) {
-            a->verbose = 1;
-            continue;
-        }
-        if (!strcmp(s, "-q") || !strcmp(s, "--quiet")) {
-            a->quiet = 1;
-            continue;
-        }
-        /* flags with a value: --flag value or --flag=value */
-        const char *val = NULL;
+        /* --flag value or --flag=value; the name is looked up first, so an unknown flag is reported as
+         * unknown even in last position */
         char name[64];
-        const char *eq = strchr(s, '=');
-        if (eq && (size_t)(eq - s) < sizeof name) {
-            memcpy(name, s, (size_t)(eq - s));
-            name[eq - s] = '\0';
+        const char *eq = s[1] == '-' ? strchr(s, '=') : NULL;
+        size_t nlen = eq ? (size_t)(eq - s) : strlen(s);
+        if (nlen >= sizeof name) nlen = sizeof name - 1;
+        memcpy(name, s, nlen);
+        name[nlen] = '\0';
+        int exists;
+        const cli_opt *o = cli_opt_find(name, bit, &exists);
+        if (!o) {
+            fprintf(stderr, "nestc: unknown option %s for %s (see nestc %s --help)\n", name, cmd_name,
+                    cmd_name);
+            return 2;
+        }
+        const char *val = NULL;
+        if (o->val == V_NONE) {
+            if (eq) {
+                fprintf(stderr, "nestc: %s takes no value\n", o->name);
+                return 2;
+            }
+        } else if (eq) {
             val = eq + 1;
         } else {
-            snprintf(name, sizeof name, "%s", s);
             if (i + 1 >= argc) {
-                fprintf(stderr, "nestc: %s needs a value\n", s);
+                fprintf(stderr, "nestc: %s needs a value (%s)\n", name, o->val_name);
                 return 2;
             }
             val = argv[++i];
         }
-        int r = 0;
-        if (!strcmp(name, "--timeout"))
-            r = int_arg(name, val, &a->timeout_ms);
-        else if (!strcmp(name, "--ca"))
-            a->tls.ca_file = val, a->has_tls = 1;
-        else if (!strcmp(name, "--cert"))
-            a->tls.cert_file = val, a->has_tls = 1;
-        else if (!strcmp(name, "--key"))
-            a->tls.key_file = val, a->has_tls = 1;
-        else if (!strcmp(name, "--servername"))
-            a->tls.server_name = val, a->has_tls = 1;
-        else if (!strcmp(name, "--metadata"))
-            r = kv_into(&a->metadata, name, val);
-        else if (!strcmp(name, "--header"))
-            r = kv_into(&a->headers, name, val);
-        else if (!strcmp(name, "--queue")) /* kept: the transport option queue (NATS) */
-            r = opt_into(a, name, "queue", 5, val);
-        else if (!strcmp(name, "--opt")) {
-            const char *e = strchr(val, '=');
-            r = e ? opt_into(a, name, val, (size_t)(e - val), e + 1) : opt_into(a, name, val, 0, val);
-        } else if (!strcmp(name, "--connections"))
-            r = int_arg(name, val, &a->connections);
-        else if (!strcmp(name, "--inflight"))
-            r = int_arg(name, val, &a->inflight);
-        else if (!strcmp(name, "--duration"))
-            r = dbl_arg(name, val, &a->duration_s);
-        else if (!strcmp(name, "--warmup"))
-            r = dbl_arg(name, val, &a->warmup_s);
-        else if (!strcmp(name, "--data-file"))
-            a->data_file = val;
-        else if (!strcmp(name, "--workers"))
-            r = int_arg(name, val, &a->workers);
-        else if (!strcmp(name, "--events"))
-            r = int_arg(name, val, &a->events);
-        else if (!strcmp(name, "--event-pattern"))
-            a->event_pattern = val;
-        else if (!strcmp(name, "--event-data"))
-            a->event_data = val;
-        else if (!strcmp(name, "--server-pid"))
-            r = int_arg(name, val, &a->server_pid);
-        else if (!strcmp(name, "--engine"))
-            a->engine = val;
-        else if (!strcmp(name, "--incomplete-timeout"))
-            r = int_arg(name, val, &a->incomplete_timeout_ms);
-        else if (!strcmp(name, "--shutdown-timeout"))
-            r = int_arg(name, val, &a->shutdown_timeout_ms);
-        else if (!strcmp(name, "--handshake-timeout"))
-            r = int_arg(name, val, &a->handshake_timeout_ms);
-        else if (!strcmp(name, "--events-history"))
-            r = int_arg(name, val, &a->events_history);
-        else if (!strcmp(name, "--max-buffer-size") || !strcmp(name, "--max-send-buffer-size")) {
-            int n = 0;
-            r = int_arg(name, val, &n);
-            if (!strcmp(name, "--max-buffer-size"))
-                a->max_buffer_size = n;
-            else
-                a->max_send_buffer_size = n;
-        } else {
-            fprintf(stderr, "nestc: unknown option %s (see --help)\n", name);
-            return 2;
-        }
+        int r = store_value(a, o, val);
         if (r) return r;
     }
     return 0;
@@ -192,8 +265,7 @@ void cli_args_free(cli_args *a) {
     a->nopts = 0;
 }
 
-/* The scheme of url, lowercase, into buf ("" when there is none). */
-static const char *scheme_of(const char *url, char *buf, size_t len) {
+const char *cli_scheme_of(const char *url, char *buf, size_t len) {
     const char *sep = strstr(url, "://");
     size_t n = sep ? (size_t)(sep - url) : 0;
     if (n >= len) n = len - 1;
@@ -205,7 +277,7 @@ static const char *scheme_of(const char *url, char *buf, size_t len) {
 int cli_split_opts(const cli_args *a, const char *url, unsigned level, int call_too, nc_option *conn,
                    size_t *nconn, nc_option *call, size_t *ncall) {
     char scheme[32];
-    scheme_of(url, scheme, sizeof scheme);
+    cli_scheme_of(url, scheme, sizeof scheme);
     *nconn = 0;
     if (ncall) *ncall = 0;
     if (!a->nopts) return 0;
@@ -231,7 +303,7 @@ int cli_split_opts(const cli_args *a, const char *url, unsigned level, int call_
 
 int cli_print_options(FILE *f, const char *scheme) {
     char buf[64];
-    scheme_of(scheme, buf, sizeof buf);
+    cli_scheme_of(scheme, buf, sizeof buf);
     if (!buf[0]) snprintf(buf, sizeof buf, "%s", scheme); /* "nats" as well as "nats://" */
     for (char *c = buf; *c; c++) *c = (char)tolower((unsigned char)*c);
     if (nc_options_check(buf, NC_OPT_CLIENT, NULL, 0, NULL, 0) == NC_EUNSUPPORTED) {
@@ -259,6 +331,37 @@ int cli_print_options(FILE *f, const char *scheme) {
     return 0;
 }
 
+/* Reads all of f into b. Returns 0 or -1 (errno set). */
+static int read_all(FILE *f, nc_buf *b) {
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (nc_buf_append(b, chunk, n)) {
+            errno = ENOMEM;
+            return -1;
+        }
+    return ferror(f) ? -1 : 0;
+}
+
+/* The bytes of "@FILE" / "@-" into b; `what` names the source in messages. Returns 0 or 2. */
+static int read_source(const char *path, const char *what, nc_buf *b) {
+    int std_in = !strcmp(path, "-");
+    FILE *f = std_in ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "nestc: cannot read %s %s: %s\n", what, path, strerror(errno));
+        return 2;
+    }
+    int r = read_all(f, b);
+    int e = errno;
+    if (!std_in) fclose(f);
+    if (r) {
+        fprintf(stderr, "nestc: cannot read %s %s: %s\n", what, std_in ? "(standard input)" : path,
+                strerror(e));
+        return 2;
+    }
+    return 0;
+}
+
 int cli_load_data(const cli_args *a, const char *text, json_t **out) {
     char err[200];
     *out = NULL;
@@ -266,7 +369,9 @@ int cli_load_data(const cli_args *a, const char *text, json_t **out) {
         fprintf(stderr, "nestc: give the data either as an argument or with --data-file, not both\n");
         return 2;
     }
-    if (!a->data_file) {
+    const char *path = a->data_file ? a->data_file : text && text[0] == '@' ? text + 1 : NULL;
+    const char *what = a->data_file ? "--data-file" : "data file";
+    if (!path) {
         if (!text) {
             *out = json_null();
             return 0;
@@ -277,30 +382,86 @@ int cli_load_data(const cli_args *a, const char *text, json_t **out) {
         }
         return 0;
     }
-    FILE *f = fopen(a->data_file, "rb");
-    if (!f) {
-        fprintf(stderr, "nestc: cannot read --data-file %s: %s\n", a->data_file, strerror(errno));
-        return 2;
-    }
     nc_buf b = NC_BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    int r = 0;
-    while (!r && (n = fread(chunk, 1, sizeof chunk, f)) > 0) r = nc_buf_append(&b, chunk, n);
-    int rd_err = ferror(f);
-    fclose(f);
-    if (r || rd_err) {
-        fprintf(stderr, "nestc: cannot read --data-file %s\n", a->data_file);
+    if (read_source(path, what, &b)) {
         nc_buf_free(&b);
         return 2;
     }
-    r = nc_json_parse(b.data ? b.data : "", b.len, out, err, sizeof err);
+    int r = nc_json_parse(b.data ? b.data : "", b.len, out, err, sizeof err);
     nc_buf_free(&b);
     if (r) {
-        fprintf(stderr, "nestc: --data-file %s is not valid JSON: %s\n", a->data_file, err);
+        fprintf(stderr, "nestc: %s %s is not valid JSON: %s\n", what, path, err);
         return 2;
     }
     return 0;
+}
+
+int cli_load_stream(const char *text, json_t **out) {
+    char err[200];
+    nc_buf b = NC_BUF_INIT;
+    const char *src = text;
+    size_t len = text ? strlen(text) : 0;
+    if (!text || text[0] == '@') {
+        if (read_source(text ? text + 1 : "-", "data file", &b)) {
+            nc_buf_free(&b);
+            return 2;
+        }
+        src = b.data ? b.data : "";
+        len = b.len;
+    }
+    json_t *arr = json_array();
+    size_t pos = 0, index = 0;
+    int rc = 0;
+    for (;;) {
+        while (pos < len && strchr(" \t\r\n", src[pos])) pos++;
+        if (pos == len) break;
+        /* jansson finds where this value ends (it stops after one value with JSON_DISABLE_EOF_CHECK);
+         * the library's parser then reads exactly those bytes, as it reads every other [data] */
+        json_error_t je;
+        json_t *probe =
+            json_loadb(src + pos, len - pos, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL, &je);
+        json_t *v = NULL;
+        size_t used = probe ? (size_t)je.position : 0;
+        json_decref(probe);
+        if (!probe || !used || nc_json_parse(src + pos, used, &v, err, sizeof err)) {
+            fprintf(stderr, "nestc: --stream value %zu (byte %zu) is not valid JSON: %s\n", index + 1, pos,
+                    probe ? err : je.text);
+            rc = 2;
+            break;
+        }
+        json_array_append_new(arr, v);
+        pos += used;
+        index++;
+    }
+    nc_buf_free(&b);
+    if (rc) {
+        json_decref(arr);
+        return rc;
+    }
+    *out = arr;
+    return 0;
+}
+
+const nc_tls_opts *cli_client_tls(cli_args *a, const char *url, int *rc) {
+    *rc = 0;
+    if (a->insecure) {
+        char scheme[32];
+        cli_scheme_of(url, scheme, sizeof scheme);
+        if (strcmp(scheme, "tls") && strcmp(scheme, "rediss")) {
+            fprintf(stderr, "nestc: --insecure is for tls:// and rediss:// only, not %s\n", url);
+            *rc = 2;
+            return NULL;
+        }
+        fprintf(stderr, "nestc: warning: --insecure: the server's certificate is not verified\n");
+        a->tls.insecure_skip_verify = 1;
+        a->has_tls = 1;
+    }
+    return a->has_tls ? &a->tls : NULL;
+}
+
+const char *cli_reason(int err) {
+    const char *r = nc_last_error();
+    return *r ? r : nc_strerror(err);
 }
 
 void cli_setup_logging(const cli_args *a) {

@@ -13,7 +13,10 @@
 typedef struct cli_args {
     const char *pos[CLI_MAX_POS];
     int npos;
-    int timeout_ms; /* --timeout */
+    int timeout_ms;         /* --timeout */
+    int connect_timeout_ms; /* --connect-timeout, 0 = not given */
+    int insecure;           /* --insecure */
+    int stream;             /* --stream (send) */
     nc_tls_opts tls;
     int has_tls;
     json_t *metadata; /* --metadata k=v (object), NULL when none */
@@ -39,13 +42,26 @@ typedef struct cli_args {
     int events_history;                              /* --events-history (conformance), -2 = not given */
 } cli_args;
 
-/* Parses argv[first..argc). Returns 0, or 2 after printing a message for a bad flag. */
+/* Parses argv[first..argc) for the command argv[1], against the option table (table.h): an option the
+ * command does not have is refused wherever it stands. Returns 0, or 2 after printing a message. */
 int cli_parse(cli_args *a, int argc, char **argv, int first);
+/* Prints the --help of command `name` (generated from the table) to f. */
+void cli_usage(FILE *f, const char *name);
 void cli_args_free(cli_args *a);
-/* The data of a command: the JSON file given with --data-file, or the JSON text `text` (the positional
- * [data], may be NULL), or JSON null when neither is given. Both at once is an error. On success stores a
- * new reference in *out and returns 0; otherwise prints a message on stderr and returns 2. */
+/* The data of a command: the JSON file given with --data-file, or `text` (the positional [data], may be
+ * NULL): "@FILE" reads the file, "@-" standard input, anything else is JSON text (JSON text never starts
+ * with '@', so there is nothing to escape); JSON null when neither is given. Both at once is an error.
+ * On success stores a new reference in *out and returns 0; otherwise prints a message on stderr and
+ * returns 2. */
 int cli_load_data(const cli_args *a, const char *text, json_t **out);
+/* --stream: the JSON values of `text` ("@FILE", "@-", or JSON text; NULL = "@-"), separated by
+ * whitespace, as a new array in *out. Returns 0, or 2 after a message. */
+int cli_load_stream(const char *text, json_t **out);
+/* The scheme of url, lowercase, into buf ("" when there is none). */
+const char *cli_scheme_of(const char *url, char *buf, size_t len);
+/* Fills the client TLS options of a command (--insecure checked against the URL's scheme, warned about
+ * once). Returns the options to use (NULL = none), or sets *rc = 2 after a message. */
+const nc_tls_opts *cli_client_tls(cli_args *a, const char *url, int *rc);
 /* The transport options for a command of `url`: those the transport takes at `level` go to *conn, on
  * send/emit (call_too) those it takes only per call go to *call. Every option is checked against the
  * transport's table first: a refused one prints the reason on stderr and returns 2. */
@@ -53,6 +69,9 @@ int cli_split_opts(const cli_args *a, const char *url, unsigned level, int call_
                    size_t *nconn, nc_option *call, size_t *ncall);
 /* nestc options <scheme> / nestc help <scheme>: prints the transport's options. */
 int cli_print_options(FILE *f, const char *scheme);
+/* The reason of a failed library call on this thread: the library's own text where it has one, else
+ * nc_strerror(err). */
+const char *cli_reason(int err);
 /* Applies -v/-q to the default logger. */
 void cli_setup_logging(const cli_args *a);
 /* Prints v as one line of compact JSON (JavaScript JSON.stringify form) to f. */

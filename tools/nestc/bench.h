@@ -29,7 +29,8 @@ typedef struct bench_cfg {
     int events; /* events sent before each request on the same connection */
     int connections, inflight;
     double warmup_s, duration_s;
-    int timeout_ms; /* client engine: per-request timeout, 0 = none */
+    int timeout_ms;         /* client engine: per-request timeout, 0 = none */
+    int connect_timeout_ms; /* client engine: --connect-timeout, 0 = not given */
     const nc_tls_opts *tls;
     int verbose;
 } bench_cfg;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "args.h"
 #include "bench.h"
 #include "bench_tcpinfo.h"
 
@@ -313,6 +314,7 @@ int bench_run_client(const bench_cfg *cfg, bench_stats *st) {
     co.loop = &E.loop;
     co.tls = cfg->tls;
     co.timeout_ms = cfg->timeout_ms == 0 ? NC_LIMIT_OFF : cfg->timeout_ms;
+    co.connect_timeout_ms = cfg->connect_timeout_ms; /* 0: the library's default (5000) */
     co.log_level = cfg->verbose ? NC_LOG_DEBUG : NC_LOG_OFF;
     co.options = cfg->options;
     co.noptions = cfg->noptions;
@@ -322,7 +324,7 @@ int bench_run_client(const bench_cfg *cfg, bench_stats *st) {
         c->slots = calloc((size_t)cfg->inflight, sizeof *c->slots);
         int r = c->slots ? nc_client_new(&c->cli, cfg->url, &co) : NC_ENOMEM;
         if (r) {
-            fprintf(stderr, "nestc bench: cannot use %s: %s\n", cfg->url, nc_strerror(r));
+            fprintf(stderr, "nestc bench: cannot use %s: %s\n", cfg->url, cli_reason(r));
             teardown(&E);
             return 2;
         }

@@ -17,34 +17,8 @@
 #define MAX_SLOTS 10000000 /* connections * inflight */
 
 static void usage(FILE *f) {
-    fputs(
-        "usage: nestc bench <url> <pattern> [data] [options]\n"
-        "  Load generator: keeps --inflight requests pending on each of --connections connections for\n"
-        "  --warmup + --duration seconds and prints one JSON line:\n"
-        "  "
-        "{\"requests\",\"errors\",\"rps\",\"p50_us\",\"p99_us\",\"max_us\",\"events\",\"eps\",\"mb_per_s\",\n"
-        "   \"bytes_out\",\"bytes_in\",\"connections\",\"inflight\",\"duration_s\",\"engine\",\n"
-        "   \"client_cpu_us_per_resp\"[,\"server_cpu_s\",\"server_cpu_us_per_resp\"], ...}\n"
-        "  <pattern> and [data] as for `nestc send`. Exit 0 when it ran (errors are in the JSON), 2 on bad\n"
-        "  arguments or when it cannot connect. See docs/bench-cli.md.\n"
-        "options:\n"
-        "  --connections C      connections (default 1)\n"
-        "  --inflight N         requests pending per connection (default 1)\n"
-        "  --duration S         counting window in seconds, fractions allowed (default 5)\n"
-        "  --warmup S           traffic before the window, not counted (default 1)\n"
-        "  --data-file F        the request data read from a JSON file instead of [data]\n"
-        "  --events K           send K events before every request (needs --event-pattern)\n"
-        "  --event-pattern EP   the events' pattern\n"
-        "  --event-data D       the events' data (JSON text; default: the request data)\n"
-        "  --server-pid PID     also report the server's CPU time over the window (/proc/PID/stat)\n"
-        "  --engine raw|client  raw: built-in epoll generator (default for tcp://); client: the nestc\n"
-        "                       client library (always for tls://)\n"
-        "  --timeout MS         client engine: per-request timeout (default 5000; 0 = none)\n"
-        "  --metadata k=v       packet metadata, repeatable\n"
-        "  --opt name=value     transport option (nestc options <scheme>), repeatable\n"
-        "  --ca FILE, --cert FILE --key FILE, --servername NAME   TLS, as for `nestc send`\n"
-        "  -v, --verbose        log the client library's debug output on stderr\n",
-        f);
+    cli_usage(f, "bench");
+    fputs("See docs/bench-cli.md for every field of the JSON line.\n", f);
 }
 
 static void raise_nofile(void) {
@@ -102,10 +76,26 @@ static void print_result(const bench_cfg *cfg, const bench_stats *st, const char
     fflush(f);
 }
 
+/* A run in which no request succeeded is a failed run: say why on stderr. 1 when the server answered
+ * every request with an error (as `send` exits 1 on an error reply), 2 when they failed locally. */
+static int all_failed(const bench_stats *st) {
+    if (st->requests > st->errors || (!st->errors && !st->failures)) return 0;
+    if (st->errors) {
+        fprintf(stderr,
+                "nestc bench: every reply was an error reply (%llu error replies, %llu local failures)\n",
+                (unsigned long long)st->errors, (unsigned long long)st->failures);
+        return 1;
+    }
+    fprintf(stderr, "nestc bench: no request succeeded (%llu local failures: timeouts, lost connections)\n",
+            (unsigned long long)st->failures);
+    return 2;
+}
+
 /* Checks the arguments and fills what the engines need; returns 0 or 2 after a message. */
-static int setup(const cli_args *a, bench_cfg *cfg, const char **engine, json_t **owned) {
+static int setup(cli_args *a, bench_cfg *cfg, const char **engine, json_t **owned) {
     if (a->npos < 2 || a->npos > 3) {
-        fprintf(stderr, "nestc bench: expected <url> <pattern> [data]\n");
+        if (a->npos) fprintf(stderr, "nestc bench: expected <url> <pattern> [data]\n");
+        usage(stderr);
         return 2;
     }
     if (a->connections < 1 || a->connections > MAX_CONNECTIONS || a->inflight < 1 ||
@@ -172,17 +162,17 @@ static int setup(const cli_args *a, bench_cfg *cfg, const char **engine, json_t 
     cfg->warmup_s = a->warmup_s;
     cfg->duration_s = a->duration_s;
     cfg->timeout_ms = a->timeout_ms;
-    cfg->tls = a->has_tls ? &a->tls : NULL;
+    cfg->connect_timeout_ms = a->connect_timeout_ms;
+    int rc;
+    cfg->tls = cli_client_tls(a, url, &rc);
+    if (rc) return rc;
     cfg->verbose = a->verbose;
     return 0;
 }
 
 int cmd_bench(int argc, char **argv) {
     cli_args a;
-    if (cli_parse(&a, argc, argv, 2)) {
-        usage(stderr);
-        return 2;
-    }
+    if (cli_parse(&a, argc, argv, 2)) return 2; /* the message names the option */
     if (a.help) {
         usage(stdout);
         cli_args_free(&a);
@@ -215,7 +205,10 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!rc) {
         rc = !strcmp(engine, "raw") ? bench_run_raw(&cfg, &st) : bench_run_client(&cfg, &st);
-        if (!rc) print_result(&cfg, &st, engine);
+        if (!rc) {
+            print_result(&cfg, &st, engine);
+            rc = all_failed(&st);
+        }
     }
     for (int i = 0; i < 4; i++) json_decref(owned[i]);
     cli_args_free(&a);

@@ -244,30 +244,7 @@ static void both_event(nc_server *s, const char *name, nc_event_fn fn) {
 }
 
 static void usage(FILE *f) {
-    fputs("usage: nestc conformance <url> [options]\n"
-          "  Serves the conformance service (sum, asyncSum, streamSum, streaming, exception, echo, sleep,\n"
-          "  context, events; events notification (two handlers) and user_created) until SIGINT/SIGTERM,\n"
-          "  then shuts down gracefully.\n"
-          "options:\n"
-          "  --cert FILE --key FILE   server certificate and key (required for tls://)\n"
-          "  --ca FILE                require client certificates signed by this CA (mutual TLS)\n"
-          "  --max-buffer-size N      per-connection receive limit in UTF-16 units (default 134217728)\n"
-          "  --max-send-buffer-size N unsent reply bytes before a peer that does not read is dropped\n"
-          "                           (default 134217728)\n"
-          "  --incomplete-timeout MS  close a peer stalled in the middle of a frame (default 30000)\n"
-          "  --shutdown-timeout MS    at shutdown, time for in-flight requests to finish and for their\n"
-          "                           replies to be written (default 10000); then unfinished requests\n"
-          "                           are cancelled and the process exits\n"
-          "  --handshake-timeout MS   tls://: close a connection whose TLS handshake is not done in\n"
-          "                           this time (default 10000, 0 = never)\n"
-          "  --workers N              serve on N loops / threads sharing the port (default 1)\n"
-          "  --opt name=value         transport option, repeatable (nestc options <scheme> lists\n"
-          "                           them); the same as ?name=value on the URL, and wins over it\n"
-          "  --queue Q                NATS: --opt queue=Q (the queue group of every handler)\n"
-          "  --events-history N       event payloads kept per event pattern for `events` (the most\n"
-          "                           recent N; default 1000, 0 keeps none); `count` stays exact\n"
-          "  -v, --verbose / -q, --quiet   more / less logging on stderr\n",
-          f);
+    cli_usage(f, "conformance");
 }
 
 /* command line: not given → the default (0 in the API), 0 → off, n → n */
@@ -302,12 +279,10 @@ static void on_status(void *user, const char *status, int err) {
 
 int cmd_conformance(int argc, char **argv) {
     cli_args a;
-    if (cli_parse(&a, argc, argv, 2)) {
-        usage(stderr);
-        return 2;
-    }
+    if (cli_parse(&a, argc, argv, 2)) return 2; /* the message names the option */
     if (a.help) {
         usage(stdout);
+        cli_args_free(&a);
         return 0;
     }
     if (a.npos != 1) {
@@ -337,7 +312,7 @@ int cmd_conformance(int argc, char **argv) {
     nc_server *s;
     int r = nc_server_new(&s, a.pos[0], &so);
     if (r) {
-        fprintf(stderr, "nestc: cannot serve %s: %s\n", a.pos[0], nc_strerror(r));
+        fprintf(stderr, "nestc: cannot serve %s: %s\n", a.pos[0], cli_reason(r));
         cli_args_free(&a);
         return 2;
     }
@@ -363,7 +338,7 @@ int cmd_conformance(int argc, char **argv) {
     nc_server_on_status(s, on_status, s);
     nc_server_handle_signals(s);
     r = nc_server_run(s);
-    if (r) fprintf(stderr, "nestc: cannot listen on %s: %s\n", a.pos[0], nc_strerror(r));
+    if (r) fprintf(stderr, "nestc: cannot listen on %s: %s\n", a.pos[0], cli_reason(r));
     nc_server_free(s);
     ev_logs_free();
     uv_mutex_destroy(&events_lock);

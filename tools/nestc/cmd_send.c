@@ -21,8 +21,13 @@ static void on_done(void *user, int err, json_t *error) {
     o->done = 1;
     if (err == 0) {
         o->exit_code = 0;
-    } else if (err == NC_EREMOTE) {
-        cli_print_json(stderr, error); /* the remote error value, verbatim */
+    } else if (err == NC_EREMOTE || err == NC_ENOHANDLER) {
+        /* an error reply, "no handler" included on every transport: the error value, verbatim (TCP: the
+         * remote's error; Redis, NATS: NestJS's message as a JSON string) */
+        if (error)
+            cli_print_json(stderr, error);
+        else
+            fprintf(stderr, "\"%s\"\n", nc_strerror(err));
         o->exit_code = 1;
     } else {
         const char *msg = json_is_string(error) ? json_string_value(error) : nc_strerror(err);
@@ -32,40 +37,37 @@ static void on_done(void *user, int err, json_t *error) {
 }
 
 static void usage(FILE *f, int emit) {
-    if (emit)
-        fputs("usage: nestc emit <url> <pattern> [data] [options]\n"
-              "  Publishes one event (NestJS client.emit). Exits 0 once the transport accepted it.\n",
-              f);
-    else
-        fputs("usage: nestc send <url> <pattern> [data] [options]\n"
-              "  Sends one request (NestJS client.send) and prints each reply value as one line of\n"
-              "  compact JSON. Exit 0 when the reply stream ends; 1 on an error reply (its JSON on\n"
-              "  stderr); 2 on timeout, refused connection, TLS failure or bad arguments.\n",
-              f);
-    fputs(
-        "  <url>      tcp://host:port or tls://host:port\n"
-        "  <pattern>  a JSON object or number if it parses as one ('{\"cmd\":\"sum\"}', 42), else a string\n"
-        "  [data]     JSON text (default null)\n"
-        "options:\n"
-        "  --timeout MS       request timeout, connecting included (default 5000; 0 = none)\n"
-        "  --ca FILE          trust this CA for tls:// instead of the system store\n"
-        "  --cert FILE --key FILE   client certificate (mutual TLS)\n"
-        "  --servername NAME  TLS name to verify (default: the URL host)\n"
-        "  --metadata k=v     packet metadata (NestJS 12), repeatable\n"
-        "  --header k=v       transport headers, for transports that have them, repeatable\n"
-        "  --opt name=value   transport option, repeatable (nestc options <scheme> lists them)\n"
-        "  -v, --verbose      log the library's debug output on stderr\n",
-        f);
+    cli_usage(f, emit ? "emit" : "send");
+}
+
+/* --stream: the first value goes with the call, the others through nc_call_write, then the half-close.
+ * Returns 0 or the library's error (the call is cancelled: on_done reports nothing more). */
+static int stream_rest(nc_call *call, const json_t *values, outcome *o) {
+    for (size_t i = 1; i < json_array_size(values); i++) {
+        int r = nc_call_write(call, json_array_get(values, i));
+        if (r) {
+            fprintf(stderr, "nestc: --stream: %s: cannot send value %zu: %s%s\n", nc_err_name(r), i + 1,
+                    nc_strerror(r), r == NC_EUNSUPPORTED ? " (this transport has no client streams)" : "");
+            o->exit_code = 2;
+            o->done = 1;
+            return r;
+        }
+    }
+    return nc_call_end(call);
+}
+
+static void on_stream_done(void *user, int err, json_t *error) {
+    outcome *o = user;
+    if (o->done) return; /* already reported (a write failed and the call was cancelled) */
+    on_done(user, err, error);
 }
 
 int cmd_send_or_emit(int argc, char **argv, int emit) {
     cli_args a;
-    if (cli_parse(&a, argc, argv, 2)) {
-        usage(stderr, emit);
-        return 2;
-    }
+    if (cli_parse(&a, argc, argv, 2)) return 2;
     if (a.help) {
         usage(stdout, emit);
+        cli_args_free(&a);
         return 0;
     }
     if (a.npos < 2 || a.npos > 3) {
@@ -76,37 +78,34 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
     }
     nc_log_set_default(NULL, NULL, a.verbose ? NC_LOG_DEBUG : NC_LOG_OFF);
     json_t *data = NULL;
-    if (a.npos == 3) {
-        char err[200];
-        if (nc_json_parse(a.pos[2], strlen(a.pos[2]), &data, err, sizeof err)) {
-            fprintf(stderr, "nestc: data is not valid JSON: %s\n", err);
-            cli_args_free(&a);
-            return 2;
-        }
-    } else {
-        data = json_null();
+    const char *text = a.npos == 3 ? a.pos[2] : NULL;
+    if (a.stream ? cli_load_stream(text, &data) : cli_load_data(&a, text, &data)) {
+        cli_args_free(&a);
+        return 2;
     }
     nc_option conn_opts[CLI_MAX_OPTS], call_opts[CLI_MAX_OPTS];
     size_t nconn, ncall;
-    if (cli_split_opts(&a, a.pos[0], NC_OPT_CLIENT, 1, conn_opts, &nconn, call_opts, &ncall)) {
+    int r;
+    nc_client_opts co = {0};
+    co.tls = cli_client_tls(&a, a.pos[0], &r);
+    if (r || cli_split_opts(&a, a.pos[0], NC_OPT_CLIENT, 1, conn_opts, &nconn, call_opts, &ncall)) {
         json_decref(data);
         cli_args_free(&a);
         return 2;
     }
-    nc_client_opts co = {0};
     co.options = conn_opts;
     co.noptions = nconn;
-    co.tls = a.has_tls ? &a.tls : NULL;
     co.timeout_ms = a.timeout_ms == 0 ? NC_LIMIT_OFF : a.timeout_ms;
-    /* --timeout bounds the whole call, connection included: a slow TLS handshake may use all of it. */
-    co.connect_timeout_ms = a.timeout_ms == 0 ? -1 : a.timeout_ms;
+    /* --timeout bounds the whole call, connection included: a slow TLS handshake may use all of it.
+     * Without a request timeout connecting stays bounded (0 = the library's default, 5000 ms): an
+     * unanswered SYN would otherwise wait for the kernel's retries (over two minutes). */
+    co.connect_timeout_ms = a.connect_timeout_ms ? a.connect_timeout_ms : a.timeout_ms;
     nc_client *cli;
-    /* a refused URL parameter or option is named by the library's log line: let errors through until
-     * the call is made (quiet afterwards: the outcome is reported below) */
-    if (!a.verbose) nc_log_set_default(NULL, NULL, NC_LOG_ERROR);
-    int r = nc_client_new(&cli, a.pos[0], &co);
+    /* the library stays quiet without -v: a refused URL or option is reported once, below, with the
+     * library's reason (nc_last_error) */
+    r = nc_client_new(&cli, a.pos[0], &co);
     if (r) {
-        fprintf(stderr, "nestc: cannot use %s: %s\n", a.pos[0], nc_strerror(r));
+        fprintf(stderr, "nestc: cannot use %s: %s\n", a.pos[0], cli_reason(r));
         json_decref(data);
         cli_args_free(&a);
         return 2;
@@ -117,12 +116,20 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
     call.headers = a.headers;
     call.options = call_opts;
     call.noptions = ncall;
-    r = emit ? nc_client_emit(cli, a.pos[1], data, &call, on_done, &o)
-             : nc_client_send(cli, a.pos[1], data, &call, on_value, on_done, &o);
+    if (emit) {
+        r = nc_client_emit(cli, a.pos[1], data, &call, on_done, &o);
+    } else if (a.stream) {
+        nc_call_cbs cbs = {.on_value = on_value, .on_done = on_stream_done};
+        nc_call *c;
+        json_t *first = json_array_size(data) ? json_array_get(data, 0) : NULL;
+        r = nc_client_call(cli, a.pos[1], first, &call, &cbs, &o, &c);
+        if (!r && stream_rest(c, data, &o)) nc_call_cancel(c);
+    } else {
+        r = nc_client_send(cli, a.pos[1], data, &call, on_value, on_done, &o);
+    }
     json_decref(data);
-    if (!a.verbose) nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     if (r) {
-        fprintf(stderr, "nestc: %s\n", nc_strerror(r));
+        fprintf(stderr, "nestc: %s\n", cli_reason(r));
         o.exit_code = 2;
     } else {
         nc_client_run(cli);

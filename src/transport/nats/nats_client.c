@@ -38,7 +38,7 @@ typedef struct nats_client {
     int state, nopen;
     nc_backoff retry; /* the reconnect policy */
     int end_err;
-    char end_msg[256];
+    char end_msg[320];
     uint64_t next_sid;
     char nuid_prefix[13]; /* random per client; the rest of each inbox counts up */
     uint64_t nuid_seq;
@@ -219,8 +219,10 @@ static void conn_end(nc_nats_conn *c, int err, const char *msg) {
     if (delay < 0) {
         nc_logf(LOG(nc), NC_LOG_ERROR, "Client", "%s; reconnection attempts exhausted", text);
         nc_client__error(nc->cli, err ? err : NC_ECONNCLOSED, text);
-        nc->end_err = NC_ECONNCLOSED;
-        snprintf(nc->end_msg, sizeof nc->end_msg, "Connection closed");
+        /* a reason that says what to fix fails the calls with it; a lost connection as NestJS does */
+        int telling = err == NC_EPROTO || err == NC_ETLS || err == NC_EAUTH || err == NC_ETOOBIG;
+        nc->end_err = telling ? err : NC_ECONNCLOSED;
+        snprintf(nc->end_msg, sizeof nc->end_msg, "%s", telling ? text : "Connection closed");
         all_closed(nc);
         return;
     }

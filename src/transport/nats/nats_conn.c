@@ -28,9 +28,14 @@ static void conn_ended(nc_dial *d, int err, const char *msg) {
 
 static void st_end(nc_stream *s, int err, const char *msg) {
     nc_nats_conn *c = CONN_OF(s);
-    char why[200];
+    char why[300];
     if (c->d.end_err) {
         nc_dial_reason(&c->d, &err, &msg);
+        if (err == NC_ETIMEDOUT && c->state == NS_INFO) {
+            /* the TCP connection was made: the peer never spoke, as a NATS server does first */
+            snprintf(why, sizeof why, "%s: connected, but no INFO greeting came (is it a NATS server?)", msg);
+            msg = why;
+        }
     } else if (c->state == NS_TLS || c->state == NS_HANDSHAKE || c->state == NS_INFO) {
         /* nats-server closes slow handshakes (its tls timeout is 0.5 s by default): say where it happened */
         snprintf(why, sizeof why, "the server closed the connection during the %s (%s)",
@@ -222,7 +227,14 @@ static void st_data(nc_stream *s, const char *data, size_t len) {
     if (c->d.ended || c->d.end_err) return;
     char why[200];
     int r = nc_nats_feed(&c->parser, data, len, on_op, c, why, sizeof why);
-    if (r) fail(c, r, why);
+    if (r && r == NC_EPROTO && c->state == NS_INFO) {
+        /* the first words were not NATS's INFO: most likely not a NATS server at all (an HTTP server) */
+        char text[260];
+        snprintf(text, sizeof text, "the peer is not a NATS server (no INFO greeting): %s", why);
+        fail(c, r, text);
+    } else if (r) {
+        fail(c, r, why);
+    }
 }
 
 static void st_open(nc_stream *s, int err, const char *msg) {

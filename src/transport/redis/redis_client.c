@@ -46,7 +46,7 @@ struct redis_client {
     nc_backoff retry[2]; /* the reconnect policy of the pub [0] and sub [1] connections */
     int nopen;
     int end_err;
-    char end_msg[256];
+    char end_msg[320];
     nc_map subs; /* reply channel -> rsub */
 };
 
@@ -98,6 +98,14 @@ static void request_published(void *arg, redisReply *r) {
         snprintf(msg, sizeof msg, "Redis refused PUBLISH to %s: %s", n->route, r->str);
         nc_logf(LOG(n->rc), NC_LOG_DEBUG, "Client", "%s", msg);
         nc_client__fail_call(n->rc->cli, n->text, nc_redis_refusal_err(r->str), msg);
+    } else if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        /* PUBLISH counts the subscribers that got it: none means no server handles the pattern, and no
+         * reply can come. NestJS's ClientRedis ignores the count and waits (for its timeout, if any);
+         * failing at once is what NATS's no-responders does. (Redis Cluster counts the node's own
+         * subscribers only; nestc speaks to one Redis server.) */
+        char msg[300];
+        snprintf(msg, sizeof msg, "There are no subscribers listening to that message (\"%s\")", n->route);
+        nc_client__fail_call(n->rc->cli, n->text, NC_ENOHANDLER, msg);
     }
     free(n);
 }
@@ -375,7 +383,12 @@ static void conn_end(nc_redis_conn *c, int err, const char *msg) {
         nc_logf(LOG(rc), NC_LOG_ERROR, "Client", "%s%s", text,
                 cfg->retry_attempts > 0 ? "; reconnection attempts exhausted" : "");
         nc_client__error(rc->cli, err ? err : NC_ECONNCLOSED, text);
-        shut_down(rc, NC_ECONNCLOSED, "Connection closed");
+        /* a reason that says what to fix (not Redis, TLS, credentials) fails the calls with it; a
+         * connection that merely went away fails them as NestJS does */
+        if (err == NC_EPROTO || err == NC_ETLS || err == NC_EAUTH || err == NC_ETOOBIG)
+            shut_down(rc, err, text);
+        else
+            shut_down(rc, NC_ECONNCLOSED, "Connection closed");
         return;
     }
     nc_logf(LOG(rc), level, "Client", "%s; reconnecting in %d ms (attempt %d of %d)%s", text, delay,

@@ -181,7 +181,9 @@ static void st_data(nc_stream *s, const char *data, size_t len) {
     for (;;) {
         void *reply = NULL;
         if (redisReaderGetReply(c->rd, &reply) != REDIS_OK) {
-            fail(c, NC_EPROTO, "protocol error: %s", c->rd->errstr);
+            /* hiredis's words name the byte, not the peer: an HTTP server or a NestJS TCP port says
+             * "got "H" as reply type byte" */
+            fail(c, NC_EPROTO, "protocol error: %s (is it a Redis server?)", c->rd->errstr);
             return;
         }
         if (!reply) break;

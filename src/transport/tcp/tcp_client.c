@@ -62,9 +62,12 @@ static void conn_end(nc_tcp_conn *c, int err, const char *msg) {
     /* the connect timeout, if it was that (its words name the peer already) */
     int timed_out = t->dial && t->dial->d.end_err;
     if (timed_out) nc_dial_reason(&t->dial->d, &err, &msg);
-    char text[300];
-    if (!timed_out && (err == NC_ECONNREFUSED || err == NC_ETLS || err == NC_ETIMEDOUT || err == NC_ERESOLVE))
-        snprintf(text, sizeof text, "%s (%s:%d)", msg ? msg : nc_strerror(err), t->host, t->port);
+    char text[400], at[280];
+    snprintf(at, sizeof at, "%s:%d", t->host, t->port);
+    if (!timed_out &&
+        (err == NC_ECONNREFUSED || err == NC_ETLS || err == NC_ETIMEDOUT || err == NC_ERESOLVE) &&
+        !(msg && strstr(msg, at))) /* a failed connect's words may name the address already */
+        snprintf(text, sizeof text, "%s (%s)", msg ? msg : nc_strerror(err), at);
     else
         snprintf(text, sizeof text, "%s", msg ? msg : nc_strerror(err));
     if (err && err != NC_ECONNCLOSED && err != NC_ECLOSED)

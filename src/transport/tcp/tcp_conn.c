@@ -80,6 +80,7 @@ static void on_handshake_timeout(uv_timer_t *t) {
 
 static int frame_cb(void *user, const char *json, size_t len) {
     nc_tcp_conn *c = user;
+    c->framed = 1;
     char why[256];
     why[0] = '\0';
     if (c->cbs->on_frame(c, json, len, why, sizeof why) == NC_EPROTO) {
@@ -101,11 +102,21 @@ static void on_data(nc_stream *s, const char *data, size_t len) {
     nc_tcp_conn *c = CONN_OF(s);
     if (c->ending) return;
     c->refs++; /* callbacks below may drop the owner's reference */
+    if (!c->framed && c->nfirst < sizeof c->first) {
+        size_t n = sizeof c->first - c->nfirst < len ? sizeof c->first - c->nfirst : len;
+        memcpy(c->first + c->nfirst, data, n);
+        c->nfirst = (unsigned char)(c->nfirst + n);
+    }
     int r = nc_framer_feed(&c->fr, data, len, frame_cb, c);
     if (r < 0) {
         nc_logf(c->log, NC_LOG_ERROR, c->component, "%s (from %s); closing the connection", c->fr.error,
                 c->peer);
-        nc_tcp_conn_close(c, 1, r, c->fr.error);
+        char why[240];
+        /* nothing NestJS-like came first: most likely not a NestJS service at all (an HTTP server) */
+        snprintf(why, sizeof why, "%s%s",
+                 !c->framed && r == NC_EPROTO ? "the peer sent data that is not a NestJS packet: " : "",
+                 c->fr.error);
+        nc_tcp_conn_close(c, 1, r, why);
     } else if (c->bad_json) {
         nc_tcp_conn_close(c, 1, NC_EPROTO, "invalid JSON");
     } else {
@@ -122,6 +133,62 @@ static void on_open(nc_stream *s, int err, const char *msg) {
     if (c->cbs->on_open) c->cbs->on_open(c, err, msg);
 }
 
+/* 1 when the first bytes can begin a NestJS packet: optional whitespace and sign, digits, then '#' or
+ * nothing more yet. */
+static int looks_framed(const char *p, size_t n) {
+    size_t i = 0;
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
+    if (i < n && (p[i] == '+' || p[i] == '-')) i++;
+    size_t digits = i;
+    while (i < n && p[i] >= '0' && p[i] <= '9') i++;
+    if (i == n) return 1;
+    return i > digits && p[i] == '#';
+}
+
+/* The first bytes as a short printable excerpt in quotes: escapes for control and non-ASCII bytes. */
+static void excerpt(char *out, size_t outlen, const char *p, size_t n, int more) {
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n && o + 8 < outlen; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '\r' || ch == '\n' || ch == '\t') {
+            out[o++] = '\\';
+            out[o++] = ch == '\r' ? 'r' : ch == '\n' ? 'n' : 't';
+        } else if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    if (more && o + 4 < outlen) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+/* The peer hung up with part of a packet held: say what it sent instead of "Connection closed". */
+static void explain_cut(nc_tcp_conn *c, int err) {
+    size_t held = nc_framer_pending(&c->fr);
+    /* only for the peer's end (EOF, reset): any other reason (ours, TLS, a timeout) says more */
+    if (c->end_err || !held || (err != 0 && err != NC_ECONNCLOSED)) return;
+    if (!c->framed && !looks_framed(c->first, c->nfirst)) {
+        char ex[160];
+        excerpt(ex, sizeof ex, c->first, c->nfirst, held > c->nfirst);
+        c->end_err = NC_EPROTO;
+        snprintf(c->end_why, sizeof c->end_why,
+                 "the peer closed the connection after sending data that is not a NestJS packet: %s", ex);
+    } else {
+        c->end_err = NC_ECONNCLOSED;
+        snprintf(c->end_why, sizeof c->end_why,
+                 "Connection closed in the middle of a packet (%zu bytes of it received)", held);
+    }
+}
+
 static void on_end(nc_stream *s, int err, const char *msg) {
     nc_tcp_conn *c = CONN_OF(s);
     uv_timer_stop(&c->stall);
@@ -129,6 +196,7 @@ static void on_end(nc_stream *s, int err, const char *msg) {
         uv_close((uv_handle_t *)&c->stall, on_handle_closed);
     }
     c->ending = 1;
+    explain_cut(c, err);
     if (c->end_err) {
         /* we ended it (a protocol error, FIN sent): report that, not the orderly close or the reset
          * that followed */

@@ -46,6 +46,11 @@ struct nc_tcp_conn {
     char end_why[272]; /* "invalid JSON: " and a reason of up to 255 bytes */
     nc_tcp_conn *prev, *next;
     char peer[64];
+    /* The first bytes received, kept until a frame completes: if the peer hangs up before sending a
+     * whole packet, they tell a peer that is no NestJS service (an HTTP server) from a cut packet. */
+    int framed; /* a frame completed */
+    unsigned char nfirst;
+    char first[48];
 };
 
 /* Allocates and initialises a connection (refs = 1, the owner's). Returns NULL on failure. */
