@@ -43,7 +43,8 @@ struct mqtt_server {
     mroute *routes;
     size_t nroutes, caproutes;
     int reported, stopping, closing, nopen, closed_reported;
-    int subacks; /* SUBACKs awaited before "connected" */
+    int subacks;       /* SUBACKs awaited before "connected" */
+    int auth_reported; /* "disconnected" reported for a refused CONNECT; cleared once connected */
     nc_backoff retry;
     nc_buf enc;
 };
@@ -146,17 +147,20 @@ static void on_publish(mqtt_server *ms, const nc_mqtt_pkt *pkt) {
     }
     char idtext[8];
     int idlen = snprintf(idtext, sizeof idtext, "%u", (unsigned)pkt->id);
-    nc_ctx_item ctx[4] = {{NC_CTX_SUBJECT, topic, pkt->topic.n, 0},
-                          {NC_CTX_QOS, NULL, 0, pkt->qos},
-                          {NC_CTX_RETAIN, NULL, 0, pkt->retain},
-                          {NC_CTX_MESSAGE_ID, idtext, (size_t)idlen, pkt->id}};
+    nc_ctx_item ctx[5];
+    size_t nctx = 0;
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_SUBJECT, topic, pkt->topic.n, 0};
+    if (k) ctx[nctx++] = (nc_ctx_item){NC_CTX_REPLY_TO, k->topic, k->len, 0};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_QOS, NULL, 0, pkt->qos};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_RETAIN, NULL, 0, pkt->retain};
+    if (pkt->qos) ctx[nctx++] = (nc_ctx_item){NC_CTX_MESSAGE_ID, idtext, (size_t)idlen, pkt->id};
     nc_inbound in = {0};
     in.channel = topic;
     in.route = rt ? rt->route : topic;
     in.headers = ms->t.version == NC_MQTT_V5 ? hdrs : NULL;
     in.nheaders = nh;
     in.ctx = ctx;
-    in.nctx = pkt->qos ? 4 : 3;
+    in.nctx = nctx;
     in.peer = k;
     in.peer_ops = k ? &sink_ops : NULL;
     in.flags = NC_IN_JSON_OR_STRING; /* NestJS: JSON.parse, else the raw string */
@@ -188,6 +192,7 @@ static int subscribe(mqtt_server *ms, const mroute *rt) {
 static void report_connected(mqtt_server *ms) {
     if (ms->reported || ms->stopping || ms->subacks) return;
     ms->reported = 1;
+    ms->auth_reported = 0;
     nc_backoff_reset(&ms->retry);
     nc_server__status(ms->srv, "connected", 0);
 }
@@ -253,6 +258,11 @@ static void conn_end(nc_mqtt_conn *c, int err, const char *msg) {
     if (ms->reported) nc_server__status(ms->srv, "reconnecting", err);
     ms->reported = 0;
     ms->conn = open_conn(ms, delay);
+    /* a wrong password will not right itself: say so once (the CLI then gives up), and keep trying */
+    if (err == NC_EAUTH && !ms->auth_reported) {
+        ms->auth_reported = 1;
+        nc_server__status(ms->srv, "disconnected", err);
+    }
 }
 
 static const nc_mqtt_conn_cbs conn_cbs = {conn_ready, conn_pkt, conn_end};
