@@ -74,6 +74,11 @@ int nc_mqtt_conn_publish(nc_mqtt_conn *c, const nc_mqtt_publish *m);
 /* graceful: DISCONNECT after what is queued, then FIN. on_end(0) follows. */
 void nc_mqtt_conn_close(nc_mqtt_conn *c, int graceful);
 
+/* A connection that ended after at least this long since its CONNACK starts the reconnect policy over;
+ * one that ended sooner counts as a failed attempt, so a broker that accepts and then breaks every
+ * connection (garbage, a refused subscription, an oversized packet) is not reconnected to in a loop. */
+#define NC_MQTT_HEALTHY_MS 5000
+
 /* Reply topic of a topic: "<topic>/reply" into a malloc'd string (NULL: out of memory). */
 char *nc_mqtt_reply_topic(const char *topic, size_t len);
 

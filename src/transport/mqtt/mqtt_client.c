@@ -46,6 +46,7 @@ struct mqtt_client {
     nc_mqtt_conn *conn;
     int state, nopen;
     nc_backoff retry;
+    uint64_t ready_at; /* loop time of the last CONNACK, 0 = the current connection never got one */
     int end_err;
     char end_msg[320];
     nc_map subs;    /* reply topic -> rsub */
@@ -191,7 +192,7 @@ static void on_publish(mqtt_client *mc, const nc_mqtt_pkt *pkt) {
 static void conn_ready(nc_mqtt_conn *c, int session_present) {
     (void)session_present;
     mqtt_client *mc = c->owner;
-    nc_backoff_reset(&mc->retry);
+    mc->ready_at = uv_now(nc_client__io(mc->cli)->loop);
     if (mc->state == C_CONNECTING) {
         mc->state = C_CONNECTED;
         nc_client__connected(mc->cli);
@@ -268,6 +269,9 @@ static void conn_end(nc_mqtt_conn *c, int err, const char *msg) {
         all_closed(mc);
         return;
     }
+    uv_loop_t *lp = nc_client__io(mc->cli)->loop;
+    if (mc->ready_at && uv_now(lp) - mc->ready_at >= NC_MQTT_HEALTHY_MS) nc_backoff_reset(&mc->retry);
+    mc->ready_at = 0;
     char text[300];
     snprintf(text, sizeof text, "MQTT connection to %s:%d lost: %s", mc->t.b.host, mc->t.b.port,
              msg && *msg ? msg : "closed");
@@ -320,7 +324,10 @@ static int mc_create(nc_client *cli, const nc_url *url, void **state) {
                            ? (uint32_t)cfg->max_buffer_size + 65536
                            : 0;
     mc->t.b.max_queue = cfg->max_send_buffer_size;
-    mc->t.b.connect_timeout_ms = cfg->connect_timeout_ms;
+    const nc_optset *opts = nc_client__opts(cli);
+    mc->t.b.connect_timeout_ms = nc_opts_find(opts, "connectTimeout")
+                                     ? (int)nc_opts_int(opts, "connectTimeout")
+                                     : cfg->connect_timeout_ms;
     nc_reconnect_init(&mc->retry, cfg->retry_delay_ms, 1000,
                       cfg->retry_attempts > 0 ? cfg->retry_attempts : 0, mc);
     *state = mc;

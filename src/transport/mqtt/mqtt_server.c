@@ -46,6 +46,7 @@ struct mqtt_server {
     int subacks;       /* SUBACKs awaited before "connected" */
     int auth_reported; /* "disconnected" reported for a refused CONNECT; cleared once connected */
     nc_backoff retry;
+    uint64_t ready_at; /* loop time of the last CONNACK, 0 = the current connection never got one */
     nc_buf enc;
 };
 
@@ -193,13 +194,13 @@ static void report_connected(mqtt_server *ms) {
     if (ms->reported || ms->stopping || ms->subacks) return;
     ms->reported = 1;
     ms->auth_reported = 0;
-    nc_backoff_reset(&ms->retry);
     nc_server__status(ms->srv, "connected", 0);
 }
 
 static void conn_ready(nc_mqtt_conn *c, int session_present) {
     (void)session_present; /* subscribed again anyway: a broker may have lost the session */
     mqtt_server *ms = c->owner;
+    ms->ready_at = uv_now(nc_server__io(ms->srv)->loop);
     ms->subacks = 0;
     for (size_t i = 0; i < ms->nroutes; i++) subscribe(ms, &ms->routes[i]);
     report_connected(ms);
@@ -241,6 +242,9 @@ static void conn_end(nc_mqtt_conn *c, int err, const char *msg) {
         maybe_closed(ms);
         return;
     }
+    uv_loop_t *lp = nc_server__io(ms->srv)->loop;
+    if (ms->ready_at && uv_now(lp) - ms->ready_at >= NC_MQTT_HEALTHY_MS) nc_backoff_reset(&ms->retry);
+    ms->ready_at = 0;
     nc_log_level level = NC_LOG_ERROR;
     char note[64];
     int delay =
@@ -288,7 +292,10 @@ static int ms_create(nc_server *srv, const nc_url *url, void **state) {
                            ? (uint32_t)cfg->max_buffer_size + 65536 /* topic and properties on top */
                            : 0;
     ms->t.b.max_queue = cfg->max_send_buffer_size;
-    ms->t.b.connect_timeout_ms = 30000; /* mqtt.js's connectTimeout */
+    const nc_optset *opts = nc_server__opts(srv);
+    ms->t.b.connect_timeout_ms = nc_opts_find(opts, "connectTimeout")
+                                     ? (int)nc_opts_int(opts, "connectTimeout")
+                                     : 30000; /* mqtt.js's default */
     nc_reconnect_init(&ms->retry, cfg->retry_delay_ms, 1000,
                       cfg->retry_attempts > 0 ? cfg->retry_attempts : 0, ms);
     *state = ms;

@@ -44,6 +44,11 @@ const nc_option_spec nc_mqtt_options[] = {
      .def = "60",
      .min = 0,
      .max = 65535},
+    {.name = "connectTimeout",
+     .type = NC_OPT_DURATION,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "ms to wait for the CONNACK, TCP and TLS included (mqtt.js's default 30,000; a client "
+             "without it uses its connect_timeout_ms)"},
     {.name = "qos",
      .type = NC_OPT_INT,
      .levels = NC_OPT_SERVER | NC_OPT_HANDLER | NC_OPT_CALL,
