@@ -51,9 +51,10 @@ const nc_option_spec nc_mqtt_options[] = {
              "without it uses its connect_timeout_ms)"},
     {.name = "qos",
      .type = NC_OPT_INT,
-     .levels = NC_OPT_SERVER | NC_OPT_HANDLER | NC_OPT_CALL,
+     .levels = NC_OPT_SERVER | NC_OPT_HANDLER | NC_OPT_CLIENT | NC_OPT_CALL,
      .help = "server and handler: QoS of the subscriptions (NestJS subscribeOptions.qos / extras.qos); "
-             "call: QoS of the request or event PUBLISH (MqttRecord setQoS)",
+             "client (every call's default) and call: QoS of the request or event PUBLISH (MqttRecord "
+             "setQoS). Replies are always QoS 0, as NestJS's",
      .def = "0",
      .min = 0,
      .max = 2},
@@ -76,8 +77,9 @@ const nc_option_spec nc_mqtt_options[] = {
      .max = 2},
     {.name = "retain",
      .type = NC_OPT_BOOL,
-     .levels = NC_OPT_CALL,
-     .help = "retain flag of the request or event PUBLISH (MqttRecord setRetain)",
+     .levels = NC_OPT_CLIENT | NC_OPT_CALL,
+     .help = "retain flag of the request or event PUBLISH (MqttRecord setRetain; client: every call's "
+             "default)",
      .def = "false"},
     {.name = "share",
      .type = NC_OPT_STRING,
