@@ -210,6 +210,74 @@ static void test_retained_event(void **st) {
     nc_client_free(c);
 }
 
+/* MQTT 5: reply headers (nc_reply_header) travel as the reply PUBLISH's user properties, in order, and are
+ * the call's reply headers. */
+static void h_reply_headers(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply_header(req, "x-a", "one", 3);
+    nc_reply_header(req, "x-b", "two", 3);
+    nc_reply_header(req, "x-a", "again", 5);
+    nc_reply(req, json_integer(42));
+}
+
+typedef struct hcall {
+    int done, err, headers;
+    size_t count;
+    char first_a[16], third[32];
+} hcall;
+
+static void hc_headers(void *u, nc_call *h) {
+    hcall *k = u;
+    k->headers++;
+    size_t n = 0;
+    const char *v = nc_call_header(h, "x-a", &n);
+    if (v) snprintf(k->first_a, sizeof k->first_a, "%.*s", (int)n, v);
+    k->count = nc_call_header_count(h);
+    const char *name, *val;
+    size_t nl, vl;
+    if (nc_call_header_at(h, 2, &name, &nl, &val, &vl) == 0)
+        snprintf(k->third, sizeof k->third, "%.*s=%.*s", (int)nl, name, (int)vl, val);
+}
+static void hc_value(void *u, json_t *v) {}
+static void hc_done(void *u, int err, json_t *e) {
+    hcall *k = u;
+    k->done++;
+    k->err = err;
+}
+
+static void test_v5_reply_headers(void **st) {
+    int conn = 0;
+    nc_server *srv = server_new(url5, &conn);
+    assert_int_equal(nc_server_message(srv, "v5/rh", h_reply_headers, NULL), 0);
+    listen_until_connected(srv, &conn);
+    nc_client *c = client_new(url5, 0, NULL);
+    hcall k = {0};
+    nc_call_cbs cbs = {hc_value, hc_done, hc_headers};
+    assert_int_equal(nc_client_call(c, "v5/rh", NULL, NULL, &cbs, &k, NULL), 0);
+    assert_true(run_until_ms(&k.done, 1, 5000));
+    assert_int_equal(k.err, 0);
+    assert_int_equal(k.headers, 1);
+    assert_int_equal(k.count, 3);
+    assert_string_equal(k.first_a, "one");
+    assert_string_equal(k.third, "x-a=again");
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
+/* A NestJS-style handler pattern $share/<group>/<route>: subscribed as given, dispatched by the filter. */
+static void test_share_pattern(void **st) {
+    int conn = 0;
+    nc_server *srv = server_new(url, &conn);
+    assert_int_equal(nc_server_message(srv, "$share/g2/jobs/+", h_ctx, NULL), 0);
+    listen_until_connected(srv, &conn);
+    nc_client *c = client_new(url, 0, NULL);
+    json_t *r = ask(c, "jobs/7", NULL);
+    assert_string_equal(json_string_value(json_object_get(r, "route")), "$share/g2/jobs/+");
+    assert_string_equal(json_string_value(json_object_get(r, "topic")), "jobs/7");
+    json_decref(r);
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
 static int setup(void **st) {
     nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     uv_loop_init(&loop);
@@ -233,10 +301,9 @@ int main(void) {
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wildcards),
-        cmocka_unit_test(test_v5_headers_qos),
-        cmocka_unit_test(test_shared_subscription),
-        cmocka_unit_test(test_retained_event),
+        cmocka_unit_test(test_wildcards),           cmocka_unit_test(test_v5_headers_qos),
+        cmocka_unit_test(test_shared_subscription), cmocka_unit_test(test_retained_event),
+        cmocka_unit_test(test_v5_reply_headers),    cmocka_unit_test(test_share_pattern),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
