@@ -45,6 +45,9 @@ static void h_ctx(nc_request *req, const nc_msg *m, void *u) {
 
 static int got_events;
 static json_t *last_event;
+static void ev_count(const nc_msg *m, void *u) {
+    (*(int *)u)++;
+}
 static void ev_keep(const nc_msg *m, void *u) {
     got_events++;
     json_decref(last_event);
@@ -278,6 +281,45 @@ static void test_share_pattern(void **st) {
     nc_server_free(srv);
 }
 
+/* QoS 1 with a kept session (clean=false, a fixed client id): an event published while the server is
+ * away is delivered when it comes back; closing the server does not unsubscribe (the session keeps its
+ * subscriptions). A second, clean server on the same route shows the broker routed the event. */
+static void test_persistent_session(void **st) {
+    char purl[240];
+    snprintf(purl, sizeof purl, "%s?clean=false&clientId=nestc-test-persist&qos=1", url);
+    int conn = 0;
+    got_events = 0;
+    nc_server *a = server_new(purl, &conn);
+    assert_int_equal(nc_server_event(a, "persist/ev", ev_keep, NULL), 0);
+    listen_until_connected(a, &conn);
+    nc_server_free(a);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    int conn_b = 0, seen_b = 0;
+    nc_server *b = server_new(url, &conn_b);
+    assert_int_equal(nc_server_event(b, "persist/ev", ev_count, &seen_b), 0);
+    listen_until_connected(b, &conn_b);
+    nc_client *c = client_new(url, 0, NULL);
+    nc_option q1[] = {{"qos", "1"}};
+    nc_call_opts o = NC_CALL_OPTS_INIT;
+    o.options = q1;
+    o.noptions = 1;
+    call k = {0};
+    assert_int_equal(nc_client_emit(c, "persist/ev", json_pack("{s:i}", "v", 1), &o, emitted, &k), 0);
+    assert_true(run_until_ms(&seen_b, 1, 5000)); /* the broker has it */
+    assert_int_equal(got_events, 0);
+    conn = 0;
+    a = server_new(purl, &conn);
+    assert_int_equal(nc_server_event(a, "persist/ev", ev_keep, NULL), 0);
+    listen_until_connected(a, &conn);
+    assert_true(run_until_ms(&got_events, 1, 5000));
+    assert_int_equal(json_integer_value(json_object_get(last_event, "v")), 1);
+    json_decref(last_event);
+    last_event = NULL;
+    nc_client_free(c);
+    nc_server_free(b);
+    nc_server_free(a);
+}
+
 static int setup(void **st) {
     nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     uv_loop_init(&loop);
@@ -304,6 +346,7 @@ int main(void) {
         cmocka_unit_test(test_wildcards),           cmocka_unit_test(test_v5_headers_qos),
         cmocka_unit_test(test_shared_subscription), cmocka_unit_test(test_retained_event),
         cmocka_unit_test(test_v5_reply_headers),    cmocka_unit_test(test_share_pattern),
+        cmocka_unit_test(test_persistent_session),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

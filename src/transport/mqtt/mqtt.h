@@ -42,8 +42,9 @@ typedef struct nc_mqtt_conn nc_mqtt_conn;
 typedef struct nc_mqtt_conn_cbs {
     /* CONNACK accepted. */
     void (*on_ready)(nc_mqtt_conn *c, int session_present);
-    /* PUBLISH (acknowledged by the connection after this returns), SUBACK, UNSUBACK, PUBACK. */
-    void (*on_pkt)(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt);
+    /* PUBLISH (acknowledged by the connection after this returns 0; nonzero: left unacknowledged, so a
+     * broker keeping the session delivers it again), SUBACK, UNSUBACK, PUBACK. */
+    int (*on_pkt)(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt);
     /* Failed or closed (err 0 = on request). Once; the object frees itself afterwards. */
     void (*on_end)(nc_mqtt_conn *c, int err, const char *msg);
 } nc_mqtt_conn_cbs;

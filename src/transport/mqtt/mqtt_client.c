@@ -223,12 +223,13 @@ static void conn_ready(nc_mqtt_conn *c, int session_present) {
     nc_client__status(mc->cli, "connected", 0);
 }
 
-static void conn_pkt(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
+static int conn_pkt(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
     mqtt_client *mc = c->owner;
     if (pkt->type == NC_MQTT_PUBLISH)
         on_publish(mc, pkt);
     else if (pkt->type == NC_MQTT_SUBACK || pkt->type == NC_MQTT_UNSUBACK)
         on_ack(mc, pkt);
+    return 0;
 }
 
 static nc_mqtt_conn *open_conn(mqtt_client *mc, int delay) {

@@ -138,13 +138,15 @@ static int on_pkt(void *user, const nc_mqtt_pkt *pkt) {
     case NC_MQTT_CONNACK:
         fail(c, NC_EPROTO, "the broker sent a second CONNACK");
         return 1;
-    case NC_MQTT_PUBLISH:
-        if (c->cbs->on_pkt) c->cbs->on_pkt(c, pkt);
+    case NC_MQTT_PUBLISH: {
+        int keep = c->cbs->on_pkt ? c->cbs->on_pkt(c, pkt) : 0;
         if (c->d.ended || c->d.end_err) return 1;
+        if (keep) break;
         /* acknowledged once the handler was dispatched (docs/mqtt.md: what QoS 1 and 2 mean here) */
         if (pkt->qos == 1) ack(c, NC_MQTT_PUBACK, pkt->id);
         if (pkt->qos == 2) ack(c, NC_MQTT_PUBREC, pkt->id);
         break;
+    }
     case NC_MQTT_PUBREL: /* the broker's QoS 2 PUBLISH, second half */
         ack(c, NC_MQTT_PUBCOMP, pkt->id);
         break;

@@ -206,9 +206,11 @@ static void conn_ready(nc_mqtt_conn *c, int session_present) {
     report_connected(ms);
 }
 
-static void conn_pkt(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
+static int conn_pkt(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
     mqtt_server *ms = c->owner;
     if (pkt->type == NC_MQTT_PUBLISH) {
+        /* closing: not dispatched, and not acknowledged, so a kept session delivers it again */
+        if (ms->stopping) return 1;
         on_publish(ms, pkt);
     } else if (pkt->type == NC_MQTT_SUBACK) {
         for (size_t i = 0; i < pkt->n_codes; i++)
@@ -219,6 +221,7 @@ static void conn_pkt(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
         if (ms->subacks) ms->subacks--;
         report_connected(ms);
     }
+    return 0;
 }
 
 static void maybe_closed(mqtt_server *ms) {
@@ -356,7 +359,8 @@ static int ms_route_added(void *state, const char *route, const nc_optset *opts)
 static void ms_stop_accepting(void *state) {
     mqtt_server *ms = state;
     ms->stopping = 1;
-    if (!nc_mqtt_conn_ready(ms->conn)) return;
+    /* a kept session (clean=false) keeps its subscriptions, so the broker queues what comes meanwhile */
+    if (!ms->t.clean || !nc_mqtt_conn_ready(ms->conn)) return;
     /* no new messages; in-flight requests may still answer on the same connection */
     for (size_t i = 0; i < ms->nroutes; i++) {
         nc_mqtt_sub s = {.filter = ms->routes[i].filter, .filter_len = strlen(ms->routes[i].filter)};
