@@ -197,7 +197,9 @@ static void test_retained_event(void **st) {
     o.options = ro;
     o.noptions = 2;
     call k = {0};
-    assert_int_equal(nc_client_emit(c, "kept/state", json_pack("{s:i}", "v", 7), &o, emitted, &k), 0);
+    json_t *data = json_pack("{s:i}", "v", 7);
+    assert_int_equal(nc_client_emit(c, "kept/state", data, &o, emitted, &k), 0);
+    json_decref(data);
     assert_true(run_until_ms(&k.done, 1, 5000));
     assert_int_equal(k.err, 0);
     int conn = 0;
@@ -304,7 +306,9 @@ static void test_persistent_session(void **st) {
     o.options = q1;
     o.noptions = 1;
     call k = {0};
-    assert_int_equal(nc_client_emit(c, "persist/ev", json_pack("{s:i}", "v", 1), &o, emitted, &k), 0);
+    json_t *data = json_pack("{s:i}", "v", 1);
+    assert_int_equal(nc_client_emit(c, "persist/ev", data, &o, emitted, &k), 0);
+    json_decref(data);
     assert_true(run_until_ms(&seen_b, 1, 5000)); /* the broker has it */
     assert_int_equal(got_events, 0);
     conn = 0;
