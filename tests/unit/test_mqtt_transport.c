@@ -324,6 +324,30 @@ static void test_persistent_session(void **st) {
     nc_server_free(a);
 }
 
+/* keepalive=1 on an idle but healthy connection: the PINGREQs are answered, so neither side reports a
+ * lost connection over three periods, and a request afterwards is answered on the same connection. (The
+ * wait is what is tested: idle time.) */
+static void test_keepalive_idle(void **st) {
+    char kurl[200];
+    snprintf(kurl, sizeof kurl, "%s?keepalive=1", url);
+    int conn = 0;
+    nc_server *srv = server_new(kurl, &conn);
+    assert_int_equal(nc_server_message(srv, "idle", h_ctx, NULL), 0);
+    listen_until_connected(srv, &conn);
+    cli_status cs = {0};
+    nc_client *c = client_new(kurl, 0, &cs);
+    json_t *r = ask(c, "idle", NULL);
+    json_decref(r);
+    run_ms(3000);
+    assert_int_equal(cs.reconnecting, 0);
+    assert_int_equal(conn, 1); /* connected once, never again */
+    r = ask(c, "idle", NULL);
+    assert_string_equal(json_string_value(json_object_get(r, "topic")), "idle");
+    json_decref(r);
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
 static int setup(void **st) {
     nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     uv_loop_init(&loop);
@@ -350,7 +374,7 @@ int main(void) {
         cmocka_unit_test(test_wildcards),           cmocka_unit_test(test_v5_headers_qos),
         cmocka_unit_test(test_shared_subscription), cmocka_unit_test(test_retained_event),
         cmocka_unit_test(test_v5_reply_headers),    cmocka_unit_test(test_share_pattern),
-        cmocka_unit_test(test_persistent_session),
+        cmocka_unit_test(test_persistent_session),  cmocka_unit_test(test_keepalive_idle),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
