@@ -348,6 +348,23 @@ static void test_keepalive_idle(void **st) {
     nc_server_free(srv);
 }
 
+/* MQTT 5, QoS 1: a request to a route nobody subscribed to fails at once with NC_ENOHANDLER (the broker's
+ * PUBACK says No matching subscribers), not at the call's timeout. MQTT 3.1.1 cannot tell: it times out. */
+static void test_v5_no_subscribers(void **st) {
+    char qurl[220];
+    snprintf(qurl, sizeof qurl, "%s&qos=1", url5);
+    nc_client *c = client_new(qurl, 0, NULL);
+    call k = {0};
+    uint64_t t0 = uv_now(&loop);
+    assert_int_equal(nc_client_send(c, "nobody/here", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until_ms(&k.done, 1, 5000));
+    assert_int_equal(k.err, NC_ENOHANDLER);
+    assert_true(uv_now(&loop) - t0 < 1000u * (unsigned)time_factor()); /* not the 3 s timeout */
+    assert_non_null(strstr(k.msg, "No matching subscribers"));
+    call_clear(&k);
+    nc_client_free(c);
+}
+
 static int setup(void **st) {
     nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     uv_loop_init(&loop);
@@ -375,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_shared_subscription), cmocka_unit_test(test_retained_event),
         cmocka_unit_test(test_v5_reply_headers),    cmocka_unit_test(test_share_pattern),
         cmocka_unit_test(test_persistent_session),  cmocka_unit_test(test_keepalive_idle),
+        cmocka_unit_test(test_v5_no_subscribers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -51,6 +51,7 @@ struct mqtt_client {
     char end_msg[320];
     nc_map subs;    /* reply topic -> rsub */
     nc_u64map acks; /* packet id of a SUBSCRIBE/UNSUBSCRIBE -> rsub */
+    nc_u64map pubs; /* MQTT 5: packet id of a QoS 1 request PUBLISH -> its request id (malloc'd) */
     nc_buf out;
 };
 
@@ -170,6 +171,27 @@ static void on_ack(mqtt_client *mc, const nc_mqtt_pkt *pkt) {
     settle(mc, s);
 }
 
+/* ---- MQTT 5: a QoS 1 request nobody is subscribed to fails at once ---------------------------------- */
+
+static void pubs_clear(mqtt_client *mc) {
+    void *v;
+    size_t it = 0;
+    while (nc_u64map_next(&mc->pubs, &it, &v)) free(v);
+    nc_u64map_free(&mc->pubs);
+    memset(&mc->pubs, 0, sizeof mc->pubs);
+}
+
+/* The broker's PUBACK of a request: reason 0x10 (No matching subscribers, MQTT 5) means no server has the
+ * route, so the call fails now with NC_ENOHANDLER instead of waiting for its timeout. */
+static void on_puback(mqtt_client *mc, const nc_mqtt_pkt *pkt) {
+    char *id = nc_u64map_del(&mc->pubs, pkt->id);
+    if (!id) return;
+    if (pkt->reason == 0x10)
+        nc_client__fail_call(mc->cli, id, NC_ENOHANDLER,
+                             "No matching subscribers: no server is subscribed to the route (MQTT 5 PUBACK)");
+    free(id);
+}
+
 /* ---- replies ---------------------------------------------------------------------------------------- */
 
 static void on_publish(mqtt_client *mc, const nc_mqtt_pkt *pkt) {
@@ -229,6 +251,8 @@ static int conn_pkt(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
         on_publish(mc, pkt);
     else if (pkt->type == NC_MQTT_SUBACK || pkt->type == NC_MQTT_UNSUBACK)
         on_ack(mc, pkt);
+    else if (pkt->type == NC_MQTT_PUBACK)
+        on_puback(mc, pkt);
     return 0;
 }
 
@@ -262,6 +286,7 @@ static void conn_end(nc_mqtt_conn *c, int err, const char *msg) {
     /* acknowledgements of that connection will not come */
     nc_u64map_free(&mc->acks);
     memset(&mc->acks, 0, sizeof mc->acks);
+    pubs_clear(mc);
     if (mc->state == C_CLOSING || mc->state == C_CONNECTING) {
         if (mc->state == C_CONNECTING && !mc->end_err) {
             mc->end_err = err ? err : NC_ECONNCLOSED;
@@ -391,7 +416,12 @@ static int mc_send(void *state, nc_outbound *out) {
         if (!r && out->accepted) out->accepted(out->arg, 0);
         return r;
     }
-    /* a request: its reply topic first */
+    /* a request: its reply topic first. MQTT 5 QoS 1: its PUBACK may say nobody is subscribed */
+    if (m.qos == 1 && mc->t.version == NC_MQTT_V5) {
+        char *idc = strdup(out->id);
+        if (idc && !nc_u64map_get(&mc->pubs, m.id) && nc_u64map_put(&mc->pubs, m.id, idc) == 0) idc = NULL;
+        free(idc);
+    }
     char stackbuf[256];
     size_t tlen = rlen + 6;
     char *topic = tlen < sizeof stackbuf ? stackbuf : malloc(tlen + 1);
@@ -466,6 +496,7 @@ static void mc_destroy(void *state) {
     }
     nc_map_free(&mc->subs);
     nc_u64map_free(&mc->acks);
+    pubs_clear(mc);
     nc_buf_free(&mc->out);
     nc_mqtt_target_free(&mc->t);
     free(mc);
