@@ -18,13 +18,15 @@
 
 #include "loop_fixture.h"
 
-enum { M_GARBAGE, M_SILENT, M_STALL_AFTER_ACK, M_HALF_THEN_CLOSE, M_HUGE };
+enum { M_GARBAGE, M_SILENT, M_STALL_AFTER_ACK, M_HALF_THEN_CLOSE, M_HUGE, M_V5_LIMITED };
 
 typedef struct fake {
     uv_tcp_t lst;
     int port, mode;
-    int connects; /* CONNECT packets seen */
-    int open;     /* peers not yet closed */
+    int connects;  /* CONNECT packets seen */
+    int open;      /* peers not yet closed */
+    int got_after; /* a packet came after CONNECT; first_after is its first byte */
+    int first_after;
 } fake;
 
 typedef struct peer {
@@ -69,6 +71,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
         if (!uv_is_closing((uv_handle_t *)s)) uv_close((uv_handle_t *)s, peer_closed);
         return;
     }
+    if (n > 0 && p->greeted && !p->f->got_after) {
+        p->f->first_after = (unsigned char)b->base[0];
+        p->f->got_after = 1;
+    }
     if (n == 0 || p->greeted) return; /* later packets (SUBSCRIBE, PINGREQ): never answered */
     p->greeted = 1;
     p->f->connects++;
@@ -88,6 +94,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
         uv_shutdown(sd, s, on_shutdown);
         break;
     }
+    case M_V5_LIMITED: /* MQTT 5 CONNACK: Maximum QoS 0, Retain Available 0 */
+        say(p, "\x20\x07\x00\x00\x04\x24\x00\x25\x00", 9);
+        break;
     case M_HUGE:
         say(p, CONNACK, 4);
         say(p, "\x30\xff\xff\xff\x7f\x00\x05topic", 12); /* 268,435,455 bytes announced */
@@ -258,9 +267,33 @@ static void h_nothing(nc_request *req, const nc_msg *m, void *u) {
     nc_reply(req, json_null());
 }
 
+/* An MQTT 5 broker that takes QoS 0 only and no retained messages: an event asked with qos=1 and
+ * retain=true is published as QoS 0 without retain (the broker would disconnect a client sending more). */
+static void test_v5_broker_limits(void **st) {
+    fake f;
+    fake_start(&f, M_V5_LIMITED);
+    char url[160];
+    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d?protocolVersion=5&qos=1&retain=true", f.port);
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.connect_timeout_ms = 2000 * time_factor();
+    nc_client *cli;
+    assert_int_equal(nc_client_new(&cli, url, &o), 0);
+    call c = {0};
+    assert_int_equal(nc_client_emit(cli, "ev", json_true(), NULL, on_done, &c), 0);
+    assert_true(run_until_ms(&c.done, 1, 5000));
+    assert_int_equal(c.err, 0);
+    assert_true(run_until_ms(&f.got_after, 1, 5000));
+    assert_int_equal(f.first_after, 0x30); /* PUBLISH, QoS 0, retain 0 (not 0x33) */
+    nc_client_free(cli);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    fake_stop(&f);
+}
+
 /* A server of each of those brokers keeps retrying without crashing or leaking, and is freed cleanly. */
 static void test_server_survives(void **st) {
-    for (int mode = M_GARBAGE; mode <= M_HUGE; mode++) {
+    for (int mode = M_GARBAGE; mode <= M_HUGE; mode++) { /* (not M_V5_LIMITED: that one behaves) */
         fake f;
         fake_start(&f, mode);
         char url[160];
@@ -295,6 +328,7 @@ int main(void) {
         cmocka_unit_test(test_garbage_connack),       cmocka_unit_test(test_silent_broker),
         cmocka_unit_test(test_keepalive_dead_broker), cmocka_unit_test(test_disconnect_mid_packet),
         cmocka_unit_test(test_huge_publish),          cmocka_unit_test(test_server_survives),
+        cmocka_unit_test(test_v5_broker_limits),
     };
     return cmocka_run_group_tests(tests, loop_setup, teardown);
 }

@@ -27,6 +27,8 @@ typedef struct nc_mqtt_target {
     int keepalive_s;     /* 0 = no keep-alive */
     uint32_t max_packet; /* the largest packet we accept (0 = the protocol's maximum) */
     uint32_t broker_max; /* the broker's Maximum Packet Size (v5 CONNACK), 0 = none */
+    uint8_t broker_qos;  /* the broker's Maximum QoS (v5 CONNACK; 2 when it gives none) */
+    uint8_t retain_ok;   /* the broker's Retain Available (v5 CONNACK; 1 when it gives none) */
 } nc_mqtt_target;
 
 /* Fills t from mqtt[s]://[user[:pass]@]host[:port] (port 1883, mqtts 8883) and the options

@@ -404,6 +404,10 @@ static int mc_send(void *state, nc_outbound *out) {
                          .qos = (uint8_t)nc_opts_int(opts, "qos"),
                          .retain = nc_opts_bool(opts, "retain"),
                          .props = props.n_user ? &props : NULL};
+    /* what the MQTT 5 broker announced it takes (it would disconnect a client sending more): QoS lowered
+     * to its Maximum QoS, retain dropped when it has no retained messages */
+    if (m.qos > mc->t.broker_qos) m.qos = mc->t.broker_qos;
+    if (!mc->t.retain_ok) m.retain = 0;
     if (m.qos) m.id = nc_mqtt_conn_next_id(mc->conn);
     if (mc->t.broker_max && nc_mqtt_publish_size(mc->t.version, &m) > mc->t.broker_max) {
         snprintf(out->why, sizeof out->why,

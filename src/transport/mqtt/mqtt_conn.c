@@ -109,6 +109,8 @@ static void on_connack(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
     int ka = c->t->keepalive_s;
     if (pkt->props.has & NC_MQTTP_SERVER_KEEP_ALIVE) ka = pkt->props.server_keep_alive;
     c->t->broker_max = pkt->props.has & NC_MQTTP_MAXIMUM_PACKET_SIZE ? pkt->props.maximum_packet_size : 0;
+    c->t->broker_qos = pkt->props.has & NC_MQTTP_MAXIMUM_QOS ? pkt->props.maximum_qos : 2;
+    c->t->retain_ok = pkt->props.has & NC_MQTTP_RETAIN_AVAILABLE ? pkt->props.retain_available : 1;
     c->state = MS_READY;
     nc_dial_connected(&c->d);
     if (ka > 0) uv_timer_start(&c->d.timer, on_keepalive, (uint64_t)ka * 1000, (uint64_t)ka * 1000);
