@@ -1,5 +1,5 @@
-/* The suite's fixture: the loop, waits with deadlines, the broker process (Redis or NATS, plain or TLS)
- * and the test certificates, and servers/clients configured for the transport under test. */
+/* The suite's fixture: the loop, waits with deadlines, the broker process (Redis, NATS or mosquitto, plain or
+ * TLS) and the test certificates, and servers/clients configured for the transport under test. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +65,27 @@ static void broker_exec(const broker *b, const char *port) {
         if (b->pass[0]) argv[n++] = "--requirepass", argv[n++] = b->pass; /* user "default" */
         argv[n] = NULL;
         execvp("redis-server", (char **)argv);
+    } else if (b->kind == CONF_MQTT) {
+        FILE *f = fopen("mosquitto.conf", "w");
+        if (!f) _exit(125);
+        fprintf(f, "listener %s 127.0.0.1\npersistence false\n", port);
+        if (b->tls) /* TLS only on this listener: a case cannot reach it without TLS by mistake */
+            fprintf(f, "cafile %s\ncertfile %s\nkeyfile %s\n", FX.ca, FX.cert, FX.key);
+        if (b->pass[0]) {
+            char cmd[160];
+            snprintf(cmd, sizeof cmd, "mosquitto_passwd -c -b passwd default '%s' >/dev/null 2>&1", b->pass);
+            if (system(cmd)) _exit(124);
+            fprintf(f, "allow_anonymous false\npassword_file passwd\n");
+        } else {
+            fprintf(f, "allow_anonymous true\n");
+        }
+        if (getuid() == 0)
+            fprintf(f, "user root\n"); /* as root it would switch to a user that cannot read
+                                        * the broker's directory */
+        fclose(f);
+        const char *argv[] = {"mosquitto", "-c", "mosquitto.conf", NULL};
+        execvp("mosquitto", (char **)argv);
+        execv("/usr/sbin/mosquitto", (char **)argv);
     } else {
         FILE *f = fopen("nats.conf", "w");
         if (!f) _exit(125);
@@ -86,7 +107,9 @@ static void broker_exec(const broker *b, const char *port) {
 }
 
 const char *fx_broker_auth_words(void) {
-    return FX.broker.kind == CONF_REDIS ? "WRONGPASS" : "Authorization Violation";
+    return FX.broker.kind == CONF_REDIS  ? "WRONGPASS"
+           : FX.broker.kind == CONF_MQTT ? "refused the connection"
+                                         : "Authorization Violation";
 }
 
 void fx_broker_start(void) {

@@ -18,7 +18,7 @@
 #include "../common/broker.h" /* the broker process: kind is a conf_broker_kind */
 #include "nestc/nestc.h"
 
-typedef enum conf_broker_kind { CONF_NO_BROKER, CONF_REDIS, CONF_NATS } conf_broker_kind;
+typedef enum conf_broker_kind { CONF_NO_BROKER, CONF_REDIS, CONF_NATS, CONF_MQTT } conf_broker_kind;
 
 /* What a transport does where transports legitimately differ. */
 enum {
@@ -33,6 +33,9 @@ enum {
     /* settles deliveries at the broker (RabbitMQ, Kafka ...): a requeued message is delivered again.
      * Without it, settling calls succeed and do nothing (TCP, TLS, Redis pub/sub, core NATS). */
     CONF_SETTLES = 1 << 5,
+    /* a request nobody subscribed to is lost and the call times out (MQTT: a broker does not say that
+     * nobody received a PUBLISH; NestJS's client waits as well) */
+    CONF_UNKNOWN_TIMES_OUT = 1 << 6,
 };
 
 typedef struct conf_transport {

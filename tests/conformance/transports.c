@@ -18,11 +18,16 @@ static const conf_transport TRANSPORTS[] = {
     TRANSPORT("rediss",   "rediss", CONF_REDIS,     CONF_TLS)
     TRANSPORT("nats",     "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS | CONF_SUBJECT_CTX)
     TRANSPORT("nats_tls", "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS | CONF_SUBJECT_CTX | CONF_TLS)
+    TRANSPORT("mqtt",     "mqtt",   CONF_MQTT,      CONF_SUBJECT_CTX | CONF_UNKNOWN_TIMES_OUT)
+    TRANSPORT("mqtts",    "mqtts",  CONF_MQTT,      CONF_SUBJECT_CTX | CONF_UNKNOWN_TIMES_OUT | CONF_TLS)
     /* clang-format on */
 };
 
 static const char *broker_program(conf_broker_kind k) {
-    return k == CONF_REDIS ? "redis-server" : k == CONF_NATS ? "nats-server" : NULL;
+    return k == CONF_REDIS  ? "redis-server"
+           : k == CONF_NATS ? "nats-server"
+           : k == CONF_MQTT ? "mosquitto"
+                            : NULL;
 }
 
 int main(int argc, char **argv) {
@@ -44,7 +49,8 @@ int main(int argc, char **argv) {
     const char *prog = broker_program(t->broker);
     if (prog) {
         char cmd[96];
-        snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", prog);
+        /* mosquitto is installed in sbin, which a user's PATH may lack */
+        snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1 || test -x /usr/sbin/%s", prog, prog);
         if (system(cmd) != 0) {
             printf("conformance.%s: %s not installed, skipped\n", t->name, prog);
             return 0;

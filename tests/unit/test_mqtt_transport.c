@@ -1,0 +1,398 @@
+/* What is MQTT's own, against a real mosquitto (started here on a free loopback port in a temporary
+ * directory, stopped by PID): `+` and `#` handlers with the concrete topic in the context, the exact route
+ * before a filter, shared subscriptions, MQTT 5 user properties as the handler's ordered headers, QoS 1
+ * per handler and per call (the context's QoS), a retained event. What every transport does is in
+ * tests/conformance, run on mqtt:// and mqtts://. Skipped when mosquitto is not installed. */
+/* the harness's NATS/Redis service is not used here */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "broker_harness.h"
+
+static void broker_exec(const broker *b, const char *port) {
+    FILE *f = fopen("mosquitto.conf", "w");
+    if (!f) _exit(125);
+    fprintf(f, "listener %s 127.0.0.1\npersistence false\nallow_anonymous true\n", port);
+    if (getuid() == 0) fprintf(f, "user root\n"); /* else it switches to a user that cannot read this dir */
+    fclose(f);
+    const char *argv[] = {"mosquitto", "-c", "mosquitto.conf", NULL};
+    execvp("mosquitto", (char **)argv);
+    execv("/usr/sbin/mosquitto", (char **)argv);
+}
+
+static char url[128], url5[160];
+static broker B;
+
+/* The context and headers a handler sees. */
+static void h_ctx(nc_request *req, const nc_msg *m, void *u) {
+    int *count = u;
+    if (count) (*count)++;
+    json_t *o = json_pack("{s:s}", "route", nc_msg_route(m));
+    size_t n;
+    const char *v;
+    if ((v = nc_msg_ctx_str(m, NC_CTX_SUBJECT, &n))) json_object_set_new(o, "topic", json_stringn(v, n));
+    if ((v = nc_msg_ctx_str(m, NC_CTX_REPLY_TO, &n))) json_object_set_new(o, "reply_to", json_stringn(v, n));
+    int64_t q;
+    if (!nc_msg_ctx_int(m, NC_CTX_QOS, &q)) json_object_set_new(o, "qos", json_integer(q));
+    json_t *hs = json_array();
+    for (size_t i = 0; i < nc_msg_header_count(m); i++) {
+        const char *name, *val;
+        size_t nl, vl;
+        nc_msg_header_at(m, i, &name, &nl, &val, &vl);
+        json_array_append_new(hs, json_pack("[s#,s#]", name, nl, val, vl));
+    }
+    json_object_set_new(o, "headers", hs);
+    nc_reply(req, o);
+}
+
+static int got_events;
+static json_t *last_event;
+static void ev_count(const nc_msg *m, void *u) {
+    (*(int *)u)++;
+}
+static void ev_keep(const nc_msg *m, void *u) {
+    got_events++;
+    json_decref(last_event);
+    last_event = json_incref(nc_msg_data(m));
+}
+
+static void on_srv_status(void *u, const char *status, int err) {
+    if (!strcmp(status, "connected")) (*(int *)u)++;
+}
+
+static nc_server *server_new(const char *u, int *connected) {
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.retry_delay_ms = 100;
+    o.shutdown_timeout_ms = 200;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, u, &o), 0);
+    nc_server_on_status(srv, on_srv_status, connected);
+    return srv;
+}
+
+static void listen_until_connected(nc_server *srv, int *connected) {
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until_ms(connected, 1, 5000));
+}
+
+static json_t *ask(nc_client *c, const char *route, const nc_call_opts *o) {
+    call k = {0};
+    assert_int_equal(nc_client_send(c, route, NULL, o, on_value, on_done, &k), 0);
+    assert_true(run_until_ms(&k.done, 1, 5000));
+    assert_int_equal(k.err, 0);
+    json_t *v = json_incref(k.last);
+    call_clear(&k);
+    return v;
+}
+
+static void test_wildcards(void **st) {
+    int conn = 0, exact = 0;
+    nc_server *srv = server_new(url, &conn);
+    assert_int_equal(nc_server_message(srv, "sensors/+/temp", h_ctx, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "alerts/#", h_ctx, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "sensors/hall/temp", h_ctx, &exact), 0);
+    listen_until_connected(srv, &conn);
+    nc_client *c = client_new(url, 0, NULL);
+    json_t *r = ask(c, "sensors/kitchen/temp", NULL);
+    assert_string_equal(json_string_value(json_object_get(r, "route")), "sensors/+/temp");
+    assert_string_equal(json_string_value(json_object_get(r, "topic")), "sensors/kitchen/temp");
+    assert_string_equal(json_string_value(json_object_get(r, "reply_to")), "sensors/kitchen/temp/reply");
+    assert_int_equal(json_integer_value(json_object_get(r, "qos")), 0);
+    json_decref(r);
+    r = ask(c, "alerts/a/b", NULL);
+    assert_string_equal(json_string_value(json_object_get(r, "route")), "alerts/#");
+    assert_string_equal(json_string_value(json_object_get(r, "topic")), "alerts/a/b");
+    json_decref(r);
+    /* the exact route wins over the filter that matches it too (both subscriptions deliver it) */
+    r = ask(c, "sensors/hall/temp", NULL);
+    assert_string_equal(json_string_value(json_object_get(r, "route")), "sensors/hall/temp");
+    json_decref(r);
+    assert_true(exact >= 1);
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
+/* MQTT 5: the call's headers arrive as user properties, in order, as the handler's headers; QoS 1 on the
+ * handler's subscription and on the call gives a QoS 1 delivery (acknowledged), QoS 0 on either gives 0. */
+static void test_v5_headers_qos(void **st) {
+    int conn = 0;
+    nc_server *srv = server_new(url5, &conn);
+    nc_option q1[] = {{"qos", "1"}};
+    nc_handler_opts ho = NC_HANDLER_OPTS_INIT;
+    ho.options = q1;
+    ho.noptions = 1;
+    assert_int_equal(nc_server_message_opts(srv, "v5/q1", &ho, h_ctx, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "v5/q0", h_ctx, NULL), 0);
+    listen_until_connected(srv, &conn);
+    nc_client *c = client_new(url5, 0, NULL);
+    json_t *h = json_pack("{s:s,s:s}", "x-version", "1.0.0", "x-trace", "t-1");
+    nc_call_opts o = NC_CALL_OPTS_INIT;
+    o.headers = h;
+    o.options = q1;
+    o.noptions = 1;
+    json_t *r = ask(c, "v5/q1", &o);
+    assert_int_equal(json_integer_value(json_object_get(r, "qos")), 1);
+    json_t *hs = json_object_get(r, "headers");
+    assert_int_equal(json_array_size(hs), 2);
+    assert_string_equal(json_string_value(json_array_get(json_array_get(hs, 0), 0)), "x-version");
+    assert_string_equal(json_string_value(json_array_get(json_array_get(hs, 1), 1)), "t-1");
+    json_decref(r);
+    r = ask(c, "v5/q0", &o); /* the subscription's QoS 0 caps it */
+    assert_int_equal(json_integer_value(json_object_get(r, "qos")), 0);
+    json_decref(r);
+    /* a call option the transport does not take per call fails the call at once */
+    nc_option bad[] = {{"clean", "false"}};
+    nc_call_opts ob = NC_CALL_OPTS_INIT;
+    ob.options = bad;
+    ob.noptions = 1;
+    call k = {0};
+    int rc = nc_client_send(c, "v5/q0", NULL, &ob, on_value, on_done, &k);
+    if (rc == 0) {
+        assert_true(run_until_ms(&k.done, 1, 5000));
+        assert_int_equal(k.err, NC_EINVAL);
+    } else {
+        assert_int_equal(rc, NC_EINVAL);
+    }
+    call_clear(&k);
+    json_decref(h);
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
+/* ?share=g: both servers subscribe $share/g/<route>; each request is handled by exactly one of them. */
+static void test_shared_subscription(void **st) {
+    char surl[200];
+    snprintf(surl, sizeof surl, "%s?share=g", url);
+    int conn_a = 0, conn_b = 0, na = 0, nb = 0;
+    nc_server *a = server_new(surl, &conn_a), *b = server_new(surl, &conn_b);
+    assert_int_equal(nc_server_message(a, "work", h_ctx, &na), 0);
+    assert_int_equal(nc_server_message(b, "work", h_ctx, &nb), 0);
+    listen_until_connected(a, &conn_a);
+    listen_until_connected(b, &conn_b);
+    nc_client *c = client_new(url, 0, NULL);
+    enum { N = 20 };
+    for (int i = 0; i < N; i++) {
+        json_t *r = ask(c, "work", NULL);
+        assert_string_equal(json_string_value(json_object_get(r, "topic")), "work");
+        json_decref(r);
+    }
+    assert_int_equal(na + nb, N);  /* none twice */
+    assert_true(na > 0 && nb > 0); /* mosquitto shares round robin */
+    nc_client_free(c);
+    nc_server_free(a);
+    nc_server_free(b);
+}
+
+static void emitted(void *u, int err, json_t *e) {
+    call *k = u;
+    k->done = 1;
+    k->err = err;
+}
+
+/* retain=true per call: a server that subscribes later still gets the event (the broker kept it). */
+static void test_retained_event(void **st) {
+    nc_client *c = client_new(url, 0, NULL);
+    nc_option ro[] = {{"retain", "true"}, {"qos", "1"}};
+    nc_call_opts o = NC_CALL_OPTS_INIT;
+    o.options = ro;
+    o.noptions = 2;
+    call k = {0};
+    json_t *data = json_pack("{s:i}", "v", 7);
+    assert_int_equal(nc_client_emit(c, "kept/state", data, &o, emitted, &k), 0);
+    json_decref(data);
+    assert_true(run_until_ms(&k.done, 1, 5000));
+    assert_int_equal(k.err, 0);
+    int conn = 0;
+    got_events = 0;
+    nc_server *srv = server_new(url, &conn);
+    assert_int_equal(nc_server_event(srv, "kept/state", ev_keep, NULL), 0);
+    listen_until_connected(srv, &conn);
+    assert_true(run_until_ms(&got_events, 1, 5000));
+    assert_int_equal(json_integer_value(json_object_get(last_event, "v")), 7);
+    json_decref(last_event);
+    last_event = NULL;
+    nc_server_free(srv);
+    nc_client_free(c);
+}
+
+/* MQTT 5: reply headers (nc_reply_header) travel as the reply PUBLISH's user properties, in order, and are
+ * the call's reply headers. */
+static void h_reply_headers(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply_header(req, "x-a", "one", 3);
+    nc_reply_header(req, "x-b", "two", 3);
+    nc_reply_header(req, "x-a", "again", 5);
+    nc_reply(req, json_integer(42));
+}
+
+typedef struct hcall {
+    int done, err, headers;
+    size_t count;
+    char first_a[16], third[32];
+} hcall;
+
+static void hc_headers(void *u, nc_call *h) {
+    hcall *k = u;
+    k->headers++;
+    size_t n = 0;
+    const char *v = nc_call_header(h, "x-a", &n);
+    if (v) snprintf(k->first_a, sizeof k->first_a, "%.*s", (int)n, v);
+    k->count = nc_call_header_count(h);
+    const char *name, *val;
+    size_t nl, vl;
+    if (nc_call_header_at(h, 2, &name, &nl, &val, &vl) == 0)
+        snprintf(k->third, sizeof k->third, "%.*s=%.*s", (int)nl, name, (int)vl, val);
+}
+static void hc_value(void *u, json_t *v) {}
+static void hc_done(void *u, int err, json_t *e) {
+    hcall *k = u;
+    k->done++;
+    k->err = err;
+}
+
+static void test_v5_reply_headers(void **st) {
+    int conn = 0;
+    nc_server *srv = server_new(url5, &conn);
+    assert_int_equal(nc_server_message(srv, "v5/rh", h_reply_headers, NULL), 0);
+    listen_until_connected(srv, &conn);
+    nc_client *c = client_new(url5, 0, NULL);
+    hcall k = {0};
+    nc_call_cbs cbs = {hc_value, hc_done, hc_headers};
+    assert_int_equal(nc_client_call(c, "v5/rh", NULL, NULL, &cbs, &k, NULL), 0);
+    assert_true(run_until_ms(&k.done, 1, 5000));
+    assert_int_equal(k.err, 0);
+    assert_int_equal(k.headers, 1);
+    assert_int_equal(k.count, 3);
+    assert_string_equal(k.first_a, "one");
+    assert_string_equal(k.third, "x-a=again");
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
+/* A NestJS-style handler pattern $share/<group>/<route>: subscribed as given, dispatched by the filter. */
+static void test_share_pattern(void **st) {
+    int conn = 0;
+    nc_server *srv = server_new(url, &conn);
+    assert_int_equal(nc_server_message(srv, "$share/g2/jobs/+", h_ctx, NULL), 0);
+    listen_until_connected(srv, &conn);
+    nc_client *c = client_new(url, 0, NULL);
+    json_t *r = ask(c, "jobs/7", NULL);
+    assert_string_equal(json_string_value(json_object_get(r, "route")), "$share/g2/jobs/+");
+    assert_string_equal(json_string_value(json_object_get(r, "topic")), "jobs/7");
+    json_decref(r);
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
+/* QoS 1 with a kept session (clean=false, a fixed client id): an event published while the server is
+ * away is delivered when it comes back; closing the server does not unsubscribe (the session keeps its
+ * subscriptions). A second, clean server on the same route shows the broker routed the event. */
+static void test_persistent_session(void **st) {
+    char purl[240];
+    snprintf(purl, sizeof purl, "%s?clean=false&clientId=nestc-test-persist&qos=1", url);
+    int conn = 0;
+    got_events = 0;
+    nc_server *a = server_new(purl, &conn);
+    assert_int_equal(nc_server_event(a, "persist/ev", ev_keep, NULL), 0);
+    listen_until_connected(a, &conn);
+    nc_server_free(a);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    int conn_b = 0, seen_b = 0;
+    nc_server *b = server_new(url, &conn_b);
+    assert_int_equal(nc_server_event(b, "persist/ev", ev_count, &seen_b), 0);
+    listen_until_connected(b, &conn_b);
+    nc_client *c = client_new(url, 0, NULL);
+    nc_option q1[] = {{"qos", "1"}};
+    nc_call_opts o = NC_CALL_OPTS_INIT;
+    o.options = q1;
+    o.noptions = 1;
+    call k = {0};
+    json_t *data = json_pack("{s:i}", "v", 1);
+    assert_int_equal(nc_client_emit(c, "persist/ev", data, &o, emitted, &k), 0);
+    json_decref(data);
+    assert_true(run_until_ms(&seen_b, 1, 5000)); /* the broker has it */
+    assert_int_equal(got_events, 0);
+    conn = 0;
+    a = server_new(purl, &conn);
+    assert_int_equal(nc_server_event(a, "persist/ev", ev_keep, NULL), 0);
+    listen_until_connected(a, &conn);
+    assert_true(run_until_ms(&got_events, 1, 5000));
+    assert_int_equal(json_integer_value(json_object_get(last_event, "v")), 1);
+    json_decref(last_event);
+    last_event = NULL;
+    nc_client_free(c);
+    nc_server_free(b);
+    nc_server_free(a);
+}
+
+/* keepalive=1 on an idle but healthy connection: the PINGREQs are answered, so neither side reports a
+ * lost connection over three periods, and a request afterwards is answered on the same connection. (The
+ * wait is what is tested: idle time.) */
+static void test_keepalive_idle(void **st) {
+    char kurl[200];
+    snprintf(kurl, sizeof kurl, "%s?keepalive=1", url);
+    int conn = 0;
+    nc_server *srv = server_new(kurl, &conn);
+    assert_int_equal(nc_server_message(srv, "idle", h_ctx, NULL), 0);
+    listen_until_connected(srv, &conn);
+    cli_status cs = {0};
+    nc_client *c = client_new(kurl, 0, &cs);
+    json_t *r = ask(c, "idle", NULL);
+    json_decref(r);
+    run_ms(3000);
+    assert_int_equal(cs.reconnecting, 0);
+    assert_int_equal(conn, 1); /* connected once, never again */
+    r = ask(c, "idle", NULL);
+    assert_string_equal(json_string_value(json_object_get(r, "topic")), "idle");
+    json_decref(r);
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
+/* MQTT 5, QoS 1: a request to a route nobody subscribed to fails at once with NC_ENOHANDLER (the broker's
+ * PUBACK says No matching subscribers), not at the call's timeout. MQTT 3.1.1 cannot tell: it times out. */
+static void test_v5_no_subscribers(void **st) {
+    char qurl[220];
+    snprintf(qurl, sizeof qurl, "%s&qos=1", url5);
+    nc_client *c = client_new(qurl, 0, NULL);
+    call k = {0};
+    uint64_t t0 = uv_now(&loop);
+    assert_int_equal(nc_client_send(c, "nobody/here", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until_ms(&k.done, 1, 5000));
+    assert_int_equal(k.err, NC_ENOHANDLER);
+    assert_true(uv_now(&loop) - t0 < 1000u * (unsigned)time_factor()); /* not the 3 s timeout */
+    assert_non_null(strstr(k.msg, "No matching subscribers"));
+    call_clear(&k);
+    nc_client_free(c);
+}
+
+static int setup(void **st) {
+    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
+    uv_loop_init(&loop);
+    broker_start(&B);
+    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d", B.port);
+    snprintf(url5, sizeof url5, "mqtt://127.0.0.1:%d?protocolVersion=5", B.port);
+    return 0;
+}
+
+static int teardown(void **st) {
+    uv_run(&loop, UV_RUN_DEFAULT); /* close callbacks of what the tests freed */
+    broker_free(&B);
+    int r = uv_loop_close(&loop);
+    if (r) uv_print_all_handles(&loop, stderr);
+    return r;
+}
+
+int main(void) {
+    if (system("command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto") != 0) {
+        printf("mosquitto not installed: skipped\n");
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wildcards),           cmocka_unit_test(test_v5_headers_qos),
+        cmocka_unit_test(test_shared_subscription), cmocka_unit_test(test_retained_event),
+        cmocka_unit_test(test_v5_reply_headers),    cmocka_unit_test(test_share_pattern),
+        cmocka_unit_test(test_persistent_session),  cmocka_unit_test(test_keepalive_idle),
+        cmocka_unit_test(test_v5_no_subscribers),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
