@@ -11,9 +11,10 @@
 //   data over 64 KiB as `@-` on standard input, so it runs them all).
 //   kind: 'nest' or 'cli' (only for checking the exact text of a client-side error).
 //
-// Every case is {name, run(driver, env), payloadBytes?, when?(env)}, where env = {scheme, wildcards, driver}: the
-// URL scheme (tcp, tls, redis, rediss, nats — NATS over TLS is nats:// too), whether the server runs with Redis
-// wildcards, and the driver's kind (nest, cli). A case with `when` only runs where it holds. Everything not tied
+// Every case is {name, run(driver, env), payloadBytes?, when?(env)}, where env = {scheme, wildcards, driver,
+// mqttVersion}: the URL scheme (tcp, tls, redis, rediss, nats, mqtt, mqtts — NATS over TLS is nats:// too),
+// whether the server runs with Redis wildcards, the driver's kind (nest, cli), and on MQTT the protocol version
+// (?protocolVersion=5 on the URL: 5, else 4). A case with `when` only runs where it holds. Everything not tied
 // to a transport's own behaviour is the same for all of them.
 // Cases may run against a server shared with other runs, so event checks compare counts before and after,
 // using payloads unique to this run.
@@ -24,8 +25,13 @@ import { scaled } from './timing.mjs';
 const NO_HANDLER = 'There is no matching message handler defined in the remote service.';
 const onRedis = (env) => env.scheme === 'redis' || env.scheme === 'rediss';
 const onNats = (env) => env.scheme === 'nats';
-// Brokers report the concrete channel/subject in `context`.
-const hasChannel = (env) => onRedis(env) || onNats(env);
+const onMqtt = (env) => env.scheme === 'mqtt' || env.scheme === 'mqtts';
+// MQTT 5 user properties are the message's headers (DESIGN.md §5b).
+const onMqtt5 = (env) => onMqtt(env) && env.mqttVersion === 5;
+// Brokers report the concrete channel/subject/topic in `context`.
+const hasChannel = (env) => onRedis(env) || onNats(env) || onMqtt(env);
+// Transports whose `context` reports the request's headers (absent when it had none).
+const hasHeaders = (env) => onNats(env) || onMqtt5(env);
 
 // Assertion helper: the request completed normally with exactly these values.
 export async function expectValues(driver, pattern, data, expected, opts = {}) {
@@ -66,7 +72,7 @@ async function expectContext(driver, env, pattern, route, channel, headers) {
   assert.equal(v.transport, env.scheme, `transport: ${v.transport}`);
   assert.equal(v.pattern, route);
   if (hasChannel(env)) assert.equal(v.channel, channel);
-  if (onNats(env) && !headers) assert.equal(v.headers, undefined, `headers without any sent: ${JSON.stringify(v.headers)}`);
+  if (hasHeaders(env) && !headers) assert.equal(v.headers, undefined, `headers without any sent: ${JSON.stringify(v.headers)}`);
   return v;
 }
 
@@ -249,6 +255,55 @@ add(
   { when: onNats },
 );
 
+// MQTT filters (DESIGN.md §5b, spec mqtt.md §2): 'sensors/+/temp' (one level) and 'alerts/#' (the rest) reply
+// like `context` with the filter as `pattern` and the concrete topic as `channel`; the reply goes to
+// '<topic>/reply'. 'alerts/#' also receives that reply, which the server must not answer (it is an event to it).
+add(
+  `MQTT 'sensors/kitchen/temp' → pattern 'sensors/+/temp', channel 'sensors/kitchen/temp'`,
+  (d, env) => expectContext(d, env, 'sensors/kitchen/temp', 'sensors/+/temp', 'sensors/kitchen/temp'),
+  { when: onMqtt },
+);
+add(
+  `MQTT 'alerts/a/b' → pattern 'alerts/#', channel 'alerts/a/b'`,
+  (d, env) => expectContext(d, env, 'alerts/a/b', 'alerts/#', 'alerts/a/b'),
+  { when: onMqtt },
+);
+add(
+  `MQTT 'alerts/x' → pattern 'alerts/#', channel 'alerts/x'`,
+  (d, env) => expectContext(d, env, 'alerts/x', 'alerts/#', 'alerts/x'),
+  { when: onMqtt },
+);
+
+// MQTT 5 user properties (MqttRecord properties.userProperties / `nestc send --header k=v`) reach the handler
+// as its headers (DESIGN.md §5b): the same cases as the NATS headers below.
+add(
+  `MQTT 5 user properties: context with x-trace: t-1 → headers.x-trace 't-1'`,
+  async (d, env) => {
+    const v = await expectContext(d, env, 'context', 'context', 'context', [['x-trace', 't-1']]);
+    assert.equal(v.headers?.['x-trace'], 't-1', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: onMqtt5 },
+);
+add(
+  `MQTT 5 user properties: two and an object pattern → both reported`,
+  async (d, env) => {
+    const sent = [['x-trace', 't-2'], ['x-version', '1.0.0']];
+    const v = await expectContext(d, env, { cmd: 'context' }, '{"cmd":"context"}', '{"cmd":"context"}', sent);
+    assert.equal(v.headers?.['x-trace'], 't-2', `headers: ${JSON.stringify(v.headers)}`);
+    assert.equal(v.headers?.['x-version'], '1.0.0', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: onMqtt5 },
+);
+// Only through the Nest client, as on NATS: `nestc send --header` takes one value per name.
+add(
+  `MQTT 5 user properties: a repeated name → its first value`,
+  async (d, env) => {
+    const v = await expectContext(d, env, 'context', 'context', 'context', [['x-multi', 'a'], ['x-multi', 'b']]);
+    assert.equal(v.headers?.['x-multi'], 'a', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: (env) => onMqtt5(env) && env.driver !== 'cli' },
+);
+
 // NATS message headers (NatsRecord headers / `nestc send --header k=v`) reach the handler: `context` reports
 // them as {name: value}; a name that occurs twice reports its first value.
 add(
@@ -309,7 +364,13 @@ for (const [label, p, route] of [
   ["'nope'", 'nope', 'nope'],
 ]) {
   add(`unknown pattern ${label} → no-handler error`, (d) => expectNoHandler(d, p, 1), {
-    when: (env) => !onRedis(env) && !onNats(env),
+    when: (env) => !onRedis(env) && !onNats(env) && !onMqtt(env),
+  });
+  // MQTT (spec mqtt.md §3, "Unknown pattern"): nobody subscribes to the topic, the request is lost and the
+  // client waits; unlike Redis's PUBLISH, an MQTT PUBLISH does not tell how many received it, so nestc cannot
+  // fail early either: both clients end with their own timeout.
+  add(`unknown pattern ${label} → no reply, the client's own timeout (MQTT)`, (d) => expectNoReply(d, p, 1, 500), {
+    when: onMqtt,
   });
   add(
     `unknown pattern ${label} → no reply (Nest: local 500 ms timeout) / immediate "no subscribers" (nestc)`,

@@ -4,6 +4,7 @@
 //   node nest-server.mjs --port P [--cert FILE --key FILE [--ca FILE]]
 //   node nest-server.mjs --url redis://HOST:PORT|rediss://HOST:PORT [--ca FILE] [--wildcards]
 //   node nest-server.mjs --url nats://HOST:PORT [--ca FILE] [--queue NAME]
+//   node nest-server.mjs --url mqtt://HOST:PORT[?protocolVersion=5]|mqtts://HOST:PORT[?…] [--ca FILE]
 //
 // TCP: --cert/--key enable TLS; --ca additionally requires client certificates signed by that CA.
 // Redis: the server is a client of the broker; with rediss:// --ca is the CA it trusts for the broker's
@@ -12,7 +13,10 @@
 // also upgrades by itself when the server requires TLS). --queue (or ?queue=NAME on the URL) is Nest's server
 // option `queue`: every handler subscribes in that queue group. Handler patterns are NATS subjects, so
 // 'sensors.*' and 'alerts.>' are wildcards there.
-// Prints "READY <port or url>" on stdout once listening (Redis, NATS: once subscribed); exits 0 on
+// MQTT (spec mqtt.md): mqtts:// is TLS, --ca the CA trusted for the broker's certificate; ?protocolVersion=5 on
+// the URL speaks MQTT 5 (default 3.1.1), so user properties reach `context` as `headers`. Two more string
+// handlers, 'sensors/+/temp' and 'alerts/#' (DESIGN.md §5b): MQTT filters, replying like `context`.
+// Prints "READY <port or url>" on stdout once listening (Redis, NATS, MQTT: once subscribed); exits 0 on
 // SIGTERM/SIGINT after app.close().
 //
 // Plain ESM, no TypeScript: decorators are applied as functions. Nest 12 calls a handler that has no
@@ -44,20 +48,23 @@ if (!args.port === !args.url) {
   console.error('usage: node nest-server.mjs --port P [--cert F --key F [--ca F]]');
   console.error('       node nest-server.mjs --url redis://H:P|rediss://H:P [--ca F] [--wildcards]');
   console.error('       node nest-server.mjs --url nats://H:P [--ca F] [--queue NAME]');
+  console.error('       node nest-server.mjs --url mqtt://H:P[?protocolVersion=5]|mqtts://H:P[?…] [--ca F]');
   process.exit(2);
 }
 const brokerUrl = args.url ? new URL(args.url) : null;
-if (brokerUrl && !['redis:', 'rediss:', 'nats:'].includes(brokerUrl.protocol)) {
-  console.error(`nest-server.mjs: unsupported URL ${args.url} (redis://, rediss:// or nats://)`);
+if (brokerUrl && !['redis:', 'rediss:', 'nats:', 'mqtt:', 'mqtts:'].includes(brokerUrl.protocol)) {
+  console.error(`nest-server.mjs: unsupported URL ${args.url} (redis://, rediss://, nats://, mqtt:// or mqtts://)`);
   process.exit(2);
 }
 const redis = brokerUrl?.protocol.startsWith('redis') ? brokerUrl : null;
 const nats = brokerUrl?.protocol === 'nats:' ? brokerUrl : null;
+const mqtt = brokerUrl?.protocol.startsWith('mqtt') ? brokerUrl : null;
+const mqttVersion = Number(mqtt?.searchParams.get('protocolVersion') ?? 4);
 const wildcards = Boolean(args.wildcards || redis?.searchParams.get('wildcards') === 'true');
 const queue = args.queue ?? nats?.searchParams.get('queue') ?? undefined;
 const tls = Boolean(args.cert && args.key);
 // The `transport` reported by `context`: the URL scheme name (DESIGN.md §4), as tcp/tls: redis or rediss;
-// nats (plain or TLS).
+// nats (plain or TLS); mqtt or mqtts.
 const transportName = brokerUrl ? brokerUrl.protocol.replace(/:$/, '') : tls ? 'tls' : 'tcp';
 
 // TCP: the route a request/event matched. The server takes ctx.getPattern() (the received pattern as text,
@@ -87,6 +94,18 @@ function natsMatches(filter, subject) {
   return f.length === s.length;
 }
 
+// MQTT topic filter matching (spec mqtt.md §2): `+` one level, `#` (last) the rest, including the parent
+// level itself ('alerts/#' matches 'alerts'); a `$share/<group>/` prefix is not part of the filter.
+function mqttMatches(filter, topic) {
+  const f = filter.replace(/^\$share\/[^/]+\//, '').split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#' && i === f.length - 1) return true;
+    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
+
 // The route (handler pattern) a message matched, from its context; `routes` are the routes the handler was
 // registered under.
 //  * TCP: the received pattern, normalised (see routeOf).
@@ -99,7 +118,14 @@ function natsMatches(filter, subject) {
 //  * NATS: the same idea. Nest subscribes to every handler route as a subject (so 'sensors.*' and 'alerts.>'
 //    are NATS wildcards) and dispatches on the subscription; NatsContext has only getSubject() = the
 //    concrete subject, so `pattern` is the handler's own route that matches it.
+//  * MQTT: the same again. MqttContext.getTopic() is the concrete topic; Nest dispatches to the exact route,
+//    else to the first handler whose filter matches (spec mqtt.md §2).
 function matchedRoute(ctx, routes) {
+  if (mqtt) {
+    const topic = ctx.getTopic();
+    if (routes.includes(topic)) return topic;
+    return routes.find((r) => mqttMatches(r, topic)) ?? topic;
+  }
   if (nats) {
     const subject = ctx.getSubject();
     if (routes.includes(subject)) return subject;
@@ -181,6 +207,18 @@ class Conformance {
     return contextReply(ctx, routesOf.alerts);
   }
 
+  // MQTT (DESIGN.md §5b): 'sensors/+/temp' (one level) and 'alerts/#' (the rest), reply like `context`.
+  // 'alerts/#' also matches the service's own replies ('alerts/…/reply'): they have an `id` but no
+  // `pattern`/`data`, so Nest takes them as events (spec README.md 9.1) and runs this once more without
+  // replying; a server that answered them would loop forever.
+  mqttSensors(data, ctx) {
+    return contextReply(ctx, routesOf.mqttSensors);
+  }
+
+  mqttAlerts(data, ctx) {
+    return contextReply(ctx, routesOf.mqttAlerts);
+  }
+
   events(data) {
     const e = eventLog.get(routeOf(typeof data === 'string' ? data : JSON.stringify(data)));
     return e ? { count: e.count, payloads: e.payloads } : { count: 0, payloads: [] };
@@ -217,6 +255,16 @@ function contextReply(ctx, routes) {
       for (const k of h.keys()) r.headers[k] = h.get(k);
     }
   }
+  // MQTT: the concrete topic; `headers` = the MQTT 5 user properties of the request (mqtt.js gives an array
+  // for a name that occurs more than once: its first value, as on NATS), absent when it had none.
+  if (mqtt) {
+    r.channel = ctx.getTopic();
+    const up = ctx.getPacket()?.properties?.userProperties;
+    if (up && Object.keys(up).length) {
+      r.headers = {};
+      for (const [k, v] of Object.entries(up)) r.headers[k] = Array.isArray(v) ? v[0] : v;
+    }
+  }
   return r;
 }
 
@@ -235,8 +283,14 @@ for (const name of ['sum', 'asyncSum', 'streamSum', 'streaming', 'exception', 'e
 }
 decorate(MessagePattern, 'sensors', ['sensors.*']);
 decorate(MessagePattern, 'alerts', ['alerts.>']);
+// MQTT only: elsewhere these would be odd literal names nobody asks for (and subscriptions more to count).
+if (mqtt) {
+  decorate(MessagePattern, 'mqttSensors', ['sensors/+/temp']);
+  decorate(MessagePattern, 'mqttAlerts', ['alerts/#']);
+}
 // (data, ctx) for the handlers that read the matched route from the context.
-for (const method of ['context', 'sensors', 'alerts', 'notificationFirst', 'notificationSecond', 'userCreated']) {
+const withCtx = ['context', 'sensors', 'alerts', 'mqttSensors', 'mqttAlerts'];
+for (const method of [...withCtx, 'notificationFirst', 'notificationSecond', 'userCreated']) {
   Payload()(Conformance.prototype, method, 0);
   Ctx()(Conformance.prototype, method, 1);
 }
@@ -286,15 +340,35 @@ function natsOptions() {
   return o;
 }
 
-const transport = nats ? Transport.NATS : redis ? Transport.REDIS : Transport.TCP;
-const options = nats
-  ? natsOptions()
-  : redis
-    ? redisOptions()
-    : { host: args.host, port: Number(args.port), tlsOptions: tlsOptions() };
+// MQTT: the broker connection (mqtt.js options, spec mqtt.md §7). The URL without its query; MQTT 5 with
+// ?protocolVersion=5; for mqtts:// the CA from --ca (mqtt.js checks the certificate against the URL's host
+// name). Reconnect every 200 ms (mqtt.js default 1000), without limit, so a broker restart does not end it.
+function mqttOptions() {
+  const o = { url: `${mqtt.protocol}//${mqtt.host}`, protocolVersion: mqttVersion, reconnectPeriod: 200 };
+  if (mqtt.protocol === 'mqtts:') {
+    o.rejectUnauthorized = true;
+    if (args.ca) o.ca = readFileSync(args.ca);
+  }
+  return o;
+}
+
+const transport = mqtt ? Transport.MQTT : nats ? Transport.NATS : redis ? Transport.REDIS : Transport.TCP;
+const options = mqtt
+  ? mqttOptions()
+  : nats
+    ? natsOptions()
+    : redis
+      ? redisOptions()
+      : { host: args.host, port: Number(args.port), tlsOptions: tlsOptions() };
 const app = await NestFactory.createMicroservice(AppModule, { transport, options, logger: ['error', 'warn'] });
 await app.listen();
-if (nats) {
+if (mqtt) {
+  // listen() resolves once connected, with one SUBSCRIBE per handler sent but not acknowledged. The broker
+  // handles a client's packets in order, so the UNSUBACK of a topic nobody subscribed comes after their
+  // SUBACKs: READY means "subscribed".
+  await app.unwrap().unsubscribeAsync('nestc-interop/ready');
+  process.stdout.write(`READY ${args.url}\n`);
+} else if (nats) {
   // listen() resolves once the SUBs were queued on the connection. flush() sends a PING and waits for the
   // PONG, which the server answers after processing the SUBs before it: READY means "subscribed".
   await app.unwrap().flush();

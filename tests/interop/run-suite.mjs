@@ -3,8 +3,8 @@
 //   node run-suite.mjs --driver nest|cli --url tcp://127.0.0.1:P [--ca F --cert F --key F] [--only REGEX]
 //                      [--wildcards]
 //
-// --url may also be redis://H:P, rediss://H:P or nats://H:P (the broker the server is subscribed to; NATS over
-// TLS is nats:// too, with --ca). --wildcards: the server runs with Redis wildcards (PSUBSCRIBE), which enables
+// --url may also be redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P or mqtts://H:P (the broker the server is
+// subscribed to; NATS over TLS is nats:// too, with --ca; MQTT 5 with ?protocolVersion=5). --wildcards: the server runs with Redis wildcards (PSUBSCRIBE), which enables
 // the cases that need it.
 //
 // Uses node:test, so the output ends with the TAP summary (`# pass N`, `# fail N`) and the exit code is
@@ -49,7 +49,8 @@ if (!args.url) {
 
 const driver = makeDriver(args.driver, args.url, { ca: args.ca, cert: args.cert, key: args.key });
 // What the cases may depend on (see conformance-cases.mjs).
-const env = { scheme: driver.scheme, wildcards: args.wildcards, driver: driver.kind };
+const mqttVersion = Number(new URL(args.url).searchParams.get('protocolVersion') ?? 4);
+const env = { scheme: driver.scheme, wildcards: args.wildcards, driver: driver.kind, mqttVersion };
 after(() => driver.close());
 
 function withDeadline(promise, ms) {

@@ -8,7 +8,8 @@
 #   nest   node nest-server.mjs --port P                   (this folder)
 #   nestc  $NESTC_BIN conformance tcp://127.0.0.1:P        (NESTC_BIN must be set)
 #
-# Broker (--url redis://H:P, rediss://H:P or nats://H:P, e.g. from with-redis.sh / with-nats.sh): the server
+# Broker (--url redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P or mqtts://H:P, e.g. from with-redis.sh /
+# with-nats.sh / with-mosquitto.sh): the server
 # subscribes to that broker. There is no port of ours to wait on, so it is ready when it prints its readiness
 # line on stdout/stderr:
 #   nest   node nest-server.mjs --url URL [--wildcards] [--queue Q]   prints "READY …"
@@ -17,6 +18,7 @@
 # the Nest server, and clients get the URL without it (these are server options only):
 #   ?wildcards=true   Redis PSUBSCRIBE mode                → nest --wildcards
 #   ?queue=NAME       NATS queue group for every handler   → nest --queue NAME
+# MQTT's query (?protocolVersion=5) is an option of server and client alike: it stays on both URLs.
 #
 # --tls CERTDIR  TCP: serve TLS with CERTDIR/server.pem + server.key (made by gen-certs.sh); URL is
 #                tls://localhost:P. Broker: the server trusts CERTDIR/ca.pem for the broker (--ca); for NATS
@@ -54,13 +56,14 @@ fi
 tls_args=()
 if [[ -n $broker_url ]]; then
   case $broker_url in
-    redis://* | rediss://* | nats://*) ;;
-    *) echo "with-server.sh: unsupported broker URL '$broker_url' (redis://, rediss:// or nats://)" >&2; exit 2 ;;
+    redis://* | rediss://* | nats://* | mqtt://* | mqtts://*) ;;
+    *) echo "with-server.sh: unsupported broker URL '$broker_url' (redis://, rediss://, nats://, mqtt:// or mqtts://)" >&2; exit 2 ;;
   esac
   scheme=${broker_url%%://*}
   URL=${broker_url%%\?*} # the clients' URL: no server options
   PORT=${URL##*:}
   PORT=${PORT%%/*}
+  [[ $scheme == mqtt || $scheme == mqtts ]] && URL=$broker_url
   [[ -n $certdir ]] && tls_args=(--ca "$certdir/ca.pem")
 else
   # A free port: let the kernel pick one, then release it (a small race we accept on a test machine).
@@ -79,7 +82,7 @@ export PORT URL
 case $kind in
   nest)
     if [[ -n $broker_url ]]; then
-      server=("$node" "$here/nest-server.mjs" --url "$URL" "${tls_args[@]}")
+      server=("$node" "$here/nest-server.mjs" --url "$URL" "${tls_args[@]}") # (MQTT: with its query)
       [[ $broker_url =~ [?\&]wildcards=true(\&|$) ]] && server+=(--wildcards)
       [[ $broker_url =~ [?\&]queue=([^\&]+) ]] && server+=(--queue "${BASH_REMATCH[1]}")
     else
