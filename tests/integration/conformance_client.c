@@ -22,6 +22,16 @@ static int on_nats(void) {
     return strncmp(url, "nats:", 5) == 0;
 }
 
+/* mqtt:// and mqtts:// */
+static int on_mqtt(void) {
+    return strncmp(url, "mqtt:", 5) == 0 || strncmp(url, "mqtts:", 6) == 0;
+}
+
+/* MQTT 5 (`?protocolVersion=5`): user properties are the message's headers */
+static int on_mqtt5(void) {
+    return on_mqtt() && strstr(url, "protocolVersion=5") != NULL;
+}
+
 /* ---- a synchronous call on top of the callback API --------------------------------------------- */
 
 typedef struct result {
@@ -230,7 +240,8 @@ static void test_context(void **st) {
     snprintf(scheme, sizeof scheme, "%.*s", (int)strcspn(url, ":"), url);
     assert_string_equal(json_string_value(json_object_get(ctx, "transport")), scheme);
     assert_string_equal(json_string_value(json_object_get(ctx, "pattern")), "{\"cmd\":\"context\"}");
-    if (strncmp(scheme, "redis", 5) == 0 || on_nats()) /* brokers: the concrete channel/subject */
+    /* brokers: the concrete channel/subject/topic */
+    if (strncmp(scheme, "redis", 5) == 0 || on_nats() || on_mqtt())
         assert_string_equal(json_string_value(json_object_get(ctx, "channel")), "{\"cmd\":\"context\"}");
     result_free(&r);
     r = call("context", J("1"));
@@ -239,10 +250,10 @@ static void test_context(void **st) {
     result_free(&r);
 }
 
-/* NATS message headers (nc_call_opts.headers) reach the handler: `context` reports them as {name: value};
- * without headers it reports none. Other transports have no headers. */
+/* NATS message headers and MQTT 5 user properties (nc_call_opts.headers) reach the handler: `context`
+ * reports them as {name: value}; without headers it reports none. Other transports have no headers. */
 static void test_headers(void **st) {
-    if (!on_nats()) return;
+    if (!on_nats() && !on_mqtt5()) return;
     result r = call("context", J("1"));
     assert_int_equal(r.err, 0);
     assert_null(json_object_get(json_array_get(r.values, 0), "headers"));
@@ -255,7 +266,8 @@ static void test_headers(void **st) {
     json_decref(d);
     json_decref(h);
     while (!r.done) uv_run(nc_client_loop(cli), UV_RUN_ONCE);
-    if (r.err) fail_msg("context with headers: %s %s", nc_err_name(r.err), json_dumps(r.error, JSON_ENCODE_ANY));
+    if (r.err)
+        fail_msg("context with headers: %s %s", nc_err_name(r.err), json_dumps(r.error, JSON_ENCODE_ANY));
     json_t *got = json_object_get(json_array_get(r.values, 0), "headers");
     json_t *want = J("{\"x-trace\":\"t-1\",\"x-version\":\"1.0.0\"}");
     if (!json_equal(got, want)) fail_msg("headers: got %s", json_dumps(got, JSON_ENCODE_ANY));
@@ -335,6 +347,21 @@ static void test_unknown_pattern(void **st) {
             if (!why || !strstr(why, "no subscribers"))
                 fail_msg("%s: the failure does not say \"no subscribers\": %s", patterns[i],
                          json_dumps(r.error, JSON_ENCODE_ANY));
+            result_free(&r);
+        }
+        return;
+    }
+    if (on_mqtt()) {
+        /* MQTT (spec mqtt.md §3): nobody subscribes to the topic and a QoS 0 PUBLISH does not say so (nor
+         * does MQTT 3.1.1 at all): the request is lost and the call ends with its own timeout, as NestJS's
+         * ClientMqtt does. No value, no error reply. The limit is short: the timeout is what is expected. */
+        const char *patterns[] = {"no-such-thing", "{\"cmd\":\"no-such-thing\"}"};
+        for (int i = 0; i < 2; i++) {
+            result r = call_opts(patterns[i], J("1"), 500);
+            if (r.err != NC_ETIMEDOUT)
+                fail_msg("%s: %s %s, want the call's own timeout", patterns[i], nc_err_name(r.err),
+                         json_dumps(r.error, JSON_ENCODE_ANY));
+            assert_int_equal(json_array_size(r.values), 0);
             result_free(&r);
         }
         return;

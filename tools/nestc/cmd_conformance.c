@@ -331,6 +331,11 @@ int cmd_conformance(int argc, char **argv) {
      * plain literal route. Replies like `context`, so the matched glob and the concrete channel show. */
     nc_server_message(s, "sensors.*", h_context, NULL);
     nc_server_message(s, "alerts.>", h_context, NULL); /* NATS's full wildcard */
+    /* MQTT filters (DESIGN.md §5b): one level and the rest. `alerts/#` also receives this server's own
+     * replies (`alerts/x/reply`); having an `id` but no `pattern`, they are dispatched as events (as NestJS
+     * does), so they are never answered. Elsewhere literal routes. */
+    nc_server_message(s, "sensors/+/temp", h_context, NULL);
+    nc_server_message(s, "alerts/#", h_context, NULL);
     both_event(s, "notification", ev_first);
     both_event(s, "notification", ev_second);
     both_event(s, "user_created", ev_first);

@@ -158,7 +158,9 @@ static void on_publish(mqtt_server *ms, const nc_mqtt_pkt *pkt) {
     nc_inbound in = {0};
     in.channel = topic;
     in.route = rt ? rt->route : topic;
-    in.headers = ms->t.version == NC_MQTT_V5 ? hdrs : NULL;
+    /* none when the PUBLISH carried no user property, as NATS without a header block: `nc_msg_headers` NULL
+     */
+    in.headers = nh ? hdrs : NULL;
     in.nheaders = nh;
     in.ctx = ctx;
     in.nctx = nctx;
