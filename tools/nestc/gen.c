@@ -23,6 +23,8 @@ static const char *const url_forms[] = {
     "redis",  "redis://[user[:password]@]host[:port][/db]",
     "rediss", "rediss://[user[:password]@]host[:port][/db]",
     "nats",   "nats://[user:password@|token@]host[:port]",
+    "mqtt",   "mqtt://[user[:password]@]host[:port][?protocolVersion=5]  (port 1883)",
+    "mqtts",  "mqtts://[user[:password]@]host[:port][?protocolVersion=5]  (port 8883; --ca FILE)",
 };
 
 static void print_urls(FILE *f) {
