@@ -40,6 +40,7 @@ static void h_ctx(nc_request *req, const nc_msg *m, void *u) {
         json_array_append_new(hs, json_pack("[s#,s#]", name, nl, val, vl));
     }
     json_object_set_new(o, "headers", hs);
+    json_object_set_new(o, "has_headers", json_boolean(nc_msg_headers(m) != NULL));
     nc_reply(req, o);
 }
 
@@ -136,6 +137,14 @@ static void test_v5_headers_qos(void **st) {
     assert_int_equal(json_array_size(hs), 2);
     assert_string_equal(json_string_value(json_array_get(json_array_get(hs, 0), 0)), "x-version");
     assert_string_equal(json_string_value(json_array_get(json_array_get(hs, 1), 1)), "t-1");
+    assert_true(json_is_true(json_object_get(r, "has_headers")));
+    json_decref(r);
+    /* no user property: no headers at all (nc_msg_headers NULL, as NATS without a header block), not {} */
+    nc_call_opts none = NC_CALL_OPTS_INIT;
+    none.options = q1;
+    none.noptions = 1;
+    r = ask(c, "v5/q1", &none);
+    assert_true(json_is_false(json_object_get(r, "has_headers")));
     json_decref(r);
     r = ask(c, "v5/q0", &o); /* the subscription's QoS 0 caps it */
     assert_int_equal(json_integer_value(json_object_get(r, "qos")), 0);
