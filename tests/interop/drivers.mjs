@@ -239,7 +239,9 @@ export class CliDriver {
 
   async emit(pattern, data) {
     const d = CliDriver.dataArgs(data);
-    const args = ['emit', this.url, CliDriver.patternArg(pattern), d.arg, ...this.tlsArgs];
+    // --timeout bounds the connection too (TLS handshake included): scaled like send's, or a CLI under
+    // valgrind on a loaded machine fails the default 5000 ms connect bound of an mTLS handshake
+    const args = ['emit', this.url, CliDriver.patternArg(pattern), d.arg, '--timeout', String(DEFAULT_TIMEOUT_MS), ...this.tlsArgs];
     const { code, signal, err } = await this.run(args, scaled(15000), d.stdin);
     if (code !== 0) throw new Error(`nestc emit failed (exit ${code ?? signal}): ${err.trim()}`);
   }
