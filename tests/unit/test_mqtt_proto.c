@@ -694,7 +694,7 @@ static void test_mosquitto_sessions(void **st) {
     live_pump(&l, 1);
     assert_string_equal(l.s.text[0], "CONNACK id=0 r=0 sp=0 q=0 rt=0 d=0 rm=20 tam=10"); /* mosquitto's */
     nc_mqtt_sub subs[3] = {
-        {"sensors/+/temp", 14, 2, 0, 1, 0}, {"alerts/#", 8, 2, 1, 0, 2}, {"$share/g/work/+", 15, 1, 0, 0, 0}};
+        {"sensors/+/temp", 14, 2, 0, 1, 0}, {"alerts/#", 8, 2, 1, 0, 2}, {"$share/g/jobs/+", 15, 1, 0, 0, 0}};
     assert_int_equal(nc_mqtt_write_subscribe(&l.out, NC_MQTT_V5, 7, subs, 3, 42), 0);
     live_send(&l);
     live_pump(&l, 2);
@@ -720,7 +720,7 @@ static void test_mosquitto_sessions(void **st) {
     assert_non_null(strstr(l.s.text[i],
                            " q=1 rt=0 d=0 sensors/kitchen/temp|{\"temp\":21} ct=application/json "
                            "x-version=1.0.0 x-version=2"));
-    nc_mqtt_publish m2 = {"work/a", 6, "w", 1, 2, 1, 0, 9, NULL};
+    nc_mqtt_publish m2 = {"jobs/a", 6, "w", 1, 2, 1, 0, 9, NULL};
     assert_int_equal(nc_mqtt_write_publish(&l.out, NC_MQTT_V5, &m2), 0);
     live_send(&l);
     live_pump(&l, 5);
@@ -730,7 +730,7 @@ static void test_mosquitto_sessions(void **st) {
     live_pump(&l, 7); /* PUBCOMP, and the message through the shared subscription (retain cleared) */
     live_find(&l, 5, "PUBCOMP id=9 r=0");
     i = live_find(&l, 5, "PUBLISH");
-    assert_non_null(strstr(l.s.text[i], " q=1 rt=0 d=0 work/a|w"));
+    assert_non_null(strstr(l.s.text[i], " q=1 rt=0 d=0 jobs/a|w"));
     unsigned id = 0;
     assert_int_equal(sscanf(l.s.text[i], "PUBLISH id=%u", &id), 1);
     assert_int_equal(nc_mqtt_write_ack(&l.out, NC_MQTT_V5, NC_MQTT_PUBACK, (uint16_t)id, 0), 0);
