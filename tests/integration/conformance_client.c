@@ -425,18 +425,12 @@ static int teardown(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sum),
-        cmocka_unit_test(test_streaming),
-        cmocka_unit_test(test_exception),
-        cmocka_unit_test(test_echo_unicode),
-        cmocka_unit_test(test_echo_large),
-        cmocka_unit_test(test_concurrent_out_of_order),
-        cmocka_unit_test(test_context),
-        cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_events),
-        cmocka_unit_test(test_unknown_pattern),
-        cmocka_unit_test(test_timeout),
-        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_sum),        cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_exception),  cmocka_unit_test(test_echo_unicode),
+        cmocka_unit_test(test_echo_large), cmocka_unit_test(test_concurrent_out_of_order),
+        cmocka_unit_test(test_context),    cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_events),     cmocka_unit_test(test_unknown_pattern),
+        cmocka_unit_test(test_timeout),    cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
