@@ -18,7 +18,7 @@
 /* ---- a byte builder for frames, independent of the codec ---- */
 
 typedef struct bb {
-    unsigned char d[65536];
+    unsigned char d[16384];
     size_t n;
 } bb;
 
@@ -95,7 +95,7 @@ typedef struct ev_copy {
 } ev_copy;
 
 typedef struct rec {
-    ev_copy ev[256];
+    ev_copy ev[32];
     size_t n;
 } rec;
 
@@ -110,7 +110,7 @@ static char *dump(const json_t *j) {
 
 static int on_ev(void *user, const nc_amqp_event *e) {
     rec *r = user;
-    assert_true(r->n < 256);
+    assert_true(r->n < 32);
     ev_copy *c = &r->ev[r->n++];
     memset(c, 0, sizeof *c);
     c->kind = e->kind;
