@@ -836,7 +836,10 @@ int nc_amqp_write_publish(nc_buf *out, const nc_amqp_method *m, const nc_amqp_pr
     if (frame_max <= FRAME_OVERHEAD) return NC_EINVAL;
     size_t save = out->len;
     int rc = write_method(out, m);
+    size_t mid = out->len;
     if (!rc) rc = write_header(out, m->channel, props, body_len);
+    /* the method and the header are one frame each: the broker refuses either over frame_max */
+    if (!rc && (mid - save > frame_max || out->len - mid > frame_max)) rc = NC_EINVAL;
     size_t chunk = frame_max - FRAME_OVERHEAD;
     for (size_t off = 0; !rc && off < body_len; off += chunk) {
         size_t k = body_len - off < chunk ? body_len - off : chunk, at;

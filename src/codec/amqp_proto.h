@@ -234,7 +234,8 @@ enum { NC_AMQP_MECH_PLAIN = 0, NC_AMQP_MECH_EXTERNAL = 1 };
 int nc_amqp_write_start_ok(nc_buf *out, const json_t *props, int mechanism, const char *user,
                            const char *password, const char *locale);
 /* basic.publish, its content header and the body split into body frames of at most frame_max bytes
- * (frame overhead included; 0: NC_AMQP_FRAME_MIN). */
+ * (frame overhead included; 0: NC_AMQP_FRAME_MIN). NC_EINVAL when the method or the header frame alone
+ * is over frame_max (long names, large headers). */
 int nc_amqp_write_publish(nc_buf *out, const nc_amqp_method *m, const nc_amqp_props *props, const char *body,
                           size_t body_len, uint32_t frame_max);
 
