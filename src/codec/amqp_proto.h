@@ -243,10 +243,10 @@ int nc_amqp_write_publish(nc_buf *out, const nc_amqp_method *m, const nc_amqp_pr
 
 /* Decodes a field table's bytes (without its 4-byte length) into a JSON object (*out, the caller's);
  * max_depth bounds nested tables and arrays. Field types as RabbitMQ reads them: t bool; b int8; B uint8;
- * s int16; u uint16; I int32; i uint32; l int64; L uint64 (the spec's; RabbitMQ never sends it); f float;
- * d double; D decimal (scale, uint32: a double); S long string; x byte array (strings; ill-formed UTF-8
- * becomes U+FFFD); T timestamp (uint64); F table; A array; V void (null). Integers past int64 are doubles.
- * Returns 0, NC_EPROTO (`why` says what is wrong) or NC_ENOMEM. */
+ * s int16 (and the spec's U); u uint16; I int32; i uint32; l int64; L int64 (the spec's; RabbitMQ never
+ * sends it); f float; d double; D decimal (scale, uint32: a double); S long string; x byte array (strings;
+ * ill-formed UTF-8 becomes U+FFFD); T timestamp (uint64); F table; A array; V void (null). Timestamps past
+ * int64 are doubles. Returns 0, NC_EPROTO (`why` says what is wrong) or NC_ENOMEM. */
 int nc_amqp_table_decode(const char *p, size_t n, int max_depth, json_t **out, char *why, size_t whylen);
 /* Appends a field table (with its length) from a JSON object (NULL: an empty table): integers as 'l',
  * reals as 'd', strings as 'S', booleans as 't', null as 'V', objects as 'F', arrays as 'A'. NC_EINVAL

@@ -1,5 +1,6 @@
 /* AMQP 0-9-1 field tables and arrays to and from JSON, with the field types RabbitMQ uses (its errata to
- * the 0-9-1 spec: 's' is a signed 16-bit, 'l' a signed 64-bit, 'x' a byte array; no 'U'/'L' written). */
+ * the 0-9-1 spec: 's' is a signed 16-bit, 'l' a signed 64-bit, 'x' a byte array). The spec's 'U' and 'L'
+ * are read with the spec's meaning; neither is written. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,8 +140,9 @@ static int value(rd *r, int depth, json_t **out) {
     if ((rc = need(r, 1, "field type"))) return rc;
     unsigned char t = r->p[r->at++];
     const unsigned char *q = r->p + r->at;
-    static const char sizes[][2] = {{'t', 1}, {'b', 1}, {'B', 1}, {'s', 2}, {'u', 2}, {'I', 4}, {'i', 4},
-                                    {'l', 8}, {'L', 8}, {'f', 4}, {'d', 8}, {'D', 5}, {'T', 8}, {'V', 0}};
+    static const char sizes[][2] = {{'t', 1}, {'b', 1}, {'B', 1}, {'s', 2}, {'U', 2},
+                                    {'u', 2}, {'I', 4}, {'i', 4}, {'l', 8}, {'L', 8},
+                                    {'f', 4}, {'d', 8}, {'D', 5}, {'T', 8}, {'V', 0}};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         if (sizes[k][0] != t) continue;
         char what[32];
@@ -160,6 +162,7 @@ static int value(rd *r, int depth, json_t **out) {
             v = json_integer((json_int_t)u);
             break;
         case 's':
+        case 'U':
             v = json_integer((int16_t)u);
             break;
         case 'u':
@@ -171,10 +174,10 @@ static int value(rd *r, int depth, json_t **out) {
         case 'i':
             v = json_integer((json_int_t)u);
             break;
-        case 'l':
+        case 'l': /* RabbitMQ's signed 64-bit (the spec's unsigned) */
+        case 'L': /* the spec's signed 64-bit */
             v = json_integer((json_int_t)(int64_t)u);
             break;
-        case 'L':
         case 'T':
             v = u > INT64_MAX ? json_real((double)u) : json_integer((json_int_t)u);
             break;

@@ -821,6 +821,9 @@ static void test_field_tables(void **state) {
     sstr(&t, "s");
     u8(&t, 's');
     u16(&t, 0xFFFD); /* -3: RabbitMQ's signed short */
+    sstr(&t, "U");
+    u8(&t, 'U');
+    u16(&t, 0xFFFC); /* -4: the spec's signed short */
     sstr(&t, "u");
     u8(&t, 'u');
     u16(&t, 0xFFFD);
@@ -835,7 +838,7 @@ static void test_field_tables(void **state) {
     u64(&t, (uint64_t)-7);
     sstr(&t, "L");
     u8(&t, 'L');
-    u64(&t, 7);
+    u64(&t, (uint64_t)-9);
     sstr(&t, "f");
     u8(&t, 'f');
     u32(&t, 0x3FC00000); /* 1.5f */
@@ -873,8 +876,8 @@ static void test_field_tables(void **state) {
     assert_int_equal(nc_amqp_table_decode((const char *)t.d, t.n, 8, &j, why, sizeof why), 0);
     char *s = dump(j);
     assert_string_equal(
-        s, "{\"A\":[false,9],\"B\":254,\"D\":123.45,\"F\":{},\"I\":-5,\"L\":7,\"S\":\"h\xc3\xa9llo\","
-           "\"T\":1700000000,\"V\":null,\"b\":-2,\"d\":2.5,\"f\":1.5,\"i\":4294967291,\"l\":-7,"
+        s, "{\"A\":[false,9],\"B\":254,\"D\":123.45,\"F\":{},\"I\":-5,\"L\":-9,\"S\":\"h\xc3\xa9llo\","
+           "\"T\":1700000000,\"U\":-4,\"V\":null,\"b\":-2,\"d\":2.5,\"f\":1.5,\"i\":4294967291,\"l\":-7,"
            "\"s\":-3,\"t\":true,\"u\":65533,\"x\":\"o\xef\xbf\xbd\"}");
     /* written back (as RabbitMQ's types l d S t V F A) and read again: the same JSON */
     nc_buf out = NC_BUF_INIT;
