@@ -457,6 +457,7 @@ void nc_amqp_parser_init(nc_amqp_parser *p, int role) {
     p->frame_max = NC_AMQP_FRAME_DEFAULT;
     p->max_message = DEFAULT_MAX_MESSAGE;
     p->max_depth = DEFAULT_MAX_DEPTH;
+    p->max_pending = 2048; /* RabbitMQ's default channel_max is 2047 */
 }
 
 void nc_amqp_parser_free(nc_amqp_parser *p) {
@@ -486,6 +487,7 @@ static nc_amqp_pending *pend_find(nc_amqp_parser *p, uint16_t ch) {
 }
 
 static void pend_drop(nc_amqp_parser *p, nc_amqp_pending *x) {
+    p->held -= x->body.len;
     nc_buf_free(&x->meta);
     nc_buf_free(&x->body);
     *x = p->pend[--p->n_pend];
@@ -576,6 +578,11 @@ static int frame(nc_amqp_parser *p, int type, uint16_t ch, const char *pl, size_
         if (rc) return rc;
         if (content) {
             json_decref(ev.m.table);
+            if (p->max_pending && p->n_pend >= p->max_pending) {
+                snprintf(why, whylen, "%s on channel %u: more than %zu messages in assembly at once",
+                         nc_amqp_method_name(ev.m.id), ch, p->max_pending);
+                return NC_ETOOBIG;
+            }
             if (!(x = pend_add(p, ch)) || nc_buf_append(&x->meta, pl, n)) return NC_ENOMEM;
             x->method_len = n;
             return 0;
@@ -626,7 +633,14 @@ static int frame(nc_amqp_parser *p, int type, uint16_t ch, const char *pl, size_
         pend_drop(p, x);
         return rc;
     }
+    /* a broker interleaving large messages on many channels is held to one message's worth in total */
+    if (p->max_message && n > p->max_message - p->held) {
+        snprintf(why, whylen, "a body frame on channel %u: messages in assembly hold over %zu bytes", ch,
+                 p->max_message);
+        return NC_ETOOBIG;
+    }
     if (nc_buf_append(&x->body, pl, n)) return NC_ENOMEM;
+    p->held += n;
     if (x->body.len == x->body_size) {
         rc = deliver(p, x, x->body.data, x->body.len, fn, user, stop, why, whylen);
         pend_drop(p, x);

@@ -192,6 +192,8 @@ typedef struct nc_amqp_parser {
     uint32_t frame_max; /* largest frame accepted, header and frame-end included */
     size_t max_message; /* largest message body accepted (default 128 MiB, RabbitMQ's own maximum) */
     int max_depth;      /* deepest nesting of field tables and arrays (default 32) */
+    size_t max_pending; /* most messages in assembly at once, one per channel (default 2048) */
+    size_t held;        /* body bytes copied for messages in assembly, all channels: at most max_message */
     /* messages being assembled, one per channel; a body that came in one frame is reported in place,
      * a body in several frames is copied into its entry */
     nc_amqp_pending *pend;
@@ -209,7 +211,8 @@ void nc_amqp_parser_free(nc_amqp_parser *p);
 void nc_amqp_parser_set_frame_max(nc_amqp_parser *p, uint32_t frame_max);
 /* Feeds bytes and reports every complete method, heartbeat and message. Returns 0, NC_EPROTO (malformed,
  * or a frame the peer may not send; `why` says which frame and what is wrong; the connection cannot
- * continue), NC_ETOOBIG (a message over max_message) or NC_ENOMEM. */
+ * continue), NC_ETOOBIG (a message over max_message, bodies in assembly on all channels together over
+ * max_message, more than max_pending messages in assembly) or NC_ENOMEM. */
 int nc_amqp_feed(nc_amqp_parser *p, const char *data, size_t len, nc_amqp_event_fn fn, void *user, char *why,
                  size_t whylen);
 /* Bytes buffered and not yet parsed. */

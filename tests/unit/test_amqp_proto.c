@@ -1128,6 +1128,70 @@ static void test_stop(void **state) {
     assert_string_equal(nc_amqp_method_name(0), "unknown");
 }
 
+/* Two channels' messages interleaved frame by frame; then the caps on messages in assembly. */
+static void deliver_begin(bb *b, unsigned ch, uint64_t tag, size_t body_size) {
+    size_t at = method_begin(b, ch, 60, 60);
+    sstr(b, "ctag");
+    u64(b, tag);
+    u8(b, 0);
+    sstr(b, "");
+    sstr(b, "q");
+    frame_end(b, at);
+    at = frame_begin(b, 2, ch);
+    u16(b, 60);
+    u16(b, 0);
+    u64(b, body_size);
+    u16(b, 0);
+    frame_end(b, at);
+}
+
+static void body_frame(bb *b, unsigned ch, const char *s, size_t n) {
+    size_t at = frame_begin(b, 3, ch);
+    raw(b, s, n);
+    frame_end(b, at);
+}
+
+static void test_interleaved_channels(void **state) {
+    (void)state;
+    bb b = {.n = 0};
+    deliver_begin(&b, 1, 11, 80);
+    deliver_begin(&b, 2, 22, 80);
+    char x[80], y[80];
+    memset(x, 'x', 80);
+    memset(y, 'y', 80);
+    body_frame(&b, 2, y, 40);
+    body_frame(&b, 1, x, 40);
+    body_frame(&b, 1, x + 40, 40);
+    body_frame(&b, 2, y + 40, 40);
+    rec r = {.n = 0};
+    assert_int_equal(feed(NC_AMQP_ROLE_CLIENT, b.d, b.n, 0, &r), 0);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.ev[0].channel, 1);
+    assert_int_equal(r.ev[0].delivery_tag, 11);
+    assert_memory_equal(r.ev[0].body, x, 80);
+    assert_int_equal(r.ev[1].channel, 2);
+    assert_int_equal(r.ev[1].delivery_tag, 22);
+    assert_memory_equal(r.ev[1].body, y, 80);
+    rec_free(&r);
+    /* max_message 100: each message fits, both in assembly together do not */
+    nc_amqp_parser p;
+    nc_amqp_parser_init(&p, NC_AMQP_ROLE_CLIENT);
+    p.max_message = 100;
+    bb c = b;
+    c.n = b.n - 8 - 40; /* without the last body frame */
+    assert_int_equal(nc_amqp_feed(&p, (const char *)c.d, c.n, on_ev, &r, why, sizeof why), NC_ETOOBIG);
+    assert_non_null(strstr(why, "a body frame on channel 1: messages in assembly hold over 100 bytes"));
+    nc_amqp_parser_free(&p);
+    rec_free(&r);
+    /* max_pending 1: a second channel's message while one is in assembly */
+    nc_amqp_parser_init(&p, NC_AMQP_ROLE_CLIENT);
+    p.max_pending = 1;
+    assert_int_equal(nc_amqp_feed(&p, (const char *)b.d, b.n, on_ev, &r, why, sizeof why), NC_ETOOBIG);
+    assert_non_null(strstr(why, "basic.deliver on channel 2: more than 1 messages in assembly at once"));
+    nc_amqp_parser_free(&p);
+    rec_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vector_deliver),
@@ -1141,6 +1205,7 @@ int main(void) {
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_frame_max),
         cmocka_unit_test(test_stop),
+        cmocka_unit_test(test_interleaved_channels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
