@@ -648,53 +648,66 @@ static int frame(nc_amqp_parser *p, int type, uint16_t ch, const char *pl, size_
     return rc;
 }
 
-int nc_amqp_feed(nc_amqp_parser *p, const char *data, size_t len, nc_amqp_event_fn fn, void *user, char *why,
-                 size_t whylen) {
-    if (len && nc_buf_append(&p->buf, data, len)) return NC_ENOMEM;
-    int r = 0;
-    for (;;) {
-        const unsigned char *b = (const unsigned char *)p->buf.data + p->pos;
-        size_t avail = p->buf.len - p->pos;
-        if (!avail) break;
+/* Parses the whole frames at b (avail bytes); *used gets the bytes of the frames reported. */
+static int parse(nc_amqp_parser *p, const unsigned char *b, size_t avail, size_t *used, nc_amqp_event_fn fn,
+                 void *user, char *why, size_t whylen) {
+    *used = 0;
+    while (avail) {
         if (!p->started && b[0] == 'A') {
             /* a broker that does not speak 0-9-1 answers the protocol header with the one it speaks */
-            if (avail < NC_AMQP_PROTOCOL_HEADER_LEN) break;
+            if (avail < NC_AMQP_PROTOCOL_HEADER_LEN) return 0;
             snprintf(why, whylen,
                      "the broker answered with protocol header AMQP %u-%u-%u-%u (it does not speak 0-9-1)",
                      b[4], b[5], b[6], b[7]);
-            r = NC_EPROTO;
-            break;
+            return NC_EPROTO;
         }
-        if (avail < 7) break;
+        if (avail < 7) return 0;
         int type = b[0];
         uint16_t ch = (uint16_t)be(b + 1, 2);
         uint64_t size = be(b + 3, 4);
         if (type != NC_AMQP_FRAME_METHOD && type != NC_AMQP_FRAME_HEADER && type != NC_AMQP_FRAME_BODY &&
             type != NC_AMQP_FRAME_HEARTBEAT) {
             snprintf(why, whylen, "a frame of unknown type %d on channel %u", type, ch);
-            r = NC_EPROTO;
-            break;
+            return NC_EPROTO;
         }
         if (size + FRAME_OVERHEAD > p->frame_max) {
             snprintf(why, whylen, "a %s frame on channel %u of %llu bytes (frame_max is %u)",
                      frame_name(type), ch, (unsigned long long)(size + FRAME_OVERHEAD), p->frame_max);
-            r = NC_EPROTO;
-            break;
+            return NC_EPROTO;
         }
-        if (avail < size + FRAME_OVERHEAD) break;
+        if (avail < size + FRAME_OVERHEAD) return 0;
         if (b[7 + size] != NC_AMQP_FRAME_END) {
             snprintf(why, whylen, "a %s frame on channel %u ends with 0x%02x, not the frame-end 0xCE",
                      frame_name(type), ch, b[7 + size]);
-            r = NC_EPROTO;
-            break;
+            return NC_EPROTO;
         }
         p->started = 1;
         int stop = 0;
-        r = frame(p, type, ch, (const char *)b + 7, (size_t)size, fn, user, &stop, why, whylen);
-        if (r) break;
-        p->pos += (size_t)size + FRAME_OVERHEAD;
-        if (stop) break;
+        int r = frame(p, type, ch, (const char *)b + 7, (size_t)size, fn, user, &stop, why, whylen);
+        if (r) return r;
+        b += size + FRAME_OVERHEAD;
+        avail -= (size_t)size + FRAME_OVERHEAD;
+        *used += (size_t)size + FRAME_OVERHEAD;
+        if (stop) return 0;
     }
+    return 0;
+}
+
+int nc_amqp_feed(nc_amqp_parser *p, const char *data, size_t len, nc_amqp_event_fn fn, void *user, char *why,
+                 size_t whylen) {
+    size_t used;
+    int r;
+    if (p->pos == p->buf.len && len) {
+        /* nothing buffered: frames are parsed where they are, only an incomplete tail is kept */
+        p->buf.len = p->pos = 0;
+        r = parse(p, (const unsigned char *)data, len, &used, fn, user, why, whylen);
+        if (!r && used < len && nc_buf_append(&p->buf, data + used, len - used)) return NC_ENOMEM;
+        return r;
+    }
+    if (len && nc_buf_append(&p->buf, data, len)) return NC_ENOMEM;
+    r = parse(p, (const unsigned char *)p->buf.data + p->pos, p->buf.len - p->pos, &used, fn, user, why,
+              whylen);
+    p->pos += used;
     if (p->pos == p->buf.len) {
         p->buf.len = p->pos = 0;
     } else if (p->pos > 65536 || p->pos * 2 > p->buf.len) {
