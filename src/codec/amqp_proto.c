@@ -76,9 +76,17 @@ static const mdesc METHODS[] = {
     {NC_AMQP_CONFIRM_SELECT_OK, "confirm.select-ok", "", DIR_S},
 };
 
+/* METHODS is in ascending id order: a binary search. */
 static const mdesc *find(uint32_t id) {
-    for (size_t i = 0; i < sizeof METHODS / sizeof METHODS[0]; i++)
-        if (METHODS[i].id == id) return &METHODS[i];
+    size_t lo = 0, hi = sizeof METHODS / sizeof METHODS[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (METHODS[mid].id == id) return &METHODS[mid];
+        if (METHODS[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
@@ -449,7 +457,18 @@ struct nc_amqp_pending {
     nc_buf meta;
     uint64_t body_size;
     nc_buf body;
+    nc_amqp_method m;    /* decoded from meta once; spans into meta */
+    nc_amqp_props props; /* decoded from meta once the header came */
 };
+
+/* The spans of a method, to move them when the buffer they point into moves. */
+static int method_spans(nc_amqp_method *m, nc_amqp_span **out) {
+    nc_amqp_span *s[] = {&m->text,       &m->queue,   &m->exchange, &m->routing_key, &m->consumer_tag,
+                         &m->source,     &m->type,    &m->vhost,    &m->mechanism,   &m->locale,
+                         &m->mechanisms, &m->locales, &m->blob};
+    memcpy(out, s, sizeof s);
+    return (int)(sizeof s / sizeof s[0]);
+}
 
 void nc_amqp_parser_init(nc_amqp_parser *p, int role) {
     memset(p, 0, sizeof *p);
@@ -461,7 +480,11 @@ void nc_amqp_parser_init(nc_amqp_parser *p, int role) {
 }
 
 void nc_amqp_parser_free(nc_amqp_parser *p) {
-    for (size_t i = 0; i < p->n_pend; i++) {
+    for (size_t i = 0; i < p->cap_pend; i++) { /* slots past n_pend keep buffers for reuse */
+        if (i < p->n_pend) {
+            json_decref(p->pend[i].m.table);
+            json_decref(p->pend[i].props.headers);
+        }
         nc_buf_free(&p->pend[i].meta);
         nc_buf_free(&p->pend[i].body);
     }
@@ -486,11 +509,18 @@ static nc_amqp_pending *pend_find(nc_amqp_parser *p, uint16_t ch) {
     return NULL;
 }
 
+/* Ends a message in assembly; its buffers stay in the freed slot for the next message (a large body's
+ * buffer is given back). */
 static void pend_drop(nc_amqp_parser *p, nc_amqp_pending *x) {
     p->held -= x->body.len;
-    nc_buf_free(&x->meta);
-    nc_buf_free(&x->body);
-    *x = p->pend[--p->n_pend];
+    json_decref(x->m.table);
+    json_decref(x->props.headers);
+    if (x->body.cap > 65536) nc_buf_free(&x->body);
+    nc_buf meta = x->meta, body = x->body;
+    nc_amqp_pending *last = &p->pend[--p->n_pend];
+    *x = *last;
+    last->meta = meta;
+    last->body = body;
 }
 
 static nc_amqp_pending *pend_add(nc_amqp_parser *p, uint16_t ch) {
@@ -498,38 +528,46 @@ static nc_amqp_pending *pend_add(nc_amqp_parser *p, uint16_t ch) {
         size_t nc = p->cap_pend ? p->cap_pend * 2 : 4;
         nc_amqp_pending *n = realloc(p->pend, nc * sizeof *n);
         if (!n) return NULL;
+        memset(n + p->cap_pend, 0, (nc - p->cap_pend) * sizeof *n);
         p->pend = n;
         p->cap_pend = nc;
     }
     nc_amqp_pending *x = &p->pend[p->n_pend++];
+    nc_buf meta = x->meta, body = x->body;
     memset(x, 0, sizeof *x);
+    x->meta = meta;
+    x->body = body;
+    x->meta.len = x->body.len = 0;
     x->channel = ch;
     return x;
 }
 
-/* Reports a whole message: method and header decoded again from the copies (checked when they came). */
-static int deliver(nc_amqp_parser *p, nc_amqp_pending *x, const char *body, size_t body_len,
-                   nc_amqp_event_fn fn, void *user, int *stop, char *why, size_t whylen) {
+/* Appends a frame payload to the message's copy; the method's spans, pointing into `base` (the frame
+ * itself, or the copy that may move as it grows), are moved to the copy. */
+static int meta_append(nc_amqp_pending *x, const char *pl, size_t n, const char *base) {
+    nc_amqp_span *sp[16];
+    size_t off[16];
+    int k = method_spans(&x->m, sp);
+    size_t at = base == pl ? x->meta.len : 0;
+    for (int i = 0; i < k; i++) off[i] = sp[i]->p ? at + (size_t)(sp[i]->p - base) : SIZE_MAX;
+    if (nc_buf_append(&x->meta, pl, n)) return NC_ENOMEM;
+    for (int i = 0; i < k; i++)
+        if (off[i] != SIZE_MAX) sp[i]->p = x->meta.data + off[i];
+    return 0;
+}
+
+/* Reports a whole message (method and header decoded when they came). */
+static void deliver(nc_amqp_pending *x, const char *body, size_t body_len, nc_amqp_event_fn fn, void *user,
+                    int *stop) {
     nc_amqp_event ev;
     memset(&ev, 0, sizeof ev);
     ev.kind = NC_AMQP_EV_MESSAGE;
     ev.channel = x->channel;
-    int content;
-    uint64_t size;
-    const unsigned char *meta = (const unsigned char *)x->meta.data;
-    int rc =
-        decode_method(meta, x->method_len, x->channel, p->role, p->max_depth, &ev.m, &content, why, whylen);
-    if (!rc)
-        rc = decode_header(meta + x->method_len, x->meta.len - x->method_len, x->channel, p->max_depth, &size,
-                           &ev.props, why, whylen);
-    if (!rc) {
-        ev.body.p = body;
-        ev.body.n = body_len;
-        *stop = fn(user, &ev);
-    }
-    json_decref(ev.m.table);
-    json_decref(ev.props.headers);
-    return rc;
+    ev.m = x->m;
+    ev.props = x->props;
+    ev.body.p = body;
+    ev.body.n = body_len;
+    *stop = fn(user, &ev);
 }
 
 static const char *frame_name(int type) {
@@ -577,15 +615,19 @@ static int frame(nc_amqp_parser *p, int type, uint16_t ch, const char *pl, size_
         int rc = decode_method(u, n, ch, p->role, p->max_depth, &ev.m, &content, why, whylen);
         if (rc) return rc;
         if (content) {
-            json_decref(ev.m.table);
             if (p->max_pending && p->n_pend >= p->max_pending) {
+                json_decref(ev.m.table);
                 snprintf(why, whylen, "%s on channel %u: more than %zu messages in assembly at once",
                          nc_amqp_method_name(ev.m.id), ch, p->max_pending);
                 return NC_ETOOBIG;
             }
-            if (!(x = pend_add(p, ch)) || nc_buf_append(&x->meta, pl, n)) return NC_ENOMEM;
+            if (!(x = pend_add(p, ch))) {
+                json_decref(ev.m.table);
+                return NC_ENOMEM;
+            }
+            x->m = ev.m; /* decoded once; its spans move into the copy */
             x->method_len = n;
-            return 0;
+            return meta_append(x, pl, n, pl);
         }
         ev.kind = NC_AMQP_EV_METHOD;
         ev.channel = ch;
@@ -599,22 +641,21 @@ static int frame(nc_amqp_parser *p, int type, uint16_t ch, const char *pl, size_
                      x ? "message (its header came already)" : "basic.deliver, basic.return or basic.get-ok");
             return NC_EPROTO;
         }
-        nc_amqp_props pr;
-        int rc = decode_header(u, n, ch, p->max_depth, &x->body_size, &pr, why, whylen);
-        json_decref(pr.headers);
+        if (meta_append(x, pl, n, x->meta.data)) return NC_ENOMEM;
+        int rc = decode_header((const unsigned char *)x->meta.data + x->method_len, n, ch, p->max_depth,
+                               &x->body_size, &x->props, why, whylen);
         if (rc) return rc;
         if (p->max_message && x->body_size > p->max_message) {
             snprintf(why, whylen, "a message of %llu bytes on channel %u (limit %zu)",
                      (unsigned long long)x->body_size, ch, p->max_message);
             return NC_ETOOBIG;
         }
-        if (nc_buf_append(&x->meta, pl, n)) return NC_ENOMEM;
         x->have_header = 1;
         if (x->body_size == 0) {
-            rc = deliver(p, x, "", 0, fn, user, stop, why, whylen);
+            deliver(x, "", 0, fn, user, stop);
             pend_drop(p, x);
         }
-        return rc;
+        return 0;
     }
     /* body */
     if (!x || !x->have_header) {
@@ -627,11 +668,10 @@ static int frame(nc_amqp_parser *p, int type, uint16_t ch, const char *pl, size_
                  (unsigned long long)x->body_size);
         return NC_EPROTO;
     }
-    int rc = 0;
     if (x->body.len == 0 && n == x->body_size) { /* the whole body in one frame: reported in place */
-        rc = deliver(p, x, pl, n, fn, user, stop, why, whylen);
+        deliver(x, pl, n, fn, user, stop);
         pend_drop(p, x);
-        return rc;
+        return 0;
     }
     /* a broker interleaving large messages on many channels is held to one message's worth in total */
     if (p->max_message && n > p->max_message - p->held) {
@@ -642,10 +682,10 @@ static int frame(nc_amqp_parser *p, int type, uint16_t ch, const char *pl, size_
     if (nc_buf_append(&x->body, pl, n)) return NC_ENOMEM;
     p->held += n;
     if (x->body.len == x->body_size) {
-        rc = deliver(p, x, x->body.data, x->body.len, fn, user, stop, why, whylen);
+        deliver(x, x->body.data, x->body.len, fn, user, stop);
         pend_drop(p, x);
     }
-    return rc;
+    return 0;
 }
 
 /* Parses the whole frames at b (avail bytes); *used gets the bytes of the frames reported. */
