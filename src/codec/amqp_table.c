@@ -34,40 +34,49 @@ static uint64_t be(const unsigned char *p, int k) {
     return v;
 }
 
-/* A UTF-8 copy of bytes that may be ill-formed: each ill-formed sequence becomes U+FFFD. */
+/* The length of the well-formed UTF-8 sequence at u[i] (1 to 4), or 0 when it is ill-formed. */
+static size_t utf8_seq(const unsigned char *u, size_t i, size_t n) {
+    unsigned c = u[i];
+    if (c < 0x80) return 1;
+    size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (!len || len > n - i) return 0;
+    uint32_t cp = c & (0x7Fu >> len);
+    for (size_t t = 1; t < len; t++) {
+        if ((u[i + t] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (u[i + t] & 0x3F);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    return cp >= min[len] && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF) ? len : 0;
+}
+
+static int utf8_ok(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = utf8_seq(u, i, n))) return 0;
+    return 1;
+}
+
+/* A JSON string of bytes that may be ill-formed UTF-8: each ill-formed byte becomes U+FFFD (checked here
+ * once, so jansson is not asked to check again). */
 static json_t *lossy_string(const char *s, size_t n) {
-    json_t *j = json_stringn(s, n);
-    if (j) return j;
+    if (utf8_ok(s, n)) return json_stringn_nocheck(s, n);
     char *o = malloc(n * 3 + 1);
     if (!o) return NULL;
     size_t k = 0;
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        unsigned c = u[i];
-        size_t len = c < 0x80             ? 1
-                     : (c & 0xE0) == 0xC0 ? 2
-                     : (c & 0xF0) == 0xE0 ? 3
-                     : (c & 0xF8) == 0xF0 ? 4
-                                          : 0;
-        int ok = len && i + len <= n && c != 0;
-        for (size_t t = 1; ok && t < len; t++) ok = (u[i + t] & 0xC0) == 0x80;
-        if (ok && len > 1) {
-            uint32_t cp = c & (0x7F >> len);
-            for (size_t t = 1; t < len; t++) cp = cp << 6 | (u[i + t] & 0x3F);
-            static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-            ok = cp >= min[len] && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
-        }
-        if (ok) {
+        size_t len = utf8_seq(u, i, n);
+        if (len) {
             memcpy(o + k, u + i, len);
             k += len;
             i += len;
         } else {
-            memcpy(o + k, "\xEF\xBF\xBD", 3); /* NUL too: jansson strings are C strings inside */
+            memcpy(o + k, "\xEF\xBF\xBD", 3);
             k += 3;
             i++;
         }
     }
-    j = json_stringn(o, k);
+    json_t *j = json_stringn_nocheck(o, k);
     free(o);
     return j;
 }
@@ -89,15 +98,13 @@ static int table(rd *r, size_t end, int depth, json_t **out) {
         key[kl] = 0;
         r->at += kl;
         /* jansson keys are C strings in UTF-8: a name holding NUL or ill-formed bytes cannot be kept */
-        json_t *probe = memchr(key, 0, kl) ? NULL : json_stringn(key, kl);
-        if (!probe) {
+        if (memchr(key, 0, kl) || !utf8_ok(key, kl)) {
             rc = bad(r, "a field name that is not UTF-8 text");
             break;
         }
-        json_decref(probe);
         json_t *v = NULL;
         if ((rc = value(r, depth, &v))) break;
-        if (json_object_set_new(obj, key, v)) {
+        if (json_object_set_new_nocheck(obj, key, v)) {
             rc = NC_ENOMEM;
             break;
         }
