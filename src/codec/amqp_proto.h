@@ -190,12 +190,12 @@ typedef struct nc_amqp_parser {
     int role;           /* NC_AMQP_ROLE_* */
     int started;        /* the first frame was seen (the broker's protocol-header refusal is checked first) */
     uint32_t frame_max; /* largest frame accepted, header and frame-end included */
-    size_t max_message; /* largest message body accepted (default 128 MiB, RabbitMQ's own maximum) */
+    size_t max_message; /* largest message body accepted (default 128 MiB, RabbitMQ's own; 0: no limit) */
     int max_depth;      /* deepest nesting of field tables and arrays (default 32) */
     size_t max_pending; /* most messages in assembly at once, one per channel (default 2048) */
     size_t held;        /* body bytes copied for messages in assembly, all channels: at most max_message */
-    /* messages being assembled, one per channel; a body that came in one frame is reported in place,
-     * a body in several frames is copied into its entry */
+    /* messages being assembled, one per channel: the method and header payloads are copied into the
+     * entry; a body that came in one frame is reported in place, one in several frames is copied */
     nc_amqp_pending *pend;
     size_t n_pend, cap_pend;
 } nc_amqp_parser;
