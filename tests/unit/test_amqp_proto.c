@@ -1192,6 +1192,179 @@ static void test_interleaved_channels(void **state) {
     rec_free(&r);
 }
 
+/* The rest of what a broker sends, each built by hand and checked field by field. */
+static void test_other_broker_methods(void **state) {
+    (void)state;
+    bb b = {.n = 0};
+    size_t at = method_begin(&b, 0, 10, 20); /* connection.secure */
+    lstr(&b, "challenge");
+    frame_end(&b, at);
+    at = method_begin(&b, 0, 10, 51); /* connection.close-ok */
+    frame_end(&b, at);
+    at = method_begin(&b, 0, 10, 61); /* connection.unblocked */
+    frame_end(&b, at);
+    at = method_begin(&b, 0, 10, 70); /* connection.update-secret */
+    lstr(&b, "new-token");
+    sstr(&b, "expiring");
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 20, 11); /* channel.open-ok */
+    lstr(&b, "");
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 20, 20); /* channel.flow active */
+    u8(&b, 1);
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 20, 21); /* channel.flow-ok inactive */
+    u8(&b, 0);
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 20, 40); /* channel.close */
+    u16(&b, 404);
+    sstr(&b, "NOT_FOUND - no queue 'q'");
+    u16(&b, 50);
+    u16(&b, 10);
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 20, 41); /* channel.close-ok */
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 40, 31); /* exchange.bind-ok */
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 50, 31); /* queue.purge-ok */
+    u32(&b, 12);
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 50, 41); /* queue.delete-ok */
+    u32(&b, 3);
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 60, 31); /* basic.cancel-ok */
+    sstr(&b, "ctag-9");
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 60, 72); /* basic.get-empty */
+    sstr(&b, "");
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 60, 111); /* basic.recover-ok */
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 60, 50); /* basic.return (mandatory, unroutable) + header + body */
+    u16(&b, 312);
+    sstr(&b, "NO_ROUTE");
+    sstr(&b, "ex");
+    sstr(&b, "nowhere");
+    frame_end(&b, at);
+    at = frame_begin(&b, 2, 4);
+    u16(&b, 60);
+    u16(&b, 0);
+    u64(&b, 2);
+    u16(&b, 1u << 15 | 1u << 7 | 1u << 6); /* content-type, message-id, timestamp */
+    sstr(&b, "text/plain");
+    sstr(&b, "m-1");
+    u64(&b, 1700000000);
+    frame_end(&b, at);
+    at = frame_begin(&b, 3, 4);
+    raw(&b, "hi", 2);
+    frame_end(&b, at);
+    at = method_begin(&b, 4, 60, 71); /* basic.get-ok, redelivered, body of 0 bytes */
+    u64(&b, 5);
+    u8(&b, 1);
+    sstr(&b, "");
+    sstr(&b, "jobs");
+    u32(&b, 7);
+    frame_end(&b, at);
+    at = frame_begin(&b, 2, 4);
+    u16(&b, 60);
+    u16(&b, 0);
+    u64(&b, 0);
+    u16(&b, 0);
+    frame_end(&b, at);
+
+    rec r = {.n = 0};
+    assert_int_equal(feed(NC_AMQP_ROLE_CLIENT, b.d, b.n, 0, &r), 0);
+    static const uint32_t want[] = {NC_AMQP_CONNECTION_SECURE,    NC_AMQP_CONNECTION_CLOSE_OK,
+                                    NC_AMQP_CONNECTION_UNBLOCKED, NC_AMQP_CONNECTION_UPDATE_SECRET,
+                                    NC_AMQP_CHANNEL_OPEN_OK,      NC_AMQP_CHANNEL_FLOW,
+                                    NC_AMQP_CHANNEL_FLOW_OK,      NC_AMQP_CHANNEL_CLOSE,
+                                    NC_AMQP_CHANNEL_CLOSE_OK,     NC_AMQP_EXCHANGE_BIND_OK,
+                                    NC_AMQP_QUEUE_PURGE_OK,       NC_AMQP_QUEUE_DELETE_OK,
+                                    NC_AMQP_BASIC_CANCEL_OK,      NC_AMQP_BASIC_GET_EMPTY,
+                                    NC_AMQP_BASIC_RECOVER_OK,     NC_AMQP_BASIC_RETURN,
+                                    NC_AMQP_BASIC_GET_OK};
+    assert_int_equal(r.n, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < r.n; i++) {
+        assert_int_equal(r.ev[i].id, want[i]);
+        assert_string_equal(nc_amqp_method_name(r.ev[i].id) + 0, nc_amqp_method_name(want[i]));
+    }
+    assert_string_equal(r.ev[3].text, "expiring");
+    assert_int_equal(r.ev[5].flags, NC_AMQP_F_ACTIVE);
+    assert_int_equal(r.ev[6].flags, 0);
+    assert_int_equal(r.ev[7].reply_code, 404);
+    assert_string_equal(r.ev[7].text, "NOT_FOUND - no queue 'q'");
+    assert_int_equal(r.ev[10].message_count, 12);
+    assert_int_equal(r.ev[11].message_count, 3);
+    assert_string_equal(r.ev[12].consumer_tag, "ctag-9");
+    ev_copy *ret = &r.ev[15], *get = &r.ev[16];
+    assert_int_equal(ret->kind, NC_AMQP_EV_MESSAGE);
+    assert_int_equal(ret->reply_code, 312);
+    assert_string_equal(ret->text, "NO_ROUTE");
+    assert_string_equal(ret->exchange, "ex");
+    assert_string_equal(ret->routing_key, "nowhere");
+    assert_int_equal(ret->pflags, NC_AMQP_P_CONTENT_TYPE | NC_AMQP_P_MESSAGE_ID | NC_AMQP_P_TIMESTAMP);
+    assert_string_equal(ret->content_type, "text/plain");
+    assert_string_equal(ret->message_id, "m-1");
+    assert_int_equal(ret->timestamp, 1700000000);
+    assert_null(ret->headers);
+    assert_string_equal(ret->body, "hi");
+    assert_int_equal(get->kind, NC_AMQP_EV_MESSAGE);
+    assert_int_equal(get->delivery_tag, 5);
+    assert_int_equal(get->flags, NC_AMQP_F_REDELIVERED);
+    assert_string_equal(get->routing_key, "jobs");
+    assert_int_equal(get->message_count, 7);
+    assert_int_equal(get->body_n, 0);
+    rec r1 = {.n = 0};
+    assert_int_equal(feed(NC_AMQP_ROLE_CLIENT, b.d, b.n, 1, &r1), 0);
+    same_events(&r, &r1);
+    rec_free(&r);
+    rec_free(&r1);
+
+    /* property flags using the bits basic does not have; a publish whose header is over frame_max */
+    b.n = 0;
+    at = method_begin(&b, 4, 60, 71);
+    u64(&b, 5);
+    u8(&b, 0);
+    sstr(&b, "");
+    sstr(&b, "jobs");
+    u32(&b, 0);
+    frame_end(&b, at);
+    at = frame_begin(&b, 2, 4);
+    u16(&b, 60);
+    u16(&b, 0);
+    u64(&b, 0);
+    u16(&b, 1);
+    frame_end(&b, at);
+    expect_fail(&b, NC_EPROTO, "property flags 0x0001 (bits 0-1 unused by basic)");
+    char big[255];
+    memset(big, 'h', sizeof big);
+    json_t *h = json_object();
+    for (int i = 0; i < 20; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "k%d", i);
+        json_object_set_new(h, k, json_stringn(big, sizeof big));
+    }
+    nc_amqp_method m = {.id = NC_AMQP_BASIC_PUBLISH, .channel = 1};
+    nc_amqp_props pr = {.flags = NC_AMQP_P_HEADERS, .headers = h};
+    nc_buf out = NC_BUF_INIT;
+    assert_int_equal(nc_amqp_write_publish(&out, &m, &pr, "x", 1, 4096), NC_EINVAL);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(nc_amqp_write_publish(&out, &m, &pr, "x", 1, 8192), 0);
+    m.channel = 0;
+    nc_buf_reset(&out);
+    assert_int_equal(nc_amqp_write_publish(&out, &m, &pr, "x", 1, 8192), NC_EINVAL);
+    nc_buf_free(&out);
+    json_decref(h);
+    /* frame_max 0 is "no limit"; under 4096 is raised to 4096 */
+    nc_amqp_parser p;
+    nc_amqp_parser_init(&p, NC_AMQP_ROLE_CLIENT);
+    nc_amqp_parser_set_frame_max(&p, 0);
+    assert_int_equal(p.frame_max, UINT32_MAX);
+    nc_amqp_parser_set_frame_max(&p, 100);
+    assert_int_equal(p.frame_max, 4096);
+    nc_amqp_parser_free(&p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vector_deliver),
@@ -1206,6 +1379,7 @@ int main(void) {
         cmocka_unit_test(test_frame_max),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_interleaved_channels),
+        cmocka_unit_test(test_other_broker_methods),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
