@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nestc/error.h"
+#include "transport/common/dial_conn.h"
 #include "transport/mqtt/mqtt.h"
 
 enum { MS_DIALING, MS_CONNACK, MS_READY };
@@ -30,26 +31,14 @@ static void conn_ended(nc_dial *d, int err, const char *msg) {
 
 static void st_end(nc_stream *s, int err, const char *msg) {
     nc_mqtt_conn *c = CONN_OF(s);
-    char why[300];
-    if (c->d.end_err) {
-        nc_dial_reason(&c->d, &err, &msg);
-        if (err == NC_ETIMEDOUT && c->state == MS_CONNACK) {
-            snprintf(why, sizeof why, "%s: connected, but no CONNACK came (is it an MQTT broker?)", msg);
-            msg = why;
-        }
-    } else if (c->state == MS_CONNACK) {
-        snprintf(why, sizeof why, "the broker closed the connection before its CONNACK (%s)",
-                 msg ? msg : "closed");
-        msg = why;
-        if (!err) err = NC_ECONNCLOSED;
-    }
-    nc_dial_end(&c->d, err, msg);
+    int greeting = c->state == MS_CONNACK;
+    nc_dial_conn_stream_end(&c->d, err, msg,
+                            greeting ? "connected, but no CONNACK came (is it an MQTT broker?)" : NULL,
+                            greeting ? "the broker closed the connection before its CONNACK" : NULL);
 }
 
 static void fail(nc_mqtt_conn *c, int err, const char *msg) {
-    if (nc_dial_fail(&c->d, err, msg))
-        nc_logf(c->log, NC_LOG_ERROR, c->component, "MQTT connection to %s:%d: %s", c->t->b.host,
-                c->t->b.port, msg);
+    nc_dial_conn_fail(&c->d, err, msg, c->log, c->component, "MQTT", c->t->b.host, c->t->b.port);
 }
 
 int nc_mqtt_conn_ready(const nc_mqtt_conn *c) {
