@@ -257,7 +257,6 @@ static void report_connected(mqtt_server *ms) {
 }
 
 static void conn_ready(nc_mqtt_conn *c, int session_present) {
-    /* subscribed again anyway: a broker may have lost the session */
     mqtt_server *ms = c->owner;
     if (ms->q2) {
         if (!session_present) {
@@ -270,6 +269,7 @@ static void conn_ready(nc_mqtt_conn *c, int session_present) {
     }
     ms->ready_at = uv_now(nc_server__io(ms->srv)->loop);
     ms->subacks = 0;
+    /* subscribed again even with a session present: a broker may have lost the session */
     for (size_t i = 0; i < ms->nroutes; i++) subscribe(ms, &ms->routes[i]);
     report_connected(ms);
 }
