@@ -460,6 +460,41 @@ static void test_qos1_ack_after_reply(void **st) {
     fake_stop(&f);
 }
 
+/* Settling by the handler: an event nacked with requeue is left unacknowledged (a kept session gets it
+ * again on the next connection), one rejected or nacked without requeue is acknowledged (the broker drops
+ * it). The PUBACK of a later message that was acked shows the server's answers are all in. */
+static void ev_settle_by_data(const nc_msg *m, void *u) {
+    nc_event *ev = nc_event_keep(m);
+    int how = (int)json_integer_value(nc_msg_data(m));
+    if (how == 0) nc_event_nack(ev, true);
+    if (how == 1) nc_event_reject(ev);
+    if (how == 2) nc_event_nack(ev, false);
+    if (how == 3) nc_event_ack(ev);
+    (*(int *)u)++;
+}
+
+static void test_qos1_nack_reject(void **st) {
+    fake f;
+    fake_start(&f, M_SCRIPT);
+    nc_server *srv = script_server(&f);
+    int seen = 0;
+    assert_int_equal(nc_server_event(srv, "st", ev_settle_by_data, &seen), 0);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until_ms(&f.connects, 1, 5000));
+    publish(&f, 2, 20, "st", "{\"pattern\":\"st\",\"data\":0}");
+    publish(&f, 2, 21, "st", "{\"pattern\":\"st\",\"data\":1}");
+    publish(&f, 2, 22, "st", "{\"pattern\":\"st\",\"data\":2}");
+    publish(&f, 2, 23, "st", "{\"pattern\":\"st\",\"data\":3}");
+    assert_true(until_sent(&f, 4, 23, 1));
+    assert_int_equal(seen, 4);
+    assert_int_equal(sent_count(&f, 4, 20), 0); /* nack with requeue: left for the next connection */
+    assert_int_equal(sent_count(&f, 4, 21), 1); /* reject */
+    assert_int_equal(sent_count(&f, 4, 22), 1); /* nack */
+    nc_server_free(srv);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    fake_stop(&f);
+}
+
 static int teardown(void **st) {
     /* bounded: a failed test leaves its server or client open, and the binary must then fail, not hang */
     int never = 0;
@@ -475,7 +510,7 @@ int main(void) {
         cmocka_unit_test(test_keepalive_dead_broker), cmocka_unit_test(test_disconnect_mid_packet),
         cmocka_unit_test(test_huge_publish),          cmocka_unit_test(test_server_survives),
         cmocka_unit_test(test_v5_broker_limits),      cmocka_unit_test(test_qos2_dup_once),
-        cmocka_unit_test(test_qos1_ack_after_reply),
+        cmocka_unit_test(test_qos1_ack_after_reply),  cmocka_unit_test(test_qos1_nack_reject),
     };
     return cmocka_run_group_tests(tests, loop_setup, teardown);
 }
