@@ -2,7 +2,9 @@
  * that answers CONNECT with garbage, one that never answers it, one that accepts and then goes silent
  * (the keep-alive must notice), one that disconnects in the middle of a PUBLISH, one that announces a
  * 256 MB PUBLISH. In every case the calls fail once with a clear code, in about the time the settings
- * say, the process does not grow, and the server side survives the same brokers. */
+ * say, the process does not grow, and the server side survives the same brokers. A scripted one sends
+ * QoS 1 and 2 PUBLISHes and reads what the server answers: a PUBACK only once the handler finished, a DUP
+ * QoS 2 copy acknowledged but not dispatched twice. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +20,9 @@
 
 #include "loop_fixture.h"
 
-enum { M_GARBAGE, M_SILENT, M_STALL_AFTER_ACK, M_HALF_THEN_CLOSE, M_HUGE, M_V5_LIMITED };
+enum { M_GARBAGE, M_SILENT, M_STALL_AFTER_ACK, M_HALF_THEN_CLOSE, M_HUGE, M_V5_LIMITED, M_SCRIPT };
+
+typedef struct peer peer;
 
 typedef struct fake {
     uv_tcp_t lst;
@@ -27,13 +31,16 @@ typedef struct fake {
     int open;      /* peers not yet closed */
     int got_after; /* a packet came after CONNECT; first_after is its first byte */
     int first_after;
+    peer *last;    /* M_SCRIPT: the connection the test speaks on */
+    char in[8192]; /* M_SCRIPT: every byte received after CONNECT */
+    size_t nin;
 } fake;
 
-typedef struct peer {
+struct peer {
     uv_tcp_t h;
     fake *f;
     int greeted;
-} peer;
+};
 
 static char rbuf[65536];
 static void on_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
@@ -43,6 +50,7 @@ static void on_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
 static void peer_closed(uv_handle_t *h) {
     peer *p = h->data;
     p->f->open--;
+    if (p->f->last == p) p->f->last = NULL;
     free(p);
 }
 
@@ -75,6 +83,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
         p->f->first_after = (unsigned char)b->base[0];
         p->f->got_after = 1;
     }
+    if (n > 0 && p->greeted && p->f->mode == M_SCRIPT && p->f->nin + (size_t)n <= sizeof p->f->in) {
+        memcpy(p->f->in + p->f->nin, b->base, (size_t)n);
+        p->f->nin += (size_t)n;
+    }
     if (n == 0 || p->greeted) return; /* later packets (SUBSCRIBE, PINGREQ): never answered */
     p->greeted = 1;
     p->f->connects++;
@@ -96,6 +108,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     }
     case M_V5_LIMITED: /* MQTT 5 CONNACK: Maximum QoS 0, Retain Available 0 */
         say(p, "\x20\x07\x00\x00\x04\x24\x00\x25\x00", 9);
+        break;
+    case M_SCRIPT: /* the test says the rest (SUBSCRIBEs are never answered: not needed to deliver) */
+        say(p, CONNACK, 4);
+        p->f->last = p;
         break;
     case M_HUGE:
         say(p, CONNACK, 4);
@@ -316,8 +332,173 @@ static void test_server_survives(void **st) {
     }
 }
 
+/* ---- acknowledgements of incoming QoS 1 and 2 PUBLISHes (M_SCRIPT) ------------------------------------ */
+
+/* Packets of a type (the fixed header's high nibble) for a packet id among what the server sent. */
+static int sent_count(const fake *f, int type, unsigned id) {
+    int n = 0;
+    size_t i = 0;
+    while (i < f->nin) {
+        int t = (unsigned char)f->in[i] >> 4;
+        size_t len = 0, j = i + 1;
+        for (int shift = 0; j < f->nin && shift <= 21; shift += 7, j++) {
+            len |= (size_t)((unsigned char)f->in[j] & 0x7f) << shift;
+            if (!((unsigned char)f->in[j] & 0x80)) break;
+        }
+        j++;
+        if (j + len > f->nin) break;
+        unsigned pid = len >= 2 ? ((unsigned)(unsigned char)f->in[j] << 8) | (unsigned char)f->in[j + 1] : 0;
+        if (t == type && len >= 2 && pid == id) n++;
+        i = j + len;
+    }
+    return n;
+}
+
+static int until_sent(fake *f, int type, unsigned id, int want) {
+    uint64_t end = uv_now(&loop) + 5000u * (unsigned)time_factor();
+    while (sent_count(f, type, id) < want && uv_now(&loop) < end) {
+        uv_timer_t t; /* a tick, so the wait ends even if nothing happens */
+        int fired = 0;
+        uv_timer_init(&loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, loop_fixture_on_tick, 10, 0);
+        uv_run(&loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&t, NULL);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    return sent_count(f, type, id) >= want;
+}
+
+/* A 3.1.1 PUBLISH of payload to topic (flags: the fixed header's low nibble: DUP 8, QoS << 1). */
+static void publish(fake *f, int flags, unsigned id, const char *topic, const char *payload) {
+    char b[256];
+    size_t tl = strlen(topic), pl = strlen(payload), n = 0;
+    size_t rem = 2 + tl + ((flags & 6) ? 2 : 0) + pl;
+    b[n++] = (char)(0x30 | flags);
+    b[n++] = (char)rem;
+    b[n++] = 0;
+    b[n++] = (char)tl;
+    memcpy(b + n, topic, tl), n += tl;
+    if (flags & 6) b[n++] = (char)(id >> 8), b[n++] = (char)id;
+    memcpy(b + n, payload, pl), n += pl;
+    say(f->last, b, n);
+}
+
+static nc_server *script_server(fake *f) {
+    char url[160];
+    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d?keepalive=0", f->port);
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = getenv("MQTT_DEBUG") ? NC_LOG_DEBUG : NC_LOG_OFF;
+    o.log = print_log;
+    o.shutdown_timeout_ms = 100;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    return srv;
+}
+
+static void ev_counter(const nc_msg *m, void *u) {
+    (*(int *)u)++;
+}
+
+/* QoS 2, exactly once: a DUP copy of a PUBLISH not yet released is acknowledged again (PUBREC) but not
+ * dispatched a second time; PUBREL is answered with PUBCOMP and frees the id, so a new PUBLISH with it is
+ * a new message. */
+static void test_qos2_dup_once(void **st) {
+    fake f;
+    fake_start(&f, M_SCRIPT);
+    nc_server *srv = script_server(&f);
+    int seen = 0;
+    assert_int_equal(nc_server_event(srv, "q2", ev_counter, &seen), 0);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until_ms(&f.connects, 1, 5000));
+    assert_non_null(f.last);
+    const char *ev = "{\"pattern\":\"q2\",\"data\":1}";
+    publish(&f, 4, 7, "q2", ev);
+    assert_true(until_sent(&f, 5 /* PUBREC */, 7, 1));
+    assert_int_equal(seen, 1);
+    publish(&f, 8 | 4, 7, "q2", ev); /* the broker did not get our PUBREC: DUP */
+    assert_true(until_sent(&f, 5, 7, 2));
+    assert_int_equal(seen, 1);          /* not dispatched again */
+    say(f.last, "\x62\x02\x00\x07", 4); /* PUBREL 7 */
+    assert_true(until_sent(&f, 7 /* PUBCOMP */, 7, 1));
+    publish(&f, 4, 7, "q2", ev); /* id 7 released: a new message */
+    assert_true(until_sent(&f, 5, 7, 3));
+    assert_int_equal(seen, 2);
+    nc_server_free(srv);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    fake_stop(&f);
+}
+
+static nc_request *held;
+static void h_hold(nc_request *req, const nc_msg *m, void *u) {
+    held = req;
+}
+
+/* QoS 1 with an asynchronous handler: the PUBACK goes out once the handler replied, not at dispatch. A
+ * later message whose handler finished at once is acknowledged first (settle order). */
+static void test_qos1_ack_after_reply(void **st) {
+    fake f;
+    fake_start(&f, M_SCRIPT);
+    nc_server *srv = script_server(&f);
+    int seen = 0;
+    held = NULL;
+    assert_int_equal(nc_server_message(srv, "slow", h_hold, NULL), 0);
+    assert_int_equal(nc_server_event(srv, "fast", ev_counter, &seen), 0);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until_ms(&f.connects, 1, 5000));
+    publish(&f, 2, 9, "slow", "{\"pattern\":\"slow\",\"data\":1,\"id\":\"r1\"}");
+    publish(&f, 2, 10, "fast", "{\"pattern\":\"fast\",\"data\":2}");
+    assert_true(until_sent(&f, 4 /* PUBACK */, 10, 1));
+    assert_non_null(held);
+    assert_int_equal(seen, 1);
+    assert_int_equal(sent_count(&f, 4, 9), 0); /* the handler has not replied: not acknowledged */
+    nc_reply(held, json_true());
+    assert_true(until_sent(&f, 4, 9, 1));
+    nc_server_free(srv);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    fake_stop(&f);
+}
+
+/* Settling by the handler: an event nacked with requeue is left unacknowledged (a kept session gets it
+ * again on the next connection), one rejected or nacked without requeue is acknowledged (the broker drops
+ * it). The PUBACK of a later message that was acked shows the server's answers are all in. */
+static void ev_settle_by_data(const nc_msg *m, void *u) {
+    nc_event *ev = nc_event_keep(m);
+    int how = (int)json_integer_value(nc_msg_data(m));
+    if (how == 0) nc_event_nack(ev, true);
+    if (how == 1) nc_event_reject(ev);
+    if (how == 2) nc_event_nack(ev, false);
+    if (how == 3) nc_event_ack(ev);
+    (*(int *)u)++;
+}
+
+static void test_qos1_nack_reject(void **st) {
+    fake f;
+    fake_start(&f, M_SCRIPT);
+    nc_server *srv = script_server(&f);
+    int seen = 0;
+    assert_int_equal(nc_server_event(srv, "st", ev_settle_by_data, &seen), 0);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until_ms(&f.connects, 1, 5000));
+    publish(&f, 2, 20, "st", "{\"pattern\":\"st\",\"data\":0}");
+    publish(&f, 2, 21, "st", "{\"pattern\":\"st\",\"data\":1}");
+    publish(&f, 2, 22, "st", "{\"pattern\":\"st\",\"data\":2}");
+    publish(&f, 2, 23, "st", "{\"pattern\":\"st\",\"data\":3}");
+    assert_true(until_sent(&f, 4, 23, 1));
+    assert_int_equal(seen, 4);
+    assert_int_equal(sent_count(&f, 4, 20), 0); /* nack with requeue: left for the next connection */
+    assert_int_equal(sent_count(&f, 4, 21), 1); /* reject */
+    assert_int_equal(sent_count(&f, 4, 22), 1); /* nack */
+    nc_server_free(srv);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    fake_stop(&f);
+}
+
 static int teardown(void **st) {
-    uv_run(&loop, UV_RUN_DEFAULT);
+    /* bounded: a failed test leaves its server or client open, and the binary must then fail, not hang */
+    int never = 0;
+    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
     int r = uv_loop_close(&loop);
     if (r) uv_print_all_handles(&loop, stderr);
     return r;
@@ -328,7 +509,8 @@ int main(void) {
         cmocka_unit_test(test_garbage_connack),       cmocka_unit_test(test_silent_broker),
         cmocka_unit_test(test_keepalive_dead_broker), cmocka_unit_test(test_disconnect_mid_packet),
         cmocka_unit_test(test_huge_publish),          cmocka_unit_test(test_server_survives),
-        cmocka_unit_test(test_v5_broker_limits),
+        cmocka_unit_test(test_v5_broker_limits),      cmocka_unit_test(test_qos2_dup_once),
+        cmocka_unit_test(test_qos1_ack_after_reply),  cmocka_unit_test(test_qos1_nack_reject),
     };
     return cmocka_run_group_tests(tests, loop_setup, teardown);
 }

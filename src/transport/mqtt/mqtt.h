@@ -24,11 +24,12 @@ typedef struct nc_mqtt_target {
     int version;        /* NC_MQTT_V311 or NC_MQTT_V5 */
     char *client_id;    /* given, or random (nestc_ + 8 hex digits), kept across reconnections */
     int clean;
-    int keepalive_s;     /* 0 = no keep-alive */
-    uint32_t max_packet; /* the largest packet we accept (0 = the protocol's maximum) */
-    uint32_t broker_max; /* the broker's Maximum Packet Size (v5 CONNACK), 0 = none */
-    uint8_t broker_qos;  /* the broker's Maximum QoS (v5 CONNACK; 2 when it gives none) */
-    uint8_t retain_ok;   /* the broker's Retain Available (v5 CONNACK; 1 when it gives none) */
+    int keepalive_s;      /* 0 = no keep-alive */
+    uint32_t max_packet;  /* the largest packet we accept (0 = the protocol's maximum) */
+    uint32_t broker_max;  /* the broker's Maximum Packet Size (v5 CONNACK), 0 = none */
+    uint8_t broker_qos;   /* the broker's Maximum QoS (v5 CONNACK; 2 when it gives none) */
+    uint8_t retain_ok;    /* the broker's Retain Available (v5 CONNACK; 1 when it gives none) */
+    uint16_t receive_max; /* receiveMaximum: announced in a v5 CONNECT; 0 = none (the protocol's 65,535) */
 } nc_mqtt_target;
 
 /* Fills t from mqtt[s]://[user[:pass]@]host[:port] (port 1883, mqtts 8883) and the options
@@ -44,8 +45,9 @@ typedef struct nc_mqtt_conn nc_mqtt_conn;
 typedef struct nc_mqtt_conn_cbs {
     /* CONNACK accepted. */
     void (*on_ready)(nc_mqtt_conn *c, int session_present);
-    /* PUBLISH (acknowledged by the connection after this returns 0; nonzero: left unacknowledged, so a
-     * broker keeping the session delivers it again), SUBACK, UNSUBACK, PUBACK. */
+    /* PUBLISH (acknowledged by the connection after this returns 0; nonzero: not acknowledged now: the
+     * owner acknowledges it later with nc_mqtt_conn_ack, or never, so a broker keeping the session
+     * delivers it again on a later connection), SUBACK, UNSUBACK, PUBACK, PUBREL (its PUBCOMP is sent). */
     int (*on_pkt)(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt);
     /* Failed or closed (err 0 = on request). Once; the object frees itself afterwards. */
     void (*on_end)(nc_mqtt_conn *c, int err, const char *msg);
@@ -74,6 +76,9 @@ int nc_mqtt_conn_write(nc_mqtt_conn *c, const char *p, size_t n);
 uint16_t nc_mqtt_conn_next_id(nc_mqtt_conn *c);
 /* Writes one PUBLISH (refused with NC_ETOOBIG over the broker's Maximum Packet Size). */
 int nc_mqtt_conn_publish(nc_mqtt_conn *c, const nc_mqtt_publish *m);
+/* PUBACK or PUBREC of an incoming PUBLISH whose on_pkt returned nonzero (reason: v5 only, 0 = success).
+ * Nothing when the connection is not ready (ended, or replaced). */
+void nc_mqtt_conn_ack(nc_mqtt_conn *c, int type, uint16_t id, uint8_t reason);
 /* graceful: DISCONNECT after what is queued, then FIN. on_end(0) follows. */
 void nc_mqtt_conn_close(nc_mqtt_conn *c, int graceful);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nestc/error.h"
+#include "transport/common/dial_conn.h"
 #include "transport/mqtt/mqtt.h"
 
 enum { MS_DIALING, MS_CONNACK, MS_READY };
@@ -30,26 +31,14 @@ static void conn_ended(nc_dial *d, int err, const char *msg) {
 
 static void st_end(nc_stream *s, int err, const char *msg) {
     nc_mqtt_conn *c = CONN_OF(s);
-    char why[300];
-    if (c->d.end_err) {
-        nc_dial_reason(&c->d, &err, &msg);
-        if (err == NC_ETIMEDOUT && c->state == MS_CONNACK) {
-            snprintf(why, sizeof why, "%s: connected, but no CONNACK came (is it an MQTT broker?)", msg);
-            msg = why;
-        }
-    } else if (c->state == MS_CONNACK) {
-        snprintf(why, sizeof why, "the broker closed the connection before its CONNACK (%s)",
-                 msg ? msg : "closed");
-        msg = why;
-        if (!err) err = NC_ECONNCLOSED;
-    }
-    nc_dial_end(&c->d, err, msg);
+    int greeting = c->state == MS_CONNACK;
+    nc_dial_conn_stream_end(&c->d, err, msg,
+                            greeting ? "connected, but no CONNACK came (is it an MQTT broker?)" : NULL,
+                            greeting ? "the broker closed the connection before its CONNACK" : NULL);
 }
 
 static void fail(nc_mqtt_conn *c, int err, const char *msg) {
-    if (nc_dial_fail(&c->d, err, msg))
-        nc_logf(c->log, NC_LOG_ERROR, c->component, "MQTT connection to %s:%d: %s", c->t->b.host,
-                c->t->b.port, msg);
+    nc_dial_conn_fail(&c->d, err, msg, c->log, c->component, "MQTT", c->t->b.host, c->t->b.port);
 }
 
 int nc_mqtt_conn_ready(const nc_mqtt_conn *c) {
@@ -117,10 +106,16 @@ static void on_connack(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
     if (c->cbs->on_ready) c->cbs->on_ready(c, pkt->session_present);
 }
 
-static void ack(nc_mqtt_conn *c, int type, uint16_t id) {
+static void ack(nc_mqtt_conn *c, int type, uint16_t id, uint8_t reason) {
     nc_buf b = NC_BUF_INIT;
-    if (!nc_mqtt_write_ack(&b, c->t->version, type, id, 0)) nc_stream_write(&c->d.st, b.data, b.len);
+    if (!nc_mqtt_write_ack(&b, c->t->version, type, id, reason)) nc_stream_write(&c->d.st, b.data, b.len);
     nc_buf_free(&b);
+}
+
+void nc_mqtt_conn_ack(nc_mqtt_conn *c, int type, uint16_t id, uint8_t reason) {
+    /* not through nc_mqtt_conn_write: an acknowledgement is never held back by max_queue */
+    if (c->d.ended || c->d.end_err || c->state != MS_READY) return;
+    ack(c, type, id, reason);
 }
 
 static int on_pkt(void *user, const nc_mqtt_pkt *pkt) {
@@ -143,17 +138,17 @@ static int on_pkt(void *user, const nc_mqtt_pkt *pkt) {
     case NC_MQTT_PUBLISH: {
         int keep = c->cbs->on_pkt ? c->cbs->on_pkt(c, pkt) : 0;
         if (c->d.ended || c->d.end_err) return 1;
-        if (keep) break;
-        /* acknowledged once the handler was dispatched (docs/mqtt.md: what QoS 1 and 2 mean here) */
-        if (pkt->qos == 1) ack(c, NC_MQTT_PUBACK, pkt->id);
-        if (pkt->qos == 2) ack(c, NC_MQTT_PUBREC, pkt->id);
+        if (keep) break; /* left unacknowledged, or acknowledged later with nc_mqtt_conn_ack */
+        if (pkt->qos == 1) ack(c, NC_MQTT_PUBACK, pkt->id, 0);
+        if (pkt->qos == 2) ack(c, NC_MQTT_PUBREC, pkt->id, 0);
         break;
     }
-    case NC_MQTT_PUBREL: /* the broker's QoS 2 PUBLISH, second half */
-        ack(c, NC_MQTT_PUBCOMP, pkt->id);
+    case NC_MQTT_PUBREL: /* the broker's QoS 2 PUBLISH, second half: the owner forgets the id */
+        ack(c, NC_MQTT_PUBCOMP, pkt->id, 0);
+        if (c->cbs->on_pkt) c->cbs->on_pkt(c, pkt);
         break;
     case NC_MQTT_PUBREC: /* our QoS 2 PUBLISH, second half */
-        ack(c, NC_MQTT_PUBREL, pkt->id);
+        ack(c, NC_MQTT_PUBREL, pkt->id, 0);
         break;
     case NC_MQTT_DISCONNECT: {
         char msg[200];
@@ -199,6 +194,7 @@ static void st_open(nc_stream *s, int err, const char *msg) {
     if (c->t->b.user) cn.username = c->t->b.user, cn.username_len = strlen(c->t->b.user);
     if (c->t->b.password) cn.password = c->t->b.password, cn.password_len = strlen(c->t->b.password);
     cn.maximum_packet_size = c->t->max_packet;
+    if (c->t->version == NC_MQTT_V5) cn.receive_maximum = c->t->receive_max; /* 0: not announced (65,535) */
     if (c->t->version == NC_MQTT_V5 && !c->t->clean) cn.session_expiry = 0xFFFFFFFFu; /* kept while away */
     nc_buf b = NC_BUF_INIT;
     int r = nc_mqtt_write_connect(&b, &cn);

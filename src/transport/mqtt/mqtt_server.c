@@ -5,7 +5,10 @@
  * topic, QoS, retain flag and packet id in the context and the MQTT 5 user properties as headers. Every
  * reply packet is a QoS 0 PUBLISH to `<topic>/reply` (reply headers as user properties on MQTT 5). A lost
  * connection is re-established with the shared policy (transport/common/reconnect.h; default every
- * 1,000 ms as mqtt.js, doubling up to a cap; retry_attempts > 0 caps it, NestJS's maxConnectionAttempts). */
+ * 1,000 ms as mqtt.js, doubling up to a cap; retry_attempts > 0 caps it, NestJS's maxConnectionAttempts).
+ * A QoS 1 or 2 PUBLISH is acknowledged (PUBACK, PUBREC) when the core settles it (the settle op: once its
+ * handler finished, or when the handler settles it itself), not when it is dispatched; a QoS 2 one is
+ * dispatched once per packet id until the broker releases it (PUBREL), its DUP copies only acknowledged. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +50,17 @@ struct mqtt_server {
     int auth_reported; /* "disconnected" reported for a refused CONNECT; cleared once connected */
     nc_backoff retry;
     uint64_t ready_at; /* loop time of the last CONNACK, 0 = the current connection never got one */
+    uint32_t gen;      /* the connection's number: a delivery token of an earlier one is ignored */
+    /* QoS 2 packet ids (bit per id, allocated at the first QoS 2 PUBLISH): q2 dispatched and not yet
+     * released by PUBREL, then q2 + 8192 PUBREC sent. Kept across reconnections of a kept session. */
+    uint8_t *q2;
     nc_buf enc;
 };
+
+#define Q2_BYTES 8192 /* 65,536 packet ids */
+#define BIT_GET(m, id) ((m)[(id) >> 3] & (1u << ((id)&7)))
+#define BIT_SET(m, id) ((m)[(id) >> 3] |= (uint8_t)(1u << ((id)&7)))
+#define BIT_CLR(m, id) ((m)[(id) >> 3] &= (uint8_t) ~(1u << ((id)&7)))
 
 static const nc_mqtt_conn_cbs conn_cbs;
 
@@ -124,11 +136,23 @@ static const mroute *route_for(mqtt_server *ms, const char *topic, size_t len) {
     return NULL;
 }
 
-static void on_publish(mqtt_server *ms, const nc_mqtt_pkt *pkt) {
-    if (ms->stopping) return;
+/* Returns 0 when the PUBLISH is to be acknowledged now (QoS 0, or a QoS 2 copy already settled), else
+ * nonzero: the settle op acknowledges it, or nothing does (out of memory: the broker's next connection
+ * delivers it again). */
+static int on_publish(mqtt_server *ms, const nc_mqtt_pkt *pkt) {
+    if (pkt->qos == 2) {
+        if (!ms->q2 && !(ms->q2 = calloc(2, Q2_BYTES))) return 1;
+        /* a copy (DUP) of one handled and not yet released: PUBREC again once settled, never a second
+         * dispatch (MQTT §4.3.3: exactly once) */
+        if (BIT_GET(ms->q2, pkt->id)) return BIT_GET(ms->q2 + Q2_BYTES, pkt->id) ? 0 : 1;
+        BIT_SET(ms->q2, pkt->id);
+    }
     char small[256];
     char *topic = pkt->topic.n < sizeof small ? small : malloc(pkt->topic.n + 1);
-    if (!topic) return;
+    if (!topic) {
+        if (pkt->qos == 2) BIT_CLR(ms->q2, pkt->id);
+        return 1;
+    }
     memcpy(topic, pkt->topic.p, pkt->topic.n);
     topic[pkt->topic.n] = '\0';
     const mroute *rt = route_for(ms, topic, pkt->topic.n);
@@ -167,12 +191,45 @@ static void on_publish(mqtt_server *ms, const nc_mqtt_pkt *pkt) {
     in.peer = k;
     in.peer_ops = k ? &sink_ops : NULL;
     in.flags = NC_IN_JSON_OR_STRING; /* NestJS: JSON.parse, else the raw string */
+    if (pkt->qos)
+        in.delivery = (nc_delivery){.tag = pkt->id | (uint64_t)pkt->qos << 16, .conn = ms->gen, .set = 1};
     char why[200];
     why[0] = '\0';
     if (nc_server__dispatch(ms->srv, pkt->payload.p, pkt->payload.n, &in, why, sizeof why) == NC_EPROTO)
         nc_logf(LOG(ms), NC_LOG_ERROR, "Server", "message on %s ignored: %s", topic, why);
     if (k) sink_release(k);
     if (topic != small) free(topic);
+    return pkt->qos; /* QoS 1 and 2: acknowledged by the settle op (called already, or later) */
+}
+
+/* The core settled a QoS 1 or 2 message. ACK: PUBACK (QoS 1) or PUBREC (QoS 2). REJECT and NACK without
+ * requeue: acknowledged as well, so the broker drops it (MQTT has no refusal that makes a broker drop or
+ * dead-letter a message; MQTT 5 says why with reason code 0x83, Implementation specific error: "valid, but
+ * the receiver is not willing to accept it"). NACK with requeue: not acknowledged, so a broker keeping the
+ * session (clean=false) delivers it again on the next connection (MQTT forbids redelivery within one); the
+ * server does not reconnect to get it back sooner. Acknowledged in settle order, not in arrival order: the
+ * brokers match acknowledgements by packet id, and strict order would let one slow handler hold back the
+ * acknowledgements of every later message (the broker's in-flight window then fills and delivery stops).
+ * A token of a connection since replaced is ignored: the broker delivers that message again. */
+static void ms_settle(void *state, const nc_delivery *d, nc_settle how) {
+    mqtt_server *ms = state;
+    uint16_t id = (uint16_t)(d->tag & 0xffff);
+    int qos = (int)(d->tag >> 16);
+    if (d->conn != ms->gen || !nc_mqtt_conn_ready(ms->conn)) return;
+    if (how == NC_SETTLE_NACK_REQUEUE) {
+        if (qos == 2) BIT_CLR(ms->q2, id);
+        return;
+    }
+    uint8_t reason = how == NC_SETTLE_ACK || ms->t.version != NC_MQTT_V5 ? 0 : 0x83;
+    if (qos == 1) {
+        nc_mqtt_conn_ack(ms->conn, NC_MQTT_PUBACK, id, reason);
+        return;
+    }
+    nc_mqtt_conn_ack(ms->conn, NC_MQTT_PUBREC, id, reason);
+    if (reason) /* a PUBREC with an error code ends the exchange: no PUBREL comes, the id is free */
+        BIT_CLR(ms->q2, id);
+    else
+        BIT_SET(ms->q2 + Q2_BYTES, id);
 }
 
 /* ---- subscriptions and connection ------------------------------------------------------------------- */
@@ -200,10 +257,19 @@ static void report_connected(mqtt_server *ms) {
 }
 
 static void conn_ready(nc_mqtt_conn *c, int session_present) {
-    (void)session_present; /* subscribed again anyway: a broker may have lost the session */
     mqtt_server *ms = c->owner;
+    if (ms->q2) {
+        if (!session_present) {
+            memset(ms->q2, 0, 2 * Q2_BYTES); /* a new session: every id is new */
+        } else {
+            /* unsettled ones were left unacknowledged (their tokens are ignored now): the broker sends them
+             * again and they are dispatched again; settled ones wait for their PUBREL */
+            for (size_t i = 0; i < Q2_BYTES; i++) ms->q2[i] &= ms->q2[Q2_BYTES + i];
+        }
+    }
     ms->ready_at = uv_now(nc_server__io(ms->srv)->loop);
     ms->subacks = 0;
+    /* subscribed again even with a session present: a broker may have lost the session */
     for (size_t i = 0; i < ms->nroutes; i++) subscribe(ms, &ms->routes[i]);
     report_connected(ms);
 }
@@ -213,7 +279,9 @@ static int conn_pkt(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
     if (pkt->type == NC_MQTT_PUBLISH) {
         /* closing: not dispatched, and not acknowledged, so a kept session delivers it again */
         if (ms->stopping) return 1;
-        on_publish(ms, pkt);
+        return on_publish(ms, pkt);
+    } else if (pkt->type == NC_MQTT_PUBREL) {
+        if (ms->q2) BIT_CLR(ms->q2, pkt->id), BIT_CLR(ms->q2 + Q2_BYTES, pkt->id);
     } else if (pkt->type == NC_MQTT_SUBACK) {
         for (size_t i = 0; i < pkt->n_codes; i++)
             if (pkt->codes[i] >= 0x80)
@@ -236,6 +304,7 @@ static nc_mqtt_conn *open_conn(mqtt_server *ms, int delay) {
     nc_mqtt_conn *c =
         nc_mqtt_conn_new(nc_server__io(ms->srv), &ms->t, delay, &conn_cbs, LOG(ms), "Server", ms);
     if (c) ms->nopen++;
+    ms->gen++;
     return c;
 }
 
@@ -394,6 +463,7 @@ static void ms_destroy(void *state) {
         free(ms->routes[i].filter);
     }
     free(ms->routes);
+    free(ms->q2);
     nc_buf_free(&ms->enc);
     nc_mqtt_target_free(&ms->t);
     free(ms);
@@ -414,4 +484,5 @@ const nc_server_transport nc_mqtt_server_transport = {
     .destroy = ms_destroy,
     .port = NULL,
     .drain = ms_drain,
+    .settle = ms_settle,
 };

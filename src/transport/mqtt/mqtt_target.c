@@ -86,6 +86,16 @@ const nc_option_spec nc_mqtt_options[] = {
      .levels = NC_OPT_SERVER | NC_OPT_HANDLER,
      .help = "shared subscription group: handlers subscribe $share/<group>/<route>, so the servers of a "
              "group compete for its messages (NestJS: a $share/<group>/ handler pattern)"},
+    {.name = "receiveMaximum",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "MQTT 5 Receive Maximum of CONNECT: QoS 1 and 2 messages the broker may send before earlier "
+             "ones are acknowledged (a server acknowledges a message once its handler settled it, so this "
+             "bounds unsettled messages, like a prefetch); 0 = not announced (65,535). MQTT 3.1.1: the "
+             "broker's own in-flight limit applies",
+     .def = "0",
+     .min = 0,
+     .max = 65535},
     {.name = NULL},
 };
 
@@ -98,6 +108,7 @@ int nc_mqtt_target_init(nc_mqtt_target *t, const nc_url *url, const nc_optset *o
     t->version = nc_opts_int(opts, "protocolVersion") == 1 ? NC_MQTT_V5 : NC_MQTT_V311;
     t->clean = nc_opts_bool(opts, "clean");
     t->keepalive_s = (int)nc_opts_int(opts, "keepalive");
+    t->receive_max = (uint16_t)nc_opts_int(opts, "receiveMaximum");
     const char *s;
     if ((s = nc_opts_str(opts, "username"))) {
         free(t->b.user);

@@ -8,6 +8,7 @@
 #include "io/tls.h"
 #include "nestc/error.h"
 #include "nestc/version.h"
+#include "transport/common/dial_conn.h"
 
 enum { NS_DIALING, NS_INFO, NS_TLS, NS_HANDSHAKE, NS_READY };
 
@@ -28,28 +29,19 @@ static void conn_ended(nc_dial *d, int err, const char *msg) {
 
 static void st_end(nc_stream *s, int err, const char *msg) {
     nc_nats_conn *c = CONN_OF(s);
-    char why[300];
-    if (c->d.end_err) {
-        nc_dial_reason(&c->d, &err, &msg);
-        if (err == NC_ETIMEDOUT && c->state == NS_INFO) {
-            /* the TCP connection was made: the peer never spoke, as a NATS server does first */
-            snprintf(why, sizeof why, "%s: connected, but no INFO greeting came (is it a NATS server?)", msg);
-            msg = why;
-        }
-    } else if (c->state == NS_TLS || c->state == NS_HANDSHAKE || c->state == NS_INFO) {
-        /* nats-server closes slow handshakes (its tls timeout is 0.5 s by default): say where it happened */
-        snprintf(why, sizeof why, "the server closed the connection during the %s (%s)",
-                 c->state == NS_TLS ? "TLS handshake" : "NATS handshake", msg ? msg : "closed");
-        msg = why;
-        if (!err) err = NC_ECONNCLOSED;
-    }
-    nc_dial_end(&c->d, err, msg);
+    /* the TCP connection was made: the peer never spoke, as a NATS server does first */
+    const char *silent =
+        c->state == NS_INFO ? "connected, but no INFO greeting came (is it a NATS server?)" : NULL;
+    /* nats-server closes slow handshakes (its tls timeout is 0.5 s by default): say where it happened */
+    const char *closed = c->state == NS_TLS ? "the server closed the connection during the TLS handshake"
+                         : c->state == NS_HANDSHAKE || c->state == NS_INFO
+                             ? "the server closed the connection during the NATS handshake"
+                             : NULL;
+    nc_dial_conn_stream_end(&c->d, err, msg, silent, closed);
 }
 
 static void fail(nc_nats_conn *c, int err, const char *msg) {
-    if (nc_dial_fail(&c->d, err, msg)) /* a long TLS reason is cut in the report, whole in the log */
-        nc_logf(c->log, NC_LOG_ERROR, c->component, "NATS connection to %s:%d: %s", c->t->b.host,
-                c->t->b.port, msg);
+    nc_dial_conn_fail(&c->d, err, msg, c->log, c->component, "NATS", c->t->b.host, c->t->b.port);
 }
 
 int nc_nats_conn_ping(nc_nats_conn *c) {
