@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [--quick] [--only LIST] [--servers LIST] [--duration S] [--warmup S] [--repeat N] [--conns N]
 #
-#   --quick          a short smoke run (1 s per point, 1000 idle connections)
+#   --quick          a short smoke run (1 s per point, 1000 idle connections, at most 5 s of waiting for quiet cores)
 #   --only LIST      comma-separated scenarios: memory,throughput,conns,latency,events,payload,dom,client,workers,
 #                    redis (the same service over one redis-server, nestc and NestJS clients against both servers),
 #                    nats (the same over one nats-server), mqtt (the same over one mosquitto, QoS 0 and QoS 1)
@@ -34,13 +34,14 @@ duration=5
 warmup=1
 warm_s=3
 repeat=1
+quiet_polls=120 # half-second readings before a point while the cores are busy (a smoke run waits 5 s, not 60)
 idle_conns=
 scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats,mqtt
 servers=ceiling,nestc,nestjs
 partial=0
 while (($#)); do
   case $1 in
-    --quick) duration=1 warmup=0.3 warm_s=0.5 idle_conns=1000 partial=1 ;;
+    --quick) duration=1 warmup=0.3 warm_s=0.5 idle_conns=1000 quiet_polls=10 partial=1 ;;
     # --only with broker scenarios alone (redis, nats, mqtt) is recorded (see above); any other list is partial.
     --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats|mqtt))+$ ]] || partial=1; shift ;;
     --servers) servers=${2:?--servers needs a list}; partial=1; shift ;;
@@ -304,11 +305,11 @@ machine_busy() {
   echo $((total ? 100 * busy / total : 0))
 }
 
-# Waits (up to 60 s) until the cores are quiet before a point, so that work left over from the previous
-# point, or anything else running, does not land in its window. Sets point_busy to the last reading.
+# Waits (up to 60 s; 5 s with --quick) until the cores are quiet before a point, so that work left over from
+# the previous point, or anything else running, does not land in its window. Sets point_busy to the last reading.
 wait_quiet() {
   local i
-  for ((i = 0; i < 120; i++)); do
+  for ((i = 0; i < quiet_polls; i++)); do
     point_busy=$(machine_busy 0.5)
     ((point_busy < 10)) && return 0
     ((i % 20 == 19)) && echo "bench: waiting for the machine to be quiet (${point_busy}% busy)" >&2
