@@ -21,8 +21,8 @@
 # --only, --servers, other durations) writes them under bench/out/ so the recorded full run stays intact. The
 # one exception is `--only` with broker scenarios alone (redis, nats, mqtt, e.g. `--only mqtt`) and the default
 # durations: it re-records those broker points alone and rewrites bench/RESULTS.md with the other recorded
-# points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report flags points
-# that did not get them.
+# points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report
+# flags points that did not get them.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,7 +49,7 @@ while (($#)); do
     --warmup) warmup=${2:?}; partial=1; shift ;;
     --repeat) repeat=${2:?}; shift ;;
     --conns) idle_conns=${2:?}; partial=1; shift ;;
-    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
