@@ -1,13 +1,17 @@
-// Load from NestJS's own client (ClientProxyFactory, Transport.TCP, Transport.REDIS or Transport.NATS), for
-// comparing client libraries: how many responses per second one NestJS client process can drive.
+// Load from NestJS's own client (ClientProxyFactory, Transport.TCP, Transport.REDIS, Transport.NATS or
+// Transport.MQTT), for comparing client libraries: how many responses per second one NestJS client process can
+// drive.
 //
-//   node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P)
+//   node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P
+//                         | --url mqtt://H:P[?qos=1])
 //                        [--pattern JSON] [--data JSON] [--connections C] [--inflight N]
 //                        [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]
 //
 // Each connection is one ClientProxy (NestJS opens one socket per TCP client, two Redis connections per Redis
 // client: one publishing, one subscribed; one NATS connection per NATS client, with an inbox subscription per
-// request) keeping N requests in flight: every completed request sends the
+// request; one MQTT connection per MQTT client, subscribed to `<pattern>/reply` while a request on the pattern is
+// pending; ?qos=N sends every request as an MqttRecord with that QoS, as a NestJS user asks for one) keeping N
+// requests in flight: every completed request sends the
 // next. Only responses completed inside the counting window, after the warm-up, are counted; their latency
 // runs from the send() call to the completion. With --server-pid / --broker-pid the CPU time (user + system,
 // all threads) of those processes is read from /proc/PID/stat at the window's edges, as `nestc bench
@@ -21,7 +25,7 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Logger } from '@nestjs/common';
-import { ClientProxyFactory, Transport } from '@nestjs/microservices';
+import { ClientProxyFactory, MqttRecordBuilder, Transport } from '@nestjs/microservices';
 
 // Only warnings and errors: the Redis client logs "Connected to Redis" on stdout, where the JSON line goes.
 Logger.overrideLogger(['error', 'warn']);
@@ -42,17 +46,20 @@ const { values: args } = parseArgs({
   },
 });
 const url = args.url ? new URL(args.url) : null;
-if ((!args.port && !url) || (url && !['tcp:', 'redis:', 'nats:'].includes(url.protocol))) {
+if ((!args.port && !url) || (url && !['tcp:', 'redis:', 'nats:', 'mqtt:'].includes(url.protocol))) {
   console.error(
-    'usage: node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P) ' +
+    'usage: node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P | ' +
+      '--url mqtt://H:P[?qos=N]) ' +
       '[--connections C] [--inflight N] [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]',
   );
   process.exit(2);
 }
 const redis = url?.protocol === 'redis:';
 const nats = url?.protocol === 'nats:';
+const mqtt = url?.protocol === 'mqtt:';
+const qos = Number(url?.searchParams.get('qos') ?? 0);
 const host = url ? url.hostname : args.host;
-const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : 0)) : Number(args.port);
+const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : mqtt ? 1883 : 0)) : Number(args.port);
 
 // A pattern that parses as JSON is an object (or number) pattern, as nestc's CLI reads it.
 let pattern = args.pattern;
@@ -62,6 +69,9 @@ try {
   /* a plain string pattern */
 }
 const data = JSON.parse(args.data);
+// MQTT with a QoS: each request carries it in an MqttRecord (a fresh one per send: ClientMqtt deletes the
+// record's options once it has read them).
+const payload = mqtt && qos ? () => new MqttRecordBuilder(data).setQoS(qos).build() : () => data;
 const connections = Number(args.connections);
 const inflight = Number(args.inflight);
 const duration = Number(args.duration);
@@ -95,8 +105,8 @@ for (const pid of [args['server-pid'], args['broker-pid']])
 const clients = [];
 for (let i = 0; i < connections; i++) {
   const client = ClientProxyFactory.create({
-    transport: redis ? Transport.REDIS : nats ? Transport.NATS : Transport.TCP,
-    options: nats ? { servers: [`nats://${host}:${port}`] } : { host, port },
+    transport: redis ? Transport.REDIS : nats ? Transport.NATS : mqtt ? Transport.MQTT : Transport.TCP,
+    options: nats ? { servers: [`nats://${host}:${port}`] } : mqtt ? { url: `mqtt://${host}:${port}` } : { host, port },
   });
   await client.connect();
   clients.push(client);
@@ -109,7 +119,7 @@ let errors = 0;
 const latencies = []; // µs, completions inside the window
 function fire(client) {
   const t = performance.now();
-  client.send(pattern, data).subscribe({
+  client.send(pattern, payload()).subscribe({
     error: () => {
       errors++;
       if (running) fire(client);
@@ -169,7 +179,7 @@ if (args['broker-pid']) {
   out.broker_cpu_s = s == null ? null : Number(s.toFixed(3));
   out.broker_cpu_us_per_resp = perResp(s);
 }
-out.transport = redis ? 'redis' : nats ? 'nats' : 'tcp';
+out.transport = redis ? 'redis' : nats ? 'nats' : mqtt ? (qos ? `mqtt-qos${qos}` : 'mqtt') : 'tcp';
 console.log(JSON.stringify(out));
 // Requests still in flight are abandoned: the figures are taken.
 process.exit(0);

@@ -1,9 +1,10 @@
-// The benchmark service written with NestJS's own TCP, Redis or NATS transport: the reference nestc is measured
-// against.
+// The benchmark service written with NestJS's own TCP, Redis, NATS or MQTT transport: the reference nestc is
+// measured against.
 //
 //   node nest-server.mjs --port P                  (P 0 = any free port)
 //   node nest-server.mjs --url redis://HOST:PORT   (the same service over NestJS's Redis transport)
 //   node nest-server.mjs --url nats://HOST:PORT    (the same service over NestJS's NATS transport)
+//   node nest-server.mjs --url mqtt://HOST:PORT[?qos=1]  (over NestJS's MQTT transport; qos: subscribeOptions.qos)
 //
 // Over TCP it prints "listening on port N" once it accepts connections. Over Redis it prints
 // "connected to URL" after app.listen() has resolved (both ioredis connections ready) and Redis reports a
@@ -11,7 +12,9 @@
 // listen() resolves before the SUBSCRIBE commands are confirmed, and a request published before that is lost.
 // Over NATS the same line follows app.listen() and a flush() of the server's connection: nats.js sends the
 // SUBs before the flush's PING, and nats-server handles a connection's commands in order, so its PONG
-// confirms every subscription. Exits 0 on SIGTERM/SIGINT after app.close().
+// confirms every subscription. Over MQTT the same line follows app.listen() and the SUBACK of every handler's
+// SUBSCRIBE: listen() resolves on the CONNACK, and mqtt.js sends the SUBSCRIBEs queued before it afterwards, one
+// at a time. Exits 0 on SIGTERM/SIGINT after app.close().
 //
 //   {cmd:'sum'}    array of numbers → their sum
 //   {cmd:'echo'}   anything → the same value
@@ -34,12 +37,15 @@ const { values: args } = parseArgs({
   },
 });
 const url = args.url ? new URL(args.url) : null;
-if (url && url.protocol !== 'redis:' && url.protocol !== 'tcp:' && url.protocol !== 'nats:') {
-  console.error(`nest-server.mjs: unsupported URL ${args.url} (tcp://, redis:// or nats://)`);
+if (url && !['tcp:', 'redis:', 'nats:', 'mqtt:'].includes(url.protocol)) {
+  console.error(`nest-server.mjs: unsupported URL ${args.url} (tcp://, redis://, nats:// or mqtt://)`);
   process.exit(2);
 }
 const redis = url?.protocol === 'redis:';
 const nats = url?.protocol === 'nats:';
+const mqtt = url?.protocol === 'mqtt:';
+// MQTT: the subscription QoS of every handler (0 unless ?qos=N), as a NestJS user sets it.
+const qos = Number(url?.searchParams.get('qos') ?? 0);
 
 let ticks = 0;
 
@@ -77,16 +83,32 @@ class AppModule {}
 Module({ controllers: [Bench] })(AppModule);
 
 const host = url ? url.hostname : args.host;
-const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : 0)) : Number(args.port);
+const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : mqtt ? 1883 : 0)) : Number(args.port);
 const app = await NestFactory.createMicroservice(AppModule, {
-  // Transport options as the NestJS documentation gives them (host and port; NATS: the servers list),
-  // nothing tuned.
-  transport: redis ? Transport.REDIS : nats ? Transport.NATS : Transport.TCP,
-  options: nats ? { servers: [`nats://${host}:${port}`] } : { host, port },
+  // Transport options as the NestJS documentation gives them (host and port; NATS: the servers list; MQTT: the
+  // url, and subscribeOptions only for QoS 1/2), nothing tuned.
+  transport: redis ? Transport.REDIS : nats ? Transport.NATS : mqtt ? Transport.MQTT : Transport.TCP,
+  options: nats
+    ? { servers: [`nats://${host}:${port}`] }
+    : mqtt
+      ? { url: `mqtt://${host}:${port}`, ...(qos ? { subscribeOptions: { qos } } : {}) }
+      : { host, port },
   logger: ['error', 'warn'],
 });
 await app.listen();
-if (nats) {
+if (mqtt) {
+  // mqtt.js keeps a SUBSCRIBE in client.outgoing until its SUBACK (and the ones queued before the CONNACK in
+  // client.queue until they are written): both empty means the broker confirmed every subscription.
+  const client = app.unwrap();
+  for (let i = 0; client.queue.length || Object.values(client.outgoing).some((o) => o.cmd === 'subscribe'); i++) {
+    if (i === 500) {
+      console.error('nest-server.mjs: the subscriptions were not confirmed within 5 s');
+      process.exit(1);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  process.stdout.write(`connected to ${args.url}\n`);
+} else if (nats) {
   await app.unwrap().flush();
   process.stdout.write(`connected to ${args.url}\n`);
 } else if (redis) {

@@ -4,13 +4,14 @@
  *   nestc-server [--port P] [--host H] [--workers N]      (P 0 = any free port)
  *   nestc-server --url redis://HOST:PORT                   (the same service over a Redis broker)
  *   nestc-server --url nats://HOST:PORT                    (the same service over a NATS server)
+ *   nestc-server --url mqtt://HOST:PORT[?qos=1]            (the same service over an MQTT broker)
  *   ... --hooks N       installs N hook sets whose every server callback does nothing (the cost of hooks)
  *
  * Over TCP it prints "listening on port N" once it accepts connections. With --url (any URL nc_server_new
  * takes; tcp:// URLs print the same line) it prints "connected to URL" once the server reports the status
  * "connected" (for redis://: both connections up and every channel's subscription confirmed; for nats://:
- * every handler's SUB confirmed by a PING round trip). Other status changes go to stderr. SIGINT/SIGTERM
- * close it gracefully.
+ * every handler's SUB confirmed by a PING round trip; for mqtt://: every handler's SUBSCRIBE acknowledged by
+ * its SUBACK). Other status changes go to stderr. SIGINT/SIGTERM close it gracefully.
  *
  *   {"cmd":"sum"}    array of numbers → their sum (JavaScript number semantics), read without a DOM
  *   {"cmd":"echo"}   anything → the same value, as text

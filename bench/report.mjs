@@ -1,9 +1,10 @@
 // Turns the measured points (results.json, one JSON line each, written by run.sh) into RESULTS.md:
 // a table per scenario with ceiling / nestc / NestJS, the ratios, the target and PASS/MISS, then the
-// Redis section (results-redis.json) and the NATS section (results-nats.json), each recorded on its own (its
-// own date and machine state), then the machine and the date, then the raw lines.
+// Redis section (results-redis.json), the NATS section (results-nats.json) and the MQTT sections, QoS 0 and
+// QoS 1 (results-mqtt.json), each recorded on its own (its own date and machine state), then the machine and the
+// date, then the raw lines.
 //
-//   node report.mjs --results FILE --out FILE [--redis-results FILE] [--nats-results FILE]
+//   node report.mjs --results FILE --out FILE [--redis-results FILE] [--nats-results FILE] [--mqtt-results FILE]
 //                   [--duration S --warmup S --idle-conns N --build DIR]
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +19,7 @@ const { values: args } = parseArgs({
     results: { type: 'string' },
     'redis-results': { type: 'string' },
     'nats-results': { type: 'string' },
+    'mqtt-results': { type: 'string' },
     out: { type: 'string' },
     duration: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
@@ -33,6 +35,8 @@ const redisLines = readLines(args['redis-results']);
 const redisPoints = redisLines.map((l) => JSON.parse(l));
 const natsLines = readLines(args['nats-results']);
 const natsPoints = natsLines.map((l) => JSON.parse(l));
+const mqttLines = readLines(args['mqtt-results']);
+const mqttPoints = mqttLines.map((l) => JSON.parse(l));
 // The payload figure is request payload bytes per second (nestc bench's own mb_per_s counts every byte
 // on the wire, both directions).
 for (const p of points) {
@@ -368,6 +372,7 @@ const pkgVersion = (name) => {
 // protocol costs) comes from the kind's description.
 const redisMachine = redisPoints.find((p) => p.scenario === 'machine')?.result ?? null;
 const natsMachine = natsPoints.find((p) => p.scenario === 'machine')?.result ?? null;
+const mqttMachine = mqttPoints.find((p) => p.scenario === 'machine')?.result ?? null;
 const FULL = 0.85; // a core this busy over the window is the limit
 function brokerSection(kind, allPoints, machine, d) {
   const rp = allPoints.filter((p) => p.scenario !== 'machine');
@@ -642,6 +647,56 @@ const natsMd = brokerSection('nats', natsPoints, natsMachine, {
     '(un)subscription work for every request, at 1 × 100 as at 1 × 1.',
 });
 
+// MQTT: one file, two sections (QoS 0: points mqtt-*; QoS 1: points mqtt-qos1-*), each with its own points.
+const mqttQos1 = mqttPoints.filter((p) => p.scenario.startsWith('mqtt-qos1-'));
+const mqttQos0 = mqttPoints.filter((p) => !p.scenario.startsWith('mqtt-qos1-'));
+const mqttIntro = (qos) => (rm) =>
+  'The same service over one MQTT broker: the nestc server (`nestc-server --url mqtt://…' +
+  (qos ? '?qos=1' : '') +
+  '`, nestc\'s own MQTT 3.1.1 client) and NestJS\'s `Transport.MQTT` server (`nest-server.mjs --url mqtt://…' +
+  (qos ? '?qos=1' : '') +
+  `\`, mqtt.js ${pkgVersion('mqtt')}), each alone on core 0; one mosquitto ${rm.mosquitto_version ?? ''} ` +
+  '(loopback, no persistence, anonymous, `max_queued_messages 0` so that bursts of events are not dropped, ' +
+  '`set_tcp_nodelay true` as redis-server and nats-server do by default) pinned ' +
+  'to core 1 together with the load generator (mosquitto is single-threaded), so that the server under test has ' +
+  'core 0 to itself as in the TCP scenarios. Each request crosses mosquitto twice: the client subscribes ' +
+  '`{"cmd":"sum"}/reply` and publishes on `{"cmd":"sum"}`, mosquitto delivers it to the server\'s subscription, ' +
+  'the server publishes the reply on `{"cmd":"sum"}/reply` (QoS 0), mosquitto delivers it to the client. ' +
+  (qos
+    ? '**QoS 1**: the servers subscribe at QoS 1 (nestc: `?qos=1`; NestJS: `subscribeOptions: { qos: 1 }`) and the ' +
+      'clients publish requests and events at QoS 1 (nestc: `?qos=1`; NestJS: an `MqttRecord` with `setQoS(1)` per ' +
+      'request), so mosquitto acknowledges every request (PUBACK) and the server acknowledges every delivery; ' +
+      'mosquitto keeps at most 20 unacknowledged QoS 1 messages in flight to a client (its default). '
+    : '**QoS 0** (NestJS\'s default: no subscription or publish options). ') +
+  'Two clients drive each server: **nestc client** = the nestc client library (`nestc bench --engine client`), ' +
+  '**NestJS client** = NestJS\'s `ClientMqtt` (`nest-client.mjs --url mqtt://…' +
+  (qos ? '?qos=1' : '') +
+  '`); each is one client (one MQTT connection) with 100 or 1 requests in flight, `{"cmd":"sum"}` of `[1,2,3]`. ';
+const mqttCommon = {
+  broker: 'mosquitto',
+  brokerFull: 'mosquitto (its one thread full)',
+  eventOrder:
+    'A client publishes its events and its request on one connection, mosquitto delivers one publisher\'s messages ' +
+    'to a subscribing connection in the order they were published,',
+  roundTrip:
+    'Both clients follow NestJS\'s protocol: the reply topic\'s subscription is counted per pattern, so with one ' +
+    'request at a time every request is SUBSCRIBE `{"cmd":"sum"}/reply` → wait for the SUBACK → PUBLISH → the reply ' +
+    '→ UNSUBSCRIBE, two round trips through mosquitto plus the server\'s publish, and mosquitto does the ' +
+    '(un)subscription work for every request.',
+};
+const mqttMd =
+  brokerSection('mqtt', mqttQos0, mqttMachine, { ...mqttCommon, name: 'MQTT', intro: mqttIntro(0) }) +
+  brokerSection('mqtt-qos1', mqttQos1, mqttMachine, {
+    ...mqttCommon,
+    name: 'MQTT QoS 1',
+    intro: mqttIntro(1),
+    extraNotes:
+      '- **NestJS server, 1 × 1** — mqtt.js does not set `TCP_NODELAY` (Node.js sockets have Nagle\'s algorithm on): ' +
+      'the NestJS server writes a request\'s PUBACK and then its reply, Nagle holds the reply until mosquitto ' +
+      'acknowledges the PUBACK, and mosquitto\'s delayed ACK puts that off by 40 ms, so its round trips take about ' +
+      '44 ms whichever client sends. That is `Transport.MQTT` as it comes; nestc\'s connections set `TCP_NODELAY`.',
+  });
+
 // ---- machine ---------------------------------------------------------------------------------------------
 const sh = (cmd, argv) => {
   try {
@@ -663,6 +718,10 @@ const machine = [
     (natsPoints.length
       ? `${redisPoints.length ? ',' : ';'} @nats-io/transport-node ${pkgVersion('@nats-io/transport-node')}; nats-server ` +
         `${natsMachine?.nats_version ?? '?'}`
+      : '') +
+    (mqttPoints.length
+      ? `${redisPoints.length || natsPoints.length ? ',' : ';'} mqtt ${pkgVersion('mqtt')}; mosquitto ` +
+        `${mqttMachine?.mosquitto_version ?? '?'}`
       : ''),
   `- nestc ${machineInfo.nestc ?? sh('git', ['-C', here, 'describe', '--always', '--dirty'])}; libuv ${sh('pkg-config', ['--modversion', 'libuv'])}, ` +
     `jansson ${sh('pkg-config', ['--modversion', 'jansson'])}`,
@@ -678,6 +737,12 @@ const machine = [
     ? [
         `- NATS section: recorded ${natsMachine.date}, nestc ${natsMachine.nestc ?? '?'}, other CPU use just before ` +
           `it ${natsMachine.busy_pct_before} % (load average ${natsMachine.loadavg_before})`,
+      ]
+    : []),
+  ...(mqttMachine
+    ? [
+        `- MQTT sections: recorded ${mqttMachine.date}, nestc ${mqttMachine.nestc ?? '?'}, other CPU use just before ` +
+          `it ${mqttMachine.busy_pct_before} % (load average ${mqttMachine.loadavg_before})`,
       ]
     : []),
   `- each point: ${args.warmup} s warm-up, then ${args.duration} s counted; load generator \`nestc bench\` (raw engine unless stated)`,
@@ -701,6 +766,11 @@ Ratios are nestc divided by the other; for CPU and latency lower is better.${
   natsPoints.length
     ? ' The NATS section (the same over a NATS server, NestJS\'s `Transport.NATS`) was recorded in its own ' +
       `run${natsMachine?.date && natsMachine.date !== machineInfo.date ? ` (${natsMachine.date})` : ''} and says how.`
+    : ''
+}${
+  mqttPoints.length
+    ? ' The MQTT sections (the same over mosquitto, NestJS\'s `Transport.MQTT`, QoS 0 and QoS 1) were recorded in ' +
+      `their own run${mqttMachine?.date && mqttMachine.date !== machineInfo.date ? ` (${mqttMachine.date})` : ''} and say how.`
     : ''
 }${
   machineInfo.busy_pct_before >= 10
@@ -734,7 +804,7 @@ ${summary.map((r) => `| ${r.join(' | ')} |`).join('\n')}
 ${sections.join('\n')}
 `
     : ''
-}${redisMd}${natsMd}## Machine
+}${redisMd}${natsMd}${mqttMd}## Machine
 
 ${machine.join('\n')}
 
@@ -766,6 +836,17 @@ NATS (\`results-nats.json\`): the same members; \`broker_cpu_s\` is nats-server'
 
 \`\`\`
 ${natsLines.join('\n')}
+\`\`\`
+`
+    : ''
+}${
+  mqttLines.length
+    ? `
+MQTT (\`results-mqtt.json\`): the same members; the QoS 1 points are named \`mqtt-qos1-…\`; \`broker_cpu_s\` is
+mosquitto's CPU time over the counting window.
+
+\`\`\`
+${mqttLines.join('\n')}
 \`\`\`
 `
     : ''

@@ -3,12 +3,12 @@
 #
 #   bench/run.sh [--quick] [--only LIST] [--servers LIST] [--duration S] [--warmup S] [--repeat N] [--conns N]
 #
-#   --quick          a short smoke run (1 s per point, 1000 idle connections)
+#   --quick          a short smoke run (1 s per point, 1000 idle connections, at most 5 s of waiting for quiet cores)
 #   --only LIST      comma-separated scenarios: memory,throughput,conns,latency,events,payload,dom,client,workers,
 #                    redis (the same service over one redis-server, nestc and NestJS clients against both servers),
-#                    nats (the same over one nats-server)
-#   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs (redis, nats:
-#                    nestc,nestjs)
+#                    nats (the same over one nats-server), mqtt (the same over one mosquitto, QoS 0 and QoS 1)
+#   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs (redis, nats,
+#                    mqtt: nestc,nestjs)
 #   --duration S     counting window per point (default 5); --warmup S before it (default 1)
 #   --repeat N       measure every point N times; the report shows the median run (default 1)
 #   --conns N        idle connections for the memory scenario (default 10000, or 1000 if `ulimit -n` is low)
@@ -17,12 +17,12 @@
 # Release, then for each server: starts it alone on core 0 (taskset -c 0), runs every scenario from
 # `nestc bench` on core 1 (taskset -c 1), stops it by PID. A full run writes bench/RESULTS.md and
 # bench/results.json (one JSON line per measured point; the Redis points go to bench/results-redis.json, the
-# NATS points to bench/results-nats.json); a partial run (--quick, --only, --servers, other durations) writes
-# them under bench/out/ so the recorded full run stays intact. The one exception is `--only redis`,
-# `--only nats` or `--only redis,nats` with the default durations: it re-records those broker points alone
-# (results-redis.json, results-nats.json) and rewrites bench/RESULTS.md with the other recorded points as they
-# were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report flags points
-# that did not get them.
+# NATS points to bench/results-nats.json, the MQTT points to bench/results-mqtt.json); a partial run (--quick,
+# --only, --servers, other durations) writes them under bench/out/ so the recorded full run stays intact. The
+# one exception is `--only` with broker scenarios alone (redis, nats, mqtt, e.g. `--only mqtt`) and the default
+# durations: it re-records those broker points alone and rewrites bench/RESULTS.md with the other recorded
+# points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report
+# flags points that did not get them.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,15 +34,16 @@ duration=5
 warmup=1
 warm_s=3
 repeat=1
+quiet_polls=120 # half-second readings before a point while the cores are busy (a smoke run waits 5 s, not 60)
 idle_conns=
-scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats
+scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats,mqtt
 servers=ceiling,nestc,nestjs
 partial=0
 while (($#)); do
   case $1 in
-    --quick) duration=1 warmup=0.3 warm_s=0.5 idle_conns=1000 partial=1 ;;
-    # --only with broker scenarios alone (redis, nats) is recorded (see above); any other list is a partial run.
-    --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats))+$ ]] || partial=1; shift ;;
+    --quick) duration=1 warmup=0.3 warm_s=0.5 idle_conns=1000 quiet_polls=10 partial=1 ;;
+    # --only with broker scenarios alone (redis, nats, mqtt) is recorded (see above); any other list is partial.
+    --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats|mqtt))+$ ]] || partial=1; shift ;;
     --servers) servers=${2:?--servers needs a list}; partial=1; shift ;;
     --duration) duration=${2:?}; partial=1; shift ;;
     --warmup) warmup=${2:?}; partial=1; shift ;;
@@ -54,8 +55,8 @@ while (($#)); do
   shift
 done
 has() { [[ ,$1, == *,$2,* ]]; }
-# The TCP scenarios (everything but redis and nats) write results.json; the redis scenario writes
-# results-redis.json, the nats scenario results-nats.json.
+# The TCP scenarios (everything but redis, nats and mqtt) write results.json; the redis scenario writes
+# results-redis.json, the nats scenario results-nats.json, the mqtt scenario results-mqtt.json.
 tcp_wanted=0
 for s in memory throughput conns latency events payload dom client workers; do has "$scenarios" "$s" && tcp_wanted=1; done
 
@@ -70,6 +71,12 @@ if has "$scenarios" redis; then
 fi
 if has "$scenarios" nats && ! command -v nats-server >/dev/null; then
   echo "run.sh: the nats scenario needs nats-server" >&2
+  exit 1
+fi
+# Debian installs mosquitto in /usr/sbin, which is not on every user's PATH.
+mosquitto=$(command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true)
+if has "$scenarios" mqtt && [[ -z $mosquitto ]]; then
+  echo "run.sh: the mqtt scenario needs mosquitto" >&2
   exit 1
 fi
 if [[ ! -f $here/node_modules/.package-lock.json || $here/package-lock.json -nt $here/node_modules/.package-lock.json ]]; then
@@ -101,18 +108,22 @@ fi
 
 if ((partial)); then
   results=$out/results.json redis_results=$out/results-redis.json nats_results=$out/results-nats.json
+  mqtt_results=$out/results-mqtt.json
   report=$out/RESULTS.md
   : >"$results"
   : >"$redis_results"
   : >"$nats_results"
+  : >"$mqtt_results"
 else
   # A recorded run replaces only the points it measures: `--only redis` keeps results.json and
   # results-nats.json as recorded, `--only nats` results.json and results-redis.json.
   results=$here/results.json redis_results=$here/results-redis.json nats_results=$here/results-nats.json
+  mqtt_results=$here/results-mqtt.json
   report=$here/RESULTS.md
   ((tcp_wanted)) && : >"$results"
   ! has "$scenarios" redis || : >"$redis_results"
   ! has "$scenarios" nats || : >"$nats_results"
+  ! has "$scenarios" mqtt || : >"$mqtt_results"
 fi
 # Where record() writes: results.json, or results-redis.json / results-nats.json during a broker scenario.
 results_cur=$results
@@ -124,7 +135,7 @@ cd "$out"
 
 # ---- servers ---------------------------------------------------------------------------------------------
 srv_pid='' srv_port='' srv_name='' srv_cpus='' srv_log='' helper_pid='' srv_target='' srv_url=''
-redis_pid='' redis_dir='' nats_pid='' nats_dir='' sampler_pid=''
+redis_pid='' redis_dir='' nats_pid='' nats_dir='' mqtt_pid='' mqtt_dir='' sampler_pid=''
 srv_args=()
 cleanup() {
   [[ -n $helper_pid ]] && kill "$helper_pid" 2>/dev/null && wait "$helper_pid" 2>/dev/null
@@ -134,6 +145,8 @@ cleanup() {
   [[ -n $redis_dir ]] && rm -rf "$redis_dir"
   [[ -n $nats_pid ]] && kill "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null
   [[ -n $nats_dir ]] && rm -rf "$nats_dir"
+  [[ -n $mqtt_pid ]] && kill "$mqtt_pid" 2>/dev/null && wait "$mqtt_pid" 2>/dev/null
+  [[ -n $mqtt_dir ]] && rm -rf "$mqtt_dir"
   return 0
 }
 trap cleanup EXIT
@@ -292,11 +305,11 @@ machine_busy() {
   echo $((total ? 100 * busy / total : 0))
 }
 
-# Waits (up to 60 s) until the cores are quiet before a point, so that work left over from the previous
-# point, or anything else running, does not land in its window. Sets point_busy to the last reading.
+# Waits (up to 60 s; 5 s with --quick) until the cores are quiet before a point, so that work left over from
+# the previous point, or anything else running, does not land in its window. Sets point_busy to the last reading.
 wait_quiet() {
   local i
-  for ((i = 0; i < 120; i++)); do
+  for ((i = 0; i < quiet_polls; i++)); do
     point_busy=$(machine_busy 0.5)
     ((point_busy < 10)) && return 0
     ((i % 20 == 19)) && echo "bench: waiting for the machine to be quiet (${point_busy}% busy)" >&2
@@ -633,7 +646,111 @@ if has "$scenarios" nats; then
   results_cur=$results
 fi
 
+# ---- MQTT: the same service over one mosquitto ----------------------------------------------------------
+# As for Redis and NATS: one mosquitto for the whole scenario, pinned to core 1 with the load generators (it
+# is single-threaded, like redis-server), each server alone on core 0. Measured twice: QoS 0 (NestJS's default:
+# requests and events published at QoS 0, subscriptions at QoS 0) and QoS 1 (the servers subscribe at QoS 1, the
+# clients publish requests and events at QoS 1: the broker acknowledges every PUBLISH and the server every
+# delivery; replies stay QoS 0, as NestJS sends them).
+
+# start_mosquitto: one mosquitto on a free loopback port, configured as tests/interop/with-mosquitto.sh does
+# (anonymous clients allowed, no persistence), plus `max_queued_messages 0`: by default mosquitto drops a QoS 0
+# message to a connected client that already has 1000 packets queued, and the events load sends 4 × 1000 events
+# to the server in bursts; and `set_tcp_nodelay true`, as redis-server and nats-server do by default: with
+# Nagle's algorithm on, mosquitto holds a reply written right after a PUBACK until the client acknowledges the
+# PUBACK, which a delayed ACK puts off by 40 ms (every QoS 1 round trip took 44 ms). Both servers get the same
+# broker. In a fresh temporary directory, on core 1, stopped
+# by PID; ready when it answers an MQTT CONNECT with a CONNACK. Sets mqtt_pid, mqtt_port, mqtt_url.
+start_mosquitto() {
+  local try i conf
+  mqtt_dir=$(mktemp -d "${TMPDIR:-/tmp}/nestc-bench-mqtt.XXXXXX")
+  conf=$mqtt_dir/mosquitto.conf
+  for ((try = 0; try < 3; try++)); do
+    mqtt_port=$(free_port)
+    {
+      # As root, mosquitto would switch to the user `mosquitto`, who cannot write the log in the directory.
+      echo "user $(id -un)"
+      echo 'allow_anonymous true'
+      echo 'persistence false'
+      echo 'max_queued_messages 0'
+      echo 'set_tcp_nodelay true'
+      echo "log_dest file $out/mosquitto.log"
+      echo 'log_type error'
+      echo 'log_type warning'
+      echo "listener $mqtt_port 127.0.0.1"
+    } >"$conf"
+    # taskset execs mosquitto: $! is the broker's own PID.
+    (cd "$mqtt_dir" && exec taskset -c 1 "$mosquitto" -c "$conf") >>"$out/mosquitto.log" 2>&1 &
+    mqtt_pid=$!
+    for ((i = 0; i < 100; i++)); do
+      if mqtt_connack; then
+        mqtt_url=mqtt://127.0.0.1:$mqtt_port
+        echo "bench: mosquitto $(mosquitto_version) on port $mqtt_port (pid $mqtt_pid, core 1)" >&2
+        return 0
+      fi
+      kill -0 "$mqtt_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    stop_mosquitto_process # the port was taken in between, or it did not start: another port
+  done
+  echo "run.sh: mosquitto did not start:" >&2
+  cat "$out/mosquitto.log" >&2
+  return 1
+}
+# An MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s, empty client id) answered by a CONNACK accepting it.
+mqtt_connack() {
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$mqtt_port" || exit 1
+    printf '\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00' >&3
+    [[ $(timeout 1 head -c 4 <&3 | od -An -tx1 | tr -d ' \n') == 20020000 ]] || exit 1
+    printf '\xe0\x00' >&3 # DISCONNECT
+  ) 2>/dev/null
+}
+mosquitto_version() { "$mosquitto" -h 2>/dev/null | sed -n 's/^mosquitto version \([0-9.]*\).*/\1/p' | head -n 1; }
+stop_mosquitto_process() {
+  kill -TERM "$mqtt_pid" 2>/dev/null || true
+  wait "$mqtt_pid" 2>/dev/null || true
+  mqtt_pid=''
+}
+stop_mosquitto() {
+  stop_mosquitto_process
+  rm -rf "$mqtt_dir"
+  mqtt_dir=''
+}
+
+# Between two servers nobody else is connected (the clients have exited): wait until mosquitto holds no open
+# client connection (no socket on its port ESTABLISHED or CLOSE_WAIT in /proc/net/tcp, i.e. it has read and
+# closed every one), so that the stopped server's clean session and its subscriptions are gone before the next
+# server subscribes.
+wait_mqtt_gone() {
+  local i n hex
+  hex=$(printf '%04X' "$mqtt_port")
+  for ((i = 0; i < 100; i++)); do
+    # local address 0100007F:PORT; state 01 ESTABLISHED, 08 CLOSE_WAIT
+    n=$(awk -v p=":$hex" '$2 ~ p"$" && ($4 == "01" || $4 == "08") { n++ } END { print n + 0 }' /proc/net/tcp)
+    ((n == 0)) && return 0
+    sleep 0.05
+  done
+  echo "bench: warning: the stopped server is still connected to mosquitto" >&2
+}
+
+if has "$scenarios" mqtt; then
+  results_cur=$mqtt_results
+  start_mosquitto || exit 1
+  record machine - "${machine_line%\}},\"mosquitto_version\":\"$(mosquitto_version)\",\"mosquitto_cpus\":\"1\",\"duration_s\":$duration,\"warmup_s\":$warmup}"
+  broker_pid=$mqtt_pid
+  srv_url=$mqtt_url
+  broker_scenario mqtt wait_mqtt_gone
+  # QoS 1: the same URL with ?qos=1 for every process (nestc: the server's subscription QoS and the client's
+  # PUBLISH QoS; nest-server.mjs: subscribeOptions.qos; nest-client.mjs: an MqttRecord with QoS 1 per request).
+  srv_url="$mqtt_url?qos=1"
+  broker_scenario mqtt-qos1 wait_mqtt_gone
+  srv_url='' broker_pid=''
+  stop_mosquitto
+  results_cur=$results
+fi
+
 # ---- the report --------------------------------------------------------------------------------------------
 node "$here/report.mjs" --results "$results" --redis-results "$redis_results" --nats-results "$nats_results" \
-  --out "$report" --duration "$duration" --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
+  --mqtt-results "$mqtt_results" --out "$report" --duration "$duration" --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
 echo "bench: wrote $report" >&2
