@@ -113,6 +113,7 @@ static void on_connack(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
     c->t->retain_ok = pkt->props.has & NC_MQTTP_RETAIN_AVAILABLE ? pkt->props.retain_available : 1;
     c->state = MS_READY;
     nc_dial_connected(&c->d);
+    if (c->cbs->on_pkt) c->cbs->on_pkt(c, pkt); /* the owner reads what else it needs (Receive Maximum) */
     if (ka > 0) uv_timer_start(&c->d.timer, on_keepalive, (uint64_t)ka * 1000, (uint64_t)ka * 1000);
     if (c->cbs->on_ready) c->cbs->on_ready(c, pkt->session_present);
 }
@@ -152,8 +153,9 @@ static int on_pkt(void *user, const nc_mqtt_pkt *pkt) {
     case NC_MQTT_PUBREL: /* the broker's QoS 2 PUBLISH, second half */
         ack(c, NC_MQTT_PUBCOMP, pkt->id);
         break;
-    case NC_MQTT_PUBREC: /* our QoS 2 PUBLISH, second half */
+    case NC_MQTT_PUBREC: /* our QoS 2 PUBLISH, second half; the owner records that PUBREL was sent */
         ack(c, NC_MQTT_PUBREL, pkt->id);
+        if (c->cbs->on_pkt) c->cbs->on_pkt(c, pkt);
         break;
     case NC_MQTT_DISCONNECT: {
         char msg[200];
@@ -163,9 +165,8 @@ static int on_pkt(void *user, const nc_mqtt_pkt *pkt) {
         return 1;
     }
     case NC_MQTT_PINGRESP:
-    case NC_MQTT_PUBCOMP:
         break;
-    default: /* SUBACK, UNSUBACK, PUBACK */
+    default: /* SUBACK, UNSUBACK, PUBACK, PUBCOMP */
         if (c->cbs->on_pkt) c->cbs->on_pkt(c, pkt);
         break;
     }
