@@ -3,7 +3,10 @@
  * not only the first: NestJS's race is not copied); subscriptions are counted per reply topic, the count
  * covering requests not yet published, and UNSUBSCRIBEd when the last request on them ends. Events are
  * published at once. Per call the options qos and retain set the PUBLISH's (MqttRecord); the call's
- * headers travel as MQTT 5 user properties, and a reply's user properties are its headers.
+ * headers travel as MQTT 5 user properties, and a reply's user properties are its headers. QoS 1/2
+ * PUBLISHes (events and requests) are kept in the outbox (mqtt_outbox.h) until the broker completed them,
+ * at most Receive Maximum unacknowledged, and resent after a reconnection; a QoS 1/2 emit completes on the
+ * PUBACK / PUBCOMP (mqtt.js's publish callback), a QoS 0 one once written.
  *
  * A lost connection is re-established with the shared policy (transport/common/reconnect.h; at once, then
  * every retry_delay_ms, default 1,000 ms as mqtt.js, doubling up to a cap; retry_attempts > 0 caps it,
