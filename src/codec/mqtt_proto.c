@@ -1107,6 +1107,25 @@ int nc_mqtt_write_publish(nc_buf *out, int version, const nc_mqtt_publish *m) {
     return 0;
 }
 
+int nc_mqtt_publish_patch(char *pkt, size_t n, uint16_t id, int dup) {
+    const unsigned char *u = (const unsigned char *)pkt;
+    if (n < 2 || !id || u[0] >> 4 != NC_MQTT_PUBLISH || !(u[0] & 6)) return NC_EINVAL;
+    size_t at = 1, rem = 0;
+    for (int shift = 0;; shift += 7) { /* the remaining length: at most 4 bytes */
+        if (at >= n || shift > 21) return NC_EINVAL;
+        rem |= (size_t)(u[at] & 0x7f) << shift;
+        if (!(u[at++] & 0x80)) break;
+    }
+    if (rem != n - at || rem < 2) return NC_EINVAL;
+    size_t tlen = (size_t)u[at] << 8 | u[at + 1];
+    at += 2 + tlen;
+    if (at + 2 > n) return NC_EINVAL;
+    pkt[0] = (char)(dup ? u[0] | 8u : u[0] & ~8u);
+    pkt[at] = (char)(id >> 8);
+    pkt[at + 1] = (char)(id & 0xff);
+    return 0;
+}
+
 int nc_mqtt_write_ack(nc_buf *out, int version, int type, uint16_t id, uint8_t reason) {
     if (!version_ok(version) || type < NC_MQTT_PUBACK || type > NC_MQTT_PUBCOMP || !id) return NC_EINVAL;
     int with_reason = version == NC_MQTT_V5 && reason;

@@ -204,6 +204,10 @@ int nc_mqtt_write_publish(nc_buf *out, int version, const nc_mqtt_publish *m);
 /* The size of that PUBLISH on the wire (to hold it against the broker's maximum packet size); 0 if it
  * cannot be written. */
 size_t nc_mqtt_publish_size(int version, const nc_mqtt_publish *m);
+/* Rewrites a PUBLISH that nc_mqtt_write_publish wrote with QoS > 0 in place: its packet identifier (id
+ * nonzero) and its DUP flag (a redelivery), so a kept packet can be resent without encoding it again.
+ * Returns 0, or NC_EINVAL when the bytes are not such a PUBLISH. */
+int nc_mqtt_publish_patch(char *pkt, size_t n, uint16_t id, int dup);
 /* PUBACK, PUBREC, PUBREL or PUBCOMP; reason is written only on v5 and when nonzero. */
 int nc_mqtt_write_ack(nc_buf *out, int version, int type, uint16_t id, uint8_t reason);
 int nc_mqtt_write_pingreq(nc_buf *out);

@@ -47,7 +47,9 @@ typedef struct nc_mqtt_conn_cbs {
     void (*on_ready)(nc_mqtt_conn *c, int session_present);
     /* PUBLISH (acknowledged by the connection after this returns 0; nonzero: not acknowledged now: the
      * owner acknowledges it later with nc_mqtt_conn_ack, or never, so a broker keeping the session
-     * delivers it again on a later connection), SUBACK, UNSUBACK, PUBACK, PUBREL (its PUBCOMP is sent). */
+     * delivers it again on a later connection), SUBACK, UNSUBACK, PUBACK, PUBREL (its PUBCOMP is sent),
+     * PUBREC (its PUBREL is sent, unless the reason is a failure), PUBCOMP, and the accepted CONNACK just
+     * before on_ready (Receive Maximum). An owner ignores the types it has no use for. */
     int (*on_pkt)(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt);
     /* Failed or closed (err 0 = on request). Once; the object frees itself afterwards. */
     void (*on_end)(nc_mqtt_conn *c, int err, const char *msg);

@@ -3,7 +3,10 @@
  * not only the first: NestJS's race is not copied); subscriptions are counted per reply topic, the count
  * covering requests not yet published, and UNSUBSCRIBEd when the last request on them ends. Events are
  * published at once. Per call the options qos and retain set the PUBLISH's (MqttRecord); the call's
- * headers travel as MQTT 5 user properties, and a reply's user properties are its headers.
+ * headers travel as MQTT 5 user properties, and a reply's user properties are its headers. QoS 1/2
+ * PUBLISHes (events and requests) are kept in the outbox (mqtt_outbox.h) until the broker completed them,
+ * at most Receive Maximum unacknowledged, and resent after a reconnection; a QoS 1/2 emit completes on the
+ * PUBACK / PUBCOMP (mqtt.js's publish callback), a QoS 0 one once written.
  *
  * A lost connection is re-established with the shared policy (transport/common/reconnect.h; at once, then
  * every retry_delay_ms, default 1,000 ms as mqtt.js, doubling up to a cap; retry_attempts > 0 caps it,
@@ -19,6 +22,7 @@
 #include "core/fail.h"
 #include "transport/common/reconnect.h"
 #include "transport/mqtt/mqtt.h"
+#include "transport/mqtt/mqtt_outbox.h"
 #include "util/map.h"
 #include "util/u64map.h"
 
@@ -49,11 +53,20 @@ struct mqtt_client {
     uint64_t ready_at; /* loop time of the last CONNACK, 0 = the current connection never got one */
     int end_err;
     char end_msg[320];
-    nc_map subs;    /* reply topic -> rsub */
-    nc_u64map acks; /* packet id of a SUBSCRIBE/UNSUBSCRIBE -> rsub */
-    nc_u64map pubs; /* MQTT 5: packet id of a QoS 1 request PUBLISH -> its request id (malloc'd) */
+    nc_map subs;       /* reply topic -> rsub */
+    nc_u64map acks;    /* packet id of a SUBSCRIBE/UNSUBSCRIBE -> rsub */
+    nc_mqtt_outbox ob; /* QoS 1/2 PUBLISHes until the broker completed them (mqtt_outbox.h) */
+    uint16_t recv_max; /* the broker's Receive Maximum (MQTT 5 CONNACK; 65,535 absent), 0 = no limit */
     nc_buf out;
 };
+
+/* What the outbox keeps for one PUBLISH (its user): an event's completion, or a request's id. */
+typedef struct pend {
+    void (*accepted)(void *arg, int err);
+    void (*refused)(void *arg, int err, const char *msg);
+    void *arg;
+    char id[]; /* a request's id ("" for an event) */
+} pend;
 
 static const nc_mqtt_conn_cbs conn_cbs;
 
@@ -70,9 +83,89 @@ static void rsub_free(mqtt_client *mc, rsub *s) {
     free(s);
 }
 
+/* ---- the outbox: QoS 1/2 PUBLISHes kept until completed, resent after a reconnection ------------------ */
+
+/* Packet ids are shared by PUBLISH, SUBSCRIBE and UNSUBSCRIBE: one allocator (the outbox's) skips both the
+ * kept PUBLISHes and the (UN)SUBSCRIBEs awaiting their acknowledgement. */
+static int id_busy(void *arg, uint16_t id) {
+    mqtt_client *mc = arg;
+    return nc_u64map_get(&mc->acks, id) != NULL;
+}
+
+static int ob_write(void *arg, const char *p, size_t n) {
+    mqtt_client *mc = arg;
+    return nc_mqtt_conn_write(mc->conn, p, n);
+}
+
+/* Writes what the window allows, on a ready connection; the rest goes as acknowledgements come. */
+static void pump(mqtt_client *mc) {
+    if (mc->conn && nc_mqtt_conn_ready(mc->conn)) nc_mqtt_outbox_pump(&mc->ob, ob_write, mc);
+}
+
+static pend *pend_new(const char *id, const nc_outbound *out) {
+    size_t n = id ? strlen(id) : 0;
+    pend *p = malloc(sizeof *p + n + 1);
+    if (!p) return NULL;
+    p->accepted = id ? NULL : out->accepted;
+    p->refused = id ? NULL : out->refused;
+    p->arg = id ? NULL : out->arg;
+    memcpy(p->id, id ? id : "", n + 1);
+    return p;
+}
+
+/* Keeps an encoded QoS 1/2 PUBLISH (its id is given here) and writes it if the window allows. */
+static int keep(mqtt_client *mc, const char *pkt, size_t n, pend *p) {
+    int r = nc_mqtt_outbox_add(&mc->ob, pkt, n, p, id_busy, mc, NULL);
+    if (r) return r;
+    pump(mc);
+    return 0;
+}
+
+/* The broker's PUBACK, PUBREC or PUBCOMP of a kept PUBLISH. An event completes when it is completed
+ * (refused by an MQTT 5 reason >= 0x80); a request whose PUBACK/PUBREC says No matching subscribers
+ * (0x10, MQTT 5) fails now with NC_ENOHANDLER instead of waiting for its timeout. */
+static void on_pub_ack(mqtt_client *mc, const nc_mqtt_pkt *pkt) {
+    int done;
+    pend *p = nc_mqtt_outbox_ack(&mc->ob, pkt->type, pkt->id, pkt->reason, &done);
+    if (!p) return;
+    if (p->id[0]) {
+        if (pkt->reason == 0x10 && pkt->type != NC_MQTT_PUBCOMP)
+            nc_client__fail_call(
+                mc->cli, p->id, NC_ENOHANDLER,
+                "No matching subscribers: no server is subscribed to the route (MQTT 5 acknowledgement)");
+    } else if (done) {
+        if (pkt->reason >= 0x80 && pkt->type != NC_MQTT_PUBCOMP && p->refused) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "the MQTT broker refused the event: %s",
+                     nc_mqtt_reason_text(mc->t.version, pkt->reason));
+            p->refused(p->arg, pkt->reason == 0x87 ? NC_EAUTH : NC_EPROTO, msg);
+        } else if (p->accepted) {
+            p->accepted(p->arg, 0);
+        }
+    }
+    if (done) free(p);
+    pump(mc);
+}
+
+/* The client is closed or gave up: kept events fail (requests fail with the pending calls). */
+static void ob_fail_all(mqtt_client *mc, int err) {
+    pend *p;
+    while ((p = nc_mqtt_outbox_pop(&mc->ob))) {
+        if (p->id[0]) {
+        } else if (p->refused) { /* the core's refused() takes any code and says why */
+            p->refused(p->arg, err,
+                       "Connection closed before the MQTT broker acknowledged the event (QoS 1/2)");
+        } else if (p->accepted) {
+            p->accepted(p->arg, err);
+        }
+        free(p);
+    }
+}
+
 static int sub_cmd(mqtt_client *mc, rsub *s, int on) {
     nc_mqtt_sub sub = {.filter = s->topic, .filter_len = s->len, .qos = 0};
-    uint16_t id = nc_mqtt_conn_next_id(mc->conn);
+    uint16_t id = nc_mqtt_outbox_next_id(&mc->ob, id_busy, mc);
+    if (!id) return NC_ESTALLED;
     nc_buf b = NC_BUF_INIT;
     int r = on ? nc_mqtt_write_subscribe(&b, mc->t.version, id, &sub, 1, 0)
                : nc_mqtt_write_unsubscribe(&b, mc->t.version, id, &sub, 1);
@@ -107,11 +200,24 @@ static void flush_held(mqtt_client *mc, rsub *s) {
     size_t at = 0;
     const char *p[2];
     size_t n[2];
-    while (held_next(&s->held, &at, p, n))
-        if (nc_mqtt_conn_write(mc->conn, p[1], n[1]))
+    char id[64];
+    while (held_next(&s->held, &at, p, n)) {
+        int r;
+        if (((unsigned char)p[1][0] >> 1) & 3) { /* QoS 1/2: kept until the broker completes it */
+            snprintf(id, sizeof id, "%.*s", (int)n[0], p[0]);
+            pend *pd = pend_new(id, NULL);
+            r = pd ? nc_mqtt_outbox_add(&mc->ob, p[1], n[1], pd, id_busy, mc, NULL) : NC_ENOMEM;
+            if (r) free(pd);
+        } else {
+            r = nc_mqtt_conn_write(mc->conn, p[1], n[1]);
+        }
+        if (r)
             nc_logf(LOG(mc), NC_LOG_ERROR, "Client",
-                    "a request expecting replies on %s could not be published", s->topic);
+                    "a request expecting replies on %s could not be published (%s)", s->topic,
+                    nc_strerror(r));
+    }
     s->held.len = 0;
+    pump(mc);
 }
 
 /* An acknowledgement settled the topic's state: act on what happened meanwhile. */
@@ -171,27 +277,6 @@ static void on_ack(mqtt_client *mc, const nc_mqtt_pkt *pkt) {
     settle(mc, s);
 }
 
-/* ---- MQTT 5: a QoS 1 request nobody is subscribed to fails at once ---------------------------------- */
-
-static void pubs_clear(mqtt_client *mc) {
-    void *v;
-    size_t it = 0;
-    while (nc_u64map_next(&mc->pubs, &it, &v)) free(v);
-    nc_u64map_free(&mc->pubs);
-    memset(&mc->pubs, 0, sizeof mc->pubs);
-}
-
-/* The broker's PUBACK of a request: reason 0x10 (No matching subscribers, MQTT 5) means no server has the
- * route, so the call fails now with NC_ENOHANDLER instead of waiting for its timeout. */
-static void on_puback(mqtt_client *mc, const nc_mqtt_pkt *pkt) {
-    char *id = nc_u64map_del(&mc->pubs, pkt->id);
-    if (!id) return;
-    if (pkt->reason == 0x10)
-        nc_client__fail_call(mc->cli, id, NC_ENOHANDLER,
-                             "No matching subscribers: no server is subscribed to the route (MQTT 5 PUBACK)");
-    free(id);
-}
-
 /* ---- replies ---------------------------------------------------------------------------------------- */
 
 static void on_publish(mqtt_client *mc, const nc_mqtt_pkt *pkt) {
@@ -212,9 +297,11 @@ static void on_publish(mqtt_client *mc, const nc_mqtt_pkt *pkt) {
 /* ---- connection -------------------------------------------------------------------------------------- */
 
 static void conn_ready(nc_mqtt_conn *c, int session_present) {
-    (void)session_present;
     mqtt_client *mc = c->owner;
     mc->ready_at = uv_now(nc_client__io(mc->cli)->loop);
+    /* what is kept goes again in its order: DUP if the broker kept the session, else as new publishes
+     * (the ids are free in a new session); a PUBREL for those that had their PUBREC */
+    nc_mqtt_outbox_reconnect(&mc->ob, session_present, mc->recv_max);
     if (mc->state == C_CONNECTING) {
         mc->state = C_CONNECTED;
         nc_client__connected(mc->cli);
@@ -240,6 +327,11 @@ static void conn_ready(nc_mqtt_conn *c, int session_present) {
         }
     }
     mc->state = C_CONNECTED;
+    /* after the SUBSCRIBEs of the reply topics: a resent request's reply finds its subscription */
+    if (mc->ob.count)
+        nc_logf(LOG(mc), NC_LOG_INFO, "Client", "resending %zu unacknowledged QoS 1/2 PUBLISHes (session %s)",
+                mc->ob.count, session_present ? "kept" : "new");
+    pump(mc);
     nc_logf(LOG(mc), NC_LOG_INFO, "Client", "reconnected to the MQTT broker at %s:%d", mc->t.b.host,
             mc->t.b.port);
     nc_client__status(mc->cli, "connected", 0);
@@ -251,8 +343,12 @@ static int conn_pkt(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
         on_publish(mc, pkt);
     else if (pkt->type == NC_MQTT_SUBACK || pkt->type == NC_MQTT_UNSUBACK)
         on_ack(mc, pkt);
-    else if (pkt->type == NC_MQTT_PUBACK)
-        on_puback(mc, pkt);
+    else if (pkt->type == NC_MQTT_PUBACK || pkt->type == NC_MQTT_PUBREC || pkt->type == NC_MQTT_PUBCOMP)
+        on_pub_ack(mc, pkt);
+    else if (pkt->type == NC_MQTT_CONNACK) /* before conn_ready: the window of this connection */
+        mc->recv_max = mc->t.version != NC_MQTT_V5                 ? 0
+                       : pkt->props.has & NC_MQTTP_RECEIVE_MAXIMUM ? pkt->props.receive_maximum
+                                                                   : 65535;
     return 0;
 }
 
@@ -274,6 +370,7 @@ static void all_closed(mqtt_client *mc) {
     nc_u64map_free(&mc->acks);
     memset(&mc->acks, 0, sizeof mc->acks);
     int err = mc->end_err;
+    ob_fail_all(mc, err ? err : NC_ECONNCLOSED);
     mc->state = C_IDLE;
     mc->end_err = 0;
     nc_client__disconnected(mc->cli, err, mc->end_msg);
@@ -286,7 +383,6 @@ static void conn_end(nc_mqtt_conn *c, int err, const char *msg) {
     /* acknowledgements of that connection will not come */
     nc_u64map_free(&mc->acks);
     memset(&mc->acks, 0, sizeof mc->acks);
-    pubs_clear(mc);
     if (mc->state == C_CLOSING || mc->state == C_CONNECTING) {
         if (mc->state == C_CONNECTING && !mc->end_err) {
             mc->end_err = err ? err : NC_ECONNCLOSED;
@@ -350,6 +446,9 @@ static int mc_create(nc_client *cli, const nc_url *url, void **state) {
                            ? (uint32_t)cfg->max_buffer_size + 65536
                            : 0;
     mc->t.b.max_queue = cfg->max_send_buffer_size;
+    /* the kept QoS 1/2 PUBLISHes are bounded like the send buffer (0: unbounded) */
+    nc_mqtt_outbox_init(&mc->ob, cfg->max_send_buffer_size > 0 ? (size_t)cfg->max_send_buffer_size : 0,
+                        (uint16_t)(uv_hrtime() & 0x7fff));
     const nc_optset *opts = nc_client__opts(cli);
     mc->t.b.connect_timeout_ms = nc_opts_find(opts, "connectTimeout")
                                      ? (int)nc_opts_int(opts, "connectTimeout")
@@ -408,24 +507,30 @@ static int mc_send(void *state, nc_outbound *out) {
      * to its Maximum QoS, retain dropped when it has no retained messages */
     if (m.qos > mc->t.broker_qos) m.qos = mc->t.broker_qos;
     if (!mc->t.retain_ok) m.retain = 0;
-    if (m.qos) m.id = nc_mqtt_conn_next_id(mc->conn);
+    if (m.qos) m.id = 1; /* the outbox gives it its id */
     if (mc->t.broker_max && nc_mqtt_publish_size(mc->t.version, &m) > mc->t.broker_max) {
         snprintf(out->why, sizeof out->why,
                  "a message of %zu bytes exceeds the broker's maximum packet size (%u)", out->len,
                  (unsigned)mc->t.broker_max);
         return NC_ETOOBIG;
     }
-    if (!out->id) { /* an event: accepted once it is on its way (mqtt.js publish) */
+    if (!out->id && !m.qos) { /* a QoS 0 event: accepted once it is on its way (mqtt.js publish) */
         int r = nc_mqtt_conn_publish(mc->conn, &m);
         if (!r && out->accepted) out->accepted(out->arg, 0);
         return r;
     }
-    /* a request: its reply topic first. MQTT 5 QoS 1: its PUBACK may say nobody is subscribed */
-    if (m.qos == 1 && mc->t.version == NC_MQTT_V5) {
-        char *idc = strdup(out->id);
-        if (idc && !nc_u64map_get(&mc->pubs, m.id) && nc_u64map_put(&mc->pubs, m.id, idc) == 0) idc = NULL;
-        free(idc);
+    if (!out->id) { /* QoS 1/2: accepted when the broker completed it (PUBACK, PUBCOMP), as mqtt.js */
+        mc->out.len = 0;
+        int r = nc_mqtt_write_publish(&mc->out, mc->t.version, &m);
+        pend *p = r ? NULL : pend_new(NULL, out);
+        if (!r && !p) r = NC_ENOMEM;
+        if (!r && (r = keep(mc, mc->out.data, mc->out.len, p))) free(p);
+        if (r == NC_ESTALLED)
+            snprintf(out->why, sizeof out->why,
+                     "too many unacknowledged QoS 1/2 messages (max_send_buffer_size, or 65,535 ids)");
+        return r;
     }
+    /* a request: its reply topic first; at QoS 1/2 kept until the broker completed it */
     char stackbuf[256];
     size_t tlen = rlen + 6;
     char *topic = tlen < sizeof stackbuf ? stackbuf : malloc(tlen + 1);
@@ -444,8 +549,17 @@ static int mc_send(void *state, nc_outbound *out) {
         }
         s->len = tlen;
     }
-    if (s->subscribed && !s->inflight) {
+    if (s->subscribed && !s->inflight && !m.qos) {
         r = nc_mqtt_conn_publish(mc->conn, &m);
+    } else if (s->subscribed && !s->inflight) {
+        mc->out.len = 0;
+        r = nc_mqtt_write_publish(&mc->out, mc->t.version, &m);
+        pend *p = r ? NULL : pend_new(out->id, out);
+        if (!r && !p) r = NC_ENOMEM;
+        if (!r && (r = keep(mc, mc->out.data, mc->out.len, p))) free(p);
+        if (r == NC_ESTALLED)
+            snprintf(out->why, sizeof out->why,
+                     "too many unacknowledged QoS 1/2 messages (max_send_buffer_size, or 65,535 ids)");
     } else {
         mc->out.len = 0;
         r = nc_mqtt_write_publish(&mc->out, mc->t.version, &m);
@@ -500,7 +614,9 @@ static void mc_destroy(void *state) {
     }
     nc_map_free(&mc->subs);
     nc_u64map_free(&mc->acks);
-    pubs_clear(mc);
+    pend *p;
+    while ((p = nc_mqtt_outbox_pop(&mc->ob))) free(p); /* all_closed failed the events */
+    nc_mqtt_outbox_free(&mc->ob);
     nc_buf_free(&mc->out);
     nc_mqtt_target_free(&mc->t);
     free(mc);

@@ -102,6 +102,7 @@ static void on_connack(nc_mqtt_conn *c, const nc_mqtt_pkt *pkt) {
     c->t->retain_ok = pkt->props.has & NC_MQTTP_RETAIN_AVAILABLE ? pkt->props.retain_available : 1;
     c->state = MS_READY;
     nc_dial_connected(&c->d);
+    if (c->cbs->on_pkt) c->cbs->on_pkt(c, pkt); /* the owner reads what else it needs (Receive Maximum) */
     if (ka > 0) uv_timer_start(&c->d.timer, on_keepalive, (uint64_t)ka * 1000, (uint64_t)ka * 1000);
     if (c->cbs->on_ready) c->cbs->on_ready(c, pkt->session_present);
 }
@@ -147,8 +148,10 @@ static int on_pkt(void *user, const nc_mqtt_pkt *pkt) {
         ack(c, NC_MQTT_PUBCOMP, pkt->id, 0);
         if (c->cbs->on_pkt) c->cbs->on_pkt(c, pkt);
         break;
-    case NC_MQTT_PUBREC: /* our QoS 2 PUBLISH, second half */
-        ack(c, NC_MQTT_PUBREL, pkt->id, 0);
+    case NC_MQTT_PUBREC: /* our QoS 2 PUBLISH, second half; the owner records that PUBREL was sent */
+        /* MQTT 5 §4.3.3: a PUBREC with a failure reason (>= 0x80) ends the exchange: no PUBREL */
+        if (pkt->reason < 0x80) ack(c, NC_MQTT_PUBREL, pkt->id, 0);
+        if (c->cbs->on_pkt) c->cbs->on_pkt(c, pkt);
         break;
     case NC_MQTT_DISCONNECT: {
         char msg[200];
@@ -158,9 +161,8 @@ static int on_pkt(void *user, const nc_mqtt_pkt *pkt) {
         return 1;
     }
     case NC_MQTT_PINGRESP:
-    case NC_MQTT_PUBCOMP:
         break;
-    default: /* SUBACK, UNSUBACK, PUBACK */
+    default: /* SUBACK, UNSUBACK, PUBACK, PUBCOMP */
         if (c->cbs->on_pkt) c->cbs->on_pkt(c, pkt);
         break;
     }
