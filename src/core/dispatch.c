@@ -482,8 +482,9 @@ static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inb
         }
         root = x;
     }
-    if (!nc_json_truthy(root)) {
-        /* NestJS replaces a falsy body by {} */
+    if (!(in->flags & NC_IN_JSON_OR_STRING) && !nc_json_truthy(root)) {
+        /* NestJS's TCP (JsonSocket) replaces a falsy body by {}; its MQTT and Redis servers pass it on as the
+         * data of an event (spec README §9.1) */
         nc_json_free(root);
         root = json_object();
         if (!root) return NC_ENOMEM;
@@ -554,12 +555,32 @@ static __attribute__((cold, noinline)) int dispatch_as_string(nc_server *s, cons
 }
 
 static int dispatch_body(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
+                         size_t whylen, nc_dispatch_outcome *oc);
+
+/* NestJS's MQTT and Redis servers decode the body as UTF-8 before JSON.parse: ill-formed bytes become
+ * U+FFFD (Node's decoder), so JSON with such bytes inside a string is still that JSON (a request too). */
+static __attribute__((cold, noinline)) int dispatch_decoded(nc_server *s, const char *body, size_t len,
+                                                            const nc_inbound *in, char *why, size_t whylen,
+                                                            nc_dispatch_outcome *oc) {
+    json_t *str = nc_json_string_js(body, len, 0);
+    if (!str) return NC_ENOMEM;
+    nc_inbound fixed = *in;
+    fixed.utf8_valid = 1;
+    int r = dispatch_body(s, json_string_value(str), json_string_length(str), &fixed, why, whylen, oc);
+    json_decref(str);
+    return r;
+}
+
+static int dispatch_body(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
                          size_t whylen, nc_dispatch_outcome *oc) {
     if (in->parts) return parts_dispatch(s, in, oc);
     if (!s->cfg.has_codec && (in->utf8_valid || nc_utf8_validate(body, len, NULL) == 0)) {
         nc_env env;
         if (nc_env_scan(body, len, &env) == NC_SCAN_OK && (env.pattern.p || env.data.p))
             return scan_dispatch(s, &env, in, oc);
+    } else if ((in->flags & NC_IN_JSON_OR_STRING) && !in->utf8_valid &&
+               nc_utf8_validate(body, len, NULL) != 0) {
+        return dispatch_decoded(s, body, len, in, why, whylen, oc);
     }
     int r = dom_dispatch(s, body, len, in, why, whylen, oc);
     if (r == NC_EPROTO && (in->flags & NC_IN_JSON_OR_STRING))
