@@ -542,32 +542,22 @@ fail:
     return r;
 }
 
-/* NestJS's fallback for a body that is not JSON: the raw string is the message (a foreign event). */
+/* NestJS's fallback for a body that is not JSON: the raw string is the message (a foreign event). NestJS
+ * decodes the bytes before JSON.parse (U+FFFD for ill-formed UTF-8), so a body that was refused only for
+ * such bytes is first tried again decoded: JSON with them inside a string is still that JSON (an object
+ * event, or a request that gets its reply). */
 static __attribute__((cold, noinline)) int dispatch_as_string(nc_server *s, const char *body, size_t len,
                                                               const nc_inbound *in, char *why, size_t whylen,
                                                               nc_dispatch_outcome *oc) {
     json_t *str = nc_json_string_js(body, len, 0);
     nc_buf b = NC_BUF_INIT;
-    int r = !str || nc_json_write(&b, str) ? NC_ENOMEM : dom_dispatch(s, b.data, b.len, in, why, whylen, oc);
+    int r = NC_EPROTO;
+    if (str && nc_utf8_validate(body, len, NULL) != 0)
+        r = dom_dispatch(s, json_string_value(str), json_string_length(str), in, why, whylen, oc);
+    if (r == NC_EPROTO)
+        r = !str || nc_json_write(&b, str) ? NC_ENOMEM : dom_dispatch(s, b.data, b.len, in, why, whylen, oc);
     json_decref(str);
     nc_buf_free(&b);
-    return r;
-}
-
-static int dispatch_body(nc_server *s, const char *body, size_t len, const nc_inbound *in, char *why,
-                         size_t whylen, nc_dispatch_outcome *oc);
-
-/* NestJS's MQTT and Redis servers decode the body as UTF-8 before JSON.parse: ill-formed bytes become
- * U+FFFD (Node's decoder), so JSON with such bytes inside a string is still that JSON (a request too). */
-static __attribute__((cold, noinline)) int dispatch_decoded(nc_server *s, const char *body, size_t len,
-                                                            const nc_inbound *in, char *why, size_t whylen,
-                                                            nc_dispatch_outcome *oc) {
-    json_t *str = nc_json_string_js(body, len, 0);
-    if (!str) return NC_ENOMEM;
-    nc_inbound fixed = *in;
-    fixed.utf8_valid = 1;
-    int r = dispatch_body(s, json_string_value(str), json_string_length(str), &fixed, why, whylen, oc);
-    json_decref(str);
     return r;
 }
 
@@ -578,9 +568,6 @@ static int dispatch_body(nc_server *s, const char *body, size_t len, const nc_in
         nc_env env;
         if (nc_env_scan(body, len, &env) == NC_SCAN_OK && (env.pattern.p || env.data.p))
             return scan_dispatch(s, &env, in, oc);
-    } else if ((in->flags & NC_IN_JSON_OR_STRING) && !in->utf8_valid &&
-               nc_utf8_validate(body, len, NULL) != 0) {
-        return dispatch_decoded(s, body, len, in, why, whylen, oc);
     }
     int r = dom_dispatch(s, body, len, in, why, whylen, oc);
     if (r == NC_EPROTO && (in->flags & NC_IN_JSON_OR_STRING))
