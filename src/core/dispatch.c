@@ -482,8 +482,9 @@ static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inb
         }
         root = x;
     }
-    if (!nc_json_truthy(root)) {
-        /* NestJS replaces a falsy body by {} */
+    if (!(in->flags & NC_IN_JSON_OR_STRING) && !nc_json_truthy(root)) {
+        /* NestJS's TCP (JsonSocket) replaces a falsy body by {}; its MQTT and Redis servers pass it on as the
+         * data of an event (spec README §9.1) */
         nc_json_free(root);
         root = json_object();
         if (!root) return NC_ENOMEM;
@@ -541,13 +542,20 @@ fail:
     return r;
 }
 
-/* NestJS's fallback for a body that is not JSON: the raw string is the message (a foreign event). */
+/* NestJS's fallback for a body that is not JSON: the raw string is the message (a foreign event). NestJS
+ * decodes the bytes before JSON.parse (U+FFFD for ill-formed UTF-8), so a body that was refused only for
+ * such bytes is first tried again decoded: JSON with them inside a string is still that JSON (an object
+ * event, or a request that gets its reply). */
 static __attribute__((cold, noinline)) int dispatch_as_string(nc_server *s, const char *body, size_t len,
                                                               const nc_inbound *in, char *why, size_t whylen,
                                                               nc_dispatch_outcome *oc) {
     json_t *str = nc_json_string_js(body, len, 0);
     nc_buf b = NC_BUF_INIT;
-    int r = !str || nc_json_write(&b, str) ? NC_ENOMEM : dom_dispatch(s, b.data, b.len, in, why, whylen, oc);
+    int r = NC_EPROTO;
+    if (str && nc_utf8_validate(body, len, NULL) != 0)
+        r = dom_dispatch(s, json_string_value(str), json_string_length(str), in, why, whylen, oc);
+    if (r == NC_EPROTO)
+        r = !str || nc_json_write(&b, str) ? NC_ENOMEM : dom_dispatch(s, b.data, b.len, in, why, whylen, oc);
     json_decref(str);
     nc_buf_free(&b);
     return r;

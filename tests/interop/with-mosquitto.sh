@@ -29,33 +29,15 @@
 #   eval "exec $MQTT_CMD" &        # exec: $! is then mosquitto itself, not a subshell
 #   from Node: spawn('bash', ['-c', `exec ${process.env.MQTT_CMD}`])
 # The restarted mosquitto is the test's own child: the test must stop it (SIGTERM) and wait for it. This
-# script only stops the mosquitto it started (it never kills by name or port).
+# script (broker-lib.sh) only stops the mosquitto it started (it never kills by name or port).
 set -euo pipefail
+broker_script=with-mosquitto.sh broker_what=mosquitto
+# shellcheck source-path=SCRIPTDIR source=broker-lib.sh
+. "$(dirname "$0")/broker-lib.sh"
+broker_parse_args "$@"
+broker_find "${MOSQUITTO:-mosquitto}" SBIN
 
-certdir=''
-while (($#)); do
-  case $1 in
-    --tls) certdir=$2; shift 2 ;;
-    --) shift; break ;;
-    *) echo "with-mosquitto.sh: unexpected argument '$1'" >&2; exit 2 ;;
-  esac
-done
-if (($# == 0)); then
-  echo "usage: with-mosquitto.sh [--tls CERTDIR] -- <command...>" >&2
-  exit 2
-fi
-mosquitto=${MOSQUITTO:-mosquitto}
-if ! command -v "$mosquitto" >/dev/null; then
-  # Debian installs it in /usr/sbin, which is not on every user's PATH.
-  [[ -x /usr/sbin/$mosquitto ]] && mosquitto=/usr/sbin/$mosquitto
-fi
-command -v "$mosquitto" >/dev/null || { echo "with-mosquitto.sh: $mosquitto not found" >&2; exit 2; }
-
-# Free ports: let the kernel pick, then release them (a small race we accept on a test machine).
-free_port() {
-  "${NODE:-node}" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-MQTT_PORT=$(free_port)
+MQTT_PORT=$(broker_free_port)
 MQTT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/with-mosquitto.XXXXXX")
 conf=$MQTT_DIR/mosquitto.conf
 log=$MQTT_DIR/mosquitto.log
@@ -75,10 +57,10 @@ log=$MQTT_DIR/mosquitto.log
 } >"$conf"
 MQTT_URL=mqtt://127.0.0.1:$MQTT_PORT
 MQTTS_URL=''
-if [[ -n $certdir ]]; then
-  certdir=$(cd "$certdir" && pwd)
-  MQTT_TLS_PORT=$(free_port)
-  while [[ $MQTT_TLS_PORT == "$MQTT_PORT" ]]; do MQTT_TLS_PORT=$(free_port); done
+if [[ -n $broker_certdir ]]; then
+  certdir=$(cd "$broker_certdir" && pwd)
+  MQTT_TLS_PORT=$(broker_free_port)
+  while [[ $MQTT_TLS_PORT == "$MQTT_PORT" ]]; do MQTT_TLS_PORT=$(broker_free_port); done
   cat >>"$conf" <<EOF
 listener $MQTT_TLS_PORT 127.0.0.1
 cafile $certdir/ca.pem
@@ -91,41 +73,12 @@ EOF
   export MQTT_TLS_PORT MQTTS_URL
 fi
 [[ -n ${MOSQUITTO_CONF:-} ]] && printf '%s\n' "$MOSQUITTO_CONF" >>"$conf"
-cmd=("$mosquitto" -c "$conf")
-MQTT_CMD=$(printf '%q ' "${cmd[@]}")
-export MQTT_PORT MQTT_DIR MQTT_URL MQTT_CMD
 
-mqtt_pid=''
-show_log() {
-  echo "with-mosquitto.sh: mosquitto log (last 30 lines):" >&2
-  tail -n 30 "$log" >&2 2>/dev/null || true
-}
-# SIGTERM, up to 5 s, then SIGKILL; `wait` reaps it (keep brokers as direct children).
-# shellcheck disable=SC2317  # (called from the EXIT trap)
-cleanup() {
-  # Still our child? (After a restart by the test the PID is gone and could have been reused.)
-  if [[ -n $mqtt_pid && $(ps -o ppid= -p "$mqtt_pid" 2>/dev/null | tr -d ' ') == "$$" ]]; then
-    kill -TERM "$mqtt_pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$mqtt_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$mqtt_pid" 2>/dev/null || true
-    wait "$mqtt_pid" 2>/dev/null || true
-  fi
-  rm -rf "$MQTT_DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+broker_start "$log" "$MQTT_DIR" "$broker_bin" -c "$conf"
+MQTT_CMD=$broker_cmd MQTT_PID=$broker_pid
+export MQTT_PORT MQTT_DIR MQTT_URL MQTT_CMD MQTT_PID
 
-echo "with-mosquitto.sh: starting: $MQTT_CMD" >&2
-# Started directly (not in a subshell), so $! is mosquitto itself and it stays our child.
-"${cmd[@]}" </dev/null >>"$log" 2>&1 &
-mqtt_pid=$!
-MQTT_PID=$mqtt_pid
-export MQTT_PID
-
+# shellcheck disable=SC2317  # (called by broker_wait_ready)
 # Ready when an MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s, empty client id) gets a CONNACK accepting
 # it (20 02 00 00), not merely when the port accepts: mosquitto opens every listener before it serves any,
 # so the TLS listener is up too.
@@ -137,27 +90,7 @@ connack() {
     printf '\xe0\x00' >&3 # DISCONNECT
   ) 2>/dev/null
 }
-# a readiness wait (it ends once the broker answers), scaled by NESTC_TEST_TIMEOUT_FACTOR (set by CMake)
-deadline=$((SECONDS + 60 * ${NESTC_TEST_TIMEOUT_FACTOR:-1}))
-until connack; do
-  if ! kill -0 "$mqtt_pid" 2>/dev/null || ((SECONDS >= deadline)); then
-    echo "with-mosquitto.sh: mosquitto did not answer CONNECT on port $MQTT_PORT" >&2
-    show_log
-    exit 1
-  fi
-  sleep 0.05
-done
-echo "with-mosquitto.sh: mosquitto ready at $MQTT_URL${MQTTS_URL:+ and $MQTTS_URL} (pid $mqtt_pid)" >&2
+broker_wait_ready connack "mosquitto did not answer CONNECT on port $MQTT_PORT"
+echo "with-mosquitto.sh: mosquitto ready at $MQTT_URL${MQTTS_URL:+ and $MQTTS_URL} (pid $MQTT_PID)" >&2
 
-args=()
-for a in "$@"; do
-  a=${a//\{MQTT_URL\}/$MQTT_URL}
-  args+=("${a//\{MQTTS_URL\}/$MQTTS_URL}")
-done
-rc=0
-"${args[@]}" || rc=$?
-if ((rc != 0)); then
-  echo "with-mosquitto.sh: command exited with status $rc" >&2
-  show_log
-fi
-exit "$rc"
+broker_run MQTT_URL="$MQTT_URL" MQTTS_URL="$MQTTS_URL"

@@ -31,31 +31,17 @@
 #   eval "exec $NATS_CMD" &        # exec: $! is then nats-server itself, not a subshell
 #   from Node: spawn('bash', ['-c', `exec ${process.env.NATS_CMD}`])
 # The restarted nats-server is the test's own child: the test must stop it (SIGTERM) and wait for it. This
-# script only stops the nats-server it started (it never kills by name or port).
+# script (broker-lib.sh) only stops the nats-server it started (it never kills by name or port).
 set -euo pipefail
+broker_script=with-nats.sh broker_what=nats-server
+# shellcheck source-path=SCRIPTDIR source=broker-lib.sh
+. "$(dirname "$0")/broker-lib.sh"
+broker_parse_args "$@"
+broker_find "${NATS_SERVER:-nats-server}"
 
-certdir=''
-while (($#)); do
-  case $1 in
-    --tls) certdir=$2; shift 2 ;;
-    --) shift; break ;;
-    *) echo "with-nats.sh: unexpected argument '$1'" >&2; exit 2 ;;
-  esac
-done
-if (($# == 0)); then
-  echo "usage: with-nats.sh [--tls CERTDIR] -- <command...>" >&2
-  exit 2
-fi
-nats_server=${NATS_SERVER:-nats-server}
-command -v "$nats_server" >/dev/null || { echo "with-nats.sh: $nats_server not found" >&2; exit 2; }
-
-# Free ports: let the kernel pick, then release them (a small race we accept on a test machine).
-free_port() {
-  "${NODE:-node}" -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-NATS_PORT=$(free_port)
-monitor_port=$(free_port)
-while [[ $monitor_port == "$NATS_PORT" ]]; do monitor_port=$(free_port); done
+NATS_PORT=$(broker_free_port)
+monitor_port=$(broker_free_port)
+while [[ $monitor_port == "$NATS_PORT" ]]; do monitor_port=$(broker_free_port); done
 NATS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/with-nats.XXXXXX")
 conf=$NATS_DIR/nats.conf
 log=$NATS_DIR/nats.log
@@ -68,8 +54,8 @@ log=$NATS_DIR/nats.log
 } >"$conf"
 NATS_URL=nats://127.0.0.1:$NATS_PORT
 NATS_TLS=''
-if [[ -n $certdir ]]; then
-  certdir=$(cd "$certdir" && pwd)
+if [[ -n $broker_certdir ]]; then
+  certdir=$(cd "$broker_certdir" && pwd)
   cat >>"$conf" <<EOF
 tls {
   cert_file: "$certdir/server.pem"
@@ -86,41 +72,12 @@ EOF
   NATS_TLS=1
 fi
 NATS_MONITOR_URL=http://127.0.0.1:$monitor_port
-cmd=("$nats_server" -c "$conf" -l "$log")
-NATS_CMD=$(printf '%q ' "${cmd[@]}")
-export NATS_PORT NATS_DIR NATS_URL NATS_TLS NATS_MONITOR_URL NATS_CMD
 
-nats_pid=''
-show_log() {
-  echo "with-nats.sh: nats-server log (last 30 lines):" >&2
-  tail -n 30 "$log" >&2 2>/dev/null || true
-}
-# SIGTERM, up to 5 s, then SIGKILL; `wait` reaps it (keep brokers as direct children).
-# shellcheck disable=SC2317  # (called from the EXIT trap)
-cleanup() {
-  # Still our child? (After a restart by the test the PID is gone and could have been reused.)
-  if [[ -n $nats_pid && $(ps -o ppid= -p "$nats_pid" 2>/dev/null | tr -d ' ') == "$$" ]]; then
-    kill -TERM "$nats_pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$nats_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$nats_pid" 2>/dev/null || true
-    wait "$nats_pid" 2>/dev/null || true
-  fi
-  rm -rf "$NATS_DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+broker_start "$log" "$NATS_DIR" "$broker_bin" -c "$conf" -l "$log"
+NATS_CMD=$broker_cmd NATS_PID=$broker_pid
+export NATS_PORT NATS_DIR NATS_URL NATS_TLS NATS_MONITOR_URL NATS_CMD NATS_PID
 
-echo "with-nats.sh: starting: $NATS_CMD" >&2
-# Started directly (not in a subshell), so $! is nats-server itself and it stays our child.
-"${cmd[@]}" </dev/null >>"$log" 2>&1 &
-nats_pid=$!
-NATS_PID=$nats_pid
-export NATS_PID
-
+# shellcheck disable=SC2317  # (called by broker_wait_ready)
 # Ready when a connection gets the server's greeting (INFO {...}); it is sent in plain text before any TLS
 # upgrade, so this works with --tls too.
 greets() {
@@ -129,26 +86,7 @@ greets() {
     read -r -t 1 line <&3 && [[ $line == INFO* ]]
   ) 2>/dev/null
 }
-# a readiness wait (it ends once the broker answers), scaled by NESTC_TEST_TIMEOUT_FACTOR (set by CMake)
-deadline=$((SECONDS + 60 * ${NESTC_TEST_TIMEOUT_FACTOR:-1}))
-until greets; do
-  if ! kill -0 "$nats_pid" 2>/dev/null || ((SECONDS >= deadline)); then
-    echo "with-nats.sh: nats-server did not send INFO on port $NATS_PORT" >&2
-    show_log
-    exit 1
-  fi
-  sleep 0.05
-done
-echo "with-nats.sh: nats-server ready at $NATS_URL${NATS_TLS:+ (TLS required)} (pid $nats_pid)" >&2
+broker_wait_ready greets "nats-server did not send INFO on port $NATS_PORT"
+echo "with-nats.sh: nats-server ready at $NATS_URL${NATS_TLS:+ (TLS required)} (pid $NATS_PID)" >&2
 
-args=()
-for a in "$@"; do
-  args+=("${a//\{NATS_URL\}/$NATS_URL}")
-done
-rc=0
-"${args[@]}" || rc=$?
-if ((rc != 0)); then
-  echo "with-nats.sh: command exited with status $rc" >&2
-  show_log
-fi
-exit "$rc"
+broker_run NATS_URL="$NATS_URL"
