@@ -79,7 +79,8 @@ NC_API json_t *nc_msg_headers(const nc_msg *m);
  * read by key. Each key says which transports fill it; a key a transport does not fill is absent. */
 typedef enum nc_ctx_key {
     NC_CTX_REPLY_TO = 1,        /* text: where replies go: NATS reply subject, RMQ replyTo, Kafka topic */
-    NC_CTX_CORRELATION_ID = 2,  /* text: RMQ correlationId, Kafka/gRPC correlation */
+    NC_CTX_CORRELATION_ID = 2,  /* text: RMQ correlationId, Kafka/gRPC correlation, MQTT 5 Correlation Data
+                                 * (bytes as sent: not necessarily UTF-8) */
     NC_CTX_KEY = 3,             /* text: Kafka record key */
     NC_CTX_EXCHANGE = 4,        /* text: RMQ exchange */
     NC_CTX_ROUTING_KEY = 5,     /* text: RMQ routing key */
@@ -89,11 +90,17 @@ typedef enum nc_ctx_key {
     NC_CTX_OFFSET = 9,          /* number: Kafka offset */
     NC_CTX_DELIVERY_TAG = 10,   /* number: RMQ delivery tag */
     NC_CTX_DELIVERY_COUNT = 11, /* number: deliveries so far (RMQ x-delivery-count, JetStream) */
-    NC_CTX_REDELIVERED = 12,    /* number 0/1: RMQ redelivered flag */
+    NC_CTX_REDELIVERED = 12,    /* number 0/1: RMQ redelivered flag, MQTT DUP flag */
     NC_CTX_TIMESTAMP_MS = 13,   /* number: broker timestamp in ms since the epoch (Kafka, RMQ) */
     NC_CTX_QOS = 14,            /* number: MQTT QoS */
     NC_CTX_RETAIN = 15,         /* number 0/1: MQTT retain flag */
     NC_CTX_MESSAGE_ID = 16,     /* text: RMQ messageId, MQTT packet id as text */
+    NC_CTX_CONTENT_TYPE = 17,   /* text: MQTT 5 Content Type */
+    NC_CTX_MESSAGE_EXPIRY =
+        18, /* number: MQTT 5 Message Expiry Interval, seconds left as the broker sent it */
+    NC_CTX_PAYLOAD_FORMAT = 19, /* number 0/1: MQTT 5 Payload Format Indicator (1: UTF-8) */
+    NC_CTX_RESPONSE_TOPIC = 20, /* text: MQTT 5 Response Topic of the PUBLISH (NestJS replies on
+                                 * <topic>/reply, NC_CTX_REPLY_TO, whatever it says) */
 } nc_ctx_key;
 
 /* The numeric value of `key` into *out. Returns 0, or NC_ENOENT when the transport did not fill it (or it

@@ -238,6 +238,45 @@ static void test_writers_match_vectors(void **st) {
     nc_buf_free(&b);
 }
 
+/* MQTT 3.1.1 will: flags (will, will QoS, will retain) and the will topic and payload after the client id,
+ * no properties; an empty payload is allowed; a wildcard topic, QoS 3 or v5 properties on 3.1.1 are not. */
+static void test_write_connect_will_311(void **st) {
+    (void)st;
+    nc_buf b = NC_BUF_INIT;
+    nc_mqtt_connect c = {.version = NC_MQTT_V311,
+                         .client_id = "c",
+                         .client_id_len = 1,
+                         .clean = 1,
+                         .keepalive = 60,
+                         .will_topic = "w",
+                         .will_topic_len = 1,
+                         .will_payload = "",
+                         .will_payload_len = 0,
+                         .will_qos = 2};
+    assert_int_equal(nc_mqtt_write_connect(&b, &c), 0);
+    static const char want[] = "\x10\x12\x00\x04MQTT\x04\x16\x00\x3c\x00\x01"
+                               "c\x00\x01w\x00\x00";
+    expect(&b, want, LEN(want));
+    c.will_retain = 1;
+    c.will_qos = 0;
+    assert_int_equal(nc_mqtt_write_connect(&b, &c), 0);
+    assert_int_equal((unsigned char)b.data[9], 0x26); /* clean, will, retain; QoS 0 */
+    b.len = 0;
+    c.will_qos = 3;
+    assert_int_equal(nc_mqtt_write_connect(&b, &c), NC_EINVAL);
+    c.will_qos = 1;
+    c.will_topic = "w/#";
+    c.will_topic_len = 3;
+    assert_int_equal(nc_mqtt_write_connect(&b, &c), NC_EINVAL);
+    nc_mqtt_pub_props wp = {.content_type = "t", .content_type_len = 1};
+    c.will_topic = "w";
+    c.will_topic_len = 1;
+    c.will_props = &wp;
+    assert_int_equal(nc_mqtt_write_connect(&b, &c), NC_EINVAL);
+    assert_int_equal(b.len, 0);
+    nc_buf_free(&b);
+}
+
 static void test_write_connect_and_subscribe_options(void **st) {
     (void)st;
     nc_buf b = NC_BUF_INIT;
@@ -810,6 +849,7 @@ int main(void) {
         cmocka_unit_test(test_callback_stops),
         cmocka_unit_test(test_writers_match_vectors),
         cmocka_unit_test(test_write_connect_and_subscribe_options),
+        cmocka_unit_test(test_write_connect_will_311),
         cmocka_unit_test(test_writer_refusals),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_v5_short_forms_and_properties),

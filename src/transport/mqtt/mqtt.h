@@ -30,10 +30,20 @@ typedef struct nc_mqtt_target {
     uint8_t broker_qos;   /* the broker's Maximum QoS (v5 CONNACK; 2 when it gives none) */
     uint8_t retain_ok;    /* the broker's Retain Available (v5 CONNACK; 1 when it gives none) */
     uint16_t receive_max; /* receiveMaximum: announced in a v5 CONNECT; 0 = none (the protocol's 65,535) */
+    /* v5 CONNECT's Session Expiry Interval (sessionExpiryInterval; without it clean=false asks for
+     * 0xFFFFFFFF, kept while away, and clean=true for none) */
+    int has_session_expiry;
+    uint32_t session_expiry;
+    /* the will (willTopic ...): published by the broker when the connection ends without DISCONNECT */
+    char *will_topic; /* NULL: no will */
+    char *will_payload;
+    uint8_t will_qos;
+    int will_retain;
 } nc_mqtt_target;
 
 /* Fills t from mqtt[s]://[user[:pass]@]host[:port] (port 1883, mqtts 8883) and the options
- * (protocolVersion, clientId, username, password, clean, keepalive). Returns 0 or an nc_err (logged). */
+ * (protocolVersion, clientId, username, password, clean, keepalive, the will, sessionExpiryInterval). Returns
+ * 0 or an nc_err (logged). */
 int nc_mqtt_target_init(nc_mqtt_target *t, const nc_url *url, const nc_optset *opts, const nc_tls_opts *tls,
                         const nc_logger *log, const char *component);
 void nc_mqtt_target_free(nc_mqtt_target *t);

@@ -2,7 +2,8 @@
  * subscribed first and the request PUBLISHed only once its SUBACK arrived (every request waits for it,
  * not only the first: NestJS's race is not copied); subscriptions are counted per reply topic, the count
  * covering requests not yet published, and UNSUBSCRIBEd when the last request on them ends. Events are
- * published at once. Per call the options qos and retain set the PUBLISH's (MqttRecord); the call's
+ * published at once. Per call the options qos, retain, dup, contentType, messageExpiryInterval and
+ * payloadFormatIndicator set the PUBLISH's (MqttRecord; the MQTT 5 ones dropped on 3.1.1); the call's
  * headers travel as MQTT 5 user properties, and a reply's user properties are its headers. QoS 1/2
  * PUBLISHes (events and requests) are kept in the outbox (mqtt_outbox.h) until the broker completed them,
  * at most Receive Maximum unacknowledged, and resent after a reconnection; a QoS 1/2 emit completes on the
@@ -492,9 +493,29 @@ static int mc_send(void *state, nc_outbound *out) {
     const nc_optset *opts = out->opts ? out->opts : nc_client__opts(mc->cli);
     nc_header hs[MAX_HEADERS];
     nc_mqtt_pub_props props = {0};
-    if (mc->t.version == NC_MQTT_V5 && out->headers) {
-        props.user = hs;
-        props.n_user = user_props(out->headers, hs, MAX_HEADERS);
+    int has_props = 0;
+    if (mc->t.version == NC_MQTT_V5) { /* on 3.1.1 the MQTT 5 properties are dropped, as mqtt.js does */
+        if (out->headers) {
+            props.user = hs;
+            props.n_user = user_props(out->headers, hs, MAX_HEADERS);
+        }
+        if ((props.content_type = nc_opts_str(opts, "contentType"))) {
+            props.content_type_len = strlen(props.content_type);
+            if (!nc_mqtt_string_ok(props.content_type, props.content_type_len)) {
+                snprintf(out->why, sizeof out->why, "contentType is not an MQTT string (UTF-8, no NUL)");
+                return NC_EINVAL;
+            }
+        }
+        if (nc_opts_find(opts, "messageExpiryInterval")) {
+            props.has_message_expiry = 1;
+            props.message_expiry = (uint32_t)nc_opts_int(opts, "messageExpiryInterval");
+        }
+        if (nc_opts_find(opts, "payloadFormatIndicator")) {
+            props.has_payload_format = 1;
+            props.payload_format = (uint8_t)nc_opts_bool(opts, "payloadFormatIndicator");
+        }
+        has_props =
+            props.n_user || props.content_type || props.has_message_expiry || props.has_payload_format;
     }
     nc_mqtt_publish m = {.topic = out->route,
                          .topic_len = rlen,
@@ -502,12 +523,13 @@ static int mc_send(void *state, nc_outbound *out) {
                          .payload_len = out->len,
                          .qos = (uint8_t)nc_opts_int(opts, "qos"),
                          .retain = nc_opts_bool(opts, "retain"),
-                         .props = props.n_user ? &props : NULL};
+                         .props = has_props ? &props : NULL};
     /* what the MQTT 5 broker announced it takes (it would disconnect a client sending more): QoS lowered
      * to its Maximum QoS, retain dropped when it has no retained messages */
     if (m.qos > mc->t.broker_qos) m.qos = mc->t.broker_qos;
     if (!mc->t.retain_ok) m.retain = 0;
-    if (m.qos) m.id = 1; /* the outbox gives it its id */
+    m.dup = m.qos && nc_opts_bool(opts, "dup"); /* DUP is 0 at QoS 0 (MQTT 3.3.1.1) */
+    if (m.qos) m.id = 1;                        /* the outbox gives it its id */
     if (mc->t.broker_max && nc_mqtt_publish_size(mc->t.version, &m) > mc->t.broker_max) {
         snprintf(out->why, sizeof out->why,
                  "a message of %zu bytes exceeds the broker's maximum packet size (%u)", out->len,

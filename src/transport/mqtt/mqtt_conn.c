@@ -197,13 +197,21 @@ static void st_open(nc_stream *s, int err, const char *msg) {
     if (c->t->b.password) cn.password = c->t->b.password, cn.password_len = strlen(c->t->b.password);
     cn.maximum_packet_size = c->t->max_packet;
     if (c->t->version == NC_MQTT_V5) cn.receive_maximum = c->t->receive_max; /* 0: not announced (65,535) */
-    if (c->t->version == NC_MQTT_V5 && !c->t->clean) cn.session_expiry = 0xFFFFFFFFu; /* kept while away */
+    if (c->t->version == NC_MQTT_V5 && c->t->has_session_expiry)
+        cn.session_expiry = c->t->session_expiry;
+    else if (c->t->version == NC_MQTT_V5 && !c->t->clean)
+        cn.session_expiry = 0xFFFFFFFFu; /* kept while away */
+    if (c->t->will_topic) {
+        cn.will_topic = c->t->will_topic, cn.will_topic_len = strlen(c->t->will_topic);
+        cn.will_payload = c->t->will_payload, cn.will_payload_len = strlen(c->t->will_payload);
+        cn.will_qos = c->t->will_qos, cn.will_retain = c->t->will_retain;
+    }
     nc_buf b = NC_BUF_INIT;
     int r = nc_mqtt_write_connect(&b, &cn);
     if (r || nc_stream_write(&c->d.st, b.data, b.len)) {
         nc_buf_free(&b);
         fail(c, r ? r : NC_ENOMEM,
-             r == NC_EINVAL ? "invalid CONNECT (client id, user name or password)" : "out of memory");
+             r == NC_EINVAL ? "invalid CONNECT (client id, user name, password or will)" : "out of memory");
         return;
     }
     nc_buf_free(&b);

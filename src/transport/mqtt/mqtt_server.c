@@ -172,13 +172,29 @@ static int on_publish(mqtt_server *ms, const nc_mqtt_pkt *pkt) {
     }
     char idtext[8];
     int idlen = snprintf(idtext, sizeof idtext, "%u", (unsigned)pkt->id);
-    nc_ctx_item ctx[5];
+/* a text item's str is never NULL (NULL marks a number), an empty property included */
+#define SPAN_STR(sp) ((sp).p ? (sp).p : "")
+    nc_ctx_item ctx[11];
     size_t nctx = 0;
     ctx[nctx++] = (nc_ctx_item){NC_CTX_SUBJECT, topic, pkt->topic.n, 0};
     if (k) ctx[nctx++] = (nc_ctx_item){NC_CTX_REPLY_TO, k->topic, k->len, 0};
     ctx[nctx++] = (nc_ctx_item){NC_CTX_QOS, NULL, 0, pkt->qos};
     ctx[nctx++] = (nc_ctx_item){NC_CTX_RETAIN, NULL, 0, pkt->retain};
     if (pkt->qos) ctx[nctx++] = (nc_ctx_item){NC_CTX_MESSAGE_ID, idtext, (size_t)idlen, pkt->id};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_REDELIVERED, NULL, 0, pkt->dup};
+    /* the MQTT 5 PUBLISH properties a handler may want (MqttContext.getPacket().properties) */
+    const nc_mqtt_props *pp = &pkt->props;
+    if (pp->has & NC_MQTTP_CONTENT_TYPE)
+        ctx[nctx++] = (nc_ctx_item){NC_CTX_CONTENT_TYPE, SPAN_STR(pp->content_type), pp->content_type.n, 0};
+    if (pp->has & NC_MQTTP_MESSAGE_EXPIRY)
+        ctx[nctx++] = (nc_ctx_item){NC_CTX_MESSAGE_EXPIRY, NULL, 0, pp->message_expiry};
+    if (pp->has & NC_MQTTP_PAYLOAD_FORMAT)
+        ctx[nctx++] = (nc_ctx_item){NC_CTX_PAYLOAD_FORMAT, NULL, 0, pp->payload_format};
+    if (pp->has & NC_MQTTP_RESPONSE_TOPIC)
+        ctx[nctx++] =
+            (nc_ctx_item){NC_CTX_RESPONSE_TOPIC, SPAN_STR(pp->response_topic), pp->response_topic.n, 0};
+    if (pp->has & NC_MQTTP_CORRELATION)
+        ctx[nctx++] = (nc_ctx_item){NC_CTX_CORRELATION_ID, SPAN_STR(pp->correlation), pp->correlation.n, 0};
     nc_inbound in = {0};
     in.channel = topic;
     in.route = rt ? rt->route : topic;

@@ -11,7 +11,8 @@
 static const char *const versions[] = {"4", "5", NULL};
 
 /* The options of mqtt:// and mqtts:// (nestc/options.h): NestJS MqttOptions / mqtt.js names where they
- * exist; subscribeOptions and MqttRecord options flattened to qos, nl, rap, rh, retain. */
+ * exist; subscribeOptions, MqttRecord options and properties, and the will flattened to one name each
+ * (qos, nl, rap, rh, retain, dup, contentType ..., willTopic ...). */
 const nc_option_spec nc_mqtt_options[] = {
     {.name = "protocolVersion",
      .type = NC_OPT_ENUM,
@@ -96,6 +97,60 @@ const nc_option_spec nc_mqtt_options[] = {
      .def = "0",
      .min = 0,
      .max = 65535},
+    {.name = "dup",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_CALL,
+     .help = "DUP flag of the request or event PUBLISH (MqttRecord setDup); at QoS 0 it is not sent (the "
+             "protocol forbids it there)",
+     .def = "false"},
+    {.name = "contentType",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_CLIENT | NC_OPT_CALL,
+     .help = "MQTT 5 Content Type of the request or event PUBLISH (MqttRecord properties.contentType; "
+             "client: every call's default); ignored on MQTT 3.1.1, as mqtt.js does"},
+    {.name = "messageExpiryInterval",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_CLIENT | NC_OPT_CALL,
+     .help = "MQTT 5 Message Expiry Interval in seconds of the request or event PUBLISH: the broker drops "
+             "it when not delivered by then (MqttRecord properties.messageExpiryInterval; client: every "
+             "call's default); ignored on MQTT 3.1.1",
+     .min = 0,
+     .max = 4294967295LL},
+    {.name = "payloadFormatIndicator",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_CLIENT | NC_OPT_CALL,
+     .help = "MQTT 5 Payload Format Indicator of the request or event PUBLISH: true = UTF-8, false = bytes "
+             "(MqttRecord properties.payloadFormatIndicator; client: every call's default); ignored on MQTT "
+             "3.1.1"},
+    {.name = "willTopic",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "topic of the will message the broker publishes when the connection ends without DISCONNECT "
+             "(NestJS will.topic)"},
+    {.name = "willPayload",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "payload of the will message (will.payload), sent as given (default: empty)"},
+    {.name = "willQos",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "QoS of the will message (will.qos)",
+     .def = "0",
+     .min = 0,
+     .max = 2},
+    {.name = "willRetain",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "retain flag of the will message (will.retain)",
+     .def = "false"},
+    {.name = "sessionExpiryInterval",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "MQTT 5 Session Expiry Interval of CONNECT in seconds (properties.sessionExpiryInterval): how "
+             "long the broker keeps the session after the connection ends; without it clean=false keeps it "
+             "while away (4294967295) and clean=true does not keep it. Ignored on MQTT 3.1.1",
+     .min = 0,
+     .max = 4294967295LL},
     {.name = NULL},
 };
 
@@ -109,7 +164,30 @@ int nc_mqtt_target_init(nc_mqtt_target *t, const nc_url *url, const nc_optset *o
     t->clean = nc_opts_bool(opts, "clean");
     t->keepalive_s = (int)nc_opts_int(opts, "keepalive");
     t->receive_max = (uint16_t)nc_opts_int(opts, "receiveMaximum");
+    if (nc_opts_find(opts, "sessionExpiryInterval")) {
+        t->has_session_expiry = 1;
+        t->session_expiry = (uint32_t)nc_opts_int(opts, "sessionExpiryInterval");
+    }
+    t->will_qos = (uint8_t)nc_opts_int(opts, "willQos");
+    t->will_retain = nc_opts_bool(opts, "willRetain");
     const char *s;
+    if ((s = nc_opts_str(opts, "willTopic"))) {
+        if (!nc_mqtt_topic_ok(s, strlen(s))) {
+            nc_mqtt_target_free(t);
+            return nc_fail(log, component, NC_EINVAL, "willTopic %.150s is not a valid MQTT topic name", s);
+        }
+        if (!(t->will_topic = strdup(s))) goto nomem;
+        s = nc_opts_str(opts, "willPayload");
+        if (!(t->will_payload = strdup(s ? s : ""))) goto nomem;
+        if (strlen(t->will_payload) > 65535) {
+            nc_mqtt_target_free(t);
+            return nc_fail(log, component, NC_EINVAL, "willPayload is over 65,535 bytes");
+        }
+    } else if (nc_opts_find(opts, "willPayload") || nc_opts_find(opts, "willQos") ||
+               nc_opts_find(opts, "willRetain")) {
+        nc_mqtt_target_free(t);
+        return nc_fail(log, component, NC_EINVAL, "willPayload, willQos and willRetain need willTopic");
+    }
     if ((s = nc_opts_str(opts, "username"))) {
         free(t->b.user);
         if (!(t->b.user = strdup(s))) goto nomem;
@@ -146,6 +224,8 @@ nomem:
 void nc_mqtt_target_free(nc_mqtt_target *t) {
     nc_broker_target_free(&t->b);
     free(t->client_id);
+    free(t->will_topic);
+    free(t->will_payload);
     memset(t, 0, sizeof *t);
 }
 
