@@ -71,7 +71,7 @@ typedef struct nc_delivery {
 
 /* nc_inbound.flags */
 /* NestJS's rule for foreign bodies: a body that is not JSON is the raw string (an event whose data is the
- * body as a JSON string), instead of a protocol error (Redis, NATS foreign publishers). */
+ * body as a JSON string), instead of a protocol error (MQTT, Redis foreign publishers). */
 #define NC_IN_JSON_OR_STRING 0x1u
 /* NestJS's rule for bodies it decodes like Node before JSON.parse (NATS: msg.json()): ill-formed UTF-8
  * becomes U+FFFD per ill-formed sequence, then the text is parsed; a falsy JSON body (null, false, 0, "") is
