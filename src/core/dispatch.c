@@ -482,9 +482,9 @@ static int dom_dispatch(nc_server *s, const char *body, size_t len, const nc_inb
         }
         root = x;
     }
-    if (!(in->flags & NC_IN_JSON_OR_STRING) && !nc_json_truthy(root)) {
-        /* NestJS's TCP (JsonSocket) replaces a falsy body by {}; its MQTT and Redis servers pass it on as the
-         * data of an event (spec README §9.1) */
+    if (!(in->flags & (NC_IN_JSON_OR_STRING | NC_IN_JSON_NODE_DECODED)) && !nc_json_truthy(root)) {
+        /* NestJS's TCP (JsonSocket) replaces a falsy body by {}; its MQTT, Redis and NATS servers pass it on
+         * as the data of an event (spec README §9.1) */
         nc_json_free(root);
         root = json_object();
         if (!root) return NC_ENOMEM;
@@ -545,17 +545,22 @@ fail:
 /* NestJS's fallback for a body that is not JSON: the raw string is the message (a foreign event). NestJS
  * decodes the bytes before JSON.parse (U+FFFD for ill-formed UTF-8), so a body that was refused only for
  * such bytes is first tried again decoded: JSON with them inside a string is still that JSON (an object
- * event, or a request that gets its reply). */
+ * event, or a request that gets its reply). NC_IN_JSON_NODE_DECODED alone (NATS) stops there: a body that is
+ * still not JSON is refused, as NestJS's msg.json() throws. */
 static __attribute__((cold, noinline)) int dispatch_as_string(nc_server *s, const char *body, size_t len,
                                                               const nc_inbound *in, char *why, size_t whylen,
                                                               nc_dispatch_outcome *oc) {
+    int ill_formed = nc_utf8_validate(body, len, NULL) != 0;
+    if (!ill_formed && !(in->flags & NC_IN_JSON_OR_STRING)) return NC_EPROTO; /* `why` says why already */
     json_t *str = nc_json_string_js(body, len, 0);
     nc_buf b = NC_BUF_INIT;
     int r = NC_EPROTO;
-    if (str && nc_utf8_validate(body, len, NULL) != 0)
+    if (str && ill_formed)
         r = dom_dispatch(s, json_string_value(str), json_string_length(str), in, why, whylen, oc);
-    if (r == NC_EPROTO)
+    if (r == NC_EPROTO && (in->flags & NC_IN_JSON_OR_STRING))
         r = !str || nc_json_write(&b, str) ? NC_ENOMEM : dom_dispatch(s, b.data, b.len, in, why, whylen, oc);
+    else if (!str)
+        r = NC_ENOMEM;
     json_decref(str);
     nc_buf_free(&b);
     return r;
@@ -570,7 +575,7 @@ static int dispatch_body(nc_server *s, const char *body, size_t len, const nc_in
             return scan_dispatch(s, &env, in, oc);
     }
     int r = dom_dispatch(s, body, len, in, why, whylen, oc);
-    if (r == NC_EPROTO && (in->flags & NC_IN_JSON_OR_STRING))
+    if (r == NC_EPROTO && (in->flags & (NC_IN_JSON_OR_STRING | NC_IN_JSON_NODE_DECODED)))
         r = dispatch_as_string(s, body, len, in, why, whylen, oc);
     return r;
 }

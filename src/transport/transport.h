@@ -71,8 +71,13 @@ typedef struct nc_delivery {
 
 /* nc_inbound.flags */
 /* NestJS's rule for foreign bodies: a body that is not JSON is the raw string (an event whose data is the
- * body as a JSON string), instead of a protocol error (Redis, NATS foreign publishers). */
+ * body as a JSON string), instead of a protocol error (MQTT, Redis foreign publishers). */
 #define NC_IN_JSON_OR_STRING 0x1u
+/* NestJS's rule for bodies it decodes like Node before JSON.parse (NATS: msg.json()): ill-formed UTF-8
+ * becomes U+FFFD per ill-formed sequence, then the text is parsed; a falsy JSON body (null, false, 0, "") is
+ * kept as the data of an event, not replaced by {}; a body that is still not JSON is refused (logged, no
+ * string fallback). NC_IN_JSON_OR_STRING implies all of this and adds the string fallback. */
+#define NC_IN_JSON_NODE_DECODED 0x2u
 
 /* What a transport hands the core with each incoming message. Everything is borrowed for the call. */
 typedef struct nc_inbound {

@@ -152,6 +152,8 @@ static void on_msg(nats_server *ns, const nc_nats_op *op) {
     in.nctx = op->reply && op->reply_len ? 2 : 1;
     in.peer = k;
     in.peer_ops = k ? &sink_ops : NULL;
+    /* NestJS: msg.json() decodes like Node, then JSON.parse; a body still not JSON is dropped */
+    in.flags = NC_IN_JSON_NODE_DECODED;
     char why[200];
     why[0] = '\0';
     if (nc_server__dispatch(ns->srv, op->payload, op->payload_len, &in, why, sizeof why) == NC_EPROTO)
