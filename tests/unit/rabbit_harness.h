@@ -13,10 +13,16 @@ typedef struct rabbit {
     int epmd_port, dist_port;
     int external; /* NESTC_RMQ_URL given: nothing started here */
     char url[200];
+    /* TLS: set certs (a directory with gen-certs.sh's ca.pem, server.pem, server.key) before rabbit_start
+     * for a TLS listener too (tls_url); an external broker has it when NESTC_RMQS_URL is set */
+    char certs[128];
+    int tls_port;
+    char tls_url[200];
 } rabbit;
 
 /* read by the child (fork keeps them) */
-static int rabbit_epmd_port_, rabbit_dist_port_;
+static int rabbit_epmd_port_, rabbit_dist_port_, rabbit_tls_port_;
+static const char *rabbit_certs_;
 
 static inline int rabbit_installed(void) {
     return getenv("NESTC_RMQ_URL") || access("/usr/lib/rabbitmq/bin/rabbitmq-server", X_OK) == 0;
@@ -28,6 +34,12 @@ static inline void rabbit_exec_(const broker *b, const char *port) {
     /* guest may connect from 127.0.0.1 only (the default); no disk alarm on a nearly full test disk */
     fprintf(f, "listeners.tcp.default = 127.0.0.1:%s\ndisk_free_limit.absolute = 1\nloopback_users = none\n",
             port);
+    if (rabbit_tls_port_)
+        fprintf(f,
+                "listeners.ssl.default = 127.0.0.1:%d\nssl_options.cacertfile = %s/ca.pem\n"
+                "ssl_options.certfile = %s/server.pem\nssl_options.keyfile = %s/server.key\n"
+                "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n",
+                rabbit_tls_port_, rabbit_certs_, rabbit_certs_, rabbit_certs_);
     fclose(f);
     if ((f = fopen("enabled_plugins", "w"))) {
         fputs("[].\n", f);
@@ -62,14 +74,19 @@ static inline void rabbit_start(rabbit *r, int time_factor) {
     if (ext && *ext) {
         r->external = 1;
         snprintf(r->url, sizeof r->url, "%s", ext);
+        const char *tls = getenv("NESTC_RMQS_URL");
+        snprintf(r->tls_url, sizeof r->tls_url, "%s", tls ? tls : "");
         return;
     }
     if (!r->epmd_port) {
         r->epmd_port = broker_free_port();
         r->dist_port = broker_free_port();
+        if (r->certs[0]) r->tls_port = broker_free_port();
     }
     rabbit_epmd_port_ = r->epmd_port;
     rabbit_dist_port_ = r->dist_port;
+    rabbit_tls_port_ = r->tls_port;
+    rabbit_certs_ = r->certs;
     if (r->epmd <= 0) {
         char port[16];
         snprintf(port, sizeof port, "%d", r->epmd_port);
@@ -88,6 +105,11 @@ static inline void rabbit_start(rabbit *r, int time_factor) {
     }
     broker_start_with(&r->b, time_factor * 2, rabbit_exec_); /* 4-16 s to start */
     snprintf(r->url, sizeof r->url, "amqp://127.0.0.1:%d", r->b.port);
+    if (r->tls_port) {
+        snprintf(r->tls_url, sizeof r->tls_url, "amqps://127.0.0.1:%d", r->tls_port);
+        /* the TLS listener starts after the plain one */
+        for (int i = 0; i < 1000 * time_factor && !broker_port_open(r->tls_port); i++) usleep(10000);
+    }
 }
 
 /* Stops the broker (kept: its directory and ports, for rabbit_start again). */
