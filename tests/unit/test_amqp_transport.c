@@ -250,21 +250,35 @@ static void test_broker_restart(void **st) {
     srv_st ss = {0};
     nc_server *srv = server_new(u, &ss);
     assert_int_equal(nc_server_message(srv, "{\"cmd\":\"sum\"}", h_sum, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "sleep", h_sleep, NULL), 0);
     listen_until_connected(srv, &ss);
     cli_status cs = {0};
     nc_client *c = client_new(u, 0, &cs);
     json_t *r = ask(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 1, 1), NULL);
     assert_int_equal(json_integer_value(r), 2);
     json_decref(r);
+    /* a request waiting on the direct reply-to consumer fails when the connection goes, not at its timeout */
+    call k = {0};
+    json_t *ms = json_integer(600000);
+    nc_call_opts lo = {.timeout_ms = 600000};
+    int started = sleeps_started;
+    assert_int_equal(nc_client_send(c, "sleep", ms, &lo, on_value, on_done, &k), 0);
+    json_decref(ms);
+    assert_true(run_until_ms(&sleeps_started, started + 1, 10000));
+    int was_connected = cs.connected; /* the first connection's status included */
     rabbit_stop(&R);
     assert_true(run_until_ms(&cs.reconnecting, 1, 10000));
+    assert_true(run_until_ms(&k.done, 1, 5000));
+    assert_int_equal(k.err, NC_ECONNLOST);
+    call_clear(&k);
     rabbit_start(&R, time_factor());
     assert_true(run_until_ms(&ss.connected, 2, 60000));
-    assert_true(run_until_ms(&cs.connected, 1, 60000));
+    assert_true(run_until_ms(&cs.connected, was_connected + 1, 60000));
     r = ask(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 2, 2), NULL);
     assert_int_equal(json_integer_value(r), 4);
     json_decref(r);
     nc_client_free(c);
+    cancel_sleeps();
     nc_server_free(srv);
 }
 

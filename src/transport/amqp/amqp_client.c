@@ -9,10 +9,10 @@
  *
  * A lost connection is re-established with the shared policy (transport/common/reconnect.h); calls made
  * meanwhile fail with NC_ECONNLOST, as NestJS's "Connection lost. Trying to reconnect..."; events awaiting
- * their confirm fail (the broker may or may not have them); pending requests keep waiting until their
- * timeout, as in NestJS (their direct reply-to consumer is gone with the connection, so a reply can only
- * come through a named replyQueue). When the attempts run out the client disconnects and pending calls
- * fail with "Connection closed". */
+ * their confirm fail (the broker may or may not have them); pending requests on the direct reply-to
+ * pseudo-queue fail with NC_ECONNLOST at once (their reply consumer is gone with the connection, so no
+ * reply can come; NestJS leaves them to their timeout), those on a named replyQueue keep waiting. When the
+ * attempts run out the client disconnects and pending calls fail with "Connection closed". */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +25,7 @@
 #include "core/fail.h"
 #include "transport/amqp/amqp.h"
 #include "transport/common/reconnect.h"
+#include "util/map.h"
 
 enum { C_IDLE, C_CONNECTING, C_CONNECTED, C_RECONNECTING, C_CLOSING };
 enum { P_NONE, P_DECLARING, P_CONSUMING, P_READY };
@@ -50,6 +51,9 @@ typedef struct amqp_client {
     char end_msg[320];
     confirm *conf; /* in publish order */
     size_t nconf, capconf;
+    /* requests waiting for a reply through the direct reply-to pseudo-queue (id -> non-NULL): its
+     * consumer dies with the connection, so they are failed when the connection is lost */
+    nc_map direct;
 } amqp_client;
 
 static const nc_amqp_conn_cbs conn_cbs;
@@ -238,13 +242,37 @@ static void all_closed(amqp_client *ac) {
     nc_client__disconnected(ac->cli, err, ac->end_msg);
 }
 
+/* Fails the requests whose replies could only come through the lost connection's direct reply-to
+ * consumer (NestJS leaves them to their timeout). */
+static void fail_direct(amqp_client *ac) {
+    size_t n = 0, it = 0;
+    const char *k;
+    void *v;
+    while (nc_map_next(&ac->direct, &it, &k, &v)) n++;
+    if (!n) return;
+    char **ids = calloc(n, sizeof *ids);
+    size_t got = 0;
+    it = 0;
+    while (ids && nc_map_next(&ac->direct, &it, &k, &v))
+        if ((ids[got] = strdup(k))) got++;
+    nc_map_free(&ac->direct);
+    memset(&ac->direct, 0, sizeof ac->direct);
+    for (size_t i = 0; i < got; i++) {
+        nc_client__fail_call(ac->cli, ids[i], NC_ECONNLOST,
+                             "connection lost: the reply can no longer arrive (direct reply-to)");
+        free(ids[i]);
+    }
+    free(ids);
+}
+
 static void conn_end(nc_amqp_conn *c, int err, const char *msg) {
     amqp_client *ac = c->owner;
     ac->nopen--;
     ac->conn = NULL;
     ac->phase = P_NONE;
-    /* confirms of that connection will not come */
+    /* confirms of that connection will not come, nor replies to its direct reply-to consumer */
     conf_fail_all(ac, NC_ECONNLOST);
+    if (ac->state != C_CLOSING) fail_direct(ac);
     if (ac->state == C_CLOSING || ac->state == C_CONNECTING) {
         if (ac->state == C_CONNECTING && !ac->end_err) {
             ac->end_err = err ? err : NC_ECONNCLOSED;
@@ -342,9 +370,17 @@ static int ac_send(void *state, nc_outbound *out) {
     uint64_t seq = 0;
     int r = nc_amqp_conn_publish(ac->conn, "", ac->t.queue, &props, out->body, out->len, &seq);
     if (r == NC_EINVAL) snprintf(out->why, sizeof out->why, "the headers cannot be sent as an AMQP table");
+    if (!r && out->id && !strcmp(ac->t.reply_queue, NC_AMQP_REPLY_TO))
+        nc_map_put(&ac->direct, out->id, strlen(out->id), ac, NULL); /* out of memory: left to its timeout */
     if (r || out->id) return r;
     if ((r = conf_add(ac, seq, out))) return r;
     return 0;
+}
+
+static void ac_forget(void *state, const char *route, const char *id) {
+    (void)route;
+    amqp_client *ac = state;
+    nc_map_del(&ac->direct, id, strlen(id));
 }
 
 static void ac_close(void *state) {
@@ -362,6 +398,7 @@ static void ac_close(void *state) {
 static void ac_destroy(void *state) {
     amqp_client *ac = state;
     free(ac->conf);
+    nc_map_free(&ac->direct);
     nc_amqp_target_free(&ac->t);
     free(ac);
 }
@@ -375,7 +412,7 @@ const nc_client_transport nc_amqp_client_transport = {
     .create = ac_create,
     .connect = ac_connect,
     .send = ac_send,
-    .forget = NULL,
+    .forget = ac_forget,
     .close = ac_close,
     .unwrap = NULL,
     .destroy = ac_destroy,
