@@ -206,6 +206,54 @@ static void test_settle(void **st) {
     nc_server_free(srv);
 }
 
+/* prefetchCount bounds the unsettled deliveries: a handler that answers at once but acks later holds the
+ * rest of the queue back until it acks. */
+static nc_request *held[8];
+static int nheld;
+static void h_hold(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    nc_request_settle_manually(req);
+    held[nheld++ % 8] = req;
+    nc_reply(req, json_true());
+}
+
+static void test_prefetch(void **st) {
+    (void)st;
+    char u[400];
+    qurl(u, sizeof u, "prefetch", "noAck=false&prefetchCount=2");
+    srv_st ss = {0};
+    nc_server *srv = server_new(u, &ss);
+    assert_int_equal(nc_server_message(srv, "hold", h_hold, NULL), 0);
+    listen_until_connected(srv, &ss);
+    nc_client *c = client_new(u, 0, NULL);
+    call k[5];
+    memset(k, 0, sizeof k);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(nc_client_send(c, "hold", NULL, NULL, on_value, on_done, &k[i]), 0);
+    assert_true(run_until_ms(&nheld, 2, 10000));
+    int never = 0;
+    run_until_ms(&never, 1, 300); /* the broker sends no third one while two are unacknowledged */
+    assert_int_equal(nheld, 2);
+    for (int round = 0; nheld < 5 && round < 5; round++) {
+        int had = nheld;
+        for (int i = 0; i < had; i++)
+            if (held[i]) nc_request_ack(held[i]), held[i] = NULL;
+        assert_true(run_until_ms(&nheld, had + 1, 10000));
+        run_until_ms(&never, 1, 100);
+        assert_true(nheld <= had + 2);
+    }
+    assert_int_equal(nheld, 5);
+    for (int i = 0; i < 5; i++) {
+        if (held[i]) nc_request_ack(held[i]);
+        assert_true(run_until_ms(&k[i].done, 1, 10000));
+        assert_int_equal(k[i].err, 0);
+        call_clear(&k[i]);
+    }
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
 /* A queue declared with other arguments (durable vs not): the broker closes the channel
  * (PRECONDITION_FAILED) and the call says so. */
 static void test_queue_mismatch(void **st) {
@@ -384,11 +432,9 @@ int main(void) {
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_request_reply),
-        cmocka_unit_test(test_settle),
-        cmocka_unit_test(test_queue_mismatch),
-        cmocka_unit_test(test_broker_restart),
-        cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_request_reply),  cmocka_unit_test(test_settle),
+        cmocka_unit_test(test_prefetch),       cmocka_unit_test(test_queue_mismatch),
+        cmocka_unit_test(test_broker_restart), cmocka_unit_test(test_tls),
     };
     signal(SIGALRM, on_alarm);
     alarm(110u * (unsigned)time_factor()); /* before ctest's 120 s: the broker is stopped, not orphaned */
