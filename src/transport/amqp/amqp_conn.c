@@ -246,9 +246,17 @@ static int on_event(void *user, const nc_amqp_event *ev) {
             return 1;
         }
         if (m->id == NC_AMQP_CONNECTION_CLOSE_OK) {
-            if (c->state == AS_CLOSING) nc_stream_end(&c->d.st);
+            if (c->state == AS_CLOSING)
+                nc_stream_end(&c->d.st);
+            else
+                fail(c, NC_EPROTO, "the broker sent connection.close-ok to no connection.close");
             return 1;
         }
+        /* flow control may come as soon as the connection is open, before our channel is: only an open
+         * connection's owner hears of it (a blocked broker simply does not read what we publish) */
+        if ((m->id == NC_AMQP_CONNECTION_BLOCKED || m->id == NC_AMQP_CONNECTION_UNBLOCKED) &&
+            c->state != AS_READY)
+            return 0;
     }
     if (c->state == AS_CLOSING) return 0;
     if (c->state != AS_READY) {
