@@ -1,6 +1,7 @@
 /* URL scheme → transport ops table. Adding a transport = one line in each table. */
 #include <string.h>
 
+#include "transport/amqp/amqp.h"
 #include "transport/mqtt/mqtt.h"
 #include "transport/nats/nats.h"
 #include "transport/redis/redis.h"
@@ -9,17 +10,13 @@
 #include "nestc/error.h"
 
 static const nc_server_transport *const servers[] = {
-    &nc_tcp_server_transport,
-    &nc_redis_server_transport,
-    &nc_nats_server_transport,
-    &nc_mqtt_server_transport,
+    &nc_tcp_server_transport,  &nc_redis_server_transport, &nc_nats_server_transport,
+    &nc_mqtt_server_transport, &nc_amqp_server_transport,
 };
 
 static const nc_client_transport *const clients[] = {
-    &nc_tcp_client_transport,
-    &nc_redis_client_transport,
-    &nc_nats_client_transport,
-    &nc_mqtt_client_transport,
+    &nc_tcp_client_transport,  &nc_redis_client_transport, &nc_nats_client_transport,
+    &nc_mqtt_client_transport, &nc_amqp_client_transport,
 };
 
 /* 1 when scheme is in the NULL-terminated list. */

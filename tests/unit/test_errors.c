@@ -68,7 +68,7 @@ static void test_url_without_scheme(void **state) {
 static void test_unsupported_scheme(void **state) {
     (void)state;
     nc_client_opts o = quiet_client();
-    client_fails("amqp://127.0.0.1:5672", &o, NC_EUNSUPPORTED, "unsupported transport \"amqp\"");
+    client_fails("kafka://127.0.0.1:9092", &o, NC_EUNSUPPORTED, "unsupported transport \"kafka\"");
 }
 
 static void test_unknown_option(void **state) {

@@ -1,0 +1,419 @@
+/* The RabbitMQ client transport, default mode (spec rmq.md §2.1, §3, §5): one connection, one channel in
+ * publisher-confirm mode. Once it is open: queue.declare of the work queue with NestJS's arguments (unless
+ * noAssert or no queue is named), then basic.consume of the reply queue (the direct reply-to pseudo-queue
+ * by default, no-ack) before any request is published; "connected" on consume-ok. Requests are published
+ * to the default exchange with the queue as routing key, replyTo, correlationId = the request id, delivery
+ * mode 2 with `persistent`, the call's headers as the headers table; replies are matched by their
+ * correlationId property (their bodies have no id). Events are published without correlationId and
+ * replyTo and complete when the broker confirms them (basic.ack; basic.nack refuses them).
+ *
+ * A lost connection is re-established with the shared policy (transport/common/reconnect.h); calls made
+ * meanwhile fail with NC_ECONNLOST, as NestJS's "Connection lost. Trying to reconnect..."; events awaiting
+ * their confirm fail (the broker may or may not have them); pending requests on the direct reply-to
+ * pseudo-queue fail with NC_ECONNLOST at once (their reply consumer is gone with the connection, so no
+ * reply can come; NestJS leaves them to their timeout), those on a named replyQueue keep waiting. When the
+ * attempts run out the client disconnects and pending calls fail with "Connection closed". */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/envelope.h"
+#include "codec/json_build.h"
+#include "codec/json_write.h"
+#include "core/client_internal.h"
+#include "core/fail.h"
+#include "transport/amqp/amqp.h"
+#include "transport/common/reconnect.h"
+#include "util/map.h"
+
+enum { C_IDLE, C_CONNECTING, C_CONNECTED, C_RECONNECTING, C_CLOSING };
+enum { P_NONE, P_DECLARING, P_CONSUMING, P_READY };
+
+#define MAX_HEADERS 64
+
+/* An event waiting for its publisher confirm. */
+typedef struct confirm {
+    uint64_t seq;
+    void (*accepted)(void *arg, int err);
+    void (*refused)(void *arg, int err, const char *msg);
+    void *arg;
+} confirm;
+
+typedef struct amqp_client {
+    nc_client *cli;
+    nc_amqp_target t;
+    nc_amqp_conn *conn;
+    int state, phase, nopen;
+    nc_backoff retry;
+    uint64_t ready_at;
+    int end_err;
+    char end_msg[320];
+    confirm *conf; /* in publish order */
+    size_t nconf, capconf;
+    /* requests waiting for a reply through the direct reply-to pseudo-queue (id -> non-NULL): its
+     * consumer dies with the connection, so they are failed when the connection is lost */
+    nc_map direct;
+} amqp_client;
+
+static const nc_amqp_conn_cbs conn_cbs;
+
+static const nc_logger *LOG(amqp_client *ac) {
+    return nc_client__log(ac->cli);
+}
+
+/* ---- publisher confirms ------------------------------------------------------------------------------ */
+
+static int conf_add(amqp_client *ac, uint64_t seq, const nc_outbound *out) {
+    if (ac->nconf == ac->capconf) {
+        size_t n = ac->capconf ? ac->capconf * 2 : 16;
+        confirm *p = realloc(ac->conf, n * sizeof *p);
+        if (!p) return NC_ENOMEM;
+        ac->conf = p;
+        ac->capconf = n;
+    }
+    ac->conf[ac->nconf++] = (confirm){seq, out->accepted, out->refused, out->arg};
+    return 0;
+}
+
+/* basic.ack / basic.nack of our publishes: `multiple` settles every one up to the tag. */
+static void on_confirm(amqp_client *ac, const nc_amqp_method *m) {
+    int ok = m->id == NC_AMQP_BASIC_ACK, multiple = (m->flags & NC_AMQP_F_MULTIPLE) != 0;
+    size_t keep = 0;
+    /* copied out first: a completion may send again (conf grows meanwhile) */
+    size_t n = ac->nconf, ndone = 0;
+    confirm *done = malloc((n ? n : 1) * sizeof *done);
+    if (!done) return;
+    for (size_t i = 0; i < n; i++) {
+        confirm *c = &ac->conf[i];
+        if (c->seq == m->delivery_tag || (multiple && c->seq < m->delivery_tag))
+            done[ndone++] = *c;
+        else
+            ac->conf[keep++] = *c;
+    }
+    ac->nconf = keep;
+    for (size_t i = 0; i < ndone; i++) {
+        if (ok)
+            done[i].accepted(done[i].arg, 0);
+        else if (done[i].refused)
+            done[i].refused(done[i].arg, NC_EPROTO, "the broker refused the event (basic.nack)");
+        else
+            done[i].accepted(done[i].arg, NC_EPROTO);
+    }
+    free(done);
+}
+
+static void conf_fail_all(amqp_client *ac, int err) {
+    while (ac->nconf) {
+        confirm c = ac->conf[0];
+        memmove(ac->conf, ac->conf + 1, --ac->nconf * sizeof *ac->conf);
+        c.accepted(c.arg, err);
+    }
+}
+
+/* ---- replies ------------------------------------------------------------------------------------------ */
+
+static void on_reply(amqp_client *ac, const nc_amqp_event *ev) {
+    const nc_amqp_props *p = &ev->props;
+    const char *body = ev->body.p ? ev->body.p : "";
+    json_t *root = NULL;
+    char why[120];
+    int js_accepts = 0;
+    if (nc_json_parse_js(body, ev->body.n, &root, why, sizeof why, &js_accepts))
+        root = nc_json_string_js(body, ev->body.n, 0); /* NestJS: JSON.parse, else the raw text */
+    if (!root) return;
+    nc_response resp;
+    nc_envelope_read_response(root, &resp);
+    nc_reply_in r = {0};
+    if (p->flags & NC_AMQP_P_CORRELATION_ID) {
+        r.id = p->correlation_id.p ? p->correlation_id.p : "";
+        r.id_len = p->correlation_id.n;
+    } else if (json_is_string(resp.id)) { /* a peer that only puts the id in the body */
+        r.id = json_string_value(resp.id);
+        r.id_len = json_string_length(resp.id);
+    }
+    char *value = resp.response ? json_dumps(resp.response, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *err = resp.err ? json_dumps(resp.err, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    nc_header hs[MAX_HEADERS];
+    char *store[MAX_HEADERS];
+    size_t nh = p->headers ? nc_amqp_headers(p->headers, hs, MAX_HEADERS, store) : 0;
+    if (r.id) {
+        r.value = value;
+        r.value_len = value ? strlen(value) : 0;
+        r.err = err;
+        r.err_len = err ? strlen(err) : 0;
+        r.final = resp.final;
+        r.headers = nh ? hs : NULL;
+        r.nheaders = nh;
+        nc_client__on_reply(ac->cli, &r);
+    }
+    for (size_t i = 0; i < nh; i++) free(store[i]);
+    free(value);
+    free(err);
+    nc_json_free(root);
+}
+
+/* ---- connection -------------------------------------------------------------------------------------- */
+
+static void step_consume(amqp_client *ac) {
+    nc_amqp_method m = {.id = NC_AMQP_BASIC_CONSUME, .flags = NC_AMQP_F_NO_ACK};
+    m.queue = (nc_amqp_span){ac->t.reply_queue, strlen(ac->t.reply_queue)};
+    ac->phase = P_CONSUMING;
+    nc_amqp_conn_method(ac->conn, &m);
+}
+
+static void conn_ready(nc_amqp_conn *c) {
+    amqp_client *ac = c->owner;
+    ac->ready_at = uv_now(nc_client__io(ac->cli)->loop);
+    if (ac->t.no_assert || !ac->t.queue[0]) {
+        step_consume(ac);
+        return;
+    }
+    nc_amqp_method m = {.id = NC_AMQP_QUEUE_DECLARE};
+    m.queue = (nc_amqp_span){ac->t.queue, strlen(ac->t.queue)};
+    if (ac->t.durable) m.flags |= NC_AMQP_F_DURABLE;
+    if (ac->t.exclusive) m.flags |= NC_AMQP_F_EXCLUSIVE;
+    if (ac->t.auto_delete) m.flags |= NC_AMQP_F_AUTO_DELETE;
+    ac->phase = P_DECLARING;
+    nc_amqp_conn_method(ac->conn, &m);
+}
+
+static void serving(amqp_client *ac) {
+    ac->phase = P_READY;
+    if (ac->state == C_CONNECTING) {
+        ac->state = C_CONNECTED;
+        nc_client__connected(ac->cli);
+        return;
+    }
+    if (ac->state != C_RECONNECTING) return;
+    ac->state = C_CONNECTED;
+    nc_logf(LOG(ac), NC_LOG_INFO, "Client", "reconnected to the AMQP broker at %s:%d", ac->t.b.host,
+            ac->t.b.port);
+    nc_client__status(ac->cli, "connected", 0);
+}
+
+static void conn_event(nc_amqp_conn *c, const nc_amqp_event *ev) {
+    amqp_client *ac = c->owner;
+    const nc_amqp_method *m = &ev->m;
+    if (ev->kind == NC_AMQP_EV_MESSAGE) {
+        if (m->id == NC_AMQP_BASIC_DELIVER) on_reply(ac, ev);
+        return;
+    }
+    switch (m->id) {
+    case NC_AMQP_QUEUE_DECLARE_OK:
+        if (ac->phase == P_DECLARING) step_consume(ac);
+        break;
+    case NC_AMQP_BASIC_CONSUME_OK:
+        if (ac->phase == P_CONSUMING) serving(ac);
+        break;
+    case NC_AMQP_BASIC_ACK:
+    case NC_AMQP_BASIC_NACK:
+        on_confirm(ac, m);
+        break;
+    case NC_AMQP_BASIC_CANCEL:
+        nc_logf(LOG(ac), NC_LOG_ERROR, "Client", "the broker cancelled the reply consumer of %s",
+                ac->t.reply_queue);
+        nc_amqp_conn_close(c, 0);
+        break;
+    case NC_AMQP_CONNECTION_BLOCKED:
+        nc_client__status(ac->cli, "blocked", 0);
+        break;
+    case NC_AMQP_CONNECTION_UNBLOCKED:
+        nc_client__status(ac->cli, "unblocked", 0);
+        break;
+    default:
+        break;
+    }
+}
+
+static nc_amqp_conn *open_conn(amqp_client *ac, int delay) {
+    nc_amqp_conn *c =
+        nc_amqp_conn_new(nc_client__io(ac->cli), &ac->t, delay, 1, &conn_cbs, LOG(ac), "Client", ac);
+    if (c) ac->nopen++;
+    ac->phase = P_NONE;
+    return c;
+}
+
+static void all_closed(amqp_client *ac) {
+    int err = ac->end_err;
+    conf_fail_all(ac, err ? err : NC_ECONNCLOSED);
+    ac->state = C_IDLE;
+    ac->end_err = 0;
+    nc_client__disconnected(ac->cli, err, ac->end_msg);
+}
+
+/* Fails the requests whose replies could only come through the lost connection's direct reply-to
+ * consumer (NestJS leaves them to their timeout). */
+static void fail_direct(amqp_client *ac) {
+    size_t n = 0, it = 0;
+    const char *k;
+    void *v;
+    while (nc_map_next(&ac->direct, &it, &k, &v)) n++;
+    if (!n) return;
+    char **ids = calloc(n, sizeof *ids);
+    size_t got = 0;
+    it = 0;
+    while (ids && nc_map_next(&ac->direct, &it, &k, &v))
+        if ((ids[got] = strdup(k))) got++;
+    nc_map_free(&ac->direct);
+    memset(&ac->direct, 0, sizeof ac->direct);
+    for (size_t i = 0; i < got; i++) {
+        nc_client__fail_call(ac->cli, ids[i], NC_ECONNLOST,
+                             "connection lost: the reply can no longer arrive (direct reply-to)");
+        free(ids[i]);
+    }
+    free(ids);
+}
+
+static void conn_end(nc_amqp_conn *c, int err, const char *msg) {
+    amqp_client *ac = c->owner;
+    ac->nopen--;
+    ac->conn = NULL;
+    ac->phase = P_NONE;
+    /* confirms of that connection will not come, nor replies to its direct reply-to consumer */
+    conf_fail_all(ac, NC_ECONNLOST);
+    if (ac->state != C_CLOSING) fail_direct(ac);
+    if (ac->state == C_CLOSING || ac->state == C_CONNECTING) {
+        if (ac->state == C_CONNECTING && !ac->end_err) {
+            ac->end_err = err ? err : NC_ECONNCLOSED;
+            snprintf(ac->end_msg, sizeof ac->end_msg, "%s", msg && *msg ? msg : "Connection closed");
+        }
+        all_closed(ac);
+        return;
+    }
+    uv_loop_t *lp = nc_client__io(ac->cli)->loop;
+    if (ac->ready_at && uv_now(lp) - ac->ready_at >= NC_AMQP_HEALTHY_MS) nc_backoff_reset(&ac->retry);
+    ac->ready_at = 0;
+    char text[300];
+    snprintf(text, sizeof text, "AMQP connection to %s:%d lost: %s", ac->t.b.host, ac->t.b.port,
+             msg && *msg ? msg : "closed");
+    nc_log_level level = NC_LOG_WARN;
+    char note[64];
+    int delay = nc_reconnect_next(&ac->retry, lp, NC_LOG_WARN, &level, note, sizeof note);
+    if (delay < 0) {
+        nc_logf(LOG(ac), NC_LOG_ERROR, "Client", "%s; reconnection attempts exhausted", text);
+        nc_client__error(ac->cli, err ? err : NC_ECONNCLOSED, text);
+        int telling = err == NC_EPROTO || err == NC_ETLS || err == NC_EAUTH || err == NC_ETOOBIG;
+        ac->end_err = telling ? err : NC_ECONNCLOSED;
+        snprintf(ac->end_msg, sizeof ac->end_msg, "%s", telling ? text : "Connection closed");
+        all_closed(ac);
+        return;
+    }
+    nc_logf(LOG(ac), level, "Client", "%s; reconnecting in %d ms%s", text, delay, note);
+    if (ac->state != C_RECONNECTING) {
+        ac->state = C_RECONNECTING;
+        nc_client__status(ac->cli, "reconnecting", err);
+    }
+    ac->conn = open_conn(ac, delay);
+    if (!ac->conn) {
+        ac->end_err = NC_ENOMEM;
+        snprintf(ac->end_msg, sizeof ac->end_msg, "out of memory");
+        all_closed(ac);
+    }
+}
+
+static const nc_amqp_conn_cbs conn_cbs = {conn_ready, conn_event, conn_end};
+
+/* ---- ops ------------------------------------------------------------------------------------------------
+ */
+
+static int ac_create(nc_client *cli, const nc_url *url, void **state) {
+    char why[300];
+    if (nc_url_check(url, NC_URL_USERINFO | NC_URL_PATH | NC_URL_CLIENT, why, sizeof why))
+        return nc_fail(nc_client__log(cli), "Client", NC_EINVAL, "%s", why);
+    amqp_client *ac = calloc(1, sizeof *ac);
+    if (!ac) return NC_ENOMEM;
+    ac->cli = cli;
+    const nc_client_cfg *cfg = nc_client__cfg(cli);
+    const nc_optset *opts = nc_client__opts(cli);
+    int r = nc_amqp_target_init(&ac->t, url, opts, cfg->has_tls ? &cfg->tls : NULL, nc_client__log(cli),
+                                "Client");
+    if (r) {
+        free(ac);
+        return r;
+    }
+    ac->t.b.max_queue = cfg->max_send_buffer_size;
+    ac->t.b.connect_timeout_ms = nc_opts_find(opts, "connectTimeout")
+                                     ? (int)nc_opts_int(opts, "connectTimeout")
+                                     : cfg->connect_timeout_ms;
+    int limit = ac->t.max_attempts > 0    ? ac->t.max_attempts
+                : cfg->retry_attempts > 0 ? cfg->retry_attempts
+                                          : 0;
+    nc_reconnect_init(&ac->retry, cfg->retry_delay_ms, 1000, limit, ac);
+    *state = ac;
+    return 0;
+}
+
+static int ac_connect(void *state) {
+    amqp_client *ac = state;
+    ac->state = C_CONNECTING;
+    ac->end_err = 0;
+    nc_backoff_reset(&ac->retry);
+    ac->conn = open_conn(ac, 0);
+    return ac->conn ? 0 : NC_ENOMEM;
+}
+
+static int ac_send(void *state, nc_outbound *out) {
+    amqp_client *ac = state;
+    if (ac->state == C_RECONNECTING) return NC_ECONNLOST;
+    if (ac->state != C_CONNECTED || ac->phase != P_READY || !nc_amqp_conn_ready(ac->conn))
+        return NC_ECONNCLOSED;
+    const nc_optset *opts = out->opts ? out->opts : nc_client__opts(ac->cli);
+    nc_amqp_props props = {.flags = NC_AMQP_P_HEADERS | NC_AMQP_P_DELIVERY_MODE};
+    props.headers = (json_t *)out->headers; /* NULL: an empty table, as NestJS sends */
+    props.delivery_mode = nc_opts_bool(opts, "persistent") ? 2 : 1;
+    if (out->id) {
+        props.flags |= NC_AMQP_P_CORRELATION_ID | NC_AMQP_P_REPLY_TO;
+        props.correlation_id = (nc_amqp_span){out->id, strlen(out->id)};
+        props.reply_to = (nc_amqp_span){ac->t.reply_queue, strlen(ac->t.reply_queue)};
+    }
+    uint64_t seq = 0;
+    int r = nc_amqp_conn_publish(ac->conn, "", ac->t.queue, &props, out->body, out->len, &seq);
+    if (r == NC_EINVAL) snprintf(out->why, sizeof out->why, "the headers cannot be sent as an AMQP table");
+    if (!r && out->id && !strcmp(ac->t.reply_queue, NC_AMQP_REPLY_TO))
+        nc_map_put(&ac->direct, out->id, strlen(out->id), ac, NULL); /* out of memory: left to its timeout */
+    if (r || out->id) return r;
+    if ((r = conf_add(ac, seq, out))) return r;
+    return 0;
+}
+
+static void ac_forget(void *state, const char *route, const char *id) {
+    (void)route;
+    amqp_client *ac = state;
+    nc_map_del(&ac->direct, id, strlen(id));
+}
+
+static void ac_close(void *state) {
+    amqp_client *ac = state;
+    if (ac->state == C_IDLE) return;
+    ac->end_err = NC_ECLOSED;
+    snprintf(ac->end_msg, sizeof ac->end_msg, "Connection closed");
+    ac->state = C_CLOSING;
+    if (ac->conn)
+        nc_amqp_conn_close(ac->conn, 1);
+    else if (ac->nopen == 0)
+        all_closed(ac);
+}
+
+static void ac_destroy(void *state) {
+    amqp_client *ac = state;
+    free(ac->conf);
+    nc_map_free(&ac->direct);
+    nc_amqp_target_free(&ac->t);
+    free(ac);
+}
+
+static const char *const schemes[] = {"amqp", "amqps", NULL};
+
+const nc_client_transport nc_amqp_client_transport = {
+    .schemes = schemes,
+    .options = nc_amqp_options,
+    .event_pattern_is_route = 0,
+    .create = ac_create,
+    .connect = ac_connect,
+    .send = ac_send,
+    .forget = ac_forget,
+    .close = ac_close,
+    .unwrap = NULL,
+    .destroy = ac_destroy,
+};

@@ -1,0 +1,486 @@
+/* The RabbitMQ server transport, default mode (spec rmq.md §2.1, §4): one connection, one channel. Once
+ * it is open: queue.declare of the work queue with NestJS's arguments (durable, exclusive, autoDelete;
+ * skipped with noAssert), basic.qos (prefetchCount, isGlobalPrefetchCount), basic.consume (noAck,
+ * consumerTag); "connected" on consume-ok. Each delivery is dispatched on the pattern of its JSON body
+ * (NestJS: JSON.parse, else the raw string), with the AMQP properties and delivery fields in the context
+ * and the headers table as headers. Every reply packet is a basic.publish to the default exchange with the
+ * received replyTo as routing key and the received correlationId, its body without `id` (NestJS; the
+ * no-handler reply keeps it, as NestJS's does). With noAck false every delivery is settled by the core's
+ * settle op: basic.ack, basic.nack (requeue or not) or basic.reject; unknown patterns are nacked without
+ * requeue, as NestJS does. A lost connection is re-established with the shared policy
+ * (transport/common/reconnect.h), the queue declared and consumed again; tokens of the lost connection
+ * are ignored (the broker delivers those messages again). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/envelope.h"
+#include "core/fail.h"
+#include "core/server_transport.h"
+#include "transport/amqp/amqp.h"
+#include "transport/common/reconnect.h"
+
+#define MAX_HEADERS 64
+
+typedef struct amqp_server amqp_server;
+
+/* Where the replies of one request go, held by the core while the request is unfinished. */
+typedef struct asink {
+    amqp_server *as;
+    int refs;
+    char *corr; /* correlationId, NUL-terminated (may be empty) */
+    size_t corr_len;
+    int has_corr;
+    char reply_to[];
+} asink;
+
+enum { S_IDLE, S_DECLARING, S_QOS, S_CONSUMING, S_SERVING };
+
+struct amqp_server {
+    nc_server *srv;
+    const nc_server_cfg *cfg;
+    nc_amqp_target t;
+    nc_amqp_conn *conn;
+    int phase;
+    int reported, stopping, closing, nopen, closed_reported, setup_reported;
+    char *queue_name; /* the queue consumed (the server-named one when `queue` is empty) */
+    char *ctag;       /* the consumer tag of the current consumer */
+    nc_backoff retry;
+    uint64_t ready_at;
+    uint32_t gen;
+    /* a settle call made during the dispatch of this delivery tag is held until the outcome is known, so
+     * an unknown pattern is nacked (NestJS) rather than rejected */
+    uint64_t dispatching;
+    int held_how; /* -1: none */
+    nc_buf enc;
+};
+
+static const nc_amqp_conn_cbs conn_cbs;
+
+static const nc_logger *LOG(amqp_server *as) {
+    return nc_server__log(as->srv);
+}
+
+/* ---- replies -------------------------------------------------------------------------------------- */
+
+static void sink_retain(void *peer) {
+    ((asink *)peer)->refs++;
+}
+
+static void sink_release(void *peer) {
+    asink *k = peer;
+    if (--k->refs == 0) free(k);
+}
+
+/* NestJS's reply body: `{"response":…,"isDisposed":true}` / `{"err":…,"isDisposed":true}`, without id;
+ * the no-handler packet (and anything through a codec) as the envelope writer makes it. */
+static int write_reply(amqp_server *as, const nc_reply_pkt *pkt) {
+    const nc_server_cfg *cfg = as->cfg;
+    as->enc.len = 0;
+    if (pkt->no_handler || cfg->has_codec)
+        return nc_envelope_write_reply(&as->enc, pkt, cfg->has_codec ? &cfg->codec : NULL);
+    int r = nc_buf_append_char(&as->enc, '{');
+    const char *sep = "";
+    if (pkt->response) {
+        r |= nc_buf_append_str(&as->enc, "\"response\":");
+        r |= nc_buf_append(&as->enc, pkt->response, pkt->response_len);
+        sep = ",";
+    } else if (pkt->err) {
+        r |= nc_buf_append_str(&as->enc, "\"err\":");
+        r |= nc_buf_append(&as->enc, pkt->err, pkt->err_len);
+        sep = ",";
+    }
+    if (pkt->disposed) {
+        r |= nc_buf_append_str(&as->enc, sep);
+        r |= nc_buf_append_str(&as->enc, "\"isDisposed\":true");
+    }
+    r |= nc_buf_append_char(&as->enc, '}');
+    return r ? NC_ENOMEM : 0;
+}
+
+static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
+    asink *k = peer;
+    amqp_server *as = k->as;
+    if (as->closing || !nc_amqp_conn_ready(as->conn)) return NC_ECLOSED;
+    int r = write_reply(as, pkt);
+    if (r) return r;
+    json_t *hdrs = json_object();
+    for (size_t i = 0; hdrs && i < pkt->nheaders; i++) {
+        char name[256];
+        size_t n = pkt->headers[i].name_len < 255 ? pkt->headers[i].name_len : 255;
+        memcpy(name, pkt->headers[i].name, n);
+        name[n] = '\0';
+        json_object_set_new(hdrs, name, json_stringn(pkt->headers[i].value, pkt->headers[i].value_len));
+    }
+    nc_amqp_props props = {.flags = NC_AMQP_P_HEADERS, .headers = hdrs};
+    if (k->has_corr) {
+        props.flags |= NC_AMQP_P_CORRELATION_ID;
+        props.correlation_id = (nc_amqp_span){k->corr, k->corr_len};
+    }
+    r = nc_amqp_conn_publish(as->conn, "", k->reply_to, &props, as->enc.data, as->enc.len, NULL);
+    json_decref(hdrs);
+    if (r == NC_ESTALLED)
+        nc_logf(LOG(as), NC_LOG_ERROR, "Server",
+                "reply to %s dropped: more than max_send_buffer_size bytes wait for the AMQP connection",
+                k->reply_to);
+    return r;
+}
+
+static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
+
+/* ---- settling -------------------------------------------------------------------------------------- */
+
+static void send_settle(amqp_server *as, uint64_t tag, int how) {
+    nc_amqp_method m = {.delivery_tag = tag};
+    switch (how) {
+    case NC_SETTLE_ACK:
+        m.id = NC_AMQP_BASIC_ACK;
+        break;
+    case NC_SETTLE_NACK_REQUEUE:
+        m.id = NC_AMQP_BASIC_NACK;
+        m.flags = NC_AMQP_F_REQUEUE;
+        break;
+    case NC_SETTLE_REJECT:
+        m.id = NC_AMQP_BASIC_REJECT;
+        break;
+    default: /* NC_SETTLE_NACK */
+        m.id = NC_AMQP_BASIC_NACK;
+        break;
+    }
+    nc_amqp_conn_method(as->conn, &m);
+}
+
+/* A token of a connection since replaced is ignored: the broker requeued that message when the
+ * connection ended and delivers it again. */
+static void as_settle(void *state, const nc_delivery *d, nc_settle how) {
+    amqp_server *as = state;
+    if (d->conn != as->gen || !nc_amqp_conn_ready(as->conn)) return;
+    if (as->dispatching && d->tag == as->dispatching) {
+        as->held_how = (int)how;
+        return;
+    }
+    send_settle(as, d->tag, (int)how);
+}
+
+/* ---- incoming messages ------------------------------------------------------------------------------ */
+
+#define SPAN_STR(sp) ((sp).p ? (sp).p : "")
+
+static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
+    const nc_amqp_props *p = &ev->props;
+    const nc_amqp_method *m = &ev->m;
+    asink *k = NULL;
+    if ((p->flags & NC_AMQP_P_REPLY_TO) && p->reply_to.n) {
+        size_t cn = p->flags & NC_AMQP_P_CORRELATION_ID ? p->correlation_id.n : 0;
+        k = malloc(sizeof *k + p->reply_to.n + 1 + cn + 1);
+        if (k) {
+            k->as = as;
+            k->refs = 1; /* held across the dispatch */
+            memcpy(k->reply_to, p->reply_to.p, p->reply_to.n);
+            k->reply_to[p->reply_to.n] = '\0';
+            k->corr = k->reply_to + p->reply_to.n + 1;
+            k->has_corr = (p->flags & NC_AMQP_P_CORRELATION_ID) != 0;
+            k->corr_len = cn;
+            if (cn) memcpy(k->corr, p->correlation_id.p, cn);
+            k->corr[cn] = '\0';
+        }
+    }
+    nc_ctx_item ctx[10];
+    size_t nctx = 0;
+    if (p->flags & NC_AMQP_P_CORRELATION_ID)
+        ctx[nctx++] =
+            (nc_ctx_item){NC_CTX_CORRELATION_ID, SPAN_STR(p->correlation_id), p->correlation_id.n, 0};
+    if (p->flags & NC_AMQP_P_REPLY_TO)
+        ctx[nctx++] = (nc_ctx_item){NC_CTX_REPLY_TO, SPAN_STR(p->reply_to), p->reply_to.n, 0};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_EXCHANGE, SPAN_STR(m->exchange), m->exchange.n, 0};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_ROUTING_KEY, SPAN_STR(m->routing_key), m->routing_key.n, 0};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_CONSUMER_TAG, SPAN_STR(m->consumer_tag), m->consumer_tag.n, 0};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_TAG, NULL, 0, (int64_t)m->delivery_tag};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_REDELIVERED, NULL, 0, (m->flags & NC_AMQP_F_REDELIVERED) ? 1 : 0};
+    if (p->flags & NC_AMQP_P_MESSAGE_ID)
+        ctx[nctx++] = (nc_ctx_item){NC_CTX_MESSAGE_ID, SPAN_STR(p->message_id), p->message_id.n, 0};
+    if (p->flags & NC_AMQP_P_TIMESTAMP)
+        ctx[nctx++] = (nc_ctx_item){NC_CTX_TIMESTAMP_MS, NULL, 0, (int64_t)p->timestamp * 1000};
+    nc_header hdrs[MAX_HEADERS];
+    char *store[MAX_HEADERS];
+    size_t nh = p->headers ? nc_amqp_headers(p->headers, hdrs, MAX_HEADERS, store) : 0;
+    char rk[256]; /* a short string: at most 255 bytes */
+    memcpy(rk, SPAN_STR(m->routing_key), m->routing_key.n);
+    rk[m->routing_key.n] = '\0';
+    nc_inbound in = {0};
+    in.channel = rk; /* the routing key it arrived with: the queue's name in default mode (DESIGN §5b) */
+    in.route = NULL; /* default mode: the pattern of the body */
+    in.headers = (p->flags & NC_AMQP_P_HEADERS) ? hdrs : NULL;
+    in.nheaders = nh;
+    in.ctx = ctx;
+    in.nctx = nctx;
+    in.peer = k;
+    in.peer_ops = k ? &sink_ops : NULL;
+    in.flags = NC_IN_JSON_OR_STRING; /* NestJS: JSON.parse, else the raw string */
+    if (!as->t.no_ack) in.delivery = (nc_delivery){.tag = m->delivery_tag, .conn = as->gen, .set = 1};
+    nc_dispatch_outcome oc = NC_DISPATCH_FAILED;
+    in.outcome = &oc;
+    as->dispatching = as->t.no_ack ? 0 : m->delivery_tag;
+    as->held_how = -1;
+    char why[200];
+    why[0] = '\0';
+    if (nc_server__dispatch(as->srv, ev->body.p ? ev->body.p : "", ev->body.n, &in, why, sizeof why) ==
+        NC_EPROTO)
+        nc_logf(LOG(as), NC_LOG_ERROR, "Server", "message on %s ignored: %s", as->queue_name, why);
+    as->dispatching = 0;
+    if (as->held_how >= 0 && nc_amqp_conn_ready(as->conn)) {
+        int how = as->held_how;
+        if (oc == NC_DISPATCH_NO_HANDLER) {
+            how = NC_SETTLE_NACK; /* NestJS: basic.nack requeue=false for unknown patterns */
+            nc_logf(LOG(as), NC_LOG_WARN, "Server",
+                    "An unsupported message was received. It has been negative "
+                    "acknowledged, so it will not be re-delivered.");
+        }
+        send_settle(as, m->delivery_tag, how);
+    }
+    as->held_how = -1;
+    for (size_t i = 0; i < nh; i++) free(store[i]);
+    if (k) sink_release(k);
+}
+
+/* ---- topology and connection ------------------------------------------------------------------------ */
+
+static void report_connected(amqp_server *as) {
+    if (as->reported || as->stopping) return;
+    as->reported = 1;
+    as->setup_reported = 0;
+    nc_server__status(as->srv, "connected", 0);
+}
+
+static void step_consume(amqp_server *as) {
+    nc_amqp_method m = {.id = NC_AMQP_BASIC_CONSUME};
+    m.queue = (nc_amqp_span){as->queue_name, strlen(as->queue_name)};
+    if (as->t.consumer_tag) m.consumer_tag = (nc_amqp_span){as->t.consumer_tag, strlen(as->t.consumer_tag)};
+    if (as->t.no_ack) m.flags |= NC_AMQP_F_NO_ACK;
+    as->phase = S_CONSUMING;
+    nc_amqp_conn_method(as->conn, &m);
+}
+
+static void step_qos(amqp_server *as) {
+    if (!as->t.prefetch_count && !as->t.global_prefetch) {
+        step_consume(as);
+        return;
+    }
+    nc_amqp_method m = {.id = NC_AMQP_BASIC_QOS, .prefetch_count = (uint16_t)as->t.prefetch_count};
+    if (as->t.global_prefetch) m.flags |= NC_AMQP_F_GLOBAL;
+    as->phase = S_QOS;
+    nc_amqp_conn_method(as->conn, &m);
+}
+
+static void conn_ready(nc_amqp_conn *c) {
+    amqp_server *as = c->owner;
+    as->ready_at = uv_now(nc_server__io(as->srv)->loop);
+    free(as->queue_name);
+    as->queue_name = strdup(as->t.queue);
+    if (!as->queue_name) {
+        nc_amqp_conn_close(c, 0);
+        return;
+    }
+    /* NestJS: declared unless noAssert; a server with no queue name declares a server-named one anyway */
+    if (as->t.no_assert && as->t.queue[0]) {
+        step_qos(as);
+        return;
+    }
+    nc_amqp_method m = {.id = NC_AMQP_QUEUE_DECLARE};
+    m.queue = (nc_amqp_span){as->t.queue, strlen(as->t.queue)};
+    if (as->t.durable) m.flags |= NC_AMQP_F_DURABLE;
+    if (as->t.exclusive) m.flags |= NC_AMQP_F_EXCLUSIVE;
+    if (as->t.auto_delete) m.flags |= NC_AMQP_F_AUTO_DELETE;
+    as->phase = S_DECLARING;
+    nc_amqp_conn_method(as->conn, &m);
+}
+
+static void conn_event(nc_amqp_conn *c, const nc_amqp_event *ev) {
+    amqp_server *as = c->owner;
+    const nc_amqp_method *m = &ev->m;
+    if (ev->kind == NC_AMQP_EV_MESSAGE) {
+        if (m->id != NC_AMQP_BASIC_DELIVER) return;
+        if (as->stopping) { /* closing: requeued by the broker when the connection ends */
+            if (!as->t.no_ack) send_settle(as, m->delivery_tag, NC_SETTLE_NACK_REQUEUE);
+            return;
+        }
+        on_deliver(as, ev);
+        return;
+    }
+    switch (m->id) {
+    case NC_AMQP_QUEUE_DECLARE_OK:
+        if (as->phase != S_DECLARING) return;
+        free(as->queue_name);
+        as->queue_name = strndup(m->queue.p ? m->queue.p : "", m->queue.n);
+        if (!as->queue_name) {
+            nc_amqp_conn_close(c, 0);
+            return;
+        }
+        step_qos(as);
+        break;
+    case NC_AMQP_BASIC_QOS_OK:
+        if (as->phase == S_QOS) step_consume(as);
+        break;
+    case NC_AMQP_BASIC_CONSUME_OK:
+        if (as->phase != S_CONSUMING) return;
+        free(as->ctag);
+        as->ctag = strndup(m->consumer_tag.p ? m->consumer_tag.p : "", m->consumer_tag.n);
+        as->phase = S_SERVING;
+        report_connected(as);
+        break;
+    case NC_AMQP_BASIC_CANCEL: /* the queue was deleted: consume it again on a new connection */
+        nc_logf(LOG(as), NC_LOG_ERROR, "Server", "the broker cancelled the consumer of %s (queue deleted?)",
+                as->queue_name);
+        nc_amqp_conn_close(c, 0);
+        break;
+    case NC_AMQP_CONNECTION_BLOCKED:
+        nc_server__status(as->srv, "blocked", 0);
+        break;
+    case NC_AMQP_CONNECTION_UNBLOCKED:
+        nc_server__status(as->srv, "unblocked", 0);
+        break;
+    default:
+        break;
+    }
+}
+
+static void maybe_closed(amqp_server *as) {
+    if (!as->closing || as->nopen || as->closed_reported) return;
+    as->closed_reported = 1;
+    nc_server__closed(as->srv);
+}
+
+static nc_amqp_conn *open_conn(amqp_server *as, int delay) {
+    nc_amqp_conn *c =
+        nc_amqp_conn_new(nc_server__io(as->srv), &as->t, delay, 0, &conn_cbs, LOG(as), "Server", as);
+    if (c) as->nopen++;
+    as->gen++;
+    as->phase = S_IDLE;
+    return c;
+}
+
+static void conn_end(nc_amqp_conn *c, int err, const char *msg) {
+    amqp_server *as = c->owner;
+    as->nopen--;
+    as->conn = NULL;
+    int in_setup = as->phase != S_SERVING && as->phase != S_IDLE;
+    as->phase = S_IDLE;
+    if (as->closing || as->stopping) {
+        maybe_closed(as);
+        return;
+    }
+    uv_loop_t *lp = nc_server__io(as->srv)->loop;
+    if (as->ready_at && uv_now(lp) - as->ready_at >= NC_AMQP_HEALTHY_MS) nc_backoff_reset(&as->retry);
+    as->ready_at = 0;
+    nc_log_level level = NC_LOG_ERROR;
+    char note[64];
+    int delay = nc_reconnect_next(&as->retry, lp, NC_LOG_ERROR, &level, note, sizeof note);
+    if (delay < 0) {
+        nc_logf(LOG(as), NC_LOG_ERROR, "Server",
+                "AMQP connection to %s:%d lost (%s); giving up after %d attempts", as->t.b.host, as->t.b.port,
+                msg ? msg : "closed", as->retry.cfg.limit);
+        nc_server__status(as->srv, "disconnected", err ? err : NC_ECONNCLOSED);
+        as->reported = 0;
+        return;
+    }
+    nc_logf(LOG(as), level, "Server", "AMQP connection to %s:%d lost (%s); reconnecting in %d ms%s",
+            as->t.b.host, as->t.b.port, msg ? msg : "closed", delay, note);
+    if (as->reported) nc_server__status(as->srv, "reconnecting", err);
+    as->reported = 0;
+    as->conn = open_conn(as, delay);
+    /* a wrong password or a queue declared with other arguments will not right itself: say so once (the
+     * CLI then gives up), and keep trying */
+    if ((err == NC_EAUTH || (err == NC_EPROTO && in_setup)) && !as->setup_reported) {
+        as->setup_reported = 1;
+        nc_server__status(as->srv, "disconnected", err);
+    }
+}
+
+static const nc_amqp_conn_cbs conn_cbs = {conn_ready, conn_event, conn_end};
+
+/* ---- ops --------------------------------------------------------------------------------------------- */
+
+static int as_create(nc_server *srv, const nc_url *url, void **state) {
+    char why[300];
+    if (nc_url_check(url, NC_URL_USERINFO | NC_URL_PATH, why, sizeof why))
+        return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
+    amqp_server *as = calloc(1, sizeof *as);
+    if (!as) return NC_ENOMEM;
+    as->srv = srv;
+    as->cfg = nc_server__cfg(srv);
+    as->held_how = -1;
+    const nc_server_cfg *cfg = as->cfg;
+    const nc_optset *opts = nc_server__opts(srv);
+    int r = nc_amqp_target_init(&as->t, url, opts, cfg->has_tls ? &cfg->tls : NULL, nc_server__log(srv),
+                                "Server");
+    if (r) {
+        free(as);
+        return r;
+    }
+    as->t.b.max_queue = cfg->max_send_buffer_size;
+    as->t.b.connect_timeout_ms =
+        nc_opts_find(opts, "connectTimeout") ? (int)nc_opts_int(opts, "connectTimeout") : 30000;
+    int limit = as->t.max_attempts > 0    ? as->t.max_attempts
+                : cfg->retry_attempts > 0 ? cfg->retry_attempts
+                                          : 0;
+    nc_reconnect_init(&as->retry, cfg->retry_delay_ms, 1000, limit, as);
+    *state = as;
+    return 0;
+}
+
+static int as_listen(void *state) {
+    amqp_server *as = state;
+    as->conn = open_conn(as, 0);
+    return as->conn ? 0 : NC_ENOMEM;
+}
+
+static void as_stop_accepting(void *state) {
+    amqp_server *as = state;
+    as->stopping = 1;
+    if (!nc_amqp_conn_ready(as->conn) || !as->ctag) return;
+    /* no new deliveries; in-flight requests may still answer and settle on the same connection */
+    nc_amqp_method m = {.id = NC_AMQP_BASIC_CANCEL};
+    m.consumer_tag = (nc_amqp_span){as->ctag, strlen(as->ctag)};
+    nc_amqp_conn_method(as->conn, &m);
+}
+
+static void as_drain(void *state) {
+    amqp_server *as = state;
+    as->closing = 1;
+    if (as->conn) nc_amqp_conn_close(as->conn, 1);
+    maybe_closed(as);
+}
+
+static void as_close(void *state) {
+    amqp_server *as = state;
+    as->closing = 1;
+    if (as->conn) nc_amqp_conn_close(as->conn, 0);
+    maybe_closed(as);
+}
+
+static void as_destroy(void *state) {
+    amqp_server *as = state;
+    free(as->queue_name);
+    free(as->ctag);
+    nc_buf_free(&as->enc);
+    nc_amqp_target_free(&as->t);
+    free(as);
+}
+
+static const char *const schemes[] = {"amqp", "amqps", NULL};
+
+const nc_server_transport nc_amqp_server_transport = {
+    .schemes = schemes,
+    .options = nc_amqp_options,
+    .supports_workers = 0,
+    .reports_connected = 1,
+    .create = as_create,
+    .listen = as_listen,
+    .route_added = NULL,
+    .stop_accepting = as_stop_accepting,
+    .close = as_close,
+    .destroy = as_destroy,
+    .port = NULL,
+    .drain = as_drain,
+    .settle = as_settle,
+};
