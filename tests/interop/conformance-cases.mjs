@@ -12,13 +12,15 @@
 //   kind: 'nest' or 'cli' (only for checking the exact text of a client-side error).
 //
 // Every case is {name, run(driver, env), payloadBytes?, when?(env)}, where env = {scheme, wildcards, driver,
-// mqttVersion}: the URL scheme (tcp, tls, redis, rediss, nats, mqtt, mqtts — NATS over TLS is nats:// too),
-// whether the server runs with Redis wildcards, the driver's kind (nest, cli), and on MQTT the protocol version
-// (?protocolVersion=5 on the URL: 5, else 4). A case with `when` only runs where it holds. Everything not tied
+// mqttVersion, queue, noAck}: the URL scheme (tcp, tls, redis, rediss, nats, mqtt, mqtts, amqp, amqps — NATS over
+// TLS is nats:// too), whether the server runs with wildcards (Redis PSUBSCRIBE, RabbitMQ topic exchange), the
+// driver's kind (nest, cli), on MQTT the protocol version (?protocolVersion=5 on the URL: 5, else 4), and on
+// RabbitMQ the work queue and the server's noAck (?queue=Q, ?noAck=false on the URL). A case with `when` only runs where it holds. Everything not tied
 // to a transport's own behaviour is the same for all of them.
 // Cases may run against a server shared with other runs, so event checks compare counts before and after,
 // using payloads unique to this run.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { scaled } from './timing.mjs';
 
@@ -28,10 +30,11 @@ const onNats = (env) => env.scheme === 'nats';
 const onMqtt = (env) => env.scheme === 'mqtt' || env.scheme === 'mqtts';
 // MQTT 5 user properties are the message's headers (DESIGN.md §5b).
 const onMqtt5 = (env) => onMqtt(env) && env.mqttVersion === 5;
-// Brokers report the concrete channel/subject/topic in `context`.
-const hasChannel = (env) => onRedis(env) || onNats(env) || onMqtt(env);
+const onRmq = (env) => env.scheme === 'amqp' || env.scheme === 'amqps';
+// Brokers report the concrete channel/subject/topic (RabbitMQ: the delivery's routing key) in `context`.
+const hasChannel = (env) => onRedis(env) || onNats(env) || onMqtt(env) || onRmq(env);
 // Transports whose `context` reports the request's headers (absent when it had none).
-const hasHeaders = (env) => onNats(env) || onMqtt5(env);
+const hasHeaders = (env) => onNats(env) || onMqtt5(env) || onRmq(env);
 
 // Assertion helper: the request completed normally with exactly these values.
 export async function expectValues(driver, pattern, data, expected, opts = {}) {
@@ -71,7 +74,8 @@ async function expectContext(driver, env, pattern, route, channel, headers) {
   const v = r.values[0];
   assert.equal(v.transport, env.scheme, `transport: ${v.transport}`);
   assert.equal(v.pattern, route);
-  if (hasChannel(env)) assert.equal(v.channel, channel);
+  // RabbitMQ without wildcards: requests are published to the queue itself, so the routing key is its name.
+  if (hasChannel(env)) assert.equal(v.channel, onRmq(env) && !env.wildcards ? env.queue : channel);
   if (hasHeaders(env) && !headers) assert.equal(v.headers, undefined, `headers without any sent: ${JSON.stringify(v.headers)}`);
   return v;
 }
@@ -222,12 +226,15 @@ for (const [label, p, route] of [
 // name; with wildcards it is a PSUBSCRIBE glob: 'sensors.kitchen' matches it, `pattern` is the glob, `channel`
 // the concrete channel, and the reply travels on 'sensors.kitchen.reply'. On NATS handler routes are always
 // subscription subjects, so 'sensors.*' is a NATS wildcard (one token). (Broker transports only for now.)
-const globs = (env) => (onRedis(env) && env.wildcards) || onNats(env);
+// On RabbitMQ with wildcards the server binds its queue to the topic exchange with every route, so 'sensors.*'
+// is an AMQP wildcard (one word) there; without wildcards it is a plain pattern and 'sensors.kitchen' has no
+// handler (the server's no-handler reply).
+const globs = (env) => ((onRedis(env) || onRmq(env)) && env.wildcards) || onNats(env);
 const noGlobs = (env) => onRedis(env) && !env.wildcards;
 add(
   `'sensors.*' literally → pattern and channel 'sensors.*'`,
   (d, env) => expectContext(d, env, 'sensors.*', 'sensors.*', 'sensors.*'),
-  { when: onRedis },
+  { when: (env) => onRedis(env) || onRmq(env) },
 );
 add(
   `wildcards: 'sensors.kitchen' → pattern 'sensors.*', channel 'sensors.kitchen'`,
@@ -241,6 +248,11 @@ add(
       ? expectNoSubscribers(d, 'sensors.kitchen', 'sensors.kitchen')
       : expectNoReply(d, 'sensors.kitchen', 1),
   { when: noGlobs },
+);
+add(
+  `RabbitMQ without wildcards: 'sensors.kitchen' → no-handler error`,
+  (d) => expectNoHandler(d, 'sensors.kitchen', 1),
+  { when: (env) => onRmq(env) && !env.wildcards },
 );
 
 // NATS full wildcard 'alerts.>' (a string pattern only, replies like `context`): one or more further tokens.
@@ -334,6 +346,27 @@ add(
   { when: (env) => onNats(env) && env.driver !== 'cli' },
 );
 
+// RabbitMQ headers (RmqRecord options.headers / `nestc send --header k=v`) reach the handler as the AMQP
+// headers table (DESIGN.md §5b). A table holds one value per name: no repeated-name case.
+add(
+  `RabbitMQ headers: context with x-trace: t-1 → headers.x-trace 't-1'`,
+  async (d, env) => {
+    const v = await expectContext(d, env, 'context', 'context', 'context', [['x-trace', 't-1']]);
+    assert.equal(v.headers?.['x-trace'], 't-1', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: onRmq },
+);
+add(
+  `RabbitMQ headers: two and an object pattern → both reported`,
+  async (d, env) => {
+    const sent = [['x-trace', 't-2'], ['x-version', '1.0.0']];
+    const v = await expectContext(d, env, { cmd: 'context' }, '{"cmd":"context"}', '{"cmd":"context"}', sent);
+    assert.equal(v.headers?.['x-trace'], 't-2', `headers: ${JSON.stringify(v.headers)}`);
+    assert.equal(v.headers?.['x-version'], '1.0.0', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: onRmq },
+);
+
 // events: notification has two handlers (count +2 per event), user_created one.
 for (const [label, p, route, perEvent, n] of [
   ["'notification'", 'notification', 'notification', 2, 3],
@@ -363,9 +396,25 @@ for (const [label, p, route] of [
   ["{cmd:'nope'}", { cmd: 'nope' }, '{"cmd":"nope"}'],
   ["'nope'", 'nope', 'nope'],
 ]) {
+  // (RabbitMQ without wildcards too: the request reaches the server through its queue, and the server replies
+  // with the no-handler error, spec rmq.md §3.3; with noAck=false it also nacks the request without requeue.)
   add(`unknown pattern ${label} → no-handler error`, (d) => expectNoHandler(d, p, 1), {
-    when: (env) => !onRedis(env) && !onNats(env) && !onMqtt(env),
+    when: (env) => !onRedis(env) && !onNats(env) && !onMqtt(env) && !(onRmq(env) && env.wildcards),
   });
+  // RabbitMQ with wildcards: the client publishes to the topic exchange with the pattern as routing key, no
+  // binding matches, the broker drops the message and nobody replies: the Nest client waits for its own
+  // timeout. nestc may instead learn it from the broker (a mandatory publish comes back with Basic.Return) and
+  // fail at once with NC_ENOHANDLER: either is accepted from the CLI, never a reply value.
+  add(
+    `unknown pattern ${label} → routed nowhere: no reply (RabbitMQ wildcards)`,
+    async (d) => {
+      if (d.kind !== 'cli') return expectNoReply(d, p, 1, 500);
+      const r = await d.send(p, 1, { timeoutMs: 500 });
+      assert.deepStrictEqual(r.values, []);
+      if (r.failure?.kind !== 'timeout') cliNoHandlerText(r);
+    },
+    { when: (env) => onRmq(env) && env.wildcards },
+  );
   // MQTT (spec mqtt.md §3, "Unknown pattern"): nobody subscribes to the topic, the request is lost and the
   // client waits; unlike Redis's PUBLISH, an MQTT PUBLISH does not tell how many received it, so nestc cannot
   // fail early either: both clients end with their own timeout.
@@ -397,5 +446,46 @@ add(`timeout: sleep ${LATE} with a 300 ms client timeout times out`, async (d) =
   // then show up in `values`, which the assertions above already rule out.
   if (!process.env.NESTC_WRAP) assert.ok(Date.now() - t0 < LATE - 100, 'the timeout fired too late');
 });
+
+// RabbitMQ: events nobody handles (in default mode the server receives them and, with noAck=false, rejects them
+// without requeue, spec rmq.md §4.3; with wildcards they route nowhere) do not disturb the server.
+add(
+  `RabbitMQ: unknown events 'nope_event' and {cmd:'nope_event'} are dropped, the server goes on`,
+  async (d) => {
+    await d.emit('nope_event', 1);
+    await d.emit({ cmd: 'nope_event' }, 2);
+    await expectValues(d, 'sum', [2, 3], [5]);
+  },
+  { when: onRmq },
+);
+
+// RabbitMQ with noAck=false (DESIGN.md §5b): the server settles every delivery exactly once, so once the cases
+// are done the queue holds no message, neither ready nor unacknowledged (a missing ack leaves one
+// unacknowledged; a second ack of the same delivery makes the broker close the channel, after which the server
+// receives nothing and every later case fails). Counted by the broker itself (RMQ_CTL: rabbitmqctl for the
+// test's broker, from with-rabbitmq.sh / with-shared-rabbitmq.sh); polled, since the 2 s `sleep` of the timeout
+// case may still be running.
+add(
+  `RabbitMQ noAck=false: every delivery settled (the broker counts 0 ready, 0 unacknowledged)`,
+  async (d, env) => {
+    const ctl = process.env.RMQ_CTL;
+    assert.ok(ctl, 'RMQ_CTL is not set (run under with-rabbitmq.sh or with-shared-rabbitmq.sh)');
+    const columns = ['name', 'messages_ready', 'messages_unacknowledged'];
+    const end = Date.now() + scaled(30000);
+    let row;
+    for (;;) {
+      const out = execFileSync(ctl, ['list_queues', '-q', '--no-table-headers', ...columns], { encoding: 'utf8' });
+      row = out
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .find((f) => f[0] === env.queue);
+      assert.ok(row, `queue ${env.queue} not listed by the broker: ${out}`);
+      if ((row[1] === '0' && row[2] === '0') || Date.now() > end) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.deepStrictEqual(row.slice(1, 3), ['0', '0'], `queue ${env.queue}: ready ${row[1]}, unacknowledged ${row[2]}`);
+  },
+  { when: (env) => onRmq(env) && !env.noAck },
+);
 
 export { cases, NO_HANDLER };

@@ -1,17 +1,24 @@
 // Drivers that carry the conformance cases to a server (contract in conformance-cases.mjs):
 //   NestDriver — a real NestJS client (ClientProxyFactory: ClientTCP, ClientRedis for redis:// and
-//                rediss://, ClientNats for nats://, ClientMqtt for mqtt:// and mqtts://), so it proves wire
-//                compatibility with Nest.
+//                rediss://, ClientNats for nats://, ClientMqtt for mqtt:// and mqtts://, ClientRMQ for amqp://
+//                and amqps://), so it proves wire compatibility with Nest.
 //   CliDriver  — spawns `nestc send` / `nestc emit` (DESIGN.md §5), one process per request.
 // Both know the URL scheme (`driver.scheme`), which some cases depend on, and their own kind (`driver.kind`:
 // 'nest' or 'cli'). On NATS, send() also takes message headers: {headers: [[name, value], ...]} (pairs, so a
 // name may repeat) — NestDriver sends them as a NatsRecord, CliDriver as `--header name=value` flags. On MQTT 5
-// (?protocolVersion=5 on the URL) the same headers are MQTT 5 user properties (NestDriver: an MqttRecord).
+// (?protocolVersion=5 on the URL) the same headers are MQTT 5 user properties (NestDriver: an MqttRecord); on
+// RabbitMQ the AMQP headers table (NestDriver: an RmqRecord; one value per name).
 import 'reflect-metadata';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Logger } from '@nestjs/common';
-import { ClientProxyFactory, MqttRecordBuilder, NatsRecordBuilder, Transport } from '@nestjs/microservices';
+import {
+  ClientProxyFactory,
+  MqttRecordBuilder,
+  NatsRecordBuilder,
+  RmqRecordBuilder,
+  Transport,
+} from '@nestjs/microservices';
 import { TimeoutError, lastValueFrom, tap, timeout, toArray } from 'rxjs';
 import { scaled } from './timing.mjs';
 
@@ -22,8 +29,9 @@ Logger.overrideLogger(['error', 'warn']);
 
 // tcp://host:port, tls://host:port, redis://host[:port][?query], rediss://…, nats://host[:port][?query],
 // mqtt://host[:port][?query], mqtts://… → {scheme, host, port} (brokers: the broker's address; a query such as
-// ?wildcards=true or ?queue=q is a server option, clients ignore it; MQTT's ?protocolVersion=5 is for both).
-const DEFAULT_PORT = { redis: 6379, rediss: 6379, nats: 4222, mqtt: 1883, mqtts: 8883 };
+// ?wildcards=true or ?queue=q is a server option, clients ignore it; MQTT's ?protocolVersion=5 is for both, and
+// so is RabbitMQ's query: amqp://host[:port]?queue=Q[&wildcards=true…], amqps://…).
+const DEFAULT_PORT = { redis: 6379, rediss: 6379, nats: 4222, mqtt: 1883, mqtts: 8883, amqp: 5672, amqps: 5671 };
 export function parseUrl(url) {
   const u = new URL(url);
   const scheme = u.protocol.replace(/:$/, '');
@@ -35,6 +43,7 @@ export function parseUrl(url) {
 export const isRedis = (scheme) => scheme === 'redis' || scheme === 'rediss';
 export const isNats = (scheme) => scheme === 'nats';
 export const isMqtt = (scheme) => scheme === 'mqtt' || scheme === 'mqtts';
+export const isRmq = (scheme) => scheme === 'amqp' || scheme === 'amqps';
 
 // nats.js's headers() (MsgHdrs), loaded on first use: NatsRecordBuilder needs the library's own object.
 let natsHeaders;
@@ -86,6 +95,25 @@ export class NestDriver {
       }
       this.client = ClientProxyFactory.create({ transport: Transport.MQTT, options });
       keepReplySubscriptions(this.client);
+    } else if (isRmq(scheme)) {
+      // ClientRMQ (spec rmq.md §5): the client options that must match the server's come from the URL's query —
+      // queue (declared with the same, default, options), wildcards (publish to the topic exchange named after
+      // the queue, routing key = the pattern), exchange/exchangeType; the server-only ones (noAck,
+      // prefetchCount, …) are ignored: the client consumes direct reply-to, which needs no-ack mode. amqps://
+      // checks the broker's certificate against the URL's host name, trusting --ca. An unknown pattern gets the
+      // server's no-handler reply in default mode; in wildcards mode it routes nowhere and the client waits.
+      const u = new URL(url);
+      const q = u.searchParams;
+      const options = { urls: [`${u.protocol}//${u.host}`], queue: q.get('queue') ?? '' };
+      if (q.get('wildcards') === 'true') options.wildcards = true;
+      for (const k of ['exchange', 'exchangeType', 'routingKey']) if (q.has(k)) options[k] = q.get(k);
+      if (q.get('durable') === 'false') options.queueOptions = { durable: false };
+      if (scheme === 'amqps') {
+        const connectionOptions = { servername: host };
+        for (const k of ['ca', 'cert', 'key']) if (tls[k]) connectionOptions[k] = readFileSync(tls[k]);
+        options.socketOptions = { connectionOptions };
+      }
+      this.client = ClientProxyFactory.create({ transport: Transport.RMQ, options });
     } else {
       this.client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host, port, tlsOptions } });
     }
@@ -105,6 +133,13 @@ export class NestDriver {
       const userProperties = {};
       for (const [k, v] of headers) userProperties[k] = k in userProperties ? [].concat(userProperties[k], v) : v;
       data = new MqttRecordBuilder(data).setProperties({ userProperties }).build();
+    } else if (headers && isRmq(this.scheme)) {
+      const table = {};
+      for (const [k, v] of headers) {
+        if (k in table) throw new Error(`an AMQP headers table holds one value per name (${k})`);
+        table[k] = v;
+      }
+      data = new RmqRecordBuilder(data).setOptions({ headers: table }).build();
     } else if (headers) {
       if (!isNats(this.scheme)) throw new Error(`headers are not supported on ${this.scheme}`);
       data = new NatsRecordBuilder(data).setHeaders(await natsHeadersOf(headers)).build();
@@ -133,7 +168,7 @@ export class NestDriver {
 
   async emit(pattern, data) {
     // emit() is hot; its Observable completes once the frame was handed to the socket (Redis: once the
-    // PUBLISH was answered).
+    // PUBLISH was answered; RabbitMQ: once the broker confirmed the publish).
     await lastValueFrom(this.client.emit(pattern, data), { defaultValue: undefined });
   }
 
@@ -166,7 +201,7 @@ export class CliDriver {
     this.bin = bin;
     this.url = url;
     this.scheme = parseUrl(url).scheme;
-    // The same flags for every scheme: for tls://, rediss:// and mqtts:// --ca is the CA trusted for the server's
+    // The same flags for every scheme: for tls://, rediss://, mqtts:// and amqps:// --ca is the CA trusted for the server's
     // (broker's) certificate, --cert/--key the client certificate.
     this.tlsArgs = [];
     for (const k of ['ca', 'cert', 'key']) if (tls[k]) this.tlsArgs.push(`--${k}`, tls[k]);
@@ -221,7 +256,7 @@ export class CliDriver {
     });
   }
 
-  // headers (NATS, MQTT 5): [[name, value], ...] → `--header name=value` each, in order (DESIGN.md §5, §5b).
+  // headers (NATS, MQTT 5, RabbitMQ): [[name, value], ...] → `--header name=value` each, in order (DESIGN.md §5, §5b).
   async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers } = {}) {
     const d = CliDriver.dataArgs(data);
     const args = ['send', this.url, CliDriver.patternArg(pattern), d.arg];

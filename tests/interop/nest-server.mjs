@@ -1,10 +1,12 @@
-// The NestJS implementation of the conformance service (DESIGN.md §4), served over TCP, TLS, Redis or NATS.
+// The NestJS implementation of the conformance service (DESIGN.md §4), served over TCP, TLS, Redis, NATS, MQTT or
+// RabbitMQ.
 // It is the reference the nestc clients are tested against, and the suite is validated against it.
 //
 //   node nest-server.mjs --port P [--cert FILE --key FILE [--ca FILE]]
 //   node nest-server.mjs --url redis://HOST:PORT|rediss://HOST:PORT [--ca FILE] [--wildcards]
 //   node nest-server.mjs --url nats://HOST:PORT [--ca FILE] [--queue NAME]
 //   node nest-server.mjs --url mqtt://HOST:PORT[?protocolVersion=5]|mqtts://HOST:PORT[?…] [--ca FILE]
+//   node nest-server.mjs --url amqp://HOST:PORT?queue=Q[&…]|amqps://HOST:PORT?queue=Q[&…] [--ca FILE]
 //
 // TCP: --cert/--key enable TLS; --ca additionally requires client certificates signed by that CA.
 // Redis: the server is a client of the broker; with rediss:// --ca is the CA it trusts for the broker's
@@ -16,8 +18,16 @@
 // MQTT (spec mqtt.md): mqtts:// is TLS, --ca the CA trusted for the broker's certificate; ?protocolVersion=5 on
 // the URL speaks MQTT 5 (default 3.1.1), so user properties reach `context` as `headers`. Two more string
 // handlers, 'sensors/+/temp' and 'alerts/#' (DESIGN.md §5b): MQTT filters, replying like `context`.
-// Prints "READY <port or url>" on stdout once listening (Redis, NATS, MQTT: once subscribed); exits 0 on
-// SIGTERM/SIGINT after app.close().
+// RabbitMQ (spec rmq.md, DESIGN.md §5b): amqps:// is TLS, --ca the CA trusted for the broker's certificate. The
+// query holds Nest's server options (see RMQ_OPTIONS below): queue (required; NestJS's default queue options, so
+// the queue is durable), wildcards=true (a topic exchange named after the queue, bound with every handler
+// route: 'sensors.*' is then an AMQP wildcard), noAck=false with prefetchCount=N (every delivery is settled
+// exactly once, by the handler as a NestJS user must: see `settling` below; unknown patterns are nacked by Nest
+// itself), exchange/exchangeType/routingKey, isGlobalPrefetchCount, noAssert, consumerTag, durable=false.
+// `context` reports `channel` (the routing key the delivery arrived with: the queue name in default mode, the
+// pattern in wildcards mode) and `headers` (the AMQP headers table, absent when empty).
+// Prints "READY <port or url>" on stdout once listening (Redis, NATS, MQTT: once subscribed; RabbitMQ: once
+// the queue is declared and bound); exits 0 on SIGTERM/SIGINT after app.close().
 //
 // Plain ESM, no TypeScript: decorators are applied as functions. Nest 12 calls a handler that has no
 // parameter decorators with the payload ONLY (its default call metadata is just @Payload() at index 0),
@@ -30,7 +40,7 @@ import { NestFactory } from '@nestjs/core';
 import { Ctx, EventPattern, MessagePattern, Payload, RpcException, Transport } from '@nestjs/microservices';
 // Nest's own pattern → route function, so `context`/`events` report exactly the route Nest matched.
 import { transformPatternToRoute } from '@nestjs/microservices/utils/index.js';
-import { Observable, from } from 'rxjs';
+import { Observable, finalize, from, isObservable } from 'rxjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -49,22 +59,24 @@ if (!args.port === !args.url) {
   console.error('       node nest-server.mjs --url redis://H:P|rediss://H:P [--ca F] [--wildcards]');
   console.error('       node nest-server.mjs --url nats://H:P [--ca F] [--queue NAME]');
   console.error('       node nest-server.mjs --url mqtt://H:P[?protocolVersion=5]|mqtts://H:P[?…] [--ca F]');
+  console.error('       node nest-server.mjs --url amqp://H:P?queue=Q[&…]|amqps://H:P?queue=Q[&…] [--ca F]');
   process.exit(2);
 }
 const brokerUrl = args.url ? new URL(args.url) : null;
-if (brokerUrl && !['redis:', 'rediss:', 'nats:', 'mqtt:', 'mqtts:'].includes(brokerUrl.protocol)) {
-  console.error(`nest-server.mjs: unsupported URL ${args.url} (redis://, rediss://, nats://, mqtt:// or mqtts://)`);
+if (brokerUrl && !['redis:', 'rediss:', 'nats:', 'mqtt:', 'mqtts:', 'amqp:', 'amqps:'].includes(brokerUrl.protocol)) {
+  console.error(`nest-server.mjs: unsupported URL ${args.url} (redis://, rediss://, nats://, mqtt://, mqtts://, amqp:// or amqps://)`);
   process.exit(2);
 }
 const redis = brokerUrl?.protocol.startsWith('redis') ? brokerUrl : null;
 const nats = brokerUrl?.protocol === 'nats:' ? brokerUrl : null;
 const mqtt = brokerUrl?.protocol.startsWith('mqtt') ? brokerUrl : null;
+const rmq = brokerUrl?.protocol.startsWith('amqp') ? brokerUrl : null;
 const mqttVersion = Number(mqtt?.searchParams.get('protocolVersion') ?? 4);
-const wildcards = Boolean(args.wildcards || redis?.searchParams.get('wildcards') === 'true');
-const queue = args.queue ?? nats?.searchParams.get('queue') ?? undefined;
+const wildcards = Boolean(args.wildcards || (redis ?? rmq)?.searchParams.get('wildcards') === 'true');
+const queue = args.queue ?? (nats ?? rmq)?.searchParams.get('queue') ?? undefined;
 const tls = Boolean(args.cert && args.key);
 // The `transport` reported by `context`: the URL scheme name (DESIGN.md §4), as tcp/tls: redis or rediss;
-// nats (plain or TLS); mqtt or mqtts.
+// nats (plain or TLS); mqtt or mqtts; amqp or amqps.
 const transportName = brokerUrl ? brokerUrl.protocol.replace(/:$/, '') : tls ? 'tls' : 'tcp';
 
 // TCP: the route a request/event matched. The server takes ctx.getPattern() (the received pattern as text,
@@ -106,6 +118,19 @@ function mqttMatches(filter, topic) {
   return f.length === t.length;
 }
 
+// RabbitMQ topic matching as ServerRMQ.matchRmqPattern does it: `*` one dot-separated word, `#` (last) the rest.
+function rmqMatches(filter, key) {
+  const f = filter.split('.');
+  const k = key.split('.');
+  for (let i = 0; i < f.length; i++) {
+    if (!k[i] && !f[i]) continue;
+    if (!k[i] && f[i] !== '#') return false;
+    if (f[i] === '#') return i === f.length - 1;
+    if (f[i] !== '*' && f[i] !== k[i]) return false;
+  }
+  return f.length === k.length;
+}
+
 // The route (handler pattern) a message matched, from its context; `routes` are the routes the handler was
 // registered under.
 //  * TCP: the received pattern, normalised (see routeOf).
@@ -120,7 +145,14 @@ function mqttMatches(filter, topic) {
 //    concrete subject, so `pattern` is the handler's own route that matches it.
 //  * MQTT: the same again. MqttContext.getTopic() is the concrete topic; Nest dispatches to the exact route,
 //    else to the first handler whose filter matches (spec mqtt.md §2).
+//  * RabbitMQ: RmqContext.getPattern() is the received pattern as text; Nest looks it up normalised, then (in
+//    wildcards mode) tries the wildcard routes in turn.
 function matchedRoute(ctx, routes) {
+  if (rmq) {
+    const route = routeOf(ctx.getPattern());
+    if (routes.includes(route) || !wildcards) return route;
+    return routes.find((r) => rmqMatches(r, ctx.getPattern())) ?? route;
+  }
   if (mqtt) {
     const topic = ctx.getTopic();
     if (routes.includes(topic)) return topic;
@@ -265,8 +297,49 @@ function contextReply(ctx, routes) {
       for (const [k, v] of Object.entries(up)) r.headers[k] = Array.isArray(v) ? v[0] : v;
     }
   }
+  // RabbitMQ: the routing key of the delivery, and the AMQP headers table (absent when empty; byte arrays as
+  // text).
+  if (rmq) {
+    const m = ctx.getMessage();
+    r.channel = m.fields.routingKey;
+    const h = m.properties.headers;
+    if (h && Object.keys(h).length) {
+      r.headers = {};
+      for (const [k, v] of Object.entries(h)) r.headers[k] = Buffer.isBuffer(v) ? v.toString() : v;
+    }
+  }
   return r;
 }
+
+// RabbitMQ with noAck=false: Nest acknowledges nothing by itself (spec rmq.md §4.5: it only nacks unknown
+// patterns), so every handler settles its delivery, as a NestJS user must: it acks once it finished (returned,
+// threw, or its promise or reply stream ended). An event with two handlers is acked once (a second ack of the
+// same delivery tag would make the broker close the channel).
+const settling = Boolean(rmq) && rmq.searchParams.get('noAck') === 'false';
+const settled = new WeakSet();
+function settle(ctx) {
+  const m = ctx.getMessage();
+  if (settled.has(m)) return;
+  settled.add(m);
+  ctx.getChannelRef().ack(m);
+}
+function settleWhenDone(fn) {
+  return function (data, ctx) {
+    let result;
+    try {
+      result = fn.call(this, data, ctx);
+    } catch (e) {
+      settle(ctx);
+      throw e;
+    }
+    if (isObservable(result)) return result.pipe(finalize(() => settle(ctx)));
+    if (typeof result?.then === 'function') return result.finally(() => settle(ctx));
+    settle(ctx);
+    return result;
+  };
+}
+const handlerMethods = Object.getOwnPropertyNames(Conformance.prototype).filter((m) => m !== 'constructor');
+if (settling) for (const m of handlerMethods) Conformance.prototype[m] = settleWhenDone(Conformance.prototype[m]);
 
 // Every handler under {cmd:'<name>'} and '<name>' (except 'sensors.*' and 'alerts.>': strings only). The decorators take an
 // array of patterns (Nest does [].concat(metadata)); applying a decorator twice would overwrite, not add.
@@ -288,9 +361,9 @@ if (mqtt) {
   decorate(MessagePattern, 'mqttSensors', ['sensors/+/temp']);
   decorate(MessagePattern, 'mqttAlerts', ['alerts/#']);
 }
-// (data, ctx) for the handlers that read the matched route from the context.
+// (data, ctx) for the handlers that read the matched route from the context (RabbitMQ: all, for settling).
 const withCtx = ['context', 'sensors', 'alerts', 'mqttSensors', 'mqttAlerts'];
-for (const method of [...withCtx, 'notificationFirst', 'notificationSecond', 'userCreated']) {
+for (const method of rmq ? handlerMethods : [...withCtx, 'notificationFirst', 'notificationSecond', 'userCreated']) {
   Payload()(Conformance.prototype, method, 0);
   Ctx()(Conformance.prototype, method, 1);
 }
@@ -352,17 +425,58 @@ function mqttOptions() {
   return o;
 }
 
-const transport = mqtt ? Transport.MQTT : nats ? Transport.NATS : redis ? Transport.REDIS : Transport.TCP;
-const options = mqtt
-  ? mqttOptions()
-  : nats
-    ? natsOptions()
-    : redis
-      ? redisOptions()
-      : { host: args.host, port: Number(args.port), tlsOptions: tlsOptions() };
+// RabbitMQ: Nest's server options from the URL's query (spec rmq.md §6), the broker URL without it. Unknown
+// names are refused (a typo would otherwise test the defaults). amqps://: the CA from --ca (amqplib checks the
+// certificate against the URL's host name). Reconnect every 200 ms (default 5 s), so a broker restart is short.
+const RMQ_OPTIONS = {
+  queue: String,
+  wildcards: (v) => v === 'true',
+  noAck: (v) => v !== 'false',
+  prefetchCount: Number,
+  isGlobalPrefetchCount: (v) => v === 'true',
+  exchange: String,
+  exchangeType: String,
+  routingKey: String,
+  noAssert: (v) => v === 'true',
+  consumerTag: String,
+  durable: (v) => v !== 'false', // → queueOptions.durable
+};
+function rmqOptions() {
+  const o = { urls: [`${rmq.protocol}//${rmq.host}`], socketOptions: { reconnectTimeInSeconds: 0.2 } };
+  for (const [k, v] of rmq.searchParams) {
+    if (!(k in RMQ_OPTIONS)) {
+      console.error(`nest-server.mjs: unknown RabbitMQ option '${k}' (${Object.keys(RMQ_OPTIONS).join(', ')})`);
+      process.exit(2);
+    }
+    if (k === 'durable') o.queueOptions = { durable: RMQ_OPTIONS.durable(v) };
+    else o[k] = RMQ_OPTIONS[k](v);
+  }
+  if (queue) o.queue = queue; // --queue (with-server.sh passes ?queue= that way too)
+  if (wildcards) o.wildcards = true;
+  if (rmq.protocol === 'amqps:') {
+    o.socketOptions.connectionOptions = { servername: rmq.hostname };
+    if (args.ca) o.socketOptions.connectionOptions.ca = [readFileSync(args.ca)];
+  }
+  return o;
+}
+
+const [transport, options] = rmq
+  ? [Transport.RMQ, rmqOptions()]
+  : mqtt
+    ? [Transport.MQTT, mqttOptions()]
+    : nats
+      ? [Transport.NATS, natsOptions()]
+      : redis
+        ? [Transport.REDIS, redisOptions()]
+        : [Transport.TCP, { host: args.host, port: Number(args.port), tlsOptions: tlsOptions() }];
 const app = await NestFactory.createMicroservice(AppModule, { transport, options, logger: ['error', 'warn'] });
 await app.listen();
-if (mqtt) {
+if (rmq) {
+  // listen() resolves once the queue is declared (and in wildcards mode the exchange declared and bound, with
+  // every handler route): a request published from now on waits in the queue even if Basic.Consume is still
+  // on its way.
+  process.stdout.write(`READY ${args.url}\n`);
+} else if (mqtt) {
   // listen() resolves once connected, with one SUBSCRIBE per handler sent but not acknowledged. The broker
   // handles a client's packets in order, so the UNSUBACK of a topic nobody subscribed comes after their
   // SUBACKs: READY means "subscribed".

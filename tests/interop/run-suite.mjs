@@ -3,9 +3,10 @@
 //   node run-suite.mjs --driver nest|cli --url tcp://127.0.0.1:P [--ca F --cert F --key F] [--only REGEX]
 //                      [--wildcards]
 //
-// --url may also be redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P or mqtts://H:P (the broker the server is
-// subscribed to; NATS over TLS is nats:// too, with --ca; MQTT 5 with ?protocolVersion=5). --wildcards: the server runs with Redis wildcards (PSUBSCRIBE), which enables
-// the cases that need it.
+// --url may also be redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P, mqtts://H:P, amqp://H:P?queue=Q or
+// amqps://H:P?queue=Q (the broker the server is subscribed to; NATS over TLS is nats:// too, with --ca; MQTT 5 with
+// ?protocolVersion=5; RabbitMQ's query holds the server's options, ?wildcards=true and ?noAck=false among them).
+// --wildcards: the server runs with Redis wildcards (PSUBSCRIBE), which enables the cases that need it.
 //
 // Uses node:test, so the output ends with the TAP summary (`# pass N`, `# fail N`) and the exit code is
 // non-zero when a case fails. The cli driver needs NESTC_BIN.
@@ -49,8 +50,17 @@ if (!args.url) {
 
 const driver = makeDriver(args.driver, args.url, { ca: args.ca, cert: args.cert, key: args.key });
 // What the cases may depend on (see conformance-cases.mjs).
-const mqttVersion = Number(new URL(args.url).searchParams.get('protocolVersion') ?? 4);
-const env = { scheme: driver.scheme, wildcards: args.wildcards, driver: driver.kind, mqttVersion };
+const query = new URL(args.url).searchParams;
+const mqttVersion = Number(query.get('protocolVersion') ?? 4);
+// RabbitMQ: the work queue (`context.channel` in default mode), wildcards and noAck as the server runs them.
+const env = {
+  scheme: driver.scheme,
+  wildcards: args.wildcards || query.get('wildcards') === 'true',
+  driver: driver.kind,
+  mqttVersion,
+  queue: query.get('queue') ?? '',
+  noAck: query.get('noAck') !== 'false',
+};
 after(() => driver.close());
 
 function withDeadline(promise, ms) {

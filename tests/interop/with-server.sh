@@ -8,8 +8,8 @@
 #   nest   node nest-server.mjs --port P                   (this folder)
 #   nestc  $NESTC_BIN conformance tcp://127.0.0.1:P        (NESTC_BIN must be set)
 #
-# Broker (--url redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P or mqtts://H:P, e.g. from with-redis.sh /
-# with-nats.sh / with-mosquitto.sh): the server
+# Broker (--url redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P, mqtts://H:P, amqp://H:P or amqps://H:P, e.g.
+# from with-redis.sh / with-nats.sh / with-mosquitto.sh / with-shared-rabbitmq.sh): the server
 # subscribes to that broker. There is no port of ours to wait on, so it is ready when it prints its readiness
 # line on stdout/stderr:
 #   nest   node nest-server.mjs --url URL [--wildcards] [--queue Q]   prints "READY …"
@@ -18,7 +18,9 @@
 # the Nest server, and clients get the URL without it (these are server options only):
 #   ?wildcards=true   Redis PSUBSCRIBE mode                → nest --wildcards
 #   ?queue=NAME       NATS queue group for every handler   → nest --queue NAME
-# MQTT's query (?protocolVersion=5) is an option of server and client alike: it stays on both URLs.
+# MQTT's query (?protocolVersion=5) is an option of server and client alike: it stays on both URLs. So does
+# RabbitMQ's (?queue=Q&wildcards=true&noAck=false&prefetchCount=N…): both sides name the queue, and in wildcards
+# mode the client publishes to the topic exchange instead of the queue (nest-server.mjs reads the query too).
 #
 # --tls CERTDIR  TCP: serve TLS with CERTDIR/server.pem + server.key (made by gen-certs.sh); URL is
 #                tls://localhost:P. Broker: the server trusts CERTDIR/ca.pem for the broker (--ca); for NATS
@@ -56,14 +58,14 @@ fi
 tls_args=()
 if [[ -n $broker_url ]]; then
   case $broker_url in
-    redis://* | rediss://* | nats://* | mqtt://* | mqtts://*) ;;
-    *) echo "with-server.sh: unsupported broker URL '$broker_url' (redis://, rediss://, nats://, mqtt:// or mqtts://)" >&2; exit 2 ;;
+    redis://* | rediss://* | nats://* | mqtt://* | mqtts://* | amqp://* | amqps://*) ;;
+    *) echo "with-server.sh: unsupported broker URL '$broker_url' (redis://, rediss://, nats://, mqtt://, mqtts://, amqp:// or amqps://)" >&2; exit 2 ;;
   esac
   scheme=${broker_url%%://*}
   URL=${broker_url%%\?*} # the clients' URL: no server options
   PORT=${URL##*:}
   PORT=${PORT%%/*}
-  [[ $scheme == mqtt || $scheme == mqtts ]] && URL=$broker_url
+  [[ $scheme == mqtt || $scheme == mqtts || $scheme == amqp || $scheme == amqps ]] && URL=$broker_url
   [[ -n $certdir ]] && tls_args=(--ca "$certdir/ca.pem")
 else
   # A free port: let the kernel pick one, then release it (a small race we accept on a test machine).
@@ -172,8 +174,10 @@ echo "with-server.sh: $kind server ready at $URL" >&2
 
 client=()
 for a in "$@"; do
-  a=${a//\{PORT\}/$PORT}
-  client+=("${a//\{URL\}/$URL}")
+  # (quoted replacements: in bash 5.2 an unquoted `&` in one stands for the matched text, and RabbitMQ's URLs
+  # have a query with `&`)
+  a=${a//\{PORT\}/"$PORT"}
+  client+=("${a//\{URL\}/"$URL"}")
 done
 # Under NESTC_WRAP a native client (the C library's driver) runs under the tool too; Node and scripts do not.
 if [[ -n ${NESTC_WRAP:-} && $(basename "${client[0]}") != node && -x ${client[0]} &&
