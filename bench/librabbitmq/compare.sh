@@ -65,7 +65,7 @@ bin=$tmp/rmq-vs-codec
 cflags=(-std=gnu11 -O2 -g -DNDEBUG -I"$root/src" -I"$root/include")
 # shellcheck disable=SC2046
 cc "${cflags[@]}" "$here/rmq-vs-codec.c" "$root/src/codec/amqp_proto.c" "$root/src/codec/amqp_table.c" \
-  "$root/src/util/buf.c" $(pkg-config --cflags --libs librabbitmq jansson) -o "$bin"
+  "$root/src/util/buf.c" $(pkg-config --cflags --libs librabbitmq jansson) -pthread -o "$bin"
 # code size: the codec's objects as the library would link them, and rabbitmq-c's shared object
 for f in amqp_proto amqp_table; do
   # shellcheck disable=SC2046
@@ -131,6 +131,14 @@ if ((cg)); then
     done
   done
 fi
+# a hostile broker: connection.start with tables nested 4000 deep (24 kB, under the 64 KiB rabbitmq-c accepts
+# before Tune), decoded on a thread with a 256 KiB stack
+for lib in own rmq; do
+  rc=0
+  res=$("$bin" nest $lib 4000 2>/dev/null) || rc=$?
+  [[ -n $res ]] || res="{\"probe\":\"nested-tables\",\"lib\":\"$lib\",\"result\":\"the process died (exit status $rc)\"}"
+  echo "$res" | tee -a "$out"
+done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- report ----

@@ -107,6 +107,14 @@ p("`amqp_handle_input` (its public byte-fed decoder) and assembled as `amqp_read
 p("queue setup, not measured, use the own codec there. \"+ headers as JSON\" adds what nestc would do on top of")
 p("rabbitmq-c's functions and the own codec does itself: the headers table built from the caller's JSON headers")
 p("for each publish, each delivery's headers table turned into the JSON object a handler is given.")
+probes = [r for r in rows if r.get("probe") == "nested-tables"]
+if probes:
+    p()
+    p("A hostile broker (`rmq-vs-codec nest LIB 4000`): a connection.start whose server-properties nest 4,000")
+    p("tables (24 kB, under the 64 KiB rabbitmq-c accepts before Tune), decoded on a thread with a 256 KiB stack:")
+    p()
+    for r in probes:
+        p(f"- {'own codec' if r['lib'] == 'own' else 'rabbitmq-c `amqp_handle_input`'}: {r['result']}")
 p()
 p("## Raw")
 p()

@@ -7,6 +7,7 @@
  * message; the process reports peak RSS and the heap still in use after the run.
  *
  *   rmq-vs-codec own|rmq|rmqin|rmqinj noack|ack PORT N
+ *   rmq-vs-codec nest own|rmq DEPTH     a hostile connection.start (nested tables), see nest_probe
  *
  * own: the codec (src/codec/amqp_proto.c) with a minimal blocking socket driver, bench code and not the
  * transport: the bytes of many frames batched into one write (as nestc's streams batch a loop iteration's
@@ -499,7 +500,79 @@ static void run_rmq(int port, long n, int ack, const char *queue, result *rpub, 
     amqp_destroy_connection(conn);
 }
 
+/* A hostile broker's connection.start whose server-properties table nests `depth` tables ("F" fields with
+ * an empty key) inside each other, fed to each decoder on a thread with a 256 KiB stack (what a worker thread
+ * might get). Prints what each decoder said; a crash of the process is the answer too. */
+#include <pthread.h>
+static char *nest_frame;
+static size_t nest_len;
+static void *nest_rmq(void *arg) {
+    amqp_connection_state_t st = amqp_new_connection();
+    amqp_frame_t f;
+    size_t off = 0;
+    int rc = 0;
+    while (off < nest_len && rc >= 0) {
+        rc = amqp_handle_input(st, (amqp_bytes_t){nest_len - off, nest_frame + off}, &f);
+        if (rc > 0) off += (size_t)rc;
+    }
+    printf("{\"probe\":\"nested-tables\",\"lib\":\"rmq\",\"result\":\"%s\"}\n",
+           rc < 0 ? amqp_error_string2(rc) : "decoded");
+    amqp_destroy_connection(st);
+    return arg;
+}
+static int nest_ev(void *u, const nc_amqp_event *ev) {
+    return 0;
+}
+static void *nest_own(void *arg) {
+    nc_amqp_parser p;
+    char why[256] = "";
+    nc_amqp_parser_init(&p, NC_AMQP_ROLE_CLIENT);
+    int rc = nc_amqp_feed(&p, nest_frame, nest_len, nest_ev, NULL, why, sizeof why);
+    printf("{\"probe\":\"nested-tables\",\"lib\":\"own\",\"result\":\"%s\"}\n", rc ? why : "decoded");
+    nc_amqp_parser_free(&p);
+    return arg;
+}
+static int nest_probe(const char *lib, int depth) {
+    /* method payload: class 10 method 10, version 0 9, server-properties table, mechanisms, locales */
+    size_t cap = (size_t)depth * 6 + 64;
+    char *b = calloc(1, cap);
+    size_t at = 7;
+    b[at++] = 0, b[at++] = 10, b[at++] = 0, b[at++] = 10, b[at++] = 0, b[at++] = 9;
+    /* table lengths: level k (0 outermost) holds key-len(1) + 'F' + len(4) + inner table */
+    size_t table_at = at;
+    at += 4 + (size_t)depth * 6;
+    for (int k = 0; k < depth; k++) {
+        size_t pos = table_at + (size_t)k * 6;
+        uint32_t inner = (uint32_t)((size_t)(depth - k) * 6); /* this table's content */
+        uint32_t be = htonl(inner);
+        memcpy(b + pos, &be, 4);
+        b[pos + 4] = 0;   /* empty key */
+        b[pos + 5] = 'F'; /* a nested table follows */
+    }
+    uint32_t zero = 0; /* the innermost table is empty */
+    memcpy(b + table_at + (size_t)depth * 6, &zero, 4);
+    uint32_t one = htonl(5);
+    memcpy(b + at, &one, 4), memcpy(b + at + 4, "PLAIN", 5), at += 9;
+    uint32_t five = htonl(5);
+    memcpy(b + at, &five, 4), memcpy(b + at + 4, "en_US", 5), at += 9;
+    uint32_t size = htonl((uint32_t)(at - 7));
+    b[0] = 1, b[1] = 0, b[2] = 0;
+    memcpy(b + 3, &size, 4);
+    b[at++] = (char)0xCE;
+    nest_frame = b, nest_len = at;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 256 * 1024);
+    pthread_t t;
+    pthread_create(&t, &a, !strcmp(lib, "own") ? nest_own : nest_rmq, NULL);
+    pthread_join(t, NULL);
+    fflush(stdout);
+    free(b);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "nest")) return nest_probe(argv[2], atoi(argv[3]));
     if (argc != 5) {
         fprintf(stderr, "usage: rmq-vs-codec own|rmq|rmqin|rmqinj noack|ack PORT N\n");
         return 2;
