@@ -26,7 +26,8 @@ if [[ ${1:-} != --fast ]]; then
   run "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DNESTC_SANITIZE=ON -DNESTC_TEST_TIMEOUT_FACTOR=3
   # valgrind memcheck (on the normal build): every unit test, then every other test with each nestc process
   # (servers, the CLI, the C client driver, the examples) started under valgrind through NESTC_WRAP. Left out:
-  # the tests where no nestc code runs (a NestJS client against a NestJS server) and, below, the variants of
+  # the tests where no nestc code runs (NestJS against NestJS: `nest_client.nest_server`, `nest_nest`) and, below,
+  # the variants of
   # the CLI suites beyond one per transport. Time limits
   # are raised for this run: valgrind makes each process many times slower.
   vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
@@ -43,10 +44,10 @@ if [[ ${1:-} != --fast ]]; then
   cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=8 >/dev/null
   # A representative subset of the CLI suites: each CLI suite starts one valgrind'd nestc per request (the
   # 1 MiB echoes included), so it runs once per transport, over the plain variant; the TLS, MQTT 5 and
-  # wildcard variants of the CLI suites are left out here (their TLS and client code runs under valgrind in
+  # wildcard variants of the CLI suites (and RabbitMQ's amqps and noAck=false ones) are left out here (their TLS and client code runs under valgrind in
   # the C-driver and nestc-server suites over the same schemes, and in the conformance runs above).
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' \
-    -E 'nest_client\.nest_server|(tls|rediss|mqtts|mqtt5|wildcards)\.cli\.nest_server')
+    -E 'nest_client\.nest_server|nest_nest|(tls|rediss|mqtts|mqtt5|amqps|wildcards|noack)\.cli\.nest_server')
   cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=1 >/dev/null
   CC=clang cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNESTC_FUZZ=ON \
     -DNESTC_FUZZ_SECONDS="${NESTC_FUZZ_SECONDS:-30}" >/dev/null
