@@ -202,7 +202,12 @@ int fx_broker_external(void) {
 
 const char *fx_url_params(void) {
     static char q[80];
-    snprintf(q, sizeof q, "%s%s", FX.queue[0] ? "?queue=" : "", FX.queue);
+    /* a shared broker's URL may have parameters of its own */
+    snprintf(q, sizeof q, "%s%s",
+             !FX.queue[0]               ? ""
+             : strchr(FX.external, '?') ? "&queue="
+                                        : "?queue=",
+             FX.queue);
     return q;
 }
 
