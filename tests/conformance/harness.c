@@ -1,8 +1,11 @@
-/* The suite's fixture: the loop, waits with deadlines, the broker process (Redis, NATS or mosquitto, plain or
- * TLS) and the test certificates, and servers/clients configured for the transport under test. */
+/* The suite's fixture: the loop, waits with deadlines, the broker process (Redis, NATS, mosquitto or
+ * RabbitMQ, plain or TLS) and the test certificates, and servers/clients configured for the transport under
+ * test. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "suite.h"
@@ -46,9 +49,89 @@ int run_until(const int *flag, int want, int ms) {
 
 /* ---- the broker ------------------------------------------------------------------------------------- */
 
+/* RabbitMQ needs an epmd (the Erlang port mapper): one of this program's own, on a free loopback port,
+ * started with the first broker and stopped at the end. Node, mnesia, logs and config live in the broker's
+ * directory (as test_amqp_transport does); each broker is its own node, so the credentials case's second
+ * broker shares the epmd. */
+static pid_t epmd_pid;
+static int epmd_port;
+
+static void epmd_start(void) {
+    if (epmd_pid > 0) return;
+    epmd_port = broker_free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%d", epmd_port);
+    epmd_pid = fork();
+    assert_true(epmd_pid >= 0);
+    if (epmd_pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        const char *argv[] = {"epmd", "-port", port, "-address", "127.0.0.1", NULL};
+        execvp("epmd", (char **)argv);
+        execv("/usr/lib/erlang/bin/epmd", (char **)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000 * time_factor() && !broker_port_open(epmd_port); i++) usleep(10000);
+}
+
+static void epmd_stop(void) {
+    if (epmd_pid <= 0) return;
+    kill(epmd_pid, SIGTERM);
+    waitpid(epmd_pid, NULL, 0);
+    epmd_pid = 0;
+}
+
+static void rabbit_exec(const broker *b, const char *port) {
+    FILE *f = fopen("rabbitmq.conf", "w");
+    if (!f) _exit(125);
+    /* no disk alarm on a nearly full test disk; guest may connect from 127.0.0.1 (the default) */
+    fprintf(f, "disk_free_limit.absolute = 1\nloopback_users = none\n");
+    if (b->tls) /* TLS only: a case cannot reach the broker without TLS by mistake */
+        fprintf(f,
+                "listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:%s\nssl_options.cacertfile = %s\n"
+                "ssl_options.certfile = %s\nssl_options.keyfile = %s\nssl_options.verify = verify_none\n"
+                "ssl_options.fail_if_no_peer_cert = false\n",
+                port, FX.ca, FX.cert, FX.key);
+    else
+        fprintf(f, "listeners.tcp.default = 127.0.0.1:%s\n", port);
+    if (b->pass[0]) /* the user made on the node's first start, instead of guest */
+        fprintf(f, "default_user = default\ndefault_pass = %s\n", b->pass);
+    fclose(f);
+    if ((f = fopen("enabled_plugins", "w"))) {
+        fputs("[].\n", f);
+        fclose(f);
+    }
+    char v[300];
+    setenv("HOME", b->dir, 1);
+    snprintf(v, sizeof v, "%d", epmd_port);
+    setenv("ERL_EPMD_PORT", v, 1);
+    snprintf(v, sizeof v, "nestc%s@localhost", port);
+    setenv("RABBITMQ_NODENAME", v, 1);
+    setenv("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1", 1);
+    setenv("RABBITMQ_NODE_PORT", port, 1);
+    snprintf(v, sizeof v, "%d", broker_free_port()); /* Erlang distribution: any free port, each start */
+    setenv("RABBITMQ_DIST_PORT", v, 1);
+    snprintf(v, sizeof v, "%s/mnesia", b->dir);
+    setenv("RABBITMQ_MNESIA_BASE", v, 1);
+    snprintf(v, sizeof v, "%s/log", b->dir);
+    setenv("RABBITMQ_LOG_BASE", v, 1);
+    setenv("RABBITMQ_LOGS", "-", 1);
+    snprintf(v, sizeof v, "%s/rabbitmq.conf", b->dir);
+    setenv("RABBITMQ_CONFIG_FILE", v, 1);
+    snprintf(v, sizeof v, "%s/enabled_plugins", b->dir);
+    setenv("RABBITMQ_ENABLED_PLUGINS_FILE", v, 1);
+    const char *argv[] = {"rabbitmq-server", NULL};
+    /* not /usr/sbin's wrapper: it would switch to the rabbitmq user, who cannot read this directory */
+    execv("/usr/lib/rabbitmq/bin/rabbitmq-server", (char **)argv);
+    execvp("rabbitmq-server", (char **)argv);
+}
+
 /* In the child, in the broker's directory: exec the broker on 127.0.0.1:port. */
 static void broker_exec(const broker *b, const char *port) {
-    if (b->kind == CONF_REDIS) {
+    if (b->kind == CONF_RABBIT) {
+        rabbit_exec(b, port);
+    } else if (b->kind == CONF_REDIS) {
         const char *argv[32] = {"redis-server", "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no",     "--dir",     "."};
         int n = 9;
@@ -107,12 +190,34 @@ static void broker_exec(const broker *b, const char *port) {
 }
 
 const char *fx_broker_auth_words(void) {
-    return FX.broker.kind == CONF_REDIS  ? "WRONGPASS"
-           : FX.broker.kind == CONF_MQTT ? "refused the connection"
-                                         : "Authorization Violation";
+    return FX.broker.kind == CONF_REDIS    ? "WRONGPASS"
+           : FX.broker.kind == CONF_MQTT   ? "refused the connection"
+           : FX.broker.kind == CONF_RABBIT ? "ACCESS_REFUSED"
+                                           : "Authorization Violation";
+}
+
+int fx_broker_external(void) {
+    return FX.external[0] != '\0';
+}
+
+const char *fx_url_params(void) {
+    static char q[80];
+    /* a shared broker's URL may have parameters of its own */
+    snprintf(q, sizeof q, "%s%s",
+             !FX.queue[0]               ? ""
+             : strchr(FX.external, '?') ? "&queue="
+                                        : "?queue=",
+             FX.queue);
+    return q;
 }
 
 void fx_broker_start(void) {
+    if (fx_broker_external()) return;
+    if (FX.broker.kind == CONF_RABBIT) {
+        epmd_start();
+        broker_start_with(&FX.broker, time_factor() * 2, broker_exec); /* 4-16 s to start */
+        return;
+    }
     broker_start_with(&FX.broker, time_factor(), broker_exec);
 }
 
@@ -130,11 +235,28 @@ static void rm_rf(const char *dir) {
  * not leave its broker running: stop it at exit. Harmless after fx_teardown (pid 0, dir gone). */
 static void broker_at_exit(void) {
     broker_free(&FX.broker);
+    epmd_stop();
+}
+
+/* A run that hangs ends before ctest's time limit kills it (SIGKILL: no atexit), so its broker and epmd are
+ * stopped rather than orphaned. */
+static void on_alarm(int sig) {
+    (void)sig;
+    if (FX.broker.pid > 0) kill(FX.broker.pid, SIGTERM);
+    if (epmd_pid > 0) kill(epmd_pid, SIGTERM);
+    static const char msg[] = "conformance: time limit reached, broker stopped\n";
+    if (write(2, msg, sizeof msg - 1)) {
+    }
+    _exit(1);
 }
 
 int fx_setup(const conf_transport *t) {
     memset(&FX, 0, sizeof FX);
     atexit(broker_at_exit);
+    if (t->broker) {
+        signal(SIGALRM, on_alarm);
+        alarm(110u * (unsigned)time_factor()); /* ctest's limit is 120 s × the factor (CMakeLists.txt) */
+    }
     FX.t = t;
     if (t->flags & CONF_TLS) {
         const char *tmp = getenv("TMPDIR");
@@ -152,6 +274,13 @@ int fx_setup(const conf_transport *t) {
         FX.server_tls = t->broker ? FX.client_tls : (nc_tls_opts){.cert_file = FX.cert, .key_file = FX.key};
     }
     uv_loop_init(&loop);
+    if (t->broker == CONF_RABBIT) {
+        /* one queue per run: runs sharing a broker never meet */
+        snprintf(FX.queue, sizeof FX.queue, "nestc_conf_%d_%u", (int)getpid(),
+                 (unsigned)(uv_hrtime() & 0xffffff));
+        const char *ext = getenv((t->flags & CONF_TLS) ? "NESTC_RMQS_URL" : "NESTC_RMQ_URL");
+        if (ext && *ext) snprintf(FX.external, sizeof FX.external, "%s", ext);
+    }
     if (t->broker) {
         FX.broker.kind = t->broker;
         FX.broker.tls = !!(t->flags & CONF_TLS);
@@ -170,6 +299,7 @@ int fx_teardown(void) {
         leaked = 1;
     }
     broker_free(&FX.broker);
+    epmd_stop();
     rm_rf(FX.certs);
     if (!leaked && uv_loop_close(&loop)) {
         uv_print_all_handles(&loop, stderr);
@@ -179,9 +309,11 @@ int fx_teardown(void) {
 }
 
 nc_server *fx_server_new(nc_log_fn log, void *log_user, int shutdown_timeout_ms) {
-    char url[160];
-    if (FX.t->broker)
-        snprintf(url, sizeof url, "%s://127.0.0.1:%d", FX.t->scheme, FX.broker.port);
+    char url[300];
+    if (fx_broker_external())
+        snprintf(url, sizeof url, "%s%s", FX.external, fx_url_params());
+    else if (FX.t->broker)
+        snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", FX.t->scheme, FX.broker.port, fx_url_params());
     else
         snprintf(url, sizeof url, "%s://127.0.0.1:0", FX.t->scheme);
     nc_server_opts o = {0};
@@ -199,12 +331,16 @@ nc_server *fx_server_new(nc_log_fn log, void *log_user, int shutdown_timeout_ms)
 }
 
 void fx_client_url(nc_server *srv, char *url, size_t n) {
+    if (fx_broker_external()) {
+        snprintf(url, n, "%s%s", FX.external, fx_url_params());
+        return;
+    }
     int port = FX.t->broker ? FX.broker.port : nc_server_port(srv);
-    snprintf(url, n, "%s://127.0.0.1:%d", FX.t->scheme, port);
+    snprintf(url, n, "%s://127.0.0.1:%d%s", FX.t->scheme, port, fx_url_params());
 }
 
 nc_client *fx_client_new(nc_server *srv, int retry_attempts, const json_t *headers) {
-    char url[160];
+    char url[300];
     fx_client_url(srv, url, sizeof url);
     nc_client_opts o = {0};
     o.loop = &loop;

@@ -18,7 +18,13 @@
 #include "../common/broker.h" /* the broker process: kind is a conf_broker_kind */
 #include "nestc/nestc.h"
 
-typedef enum conf_broker_kind { CONF_NO_BROKER, CONF_REDIS, CONF_NATS, CONF_MQTT } conf_broker_kind;
+typedef enum conf_broker_kind {
+    CONF_NO_BROKER,
+    CONF_REDIS,
+    CONF_NATS,
+    CONF_MQTT,
+    CONF_RABBIT
+} conf_broker_kind;
 
 /* What a transport does where transports legitimately differ. */
 enum {
@@ -36,6 +42,24 @@ enum {
     /* a request nobody subscribed to is lost and the call times out (MQTT: a broker does not say that
      * nobody received a PUBLISH; NestJS's client waits as well) */
     CONF_UNKNOWN_TIMES_OUT = 1 << 6,
+    /* a delivery's channel (nc_msg_channel) is the queue it came from, not the pattern (RabbitMQ: every
+     * pattern goes to the server's one queue; the routing key is the queue's name) */
+    CONF_CHANNEL_IS_QUEUE = 1 << 7,
+    /* the server receives messages for patterns it does not know, as on a connection: a request gets its
+     * no-handler reply, an event is logged once (RabbitMQ: every pattern reaches the server's queue) */
+    CONF_SERVER_SEES_UNKNOWN = 1 << 8,
+    /* servers of one address share its deliveries (a work queue): an event reaches one of them, not each
+     * (RabbitMQ: two consumers of one queue) */
+    CONF_WORK_QUEUE = 1 << 9,
+    /* a request pending when the broker goes fails at once with NC_ECONNLOST (RabbitMQ: its reply would come
+     * on the direct reply-to pseudo-queue, which ends with the connection) */
+    CONF_PENDING_LOST = 1 << 10,
+    /* headers travel as a table (a map), not a list: a name given twice keeps its last value, at its first
+     * place (RabbitMQ's AMQP headers table) */
+    CONF_HEADER_TABLE = 1 << 11,
+    /* fills NC_CTX_REPLY_TO for requests (where the reply goes) but not NC_CTX_SUBJECT (RabbitMQ: the
+     * reply-to property, e.g. amq.rabbitmq.reply-to.<opaque>) */
+    CONF_REPLY_TO_CTX = 1 << 12,
 };
 
 typedef struct conf_transport {
@@ -52,6 +76,8 @@ typedef struct conf_fx {
     char certs[64]; /* a directory with gen-certs.sh's certificates (TLS transports), else "" */
     char cert[128], key[128], ca[128];
     nc_tls_opts server_tls, client_tls;
+    char queue[64];     /* the queue of this run (brokers with queues: the URL's queue parameter), else "" */
+    char external[200]; /* a shared broker's URL (NESTC_RMQ_URL / NESTC_RMQS_URL): nothing started here */
 } conf_fx;
 
 extern conf_fx FX;
@@ -71,6 +97,10 @@ int fx_setup(const conf_transport *t);
 int fx_teardown(void);
 /* (Re)starts FX's broker on its port; returns once it accepts connections. broker_stop() stops it. */
 void fx_broker_start(void);
+/* Whether FX's broker is a shared one (not started here: it cannot be restarted nor given a password). */
+int fx_broker_external(void);
+/* What every URL of the transport ends with ("?queue=..." for RabbitMQ, else ""). */
+const char *fx_url_params(void);
 /* What the broker says to a wrong password (in the failed call's error). */
 const char *fx_broker_auth_words(void);
 

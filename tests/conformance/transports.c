@@ -20,14 +20,17 @@ static const conf_transport TRANSPORTS[] = {
     TRANSPORT("nats_tls", "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS | CONF_SUBJECT_CTX | CONF_TLS)
     TRANSPORT("mqtt",     "mqtt",   CONF_MQTT,      CONF_SUBJECT_CTX | CONF_UNKNOWN_TIMES_OUT)
     TRANSPORT("mqtts",    "mqtts",  CONF_MQTT,      CONF_SUBJECT_CTX | CONF_UNKNOWN_TIMES_OUT | CONF_TLS)
+    TRANSPORT("amqp",     "amqp",   CONF_RABBIT,    CONF_HEADERS | CONF_HEADER_TABLE | CONF_CHANNEL_IS_QUEUE | CONF_SERVER_SEES_UNKNOWN | CONF_WORK_QUEUE | CONF_PENDING_LOST | CONF_REPLY_TO_CTX)
+    TRANSPORT("amqps",    "amqps",  CONF_RABBIT,    CONF_HEADERS | CONF_HEADER_TABLE | CONF_CHANNEL_IS_QUEUE | CONF_SERVER_SEES_UNKNOWN | CONF_WORK_QUEUE | CONF_PENDING_LOST | CONF_REPLY_TO_CTX | CONF_TLS)
     /* clang-format on */
 };
 
 static const char *broker_program(conf_broker_kind k) {
-    return k == CONF_REDIS  ? "redis-server"
-           : k == CONF_NATS ? "nats-server"
-           : k == CONF_MQTT ? "mosquitto"
-                            : NULL;
+    return k == CONF_REDIS    ? "redis-server"
+           : k == CONF_NATS   ? "nats-server"
+           : k == CONF_MQTT   ? "mosquitto"
+           : k == CONF_RABBIT ? "rabbitmq-server"
+                              : NULL;
 }
 
 int main(int argc, char **argv) {
@@ -47,10 +50,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *prog = broker_program(t->broker);
-    if (prog) {
-        char cmd[96];
-        /* mosquitto is installed in sbin, which a user's PATH may lack */
-        snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1 || test -x /usr/sbin/%s", prog, prog);
+    if (prog && !(t->broker == CONF_RABBIT && getenv("NESTC_RMQ_URL"))) { /* a shared broker needs none */
+        char cmd[160];
+        /* mosquitto is installed in sbin, which a user's PATH may lack; RabbitMQ's own script is in lib */
+        snprintf(cmd, sizeof cmd,
+                 "command -v %s >/dev/null 2>&1 || test -x /usr/sbin/%s || test -x /usr/lib/rabbitmq/bin/%s",
+                 prog, prog, prog);
         if (system(cmd) != 0) {
             printf("conformance.%s: %s not installed, skipped\n", t->name, prog);
             return 0;
