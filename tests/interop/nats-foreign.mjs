@@ -12,77 +12,24 @@
 // cleanly (with-server.sh checks that).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
-import { NestDriver } from './drivers.mjs';
-import { scaled } from './timing.mjs';
+import { REFUSED, b, checkEvents, checkRequests, checkStillServing, checkUnhandled, echoRequests, finish, openHarness, replyLog, tag, u8, unhandledBodies } from './foreign-lib.mjs';
 
-const { values: args } = parseArgs({ options: { url: { type: 'string' } } });
-if (!args.url) {
-  console.error('usage: node nats-foreign.mjs --url nats://H:P');
-  process.exit(2);
-}
-const u = new URL(args.url);
-const nest = new NestDriver(args.url);
+const { url: u, nest } = openHarness('node nats-foreign.mjs --url nats://H:P');
 const raw = await connect({ servers: u.host });
-
-const ok = (what) => console.log(`ok: ${what}`);
-// Every case is checked, and the failures listed together at the end (one divergence should not hide another).
-const failures = [];
-async function check(what, fn) {
-  try {
-    await fn();
-    ok(what);
-  } catch (e) {
-    failures.push(what);
-    console.log(`FAIL: ${what}: ${e.message}`);
-  }
-}
-const b = (text) => Buffer.from(text, 'utf8');
-const u8 = (...parts) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? b(p) : Buffer.from(p))));
-
-async function request(pattern, data) {
-  const r = await nest.send(pattern, data, { timeoutMs: scaled(10000) });
-  assert.equal(r.error ?? r.failure, undefined, JSON.stringify(r.error ?? r.failure));
-  assert.equal(r.values.length, 1, JSON.stringify(r.values));
-  return r.values[0];
-}
-
 // Replies to the plain client's own requests, by id, on one inbox.
 const inbox = `_INBOX.foreign.${randomUUID()}`;
-const replies = new Map();
-raw.subscribe(inbox, {
-  callback: (err, msg) => {
-    if (err) return;
-    let m;
-    try {
-      m = JSON.parse(Buffer.from(msg.data).toString());
-    } catch {
-      return;
-    }
-    if (m && typeof m === 'object' && typeof m.id === 'string') (replies.get(m.id) ?? replies.set(m.id, []).get(m.id)).push(m);
-  },
-});
+const replies = replyLog();
+raw.subscribe(inbox, { callback: (err, msg) => err || replies.add(msg.subject, msg.data) });
 await raw.flush();
 const publish = async (subject, body, reply) => {
   raw.publish(subject, body, reply ? { reply } : undefined);
   await raw.flush();
 };
-
-async function waitFor(what, check, ms = scaled(10000)) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const r = await check();
-    if (r !== undefined) return r;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
+const publishEcho = (body) => publish('echo', body, inbox);
 
 // --- events: bodies published to `notification`, and the data its handler saw ----------------------------
 // [what, body, data the handler sees | REFUSED]
-const REFUSED = Symbol('refused');
-const tag = randomUUID();
 const events = [
   ['non-JSON text', b(`not json { ${tag}`), REFUSED],
   ['not UTF-8 (ff fe)', u8([0xff, 0xfe], tag), REFUSED],
@@ -101,73 +48,17 @@ const events = [
   ['JSON event envelope with raw ff in data', u8(`{"pattern":"notification","data":"${tag}`, [0xff], '"}'), `${tag}\ufffd`],
   ['JSON string with a lone surrogate (ed a0 80)', u8('"x', [0xed, 0xa0, 0x80], '"'), 'x\ufffd\ufffd\ufffd'],
 ];
-const fence = `fence ${tag}`;
-const before = await request('events', 'notification');
-for (const [, body] of events) await publish('notification', body);
-// One accepted event after them on the same connection: NATS keeps one client's order, so when the handler has
-// seen it, the server has seen every body before it.
-await publish('notification', b(JSON.stringify(fence)));
-const accepted = events.filter(([, , d]) => d !== REFUSED);
-const after = await waitFor('the notification events', async () => {
-  const r = await request('events', 'notification');
-  return r.payloads.includes(fence) ? r : undefined;
-});
-await check(`refused bodies (${events.filter(([, , d]) => d === REFUSED).map(([w]) => w).join(', ')}) reach no handler`, () =>
-  // `notification` has two handlers: `count` counts handler calls, `payloads` has one entry per event
-  assert.equal(after.count, before.count + 2 * (accepted.length + 1), 'handler calls'),
-);
-const got = after.payloads.slice(-(accepted.length + 1), -1);
-for (const [i, [what, , want]] of accepted.entries())
-  await check(`event: ${what} → data ${JSON.stringify(want)}`, () =>
-    assert.deepStrictEqual(got[i], want, `the handler saw ${JSON.stringify(got[i])}`),
-  );
-
+await checkEvents(nest, events, publish, { fence: `fence ${tag}` });
 // --- requests from the plain client: an id and `pattern`/`data` make a request, answered on the reply subject -
-const binaryish = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i)).join('') + '\ufffd\uffff';
-const requests = [
-  ['code units 0..255 in data (JSON-escaped)', b(JSON.stringify({ id: `a-${tag}`, pattern: 'echo', data: binaryish })), `a-${tag}`, binaryish],
-  ['a Buffer as JSON in data', b(JSON.stringify({ id: `b-${tag}`, pattern: 'echo', data: Buffer.from([0, 0xff, 0xfe]) })), `b-${tag}`, { type: 'Buffer', data: [0, 255, 254] }],
-  ['raw ff fe bytes in data (not UTF-8)', u8(`{"id":"c-${tag}","pattern":"echo","data":"`, [0xff, 0xfe], 'z"}'), `c-${tag}`, '\ufffd\ufffdz'],
-  ['data only, no pattern (the subject routes it)', b(JSON.stringify({ id: `d-${tag}`, data: [1, 2] })), `d-${tag}`, [1, 2]],
-];
-for (const [, body] of requests) await publish('echo', body, inbox);
-for (const [what, , id, value] of requests) {
-  await check(`request: ${what} → echoed`, async () => {
-    const msgs = await waitFor(`the reply to "${what}"`, async () => {
-      const ms = replies.get(id);
-      return ms?.some((m) => m.isDisposed) ? ms : undefined;
-    });
-    const values = msgs.filter((m) => m.response !== undefined && m.response !== null).map((m) => m.response);
-    assert.equal(msgs.find((m) => m.err != null)?.err, undefined, `${what}: no error`);
-    assert.deepStrictEqual(values, [value], `${what}: the reply`);
-  });
-}
-
+const requests = echoRequests('subject');
+await checkRequests(requests, replies, publishEcho, { replyOn: inbox });
 // --- bodies on a request subject, with a reply subject, that are not requests: not answered -----------------
-const unhandled = [
-  ['non-JSON text', b(`plain ${tag}`)],
-  ['not UTF-8', Buffer.from([0xff, 0xfe, 0xfd])],
-  ['empty body', Buffer.alloc(0)],
-  ['JSON null', b('null')],
-  ['JSON without pattern/data', b(JSON.stringify({ id: `e-${tag}` }))],
-];
-for (const [, body] of unhandled) await publish('echo', body, inbox);
-const fenceId = `f-${tag}`;
-await publish('echo', b(JSON.stringify({ id: fenceId, pattern: 'echo', data: 'fence' })), inbox);
-await check(`unhandled bodies on echo (${unhandled.map(([w]) => w).join(', ')}): not answered, server still serving`, async () => {
-  await waitFor('the reply to the request after the unhandled bodies', async () => (replies.get(fenceId)?.some((m) => m.isDisposed) ? true : undefined));
-  assert.equal(replies.get(`e-${tag}`), undefined, 'a body without pattern/data is not answered');
-  assert.deepStrictEqual([...replies.keys()].sort(), [...requests.map(([, , id]) => id), fenceId].sort(), 'only the requests were answered');
-});
-// --- and it still serves -----------------------------------------------------------------------------------
-await check('normal requests succeed afterwards', async () => {
-  assert.equal(await request('sum', [1, 2, 3]), 6);
-  assert.deepStrictEqual(await request({ cmd: 'echo' }, { tag }), { tag });
-});
+const unhandled = unhandledBodies();
+unhandled.splice(3, 0, ['JSON null', b('null')]);
+await checkUnhandled(unhandled, replies, publishEcho, (fenceId) =>
+  assert.deepStrictEqual([...replies.keys()].sort(), [...requests.map(([, , id]) => id), fenceId].sort(), 'only the requests were answered'),
+);
+await checkStillServing(nest);
 
 await raw.drain();
-await nest.close();
-if (failures.length) {
-  console.log(`${failures.length} case(s) failed:\n  ${failures.join('\n  ')}`);
-  process.exit(1);
-}
+await finish(nest);
