@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "suite.h"
+#include "../common/rabbit.h"
 
 conf_fx FX;
 uv_loop_t loop;
@@ -59,78 +60,28 @@ static int epmd_port;
 static void epmd_start(void) {
     if (epmd_pid > 0) return;
     epmd_port = broker_free_port();
-    char port[16];
-    snprintf(port, sizeof port, "%d", epmd_port);
-    epmd_pid = fork();
-    assert_true(epmd_pid >= 0);
-    if (epmd_pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        const char *argv[] = {"epmd", "-port", port, "-address", "127.0.0.1", NULL};
-        execvp("epmd", (char **)argv);
-        execv("/usr/lib/erlang/bin/epmd", (char **)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 1000 * time_factor() && !broker_port_open(epmd_port); i++) usleep(10000);
+    epmd_pid = rabbit_epmd_start(epmd_port, time_factor());
 }
 
 static void epmd_stop(void) {
-    if (epmd_pid <= 0) return;
-    kill(epmd_pid, SIGTERM);
-    waitpid(epmd_pid, NULL, 0);
-    epmd_pid = 0;
+    rabbit_epmd_stop(&epmd_pid);
 }
 
-static void rabbit_exec(const broker *b, const char *port) {
-    FILE *f = fopen("rabbitmq.conf", "w");
-    if (!f) _exit(125);
-    /* no disk alarm on a nearly full test disk; guest may connect from 127.0.0.1 (the default) */
-    fprintf(f, "disk_free_limit.absolute = 1\nloopback_users = none\n");
-    if (b->tls) /* TLS only: a case cannot reach the broker without TLS by mistake */
-        fprintf(f,
-                "listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:%s\nssl_options.cacertfile = %s\n"
-                "ssl_options.certfile = %s\nssl_options.keyfile = %s\nssl_options.verify = verify_none\n"
-                "ssl_options.fail_if_no_peer_cert = false\n",
-                port, FX.ca, FX.cert, FX.key);
-    else
-        fprintf(f, "listeners.tcp.default = 127.0.0.1:%s\n", port);
-    if (b->pass[0]) /* the user made on the node's first start, instead of guest */
-        fprintf(f, "default_user = default\ndefault_pass = %s\n", b->pass);
-    fclose(f);
-    if ((f = fopen("enabled_plugins", "w"))) {
-        fputs("[].\n", f);
-        fclose(f);
-    }
-    char v[300];
-    setenv("HOME", b->dir, 1);
-    snprintf(v, sizeof v, "%d", epmd_port);
-    setenv("ERL_EPMD_PORT", v, 1);
-    snprintf(v, sizeof v, "nestc%s@localhost", port);
-    setenv("RABBITMQ_NODENAME", v, 1);
-    setenv("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1", 1);
-    setenv("RABBITMQ_NODE_PORT", port, 1);
-    snprintf(v, sizeof v, "%d", broker_free_port()); /* Erlang distribution: any free port, each start */
-    setenv("RABBITMQ_DIST_PORT", v, 1);
-    snprintf(v, sizeof v, "%s/mnesia", b->dir);
-    setenv("RABBITMQ_MNESIA_BASE", v, 1);
-    snprintf(v, sizeof v, "%s/log", b->dir);
-    setenv("RABBITMQ_LOG_BASE", v, 1);
-    setenv("RABBITMQ_LOGS", "-", 1);
-    snprintf(v, sizeof v, "%s/rabbitmq.conf", b->dir);
-    setenv("RABBITMQ_CONFIG_FILE", v, 1);
-    snprintf(v, sizeof v, "%s/enabled_plugins", b->dir);
-    setenv("RABBITMQ_ENABLED_PLUGINS_FILE", v, 1);
-    const char *argv[] = {"rabbitmq-server", NULL};
-    /* not /usr/sbin's wrapper: it would switch to the rabbitmq user, who cannot read this directory */
-    execv("/usr/lib/rabbitmq/bin/rabbitmq-server", (char **)argv);
-    execvp("rabbitmq-server", (char **)argv);
+static void rabbit_exec_conf(const broker *b, const char *port) {
+    /* TLS only: the broker's port is the amqps listener, the plain one is off */
+    rabbit_node n = {.epmd_port = epmd_port,
+                     .tcp = !b->tls,
+                     .tls_port = b->tls ? atoi(port) : 0,
+                     .ca = FX.ca,
+                     .cert = FX.cert,
+                     .key = FX.key};
+    rabbit_exec(b, port, &n);
 }
 
 /* In the child, in the broker's directory: exec the broker on 127.0.0.1:port. */
 static void broker_exec(const broker *b, const char *port) {
     if (b->kind == CONF_RABBIT) {
-        rabbit_exec(b, port);
+        rabbit_exec_conf(b, port);
     } else if (b->kind == CONF_REDIS) {
         const char *argv[32] = {"redis-server", "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no",     "--dir",     "."};
