@@ -9,20 +9,8 @@
 
 #include <poll.h>
 
-static void broker_exec(const broker *b, const char *port) {
-    FILE *f = fopen("mosquitto.conf", "w");
-    if (!f) _exit(125);
-    fprintf(f, "listener %s 127.0.0.1\npersistence false\nallow_anonymous true\n", port);
-    if (getuid() == 0) fprintf(f, "user root\n"); /* else it switches to a user that cannot read this dir */
-    fclose(f);
-    const char *argv[] = {"mosquitto", "-c", "mosquitto.conf", NULL};
-    execvp("mosquitto", (char **)argv);
-    execv("/usr/sbin/mosquitto", (char **)argv);
-}
-
-static char url[128], url5[160];
-static broker B;
-static pid_t kid_pid; /* the killed client's process while it lives (stopped by the teardown on failure) */
+#define MQTT_FIXTURE_NAME "test_mqtt_record"
+#include "mqtt_fixture.h"
 
 /* The MQTT 5 properties a handler sees in its context, as a JSON object (absent keys left out). */
 static json_t *ctx_props(const nc_msg *m) {
@@ -210,13 +198,6 @@ static char kid_read(int fd) {
     return ch;
 }
 
-static void kid_kill(void) {
-    if (kid_pid <= 0) return;
-    kill(kid_pid, SIGKILL);
-    waitpid(kid_pid, NULL, 0);
-    kid_pid = 0;
-}
-
 /* The will (NestJS `will`): a client closed normally (DISCONNECT) leaves no will; one killed (SIGKILL: the
  * socket closes without DISCONNECT) makes the broker publish it, and a server subscribed to its topic
  * handles it as an event. A marker shows the first will is not coming late. */
@@ -307,47 +288,11 @@ static void test_session_expiry(void **st) {
     assert_int_equal(away_and_back("nestc-rec-long", "3600"), 1);
 }
 
-/* A test that hangs (a wait without a limit) ends the binary: the broker and a child stopped first. */
-static void on_alarm(int sig) {
-    (void)sig;
-    if (kid_pid > 0) kill(kid_pid, SIGKILL);
-    if (B.pid > 0) kill(B.pid, SIGTERM);
-    static const char msg[] = "test_mqtt_record: time limit reached, stopped\n";
-    if (write(2, msg, sizeof msg - 1)) {
-    }
-    _exit(1);
-}
-
-static int setup(void **st) {
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    uv_loop_init(&loop);
-    broker_start(&B);
-    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d", B.port);
-    snprintf(url5, sizeof url5, "mqtt://127.0.0.1:%d?protocolVersion=5", B.port);
-    return 0;
-}
-
-static int teardown(void **st) {
-    kid_kill();
-    broker_free(&B);
-    int never = 0;
-    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
-    int r = uv_loop_close(&loop);
-    if (r) uv_print_all_handles(&loop, stderr);
-    return r;
-}
-
 int main(void) {
-    if (system("command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto") != 0) {
-        printf("mosquitto not installed: skipped\n");
-        return 0;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v5_properties),  cmocka_unit_test(test_v311_properties_dropped),
         cmocka_unit_test(test_will),           cmocka_unit_test(test_will_refused),
         cmocka_unit_test(test_session_expiry),
     };
-    signal(SIGALRM, on_alarm);
-    alarm(120u * (unsigned)time_factor());
-    return cmocka_run_group_tests(tests, setup, teardown);
+    MQTT_FIXTURE_RUN(tests, 120u);
 }

@@ -9,19 +9,8 @@
 
 #include <poll.h>
 
-static void broker_exec(const broker *b, const char *port) {
-    FILE *f = fopen("mosquitto.conf", "w");
-    if (!f) _exit(125);
-    fprintf(f, "listener %s 127.0.0.1\npersistence false\nallow_anonymous true\n", port);
-    if (getuid() == 0) fprintf(f, "user root\n"); /* else it switches to a user that cannot read this dir */
-    fclose(f);
-    const char *argv[] = {"mosquitto", "-c", "mosquitto.conf", NULL};
-    execvp("mosquitto", (char **)argv);
-    execv("/usr/sbin/mosquitto", (char **)argv);
-}
-
-static char url[128], url5[160];
-static broker B;
+#define MQTT_FIXTURE_NAME "test_mqtt_transport"
+#include "mqtt_fixture.h"
 
 /* The context and headers a handler sees. */
 static void h_ctx(nc_request *req, const nc_msg *m, void *u) {
@@ -378,7 +367,6 @@ static void test_v5_no_subscribers(void **st) {
 
 /* ---- QoS 1 end to end: a server killed before its handlers finished ------------------------------------ */
 
-static pid_t kid_pid; /* the killed server's process while it lives (stopped by the teardown on failure) */
 static int kid_pipe = -1, kid_unreported;
 static uv_timer_t kid_timer;
 
@@ -433,13 +421,6 @@ static char kid_read(int fd) {
     char ch = 0;
     if (poll(&pf, 1, 5000 * time_factor()) == 1 && read(fd, &ch, 1) != 1) ch = 0;
     return ch;
-}
-
-static void kid_kill(void) {
-    if (kid_pid <= 0) return;
-    kill(kid_pid, SIGKILL);
-    waitpid(kid_pid, NULL, 0);
-    kid_pid = 0;
 }
 
 typedef struct tally {
@@ -599,43 +580,7 @@ static void test_v5_receive_maximum(void **st) {
     nc_server_free(srv);
 }
 
-/* A test that hangs (a wait without a limit) ends the binary: the broker and a child stopped first. */
-static void on_alarm(int sig) {
-    (void)sig;
-    if (kid_pid > 0) kill(kid_pid, SIGKILL);
-    if (B.pid > 0) kill(B.pid, SIGTERM);
-    static const char msg[] = "test_mqtt_transport: time limit reached, stopped\n";
-    if (write(2, msg, sizeof msg - 1)) {
-    }
-    _exit(1);
-}
-
-static int setup(void **st) {
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    uv_loop_init(&loop);
-    broker_start(&B);
-    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d", B.port);
-    snprintf(url5, sizeof url5, "mqtt://127.0.0.1:%d?protocolVersion=5", B.port);
-    return 0;
-}
-
-static int teardown(void **st) {
-    kid_kill();
-    broker_free(&B);
-    /* close callbacks of what the tests freed; bounded: a failed test leaves its servers and clients
-     * open (the loop would never run dry), and the binary must then fail, not hang */
-    int never = 0;
-    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
-    int r = uv_loop_close(&loop);
-    if (r) uv_print_all_handles(&loop, stderr);
-    return r;
-}
-
 int main(void) {
-    if (system("command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto") != 0) {
-        printf("mosquitto not installed: skipped\n");
-        return 0;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wildcards),           cmocka_unit_test(test_v5_headers_qos),
         cmocka_unit_test(test_shared_subscription), cmocka_unit_test(test_retained_event),
@@ -644,7 +589,5 @@ int main(void) {
         cmocka_unit_test(test_v5_no_subscribers),   cmocka_unit_test(test_killed_server_redelivery),
         cmocka_unit_test(test_v5_receive_maximum),  cmocka_unit_test(test_broker_restart),
     };
-    signal(SIGALRM, on_alarm);
-    alarm(240u * (unsigned)time_factor());
-    return cmocka_run_group_tests(tests, setup, teardown);
+    MQTT_FIXTURE_RUN(tests, 240u);
 }

@@ -1,0 +1,78 @@
+/* The fixture of the MQTT tests against a real mosquitto (test_mqtt_transport, test_mqtt_record): one broker
+ * of the binary's own on a free loopback port in a temporary directory (stopped by PID), its 3.1.1 and 5
+ * URLs, a child process a test may fork (kid_pid: killed by the teardown when a test failed with it alive),
+ * a time limit that stops both before ctest would kill the binary, and a teardown that cannot hang on what a
+ * failed test left open. Include after broker_harness.h; define MQTT_FIXTURE_NAME (the binary's name). */
+#ifndef NESTC_TEST_MQTT_FIXTURE_H
+#define NESTC_TEST_MQTT_FIXTURE_H
+
+static void broker_exec(const broker *b, const char *port) {
+    (void)b;
+    FILE *f = fopen("mosquitto.conf", "w");
+    if (!f) _exit(125);
+    fprintf(f, "listener %s 127.0.0.1\npersistence false\nallow_anonymous true\n", port);
+    if (getuid() == 0) fprintf(f, "user root\n"); /* else it switches to a user that cannot read this dir */
+    fclose(f);
+    const char *argv[] = {"mosquitto", "-c", "mosquitto.conf", NULL};
+    execvp("mosquitto", (char **)argv);
+    execv("/usr/sbin/mosquitto", (char **)argv);
+}
+
+static char url[128], url5[160];
+static broker B;
+static pid_t kid_pid; /* a test's child process while it lives */
+
+static void kid_kill(void) {
+    if (kid_pid <= 0) return;
+    kill(kid_pid, SIGKILL);
+    waitpid(kid_pid, NULL, 0);
+    kid_pid = 0;
+}
+
+/* A test that hangs (a wait without a limit) ends the binary: the broker and a child stopped first. */
+static void mqtt_fixture_alarm(int sig) {
+    (void)sig;
+    if (kid_pid > 0) kill(kid_pid, SIGKILL);
+    if (B.pid > 0) kill(B.pid, SIGTERM);
+    static const char msg[] = MQTT_FIXTURE_NAME ": time limit reached, stopped\n";
+    if (write(2, msg, sizeof msg - 1)) {
+    }
+    _exit(1);
+}
+
+static int mqtt_fixture_setup(void **st) {
+    (void)st;
+    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
+    uv_loop_init(&loop);
+    broker_start(&B);
+    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d", B.port);
+    snprintf(url5, sizeof url5, "mqtt://127.0.0.1:%d?protocolVersion=5", B.port);
+    return 0;
+}
+
+static int mqtt_fixture_teardown(void **st) {
+    (void)st;
+    kid_kill();
+    broker_free(&B);
+    /* close callbacks of what the tests freed; bounded: a failed test leaves its servers and clients
+     * open (the loop would never run dry), and the binary must then fail, not hang */
+    int never = 0;
+    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
+    int r = uv_loop_close(&loop);
+    if (r) uv_print_all_handles(&loop, stderr);
+    return r;
+}
+
+/* Runs the tests (skipped when mosquitto is not installed) within limit_s seconds × the time factor. */
+#define MQTT_FIXTURE_RUN(tests, limit_s)                                                                     \
+    do {                                                                                                     \
+        if (system("command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto") != 0) {            \
+            printf("mosquitto not installed: skipped\n");                                                    \
+            return 0;                                                                                        \
+        }                                                                                                    \
+        signal(SIGALRM, mqtt_fixture_alarm);                                                                 \
+        alarm((limit_s) * (unsigned)time_factor());                                                          \
+        return cmocka_run_group_tests(tests, mqtt_fixture_setup, mqtt_fixture_teardown);                     \
+    } while (0)
+
+#endif
