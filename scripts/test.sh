@@ -44,10 +44,14 @@ if [[ ${1:-} != --fast ]]; then
   cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=8 >/dev/null
   # A representative subset of the CLI suites: each CLI suite starts one valgrind'd nestc per request (the
   # 1 MiB echoes included), so it runs once per transport, over the plain variant; the TLS, MQTT 5 and
-  # wildcard variants of the CLI suites (and RabbitMQ's amqps and noAck=false ones) are left out here (their TLS and client code runs under valgrind in
-  # the C-driver and nestc-server suites over the same schemes, and in the conformance runs above).
+  # wildcard variants of the CLI suites (and RabbitMQ's amqps and noAck=false ones) are left out here (their
+  # TLS and client code runs under valgrind in the C-driver and nestc-server suites over the same schemes, and
+  # in the conformance runs above); so are the NestJS-only foreign-publisher runs, the MQTT 5 foreign run and
+  # the 1 MB CLI run (the plain foreign run and the CLI suites' own 1 MiB echoes cover that code), and
+  # RabbitMQ's wildcards, noAck=false and amqps server suites (one server suite per transport; the
+  # conformance runs above cover TLS and settling under valgrind).
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' \
-    -E 'nest_client\.nest_server|nest_nest|(tls|rediss|mqtts|mqtt5|amqps|wildcards|noack)\.cli\.nest_server')
+    -E 'nest_client\.nest_server|nest_nest|foreign\.nest_server|(tls|rediss|mqtts|mqtt5|amqps|wildcards|noack)\.cli\.nest_server|mqtt5\.foreign|large\.cli|rmq\.(wildcards|noack)\.|amqps\.nest_client')
   cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=1 >/dev/null
   CC=clang cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNESTC_FUZZ=ON \
     -DNESTC_FUZZ_SECONDS="${NESTC_FUZZ_SECONDS:-30}" >/dev/null
