@@ -38,37 +38,6 @@ static void ev_keep(const nc_msg *m, void *u) {
     last_event = json_incref(nc_msg_data(m));
 }
 
-static void on_srv_status(void *u, const char *status, int err) {
-    if (!strcmp(status, "connected")) (*(int *)u)++;
-}
-
-static nc_server *server_new(const char *u, int *connected) {
-    nc_server_opts o = {0};
-    o.loop = &loop;
-    o.log_level = NC_LOG_OFF;
-    o.retry_delay_ms = 100;
-    o.shutdown_timeout_ms = 200;
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, u, &o), 0);
-    nc_server_on_status(srv, on_srv_status, connected);
-    return srv;
-}
-
-static void listen_until_connected(nc_server *srv, int *connected) {
-    assert_int_equal(nc_server_listen(srv), 0);
-    assert_true(run_until_ms(connected, 1, 5000));
-}
-
-static json_t *ask(nc_client *c, const char *route, const nc_call_opts *o) {
-    call k = {0};
-    assert_int_equal(nc_client_send(c, route, NULL, o, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 5000));
-    assert_int_equal(k.err, 0);
-    json_t *v = json_incref(k.last);
-    call_clear(&k);
-    return v;
-}
-
 static void emitted(void *u, int err, json_t *e) {
     call *k = u;
     k->done = 1;
