@@ -132,24 +132,29 @@ static void on_reply(amqp_client *ac, const nc_amqp_event *ev) {
         r.id = json_string_value(resp.id);
         r.id_len = json_string_length(resp.id);
     }
-    char *value = resp.response ? json_dumps(resp.response, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    char *err = resp.err ? json_dumps(resp.err, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    /* JSON.stringify's text: a lone surrogate (WTF-8 after the parse) back as its \udxxx escape, which
+     * json_dumps refuses (it returned NULL: the value was lost), numbers as JavaScript writes them */
+    nc_buf vb = {0}, eb = {0};
+    int vok = resp.response && nc_json_write(&vb, resp.response) == 0;
+    int eok = resp.err && nc_json_write(&eb, resp.err) == 0;
+    const char *value = vok ? nc_buf_cstr(&vb) : NULL;
+    const char *err = eok ? nc_buf_cstr(&eb) : NULL;
     nc_header hs[MAX_HEADERS];
     char *store[MAX_HEADERS];
     size_t nh = p->headers ? nc_amqp_headers(p->headers, hs, MAX_HEADERS, store) : 0;
     if (r.id) {
         r.value = value;
-        r.value_len = value ? strlen(value) : 0;
+        r.value_len = value ? vb.len : 0;
         r.err = err;
-        r.err_len = err ? strlen(err) : 0;
+        r.err_len = err ? eb.len : 0;
         r.final = resp.final;
         r.headers = nh ? hs : NULL;
         r.nheaders = nh;
         nc_client__on_reply(ac->cli, &r);
     }
     for (size_t i = 0; i < nh; i++) free(store[i]);
-    free(value);
-    free(err);
+    nc_buf_free(&vb);
+    nc_buf_free(&eb);
     nc_json_free(root);
 }
 
