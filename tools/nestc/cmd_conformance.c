@@ -122,7 +122,11 @@ static void h_context(nc_request *req, const nc_msg *m, void *u) {
     const char *route = nc_msg_route(m), *ch = nc_msg_channel(m);
     json_object_set_new(o, "pattern", nc_json_string_js(route, strlen(route), 1));
     if (ch) json_object_set_new(o, "channel", nc_json_string_js(ch, strlen(ch), 1));
-    if (nc_msg_headers(m)) json_object_set(o, "headers", nc_msg_headers(m));
+    /* AMQP: NestJS clients always send a headers table, often empty; the service reports none then, as the
+     * NestJS conformance service does (absent when empty, DESIGN §5b) */
+    json_t *hdrs = nc_msg_headers(m);
+    int amqp = strncmp(nc_msg_transport(m), "amqp", 4) == 0;
+    if (hdrs && !(amqp && json_object_size(hdrs) == 0)) json_object_set(o, "headers", hdrs);
     if (nc_msg_metadata(m)) json_object_set(o, "metadata", nc_msg_metadata(m));
     nc_reply(req, o);
 }

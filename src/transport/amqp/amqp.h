@@ -36,7 +36,11 @@ typedef struct nc_amqp_target {
     char *consumer_tag; /* NULL = the broker's */
     char *reply_queue;  /* client: NC_AMQP_REPLY_TO or a real queue */
     int persistent;
-    int heartbeat_s; /* asked for; the connection uses what Tune negotiated */
+    int wildcards;       /* topic exchange mode (spec rmq.md §2.2) */
+    char *exchange;      /* with wildcards: the exchange (default the queue's name) */
+    char *exchange_type; /* with wildcards: "topic" by default */
+    char *routing_key;   /* server, with wildcards: one more binding key; NULL = none */
+    int heartbeat_s;     /* asked for; the connection uses what Tune negotiated */
     uint32_t frame_max;
     int max_attempts; /* maxConnectionAttempts, -1 = unlimited */
 } nc_amqp_target;

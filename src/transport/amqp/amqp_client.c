@@ -132,24 +132,29 @@ static void on_reply(amqp_client *ac, const nc_amqp_event *ev) {
         r.id = json_string_value(resp.id);
         r.id_len = json_string_length(resp.id);
     }
-    char *value = resp.response ? json_dumps(resp.response, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    char *err = resp.err ? json_dumps(resp.err, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    /* JSON.stringify's text: a lone surrogate (WTF-8 after the parse) back as its \udxxx escape, which
+     * json_dumps refuses (it returned NULL: the value was lost), numbers as JavaScript writes them */
+    nc_buf vb = {0}, eb = {0};
+    int vok = resp.response && nc_json_write(&vb, resp.response) == 0;
+    int eok = resp.err && nc_json_write(&eb, resp.err) == 0;
+    const char *value = vok ? nc_buf_cstr(&vb) : NULL;
+    const char *err = eok ? nc_buf_cstr(&eb) : NULL;
     nc_header hs[MAX_HEADERS];
     char *store[MAX_HEADERS];
     size_t nh = p->headers ? nc_amqp_headers(p->headers, hs, MAX_HEADERS, store) : 0;
     if (r.id) {
         r.value = value;
-        r.value_len = value ? strlen(value) : 0;
+        r.value_len = value ? vb.len : 0;
         r.err = err;
-        r.err_len = err ? strlen(err) : 0;
+        r.err_len = err ? eb.len : 0;
         r.final = resp.final;
         r.headers = nh ? hs : NULL;
         r.nheaders = nh;
         nc_client__on_reply(ac->cli, &r);
     }
     for (size_t i = 0; i < nh; i++) free(store[i]);
-    free(value);
-    free(err);
+    nc_buf_free(&vb);
+    nc_buf_free(&eb);
     nc_json_free(root);
 }
 
@@ -165,6 +170,14 @@ static void step_consume(amqp_client *ac) {
 static void conn_ready(nc_amqp_conn *c) {
     amqp_client *ac = c->owner;
     ac->ready_at = uv_now(nc_client__io(ac->cli)->loop);
+    if (ac->t.wildcards) { /* NestJS: the exchange is declared, not the queue */
+        nc_amqp_method m = {.id = NC_AMQP_EXCHANGE_DECLARE, .flags = NC_AMQP_F_DURABLE};
+        m.exchange = (nc_amqp_span){ac->t.exchange, strlen(ac->t.exchange)};
+        m.type = (nc_amqp_span){ac->t.exchange_type, strlen(ac->t.exchange_type)};
+        ac->phase = P_DECLARING;
+        nc_amqp_conn_method(ac->conn, &m);
+        return;
+    }
     if (ac->t.no_assert || !ac->t.queue[0]) {
         step_consume(ac);
         return;
@@ -201,6 +214,7 @@ static void conn_event(nc_amqp_conn *c, const nc_amqp_event *ev) {
     }
     switch (m->id) {
     case NC_AMQP_QUEUE_DECLARE_OK:
+    case NC_AMQP_EXCHANGE_DECLARE_OK:
         if (ac->phase == P_DECLARING) step_consume(ac);
         break;
     case NC_AMQP_BASIC_CONSUME_OK:
@@ -368,7 +382,14 @@ static int ac_send(void *state, nc_outbound *out) {
         props.reply_to = (nc_amqp_span){ac->t.reply_queue, strlen(ac->t.reply_queue)};
     }
     uint64_t seq = 0;
-    int r = nc_amqp_conn_publish(ac->conn, "", ac->t.queue, &props, out->body, out->len, &seq);
+    /* wildcards: to the exchange, the pattern as routing key (spec rmq.md §2.2) */
+    const char *ex = ac->t.wildcards ? ac->t.exchange : "";
+    const char *rk = ac->t.wildcards ? out->route : ac->t.queue;
+    if (strlen(rk) > 255) {
+        snprintf(out->why, sizeof out->why, "the pattern is over 255 bytes: no AMQP routing key");
+        return NC_EINVAL;
+    }
+    int r = nc_amqp_conn_publish(ac->conn, ex, rk, &props, out->body, out->len, &seq);
     if (r == NC_EINVAL) snprintf(out->why, sizeof out->why, "the headers cannot be sent as an AMQP table");
     if (!r && out->id && !strcmp(ac->t.reply_queue, NC_AMQP_REPLY_TO))
         nc_map_put(&ac->direct, out->id, strlen(out->id), ac, NULL); /* out of memory: left to its timeout */

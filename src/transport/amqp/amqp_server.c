@@ -34,7 +34,7 @@ typedef struct asink {
     char reply_to[];
 } asink;
 
-enum { S_IDLE, S_DECLARING, S_QOS, S_CONSUMING, S_SERVING };
+enum { S_IDLE, S_DECLARING, S_EXCHANGE, S_QOS, S_CONSUMING, S_SERVING };
 
 struct amqp_server {
     nc_server *srv;
@@ -53,9 +53,13 @@ struct amqp_server {
     uint64_t dispatching;
     int held_how; /* -1: none */
     nc_buf enc;
+    /* wildcards: every handler route, each a binding key of the queue on the exchange */
+    char **routes;
+    size_t nroutes;
 };
 
 static const nc_amqp_conn_cbs conn_cbs;
+static const char *wildcard_route(amqp_server *as, const char *rk);
 
 static const nc_logger *LOG(amqp_server *as) {
     return nc_server__log(as->srv);
@@ -209,7 +213,7 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
     rk[m->routing_key.n] = '\0';
     nc_inbound in = {0};
     in.channel = rk; /* the routing key it arrived with: the queue's name in default mode (DESIGN §5b) */
-    in.route = NULL; /* default mode: the pattern of the body */
+    in.route = as->t.wildcards ? wildcard_route(as, rk) : NULL; /* else the pattern of the body */
     in.headers = (p->flags & NC_AMQP_P_HEADERS) ? hdrs : NULL;
     in.nheaders = nh;
     in.ctx = ctx;
@@ -252,6 +256,59 @@ static void report_connected(amqp_server *as) {
     nc_server__status(as->srv, "connected", 0);
 }
 
+/* AMQP topic matching (spec rmq.md §2.2): `*` is one dot-separated word, `#` zero or more. */
+static int topic_match(const char *pat, const char *key) {
+    if (!*pat) return !*key;
+    const char *pe = strchr(pat, '.'), *ke = strchr(key, '.');
+    size_t pl = pe ? (size_t)(pe - pat) : strlen(pat), kl = ke ? (size_t)(ke - key) : strlen(key);
+    if (pl == 1 && pat[0] == '#') {
+        if (!pe) return 1;
+        for (const char *k = key;; k = strchr(k, '.') + 1) { /* # takes zero or more words */
+            if (topic_match(pe + 1, k)) return 1;
+            if (!strchr(k, '.')) return 0;
+        }
+    }
+    if (!*key && !(pl == 0 && !pe)) return 0;
+    if (!(pl == 1 && pat[0] == '*') && (pl != kl || memcmp(pat, key, pl))) return 0;
+    if (!pe || !ke) return !pe ? !ke : !strcmp(pe + 1, "#"); /* "a.#" matches "a" */
+    return topic_match(pe + 1, ke + 1);
+}
+
+/* With wildcards: the route a routing key dispatches on when it is no handler's route itself, the first
+ * wildcard route matching it (NestJS: exact route first, then the first matching wildcard); else NULL
+ * (the body's pattern decides). */
+static const char *wildcard_route(amqp_server *as, const char *rk) {
+    for (size_t i = 0; i < as->nroutes; i++)
+        if (!strcmp(as->routes[i], rk)) return NULL;
+    for (size_t i = 0; i < as->nroutes; i++)
+        if ((strchr(as->routes[i], '*') || strchr(as->routes[i], '#')) && topic_match(as->routes[i], rk))
+            return as->routes[i];
+    return NULL;
+}
+
+static void send_bind(amqp_server *as, const char *key) {
+    nc_amqp_method m = {.id = NC_AMQP_QUEUE_BIND};
+    m.queue = (nc_amqp_span){as->queue_name, strlen(as->queue_name)};
+    m.exchange = (nc_amqp_span){as->t.exchange, strlen(as->t.exchange)};
+    m.routing_key = (nc_amqp_span){key, strlen(key) > 255 ? 255 : strlen(key)};
+    nc_amqp_conn_method(as->conn, &m);
+}
+
+static void step_qos(amqp_server *as);
+
+/* NestJS: the exchange declared durable, then the queue bound with every route (and routingKey) */
+static void step_exchange(amqp_server *as) {
+    if (!as->t.wildcards) {
+        step_qos(as);
+        return;
+    }
+    nc_amqp_method m = {.id = NC_AMQP_EXCHANGE_DECLARE, .flags = NC_AMQP_F_DURABLE};
+    m.exchange = (nc_amqp_span){as->t.exchange, strlen(as->t.exchange)};
+    m.type = (nc_amqp_span){as->t.exchange_type, strlen(as->t.exchange_type)};
+    as->phase = S_EXCHANGE;
+    nc_amqp_conn_method(as->conn, &m);
+}
+
 static void step_consume(amqp_server *as) {
     nc_amqp_method m = {.id = NC_AMQP_BASIC_CONSUME};
     m.queue = (nc_amqp_span){as->queue_name, strlen(as->queue_name)};
@@ -283,7 +340,7 @@ static void conn_ready(nc_amqp_conn *c) {
     }
     /* NestJS: declared unless noAssert; a server with no queue name declares a server-named one anyway */
     if (as->t.no_assert && as->t.queue[0]) {
-        step_qos(as);
+        step_exchange(as);
         return;
     }
     nc_amqp_method m = {.id = NC_AMQP_QUEUE_DECLARE};
@@ -316,6 +373,14 @@ static void conn_event(nc_amqp_conn *c, const nc_amqp_event *ev) {
             nc_amqp_conn_close(c, 0);
             return;
         }
+        step_exchange(as);
+        break;
+    case NC_AMQP_EXCHANGE_DECLARE_OK:
+        if (as->phase != S_EXCHANGE) return;
+        /* pipelined: the broker answers in order, so qos-ok follows every bind-ok (a refused bind closes
+         * the channel) */
+        for (size_t i = 0; i < as->nroutes; i++) send_bind(as, as->routes[i]);
+        if (as->t.routing_key) send_bind(as, as->t.routing_key);
         step_qos(as);
         break;
     case NC_AMQP_BASIC_QOS_OK:
@@ -428,6 +493,20 @@ static int as_create(nc_server *srv, const nc_url *url, void **state) {
     return 0;
 }
 
+static int as_route_added(void *state, const char *route, const nc_optset *opts) {
+    (void)opts;
+    amqp_server *as = state;
+    if (!as->t.wildcards) return 0;
+    char **r = realloc(as->routes, (as->nroutes + 1) * sizeof *r);
+    if (!r) return NC_ENOMEM;
+    as->routes = r;
+    if (!(r[as->nroutes] = strdup(route))) return NC_ENOMEM;
+    as->nroutes++;
+    /* a handler added while serving: bound now (during setup, the exchange step binds them all) */
+    if (as->phase == S_QOS || as->phase == S_CONSUMING || as->phase == S_SERVING) send_bind(as, route);
+    return 0;
+}
+
 static int as_listen(void *state) {
     amqp_server *as = state;
     as->conn = open_conn(as, 0);
@@ -463,6 +542,8 @@ static void as_destroy(void *state) {
     free(as->queue_name);
     free(as->ctag);
     nc_buf_free(&as->enc);
+    for (size_t i = 0; i < as->nroutes; i++) free(as->routes[i]);
+    free(as->routes);
     nc_amqp_target_free(&as->t);
     free(as);
 }
@@ -476,7 +557,7 @@ const nc_server_transport nc_amqp_server_transport = {
     .reports_connected = 1,
     .create = as_create,
     .listen = as_listen,
-    .route_added = NULL,
+    .route_added = as_route_added,
     .stop_accepting = as_stop_accepting,
     .close = as_close,
     .destroy = as_destroy,

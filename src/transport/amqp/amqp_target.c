@@ -91,6 +91,23 @@ const nc_option_spec nc_amqp_options[] = {
      .def = "-1",
      .min = -1,
      .max = 1000000000},
+    {.name = "wildcards",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "topic exchange mode (NestJS wildcards): the server binds its queue to `exchange` with every "
+             "handler route, the client publishes to `exchange` with the pattern as routing key"},
+    {.name = "exchange",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "with wildcards: the exchange (default: the queue's name)"},
+    {.name = "exchangeType",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "with wildcards: the exchange's type (default topic)"},
+    {.name = "routingKey",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER,
+     .help = "with wildcards: one more binding key for the server's queue"},
     {.name = "connectTimeout",
      .type = NC_OPT_DURATION,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
@@ -155,6 +172,12 @@ int nc_amqp_target_init(nc_amqp_target *t, const nc_url *url, const nc_optset *o
     if (dup_opt(&t->reply_queue, opts, "replyQueue")) goto nomem;
     if (!t->reply_queue && !(t->reply_queue = strdup(NC_AMQP_REPLY_TO))) goto nomem;
     t->persistent = nc_opts_bool(opts, "persistent");
+    t->wildcards = nc_opts_bool(opts, "wildcards");
+    if (dup_opt(&t->exchange, opts, "exchange") || dup_opt(&t->exchange_type, opts, "exchangeType") ||
+        dup_opt(&t->routing_key, opts, "routingKey"))
+        goto nomem;
+    if (!t->exchange && !(t->exchange = strdup(t->queue))) goto nomem; /* NestJS: named after the queue */
+    if (!t->exchange_type && !(t->exchange_type = strdup("topic"))) goto nomem;
     t->heartbeat_s = (int)nc_opts_int(opts, "heartbeat");
     t->frame_max = (uint32_t)nc_opts_int(opts, "frameMax");
     t->max_attempts = (int)nc_opts_int(opts, "maxConnectionAttempts");
@@ -174,6 +197,9 @@ void nc_amqp_target_free(nc_amqp_target *t) {
     free(t->queue);
     free(t->consumer_tag);
     free(t->reply_queue);
+    free(t->exchange);
+    free(t->exchange_type);
+    free(t->routing_key);
     memset(t, 0, sizeof *t);
 }
 
