@@ -35,10 +35,6 @@ if ((${#missing[@]})); then
 fi
 
 if [[ ${1:-} == --test ]]; then
-  # The pinned NestJS interop peers; `npm ci` only when the lockfile changed since the last install.
-  cd "$root/tests/interop"
-  if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-    echo "deps: npm ci (NestJS interop peers)" >&2
-    npm ci --no-audit --no-fund --loglevel=error
-  fi
+  # The pinned NestJS interop peers; `npm ci` only when the pins changed since the last install.
+  "$root/tests/interop/ensure-deps.sh"
 fi

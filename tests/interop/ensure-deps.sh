@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# ensure-deps.sh — install the pinned NestJS packages (npm ci) into this folder's node_modules,
-# unless they are already there and up to date: npm writes node_modules/.package-lock.json on every
-# install, so it being newer than package.json and package-lock.json means nothing changed since.
+# ensure-deps.sh [DIR] — install the pinned NestJS packages (npm ci) into DIR's node_modules (default: this
+# folder; the bench has its own), unless they are already there and up to date: after each install the
+# checksum of package.json and package-lock.json is kept in node_modules/.nestc-deps; the same checksum
+# means nothing changed since.
+# (Content, not modification times: a fresh checkout or a second work tree of the same commit has newer
+# files but the same pins, and must not reinstall.)
 set -euo pipefail
-cd "$(dirname "$0")"
-hidden=node_modules/.package-lock.json
-if [[ -f $hidden && $hidden -nt package-lock.json && $hidden -nt package.json ]]; then
+cd "${1:-$(dirname "$0")}"
+stamp=node_modules/.nestc-deps
+sum=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
+if [[ -f $stamp && $(cat "$stamp") == "$sum" && -d node_modules/@nestjs/microservices ]]; then
   echo "ensure-deps.sh: node_modules is up to date"
   exit 0
 fi
-exec npm ci --no-audit --no-fund
+echo "ensure-deps.sh: npm ci in $(basename "$PWD") (pinned NestJS peers)" >&2
+npm ci --no-audit --no-fund --loglevel=error
+echo "$sum" >"$stamp"
