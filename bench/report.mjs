@@ -740,12 +740,38 @@ const rmqCommon = {
     'pseudo-queue is set up once per client, so 1 × 1 is one publish through the broker each way plus the server\'s ' +
     'handling.',
 };
+// A run on a machine busy with other work: the cores were shared with processes the report does not see, so
+// "no core full" does not mean nothing was full.
+const rmqBusyNote =
+  (rmqMachine?.busy_pct_before ?? 0) >= 10
+    ? '- **This run shared the machine with other work** (' +
+      `${rmqMachine.busy_pct_before} % busy, load average ${rmqMachine.loadavg_before} at the start, and most points ` +
+      'started busy): the "bound by" column sees only the three processes measured, so where it says no core was ' +
+      'full the rest of the cores went to other processes. Responses / s, latencies and events / s vary several-fold ' +
+      'between the three runs of a point and say little here; **CPU per response and per event** (each process\'s own ' +
+      'time, divided by its own work) are the figures to compare, and even they are inflated by the contention ' +
+      '(wake-ups on a busy core, context switches, cold caches), most at 1 × 1, where every message is a wake-up.\n'
+    : '';
 const rmqMd =
-  brokerSection('rmq', rmqNoAckPoints, rmqMachine, { ...rmqCommon, name: 'RabbitMQ', intro: rmqIntro(false) }) +
+  brokerSection('rmq', rmqNoAckPoints, rmqMachine, {
+    ...rmqCommon,
+    name: 'RabbitMQ',
+    intro: rmqIntro(false),
+    extraNotes: rmqBusyNote.trimEnd(),
+  }) +
   brokerSection('rmq-ack', rmqAckPoints, rmqMachine, {
     ...rmqCommon,
     name: 'RabbitMQ noAck=false',
     intro: rmqIntro(true),
+    extraNotes:
+      rmqBusyNote +
+      '- **NestJS server, 1 × 1** — amqplib does not set `TCP_NODELAY` unless asked (`noDelay`, false by default; ' +
+      'Node.js sockets have Nagle\'s algorithm on): the NestJS handler writes its `basic.ack` and a moment later the ' +
+      'reply, Nagle holds the reply until the broker acknowledges the segment with the ack, and the broker\'s delayed ' +
+      'ACK puts that off by about 40 ms, so its round trips take about 47 ms whichever client sends. That is ' +
+      '`Transport.RMQ` as it comes; with `socketOptions: { connectionOptions: { noDelay: true } }` the same server ' +
+      'answered in about 2 ms (p50, a separate 3 s check). nestc\'s connections set `TCP_NODELAY`, and what nestc ' +
+      'writes in one loop iteration (the reply, then its ack) leaves in one write anyway.',
   });
 
 // ---- machine ---------------------------------------------------------------------------------------------
