@@ -1,16 +1,18 @@
-// Load from NestJS's own client (ClientProxyFactory, Transport.TCP, Transport.REDIS, Transport.NATS or
-// Transport.MQTT), for comparing client libraries: how many responses per second one NestJS client process can
+// Load from NestJS's own client (ClientProxyFactory, Transport.TCP, Transport.REDIS, Transport.NATS,
+// Transport.MQTT or Transport.RMQ), for comparing client libraries: how many responses per second one NestJS client process can
 // drive.
 //
 //   node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P
-//                         | --url mqtt://H:P[?qos=1])
+//                         | --url mqtt://H:P[?qos=1] | --url amqp://H:P?queue=Q)
 //                        [--pattern JSON] [--data JSON] [--connections C] [--inflight N]
 //                        [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]
 //
 // Each connection is one ClientProxy (NestJS opens one socket per TCP client, two Redis connections per Redis
 // client: one publishing, one subscribed; one NATS connection per NATS client, with an inbox subscription per
 // request; one MQTT connection per MQTT client, subscribed to `<pattern>/reply` while a request on the pattern is
-// pending; ?qos=N sends every request as an MqttRecord with that QoS, as a NestJS user asks for one) keeping N
+// pending; ?qos=N sends every request as an MqttRecord with that QoS, as a NestJS user asks for one; one RabbitMQ
+// connection and channel per RMQ client, publishing to the queue Q and consuming the direct reply-to
+// pseudo-queue, NestJS's defaults; other URL parameters, e.g. noAck, are the server's and ignored) keeping N
 // requests in flight: every completed request sends the
 // next. Only responses completed inside the counting window, after the warm-up, are counted; their latency
 // runs from the send() call to the completion. With --server-pid / --broker-pid the CPU time (user + system,
@@ -46,10 +48,10 @@ const { values: args } = parseArgs({
   },
 });
 const url = args.url ? new URL(args.url) : null;
-if ((!args.port && !url) || (url && !['tcp:', 'redis:', 'nats:', 'mqtt:'].includes(url.protocol))) {
+if ((!args.port && !url) || (url && !['tcp:', 'redis:', 'nats:', 'mqtt:', 'amqp:'].includes(url.protocol))) {
   console.error(
     'usage: node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P | ' +
-      '--url mqtt://H:P[?qos=N]) ' +
+      '--url mqtt://H:P[?qos=N] | --url amqp://H:P?queue=Q) ' +
       '[--connections C] [--inflight N] [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]',
   );
   process.exit(2);
@@ -57,9 +59,11 @@ if ((!args.port && !url) || (url && !['tcp:', 'redis:', 'nats:', 'mqtt:'].includ
 const redis = url?.protocol === 'redis:';
 const nats = url?.protocol === 'nats:';
 const mqtt = url?.protocol === 'mqtt:';
+const rmq = url?.protocol === 'amqp:';
+const rmqQueue = url?.searchParams.get('queue') ?? '';
 const qos = Number(url?.searchParams.get('qos') ?? 0);
 const host = url ? url.hostname : args.host;
-const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : mqtt ? 1883 : 0)) : Number(args.port);
+const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : mqtt ? 1883 : rmq ? 5672 : 0)) : Number(args.port);
 
 // A pattern that parses as JSON is an object (or number) pattern, as nestc's CLI reads it.
 let pattern = args.pattern;
@@ -105,8 +109,22 @@ for (const pid of [args['server-pid'], args['broker-pid']])
 const clients = [];
 for (let i = 0; i < connections; i++) {
   const client = ClientProxyFactory.create({
-    transport: redis ? Transport.REDIS : nats ? Transport.NATS : mqtt ? Transport.MQTT : Transport.TCP,
-    options: nats ? { servers: [`nats://${host}:${port}`] } : mqtt ? { url: `mqtt://${host}:${port}` } : { host, port },
+    transport: redis
+      ? Transport.REDIS
+      : nats
+        ? Transport.NATS
+        : mqtt
+          ? Transport.MQTT
+          : rmq
+            ? Transport.RMQ
+            : Transport.TCP,
+    options: nats
+      ? { servers: [`nats://${host}:${port}`] }
+      : mqtt
+        ? { url: `mqtt://${host}:${port}` }
+        : rmq
+          ? { urls: [`amqp://${host}:${port}`], queue: rmqQueue }
+          : { host, port },
   });
   await client.connect();
   clients.push(client);
@@ -179,7 +197,7 @@ if (args['broker-pid']) {
   out.broker_cpu_s = s == null ? null : Number(s.toFixed(3));
   out.broker_cpu_us_per_resp = perResp(s);
 }
-out.transport = redis ? 'redis' : nats ? 'nats' : mqtt ? (qos ? `mqtt-qos${qos}` : 'mqtt') : 'tcp';
+out.transport = redis ? 'redis' : nats ? 'nats' : mqtt ? (qos ? `mqtt-qos${qos}` : 'mqtt') : rmq ? 'rmq' : 'tcp';
 console.log(JSON.stringify(out));
 // Requests still in flight are abandoned: the figures are taken.
 process.exit(0);

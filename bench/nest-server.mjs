@@ -5,6 +5,7 @@
 //   node nest-server.mjs --url redis://HOST:PORT   (the same service over NestJS's Redis transport)
 //   node nest-server.mjs --url nats://HOST:PORT    (the same service over NestJS's NATS transport)
 //   node nest-server.mjs --url mqtt://HOST:PORT[?qos=1]  (over NestJS's MQTT transport; qos: subscribeOptions.qos)
+//   node nest-server.mjs --url amqp://HOST:PORT?queue=Q[&noAck=false]  (over NestJS's RMQ transport)
 //
 // Over TCP it prints "listening on port N" once it accepts connections. Over Redis it prints
 // "connected to URL" after app.listen() has resolved (both ioredis connections ready) and Redis reports a
@@ -14,7 +15,11 @@
 // SUBs before the flush's PING, and nats-server handles a connection's commands in order, so its PONG
 // confirms every subscription. Over MQTT the same line follows app.listen() and the SUBACK of every handler's
 // SUBSCRIBE: listen() resolves on the CONNACK, and mqtt.js sends the SUBSCRIBEs queued before it afterwards, one
-// at a time. Exits 0 on SIGTERM/SIGINT after app.close().
+// at a time. Over RabbitMQ the same line follows app.listen() and the queue counting a consumer: listen() resolves
+// once basic.consume is sent, not confirmed (the line is printed only while no other server consumes the queue:
+// the harness stops one server before starting the next). With noAck=false every handler acknowledges its
+// message by hand, as NestJS users do (`ctx.getChannelRef().ack(ctx.getMessage())`). Exits 0 on SIGTERM/SIGINT
+// after app.close().
 //
 //   {cmd:'sum'}    array of numbers → their sum
 //   {cmd:'echo'}   anything → the same value
@@ -27,7 +32,7 @@ import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { EventPattern, MessagePattern, Payload, Transport } from '@nestjs/microservices';
+import { Ctx, EventPattern, MessagePattern, Payload, Transport } from '@nestjs/microservices';
 
 const { values: args } = parseArgs({
   options: {
@@ -37,32 +42,43 @@ const { values: args } = parseArgs({
   },
 });
 const url = args.url ? new URL(args.url) : null;
-if (url && !['tcp:', 'redis:', 'nats:', 'mqtt:'].includes(url.protocol)) {
-  console.error(`nest-server.mjs: unsupported URL ${args.url} (tcp://, redis://, nats:// or mqtt://)`);
+if (url && !['tcp:', 'redis:', 'nats:', 'mqtt:', 'amqp:'].includes(url.protocol)) {
+  console.error(`nest-server.mjs: unsupported URL ${args.url} (tcp://, redis://, nats://, mqtt:// or amqp://)`);
   process.exit(2);
 }
 const redis = url?.protocol === 'redis:';
 const nats = url?.protocol === 'nats:';
 const mqtt = url?.protocol === 'mqtt:';
+const rmq = url?.protocol === 'amqp:';
+// RabbitMQ: the queue (?queue=Q) and the consume mode (?noAck=false: NestJS's noAck option; default true).
+const rmqQueue = url?.searchParams.get('queue') ?? '';
+const rmqAck = rmq && url.searchParams.get('noAck') === 'false';
 // MQTT: the subscription QoS of every handler (0 unless ?qos=N), as a NestJS user sets it.
 const qos = Number(url?.searchParams.get('qos') ?? 0);
 
 let ticks = 0;
 
+// With noAck=false (RabbitMQ) a NestJS handler acknowledges its message itself; ctx is then the RmqContext.
+const ack = rmqAck ? (ctx) => ctx.getChannelRef().ack(ctx.getMessage()) : () => {};
+
 class Bench {
-  sum(data) {
+  sum(data, ctx) {
+    ack(ctx);
     return data.reduce((a, b) => a + b, 0);
   }
 
-  echo(data) {
+  echo(data, ctx) {
+    ack(ctx);
     return data;
   }
 
-  tick() {
+  tick(data, ctx) {
+    ack(ctx);
     ticks++;
   }
 
-  ticks() {
+  ticks(data, ctx) {
+    ack(ctx);
     return ticks;
   }
 }
@@ -77,22 +93,35 @@ decorate(MessagePattern, 'ticks', { cmd: 'ticks' });
 // @Payload() on the handlers that read the data, as the NestJS documentation writes them.
 Payload()(proto, 'sum', 0);
 Payload()(proto, 'echo', 0);
+// @Ctx() only where a handler needs its context: with noAck=false over RabbitMQ, to acknowledge.
+if (rmqAck) for (const m of ['sum', 'echo', 'tick', 'ticks']) Ctx()(proto, m, 1);
 Controller()(Bench);
 
 class AppModule {}
 Module({ controllers: [Bench] })(AppModule);
 
 const host = url ? url.hostname : args.host;
-const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : mqtt ? 1883 : 0)) : Number(args.port);
+const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : mqtt ? 1883 : rmq ? 5672 : 0)) : Number(args.port);
 const app = await NestFactory.createMicroservice(AppModule, {
   // Transport options as the NestJS documentation gives them (host and port; NATS: the servers list; MQTT: the
   // url, and subscribeOptions only for QoS 1/2), nothing tuned.
-  transport: redis ? Transport.REDIS : nats ? Transport.NATS : mqtt ? Transport.MQTT : Transport.TCP,
+  // RabbitMQ: urls and queue, noAck only when false; queueOptions left to NestJS's defaults (amqplib's: durable).
+  transport: redis
+    ? Transport.REDIS
+    : nats
+      ? Transport.NATS
+      : mqtt
+        ? Transport.MQTT
+        : rmq
+          ? Transport.RMQ
+          : Transport.TCP,
   options: nats
     ? { servers: [`nats://${host}:${port}`] }
     : mqtt
       ? { url: `mqtt://${host}:${port}`, ...(qos ? { subscribeOptions: { qos } } : {}) }
-      : { host, port },
+      : rmq
+        ? { urls: [`amqp://${host}:${port}`], queue: rmqQueue, ...(rmqAck ? { noAck: false } : {}) }
+        : { host, port },
   logger: ['error', 'warn'],
 });
 await app.listen();
@@ -107,6 +136,23 @@ if (mqtt) {
     }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+  process.stdout.write(`connected to ${args.url}\n`);
+} else if (rmq) {
+  // The queue's consumer count, asked on a connection of our own (amqplib, NestJS's own dependency): 1 once the
+  // broker has confirmed the server's basic.consume.
+  const amqplib = (await import('amqplib')).default;
+  const conn = await amqplib.connect(`amqp://${host}:${port}`);
+  const ch = await conn.createChannel();
+  for (let i = 0; ; i++) {
+    const { consumerCount } = await ch.checkQueue(rmqQueue);
+    if (consumerCount > 0) break;
+    if (i === 500) {
+      console.error('nest-server.mjs: the consumer was not confirmed within 5 s');
+      process.exit(1);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await conn.close();
   process.stdout.write(`connected to ${args.url}\n`);
 } else if (nats) {
   await app.unwrap().flush();
@@ -129,6 +175,11 @@ if (mqtt) {
 }
 
 let closing = false;
+// Closing a RabbitMQ server rejects the replies amqp-connection-manager still holds (NestJS does not await its
+// publishes): expected at shutdown, not a failure.
+process.on('unhandledRejection', (err) => {
+  if (!closing) throw err;
+});
 const shutdown = async () => {
   if (closing) return;
   closing = true;

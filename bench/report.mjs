@@ -1,10 +1,11 @@
 // Turns the measured points (results.json, one JSON line each, written by run.sh) into RESULTS.md:
 // a table per scenario with ceiling / nestc / NestJS, the ratios, the target and PASS/MISS, then the
 // Redis section (results-redis.json), the NATS section (results-nats.json) and the MQTT sections, QoS 0 and
-// QoS 1 (results-mqtt.json), each recorded on its own (its own date and machine state), then the machine and the
+// QoS 1 (results-mqtt.json) and the RabbitMQ sections, noAck true and false (results-rmq.json), each recorded on its own (its own date and machine state), then the machine and the
 // date, then the raw lines.
 //
 //   node report.mjs --results FILE --out FILE [--redis-results FILE] [--nats-results FILE] [--mqtt-results FILE]
+//                   [--rmq-results FILE]
 //                   [--duration S --warmup S --idle-conns N --build DIR]
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ const { values: args } = parseArgs({
     'redis-results': { type: 'string' },
     'nats-results': { type: 'string' },
     'mqtt-results': { type: 'string' },
+    'rmq-results': { type: 'string' },
     out: { type: 'string' },
     duration: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
@@ -37,6 +39,8 @@ const natsLines = readLines(args['nats-results']);
 const natsPoints = natsLines.map((l) => JSON.parse(l));
 const mqttLines = readLines(args['mqtt-results']);
 const mqttPoints = mqttLines.map((l) => JSON.parse(l));
+const rmqLines = readLines(args['rmq-results']);
+const rmqPoints = rmqLines.map((l) => JSON.parse(l));
 // The payload figure is request payload bytes per second (nestc bench's own mb_per_s counts every byte
 // on the wire, both directions).
 for (const p of points) {
@@ -373,6 +377,7 @@ const pkgVersion = (name) => {
 const redisMachine = redisPoints.find((p) => p.scenario === 'machine')?.result ?? null;
 const natsMachine = natsPoints.find((p) => p.scenario === 'machine')?.result ?? null;
 const mqttMachine = mqttPoints.find((p) => p.scenario === 'machine')?.result ?? null;
+const rmqMachine = rmqPoints.find((p) => p.scenario === 'machine')?.result ?? null;
 const FULL = 0.85; // a core this busy over the window is the limit
 function brokerSection(kind, allPoints, machine, d) {
   const rp = allPoints.filter((p) => p.scenario !== 'machine');
@@ -697,6 +702,78 @@ const mqttMd =
       '44 ms whichever client sends. That is `Transport.MQTT` as it comes; nestc\'s connections set `TCP_NODELAY`.',
   });
 
+// RabbitMQ: one file, two sections (noAck true: points rmq-*; noAck false: points rmq-ack-*).
+const rmqAckPoints = rmqPoints.filter((p) => p.scenario.startsWith('rmq-ack-'));
+const rmqNoAckPoints = rmqPoints.filter((p) => !p.scenario.startsWith('rmq-ack-'));
+const rmqIntro = (ack) => (rm) =>
+  'The same service over one RabbitMQ broker: the nestc server (`nestc-server --url amqp://…?queue=bench' +
+  (ack ? '&noAck=false' : '') +
+  '`, nestc\'s own AMQP 0-9-1 codec and transport) and NestJS\'s `Transport.RMQ` server (`nest-server.mjs --url ' +
+  `amqp://…?queue=bench${ack ? '&noAck=false' : ''}\`, amqplib ${pkgVersion('amqplib')} with amqp-connection-manager ` +
+  `${pkgVersion('amqp-connection-manager')}), each alone on core 0; one rabbitmq-server ${rm.rabbitmq_version ?? ''} ` +
+  `(Erlang/OTP ${rm.erlang_version ?? '?'}; started as the test suite starts its shared broker: loopback, its own ` +
+  'epmd, a fresh directory, no plugins) pinned to core 1 together with the load generator, so that the server ' +
+  'under test has core 0 to itself as in the TCP scenarios. Both servers declare the queue `bench` with NestJS\'s ' +
+  'default queue options (durable, not exclusive, not auto-deleted, no arguments; nestc\'s defaults are the same). ' +
+  'Each request crosses the broker twice: the client publishes to the default exchange with routing key `bench`, ' +
+  '`replyTo` the direct reply-to pseudo-queue and a `correlationId`; the broker delivers it to the server\'s ' +
+  'consumer; the server publishes the reply to the `replyTo`, and the broker hands it to the client\'s reply ' +
+  'consumer. ' +
+  (ack
+    ? '**noAck false**: the servers consume in ack mode (prefetch unlimited): nestc acknowledges a request when ' +
+      'its reply is sent and an event when its handler returned (automatically), NestJS\'s handlers acknowledge by ' +
+      'hand as NestJS users do (`ctx.getChannelRef().ack(ctx.getMessage())`); the broker keeps every message ' +
+      'until its `basic.ack`. '
+    : '**noAck true** (NestJS\'s default: the broker considers a message acknowledged once delivered). ') +
+  'Two clients drive each server: **nestc client** = the nestc client library (`nestc bench amqp://…?queue=bench ' +
+  '--engine client`), **NestJS client** = NestJS\'s `ClientRMQ` (`nest-client.mjs --url amqp://…?queue=bench`); ' +
+  'each is one client (one AMQP connection, one channel in confirm mode) with 100 or 1 requests in flight, ' +
+  '`{"cmd":"sum"}` of `[1,2,3]`. ';
+const rmqCommon = {
+  broker: 'rabbitmq-server',
+  brokerFull: 'rabbitmq-server (core 1 full by itself)',
+  eventOrder:
+    'A client publishes its events and its request on one channel to the queue, and the queue delivers them to ' +
+    'its one consumer in that order,',
+  roundTrip:
+    'No subscription work per request (unlike Redis, NATS and MQTT): the reply consumer on the direct reply-to ' +
+    'pseudo-queue is set up once per client, so 1 × 1 is one publish through the broker each way plus the server\'s ' +
+    'handling.',
+};
+// A run on a machine busy with other work: the cores were shared with processes the report does not see, so
+// "no core full" does not mean nothing was full.
+const rmqBusyNote =
+  (rmqMachine?.busy_pct_before ?? 0) >= 10
+    ? '- **This run shared the machine with other work** (' +
+      `${rmqMachine.busy_pct_before} % busy, load average ${rmqMachine.loadavg_before} at the start, and most points ` +
+      'started busy): the "bound by" column sees only the three processes measured, so where it says no core was ' +
+      'full the rest of the cores went to other processes. Responses / s, latencies and events / s vary several-fold ' +
+      'between the three runs of a point and say little here; **CPU per response and per event** (each process\'s own ' +
+      'time, divided by its own work) are the figures to compare, and even they are inflated by the contention ' +
+      '(wake-ups on a busy core, context switches, cold caches), most at 1 × 1, where every message is a wake-up.\n'
+    : '';
+const rmqMd =
+  brokerSection('rmq', rmqNoAckPoints, rmqMachine, {
+    ...rmqCommon,
+    name: 'RabbitMQ',
+    intro: rmqIntro(false),
+    extraNotes: rmqBusyNote.trimEnd(),
+  }) +
+  brokerSection('rmq-ack', rmqAckPoints, rmqMachine, {
+    ...rmqCommon,
+    name: 'RabbitMQ noAck=false',
+    intro: rmqIntro(true),
+    extraNotes:
+      rmqBusyNote +
+      '- **NestJS server, 1 × 1** — amqplib does not set `TCP_NODELAY` unless asked (`noDelay`, false by default; ' +
+      'Node.js sockets have Nagle\'s algorithm on): the NestJS handler writes its `basic.ack` and a moment later the ' +
+      'reply, Nagle holds the reply until the broker acknowledges the segment with the ack, and the broker\'s delayed ' +
+      'ACK puts that off by about 40 ms, so its round trips take about 47 ms whichever client sends. That is ' +
+      '`Transport.RMQ` as it comes; with `socketOptions: { connectionOptions: { noDelay: true } }` the same server ' +
+      'answered in about 2 ms (p50, a separate 3 s check). nestc\'s connections set `TCP_NODELAY`, and what nestc ' +
+      'writes in one loop iteration (the reply, then its ack) leaves in one write anyway.',
+  });
+
 // ---- machine ---------------------------------------------------------------------------------------------
 const sh = (cmd, argv) => {
   try {
@@ -722,6 +799,11 @@ const machine = [
     (mqttPoints.length
       ? `${redisPoints.length || natsPoints.length ? ',' : ';'} mqtt ${pkgVersion('mqtt')}; mosquitto ` +
         `${mqttMachine?.mosquitto_version ?? '?'}`
+      : '') +
+    (rmqPoints.length
+      ? `${redisPoints.length || natsPoints.length || mqttPoints.length ? ',' : ';'} amqplib ${pkgVersion('amqplib')}, ` +
+        `amqp-connection-manager ${pkgVersion('amqp-connection-manager')}; rabbitmq-server ` +
+        `${rmqMachine?.rabbitmq_version ?? '?'} (Erlang/OTP ${rmqMachine?.erlang_version ?? '?'})`
       : ''),
   `- nestc ${machineInfo.nestc ?? sh('git', ['-C', here, 'describe', '--always', '--dirty'])}; libuv ${sh('pkg-config', ['--modversion', 'libuv'])}, ` +
     `jansson ${sh('pkg-config', ['--modversion', 'jansson'])}`,
@@ -743,6 +825,12 @@ const machine = [
     ? [
         `- MQTT sections: recorded ${mqttMachine.date}, nestc ${mqttMachine.nestc ?? '?'}, other CPU use just before ` +
           `it ${mqttMachine.busy_pct_before} % (load average ${mqttMachine.loadavg_before})`,
+      ]
+    : []),
+  ...(rmqMachine
+    ? [
+        `- RabbitMQ sections: recorded ${rmqMachine.date}, nestc ${rmqMachine.nestc ?? '?'}, other CPU use just before ` +
+          `it ${rmqMachine.busy_pct_before} % (load average ${rmqMachine.loadavg_before})`,
       ]
     : []),
   `- each point: ${args.warmup} s warm-up, then ${args.duration} s counted; load generator \`nestc bench\` (raw engine unless stated)`,
@@ -771,6 +859,11 @@ Ratios are nestc divided by the other; for CPU and latency lower is better.${
   mqttPoints.length
     ? ' The MQTT sections (the same over mosquitto, NestJS\'s `Transport.MQTT`, QoS 0 and QoS 1) were recorded in ' +
       `their own run${mqttMachine?.date && mqttMachine.date !== machineInfo.date ? ` (${mqttMachine.date})` : ''} and say how.`
+    : ''
+}${
+  rmqPoints.length
+    ? ' The RabbitMQ sections (the same over rabbitmq-server, NestJS\'s `Transport.RMQ`, noAck true and false) were ' +
+      `recorded in their own run${rmqMachine?.date && rmqMachine.date !== machineInfo.date ? ` (${rmqMachine.date})` : ''} and say how.`
     : ''
 }${
   machineInfo.busy_pct_before >= 10
@@ -804,7 +897,7 @@ ${summary.map((r) => `| ${r.join(' | ')} |`).join('\n')}
 ${sections.join('\n')}
 `
     : ''
-}${redisMd}${natsMd}${mqttMd}## Machine
+}${redisMd}${natsMd}${mqttMd}${rmqMd}## Machine
 
 ${machine.join('\n')}
 
@@ -847,6 +940,17 @@ mosquitto's CPU time over the counting window.
 
 \`\`\`
 ${mqttLines.join('\n')}
+\`\`\`
+`
+    : ''
+}${
+  rmqLines.length
+    ? `
+RabbitMQ (\`results-rmq.json\`): the same members; the noAck=false points are named \`rmq-ack-…\`; \`broker_cpu_s\` is
+rabbitmq-server's CPU time (the Erlang VM, all its threads) over the counting window.
+
+\`\`\`
+${rmqLines.join('\n')}
 \`\`\`
 `
     : ''

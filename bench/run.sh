@@ -2,24 +2,30 @@
 # nestc against NestJS's own TCP server, side by side, with the same load generator; writes RESULTS.md.
 #
 #   bench/run.sh [--quick] [--only LIST] [--servers LIST] [--duration S] [--warmup S] [--repeat N] [--conns N]
+#                [--quiet-wait S]
 #
 #   --quick          a short smoke run (1 s per point, 1000 idle connections, at most 5 s of waiting for quiet cores)
 #   --only LIST      comma-separated scenarios: memory,throughput,conns,latency,events,payload,dom,client,workers,
 #                    redis (the same service over one redis-server, nestc and NestJS clients against both servers),
-#                    nats (the same over one nats-server), mqtt (the same over one mosquitto, QoS 0 and QoS 1)
+#                    nats (the same over one nats-server), mqtt (the same over one mosquitto, QoS 0 and QoS 1),
+#                    rmq (the same over one rabbitmq-server, noAck true and false)
 #   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs (redis, nats,
-#                    mqtt: nestc,nestjs)
+#                    mqtt, rmq: nestc,nestjs)
 #   --duration S     counting window per point (default 5); --warmup S before it (default 1)
 #   --repeat N       measure every point N times; the report shows the median run (default 1)
 #   --conns N        idle connections for the memory scenario (default 10000, or 1000 if `ulimit -n` is low)
+#   --quiet-wait S   the longest wait for quiet cores before each point (default 60; 5 with --quick); on a machine
+#                    busy with other work, a shorter wait keeps the run's length bounded (the report flags the
+#                    points that started busy)
 #
 # Installs what is missing (Debian packages, Node.js, the pinned NestJS with `npm ci`), builds nestc in
 # Release, then for each server: starts it alone on core 0 (taskset -c 0), runs every scenario from
 # `nestc bench` on core 1 (taskset -c 1), stops it by PID. A full run writes bench/RESULTS.md and
 # bench/results.json (one JSON line per measured point; the Redis points go to bench/results-redis.json, the
-# NATS points to bench/results-nats.json, the MQTT points to bench/results-mqtt.json); a partial run (--quick,
+# NATS points to bench/results-nats.json, the MQTT points to bench/results-mqtt.json, the RabbitMQ points to
+# bench/results-rmq.json); a partial run (--quick,
 # --only, --servers, other durations) writes them under bench/out/ so the recorded full run stays intact. The
-# one exception is `--only` with broker scenarios alone (redis, nats, mqtt, e.g. `--only mqtt`) and the default
+# one exception is `--only` with broker scenarios alone (redis, nats, mqtt, rmq, e.g. `--only mqtt`) and the default
 # durations: it re-records those broker points alone and rewrites bench/RESULTS.md with the other recorded
 # points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report
 # flags points that did not get them.
@@ -36,25 +42,28 @@ warm_s=3
 repeat=1
 quiet_polls=120 # half-second readings before a point while the cores are busy (a smoke run waits 5 s, not 60)
 idle_conns=
-scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats,mqtt
+scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats,mqtt,rmq
 servers=ceiling,nestc,nestjs
 partial=0
 while (($#)); do
   case $1 in
     --quick) duration=1 warmup=0.3 warm_s=0.5 idle_conns=1000 quiet_polls=10 partial=1 ;;
-    # --only with broker scenarios alone (redis, nats, mqtt) is recorded (see above); any other list is partial.
-    --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats|mqtt))+$ ]] || partial=1; shift ;;
+    # --only with broker scenarios alone (redis, nats, mqtt, rmq) is recorded (see above); any other list is partial.
+    --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats|mqtt|rmq))+$ ]] || partial=1; shift ;;
     --servers) servers=${2:?--servers needs a list}; partial=1; shift ;;
     --duration) duration=${2:?}; partial=1; shift ;;
     --warmup) warmup=${2:?}; partial=1; shift ;;
     --repeat) repeat=${2:?}; shift ;;
     --conns) idle_conns=${2:?}; partial=1; shift ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --quiet-wait) quiet_wait=${2:?}; shift ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 has() { [[ ,$1, == *,$2,* ]]; }
+# Half-second readings: --quiet-wait S allows 2 S of them (after --quick, whatever the order).
+[[ -z ${quiet_wait:-} ]] || quiet_polls=$((2 * ${quiet_wait%.*}))
 # The TCP scenarios (everything but redis, nats and mqtt) write results.json; the redis scenario writes
 # results-redis.json, the nats scenario results-nats.json, the mqtt scenario results-mqtt.json.
 tcp_wanted=0
@@ -77,6 +86,11 @@ fi
 mosquitto=$(command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; } || true)
 if has "$scenarios" mqtt && [[ -z $mosquitto ]]; then
   echo "run.sh: the mqtt scenario needs mosquitto" >&2
+  exit 1
+fi
+# The rmq scenario starts its broker as the test suite does (tests/interop/rabbitmq-fixture.sh).
+if has "$scenarios" rmq && [[ ! -x ${RABBITMQ_SERVER:-/usr/lib/rabbitmq/bin/rabbitmq-server} ]]; then
+  echo "run.sh: the rmq scenario needs rabbitmq-server" >&2
   exit 1
 fi
 if [[ ! -f $here/node_modules/.package-lock.json || $here/package-lock.json -nt $here/node_modules/.package-lock.json ]]; then
@@ -108,22 +122,24 @@ fi
 
 if ((partial)); then
   results=$out/results.json redis_results=$out/results-redis.json nats_results=$out/results-nats.json
-  mqtt_results=$out/results-mqtt.json
+  mqtt_results=$out/results-mqtt.json rmq_results=$out/results-rmq.json
   report=$out/RESULTS.md
   : >"$results"
   : >"$redis_results"
   : >"$nats_results"
   : >"$mqtt_results"
+  : >"$rmq_results"
 else
   # A recorded run replaces only the points it measures: `--only redis` keeps results.json and
   # results-nats.json as recorded, `--only nats` results.json and results-redis.json.
   results=$here/results.json redis_results=$here/results-redis.json nats_results=$here/results-nats.json
-  mqtt_results=$here/results-mqtt.json
+  mqtt_results=$here/results-mqtt.json rmq_results=$here/results-rmq.json
   report=$here/RESULTS.md
   ((tcp_wanted)) && : >"$results"
   ! has "$scenarios" redis || : >"$redis_results"
   ! has "$scenarios" nats || : >"$nats_results"
   ! has "$scenarios" mqtt || : >"$mqtt_results"
+  ! has "$scenarios" rmq || : >"$rmq_results"
 fi
 # Where record() writes: results.json, or results-redis.json / results-nats.json during a broker scenario.
 results_cur=$results
@@ -135,7 +151,7 @@ cd "$out"
 
 # ---- servers ---------------------------------------------------------------------------------------------
 srv_pid='' srv_port='' srv_name='' srv_cpus='' srv_log='' helper_pid='' srv_target='' srv_url=''
-redis_pid='' redis_dir='' nats_pid='' nats_dir='' mqtt_pid='' mqtt_dir='' sampler_pid=''
+redis_pid='' redis_dir='' nats_pid='' nats_dir='' mqtt_pid='' mqtt_dir='' rmq_state='' sampler_pid=''
 srv_args=()
 cleanup() {
   [[ -n $helper_pid ]] && kill "$helper_pid" 2>/dev/null && wait "$helper_pid" 2>/dev/null
@@ -147,6 +163,7 @@ cleanup() {
   [[ -n $nats_dir ]] && rm -rf "$nats_dir"
   [[ -n $mqtt_pid ]] && kill "$mqtt_pid" 2>/dev/null && wait "$mqtt_pid" 2>/dev/null
   [[ -n $mqtt_dir ]] && rm -rf "$mqtt_dir"
+  [[ -n $rmq_state ]] && stop_rmq
   return 0
 }
 trap cleanup EXIT
@@ -750,7 +767,69 @@ if has "$scenarios" mqtt; then
   results_cur=$results
 fi
 
+# ---- RabbitMQ: the same service over one rabbitmq-server ----------------------------------------------------
+# As for the other brokers: one broker for the whole scenario, pinned to core 1 with the load generators, each
+# server alone on core 0. The broker is started exactly as the test suite starts its shared one
+# (tests/interop/rabbitmq-fixture.sh → with-rabbitmq.sh: free loopback ports, its own epmd, a fresh temporary
+# directory, no plugins; stopped by PID), under `taskset -c 1`, which the holder, epmd and the Erlang VM inherit.
+# Both servers use the queue `bench` with NestJS's default queue options (nestc's defaults are the same:
+# durable true, exclusive false, autoDelete false, no arguments): they declare it identically. Measured twice:
+# noAck true (NestJS's default: the broker considers a message acknowledged when it delivers it) and noAck false
+# (`?noAck=false`: the servers consume in ack mode; nestc acknowledges a request when its reply is sent and an event
+# when its handler returned, NestJS's handlers acknowledge by hand, `ctx.getChannelRef().ack(ctx.getMessage())`).
+# The clients always consume their replies on the direct reply-to pseudo-queue (no-ack), as NestJS's ClientRMQ.
+
+# start_rmq: the broker; sets rmq_state (the fixture's state directory), rmq_pid (the Erlang VM), rmq_port,
+# rmq_url.
+start_rmq() {
+  rmq_state=$(mktemp -d "${TMPDIR:-/tmp}/nestc-bench-rmq.XXXXXX")
+  if ! taskset -c 1 "$root/tests/interop/rabbitmq-fixture.sh" start "$rmq_state" >"$out/rabbitmq.log" 2>&1; then
+    echo "run.sh: rabbitmq-server did not start:" >&2
+    cat "$out/rabbitmq.log" >&2
+    rm -rf "$rmq_state"
+    rmq_state=''
+    return 1
+  fi
+  rmq_pid=$(sed -n 's/^RMQ_PID=//p' "$rmq_state/env")
+  rmq_port=$(sed -n 's/^RMQ_PORT=//p' "$rmq_state/env")
+  rmq_url=$(sed -n 's/^RMQ_URL=//p' "$rmq_state/env")
+  echo "bench: rabbitmq-server $(rmq_version) on port $rmq_port (pid $rmq_pid, core 1)" >&2
+}
+stop_rmq() {
+  "$root/tests/interop/rabbitmq-fixture.sh" stop "$rmq_state" >>"$out/rabbitmq.log" 2>&1 || true
+  rm -rf "$rmq_state"
+  rmq_state=''
+}
+rmq_version() { dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null | sed 's/-.*//'; }
+
+# Between two servers nobody else is connected (the clients have exited): wait until the broker holds no open
+# AMQP connection (as wait_mqtt_gone), so that the stopped server's consumer is gone before the next one consumes.
+wait_rmq_gone() {
+  local i n hex
+  hex=$(printf '%04X' "$rmq_port")
+  for ((i = 0; i < 100; i++)); do
+    n=$(awk -v p=":$hex" '$2 ~ p"$" && ($4 == "01" || $4 == "08") { n++ } END { print n + 0 }' /proc/net/tcp)
+    ((n == 0)) && return 0
+    sleep 0.05
+  done
+  echo "bench: warning: the stopped server is still connected to rabbitmq-server" >&2
+}
+
+if has "$scenarios" rmq; then
+  results_cur=$rmq_results
+  start_rmq || exit 1
+  record machine - "${machine_line%\}},\"rabbitmq_version\":\"$(rmq_version)\",\"erlang_version\":\"$(erl -noshell -eval 'io:put_chars(erlang:system_info(otp_release)), halt().' 2>/dev/null)\",\"rabbitmq_cpus\":\"1\",\"duration_s\":$duration,\"warmup_s\":$warmup}"
+  broker_pid=$rmq_pid
+  srv_url="$rmq_url?queue=bench"
+  broker_scenario rmq wait_rmq_gone
+  srv_url="$rmq_url?queue=bench&noAck=false"
+  broker_scenario rmq-ack wait_rmq_gone
+  srv_url='' broker_pid=''
+  stop_rmq
+  results_cur=$results
+fi
+
 # ---- the report --------------------------------------------------------------------------------------------
 node "$here/report.mjs" --results "$results" --redis-results "$redis_results" --nats-results "$nats_results" \
-  --mqtt-results "$mqtt_results" --out "$report" --duration "$duration" --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
+  --mqtt-results "$mqtt_results" --rmq-results "$rmq_results" --out "$report" --duration "$duration" --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
 echo "bench: wrote $report" >&2
