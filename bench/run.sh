@@ -93,10 +93,7 @@ if has "$scenarios" rmq && [[ ! -x ${RABBITMQ_SERVER:-/usr/lib/rabbitmq/bin/rabb
   echo "run.sh: the rmq scenario needs rabbitmq-server" >&2
   exit 1
 fi
-if [[ ! -f $here/node_modules/.package-lock.json || $here/package-lock.json -nt $here/node_modules/.package-lock.json ]]; then
-  echo "bench: npm ci (NestJS $(sed -n 's/.*"@nestjs\/microservices": "\(.*\)".*/\1/p' "$here/package.json"))" >&2
-  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+"$root/tests/interop/ensure-deps.sh" "$here" >&2 # npm ci only when the pins changed
 mkdir -p "$out"
 echo "bench: building nestc (Release) in $build" >&2
 if ! { cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNESTC_BUILD_TESTS=OFF \
