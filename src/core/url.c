@@ -62,6 +62,7 @@ int nc_url_parse(nc_url *u, const char *text, char *err, unsigned errlen) {
         pct_decode(u->user);
         p = at + 1;
     }
+    if (memchr(p, ',', (size_t)(end_auth - p)) && !(u->hosts = dupn(p, (size_t)(end_auth - p)))) goto nomem;
     const char *hend;
     if (*p == '[') {
         const char *rb = memchr(p, ']', (size_t)(end_auth - p));
@@ -83,11 +84,15 @@ int nc_url_parse(nc_url *u, const char *text, char *err, unsigned errlen) {
         }
         char *e;
         long port = strtol(hend + 1, &e, 10);
-        if (e != end_auth || e == hend + 1 || port < 0 || port > 65535) {
+        if (u->hosts && e > hend + 1 && *e == ',' && port >= 0 && port <= 65535) {
+            u->port = (int)port; /* "h1:1,h2:2": the first entry; a scheme without lists refuses it */
+            u->hosts_bad_port = 1;
+        } else if (e != end_auth || e == hend + 1 || port < 0 || port > 65535) {
             snprintf(err, errlen, "invalid port in URL \"%s\"", text);
             goto inval;
+        } else {
+            u->port = (int)port;
         }
-        u->port = (int)port;
     }
     const char *path = end_auth;
     const char *qm = strchr(path, '?');
@@ -132,6 +137,7 @@ void nc_url_free(nc_url *u) {
     free(u->host);
     free(u->path);
     free(u->text);
+    free(u->hosts);
     for (int i = 0; i < u->nquery; i++) {
         free(u->qkeys[i]);
         free(u->qvals[i]);
@@ -144,6 +150,10 @@ void nc_url_free(nc_url *u) {
 
 int nc_url_check(const nc_url *u, unsigned allow, char *err, unsigned errlen) {
     const char *why = NULL;
+    if (!(allow & NC_URL_HOSTS) && u->hosts_bad_port) {
+        snprintf(err, errlen, "invalid port in URL \"%s\"", u->text); /* as before host lists */
+        return NC_EINVAL;
+    }
     if (!(allow & NC_URL_USERINFO) && (u->user || u->password))
         why = "takes no user name or password";
     else if (!(allow & NC_URL_PATH) && u->path[0] && strcmp(u->path, "/"))
