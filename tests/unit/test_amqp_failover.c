@@ -8,6 +8,8 @@
  * across the brokers; authMechanism=EXTERNAL refused with the broker's mechanisms named when the broker does
  * not offer it. Skipped (the broker cases) when rabbitmq-server is not installed. */
 #pragma GCC diagnostic ignored "-Wunused-function"
+#include <glob.h>
+
 #include "broker_harness.h"
 #include "rabbit_harness.h"
 
@@ -465,6 +467,94 @@ static void test_external_not_offered(void **st) {
     nc_client_free(c);
 }
 
+/* SASL EXTERNAL for real: a broker of this case's own (TLS only, a client certificate required, the
+ * rabbitmq_auth_mechanism_ssl plugin, the user named by the certificate's CN, made on first start), and a
+ * server and a client logging in with the test client certificate and no password. Started only here:
+ * the run's shared broker stays as it is. */
+static rabbit_node ext_node;
+static void ext_exec(const broker *b, const char *port) {
+    rabbit_exec(b, port, &ext_node);
+}
+
+static void test_external_login(void **st) {
+    (void)st;
+    glob_t g;
+    int plugin =
+        !glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbitmq_auth_mechanism_ssl-*", 0, NULL, &g);
+    if (plugin) globfree(&g);
+    if (!have_broker || !certs[0] || !plugin || access("/usr/lib/rabbitmq/bin/rabbitmq-server", X_OK)) {
+        skip();
+        return;
+    }
+    char ca[250], scert[250], skey[250], cert[250], key[250];
+    snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+    snprintf(scert, sizeof scert, "%s/server.pem", certs);
+    snprintf(skey, sizeof skey, "%s/server.key", certs);
+    snprintf(cert, sizeof cert, "%s/client.pem", certs);
+    snprintf(key, sizeof key, "%s/client.key", certs);
+    int epmd_port = broker_free_port();
+    pid_t epmd = rabbit_epmd_start(epmd_port, time_factor());
+    ext_node =
+        (rabbit_node){.epmd_port = epmd_port,
+                      .tcp = 0,
+                      .ca = ca,
+                      .cert = scert,
+                      .key = skey,
+                      .verify_peer = 1,
+                      .plugins = "[rabbitmq_auth_mechanism_ssl].\n",
+                      /* gen-certs.sh's client certificate: CN=nestc test client */
+                      .extra_conf = "auth_mechanisms.1 = EXTERNAL\nauth_mechanisms.2 = PLAIN\n"
+                                    "ssl_cert_login_from = common_name\n"
+                                    "default_user = nestc test client\ndefault_pass = not-used-here\n"};
+    broker ext = {0};
+    ext.port = broker_free_port();
+    ext_node.tls_port = ext.port;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(ext.dir, sizeof ext.dir, "%s/nestc-broker-XXXXXX",
+             tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
+    assert_non_null(mkdtemp(ext.dir));
+    broker_start_with(&ext, time_factor() * 2, ext_exec);
+    nc_tls_opts tls = {.ca_file = ca, .cert_file = cert, .key_file = key, .server_name = "localhost"};
+    char u[300];
+    /* a user in the URL is not sent: the certificate names the user */
+    snprintf(u, sizeof u, "amqps://nobody:wrong@127.0.0.1:%d?queue=nestc_extok_%d&authMechanism=EXTERNAL",
+             ext.port, (int)getpid());
+    nc_server_opts so = {0};
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    so.retry_delay_ms = 100;
+    so.shutdown_timeout_ms = 500;
+    so.tls = &tls;
+    srv_st ss = {0};
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, u, &so), 0);
+    nc_server_on_status(srv, on_srv_status, &ss);
+    assert_int_equal(nc_server_message(srv, "{\"cmd\":\"sum\"}", h_sum, NULL), 0);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until_ms(&ss.connected, 1, 20000));
+    nc_client_opts co = {0};
+    co.loop = &loop;
+    co.log_level = NC_LOG_OFF;
+    co.timeout_ms = 5000 * time_factor();
+    co.tls = &tls;
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, u, &co), 0);
+    expect_sum(c, 40, 2);
+    nc_client_free(c);
+    /* PLAIN with a password the broker does not know: refused (EXTERNAL did the login above) */
+    snprintf(u, sizeof u, "amqps://nobody:wrong@127.0.0.1:%d?queue=nestc_extok_%d", ext.port, (int)getpid());
+    assert_int_equal(nc_client_new(&c, u, &co), 0);
+    call k = {0};
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until_ms(&k.done, 1, 10000));
+    assert_int_equal(k.err, NC_EAUTH);
+    call_clear(&k);
+    nc_client_free(c);
+    nc_server_free(srv);
+    broker_free(&ext);
+    rabbit_epmd_stop(&epmd);
+}
+
 /* ---- the broker ---------------------------------------------------------------------------------------- */
 
 /* Under ctest the run's shared broker: NESTC_RMQ_ENV names its NAME=VALUE file. */
@@ -547,7 +637,7 @@ int main(void) {
         cmocka_unit_test(test_other_schemes_unchanged), cmocka_unit_test(test_list_errors),
         cmocka_unit_test(test_attempts_across_brokers), cmocka_unit_test(test_first_broker_down),
         cmocka_unit_test(test_lost_goes_to_next),       cmocka_unit_test(test_client_fails_over),
-        cmocka_unit_test(test_external_not_offered),
+        cmocka_unit_test(test_external_not_offered),    cmocka_unit_test(test_external_login),
     };
     signal(SIGALRM, on_alarm);
     alarm(110u * (unsigned)time_factor());
