@@ -467,54 +467,79 @@ static void test_external_not_offered(void **st) {
     nc_client_free(c);
 }
 
-/* SASL EXTERNAL for real: a broker of this case's own (TLS only, a client certificate required, the
+/* SASL EXTERNAL for real: a broker of this test's own (TLS only, a client certificate required, the
  * rabbitmq_auth_mechanism_ssl plugin, the user named by the certificate's CN, made on first start), and a
- * server and a client logging in with the test client certificate and no password. Started only here:
- * the run's shared broker stays as it is. */
+ * server and a client logging in with the test client certificate and no password. The run's shared broker
+ * stays as it is. The broker is started in setup and booted meanwhile (the other cases, or the harness's
+ * own broker when there is no shared one), so the case waits little. */
 static rabbit_node ext_node;
-static void ext_exec(const broker *b, const char *port) {
-    rabbit_exec(b, port, &ext_node);
-}
+static broker ext;
+static pid_t ext_epmd;
+static char x_ca[250], x_scert[250], x_skey[250], x_cert[250], x_key[250];
 
-static void test_external_login(void **st) {
-    (void)st;
+static void ext_begin(void) {
     glob_t g;
     int plugin =
         !glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbitmq_auth_mechanism_ssl-*", 0, NULL, &g);
     if (plugin) globfree(&g);
-    if (!have_broker || !certs[0] || !plugin || access("/usr/lib/rabbitmq/bin/rabbitmq-server", X_OK)) {
-        skip();
-        return;
-    }
-    char ca[250], scert[250], skey[250], cert[250], key[250];
-    snprintf(ca, sizeof ca, "%s/ca.pem", certs);
-    snprintf(scert, sizeof scert, "%s/server.pem", certs);
-    snprintf(skey, sizeof skey, "%s/server.key", certs);
-    snprintf(cert, sizeof cert, "%s/client.pem", certs);
-    snprintf(key, sizeof key, "%s/client.key", certs);
+    if (!certs[0] || !plugin || access("/usr/lib/rabbitmq/bin/rabbitmq-server", X_OK)) return;
+    snprintf(x_ca, sizeof x_ca, "%s/ca.pem", certs);
+    snprintf(x_scert, sizeof x_scert, "%s/server.pem", certs);
+    snprintf(x_skey, sizeof x_skey, "%s/server.key", certs);
+    snprintf(x_cert, sizeof x_cert, "%s/client.pem", certs);
+    snprintf(x_key, sizeof x_key, "%s/client.key", certs);
     int epmd_port = broker_free_port();
-    pid_t epmd = rabbit_epmd_start(epmd_port, time_factor());
+    ext_epmd = rabbit_epmd_start(epmd_port, time_factor());
+    ext.port = broker_free_port();
     ext_node =
         (rabbit_node){.epmd_port = epmd_port,
                       .tcp = 0,
-                      .ca = ca,
-                      .cert = scert,
-                      .key = skey,
+                      .tls_port = ext.port,
+                      .ca = x_ca,
+                      .cert = x_scert,
+                      .key = x_skey,
                       .verify_peer = 1,
                       .plugins = "[rabbitmq_auth_mechanism_ssl].\n",
                       /* gen-certs.sh's client certificate: CN=nestc test client */
                       .extra_conf = "auth_mechanisms.1 = EXTERNAL\nauth_mechanisms.2 = PLAIN\n"
                                     "ssl_cert_login_from = common_name\n"
                                     "default_user = nestc test client\ndefault_pass = not-used-here\n"};
-    broker ext = {0};
-    ext.port = broker_free_port();
-    ext_node.tls_port = ext.port;
     const char *tmp = getenv("TMPDIR");
     snprintf(ext.dir, sizeof ext.dir, "%s/nestc-broker-XXXXXX",
              tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
     assert_non_null(mkdtemp(ext.dir));
-    broker_start_with(&ext, time_factor() * 2, ext_exec);
-    nc_tls_opts tls = {.ca_file = ca, .cert_file = cert, .key_file = key, .server_name = "localhost"};
+    char port[16];
+    snprintf(port, sizeof port, "%d", ext.port);
+    ext.pid = fork(); /* broker_start_with without its wait */
+    assert_true(ext.pid >= 0);
+    if (ext.pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (chdir(ext.dir)) _exit(126);
+        rabbit_exec(&ext, port, &ext_node);
+        _exit(127);
+    }
+}
+
+/* Waits until the broker of ext_begin accepts; 0 when there is none. */
+static int ext_ready(void) {
+    if (ext.pid <= 0) return 0;
+    for (int i = 0; i < 12000 * time_factor() && !broker_port_open(ext.port); i++) {
+        int status;
+        assert_int_equal(waitpid(ext.pid, &status, WNOHANG), 0); /* it did not exit */
+        usleep(10000);
+    }
+    return broker_port_open(ext.port);
+}
+
+static void test_external_login(void **st) {
+    (void)st;
+    if (!ext_ready()) {
+        skip();
+        return;
+    }
+    nc_tls_opts tls = {.ca_file = x_ca, .cert_file = x_cert, .key_file = x_key, .server_name = "localhost"};
     char u[300];
     /* a user in the URL is not sent: the certificate names the user */
     snprintf(u, sizeof u, "amqps://nobody:wrong@127.0.0.1:%d?queue=nestc_extok_%d&authMechanism=EXTERNAL",
@@ -551,8 +576,6 @@ static void test_external_login(void **st) {
     call_clear(&k);
     nc_client_free(c);
     nc_server_free(srv);
-    broker_free(&ext);
-    rabbit_epmd_stop(&epmd);
 }
 
 /* ---- the broker ---------------------------------------------------------------------------------------- */
@@ -601,6 +624,7 @@ static int setup(void **st) {
         }
         snprintf(R.certs, sizeof R.certs, "%s", certs);
     }
+    ext_begin(); /* boots while the harness's broker does, or the cases before its own run */
     rabbit_start(&R, time_factor());
     have_broker = 1;
     return 0;
@@ -609,6 +633,8 @@ static int setup(void **st) {
 static int teardown(void **st) {
     (void)st;
     if (have_broker) rabbit_free(&R);
+    broker_free(&ext);
+    rabbit_epmd_stop(&ext_epmd);
     if (own_certs && certs[0]) {
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", certs);
@@ -626,6 +652,8 @@ static void on_alarm(int sig) {
     (void)sig;
     if (R.b.pid > 0) kill(R.b.pid, SIGTERM);
     if (R.epmd > 0) kill(R.epmd, SIGTERM);
+    if (ext.pid > 0) kill(ext.pid, SIGTERM);
+    if (ext_epmd > 0) kill(ext_epmd, SIGTERM);
     static const char msg[] = "test_amqp_failover: time limit reached, stopped\n";
     if (write(2, msg, sizeof msg - 1)) {
     }
