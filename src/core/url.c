@@ -77,7 +77,9 @@ int nc_url_parse(nc_url *u, const char *text, char *err, unsigned errlen) {
         while (hend < end_auth && *hend != ':') hend++;
         if (!(u->host = dupn(p, (size_t)(hend - p)))) goto nomem;
     }
-    if (hend < end_auth) {
+    if (hend < end_auth && *hend == ',' && u->hosts) {
+        u->hosts_bad = NC_URL_BAD_HOST; /* "[::1],h2": the first entry; a scheme without lists refuses it */
+    } else if (hend < end_auth) {
         if (*hend != ':') {
             snprintf(err, errlen, "invalid URL \"%s\"", text);
             goto inval;
@@ -86,7 +88,7 @@ int nc_url_parse(nc_url *u, const char *text, char *err, unsigned errlen) {
         long port = strtol(hend + 1, &e, 10);
         if (u->hosts && e > hend + 1 && *e == ',' && port >= 0 && port <= 65535) {
             u->port = (int)port; /* "h1:1,h2:2": the first entry; a scheme without lists refuses it */
-            u->hosts_bad_port = 1;
+            u->hosts_bad = NC_URL_BAD_PORT;
         } else if (e != end_auth || e == hend + 1 || port < 0 || port > 65535) {
             snprintf(err, errlen, "invalid port in URL \"%s\"", text);
             goto inval;
@@ -150,8 +152,10 @@ void nc_url_free(nc_url *u) {
 
 int nc_url_check(const nc_url *u, unsigned allow, char *err, unsigned errlen) {
     const char *why = NULL;
-    if (!(allow & NC_URL_HOSTS) && u->hosts_bad_port) {
-        snprintf(err, errlen, "invalid port in URL \"%s\"", u->text); /* as before host lists */
+    if (!(allow & NC_URL_HOSTS) && u->hosts_bad) { /* the parser's words before host lists */
+        snprintf(err, errlen,
+                 u->hosts_bad == NC_URL_BAD_PORT ? "invalid port in URL \"%s\"" : "invalid URL \"%s\"",
+                 u->text);
         return NC_EINVAL;
     }
     if (!(allow & NC_URL_USERINFO) && (u->user || u->password))

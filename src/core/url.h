@@ -15,8 +15,10 @@ typedef struct nc_url {
      * read only by schemes that allow NC_URL_HOSTS (host and port above are then the list's first entry
      * as far as the one-host reading got). */
     char *hosts;
-    int hosts_bad_port; /* the one-host reading of that authority failed on its port */
+    int hosts_bad; /* the one-host reading of that authority failed: NC_URL_BAD_PORT or NC_URL_BAD_HOST */
 } nc_url;
+
+enum { NC_URL_BAD_PORT = 1, NC_URL_BAD_HOST = 2 };
 
 /* Returns 0, NC_EINVAL (malformed, with reason in err) or NC_ENOMEM. Free with nc_url_free. */
 int nc_url_parse(nc_url *u, const char *text, char *err, unsigned errlen);

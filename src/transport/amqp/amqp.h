@@ -48,8 +48,9 @@ typedef struct nc_amqp_target {
     char **hosts; /* NULL with one broker */
     int *ports;
     int nhosts, next_host;
-    int own_name; /* no TLS server_name given: verify each broker's own host name */
-    int external; /* authMechanism=EXTERNAL: SASL EXTERNAL, the TLS client certificate names the user */
+    int round_failed; /* client: attempts of its first connection that failed (a round tries each once) */
+    int own_name;     /* no TLS server_name given: verify each broker's own host name */
+    int external;     /* authMechanism=EXTERNAL: SASL EXTERNAL, the TLS client certificate names the user */
 } nc_amqp_target;
 
 /* Fills t from amqp[s]://[user[:pass]@]host[:port][,host[:port]...][/vhost] (port 5672, amqps 5671; %xx

@@ -289,11 +289,12 @@ static void conn_end(nc_amqp_conn *c, int err, const char *msg) {
     if (ac->state != C_CLOSING) fail_direct(ac);
     /* several brokers: the first connection fails only once each was tried (NestJS's ClientRMQ retries
      * connectFailed until the last URL failed) */
-    if (ac->state == C_CONNECTING && c->host_index + 1 < ac->t.nhosts) {
+    if (ac->state == C_CONNECTING && ++ac->t.round_failed < ac->t.nhosts) {
         nc_logf(LOG(ac), NC_LOG_WARN, "Client", "AMQP connection to %s:%d failed: %s; trying the next broker",
                 c->host, c->port, msg && *msg ? msg : "closed");
         if ((ac->conn = open_conn(ac, 0))) return;
     }
+    ac->t.round_failed = 0;
     if (ac->state == C_CLOSING || ac->state == C_CONNECTING) {
         if (ac->state == C_CONNECTING && !ac->end_err) {
             ac->end_err = err ? err : NC_ECONNCLOSED;

@@ -233,6 +233,7 @@ static void handshake(nc_amqp_conn *c, const nc_amqp_event *ev) {
     if ((c->state == AS_CHANNEL && m->id == NC_AMQP_CHANNEL_OPEN_OK) ||
         (c->state == AS_CONFIRM && m->id == NC_AMQP_CONFIRM_SELECT_OK)) {
         c->state = AS_READY;
+        c->t->round_failed = 0;
         nc_dial_connected(&c->d);
         if (c->t->nhosts > 1) /* which of the brokers this connection reached */
             nc_logf(c->log, NC_LOG_INFO, c->component, "connected to the AMQP broker at %s:%d (%d of %d)",
