@@ -58,8 +58,8 @@ typedef struct nc_amqp_target {
 int nc_amqp_target_init(nc_amqp_target *t, const nc_url *url, const nc_optset *opts, const nc_tls_opts *tls,
                         const nc_logger *log, const char *component);
 void nc_amqp_target_free(nc_amqp_target *t);
-/* With several brokers: makes b.host/b.port (and the TLS name to verify) the next broker's; returns its
- * place in the list (0 with one broker). */
+/* With several brokers: makes b.host/b.port the next broker's (for the owner's log lines); returns its
+ * place in the list (0 with one broker). Each nc_amqp_conn_new calls it. */
 int nc_amqp_target_next(nc_amqp_target *t);
 
 /* ---- one connection ---- */

@@ -156,9 +156,9 @@ static int dup_opt(char **dst, const nc_optset *opts, const char *name) {
     return (*dst = strdup(s)) ? 0 : NC_ENOMEM;
 }
 
-/* One entry of the authority's host list: host, [v6] or either with :port. Returns NULL or why not. */
 static const char oom[] = "out of memory";
 
+/* One entry of the authority's host list: host, [v6] or either with :port. Returns NULL or why not. */
 static const char *host_entry(const char *e, size_t n, int def_port, char **host, int *port) {
     const char *hend = e + n, *rest;
     if (n && *e == '[') {
