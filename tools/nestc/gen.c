@@ -18,26 +18,15 @@ static const char *opt_label(const cli_opt *o, char *buf, size_t len) {
 }
 
 static const char *const url_forms[] = {
-    "tcp",
-    "tcp://host:port",
-    "tls",
-    "tls://host:port",
-    "redis",
-    "redis://[user[:password]@]host[:port][/db]",
-    "rediss",
-    "rediss://[user[:password]@]host[:port][/db]",
-    "nats",
-    "nats://[user:password@|token@]host[:port]",
-    "mqtt",
-    "mqtt://[user[:password]@]host[:port][?protocolVersion=5]  (port 1883)",
-    "mqtts",
-    "mqtts://[user[:password]@]host[:port][?protocolVersion=5]  (port 8883; --ca FILE)",
-    "amqp",
-    "amqp://[user[:password]@]host[:port][,host[:port]...][/vhost]?queue=Q  (port 5672, guest:guest, "
-    "vhost /; several hosts: tried in turn)",
-    "amqps",
-    "amqps://[user[:password]@]host[:port][,host[:port]...][/vhost]?queue=Q  (port 5671; --ca FILE; "
-    "authMechanism=EXTERNAL: --cert/--key)",
+    "tcp",    "tcp://host:port",
+    "tls",    "tls://host:port",
+    "redis",  "redis://[user[:password]@]host[:port][/db]",
+    "rediss", "rediss://[user[:password]@]host[:port][/db]",
+    "nats",   "nats://[user:password@|token@]host[:port]",
+    "mqtt",   "mqtt://[user[:password]@]host[:port][?protocolVersion=5]  (port 1883)",
+    "mqtts",  "mqtts://[user[:password]@]host[:port][?protocolVersion=5]  (port 8883; --ca FILE)",
+    "amqp",   "amqp://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5672, guest:guest, vhost /)",
+    "amqps",  "amqps://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5671; --ca FILE)",
 };
 
 static void print_urls(FILE *f) {
