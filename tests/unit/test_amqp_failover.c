@@ -20,7 +20,7 @@ static void broker_exec(const broker *b, const char *port) {
 
 static rabbit R;
 static int have_broker;
-static char certs[200]; /* gen-certs.sh's directory (ca.pem, client.pem, client.key), or "" */
+static char certs[128]; /* gen-certs.sh's directory (ca.pem, client.pem, client.key), or "" */
 static int own_certs;
 
 /* The real broker's plain port (R.url is amqp://127.0.0.1:P). */
