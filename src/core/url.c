@@ -62,6 +62,7 @@ int nc_url_parse(nc_url *u, const char *text, char *err, unsigned errlen) {
         pct_decode(u->user);
         p = at + 1;
     }
+    if (memchr(p, ',', (size_t)(end_auth - p)) && !(u->hosts = dupn(p, (size_t)(end_auth - p)))) goto nomem;
     const char *hend;
     if (*p == '[') {
         const char *rb = memchr(p, ']', (size_t)(end_auth - p));
@@ -76,18 +77,24 @@ int nc_url_parse(nc_url *u, const char *text, char *err, unsigned errlen) {
         while (hend < end_auth && *hend != ':') hend++;
         if (!(u->host = dupn(p, (size_t)(hend - p)))) goto nomem;
     }
-    if (hend < end_auth) {
+    if (hend < end_auth && *hend == ',' && u->hosts) {
+        u->hosts_bad = NC_URL_BAD_HOST; /* "[::1],h2": the first entry; a scheme without lists refuses it */
+    } else if (hend < end_auth) {
         if (*hend != ':') {
             snprintf(err, errlen, "invalid URL \"%s\"", text);
             goto inval;
         }
         char *e;
         long port = strtol(hend + 1, &e, 10);
-        if (e != end_auth || e == hend + 1 || port < 0 || port > 65535) {
+        if (u->hosts && e > hend + 1 && *e == ',' && port >= 0 && port <= 65535) {
+            u->port = (int)port; /* "h1:1,h2:2": the first entry; a scheme without lists refuses it */
+            u->hosts_bad = NC_URL_BAD_PORT;
+        } else if (e != end_auth || e == hend + 1 || port < 0 || port > 65535) {
             snprintf(err, errlen, "invalid port in URL \"%s\"", text);
             goto inval;
+        } else {
+            u->port = (int)port;
         }
-        u->port = (int)port;
     }
     const char *path = end_auth;
     const char *qm = strchr(path, '?');
@@ -132,6 +139,7 @@ void nc_url_free(nc_url *u) {
     free(u->host);
     free(u->path);
     free(u->text);
+    free(u->hosts);
     for (int i = 0; i < u->nquery; i++) {
         free(u->qkeys[i]);
         free(u->qvals[i]);
@@ -144,6 +152,12 @@ void nc_url_free(nc_url *u) {
 
 int nc_url_check(const nc_url *u, unsigned allow, char *err, unsigned errlen) {
     const char *why = NULL;
+    if (!(allow & NC_URL_HOSTS) && u->hosts_bad) { /* the parser's words before host lists */
+        snprintf(err, errlen,
+                 u->hosts_bad == NC_URL_BAD_PORT ? "invalid port in URL \"%s\"" : "invalid URL \"%s\"",
+                 u->text);
+        return NC_EINVAL;
+    }
     if (!(allow & NC_URL_USERINFO) && (u->user || u->password))
         why = "takes no user name or password";
     else if (!(allow & NC_URL_PATH) && u->path[0] && strcmp(u->path, "/"))

@@ -41,6 +41,9 @@ typedef struct rabbit_node {
     int tcp;       /* 1: the plain listener on the broker's port */
     int tls_port;  /* the amqps listener (0: none); may be the broker's port when tcp is 0 */
     const char *ca, *cert, *key;
+    int verify_peer;        /* TLS: ask for a client certificate signed by the CA, refuse without one */
+    const char *plugins;    /* the enabled_plugins term, NULL: "[]." */
+    const char *extra_conf; /* more rabbitmq.conf lines, or NULL */
 } rabbit_node;
 
 /* In the child, in the broker's directory: writes rabbitmq.conf and enabled_plugins, sets the node's
@@ -58,14 +61,16 @@ static inline void rabbit_exec(const broker *b, const char *port, const rabbit_n
         fprintf(
             f,
             "listeners.ssl.default = 127.0.0.1:%d\nssl_options.cacertfile = %s\nssl_options.certfile = %s\n"
-            "ssl_options.keyfile = %s\nssl_options.verify = verify_none\n"
-            "ssl_options.fail_if_no_peer_cert = false\n",
-            n->tls_port, n->ca, n->cert, n->key);
+            "ssl_options.keyfile = %s\nssl_options.verify = %s\n"
+            "ssl_options.fail_if_no_peer_cert = %s\n",
+            n->tls_port, n->ca, n->cert, n->key, n->verify_peer ? "verify_peer" : "verify_none",
+            n->verify_peer ? "true" : "false");
+    if (n->extra_conf) fputs(n->extra_conf, f);
     if (b->pass[0]) /* the user made on the node's first start, instead of guest */
         fprintf(f, "default_user = default\ndefault_pass = %s\n", b->pass);
     fclose(f);
     if ((f = fopen("enabled_plugins", "w"))) {
-        fputs("[].\n", f);
+        fputs(n->plugins ? n->plugins : "[].\n", f);
         fclose(f);
     }
     char v[300];

@@ -4,7 +4,7 @@
 # Runs the command against the RabbitMQ broker shared by this test run: NESTC_RMQ_ENV names the env file
 # written by rabbitmq-fixture.sh (ctest sets it through the fixture "rabbitmq", tests/interop/rabbitmq.cmake).
 # Every NAME=VALUE of that file is exported (NESTC_RMQ_URL, RMQ_URL, RMQS_URL, RMQ_CTL, …), and every argument
-# "{RMQ_URL}" / "{RMQS_URL}" / "{RMQ_ID}" is replaced as with-rabbitmq.sh does; RMQ_ID is a token unique to
+# "{RMQ_URL}" / "{RMQS_URL}" / "{RMQ_PORT}" / "{RMQ_ID}" is replaced as with-rabbitmq.sh does; RMQ_ID is a token unique to
 # this run of the command, for queue names (the broker outlives every test, so names must not repeat).
 #
 # Without NESTC_RMQ_ENV (by hand) it starts a broker of its own for the command: it is then with-rabbitmq.sh
@@ -35,6 +35,7 @@ args=()
 for a in "$@"; do
   a=${a//\{RMQ_URL\}/"$RMQ_URL"} # (quoted: see with-server.sh)
   a=${a//\{RMQS_URL\}/"${RMQS_URL:-}"}
+  a=${a//\{RMQ_PORT\}/"${RMQ_PORT:-}"} # for URLs of several brokers (amqp://h1:p1,h2:p2)
   args+=("${a//\{RMQ_ID\}/"$RMQ_ID"}")
 done
 exec "${args[@]}"

@@ -25,8 +25,8 @@ static const char *const url_forms[] = {
     "nats",   "nats://[user:password@|token@]host[:port]",
     "mqtt",   "mqtt://[user[:password]@]host[:port][?protocolVersion=5]  (port 1883)",
     "mqtts",  "mqtts://[user[:password]@]host[:port][?protocolVersion=5]  (port 8883; --ca FILE)",
-    "amqp",   "amqp://[user[:password]@]host[:port][/vhost]?queue=Q  (port 5672, guest:guest, vhost /)",
-    "amqps",  "amqps://[user[:password]@]host[:port][/vhost]?queue=Q  (port 5671; --ca FILE)",
+    "amqp",   "amqp://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5672, guest:guest, vhost /)",
+    "amqps",  "amqps://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5671; --ca FILE)",
 };
 
 static void print_urls(FILE *f) {

@@ -43,13 +43,24 @@ typedef struct nc_amqp_target {
     int heartbeat_s;     /* asked for; the connection uses what Tune negotiated */
     uint32_t frame_max;
     int max_attempts; /* maxConnectionAttempts, -1 = unlimited */
+    /* Several brokers (amqp://u:p@h1:5672,h2:5673/vh): tried in turn, each connection to the next one,
+     * round robin as amqp-connection-manager; b.host/b.port name the one of the latest connection. */
+    char **hosts; /* NULL with one broker */
+    int *ports;
+    int nhosts, next_host;
+    int round_failed; /* client: attempts of its first connection that failed (a round tries each once) */
+    int own_name;     /* no TLS server_name given: verify each broker's own host name */
+    int external;     /* authMechanism=EXTERNAL: SASL EXTERNAL, the TLS client certificate names the user */
 } nc_amqp_target;
 
-/* Fills t from amqp[s]://[user[:pass]@]host[:port][/vhost] (port 5672, amqps 5671; %xx decoded in the
- * vhost) and the options. Returns 0 or an nc_err (logged). */
+/* Fills t from amqp[s]://[user[:pass]@]host[:port][,host[:port]...][/vhost] (port 5672, amqps 5671; %xx
+ * decoded in the vhost) and the options. Returns 0 or an nc_err (logged). */
 int nc_amqp_target_init(nc_amqp_target *t, const nc_url *url, const nc_optset *opts, const nc_tls_opts *tls,
                         const nc_logger *log, const char *component);
 void nc_amqp_target_free(nc_amqp_target *t);
+/* With several brokers: makes b.host/b.port the next broker's (for the owner's log lines); returns its
+ * place in the list (0 with one broker). Each nc_amqp_conn_new calls it. */
+int nc_amqp_target_next(nc_amqp_target *t);
 
 /* ---- one connection ---- */
 
@@ -72,6 +83,8 @@ struct nc_amqp_conn {
     const char *component;
     void *owner;
     nc_amqp_parser parser;
+    const char *host; /* the broker of this connection (a string of the target's) */
+    int port, host_index;
     int state;
     int confirm;        /* put the channel in publisher-confirm mode */
     uint32_t frame_max; /* negotiated */

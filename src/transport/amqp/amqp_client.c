@@ -287,6 +287,14 @@ static void conn_end(nc_amqp_conn *c, int err, const char *msg) {
     /* confirms of that connection will not come, nor replies to its direct reply-to consumer */
     conf_fail_all(ac, NC_ECONNLOST);
     if (ac->state != C_CLOSING) fail_direct(ac);
+    /* several brokers: the first connection fails only once each was tried (NestJS's ClientRMQ retries
+     * connectFailed until the last URL failed) */
+    if (ac->state == C_CONNECTING && ++ac->t.round_failed < ac->t.nhosts) {
+        nc_logf(LOG(ac), NC_LOG_WARN, "Client", "AMQP connection to %s:%d failed: %s; trying the next broker",
+                c->host, c->port, msg && *msg ? msg : "closed");
+        if ((ac->conn = open_conn(ac, 0))) return;
+    }
+    ac->t.round_failed = 0;
     if (ac->state == C_CLOSING || ac->state == C_CONNECTING) {
         if (ac->state == C_CONNECTING && !ac->end_err) {
             ac->end_err = err ? err : NC_ECONNCLOSED;
@@ -333,7 +341,7 @@ static const nc_amqp_conn_cbs conn_cbs = {conn_ready, conn_event, conn_end};
 
 static int ac_create(nc_client *cli, const nc_url *url, void **state) {
     char why[300];
-    if (nc_url_check(url, NC_URL_USERINFO | NC_URL_PATH | NC_URL_CLIENT, why, sizeof why))
+    if (nc_url_check(url, NC_URL_USERINFO | NC_URL_PATH | NC_URL_CLIENT | NC_URL_HOSTS, why, sizeof why))
         return nc_fail(nc_client__log(cli), "Client", NC_EINVAL, "%s", why);
     amqp_client *ac = calloc(1, sizeof *ac);
     if (!ac) return NC_ENOMEM;

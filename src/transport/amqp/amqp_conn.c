@@ -42,7 +42,7 @@ static void st_end(nc_stream *s, int err, const char *msg) {
 }
 
 static void fail(nc_amqp_conn *c, int err, const char *msg) {
-    nc_dial_conn_fail(&c->d, err, msg, c->log, c->component, "AMQP", c->t->b.host, c->t->b.port);
+    nc_dial_conn_fail(&c->d, err, msg, c->log, c->component, "AMQP", c->host, c->port);
 }
 
 static int dead(const nc_amqp_conn *c) {
@@ -140,10 +140,12 @@ static void on_broker_close(nc_amqp_conn *c, const nc_amqp_method *m, int channe
     fail(c, m->reply_code == 403 || m->reply_code == 530 ? NC_EAUTH : NC_EPROTO, msg);
 }
 
-static int has_plain(nc_amqp_span mechs) {
-    for (size_t i = 0; i + 5 <= mechs.n; i++)
-        if (!memcmp(mechs.p + i, "PLAIN", 5) && (i == 0 || mechs.p[i - 1] == ' ') &&
-            (i + 5 == mechs.n || mechs.p[i + 5] == ' '))
+/* Whether the broker's space-separated mechanisms hold `name`, as a whole word. */
+static int offers(nc_amqp_span mechs, const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; i + n <= mechs.n; i++)
+        if (!memcmp(mechs.p + i, name, n) && (i == 0 || mechs.p[i - 1] == ' ') &&
+            (i + n == mechs.n || mechs.p[i + n] == ' '))
             return 1;
     return 0;
 }
@@ -156,14 +158,22 @@ static void handshake(nc_amqp_conn *c, const nc_amqp_event *ev) {
         return;
     }
     if (c->state == AS_START && m->id == NC_AMQP_CONNECTION_START) {
-        if (!has_plain(m->mechanisms)) {
-            fail(c, NC_EAUTH, "the broker does not offer the PLAIN mechanism");
+        const char *mech = c->t->external ? "EXTERNAL" : "PLAIN";
+        if (!offers(m->mechanisms, mech)) {
+            char offered[120];
+            span_text(offered, sizeof offered, m->mechanisms);
+            /* EXTERNAL: RabbitMQ offers it with the rabbitmq_auth_mechanism_ssl plugin and
+             * auth_mechanisms including it */
+            snprintf(msg, sizeof msg, "the broker does not offer the %s mechanism (it offers: %s)", mech,
+                     offered[0] ? offered : "none");
+            fail(c, NC_EAUTH, msg);
             return;
         }
         json_t *props = json_pack("{s:s,s:s}", "product", "nestc", "platform", "C");
         c->out.len = 0;
-        int r =
-            nc_amqp_write_start_ok(&c->out, props, NC_AMQP_MECH_PLAIN, c->t->b.user, c->t->b.password, NULL);
+        int r = nc_amqp_write_start_ok(&c->out, props,
+                                       c->t->external ? NC_AMQP_MECH_EXTERNAL : NC_AMQP_MECH_PLAIN,
+                                       c->t->b.user, c->t->b.password, NULL);
         json_decref(props);
         if (r || flush(c)) {
             fail(c, r ? r : NC_ENOMEM,
@@ -174,7 +184,7 @@ static void handshake(nc_amqp_conn *c, const nc_amqp_event *ev) {
         return;
     }
     if (c->state == AS_TUNE && m->id == NC_AMQP_CONNECTION_SECURE) {
-        fail(c, NC_EAUTH, "the broker asked for a secure/secure-ok exchange (only PLAIN is supported)");
+        fail(c, NC_EAUTH, "the broker asked for a secure/secure-ok exchange (PLAIN and EXTERNAL need none)");
         return;
     }
     if (c->state == AS_TUNE && m->id == NC_AMQP_CONNECTION_TUNE) {
@@ -223,7 +233,11 @@ static void handshake(nc_amqp_conn *c, const nc_amqp_event *ev) {
     if ((c->state == AS_CHANNEL && m->id == NC_AMQP_CHANNEL_OPEN_OK) ||
         (c->state == AS_CONFIRM && m->id == NC_AMQP_CONFIRM_SELECT_OK)) {
         c->state = AS_READY;
+        c->t->round_failed = 0;
         nc_dial_connected(&c->d);
+        if (c->t->nhosts > 1) /* which of the brokers this connection reached */
+            nc_logf(c->log, NC_LOG_INFO, c->component, "connected to the AMQP broker at %s:%d (%d of %d)",
+                    c->host, c->port, c->host_index + 1, c->t->nhosts);
         if (c->heartbeat_s > 0) {
             uint64_t tick = (uint64_t)c->heartbeat_s * 500;
             uv_timer_start(&c->d.timer, on_heartbeat, tick, tick);
@@ -316,8 +330,14 @@ nc_amqp_conn *nc_amqp_conn_new(nc_ioctx *io, nc_amqp_target *t, int delay_ms, in
     c->confirm = confirm;
     c->frame_max = NC_AMQP_FRAME_MIN;
     nc_amqp_parser_init(&c->parser, NC_AMQP_ROLE_CLIENT);
-    nc_dial_start(&c->d, io, t->b.host, t->b.port, t->b.ssl, t->b.verify_host ? t->b.verify_host : t->b.host,
-                  t->b.connect_timeout_ms, delay_ms, &stream_cbs, &dial_ops);
+    /* each connection to the next broker of a list (amqp-connection-manager's round robin) */
+    c->host_index = nc_amqp_target_next(t);
+    /* the list's strings live as long as the target; b.host is replaced at each connection */
+    c->host = t->nhosts ? t->hosts[c->host_index] : t->b.host;
+    c->port = t->b.port;
+    const char *verify = t->nhosts && t->own_name ? c->host : t->b.verify_host ? t->b.verify_host : t->b.host;
+    nc_dial_start(&c->d, io, c->host, c->port, t->b.ssl, verify, t->b.connect_timeout_ms, delay_ms,
+                  &stream_cbs, &dial_ops);
     return c;
 }
 

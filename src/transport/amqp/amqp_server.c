@@ -467,7 +467,7 @@ static const nc_amqp_conn_cbs conn_cbs = {conn_ready, conn_event, conn_end};
 
 static int as_create(nc_server *srv, const nc_url *url, void **state) {
     char why[300];
-    if (nc_url_check(url, NC_URL_USERINFO | NC_URL_PATH, why, sizeof why))
+    if (nc_url_check(url, NC_URL_USERINFO | NC_URL_PATH | NC_URL_HOSTS, why, sizeof why))
         return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
     amqp_server *as = calloc(1, sizeof *as);
     if (!as) return NC_ENOMEM;

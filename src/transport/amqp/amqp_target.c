@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/fail.h"
 #include "nestc/error.h"
@@ -112,6 +113,14 @@ const nc_option_spec nc_amqp_options[] = {
      .type = NC_OPT_DURATION,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
      .help = "ms to wait for the connection to be open (TCP, TLS, the AMQP handshake and the channel)"},
+    /* SASL EXTERNAL (amqplib's credentials.external()); no NestJS name: RmqOptions passes amqplib's
+     * socketOptions.credentials through */
+    {.name = "authMechanism",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "SASL mechanism: PLAIN (the URL's user and password, default) or EXTERNAL (amqps:// with a "
+             "client certificate, which names the user)",
+     .def = "PLAIN"},
     {.name = NULL},
 };
 
@@ -147,12 +156,79 @@ static int dup_opt(char **dst, const nc_optset *opts, const char *name) {
     return (*dst = strdup(s)) ? 0 : NC_ENOMEM;
 }
 
+static const char oom[] = "out of memory";
+
+/* One entry of the authority's host list: host, [v6] or either with :port. Returns NULL or why not. */
+static const char *host_entry(const char *e, size_t n, int def_port, char **host, int *port) {
+    const char *hend = e + n, *rest;
+    if (n && *e == '[') {
+        const char *rb = memchr(e, ']', n);
+        if (!rb) return "unterminated IPv6 address";
+        *host = malloc((size_t)(rb - e));
+        if (*host) snprintf(*host, (size_t)(rb - e), "%.*s", (int)(rb - e - 1), e + 1);
+        rest = rb + 1;
+    } else {
+        const char *colon = memchr(e, ':', n);
+        rest = colon ? colon : hend;
+        *host = malloc((size_t)(rest - e) + 1);
+        if (*host) snprintf(*host, (size_t)(rest - e) + 1, "%.*s", (int)(rest - e), e);
+    }
+    if (!*host) return oom;
+    if (!**host) return "an empty host in the list";
+    *port = def_port;
+    if (rest == hend) return NULL;
+    if (*rest != ':' || rest + 1 == hend) return "invalid port in the host list";
+    long v = 0;
+    for (const char *q = rest + 1; q < hend; q++) {
+        if (*q < '0' || *q > '9' || (v = v * 10 + (*q - '0')) > 65535) return "invalid port in the host list";
+    }
+    if (v == 0) return "port 0 in the host list";
+    *port = (int)v;
+    return NULL;
+}
+
+static int host_list(nc_amqp_target *t, const nc_url *url, int def_port, const nc_logger *log,
+                     const char *component) {
+    int n = 1;
+    for (const char *q = url->hosts; *q; q++) n += *q == ',';
+    if (!(t->hosts = calloc((size_t)n, sizeof *t->hosts)) ||
+        !(t->ports = calloc((size_t)n, sizeof *t->ports)))
+        return NC_ENOMEM;
+    t->nhosts = n;
+    const char *e = url->hosts;
+    for (int i = 0; i < n; i++) {
+        size_t len = strcspn(e, ",");
+        const char *why = host_entry(e, len, def_port, &t->hosts[i], &t->ports[i]);
+        if (why == oom) return NC_ENOMEM;
+        if (why) return nc_fail(log, component, NC_EINVAL, "invalid URL \"%s\": %s", url->text, why);
+        e += len + (e[len] == ',');
+    }
+    return 0;
+}
+
+int nc_amqp_target_next(nc_amqp_target *t) {
+    if (!t->nhosts) return 0;
+    int i = t->next_host;
+    t->next_host = (i + 1) % t->nhosts;
+    char *h = strdup(t->hosts[i]);
+    if (h) { /* out of memory: the owner's log lines name the last broker */
+        free(t->b.host);
+        t->b.host = h;
+    }
+    t->b.port = t->ports[i];
+    return i;
+}
+
 int nc_amqp_target_init(nc_amqp_target *t, const nc_url *url, const nc_optset *opts, const nc_tls_opts *tls,
                         const nc_logger *log, const char *component) {
     memset(t, 0, sizeof *t);
     int tls_on = !strcmp(url->scheme, "amqps");
     int r = nc_broker_target_init(&t->b, url, tls_on ? 5671 : 5672);
     if (r) return r;
+    if (url->hosts && (r = host_list(t, url, tls_on ? 5671 : 5672, log, component))) {
+        nc_amqp_target_free(t);
+        return r;
+    }
     if (!t->b.user && !(t->b.user = strdup("guest"))) goto nomem;
     if (!t->b.password && !(t->b.password = strdup("guest"))) goto nomem;
     if (!(t->vhost = vhost_of(url->path))) goto nomem;
@@ -181,10 +257,25 @@ int nc_amqp_target_init(nc_amqp_target *t, const nc_url *url, const nc_optset *o
     t->heartbeat_s = (int)nc_opts_int(opts, "heartbeat");
     t->frame_max = (uint32_t)nc_opts_int(opts, "frameMax");
     t->max_attempts = (int)nc_opts_int(opts, "maxConnectionAttempts");
+    const char *mech = nc_opts_str(opts, "authMechanism");
+    t->external = mech && !strcasecmp(mech, "EXTERNAL");
+    if (mech && !t->external && strcasecmp(mech, "PLAIN")) {
+        nc_amqp_target_free(t);
+        return nc_fail(log, component, NC_EINVAL, "authMechanism \"%s\": PLAIN or EXTERNAL", mech);
+    }
+    if (t->external && (!tls_on || !tls || !tls->cert_file)) {
+        nc_amqp_target_free(t);
+        return nc_fail(log, component, NC_EINVAL,
+                       "authMechanism=EXTERNAL needs amqps:// and a client certificate (the TLS options' "
+                       "cert_file and key_file): the certificate names the user");
+    }
     if (tls_on && (r = nc_broker_target_tls(&t->b, tls, log, component))) {
         nc_amqp_target_free(t);
         return r;
     }
+    t->own_name = !(tls && tls->server_name);
+    nc_amqp_target_next(t); /* b.host names the first broker until a connection picks one */
+    t->next_host = 0;
     return 0;
 nomem:
     nc_amqp_target_free(t);
@@ -200,6 +291,9 @@ void nc_amqp_target_free(nc_amqp_target *t) {
     free(t->exchange);
     free(t->exchange_type);
     free(t->routing_key);
+    for (int i = 0; i < t->nhosts; i++) free(t->hosts[i]);
+    free(t->hosts);
+    free(t->ports);
     memset(t, 0, sizeof *t);
 }
 
