@@ -43,6 +43,12 @@ typedef struct nc_amqp_target {
     int heartbeat_s;     /* asked for; the connection uses what Tune negotiated */
     uint32_t frame_max;
     int max_attempts; /* maxConnectionAttempts, -1 = unlimited */
+    /* topology options (amqplib's assertQueue / assertExchange arguments) */
+    json_t *queue_args;    /* queue.declare's arguments table, as amqplib builds it; NULL = empty */
+    json_t *exchange_args; /* exchange.declare's (exchangeArguments); NULL = empty */
+    int exchange_given;    /* `exchange` was set: a server declares it and binds (NestJS) */
+    int fanout;            /* exchangeType fanout (spec rmq.md §2.3) */
+    int max_deliveries;    /* server: maxDeliveries, 0 = no limit */
 } nc_amqp_target;
 
 /* Fills t from amqp[s]://[user[:pass]@]host[:port][/vhost] (port 5672, amqps 5671; %xx decoded in the

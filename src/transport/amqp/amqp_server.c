@@ -298,11 +298,12 @@ static void step_qos(amqp_server *as);
 
 /* NestJS: the exchange declared durable, then the queue bound with every route (and routingKey) */
 static void step_exchange(amqp_server *as) {
-    if (!as->t.wildcards) {
+    if (!as->t.wildcards && !as->t.exchange_given) { /* NestJS: `if (exchange || wildcards)` */
         step_qos(as);
         return;
     }
     nc_amqp_method m = {.id = NC_AMQP_EXCHANGE_DECLARE, .flags = NC_AMQP_F_DURABLE};
+    m.table = as->t.exchange_args;
     m.exchange = (nc_amqp_span){as->t.exchange, strlen(as->t.exchange)};
     m.type = (nc_amqp_span){as->t.exchange_type, strlen(as->t.exchange_type)};
     as->phase = S_EXCHANGE;
@@ -348,6 +349,7 @@ static void conn_ready(nc_amqp_conn *c) {
     if (as->t.durable) m.flags |= NC_AMQP_F_DURABLE;
     if (as->t.exclusive) m.flags |= NC_AMQP_F_EXCLUSIVE;
     if (as->t.auto_delete) m.flags |= NC_AMQP_F_AUTO_DELETE;
+    m.table = as->t.queue_args; /* queueOptions' arguments, as amqplib builds them */
     as->phase = S_DECLARING;
     nc_amqp_conn_method(as->conn, &m);
 }
@@ -379,8 +381,12 @@ static void conn_event(nc_amqp_conn *c, const nc_amqp_event *ev) {
         if (as->phase != S_EXCHANGE) return;
         /* pipelined: the broker answers in order, so qos-ok follows every bind-ok (a refused bind closes
          * the channel) */
+        /* NestJS: routingKey (fanout: the empty key) first, then with wildcards every route */
+        if (as->t.fanout)
+            send_bind(as, "");
+        else if (as->t.routing_key)
+            send_bind(as, as->t.routing_key);
         for (size_t i = 0; i < as->nroutes; i++) send_bind(as, as->routes[i]);
-        if (as->t.routing_key) send_bind(as, as->t.routing_key);
         step_qos(as);
         break;
     case NC_AMQP_BASIC_QOS_OK:
