@@ -234,6 +234,130 @@ static void test_wildcards_context(void **st) {
     nc_server_free(srv);
 }
 
+/* ---- dead-lettering: maxDeliveries on a quorum queue ------------------------------------------------------
+ */
+
+/* The work queue: a quorum queue whose own delivery limit (10) is only the backstop, dead-lettering to
+ * nestc_dlx_<id> with key "dead"; the DLQ is bound there by its own server (exchange + routingKey). */
+#define WORK_Q(T)                                                                                            \
+    "queue=nestc_work" T "_%s&deadLetterExchange=nestc_dlx" T                                                \
+    "_%s&deadLetterRoutingKey=dead&queueArguments=%7B%22x-"                                                  \
+    "queue-type%22%3A%22quorum%22%2C%22x-delivery-limit%22%3A10%7D"
+#define DLQ_Q(T) "queue=nestc_dlq" T "_%s&exchange=nestc_dlx" T "_%s&exchangeType=direct&routingKey=dead"
+
+#define MAXN 16
+typedef struct tally {
+    int n;              /* deliveries the handler saw */
+    int64_t seen[MAXN]; /* NC_CTX_DELIVERY_COUNT of each (0: absent) */
+    int how; /* what the handler does: 0 nack with requeue, 1 reject, 2 keep unsettled from `hold` on */
+    int hold;
+} tally;
+
+static void ev_tally(const nc_msg *m, void *u) {
+    tally *t = u;
+    int64_t c = 0;
+    nc_msg_ctx_int(m, NC_CTX_DELIVERY_COUNT, &c);
+    if (t->n < MAXN) t->seen[t->n] = c;
+    t->n++;
+    nc_event *e = nc_event_keep(m);
+    if (t->how == 1)
+        nc_event_reject(e);
+    else if (t->how == 2 && c >= t->hold)
+        return; /* never settled: the server goes away with it */
+    else
+        nc_event_nack(e, true);
+}
+
+static void ev_count(const nc_msg *m, void *u) {
+    (void)m;
+    ((tally *)u)->n++;
+}
+
+/* A handler that always nacks with requeue: with maxDeliveries=3 the message is delivered exactly 3 times
+ * (counts 1, 2, 3) and then dead-lettered once; a reject goes to the DLQ at once; a handler's own
+ * maxDeliveries (2) wins over the server's; nothing stays in the work queue (its server, still consuming,
+ * gets nothing more). */
+static void test_max_deliveries(void **st) {
+    (void)st;
+    char ud[400], uw[600], uc[600];
+    rurl(ud, sizeof ud, DLQ_Q("m"));
+    rurl(uw, sizeof uw, WORK_Q("m") "&noAck=false&maxDeliveries=3");
+    rurl(uc, sizeof uc, WORK_Q("m"));
+    tally dl_poison = {0}, dl_refuse = {0}, dl_own = {0};
+    srv_st sd = {0}, sw = {0};
+    nc_server *dlq = server_new(ud, &sd);
+    assert_int_equal(nc_server_event(dlq, "poison", ev_count, &dl_poison), 0);
+    assert_int_equal(nc_server_event(dlq, "refuse", ev_count, &dl_refuse), 0);
+    assert_int_equal(nc_server_event(dlq, "own", ev_count, &dl_own), 0);
+    listen_until_connected(dlq, &sd);
+    tally poison = {.how = 0}, refuse = {.how = 1}, own = {.how = 0};
+    nc_server *work = server_new(uw, &sw);
+    assert_int_equal(nc_server_event(work, "poison", ev_tally, &poison), 0);
+    assert_int_equal(nc_server_event(work, "refuse", ev_tally, &refuse), 0);
+    nc_option o2[] = {{"maxDeliveries", "2"}};
+    nc_handler_opts ho = NC_HANDLER_OPTS_INIT;
+    ho.options = o2;
+    ho.noptions = 1;
+    assert_int_equal(nc_server_event_opts(work, "own", &ho, ev_tally, &own), 0);
+    listen_until_connected(work, &sw);
+    nc_client *c = client_new(uc, 0, NULL); /* declares the same quorum queue: the same arguments */
+    emit_ok(c, "poison");
+    emit_ok(c, "refuse");
+    emit_ok(c, "own");
+    assert_true(run_until_ms(&dl_poison.n, 1, 10000));
+    assert_true(run_until_ms(&dl_refuse.n, 1, 10000));
+    assert_true(run_until_ms(&dl_own.n, 1, 10000));
+    settle_time();
+    assert_int_equal(poison.n, 3);
+    assert_int_equal(poison.seen[0], 1);
+    assert_int_equal(poison.seen[1], 2);
+    assert_int_equal(poison.seen[2], 3);
+    assert_int_equal(refuse.n, 1);
+    assert_int_equal(refuse.seen[0], 1);
+    assert_int_equal(own.n, 2);
+    assert_int_equal(own.seen[1], 2);
+    assert_int_equal(dl_poison.n + dl_refuse.n + dl_own.n, 3);
+    nc_client_free(c);
+    nc_server_free(work);
+    nc_server_free(dlq);
+}
+
+/* A server that goes away with a delivery unsettled (as a process that dies would): the broker returns it
+ * and counts the return. The next server, with maxDeliveries=3, gets it as delivery 4 and rejects it
+ * without dispatching it: it ends in the DLQ, its handler never sees it. */
+static void test_over_limit_rejected_unseen(void **st) {
+    (void)st;
+    char ud[400], uw0[600], uw[600], uc[600];
+    rurl(ud, sizeof ud, DLQ_Q("c"));
+    rurl(uw0, sizeof uw0, WORK_Q("c") "&noAck=false");
+    rurl(uw, sizeof uw, WORK_Q("c") "&noAck=false&maxDeliveries=3");
+    rurl(uc, sizeof uc, WORK_Q("c"));
+    tally dl = {0};
+    srv_st sd = {0}, s0 = {0}, s1 = {0};
+    nc_server *dlq = server_new(ud, &sd);
+    assert_int_equal(nc_server_event(dlq, "crash", ev_count, &dl), 0);
+    listen_until_connected(dlq, &sd);
+    tally first = {.how = 2, .hold = 3}, second = {.how = 0};
+    nc_server *w0 = server_new(uw0, &s0);
+    assert_int_equal(nc_server_event(w0, "crash", ev_tally, &first), 0);
+    listen_until_connected(w0, &s0);
+    nc_client *c = client_new(uc, 0, NULL);
+    emit_ok(c, "crash");
+    assert_true(run_until_ms(&first.n, 3, 10000)); /* nacked twice, then held */
+    nc_server_free(w0);
+    nc_server *w1 = server_new(uw, &s1);
+    assert_int_equal(nc_server_event(w1, "crash", ev_tally, &second), 0);
+    listen_until_connected(w1, &s1);
+    assert_true(run_until_ms(&dl.n, 1, 10000));
+    settle_time();
+    assert_int_equal(first.n, 3);
+    assert_int_equal(second.n, 0);
+    assert_int_equal(dl.n, 1);
+    nc_client_free(c);
+    nc_server_free(w1);
+    nc_server_free(dlq);
+}
+
 /* ---- main ---------------------------------------------------------------------------------------------- */
 
 static int setup(void **st) {
@@ -274,6 +398,8 @@ int main(void) {
         cmocka_unit_test(test_fanout),
         cmocka_unit_test(test_client_binding),
         cmocka_unit_test(test_wildcards_context),
+        cmocka_unit_test(test_max_deliveries),
+        cmocka_unit_test(test_over_limit_rejected_unseen),
     };
     signal(SIGALRM, on_alarm);
     alarm(110u * (unsigned)time_factor()); /* before ctest's 120 s: the broker is stopped, not orphaned */
