@@ -234,6 +234,67 @@ static void test_wildcards_context(void **st) {
     nc_server_free(srv);
 }
 
+/* ---- queue arguments ----------------------------------------------------------------------------------- */
+
+static void h_pong(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    nc_reply(req, json_string("pong"));
+}
+
+/* Declared again by a client: the same table given as named options or as queueArguments (a named option
+ * wins over the same key there, as in amqplib) is accepted; another value is PRECONDITION_FAILED. A
+ * queueArguments that is not a JSON object is refused when the server is made. */
+static void test_queue_arguments(void **st) {
+    (void)st;
+    char us[600], u[600];
+    rurl(us, sizeof us,
+         "queue=nestc_qa_%s&maxPriority=5&messageTtl=60000&queueArguments=%7B%22x-max-length%22%3A100%7D");
+    srv_st ss = {0};
+    nc_server *srv = server_new(us, &ss);
+    assert_int_equal(nc_server_message(srv, "ping", h_pong, NULL), 0);
+    listen_until_connected(srv, &ss);
+    static const char *const same[] = {
+        "queue=nestc_qa_%s&maxPriority=5&messageTtl=60000&queueArguments=%7B%22x-max-length%22%3A100%7D",
+        /* all three in queueArguments, 100.0 an integer as JSON.parse makes it */
+        "queue=nestc_qa_%s&queueArguments=%7B%22x-max-priority%22%3A5%2C%22x-message-ttl%22%3A60000%2C%22x-"
+        "max-"
+        "length%22%3A100.0%7D",
+        /* maxPriority overrides the 9 of queueArguments */
+        "queue=nestc_qa_%s&maxPriority=5&maxLength=100&queueArguments=%7B%22x-max-priority%22%3A9%2C%22x-"
+        "message-"
+        "ttl%22%3A60000%7D",
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        nc_client *c = client_new(rurl(u, sizeof u, same[i]), 0, NULL);
+        json_t *r = ask(c, "ping", NULL);
+        assert_string_equal(json_string_value(r), "pong");
+        json_decref(r);
+        nc_client_free(c);
+    }
+    nc_client *c = client_new(
+        rurl(
+            u, sizeof u,
+            "queue=nestc_qa_%s&maxPriority=6&messageTtl=60000&queueArguments=%7B%22x-max-length%22%3A100%7D"),
+        0, NULL);
+    call k = {0};
+    assert_int_equal(nc_client_send(c, "ping", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until_ms(&k.done, 1, 10000));
+    assert_int_not_equal(k.err, 0);
+    assert_non_null(strstr(k.msg, "PRECONDITION_FAILED"));
+    assert_non_null(strstr(k.msg, "x-max-priority"));
+    call_clear(&k);
+    nc_client_free(c);
+    nc_server_free(srv);
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    nc_server *bad = NULL;
+    assert_int_equal(nc_server_new(&bad, rurl(u, sizeof u, "queue=nestc_qa_%s&queueArguments=%5B1%5D"), &o),
+                     NC_EINVAL);
+    assert_null(bad);
+}
+
 /* ---- dead-lettering: maxDeliveries on a quorum queue ------------------------------------------------------
  */
 
@@ -395,11 +456,9 @@ int main(void) {
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fanout),
-        cmocka_unit_test(test_client_binding),
-        cmocka_unit_test(test_wildcards_context),
-        cmocka_unit_test(test_max_deliveries),
-        cmocka_unit_test(test_over_limit_rejected_unseen),
+        cmocka_unit_test(test_queue_arguments), cmocka_unit_test(test_fanout),
+        cmocka_unit_test(test_client_binding),  cmocka_unit_test(test_wildcards_context),
+        cmocka_unit_test(test_max_deliveries),  cmocka_unit_test(test_over_limit_rejected_unseen),
     };
     signal(SIGALRM, on_alarm);
     alarm(110u * (unsigned)time_factor()); /* before ctest's 120 s: the broker is stopped, not orphaned */
