@@ -7,7 +7,10 @@
  * received replyTo as routing key and the received correlationId, its body without `id` (NestJS; the
  * no-handler reply keeps it, as NestJS's does). With noAck false every delivery is settled by the core's
  * settle op: basic.ack, basic.nack (requeue or not) or basic.reject; unknown patterns are nacked without
- * requeue, as NestJS does. A lost connection is re-established with the shared policy
+ * requeue, as NestJS does. With `exchange` (or wildcards) the exchange is declared and the queue bound (a
+ * fanout with the empty key); maxDeliveries turns the last allowed nack with requeue into a reject and
+ * rejects a delivery counted past it before dispatch (the count: a quorum queue's x-delivery-count). A lost
+ * connection is re-established with the shared policy
  * (transport/common/reconnect.h), the queue declared and consumed again; tokens of the lost connection
  * are ignored (the broker delivers those messages again). */
 #include <stdio.h>
