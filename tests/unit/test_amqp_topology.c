@@ -419,6 +419,45 @@ static void test_over_limit_rejected_unseen(void **st) {
     nc_server_free(dlq);
 }
 
+/* A classic queue's retry loop: the work queue dead-letters (default exchange) to a retry queue whose TTL
+ * dead-letters back to the work queue. NC_CTX_DELIVERY_COUNT counts the rounds from x-death: a handler
+ * that rejects its first delivery sees the message again as delivery 2. */
+static void ev_retry(const nc_msg *m, void *u) {
+    tally *t = u;
+    int64_t c = 0;
+    nc_msg_ctx_int(m, NC_CTX_DELIVERY_COUNT, &c);
+    if (t->n < MAXN) t->seen[t->n] = c;
+    t->n++;
+    nc_event *e = nc_event_keep(m);
+    if (c < 2)
+        nc_event_reject(e);
+    else
+        nc_event_ack(e);
+}
+
+static void test_classic_retry_count(void **st) {
+    (void)st;
+    char uw[400], ur[400];
+    rurl(uw, sizeof uw, "queue=nestc_cw_%s&deadLetterExchange=&deadLetterRoutingKey=nestc_cr_%s&noAck=false");
+    rurl(ur, sizeof ur,
+         "queue=nestc_cr_%s&messageTtl=20&deadLetterExchange=&deadLetterRoutingKey=nestc_cw_%s");
+    tally t = {0};
+    srv_st sw = {0};
+    nc_server *w = server_new(uw, &sw);
+    assert_int_equal(nc_server_event(w, "retry", ev_retry, &t), 0);
+    listen_until_connected(w, &sw);
+    /* published into the retry queue (which this client declares): it expires into the work queue */
+    nc_client *c = client_new(ur, 0, NULL);
+    emit_ok(c, "retry");
+    assert_true(run_until_ms(&t.n, 2, 10000));
+    settle_time();
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.seen[0], 1);
+    assert_int_equal(t.seen[1], 2);
+    nc_client_free(c);
+    nc_server_free(w);
+}
+
 /* ---- main ---------------------------------------------------------------------------------------------- */
 
 static int setup(void **st) {
@@ -456,9 +495,10 @@ int main(void) {
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_queue_arguments), cmocka_unit_test(test_fanout),
-        cmocka_unit_test(test_client_binding),  cmocka_unit_test(test_wildcards_context),
-        cmocka_unit_test(test_max_deliveries),  cmocka_unit_test(test_over_limit_rejected_unseen),
+        cmocka_unit_test(test_queue_arguments),     cmocka_unit_test(test_fanout),
+        cmocka_unit_test(test_client_binding),      cmocka_unit_test(test_wildcards_context),
+        cmocka_unit_test(test_max_deliveries),      cmocka_unit_test(test_over_limit_rejected_unseen),
+        cmocka_unit_test(test_classic_retry_count),
     };
     signal(SIGALRM, on_alarm);
     alarm(110u * (unsigned)time_factor()); /* before ctest's 120 s: the broker is stopped, not orphaned */

@@ -204,6 +204,23 @@ static int64_t delivery_count(const nc_amqp_props *p, const nc_amqp_method *m) {
     return (m->flags & NC_AMQP_F_REDELIVERED) ? -1 : 1;
 }
 
+/* A classic queue's retry loop (dead-lettered out of this queue, back after a delay): 1 + the times
+ * x-death says the message left this queue, for a delivery that is not a redelivery; else 0. Context only:
+ * maxDeliveries does not act on it (its reject would go round the same loop). */
+static int64_t death_count(const nc_amqp_props *p, const nc_amqp_method *m, const char *queue) {
+    json_t *d = (p->flags & NC_AMQP_P_HEADERS) && p->headers ? json_object_get(p->headers, "x-death") : NULL;
+    if (!json_is_array(d) || (m->flags & NC_AMQP_F_REDELIVERED)) return 0;
+    int64_t n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(d, i, e) {
+        json_t *q = json_object_get(e, "queue"), *c = json_object_get(e, "count");
+        if (json_is_string(q) && !strcmp(json_string_value(q), queue) && json_is_integer(c))
+            n += json_integer_value(c);
+    }
+    return n ? n + 1 : 0;
+}
+
 /* The maxDeliveries of the handler a delivery goes to (its route's, else the server's). Only asked for a
  * delivery counted at least min_limit, so the body's pattern is read again only then. */
 static int limit_for(amqp_server *as, const char *body, size_t len, const char *rk) {
@@ -261,8 +278,8 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
         ctx[nctx++] = (nc_ctx_item){NC_CTX_MESSAGE_ID, SPAN_STR(p->message_id), p->message_id.n, 0};
     if (p->flags & NC_AMQP_P_TIMESTAMP)
         ctx[nctx++] = (nc_ctx_item){NC_CTX_TIMESTAMP_MS, NULL, 0, (int64_t)p->timestamp * 1000};
-    int64_t count = delivery_count(p, m);
-    if (count > 0) ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_COUNT, NULL, 0, count};
+    int64_t count = delivery_count(p, m), dead = count == 1 ? death_count(p, m, as->queue_name) : 0;
+    if (count > 0) ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_COUNT, NULL, 0, dead ? dead : count};
     nc_header hdrs[MAX_HEADERS];
     char *store[MAX_HEADERS];
     size_t nh = p->headers ? nc_amqp_headers(p->headers, hdrs, MAX_HEADERS, store) : 0;
