@@ -89,7 +89,10 @@ typedef enum nc_ctx_key {
     NC_CTX_PARTITION = 8,       /* number: Kafka partition */
     NC_CTX_OFFSET = 9,          /* number: Kafka offset */
     NC_CTX_DELIVERY_TAG = 10,   /* number: RMQ delivery tag */
-    NC_CTX_DELIVERY_COUNT = 11, /* number: deliveries so far (RMQ x-delivery-count, JetStream) */
+    NC_CTX_DELIVERY_COUNT = 11, /* number: deliveries so far, this one included (1 = first; JetStream;
+                                 * RMQ: a quorum queue's x-delivery-count header + 1, else when not
+                                 * redelivered 1 + the x-death counts naming the queue (a retry loop);
+                                 * absent for a classic queue's redelivery: not counted) */
     NC_CTX_REDELIVERED = 12,    /* number 0/1: RMQ redelivered flag, MQTT DUP flag */
     NC_CTX_TIMESTAMP_MS = 13,   /* number: broker timestamp in ms since the epoch (Kafka, RMQ) */
     NC_CTX_QOS = 14,            /* number: MQTT QoS */

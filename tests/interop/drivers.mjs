@@ -108,6 +108,13 @@ export class NestDriver {
       if (q.get('wildcards') === 'true') options.wildcards = true;
       for (const k of ['exchange', 'exchangeType', 'routingKey']) if (q.has(k)) options[k] = q.get(k);
       if (q.get('durable') === 'false') options.queueOptions = { durable: false };
+      // queueOptions as amqplib takes them (queueArguments: queueOptions.arguments), exchangeArguments
+      for (const k of ['messageTtl', 'expires', 'maxLength', 'maxPriority'])
+        if (q.has(k)) (options.queueOptions ??= {})[k] = Number(q.get(k));
+      for (const k of ['deadLetterExchange', 'deadLetterRoutingKey'])
+        if (q.has(k)) (options.queueOptions ??= {})[k] = q.get(k);
+      if (q.has('queueArguments')) (options.queueOptions ??= {}).arguments = JSON.parse(q.get('queueArguments'));
+      if (q.has('exchangeArguments')) options.exchangeArguments = JSON.parse(q.get('exchangeArguments'));
       if (scheme === 'amqps') {
         const connectionOptions = { servername: host };
         for (const k of ['ca', 'cert', 'key']) if (tls[k]) connectionOptions[k] = readFileSync(tls[k]);

@@ -440,7 +440,19 @@ const RMQ_OPTIONS = {
   noAssert: (v) => v === 'true',
   consumerTag: String,
   durable: (v) => v !== 'false', // → queueOptions.durable
+  exchangeArguments: JSON.parse,
+  // → queueOptions (amqplib's assertQueue options; queueArguments is queueOptions.arguments)
+  messageTtl: Number,
+  expires: Number,
+  deadLetterExchange: String,
+  deadLetterRoutingKey: String,
+  maxLength: Number,
+  maxPriority: Number,
+  queueArguments: JSON.parse,
 };
+const RMQ_QUEUE_OPTIONS = { durable: 'durable', messageTtl: 'messageTtl', expires: 'expires',
+  deadLetterExchange: 'deadLetterExchange', deadLetterRoutingKey: 'deadLetterRoutingKey', maxLength: 'maxLength',
+  maxPriority: 'maxPriority', queueArguments: 'arguments' };
 function rmqOptions() {
   const o = { urls: [`${rmq.protocol}//${rmq.host}`], socketOptions: { reconnectTimeInSeconds: 0.2 } };
   for (const [k, v] of rmq.searchParams) {
@@ -448,7 +460,7 @@ function rmqOptions() {
       console.error(`nest-server.mjs: unknown RabbitMQ option '${k}' (${Object.keys(RMQ_OPTIONS).join(', ')})`);
       process.exit(2);
     }
-    if (k === 'durable') o.queueOptions = { durable: RMQ_OPTIONS.durable(v) };
+    if (k in RMQ_QUEUE_OPTIONS) (o.queueOptions ??= {})[RMQ_QUEUE_OPTIONS[k]] = RMQ_OPTIONS[k](v);
     else o[k] = RMQ_OPTIONS[k](v);
   }
   if (queue) o.queue = queue; // --queue (with-server.sh passes ?queue= that way too)

@@ -51,6 +51,12 @@ typedef struct nc_amqp_target {
     int round_failed; /* client: attempts of its first connection that failed (a round tries each once) */
     int own_name;     /* no TLS server_name given: verify each broker's own host name */
     int external;     /* authMechanism=EXTERNAL: SASL EXTERNAL, the TLS client certificate names the user */
+    /* topology options (amqplib's assertQueue / assertExchange arguments) */
+    json_t *queue_args;    /* queue.declare's arguments table, as amqplib builds it; NULL = empty */
+    json_t *exchange_args; /* exchange.declare's (exchangeArguments); NULL = empty */
+    int exchange_given;    /* `exchange` was set: a server declares it and binds (NestJS) */
+    int fanout;            /* exchangeType fanout (spec rmq.md §2.3) */
+    int max_deliveries;    /* server: maxDeliveries, 0 = no limit */
 } nc_amqp_target;
 
 /* Fills t from amqp[s]://[user[:pass]@]host[:port][,host[:port]...][/vhost] (port 5672, amqps 5671; %xx

@@ -161,6 +161,15 @@ static void on_reply(amqp_client *ac, const nc_amqp_event *ev) {
 /* ---- connection -------------------------------------------------------------------------------------- */
 
 static void step_consume(amqp_client *ac) {
+    /* NestJS default mode: with exchange and routingKey the client binds the queue to that (existing)
+     * exchange; pipelined before the consume (a refused bind closes the channel) */
+    if (!ac->t.wildcards && !ac->t.fanout && ac->t.exchange_given && ac->t.routing_key && ac->t.queue[0]) {
+        nc_amqp_method b = {.id = NC_AMQP_QUEUE_BIND};
+        b.queue = (nc_amqp_span){ac->t.queue, strlen(ac->t.queue)};
+        b.exchange = (nc_amqp_span){ac->t.exchange, strlen(ac->t.exchange)};
+        b.routing_key = (nc_amqp_span){ac->t.routing_key, strlen(ac->t.routing_key)};
+        nc_amqp_conn_method(ac->conn, &b);
+    }
     nc_amqp_method m = {.id = NC_AMQP_BASIC_CONSUME, .flags = NC_AMQP_F_NO_ACK};
     m.queue = (nc_amqp_span){ac->t.reply_queue, strlen(ac->t.reply_queue)};
     ac->phase = P_CONSUMING;
@@ -170,8 +179,9 @@ static void step_consume(amqp_client *ac) {
 static void conn_ready(nc_amqp_conn *c) {
     amqp_client *ac = c->owner;
     ac->ready_at = uv_now(nc_client__io(ac->cli)->loop);
-    if (ac->t.wildcards) { /* NestJS: the exchange is declared, not the queue */
+    if (ac->t.wildcards || ac->t.fanout) { /* NestJS: the exchange is declared, not the queue */
         nc_amqp_method m = {.id = NC_AMQP_EXCHANGE_DECLARE, .flags = NC_AMQP_F_DURABLE};
+        m.table = ac->t.exchange_args;
         m.exchange = (nc_amqp_span){ac->t.exchange, strlen(ac->t.exchange)};
         m.type = (nc_amqp_span){ac->t.exchange_type, strlen(ac->t.exchange_type)};
         ac->phase = P_DECLARING;
@@ -187,6 +197,7 @@ static void conn_ready(nc_amqp_conn *c) {
     if (ac->t.durable) m.flags |= NC_AMQP_F_DURABLE;
     if (ac->t.exclusive) m.flags |= NC_AMQP_F_EXCLUSIVE;
     if (ac->t.auto_delete) m.flags |= NC_AMQP_F_AUTO_DELETE;
+    m.table = ac->t.queue_args; /* queueOptions' arguments, as amqplib builds them */
     ac->phase = P_DECLARING;
     nc_amqp_conn_method(ac->conn, &m);
 }
@@ -390,9 +401,10 @@ static int ac_send(void *state, nc_outbound *out) {
         props.reply_to = (nc_amqp_span){ac->t.reply_queue, strlen(ac->t.reply_queue)};
     }
     uint64_t seq = 0;
-    /* wildcards: to the exchange, the pattern as routing key (spec rmq.md §2.2) */
-    const char *ex = ac->t.wildcards ? ac->t.exchange : "";
-    const char *rk = ac->t.wildcards ? out->route : ac->t.queue;
+    /* wildcards and fanout: to the exchange, the pattern as routing key (spec rmq.md §2.2, §2.3) */
+    int to_ex = ac->t.wildcards || ac->t.fanout;
+    const char *ex = to_ex ? ac->t.exchange : "";
+    const char *rk = to_ex ? out->route : ac->t.queue;
     if (strlen(rk) > 255) {
         snprintf(out->why, sizeof out->why, "the pattern is over 255 bytes: no AMQP routing key");
         return NC_EINVAL;

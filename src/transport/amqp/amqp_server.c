@@ -7,7 +7,10 @@
  * received replyTo as routing key and the received correlationId, its body without `id` (NestJS; the
  * no-handler reply keeps it, as NestJS's does). With noAck false every delivery is settled by the core's
  * settle op: basic.ack, basic.nack (requeue or not) or basic.reject; unknown patterns are nacked without
- * requeue, as NestJS does. A lost connection is re-established with the shared policy
+ * requeue, as NestJS does. With `exchange` (or wildcards) the exchange is declared and the queue bound (a
+ * fanout with the empty key); maxDeliveries turns the last allowed nack with requeue into a reject and
+ * rejects a delivery counted past it before dispatch (the count: a quorum queue's x-delivery-count). A lost
+ * connection is re-established with the shared policy
  * (transport/common/reconnect.h), the queue declared and consumed again; tokens of the lost connection
  * are ignored (the broker delivers those messages again). */
 #include <stdio.h>
@@ -16,9 +19,11 @@
 
 #include "codec/envelope.h"
 #include "core/fail.h"
+#include "core/route.h"
 #include "core/server_transport.h"
 #include "transport/amqp/amqp.h"
 #include "transport/common/reconnect.h"
+#include "util/u64map.h"
 
 #define MAX_HEADERS 64
 
@@ -56,6 +61,14 @@ struct amqp_server {
     /* wildcards: every handler route, each a binding key of the queue on the exchange */
     char **routes;
     size_t nroutes;
+    /* maxDeliveries: the routes whose handlers set another limit than the server's, the smallest limit
+     * of all (deliveries counted below it are not looked at), and the delivery tags of this connection
+     * on their last allowed delivery (a nack with requeue of those becomes a reject) */
+    char **lim_routes;
+    int *lims;
+    size_t nlims;
+    int min_limit;
+    nc_u64map last;
 };
 
 static const nc_amqp_conn_cbs conn_cbs;
@@ -134,6 +147,17 @@ static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
 
 /* ---- settling -------------------------------------------------------------------------------------- */
 
+/* maxDeliveries: a delivery on its last allowed attempt is not requeued but rejected (dead-lettered where
+ * the queue has a dead-letter exchange). */
+static int final_how(amqp_server *as, uint64_t tag, int how) {
+    if (!as->last.len || !nc_u64map_del(&as->last, tag) || how != NC_SETTLE_NACK_REQUEUE) return how;
+    nc_logf(LOG(as), NC_LOG_WARN, "Server",
+            "a message on %s reached maxDeliveries: rejected instead of requeued (dead-lettered where the "
+            "queue has a dead-letter exchange)",
+            as->queue_name);
+    return NC_SETTLE_REJECT;
+}
+
 static void send_settle(amqp_server *as, uint64_t tag, int how) {
     nc_amqp_method m = {.delivery_tag = tag};
     switch (how) {
@@ -163,12 +187,61 @@ static void as_settle(void *state, const nc_delivery *d, nc_settle how) {
         as->held_how = (int)how;
         return;
     }
-    send_settle(as, d->tag, (int)how);
+    send_settle(as, d->tag, final_how(as, d->tag, (int)how));
 }
 
 /* ---- incoming messages ------------------------------------------------------------------------------ */
 
 #define SPAN_STR(sp) ((sp).p ? (sp).p : "")
+
+/* This delivery's number, the first being 1: a quorum queue's x-delivery-count header (the earlier
+ * deliveries that were returned) + 1; without it, 1 when the broker says it was never delivered before;
+ * else unknown (-1: a classic queue does not count its redeliveries). */
+static int64_t delivery_count(const nc_amqp_props *p, const nc_amqp_method *m) {
+    json_t *x =
+        (p->flags & NC_AMQP_P_HEADERS) && p->headers ? json_object_get(p->headers, "x-delivery-count") : NULL;
+    if (json_is_integer(x) && json_integer_value(x) >= 0) return json_integer_value(x) + 1;
+    return (m->flags & NC_AMQP_F_REDELIVERED) ? -1 : 1;
+}
+
+/* A classic queue's retry loop (dead-lettered out of this queue, back after a delay): 1 + the times
+ * x-death says the message left this queue, for a delivery that is not a redelivery; else 0. Context only:
+ * maxDeliveries does not act on it (its reject would go round the same loop). */
+static int64_t death_count(const nc_amqp_props *p, const nc_amqp_method *m, const char *queue) {
+    json_t *d = (p->flags & NC_AMQP_P_HEADERS) && p->headers ? json_object_get(p->headers, "x-death") : NULL;
+    if (!json_is_array(d) || (m->flags & NC_AMQP_F_REDELIVERED)) return 0;
+    int64_t n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(d, i, e) {
+        json_t *q = json_object_get(e, "queue"), *c = json_object_get(e, "count");
+        if (json_is_string(q) && !strcmp(json_string_value(q), queue) && json_is_integer(c))
+            n += json_integer_value(c);
+    }
+    return n ? n + 1 : 0;
+}
+
+/* The maxDeliveries of the handler a delivery goes to (its route's, else the server's). Only asked for a
+ * delivery counted at least min_limit, so the body's pattern is read again only then. */
+static int limit_for(amqp_server *as, const char *body, size_t len, const char *rk) {
+    if (!as->nlims) return as->t.max_deliveries;
+    char *route = NULL;
+    const char *r = NULL;
+    if (as->t.wildcards) {
+        r = wildcard_route(as, rk);
+        if (!r) r = rk;
+    } else {
+        json_t *root = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+        json_t *pat = json_is_object(root) ? json_object_get(root, "pattern") : NULL;
+        if (pat && !nc_route_from_value(pat, &route)) r = route;
+        json_decref(root);
+    }
+    int limit = as->t.max_deliveries;
+    for (size_t i = 0; r && i < as->nlims; i++)
+        if (!strcmp(as->lim_routes[i], r)) limit = as->lims[i];
+    free(route);
+    return limit;
+}
 
 static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
     const nc_amqp_props *p = &ev->props;
@@ -189,7 +262,7 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
             k->corr[cn] = '\0';
         }
     }
-    nc_ctx_item ctx[10];
+    nc_ctx_item ctx[12];
     size_t nctx = 0;
     if (p->flags & NC_AMQP_P_CORRELATION_ID)
         ctx[nctx++] =
@@ -205,12 +278,29 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
         ctx[nctx++] = (nc_ctx_item){NC_CTX_MESSAGE_ID, SPAN_STR(p->message_id), p->message_id.n, 0};
     if (p->flags & NC_AMQP_P_TIMESTAMP)
         ctx[nctx++] = (nc_ctx_item){NC_CTX_TIMESTAMP_MS, NULL, 0, (int64_t)p->timestamp * 1000};
+    int64_t count = delivery_count(p, m), dead = count == 1 ? death_count(p, m, as->queue_name) : 0;
+    if (count > 0) ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_COUNT, NULL, 0, dead ? dead : count};
     nc_header hdrs[MAX_HEADERS];
     char *store[MAX_HEADERS];
     size_t nh = p->headers ? nc_amqp_headers(p->headers, hdrs, MAX_HEADERS, store) : 0;
     char rk[256]; /* a short string: at most 255 bytes */
     memcpy(rk, SPAN_STR(m->routing_key), m->routing_key.n);
     rk[m->routing_key.n] = '\0';
+    if (!as->t.no_ack && as->min_limit && count >= as->min_limit) {
+        int limit = limit_for(as, ev->body.p ? ev->body.p : "", ev->body.n, rk);
+        if (limit && count > limit) { /* returned unsettled past its limit (a crash): not dispatched again */
+            nc_logf(LOG(as), NC_LOG_WARN, "Server",
+                    "a message on %s delivered %lld times (maxDeliveries %d): rejected without dispatch "
+                    "(dead-lettered where the queue has a dead-letter exchange)",
+                    as->queue_name, (long long)count, limit);
+            send_settle(as, m->delivery_tag, NC_SETTLE_REJECT);
+            for (size_t i = 0; i < nh; i++) free(store[i]);
+            if (k) sink_release(k);
+            return;
+        }
+        if (limit && count == limit && nc_u64map_put(&as->last, m->delivery_tag, as))
+            nc_logf(LOG(as), NC_LOG_ERROR, "Server", "out of memory: maxDeliveries not applied to a message");
+    }
     nc_inbound in = {0};
     in.channel = rk; /* the routing key it arrived with: the queue's name in default mode (DESIGN §5b) */
     in.route = as->t.wildcards ? wildcard_route(as, rk) : NULL; /* else the pattern of the body */
@@ -240,7 +330,8 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
                     "An unsupported message was received. It has been negative "
                     "acknowledged, so it will not be re-delivered.");
         }
-        send_settle(as, m->delivery_tag, how);
+        send_settle(as, m->delivery_tag,
+                    oc == NC_DISPATCH_NO_HANDLER ? how : final_how(as, m->delivery_tag, how));
     }
     as->held_how = -1;
     for (size_t i = 0; i < nh; i++) free(store[i]);
@@ -298,11 +389,12 @@ static void step_qos(amqp_server *as);
 
 /* NestJS: the exchange declared durable, then the queue bound with every route (and routingKey) */
 static void step_exchange(amqp_server *as) {
-    if (!as->t.wildcards) {
+    if (!as->t.wildcards && !as->t.exchange_given) { /* NestJS: `if (exchange || wildcards)` */
         step_qos(as);
         return;
     }
     nc_amqp_method m = {.id = NC_AMQP_EXCHANGE_DECLARE, .flags = NC_AMQP_F_DURABLE};
+    m.table = as->t.exchange_args;
     m.exchange = (nc_amqp_span){as->t.exchange, strlen(as->t.exchange)};
     m.type = (nc_amqp_span){as->t.exchange_type, strlen(as->t.exchange_type)};
     as->phase = S_EXCHANGE;
@@ -331,6 +423,7 @@ static void step_qos(amqp_server *as) {
 
 static void conn_ready(nc_amqp_conn *c) {
     amqp_server *as = c->owner;
+    nc_u64map_free(&as->last); /* tags of a lost connection */
     as->ready_at = uv_now(nc_server__io(as->srv)->loop);
     free(as->queue_name);
     as->queue_name = strdup(as->t.queue);
@@ -348,6 +441,7 @@ static void conn_ready(nc_amqp_conn *c) {
     if (as->t.durable) m.flags |= NC_AMQP_F_DURABLE;
     if (as->t.exclusive) m.flags |= NC_AMQP_F_EXCLUSIVE;
     if (as->t.auto_delete) m.flags |= NC_AMQP_F_AUTO_DELETE;
+    m.table = as->t.queue_args; /* queueOptions' arguments, as amqplib builds them */
     as->phase = S_DECLARING;
     nc_amqp_conn_method(as->conn, &m);
 }
@@ -379,8 +473,12 @@ static void conn_event(nc_amqp_conn *c, const nc_amqp_event *ev) {
         if (as->phase != S_EXCHANGE) return;
         /* pipelined: the broker answers in order, so qos-ok follows every bind-ok (a refused bind closes
          * the channel) */
+        /* NestJS: routingKey (fanout: the empty key) first, then with wildcards every route */
+        if (as->t.fanout)
+            send_bind(as, "");
+        else if (as->t.routing_key)
+            send_bind(as, as->t.routing_key);
         for (size_t i = 0; i < as->nroutes; i++) send_bind(as, as->routes[i]);
-        if (as->t.routing_key) send_bind(as, as->t.routing_key);
         step_qos(as);
         break;
     case NC_AMQP_BASIC_QOS_OK:
@@ -483,6 +581,7 @@ static int as_create(nc_server *srv, const nc_url *url, void **state) {
         return r;
     }
     as->t.b.max_queue = cfg->max_send_buffer_size;
+    as->min_limit = as->t.max_deliveries;
     as->t.b.connect_timeout_ms =
         nc_opts_find(opts, "connectTimeout") ? (int)nc_opts_int(opts, "connectTimeout") : 30000;
     int limit = as->t.max_attempts > 0    ? as->t.max_attempts
@@ -493,9 +592,26 @@ static int as_create(nc_server *srv, const nc_url *url, void **state) {
     return 0;
 }
 
+/* A handler's own maxDeliveries (NC_OPT_HANDLER), kept when it differs from the server's. */
+static int add_limit(amqp_server *as, const char *route, const nc_optset *opts) {
+    int lim = (int)nc_opts_int(opts, "maxDeliveries");
+    if (lim && (!as->min_limit || lim < as->min_limit)) as->min_limit = lim;
+    if (lim == as->t.max_deliveries) return 0;
+    char **r = realloc(as->lim_routes, (as->nlims + 1) * sizeof *r);
+    if (!r) return NC_ENOMEM;
+    as->lim_routes = r;
+    int *l = realloc(as->lims, (as->nlims + 1) * sizeof *l);
+    if (!l) return NC_ENOMEM;
+    as->lims = l;
+    if (!(r[as->nlims] = strdup(route))) return NC_ENOMEM;
+    l[as->nlims++] = lim;
+    return 0;
+}
+
 static int as_route_added(void *state, const char *route, const nc_optset *opts) {
-    (void)opts;
     amqp_server *as = state;
+    int rc = add_limit(as, route, opts);
+    if (rc) return rc;
     if (!as->t.wildcards) return 0;
     char **r = realloc(as->routes, (as->nroutes + 1) * sizeof *r);
     if (!r) return NC_ENOMEM;
@@ -544,6 +660,10 @@ static void as_destroy(void *state) {
     nc_buf_free(&as->enc);
     for (size_t i = 0; i < as->nroutes; i++) free(as->routes[i]);
     free(as->routes);
+    for (size_t i = 0; i < as->nlims; i++) free(as->lim_routes[i]);
+    free(as->lim_routes);
+    free(as->lims);
+    nc_u64map_free(&as->last);
     nc_amqp_target_free(&as->t);
     free(as);
 }

@@ -100,15 +100,18 @@ const nc_option_spec nc_amqp_options[] = {
     {.name = "exchange",
      .type = NC_OPT_STRING,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
-     .help = "with wildcards: the exchange (default: the queue's name)"},
+     .help = "the exchange (default: the queue's name): with wildcards or exchangeType fanout, else a server "
+             "with it declares it and binds its queue (routingKey)"},
     {.name = "exchangeType",
      .type = NC_OPT_STRING,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
-     .help = "with wildcards: the exchange's type (default topic)"},
+     .help = "the exchange's type (default topic); fanout: the server binds its queue with an empty key, "
+             "the client publishes to the exchange"},
     {.name = "routingKey",
      .type = NC_OPT_STRING,
-     .levels = NC_OPT_SERVER,
-     .help = "with wildcards: one more binding key for the server's queue"},
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "a binding key of the queue on `exchange` (server, with exchange or wildcards; client in "
+             "default mode, with exchange)"},
     {.name = "connectTimeout",
      .type = NC_OPT_DURATION,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
@@ -121,6 +124,58 @@ const nc_option_spec nc_amqp_options[] = {
      .help = "SASL mechanism: PLAIN (the URL's user and password, default) or EXTERNAL (amqps:// with a "
              "client certificate, which names the user)",
      .def = "PLAIN"},
+    /* ---- queue and exchange arguments (amqplib's assertQueue/assertExchange options) ---- */
+    {.name = "messageTtl",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "queueOptions.messageTtl: x-message-ttl of the queue declared, in ms",
+     .min = 0,
+     .max = 4294967295LL},
+    {.name = "expires",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "queueOptions.expires: x-expires (ms unused before the broker deletes the queue)",
+     .min = 1,
+     .max = 4294967295LL},
+    {.name = "deadLetterExchange",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "queueOptions.deadLetterExchange: x-dead-letter-exchange (where rejected, expired or over-limit "
+             "messages go)"},
+    {.name = "deadLetterRoutingKey",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "queueOptions.deadLetterRoutingKey: x-dead-letter-routing-key"},
+    {.name = "maxLength",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "queueOptions.maxLength: x-max-length (messages)",
+     .min = 0,
+     .max = 4294967295LL},
+    {.name = "maxPriority",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "queueOptions.maxPriority: x-max-priority",
+     .min = 0,
+     .max = 255},
+    {.name = "queueArguments",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "queueOptions.arguments as a JSON object, e.g. {\"x-queue-type\":\"quorum\"}; the named options "
+             "above override its keys (amqplib)"},
+    {.name = "exchangeArguments",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "the exchange declare's arguments as a JSON object (NestJS exchangeArguments)"},
+    {.name = "maxDeliveries",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER | NC_OPT_HANDLER,
+     .help = "noAck false: deliveries of one message before it is dead-lettered: its last nack with requeue "
+             "becomes a reject, a delivery past it is rejected unseen (count: x-delivery-count of quorum "
+             "queues, else x-death); 0 = no limit",
+     .def = "0",
+     .min = 0,
+     .max = 1000000000},
     {.name = NULL},
 };
 
@@ -219,6 +274,57 @@ int nc_amqp_target_next(nc_amqp_target *t) {
     return i;
 }
 
+/* A JSON object option (queueArguments, exchangeArguments), or NULL when not given. */
+static int json_object_opt(const nc_optset *opts, const char *name, json_t **out, const nc_logger *log,
+                           const char *component) {
+    *out = NULL;
+    const char *s = nc_opts_str(opts, name);
+    if (!s) return 0;
+    json_error_t e;
+    json_t *v = json_loads(s, JSON_DECODE_ANY, &e);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return nc_fail(log, component, NC_EINVAL, "option %s: not a JSON object (%s)", name,
+                       v ? "another JSON value" : e.text);
+    }
+    /* JSON.parse gives 3 for 3.0, and amqplib sends whole numbers below 2^63 as integers */
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) {
+        double d = json_is_real(x) ? json_real_value(x) : 0.5;
+        if (d == (double)(long long)d && d > -9.2e18 && d < 9.2e18)
+            json_object_set_new(v, k, json_integer((long long)d));
+    }
+    *out = v;
+    return 0;
+}
+
+/* amqplib's Args.assertQueue: queueOptions.arguments, then each named option given sets its x-argument
+ * over it. Integers go as table integers: amqplib picks the narrowest signed type (b, s, I, l), the
+ * codec writes l; RabbitMQ compares integer arguments by value across those types, so both declarations
+ * of one queue are equivalent. */
+static int topology_args(nc_amqp_target *t, const nc_optset *opts, const nc_logger *log,
+                         const char *component) {
+    static const struct {
+        const char *opt, *arg;
+    } named[] = {{"expires", "x-expires"},
+                 {"messageTtl", "x-message-ttl"},
+                 {"deadLetterExchange", "x-dead-letter-exchange"},
+                 {"deadLetterRoutingKey", "x-dead-letter-routing-key"},
+                 {"maxLength", "x-max-length"},
+                 {"maxPriority", "x-max-priority"}};
+    int r = json_object_opt(opts, "queueArguments", &t->queue_args, log, component);
+    if (r || (r = json_object_opt(opts, "exchangeArguments", &t->exchange_args, log, component))) return r;
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        const nc_optval *v = nc_opts_find(opts, named[i].opt);
+        if (!v) continue;
+        if (!t->queue_args && !(t->queue_args = json_object())) return NC_ENOMEM;
+        json_t *j = v->spec->type == NC_OPT_STRING ? json_string(v->text) : json_integer(v->num);
+        if (json_object_set_new(t->queue_args, named[i].arg, j)) return NC_ENOMEM;
+    }
+    return 0;
+}
+
 int nc_amqp_target_init(nc_amqp_target *t, const nc_url *url, const nc_optset *opts, const nc_tls_opts *tls,
                         const nc_logger *log, const char *component) {
     memset(t, 0, sizeof *t);
@@ -254,6 +360,13 @@ int nc_amqp_target_init(nc_amqp_target *t, const nc_url *url, const nc_optset *o
         goto nomem;
     if (!t->exchange && !(t->exchange = strdup(t->queue))) goto nomem; /* NestJS: named after the queue */
     if (!t->exchange_type && !(t->exchange_type = strdup("topic"))) goto nomem;
+    t->exchange_given = nc_opts_find(opts, "exchange") != NULL;
+    t->fanout = !strcmp(t->exchange_type, "fanout");
+    t->max_deliveries = (int)nc_opts_int(opts, "maxDeliveries");
+    if ((r = topology_args(t, opts, log, component))) {
+        nc_amqp_target_free(t);
+        return r;
+    }
     t->heartbeat_s = (int)nc_opts_int(opts, "heartbeat");
     t->frame_max = (uint32_t)nc_opts_int(opts, "frameMax");
     t->max_attempts = (int)nc_opts_int(opts, "maxConnectionAttempts");
@@ -294,6 +407,8 @@ void nc_amqp_target_free(nc_amqp_target *t) {
     for (int i = 0; i < t->nhosts; i++) free(t->hosts[i]);
     free(t->hosts);
     free(t->ports);
+    json_decref(t->queue_args);
+    json_decref(t->exchange_args);
     memset(t, 0, sizeof *t);
 }
 
