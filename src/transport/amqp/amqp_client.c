@@ -14,6 +14,7 @@
  * reply can come; NestJS leaves them to their timeout), those on a named replyQueue keep waiting. When the
  * attempts run out the client disconnects and pending calls fail with "Connection closed". */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,10 @@ typedef struct amqp_client {
     /* requests waiting for a reply through the direct reply-to pseudo-queue (id -> non-NULL): its
      * consumer dies with the connection, so they are failed when the connection is lost */
     nc_map direct;
+    /* the properties of every publish from the client-wide options (spans into the client's option set,
+     * which outlives the transport, and into exp); a call's own options are laid over a copy */
+    nc_amqp_props tmpl;
+    char exp[24];
 } amqp_client;
 
 static const nc_amqp_conn_cbs conn_cbs;
@@ -109,6 +114,68 @@ static void conf_fail_all(amqp_client *ac, int err) {
         memmove(ac->conf, ac->conf + 1, --ac->nconf * sizeof *ac->conf);
         c.accepted(c.arg, err);
     }
+}
+
+/* ---- message properties (NestJS RmqRecord options) ------------------------------------------------ */
+
+/* The string properties and their options; each an AMQP short string. */
+static const struct {
+    const char *name;
+    uint16_t flag;
+    size_t off;
+} str_props[] = {
+    {"messageId", NC_AMQP_P_MESSAGE_ID, offsetof(nc_amqp_props, message_id)},
+    {"type", NC_AMQP_P_TYPE, offsetof(nc_amqp_props, type)},
+    {"contentType", NC_AMQP_P_CONTENT_TYPE, offsetof(nc_amqp_props, content_type)},
+    {"contentEncoding", NC_AMQP_P_CONTENT_ENCODING, offsetof(nc_amqp_props, content_encoding)},
+    {"appId", NC_AMQP_P_APP_ID, offsetof(nc_amqp_props, app_id)},
+    {"userId", NC_AMQP_P_USER_ID, offsetof(nc_amqp_props, user_id)},
+};
+
+/* Lays one option over the properties (options that are not properties are left alone). `exp` holds the
+ * expiration's text (at least 24 bytes) and must live as long as p. Returns 0, or NC_EINVAL with the
+ * reason in why (a string over the 255 bytes a short string holds). */
+static int prop_set(nc_amqp_props *p, const nc_optval *v, char *exp, char *why, size_t wlen) {
+    const char *n = v->spec->name;
+    if (!strcmp(n, "persistent")) {
+        p->delivery_mode = v->num ? 2 : 1;
+    } else if (!strcmp(n, "priority")) {
+        p->flags |= NC_AMQP_P_PRIORITY;
+        p->priority = (uint8_t)v->num;
+    } else if (!strcmp(n, "timestamp")) {
+        p->flags |= NC_AMQP_P_TIMESTAMP;
+        p->timestamp = (uint64_t)v->num;
+    } else if (!strcmp(n, "expiration")) { /* amqplib: expiration.toString() */
+        int k = snprintf(exp, 24, "%lld", v->num);
+        p->flags |= NC_AMQP_P_EXPIRATION;
+        p->expiration = (nc_amqp_span){exp, (size_t)k};
+    } else {
+        for (size_t i = 0; i < sizeof str_props / sizeof *str_props; i++) {
+            if (strcmp(n, str_props[i].name)) continue;
+            size_t len = strlen(v->text);
+            if (len > 255) {
+                snprintf(why, wlen, "option %s: %zu bytes, over the 255 an AMQP short string holds", n, len);
+                return NC_EINVAL;
+            }
+            p->flags |= str_props[i].flag;
+            *(nc_amqp_span *)((char *)p + str_props[i].off) = (nc_amqp_span){v->text, len};
+            break;
+        }
+    }
+    return 0;
+}
+
+/* The client-wide properties: delivery mode from `persistent`, then each property option given. */
+static int tmpl_init(amqp_client *ac, const nc_optset *opts, char *why, size_t wlen) {
+    ac->tmpl = (nc_amqp_props){.flags = NC_AMQP_P_HEADERS | NC_AMQP_P_DELIVERY_MODE};
+    ac->tmpl.delivery_mode = ac->t.persistent ? 2 : 1;
+    for (const nc_optset *s = opts; s; s = s->parent)
+        for (size_t i = 0; i < s->n; i++) {
+            if (nc_opts_find(opts, s->v[i].spec->name) != &s->v[i]) continue; /* overridden nearer */
+            int r = prop_set(&ac->tmpl, &s->v[i], ac->exp, why, wlen);
+            if (r) return r;
+        }
+    return 0;
 }
 
 /* ---- replies ------------------------------------------------------------------------------------------ */
@@ -346,6 +413,11 @@ static int ac_create(nc_client *cli, const nc_url *url, void **state) {
         free(ac);
         return r;
     }
+    if ((r = tmpl_init(ac, opts, why, sizeof why))) {
+        nc_amqp_target_free(&ac->t);
+        free(ac);
+        return nc_fail(nc_client__log(cli), "Client", r, "%s", why);
+    }
     ac->t.b.max_queue = cfg->max_send_buffer_size;
     ac->t.b.connect_timeout_ms = nc_opts_find(opts, "connectTimeout")
                                      ? (int)nc_opts_int(opts, "connectTimeout")
@@ -372,10 +444,15 @@ static int ac_send(void *state, nc_outbound *out) {
     if (ac->state == C_RECONNECTING) return NC_ECONNLOST;
     if (ac->state != C_CONNECTED || ac->phase != P_READY || !nc_amqp_conn_ready(ac->conn))
         return NC_ECONNCLOSED;
-    const nc_optset *opts = out->opts ? out->opts : nc_client__opts(ac->cli);
-    nc_amqp_props props = {.flags = NC_AMQP_P_HEADERS | NC_AMQP_P_DELIVERY_MODE};
+    nc_amqp_props props = ac->tmpl;
     props.headers = (json_t *)out->headers; /* NULL: an empty table, as NestJS sends */
-    props.delivery_mode = nc_opts_bool(opts, "persistent") ? 2 : 1;
+    char exp[24];
+    /* the call's own options over the client's (its parent set is the client's, already in tmpl);
+     * correlationId and replyTo stay ours, set below */
+    for (size_t i = 0; out->opts && i < out->opts->n; i++) {
+        int r = prop_set(&props, &out->opts->v[i], exp, out->why, sizeof out->why);
+        if (r) return r;
+    }
     if (out->id) {
         props.flags |= NC_AMQP_P_CORRELATION_ID | NC_AMQP_P_REPLY_TO;
         props.correlation_id = (nc_amqp_span){out->id, strlen(out->id)};

@@ -10,6 +10,7 @@
  * requeue, as NestJS does. A lost connection is re-established with the shared policy
  * (transport/common/reconnect.h), the queue declared and consumed again; tokens of the lost connection
  * are ignored (the broker delivers those messages again). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,33 @@ static void as_settle(void *state, const nc_delivery *d, nc_settle how) {
 
 #define SPAN_STR(sp) ((sp).p ? (sp).p : "")
 
+/* The properties beyond those above (NC_CTX_PRIORITY ... appended to the public keys), into out (room for
+ * 8). Returns how many. */
+static size_t more_props(const nc_amqp_props *p, nc_ctx_item *out) {
+    size_t n = 0;
+    if (p->flags & NC_AMQP_P_DELIVERY_MODE)
+        out[n++] = (nc_ctx_item){NC_CTX_DELIVERY_MODE, NULL, 0, p->delivery_mode};
+    if (p->flags & NC_AMQP_P_PRIORITY) out[n++] = (nc_ctx_item){NC_CTX_PRIORITY, NULL, 0, p->priority};
+    static const struct {
+        uint16_t flag;
+        int key;
+        size_t off;
+    } strs[] = {
+        {NC_AMQP_P_EXPIRATION, NC_CTX_EXPIRATION, offsetof(nc_amqp_props, expiration)},
+        {NC_AMQP_P_TYPE, NC_CTX_TYPE, offsetof(nc_amqp_props, type)},
+        {NC_AMQP_P_APP_ID, NC_CTX_APP_ID, offsetof(nc_amqp_props, app_id)},
+        {NC_AMQP_P_USER_ID, NC_CTX_USER_ID, offsetof(nc_amqp_props, user_id)},
+        {NC_AMQP_P_CONTENT_TYPE, NC_CTX_CONTENT_TYPE, offsetof(nc_amqp_props, content_type)},
+        {NC_AMQP_P_CONTENT_ENCODING, NC_CTX_CONTENT_ENCODING, offsetof(nc_amqp_props, content_encoding)},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
+        if (!(p->flags & strs[i].flag)) continue;
+        const nc_amqp_span *sp = (const nc_amqp_span *)((const char *)p + strs[i].off);
+        out[n++] = (nc_ctx_item){strs[i].key, SPAN_STR(*sp), sp->n, 0};
+    }
+    return n;
+}
+
 static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
     const nc_amqp_props *p = &ev->props;
     const nc_amqp_method *m = &ev->m;
@@ -189,7 +217,7 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
             k->corr[cn] = '\0';
         }
     }
-    nc_ctx_item ctx[10];
+    nc_ctx_item ctx[20];
     size_t nctx = 0;
     if (p->flags & NC_AMQP_P_CORRELATION_ID)
         ctx[nctx++] =
@@ -205,6 +233,10 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
         ctx[nctx++] = (nc_ctx_item){NC_CTX_MESSAGE_ID, SPAN_STR(p->message_id), p->message_id.n, 0};
     if (p->flags & NC_AMQP_P_TIMESTAMP)
         ctx[nctx++] = (nc_ctx_item){NC_CTX_TIMESTAMP_MS, NULL, 0, (int64_t)p->timestamp * 1000};
+    if (p->flags &
+        (NC_AMQP_P_DELIVERY_MODE | NC_AMQP_P_PRIORITY | NC_AMQP_P_EXPIRATION | NC_AMQP_P_TYPE |
+         NC_AMQP_P_APP_ID | NC_AMQP_P_USER_ID | NC_AMQP_P_CONTENT_TYPE | NC_AMQP_P_CONTENT_ENCODING))
+        nctx += more_props(p, ctx + nctx);
     nc_header hdrs[MAX_HEADERS];
     char *store[MAX_HEADERS];
     size_t nh = p->headers ? nc_amqp_headers(p->headers, hdrs, MAX_HEADERS, store) : 0;
