@@ -171,13 +171,10 @@ static void as_settle(void *state, const nc_delivery *d, nc_settle how) {
 
 #define SPAN_STR(sp) ((sp).p ? (sp).p : "")
 
-/* The properties beyond those above (NC_CTX_PRIORITY ... appended to the public keys), into out (room for
- * 8). Returns how many. */
+/* The rarer properties (NC_CTX_PRIORITY ... appended to the public keys), into out (room for 7); called only
+ * when one is there, so a NestJS message (headers, delivery mode, correlation id, reply-to) does not pay
+ * for the checks. Returns how many. */
 static size_t more_props(const nc_amqp_props *p, nc_ctx_item *out) {
-    size_t n = 0;
-    if (p->flags & NC_AMQP_P_DELIVERY_MODE)
-        out[n++] = (nc_ctx_item){NC_CTX_DELIVERY_MODE, NULL, 0, p->delivery_mode};
-    if (p->flags & NC_AMQP_P_PRIORITY) out[n++] = (nc_ctx_item){NC_CTX_PRIORITY, NULL, 0, p->priority};
     static const struct {
         uint16_t flag;
         int key;
@@ -190,6 +187,8 @@ static size_t more_props(const nc_amqp_props *p, nc_ctx_item *out) {
         {NC_AMQP_P_CONTENT_TYPE, NC_CTX_CONTENT_TYPE, offsetof(nc_amqp_props, content_type)},
         {NC_AMQP_P_CONTENT_ENCODING, NC_CTX_CONTENT_ENCODING, offsetof(nc_amqp_props, content_encoding)},
     };
+    size_t n = 0;
+    if (p->flags & NC_AMQP_P_PRIORITY) out[n++] = (nc_ctx_item){NC_CTX_PRIORITY, NULL, 0, p->priority};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
         if (!(p->flags & strs[i].flag)) continue;
         const nc_amqp_span *sp = (const nc_amqp_span *)((const char *)p + strs[i].off);
@@ -217,7 +216,7 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
             k->corr[cn] = '\0';
         }
     }
-    nc_ctx_item ctx[20];
+    nc_ctx_item ctx[18];
     size_t nctx = 0;
     if (p->flags & NC_AMQP_P_CORRELATION_ID)
         ctx[nctx++] =
@@ -233,9 +232,10 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
         ctx[nctx++] = (nc_ctx_item){NC_CTX_MESSAGE_ID, SPAN_STR(p->message_id), p->message_id.n, 0};
     if (p->flags & NC_AMQP_P_TIMESTAMP)
         ctx[nctx++] = (nc_ctx_item){NC_CTX_TIMESTAMP_MS, NULL, 0, (int64_t)p->timestamp * 1000};
-    if (p->flags &
-        (NC_AMQP_P_DELIVERY_MODE | NC_AMQP_P_PRIORITY | NC_AMQP_P_EXPIRATION | NC_AMQP_P_TYPE |
-         NC_AMQP_P_APP_ID | NC_AMQP_P_USER_ID | NC_AMQP_P_CONTENT_TYPE | NC_AMQP_P_CONTENT_ENCODING))
+    if (p->flags & NC_AMQP_P_DELIVERY_MODE)
+        ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_MODE, NULL, 0, p->delivery_mode};
+    if (p->flags & (NC_AMQP_P_PRIORITY | NC_AMQP_P_EXPIRATION | NC_AMQP_P_TYPE | NC_AMQP_P_APP_ID |
+                    NC_AMQP_P_USER_ID | NC_AMQP_P_CONTENT_TYPE | NC_AMQP_P_CONTENT_ENCODING))
         nctx += more_props(p, ctx + nctx);
     nc_header hdrs[MAX_HEADERS];
     char *store[MAX_HEADERS];
