@@ -2,7 +2,8 @@
  * with its own epmd on free loopback ports in a temporary directory, stopped by PID; NESTC_RMQ_URL names a
  * shared one instead): per-call and client-wide priority, expiration, messageId, timestamp, type,
  * contentType, contentEncoding, appId, userId, persistent and headers as a nestc handler's context, a
- * call's values over the client's, and invalid values refused naming the option. Skipped when
+ * call's values over the client's, invalid values refused naming the option, and a user-id the broker
+ * refuses (the call fails, the client comes back). Skipped when
  * rabbitmq-server is not installed. */
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "broker_harness.h"
@@ -266,6 +267,42 @@ static void test_invalid(void **st) {
     nc_server_free(srv);
 }
 
+/* A user-id that is not the login's: RabbitMQ closes the channel (406 PRECONDITION_FAILED); the call fails
+ * and the client reconnects and works again. */
+static void test_foreign_user(void **st) {
+    (void)st;
+    char u[400];
+    qurl(u, sizeof u, "usr");
+    srv_st ss = {0};
+    nc_server *srv = serve(u, &ss);
+    nc_client *c = client_with(u, NULL, 0, NULL);
+    json_t *v = ask(c, NULL, 0, NULL); /* connected */
+    json_decref(v);
+    nc_option o[] = {{"userId", "someone-else"}};
+    nc_call_opts co = NC_CALL_OPTS_INIT;
+    co.options = o;
+    co.noptions = 1;
+    call k = {0};
+    assert_int_equal(nc_client_send(c, "props", NULL, &co, on_value, on_done, &k), 0);
+    assert_true(run_until_ms(&k.done, 1, 10000));
+    assert_int_equal(k.err, NC_ECONNLOST); /* its reply consumer went with the connection */
+    call_clear(&k);
+    /* back once reconnected */
+    int err = -1;
+    for (int i = 0; i < 100 && err; i++) {
+        memset(&k, 0, sizeof k);
+        assert_int_equal(nc_client_send(c, "props", NULL, NULL, on_value, on_done, &k), 0);
+        assert_true(run_until_ms(&k.done, 1, 10000));
+        err = k.err;
+        call_clear(&k);
+        int never = 0;
+        if (err) run_until_ms(&never, 1, 100);
+    }
+    assert_int_equal(err, 0);
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
 static int setup(void **st) {
     (void)st;
     nc_log_set_default(NULL, NULL, NC_LOG_OFF);
@@ -304,6 +341,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_call_options),
         cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_foreign_user),
     };
     signal(SIGALRM, on_alarm);
     alarm(110u * (unsigned)time_factor()); /* before ctest's 120 s: the broker is stopped, not orphaned */

@@ -3,7 +3,8 @@
  * noAssert or no queue is named), then basic.consume of the reply queue (the direct reply-to pseudo-queue
  * by default, no-ack) before any request is published; "connected" on consume-ok. Requests are published
  * to the default exchange with the queue as routing key, replyTo, correlationId = the request id, delivery
- * mode 2 with `persistent`, the call's headers as the headers table; replies are matched by their
+ * mode 2 with `persistent`, the call's headers as the headers table, and the message properties of the
+ * client's and the call's options (NestJS RmqRecord: priority, messageId, ...); replies are matched by their
  * correlationId property (their bodies have no id). Events are published without correlationId and
  * replyTo and complete when the broker confirms them (basic.ack; basic.nack refuses them).
  *
