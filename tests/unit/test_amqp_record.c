@@ -185,6 +185,15 @@ static void test_call_options(void **st) {
     assert_string_equal(str_of(rh, "x-a"), "call"); /* the call's wins (NestJS mergeHeaders) */
     assert_string_equal(str_of(rh, "x-b"), "b");
     assert_string_equal(str_of(rh, "x-c"), "c");
+    /* in NestJS's order, {...client's, ...call's}: x-a, x-c, x-b */
+    const char *order[3], *k;
+    size_t i = 0;
+    json_t *hv;
+    json_object_foreach(rh, k, hv) if (i < 3) order[i++] = k;
+    assert_int_equal(i, 3);
+    assert_string_equal(order[0], "x-a");
+    assert_string_equal(order[1], "x-c");
+    assert_string_equal(order[2], "x-b");
     json_decref(r);
     /* an event carries them too */
     nc_option eo[] = {{"priority", "7"}, {"messageId", "ev-1"}};

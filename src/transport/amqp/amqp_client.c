@@ -179,6 +179,30 @@ static int tmpl_init(amqp_client *ac, const nc_optset *opts, char *why, size_t w
     return 0;
 }
 
+/* The headers in NestJS's order: its mergeHeaders is {...client's, ...record's}, so the client's names come
+ * first (with the call's value where it has one), then the call's other names. The core merges the other
+ * way round (the call's first), so a call that has headers of its own before the client's is reordered; any
+ * other call (the common case) is already in that order and costs a walk over the names. Returns NULL when
+ * `merged` can be sent as it is, else a new object (the caller frees it). */
+static json_t *nest_order(const json_t *client, const json_t *merged) {
+    if (!client || !merged || !json_object_size(client)) return NULL;
+    void *ci = json_object_iter((json_t *)client), *mi = json_object_iter((json_t *)merged);
+    for (; ci && mi;
+         ci = json_object_iter_next((json_t *)client, ci), mi = json_object_iter_next((json_t *)merged, mi))
+        if (strcmp(json_object_iter_key(ci), json_object_iter_key(mi))) break;
+    if (!ci) return NULL; /* the client's names lead already */
+    json_t *o = json_object();
+    const char *k;
+    json_t *v;
+    if (!o) return NULL;
+    json_object_foreach((json_t *)client, k, v) {
+        json_t *m = json_object_get(merged, k);
+        json_object_set(o, k, m ? m : v);
+    }
+    json_object_foreach((json_t *)merged, k, v) if (!json_object_get(o, k)) json_object_set(o, k, v);
+    return o;
+}
+
 /* ---- replies ------------------------------------------------------------------------------------------ */
 
 static void on_reply(amqp_client *ac, const nc_amqp_event *ev) {
@@ -446,7 +470,6 @@ static int ac_send(void *state, nc_outbound *out) {
     if (ac->state != C_CONNECTED || ac->phase != P_READY || !nc_amqp_conn_ready(ac->conn))
         return NC_ECONNCLOSED;
     nc_amqp_props props = ac->tmpl;
-    props.headers = (json_t *)out->headers; /* NULL: an empty table, as NestJS sends */
     char exp[24];
     /* the call's own options over the client's (its parent set is the client's, already in tmpl);
      * correlationId and replyTo stay ours, set below */
@@ -467,7 +490,10 @@ static int ac_send(void *state, nc_outbound *out) {
         snprintf(out->why, sizeof out->why, "the pattern is over 255 bytes: no AMQP routing key");
         return NC_EINVAL;
     }
-    int r = nc_amqp_conn_publish(ac->conn, ex, rk, &props, out->body, out->len, &seq);
+    json_t *ordered = nest_order(nc_client__cfg(ac->cli)->headers, out->headers);
+    props.headers = ordered ? ordered : (json_t *)out->headers; /* NULL: an empty table, as NestJS sends */
+    int r = nc_amqp_conn_publish(ac->conn, ex, rk, &props, out->body, out->len, &seq); /* encodes at once */
+    json_decref(ordered);
     if (r == NC_EINVAL) snprintf(out->why, sizeof out->why, "the headers cannot be sent as an AMQP table");
     if (!r && out->id && !strcmp(ac->t.reply_queue, NC_AMQP_REPLY_TO))
         nc_map_put(&ac->direct, out->id, strlen(out->id), ac, NULL); /* out of memory: left to its timeout */
