@@ -98,12 +98,22 @@ typedef enum nc_ctx_key {
     NC_CTX_QOS = 14,            /* number: MQTT QoS */
     NC_CTX_RETAIN = 15,         /* number 0/1: MQTT retain flag */
     NC_CTX_MESSAGE_ID = 16,     /* text: RMQ messageId, MQTT packet id as text */
-    NC_CTX_CONTENT_TYPE = 17,   /* text: MQTT 5 Content Type */
+    NC_CTX_CONTENT_TYPE = 17,   /* text: MQTT 5 Content Type, RMQ content-type */
     NC_CTX_MESSAGE_EXPIRY =
         18, /* number: MQTT 5 Message Expiry Interval, seconds left as the broker sent it */
     NC_CTX_PAYLOAD_FORMAT = 19, /* number 0/1: MQTT 5 Payload Format Indicator (1: UTF-8) */
     NC_CTX_RESPONSE_TOPIC = 20, /* text: MQTT 5 Response Topic of the PUBLISH (NestJS replies on
                                  * <topic>/reply, NC_CTX_REPLY_TO, whatever it says) */
+    /* AMQP basic properties of a RabbitMQ delivery (what NestJS shows as ctx.getMessage().properties),
+     * each present only when the publisher set it; RMQ also fills NC_CTX_CONTENT_TYPE, NC_CTX_MESSAGE_ID
+     * and NC_CTX_TIMESTAMP_MS (the property's seconds * 1000) */
+    NC_CTX_PRIORITY = 21,   /* number 0-255: RMQ priority */
+    NC_CTX_EXPIRATION = 22, /* text: RMQ expiration, the per-message TTL in ms as the publisher wrote it */
+    NC_CTX_TYPE = 23,       /* text: RMQ type */
+    NC_CTX_APP_ID = 24,     /* text: RMQ app-id */
+    NC_CTX_USER_ID = 25,    /* text: RMQ user-id (RabbitMQ checked it against the publisher's login) */
+    NC_CTX_CONTENT_ENCODING = 26, /* text: RMQ content-encoding */
+    NC_CTX_DELIVERY_MODE = 27,    /* number: RMQ delivery-mode (1 transient, 2 persistent) */
 } nc_ctx_key;
 
 /* The numeric value of `key` into *out. Returns 0, or NC_ENOENT when the transport did not fill it (or it

@@ -251,6 +251,12 @@ class Conformance {
     return contextReply(ctx, routesOf.mqttAlerts);
   }
 
+  // RabbitMQ (extension, DESIGN.md §4): the delivery's message properties as amqplib gives them, so a client
+  // sees the RmqRecord options it sent.
+  properties(data, ctx) {
+    return ctx.getMessage().properties;
+  }
+
   events(data) {
     const e = eventLog.get(routeOf(typeof data === 'string' ? data : JSON.stringify(data)));
     return e ? { count: e.count, payloads: e.payloads } : { count: 0, payloads: [] };
@@ -361,6 +367,7 @@ if (mqtt) {
   decorate(MessagePattern, 'mqttSensors', ['sensors/+/temp']);
   decorate(MessagePattern, 'mqttAlerts', ['alerts/#']);
 }
+if (rmq) decorate(MessagePattern, 'properties', both('properties'));
 // (data, ctx) for the handlers that read the matched route from the context (RabbitMQ: all, for settling).
 const withCtx = ['context', 'sensors', 'alerts', 'mqttSensors', 'mqttAlerts'];
 for (const method of rmq ? handlerMethods : [...withCtx, 'notificationFirst', 'notificationSecond', 'userCreated']) {

@@ -131,6 +131,46 @@ static void h_context(nc_request *req, const nc_msg *m, void *u) {
     nc_reply(req, o);
 }
 
+/* Extension (DESIGN.md §4): the message's properties from its transport context, under amqplib's names, so a
+ * RabbitMQ request's reply reads like a NestJS handler's ctx.getMessage().properties: the RmqRecord options
+ * a client sent (absent ones left out; `timestamp` in seconds as AMQP has it, `headers` the table). Other
+ * transports report the same keys they fill (MQTT 5: contentType, messageId). */
+static void h_properties(nc_request *req, const nc_msg *m, void *u) {
+    static const struct {
+        nc_ctx_key key;
+        const char *name;
+    } strs[] =
+        {
+            {NC_CTX_CONTENT_TYPE, "contentType"},
+            {NC_CTX_CONTENT_ENCODING, "contentEncoding"},
+            {NC_CTX_CORRELATION_ID, "correlationId"},
+            {NC_CTX_REPLY_TO, "replyTo"},
+            {NC_CTX_EXPIRATION, "expiration"},
+            {NC_CTX_MESSAGE_ID, "messageId"},
+            {NC_CTX_TYPE, "type"},
+            {NC_CTX_USER_ID, "userId"},
+            {NC_CTX_APP_ID, "appId"},
+        },
+      nums[] = {
+          {NC_CTX_DELIVERY_MODE, "deliveryMode"},
+          {NC_CTX_PRIORITY, "priority"},
+      };
+    json_t *o = json_object();
+    size_t n;
+    const char *v;
+    int64_t x;
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        if ((v = nc_msg_ctx_str(m, strs[i].key, &n)))
+            json_object_set_new(o, strs[i].name, nc_json_string_js(v, n, 1));
+    for (size_t i = 0; i < sizeof nums / sizeof *nums; i++)
+        if (!nc_msg_ctx_int(m, nums[i].key, &x)) json_object_set_new(o, nums[i].name, json_integer(x));
+    if (!strncmp(nc_msg_transport(m), "amqp", 4) && !nc_msg_ctx_int(m, NC_CTX_TIMESTAMP_MS, &x))
+        json_object_set_new(o, "timestamp", json_integer(x / 1000));
+    json_t *hdrs = nc_msg_headers(m);
+    if (hdrs) json_object_set(o, "headers", hdrs);
+    nc_reply(req, o);
+}
+
 /* ---- events -------------------------------------------------------------------------------------- */
 
 /* Per event route: an exact count and the most recent payloads (a ring of at most events_history), so a
@@ -331,6 +371,8 @@ int cmd_conformance(int argc, char **argv) {
     both_message(s, "sleep", h_sleep, NULL);
     both_message(s, "context", h_context, NULL);
     both_message(s, "events", h_events, NULL);
+    /* extension: the message's properties (RabbitMQ only, as the NestJS service registers it) */
+    if (!strncmp(a.pos[0], "amqp", 4)) both_message(s, "properties", h_properties, NULL);
     /* extension for broker wildcards (DESIGN.md §4): a Redis glob / NATS-style subject; elsewhere it is a
      * plain literal route. Replies like `context`, so the matched glob and the concrete channel show. */
     nc_server_message(s, "sensors.*", h_context, NULL);

@@ -3,7 +3,8 @@
  * noAssert or no queue is named), then basic.consume of the reply queue (the direct reply-to pseudo-queue
  * by default, no-ack) before any request is published; "connected" on consume-ok. Requests are published
  * to the default exchange with the queue as routing key, replyTo, correlationId = the request id, delivery
- * mode 2 with `persistent`, the call's headers as the headers table; replies are matched by their
+ * mode 2 with `persistent`, the call's headers as the headers table, and the message properties of the
+ * client's and the call's options (NestJS RmqRecord: priority, messageId, ...); replies are matched by their
  * correlationId property (their bodies have no id). Events are published without correlationId and
  * replyTo and complete when the broker confirms them (basic.ack; basic.nack refuses them).
  *
@@ -14,6 +15,7 @@
  * reply can come; NestJS leaves them to their timeout), those on a named replyQueue keep waiting. When the
  * attempts run out the client disconnects and pending calls fail with "Connection closed". */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,10 @@ typedef struct amqp_client {
     /* requests waiting for a reply through the direct reply-to pseudo-queue (id -> non-NULL): its
      * consumer dies with the connection, so they are failed when the connection is lost */
     nc_map direct;
+    /* the properties of every publish from the client-wide options (spans into the client's option set,
+     * which outlives the transport, and into exp); a call's own options are laid over a copy */
+    nc_amqp_props tmpl;
+    char exp[24];
 } amqp_client;
 
 static const nc_amqp_conn_cbs conn_cbs;
@@ -109,6 +115,92 @@ static void conf_fail_all(amqp_client *ac, int err) {
         memmove(ac->conf, ac->conf + 1, --ac->nconf * sizeof *ac->conf);
         c.accepted(c.arg, err);
     }
+}
+
+/* ---- message properties (NestJS RmqRecord options) ------------------------------------------------ */
+
+/* The string properties and their options; each an AMQP short string. */
+static const struct {
+    const char *name;
+    uint16_t flag;
+    size_t off;
+} str_props[] = {
+    {"messageId", NC_AMQP_P_MESSAGE_ID, offsetof(nc_amqp_props, message_id)},
+    {"type", NC_AMQP_P_TYPE, offsetof(nc_amqp_props, type)},
+    {"contentType", NC_AMQP_P_CONTENT_TYPE, offsetof(nc_amqp_props, content_type)},
+    {"contentEncoding", NC_AMQP_P_CONTENT_ENCODING, offsetof(nc_amqp_props, content_encoding)},
+    {"appId", NC_AMQP_P_APP_ID, offsetof(nc_amqp_props, app_id)},
+    {"userId", NC_AMQP_P_USER_ID, offsetof(nc_amqp_props, user_id)},
+};
+
+/* Lays one option over the properties (options that are not properties are left alone). `exp` holds the
+ * expiration's text (at least 24 bytes) and must live as long as p. Returns 0, or NC_EINVAL with the
+ * reason in why (a string over the 255 bytes a short string holds). */
+static int prop_set(nc_amqp_props *p, const nc_optval *v, char *exp, char *why, size_t wlen) {
+    const char *n = v->spec->name;
+    if (!strcmp(n, "persistent")) {
+        p->delivery_mode = v->num ? 2 : 1;
+    } else if (!strcmp(n, "priority")) {
+        p->flags |= NC_AMQP_P_PRIORITY;
+        p->priority = (uint8_t)v->num;
+    } else if (!strcmp(n, "timestamp")) {
+        p->flags |= NC_AMQP_P_TIMESTAMP;
+        p->timestamp = (uint64_t)v->num;
+    } else if (!strcmp(n, "expiration")) { /* amqplib: expiration.toString() */
+        int k = snprintf(exp, 24, "%lld", v->num);
+        p->flags |= NC_AMQP_P_EXPIRATION;
+        p->expiration = (nc_amqp_span){exp, (size_t)k};
+    } else {
+        for (size_t i = 0; i < sizeof str_props / sizeof *str_props; i++) {
+            if (strcmp(n, str_props[i].name)) continue;
+            size_t len = strlen(v->text);
+            if (len > 255) {
+                snprintf(why, wlen, "option %s: %zu bytes, over the 255 an AMQP short string holds", n, len);
+                return NC_EINVAL;
+            }
+            p->flags |= str_props[i].flag;
+            *(nc_amqp_span *)((char *)p + str_props[i].off) = (nc_amqp_span){v->text, len};
+            break;
+        }
+    }
+    return 0;
+}
+
+/* The client-wide properties: delivery mode from `persistent`, then each property option given. */
+static int tmpl_init(amqp_client *ac, const nc_optset *opts, char *why, size_t wlen) {
+    ac->tmpl = (nc_amqp_props){.flags = NC_AMQP_P_HEADERS | NC_AMQP_P_DELIVERY_MODE};
+    ac->tmpl.delivery_mode = ac->t.persistent ? 2 : 1;
+    for (const nc_optset *s = opts; s; s = s->parent)
+        for (size_t i = 0; i < s->n; i++) {
+            if (nc_opts_find(opts, s->v[i].spec->name) != &s->v[i]) continue; /* overridden nearer */
+            int r = prop_set(&ac->tmpl, &s->v[i], ac->exp, why, wlen);
+            if (r) return r;
+        }
+    return 0;
+}
+
+/* The headers in NestJS's order: its mergeHeaders is {...client's, ...record's}, so the client's names come
+ * first (with the call's value where it has one), then the call's other names. The core merges the other
+ * way round (the call's first), so a call that has headers of its own before the client's is reordered; any
+ * other call (the common case) is already in that order and costs a walk over the names. Returns NULL when
+ * `merged` can be sent as it is, else a new object (the caller frees it). */
+static json_t *nest_order(const json_t *client, const json_t *merged) {
+    if (!client || !merged || !json_object_size(client)) return NULL;
+    void *ci = json_object_iter((json_t *)client), *mi = json_object_iter((json_t *)merged);
+    for (; ci && mi;
+         ci = json_object_iter_next((json_t *)client, ci), mi = json_object_iter_next((json_t *)merged, mi))
+        if (strcmp(json_object_iter_key(ci), json_object_iter_key(mi))) break;
+    if (!ci) return NULL; /* the client's names lead already */
+    json_t *o = json_object();
+    const char *k;
+    json_t *v;
+    if (!o) return NULL;
+    json_object_foreach((json_t *)client, k, v) {
+        json_t *m = json_object_get(merged, k);
+        json_object_set(o, k, m ? m : v);
+    }
+    json_object_foreach((json_t *)merged, k, v) if (!json_object_get(o, k)) json_object_set(o, k, v);
+    return o;
 }
 
 /* ---- replies ------------------------------------------------------------------------------------------ */
@@ -365,6 +457,11 @@ static int ac_create(nc_client *cli, const nc_url *url, void **state) {
         free(ac);
         return r;
     }
+    if ((r = tmpl_init(ac, opts, why, sizeof why))) {
+        nc_amqp_target_free(&ac->t);
+        free(ac);
+        return nc_fail(nc_client__log(cli), "Client", r, "%s", why);
+    }
     ac->t.b.max_queue = cfg->max_send_buffer_size;
     ac->t.b.connect_timeout_ms = nc_opts_find(opts, "connectTimeout")
                                      ? (int)nc_opts_int(opts, "connectTimeout")
@@ -391,10 +488,14 @@ static int ac_send(void *state, nc_outbound *out) {
     if (ac->state == C_RECONNECTING) return NC_ECONNLOST;
     if (ac->state != C_CONNECTED || ac->phase != P_READY || !nc_amqp_conn_ready(ac->conn))
         return NC_ECONNCLOSED;
-    const nc_optset *opts = out->opts ? out->opts : nc_client__opts(ac->cli);
-    nc_amqp_props props = {.flags = NC_AMQP_P_HEADERS | NC_AMQP_P_DELIVERY_MODE};
-    props.headers = (json_t *)out->headers; /* NULL: an empty table, as NestJS sends */
-    props.delivery_mode = nc_opts_bool(opts, "persistent") ? 2 : 1;
+    nc_amqp_props props = ac->tmpl;
+    char exp[24];
+    /* the call's own options over the client's (its parent set is the client's, already in tmpl);
+     * correlationId and replyTo stay ours, set below */
+    for (size_t i = 0; out->opts && i < out->opts->n; i++) {
+        int r = prop_set(&props, &out->opts->v[i], exp, out->why, sizeof out->why);
+        if (r) return r;
+    }
     if (out->id) {
         props.flags |= NC_AMQP_P_CORRELATION_ID | NC_AMQP_P_REPLY_TO;
         props.correlation_id = (nc_amqp_span){out->id, strlen(out->id)};
@@ -409,7 +510,10 @@ static int ac_send(void *state, nc_outbound *out) {
         snprintf(out->why, sizeof out->why, "the pattern is over 255 bytes: no AMQP routing key");
         return NC_EINVAL;
     }
-    int r = nc_amqp_conn_publish(ac->conn, ex, rk, &props, out->body, out->len, &seq);
+    json_t *ordered = nest_order(nc_client__cfg(ac->cli)->headers, out->headers);
+    props.headers = ordered ? ordered : (json_t *)out->headers; /* NULL: an empty table, as NestJS sends */
+    int r = nc_amqp_conn_publish(ac->conn, ex, rk, &props, out->body, out->len, &seq); /* encodes at once */
+    json_decref(ordered);
     if (r == NC_EINVAL) snprintf(out->why, sizeof out->why, "the headers cannot be sent as an AMQP table");
     if (!r && out->id && !strcmp(ac->t.reply_queue, NC_AMQP_REPLY_TO))
         nc_map_put(&ac->direct, out->id, strlen(out->id), ac, NULL); /* out of memory: left to its timeout */

@@ -13,6 +13,7 @@
  * connection is re-established with the shared policy
  * (transport/common/reconnect.h), the queue declared and consumed again; tokens of the lost connection
  * are ignored (the broker delivers those messages again). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,32 @@ static int limit_for(amqp_server *as, const char *body, size_t len, const char *
     return limit;
 }
 
+/* The rarer properties (NC_CTX_PRIORITY ... appended to the public keys), into out (room for 7); called only
+ * when one is there, so a NestJS message (headers, delivery mode, correlation id, reply-to) does not pay
+ * for the checks. Returns how many. */
+static size_t more_props(const nc_amqp_props *p, nc_ctx_item *out) {
+    static const struct {
+        uint16_t flag;
+        int key;
+        size_t off;
+    } strs[] = {
+        {NC_AMQP_P_EXPIRATION, NC_CTX_EXPIRATION, offsetof(nc_amqp_props, expiration)},
+        {NC_AMQP_P_TYPE, NC_CTX_TYPE, offsetof(nc_amqp_props, type)},
+        {NC_AMQP_P_APP_ID, NC_CTX_APP_ID, offsetof(nc_amqp_props, app_id)},
+        {NC_AMQP_P_USER_ID, NC_CTX_USER_ID, offsetof(nc_amqp_props, user_id)},
+        {NC_AMQP_P_CONTENT_TYPE, NC_CTX_CONTENT_TYPE, offsetof(nc_amqp_props, content_type)},
+        {NC_AMQP_P_CONTENT_ENCODING, NC_CTX_CONTENT_ENCODING, offsetof(nc_amqp_props, content_encoding)},
+    };
+    size_t n = 0;
+    if (p->flags & NC_AMQP_P_PRIORITY) out[n++] = (nc_ctx_item){NC_CTX_PRIORITY, NULL, 0, p->priority};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
+        if (!(p->flags & strs[i].flag)) continue;
+        const nc_amqp_span *sp = (const nc_amqp_span *)((const char *)p + strs[i].off);
+        out[n++] = (nc_ctx_item){strs[i].key, SPAN_STR(*sp), sp->n, 0};
+    }
+    return n;
+}
+
 static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
     const nc_amqp_props *p = &ev->props;
     const nc_amqp_method *m = &ev->m;
@@ -262,7 +289,7 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
             k->corr[cn] = '\0';
         }
     }
-    nc_ctx_item ctx[12];
+    nc_ctx_item ctx[20];
     size_t nctx = 0;
     if (p->flags & NC_AMQP_P_CORRELATION_ID)
         ctx[nctx++] =
@@ -280,6 +307,11 @@ static void on_deliver(amqp_server *as, const nc_amqp_event *ev) {
         ctx[nctx++] = (nc_ctx_item){NC_CTX_TIMESTAMP_MS, NULL, 0, (int64_t)p->timestamp * 1000};
     int64_t count = delivery_count(p, m), dead = count == 1 ? death_count(p, m, as->queue_name) : 0;
     if (count > 0) ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_COUNT, NULL, 0, dead ? dead : count};
+    if (p->flags & NC_AMQP_P_DELIVERY_MODE)
+        ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_MODE, NULL, 0, p->delivery_mode};
+    if (p->flags & (NC_AMQP_P_PRIORITY | NC_AMQP_P_EXPIRATION | NC_AMQP_P_TYPE | NC_AMQP_P_APP_ID |
+                    NC_AMQP_P_USER_ID | NC_AMQP_P_CONTENT_TYPE | NC_AMQP_P_CONTENT_ENCODING))
+        nctx += more_props(p, ctx + nctx);
     nc_header hdrs[MAX_HEADERS];
     char *store[MAX_HEADERS];
     size_t nh = p->headers ? nc_amqp_headers(p->headers, hdrs, MAX_HEADERS, store) : 0;
