@@ -1,6 +1,6 @@
 /* AMQP 0-9-1 field tables and arrays to and from JSON, with the field types RabbitMQ uses (its errata to
  * the 0-9-1 spec: 's' is a signed 16-bit, 'l' a signed 64-bit, 'x' a byte array). The spec's 'U' and 'L'
- * are read with the spec's meaning; neither is written. */
+ * are read with the spec's meaning; neither is written. Numbers are written as amqplib writes a JS number. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,16 +284,39 @@ static int wcontainer(nc_buf *b, const json_t *c, int depth) {
     return 0;
 }
 
+/* An integer in the narrowest signed type that holds it, as amqplib writes a JS number that is whole:
+ * 'b' int8, 's' int16, 'I' int32, else 'l' int64 (headers reach NestJS and other typed clients as sent). */
+static int wint(nc_buf *b, int64_t i) {
+    char t;
+    int k;
+    if (i >= -128 && i < 128)
+        t = 'b', k = 1;
+    else if (i >= -32768 && i < 32768)
+        t = 's', k = 2;
+    else if (i >= INT32_MIN && i <= INT32_MAX)
+        t = 'I', k = 4;
+    else
+        t = 'l', k = 8;
+    return nc_buf_append_char(b, t) || put_be(b, (uint64_t)i, k) ? NC_ENOMEM : 0;
+}
+
+/* A real as amqplib's isFloatingPoint decides for a JS number: 'd' when it has a fraction below 2^50 or
+ * is at or past 2^63; otherwise it is whole (JSON.parse makes 3.0 the number 3) and written as an integer.
+ * Where amqplib throws (a fraction between 2^50 and 2^52, or below -2^63) nestc keeps the double. */
+static int wreal(nc_buf *b, double d) {
+    const double p63 = 9223372036854775808.0;
+    if (d >= -p63 && d < p63 && (double)(int64_t)d == d) return wint(b, (int64_t)d); /* -0.0 is 'b' 0 */
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    return nc_buf_append_char(b, 'd') || put_be(b, u, 8) ? NC_ENOMEM : 0;
+}
+
 static int wvalue(nc_buf *b, const json_t *v, int depth) {
     switch (json_typeof(v)) {
     case JSON_INTEGER:
-        return nc_buf_append_char(b, 'l') || put_be(b, (uint64_t)json_integer_value(v), 8) ? NC_ENOMEM : 0;
-    case JSON_REAL: {
-        double d = json_real_value(v);
-        uint64_t u;
-        memcpy(&u, &d, 8);
-        return nc_buf_append_char(b, 'd') || put_be(b, u, 8) ? NC_ENOMEM : 0;
-    }
+        return wint(b, (int64_t)json_integer_value(v));
+    case JSON_REAL:
+        return wreal(b, json_real_value(v));
     case JSON_STRING: {
         size_t n = json_string_length(v);
         if (n > UINT32_MAX) return NC_EINVAL;

@@ -4,7 +4,8 @@
  * both runs must report the same events and the same outcome. Every method reported is written again by
  * the writer and read back the same (tables included); every message of the server role (basic.publish)
  * is written again by nc_amqp_write_publish, body split at a small frame_max, and read back the same. The
- * input is also decoded as a bare field table: one accepted is written and reads back equal. */
+ * input is also decoded as a bare field table: one accepted is written and reads back equal (a whole real
+ * as the integer amqplib would write for it). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,34 @@ static void mix_span(tally *t, nc_amqp_span s) {
     if (s.n) mix(t, s.p, s.n);
 }
 
+/* A copy with every whole real made an integer: the table writer sends a number as amqplib sends a JS
+ * number (3.0 is the integer 3), so a table reads back equal up to that. */
+static json_t *whole(const json_t *j) {
+    if (json_is_real(j)) {
+        double d = json_real_value(j);
+        if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && (double)(json_int_t)d == d)
+            return json_integer((json_int_t)d);
+    }
+    if (json_is_object(j)) {
+        json_t *o = json_object(), *v;
+        const char *k;
+        json_object_foreach((json_t *)j, k, v) json_object_set_new(o, k, whole(v));
+        return o;
+    }
+    if (json_is_array(j)) {
+        json_t *a = json_array(), *v;
+        size_t i;
+        json_array_foreach((json_t *)j, i, v) json_array_append_new(a, whole(v));
+        return a;
+    }
+    return json_deep_copy(j);
+}
+
 static void mix_json(tally *t, const json_t *j) {
     if (!j) return mix(t, "-", 1);
-    char *s = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *w = whole(j);
+    char *s = json_dumps(w, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(w);
     if (!s) abort();
     mix(t, s, strlen(s));
     free(s);
@@ -174,8 +200,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         nc_buf out = NC_BUF_INIT;
         if (nc_amqp_table_write(&out, j, 8)) abort();
         json_t *k = NULL;
-        if (nc_amqp_table_decode(out.data + 4, out.len - 4, 8, &k, why1, sizeof why1) || !json_equal(j, k))
-            abort();
+        if (nc_amqp_table_decode(out.data + 4, out.len - 4, 8, &k, why1, sizeof why1)) abort();
+        json_t *w = whole(j);
+        if (!json_equal(w, k)) abort();
+        json_decref(w);
         json_decref(k);
         nc_buf_free(&out);
         json_decref(j);

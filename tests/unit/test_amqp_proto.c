@@ -928,6 +928,43 @@ static void expect_fail(const bb *b, int rc, const char *phrase) {
     rec_free(&r);
 }
 
+/* Numbers are written as amqplib 2.3.1 writes a JS number (lib/codec.js encodeFieldValue): a whole one in
+ * the narrowest signed type that holds it ('b' int8, 's' int16, 'I' int32, else 'l' int64), one with a
+ * fraction as 'd'; a whole real (3.0, which JSON.parse makes 3) is whole. The expected bytes are amqplib's
+ * codec.encodeTable output for the same object (the interop test rmq.table_bytes checks that live). */
+static void hexof(const nc_buf *b, char *out) {
+    for (size_t i = 0; i < b->len; i++) sprintf(out + 2 * i, "%02x", (unsigned char)b->data[i]);
+    out[2 * b->len] = 0;
+}
+
+static void test_table_number_types(void **state) {
+    (void)state;
+    json_error_t e;
+    json_t *j = json_loads("{\"a\":3,\"b\":300,\"c\":70000,\"d\":1099511627776,\"e\":1.5,\"f\":true,"
+                           "\"g\":\"s\",\"h\":-129,\"i\":-2147483649,\"j\":[127,128,-32769]}",
+                           0, &e);
+    assert_non_null(j);
+    nc_buf out = NC_BUF_INIT;
+    assert_int_equal(nc_amqp_table_write(&out, j, 8), 0);
+    char hex[512];
+    hexof(&out, hex);
+    assert_string_equal(hex,
+                        "0000005301616203016273012c0163490001117001646c00000100000000000165643ff8000000000000"
+                        "016674010167530000000173016873ff7f01696cffffffff7fffffff016a410000000a627f73008049"
+                        "ffff7fff");
+    json_decref(j);
+    /* whole reals: 3.0 -> 'b', -0.0 -> 'b' 0, 2^40 -> 'l', -2^63 -> 'l'; 2^63 and 0.5 stay 'd' */
+    j = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f}", "a", 3.0, "b", -0.0, "c", 1099511627776.0, "d",
+                  -9223372036854775808.0, "e", 9223372036854775808.0, "f", 0.5);
+    nc_buf_reset(&out);
+    assert_int_equal(nc_amqp_table_write(&out, j, 8), 0);
+    hexof(&out, hex);
+    assert_string_equal(hex, "00000034016162030162620001636c000001000000000001646c8000000000000000016564"
+                             "43e00000000000000166643fe0000000000000");
+    json_decref(j);
+    nc_buf_free(&out);
+}
+
 static void test_malformed(void **state) {
     (void)state;
     bb b = {.n = 0};
@@ -1375,6 +1412,7 @@ int main(void) {
         cmocka_unit_test(test_start_ok),
         cmocka_unit_test(test_publish_split),
         cmocka_unit_test(test_field_tables),
+        cmocka_unit_test(test_table_number_types),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_frame_max),
         cmocka_unit_test(test_stop),
