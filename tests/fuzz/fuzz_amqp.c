@@ -201,9 +201,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (nc_amqp_table_write(&out, j, 8)) abort();
         json_t *k = NULL;
         if (nc_amqp_table_decode(out.data + 4, out.len - 4, 8, &k, why1, sizeof why1)) abort();
-        json_t *w = whole(j);
-        if (!json_equal(w, k)) abort();
-        json_decref(w);
+        json_t *wj = whole(j);
+        if (!json_equal(wj, k)) abort();
+        json_decref(wj);
         json_decref(k);
         nc_buf_free(&out);
         json_decref(j);
