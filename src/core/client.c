@@ -43,6 +43,8 @@ typedef struct ccall {
     uint64_t serial;
     const char *route; /* the pattern cache's, or own_route */
     char *own_route;
+    const char *wire; /* JSON text of the pattern as given: the pattern cache's, or own_wire */
+    char *own_wire;
     /* The encoded packet, kept until the call ends (so it can be sent again); its memory stays with the
      * pooled call, so the hot path allocates nothing for it. */
     nc_buf body;
@@ -226,6 +228,7 @@ static void call_free(ccall *k) {
     if (k->hk) nc_hooks__call_end(k->hk, NC_ENOMEM);
     k->hk = NULL;
     free(k->own_route);
+    free(k->own_wire);
     json_decref(k->headers);
     k->headers = NULL;
     if (k->opts) {
@@ -740,6 +743,7 @@ static void event_refused(void *arg, int err, const char *msg) {
  * failed with. */
 static int send_body(nc_client *c, ccall *k) {
     nc_outbound out = {.route = k->route,
+                       .pattern_json = k->wire,
                        .body = k->body.data,
                        .len = k->body.len,
                        .id = k->id[0] ? k->id : NULL,
@@ -934,10 +938,12 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
     k->on_headers = cb->cbs.on_headers;
     k->user = cb->user;
     if (own_route) {
-        if (!(k->own_route = strdup(pi->route))) goto nomem;
+        if (!(k->own_route = strdup(pi->route)) || !(k->own_wire = strdup(pi->wire))) goto nomem;
         k->route = k->own_route;
+        k->wire = k->own_wire;
     } else {
         k->route = pi->route;
+        k->wire = pi->wire;
     }
     if (!is_event) {
         k->serial = ++c->next_serial;
@@ -1101,7 +1107,12 @@ static int stream_op(ccall *k, const json_t *value) {
         nc_buf_free(&b);
         return NC_ENOMEM;
     }
-    nc_outbound out = {.route = k->route, .body = b.data, .len = b.len, .id = k->id, .headers = k->headers};
+    nc_outbound out = {.route = k->route,
+                       .pattern_json = k->wire,
+                       .body = b.data,
+                       .len = b.len,
+                       .id = k->id,
+                       .headers = k->headers};
     int r = op(c->tps, &out);
     nc_buf_free(&b);
     return r;

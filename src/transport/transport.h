@@ -156,7 +156,10 @@ typedef struct nc_server_transport {
 /* One outgoing request or event, already encoded as a body. */
 typedef struct nc_outbound {
     const char *route; /* the normalised pattern (channel on brokers) */
-    const char *body;  /* encoded packet */
+    /* JSON text of the pattern as the caller gave it (object keys in the caller's order), NUL-terminated:
+     * NestJS's JSON.stringify(pattern), for transports that put that on the wire (RabbitMQ's routing key) */
+    const char *pattern_json;
+    const char *body; /* encoded packet */
     size_t len;
     const char *id;        /* request id (NUL-terminated), NULL for events */
     const json_t *headers; /* transport headers (object of strings), NULL when none; borrowed */

@@ -502,10 +502,14 @@ static int ac_send(void *state, nc_outbound *out) {
         props.reply_to = (nc_amqp_span){ac->t.reply_queue, strlen(ac->t.reply_queue)};
     }
     uint64_t seq = 0;
-    /* wildcards and fanout: to the exchange, the pattern as routing key (spec rmq.md §2.2, §2.3) */
+    /* wildcards and fanout: to the exchange, the pattern as routing key (spec rmq.md §2.2, §2.3): a string
+     * pattern as it is, any other as NestJS's JSON.stringify(pattern), not normalised (keys in the caller's
+     * order, where the route sorts them) */
     int to_ex = ac->t.wildcards || ac->t.fanout;
     const char *ex = to_ex ? ac->t.exchange : "";
-    const char *rk = to_ex ? out->route : ac->t.queue;
+    const char *rk = !to_ex                                             ? ac->t.queue
+                     : out->pattern_json && out->pattern_json[0] != '"' ? out->pattern_json
+                                                                        : out->route;
     if (strlen(rk) > 255) {
         snprintf(out->why, sizeof out->why, "the pattern is over 255 bytes: no AMQP routing key");
         return NC_EINVAL;
