@@ -61,6 +61,14 @@ void nc_ioctx_mark(nc_ioctx *io, nc_flushable *f) {
     io->dirty_tail = f;
 }
 
+void nc_ioctx_mark_first(nc_ioctx *io, nc_flushable *f) {
+    if (f->queued) return;
+    f->queued = 1;
+    f->next_dirty = io->dirty_head;
+    io->dirty_head = f;
+    if (!io->dirty_tail) io->dirty_tail = f;
+}
+
 void nc_ioctx_unmark(nc_ioctx *io, nc_flushable *f) {
     if (!f->queued) return;
     nc_flushable *prev = NULL;

@@ -30,6 +30,9 @@ typedef struct nc_ioctx {
 int nc_ioctx_init(nc_ioctx *io, uv_loop_t *loop);
 /* Queues f for the next flush (no-op if already queued). */
 void nc_ioctx_mark(nc_ioctx *io, nc_flushable *f);
+/* Queues f at the head of the list, so that it runs before the items already queued (a producer that
+ * writes into another's buffer at flush time and wants to share its write); no-op if already queued. */
+void nc_ioctx_mark_first(nc_ioctx *io, nc_flushable *f);
 /* Removes f from the dirty list (before f is freed). */
 void nc_ioctx_unmark(nc_ioctx *io, nc_flushable *f);
 /* Flushes now (used before closing). */

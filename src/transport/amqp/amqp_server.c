@@ -27,6 +27,7 @@
 #include "util/u64map.h"
 
 #define MAX_HEADERS 64
+#define ABOVE_MAX 4096 /* tags settled out of order kept for the ack floor (see amqp_server) */
 
 typedef struct amqp_server amqp_server;
 
@@ -70,6 +71,16 @@ struct amqp_server {
     size_t nlims;
     int min_limit;
     nc_u64map last;
+    /* Acknowledgements of one loop iteration batched (noAck=false): every delivery tag up to `floor` is
+     * settled (written, or acked in the pending run); `above` holds tags past floor + 1 settled out of
+     * order. An ack of floor + 1 is not written at once but joins the pending run: ack_n acks, the
+     * highest ack_hi, written as ONE basic.ack (multiple=true when more than one) by `ackfl` right before
+     * the connection's next write. multiple=true acks every unsettled tag up to ack_hi, and every tag up
+     * to ack_hi is settled by then, so it never acks a delivery the handlers still hold. */
+    uint64_t floor, ack_hi;
+    uint32_t ack_n;
+    nc_u64map above;
+    nc_flushable ackfl;
 };
 
 static const nc_amqp_conn_cbs conn_cbs;
@@ -159,11 +170,12 @@ static int final_how(amqp_server *as, uint64_t tag, int how) {
     return NC_SETTLE_REJECT;
 }
 
-static void send_settle(amqp_server *as, uint64_t tag, int how) {
+static void write_settle(amqp_server *as, uint64_t tag, int how, int multiple) {
     nc_amqp_method m = {.delivery_tag = tag};
     switch (how) {
     case NC_SETTLE_ACK:
         m.id = NC_AMQP_BASIC_ACK;
+        if (multiple) m.flags = NC_AMQP_F_MULTIPLE;
         break;
     case NC_SETTLE_NACK_REQUEUE:
         m.id = NC_AMQP_BASIC_NACK;
@@ -177,6 +189,47 @@ static void send_settle(amqp_server *as, uint64_t tag, int how) {
         break;
     }
     nc_amqp_conn_method(as->conn, &m);
+}
+
+/* The pending run of acks, as one basic.ack (see `floor` in amqp_server). */
+static void flush_acks(nc_flushable *f) {
+    amqp_server *as = (amqp_server *)((char *)f - offsetof(amqp_server, ackfl));
+    if (!as->ack_n) return;
+    if (nc_amqp_conn_ready(as->conn)) write_settle(as, as->ack_hi, NC_SETTLE_ACK, as->ack_n > 1);
+    as->ack_n = 0;
+}
+
+/* Before the connection closes (or another replaces it): the pending acks go first, or are dropped. */
+static void acks_now(amqp_server *as) {
+    nc_ioctx_unmark(nc_server__io(as->srv), &as->ackfl);
+    flush_acks(&as->ackfl);
+}
+
+static void acks_reset(amqp_server *as) {
+    nc_ioctx_unmark(nc_server__io(as->srv), &as->ackfl);
+    as->ack_n = 0;
+    as->floor = 0;
+    nc_u64map_free(&as->above);
+}
+
+static void send_settle(amqp_server *as, uint64_t tag, int how) {
+    if (tag == as->floor + 1) {
+        as->floor = tag;
+        while (as->above.len && nc_u64map_del(&as->above, as->floor + 1)) as->floor++;
+        if (how == NC_SETTLE_ACK) {
+            as->ack_hi = tag;
+            as->ack_n++;
+            /* first in the iteration's flush: the ack shares the write of the replies before it */
+            nc_ioctx_mark_first(nc_server__io(as->srv), &as->ackfl);
+            return;
+        }
+    } else if (tag > as->floor) {
+        /* out of order: written at once; remembered so that the floor can pass it. A delivery never
+         * settled would make this grow with every later one: past ABOVE_MAX (or out of memory) the floor
+         * stays where it is and the acks after it are written one by one, as without batching. */
+        if (as->above.len < ABOVE_MAX && !nc_u64map_get(&as->above, tag)) nc_u64map_put(&as->above, tag, as);
+    }
+    write_settle(as, tag, how, 0);
 }
 
 /* A token of a connection since replaced is ignored: the broker requeued that message when the
@@ -549,6 +602,7 @@ static nc_amqp_conn *open_conn(amqp_server *as, int delay) {
     nc_amqp_conn *c =
         nc_amqp_conn_new(nc_server__io(as->srv), &as->t, delay, 0, &conn_cbs, LOG(as), "Server", as);
     if (c) as->nopen++;
+    acks_reset(as); /* delivery tags start again at 1 on the new channel */
     as->gen++;
     as->phase = S_IDLE;
     return c;
@@ -604,6 +658,7 @@ static int as_create(nc_server *srv, const nc_url *url, void **state) {
     as->srv = srv;
     as->cfg = nc_server__cfg(srv);
     as->held_how = -1;
+    as->ackfl.flush = flush_acks;
     const nc_server_cfg *cfg = as->cfg;
     const nc_optset *opts = nc_server__opts(srv);
     int r = nc_amqp_target_init(&as->t, url, opts, cfg->has_tls ? &cfg->tls : NULL, nc_server__log(srv),
@@ -674,6 +729,7 @@ static void as_stop_accepting(void *state) {
 static void as_drain(void *state) {
     amqp_server *as = state;
     as->closing = 1;
+    acks_now(as);
     if (as->conn) nc_amqp_conn_close(as->conn, 1);
     maybe_closed(as);
 }
@@ -681,6 +737,7 @@ static void as_drain(void *state) {
 static void as_close(void *state) {
     amqp_server *as = state;
     as->closing = 1;
+    acks_now(as);
     if (as->conn) nc_amqp_conn_close(as->conn, 0);
     maybe_closed(as);
 }
@@ -696,6 +753,7 @@ static void as_destroy(void *state) {
     free(as->lim_routes);
     free(as->lims);
     nc_u64map_free(&as->last);
+    acks_reset(as);
     nc_amqp_target_free(&as->t);
     free(as);
 }
