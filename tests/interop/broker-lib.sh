@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034,SC2154  # sourced: the scripts set broker_script/broker_what and read broker_certdir
-# broker-lib.sh — sourced by with-redis.sh, with-nats.sh and with-mosquitto.sh: what a throw-away broker needs
+# broker-lib.sh — sourced by with-redis.sh, with-nats.sh, with-mosquitto.sh and with-kafka.sh: what a throw-away broker needs
 # whatever its kind. The script sets `broker_script` (its name, for messages) and `broker_what` (the broker's
 # name, for messages), then:
 #   broker_parse_args "$@"        [--tls CERTDIR] -- command...  → broker_certdir, broker_command (array)
