@@ -315,7 +315,8 @@ export class CliDriver {
   }
 
   // headers (NATS, MQTT 5, RabbitMQ): [[name, value], ...] → `--header name=value` each, in order (DESIGN.md §5, §5b).
-  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers } = {}) {
+  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers, key } = {}) {
+    if (key !== undefined) throw new Error('nestc send has no record-key flag (Kafka key cases are Nest-driver only)');
     const d = CliDriver.dataArgs(data);
     const args = ['send', this.url, CliDriver.patternArg(pattern), d.arg];
     args.push('--timeout', String(timeoutMs), ...this.tlsArgs);
