@@ -44,7 +44,11 @@ mkfifo "$KAFKA_CONTROL"
 # Read-write: opening does not wait for a reader, and as long as we hold it the mock's input never ends.
 exec {control_fd}<>"$KAFKA_CONTROL"
 broker_stdin=$KAFKA_CONTROL
-broker_start "$log" "$KAFKA_DIR" "$broker_bin" --brokers "${KAFKA_MOCK_BROKERS:-3}"
+# The mock must not inherit our writer (it would never see the end of its input): a shell closes it and execs
+# the mock, which keeps the PID. So if this script is killed, the mock's input ends once the command is gone too,
+# and the mock exits by itself.
+broker_start "$log" "$KAFKA_DIR" bash -c "exec \"\$@\" $control_fd>&-" kafka-mock \
+  "$broker_bin" --brokers "${KAFKA_MOCK_BROKERS:-3}"
 KAFKA_PID=$broker_pid
 
 # shellcheck disable=SC2317  # (called by broker_wait_ready)
