@@ -1,11 +1,12 @@
 # shellcheck shell=bash disable=SC2034,SC2154  # sourced: the scripts set broker_script/broker_what and read broker_certdir
-# broker-lib.sh — sourced by with-redis.sh, with-nats.sh and with-mosquitto.sh: what a throw-away broker needs
+# broker-lib.sh — sourced by with-redis.sh, with-nats.sh, with-mosquitto.sh and with-kafka.sh: what a throw-away broker needs
 # whatever its kind. The script sets `broker_script` (its name, for messages) and `broker_what` (the broker's
 # name, for messages), then:
 #   broker_parse_args "$@"        [--tls CERTDIR] -- command...  → broker_certdir, broker_command (array)
 #   broker_find BIN [SBIN]        the binary on PATH (SBIN: also /usr/sbin) → broker_bin, or exit 2
 #   broker_free_port              prints a free loopback port
-#   broker_start LOG DIR CMD...   starts CMD as our child (log LOG), removes DIR and stops it by PID at exit
+#   broker_start LOG DIR CMD...   starts CMD as our child (log LOG), removes DIR and stops it by PID at exit;
+#                                 its standard input is broker_stdin if set (a file or FIFO), else /dev/null
 #   broker_wait_ready PROBE WHAT  calls PROBE until it succeeds; exits 1 (with WHAT and the log) if the broker
 #                                 died or the readiness wait ran out
 #   broker_run NAME=VALUE...      replaces every {NAME} in the command's arguments, runs it, exits with its
@@ -75,7 +76,7 @@ broker_start() {
   trap 'exit 143' TERM
   echo "$broker_script: starting: $broker_cmd" >&2
   # Started directly (not in a subshell), so $! is the broker itself and it stays our child.
-  "$@" </dev/null >>"$broker_log" 2>&1 &
+  "$@" <"${broker_stdin:-/dev/null}" >>"$broker_log" 2>&1 &
   broker_pid=$!
 }
 

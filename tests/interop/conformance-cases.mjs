@@ -12,7 +12,7 @@
 //   kind: 'nest' or 'cli' (only for checking the exact text of a client-side error).
 //
 // Every case is {name, run(driver, env), payloadBytes?, when?(env)}, where env = {scheme, wildcards, driver,
-// mqttVersion, queue, noAck}: the URL scheme (tcp, tls, redis, rediss, nats, mqtt, mqtts, amqp, amqps — NATS over
+// mqttVersion, queue, noAck}: the URL scheme (tcp, tls, redis, rediss, nats, mqtt, mqtts, amqp, amqps, kafka — NATS over
 // TLS is nats:// too), whether the server runs with wildcards (Redis PSUBSCRIBE, RabbitMQ topic exchange), the
 // driver's kind (nest, cli), on MQTT the protocol version (?protocolVersion=5 on the URL: 5, else 4), and on
 // RabbitMQ the work queue and the server's noAck (?queue=Q, ?noAck=false on the URL). A case with `when` only runs where it holds. Everything not tied
@@ -31,8 +31,18 @@ const onMqtt = (env) => env.scheme === 'mqtt' || env.scheme === 'mqtts';
 // MQTT 5 user properties are the message's headers (DESIGN.md §5b).
 const onMqtt5 = (env) => onMqtt(env) && env.mqttVersion === 5;
 const onRmq = (env) => env.scheme === 'amqp' || env.scheme === 'amqps';
+// Kafka (spec kafka.md, DESIGN.md §5b): string routes only — every case named after an object pattern ({cmd:…})
+// is left out (see add() below); values travel as text, so a scalar reply arrives as a string (`6` → "6",
+// kafkaWire()); the Nest client emits an extra null for a terminal-only reply record.
+const onKafka = (env) => env.scheme === 'kafka';
 // Brokers report the concrete channel/subject/topic (RabbitMQ: the delivery's routing key) in `context`.
-const hasChannel = (env) => onRedis(env) || onNats(env) || onMqtt(env) || onRmq(env);
+const hasChannel = (env) => onRedis(env) || onNats(env) || onMqtt(env) || onRmq(env) || onKafka(env);
+
+// What a Nest client receives on Kafka for a reply value v (spec kafka.md §4–5): numbers and booleans are sent as
+// their string form and not parsed back (only text starting with '{' or '[' is); strings, objects, arrays and null
+// arrive as they are. Elsewhere v itself.
+export const kafkaWire = (driver, v) =>
+  driver.scheme === 'kafka' && (typeof v === 'number' || typeof v === 'boolean') ? String(v) : v;
 // Transports whose `context` reports the request's headers (absent when it had none).
 const hasHeaders = (env) => onNats(env) || onMqtt5(env) || onRmq(env);
 
@@ -41,7 +51,7 @@ export async function expectValues(driver, pattern, data, expected, opts = {}) {
   const r = await driver.send(pattern, data, opts);
   assert.equal(r.failure, undefined, `local failure: ${r.failure?.message}`);
   assert.equal(r.error, undefined, `unexpected error reply: ${JSON.stringify(r.error)}`);
-  assert.deepStrictEqual(r.values, expected);
+  assert.deepStrictEqual(r.values, expected.map((v) => kafkaWire(driver, v)));
   return r;
 }
 
@@ -132,7 +142,7 @@ const forms = (name) => [
 async function pollEvents(driver, eventRoute, want, deadlineMs = scaled(3000)) {
   const end = Date.now() + deadlineMs;
   for (;;) {
-    const r = await driver.send({ cmd: 'events' }, eventRoute);
+    const r = await driver.send(driver.scheme === 'kafka' ? 'events' : { cmd: 'events' }, eventRoute);
     assert.equal(r.error ?? r.failure, undefined, JSON.stringify(r.error ?? r.failure));
     const v = r.values[0];
     if (want(v) || Date.now() > end) return v;
@@ -147,16 +157,34 @@ async function pollEvents(driver, eventRoute, want, deadlineMs = scaled(3000)) {
 const CONCURRENT = process.env.NESTC_WRAP ? 20 : 50;
 
 const cases = [];
-const add = (name, run, extra = {}) => cases.push({ name, run, ...extra });
+const add = (name, run, extra = {}) => {
+  // Kafka has string routes only: the cases of an object pattern (their names say `{cmd:…}`) do not apply.
+  if (name.includes('{cmd:')) {
+    const when = extra.when;
+    extra = { ...extra, when: (env) => !onKafka(env) && (!when || when(env)) };
+  }
+  cases.push({ name, run, ...extra });
+};
 
 for (const [label, p] of forms('sum')) add(`sum ${label} [1,2,3] → 6`, (d) => expectValues(d, p, [1, 2, 3], [6]));
 for (const [label, p] of forms('asyncSum'))
   add(`asyncSum ${label} [4,5,6] → 15`, (d) => expectValues(d, p, [4, 5, 6], [15]));
 for (const [label, p] of forms('streamSum'))
-  add(`streamSum ${label} [1.5,2.5] → 4 (one-value stream)`, (d) => expectValues(d, p, [1.5, 2.5], [4]));
+  add(`streamSum ${label} [1.5,2.5] → 4 (one-value stream)`, async (d) => {
+    if (d.scheme !== 'kafka') return expectValues(d, p, [1.5, 2.5], [4]);
+    // Kafka: the end marker rides on the value, or (NestJS's server: its stream completes one loop turn after
+    // the value, spec kafka.md §8) comes in a terminal-only record, which the Nest client emits as null.
+    const r = await d.send(p, [1.5, 2.5]);
+    assert.equal(r.error ?? r.failure, undefined, JSON.stringify(r.error ?? r.failure));
+    assert.ok(
+      [JSON.stringify(['4']), JSON.stringify(['4', null])].includes(JSON.stringify(r.values)),
+      `values ${JSON.stringify(r.values)}: expected ["4"] or ["4",null]`,
+    );
+  });
 for (const [label, p] of forms('streaming')) {
   add(`streaming ${label} [1,2,3] → 1,2,3`, (d) => expectValues(d, p, [1, 2, 3], [1, 2, 3]));
-  add(`streaming ${label} [] → no values`, (d) => expectValues(d, p, [], []));
+  // (Kafka: the end of an empty stream is a terminal-only record, which the Nest client emits as null)
+  add(`streaming ${label} [] → no values`, (d) => expectValues(d, p, [], d.scheme === 'kafka' ? [null] : []));
 }
 for (const [label, p] of forms('exception')) {
   add(`exception ${label} 'bad' → {status,message}`, (d) =>
@@ -168,8 +196,15 @@ for (const [label, p] of forms('exception')) {
     expectError(d, p, [1, 'two', { three: 3 }], [1, 'two', { three: 3 }]));
 }
 // A sum past the double range is Infinity, which JSON.stringify writes as null: the reply is null, not missing.
+// (Kafka: NestJS sends a number as its string form, so its server replies "Infinity"; a server whose JSON has no
+// Infinity replies null. Either is accepted there.)
 for (const [label, p] of forms('sum'))
-  add(`sum ${label} [1e308,1e308] → null (Infinity)`, (d) => expectValues(d, p, [1e308, 1e308], [null]));
+  add(`sum ${label} [1e308,1e308] → null (Infinity)`, async (d) => {
+    if (d.scheme !== 'kafka') return expectValues(d, p, [1e308, 1e308], [null]);
+    const r = await d.send(p, [1e308, 1e308]);
+    assert.equal(r.error ?? r.failure, undefined, JSON.stringify(r.error ?? r.failure));
+    assert.ok(['["Infinity"]', '[null]'].includes(JSON.stringify(r.values)), `values ${JSON.stringify(r.values)}`);
+  });
 
 // echo: values that stress JSON and the TCP length prefix (UTF-16 units ≠ bytes for non-ASCII).
 const nested = { a: [1, 2.5, -3, true, false, null], b: { c: { d: 'e', '': [] } }, 'k"ey\\': 'v\n\t"' };
@@ -198,7 +233,7 @@ for (const [label, p] of forms('sleep')) {
     const rs = await Promise.all(ms.map((m) => d.send(p, m, { timeoutMs: scaled(20000) })));
     rs.forEach((r, i) => {
       assert.equal(r.error ?? r.failure, undefined, JSON.stringify(r.error ?? r.failure));
-      assert.deepStrictEqual(r.values, [ms[i]]);
+      assert.deepStrictEqual(r.values, [kafkaWire(d, ms[i])]);
     });
   });
   // Under a tool (NESTC_WRAP) a process takes seconds to start, so the slow request sleeps longer; on a
@@ -208,8 +243,8 @@ for (const [label, p] of forms('sleep')) {
     const order = [];
     const track = (m) => d.send(p, m, { timeoutMs: SLOW + scaled(30000) }).then((r) => (order.push(m), r));
     const [slow, fast] = await Promise.all([track(SLOW), track(10)]);
-    assert.deepStrictEqual(slow.values, [SLOW]);
-    assert.deepStrictEqual(fast.values, [10]);
+    assert.deepStrictEqual(slow.values, [kafkaWire(d, SLOW)]);
+    assert.deepStrictEqual(fast.values, [kafkaWire(d, 10)]);
     assert.deepStrictEqual(order, [10, SLOW]);
   });
 }
@@ -367,6 +402,41 @@ add(
   { when: onRmq },
 );
 
+// Kafka (DESIGN.md §5b): `context` also reports `messageKey` (the record key as text, null without one) and
+// `headers`, every record header as text (Nest's own kafka_correlationId/kafka_replyTopic/kafka_replyPartition
+// among them). Record headers come from the Nest client as a message-shaped object {value, headers}, from the CLI
+// as `--header k=v`; a record key only from the Nest client.
+add(
+  `Kafka: context → channel 'context', messageKey null, the reply topic among the headers`,
+  async (d, env) => {
+    const v = await expectContext(d, env, 'context', 'context', 'context');
+    assert.equal(v.messageKey, null, `messageKey: ${JSON.stringify(v.messageKey)}`);
+    assert.equal(v.headers?.kafka_replyTopic, 'context.reply', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: onKafka },
+);
+add(
+  `Kafka: record headers x-trace and x-version → reported in context.headers`,
+  async (d, env) => {
+    const sent = [['x-trace', 't-1'], ['x-version', '1.0.0']];
+    const v = await expectContext(d, env, 'context', 'context', 'context', sent);
+    assert.equal(v.headers?.['x-trace'], 't-1', `headers: ${JSON.stringify(v.headers)}`);
+    assert.equal(v.headers?.['x-version'], '1.0.0', `headers: ${JSON.stringify(v.headers)}`);
+  },
+  { when: onKafka },
+);
+add(
+  `Kafka: a record key 'user-1' → context.messageKey 'user-1'`,
+  async (d, env) => {
+    const r = await d.send('context', { any: 'thing' }, { key: 'user-1' });
+    assert.equal(r.error ?? r.failure, undefined, JSON.stringify(r.error ?? r.failure));
+    assert.equal(r.values.length, 1);
+    assert.equal(r.values[0].messageKey, 'user-1', JSON.stringify(r.values[0]));
+    assert.equal(r.values[0].channel, 'context');
+  },
+  { when: (env) => onKafka(env) && env.driver !== 'cli' },
+);
+
 // events: notification has two handlers (count +2 per event), user_created one.
 for (const [label, p, route, perEvent, n] of [
   ["'notification'", 'notification', 'notification', 2, 3],
@@ -382,7 +452,11 @@ for (const [label, p, route, perEvent, n] of [
     const want = before.count + perEvent * n;
     const after = await pollEvents(d, route, (v) => v.count >= want);
     assert.equal(after.count, want);
-    assert.deepStrictEqual(after.payloads.filter((x) => x?.run === run), payloads);
+    const seen = after.payloads.filter((x) => x?.run === run);
+    // Kafka orders records within a partition only, and events without a key are spread over the topic's
+    // partitions: all of them, in any order.
+    if (d.scheme === 'kafka') seen.sort((a, b) => a.i - b.i);
+    assert.deepStrictEqual(seen, payloads);
   });
 }
 
@@ -399,8 +473,21 @@ for (const [label, p, route] of [
   // (RabbitMQ without wildcards too: the request reaches the server through its queue, and the server replies
   // with the no-handler error, spec rmq.md §3.3; with noAck=false it also nacks the request without requeue.)
   add(`unknown pattern ${label} → no-handler error`, (d) => expectNoHandler(d, p, 1), {
-    when: (env) => !onRedis(env) && !onNats(env) && !onMqtt(env) && !(onRmq(env) && env.wildcards),
+    when: (env) => !onRedis(env) && !onNats(env) && !onMqtt(env) && !(onRmq(env) && env.wildcards) && !onKafka(env),
   });
+  // Kafka: the request goes to the topic 'nope' (created on first use), which no server consumes: nobody
+  // replies, and the Nest client waits for its own timeout. nestc may know better (e.g. from the broker) and
+  // fail at once with NC_ENOHANDLER: either is accepted from the CLI, never a reply value.
+  add(
+    `unknown pattern ${label} → no reply (Kafka: nobody consumes the topic)`,
+    async (d) => {
+      if (d.kind !== 'cli') return expectNoReply(d, p, 1, 500);
+      const r = await d.send(p, 1, { timeoutMs: 500 });
+      assert.deepStrictEqual(r.values, []);
+      if (r.failure?.kind !== 'timeout') cliNoHandlerText(r);
+    },
+    { when: onKafka },
+  );
   // RabbitMQ with wildcards: the client publishes to the topic exchange with the pattern as routing key, no
   // binding matches, the broker drops the message and nobody replies: the Nest client waits for its own
   // timeout. nestc may instead learn it from the broker (a mandatory publish comes back with Basic.Return) and
@@ -438,7 +525,7 @@ for (const [label, p, route] of [
 const LATE = scaled(2000);
 add(`timeout: sleep ${LATE} with a 300 ms client timeout times out`, async (d) => {
   const t0 = Date.now();
-  const r = await d.send({ cmd: 'sleep' }, LATE, { timeoutMs: 300 });
+  const r = await d.send(d.scheme === 'kafka' ? 'sleep' : { cmd: 'sleep' }, LATE, { timeoutMs: 300 });
   assert.equal(r.error, undefined, `unexpected error reply: ${JSON.stringify(r.error)}`);
   assert.deepStrictEqual(r.values, []);
   assert.equal(r.failure?.kind, 'timeout', `expected a timeout, got ${JSON.stringify(r.failure)}`);

@@ -1,15 +1,20 @@
 // Drivers that carry the conformance cases to a server (contract in conformance-cases.mjs):
 //   NestDriver — a real NestJS client (ClientProxyFactory: ClientTCP, ClientRedis for redis:// and
 //                rediss://, ClientNats for nats://, ClientMqtt for mqtt:// and mqtts://, ClientRMQ for amqp://
-//                and amqps://), so it proves wire compatibility with Nest.
+//                and amqps://, ClientKafka for kafka://), so it proves wire compatibility with Nest.
 //   CliDriver  — spawns `nestc send` / `nestc emit` (DESIGN.md §5), one process per request.
 // Both know the URL scheme (`driver.scheme`), which some cases depend on, and their own kind (`driver.kind`:
 // 'nest' or 'cli'). On NATS, send() also takes message headers: {headers: [[name, value], ...]} (pairs, so a
 // name may repeat) — NestDriver sends them as a NatsRecord, CliDriver as `--header name=value` flags. On MQTT 5
 // (?protocolVersion=5 on the URL) the same headers are MQTT 5 user properties (NestDriver: an MqttRecord); on
-// RabbitMQ the AMQP headers table (NestDriver: an RmqRecord; one value per name).
+// RabbitMQ the AMQP headers table (NestDriver: an RmqRecord; one value per name). On Kafka (kafka://H:P,H:P,…,
+// NestDriver: ClientKafka) they are record headers, and send() also takes {key}: the record key (NestDriver: a
+// message-shaped object {key, value, headers}, as Nest 12.1.1 has no Kafka record builder; spec kafka.md §4).
 import 'reflect-metadata';
+// KafkaJS 2 warns on every producer that its default partitioner changed in 2.0 (nothing here depends on it).
+process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Logger } from '@nestjs/common';
 import {
@@ -33,6 +38,13 @@ Logger.overrideLogger(['error', 'warn']);
 // so is RabbitMQ's query: amqp://host[:port]?queue=Q[&wildcards=true…], amqps://…).
 const DEFAULT_PORT = { redis: 6379, rediss: 6379, nats: 4222, mqtt: 1883, mqtts: 8883, amqp: 5672, amqps: 5671 };
 export function parseUrl(url) {
+  // kafka://H:P,H:P,… (several bootstrap brokers) is no WHATWG URL: host and port are the first broker's.
+  if (url.startsWith('kafka://')) {
+    const brokers = url.slice(8).split(/[/?]/)[0].split(',');
+    const u = new URL(`kafka://${brokers[0]}`);
+    if (!u.port) throw new Error(`unsupported URL: ${url} (kafka://HOST:PORT[,HOST:PORT…])`);
+    return { scheme: 'kafka', host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), brokers };
+  }
   const u = new URL(url);
   const scheme = u.protocol.replace(/:$/, '');
   const broker = scheme in DEFAULT_PORT;
@@ -44,6 +56,31 @@ export const isRedis = (scheme) => scheme === 'redis' || scheme === 'rediss';
 export const isNats = (scheme) => scheme === 'nats';
 export const isMqtt = (scheme) => scheme === 'mqtt' || scheme === 'mqtts';
 export const isRmq = (scheme) => scheme === 'amqp' || scheme === 'amqps';
+export const isKafka = (scheme) => scheme === 'kafka';
+
+// Kafka: every route the suite sends requests to. ClientKafka consumes '<route>.reply' only for the routes
+// declared with subscribeToResponseOf() before it connects (a send() to any other fails at once: spec kafka.md
+// §2). 'nope' is the suite's unknown pattern: it has a reply topic too, so the request goes out and meets no
+// handler.
+export const KAFKA_ROUTES = ['sum', 'asyncSum', 'streamSum', 'streaming', 'exception', 'echo', 'sleep', 'context', 'events', 'nope'];
+
+// KafkaJS settings for the tests' mock cluster (the server's are in nest-server.mjs, with the reasons): a group of
+// its own per client, a 6 s session, 100 ms fetch waits, reply topics read from the beginning (each run has a
+// fresh cluster, and a reply produced before the first fetch resolved "latest" would be skipped), retries every
+// 100 ms while freshly created topics get their leaders.
+function kafkaClientOptions(brokers) {
+  return {
+    client: { brokers, clientId: 'nestc-interop', retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 10 } },
+    consumer: {
+      groupId: `nestc-interop-${randomUUID()}`,
+      sessionTimeout: 6000,
+      rebalanceTimeout: 6000,
+      heartbeatInterval: 1000,
+      maxWaitTimeInMs: 100,
+    },
+    subscribe: { fromBeginning: true },
+  };
+}
 
 // nats.js's headers() (MsgHdrs), loaded on first use: NatsRecordBuilder needs the library's own object.
 let natsHeaders;
@@ -59,7 +96,7 @@ export class NestDriver {
 
   // tls: {ca, cert, key} file paths (each optional)
   constructor(url, tls = {}) {
-    const { scheme, host, port } = parseUrl(url);
+    const { scheme, host, port, brokers } = parseUrl(url);
     this.scheme = scheme;
     let tlsOptions;
     if (scheme === 'tls' || scheme === 'rediss') {
@@ -121,6 +158,11 @@ export class NestDriver {
         options.socketOptions = { connectionOptions };
       }
       this.client = ClientProxyFactory.create({ transport: Transport.RMQ, options });
+    } else if (isKafka(scheme)) {
+      // ClientKafka (spec kafka.md §9): reply topics declared before connect; a request nobody handles gets no
+      // reply and the client waits (there is no timeout of Nest's own: the per-call timeout in send()).
+      this.client = ClientProxyFactory.create({ transport: Transport.KAFKA, options: kafkaClientOptions(brokers) });
+      for (const route of KAFKA_ROUTES) this.client.subscribeToResponseOf(route);
     } else {
       this.client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host, port, tlsOptions } });
     }
@@ -128,15 +170,24 @@ export class NestDriver {
     // 'Connection closed'. Keep the socket's own error so failures can say what went wrong. (ClientRedis
     // calls the listener with 'pub'/'sub' first, then the error.)
     this.socketError = null;
-    this.client.on('error', (...a) => (this.socketError = a.find((x) => x instanceof Error) ?? a[0]));
+    // (ClientKafka.on() throws: "Method is not supported for Kafka client")
+    if (!isKafka(scheme)) this.client.on('error', (...a) => (this.socketError = a.find((x) => x instanceof Error) ?? a[0]));
   }
 
   // headers (NATS; MQTT 5): [[name, value], ...], sent as NATS message headers through a NatsRecord, or as
   // MQTT 5 user properties through an MqttRecord (a repeated name becomes an array: mqtt.js sends one
   // property per value, in order).
-  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers } = {}) {
+  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers, key } = {}) {
     const values = [];
-    if (headers && isMqtt(this.scheme) && this.mqttVersion === 5) {
+    if ((headers || key !== undefined) && isKafka(this.scheme)) {
+      // a message-shaped object: Nest's serializer sends it as the record (key, value, headers)
+      const record = { value: data, headers: {} };
+      for (const [k, v] of headers ?? []) record.headers[k] = v;
+      if (key !== undefined) record.key = key;
+      data = record;
+    } else if (key !== undefined) {
+      throw new Error(`a record key is only supported on Kafka, not on ${this.scheme}`);
+    } else if (headers && isMqtt(this.scheme) && this.mqttVersion === 5) {
       const userProperties = {};
       for (const [k, v] of headers) userProperties[k] = k in userProperties ? [].concat(userProperties[k], v) : v;
       data = new MqttRecordBuilder(data).setProperties({ userProperties }).build();
@@ -264,7 +315,8 @@ export class CliDriver {
   }
 
   // headers (NATS, MQTT 5, RabbitMQ): [[name, value], ...] → `--header name=value` each, in order (DESIGN.md §5, §5b).
-  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers } = {}) {
+  async send(pattern, data, { timeoutMs = DEFAULT_TIMEOUT_MS, headers, key } = {}) {
+    if (key !== undefined) throw new Error('nestc send has no record-key flag (Kafka key cases are Nest-driver only)');
     const d = CliDriver.dataArgs(data);
     const args = ['send', this.url, CliDriver.patternArg(pattern), d.arg];
     args.push('--timeout', String(timeoutMs), ...this.tlsArgs);

@@ -7,6 +7,7 @@
 //   node nest-server.mjs --url nats://HOST:PORT [--ca FILE] [--queue NAME]
 //   node nest-server.mjs --url mqtt://HOST:PORT[?protocolVersion=5]|mqtts://HOST:PORT[?…] [--ca FILE]
 //   node nest-server.mjs --url amqp://HOST:PORT?queue=Q[&…]|amqps://HOST:PORT?queue=Q[&…] [--ca FILE]
+//   node nest-server.mjs --url kafka://HOST:PORT[,HOST:PORT…]
 //
 // TCP: --cert/--key enable TLS; --ca additionally requires client certificates signed by that CA.
 // Redis: the server is a client of the broker; with rediss:// --ca is the CA it trusts for the broker's
@@ -26,6 +27,12 @@
 // itself), exchange/exchangeType/routingKey, isGlobalPrefetchCount, noAssert, consumerTag, durable=false.
 // `context` reports `channel` (the routing key the delivery arrived with: the queue name in default mode, the
 // pattern in wildcards mode) and `headers` (the AMQP headers table, absent when empty).
+// Kafka (spec kafka.md, DESIGN.md §5b): string routes only (a topic cannot be named '{"cmd":"sum"}'), so every
+// handler is registered under its plain name alone; 'sensors.*' and 'alerts.>' are not legal topic names and are
+// left out. `context` reports `channel` (the topic), `headers` (every record header as text, Nest's own
+// kafka_correlationId/kafka_replyTopic/kafka_replyPartition included) and `messageKey` (the record key as text, or
+// null; not `key`, which would make Nest's serializer send the reply object as a ready-made Kafka message). The
+// KafkaJS settings suit the mock cluster of the tests (with-kafka.sh): see KAFKA_* below.
 // Prints "READY <port or url>" on stdout once listening (Redis, NATS, MQTT: once subscribed; RabbitMQ: once
 // the queue is declared and bound); exits 0 on SIGTERM/SIGINT after app.close().
 //
@@ -33,6 +40,8 @@
 // parameter decorators with the payload ONLY (its default call metadata is just @Payload() at index 0),
 // so handlers that need the context get @Payload() and @Ctx() applied explicitly (see below).
 import 'reflect-metadata';
+// KafkaJS 2 warns on every producer that its default partitioner changed in 2.0 (nothing here depends on it).
+process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Controller, Module } from '@nestjs/common';
@@ -62,15 +71,18 @@ if (!args.port === !args.url) {
   console.error('       node nest-server.mjs --url amqp://H:P?queue=Q[&…]|amqps://H:P?queue=Q[&…] [--ca F]');
   process.exit(2);
 }
-const brokerUrl = args.url ? new URL(args.url) : null;
-if (brokerUrl && !['redis:', 'rediss:', 'nats:', 'mqtt:', 'mqtts:', 'amqp:', 'amqps:'].includes(brokerUrl.protocol)) {
-  console.error(`nest-server.mjs: unsupported URL ${args.url} (redis://, rediss://, nats://, mqtt://, mqtts://, amqp:// or amqps://)`);
+// kafka://H:P,H:P,… is no WHATWG URL (several hosts): parsed here, the URL object gets only the first broker.
+const kafkaBrokers = args.url?.startsWith('kafka://') ? args.url.slice(8).split(/[/?]/)[0].split(',') : null;
+const brokerUrl = args.url ? new URL(kafkaBrokers ? `kafka://${kafkaBrokers[0]}` : args.url) : null;
+if (brokerUrl && !['redis:', 'rediss:', 'nats:', 'mqtt:', 'mqtts:', 'amqp:', 'amqps:', 'kafka:'].includes(brokerUrl.protocol)) {
+  console.error(`nest-server.mjs: unsupported URL ${args.url} (redis://, rediss://, nats://, mqtt://, mqtts://, amqp://, amqps:// or kafka://)`);
   process.exit(2);
 }
 const redis = brokerUrl?.protocol.startsWith('redis') ? brokerUrl : null;
 const nats = brokerUrl?.protocol === 'nats:' ? brokerUrl : null;
 const mqtt = brokerUrl?.protocol.startsWith('mqtt') ? brokerUrl : null;
 const rmq = brokerUrl?.protocol.startsWith('amqp') ? brokerUrl : null;
+const kafka = kafkaBrokers ? brokerUrl : null;
 const mqttVersion = Number(mqtt?.searchParams.get('protocolVersion') ?? 4);
 const wildcards = Boolean(args.wildcards || (redis ?? rmq)?.searchParams.get('wildcards') === 'true');
 const queue = args.queue ?? (nats ?? rmq)?.searchParams.get('queue') ?? undefined;
@@ -148,6 +160,7 @@ function rmqMatches(filter, key) {
 //  * RabbitMQ: RmqContext.getPattern() is the received pattern as text; Nest looks it up normalised, then (in
 //    wildcards mode) tries the wildcard routes in turn.
 function matchedRoute(ctx, routes) {
+  if (kafka) return ctx.getTopic(); // exact topics only (no RegExp handlers here)
   if (rmq) {
     const route = routeOf(ctx.getPattern());
     if (routes.includes(route) || !wildcards) return route;
@@ -314,6 +327,18 @@ function contextReply(ctx, routes) {
       for (const [k, v] of Object.entries(h)) r.headers[k] = Buffer.isBuffer(v) ? v.toString() : v;
     }
   }
+  // Kafka: the topic, every record header as text, and the record key as text (or null).
+  if (kafka) {
+    const m = ctx.getMessage();
+    r.channel = ctx.getTopic();
+    const text = (v) => (v == null ? null : typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString() : JSON.stringify(v));
+    const h = m.headers ?? {};
+    if (Object.keys(h).length) {
+      r.headers = {};
+      for (const [k, v] of Object.entries(h)) r.headers[k] = text(v);
+    }
+    r.messageKey = text(m.key);
+  }
   return r;
 }
 
@@ -351,7 +376,7 @@ if (settling) for (const m of handlerMethods) Conformance.prototype[m] = settleW
 // array of patterns (Nest does [].concat(metadata)); applying a decorator twice would overwrite, not add.
 // routesOf[method] = the routes the method is registered under.
 const routesOf = {};
-const both = (name) => [{ cmd: name }, name];
+const both = (name) => (kafka ? [name] : [{ cmd: name }, name]);
 const decorate = (decorator, method, patterns) => {
   const proto = Conformance.prototype;
   decorator(patterns)(proto, method, Object.getOwnPropertyDescriptor(proto, method));
@@ -360,8 +385,10 @@ const decorate = (decorator, method, patterns) => {
 for (const name of ['sum', 'asyncSum', 'streamSum', 'streaming', 'exception', 'echo', 'sleep', 'context', 'events']) {
   decorate(MessagePattern, name, both(name));
 }
-decorate(MessagePattern, 'sensors', ['sensors.*']);
-decorate(MessagePattern, 'alerts', ['alerts.>']);
+if (!kafka) {
+  decorate(MessagePattern, 'sensors', ['sensors.*']);
+  decorate(MessagePattern, 'alerts', ['alerts.>']);
+}
 // MQTT only: elsewhere these would be odd literal names nobody asks for (and subscriptions more to count).
 if (mqtt) {
   decorate(MessagePattern, 'mqttSensors', ['sensors/+/temp']);
@@ -479,18 +506,51 @@ function rmqOptions() {
   return o;
 }
 
-const [transport, options] = rmq
-  ? [Transport.RMQ, rmqOptions()]
-  : mqtt
-    ? [Transport.MQTT, mqttOptions()]
-    : nats
-      ? [Transport.NATS, natsOptions()]
-      : redis
-        ? [Transport.REDIS, redisOptions()]
-        : [Transport.TCP, { host: args.host, port: Number(args.port), tlsOptions: tlsOptions() }];
+// Kafka: KafkaJS settings for the tests' mock cluster (with-kafka.sh; docs/kafka.md "Tests and the broker").
+//  * a group of its own per server process (a stale member of an earlier run would delay the join by its whole
+//    session timeout), a 6 s session (KafkaJS's default 30 s is how long a rebalance may wait for a dead member),
+//    heartbeats every second;
+//  * maxWaitTimeInMs 100: an empty fetch returns after 100 ms instead of 5 s, which bounds the latency of the
+//    first request after an idle period;
+//  * fromBeginning: the group has no committed offsets, and "latest" is resolved at the first fetch, after the
+//    join: a request produced in between would be skipped. Each run has a fresh cluster, so "beginning" holds only
+//    this run's records;
+//  * partitionsConsumedConcurrently 4 (the mock's partitions per topic): Nest awaits each request's first reply
+//    value inside eachMessage, so one slow request (`sleep`) holds its partition; the other partitions go on;
+//  * retries every 100 ms: topics are created by the first Metadata request that names them, and the first
+//    produce or fetch may meet "leader not available" for a moment.
+const KAFKA_CONSUMER = { sessionTimeout: 6000, rebalanceTimeout: 6000, heartbeatInterval: 1000, maxWaitTimeInMs: 100 };
+function kafkaOptions() {
+  return {
+    client: {
+      brokers: kafkaBrokers,
+      clientId: 'nestc-conformance',
+      retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 10 },
+    },
+    consumer: { ...KAFKA_CONSUMER, groupId: `nestc-conformance-${process.pid}-${Date.now()}` },
+    subscribe: { fromBeginning: true },
+    run: { partitionsConsumedConcurrently: 4 },
+  };
+}
+
+const [transport, options] = kafka
+  ? [Transport.KAFKA, kafkaOptions()]
+  : rmq
+    ? [Transport.RMQ, rmqOptions()]
+    : mqtt
+      ? [Transport.MQTT, mqttOptions()]
+      : nats
+        ? [Transport.NATS, natsOptions()]
+        : redis
+          ? [Transport.REDIS, redisOptions()]
+          : [Transport.TCP, { host: args.host, port: Number(args.port), tlsOptions: tlsOptions() }];
 const app = await NestFactory.createMicroservice(AppModule, { transport, options, logger: ['error', 'warn'] });
 await app.listen();
-if (rmq) {
+if (kafka) {
+  // listen() resolves after consumer.run(), which KafkaJS returns from once the group is joined and synced:
+  // this server has its partitions (and reads them from the beginning, see above).
+  process.stdout.write(`READY ${args.url}\n`);
+} else if (rmq) {
   // listen() resolves once the queue is declared (and in wildcards mode the exchange declared and bound, with
   // every handler route): a request published from now on waits in the queue even if Basic.Consume is still
   // on its way.

@@ -3,8 +3,8 @@
 //   node run-suite.mjs --driver nest|cli --url tcp://127.0.0.1:P [--ca F --cert F --key F] [--only REGEX]
 //                      [--wildcards]
 //
-// --url may also be redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P, mqtts://H:P, amqp://H:P?queue=Q or
-// amqps://H:P?queue=Q (the broker the server is subscribed to; NATS over TLS is nats:// too, with --ca; MQTT 5 with
+// --url may also be redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P, mqtts://H:P, amqp://H:P?queue=Q,
+// amqps://H:P?queue=Q or kafka://H:P[,H:P…] (the broker the server is subscribed to; NATS over TLS is nats:// too, with --ca; MQTT 5 with
 // ?protocolVersion=5; RabbitMQ's query holds the server's options, ?wildcards=true and ?noAck=false among them).
 // --wildcards: the server runs with Redis wildcards (PSUBSCRIBE), which enables the cases that need it.
 //
@@ -50,7 +50,8 @@ if (!args.url) {
 
 const driver = makeDriver(args.driver, args.url, { ca: args.ca, cert: args.cert, key: args.key });
 // What the cases may depend on (see conformance-cases.mjs).
-const query = new URL(args.url).searchParams;
+// (the query by hand: kafka://H:P,H:P,… with several brokers is no WHATWG URL)
+const query = new URLSearchParams(args.url.split('?')[1] ?? '');
 const mqttVersion = Number(query.get('protocolVersion') ?? 4);
 // RabbitMQ: the work queue (`context.channel` in default mode), wildcards and noAck as the server runs them.
 const env = {

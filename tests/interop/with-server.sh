@@ -8,8 +8,9 @@
 #   nest   node nest-server.mjs --port P                   (this folder)
 #   nestc  $NESTC_BIN conformance tcp://127.0.0.1:P        (NESTC_BIN must be set)
 #
-# Broker (--url redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P, mqtts://H:P, amqp://H:P or amqps://H:P, e.g.
-# from with-redis.sh / with-nats.sh / with-mosquitto.sh / with-shared-rabbitmq.sh): the server
+# Broker (--url redis://H:P, rediss://H:P, nats://H:P, mqtt://H:P, mqtts://H:P, amqp://H:P, amqps://H:P or
+# kafka://H:P,H:P,..., e.g. from with-redis.sh / with-nats.sh / with-mosquitto.sh / with-shared-rabbitmq.sh /
+# with-kafka.sh; Kafka: PORT is the last broker's): the server
 # subscribes to that broker. There is no port of ours to wait on, so it is ready when it prints its readiness
 # line on stdout/stderr:
 #   nest   node nest-server.mjs --url URL [--wildcards] [--queue Q]   prints "READY …"
@@ -58,8 +59,8 @@ fi
 tls_args=()
 if [[ -n $broker_url ]]; then
   case $broker_url in
-    redis://* | rediss://* | nats://* | mqtt://* | mqtts://* | amqp://* | amqps://*) ;;
-    *) echo "with-server.sh: unsupported broker URL '$broker_url' (redis://, rediss://, nats://, mqtt://, mqtts://, amqp:// or amqps://)" >&2; exit 2 ;;
+    redis://* | rediss://* | nats://* | mqtt://* | mqtts://* | amqp://* | amqps://* | kafka://*) ;;
+    *) echo "with-server.sh: unsupported broker URL '$broker_url' (redis://, rediss://, nats://, mqtt://, mqtts://, amqp://, amqps:// or kafka://)" >&2; exit 2 ;;
   esac
   scheme=${broker_url%%://*}
   URL=${broker_url%%\?*} # the clients' URL: no server options
