@@ -1,0 +1,304 @@
+/* The Kafka transport (kafka://) against librdkafka's mock cluster, started here in-process with three
+ * brokers (rdkafka_mock.h): a real Kafka protocol peer for librdkafka, no external broker needed.
+ * Request/reply, events, a stream ending with kafka_nest-is-disposed on its last record, errors as
+ * kafka_nest-err, keys and headers both ways, two servers of one group each record handled once, and the
+ * kafka.<property> pass-through of the option table. Without librdkafka the test does nothing. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "broker_harness.h"
+
+#ifdef NESTC_HAVE_RDKAFKA
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+static void broker_exec(const broker *b, const char *port) {
+    (void)b;
+    (void)port;
+}
+
+static rd_kafka_t *mock_rk;
+static rd_kafka_mock_cluster_t *mock;
+static char url[512];
+
+static void topic(const char *name, int partitions) {
+    assert_int_equal(rd_kafka_mock_topic_create(mock, name, partitions, 1), 0);
+}
+
+/* A route and its reply topic. */
+static void route_topics(const char *route, int partitions) {
+    char r[256];
+    topic(route, partitions);
+    snprintf(r, sizeof r, "%s.reply", route);
+    topic(r, 1);
+}
+
+static int setup(void **st) {
+    loop_setup(st);
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "log_level", "0", err, sizeof err);
+    mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    assert_non_null(mock_rk);
+    mock = rd_kafka_mock_cluster_new(mock_rk, 3);
+    assert_non_null(mock);
+    snprintf(url, sizeof url, "kafka://%s", rd_kafka_mock_cluster_bootstraps(mock));
+    return 0;
+}
+
+static int teardown(void **st) {
+    rd_kafka_mock_cluster_destroy(mock);
+    rd_kafka_destroy(mock_rk);
+    return loop_teardown(st);
+}
+
+/* Server and client options of every case: quick group joins, records from the start of new topics. */
+static const nc_option srv_opts[] = {{"fromBeginning", "true"},
+                                     {"heartbeatInterval", "100"},
+                                     {"sessionTimeout", "6000"},
+                                     {"groupId", "math-consumer"},
+                                     {"kafka.log_level", "0"}};
+
+typedef struct srv_st {
+    int connected;
+} srv_st;
+
+static void on_srv_status(void *u, const char *status, int err) {
+    (void)err;
+    srv_st *s = u;
+    if (!strcmp(status, "connected")) s->connected++;
+}
+
+static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.shutdown_timeout_ms = 2000;
+    o.options = srv_opts;
+    o.noptions = sizeof srv_opts / sizeof *srv_opts;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    nc_server_on_status(srv, on_srv_status, st);
+    add(srv);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until_ms(&st->connected, 1, 30000));
+    return srv;
+}
+
+static nc_client *client_up(void) {
+    static const nc_option co[] = {{"kafka.log_level", "0"}};
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.timeout_ms = 20000 * time_factor();
+    o.options = co;
+    o.noptions = 1;
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    return c;
+}
+
+static json_t *ask(nc_client *c, const char *route, json_t *data, const nc_call_opts *o, call *k) {
+    assert_int_equal(nc_client_send(c, route, data, o, on_value, on_done, k), 0);
+    json_decref(data);
+    assert_true(run_until_ms(&k->done, 1, 30000));
+    return k->last;
+}
+
+/* ---- handlers ------------------------------------------------------------------------------------------ */
+
+static void h_stream(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    for (int i = 1; i <= 3; i++) nc_reply_next(req, json_pack("{s:i}", "n", i));
+    nc_reply_end(req);
+}
+
+static void h_fail(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    nc_reply_error(req, json_pack("{s:i,s:s}", "code", 42, "message", "bad thing"));
+}
+
+/* What a NestJS echo handler sees: the data, its type, the key, a header and the context. */
+static void h_echo(nc_request *req, const nc_msg *m, void *u) {
+    (void)u;
+    json_t *d = nc_msg_data(m);
+    json_t *o = json_pack("{s:O}", "got", d ? d : json_null());
+    size_t n;
+    const char *v;
+    if ((v = nc_msg_ctx_str(m, NC_CTX_KEY, &n)))
+        json_object_set_new(o, "msgKey",
+                            json_stringn(v, n)); /* not "key": a reply with a key is a ready-made message */
+    if ((v = nc_msg_header(m, "x-trace", &n))) json_object_set_new(o, "trace", json_stringn(v, n));
+    if ((v = nc_msg_ctx_str(m, NC_CTX_REPLY_TO, &n)))
+        json_object_set_new(o, "replyTopic", json_stringn(v, n));
+    int64_t x;
+    if (!nc_msg_ctx_int(m, NC_CTX_PARTITION, &x)) json_object_set_new(o, "partition", json_integer(x));
+    if (!nc_msg_ctx_int(m, NC_CTX_OFFSET, &x)) json_object_set_new(o, "offset", json_integer(x));
+    nc_reply(req, o);
+}
+
+static int events_seen;
+static json_t *last_event;
+static void ev_created(const nc_msg *m, void *u) {
+    (void)u;
+    events_seen++;
+    json_decref(last_event);
+    last_event = json_incref(nc_msg_data(m));
+}
+
+static void add_math(nc_server *srv) {
+    assert_int_equal(nc_server_message(srv, "math.sum", h_sum, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "math.stream", h_stream, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "math.fail", h_fail, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "echo", h_echo, NULL), 0);
+    assert_int_equal(nc_server_event(srv, "user.created", ev_created, NULL), 0);
+}
+
+/* ---- cases --------------------------------------------------------------------------------------------- */
+
+static void test_request_reply(void **st) {
+    (void)st;
+    route_topics("math.sum", 1);
+    route_topics("math.stream", 1);
+    route_topics("math.fail", 1);
+    route_topics("echo", 1);
+    topic("user.created", 1);
+    srv_st ss = {0};
+    nc_server *srv = server_up(&ss, add_math);
+    nc_client *c = client_up();
+
+    /* sum: the data arrives as JSON, the number comes back as a string (scalars are strings on Kafka) */
+    call k = {0};
+    json_t *r = ask(c, "math.sum", json_pack("[i,i,i]", 1, 2, 3), NULL, &k);
+    assert_int_equal(k.err, 0);
+    assert_true(json_is_string(r));
+    assert_string_equal(json_string_value(r), "6");
+    call_clear(&k);
+
+    /* a stream: three values, the last one carrying the end */
+    ask(c, "math.stream", json_object(), NULL, &k);
+    assert_int_equal(k.err, 0);
+    assert_int_equal(k.nvalues, 3);
+    assert_int_equal(json_integer_value(json_object_get(k.last, "n")), 3);
+    call_clear(&k);
+
+    /* an error: kafka_nest-err decoded as the object */
+    assert_int_equal(nc_client_send(c, "math.fail", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until_ms(&k.done, 1, 30000));
+    assert_int_equal(k.err, NC_EREMOTE);
+    call_clear(&k);
+
+    /* keys and headers to the server: a ready-made message and call headers */
+    json_t *h = json_pack("{s:s}", "x-trace", "t-1");
+    nc_call_opts co = {.headers = h};
+    r = ask(c, "echo", json_pack("{s:s,s:{s:i}}", "key", "user-1", "value", "a", 1), &co, &k);
+    json_decref(h);
+    assert_int_equal(k.err, 0);
+    if (json_integer_value(json_object_get(json_object_get(r, "got"), "a")) != 1)
+        fail_msg("echo: %s", json_dumps(r, 0));
+    assert_string_equal(json_string_value(json_object_get(r, "msgKey")), "user-1");
+    assert_string_equal(json_string_value(json_object_get(r, "trace")), "t-1");
+    assert_string_equal(json_string_value(json_object_get(r, "replyTopic")), "echo.reply");
+    assert_int_equal(json_integer_value(json_object_get(r, "partition")), 0);
+    call_clear(&k);
+
+    /* a string goes raw and a number arrives as a string */
+    r = ask(c, "echo", json_integer(5), NULL, &k);
+    assert_string_equal(json_string_value(json_object_get(r, "got")), "5");
+    call_clear(&k);
+
+    /* an event completes on its delivery report and reaches the event handler */
+    call e = {0};
+    json_t *ann = json_pack("{s:s}", "name", "Ann");
+    assert_int_equal(nc_client_emit(c, "user.created", ann, NULL, on_done, &e), 0);
+    json_decref(ann);
+    assert_true(run_until_ms(&e.done, 1, 30000));
+    assert_int_equal(e.err, 0);
+    assert_true(run_until_ms(&events_seen, 1, 30000));
+    assert_string_equal(json_string_value(json_object_get(last_event, "name")), "Ann");
+    json_decref(last_event);
+    last_event = NULL;
+
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
+/* Two servers of one group: the partitions are shared out, every record is handled exactly once. */
+static int seen[40];
+static int seen_total;
+static void ev_work(const nc_msg *m, void *u) {
+    (void)u;
+    json_t *d = nc_msg_data(m);
+    int i = atoi(json_string_value(d) ? json_string_value(d) : "-1");
+    if (i >= 0 && i < 40) seen[i]++;
+    seen_total++;
+}
+static void add_work(nc_server *srv) {
+    assert_int_equal(nc_server_event(srv, "work.items", ev_work, NULL), 0);
+}
+
+static void test_group_shares(void **st) {
+    (void)st;
+    topic("work.items", 4);
+    srv_st s1 = {0}, s2 = {0};
+    nc_server *a = server_up(&s1, add_work);
+    nc_server *b = server_up(&s2, add_work);
+    nc_client *c = client_up();
+    call e[40];
+    memset(e, 0, sizeof e);
+    int done = 0;
+    for (int i = 0; i < 40; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        json_t *m = json_pack("{s:s,s:i}", "key", key, "value", i);
+        assert_int_equal(nc_client_emit(c, "work.items", m, NULL, on_done, &e[i]), 0);
+        json_decref(m);
+    }
+    for (int i = 0; i < 40; i++) {
+        assert_true(run_until_ms(&e[i].done, 1, 30000));
+        done += e[i].err == 0;
+    }
+    assert_int_equal(done, 40);
+    assert_true(run_until_ms(&seen_total, 40, 30000));
+    run_ms(300); /* nothing handled twice */
+    assert_int_equal(seen_total, 40);
+    for (int i = 0; i < 40; i++) assert_int_equal(seen[i], 1);
+    nc_client_free(c);
+    nc_server_free(a);
+    nc_server_free(b);
+}
+
+/* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */
+static void test_options(void **st) {
+    (void)st;
+    char err[300];
+    nc_option ok[] = {{"kafka.linger.ms", "5"}, {"clientId", "math"}, {"acks", "1"}, {"compression", "gzip"}};
+    assert_int_equal(nc_options_check("kafka", NC_OPT_SERVER, ok, 4, err, sizeof err), 0);
+    nc_option bad[] = {{"kafk.linger.ms", "5"}};
+    assert_int_equal(nc_options_check("kafka", NC_OPT_CLIENT, bad, 1, err, sizeof err), NC_EINVAL);
+    nc_option prop[] = {{"kafka.no.such.property", "1"}};
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.options = prop;
+    o.noptions = 1;
+    nc_client *c = NULL;
+    assert_int_equal(nc_client_new(&c, url, &o), NC_EINVAL);
+    assert_null(c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_request_reply),
+        cmocka_unit_test(test_group_shares),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
+
+#else
+int main(void) {
+    printf("librdkafka not found at build time: nothing to test\n");
+    return 0;
+}
+#endif
