@@ -67,13 +67,18 @@ static void on_srv_status(void *u, const char *status, int err) {
     if (!strcmp(status, "connected")) s->connected++;
 }
 
-static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
+static nc_server *server_up_with(srv_st *st, void (*add)(nc_server *), const nc_option *extra,
+                                 size_t nextra) {
+    nc_option opts[16];
+    size_t n = sizeof srv_opts / sizeof *srv_opts;
+    memcpy(opts, srv_opts, sizeof srv_opts);
+    for (size_t i = 0; i < nextra; i++) opts[n++] = extra[i];
     nc_server_opts o = {0};
     o.loop = &loop;
     o.log_level = NC_LOG_OFF;
     o.shutdown_timeout_ms = 2000;
-    o.options = srv_opts;
-    o.noptions = sizeof srv_opts / sizeof *srv_opts;
+    o.options = opts;
+    o.noptions = n;
     nc_server *srv;
     assert_int_equal(nc_server_new(&srv, url, &o), 0);
     nc_server_on_status(srv, on_srv_status, st);
@@ -81,6 +86,10 @@ static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
     assert_int_equal(nc_server_listen(srv), 0);
     assert_true(run_until_ms(&st->connected, 1, 30000));
     return srv;
+}
+
+static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
+    return server_up_with(st, add, NULL, 0);
 }
 
 static nc_client *client_up(void) {
@@ -268,6 +277,78 @@ static void test_group_shares(void **st) {
     nc_server_free(b);
 }
 
+/* Settling: a record nacked with requeue is delivered again (the delivery count grows) until maxAttempts,
+ * then produced to deadLetterTopic with its key and headers; records of other topics keep flowing. */
+static int flaky_seen, after_seen, dead_seen;
+static int64_t flaky_counts[8];
+static json_t *dead_data;
+static char dead_key[32];
+static void ev_flaky(const nc_msg *m, void *u) {
+    (void)u;
+    int64_t c = 0;
+    nc_msg_ctx_int(m, NC_CTX_DELIVERY_COUNT, &c);
+    if (flaky_seen < 8) flaky_counts[flaky_seen] = c;
+    flaky_seen++;
+    nc_event_nack(nc_event_keep(m), true);
+}
+static void ev_after(const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    after_seen++;
+}
+static void ev_dead(const nc_msg *m, void *u) {
+    (void)u;
+    size_t n;
+    const char *k = nc_msg_ctx_str(m, NC_CTX_KEY, &n);
+    if (k && n < sizeof dead_key) memcpy(dead_key, k, n), dead_key[n] = '\0';
+    json_decref(dead_data);
+    dead_data = json_incref(nc_msg_data(m));
+    dead_seen++;
+}
+static void add_flaky(nc_server *srv) {
+    assert_int_equal(nc_server_event(srv, "flaky.evt", ev_flaky, NULL), 0);
+    assert_int_equal(nc_server_event(srv, "after.evt", ev_after, NULL), 0);
+}
+static void add_dead(nc_server *srv) {
+    assert_int_equal(nc_server_event(srv, "dead.letters", ev_dead, NULL), 0);
+}
+
+static void test_settle_dead_letter(void **st) {
+    (void)st;
+    topic("flaky.evt", 1);
+    topic("after.evt", 1);
+    topic("dead.letters", 1);
+    const nc_option dl[] = {{"deadLetterTopic", "dead.letters"}, {"maxAttempts", "3"}};
+    const nc_option other[] = {{"groupId", "dead-watch"}};
+    srv_st s1 = {0}, s2 = {0};
+    nc_server *a = server_up_with(&s1, add_flaky, dl, 2);
+    nc_server *w = server_up_with(&s2, add_dead, other, 1);
+    nc_client *c = client_up();
+    call e1 = {0}, e2 = {0};
+    json_t *m = json_pack("{s:s,s:{s:i}}", "key", "k-9", "value", "n", 9);
+    assert_int_equal(nc_client_emit(c, "flaky.evt", m, NULL, on_done, &e1), 0);
+    json_decref(m);
+    assert_true(run_until_ms(&e1.done, 1, 30000));
+    assert_true(run_until_ms(&flaky_seen, 1, 30000)); /* handled first, then the next record */
+    assert_int_equal(nc_client_emit(c, "after.evt", NULL, NULL, on_done, &e2), 0);
+    assert_true(run_until_ms(&dead_seen, 1, 30000));
+    assert_int_equal(flaky_seen, 3);
+    assert_int_equal(flaky_counts[1], 2);
+    assert_int_equal(flaky_counts[2], 3);
+    assert_int_equal(json_integer_value(json_object_get(dead_data, "n")), 9);
+    assert_string_equal(dead_key, "k-9");
+    int never = 0;
+    run_until_ms(&never, 1, 300);
+    assert_int_equal(flaky_seen, 3); /* dead-lettered: not delivered again */
+    assert_true(run_until_ms(&e2.done, 1, 30000));
+    assert_true(run_until_ms(&after_seen, 1, 30000)); /* another topic: handled too */
+    json_decref(dead_data);
+    dead_data = NULL;
+    nc_client_free(c);
+    nc_server_free(a);
+    nc_server_free(w);
+}
+
 /* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */
 static void test_options(void **st) {
     (void)st;
@@ -292,6 +373,7 @@ int main(void) {
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_request_reply),
         cmocka_unit_test(test_group_shares),
+        cmocka_unit_test(test_settle_dead_letter),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
