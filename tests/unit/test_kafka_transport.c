@@ -146,6 +146,24 @@ static void h_echo(nc_request *req, const nc_msg *m, void *u) {
     nc_reply(req, o);
 }
 
+/* Replies data ms later (the data arrives as a string: scalars are strings on Kafka), 0: at once. */
+static void on_slow(uv_timer_t *t) {
+    nc_reply(t->data, json_string("late"));
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+static void h_slow(nc_request *req, const nc_msg *m, void *u) {
+    (void)u;
+    int ms = atoi(json_string_value(nc_msg_data(m)) ? json_string_value(nc_msg_data(m)) : "0");
+    if (!ms) {
+        nc_reply(req, json_string("now"));
+        return;
+    }
+    uv_timer_t *t = malloc(sizeof *t);
+    uv_timer_init(nc_request_loop(req), t);
+    t->data = req;
+    uv_timer_start(t, on_slow, (uint64_t)ms, 0);
+}
+
 static int events_seen;
 static json_t *last_event;
 static void ev_created(const nc_msg *m, void *u) {
@@ -160,6 +178,7 @@ static void add_math(nc_server *srv) {
     assert_int_equal(nc_server_message(srv, "math.stream", h_stream, NULL), 0);
     assert_int_equal(nc_server_message(srv, "math.fail", h_fail, NULL), 0);
     assert_int_equal(nc_server_message(srv, "echo", h_echo, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "math.slow", h_slow, NULL), 0);
     assert_int_equal(nc_server_event(srv, "user.created", ev_created, NULL), 0);
 }
 
@@ -171,6 +190,7 @@ static void test_request_reply(void **st) {
     route_topics("math.stream", 1);
     route_topics("math.fail", 1);
     route_topics("echo", 1);
+    route_topics("math.slow", 1);
     topic("user.created", 1);
     srv_st ss = {0};
     nc_server *srv = server_up(&ss, add_math);
@@ -215,6 +235,21 @@ static void test_request_reply(void **st) {
     r = ask(c, "echo", json_integer(5), NULL, &k);
     assert_string_equal(json_string_value(json_object_get(r, "got")), "5");
     call_clear(&k);
+
+    /* a slow request does not hold up the next record of its partition */
+    call slow = {0}, quick = {0};
+    json_t *ms_slow = json_integer(2000), *ms0 = json_integer(0);
+    assert_int_equal(nc_client_send(c, "math.slow", ms_slow, NULL, on_value, on_done, &slow), 0);
+    assert_int_equal(nc_client_send(c, "math.slow", ms0, NULL, on_value, on_done, &quick), 0);
+    json_decref(ms_slow);
+    json_decref(ms0);
+    assert_true(run_until_ms(&quick.done, 1, 30000));
+    assert_int_equal(quick.err, 0);
+    assert_int_equal(slow.done, 0);
+    assert_true(run_until_ms(&slow.done, 1, 30000));
+    assert_string_equal(json_string_value(slow.last), "late");
+    call_clear(&slow);
+    call_clear(&quick);
 
     /* an event completes on its delivery report and reaches the event handler */
     call e = {0};

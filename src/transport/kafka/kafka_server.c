@@ -1,8 +1,9 @@
 /* The Kafka server (spec kafka.md §7, §8): one consumer subscribed to every handler route, one producer
- * for the replies. Records are dispatched one at a time, in order (NestJS's default too:
- * partitionsConsumedConcurrently 1): the next record is taken from the consumer only once the previous
- * one was settled, i.e. its handler finished (or its reply stream ended). Its offset is stored then, and
- * committed by librdkafka in the background and on close: at-least-once. */
+ * for the replies. Records are dispatched as they arrive, in partition order, without waiting for earlier
+ * handlers (a slow request does not hold up the others, DESIGN §5b). Each partition keeps its records in
+ * a FIFO until they are settled (handler finished, reply stream ended, or settled by the handler); an
+ * offset is stored only when every earlier record of its partition is settled, and librdkafka commits
+ * stored offsets in the background and on close: at-least-once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,27 @@
 #include "transport/kafka/kafka.h"
 
 #define MAX_HEADERS 64
+/* Records dispatched and not yet settled: past this the consumer is not polled until some are. */
+#define MAX_INFLIGHT 1000
+
+struct kpart;
+
+/* One record from its dispatch until it is settled and every earlier one of its partition too. */
+typedef struct krec {
+    struct krec *next;
+    struct kpart *part;
+    rd_kafka_message_t *msg;
+    uint64_t tag; /* of the latest dispatch */
+    int attempts; /* deliveries that ended with a requeue */
+    int done, redo;
+} krec;
+
+typedef struct kpart {
+    struct kpart *next;
+    char *topic;
+    int32_t partition;
+    krec *head, **tail;
+} kpart;
 
 typedef struct kserver {
     const nc_logger *log; /* first: librdkafka's opaque (nc_kafka_log_cb) */
@@ -26,17 +48,13 @@ typedef struct kserver {
     char *dlt;        /* deadLetterTopic, NULL = none */
     int max_attempts; /* 0 = unlimited */
     int listening, subscribed, stopping, closing, reported, closed;
-    /* the record being handled (one at a time) */
-    rd_kafka_message_t *cur;
-    uint64_t cur_tag, next_tag;
-    int dispatching; /* inside nc_server__dispatch: a settle then only records its outcome */
-    int held_how;    /* -1 none */
-    int attempts;    /* deliveries of the record at (att_topic, att_partition, att_offset) */
-    char *att_topic;
-    int32_t att_partition;
-    int64_t att_offset;
-    uv_timer_t pump;   /* takes the next record after an asynchronous settle */
-    uv_timer_t closer; /* polls the consumer close and the producer's queue while closing */
+    kpart *parts;
+    size_t inflight;
+    uint64_t next_tag;
+    uint64_t dispatching; /* the tag inside nc_server__dispatch: its settle only records the outcome */
+    int held_how;         /* -1 none */
+    uv_timer_t pump;      /* redeliveries and polling again after a settle, on a fresh loop turn */
+    uv_timer_t closer;    /* polls the consumer close and the producer's queue while closing */
     int timers_open;
     int consumer_closing;
 } kserver;
@@ -126,22 +144,16 @@ static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
 
 /* ---- settling -------------------------------------------------------------------------------------- */
 
-static void store_offset(kserver *ks, rd_kafka_message_t *msg) {
+static void store_offset(kserver *ks, const char *topic, int32_t partition, int64_t next) {
+    if (!ks->cons.rk) return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(msg->rkt), msg->partition)->offset =
-        msg->offset + 1;
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(ks->cons.rk, l);
     if (!e) e = l->elems[0].err;
     rd_kafka_topic_partition_list_destroy(l);
     if (e) /* a partition revoked meanwhile: its new owner handles the record again (at-least-once) */
-        nc_logf(ks->log, NC_LOG_DEBUG, "Server", "offset of %s[%d]@%lld not stored: %s",
-                rd_kafka_topic_name(msg->rkt), (int)msg->partition, (long long)msg->offset,
-                rd_kafka_err2str(e));
-}
-
-static int same_record(kserver *ks, const rd_kafka_message_t *msg) {
-    return ks->att_topic && !strcmp(ks->att_topic, rd_kafka_topic_name(msg->rkt)) &&
-           ks->att_partition == msg->partition && ks->att_offset == msg->offset;
+        nc_logf(ks->log, NC_LOG_DEBUG, "Server", "offset %lld of %s[%d] not stored: %s", (long long)next,
+                topic, (int)partition, rd_kafka_err2str(e));
 }
 
 /* The dead-letter copy: key, value and headers kept. */
@@ -160,60 +172,75 @@ static void dead_letter(kserver *ks, rd_kafka_message_t *msg) {
                 rd_kafka_topic_name(msg->rkt), (int)msg->partition, (long long)msg->offset, ks->dlt);
 }
 
-/* Ends the current record: stored (done), dead-lettered, or sought back to be delivered again. */
-static void finish(kserver *ks, int how) {
-    rd_kafka_message_t *msg = ks->cur;
-    ks->cur = NULL;
-    if (!msg) return;
-    if (how == NC_SETTLE_NACK_REQUEUE && ks->closing) { /* not stored: the group delivers it again */
-        rd_kafka_message_destroy(msg);
-        return;
+static kpart *part_of(kserver *ks, const char *topic, int32_t partition) {
+    for (kpart *p = ks->parts; p; p = p->next)
+        if (p->partition == partition && !strcmp(p->topic, topic)) return p;
+    kpart *p = calloc(1, sizeof *p);
+    if (!p || !(p->topic = strdup(topic))) {
+        free(p);
+        return NULL;
     }
+    p->partition = partition;
+    p->tail = &p->head;
+    p->next = ks->parts;
+    ks->parts = p;
+    return p;
+}
+
+static krec *rec_of(kserver *ks, uint64_t tag) {
+    for (kpart *p = ks->parts; p; p = p->next)
+        for (krec *r = p->head; r; r = r->next)
+            if (r->tag == tag) return r;
+    return NULL;
+}
+
+/* Frees the settled records at the head of a partition and stores the offset after the last of them. */
+static void advance(kserver *ks, kpart *p) {
+    int64_t last = -1;
+    krec *r;
+    while ((r = p->head) && r->done) {
+        p->head = r->next;
+        if (!p->head) p->tail = &p->head;
+        last = r->msg->offset;
+        rd_kafka_message_destroy(r->msg);
+        free(r);
+        ks->inflight--;
+    }
+    if (last >= 0) store_offset(ks, p->topic, p->partition, last + 1);
+}
+
+static void schedule_pump(kserver *ks) {
+    if (ks->timers_open && !ks->closed) uv_timer_start(&ks->pump, pump_cb, 0, 0);
+}
+
+/* A record's outcome: done (stored once the records before it are), dead-lettered, or delivered again. */
+static void settle_rec(kserver *ks, krec *r, int how) {
     if (how == NC_SETTLE_NACK_REQUEUE) {
-        if (!same_record(ks, msg)) {
-            free(ks->att_topic);
-            ks->att_topic = strdup(rd_kafka_topic_name(msg->rkt));
-            ks->att_partition = msg->partition;
-            ks->att_offset = msg->offset;
-            ks->attempts = 0;
-        }
-        ks->attempts++;
-        if (!ks->max_attempts || ks->attempts < ks->max_attempts) {
-            /* delivered again: the consumer goes back to this offset (records after it were not stored) */
-            rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-            rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(msg->rkt), msg->partition)->offset =
-                msg->offset;
-            rd_kafka_error_t *er = rd_kafka_seek_partitions(ks->cons.rk, l, 0);
-            if (er) {
-                nc_logf(ks->log, NC_LOG_ERROR, "Server", "seek for a redelivery failed: %s",
-                        rd_kafka_error_string(er));
-                rd_kafka_error_destroy(er);
-            }
-            rd_kafka_topic_partition_list_destroy(l);
-            rd_kafka_message_destroy(msg);
+        if (ks->closing) return; /* left unstored: the group delivers it again after us */
+        r->attempts++;
+        if (!ks->max_attempts || r->attempts < ks->max_attempts) {
+            r->redo = 1; /* dispatched again on the next loop turn, in place: later records keep flowing */
+            schedule_pump(ks);
             return;
         }
         how = NC_SETTLE_REJECT; /* maxAttempts reached */
     }
-    if (same_record(ks, msg)) {
-        free(ks->att_topic);
-        ks->att_topic = NULL;
-    }
-    if (how != NC_SETTLE_ACK && ks->dlt) dead_letter(ks, msg);
-    store_offset(ks, msg);
-    rd_kafka_message_destroy(msg);
+    if (how != NC_SETTLE_ACK && ks->dlt && ks->prod.rk) dead_letter(ks, r->msg);
+    r->done = 1;
+    advance(ks, r->part);
 }
 
 static void ks_settle(void *state, const nc_delivery *d, nc_settle how) {
     kserver *ks = state;
-    if (!ks->cur || d->tag != ks->cur_tag) return;
-    if (ks->dispatching) {
+    if (ks->closed) return;
+    if (ks->dispatching && d->tag == ks->dispatching) {
         ks->held_how = (int)how;
         return;
     }
-    finish(ks, (int)how);
-    /* not from inside the core's call stack: the next record is taken on a fresh loop turn */
-    if (!ks->stopping && ks->timers_open) uv_timer_start(&ks->pump, pump_cb, 0, 0);
+    krec *r = rec_of(ks, d->tag);
+    if (!r || r->done) return;
+    settle_rec(ks, r, (int)how);
+    if (ks->inflight < MAX_INFLIGHT) schedule_pump(ks); /* polling may have stopped at the limit */
 }
 
 /* ---- incoming records ------------------------------------------------------------------------------- */
@@ -256,7 +283,8 @@ static const nc_header *find_header(const nc_header *h, size_t n, const char *na
     return found;
 }
 
-static void on_record(kserver *ks, rd_kafka_message_t *msg) {
+static void on_record(kserver *ks, krec *rec) {
+    rd_kafka_message_t *msg = rec->msg;
     const char *topic = rd_kafka_topic_name(msg->rkt);
     rd_kafka_headers_t *rh = NULL;
     nc_header hdrs[MAX_HEADERS];
@@ -280,8 +308,7 @@ static void on_record(kserver *ks, rd_kafka_message_t *msg) {
     if (rc) {
         nc_logf(ks->log, NC_LOG_ERROR, "Server", "out of memory: a record of %s skipped", topic);
         nc_buf_free(&data);
-        store_offset(ks, msg);
-        rd_kafka_message_destroy(msg);
+        settle_rec(ks, rec, NC_SETTLE_ACK);
         return;
     }
     ksink *k = NULL;
@@ -315,8 +342,7 @@ static void on_record(kserver *ks, rd_kafka_message_t *msg) {
     if (ts >= 0) ctx[nctx++] = (nc_ctx_item){NC_CTX_TIMESTAMP_MS, NULL, 0, ts};
     if (rtopic) ctx[nctx++] = (nc_ctx_item){NC_CTX_REPLY_TO, rtopic->value, rtopic->value_len, 0};
     if (corr) ctx[nctx++] = (nc_ctx_item){NC_CTX_CORRELATION_ID, corr->value, corr->value_len, 0};
-    if (ks->att_topic && same_record(ks, msg))
-        ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_COUNT, NULL, 0, ks->attempts + 1};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_COUNT, NULL, 0, rec->attempts + 1};
     nc_inbound_parts parts = {0};
     parts.pattern = topic;
     parts.id = is_event ? NULL : k->corr;
@@ -337,26 +363,35 @@ static void on_record(kserver *ks, rd_kafka_message_t *msg) {
     in.parts = &parts;
     in.peer = k;
     in.peer_ops = k ? &sink_ops : NULL;
-    ks->cur = msg;
-    ks->cur_tag = ++ks->next_tag;
-    in.delivery = (nc_delivery){.tag = ks->cur_tag, .conn = 1, .set = 1};
-    ks->dispatching = 1;
+    rec->tag = ++ks->next_tag;
+    in.delivery = (nc_delivery){.tag = rec->tag, .conn = 1, .set = 1};
+    ks->dispatching = rec->tag;
     ks->held_how = -1;
     char why[200];
     why[0] = '\0';
     if (nc_server__dispatch(ks->srv, NULL, 0, &in, why, sizeof why))
         nc_logf(ks->log, NC_LOG_ERROR, "Server", "record of %s ignored: %s", topic, why);
     ks->dispatching = 0;
-    if (ks->held_how >= 0) finish(ks, ks->held_how);
+    int held = ks->held_how;
     ks->held_how = -1;
     nc_buf_free(&data);
     if (k) sink_release(k);
+    if (held >= 0) settle_rec(ks, rec, held); /* last: it may free the record */
 }
 
-/* Serves the consumer queue: callbacks (rebalances, errors, logs) and records, one record at a time. */
+/* Serves the consumer queue (callbacks: rebalances, errors, logs; and records) and redeliveries. */
 static void pump_next(kserver *ks) {
-    if (!ks->cons.rk) return;
-    while (!ks->cur) {
+    if (!ks->cons.rk || ks->closed) return;
+    for (;;) { /* requeued records, again in place (a dispatch may free records: scan anew each time) */
+        krec *redo = NULL;
+        for (kpart *p = ks->parts; p && !redo; p = p->next)
+            for (krec *r = p->head; r && !redo; r = r->next)
+                if (r->redo) redo = r;
+        if (!redo || ks->stopping) break;
+        redo->redo = 0;
+        on_record(ks, redo);
+    }
+    while (ks->inflight < MAX_INFLIGHT) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(ks->cons.rk, 0);
         if (!msg) return;
         if (msg->err) {
@@ -365,11 +400,18 @@ static void pump_next(kserver *ks) {
             rd_kafka_message_destroy(msg);
             continue;
         }
-        if (ks->stopping) { /* not handled: the group delivers it again after us */
+        kpart *p = ks->stopping ? NULL : part_of(ks, rd_kafka_topic_name(msg->rkt), msg->partition);
+        krec *r = p ? calloc(1, sizeof *r) : NULL;
+        if (!r) { /* stopping (or out of memory): not handled, the group delivers it again after us */
             rd_kafka_message_destroy(msg);
             continue;
         }
-        on_record(ks, msg);
+        r->part = p;
+        r->msg = msg;
+        *p->tail = r;
+        p->tail = &r->next;
+        ks->inflight++;
+        on_record(ks, r);
     }
 }
 
@@ -536,6 +578,24 @@ static void ks_stop_accepting(void *state) {
     ks->stopping = 1;
 }
 
+/* Records not settled: not stored, so the group delivers them again. Before the consumer is closed:
+ * librdkafka's messages must all be returned before its handle goes. */
+static void drop_records(kserver *ks) {
+    while (ks->parts) { /* records not settled: not stored, delivered again to the group */
+        kpart *p = ks->parts;
+        ks->parts = p->next;
+        while (p->head) {
+            krec *r = p->head;
+            p->head = r->next;
+            rd_kafka_message_destroy(r->msg);
+            free(r);
+        }
+        free(p->topic);
+        free(p);
+    }
+    ks->inflight = 0;
+}
+
 static void timer_closed(uv_handle_t *h) {
     kserver *ks = h->data;
     if (--ks->timers_open == 0) nc_server__closed(ks->srv);
@@ -545,7 +605,7 @@ static void timer_closed(uv_handle_t *h) {
 static void finish_close(kserver *ks) {
     if (ks->closed) return;
     ks->closed = 1;
-    if (ks->cur) finish(ks, NC_SETTLE_NACK_REQUEUE); /* not stored: delivered again later */
+    drop_records(ks);
     nc_kafka_handle_close(&ks->cons, 0);
     nc_kafka_handle_close(&ks->prod, 0);
     if (ks->timers_open) {
@@ -575,7 +635,6 @@ static void begin_close(kserver *ks) {
     if (ks->closing) return;
     ks->closing = 1;
     ks->stopping = 1;
-    if (ks->cur) finish(ks, NC_SETTLE_NACK_REQUEUE);
     if (!ks->timers_open) {
         finish_close(ks);
         return;
@@ -584,6 +643,7 @@ static void begin_close(kserver *ks) {
         /* blocking, on the loop: leaves the group (its rebalance callback runs here) and commits the
          * stored offsets; quick with a reachable cluster. librdkafka 2.0 has close_queue for an
          * asynchronous close, but a destroy during it does not return (seen with the mock cluster). */
+        drop_records(ks);
         rd_kafka_resp_err_t e = rd_kafka_consumer_close(ks->cons.rk);
         if (e) nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer close: %s", rd_kafka_err2str(e));
         nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
@@ -604,7 +664,7 @@ static void ks_close(void *state) {
     if (ks->prod.rk) rd_kafka_purge(ks->prod.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     uv_timer_stop(&ks->closer);
     ks->closed = 1;
-    if (ks->cur) finish(ks, NC_SETTLE_NACK_REQUEUE);
+    drop_records(ks);
     nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     nc_kafka_handle_close(&ks->prod, 0);
     ks->timers_open = 2;
@@ -614,12 +674,13 @@ static void ks_close(void *state) {
 
 static void ks_destroy(void *state) {
     kserver *ks = state;
+    drop_records(ks);
     nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     nc_kafka_handle_close(&ks->prod, 0);
     for (size_t i = 0; i < ks->nroutes; i++) free(ks->routes[i]);
     free(ks->routes);
     free(ks->dlt);
-    free(ks->att_topic);
+    drop_records(ks);
     nc_url_free(&ks->url);
     free(ks);
 }
