@@ -59,6 +59,9 @@ void nc_kafka_handle_close(nc_kafka_handle *h, int destroy_flags);
 /* librdkafka's log callback, delivered on the loop through the handle's queue: opaque is the logger. */
 void nc_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
+/* 1 when name is a legal Kafka topic name (1-249 of [a-zA-Z0-9._-], not "." or ".."). */
+int nc_kafka_topic_ok(const char *name);
+
 /* The reply topic of a route (malloc'd), NULL when out of memory. */
 char *nc_kafka_reply_topic(const char *route);
 

@@ -521,6 +521,11 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
 static int ks_route_added(void *state, const char *route, const nc_optset *opts) {
     kserver *ks = state;
     (void)opts;
+    if (!nc_kafka_topic_ok(route)) { /* an object pattern or a wildcard: no record can carry it */
+        nc_logf(ks->log, NC_LOG_DEBUG, "Server",
+                "the route %s is not a legal Kafka topic name: not subscribed", route);
+        return 0;
+    }
     char **r = realloc(ks->routes, (ks->nroutes + 1) * sizeof *r);
     if (!r) return NC_ENOMEM;
     ks->routes = r;

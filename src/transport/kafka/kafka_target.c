@@ -92,6 +92,18 @@ const nc_option_spec nc_kafka_options[] = {
     {0},
 };
 
+int nc_kafka_topic_ok(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n > 249 || !strcmp(name, ".") || !strcmp(name, "..")) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 char *nc_kafka_reply_topic(const char *route) {
     size_t n = strlen(route);
     char *t = malloc(n + sizeof ".reply");
