@@ -7,6 +7,7 @@
 #include "broker_harness.h"
 
 #ifdef NESTC_HAVE_RDKAFKA
+#include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -164,6 +165,23 @@ static void h_slow(nc_request *req, const nc_msg *m, void *u) {
     uv_timer_start(t, on_slow, (uint64_t)ms, 0);
 }
 
+/* Reply headers: record headers of the reply, read by the client. */
+static void h_hdr(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    nc_reply_header(req, "x-served-by", "nestc", 5);
+    nc_reply(req, json_string("ok"));
+}
+static char got_served_by[32];
+static int got_corr;
+static void on_hdrs(void *u, nc_call *cl) {
+    (void)u;
+    size_t n;
+    const char *v = nc_call_header(cl, "x-served-by", &n);
+    if (v && n < sizeof got_served_by) memcpy(got_served_by, v, n), got_served_by[n] = '\0';
+    got_corr = nc_call_header(cl, "kafka_correlationId", &n) != NULL;
+}
+
 static int events_seen;
 static json_t *last_event;
 static void ev_created(const nc_msg *m, void *u) {
@@ -179,6 +197,7 @@ static void add_math(nc_server *srv) {
     assert_int_equal(nc_server_message(srv, "math.fail", h_fail, NULL), 0);
     assert_int_equal(nc_server_message(srv, "echo", h_echo, NULL), 0);
     assert_int_equal(nc_server_message(srv, "math.slow", h_slow, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "hdr", h_hdr, NULL), 0);
     assert_int_equal(nc_server_event(srv, "user.created", ev_created, NULL), 0);
 }
 
@@ -191,6 +210,7 @@ static void test_request_reply(void **st) {
     route_topics("math.fail", 1);
     route_topics("echo", 1);
     route_topics("math.slow", 1);
+    route_topics("hdr", 1);
     topic("user.created", 1);
     srv_st ss = {0};
     nc_server *srv = server_up(&ss, add_math);
@@ -234,6 +254,16 @@ static void test_request_reply(void **st) {
     /* a string goes raw and a number arrives as a string */
     r = ask(c, "echo", json_integer(5), NULL, &k);
     assert_string_equal(json_string_value(json_object_get(r, "got")), "5");
+    call_clear(&k);
+
+    /* reply headers reach the client with the reply */
+    nc_call_cbs cbs = {.on_value = on_value, .on_done = on_done, .on_headers = on_hdrs};
+    assert_int_equal(nc_client_call(c, "hdr", NULL, NULL, &cbs, &k, NULL), 0);
+    assert_true(run_until_ms(&k.done, 1, 30000));
+    assert_int_equal(k.err, 0);
+    assert_string_equal(json_string_value(k.last), "ok");
+    assert_string_equal(got_served_by, "nestc");
+    assert_true(got_corr);
     call_clear(&k);
 
     /* a slow request does not hold up the next record of its partition */
@@ -401,6 +431,20 @@ static void test_options(void **st) {
     nc_client *c = NULL;
     assert_int_equal(nc_client_new(&c, url, &o), NC_EINVAL);
     assert_null(c);
+    /* a client and a server created and freed without connecting leave every descriptor alone (a zeroed
+     * handle once closed descriptor 0 and 1) */
+    o.options = ok;
+    o.noptions = 1;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    nc_client_free(c);
+    nc_server_opts so = {0};
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    nc_server *s = NULL;
+    assert_int_equal(nc_server_new(&s, url, &so), 0);
+    nc_server_free(s);
+    assert_int_not_equal(fcntl(0, F_GETFD), -1);
+    assert_int_not_equal(fcntl(1, F_GETFD), -1);
 }
 
 int main(void) {

@@ -46,6 +46,9 @@ enum { NC_KAFKA_PRODUCER = 0, NC_KAFKA_CONSUMER = 1 };
 rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kind, const char *side_postfix,
                                char *err, size_t errlen);
 
+/* A handle that is not open (no pipe: fds -1); nc_kafka_handle_close is a no-op on it. */
+void nc_kafka_handle_init(nc_kafka_handle *h);
+
 /* Creates the handle (conf is consumed, also on failure) and starts watching its queue on loop; on_wake
  * runs on the loop whenever the queue may hold events. A consumer's main queue is forwarded to its
  * consumer queue (rd_kafka_poll_set_consumer). Returns 0 or an nc_err with the reason in err. */

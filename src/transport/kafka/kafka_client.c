@@ -313,6 +313,8 @@ static int kc_create(nc_client *cli, const nc_url *url, void **state) {
     if (!kc) return NC_ENOMEM;
     kc->cli = cli;
     kc->log = nc_client__log(cli);
+    nc_kafka_handle_init(&kc->prod);
+    nc_kafka_handle_init(&kc->cons);
     kc->events.next = kc->events.prev = &kc->events;
     const nc_optset *opts = nc_client__opts(cli);
     kc->producer_only = nc_opts_bool(opts, "producerOnlyMode");

@@ -494,6 +494,8 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
     if (!ks) return NC_ENOMEM;
     ks->srv = srv;
     ks->log = nc_server__log(srv);
+    nc_kafka_handle_init(&ks->prod);
+    nc_kafka_handle_init(&ks->cons);
     ks->held_how = -1;
     const nc_optset *opts = nc_server__opts(srv);
     const char *dlt = nc_opts_str(opts, "deadLetterTopic");

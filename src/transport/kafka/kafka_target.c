@@ -205,10 +205,14 @@ static void on_readable(nc_poll *p, int status, int events, void *arg) {
     if (status == 0 && h->on_wake) h->on_wake(h->arg);
 }
 
-int nc_kafka_handle_open(nc_kafka_handle *h, uv_loop_t *loop, rd_kafka_conf_t *conf, int kind,
-                         void (*on_wake)(void *arg), void *arg, char *err, size_t errlen) {
+void nc_kafka_handle_init(nc_kafka_handle *h) {
     memset(h, 0, sizeof *h);
     h->fds[0] = h->fds[1] = -1;
+}
+
+int nc_kafka_handle_open(nc_kafka_handle *h, uv_loop_t *loop, rd_kafka_conf_t *conf, int kind,
+                         void (*on_wake)(void *arg), void *arg, char *err, size_t errlen) {
+    nc_kafka_handle_init(h);
     h->on_wake = on_wake;
     h->arg = arg;
     if (pipe(h->fds)) {
