@@ -6,15 +6,15 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "broker_harness.h"
 
-#ifdef NESTC_HAVE_RDKAFKA
-#include <fcntl.h>
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-
 static void broker_exec(const broker *b, const char *port) {
     (void)b;
     (void)port;
 }
+
+#ifdef NESTC_HAVE_RDKAFKA
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 static rd_kafka_t *mock_rk;
 static rd_kafka_mock_cluster_t *mock;
