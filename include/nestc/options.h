@@ -18,7 +18,9 @@
  * server's for that route). A name given twice in one list: the last one counts.
  *
  * Values are text: integers in decimal; durations in milliseconds (a plain integer); booleans as
- * true/false, 1/0 or yes/no; enums as one of the listed values. `nestc options <scheme>` prints a
+ * true/false, 1/0 or yes/no; enums as one of the listed values. A table entry whose name ends with '.'
+ * ("kafka.") is a prefix: it takes every longer name starting with it ("kafka.linger.ms"), passed through
+ * to the library underneath. `nestc options <scheme>` prints a
  * transport's table; the README lists them all. */
 #ifndef NESTC_OPTIONS_H
 #define NESTC_OPTIONS_H

@@ -53,6 +53,16 @@ static const nc_option_spec *spec_of(const nc_option_spec *table, const char *na
     return NULL;
 }
 
+/* A prefix entry ("kafka.", a name ending with '.') takes every longer name starting with it: options
+ * passed through to a library (librdkafka properties). Only when no entry has the exact name. */
+static const nc_option_spec *prefix_spec_of(const nc_option_spec *table, const char *name) {
+    for (const nc_option_spec *o = table; o && o->name; o++) {
+        size_t n = strlen(o->name);
+        if (n && o->name[n - 1] == '.' && strlen(name) > n && !strncmp(o->name, name, n)) return o;
+    }
+    return NULL;
+}
+
 const nc_option_spec *nc_opts_spec(const nc_option_spec *table, const char *name) {
     return name ? spec_of(table, name) : NULL;
 }
@@ -123,6 +133,8 @@ int nc_optset_set(nc_optset *s, const nc_optctx *cx, const char *name, const cha
     }
     if (!value) value = "";
     const nc_option_spec *o = spec_of(s->table, name);
+    if (!o) o = prefix_spec_of(s->table, name);
+    int prefixed = o && strcmp(o->name, name) != 0;
     char buf[256];
     if (!o) {
         return nc_fail(cx->log, cx->component, NC_EINVAL, "unknown %s '%s' for %s:// (its options: %s)", what,
@@ -141,20 +153,25 @@ int nc_optset_set(nc_optset *s, const nc_optctx *cx, const char *name, const cha
     char *text = strdup(value);
     if (!text) return NC_ENOMEM;
     for (size_t i = 0; i < s->n; i++) {
-        if (s->v[i].spec == o) { /* given again (or an option over its URL parameter): the later one counts */
+        if (s->v[i].spec == o &&
+            (!prefixed ||
+             !strcmp(s->v[i].name,
+                     name))) { /* given again (or an option over its URL parameter): the later one counts */
             free(s->v[i].text);
             s->v[i].text = text;
             s->v[i].num = num;
             return 0;
         }
     }
-    nc_optval *v = realloc(s->v, (s->n + 1) * sizeof *v);
+    char *full = prefixed ? strdup(name) : NULL;
+    nc_optval *v = (prefixed && !full) ? NULL : realloc(s->v, (s->n + 1) * sizeof *v);
     if (!v) {
         free(text);
+        free(full);
         return NC_ENOMEM;
     }
     s->v = v;
-    s->v[s->n++] = (nc_optval){o, text, num};
+    s->v[s->n++] = (nc_optval){o, text, num, full};
     return 0;
 }
 
@@ -182,7 +199,10 @@ int nc_optset_copy(nc_optset *dst, const nc_optset *src, const nc_optset *parent
     if (!(dst->v = calloc(src->n, sizeof *dst->v))) return NC_ENOMEM;
     for (size_t i = 0; i < src->n; i++) {
         dst->v[i] = src->v[i];
-        if (!(dst->v[i].text = strdup(src->v[i].text))) {
+        dst->v[i].name = NULL;
+        if (!(dst->v[i].text = strdup(src->v[i].text)) ||
+            (src->v[i].name && !(dst->v[i].name = strdup(src->v[i].name)))) {
+            if (dst->v[i].text) i++; /* free what this entry holds too */
             dst->n = i;
             nc_optset_free(dst);
             return NC_ENOMEM;
@@ -193,7 +213,10 @@ int nc_optset_copy(nc_optset *dst, const nc_optset *src, const nc_optset *parent
 }
 
 void nc_optset_free(nc_optset *s) {
-    for (size_t i = 0; i < s->n; i++) free(s->v[i].text);
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].text);
+        free(s->v[i].name);
+    }
     free(s->v);
     s->v = NULL;
     s->n = 0;
@@ -204,7 +227,7 @@ int nc_optset_list(const nc_optset *s, nc_option **out, size_t *n) {
     *n = 0;
     if (!s->n) return 0;
     if (!(*out = malloc(s->n * sizeof **out))) return NC_ENOMEM;
-    for (size_t i = 0; i < s->n; i++) (*out)[i] = (nc_option){s->v[i].spec->name, s->v[i].text};
+    for (size_t i = 0; i < s->n; i++) (*out)[i] = (nc_option){nc_optval_name(&s->v[i]), s->v[i].text};
     *n = s->n;
     return 0;
 }
@@ -214,7 +237,7 @@ int nc_optset_list(const nc_optset *s, nc_option **out, size_t *n) {
 const nc_optval *nc_opts_find(const nc_optset *s, const char *name) {
     for (; s; s = s->parent)
         for (size_t i = 0; i < s->n; i++)
-            if (!strcmp(s->v[i].spec->name, name)) return &s->v[i];
+            if (!strcmp(nc_optval_name(&s->v[i]), name)) return &s->v[i];
     return NULL;
 }
 

@@ -14,7 +14,13 @@ typedef struct nc_optval {
     const nc_option_spec *spec;
     char *text;    /* owned: the value as given */
     long long num; /* int, duration, bool (0/1); enum: the index in spec->choices */
+    char *name;    /* owned: the full name given for a prefix entry ("kafka.linger.ms"), else NULL */
 } nc_optval;
+
+/* The name the value was given under. */
+static inline const char *nc_optval_name(const nc_optval *v) {
+    return v->name ? v->name : v->spec->name;
+}
 
 /* A set of validated values for one level. Zero-initialised = empty (every getter gives the default). */
 typedef struct nc_optset {

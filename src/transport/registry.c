@@ -2,6 +2,9 @@
 #include <string.h>
 
 #include "transport/amqp/amqp.h"
+#ifdef NESTC_HAVE_RDKAFKA
+#include "transport/kafka/kafka.h"
+#endif
 #include "transport/mqtt/mqtt.h"
 #include "transport/nats/nats.h"
 #include "transport/redis/redis.h"
@@ -10,13 +13,19 @@
 #include "nestc/error.h"
 
 static const nc_server_transport *const servers[] = {
-    &nc_tcp_server_transport,  &nc_redis_server_transport, &nc_nats_server_transport,
-    &nc_mqtt_server_transport, &nc_amqp_server_transport,
+    &nc_tcp_server_transport,   &nc_redis_server_transport, &nc_nats_server_transport,
+    &nc_mqtt_server_transport,  &nc_amqp_server_transport,
+#ifdef NESTC_HAVE_RDKAFKA
+    &nc_kafka_server_transport,
+#endif
 };
 
 static const nc_client_transport *const clients[] = {
-    &nc_tcp_client_transport,  &nc_redis_client_transport, &nc_nats_client_transport,
-    &nc_mqtt_client_transport, &nc_amqp_client_transport,
+    &nc_tcp_client_transport,   &nc_redis_client_transport, &nc_nats_client_transport,
+    &nc_mqtt_client_transport,  &nc_amqp_client_transport,
+#ifdef NESTC_HAVE_RDKAFKA
+    &nc_kafka_client_transport,
+#endif
 };
 
 /* 1 when scheme is in the NULL-terminated list. */

@@ -68,7 +68,7 @@ static void test_url_without_scheme(void **state) {
 static void test_unsupported_scheme(void **state) {
     (void)state;
     nc_client_opts o = quiet_client();
-    client_fails("kafka://127.0.0.1:9092", &o, NC_EUNSUPPORTED, "unsupported transport \"kafka\"");
+    client_fails("sqs://127.0.0.1:9092", &o, NC_EUNSUPPORTED, "unsupported transport \"sqs\"");
 }
 
 static void test_unknown_option(void **state) {

@@ -110,6 +110,8 @@ static void h_echo(nc_request *req, const nc_msg *m, void *u) {
 static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
     json_t *data = nc_msg_data(m);
     double ms = json_number_value(data);
+    /* Kafka delivers scalars as strings (its KafkaParser): "100" */
+    if (json_is_string(data)) ms = strtod(json_string_value(data), NULL);
     if (ms < 0) ms = 0;
     if (ms > 3600000) ms = 3600000;
     reply_later(req, json_incref(data), (uint64_t)ms, nc_request_loop(req));
@@ -128,6 +130,11 @@ static void h_context(nc_request *req, const nc_msg *m, void *u) {
     int amqp = strncmp(nc_msg_transport(m), "amqp", 4) == 0;
     if (hdrs && !(amqp && json_object_size(hdrs) == 0)) json_object_set(o, "headers", hdrs);
     if (nc_msg_metadata(m)) json_object_set(o, "metadata", nc_msg_metadata(m));
+    if (!strcmp(nc_msg_transport(m), "kafka")) { /* DESIGN §5b: the record key; not `key` (kafka.md §4) */
+        size_t kn;
+        const char *k = nc_msg_ctx_str(m, NC_CTX_KEY, &kn);
+        json_object_set_new(o, "messageKey", k ? nc_json_string_js(k, kn, 0) : json_null());
+    }
     nc_reply(req, o);
 }
 

@@ -27,6 +27,7 @@ static const char *const url_forms[] = {
     "mqtts",  "mqtts://[user[:password]@]host[:port][?protocolVersion=5]  (port 8883; --ca FILE)",
     "amqp",   "amqp://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5672, guest:guest, vhost /)",
     "amqps",  "amqps://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5671; --ca FILE)",
+    "kafka",  "kafka://host[:port][,host:port...]  (port 9092; topics are routes, replies on <route>.reply)",
 };
 
 static void print_urls(FILE *f) {

@@ -1,0 +1,548 @@
+/* The Kafka client (spec kafka.md §6, §9, §10): one producer for requests and events, one consumer for the
+ * reply topics (none with producerOnlyMode).
+ *
+ * Reply topics need no subscribeToResponseOf: before the first request on a route the client looks up
+ * <route>.reply (its partitions and their end offsets, on a libuv worker thread since librdkafka's
+ * metadata and offset queries block), then assigns itself every partition of it from those end offsets
+ * and only then publishes the route's queued requests. Reading all partitions is spec §10's second way:
+ * the client takes no part in a consumer group (librdkafka has no custom assignor to speak Nest's
+ * NestReplyPartitionAssigner), so any number of nestc clients each see their replies wherever a server
+ * puts them; requests name the lowest partition, 0, in kafka_replyPartition. Starting from the end
+ * offsets looked up before the first request leaves no window where a reply could be skipped. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/json_scan.h"
+#include "codec/json_write.h"
+#include "codec/kafka_value.h"
+#include "core/client_internal.h"
+#include "core/fail.h"
+#include "nestc/error.h"
+#include "transport/kafka/kafka.h"
+
+#define MAX_HEADERS 64
+#define LOOKUP_TIMEOUT_MS 10000
+
+/* A request waiting for its route's reply topic. */
+typedef struct kpending {
+    struct kpending *next;
+    char *id;
+    nc_kafka_msg msg;
+} kpending;
+
+enum { R_NEW = 0, R_LOOKUP, R_READY };
+
+typedef struct kroute {
+    struct kroute *next;
+    struct kclient *kc;
+    char *route, *reply_topic;
+    int state;
+    /* the lookup (worker thread): partitions and their end offsets, or the error */
+    uv_work_t work;
+    int npart;
+    int64_t *high;
+    char err[200];
+    kpending *head, **tail;
+} kroute;
+
+/* An event waiting for its delivery report. */
+typedef struct kevent {
+    struct kevent *prev, *next;
+    void (*accepted)(void *arg, int err);
+    void *arg;
+} kevent;
+
+typedef struct kclient {
+    const nc_logger *log; /* first: librdkafka's opaque (nc_kafka_log_cb) */
+    nc_client *cli;
+    nc_url url;
+    int producer_only;
+    nc_kafka_handle prod, cons;
+    kroute *routes;
+    kevent events; /* list head */
+    int works;     /* lookups running on worker threads */
+    int open, closing;
+    uv_timer_t closer;
+    int timer_open;
+} kclient;
+
+/* ---- events and delivery reports -------------------------------------------------------------------- */
+
+static void event_done(kevent *ev, int err) {
+    ev->prev->next = ev->next;
+    ev->next->prev = ev->prev;
+    void (*cb)(void *, int) = ev->accepted;
+    void *arg = ev->arg;
+    free(ev);
+    if (cb) cb(arg, err);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    kclient *kc = opaque;
+    if (m->err)
+        nc_logf(kc->log, NC_LOG_ERROR, "Client", "a record to %s was not delivered: %s",
+                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    if (m->_private) /* an event: it completes on its delivery report */
+        event_done(m->_private,
+                   m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0
+                   : m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT
+                       ? NC_ECLOSED
+                       : NC_EIO);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    kclient *kc = opaque;
+    nc_logf(kc->log, err == RD_KAFKA_RESP_ERR__FATAL ? NC_LOG_ERROR : NC_LOG_WARN, "Client", "%s: %s",
+            rd_kafka_err2name(err), reason);
+}
+
+static int produce(kclient *kc, const char *topic, const nc_kafka_msg *m, void *opaque) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(m->nheaders);
+    for (size_t i = 0; i < m->nheaders; i++)
+        rd_kafka_header_add(h, m->headers[i].name, -1, m->headers[i].value.p, (ssize_t)m->headers[i].value.n);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        kc->prod.rk, RD_KAFKA_V_TOPIC(topic),
+        RD_KAFKA_V_PARTITION(m->has_partition ? m->partition : RD_KAFKA_PARTITION_UA),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(m->value.p, m->value.n),
+        RD_KAFKA_V_KEY(m->key.p, m->key.p ? m->key.n : 0), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_TIMESTAMP(m->has_timestamp ? m->timestamp : 0), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        nc_logf(kc->log, NC_LOG_ERROR, "Client", "produce to %s failed: %s", topic, rd_kafka_err2str(e));
+        return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? NC_ESTALLED : NC_EIO;
+    }
+    return 0;
+}
+
+/* ---- replies ---------------------------------------------------------------------------------------- */
+
+static const nc_header *find_header(const nc_header *h, size_t n, const char *name) {
+    const nc_header *found = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name_len == strlen(name) && !memcmp(h[i].name, name, h[i].name_len)) found = &h[i];
+    return found;
+}
+
+static void on_reply_record(kclient *kc, rd_kafka_message_t *msg) {
+    rd_kafka_headers_t *rh = NULL;
+    nc_header hdrs[MAX_HEADERS];
+    size_t nh = 0;
+    if (rd_kafka_message_headers(msg, &rh) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *name;
+        const void *val;
+        size_t size;
+        while (nh < MAX_HEADERS && rd_kafka_header_get_all(rh, nh, &name, &val, &size) == 0) {
+            hdrs[nh] = (nc_header){name, strlen(name), val ? val : "", size};
+            nh++;
+        }
+    }
+    const nc_header *corr = find_header(hdrs, nh, NC_KAFKA_H_CORRELATION);
+    if (!corr) return; /* spec §9: ignored */
+    const nc_header *err = find_header(hdrs, nh, NC_KAFKA_H_ERR);
+    nc_buf value = NC_BUF_INIT, etext = NC_BUF_INIT;
+    int rc = err ? nc_kafka_decode_text(err->value, err->value_len, &etext)
+                 : nc_kafka_decode_text(msg->payload, msg->len, &value);
+    if (rc) {
+        nc_logf(kc->log, NC_LOG_ERROR, "Client", "out of memory: a reply dropped");
+    } else {
+        nc_reply_in r = {0};
+        r.id = corr->value;
+        r.id_len = corr->value_len;
+        r.id_is_json = 0;
+        if (err) {
+            r.err = etext.data;
+            r.err_len = etext.len;
+            r.final = 1;
+        } else {
+            r.value = value.data;
+            r.value_len = value.len;
+            r.final = find_header(hdrs, nh, NC_KAFKA_H_DISPOSED) != NULL;
+        }
+        r.headers = nh ? hdrs : NULL;
+        r.nheaders = nh;
+        nc_client__on_reply(kc->cli, &r);
+    }
+    nc_buf_free(&value);
+    nc_buf_free(&etext);
+}
+
+static void cons_wake(void *arg) {
+    kclient *kc = arg;
+    rd_kafka_message_t *msg;
+    while (kc->cons.rk && (msg = rd_kafka_consumer_poll(kc->cons.rk, 0))) {
+        if (!msg->err)
+            on_reply_record(kc, msg);
+        else if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            nc_logf(kc->log, NC_LOG_WARN, "Client", "reply consumer: %s", rd_kafka_message_errstr(msg));
+        rd_kafka_message_destroy(msg);
+    }
+}
+
+static void prod_wake(void *arg) {
+    kclient *kc = arg;
+    if (kc->prod.rk) rd_kafka_poll(kc->prod.rk, 0);
+}
+
+/* ---- reply topics ------------------------------------------------------------------------------------ */
+
+/* Worker thread: librdkafka calls only (they block on the network); no nestc state is touched. */
+static void lookup_work(uv_work_t *w) {
+    kroute *r = w->data;
+    rd_kafka_t *rk = r->kc->cons.rk;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, r->reply_topic, NULL);
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_resp_err_t e = t ? rd_kafka_metadata(rk, 0, t, &md, LOOKUP_TIMEOUT_MS) : RD_KAFKA_RESP_ERR__FAIL;
+    if (!e && md->topic_cnt == 1 && md->topics[0].err) e = md->topics[0].err;
+    if (!e && (md->topic_cnt != 1 || md->topics[0].partition_cnt <= 0)) e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    if (!e) {
+        r->npart = md->topics[0].partition_cnt;
+        r->high = calloc((size_t)r->npart, sizeof *r->high);
+        if (!r->high) e = RD_KAFKA_RESP_ERR__FAIL;
+        for (int i = 0; !e && i < r->npart; i++) {
+            int64_t lo, hi;
+            e = rd_kafka_query_watermark_offsets(rk, r->reply_topic, md->topics[0].partitions[i].id, &lo, &hi,
+                                                 LOOKUP_TIMEOUT_MS);
+            r->high[i] = hi;
+        }
+    }
+    if (e) snprintf(r->err, sizeof r->err, "%s", rd_kafka_err2str(e));
+    if (md) rd_kafka_metadata_destroy(md);
+    if (t) rd_kafka_topic_destroy(t);
+}
+
+static void fail_pending(kroute *r, int err, const char *msg) {
+    kpending *p = r->head;
+    r->head = NULL;
+    r->tail = &r->head;
+    while (p) {
+        kpending *n = p->next;
+        nc_client__fail_call(r->kc->cli, p->id, err, msg);
+        nc_kafka_msg_free(&p->msg);
+        free(p->id);
+        free(p);
+        p = n;
+    }
+}
+
+static void flush_pending(kroute *r) {
+    kpending *p = r->head;
+    r->head = NULL;
+    r->tail = &r->head;
+    while (p) {
+        kpending *n = p->next;
+        int rc = nc_kafka_add_request_headers(&p->msg, p->id, r->reply_topic, 0);
+        if (!rc) rc = produce(r->kc, r->route, &p->msg, NULL);
+        if (rc) nc_client__fail_call(r->kc->cli, p->id, rc, "the request could not be produced");
+        nc_kafka_msg_free(&p->msg);
+        free(p->id);
+        free(p);
+        p = n;
+    }
+}
+
+static void maybe_closed(kclient *kc);
+
+static void lookup_done(uv_work_t *w, int status) {
+    kroute *r = w->data;
+    kclient *kc = r->kc;
+    kc->works--;
+    if (kc->closing || status) {
+        fail_pending(r, NC_ECONNCLOSED, "Connection closed");
+        r->state = R_NEW;
+        if (kc->closing) maybe_closed(kc);
+        return;
+    }
+    if (r->err[0]) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "the reply topic %s cannot be read: %s", r->reply_topic, r->err);
+        nc_logf(kc->log, NC_LOG_ERROR, "Client", "%s", msg);
+        fail_pending(r, NC_EIO, msg);
+        free(r->high);
+        r->high = NULL;
+        r->err[0] = '\0';
+        r->state = R_NEW; /* looked up again on the next request */
+        return;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->npart);
+    for (int i = 0; i < r->npart; i++)
+        rd_kafka_topic_partition_list_add(l, r->reply_topic, i)->offset = r->high[i];
+    rd_kafka_error_t *e = rd_kafka_incremental_assign(kc->cons.rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cannot consume %s: %s", r->reply_topic, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        nc_logf(kc->log, NC_LOG_ERROR, "Client", "%s", msg);
+        fail_pending(r, NC_EIO, msg);
+        r->state = R_NEW;
+        return;
+    }
+    r->state = R_READY;
+    nc_logf(kc->log, NC_LOG_INFO, "Client", "subscribed to %s (%d partition%s) for the replies of %s",
+            r->reply_topic, r->npart, r->npart == 1 ? "" : "s", r->route);
+    flush_pending(r);
+}
+
+static kroute *route_of(kclient *kc, const char *route) {
+    for (kroute *r = kc->routes; r; r = r->next)
+        if (!strcmp(r->route, route)) return r;
+    kroute *r = calloc(1, sizeof *r);
+    if (!r || !(r->route = strdup(route)) || !(r->reply_topic = nc_kafka_reply_topic(route))) {
+        if (r) free(r->route);
+        free(r);
+        return NULL;
+    }
+    r->kc = kc;
+    r->tail = &r->head;
+    r->work.data = r;
+    r->next = kc->routes;
+    kc->routes = r;
+    return r;
+}
+
+/* ---- ops --------------------------------------------------------------------------------------------- */
+
+static int kc_create(nc_client *cli, const nc_url *url, void **state) {
+    char why[300];
+    if (nc_url_check(url, NC_URL_HOSTS | NC_URL_CLIENT, why, sizeof why))
+        return nc_fail(nc_client__log(cli), "Client", NC_EINVAL, "%s", why);
+    kclient *kc = calloc(1, sizeof *kc);
+    if (!kc) return NC_ENOMEM;
+    kc->cli = cli;
+    kc->log = nc_client__log(cli);
+    nc_kafka_handle_init(&kc->prod);
+    nc_kafka_handle_init(&kc->cons);
+    kc->events.next = kc->events.prev = &kc->events;
+    const nc_optset *opts = nc_client__opts(cli);
+    kc->producer_only = nc_opts_bool(opts, "producerOnlyMode");
+    if (nc_url_parse(&kc->url, url->text, why, sizeof why)) {
+        free(kc);
+        return NC_ENOMEM;
+    }
+    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, NC_KAFKA_CONSUMER, "-client", why, sizeof why);
+    rd_kafka_conf_t *p = c ? nc_kafka_conf(url, opts, NC_KAFKA_PRODUCER, "-client", why, sizeof why) : NULL;
+    if (c) rd_kafka_conf_destroy(c);
+    if (!p) {
+        nc_url_free(&kc->url);
+        free(kc);
+        return nc_fail(nc_client__log(cli), "Client", NC_EINVAL, "%s", why);
+    }
+    rd_kafka_conf_destroy(p);
+    *state = kc;
+    return 0;
+}
+
+static int kc_connect(void *state) {
+    kclient *kc = state;
+    char why[300];
+    uv_loop_t *loop = nc_client__io(kc->cli)->loop;
+    const nc_optset *opts = nc_client__opts(kc->cli);
+    if (kc->open) return 0;
+    kc->closing = 0;
+    rd_kafka_conf_t *pc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_PRODUCER, "-client", why, sizeof why);
+    if (!pc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
+    rd_kafka_conf_set_opaque(pc, kc);
+    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+    rd_kafka_conf_set_error_cb(pc, error_cb);
+    int rc = nc_kafka_handle_open(&kc->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, kc, why, sizeof why);
+    if (rc) return nc_fail(kc->log, "Client", rc, "Kafka producer: %s", why);
+    if (!kc->producer_only) {
+        rd_kafka_conf_t *cc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_CONSUMER, "-client", why, sizeof why);
+        if (!cc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
+        rd_kafka_conf_set_opaque(cc, kc);
+        rd_kafka_conf_set_error_cb(cc, error_cb);
+        /* no group membership (see the top): nothing to commit */
+        char e[200];
+        rd_kafka_conf_set(cc, "enable.auto.commit", "false", e, sizeof e);
+        rc = nc_kafka_handle_open(&kc->cons, loop, cc, NC_KAFKA_CONSUMER, cons_wake, kc, why, sizeof why);
+        if (rc) {
+            nc_kafka_handle_close(&kc->prod, 0);
+            return nc_fail(kc->log, "Client", rc, "Kafka consumer: %s", why);
+        }
+    }
+    uv_timer_init(loop, &kc->closer);
+    kc->closer.data = kc;
+    kc->timer_open = 1;
+    kc->open = 1;
+    /* the producer connects on its own and keeps trying: the client is usable now */
+    nc_client__connected(kc->cli);
+    return 0;
+}
+
+/* The data of the envelope the core encoded: the record is built from it (§4). */
+static int msg_of(const nc_outbound *out, nc_kafka_msg *m) {
+    nc_env env;
+    json_t *data = NULL;
+    if (nc_env_scan(out->body, out->len, &env) == NC_SCAN_OK) {
+        if (env.data.p && nc_json_parse(env.data.p, env.data.len, &data, NULL, 0)) return NC_EPROTO;
+    } else {
+        json_t *root = NULL;
+        if (nc_json_parse(out->body, out->len, &root, NULL, 0)) return NC_EPROTO;
+        data = json_incref(json_object_get(root, "data"));
+        json_decref(root);
+    }
+    int rc = nc_kafka_msg_from_json(data, m);
+    json_decref(data);
+    if (rc) return rc;
+    /* the call's transport headers (nc_call_opts headers) ride as record headers too */
+    const char *name;
+    json_t *v;
+    json_object_foreach((json_t *)out->headers, name, v) {
+        if (json_is_string(v) &&
+            (rc = nc_kafka_msg_add_header(m, name, json_string_value(v), json_string_length(v))))
+            break;
+    }
+    if (rc) nc_kafka_msg_free(m);
+    return rc;
+}
+
+static int kc_send(void *state, nc_outbound *out) {
+    kclient *kc = state;
+    if (!kc->open || kc->closing) return NC_ECLOSED;
+    nc_kafka_msg m;
+    int rc = msg_of(out, &m);
+    if (rc) {
+        snprintf(out->why, sizeof out->why, "the data cannot be encoded as a Kafka record");
+        return rc;
+    }
+    if (!out->id) { /* an event: complete on the delivery report */
+        kevent *ev = calloc(1, sizeof *ev);
+        if (!ev) {
+            nc_kafka_msg_free(&m);
+            return NC_ENOMEM;
+        }
+        ev->accepted = out->accepted;
+        ev->arg = out->arg;
+        rc = produce(kc, out->route, &m, ev);
+        nc_kafka_msg_free(&m);
+        if (rc) {
+            free(ev);
+            return rc;
+        }
+        ev->next = &kc->events;
+        ev->prev = kc->events.prev;
+        ev->prev->next = ev;
+        kc->events.prev = ev;
+        return 0;
+    }
+    if (kc->producer_only) {
+        nc_kafka_msg_free(&m);
+        snprintf(out->why, sizeof out->why,
+                 "producerOnlyMode: the client reads no replies, send() is not possible");
+        return NC_ESTATE;
+    }
+    kroute *r = route_of(kc, out->route);
+    kpending *p = r ? calloc(1, sizeof *p) : NULL;
+    if (!p || !(p->id = strdup(out->id))) {
+        free(p);
+        nc_kafka_msg_free(&m);
+        return NC_ENOMEM;
+    }
+    p->msg = m;
+    if (r->state == R_READY) {
+        r->head = p;
+        r->tail = &p->next;
+        flush_pending(r);
+        return 0;
+    }
+    *r->tail = p;
+    r->tail = &p->next;
+    if (r->state == R_NEW) {
+        r->state = R_LOOKUP;
+        if (uv_queue_work(nc_client__io(kc->cli)->loop, &r->work, lookup_work, lookup_done)) {
+            r->state = R_NEW;
+            r->head = NULL;
+            r->tail = &r->head;
+            nc_kafka_msg_free(&p->msg);
+            free(p->id);
+            free(p);
+            return NC_EIO;
+        }
+        kc->works++;
+    }
+    return 0;
+}
+
+static void timer_closed(uv_handle_t *h) {
+    kclient *kc = h->data;
+    kc->timer_open = 0;
+    nc_client__disconnected(kc->cli, 0, NULL);
+}
+
+/* Once no lookup runs on a worker thread: the handles go (events still waiting fail with NC_ECLOSED),
+ * then the client hears it is disconnected. */
+static void maybe_closed(kclient *kc) {
+    if (!kc->closing || kc->works || !kc->open) return;
+    kc->open = 0;
+    if (kc->prod.rk) {
+        rd_kafka_purge(kc->prod.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(kc->prod.rk, 0); /* the purged events' delivery reports */
+    }
+    nc_kafka_handle_close(&kc->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    nc_kafka_handle_close(&kc->prod, 0);
+    while (kc->events.next != &kc->events) event_done(kc->events.next, NC_ECLOSED);
+    for (kroute *r = kc->routes; r; r = r->next) {
+        fail_pending(r, NC_ECONNCLOSED, "Connection closed");
+        r->state = R_NEW;
+        free(r->high);
+        r->high = NULL;
+    }
+    uv_timer_stop(&kc->closer);
+    uv_close((uv_handle_t *)&kc->closer, timer_closed);
+}
+
+static void closer_cb(uv_timer_t *t) {
+    maybe_closed(t->data);
+}
+
+static void kc_close(void *state) {
+    kclient *kc = state;
+    if (!kc->open || kc->closing) return;
+    kc->closing = 1;
+    /* on a fresh loop turn: the core does not expect disconnected() from inside close() */
+    uv_timer_start(&kc->closer, closer_cb, 0, 10);
+}
+
+static void kc_destroy(void *state) {
+    kclient *kc = state;
+    nc_kafka_handle_close(&kc->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    nc_kafka_handle_close(&kc->prod, 0);
+    while (kc->events.next && kc->events.next != &kc->events) event_done(kc->events.next, NC_ECLOSED);
+    kroute *r = kc->routes;
+    while (r) {
+        kroute *n = r->next;
+        fail_pending(r, NC_ECONNCLOSED, "Connection closed");
+        free(r->route);
+        free(r->reply_topic);
+        free(r->high);
+        free(r);
+        r = n;
+    }
+    nc_url_free(&kc->url);
+    free(kc);
+}
+
+static void *kc_unwrap(void *state) {
+    return ((kclient *)state)->prod.rk;
+}
+
+static const char *const schemes[] = {"kafka", NULL};
+
+const nc_client_transport nc_kafka_client_transport = {
+    .schemes = schemes,
+    .options = nc_kafka_options,
+    .event_pattern_is_route = 0,
+    .create = kc_create,
+    .connect = kc_connect,
+    .send = kc_send,
+    .forget = NULL,
+    .write = NULL,
+    .end = NULL,
+    .cancel = NULL,
+    .close = kc_close,
+    .unwrap = kc_unwrap,
+    .destroy = kc_destroy,
+};

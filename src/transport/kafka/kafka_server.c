@@ -1,0 +1,711 @@
+/* The Kafka server (spec kafka.md §7, §8): one consumer subscribed to every handler route, one producer
+ * for the replies. Records are dispatched as they arrive, in partition order, without waiting for earlier
+ * handlers (a slow request does not hold up the others, DESIGN §5b). Each partition keeps its records in
+ * a FIFO until they are settled (handler finished, reply stream ended, or settled by the handler); an
+ * offset is stored only when every earlier record of its partition is settled, and librdkafka commits
+ * stored offsets in the background and on close: at-least-once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/json_write.h"
+#include "codec/kafka_value.h"
+#include "core/fail.h"
+#include "core/server_transport.h"
+#include "nestc/error.h"
+#include "transport/kafka/kafka.h"
+
+#define MAX_HEADERS 64
+/* Records dispatched and not yet settled: past this the consumer is not polled until some are. */
+#define MAX_INFLIGHT 1000
+
+struct kpart;
+
+/* One record from its dispatch until it is settled and every earlier one of its partition too. */
+typedef struct krec {
+    struct krec *next;
+    struct kpart *part;
+    rd_kafka_message_t *msg;
+    uint64_t tag; /* of the latest dispatch */
+    int attempts; /* deliveries that ended with a requeue */
+    int done, redo;
+} krec;
+
+typedef struct kpart {
+    struct kpart *next;
+    char *topic;
+    int32_t partition;
+    krec *head, **tail;
+} kpart;
+
+typedef struct kserver {
+    const nc_logger *log; /* first: librdkafka's opaque (nc_kafka_log_cb) */
+    nc_server *srv;
+    nc_url url; /* a copy for the configuration at listen() */
+    nc_kafka_handle prod, cons;
+    char **routes;
+    size_t nroutes;
+    char *dlt;        /* deadLetterTopic, NULL = none */
+    int max_attempts; /* 0 = unlimited */
+    int listening, subscribed, stopping, closing, reported, closed;
+    kpart *parts;
+    size_t inflight;
+    uint64_t next_tag;
+    uint64_t dispatching; /* the tag inside nc_server__dispatch: its settle only records the outcome */
+    int held_how;         /* -1 none */
+    uv_timer_t pump;      /* redeliveries and polling again after a settle, on a fresh loop turn */
+    uv_timer_t closer;    /* polls the consumer close and the producer's queue while closing */
+    int timers_open;
+    int consumer_closing;
+} kserver;
+
+/* The reply sink of one request: where replies go and the correlation id to echo. */
+typedef struct ksink {
+    kserver *ks;
+    int refs;
+    int32_t partition; /* -1: the producer's partitioner chooses */
+    char *corr;
+    size_t corr_len;
+    char topic[];
+} ksink;
+
+static void pump_next(kserver *ks);
+static void pump_cb(uv_timer_t *t) {
+    pump_next(t->data);
+}
+
+/* ---- replies ------------------------------------------------------------------------------------- */
+
+static void sink_retain(void *peer) {
+    ((ksink *)peer)->refs++;
+}
+
+static void sink_release(void *peer) {
+    ksink *k = peer;
+    if (--k->refs == 0) {
+        free(k->corr);
+        free(k);
+    }
+}
+
+/* Produces one record (copied: librdkafka owns its copy). Returns 0 or an nc_err. */
+static int produce(kserver *ks, const char *topic, int32_t partition, const nc_kafka_msg *m) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(m->nheaders);
+    for (size_t i = 0; i < m->nheaders; i++)
+        rd_kafka_header_add(h, m->headers[i].name, -1, m->headers[i].value.p, (ssize_t)m->headers[i].value.n);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        ks->prod.rk, RD_KAFKA_V_TOPIC(topic),
+        RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(m->value.p, m->value.n),
+        RD_KAFKA_V_KEY(m->key.p, m->key.p ? m->key.n : 0), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        nc_logf(ks->log, NC_LOG_ERROR, "Server", "produce to %s failed: %s", topic, rd_kafka_err2str(e));
+        return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? NC_ESTALLED : NC_EIO;
+    }
+    return 0;
+}
+
+static json_t *parse_or_null(const char *text, size_t len) {
+    json_t *v = NULL;
+    if (text && nc_json_parse(text, len, &v, NULL, 0)) v = NULL;
+    return v;
+}
+
+static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
+    ksink *k = peer;
+    kserver *ks = k->ks;
+    if (ks->closed || !ks->prod.rk) return NC_ECLOSED;
+    json_t *value = parse_or_null(pkt->response, pkt->response_len);
+    json_t *err = parse_or_null(pkt->err, pkt->err_len);
+    if (pkt->err && !err) err = json_stringn(pkt->err, pkt->err_len);
+    nc_kafka_msg m;
+    /* the no-handler reply: value null, the error, no disposed header (spec §7.5) */
+    int rc = nc_kafka_reply_msg(value, err, pkt->disposed && !pkt->no_handler, k->corr, k->corr_len, &m);
+    for (size_t i = 0; !rc && i < pkt->nheaders; i++) {
+        char name[256];
+        size_t n = pkt->headers[i].name_len < 255 ? pkt->headers[i].name_len : 255;
+        memcpy(name, pkt->headers[i].name, n);
+        name[n] = '\0';
+        rc = nc_kafka_msg_add_header(&m, name, pkt->headers[i].value, pkt->headers[i].value_len);
+    }
+    json_decref(value);
+    json_decref(err);
+    if (rc) {
+        nc_kafka_msg_free(&m);
+        return rc;
+    }
+    rc = produce(ks, k->topic, k->partition, &m);
+    nc_kafka_msg_free(&m);
+    return rc;
+}
+
+static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
+
+/* ---- settling -------------------------------------------------------------------------------------- */
+
+static void store_offset(kserver *ks, const char *topic, int32_t partition, int64_t next) {
+    if (!ks->cons.rk) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(ks->cons.rk, l);
+    if (!e) e = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) /* a partition revoked meanwhile: its new owner handles the record again (at-least-once) */
+        nc_logf(ks->log, NC_LOG_DEBUG, "Server", "offset %lld of %s[%d] not stored: %s", (long long)next,
+                topic, (int)partition, rd_kafka_err2str(e));
+}
+
+/* The dead-letter copy: key, value and headers kept. */
+static void dead_letter(kserver *ks, rd_kafka_message_t *msg) {
+    rd_kafka_headers_t *src = NULL, *h = NULL;
+    if (rd_kafka_message_headers(msg, &src) == RD_KAFKA_RESP_ERR_NO_ERROR) h = rd_kafka_headers_copy(src);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(ks->prod.rk, RD_KAFKA_V_TOPIC(ks->dlt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_VALUE(msg->payload, msg->len), RD_KAFKA_V_KEY(msg->key, msg->key_len),
+                          RD_KAFKA_V_HEADERS(h ? h : rd_kafka_headers_new(0)), RD_KAFKA_V_END);
+    if (e)
+        nc_logf(ks->log, NC_LOG_ERROR, "Server", "dead-lettering a record of %s to %s failed: %s",
+                rd_kafka_topic_name(msg->rkt), ks->dlt, rd_kafka_err2str(e));
+    else
+        nc_logf(ks->log, NC_LOG_WARN, "Server", "a record of %s[%d]@%lld was dead-lettered to %s",
+                rd_kafka_topic_name(msg->rkt), (int)msg->partition, (long long)msg->offset, ks->dlt);
+}
+
+static kpart *part_of(kserver *ks, const char *topic, int32_t partition) {
+    for (kpart *p = ks->parts; p; p = p->next)
+        if (p->partition == partition && !strcmp(p->topic, topic)) return p;
+    kpart *p = calloc(1, sizeof *p);
+    if (!p || !(p->topic = strdup(topic))) {
+        free(p);
+        return NULL;
+    }
+    p->partition = partition;
+    p->tail = &p->head;
+    p->next = ks->parts;
+    ks->parts = p;
+    return p;
+}
+
+static krec *rec_of(kserver *ks, uint64_t tag) {
+    for (kpart *p = ks->parts; p; p = p->next)
+        for (krec *r = p->head; r; r = r->next)
+            if (r->tag == tag) return r;
+    return NULL;
+}
+
+/* Frees the settled records at the head of a partition and stores the offset after the last of them. */
+static void advance(kserver *ks, kpart *p) {
+    int64_t last = -1;
+    krec *r;
+    while ((r = p->head) && r->done) {
+        p->head = r->next;
+        if (!p->head) p->tail = &p->head;
+        last = r->msg->offset;
+        rd_kafka_message_destroy(r->msg);
+        free(r);
+        ks->inflight--;
+    }
+    if (last >= 0) store_offset(ks, p->topic, p->partition, last + 1);
+}
+
+static void schedule_pump(kserver *ks) {
+    if (ks->timers_open && !ks->closed) uv_timer_start(&ks->pump, pump_cb, 0, 0);
+}
+
+/* A record's outcome: done (stored once the records before it are), dead-lettered, or delivered again. */
+static void settle_rec(kserver *ks, krec *r, int how) {
+    if (how == NC_SETTLE_NACK_REQUEUE) {
+        if (ks->closing) return; /* left unstored: the group delivers it again after us */
+        r->attempts++;
+        if (!ks->max_attempts || r->attempts < ks->max_attempts) {
+            r->redo = 1; /* dispatched again on the next loop turn, in place: later records keep flowing */
+            schedule_pump(ks);
+            return;
+        }
+        how = NC_SETTLE_REJECT; /* maxAttempts reached */
+    }
+    if (how != NC_SETTLE_ACK && ks->dlt && ks->prod.rk) dead_letter(ks, r->msg);
+    r->done = 1;
+    advance(ks, r->part);
+}
+
+static void ks_settle(void *state, const nc_delivery *d, nc_settle how) {
+    kserver *ks = state;
+    if (ks->closed) return;
+    if (ks->dispatching && d->tag == ks->dispatching) {
+        ks->held_how = (int)how;
+        return;
+    }
+    krec *r = rec_of(ks, d->tag);
+    if (!r || r->done) return;
+    settle_rec(ks, r, (int)how);
+    if (ks->inflight < MAX_INFLIGHT) schedule_pump(ks); /* polling may have stopped at the limit */
+}
+
+/* ---- incoming records ------------------------------------------------------------------------------- */
+
+/* The data of a record with a null value: the decoded message itself (KafkaRequestDeserializer). */
+static int null_value_data(const rd_kafka_message_t *msg, const nc_header *h, size_t nh, nc_buf *out) {
+    json_t *o = json_object(), *hs = json_object();
+    if (!o || !hs) {
+        json_decref(o);
+        json_decref(hs);
+        return NC_ENOMEM;
+    }
+    json_object_set_new(o, "key", nc_kafka_decode(msg->key, msg->key_len));
+    json_object_set_new(o, "value", json_null());
+    for (size_t i = 0; i < nh; i++) {
+        char name[256];
+        size_t n = h[i].name_len < 255 ? h[i].name_len : 255;
+        memcpy(name, h[i].name, n);
+        name[n] = '\0';
+        json_object_set_new(hs, name, nc_kafka_decode(h[i].value, h[i].value_len));
+    }
+    json_object_set_new(o, "headers", hs);
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)msg->offset);
+    json_object_set_new(o, "offset", json_string(num));
+    rd_kafka_timestamp_type_t tt;
+    snprintf(num, sizeof num, "%lld", (long long)rd_kafka_message_timestamp(msg, &tt));
+    json_object_set_new(o, "timestamp", json_string(num));
+    json_object_set_new(o, "topic", json_string(rd_kafka_topic_name(msg->rkt)));
+    json_object_set_new(o, "partition", json_integer(msg->partition));
+    int rc = nc_json_write(out, o);
+    json_decref(o);
+    return rc;
+}
+
+static const nc_header *find_header(const nc_header *h, size_t n, const char *name) {
+    const nc_header *found = NULL; /* the last one, as KafkaJS keeps the last of repeated names */
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name_len == strlen(name) && !memcmp(h[i].name, name, h[i].name_len)) found = &h[i];
+    return found;
+}
+
+static void on_record(kserver *ks, krec *rec) {
+    rd_kafka_message_t *msg = rec->msg;
+    const char *topic = rd_kafka_topic_name(msg->rkt);
+    rd_kafka_headers_t *rh = NULL;
+    nc_header hdrs[MAX_HEADERS];
+    size_t nh = 0;
+    if (rd_kafka_message_headers(msg, &rh) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *name;
+        const void *val;
+        size_t size;
+        while (nh < MAX_HEADERS && rd_kafka_header_get_all(rh, nh, &name, &val, &size) == 0) {
+            hdrs[nh] = (nc_header){name, strlen(name), val ? val : "", size};
+            nh++;
+        }
+    }
+    const nc_header *corr = find_header(hdrs, nh, NC_KAFKA_H_CORRELATION);
+    const nc_header *rtopic = find_header(hdrs, nh, NC_KAFKA_H_REPLY_TOPIC);
+    const nc_header *rpart = find_header(hdrs, nh, NC_KAFKA_H_REPLY_PARTITION);
+    int is_event = !corr || !rtopic || !rtopic->value_len; /* spec §7.3 */
+    nc_buf data = NC_BUF_INIT;
+    int rc = msg->payload ? nc_kafka_decode_text(msg->payload, msg->len, &data)
+                          : null_value_data(msg, hdrs, nh, &data);
+    if (rc) {
+        nc_logf(ks->log, NC_LOG_ERROR, "Server", "out of memory: a record of %s skipped", topic);
+        nc_buf_free(&data);
+        settle_rec(ks, rec, NC_SETTLE_ACK);
+        return;
+    }
+    ksink *k = NULL;
+    if (!is_event) {
+        k = malloc(sizeof *k + rtopic->value_len + 1);
+        if (k) {
+            k->ks = ks;
+            k->refs = 1; /* held across the dispatch */
+            memcpy(k->topic, rtopic->value, rtopic->value_len);
+            k->topic[rtopic->value_len] = '\0';
+            k->partition = rpart ? nc_kafka_parse_partition(rpart->value, rpart->value_len) : -1;
+            k->corr_len = corr->value_len;
+            k->corr = malloc(corr->value_len + 1);
+            if (k->corr) {
+                memcpy(k->corr, corr->value, corr->value_len);
+                k->corr[corr->value_len] = '\0';
+            } else {
+                free(k);
+                k = NULL;
+            }
+        }
+        if (!k) is_event = 1;
+    }
+    nc_ctx_item ctx[8];
+    size_t nctx = 0;
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_PARTITION, NULL, 0, msg->partition};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_OFFSET, NULL, 0, msg->offset};
+    if (msg->key) ctx[nctx++] = (nc_ctx_item){NC_CTX_KEY, msg->key, msg->key_len, 0};
+    rd_kafka_timestamp_type_t tt;
+    int64_t ts = rd_kafka_message_timestamp(msg, &tt);
+    if (ts >= 0) ctx[nctx++] = (nc_ctx_item){NC_CTX_TIMESTAMP_MS, NULL, 0, ts};
+    if (rtopic) ctx[nctx++] = (nc_ctx_item){NC_CTX_REPLY_TO, rtopic->value, rtopic->value_len, 0};
+    if (corr) ctx[nctx++] = (nc_ctx_item){NC_CTX_CORRELATION_ID, corr->value, corr->value_len, 0};
+    ctx[nctx++] = (nc_ctx_item){NC_CTX_DELIVERY_COUNT, NULL, 0, rec->attempts + 1};
+    nc_inbound_parts parts = {0};
+    parts.pattern = topic;
+    parts.id = is_event ? NULL : k->corr;
+    parts.id_len = is_event ? 0 : k->corr_len;
+    parts.data = data.data ? data.data : "null";
+    parts.data_len = data.data ? data.len : 4;
+    parts.data_is_json = 1;
+    parts.reply_to = rtopic ? rtopic->value : NULL;
+    parts.reply_to_len = rtopic ? rtopic->value_len : 0;
+    parts.is_event = is_event;
+    nc_inbound in = {0};
+    in.channel = topic;
+    in.route = topic; /* the topic is the route (spec §2) */
+    in.headers = hdrs;
+    in.nheaders = nh;
+    in.ctx = ctx;
+    in.nctx = nctx;
+    in.parts = &parts;
+    in.peer = k;
+    in.peer_ops = k ? &sink_ops : NULL;
+    rec->tag = ++ks->next_tag;
+    in.delivery = (nc_delivery){.tag = rec->tag, .conn = 1, .set = 1};
+    ks->dispatching = rec->tag;
+    ks->held_how = -1;
+    char why[200];
+    why[0] = '\0';
+    if (nc_server__dispatch(ks->srv, NULL, 0, &in, why, sizeof why))
+        nc_logf(ks->log, NC_LOG_ERROR, "Server", "record of %s ignored: %s", topic, why);
+    ks->dispatching = 0;
+    int held = ks->held_how;
+    ks->held_how = -1;
+    nc_buf_free(&data);
+    if (k) sink_release(k);
+    if (held >= 0) settle_rec(ks, rec, held); /* last: it may free the record */
+}
+
+/* Serves the consumer queue (callbacks: rebalances, errors, logs; and records) and redeliveries. */
+static void pump_next(kserver *ks) {
+    if (!ks->cons.rk || ks->closed) return;
+    for (;;) { /* requeued records, again in place (a dispatch may free records: scan anew each time) */
+        krec *redo = NULL;
+        for (kpart *p = ks->parts; p && !redo; p = p->next)
+            for (krec *r = p->head; r && !redo; r = r->next)
+                if (r->redo) redo = r;
+        if (!redo || ks->stopping) break;
+        redo->redo = 0;
+        on_record(ks, redo);
+    }
+    while (ks->inflight < MAX_INFLIGHT) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(ks->cons.rk, 0);
+        if (!msg) return;
+        if (msg->err) {
+            if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer: %s", rd_kafka_message_errstr(msg));
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+        kpart *p = ks->stopping ? NULL : part_of(ks, rd_kafka_topic_name(msg->rkt), msg->partition);
+        krec *r = p ? calloc(1, sizeof *r) : NULL;
+        if (!r) { /* stopping (or out of memory): not handled, the group delivers it again after us */
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+        r->part = p;
+        r->msg = msg;
+        *p->tail = r;
+        p->tail = &r->next;
+        ks->inflight++;
+        on_record(ks, r);
+    }
+}
+
+static void cons_wake(void *arg) {
+    kserver *ks = arg;
+    if (ks->consumer_closing) {
+        rd_kafka_event_t *ev;
+        while ((ev = rd_kafka_queue_poll(ks->cons.q, 0))) {
+            /* the close's own rebalance: handed to us as an event, the partitions must be let go here */
+            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+                if (!strcmp(rd_kafka_rebalance_protocol(ks->cons.rk), "COOPERATIVE")) {
+                    rd_kafka_error_t *e =
+                        rd_kafka_incremental_unassign(ks->cons.rk, rd_kafka_event_topic_partition_list(ev));
+                    if (e) rd_kafka_error_destroy(e);
+                } else {
+                    rd_kafka_assign(ks->cons.rk, NULL);
+                }
+            }
+            rd_kafka_event_destroy(ev);
+        }
+        return;
+    }
+    pump_next(ks);
+}
+
+static void prod_wake(void *arg) {
+    kserver *ks = arg;
+    if (ks->prod.rk) rd_kafka_poll(ks->prod.rk, 0);
+}
+
+/* Delivery reports of replies: a failure is logged (the reply is lost, as with KafkaJS after retries). */
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    kserver *ks = opaque;
+    if (m->err)
+        nc_logf(ks->log, NC_LOG_ERROR, "Server", "a record to %s was not delivered: %s",
+                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    kserver *ks = opaque;
+    nc_logf(ks->log, err == RD_KAFKA_RESP_ERR__FATAL ? NC_LOG_ERROR : NC_LOG_WARN, "Server", "%s: %s",
+            rd_kafka_err2name(err), reason);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+    kserver *ks = opaque;
+    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    rd_kafka_error_t *e = NULL;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (coop)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
+        if (!ks->reported && !ks->stopping) {
+            ks->reported = 1;
+            nc_server__status(ks->srv, "connected", 0);
+        }
+    } else {
+        if (coop)
+            e = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rd_kafka_assign(rk, NULL);
+    }
+    if (e) {
+        nc_logf(ks->log, NC_LOG_ERROR, "Server", "rebalance: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
+/* ---- ops --------------------------------------------------------------------------------------------- */
+
+static int ks_create(nc_server *srv, const nc_url *url, void **state) {
+    char why[300];
+    if (nc_url_check(url, NC_URL_HOSTS, why, sizeof why))
+        return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
+    kserver *ks = calloc(1, sizeof *ks);
+    if (!ks) return NC_ENOMEM;
+    ks->srv = srv;
+    ks->log = nc_server__log(srv);
+    nc_kafka_handle_init(&ks->prod);
+    nc_kafka_handle_init(&ks->cons);
+    ks->held_how = -1;
+    const nc_optset *opts = nc_server__opts(srv);
+    const char *dlt = nc_opts_str(opts, "deadLetterTopic");
+    ks->max_attempts = (int)nc_opts_int(opts, "maxAttempts");
+    if (nc_url_parse(&ks->url, url->text, why, sizeof why) || (dlt && *dlt && !(ks->dlt = strdup(dlt)))) {
+        nc_url_free(&ks->url);
+        free(ks);
+        return NC_ENOMEM;
+    }
+    /* the configuration is checked now, so a bad kafka.<property> fails nc_server_new */
+    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, NC_KAFKA_CONSUMER, "-server", why, sizeof why);
+    rd_kafka_conf_t *p = c ? nc_kafka_conf(url, opts, NC_KAFKA_PRODUCER, "-server", why, sizeof why) : NULL;
+    if (c) rd_kafka_conf_destroy(c);
+    if (!p) {
+        nc_url_free(&ks->url);
+        free(ks->dlt);
+        free(ks);
+        return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
+    }
+    rd_kafka_conf_destroy(p);
+    *state = ks;
+    return 0;
+}
+
+static int ks_route_added(void *state, const char *route, const nc_optset *opts) {
+    kserver *ks = state;
+    (void)opts;
+    if (!nc_kafka_topic_ok(route)) { /* an object pattern or a wildcard: no record can carry it */
+        nc_logf(ks->log, NC_LOG_DEBUG, "Server",
+                "the route %s is not a legal Kafka topic name: not subscribed", route);
+        return 0;
+    }
+    char **r = realloc(ks->routes, (ks->nroutes + 1) * sizeof *r);
+    if (!r) return NC_ENOMEM;
+    ks->routes = r;
+    if (!(r[ks->nroutes] = strdup(route))) return NC_ENOMEM;
+    ks->nroutes++;
+    if (!ks->listening || !ks->cons.rk) return 0;
+    /* a handler added while serving: the subscription is replaced by the whole list */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)ks->nroutes);
+    for (size_t i = 0; i < ks->nroutes; i++)
+        rd_kafka_topic_partition_list_add(l, ks->routes[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(ks->cons.rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return e ? nc_fail(ks->log, "Server", NC_EINVAL, "subscribe: %s", rd_kafka_err2str(e)) : 0;
+}
+
+static int ks_listen(void *state) {
+    kserver *ks = state;
+    char why[300];
+    uv_loop_t *loop = nc_server__io(ks->srv)->loop;
+    const nc_optset *opts = nc_server__opts(ks->srv);
+    rd_kafka_conf_t *pc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_PRODUCER, "-server", why, sizeof why);
+    if (!pc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
+    rd_kafka_conf_set_opaque(pc, ks);
+    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+    rd_kafka_conf_set_error_cb(pc, error_cb);
+    int rc = nc_kafka_handle_open(&ks->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, ks, why, sizeof why);
+    if (rc) return nc_fail(ks->log, "Server", rc, "Kafka producer: %s", why);
+    rd_kafka_conf_t *cc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_CONSUMER, "-server", why, sizeof why);
+    if (!cc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
+    rd_kafka_conf_set_opaque(cc, ks);
+    rd_kafka_conf_set_error_cb(cc, error_cb);
+    rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
+    rc = nc_kafka_handle_open(&ks->cons, loop, cc, NC_KAFKA_CONSUMER, cons_wake, ks, why, sizeof why);
+    if (rc) return nc_fail(ks->log, "Server", rc, "Kafka consumer: %s", why);
+    uv_timer_init(loop, &ks->pump);
+    uv_timer_init(loop, &ks->closer);
+    ks->pump.data = ks->closer.data = ks;
+    ks->timers_open = 1;
+    ks->listening = 1;
+    if (ks->nroutes) {
+        ks->nroutes--; /* ks_route_added adds it back and subscribes to the whole list */
+        char *last = ks->routes[ks->nroutes];
+        rc = ks_route_added(ks, last, NULL);
+        free(last);
+        if (rc) return rc;
+    } else {
+        ks->reported = 1;
+        nc_server__status(ks->srv, "connected", 0);
+    }
+    return 0;
+}
+
+static void ks_stop_accepting(void *state) {
+    kserver *ks = state;
+    ks->stopping = 1;
+}
+
+/* Records not settled: not stored, so the group delivers them again. Before the consumer is closed:
+ * librdkafka's messages must all be returned before its handle goes. */
+static void drop_records(kserver *ks) {
+    while (ks->parts) { /* records not settled: not stored, delivered again to the group */
+        kpart *p = ks->parts;
+        ks->parts = p->next;
+        while (p->head) {
+            krec *r = p->head;
+            p->head = r->next;
+            rd_kafka_message_destroy(r->msg);
+            free(r);
+        }
+        free(p->topic);
+        free(p);
+    }
+    ks->inflight = 0;
+}
+
+static void timer_closed(uv_handle_t *h) {
+    kserver *ks = h->data;
+    if (--ks->timers_open == 0) nc_server__closed(ks->srv);
+}
+
+/* Everything is closed: the handles are destroyed (their threads joined), then the timers. */
+static void finish_close(kserver *ks) {
+    if (ks->closed) return;
+    ks->closed = 1;
+    drop_records(ks);
+    nc_kafka_handle_close(&ks->cons, 0);
+    nc_kafka_handle_close(&ks->prod, 0);
+    if (ks->timers_open) {
+        ks->timers_open = 2;
+        uv_close((uv_handle_t *)&ks->pump, timer_closed);
+        uv_close((uv_handle_t *)&ks->closer, timer_closed);
+    } else {
+        nc_server__closed(ks->srv);
+    }
+}
+
+/* While closing: the consumer leaves its group (stored offsets committed) and the producer's queue
+ * empties; checked on a short timer since both happen on librdkafka's threads. */
+static void closer_cb(uv_timer_t *t) {
+    kserver *ks = t->data;
+    if (ks->cons.rk && ks->consumer_closing) cons_wake(ks);
+    if (ks->prod.rk) rd_kafka_poll(ks->prod.rk, 0);
+    int cons_done = !ks->cons.rk || rd_kafka_consumer_closed(ks->cons.rk);
+    int prod_done = !ks->prod.rk || rd_kafka_outq_len(ks->prod.rk) == 0;
+    if (cons_done && prod_done) {
+        uv_timer_stop(t);
+        finish_close(ks);
+    }
+}
+
+static void begin_close(kserver *ks) {
+    if (ks->closing) return;
+    ks->closing = 1;
+    ks->stopping = 1;
+    if (!ks->timers_open) {
+        finish_close(ks);
+        return;
+    }
+    if (ks->cons.rk) {
+        /* blocking, on the loop: leaves the group (its rebalance callback runs here) and commits the
+         * stored offsets; quick with a reachable cluster. librdkafka 2.0 has close_queue for an
+         * asynchronous close, but a destroy during it does not return (seen with the mock cluster). */
+        drop_records(ks);
+        rd_kafka_resp_err_t e = rd_kafka_consumer_close(ks->cons.rk);
+        if (e) nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer close: %s", rd_kafka_err2str(e));
+        nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    }
+    uv_timer_start(&ks->closer, closer_cb, 0, 5);
+}
+
+static void ks_drain(void *state) {
+    begin_close(state);
+}
+
+static void ks_close(void *state) {
+    kserver *ks = state;
+    if (ks->closed) return;
+    if (!ks->closing) begin_close(ks);
+    if (ks->closed) return;
+    /* at once: what the producer still holds is dropped, the consumer is not closed gracefully */
+    if (ks->prod.rk) rd_kafka_purge(ks->prod.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    uv_timer_stop(&ks->closer);
+    ks->closed = 1;
+    drop_records(ks);
+    nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    nc_kafka_handle_close(&ks->prod, 0);
+    ks->timers_open = 2;
+    uv_close((uv_handle_t *)&ks->pump, timer_closed);
+    uv_close((uv_handle_t *)&ks->closer, timer_closed);
+}
+
+static void ks_destroy(void *state) {
+    kserver *ks = state;
+    drop_records(ks);
+    nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    nc_kafka_handle_close(&ks->prod, 0);
+    for (size_t i = 0; i < ks->nroutes; i++) free(ks->routes[i]);
+    free(ks->routes);
+    free(ks->dlt);
+    drop_records(ks);
+    nc_url_free(&ks->url);
+    free(ks);
+}
+
+static const char *const schemes[] = {"kafka", NULL};
+
+const nc_server_transport nc_kafka_server_transport = {
+    .schemes = schemes,
+    .options = nc_kafka_options,
+    .supports_workers = 0,
+    .reports_connected = 1,
+    .create = ks_create,
+    .listen = ks_listen,
+    .route_added = ks_route_added,
+    .stop_accepting = ks_stop_accepting,
+    .close = ks_close,
+    .destroy = ks_destroy,
+    .port = NULL,
+    .drain = ks_drain,
+    .settle = ks_settle,
+};

@@ -1,0 +1,266 @@
+/* The kafka:// option table, the librdkafka configuration built from it, and the wake-up pipe that brings
+ * a handle's events to the loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nestc/error.h"
+#include "transport/kafka/kafka.h"
+
+static const char *const compressions[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
+
+/* NestJS KafkaOptions names: client.clientId, consumer.groupId/sessionTimeout/heartbeatInterval,
+ * subscribe.fromBeginning, send.acks/compression, postfixId, producerOnlyMode; everything else of
+ * librdkafka as kafka.<property>. */
+const nc_option_spec nc_kafka_options[] = {
+    {.name = "clientId",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "client id before postfixId (NestJS client.clientId)",
+     .def = "nestjs-consumer"},
+    {.name = "groupId",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "consumer group before postfixId (NestJS consumer.groupId)",
+     .def = "nestjs-group"},
+    {.name = "postfixId",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "suffix of the client id and group id (NestJS default: -server on a server, -client on a "
+             "client)",
+     .def = NULL},
+    {.name = "sessionTimeout",
+     .type = NC_OPT_DURATION,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "consumer group session timeout in ms (consumer.sessionTimeout)",
+     .def = "30000",
+     .min = 1,
+     .max = 3600000},
+    {.name = "heartbeatInterval",
+     .type = NC_OPT_DURATION,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "consumer group heartbeat interval in ms (consumer.heartbeatInterval)",
+     .def = "3000",
+     .min = 1,
+     .max = 3600000},
+    {.name = "fromBeginning",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "a group without committed offsets starts at the earliest record, else at the end "
+             "(subscribe.fromBeginning)",
+     .def = "false"},
+    {.name = "acks",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "produce acknowledgements: -1 all in-sync replicas, 0 none, 1 the leader (send.acks)",
+     .def = "-1",
+     .min = -1,
+     .max = 1},
+    {.name = "compression",
+     .type = NC_OPT_ENUM,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "produce compression (send.compression)",
+     .def = "none",
+     .choices = compressions},
+    {.name = "producerOnlyMode",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_CLIENT,
+     .help = "no reply consumer: events only, requests fail (NestJS producerOnlyMode)",
+     .def = "false"},
+    {.name = "deadLetterTopic",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER,
+     .help = "server: a record rejected, or failed maxAttempts times, is produced to this topic (key, "
+             "value and headers kept) and its offset committed; empty: such a record is skipped",
+     .def = ""},
+    {.name = "maxAttempts",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "server: deliveries of a record settled with requeue before it goes to deadLetterTopic (0 = "
+             "redeliver without limit)",
+     .def = "0",
+     .min = 0,
+     .max = 1000000},
+    {.name = "kafka.",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "kafka.<property>=value: any librdkafka property, passed through (SASL, SSL, timeouts, …)",
+     .def = NULL},
+    {0},
+};
+
+int nc_kafka_topic_ok(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n > 249 || !strcmp(name, ".") || !strcmp(name, "..")) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+char *nc_kafka_reply_topic(const char *route) {
+    size_t n = strlen(route);
+    char *t = malloc(n + sizeof ".reply");
+    if (!t) return NULL;
+    memcpy(t, route, n);
+    memcpy(t + n, ".reply", sizeof ".reply");
+    return t;
+}
+
+void nc_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    const nc_logger *lg = rd_kafka_opaque(rk) ? *(const nc_logger *const *)rd_kafka_opaque(rk) : NULL;
+    if (!lg) return;
+    nc_log_level lv = level <= 3 ? NC_LOG_ERROR : level == 4 ? NC_LOG_WARN : NC_LOG_DEBUG;
+    nc_logf(lg, lv, "Kafka", "%s: %s", fac, buf);
+}
+
+static int set(rd_kafka_conf_t *c, const char *k, const char *v, char *err, size_t errlen) {
+    char e[256];
+    if (rd_kafka_conf_set(c, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka option %s=%s: %s", k, v, e);
+        return -1;
+    }
+    return 0;
+}
+
+/* The broker list: the URL's host list, else host:port (port 9092 by default). */
+static int brokers(const nc_url *url, char *out, size_t len) {
+    if (url->hosts) return snprintf(out, len, "%s", url->hosts) >= (int)len ? -1 : 0;
+    const char *h = url->host && *url->host ? url->host : "localhost";
+    int port = url->port > 0 ? url->port : 9092;
+    int n = strchr(h, ':') ? snprintf(out, len, "[%s]:%d", h, port) : snprintf(out, len, "%s:%d", h, port);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kind, const char *side_postfix,
+                               char *err, size_t errlen) {
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    char buf[1024];
+    const char *postfix = nc_opts_str(opts, "postfixId");
+    if (!postfix) postfix = side_postfix;
+    if (brokers(url, buf, sizeof buf)) {
+        snprintf(err, errlen, "broker list too long");
+        goto fail;
+    }
+    if (set(c, "bootstrap.servers", buf, err, errlen)) goto fail;
+    snprintf(buf, sizeof buf, "%s%s", nc_opts_str(opts, "clientId"), postfix);
+    if (set(c, "client.id", buf, err, errlen)) goto fail;
+    /* logs are served with the handle's queue (on the loop), not from librdkafka's threads */
+    if (set(c, "log.queue", "true", err, errlen)) goto fail;
+    if (kind == NC_KAFKA_CONSUMER) {
+        snprintf(buf, sizeof buf, "%s%s", nc_opts_str(opts, "groupId"), postfix);
+        if (set(c, "group.id", buf, err, errlen)) goto fail;
+        snprintf(buf, sizeof buf, "%lld", nc_opts_int(opts, "sessionTimeout"));
+        if (set(c, "session.timeout.ms", buf, err, errlen)) goto fail;
+        snprintf(buf, sizeof buf, "%lld", nc_opts_int(opts, "heartbeatInterval"));
+        if (set(c, "heartbeat.interval.ms", buf, err, errlen)) goto fail;
+        if (set(c, "auto.offset.reset", nc_opts_bool(opts, "fromBeginning") ? "earliest" : "latest", err,
+                errlen))
+            goto fail;
+        /* at-least-once: an offset is stored only once its record was settled (handler and reply stream
+         * finished); the stored offsets are committed in the background and on close */
+        if (set(c, "enable.auto.offset.store", "false", err, errlen)) goto fail;
+    } else {
+        snprintf(buf, sizeof buf, "%lld", nc_opts_int(opts, "acks"));
+        if (set(c, "acks", buf, err, errlen)) goto fail;
+        if (set(c, "compression.codec", nc_opts_str(opts, "compression"), err, errlen)) goto fail;
+    }
+    /* kafka.<property>: verbatim, last (they override what nestc set), from every level of the set */
+    for (const nc_optset *s = opts; s; s = s->parent)
+        for (size_t i = 0; i < s->n; i++) {
+            const char *name = nc_optval_name(&s->v[i]);
+            if (strncmp(name, "kafka.", 6) || !name[6]) continue;
+            /* a property for the other kind of handle is not an error here: one option list feeds both */
+            char e[256];
+            rd_kafka_conf_res_t r = rd_kafka_conf_set(c, name + 6, s->v[i].text, e, sizeof e);
+            if (r == RD_KAFKA_CONF_INVALID || r == RD_KAFKA_CONF_UNKNOWN) {
+                snprintf(err, errlen, "option %s: %s", name, e);
+                goto fail;
+            }
+        }
+    rd_kafka_conf_set_log_cb(c, nc_kafka_log_cb);
+    return c;
+fail:
+    rd_kafka_conf_destroy(c);
+    return NULL;
+}
+
+static void on_readable(nc_poll *p, int status, int events, void *arg) {
+    nc_kafka_handle *h = arg;
+    (void)p;
+    (void)events;
+    char drain[256];
+    while (read(h->fds[0], drain, sizeof drain) > 0) {
+    }
+    if (status == 0 && h->on_wake) h->on_wake(h->arg);
+}
+
+void nc_kafka_handle_init(nc_kafka_handle *h) {
+    memset(h, 0, sizeof *h);
+    h->fds[0] = h->fds[1] = -1;
+}
+
+int nc_kafka_handle_open(nc_kafka_handle *h, uv_loop_t *loop, rd_kafka_conf_t *conf, int kind,
+                         void (*on_wake)(void *arg), void *arg, char *err, size_t errlen) {
+    nc_kafka_handle_init(h);
+    h->on_wake = on_wake;
+    h->arg = arg;
+    if (pipe(h->fds)) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return NC_EIO;
+    }
+    for (int i = 0; i < 2; i++) {
+        fcntl(h->fds[i], F_SETFL, fcntl(h->fds[i], F_GETFL) | O_NONBLOCK);
+        fcntl(h->fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    char e[512];
+    h->rk =
+        rd_kafka_new(kind == NC_KAFKA_CONSUMER ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (!h->rk) { /* conf is still ours on failure */
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "%s", e);
+        nc_kafka_handle_close(h, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        return NC_EINVAL;
+    }
+    if (kind == NC_KAFKA_CONSUMER) {
+        rd_kafka_poll_set_consumer(h->rk);
+        h->q = rd_kafka_queue_get_consumer(h->rk);
+    } else {
+        h->q = rd_kafka_queue_get_main(h->rk);
+    }
+    rd_kafka_set_log_queue(h->rk, NULL); /* the main queue, forwarded to the consumer queue */
+    if (!h->q || nc_poll_new(&h->poll, loop, h->fds[0], on_readable, h) ||
+        nc_poll_want(h->poll, UV_READABLE)) {
+        snprintf(err, errlen, "cannot watch the librdkafka queue");
+        nc_kafka_handle_close(h, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        return NC_EIO;
+    }
+    rd_kafka_queue_io_event_enable(h->q, h->fds[1], "1", 1);
+    return 0;
+}
+
+void nc_kafka_handle_close(nc_kafka_handle *h, int destroy_flags) {
+    if (h->poll) nc_poll_free(h->poll);
+    h->poll = NULL;
+    if (h->q) {
+        rd_kafka_queue_io_event_enable(h->q, -1, NULL, 0);
+        rd_kafka_queue_destroy(h->q);
+    }
+    h->q = NULL;
+    if (h->rk) rd_kafka_destroy_flags(h->rk, destroy_flags);
+    h->rk = NULL;
+    for (int i = 0; i < 2; i++)
+        if (h->fds[i] >= 0) close(h->fds[i]);
+    h->fds[0] = h->fds[1] = -1;
+}

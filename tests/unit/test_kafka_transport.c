@@ -1,0 +1,465 @@
+/* The Kafka transport (kafka://) against librdkafka's mock cluster, started here in-process with three
+ * brokers (rdkafka_mock.h): a real Kafka protocol peer for librdkafka, no external broker needed.
+ * Request/reply, events, a stream ending with kafka_nest-is-disposed on its last record, errors as
+ * kafka_nest-err, keys and headers both ways, two servers of one group each record handled once, and the
+ * kafka.<property> pass-through of the option table. Without librdkafka the test does nothing. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "broker_harness.h"
+
+static void broker_exec(const broker *b, const char *port) {
+    (void)b;
+    (void)port;
+}
+
+#ifdef NESTC_HAVE_RDKAFKA
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+static rd_kafka_t *mock_rk;
+static rd_kafka_mock_cluster_t *mock;
+static char url[512];
+
+static void topic(const char *name, int partitions) {
+    assert_int_equal(rd_kafka_mock_topic_create(mock, name, partitions, 1), 0);
+}
+
+/* A route and its reply topic. */
+static void route_topics(const char *route, int partitions) {
+    char r[256];
+    topic(route, partitions);
+    snprintf(r, sizeof r, "%s.reply", route);
+    topic(r, 1);
+}
+
+static int setup(void **st) {
+    loop_setup(st);
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "log_level", "0", err, sizeof err);
+    mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    assert_non_null(mock_rk);
+    mock = rd_kafka_mock_cluster_new(mock_rk, 3);
+    assert_non_null(mock);
+    snprintf(url, sizeof url, "kafka://%s", rd_kafka_mock_cluster_bootstraps(mock));
+    return 0;
+}
+
+static int teardown(void **st) {
+    rd_kafka_mock_cluster_destroy(mock);
+    rd_kafka_destroy(mock_rk);
+    return loop_teardown(st);
+}
+
+/* Server and client options of every case: quick group joins, records from the start of new topics. */
+static const nc_option srv_opts[] = {{"fromBeginning", "true"},
+                                     {"heartbeatInterval", "100"},
+                                     {"sessionTimeout", "6000"},
+                                     {"groupId", "math-consumer"},
+                                     {"kafka.log_level", "0"}};
+
+typedef struct srv_st {
+    int connected;
+} srv_st;
+
+static void on_srv_status(void *u, const char *status, int err) {
+    (void)err;
+    srv_st *s = u;
+    if (!strcmp(status, "connected")) s->connected++;
+}
+
+static nc_server *server_up_with(srv_st *st, void (*add)(nc_server *), const nc_option *extra,
+                                 size_t nextra) {
+    nc_option opts[16];
+    size_t n = sizeof srv_opts / sizeof *srv_opts;
+    memcpy(opts, srv_opts, sizeof srv_opts);
+    for (size_t i = 0; i < nextra; i++) opts[n++] = extra[i];
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.shutdown_timeout_ms = 2000;
+    o.options = opts;
+    o.noptions = n;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    nc_server_on_status(srv, on_srv_status, st);
+    add(srv);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until_ms(&st->connected, 1, 30000));
+    return srv;
+}
+
+static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
+    return server_up_with(st, add, NULL, 0);
+}
+
+static nc_client *client_up(void) {
+    static const nc_option co[] = {{"kafka.log_level", "0"}};
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.timeout_ms = 20000 * time_factor();
+    o.options = co;
+    o.noptions = 1;
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    return c;
+}
+
+static json_t *ask(nc_client *c, const char *route, json_t *data, const nc_call_opts *o, call *k) {
+    assert_int_equal(nc_client_send(c, route, data, o, on_value, on_done, k), 0);
+    json_decref(data);
+    assert_true(run_until_ms(&k->done, 1, 30000));
+    return k->last;
+}
+
+/* ---- handlers ------------------------------------------------------------------------------------------ */
+
+static void h_stream(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    for (int i = 1; i <= 3; i++) nc_reply_next(req, json_pack("{s:i}", "n", i));
+    nc_reply_end(req);
+}
+
+static void h_fail(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    nc_reply_error(req, json_pack("{s:i,s:s}", "code", 42, "message", "bad thing"));
+}
+
+/* What a NestJS echo handler sees: the data, its type, the key, a header and the context. */
+static void h_echo(nc_request *req, const nc_msg *m, void *u) {
+    (void)u;
+    json_t *d = nc_msg_data(m);
+    json_t *o = json_pack("{s:O}", "got", d ? d : json_null());
+    size_t n;
+    const char *v;
+    if ((v = nc_msg_ctx_str(m, NC_CTX_KEY, &n)))
+        json_object_set_new(o, "msgKey",
+                            json_stringn(v, n)); /* not "key": a reply with a key is a ready-made message */
+    if ((v = nc_msg_header(m, "x-trace", &n))) json_object_set_new(o, "trace", json_stringn(v, n));
+    if ((v = nc_msg_ctx_str(m, NC_CTX_REPLY_TO, &n)))
+        json_object_set_new(o, "replyTopic", json_stringn(v, n));
+    int64_t x;
+    if (!nc_msg_ctx_int(m, NC_CTX_PARTITION, &x)) json_object_set_new(o, "partition", json_integer(x));
+    if (!nc_msg_ctx_int(m, NC_CTX_OFFSET, &x)) json_object_set_new(o, "offset", json_integer(x));
+    nc_reply(req, o);
+}
+
+/* Replies data ms later (the data arrives as a string: scalars are strings on Kafka), 0: at once. */
+static void on_slow(uv_timer_t *t) {
+    nc_reply(t->data, json_string("late"));
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+static void h_slow(nc_request *req, const nc_msg *m, void *u) {
+    (void)u;
+    int ms = atoi(json_string_value(nc_msg_data(m)) ? json_string_value(nc_msg_data(m)) : "0");
+    if (!ms) {
+        nc_reply(req, json_string("now"));
+        return;
+    }
+    uv_timer_t *t = malloc(sizeof *t);
+    uv_timer_init(nc_request_loop(req), t);
+    t->data = req;
+    uv_timer_start(t, on_slow, (uint64_t)ms, 0);
+}
+
+/* Reply headers: record headers of the reply, read by the client. */
+static void h_hdr(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    nc_reply_header(req, "x-served-by", "nestc", 5);
+    nc_reply(req, json_string("ok"));
+}
+static char got_served_by[32];
+static int got_corr;
+static void on_hdrs(void *u, nc_call *cl) {
+    (void)u;
+    size_t n;
+    const char *v = nc_call_header(cl, "x-served-by", &n);
+    if (v && n < sizeof got_served_by) memcpy(got_served_by, v, n), got_served_by[n] = '\0';
+    got_corr = nc_call_header(cl, "kafka_correlationId", &n) != NULL;
+}
+
+static int events_seen;
+static json_t *last_event;
+static void ev_created(const nc_msg *m, void *u) {
+    (void)u;
+    events_seen++;
+    json_decref(last_event);
+    last_event = json_incref(nc_msg_data(m));
+}
+
+static void add_math(nc_server *srv) {
+    assert_int_equal(nc_server_message(srv, "math.sum", h_sum, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "math.stream", h_stream, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "math.fail", h_fail, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "echo", h_echo, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "math.slow", h_slow, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "hdr", h_hdr, NULL), 0);
+    assert_int_equal(nc_server_event(srv, "user.created", ev_created, NULL), 0);
+}
+
+/* ---- cases --------------------------------------------------------------------------------------------- */
+
+static void test_request_reply(void **st) {
+    (void)st;
+    route_topics("math.sum", 1);
+    route_topics("math.stream", 1);
+    route_topics("math.fail", 1);
+    route_topics("echo", 1);
+    route_topics("math.slow", 1);
+    route_topics("hdr", 1);
+    topic("user.created", 1);
+    srv_st ss = {0};
+    nc_server *srv = server_up(&ss, add_math);
+    nc_client *c = client_up();
+
+    /* sum: the data arrives as JSON, the number comes back as a string (scalars are strings on Kafka) */
+    call k = {0};
+    json_t *r = ask(c, "math.sum", json_pack("[i,i,i]", 1, 2, 3), NULL, &k);
+    assert_int_equal(k.err, 0);
+    assert_true(json_is_string(r));
+    assert_string_equal(json_string_value(r), "6");
+    call_clear(&k);
+
+    /* a stream: three values, the last one carrying the end */
+    ask(c, "math.stream", json_object(), NULL, &k);
+    assert_int_equal(k.err, 0);
+    assert_int_equal(k.nvalues, 3);
+    assert_int_equal(json_integer_value(json_object_get(k.last, "n")), 3);
+    call_clear(&k);
+
+    /* an error: kafka_nest-err decoded as the object */
+    assert_int_equal(nc_client_send(c, "math.fail", NULL, NULL, on_value, on_done, &k), 0);
+    assert_true(run_until_ms(&k.done, 1, 30000));
+    assert_int_equal(k.err, NC_EREMOTE);
+    call_clear(&k);
+
+    /* keys and headers to the server: a ready-made message and call headers */
+    json_t *h = json_pack("{s:s}", "x-trace", "t-1");
+    nc_call_opts co = {.headers = h};
+    r = ask(c, "echo", json_pack("{s:s,s:{s:i}}", "key", "user-1", "value", "a", 1), &co, &k);
+    json_decref(h);
+    assert_int_equal(k.err, 0);
+    if (json_integer_value(json_object_get(json_object_get(r, "got"), "a")) != 1)
+        fail_msg("echo: %s", json_dumps(r, 0));
+    assert_string_equal(json_string_value(json_object_get(r, "msgKey")), "user-1");
+    assert_string_equal(json_string_value(json_object_get(r, "trace")), "t-1");
+    assert_string_equal(json_string_value(json_object_get(r, "replyTopic")), "echo.reply");
+    assert_int_equal(json_integer_value(json_object_get(r, "partition")), 0);
+    call_clear(&k);
+
+    /* a string goes raw and a number arrives as a string */
+    r = ask(c, "echo", json_integer(5), NULL, &k);
+    assert_string_equal(json_string_value(json_object_get(r, "got")), "5");
+    call_clear(&k);
+
+    /* reply headers reach the client with the reply */
+    nc_call_cbs cbs = {.on_value = on_value, .on_done = on_done, .on_headers = on_hdrs};
+    assert_int_equal(nc_client_call(c, "hdr", NULL, NULL, &cbs, &k, NULL), 0);
+    assert_true(run_until_ms(&k.done, 1, 30000));
+    assert_int_equal(k.err, 0);
+    assert_string_equal(json_string_value(k.last), "ok");
+    assert_string_equal(got_served_by, "nestc");
+    assert_true(got_corr);
+    call_clear(&k);
+
+    /* a slow request does not hold up the next record of its partition */
+    call slow = {0}, quick = {0};
+    json_t *ms_slow = json_integer(2000), *ms0 = json_integer(0);
+    assert_int_equal(nc_client_send(c, "math.slow", ms_slow, NULL, on_value, on_done, &slow), 0);
+    assert_int_equal(nc_client_send(c, "math.slow", ms0, NULL, on_value, on_done, &quick), 0);
+    json_decref(ms_slow);
+    json_decref(ms0);
+    assert_true(run_until_ms(&quick.done, 1, 30000));
+    assert_int_equal(quick.err, 0);
+    assert_int_equal(slow.done, 0);
+    assert_true(run_until_ms(&slow.done, 1, 30000));
+    assert_string_equal(json_string_value(slow.last), "late");
+    call_clear(&slow);
+    call_clear(&quick);
+
+    /* an event completes on its delivery report and reaches the event handler */
+    call e = {0};
+    json_t *ann = json_pack("{s:s}", "name", "Ann");
+    assert_int_equal(nc_client_emit(c, "user.created", ann, NULL, on_done, &e), 0);
+    json_decref(ann);
+    assert_true(run_until_ms(&e.done, 1, 30000));
+    assert_int_equal(e.err, 0);
+    assert_true(run_until_ms(&events_seen, 1, 30000));
+    assert_string_equal(json_string_value(json_object_get(last_event, "name")), "Ann");
+    json_decref(last_event);
+    last_event = NULL;
+
+    nc_client_free(c);
+    nc_server_free(srv);
+}
+
+/* Two servers of one group: the partitions are shared out, every record is handled exactly once. */
+static int seen[40];
+static int seen_total;
+static void ev_work(const nc_msg *m, void *u) {
+    (void)u;
+    json_t *d = nc_msg_data(m);
+    int i = atoi(json_string_value(d) ? json_string_value(d) : "-1");
+    if (i >= 0 && i < 40) seen[i]++;
+    seen_total++;
+}
+static void add_work(nc_server *srv) {
+    assert_int_equal(nc_server_event(srv, "work.items", ev_work, NULL), 0);
+}
+
+static void test_group_shares(void **st) {
+    (void)st;
+    topic("work.items", 4);
+    srv_st s1 = {0}, s2 = {0};
+    nc_server *a = server_up(&s1, add_work);
+    nc_server *b = server_up(&s2, add_work);
+    nc_client *c = client_up();
+    call e[40];
+    memset(e, 0, sizeof e);
+    int done = 0;
+    for (int i = 0; i < 40; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        json_t *m = json_pack("{s:s,s:i}", "key", key, "value", i);
+        assert_int_equal(nc_client_emit(c, "work.items", m, NULL, on_done, &e[i]), 0);
+        json_decref(m);
+    }
+    for (int i = 0; i < 40; i++) {
+        assert_true(run_until_ms(&e[i].done, 1, 30000));
+        done += e[i].err == 0;
+    }
+    assert_int_equal(done, 40);
+    assert_true(run_until_ms(&seen_total, 40, 30000));
+    run_ms(300); /* nothing handled twice */
+    assert_int_equal(seen_total, 40);
+    for (int i = 0; i < 40; i++) assert_int_equal(seen[i], 1);
+    nc_client_free(c);
+    nc_server_free(a);
+    nc_server_free(b);
+}
+
+/* Settling: a record nacked with requeue is delivered again (the delivery count grows) until maxAttempts,
+ * then produced to deadLetterTopic with its key and headers; records of other topics keep flowing. */
+static int flaky_seen, after_seen, dead_seen;
+static int64_t flaky_counts[8];
+static json_t *dead_data;
+static char dead_key[32];
+static void ev_flaky(const nc_msg *m, void *u) {
+    (void)u;
+    int64_t c = 0;
+    nc_msg_ctx_int(m, NC_CTX_DELIVERY_COUNT, &c);
+    if (flaky_seen < 8) flaky_counts[flaky_seen] = c;
+    flaky_seen++;
+    nc_event_nack(nc_event_keep(m), true);
+}
+static void ev_after(const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    after_seen++;
+}
+static void ev_dead(const nc_msg *m, void *u) {
+    (void)u;
+    size_t n;
+    const char *k = nc_msg_ctx_str(m, NC_CTX_KEY, &n);
+    if (k && n < sizeof dead_key) memcpy(dead_key, k, n), dead_key[n] = '\0';
+    json_decref(dead_data);
+    dead_data = json_incref(nc_msg_data(m));
+    dead_seen++;
+}
+static void add_flaky(nc_server *srv) {
+    assert_int_equal(nc_server_event(srv, "flaky.evt", ev_flaky, NULL), 0);
+    assert_int_equal(nc_server_event(srv, "after.evt", ev_after, NULL), 0);
+}
+static void add_dead(nc_server *srv) {
+    assert_int_equal(nc_server_event(srv, "dead.letters", ev_dead, NULL), 0);
+}
+
+static void test_settle_dead_letter(void **st) {
+    (void)st;
+    topic("flaky.evt", 1);
+    topic("after.evt", 1);
+    topic("dead.letters", 1);
+    const nc_option dl[] = {{"deadLetterTopic", "dead.letters"}, {"maxAttempts", "3"}};
+    const nc_option other[] = {{"groupId", "dead-watch"}};
+    srv_st s1 = {0}, s2 = {0};
+    nc_server *a = server_up_with(&s1, add_flaky, dl, 2);
+    nc_server *w = server_up_with(&s2, add_dead, other, 1);
+    nc_client *c = client_up();
+    call e1 = {0}, e2 = {0};
+    json_t *m = json_pack("{s:s,s:{s:i}}", "key", "k-9", "value", "n", 9);
+    assert_int_equal(nc_client_emit(c, "flaky.evt", m, NULL, on_done, &e1), 0);
+    json_decref(m);
+    assert_true(run_until_ms(&e1.done, 1, 30000));
+    assert_true(run_until_ms(&flaky_seen, 1, 30000)); /* handled first, then the next record */
+    assert_int_equal(nc_client_emit(c, "after.evt", NULL, NULL, on_done, &e2), 0);
+    assert_true(run_until_ms(&dead_seen, 1, 30000));
+    assert_int_equal(flaky_seen, 3);
+    assert_int_equal(flaky_counts[1], 2);
+    assert_int_equal(flaky_counts[2], 3);
+    assert_int_equal(json_integer_value(json_object_get(dead_data, "n")), 9);
+    assert_string_equal(dead_key, "k-9");
+    int never = 0;
+    run_until_ms(&never, 1, 300);
+    assert_int_equal(flaky_seen, 3); /* dead-lettered: not delivered again */
+    assert_true(run_until_ms(&e2.done, 1, 30000));
+    assert_true(run_until_ms(&after_seen, 1, 30000)); /* another topic: handled too */
+    json_decref(dead_data);
+    dead_data = NULL;
+    nc_client_free(c);
+    nc_server_free(a);
+    nc_server_free(w);
+}
+
+/* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */
+static void test_options(void **st) {
+    (void)st;
+    char err[300];
+    nc_option ok[] = {{"kafka.linger.ms", "5"}, {"clientId", "math"}, {"acks", "1"}, {"compression", "gzip"}};
+    assert_int_equal(nc_options_check("kafka", NC_OPT_SERVER, ok, 4, err, sizeof err), 0);
+    nc_option bad[] = {{"kafk.linger.ms", "5"}};
+    assert_int_equal(nc_options_check("kafka", NC_OPT_CLIENT, bad, 1, err, sizeof err), NC_EINVAL);
+    nc_option prop[] = {{"kafka.no.such.property", "1"}};
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.options = prop;
+    o.noptions = 1;
+    nc_client *c = NULL;
+    assert_int_equal(nc_client_new(&c, url, &o), NC_EINVAL);
+    assert_null(c);
+    /* a client and a server created and freed without connecting leave every descriptor alone (a zeroed
+     * handle once closed descriptor 0 and 1) */
+    o.options = ok;
+    o.noptions = 1;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    nc_client_free(c);
+    nc_server_opts so = {0};
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    nc_server *s = NULL;
+    assert_int_equal(nc_server_new(&s, url, &so), 0);
+    nc_server_free(s);
+    assert_int_not_equal(fcntl(0, F_GETFD), -1);
+    assert_int_not_equal(fcntl(1, F_GETFD), -1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_request_reply),
+        cmocka_unit_test(test_group_shares),
+        cmocka_unit_test(test_settle_dead_letter),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
+
+#else
+int main(void) {
+    printf("librdkafka not found at build time: nothing to test\n");
+    return 0;
+}
+#endif
