@@ -120,6 +120,11 @@ void nc_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
     nc_logf(lg, lv, "Kafka", "%s: %s", fac, buf);
 }
 
+/* The largest record value nestc produces and fetches: the default max_buffer_size of the other
+ * transports (128 MiB); a fetch response carries it plus the protocol overhead. */
+#define NC_KAFKA_MAX_MESSAGE "134217728"
+#define NC_KAFKA_MAX_RECEIVE "135266304"
+
 static int set(rd_kafka_conf_t *c, const char *k, const char *v, char *err, size_t errlen) {
     char e[256];
     if (rd_kafka_conf_set(c, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
@@ -170,7 +175,13 @@ rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kin
         /* at-least-once: an offset is stored only once its record was settled (handler and reply stream
          * finished); the stored offsets are committed in the background and on close */
         if (set(c, "enable.auto.offset.store", "false", err, errlen)) goto fail;
+        /* a record up to the producer's limit below must come through whole (librdkafka's default caps a
+         * fetch response at 100 MB; KafkaJS has no client-side cap) */
+        if (set(c, "receive.message.max.bytes", NC_KAFKA_MAX_RECEIVE, err, errlen)) goto fail;
     } else {
+        /* librdkafka refuses records over 1000000 bytes by default; KafkaJS has no such cap, so what a
+         * NestJS peer sends and takes (a 1.5 MB echo) must pass here too: nestc's own message limit */
+        if (set(c, "message.max.bytes", NC_KAFKA_MAX_MESSAGE, err, errlen)) goto fail;
         snprintf(buf, sizeof buf, "%lld", nc_opts_int(opts, "acks"));
         if (set(c, "acks", buf, err, errlen)) goto fail;
         if (set(c, "compression.codec", nc_opts_str(opts, "compression"), err, errlen)) goto fail;
