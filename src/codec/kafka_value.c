@@ -19,11 +19,46 @@ static int bytes_set(nc_kafka_bytes *b, const void *p, size_t n) {
     return 0;
 }
 
+/* A string as Buffer.from(string) writes it: nestc holds a lone surrogate as WTF-8 (json_build.h), which
+ * JavaScript's UTF-8 encoder writes as U+FFFD; a high and a low surrogate held one after the other are one
+ * character, written as its 4-byte form. Other text is UTF-8 already and copied as is. */
+static int bytes_set_utf8(nc_kafka_bytes *b, const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i + 2 < n && !(p[i] == 0xED && p[i + 1] >= 0xA0)) i++;
+    if (i + 2 >= n) return bytes_set(b, s, n);
+    nc_buf o = NC_BUF_INIT;
+    int rc = nc_buf_append(&o, s, i);
+    while (!rc && i < n) {
+        if (i + 2 < n && p[i] == 0xED && p[i + 1] >= 0xA0) {
+            unsigned hi = 0xD000u | ((p[i + 1] & 0x3Fu) << 6) | (p[i + 2] & 0x3Fu);
+            if (hi < 0xDC00 && i + 5 < n && p[i + 3] == 0xED && p[i + 4] >= 0xB0) {
+                unsigned lo = 0xD000u | ((p[i + 4] & 0x3Fu) << 6) | (p[i + 5] & 0x3Fu);
+                unsigned cp = 0x10000u + ((hi - 0xD800u) << 10) + (lo - 0xDC00u);
+                unsigned char u[4] = {
+                    (unsigned char)(0xF0 | (cp >> 18)), (unsigned char)(0x80 | ((cp >> 12) & 0x3F)),
+                    (unsigned char)(0x80 | ((cp >> 6) & 0x3F)), (unsigned char)(0x80 | (cp & 0x3F))};
+                rc = nc_buf_append(&o, u, 4);
+                i += 6;
+            } else {
+                rc = nc_buf_append(&o, "\xEF\xBF\xBD", 3); /* U+FFFD */
+                i += 3;
+            }
+        } else {
+            rc = nc_buf_append(&o, p + i, 1);
+            i++;
+        }
+    }
+    if (!rc) rc = bytes_set(b, o.data ? o.data : "", o.len);
+    nc_buf_free(&o);
+    return rc;
+}
+
 int nc_kafka_encode_value(const json_t *v, nc_kafka_bytes *out) {
     out->p = NULL;
     out->n = 0;
     if (!v || json_is_null(v)) return 0;
-    if (json_is_string(v)) return bytes_set(out, json_string_value(v), json_string_length(v));
+    if (json_is_string(v)) return bytes_set_utf8(out, json_string_value(v), json_string_length(v));
     if (json_is_true(v)) return bytes_set(out, "true", 4);
     if (json_is_false(v)) return bytes_set(out, "false", 5);
     nc_buf b = NC_BUF_INIT;

@@ -390,6 +390,10 @@ static int part_span(const char *p, size_t n, int is_json, nc_buf *b, nc_span *o
         int r = nc_json_write(b, v);
         nc_json_free(v);
         if (r) return NC_ENOMEM;
+        /* the scanner may still refuse this text (an exponent, an escaped key, a lone surrogate): it is
+         * JSON the DOM parser took, so it is the span, marked as not compact */
+        *out = (nc_span){b->data, b->len, NC_SPAN_ESC};
+        return 0;
     } else {
         json_t *v = nc_json_string_js(p, n, 0);
         int r = !v || nc_json_write(b, v);

@@ -279,6 +279,31 @@ static void test_encode_rules(void **state) {
     assert_null(b.p);
 }
 
+/* Strings go out as Buffer.from(string) writes them: a lone surrogate (held as WTF-8) as U+FFFD, two
+ * halves held one after the other as the one character; inside JSON text the halves stay \udxxx escapes,
+ * as JSON.stringify writes them. Keys and header values are encoded the same way. */
+static void test_encode_surrogates(void **state) {
+    (void)state;
+    enc("\"ab\\ud83d\"", "ab\xef\xbf\xbd");
+    enc("\"\\ude00x\"", "\xef\xbf\xbdx");
+    enc("\"\\ude00\\ud83d\"", "\xef\xbf\xbd\xef\xbf\xbd");
+    enc("\"\\ud83d\\ude00\"", "\xf0\x9f\x98\x80");
+    enc("[\"ab\\ud83d\",{\"\\ud800\":\"\\udfff\"}]", "[\"ab\\ud83d\",{\"\\ud800\":\"\\udfff\"}]");
+    json_t *pair = json_stringn_nocheck("a\xed\xa0\xbd\xed\xb8\x80\xed\xa0\xbd", 10); /* halves apart */
+    nc_kafka_bytes b;
+    assert_int_equal(nc_kafka_encode_value(pair, &b), 0);
+    assert_bytes(&b, "a\xf0\x9f\x98\x80\xef\xbf\xbd", 8);
+    free(b.p);
+    json_decref(pair);
+    nc_kafka_msg m;
+    json_t *rm = J("{\"key\":\"k\\udfff\",\"value\":\"v\",\"headers\":{\"h\":\"\\ud800\"}}");
+    assert_int_equal(nc_kafka_msg_from_json(rm, &m), 0);
+    assert_bytes(&m.key, "k\xef\xbf\xbd", 4);
+    assert_bytes(&m.headers[0].value, "\xef\xbf\xbd", 3);
+    nc_kafka_msg_free(&m);
+    json_decref(rm);
+}
+
 static void test_ready_made(void **state) {
     (void)state;
     nc_kafka_msg m;
@@ -371,9 +396,10 @@ static void test_partition(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_recorded_session), cmocka_unit_test(test_encode_rules),
-        cmocka_unit_test(test_ready_made),       cmocka_unit_test(test_reply_headers),
-        cmocka_unit_test(test_decode_rules),     cmocka_unit_test(test_partition),
+        cmocka_unit_test(test_recorded_session),  cmocka_unit_test(test_encode_rules),
+        cmocka_unit_test(test_ready_made),        cmocka_unit_test(test_reply_headers),
+        cmocka_unit_test(test_decode_rules),      cmocka_unit_test(test_partition),
+        cmocka_unit_test(test_encode_surrogates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

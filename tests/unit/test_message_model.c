@@ -402,6 +402,13 @@ static void test_parts(void **st) {
     nc_inbound in2 = {.parts = &q, .route = "reply"};
     assert_int_equal(deliver_in(NULL, 0, &in2), NC_DISPATCH_HANDLED);
     assert_string_equal(pkts[1].id, "42");
+    /* JSON data the fast scanner leaves to the DOM parser (an exponent, an escaped key, a lone surrogate):
+     * still JSON, still dispatched (the Kafka server hands every record value this way) */
+    const char *slow = "[1e308,{\"k\\\"\":\"\\ud83d\"}]";
+    nc_inbound_parts q2 = {
+        .id = "43", .id_len = 2, .id_is_json = 1, .data = slow, .data_len = strlen(slow), .data_is_json = 1};
+    nc_inbound in2b = {.parts = &q2, .route = "reply"};
+    assert_int_equal(deliver_in(NULL, 0, &in2b), NC_DISPATCH_HANDLED);
     /* an event as parts, not JSON data under JSON_OR_STRING */
     nc_inbound_parts e = {
         .pattern = "plain", .data = "{oops", .data_len = 5, .data_is_json = 1, .is_event = 1};

@@ -2,9 +2,11 @@
  * a handle's events to the loop. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nestc/error.h"
@@ -120,6 +122,33 @@ void nc_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
     nc_logf(lg, lv, "Kafka", "%s: %s", fac, buf);
 }
 
+/* The largest record value nestc produces and fetches: the default max_buffer_size of the other
+ * transports (128 MiB); a fetch response carries it plus the protocol overhead. */
+#define NC_KAFKA_MAX_MESSAGE "134217728"
+#define NC_KAFKA_MAX_RECEIVE "135266304"
+
+/* The partition of a record without an explicit one, as KafkaJS's DefaultPartitioner chooses it: a key's
+ * murmur2 hash (Java's and KafkaJS's, so a key lands where a NestJS producer puts it), records without a key
+ * round-robin from a random start. librdkafka's default instead keeps unkeyed records on one partition for
+ * a while (sticky partitioning): concurrent requests then queue behind each other at a NestJS server, which
+ * handles one record of a partition at a time until its first reply value. Called from librdkafka's
+ * threads: the counter is atomic. */
+static _Atomic unsigned rr_next;
+
+static int32_t partition_cb(const rd_kafka_topic_t *rkt, const void *key, size_t keylen, int32_t cnt,
+                            void *rkt_opaque, void *msg_opaque) {
+    if (key) return rd_kafka_msg_partitioner_murmur2(rkt, key, keylen, cnt, rkt_opaque, msg_opaque);
+    (void)rkt, (void)rkt_opaque, (void)msg_opaque;
+    return (int32_t)(atomic_fetch_add(&rr_next, 1u) % (unsigned)cnt);
+}
+
+static int user_sets(const nc_optset *opts, const char *name) {
+    for (const nc_optset *s = opts; s; s = s->parent)
+        for (size_t i = 0; i < s->n; i++)
+            if (strcmp(nc_optval_name(&s->v[i]), name) == 0) return 1;
+    return 0;
+}
+
 static int set(rd_kafka_conf_t *c, const char *k, const char *v, char *err, size_t errlen) {
     char e[256];
     if (rd_kafka_conf_set(c, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
@@ -170,7 +199,33 @@ rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kin
         /* at-least-once: an offset is stored only once its record was settled (handler and reply stream
          * finished); the stored offsets are committed in the background and on close */
         if (set(c, "enable.auto.offset.store", "false", err, errlen)) goto fail;
+        /* a record up to the producer's limit below must come through whole (librdkafka's default caps a
+         * fetch response at 100 MB; KafkaJS has no client-side cap) */
+        if (set(c, "receive.message.max.bytes", NC_KAFKA_MAX_RECEIVE, err, errlen)) goto fail;
     } else {
+        /* librdkafka refuses records over 1000000 bytes by default; KafkaJS has no such cap, so what a
+         * NestJS peer sends and takes (a 1.5 MB echo) must pass here too: nestc's own message limit */
+        if (set(c, "message.max.bytes", NC_KAFKA_MAX_MESSAGE, err, errlen)) goto fail;
+        if (!user_sets(opts, "kafka.partitioner")) {
+            /* acks and compression.codec above live in the default topic configuration already */
+            rd_kafka_topic_conf_t *tc = rd_kafka_conf_get_default_topic_conf(c);
+            if (tc) {
+                rd_kafka_topic_conf_set_partitioner_cb(tc, partition_cb);
+            } else {
+                if (!(tc = rd_kafka_topic_conf_new())) {
+                    snprintf(err, errlen, "out of memory");
+                    goto fail;
+                }
+                rd_kafka_topic_conf_set_partitioner_cb(tc, partition_cb);
+                rd_kafka_conf_set_default_topic_conf(c, tc);
+            }
+            if (set(c, "sticky.partitioning.linger.ms", "0", err, errlen)) goto fail;
+            if (atomic_load(&rr_next) == 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                atomic_store(&rr_next, (unsigned)ts.tv_nsec ^ ((unsigned)getpid() << 8) ^ 1u);
+            }
+        }
         snprintf(buf, sizeof buf, "%lld", nc_opts_int(opts, "acks"));
         if (set(c, "acks", buf, err, errlen)) goto fail;
         if (set(c, "compression.codec", nc_opts_str(opts, "compression"), err, errlen)) goto fail;
