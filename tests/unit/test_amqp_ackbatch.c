@@ -41,12 +41,8 @@ typedef struct peer {
     nc_amqp_parser parser;
 } peer;
 
-static char rbuf[65536];
-static void on_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
-    (void)h;
-    (void)n;
-    *b = uv_buf_init(rbuf, sizeof rbuf);
-}
+#define AMQP_FIXTURE_FAKE
+#include "amqp_fixture.h"
 
 static void peer_closed(uv_handle_t *h) {
     peer *p = h->data;
@@ -54,25 +50,6 @@ static void peer_closed(uv_handle_t *h) {
     if (p->f->peer == p) p->f->peer = NULL;
     nc_amqp_parser_free(&p->parser);
     free(p);
-}
-
-static void on_written(uv_write_t *w, int status) {
-    (void)status;
-    free(w);
-}
-
-static void say(peer *p, const char *bytes, size_t n) {
-    uv_write_t *w = malloc(sizeof *w + n);
-    memcpy((char *)(w + 1), bytes, n);
-    uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)n);
-    uv_write(w, (uv_stream_t *)&p->h, &b, 1, on_written);
-}
-
-static void say_method(peer *p, nc_amqp_method *m) {
-    nc_buf b = NC_BUF_INIT;
-    assert_int_equal(nc_amqp_write_method(&b, m), 0);
-    say(p, b.data, b.len);
-    nc_buf_free(&b);
 }
 
 /* Deliveries first..last in ONE write (so the server reads them in one loop iteration), each an event

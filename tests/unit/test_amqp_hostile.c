@@ -37,37 +37,14 @@ typedef struct peer {
     nc_amqp_parser parser;
 } peer;
 
-static char rbuf[65536];
-static void on_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
-    (void)h;
-    (void)n;
-    *b = uv_buf_init(rbuf, sizeof rbuf);
-}
+#define AMQP_FIXTURE_FAKE
+#include "amqp_fixture.h"
 
 static void peer_closed(uv_handle_t *h) {
     peer *p = h->data;
     p->f->open--;
     nc_amqp_parser_free(&p->parser);
     free(p);
-}
-
-static void on_written(uv_write_t *w, int status) {
-    (void)status;
-    free(w);
-}
-
-static void say(peer *p, const char *bytes, size_t n) {
-    uv_write_t *w = malloc(sizeof *w + n);
-    memcpy((char *)(w + 1), bytes, n);
-    uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)n);
-    uv_write(w, (uv_stream_t *)&p->h, &b, 1, on_written);
-}
-
-static void say_method(peer *p, nc_amqp_method *m) {
-    nc_buf b = NC_BUF_INIT;
-    assert_int_equal(nc_amqp_write_method(&b, m), 0);
-    say(p, b.data, b.len);
-    nc_buf_free(&b);
 }
 
 static void say_start(peer *p) {
@@ -334,18 +311,13 @@ static void test_heartbeat_loss(void **st) {
 
 static int setup(void **st) {
     (void)st;
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    uv_loop_init(&loop);
+    amqp_loop_begin();
     return 0;
 }
 
 static int teardown(void **st) {
     (void)st;
-    int never = 0;
-    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
-    int r = uv_loop_close(&loop);
-    if (r) uv_print_all_handles(&loop, stderr);
-    return r;
+    return amqp_loop_end();
 }
 
 int main(void) {
