@@ -13,12 +13,10 @@
 #include "broker_harness.h"
 #include "rabbit_harness.h"
 
-static void broker_exec(const broker *b, const char *port) {
-    (void)b;
-    (void)port;
-}
+#define AMQP_FIXTURE_NAME "test_amqp_failover"
+#define AMQP_FIXTURE_OWN_SERVER_NEW /* its own: logs captured, a handler added */
+#include "amqp_fixture.h"
 
-static rabbit R;
 static int have_broker;
 static char certs[128]; /* gen-certs.sh's directory (ca.pem, client.pem, client.key), or "" */
 static int own_certs;
@@ -52,27 +50,12 @@ static void on_log(void *u, nc_log_level level, const char *component, const cha
     if (strstr(message, "giving up")) l->giving_up++;
 }
 
-typedef struct srv_st {
-    int connected, disconnected, err;
-} srv_st;
-
-static void on_srv_status(void *u, const char *status, int err) {
-    srv_st *s = u;
-    if (!strcmp(status, "connected")) s->connected++;
-    if (!strcmp(status, "disconnected")) s->disconnected++, s->err = err;
-}
-
 static nc_server *server_new(const char *u, srv_st *st, logcap *l) {
-    nc_server_opts o = {0};
-    o.loop = &loop;
+    nc_server_opts o = amqp_server_opts();
     o.log = on_log;
     o.log_user = l;
     o.log_level = NC_LOG_DEBUG;
-    o.retry_delay_ms = 100;
-    o.shutdown_timeout_ms = 500;
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, u, &o), 0);
-    nc_server_on_status(srv, on_srv_status, st);
+    nc_server *srv = server_new_opts(u, &o, st);
     assert_int_equal(nc_server_message(srv, "{\"cmd\":\"sum\"}", h_sum, NULL), 0);
     return srv;
 }
@@ -553,16 +536,10 @@ static void test_external_login(void **st) {
     /* a user in the URL is not sent: the certificate names the user */
     snprintf(u, sizeof u, "amqps://nobody:wrong@127.0.0.1:%d?queue=nestc_extok_%d&authMechanism=EXTERNAL",
              ext.port, (int)getpid());
-    nc_server_opts so = {0};
-    so.loop = &loop;
-    so.log_level = NC_LOG_OFF;
-    so.retry_delay_ms = 100;
-    so.shutdown_timeout_ms = 500;
+    nc_server_opts so = amqp_server_opts();
     so.tls = &tls;
     srv_st ss = {0};
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, u, &so), 0);
-    nc_server_on_status(srv, on_srv_status, &ss);
+    nc_server *srv = server_new_opts(u, &so, &ss);
     assert_int_equal(nc_server_message(srv, "{\"cmd\":\"sum\"}", h_sum, NULL), 0);
     assert_int_equal(nc_server_listen(srv), 0);
     assert_true(run_until_ms(&ss.connected, 1, 20000));
@@ -608,8 +585,7 @@ static void read_shared_env(void) {
 
 static int setup(void **st) {
     (void)st;
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    uv_loop_init(&loop);
+    amqp_loop_begin();
     read_shared_env();
     if (!rabbit_installed()) return 0;
     const char *ca = getenv("NESTC_RMQ_CA");
@@ -651,23 +627,13 @@ static int teardown(void **st) {
         if (system(cmd)) {
         }
     }
-    int never = 0;
-    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
-    int r = uv_loop_close(&loop);
-    if (r) uv_print_all_handles(&loop, stderr);
-    return r;
+    return amqp_loop_end();
 }
 
-static void on_alarm(int sig) {
-    (void)sig;
-    if (R.b.pid > 0) kill(R.b.pid, SIGTERM);
-    if (R.epmd > 0) kill(R.epmd, SIGTERM);
+/* A test that hangs ends the binary: the EXTERNAL case's broker stopped too. */
+static void kill_ext(void) {
     if (ext.pid > 0) kill(ext.pid, SIGTERM);
     if (ext_epmd > 0) kill(ext_epmd, SIGTERM);
-    static const char msg[] = "test_amqp_failover: time limit reached, stopped\n";
-    if (write(2, msg, sizeof msg - 1)) {
-    }
-    _exit(1);
 }
 
 int main(void) {
@@ -677,7 +643,6 @@ int main(void) {
         cmocka_unit_test(test_lost_goes_to_next),       cmocka_unit_test(test_client_fails_over),
         cmocka_unit_test(test_external_not_offered),    cmocka_unit_test(test_external_login),
     };
-    signal(SIGALRM, on_alarm);
-    alarm(110u * (unsigned)time_factor());
-    return cmocka_run_group_tests(tests, setup, teardown);
+    amqp_fixture_on_alarm = kill_ext;
+    return amqp_fixture_run(tests, setup, teardown);
 }

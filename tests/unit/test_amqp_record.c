@@ -9,12 +9,8 @@
 #include "broker_harness.h"
 #include "rabbit_harness.h"
 
-static void broker_exec(const broker *b, const char *port) {
-    (void)b;
-    (void)port;
-}
-
-static rabbit R;
+#define AMQP_FIXTURE_NAME "test_amqp_record"
+#include "amqp_fixture.h"
 
 /* A queue name of this run: tests and runs sharing a broker never meet. */
 static const char *qurl(char *buf, size_t len, const char *tag) {
@@ -69,16 +65,6 @@ static void ev_props(const nc_msg *m, void *u) {
     got_events++;
     json_decref(last_event);
     last_event = ctx_props(m);
-}
-
-typedef struct srv_st {
-    int connected;
-} srv_st;
-
-static void on_srv_status(void *u, const char *status, int err) {
-    (void)err;
-    srv_st *s = u;
-    if (!strcmp(status, "connected")) s->connected++;
 }
 
 static nc_server *serve(const char *u, srv_st *st) {
@@ -312,47 +298,20 @@ static void test_foreign_user(void **st) {
     nc_server_free(srv);
 }
 
-static int setup(void **st) {
-    (void)st;
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    uv_loop_init(&loop);
-    rabbit_start(&R, time_factor());
-    return 0;
-}
-
 static int teardown(void **st) {
     (void)st;
     rabbit_free(&R);
-    int never = 0;
-    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
+    int r = amqp_loop_end();
     json_decref(last_event);
-    int r = uv_loop_close(&loop);
-    if (r) uv_print_all_handles(&loop, stderr);
     return r;
 }
 
-/* A test that hangs ends the binary: the broker stopped first. */
-static void on_alarm(int sig) {
-    (void)sig;
-    if (R.b.pid > 0) kill(R.b.pid, SIGTERM);
-    if (R.epmd > 0) kill(R.epmd, SIGTERM);
-    static const char msg[] = "test_amqp_record: time limit reached, stopped\n";
-    if (write(2, msg, sizeof msg - 1)) {
-    }
-    _exit(1);
-}
-
 int main(void) {
-    if (!rabbit_installed()) {
-        printf("rabbitmq-server not installed: skipped\n");
-        return 0;
-    }
+    AMQP_FIXTURE_NEED_RABBIT();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_call_options),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_foreign_user),
     };
-    signal(SIGALRM, on_alarm);
-    alarm(110u * (unsigned)time_factor()); /* before ctest's 120 s: the broker is stopped, not orphaned */
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return amqp_fixture_run(tests, amqp_fixture_setup, teardown);
 }

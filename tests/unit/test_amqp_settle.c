@@ -14,13 +14,10 @@
 #include "broker_harness.h"
 #include "rabbit_harness.h"
 
-static void broker_exec(const broker *b, const char *port) {
-    (void)b;
-    (void)port;
-}
+#define AMQP_FIXTURE_NAME "test_amqp_settle"
+#include "amqp_fixture.h"
 
-static rabbit R;
-static pid_t holder_pid; /* the server process of test_killed_server, killed by on_alarm too */
+static pid_t holder_pid; /* the server process of test_killed_server, killed at the time limit too */
 /* this binary, for the holder (from /proc/self/exe, which valgrind answers with the test, not itself) */
 static char self_exe[4096];
 
@@ -86,32 +83,6 @@ static int ctl_run(const char *args) {
 
 /* ---- servers --------------------------------------------------------------------------------------------
  */
-
-typedef struct srv_st {
-    int connected;
-} srv_st;
-
-static void on_srv_status(void *u, const char *status, int err) {
-    (void)err;
-    if (!strcmp(status, "connected")) ((srv_st *)u)->connected++;
-}
-
-static nc_server *server_new(const char *u, srv_st *st) {
-    nc_server_opts o = {0};
-    o.loop = &loop;
-    o.log_level = NC_LOG_OFF;
-    o.retry_delay_ms = 100;
-    o.shutdown_timeout_ms = 500;
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, u, &o), 0);
-    nc_server_on_status(srv, on_srv_status, st);
-    return srv;
-}
-
-static void listen_until_connected(nc_server *srv, srv_st *st) {
-    assert_int_equal(nc_server_listen(srv), 0);
-    assert_true(run_until_ms(&st->connected, 1, 20000));
-}
 
 /* Emits n events {"id": first+i} of pattern and waits for the broker's confirms: they are in the queue. */
 static void emit_confirmed(nc_client *c, const char *pattern, int first, int n) {
@@ -428,34 +399,9 @@ static void test_dead_letter(void **st) {
     assert_int_equal(ctl_run(args), 0);
 }
 
-static int setup(void **st) {
-    (void)st;
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    uv_loop_init(&loop);
-    rabbit_start(&R, time_factor());
-    return 0;
-}
-
-static int teardown(void **st) {
-    (void)st;
-    rabbit_free(&R);
-    int never = 0;
-    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
-    int r = uv_loop_close(&loop);
-    if (r) uv_print_all_handles(&loop, stderr);
-    return r;
-}
-
-/* A test that hangs ends the binary: the broker and the holder stopped first. */
-static void on_alarm(int sig) {
-    (void)sig;
+/* A test that hangs ends the binary: the holder stopped first, then the broker. */
+static void kill_holder(void) {
     if (holder_pid > 0) kill(holder_pid, SIGKILL);
-    if (R.b.pid > 0) kill(R.b.pid, SIGTERM);
-    if (R.epmd > 0) kill(R.epmd, SIGTERM);
-    static const char msg[] = "test_amqp_settle: time limit reached, stopped\n";
-    if (write(2, msg, sizeof msg - 1)) {
-    }
-    _exit(1);
 }
 
 int main(int argc, char **argv) {
@@ -465,17 +411,13 @@ int main(int argc, char **argv) {
         self_exe[n] = '\0';
     else
         snprintf(self_exe, sizeof self_exe, "%s", argv[0]);
-    if (!rabbit_installed()) {
-        printf("rabbitmq-server not installed: skipped\n");
-        return 0;
-    }
+    AMQP_FIXTURE_NEED_RABBIT();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ack_late),
         cmocka_unit_test(test_prefetch_counters),
         cmocka_unit_test(test_killed_server),
         cmocka_unit_test(test_dead_letter),
     };
-    signal(SIGALRM, on_alarm);
-    alarm(110u * (unsigned)time_factor()); /* before ctest's 120 s: the broker is stopped, not orphaned */
-    return cmocka_run_group_tests(tests, setup, teardown);
+    amqp_fixture_on_alarm = kill_holder;
+    return amqp_fixture_run(tests, amqp_fixture_setup, amqp_fixture_teardown);
 }

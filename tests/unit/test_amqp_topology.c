@@ -10,12 +10,9 @@
 #include "broker_harness.h"
 #include "rabbit_harness.h"
 
-static void broker_exec(const broker *b, const char *port) {
-    (void)b;
-    (void)port;
-}
+#define AMQP_FIXTURE_NAME "test_amqp_topology"
+#include "amqp_fixture.h"
 
-static rabbit R;
 static unsigned run_id;
 
 /* amqp://…?<query> with %s replaced by this run's id (names never meet between cases and runs) */
@@ -36,33 +33,6 @@ static const char *rurl(char *buf, size_t len, const char *query_fmt) {
     int n = snprintf(buf, len, "%s%s", R.url, strchr(R.url, '?') ? "&" : "?");
     if (n > 0 && (size_t)n < len) memcpy(buf + n, q, strlen(q) + 1 < len - (size_t)n ? strlen(q) + 1 : 0);
     return buf;
-}
-
-typedef struct srv_st {
-    int connected, disconnected, err;
-} srv_st;
-
-static void on_srv_status(void *u, const char *status, int err) {
-    srv_st *s = u;
-    if (!strcmp(status, "connected")) s->connected++;
-    if (!strcmp(status, "disconnected")) s->disconnected++, s->err = err;
-}
-
-static nc_server *server_new(const char *u, srv_st *st) {
-    nc_server_opts o = {0};
-    o.loop = &loop;
-    o.log_level = NC_LOG_OFF;
-    o.retry_delay_ms = 100;
-    o.shutdown_timeout_ms = 500;
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, u, &o), 0);
-    nc_server_on_status(srv, on_srv_status, st);
-    return srv;
-}
-
-static void listen_until_connected(nc_server *srv, srv_st *st) {
-    assert_int_equal(nc_server_listen(srv), 0);
-    assert_true(run_until_ms(&st->connected, 1, 20000));
 }
 
 static json_t *ask(nc_client *c, const char *route, json_t *data) {
@@ -462,45 +432,19 @@ static void test_classic_retry_count(void **st) {
 
 static int setup(void **st) {
     (void)st;
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    uv_loop_init(&loop);
+    amqp_loop_begin();
     run_id = (unsigned)(uv_hrtime() & 0xffffff);
     rabbit_start(&R, time_factor());
     return 0;
 }
 
-static int teardown(void **st) {
-    (void)st;
-    rabbit_free(&R);
-    int never = 0;
-    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
-    int r = uv_loop_close(&loop);
-    if (r) uv_print_all_handles(&loop, stderr);
-    return r;
-}
-
-static void on_alarm(int sig) {
-    (void)sig;
-    if (R.b.pid > 0) kill(R.b.pid, SIGTERM);
-    if (R.epmd > 0) kill(R.epmd, SIGTERM);
-    static const char msg[] = "test_amqp_topology: time limit reached, stopped\n";
-    if (write(2, msg, sizeof msg - 1)) {
-    }
-    _exit(1);
-}
-
 int main(void) {
-    if (!rabbit_installed()) {
-        printf("rabbitmq-server not installed: skipped\n");
-        return 0;
-    }
+    AMQP_FIXTURE_NEED_RABBIT();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queue_arguments),     cmocka_unit_test(test_fanout),
         cmocka_unit_test(test_client_binding),      cmocka_unit_test(test_wildcards_context),
         cmocka_unit_test(test_max_deliveries),      cmocka_unit_test(test_over_limit_rejected_unseen),
         cmocka_unit_test(test_classic_retry_count),
     };
-    signal(SIGALRM, on_alarm);
-    alarm(110u * (unsigned)time_factor()); /* before ctest's 120 s: the broker is stopped, not orphaned */
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return amqp_fixture_run(tests, setup, amqp_fixture_teardown);
 }

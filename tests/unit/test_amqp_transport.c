@@ -8,12 +8,8 @@
 #include "broker_harness.h"
 #include "rabbit_harness.h"
 
-static void broker_exec(const broker *b, const char *port) {
-    (void)b;
-    (void)port;
-}
-
-static rabbit R;
+#define AMQP_FIXTURE_NAME "test_amqp_transport"
+#include "amqp_fixture.h"
 
 /* A queue name of this run: tests and runs sharing a broker never meet. */
 static const char *qurl(char *buf, size_t len, const char *tag, const char *extra) {
@@ -50,33 +46,6 @@ static void ev_note_rmq(const nc_msg *m, void *u) {
     srv_events++;
     json_decref(srv_last_event);
     srv_last_event = json_incref(nc_msg_data(m));
-}
-
-typedef struct srv_st {
-    int connected, disconnected, err;
-} srv_st;
-
-static void on_srv_status(void *u, const char *status, int err) {
-    srv_st *s = u;
-    if (!strcmp(status, "connected")) s->connected++;
-    if (!strcmp(status, "disconnected")) s->disconnected++, s->err = err;
-}
-
-static nc_server *server_new(const char *u, srv_st *st) {
-    nc_server_opts o = {0};
-    o.loop = &loop;
-    o.log_level = NC_LOG_OFF;
-    o.retry_delay_ms = 100;
-    o.shutdown_timeout_ms = 500;
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, u, &o), 0);
-    nc_server_on_status(srv, on_srv_status, st);
-    return srv;
-}
-
-static void listen_until_connected(nc_server *srv, srv_st *st) {
-    assert_int_equal(nc_server_listen(srv), 0);
-    assert_true(run_until_ms(&st->connected, 1, 20000));
 }
 
 static json_t *ask(nc_client *c, const char *route, json_t *data, const nc_call_opts *o) {
@@ -342,16 +311,10 @@ static void test_tls(void **st) {
     nc_tls_opts tls = {.ca_file = ca, .server_name = "localhost"};
     char u[400];
     snprintf(u, sizeof u, "%s?queue=nestc_tls_%d", R.tls_url, (int)getpid());
-    nc_server_opts so = {0};
-    so.loop = &loop;
-    so.log_level = NC_LOG_OFF;
-    so.retry_delay_ms = 100;
-    so.shutdown_timeout_ms = 500;
+    nc_server_opts so = amqp_server_opts();
     so.tls = &tls;
     srv_st ss = {0};
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, u, &so), 0);
-    nc_server_on_status(srv, on_srv_status, &ss);
+    nc_server *srv = server_new_opts(u, &so, &ss);
     assert_int_equal(nc_server_message(srv, "{\"cmd\":\"sum\"}", h_sum, NULL), 0);
     listen_until_connected(srv, &ss);
     nc_client_opts co = {0};
@@ -379,8 +342,7 @@ static void test_tls(void **st) {
 
 static int setup(void **st) {
     (void)st;
-    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
-    uv_loop_init(&loop);
+    amqp_loop_begin();
     if (!getenv("NESTC_RMQ_URL")) {
         const char *tmp = getenv("TMPDIR");
         snprintf(R.certs, sizeof R.certs, "%s/nestc-rmq-certs-XXXXXX",
@@ -407,36 +369,17 @@ static int teardown(void **st) {
         if (system(cmd)) {
         }
     }
-    int never = 0;
-    for (int i = 0; i < 300 && uv_loop_alive(&loop); i++) run_until_ms(&never, 1, 10);
+    int r = amqp_loop_end();
     json_decref(srv_last_event);
-    int r = uv_loop_close(&loop);
-    if (r) uv_print_all_handles(&loop, stderr);
     return r;
 }
 
-/* A test that hangs ends the binary: the broker stopped first. */
-static void on_alarm(int sig) {
-    (void)sig;
-    if (R.b.pid > 0) kill(R.b.pid, SIGTERM);
-    if (R.epmd > 0) kill(R.epmd, SIGTERM);
-    static const char msg[] = "test_amqp_transport: time limit reached, stopped\n";
-    if (write(2, msg, sizeof msg - 1)) {
-    }
-    _exit(1);
-}
-
 int main(void) {
-    if (!rabbit_installed()) {
-        printf("rabbitmq-server not installed: skipped\n");
-        return 0;
-    }
+    AMQP_FIXTURE_NEED_RABBIT();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_reply),  cmocka_unit_test(test_settle),
         cmocka_unit_test(test_prefetch),       cmocka_unit_test(test_queue_mismatch),
         cmocka_unit_test(test_broker_restart), cmocka_unit_test(test_tls),
     };
-    signal(SIGALRM, on_alarm);
-    alarm(110u * (unsigned)time_factor()); /* before ctest's 120 s: the broker is stopped, not orphaned */
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return amqp_fixture_run(tests, setup, teardown);
 }
