@@ -76,6 +76,25 @@ static inline void listen_until_connected(nc_server *srv, srv_st *st) {
     assert_true(run_until_ms(&st->connected, 1, 20000));
 }
 
+/* A call's reply (a new reference); the call must succeed. data is borrowed by the call. */
+static inline json_t *ask_opts(nc_client *c, const char *route, json_t *data, const nc_call_opts *o) {
+    call k = {0};
+    assert_int_equal(nc_client_send(c, route, data, o, on_value, on_done, &k), 0);
+    json_decref(data); /* borrowed by the call */
+    assert_true(run_until_ms(&k.done, 1, 10000));
+    if (k.err) fprintf(stderr, "call %s failed: %d %s\n", route, k.err, k.msg);
+    assert_int_equal(k.err, 0);
+    json_t *v = json_incref(k.last);
+    call_clear(&k);
+    return v;
+}
+
+/* A call of route without data, waited for: its outcome in *k (call_clear it). */
+static inline void call_wait(nc_client *c, const char *route, call *k) {
+    assert_int_equal(nc_client_send(c, route, NULL, NULL, on_value, on_done, k), 0);
+    assert_true(run_until_ms(&k->done, 1, 10000));
+}
+
 /* Set by a test that starts processes of its own: called first when the time limit is reached. */
 static void (*amqp_fixture_on_alarm)(void);
 

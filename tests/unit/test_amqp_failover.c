@@ -61,15 +61,7 @@ static nc_server *server_new(const char *u, srv_st *st, logcap *l) {
 }
 
 static json_t *ask(nc_client *c, const char *route, json_t *data) {
-    call k = {0};
-    assert_int_equal(nc_client_send(c, route, data, NULL, on_value, on_done, &k), 0);
-    json_decref(data);
-    assert_true(run_until_ms(&k.done, 1, 10000));
-    if (k.err) fprintf(stderr, "call %s failed: %d %s\n", route, k.err, k.msg);
-    assert_int_equal(k.err, 0);
-    json_t *v = json_incref(k.last);
-    call_clear(&k);
-    return v;
+    return ask_opts(c, route, data, NULL);
 }
 
 static void expect_sum(nc_client *c, int a, int b) {
@@ -324,8 +316,7 @@ static void test_attempts_across_brokers(void **st) {
     a.accepted = b.accepted = 0;
     assert_int_equal(nc_client_new(&c, u, &o), 0);
     call k = {0};
-    assert_int_equal(nc_client_send(c, "x", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000));
+    call_wait(c, "x", &k);
     assert_int_not_equal(k.err, 0);
     assert_int_equal(a.accepted, 1); /* the first connection tried each broker once */
     assert_int_equal(b.accepted, 1);
@@ -449,8 +440,7 @@ static void test_external_not_offered(void **st) {
     nc_client *c;
     assert_int_equal(nc_client_new(&c, u, &co), 0);
     call k = {0};
-    assert_int_equal(nc_client_send(c, "x", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000));
+    call_wait(c, "x", &k);
     assert_int_equal(k.err, NC_EAUTH);
     if (!strstr(k.msg, "does not offer the EXTERNAL mechanism (it offers: ")) fprintf(stderr, "%s\n", k.msg);
     assert_non_null(strstr(k.msg, "does not offer the EXTERNAL mechanism (it offers: "));
@@ -557,8 +547,7 @@ static void test_external_login(void **st) {
     snprintf(u, sizeof u, "amqps://nobody:wrong@127.0.0.1:%d?queue=nestc_extok_%d", ext.port, (int)getpid());
     assert_int_equal(nc_client_new(&c, u, &co), 0);
     call k = {0};
-    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000));
+    call_wait(c, "{\"cmd\":\"sum\"}", &k);
     assert_int_equal(k.err, NC_EAUTH);
     call_clear(&k);
     nc_client_free(c);

@@ -180,8 +180,7 @@ static void test_ack_late(void **st) {
     nc_client *c = client_new(u, 0, NULL);
     emit_confirmed(c, "late", 1, 1);
     call k = {0};
-    assert_int_equal(nc_client_send(c, "hold", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000)); /* the caller has its answer … */
+    call_wait(c, "hold", &k); /* the caller has its answer … */
     assert_int_equal(k.err, 0);
     call_clear(&k);
     assert_true(run_until_ms(&nkept, 1, 10000));

@@ -36,15 +36,7 @@ static const char *rurl(char *buf, size_t len, const char *query_fmt) {
 }
 
 static json_t *ask(nc_client *c, const char *route, json_t *data) {
-    call k = {0};
-    assert_int_equal(nc_client_send(c, route, data, NULL, on_value, on_done, &k), 0);
-    json_decref(data);
-    assert_true(run_until_ms(&k.done, 1, 10000));
-    if (k.err) fprintf(stderr, "call %s failed: %d %s\n", route, k.err, k.msg);
-    assert_int_equal(k.err, 0);
-    json_t *v = json_incref(k.last);
-    call_clear(&k);
-    return v;
+    return ask_opts(c, route, data, NULL);
 }
 
 static void emit_ok(nc_client *c, const char *route) {
@@ -248,8 +240,7 @@ static void test_queue_arguments(void **st) {
             "queue=nestc_qa_%s&maxPriority=6&messageTtl=60000&queueArguments=%7B%22x-max-length%22%3A100%7D"),
         0, NULL);
     call k = {0};
-    assert_int_equal(nc_client_send(c, "ping", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000));
+    call_wait(c, "ping", &k);
     assert_int_not_equal(k.err, 0);
     assert_non_null(strstr(k.msg, "PRECONDITION_FAILED"));
     assert_non_null(strstr(k.msg, "x-max-priority"));

@@ -48,18 +48,6 @@ static void ev_note_rmq(const nc_msg *m, void *u) {
     srv_last_event = json_incref(nc_msg_data(m));
 }
 
-static json_t *ask(nc_client *c, const char *route, json_t *data, const nc_call_opts *o) {
-    call k = {0};
-    assert_int_equal(nc_client_send(c, route, data, o, on_value, on_done, &k), 0);
-    json_decref(data); /* borrowed by the call */
-    assert_true(run_until_ms(&k.done, 1, 10000));
-    if (k.err) fprintf(stderr, "call %s failed: %d %s\n", route, k.err, k.msg);
-    assert_int_equal(k.err, 0);
-    json_t *v = json_incref(k.last);
-    call_clear(&k);
-    return v;
-}
-
 /* Request/reply, the context of a delivery, headers, an event completed by its confirm, the no-handler
  * reply. */
 static void test_request_reply(void **st) {
@@ -73,12 +61,12 @@ static void test_request_reply(void **st) {
     assert_int_equal(nc_server_event(srv, "note", ev_note_rmq, NULL), 0);
     listen_until_connected(srv, &ss);
     nc_client *c = client_new(u, 0, NULL);
-    json_t *r = ask(c, "{\"cmd\":\"sum\"}", json_pack("[i,i,i]", 1, 2, 3), NULL);
+    json_t *r = ask_opts(c, "{\"cmd\":\"sum\"}", json_pack("[i,i,i]", 1, 2, 3), NULL);
     assert_int_equal(json_integer_value(r), 6);
     json_decref(r);
     json_t *h = json_pack("{s:s}", "x-trace", "t-1");
     nc_call_opts co = {.headers = h};
-    r = ask(c, "ctx", NULL, &co);
+    r = ask_opts(c, "ctx", NULL, &co);
     json_decref(h);
     const char *q = strstr(u, "queue=") + 6;
     assert_string_equal(json_string_value(json_object_get(r, "rk")), q);
@@ -100,8 +88,7 @@ static void test_request_reply(void **st) {
     assert_string_equal(json_string_value(json_object_get(srv_last_event, "name")), "Ann");
     /* unknown pattern: NestJS's no-handler error */
     call k = {0};
-    assert_int_equal(nc_client_send(c, "nope", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000));
+    call_wait(c, "nope", &k);
     assert_int_not_equal(k.err, 0);
     assert_non_null(strstr(k.msg, "There is no matching message handler"));
     call_clear(&k);
@@ -147,8 +134,7 @@ static void test_settle(void **st) {
     nc_client *c = client_new(u, 0, NULL);
     /* the first delivery answers "again" and is requeued; the second is the redelivery */
     call k = {0};
-    assert_int_equal(nc_client_send(c, "flaky", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000));
+    call_wait(c, "flaky", &k);
     assert_int_not_equal(k.err, 0);
     call_clear(&k);
     assert_true(run_until_ms(&flaky_seen, 2, 10000));
@@ -158,11 +144,10 @@ static void test_settle(void **st) {
     assert_int_equal(e.err, 0);
     assert_true(run_until_ms(&rej_seen, 1, 10000));
     /* acked requests keep working, unknown ones get the no-handler reply */
-    json_t *r = ask(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 2, 3), NULL);
+    json_t *r = ask_opts(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 2, 3), NULL);
     assert_int_equal(json_integer_value(r), 5);
     json_decref(r);
-    assert_int_equal(nc_client_send(c, "nope", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000));
+    call_wait(c, "nope", &k);
     assert_non_null(strstr(k.msg, "There is no matching message handler"));
     call_clear(&k);
     /* nothing comes back: the settled ones stay settled */
@@ -236,8 +221,7 @@ static void test_queue_mismatch(void **st) {
     snprintf(u2, sizeof u2, "%s&durable=false", u);
     nc_client *c = client_new(u2, 0, NULL);
     call k = {0};
-    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000));
+    call_wait(c, "{\"cmd\":\"sum\"}", &k);
     assert_int_not_equal(k.err, 0);
     if (!strstr(k.msg, "PRECONDITION_FAILED")) fprintf(stderr, "got: %s\n", k.msg);
     assert_non_null(strstr(k.msg, "PRECONDITION_FAILED"));
@@ -271,7 +255,7 @@ static void test_broker_restart(void **st) {
     listen_until_connected(srv, &ss);
     cli_status cs = {0};
     nc_client *c = client_new(u, 0, &cs);
-    json_t *r = ask(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 1, 1), NULL);
+    json_t *r = ask_opts(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 1, 1), NULL);
     assert_int_equal(json_integer_value(r), 2);
     json_decref(r);
     /* a request waiting on the direct reply-to consumer fails when the connection goes, not at its timeout */
@@ -291,7 +275,7 @@ static void test_broker_restart(void **st) {
     rabbit_start(&R, time_factor());
     assert_true(run_until_ms(&ss.connected, 2, 60000));
     assert_true(run_until_ms(&cs.connected, was_connected + 1, 60000));
-    r = ask(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 2, 2), NULL);
+    r = ask_opts(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 2, 2), NULL);
     assert_int_equal(json_integer_value(r), 4);
     json_decref(r);
     nc_client_free(c);
@@ -324,7 +308,7 @@ static void test_tls(void **st) {
     co.tls = &tls;
     nc_client *c;
     assert_int_equal(nc_client_new(&c, u, &co), 0);
-    json_t *r = ask(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 20, 22), NULL);
+    json_t *r = ask_opts(c, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 20, 22), NULL);
     assert_int_equal(json_integer_value(r), 42);
     json_decref(r);
     nc_client_free(c);
@@ -332,8 +316,7 @@ static void test_tls(void **st) {
     co.tls = NULL;
     assert_int_equal(nc_client_new(&c, u, &co), 0);
     call k = {0};
-    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", NULL, NULL, on_value, on_done, &k), 0);
-    assert_true(run_until_ms(&k.done, 1, 10000));
+    call_wait(c, "{\"cmd\":\"sum\"}", &k);
     assert_int_equal(k.err, NC_ETLS);
     call_clear(&k);
     nc_client_free(c);
