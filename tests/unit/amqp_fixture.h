@@ -6,9 +6,10 @@
  * processes first, through amqp_fixture_on_alarm), and the end of the loop that cannot hang on what a failed
  * test left open.
  *
- * AMQP_FIXTURE_FAKE (include after the test's struct peer, which has a uv_tcp_t h): the plumbing of a fake
- * broker written with plain libuv on the test's loop: its read buffer and the writes of bytes and methods
- * to the client. */
+ * AMQP_FIXTURE_FAKE (include after the test's fake, with uv_tcp_t lst and int port, open, and its peer, with
+ * uv_tcp_t h, fake *f and nc_amqp_parser parser): the plumbing of a fake broker written with plain libuv
+ * on the test's loop: its listener, its clients accepted, its read buffer, the writes of bytes and methods
+ * to a client. */
 #ifndef NESTC_TEST_AMQP_FIXTURE_H
 #define NESTC_TEST_AMQP_FIXTURE_H
 
@@ -167,6 +168,46 @@ static void say_method(peer *p, nc_amqp_method *m) {
     assert_int_equal(nc_amqp_write_method(&b, m), 0);
     say(p, b.data, b.len);
     nc_buf_free(&b);
+}
+
+/* The broker's first word after the protocol header. */
+static void say_start(peer *p) {
+    nc_amqp_method m = {.id = NC_AMQP_CONNECTION_START, .version_major = 0, .version_minor = 9};
+    m.mechanisms = (nc_amqp_span){"PLAIN AMQPLAIN", 14};
+    m.locales = (nc_amqp_span){"en_US", 5};
+    say_method(p, &m);
+}
+
+/* The test's fake f listening on a free loopback port (f->port), on_conn called for each client. */
+static void fake_listen(fake *f, uv_connection_cb on_conn) {
+    uv_tcp_init(&loop, &f->lst);
+    f->lst.data = f;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(uv_tcp_bind(&f->lst, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&f->lst, 16, on_conn), 0);
+    struct sockaddr_in got;
+    int len = sizeof got;
+    uv_tcp_getsockname(&f->lst, (struct sockaddr *)&got, &len);
+    f->port = ntohs(got.sin_port);
+}
+
+/* A client of listener l as a peer of its fake, read by on_read (counted in f->open until closed, which
+ * closed does); NULL when the accept failed. */
+static peer *fake_accept(uv_stream_t *l, uv_close_cb closed, uv_read_cb on_read) {
+    fake *f = l->data;
+    peer *p = calloc(1, sizeof *p);
+    p->f = f;
+    nc_amqp_parser_init(&p->parser, NC_AMQP_ROLE_SERVER);
+    uv_tcp_init(&loop, &p->h);
+    p->h.data = p;
+    f->open++;
+    if (uv_accept(l, (uv_stream_t *)&p->h)) {
+        uv_close((uv_handle_t *)&p->h, closed);
+        return NULL;
+    }
+    uv_read_start((uv_stream_t *)&p->h, on_alloc, on_read);
+    return p;
 }
 
 #endif /* AMQP_FIXTURE_FAKE */

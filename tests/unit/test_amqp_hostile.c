@@ -47,13 +47,6 @@ static void peer_closed(uv_handle_t *h) {
     free(p);
 }
 
-static void say_start(peer *p) {
-    nc_amqp_method m = {.id = NC_AMQP_CONNECTION_START, .version_major = 0, .version_minor = 9};
-    m.mechanisms = (nc_amqp_span){"PLAIN AMQPLAIN", 14};
-    m.locales = (nc_amqp_span){"en_US", 5};
-    say_method(p, &m);
-}
-
 /* What the client sends after the protocol header, answered as a broker would (as far as the mode goes). */
 static int on_client(void *user, const nc_amqp_event *ev) {
     peer *p = user;
@@ -139,33 +132,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
 
 static void on_conn(uv_stream_t *l, int status) {
     (void)status;
-    fake *f = l->data;
-    peer *p = calloc(1, sizeof *p);
-    p->f = f;
-    nc_amqp_parser_init(&p->parser, NC_AMQP_ROLE_SERVER);
-    uv_tcp_init(&loop, &p->h);
-    p->h.data = p;
-    f->open++;
-    if (uv_accept(l, (uv_stream_t *)&p->h)) {
-        uv_close((uv_handle_t *)&p->h, peer_closed);
-        return;
-    }
-    uv_read_start((uv_stream_t *)&p->h, on_alloc, on_read);
+    fake_accept(l, peer_closed, on_read);
 }
 
 static void fake_start(fake *f, int mode) {
     memset(f, 0, sizeof *f);
     f->mode = mode;
-    uv_tcp_init(&loop, &f->lst);
-    f->lst.data = f;
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    assert_int_equal(uv_tcp_bind(&f->lst, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&f->lst, 16, on_conn), 0);
-    struct sockaddr_in got;
-    int len = sizeof got;
-    uv_tcp_getsockname(&f->lst, (struct sockaddr *)&got, &len);
-    f->port = ntohs(got.sin_port);
+    fake_listen(f, on_conn);
 }
 
 static void close_peer(uv_handle_t *h, void *arg) {
