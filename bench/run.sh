@@ -732,21 +732,22 @@ stop_mosquitto() {
   mqtt_dir=''
 }
 
-# Between two servers nobody else is connected (the clients have exited): wait until mosquitto holds no open
-# client connection (no socket on its port ESTABLISHED or CLOSE_WAIT in /proc/net/tcp, i.e. it has read and
-# closed every one), so that the stopped server's clean session and its subscriptions are gone before the next
-# server subscribes.
-wait_mqtt_gone() {
+# Between two servers nobody else is connected (the clients have exited): wait_port_gone PORT NAME waits until
+# the broker on PORT holds no open client connection (no socket on its port ESTABLISHED or CLOSE_WAIT in
+# /proc/net/tcp, i.e. it has read and closed every one), so that the stopped server's session, subscriptions
+# or consumer are gone before the next server subscribes.
+wait_port_gone() {
   local i n hex
-  hex=$(printf '%04X' "$mqtt_port")
+  hex=$(printf '%04X' "$1")
   for ((i = 0; i < 100; i++)); do
     # local address 0100007F:PORT; state 01 ESTABLISHED, 08 CLOSE_WAIT
     n=$(awk -v p=":$hex" '$2 ~ p"$" && ($4 == "01" || $4 == "08") { n++ } END { print n + 0 }' /proc/net/tcp)
     ((n == 0)) && return 0
     sleep 0.05
   done
-  echo "bench: warning: the stopped server is still connected to mosquitto" >&2
+  echo "bench: warning: the stopped server is still connected to $2" >&2
 }
+wait_mqtt_gone() { wait_port_gone "$mqtt_port" mosquitto; }
 
 if has "$scenarios" mqtt; then
   results_cur=$mqtt_results
@@ -799,18 +800,7 @@ stop_rmq() {
 }
 rmq_version() { dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null | sed 's/-.*//'; }
 
-# Between two servers nobody else is connected (the clients have exited): wait until the broker holds no open
-# AMQP connection (as wait_mqtt_gone), so that the stopped server's consumer is gone before the next one consumes.
-wait_rmq_gone() {
-  local i n hex
-  hex=$(printf '%04X' "$rmq_port")
-  for ((i = 0; i < 100; i++)); do
-    n=$(awk -v p=":$hex" '$2 ~ p"$" && ($4 == "01" || $4 == "08") { n++ } END { print n + 0 }' /proc/net/tcp)
-    ((n == 0)) && return 0
-    sleep 0.05
-  done
-  echo "bench: warning: the stopped server is still connected to rabbitmq-server" >&2
-}
+wait_rmq_gone() { wait_port_gone "$rmq_port" rabbitmq-server; }
 
 if has "$scenarios" rmq; then
   results_cur=$rmq_results
