@@ -37,16 +37,33 @@ static const char *qurl(char *buf, size_t len, const char *q, const char *extra)
  */
 
 /* messages_ready and messages_unacknowledged of queue q, as the broker counts them. 0, or -1 (no such queue,
- * or rabbitmqctl failed). */
+ * or rabbitmqctl failed). The loop runs while rabbitmqctl does (it takes seconds on a loaded machine): a loop
+ * blocked for two heartbeat periods would have the broker close the connections and redeliver. */
 static int rmq_counts(const char *q, long *ready, long *unacked) {
-    char cmd[400], line[512];
+    char cmd[400], out[16384];
     snprintf(cmd, sizeof cmd,
              "'%s' list_queues -q --no-table-headers name messages_ready messages_unacknowledged 2>/dev/null",
              R.ctl);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
+    int fd = fileno(p);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = read(fd, out + n, sizeof out - 1 - n);
+        if (k > 0) {
+            n += (size_t)k;
+            if (n == sizeof out - 1) break;
+        } else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
+            break;
+        } else {
+            run_ms(20);
+        }
+    }
+    out[n] = 0;
+    pclose(p);
     int found = -1;
-    while (fgets(line, sizeof line, p)) {
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
         char name[256];
         long r, u;
         if (sscanf(line, "%255s %ld %ld", name, &r, &u) == 3 && !strcmp(name, q)) {
@@ -55,7 +72,6 @@ static int rmq_counts(const char *q, long *ready, long *unacked) {
             found = 0;
         }
     }
-    pclose(p);
     return found;
 }
 
@@ -75,10 +91,20 @@ static int wait_counts(const char *q, long ready, long unacked) {
     return 0;
 }
 
+/* rabbitmqctl ARGS, the loop running meanwhile (as rmq_counts); its exit status. */
 static int ctl_run(const char *args) {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null 2>&1", R.ctl, args);
-    return system(cmd);
+    char cmd[1200], buf[512];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", R.ctl, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    int fd = fileno(p);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    for (;;) {
+        ssize_t k = read(fd, buf, sizeof buf);
+        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) break;
+        if (k < 0) run_ms(20);
+    }
+    return pclose(p);
 }
 
 /* ---- servers --------------------------------------------------------------------------------------------
