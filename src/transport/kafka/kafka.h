@@ -65,6 +65,14 @@ void nc_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const cha
 /* 1 when name is a legal Kafka topic name (1-249 of [a-zA-Z0-9._-], not "." or ".."). */
 int nc_kafka_topic_ok(const char *name);
 
+/* The most record headers read from one record; more are ignored. */
+#define NC_KAFKA_MAX_HEADERS 64
+/* A record's headers as an nc_header list (spans into the record, valid while it lives), at most cap.
+ * Returns the count. */
+size_t nc_kafka_record_headers(rd_kafka_message_t *msg, nc_header *out, size_t cap);
+/* The last header called name (KafkaJS keeps the last of repeated names), or NULL. */
+const nc_header *nc_kafka_find_header(const nc_header *h, size_t n, const char *name);
+
 /* The reply topic of a route (malloc'd), NULL when out of memory. */
 char *nc_kafka_reply_topic(const char *route);
 

@@ -21,7 +21,6 @@
 #include "nestc/error.h"
 #include "transport/kafka/kafka.h"
 
-#define MAX_HEADERS 64
 #define LOOKUP_TIMEOUT_MS 10000
 
 /* A request waiting for its route's reply topic. */
@@ -119,29 +118,12 @@ static int produce(kclient *kc, const char *topic, const nc_kafka_msg *m, void *
 
 /* ---- replies ---------------------------------------------------------------------------------------- */
 
-static const nc_header *find_header(const nc_header *h, size_t n, const char *name) {
-    const nc_header *found = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (h[i].name_len == strlen(name) && !memcmp(h[i].name, name, h[i].name_len)) found = &h[i];
-    return found;
-}
-
 static void on_reply_record(kclient *kc, rd_kafka_message_t *msg) {
-    rd_kafka_headers_t *rh = NULL;
-    nc_header hdrs[MAX_HEADERS];
-    size_t nh = 0;
-    if (rd_kafka_message_headers(msg, &rh) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char *name;
-        const void *val;
-        size_t size;
-        while (nh < MAX_HEADERS && rd_kafka_header_get_all(rh, nh, &name, &val, &size) == 0) {
-            hdrs[nh] = (nc_header){name, strlen(name), val ? val : "", size};
-            nh++;
-        }
-    }
-    const nc_header *corr = find_header(hdrs, nh, NC_KAFKA_H_CORRELATION);
+    nc_header hdrs[NC_KAFKA_MAX_HEADERS];
+    size_t nh = nc_kafka_record_headers(msg, hdrs, NC_KAFKA_MAX_HEADERS);
+    const nc_header *corr = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_CORRELATION);
     if (!corr) return; /* spec §9: ignored */
-    const nc_header *err = find_header(hdrs, nh, NC_KAFKA_H_ERR);
+    const nc_header *err = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_ERR);
     nc_buf value = NC_BUF_INIT, etext = NC_BUF_INIT;
     int rc = err ? nc_kafka_decode_text(err->value, err->value_len, &etext)
                  : nc_kafka_decode_text(msg->payload, msg->len, &value);
@@ -159,7 +141,7 @@ static void on_reply_record(kclient *kc, rd_kafka_message_t *msg) {
         } else {
             r.value = value.data;
             r.value_len = value.len;
-            r.final = find_header(hdrs, nh, NC_KAFKA_H_DISPOSED) != NULL;
+            r.final = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_DISPOSED) != NULL;
         }
         r.headers = nh ? hdrs : NULL;
         r.nheaders = nh;

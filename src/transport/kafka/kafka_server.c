@@ -15,7 +15,6 @@
 #include "nestc/error.h"
 #include "transport/kafka/kafka.h"
 
-#define MAX_HEADERS 64
 /* Records dispatched and not yet settled: past this the consumer is not polled until some are. */
 #define MAX_INFLIGHT 1000
 
@@ -276,31 +275,14 @@ static int null_value_data(const rd_kafka_message_t *msg, const nc_header *h, si
     return rc;
 }
 
-static const nc_header *find_header(const nc_header *h, size_t n, const char *name) {
-    const nc_header *found = NULL; /* the last one, as KafkaJS keeps the last of repeated names */
-    for (size_t i = 0; i < n; i++)
-        if (h[i].name_len == strlen(name) && !memcmp(h[i].name, name, h[i].name_len)) found = &h[i];
-    return found;
-}
-
 static void on_record(kserver *ks, krec *rec) {
     rd_kafka_message_t *msg = rec->msg;
     const char *topic = rd_kafka_topic_name(msg->rkt);
-    rd_kafka_headers_t *rh = NULL;
-    nc_header hdrs[MAX_HEADERS];
-    size_t nh = 0;
-    if (rd_kafka_message_headers(msg, &rh) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char *name;
-        const void *val;
-        size_t size;
-        while (nh < MAX_HEADERS && rd_kafka_header_get_all(rh, nh, &name, &val, &size) == 0) {
-            hdrs[nh] = (nc_header){name, strlen(name), val ? val : "", size};
-            nh++;
-        }
-    }
-    const nc_header *corr = find_header(hdrs, nh, NC_KAFKA_H_CORRELATION);
-    const nc_header *rtopic = find_header(hdrs, nh, NC_KAFKA_H_REPLY_TOPIC);
-    const nc_header *rpart = find_header(hdrs, nh, NC_KAFKA_H_REPLY_PARTITION);
+    nc_header hdrs[NC_KAFKA_MAX_HEADERS];
+    size_t nh = nc_kafka_record_headers(msg, hdrs, NC_KAFKA_MAX_HEADERS);
+    const nc_header *corr = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_CORRELATION);
+    const nc_header *rtopic = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_REPLY_TOPIC);
+    const nc_header *rpart = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_REPLY_PARTITION);
     int is_event = !corr || !rtopic || !rtopic->value_len; /* spec §7.3 */
     nc_buf data = NC_BUF_INIT;
     int rc = msg->payload ? nc_kafka_decode_text(msg->payload, msg->len, &data)

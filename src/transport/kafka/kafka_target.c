@@ -319,3 +319,25 @@ void nc_kafka_handle_close(nc_kafka_handle *h, int destroy_flags) {
         if (h->fds[i] >= 0) close(h->fds[i]);
     h->fds[0] = h->fds[1] = -1;
 }
+
+size_t nc_kafka_record_headers(rd_kafka_message_t *msg, nc_header *out, size_t cap) {
+    rd_kafka_headers_t *rh = NULL;
+    size_t n = 0;
+    if (rd_kafka_message_headers(msg, &rh) != RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
+    const char *name;
+    const void *val;
+    size_t size;
+    while (n < cap && rd_kafka_header_get_all(rh, n, &name, &val, &size) == 0) {
+        out[n] = (nc_header){name, strlen(name), val ? val : "", size};
+        n++;
+    }
+    return n;
+}
+
+const nc_header *nc_kafka_find_header(const nc_header *h, size_t n, const char *name) {
+    const nc_header *found = NULL;
+    size_t len = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name_len == len && !memcmp(h[i].name, name, len)) found = &h[i];
+    return found;
+}
