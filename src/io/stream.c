@@ -64,6 +64,7 @@ int nc_stream_init(nc_stream *s, nc_ioctx *io, const nc_stream_cbs *cbs, SSL_CTX
     s->cbs = cbs;
     s->fl.flush = do_flush;
     s->wfd = -1;
+    s->end_wait_ms = NC_STREAM_END_WAIT_MS;
     if (uv_tcp_init(io->loop, &s->tcp)) return NC_EIO;
     s->tcp.data = s;
     s->open_handles = 1;
@@ -548,6 +549,40 @@ static void on_linger_timeout(uv_timer_t *t) {
     nc_stream_close(s, s->close_err, "closed");
 }
 
+static int linger_timer(nc_stream *s) {
+    if (s->linger_init) return 0;
+    if (uv_timer_init(s->io->loop, &s->linger)) return NC_ENOMEM;
+    s->linger.data = s;
+    s->linger_init = 1;
+    s->open_handles++;
+    return 0;
+}
+
+static uint64_t bytes_out(const nc_stream *s) {
+    return s->written_bytes + s->wire_off;
+}
+
+/* An orderly end is still waiting for its queued bytes to leave: go on while they move, else cut. */
+static void on_end_wait(uv_timer_t *t) {
+    nc_stream *s = t->data;
+    if (s->state != ST_OPEN || s->ended) return;
+    if (bytes_out(s) != s->end_wait_mark) {
+        s->end_wait_mark = bytes_out(s);
+        uv_timer_start(&s->linger, on_end_wait, (uint64_t)s->end_wait_ms, 0);
+        return;
+    }
+    char why[128];
+    snprintf(why, sizeof why, "peer not reading: closed with %llu bytes unsent after %d ms",
+             (unsigned long long)nc_stream_unsent(s), s->end_wait_ms);
+    nc_stream_close(s, NC_ESTALLED, why);
+}
+
+static void start_end_wait(nc_stream *s) {
+    if (s->end_wait_ms <= 0 || linger_timer(s) || uv_is_active((uv_handle_t *)&s->linger)) return;
+    s->end_wait_mark = bytes_out(s);
+    uv_timer_start(&s->linger, on_end_wait, (uint64_t)s->end_wait_ms, 0);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status) {
     nc_stream *s = req->data;
     if (s->state == ST_CLOSING) return;
@@ -556,14 +591,9 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
         return;
     }
     /* Linger (see linger_ms): read even if the owner paused reading, until EOF or the time is up. */
-    if (!s->linger_init) {
-        if (uv_timer_init(s->io->loop, &s->linger)) {
-            nc_stream_close(s, s->close_err, "closed");
-            return;
-        }
-        s->linger.data = s;
-        s->linger_init = 1;
-        s->open_handles++;
+    if (linger_timer(s)) {
+        nc_stream_close(s, s->close_err, "closed");
+        return;
     }
     s->lingering = 1;
     s->paused = 0;
@@ -581,8 +611,11 @@ void nc_stream_end(nc_stream *s) {
     }
     if (s->out.len || s->pend.len || s->writing) {
         nc_ioctx_mark(s->io, &s->fl);
-        return; /* write_done comes back here once everything is out */
+        /* write_done comes back here once everything is out; on_end_wait cuts a peer that reads nothing */
+        start_end_wait(s);
+        return;
     }
+    if (s->linger_init) uv_timer_stop(&s->linger);
     if (s->ssl && !s->notify_sent) {
         /* close_notify first, then FIN */
         s->notify_sent = 1;
@@ -590,6 +623,7 @@ void nc_stream_end(nc_stream *s) {
         drain_wbio(s);
         if (s->pend.len) {
             start_write(s);
+            start_end_wait(s);
             return;
         }
     }

@@ -16,6 +16,9 @@
 
 typedef struct nc_stream nc_stream;
 
+/* Default nc_stream.end_wait_ms. */
+#define NC_STREAM_END_WAIT_MS 5000
+
 typedef struct nc_stream_cbs {
     /* The stream is ready for data (connected and, for TLS, handshake done), or failed to get there. */
     void (*on_open)(nc_stream *s, int err, const char *msg);
@@ -57,9 +60,16 @@ struct nc_stream {
      * our reply the peer has not read yet. 0 = close at once after FIN. */
     uv_timer_t linger;
     int linger_ms;
-    nc_buf out;  /* plaintext not yet handed to TLS / the socket */
-    nc_buf pend; /* wire bytes ready to write */
-    nc_buf wire; /* wire bytes being sent (wire_off of them already are) */
+    /* An orderly end waits for what is queued to be written, but not forever: a peer that reads nothing
+     * for end_wait_ms (NC_STREAM_END_WAIT_MS unless the owner sets it; the time restarts whenever bytes
+     * leave) gets the connection cut with the rest unsent. Without it a peer that never reads would hold
+     * the descriptor, the buffers and anyone waiting for the close (nc_client_free) forever. The linger
+     * timer measures it; 0 = wait forever. */
+    int end_wait_ms;
+    uint64_t end_wait_mark; /* written bytes when the wait was last started */
+    nc_buf out;             /* plaintext not yet handed to TLS / the socket */
+    nc_buf pend;            /* wire bytes ready to write */
+    nc_buf wire;            /* wire bytes being sent (wire_off of them already are) */
     size_t wire_off;
     uint64_t pend_plain, wire_plain;
     uint64_t queued_bytes, written_bytes; /* plaintext totals */
@@ -103,7 +113,8 @@ uint64_t nc_stream_unsent(const nc_stream *s);
 void nc_stream_pause(nc_stream *s);
 void nc_stream_resume(nc_stream *s);
 /* Orderly end: flush what is queued, send FIN (TLS: close_notify first), then close (after lingering,
- * when linger_ms is set: what the peer still sends is read and dropped until its EOF or linger_ms). */
+ * when linger_ms is set: what the peer still sends is read and dropped until its EOF or linger_ms). A
+ * flush that makes no progress for end_wait_ms is abandoned: the stream closes with NC_ESTALLED. */
 void nc_stream_end(nc_stream *s);
 /* Immediate close (pending writes dropped). Idempotent. on_end(err,msg) then on_close follow. */
 void nc_stream_close(nc_stream *s, int err, const char *msg);

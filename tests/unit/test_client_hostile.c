@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 #include <malloc.h>
+#include <signal.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "nestc/nestc.h"
@@ -761,14 +763,23 @@ static void never_reads_case(int check_rss) {
         if (now > peak) peak = now;
     }
     json_decref(data);
+    /* Every call ends by its 2 s timeout at the latest. The wait is measured from the last send (on a
+     * loaded machine serialising 200 MB alone can take many seconds) and guarded by a timer, so that a call
+     * left with nothing armed fails the test instead of blocking the loop. */
+    uv_timer_t guard;
+    uv_timer_init(&loop, &guard);
+    guard_fired = 0;
+    uv_update_time(&loop);
+    uv_timer_start(&guard, on_guard, (uint64_t)15000 * (uint64_t)time_factor(), 0);
     for (;;) {
         done = 0;
         for (int i = 0; i < N; i++) done += calls[i].done;
-        if (done >= N) break;
-        uv_update_time(&loop);
-        if (uv_now(&loop) - t0 > 15000) break;
+        if (done >= N || guard_fired) break;
         uv_run(&loop, UV_RUN_ONCE);
     }
+    uv_timer_stop(&guard);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
     uv_update_time(&loop);
     long after = rss_kib();
     int by_code[32] = {0};
@@ -831,6 +842,58 @@ static void test_server_never_reads(void **st) {
  * reconnecting are queued only up to max_send_buffer_size; beyond it they fail at once (NC_ESTALLED). */
 static void test_never_reads_memory_bounded(void **st) {
     never_reads_case(1);
+}
+
+/* nc_client_free returns when the peer reads nothing: the orderly close (FIN after what is queued)
+ * gives up once the queued bytes have not moved for NC_STREAM_END_WAIT_MS (5 s). It used to wait for
+ * them forever, in nc_client_free's own loop run, with nothing else armed: the process hung. */
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char msg[] = "test_free_unsent_never_read: nc_client_free did not return\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(98);
+    _exit(97);
+}
+static void test_free_unsent_never_read(void **st) {
+    static fake f;
+    fake_start(&f, F_NOREAD, -1);
+    /* room for everything below: the send limit must not cut the connection first */
+    client_start(&(nc_client_opts){.max_send_buffer_size = 64 << 20, .timeout_ms = 60000});
+    call conn = call_new();
+    assert_int_equal(nc_client_connect(cli, on_done, &conn), 0);
+    run_until(&conn.done, 1);
+    assert_int_equal(conn.err, 0);
+    char *mb = malloc(1 << 20);
+    memset(mb, 'z', 1 << 20);
+    json_t *data = json_stringn(mb, 1 << 20);
+    free(mb);
+    enum { N = 16 }; /* 16 MB: far more than the socket buffers of both ends hold */
+    static call calls[N];
+    for (int i = 0; i < N; i++) {
+        calls[i] = call_new();
+        calls[i].keep = 0;
+        assert_int_equal(nc_client_send(cli, "big", data, NULL, on_value, on_done, &calls[i]), 0);
+    }
+    json_decref(data);
+    run_for(200); /* the kernel's buffers fill; the rest stays queued in the client */
+    uv_update_time(&loop);
+    uint64_t t0 = uv_now(&loop);
+    signal(SIGALRM, on_alarm);
+    alarm((unsigned)(60 * time_factor()));
+    nc_client_free(cli);
+    alarm(0);
+    cli = NULL;
+    uv_update_time(&loop);
+    uint64_t took = uv_now(&loop) - t0;
+    print_message("nc_client_free with 16 MB unread by the peer returned after %llu ms\n",
+                  (unsigned long long)took);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(calls[i].done, 1);
+        assert_int_equal(calls[i].err, NC_ECLOSED);
+        call_free(&calls[i]);
+    }
+    assert_true(took < (uint64_t)(20000 * time_factor()));
+    call_free(&conn);
+    fake_stop(&f);
 }
 
 /* ---- 7. nc_client_close with calls pending --------------------------------------------------------- */
@@ -970,6 +1033,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_big_reply_default_limit, test_teardown),
         cmocka_unit_test_teardown(test_server_never_reads, test_teardown),
         cmocka_unit_test_teardown(test_close_with_pending, test_teardown),
+        cmocka_unit_test_teardown(test_free_unsent_never_read, test_teardown),
         cmocka_unit_test_teardown(test_connect_timeout_reported, test_teardown),
         cmocka_unit_test_teardown(test_connect_timeout_retried, test_teardown),
     };
