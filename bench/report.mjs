@@ -800,6 +800,65 @@ const kafkaIdleNote = (() => {
     '(1 % of a core over 50 responses / s is 200 µs per response).\n'
   );
 })();
+// What limits each side, from the median runs and the idle readings.
+const kafkaLimitsNote = (() => {
+  const med = (sc, server, client) => {
+    const l = kafkaPoints
+      .filter((p) => p.scenario === sc && p.server === server && p.client === client && p.result)
+      .sort((a, b) => (a.result.rps ?? a.result.handled_eps) - (b.result.rps ?? b.result.handled_eps));
+    return l.length ? l[(l.length - 1) >> 1].result : null;
+  };
+  const pc = (v) => (v == null ? '?' : `${num(100 * v)} %`);
+  const busy = (r) => (r ? r.server_cpu_s / r.duration_s : null);
+  // CPU per response above the idle cost: (server CPU - idle share × window) / responses.
+  const above = (r, idle) =>
+    r && idle && r.requests ? Math.max(0, ((r.server_cpu_s - idle.srv * r.duration_s) * 1e6) / r.requests) : null;
+  const nn = med('kafka-throughput', 'nestc', 'nestc');
+  const jn = med('kafka-throughput', 'nestjs', 'nestc');
+  const nj = med('kafka-throughput', 'nestc', 'nestjs');
+  const ev = med('kafka-events', 'nestjs', 'nestc');
+  const evn = kafkaPoints.filter((p) => p.scenario === 'kafka-events' && p.server === 'nestc' && p.result);
+  const stalled = evn.map((p) => p.result.load?.errors ?? 0);
+  const out = [];
+  if (nn && jn)
+    out.push(
+      `- **What limits each server.** Neither fills its core. The nestc server runs core 0 at ${pc(busy(nn))} while ` +
+        `answering ${num(nn.rps)} responses / s at 1 × 100: the fetch cycles set its rate; above its idle cost it ` +
+        `spends about ${us(above(nn, kafkaIdle('nestc')))} µs per response. The NestJS server runs core 0 at ` +
+        `${pc(busy(jn))} while answering ${num(jn.rps)} responses / s to the same client (p50 ${num(jn.p50_us / 1000)} ms ` +
+        'with 100 in flight), about ' +
+        `${us(above(jn, kafkaIdle('nestjs')))} µs per response above its idle cost: it waits more than it computes. ` +
+        'Where KafkaJS waits was not traced; what differs on the wire: KafkaJS hands a partition\'s records to ' +
+        '`eachMessage` one at a time (4 partitions at once here), and NestJS produces each reply with its own ' +
+        '`producer.send`, one Produce request and round trip per reply, where librdkafka puts the replies waiting for ' +
+        'a partition into one request. Every one of those round trips waits for the mock to get a turn on core 1, ' +
+        'shared with the client, on a machine that was busy with other work. ' +
+        (ev
+          ? `The events show its consumer alone: ${num(ev.handled_eps)} events / s with core 0 at ` +
+            `${pc(ev.server_cpu_s / ev.handled_s)}, no reply produced.`
+          : ''),
+    );
+  if (nj)
+    out.push(
+      `- **What limits the NestJS client.** Against the nestc server it used ${pc(nj.client_cpu_s / nj.duration_s)} of ` +
+        `core 1 for ${num(nj.rps)} responses / s (${us(nj.client_cpu_us_per_resp)} µs each): KafkaJS's producer (one ` +
+        'Produce request per `send`) and its consumer\'s fetch loop, which at a 10 ms wait costs ' +
+        `${pc(kafkaIdle('nestjs')?.srv)} of a core with nothing to fetch (the NestJS server's idle figure above). ` +
+        'The nestc client spends ' +
+        `${us(nn?.client_cpu_us_per_resp)} µs per response against the same server.`,
+    );
+  if (stalled.some((n) => n > 0))
+    out.push(
+      '- **Request errors in the nestc server\'s events runs** (' +
+        `${stalled.join(', ')} per run): the 4 nestc clients emit their events without waiting for them, faster than ` +
+        'the mock takes them in, until librdkafka\'s producer queue (100,000 messages by default) is full; a `ticks` ' +
+        'request that meets the full queue fails at once with `NC_ESTALLED` ("could not be produced"), which nestc ' +
+        'bench counts as an error and sends again 10 ms later. Events refused that way are not counted: the figure ' +
+        'is the server\'s counter. The NestJS server takes the events in so slowly that the queue rarely fills.',
+    );
+  return out.length ? `${out.join('\n')}\n` : '';
+})();
+
 const kafkaMd = brokerSection('kafka', kafkaPoints, kafkaMachine, {
   name: 'Kafka',
   broker: 'kafka-mock',
@@ -847,9 +906,18 @@ const kafkaMd = brokerSection('kafka', kafkaPoints, kafkaMachine, {
     'Both sides also pay CPU for fetches that find nothing (every 10 ms per broker connection), which is a large ' +
     'part of CPU per response at 1 × 1 (a few dozen responses a second).\n' +
     kafkaIdleNote +
-    '- **A real Kafka broker** answers a waiting fetch as soon as data arrives (and costs far more CPU per record than ' +
-    'the mock, with its log on disk): the round trips here say nothing about one; the server and client CPU per ' +
-    'message is what carries over.',
+    kafkaLimitsNote +
+    ((kafkaMachine?.busy_pct_before ?? 0) >= 10
+      ? '- **This run shared the machine with other work** (' +
+        `${kafkaMachine.busy_pct_before} % busy, load average ${kafkaMachine.loadavg_before} at the start, and most ` +
+        'points started busy): where "bound by" says no core was full, the rest of the cores went to other processes, ' +
+        'and every hop through the mock waited for a turn on a core. Rates and latencies are disturbed; **CPU per ' +
+        'response and per event** (each process\'s own time over its own work) are the figures to compare, and even ' +
+        'they are inflated by the contention (wake-ups on a busy core, cold caches).\n'
+      : '') +
+    '- **A real Kafka broker** answers a waiting fetch as soon as data arrives and does far more per record than ' +
+    'the mock (a log on disk, replication): the rates and round trips here say nothing about one; the server and ' +
+    'client CPU per message is what carries over.',
 });
 
 const rmqMd =
