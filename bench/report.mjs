@@ -810,9 +810,6 @@ const kafkaLimitsNote = (() => {
   };
   const pc = (v) => (v == null ? '?' : `${num(100 * v)} %`);
   const busy = (r) => (r ? r.server_cpu_s / r.duration_s : null);
-  // CPU per response above the idle cost: (server CPU - idle share × window) / responses.
-  const above = (r, idle) =>
-    r && idle && r.requests ? Math.max(0, ((r.server_cpu_s - idle.srv * r.duration_s) * 1e6) / r.requests) : null;
   const nn = med('kafka-throughput', 'nestc', 'nestc');
   const jn = med('kafka-throughput', 'nestjs', 'nestc');
   const nj = med('kafka-throughput', 'nestc', 'nestjs');
@@ -820,22 +817,31 @@ const kafkaLimitsNote = (() => {
   const evn = kafkaPoints.filter((p) => p.scenario === 'kafka-events' && p.server === 'nestc' && p.result);
   const stalled = evn.map((p) => p.result.load?.errors ?? 0);
   const out = [];
+  const nnj = med('kafka-throughput', 'nestjs', 'nestjs');
   if (nn && jn)
     out.push(
-      `- **What limits each server.** Neither fills its core. The nestc server runs core 0 at ${pc(busy(nn))} while ` +
-        `answering ${num(nn.rps)} responses / s at 1 × 100: the fetch cycles set its rate; above its idle cost it ` +
-        `spends about ${us(above(nn, kafkaIdle('nestc')))} µs per response. The NestJS server runs core 0 at ` +
-        `${pc(busy(jn))} while answering ${num(jn.rps)} responses / s to the same client (p50 ${num(jn.p50_us / 1000)} ms ` +
-        'with 100 in flight), about ' +
-        `${us(above(jn, kafkaIdle('nestjs')))} µs per response above its idle cost: it waits more than it computes. ` +
-        'Where KafkaJS waits was not traced; what differs on the wire: KafkaJS hands a partition\'s records to ' +
-        '`eachMessage` one at a time (4 partitions at once here), and NestJS produces each reply with its own ' +
-        '`producer.send`, one Produce request and round trip per reply, where librdkafka puts the replies waiting for ' +
-        'a partition into one request. Every one of those round trips waits for the mock to get a turn on core 1, ' +
-        'shared with the client, on a machine that was busy with other work. ' +
+      '- **What limits each side: one producer batch per partition per fetch.** No process fills its core (at 1 × 100 ' +
+        `with the nestc client: the nestc server ${pc(busy(nn))} of core 0, the NestJS server ${pc(busy(jn))}). Besides ` +
+        'the fetch wait, the mock returns **one message set per partition per fetch** (librdkafka\'s ' +
+        '`rdkafka_mock_handlers.c`, its Fetch handler: "FIXME: Multiple messageSets ?"), where a Kafka broker returns ' +
+        'as many as fit. A producer that puts the records waiting for a partition into one Produce request — ' +
+        'librdkafka, so the nestc client and server — has them fetched together; one that sends every record as its ' +
+        'own Produce request has one record per partition fetched per round trip: NestJS produces every reply with ' +
+        'its own `producer.send`, and `ClientKafka` every request. Replies come back on one partition (nestc\'s client ' +
+        'names partition 0, `ClientKafka` the one its group assigned it), so the NestJS server\'s replies reach a ' +
+        'client one per fetch round trip, and the NestJS client\'s requests reach a server at most four per round ' +
+        `trip (one per partition): that, not CPU, holds the NestJS server at ${num(jn.rps)} responses / s (p50 ` +
+        `${num(jn.p50_us / 1000)} ms with 100 in flight)` +
+        (nj ? ` and the NestJS client at ${num(nj.rps)} against the nestc server` : '') +
+        (nnj ? ` (${num(nnj.rps)} when both are NestJS)` : '') +
+        '. It also weighs on NestJS\'s CPU per response: every fetch round trip costs CPU whether it brings one ' +
+        `record or a hundred, and its consumer costs ${pc(kafkaIdle('nestjs')?.srv)} of a core even idle (above). ` +
+        'With a Kafka broker the ' +
+        'NestJS figures would be better than here; the nestc ones are not held back by this. ' +
         (ev
-          ? `The events show its consumer alone: ${num(ev.handled_eps)} events / s with core 0 at ` +
-            `${pc(ev.server_cpu_s / ev.handled_s)}, no reply produced.`
+          ? `The events, which nestc clients produce in batches, still reach the NestJS server at only ` +
+            `${num(ev.handled_eps)} / s with its core ${pc(ev.server_cpu_s / ev.handled_s)} busy: where KafkaJS waits ` +
+            'there was not traced.'
           : ''),
     );
   if (nj)
@@ -854,7 +860,8 @@ const kafkaLimitsNote = (() => {
         'the mock takes them in, until librdkafka\'s producer queue (100,000 messages by default) is full; a `ticks` ' +
         'request that meets the full queue fails at once with `NC_ESTALLED` ("could not be produced"), which nestc ' +
         'bench counts as an error and sends again 10 ms later. Events refused that way are not counted: the figure ' +
-        'is the server\'s counter. The NestJS server takes the events in so slowly that the queue rarely fills.',
+        'is the server\'s counter. Against the NestJS server the `ticks` replies come back slowly, the clients emit ' +
+        'less, and the queue rarely fills.',
     );
   return out.length ? `${out.join('\n')}\n` : '';
 })();
