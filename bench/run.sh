@@ -26,9 +26,9 @@
 # NATS points to bench/results-nats.json, the MQTT points to bench/results-mqtt.json, the RabbitMQ points to
 # bench/results-rmq.json, the Kafka points to bench/results-kafka.json); a partial run (--quick,
 # --only, --servers, other durations) writes them under bench/out/ so the recorded full run stays intact. The
-# one exception is `--only` with broker scenarios alone (redis, nats, mqtt, rmq, kafka, e.g. `--only mqtt`) and the default
-# durations: it re-records those broker points alone and rewrites bench/RESULTS.md with the other recorded
-# points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report
+# one exception is `--only` with broker scenarios alone (redis, nats, mqtt, rmq, kafka, e.g. `--only mqtt`) and
+# the default durations: it re-records those broker points alone and rewrites bench/RESULTS.md with the other
+# recorded points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report
 # flags points that did not get them.
 set -euo pipefail
 
@@ -58,7 +58,7 @@ while (($#)); do
     --repeat) repeat=${2:?}; shift ;;
     --conns) idle_conns=${2:?}; partial=1; shift ;;
     --quiet-wait) quiet_wait=${2:?}; shift ;;
-    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
