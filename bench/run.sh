@@ -955,7 +955,10 @@ if has "$scenarios" kafka; then
   start_kafka || exit 1
   record machine - "${machine_line%\}},\"librdkafka_version\":\"$(kafka_version)\",\"kafkajs_version\":\"$(node -p 'require(process.argv[1]).version' "$here/node_modules/kafkajs/package.json")\",\"kafka_brokers\":3,\"kafka_cpus\":\"1\",\"duration_s\":$duration,\"warmup_s\":$warmup}"
   broker_pid=$kafka_pid
+  # groupId: a group of this run's own for the nestc server, as nest-transport.mjs gives every NestJS process (the
+  # nestc client only sets it, it joins no group).
   srv_url="$kafka_url?fromBeginning=true&sessionTimeout=6000&heartbeatInterval=1000&kafka.fetch.wait.max.ms=$kafka_wait_ms"
+  srv_url+="&groupId=nestc-bench-$$"
   for server in nestc nestjs; do
     has "$servers" "$server" || continue
     kafka_prefix=$server.
