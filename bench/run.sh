@@ -895,7 +895,7 @@ kafka_ticks() {
 # are read as each reading starts (both readings take about as long, so their delays cancel). events/s =
 # counter difference / time between the readings; the client's figures are nestc bench's own.
 kafka_events() {
-  local server=$1 run line t0 t1 c0 c1 s0 s1 b0 b1 start
+  local server=$1 run line t0 t1 c0 c1 s0 s1 b0 b1
   for ((run = 1; run <= repeat; run++)); do
     ensure_server || return 0
     wait_quiet
@@ -905,7 +905,6 @@ kafka_events() {
       --duration "$(awk -v d="$duration" 'BEGIN { print d + 3 }')" --warmup "$warmup" \
       >"$out/kafka-events.out" 2>>"$out/bench-stderr.log" &
     poll_pid=$!
-    start=$(date +%s.%N)
     sleep "$(awk -v w="$warmup" 'BEGIN { print w + 1 }')"
     s0=$(cpu_ticks "$srv_pid") b0=$(cpu_ticks "$kafka_pid") t0=$(date +%s.%N)
     c0=$(kafka_ticks)
