@@ -1,9 +1,10 @@
 // Load from NestJS's own client (ClientProxyFactory, Transport.TCP, Transport.REDIS, Transport.NATS,
-// Transport.MQTT or Transport.RMQ), for comparing client libraries: how many responses per second one NestJS client process can
+// Transport.MQTT, Transport.RMQ or Transport.KAFKA; the transport and its options from nest-transport.mjs), for
+// comparing client libraries: how many responses per second one NestJS client process can
 // drive.
 //
 //   node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P
-//                         | --url mqtt://H:P[?qos=1] | --url amqp://H:P?queue=Q)
+//                         | --url mqtt://H:P[?qos=1] | --url amqp://H:P?queue=Q | --url kafka://H:P[,H:P…])
 //                        [--pattern JSON] [--data JSON] [--connections C] [--inflight N]
 //                        [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]
 //
@@ -12,7 +13,9 @@
 // request; one MQTT connection per MQTT client, subscribed to `<pattern>/reply` while a request on the pattern is
 // pending; ?qos=N sends every request as an MqttRecord with that QoS, as a NestJS user asks for one; one RabbitMQ
 // connection and channel per RMQ client, publishing to the queue Q and consuming the direct reply-to
-// pseudo-queue, NestJS's defaults; other URL parameters, e.g. noAck, are the server's and ignored) keeping N
+// pseudo-queue, NestJS's defaults; other URL parameters, e.g. noAck, are the server's and ignored; one ClientKafka
+// per Kafka client: a producer, and a consumer of '<pattern>.reply' in a group of its own; it sends probes until
+// one is answered before the load starts, see below) keeping N
 // requests in flight: every completed request sends the
 // next. Only responses completed inside the counting window, after the warm-up, are counted; their latency
 // runs from the send() call to the completion. With --server-pid / --broker-pid the CPU time (user + system,
@@ -26,8 +29,10 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { firstValueFrom, timeout } from 'rxjs';
 import { Logger } from '@nestjs/common';
-import { ClientProxyFactory, MqttRecordBuilder, Transport } from '@nestjs/microservices';
+import { ClientProxyFactory, MqttRecordBuilder } from '@nestjs/microservices';
+import { clientTransport, parseTarget } from './nest-transport.mjs';
 
 // Only warnings and errors: the Redis client logs "Connected to Redis" on stdout, where the JSON line goes.
 Logger.overrideLogger(['error', 'warn']);
@@ -47,23 +52,17 @@ const { values: args } = parseArgs({
     'broker-pid': { type: 'string' },
   },
 });
-const url = args.url ? new URL(args.url) : null;
-if ((!args.port && !url) || (url && !['tcp:', 'redis:', 'nats:', 'mqtt:', 'amqp:'].includes(url.protocol))) {
+const target = args.port || args.url ? parseTarget(args) : null;
+if (!target) {
   console.error(
     'usage: node nest-client.mjs (--port P [--host H] | --url tcp://H:P | --url redis://H:P | --url nats://H:P | ' +
-      '--url mqtt://H:P[?qos=N] | --url amqp://H:P?queue=Q) ' +
-      '[--connections C] [--inflight N] [--duration S] [--warmup S] [--server-pid PID] [--broker-pid PID]',
+      '--url mqtt://H:P[?qos=N] | --url amqp://H:P?queue=Q | --url kafka://H:P[,H:P…]) ' +
+      '[--pattern P] [--data JSON] [--connections C] [--inflight N] [--duration S] [--warmup S] ' +
+      '[--server-pid PID] [--broker-pid PID]',
   );
   process.exit(2);
 }
-const redis = url?.protocol === 'redis:';
-const nats = url?.protocol === 'nats:';
-const mqtt = url?.protocol === 'mqtt:';
-const rmq = url?.protocol === 'amqp:';
-const rmqQueue = url?.searchParams.get('queue') ?? '';
-const qos = Number(url?.searchParams.get('qos') ?? 0);
-const host = url ? url.hostname : args.host;
-const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : mqtt ? 1883 : rmq ? 5672 : 0)) : Number(args.port);
+const { kind, qos } = target;
 
 // A pattern that parses as JSON is an object (or number) pattern, as nestc's CLI reads it.
 let pattern = args.pattern;
@@ -75,7 +74,7 @@ try {
 const data = JSON.parse(args.data);
 // MQTT with a QoS: each request carries it in an MqttRecord (a fresh one per send: ClientMqtt deletes the
 // record's options once it has read them).
-const payload = mqtt && qos ? () => new MqttRecordBuilder(data).setQoS(qos).build() : () => data;
+const payload = kind === 'mqtt' && qos ? () => new MqttRecordBuilder(data).setQoS(qos).build() : () => data;
 const connections = Number(args.connections);
 const inflight = Number(args.inflight);
 const duration = Number(args.duration);
@@ -108,27 +107,30 @@ for (const pid of [args['server-pid'], args['broker-pid']])
 
 const clients = [];
 for (let i = 0; i < connections; i++) {
-  const client = ClientProxyFactory.create({
-    transport: redis
-      ? Transport.REDIS
-      : nats
-        ? Transport.NATS
-        : mqtt
-          ? Transport.MQTT
-          : rmq
-            ? Transport.RMQ
-            : Transport.TCP,
-    options: nats
-      ? { servers: [`nats://${host}:${port}`] }
-      : mqtt
-        ? { url: `mqtt://${host}:${port}` }
-        : rmq
-          ? { urls: [`amqp://${host}:${port}`], queue: rmqQueue }
-          : { host, port },
-  });
+  const client = ClientProxyFactory.create(clientTransport(target));
+  // ClientKafka consumes '<pattern>.reply' only for patterns declared before it connects.
+  if (kind === 'kafka') client.subscribeToResponseOf(pattern);
   await client.connect();
   clients.push(client);
 }
+
+// Kafka: the reply consumer starts at "latest", which KafkaJS resolves at its first fetch after connect()
+// (the group join): a reply produced before that would be skipped, and its request would hold its slot for
+// good. One request at a time, each given 2 s, until one is answered: from then on the position is set (every
+// reply of this client goes to the one reply partition its group assigned it).
+if (kind === 'kafka')
+  for (const client of clients)
+    for (let i = 0; ; i++) {
+      try {
+        await firstValueFrom(client.send(pattern, payload()).pipe(timeout(2000)));
+        break;
+      } catch (err) {
+        if (i === 14) {
+          console.error(`nest-client.mjs: no reply to a probe in 30 s (${err?.message ?? err})`);
+          process.exit(1);
+        }
+      }
+    }
 
 let running = true;
 let counting = false;
@@ -197,7 +199,7 @@ if (args['broker-pid']) {
   out.broker_cpu_s = s == null ? null : Number(s.toFixed(3));
   out.broker_cpu_us_per_resp = perResp(s);
 }
-out.transport = redis ? 'redis' : nats ? 'nats' : mqtt ? (qos ? `mqtt-qos${qos}` : 'mqtt') : rmq ? 'rmq' : 'tcp';
+out.transport = kind === 'mqtt' && qos ? `mqtt-qos${qos}` : kind;
 console.log(JSON.stringify(out));
 // Requests still in flight are abandoned: the figures are taken.
 process.exit(0);

@@ -1,11 +1,14 @@
-// The benchmark service written with NestJS's own TCP, Redis, NATS or MQTT transport: the reference nestc is
-// measured against.
+// The benchmark service written with NestJS's own TCP, Redis, NATS, MQTT, RabbitMQ or Kafka transport: the
+// reference nestc is measured against. The transport and its options come from nest-transport.mjs (shared with
+// nest-client.mjs).
 //
 //   node nest-server.mjs --port P                  (P 0 = any free port)
 //   node nest-server.mjs --url redis://HOST:PORT   (the same service over NestJS's Redis transport)
 //   node nest-server.mjs --url nats://HOST:PORT    (the same service over NestJS's NATS transport)
 //   node nest-server.mjs --url mqtt://HOST:PORT[?qos=1]  (over NestJS's MQTT transport; qos: subscribeOptions.qos)
 //   node nest-server.mjs --url amqp://HOST:PORT?queue=Q[&noAck=false]  (over NestJS's RMQ transport)
+//   node nest-server.mjs --url kafka://H:P[,H:P…] --topic-prefix T  (over NestJS's Kafka transport, KafkaJS; the
+//                        handlers under the topics Tsum, Techo, Ttick, Tticks)
 //
 // Over TCP it prints "listening on port N" once it accepts connections. Over Redis it prints
 // "connected to URL" after app.listen() has resolved (both ioredis connections ready) and Redis reports a
@@ -18,8 +21,9 @@
 // at a time. Over RabbitMQ the same line follows app.listen() and the queue counting a consumer: listen() resolves
 // once basic.consume is sent, not confirmed (the line is printed only while no other server consumes the queue:
 // the harness stops one server before starting the next). With noAck=false every handler acknowledges its
-// message by hand, as NestJS users do (`ctx.getChannelRef().ack(ctx.getMessage())`). Exits 0 on SIGTERM/SIGINT
-// after app.close().
+// message by hand, as NestJS users do (`ctx.getChannelRef().ack(ctx.getMessage())`). Over Kafka the line follows
+// app.listen(), which resolves once the consumer group is joined (the mock cluster's first join takes 3 s).
+// Exits 0 on SIGTERM/SIGINT after app.close().
 //
 //   {cmd:'sum'}    array of numbers → their sum
 //   {cmd:'echo'}   anything → the same value
@@ -32,29 +36,29 @@ import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Ctx, EventPattern, MessagePattern, Payload, Transport } from '@nestjs/microservices';
+import { Ctx, EventPattern, MessagePattern, Payload } from '@nestjs/microservices';
+import { parseTarget, SCHEMES, serverTransport } from './nest-transport.mjs';
 
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
     host: { type: 'string', default: '127.0.0.1' },
     url: { type: 'string' },
+    'topic-prefix': { type: 'string' },
   },
 });
-const url = args.url ? new URL(args.url) : null;
-if (url && !['tcp:', 'redis:', 'nats:', 'mqtt:', 'amqp:'].includes(url.protocol)) {
-  console.error(`nest-server.mjs: unsupported URL ${args.url} (tcp://, redis://, nats://, mqtt:// or amqp://)`);
+const target = parseTarget(args);
+if (!target) {
+  console.error(`nest-server.mjs: unsupported URL ${args.url} (${SCHEMES})`);
   process.exit(2);
 }
-const redis = url?.protocol === 'redis:';
-const nats = url?.protocol === 'nats:';
-const mqtt = url?.protocol === 'mqtt:';
-const rmq = url?.protocol === 'amqp:';
-// RabbitMQ: the queue (?queue=Q) and the consume mode (?noAck=false: NestJS's noAck option; default true).
-const rmqQueue = url?.searchParams.get('queue') ?? '';
-const rmqAck = rmq && url.searchParams.get('noAck') === 'false';
-// MQTT: the subscription QoS of every handler (0 unless ?qos=N), as a NestJS user sets it.
-const qos = Number(url?.searchParams.get('qos') ?? 0);
+const { kind } = target;
+const rmqAck = target.rmqAck;
+const prefix = args['topic-prefix'];
+if (kind === 'kafka' && !prefix) {
+  console.error('nest-server.mjs: kafka:// needs --topic-prefix (a topic cannot be named {"cmd":"sum"})');
+  process.exit(2);
+}
 
 let ticks = 0;
 
@@ -86,10 +90,12 @@ class Bench {
 const proto = Bench.prototype;
 const decorate = (decorator, method, pattern) =>
   decorator(pattern)(proto, method, Object.getOwnPropertyDescriptor(proto, method));
-decorate(MessagePattern, 'sum', { cmd: 'sum' });
-decorate(MessagePattern, 'echo', { cmd: 'echo' });
-decorate(EventPattern, 'tick', { cmd: 'tick' });
-decorate(MessagePattern, 'ticks', { cmd: 'ticks' });
+// Kafka: string routes only (topics), each server's own (--topic-prefix T: Tsum, Techo, Ttick, Tticks).
+const route = (name) => (kind === 'kafka' ? `${prefix}${name}` : { cmd: name });
+decorate(MessagePattern, 'sum', route('sum'));
+decorate(MessagePattern, 'echo', route('echo'));
+decorate(EventPattern, 'tick', route('tick'));
+decorate(MessagePattern, 'ticks', route('ticks'));
 // @Payload() on the handlers that read the data, as the NestJS documentation writes them.
 Payload()(proto, 'sum', 0);
 Payload()(proto, 'echo', 0);
@@ -100,32 +106,12 @@ Controller()(Bench);
 class AppModule {}
 Module({ controllers: [Bench] })(AppModule);
 
-const host = url ? url.hostname : args.host;
-const port = url ? Number(url.port || (redis ? 6379 : nats ? 4222 : mqtt ? 1883 : rmq ? 5672 : 0)) : Number(args.port);
 const app = await NestFactory.createMicroservice(AppModule, {
-  // Transport options as the NestJS documentation gives them (host and port; NATS: the servers list; MQTT: the
-  // url, and subscribeOptions only for QoS 1/2), nothing tuned.
-  // RabbitMQ: urls and queue, noAck only when false; queueOptions left to NestJS's defaults (amqplib's: durable).
-  transport: redis
-    ? Transport.REDIS
-    : nats
-      ? Transport.NATS
-      : mqtt
-        ? Transport.MQTT
-        : rmq
-          ? Transport.RMQ
-          : Transport.TCP,
-  options: nats
-    ? { servers: [`nats://${host}:${port}`] }
-    : mqtt
-      ? { url: `mqtt://${host}:${port}`, ...(qos ? { subscribeOptions: { qos } } : {}) }
-      : rmq
-        ? { urls: [`amqp://${host}:${port}`], queue: rmqQueue, ...(rmqAck ? { noAck: false } : {}) }
-        : { host, port },
+  ...serverTransport(target),
   logger: ['error', 'warn'],
 });
 await app.listen();
-if (mqtt) {
+if (kind === 'mqtt') {
   // mqtt.js keeps a SUBSCRIBE in client.outgoing until its SUBACK (and the ones queued before the CONNACK in
   // client.queue until they are written): both empty means the broker confirmed every subscription.
   const client = app.unwrap();
@@ -137,14 +123,14 @@ if (mqtt) {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   process.stdout.write(`connected to ${args.url}\n`);
-} else if (rmq) {
+} else if (kind === 'rmq') {
   // The queue's consumer count, asked on a connection of our own (amqplib, NestJS's own dependency): 1 once the
   // broker has confirmed the server's basic.consume.
   const amqplib = (await import('amqplib')).default;
-  const conn = await amqplib.connect(`amqp://${host}:${port}`);
+  const conn = await amqplib.connect(`amqp://${target.host}:${target.port}`);
   const ch = await conn.createChannel();
   for (let i = 0; ; i++) {
-    const { consumerCount } = await ch.checkQueue(rmqQueue);
+    const { consumerCount } = await ch.checkQueue(target.queue);
     if (consumerCount > 0) break;
     if (i === 500) {
       console.error('nest-server.mjs: the consumer was not confirmed within 5 s');
@@ -154,10 +140,10 @@ if (mqtt) {
   }
   await conn.close();
   process.stdout.write(`connected to ${args.url}\n`);
-} else if (nats) {
+} else if (kind === 'nats') {
   await app.unwrap().flush();
   process.stdout.write(`connected to ${args.url}\n`);
-} else if (redis) {
+} else if (kind === 'redis') {
   const [pub] = app.unwrap();
   const channels = ['{"cmd":"sum"}', '{"cmd":"echo"}', '{"cmd":"tick"}', '{"cmd":"ticks"}'];
   for (let i = 0; ; i++) {
@@ -169,6 +155,11 @@ if (mqtt) {
     }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+  process.stdout.write(`connected to ${args.url}\n`);
+} else if (kind === 'kafka') {
+  // listen() resolves after consumer.run(), which KafkaJS returns from once the group is joined and synced: the
+  // server has its partitions and reads them from the beginning (serverTransport), so nothing produced from now
+  // on is skipped.
   process.stdout.write(`connected to ${args.url}\n`);
 } else {
   process.stdout.write(`listening on port ${app.unwrap().address().port}\n`);

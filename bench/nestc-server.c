@@ -5,13 +5,21 @@
  *   nestc-server --url redis://HOST:PORT                   (the same service over a Redis broker)
  *   nestc-server --url nats://HOST:PORT                    (the same service over a NATS server)
  *   nestc-server --url mqtt://HOST:PORT[?qos=1]            (the same service over an MQTT broker)
+ *   nestc-server --url kafka://H:P[,H:P...] --topic-prefix T (over Kafka: the handlers also under the string
+ *                                                            routes Tsum, Techo, Ttick, Tticks)
  *   ... --hooks N       installs N hook sets whose every server callback does nothing (the cost of hooks)
  *
  * Over TCP it prints "listening on port N" once it accepts connections. With --url (any URL nc_server_new
  * takes; tcp:// URLs print the same line) it prints "connected to URL" once the server reports the status
  * "connected" (for redis://: both connections up and every channel's subscription confirmed; for nats://:
  * every handler's SUB confirmed by a PING round trip; for mqtt://: every handler's SUBSCRIBE acknowledged by
- * its SUBACK). Other status changes go to stderr. SIGINT/SIGTERM close it gracefully.
+ * its SUBACK; for kafka://: the consumer's first partition assignment). Other status changes go to stderr.
+ * SIGINT/SIGTERM close it gracefully.
+ *
+ * --topic-prefix T: Kafka routes are topics, and a topic cannot be named {"cmd":"sum"} (the transport leaves
+ * such routes unsubscribed), so the same handlers are registered again under plain names. The prefix gives
+ * each server of a benchmark run topics of its own, which it can read from the beginning without meeting
+ * another server's requests.
  *
  *   {"cmd":"sum"}    array of numbers → their sum (JavaScript number semantics), read without a DOM
  *   {"cmd":"echo"}   anything → the same value, as text
@@ -134,10 +142,25 @@ static const nc_server_hooks noop_hooks = {
     .on_finish = noop_finish,
 };
 
+/* --topic-prefix: the handlers again under PREFIXsum, PREFIXecho, PREFIXtick, PREFIXticks. */
+static int named_routes(nc_server *srv, const char *prefix) {
+    char r[4][200];
+    const char *names[4] = {"sum", "echo", "tick", "ticks"};
+    for (int i = 0; i < 4; i++)
+        if (snprintf(r[i], sizeof r[i], "%s%s", prefix, names[i]) >= (int)sizeof r[i]) return NC_EINVAL;
+    int rc;
+    if ((rc = nc_server_message(srv, r[0], on_sum, NULL)) ||
+        (rc = nc_server_message(srv, r[1], on_echo, NULL)) ||
+        (rc = nc_server_event(srv, r[2], on_tick, NULL)) ||
+        (rc = nc_server_message(srv, r[3], on_ticks, NULL)))
+        return rc;
+    return 0;
+}
+
 static int usage(void) {
     fprintf(stderr,
             "usage: nestc-server [--port P] [--host H] [--workers N] [--hooks N] | --url URL [--workers N] "
-            "[--hooks N]\n");
+            "[--hooks N] [--topic-prefix T]\n");
     return 2;
 }
 
@@ -155,7 +178,7 @@ static void on_status(void *user, const char *status, int err) {
 }
 
 int main(int argc, char **argv) {
-    const char *host = "127.0.0.1", *given_url = NULL;
+    const char *host = "127.0.0.1", *given_url = NULL, *prefix = NULL;
     long port = 0, workers = 1, hooks = 0;
     for (int i = 1; i < argc; i++) {
         char *end;
@@ -167,6 +190,8 @@ int main(int argc, char **argv) {
             if (*end || port < 0 || port > 65535) return usage();
         } else if (!strcmp(argv[i], "--url")) {
             given_url = argv[++i];
+        } else if (!strcmp(argv[i], "--topic-prefix")) {
+            prefix = argv[++i];
         } else if (!strcmp(argv[i], "--hooks")) {
             hooks = strtol(argv[++i], &end, 10);
             if (*end || hooks < 0 || hooks > NC_HOOKS_MAX) return usage();
@@ -197,7 +222,7 @@ int main(int argc, char **argv) {
         (rc = nc_server_message(srv, "{\"cmd\":\"echoDom\"}", on_echo_dom, NULL)) ||
         (rc = nc_server_event(srv, "{\"cmd\":\"tick\"}", on_tick, NULL)) ||
         (rc = nc_server_message(srv, "{\"cmd\":\"ticks\"}", on_ticks, NULL)) ||
-        (rc = nc_server_handle_signals(srv))) {
+        (rc = nc_server_handle_signals(srv)) || (prefix && (rc = named_routes(srv, prefix)))) {
         fprintf(stderr, "nestc-server: %s\n", nc_strerror(rc));
         nc_server_free(srv);
         return 1;

@@ -1,11 +1,12 @@
 // Turns the measured points (results.json, one JSON line each, written by run.sh) into RESULTS.md:
 // a table per scenario with ceiling / nestc / NestJS, the ratios, the target and PASS/MISS, then the
 // Redis section (results-redis.json), the NATS section (results-nats.json) and the MQTT sections, QoS 0 and
-// QoS 1 (results-mqtt.json) and the RabbitMQ sections, noAck true and false (results-rmq.json), each recorded on its own (its own date and machine state), then the machine and the
+// QoS 1 (results-mqtt.json), the RabbitMQ sections, noAck true and false (results-rmq.json) and the Kafka section
+// (results-kafka.json), each recorded on its own (its own date and machine state), then the machine and the
 // date, then the raw lines.
 //
 //   node report.mjs --results FILE --out FILE [--redis-results FILE] [--nats-results FILE] [--mqtt-results FILE]
-//                   [--rmq-results FILE]
+//                   [--rmq-results FILE] [--kafka-results FILE]
 //                   [--duration S --warmup S --idle-conns N --build DIR]
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ const { values: args } = parseArgs({
     'nats-results': { type: 'string' },
     'mqtt-results': { type: 'string' },
     'rmq-results': { type: 'string' },
+    'kafka-results': { type: 'string' },
     out: { type: 'string' },
     duration: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
@@ -41,6 +43,8 @@ const mqttLines = readLines(args['mqtt-results']);
 const mqttPoints = mqttLines.map((l) => JSON.parse(l));
 const rmqLines = readLines(args['rmq-results']);
 const rmqPoints = rmqLines.map((l) => JSON.parse(l));
+const kafkaLines = readLines(args['kafka-results']);
+const kafkaPoints = kafkaLines.map((l) => JSON.parse(l));
 // The payload figure is request payload bytes per second (nestc bench's own mb_per_s counts every byte
 // on the wire, both directions).
 for (const p of points) {
@@ -378,6 +382,7 @@ const redisMachine = redisPoints.find((p) => p.scenario === 'machine')?.result ?
 const natsMachine = natsPoints.find((p) => p.scenario === 'machine')?.result ?? null;
 const mqttMachine = mqttPoints.find((p) => p.scenario === 'machine')?.result ?? null;
 const rmqMachine = rmqPoints.find((p) => p.scenario === 'machine')?.result ?? null;
+const kafkaMachine = kafkaPoints.find((p) => p.scenario === 'machine')?.result ?? null;
 const FULL = 0.85; // a core this busy over the window is the limit
 function brokerSection(kind, allPoints, machine, d) {
   const rp = allPoints.filter((p) => p.scenario !== 'machine');
@@ -392,7 +397,8 @@ function brokerSection(kind, allPoints, machine, d) {
   const rmedian = (list) => {
     const ok = list.filter((p) => p.result);
     if (!ok.length) return null;
-    const key = RKEY[ok[0].scenario] ?? 'rps';
+    // Kafka's events are counted on the server (handled_eps), the others' by the client (eps).
+    const key = ok[0].result.handled_eps != null ? 'handled_eps' : (RKEY[ok[0].scenario] ?? 'rps');
     ok.sort((a, b) => a.result[key] - b.result[key]);
     return ok[(ok.length - 1) >> 1];
   };
@@ -401,6 +407,25 @@ function brokerSection(kind, allPoints, machine, d) {
     const p = rmedian(rp.filter((q) => q.scenario === scenario && q.server === server && q.client === client));
     if (!p) return null;
     const r = p.result;
+    if (r.handled_eps != null) {
+      // Kafka events (run.sh kafka_events): handled events counted on the server between two readings of its
+      // counter; the server's and the broker's CPU over the same span; the client's from nestc bench's window.
+      const load = r.load ?? {};
+      return {
+        rps: load.rps ?? null,
+        eps: r.handled_eps,
+        sentEps: load.eps ?? null,
+        p50: null,
+        p99: null,
+        srvUs: r.server_cpu_us_per_event,
+        cliUs: load.client_cpu_s != null && load.events ? (load.client_cpu_s * 1e6) / load.events : null,
+        brkUs: r.broker_cpu_us_per_event,
+        srv: r.server_cpu_s / r.handled_s,
+        cli: load.client_cpu_s != null && load.duration_s ? load.client_cpu_s / load.duration_s : null,
+        brk: r.broker_cpu_s / r.handled_s,
+        errors: load.errors ?? 0,
+      };
+    }
     const work = r.requests + (r.events ?? 0);
     const brokerS = p.broker_cpu_s ?? r.broker_cpu_s ?? null;
     const dur = r.duration_s;
@@ -511,12 +536,15 @@ function brokerSection(kind, allPoints, machine, d) {
     );
     erows.push(`| bound by | ${bound(ev.nestc, E)} | ${bound(ev.nestjs, E)} | |`);
     events =
-      `#### Events over ${d.name}\n\n4 nestc clients (\`nestc bench --engine client\`), each publishing 1000 \`{"cmd":"tick"}\` events ` +
+      `#### Events over ${d.name}\n\n` +
+      (d.eventsText ??
+        `4 nestc clients (\`nestc bench --engine client\`), each publishing 1000 \`{"cmd":"tick"}\` events ` +
       `(data \`null\`) and then one \`{"cmd":"ticks"}\` request, repeatedly. ${d.eventOrder} ` +
       'and the server handles them in order, so the ' +
       'reply proves the events before it; events / s counts only proven events. Server and ' +
       `${B} CPU are divided ` +
-      'by events + requests.\n\n' +
+      'by events + requests.') +
+      '\n\n' +
       erows.join('\n') +
       '\n\n';
   }
@@ -752,6 +780,166 @@ const rmqBusyNote =
       'time, divided by its own work) are the figures to compare, and even they are inflated by the contention ' +
       '(wake-ups on a busy core, context switches, cold caches), most at 1 × 1, where every message is a wake-up.\n'
     : '';
+// Kafka: librdkafka's mock cluster (kafka-mock), string routes with a prefix per server, events counted on the server.
+// Idle (run.sh kafka_idle): each server's and kafka-mock's share of a core with no load, after the warm-up.
+const kafkaIdle = (server) => {
+  const r = kafkaPoints.find((q) => q.scenario === 'kafka-idle' && q.server === server)?.result;
+  return r ? { srv: r.server_cpu_s / r.duration_s, brk: r.broker_cpu_s / r.duration_s } : null;
+};
+const kafkaIdleNote = (() => {
+  const a = kafkaIdle('nestc');
+  const b = kafkaIdle('nestjs');
+  if (!a && !b) return '';
+  const pc = (v) => `${num(100 * v, 1)} %`;
+  const one = (name, v) => (v ? `the ${name} server ${pc(v.srv)} of a core (kafka-mock ${pc(v.brk)} meanwhile)` : '');
+  return (
+    '- **Idle** (no load, one counting window after the warm-up): ' +
+    [one('nestc', a), one('NestJS', b)].filter(Boolean).join(', ') +
+    ': what a consumer costs while every fetch comes back empty after 10 ms, plus the group\'s heartbeats. It is ' +
+    'in every CPU-per-message figure and dominates at 1 × 1, where a few dozen responses a second share it ' +
+    '(1 % of a core over 50 responses / s is 200 µs per response).\n'
+  );
+})();
+// What limits each side, from the median runs and the idle readings.
+const kafkaLimitsNote = (() => {
+  const med = (sc, server, client) => {
+    const l = kafkaPoints
+      .filter((p) => p.scenario === sc && p.server === server && p.client === client && p.result)
+      .sort((a, b) => (a.result.rps ?? a.result.handled_eps) - (b.result.rps ?? b.result.handled_eps));
+    return l.length ? l[(l.length - 1) >> 1].result : null;
+  };
+  const pc = (v) => (v == null ? '?' : `${num(100 * v)} %`);
+  const busy = (r) => (r ? r.server_cpu_s / r.duration_s : null);
+  const nn = med('kafka-throughput', 'nestc', 'nestc');
+  const jn = med('kafka-throughput', 'nestjs', 'nestc');
+  const nj = med('kafka-throughput', 'nestc', 'nestjs');
+  const ev = med('kafka-events', 'nestjs', 'nestc');
+  const evn = kafkaPoints.filter((p) => p.scenario === 'kafka-events' && p.server === 'nestc' && p.result);
+  // The spread of a server's events runs (the machine's load moves them most).
+  const evRange = (server) => {
+    const v = kafkaPoints
+      .filter((p) => p.scenario === 'kafka-events' && p.server === server && p.result)
+      .map((p) => p.result.handled_eps)
+      .sort((a, b) => a - b);
+    return v.length ? (v.length > 1 ? `${num(v[0])} to ${num(v[v.length - 1])}` : num(v[0])) : '—';
+  };
+  const stalled = evn.map((p) => p.result.load?.errors ?? 0);
+  const out = [];
+  const nnj = med('kafka-throughput', 'nestjs', 'nestjs');
+  if (nn && jn)
+    out.push(
+      '- **What limits each side: one producer batch per partition per fetch.** No process fills its core (at 1 × 100 ' +
+        `with the nestc client: the nestc server ${pc(busy(nn))} of core 0, the NestJS server ${pc(busy(jn))}). Besides ` +
+        'the fetch wait, the mock returns **one message set per partition per fetch** (librdkafka\'s ' +
+        '`rdkafka_mock_handlers.c`, its Fetch handler: "FIXME: Multiple messageSets ?"), where a Kafka broker returns ' +
+        'as many as fit. A producer that puts the records waiting for a partition into one Produce request — ' +
+        'librdkafka, so the nestc client and server — has them fetched together; one that sends every record as its ' +
+        'own Produce request has one record per partition fetched per round trip: NestJS produces every reply with ' +
+        'its own `producer.send`, and `ClientKafka` every request. Replies come back on one partition (nestc\'s client ' +
+        'names partition 0, `ClientKafka` the one its group assigned it), so the NestJS server\'s replies reach a ' +
+        'client one per fetch round trip, and the NestJS client\'s requests reach a server at most four per round ' +
+        `trip (one per partition): that, not CPU, holds the NestJS server at ${num(jn.rps)} responses / s (p50 ` +
+        `${num(jn.p50_us / 1000)} ms with 100 in flight)` +
+        (nj ? ` and the NestJS client at ${num(nj.rps)} against the nestc server` : '') +
+        (nnj ? ` (${num(nnj.rps)} when both are NestJS)` : '') +
+        '. It also weighs on NestJS\'s CPU per response: every fetch round trip costs CPU whether it brings one ' +
+        `record or a hundred, and its consumer costs ${pc(kafkaIdle('nestjs')?.srv)} of a core even idle (above). ` +
+        'With a Kafka broker the ' +
+        'NestJS figures would be better than here; the nestc ones are not held back by this. ' +
+        (ev
+          ? 'The events, which nestc clients produce in batches, escape this: they reach the NestJS server at ' +
+            `${num(ev.handled_eps)} / s (runs: ${evRange('nestjs')}) with its core ` +
+            `${pc(ev.server_cpu_s / ev.handled_s)} busy` +
+            (ev.server_cpu_s / ev.handled_s >= 0.6
+              ? ', so there its own CPU is the limit, the contention on the machine with it.'
+              : ': it waits more than it computes; where KafkaJS waits there was not traced.')
+          : ''),
+    );
+  if (nj)
+    out.push(
+      `- **What limits the NestJS client.** Against the nestc server it used ${pc(nj.client_cpu_s / nj.duration_s)} of ` +
+        `core 1 for ${num(nj.rps)} responses / s (${us(nj.client_cpu_us_per_resp)} µs each): KafkaJS's producer (one ` +
+        'Produce request per `send`) and its consumer\'s fetch loop, which at a 10 ms wait costs ' +
+        `${pc(kafkaIdle('nestjs')?.srv)} of a core with nothing to fetch (the NestJS server's idle figure above). ` +
+        'The nestc client spends ' +
+        `${us(nn?.client_cpu_us_per_resp)} µs per response against the same server.`,
+    );
+  if (stalled.some((n) => n > 0))
+    out.push(
+      '- **What limits the nestc server\'s events, and its request errors** (' +
+        `${stalled.join(', ')} per run; events / s in the runs: ${evRange('nestc')}): not the server (core 0 ` +
+        `${pc(evn.length ? med('kafka-events', 'nestc', 'nestc').server_cpu_s / med('kafka-events', 'nestc', 'nestc').handled_s : null)} ` +
+        'busy) but the clients and the mock on core 1: the 4 nestc clients emit their events without waiting for ' +
+        'them, faster than the mock takes them in, until librdkafka\'s producer queue (100,000 messages by default) is full; a `ticks` ' +
+        'request that meets the full queue fails at once with `NC_ESTALLED` ("could not be produced"), which nestc ' +
+        'bench counts as an error and sends again 10 ms later. Events refused that way are not counted: the figure ' +
+        'is the server\'s counter. Against the NestJS server the `ticks` replies come back slowly, the clients emit ' +
+        'less, and the queue rarely fills.',
+    );
+  return out.length ? `${out.join('\n')}\n` : '';
+})();
+
+const kafkaMd = brokerSection('kafka', kafkaPoints, kafkaMachine, {
+  name: 'Kafka',
+  broker: 'kafka-mock',
+  brokerFull: 'kafka-mock (core 1 full by itself)',
+  intro: (rm) =>
+    'The same service over Kafka: the nestc server (`nestc-server --url kafka://… --topic-prefix nestc.`, nestc\'s ' +
+    `Kafka transport on librdkafka ${rm.librdkafka_version ?? '?'}) and NestJS\'s \`Transport.KAFKA\` server ` +
+    `(\`nest-server.mjs --url kafka://… --topic-prefix nestjs.\`, KafkaJS ${rm.kafkajs_version ?? pkgVersion('kafkajs')}), ` +
+    'each alone on core 0; the broker is librdkafka\'s **mock cluster** (`kafka-mock`, the test suite\'s Kafka: a ' +
+    'real Kafka protocol server, 3 brokers in one process, topics auto-created with 4 partitions), not a Kafka ' +
+    'broker, pinned to core 1 together with the load generator like the other brokers; its CPU is the whole ' +
+    'process (all 3 brokers). Topics are routes and a topic cannot be named `{"cmd":"sum"}`, so both servers ' +
+    'serve the handlers under string routes of their own (`nestc.sum`, `nestjs.sum`, …: each reads its topics from ' +
+    'the beginning without meeting the other\'s requests). Each request crosses the cluster twice: the client ' +
+    'produces a record to `<server>.sum` (headers `kafka_correlationId`, `kafka_replyTopic`, ' +
+    '`kafka_replyPartition`), the server\'s consumer fetches it, the server produces the reply to ' +
+    '`<server>.sum.reply`, the client\'s consumer fetches it. Settings (docs/kafka.md, "Settings that make it ' +
+    'fast"): KafkaJS gets what the interop tests give it — a group of its own per process, 6 s sessions with 1 s ' +
+    'heartbeats, `fromBeginning` on the server, `partitionsConsumedConcurrently: 4` (the mock\'s partitions per ' +
+    'topic; NestJS awaits a request\'s reply inside `eachMessage`); nestc the same session, heartbeat and ' +
+    '`fromBeginning`; **both the same fetch wait, 10 ms** (KafkaJS `maxWaitTimeInMs`, librdkafka ' +
+    '`fetch.wait.max.ms`; see below). Two clients drive each server: **nestc client** = the nestc client library ' +
+    '(`nestc bench kafka://… --engine client`: a producer, and reply partitions assigned without a group), **NestJS ' +
+    'client** = NestJS\'s `ClientKafka` (`nest-client.mjs --url kafka://…`: a producer and a consumer group of its ' +
+    'own on the reply topic; it waits for a probe\'s reply before the load starts, as its reply consumer starts at ' +
+    '"latest"); each is one client with 100 or 1 requests in flight, `<server>.sum` of `[1,2,3]`. ',
+  eventsText:
+    '4 nestc clients (`nestc bench --engine client`), each producing 1000 `<server>.tick` events (value `null`) and ' +
+    'then one `<server>.ticks` request, repeatedly. Over Kafka the `ticks` reply proves nothing about the events ' +
+    'before it (two topics, four partitions each, no order between them), so the events are **counted on the ' +
+    'server**: run.sh reads the server\'s counter (a `nestc send` of `ticks`) after the warm-up and again one ' +
+    'counting window later, while the load runs; events / s = the counter\'s growth / the time between the two ' +
+    'readings, and the server\'s and kafka-mock\'s CPU over the same span are divided by those events. The client ' +
+    'CPU per event is nestc bench\'s own over its window, per event it sent.',
+  roundTrip:
+    'One request at a time: every hop is a fetch, and the mock answers a fetch that found nothing only when its ' +
+    'wait (10 ms here) is over, even if a record arrives meanwhile, so a round trip is about two fetch waits (the ' +
+    'server\'s, then the client\'s) plus the produce requests; librdkafka also waits up to its `linger.ms` (5 ms by ' +
+    'default) before it sends a produce request, KafkaJS sends each at once.',
+  extraNotes:
+    '- **The mock\'s fetch wait sets the pace.** A fetch that finds no record is answered when its wait ends, ' +
+    'whatever arrives in between; with the interop tests\' 100 ms, 100 requests in flight made about 500 round trips ' +
+    'a second whichever server and client ran (two waits per round trip), so the bench uses 10 ms on both sides. Even ' +
+    'so responses / s at 1 × 100 is bounded by the fetch cycles more than by any core: compare **CPU per response**. ' +
+    'Both sides also pay CPU for fetches that find nothing (every 10 ms per broker connection), which is a large ' +
+    'part of CPU per response at 1 × 1 (a few dozen responses a second).\n' +
+    kafkaIdleNote +
+    kafkaLimitsNote +
+    ((kafkaMachine?.busy_pct_before ?? 0) >= 10
+      ? '- **This run shared the machine with other work** (' +
+        `${kafkaMachine.busy_pct_before} % busy, load average ${kafkaMachine.loadavg_before} at the start, and most ` +
+        'points started busy): where "bound by" says no core was full, the rest of the cores went to other processes, ' +
+        'and every hop through the mock waited for a turn on a core. Rates and latencies are disturbed; **CPU per ' +
+        'response and per event** (each process\'s own time over its own work) are the figures to compare, and even ' +
+        'they are inflated by the contention (wake-ups on a busy core, cold caches).\n'
+      : '') +
+    '- **A real Kafka broker** answers a waiting fetch as soon as data arrives and does far more per record than ' +
+    'the mock (a log on disk, replication): the rates and round trips here say nothing about one; the server and ' +
+    'client CPU per message is what carries over.',
+});
+
 const rmqMd =
   brokerSection('rmq', rmqNoAckPoints, rmqMachine, {
     ...rmqCommon,
@@ -804,6 +992,10 @@ const machine = [
       ? `${redisPoints.length || natsPoints.length || mqttPoints.length ? ',' : ';'} amqplib ${pkgVersion('amqplib')}, ` +
         `amqp-connection-manager ${pkgVersion('amqp-connection-manager')}; rabbitmq-server ` +
         `${rmqMachine?.rabbitmq_version ?? '?'} (Erlang/OTP ${rmqMachine?.erlang_version ?? '?'})`
+      : '') +
+    (kafkaPoints.length
+      ? `, kafkajs ${kafkaMachine?.kafkajs_version ?? pkgVersion('kafkajs')}; librdkafka ` +
+        `${kafkaMachine?.librdkafka_version ?? '?'} (nestc's Kafka transport and the mock cluster, kafka-mock)`
       : ''),
   `- nestc ${machineInfo.nestc ?? sh('git', ['-C', here, 'describe', '--always', '--dirty'])}; libuv ${sh('pkg-config', ['--modversion', 'libuv'])}, ` +
     `jansson ${sh('pkg-config', ['--modversion', 'jansson'])}`,
@@ -831,6 +1023,12 @@ const machine = [
     ? [
         `- RabbitMQ sections: recorded ${rmqMachine.date}, nestc ${rmqMachine.nestc ?? '?'}, other CPU use just before ` +
           `it ${rmqMachine.busy_pct_before} % (load average ${rmqMachine.loadavg_before})`,
+      ]
+    : []),
+  ...(kafkaMachine
+    ? [
+        `- Kafka section: recorded ${kafkaMachine.date}, nestc ${kafkaMachine.nestc ?? '?'}, other CPU use just before ` +
+          `it ${kafkaMachine.busy_pct_before} % (load average ${kafkaMachine.loadavg_before})`,
       ]
     : []),
   `- each point: ${args.warmup} s warm-up, then ${args.duration} s counted; load generator \`nestc bench\` (raw engine unless stated)`,
@@ -866,6 +1064,11 @@ Ratios are nestc divided by the other; for CPU and latency lower is better.${
       `recorded in their own run${rmqMachine?.date && rmqMachine.date !== machineInfo.date ? ` (${rmqMachine.date})` : ''} and say how.`
     : ''
 }${
+  kafkaPoints.length
+    ? ' The Kafka section (the same over librdkafka\'s mock cluster, NestJS\'s `Transport.KAFKA` on KafkaJS) was ' +
+      `recorded in its own run${kafkaMachine?.date && kafkaMachine.date !== machineInfo.date ? ` (${kafkaMachine.date})` : ''} and says how.`
+    : ''
+}${
   machineInfo.busy_pct_before >= 10
     ? `\n\n**Warning:** the machine was ${machineInfo.busy_pct_before} % busy with other work just before the run ` +
       `(load average ${machineInfo.loadavg_before}); the figures may be disturbed.`
@@ -897,7 +1100,7 @@ ${summary.map((r) => `| ${r.join(' | ')} |`).join('\n')}
 ${sections.join('\n')}
 `
     : ''
-}${redisMd}${natsMd}${mqttMd}${rmqMd}## Machine
+}${redisMd}${natsMd}${mqttMd}${rmqMd}${kafkaMd}## Machine
 
 ${machine.join('\n')}
 
@@ -951,6 +1154,19 @@ rabbitmq-server's CPU time (the Erlang VM, all its threads) over the counting wi
 
 \`\`\`
 ${rmqLines.join('\n')}
+\`\`\`
+`
+    : ''
+}${
+  kafkaLines.length
+    ? `
+Kafka (\`results-kafka.json\`): the same members for requests (\`broker_cpu_s\` is kafka-mock's CPU time, all its
+threads); \`kafka-events\` results are run.sh's own: \`handled\` events counted on the server's counter
+(\`counter_before\` → \`counter_after\`) over \`handled_s\`, the server's and kafka-mock's CPU over that span, and
+\`load\`, the \`nestc bench\` line that made the load.
+
+\`\`\`
+${kafkaLines.join('\n')}
 \`\`\`
 `
     : ''

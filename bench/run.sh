@@ -8,9 +8,10 @@
 #   --only LIST      comma-separated scenarios: memory,throughput,conns,latency,events,payload,dom,client,workers,
 #                    redis (the same service over one redis-server, nestc and NestJS clients against both servers),
 #                    nats (the same over one nats-server), mqtt (the same over one mosquitto, QoS 0 and QoS 1),
-#                    rmq (the same over one rabbitmq-server, noAck true and false)
+#                    rmq (the same over one rabbitmq-server, noAck true and false), kafka (the same over one
+#                    librdkafka mock cluster of 3 brokers, kafka-mock)
 #   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs (redis, nats,
-#                    mqtt, rmq: nestc,nestjs)
+#                    mqtt, rmq, kafka: nestc,nestjs)
 #   --duration S     counting window per point (default 5); --warmup S before it (default 1)
 #   --repeat N       measure every point N times; the report shows the median run (default 1)
 #   --conns N        idle connections for the memory scenario (default 10000, or 1000 if `ulimit -n` is low)
@@ -23,11 +24,11 @@
 # `nestc bench` on core 1 (taskset -c 1), stops it by PID. A full run writes bench/RESULTS.md and
 # bench/results.json (one JSON line per measured point; the Redis points go to bench/results-redis.json, the
 # NATS points to bench/results-nats.json, the MQTT points to bench/results-mqtt.json, the RabbitMQ points to
-# bench/results-rmq.json); a partial run (--quick,
+# bench/results-rmq.json, the Kafka points to bench/results-kafka.json); a partial run (--quick,
 # --only, --servers, other durations) writes them under bench/out/ so the recorded full run stays intact. The
-# one exception is `--only` with broker scenarios alone (redis, nats, mqtt, rmq, e.g. `--only mqtt`) and the default
-# durations: it re-records those broker points alone and rewrites bench/RESULTS.md with the other recorded
-# points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report
+# one exception is `--only` with broker scenarios alone (redis, nats, mqtt, rmq, kafka, e.g. `--only mqtt`) and
+# the default durations: it re-records those broker points alone and rewrites bench/RESULTS.md with the other
+# recorded points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report
 # flags points that did not get them.
 set -euo pipefail
 
@@ -42,21 +43,22 @@ warm_s=3
 repeat=1
 quiet_polls=120 # half-second readings before a point while the cores are busy (a smoke run waits 5 s, not 60)
 idle_conns=
-scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats,mqtt,rmq
+scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats,mqtt,rmq,kafka
 servers=ceiling,nestc,nestjs
 partial=0
 while (($#)); do
   case $1 in
     --quick) duration=1 warmup=0.3 warm_s=0.5 idle_conns=1000 quiet_polls=10 partial=1 ;;
-    # --only with broker scenarios alone (redis, nats, mqtt, rmq) is recorded (see above); any other list is partial.
-    --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats|mqtt|rmq))+$ ]] || partial=1; shift ;;
+    # --only with broker scenarios alone (redis, nats, mqtt, rmq, kafka) is recorded (see above); any other list is
+    # partial.
+    --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats|mqtt|rmq|kafka))+$ ]] || partial=1; shift ;;
     --servers) servers=${2:?--servers needs a list}; partial=1; shift ;;
     --duration) duration=${2:?}; partial=1; shift ;;
     --warmup) warmup=${2:?}; partial=1; shift ;;
     --repeat) repeat=${2:?}; shift ;;
     --conns) idle_conns=${2:?}; partial=1; shift ;;
     --quiet-wait) quiet_wait=${2:?}; shift ;;
-    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -96,10 +98,14 @@ fi
 "$root/tests/interop/ensure-deps.sh" "$here" >&2 # npm ci only when the pins changed
 mkdir -p "$out"
 echo "bench: building nestc (Release) in $build" >&2
+# The kafka scenario's broker, kafka-mock (bench/CMakeLists.txt), exists only in a build with librdkafka.
+targets=(nestc_cli nestc-server ceiling idle-conns)
+! has "$scenarios" kafka || targets+=(bench_kafka_mock)
 if ! { cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNESTC_BUILD_TESTS=OFF \
   -DNESTC_BUILD_EXAMPLES=OFF -DNESTC_BUILD_BENCH=ON &&
-  cmake --build "$build" --target nestc_cli nestc-server ceiling idle-conns; } >"$out/build.log" 2>&1; then
+  cmake --build "$build" --target "${targets[@]}"; } >"$out/build.log" 2>&1; then
   cat "$out/build.log" >&2
+  has "$scenarios" kafka && echo "run.sh: the kafka scenario needs a build with librdkafka (scripts/deps.sh)" >&2
   exit 1
 fi
 nestc=$build/bin/nestc
@@ -119,24 +125,26 @@ fi
 
 if ((partial)); then
   results=$out/results.json redis_results=$out/results-redis.json nats_results=$out/results-nats.json
-  mqtt_results=$out/results-mqtt.json rmq_results=$out/results-rmq.json
+  mqtt_results=$out/results-mqtt.json rmq_results=$out/results-rmq.json kafka_results=$out/results-kafka.json
   report=$out/RESULTS.md
   : >"$results"
   : >"$redis_results"
   : >"$nats_results"
   : >"$mqtt_results"
   : >"$rmq_results"
+  : >"$kafka_results"
 else
   # A recorded run replaces only the points it measures: `--only redis` keeps results.json and
   # results-nats.json as recorded, `--only nats` results.json and results-redis.json.
   results=$here/results.json redis_results=$here/results-redis.json nats_results=$here/results-nats.json
-  mqtt_results=$here/results-mqtt.json rmq_results=$here/results-rmq.json
+  mqtt_results=$here/results-mqtt.json rmq_results=$here/results-rmq.json kafka_results=$here/results-kafka.json
   report=$here/RESULTS.md
   ((tcp_wanted)) && : >"$results"
   ! has "$scenarios" redis || : >"$redis_results"
   ! has "$scenarios" nats || : >"$nats_results"
   ! has "$scenarios" mqtt || : >"$mqtt_results"
   ! has "$scenarios" rmq || : >"$rmq_results"
+  ! has "$scenarios" kafka || : >"$kafka_results"
 fi
 # Where record() writes: results.json, or results-redis.json / results-nats.json during a broker scenario.
 results_cur=$results
@@ -149,6 +157,7 @@ cd "$out"
 # ---- servers ---------------------------------------------------------------------------------------------
 srv_pid='' srv_port='' srv_name='' srv_cpus='' srv_log='' helper_pid='' srv_target='' srv_url=''
 redis_pid='' redis_dir='' nats_pid='' nats_dir='' mqtt_pid='' mqtt_dir='' rmq_state='' sampler_pid=''
+kafka_pid='' kafka_dir='' kafka_fd='' poll_pid=''
 srv_args=()
 cleanup() {
   [[ -n $helper_pid ]] && kill "$helper_pid" 2>/dev/null && wait "$helper_pid" 2>/dev/null
@@ -161,6 +170,8 @@ cleanup() {
   [[ -n $mqtt_pid ]] && kill "$mqtt_pid" 2>/dev/null && wait "$mqtt_pid" 2>/dev/null
   [[ -n $mqtt_dir ]] && rm -rf "$mqtt_dir"
   [[ -n $rmq_state ]] && stop_rmq
+  [[ -n $poll_pid ]] && kill "$poll_pid" 2>/dev/null && wait "$poll_pid" 2>/dev/null
+  [[ -n $kafka_pid || -n $kafka_dir ]] && stop_kafka
   return 0
 }
 trap cleanup EXIT
@@ -334,10 +345,11 @@ point_busy=0
 
 # Node.js compiles its hot paths during the first seconds under load: every server gets the same untimed
 # load before its first measured point, so that no scenario measures a cold server.
+warm_pattern='{"cmd":"sum"}' # the kafka scenario's servers have topics of their own (PREFIXsum)
 warm_up() {
   wait_quiet
   echo "bench: warming up for ${warm_s} s" >&2
-  taskset -c 1 "$nestc" bench "$srv_target" '{"cmd":"sum"}' '[1,2,3]' --connections 1 --inflight 100 \
+  taskset -c 1 "$nestc" bench "$srv_target" "$warm_pattern" '[1,2,3]' --connections 1 --inflight 100 \
     --warmup 0 --duration "$warm_s" "$@" >/dev/null 2>>"$out/bench-stderr.log" || true
 }
 
@@ -816,7 +828,166 @@ if has "$scenarios" rmq; then
   results_cur=$results
 fi
 
+# ---- Kafka: the same service over one librdkafka mock cluster --------------------------------------------------
+# kafka-mock (tests/kafka/kafka-mock.c, built here as bench/kafka-mock): a real Kafka protocol server with 3
+# brokers, all in one process, pinned to core 1 with the load generators like the other brokers; each server alone
+# on core 0. Topics are routes, and a topic cannot be named {"cmd":"sum"}: both servers serve the handlers under
+# string routes too, with a prefix of their own (nestc.sum, nestjs.sum, …), so each reads its topics from the
+# beginning (no "latest" race after its group join) without meeting the other's requests. Settings (docs/kafka.md,
+# "Settings that make it fast"): KafkaJS gets a 6 s session with 1 s heartbeats, a group of its own per process,
+# fromBeginning and partitionsConsumedConcurrently 4 (nest-transport.mjs); nestc the same session, heartbeat and
+# fromBeginning. Both get the same fetch wait, kafka_wait_ms, in the URL: nestc as kafka.fetch.wait.max.ms,
+# nest-transport.mjs reads it as KafkaJS's maxWaitTimeInMs. The mock answers a fetch that found nothing only when
+# that wait is over, even if records arrive meanwhile, so the wait sets the pace of every hop: at the tests' 100 ms
+# a request takes two such waits (the server's fetch, then the client's) and 100 in flight make about 500 a
+# second whatever the server; 10 ms lets the processes, not the mock's timer, show.
+kafka_wait_ms=10
+
+# start_kafka: one kafka-mock, its standard input a FIFO this shell holds open (it serves until its input ends),
+# in a fresh temporary directory, on core 1, stopped by PID; ready when it prints its bootstrap line. Sets
+# kafka_pid, kafka_url (kafka://H:P,H:P,H:P).
+start_kafka() {
+  local i list
+  kafka_dir=$(mktemp -d "${TMPDIR:-/tmp}/nestc-bench-kafka.XXXXXX")
+  mkfifo "$kafka_dir/control"
+  exec {kafka_fd}<>"$kafka_dir/control"
+  # taskset execs kafka-mock: $! is the broker's own PID.
+  (cd "$kafka_dir" && exec taskset -c 1 "$build/bench/kafka-mock" --brokers 3) <"$kafka_dir/control" \
+    >"$out/kafka-mock.log" 2>&1 &
+  kafka_pid=$!
+  for ((i = 0; i < 200; i++)); do
+    list=$(sed -n 's/^bootstrap //p' "$out/kafka-mock.log")
+    if [[ -n $list ]]; then
+      kafka_url=kafka://$list
+      echo "bench: kafka-mock (librdkafka $(kafka_version) mock cluster, 3 brokers) at $list (pid $kafka_pid, core 1)" >&2
+      return 0
+    fi
+    kill -0 "$kafka_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "run.sh: kafka-mock did not start:" >&2
+  cat "$out/kafka-mock.log" >&2
+  return 1
+}
+stop_kafka() {
+  if [[ -n $kafka_pid ]]; then
+    kill -TERM "$kafka_pid" 2>/dev/null || true
+    wait "$kafka_pid" 2>/dev/null || true
+  fi
+  kafka_pid=''
+  [[ -z $kafka_fd ]] || exec {kafka_fd}>&-
+  kafka_fd=''
+  [[ -z $kafka_dir ]] || rm -rf "$kafka_dir"
+  kafka_dir=''
+}
+kafka_version() { pkg-config --modversion rdkafka 2>/dev/null || echo '?'; }
+
+# kafka_ticks: the server's event counter, asked with one `nestc send` of PREFIXticks (on core 1); empty on failure.
+kafka_ticks() {
+  taskset -c 1 "$nestc" send "$srv_target" "${kafka_prefix}ticks" --timeout 10000 2>>"$out/bench-stderr.log" | tr -d '"'
+}
+
+# kafka_events SERVER: events, measured on the server's counter. Over Kafka a `ticks` reply proves nothing about
+# the `tick` events sent before it (two topics, four partitions each, no order between them), so `nestc bench
+# --events` (4 clients, 1000 events ahead of each `ticks` request, as in the other scenarios) only makes the load,
+# and the events handled are read from the server's counter twice while it runs: after the warm-up and one counting
+# window later. Each reading is one `nestc send` of `ticks`; the server's and the broker's CPU time and the clock
+# are read as each reading starts (both readings take about as long, so their delays cancel). events/s =
+# counter difference / time between the readings; the client's figures are nestc bench's own.
+kafka_events() {
+  local server=$1 run line t0 t1 c0 c1 s0 s1 b0 b1
+  for ((run = 1; run <= repeat; run++)); do
+    ensure_server || return 0
+    wait_quiet
+    echo "bench: kafka-events / $server: nestc bench ${kafka_prefix}ticks --events 1000 (counter read twice)" >&2
+    taskset -c 1 "$nestc" bench "$srv_target" "${kafka_prefix}ticks" --engine client --events 1000 \
+      --event-pattern "${kafka_prefix}tick" --event-data null --connections 4 --inflight 1 \
+      --duration "$(awk -v d="$duration" 'BEGIN { print d + 3 }')" --warmup "$warmup" \
+      >"$out/kafka-events.out" 2>>"$out/bench-stderr.log" &
+    poll_pid=$!
+    sleep "$(awk -v w="$warmup" 'BEGIN { print w + 1 }')"
+    s0=$(cpu_ticks "$srv_pid") b0=$(cpu_ticks "$kafka_pid") t0=$(date +%s.%N)
+    c0=$(kafka_ticks)
+    # the second reading starts one counting window after the first
+    sleep "$(awk -v t0="$t0" -v d="$duration" -v now="$(date +%s.%N)" 'BEGIN { s = t0 + d - now; print (s > 0 ? s : 0) }')"
+    s1=$(cpu_ticks "$srv_pid") b1=$(cpu_ticks "$kafka_pid") t1=$(date +%s.%N)
+    c1=$(kafka_ticks)
+    wait "$poll_pid" 2>/dev/null || true
+    poll_pid=''
+    line=$(tail -n 1 "$out/kafka-events.out")
+    if [[ $c0 =~ ^[0-9]+$ && $c1 =~ ^[0-9]+$ && -n $s0 && -n $s1 && $line == '{'* ]]; then
+      line=$(awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v s0="$s0" -v s1="$s1" -v b0="$b0" -v b1="$b1" \
+        -v hz="$clk_tck" -v l="$line" 'BEGIN {
+          n = c1 - c0; secs = t1 - t0
+          printf "{\"handled\":%d,\"handled_s\":%.3f,\"handled_eps\":%.1f,\"server_cpu_s\":%.3f,", n, secs, n / secs, (s1 - s0) / hz
+          # (the conditionals in parentheses: in a print statement a bare ">" redirects)
+          printf "\"server_cpu_us_per_event\":%s,", (n > 0 ? sprintf("%.3f", (s1 - s0) / hz * 1e6 / n) : "null")
+          printf "\"broker_cpu_s\":%.3f,\"broker_cpu_us_per_event\":%s,", (b1 - b0) / hz, (n > 0 ? sprintf("%.3f", (b1 - b0) / hz * 1e6 / n) : "null")
+          printf "\"counter_before\":%d,\"counter_after\":%d,\"load\":%s}", c0, c1, l
+        }')
+      echo "  $line" >&2
+      record kafka-events "$server" "$line" "\"run\":$run,\"busy_pct_before\":$point_busy,\"client\":\"nestc\""
+    else
+      echo "  failed (counter '$c0' → '$c1'; see $out/bench-stderr.log)" >&2
+      record kafka-events "$server" null "\"run\":$run,\"client\":\"nestc\""
+    fi
+  done
+}
+
+# kafka_idle SERVER: the server's and kafka-mock's CPU with no load at all, over one counting window after the
+# warm-up: what a consumer costs while it only polls (every fetch that finds nothing ends after kafka_wait_ms, and
+# the group's heartbeats), the fixed part of every CPU-per-message figure, largest where few messages share it.
+kafka_idle() {
+  local t0 t1 s0 s1 b0 b1
+  sleep 1 # the warm-up's last replies
+  s0=$(cpu_ticks "$srv_pid") b0=$(cpu_ticks "$kafka_pid") t0=$(date +%s.%N)
+  sleep "$duration"
+  s1=$(cpu_ticks "$srv_pid") b1=$(cpu_ticks "$kafka_pid") t1=$(date +%s.%N)
+  [[ -n $s0 && -n $s1 ]] || return 0
+  record kafka-idle "$1" "$(awk -v t0="$t0" -v t1="$t1" -v s0="$s0" -v s1="$s1" -v b0="$b0" -v b1="$b1" -v hz="$clk_tck" \
+    'BEGIN { printf "{\"duration_s\":%.3f,\"server_cpu_s\":%.3f,\"broker_cpu_s\":%.3f}", t1 - t0, (s1 - s0) / hz, (b1 - b0) / hz }')"
+  echo "bench: kafka idle / $1: $(tail -n 1 "$results_cur")" >&2
+}
+
+if has "$scenarios" kafka; then
+  results_cur=$kafka_results
+  start_kafka || exit 1
+  record machine - "${machine_line%\}},\"librdkafka_version\":\"$(kafka_version)\",\"kafkajs_version\":\"$(node -p 'require(process.argv[1]).version' "$here/node_modules/kafkajs/package.json")\",\"kafka_brokers\":3,\"kafka_cpus\":\"1\",\"duration_s\":$duration,\"warmup_s\":$warmup}"
+  broker_pid=$kafka_pid
+  # groupId: a group of this run's own for the nestc server, as nest-transport.mjs gives every NestJS process (the
+  # nestc client only sets it, it joins no group).
+  srv_url="$kafka_url?fromBeginning=true&sessionTimeout=6000&heartbeatInterval=1000&kafka.fetch.wait.max.ms=$kafka_wait_ms"
+  srv_url+="&groupId=nestc-bench-$$"
+  for server in nestc nestjs; do
+    has "$servers" "$server" || continue
+    kafka_prefix=$server.
+    if ! start_server "$server" 0 --topic-prefix "$kafka_prefix"; then
+      record kafka-throughput "$server" null
+      continue
+    fi
+    warm_pattern=${kafka_prefix}sum
+    warm_up --engine client
+    warm_pattern='{"cmd":"sum"}'
+    kafka_idle "$server"
+    for shape in 1:100 1:1; do
+      scenario=kafka-throughput
+      [[ $shape == 1:1 ]] && scenario=kafka-latency
+      point_extra=',"client":"nestc"'
+      point "$scenario" "$server" 1 "${kafka_prefix}sum" '[1,2,3]' --engine client --connections 1 --inflight "${shape#*:}"
+      point_extra=',"client":"nestjs"'
+      nest_client "$scenario" "$server" 1 "${shape#*:}" --url "$srv_target" --pattern "${kafka_prefix}sum" \
+        --server-pid "$srv_pid" --broker-pid "$broker_pid"
+    done
+    point_extra=''
+    kafka_events "$server"
+    stop_server
+  done
+  srv_url='' broker_pid=''
+  stop_kafka
+  results_cur=$results
+fi
+
 # ---- the report --------------------------------------------------------------------------------------------
 node "$here/report.mjs" --results "$results" --redis-results "$redis_results" --nats-results "$nats_results" \
-  --mqtt-results "$mqtt_results" --rmq-results "$rmq_results" --out "$report" --duration "$duration" --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
+  --mqtt-results "$mqtt_results" --rmq-results "$rmq_results" --kafka-results "$kafka_results" --out "$report" --duration "$duration" --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
 echo "bench: wrote $report" >&2
