@@ -199,6 +199,11 @@ rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kin
         /* at-least-once: an offset is stored only once its record was settled (handler and reply stream
          * finished); the stored offsets are committed in the background and on close */
         if (set(c, "enable.auto.offset.store", "false", err, errlen)) goto fail;
+        /* the group protocol a NestJS member can speak too: KafkaJS's RoundRobinAssigner under librdkafka's
+         * name "roundrobin" (docs/kafka.md "Server groups with NestJS members"); the members' first choices
+         * must agree (the mock cluster takes the leader's first; brokers vote), so roundrobin leads and
+         * range stays for members that offer only librdkafka's or Java's default */
+        if (set(c, "partition.assignment.strategy", "roundrobin,range", err, errlen)) goto fail;
         /* a record up to the producer's limit below must come through whole (librdkafka's default caps a
          * fetch response at 100 MB; KafkaJS has no client-side cap) */
         if (set(c, "receive.message.max.bytes", NC_KAFKA_MAX_RECEIVE, err, errlen)) goto fail;
