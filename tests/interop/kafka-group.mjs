@@ -43,7 +43,7 @@ if (!url || !brokers || !process.env.NESTC_BIN) {
   process.exit(2);
 }
 const N = 20; // requests and events per shared-group phase
-const M = 20; // NestJS client requests per reply-topic phase
+const M = 20; // NestJS client requests per reply-topic phase, at least
 const K = 6; // nestc send processes per reply-topic phase
 const tag = `${process.pid}-${Date.now()}`;
 const serverGroup = `interop-shared-${tag}`; // + '-server' on both sides
@@ -265,21 +265,45 @@ async function sharedGroup(phase, leader, follower) {
   );
 }
 
-// One reply topic: the NestJS client and nestc send processes at the same time, each value sent once.
+// One reply topic: the NestJS client and nestc send processes at the same time, each value sent once. The nestc
+// sends (sleep ~0.5 s each) start together; the NestJS client sends one request every 100 ms (sleep 100 ms and up)
+// for as long as they run, so replies of both kinds are on partition 0 of sleep.reply in the same moments.
 async function sharedReplies(phase, server) {
-  const nestValues = Array.from({ length: M }, (_, i) => 200 + 2 * i);
-  const nestcValues = Array.from({ length: K }, (_, i) => 201 + 2 * i);
+  const before = await admin.fetchTopicOffsets('sleep.reply');
   const started = Date.now();
-  const [nestResults, nestcResults] = await Promise.all([
-    Promise.all(nestValues.map((v) => call('sleep', v).then((r) => ({ v, r }), (e) => ({ v, r: [String(e)] })))),
-    Promise.all(nestcValues.map((v) => nestcSend('sleep', v))),
-  ]);
+  let nestcDone = 0;
+  const nestcRuns = Array.from({ length: K }, (_, j) =>
+    nestcSend('sleep', 501 + 2 * j).then((r) => (nestcDone++, { ...r, end: Date.now() })),
+  );
+  const nestRuns = [];
+  for (let i = 0; (nestcDone < K || i < M) && i < 150; i++) {
+    const v = 100 + 2 * i; // distinct, even: none of the nestc values
+    nestRuns.push(call('sleep', v).then((r) => ({ v, r, at: Date.now() }), (e) => ({ v, r: [String(e)], at: Date.now() })));
+    await sleep(100);
+  }
+  const [nestResults, nestcResults] = await Promise.all([Promise.all(nestRuns), Promise.all(nestcRuns)]);
   for (const { v, r } of nestResults) check(r.length === 1 && r[0] === String(v), `${phase}: Nest client sleep ${v}: ${JSON.stringify(r)}`);
   for (const { value, stdout, stderr, code } of nestcResults) {
     check(code === 0 && stdout === `${JSON.stringify(String(value))}\n` && stderr === '',
       `${phase}: nestc send sleep ${value}: exit ${code}, stdout ${JSON.stringify(stdout)}, stderr ${JSON.stringify(stderr)}`);
   }
-  say(`${phase}: ${M} Nest client and ${K} nestc send requests on sleep.reply answered by ${server.name} in ${Date.now() - started} ms`);
+  // every reply on partition 0 (the NestJS client, alone in its group, has the lowest partition, 0; nestc names 0)
+  const after = await admin.fetchTopicOffsets('sleep.reply');
+  const perPartition = after
+    .sort((a, b) => a.partition - b.partition)
+    .map((o) => Number(o.high) - Number(before.find((b) => b.partition === o.partition)?.high ?? 0));
+  const replies = nestResults.length + K;
+  check(perPartition[0] === replies && perPartition.slice(1).every((n) => n === 0),
+    `${phase}: sleep.reply records per partition ${JSON.stringify(perPartition)}, expected all ${replies} on partition 0`);
+  // NestJS replies that arrived while the nestc sends were waiting for theirs
+  const firstEnd = Math.min(...nestcResults.map((r) => r.end));
+  const during = nestResults.filter((r) => r.at < firstEnd).length;
+  check(during > 0, `${phase}: no NestJS client reply came while the nestc sends waited`);
+  say(
+    `${phase}: ${nestResults.length} NestJS client and ${K} nestc send requests answered by ${server.name} in ` +
+      `${Date.now() - started} ms, every reply on partition 0 of sleep.reply, ${during} NestJS replies while ` +
+      'all nestc sends waited',
+  );
 }
 
 let status = 0;
