@@ -206,18 +206,20 @@ async function records(topic) {
   return offsets.reduce((n, o) => n + Number(o.high), 0);
 }
 
-// `nestc send` as a client of the shared reply topic: {value, stdout, stderr, code}
-function nestcSend(pattern, value) {
+// `nestc send` as a client of the shared reply topic: {value, stdout, stderr, code} (`nestc emit` with
+// command 'emit'). Killed if it outlives its own timeout by far.
+function nestcSend(pattern, value, { command = 'send', query = '' } = {}) {
   const wrap = (process.env.NESTC_WRAP || '').split(/\s+/).filter(Boolean);
-  const cmd = [...wrap, process.env.NESTC_BIN, 'send', `${url}?groupId=${clientGroup}`, pattern, JSON.stringify(value),
-    '--timeout', String(answerMs)];
+  const cmd = [...wrap, process.env.NESTC_BIN, command, `${url}?groupId=${clientGroup}${query}`, pattern,
+    JSON.stringify(value), '--timeout', String(answerMs)];
   return new Promise((resolve) => {
     const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 2 * answerMs);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ value, stdout, stderr, code }));
+    child.on('close', (code, signal) => (clearTimeout(killer), resolve({ value, stdout, stderr, code: code ?? signal })));
   });
 }
 
@@ -299,6 +301,10 @@ async function sharedReplies(phase, server) {
   const firstEnd = Math.min(...nestcResults.map((r) => r.end));
   const during = nestResults.filter((r) => r.at < firstEnd).length;
   check(during > 0, `${phase}: no NestJS client reply came while the nestc sends waited`);
+  // A client whose producer has an event queued before the loop watches it (librdkafka's CONFWARN for a
+  // consumer-only property, logged by rd_kafka_new): its delivery report must still be served, and the emit end.
+  const emit = await nestcSend('user_created', { phase, emit: true }, { command: 'emit', query: '&kafka.auto.commit.interval.ms=100' });
+  check(emit.code === 0, `${phase}: nestc emit with a consumer-only kafka.<property>: exit ${emit.code}, ${emit.stderr}`);
   say(
     `${phase}: ${nestResults.length} NestJS client and ${K} nestc send requests answered by ${server.name} in ` +
       `${Date.now() - started} ms, every reply on partition 0 of sleep.reply, ${during} NestJS replies while ` +

@@ -307,6 +307,12 @@ int nc_kafka_handle_open(nc_kafka_handle *h, uv_loop_t *loop, rd_kafka_conf_t *c
         return NC_EIO;
     }
     rd_kafka_queue_io_event_enable(h->q, h->fds[1], "1", 1);
+    /* librdkafka writes the wake-up byte only when the queue goes from empty to one event; what rd_kafka_new
+     * already queued (its logs: a CONFWARN for a consumer-only kafka.<property> on a producer, kafka.debug
+     * output) would keep it from ever doing so, and the loop would never serve the handle (delivery reports,
+     * rebalances): serve it once now */
+    if (write(h->fds[1], "1", 1) < 0) { /* the pipe is empty and non-blocking: cannot fail */
+    }
     return 0;
 }
 
