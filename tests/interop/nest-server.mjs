@@ -50,6 +50,7 @@ import { Ctx, EventPattern, MessagePattern, Payload, RpcException, Transport } f
 // Nest's own pattern → route function, so `context`/`events` report exactly the route Nest matched.
 import { transformPatternToRoute } from '@nestjs/microservices/utils/index.js';
 import { Observable, finalize, from, isObservable } from 'rxjs';
+import kafkajs from 'kafkajs';
 
 const { values: args } = parseArgs({
   options: {
@@ -61,6 +62,8 @@ const { values: args } = parseArgs({
     url: { type: 'string' },
     wildcards: { type: 'boolean', default: false },
     queue: { type: 'string' },
+    // Kafka: a group shared with other servers (kafka-group.mjs), see kafkaGroupOptions() below
+    group: { type: 'string' },
   },
 });
 if (!args.port === !args.url) {
@@ -272,7 +275,9 @@ class Conformance {
 
   events(data) {
     const e = eventLog.get(routeOf(typeof data === 'string' ? data : JSON.stringify(data)));
-    return e ? { count: e.count, payloads: e.payloads } : { count: 0, payloads: [] };
+    const r = e ? { count: e.count, payloads: e.payloads } : { count: 0, payloads: [] };
+    if (args.group) r.server = 'nest'; // which member of a shared group answered (kafka-group.mjs)
+    return r;
   }
 
   // `notification` has two handlers; both count, only the first records the payload.
@@ -297,6 +302,7 @@ class Conformance {
 // A header that occurs more than once gives its FIRST value (MsgHdrs.get), as nestc does.
 function contextReply(ctx, routes) {
   const r = { transport: transportName, pattern: matchedRoute(ctx, routes) };
+  if (args.group) r.server = 'nest'; // which member of a shared group answered (kafka-group.mjs)
   if (redis) r.channel = ctx.getChannel();
   if (nats) {
     r.channel = ctx.getSubject();
@@ -520,16 +526,45 @@ function rmqOptions() {
 //  * retries every 100 ms: topics are created by the first Metadata request that names them, and the first
 //    produce or fetch may meet "leader not available" for a moment.
 const KAFKA_CONSUMER = { sessionTimeout: 6000, rebalanceTimeout: 6000, heartbeatInterval: 1000, maxWaitTimeInMs: 100 };
+function kafkaClientBase() {
+  return {
+    brokers: kafkaBrokers,
+    clientId: 'nestc-conformance',
+    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 10 },
+  };
+}
 function kafkaOptions() {
   return {
-    client: {
-      brokers: kafkaBrokers,
-      clientId: 'nestc-conformance',
-      retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 10 },
-    },
+    client: kafkaClientBase(),
     consumer: { ...KAFKA_CONSUMER, groupId: `nestc-conformance-${process.pid}-${Date.now()}` },
     subscribe: { fromBeginning: true },
     run: { partitionsConsumedConcurrently: 4 },
+    ...kafkaGroupOptions(),
+  };
+}
+
+// --group G: the server joins the group G-server, shared with nestc servers (docs/kafka.md "Server groups with
+// NestJS members"): KafkaJS's RoundRobinAssigner under librdkafka's protocol name `roundrobin` (KafkaJS's own name
+// RoundRobinAssigner is one librdkafka cannot speak), and each group join logged as one line on stdout,
+// `GROUP_JOIN {"memberId", "leaderId", "isLeader", "groupProtocol", "partitions"}`, through KafkaJS's logger
+// (its INFO "Consumer has joined the group", which also covers the join before listen() resolves); the
+// logger's errors and warnings go to stderr.
+function kafkaGroupOptions() {
+  if (!args.group) return {};
+  const roundrobin = (config) => ({ ...kafkajs.PartitionAssigners.roundRobin(config), name: 'roundrobin' });
+  const logCreator = () => ({ level, log }) => {
+    const { message, ...extra } = log;
+    if (message === 'Consumer has joined the group') {
+      const { memberId, leaderId, isLeader, groupProtocol, memberAssignment } = extra;
+      const partitions = Object.values(memberAssignment ?? {}).reduce((n, p) => n + p.length, 0);
+      process.stdout.write(`GROUP_JOIN ${JSON.stringify({ memberId, leaderId, isLeader, groupProtocol, partitions })}\n`);
+    } else if (level <= kafkajs.logLevel.WARN) {
+      process.stderr.write(`KafkaJS ${level === kafkajs.logLevel.WARN ? 'WARN' : 'ERROR'} ${message} ${JSON.stringify(extra)}\n`);
+    }
+  };
+  return {
+    consumer: { ...KAFKA_CONSUMER, groupId: args.group, partitionAssigners: [roundrobin] },
+    client: { ...kafkaClientBase(), logCreator },
   };
 }
 

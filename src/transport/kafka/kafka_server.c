@@ -450,6 +450,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             e = rd_kafka_incremental_assign(rk, parts);
         else
             rd_kafka_assign(rk, parts);
+        /* as KafkaJS's "Consumer has joined the group": which member, how many partitions, by which
+         * protocol (a group shared with NestJS members is checked this way) */
+        char *member = rd_kafka_memberid(rk);
+        const char *proto = rd_kafka_rebalance_protocol(rk);
+        nc_logf(ks->log, NC_LOG_INFO, "Server", "group joined as %s: %d partitions assigned (%s)",
+                member ? member : "?", parts->cnt, proto ? proto : "NONE");
+        if (member) rd_kafka_mem_free(rk, member);
         if (!ks->reported && !ks->stopping) {
             ks->reported = 1;
             nc_server__status(ks->srv, "connected", 0);

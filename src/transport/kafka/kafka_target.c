@@ -199,6 +199,11 @@ rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kin
         /* at-least-once: an offset is stored only once its record was settled (handler and reply stream
          * finished); the stored offsets are committed in the background and on close */
         if (set(c, "enable.auto.offset.store", "false", err, errlen)) goto fail;
+        /* the group protocol a NestJS member can speak too: KafkaJS's RoundRobinAssigner under librdkafka's
+         * name "roundrobin" (docs/kafka.md "Server groups with NestJS members"); the members' first choices
+         * must agree (the mock cluster takes the leader's first; brokers vote), so roundrobin leads and
+         * range stays for members that offer only librdkafka's or Java's default */
+        if (set(c, "partition.assignment.strategy", "roundrobin,range", err, errlen)) goto fail;
         /* a record up to the producer's limit below must come through whole (librdkafka's default caps a
          * fetch response at 100 MB; KafkaJS has no client-side cap) */
         if (set(c, "receive.message.max.bytes", NC_KAFKA_MAX_RECEIVE, err, errlen)) goto fail;
@@ -302,6 +307,12 @@ int nc_kafka_handle_open(nc_kafka_handle *h, uv_loop_t *loop, rd_kafka_conf_t *c
         return NC_EIO;
     }
     rd_kafka_queue_io_event_enable(h->q, h->fds[1], "1", 1);
+    /* librdkafka writes the wake-up byte only when the queue goes from empty to one event; what rd_kafka_new
+     * already queued (its logs: a CONFWARN for a consumer-only kafka.<property> on a producer, kafka.debug
+     * output) would keep it from ever doing so, and the loop would never serve the handle (delivery reports,
+     * rebalances): serve it once now */
+    if (write(h->fds[1], "1", 1) < 0) { /* the pipe is empty and non-blocking: cannot fail */
+    }
     return 0;
 }
 
