@@ -307,6 +307,12 @@ int nc_kafka_handle_open(nc_kafka_handle *h, uv_loop_t *loop, rd_kafka_conf_t *c
         return NC_EIO;
     }
     rd_kafka_queue_io_event_enable(h->q, h->fds[1], "1", 1);
+    /* librdkafka writes the byte only when the queue goes from empty to non-empty: what it queued before
+     * (a configuration warning, an early log or error) would leave it non-empty with no byte ever written,
+     * and nothing on it (delivery reports, records) would be served until something else polls. One byte
+     * now serves it once on the loop. */
+    if (write(h->fds[1], "1", 1) != 1) {
+    }
     return 0;
 }
 
