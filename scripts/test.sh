@@ -34,6 +34,7 @@ if [[ ${1:-} != --fast ]]; then
     echo "test.sh: valgrind $(basename "$t")"
     NESTC_TEST_TIMEOUT_FACTOR=8 $vg "$t" >/dev/null
   done
+  # the conformance suite once per transport (kafka included: 100–140 s under valgrind, one shared server)
   conf=$root/build/tests/conformance/conformance
   for name in $("$conf" --list); do
     echo "test.sh: valgrind conformance $name"

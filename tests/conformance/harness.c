@@ -1,6 +1,8 @@
-/* The suite's fixture: the loop, waits with deadlines, the broker process (Redis, NATS, mosquitto or
- * RabbitMQ, plain or TLS) and the test certificates, and servers/clients configured for the transport under
- * test. */
+/* The suite's fixture: the loop, waits with deadlines, the broker process (Redis, NATS, mosquitto,
+ * RabbitMQ, plain or TLS, or Kafka's mock cluster) and the test certificates, and servers/clients configured
+ * for the transport under test. */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +34,15 @@ static void on_tick(uv_timer_t *t) {
     *(int *)t->data = 1;
 }
 
+/* Waits (not timeouts under test) are 3 times as long where a consumer group rebalances now and then
+ * (CONF_SHARED_SERVER: Kafka holds a group's records for seconds while it rebalances: a new member, brokers
+ * back, a subscription's metadata changing). */
+static uint64_t wait_factor(void) {
+    return FX.t && (FX.t->flags & CONF_SHARED_SERVER) ? 3 : 1;
+}
+
 int run_until(const int *flag, int want, int ms) {
-    uint64_t end = now_ms() + (uint64_t)ms * (uint64_t)time_factor();
+    uint64_t end = now_ms() + (uint64_t)ms * (uint64_t)time_factor() * wait_factor();
     while (*flag < want && now_ms() < end) {
         /* a short timer bounds each turn of the loop, so the deadline is checked even when idle */
         uv_timer_t t;
@@ -140,6 +149,138 @@ static void broker_exec(const broker *b, const char *port) {
     }
 }
 
+/* ---- Kafka: librdkafka's mock cluster as a process (tests/kafka/kafka-mock) ----------------------------
+ * Three brokers on ephemeral ports (the mock has no port option): it prints "bootstrap H:P,H:P,H:P", then
+ * takes commands on its standard input and answers each with a line ("ok <command>"). It cannot restart on
+ * the same ports, so a "restart" takes every broker down and up again. */
+static int kafka_in = -1, kafka_out = -1; /* its standard input and output */
+static char kafka_boot[160];              /* the bootstrap list */
+static int kafka_down;                    /* its brokers are down (fx_broker_stop) */
+static char kafka_group[64];              /* the run's consumer group */
+
+/* One line of the mock's output, within ms × the time factor; 0 when it came. */
+static int kafka_read_line(char *line, size_t n, int ms) {
+    size_t len = 0;
+    uint64_t end = uv_hrtime() / 1000000 + (uint64_t)ms * (uint64_t)time_factor();
+    for (;;) {
+        uint64_t now = uv_hrtime() / 1000000;
+        if (now >= end) return -1;
+        struct pollfd p = {.fd = kafka_out, .events = POLLIN};
+        int r = poll(&p, 1, (int)(end - now));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        char c;
+        if (read(kafka_out, &c, 1) != 1) return -1;
+        if (c == '\n') break;
+        if (len + 1 < n) line[len++] = c;
+    }
+    line[len] = '\0';
+    return 0;
+}
+
+/* Sends a command to the mock and checks its answer. */
+static void kafka_command(const char *cmd) {
+    char buf[80], line[200];
+    int n = snprintf(buf, sizeof buf, "%s\n", cmd);
+    assert_int_equal(write(kafka_in, buf, (size_t)n), n);
+    assert_int_equal(kafka_read_line(line, sizeof line, 10000), 0);
+    if (strncmp(line, "ok ", 3) != 0) print_error("kafka-mock: %s: %s\n", cmd, line);
+    assert_int_equal(strncmp(line, "ok ", 3), 0);
+}
+
+static void kafka_start(void) {
+#ifdef NESTC_KAFKA_MOCK
+    if (FX.broker.pid > 0) { /* down: every broker serves again */
+        for (int b = 1; b <= 3; b++) {
+            char cmd[16];
+            snprintf(cmd, sizeof cmd, "up %d", b);
+            kafka_command(cmd);
+        }
+        kafka_down = 0;
+        return;
+    }
+    int in[2], out[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(null, 2);
+        close(in[1]);
+        close(out[0]);
+        execl(NESTC_KAFKA_MOCK, "kafka-mock", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    kafka_in = in[1];
+    kafka_out = out[0];
+    FX.broker.pid = pid;
+    char line[200];
+    assert_int_equal(kafka_read_line(line, sizeof line, 30000), 0);
+    assert_int_equal(strncmp(line, "bootstrap ", 10), 0);
+    snprintf(kafka_boot, sizeof kafka_boot, "%.150s", line + 10);
+    const char *colon = strchr(kafka_boot, ':');
+    FX.broker.port = colon ? atoi(colon + 1) : 0;
+
+#else
+    fail_msg("built without Kafka");
+#endif
+}
+
+static void kafka_end(void) {
+    if (kafka_in >= 0) close(kafka_in);
+    if (kafka_out >= 0) close(kafka_out);
+    kafka_in = kafka_out = -1;
+}
+
+void fx_route_ready(const char *route) {
+    if (FX.broker.kind != CONF_KAFKA) return;
+    static char made[64][64]; /* the topics made so far (the mock refuses to make one twice) */
+    static int nmade;
+    for (int i = 0; i < nmade; i++)
+        if (!strcmp(made[i], route)) return;
+    assert_true(nmade < 64 && strlen(route) < sizeof made[0]);
+    snprintf(made[nmade++], sizeof made[0], "%s", route);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "topic %s 4", route);
+    kafka_command(cmd);
+}
+
+void fx_broker_stop(void) {
+    if (FX.broker.kind != CONF_KAFKA) {
+        broker_stop(&FX.broker);
+        return;
+    }
+    for (int b = 1; b <= 3; b++) {
+        char cmd[16];
+        snprintf(cmd, sizeof cmd, "down %d", b);
+        kafka_command(cmd);
+    }
+    kafka_down = 1;
+}
+
+int fx_broker_running(void) {
+    return FX.broker.pid > 0 && !(FX.broker.kind == CONF_KAFKA && kafka_down);
+}
+
+/* host:port of the broker (Kafka: the bootstrap list) */
+static const char *fx_broker_addr(void) {
+    static char a[160];
+    if (FX.broker.kind == CONF_KAFKA)
+        snprintf(a, sizeof a, "%s", kafka_boot);
+    else
+        snprintf(a, sizeof a, "127.0.0.1:%d", FX.broker.port);
+    return a;
+}
+
+const char *fx_transport_header_prefix(void) {
+    return FX.broker.kind == CONF_KAFKA ? "kafka_" : "";
+}
+
 const char *fx_broker_auth_words(void) {
     return FX.broker.kind == CONF_REDIS    ? "WRONGPASS"
            : FX.broker.kind == CONF_MQTT   ? "refused the connection"
@@ -151,19 +292,55 @@ int fx_broker_external(void) {
     return FX.external[0] != '\0';
 }
 
+static fx_variant variant;
+
+void fx_use(fx_variant v) {
+    variant = v;
+}
+
 const char *fx_url_params(void) {
-    static char q[80];
+    static char q[240];
+    if (FX.broker.kind == CONF_KAFKA) {
+        /* a group of the run's own, read from the beginning: a new group has no committed offsets and
+         * "latest" would be resolved only after the join (a record produced meanwhile skipped); servers of a
+         * group that is not the first's see every event. Short sessions: a member gone without leaving holds
+         * a rebalance for 6 s at most. Fetches wait 20 ms for records (librdkafka's default, 500 ms, is the
+         * delay of every reply: the mock holds an empty fetch that long). Metadata refreshed every 100 ms:
+         * a producer learns a topic it has not written to yet (a route's first request, its first reply) at
+         * its next refresh or its 1 s topic scan, so each route's first call took 2-4 s, the whole run's
+         * routes over a minute (the library's, not the suite's: measured and left for the transport).
+         * NESTC_CONF_KAFKA_PARAMS adds
+         * parameters of one's own (e.g. "&kafka.debug=cgrp", with NESTC_CONF_DEBUG=1 to see the logs). */
+        snprintf(q, sizeof q,
+                 "?groupId=%s%s&fromBeginning=true&sessionTimeout=6000&heartbeatInterval=1000"
+                 "&kafka.fetch.wait.max.ms=20&kafka.topic.metadata.refresh.interval.ms=100%s",
+                 kafka_group,
+                 variant == FX_SETTLING      ? "-settle"
+                 : variant == FX_OTHER_GROUP ? "-other"
+                                             : "",
+                 getenv("NESTC_CONF_KAFKA_PARAMS") ? getenv("NESTC_CONF_KAFKA_PARAMS") : "");
+        return q;
+    }
     /* a shared broker's URL may have parameters of its own */
-    snprintf(q, sizeof q, "%s%s",
+    snprintf(q, sizeof q, "%s%s%s",
              !FX.queue[0]               ? ""
              : strchr(FX.external, '?') ? "&queue="
                                         : "?queue=",
-             FX.queue);
+             FX.queue,
+             /* a queue of its own, settled by the server: a quorum queue counts deliveries
+              * (NC_CTX_DELIVERY_COUNT on a redelivery; a classic queue has only the redelivered flag) */
+             FX.queue[0] && variant == FX_SETTLING
+                 ? "_settle&noAck=false&queueArguments={\"x-queue-type\":\"quorum\"}"
+                 : "");
     return q;
 }
 
 void fx_broker_start(void) {
     if (fx_broker_external()) return;
+    if (FX.broker.kind == CONF_KAFKA) {
+        kafka_start();
+        return;
+    }
     if (FX.broker.kind == CONF_RABBIT) {
         epmd_start();
         broker_start_with(&FX.broker, time_factor() * 2, broker_exec); /* 4-16 s to start */
@@ -225,6 +402,9 @@ int fx_setup(const conf_transport *t) {
         FX.server_tls = t->broker ? FX.client_tls : (nc_tls_opts){.cert_file = FX.cert, .key_file = FX.key};
     }
     uv_loop_init(&loop);
+    if (t->broker == CONF_KAFKA)
+        snprintf(kafka_group, sizeof kafka_group, "nestc-conf-%d-%u", (int)getpid(),
+                 (unsigned)(uv_hrtime() & 0xffffff));
     if (t->broker == CONF_RABBIT) {
         /* one queue per run: runs sharing a broker never meet */
         snprintf(FX.queue, sizeof FX.queue, "nestc_conf_%d_%u", (int)getpid(),
@@ -250,6 +430,7 @@ int fx_teardown(void) {
         leaked = 1;
     }
     broker_free(&FX.broker);
+    kafka_end();
     epmd_stop();
     rm_rf(FX.certs);
     if (!leaked && uv_loop_close(&loop)) {
@@ -264,14 +445,16 @@ nc_server *fx_server_new(nc_log_fn log, void *log_user, int shutdown_timeout_ms)
     if (fx_broker_external())
         snprintf(url, sizeof url, "%s%s", FX.external, fx_url_params());
     else if (FX.t->broker)
-        snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", FX.t->scheme, FX.broker.port, fx_url_params());
+        snprintf(url, sizeof url, "%s://%s%s", FX.t->scheme, fx_broker_addr(), fx_url_params());
     else
         snprintf(url, sizeof url, "%s://127.0.0.1:0", FX.t->scheme);
     nc_server_opts o = {0};
     o.loop = &loop;
     o.log = log;
     o.log_user = log_user;
-    o.log_level = log ? NC_LOG_WARN : NC_LOG_OFF;
+    o.log_level = !log                         ? NC_LOG_OFF
+                  : getenv("NESTC_CONF_DEBUG") ? NC_LOG_DEBUG /* srv_log prints everything then */
+                                               : NC_LOG_WARN;
     o.retry_delay_ms = 100;
     o.shutdown_timeout_ms = shutdown_timeout_ms ? shutdown_timeout_ms : 200;
     o.handshake_timeout_ms = 10000 * time_factor(); /* TLS handshakes under valgrind on a loaded host */
@@ -286,8 +469,15 @@ void fx_client_url(nc_server *srv, char *url, size_t n) {
         snprintf(url, n, "%s%s", FX.external, fx_url_params());
         return;
     }
-    int port = FX.t->broker ? FX.broker.port : nc_server_port(srv);
-    snprintf(url, n, "%s://127.0.0.1:%d%s", FX.t->scheme, port, fx_url_params());
+    if (FX.t->broker)
+        snprintf(url, n, "%s://%s%s", FX.t->scheme, fx_broker_addr(), fx_url_params());
+    else
+        snprintf(url, n, "%s://127.0.0.1:%d%s", FX.t->scheme, nc_server_port(srv), fx_url_params());
+}
+
+static void debug_log(void *u, nc_log_level level, const char *component, const char *message) {
+    fprintf(stderr, "%llu client: %s: %s\n", (unsigned long long)(uv_hrtime() / 1000000 % 100000), component,
+            message);
 }
 
 nc_client *fx_client_new(nc_server *srv, int retry_attempts, const json_t *headers) {
@@ -295,8 +485,9 @@ nc_client *fx_client_new(nc_server *srv, int retry_attempts, const json_t *heade
     fx_client_url(srv, url, sizeof url);
     nc_client_opts o = {0};
     o.loop = &loop;
-    o.log_level = NC_LOG_OFF;
-    o.timeout_ms = 5000 * time_factor();
+    o.log_level = getenv("NESTC_CONF_DEBUG") ? NC_LOG_DEBUG : NC_LOG_OFF;
+    o.log = getenv("NESTC_CONF_DEBUG") ? debug_log : NULL;
+    o.timeout_ms = 5000 * time_factor() * (int)wait_factor();
     o.connect_timeout_ms = 5000 * time_factor(); /* a TLS handshake under valgrind took longer than 5 s */
     o.retry_attempts = retry_attempts;
     o.retry_delay_ms = 100;

@@ -7,6 +7,32 @@
 
 #include "suite.h"
 
+/* ---- scalars and routes where transports differ ----------------------------------------------------------
+ */
+
+/* An integer given as data, as it is or as its text (CONF_SCALARS_AS_TEXT: 5 arrives as "5"). */
+static json_int_t int_of(const json_t *v) {
+    return json_is_string(v) ? strtoll(json_string_value(v), NULL, 10) : json_integer_value(v);
+}
+
+/* A number received: exactly n, or n's text where scalars travel as text. */
+static void assert_int_value(const json_t *v, json_int_t n) {
+    if (FX.t->flags & CONF_SCALARS_AS_TEXT) {
+        char want[32];
+        snprintf(want, sizeof want, "%" JSON_INTEGER_FORMAT, n);
+        assert_true(json_is_string(v));
+        assert_string_equal(json_string_value(v), want);
+    } else {
+        assert_true(json_is_integer(v));
+        assert_int_equal(json_integer_value(v), n);
+    }
+}
+
+/* The route of the sum handler: the object pattern, or its plain name where routes are topic names. */
+static const char *sum_route(void) {
+    return (FX.t->flags & CONF_TOPIC_ROUTES) ? "sum" : "{\"cmd\":\"sum\"}";
+}
+
 /* ---- the service --------------------------------------------------------------------------------------- */
 
 enum { MAX_PARKED = 8, MAX_TIMERS = 16 };
@@ -22,7 +48,7 @@ typedef struct svc {
     int as_msg, as_msg_event, as_msg_rc; /* "onlymsg": calls, calls for an event, nc_reply's result */
     nc_request *parked[MAX_PARKED];      /* "park" requests not finished yet */
     int nparked, cancelled;
-    int later_started;
+    int later_started, later_done;
     int unknown_event_logs;
     uv_timer_t *timers[MAX_TIMERS]; /* "later" timers not fired yet */
     int settle_rc[8];               /* "settle": the settling calls' results, in order */
@@ -30,6 +56,12 @@ typedef struct svc {
     nc_event *kept[MAX_PARKED]; /* "keep" events kept and not settled yet */
     int nkept, kept_settled, kept_forever;
     json_t *kept_seen; /* what the timer read of the kept message, after the handler returned */
+    int redelivered;   /* "settle" requests and "keep" events delivered again (and acked then) */
+    int bcast;         /* "note" handlers run for the broadcast case's event ({"n": 7}) */
+    /* the settling case's deliveries, by id (0..31): how many, and the last one's delivery count and
+     * redelivered flag (-1: absent) */
+    int sseen[32], scount[32], sredelivered[32], stotal;
+    int closing; /* the case closed its server (a shared server is made again for the next case) */
 } svc;
 
 static svc S, S2; /* a case's service (and a second server of the same service, for broadcast) */
@@ -48,7 +80,7 @@ static void h_sum(nc_request *req, const nc_msg *m, void *u) {
 
 /* a stream of 1..n, then its end */
 static void h_count(nc_request *req, const nc_msg *m, void *u) {
-    json_int_t n = json_integer_value(nc_msg_data(m));
+    json_int_t n = int_of(nc_msg_data(m));
     for (json_int_t i = 1; i <= n; i++) assert_int_equal(nc_reply_next(req, json_integer(i)), 0);
     assert_int_equal(nc_reply_end(req), 0);
 }
@@ -65,10 +97,11 @@ static void h_fail_msg(nc_request *req, const nc_msg *m, void *u) {
     nc_reply_error_msg(req, "boom");
 }
 
-/* the error value given as data: a string, null (NULL: "Internal server error") ... */
+/* the error value given as data: a string, {"none": true} (NULL: "Internal server error") ... (not null
+ * for none: on Kafka a null value makes the record itself the data, as in NestJS) */
 static void h_fail_with(nc_request *req, const nc_msg *m, void *u) {
     json_t *d = nc_msg_data(m);
-    nc_reply_error(req, json_is_null(d) ? NULL : json_incref(d));
+    nc_reply_error(req, json_object_get(d, "none") ? NULL : json_incref(d));
 }
 
 /* two values, then an error */
@@ -117,12 +150,25 @@ static void h_threadsafe(nc_request *req, const nc_msg *m, void *u) {
     if (!after) nc_reply(req, json_string("direct"));
 }
 
+/* Whether a delivery is a redelivery (a settling transport gave it again after a requeue): its delivery count
+ * is 2 or more, or its redelivered flag is set. */
+static int is_redelivery(const nc_msg *m) {
+    int64_t n = 0;
+    if (nc_msg_ctx_int(m, NC_CTX_DELIVERY_COUNT, &n) == 0 && n >= 2) return 1;
+    return nc_msg_ctx_int(m, NC_CTX_REDELIVERED, &n) == 0 && n == 1;
+}
+
 /* Settling a request by hand on a transport that does not settle: each call returns 0 once, a second
  * settle NC_ESTATE; the reply is not changed. data "ack" | "nack" | "requeue" | "reject" | "manual"
  * (settle_manually, reply, then ack after the reply). */
 static void h_settle(nc_request *req, const nc_msg *m, void *u) {
     svc *s = u;
     const char *how = json_string_value(nc_msg_data(m));
+    if (is_redelivery(m)) { /* (CONF_SETTLES) the requeued one again: answered, and so acked, this time */
+        s->redelivered++;
+        nc_reply(req, json_string("again"));
+        return;
+    }
     int *rc = s->settle_rc;
     s->nsettle_rc = 0;
     if (!strcmp(how, "manual")) {
@@ -221,6 +267,10 @@ static void on_keep_timer(uv_timer_t *t) {
 /* keeps the event; a timer settles it later ({"how": ..., "forever": true}: never settled) */
 static void ev_keep(const nc_msg *m, void *u) {
     svc *s = u;
+    if (is_redelivery(m)) { /* (CONF_SETTLES) the requeued one again: acked, when this handler returns */
+        s->redelivered++;
+        return;
+    }
     nc_event *ev = nc_event_keep(m);
     assert_non_null(ev);
     s->nkept++;
@@ -256,12 +306,11 @@ static int tickers_done; /* streams of h_count_slowly that ended */
 
 static void on_ticker(uv_timer_t *t) {
     ticker *k = (ticker *)t;
-    if (k->i < k->n) {
-        assert_int_equal(nc_reply_next(k->req, json_integer(++k->i)), 0);
-        return;
-    }
-    assert_int_equal(nc_reply_end(k->req), 0);
-    tickers_done++;
+    int last = k->i >= k->n;
+    int rc = last ? nc_reply_end(k->req) : nc_reply_next(k->req, json_integer(++k->i));
+    if (rc != NC_ESTATE) assert_int_equal(rc, 0); /* NC_ESTATE: the request went with its server */
+    if (!last && rc == 0) return;
+    if (last && rc == 0) tickers_done++;
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
 }
@@ -269,7 +318,7 @@ static void on_ticker(uv_timer_t *t) {
 static void h_count_slowly(nc_request *req, const nc_msg *m, void *u) {
     ticker *k = calloc(1, sizeof *k);
     k->req = req;
-    k->n = json_integer_value(nc_msg_data(m));
+    k->n = int_of(nc_msg_data(m));
     uv_timer_init(nc_request_loop(req), &k->t);
     uv_timer_start(&k->t, on_ticker, 1, 1);
 }
@@ -315,6 +364,7 @@ static void on_later(uv_timer_t *t) {
     svc *s = *(svc **)((char *)t + sizeof *t);
     nc_request *req = t->data;
     nc_reply(req, json_string("late"));
+    s->later_done++;
     for (int i = 0; i < MAX_TIMERS; i++)
         if (s->timers[i] == t) s->timers[i] = NULL;
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
@@ -327,7 +377,7 @@ static void h_later(nc_request *req, const nc_msg *m, void *u) {
     memcpy((char *)t + sizeof *t, &s, sizeof s);
     uv_timer_init(nc_request_loop(req), t);
     t->data = req;
-    uv_timer_start(t, on_later, (uint64_t)json_integer_value(nc_msg_data(m)), 0);
+    uv_timer_start(t, on_later, (uint64_t)int_of(nc_msg_data(m)), 0);
     s->later_started++;
     for (int i = 0; i < MAX_TIMERS; i++)
         if (!s->timers[i]) {
@@ -346,6 +396,7 @@ static void h_onlymsg(nc_request *req, const nc_msg *m, void *u) {
 
 static void note(svc *s, int which, const nc_msg *m) {
     s->order[s->norder++ % 16] = which;
+    s->bcast += json_integer_value(json_object_get(nc_msg_data(m), "n")) == 7; /* the broadcast case's */
     json_decref(s->note_data);
     s->note_data = json_incref(nc_msg_data(m));
     snprintf(s->note_channel, sizeof s->note_channel, "%s", nc_msg_channel(m) ? nc_msg_channel(m) : "-");
@@ -368,6 +419,7 @@ static void srv_status(void *u, const char *status, int err) {
 
 static void srv_log(void *u, nc_log_level level, const char *component, const char *message) {
     svc *s = u;
+    if (getenv("NESTC_CONF_DEBUG")) fprintf(stderr, "server %p: %s: %s\n", (void *)s, component, message);
     if (strstr(message, "There is no matching event handler defined in the remote service. Event pattern: "
                         "nobody"))
         s->unknown_event_logs++;
@@ -375,34 +427,45 @@ static void srv_log(void *u, nc_log_level level, const char *component, const ch
 
 static const char UNICODE_PATTERN[] = "ünï.cødé☃"; /* no space: NATS subjects have none */
 
+static void svc_message(svc *s, const char *route, nc_request_fn fn) {
+    fx_route_ready(route);
+    assert_int_equal(nc_server_message(s->srv, route, fn, s), 0);
+}
+
+static void svc_event(svc *s, const char *route, nc_event_fn fn) {
+    fx_route_ready(route);
+    assert_int_equal(nc_server_event(s->srv, route, fn, s), 0);
+}
+
 /* A server of the service, listening and (for brokers) subscribed; a client for it unless no_client. */
 static void svc_up(svc *s, int shutdown_timeout_ms, int no_client) {
     memset(s, 0, sizeof *s);
     s->srv = fx_server_new(srv_log, s, shutdown_timeout_ms);
     nc_server *v = s->srv;
-    assert_int_equal(nc_server_message(v, "echo", h_echo, s), 0);
-    assert_int_equal(nc_server_message(v, "{\"cmd\":\"sum\"}", h_sum, s), 0);
-    assert_int_equal(nc_server_message(v, "count", h_count, s), 0);
-    assert_int_equal(nc_server_message(v, "none", h_none, s), 0);
-    assert_int_equal(nc_server_message(v, "fail_obj", h_fail_obj, s), 0);
-    assert_int_equal(nc_server_message(v, "fail_msg", h_fail_msg, s), 0);
-    assert_int_equal(nc_server_message(v, "fail_with", h_fail_with, s), 0);
-    assert_int_equal(nc_server_message(v, "half", h_half, s), 0);
-    assert_int_equal(nc_server_message(v, "undefined", h_undefined, s), 0);
-    assert_int_equal(nc_server_message(v, "twice", h_twice, s), 0);
-    assert_int_equal(nc_server_message(v, "count_slowly", h_count_slowly, s), 0);
-    assert_int_equal(nc_server_message(v, "meta", h_meta, s), 0);
-    assert_int_equal(nc_server_message(v, "park", h_park, s), 0);
-    assert_int_equal(nc_server_message(v, "later", h_later, s), 0);
-    assert_int_equal(nc_server_message(v, "onlymsg", h_onlymsg, s), 0);
-    assert_int_equal(nc_server_message(v, "threadsafe", h_threadsafe, s), 0);
-    assert_int_equal(nc_server_message(v, "settle", h_settle, s), 0);
-    assert_int_equal(nc_server_message(v, "hdrs", h_hdrs, s), 0);
-    assert_int_equal(nc_server_event(v, "keep", ev_keep, s), 0);
-    assert_int_equal(nc_server_message(v, UNICODE_PATTERN, h_echo, s), 0);
-    assert_int_equal(nc_server_event(v, "note", ev_note1, s), 0);
-    assert_int_equal(nc_server_event(v, "note", ev_note2, s), 0);
-    assert_int_equal(nc_server_event(v, "note", ev_note3, s), 0);
+    svc_message(s, "echo", h_echo);
+    svc_message(s, "{\"cmd\":\"sum\"}", h_sum);
+    svc_message(s, "sum", h_sum); /* where routes are topic names */
+    svc_message(s, "count", h_count);
+    svc_message(s, "none", h_none);
+    svc_message(s, "fail_obj", h_fail_obj);
+    svc_message(s, "fail_msg", h_fail_msg);
+    svc_message(s, "fail_with", h_fail_with);
+    svc_message(s, "half", h_half);
+    svc_message(s, "undefined", h_undefined);
+    svc_message(s, "twice", h_twice);
+    svc_message(s, "count_slowly", h_count_slowly);
+    svc_message(s, "meta", h_meta);
+    svc_message(s, "park", h_park);
+    svc_message(s, "later", h_later);
+    svc_message(s, "onlymsg", h_onlymsg);
+    svc_message(s, "threadsafe", h_threadsafe);
+    svc_message(s, "settle", h_settle);
+    svc_message(s, "hdrs", h_hdrs);
+    svc_event(s, "keep", ev_keep);
+    svc_message(s, UNICODE_PATTERN, h_echo);
+    svc_event(s, "note", ev_note1);
+    svc_event(s, "note", ev_note2);
+    svc_event(s, "note", ev_note3);
     nc_server_on_status(v, srv_status, s);
     assert_int_equal(nc_server_listen(v), 0);
     assert_true(run_until(&s->connected, 1, 5000));
@@ -458,8 +521,44 @@ static void free_extras(void) {
     }
 }
 
+/* A shared server (CONF_SHARED_SERVER) serves the next case with fresh counters: the requests its
+ * handlers still hold are finished (a case that failed half way), timers still pending keep their place. */
+static void svc_reset(svc *s) {
+    for (int i = 0; i < MAX_PARKED; i++)
+        if (s->parked[i]) nc_reply_end(s->parked[i]);
+    svc keep = *s;
+    json_decref(s->note_data);
+    json_decref(s->kept_seen);
+    memset(s, 0, sizeof *s);
+    s->srv = keep.srv;
+    s->cli = keep.cli;
+    memcpy(s->timers, keep.timers, sizeof s->timers);
+    memcpy(s->kept, keep.kept, sizeof s->kept);
+}
+
+static void first_round_trip(nc_client *cli, const char *pattern, json_t *data);
+
+/* The shutdown case's grace period. */
+static int shutdown_grace(void) {
+    return 400 * time_factor();
+}
+
 static int case_setup(void **st) {
-    svc_up(&S, 0, 0);
+    if ((FX.t->flags & CONF_SHARED_SERVER) && S.srv && !S.closing) {
+        svc_reset(&S);
+        if (!S.cli) S.cli = fx_client_new(S.srv, 0, NULL);
+        return 0;
+    }
+    svc_down(&S);
+    /* a shared server already has the grace the shutdown case needs (a new one would join again) */
+    svc_up(&S, (FX.t->flags & CONF_SHARED_SERVER) ? shutdown_grace() : 0, 0);
+    if (FX.t->flags & CONF_SHARED_SERVER) first_round_trip(S.cli, "echo", json_string("ready"));
+    return 0;
+}
+
+static int group_teardown(void **st) {
+    svc_down(&S);
+    uv_run(&loop, UV_RUN_NOWAIT);
     return 0;
 }
 
@@ -468,8 +567,9 @@ static void own_broker_end(void);
 static int case_teardown(void **st) {
     free_extras();
     own_broker_end();
-    if (FX.t->broker && FX.broker.pid <= 0) fx_broker_start(); /* a restart case failed half way */
-    svc_down(&S);
+    if (FX.t->broker && !fx_broker_running()) fx_broker_start(); /* a restart case failed half way */
+    fx_use(FX_MAIN);
+    if (!(FX.t->flags & CONF_SHARED_SERVER) || S.closing) svc_down(&S);
     svc_down(&S2);
     uv_run(&loop, UV_RUN_NOWAIT);
     return 0;
@@ -508,12 +608,38 @@ static size_t nvalues(const call *c) {
     return c->values ? json_array_size(c->values) : 0;
 }
 
-/* Sends and waits for the call's end; the caller clears c. */
-static void request(nc_client *cli, const char *pattern, json_t *data, const nc_call_opts *o, call *c) {
+/* Where a reply stream's separate end arrives as a final null value (CONF_END_AS_NULL), that null is
+ * removed: what remains is what the other transports deliver. */
+static void strip_end_null(call *c) {
+    size_t n = nvalues(c);
+    if ((FX.t->flags & CONF_END_AS_NULL) && n && json_is_null(json_array_get(c->values, n - 1)))
+        json_array_remove(c->values, n - 1);
+}
+
+/* Sends and waits for the call's end (up to ms); the caller clears c. */
+static void request_within(nc_client *cli, const char *pattern, json_t *data, const nc_call_opts *o, call *c,
+                           int ms) {
     memset(c, 0, sizeof *c);
+    uint64_t t0 = now_ms();
     assert_int_equal(nc_client_send(cli, pattern, data, o, on_value, on_done, c), 0);
     json_decref(data);
-    assert_true(run_until(&c->done, 1, 5000));
+    assert_true(run_until(&c->done, 1, ms));
+    if (getenv("NESTC_CONF_DEBUG")) fprintf(stderr, "request %s: %d ms\n", pattern, (int)(now_ms() - t0));
+}
+
+static void request(nc_client *cli, const char *pattern, json_t *data, const nc_call_opts *o, call *c) {
+    request_within(cli, pattern, data, o, c, 5000);
+}
+
+/* A new server's first round trip, with a longer wait: on Kafka a server reports "connected" at its first
+ * partition assignment, and a second rebalance may follow at once (the subscription's metadata), holding
+ * its records for a few seconds more. */
+static void first_round_trip(nc_client *cli, const char *pattern, json_t *data) {
+    static call c; /* request_within() clears it */
+    nc_call_opts o = {.timeout_ms = 20000 * time_factor()};
+    request_within(cli, pattern, data, &o, &c, 20000);
+    assert_int_equal(c.err, 0);
+    call_clear(&c);
 }
 
 /* One value, then the end: the value. */
@@ -549,10 +675,14 @@ static void case_request_string_pattern(void **st) {
 
 static void case_request_object_pattern(void **st) {
     static call c; /* request() clears it */
-    request(S.cli, "{\"cmd\":\"sum\"}", json_pack("[i,i,i]", 1, 2, 3), NULL, &c);
+    request(S.cli, sum_route(), json_pack("[i,i,i]", 1, 2, 3), NULL, &c);
     expect_one(&c);
-    assert_int_equal(json_integer_value(json_array_get(c.values, 0)), 6);
+    assert_int_value(json_array_get(c.values, 0), 6);
     call_clear(&c);
+    if (FX.t->flags & CONF_TOPIC_ROUTES) {
+        print_message("an object pattern is no topic name: the plain route only\n");
+        return;
+    }
     /* the same route with the pattern as a value */
     json_t *p = json_pack("{s:s}", "cmd", "sum");
     memset(&c, 0, sizeof c);
@@ -571,16 +701,17 @@ static void case_stream(void **st) {
     request(S.cli, "count", json_integer(5), NULL, &c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 5);
-    for (int i = 0; i < 5; i++) assert_int_equal(json_integer_value(json_array_get(c.values, i)), i + 1);
+    for (int i = 0; i < 5; i++) assert_int_value(json_array_get(c.values, i), i + 1);
     call_clear(&c);
 }
 
 static void case_stream_over_loop_turns(void **st) {
     static call c; /* request() clears it */
     request(S.cli, "count_slowly", json_integer(4), NULL, &c);
+    strip_end_null(&c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 4);
-    for (int i = 0; i < 4; i++) assert_int_equal(json_integer_value(json_array_get(c.values, i)), i + 1);
+    for (int i = 0; i < 4; i++) assert_int_value(json_array_get(c.values, i), i + 1);
     call_clear(&c);
 }
 
@@ -589,7 +720,7 @@ static void case_stream_then_error(void **st) {
     request(S.cli, "half", NULL, NULL, &c);
     assert_int_equal(c.err, NC_EREMOTE);
     assert_int_equal(nvalues(&c), 2); /* the values before the error arrive */
-    assert_int_equal(json_integer_value(json_array_get(c.values, 1)), 2);
+    assert_int_value(json_array_get(c.values, 1), 2);
     assert_string_equal(json_string_value(json_object_get(c.error, "message")), "half way");
     call_clear(&c);
 }
@@ -598,6 +729,7 @@ static void case_stream_then_error(void **st) {
 static void case_reply_undefined(void **st) {
     static call c; /* request() clears it */
     request(S.cli, "undefined", NULL, NULL, &c);
+    strip_end_null(&c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 0);
     call_clear(&c);
@@ -611,6 +743,7 @@ static void case_reply_undefined(void **st) {
 static void case_stream_empty(void **st) {
     static call c; /* request() clears it */
     request(S.cli, "none", NULL, NULL, &c);
+    strip_end_null(&c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 0);
     assert_int_equal(c.done, 1);
@@ -646,9 +779,9 @@ static void case_remote_error_other_values(void **st) {
     call_clear(&c);
     request(S.cli, "fail_with", json_integer(17), NULL, &c);
     assert_int_equal(c.err, NC_EREMOTE);
-    assert_int_equal(json_integer_value(c.error), 17);
+    assert_int_value(c.error, 17);
     call_clear(&c);
-    request(S.cli, "fail_with", NULL, NULL, &c); /* none given */
+    request(S.cli, "fail_with", json_pack("{s:b}", "none", 1), NULL, &c); /* none given */
     assert_int_equal(c.err, NC_EREMOTE);
     json_t *want = json_pack("{s:s,s:s}", "status", "error", "message", "Internal server error");
     assert_true(json_equal(c.error, want));
@@ -702,6 +835,7 @@ static void case_event_to_message_handler(void **st) {
 static void case_request_to_event_pattern(void **st) {
     static call c; /* request() clears it */
     request(S.cli, "note", json_pack("{s:i}", "n", 9), NULL, &c);
+    strip_end_null(&c);
     assert_int_equal(c.err, 0);
     assert_int_equal(nvalues(&c), 0);
     assert_int_equal(S.norder, 3);
@@ -782,7 +916,10 @@ static void case_metadata(void **st) {
     static call c; /* request() clears it */
     request(S.cli, "meta", NULL, &o, &c);
     expect_one(&c);
-    assert_true(json_equal(json_object_get(json_array_get(c.values, 0), "metadata"), md));
+    if (FX.t->flags & CONF_NO_METADATA) /* not carried: none seen */
+        assert_true(json_is_null(json_object_get(json_array_get(c.values, 0), "metadata")));
+    else
+        assert_true(json_equal(json_object_get(json_array_get(c.values, 0), "metadata"), md));
     call_clear(&c);
     json_decref(md);
     /* none given: none seen */
@@ -800,7 +937,7 @@ static void case_request_timeout(void **st) {
     request(S.cli, "park", json_true(), &o, &c);
     assert_int_equal(c.err, NC_ETIMEDOUT);
     assert_true(now_ms() - t0 + 5 >= (uint64_t)ms); /* not before its time */
-    assert_int_equal(S.nparked, 1);
+    assert_true(run_until(&S.nparked, 1, 5000));    /* (Kafka: the first record of a route may come later) */
     /* the server's request is still there, not cancelled by the caller's timeout; finishing it late is
      * fine, and the late reply does not reach the finished call */
     nc_request *r = take_parked(&S);
@@ -855,6 +992,7 @@ static void case_concurrent_requests(void **st) {
     int all = 0;
     for (int i = 0; i < N; i++) {
         assert_true(run_until(&c[i].done, 1, 10000));
+        strip_end_null(&c[i]);
         assert_int_equal(c[i].err, 0);
         if (i % 2) {
             assert_int_equal(nvalues(&c[i]), 1);
@@ -893,11 +1031,13 @@ static void case_unicode(void **st) {
     expect_one(&c);
     assert_true(json_equal(json_array_get(c.values, 0), d));
     call_clear(&c);
-    /* a pattern with non-ASCII characters (a channel/subject of UTF-8 bytes on brokers) */
-    request(S.cli, UNICODE_PATTERN, json_incref(d), NULL, &c);
-    expect_one(&c);
-    assert_true(json_equal(json_array_get(c.values, 0), d));
-    call_clear(&c);
+    /* a pattern with non-ASCII characters (a channel/subject of UTF-8 bytes on brokers; not a topic name) */
+    if (!(FX.t->flags & CONF_TOPIC_ROUTES)) {
+        request(S.cli, UNICODE_PATTERN, json_incref(d), NULL, &c);
+        expect_one(&c);
+        assert_true(json_equal(json_array_get(c.values, 0), d));
+        call_clear(&c);
+    }
     static call e;
     memset(&e, 0, sizeof e);
     assert_int_equal(nc_client_emit(S.cli, "note", d, NULL, on_done, &e), 0);
@@ -915,10 +1055,18 @@ static void on_closed(void *u) {
 /* Graceful close with one request about to be answered and one its handler never answers: the first is
  * answered; the second is cancelled at the shutdown deadline (its cancel callback finishes it). */
 static void case_shutdown_with_pending_request(void **st) {
-    svc_down(&S);
-    int grace = 400 * time_factor();
-    svc_up(&S, grace, 0);
+    int grace = shutdown_grace();
+    if (!(FX.t->flags & CONF_SHARED_SERVER)) { /* (a shared server has it already) */
+        svc_down(&S);
+        svc_up(&S, grace, 0);
+    }
     static call soon, never;
+    if (FX.t->flags & CONF_WARM_ROUTES) {
+        /* Kafka, a known issue (docs/kafka.md, "Not done yet"): a server's first reply to a route, given
+         * while it closes, is lost (its producer does not know the reply topic yet) */
+        request(S.cli, "later", json_integer(1), NULL, &soon);
+        call_clear(&soon);
+    }
     memset(&soon, 0, sizeof soon);
     memset(&never, 0, sizeof never);
     nc_call_opts o = {.timeout_ms = 3 * grace}; /* beyond the deadline: the outcome is not our timeout */
@@ -930,6 +1078,7 @@ static void case_shutdown_with_pending_request(void **st) {
     assert_true(run_until(&S.later_started, 1, 5000));
     int closed = 0;
     uint64_t t0 = now_ms();
+    S.closing = 1;
     nc_server_close(S.srv, on_closed, &closed);
     assert_true(run_until(&soon.done, 1, 5000));
     expect_one(&soon);
@@ -950,7 +1099,9 @@ static void case_broadcast_two_servers(void **st) {
         print_message("skipped: no broker (one server per address)\n");
         skip();
     }
+    fx_use(FX_OTHER_GROUP); /* Kafka: a group of its own (a second member of S's would share with it) */
     svc_up(&S2, 0, 1);
+    fx_use(FX_MAIN);
     static call e;
     memset(&e, 0, sizeof e);
     json_t *d = json_pack("{s:i}", "n", 7);
@@ -961,18 +1112,18 @@ static void case_broadcast_two_servers(void **st) {
     if (FX.t->flags & CONF_WORK_QUEUE) {
         /* one of the two runs the event's handlers, once; the other never sees it */
         uint64_t end = now_ms() + 5000u * (unsigned)time_factor();
-        while (S.norder + S2.norder < 3 && now_ms() < end) run_until(&S.norder, S.norder + 1, 10);
+        while (S.bcast + S2.bcast < 3 && now_ms() < end) run_until(&S.bcast, S.bcast + 1, 10);
         barrier(S.cli);
-        assert_int_equal(S.norder + S2.norder, 3);
-        assert_true(S.norder == 0 || S2.norder == 0);
-        assert_int_equal(json_integer_value(json_object_get(S.norder ? S.note_data : S2.note_data, "n")), 7);
+        assert_int_equal(S.bcast + S2.bcast, 3);
+        assert_true(S.bcast == 0 || S2.bcast == 0);
         call_clear(&e);
         return;
     }
-    assert_true(run_until(&S.norder, 3, 5000));
-    assert_true(run_until(&S2.norder, 3, 5000));
-    assert_int_equal(json_integer_value(json_object_get(S.note_data, "n")), 7);
-    assert_int_equal(json_integer_value(json_object_get(S2.note_data, "n")), 7);
+    /* (counted by the event's data: a second server of a group of its own, read from the beginning, also
+     * sees the run's earlier events on Kafka) */
+    assert_true(run_until(&S.bcast, 3, 5000));
+    /* a new server's first records may wait for a second rebalance (first_round_trip) */
+    assert_true(run_until(&S2.bcast, 3, (FX.t->flags & CONF_SHARED_SERVER) ? 20000 : 5000));
     call_clear(&e);
 }
 
@@ -1006,34 +1157,64 @@ static void case_broker_restart(void **st) {
     memset(&slow, 0, sizeof slow);
     memset(&during, 0, sizeof during);
     memset(&after, 0, sizeof after);
-    json_t *ms = json_integer(1500 * time_factor()); /* still unanswered once the broker is back */
-    assert_int_equal(nc_client_send(cli, "later", ms, NULL, on_value, on_done, &slow), 0);
+    json_t *ms = json_integer(1500 * time_factor());           /* still unanswered once the broker is back */
+    nc_call_opts wait = {.timeout_ms = 20000 * time_factor()}; /* beyond the restart (Kafka: reconnecting) */
+    assert_int_equal(nc_client_send(cli, "later", ms, &wait, on_value, on_done, &slow), 0);
     json_decref(ms);
     assert_true(run_until(&S.later_started, 1, 5000)); /* the server has it */
-    broker_stop(&FX.broker);
-    assert_true(run_until(&cs.reconnecting, 1, 5000));
-    assert_int_equal(nc_client_send(cli, "echo", NULL, NULL, on_value, on_done, &during), 0);
-    assert_true(run_until(&during.done, 1, 1000));
-    assert_int_equal(during.err, NC_ECONNLOST);
-    assert_string_equal(json_string_value(during.error), "Connection lost. Trying to reconnect...");
-    if (FX.t->flags & CONF_PENDING_LOST) {
-        assert_int_equal(slow.done, 1); /* failed when the connection went */
-        assert_int_equal(slow.err, NC_ECONNLOST);
-        assert_int_equal(nvalues(&slow), 0);
-    } else {
-        assert_int_equal(slow.done, 0); /* still waiting */
-    }
-    fx_broker_start();
-    assert_true(run_until(&cs.connected, 2, 5000));
-    assert_true(run_until(&S.connected, 2, 5000)); /* the server too, subscriptions restored */
-    if (!(FX.t->flags & CONF_PENDING_LOST)) {
-        assert_true(run_until(&slow.done, 1, 5000));
+    /* Kafka: a route's first call looks its reply topic up first, which fails (NC_EIO) after 10 s without a
+     * broker: the call made while they are down goes to a route this client knows */
+    if (FX.t->flags & CONF_QUEUES_WHILE_DOWN) barrier(cli);
+    fx_broker_stop();
+    if (FX.t->flags & CONF_QUEUES_WHILE_DOWN) {
+        /* nothing is reported, nothing fails: a call made meanwhile and the reply the server sends meanwhile
+         * wait in librdkafka's queues, and go once the brokers are back */
+        json_t *dd = json_string("during");
+        assert_int_equal(nc_client_send(cli, "echo", dd, &wait, on_value, on_done, &during), 0);
+        json_decref(dd);
+        uint64_t down = now_ms();
+        assert_true(run_until(&S.later_done, 1, 5000)); /* the server replied while they were down */
+        if (during.done + slow.done)
+            print_error("while the brokers were down: during %d %s, slow %d %s\n", during.done,
+                        nc_err_name(during.err), slow.done, nc_err_name(slow.err));
+        assert_int_equal(during.done + slow.done, 0);
+        assert_int_equal(cs.reconnecting, 0);
+        fx_broker_start();
+        uint64_t up = now_ms();
+        assert_true(run_until(&slow.done, 1, 15000));
+        if (getenv("NESTC_CONF_DEBUG"))
+            fprintf(stderr, "brokers down %d ms, the reply %d ms after they were up\n", (int)(up - down),
+                    (int)(now_ms() - up));
         expect_one(&slow);
         assert_string_equal(json_string_value(json_array_get(slow.values, 0)), "late");
+        assert_true(run_until(&during.done, 1, 15000));
+        expect_one(&during);
+        assert_string_equal(json_string_value(json_array_get(during.values, 0)), "during");
+    } else {
+        assert_true(run_until(&cs.reconnecting, 1, 5000));
+        assert_int_equal(nc_client_send(cli, "echo", NULL, NULL, on_value, on_done, &during), 0);
+        assert_true(run_until(&during.done, 1, 1000));
+        assert_int_equal(during.err, NC_ECONNLOST);
+        assert_string_equal(json_string_value(during.error), "Connection lost. Trying to reconnect...");
+        if (FX.t->flags & CONF_PENDING_LOST) {
+            assert_int_equal(slow.done, 1); /* failed when the connection went */
+            assert_int_equal(slow.err, NC_ECONNLOST);
+            assert_int_equal(nvalues(&slow), 0);
+        } else {
+            assert_int_equal(slow.done, 0); /* still waiting */
+        }
+        fx_broker_start();
+        assert_true(run_until(&cs.connected, 2, 5000));
+        assert_true(run_until(&S.connected, 2, 5000)); /* the server too, subscriptions restored */
+        if (!(FX.t->flags & CONF_PENDING_LOST)) {
+            assert_true(run_until(&slow.done, 1, 5000));
+            expect_one(&slow);
+            assert_string_equal(json_string_value(json_array_get(slow.values, 0)), "late");
+        }
     }
-    request(cli, "{\"cmd\":\"sum\"}", json_pack("[i,i]", 4, 5), NULL, &after);
+    request(cli, sum_route(), json_pack("[i,i]", 4, 5), NULL, &after);
     expect_one(&after);
-    assert_int_equal(json_integer_value(json_array_get(after.values, 0)), 9);
+    assert_int_value(json_array_get(after.values, 0), 9);
     /* and a client that was connected before the restart without retries of its own */
     barrier(S.cli);
     call_clear(&slow);
@@ -1051,7 +1232,7 @@ static void case_finish_twice(void **st) {
     memset(twice_after, 0, sizeof twice_after);
     request(S.cli, "twice", NULL, NULL, &c);
     expect_one(&c);
-    assert_int_equal(json_integer_value(json_array_get(c.values, 0)), 1);
+    assert_int_value(json_array_get(c.values, 0), 1);
     assert_int_equal(twice_rc, NC_ESTATE);
     for (int i = 0; i < 8; i++) {
         if (twice_after[i] != NC_ESTATE) print_error("call %d on the stale handle: %d\n", i, twice_after[i]);
@@ -1110,6 +1291,10 @@ static void case_broker_credentials(void **st) {
     }
     if (fx_broker_external()) {
         print_message("skipped: a shared broker\n");
+        skip();
+    }
+    if (FX.t->flags & CONF_NO_BROKER_AUTH) {
+        print_message("skipped: this broker takes no password (the Kafka mock cluster has no SASL)\n");
         skip();
     }
     saved_broker = FX.broker;
@@ -1191,11 +1376,8 @@ static void case_settle_request(void **st) {
     for (int i = 0; i < 5; i++) assert_int_equal(S.settle_rc[i], want[i]);
     call_clear(&c);
     barrier(S.cli);
-    if (FX.t->flags & CONF_SETTLES) {
-        /* a settling transport (RabbitMQ, Kafka ...) also proves the broker saw it: a requeued request
-         * is delivered again, an acked one is not. None of today's transports settles. */
-        fail_msg("settling transport: redelivery checks not written yet");
-    }
+    /* (CONF_SETTLES: the requeued one comes again and is answered then; case_settle_redelivery proves
+     * redelivery on a server that settles at its broker) */
 }
 
 /* Kept events: the handler keeps the event, a timer reads the message after the handler returned (data,
@@ -1232,7 +1414,146 @@ static void case_settle_kept_event(void **st) {
     }
     json_decref(h);
     assert_int_equal(S.nkept, 4);
-    if (FX.t->flags & CONF_SETTLES) fail_msg("settling transport: redelivery checks not written yet");
+    /* (CONF_SETTLES: the requeued one comes again and is acked then; case_settle_redelivery proves it) */
+}
+
+/* ---- settling at the broker (CONF_SETTLES) ---- */
+
+/* Records a settling-case delivery; returns its id and how it is to be settled. */
+static int settle_seen(svc *s, const nc_msg *m, const char **how) {
+    json_t *d = nc_msg_data(m);
+    int id = (int)int_of(json_object_get(d, "id")) & 31;
+    *how = json_string_value(json_object_get(d, "how"));
+    if (!*how) *how = "ack";
+    int64_t n;
+    s->sseen[id]++;
+    s->scount[id] = nc_msg_ctx_int(m, NC_CTX_DELIVERY_COUNT, &n) == 0 ? (int)n : -1;
+    s->sredelivered[id] = nc_msg_ctx_int(m, NC_CTX_REDELIVERED, &n) == 0 ? (int)n : -1;
+    s->stotal++;
+    return id;
+}
+
+/* an event kept and settled as its data says ({"id": n, "how": ...}); a redelivery is acked */
+static void ev_settle(const nc_msg *m, void *u) {
+    svc *s = u;
+    const char *how;
+    int id = settle_seen(s, m, &how);
+    if (s->sseen[id] > 1) return; /* acked when the handler returns */
+    nc_event *ev = nc_event_keep(m);
+    assert_non_null(ev);
+    int rc = !strcmp(how, "requeue")  ? nc_event_nack(ev, true)
+             : !strcmp(how, "nack")   ? nc_event_nack(ev, false)
+             : !strcmp(how, "reject") ? nc_event_reject(ev)
+                                      : nc_event_ack(ev);
+    assert_int_equal(rc, 0);
+}
+
+/* the same for a request, answered with how it was settled (a redelivery: "again", acked) */
+static void h_settle_req(nc_request *req, const nc_msg *m, void *u) {
+    svc *s = u;
+    const char *how;
+    int id = settle_seen(s, m, &how);
+    if (s->sseen[id] > 1) {
+        nc_reply(req, json_string("again"));
+        return;
+    }
+    int rc = !strcmp(how, "requeue")  ? nc_request_nack(req, true)
+             : !strcmp(how, "nack")   ? nc_request_nack(req, false)
+             : !strcmp(how, "reject") ? nc_request_reject(req)
+                                      : nc_request_ack(req);
+    assert_int_equal(rc, 0);
+    nc_reply(req, json_string(how));
+}
+
+/* A server that settles at the broker, on the settling destination (fx_use(FX_SETTLING)), and its client. */
+static void settle_up(svc *s) {
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < 32; i++) s->scount[i] = s->sredelivered[i] = -2;
+    fx_use(FX_SETTLING);
+    s->srv = kept_server(fx_server_new(srv_log, s, 0));
+    svc_event(s, "settle_ev", ev_settle);
+    svc_message(s, "settle_req", h_settle_req);
+    nc_server_on_status(s->srv, srv_status, s);
+    assert_int_equal(nc_server_listen(s->srv), 0);
+    assert_true(run_until(&s->connected, 1, 10000));
+    s->cli = kept_client(fx_client_new(s->srv, 0, NULL));
+    fx_use(FX_MAIN);
+    first_round_trip(s->cli, "settle_req", json_pack("{s:i,s:s}", "id", 31, "how", "ack"));
+    memset(s->sseen, 0, sizeof s->sseen);
+    s->stotal = 0;
+}
+
+static void settle_down(svc *s, int graceful) {
+    if (graceful) { /* settlements written and (Kafka) the group left with its offsets committed */
+        int closed = 0;
+        nc_server_close(s->srv, on_closed, &closed);
+        assert_true(run_until(&closed, 1, 10000));
+    }
+    free_client(s->cli);
+    free_server(s->srv);
+    s->cli = NULL;
+    s->srv = NULL;
+}
+
+static void settle_emit(svc *s, int id, const char *how) {
+    static call e;
+    memset(&e, 0, sizeof e);
+    json_t *d = json_pack("{s:i,s:s}", "id", id, "how", how);
+    assert_int_equal(nc_client_emit(s->cli, "settle_ev", d, NULL, on_done, &e), 0);
+    json_decref(d);
+    assert_true(run_until(&e.done, 1, 5000));
+    assert_int_equal(e.err, 0);
+    call_clear(&e);
+}
+
+static void settle_request(svc *s, int id, const char *how, const char *want) {
+    static call c; /* request() clears it */
+    request(s->cli, "settle_req", json_pack("{s:i,s:s}", "id", id, "how", how), NULL, &c);
+    expect_one(&c);
+    assert_string_equal(json_string_value(json_array_get(c.values, 0)), want);
+    call_clear(&c);
+}
+
+/* Settling proved at the broker: a requeued event and a requeued request come again (delivery count 2, the
+ * redelivered flag where the transport has one); what was acked, nacked without requeue or rejected does
+ * not come again, neither to the same server nor, after it closed, to the next server of the same
+ * destination (which gets what is sent after: every partition's, on Kafka, since 8 records in a row go round
+ * the 4 partitions). */
+static svc SS;
+static void case_settle_redelivery(void **st) {
+    if (!(FX.t->flags & CONF_SETTLES)) {
+        print_message("skipped: settling is a documented no-op on this transport\n");
+        skip();
+    }
+    settle_up(&SS);
+    settle_emit(&SS, 1, "ack");
+    settle_emit(&SS, 2, "reject");
+    settle_emit(&SS, 3, "requeue");
+    settle_emit(&SS, 4, "nack");
+    settle_request(&SS, 5, "requeue", "requeue");
+    assert_true(run_until(&SS.stotal, 7, 10000)); /* 5 deliveries, and 2 again */
+    int want[] = {0, 1, 1, 2, 1, 2};
+    for (int id = 1; id <= 5; id++) {
+        if (SS.sseen[id] != want[id]) print_error("delivery %d seen %d times\n", id, SS.sseen[id]);
+        assert_int_equal(SS.sseen[id], want[id]);
+    }
+    for (int id = 3; id <= 5; id += 2) {
+        assert_int_equal(SS.scount[id], 2); /* the second delivery */
+        if (FX.t->flags & CONF_REDELIVERED_CTX) assert_int_equal(SS.sredelivered[id], 1);
+    }
+    settle_request(&SS, 6, "ack", "ack"); /* (a round trip after them: nothing more came meanwhile) */
+    assert_int_equal(SS.stotal, 8);
+    settle_down(&SS, 1);
+    settle_up(&SS);
+    for (int id = 8; id < 16; id++) settle_emit(&SS, id, "ack");
+    for (int id = 16; id < 24; id++) settle_request(&SS, id, "ack", "ack");
+    assert_true(run_until(&SS.stotal, 16, 10000));
+    for (int id = 1; id <= 6; id++) {
+        if (SS.sseen[id]) print_error("delivery %d came again to the next server\n", id);
+        assert_int_equal(SS.sseen[id], 0);
+    }
+    assert_int_equal(SS.stotal, 16);
+    settle_down(&SS, 0);
 }
 
 /* A kept event never settled: its server is freed with it (no leak under ASan/valgrind), its handle is
@@ -1250,6 +1571,7 @@ static void case_kept_event_at_server_free(void **st) {
     assert_non_null(nc_event_msg(ev)); /* kept: readable after its handler returned */
     assert_string_equal(nc_msg_route(nc_event_msg(ev)), "keep");
     int closed = 0;
+    S.closing = 1;
     nc_server_close(S.srv, on_closed, &closed);
     assert_true(run_until(&closed, 1, 2000)); /* not held up by the kept event */
     svc_down(&S);
@@ -1294,6 +1616,15 @@ static void hcall_done(void *u, int err, json_t *e) {
     on_done(&h->c, err, e);
 }
 
+/* A list of [name, value] without the transport's own headers (CONF_TRANSPORT_HEADERS), in place. */
+static void drop_transport_headers(json_t *list) {
+    const char *prefix = fx_transport_header_prefix();
+    if (!(FX.t->flags & CONF_TRANSPORT_HEADERS) || !list) return;
+    for (size_t i = json_array_size(list); i-- > 0;)
+        if (!strncmp(json_string_value(json_array_get(json_array_get(list, i), 0)), prefix, strlen(prefix)))
+            json_array_remove(list, i);
+}
+
 static void case_headers_and_context(void **st) {
     static hcall hc;
     memset(&hc, 0, sizeof hc);
@@ -1307,12 +1638,16 @@ static void case_headers_and_context(void **st) {
     json_t *r = json_array_get(hc.c.values, 0);
     assert_int_equal(json_integer_value(json_object_get(r, "hrc")), 0); /* reply headers: never an error */
     assert_int_equal(json_integer_value(json_object_get(r, "num_rc")), NC_ENOENT);
-    assert_int_equal(json_integer_value(json_object_get(r, "part_rc")), NC_ENOENT);
+    assert_int_equal(json_integer_value(json_object_get(r, "part_rc")),
+                     (FX.t->flags & CONF_PARTITION_CTX) ? 0 : NC_ENOENT);
     assert_int_equal(json_integer_value(json_object_get(r, "nul")), 0);
     json_t *list = json_object_get(r, "list");
+    size_t nlist = json_array_size(list);
+    drop_transport_headers(list);
+    drop_transport_headers(json_object_get(hc.got, "list"));
     if (FX.t->flags & CONF_HEADERS) {
         /* every header sent, in a list of [name, value] (the client sends them in its object's order) */
-        assert_int_equal(json_integer_value(json_object_get(r, "count")), 3);
+        assert_int_equal(json_integer_value(json_object_get(r, "count")), nlist);
         assert_int_equal(json_array_size(list), 3);
         json_t *want = json_pack("{s:s,s:s,s:s}", "x-trace", "t-1", "x-version", "1.0.0", "x-more", "m");
         size_t i;
@@ -1431,6 +1766,7 @@ static void case_call_object(void **st) {
     assert_int_equal(c.err, NC_ETIMEDOUT);
     assert_true(now_ms() - t0 + 5 >= (uint64_t)ms);
     assert_int_equal(nc_call_cancel(cl), NC_ESTATE);
+    assert_true(run_until(&S.nparked, 1, 5000)); /* (Kafka: the first record of a route may come later) */
     nc_request *r = take_parked(&S);
     assert_non_null(r);
     assert_int_equal(nc_reply(r, json_string("too late")), 0);
@@ -1520,6 +1856,7 @@ int conf_run(void) {
         CASE(case_threadsafe_after_finish),
         CASE(case_settle_request),
         CASE(case_settle_kept_event),
+        CASE(case_settle_redelivery),
         CASE(case_kept_event_at_server_free),
         CASE(case_headers_and_context),
         CASE(case_call_object),
@@ -1530,5 +1867,5 @@ int conf_run(void) {
     if (only && *only) cmocka_set_test_filter(only);
     char name[64];
     snprintf(name, sizeof name, "conformance.%s", FX.t->name);
-    return cmocka_run_group_tests_name(name, cases, NULL, NULL);
+    return cmocka_run_group_tests_name(name, cases, NULL, group_teardown);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "suite.h"
 
@@ -20,8 +21,9 @@ static const conf_transport TRANSPORTS[] = {
     TRANSPORT("nats_tls", "nats",   CONF_NATS,      CONF_HEADERS | CONF_NO_RESPONDERS | CONF_SUBJECT_CTX | CONF_TLS)
     TRANSPORT("mqtt",     "mqtt",   CONF_MQTT,      CONF_SUBJECT_CTX | CONF_UNKNOWN_TIMES_OUT)
     TRANSPORT("mqtts",    "mqtts",  CONF_MQTT,      CONF_SUBJECT_CTX | CONF_UNKNOWN_TIMES_OUT | CONF_TLS)
-    TRANSPORT("amqp",     "amqp",   CONF_RABBIT,    CONF_HEADERS | CONF_HEADER_TABLE | CONF_CHANNEL_IS_QUEUE | CONF_SERVER_SEES_UNKNOWN | CONF_WORK_QUEUE | CONF_PENDING_LOST | CONF_REPLY_TO_CTX)
-    TRANSPORT("amqps",    "amqps",  CONF_RABBIT,    CONF_HEADERS | CONF_HEADER_TABLE | CONF_CHANNEL_IS_QUEUE | CONF_SERVER_SEES_UNKNOWN | CONF_WORK_QUEUE | CONF_PENDING_LOST | CONF_REPLY_TO_CTX | CONF_TLS)
+    TRANSPORT("amqp",     "amqp",   CONF_RABBIT,    CONF_HEADERS | CONF_HEADER_TABLE | CONF_CHANNEL_IS_QUEUE | CONF_SERVER_SEES_UNKNOWN | CONF_WORK_QUEUE | CONF_PENDING_LOST | CONF_REPLY_TO_CTX | CONF_SETTLES | CONF_REDELIVERED_CTX)
+    TRANSPORT("amqps",    "amqps",  CONF_RABBIT,    CONF_HEADERS | CONF_HEADER_TABLE | CONF_CHANNEL_IS_QUEUE | CONF_SERVER_SEES_UNKNOWN | CONF_WORK_QUEUE | CONF_PENDING_LOST | CONF_REPLY_TO_CTX | CONF_SETTLES | CONF_REDELIVERED_CTX | CONF_TLS)
+    TRANSPORT("kafka",    "kafka",  CONF_KAFKA,     CONF_HEADERS | CONF_TRANSPORT_HEADERS | CONF_TOPIC_ROUTES | CONF_SCALARS_AS_TEXT | CONF_SHARED_SERVER | CONF_END_AS_NULL | CONF_UNKNOWN_TIMES_OUT | CONF_REPLY_TO_CTX | CONF_PARTITION_CTX | CONF_NO_METADATA | CONF_NO_BROKER_AUTH | CONF_QUEUES_WHILE_DOWN | CONF_WARM_ROUTES | CONF_SETTLES)
     /* clang-format on */
 };
 
@@ -48,6 +50,17 @@ int main(int argc, char **argv) {
             fprintf(stderr, " %s", TRANSPORTS[i].name);
         fprintf(stderr, ")\n");
         return 2;
+    }
+    if (t->broker == CONF_KAFKA) {
+#ifdef NESTC_KAFKA_MOCK
+        if (access(NESTC_KAFKA_MOCK, X_OK) != 0) {
+            printf("conformance.%s: %s not built, skipped\n", t->name, NESTC_KAFKA_MOCK);
+            return 0;
+        }
+#else
+        printf("conformance.%s: built without Kafka (librdkafka), skipped\n", t->name);
+        return 0;
+#endif
     }
     const char *prog = broker_program(t->broker);
     if (prog && !(t->broker == CONF_RABBIT && getenv("NESTC_RMQ_URL"))) { /* a shared broker needs none */

@@ -204,6 +204,11 @@ rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kin
          * must agree (the mock cluster takes the leader's first; brokers vote), so roundrobin leads and
          * range stays for members that offer only librdkafka's or Java's default */
         if (set(c, "partition.assignment.strategy", "roundrobin,range", err, errlen)) goto fail;
+        /* the topics of a subscription are created when they do not exist yet, as KafkaJS's consumer does
+         * (allowAutoTopicCreation, on by default): librdkafka's consumer leaves them out of the assignment
+         * instead and notices them only at its next metadata refresh (5 minutes by default), so a server
+         * started before anyone produced to its routes missed their records until then */
+        if (set(c, "allow.auto.create.topics", "true", err, errlen)) goto fail;
         /* a record up to the producer's limit below must come through whole (librdkafka's default caps a
          * fetch response at 100 MB; KafkaJS has no client-side cap) */
         if (set(c, "receive.message.max.bytes", NC_KAFKA_MAX_RECEIVE, err, errlen)) goto fail;
