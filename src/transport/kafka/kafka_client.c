@@ -23,6 +23,7 @@
 #include "transport/kafka/kafka.h"
 
 #define LOOKUP_TIMEOUT_MS 10000
+#define LOOKUP_TRIES 3
 
 /* A request waiting for its route's reply topic. */
 typedef struct kpending {
@@ -267,6 +268,11 @@ static void *lookup_thread(void *arg) {
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, l->topic, NULL);
     const rd_kafka_metadata_t *md = NULL;
     rd_kafka_resp_err_t e = t ? rd_kafka_metadata(rk, 0, t, &md, LOOKUP_TIMEOUT_MS) : RD_KAFKA_RESP_ERR__FAIL;
+    /* a connection that dropped under the request (a broker going down or just back) is asked again */
+    for (int tries = 1; e == RD_KAFKA_RESP_ERR__TRANSPORT && tries < LOOKUP_TRIES; tries++) {
+        uv_sleep(100);
+        e = rd_kafka_metadata(rk, 0, t, &md, LOOKUP_TIMEOUT_MS);
+    }
     if (!e && md->topic_cnt == 1 && md->topics[0].err) e = md->topics[0].err;
     if (!e && (md->topic_cnt != 1 || md->topics[0].partition_cnt <= 0)) e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
     if (!e) {
