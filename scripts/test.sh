@@ -50,9 +50,10 @@ if [[ ${1:-} != --fast ]]; then
   # the 1 MB CLI run (the plain foreign run and the CLI suites' own 1 MiB echoes cover that code), and
   # RabbitMQ's wildcards, noAck=false and amqps server suites (one server suite per transport; the
   # conformance runs above cover TLS and settling under valgrind), and Kafka's CLI suite (about 3 minutes under
-  # valgrind: its C-driver and nestc-server suites run the same client and server code).
+  # valgrind: its C-driver and nestc-server suites run the same client and server code), and Kafka's
+  # dead-letter run (its nestc server is test_kafka_faults, which the unit pass above runs under valgrind).
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' \
-    -E 'nest_client\.nest_server|nest_nest|foreign\.nest_server|(tls|rediss|mqtts|mqtt5|amqps|wildcards|noack)\.cli\.nest_server|mqtt5\.foreign|large\.cli|kafka\.cli|rmq\.(wildcards|noack)\.|amqps\.nest_client')
+    -E 'nest_client\.nest_server|nest_nest|foreign\.nest_server|(tls|rediss|mqtts|mqtt5|amqps|wildcards|noack)\.cli\.nest_server|mqtt5\.foreign|large\.cli|kafka\.cli|kafka\.dead_letter|rmq\.(wildcards|noack)\.|amqps\.nest_client')
   cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=1 >/dev/null
   CC=clang cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNESTC_FUZZ=ON \
     -DNESTC_FUZZ_SECONDS="${NESTC_FUZZ_SECONDS:-30}" >/dev/null

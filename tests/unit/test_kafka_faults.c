@@ -380,7 +380,7 @@ static void stdin_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
 /* Runs the loop until standard input ends: the parent closed it, or died (a failed test leaves no
  * server behind). */
 static void serve_until_stdin_ends(void) {
-    uv_pipe_t in;
+    static uv_pipe_t in; /* closed after we return */
     uv_pipe_init(&loop, &in, 0);
     uv_pipe_open(&in, 0);
     uv_read_start((uv_stream_t *)&in, stdin_alloc, stdin_read);
