@@ -124,8 +124,8 @@ static void event_done(kclient *kc, kevent *ev, int err, const char *msg) {
     void *arg = ev->arg;
     char *id = ev->id;
     free(ev);
-    if (id) {
-        if (err) nc_client__fail_call(kc->cli, id, err, msg ? msg : nc_strerror(err));
+    if (id) { /* purged by a close (NC_ECLOSED): the core ends the call as on every transport */
+        if (err && err != NC_ECLOSED) nc_client__fail_call(kc->cli, id, err, msg ? msg : nc_strerror(err));
         free(id);
     } else if (err && msg && refused) {
         refused(arg, err, msg);
