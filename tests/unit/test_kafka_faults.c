@@ -171,7 +171,25 @@ static void h_refused_reply(nc_request *req, const nc_msg *m, void *u) {
     nc_reply(req, json_string("never seen"));
 }
 
+/* Replies 300 ms later: while the broker is down, in test_broker_faults. */
+static int slow_started;
+static void on_slow(uv_timer_t *t) {
+    nc_request *req = t->data;
+    nc_reply(req, json_string("late"));
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+static void h_slow(nc_request *req, const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    slow_started++;
+    uv_timer_t *t = malloc(sizeof *t);
+    uv_timer_init(nc_request_loop(req), t);
+    t->data = req;
+    uv_timer_start(t, on_slow, 300, 0);
+}
+
 static void add_routes(nc_server *srv) {
+    assert_int_equal(nc_server_message(srv, "fa.slow", h_slow, NULL), 0);
     assert_int_equal(nc_server_message(srv, "fa.echo", h_echo, NULL), 0);
     assert_int_equal(nc_server_event(srv, "fa.evt", ev_count, NULL), 0);
     assert_int_equal(nc_server_message(srv, "fa.refused", h_refused_reply, NULL), 0);
@@ -225,9 +243,11 @@ static void test_broker_faults(void **st) {
     topic("fa.evt", 2);
     topic("fa.refused", 1);
     topic("fa.refused.reply", 1);
-    const char *ts[] = {"fa.echo", "fa.echo.reply", "fa.evt"};
-    const int np[] = {2, 1, 2};
-    for (int i = 0; i < 3; i++) lead(ts[i], np[i], 1);
+    topic("fa.slow", 1);
+    topic("fa.slow.reply", 1);
+    const char *ts[] = {"fa.echo", "fa.echo.reply", "fa.evt", "fa.slow", "fa.slow.reply"};
+    const int np[] = {2, 1, 2, 1, 1};
+    for (int i = 0; i < 5; i++) lead(ts[i], np[i], 1);
     char grp[96];
     snprintf(grp, sizeof grp, "%s-b", group);
     srv_st ss = {0};
@@ -242,25 +262,38 @@ static void test_broker_faults(void **st) {
     assert_int_equal(check_traffic(rq, ev, 0, 1), 0);
 
     /* 1. the leader of every partition in use goes down: the calls made meanwhile wait (none fails),
-     * and all complete once it is back */
+     * and all complete once it is back; so do requests the server is handling (their replies are
+     * produced while it is down) */
+    call slow[3];
+    memset(slow, 0, sizeof slow);
+    for (int i = 0; i < 3; i++) assert_int_equal(send_call(c, "fa.slow", json_integer(i), &slow[i]), 0);
+    assert_true(run_until_ms(&slow_started, 3, 30000));
     assert_int_equal(rd_kafka_mock_broker_set_down(mock, 1), 0);
     traffic(c, rq, ev, 1, 10);
     int never = 0;
     run_until_ms(&never, 1, 1500);
     int early = 0;
     for (int i = 0; i < 10; i++) early += rq[i].done + ev[i].done;
+    for (int i = 0; i < 3; i++) early += slow[i].done;
     assert_int_equal(early, 0);
     assert_int_equal(rd_kafka_mock_broker_set_up(mock, 1), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_true(run_until_ms(&slow[i].done, 1, 30000));
+        if (slow[i].err) fail_msg("slow request %d: %d %s", i, slow[i].err, slow[i].msg);
+        assert_string_equal(json_string_value(slow[i].last), "late");
+        call_clear(&slow[i]);
+    }
     int dups = check_traffic(rq, ev, 1, 10);
     print_message(
-        "broker down/up: 10 requests, 10 events pending across the outage, all done; %d events twice\n",
+        "broker down/up: 3 requests in the handler, 10 requests, 10 events pending across the outage, all "
+        "done; %d events twice\n",
         dups);
     traffic(c, rq, ev, 11, 2); /* and new calls after */
     dups += check_traffic(rq, ev, 11, 2);
 
     /* 2. leaders move to broker 2 mid-traffic */
     traffic(c, rq, ev, 13, 8);
-    for (int i = 0; i < 3; i++) lead(ts[i], np[i], 2);
+    for (int i = 0; i < 5; i++) lead(ts[i], np[i], 2);
     call rq2[8], ev2[8];
     memset(rq2, 0, sizeof rq2);
     memset(ev2, 0, sizeof ev2);
