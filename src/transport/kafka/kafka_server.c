@@ -469,26 +469,6 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
             rd_kafka_err2name(err), reason);
 }
 
-/* The offsets stored so far are committed before the partitions go, waiting (at most COMMIT_WAIT_MS,
- * on the loop) for the broker's answer: a background commit may be seconds old, and a member keeping a
- * partition across the rebalance would start again from it and handle its own settled records a second
- * time (seen when a member of the group died). An asynchronous commit, not waited for, still let that
- * happen in one run of two. */
-#define COMMIT_WAIT_MS 2000
-static void commit_before_revoke(kserver *ks, rd_kafka_t *rk) {
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    if (!q) return;
-    rd_kafka_resp_err_t e = rd_kafka_commit_queue(rk, NULL, q, NULL, NULL);
-    if (!e) {
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, COMMIT_WAIT_MS);
-        e = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
-        if (ev) rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
-    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        nc_logf(ks->log, NC_LOG_DEBUG, "Server", "commit before a rebalance: %s", rd_kafka_err2str(e));
-}
-
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
     kserver *ks = opaque;
@@ -504,7 +484,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             nc_server__status(ks->srv, "connected", 0);
         }
     } else {
-        commit_before_revoke(ks, rk);
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
         else
