@@ -527,14 +527,19 @@ static void test_member_killed(void **st) {
         assert_true(run_until_ms(&ev[i].done, 1, 30000));
         assert_int_equal(ev[i].err, 0);
     }
-    /* everything reached one member or the other */
-    for (int spins = 0; ch.held + sv_total < NKILL && spins < 300 * time_factor(); spins++) {
+    /* everything reached one member or the other (a rebalance while they flow may hand some to both) */
+    int reached = 0;
+    for (int spins = 0; spins < 300 * time_factor(); spins++) {
+        reached = 0;
+        for (int i = 0; i < NKILL; i++) reached += ch.got[i] + ch.done[i] + sv_seen[i] > 0;
+        if (reached == NKILL) break;
         int never = 0;
         run_until_ms(&never, 1, 100);
     }
-    assert_int_equal(ch.held + sv_total, NKILL);
-    int held = ch.held, before = sv_total, kept = 0;
-    for (int i = 0; i < NKILL; i++) kept += ch.got[i];
+    assert_int_equal(reached, NKILL);
+    int sv_before[NKILL], held = ch.held, before = sv_total, kept = 0, twice = ch.held + sv_total - NKILL;
+    memcpy(sv_before, sv_seen, sizeof sv_before);
+    for (int i = 0; i < NKILL; i++) kept += ch.got[i] > 0;
     assert_true(held > 0 && before > 0);
 
     assert_int_equal(uv_process_kill(&ch.proc, SIGKILL), 0);
@@ -547,25 +552,28 @@ static void test_member_killed(void **st) {
      * every record the child kept unsettled comes to it */
     for (int spins = 0; spins < 300 * time_factor(); spins++) {
         int missing = 0;
-        for (int i = 0; i < NKILL; i++) missing += ch.got[i] && !sv_seen[i];
+        for (int i = 0; i < NKILL; i++) missing += ch.got[i] && sv_seen[i] == sv_before[i];
         if (!missing) break;
         int never = 0;
         run_until_ms(&never, 1, 100);
     }
     int never = 0;
     run_until_ms(&never, 1, 300); /* nothing more arrives */
-    int redelivered_done = 0;
+    int redelivered_done = 0, own_again = 0;
     for (int i = 0; i < NKILL; i++) {
-        if (ch.got[i] && sv_seen[i] != 1)
-            fail_msg("record %d kept by the killed member: survivor saw it %d times", i, sv_seen[i]);
-        if (!ch.got[i] && !ch.done[i] && sv_seen[i] != 1)
-            fail_msg("record %d of the survivor: seen %d times", i, sv_seen[i]);
-        if (ch.done[i]) redelivered_done += sv_seen[i];
-        assert_true(ch.done[i] + sv_seen[i] >= 1);
+        int after = sv_seen[i] - sv_before[i];
+        if (ch.got[i] && after != 1)
+            fail_msg("record %d kept by the killed member: the survivor handled it %d times after", i, after);
+        redelivered_done += ch.done[i] ? after : 0;
+        /* settled by the survivor and handled by it again: its offsets stored since the last background
+         * commit (auto.commit.interval.ms) are fetched again after the rebalance (at-least-once) */
+        own_again += !ch.got[i] && !ch.done[i] ? after : 0;
     }
-    print_message("member killed: %d records held by it (%d unsettled, %d acked), %d handled by the survivor "
-                  "before; after: every unsettled one handled once by the survivor, %d acked ones again\n",
-                  held, kept, held - kept, before, redelivered_done);
+    print_message(
+        "member killed: %d records held by it (%d kept unsettled), %d handled by the survivor before "
+        "(%d by both before the kill); after: every unsettled one handled once by the survivor, %d "
+        "acked ones again, %d of the survivor's own again\n",
+        held, kept, before, twice, redelivered_done, own_again);
     nc_client_free(c);
     nc_server_free(srv);
 }
