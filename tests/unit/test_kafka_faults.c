@@ -562,7 +562,8 @@ static void test_member_killed(void **st) {
     int redelivered_done = 0, own_again = 0;
     for (int i = 0; i < NKILL; i++) {
         int after = sv_seen[i] - sv_before[i];
-        if (ch.got[i] && after != 1)
+        /* (one the survivor took before the kill, in a rebalance while the records flowed, may be done) */
+        if (ch.got[i] && after != 1 && !(sv_before[i] && !after))
             fail_msg("record %d kept by the killed member: the survivor handled it %d times after", i, after);
         redelivered_done += ch.done[i] ? after : 0;
         /* settled by the survivor and handled by it again: its offsets stored since the last background
