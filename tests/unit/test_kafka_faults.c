@@ -12,7 +12,11 @@
  * - a client closing while its reply-topic look-up waits for an unreachable cluster returns at once.
  *
  * One group join (3 s in the mock) per server; the cases share the cluster, each with its own topics and
- * group. Without librdkafka the test does nothing. */
+ * group. Without librdkafka the test does nothing.
+ *
+ * The binary has two more modes, as a server for others: `--kill-child URL GROUP` (the member killed in
+ * test_member_killed) and `--poison-server …` (the nestc server of interop.kafka.dead_letter, whose NestJS
+ * client and KafkaJS reader are in tests/interop/kafka-dead-letter.mjs). */
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "broker_harness.h"
 
