@@ -274,8 +274,7 @@ static void test_broker_faults(void **st) {
     assert_true(run_until_ms(&slow_started, 3, 30000));
     assert_int_equal(rd_kafka_mock_broker_set_down(mock, 1), 0);
     traffic(c, rq, ev, 1, 10);
-    int never = 0;
-    run_until_ms(&never, 1, 1500);
+    run_ms(1500);
     int early = 0;
     for (int i = 0; i < 10; i++) early += rq[i].done + ev[i].done;
     for (int i = 0; i < 3; i++) early += slow[i].done;
@@ -362,8 +361,7 @@ static void test_close_unreachable(void **st) {
     nc_client *c = client_up(url, 20000);
     call k = {0};
     assert_int_equal(send_call(c, "fa.nowhere", json_integer(1), &k), 0);
-    int never = 0;
-    run_until_ms(&never, 1, 200); /* the look-up is under way */
+    run_ms(200); /* the look-up is under way */
     uv_update_time(&loop);
     uint64_t t0 = uv_hrtime();
     nc_client_free(c);
@@ -537,8 +535,7 @@ static void test_member_killed(void **st) {
         reached = 0;
         for (int i = 0; i < NKILL; i++) reached += ch.got[i] + ch.done[i] + sv_seen[i] > 0;
         if (reached == NKILL) break;
-        int never = 0;
-        run_until_ms(&never, 1, 100);
+        run_ms(100);
     }
     assert_int_equal(reached, NKILL);
     int sv_before[NKILL], held = ch.held, before = sv_total, kept = 0, twice = ch.held + sv_total - NKILL;
@@ -558,11 +555,9 @@ static void test_member_killed(void **st) {
         int missing = 0;
         for (int i = 0; i < NKILL; i++) missing += ch.got[i] && sv_seen[i] == sv_before[i];
         if (!missing) break;
-        int never = 0;
-        run_until_ms(&never, 1, 100);
+        run_ms(100);
     }
-    int never = 0;
-    run_until_ms(&never, 1, 300); /* nothing more arrives */
+    run_ms(300); /* nothing more arrives */
     int redelivered_done = 0, own_again = 0;
     for (int i = 0; i < NKILL; i++) {
         int after = sv_seen[i] - sv_before[i];
