@@ -56,6 +56,8 @@ if [[ ${1:-} != --fast ]]; then
     # Kafka's mixed NestJS/nestc groups run (timed group joins and rebalances on the mock cluster: its server
     # and client code is that of the Kafka suites, which run here)
     'kafka\.mixed'
+    # Kafka's dead-letter run: its nestc server is test_kafka_faults, which the unit pass above runs
+    'kafka\.dead_letter'
   )
   skip_re=$(IFS='|'; echo "${skip[*]}")
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' -E "$skip_re")

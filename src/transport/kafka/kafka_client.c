@@ -9,6 +9,7 @@
  * NestReplyPartitionAssigner), so any number of nestc clients each see their replies wherever a server
  * puts them; requests name the lowest partition, 0, in kafka_replyPartition. Starting from the end
  * offsets looked up before the first request leaves no window where a reply could be skipped. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "transport/kafka/kafka.h"
 
 #define LOOKUP_TIMEOUT_MS 10000
+#define LOOKUP_TRIES 3
 
 /* A request waiting for its route's reply topic. */
 typedef struct kpending {
@@ -37,19 +39,41 @@ typedef struct kroute {
     struct kclient *kc;
     char *route, *reply_topic;
     int state;
-    /* the lookup (worker thread): partitions and their end offsets, or the error */
-    uv_work_t work;
-    int npart;
-    int64_t *high;
-    char err[200];
+    int npart; /* once R_READY */
     kpending *head, **tail;
 } kroute;
 
-/* An event waiting for its delivery report. */
+/* The consumer handle as the look-up threads share it. A look-up blocks in librdkafka for up to
+ * LOOKUP_TIMEOUT_MS per query (an unreachable cluster), so the client does not wait for it when it
+ * closes: it lets go of its reference and the last one to let go — the client, or a thread still in a
+ * look-up — destroys the handle. Results reach the loop through async while the client holds it. */
+typedef struct kshared {
+    pthread_mutex_t mu;
+    int refs;
+    rd_kafka_t *rk;
+    uv_async_t *async;    /* NULL once the client let go: results are dropped */
+    struct klookup *done; /* finished look-ups not yet taken by the loop */
+} kshared;
+
+/* One look-up of a reply topic on its own thread: partitions and their end offsets, or the error. */
+typedef struct klookup {
+    struct klookup *next;
+    kshared *sh;
+    kroute *r; /* touched on the loop only */
+    char *topic;
+    int npart;
+    int64_t *high;
+    char err[200];
+} klookup;
+
+/* A record waiting for its delivery report: an event (accepted/refused, arg) or a request (id: a
+ * delivery that failed ends the call with the broker's words instead of leaving it to its timeout). */
 typedef struct kevent {
     struct kevent *prev, *next;
     void (*accepted)(void *arg, int err);
+    void (*refused)(void *arg, int err, const char *msg);
     void *arg;
+    char *id;
 } kevent;
 
 typedef struct kclient {
@@ -60,7 +84,8 @@ typedef struct kclient {
     nc_kafka_handle prod, cons;
     kroute *routes;
     kevent events; /* list head */
-    int works;     /* lookups running on worker threads */
+    kshared *sh;   /* the consumer handle shared with look-up threads, NULL without a consumer */
+    uv_async_t *async;
     int open, closing;
     uv_timer_t closer;
     int timer_open;
@@ -68,27 +93,63 @@ typedef struct kclient {
 
 /* ---- events and delivery reports -------------------------------------------------------------------- */
 
-static void event_done(kevent *ev, int err) {
+/* The nc_err of a delivery that failed: what the caller can tell apart. */
+static int dr_err(rd_kafka_resp_err_t e) {
+    switch (e) {
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+        return NC_ECLOSED;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        return NC_ETIMEDOUT;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return NC_ETOOBIG;
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+        return NC_EAUTH;
+    default:
+        return NC_EIO;
+    }
+}
+
+/* Unlinks and frees the record's entry, then ends what waited for it: an event completes (or fails with
+ * the broker's words), a request that was not delivered fails (a delivered one waits for its reply). */
+static void event_done(kclient *kc, kevent *ev, int err, const char *msg) {
     ev->prev->next = ev->next;
     ev->next->prev = ev->prev;
     void (*cb)(void *, int) = ev->accepted;
+    void (*refused)(void *, int, const char *) = ev->refused;
     void *arg = ev->arg;
+    char *id = ev->id;
     free(ev);
-    if (cb) cb(arg, err);
+    if (id) { /* purged by a close (NC_ECLOSED): the core ends the call as on every transport */
+        if (err && err != NC_ECLOSED) nc_client__fail_call(kc->cli, id, err, msg ? msg : nc_strerror(err));
+        free(id);
+    } else if (err && msg && refused) {
+        refused(arg, err, msg);
+    } else if (cb) {
+        cb(arg, err);
+    }
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     kclient *kc = opaque;
-    if (m->err)
-        nc_logf(kc->log, NC_LOG_ERROR, "Client", "a record to %s was not delivered: %s",
-                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-    if (m->_private) /* an event: it completes on its delivery report */
-        event_done(m->_private,
-                   m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0
-                   : m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT
-                       ? NC_ECLOSED
-                       : NC_EIO);
+    char msg[300];
+    msg[0] = '\0';
+    if (m->err) {
+        /* the broker's words and the error's name (MSG_SIZE_TOO_LARGE, TOPIC_AUTHORIZATION_FAILED …):
+         * librdkafka already retried what is retriable (NOT_LEADER_FOR_PARTITION, REQUEST_TIMED_OUT …) */
+        snprintf(msg, sizeof msg, "the %s to %s was not delivered: %s (%s)",
+                 m->_private && ((kevent *)m->_private)->id ? "request" : "record",
+                 rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+        if (dr_err(m->err) != NC_ECLOSED) nc_logf(kc->log, NC_LOG_ERROR, "Client", "%s", msg);
+    }
+    if (m->_private) /* an event completes on its delivery report; a request fails on a failed one */
+        event_done(kc, m->_private, m->err ? dr_err(m->err) : 0,
+                   m->err && dr_err(m->err) != NC_ECLOSED ? msg : NULL);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -98,7 +159,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
             rd_kafka_err2name(err), reason);
 }
 
-static int produce(kclient *kc, const char *topic, const nc_kafka_msg *m, void *opaque) {
+/* Produces one record; ev (an event's or a request's entry, or NULL) is linked to wait for its delivery
+ * report when the record was taken. */
+static int produce(kclient *kc, const char *topic, const nc_kafka_msg *m, kevent *ev) {
     rd_kafka_headers_t *h = rd_kafka_headers_new(m->nheaders);
     for (size_t i = 0; i < m->nheaders; i++)
         rd_kafka_header_add(h, m->headers[i].name, -1, m->headers[i].value.p, (ssize_t)m->headers[i].value.n);
@@ -107,11 +170,19 @@ static int produce(kclient *kc, const char *topic, const nc_kafka_msg *m, void *
         RD_KAFKA_V_PARTITION(m->has_partition ? m->partition : RD_KAFKA_PARTITION_UA),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(m->value.p, m->value.n),
         RD_KAFKA_V_KEY(m->key.p, m->key.p ? m->key.n : 0), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_TIMESTAMP(m->has_timestamp ? m->timestamp : 0), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        RD_KAFKA_V_TIMESTAMP(m->has_timestamp ? m->timestamp : 0), RD_KAFKA_V_OPAQUE(ev), RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h);
         nc_logf(kc->log, NC_LOG_ERROR, "Client", "produce to %s failed: %s", topic, rd_kafka_err2str(e));
-        return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? NC_ESTALLED : NC_EIO;
+        return e == RD_KAFKA_RESP_ERR__QUEUE_FULL          ? NC_ESTALLED
+               : e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? NC_ETOOBIG
+                                                           : NC_EIO;
+    }
+    if (ev) {
+        ev->next = &kc->events;
+        ev->prev = kc->events.prev;
+        ev->prev->next = ev;
+        kc->events.prev = ev;
     }
     return 0;
 }
@@ -170,29 +241,159 @@ static void prod_wake(void *arg) {
 
 /* ---- reply topics ------------------------------------------------------------------------------------ */
 
-/* Worker thread: librdkafka calls only (they block on the network); no nestc state is touched. */
-static void lookup_work(uv_work_t *w) {
-    kroute *r = w->data;
-    rd_kafka_t *rk = r->kc->cons.rk;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, r->reply_topic, NULL);
+static void lookup_free(klookup *l) {
+    free(l->topic);
+    free(l->high);
+    free(l);
+}
+
+/* Last reference gone: nobody else uses the handle (its own threads are joined here). */
+static void shared_free(kshared *sh) {
+    if (sh->rk) rd_kafka_destroy_flags(sh->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    while (sh->done) {
+        klookup *l = sh->done;
+        sh->done = l->next;
+        lookup_free(l);
+    }
+    pthread_mutex_destroy(&sh->mu);
+    free(sh);
+}
+
+/* Look-up thread: librdkafka calls only (they block on the network); no nestc state is touched. The
+ * result goes to the loop, or is dropped when the client has let go meanwhile. */
+static void *lookup_thread(void *arg) {
+    klookup *l = arg;
+    kshared *sh = l->sh;
+    rd_kafka_t *rk = sh->rk;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, l->topic, NULL);
     const rd_kafka_metadata_t *md = NULL;
     rd_kafka_resp_err_t e = t ? rd_kafka_metadata(rk, 0, t, &md, LOOKUP_TIMEOUT_MS) : RD_KAFKA_RESP_ERR__FAIL;
+    /* a connection that dropped under the request (a broker going down or just back) is asked again */
+    for (int tries = 1; e == RD_KAFKA_RESP_ERR__TRANSPORT && tries < LOOKUP_TRIES; tries++) {
+        uv_sleep(100);
+        e = rd_kafka_metadata(rk, 0, t, &md, LOOKUP_TIMEOUT_MS);
+    }
     if (!e && md->topic_cnt == 1 && md->topics[0].err) e = md->topics[0].err;
     if (!e && (md->topic_cnt != 1 || md->topics[0].partition_cnt <= 0)) e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
     if (!e) {
-        r->npart = md->topics[0].partition_cnt;
-        r->high = calloc((size_t)r->npart, sizeof *r->high);
-        if (!r->high) e = RD_KAFKA_RESP_ERR__FAIL;
-        for (int i = 0; !e && i < r->npart; i++) {
+        l->npart = md->topics[0].partition_cnt;
+        l->high = calloc((size_t)l->npart, sizeof *l->high);
+        if (!l->high) e = RD_KAFKA_RESP_ERR__FAIL;
+        for (int i = 0; !e && i < l->npart; i++) {
             int64_t lo, hi;
-            e = rd_kafka_query_watermark_offsets(rk, r->reply_topic, md->topics[0].partitions[i].id, &lo, &hi,
+            e = rd_kafka_query_watermark_offsets(rk, l->topic, md->topics[0].partitions[i].id, &lo, &hi,
                                                  LOOKUP_TIMEOUT_MS);
-            r->high[i] = hi;
+            l->high[i] = hi;
         }
     }
-    if (e) snprintf(r->err, sizeof r->err, "%s", rd_kafka_err2str(e));
+    if (e) snprintf(l->err, sizeof l->err, "%s", rd_kafka_err2str(e));
     if (md) rd_kafka_metadata_destroy(md);
     if (t) rd_kafka_topic_destroy(t);
+    pthread_mutex_lock(&sh->mu);
+    int keep = sh->async != NULL;
+    if (keep) {
+        l->next = sh->done;
+        sh->done = l;
+        uv_async_send(sh->async);
+    }
+    int last = --sh->refs == 0;
+    pthread_mutex_unlock(&sh->mu);
+    if (!keep) lookup_free(l);
+    if (last) shared_free(sh);
+    return NULL;
+}
+
+/* Starts the look-up of r's reply topic on a thread of its own (detached: the client never waits for
+ * it). Returns 0 or NC_ENOMEM / NC_EIO. */
+static int lookup_start(kclient *kc, kroute *r) {
+    kshared *sh = kc->sh;
+    klookup *l = sh ? calloc(1, sizeof *l) : NULL;
+    if (!l || !(l->topic = strdup(r->reply_topic))) {
+        free(l);
+        return sh ? NC_ENOMEM : NC_ECLOSED;
+    }
+    l->sh = sh;
+    l->r = r;
+    pthread_mutex_lock(&sh->mu);
+    sh->refs++;
+    pthread_mutex_unlock(&sh->mu);
+    pthread_attr_t at;
+    pthread_t th;
+    int rc = pthread_attr_init(&at);
+    if (!rc) {
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        rc = pthread_create(&th, &at, lookup_thread, l);
+        pthread_attr_destroy(&at);
+    }
+    if (rc) {
+        pthread_mutex_lock(&sh->mu);
+        sh->refs--; /* the client still holds one */
+        pthread_mutex_unlock(&sh->mu);
+        lookup_free(l);
+        return NC_EIO;
+    }
+    return 0;
+}
+
+/* The client lets go of the shared consumer handle: finished look-ups are dropped, running ones finish
+ * on their own and the last reference destroys the handle. */
+static void shared_release(kclient *kc) {
+    kshared *sh = kc->sh;
+    if (!sh) return;
+    kc->sh = NULL;
+    pthread_mutex_lock(&sh->mu);
+    sh->async = NULL;
+    klookup *done = sh->done;
+    sh->done = NULL;
+    int last = --sh->refs == 0;
+    pthread_mutex_unlock(&sh->mu);
+    while (done) {
+        klookup *n = done->next;
+        lookup_free(done);
+        done = n;
+    }
+    if (last) shared_free(sh);
+}
+
+static void on_lookups(uv_async_t *a);
+
+/* The consumer handle becomes shared with look-up threads; async brings their results to the loop. */
+static int shared_open(kclient *kc, uv_loop_t *loop) {
+    kshared *sh = calloc(1, sizeof *sh);
+    uv_async_t *a = sh ? malloc(sizeof *a) : NULL;
+    if (!a || pthread_mutex_init(&sh->mu, NULL)) {
+        free(a);
+        free(sh);
+        return NC_ENOMEM;
+    }
+    if (uv_async_init(loop, a, on_lookups)) {
+        pthread_mutex_destroy(&sh->mu);
+        free(a);
+        free(sh);
+        return NC_EIO;
+    }
+    a->data = kc;
+    sh->refs = 1;
+    sh->rk = kc->cons.rk;
+    sh->async = a;
+    kc->sh = sh;
+    kc->async = a;
+    return 0;
+}
+
+static void async_closed(uv_handle_t *h) {
+    free(h);
+}
+
+/* The consumer goes: no longer watched on the loop, and its handle destroyed by whoever lets go last. */
+static void consumer_release(kclient *kc) {
+    if (kc->sh) kc->cons.rk = NULL; /* the handle belongs to the shared reference now */
+    nc_kafka_handle_close(&kc->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    shared_release(kc);
+    if (kc->async) {
+        uv_close((uv_handle_t *)kc->async, async_closed);
+        kc->async = NULL;
+    }
 }
 
 static void fail_pending(kroute *r, int err, const char *msg) {
@@ -215,11 +416,19 @@ static void flush_pending(kroute *r) {
     r->tail = &r->head;
     while (p) {
         kpending *n = p->next;
-        int rc = nc_kafka_add_request_headers(&p->msg, p->id, r->reply_topic, 0);
-        if (!rc) rc = produce(r->kc, r->route, &p->msg, NULL);
-        if (rc) nc_client__fail_call(r->kc->cli, p->id, rc, "the request could not be produced");
+        /* the request's delivery report fails the call when the record cannot be delivered */
+        kevent *ev = calloc(1, sizeof *ev);
+        int rc = ev ? nc_kafka_add_request_headers(&p->msg, p->id, r->reply_topic, 0) : NC_ENOMEM;
+        if (!rc) {
+            ev->id = p->id;
+            rc = produce(r->kc, r->route, &p->msg, ev);
+        }
+        if (rc) {
+            free(ev);
+            nc_client__fail_call(r->kc->cli, p->id, rc, "the request could not be produced");
+            free(p->id);
+        }
         nc_kafka_msg_free(&p->msg);
-        free(p->id);
         free(p);
         p = n;
     }
@@ -227,30 +436,24 @@ static void flush_pending(kroute *r) {
 
 static void maybe_closed(kclient *kc);
 
-static void lookup_done(uv_work_t *w, int status) {
-    kroute *r = w->data;
-    kclient *kc = r->kc;
-    kc->works--;
-    if (kc->closing || status) {
+static void lookup_done(kclient *kc, klookup *lk) {
+    kroute *r = lk->r;
+    if (kc->closing) {
         fail_pending(r, NC_ECONNCLOSED, "Connection closed");
         r->state = R_NEW;
-        if (kc->closing) maybe_closed(kc);
         return;
     }
-    if (r->err[0]) {
+    if (lk->err[0]) {
         char msg[300];
-        snprintf(msg, sizeof msg, "the reply topic %s cannot be read: %s", r->reply_topic, r->err);
+        snprintf(msg, sizeof msg, "the reply topic %s cannot be read: %s", r->reply_topic, lk->err);
         nc_logf(kc->log, NC_LOG_ERROR, "Client", "%s", msg);
         fail_pending(r, NC_EIO, msg);
-        free(r->high);
-        r->high = NULL;
-        r->err[0] = '\0';
         r->state = R_NEW; /* looked up again on the next request */
         return;
     }
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->npart);
-    for (int i = 0; i < r->npart; i++)
-        rd_kafka_topic_partition_list_add(l, r->reply_topic, i)->offset = r->high[i];
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(lk->npart);
+    for (int i = 0; i < lk->npart; i++)
+        rd_kafka_topic_partition_list_add(l, r->reply_topic, i)->offset = lk->high[i];
     rd_kafka_error_t *e = rd_kafka_incremental_assign(kc->cons.rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (e) {
@@ -263,9 +466,26 @@ static void lookup_done(uv_work_t *w, int status) {
         return;
     }
     r->state = R_READY;
+    r->npart = lk->npart;
     nc_logf(kc->log, NC_LOG_INFO, "Client", "subscribed to %s (%d partition%s) for the replies of %s",
             r->reply_topic, r->npart, r->npart == 1 ? "" : "s", r->route);
     flush_pending(r);
+}
+
+/* Loop: the look-ups that finished. */
+static void on_lookups(uv_async_t *a) {
+    kclient *kc = a->data;
+    if (!kc->sh) return;
+    pthread_mutex_lock(&kc->sh->mu);
+    klookup *l = kc->sh->done;
+    kc->sh->done = NULL;
+    pthread_mutex_unlock(&kc->sh->mu);
+    while (l) {
+        klookup *n = l->next;
+        lookup_done(kc, l);
+        lookup_free(l);
+        l = n;
+    }
 }
 
 static kroute *route_of(kclient *kc, const char *route) {
@@ -279,7 +499,6 @@ static kroute *route_of(kclient *kc, const char *route) {
     }
     r->kc = kc;
     r->tail = &r->head;
-    r->work.data = r;
     r->next = kc->routes;
     kc->routes = r;
     return r;
@@ -340,7 +559,9 @@ static int kc_connect(void *state) {
         char e[200];
         rd_kafka_conf_set(cc, "enable.auto.commit", "false", e, sizeof e);
         rc = nc_kafka_handle_open(&kc->cons, loop, cc, NC_KAFKA_CONSUMER, cons_wake, kc, why, sizeof why);
+        if (!rc) rc = shared_open(kc, loop);
         if (rc) {
+            consumer_release(kc);
             nc_kafka_handle_close(&kc->prod, 0);
             return nc_fail(kc->log, "Client", rc, "Kafka consumer: %s", why);
         }
@@ -397,18 +618,12 @@ static int kc_send(void *state, nc_outbound *out) {
             return NC_ENOMEM;
         }
         ev->accepted = out->accepted;
+        ev->refused = out->refused;
         ev->arg = out->arg;
         rc = produce(kc, out->route, &m, ev);
         nc_kafka_msg_free(&m);
-        if (rc) {
-            free(ev);
-            return rc;
-        }
-        ev->next = &kc->events;
-        ev->prev = kc->events.prev;
-        ev->prev->next = ev;
-        kc->events.prev = ev;
-        return 0;
+        if (rc) free(ev);
+        return rc;
     }
     if (kc->producer_only) {
         nc_kafka_msg_free(&m);
@@ -434,7 +649,7 @@ static int kc_send(void *state, nc_outbound *out) {
     r->tail = &p->next;
     if (r->state == R_NEW) {
         r->state = R_LOOKUP;
-        if (uv_queue_work(nc_client__io(kc->cli)->loop, &r->work, lookup_work, lookup_done)) {
+        if (lookup_start(kc, r)) {
             r->state = R_NEW;
             r->head = NULL;
             r->tail = &r->head;
@@ -443,7 +658,6 @@ static int kc_send(void *state, nc_outbound *out) {
             free(p);
             return NC_EIO;
         }
-        kc->works++;
     }
     return 0;
 }
@@ -454,23 +668,22 @@ static void timer_closed(uv_handle_t *h) {
     nc_client__disconnected(kc->cli, 0, NULL);
 }
 
-/* Once no lookup runs on a worker thread: the handles go (events still waiting fail with NC_ECLOSED),
- * then the client hears it is disconnected. */
+/* The handles go (events still waiting fail with NC_ECLOSED; a look-up still running keeps the consumer
+ * handle until it returns, without the client waiting for it), then the client hears it is
+ * disconnected. */
 static void maybe_closed(kclient *kc) {
-    if (!kc->closing || kc->works || !kc->open) return;
+    if (!kc->closing || !kc->open) return;
     kc->open = 0;
     if (kc->prod.rk) {
         rd_kafka_purge(kc->prod.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(kc->prod.rk, 0); /* the purged events' delivery reports */
     }
-    nc_kafka_handle_close(&kc->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    consumer_release(kc);
     nc_kafka_handle_close(&kc->prod, 0);
-    while (kc->events.next != &kc->events) event_done(kc->events.next, NC_ECLOSED);
+    while (kc->events.next != &kc->events) event_done(kc, kc->events.next, NC_ECLOSED, NULL);
     for (kroute *r = kc->routes; r; r = r->next) {
         fail_pending(r, NC_ECONNCLOSED, "Connection closed");
         r->state = R_NEW;
-        free(r->high);
-        r->high = NULL;
     }
     uv_timer_stop(&kc->closer);
     uv_close((uv_handle_t *)&kc->closer, timer_closed);
@@ -490,16 +703,16 @@ static void kc_close(void *state) {
 
 static void kc_destroy(void *state) {
     kclient *kc = state;
-    nc_kafka_handle_close(&kc->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    consumer_release(kc);
     nc_kafka_handle_close(&kc->prod, 0);
-    while (kc->events.next && kc->events.next != &kc->events) event_done(kc->events.next, NC_ECLOSED);
+    while (kc->events.next && kc->events.next != &kc->events)
+        event_done(kc, kc->events.next, NC_ECLOSED, NULL);
     kroute *r = kc->routes;
     while (r) {
         kroute *n = r->next;
         fail_pending(r, NC_ECONNCLOSED, "Connection closed");
         free(r->route);
         free(r->reply_topic);
-        free(r->high);
         free(r);
         r = n;
     }

@@ -87,16 +87,22 @@ static void sink_release(void *peer) {
     }
 }
 
+/* The opaque of reply records, for their delivery reports: a reply the broker refused is followed by an
+ * error reply naming the broker's error (REPLY_FALLBACK), so that the caller does not wait for its
+ * timeout; if that one fails too, it is only logged. */
+static char REPLY, REPLY_FALLBACK;
+
 /* Produces one record (copied: librdkafka owns its copy). Returns 0 or an nc_err. */
-static int produce(kserver *ks, const char *topic, int32_t partition, const nc_kafka_msg *m) {
+static int produce(kserver *ks, const char *topic, int32_t partition, const nc_kafka_msg *m, void *opaque) {
     rd_kafka_headers_t *h = rd_kafka_headers_new(m->nheaders);
     for (size_t i = 0; i < m->nheaders; i++)
         rd_kafka_header_add(h, m->headers[i].name, -1, m->headers[i].value.p, (ssize_t)m->headers[i].value.n);
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        ks->prod.rk, RD_KAFKA_V_TOPIC(topic),
-        RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(m->value.p, m->value.n),
-        RD_KAFKA_V_KEY(m->key.p, m->key.p ? m->key.n : 0), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(ks->prod.rk, RD_KAFKA_V_TOPIC(topic),
+                          RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(m->value.p, m->value.n),
+                          RD_KAFKA_V_KEY(m->key.p, m->key.p ? m->key.n : 0), RD_KAFKA_V_HEADERS(h),
+                          RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h);
         nc_logf(ks->log, NC_LOG_ERROR, "Server", "produce to %s failed: %s", topic, rd_kafka_err2str(e));
@@ -134,7 +140,7 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
         nc_kafka_msg_free(&m);
         return rc;
     }
-    rc = produce(ks, k->topic, k->partition, &m);
+    rc = produce(ks, k->topic, k->partition, &m, &REPLY);
     nc_kafka_msg_free(&m);
     return rc;
 }
@@ -424,13 +430,36 @@ static void prod_wake(void *arg) {
     if (ks->prod.rk) rd_kafka_poll(ks->prod.rk, 0);
 }
 
-/* Delivery reports of replies: a failure is logged (the reply is lost, as with KafkaJS after retries). */
+/* A reply the broker refused (librdkafka retried what is retriable): the caller gets an error reply
+ * with the broker's error instead (same topic, partition and correlation id), so it does not wait for
+ * its timeout. */
+static void reply_refused(kserver *ks, const rd_kafka_message_t *m) {
+    nc_header hdrs[NC_KAFKA_MAX_HEADERS];
+    size_t nh = nc_kafka_record_headers((rd_kafka_message_t *)m, hdrs, NC_KAFKA_MAX_HEADERS);
+    const nc_header *corr = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_CORRELATION);
+    if (!corr || ks->closed || !ks->prod.rk) return;
+    char text[300];
+    snprintf(text, sizeof text, "the reply could not be produced: %s (%s)", rd_kafka_err2str(m->err),
+             rd_kafka_err2name(m->err));
+    json_t *err = json_pack("{s:s,s:s}", "status", "error", "message", text);
+    nc_kafka_msg r;
+    if (err && !nc_kafka_reply_msg(NULL, err, 1, corr->value, corr->value_len, &r)) {
+        produce(ks, rd_kafka_topic_name(m->rkt), m->partition, &r, &REPLY_FALLBACK);
+        nc_kafka_msg_free(&r);
+    }
+    json_decref(err);
+}
+
+/* Delivery reports: a failure is logged; a refused reply is answered with an error reply. */
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     kserver *ks = opaque;
-    if (m->err)
-        nc_logf(ks->log, NC_LOG_ERROR, "Server", "a record to %s was not delivered: %s",
-                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    if (!m->err) return;
+    nc_logf(ks->log, NC_LOG_ERROR, "Server", "a record to %s was not delivered: %s (%s)",
+            rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err), rd_kafka_err2name(m->err));
+    if (m->_private == &REPLY && m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
+        m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        reply_refused(ks, m);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
