@@ -266,17 +266,16 @@ static void test_request_reply(void **st) {
     assert_true(got_corr);
     call_clear(&k);
 
-    /* a slow request does not hold up the next record of its partition */
+    /* records of one partition in order: the quick request waits for the slow one's reply */
     call slow = {0}, quick = {0};
-    json_t *ms_slow = json_integer(2000), *ms0 = json_integer(0);
+    json_t *ms_slow = json_integer(1200), *ms0 = json_integer(0);
     assert_int_equal(nc_client_send(c, "math.slow", ms_slow, NULL, on_value, on_done, &slow), 0);
     assert_int_equal(nc_client_send(c, "math.slow", ms0, NULL, on_value, on_done, &quick), 0);
     json_decref(ms_slow);
     json_decref(ms0);
     assert_true(run_until_ms(&quick.done, 1, 30000));
     assert_int_equal(quick.err, 0);
-    assert_int_equal(slow.done, 0);
-    assert_true(run_until_ms(&slow.done, 1, 30000));
+    assert_int_equal(slow.done, 1); /* answered before the quick one */
     assert_string_equal(json_string_value(slow.last), "late");
     call_clear(&slow);
     call_clear(&quick);
@@ -414,6 +413,175 @@ static void test_settle_dead_letter(void **st) {
     nc_server_free(w);
 }
 
+/* ---- delivery order within a partition ------------------------------------------------------------- */
+
+/* What the handlers of test_order saw, in order: "s<name>" at the start, "e<name>" at the settle. */
+static char trace[256];
+static void trace_add(const char *what) {
+    if (strlen(trace) + strlen(what) + 2 < sizeof trace) {
+        if (*trace) strcat(trace, " ");
+        strcat(trace, what);
+    }
+}
+static int ord_settled, redo_seen, two_fast;
+static nc_event *two_held;
+
+typedef struct later {
+    uv_timer_t t;
+    nc_event *ev;
+    char name[16];
+    int requeue;
+} later;
+static void on_later_settle(uv_timer_t *t) {
+    later *l = t->data;
+    char w[24];
+    snprintf(w, sizeof w, "e%s", l->name);
+    trace_add(w);
+    if (l->requeue)
+        nc_event_nack(l->ev, true);
+    else
+        nc_event_ack(l->ev);
+    ord_settled++;
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+static void settle_later(const nc_msg *m, const char *name, int ms, int requeue) {
+    later *l = calloc(1, sizeof *l);
+    l->ev = nc_event_keep(m);
+    l->requeue = requeue;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    uv_timer_init(nc_event_loop(l->ev), &l->t);
+    l->t.data = l;
+    uv_timer_start(&l->t, on_later_settle, (uint64_t)ms, 0);
+}
+
+/* {"n": name, "ms": delay}: kept, settled ms later */
+static void ev_ord(const nc_msg *m, void *u) {
+    (void)u;
+    json_t *d = nc_msg_data(m);
+    char w[24];
+    snprintf(w, sizeof w, "s%s", json_string_value(json_object_get(d, "n")));
+    trace_add(w);
+    settle_later(m, json_string_value(json_object_get(d, "n")),
+                 (int)json_integer_value(json_object_get(d, "ms")), 0);
+}
+/* "x" is requeued once (100 ms later), then acked; the others acked at once */
+static void ev_redo(const nc_msg *m, void *u) {
+    (void)u;
+    const char *n = json_string_value(nc_msg_data(m));
+    int64_t c = 0;
+    nc_msg_ctx_int(m, NC_CTX_DELIVERY_COUNT, &c);
+    char w[24];
+    snprintf(w, sizeof w, "%s%d", n ? n : "?", (int)c);
+    trace_add(w);
+    redo_seen++;
+    if (n && !strcmp(n, "x") && c == 1) settle_later(m, "x", 100, 1);
+}
+/* "slow" is kept until the test settles it; "fast" is counted */
+static void ev_two(const nc_msg *m, void *u) {
+    (void)u;
+    const char *n = json_string_value(nc_msg_data(m));
+    if (n && !strcmp(n, "slow"))
+        two_held = nc_event_keep(m);
+    else
+        two_fast++;
+}
+static void add_order(nc_server *srv) {
+    assert_int_equal(nc_server_event(srv, "ord.evt", ev_ord, NULL), 0);
+    assert_int_equal(nc_server_event(srv, "ord.redo", ev_redo, NULL), 0);
+    assert_int_equal(nc_server_event(srv, "ord.two", ev_two, NULL), 0);
+}
+static void add_conc(nc_server *srv) {
+    assert_int_equal(nc_server_message(srv, "conc.slow", h_slow, NULL), 0);
+}
+
+static void emit_to(nc_client *c, const char *route, json_t *value, int partition) {
+    call e = {0};
+    json_t *m = json_pack("{s:o,s:i}", "value", value, "partition", partition);
+    assert_int_equal(nc_client_emit(c, route, m, NULL, on_done, &e), 0);
+    json_decref(m);
+    assert_true(run_until_ms(&e.done, 1, 30000));
+    assert_int_equal(e.err, 0);
+}
+
+/* Server start without waiting (two groups join side by side: one 3 s delay for both). */
+static nc_server *server_start(srv_st *st, void (*add)(nc_server *), const nc_option *extra, size_t nextra) {
+    static nc_option opts[2][16];
+    static int which;
+    nc_option *o2 = opts[which++ % 2];
+    size_t n = sizeof srv_opts / sizeof *srv_opts;
+    memcpy(o2, srv_opts, sizeof srv_opts);
+    for (size_t i = 0; i < nextra; i++) o2[n++] = extra[i];
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.shutdown_timeout_ms = 2000;
+    o.options = o2;
+    o.noptions = n;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    nc_server_on_status(srv, on_srv_status, st);
+    add(srv);
+    assert_int_equal(nc_server_listen(srv), 0);
+    return srv;
+}
+
+static void test_order(void **st) {
+    (void)st;
+    topic("ord.evt", 1);
+    topic("ord.redo", 1);
+    topic("ord.two", 2);
+    route_topics("conc.slow", 1);
+    const nc_option og[] = {{"groupId", "order-g"}};
+    const nc_option cg[] = {{"groupId", "conc-g"}, {"partitionConcurrency", "4"}};
+    srv_st so = {0}, sc = {0};
+    nc_server *o = server_start(&so, add_order, og, 1);
+    nc_server *cs = server_start(&sc, add_conc, cg, 2);
+    assert_true(run_until_ms(&so.connected, 1, 30000));
+    assert_true(run_until_ms(&sc.connected, 1, 30000));
+    nc_client *c = client_up();
+
+    /* events of one partition: each starts once the one before is settled (a kept event: by its handler) */
+    emit_to(c, "ord.evt", json_pack("{s:s,s:i}", "n", "a", "ms", 300), 0);
+    emit_to(c, "ord.evt", json_pack("{s:s,s:i}", "n", "b", "ms", 0), 0);
+    emit_to(c, "ord.evt", json_pack("{s:s,s:i}", "n", "c", "ms", 50), 0);
+    assert_true(run_until_ms(&ord_settled, 3, 30000));
+    assert_string_equal(trace, "sa ea sb eb sc ec");
+
+    /* a requeued record is redone before the next record of its partition */
+    trace[0] = '\0';
+    emit_to(c, "ord.redo", json_string("x"), 0);
+    emit_to(c, "ord.redo", json_string("y"), 0);
+    assert_true(run_until_ms(&redo_seen, 3, 30000));
+    assert_string_equal(trace, "x1 ex x2 y1");
+
+    /* two partitions: a record held on one does not hold up the other */
+    emit_to(c, "ord.two", json_string("slow"), 0);
+    emit_to(c, "ord.two", json_string("fast"), 1);
+    assert_true(run_until_ms(&two_fast, 1, 30000));
+    assert_non_null(two_held);
+    nc_event_ack(two_held);
+    two_held = NULL;
+
+    /* partitionConcurrency 4: a quick request overtakes a slow one of its partition */
+    call slow = {0}, quick = {0};
+    json_t *ms_slow = json_integer(2000), *ms0 = json_integer(0);
+    assert_int_equal(nc_client_send(c, "conc.slow", ms_slow, NULL, on_value, on_done, &slow), 0);
+    assert_int_equal(nc_client_send(c, "conc.slow", ms0, NULL, on_value, on_done, &quick), 0);
+    json_decref(ms_slow);
+    json_decref(ms0);
+    assert_true(run_until_ms(&quick.done, 1, 30000));
+    assert_int_equal(quick.err, 0);
+    assert_int_equal(slow.done, 0);
+    assert_true(run_until_ms(&slow.done, 1, 30000));
+    assert_string_equal(json_string_value(slow.last), "late");
+    call_clear(&slow);
+    call_clear(&quick);
+
+    nc_client_free(c);
+    nc_server_free(o);
+    nc_server_free(cs);
+}
+
 /* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */
 static void test_options(void **st) {
     (void)st;
@@ -449,10 +617,9 @@ static void test_options(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),
-        cmocka_unit_test(test_request_reply),
-        cmocka_unit_test(test_group_shares),
-        cmocka_unit_test(test_settle_dead_letter),
+        cmocka_unit_test(test_options),      cmocka_unit_test(test_request_reply),
+        cmocka_unit_test(test_group_shares), cmocka_unit_test(test_settle_dead_letter),
+        cmocka_unit_test(test_order),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,9 +1,11 @@
 /* The Kafka server (spec kafka.md §7, §8): one consumer subscribed to every handler route, one producer
- * for the replies. Records are dispatched as they arrive, in partition order, without waiting for earlier
- * handlers (a slow request does not hold up the others, DESIGN §5b). Each partition keeps its records in
- * a FIFO until they are settled (handler finished, reply stream ended, or settled by the handler); an
- * offset is stored only when every earlier record of its partition is settled, and librdkafka commits
- * stored offsets in the background and on close: at-least-once. */
+ * for the replies. Each partition keeps its records in a FIFO. By default (partitionConcurrency 1) a
+ * partition's next record is dispatched only when the one before is done as KafkaJS's eachMessage is
+ * under NestJS: an event once settled (its handlers returned, a kept one settled), a request once its
+ * first reply (value, error or end) is produced or it is settled; partitions do not wait for each other.
+ * partitionConcurrency N lets up to N records of a partition run at once. A record stays in its FIFO until
+ * settled; an offset is stored only when every earlier record of its partition is settled, and
+ * librdkafka commits stored offsets in the background and on close: at-least-once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +27,11 @@ typedef struct krec {
     struct krec *next;
     struct kpart *part;
     rd_kafka_message_t *msg;
-    uint64_t tag; /* of the latest dispatch */
-    int attempts; /* deliveries that ended with a requeue */
-    int done, redo;
+    uint64_t tag;            /* of the latest dispatch */
+    int attempts;            /* deliveries that ended with a requeue */
+    int done;                /* settled for good (acked, dead-lettered or given up) */
+    int redo;                /* requeued: dispatched again before any later record of its partition */
+    int dispatched, running; /* running: dispatched and not yet done in eachMessage's sense */
 } krec;
 
 typedef struct kpart {
@@ -35,6 +39,7 @@ typedef struct kpart {
     char *topic;
     int32_t partition;
     krec *head, **tail;
+    int running; /* records of this partition running (at most partitionConcurrency) */
 } kpart;
 
 typedef struct kserver {
@@ -46,6 +51,7 @@ typedef struct kserver {
     size_t nroutes;
     char *dlt;        /* deadLetterTopic, NULL = none */
     int max_attempts; /* 0 = unlimited */
+    int conc;         /* partitionConcurrency */
     int listening, subscribed, stopping, closing, reported, closed;
     kpart *parts;
     size_t inflight;
@@ -56,12 +62,15 @@ typedef struct kserver {
     uv_timer_t closer;    /* polls the consumer close and the producer's queue while closing */
     int timers_open;
     int consumer_closing;
+    int in_pump, pump_again; /* a release inside pump_next runs more in the same turn */
 } kserver;
 
 /* The reply sink of one request: where replies go and the correlation id to echo. */
 typedef struct ksink {
     kserver *ks;
     int refs;
+    int replied;       /* a first reply was produced: the record no longer holds its partition */
+    uint64_t tag;      /* the record's dispatch */
     int32_t partition; /* -1: the producer's partitioner chooses */
     char *corr;
     size_t corr_len;
@@ -69,6 +78,7 @@ typedef struct ksink {
 } ksink;
 
 static void pump_next(kserver *ks);
+static void release_tag(kserver *ks, uint64_t tag);
 static void pump_cb(uv_timer_t *t) {
     pump_next(t->data);
 }
@@ -136,6 +146,11 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
     }
     rc = produce(ks, k->topic, k->partition, &m);
     nc_kafka_msg_free(&m);
+    if (!k->replied) { /* eachMessage resolves at a request's first reply (combineStreamsAndThrowIfRetriable)
+                        */
+        k->replied = 1;
+        release_tag(ks, k->tag);
+    }
     return rc;
 }
 
@@ -208,8 +223,27 @@ static void advance(kserver *ks, kpart *p) {
     if (last >= 0) store_offset(ks, p->topic, p->partition, last + 1);
 }
 
+/* Runs the records that became ready: at once inside pump_next (its loop goes round again), else on
+ * a fresh loop turn (never from inside a handler's reply or settle call). */
 static void schedule_pump(kserver *ks) {
-    if (ks->timers_open && !ks->closed) uv_timer_start(&ks->pump, pump_cb, 0, 0);
+    if (ks->in_pump)
+        ks->pump_again = 1;
+    else if (ks->timers_open && !ks->closed)
+        uv_timer_start(&ks->pump, pump_cb, 0, 0);
+}
+
+/* A record no longer holds its partition's turn. */
+static void release(kserver *ks, krec *r) {
+    if (!r->running) return;
+    r->running = 0;
+    r->part->running--;
+    schedule_pump(ks);
+}
+
+static void release_tag(kserver *ks, uint64_t tag) {
+    if (ks->closed) return;
+    krec *r = rec_of(ks, tag);
+    if (r && r->tag == tag) release(ks, r);
 }
 
 /* A record's outcome: done (stored once the records before it are), dead-lettered, or delivered again. */
@@ -218,12 +252,14 @@ static void settle_rec(kserver *ks, krec *r, int how) {
         if (ks->closing) return; /* left unstored: the group delivers it again after us */
         r->attempts++;
         if (!ks->max_attempts || r->attempts < ks->max_attempts) {
-            r->redo = 1; /* dispatched again on the next loop turn, in place: later records keep flowing */
+            r->redo = 1; /* dispatched again, before any later record of its partition that waits */
+            release(ks, r);
             schedule_pump(ks);
             return;
         }
         how = NC_SETTLE_REJECT; /* maxAttempts reached */
     }
+    release(ks, r);
     if (how != NC_SETTLE_ACK && ks->dlt && ks->prod.rk) dead_letter(ks, r->msg);
     r->done = 1;
     advance(ks, r->part);
@@ -299,6 +335,7 @@ static void on_record(kserver *ks, krec *rec) {
         if (k) {
             k->ks = ks;
             k->refs = 1; /* held across the dispatch */
+            k->replied = 0;
             memcpy(k->topic, rtopic->value, rtopic->value_len);
             k->topic[rtopic->value_len] = '\0';
             k->partition = rpart ? nc_kafka_parse_partition(rpart->value, rpart->value_len) : -1;
@@ -346,6 +383,7 @@ static void on_record(kserver *ks, krec *rec) {
     in.peer = k;
     in.peer_ops = k ? &sink_ops : NULL;
     rec->tag = ++ks->next_tag;
+    if (k) k->tag = rec->tag;
     in.delivery = (nc_delivery){.tag = rec->tag, .conn = 1, .set = 1};
     ks->dispatching = rec->tag;
     ks->held_how = -1;
@@ -361,40 +399,52 @@ static void on_record(kserver *ks, krec *rec) {
     if (held >= 0) settle_rec(ks, rec, held); /* last: it may free the record */
 }
 
-/* Serves the consumer queue (callbacks: rebalances, errors, logs; and records) and redeliveries. */
+/* Dispatches the records of a partition whose turn came: requeued ones first (they are older), then new
+ * ones in offset order, while fewer than partitionConcurrency run. */
+static void part_run(kserver *ks, kpart *p) {
+    while (p->running < ks->conc && !ks->stopping && !ks->closing) {
+        krec *r = p->head;
+        while (r && (r->done || r->running || (r->dispatched && !r->redo))) r = r->next;
+        if (!r) return;
+        r->redo = 0;
+        r->dispatched = r->running = 1;
+        p->running++;
+        on_record(ks, r); /* may free r (settled at once) */
+    }
+}
+
+/* Serves the consumer queue (callbacks: rebalances, errors, logs; and records) and the records whose
+ * turn came. */
 static void pump_next(kserver *ks) {
-    if (!ks->cons.rk || ks->closed) return;
-    for (;;) { /* requeued records, again in place (a dispatch may free records: scan anew each time) */
-        krec *redo = NULL;
-        for (kpart *p = ks->parts; p && !redo; p = p->next)
-            for (krec *r = p->head; r && !redo; r = r->next)
-                if (r->redo) redo = r;
-        if (!redo || ks->stopping) break;
-        redo->redo = 0;
-        on_record(ks, redo);
-    }
-    while (ks->inflight < MAX_INFLIGHT) {
-        rd_kafka_message_t *msg = rd_kafka_consumer_poll(ks->cons.rk, 0);
-        if (!msg) return;
-        if (msg->err) {
-            if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer: %s", rd_kafka_message_errstr(msg));
-            rd_kafka_message_destroy(msg);
-            continue;
+    if (!ks->cons.rk || ks->closed || ks->in_pump) return;
+    ks->in_pump = 1;
+    do {
+        ks->pump_again = 0;
+        for (kpart *p = ks->parts; p && !ks->closing; p = p->next) part_run(ks, p);
+        while (ks->inflight < MAX_INFLIGHT && !ks->closed && ks->cons.rk) {
+            rd_kafka_message_t *msg = rd_kafka_consumer_poll(ks->cons.rk, 0);
+            if (!msg) break;
+            if (msg->err) {
+                if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer: %s", rd_kafka_message_errstr(msg));
+                rd_kafka_message_destroy(msg);
+                continue;
+            }
+            kpart *p = ks->stopping ? NULL : part_of(ks, rd_kafka_topic_name(msg->rkt), msg->partition);
+            krec *r = p ? calloc(1, sizeof *r) : NULL;
+            if (!r) { /* stopping (or out of memory): not handled, the group delivers it again after us */
+                rd_kafka_message_destroy(msg);
+                continue;
+            }
+            r->part = p;
+            r->msg = msg;
+            *p->tail = r;
+            p->tail = &r->next;
+            ks->inflight++;
+            part_run(ks, p);
         }
-        kpart *p = ks->stopping ? NULL : part_of(ks, rd_kafka_topic_name(msg->rkt), msg->partition);
-        krec *r = p ? calloc(1, sizeof *r) : NULL;
-        if (!r) { /* stopping (or out of memory): not handled, the group delivers it again after us */
-            rd_kafka_message_destroy(msg);
-            continue;
-        }
-        r->part = p;
-        r->msg = msg;
-        *p->tail = r;
-        p->tail = &r->next;
-        ks->inflight++;
-        on_record(ks, r);
-    }
+    } while (ks->pump_again && !ks->closed && !ks->closing);
+    ks->in_pump = 0;
 }
 
 static void cons_wake(void *arg) {
@@ -440,6 +490,26 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
             rd_kafka_err2name(err), reason);
 }
 
+/* The records of revoked partitions that were never dispatched are let go (their new owner reads them
+ * from the committed offset). Records are dispatched in FIFO order, so these are the FIFO's tail. */
+static void drop_waiting(kserver *ks, const rd_kafka_topic_partition_list_t *revoked) {
+    for (int i = 0; revoked && i < revoked->cnt; i++)
+        for (kpart *p = ks->parts; p; p = p->next) {
+            if (p->partition != revoked->elems[i].partition || strcmp(p->topic, revoked->elems[i].topic))
+                continue;
+            krec **pp = &p->head;
+            while (*pp && (*pp)->dispatched) pp = &(*pp)->next;
+            p->tail = pp;
+            while (*pp) {
+                krec *r = *pp;
+                *pp = r->next;
+                rd_kafka_message_destroy(r->msg);
+                free(r);
+                ks->inflight--;
+            }
+        }
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
     kserver *ks = opaque;
@@ -455,6 +525,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             nc_server__status(ks->srv, "connected", 0);
         }
     } else {
+        drop_waiting(ks, parts);
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
         else
@@ -482,6 +553,8 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
     const nc_optset *opts = nc_server__opts(srv);
     const char *dlt = nc_opts_str(opts, "deadLetterTopic");
     ks->max_attempts = (int)nc_opts_int(opts, "maxAttempts");
+    ks->conc = (int)nc_opts_int(opts, "partitionConcurrency");
+    if (ks->conc < 1) ks->conc = 1;
     if (nc_url_parse(&ks->url, url->text, why, sizeof why) || (dlt && *dlt && !(ks->dlt = strdup(dlt)))) {
         nc_url_free(&ks->url);
         free(ks);
