@@ -582,6 +582,44 @@ static void test_order(void **st) {
     nc_server_free(cs);
 }
 
+/* Readiness: a server of a new group without fromBeginning reports "connected" only once it knows where
+ * it reads from, so a record produced right after is handled. The mock answers the first offset look-ups
+ * (ListOffsets) with an error, which made librdkafka resolve "latest" only after that record. */
+static int ready_seen;
+static void ev_ready(const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    ready_seen++;
+}
+static void add_ready(nc_server *srv) {
+    assert_int_equal(nc_server_event(srv, "ready.evt", ev_ready, NULL), 0);
+}
+
+static void test_ready(void **st) {
+    (void)st;
+    topic("ready.evt", 1);
+    rd_kafka_mock_push_request_errors(mock, 2 /* ListOffsets */, 2,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+    const nc_option rg[] = {{"groupId", "ready-g"}, {"fromBeginning", "false"}};
+    srv_st sr = {0};
+    nc_server *srv = server_up_with(&sr, add_ready, rg, 2);
+    char err[256];
+    rd_kafka_conf_t *pc = rd_kafka_conf_new();
+    rd_kafka_conf_set(pc, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mock), err, sizeof err);
+    rd_kafka_conf_set(pc, "log_level", "0", err, sizeof err);
+    rd_kafka_conf_set(pc, "linger.ms", "0", err, sizeof err);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+    assert_non_null(p);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("ready.evt"), RD_KAFKA_V_VALUE("\"r1\"", 4),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(p, 10000), 0);
+    rd_kafka_destroy(p);
+    assert_true(run_until_ms(&ready_seen, 1, 10000));
+    nc_server_free(srv);
+}
+
 /* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */
 static void test_options(void **st) {
     (void)st;
@@ -619,8 +657,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_options),      cmocka_unit_test(test_request_reply),
         cmocka_unit_test(test_group_shares), cmocka_unit_test(test_settle_dead_letter),
-        cmocka_unit_test(test_order),
+        cmocka_unit_test(test_order),        cmocka_unit_test(test_ready),
     };
+    if (getenv("NESTC_TEST_FILTER")) cmocka_set_test_filter(getenv("NESTC_TEST_FILTER")); /* by hand */
     return cmocka_run_group_tests(tests, setup, teardown);
 }
 

@@ -6,6 +6,7 @@
  * partitionConcurrency N lets up to N records of a partition run at once. A record stays in its FIFO until
  * settled; an offset is stored only when every earlier record of its partition is settled, and
  * librdkafka commits stored offsets in the background and on close: at-least-once. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 
 /* Records dispatched and not yet settled: past this the consumer is not polled until some are. */
 #define MAX_INFLIGHT 1000
+/* The start-offset look-up of an assignment (worker thread): all of it within this. */
+#define LOOKUP_TIMEOUT_MS 10000
 
 struct kpart;
 
@@ -63,7 +66,27 @@ typedef struct kserver {
     int timers_open;
     int consumer_closing;
     int in_pump, pump_again; /* a release inside pump_next runs more in the same turn */
+    int from_beginning;
+    unsigned rebalances;     /* rebalance callbacks so far: a look-up answers the one it was made for */
+    struct klookup *lookup;  /* the assignment's start offsets being looked up, or NULL */
+    int finish_after_lookup; /* closing waits for the look-up: the worker uses the consumer handle */
+    int close_after_lookup;  /* the graceful consumer close, likewise */
+    int report_if_idle;      /* listening without a route yet: connected unless one comes at once */
 } kserver;
+
+/* An assignment whose partitions have no committed offset and read from "latest": the worker looks up
+ * where "latest" is (committed offsets, then the end offsets of the others) and the loop assigns the
+ * partitions at those offsets. Only then is "connected" reported: a record produced after it is read.
+ * (Assigned as they come, librdkafka resolves "latest" asynchronously after the assignment, and a record
+ * produced in between was skipped.) */
+typedef struct klookup {
+    uv_work_t work;
+    kserver *ks;
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *parts;
+    unsigned rebalance;
+    atomic_int cancel; /* set by the loop when closing: the worker gives up */
+} klookup;
 
 /* The reply sink of one request: where replies go and the correlation id to echo. */
 typedef struct ksink {
@@ -417,6 +440,13 @@ static void part_run(kserver *ks, kpart *p) {
  * turn came. */
 static void pump_next(kserver *ks) {
     if (!ks->cons.rk || ks->closed || ks->in_pump) return;
+    if (ks->report_if_idle) {
+        ks->report_if_idle = 0;
+        if (!ks->nroutes && !ks->reported) { /* nothing to subscribe: nothing to wait for */
+            ks->reported = 1;
+            nc_server__status(ks->srv, "connected", 0);
+        }
+    }
     ks->in_pump = 1;
     do {
         ks->pump_again = 0;
@@ -510,12 +540,99 @@ static void drop_waiting(kserver *ks, const rd_kafka_topic_partition_list_t *rev
         }
 }
 
+/* Worker thread: librdkafka calls only (they block on the network); no nestc state is touched. */
+static void lookup_work(uv_work_t *w) {
+    klookup *l = w->data;
+    uint64_t end = uv_hrtime() / 1000000 + LOOKUP_TIMEOUT_MS;
+    int left = LOOKUP_TIMEOUT_MS;
+    for (int tries = 0; !atomic_load(&l->cancel); tries++) { /* committed offsets: kept where there are */
+        rd_kafka_resp_err_t e = rd_kafka_committed(l->rk, l->parts, left);
+        left = (int)(end - uv_hrtime() / 1000000);
+        if (!e || left <= 0) break;
+        uv_sleep(100);
+    }
+    for (int i = 0; i < l->parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &l->parts->elems[i];
+        if (p->offset >= 0) continue;
+        p->offset = RD_KAFKA_OFFSET_INVALID; /* committed, or librdkafka's own reset when not found here */
+        while (!atomic_load(&l->cancel) && (left = (int)(end - uv_hrtime() / 1000000)) > 0) {
+            int64_t lo, hi;
+            if (!rd_kafka_query_watermark_offsets(l->rk, p->topic, p->partition, &lo, &hi, left)) {
+                p->offset = hi;
+                break;
+            }
+            uv_sleep(100); /* a leader moving, a topic just created: asked again */
+        }
+    }
+}
+
+static void finish_close(kserver *ks);
+static void close_consumer(kserver *ks);
+
+static void lookup_done(uv_work_t *w, int status) {
+    klookup *l = w->data;
+    kserver *ks = l->ks;
+    ks->lookup = NULL;
+    if (ks->finish_after_lookup || ks->close_after_lookup) {
+        rd_kafka_topic_partition_list_destroy(l->parts);
+        free(l);
+        if (ks->finish_after_lookup)
+            finish_close(ks);
+        else
+            close_consumer(ks);
+        ks->finish_after_lookup = ks->close_after_lookup = 0;
+        return;
+    }
+    if (!status && !ks->closing && ks->cons.rk && l->rebalance == ks->rebalances) {
+        rd_kafka_error_t *e = NULL;
+        if (!strcmp(rd_kafka_rebalance_protocol(ks->cons.rk), "COOPERATIVE"))
+            e = rd_kafka_incremental_assign(ks->cons.rk, l->parts);
+        else
+            rd_kafka_assign(ks->cons.rk, l->parts);
+        if (e) {
+            nc_logf(ks->log, NC_LOG_ERROR, "Server", "assign: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        if (!ks->reported && !ks->stopping) {
+            ks->reported = 1;
+            nc_server__status(ks->srv, "connected", 0);
+        }
+        schedule_pump(ks);
+    }
+    rd_kafka_topic_partition_list_destroy(l->parts);
+    free(l);
+}
+
+/* Returns 1 when the look-up runs (the partitions are assigned when it ends), 0 to assign them now. */
+static int start_lookup(kserver *ks, const rd_kafka_topic_partition_list_t *parts) {
+    if (ks->lookup || !parts->cnt) return 0;
+    klookup *l = calloc(1, sizeof *l);
+    if (!l || !(l->parts = rd_kafka_topic_partition_list_copy(parts))) {
+        free(l);
+        return 0;
+    }
+    l->ks = ks;
+    l->rk = ks->cons.rk;
+    l->rebalance = ks->rebalances;
+    atomic_init(&l->cancel, 0);
+    l->work.data = l;
+    if (uv_queue_work(nc_server__io(ks->srv)->loop, &l->work, lookup_work, lookup_done)) {
+        rd_kafka_topic_partition_list_destroy(l->parts);
+        free(l);
+        return 0;
+    }
+    ks->lookup = l;
+    return 1;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
     kserver *ks = opaque;
     int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     rd_kafka_error_t *e = NULL;
+    ks->rebalances++;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (!ks->from_beginning && !ks->stopping && start_lookup(ks, parts)) return; /* assigned when known */
         if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else
@@ -554,6 +671,7 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
     const char *dlt = nc_opts_str(opts, "deadLetterTopic");
     ks->max_attempts = (int)nc_opts_int(opts, "maxAttempts");
     ks->conc = (int)nc_opts_int(opts, "partitionConcurrency");
+    ks->from_beginning = nc_opts_bool(opts, "fromBeginning");
     if (ks->conc < 1) ks->conc = 1;
     if (nc_url_parse(&ks->url, url->text, why, sizeof why) || (dlt && *dlt && !(ks->dlt = strdup(dlt)))) {
         nc_url_free(&ks->url);
@@ -628,9 +746,9 @@ static int ks_listen(void *state) {
         rc = ks_route_added(ks, last, NULL);
         free(last);
         if (rc) return rc;
-    } else {
-        ks->reported = 1;
-        nc_server__status(ks->srv, "connected", 0);
+    } else { /* the core adds the routes right after listen(): connected now only if none comes */
+        ks->report_if_idle = 1;
+        schedule_pump(ks);
     }
     return 0;
 }
@@ -666,9 +784,14 @@ static void timer_closed(uv_handle_t *h) {
 /* Everything is closed: the handles are destroyed (their threads joined), then the timers. */
 static void finish_close(kserver *ks) {
     if (ks->closed) return;
+    if (ks->lookup) { /* the worker uses the consumer handle: destroyed once it is done */
+        atomic_store(&ks->lookup->cancel, 1);
+        ks->finish_after_lookup = 1;
+        return;
+    }
     ks->closed = 1;
     drop_records(ks);
-    nc_kafka_handle_close(&ks->cons, 0);
+    nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE); /* closed before, if at all */
     nc_kafka_handle_close(&ks->prod, 0);
     if (ks->timers_open) {
         ks->timers_open = 2;
@@ -693,6 +816,16 @@ static void closer_cb(uv_timer_t *t) {
     }
 }
 
+static void close_consumer(kserver *ks) {
+    if (!ks->cons.rk) return;
+    /* blocking, on the loop: leaves the group (its rebalance callback runs here) and commits the
+     * stored offsets; quick with a reachable cluster. librdkafka 2.0 has close_queue for an
+     * asynchronous close, but a destroy during it does not return (seen with the mock cluster). */
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(ks->cons.rk);
+    if (e) nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer close: %s", rd_kafka_err2str(e));
+    nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
 static void begin_close(kserver *ks) {
     if (ks->closing) return;
     ks->closing = 1;
@@ -701,14 +834,12 @@ static void begin_close(kserver *ks) {
         finish_close(ks);
         return;
     }
-    if (ks->cons.rk) {
-        /* blocking, on the loop: leaves the group (its rebalance callback runs here) and commits the
-         * stored offsets; quick with a reachable cluster. librdkafka 2.0 has close_queue for an
-         * asynchronous close, but a destroy during it does not return (seen with the mock cluster). */
-        drop_records(ks);
-        rd_kafka_resp_err_t e = rd_kafka_consumer_close(ks->cons.rk);
-        if (e) nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer close: %s", rd_kafka_err2str(e));
-        nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    drop_records(ks);
+    if (ks->cons.rk && ks->lookup) { /* closed when the worker is done with the handle (it gives up now) */
+        atomic_store(&ks->lookup->cancel, 1);
+        ks->close_after_lookup = 1;
+    } else {
+        close_consumer(ks);
     }
     uv_timer_start(&ks->closer, closer_cb, 0, 5);
 }
@@ -725,6 +856,10 @@ static void ks_close(void *state) {
     /* at once: what the producer still holds is dropped, the consumer is not closed gracefully */
     if (ks->prod.rk) rd_kafka_purge(ks->prod.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     uv_timer_stop(&ks->closer);
+    if (ks->lookup) { /* finished when the worker is done with the consumer handle (it gives up now) */
+        finish_close(ks);
+        return;
+    }
     ks->closed = 1;
     drop_records(ks);
     nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
