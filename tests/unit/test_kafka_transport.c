@@ -485,7 +485,15 @@ static void ev_two(const nc_msg *m, void *u) {
     else
         two_fast++;
 }
+/* Regex routes: the route, the pattern and the channel the handler sees */
+static void h_rx(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, json_pack("{s:s,s:s,s:s,s:s}", "by", (const char *)u, "route", nc_msg_route(m), "pattern",
+                            nc_msg_pattern(m) ? nc_msg_pattern(m) : "", "channel",
+                            nc_msg_channel(m) ? nc_msg_channel(m) : ""));
+}
 static void add_order(nc_server *srv) {
+    assert_int_equal(nc_server_message(srv, "^rx\\.[a-z]+$", h_rx, "regex"), 0);
+    assert_int_equal(nc_server_message(srv, "rx.two", h_rx, "exact"), 0);
     assert_int_equal(nc_server_event(srv, "ord.evt", ev_ord, NULL), 0);
     assert_int_equal(nc_server_event(srv, "ord.redo", ev_redo, NULL), 0);
     assert_int_equal(nc_server_event(srv, "ord.two", ev_two, NULL), 0);
@@ -531,6 +539,8 @@ static void test_order(void **st) {
     topic("ord.redo", 1);
     topic("ord.two", 2);
     route_topics("conc.slow", 1);
+    route_topics("rx.one", 1); /* before the regex subscription: librdkafka matches the topics it knows */
+    route_topics("rx.two", 1);
     const nc_option og[] = {{"groupId", "order-g"}};
     const nc_option cg[] = {{"groupId", "conc-g"}, {"partitionConcurrency", "4"}};
     srv_st so = {0}, sc = {0};
@@ -561,6 +571,21 @@ static void test_order(void **st) {
     assert_non_null(two_held);
     nc_event_ack(two_held);
     two_held = NULL;
+
+    /* a regex route: topics without an exact route that match it; an exact route comes first */
+    call k = {0};
+    json_t *r = ask(c, "rx.one", json_string("a"), NULL, &k);
+    assert_int_equal(k.err, 0);
+    if (strcmp(json_string_value(json_object_get(r, "by")), "regex") ||
+        strcmp(json_string_value(json_object_get(r, "route")), "^rx\\.[a-z]+$") ||
+        strcmp(json_string_value(json_object_get(r, "channel")), "rx.one") ||
+        strcmp(json_string_value(json_object_get(r, "pattern")), "rx.one"))
+        fail_msg("rx.one: %s", json_dumps(r, 0));
+    call_clear(&k);
+    r = ask(c, "rx.two", json_string("b"), NULL, &k);
+    assert_int_equal(k.err, 0);
+    assert_string_equal(json_string_value(json_object_get(r, "by")), "exact");
+    call_clear(&k);
 
     /* partitionConcurrency 4: a quick request overtakes a slow one of its partition */
     call slow = {0}, quick = {0};

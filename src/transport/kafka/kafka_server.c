@@ -6,6 +6,7 @@
  * partitionConcurrency N lets up to N records of a partition run at once. A record stays in its FIFO until
  * settled; an offset is stored only when every earlier record of its partition is settled, and
  * librdkafka commits stored offsets in the background and on close: at-least-once. */
+#include <regex.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,13 +46,22 @@ typedef struct kpart {
     int running; /* records of this partition running (at most partitionConcurrency) */
 } kpart;
 
+/* A regex route (spec §2: a NestJS handler pattern that is a RegExp): subscribed as a librdkafka regex
+ * subscription, and the route of a record whose topic has no exact route and matches it. */
+typedef struct krx {
+    char *route;
+    regex_t re;
+} krx;
+
 typedef struct kserver {
     const nc_logger *log; /* first: librdkafka's opaque (nc_kafka_log_cb) */
     nc_server *srv;
     nc_url url; /* a copy for the configuration at listen() */
     nc_kafka_handle prod, cons;
-    char **routes;
+    char **routes; /* subscribed: topic names, and regexes (starting with ^) */
     size_t nroutes;
+    struct krx *rx; /* the regex routes, in the order added */
+    size_t nrx;
     char *dlt;        /* deadLetterTopic, NULL = none */
     int max_attempts; /* 0 = unlimited */
     int conc;         /* partitionConcurrency */
@@ -334,6 +344,17 @@ static int null_value_data(const rd_kafka_message_t *msg, const nc_header *h, si
     return rc;
 }
 
+/* The topic is the route (spec §2); a topic without an exact route goes to the first regex route that
+ * matches it (none: the topic itself, which finds no handler: NestJS's no-handler reply, §7.5). */
+static const char *route_of(kserver *ks, const char *topic) {
+    if (!ks->nrx) return topic;
+    for (size_t i = 0; i < ks->nroutes; i++)
+        if (ks->routes[i][0] != '^' && !strcmp(ks->routes[i], topic)) return topic;
+    for (size_t i = 0; i < ks->nrx; i++)
+        if (!regexec(&ks->rx[i].re, topic, 0, NULL, 0)) return ks->rx[i].route;
+    return topic;
+}
+
 static void on_record(kserver *ks, krec *rec) {
     rd_kafka_message_t *msg = rec->msg;
     const char *topic = rd_kafka_topic_name(msg->rkt);
@@ -397,7 +418,7 @@ static void on_record(kserver *ks, krec *rec) {
     parts.is_event = is_event;
     nc_inbound in = {0};
     in.channel = topic;
-    in.route = topic; /* the topic is the route (spec §2) */
+    in.route = route_of(ks, topic);
     in.headers = hdrs;
     in.nheaders = nh;
     in.ctx = ctx;
@@ -696,7 +717,23 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
 static int ks_route_added(void *state, const char *route, const nc_optset *opts) {
     kserver *ks = state;
     (void)opts;
-    if (!nc_kafka_topic_ok(route)) { /* an object pattern or a wildcard: no record can carry it */
+    if (route[0] == '^') { /* a regex subscription: librdkafka takes topic names starting with ^ as such */
+        krx *x = realloc(ks->rx, (ks->nrx + 1) * sizeof *x);
+        if (!x) return NC_ENOMEM;
+        ks->rx = x;
+        int rc = regcomp(&x[ks->nrx].re, route, REG_EXTENDED | REG_NOSUB);
+        if (rc) {
+            char why[200];
+            regerror(rc, &x[ks->nrx].re, why, sizeof why);
+            return nc_fail(ks->log, "Server", NC_EINVAL, "the route %s is not a regular expression: %s",
+                           route, why);
+        }
+        if (!(x[ks->nrx].route = strdup(route))) {
+            regfree(&x[ks->nrx].re);
+            return NC_ENOMEM;
+        }
+        ks->nrx++;
+    } else if (!nc_kafka_topic_ok(route)) { /* an object pattern or a wildcard: no record can carry it */
         nc_logf(ks->log, NC_LOG_DEBUG, "Server",
                 "the route %s is not a legal Kafka topic name: not subscribed", route);
         return 0;
@@ -743,6 +780,11 @@ static int ks_listen(void *state) {
     if (ks->nroutes) {
         ks->nroutes--; /* ks_route_added adds it back and subscribes to the whole list */
         char *last = ks->routes[ks->nroutes];
+        if (last[0] == '^' && ks->nrx) { /* its regex too */
+            ks->nrx--;
+            regfree(&ks->rx[ks->nrx].re);
+            free(ks->rx[ks->nrx].route);
+        }
         rc = ks_route_added(ks, last, NULL);
         free(last);
         if (rc) return rc;
@@ -876,6 +918,11 @@ static void ks_destroy(void *state) {
     nc_kafka_handle_close(&ks->prod, 0);
     for (size_t i = 0; i < ks->nroutes; i++) free(ks->routes[i]);
     free(ks->routes);
+    for (size_t i = 0; i < ks->nrx; i++) {
+        regfree(&ks->rx[i].re);
+        free(ks->rx[i].route);
+    }
+    free(ks->rx);
     free(ks->dlt);
     drop_records(ks);
     nc_url_free(&ks->url);
