@@ -620,6 +620,13 @@ static void add_ready(nc_server *srv) {
     assert_int_equal(nc_server_event(srv, "ready.evt", ev_ready, NULL), 0);
 }
 
+static uint64_t gap_last, gap_max;
+static void on_gap_tick(uv_timer_t *t) {
+    uint64_t now = uv_now(t->loop);
+    if (now - gap_last > gap_max) gap_max = now - gap_last;
+    gap_last = now;
+}
+
 static void test_ready(void **st) {
     (void)st;
     topic("ready.evt", 1);
@@ -642,7 +649,27 @@ static void test_ready(void **st) {
     assert_int_equal(rd_kafka_flush(p, 10000), 0);
     rd_kafka_destroy(p);
     assert_true(run_until_ms(&ready_seen, 1, 10000));
+
+    /* a graceful close with the cluster unreachable: the consumer leaves its group on a worker thread,
+     * the loop keeps turning (a 10 ms timer never waits long) and the close ends */
+    for (int b = 1; b <= 3; b++) rd_kafka_mock_broker_set_down(mock, b);
+    uv_timer_t tick;
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&tick, on_gap_tick, 10, 10);
+    uv_update_time(&loop);
+    uint64_t t0 = uv_now(&loop);
+    gap_last = t0;
+    gap_max = 0;
     nc_server_free(srv);
+    uv_update_time(&loop);
+    uint64_t took = uv_now(&loop) - t0;
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the timer is on this stack: closed before it goes */
+    for (int b = 1; b <= 3; b++) rd_kafka_mock_broker_set_up(mock, b);
+    printf("close with the cluster down: %llu ms, longest loop gap %llu ms\n", (unsigned long long)took,
+           (unsigned long long)gap_max);
+    assert_true(gap_max < 500u * (unsigned)time_factor());
+    assert_true(took < 30000u * (unsigned)time_factor());
 }
 
 /* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */

@@ -74,7 +74,10 @@ typedef struct kserver {
     uv_timer_t pump;      /* redeliveries and polling again after a settle, on a fresh loop turn */
     uv_timer_t closer;    /* polls the consumer close and the producer's queue while closing */
     int timers_open;
-    int consumer_closing;
+    int consumer_closing; /* set before the close worker starts: the callbacks on it only let go */
+    uv_work_t close_work; /* the consumer's close and destroy, off the loop */
+    int close_busy;       /* the worker has the consumer handle */
+    int finish_after_close;
     int in_pump, pump_again; /* a release inside pump_next runs more in the same turn */
     int from_beginning;
     unsigned rebalances;     /* rebalance callbacks so far: a look-up answers the one it was made for */
@@ -192,7 +195,7 @@ static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
 /* ---- settling -------------------------------------------------------------------------------------- */
 
 static void store_offset(kserver *ks, const char *topic, int32_t partition, int64_t next) {
-    if (!ks->cons.rk) return;
+    if (!ks->cons.rk || ks->consumer_closing) return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(ks->cons.rk, l);
@@ -460,7 +463,7 @@ static void part_run(kserver *ks, kpart *p) {
 /* Serves the consumer queue (callbacks: rebalances, errors, logs; and records) and the records whose
  * turn came. */
 static void pump_next(kserver *ks) {
-    if (!ks->cons.rk || ks->closed || ks->in_pump) return;
+    if (!ks->cons.rk || ks->closed || ks->in_pump || ks->consumer_closing) return;
     if (ks->report_if_idle) {
         ks->report_if_idle = 0;
         if (!ks->nroutes && !ks->reported) { /* nothing to subscribe: nothing to wait for */
@@ -472,7 +475,7 @@ static void pump_next(kserver *ks) {
     do {
         ks->pump_again = 0;
         for (kpart *p = ks->parts; p && !ks->closing; p = p->next) part_run(ks, p);
-        while (ks->inflight < MAX_INFLIGHT && !ks->closed && ks->cons.rk) {
+        while (ks->inflight < MAX_INFLIGHT && !ks->closed && ks->cons.rk && !ks->consumer_closing) {
             rd_kafka_message_t *msg = rd_kafka_consumer_poll(ks->cons.rk, 0);
             if (!msg) break;
             if (msg->err) {
@@ -499,25 +502,7 @@ static void pump_next(kserver *ks) {
 }
 
 static void cons_wake(void *arg) {
-    kserver *ks = arg;
-    if (ks->consumer_closing) {
-        rd_kafka_event_t *ev;
-        while ((ev = rd_kafka_queue_poll(ks->cons.q, 0))) {
-            /* the close's own rebalance: handed to us as an event, the partitions must be let go here */
-            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
-                if (!strcmp(rd_kafka_rebalance_protocol(ks->cons.rk), "COOPERATIVE")) {
-                    rd_kafka_error_t *e =
-                        rd_kafka_incremental_unassign(ks->cons.rk, rd_kafka_event_topic_partition_list(ev));
-                    if (e) rd_kafka_error_destroy(e);
-                } else {
-                    rd_kafka_assign(ks->cons.rk, NULL);
-                }
-            }
-            rd_kafka_event_destroy(ev);
-        }
-        return;
-    }
-    pump_next(ks);
+    pump_next(arg);
 }
 
 static void prod_wake(void *arg) {
@@ -537,6 +522,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     (void)rk;
     kserver *ks = opaque;
+    if (ks->consumer_closing && rk != ks->prod.rk) return; /* on the close worker: nestc's logger is not */
     nc_logf(ks->log, err == RD_KAFKA_RESP_ERR__FATAL ? NC_LOG_ERROR : NC_LOG_WARN, "Server", "%s: %s",
             rd_kafka_err2name(err), reason);
 }
@@ -651,6 +637,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     kserver *ks = opaque;
     int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     rd_kafka_error_t *e = NULL;
+    if (ks->consumer_closing) { /* the close's own revoke, on the close worker: let go, touch nothing else */
+        if (coop)
+            e = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rd_kafka_assign(rk, NULL);
+        if (e) rd_kafka_error_destroy(e);
+        return;
+    }
     ks->rebalances++;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         if (!ks->from_beginning && !ks->stopping && start_lookup(ks, parts)) return; /* assigned when known */
@@ -743,7 +737,7 @@ static int ks_route_added(void *state, const char *route, const nc_optset *opts)
     ks->routes = r;
     if (!(r[ks->nroutes] = strdup(route))) return NC_ENOMEM;
     ks->nroutes++;
-    if (!ks->listening || !ks->cons.rk) return 0;
+    if (!ks->listening || !ks->cons.rk || ks->consumer_closing) return 0;
     /* a handler added while serving: the subscription is replaced by the whole list */
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)ks->nroutes);
     for (size_t i = 0; i < ks->nroutes; i++)
@@ -826,6 +820,10 @@ static void timer_closed(uv_handle_t *h) {
 /* Everything is closed: the handles are destroyed (their threads joined), then the timers. */
 static void finish_close(kserver *ks) {
     if (ks->closed) return;
+    if (ks->close_busy) { /* the close worker owns the consumer handle */
+        ks->finish_after_close = 1;
+        return;
+    }
     if (ks->lookup) { /* the worker uses the consumer handle: destroyed once it is done */
         atomic_store(&ks->lookup->cancel, 1);
         ks->finish_after_lookup = 1;
@@ -848,9 +846,8 @@ static void finish_close(kserver *ks) {
  * empties; checked on a short timer since both happen on librdkafka's threads. */
 static void closer_cb(uv_timer_t *t) {
     kserver *ks = t->data;
-    if (ks->cons.rk && ks->consumer_closing) cons_wake(ks);
     if (ks->prod.rk) rd_kafka_poll(ks->prod.rk, 0);
-    int cons_done = !ks->cons.rk || rd_kafka_consumer_closed(ks->cons.rk);
+    int cons_done = !ks->cons.rk && !ks->close_busy && !ks->lookup;
     int prod_done = !ks->prod.rk || rd_kafka_outq_len(ks->prod.rk) == 0;
     if (cons_done && prod_done) {
         uv_timer_stop(t);
@@ -858,14 +855,48 @@ static void closer_cb(uv_timer_t *t) {
     }
 }
 
+/* Worker thread: the handle is the worker's alone (the loop no longer watches its queue). The close leaves
+ * the group (the rebalance callback runs here and only lets go) and commits the stored offsets; then the
+ * handle is destroyed, its threads joined. librdkafka 2.0's asynchronous close_queue was tried instead: a
+ * destroy while that close was under way did not return (seen with the mock cluster). */
+static void close_work(uv_work_t *w) {
+    kserver *ks = w->data;
+    rd_kafka_t *rk = ks->cons.rk;
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+static void close_done(uv_work_t *w, int status) {
+    kserver *ks = w->data;
+    (void)status;
+    ks->close_busy = 0;
+    ks->cons.rk = NULL;                  /* destroyed by the worker */
+    nc_kafka_handle_close(&ks->cons, 0); /* the pipe */
+    if (ks->finish_after_close) finish_close(ks);
+}
+
+/* The graceful consumer close, off the loop: the loop stops watching the consumer's queue and hands the
+ * handle to a worker thread. With an unreachable cluster it takes librdkafka's own timeouts, but the
+ * loop keeps running meanwhile (a close at once waits for the worker too: it owns the handle). */
 static void close_consumer(kserver *ks) {
-    if (!ks->cons.rk) return;
-    /* blocking, on the loop: leaves the group (its rebalance callback runs here) and commits the
-     * stored offsets; quick with a reachable cluster. librdkafka 2.0 has close_queue for an
-     * asynchronous close, but a destroy during it does not return (seen with the mock cluster). */
-    rd_kafka_resp_err_t e = rd_kafka_consumer_close(ks->cons.rk);
-    if (e) nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer close: %s", rd_kafka_err2str(e));
-    nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    if (!ks->cons.rk || ks->close_busy) return;
+    if (ks->cons.poll) nc_poll_free(ks->cons.poll);
+    ks->cons.poll = NULL;
+    if (ks->cons.q) {
+        rd_kafka_queue_io_event_enable(ks->cons.q, -1, NULL, 0);
+        rd_kafka_queue_destroy(ks->cons.q);
+        ks->cons.q = NULL;
+    }
+    rd_kafka_set_log_level(ks->cons.rk, 0); /* its logs would be served on the worker */
+    ks->consumer_closing = 1;
+    ks->close_work.data = ks;
+    if (uv_queue_work(nc_server__io(ks->srv)->loop, &ks->close_work, close_work, close_done)) {
+        rd_kafka_resp_err_t e = rd_kafka_consumer_close(ks->cons.rk); /* no worker: on the loop */
+        if (e) nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer close: %s", rd_kafka_err2str(e));
+        nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        return;
+    }
+    ks->close_busy = 1;
 }
 
 static void begin_close(kserver *ks) {
@@ -898,7 +929,7 @@ static void ks_close(void *state) {
     /* at once: what the producer still holds is dropped, the consumer is not closed gracefully */
     if (ks->prod.rk) rd_kafka_purge(ks->prod.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     uv_timer_stop(&ks->closer);
-    if (ks->lookup) { /* finished when the worker is done with the consumer handle (it gives up now) */
+    if (ks->lookup || ks->close_busy) { /* finished when the worker is done with the consumer handle */
         finish_close(ks);
         return;
     }
