@@ -1,8 +1,11 @@
 /* The Kafka transport (kafka://) against librdkafka's mock cluster, started here in-process with three
  * brokers (rdkafka_mock.h): a real Kafka protocol peer for librdkafka, no external broker needed.
  * Request/reply, events, a stream ending with kafka_nest-is-disposed on its last record, errors as
- * kafka_nest-err, keys and headers both ways, two servers of one group each record handled once, and the
- * kafka.<property> pass-through of the option table. Without librdkafka the test does nothing. */
+ * kafka_nest-err, keys and headers both ways, two servers of one group each record handled once, the
+ * kafka.<property> pass-through of the option table, records of a partition in order (partitionConcurrency
+ * for the other way), regex routes, "connected" only once the start offsets are known, and a graceful close
+ * that leaves the loop running with the cluster down. Without librdkafka the test does nothing.
+ * NESTC_TEST_FILTER=<case> runs one case (by hand). */
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "broker_harness.h"
 

@@ -80,7 +80,7 @@ typedef struct kserver {
     int finish_after_close;
     int in_pump, pump_again; /* a release inside pump_next runs more in the same turn */
     int from_beginning;
-    unsigned rebalances;     /* rebalance callbacks so far: a look-up answers the one it was made for */
+    unsigned revokes;        /* revocations so far: a look-up made before the last one is dropped */
     struct klookup *lookup;  /* the assignment's start offsets being looked up, or NULL */
     int finish_after_lookup; /* closing waits for the look-up: the worker uses the consumer handle */
     int close_after_lookup;  /* the graceful consumer close, likewise */
@@ -97,7 +97,7 @@ typedef struct klookup {
     kserver *ks;
     rd_kafka_t *rk;
     rd_kafka_topic_partition_list_t *parts;
-    unsigned rebalance;
+    unsigned revokes;
     atomic_int cancel; /* set by the loop when closing: the worker gives up */
 } klookup;
 
@@ -590,7 +590,7 @@ static void lookup_done(uv_work_t *w, int status) {
         ks->finish_after_lookup = ks->close_after_lookup = 0;
         return;
     }
-    if (!status && !ks->closing && ks->cons.rk && l->rebalance == ks->rebalances) {
+    if (!status && !ks->closing && ks->cons.rk && l->revokes == ks->revokes) {
         rd_kafka_error_t *e = NULL;
         if (!strcmp(rd_kafka_rebalance_protocol(ks->cons.rk), "COOPERATIVE"))
             e = rd_kafka_incremental_assign(ks->cons.rk, l->parts);
@@ -620,7 +620,7 @@ static int start_lookup(kserver *ks, const rd_kafka_topic_partition_list_t *part
     }
     l->ks = ks;
     l->rk = ks->cons.rk;
-    l->rebalance = ks->rebalances;
+    l->revokes = ks->revokes;
     atomic_init(&l->cancel, 0);
     l->work.data = l;
     if (uv_queue_work(nc_server__io(ks->srv)->loop, &l->work, lookup_work, lookup_done)) {
@@ -645,7 +645,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         if (e) rd_kafka_error_destroy(e);
         return;
     }
-    ks->rebalances++;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         if (!ks->from_beginning && !ks->stopping && start_lookup(ks, parts)) return; /* assigned when known */
         if (coop)
@@ -657,6 +656,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             nc_server__status(ks->srv, "connected", 0);
         }
     } else {
+        ks->revokes++; /* a look-up under way is for partitions that may be gone: dropped */
         drop_waiting(ks, parts);
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
