@@ -182,8 +182,7 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
     }
     rc = produce(ks, k->topic, k->partition, &m);
     nc_kafka_msg_free(&m);
-    if (!k->replied) { /* eachMessage resolves at a request's first reply (combineStreamsAndThrowIfRetriable)
-                        */
+    if (!k->replied) { /* NestJS: eachMessage resolves at the first reply */
         k->replied = 1;
         release_tag(ks, k->tag);
     }
