@@ -96,6 +96,28 @@ static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
     return server_up_with(st, add, NULL, 0);
 }
 
+/* Server start without waiting (two groups join side by side: one 3 s delay for both). */
+static nc_server *server_start(srv_st *st, void (*add)(nc_server *), const nc_option *extra, size_t nextra) {
+    static nc_option opts[2][16];
+    static int which;
+    nc_option *o2 = opts[which++ % 2];
+    size_t n = sizeof srv_opts / sizeof *srv_opts;
+    memcpy(o2, srv_opts, sizeof srv_opts);
+    for (size_t i = 0; i < nextra; i++) o2[n++] = extra[i];
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.shutdown_timeout_ms = 2000;
+    o.options = o2;
+    o.noptions = n;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    nc_server_on_status(srv, on_srv_status, st);
+    add(srv);
+    assert_int_equal(nc_server_listen(srv), 0);
+    return srv;
+}
+
 static nc_client *client_up(void) {
     static const nc_option co[] = {{"kafka.log_level", "0"}};
     nc_client_opts o = {0};
@@ -317,8 +339,10 @@ static void test_group_shares(void **st) {
     (void)st;
     topic("work.items", 4);
     srv_st s1 = {0}, s2 = {0};
-    nc_server *a = server_up(&s1, add_work);
-    nc_server *b = server_up(&s2, add_work);
+    nc_server *a = server_start(&s1, add_work, NULL, 0); /* both in the group's first join */
+    nc_server *b = server_start(&s2, add_work, NULL, 0);
+    assert_true(run_until_ms(&s1.connected, 1, 30000));
+    assert_true(run_until_ms(&s2.connected, 1, 30000));
     nc_client *c = client_up();
     call e[40];
     memset(e, 0, sizeof e);
@@ -512,28 +536,6 @@ static void emit_to(nc_client *c, const char *route, json_t *value, int partitio
     json_decref(m);
     assert_true(run_until_ms(&e.done, 1, 30000));
     assert_int_equal(e.err, 0);
-}
-
-/* Server start without waiting (two groups join side by side: one 3 s delay for both). */
-static nc_server *server_start(srv_st *st, void (*add)(nc_server *), const nc_option *extra, size_t nextra) {
-    static nc_option opts[2][16];
-    static int which;
-    nc_option *o2 = opts[which++ % 2];
-    size_t n = sizeof srv_opts / sizeof *srv_opts;
-    memcpy(o2, srv_opts, sizeof srv_opts);
-    for (size_t i = 0; i < nextra; i++) o2[n++] = extra[i];
-    nc_server_opts o = {0};
-    o.loop = &loop;
-    o.log_level = NC_LOG_OFF;
-    o.shutdown_timeout_ms = 2000;
-    o.options = o2;
-    o.noptions = n;
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, url, &o), 0);
-    nc_server_on_status(srv, on_srv_status, st);
-    add(srv);
-    assert_int_equal(nc_server_listen(srv), 0);
-    return srv;
 }
 
 static void test_order(void **st) {
