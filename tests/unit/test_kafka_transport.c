@@ -1,8 +1,11 @@
 /* The Kafka transport (kafka://) against librdkafka's mock cluster, started here in-process with three
  * brokers (rdkafka_mock.h): a real Kafka protocol peer for librdkafka, no external broker needed.
  * Request/reply, events, a stream ending with kafka_nest-is-disposed on its last record, errors as
- * kafka_nest-err, keys and headers both ways, two servers of one group each record handled once, and the
- * kafka.<property> pass-through of the option table. Without librdkafka the test does nothing. */
+ * kafka_nest-err, keys and headers both ways, two servers of one group each record handled once, the
+ * kafka.<property> pass-through of the option table, records of a partition in order (partitionConcurrency
+ * for the other way), regex routes, "connected" only once the start offsets are known, and a graceful close
+ * that leaves the loop running with the cluster down. Without librdkafka the test does nothing.
+ * NESTC_TEST_FILTER=<case> runs one case (by hand). */
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "broker_harness.h"
 
@@ -91,6 +94,28 @@ static nc_server *server_up_with(srv_st *st, void (*add)(nc_server *), const nc_
 
 static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
     return server_up_with(st, add, NULL, 0);
+}
+
+/* Server start without waiting (two groups join side by side: one 3 s delay for both). */
+static nc_server *server_start(srv_st *st, void (*add)(nc_server *), const nc_option *extra, size_t nextra) {
+    static nc_option opts[2][16];
+    static int which;
+    nc_option *o2 = opts[which++ % 2];
+    size_t n = sizeof srv_opts / sizeof *srv_opts;
+    memcpy(o2, srv_opts, sizeof srv_opts);
+    for (size_t i = 0; i < nextra; i++) o2[n++] = extra[i];
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.shutdown_timeout_ms = 2000;
+    o.options = o2;
+    o.noptions = n;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    nc_server_on_status(srv, on_srv_status, st);
+    add(srv);
+    assert_int_equal(nc_server_listen(srv), 0);
+    return srv;
 }
 
 static nc_client *client_up(void) {
@@ -266,17 +291,16 @@ static void test_request_reply(void **st) {
     assert_true(got_corr);
     call_clear(&k);
 
-    /* a slow request does not hold up the next record of its partition */
+    /* records of one partition in order: the quick request waits for the slow one's reply */
     call slow = {0}, quick = {0};
-    json_t *ms_slow = json_integer(2000), *ms0 = json_integer(0);
+    json_t *ms_slow = json_integer(1200), *ms0 = json_integer(0);
     assert_int_equal(nc_client_send(c, "math.slow", ms_slow, NULL, on_value, on_done, &slow), 0);
     assert_int_equal(nc_client_send(c, "math.slow", ms0, NULL, on_value, on_done, &quick), 0);
     json_decref(ms_slow);
     json_decref(ms0);
     assert_true(run_until_ms(&quick.done, 1, 30000));
     assert_int_equal(quick.err, 0);
-    assert_int_equal(slow.done, 0);
-    assert_true(run_until_ms(&slow.done, 1, 30000));
+    assert_int_equal(slow.done, 1); /* answered before the quick one */
     assert_string_equal(json_string_value(slow.last), "late");
     call_clear(&slow);
     call_clear(&quick);
@@ -315,8 +339,10 @@ static void test_group_shares(void **st) {
     (void)st;
     topic("work.items", 4);
     srv_st s1 = {0}, s2 = {0};
-    nc_server *a = server_up(&s1, add_work);
-    nc_server *b = server_up(&s2, add_work);
+    nc_server *a = server_start(&s1, add_work, NULL, 0); /* both in the group's first join */
+    nc_server *b = server_start(&s2, add_work, NULL, 0);
+    assert_true(run_until_ms(&s1.connected, 1, 30000));
+    assert_true(run_until_ms(&s2.connected, 1, 30000));
     nc_client *c = client_up();
     call e[40];
     memset(e, 0, sizeof e);
@@ -414,6 +440,243 @@ static void test_settle_dead_letter(void **st) {
     nc_server_free(w);
 }
 
+/* ---- delivery order within a partition ------------------------------------------------------------- */
+
+/* What the handlers of test_order saw, in order: "s<name>" at the start, "e<name>" at the settle. */
+static char trace[256];
+static void trace_add(const char *what) {
+    if (strlen(trace) + strlen(what) + 2 < sizeof trace) {
+        if (*trace) strcat(trace, " ");
+        strcat(trace, what);
+    }
+}
+static int ord_settled, redo_seen, two_fast;
+static nc_event *two_held;
+
+typedef struct later {
+    uv_timer_t t;
+    nc_event *ev;
+    char name[16];
+    int requeue;
+} later;
+static void on_later_settle(uv_timer_t *t) {
+    later *l = t->data;
+    char w[24];
+    snprintf(w, sizeof w, "e%s", l->name);
+    trace_add(w);
+    if (l->requeue)
+        nc_event_nack(l->ev, true);
+    else
+        nc_event_ack(l->ev);
+    ord_settled++;
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+static void settle_later(const nc_msg *m, const char *name, int ms, int requeue) {
+    later *l = calloc(1, sizeof *l);
+    l->ev = nc_event_keep(m);
+    l->requeue = requeue;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    uv_timer_init(nc_event_loop(l->ev), &l->t);
+    l->t.data = l;
+    uv_timer_start(&l->t, on_later_settle, (uint64_t)ms, 0);
+}
+
+/* {"n": name, "ms": delay}: kept, settled ms later */
+static void ev_ord(const nc_msg *m, void *u) {
+    (void)u;
+    json_t *d = nc_msg_data(m);
+    char w[24];
+    snprintf(w, sizeof w, "s%s", json_string_value(json_object_get(d, "n")));
+    trace_add(w);
+    settle_later(m, json_string_value(json_object_get(d, "n")),
+                 (int)json_integer_value(json_object_get(d, "ms")), 0);
+}
+/* "x" is requeued once (100 ms later), then acked; the others acked at once */
+static void ev_redo(const nc_msg *m, void *u) {
+    (void)u;
+    const char *n = json_string_value(nc_msg_data(m));
+    int64_t c = 0;
+    nc_msg_ctx_int(m, NC_CTX_DELIVERY_COUNT, &c);
+    char w[24];
+    snprintf(w, sizeof w, "%s%d", n ? n : "?", (int)c);
+    trace_add(w);
+    redo_seen++;
+    if (n && !strcmp(n, "x") && c == 1) settle_later(m, "x", 100, 1);
+}
+/* "slow" is kept until the test settles it; "fast" is counted */
+static void ev_two(const nc_msg *m, void *u) {
+    (void)u;
+    const char *n = json_string_value(nc_msg_data(m));
+    if (n && !strcmp(n, "slow"))
+        two_held = nc_event_keep(m);
+    else
+        two_fast++;
+}
+/* Regex routes: the route, the pattern and the channel the handler sees */
+static void h_rx(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, json_pack("{s:s,s:s,s:s,s:s}", "by", (const char *)u, "route", nc_msg_route(m), "pattern",
+                            nc_msg_pattern(m) ? nc_msg_pattern(m) : "", "channel",
+                            nc_msg_channel(m) ? nc_msg_channel(m) : ""));
+}
+static void add_order(nc_server *srv) {
+    assert_int_equal(nc_server_message(srv, "^rx\\.[a-z]+$", h_rx, "regex"), 0);
+    assert_int_equal(nc_server_message(srv, "rx.two", h_rx, "exact"), 0);
+    assert_int_equal(nc_server_event(srv, "ord.evt", ev_ord, NULL), 0);
+    assert_int_equal(nc_server_event(srv, "ord.redo", ev_redo, NULL), 0);
+    assert_int_equal(nc_server_event(srv, "ord.two", ev_two, NULL), 0);
+}
+static void add_conc(nc_server *srv) {
+    assert_int_equal(nc_server_message(srv, "conc.slow", h_slow, NULL), 0);
+}
+
+static void emit_to(nc_client *c, const char *route, json_t *value, int partition) {
+    call e = {0};
+    json_t *m = json_pack("{s:o,s:i}", "value", value, "partition", partition);
+    assert_int_equal(nc_client_emit(c, route, m, NULL, on_done, &e), 0);
+    json_decref(m);
+    assert_true(run_until_ms(&e.done, 1, 30000));
+    assert_int_equal(e.err, 0);
+}
+
+static void test_order(void **st) {
+    (void)st;
+    topic("ord.evt", 1);
+    topic("ord.redo", 1);
+    topic("ord.two", 2);
+    route_topics("conc.slow", 1);
+    route_topics("rx.one", 1); /* before the regex subscription: librdkafka matches the topics it knows */
+    route_topics("rx.two", 1);
+    const nc_option og[] = {{"groupId", "order-g"}};
+    const nc_option cg[] = {{"groupId", "conc-g"}, {"partitionConcurrency", "4"}};
+    srv_st so = {0}, sc = {0};
+    nc_server *o = server_start(&so, add_order, og, 1);
+    nc_server *cs = server_start(&sc, add_conc, cg, 2);
+    assert_true(run_until_ms(&so.connected, 1, 30000));
+    assert_true(run_until_ms(&sc.connected, 1, 30000));
+    nc_client *c = client_up();
+
+    /* events of one partition: each starts once the one before is settled (a kept event: by its handler) */
+    emit_to(c, "ord.evt", json_pack("{s:s,s:i}", "n", "a", "ms", 300), 0);
+    emit_to(c, "ord.evt", json_pack("{s:s,s:i}", "n", "b", "ms", 0), 0);
+    emit_to(c, "ord.evt", json_pack("{s:s,s:i}", "n", "c", "ms", 50), 0);
+    assert_true(run_until_ms(&ord_settled, 3, 30000));
+    assert_string_equal(trace, "sa ea sb eb sc ec");
+
+    /* a requeued record is redone before the next record of its partition */
+    trace[0] = '\0';
+    emit_to(c, "ord.redo", json_string("x"), 0);
+    emit_to(c, "ord.redo", json_string("y"), 0);
+    assert_true(run_until_ms(&redo_seen, 3, 30000));
+    assert_string_equal(trace, "x1 ex x2 y1");
+
+    /* two partitions: a record held on one does not hold up the other */
+    emit_to(c, "ord.two", json_string("slow"), 0);
+    emit_to(c, "ord.two", json_string("fast"), 1);
+    assert_true(run_until_ms(&two_fast, 1, 30000));
+    assert_non_null(two_held);
+    nc_event_ack(two_held);
+    two_held = NULL;
+
+    /* a regex route: topics without an exact route that match it; an exact route comes first */
+    call k = {0};
+    json_t *r = ask(c, "rx.one", json_string("a"), NULL, &k);
+    assert_int_equal(k.err, 0);
+    if (strcmp(json_string_value(json_object_get(r, "by")), "regex") ||
+        strcmp(json_string_value(json_object_get(r, "route")), "^rx\\.[a-z]+$") ||
+        strcmp(json_string_value(json_object_get(r, "channel")), "rx.one") ||
+        strcmp(json_string_value(json_object_get(r, "pattern")), "rx.one"))
+        fail_msg("rx.one: %s", json_dumps(r, 0));
+    call_clear(&k);
+    r = ask(c, "rx.two", json_string("b"), NULL, &k);
+    assert_int_equal(k.err, 0);
+    assert_string_equal(json_string_value(json_object_get(r, "by")), "exact");
+    call_clear(&k);
+
+    /* partitionConcurrency 4: a quick request overtakes a slow one of its partition */
+    call slow = {0}, quick = {0};
+    json_t *ms_slow = json_integer(2000), *ms0 = json_integer(0);
+    assert_int_equal(nc_client_send(c, "conc.slow", ms_slow, NULL, on_value, on_done, &slow), 0);
+    assert_int_equal(nc_client_send(c, "conc.slow", ms0, NULL, on_value, on_done, &quick), 0);
+    json_decref(ms_slow);
+    json_decref(ms0);
+    assert_true(run_until_ms(&quick.done, 1, 30000));
+    assert_int_equal(quick.err, 0);
+    assert_int_equal(slow.done, 0);
+    assert_true(run_until_ms(&slow.done, 1, 30000));
+    assert_string_equal(json_string_value(slow.last), "late");
+    call_clear(&slow);
+    call_clear(&quick);
+
+    nc_client_free(c);
+    nc_server_free(o);
+    nc_server_free(cs);
+}
+
+/* Readiness: a server of a new group without fromBeginning reports "connected" only once it knows where
+ * it reads from, so a record produced right after is handled. The mock answers the first offset look-ups
+ * (ListOffsets) with an error, which made librdkafka resolve "latest" only after that record. */
+static int ready_seen;
+static void ev_ready(const nc_msg *m, void *u) {
+    (void)m;
+    (void)u;
+    ready_seen++;
+}
+static void add_ready(nc_server *srv) {
+    assert_int_equal(nc_server_event(srv, "ready.evt", ev_ready, NULL), 0);
+}
+
+static uint64_t gap_last, gap_max;
+static void on_gap_tick(uv_timer_t *t) {
+    uint64_t now = uv_now(t->loop);
+    if (now - gap_last > gap_max) gap_max = now - gap_last;
+    gap_last = now;
+}
+
+static void test_ready(void **st) {
+    (void)st;
+    topic("ready.evt", 1);
+    rd_kafka_mock_push_request_errors(mock, 2 /* ListOffsets */, 2,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+    const nc_option rg[] = {{"groupId", "ready-g"}, {"fromBeginning", "false"}};
+    srv_st sr = {0};
+    nc_server *srv = server_up_with(&sr, add_ready, rg, 2);
+    char err[256];
+    rd_kafka_conf_t *pc = rd_kafka_conf_new();
+    rd_kafka_conf_set(pc, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mock), err, sizeof err);
+    rd_kafka_conf_set(pc, "log_level", "0", err, sizeof err);
+    rd_kafka_conf_set(pc, "linger.ms", "0", err, sizeof err);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+    assert_non_null(p);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("ready.evt"), RD_KAFKA_V_VALUE("\"r1\"", 4),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(p, 10000), 0);
+    rd_kafka_destroy(p);
+    assert_true(run_until_ms(&ready_seen, 1, 10000));
+
+    /* a graceful close with the cluster unreachable: the consumer leaves its group on a worker thread,
+     * the loop keeps turning (a 10 ms timer never waits long) and the close ends */
+    for (int b = 1; b <= 3; b++) rd_kafka_mock_broker_set_down(mock, b);
+    uv_timer_t tick;
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&tick, on_gap_tick, 10, 10);
+    uv_update_time(&loop);
+    uint64_t t0 = uv_now(&loop);
+    gap_last = t0;
+    gap_max = 0;
+    nc_server_free(srv);
+    uv_update_time(&loop);
+    uint64_t took = uv_now(&loop) - t0;
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the timer is on this stack: closed before it goes */
+    for (int b = 1; b <= 3; b++) rd_kafka_mock_broker_set_up(mock, b);
+    printf("close with the cluster down: %llu ms, longest loop gap %llu ms\n", (unsigned long long)took,
+           (unsigned long long)gap_max);
+    assert_true(gap_max < 500u * (unsigned)time_factor());
+    assert_true(took < 30000u * (unsigned)time_factor());
+}
+
 /* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */
 static void test_options(void **st) {
     (void)st;
@@ -449,11 +712,11 @@ static void test_options(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),
-        cmocka_unit_test(test_request_reply),
-        cmocka_unit_test(test_group_shares),
-        cmocka_unit_test(test_settle_dead_letter),
+        cmocka_unit_test(test_options),      cmocka_unit_test(test_request_reply),
+        cmocka_unit_test(test_group_shares), cmocka_unit_test(test_settle_dead_letter),
+        cmocka_unit_test(test_order),        cmocka_unit_test(test_ready),
     };
+    if (getenv("NESTC_TEST_FILTER")) cmocka_set_test_filter(getenv("NESTC_TEST_FILTER")); /* by hand */
     return cmocka_run_group_tests(tests, setup, teardown);
 }
 

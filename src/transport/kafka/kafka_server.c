@@ -1,9 +1,13 @@
 /* The Kafka server (spec kafka.md §7, §8): one consumer subscribed to every handler route, one producer
- * for the replies. Records are dispatched as they arrive, in partition order, without waiting for earlier
- * handlers (a slow request does not hold up the others, DESIGN §5b). Each partition keeps its records in
- * a FIFO until they are settled (handler finished, reply stream ended, or settled by the handler); an
- * offset is stored only when every earlier record of its partition is settled, and librdkafka commits
- * stored offsets in the background and on close: at-least-once. */
+ * for the replies. Each partition keeps its records in a FIFO. By default (partitionConcurrency 1) a
+ * partition's next record is dispatched only when the one before is done as KafkaJS's eachMessage is
+ * under NestJS: an event once settled (its handlers returned, a kept one settled), a request once its
+ * first reply (value, error or end) is produced or it is settled; partitions do not wait for each other.
+ * partitionConcurrency N lets up to N records of a partition run at once. A record stays in its FIFO until
+ * settled; an offset is stored only when every earlier record of its partition is settled, and
+ * librdkafka commits stored offsets in the background and on close: at-least-once. */
+#include <regex.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +21,8 @@
 
 /* Records dispatched and not yet settled: past this the consumer is not polled until some are. */
 #define MAX_INFLIGHT 1000
+/* The start-offset look-up of an assignment (worker thread): all of it within this. */
+#define LOOKUP_TIMEOUT_MS 10000
 
 struct kpart;
 
@@ -25,9 +31,11 @@ typedef struct krec {
     struct krec *next;
     struct kpart *part;
     rd_kafka_message_t *msg;
-    uint64_t tag; /* of the latest dispatch */
-    int attempts; /* deliveries that ended with a requeue */
-    int done, redo;
+    uint64_t tag;            /* of the latest dispatch */
+    int attempts;            /* deliveries that ended with a requeue */
+    int done;                /* settled for good (acked, dead-lettered or given up) */
+    int redo;                /* requeued: dispatched again before any later record of its partition */
+    int dispatched, running; /* running: dispatched and not yet done in eachMessage's sense */
 } krec;
 
 typedef struct kpart {
@@ -35,17 +43,28 @@ typedef struct kpart {
     char *topic;
     int32_t partition;
     krec *head, **tail;
+    int running; /* records of this partition running (at most partitionConcurrency) */
 } kpart;
+
+/* A regex route (spec §2: a NestJS handler pattern that is a RegExp): subscribed as a librdkafka regex
+ * subscription, and the route of a record whose topic has no exact route and matches it. */
+typedef struct krx {
+    char *route;
+    regex_t re;
+} krx;
 
 typedef struct kserver {
     const nc_logger *log; /* first: librdkafka's opaque (nc_kafka_log_cb) */
     nc_server *srv;
     nc_url url; /* a copy for the configuration at listen() */
     nc_kafka_handle prod, cons;
-    char **routes;
+    char **routes; /* subscribed: topic names, and regexes (starting with ^) */
     size_t nroutes;
+    struct krx *rx; /* the regex routes, in the order added */
+    size_t nrx;
     char *dlt;        /* deadLetterTopic, NULL = none */
     int max_attempts; /* 0 = unlimited */
+    int conc;         /* partitionConcurrency */
     int listening, subscribed, stopping, closing, reported, closed;
     kpart *parts;
     size_t inflight;
@@ -55,13 +74,39 @@ typedef struct kserver {
     uv_timer_t pump;      /* redeliveries and polling again after a settle, on a fresh loop turn */
     uv_timer_t closer;    /* polls the consumer close and the producer's queue while closing */
     int timers_open;
-    int consumer_closing;
+    int consumer_closing; /* set before the close worker starts: the callbacks on it only let go */
+    uv_work_t close_work; /* the consumer's close and destroy, off the loop */
+    int close_busy;       /* the worker has the consumer handle */
+    int finish_after_close;
+    int in_pump, pump_again; /* a release inside pump_next runs more in the same turn */
+    int from_beginning;
+    unsigned revokes;        /* revocations so far: a look-up made before the last one is dropped */
+    struct klookup *lookup;  /* the assignment's start offsets being looked up, or NULL */
+    int finish_after_lookup; /* closing waits for the look-up: the worker uses the consumer handle */
+    int close_after_lookup;  /* the graceful consumer close, likewise */
+    int report_if_idle;      /* listening without a route yet: connected unless one comes at once */
 } kserver;
+
+/* An assignment whose partitions have no committed offset and read from "latest": the worker looks up
+ * where "latest" is (committed offsets, then the end offsets of the others) and the loop assigns the
+ * partitions at those offsets. Only then is "connected" reported: a record produced after it is read.
+ * (Assigned as they come, librdkafka resolves "latest" asynchronously after the assignment, and a record
+ * produced in between was skipped.) */
+typedef struct klookup {
+    uv_work_t work;
+    kserver *ks;
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *parts;
+    unsigned revokes;
+    atomic_int cancel; /* set by the loop when closing: the worker gives up */
+} klookup;
 
 /* The reply sink of one request: where replies go and the correlation id to echo. */
 typedef struct ksink {
     kserver *ks;
     int refs;
+    int replied;       /* a first reply was produced: the record no longer holds its partition */
+    uint64_t tag;      /* the record's dispatch */
     int32_t partition; /* -1: the producer's partitioner chooses */
     char *corr;
     size_t corr_len;
@@ -69,6 +114,7 @@ typedef struct ksink {
 } ksink;
 
 static void pump_next(kserver *ks);
+static void release_tag(kserver *ks, uint64_t tag);
 static void pump_cb(uv_timer_t *t) {
     pump_next(t->data);
 }
@@ -142,6 +188,10 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
     }
     rc = produce(ks, k->topic, k->partition, &m, &REPLY);
     nc_kafka_msg_free(&m);
+    if (!k->replied) { /* NestJS: eachMessage resolves at the first reply */
+        k->replied = 1;
+        release_tag(ks, k->tag);
+    }
     return rc;
 }
 
@@ -150,7 +200,7 @@ static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
 /* ---- settling -------------------------------------------------------------------------------------- */
 
 static void store_offset(kserver *ks, const char *topic, int32_t partition, int64_t next) {
-    if (!ks->cons.rk) return;
+    if (!ks->cons.rk || ks->consumer_closing) return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next;
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(ks->cons.rk, l);
@@ -214,8 +264,27 @@ static void advance(kserver *ks, kpart *p) {
     if (last >= 0) store_offset(ks, p->topic, p->partition, last + 1);
 }
 
+/* Runs the records that became ready: at once inside pump_next (its loop goes round again), else on
+ * a fresh loop turn (never from inside a handler's reply or settle call). */
 static void schedule_pump(kserver *ks) {
-    if (ks->timers_open && !ks->closed) uv_timer_start(&ks->pump, pump_cb, 0, 0);
+    if (ks->in_pump)
+        ks->pump_again = 1;
+    else if (ks->timers_open && !ks->closed)
+        uv_timer_start(&ks->pump, pump_cb, 0, 0);
+}
+
+/* A record no longer holds its partition's turn. */
+static void release(kserver *ks, krec *r) {
+    if (!r->running) return;
+    r->running = 0;
+    r->part->running--;
+    schedule_pump(ks);
+}
+
+static void release_tag(kserver *ks, uint64_t tag) {
+    if (ks->closed) return;
+    krec *r = rec_of(ks, tag);
+    if (r && r->tag == tag) release(ks, r);
 }
 
 /* A record's outcome: done (stored once the records before it are), dead-lettered, or delivered again. */
@@ -224,12 +293,14 @@ static void settle_rec(kserver *ks, krec *r, int how) {
         if (ks->closing) return; /* left unstored: the group delivers it again after us */
         r->attempts++;
         if (!ks->max_attempts || r->attempts < ks->max_attempts) {
-            r->redo = 1; /* dispatched again on the next loop turn, in place: later records keep flowing */
+            r->redo = 1; /* dispatched again, before any later record of its partition that waits */
+            release(ks, r);
             schedule_pump(ks);
             return;
         }
         how = NC_SETTLE_REJECT; /* maxAttempts reached */
     }
+    release(ks, r);
     if (how != NC_SETTLE_ACK && ks->dlt && ks->prod.rk) dead_letter(ks, r->msg);
     r->done = 1;
     advance(ks, r->part);
@@ -281,6 +352,17 @@ static int null_value_data(const rd_kafka_message_t *msg, const nc_header *h, si
     return rc;
 }
 
+/* The topic is the route (spec §2); a topic without an exact route goes to the first regex route that
+ * matches it (none: the topic itself, which finds no handler: NestJS's no-handler reply, §7.5). */
+static const char *route_of(kserver *ks, const char *topic) {
+    if (!ks->nrx) return topic;
+    for (size_t i = 0; i < ks->nroutes; i++)
+        if (ks->routes[i][0] != '^' && !strcmp(ks->routes[i], topic)) return topic;
+    for (size_t i = 0; i < ks->nrx; i++)
+        if (!regexec(&ks->rx[i].re, topic, 0, NULL, 0)) return ks->rx[i].route;
+    return topic;
+}
+
 static void on_record(kserver *ks, krec *rec) {
     rd_kafka_message_t *msg = rec->msg;
     const char *topic = rd_kafka_topic_name(msg->rkt);
@@ -305,6 +387,7 @@ static void on_record(kserver *ks, krec *rec) {
         if (k) {
             k->ks = ks;
             k->refs = 1; /* held across the dispatch */
+            k->replied = 0;
             memcpy(k->topic, rtopic->value, rtopic->value_len);
             k->topic[rtopic->value_len] = '\0';
             k->partition = rpart ? nc_kafka_parse_partition(rpart->value, rpart->value_len) : -1;
@@ -343,7 +426,7 @@ static void on_record(kserver *ks, krec *rec) {
     parts.is_event = is_event;
     nc_inbound in = {0};
     in.channel = topic;
-    in.route = topic; /* the topic is the route (spec §2) */
+    in.route = route_of(ks, topic);
     in.headers = hdrs;
     in.nheaders = nh;
     in.ctx = ctx;
@@ -352,6 +435,7 @@ static void on_record(kserver *ks, krec *rec) {
     in.peer = k;
     in.peer_ops = k ? &sink_ops : NULL;
     rec->tag = ++ks->next_tag;
+    if (k) k->tag = rec->tag;
     in.delivery = (nc_delivery){.tag = rec->tag, .conn = 1, .set = 1};
     ks->dispatching = rec->tag;
     ks->held_how = -1;
@@ -367,62 +451,63 @@ static void on_record(kserver *ks, krec *rec) {
     if (held >= 0) settle_rec(ks, rec, held); /* last: it may free the record */
 }
 
-/* Serves the consumer queue (callbacks: rebalances, errors, logs; and records) and redeliveries. */
-static void pump_next(kserver *ks) {
-    if (!ks->cons.rk || ks->closed) return;
-    for (;;) { /* requeued records, again in place (a dispatch may free records: scan anew each time) */
-        krec *redo = NULL;
-        for (kpart *p = ks->parts; p && !redo; p = p->next)
-            for (krec *r = p->head; r && !redo; r = r->next)
-                if (r->redo) redo = r;
-        if (!redo || ks->stopping) break;
-        redo->redo = 0;
-        on_record(ks, redo);
-    }
-    while (ks->inflight < MAX_INFLIGHT) {
-        rd_kafka_message_t *msg = rd_kafka_consumer_poll(ks->cons.rk, 0);
-        if (!msg) return;
-        if (msg->err) {
-            if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer: %s", rd_kafka_message_errstr(msg));
-            rd_kafka_message_destroy(msg);
-            continue;
-        }
-        kpart *p = ks->stopping ? NULL : part_of(ks, rd_kafka_topic_name(msg->rkt), msg->partition);
-        krec *r = p ? calloc(1, sizeof *r) : NULL;
-        if (!r) { /* stopping (or out of memory): not handled, the group delivers it again after us */
-            rd_kafka_message_destroy(msg);
-            continue;
-        }
-        r->part = p;
-        r->msg = msg;
-        *p->tail = r;
-        p->tail = &r->next;
-        ks->inflight++;
-        on_record(ks, r);
+/* Dispatches the records of a partition whose turn came: requeued ones first (they are older), then new
+ * ones in offset order, while fewer than partitionConcurrency run. */
+static void part_run(kserver *ks, kpart *p) {
+    while (p->running < ks->conc && !ks->stopping && !ks->closing) {
+        krec *r = p->head;
+        while (r && (r->done || r->running || (r->dispatched && !r->redo))) r = r->next;
+        if (!r) return;
+        r->redo = 0;
+        r->dispatched = r->running = 1;
+        p->running++;
+        on_record(ks, r); /* may free r (settled at once) */
     }
 }
 
-static void cons_wake(void *arg) {
-    kserver *ks = arg;
-    if (ks->consumer_closing) {
-        rd_kafka_event_t *ev;
-        while ((ev = rd_kafka_queue_poll(ks->cons.q, 0))) {
-            /* the close's own rebalance: handed to us as an event, the partitions must be let go here */
-            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
-                if (!strcmp(rd_kafka_rebalance_protocol(ks->cons.rk), "COOPERATIVE")) {
-                    rd_kafka_error_t *e =
-                        rd_kafka_incremental_unassign(ks->cons.rk, rd_kafka_event_topic_partition_list(ev));
-                    if (e) rd_kafka_error_destroy(e);
-                } else {
-                    rd_kafka_assign(ks->cons.rk, NULL);
-                }
-            }
-            rd_kafka_event_destroy(ev);
+/* Serves the consumer queue (callbacks: rebalances, errors, logs; and records) and the records whose
+ * turn came. */
+static void pump_next(kserver *ks) {
+    if (!ks->cons.rk || ks->closed || ks->in_pump || ks->consumer_closing) return;
+    if (ks->report_if_idle) {
+        ks->report_if_idle = 0;
+        if (!ks->nroutes && !ks->reported) { /* nothing to subscribe: nothing to wait for */
+            ks->reported = 1;
+            nc_server__status(ks->srv, "connected", 0);
         }
-        return;
     }
-    pump_next(ks);
+    ks->in_pump = 1;
+    do {
+        ks->pump_again = 0;
+        for (kpart *p = ks->parts; p && !ks->closing; p = p->next) part_run(ks, p);
+        while (ks->inflight < MAX_INFLIGHT && !ks->closed && ks->cons.rk && !ks->consumer_closing) {
+            rd_kafka_message_t *msg = rd_kafka_consumer_poll(ks->cons.rk, 0);
+            if (!msg) break;
+            if (msg->err) {
+                if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer: %s", rd_kafka_message_errstr(msg));
+                rd_kafka_message_destroy(msg);
+                continue;
+            }
+            kpart *p = ks->stopping ? NULL : part_of(ks, rd_kafka_topic_name(msg->rkt), msg->partition);
+            krec *r = p ? calloc(1, sizeof *r) : NULL;
+            if (!r) { /* stopping (or out of memory): not handled, the group delivers it again after us */
+                rd_kafka_message_destroy(msg);
+                continue;
+            }
+            r->part = p;
+            r->msg = msg;
+            *p->tail = r;
+            p->tail = &r->next;
+            ks->inflight++;
+            part_run(ks, p);
+        }
+    } while (ks->pump_again && !ks->closed && !ks->closing);
+    ks->in_pump = 0;
+}
+
+static void cons_wake(void *arg) {
+    pump_next(arg);
 }
 
 static void prod_wake(void *arg) {
@@ -465,8 +550,114 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     (void)rk;
     kserver *ks = opaque;
+    if (ks->consumer_closing && rk != ks->prod.rk) return; /* on the close worker: nestc's logger is not */
     nc_logf(ks->log, err == RD_KAFKA_RESP_ERR__FATAL ? NC_LOG_ERROR : NC_LOG_WARN, "Server", "%s: %s",
             rd_kafka_err2name(err), reason);
+}
+
+/* The records of revoked partitions that were never dispatched are let go (their new owner reads them
+ * from the committed offset). Records are dispatched in FIFO order, so these are the FIFO's tail. */
+static void drop_waiting(kserver *ks, const rd_kafka_topic_partition_list_t *revoked) {
+    for (int i = 0; revoked && i < revoked->cnt; i++)
+        for (kpart *p = ks->parts; p; p = p->next) {
+            if (p->partition != revoked->elems[i].partition || strcmp(p->topic, revoked->elems[i].topic))
+                continue;
+            krec **pp = &p->head;
+            while (*pp && (*pp)->dispatched) pp = &(*pp)->next;
+            p->tail = pp;
+            while (*pp) {
+                krec *r = *pp;
+                *pp = r->next;
+                rd_kafka_message_destroy(r->msg);
+                free(r);
+                ks->inflight--;
+            }
+        }
+}
+
+/* Worker thread: librdkafka calls only (they block on the network); no nestc state is touched. */
+static void lookup_work(uv_work_t *w) {
+    klookup *l = w->data;
+    uint64_t end = uv_hrtime() / 1000000 + LOOKUP_TIMEOUT_MS;
+    int left = LOOKUP_TIMEOUT_MS;
+    for (int tries = 0; !atomic_load(&l->cancel); tries++) { /* committed offsets: kept where there are */
+        rd_kafka_resp_err_t e = rd_kafka_committed(l->rk, l->parts, left);
+        left = (int)(end - uv_hrtime() / 1000000);
+        if (!e || left <= 0) break;
+        uv_sleep(100);
+    }
+    for (int i = 0; i < l->parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &l->parts->elems[i];
+        if (p->offset >= 0) continue;
+        p->offset = RD_KAFKA_OFFSET_INVALID; /* committed, or librdkafka's own reset when not found here */
+        while (!atomic_load(&l->cancel) && (left = (int)(end - uv_hrtime() / 1000000)) > 0) {
+            int64_t lo, hi;
+            if (!rd_kafka_query_watermark_offsets(l->rk, p->topic, p->partition, &lo, &hi, left)) {
+                p->offset = hi;
+                break;
+            }
+            uv_sleep(100); /* a leader moving, a topic just created: asked again */
+        }
+    }
+}
+
+static void finish_close(kserver *ks);
+static void close_consumer(kserver *ks);
+
+static void lookup_done(uv_work_t *w, int status) {
+    klookup *l = w->data;
+    kserver *ks = l->ks;
+    ks->lookup = NULL;
+    if (ks->finish_after_lookup || ks->close_after_lookup) {
+        rd_kafka_topic_partition_list_destroy(l->parts);
+        free(l);
+        if (ks->finish_after_lookup)
+            finish_close(ks);
+        else
+            close_consumer(ks);
+        ks->finish_after_lookup = ks->close_after_lookup = 0;
+        return;
+    }
+    if (!status && !ks->closing && ks->cons.rk && l->revokes == ks->revokes) {
+        rd_kafka_error_t *e = NULL;
+        if (!strcmp(rd_kafka_rebalance_protocol(ks->cons.rk), "COOPERATIVE"))
+            e = rd_kafka_incremental_assign(ks->cons.rk, l->parts);
+        else
+            rd_kafka_assign(ks->cons.rk, l->parts);
+        if (e) {
+            nc_logf(ks->log, NC_LOG_ERROR, "Server", "assign: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        if (!ks->reported && !ks->stopping) {
+            ks->reported = 1;
+            nc_server__status(ks->srv, "connected", 0);
+        }
+        schedule_pump(ks);
+    }
+    rd_kafka_topic_partition_list_destroy(l->parts);
+    free(l);
+}
+
+/* Returns 1 when the look-up runs (the partitions are assigned when it ends), 0 to assign them now. */
+static int start_lookup(kserver *ks, const rd_kafka_topic_partition_list_t *parts) {
+    if (ks->lookup || !parts->cnt) return 0;
+    klookup *l = calloc(1, sizeof *l);
+    if (!l || !(l->parts = rd_kafka_topic_partition_list_copy(parts))) {
+        free(l);
+        return 0;
+    }
+    l->ks = ks;
+    l->rk = ks->cons.rk;
+    l->revokes = ks->revokes;
+    atomic_init(&l->cancel, 0);
+    l->work.data = l;
+    if (uv_queue_work(nc_server__io(ks->srv)->loop, &l->work, lookup_work, lookup_done)) {
+        rd_kafka_topic_partition_list_destroy(l->parts);
+        free(l);
+        return 0;
+    }
+    ks->lookup = l;
+    return 1;
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
@@ -474,7 +665,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     kserver *ks = opaque;
     int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     rd_kafka_error_t *e = NULL;
+    if (ks->consumer_closing) { /* the close's own revoke, on the close worker: let go, touch nothing else */
+        if (coop)
+            e = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rd_kafka_assign(rk, NULL);
+        if (e) rd_kafka_error_destroy(e);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (!ks->from_beginning && !ks->stopping && start_lookup(ks, parts)) return; /* assigned when known */
         if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else
@@ -491,6 +691,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             nc_server__status(ks->srv, "connected", 0);
         }
     } else {
+        ks->revokes++; /* a look-up under way is for partitions that may be gone: dropped */
+        drop_waiting(ks, parts);
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
         else
@@ -518,6 +720,9 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
     const nc_optset *opts = nc_server__opts(srv);
     const char *dlt = nc_opts_str(opts, "deadLetterTopic");
     ks->max_attempts = (int)nc_opts_int(opts, "maxAttempts");
+    ks->conc = (int)nc_opts_int(opts, "partitionConcurrency");
+    ks->from_beginning = nc_opts_bool(opts, "fromBeginning");
+    if (ks->conc < 1) ks->conc = 1;
     if (nc_url_parse(&ks->url, url->text, why, sizeof why) || (dlt && *dlt && !(ks->dlt = strdup(dlt)))) {
         nc_url_free(&ks->url);
         free(ks);
@@ -541,7 +746,23 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
 static int ks_route_added(void *state, const char *route, const nc_optset *opts) {
     kserver *ks = state;
     (void)opts;
-    if (!nc_kafka_topic_ok(route)) { /* an object pattern or a wildcard: no record can carry it */
+    if (route[0] == '^') { /* a regex subscription: librdkafka takes topic names starting with ^ as such */
+        krx *x = realloc(ks->rx, (ks->nrx + 1) * sizeof *x);
+        if (!x) return NC_ENOMEM;
+        ks->rx = x;
+        int rc = regcomp(&x[ks->nrx].re, route, REG_EXTENDED | REG_NOSUB);
+        if (rc) {
+            char why[200];
+            regerror(rc, &x[ks->nrx].re, why, sizeof why);
+            return nc_fail(ks->log, "Server", NC_EINVAL, "the route %s is not a regular expression: %s",
+                           route, why);
+        }
+        if (!(x[ks->nrx].route = strdup(route))) {
+            regfree(&x[ks->nrx].re);
+            return NC_ENOMEM;
+        }
+        ks->nrx++;
+    } else if (!nc_kafka_topic_ok(route)) { /* an object pattern or a wildcard: no record can carry it */
         nc_logf(ks->log, NC_LOG_DEBUG, "Server",
                 "the route %s is not a legal Kafka topic name: not subscribed", route);
         return 0;
@@ -551,7 +772,7 @@ static int ks_route_added(void *state, const char *route, const nc_optset *opts)
     ks->routes = r;
     if (!(r[ks->nroutes] = strdup(route))) return NC_ENOMEM;
     ks->nroutes++;
-    if (!ks->listening || !ks->cons.rk) return 0;
+    if (!ks->listening || !ks->cons.rk || ks->consumer_closing) return 0;
     /* a handler added while serving: the subscription is replaced by the whole list */
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)ks->nroutes);
     for (size_t i = 0; i < ks->nroutes; i++)
@@ -588,12 +809,17 @@ static int ks_listen(void *state) {
     if (ks->nroutes) {
         ks->nroutes--; /* ks_route_added adds it back and subscribes to the whole list */
         char *last = ks->routes[ks->nroutes];
+        if (last[0] == '^' && ks->nrx) { /* its regex too */
+            ks->nrx--;
+            regfree(&ks->rx[ks->nrx].re);
+            free(ks->rx[ks->nrx].route);
+        }
         rc = ks_route_added(ks, last, NULL);
         free(last);
         if (rc) return rc;
-    } else {
-        ks->reported = 1;
-        nc_server__status(ks->srv, "connected", 0);
+    } else { /* the core adds the routes right after listen(): connected now only if none comes */
+        ks->report_if_idle = 1;
+        schedule_pump(ks);
     }
     return 0;
 }
@@ -629,9 +855,18 @@ static void timer_closed(uv_handle_t *h) {
 /* Everything is closed: the handles are destroyed (their threads joined), then the timers. */
 static void finish_close(kserver *ks) {
     if (ks->closed) return;
+    if (ks->close_busy) { /* the close worker owns the consumer handle */
+        ks->finish_after_close = 1;
+        return;
+    }
+    if (ks->lookup) { /* the worker uses the consumer handle: destroyed once it is done */
+        atomic_store(&ks->lookup->cancel, 1);
+        ks->finish_after_lookup = 1;
+        return;
+    }
     ks->closed = 1;
     drop_records(ks);
-    nc_kafka_handle_close(&ks->cons, 0);
+    nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE); /* closed before, if at all */
     nc_kafka_handle_close(&ks->prod, 0);
     if (ks->timers_open) {
         ks->timers_open = 2;
@@ -646,14 +881,57 @@ static void finish_close(kserver *ks) {
  * empties; checked on a short timer since both happen on librdkafka's threads. */
 static void closer_cb(uv_timer_t *t) {
     kserver *ks = t->data;
-    if (ks->cons.rk && ks->consumer_closing) cons_wake(ks);
     if (ks->prod.rk) rd_kafka_poll(ks->prod.rk, 0);
-    int cons_done = !ks->cons.rk || rd_kafka_consumer_closed(ks->cons.rk);
+    int cons_done = !ks->cons.rk && !ks->close_busy && !ks->lookup;
     int prod_done = !ks->prod.rk || rd_kafka_outq_len(ks->prod.rk) == 0;
     if (cons_done && prod_done) {
         uv_timer_stop(t);
         finish_close(ks);
     }
+}
+
+/* Worker thread: the handle is the worker's alone (the loop no longer watches its queue). The close leaves
+ * the group (the rebalance callback runs here and only lets go) and commits the stored offsets; then the
+ * handle is destroyed, its threads joined. librdkafka 2.0's asynchronous close_queue was tried instead: a
+ * destroy while that close was under way did not return (seen with the mock cluster). */
+static void close_work(uv_work_t *w) {
+    kserver *ks = w->data;
+    rd_kafka_t *rk = ks->cons.rk;
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+static void close_done(uv_work_t *w, int status) {
+    kserver *ks = w->data;
+    (void)status;
+    ks->close_busy = 0;
+    ks->cons.rk = NULL;                  /* destroyed by the worker */
+    nc_kafka_handle_close(&ks->cons, 0); /* the pipe */
+    if (ks->finish_after_close) finish_close(ks);
+}
+
+/* The graceful consumer close, off the loop: the loop stops watching the consumer's queue and hands the
+ * handle to a worker thread. With an unreachable cluster it takes librdkafka's own timeouts, but the
+ * loop keeps running meanwhile (a close at once waits for the worker too: it owns the handle). */
+static void close_consumer(kserver *ks) {
+    if (!ks->cons.rk || ks->close_busy) return;
+    if (ks->cons.poll) nc_poll_free(ks->cons.poll);
+    ks->cons.poll = NULL;
+    if (ks->cons.q) {
+        rd_kafka_queue_io_event_enable(ks->cons.q, -1, NULL, 0);
+        rd_kafka_queue_destroy(ks->cons.q);
+        ks->cons.q = NULL;
+    }
+    rd_kafka_set_log_level(ks->cons.rk, 0); /* its logs would be served on the worker */
+    ks->consumer_closing = 1;
+    ks->close_work.data = ks;
+    if (uv_queue_work(nc_server__io(ks->srv)->loop, &ks->close_work, close_work, close_done)) {
+        rd_kafka_resp_err_t e = rd_kafka_consumer_close(ks->cons.rk); /* no worker: on the loop */
+        if (e) nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer close: %s", rd_kafka_err2str(e));
+        nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        return;
+    }
+    ks->close_busy = 1;
 }
 
 static void begin_close(kserver *ks) {
@@ -664,14 +942,12 @@ static void begin_close(kserver *ks) {
         finish_close(ks);
         return;
     }
-    if (ks->cons.rk) {
-        /* blocking, on the loop: leaves the group (its rebalance callback runs here) and commits the
-         * stored offsets; quick with a reachable cluster. librdkafka 2.0 has close_queue for an
-         * asynchronous close, but a destroy during it does not return (seen with the mock cluster). */
-        drop_records(ks);
-        rd_kafka_resp_err_t e = rd_kafka_consumer_close(ks->cons.rk);
-        if (e) nc_logf(ks->log, NC_LOG_WARN, "Server", "consumer close: %s", rd_kafka_err2str(e));
-        nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    drop_records(ks);
+    if (ks->cons.rk && ks->lookup) { /* closed when the worker is done with the handle (it gives up now) */
+        atomic_store(&ks->lookup->cancel, 1);
+        ks->close_after_lookup = 1;
+    } else {
+        close_consumer(ks);
     }
     uv_timer_start(&ks->closer, closer_cb, 0, 5);
 }
@@ -688,6 +964,10 @@ static void ks_close(void *state) {
     /* at once: what the producer still holds is dropped, the consumer is not closed gracefully */
     if (ks->prod.rk) rd_kafka_purge(ks->prod.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     uv_timer_stop(&ks->closer);
+    if (ks->lookup || ks->close_busy) { /* finished when the worker is done with the consumer handle */
+        finish_close(ks);
+        return;
+    }
     ks->closed = 1;
     drop_records(ks);
     nc_kafka_handle_close(&ks->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
@@ -704,6 +984,11 @@ static void ks_destroy(void *state) {
     nc_kafka_handle_close(&ks->prod, 0);
     for (size_t i = 0; i < ks->nroutes; i++) free(ks->routes[i]);
     free(ks->routes);
+    for (size_t i = 0; i < ks->nrx; i++) {
+        regfree(&ks->rx[i].re);
+        free(ks->rx[i].route);
+    }
+    free(ks->rx);
     free(ks->dlt);
     drop_records(ks);
     nc_url_free(&ks->url);

@@ -86,6 +86,15 @@ const nc_option_spec nc_kafka_options[] = {
      .def = "0",
      .min = 0,
      .max = 1000000},
+    /* nestc's: delivery order within a partition (NestJS has no such option: one record at a time) */
+    {.name = "partitionConcurrency",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "server: records of one partition handled at once (1 = in order: the next is dispatched when "
+             "the previous event is settled, or the previous request has replied or is settled)",
+     .def = "1",
+     .min = 1,
+     .max = 1000},
     {.name = "kafka.",
      .type = NC_OPT_STRING,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
