@@ -29,17 +29,38 @@ if [[ ${1:-} != --fast ]]; then
   # a representative subset, listed below (the pass must keep the whole suite within its time budget). Time
   # limits are raised for this run: valgrind makes each process many times slower.
   vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
+  # Every unit binary, then the conformance suite once per transport (kafka included: 100–140 s under
+  # valgrind, one shared server), $jobs at a time: each run is mostly valgrind's own CPU or waiting on a
+  # broker, and one at a time they took a quarter of the whole suite. A run's output is shown if it fails.
+  conf=$root/build/tests/conformance/conformance
+  vglog=$(mktemp -d)
+  vg_run() { # vg_run NAME COMMAND...
+    local name=$1 t0=$SECONDS
+    shift
+    if NESTC_TEST_TIMEOUT_FACTOR=8 $vg "$@" >"$vglog/$name" 2>&1; then
+      echo "test.sh: valgrind $name passed ($((SECONDS - t0)) s)"
+    else
+      echo "test.sh: valgrind $name FAILED ($((SECONDS - t0)) s):"
+      cat "$vglog/$name"
+      return 1
+    fi
+  }
+  vg_failed=0 running=0
+  vg_wait() { wait -n || vg_failed=1; running=$((running - 1)); }
   for t in "$root"/build/tests/unit/test_*; do
     [[ -x $t ]] || continue
-    echo "test.sh: valgrind $(basename "$t")"
-    NESTC_TEST_TIMEOUT_FACTOR=8 $vg "$t" >/dev/null
+    vg_run "$(basename "$t")" "$t" &
+    running=$((running + 1))
+    ((running < jobs)) || vg_wait
   done
-  # the conformance suite once per transport (kafka included: 100–140 s under valgrind, one shared server)
-  conf=$root/build/tests/conformance/conformance
   for name in $("$conf" --list); do
-    echo "test.sh: valgrind conformance $name"
-    NESTC_TEST_TIMEOUT_FACTOR=8 $vg "$conf" "$name" >/dev/null
+    vg_run "conformance.$name" "$conf" "$name" &
+    running=$((running + 1))
+    ((running < jobs)) || vg_wait
   done
+  while ((running > 0)); do vg_wait; done
+  rm -rf "$vglog"
+  ((vg_failed == 0)) || { echo "test.sh: the valgrind pass failed"; exit 1; }
   cmake -S "$root" -B "$root/build" -DNESTC_TEST_TIMEOUT_FACTOR=8 >/dev/null
   # A representative subset of the ctest-registered tests (the unit binaries and the stamped conformance suite
   # on every transport ran above). Left out, one pattern per line:
