@@ -63,8 +63,16 @@ static inline int loop_setup(void **st) {
     nc_log_set_default(NULL, NULL, NC_LOG_OFF);
     return uv_loop_init(&loop);
 }
+static inline void loop_close_left(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
 static inline int loop_teardown(void **st) {
     (void)st;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    /* a case that failed half-way leaves its servers and clients open: close what is left, so that the group
+     * teardown ends (the memory is then reported as leaked) instead of running the loop forever */
+    uv_walk(&loop, loop_close_left, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     return uv_loop_close(&loop);
 }

@@ -26,18 +26,15 @@ static void broker_exec(const broker *b, const char *port) {
 }
 
 #ifdef NESTC_HAVE_RDKAFKA
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <signal.h>
 #include <unistd.h>
 
-static rd_kafka_t *mock_rk;
-static rd_kafka_mock_cluster_t *mock;
-static char url[512];
+#include "kafka_fixture.h"
+
 static char group[64];
 
 static void topic(const char *name, int partitions) {
-    assert_int_equal(rd_kafka_mock_topic_create(mock, name, partitions, 3), 0);
+    mock_topic(name, partitions, 3);
 }
 
 /* Every partition of a topic led by broker b. */
@@ -48,21 +45,13 @@ static void lead(const char *name, int partitions, int b) {
 
 static int setup(void **st) {
     loop_setup(st);
-    char err[256];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "log_level", "0", err, sizeof err);
-    mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
-    assert_non_null(mock_rk);
-    mock = rd_kafka_mock_cluster_new(mock_rk, 3);
-    assert_non_null(mock);
-    snprintf(url, sizeof url, "kafka://%s", rd_kafka_mock_cluster_bootstraps(mock));
+    mock_start();
     snprintf(group, sizeof group, "faults-%d", (int)getpid());
     return 0;
 }
 
 static int teardown(void **st) {
-    rd_kafka_mock_cluster_destroy(mock);
-    rd_kafka_destroy(mock_rk);
+    mock_stop();
     /* every handle gone, including one a look-up thread held past its client's close */
     assert_int_equal(rd_kafka_wait_destroyed(20000 * time_factor()), 0);
     return loop_teardown(st);

@@ -16,15 +16,11 @@ static void broker_exec(const broker *b, const char *port) {
 
 #ifdef NESTC_HAVE_RDKAFKA
 #include <fcntl.h>
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 
-static rd_kafka_t *mock_rk;
-static rd_kafka_mock_cluster_t *mock;
-static char url[512];
+#include "kafka_fixture.h"
 
 static void topic(const char *name, int partitions) {
-    assert_int_equal(rd_kafka_mock_topic_create(mock, name, partitions, 1), 0);
+    mock_topic(name, partitions, 1);
 }
 
 /* A route and its reply topic. */
@@ -37,20 +33,12 @@ static void route_topics(const char *route, int partitions) {
 
 static int setup(void **st) {
     loop_setup(st);
-    char err[256];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "log_level", "0", err, sizeof err);
-    mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
-    assert_non_null(mock_rk);
-    mock = rd_kafka_mock_cluster_new(mock_rk, 3);
-    assert_non_null(mock);
-    snprintf(url, sizeof url, "kafka://%s", rd_kafka_mock_cluster_bootstraps(mock));
+    mock_start();
     return 0;
 }
 
 static int teardown(void **st) {
-    rd_kafka_mock_cluster_destroy(mock);
-    rd_kafka_destroy(mock_rk);
+    mock_stop();
     return loop_teardown(st);
 }
 
@@ -450,7 +438,7 @@ static void trace_add(const char *what) {
         strcat(trace, what);
     }
 }
-static int ord_settled, redo_seen, two_fast;
+static int ord_settled, redo_seen, two_fast, two_slow;
 static nc_event *two_held;
 
 typedef struct later {
@@ -507,9 +495,10 @@ static void ev_redo(const nc_msg *m, void *u) {
 static void ev_two(const nc_msg *m, void *u) {
     (void)u;
     const char *n = json_string_value(nc_msg_data(m));
-    if (n && !strcmp(n, "slow"))
+    if (n && !strcmp(n, "slow")) {
         two_held = nc_event_keep(m);
-    else
+        two_slow++;
+    } else
         two_fast++;
 }
 /* Regex routes: the route, the pattern and the channel the handler sees */
@@ -571,6 +560,7 @@ static void test_order(void **st) {
 
     /* two partitions: a record held on one does not hold up the other */
     emit_to(c, "ord.two", json_string("slow"), 0);
+    assert_true(run_until_ms(&two_slow, 1, 30000)); /* held by its handler from now on */
     emit_to(c, "ord.two", json_string("fast"), 1);
     assert_true(run_until_ms(&two_fast, 1, 30000));
     assert_non_null(two_held);
