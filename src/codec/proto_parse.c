@@ -953,11 +953,14 @@ static int cmp_field_num(const void *a, const void *b) {
 }
 
 static int resolve_all(nc_pb_pool *pl, char *err, size_t errlen) {
-    qsort(pl->msgs, pl->nmsgs, sizeof(void *), cmp_msg);
-    qsort(pl->enums, pl->nenums, sizeof(void *), cmp_enum);
-    if (pl->nsvcs && !(pl->svcs_sorted = malloc(pl->nsvcs * sizeof(void *)))) return NC_ENOMEM;
-    if (pl->nsvcs) memcpy(pl->svcs_sorted, pl->svcs, pl->nsvcs * sizeof(void *));
-    qsort(pl->svcs_sorted, pl->nsvcs, sizeof(void *), cmp_svc);
+    /* qsort is never handed a NULL array (an empty pool has none) */
+    if (pl->nmsgs) qsort(pl->msgs, pl->nmsgs, sizeof(void *), cmp_msg);
+    if (pl->nenums) qsort(pl->enums, pl->nenums, sizeof(void *), cmp_enum);
+    if (pl->nsvcs) {
+        if (!(pl->svcs_sorted = malloc(pl->nsvcs * sizeof(void *)))) return NC_ENOMEM;
+        memcpy(pl->svcs_sorted, pl->svcs, pl->nsvcs * sizeof(void *));
+        qsort(pl->svcs_sorted, pl->nsvcs, sizeof(void *), cmp_svc);
+    }
     for (size_t i = 0; i + 1 < pl->nmsgs; i++)
         if (!strcmp(pl->msgs[i]->full_name, pl->msgs[i + 1]->full_name)) {
             snprintf(err, errlen, "duplicate name '%s'", pl->msgs[i]->full_name);
