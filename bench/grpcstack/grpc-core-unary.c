@@ -19,7 +19,6 @@
 
 static grpc_server *srv;
 static grpc_completion_queue *scq;
-static volatile int stopping;
 
 static int threads(void) {
     int n = 0;

@@ -23,9 +23,7 @@ static const char msg[] =
     "\x0a\x05hello\x10\x2a\x22\x03\x01\x02\x03"; /* the EchoMessage of grpc-core-unary */
 #define MSG_LEN (sizeof msg - 1)
 
-typedef struct side side;
-static side server_side, client_side;
-struct side {
+typedef struct side {
     nghttp2_session *s;
     int fd;
     /* server: the request body of the stream being served; client: the reply body and status */
@@ -35,7 +33,9 @@ struct side {
     int done;
     int status;
     size_t sent; /* data provider offset */
-};
+} side;
+
+static side server_side, client_side;
 
 static double now(void) {
     struct timespec ts;

@@ -535,13 +535,13 @@ static void test_parse_imports(void **state) {
      * once, even when imported twice or in a cycle */
     const char *names[] = {"root/main.proto", "inc2/x/a.proto", "inc1/b.proto", "inc1/x/c.proto"};
     const char *texts[] = {
-        "syntax = \"proto3\"; package m; import \"x/a.proto\"; import \"b.proto\"; import public "
-        "\"x/c.proto\";"
-        " message Main { a.A a = 1; b.B b = 2; c.C c = 3; google.protobuf.Empty e = 4; }"
-        " import \"google/protobuf/empty.proto\";",
+        ("syntax = \"proto3\"; package m; import \"x/a.proto\"; import \"b.proto\"; import public "
+         "\"x/c.proto\";"
+         " message Main { a.A a = 1; b.B b = 2; c.C c = 3; google.protobuf.Empty e = 4; }"
+         " import \"google/protobuf/empty.proto\";"),
         "syntax = \"proto3\"; package a; import \"b.proto\"; message A { b.B b = 1; }",
-        "syntax = \"proto3\"; package b; import weak \"absent.proto\"; import \"../root/main.proto\"; "
-        "message B { int32 x = 1; }",
+        ("syntax = \"proto3\"; package b; import weak \"absent.proto\"; import \"../root/main.proto\"; "
+         "message B { int32 x = 1; }"),
         "syntax = \"proto3\"; package c; message C {}",
     };
     mem_fs fs = {names, texts, 4, 0};
