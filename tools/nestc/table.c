@@ -49,6 +49,8 @@ const cli_opt cli_opts[] = {
     {O_OPT, "--opt", 0, V_TEXT, "NAME=VALUE", CMD_ALL, 1, 0, 0, NULL,
      "transport option, repeatable (nestc options <scheme>); wins over ?name=value"},
     {O_QUEUE, "--queue", 0, V_TEXT, "Q", CMD_ALL, 0, 0, 0, NULL, "the same as --opt queue=Q (NATS servers)"},
+    {O_PROTO, "--proto", 0, V_FILE, "FILE", CMD_CONFORMANCE, 0, 0, 0, NULL,
+     "grpc://: the .proto file to serve (the same as --opt protoPath=FILE)"},
     {O_STREAM, "--stream", 0, V_NONE, NULL, CMD_SEND, 0, 0, 0, NULL,
      "[data] holds several JSON values (default @-), sent as a client stream"},
     {O_DATA_FILE, "--data-file", 0, V_FILE, "FILE", CMD_BENCH, 0, 0, 0, NULL,
