@@ -2,10 +2,13 @@
 //
 //   node grpc-conformance.mjs --url HOST:PORT [--proto FILE]   check a running server
 //   node grpc-conformance.mjs --nest [--proto FILE]            start nest-grpc-server.mjs on a free port first
+//   node grpc-conformance.mjs --nestc BIN [--tls CERTDIR]      start `BIN conformance grpc://127.0.0.1:0` first
+//                                                              (TLS: CERTDIR/server.pem, server.key, ca.pem)
 //
 // Prints one line per case ("ok" / "FAIL" and why) and exits 1 if any failed. The client loads the proto with
 // keepCase, 64-bit integers as strings, enums by name and bytes as base64, so results compare as JSON.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -21,11 +24,13 @@ const { values: args } = parseArgs({
   options: {
     url: { type: 'string' },
     nest: { type: 'boolean', default: false },
+    nestc: { type: 'string' },
+    tls: { type: 'string' },
     proto: { type: 'string', default: join(here, '..', 'vectors', 'grpc', 'conformance.proto') },
   },
 });
-if (!args.url === !args.nest) {
-  console.error('usage: node grpc-conformance.mjs --url HOST:PORT | --nest [--proto FILE]');
+if ([args.url, args.nest || undefined, args.nestc].filter((x) => x).length !== 1 || (args.tls && !args.nestc)) {
+  console.error('usage: node grpc-conformance.mjs --url HOST:PORT | --nest | --nestc BIN [--tls CERTDIR] [--proto FILE]');
   process.exit(2);
 }
 
@@ -50,10 +55,27 @@ if (args.nest) {
   });
   url = `127.0.0.1:${port}`;
 }
+if (args.nestc) {
+  // port 0: the server picks a free port and prints it on its readiness line
+  const tls = args.tls ? ['--cert', join(args.tls, 'server.pem'), '--key', join(args.tls, 'server.key')] : [];
+  server = spawn(args.nestc, ['conformance', 'grpc://127.0.0.1:0', '--proto', args.proto, ...tls],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on port (\d+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    server.on('exit', (code) => reject(new Error(`nestc conformance exited ${code}`)));
+  });
+  url = `${args.tls ? 'localhost' : '127.0.0.1'}:${port}`;
+}
 
 const def = protoLoader.loadSync(args.proto, { keepCase: true, longs: String, enums: String, bytes: String, oneofs: true });
 const pkg = grpc.loadPackageDefinition(def);
-const client = new pkg.nestc.conformance.Conformance(url, grpc.credentials.createInsecure());
+const creds = args.tls ? grpc.credentials.createSsl(readFileSync(join(args.tls, 'ca.pem'))) : grpc.credentials.createInsecure();
+const client = new pkg.nestc.conformance.Conformance(url, creds);
 const deadline = () => Date.now() + 5000;
 
 const unary = (method, req, md = new grpc.Metadata()) =>
