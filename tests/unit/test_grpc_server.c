@@ -1,0 +1,302 @@
+/* The grpc:// server against a hand-driven HTTP/2 client (nghttp2's client session on the test's loop):
+ * a unary call with metadata and a deadline, the error → status mapping, UNIMPLEMENTED, and bad input —
+ * not HTTP/2 at all, a malformed frame, an oversize message — each answered cleanly while the server goes
+ * on serving. */
+#include <string.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "loop_fixture.h"
+#include "util/buf.h"
+
+#ifndef NESTC_VECTORS_DIR
+#error "NESTC_VECTORS_DIR must point at tests/vectors"
+#endif
+#define PROTO NESTC_VECTORS_DIR "/grpc/conformance.proto"
+#define SVC "/nestc.conformance.Conformance/"
+
+static nc_server *srv;
+
+/* ---- handlers ------------------------------------------------------------------------------------------ */
+
+static int64_t seen_timeout;
+static char seen_header[64];
+
+static void h_sum(nc_request *req, const nc_msg *m, void *u) {
+    size_t n;
+    const char *v = nc_msg_header(m, "x-k", &n);
+    snprintf(seen_header, sizeof seen_header, "%.*s", v ? (int)n : 0, v ? v : "");
+    if (nc_msg_ctx_int(m, NC_CTX_TIMEOUT_MS, &seen_timeout)) seen_timeout = -1;
+    double s = 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(nc_msg_data(m), "numbers"), i, x) s += json_number_value(x);
+    nc_reply(req, json_pack("{s:o}", "sum", nc_json_number(s)));
+}
+
+static void h_exception(nc_request *req, const nc_msg *m, void *u) {
+    json_t *d = nc_msg_data(m);
+    json_int_t code = json_integer_value(json_object_get(d, "code"));
+    if (code)
+        nc_reply_error(req, json_pack("{s:I,s:s}", "code", code, "message", "coded"));
+    else
+        nc_reply_error_msg(req, "plain 100%");
+}
+
+/* ---- the client ---------------------------------------------------------------------------------------- */
+
+typedef struct h2c {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    nghttp2_session *s;
+    int connected, eof, closed;
+    nc_buf raw;  /* every byte received */
+    int streams; /* streams closed */
+    int status;  /* grpc-status of the last stream, -1 = none */
+    char message[128];
+    nc_buf data; /* DATA of the last stream */
+    const char *body;
+    size_t body_len, body_off;
+} h2c;
+
+static void c_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    static char buf[65536];
+    *b = uv_buf_init(buf, sizeof buf);
+}
+
+static void c_flush(h2c *c) {
+    if (!c->s) return;
+    const uint8_t *d;
+    ssize_t n;
+    while ((n = nghttp2_session_mem_send(c->s, &d)) > 0) {
+        uv_buf_t b = uv_buf_init((char *)d, (unsigned)n);
+        assert_int_equal(uv_try_write((uv_stream_t *)&c->tcp, &b, 1), n); /* small writes on loopback */
+    }
+}
+
+static void c_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+    h2c *c = st->data;
+    if (n < 0) {
+        c->eof = 1;
+        return;
+    }
+    nc_buf_append(&c->raw, b->base, (size_t)n);
+    if (c->s && nghttp2_session_mem_recv(c->s, (const uint8_t *)b->base, (size_t)n) >= 0) c_flush(c);
+}
+
+static void c_connected(uv_connect_t *r, int status) {
+    h2c *c = r->data;
+    assert_int_equal(status, 0);
+    c->connected = 1;
+    uv_read_start((uv_stream_t *)&c->tcp, c_alloc, c_read);
+}
+
+static int c_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, size_t nl, const uint8_t *v,
+                    size_t vl, uint8_t fl, void *u) {
+    h2c *c = u;
+    if (nl == 11 && !memcmp(n, "grpc-status", 11)) c->status = atoi((const char *)v);
+    if (nl == 12 && !memcmp(n, "grpc-message", 12))
+        snprintf(c->message, sizeof c->message, "%.*s", (int)vl, v);
+    return 0;
+}
+
+static int c_data(nghttp2_session *s, uint8_t fl, int32_t id, const uint8_t *d, size_t n, void *u) {
+    nc_buf_append(&((h2c *)u)->data, d, n);
+    return 0;
+}
+
+static int c_close(nghttp2_session *s, int32_t id, uint32_t code, void *u) {
+    ((h2c *)u)->streams++;
+    return 0;
+}
+
+static ssize_t c_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                      nghttp2_data_source *src, void *u) {
+    h2c *c = u;
+    size_t n = c->body_len - c->body_off < len ? c->body_len - c->body_off : len;
+    memcpy(buf, c->body + c->body_off, n);
+    c->body_off += n;
+    if (c->body_off == c->body_len) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static void c_closed(uv_handle_t *h) {
+    ((h2c *)h->data)->closed = 1;
+}
+
+/* Connects; with h2, starts an HTTP/2 client session (preface and SETTINGS sent). */
+static void c_open(h2c *c, int h2) {
+    memset(c, 0, sizeof *c);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", nc_server_port(srv), &a);
+    uv_tcp_init(&loop, &c->tcp);
+    c->tcp.data = c;
+    c->creq.data = c;
+    assert_int_equal(uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&a, c_connected), 0);
+    run_until(&c->connected, 1);
+    if (!h2) return;
+    nghttp2_session_callbacks *cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(cb, c_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, c_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, c_close);
+    assert_int_equal(nghttp2_session_client_new(&c->s, cb, c), 0);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, NULL, 0);
+    c_flush(c);
+}
+
+static void c_free(h2c *c) {
+    if (c->s) nghttp2_session_del(c->s);
+    c->s = NULL;
+    uv_close((uv_handle_t *)&c->tcp, c_closed);
+    run_until(&c->closed, 1);
+    nc_buf_free(&c->raw);
+    nc_buf_free(&c->data);
+}
+
+#define NV(n, v)                                                                                             \
+    { (uint8_t *)n, (uint8_t *)v, sizeof n - 1, sizeof v - 1, NGHTTP2_NV_FLAG_NONE }
+
+/* One call: the message bytes (prefix included) as the body; waits for the stream's end. */
+static void c_call(h2c *c, const char *path, const char *body, size_t len) {
+    nghttp2_nv h[] = {NV(":method", "POST"),
+                      NV(":scheme", "http"),
+                      {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
+                      NV(":authority", "localhost"),
+                      NV("content-type", "application/grpc"),
+                      NV("te", "trailers"),
+                      NV("grpc-timeout", "5S"),
+                      NV("x-k", "v")};
+    c->status = -1;
+    c->message[0] = '\0';
+    nc_buf_reset(&c->data);
+    c->body = body, c->body_len = len, c->body_off = 0;
+    nghttp2_data_provider prd = {.read_callback = c_body};
+    int before = c->streams;
+    assert_true(nghttp2_submit_request(c->s, NULL, h, sizeof h / sizeof *h, &prd, NULL) > 0);
+    c_flush(c);
+    run_until(&c->streams, before + 1);
+}
+
+/* SumRequest {numbers: [1, 2]}: packed doubles, with the gRPC prefix */
+static const char sum_req[] = "\0\0\0\0\x12\x0a\x10\0\0\0\0\0\0\xf0\x3f\0\0\0\0\0\0\0\x40";
+/* SumReply {sum: 3} */
+static const char sum_reply[] = "\0\0\0\0\x09\x09\0\0\0\0\0\0\x08\x40";
+
+static void expect_sum(h2c *c) {
+    c_call(c, SVC "Sum", sum_req, sizeof sum_req - 1);
+    assert_int_equal(c->status, 0);
+    assert_int_equal(c->data.len, sizeof sum_reply - 1);
+    assert_memory_equal(c->data.data, sum_reply, sizeof sum_reply - 1);
+}
+
+/* ---- cases --------------------------------------------------------------------------------------------- */
+
+static void test_unary(void **st) {
+    h2c c;
+    c_open(&c, 1);
+    expect_sum(&c);
+    assert_string_equal(seen_header, "v");
+    assert_int_equal(seen_timeout, 5000);
+    c_free(&c);
+}
+
+static void test_status_mapping(void **st) {
+    h2c c;
+    c_open(&c, 1);
+    c_call(&c, SVC "Exception", "\0\0\0\0\x02\x08\x05", 7); /* code 5 */
+    assert_int_equal(c.status, 5);
+    assert_string_equal(c.message, "coded");
+    c_call(&c, SVC "Exception", "\0\0\0\0\0", 5); /* code 0: RpcException(message) */
+    assert_int_equal(c.status, 2);
+    assert_string_equal(c.message, "plain 100%25");   /* percent-encoded on the wire */
+    c_call(&c, SVC "Unimplemented", "\0\0\0\0\0", 5); /* declared, no handler */
+    assert_int_equal(c.status, 12);
+    c_call(&c, "/nope.Nope/Nope", "\0\0\0\0\0", 5);
+    assert_int_equal(c.status, 12);
+    c_call(&c, SVC "Sum", "\0\0\0\0\x02\x0a\x05", 7); /* truncated: does not decode */
+    assert_int_equal(c.status, 13);
+    c_call(&c, SVC "Sum", "", 0); /* no message for a unary method */
+    assert_int_not_equal(c.status, 0);
+    assert_int_not_equal(c.status, -1);
+    expect_sum(&c);
+    c_free(&c);
+}
+
+/* Bytes that are not HTTP/2: the server closes the connection, and serves the next one. */
+static void test_not_http2(void **st) {
+    h2c c;
+    c_open(&c, 0);
+    uv_buf_t b = uv_buf_init("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+    assert_int_equal(uv_try_write((uv_stream_t *)&c.tcp, &b, 1), 27);
+    run_until(&c.eof, 1);
+    c_free(&c);
+    c_open(&c, 1);
+    expect_sum(&c);
+    c_free(&c);
+}
+
+/* A malformed frame after a good preface (SETTINGS of 5 bytes: FRAME_SIZE_ERROR): GOAWAY, then the end of
+ * the connection; the server serves the next one. */
+static void test_bad_frame(void **st) {
+    h2c c;
+    c_open(&c, 0);
+    static const char bad[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                              "\0\0\0\x04\0\0\0\0\0"         /* SETTINGS, empty */
+                              "\0\0\x05\x04\0\0\0\0\0xxxxx"; /* SETTINGS of 5 bytes */
+    uv_buf_t b = uv_buf_init((char *)bad, sizeof bad - 1);
+    assert_int_equal(uv_try_write((uv_stream_t *)&c.tcp, &b, 1), (int)(sizeof bad - 1));
+    run_until(&c.eof, 1);
+    /* the server's SETTINGS, then a GOAWAY frame (type 7) somewhere after */
+    int goaway = 0;
+    for (size_t off = 0; off + 9 <= c.raw.len;) {
+        const unsigned char *f = (const unsigned char *)c.raw.data + off;
+        size_t len = (size_t)f[0] << 16 | (size_t)f[1] << 8 | f[2];
+        if (f[3] == 7) goaway = 1;
+        off += 9 + len;
+    }
+    assert_true(goaway);
+    c_free(&c);
+    c_open(&c, 1);
+    expect_sum(&c);
+    c_free(&c);
+}
+
+/* A message over the 4 MiB cap: status 8 from its prefix alone; the connection goes on serving. */
+static void test_oversize(void **st) {
+    h2c c;
+    c_open(&c, 1);
+    char big[5 + 100] = {0, 0, 0x50, 0, 0}; /* 5 MiB announced, 100 bytes sent */
+    c_call(&c, SVC "Sum", big, sizeof big);
+    assert_int_equal(c.status, 8);
+    expect_sum(&c);
+    c_free(&c);
+}
+
+static int setup(void **st) {
+    loop_setup(st);
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_server_opts so = {.loop = &loop, .options = opts, .noptions = 2};
+    assert_int_equal(nc_server_new(&srv, "grpc://127.0.0.1:0", &so), 0);
+    nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Sum\",\"streaming\":\"no_stream\"}", h_sum,
+                      NULL);
+    nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Exception\",\"streaming\":\"no_stream\"}",
+                      h_exception, NULL);
+    assert_int_equal(nc_server_listen(srv), 0);
+    return 0;
+}
+
+static int teardown(void **st) {
+    nc_server_free(srv);
+    return loop_teardown(st);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unary),     cmocka_unit_test(test_status_mapping),
+        cmocka_unit_test(test_not_http2), cmocka_unit_test(test_bad_frame),
+        cmocka_unit_test(test_oversize),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
