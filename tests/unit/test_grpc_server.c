@@ -43,6 +43,16 @@ static void h_exception(nc_request *req, const nc_msg *m, void *u) {
         nc_reply_error_msg(req, "plain 100%");
 }
 
+/* Sleep never answers by itself: it ends when cancelled (the client's RST_STREAM, its deadline). */
+static int cancelled;
+static void on_cancelled(nc_request *req, void *arg) {
+    cancelled++;
+    nc_reply_end(req);
+}
+static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
+    nc_request_on_cancel(req, on_cancelled, NULL);
+}
+
 /* ---- the client ---------------------------------------------------------------------------------------- */
 
 typedef struct h2c {
@@ -159,23 +169,31 @@ static void c_free(h2c *c) {
     { (uint8_t *)n, (uint8_t *)v, sizeof n - 1, sizeof v - 1, NGHTTP2_NV_FLAG_NONE }
 
 /* One call: the message bytes (prefix included) as the body; waits for the stream's end. */
-static void c_call(h2c *c, const char *path, const char *body, size_t len) {
+static const char *call_timeout = "5S";
+
+static int32_t c_start(h2c *c, const char *path, const char *body, size_t len) {
     nghttp2_nv h[] = {NV(":method", "POST"),
                       NV(":scheme", "http"),
                       {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
                       NV(":authority", "localhost"),
                       NV("content-type", "application/grpc"),
                       NV("te", "trailers"),
-                      NV("grpc-timeout", "5S"),
+                      {(uint8_t *)"grpc-timeout", (uint8_t *)call_timeout, 12, strlen(call_timeout), 0},
                       NV("x-k", "v")};
     c->status = -1;
     c->message[0] = '\0';
     nc_buf_reset(&c->data);
     c->body = body, c->body_len = len, c->body_off = 0;
     nghttp2_data_provider prd = {.read_callback = c_body};
-    int before = c->streams;
-    assert_true(nghttp2_submit_request(c->s, NULL, h, sizeof h / sizeof *h, &prd, NULL) > 0);
+    int32_t id = nghttp2_submit_request(c->s, NULL, h, sizeof h / sizeof *h, &prd, NULL);
+    assert_true(id > 0);
     c_flush(c);
+    return id;
+}
+
+static void c_call(h2c *c, const char *path, const char *body, size_t len) {
+    int before = c->streams;
+    c_start(c, path, body, len);
     run_until(&c->streams, before + 1);
 }
 
@@ -274,6 +292,23 @@ static void test_oversize(void **st) {
     c_free(&c);
 }
 
+/* The client resets its stream: the handler is cancelled. Then a deadline passes: cancelled too. */
+static void test_cancel(void **st) {
+    h2c c;
+    c_open(&c, 1);
+    int32_t id = c_start(&c, SVC "Sleep", "\0\0\0\0\x02\x08\x01", 7);
+    run_until_ms(&cancelled, 1, 100); /* the handler is running */
+    nghttp2_submit_rst_stream(c.s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    c_flush(&c);
+    run_until(&cancelled, 1);
+    call_timeout = "50m";
+    c_start(&c, SVC "Sleep", "\0\0\0\0\x02\x08\x01", 7);
+    run_until(&cancelled, 2);
+    call_timeout = "5S";
+    expect_sum(&c);
+    c_free(&c);
+}
+
 static int setup(void **st) {
     loop_setup(st);
     nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
@@ -283,6 +318,8 @@ static int setup(void **st) {
                       NULL);
     nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Exception\",\"streaming\":\"no_stream\"}",
                       h_exception, NULL);
+    nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Sleep\",\"streaming\":\"no_stream\"}",
+                      h_sleep, NULL);
     assert_int_equal(nc_server_listen(srv), 0);
     return 0;
 }
@@ -296,7 +333,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary),     cmocka_unit_test(test_status_mapping),
         cmocka_unit_test(test_not_http2), cmocka_unit_test(test_bad_frame),
-        cmocka_unit_test(test_oversize),
+        cmocka_unit_test(test_oversize),  cmocka_unit_test(test_cancel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
