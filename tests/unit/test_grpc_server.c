@@ -292,7 +292,8 @@ static void test_oversize(void **st) {
     c_free(&c);
 }
 
-/* The client resets its stream: the handler is cancelled. Then a deadline passes: cancelled too. */
+/* The client resets its stream: the handler is cancelled. Then a deadline passes: the client gets status 4
+ * DEADLINE_EXCEEDED and the handler is cancelled too. */
 static void test_cancel(void **st) {
     h2c c;
     c_open(&c, 1);
@@ -302,7 +303,8 @@ static void test_cancel(void **st) {
     c_flush(&c);
     run_until(&cancelled, 1);
     call_timeout = "50m";
-    c_start(&c, SVC "Sleep", "\0\0\0\0\x02\x08\x01", 7);
+    c_call(&c, SVC "Sleep", "\0\0\0\0\x02\x08\x01", 7); /* ends with status 4 from the server */
+    assert_int_equal(c.status, 4);
     run_until(&cancelled, 2);
     call_timeout = "5S";
     expect_sum(&c);

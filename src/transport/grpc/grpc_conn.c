@@ -62,6 +62,51 @@ static void flush(nc_grpc_conn *c) {
     }
 }
 
+/* ---- deadlines: grpc-timeout ends the call with DEADLINE_EXCEEDED, as grpc-js servers do ----------------
+ */
+
+/* The timer lives apart from the call: closing a libuv handle takes a loop turn, the call may be gone by
+ * then. */
+typedef struct nc_grpc_deadline {
+    uv_timer_t t;
+    nc_grpc_call *call; /* NULL once the call let go */
+} nc_grpc_deadline;
+
+static void deadline_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void deadline_stop(nc_grpc_call *call) {
+    nc_grpc_deadline *d = call->deadline;
+    if (!d) return;
+    call->deadline = NULL;
+    d->call = NULL;
+    uv_close((uv_handle_t *)&d->t, deadline_closed);
+}
+
+static void deadline_fire(uv_timer_t *t) {
+    nc_grpc_deadline *d = t->data;
+    nc_grpc_call *call = d->call;
+    if (!call) return;
+    nc_grpc_conn *c = call->conn;
+    deadline_stop(call);
+    if (!c || !nc_grpc_call_live(call)) return;
+    nc_grpc_call_retain(call);
+    nc_grpc_call_finish(call, 4, "Deadline exceeded", NULL, 0);
+    if (call->cbs->on_cancel) call->cbs->on_cancel(call); /* the handler stops: nobody waits any more */
+    nc_grpc_call_release(call);
+}
+
+static void deadline_start(nc_grpc_call *call) {
+    nc_grpc_deadline *d = malloc(sizeof *d);
+    if (!d) return; /* no status of our own then: the client's deadline still ends the call there */
+    d->call = call;
+    uv_timer_init(call->conn->st.io->loop, &d->t);
+    d->t.data = d;
+    uv_timer_start(&d->t, deadline_fire, (uint64_t)call->timeout_ms, 0);
+    call->deadline = d;
+}
+
 /* ---- calls ------------------------------------------------------------------------------------------ */
 
 void nc_grpc_call_retain(nc_grpc_call *call) {
@@ -70,6 +115,7 @@ void nc_grpc_call_retain(nc_grpc_call *call) {
 
 void nc_grpc_call_release(nc_grpc_call *call) {
     if (--call->refs) return;
+    deadline_stop(call);
     if (call->cbs->on_call_free) call->cbs->on_call_free(call);
     nc_buf_free(&call->path);
     nc_buf_free(&call->hdr);
@@ -96,6 +142,7 @@ static void call_detach(nc_grpc_call *call) {
     if (call->next) call->next->prev = call->prev;
     call->prev = call->next = NULL;
     call->closed = 1;
+    deadline_stop(call);
     if (c && !call->finished && c->cbs->on_cancel) c->cbs->on_cancel(call);
     call->conn = NULL; /* no callback runs for it any more */
     nc_grpc_call_release(call);
@@ -195,6 +242,7 @@ int nc_grpc_call_finish(nc_grpc_call *call, int status, const char *message, con
     nc_buf_free(&msg);
     if (r) return r;
     call->finished = 1;
+    deadline_stop(call);
     if (!call->started) {
         r = submit_response(call, 0, &call->trailers); /* trailers-only */
     } else if (call->deferred) {
@@ -323,6 +371,7 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user
             nghttp2_submit_response(h2, call->id, h, sizeof h / sizeof *h, NULL);
             return 0;
         }
+        if (call->timeout_ms >= 0) deadline_start(call);
         c->cbs->on_call(call);
     }
     if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && !call->half_closed) {

@@ -43,8 +43,9 @@ struct nc_grpc_call {
     size_t nresp_hdr;
     nc_buf trailers; /* status trailers waiting for the data to drain, as in hdr */
     size_t ntrailers;
-    void *user;                /* the owner's */
-    nc_grpc_call *prev, *next; /* the connection's calls with an open stream */
+    void *user;                        /* the owner's */
+    struct nc_grpc_deadline *deadline; /* the grpc-timeout timer, or NULL */
+    nc_grpc_call *prev, *next;         /* the connection's calls with an open stream */
 };
 
 struct nc_grpc_conn_cbs {
@@ -54,7 +55,8 @@ struct nc_grpc_conn_cbs {
     void (*on_message)(nc_grpc_call *call, const char *data, size_t len, int compressed);
     /* The client half-closed its side (after its last message). */
     void (*on_half_close)(nc_grpc_call *call);
-    /* The stream closed before the call finished (the client cancelled, reset, or the connection went). */
+    /* The stream closed before the call finished (the client cancelled, reset, or the connection went), or
+     * its deadline passed (the client was then sent status 4 DEADLINE_EXCEEDED). */
     void (*on_cancel)(nc_grpc_call *call);
     /* The call's memory is about to be freed: the owner drops what it attached (call->user). */
     void (*on_call_free)(nc_grpc_call *call);
