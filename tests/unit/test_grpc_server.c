@@ -229,10 +229,12 @@ static void test_status_mapping(void **st) {
     c_call(&c, SVC "Exception", "\0\0\0\0\0", 5); /* code 0: RpcException(message) */
     assert_int_equal(c.status, 2);
     assert_string_equal(c.message, "plain 100%25");   /* percent-encoded on the wire */
-    c_call(&c, SVC "Unimplemented", "\0\0\0\0\0", 5); /* declared, no handler */
+    c_call(&c, SVC "Unimplemented", "\0\0\0\0\0", 5); /* declared, no handler: grpc-js's words */
     assert_int_equal(c.status, 12);
+    assert_string_equal(c.message, "The server does not implement the method Unimplemented");
     c_call(&c, "/nope.Nope/Nope", "\0\0\0\0\0", 5);
     assert_int_equal(c.status, 12);
+    assert_string_equal(c.message, "The server does not implement the method /nope.Nope/Nope");
     c_call(&c, SVC "Sum", "\0\0\0\0\x02\x0a\x05", 7); /* truncated: does not decode */
     assert_int_equal(c.status, 13);
     c_call(&c, SVC "Sum", "", 0); /* no message for a unary method */

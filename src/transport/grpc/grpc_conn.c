@@ -277,7 +277,8 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *u
 /* Headers the handler does not see as metadata, as grpc-js leaves them out (server-interceptors.ts). */
 static int reserved(const uint8_t *n, size_t l) {
     static const char *const names[] = {
-        "te", "content-type", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", NULL};
+        "te", "content-type", "accept-encoding", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+        NULL};
     if (l && n[0] == ':') return 1;
     for (size_t i = 0; names[i]; i++)
         if (strlen(names[i]) == l && !memcmp(names[i], n, l)) return 1;

@@ -55,8 +55,12 @@ static void maybe_closed(grpc_server *g) {
     }
 }
 
-static const char *unimplemented(const nc_grpc_call *call, char *buf, size_t len) {
-    snprintf(buf, len, "The server does not implement the method %s", call->path.data ? call->path.data : "");
+/* grpc-js's words: a method of the proto without a handler is named alone, an unknown one by its path. */
+static const char *unimplemented(const nc_grpc_call *call, const nc_grpc_method *gm, char *buf, size_t len) {
+    snprintf(buf, len, "The server does not implement the method %s",
+             gm                ? gm->m->name
+             : call->path.data ? call->path.data
+                               : "");
     return buf;
 }
 
@@ -105,7 +109,8 @@ static int call_reply(void *peer, const nc_reply_pkt *pkt) {
     gcall *gc = call->user;
     if (!gc || !nc_grpc_call_live(call)) return NC_ECONNCLOSED;
     char why[300];
-    if (pkt->no_handler) return nc_grpc_call_finish(call, 12, unimplemented(call, why, sizeof why), NULL, 0);
+    if (pkt->no_handler)
+        return nc_grpc_call_finish(call, 12, unimplemented(call, gc->gm, why, sizeof why), NULL, 0);
     for (size_t i = 0; i < pkt->nheaders; i++)
         nc_grpc_call_add_header(call, pkt->headers[i].name, pkt->headers[i].name_len, pkt->headers[i].value,
                                 pkt->headers[i].value_len);
@@ -226,7 +231,7 @@ static void on_call(nc_grpc_call *call) {
     else if (gm && nc_map_get(&g->handled, gm->route_full, strlen(gm->route_full)))
         route = gm->route_full; /* NestJS tries the fully qualified service name second */
     if (!route) {
-        nc_grpc_call_finish(call, 12, unimplemented(call, why, sizeof why), NULL, 0);
+        nc_grpc_call_finish(call, 12, unimplemented(call, gm, why, sizeof why), NULL, 0);
         return;
     }
     gcall *gc = calloc(1, sizeof *gc);
