@@ -159,6 +159,14 @@ check('ClientSum of nothing', await clientStream('ClientSum', []), { value: { su
   call.end();
   check('BidiEcho', { got, code: await end }, { got: ['one', 'two'], code: 0 });
 }
+{
+  // a client that compresses every message with gzip (grpc-encoding: gzip, the Compressed-Flag set)
+  const gz = new pkg.nestc.conformance.Conformance(url, creds, { 'grpc.default_compression_algorithm': 2 });
+  const r = await new Promise((resolve) => gz.Echo({ text: 'z'.repeat(1000), numbers: [7] }, { deadline: deadline() },
+    (err, res) => resolve(err ? { code: err.code, details: err.details } : { value: res })));
+  check('Echo gzip', r, { value: { text: 'z'.repeat(1000), numbers: [7] } });
+  gz.close();
+}
 check('Unimplemented', (await unary('Unimplemented', {})).code, 12);
 {
   const r = await new Promise((resolve) => client.makeUnaryRequest('/nestc.conformance.Conformance/Nope', (x) => x,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <nghttp2/nghttp2.h>
+#include <zlib.h>
 
 #include "loop_fixture.h"
 #include "util/buf.h"
@@ -170,6 +171,7 @@ static void c_free(h2c *c) {
 
 /* One call: the message bytes (prefix included) as the body; waits for the stream's end. */
 static const char *call_timeout = "5S";
+static const char *call_encoding = "identity";
 
 static int32_t c_start(h2c *c, const char *path, const char *body, size_t len) {
     nghttp2_nv h[] = {NV(":method", "POST"),
@@ -179,7 +181,8 @@ static int32_t c_start(h2c *c, const char *path, const char *body, size_t len) {
                       NV("content-type", "application/grpc"),
                       NV("te", "trailers"),
                       {(uint8_t *)"grpc-timeout", (uint8_t *)call_timeout, 12, strlen(call_timeout), 0},
-                      NV("x-k", "v")};
+                      NV("x-k", "v"),
+                      {(uint8_t *)"grpc-encoding", (uint8_t *)call_encoding, 13, strlen(call_encoding), 0}};
     c->status = -1;
     c->message[0] = '\0';
     nc_buf_reset(&c->data);
@@ -313,6 +316,61 @@ static void test_cancel(void **st) {
     c_free(&c);
 }
 
+/* n bytes of p gzip-compressed, behind a gRPC prefix with the Compressed-Flag set, into out. */
+static void gz_message(const void *p, size_t n, nc_buf *out) {
+    z_stream z = {0};
+    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    uLong cap = deflateBound(&z, (uLong)n);
+    nc_buf_reset(out);
+    assert_int_equal(nc_buf_reserve(out, 5 + cap), 0);
+    z.next_in = (Bytef *)p;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)out->data + 5;
+    z.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    size_t len = z.total_out;
+    deflateEnd(&z);
+    unsigned char pre[5] = {1, (unsigned char)(len >> 24), (unsigned char)(len >> 16),
+                            (unsigned char)(len >> 8), (unsigned char)len};
+    memcpy(out->data, pre, 5);
+    out->len = 5 + len;
+}
+
+/* grpc-encoding gzip: a compressed request is served; a bomb past the message cap gets 8, bytes that are
+ * not gzip 13, an encoding the server does not have 12. */
+static void test_gzip(void **st) {
+    h2c c;
+    c_open(&c, 1);
+    nc_buf m = NC_BUF_INIT;
+    gz_message(sum_req + 5, sizeof sum_req - 1 - 5, &m);
+    call_encoding = "gzip";
+    c_call(&c, SVC "Sum", m.data, m.len);
+    assert_int_equal(c.status, 0);
+    assert_int_equal(c.data.len, sizeof sum_reply - 1);
+    assert_memory_equal(c.data.data, sum_reply, sizeof sum_reply - 1);
+    char *zeros = calloc(1, 5u << 20); /* 5 MiB: a few KiB once compressed */
+    gz_message(zeros, 5u << 20, &m);
+    free(zeros);
+    assert_true(m.len < 65536);
+    c_call(&c, SVC "Sum", m.data, m.len);
+    assert_int_equal(c.status, 8);
+    c_call(&c, SVC "Sum",
+           "\x01\0\0\0\x03"
+           "abc",
+           8);
+    assert_int_equal(c.status, 13);
+    call_encoding = "deflate";
+    c_call(&c, SVC "Sum",
+           "\x01\0\0\0\x03"
+           "abc",
+           8);
+    assert_int_equal(c.status, 12);
+    call_encoding = "identity";
+    expect_sum(&c);
+    nc_buf_free(&m);
+    c_free(&c);
+}
+
 static int setup(void **st) {
     loop_setup(st);
     nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
@@ -338,6 +396,7 @@ int main(void) {
         cmocka_unit_test(test_unary),     cmocka_unit_test(test_status_mapping),
         cmocka_unit_test(test_not_http2), cmocka_unit_test(test_bad_frame),
         cmocka_unit_test(test_oversize),  cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_gzip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -17,6 +17,7 @@
 #include "nestc/error.h"
 #include "transport/grpc/grpc.h"
 #include "transport/grpc/grpc_conn.h"
+#include "transport/grpc/grpc_gzip.h"
 #include "transport/grpc/grpc_methods.h"
 
 typedef struct grpc_server {
@@ -246,17 +247,9 @@ static void on_call(nc_grpc_call *call) {
     if (gm->m->client_stream) dispatch(call, gc, NULL); /* the handler reads the stream as it comes */
 }
 
-static void on_message(nc_grpc_call *call, const char *data, size_t len, int compressed) {
-    gcall *gc = call->user;
-    if (!gc) return;
-    if (compressed) {
-        char why[200];
-        snprintf(why, sizeof why, "compressed messages (grpc-encoding %s) are not supported",
-                 call->encoding ? call->encoding : "none");
-        nc_grpc_call_finish(call, 12, why, NULL, 0);
-        if (gc->token) nc_server__stream_end(gc->g->srv, gc->token, NC_EPROTO);
-        return;
-    }
+/* One request message, uncompressed: a value of the request stream, or the unary request kept until the
+ * client half-closes. */
+static void on_plain_message(nc_grpc_call *call, gcall *gc, const char *data, size_t len) {
     if (gc->gm->m->client_stream) {
         nc_buf text = NC_BUF_INIT;
         if (!decode_request(call, gc, data, len, &text))
@@ -272,6 +265,34 @@ static void on_message(nc_grpc_call *call, const char *data, size_t len, int com
         return;
     }
     if (nc_buf_append(&gc->req, data, len)) nc_grpc_call_finish(call, 8, "out of memory", NULL, 0);
+}
+
+static void on_message(nc_grpc_call *call, const char *data, size_t len, int compressed) {
+    gcall *gc = call->user;
+    if (!gc) return;
+    nc_buf plain = NC_BUF_INIT;
+    if (compressed) { /* the flag says: in the call's grpc-encoding; gzip is the one clients use */
+        int r = call->encoding && !strcmp(call->encoding, "gzip")
+                    ? nc_grpc_gunzip(data, len, gc->g->max_message, &plain)
+                    : NC_EUNSUPPORTED;
+        if (r) {
+            char why[200];
+            if (r == NC_EUNSUPPORTED)
+                snprintf(why, sizeof why, "compressed messages in grpc-encoding \"%s\" are not supported",
+                         call->encoding ? call->encoding : "identity");
+            else
+                snprintf(why, sizeof why, "cannot decompress the request (%s): %s", call->encoding,
+                         r == NC_ETOOBIG ? "larger than the message limit" : nc_strerror(r));
+            nc_grpc_call_finish(call, r == NC_EUNSUPPORTED ? 12 : r == NC_ETOOBIG ? 8 : 13, why, NULL, 0);
+            if (gc->token) nc_server__stream_end(gc->g->srv, gc->token, NC_EPROTO);
+            nc_buf_free(&plain);
+            return;
+        }
+        data = plain.data ? plain.data : "";
+        len = plain.len;
+    }
+    on_plain_message(call, gc, data, len);
+    nc_buf_free(&plain);
 }
 
 static void on_half_close(nc_grpc_call *call) {
