@@ -172,6 +172,7 @@ static void c_free(h2c *c) {
 /* One call: the message bytes (prefix included) as the body; waits for the stream's end. */
 static const char *call_timeout = "5S";
 static const char *call_encoding = "identity";
+static const char *call_xk = "v";
 
 static int32_t c_start(h2c *c, const char *path, const char *body, size_t len) {
     nghttp2_nv h[] = {NV(":method", "POST"),
@@ -181,7 +182,7 @@ static int32_t c_start(h2c *c, const char *path, const char *body, size_t len) {
                       NV("content-type", "application/grpc"),
                       NV("te", "trailers"),
                       {(uint8_t *)"grpc-timeout", (uint8_t *)call_timeout, 12, strlen(call_timeout), 0},
-                      NV("x-k", "v"),
+                      {(uint8_t *)"x-k", (uint8_t *)call_xk, 3, strlen(call_xk), 0},
                       {(uint8_t *)"grpc-encoding", (uint8_t *)call_encoding, 13, strlen(call_encoding), 0}};
     c->status = -1;
     c->message[0] = '\0';
@@ -371,6 +372,25 @@ static void test_gzip(void **st) {
     c_free(&c);
 }
 
+/* Metadata past maxMetadataSize (8 KiB by default, grpc-js's): the stream is reset, nothing dispatched;
+ * the connection serves the next call. */
+static void test_big_metadata(void **st) {
+    h2c c;
+    c_open(&c, 1);
+    char *big = malloc(10000);
+    memset(big, 'm', 9999);
+    big[9999] = '\0';
+    call_xk = big;
+    seen_header[0] = '\0';
+    c_call(&c, SVC "Sum", sum_req, sizeof sum_req - 1);
+    assert_int_equal(c.status, -1); /* no status: RST_STREAM */
+    assert_string_equal(seen_header, "");
+    call_xk = "v";
+    free(big);
+    expect_sum(&c);
+    c_free(&c);
+}
+
 static int setup(void **st) {
     loop_setup(st);
     nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
@@ -396,7 +416,7 @@ int main(void) {
         cmocka_unit_test(test_unary),     cmocka_unit_test(test_status_mapping),
         cmocka_unit_test(test_not_http2), cmocka_unit_test(test_bad_frame),
         cmocka_unit_test(test_oversize),  cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_gzip),      cmocka_unit_test(test_big_metadata),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -290,6 +290,9 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
     nc_grpc_call *call = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
     if (!call || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     const char *n = (const char *)name, *v = (const char *)value;
+    /* metadata is held per call: past the cap the stream is reset (RST_STREAM) rather than buffered */
+    call->meta_bytes += nl + vl;
+    if (call->meta_bytes > call->conn->max_metadata) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     if (nl == 5 && !memcmp(n, ":path", 5)) {
         nc_buf_reset(&call->path);
         if (nc_buf_append(&call->path, v, vl) || nc_buf_append_char(&call->path, '\0'))
@@ -465,14 +468,15 @@ static void conn_unref(nc_grpc_conn *c) {
     free(c);
 }
 
-nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message, const nc_grpc_conn_cbs *cbs,
-                               const nc_logger *log, void *owner) {
+nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message, uint32_t max_metadata,
+                               const nc_grpc_conn_cbs *cbs, const nc_logger *log, void *owner) {
     nc_grpc_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->cbs = cbs;
     c->log = log;
     c->owner = owner;
     c->max_message = max_message;
+    c->max_metadata = max_metadata;
     c->refs = 1; /* the stream's (until on_close); the owner only links the connection until on_end */
     nghttp2_session_callbacks *cb;
     if (nghttp2_session_callbacks_new(&cb)) {

@@ -28,6 +28,7 @@ struct nc_grpc_call {
     nc_buf path;
     nc_buf hdr; /* the request metadata: [u32 name len][name][u32 value len][value]... */
     size_t nhdr;
+    size_t meta_bytes;  /* request header bytes seen, against max_metadata */
     int bad_request;    /* not a gRPC request (method, content type): answered at the end of headers */
     int64_t timeout_ms; /* grpc-timeout, -1 = none */
     char *encoding;     /* grpc-encoding, NULL = identity */
@@ -73,6 +74,7 @@ struct nc_grpc_conn {
     const nc_grpc_conn_cbs *cbs;
     const nc_logger *log;
     uint32_t max_message;
+    uint32_t max_metadata; /* bytes of request metadata (names + values) per call */
     void *owner;
     int ended, draining;
     int in_recv; /* inside nghttp2_session_mem_recv: writing waits for its end */
@@ -83,8 +85,8 @@ struct nc_grpc_conn {
 };
 
 /* Allocates a server connection on io (ssl: TLS context or NULL). NULL when out of memory. */
-nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message, const nc_grpc_conn_cbs *cbs,
-                               const nc_logger *log, void *owner);
+nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message, uint32_t max_metadata,
+                               const nc_grpc_conn_cbs *cbs, const nc_logger *log, void *owner);
 /* Accepts from the listener and sends the server preface (SETTINGS). Returns 0 or an error (the caller
  * closes the connection). */
 int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener);

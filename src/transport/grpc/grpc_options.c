@@ -61,6 +61,15 @@ const nc_option_spec nc_grpc_options[] = {
      .def = "4194304",
      .min = 1,
      .max = 2147483647},
+    {.name = "maxMetadataSize",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help =
+         "largest request metadata in bytes, names and values, pseudo-headers included (larger: the stream "
+         "is reset)",
+     .def = "8192",
+     .min = 1,
+     .max = 2147483647},
     {.name = NULL},
 };
 

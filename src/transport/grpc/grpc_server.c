@@ -31,7 +31,7 @@ typedef struct grpc_server {
     nc_grpc_conn *conns;
     nc_grpc_methods methods;
     nc_pb_json_opts jo;
-    uint32_t max_message;
+    uint32_t max_message, max_metadata;
     nc_map handled; /* routes that have a handler (route_added) */
 } grpc_server;
 
@@ -353,8 +353,8 @@ static void on_connection(uv_stream_t *l, int status) {
         nc_logf(nc_server__log(g->srv), NC_LOG_ERROR, "Server", "accept failed: %s", uv_strerror(status));
         return;
     }
-    nc_grpc_conn *c =
-        nc_grpc_conn_new(nc_server__io(g->srv), g->ssl, g->max_message, &conn_cbs, nc_server__log(g->srv), g);
+    nc_grpc_conn *c = nc_grpc_conn_new(nc_server__io(g->srv), g->ssl, g->max_message, g->max_metadata,
+                                       &conn_cbs, nc_server__log(g->srv), g);
     if (!c) {
         nc_logf(nc_server__log(g->srv), NC_LOG_ERROR, "Server", "out of memory: dropping a new connection");
         uv_tcp_t *tmp = malloc(sizeof *tmp);
@@ -397,6 +397,7 @@ static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
     g->host = strdup(url->host[0] ? url->host : "localhost");
     g->port = url->port >= 0 ? url->port : 5000; /* NestJS's default url, localhost:5000 */
     g->max_message = (uint32_t)nc_opts_int(o, "maxReceiveMessageLength");
+    g->max_metadata = (uint32_t)nc_opts_int(o, "maxMetadataSize");
     nc_grpc_json_opts(o, &g->jo);
     int r = nc_grpc_methods_load(&g->methods, nc_opts_str(o, "protoPath"), nc_opts_str(o, "package"),
                                  nc_opts_str(o, "includeDirs"), why, sizeof why);
