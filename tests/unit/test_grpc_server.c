@@ -54,6 +54,16 @@ static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
     nc_request_on_cancel(req, on_cancelled, NULL);
 }
 
+/* Streaming floods: 64 messages of 64 KiB at once, more than the server's 1 MiB send bound. */
+static void h_flood(nc_request *req, const nc_msg *m, void *u) {
+    char *v = malloc(65536);
+    memset(v, 'f', 65535);
+    v[65535] = '\0';
+    for (int i = 0; i < 64; i++) nc_reply_next(req, json_pack("{s:i,s:s}", "index", i, "value", v));
+    nc_reply_end(req);
+    free(v);
+}
+
 /* ---- the client ---------------------------------------------------------------------------------------- */
 
 typedef struct h2c {
@@ -391,10 +401,25 @@ static void test_big_metadata(void **st) {
     c_free(&c);
 }
 
+/* Responses queued past maxSendBufferSize (a client that cannot keep up): the connection is closed, as on
+ * TCP; the server serves the next one. */
+static void test_send_bound(void **st) {
+    h2c c;
+    c_open(&c, 1);
+    c_start(&c, SVC "Streaming", "\0\0\0\0\0", 5);
+    run_until(&c.eof, 1);
+    assert_int_equal(c.status, -1);
+    assert_true(c.data.len < (size_t)64 * 65536);
+    c_free(&c);
+    c_open(&c, 1);
+    expect_sum(&c);
+    c_free(&c);
+}
+
 static int setup(void **st) {
     loop_setup(st);
     nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
-    nc_server_opts so = {.loop = &loop, .options = opts, .noptions = 2};
+    nc_server_opts so = {.loop = &loop, .options = opts, .noptions = 2, .max_send_buffer_size = 1 << 20};
     assert_int_equal(nc_server_new(&srv, "grpc://127.0.0.1:0", &so), 0);
     nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Sum\",\"streaming\":\"no_stream\"}", h_sum,
                       NULL);
@@ -402,6 +427,8 @@ static int setup(void **st) {
                       h_exception, NULL);
     nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Sleep\",\"streaming\":\"no_stream\"}",
                       h_sleep, NULL);
+    nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Streaming\",\"streaming\":\"no_stream\"}",
+                      h_flood, NULL);
     assert_int_equal(nc_server_listen(srv), 0);
     return 0;
 }
@@ -413,10 +440,11 @@ static int teardown(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary),     cmocka_unit_test(test_status_mapping),
-        cmocka_unit_test(test_not_http2), cmocka_unit_test(test_bad_frame),
-        cmocka_unit_test(test_oversize),  cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_gzip),      cmocka_unit_test(test_big_metadata),
+        cmocka_unit_test(test_unary),      cmocka_unit_test(test_status_mapping),
+        cmocka_unit_test(test_not_http2),  cmocka_unit_test(test_bad_frame),
+        cmocka_unit_test(test_oversize),   cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_gzip),       cmocka_unit_test(test_big_metadata),
+        cmocka_unit_test(test_send_bound),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

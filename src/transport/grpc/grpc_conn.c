@@ -143,6 +143,9 @@ static void call_detach(nc_grpc_call *call) {
     call->prev = call->next = NULL;
     call->closed = 1;
     deadline_stop(call);
+    /* nghttp2 must not hand this call to a later callback (the connection may end inside mem_recv) */
+    if (c && c->h2) nghttp2_session_set_stream_user_data(c->h2, call->id, NULL);
+    if (c) c->queued -= call->out.len - call->out_off; /* never to be sent */
     if (c && !call->finished && c->cbs->on_cancel) c->cbs->on_cancel(call);
     call->conn = NULL; /* no callback runs for it any more */
     nc_grpc_call_release(call);
@@ -173,6 +176,7 @@ static ssize_t read_data(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t l
         size_t n = have < len ? have : len;
         memcpy(buf, call->out.data + call->out_off, n);
         call->out_off += n;
+        if (call->conn) call->conn->queued -= n;
         if (call->out_off == call->out.len) nc_buf_reset(&call->out), call->out_off = 0;
         return (ssize_t)n;
     }
@@ -213,7 +217,17 @@ int nc_grpc_call_send(nc_grpc_call *call, const void *msg, size_t len) {
     if (!nc_grpc_call_live(call)) return NC_ECONNCLOSED;
     uint8_t pre[5];
     if (nc_grpc_prefix(pre, 0, len)) return NC_ETOOBIG;
+    nc_grpc_conn *c = call->conn;
+    if (c->max_send && (long long)(c->queued + 5 + len + nc_stream_unsent(&c->st)) > c->max_send) {
+        nc_logf(c->log, NC_LOG_WARN, "Server",
+                "gRPC connection %s: closed, the client does not read its responses "
+                "(more than %lld bytes unsent)",
+                c->peer, c->max_send);
+        nc_grpc_conn_close(c, NC_ETOOBIG, "the client does not read its responses");
+        return NC_ECONNCLOSED;
+    }
     if (nc_buf_append(&call->out, pre, 5) || nc_buf_append(&call->out, msg, len)) return NC_ENOMEM;
+    c->queued += 5 + len;
     int r = 0;
     if (!call->started) {
         r = submit_response(call, 1, NULL);
@@ -335,11 +349,8 @@ static void read_messages(nc_grpc_call *call) {
     nc_grpc_msg m;
     int r;
     while (!call->finished && (r = nc_grpc_reader_next(&call->rd, &m)) == 1) {
-        nc_grpc_call_retain(call);
         c->cbs->on_message(call, m.data, m.len, m.compressed);
-        int gone = call->refs == 1 && call->closed;
-        nc_grpc_call_release(call);
-        if (gone) return;
+        if (call->closed) return; /* the connection ended under the owner's callback */
     }
     if (call->finished) return;
     if (r == NC_ETOOBIG) {
@@ -357,36 +368,45 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const u
     nc_grpc_call *call = nghttp2_session_get_stream_user_data(h2, id);
     if (!call || call->finished || call->bad_request) return 0; /* answered already: dropped */
     if (nc_grpc_reader_feed(&call->rd, data, len)) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    nc_grpc_call_retain(call); /* held while the owner's callbacks run (see frame_for_call) */
     read_messages(call);
+    nc_grpc_call_release(call);
     return 0;
 }
 
-static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
-    nc_grpc_conn *c = user;
-    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
-    nc_grpc_call *call = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
-    if (!call) return 0;
+/* What a frame means for its call; the call is held meanwhile: the owner's callbacks reach the core, whose
+ * replies may end the connection and detach the call before they return. */
+static void frame_for_call(nc_grpc_conn *c, nc_grpc_call *call, const nghttp2_frame *f) {
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
         if (call->bad_request || !call->path.len) {
             /* not gRPC (a browser, curl): HTTP 415 as grpc-js answers a wrong content type */
             nghttp2_nv h[] = {NV_LIT(":status", "415"), NV_LIT("grpc-status", "13"),
                               NV_LIT("grpc-message", "not a gRPC request")};
             call->finished = call->started = 1;
-            nghttp2_submit_response(h2, call->id, h, sizeof h / sizeof *h, NULL);
-            return 0;
+            nghttp2_submit_response(c->h2, call->id, h, sizeof h / sizeof *h, NULL);
+            return;
         }
         if (call->timeout_ms >= 0) deadline_start(call);
         c->cbs->on_call(call);
     }
-    if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && !call->half_closed) {
+    if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && !call->half_closed && call->conn) {
         call->half_closed = 1;
-        if (call->finished) return 0;
+        if (call->finished) return;
         if (nc_grpc_reader_pending(&call->rd)) {
             nc_grpc_call_finish(call, 13, "the request ended inside a message", NULL, 0);
-            return 0;
+            return;
         }
         c->cbs->on_half_close(call);
     }
+}
+
+static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
+    nc_grpc_call *call = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+    if (!call) return 0;
+    nc_grpc_call_retain(call);
+    frame_for_call(user, call, f);
+    nc_grpc_call_release(call);
     return 0;
 }
 

@@ -75,6 +75,8 @@ struct nc_grpc_conn {
     const nc_logger *log;
     uint32_t max_message;
     uint32_t max_metadata; /* bytes of request metadata (names + values) per call */
+    long long max_send;    /* response bytes queued and unsent before the connection is closed; 0 = off */
+    uint64_t queued;       /* response bytes in the calls' buffers, not yet taken by nghttp2 */
     void *owner;
     int ended, draining;
     int in_recv; /* inside nghttp2_session_mem_recv: writing waits for its end */
@@ -84,7 +86,8 @@ struct nc_grpc_conn {
     char peer[64];
 };
 
-/* Allocates a server connection on io (ssl: TLS context or NULL). NULL when out of memory. */
+/* Allocates a server connection on io (ssl: TLS context or NULL). Set max_send after (0: no bound). NULL when
+ * out of memory. */
 nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message, uint32_t max_metadata,
                                const nc_grpc_conn_cbs *cbs, const nc_logger *log, void *owner);
 /* Accepts from the listener and sends the server preface (SETTINGS). Returns 0 or an error (the caller
@@ -103,7 +106,9 @@ int nc_grpc_call_live(const nc_grpc_call *call);
  * (headers already sent), NC_ENOMEM. */
 int nc_grpc_call_add_header(nc_grpc_call *call, const char *name, size_t nlen, const char *value,
                             size_t vlen);
-/* Queues one response message (the prefix is added). Returns 0, NC_ECONNCLOSED, NC_ETOOBIG, NC_ENOMEM. */
+/* Queues one response message (the prefix is added). Returns 0, NC_ECONNCLOSED, NC_ETOOBIG, NC_ENOMEM.
+ * When the connection's unsent responses pass max_send (a client that does not read), the connection is
+ * closed, as the TCP transport does, and NC_ECONNCLOSED returned. */
 int nc_grpc_call_send(nc_grpc_call *call, const void *msg, size_t len);
 /* Ends the call with a status: after the queued messages, the trailers (grpc-status, grpc-message
  * percent-encoded, then `trailers`), or a trailers-only response when nothing was sent. Returns 0 or

@@ -366,6 +366,7 @@ static void on_connection(uv_stream_t *l, int status) {
         }
         return;
     }
+    c->max_send = nc_server__cfg(g->srv)->max_send_buffer_size; /* maxSendBufferSize, as on TCP */
     c->next = g->conns;
     if (g->conns) g->conns->prev = c;
     g->conns = c;
