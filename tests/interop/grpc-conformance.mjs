@@ -58,7 +58,10 @@ if (args.nest) {
 if (args.nestc) {
   // port 0: the server picks a free port and prints it on its readiness line
   const tls = args.tls ? ['--cert', join(args.tls, 'server.pem'), '--key', join(args.tls, 'server.key')] : [];
-  server = spawn(args.nestc, ['conformance', 'grpc://127.0.0.1:0', '--proto', args.proto, ...tls],
+  // NESTC_WRAP: the server under a tool (valgrind: its error exit code fails the run, see the end)
+  const wrap = process.env.NESTC_WRAP ? process.env.NESTC_WRAP.split(/\s+/).filter((w) => w) : [];
+  const argv = [...wrap, args.nestc];
+  server = spawn(argv[0], [...argv.slice(1), 'conformance', 'grpc://127.0.0.1:0', '--proto', args.proto, ...tls],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     let out = '';
@@ -76,7 +79,9 @@ const def = protoLoader.loadSync(args.proto, { keepCase: true, longs: String, en
 const pkg = grpc.loadPackageDefinition(def);
 const creds = args.tls ? grpc.credentials.createSsl(readFileSync(join(args.tls, 'ca.pem'))) : grpc.credentials.createInsecure();
 const client = new pkg.nestc.conformance.Conformance(url, creds);
-const deadline = () => Date.now() + 5000;
+// call deadlines scale with the suite's time factor (a loaded machine, valgrind)
+const factor = Number(process.env.NESTC_TEST_TIMEOUT_FACTOR) || 1;
+const deadline = () => Date.now() + 5000 * factor;
 
 const unary = (method, req, md = new grpc.Metadata()) =>
   new Promise((resolve) => client[method](req, md, { deadline: deadline() }, (err, res) =>
@@ -175,7 +180,15 @@ check('Unimplemented', (await unary('Unimplemented', {})).code, 12);
 }
 
 client.close();
-if (server) server.kill('SIGTERM');
+if (server) {
+  // a graceful stop; nestc must exit 0 (under NESTC_WRAP=valgrind, errors give another code)
+  const code = await new Promise((resolve) => {
+    server.once('exit', (c, sig) => resolve(c === null ? sig : c));
+    server.kill('SIGTERM');
+  });
+  server = null;
+  if (args.nestc) check('server exit', code, 0);
+}
 const failed = results.filter((ok) => !ok).length;
 console.log(`${results.length - failed}/${results.length} passed`);
 process.exit(failed ? 1 : 0);
