@@ -416,10 +416,26 @@ static void test_send_bound(void **st) {
     c_free(&c);
 }
 
+/* A connection that never sends its preface is closed after incompleteMessageTimeout (300 ms here); the
+ * server serves the next one. */
+static void test_silent_client(void **st) {
+    h2c c;
+    c_open(&c, 0);
+    run_until(&c.eof, 1); /* the server's end: ctest's limit ends a hang */
+    c_free(&c);
+    c_open(&c, 1);
+    expect_sum(&c);
+    c_free(&c);
+}
+
 static int setup(void **st) {
     loop_setup(st);
     nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
-    nc_server_opts so = {.loop = &loop, .options = opts, .noptions = 2, .max_send_buffer_size = 1 << 20};
+    nc_server_opts so = {.loop = &loop,
+                         .options = opts,
+                         .noptions = 2,
+                         .max_send_buffer_size = 1 << 20,
+                         .incomplete_message_timeout_ms = 300 * time_factor()};
     assert_int_equal(nc_server_new(&srv, "grpc://127.0.0.1:0", &so), 0);
     nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Sum\",\"streaming\":\"no_stream\"}", h_sum,
                       NULL);
@@ -444,7 +460,7 @@ int main(void) {
         cmocka_unit_test(test_not_http2),  cmocka_unit_test(test_bad_frame),
         cmocka_unit_test(test_oversize),   cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_gzip),       cmocka_unit_test(test_big_metadata),
-        cmocka_unit_test(test_send_bound),
+        cmocka_unit_test(test_send_bound), cmocka_unit_test(test_silent_client),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -400,7 +400,14 @@ static void frame_for_call(nc_grpc_conn *c, nc_grpc_call *call, const nghttp2_fr
     }
 }
 
+static void stall_stop(nc_grpc_conn *c);
+
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
+    nc_grpc_conn *c = user;
+    if (!c->got_frame) {
+        c->got_frame = 1;
+        stall_stop(c);
+    }
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
     nc_grpc_call *call = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
     if (!call) return 0;
@@ -467,6 +474,7 @@ static void st_data(nc_stream *s, const char *data, size_t len) {
 static void st_end(nc_stream *s, int err, const char *msg) {
     nc_grpc_conn *c = s->data;
     c->ended = 1;
+    stall_stop(c);
     c->refs++;
     /* every call still open is cancelled: its stream can carry nothing more */
     while (c->calls) call_detach(c->calls);
@@ -519,9 +527,37 @@ nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message,
     return c;
 }
 
-int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener) {
+/* ---- the first-frame timer ---------------------------------------------------------------------------- */
+
+static void stall_closed(uv_handle_t *h) {
+    conn_unref(h->data); /* the timer's reference */
+}
+
+static void stall_stop(nc_grpc_conn *c) {
+    if (!c->stall_open) return;
+    c->stall_open = 0;
+    uv_close((uv_handle_t *)&c->stall, stall_closed);
+}
+
+static void stall_fire(uv_timer_t *t) {
+    nc_grpc_conn *c = t->data;
+    stall_stop(c);
+    if (!c->got_frame && !c->ended) {
+        nc_logf(c->log, NC_LOG_DEBUG, "Server", "gRPC connection %s: no HTTP/2 preface in time, closed",
+                c->peer);
+        nc_grpc_conn_close(c, NC_ETIMEDOUT, "no HTTP/2 preface in time");
+    }
+}
+
+int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener, int first_frame_ms) {
     int r = nc_stream_accept(&c->st, listener);
     if (r) return r;
+    if (first_frame_ms > 0 && uv_timer_init(listener->loop, &c->stall) == 0) {
+        c->stall.data = c;
+        c->stall_open = 1;
+        c->refs++; /* until the timer's handle is closed */
+        uv_timer_start(&c->stall, stall_fire, (uint64_t)first_frame_ms, 0);
+    }
     nc_stream_peer(&c->st, c->peer, sizeof c->peer);
     /* the server preface: our SETTINGS (nghttp2 answers the client's and runs flow control itself) */
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1000}};

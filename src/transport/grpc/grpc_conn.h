@@ -77,6 +77,8 @@ struct nc_grpc_conn {
     uint32_t max_metadata; /* bytes of request metadata (names + values) per call */
     long long max_send;    /* response bytes queued and unsent before the connection is closed; 0 = off */
     uint64_t queued;       /* response bytes in the calls' buffers, not yet taken by nghttp2 */
+    uv_timer_t stall;      /* until the client's first frame (see nc_grpc_conn_accept) */
+    int stall_open, got_frame;
     void *owner;
     int ended, draining;
     int in_recv; /* inside nghttp2_session_mem_recv: writing waits for its end */
@@ -90,9 +92,11 @@ struct nc_grpc_conn {
  * out of memory. */
 nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message, uint32_t max_metadata,
                                const nc_grpc_conn_cbs *cbs, const nc_logger *log, void *owner);
-/* Accepts from the listener and sends the server preface (SETTINGS). Returns 0 or an error (the caller
- * closes the connection). */
-int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener);
+/* Accepts from the listener and sends the server preface (SETTINGS). A client whose first HTTP/2 frame
+ * (TLS handshake, preface and SETTINGS) has not arrived within first_frame_ms (0: no limit) is closed, so a
+ * connection that never speaks does not stay forever. Returns 0 or an error (the caller closes the
+ * connection). */
+int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener, int first_frame_ms);
 /* Closes now (pending writes dropped); on_end then on_free follow. */
 void nc_grpc_conn_close(nc_grpc_conn *c, int err, const char *why);
 /* Graceful end: GOAWAY, then the connection ends after its last queued byte. */

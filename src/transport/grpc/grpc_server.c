@@ -370,7 +370,11 @@ static void on_connection(uv_stream_t *l, int status) {
     c->next = g->conns;
     if (g->conns) g->conns->prev = c;
     g->conns = c;
-    int r = nc_grpc_conn_accept(c, l);
+    /* a client has the TLS handshake and then incompleteMessageTimeout to send its first frame */
+    const nc_server_cfg *cfg = nc_server__cfg(g->srv);
+    int first = cfg->incomplete_timeout_ms;
+    if (g->ssl && first && cfg->handshake_timeout_ms) first += cfg->handshake_timeout_ms;
+    int r = nc_grpc_conn_accept(c, l, first);
     if (r) nc_grpc_conn_close(c, r, "accept failed");
 }
 
