@@ -2,7 +2,8 @@
 //
 //   node grpc-conformance.mjs --url HOST:PORT [--proto FILE]   check a running server
 //   node grpc-conformance.mjs --nest [--proto FILE]            start nest-grpc-server.mjs on a free port first
-//   node grpc-conformance.mjs --nestc BIN [--tls CERTDIR]      start `BIN conformance grpc://127.0.0.1:0` first
+//   node grpc-conformance.mjs --nestc BIN [--tls CERTDIR] [--workers N]
+//                                                              start `BIN conformance grpc://127.0.0.1:0` first
 //                                                              (TLS: CERTDIR/server.pem, server.key, ca.pem)
 //
 // Prints one line per case ("ok" / "FAIL" and why) and exits 1 if any failed. The client loads the proto with
@@ -26,6 +27,7 @@ const { values: args } = parseArgs({
     nest: { type: 'boolean', default: false },
     nestc: { type: 'string' },
     tls: { type: 'string' },
+    workers: { type: 'string' },
     proto: { type: 'string', default: join(here, '..', 'vectors', 'grpc', 'conformance.proto') },
   },
 });
@@ -58,6 +60,7 @@ if (args.nest) {
 if (args.nestc) {
   // port 0: the server picks a free port and prints it on its readiness line
   const tls = args.tls ? ['--cert', join(args.tls, 'server.pem'), '--key', join(args.tls, 'server.key')] : [];
+  if (args.workers) tls.push('--workers', args.workers);
   // NESTC_WRAP: the server under a tool (valgrind: its error exit code fails the run, see the end)
   const wrap = process.env.NESTC_WRAP ? process.env.NESTC_WRAP.split(/\s+/).filter((w) => w) : [];
   const argv = [...wrap, args.nestc];

@@ -56,7 +56,7 @@ const cli_opt cli_opts[] = {
     {O_DATA_FILE, "--data-file", 0, V_FILE, "FILE", CMD_BENCH, 0, 0, 0, NULL,
      "the request data read from a JSON file (the same as [data] @FILE)"},
     {O_WORKERS, "--workers", 0, V_INT, "N", CMD_CONFORMANCE, 0, 0, WORKERS_MAX, NULL,
-     "serve on N loops / threads sharing the port (default 1, at most 1024; tcp, tls)"},
+     "serve on N loops / threads sharing the port (default 1, at most 1024; tcp, tls, grpc)"},
     {O_MAX_BUFFER, "--max-buffer-size", 0, V_INT, "N", CMD_CONFORMANCE, 0, 0, BIG, NULL,
      "per-connection receive limit in UTF-16 units (default 134217728; 0 = none)"},
     {O_MAX_SEND_BUFFER, "--max-send-buffer-size", 0, V_INT, "N", CMD_CONFORMANCE, 0, 0, BIG, NULL,

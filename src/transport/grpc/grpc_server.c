@@ -1,5 +1,6 @@
 /* The grpc:// server (NestJS ServerGrpc): the ops table. Loads the .proto files, listens, accepts HTTP/2
  * connections (grpc_conn.c) whose calls grpc_calls.c turns into requests of the core, and closes. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +137,16 @@ static int grpc_listen(void *state) {
     uv_tcp_init_ex(nc_server__io(g->srv)->loop, &g->listener, (unsigned)res->ai_family);
     g->listener.data = g;
     g->listener_open = 1;
-    r = uv_tcp_bind(&g->listener, res->ai_addr, 0);
+    r = 0;
+    if (nc_server__cfg(g->srv)->reuseport) {
+        /* workers: one listener per loop on the same port; the kernel spreads connections over them */
+        uv_os_fd_t fd;
+        int one = 1;
+        r = uv_fileno((uv_handle_t *)&g->listener, &fd);
+        if (!r && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one))
+            r = uv_translate_sys_error(errno);
+    }
+    if (!r) r = uv_tcp_bind(&g->listener, res->ai_addr, 0);
     freeaddrinfo(res);
     if (!r) r = uv_listen((uv_stream_t *)&g->listener, 1024, on_connection);
     if (r) {
@@ -212,6 +222,7 @@ static const char *const schemes[] = {"grpc", NULL};
 const nc_server_transport nc_grpc_server_transport = {
     .schemes = schemes,
     .options = nc_grpc_options,
+    .supports_workers = 1,
     .create = grpc_create,
     .listen = grpc_listen,
     .route_added = grpc_route_added,
