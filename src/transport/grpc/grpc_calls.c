@@ -152,6 +152,8 @@ static int decode_request(nc_grpc_call *call, gcall *gc, const char *p, size_t n
     return r;
 }
 
+static const nc_header no_headers[1];
+
 static void dispatch(nc_grpc_call *call, gcall *gc, const nc_buf *data) {
     nc_grpc_server *g = gc->g;
     nc_header *hs = call->nhdr ? malloc(call->nhdr * sizeof *hs) : NULL;
@@ -174,7 +176,7 @@ static void dispatch(nc_grpc_call *call, gcall *gc, const nc_buf *data) {
     }
     nc_inbound in = {.channel = call->path.data,
                      .route = gc->route,
-                     .headers = hs ? hs : (const nc_header *)"",
+                     .headers = hs ? hs : no_headers, /* gRPC always has metadata, maybe empty */
                      .nheaders = nh,
                      .ctx = ctx,
                      .nctx = nctx,
