@@ -38,6 +38,8 @@ static void h_sum(nc_request *req, const nc_msg *m, void *u) {
 static void h_exception(nc_request *req, const nc_msg *m, void *u) {
     json_t *d = nc_msg_data(m);
     json_int_t code = json_integer_value(json_object_get(d, "code"));
+    nc_reply_header(req, "X-Reply", "h", 1); /* uppercase: sent lowercase, as HTTP/2 wants */
+    nc_reply_trailer(req, "X-T", "t", 1);
     if (code)
         nc_reply_error(req, json_pack("{s:I,s:s}", "code", code, "message", "coded"));
     else
@@ -75,7 +77,8 @@ typedef struct h2c {
     int streams; /* streams closed */
     int status;  /* grpc-status of the last stream, -1 = none */
     char message[128];
-    nc_buf data; /* DATA of the last stream */
+    char x_reply[32], x_t[32]; /* a response header and a trailer the handler set */
+    nc_buf data;               /* DATA of the last stream */
     const char *body;
     size_t body_len, body_off;
 } h2c;
@@ -118,6 +121,8 @@ static int c_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n
     if (nl == 11 && !memcmp(n, "grpc-status", 11)) c->status = atoi((const char *)v);
     if (nl == 12 && !memcmp(n, "grpc-message", 12))
         snprintf(c->message, sizeof c->message, "%.*s", (int)vl, v);
+    if (nl == 7 && !memcmp(n, "x-reply", 7)) snprintf(c->x_reply, sizeof c->x_reply, "%.*s", (int)vl, v);
+    if (nl == 3 && !memcmp(n, "x-t", 3)) snprintf(c->x_t, sizeof c->x_t, "%.*s", (int)vl, v);
     return 0;
 }
 
@@ -240,6 +245,8 @@ static void test_status_mapping(void **st) {
     c_call(&c, SVC "Exception", "\0\0\0\0\x02\x08\x05", 7); /* code 5 */
     assert_int_equal(c.status, 5);
     assert_string_equal(c.message, "coded");
+    assert_string_equal(c.x_reply, "h"); /* reply metadata and trailers reach the client */
+    assert_string_equal(c.x_t, "t");
     c_call(&c, SVC "Exception", "\0\0\0\0\0", 5); /* code 0: RpcException(message) */
     assert_int_equal(c.status, 2);
     assert_string_equal(c.message, "plain 100%25");   /* percent-encoded on the wire */

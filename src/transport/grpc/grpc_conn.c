@@ -17,6 +17,15 @@ static int put_pair(nc_buf *b, const char *n, size_t nl, const char *v, size_t v
     return 0;
 }
 
+/* A metadata entry the handler gave: HTTP/2 header names are lowercase (a client refuses others), and
+ * metadata names are case-insensitive. */
+static int put_lower(nc_buf *b, const char *n, size_t nl, const char *v, size_t vl) {
+    char low[256];
+    if (nl == 0 || nl > sizeof low) return NC_EINVAL;
+    for (size_t i = 0; i < nl; i++) low[i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] + 32 : n[i]);
+    return put_pair(b, low, nl, v, vl);
+}
+
 /* Walks a pair buffer: fills *h from *off and advances; 0 at the end. */
 static int next_pair(const nc_buf *b, size_t *off, nc_header *h) {
     if (*off >= b->len) return 0;
@@ -162,7 +171,8 @@ size_t nc_grpc_call_headers(const nc_grpc_call *call, nc_header *out, size_t max
 int nc_grpc_call_add_header(nc_grpc_call *call, const char *name, size_t nlen, const char *value,
                             size_t vlen) {
     if (call->started) return NC_ESTATE;
-    if (put_pair(&call->resp_hdr, name, nlen, value, vlen)) return NC_ENOMEM;
+    int r = put_lower(&call->resp_hdr, name, nlen, value, vlen);
+    if (r) return r;
     call->nresp_hdr++;
     return 0;
 }
@@ -251,8 +261,8 @@ int nc_grpc_call_finish(nc_grpc_call *call, int status, const char *message, con
         if (!r) r = put_pair(&call->trailers, "grpc-message", 12, msg.data, msg.len);
     }
     for (size_t i = 0; !r && i < ntrailers; i++)
-        r = put_pair(&call->trailers, trailers[i].name, trailers[i].name_len, trailers[i].value,
-                     trailers[i].value_len);
+        r = put_lower(&call->trailers, trailers[i].name, trailers[i].name_len, trailers[i].value,
+                      trailers[i].value_len);
     nc_buf_free(&msg);
     if (r) return r;
     call->finished = 1;

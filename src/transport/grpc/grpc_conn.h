@@ -106,8 +106,8 @@ void nc_grpc_call_retain(nc_grpc_call *call);
 void nc_grpc_call_release(nc_grpc_call *call);
 /* 1 while the call can still send (connection open, stream open, status not sent). */
 int nc_grpc_call_live(const nc_grpc_call *call);
-/* Response metadata, sent with the response HEADERS (before the first message). Returns 0, NC_ESTATE
- * (headers already sent), NC_ENOMEM. */
+/* Response metadata, sent with the response HEADERS (before the first message); the name is lowercased.
+ * Returns 0, NC_ESTATE (headers already sent), NC_EINVAL (empty name, or over 256 bytes), NC_ENOMEM. */
 int nc_grpc_call_add_header(nc_grpc_call *call, const char *name, size_t nlen, const char *value,
                             size_t vlen);
 /* Queues one response message (the prefix is added). Returns 0, NC_ECONNCLOSED, NC_ETOOBIG, NC_ENOMEM.
