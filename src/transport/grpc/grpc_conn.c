@@ -7,7 +7,7 @@
 #include "nestc/error.h"
 #include "transport/grpc/grpc_conn.h"
 
-/* ---- small helpers ---------------------------------------------------------------------------------- */
+/* ---- header pairs ----------------------------------------------------------------------------------- */
 
 static int put_pair(nc_buf *b, const char *n, size_t nl, const char *v, size_t vl) {
     uint32_t a = (uint32_t)nl, c = (uint32_t)vl;
