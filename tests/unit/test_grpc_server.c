@@ -46,6 +46,11 @@ static void h_exception(nc_request *req, const nc_msg *m, void *u) {
         nc_reply_error_msg(req, "plain 100%");
 }
 
+/* Echo replies what EchoMessage cannot be: a list given as a number. */
+static void h_bad_echo(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, json_pack("{s:i}", "numbers", 5));
+}
+
 /* Sleep never answers by itself: it ends when cancelled (the client's RST_STREAM, its deadline). */
 static int cancelled;
 static void on_cancelled(nc_request *req, void *arg) {
@@ -257,6 +262,9 @@ static void test_status_mapping(void **st) {
     c_call(&c, "/nope.Nope/Nope", "\0\0\0\0\0", 5);
     assert_int_equal(c.status, 12);
     assert_string_equal(c.message, "The server does not implement the method /nope.Nope/Nope");
+    c_call(&c, SVC "Echo", "\0\0\0\0\0", 5); /* a reply that is no EchoMessage */
+    assert_int_equal(c.status, 13);
+    assert_non_null(strstr(c.message, "numbers"));
     c_call(&c, SVC "Sum", "\0\0\0\0\x02\x0a\x05", 7); /* truncated: does not decode */
     assert_int_equal(c.status, 13);
     c_call(&c, SVC "Sum", "", 0); /* no message for a unary method */
@@ -512,6 +520,8 @@ static int setup(void **st) {
                       h_sleep, NULL);
     nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Streaming\",\"streaming\":\"no_stream\"}",
                       h_flood, NULL);
+    nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Echo\",\"streaming\":\"no_stream\"}",
+                      h_bad_echo, NULL);
     assert_int_equal(nc_server_listen(srv), 0);
     return 0;
 }
