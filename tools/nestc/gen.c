@@ -28,6 +28,7 @@ static const char *const url_forms[] = {
     "amqp",   "amqp://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5672, guest:guest, vhost /)",
     "amqps",  "amqps://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5671; --ca FILE)",
     "kafka",  "kafka://host[:port][,host:port...]  (port 9092; topics are routes, replies on <route>.reply)",
+    "grpc",   "grpc://host[:port]  (port 5000; conformance only: --proto FILE; TLS with --cert/--key)",
 };
 
 static void print_urls(FILE *f) {
