@@ -10,6 +10,7 @@
 // keepCase, 64-bit integers as strings, enums by name and bytes as base64, so results compare as JSON.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -176,6 +177,17 @@ check('ClientSum of nothing', await clientStream('ClientSum', []), { value: { su
   gz.close();
 }
 check('Unimplemented', (await unary('Unimplemented', {})).code, 12);
+if (args.tls) {
+  // gRPC over TLS is h2 or nothing: a client offering only http/1.1 by ALPN is refused in the handshake
+  const [host, port] = url.split(':');
+  const r = await new Promise((resolve) => {
+    const sock = tls.connect({ host, port: Number(port), ca: readFileSync(join(args.tls, 'ca.pem')), servername: host,
+      ALPNProtocols: ['http/1.1'] });
+    sock.on('secureConnect', () => { resolve('connected'); sock.destroy(); });
+    sock.on('error', (e) => resolve(/no.application.protocol/i.test(e.message) ? 'refused' : e.message));
+  });
+  check('TLS without h2 refused', r, 'refused');
+}
 {
   const r = await new Promise((resolve) => client.makeUnaryRequest('/nestc.conformance.Conformance/Nope', (x) => x,
     (x) => x, Buffer.alloc(0), { deadline: deadline() }, (err) => resolve(err && err.code)));
