@@ -10,9 +10,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 # Debian 12 names. libicu72 is ICU's run-time library: nestc loads libicui18n.so.72 with dlopen (it is no
 # DT_NEEDED of libnestc), so it must be listed here; the major version is the one of the headers built against.
-runtime=(libuv1 libjansson4 libssl3 libhiredis0.14 libicu72 librdkafka1)
+runtime=(libuv1 libjansson4 libssl3 libhiredis0.14 libicu72 librdkafka1 libnghttp2-14 zlib1g)
 pkgs=(gcc make cmake ninja-build pkg-config libuv1-dev libjansson-dev libssl-dev libicu-dev libhiredis-dev
-  librdkafka-dev
+  librdkafka-dev libnghttp2-dev zlib1g-dev
   "${runtime[@]}")
 if [[ ${1:-} == --runtime ]]; then
   pkgs=("${runtime[@]}")

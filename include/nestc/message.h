@@ -114,6 +114,9 @@ typedef enum nc_ctx_key {
     NC_CTX_USER_ID = 25,    /* text: RMQ user-id (RabbitMQ checked it against the publisher's login) */
     NC_CTX_CONTENT_ENCODING = 26, /* text: RMQ content-encoding */
     NC_CTX_DELIVERY_MODE = 27,    /* number: RMQ delivery-mode (1 transient, 2 persistent) */
+    NC_CTX_TIMEOUT_MS = 28,       /* number: the caller's deadline as sent, in ms from the request's
+                                   * arrival (gRPC grpc-timeout, rounded up); the request is cancelled
+                                   * when it passes */
 } nc_ctx_key;
 
 /* The numeric value of `key` into *out. Returns 0, or NC_ENOENT when the transport did not fill it (or it

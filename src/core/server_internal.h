@@ -213,9 +213,5 @@ void nc_request__stream_cancelled(nc_req *r);
 void nc_request__free_extras(nc_req *r); /* stream, deadline timer, reply metadata */
 /* Fills the metadata part of a reply packet (first packet: headers; last: status, trailers). */
 void nc_request__fill_pkt(nc_req *r, nc_reply_pkt *pkt, int last);
-/* Transports feed a request's inbound stream (token from nc_inbound.stream_token). Values after the
- * request finished are dropped: NC_ESTATE. */
-int nc_server__stream_value(nc_server *s, uint64_t token, const char *json, size_t len);
-int nc_server__stream_end(nc_server *s, uint64_t token, int err);
 
 #endif

@@ -48,5 +48,9 @@ void nc_server__closed(nc_server *s);
 /* A reply sink went away for good (a TCP/TLS connection closed): the requests that answer to it are
  * cancelled (nc_request_on_cancel). */
 void nc_server__peer_gone(nc_server *s, void *peer);
+/* Feed a request's inbound stream (token from nc_inbound.stream_token): one value's JSON text, then the
+ * end (err 0: the caller ended its side). Values after the request finished are dropped: NC_ESTATE. */
+int nc_server__stream_value(nc_server *s, uint64_t token, const char *json, size_t len);
+int nc_server__stream_end(nc_server *s, uint64_t token, int err);
 
 #endif

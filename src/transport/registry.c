@@ -2,6 +2,9 @@
 #include <string.h>
 
 #include "transport/amqp/amqp.h"
+#ifdef NESTC_HAVE_NGHTTP2
+#include "transport/grpc/grpc.h"
+#endif
 #ifdef NESTC_HAVE_RDKAFKA
 #include "transport/kafka/kafka.h"
 #endif
@@ -17,6 +20,9 @@ static const nc_server_transport *const servers[] = {
     &nc_mqtt_server_transport,  &nc_amqp_server_transport,
 #ifdef NESTC_HAVE_RDKAFKA
     &nc_kafka_server_transport,
+#endif
+#ifdef NESTC_HAVE_NGHTTP2
+    &nc_grpc_server_transport,
 #endif
 };
 

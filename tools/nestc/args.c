@@ -127,6 +127,8 @@ static int store_value(cli_args *a, const cli_opt *o, const char *val) {
         return kv_into(&a->headers, o->name, val);
     case O_QUEUE:
         return opt_into(a, o->name, "queue", 5, val); /* the transport option queue (NATS) */
+    case O_PROTO:
+        return opt_into(a, o->name, "protoPath", 9, val); /* the transport option protoPath (gRPC) */
     case O_OPT: {
         const char *e = strchr(val, '=');
         return e ? opt_into(a, o->name, val, (size_t)(e - val), e + 1) : opt_into(a, o->name, val, 0, val);

@@ -349,6 +349,14 @@ int cmd_conformance(int argc, char **argv) {
         cli_args_free(&a);
         return 2;
     }
+    char scheme[16];
+    int grpc = !strcmp(cli_scheme_of(a.pos[0], scheme, sizeof scheme), "grpc");
+    /* gRPC: conformance.proto is read as the NestJS reference loads it (keepCase: true) */
+    if (grpc && nopts < CLI_MAX_OPTS) {
+        int given = 0;
+        for (size_t i = 0; i < nopts; i++) given |= !strcmp(opts[i].name, "keepCase");
+        if (!given) opts[nopts++] = (nc_option){"keepCase", "true"};
+    }
     nc_server_opts so = {0};
     so.options = opts;
     so.noptions = nopts;
@@ -369,6 +377,10 @@ int cmd_conformance(int argc, char **argv) {
     }
     if (a.events_history != -2) events_history = (size_t)a.events_history;
     uv_mutex_init(&events_lock);
+    if (grpc) { /* no pattern envelope on gRPC: the conformance.proto service instead (DESIGN.md §5a) */
+        conformance_grpc_register(s);
+        goto serve;
+    }
     both_message(s, "sum", h_sum, NULL);
     both_message(s, "asyncSum", h_async_sum, NULL);
     both_message(s, "streamSum", h_stream_sum, NULL);
@@ -392,6 +404,7 @@ int cmd_conformance(int argc, char **argv) {
     both_event(s, "notification", ev_first);
     both_event(s, "notification", ev_second);
     both_event(s, "user_created", ev_first);
+serve:
     serving_url = a.pos[0];
     nc_server_on_status(s, on_status, s);
     nc_server_handle_signals(s);

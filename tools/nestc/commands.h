@@ -6,4 +6,8 @@ int cmd_send_or_emit(int argc, char **argv, int emit);
 int cmd_conformance(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
+#include "nestc/nestc.h"
+/* conformance on grpc://: the conformance.proto service's handlers */
+void conformance_grpc_register(nc_server *s);
+
 #endif

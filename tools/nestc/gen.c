@@ -18,16 +18,28 @@ static const char *opt_label(const cli_opt *o, char *buf, size_t len) {
 }
 
 static const char *const url_forms[] = {
-    "tcp",    "tcp://host:port",
-    "tls",    "tls://host:port",
-    "redis",  "redis://[user[:password]@]host[:port][/db]",
-    "rediss", "rediss://[user[:password]@]host[:port][/db]",
-    "nats",   "nats://[user:password@|token@]host[:port]",
-    "mqtt",   "mqtt://[user[:password]@]host[:port][?protocolVersion=5]  (port 1883)",
-    "mqtts",  "mqtts://[user[:password]@]host[:port][?protocolVersion=5]  (port 8883; --ca FILE)",
-    "amqp",   "amqp://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5672, guest:guest, vhost /)",
-    "amqps",  "amqps://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5671; --ca FILE)",
-    "kafka",  "kafka://host[:port][,host:port...]  (port 9092; topics are routes, replies on <route>.reply)",
+    "tcp",
+    "tcp://host:port",
+    "tls",
+    "tls://host:port",
+    "redis",
+    "redis://[user[:password]@]host[:port][/db]",
+    "rediss",
+    "rediss://[user[:password]@]host[:port][/db]",
+    "nats",
+    "nats://[user:password@|token@]host[:port]",
+    "mqtt",
+    "mqtt://[user[:password]@]host[:port][?protocolVersion=5]  (port 1883)",
+    "mqtts",
+    "mqtts://[user[:password]@]host[:port][?protocolVersion=5]  (port 8883; --ca FILE)",
+    "amqp",
+    "amqp://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5672, guest:guest, vhost /)",
+    "amqps",
+    "amqps://[user[:password]@]host[:port][,...][/vhost]?queue=Q  (port 5671; --ca FILE)",
+    "kafka",
+    "kafka://host[:port][,host:port...]  (port 9092; topics are routes, replies on <route>.reply)",
+    "grpc",
+    "grpc://host[:port]  (port 5000; servers only so far: conformance --proto FILE; TLS: --cert/--key)",
 };
 
 static void print_urls(FILE *f) {

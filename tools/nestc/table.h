@@ -29,6 +29,7 @@ typedef enum cli_opt_id {
     O_HEADER,
     O_OPT,
     O_QUEUE,
+    O_PROTO,
     O_STREAM,
     O_DATA_FILE,
     O_WORKERS,

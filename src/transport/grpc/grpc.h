@@ -1,0 +1,15 @@
+/* The gRPC transport's ops tables and options (grpc://). Private. */
+#ifndef NC_TRANSPORT_GRPC_H
+#define NC_TRANSPORT_GRPC_H
+
+#include "codec/proto_codec.h"
+#include "core/options.h"
+#include "transport/transport.h"
+
+extern const nc_server_transport nc_grpc_server_transport;
+extern const nc_option_spec nc_grpc_options[];
+
+/* The loader options (proto-loader's names) of an option set, as the codec takes them. */
+void nc_grpc_json_opts(const nc_optset *o, nc_pb_json_opts *out);
+
+#endif

@@ -1,0 +1,36 @@
+/* gzip for request messages, through zlib. */
+#include <zlib.h>
+
+#include "nestc/error.h"
+#include "transport/grpc/grpc_gzip.h"
+
+int nc_grpc_gunzip(const void *p, size_t n, size_t max, nc_buf *out) {
+    z_stream z = {0};
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return NC_ENOMEM; /* 16: gzip framing only */
+    size_t start = out->len;
+    z.next_in = (Bytef *)p;
+    z.avail_in = (uInt)n;
+    int r = Z_OK;
+    while (r == Z_OK) {
+        if (out->len - start > max) {
+            r = Z_BUF_ERROR;
+            break;
+        }
+        if (nc_buf_reserve(out, 16384)) {
+            inflateEnd(&z);
+            out->len = start;
+            return NC_ENOMEM;
+        }
+        size_t room = out->cap - out->len, left = max - (out->len - start);
+        z.next_out = (Bytef *)out->data + out->len;
+        z.avail_out = (uInt)(room < left + 1 ? room : left + 1); /* one byte past max tells a bomb */
+        r = inflate(&z, Z_NO_FLUSH);
+        out->len = (size_t)((char *)z.next_out - out->data);
+        if (r == Z_BUF_ERROR && z.avail_in == 0) break; /* input ended before the stream did */
+    }
+    inflateEnd(&z);
+    if (r == Z_STREAM_END && out->len - start <= max && z.avail_in == 0) return 0;
+    int err = out->len - start > max ? NC_ETOOBIG : NC_EPROTO;
+    out->len = start;
+    return err;
+}

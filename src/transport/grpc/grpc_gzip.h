@@ -1,0 +1,14 @@
+/* gzip-compressed gRPC messages (grpc-encoding: gzip, the Compressed-Flag set). Private. */
+#ifndef NC_GRPC_GZIP_H
+#define NC_GRPC_GZIP_H
+
+#include <stddef.h>
+
+#include "util/buf.h"
+
+/* Decompresses one gzip member p[0..n) into out (appended). Returns 0, NC_ETOOBIG when the result would
+ * pass max bytes (checked while inflating: a small bomb never takes more than max), NC_EPROTO on data that
+ * is not gzip or is cut, NC_ENOMEM. */
+int nc_grpc_gunzip(const void *p, size_t n, size_t max, nc_buf *out);
+
+#endif

@@ -1,0 +1,89 @@
+/* The options of grpc://: NestJS's GrpcOptions names (protoPath, package, loader.*, maxReceiveMessageLength),
+ * flattened because nestc options are name=value pairs. */
+#include <string.h>
+
+#include "codec/grpc_wire.h"
+#include "transport/grpc/grpc.h"
+
+static const char *const longs_choices[] = {"String", "Number", NULL};
+static const char *const enums_choices[] = {"Number", "String", NULL};
+static const char *const bytes_choices[] = {"String", "Array", NULL};
+
+#define LOADER_BOOL(n, h)                                                                                    \
+    { .name = n, .type = NC_OPT_BOOL, .levels = NC_OPT_SERVER, .help = h, .def = "false" }
+
+const nc_option_spec nc_grpc_options[] = {
+    {.name = "protoPath",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER,
+     .help = "the .proto file(s) to serve, comma-separated (required)",
+     .def = NULL},
+    {.name = "package",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER,
+     .help =
+         "the package(s) whose services are served, comma-separated (default: every service, named in its "
+         "own package)",
+     .def = NULL},
+    {.name = "includeDirs",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER,
+     .help = "directories searched for imports, comma-separated (loader.includeDirs)",
+     .def = NULL},
+    LOADER_BOOL("keepCase", "field names as written in the .proto (loader.keepCase); default camelCase"),
+    {.name = "longs",
+     .type = NC_OPT_ENUM,
+     .levels = NC_OPT_SERVER,
+     .help = "64-bit integers as decimal strings or exact JSON numbers (loader.longs)",
+     .def = "String",
+     .choices = longs_choices},
+    {.name = "enums",
+     .type = NC_OPT_ENUM,
+     .levels = NC_OPT_SERVER,
+     .help = "enum values as numbers or names (loader.enums)",
+     .def = "Number",
+     .choices = enums_choices},
+    {.name = "bytes",
+     .type = NC_OPT_ENUM,
+     .levels = NC_OPT_SERVER,
+     .help = "bytes fields as base64 strings or arrays of numbers (loader.bytes)",
+     .def = "String",
+     .choices = bytes_choices},
+    LOADER_BOOL("defaults", "absent fields get their default value (loader.defaults)"),
+    LOADER_BOOL("arrays", "absent repeated fields as [] (loader.arrays)"),
+    LOADER_BOOL("objects", "absent maps as {} (loader.objects)"),
+    LOADER_BOOL("oneofs", "a member per oneof naming its set field (loader.oneofs)"),
+    LOADER_BOOL("json", "NaN and infinities as strings (loader.json)"),
+    {.name = "maxReceiveMessageLength",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "largest request message in bytes (larger: status 8 RESOURCE_EXHAUSTED)",
+     .def = "4194304",
+     .min = 1,
+     .max = 2147483647},
+    {.name = "maxMetadataSize",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help =
+         "largest request metadata in bytes, names and values, pseudo-headers included (larger: the stream "
+         "is reset)",
+     .def = "8192",
+     .min = 1,
+     .max = 2147483647},
+    {.name = NULL},
+};
+
+void nc_grpc_json_opts(const nc_optset *o, nc_pb_json_opts *out) {
+    memset(out, 0, sizeof *out);
+    out->keep_case = (uint8_t)nc_opts_bool(o, "keepCase");
+    out->longs_string = !strcmp(nc_opts_str(o, "longs"), "String");
+    out->enums_string = !strcmp(nc_opts_str(o, "enums"), "String");
+    out->bytes_array = !strcmp(nc_opts_str(o, "bytes"), "Array");
+    out->defaults = (uint8_t)nc_opts_bool(o, "defaults");
+    out->arrays = (uint8_t)nc_opts_bool(o, "arrays");
+    out->objects = (uint8_t)nc_opts_bool(o, "objects");
+    out->oneofs = (uint8_t)nc_opts_bool(o, "oneofs");
+    out->json = (uint8_t)nc_opts_bool(o, "json");
+    /* replies are read as a handler wrote them: either spelling of a field name */
+    out->any_case = 1;
+}

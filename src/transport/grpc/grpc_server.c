@@ -1,0 +1,234 @@
+/* The grpc:// server (NestJS ServerGrpc): the ops table. Loads the .proto files, listens, accepts HTTP/2
+ * connections (grpc_conn.c) whose calls grpc_calls.c turns into requests of the core, and closes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "codec/proto_codec.h"
+#include "core/errors.h"
+#include "core/fail.h"
+#include "core/server_transport.h"
+#include "io/tls.h"
+#include "nestc/error.h"
+#include "transport/grpc/grpc.h"
+#include "transport/grpc/grpc_conn.h"
+#include "transport/grpc/grpc_methods.h"
+#include "transport/grpc/grpc_server.h"
+
+static void maybe_closed(nc_grpc_server *g) {
+    if (g->closing == 1 && !g->listener_open && !g->conns) {
+        g->closing = 2;
+        nc_server__closed(g->srv);
+    }
+}
+
+static void conn_end(nc_grpc_conn *c, int err, const char *msg) {
+    nc_grpc_server *g = c->owner;
+    if (err && err != NC_ECONNCLOSED)
+        nc_logf(nc_server__log(g->srv), NC_LOG_DEBUG, "Server", "gRPC connection %s closed: %s", c->peer,
+                msg ? msg : nc_strerror(err));
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (g->conns == c)
+        g->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void conn_free(nc_grpc_conn *c) {
+    maybe_closed(c->owner);
+}
+
+static const nc_grpc_conn_cbs conn_cbs = {nc_grpc_on_call,   nc_grpc_on_message,   nc_grpc_on_half_close,
+                                          nc_grpc_on_cancel, nc_grpc_on_call_free, conn_end,
+                                          conn_free};
+
+static void on_connection(uv_stream_t *l, int status) {
+    nc_grpc_server *g = l->data;
+    if (status < 0) {
+        nc_logf(nc_server__log(g->srv), NC_LOG_ERROR, "Server", "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    nc_grpc_conn *c = nc_grpc_conn_new(nc_server__io(g->srv), g->ssl, g->max_message, g->max_metadata,
+                                       &conn_cbs, nc_server__log(g->srv), g);
+    if (!c) {
+        nc_logf(nc_server__log(g->srv), NC_LOG_ERROR, "Server", "out of memory: dropping a new connection");
+        uv_tcp_t *tmp = malloc(sizeof *tmp);
+        if (tmp && uv_tcp_init(l->loop, tmp) == 0) {
+            uv_accept(l, (uv_stream_t *)tmp);
+            uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+        } else {
+            free(tmp);
+        }
+        return;
+    }
+    c->max_send = nc_server__cfg(g->srv)->max_send_buffer_size; /* maxSendBufferSize, as on TCP */
+    c->next = g->conns;
+    if (g->conns) g->conns->prev = c;
+    g->conns = c;
+    /* a client has the TLS handshake and then incompleteMessageTimeout to send its first frame */
+    const nc_server_cfg *cfg = nc_server__cfg(g->srv);
+    int first = cfg->incomplete_timeout_ms;
+    if (g->ssl && first && cfg->handshake_timeout_ms) first += cfg->handshake_timeout_ms;
+    int r = nc_grpc_conn_accept(c, l, first);
+    if (r) nc_grpc_conn_close(c, r, "accept failed");
+}
+
+/* ---- ops ----------------------------------------------------------------------------------------------- */
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                       unsigned inlen, void *arg) {
+    static const unsigned char h2[] = {2, 'h', '2'};
+    unsigned char *o;
+    if (SSL_select_next_proto(&o, outlen, h2, sizeof h2, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* gRPC over TLS is h2 or nothing */
+    *out = o;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
+    const nc_server_cfg *cfg = nc_server__cfg(srv);
+    const nc_optset *o = nc_server__opts(srv);
+    char why[600];
+    if (nc_url_check(url, 0, why, sizeof why))
+        return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
+    nc_grpc_server *g = calloc(1, sizeof *g);
+    if (!g) return NC_ENOMEM;
+    g->srv = srv;
+    g->host = strdup(url->host[0] ? url->host : "localhost");
+    g->port = url->port >= 0 ? url->port : 5000; /* NestJS's default url, localhost:5000 */
+    g->max_message = (uint32_t)nc_opts_int(o, "maxReceiveMessageLength");
+    g->max_metadata = (uint32_t)nc_opts_int(o, "maxMetadataSize");
+    nc_grpc_json_opts(o, &g->jo);
+    int r = nc_grpc_methods_load(&g->methods, nc_opts_str(o, "protoPath"), nc_opts_str(o, "package"),
+                                 nc_opts_str(o, "includeDirs"), why, sizeof why);
+    if (r) {
+        free(g->host);
+        free(g);
+        return nc_fail(nc_server__log(srv), "Server", r, "%s", why);
+    }
+    if (cfg->has_tls) {
+        r = nc_tls_ctx_new(&g->ssl, &cfg->tls, 1, why, sizeof why);
+        if (r) {
+            nc_grpc_methods_free(&g->methods);
+            free(g->host);
+            free(g);
+            return nc_fail(nc_server__log(srv), "Server", r, "%s", why);
+        }
+        SSL_CTX_set_alpn_select_cb(g->ssl, alpn_select, NULL);
+    }
+    *state = g;
+    return 0;
+}
+
+static int grpc_listen(void *state) {
+    nc_grpc_server *g = state;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char port[16];
+    snprintf(port, sizeof port, "%d", g->port);
+    int r = getaddrinfo(g->host, port, &hints, &res);
+    if (r || !res)
+        return nc_fail(nc_server__log(g->srv), "Server", NC_ERESOLVE, "cannot resolve %s: %s", g->host,
+                       gai_strerror(r));
+    uv_tcp_init_ex(nc_server__io(g->srv)->loop, &g->listener, (unsigned)res->ai_family);
+    g->listener.data = g;
+    g->listener_open = 1;
+    r = 0;
+    if (nc_server__cfg(g->srv)->reuseport) {
+        /* workers: one listener per loop on the same port; the kernel spreads connections over them */
+        uv_os_fd_t fd;
+        int one = 1;
+        r = uv_fileno((uv_handle_t *)&g->listener, &fd);
+        if (!r && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one))
+            r = uv_translate_sys_error(errno);
+    }
+    if (!r) r = uv_tcp_bind(&g->listener, res->ai_addr, 0);
+    freeaddrinfo(res);
+    if (!r) r = uv_listen((uv_stream_t *)&g->listener, 1024, on_connection);
+    if (r) {
+        nc_fail(nc_server__log(g->srv), "Server", nc_err_from_uv(r), "cannot listen on %s:%d: %s", g->host,
+                g->port, uv_strerror(r));
+        g->listener_open = 0;
+        uv_close((uv_handle_t *)&g->listener, NULL);
+        return nc_err_from_uv(r);
+    }
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    uv_tcp_getsockname(&g->listener, (struct sockaddr *)&ss, &sl);
+    g->bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+static int grpc_route_added(void *state, const char *route, const nc_optset *opts) {
+    nc_grpc_server *g = state;
+    return nc_map_put(&g->handled, route, strlen(route), g, NULL) ? NC_ENOMEM : 0;
+}
+
+static void listener_closed(uv_handle_t *h) {
+    nc_grpc_server *g = h->data;
+    g->listener_open = 0;
+    maybe_closed(g);
+}
+
+static void grpc_stop_accepting(void *state) {
+    nc_grpc_server *g = state;
+    if (g->listener_open && !uv_is_closing((uv_handle_t *)&g->listener))
+        uv_close((uv_handle_t *)&g->listener, listener_closed);
+}
+
+static void grpc_close(void *state) {
+    nc_grpc_server *g = state;
+    grpc_stop_accepting(g);
+    g->closing = 1;
+    for (nc_grpc_conn *c = g->conns, *next; c; c = next) {
+        next = c->next;
+        nc_grpc_conn_close(c, NC_ECLOSED, "server closing");
+    }
+    maybe_closed(g);
+}
+
+static void grpc_drain(void *state) {
+    nc_grpc_server *g = state;
+    grpc_stop_accepting(g);
+    g->closing = 1;
+    /* no call is in flight: GOAWAY, then each connection ends after its last byte */
+    for (nc_grpc_conn *c = g->conns, *next; c; c = next) {
+        next = c->next;
+        nc_grpc_conn_drain(c);
+    }
+    maybe_closed(g);
+}
+
+static void grpc_destroy(void *state) {
+    nc_grpc_server *g = state;
+    if (g->ssl) SSL_CTX_free(g->ssl);
+    nc_grpc_methods_free(&g->methods);
+    nc_map_free(&g->handled);
+    free(g->host);
+    free(g);
+}
+
+static int grpc_port(void *state) {
+    return ((nc_grpc_server *)state)->bound_port;
+}
+
+static const char *const schemes[] = {"grpc", NULL};
+
+const nc_server_transport nc_grpc_server_transport = {
+    .schemes = schemes,
+    .options = nc_grpc_options,
+    .supports_workers = 1,
+    .create = grpc_create,
+    .listen = grpc_listen,
+    .route_added = grpc_route_added,
+    .stop_accepting = grpc_stop_accepting,
+    .close = grpc_close,
+    .destroy = grpc_destroy,
+    .port = grpc_port,
+    .drain = grpc_drain,
+};
