@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "io/listen.h"
 #include "codec/proto_codec.h"
 #include "core/errors.h"
 #include "core/fail.h"
@@ -125,42 +126,12 @@ static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
 
 static int grpc_listen(void *state) {
     nc_grpc_server *g = state;
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    char port[16];
-    snprintf(port, sizeof port, "%d", g->port);
-    int r = getaddrinfo(g->host, port, &hints, &res);
-    if (r || !res)
-        return nc_fail(nc_server__log(g->srv), "Server", NC_ERESOLVE, "cannot resolve %s: %s", g->host,
-                       gai_strerror(r));
-    uv_tcp_init_ex(nc_server__io(g->srv)->loop, &g->listener, (unsigned)res->ai_family);
-    g->listener.data = g;
+    char why[300];
+    int r =
+        nc_listen_tcp(nc_server__io(g->srv)->loop, &g->listener, g->host, g->port,
+                      nc_server__cfg(g->srv)->reuseport, on_connection, g, &g->bound_port, why, sizeof why);
+    if (r) return nc_fail(nc_server__log(g->srv), "Server", r, "%s", why);
     g->listener_open = 1;
-    r = 0;
-    if (nc_server__cfg(g->srv)->reuseport) {
-        /* workers: one listener per loop on the same port; the kernel spreads connections over them */
-        uv_os_fd_t fd;
-        int one = 1;
-        r = uv_fileno((uv_handle_t *)&g->listener, &fd);
-        if (!r && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one))
-            r = uv_translate_sys_error(errno);
-    }
-    if (!r) r = uv_tcp_bind(&g->listener, res->ai_addr, 0);
-    freeaddrinfo(res);
-    if (!r) r = uv_listen((uv_stream_t *)&g->listener, 1024, on_connection);
-    if (r) {
-        nc_fail(nc_server__log(g->srv), "Server", nc_err_from_uv(r), "cannot listen on %s:%d: %s", g->host,
-                g->port, uv_strerror(r));
-        g->listener_open = 0;
-        uv_close((uv_handle_t *)&g->listener, NULL);
-        return nc_err_from_uv(r);
-    }
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    uv_tcp_getsockname(&g->listener, (struct sockaddr *)&ss, &sl);
-    g->bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
     return 0;
 }
 

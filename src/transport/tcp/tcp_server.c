@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/listen.h"
 #include "codec/envelope.h"
 #include "core/errors.h"
 #include "core/fail.h"
@@ -166,44 +167,12 @@ static int tcp_create(nc_server *srv, const nc_url *url, void **state) {
 static void on_retry(uv_timer_t *tm);
 
 static int do_listen(tcp_server *t) {
-    nc_ioctx *io = nc_server__io(t->srv);
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    char port[16];
-    snprintf(port, sizeof port, "%d", t->port);
-    int r = getaddrinfo(t->host, port, &hints, &res);
-    if (r || !res) {
-        return nc_fail(nc_server__log(t->srv), "Server", NC_ERESOLVE, "cannot resolve %s: %s", t->host,
-                       gai_strerror(r));
-    }
-    uv_tcp_init_ex(io->loop, &t->listener, (unsigned)res->ai_family);
-    t->listener.data = t;
+    char why[300];
+    int r =
+        nc_listen_tcp(nc_server__io(t->srv)->loop, &t->listener, t->host, t->port,
+                      nc_server__cfg(t->srv)->reuseport, on_connection, t, &t->bound_port, why, sizeof why);
+    if (r) return nc_fail(nc_server__log(t->srv), "Server", r, "%s", why);
     t->listener_open = 1;
-    r = 0;
-    if (nc_server__cfg(t->srv)->reuseport) {
-        /* workers: one listener per loop on the same port; the kernel spreads connections over them */
-        uv_os_fd_t fd;
-        int one = 1;
-        r = uv_fileno((uv_handle_t *)&t->listener, &fd);
-        if (!r && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one))
-            r = uv_translate_sys_error(errno);
-    }
-    if (!r) r = uv_tcp_bind(&t->listener, res->ai_addr, 0);
-    freeaddrinfo(res);
-    if (!r) r = uv_listen((uv_stream_t *)&t->listener, 1024, on_connection);
-    if (r) {
-        nc_fail(nc_server__log(t->srv), "Server", nc_err_from_uv(r), "cannot listen on %s:%d: %s", t->host,
-                t->port, uv_strerror(r));
-        t->listener_open = 0;
-        uv_close((uv_handle_t *)&t->listener, NULL);
-        return nc_err_from_uv(r);
-    }
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    uv_tcp_getsockname(&t->listener, (struct sockaddr *)&ss, &sl);
-    t->bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
     return 0;
 }
 
