@@ -846,46 +846,25 @@ static int cmp_svc(const void *a, const void *b) {
     return strcmp((*(nc_pb_service *const *)a)->full_name, (*(nc_pb_service *const *)b)->full_name);
 }
 
+/* The tables are sorted with the comparators above: bsearch with a key of the same type finds a name. */
 const nc_pb_msg *nc_proto_message(const nc_pb_pool *pl, const char *name) {
-    size_t lo = 0, hi = pl->nmsgs;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(pl->msgs[mid]->full_name, name);
-        if (!c) return pl->msgs[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    nc_pb_msg key = {.full_name = name}, *kp = &key;
+    nc_pb_msg *const *r = pl->nmsgs ? bsearch(&kp, pl->msgs, pl->nmsgs, sizeof *pl->msgs, cmp_msg) : NULL;
+    return r ? *r : NULL;
 }
 
 const nc_pb_enum *nc_proto_enum(const nc_pb_pool *pl, const char *name) {
-    size_t lo = 0, hi = pl->nenums;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(pl->enums[mid]->full_name, name);
-        if (!c) return pl->enums[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    nc_pb_enum key = {.full_name = name}, *kp = &key;
+    nc_pb_enum *const *r =
+        pl->nenums ? bsearch(&kp, pl->enums, pl->nenums, sizeof *pl->enums, cmp_enum) : NULL;
+    return r ? *r : NULL;
 }
 
 const nc_pb_service *nc_proto_service(const nc_pb_pool *pl, const char *name) {
-    size_t lo = 0, hi = pl->nsvcs;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(pl->svcs_sorted[mid]->full_name, name);
-        if (!c) return pl->svcs_sorted[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    nc_pb_service key = {.full_name = name}, *kp = &key;
+    nc_pb_service *const *r =
+        pl->nsvcs ? bsearch(&kp, pl->svcs_sorted, pl->nsvcs, sizeof *pl->svcs_sorted, cmp_svc) : NULL;
+    return r ? *r : NULL;
 }
 
 const nc_pb_service *nc_proto_service_at(const nc_pb_pool *pl, size_t i) {
