@@ -59,36 +59,9 @@ static void on_srv_status(void *u, const char *status, int err) {
     if (!strcmp(status, "connected")) s->connected++;
 }
 
-static nc_server *server_up_with(srv_st *st, void (*add)(nc_server *), const nc_option *extra,
-                                 size_t nextra) {
-    nc_option opts[16];
-    size_t n = sizeof srv_opts / sizeof *srv_opts;
-    memcpy(opts, srv_opts, sizeof srv_opts);
-    for (size_t i = 0; i < nextra; i++) opts[n++] = extra[i];
-    nc_server_opts o = {0};
-    o.loop = &loop;
-    o.log_level = NC_LOG_OFF;
-    o.shutdown_timeout_ms = 2000;
-    o.options = opts;
-    o.noptions = n;
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, url, &o), 0);
-    nc_server_on_status(srv, on_srv_status, st);
-    add(srv);
-    assert_int_equal(nc_server_listen(srv), 0);
-    assert_true(run_until_ms(&st->connected, 1, 30000));
-    return srv;
-}
-
-static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
-    return server_up_with(st, add, NULL, 0);
-}
-
 /* Server start without waiting (two groups join side by side: one 3 s delay for both). */
 static nc_server *server_start(srv_st *st, void (*add)(nc_server *), const nc_option *extra, size_t nextra) {
-    static nc_option opts[2][16];
-    static int which;
-    nc_option *o2 = opts[which++ % 2];
+    nc_option o2[16]; /* nc_server_new copies the options */
     size_t n = sizeof srv_opts / sizeof *srv_opts;
     memcpy(o2, srv_opts, sizeof srv_opts);
     for (size_t i = 0; i < nextra; i++) o2[n++] = extra[i];
@@ -104,6 +77,17 @@ static nc_server *server_start(srv_st *st, void (*add)(nc_server *), const nc_op
     add(srv);
     assert_int_equal(nc_server_listen(srv), 0);
     return srv;
+}
+
+static nc_server *server_up_with(srv_st *st, void (*add)(nc_server *), const nc_option *extra,
+                                 size_t nextra) {
+    nc_server *srv = server_start(st, add, extra, nextra);
+    assert_true(run_until_ms(&st->connected, 1, 30000));
+    return srv;
+}
+
+static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
+    return server_up_with(st, add, NULL, 0);
 }
 
 static nc_client *client_up(void) {
