@@ -10,6 +10,8 @@
 #include "codec/proto_codec.h"
 #include "codec/proto_parse.h"
 
+#include "../unit/json_value_equal.h"
+
 static const char proto[] =
     "syntax = \"proto3\"; package t; import \"google/protobuf/timestamp.proto\";"
     "enum Kind { option allow_alias = true; K0 = 0; K1 = 1; K2 = 2; KB = 2; KN = -1; }"
@@ -60,29 +62,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-/* Equal as values: numbers by value (a default 0 is an integer, a decoded double a real). */
-static int same(const json_t *a, const json_t *b) {
-    if (json_is_number(a) && json_is_number(b)) return json_number_value(a) == json_number_value(b);
-    if (json_typeof(a) != json_typeof(b)) return 0;
-    if (json_is_object(a)) {
-        if (json_object_size(a) != json_object_size(b)) return 0;
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)a, k, v) {
-            json_t *w = json_object_get(b, k);
-            if (!w || !same(v, w)) return 0;
-        }
-        return 1;
-    }
-    if (json_is_array(a)) {
-        if (json_array_size(a) != json_array_size(b)) return 0;
-        for (size_t i = 0; i < json_array_size(a); i++)
-            if (!same(json_array_get(a, i), json_array_get(b, i))) return 0;
-        return 1;
-    }
-    return json_equal((json_t *)a, (json_t *)b);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!size) return 0;
     const nc_pb_msg *m = types[data[0] % 6];
@@ -106,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     o.strict = 1; /* what the decoder writes names only fields and oneofs */
     if (nc_pb_encode(m, v, &o, &b, err, sizeof err)) abort();
     if (nc_pb_decode(m, b.data, b.len, &o, &again, err, sizeof err)) abort();
-    if (!same(v, again)) abort();
+    if (!json_value_equal(v, again)) abort();
     json_decref(v);
     json_decref(again);
     nc_buf_free(&b);

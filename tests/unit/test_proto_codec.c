@@ -18,6 +18,8 @@
 #include "codec/proto_codec.h"
 #include "codec/proto_parse.h"
 
+#include "json_value_equal.h"
+
 #ifndef NESTC_VECTORS_DIR
 #error "NESTC_VECTORS_DIR must point at tests/vectors"
 #endif
@@ -106,33 +108,6 @@ static void opts_from(const json_t *set, nc_pb_json_opts *o) {
         else
             fail_msg("unknown loader option %s", k);
     }
-}
-
-/* JSON values equal as JavaScript sees them: numbers by value (an exact 64-bit integer here against the
- * double JavaScript rounded it to), objects by members whatever their order. */
-static int js_equal(const json_t *a, const json_t *b) {
-    if (json_is_number(a) && json_is_number(b)) {
-        double x = json_number_value(a), y = json_number_value(b);
-        return x == y;
-    }
-    if (json_typeof(a) != json_typeof(b)) return 0;
-    if (json_is_object(a)) {
-        if (json_object_size(a) != json_object_size(b)) return 0;
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)a, k, v) {
-            json_t *w = json_object_get(b, k);
-            if (!w || !js_equal(v, w)) return 0;
-        }
-        return 1;
-    }
-    if (json_is_array(a)) {
-        if (json_array_size(a) != json_array_size(b)) return 0;
-        for (size_t i = 0; i < json_array_size(a); i++)
-            if (!js_equal(json_array_get(a, i), json_array_get(b, i))) return 0;
-        return 1;
-    }
-    return json_equal((json_t *)a, (json_t *)b);
 }
 
 static char *text_of(const json_t *v) {
@@ -278,7 +253,7 @@ static void test_decode_vectors(void **state) {
             else if (!strcmp(set, "proto")) {
                 json_t *w;
                 assert_int_equal(nc_json_parse(ours, strlen(ours), &w, NULL, 0), 0);
-                if (rc || !js_equal(got, w)) fail_msg("%s: the documented divergence changed", name);
+                if (rc || !json_value_equal(got, w)) fail_msg("%s: the documented divergence changed", name);
                 json_decref(w);
             }
         } else if (!want) {
@@ -290,7 +265,7 @@ static void test_decode_vectors(void **state) {
             assert_int_equal(rc, NC_EPROTO);
         } else {
             if (rc) fail_msg("%s [%s]: %d %s", name, set, rc, err);
-            if (!js_equal(got, want)) {
+            if (!json_value_equal(got, want)) {
                 char *a = text_of(want), *b = text_of(got);
                 fail_msg("%s [%s]:\n  want %s\n  got  %s", name, set, a, b);
             }
@@ -318,7 +293,7 @@ static void test_round_trip(void **state) {
     nc_buf b = NC_BUF_INIT;
     assert_int_equal(nc_pb_encode(m, in, &o, &b, NULL, 0), 0);
     assert_int_equal(nc_pb_decode(m, b.data, b.len, &o, &back, NULL, 0), 0);
-    assert_true(js_equal(in, back));
+    assert_true(json_value_equal(in, back));
     json_decref(in);
     json_decref(back);
     nc_buf_free(&b);
