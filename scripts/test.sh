@@ -53,7 +53,8 @@ if [[ ${1:-} != --fast ]]; then
   vg_run() { # vg_run NAME COMMAND...
     local name=$1 t0=$SECONDS
     shift
-    if NESTC_TEST_TIMEOUT_FACTOR=8 $vg "$@" >"$vglog/$name" 2>&1; then
+    # a time limit as ctest gives its tests (a hung run would otherwise hold the suite until CI kills it)
+    if NESTC_TEST_TIMEOUT_FACTOR=8 timeout -k 10 900 $vg "$@" >"$vglog/$name" 2>&1; then
       echo "test.sh: valgrind $name passed ($((SECONDS - t0)) s)"
     else
       echo "test.sh: valgrind $name FAILED ($((SECONDS - t0)) s):"

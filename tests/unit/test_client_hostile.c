@@ -1006,10 +1006,27 @@ static void test_connect_timeout_retried(void **st) {
 }
 
 /* after each test: free what a failed test left behind (passing tests leave nothing) */
+/* A watchdog for every case: a case blocked in the loop with nothing armed (a close that never completes)
+ * ends the binary with a message instead of holding the suite (under valgrind it has no other time limit).
+ * The last "[ RUN ]" line names the case. */
+static void on_watchdog(int sig) {
+    (void)sig;
+    static const char msg[] = "test_client_hostile: the running case did not finish within its watchdog\n";
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(98);
+    _exit(96);
+}
+static int test_setup(void **st) {
+    (void)st;
+    signal(SIGALRM, on_watchdog);
+    alarm((unsigned)(60 * time_factor()));
+    return 0;
+}
+
 static int test_teardown(void **st) {
     if (cli) nc_client_free(cli);
     cli = NULL;
     if (cur_fake) fake_stop(cur_fake);
+    alarm(0);
     return 0;
 }
 
@@ -1027,22 +1044,22 @@ static int teardown(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_silent_server_times_out, test_teardown),
-        cmocka_unit_test_teardown(test_close_mid_stream, test_teardown),
-        cmocka_unit_test_teardown(test_garbage_length_prefix, test_teardown),
-        cmocka_unit_test_teardown(test_garbage_json, test_teardown),
-        cmocka_unit_test_teardown(test_protocol_error_event, test_teardown),
-        cmocka_unit_test_teardown(test_garbage_peer_ignores_fin, test_teardown),
-        cmocka_unit_test_teardown(test_incomplete_reply_fails_stalled, test_teardown),
-        cmocka_unit_test_teardown(test_unknown_ids_dropped, test_teardown),
-        cmocka_unit_test_teardown(test_never_reads_memory_bounded, test_teardown),
-        cmocka_unit_test_teardown(test_big_reply_over_limit, test_teardown),
-        cmocka_unit_test_teardown(test_big_reply_default_limit, test_teardown),
-        cmocka_unit_test_teardown(test_server_never_reads, test_teardown),
-        cmocka_unit_test_teardown(test_close_with_pending, test_teardown),
-        cmocka_unit_test_teardown(test_free_unsent_never_read, test_teardown),
-        cmocka_unit_test_teardown(test_connect_timeout_reported, test_teardown),
-        cmocka_unit_test_teardown(test_connect_timeout_retried, test_teardown),
+        cmocka_unit_test_setup_teardown(test_silent_server_times_out, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_close_mid_stream, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_length_prefix, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_json, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_protocol_error_event, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_peer_ignores_fin, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_incomplete_reply_fails_stalled, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_ids_dropped, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_never_reads_memory_bounded, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_big_reply_over_limit, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_big_reply_default_limit, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_never_reads, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_pending, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_free_unsent_never_read, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_timeout_reported, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_timeout_retried, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
