@@ -175,8 +175,9 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
                      const uint8_t *value, size_t vl, uint8_t flags, void *user) {
     gcall *k = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
     if (!k || f->hd.type != NGHTTP2_HEADERS) return 0;
-    return nc_gcall_on_header(k, f->headers.cat == NGHTTP2_HCAT_HEADERS && k->got_headers, (const char *)name,
-                              nl, (const char *)value, vl)
+    /* the second HEADERS block, or the only one of a trailers-only response (END_STREAM): trailers */
+    int trailer = k->got_headers || (f->hd.flags & NGHTTP2_FLAG_END_STREAM);
+    return nc_gcall_on_header(k, trailer, (const char *)name, nl, (const char *)value, vl)
                ? NGHTTP2_ERR_CALLBACK_FAILURE
                : 0;
 }
