@@ -169,7 +169,7 @@ static void call(nc_client *c, const char *method, const char *data, res *r) {
 }
 
 static void test_unary(void **st) {
-    nc_client *c = client(0);
+    nc_client *c = client(30000 * time_factor());
     res r;
     res_init(&r);
     call(c, M("Sum"), "{\"numbers\":[1,2,3.5]}", &r);
@@ -194,7 +194,7 @@ static void test_unary(void **st) {
 }
 
 static void test_status(void **st) {
-    nc_client *c = client(0);
+    nc_client *c = client(30000 * time_factor());
     res r;
     res_init(&r);
     call(c, M("Exception"), "{\"code\":5}", &r);
@@ -233,7 +233,7 @@ static void test_status(void **st) {
 }
 
 static void test_server_stream(void **st) {
-    nc_client *c = client(0);
+    nc_client *c = client(30000 * time_factor());
     res r;
     res_init(&r);
     call(c, M("Streaming"), "{\"items\":[\"a\",\"b\",\"c\"]}", &r);
@@ -245,7 +245,7 @@ static void test_server_stream(void **st) {
 }
 
 static void test_client_stream(void **st) {
-    nc_client *c = client(0);
+    nc_client *c = client(30000 * time_factor());
     res r;
     res_init(&r);
     nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done_call};
@@ -272,7 +272,7 @@ static void test_client_stream(void **st) {
 }
 
 static void test_bidi(void **st) {
-    nc_client *c = client(0);
+    nc_client *c = client(30000 * time_factor());
     res r;
     res_init(&r);
     nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done_call};
@@ -294,7 +294,7 @@ static void test_bidi(void **st) {
 }
 
 static void test_metadata(void **st) {
-    nc_client *c = client(0);
+    nc_client *c = client(30000 * time_factor());
     res r;
     res_init(&r);
     json_t *h = json_pack("{s:s,s:s}", "X-A", "b", "x-b-bin", "AAEC");
@@ -331,7 +331,7 @@ static void test_deadline(void **st) {
 }
 
 static void test_cancel(void **st) {
-    nc_client *c = client(0);
+    nc_client *c = client(30000 * time_factor());
     res r;
     res_init(&r);
     int before = cancelled;
@@ -350,7 +350,7 @@ static void test_cancel(void **st) {
 }
 
 static void test_big(void **st) {
-    nc_client *c = client(0);
+    nc_client *c = client(30000 * time_factor());
     res r;
     res_init(&r);
     size_t n = 4000000;

@@ -154,7 +154,6 @@ int nc_gcall_request_headers(gcall *k, const char *path, const char *scheme, con
                              int timeout_ms, const json_t *headers, nc_buf *hb, nghttp2_nv *nv, size_t *n,
                              char *why, size_t whylen) {
     size_t c = 0;
-    char tmo[16];
     nv[c++] = LIT(":method", "POST");
     nv[c++] = mk(":scheme", 7, scheme, strlen(scheme));
     nv[c++] = mk(":path", 5, path, strlen(path));
@@ -164,8 +163,8 @@ int nc_gcall_request_headers(gcall *k, const char *path, const char *scheme, con
     nv[c++] = LIT("grpc-accept-encoding", "identity,gzip");
     nv[c++] = LIT("user-agent", "nestc/" NESTC_VERSION);
     if (timeout_ms > 0) {
-        size_t tl = nc_grpc_timeout_format(timeout_ms, tmo);
-        nv[c++] = mk("grpc-timeout", 12, tmo, tl);
+        size_t tl = nc_grpc_timeout_format(timeout_ms, k->tmo); /* in the call: nv points to it */
+        nv[c++] = mk("grpc-timeout", 12, k->tmo, tl);
     }
     /* the metadata texts first (lowercased names), then the pairs point into the final buffer */
     const char *name;
@@ -194,6 +193,5 @@ int nc_gcall_request_headers(gcall *k, const char *path, const char *scheme, con
     for (size_t i = 0; i < got; i++)
         nv[first + i] = mk(hs[i].name, hs[i].name_len, hs[i].value, hs[i].value_len);
     *n = first + got;
-    (void)k;
     return 0;
 }

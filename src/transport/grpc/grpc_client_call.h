@@ -19,9 +19,10 @@
 
 typedef struct gcall gcall;
 struct gcall {
-    char id[48]; /* the core's request id */
-    int refs;    /* the client's id map, the HTTP/2 stream, and whoever is inside a callback */
-    int32_t sid; /* HTTP/2 stream id, 0 when none (not opened, or closed) */
+    char id[48];  /* the core's request id */
+    char tmo[16]; /* the grpc-timeout text of the request HEADERS */
+    int refs;     /* the client's id map, the HTTP/2 stream, and whoever is inside a callback */
+    int32_t sid;  /* HTTP/2 stream id, 0 when none (not opened, or closed) */
     const nc_pb_method *m;
     nc_buf out; /* framed request messages not yet taken by nghttp2 */
     size_t out_off;
