@@ -60,6 +60,11 @@ function grpcjsService() {
     Context: (call, cb) => {
       const md = {};
       for (const [k, v] of Object.entries(call.metadata.getMap())) md[k] = Buffer.isBuffer(v) ? v.toString('base64') : v;
+      // response metadata, for `nestc send -v` (the NestJS reference sends none)
+      const back = new grpc.Metadata();
+      back.set('x-back', 'yes');
+      back.set('x-back-bin', Buffer.from('hi'));
+      call.sendMetadata(back);
       cb(null, { metadata: md, method: call.getPath() });
     },
     Streaming: (call) => {
@@ -169,6 +174,14 @@ for (let c = 0; c <= 16; c++) {
   const md = r.out[0] && r.out[0].metadata;
   check('Context metadata and method', { exit: r.exit, a: md && md['x-a'], b: md && md['x-b-bin'], method: r.out[0] && r.out[0].method },
     { exit: 0, a: 'b', b: 'AAEC', method: '/nestc.conformance.Conformance/Context' });
+}
+
+// metadata in (grpc-js only): -v prints the response headers on stderr, -bin values decoded
+if (args.grpcjs) {
+  const r = await send('Context', '{}', '-v');
+  const line = r.stderr.split('\n').find((l) => l.startsWith('nestc: response headers '));
+  const h = line ? JSON.parse(line.slice('nestc: response headers '.length)) : {};
+  check('response metadata (-v)', { exit: r.code, back: h['x-back'], bin: h['x-back-bin'] }, { exit: 0, back: 'yes', bin: 'hi' });
 }
 
 // server streaming

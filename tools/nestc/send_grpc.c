@@ -18,8 +18,31 @@ typedef struct gsend {
     json_t *msgs; /* the request messages (an array) */
     int stream;   /* --stream: the messages are a request stream */
     nc_call_opts call;
+    int verbose; /* -v: the response headers on stderr too */
     int done, exit_code;
 } gsend;
+
+/* -v: the response metadata on stderr, `nestc: response headers {"name":"value",...}`, as grpcurl -v shows it
+ * (binary values decoded, as received). */
+static void print_headers(nc_call *c) {
+    json_t *o = json_object();
+    const char *n, *v;
+    size_t nl, vl;
+    for (size_t i = 0; nc_call_header_at(c, i, &n, &nl, &v, &vl) == 0; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)nl, n);
+        json_t *val = json_stringn(v, vl);
+        if (val) json_object_set_new(o, name, val);
+    }
+    fputs("nestc: response headers ", stderr);
+    cli_print_json(stderr, o);
+    json_decref(o);
+}
+
+static void on_headers(void *user, nc_call *c) {
+    gsend *s = user;
+    if (s->verbose) print_headers(c);
+}
 
 /* {"code":N,"details":"…"} on stderr. */
 static void print_status(int code, const char *details) {
@@ -68,7 +91,7 @@ static void on_connected(void *user, int err, json_t *error) {
         on_done(s, err, error);
         return;
     }
-    nc_call_cbs cbs = {.on_value = on_value, .on_done = on_done};
+    nc_call_cbs cbs = {.on_value = on_value, .on_done = on_done, .on_headers = on_headers};
     nc_call *c;
     size_t n = json_array_size(s->msgs);
     /* the first message goes with the call (none for an empty request stream) */
@@ -115,6 +138,7 @@ static size_t add_defaults(nc_option *o, size_t n) {
 int send_grpc(cli_args *a) {
     gsend s = {0};
     s.exit_code = 2;
+    s.verbose = a->verbose;
     s.method = a->pos[1];
     const char *text = a->npos == 3 ? a->pos[2] : NULL;
     json_t *data = NULL;

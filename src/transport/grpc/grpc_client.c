@@ -562,6 +562,11 @@ static int gc_send(void *state, nc_outbound *out) {
     gclient *g = state;
     gconn *c = g->conn;
     if (!c || !c->ready || !c->h2) return NC_ECONNCLOSED;
+    if (!nghttp2_session_check_request_allowed(c->h2)) {
+        /* the server sent GOAWAY: the connection ends once its calls are done, the next one reconnects */
+        snprintf(out->why, sizeof out->why, "the server is closing the connection (GOAWAY)");
+        return NC_ECONNCLOSED;
+    }
     if (!out->id) {
         snprintf(out->why, sizeof out->why, "gRPC has no events: use send() (a call)");
         return NC_EUNSUPPORTED;
