@@ -448,6 +448,83 @@ static void test_lost(void **st) {
     nc_client_free(c);
 }
 
+/* The client's own cap on response messages (maxReceiveMessageLength): a larger one resets the stream and
+ * ends the call with 8, read from the prefix; the connection serves the next call. */
+static void test_response_cap(void **st) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(srv));
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}, {"maxReceiveMessageLength", "64"}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 3, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    char text[200];
+    memset(text, 'z', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    json_t *d = json_pack("{s:s}", "text", text);
+    assert_int_equal(nc_client_send(c, M("Echo"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_EREMOTE);
+    assert_int_equal(json_integer_value(json_object_get(r.error, "code")), 8);
+    assert_int_equal(r.nvalues, 0);
+    res_free(&r);
+    res_init(&r);
+    d = json_pack("{s:s}", "text", "small");
+    assert_int_equal(nc_client_send(c, M("Echo"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    res_free(&r);
+    nc_client_free(c);
+}
+
+/* A peer that is not a gRPC server (an HTTP/1.1 server's answer, then close): the call fails, nothing
+ * hangs or crashes. */
+static uv_tcp_t raw_listener;
+static void raw_written(uv_write_t *w, int status) {
+    uv_close((uv_handle_t *)w->data, (uv_close_cb)free);
+    free(w);
+}
+static void raw_conn(uv_stream_t *l, int status) {
+    static char answer[] = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
+    uv_tcp_t *t = malloc(sizeof *t);
+    uv_tcp_init(&loop, t);
+    assert_int_equal(uv_accept(l, (uv_stream_t *)t), 0);
+    uv_write_t *w = malloc(sizeof *w);
+    w->data = t;
+    uv_buf_t b = uv_buf_init(answer, sizeof answer - 1);
+    uv_write(w, (uv_stream_t *)t, &b, 1, raw_written);
+}
+static void test_not_grpc_server(void **st) {
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &raw_listener);
+    assert_int_equal(uv_tcp_bind(&raw_listener, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&raw_listener, 8, raw_conn), 0);
+    struct sockaddr_in b;
+    int bl = sizeof b;
+    uv_tcp_getsockname(&raw_listener, (struct sockaddr *)&b, &bl);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", ntohs(b.sin_port));
+    nc_option opts[] = {{"protoPath", PROTO}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 1, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    json_t *d = json_object();
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_not_equal(r.err, 0);
+    assert_int_not_equal(r.err, NC_ETIMEDOUT); /* the failure is seen, not waited out */
+    res_free(&r);
+    nc_client_free(c);
+    uv_close((uv_handle_t *)&raw_listener, NULL);
+}
+
 static void method(nc_server *s, const char *rpc, const char *streaming, nc_request_fn fn) {
     char key[160];
     snprintf(key, sizeof key, "{\"service\":\"Conformance\",\"rpc\":\"%s\",\"streaming\":\"%s\"}", rpc,
@@ -479,12 +556,19 @@ static int teardown(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary),         cmocka_unit_test(test_status),
-        cmocka_unit_test(test_server_stream), cmocka_unit_test(test_client_stream),
-        cmocka_unit_test(test_bidi),          cmocka_unit_test(test_metadata),
-        cmocka_unit_test(test_deadline),      cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_big),           cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_server_stream),
+        cmocka_unit_test(test_client_stream),
+        cmocka_unit_test(test_bidi),
+        cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_big),
+        cmocka_unit_test(test_refused),
         cmocka_unit_test(test_lost),
+        cmocka_unit_test(test_response_cap),
+        cmocka_unit_test(test_not_grpc_server),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
