@@ -94,6 +94,9 @@ if [[ ${1:-} != --fast ]]; then
     'kafka\.mixed'
     # Kafka's dead-letter run: its nestc server is test_kafka_faults, which the unit pass above runs
     'kafka\.dead_letter'
+    # nestc send grpc:// against NestJS and grpc-js (one CLI run per case; its client code runs under
+    # valgrind in unit.test_grpc_client above)
+    'grpc\.nestc_client\.'
   )
   skip_re=$(join_re "${skip[@]}")
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' -E "$skip_re")

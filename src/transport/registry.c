@@ -32,6 +32,9 @@ static const nc_client_transport *const clients[] = {
 #ifdef NESTC_HAVE_RDKAFKA
     &nc_kafka_client_transport,
 #endif
+#ifdef NESTC_HAVE_NGHTTP2
+    &nc_grpc_client_transport,
+#endif
 };
 
 /* 1 when scheme is in the NULL-terminated list. */

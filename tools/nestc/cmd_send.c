@@ -77,6 +77,11 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
         return 2;
     }
     nc_log_set_default(NULL, NULL, a.verbose ? NC_LOG_DEBUG : NC_LOG_OFF);
+    if (!emit && (!strncmp(a.pos[0], "grpc://", 7) || !strncmp(a.pos[0], "grpcs://", 8))) {
+        int rc = send_grpc(&a); /* DESIGN.md §5a: its own output and exit codes (send_grpc.c) */
+        cli_args_free(&a);
+        return rc;
+    }
     json_t *data = NULL;
     const char *text = a.npos == 3 ? a.pos[2] : NULL;
     if (a.stream ? cli_load_stream(text, &data) : cli_load_data(&a, text, &data)) {

@@ -6,6 +6,10 @@ int cmd_send_or_emit(int argc, char **argv, int emit);
 int cmd_conformance(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
+/* nestc send grpc://… (send_grpc.c), with the arguments parsed */
+struct cli_args;
+int send_grpc(struct cli_args *a);
+
 #include "nestc/nestc.h"
 /* conformance on grpc://: the conformance.proto service's handlers */
 void conformance_grpc_register(nc_server *s);

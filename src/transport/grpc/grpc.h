@@ -8,6 +8,8 @@
 
 extern const nc_server_transport nc_grpc_server_transport;
 extern const nc_option_spec nc_grpc_options[];
+/* grpc:// and grpcs:// (grpc_client.c) */
+extern const nc_client_transport nc_grpc_client_transport;
 
 /* The loader options (proto-loader's names) of an option set, as the codec takes them. */
 void nc_grpc_json_opts(const nc_optset *o, nc_pb_json_opts *out);

@@ -9,43 +9,46 @@ static const char *const longs_choices[] = {"String", "Number", NULL};
 static const char *const enums_choices[] = {"Number", "String", NULL};
 static const char *const bytes_choices[] = {"String", "Array", NULL};
 
+/* the .proto and loader options are the client's too (grpc_client.c) */
+#define PROTO_LEVELS (NC_OPT_SERVER | NC_OPT_CLIENT)
+
 #define LOADER_BOOL(n, h)                                                                                    \
-    { .name = n, .type = NC_OPT_BOOL, .levels = NC_OPT_SERVER, .help = h, .def = "false" }
+    { .name = n, .type = NC_OPT_BOOL, .levels = PROTO_LEVELS, .help = h, .def = "false" }
 
 const nc_option_spec nc_grpc_options[] = {
     {.name = "protoPath",
      .type = NC_OPT_STRING,
-     .levels = NC_OPT_SERVER,
-     .help = "the .proto file(s) to serve, comma-separated (required)",
+     .levels = PROTO_LEVELS,
+     .help = "the .proto file(s) to serve or to call, comma-separated (required)",
      .def = NULL},
     {.name = "package",
      .type = NC_OPT_STRING,
-     .levels = NC_OPT_SERVER,
+     .levels = PROTO_LEVELS,
      .help =
          "the package(s) whose services are served, comma-separated (default: every service, named in its "
          "own package)",
      .def = NULL},
     {.name = "includeDirs",
      .type = NC_OPT_STRING,
-     .levels = NC_OPT_SERVER,
+     .levels = PROTO_LEVELS,
      .help = "directories searched for imports, comma-separated (loader.includeDirs)",
      .def = NULL},
     LOADER_BOOL("keepCase", "field names as written in the .proto (loader.keepCase); default camelCase"),
     {.name = "longs",
      .type = NC_OPT_ENUM,
-     .levels = NC_OPT_SERVER,
+     .levels = PROTO_LEVELS,
      .help = "64-bit integers as decimal strings or exact JSON numbers (loader.longs)",
      .def = "String",
      .choices = longs_choices},
     {.name = "enums",
      .type = NC_OPT_ENUM,
-     .levels = NC_OPT_SERVER,
+     .levels = PROTO_LEVELS,
      .help = "enum values as numbers or names (loader.enums)",
      .def = "Number",
      .choices = enums_choices},
     {.name = "bytes",
      .type = NC_OPT_ENUM,
-     .levels = NC_OPT_SERVER,
+     .levels = PROTO_LEVELS,
      .help = "bytes fields as base64 strings or arrays of numbers (loader.bytes)",
      .def = "String",
      .choices = bytes_choices},
@@ -56,7 +59,7 @@ const nc_option_spec nc_grpc_options[] = {
     LOADER_BOOL("json", "NaN and infinities as strings (loader.json)"),
     {.name = "maxReceiveMessageLength",
      .type = NC_OPT_INT,
-     .levels = NC_OPT_SERVER,
+     .levels = PROTO_LEVELS,
      .help = "largest request message in bytes (larger: status 8 RESOURCE_EXHAUSTED)",
      .def = "4194304",
      .min = 1,

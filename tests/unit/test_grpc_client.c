@@ -1,0 +1,574 @@
+/* The grpc:// client against the grpc:// server on one loop: the four call shapes, metadata both ways,
+ * the status → error mapping (code, details, headers, trailers), a deadline, a cancel reaching the
+ * handler, a 4 MB message, an unknown method, UNIMPLEMENTED, a refused connection and a lost one. */
+#include <string.h>
+
+#include "loop_fixture.h"
+
+#ifndef NESTC_VECTORS_DIR
+#error "NESTC_VECTORS_DIR must point at tests/vectors"
+#endif
+#define PROTO NESTC_VECTORS_DIR "/grpc/conformance.proto"
+#define M(x) "nestc.conformance.Conformance/" x
+
+static nc_server *srv;
+
+/* ---- handlers ---------------------------------------------------------------------------------------- */
+
+static double numbers_sum(const json_t *v) {
+    double s = 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(v, "numbers"), i, x) s += json_number_value(x);
+    return s;
+}
+
+static void h_sum(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, json_pack("{s:o}", "sum", nc_json_number(numbers_sum(nc_msg_data(m)))));
+}
+
+static void h_echo(nc_request *req, const nc_msg *m, void *u) {
+    nc_reply(req, json_incref(nc_msg_data(m)));
+}
+
+static void h_exception(nc_request *req, const nc_msg *m, void *u) {
+    json_int_t code = json_integer_value(json_object_get(nc_msg_data(m), "code"));
+    nc_reply_header(req, "x-reply", "h", 1);
+    nc_reply_trailer(req, "x-t", "t", 1);
+    if (code)
+        nc_reply_error(req, json_pack("{s:I,s:s}", "code", code, "message", "coded"));
+    else
+        nc_reply_error_msg(req, "plain 100%");
+}
+
+static int cancelled, sleeping;
+static void on_cancelled(nc_request *req, void *arg) {
+    cancelled++;
+    nc_reply_end(req);
+}
+/* Sleep never answers by itself: it ends when cancelled (RST_STREAM, the deadline). */
+static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
+    sleeping++;
+    nc_request_on_cancel(req, on_cancelled, NULL);
+}
+
+static void h_streaming(nc_request *req, const nc_msg *m, void *u) {
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(nc_msg_data(m), "items"), i, x)
+        nc_reply_next(req, json_pack("{s:i,s:O}", "index", (int)i, "value", x));
+    nc_reply_end(req);
+}
+
+static void h_context(nc_request *req, const nc_msg *m, void *u) {
+    size_t n;
+    const char *a = nc_msg_header(m, "x-a", &n);
+    const char *b = nc_msg_header(m, "x-b-bin", &n);
+    /* x-b-bin arrives decoded: the 3 bytes 00 01 02 */
+    int bin_ok = b && n == 3 && b[0] == 0 && b[1] == 1 && b[2] == 2;
+    json_t *md = json_pack("{s:s,s:s}", "x-a", a ? "b" : "missing", "x-b-bin", bin_ok ? "ok" : "bad");
+    nc_reply_header(req, "x-back", "yes", 3);
+    nc_reply(req, json_pack("{s:o,s:s}", "metadata", md, "method", nc_msg_channel(m)));
+}
+
+static void sum_value(nc_request *req, const char *json, size_t len, void *arg) {
+    json_t *v = json_loadb(json, len, JSON_DECODE_ANY, NULL);
+    *(double *)arg += numbers_sum(v);
+    json_decref(v);
+}
+static void sum_end(nc_request *req, int err, void *arg) {
+    nc_reply(req, json_pack("{s:o}", "sum", nc_json_number(*(double *)arg)));
+    free(arg);
+}
+static void h_client_sum(nc_request *req, const nc_msg *m, void *u) {
+    nc_request_on_stream(req, sum_value, sum_end, calloc(1, sizeof(double)));
+}
+
+static void echo_value(nc_request *req, const char *json, size_t len, void *arg) {
+    nc_reply_next(req, json_loadb(json, len, JSON_DECODE_ANY, NULL));
+}
+static void echo_end(nc_request *req, int err, void *arg) {
+    nc_reply_end(req);
+}
+static void h_bidi(nc_request *req, const nc_msg *m, void *u) {
+    nc_request_on_stream(req, echo_value, echo_end, NULL);
+}
+
+/* ---- the client's side -------------------------------------------------------------------------------- */
+
+typedef struct res {
+    int done, err, nvalues;
+    json_t *values; /* array */
+    json_t *error;
+    int has_status, code;
+    char hdr[32], trl[32];
+} res;
+
+static void r_value(void *u, json_t *v) {
+    res *r = u;
+    json_array_append(r->values, v);
+    r->nvalues++;
+}
+
+static void r_done(void *u, int err, json_t *e) {
+    res *r = u;
+    r->err = err;
+    r->error = json_incref(e);
+    r->done = 1;
+}
+
+/* with a call handle: the status, a header and a trailer are read in on_done */
+static nc_call *cur;
+static void r_done_call(void *u, int err, json_t *e) {
+    res *r = u;
+    const char *msg;
+    r->has_status = nc_call_status(cur, &r->code, &msg) == 1;
+    size_t n;
+    const char *h = nc_call_header(cur, "x-reply", &n);
+    if (!h) h = nc_call_header(cur, "x-back", &n);
+    if (h) snprintf(r->hdr, sizeof r->hdr, "%.*s", (int)n, h);
+    const char *t = nc_call_trailer(cur, "x-t", &n);
+    if (t) snprintf(r->trl, sizeof r->trl, "%.*s", (int)n, t);
+    r_done(u, err, e);
+}
+
+static void res_init(res *r) {
+    memset(r, 0, sizeof *r);
+    r->values = json_array();
+}
+static void res_free(res *r) {
+    json_decref(r->values);
+    json_decref(r->error);
+}
+
+static int connected;
+static void on_conn(void *u, int err, json_t *e) {
+    connected = err ? -1 : 1;
+}
+
+static nc_client *client(int timeout_ms) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(srv));
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 2, .timeout_ms = timeout_ms};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    connected = 0;
+    assert_int_equal(nc_client_connect(c, on_conn, NULL), 0);
+    while (!connected) uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(connected, 1);
+    return c;
+}
+
+static void call(nc_client *c, const char *method, const char *data, res *r) {
+    json_t *d = data ? json_loads(data, 0, NULL) : NULL;
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done_call};
+    assert_int_equal(nc_client_call(c, method, d, NULL, &cbs, r, &cur), 0);
+    json_decref(d);
+    run_until(&r->done, 1);
+}
+
+static void test_unary(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    res r;
+    res_init(&r);
+    call(c, M("Sum"), "{\"numbers\":[1,2,3.5]}", &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.nvalues, 1);
+    assert_true(json_number_value(json_object_get(json_array_get(r.values, 0), "sum")) == 6.5);
+    assert_true(r.has_status);
+    assert_int_equal(r.code, 0);
+    res_free(&r);
+    /* NestJS's {service, rpc} form names the same method, the service relative to its package */
+    res_init(&r);
+    call(c, "{\"service\":\"Conformance\",\"rpc\":\"Sum\"}", "{\"numbers\":[2]}", &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.nvalues, 1);
+    res_free(&r);
+    /* no data: {} */
+    res_init(&r);
+    call(c, M("Sum"), NULL, &r);
+    assert_int_equal(r.err, 0);
+    res_free(&r);
+    nc_client_free(c);
+}
+
+static void test_status(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    res r;
+    res_init(&r);
+    call(c, M("Exception"), "{\"code\":5}", &r);
+    assert_int_equal(r.err, NC_EREMOTE);
+    assert_int_equal(json_integer_value(json_object_get(r.error, "code")), 5);
+    assert_string_equal(json_string_value(json_object_get(r.error, "details")), "coded");
+    assert_true(r.has_status);
+    assert_int_equal(r.code, 5);
+    assert_string_equal(r.trl, "t"); /* trailers-only: the handler's header travels with the status */
+    res_free(&r);
+    res_init(&r);
+    call(c, M("Exception"), "{\"code\":0}", &r);
+    assert_int_equal(r.err, NC_EREMOTE);
+    assert_int_equal(json_integer_value(json_object_get(r.error, "code")), 2);
+    assert_string_equal(json_string_value(json_object_get(r.error, "details")), "plain 100%");
+    res_free(&r);
+    res_init(&r);
+    call(c, M("Unimplemented"), "{}", &r);
+    assert_int_equal(json_integer_value(json_object_get(r.error, "code")), 12);
+    res_free(&r);
+    /* a method the .proto does not have fails at once, locally */
+    res_init(&r);
+    call(c, M("Nope"), "{}", &r);
+    assert_int_equal(r.err, NC_EINVAL);
+    res_free(&r);
+    /* a request that is not the input message: refused before anything is sent */
+    res_init(&r);
+    call(c, M("Sum"), "{\"numbers\":\"x\"}", &r);
+    assert_int_equal(r.err, NC_EINVAL);
+    res_free(&r);
+    res_init(&r);
+    call(c, M("Sum"), "{\"unknown\":1}", &r);
+    assert_int_equal(r.err, NC_EINVAL);
+    res_free(&r);
+    nc_client_free(c);
+}
+
+static void test_server_stream(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    res r;
+    res_init(&r);
+    call(c, M("Streaming"), "{\"items\":[\"a\",\"b\",\"c\"]}", &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.nvalues, 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.values, 2), "value")), "c");
+    res_free(&r);
+    nc_client_free(c);
+}
+
+static void test_client_stream(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    res r;
+    res_init(&r);
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done_call};
+    assert_int_equal(nc_client_call(c, M("ClientSum"), NULL, NULL, &cbs, &r, &cur), 0);
+    for (int i = 1; i <= 4; i++) {
+        json_t *v = json_pack("{s:[i]}", "numbers", i);
+        assert_int_equal(nc_call_write(cur, v), 0);
+        json_decref(v);
+    }
+    assert_int_equal(nc_call_end(cur), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    assert_true(json_number_value(json_object_get(json_array_get(r.values, 0), "sum")) == 10);
+    res_free(&r);
+    /* an empty request stream */
+    res_init(&r);
+    assert_int_equal(nc_client_call(c, M("ClientSum"), NULL, NULL, &cbs, &r, &cur), 0);
+    assert_int_equal(nc_call_end(cur), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.nvalues, 1);
+    res_free(&r);
+    nc_client_free(c);
+}
+
+static void test_bidi(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    res r;
+    res_init(&r);
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done_call};
+    json_t *first = json_pack("{s:s}", "text", "one");
+    assert_int_equal(nc_client_call(c, M("BidiEcho"), first, NULL, &cbs, &r, &cur), 0);
+    json_decref(first);
+    run_until(&r.nvalues, 1); /* echoed before the half-close */
+    json_t *v = json_pack("{s:s}", "text", "two");
+    assert_int_equal(nc_call_write(cur, v), 0);
+    json_decref(v);
+    run_until(&r.nvalues, 2);
+    assert_int_equal(r.done, 0);
+    assert_int_equal(nc_call_end(cur), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.values, 1), "text")), "two");
+    res_free(&r);
+    nc_client_free(c);
+}
+
+static void test_metadata(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    res r;
+    res_init(&r);
+    json_t *h = json_pack("{s:s,s:s}", "X-A", "b", "x-b-bin", "AAEC");
+    nc_call_opts o = {.headers = h};
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done_call};
+    json_t *d = json_object();
+    assert_int_equal(nc_client_call(c, M("Context"), d, &o, &cbs, &r, &cur), 0);
+    json_decref(d);
+    json_decref(h);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    json_t *md = json_object_get(json_array_get(r.values, 0), "metadata");
+    assert_string_equal(json_string_value(json_object_get(md, "x-a")), "b");
+    assert_string_equal(json_string_value(json_object_get(md, "x-b-bin")), "ok");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.values, 0), "method")),
+                        "/nestc.conformance.Conformance/Context");
+    assert_string_equal(r.hdr, "yes"); /* the response metadata */
+    res_free(&r);
+    nc_client_free(c);
+}
+
+static void test_deadline(void **st) {
+    nc_client *c = client(100 * time_factor());
+    res r;
+    res_init(&r);
+    int before = cancelled;
+    call(c, M("Sleep"), "{\"ms\":100000}", &r);
+    /* the core's timer or the server's DEADLINE_EXCEEDED, whichever comes first */
+    assert_true(r.err == NC_ETIMEDOUT ||
+                (r.err == NC_EREMOTE && json_integer_value(json_object_get(r.error, "code")) == 4));
+    run_until(&cancelled, before + 1); /* the handler was cancelled (grpc-timeout, or our RST_STREAM) */
+    res_free(&r);
+    nc_client_free(c);
+}
+
+static void test_cancel(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    res r;
+    res_init(&r);
+    int before = cancelled;
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    json_t *d = json_pack("{s:i}", "ms", 100000);
+    assert_int_equal(nc_client_call(c, M("Sleep"), d, NULL, &cbs, &r, &cur), 0);
+    json_decref(d);
+    /* the call reaches the handler, then is cancelled: RST_STREAM(CANCEL) cancels it there */
+    int in = sleeping;
+    while (sleeping == in) uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(nc_call_cancel(cur), 0);
+    assert_int_equal(r.err, NC_ECANCELED);
+    run_until(&cancelled, before + 1);
+    res_free(&r);
+    nc_client_free(c);
+}
+
+static void test_big(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    res r;
+    res_init(&r);
+    size_t n = 4000000;
+    char *t = malloc(n + 1);
+    memset(t, 'x', n);
+    t[n] = '\0';
+    json_t *d = json_pack("{s:s}", "text", t);
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    assert_int_equal(nc_client_call(c, M("Echo"), d, NULL, &cbs, &r, &cur), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(json_string_length(json_object_get(json_array_get(r.values, 0), "text")), n);
+    res_free(&r);
+    /* past the server's 4 MiB: RESOURCE_EXHAUSTED */
+    res_init(&r);
+    size_t big = 5u << 20;
+    t = realloc(t, big + 1);
+    memset(t, 'y', big);
+    t[big] = '\0';
+    d = json_pack("{s:s}", "text", t);
+    assert_int_equal(nc_client_call(c, M("Echo"), d, NULL, &cbs, &r, &cur), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_EREMOTE);
+    assert_int_equal(json_integer_value(json_object_get(r.error, "code")), 8);
+    res_free(&r);
+    free(t);
+    nc_client_free(c);
+}
+
+static void test_refused(void **st) {
+    /* a port nobody listens on: a server started and freed */
+    nc_option opts[] = {{"protoPath", PROTO}};
+    nc_server_opts so = {.loop = &loop, .options = opts, .noptions = 1};
+    nc_server *s2;
+    assert_int_equal(nc_server_new(&s2, "grpc://127.0.0.1:0", &so), 0);
+    assert_int_equal(nc_server_listen(s2), 0);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(s2));
+    nc_server_free(s2);
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 1};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    json_t *d = json_object();
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_ECONNREFUSED);
+    res_free(&r);
+    nc_client_free(c);
+    /* a .proto that does not load fails the client's creation */
+    nc_option bad[] = {{"protoPath", "/nonexistent.proto"}};
+    co.options = bad;
+    nc_client *c2 = NULL;
+    assert_int_not_equal(nc_client_new(&c2, url, &co), 0);
+}
+
+/* The server goes away under a call in flight: the call fails with UNAVAILABLE; the next call reconnects. */
+static void test_lost(void **st) {
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_server_opts so = {.loop = &loop, .options = opts, .noptions = 2, .shutdown_timeout_ms = 1};
+    nc_server *s2;
+    assert_int_equal(nc_server_new(&s2, "grpc://127.0.0.1:0", &so), 0);
+    nc_server_message(s2, "{\"service\":\"Conformance\",\"rpc\":\"Sleep\",\"streaming\":\"no_stream\"}",
+                      h_sleep, NULL);
+    nc_server_message(s2, "{\"service\":\"Conformance\",\"rpc\":\"Sum\",\"streaming\":\"no_stream\"}", h_sum,
+                      NULL);
+    assert_int_equal(nc_server_listen(s2), 0);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(s2));
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 2};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    json_t *d = json_object();
+    int before = sleeping;
+    assert_int_equal(nc_client_send(c, M("Sleep"), d, NULL, r_value, r_done, &r), 0);
+    run_until(&sleeping, before + 1); /* the call is in the handler */
+    nc_server_free(s2);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_EREMOTE);
+    assert_int_equal(json_integer_value(json_object_get(r.error, "code")), 14);
+    res_free(&r);
+    /* the next call connects again (to the group's server now refusing: a new connection attempt) */
+    res_init(&r);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_ECONNREFUSED);
+    res_free(&r);
+    json_decref(d);
+    nc_client_free(c);
+}
+
+/* The client's own cap on response messages (maxReceiveMessageLength): a larger one resets the stream and
+ * ends the call with 8, read from the prefix; the connection serves the next call. */
+static void test_response_cap(void **st) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(srv));
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}, {"maxReceiveMessageLength", "64"}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 3, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    char text[200];
+    memset(text, 'z', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    json_t *d = json_pack("{s:s}", "text", text);
+    assert_int_equal(nc_client_send(c, M("Echo"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_EREMOTE);
+    assert_int_equal(json_integer_value(json_object_get(r.error, "code")), 8);
+    assert_int_equal(r.nvalues, 0);
+    res_free(&r);
+    res_init(&r);
+    d = json_pack("{s:s}", "text", "small");
+    assert_int_equal(nc_client_send(c, M("Echo"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    res_free(&r);
+    nc_client_free(c);
+}
+
+/* A peer that is not a gRPC server (an HTTP/1.1 server's answer, then close): the call fails, nothing
+ * hangs or crashes. */
+static uv_tcp_t raw_listener;
+static void raw_written(uv_write_t *w, int status) {
+    uv_close((uv_handle_t *)w->data, (uv_close_cb)free);
+    free(w);
+}
+static void raw_conn(uv_stream_t *l, int status) {
+    static char answer[] = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
+    uv_tcp_t *t = malloc(sizeof *t);
+    uv_tcp_init(&loop, t);
+    assert_int_equal(uv_accept(l, (uv_stream_t *)t), 0);
+    uv_write_t *w = malloc(sizeof *w);
+    w->data = t;
+    uv_buf_t b = uv_buf_init(answer, sizeof answer - 1);
+    uv_write(w, (uv_stream_t *)t, &b, 1, raw_written);
+}
+static void test_not_grpc_server(void **st) {
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &raw_listener);
+    assert_int_equal(uv_tcp_bind(&raw_listener, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&raw_listener, 8, raw_conn), 0);
+    struct sockaddr_in b;
+    int bl = sizeof b;
+    uv_tcp_getsockname(&raw_listener, (struct sockaddr *)&b, &bl);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", ntohs(b.sin_port));
+    nc_option opts[] = {{"protoPath", PROTO}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 1, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    json_t *d = json_object();
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_not_equal(r.err, 0);
+    assert_int_not_equal(r.err, NC_ETIMEDOUT); /* the failure is seen, not waited out */
+    res_free(&r);
+    nc_client_free(c);
+    uv_close((uv_handle_t *)&raw_listener, NULL);
+}
+
+static void method(nc_server *s, const char *rpc, const char *streaming, nc_request_fn fn) {
+    char key[160];
+    snprintf(key, sizeof key, "{\"service\":\"Conformance\",\"rpc\":\"%s\",\"streaming\":\"%s\"}", rpc,
+             streaming);
+    nc_server_message(s, key, fn, NULL);
+}
+
+static int setup(void **st) {
+    loop_setup(st);
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_server_opts so = {.loop = &loop, .options = opts, .noptions = 2};
+    assert_int_equal(nc_server_new(&srv, "grpc://127.0.0.1:0", &so), 0);
+    method(srv, "Sum", "no_stream", h_sum);
+    method(srv, "Echo", "no_stream", h_echo);
+    method(srv, "Exception", "no_stream", h_exception);
+    method(srv, "Sleep", "no_stream", h_sleep);
+    method(srv, "Streaming", "no_stream", h_streaming);
+    method(srv, "Context", "no_stream", h_context);
+    method(srv, "ClientSum", "rx_stream", h_client_sum);
+    method(srv, "BidiEcho", "rx_stream", h_bidi);
+    assert_int_equal(nc_server_listen(srv), 0);
+    return 0;
+}
+
+static int teardown(void **st) {
+    nc_server_free(srv);
+    return loop_teardown(st);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_server_stream),
+        cmocka_unit_test(test_client_stream),
+        cmocka_unit_test(test_bidi),
+        cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_big),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_lost),
+        cmocka_unit_test(test_response_cap),
+        cmocka_unit_test(test_not_grpc_server),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
