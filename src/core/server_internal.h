@@ -155,6 +155,10 @@ struct nc_server {
     nc_server **workers;
     uv_thread_t *threads;
     int nworkers, nthreads;
+    /* observability (src/obs, core/obs_support.c): the admin endpoint, and readiness from the statuses */
+    struct nc_admin *admin;
+    int connected, ever_connected;
+    uint64_t reconnects;
 };
 
 /* workers.c */
