@@ -79,6 +79,8 @@ if [[ ${1:-} != --fast ]]; then
     'kafka\.mixed'
     # Kafka's dead-letter run: its nestc server is test_kafka_faults, which the unit pass above runs
     'kafka\.dead_letter'
+    # the admin endpoint with a real Prometheus: its nestc code (metrics, HTTP, readiness) runs in unit.test_obs
+    'interop\.obs\.'
   )
   skip_re=$(IFS='|'; echo "${skip[*]}")
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' -E "$skip_re")
