@@ -53,6 +53,7 @@ typedef struct mseries {
 
 struct nc_metrics {
     _Atomic int refs;
+    uint64_t gen; /* unique per registry made: a thread's cached series is checked against it */
     uv_mutex_t lock;
     int max_routes, nroutes;
     size_t mask;               /* table size - 1 (a power of two) */
@@ -137,6 +138,8 @@ int nc_metrics_new(nc_metrics **out, const nc_metrics_opts *user_o) {
     }
     uv_mutex_init(&m->lock);
     atomic_init(&m->refs, 1);
+    static _Atomic uint64_t next_gen = 1;
+    m->gen = atomic_fetch_add(&next_gen, 1);
     *out = m;
     return 0;
 }
@@ -239,12 +242,23 @@ static mseries *series_for(nc_metrics *m, nc_hook_side side, const char *tp, con
 /* ---- counting (loop threads) ------------------------------------------------------------------------ */
 
 static _Atomic unsigned next_thread;
+/* The calling thread's shard number: threads 0 .. SHARDS-2 (in the order they first count) each own one
+ * shard, which only they write, so their additions need no locked instruction (a relaxed load and store:
+ * readers never see a torn value); every later thread shares the last shard with atomic additions. */
 static _Thread_local int thread_shard = -1;
+static _Thread_local int thread_owns;
+/* the series this thread counted in last, and its registry: most messages repeat a route */
+static _Thread_local mseries *last_series;
+static _Thread_local nc_metrics *last_registry;
+static _Thread_local uint64_t last_gen; /* a registry freed and another made at its address differ here */
 
 /* The calling thread's shard of s (allocated on its first use; NULL when out of memory). */
 static shard *shard_of(mseries *s) {
-    if (thread_shard < 0)
-        thread_shard = (int)(atomic_fetch_add_explicit(&next_thread, 1, memory_order_relaxed) % SHARDS);
+    if (thread_shard < 0) {
+        unsigned n = atomic_fetch_add_explicit(&next_thread, 1, memory_order_relaxed);
+        thread_owns = n < SHARDS - 1;
+        thread_shard = thread_owns ? (int)n : SHARDS - 1;
+    }
     shard *sh = atomic_load_explicit(&s->shards[thread_shard], memory_order_acquire);
     if (sh) return sh;
     shard *fresh = calloc(1, sizeof *fresh);
@@ -258,11 +272,23 @@ static shard *shard_of(mseries *s) {
 }
 
 static inline void add(shard *sh, int c, uint64_t v) {
-    atomic_fetch_add_explicit(&sh->c[c], v, memory_order_relaxed);
+    if (thread_owns)
+        atomic_store_explicit(&sh->c[c], atomic_load_explicit(&sh->c[c], memory_order_relaxed) + v,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&sh->c[c], v, memory_order_relaxed);
 }
 
 static void begin(nc_hook_info *i, nc_metrics *m, const char *route) {
-    mseries *s = series_for(m, i->side, i->transport ? i->transport : "", route);
+    const char *tp = i->transport ? i->transport : "";
+    mseries *s = last_series;
+    if (last_registry != m || last_gen != m->gen || s->side != i->side || strcmp(s->route, route) ||
+        strcmp(s->transport, tp)) {
+        s = series_for(m, i->side, tp, route);
+        last_series = s;
+        last_registry = s ? m : NULL;
+        last_gen = m->gen;
+    }
     shard *sh = s ? shard_of(s) : NULL;
     *i->state = sh;
     if (!sh) return;
