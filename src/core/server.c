@@ -445,7 +445,8 @@ void nc_server__closed(nc_server *s) {
     }
     if (s->admin) {
         s->nclosing_handles++;
-        nc_admin_close(s->admin, admin_closed, s);
+        /* with workers the endpoint stays until the last of them has drained too */
+        nc_admin_close_after(s->admin, &s->workers_closed, s->nthreads, admin_closed, s);
     }
     nc_ioctx_close(&s->io);
 }

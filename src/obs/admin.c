@@ -35,6 +35,9 @@ typedef struct aconn {
 
 struct nc_admin {
     nc_server *srv;
+    uv_timer_t wait; /* nc_admin_close_after */
+    _Atomic int *wait_closed;
+    int wait_want, waiting;
     uv_loop_t *loop;
     char host[256];
     int port, bound_port;
@@ -145,8 +148,36 @@ void nc_admin_close(nc_admin *a, void (*done)(void *), void *user) {
     }
 }
 
+static void wait_tick(uv_timer_t *t) {
+    nc_admin *a = t->data;
+    if (atomic_load(a->wait_closed) < a->wait_want) return;
+    uv_timer_stop(&a->wait);
+    uv_close((uv_handle_t *)&a->wait, listener_closed); /* counted in a->handles: closing waits for it */
+    nc_admin_close(a, a->done, a->done_user);
+}
+
+void nc_admin_close_after(nc_admin *a, _Atomic int *closed, int want, void (*done)(void *), void *user) {
+    if (a->closing || a->waiting || atomic_load(closed) >= want) {
+        nc_admin_close(a, done, user);
+        return;
+    }
+    a->waiting = 1;
+    a->done = done;
+    a->done_user = user;
+    a->wait_closed = closed;
+    a->wait_want = want;
+    uv_timer_init(a->loop, &a->wait);
+    a->wait.data = a;
+    a->handles++;
+    uv_timer_start(&a->wait, wait_tick, 20, 20);
+}
+
 void nc_admin_free(nc_admin *a) {
     if (!a) return;
+    if (a->waiting && !a->closing) {
+        uv_timer_stop(&a->wait);
+        uv_close((uv_handle_t *)&a->wait, listener_closed);
+    }
     if (!a->closing) nc_admin_close(a, NULL, NULL);
     while (a->handles > 0 && uv_run(a->loop, UV_RUN_ONCE)) {
     }

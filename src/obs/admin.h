@@ -4,6 +4,8 @@
 #ifndef NC_OBS_ADMIN_H
 #define NC_OBS_ADMIN_H
 
+#include <stdatomic.h>
+
 #include "nestc/metrics.h"
 #include "nestc/server.h"
 
@@ -20,6 +22,9 @@ nc_metrics *nc_admin_metrics(nc_admin *a);
 /* Closes the listener and every connection; `done(user)` runs once all their handles are closed (on the
  * loop; at once when nothing was open). */
 void nc_admin_close(nc_admin *a, void (*done)(void *), void *user);
+/* nc_admin_close once *closed (counted by other threads) reaches `want`: with workers, the endpoint stays
+ * while any worker still drains (polled every 20 ms on the loop, a handle the close waits for). */
+void nc_admin_close_after(nc_admin *a, _Atomic int *closed, int want, void (*done)(void *), void *user);
 /* Frees it (closing it first, running the loop until closed, when that was not done). NULL: no-op. */
 void nc_admin_free(nc_admin *a);
 

@@ -6,8 +6,8 @@
 #    loopback port with a generated config (scrape every second), scrapes it; after a known load (N `nestc
 #    send sum`, E `exception`, U unknown patterns) its query API returns those counts, summed over both
 #    workers, for requests, outcomes and the histogram's _count.
-# 2. Graceful shutdown (one worker): SIGTERM while a `sleep` request is in flight; /health/ready answers 503 with
-#    "draining":true (and /health/live 200) until the request has its reply and the server exits 0.
+# 2. Graceful shutdown, two workers: SIGTERM while 4 `sleep` requests are in flight; /health/ready answers 503
+#    with "draining":true (and /health/live 200) until every request has its reply and the server exits 0.
 # 3. Redis: /health/ready is 200 once subscribed, 503 while the broker is down, 200 again after it
 #    restarts, with nestc_broker_reconnects_total 1.
 # HTTP is spoken through bash's /dev/tcp (one request per connection, as the endpoint answers).
@@ -132,23 +132,42 @@ kill -TERM "$srv_pid"
 wait "$srv_pid" || fail "the two-worker server did not exit 0"
 
 # ---- 2. graceful shutdown: not ready while draining --------------------------------------------------------
-# (one worker: with several, the endpoint lives on the first worker's loop and closes once that one drained)
-serve tcp1 tcp://127.0.0.1:0
-"$NESTC_BIN" send "tcp://127.0.0.1:$srv_port" sleep 1500 >"$dir/sleep.out" 2>"$dir/sleep.log" &
-sleep_pid=$!
-inflight() { http_get "$admin_port" /metrics | grep -q '^nestc_server_in_flight{transport="tcp",route="sleep"} 1'; }
-wait_for "the sleep request never arrived" inflight
+# Two workers and K requests in flight on separate connections (the kernel spreads them over the workers):
+# the endpoint, on the first worker's loop, answers 503 for as long as any of them still drains.
+serve tcp2 tcp://127.0.0.1:0 --workers 2
+K=4
+senders=()
+for i in $(seq $K); do
+  "$NESTC_BIN" send "tcp://127.0.0.1:$srv_port" sleep 1500 >"$dir/sleep.$i.out" 2>"$dir/sleep.$i.log" &
+  senders+=($!)
+done
+inflight() { http_get "$admin_port" /metrics | grep -q "^nestc_server_in_flight{transport=\"tcp\",route=\"sleep\"} $K"; }
+wait_for "the sleep requests never arrived" inflight
 kill -TERM "$srv_pid"
 draining() { http_get "$admin_port" /health/ready | grep -q '"draining":true'; }
 wait_for "/health/ready never said draining" draining
-[[ $(http_status "$admin_port" /health/ready) == 503 ]] || fail "/health/ready is not 503 while draining"
 http_get "$admin_port" /health/ready | grep -q '^{"status":"error","info":{},"error":{"tcp":{"status":"down"' ||
   fail "the 503 body is not terminus-shaped"
 [[ $(http_status "$admin_port" /health/live) == 200 ]] || fail "/health/live is not 200 while draining"
-wait "$sleep_pid" || fail "the in-flight request failed at shutdown"
-[[ $(cat "$dir/sleep.out") == 1500 ]] || fail "the in-flight request's reply: $(cat "$dir/sleep.out")"
+# while any request is unanswered, the endpoint answers, and says not ready
+alive() {
+  local p
+  for p in "${senders[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
+  return 1
+}
+checks=0
+while alive; do
+  st=$(http_status "$admin_port" /health/ready) || st="no answer"
+  alive || break
+  [[ $st == 503 ]] || fail "/health/ready answered '$st' while requests were draining"
+  checks=$((checks + 1))
+done
+for i in $(seq $K); do
+  wait "${senders[i - 1]}" || fail "in-flight request $i failed at shutdown"
+  [[ $(cat "$dir/sleep.$i.out") == 1500 ]] || fail "in-flight request $i's reply: $(cat "$dir/sleep.$i.out")"
+done
 wait "$srv_pid" || fail "the server did not exit 0 after draining"
-echo "observability.sh: not ready while draining, the request in flight answered" >&2
+echo "observability.sh: not ready while draining ($checks checks), the $K requests in flight answered" >&2
 
 # ---- 3. Redis: readiness follows the broker ----------------------------------------------------------------
 serve redis "$REDIS_URL"
