@@ -8,6 +8,8 @@
  *   nestc-server --url kafka://H:P[,H:P...] --topic-prefix T (over Kafka: the handlers also under the string
  *                                                            routes Tsum, Techo, Ttick, Tticks)
  *   ... --hooks N       installs N hook sets whose every server callback does nothing (the cost of hooks)
+ *   ... --metrics       serves the admin endpoint on a free loopback port: the metrics hook set counts every
+ *                       message (docs/observability.md, the cost of metrics)
  *
  * Over TCP it prints "listening on port N" once it accepts connections. With --url (any URL nc_server_new
  * takes; tcp:// URLs print the same line) it prints "connected to URL" once the server reports the status
@@ -159,8 +161,8 @@ static int named_routes(nc_server *srv, const char *prefix) {
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: nestc-server [--port P] [--host H] [--workers N] [--hooks N] | --url URL [--workers N] "
-            "[--hooks N] [--topic-prefix T]\n");
+            "usage: nestc-server [--port P] [--host H] [--workers N] [--hooks N] [--metrics] | --url URL "
+            "[--workers N] [--hooks N] [--metrics] [--topic-prefix T]\n");
     return 2;
 }
 
@@ -180,8 +182,13 @@ static void on_status(void *user, const char *status, int err) {
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *given_url = NULL, *prefix = NULL;
     long port = 0, workers = 1, hooks = 0;
+    int metrics = 0;
     for (int i = 1; i < argc; i++) {
         char *end;
+        if (!strcmp(argv[i], "--metrics")) {
+            metrics = 1;
+            continue;
+        }
         if (i + 1 >= argc) return usage();
         if (!strcmp(argv[i], "--host")) {
             host = argv[++i];
@@ -210,6 +217,7 @@ int main(int argc, char **argv) {
         snprintf(url, sizeof url, "tcp://%s:%ld", host, port);
     int tcp = !strncmp(url, "tcp://", 6);
     nc_server_opts opts = {.workers = (int)workers};
+    if (metrics) opts.admin = "127.0.0.1:0";
     nc_server *srv;
     int rc = nc_server_new(&srv, url, &opts);
     if (rc) {

@@ -4,7 +4,8 @@
 #   scripts/deps.sh --runtime only what a built nestc needs to run (the shared libraries; ICU is loaded
 #                            on demand, for non-ASCII keys in object patterns)
 #   scripts/deps.sh --test   also the test suite's (cmocka, openssl CLI, clang + libFuzzer, valgrind,
-#                            redis-server, nats-server, mosquitto, rabbitmq-server, Node.js + npm, the NestJS peers)
+#                            redis-server, nats-server, mosquitto, rabbitmq-server, prometheus (and its promtool),
+#                            Node.js + npm, the NestJS peers)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -18,7 +19,7 @@ if [[ ${1:-} == --runtime ]]; then
   pkgs=("${runtime[@]}")
 elif [[ ${1:-} == --test ]]; then
   pkgs+=(libcmocka-dev openssl procps clang libclang-rt-14-dev valgrind redis-server nats-server mosquitto
-    rabbitmq-server doxygen zsh)
+    rabbitmq-server doxygen zsh prometheus)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi

@@ -97,6 +97,8 @@ if [[ ${1:-} != --fast ]]; then
     # nestc send grpc:// against NestJS and grpc-js (one CLI run per case; its client code runs under
     # valgrind in unit.test_grpc_client above)
     'grpc\.nestc_client\.'
+    # the admin endpoint with a real Prometheus: its nestc code (metrics, HTTP, readiness) runs in unit.test_obs
+    'interop\.obs\.'
   )
   skip_re=$(join_re "${skip[@]}")
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' -E "$skip_re")

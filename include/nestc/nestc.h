@@ -9,6 +9,7 @@
 #include "nestc/json_reader.h"
 #include "nestc/log.h"
 #include "nestc/message.h"
+#include "nestc/metrics.h"
 #include "nestc/options.h"
 #include "nestc/server.h"
 #include "nestc/tls.h"

@@ -74,6 +74,10 @@ typedef struct nc_server_opts {
      * Borrowed during nc_server_new (copied). */
     const nc_option *options;
     size_t noptions;
+    /* The admin HTTP endpoint (docs/observability.md): "host:port" ("[::1]:9464"; port 0 = any free
+     * port, nc_server_admin_port) serving /metrics (Prometheus text), /health/live and /health/ready on the
+     * server's own loop, with workers the aggregate of all. Copied. NULL = none (the default). */
+    const char *admin;
 } nc_server_opts;
 
 #define NC_SERVER_OPTS_INIT                                                                                  \

@@ -12,6 +12,7 @@
 #include "core/server_internal.h"
 #include "io/tls.h"
 #include "nestc/error.h"
+#include "obs/admin.h"
 
 #define DEFAULT_LIMIT 134217728LL
 
@@ -114,6 +115,12 @@ int nc_server_new(nc_server **out, const char *url, const nc_server_opts *user_o
     s->grace.data = s;
     uv_timer_init(s->io.loop, &s->step);
     s->step.data = s;
+    /* the admin endpoint (src/obs): its metrics hook set goes in now, so workers get a copy of it */
+    if (opts->admin && *opts->admin && (r = nc_admin_new(&s->admin, s, opts->admin))) {
+        nc_set_last_error_since(mark, r, "cannot create the server for %s: %s", s->url.text, nc_strerror(r));
+        nc_server_free(s);
+        return r;
+    }
     *out = s;
     return 0;
 fail_io:
@@ -333,6 +340,13 @@ const char *nc_server__scheme(nc_server *s) {
 /* ---- lifecycle ----------------------------------------------------------------------------------- */
 
 void nc_server__status(nc_server *s, const char *status, int err) {
+    /* readiness (nc_server_health_get): "connected" is the transport's word for listening / subscribed */
+    if (!strcmp(status, "connected")) {
+        if (s->ever_connected && !s->connected) s->reconnects++;
+        s->connected = s->ever_connected = 1;
+    } else if (!strcmp(status, "disconnected") || !strcmp(status, "reconnecting")) {
+        s->connected = 0;
+    }
     if (s->status_fn) s->status_fn(s->status_user, status, err);
 }
 
@@ -350,7 +364,12 @@ int nc_server_listen(nc_server *s) {
     if (s->closing) return nc_set_last_error(NC_ECLOSED, "the server is closing");
     if (s->listening) return 0;
     unsigned mark = nc_last_error_mark();
-    int r = s->tp->listen(s->tps);
+    int r = s->admin ? nc_admin_listen(s->admin) : 0; /* first: nothing to undo when it fails */
+    if (r) {
+        nc_set_last_error_since(mark, r, "cannot listen on the admin address: %s", nc_strerror(r));
+        return r;
+    }
+    r = s->tp->listen(s->tps);
     if (r) {
         nc_set_last_error_since(mark, r, "cannot listen on %s: %s", s->url.text, nc_strerror(r));
         nc_server__status(s, "disconnected", r);
@@ -393,8 +412,7 @@ int nc_server_run(nc_server *s) {
     return 0;
 }
 
-static void handle_closed(uv_handle_t *h) {
-    nc_server *s = h->data;
+static void one_closed(nc_server *s) {
     if (--s->nclosing_handles > 0) return;
     s->handles_closed = 1;
     nc_server__status(s, "disconnected", 0);
@@ -403,6 +421,14 @@ static void handle_closed(uv_handle_t *h) {
         s->close_done = NULL;
         fn(s->close_user);
     }
+}
+
+static void handle_closed(uv_handle_t *h) {
+    one_closed(h->data);
+}
+
+static void admin_closed(void *s) {
+    one_closed(s);
 }
 
 void nc_server__closed(nc_server *s) {
@@ -416,6 +442,11 @@ void nc_server__closed(nc_server *s) {
         s->nclosing_handles += 2;
         uv_close((uv_handle_t *)&s->sigint, handle_closed);
         uv_close((uv_handle_t *)&s->sigterm, handle_closed);
+    }
+    if (s->admin) {
+        s->nclosing_handles++;
+        /* with workers the endpoint stays until the last of them has drained too */
+        nc_admin_close_after(s->admin, &s->workers_closed, s->nthreads, admin_closed, s);
     }
     nc_ioctx_close(&s->io);
 }
@@ -560,6 +591,8 @@ void nc_server_free(nc_server *s) {
         }
     }
     nc_server__join_workers(s);
+    nc_admin_free(s->admin);
+    s->admin = NULL;
     s->freeing = 1;
     while (s->inflight) nc_request__free_unfinished(s->inflight); /* unsettled: nacked with requeue */
     nc_event__free_all(s);

@@ -2,6 +2,7 @@
 #ifndef NC_CORE_SERVER_INTERNAL_H
 #define NC_CORE_SERVER_INTERNAL_H
 
+#include <stdatomic.h>
 #include <uv.h>
 
 #include "core/log.h"
@@ -155,6 +156,11 @@ struct nc_server {
     nc_server **workers;
     uv_thread_t *threads;
     int nworkers, nthreads;
+    /* observability (src/obs, core/obs_support.c): the admin endpoint, and readiness from the statuses */
+    struct nc_admin *admin;
+    _Atomic int workers_closed; /* workers whose handles are closed (their threads count them) */
+    int connected, ever_connected;
+    uint64_t reconnects;
 };
 
 /* workers.c */

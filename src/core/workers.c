@@ -33,6 +33,11 @@ static void worker_opts(const nc_server *s, nc_server_opts *o) {
     o->log_level = s->log.min;
 }
 
+/* A worker's handles are closed (its thread): the primary's admin endpoint waits for every one. */
+static void worker_closed(void *primary) {
+    atomic_fetch_add(&((nc_server *)primary)->workers_closed, 1);
+}
+
 static void worker_main(void *arg) {
     nc_server__run_loop(arg);
 }
@@ -59,6 +64,8 @@ int nc_server__start_workers(nc_server *s) {
         nc_server *w;
         if ((r = nc_server_new(&w, url, &o))) break;
         s->workers[s->nworkers++] = w;
+        w->close_done = worker_closed;
+        w->close_user = s;
         w->cfg.reuseport = 1;
         if ((r = nc_server__copy_handlers(w, s)) || (r = nc_server_listen(w))) break;
         if (uv_thread_create(&s->threads[s->nthreads], worker_main, w)) {

@@ -1,7 +1,9 @@
 #!/bin/sh
-# Checks that the #include lines of src/ point one way: util <- codec <- io <- core <- transport. A file
+# Checks that the #include lines of src/ point one way: util <- codec <- io <- core <- obs <- transport. A file
 # may include its own layer, a layer to its left, and the public headers (nestc/*.h). Besides:
 #   - core includes only the contract of the transports (transport/transport.h), never one transport;
+#   - core includes only the contract of the observability layer (obs/admin.h: the admin endpoint that
+#     nc_server_opts.admin starts), in the same way;
 #   - a transport includes core/server_transport.h, never core/server_internal.h, and no other transport
 #     (transport/common/ is what the transports share: any transport may include it).
 # Usage: check-layers.sh <src dir>. Prints each wrong include and exits 1 if there is one.
@@ -10,11 +12,11 @@ src=${1:?usage: check-layers.sh <src dir>}
 cd "$src"
 rank() {
     case $1 in
-    util) echo 0 ;; codec) echo 1 ;; io) echo 2 ;; core) echo 3 ;; transport) echo 4 ;; *) echo -1 ;;
+    util) echo 0 ;; codec) echo 1 ;; io) echo 2 ;; core) echo 3 ;; obs) echo 4 ;; transport) echo 5 ;; *) echo -1 ;;
     esac
 }
 bad=0
-for f in $(find util codec io core transport -name '*.[ch]' | sort); do
+for f in $(find util codec io core obs transport -name '*.[ch]' | sort); do
     layer=${f%%/*}
     own=$(rank "$layer")
     sub=$(echo "$f" | cut -d/ -f2) # the transport's folder (or a file name directly under the layer)
@@ -31,8 +33,10 @@ for f in $(find util codec io core transport -name '*.[ch]' | sort); do
             why="unknown folder $dir"
         elif [ "$layer" = core ] && [ "$dir" = transport ]; then
             [ "$inc" = transport/transport.h ] || why="core may include only the transport contract, transport/transport.h"
+        elif [ "$layer" = core ] && [ "$dir" = obs ]; then
+            [ "$inc" = obs/admin.h ] || why="core may include only the observability contract, obs/admin.h"
         elif [ "$r" -gt "$own" ]; then
-            why="$layer may not include $dir (layers: util <- codec <- io <- core <- transport)"
+            why="$layer may not include $dir (layers: util <- codec <- io <- core <- obs <- transport)"
         elif [ "$layer" = transport ] && [ "$inc" = core/server_internal.h ]; then
             why="transports see the server through core/server_transport.h"
         elif [ "$layer" = transport ] && [ "$dir" = transport ] && [ "$inc" != transport/transport.h ] &&

@@ -184,6 +184,9 @@ static int store_value(cli_args *a, const cli_opt *o, const char *val) {
     case O_ENGINE:
         a->engine = val;
         break;
+    case O_ADMIN:
+        a->admin = val;
+        break;
     }
     return 0;
 }

@@ -40,6 +40,7 @@ typedef struct cli_args {
     int incomplete_timeout_ms, shutdown_timeout_ms;  /* -2 = not given */
     int handshake_timeout_ms;                        /* --handshake-timeout (conformance), -2 = not given */
     int events_history;                              /* --events-history (conformance), -2 = not given */
+    const char *admin;                               /* --admin host:port (conformance), NULL = none */
 } cli_args;
 
 /* Parses argv[first..argc) for the command argv[1], against the option table (table.h): an option the

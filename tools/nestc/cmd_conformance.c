@@ -322,6 +322,8 @@ static void on_status(void *user, const char *status, int err) {
             printf("nestc conformance listening on port %d\n", nc_server_port(s));
         else
             printf("nestc conformance listening on %s\n", serving_url);
+        if (nc_server_admin_port(s) > 0)
+            printf("nestc conformance admin on port %d\n", nc_server_admin_port(s));
         fflush(stdout);
     } else if (ready) {
         fprintf(stderr, "nestc conformance: %s%s%s\n", status, err ? ": " : "", err ? nc_strerror(err) : "");
@@ -368,6 +370,7 @@ int cmd_conformance(int argc, char **argv) {
     so.shutdown_timeout_ms = (int)cli_limit(a.shutdown_timeout_ms);
     so.handshake_timeout_ms = (int)cli_limit(a.handshake_timeout_ms);
     so.workers = a.workers;
+    so.admin = a.admin;
     nc_server *s;
     int r = nc_server_new(&s, a.pos[0], &so);
     if (r) {

@@ -88,6 +88,9 @@ const cli_opt cli_opts[] = {
      "also report the server's CPU time over the window (/proc/PID/stat)"},
     {O_ENGINE, "--engine", 0, V_CHOICE, "ENGINE", CMD_BENCH, 0, 0, 0, "raw|client",
      "raw: built-in epoll generator (default for tcp://); client: the nestc client library"},
+    /* observability (docs/observability.md) */
+    {O_ADMIN, "--admin", 0, V_TEXT, "HOST:PORT", CMD_CONFORMANCE, 0, 0, 0, NULL,
+     "serve /metrics (Prometheus) and /health/live, /health/ready over HTTP on HOST:PORT"},
 };
 const size_t cli_nopts = sizeof cli_opts / sizeof cli_opts[0];
 

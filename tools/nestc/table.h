@@ -48,6 +48,7 @@ typedef enum cli_opt_id {
     O_EVENT_DATA,
     O_SERVER_PID,
     O_ENGINE,
+    O_ADMIN, /* observability: conformance --admin host:port */
 } cli_opt_id;
 
 /* What an option's value is: how it is parsed and how the completion scripts complete it. */

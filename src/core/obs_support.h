@@ -1,0 +1,18 @@
+/* What the observability layer (src/obs: metrics, admin endpoint) reads from the core besides the public
+ * API. Private. */
+#ifndef NC_CORE_OBS_SUPPORT_H
+#define NC_CORE_OBS_SUPPORT_H
+
+#include <stddef.h>
+
+#include "core/log.h"
+#include "nestc/message.h"
+#include "nestc/server.h"
+
+/* Bytes of the message's data JSON text when the packet gave it as text (the scan path), else 0: never
+ * encodes, so it is cheap on every path. */
+size_t nc_msg__data_len(const nc_msg *m);
+/* The server's logger. (Its scheme: nc_server__scheme, core/server_transport.h.) */
+const nc_logger *nc_server__logger(const nc_server *s);
+
+#endif
