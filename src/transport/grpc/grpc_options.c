@@ -70,6 +70,19 @@ const nc_option_spec nc_grpc_options[] = {
      .def = "8192",
      .min = 1,
      .max = 2147483647},
+    /* beyond NestJS: the standard health and reflection services, built in */
+    {.name = "healthCheck",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER,
+     .help = "serve grpc.health.v1.Health (Check, Watch, List): SERVING while serving, NOT_SERVING when "
+             "shutting down",
+     .def = "true"},
+    {.name = "reflection",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER,
+     .help = "serve gRPC server reflection (grpc.reflection.v1 and v1alpha): the services and their .proto "
+             "descriptors",
+     .def = "true"},
     {.name = NULL},
 };
 

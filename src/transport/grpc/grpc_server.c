@@ -110,9 +110,18 @@ static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
         free(g);
         return nc_fail(nc_server__log(srv), "Server", r, "%s", why);
     }
+    r = nc_grpc_builtin_init(&g->builtin, &g->methods, nc_opts_bool(o, "healthCheck"),
+                             nc_opts_bool(o, "reflection"), why, sizeof why);
+    if (r) {
+        nc_grpc_methods_free(&g->methods);
+        free(g->host);
+        free(g);
+        return nc_fail(nc_server__log(srv), "Server", r, "%s", why);
+    }
     if (cfg->has_tls) {
         r = nc_tls_ctx_new(&g->ssl, &cfg->tls, 1, why, sizeof why);
         if (r) {
+            nc_grpc_builtin_free(&g->builtin);
             nc_grpc_methods_free(&g->methods);
             free(g->host);
             free(g);
@@ -148,6 +157,7 @@ static void listener_closed(uv_handle_t *h) {
 
 static void grpc_stop_accepting(void *state) {
     nc_grpc_server *g = state;
+    nc_grpc_builtin_not_serving(&g->builtin); /* health: NOT_SERVING from the start of a shutdown */
     if (g->listener_open && !uv_is_closing((uv_handle_t *)&g->listener))
         uv_close((uv_handle_t *)&g->listener, listener_closed);
 }
@@ -156,6 +166,7 @@ static void grpc_close(void *state) {
     nc_grpc_server *g = state;
     grpc_stop_accepting(g);
     g->closing = 1;
+    nc_grpc_builtin_end_watches(&g->builtin);
     for (nc_grpc_conn *c = g->conns, *next; c; c = next) {
         next = c->next;
         nc_grpc_conn_close(c, NC_ECLOSED, "server closing");
@@ -167,6 +178,7 @@ static void grpc_drain(void *state) {
     nc_grpc_server *g = state;
     grpc_stop_accepting(g);
     g->closing = 1;
+    nc_grpc_builtin_end_watches(&g->builtin); /* the health watches are the only calls left open */
     /* no call is in flight: GOAWAY, then each connection ends after its last byte */
     for (nc_grpc_conn *c = g->conns, *next; c; c = next) {
         next = c->next;
@@ -178,6 +190,7 @@ static void grpc_drain(void *state) {
 static void grpc_destroy(void *state) {
     nc_grpc_server *g = state;
     if (g->ssl) SSL_CTX_free(g->ssl);
+    nc_grpc_builtin_free(&g->builtin);
     nc_grpc_methods_free(&g->methods);
     nc_map_free(&g->handled);
     free(g->host);

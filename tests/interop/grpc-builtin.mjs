@@ -1,0 +1,208 @@
+// The grpc:// server's built-in health and reflection services, checked with grpc-js's own clients:
+// grpc-health-check's service definition (Check, Watch, List) and the reflection.proto @grpc/reflection
+// ships (v1 and v1alpha). The FileDescriptorProtos reflection returns are loaded with proto-loader's
+// loadFileDescriptorSetFromBuffer (protobufjs's descriptor support), and methods of the conformance service
+// are then called through what reflection alone described.
+//
+//   node grpc-builtin.mjs --nestc BIN
+//
+// Prints one line per case and exits 1 if any failed.
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const require = createRequire(import.meta.url);
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const health = require('grpc-health-check');
+const here = dirname(fileURLToPath(import.meta.url));
+
+const { values: args } = parseArgs({
+  options: {
+    nestc: { type: 'string' },
+    proto: { type: 'string', default: join(here, '..', 'vectors', 'grpc', 'conformance.proto') },
+  },
+});
+if (!args.nestc) {
+  console.error('usage: node grpc-builtin.mjs --nestc BIN');
+  process.exit(2);
+}
+const factor = Number(process.env.NESTC_TEST_TIMEOUT_FACTOR) || 1;
+const deadline = () => Date.now() + 5000 * factor;
+
+const servers = new Set();
+process.on('exit', () => servers.forEach((s) => s.kill('SIGTERM')));
+const start = async (...opts) => {
+  const wrap = process.env.NESTC_WRAP ? process.env.NESTC_WRAP.split(/\s+/).filter((w) => w) : [];
+  const argv = [...wrap, args.nestc, 'conformance', 'grpc://127.0.0.1:0', '--proto', args.proto,
+    ...opts.flatMap((o) => ['--opt', o])];
+  const server = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  servers.add(server);
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on port (\d+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    server.on('exit', (code) => reject(new Error(`nestc conformance exited ${code}`)));
+  });
+  return { server, url: `127.0.0.1:${port}` };
+};
+const stop = (server) => new Promise((resolve) => {
+  server.once('exit', (c, sig) => { servers.delete(server); resolve(c === null ? sig : c); });
+  server.kill('SIGTERM');
+});
+
+const results = [];
+const canonical = (v) => JSON.stringify(v, (_k, x) =>
+  x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b))) : x);
+const check = (name, got, want) => {
+  const g = canonical(got), w = canonical(want);
+  results.push(g === w);
+  console.log(g === w ? `ok   ${name}` : `FAIL ${name}\n     want ${w}\n     got  ${g}`);
+};
+const unary = (client, method, req) =>
+  new Promise((resolve) => client[method](req, { deadline: deadline() }, (err, res) =>
+    resolve(err ? { code: err.code, details: err.details } : { value: res })));
+
+const { server, url } = await start();
+const creds = grpc.credentials.createInsecure();
+
+// ---- health: grpc-health-check's own service definition ---------------------------------------------
+const Health = grpc.makeClientConstructor(health.service, 'grpc.health.v1.Health');
+const hc = new Health(url, creds);
+check('health Check ""', await unary(hc, 'check', { service: '' }), { value: { status: 'SERVING' } });
+check('health Check service', await unary(hc, 'check', { service: 'nestc.conformance.Conformance' }),
+  { value: { status: 'SERVING' } });
+check('health Check itself', await unary(hc, 'check', { service: 'grpc.health.v1.Health' }), { value: { status: 'SERVING' } });
+check('health Check unknown', await unary(hc, 'check', { service: 'no.Such' }),
+  { code: 5, details: 'Health status unknown for service no.Such' });
+{
+  const r = await unary(hc, 'list', {});
+  const s = r.value ? Object.fromEntries(Object.entries(r.value.statuses).map(([k, v]) => [k, v.status])) : r;
+  check('health List', s, {
+    '': 'SERVING', 'nestc.conformance.Conformance': 'SERVING', 'grpc.health.v1.Health': 'SERVING',
+    'grpc.reflection.v1.ServerReflection': 'SERVING', 'grpc.reflection.v1alpha.ServerReflection': 'SERVING',
+  });
+}
+// Watch: SERVING now, NOT_SERVING when the server starts its graceful shutdown, then the call ends (14)
+const watch = hc.watch({ service: '' });
+const watched = [];
+const watchEnd = new Promise((resolve) => {
+  watch.on('data', (v) => watched.push(v.status));
+  watch.on('error', (e) => resolve(e.code));
+  watch.on('end', () => resolve(0));
+});
+const unknownWatch = hc.watch({ service: 'no.Such' });
+unknownWatch.on('error', () => {}); // cancelled below
+check('health Watch unknown', await new Promise((resolve) => unknownWatch.once('data', (v) => resolve(v.status))),
+  'SERVICE_UNKNOWN');
+unknownWatch.cancel();
+await new Promise((resolve) => (watched.length ? resolve() : watch.once('data', resolve)));
+check('health Watch now', watched, ['SERVING']);
+
+// ---- reflection ----------------------------------------------------------------------------------------
+const reflectionProto = (v) => join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto',
+  'grpc', 'reflection', v, 'reflection.proto');
+const reflectionClient = (v) => {
+  const def = protoLoader.loadSync(reflectionProto(v), { keepCase: true, oneofs: true, bytes: Buffer });
+  const pkg = grpc.loadPackageDefinition(def);
+  return new pkg.grpc.reflection[v].ServerReflection(url, creds);
+};
+// one bidi stream; ask() writes a request and resolves with its response
+const session = (client) => {
+  const call = client.ServerReflectionInfo({ deadline: deadline() });
+  const waiting = [];
+  call.on('data', (r) => waiting.shift()(r));
+  call.on('error', (e) => waiting.forEach((w) => w({ error: e.code })));
+  return {
+    ask: (req) => new Promise((resolve) => { waiting.push(resolve); call.write(req); }),
+    end: () => new Promise((resolve) => { call.on('status', (s) => resolve(s.code)); call.end(); }),
+  };
+};
+// FileDescriptorProto bytes → a FileDescriptorSet (repeated field 1) → proto-loader's package definition
+const descriptorSet = (files) => Buffer.concat(files.flatMap((f) => {
+  const len = [];
+  for (let n = f.length; ; n >>>= 7) { if (n < 0x80) { len.push(n); break; } len.push((n & 0x7f) | 0x80); }
+  return [Buffer.from([0x0a, ...len]), f];
+}));
+
+for (const v of ['v1', 'v1alpha']) {
+  const rc = reflectionClient(v);
+  const s = session(rc);
+  const list = await s.ask({ list_services: '' });
+  check(`reflection ${v} list_services`, (list.list_services_response?.service || []).map((x) => x.name).sort(), [
+    'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection',
+    'nestc.conformance.Conformance',
+  ]);
+  const bySym = await s.ask({ file_containing_symbol: 'nestc.conformance.Conformance' });
+  const files = bySym.file_descriptor_response?.file_descriptor_proto || [];
+  check(`reflection ${v} file_containing_symbol`, files.length >= 1, true);
+  // the file's name as reflection gave it: asking for it by name gives the same bytes
+  const desc = require('protobufjs/ext/descriptor');
+  const first = files.length ? desc.FileDescriptorProto.decode(files[0]) : {};
+  const byName = await s.ask({ file_by_filename: first.name || '?' });
+  check(`reflection ${v} file_by_filename`, (byName.file_descriptor_response?.file_descriptor_proto || [])
+    .map((b) => b.toString('base64')), files.map((b) => b.toString('base64')));
+  check(`reflection ${v} method symbol`, (await s.ask({ file_containing_symbol: 'nestc.conformance.Conformance.Echo' }))
+    .file_descriptor_response?.file_descriptor_proto?.length, files.length);
+  check(`reflection ${v} message symbol`, (await s.ask({ file_containing_symbol: 'nestc.conformance.EchoMessage' }))
+    .file_descriptor_response?.file_descriptor_proto?.length, files.length);
+  const missing = await s.ask({ file_containing_symbol: 'no.Such' });
+  check(`reflection ${v} unknown symbol`, missing.error_response?.error_code, 5);
+  const noFile = await s.ask({ file_by_filename: 'none.proto' });
+  check(`reflection ${v} unknown file`, noFile.error_response?.error_code, 5);
+  const healthFile = await s.ask({ file_containing_symbol: 'grpc.health.v1.Health' });
+  check(`reflection ${v} the health service's own file`, desc.FileDescriptorProto.decode(
+    healthFile.file_descriptor_response.file_descriptor_proto[0]).name, 'grpc/health/v1/health.proto');
+  check(`reflection ${v} stream ends OK`, await s.end(), 0);
+
+  // call the conformance service with nothing but what reflection returned
+  const def = protoLoader.loadFileDescriptorSetFromBuffer(descriptorSet(files),
+    { keepCase: true, longs: String, enums: String, bytes: String, oneofs: true });
+  const Svc = grpc.loadPackageDefinition(def).nestc.conformance.Conformance;
+  const c = new Svc(url, creds);
+  check(`reflected ${v} Sum`, await unary(c, 'Sum', { numbers: [1, 2, 3.5] }), { value: { sum: 6.5 } });
+  const echo = {
+    text: 'hi', big: '-9007199254740993', flag: true, numbers: [1, 2, 3], nested: { name: 'n', value: 1, children: [{ name: 'c' }] },
+    blob: 'AQID', color: 'BLUE', choice_nested: { name: 'x', value: 0 }, ratio: 0.25,
+    ubig: '18446744073709551615', small: -5, tags: ['a', 'b'], items: [{ name: 'i', value: 2 }],
+    // protobufjs's fromDescriptor keeps a map as its repeated entry message (as it does with what grpc-js's
+    // own reflection server returns): the same bytes on the wire as the map
+    counts: [{ key: 'one', value: 1 }, { key: 'two', value: 2 }],
+  };
+  check(`reflected ${v} Echo (maps, oneof, enum, nesting)`, await unary(c, 'Echo', echo),
+    { value: { ...echo, choice: 'choice_nested' } });
+  c.close();
+  rc.close();
+}
+
+// ---- graceful shutdown: the watch sees NOT_SERVING, then ends ---------------------------------------------
+const code = await stop(server);
+check('health Watch through shutdown', { watched, end: await watchEnd }, { watched: ['SERVING', 'NOT_SERVING'], end: 14 });
+check('server exit', code, 0);
+hc.close();
+
+// ---- both turned off: UNIMPLEMENTED, as for any method the server does not have -----------------------
+{
+  const off = await start('healthCheck=false', 'reflection=false');
+  const h = new Health(off.url, creds);
+  check('healthCheck=false', (await unary(h, 'check', { service: '' })).code, 12);
+  h.close();
+  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(reflectionProto('v1'), { keepCase: true, oneofs: true }));
+  const r = new pkg.grpc.reflection.v1.ServerReflection(off.url, creds);
+  const call = r.ServerReflectionInfo({ deadline: deadline() });
+  call.on('data', () => {});
+  const st = new Promise((resolve) => call.on('error', (e) => resolve(e.code)).on('end', () => resolve(0)));
+  call.write({ list_services: '' });
+  check('reflection=false', await st, 12);
+  r.close();
+  check('server exit (off)', await stop(off.server), 0);
+}
+
+const failed = results.filter((ok) => !ok).length;
+console.log(`${results.length - failed}/${results.length} passed`);
+process.exit(failed ? 1 : 0);
