@@ -6,8 +6,13 @@
 //
 //   node grpc-builtin.mjs --nestc BIN
 //
+// Then the options beyond a default server: gzip-compressed responses (defaultCompressionAlgorithm),
+// maxSendMessageLength and maxReceiveMessageLength with grpc-js's status and words.
+//
 // Prints one line per case and exits 1 if any failed.
 import { spawn } from 'node:child_process';
+import http2 from 'node:http2';
+import zlib from 'node:zlib';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -201,6 +206,49 @@ hc.close();
   check('reflection=false', await st, 12);
   r.close();
   check('server exit (off)', await stop(off.server), 0);
+}
+
+// ---- compressed responses and message size limits ---------------------------------------------------
+{
+  const srv = await start('defaultCompressionAlgorithm=gzip', 'maxSendMessageLength=300', 'maxReceiveMessageLength=500');
+  const def = protoLoader.loadSync(args.proto, { keepCase: true, longs: String, enums: String, bytes: String, oneofs: true });
+  const c = new (grpc.loadPackageDefinition(def).nestc.conformance.Conformance)(srv.url, creds);
+  check('gzip responses: grpc-js reads them', await unary(c, 'Echo', { text: 'z'.repeat(200) }), { value: { text: 'z'.repeat(200) } });
+  check('maxSendMessageLength', await unary(c, 'Echo', { text: 'z'.repeat(400) }),
+    { code: 8, details: 'Sent message larger than max (408 vs. 300)' });
+  check('maxReceiveMessageLength', await unary(c, 'Echo', { text: 'z'.repeat(600) }),
+    { code: 8, details: 'Received message larger than max (603 vs 500)' });
+  c.close();
+  // the raw response: grpc-encoding gzip and the Compressed-Flag set only for a client that accepts gzip
+  const protobuf = require('protobufjs');
+  const root = protobuf.loadSync(args.proto);
+  const SumRequest = root.lookupType('nestc.conformance.SumRequest'), SumReply = root.lookupType('nestc.conformance.SumReply');
+  const raw = (accept) => new Promise((resolve, reject) => {
+    const session = http2.connect(`http://${srv.url}`);
+    session.on('error', reject);
+    const body = SumRequest.encode({ numbers: [1, 2] }).finish();
+    const pre = Buffer.alloc(5);
+    pre.writeUInt32BE(body.length, 1);
+    const headers = { ':method': 'POST', ':path': '/nestc.conformance.Conformance/Sum', 'content-type': 'application/grpc', te: 'trailers' };
+    if (accept) headers['grpc-accept-encoding'] = accept;
+    const req = session.request(headers);
+    let h = {}, t = {};
+    const chunks = [];
+    req.on('response', (x) => { h = x; });
+    req.on('trailers', (x) => { t = x; });
+    req.on('data', (d) => chunks.push(d));
+    req.on('end', () => {
+      session.close();
+      const all = Buffer.concat(chunks);
+      const flag = all[0], msg = all.subarray(5, 5 + all.readUInt32BE(1));
+      const plain = flag ? zlib.gunzipSync(msg) : msg;
+      resolve({ encoding: h['grpc-encoding'] || 'identity', flag, sum: SumReply.decode(plain).sum, status: t['grpc-status'] });
+    });
+    req.end(Buffer.concat([pre, body]));
+  });
+  check('gzip response to a client accepting gzip', await raw('identity,deflate,gzip'), { encoding: 'gzip', flag: 1, sum: 3, status: '0' });
+  check('identity response to a client not accepting gzip', await raw(undefined), { encoding: 'identity', flag: 0, sum: 3, status: '0' });
+  check('server exit (options)', await stop(srv.server), 0);
 }
 
 const failed = results.filter((ok) => !ok).length;

@@ -72,6 +72,12 @@ static int encode_reply(gcall *gc, const char *text, size_t len, nc_buf *out, ch
         snprintf(why, wl, "the reply is no %s: %s", gc->gm->m->output->full_name, err);
         return 13;
     }
+    if (gc->g->max_send_message >= 0 && (long long)out->len > gc->g->max_send_message) {
+        /* grpc-js's words; its first number counts the 5-byte message prefix too */
+        snprintf(why, wl, "Sent message larger than max (%zu vs. %lld)", out->len + 5,
+                 gc->g->max_send_message);
+        return 8;
+    }
     return 0;
 }
 
@@ -268,9 +274,12 @@ void nc_grpc_on_message(nc_grpc_call *call, const char *data, size_t len, int co
             if (r == NC_EUNSUPPORTED)
                 snprintf(why, sizeof why, "compressed messages in grpc-encoding \"%s\" are not supported",
                          call->encoding ? call->encoding : "identity");
+            else if (r == NC_ETOOBIG) /* grpc-js's words */
+                snprintf(why, sizeof why, "Received message that decompresses to a size larger than %u",
+                         (unsigned)gc->g->max_message);
             else
                 snprintf(why, sizeof why, "cannot decompress the request (%s): %s", call->encoding,
-                         r == NC_ETOOBIG ? "larger than the message limit" : nc_strerror(r));
+                         nc_strerror(r));
             nc_grpc_call_finish(call, r == NC_EUNSUPPORTED ? 12 : r == NC_ETOOBIG ? 8 : 13, why, NULL, 0);
             if (gc->token) nc_server__stream_end(gc->g->srv, gc->token, NC_EPROTO);
             nc_buf_free(&plain);

@@ -6,6 +6,7 @@
 #include "core/errors.h"
 #include "nestc/error.h"
 #include "transport/grpc/grpc_conn.h"
+#include "transport/grpc/grpc_gzip.h"
 
 /* ---- header pairs ----------------------------------------------------------------------------------- */
 
@@ -213,6 +214,9 @@ static int submit_response(nc_grpc_call *call, int with_data, const nc_buf *extr
     nc_header x;
     h[n++] = NV_LIT(":status", "200");
     h[n++] = NV_LIT("content-type", "application/grpc+proto");
+    /* what requests may use, as grpc-js announces it; and what the responses use */
+    h[n++] = NV_LIT("grpc-accept-encoding", "identity,gzip");
+    if (with_data && call->gzip_out) h[n++] = NV_LIT("grpc-encoding", "gzip");
     while (n < 80 && next_pair(&call->resp_hdr, &off, &x))
         h[n++] = nv(x.name, x.name_len, x.value, x.value_len);
     off = 0;
@@ -225,18 +229,31 @@ static int submit_response(nc_grpc_call *call, int with_data, const nc_buf *extr
 
 int nc_grpc_call_send(nc_grpc_call *call, const void *msg, size_t len) {
     if (!nc_grpc_call_live(call)) return NC_ECONNCLOSED;
-    uint8_t pre[5];
-    if (nc_grpc_prefix(pre, 0, len)) return NC_ETOOBIG;
     nc_grpc_conn *c = call->conn;
+    nc_buf z = NC_BUF_INIT;
+    if (!call->started) call->gzip_out = c->compress && call->accept_gzip;
+    if (call->gzip_out) { /* the Compressed-Flag set, the bytes in the response's grpc-encoding */
+        if (nc_grpc_gzip(msg, len, &z)) return NC_ENOMEM;
+        msg = z.data;
+        len = z.len;
+    }
+    uint8_t pre[5];
+    if (nc_grpc_prefix(pre, call->gzip_out, len)) {
+        nc_buf_free(&z);
+        return NC_ETOOBIG;
+    }
     if (c->max_send && (long long)(c->queued + 5 + len + nc_stream_unsent(&c->st)) > c->max_send) {
         nc_logf(c->log, NC_LOG_WARN, "Server",
                 "gRPC connection %s: closed, the client does not read its responses "
                 "(more than %lld bytes unsent)",
                 c->peer, c->max_send);
         nc_grpc_conn_close(c, NC_ETOOBIG, "the client does not read its responses");
+        nc_buf_free(&z);
         return NC_ECONNCLOSED;
     }
-    if (nc_buf_append(&call->out, pre, 5) || nc_buf_append(&call->out, msg, len)) return NC_ENOMEM;
+    int ar = nc_buf_append(&call->out, pre, 5) || nc_buf_append(&call->out, msg, len);
+    nc_buf_free(&z);
+    if (ar) return NC_ENOMEM;
     c->queued += 5 + len;
     int r = 0;
     if (!call->started) {
@@ -330,6 +347,12 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
     } else if (nl == 12 && !memcmp(n, "grpc-timeout", 12)) {
         int64_t ms;
         if (!nc_grpc_timeout_parse(v, vl, &ms)) call->timeout_ms = ms;
+    } else if (nl == 20 && !memcmp(n, "grpc-accept-encoding", 20)) {
+        /* a comma-separated list: gzip among its tokens */
+        for (size_t i = 0; i + 4 <= vl; i++)
+            if (!memcmp(v + i, "gzip", 4) && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
+                (i + 4 == vl || v[i + 4] == ',' || v[i + 4] == ' ' || v[i + 4] == ';'))
+                call->accept_gzip = 1;
     } else if (nl == 13 && !memcmp(n, "grpc-encoding", 13)) {
         free(call->encoding);
         call->encoding = strndup(v, vl);
@@ -364,8 +387,12 @@ static void read_messages(nc_grpc_call *call) {
     }
     if (call->finished) return;
     if (r == NC_ETOOBIG) {
+        /* grpc-js's words: the size the prefix announced, then the limit (the prefix is at the reader's
+         * offset: it stopped there) */
+        const uint8_t *h = (const uint8_t *)call->rd.buf.data + call->rd.off;
+        uint32_t len = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
         char why[96];
-        snprintf(why, sizeof why, "Received message larger than max (limit %u bytes)",
+        snprintf(why, sizeof why, "Received message larger than max (%u vs %u)", (unsigned)len,
                  (unsigned)c->max_message);
         nc_grpc_call_finish(call, 8, why, NULL, 0); /* RESOURCE_EXHAUSTED, as grpc-js */
     } else if (r < 0) {

@@ -32,6 +32,8 @@ struct nc_grpc_call {
     int bad_request;    /* not a gRPC request (method, content type): answered at the end of headers */
     int64_t timeout_ms; /* grpc-timeout, -1 = none */
     char *encoding;     /* grpc-encoding, NULL = identity */
+    int accept_gzip;    /* grpc-accept-encoding lists gzip: responses may be compressed */
+    int gzip_out;       /* responses go gzip-compressed (decided with the response headers) */
     nc_grpc_reader rd;
     int half_closed; /* the client ended its side */
     int finished;    /* the status was submitted: nothing more is sent */
@@ -76,6 +78,7 @@ struct nc_grpc_conn {
     uint32_t max_message;
     uint32_t max_metadata; /* bytes of request metadata (names + values) per call */
     long long max_send;    /* response bytes queued and unsent before the connection is closed; 0 = off */
+    int compress;          /* gzip responses to clients that accept it (defaultCompressionAlgorithm) */
     uint64_t queued;       /* response bytes in the calls' buffers, not yet taken by nghttp2 */
     uv_timer_t stall;      /* until the client's first frame (see nc_grpc_conn_accept) */
     int stall_open, got_frame;

@@ -1,4 +1,4 @@
-/* gzip for request messages, through zlib. */
+/* gzip for request and response messages, through zlib. */
 #include <zlib.h>
 
 #include "nestc/error.h"
@@ -33,4 +33,24 @@ int nc_grpc_gunzip(const void *p, size_t n, size_t max, nc_buf *out) {
     int err = out->len - start > max ? NC_ETOOBIG : NC_EPROTO;
     out->len = start;
     return err;
+}
+
+int nc_grpc_gzip(const void *p, size_t n, nc_buf *out) {
+    z_stream z = {0};
+    /* 16: gzip framing, as grpc-js and grpc-core write it */
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return NC_ENOMEM;
+    size_t bound = deflateBound(&z, (uLong)n);
+    if (nc_buf_reserve(out, bound)) {
+        deflateEnd(&z);
+        return NC_ENOMEM;
+    }
+    z.next_in = (Bytef *)p;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)out->data + out->len;
+    z.avail_out = (uInt)bound;
+    int r = deflate(&z, Z_FINISH);
+    if (r == Z_STREAM_END) out->len += bound - z.avail_out;
+    deflateEnd(&z);
+    return r == Z_STREAM_END ? 0 : NC_ENOMEM;
 }

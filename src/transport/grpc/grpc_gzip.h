@@ -10,5 +10,8 @@
  * pass max bytes (checked while inflating: a small bomb never takes more than max), NC_EPROTO on data that
  * is not gzip or is cut, NC_ENOMEM. */
 int nc_grpc_gunzip(const void *p, size_t n, size_t max, nc_buf *out);
+/* Compresses p[0..n) as one gzip member appended to out (responses, when the client accepts gzip). Returns
+ * 0 or NC_ENOMEM. */
+int nc_grpc_gzip(const void *p, size_t n, nc_buf *out);
 
 #endif

@@ -8,6 +8,7 @@
 static const char *const longs_choices[] = {"String", "Number", NULL};
 static const char *const enums_choices[] = {"Number", "String", NULL};
 static const char *const bytes_choices[] = {"String", "Array", NULL};
+static const char *const compression_choices[] = {"identity", "gzip", NULL};
 
 #define LOADER_BOOL(n, h)                                                                                    \
     { .name = n, .type = NC_OPT_BOOL, .levels = NC_OPT_SERVER, .help = h, .def = "false" }
@@ -70,6 +71,21 @@ const nc_option_spec nc_grpc_options[] = {
      .def = "8192",
      .min = 1,
      .max = 2147483647},
+    {.name = "maxSendMessageLength",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "largest response message in bytes, -1 for no limit (larger: the call ends with status 8 "
+             "RESOURCE_EXHAUSTED)",
+     .def = "-1",
+     .min = -1,
+     .max = 2147483647},
+    {.name = "defaultCompressionAlgorithm",
+     .type = NC_OPT_ENUM,
+     .levels = NC_OPT_SERVER,
+     .help = "compress responses with gzip for clients that accept it (channelOptions "
+             "grpc.default_compression_algorithm); default identity: uncompressed",
+     .def = "identity",
+     .choices = compression_choices},
     /* beyond NestJS: the standard health and reflection services, built in */
     {.name = "healthCheck",
      .type = NC_OPT_BOOL,

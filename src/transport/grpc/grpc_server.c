@@ -66,6 +66,7 @@ static void on_connection(uv_stream_t *l, int status) {
         return;
     }
     c->max_send = nc_server__cfg(g->srv)->max_send_buffer_size; /* maxSendBufferSize, as on TCP */
+    c->compress = g->compress;
     c->next = g->conns;
     if (g->conns) g->conns->prev = c;
     g->conns = c;
@@ -102,6 +103,8 @@ static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
     g->port = url->port >= 0 ? url->port : 5000; /* NestJS's default url, localhost:5000 */
     g->max_message = (uint32_t)nc_opts_int(o, "maxReceiveMessageLength");
     g->max_metadata = (uint32_t)nc_opts_int(o, "maxMetadataSize");
+    g->max_send_message = nc_opts_int(o, "maxSendMessageLength");
+    g->compress = !strcmp(nc_opts_str(o, "defaultCompressionAlgorithm"), "gzip");
     nc_grpc_json_opts(o, &g->jo);
     int r = nc_grpc_methods_load(&g->methods, nc_opts_str(o, "protoPath"), nc_opts_str(o, "package"),
                                  nc_opts_str(o, "includeDirs"), why, sizeof why);
