@@ -86,6 +86,10 @@ typedef struct h2c {
     nc_buf data;               /* DATA of the last stream */
     const char *body;
     size_t body_len, body_off;
+    int no_ping_ack;      /* the client never answers PING (set before c_open's session) */
+    int pings;            /* PINGs received (not ACKs) */
+    int goaway_code;      /* the last GOAWAY's error code, -1 = none */
+    char goaway_data[32]; /* and its debug data */
 } h2c;
 
 static void c_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
@@ -152,13 +156,27 @@ static ssize_t c_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, 
     return (ssize_t)n;
 }
 
+static int c_frame(nghttp2_session *s, const nghttp2_frame *f, void *u) {
+    h2c *c = u;
+    if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK)) c->pings++;
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        c->goaway_code = (int)f->goaway.error_code;
+        snprintf(c->goaway_data, sizeof c->goaway_data, "%.*s", (int)f->goaway.opaque_data_len,
+                 f->goaway.opaque_data ? (const char *)f->goaway.opaque_data : "");
+    }
+    return 0;
+}
+
 static void c_closed(uv_handle_t *h) {
     ((h2c *)h->data)->closed = 1;
 }
 
 /* Connects; with h2, starts an HTTP/2 client session (preface and SETTINGS sent). */
 static void c_open(h2c *c, int h2) {
+    int no_ack = c->no_ping_ack;
     memset(c, 0, sizeof *c);
+    c->no_ping_ack = no_ack;
+    c->goaway_code = -1;
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", nc_server_port(srv), &a);
     uv_tcp_init(&loop, &c->tcp);
@@ -172,7 +190,12 @@ static void c_open(h2c *c, int h2) {
     nghttp2_session_callbacks_set_on_header_callback(cb, c_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, c_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, c_close);
-    assert_int_equal(nghttp2_session_client_new(&c->s, cb, c), 0);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, c_frame);
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    if (no_ack) nghttp2_option_set_no_auto_ping_ack(opt, 1);
+    assert_int_equal(nghttp2_session_client_new2(&c->s, cb, c, opt), 0);
+    nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, NULL, 0);
     c_flush(c);
@@ -503,6 +526,105 @@ static void test_random_frames(void **st) {
     c_free(&c);
 }
 
+/* ---- keepalive and idle connections: each case on a server of its own, its options given ------------ */
+
+static nc_server *with_options(const nc_option *extra, size_t n) {
+    nc_option o[8] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    for (size_t i = 0; i < n; i++) o[2 + i] = extra[i];
+    nc_server_opts so = {.loop = &loop, .options = o, .noptions = 2 + n};
+    nc_server *s;
+    assert_int_equal(nc_server_new(&s, "grpc://127.0.0.1:0", &so), 0);
+    nc_server_message(s, "{\"service\":\"Conformance\",\"rpc\":\"Sum\",\"streaming\":\"no_stream\"}", h_sum,
+                      NULL);
+    nc_server_message(s, "{\"service\":\"Conformance\",\"rpc\":\"Sleep\",\"streaming\":\"no_stream\"}",
+                      h_sleep, NULL);
+    assert_int_equal(nc_server_listen(s), 0);
+    return s;
+}
+
+static char ms_buf[4][16];
+static const char *ms(int i, int v) { /* v ms scaled by the time factor, as option text */
+    snprintf(ms_buf[i], sizeof ms_buf[i], "%d", v * time_factor());
+    return ms_buf[i];
+}
+
+/* keepaliveTimeMs: a client that answers the server's PINGs stays connected through several of them and is
+ * served; one that never answers is closed once keepaliveTimeoutMs passes after the first PING. */
+static void test_keepalive(void **st) {
+    nc_server *main_srv = srv;
+    nc_option o[] = {{"keepaliveTimeMs", ms(0, 30)}, {"keepaliveTimeoutMs", ms(1, 100)}};
+    srv = with_options(o, 2);
+    h2c c = {0};
+    c_open(&c, 1);
+    run_until(&c.pings, 3); /* acknowledged by nghttp2 each time */
+    assert_int_equal(c.eof, 0);
+    expect_sum(&c);
+    c_free(&c);
+    c.no_ping_ack = 1;
+    c_open(&c, 1);
+    run_until(&c.eof, 1);
+    assert_int_equal(c.pings, 1);
+    c_free(&c);
+    nc_server_free(srv);
+    srv = main_srv;
+}
+
+/* A PING flood under http2MinPingIntervalWithoutDataMs: the third strike past http2MaxPingStrikes=2 gets
+ * GOAWAY ENHANCE_YOUR_CALM "too_many_pings", then the connection ends; pings with responses between them
+ * are no strikes. Without the minimum (the default, as grpc-js) a flood is answered and nothing more. */
+static void test_ping_flood(void **st) {
+    nc_server *main_srv = srv;
+    nc_option o[] = {{"http2MinPingIntervalWithoutDataMs", "10000"},
+                     {"http2MaxPingStrikes", "2"},
+                     {"keepalivePermitWithoutCalls", "true"}};
+    srv = with_options(o, 3);
+    h2c c = {0};
+    c_open(&c, 1);
+    for (int i = 0; i < 3; i++) { /* a ping, then a call (its response resets the count), three times */
+        nghttp2_submit_ping(c.s, NGHTTP2_FLAG_NONE, NULL);
+        c_flush(&c);
+        expect_sum(&c);
+    }
+    assert_int_equal(c.goaway_code, -1);
+    for (int i = 0; i < 4; i++) nghttp2_submit_ping(c.s, NGHTTP2_FLAG_NONE, NULL);
+    c_flush(&c);
+    run_until(&c.eof, 1);
+    assert_int_equal(c.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_string_equal(c.goaway_data, "too_many_pings");
+    c_free(&c);
+    nc_server_free(srv);
+    srv = main_srv;
+    c_open(&c, 1); /* the suite's server: no policing */
+    for (int i = 0; i < 20; i++) nghttp2_submit_ping(c.s, NGHTTP2_FLAG_NONE, NULL);
+    c_flush(&c);
+    expect_sum(&c);
+    assert_int_equal(c.goaway_code, -1);
+    c_free(&c);
+}
+
+/* maxConnectionIdleMs: a connection whose last call ended that long ago gets GOAWAY NO_ERROR and ends; a
+ * call in flight keeps it (a Sleep ended by its 300 ms deadline, three times the idle time). */
+static void test_idle(void **st) {
+    nc_server *main_srv = srv;
+    nc_option o[] = {{"maxConnectionIdleMs", ms(0, 100)}};
+    srv = with_options(o, 1);
+    h2c c = {0};
+    c_open(&c, 1);
+    expect_sum(&c);
+    char t[16];
+    snprintf(t, sizeof t, "%dm", 300 * time_factor());
+    call_timeout = t;
+    c_call(&c, SVC "Sleep", "\0\0\0\0\x02\x08\x01", 7);
+    call_timeout = "5S";
+    assert_int_equal(c.status, 4);
+    assert_int_equal(c.goaway_code, -1); /* not while the call was in flight */
+    run_until(&c.eof, 1);
+    assert_int_equal(c.goaway_code, NGHTTP2_NO_ERROR);
+    c_free(&c);
+    nc_server_free(srv);
+    srv = main_srv;
+}
+
 static int setup(void **st) {
     loop_setup(st);
     nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
@@ -538,7 +660,8 @@ int main(void) {
         cmocka_unit_test(test_oversize),      cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_gzip),          cmocka_unit_test(test_big_metadata),
         cmocka_unit_test(test_send_bound),    cmocka_unit_test(test_silent_client),
-        cmocka_unit_test(test_random_frames),
+        cmocka_unit_test(test_random_frames), cmocka_unit_test(test_keepalive),
+        cmocka_unit_test(test_ping_flood),    cmocka_unit_test(test_idle),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

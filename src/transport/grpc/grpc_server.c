@@ -67,6 +67,7 @@ static void on_connection(uv_stream_t *l, int status) {
     }
     c->max_send = nc_server__cfg(g->srv)->max_send_buffer_size; /* maxSendBufferSize, as on TCP */
     c->compress = g->compress;
+    c->ka = g->ka;
     c->next = g->conns;
     if (g->conns) g->conns->prev = c;
     g->conns = c;
@@ -105,6 +106,12 @@ static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
     g->max_metadata = (uint32_t)nc_opts_int(o, "maxMetadataSize");
     g->max_send_message = nc_opts_int(o, "maxSendMessageLength");
     g->compress = !strcmp(nc_opts_str(o, "defaultCompressionAlgorithm"), "gzip");
+    g->ka = (nc_grpc_keepalive){.time_ms = (int)nc_opts_int(o, "keepaliveTimeMs"),
+                                .timeout_ms = (int)nc_opts_int(o, "keepaliveTimeoutMs"),
+                                .permit_without_calls = nc_opts_bool(o, "keepalivePermitWithoutCalls"),
+                                .min_ping_ms = (int)nc_opts_int(o, "http2MinPingIntervalWithoutDataMs"),
+                                .max_strikes = (int)nc_opts_int(o, "http2MaxPingStrikes"),
+                                .idle_ms = (int)nc_opts_int(o, "maxConnectionIdleMs")};
     nc_grpc_json_opts(o, &g->jo);
     int r = nc_grpc_methods_load(&g->methods, nc_opts_str(o, "protoPath"), nc_opts_str(o, "package"),
                                  nc_opts_str(o, "includeDirs"), why, sizeof why);

@@ -24,6 +24,7 @@ typedef struct nc_grpc_server {
     uint32_t max_message, max_metadata;
     long long max_send_message; /* maxSendMessageLength, -1: none */
     int compress;               /* defaultCompressionAlgorithm gzip */
+    nc_grpc_keepalive ka;       /* each connection's */
     nc_map handled;             /* routes that have a handler (route_added) */
     nc_grpc_builtin builtin;    /* health and reflection */
 } nc_grpc_server;
