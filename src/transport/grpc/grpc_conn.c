@@ -519,7 +519,10 @@ static void st_open(nc_stream *s, int err, const char *msg) {
 }
 
 static void st_data(nc_stream *s, const char *data, size_t len) {
-    nc_grpc_conn *c = s->data;
+    nc_grpc_conn_feed(s->data, data, len);
+}
+
+void nc_grpc_conn_feed(nc_grpc_conn *c, const char *data, size_t len) {
     if (c->ended || !c->h2) return;
     c->refs++;
     c->in_recv = 1;

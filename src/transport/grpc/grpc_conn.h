@@ -124,6 +124,10 @@ nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message,
  * connection that never speaks does not stay forever. Returns 0 or an error (the caller closes the
  * connection). */
 int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener, int first_frame_ms);
+/* Bytes read from the client, as the stream hands them over: nghttp2 reads them, the calls' callbacks
+ * run, and what nghttp2 answers is written to the stream. Public for the fuzzer, which feeds a connection
+ * that never accepted a socket. */
+void nc_grpc_conn_feed(nc_grpc_conn *c, const char *data, size_t len);
 /* Closes now (pending writes dropped); on_end then on_free follow. */
 void nc_grpc_conn_close(nc_grpc_conn *c, int err, const char *why);
 /* Graceful end: GOAWAY, then the connection ends after its last queued byte. */
