@@ -9,10 +9,12 @@
 
 #include "io/ioctx.h"
 #include "transport/grpc/grpc_conn.h"
+#include "transport/grpc/grpc_gzip.h"
 
 static uv_loop_t loop;
 static nc_ioctx io;
 static int freed;
+static nc_grpc_deflater *deflater; /* kept across inputs, as a server keeps its own */
 
 static void on_call(nc_grpc_call *call) {
     nc_grpc_call_add_header(call, "X-Echo", 6, "1", 1);
@@ -53,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n) {
     nc_grpc_conn *c = nc_grpc_conn_new(&io, NULL, 1 << 16, 4096, &cbs, NULL, NULL);
     if (!c) return 0;
     c->compress = flags & 2;
+    c->deflater = &deflater;
     if (flags & 4) c->ka = (nc_grpc_keepalive){.min_ping_ms = 1000, .max_strikes = 1, .timeout_ms = 1};
     c->max_send = flags & 8 ? 1000 : 0;
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};

@@ -234,7 +234,7 @@ int nc_grpc_call_send(nc_grpc_call *call, const void *msg, size_t len) {
     nc_buf z = NC_BUF_INIT;
     if (!call->started) call->gzip_out = c->compress && call->accept_gzip;
     if (call->gzip_out) { /* the Compressed-Flag set, the bytes in the response's grpc-encoding */
-        if (nc_grpc_gzip(msg, len, &z)) return NC_ENOMEM;
+        if (nc_grpc_gzip(c->deflater, msg, len, &z)) return NC_ENOMEM;
         msg = z.data;
         len = z.len;
     }

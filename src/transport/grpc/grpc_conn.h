@@ -93,9 +93,10 @@ struct nc_grpc_conn {
     uint32_t max_metadata; /* bytes of request metadata (names + values) per call */
     long long max_send;    /* response bytes queued and unsent before the connection is closed; 0 = off */
     int compress;          /* gzip responses to clients that accept it (defaultCompressionAlgorithm) */
-    nc_grpc_keepalive ka;  /* set before nc_grpc_conn_accept */
-    uv_timer_t ka_timer;   /* the next keepalive PING, or the wait for its ACK */
-    uv_timer_t idle_timer; /* maxConnectionIdleMs */
+    struct nc_grpc_deflater **deflater; /* the owner's, shared by its connections (one loop); NULL: none */
+    nc_grpc_keepalive ka;               /* set before nc_grpc_conn_accept */
+    uv_timer_t ka_timer;                /* the next keepalive PING, or the wait for its ACK */
+    uv_timer_t idle_timer;              /* maxConnectionIdleMs */
     int ka_open, idle_open;
     int ping_out;            /* a keepalive PING waits for its ACK */
     int have_ping;           /* a client PING was received since the last response HEADERS or DATA */

@@ -1,4 +1,5 @@
 /* gzip for request and response messages, through zlib. */
+#include <stdlib.h>
 #include <zlib.h>
 
 #include "nestc/error.h"
@@ -35,22 +36,46 @@ int nc_grpc_gunzip(const void *p, size_t n, size_t max, nc_buf *out) {
     return err;
 }
 
-int nc_grpc_gzip(const void *p, size_t n, nc_buf *out) {
-    z_stream z = {0};
+struct nc_grpc_deflater {
+    z_stream z;
+};
+
+static nc_grpc_deflater *deflater_new(void) {
+    nc_grpc_deflater *d = calloc(1, sizeof *d);
     /* 16: gzip framing, as grpc-js and grpc-core write it */
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return NC_ENOMEM;
-    size_t bound = deflateBound(&z, (uLong)n);
-    if (nc_buf_reserve(out, bound)) {
-        deflateEnd(&z);
-        return NC_ENOMEM;
+    if (d && deflateInit2(&d->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) !=
+                 Z_OK) {
+        free(d);
+        d = NULL;
     }
-    z.next_in = (Bytef *)p;
-    z.avail_in = (uInt)n;
-    z.next_out = (Bytef *)out->data + out->len;
-    z.avail_out = (uInt)bound;
-    int r = deflate(&z, Z_FINISH);
-    if (r == Z_STREAM_END) out->len += bound - z.avail_out;
-    deflateEnd(&z);
+    return d;
+}
+
+void nc_grpc_deflater_free(nc_grpc_deflater *d) {
+    if (!d) return;
+    deflateEnd(&d->z);
+    free(d);
+}
+
+int nc_grpc_gzip(nc_grpc_deflater **dp, const void *p, size_t n, nc_buf *out) {
+    nc_grpc_deflater *own = NULL, *d = dp ? *dp : NULL;
+    if (!d && !(d = deflater_new())) return NC_ENOMEM;
+    if (dp)
+        *dp = d;
+    else
+        own = d;
+    z_stream *z = &d->z;
+    deflateReset(z);
+    size_t bound = deflateBound(z, (uLong)n);
+    int r = Z_MEM_ERROR;
+    if (!nc_buf_reserve(out, bound)) {
+        z->next_in = (Bytef *)p;
+        z->avail_in = (uInt)n;
+        z->next_out = (Bytef *)out->data + out->len;
+        z->avail_out = (uInt)bound;
+        r = deflate(z, Z_FINISH);
+        if (r == Z_STREAM_END) out->len += bound - z->avail_out;
+    }
+    nc_grpc_deflater_free(own);
     return r == Z_STREAM_END ? 0 : NC_ENOMEM;
 }

@@ -15,6 +15,7 @@
 #include "nestc/error.h"
 #include "transport/grpc/grpc.h"
 #include "transport/grpc/grpc_conn.h"
+#include "transport/grpc/grpc_gzip.h"
 #include "transport/grpc/grpc_methods.h"
 #include "transport/grpc/grpc_server.h"
 
@@ -67,6 +68,7 @@ static void on_connection(uv_stream_t *l, int status) {
     }
     c->max_send = nc_server__cfg(g->srv)->max_send_buffer_size; /* maxSendBufferSize, as on TCP */
     c->compress = g->compress;
+    c->deflater = &g->deflater;
     c->ka = g->ka;
     c->next = g->conns;
     if (g->conns) g->conns->prev = c;
@@ -200,6 +202,7 @@ static void grpc_drain(void *state) {
 static void grpc_destroy(void *state) {
     nc_grpc_server *g = state;
     if (g->ssl) SSL_CTX_free(g->ssl);
+    nc_grpc_deflater_free(g->deflater);
     nc_grpc_builtin_free(&g->builtin);
     nc_grpc_methods_free(&g->methods);
     nc_map_free(&g->handled);
