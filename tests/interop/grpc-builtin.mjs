@@ -7,7 +7,8 @@
 //   node grpc-builtin.mjs --nestc BIN
 //
 // Then the options beyond a default server: gzip-compressed responses (defaultCompressionAlgorithm),
-// maxSendMessageLength and maxReceiveMessageLength with grpc-js's status and words.
+// maxSendMessageLength and maxReceiveMessageLength with grpc-js's status and words; keepalive PINGs that
+// grpc-js answers, and its keepalive client told "too_many_pings" by the server's PING policing.
 //
 // Prints one line per case and exits 1 if any failed.
 import { spawn } from 'node:child_process';
@@ -19,7 +20,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const require = createRequire(import.meta.url);
+// grpc-js's transport trace (read when it loads) tells how a connection ended: kept, not printed
+process.env.GRPC_TRACE = 'transport';
+process.env.GRPC_VERBOSITY = 'DEBUG';
 const grpc = require('@grpc/grpc-js');
+const traces = [];
+grpc.setLogger({ error: (...a) => traces.push(a.join(' ')) });
 const protoLoader = require('@grpc/proto-loader');
 const health = require('grpc-health-check');
 const here = dirname(fileURLToPath(import.meta.url));
@@ -249,6 +255,25 @@ hc.close();
   check('gzip response to a client accepting gzip', await raw('identity,deflate,gzip'), { encoding: 'gzip', flag: 1, sum: 3, status: '0' });
   check('identity response to a client not accepting gzip', await raw(undefined), { encoding: 'identity', flag: 0, sum: 3, status: '0' });
   check('server exit (options)', await stop(srv.server), 0);
+}
+
+// ---- keepalive: the server's PINGs answered by grpc-js; grpc-js's own keepalive policed -------------------
+{
+  const srv = await start('keepaliveTimeMs=50', `keepaliveTimeoutMs=${2000 * factor}`, 'http2MinPingIntervalWithoutDataMs=60000',
+    'http2MaxPingStrikes=1', 'keepalivePermitWithoutCalls=true');
+  const def = protoLoader.loadSync(args.proto, { keepCase: true, longs: String, enums: String, bytes: String, oneofs: true });
+  const Conformance = grpc.loadPackageDefinition(def).nestc.conformance.Conformance;
+  const c = new Conformance(srv.url, creds);
+  check('keepalive: a call through the server\'s PINGs', await unary(c, 'Sleep', { ms: 300 }), { value: { ms: 300 } });
+  check('keepalive: the connection serves on', await unary(c, 'Sum', { numbers: [1] }), { value: { sum: 1 } });
+  c.close();
+  const k = new Conformance(srv.url, creds, { 'grpc.keepalive_time_ms': 20, 'grpc.keepalive_permit_without_calls': 1 });
+  await unary(k, 'Sum', { numbers: [1] });
+  const seen = () => traces.some((t) => /GOAWAY with code 11 and data too_many_pings/.test(t));
+  for (let i = 0; i < 100 * factor && !seen(); i++) await new Promise((r) => setTimeout(r, 20));
+  check('keepalive: a PING flood told too_many_pings (GOAWAY ENHANCE_YOUR_CALM)', seen(), true);
+  k.close();
+  check('server exit (keepalive)', await stop(srv.server), 0);
 }
 
 const failed = results.filter((ok) => !ok).length;
