@@ -24,6 +24,10 @@ const require = createRequire(import.meta.url);
 process.env.GRPC_TRACE = 'transport';
 process.env.GRPC_VERBOSITY = 'DEBUG';
 const grpc = require('@grpc/grpc-js');
+// NestJS's client (ClientGrpcProxy), loaded after the trace settings above
+await import('reflect-metadata');
+const { ClientProxyFactory, Transport } = await import('@nestjs/microservices');
+const { firstValueFrom } = await import('rxjs');
 const traces = [];
 grpc.setLogger({ error: (...a) => traces.push(a.join(' ')) });
 const protoLoader = require('@grpc/proto-loader');
@@ -98,6 +102,16 @@ check('health Check unknown', await unary(hc, 'check', { service: 'no.Such' }),
     '': 'SERVING', 'nestc.conformance.Conformance': 'SERVING', 'grpc.health.v1.Health': 'SERVING',
     'grpc.reflection.v1.ServerReflection': 'SERVING', 'grpc.reflection.v1alpha.ServerReflection': 'SERVING',
   });
+}
+{
+  // NestJS's own client on the health service, as a NestJS application would probe it
+  const nest = ClientProxyFactory.create({
+    transport: Transport.GRPC,
+    options: { url, package: 'grpc.health.v1', protoPath: health.protoPath, loader: { keepCase: true, enums: String } },
+  });
+  check('health Check "" through NestJS ClientGrpcProxy',
+    await firstValueFrom(nest.getService('Health').check({ service: '' })), { status: 'SERVING' });
+  await nest.close();
 }
 // Watch: SERVING now, NOT_SERVING when the server starts its graceful shutdown, then the call ends (14)
 const watch = hc.watch({ service: '' });
@@ -225,6 +239,19 @@ hc.close();
   check('maxReceiveMessageLength', await unary(c, 'Echo', { text: 'z'.repeat(600) }),
     { code: 8, details: 'Received message larger than max (603 vs 500)' });
   c.close();
+  {
+    // NestJS's ClientGrpcProxy: the same gzip responses and limits
+    const nest = ClientProxyFactory.create({
+      transport: Transport.GRPC,
+      options: { url: srv.url, package: 'nestc.conformance', protoPath: args.proto, loader: { keepCase: true } },
+    });
+    const svc = nest.getService('Conformance');
+    check('gzip responses: NestJS ClientGrpcProxy reads them', await firstValueFrom(svc.echo({ text: 'y'.repeat(200) })),
+      { text: 'y'.repeat(200) });
+    check('maxSendMessageLength through NestJS', await firstValueFrom(svc.echo({ text: 'y'.repeat(400) }))
+      .then(() => 'no error', (e) => [e.code, e.details]), [8, 'Sent message larger than max (408 vs. 300)']);
+    await nest.close();
+  }
   // the raw response: grpc-encoding gzip and the Compressed-Flag set only for a client that accepts gzip
   const protobuf = require('protobufjs');
   const root = protobuf.loadSync(args.proto);
