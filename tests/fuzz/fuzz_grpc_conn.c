@@ -1,8 +1,9 @@
 /* libFuzzer: the HTTP/2 side of a grpc:// server connection (transport/grpc/grpc_conn.c) without a socket:
  * any bytes fed to a server session (after a good client preface, or raw), cut in pieces, with calls that
  * echo every request message back, end with a status at the half-close, and fail when the path says so;
- * responses gzip-compressed or not, client PINGs policed or not, a small send bound or none (the first byte
- * picks). Whatever comes in, the connection ends cleanly and frees everything (ASan checks the rest). */
+ * responses gzip- or deflate-compressed or not, client PINGs policed or not, a small send bound or none (the
+ * first byte picks). Whatever comes in, the connection ends cleanly and frees everything (ASan checks the
+ * rest). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n) {
     p += 2, n -= 2;
     nc_grpc_conn *c = nc_grpc_conn_new(&io, NULL, 1 << 16, 4096, &cbs, NULL, NULL);
     if (!c) return 0;
-    c->compress = flags & 2;
+    c->compress = flags & 2 ? (flags & 16 ? NC_GRPC_DEFLATE : NC_GRPC_GZIP) : NC_GRPC_IDENTITY;
     c->deflater = &deflater;
     if (flags & 4) c->ka = (nc_grpc_keepalive){.min_ping_ms = 1000, .max_strikes = 1, .timeout_ms = 1};
     c->max_send = flags & 8 ? 1000 : 0;

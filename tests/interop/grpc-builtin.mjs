@@ -234,6 +234,13 @@ hc.close();
   const def = protoLoader.loadSync(args.proto, { keepCase: true, longs: String, enums: String, bytes: String, oneofs: true });
   const c = new (grpc.loadPackageDefinition(def).nestc.conformance.Conformance)(srv.url, creds);
   check('gzip responses: grpc-js reads them', await unary(c, 'Echo', { text: 'z'.repeat(200) }), { value: { text: 'z'.repeat(200) } });
+  {
+    // a grpc-js client that deflates its requests (grpc-js servers read deflate as well as gzip)
+    const d = new (grpc.loadPackageDefinition(def).nestc.conformance.Conformance)(srv.url, creds,
+      { 'grpc.default_compression_algorithm': 1 });
+    check('deflate requests', await unary(d, 'Echo', { text: 'd'.repeat(250) }), { value: { text: 'd'.repeat(250) } });
+    d.close();
+  }
   check('maxSendMessageLength', await unary(c, 'Echo', { text: 'z'.repeat(400) }),
     { code: 8, details: 'Sent message larger than max (408 vs. 300)' });
   check('maxReceiveMessageLength', await unary(c, 'Echo', { text: 'z'.repeat(600) }),
@@ -256,13 +263,16 @@ hc.close();
   const protobuf = require('protobufjs');
   const root = protobuf.loadSync(args.proto);
   const SumRequest = root.lookupType('nestc.conformance.SumRequest'), SumReply = root.lookupType('nestc.conformance.SumReply');
-  const raw = (accept) => new Promise((resolve, reject) => {
+  const raw = (accept, requestEncoding) => new Promise((resolve, reject) => {
     const session = http2.connect(`http://${srv.url}`);
     session.on('error', reject);
-    const body = SumRequest.encode({ numbers: [1, 2] }).finish();
+    const plainBody = SumRequest.encode({ numbers: [1, 2] }).finish();
+    const body = requestEncoding === 'deflate' ? zlib.deflateSync(plainBody) : plainBody;
     const pre = Buffer.alloc(5);
     pre.writeUInt32BE(body.length, 1);
+    pre[0] = requestEncoding ? 1 : 0;
     const headers = { ':method': 'POST', ':path': '/nestc.conformance.Conformance/Sum', 'content-type': 'application/grpc', te: 'trailers' };
+    if (requestEncoding) headers['grpc-encoding'] = requestEncoding;
     if (accept) headers['grpc-accept-encoding'] = accept;
     const req = session.request(headers);
     let h = {}, t = {};
@@ -274,14 +284,26 @@ hc.close();
       session.close();
       const all = Buffer.concat(chunks);
       const flag = all[0], msg = all.subarray(5, 5 + all.readUInt32BE(1));
-      const plain = flag ? zlib.gunzipSync(msg) : msg;
+      const enc = h['grpc-encoding'];
+      const plain = !flag ? msg : enc === 'deflate' ? zlib.inflateSync(msg) : zlib.gunzipSync(msg);
       resolve({ encoding: h['grpc-encoding'] || 'identity', flag, sum: SumReply.decode(plain).sum, status: t['grpc-status'] });
     });
     req.end(Buffer.concat([pre, body]));
   });
   check('gzip response to a client accepting gzip', await raw('identity,deflate,gzip'), { encoding: 'gzip', flag: 1, sum: 3, status: '0' });
   check('identity response to a client not accepting gzip', await raw(undefined), { encoding: 'identity', flag: 0, sum: 3, status: '0' });
+  check('identity response to a client accepting deflate only', await raw('deflate'), { encoding: 'identity', flag: 0, sum: 3, status: '0' });
+  check('a deflate request (zlib format)', await raw(undefined, 'deflate'), { encoding: 'identity', flag: 0, sum: 3, status: '0' });
   check('server exit (options)', await stop(srv.server), 0);
+  const dsrv = await start('defaultCompressionAlgorithm=deflate');
+  const url0 = srv.url;
+  srv.url = dsrv.url;
+  check('deflate response to a client accepting deflate', await raw('identity,deflate,gzip'), { encoding: 'deflate', flag: 1, sum: 3, status: '0' });
+  srv.url = url0;
+  const dc = new (grpc.loadPackageDefinition(def).nestc.conformance.Conformance)(dsrv.url, creds);
+  check('deflate responses: grpc-js reads them', await unary(dc, 'Echo', { text: 'q'.repeat(200) }), { value: { text: 'q'.repeat(200) } });
+  dc.close();
+  check('server exit (deflate)', await stop(dsrv.server), 0);
 }
 
 // ---- keepalive: the server's PINGs answered by grpc-js; grpc-js's own keepalive policed -------------------

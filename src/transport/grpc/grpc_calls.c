@@ -265,10 +265,12 @@ void nc_grpc_on_message(nc_grpc_call *call, const char *data, size_t len, int co
     gcall *gc = call->user;
     if (!gc) return;
     nc_buf plain = NC_BUF_INIT;
-    if (compressed) { /* the flag says: in the call's grpc-encoding; gzip is the one clients use */
-        int r = call->encoding && !strcmp(call->encoding, "gzip")
-                    ? nc_grpc_gunzip(data, len, gc->g->max_message, &plain)
-                    : NC_EUNSUPPORTED;
+    if (compressed) { /* the flag says: in the call's grpc-encoding (gzip and deflate, as grpc-js reads) */
+        int algo = !call->encoding                      ? -1
+                   : !strcmp(call->encoding, "gzip")    ? NC_GRPC_GZIP
+                   : !strcmp(call->encoding, "deflate") ? NC_GRPC_DEFLATE
+                                                        : -1;
+        int r = algo > 0 ? nc_grpc_inflate(data, len, gc->g->max_message, algo, &plain) : NC_EUNSUPPORTED;
         if (r) {
             char why[200];
             if (r == NC_EUNSUPPORTED)

@@ -216,8 +216,9 @@ static int submit_response(nc_grpc_call *call, int with_data, const nc_buf *extr
     h[n++] = NV_LIT(":status", "200");
     h[n++] = NV_LIT("content-type", "application/grpc+proto");
     /* what requests may use, as grpc-js announces it; and what the responses use */
-    h[n++] = NV_LIT("grpc-accept-encoding", "identity,gzip");
-    if (with_data && call->gzip_out) h[n++] = NV_LIT("grpc-encoding", "gzip");
+    h[n++] = NV_LIT("grpc-accept-encoding", "identity,deflate,gzip");
+    if (with_data && call->enc_out == NC_GRPC_GZIP) h[n++] = NV_LIT("grpc-encoding", "gzip");
+    if (with_data && call->enc_out == NC_GRPC_DEFLATE) h[n++] = NV_LIT("grpc-encoding", "deflate");
     while (n < 80 && next_pair(&call->resp_hdr, &off, &x))
         h[n++] = nv(x.name, x.name_len, x.value, x.value_len);
     off = 0;
@@ -232,14 +233,14 @@ int nc_grpc_call_send(nc_grpc_call *call, const void *msg, size_t len) {
     if (!nc_grpc_call_live(call)) return NC_ECONNCLOSED;
     nc_grpc_conn *c = call->conn;
     nc_buf z = NC_BUF_INIT;
-    if (!call->started) call->gzip_out = c->compress && call->accept_gzip;
-    if (call->gzip_out) { /* the Compressed-Flag set, the bytes in the response's grpc-encoding */
-        if (nc_grpc_gzip(c->deflater, msg, len, &z)) return NC_ENOMEM;
+    if (!call->started) call->enc_out = call->accept_enc & (1u << c->compress) ? c->compress : 0;
+    if (call->enc_out) { /* the Compressed-Flag set, the bytes in the response's grpc-encoding */
+        if (nc_grpc_compress(c->deflater, call->enc_out, msg, len, &z)) return NC_ENOMEM;
         msg = z.data;
         len = z.len;
     }
     uint8_t pre[5];
-    if (nc_grpc_prefix(pre, call->gzip_out, len)) {
+    if (nc_grpc_prefix(pre, call->enc_out != 0, len)) {
         nc_buf_free(&z);
         return NC_ETOOBIG;
     }
@@ -349,11 +350,15 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
         int64_t ms;
         if (!nc_grpc_timeout_parse(v, vl, &ms)) call->timeout_ms = ms;
     } else if (nl == 20 && !memcmp(n, "grpc-accept-encoding", 20)) {
-        /* a comma-separated list: gzip among its tokens */
-        for (size_t i = 0; i + 4 <= vl; i++)
-            if (!memcmp(v + i, "gzip", 4) && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
-                (i + 4 == vl || v[i + 4] == ',' || v[i + 4] == ' ' || v[i + 4] == ';'))
-                call->accept_gzip = 1;
+        /* a comma-separated list of tokens */
+        for (size_t i = 0; i < vl;) {
+            while (i < vl && (v[i] == ',' || v[i] == ' ')) i++;
+            size_t e = i;
+            while (e < vl && v[e] != ',' && v[e] != ' ') e++;
+            if (e - i == 4 && !memcmp(v + i, "gzip", 4)) call->accept_enc |= 1u << NC_GRPC_GZIP;
+            if (e - i == 7 && !memcmp(v + i, "deflate", 7)) call->accept_enc |= 1u << NC_GRPC_DEFLATE;
+            i = e;
+        }
     } else if (nl == 13 && !memcmp(n, "grpc-encoding", 13)) {
         free(call->encoding);
         call->encoding = strndup(v, vl);

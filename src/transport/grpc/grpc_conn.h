@@ -42,12 +42,12 @@ struct nc_grpc_call {
     nc_buf path;
     nc_buf hdr; /* the request metadata: [u32 name len][name][u32 value len][value]... */
     size_t nhdr;
-    size_t meta_bytes;  /* request header bytes seen, against max_metadata */
-    int bad_request;    /* not a gRPC request (method, content type): answered at the end of headers */
-    int64_t timeout_ms; /* grpc-timeout, -1 = none */
-    char *encoding;     /* grpc-encoding, NULL = identity */
-    int accept_gzip;    /* grpc-accept-encoding lists gzip: responses may be compressed */
-    int gzip_out;       /* responses go gzip-compressed (decided with the response headers) */
+    size_t meta_bytes;   /* request header bytes seen, against max_metadata */
+    int bad_request;     /* not a gRPC request (method, content type): answered at the end of headers */
+    int64_t timeout_ms;  /* grpc-timeout, -1 = none */
+    char *encoding;      /* grpc-encoding, NULL = identity */
+    unsigned accept_enc; /* 1 << algorithm for each one grpc-accept-encoding lists (grpc_gzip.h numbers) */
+    int enc_out;         /* the responses' algorithm, 0 = identity (decided with the response headers) */
     nc_grpc_reader rd;
     int half_closed; /* the client ended its side */
     int finished;    /* the status was submitted: nothing more is sent */
@@ -92,7 +92,8 @@ struct nc_grpc_conn {
     uint32_t max_message;
     uint32_t max_metadata; /* bytes of request metadata (names + values) per call */
     long long max_send;    /* response bytes queued and unsent before the connection is closed; 0 = off */
-    int compress;          /* gzip responses to clients that accept it (defaultCompressionAlgorithm) */
+    int compress;          /* the algorithm for responses to clients that accept it, 0 = identity
+                              (defaultCompressionAlgorithm) */
     struct nc_grpc_deflater **deflater; /* the owner's, shared by its connections (one loop); NULL: none */
     nc_grpc_keepalive ka;               /* set before nc_grpc_conn_accept */
     uv_timer_t ka_timer;                /* the next keepalive PING, or the wait for its ACK */

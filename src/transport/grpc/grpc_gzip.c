@@ -1,13 +1,22 @@
-/* gzip for request and response messages, through zlib. */
+/* gzip and deflate for request and response messages, through zlib. */
 #include <stdlib.h>
 #include <zlib.h>
 
 #include "nestc/error.h"
 #include "transport/grpc/grpc_gzip.h"
 
+/* zlib's windowBits for an algorithm: 16 + 15 reads and writes gzip framing only, 15 the zlib format. */
+static int wbits(int algo) {
+    return algo == NC_GRPC_GZIP ? 16 + MAX_WBITS : MAX_WBITS;
+}
+
 int nc_grpc_gunzip(const void *p, size_t n, size_t max, nc_buf *out) {
+    return nc_grpc_inflate(p, n, max, NC_GRPC_GZIP, out);
+}
+
+int nc_grpc_inflate(const void *p, size_t n, size_t max, int algo, nc_buf *out) {
     z_stream z = {0};
-    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return NC_ENOMEM; /* 16: gzip framing only */
+    if (inflateInit2(&z, wbits(algo)) != Z_OK) return NC_ENOMEM;
     size_t start = out->len;
     z.next_in = (Bytef *)p;
     z.avail_in = (uInt)n;
@@ -38,13 +47,14 @@ int nc_grpc_gunzip(const void *p, size_t n, size_t max, nc_buf *out) {
 
 struct nc_grpc_deflater {
     z_stream z;
+    int algo;
 };
 
-static nc_grpc_deflater *deflater_new(void) {
+static nc_grpc_deflater *deflater_new(int algo) {
     nc_grpc_deflater *d = calloc(1, sizeof *d);
-    /* 16: gzip framing, as grpc-js and grpc-core write it */
-    if (d && deflateInit2(&d->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) !=
-                 Z_OK) {
+    if (d) d->algo = algo;
+    if (d &&
+        deflateInit2(&d->z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, wbits(algo), 8, Z_DEFAULT_STRATEGY) != Z_OK) {
         free(d);
         d = NULL;
     }
@@ -57,9 +67,13 @@ void nc_grpc_deflater_free(nc_grpc_deflater *d) {
     free(d);
 }
 
-int nc_grpc_gzip(nc_grpc_deflater **dp, const void *p, size_t n, nc_buf *out) {
+int nc_grpc_compress(nc_grpc_deflater **dp, int algo, const void *p, size_t n, nc_buf *out) {
     nc_grpc_deflater *own = NULL, *d = dp ? *dp : NULL;
-    if (!d && !(d = deflater_new())) return NC_ENOMEM;
+    if (d && d->algo != algo) {
+        nc_grpc_deflater_free(d);
+        *dp = d = NULL;
+    }
+    if (!d && !(d = deflater_new(algo))) return NC_ENOMEM;
     if (dp)
         *dp = d;
     else

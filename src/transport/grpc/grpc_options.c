@@ -8,7 +8,7 @@
 static const char *const longs_choices[] = {"String", "Number", NULL};
 static const char *const enums_choices[] = {"Number", "String", NULL};
 static const char *const bytes_choices[] = {"String", "Array", NULL};
-static const char *const compression_choices[] = {"identity", "gzip", NULL};
+static const char *const compression_choices[] = {"identity", "deflate", "gzip", NULL};
 
 #define LOADER_BOOL(n, h)                                                                                    \
     { .name = n, .type = NC_OPT_BOOL, .levels = NC_OPT_SERVER, .help = h, .def = "false" }
@@ -82,7 +82,7 @@ const nc_option_spec nc_grpc_options[] = {
     {.name = "defaultCompressionAlgorithm",
      .type = NC_OPT_ENUM,
      .levels = NC_OPT_SERVER,
-     .help = "compress responses with gzip for clients that accept it (channelOptions "
+     .help = "compress responses with gzip or deflate for clients that accept it (channelOptions "
              "grpc.default_compression_algorithm); default identity: uncompressed",
      .def = "identity",
      .choices = compression_choices},
