@@ -7,7 +7,10 @@
 #include <nghttp2/nghttp2.h>
 #include <zlib.h>
 
+#include "codec/json_build.h"
+#include "codec/proto_codec.h"
 #include "loop_fixture.h"
+#include "transport/grpc/grpc_descriptor.h"
 #include "util/buf.h"
 
 #ifndef NESTC_VECTORS_DIR
@@ -638,6 +641,115 @@ static void test_idle(void **st) {
     srv = main_srv;
 }
 
+/* ---- reflection's FileDescriptorProto, read back with a subset of descriptor.proto ------------------- */
+
+static const char *const desc_names[] = {"t.proto", "dep.proto", "d.proto"};
+static const char *const desc_texts[] = {
+    "syntax = \"proto3\"; package t; import \"dep.proto\";"
+    "message M { optional int32 a = 1; oneof real { string b = 2; dep.D c = 3; }"
+    " map<string, M> my_map = 4; repeated int32 packed = 5; repeated int32 loose = 6 [packed = false];"
+    " message N { enum E { X = 0; Y = 1; Z = 1; } E e = 1; } N n = 7; }"
+    "service S { rpc Get (M) returns (stream M); }",
+    "syntax = \"proto2\"; package dep; message D { repeated int32 p = 1 [packed = true]; }",
+    "syntax = \"proto2\"; package d;"
+    "message File { optional string name = 1; optional string package = 2; repeated string dependency = 3;"
+    " repeated Msg message_type = 4; repeated Svc service = 6; optional string syntax = 12; }"
+    "message Msg { optional string name = 1; repeated Field field = 2; repeated Msg nested_type = 3;"
+    " repeated Enum enum_type = 4; optional MsgOpt options = 7; repeated Oneof oneof_decl = 8; }"
+    "message MsgOpt { optional bool map_entry = 7; }"
+    "message Field { optional string name = 1; optional int32 number = 3; optional int32 label = 4;"
+    " optional int32 type = 5; optional string type_name = 6; optional FieldOpt options = 8;"
+    " optional int32 oneof_index = 9; optional bool proto3_optional = 17; }"
+    "message FieldOpt { optional bool packed = 2; }"
+    "message Oneof { optional string name = 1; }"
+    "message Enum { optional string name = 1; repeated Value value = 2; optional EnumOpt options = 3; }"
+    "message Value { optional string name = 1; optional int32 number = 2; }"
+    "message EnumOpt { optional bool allow_alias = 2; }"
+    "message Svc { optional string name = 1; repeated Method method = 2; }"
+    "message Method { optional string name = 1; optional string input_type = 2; optional string output_type "
+    "= 3;"
+    " optional bool client_streaming = 5; optional bool server_streaming = 6; }",
+};
+
+static int desc_read(void *u, const char *path, char **text, size_t *len) {
+    for (size_t i = 0; i < 3; i++)
+        if (!strcmp(path, desc_names[i])) {
+            *text = strdup(desc_texts[i]);
+            *len = strlen(desc_texts[i]);
+            return 0;
+        }
+    return 1;
+}
+
+/* The descriptor of a file with every construct reflection carries: the real oneof before the synthetic
+ * one of a proto3 optional field (protoc refuses them the other way round), the map's entry message, packed
+ * only where it differs from the syntax, an enum alias, a nested enum, a dependency, a server stream. */
+static void test_descriptor(void **st) {
+    nc_pb_pool *p, *d;
+    char err[200];
+    assert_int_equal(nc_proto_load(&p, "t.proto", NULL, 0, desc_read, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(nc_proto_load(&d, "d.proto", NULL, 0, desc_read, NULL, NULL, err, sizeof err), 0);
+    nc_buf b = NC_BUF_INIT;
+    assert_int_equal(nc_grpc_file_descriptor(p, 0, &b), 0);
+    assert_int_equal(nc_grpc_symbol_file(p, "t.S.Get"), 0);
+    assert_int_equal(nc_grpc_symbol_file(p, ".t.M.N.E"), 0);
+    assert_int_equal(nc_grpc_symbol_file(p, "dep.D"), 1);
+    assert_int_equal(nc_grpc_symbol_file(p, "t.S.Nope"), -1);
+    nc_pb_json_opts o = {.keep_case = 1};
+    json_t *got = NULL;
+    assert_int_equal(nc_pb_decode(nc_proto_message(d, "d.File"), b.data, b.len, &o, &got, err, sizeof err),
+                     0);
+    static const char want[] =
+        "{\"name\":\"t.proto\",\"package\":\"t\",\"dependency\":[\"dep.proto\"],\"message_type\":[{\"name\":"
+        "\"M\","
+        "\"field\":["
+        "{\"name\":\"a\",\"number\":1,\"label\":1,\"type\":5,\"oneof_index\":1,\"proto3_optional\":true},"
+        "{\"name\":\"b\",\"number\":2,\"label\":1,\"type\":9,\"oneof_index\":0},"
+        "{\"name\":\"c\",\"number\":3,\"label\":1,\"type\":11,\"type_name\":\".dep.D\",\"oneof_index\":0},"
+        "{\"name\":\"my_map\",\"number\":4,\"label\":3,\"type\":11,\"type_name\":\".t.M.MyMapEntry\"},"
+        "{\"name\":\"packed\",\"number\":5,\"label\":3,\"type\":5},"
+        "{\"name\":\"loose\",\"number\":6,\"label\":3,\"type\":5,\"options\":{\"packed\":false}},"
+        "{\"name\":\"n\",\"number\":7,\"label\":1,\"type\":11,\"type_name\":\".t.M.N\"}],"
+        "\"nested_type\":[{\"name\":\"MyMapEntry\",\"field\":["
+        "{\"name\":\"key\",\"number\":1,\"label\":1,\"type\":9},"
+        "{\"name\":\"value\",\"number\":2,\"label\":1,\"type\":11,\"type_name\":\".t.M\"}],"
+        "\"options\":{\"map_entry\":true}},"
+        "{\"name\":\"N\",\"field\":[{\"name\":\"e\",\"number\":1,\"label\":1,\"type\":14,\"type_name\":\".t."
+        "M.N.E\"}],"
+        "\"enum_type\":[{\"name\":\"E\",\"value\":[{\"name\":\"X\",\"number\":0},{\"name\":\"Y\",\"number\":"
+        "1},"
+        "{\"name\":\"Z\",\"number\":1}],\"options\":{\"allow_alias\":true}}]}],"
+        "\"oneof_decl\":[{\"name\":\"real\"},{\"name\":\"_a\"}]}],"
+        "\"service\":[{\"name\":\"S\",\"method\":[{\"name\":\"Get\",\"input_type\":\".t.M\",\"output_type\":"
+        "\".t.M\","
+        "\"server_streaming\":true}]}],\"syntax\":\"proto3\"}";
+    json_t *w = nc_json_build(want, sizeof want - 1);
+    assert_non_null(w);
+    if (!json_equal(got, w)) {
+        char *g = json_dumps(got, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        fail_msg("descriptor:\n%s", g);
+    }
+    json_decref(w);
+    json_decref(got);
+    nc_buf_reset(&b); /* the proto2 dependency: packed = true written, proto2's default being unpacked */
+    assert_int_equal(nc_grpc_file_descriptor(p, 1, &b), 0);
+    assert_int_equal(nc_pb_decode(nc_proto_message(d, "d.File"), b.data, b.len, &o, &got, err, sizeof err),
+                     0);
+    w = nc_json_build(
+        "{\"name\":\"dep.proto\",\"package\":\"dep\",\"message_type\":[{\"name\":\"D\",\"field\":"
+        "[{\"name\":\"p\",\"number\":1,\"label\":3,\"type\":5,\"options\":{\"packed\":true}}]}],"
+        "\"syntax\":\"proto2\"}",
+        strlen("{\"name\":\"dep.proto\",\"package\":\"dep\",\"message_type\":[{\"name\":\"D\",\"field\":"
+               "[{\"name\":\"p\",\"number\":1,\"label\":3,\"type\":5,\"options\":{\"packed\":true}}]}],"
+               "\"syntax\":\"proto2\"}"));
+    assert_true(json_equal(got, w));
+    json_decref(w);
+    json_decref(got);
+    nc_buf_free(&b);
+    nc_proto_free(p);
+    nc_proto_free(d);
+}
+
 static int setup(void **st) {
     loop_setup(st);
     nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
@@ -675,6 +787,7 @@ int main(void) {
         cmocka_unit_test(test_send_bound),    cmocka_unit_test(test_silent_client),
         cmocka_unit_test(test_random_frames), cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_ping_flood),    cmocka_unit_test(test_idle),
+        cmocka_unit_test(test_descriptor),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

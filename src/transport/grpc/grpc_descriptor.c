@@ -94,6 +94,30 @@ static char *map_entry_name(const char *field) {
     return e;
 }
 
+/* Whether oneof k of m is the synthetic one of a proto3 optional field: "_" + the name of its one field. */
+static int synthetic(const nc_pb_msg *m, int k, int proto3) {
+    if (!proto3 || m->oneofs[k].name[0] != '_') return 0;
+    int members = 0, named = 0;
+    for (size_t i = 0; i < m->nfields; i++)
+        if (m->fields[i].oneof == k) {
+            members++;
+            named = !strcmp(m->oneofs[k].name + 1, m->fields[i].name);
+        }
+    return members == 1 && named;
+}
+
+/* The index a oneof gets in the descriptor: the real ones first, then the synthetic ones (descriptor.proto
+ * requires it: protoc and Go's protodesc refuse synthetic oneofs before real ones), each group in
+ * declaration order. */
+static int oneof_index(const nc_pb_msg *m, int k, int proto3) {
+    int syn = synthetic(m, k, proto3), idx = 0;
+    for (int j = 0; j < (int)m->noneofs; j++) {
+        int sj = synthetic(m, j, proto3);
+        if (syn ? (!sj || j < k) : (!sj && j < k)) idx++;
+    }
+    return idx;
+}
+
 /* One FieldDescriptorProto: type, type_name and label from the parsed field (a map as its entry). */
 static int w_field(nc_buf *b, const nc_pb_msg *m, const nc_pb_field *f, int proto3) {
     nc_buf s = NC_BUF_INIT;
@@ -111,7 +135,7 @@ static int w_field(nc_buf *b, const nc_pb_msg *m, const nc_pb_field *f, int prot
         if (!r && f->type == NC_PB_MESSAGE && f->msg) r = w_typename(&s, 6, f->msg->full_name);
         if (!r && f->type == NC_PB_ENUM && f->en) r = w_typename(&s, 6, f->en->full_name);
     }
-    if (!r && f->oneof >= 0) r = w_int(&s, 9, f->oneof);
+    if (!r && f->oneof >= 0) r = w_int(&s, 9, oneof_index(m, f->oneof, proto3));
     /* FieldOptions.packed where it differs from the syntax's default */
     if (!r && f->label == NC_PB_REPEATED && !f->is_map && f->type != NC_PB_STRING && f->type != NC_PB_BYTES &&
         f->type != NC_PB_MESSAGE && f->packed != proto3) {
@@ -119,9 +143,7 @@ static int w_field(nc_buf *b, const nc_pb_msg *m, const nc_pb_field *f, int prot
         r = w_sub(&s, 8, &o, w_int(&o, 2, f->packed));
     }
     /* proto3 optional: the field is the only member of its synthetic oneof "_name" */
-    if (!r && proto3 && f->oneof >= 0 && m->oneofs[f->oneof].name[0] == '_' &&
-        !strcmp(m->oneofs[f->oneof].name + 1, f->name))
-        r = w_int(&s, 17, 1);
+    if (!r && f->oneof >= 0 && synthetic(m, f->oneof, proto3)) r = w_int(&s, 17, 1);
     return w_sub(b, 2, &s, r);
 }
 
@@ -173,10 +195,12 @@ static int w_message(nc_buf *b, uint32_t field, const nc_pb_pool *pl, const nc_p
     const nc_pb_enum *e;
     for (size_t i = 0; !r && (e = nc_proto_enum_at(pl, i)); i++)
         if (e->file == m->file && declared_in(e->full_name, m->full_name)) r = w_enum(&s, 4, e);
-    for (size_t i = 0; !r && i < m->noneofs; i++) {
-        nc_buf o = NC_BUF_INIT;
-        r = w_sub(&s, 8, &o, w_str(&o, 1, m->oneofs[i].name));
-    }
+    for (int pass = 0; pass < 2; pass++) /* the real oneofs, then the synthetic ones (oneof_index) */
+        for (size_t i = 0; !r && i < m->noneofs; i++) {
+            if (synthetic(m, (int)i, proto3) != pass) continue;
+            nc_buf o = NC_BUF_INIT;
+            r = w_sub(&s, 8, &o, w_str(&o, 1, m->oneofs[i].name));
+        }
     return w_sub(b, field, &s, r);
 }
 
