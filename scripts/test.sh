@@ -79,6 +79,9 @@ if [[ ${1:-} != --fast ]]; then
     'kafka\.mixed'
     # Kafka's dead-letter run: its nestc server is test_kafka_faults, which the unit pass above runs
     'kafka\.dead_letter'
+    # the gRPC server's built-in services and options (six servers, about 18 s under valgrind): its code runs
+    # under ASan+UBSan in the sanitizer pass, and its connection code under valgrind in unit.test_grpc_server
+    'grpc\.nestc_server_builtin'
   )
   skip_re=$(IFS='|'; echo "${skip[*]}")
   (cd "$root/build" && NESTC_WRAP=$vg ctest --output-on-failure -j "$jobs" -LE 'fuzz|unit' -E "$skip_re")
