@@ -64,15 +64,45 @@ static const char *last_part(const char *full) {
     return d ? d + 1 : full;
 }
 
-/* The scope a definition is declared in: its full name without the last part. 1 when it is `scope`. */
-static int declared_in(const char *full, const char *scope) {
-    size_t n = strlen(scope);
-    const char *rest = full;
-    if (n) {
-        if (strncmp(full, scope, n) || full[n] != '.') return 0;
-        rest = full + n + 1;
+/* Definitions are found by scope in the pool's tables, which are sorted by full name: the ones declared
+ * in scope S are among the names that start with "S.", one contiguous range, found by binary search (a scan
+ * per message was quadratic: 40,000 messages took minutes). */
+typedef const char *(*name_at_fn)(const nc_pb_pool *pl, size_t i);
+
+static const char *msg_name(const nc_pb_pool *pl, size_t i) {
+    const nc_pb_msg *m = nc_proto_message_at(pl, i);
+    return m ? m->full_name : NULL;
+}
+
+static const char *enum_name(const nc_pb_pool *pl, size_t i) {
+    const nc_pb_enum *e = nc_proto_enum_at(pl, i);
+    return e ? e->full_name : NULL;
+}
+
+/* The first index whose name starts with the scope's prefix ("S." or "" for the root scope). */
+static size_t scope_start(const nc_pb_pool *pl, name_at_fn at, const char *prefix) {
+    size_t hi = 1, lo = 0;
+    while (at(pl, hi - 1)) hi *= 2; /* past the end: the count is below hi */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *n = at(pl, mid);
+        if (n && strcmp(n, prefix) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return *rest && !strchr(rest, '.');
+    return lo;
+}
+
+/* "S." for scope S, "" for the root; NULL when out of memory. */
+static char *scope_prefix(const char *scope) {
+    size_t n = strlen(scope);
+    char *p = malloc(n + 2);
+    if (!p) return NULL;
+    memcpy(p, scope, n);
+    p[n] = n ? '.' : '\0';
+    p[n + 1] = '\0';
+    return p;
 }
 
 /* protoc's name for a map field's entry message: the field name in CamelCase, then "Entry". */
@@ -182,19 +212,34 @@ static int w_enum(nc_buf *b, uint32_t field, const nc_pb_enum *e) {
     return w_sub(b, field, &s, r);
 }
 
+static int w_message(nc_buf *b, uint32_t field, const nc_pb_pool *pl, const nc_pb_msg *m, int proto3);
+
+/* The messages (field mfield) and enums (efield) declared directly in `scope` by file `file`. */
+static int w_scope(nc_buf *b, const nc_pb_pool *pl, const char *scope, uint32_t file, uint32_t mfield,
+                   uint32_t efield, int proto3) {
+    char *prefix = scope_prefix(scope);
+    if (!prefix) return NC_ENOMEM;
+    size_t pn = strlen(prefix);
+    int r = 0;
+    const nc_pb_msg *n;
+    for (size_t i = scope_start(pl, msg_name, prefix);
+         !r && (n = nc_proto_message_at(pl, i)) && !strncmp(n->full_name, prefix, pn); i++)
+        if (n->file == file && !strchr(n->full_name + pn, '.')) r = w_message(b, mfield, pl, n, proto3);
+    const nc_pb_enum *e;
+    for (size_t i = scope_start(pl, enum_name, prefix);
+         !r && (e = nc_proto_enum_at(pl, i)) && !strncmp(e->full_name, prefix, pn); i++)
+        if (e->file == file && !strchr(e->full_name + pn, '.')) r = w_enum(b, efield, e);
+    free(prefix);
+    return r;
+}
+
 static int w_message(nc_buf *b, uint32_t field, const nc_pb_pool *pl, const nc_pb_msg *m, int proto3) {
     nc_buf s = NC_BUF_INIT;
     int r = w_str(&s, 1, last_part(m->full_name));
     for (size_t i = 0; !r && i < m->nfields; i++) r = w_field(&s, m, &m->fields[i], proto3);
     for (size_t i = 0; !r && i < m->nfields; i++)
         if (m->fields[i].is_map) r = w_map_entry(&s, &m->fields[i]);
-    const nc_pb_msg *n;
-    for (size_t i = 0; !r && (n = nc_proto_message_at(pl, i)); i++)
-        if (n->file == m->file && declared_in(n->full_name, m->full_name))
-            r = w_message(&s, 3, pl, n, proto3);
-    const nc_pb_enum *e;
-    for (size_t i = 0; !r && (e = nc_proto_enum_at(pl, i)); i++)
-        if (e->file == m->file && declared_in(e->full_name, m->full_name)) r = w_enum(&s, 4, e);
+    if (!r) r = w_scope(&s, pl, m->full_name, m->file, 3, 4, proto3); /* nested messages and enums */
     for (int pass = 0; pass < 2; pass++) /* the real oneofs, then the synthetic ones (oneof_index) */
         for (size_t i = 0; !r && i < m->noneofs; i++) {
             if (synthetic(m, (int)i, proto3) != pass) continue;
@@ -225,12 +270,7 @@ int nc_grpc_file_descriptor(const nc_pb_pool *pl, size_t fi, nc_buf *out) {
     int r = w_str(out, 1, f->name);
     if (!r && f->package[0]) r = w_str(out, 2, f->package);
     for (size_t i = 0; !r && i < f->ndeps; i++) r = w_str(out, 3, f->deps[i]);
-    const nc_pb_msg *m;
-    for (size_t i = 0; !r && (m = nc_proto_message_at(pl, i)); i++)
-        if (m->file == fi && declared_in(m->full_name, f->package)) r = w_message(out, 4, pl, m, f->proto3);
-    const nc_pb_enum *e;
-    for (size_t i = 0; !r && (e = nc_proto_enum_at(pl, i)); i++)
-        if (e->file == fi && declared_in(e->full_name, f->package)) r = w_enum(out, 5, e);
+    if (!r) r = w_scope(out, pl, f->package, (uint32_t)fi, 4, 5, f->proto3); /* top-level definitions */
     const nc_pb_service *s;
     for (size_t i = 0; !r && (s = nc_proto_service_at(pl, i)); i++)
         if (s->file == fi) r = w_service(out, s);
