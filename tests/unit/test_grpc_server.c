@@ -641,6 +641,46 @@ static void test_idle(void **st) {
     srv = main_srv;
 }
 
+/* PINGs from a client that reads nothing, 200 at a time (nghttp2 closes a connection itself when one read
+ * holds more than 1,000 ACKs to send): once the kernel's buffers are full the ACKs pile up unsent, past
+ * max_send_buffer_size (1 MiB here) the connection is closed, as for responses (the client's writes then
+ * fail); the server serves the next one. */
+static int ping_write_failed;
+static void write_done(uv_write_t *w, int status) {
+    if (status) ping_write_failed = 1;
+    free(w->data);
+    free(w);
+}
+
+static void test_unread_pings(void **st) {
+    h2c c;
+    c_open(&c, 1);
+    uv_read_stop((uv_stream_t *)&c.tcp);
+    static const char ping[] = "\0\0\x08\x06\0\0\0\0\0"
+                               "12345678";
+    ping_write_failed = 0;
+    for (int k = 0; k < 20000 && !ping_write_failed; k++) { /* up to 65 MiB of PINGs */
+        char *b = malloc(200 * 17);
+        for (int i = 0; i < 200; i++) memcpy(b + i * 17, ping, 17);
+        uv_write_t *w = malloc(sizeof *w);
+        w->data = b;
+        uv_buf_t ub = uv_buf_init(b, 200 * 17);
+        if (uv_write(w, (uv_stream_t *)&c.tcp, &ub, 1, write_done)) {
+            free(b);
+            free(w);
+            ping_write_failed = 1;
+        }
+        while (uv_stream_get_write_queue_size((uv_stream_t *)&c.tcp) > 65536 && !ping_write_failed)
+            uv_run(&loop, UV_RUN_ONCE); /* the server reads at its pace */
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    assert_true(ping_write_failed);
+    c_free(&c);
+    c_open(&c, 1);
+    expect_sum(&c);
+    c_free(&c);
+}
+
 /* ---- reflection's FileDescriptorProto, read back with a subset of descriptor.proto ------------------- */
 
 static const char *const desc_names[] = {"t.proto", "dep.proto", "d.proto"};
@@ -787,7 +827,7 @@ int main(void) {
         cmocka_unit_test(test_send_bound),    cmocka_unit_test(test_silent_client),
         cmocka_unit_test(test_random_frames), cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_ping_flood),    cmocka_unit_test(test_idle),
-        cmocka_unit_test(test_descriptor),
+        cmocka_unit_test(test_descriptor),    cmocka_unit_test(test_unread_pings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

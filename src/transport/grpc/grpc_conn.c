@@ -66,6 +66,15 @@ static void flush(nc_grpc_conn *c) {
         if (nc_stream_write(&c->st, d, (size_t)n)) break;
     }
     c->in_recv = 0;
+    /* what nghttp2 answers by itself (PING and SETTINGS ACKs) piles up too when the client does not read:
+     * the same bound as for responses (a client flooding PINGs and reading nothing) */
+    if (c->max_send && (long long)nc_stream_unsent(&c->st) > c->max_send) {
+        nc_logf(c->log, NC_LOG_WARN, "Server",
+                "gRPC connection %s: closed, the client does not read (more than %lld bytes unsent)", c->peer,
+                c->max_send);
+        nc_grpc_conn_close(c, NC_ETOOBIG, "the client does not read");
+        return;
+    }
     if (c->goaway_close || (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))) {
         c->ended = 1;
         nc_stream_end(&c->st);
