@@ -28,6 +28,8 @@ struct nc_pb_pool {
     nc_pb_service **svcs_sorted;
     char **files; /* paths loaded, to read each once */
     size_t nfiles, capfiles;
+    nc_pb_file *finfo; /* per file, as files */
+    size_t capfinfo;
     size_t ndefs;
     nc_proto_limits lim;
 };
@@ -104,7 +106,11 @@ void nc_proto_free(nc_pb_pool *pl) {
     }
     for (size_t i = 0; i < pl->nenums; i++) free(pl->enums[i]->values);
     for (size_t i = 0; i < pl->nsvcs; i++) free(pl->svcs[i]->methods);
-    for (size_t i = 0; i < pl->nfiles; i++) free(pl->files[i]);
+    for (size_t i = 0; i < pl->nfiles; i++) {
+        free(pl->files[i]);
+        free(pl->finfo[i].deps);
+    }
+    free(pl->finfo);
     for (size_t i = 0; i < pl->nallocs; i++) free(pl->allocs[i]); /* the structs above live here */
     free(pl->allocs);
     free(pl->msgs);
@@ -642,6 +648,7 @@ static int parse_message(parser *P, const char *scope) {
     if (!name) return P->rc;
     nc_pb_msg *m = pool_zalloc(P->pool, sizeof *m);
     if (!m || !(m->full_name = pool_join(P->pool, scope, name))) return fail(P, NC_ENOMEM, "out of memory");
+    m->file = (uint32_t)(P->pool->nfiles - 1); /* the file being parsed is the last one loaded */
     msg_build b = {m, 0, 0};
     int rc = expect(P, "{");
     while (!rc && !is(P, "}")) {
@@ -681,6 +688,7 @@ static int parse_enum(parser *P, const char *scope) {
     nc_pb_enum *e = pool_zalloc(P->pool, sizeof *e);
     nc_pb_pool *pl = P->pool;
     if (!e || !(e->full_name = pool_join(pl, scope, name))) return fail(P, NC_ENOMEM, "out of memory");
+    e->file = (uint32_t)(pl->nfiles - 1);
     if (grow((void **)&pl->enums, &pl->capenums, pl->nenums, sizeof(void *)))
         return fail(P, NC_ENOMEM, "out of memory");
     pl->enums[pl->nenums++] = e;
@@ -733,6 +741,7 @@ static int parse_service(parser *P) {
     nc_pb_service *s = pool_zalloc(pl, sizeof *s);
     if (!s || !(s->full_name = pool_join(pl, P->pkg, name))) return fail(P, NC_ENOMEM, "out of memory");
     s->package = P->pkg;
+    s->file = (uint32_t)(pl->nfiles - 1);
     if (grow((void **)&pl->svcs, &pl->capsvcs, pl->nsvcs, sizeof(void *)))
         return fail(P, NC_ENOMEM, "out of memory");
     pl->svcs[pl->nsvcs++] = s;
@@ -869,6 +878,18 @@ const nc_pb_service *nc_proto_service(const nc_pb_pool *pl, const char *name) {
 
 const nc_pb_service *nc_proto_service_at(const nc_pb_pool *pl, size_t i) {
     return i < pl->nsvcs ? pl->svcs[i] : NULL;
+}
+
+const nc_pb_file *nc_proto_file_at(const nc_pb_pool *pl, size_t i) {
+    return i < pl->nfiles ? &pl->finfo[i] : NULL;
+}
+
+const nc_pb_msg *nc_proto_message_at(const nc_pb_pool *pl, size_t i) {
+    return i < pl->nmsgs ? pl->msgs[i] : NULL;
+}
+
+const nc_pb_enum *nc_proto_enum_at(const nc_pb_pool *pl, size_t i) {
+    return i < pl->nenums ? pl->enums[i] : NULL;
 }
 
 const nc_pb_method *nc_proto_method(const nc_pb_service *s, const char *name) {
@@ -1017,6 +1038,7 @@ typedef struct pending {
     char *name;     /* as written in the import (or the root path) */
     char *from_dir; /* the importing file's directory, "" for none */
     size_t depth;
+    long from; /* the importing file's index, -1 for the root */
 } pending;
 
 static char *dir_of(const char *path) {
@@ -1081,6 +1103,23 @@ static int already_loaded(const nc_pb_pool *pl, const char *path) {
     return 0;
 }
 
+/* Records that file `from` imports the file loaded from `path` (for nc_pb_file.deps). */
+static int add_dep(nc_pb_pool *pl, long from, const char *path) {
+    if (from < 0 || !path) return 0;
+    for (size_t i = 0; i < pl->nfiles; i++)
+        if (!strcmp(pl->files[i], path)) {
+            nc_pb_file *f = &pl->finfo[from];
+            for (size_t k = 0; k < f->ndeps; k++)
+                if (f->deps[k] == pl->finfo[i].name) return 0;
+            const char **d = realloc(f->deps, (f->ndeps + 1) * sizeof *d);
+            if (!d) return NC_ENOMEM;
+            f->deps = d;
+            d[f->ndeps++] = pl->finfo[i].name;
+            return 0;
+        }
+    return 0;
+}
+
 /* Reads one candidate path through the callback. 0 read, 1 absent, <0 error. */
 static int try_read(nc_pb_pool *pl, nc_proto_read_fn read, void *user, const char *path, char **text,
                     size_t *len) {
@@ -1101,7 +1140,7 @@ static int try_read(nc_pb_pool *pl, nc_proto_read_fn read, void *user, const cha
 }
 
 static int parse_text(nc_pb_pool *pl, const char *file, const char *text, size_t len, char *err,
-                      size_t errlen, char ***imports, size_t *nimports) {
+                      size_t errlen, char ***imports, size_t *nimports, nc_pb_file *info) {
     parser P;
     memset(&P, 0, sizeof P);
     P.pool = pl;
@@ -1118,6 +1157,8 @@ static int parse_text(nc_pb_pool *pl, const char *file, const char *text, size_t
     free(P.str);
     *imports = P.imports;
     *nimports = P.nimports;
+    info->package = P.pkg;
+    info->proto3 = (uint8_t)P.proto3;
     return rc;
 }
 
@@ -1146,6 +1187,7 @@ int nc_proto_load(nc_pb_pool **out, const char *path, const char *const *dirs, s
         goto done;
     }
     q[0].depth = 0;
+    q[0].from = -1;
     nq = 1;
     while (!rc && head < nq) {
         pending it = q[head++];
@@ -1190,7 +1232,7 @@ int nc_proto_load(nc_pb_pool **out, const char *path, const char *const *dirs, s
         if (rc == NC_ETOOBIG)
             snprintf(err, errlen, "%s: file larger than %zu bytes", found, pl->lim.max_file_bytes);
         if (rc == 2 || (!rc && already_loaded(pl, found))) { /* read already: nothing to do */
-            rc = 0;
+            rc = add_dep(pl, it.from, found);
             free(text);
         } else if (!rc) {
             if (pl->nfiles >= pl->lim.max_files) {
@@ -1199,16 +1241,24 @@ int nc_proto_load(nc_pb_pool **out, const char *path, const char *const *dirs, s
             } else if (it.depth > pl->lim.max_depth) {
                 snprintf(err, errlen, "%s: imports nested too deep", found);
                 rc = NC_ETOOBIG;
-            } else if (grow((void **)&pl->files, &pl->capfiles, pl->nfiles, sizeof(char *)))
+            } else if (grow((void **)&pl->files, &pl->capfiles, pl->nfiles, sizeof(char *)) ||
+                       grow((void **)&pl->finfo, &pl->capfinfo, pl->nfiles, sizeof(nc_pb_file)))
                 rc = NC_ENOMEM;
             else {
+                nc_pb_file *info = &pl->finfo[pl->nfiles];
+                memset(info, 0, sizeof *info);
                 pl->files[pl->nfiles++] = found;
                 found = NULL;
                 const char *fname = pl->files[pl->nfiles - 1];
+                if (!(info->name = pool_strndup(pl, it.name, strlen(it.name)))) rc = NC_ENOMEM;
+                if (!rc) rc = add_dep(pl, it.from, fname);
+                info = &pl->finfo[pl->nfiles - 1];
                 char **imps = NULL;
                 size_t nimps = 0;
-                rc = bundled ? parse_text(pl, fname, bundled, strlen(bundled), err, errlen, &imps, &nimps)
-                             : parse_text(pl, fname, text, len, err, errlen, &imps, &nimps);
+                if (!rc)
+                    rc = bundled ? parse_text(pl, fname, bundled, strlen(bundled), err, errlen, &imps, &nimps,
+                                              info)
+                                 : parse_text(pl, fname, text, len, err, errlen, &imps, &nimps, info);
                 char *dir = dir_of(fname);
                 if (!dir && !rc) rc = NC_ENOMEM;
                 for (size_t i = 0; i < nimps; i++) {
@@ -1216,6 +1266,7 @@ int nc_proto_load(nc_pb_pool **out, const char *path, const char *const *dirs, s
                     if (!rc && !(q[nq].from_dir = strdup(dir))) rc = NC_ENOMEM;
                     if (!rc) {
                         q[nq].name = imps[i];
+                        q[nq].from = (long)(pl->nfiles - 1); /* the file just parsed */
                         q[nq++].depth = it.depth + 1;
                     } else
                         free(imps[i]);

@@ -75,6 +75,7 @@ struct nc_pb_msg {
     /* fields by name, for JSON → bytes: indexes into fields sorted by name / by camel */
     uint32_t *by_name;
     uint32_t *by_camel;
+    uint32_t file; /* index of the file that declares it (nc_proto_file_at) */
 };
 
 typedef struct nc_pb_enum_value {
@@ -86,6 +87,7 @@ struct nc_pb_enum {
     const char *full_name;
     nc_pb_enum_value *values; /* declaration order; values[0] is the default (protobufjs typeDefault) */
     size_t nvalues;
+    uint32_t file; /* index of the file that declares it */
 };
 
 typedef struct nc_pb_method {
@@ -102,7 +104,18 @@ typedef struct nc_pb_service {
     const char *package;   /* the package its file declared ("" for none) */
     nc_pb_method *methods;
     size_t nmethods;
+    uint32_t file; /* index of the file that declares it */
 } nc_pb_service;
+
+/* One file of a pool, for what needs the files themselves (server reflection's FileDescriptorProtos). */
+typedef struct nc_pb_file {
+    const char *name;    /* the root path as given, or the import as written that first reached the file */
+    const char *package; /* "" for none */
+    uint8_t proto3;
+    const char **deps; /* the names (nc_pb_file.name) of the files it imports, in import order; a weak import
+                          that was not found is left out */
+    size_t ndeps;
+} nc_pb_file;
 
 /* Everything loaded from one root file and its imports. Read-only once nc_proto_load returns: it may be
  * shared by threads. */
@@ -141,6 +154,11 @@ const nc_pb_enum *nc_proto_enum(const nc_pb_pool *pool, const char *full_name);
 const nc_pb_service *nc_proto_service(const nc_pb_pool *pool, const char *full_name);
 /* The services in load order (index < count); NULL past the end. */
 const nc_pb_service *nc_proto_service_at(const nc_pb_pool *pool, size_t i);
+/* The files in load order (the root first), the messages and enums in name order (index < count); NULL past
+ * the end. */
+const nc_pb_file *nc_proto_file_at(const nc_pb_pool *pool, size_t i);
+const nc_pb_msg *nc_proto_message_at(const nc_pb_pool *pool, size_t i);
+const nc_pb_enum *nc_proto_enum_at(const nc_pb_pool *pool, size_t i);
 /* A method of a service by name; NULL if absent. */
 const nc_pb_method *nc_proto_method(const nc_pb_service *svc, const char *name);
 

@@ -7,7 +7,10 @@
 #include <nghttp2/nghttp2.h>
 #include <zlib.h>
 
+#include "codec/json_build.h"
+#include "codec/proto_codec.h"
 #include "loop_fixture.h"
+#include "transport/grpc/grpc_descriptor.h"
 #include "util/buf.h"
 
 #ifndef NESTC_VECTORS_DIR
@@ -86,6 +89,10 @@ typedef struct h2c {
     nc_buf data;               /* DATA of the last stream */
     const char *body;
     size_t body_len, body_off;
+    int no_ping_ack;      /* the client never answers PING (set before c_open's session) */
+    int pings;            /* PINGs received (not ACKs) */
+    int goaway_code;      /* the last GOAWAY's error code, -1 = none */
+    char goaway_data[32]; /* and its debug data */
 } h2c;
 
 static void c_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
@@ -152,13 +159,27 @@ static ssize_t c_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, 
     return (ssize_t)n;
 }
 
+static int c_frame(nghttp2_session *s, const nghttp2_frame *f, void *u) {
+    h2c *c = u;
+    if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK)) c->pings++;
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        c->goaway_code = (int)f->goaway.error_code;
+        snprintf(c->goaway_data, sizeof c->goaway_data, "%.*s", (int)f->goaway.opaque_data_len,
+                 f->goaway.opaque_data ? (const char *)f->goaway.opaque_data : "");
+    }
+    return 0;
+}
+
 static void c_closed(uv_handle_t *h) {
     ((h2c *)h->data)->closed = 1;
 }
 
 /* Connects; with h2, starts an HTTP/2 client session (preface and SETTINGS sent). */
 static void c_open(h2c *c, int h2) {
+    int no_ack = c->no_ping_ack;
     memset(c, 0, sizeof *c);
+    c->no_ping_ack = no_ack;
+    c->goaway_code = -1;
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", nc_server_port(srv), &a);
     uv_tcp_init(&loop, &c->tcp);
@@ -172,7 +193,12 @@ static void c_open(h2c *c, int h2) {
     nghttp2_session_callbacks_set_on_header_callback(cb, c_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, c_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, c_close);
-    assert_int_equal(nghttp2_session_client_new(&c->s, cb, c), 0);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, c_frame);
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    if (no_ack) nghttp2_option_set_no_auto_ping_ack(opt, 1);
+    assert_int_equal(nghttp2_session_client_new2(&c->s, cb, c, opt), 0);
+    nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, NULL, 0);
     c_flush(c);
@@ -386,7 +412,20 @@ static void test_gzip(void **st) {
            "abc",
            8);
     assert_int_equal(c.status, 13);
-    call_encoding = "deflate";
+    call_encoding = "deflate"; /* the zlib format, as grpc-js reads and writes it */
+    c_call(&c, SVC "Sum",
+           "\x01\0\0\0\x03"
+           "abc",
+           8);
+    assert_int_equal(c.status, 13);
+    unsigned char z[64] = {1};
+    uLongf zl = sizeof z - 5;
+    assert_int_equal(compress2(z + 5, &zl, (const Bytef *)sum_req + 5, sizeof sum_req - 1 - 5, 6), Z_OK);
+    z[4] = (unsigned char)zl;
+    c_call(&c, SVC "Sum", (const char *)z, 5 + zl);
+    assert_int_equal(c.status, 0);
+    assert_memory_equal(c.data.data, sum_reply, sizeof sum_reply - 1);
+    call_encoding = "snappy";
     c_call(&c, SVC "Sum",
            "\x01\0\0\0\x03"
            "abc",
@@ -503,6 +542,254 @@ static void test_random_frames(void **st) {
     c_free(&c);
 }
 
+/* ---- keepalive and idle connections: each case on a server of its own, its options given ------------ */
+
+static nc_server *with_options(const nc_option *extra, size_t n) {
+    nc_option o[8] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    for (size_t i = 0; i < n; i++) o[2 + i] = extra[i];
+    nc_server_opts so = {.loop = &loop, .options = o, .noptions = 2 + n};
+    nc_server *s;
+    assert_int_equal(nc_server_new(&s, "grpc://127.0.0.1:0", &so), 0);
+    nc_server_message(s, "{\"service\":\"Conformance\",\"rpc\":\"Sum\",\"streaming\":\"no_stream\"}", h_sum,
+                      NULL);
+    nc_server_message(s, "{\"service\":\"Conformance\",\"rpc\":\"Sleep\",\"streaming\":\"no_stream\"}",
+                      h_sleep, NULL);
+    assert_int_equal(nc_server_listen(s), 0);
+    return s;
+}
+
+static char ms_buf[4][16];
+static const char *ms(int i, int v) { /* v ms scaled by the time factor, as option text */
+    snprintf(ms_buf[i], sizeof ms_buf[i], "%d", v * time_factor());
+    return ms_buf[i];
+}
+
+/* keepaliveTimeMs: a client that answers the server's PINGs stays connected through several of them and is
+ * served; one that never answers is closed once keepaliveTimeoutMs passes after the first PING. */
+static void test_keepalive(void **st) {
+    nc_server *main_srv = srv;
+    nc_option o[] = {{"keepaliveTimeMs", ms(0, 30)}, {"keepaliveTimeoutMs", ms(1, 100)}};
+    srv = with_options(o, 2);
+    h2c c = {0};
+    c_open(&c, 1);
+    run_until(&c.pings, 3); /* acknowledged by nghttp2 each time */
+    assert_int_equal(c.eof, 0);
+    expect_sum(&c);
+    c_free(&c);
+    c.no_ping_ack = 1;
+    c_open(&c, 1);
+    run_until(&c.eof, 1);
+    assert_int_equal(c.pings, 1);
+    c_free(&c);
+    nc_server_free(srv);
+    srv = main_srv;
+}
+
+/* A PING flood under http2MinPingIntervalWithoutDataMs: the third strike past http2MaxPingStrikes=2 gets
+ * GOAWAY ENHANCE_YOUR_CALM "too_many_pings", then the connection ends; pings with responses between them
+ * are no strikes. Without the minimum (the default, as grpc-js) a flood is answered and nothing more. */
+static void test_ping_flood(void **st) {
+    nc_server *main_srv = srv;
+    nc_option o[] = {{"http2MinPingIntervalWithoutDataMs", "10000"},
+                     {"http2MaxPingStrikes", "2"},
+                     {"keepalivePermitWithoutCalls", "true"}};
+    srv = with_options(o, 3);
+    h2c c = {0};
+    c_open(&c, 1);
+    for (int i = 0; i < 3; i++) { /* a ping, then a call (its response resets the count), three times */
+        nghttp2_submit_ping(c.s, NGHTTP2_FLAG_NONE, NULL);
+        c_flush(&c);
+        expect_sum(&c);
+    }
+    assert_int_equal(c.goaway_code, -1);
+    for (int i = 0; i < 4; i++) nghttp2_submit_ping(c.s, NGHTTP2_FLAG_NONE, NULL);
+    c_flush(&c);
+    run_until(&c.eof, 1);
+    assert_int_equal(c.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_string_equal(c.goaway_data, "too_many_pings");
+    c_free(&c);
+    nc_server_free(srv);
+    srv = main_srv;
+    c_open(&c, 1); /* the suite's server: no policing */
+    for (int i = 0; i < 20; i++) nghttp2_submit_ping(c.s, NGHTTP2_FLAG_NONE, NULL);
+    c_flush(&c);
+    expect_sum(&c);
+    assert_int_equal(c.goaway_code, -1);
+    c_free(&c);
+}
+
+/* maxConnectionIdleMs: a connection whose last call ended that long ago gets GOAWAY NO_ERROR and ends; a
+ * call in flight keeps it (a Sleep ended by its 300 ms deadline, three times the idle time). */
+static void test_idle(void **st) {
+    nc_server *main_srv = srv;
+    nc_option o[] = {{"maxConnectionIdleMs", ms(0, 100)}};
+    srv = with_options(o, 1);
+    h2c c = {0};
+    c_open(&c, 1);
+    expect_sum(&c);
+    char t[16];
+    snprintf(t, sizeof t, "%dm", 300 * time_factor());
+    call_timeout = t;
+    c_call(&c, SVC "Sleep", "\0\0\0\0\x02\x08\x01", 7);
+    call_timeout = "5S";
+    assert_int_equal(c.status, 4);
+    assert_int_equal(c.goaway_code, -1); /* not while the call was in flight */
+    run_until(&c.eof, 1);
+    assert_int_equal(c.goaway_code, NGHTTP2_NO_ERROR);
+    c_free(&c);
+    nc_server_free(srv);
+    srv = main_srv;
+}
+
+/* PINGs from a client that reads nothing, 200 at a time (nghttp2 closes a connection itself when one read
+ * holds more than 1,000 ACKs to send): once the kernel's buffers are full the ACKs pile up unsent, past
+ * max_send_buffer_size (1 MiB here) the connection is closed, as for responses (the client's writes then
+ * fail); the server serves the next one. */
+static int ping_write_failed;
+static void write_done(uv_write_t *w, int status) {
+    if (status) ping_write_failed = 1;
+    free(w->data);
+    free(w);
+}
+
+static void test_unread_pings(void **st) {
+    h2c c;
+    c_open(&c, 1);
+    uv_read_stop((uv_stream_t *)&c.tcp);
+    static const char ping[] = "\0\0\x08\x06\0\0\0\0\0"
+                               "12345678";
+    ping_write_failed = 0;
+    for (int k = 0; k < 20000 && !ping_write_failed; k++) { /* up to 65 MiB of PINGs */
+        char *b = malloc(200 * 17);
+        for (int i = 0; i < 200; i++) memcpy(b + i * 17, ping, 17);
+        uv_write_t *w = malloc(sizeof *w);
+        w->data = b;
+        uv_buf_t ub = uv_buf_init(b, 200 * 17);
+        if (uv_write(w, (uv_stream_t *)&c.tcp, &ub, 1, write_done)) {
+            free(b);
+            free(w);
+            ping_write_failed = 1;
+        }
+        while (uv_stream_get_write_queue_size((uv_stream_t *)&c.tcp) > 65536 && !ping_write_failed)
+            uv_run(&loop, UV_RUN_ONCE); /* the server reads at its pace */
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    assert_true(ping_write_failed);
+    c_free(&c);
+    c_open(&c, 1);
+    expect_sum(&c);
+    c_free(&c);
+}
+
+/* ---- reflection's FileDescriptorProto, read back with a subset of descriptor.proto ------------------- */
+
+static const char *const desc_names[] = {"t.proto", "dep.proto", "d.proto"};
+static const char *const desc_texts[] = {
+    "syntax = \"proto3\"; package t; import \"dep.proto\";"
+    "message M { optional int32 a = 1; oneof real { string b = 2; dep.D c = 3; }"
+    " map<string, M> my_map = 4; repeated int32 packed = 5; repeated int32 loose = 6 [packed = false];"
+    " message N { enum E { X = 0; Y = 1; Z = 1; } E e = 1; } N n = 7; }"
+    "service S { rpc Get (M) returns (stream M); }",
+    "syntax = \"proto2\"; package dep; message D { repeated int32 p = 1 [packed = true]; }",
+    "syntax = \"proto2\"; package d;"
+    "message File { optional string name = 1; optional string package = 2; repeated string dependency = 3;"
+    " repeated Msg message_type = 4; repeated Svc service = 6; optional string syntax = 12; }"
+    "message Msg { optional string name = 1; repeated Field field = 2; repeated Msg nested_type = 3;"
+    " repeated Enum enum_type = 4; optional MsgOpt options = 7; repeated Oneof oneof_decl = 8; }"
+    "message MsgOpt { optional bool map_entry = 7; }"
+    "message Field { optional string name = 1; optional int32 number = 3; optional int32 label = 4;"
+    " optional int32 type = 5; optional string type_name = 6; optional FieldOpt options = 8;"
+    " optional int32 oneof_index = 9; optional bool proto3_optional = 17; }"
+    "message FieldOpt { optional bool packed = 2; }"
+    "message Oneof { optional string name = 1; }"
+    "message Enum { optional string name = 1; repeated Value value = 2; optional EnumOpt options = 3; }"
+    "message Value { optional string name = 1; optional int32 number = 2; }"
+    "message EnumOpt { optional bool allow_alias = 2; }"
+    "message Svc { optional string name = 1; repeated Method method = 2; }"
+    "message Method { optional string name = 1; optional string input_type = 2; optional string output_type "
+    "= 3;"
+    " optional bool client_streaming = 5; optional bool server_streaming = 6; }",
+};
+
+static int desc_read(void *u, const char *path, char **text, size_t *len) {
+    for (size_t i = 0; i < 3; i++)
+        if (!strcmp(path, desc_names[i])) {
+            *text = strdup(desc_texts[i]);
+            *len = strlen(desc_texts[i]);
+            return 0;
+        }
+    return 1;
+}
+
+/* The descriptor of a file with every construct reflection carries: the real oneof before the synthetic
+ * one of a proto3 optional field (protoc refuses them the other way round), the map's entry message, packed
+ * only where it differs from the syntax, an enum alias, a nested enum, a dependency, a server stream. */
+static void test_descriptor(void **st) {
+    nc_pb_pool *p, *d;
+    char err[200];
+    assert_int_equal(nc_proto_load(&p, "t.proto", NULL, 0, desc_read, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(nc_proto_load(&d, "d.proto", NULL, 0, desc_read, NULL, NULL, err, sizeof err), 0);
+    nc_buf b = NC_BUF_INIT;
+    assert_int_equal(nc_grpc_file_descriptor(p, 0, &b), 0);
+    assert_int_equal(nc_grpc_symbol_file(p, "t.S.Get"), 0);
+    assert_int_equal(nc_grpc_symbol_file(p, ".t.M.N.E"), 0);
+    assert_int_equal(nc_grpc_symbol_file(p, "dep.D"), 1);
+    assert_int_equal(nc_grpc_symbol_file(p, "t.S.Nope"), -1);
+    nc_pb_json_opts o = {.keep_case = 1};
+    json_t *got = NULL;
+    assert_int_equal(nc_pb_decode(nc_proto_message(d, "d.File"), b.data, b.len, &o, &got, err, sizeof err),
+                     0);
+    static const char want[] =
+        "{\"name\":\"t.proto\",\"package\":\"t\",\"dependency\":[\"dep.proto\"],\"message_type\":[{\"name\":"
+        "\"M\","
+        "\"field\":["
+        "{\"name\":\"a\",\"number\":1,\"label\":1,\"type\":5,\"oneof_index\":1,\"proto3_optional\":true},"
+        "{\"name\":\"b\",\"number\":2,\"label\":1,\"type\":9,\"oneof_index\":0},"
+        "{\"name\":\"c\",\"number\":3,\"label\":1,\"type\":11,\"type_name\":\".dep.D\",\"oneof_index\":0},"
+        "{\"name\":\"my_map\",\"number\":4,\"label\":3,\"type\":11,\"type_name\":\".t.M.MyMapEntry\"},"
+        "{\"name\":\"packed\",\"number\":5,\"label\":3,\"type\":5},"
+        "{\"name\":\"loose\",\"number\":6,\"label\":3,\"type\":5,\"options\":{\"packed\":false}},"
+        "{\"name\":\"n\",\"number\":7,\"label\":1,\"type\":11,\"type_name\":\".t.M.N\"}],"
+        "\"nested_type\":[{\"name\":\"MyMapEntry\",\"field\":["
+        "{\"name\":\"key\",\"number\":1,\"label\":1,\"type\":9},"
+        "{\"name\":\"value\",\"number\":2,\"label\":1,\"type\":11,\"type_name\":\".t.M\"}],"
+        "\"options\":{\"map_entry\":true}},"
+        "{\"name\":\"N\",\"field\":[{\"name\":\"e\",\"number\":1,\"label\":1,\"type\":14,\"type_name\":\".t."
+        "M.N.E\"}],"
+        "\"enum_type\":[{\"name\":\"E\",\"value\":[{\"name\":\"X\",\"number\":0},{\"name\":\"Y\",\"number\":"
+        "1},"
+        "{\"name\":\"Z\",\"number\":1}],\"options\":{\"allow_alias\":true}}]}],"
+        "\"oneof_decl\":[{\"name\":\"real\"},{\"name\":\"_a\"}]}],"
+        "\"service\":[{\"name\":\"S\",\"method\":[{\"name\":\"Get\",\"input_type\":\".t.M\",\"output_type\":"
+        "\".t.M\","
+        "\"server_streaming\":true}]}],\"syntax\":\"proto3\"}";
+    json_t *w = nc_json_build(want, sizeof want - 1);
+    assert_non_null(w);
+    if (!json_equal(got, w)) {
+        char *g = json_dumps(got, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        fail_msg("descriptor:\n%s", g);
+    }
+    json_decref(w);
+    json_decref(got);
+    nc_buf_reset(&b); /* the proto2 dependency: packed = true written, proto2's default being unpacked */
+    assert_int_equal(nc_grpc_file_descriptor(p, 1, &b), 0);
+    assert_int_equal(nc_pb_decode(nc_proto_message(d, "d.File"), b.data, b.len, &o, &got, err, sizeof err),
+                     0);
+    w = nc_json_build(
+        "{\"name\":\"dep.proto\",\"package\":\"dep\",\"message_type\":[{\"name\":\"D\",\"field\":"
+        "[{\"name\":\"p\",\"number\":1,\"label\":3,\"type\":5,\"options\":{\"packed\":true}}]}],"
+        "\"syntax\":\"proto2\"}",
+        strlen("{\"name\":\"dep.proto\",\"package\":\"dep\",\"message_type\":[{\"name\":\"D\",\"field\":"
+               "[{\"name\":\"p\",\"number\":1,\"label\":3,\"type\":5,\"options\":{\"packed\":true}}]}],"
+               "\"syntax\":\"proto2\"}"));
+    assert_true(json_equal(got, w));
+    json_decref(w);
+    json_decref(got);
+    nc_buf_free(&b);
+    nc_proto_free(p);
+    nc_proto_free(d);
+}
+
 static int setup(void **st) {
     loop_setup(st);
     nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
@@ -538,7 +825,9 @@ int main(void) {
         cmocka_unit_test(test_oversize),      cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_gzip),          cmocka_unit_test(test_big_metadata),
         cmocka_unit_test(test_send_bound),    cmocka_unit_test(test_silent_client),
-        cmocka_unit_test(test_random_frames),
+        cmocka_unit_test(test_random_frames), cmocka_unit_test(test_keepalive),
+        cmocka_unit_test(test_ping_flood),    cmocka_unit_test(test_idle),
+        cmocka_unit_test(test_descriptor),    cmocka_unit_test(test_unread_pings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -530,6 +530,27 @@ static void test_parse_imports(void **state) {
     assert_string_equal(m->fields[0].msg->full_name, "a.A");
     assert_string_equal(m->fields[3].msg->full_name, "google.protobuf.Empty");
     assert_non_null(nc_proto_message(p, "b.B"));
+    /* the files as reflection describes them: named as the root path and as each import was first written,
+     * their imports by those names (a weak import not found left out, a cycle back to the root by its name),
+     * each definition pointing at its file */
+    const nc_pb_file *f = nc_proto_file_at(p, 0);
+    assert_string_equal(f->name, "root/main.proto");
+    assert_string_equal(f->package, "m");
+    assert_int_equal(f->proto3, 1);
+    assert_int_equal(f->ndeps, 4);
+    assert_string_equal(f->deps[0], "x/a.proto");
+    assert_string_equal(f->deps[1], "b.proto");
+    assert_string_equal(f->deps[2], "x/c.proto");
+    assert_string_equal(f->deps[3], "google/protobuf/empty.proto");
+    assert_int_equal(m->file, 0);
+    const nc_pb_file *fb = nc_proto_file_at(p, nc_proto_message(p, "b.B")->file);
+    assert_string_equal(fb->name, "b.proto");
+    assert_int_equal(fb->ndeps, 1);
+    assert_string_equal(fb->deps[0], "root/main.proto");
+    assert_string_equal(nc_proto_file_at(p, nc_proto_message(p, "a.A")->file)->deps[0], "b.proto");
+    assert_string_equal(nc_proto_file_at(p, nc_proto_message(p, "google.protobuf.Empty")->file)->name,
+                        "google/protobuf/empty.proto");
+    assert_null(nc_proto_file_at(p, 5));
     nc_proto_free(p);
 }
 

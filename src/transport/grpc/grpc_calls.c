@@ -23,6 +23,7 @@ typedef struct gcall {
     int sent_single; /* a unary response went */
     nc_buf last;     /* client streaming with one response: the last value so far, encoded */
     int have_last;
+    nc_grpc_builtin_kind builtin; /* a health or reflection call, answered without the core */
 } gcall;
 
 /* grpc-js's words: a method of the proto without a handler is named alone, an unknown one by its path. */
@@ -70,6 +71,12 @@ static int encode_reply(gcall *gc, const char *text, size_t len, nc_buf *out, ch
     if (r) {
         snprintf(why, wl, "the reply is no %s: %s", gc->gm->m->output->full_name, err);
         return 13;
+    }
+    if (gc->g->max_send_message >= 0 && (long long)out->len > gc->g->max_send_message) {
+        /* grpc-js's words; its first number counts the 5-byte message prefix too */
+        snprintf(why, wl, "Sent message larger than max (%zu vs. %lld)", out->len + 5,
+                 gc->g->max_send_message);
+        return 8;
     }
     return 0;
 }
@@ -196,6 +203,18 @@ static void dispatch(nc_grpc_call *call, gcall *gc, const nc_buf *data) {
 void nc_grpc_on_call(nc_grpc_call *call) {
     nc_grpc_server *g = call->conn->owner;
     char why[300];
+    nc_grpc_builtin_kind bk = nc_grpc_builtin_find(&g->builtin, call->path.data);
+    if (bk) {
+        gcall *gc = calloc(1, sizeof *gc);
+        if (!gc) {
+            nc_grpc_call_finish(call, 8, "out of memory", NULL, 0);
+            return;
+        }
+        gc->g = g;
+        gc->builtin = bk;
+        call->user = gc;
+        return;
+    }
     const nc_grpc_method *gm = nc_grpc_methods_find(&g->methods, call->path.data, call->path.len);
     const char *route = NULL;
     if (gm && nc_map_get(&g->handled, gm->route_rel, strlen(gm->route_rel)))
@@ -221,7 +240,11 @@ void nc_grpc_on_call(nc_grpc_call *call) {
 /* One request message, uncompressed: a value of the request stream, or the unary request kept until the
  * client half-closes. */
 static void on_plain_message(nc_grpc_call *call, gcall *gc, const char *data, size_t len) {
-    if (gc->gm->m->client_stream) {
+    if (gc->builtin == NC_GB_REFLECT) {
+        nc_grpc_builtin_reflect(&gc->g->builtin, call, data, len);
+        return;
+    }
+    if (!gc->builtin && gc->gm->m->client_stream) {
         nc_buf text = NC_BUF_INIT;
         if (!decode_request(call, gc, data, len, &text))
             nc_server__stream_value(gc->g->srv, gc->token, text.data, text.len);
@@ -242,18 +265,23 @@ void nc_grpc_on_message(nc_grpc_call *call, const char *data, size_t len, int co
     gcall *gc = call->user;
     if (!gc) return;
     nc_buf plain = NC_BUF_INIT;
-    if (compressed) { /* the flag says: in the call's grpc-encoding; gzip is the one clients use */
-        int r = call->encoding && !strcmp(call->encoding, "gzip")
-                    ? nc_grpc_gunzip(data, len, gc->g->max_message, &plain)
-                    : NC_EUNSUPPORTED;
+    if (compressed) { /* the flag says: in the call's grpc-encoding (gzip and deflate, as grpc-js reads) */
+        int algo = !call->encoding                      ? -1
+                   : !strcmp(call->encoding, "gzip")    ? NC_GRPC_GZIP
+                   : !strcmp(call->encoding, "deflate") ? NC_GRPC_DEFLATE
+                                                        : -1;
+        int r = algo > 0 ? nc_grpc_inflate(data, len, gc->g->max_message, algo, &plain) : NC_EUNSUPPORTED;
         if (r) {
             char why[200];
             if (r == NC_EUNSUPPORTED)
                 snprintf(why, sizeof why, "compressed messages in grpc-encoding \"%s\" are not supported",
                          call->encoding ? call->encoding : "identity");
+            else if (r == NC_ETOOBIG) /* grpc-js's words */
+                snprintf(why, sizeof why, "Received message that decompresses to a size larger than %u",
+                         (unsigned)gc->g->max_message);
             else
                 snprintf(why, sizeof why, "cannot decompress the request (%s): %s", call->encoding,
-                         r == NC_ETOOBIG ? "larger than the message limit" : nc_strerror(r));
+                         nc_strerror(r));
             nc_grpc_call_finish(call, r == NC_EUNSUPPORTED ? 12 : r == NC_ETOOBIG ? 8 : 13, why, NULL, 0);
             if (gc->token) nc_server__stream_end(gc->g->srv, gc->token, NC_EPROTO);
             nc_buf_free(&plain);
@@ -269,12 +297,22 @@ void nc_grpc_on_message(nc_grpc_call *call, const char *data, size_t len, int co
 void nc_grpc_on_half_close(nc_grpc_call *call) {
     gcall *gc = call->user;
     if (!gc) return;
-    if (gc->gm->m->client_stream) {
+    if (gc->builtin == NC_GB_REFLECT) {
+        nc_grpc_call_finish(call, 0, NULL, NULL, 0);
+        return;
+    }
+    if (!gc->builtin && gc->gm->m->client_stream) {
         if (gc->token) nc_server__stream_end(gc->g->srv, gc->token, 0);
         return;
     }
     if (gc->nreq != 1) {
         nc_grpc_call_finish(call, 12, "no request message for a method without a request stream", NULL, 0);
+        return;
+    }
+    if (gc->builtin) {
+        nc_grpc_builtin_request(&gc->g->builtin, call, gc->builtin, gc->req.data ? gc->req.data : "",
+                                gc->req.len);
+        nc_buf_free(&gc->req);
         return;
     }
     nc_buf text = NC_BUF_INIT;
@@ -286,6 +324,7 @@ void nc_grpc_on_half_close(nc_grpc_call *call) {
 
 void nc_grpc_on_cancel(nc_grpc_call *call) {
     gcall *gc = call->user;
+    if (gc && gc->builtin == NC_GB_WATCH) nc_grpc_builtin_forget(&gc->g->builtin, call);
     if (gc && gc->dispatched) nc_server__peer_gone(gc->g->srv, call);
 }
 

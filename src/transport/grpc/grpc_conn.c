@@ -6,6 +6,7 @@
 #include "core/errors.h"
 #include "nestc/error.h"
 #include "transport/grpc/grpc_conn.h"
+#include "transport/grpc/grpc_gzip.h"
 
 /* ---- header pairs ----------------------------------------------------------------------------------- */
 
@@ -65,7 +66,16 @@ static void flush(nc_grpc_conn *c) {
         if (nc_stream_write(&c->st, d, (size_t)n)) break;
     }
     c->in_recv = 0;
-    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
+    /* what nghttp2 answers by itself (PING and SETTINGS ACKs) piles up too when the client does not read:
+     * the same bound as for responses (a client flooding PINGs and reading nothing) */
+    if (c->max_send && (long long)nc_stream_unsent(&c->st) > c->max_send) {
+        nc_logf(c->log, NC_LOG_WARN, "Server",
+                "gRPC connection %s: closed, the client does not read (more than %lld bytes unsent)", c->peer,
+                c->max_send);
+        nc_grpc_conn_close(c, NC_ETOOBIG, "the client does not read");
+        return;
+    }
+    if (c->goaway_close || (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))) {
         c->ended = 1;
         nc_stream_end(&c->st);
     }
@@ -151,6 +161,7 @@ static void call_detach(nc_grpc_call *call) {
     if (call->next) call->next->prev = call->prev;
     call->prev = call->next = NULL;
     call->closed = 1;
+    if (c && !c->calls) c->idle_since = uv_now(c->st.io->loop); /* maxConnectionIdleMs counts from here */
     deadline_stop(call);
     /* nghttp2 must not hand this call to a later callback (the connection may end inside mem_recv) */
     if (c && c->h2) nghttp2_session_set_stream_user_data(c->h2, call->id, NULL);
@@ -213,6 +224,10 @@ static int submit_response(nc_grpc_call *call, int with_data, const nc_buf *extr
     nc_header x;
     h[n++] = NV_LIT(":status", "200");
     h[n++] = NV_LIT("content-type", "application/grpc+proto");
+    /* what requests may use, as grpc-js announces it; and what the responses use */
+    h[n++] = NV_LIT("grpc-accept-encoding", "identity,deflate,gzip");
+    if (with_data && call->enc_out == NC_GRPC_GZIP) h[n++] = NV_LIT("grpc-encoding", "gzip");
+    if (with_data && call->enc_out == NC_GRPC_DEFLATE) h[n++] = NV_LIT("grpc-encoding", "deflate");
     while (n < 80 && next_pair(&call->resp_hdr, &off, &x))
         h[n++] = nv(x.name, x.name_len, x.value, x.value_len);
     off = 0;
@@ -225,18 +240,31 @@ static int submit_response(nc_grpc_call *call, int with_data, const nc_buf *extr
 
 int nc_grpc_call_send(nc_grpc_call *call, const void *msg, size_t len) {
     if (!nc_grpc_call_live(call)) return NC_ECONNCLOSED;
-    uint8_t pre[5];
-    if (nc_grpc_prefix(pre, 0, len)) return NC_ETOOBIG;
     nc_grpc_conn *c = call->conn;
+    nc_buf z = NC_BUF_INIT;
+    if (!call->started) call->enc_out = call->accept_enc & (1u << c->compress) ? c->compress : 0;
+    if (call->enc_out) { /* the Compressed-Flag set, the bytes in the response's grpc-encoding */
+        if (nc_grpc_compress(c->deflater, call->enc_out, msg, len, &z)) return NC_ENOMEM;
+        msg = z.data;
+        len = z.len;
+    }
+    uint8_t pre[5];
+    if (nc_grpc_prefix(pre, call->enc_out != 0, len)) {
+        nc_buf_free(&z);
+        return NC_ETOOBIG;
+    }
     if (c->max_send && (long long)(c->queued + 5 + len + nc_stream_unsent(&c->st)) > c->max_send) {
         nc_logf(c->log, NC_LOG_WARN, "Server",
                 "gRPC connection %s: closed, the client does not read its responses "
                 "(more than %lld bytes unsent)",
                 c->peer, c->max_send);
         nc_grpc_conn_close(c, NC_ETOOBIG, "the client does not read its responses");
+        nc_buf_free(&z);
         return NC_ECONNCLOSED;
     }
-    if (nc_buf_append(&call->out, pre, 5) || nc_buf_append(&call->out, msg, len)) return NC_ENOMEM;
+    int ar = nc_buf_append(&call->out, pre, 5) || nc_buf_append(&call->out, msg, len);
+    nc_buf_free(&z);
+    if (ar) return NC_ENOMEM;
     c->queued += 5 + len;
     int r = 0;
     if (!call->started) {
@@ -330,6 +358,16 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t 
     } else if (nl == 12 && !memcmp(n, "grpc-timeout", 12)) {
         int64_t ms;
         if (!nc_grpc_timeout_parse(v, vl, &ms)) call->timeout_ms = ms;
+    } else if (nl == 20 && !memcmp(n, "grpc-accept-encoding", 20)) {
+        /* a comma-separated list of tokens */
+        for (size_t i = 0; i < vl;) {
+            while (i < vl && (v[i] == ',' || v[i] == ' ')) i++;
+            size_t e = i;
+            while (e < vl && v[e] != ',' && v[e] != ' ') e++;
+            if (e - i == 4 && !memcmp(v + i, "gzip", 4)) call->accept_enc |= 1u << NC_GRPC_GZIP;
+            if (e - i == 7 && !memcmp(v + i, "deflate", 7)) call->accept_enc |= 1u << NC_GRPC_DEFLATE;
+            i = e;
+        }
     } else if (nl == 13 && !memcmp(n, "grpc-encoding", 13)) {
         free(call->encoding);
         call->encoding = strndup(v, vl);
@@ -364,8 +402,12 @@ static void read_messages(nc_grpc_call *call) {
     }
     if (call->finished) return;
     if (r == NC_ETOOBIG) {
+        /* grpc-js's words: the size the prefix announced, then the limit (the prefix is at the reader's
+         * offset: it stopped there) */
+        const uint8_t *h = (const uint8_t *)call->rd.buf.data + call->rd.off;
+        uint32_t len = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
         char why[96];
-        snprintf(why, sizeof why, "Received message larger than max (limit %u bytes)",
+        snprintf(why, sizeof why, "Received message larger than max (%u vs %u)", (unsigned)len,
                  (unsigned)c->max_message);
         nc_grpc_call_finish(call, 8, why, NULL, 0); /* RESOURCE_EXHAUSTED, as grpc-js */
     } else if (r < 0) {
@@ -411,12 +453,45 @@ static void frame_for_call(nc_grpc_conn *c, nc_grpc_call *call, const nghttp2_fr
 }
 
 static void stall_stop(nc_grpc_conn *c);
+static void ka_acked(nc_grpc_conn *c);
+
+/* A client PING, policed as grpc-core servers do (http2MinPingIntervalWithoutDataMs, http2MaxPingStrikes):
+ * one sooner than the minimum after the previous one, with nothing sent in between, is a strike; without
+ * calls the minimum is two hours unless keepalivePermitWithoutCalls. Past the strikes allowed: GOAWAY
+ * ENHANCE_YOUR_CALM with "too_many_pings" (what grpc-js clients read to back their keepalive off). */
+static void client_ping(nc_grpc_conn *c) {
+    if (c->ka.min_ping_ms <= 0) return;
+    uint64_t now = uv_now(c->st.io->loop);
+    uint64_t min = !c->calls && !c->ka.permit_without_calls ? 7200000u : (uint64_t)c->ka.min_ping_ms;
+    if (c->have_ping && now - c->last_ping_recv < min && ++c->strikes > c->ka.max_strikes &&
+        !c->goaway_close) {
+        nc_logf(c->log, NC_LOG_DEBUG, "Server", "gRPC connection %s: too many pings, GOAWAY", c->peer);
+        nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2),
+                              NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)"too_many_pings", 14);
+        c->goaway_close = 1;
+    }
+    c->have_ping = 1;
+    c->last_ping_recv = now;
+}
+
+static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
+    nc_grpc_conn *c = user;
+    if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) c->have_ping = 0, c->strikes = 0;
+    return 0;
+}
 
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
     nc_grpc_conn *c = user;
     if (!c->got_frame) {
         c->got_frame = 1;
         stall_stop(c);
+    }
+    if (f->hd.type == NGHTTP2_PING) {
+        if (f->hd.flags & NGHTTP2_FLAG_ACK)
+            ka_acked(c);
+        else
+            client_ping(c);
+        return 0;
     }
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
     nc_grpc_call *call = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
@@ -458,7 +533,10 @@ static void st_open(nc_stream *s, int err, const char *msg) {
 }
 
 static void st_data(nc_stream *s, const char *data, size_t len) {
-    nc_grpc_conn *c = s->data;
+    nc_grpc_conn_feed(s->data, data, len);
+}
+
+void nc_grpc_conn_feed(nc_grpc_conn *c, const char *data, size_t len) {
     if (c->ended || !c->h2) return;
     c->refs++;
     c->in_recv = 1;
@@ -481,10 +559,13 @@ static void st_data(nc_stream *s, const char *data, size_t len) {
     conn_unref(c);
 }
 
+static void timers_stop(nc_grpc_conn *c);
+
 static void st_end(nc_stream *s, int err, const char *msg) {
     nc_grpc_conn *c = s->data;
     c->ended = 1;
     stall_stop(c);
+    timers_stop(c);
     c->refs++;
     /* every call still open is cancelled: its stream can carry nothing more */
     while (c->calls) call_detach(c->calls);
@@ -526,6 +607,7 @@ nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message,
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     int r = nghttp2_session_server_new(&c->h2, cb, c);
     nghttp2_session_callbacks_del(cb);
     if (r || nc_stream_init(&c->st, io, &stream_cbs, ssl, 1, NULL)) {
@@ -559,6 +641,76 @@ static void stall_fire(uv_timer_t *t) {
     }
 }
 
+/* ---- keepalive and idle timers ------------------------------------------------------------------------- */
+
+static void timer_closed(uv_handle_t *h) {
+    conn_unref(h->data); /* the timer's reference */
+}
+
+static void timer_arm(nc_grpc_conn *c, uv_timer_t *t, int *open, uv_timer_cb cb, uint64_t ms) {
+    if (c->ended) return;
+    if (!*open) {
+        if (uv_timer_init(c->st.io->loop, t)) return;
+        t->data = c;
+        *open = 1;
+        c->refs++; /* until the timer's handle is closed */
+    }
+    uv_timer_start(t, cb, ms, 0);
+}
+
+static void timer_close(uv_timer_t *t, int *open) {
+    if (!*open) return;
+    *open = 0;
+    uv_close((uv_handle_t *)t, timer_closed);
+}
+
+static void timers_stop(nc_grpc_conn *c) {
+    timer_close(&c->ka_timer, &c->ka_open);
+    timer_close(&c->idle_timer, &c->idle_open);
+}
+
+/* keepaliveTimeMs passed: a PING, then keepaliveTimeoutMs for its ACK; none and the connection is closed
+ * (grpc-js destroys the session then: no GOAWAY). */
+static void ka_fire(uv_timer_t *t) {
+    nc_grpc_conn *c = t->data;
+    if (c->ended) return;
+    if (c->ping_out) {
+        nc_logf(c->log, NC_LOG_DEBUG, "Server", "gRPC connection %s: keepalive PING not acknowledged, closed",
+                c->peer);
+        nc_grpc_conn_close(c, NC_ETIMEDOUT, "keepalive ping not acknowledged");
+        return;
+    }
+    if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL)) {
+        nc_grpc_conn_close(c, NC_ENOMEM, "cannot send a keepalive ping");
+        return;
+    }
+    c->ping_out = 1;
+    timer_arm(c, &c->ka_timer, &c->ka_open, ka_fire, (uint64_t)c->ka.timeout_ms);
+    flush(c);
+}
+
+static void ka_acked(nc_grpc_conn *c) {
+    if (!c->ping_out) return; /* an ACK of no PING of ours: nghttp2 checks nothing here, nor do we */
+    c->ping_out = 0;
+    timer_arm(c, &c->ka_timer, &c->ka_open, ka_fire, (uint64_t)c->ka.time_ms);
+}
+
+/* maxConnectionIdleMs: no call since idle_ms, the connection is drained (GOAWAY NO_ERROR), as grpc-js's
+ * closeSession; with calls the check comes back later. */
+static void idle_fire(uv_timer_t *t) {
+    nc_grpc_conn *c = t->data;
+    if (c->ended || c->draining) return;
+    uint64_t now = uv_now(c->st.io->loop), idle = (uint64_t)c->ka.idle_ms;
+    if (c->calls || now - c->idle_since < idle) {
+        timer_arm(c, &c->idle_timer, &c->idle_open, idle_fire,
+                  c->calls ? idle : idle - (now - c->idle_since));
+        return;
+    }
+    nc_logf(c->log, NC_LOG_DEBUG, "Server", "gRPC connection %s: idle for %d ms, GOAWAY", c->peer,
+            c->ka.idle_ms);
+    nc_grpc_conn_drain(c);
+}
+
 int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener, int first_frame_ms) {
     int r = nc_stream_accept(&c->st, listener);
     if (r) return r;
@@ -569,6 +721,10 @@ int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener, int first_frame_
         uv_timer_start(&c->stall, stall_fire, (uint64_t)first_frame_ms, 0);
     }
     nc_stream_peer(&c->st, c->peer, sizeof c->peer);
+    c->idle_since = uv_now(listener->loop);
+    if (c->ka.time_ms > 0 && c->ka.timeout_ms > 0)
+        timer_arm(c, &c->ka_timer, &c->ka_open, ka_fire, (uint64_t)c->ka.time_ms);
+    if (c->ka.idle_ms > 0) timer_arm(c, &c->idle_timer, &c->idle_open, idle_fire, (uint64_t)c->ka.idle_ms);
     /* the server preface: our SETTINGS (nghttp2 answers the client's and runs flow control itself) */
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1000}};
     if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 1)) return NC_ENOMEM;

@@ -18,6 +18,20 @@
 typedef struct nc_grpc_conn nc_grpc_conn;
 typedef struct nc_grpc_call nc_grpc_call;
 
+/* Keepalive and idle rules of a connection (NestJS's keepalive options and grpc.max_connection_idle_ms).
+ * Every 0 turns its rule off. */
+typedef struct nc_grpc_keepalive {
+    int time_ms;              /* keepaliveTimeMs: a PING after this long (from the last ACK) */
+    int timeout_ms;           /* keepaliveTimeoutMs: no ACK within it and the connection is closed */
+    int permit_without_calls; /* keepalivePermitWithoutCalls: client PINGs without calls are policed by
+                                 min_ping_ms, not by two hours */
+    int min_ping_ms;          /* http2MinPingIntervalWithoutDataMs: client PINGs sooner than this (with no
+                                 response HEADERS or DATA sent since) are strikes */
+    int max_strikes;          /* http2MaxPingStrikes: more strikes and GOAWAY ENHANCE_YOUR_CALM
+                                 "too_many_pings", then the connection ends */
+    int idle_ms;              /* maxConnectionIdleMs: no call for this long and GOAWAY NO_ERROR */
+} nc_grpc_keepalive;
+
 /* One call. Its memory lives while referenced: by its HTTP/2 stream until the stream closes, and by the
  * owner (the core holds it as a request's reply sink) through nc_grpc_call_retain/release. */
 struct nc_grpc_call {
@@ -28,10 +42,12 @@ struct nc_grpc_call {
     nc_buf path;
     nc_buf hdr; /* the request metadata: [u32 name len][name][u32 value len][value]... */
     size_t nhdr;
-    size_t meta_bytes;  /* request header bytes seen, against max_metadata */
-    int bad_request;    /* not a gRPC request (method, content type): answered at the end of headers */
-    int64_t timeout_ms; /* grpc-timeout, -1 = none */
-    char *encoding;     /* grpc-encoding, NULL = identity */
+    size_t meta_bytes;   /* request header bytes seen, against max_metadata */
+    int bad_request;     /* not a gRPC request (method, content type): answered at the end of headers */
+    int64_t timeout_ms;  /* grpc-timeout, -1 = none */
+    char *encoding;      /* grpc-encoding, NULL = identity */
+    unsigned accept_enc; /* 1 << algorithm for each one grpc-accept-encoding lists (grpc_gzip.h numbers) */
+    int enc_out;         /* the responses' algorithm, 0 = identity (decided with the response headers) */
     nc_grpc_reader rd;
     int half_closed; /* the client ended its side */
     int finished;    /* the status was submitted: nothing more is sent */
@@ -76,8 +92,21 @@ struct nc_grpc_conn {
     uint32_t max_message;
     uint32_t max_metadata; /* bytes of request metadata (names + values) per call */
     long long max_send;    /* response bytes queued and unsent before the connection is closed; 0 = off */
-    uint64_t queued;       /* response bytes in the calls' buffers, not yet taken by nghttp2 */
-    uv_timer_t stall;      /* until the client's first frame (see nc_grpc_conn_accept) */
+    int compress;          /* the algorithm for responses to clients that accept it, 0 = identity
+                              (defaultCompressionAlgorithm) */
+    struct nc_grpc_deflater **deflater; /* the owner's, shared by its connections (one loop); NULL: none */
+    nc_grpc_keepalive ka;               /* set before nc_grpc_conn_accept */
+    uv_timer_t ka_timer;                /* the next keepalive PING, or the wait for its ACK */
+    uv_timer_t idle_timer;              /* maxConnectionIdleMs */
+    int ka_open, idle_open;
+    int ping_out;            /* a keepalive PING waits for its ACK */
+    int have_ping;           /* a client PING was received since the last response HEADERS or DATA */
+    uint64_t last_ping_recv; /* when (loop time) */
+    int strikes;
+    uint64_t idle_since; /* when the last call ended (loop time) */
+    int goaway_close;    /* a GOAWAY of ours ends the connection once written */
+    uint64_t queued;     /* response bytes in the calls' buffers, not yet taken by nghttp2 */
+    uv_timer_t stall;    /* until the client's first frame (see nc_grpc_conn_accept) */
     int stall_open, got_frame;
     void *owner;
     int ended, draining;
@@ -97,6 +126,10 @@ nc_grpc_conn *nc_grpc_conn_new(nc_ioctx *io, SSL_CTX *ssl, uint32_t max_message,
  * connection that never speaks does not stay forever. Returns 0 or an error (the caller closes the
  * connection). */
 int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener, int first_frame_ms);
+/* Bytes read from the client, as the stream hands them over: nghttp2 reads them, the calls' callbacks
+ * run, and what nghttp2 answers is written to the stream. Public for the fuzzer, which feeds a connection
+ * that never accepted a socket. */
+void nc_grpc_conn_feed(nc_grpc_conn *c, const char *data, size_t len);
 /* Closes now (pending writes dropped); on_end then on_free follow. */
 void nc_grpc_conn_close(nc_grpc_conn *c, int err, const char *why);
 /* Graceful end: GOAWAY, then the connection ends after its last queued byte. */

@@ -8,6 +8,7 @@
 static const char *const longs_choices[] = {"String", "Number", NULL};
 static const char *const enums_choices[] = {"Number", "String", NULL};
 static const char *const bytes_choices[] = {"String", "Array", NULL};
+static const char *const compression_choices[] = {"identity", "deflate", "gzip", NULL};
 
 /* the .proto and loader options are the client's too (grpc_client.c) */
 #define PROTO_LEVELS (NC_OPT_SERVER | NC_OPT_CLIENT)
@@ -73,6 +74,81 @@ const nc_option_spec nc_grpc_options[] = {
      .def = "8192",
      .min = 1,
      .max = 2147483647},
+    {.name = "maxSendMessageLength",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "largest response message in bytes, -1 for no limit (larger: the call ends with status 8 "
+             "RESOURCE_EXHAUSTED)",
+     .def = "-1",
+     .min = -1,
+     .max = 2147483647},
+    {.name = "defaultCompressionAlgorithm",
+     .type = NC_OPT_ENUM,
+     .levels = NC_OPT_SERVER,
+     .help = "compress responses with gzip or deflate for clients that accept it (channelOptions "
+             "grpc.default_compression_algorithm); default identity: uncompressed",
+     .def = "identity",
+     .choices = compression_choices},
+    /* NestJS's keepalive object, flattened; maxConnectionIdleMs is channelOptions grpc.max_connection_idle_ms
+     */
+    {.name = "keepaliveTimeMs",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "send a PING after this many ms (from the last ACK); 0: never (keepalive.keepaliveTimeMs)",
+     .def = "0",
+     .min = 0,
+     .max = 2147483647},
+    {.name = "keepaliveTimeoutMs",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "close the connection when a PING is not acknowledged within this many ms "
+             "(keepalive.keepaliveTimeoutMs)",
+     .def = "20000",
+     .min = 1,
+     .max = 2147483647},
+    {.name = "keepalivePermitWithoutCalls",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER,
+     .help = "client PINGs on a connection without calls are policed by http2MinPingIntervalWithoutDataMs "
+             "rather than two hours (keepalive.keepalivePermitWithoutCalls)",
+     .def = "false"},
+    {.name = "http2MinPingIntervalWithoutDataMs",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "client PINGs sooner than this after the previous one, with nothing sent since, are strikes; 0: "
+             "not policed, as grpc-js (keepalive.http2MinPingIntervalWithoutDataMs)",
+     .def = "0",
+     .min = 0,
+     .max = 2147483647},
+    {.name = "http2MaxPingStrikes",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help =
+         "strikes allowed before GOAWAY ENHANCE_YOUR_CALM \"too_many_pings\" (keepalive.http2MaxPingStrikes)",
+     .def = "2",
+     .min = 0,
+     .max = 2147483647},
+    {.name = "maxConnectionIdleMs",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "a connection without calls for this many ms gets GOAWAY and ends; 0: never "
+             "(grpc.max_connection_idle_ms)",
+     .def = "0",
+     .min = 0,
+     .max = 2147483647},
+    /* beyond NestJS: the standard health and reflection services, built in */
+    {.name = "healthCheck",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER,
+     .help = "serve grpc.health.v1.Health (Check, Watch, List): SERVING while serving, NOT_SERVING when "
+             "shutting down",
+     .def = "true"},
+    {.name = "reflection",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER,
+     .help = "serve gRPC server reflection (grpc.reflection.v1 and v1alpha): the services and their .proto "
+             "descriptors",
+     .def = "true"},
     {.name = NULL},
 };
 

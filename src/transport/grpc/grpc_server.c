@@ -15,6 +15,7 @@
 #include "nestc/error.h"
 #include "transport/grpc/grpc.h"
 #include "transport/grpc/grpc_conn.h"
+#include "transport/grpc/grpc_gzip.h"
 #include "transport/grpc/grpc_methods.h"
 #include "transport/grpc/grpc_server.h"
 
@@ -66,6 +67,9 @@ static void on_connection(uv_stream_t *l, int status) {
         return;
     }
     c->max_send = nc_server__cfg(g->srv)->max_send_buffer_size; /* maxSendBufferSize, as on TCP */
+    c->compress = g->compress;
+    c->deflater = &g->deflater;
+    c->ka = g->ka;
     c->next = g->conns;
     if (g->conns) g->conns->prev = c;
     g->conns = c;
@@ -102,6 +106,17 @@ static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
     g->port = url->port >= 0 ? url->port : 5000; /* NestJS's default url, localhost:5000 */
     g->max_message = (uint32_t)nc_opts_int(o, "maxReceiveMessageLength");
     g->max_metadata = (uint32_t)nc_opts_int(o, "maxMetadataSize");
+    g->max_send_message = nc_opts_int(o, "maxSendMessageLength");
+    const char *alg = nc_opts_str(o, "defaultCompressionAlgorithm");
+    g->compress = !strcmp(alg, "gzip")      ? NC_GRPC_GZIP
+                  : !strcmp(alg, "deflate") ? NC_GRPC_DEFLATE
+                                            : NC_GRPC_IDENTITY;
+    g->ka = (nc_grpc_keepalive){.time_ms = (int)nc_opts_int(o, "keepaliveTimeMs"),
+                                .timeout_ms = (int)nc_opts_int(o, "keepaliveTimeoutMs"),
+                                .permit_without_calls = nc_opts_bool(o, "keepalivePermitWithoutCalls"),
+                                .min_ping_ms = (int)nc_opts_int(o, "http2MinPingIntervalWithoutDataMs"),
+                                .max_strikes = (int)nc_opts_int(o, "http2MaxPingStrikes"),
+                                .idle_ms = (int)nc_opts_int(o, "maxConnectionIdleMs")};
     nc_grpc_json_opts(o, &g->jo);
     int r = nc_grpc_methods_load(&g->methods, nc_opts_str(o, "protoPath"), nc_opts_str(o, "package"),
                                  nc_opts_str(o, "includeDirs"), why, sizeof why);
@@ -110,9 +125,18 @@ static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
         free(g);
         return nc_fail(nc_server__log(srv), "Server", r, "%s", why);
     }
+    r = nc_grpc_builtin_init(&g->builtin, &g->methods, nc_opts_bool(o, "healthCheck"),
+                             nc_opts_bool(o, "reflection"), why, sizeof why);
+    if (r) {
+        nc_grpc_methods_free(&g->methods);
+        free(g->host);
+        free(g);
+        return nc_fail(nc_server__log(srv), "Server", r, "%s", why);
+    }
     if (cfg->has_tls) {
         r = nc_tls_ctx_new(&g->ssl, &cfg->tls, 1, why, sizeof why);
         if (r) {
+            nc_grpc_builtin_free(&g->builtin);
             nc_grpc_methods_free(&g->methods);
             free(g->host);
             free(g);
@@ -148,6 +172,7 @@ static void listener_closed(uv_handle_t *h) {
 
 static void grpc_stop_accepting(void *state) {
     nc_grpc_server *g = state;
+    nc_grpc_builtin_not_serving(&g->builtin); /* health: NOT_SERVING from the start of a shutdown */
     if (g->listener_open && !uv_is_closing((uv_handle_t *)&g->listener))
         uv_close((uv_handle_t *)&g->listener, listener_closed);
 }
@@ -156,6 +181,7 @@ static void grpc_close(void *state) {
     nc_grpc_server *g = state;
     grpc_stop_accepting(g);
     g->closing = 1;
+    nc_grpc_builtin_end_watches(&g->builtin);
     for (nc_grpc_conn *c = g->conns, *next; c; c = next) {
         next = c->next;
         nc_grpc_conn_close(c, NC_ECLOSED, "server closing");
@@ -167,6 +193,7 @@ static void grpc_drain(void *state) {
     nc_grpc_server *g = state;
     grpc_stop_accepting(g);
     g->closing = 1;
+    nc_grpc_builtin_end_watches(&g->builtin); /* the health watches are the only calls left open */
     /* no call is in flight: GOAWAY, then each connection ends after its last byte */
     for (nc_grpc_conn *c = g->conns, *next; c; c = next) {
         next = c->next;
@@ -178,6 +205,8 @@ static void grpc_drain(void *state) {
 static void grpc_destroy(void *state) {
     nc_grpc_server *g = state;
     if (g->ssl) SSL_CTX_free(g->ssl);
+    nc_grpc_deflater_free(g->deflater);
+    nc_grpc_builtin_free(&g->builtin);
     nc_grpc_methods_free(&g->methods);
     nc_map_free(&g->handled);
     free(g->host);

@@ -5,6 +5,7 @@
 
 #include "codec/proto_codec.h"
 #include "core/server_transport.h"
+#include "transport/grpc/grpc_builtin.h"
 #include "transport/grpc/grpc_conn.h"
 #include "transport/grpc/grpc_methods.h"
 #include "util/map.h"
@@ -21,7 +22,12 @@ typedef struct nc_grpc_server {
     nc_grpc_methods methods;
     nc_pb_json_opts jo;
     uint32_t max_message, max_metadata;
-    nc_map handled; /* routes that have a handler (route_added) */
+    long long max_send_message;        /* maxSendMessageLength, -1: none */
+    int compress;                      /* defaultCompressionAlgorithm gzip */
+    struct nc_grpc_deflater *deflater; /* for every connection's gzip responses (created on first use) */
+    nc_grpc_keepalive ka;              /* each connection's */
+    nc_map handled;                    /* routes that have a handler (route_added) */
+    nc_grpc_builtin builtin;           /* health and reflection */
 } nc_grpc_server;
 
 /* The call side of nc_grpc_conn_cbs (grpc_calls.c): a call's headers, messages, half-close and end
