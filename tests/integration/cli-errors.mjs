@@ -94,3 +94,26 @@ test('--insecure: a tls:// server not signed by a trusted CA, warned about once'
     await tls.stop();
   }
 });
+
+test('emit --timeout: an event the peer never reads fails at the timeout (exit 2)', async () => {
+  // a peer that accepts and never reads: the socket buffers fill and the rest of the event stays unsent
+  const deaf = net.createServer((s) => s.pause());
+  deaf.listen(0, '127.0.0.1');
+  await once(deaf, 'listening');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nestc-emit-'));
+  const file = path.join(dir, 'big.json');
+  fs.writeFileSync(file, JSON.stringify('e'.repeat(32 << 20)));
+  try {
+    const r = await nestc(['emit', `tcp://127.0.0.1:${deaf.address().port}`, 'big', `@${file}`, '--timeout', '300'], {
+      limitMs: 20000,
+    });
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /not accepted by the transport within 300 ms/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    deaf.close();
+  }
+});
