@@ -117,3 +117,40 @@ test('emit --timeout: an event the peer never reads fails at the timeout (exit 2
     deaf.close();
   }
 });
+
+// the server's stderr once it holds `re` (polled: the line comes on its own stream, in no set order with stdout)
+async function stderrMatch(s, re) {
+  const end = Date.now() + scaled(5000);
+  while (!re.test(s.stderr()) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  return s.stderr();
+}
+
+test('nestc conformance logs a start-up line: what is served where (text and JSON lines)', async () => {
+  const line = new RegExp(
+    `\\[nestc\\] INFO \\[Server\\] listening on tcp://127\\.0\\.0\\.1:${srv.port} \\(transport tcp, \\d+ routes, 1 worker\\)`,
+  );
+  assert.match(await stderrMatch(srv, line), line);
+  process.env.NESTC_LOG_FORMAT = 'json';
+  let j;
+  try {
+    j = await startNestc(['--workers', '2']);
+  } finally {
+    delete process.env.NESTC_LOG_FORMAT;
+  }
+  try {
+    const text = await stderrMatch(j, /listening on/);
+    const rec = text
+      .split('\n')
+      .filter((l) => l.startsWith('{')) // the CLI's own words ("nestc conformance: ...") are not the library's
+      .map((l) => JSON.parse(l))
+      .find((r) => /listening on/.test(r.message));
+    assert.ok(rec, text);
+    assert.equal(rec.level, 'INFO');
+    assert.equal(rec.component, 'Server');
+    assert.equal(rec.worker, 0);
+    assert.match(rec.message, new RegExp(`^listening on tcp://127\\.0\\.0\\.1:${j.port} \\(transport tcp, \\d+ routes, 2 workers\\)$`));
+    assert.match(rec.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  } finally {
+    await j.stop();
+  }
+});
