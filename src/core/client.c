@@ -171,7 +171,9 @@ static int deadline_add(nc_client *c, ccall *k, int tmo) {
      * the library's own loop runs (nc_client_run, nc_server_run, the blocking helpers) and inside this
      * client's callbacks (a call made from on_done: the pipelined hot path) the clock is the iteration's,
      * and the clock read (a system call on some hosts, ~100 ns) is spared. */
-    if (!c->in_cb && !nc_loop_running_here(c->io.loop)) uv_update_time(c->io.loop);
+    /* A big call (its encoding took far longer than the read) always reads it: a callback that makes
+     * many of them would otherwise date the last ones from before the first was encoded. */
+    if (k->body.len >= 16384 || (!c->in_cb && !nc_loop_running_here(c->io.loop))) uv_update_time(c->io.loop);
     int i = 0;
     while (i < c->ntlists && c->tlists[i].tmo != tmo) i++;
     if (i == c->ntlists) {
