@@ -59,7 +59,8 @@ int nc_log_format_parse(const char *s);
 const char *nc_log_traceparent_id(const char *tp, size_t len);
 
 /* ---- rate limiting (docs/logging.md "Repeated records") ------------------------------------------------
- * Records of INFO and up are limited per component and message template: the first NC_LOG_BURST pass, then
+ * Records of INFO and up are limited per component and message template (the text with its numbers
+ * folded): the first NC_LOG_BURST pass, then
  * one after 1 s, 2 s, 4 s ... (at most one a minute), each saying how many were dropped since the last
  * one shown; a template quiet for NC_LOG_QUIET_MS starts afresh. DEBUG records are never limited. */
 #define NC_LOG_BURST 5

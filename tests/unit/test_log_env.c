@@ -392,7 +392,7 @@ static void rate_limit_broker_down(void **st) {
     nc_log__set_clock(NULL);
 }
 
-/* The template of a bare "%s": the text with its numbers folded; DEBUG is never limited. */
+/* The template is the text with its numbers folded; DEBUG is never limited. */
 static void rate_limit_templates(void **st) {
     (void)st;
     nc_logger lg;
@@ -406,6 +406,11 @@ static void rate_limit_templates(void **st) {
         nc_logf(&lg, NC_LOG_WARN, "Server", "%s", m);
     }
     assert_int_equal(shown, NC_LOG_BURST);
+    shown = 0;
+    for (int i = 0; i < 20; i++) /* one format, two subjects: two templates */
+        nc_logf(&lg, NC_LOG_ERROR, "Server", "Redis %s connection to %s:%d lost", i % 2 ? "pub" : "sub",
+                "127.0.0.1", 6379);
+    assert_int_equal(shown, 2 * NC_LOG_BURST);
     shown = 0;
     for (int i = 0; i < 20; i++) nc_logf(&lg, NC_LOG_DEBUG, "Server", "%s", "chatty");
     assert_int_equal(shown, 20);
