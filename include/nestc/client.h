@@ -260,7 +260,8 @@ NC_API int nc_client_send_sync(nc_client *cli, const char *pattern, const json_t
                                const nc_call_opts *opts, json_t **reply, json_t **error);
 
 /* Publishes an event (as nc_client_emit) and waits until the transport has taken it (TCP: written to the
- * socket; brokers: handed to the broker connection). Returns 0, or the code on_done would get with
+ * socket; brokers: handed to the broker connection), at most the call's timeout (then NC_ETIMEDOUT, as
+ * nc_client_emit's on_done gets it). Returns 0, or the code on_done would get with
  * *error (may be NULL) a new reference to a JSON string describing it; the same refusals as
  * nc_client_send_sync. */
 NC_API int nc_client_emit_sync(nc_client *cli, const char *pattern, const json_t *data,
