@@ -1105,6 +1105,44 @@ static void test_deadline_after_idle_loop(void **st) {
     fake_stop(&f);
 }
 
+/* The same from inside one of the client's callbacks, where the clock is normally the iteration's: a big
+ * call made after the callback worked a while (here: slept) still dates its deadline from when it was
+ * made. The original case: 16 calls of 1 MB made one after the other, the last ones dated from before the
+ * first was encoded. */
+static call late_big;
+static uint64_t late_made;
+static void on_done_then_big(void *u, int err, json_t *e) {
+    on_done(u, err, e);
+    usleep(450 * 1000); /* the callback is busy: the loop's clock stands still */
+    char *kb = malloc(64 << 10);
+    memset(kb, 'b', 64 << 10);
+    json_t *data = json_stringn(kb, 64 << 10);
+    free(kb);
+    late_big = call_new();
+    late_made = uv_hrtime();
+    assert_int_equal(nc_client_send(cli, "q", data, NULL, on_value, on_done, &late_big), 0);
+    json_decref(data);
+}
+static void test_deadline_big_call_in_callback(void **st) {
+    static fake f;
+    fake_start(&f, F_SILENT, -1);
+    client_start(&(nc_client_opts){.timeout_ms = 600});
+    call first = call_new(); /* its timeout runs on_done_then_big, as a call's on_done */
+    nc_call_opts co = {.timeout_ms = 50};
+    assert_int_equal(nc_client_send(cli, "q", NULL, &co, on_value, on_done_then_big, &first), 0);
+    run_until(&first.done, 1);
+    assert_int_equal(first.err, NC_ETIMEDOUT);
+    run_until(&late_big.done, 1);
+    uint64_t took_ms = (uv_hrtime() - late_made) / 1000000;
+    assert_failed(&late_big, NC_ETIMEDOUT);
+    assert_true(took_ms >= 590);
+    call_free(&first);
+    call_free(&late_big);
+    nc_client_free(cli);
+    cli = NULL;
+    fake_stop(&f);
+}
+
 /* after each test: free what a failed test left behind (passing tests leave nothing) */
 static int test_teardown(void **st) {
     if (cli) nc_client_free(cli);
@@ -1146,6 +1184,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_emit_deadline_unread, test_teardown),
         cmocka_unit_test_teardown(test_free_with_expired_events, test_teardown),
         cmocka_unit_test_teardown(test_deadline_after_idle_loop, test_teardown),
+        cmocka_unit_test_teardown(test_deadline_big_call_in_callback, test_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
