@@ -31,7 +31,9 @@ typedef struct nc_client_opts {
     struct uv_loop_s *loop; /* borrowed; NULL = the client creates and owns its loop */
     const nc_tls_opts *tls; /* copied; tls:// URLs verify against the system store without it */
     const nc_codec *codec;  /* copied */
-    int timeout_ms;         /* default per-request timeout: 0 = 5000 ms, NC_LIMIT_OFF = none */
+    /* default per-call timeout of requests (until the reply stream ends) and events (until the transport
+     * accepted the event, nc_client_emit): 0 = 5000 ms, NC_LIMIT_OFF = none */
+    int timeout_ms;
     /* each connection attempt, TLS and the broker's handshake included: 0 = 5000 ms, also when timeout_ms
      * is NC_LIMIT_OFF; NC_LIMIT_OFF = none (the kernel's SYN retries, about 2 minutes, end it). The
      * request timeout still bounds a request waiting for the connection. */
@@ -62,7 +64,7 @@ typedef struct nc_client_opts {
 /* Per-call options; NULL = defaults. */
 typedef struct nc_call_opts {
     size_t struct_size;     /* 0 or sizeof(nc_call_opts) */
-    int timeout_ms;         /* 0 = the client's default, NC_LIMIT_OFF = none */
+    int timeout_ms;         /* requests and events: 0 = the client's default, NC_LIMIT_OFF = none */
     const json_t *metadata; /* borrowed; sent as the packet `metadata` object (NestJS 12) */
     /* borrowed (copied by the call); transport headers, an object of strings: NATS message headers (like
      * a NatsRecord's). Transports without headers ignore them. */
@@ -179,7 +181,12 @@ NC_API const char *nc_call_trailer(const nc_call *call, const char *name, size_t
 NC_API int nc_call_status(const nc_call *call, int *code, const char **msg);
 
 /* Publishes an event (NestJS emit). `on_done` (may be NULL) runs once the transport accepted it (TCP:
- * written to the socket) or failed. */
+ * written to the socket; MQTT QoS 1/2: the broker's acknowledgement; Kafka: the delivery report; AMQP:
+ * the publisher confirm) or failed. The call's timeout (nc_call_opts.timeout_ms, else the client's, 5000
+ * ms by default) bounds that wait: when it passes, on_done gets NC_ETIMEDOUT ("Timeout has occurred: the
+ * event was not accepted by the transport within N ms (url)", or "...: not connected to url within the
+ * event timeout of N ms" when it never left the client). The transport may still deliver the event
+ * later; its late outcome is dropped. */
 NC_API int nc_client_emit(nc_client *cli, const char *pattern, const json_t *data, const nc_call_opts *opts,
                           nc_done_fn on_done, void *user);
 NC_API int nc_client_emit_json(nc_client *cli, const json_t *pattern, const json_t *data,
@@ -253,7 +260,8 @@ NC_API int nc_client_send_sync(nc_client *cli, const char *pattern, const json_t
                                const nc_call_opts *opts, json_t **reply, json_t **error);
 
 /* Publishes an event (as nc_client_emit) and waits until the transport has taken it (TCP: written to the
- * socket; brokers: handed to the broker connection). Returns 0, or the code on_done would get with
+ * socket; brokers: handed to the broker connection), at most the call's timeout (then NC_ETIMEDOUT, as
+ * nc_client_emit's on_done gets it). Returns 0, or the code on_done would get with
  * *error (may be NULL) a new reference to a JSON string describing it; the same refusals as
  * nc_client_send_sync. */
 NC_API int nc_client_emit_sync(nc_client *cli, const char *pattern, const json_t *data,

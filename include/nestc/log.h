@@ -14,7 +14,14 @@
  *   program's (so a deployed program or the CLI can be made verbose, or silent, without a rebuild). An
  *   invalid value is ignored with one warning on stderr.
  * - A sink of the program's own (nc_log_set_default(fn, ...) or the options' `log`) gets records at the
- *   level the program gave with it; NESTC_LOG_LEVEL does not apply: the program's logging decides. */
+ *   level the program gave with it; NESTC_LOG_LEVEL does not apply: the program's logging decides.
+ * - NESTC_LOG_FORMAT=text|json (read with NESTC_LOG_LEVEL): the stderr logger writes each record as one
+ *   JSON object per line instead: {"timestamp", "level", "component", "message", and when known "worker",
+ *   "peer", "request_id", "trace_id", "repeated"}. A sink of the program's own reads those fields with
+ *   nc_log_fields_current.
+ * - Repeated records (the same component and message template, INFO and up) are rate-limited for every
+ *   sink: the first 5 pass, then one after 1 s, 2 s, 4 s ... (at most one a minute), each saying how
+ *   many like it were dropped since the last one shown (docs/logging.md). */
 #ifndef NESTC_LOG_H
 #define NESTC_LOG_H
 
@@ -45,6 +52,22 @@ typedef void (*nc_log_fn)(void *user, nc_log_level level, const char *component,
  * `user`, on the thread that logs (the loop thread; with workers, several). Not thread-safe: call
  * before creating servers/clients. */
 NC_API void nc_log_set_default(nc_log_fn fn, void *user, nc_log_level min_level);
+
+/* The structured fields of the record being logged. Members are NULL (worker: -1, repeated: 0) when not
+ * known; the texts are as received from peers, not escaped. */
+typedef struct nc_log_fields {
+    const char *peer;       /* the peer's address, "ip:port" */
+    const char *request_id; /* the request's id */
+    const char *trace_id;   /* 32 hex digits, from the message's W3C traceparent */
+    int worker;             /* the worker of a multi-worker server (0 = the primary), -1 otherwise */
+    /* records like this one dropped by the rate limit since the last one shown, over repeated_ms */
+    unsigned long repeated;
+    unsigned long repeated_ms;
+} nc_log_fields;
+
+/* The fields of the record a sink is being called with: valid during that call, on its thread; NULL
+ * outside a sink call. */
+NC_API const nc_log_fields *nc_log_fields_current(void);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,10 @@ typedef struct ccall {
     struct nc_hook_rec *hk; /* the hooks' record of this call, NULL when no hook is installed */
     int tmo;                /* the timeout (ms, 0 = none), started again by a resend */
     int retry_due;          /* in its deadline list for a resend (hooks' should_retry), not a timeout */
+    /* An event whose deadline passed while the transport held it: its caller got NC_ETIMEDOUT, and the
+     * call waits (in the client's `expired` list, linked by tprev/tnext) for the transport's accepted or
+     * refused, which then only frees it (transport.h: the core keeps the call until the transport let go). */
+    int expired;
 } ccall;
 
 #define BODY_POOL_MAX 1024 /* a pooled call keeps a body buffer up to this size */
@@ -105,6 +109,7 @@ struct nc_client {
     ccall *qhead, *qtail;
     size_t queued_bytes; /* encoded bytes of the queued calls (capped by max_send_buffer_size) */
     size_t nevents;      /* events not yet accepted */
+    ccall *expired;      /* events past their deadline still held by the transport (ccall.expired) */
     tlist *tlists;
     int ntlists;
     uint64_t timer_at; /* when the deadline timer fires, if active */
@@ -125,6 +130,7 @@ struct nc_client {
     void *error_user;
     const char *last_status;
     int freeing;
+    int in_cb; /* inside this client's on_done/on_value/on_headers (the loop's clock is fresh enough) */
     int open_timers;
     struct nc_hook_table *hooks; /* installed hooks (hooks.c), NULL when none */
 };
@@ -159,6 +165,15 @@ static void arm_at(nc_client *c, uint64_t at) {
 }
 
 static int deadline_add(nc_client *c, ccall *k, int tmo) {
+    /* The loop's clock is read when an iteration starts: a call made outside the loop's callbacks (after
+     * the program did other work, or the loop sat idle between blocking calls, as before each blocking
+     * helper's call) would measure its timeout from a time already past and fire that much early. Inside
+     * the library's own loop runs (nc_client_run, nc_server_run, the blocking helpers) and inside this
+     * client's callbacks (a call made from on_done: the pipelined hot path) the clock is the iteration's,
+     * and the clock read (a system call on some hosts, ~100 ns) is spared. */
+    /* A big call (its encoding took far longer than the read) always reads it: a callback that makes
+     * many of them would otherwise date the last ones from before the first was encoded. */
+    if (k->body.len >= 16384 || (!c->in_cb && !nc_loop_running_here(c->io.loop))) uv_update_time(c->io.loop);
     int i = 0;
     while (i < c->ntlists && c->tlists[i].tmo != tmo) i++;
     if (i == c->ntlists) {
@@ -296,7 +311,11 @@ static void call_done(ccall *k, int err, json_t *error) {
         nc_hooks__call_end(k->hk, err);
         k->hk = NULL;
     }
-    if (k->on_done) k->on_done(k->user, err, error);
+    if (k->on_done) {
+        c->in_cb++;
+        k->on_done(k->user, err, error);
+        c->in_cb--;
+    }
     if (k->hid) nc_handle_free(k->hid); /* the handle was valid until on_done returned */
     call_free(k);
 }
@@ -340,9 +359,22 @@ static void resend_due(nc_client *c, ccall *k) {
 
 /* The request timeout fired: RxJS's words (NestJS's TimeoutError), then which phase it was in. A call
  * still queued never reached the peer: connecting (or waiting to retry it) took the whole time. */
+static void event_expire(nc_client *c, ccall *k, const char *msg);
+
 static void call_timed_out(nc_client *c, ccall *k) {
     char msg[400];
-    if (k->queued)
+    if (!k->id[0] && !k->queued) {
+        snprintf(msg, sizeof msg,
+                 "Timeout has occurred: the event was not accepted by the transport within %d ms (%s)",
+                 k->tmo, c->url.text);
+        event_expire(c, k, msg);
+        return;
+    }
+    if (!k->id[0])
+        snprintf(msg, sizeof msg,
+                 "Timeout has occurred: not connected to %s within the event timeout of %d ms", c->url.text,
+                 k->tmo);
+    else if (k->queued)
         snprintf(msg, sizeof msg,
                  "Timeout has occurred: not connected to %s within the request timeout of %d ms", c->url.text,
                  k->tmo);
@@ -615,7 +647,9 @@ static int is_no_handler(const json_t *err) {
 static void deliver(nc_client *c, ccall *k, json_t *value, json_t *err, int final, const nc_reply_in *r) {
     uint64_t serial = k->serial;
     if (r && keep_meta(k, r) && k->on_headers) {
+        c->in_cb++;
         k->on_headers(k->user, nc_hid_to_ptr(k->hid));
+        c->in_cb--;
         /* on_headers may have cancelled the call or closed the client */
         if (nc_u64map_get(&c->pending, serial) != k) return;
     }
@@ -623,11 +657,17 @@ static void deliver(nc_client *c, ccall *k, json_t *value, json_t *err, int fina
     if (err) {
         call_done(k, is_no_handler(err) ? NC_ENOHANDLER : NC_EREMOTE, err);
     } else if (final) {
-        if (value && k->on_value) k->on_value(k->user, value);
+        if (value && k->on_value) {
+            c->in_cb++;
+            k->on_value(k->user, value);
+            c->in_cb--;
+        }
         /* on_value may have cancelled the call or closed the client, which completes the call */
         if (nc_u64map_get(&c->pending, serial) == k) call_done(k, 0, NULL);
     } else if (k->on_value) {
+        c->in_cb++;
         k->on_value(k->user, value ? value : json_null());
+        c->in_cb--;
     }
 }
 
@@ -726,8 +766,50 @@ int nc_client__on_body(nc_client *c, const char *body, size_t len, char *why, si
 
 /* ---- send / emit -------------------------------------------------------------------------------- */
 
+/* An event's deadline passed while the transport holds it: the caller hears NC_ETIMEDOUT now, as from
+ * call_done, but the call object stays (off every table but `expired`) until the transport's accepted
+ * or refused arrives, so the `arg` it holds never dangles. */
+static void event_expire(nc_client *c, ccall *k, const char *msg) {
+    k->finishing = 1;
+    deadline_remove(c, k);
+    c->nevents--;
+    k->expired = 1;
+    k->tprev = NULL;
+    k->tnext = c->expired;
+    if (c->expired) c->expired->tprev = k;
+    c->expired = k;
+    if (k->hk) {
+        nc_hooks__call_end(k->hk, NC_ETIMEDOUT);
+        k->hk = NULL;
+    }
+    json_t *e = nc_json_string_js(msg, strlen(msg), 1);
+    if (k->on_done) {
+        c->in_cb++;
+        k->on_done(k->user, NC_ETIMEDOUT, e);
+        c->in_cb--;
+    }
+    json_decref(e);
+    if (k->hid) nc_handle_free(k->hid);
+    k->hid = 0;
+}
+
+/* The transport let go of an expired event: its outcome is nobody's any more. */
+static void expired_release(nc_client *c, ccall *k) {
+    if (k->tprev)
+        k->tprev->tnext = k->tnext;
+    else
+        c->expired = k->tnext;
+    if (k->tnext) k->tnext->tprev = k->tprev;
+    k->expired = 0;
+    call_free(k);
+}
+
 static void event_accepted(void *arg, int err) {
     ccall *k = arg;
+    if (k->expired) {
+        expired_release(k->cli, k);
+        return;
+    }
     if (err)
         call_fail(k, err, "the event could not be written");
     else
@@ -735,7 +817,12 @@ static void event_accepted(void *arg, int err) {
 }
 
 static void event_refused(void *arg, int err, const char *msg) {
-    call_fail(arg, err, msg);
+    ccall *k = arg;
+    if (k->expired) {
+        expired_release(k->cli, k);
+        return;
+    }
+    call_fail(k, err, msg);
 }
 
 /* Hands the call's encoded packet to the transport. The call may complete inside (the connection
@@ -977,17 +1064,15 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         *cb->out = nc_hid_to_ptr(k->hid);
         if (k->hk) k->hk->info.call = *cb->out;
     }
-    if (is_event) {
-        c->nevents++;
-    } else {
-        if (nc_u64map_put(&c->pending, k->serial, k)) goto nomem;
-        int tmo = o && o->timeout_ms ? (o->timeout_ms < 0 ? 0 : o->timeout_ms) : c->cfg.timeout_ms;
-        k->tmo = tmo;
-        if (tmo > 0 && deadline_add(c, k, tmo)) {
-            nc_u64map_del(&c->pending, k->serial);
-            goto nomem;
-        }
+    /* requests and events alike: an event's deadline bounds its wait for the transport to accept it */
+    int tmo = o && o->timeout_ms ? (o->timeout_ms < 0 ? 0 : o->timeout_ms) : c->cfg.timeout_ms;
+    k->tmo = tmo;
+    if (!is_event && nc_u64map_put(&c->pending, k->serial, k)) goto nomem;
+    if (tmo > 0 && deadline_add(c, k, tmo)) {
+        if (!is_event) nc_u64map_del(&c->pending, k->serial);
+        goto nomem;
     }
+    if (is_event) c->nevents++;
     if (refused) {
         call_fail(k, refused, NULL); /* on_done runs now, with the hook's code */
         return 0;
@@ -1364,7 +1449,10 @@ void nc_client_free(nc_client *c) {
     uv_close((uv_handle_t *)&c->retry_timer, timer_closed);
     uv_close((uv_handle_t *)&c->deadline_timer, timer_closed);
     nc_ioctx_wait_closed(c->io.loop, &c->open_timers);
+    /* a transport lets go of every event once its handles closed (a stream's pending writes end in its
+     * close callback, which runs in the waits above); one it did not let go is freed with the client */
     nc_ioctx_finish(&c->io);
+    while (c->expired) expired_release(c, c->expired);
     nc_u64map_free(&c->pending);
     free(c->tlists);
     const char *pk;

@@ -26,9 +26,11 @@ static void run_events(nc_server *s, nc_route_entry *e, const nc_msg *m) {
 }
 
 static void log_no_event_handler(nc_server *s, const nc_msg *m) {
-    nc_logf(&s->log, NC_LOG_ERROR, "Server",
-            "There is no matching event handler defined in the remote service. Event pattern: %s",
-            m->pattern_text ? m->pattern_text : "undefined");
+    nc_log_ctx lc = {0};
+    nc_msg__log_trace(m, &lc);
+    nc_logf_ctx(&s->log, NC_LOG_ERROR, "Server", &lc,
+                "There is no matching event handler defined in the remote service. Event pattern: %s",
+                m->pattern_text ? m->pattern_text : "undefined");
 }
 
 /* The hooks see a request (or an event for a message handler) begin: 0 to run its handler, or the

@@ -266,7 +266,9 @@ int nc_reply_json(nc_request *h, const char *json, size_t len) {
         nc_json_free(probe);
     }
     if (bad) {
-        nc_logf(&r->srv->log, NC_LOG_ERROR, "Server", "nc_reply_json: the reply is not JSON text");
+        nc_log_ctx lc;
+        nc_request__log_ctx(r, &lc);
+        nc_logf_ctx(&r->srv->log, NC_LOG_ERROR, "Server", &lc, "nc_reply_json: the reply is not JSON text");
         reply_error(r, NULL);
         return NC_EINVAL;
     }
@@ -352,6 +354,30 @@ void nc_server__apply_ts_replies(nc_server *s) {
         free(t);
         t = next;
     }
+}
+
+/* ---- log fields ---------------------------------------------------------------------------------- */
+
+void nc_msg__log_trace(const nc_msg *m, nc_log_ctx *lc) {
+    size_t len = 0;
+    const char *tp = nc_msg_header(m, "traceparent", &len);
+    if (!tp) {
+        json_t *md = nc_msg_metadata(m);
+        json_t *v = md ? json_object_get(md, "traceparent") : NULL;
+        tp = json_string_value(v);
+        len = tp ? json_string_length(v) : 0;
+    }
+    if ((lc->trace_id = nc_log_traceparent_id(tp, len))) lc->trace_id_len = 32;
+}
+
+void nc_request__log_ctx(const nc_req *r, nc_log_ctx *lc) {
+    memset(lc, 0, sizeof *lc);
+    nc_msg__log_trace(&r->msg, lc);
+    if (!r->id || !r->id_len) return;
+    /* the id's JSON text: a string's quotes are not part of it (escapes inside are kept as sent) */
+    int quoted = r->id_len >= 2 && r->id[0] == '"' && r->id[r->id_len - 1] == '"';
+    lc->request_id = r->id + quoted;
+    lc->request_id_len = r->id_len - 2 * (size_t)quoted;
 }
 
 /* ---- message accessors --------------------------------------------------------------------------- */

@@ -359,12 +359,32 @@ uv_loop_t *nc_server_loop(nc_server *s) {
     return s->io.loop;
 }
 
+/* The start-up line: what is served where (no credentials: the URL's parts, not its text). */
+static void log_started(nc_server *s) {
+    const nc_url *u = &s->url;
+    int port = nc_server_port(s);
+    char where[400];
+    if (port > 0)
+        snprintf(where, sizeof where, "listening on %s://%s:%d", u->scheme,
+                 u->host[0] ? u->host : "localhost", port);
+    else if (u->hosts)
+        snprintf(where, sizeof where, "serving through %s://%s", u->scheme, u->hosts);
+    else if (u->port >= 0)
+        snprintf(where, sizeof where, "serving through %s://%s:%d", u->scheme, u->host, u->port);
+    else
+        snprintf(where, sizeof where, "serving through %s://%s", u->scheme, u->host);
+    int w = s->cfg.workers > 1 ? s->cfg.workers : 1;
+    nc_logf(&s->log, NC_LOG_INFO, "Server", "%s (transport %s, %zu route%s, %d worker%s)", where, u->scheme,
+            s->routes.len, s->routes.len == 1 ? "" : "s", w, w == 1 ? "" : "s");
+}
+
 int nc_server_listen(nc_server *s) {
     if (!s) return nc_set_last_error(NC_EINVAL, "nc_server_listen: server is NULL");
     if (s->closing) return nc_set_last_error(NC_ECLOSED, "the server is closing");
     if (s->listening) return 0;
     unsigned mark = nc_last_error_mark();
-    int r = s->admin ? nc_admin_listen(s->admin) : 0; /* first: nothing to undo when it fails */
+    if (s->cfg.workers > 1 && !s->log.worker) s->log.worker = 1; /* the primary: its lines say worker 0 */
+    int r = s->admin ? nc_admin_listen(s->admin) : 0;            /* first: nothing to undo when it fails */
     if (r) {
         nc_set_last_error_since(mark, r, "cannot listen on the admin address: %s", nc_strerror(r));
         return r;
@@ -388,6 +408,7 @@ int nc_server_listen(nc_server *s) {
         while (nc_map_next(&s->routes, &it, &k, &v)) s->tp->route_added(s->tps, k, route_opts(s, v));
     }
     if (!s->tp->reports_connected) nc_server__status(s, "connected", 0);
+    if (s->log.worker <= 1) log_started(s); /* once per server, not per worker */
     return 0;
 }
 

@@ -220,4 +220,9 @@ void nc_request__free_extras(nc_req *r); /* stream, deadline timer, reply metada
 /* Fills the metadata part of a reply packet (first packet: headers; last: status, trailers). */
 void nc_request__fill_pkt(nc_req *r, nc_reply_pkt *pkt, int last);
 
+/* Log fields (core/log.h): the trace id of a message (a W3C traceparent header or metadata key), and
+ * that plus the request id of a request. */
+void nc_msg__log_trace(const nc_msg *m, nc_log_ctx *lc);
+void nc_request__log_ctx(const nc_req *r, nc_log_ctx *lc);
+
 #endif

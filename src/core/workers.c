@@ -66,6 +66,7 @@ int nc_server__start_workers(nc_server *s) {
         s->workers[s->nworkers++] = w;
         w->close_done = worker_closed;
         w->close_user = s;
+        w->log.worker = s->nworkers + 1; /* its lines say "worker N" (the primary is worker 0) */
         w->cfg.reuseport = 1;
         if ((r = nc_server__copy_handlers(w, s)) || (r = nc_server_listen(w))) break;
         if (uv_thread_create(&s->threads[s->nthreads], worker_main, w)) {

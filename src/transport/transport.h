@@ -166,9 +166,9 @@ typedef struct nc_outbound {
     /* The call's options (level NC_OPT_CALL, validated; parent: the client's set), NULL when none. */
     const nc_optset *opts;
     /* Events only: called once the transport accepted the event (err 0) or failed. The transport may hold
-     * `arg` until then, even across a closing client: the core never ends an event call before this (or
-     * refused) ran — events have no timeout, no handle to cancel them and are not in fail_all's tables — so
-     * a new way to end an event early must first make the core keep the call until the transport let go. */
+     * `arg` until then, even across a closing client, up to the close callbacks of its handles: the core
+     * keeps the call until this (or refused) ran. An event whose timeout passed first has already told its
+     * caller NC_ETIMEDOUT; the callback then only frees the call. */
     void (*accepted)(void *arg, int err);
     void *arg;
     /* Filled by send() when it fails for a reason worth more than the error's name (the call's message). */

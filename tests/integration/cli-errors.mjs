@@ -94,3 +94,63 @@ test('--insecure: a tls:// server not signed by a trusted CA, warned about once'
     await tls.stop();
   }
 });
+
+test('emit --timeout: an event the peer never reads fails at the timeout (exit 2)', async () => {
+  // a peer that accepts and never reads: the socket buffers fill and the rest of the event stays unsent
+  const deaf = net.createServer((s) => s.pause());
+  deaf.listen(0, '127.0.0.1');
+  await once(deaf, 'listening');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nestc-emit-'));
+  const file = path.join(dir, 'big.json');
+  fs.writeFileSync(file, JSON.stringify('e'.repeat(16 << 20))); // more than both ends' socket buffers hold
+  try {
+    const r = await nestc(['emit', `tcp://127.0.0.1:${deaf.address().port}`, 'big', `@${file}`, '--timeout', '300'], {
+      limitMs: 20000,
+    });
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /not accepted by the transport within 300 ms/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    deaf.close();
+  }
+});
+
+// the server's stderr once it holds `re` (polled: the line comes on its own stream, in no set order with stdout)
+async function stderrMatch(s, re) {
+  const end = Date.now() + scaled(5000);
+  while (!re.test(s.stderr()) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  return s.stderr();
+}
+
+test('nestc conformance logs a start-up line: what is served where (text and JSON lines)', async () => {
+  const line = new RegExp(
+    `\\[nestc\\] INFO \\[Server\\] listening on tcp://127\\.0\\.0\\.1:${srv.port} \\(transport tcp, \\d+ routes, 1 worker\\)`,
+  );
+  assert.match(await stderrMatch(srv, line), line);
+  process.env.NESTC_LOG_FORMAT = 'json';
+  let j;
+  try {
+    j = await startNestc(['--workers', '2']);
+  } finally {
+    delete process.env.NESTC_LOG_FORMAT;
+  }
+  try {
+    const text = await stderrMatch(j, /listening on/);
+    const rec = text
+      .split('\n')
+      .filter((l) => l.startsWith('{')) // the CLI's own words ("nestc conformance: ...") are not the library's
+      .map((l) => JSON.parse(l))
+      .find((r) => /listening on/.test(r.message));
+    assert.ok(rec, text);
+    assert.equal(rec.level, 'INFO');
+    assert.equal(rec.component, 'Server');
+    assert.equal(rec.worker, 0);
+    assert.match(rec.message, new RegExp(`^listening on tcp://127\\.0\\.0\\.1:${j.port} \\(transport tcp, \\d+ routes, 2 workers\\)$`));
+    assert.match(rec.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  } finally {
+    await j.stop();
+  }
+});

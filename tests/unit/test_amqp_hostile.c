@@ -21,7 +21,16 @@
 
 #include "loop_fixture.h"
 
-enum { M_GARBAGE, M_SILENT, M_HUGE_FRAME, M_TUNE_SMALL, M_TUNE_ZERO, M_TUNE_HUGE, M_HEARTBEAT_LOSS };
+enum {
+    M_GARBAGE,
+    M_SILENT,
+    M_HUGE_FRAME,
+    M_TUNE_SMALL,
+    M_TUNE_ZERO,
+    M_TUNE_HUGE,
+    M_HEARTBEAT_LOSS,
+    M_NO_CONFIRM /* a working broker that never confirms a publish */
+};
 
 typedef struct fake {
     uv_tcp_t lst;
@@ -282,6 +291,31 @@ static void test_heartbeat_loss(void **st) {
     fake_stop(&f);
 }
 
+/* An event the broker never confirms (publisher confirms on, no Basic.Ack) ends at the call's timeout
+ * with NC_ETIMEDOUT; the client lets go of the publish when freed, and the caller hears of it once. */
+static void test_event_unconfirmed_deadline(void **st) {
+    (void)st;
+    conn_result c = {0}, e = {0};
+    fake f;
+    fake_start(&f, M_NO_CONFIRM);
+    nc_client *cli = fake_client(&f, &c);
+    assert_int_equal(nc_client_connect(cli, on_done, &c), 0);
+    assert_true(run_until_ms(&c.done, 1, 5000));
+    assert_int_equal(c.err, 0);
+    nc_call_opts co = {.timeout_ms = 400 * time_factor()};
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(nc_client_emit(cli, "ev", json_true(), &co, on_done, &e), 0);
+    assert_true(run_until_ms(&e.done, 1, 5000));
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_int_equal(e.err, NC_ETIMEDOUT);
+    assert_non_null(strstr(e.msg, "not accepted by the transport within"));
+    assert_true(ms >= 390u * (unsigned)time_factor());
+    assert_int_equal(nc_client_pending(cli), 0);
+    nc_client_free(cli);
+    assert_int_equal(e.done, 1);
+    fake_stop(&f);
+}
+
 static int setup(void **st) {
     (void)st;
     amqp_loop_begin();
@@ -298,7 +332,7 @@ int main(void) {
         cmocka_unit_test(test_garbage),        cmocka_unit_test(test_silent),
         cmocka_unit_test(test_huge_frame),     cmocka_unit_test(test_tune_small),
         cmocka_unit_test(test_tune_zero),      cmocka_unit_test(test_tune_huge),
-        cmocka_unit_test(test_heartbeat_loss),
+        cmocka_unit_test(test_heartbeat_loss), cmocka_unit_test(test_event_unconfirmed_deadline),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

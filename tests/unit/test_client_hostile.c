@@ -1005,6 +1005,144 @@ static void test_connect_timeout_retried(void **st) {
     fake_stop(&f);
 }
 
+/* ---- 8. events' deadlines --------------------------------------------------------------------------- */
+
+/* N events of 1 MB to a peer that never reads: the socket buffers of both ends fill and the rest waits
+ * in the transport, which never accepts it. */
+enum { EV_N = 16 };
+static call evs[EV_N];
+static void emit_unread_burst(int tmo) {
+    call conn = call_new();
+    assert_int_equal(nc_client_connect(cli, on_done, &conn), 0);
+    run_until(&conn.done, 1);
+    assert_int_equal(conn.err, 0);
+    call_free(&conn);
+    char *mb = malloc(1 << 20);
+    memset(mb, 'e', 1 << 20);
+    json_t *data = json_stringn(mb, 1 << 20);
+    free(mb);
+    nc_call_opts co = {.timeout_ms = tmo};
+    for (int i = 0; i < EV_N; i++) {
+        evs[i] = call_new();
+        assert_int_equal(nc_client_emit(cli, "big", data, &co, on_done, &evs[i]), 0);
+    }
+    json_decref(data);
+}
+
+/* An event the transport does not accept ends at its deadline (the call's timeout) with NC_ETIMEDOUT and
+ * words saying so; the transport's later outcome (here the connection failing) is dropped, once. */
+static void test_emit_deadline_unread(void **st) {
+    static fake f;
+    fake_start(&f, F_NOREAD, -1);
+    client_start(&(nc_client_opts){.max_send_buffer_size = 64 << 20, .timeout_ms = 60000});
+    uv_update_time(&loop);
+    uint64_t t0 = uv_now(&loop);
+    emit_unread_burst(300);
+    run_until_ms(&evs[EV_N - 1].done, 1, 3000); /* the last one cannot have been written */
+    uint64_t took = uv_now(&loop) - t0;
+    assert_failed(&evs[EV_N - 1], NC_ETIMEDOUT);
+    assert_non_null(
+        strstr(json_string_value(evs[EV_N - 1].error), "not accepted by the transport within 300 ms"));
+    assert_true(took >= 290);
+    run_for(50); /* every event is either written or timed out by now */
+    int timed_out = 0;
+    for (int i = 0; i < EV_N; i++) {
+        assert_int_equal(evs[i].done, 1);
+        if (evs[i].err == NC_ETIMEDOUT) timed_out++;
+    }
+    assert_true(timed_out >= EV_N / 2);
+    assert_int_equal(nc_client_pending(cli), 0);
+    fake_stop(&f); /* the transport now lets go of the held events: with an error the callers never see */
+    run_for(100);
+    for (int i = 0; i < EV_N; i++) {
+        assert_int_equal(evs[i].done, 1);
+        call_free(&evs[i]);
+    }
+    nc_client_free(cli);
+    cli = NULL;
+}
+
+/* nc_client_free while the transport still holds events whose callers were already told NC_ETIMEDOUT:
+ * the close hands them back (or gives up on the peer) and they are freed, no callback runs again. */
+static void test_free_with_expired_events(void **st) {
+    static fake f;
+    fake_start(&f, F_NOREAD, -1);
+    client_start(&(nc_client_opts){.max_send_buffer_size = 64 << 20, .timeout_ms = 200});
+    emit_unread_burst(0); /* the client's timeout */
+    run_until_ms(&evs[EV_N - 1].done, 1, 3000);
+    assert_failed(&evs[EV_N - 1], NC_ETIMEDOUT);
+    assert_int_equal(nc_client_pending(cli), 0);
+    nc_client_free(cli);
+    cli = NULL;
+    for (int i = 0; i < EV_N; i++) {
+        assert_int_equal(evs[i].done, 1);
+        call_free(&evs[i]);
+    }
+    fake_stop(&f);
+}
+
+/* A call made after the loop sat idle (the program blocked elsewhere) measures its timeout from when it
+ * was made, not from the loop's last iteration: the loop's clock was that much behind. */
+static void test_deadline_after_idle_loop(void **st) {
+    static fake f;
+    fake_start(&f, F_SILENT, -1);
+    client_start(&(nc_client_opts){.timeout_ms = 600});
+    call conn = call_new();
+    assert_int_equal(nc_client_connect(cli, on_done, &conn), 0);
+    run_until(&conn.done, 1);
+    call_free(&conn);
+    usleep(450 * 1000); /* the program is busy elsewhere: the loop does not run */
+    uint64_t t0 = uv_hrtime();
+    call a = call_new();
+    assert_int_equal(nc_client_send(cli, "q", NULL, NULL, on_value, on_done, &a), 0);
+    run_until(&a.done, 1);
+    uint64_t took_ms = (uv_hrtime() - t0) / 1000000;
+    assert_failed(&a, NC_ETIMEDOUT);
+    assert_true(took_ms >= 590);
+    call_free(&a);
+    nc_client_free(cli);
+    cli = NULL;
+    fake_stop(&f);
+}
+
+/* The same from inside one of the client's callbacks, where the clock is normally the iteration's: a big
+ * call made after the callback worked a while (here: slept) still dates its deadline from when it was
+ * made. The original case: 16 calls of 1 MB made one after the other, the last ones dated from before the
+ * first was encoded. */
+static call late_big;
+static uint64_t late_made;
+static void on_done_then_big(void *u, int err, json_t *e) {
+    on_done(u, err, e);
+    usleep(450 * 1000); /* the callback is busy: the loop's clock stands still */
+    char *kb = malloc(64 << 10);
+    memset(kb, 'b', 64 << 10);
+    json_t *data = json_stringn(kb, 64 << 10);
+    free(kb);
+    late_big = call_new();
+    late_made = uv_hrtime();
+    assert_int_equal(nc_client_send(cli, "q", data, NULL, on_value, on_done, &late_big), 0);
+    json_decref(data);
+}
+static void test_deadline_big_call_in_callback(void **st) {
+    static fake f;
+    fake_start(&f, F_SILENT, -1);
+    client_start(&(nc_client_opts){.timeout_ms = 600});
+    call first = call_new(); /* its timeout runs on_done_then_big, as a call's on_done */
+    nc_call_opts co = {.timeout_ms = 50};
+    assert_int_equal(nc_client_send(cli, "q", NULL, &co, on_value, on_done_then_big, &first), 0);
+    run_until(&first.done, 1);
+    assert_int_equal(first.err, NC_ETIMEDOUT);
+    run_until(&late_big.done, 1);
+    uint64_t took_ms = (uv_hrtime() - late_made) / 1000000;
+    assert_failed(&late_big, NC_ETIMEDOUT);
+    assert_true(took_ms >= 590);
+    call_free(&first);
+    call_free(&late_big);
+    nc_client_free(cli);
+    cli = NULL;
+    fake_stop(&f);
+}
+
 /* after each test: free what a failed test left behind (passing tests leave nothing) */
 /* A watchdog for every case: a case blocked in the loop with nothing armed (a close that never completes)
  * ends the binary with a message instead of holding the suite (under valgrind it has no other time limit).
@@ -1060,6 +1198,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_free_unsent_never_read, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout_reported, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout_retried, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_emit_deadline_unread, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_free_with_expired_events, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_after_idle_loop, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_big_call_in_callback, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -368,6 +368,34 @@ static void test_close_unreachable(void **st) {
     call_clear(&k);
 }
 
+/* An event no broker can take (the whole cluster down: no delivery report for message.timeout.ms, five
+ * minutes) ends at the call's timeout with NC_ETIMEDOUT; the report that comes at the client's close
+ * (the purge) is dropped. */
+static void test_emit_deadline_cluster_down(void **st) {
+    (void)st;
+    for (int b = 1; b <= 3; b++) assert_int_equal(rd_kafka_mock_broker_set_down(mock, b), 0);
+    nc_client *c = client_up(url, 20000);
+    call k = {0};
+    nc_call_opts co = {.timeout_ms = 400 * time_factor()};
+    uint64_t t0 = uv_hrtime();
+    json_t *d = json_integer(1);
+    assert_int_equal(nc_client_emit(c, "fa.down", d, &co, on_done_text, &k), 0);
+    json_decref(d);
+    assert_true(run_until_ms(&k.done, 1, 5000));
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    print_message("emit with the cluster down: %s after %llu ms: %s\n", nc_err_name(k.err),
+                  (unsigned long long)ms, k.msg);
+    assert_int_equal(k.err, NC_ETIMEDOUT);
+    assert_non_null(strstr(k.msg, "not accepted by the transport within"));
+    assert_true(ms >= 390u * (unsigned)time_factor());
+    assert_int_equal(nc_client_pending(c), 0);
+    k.done = 0;
+    nc_client_free(c); /* purges the event: its delivery report is the transport letting go */
+    assert_int_equal(k.done, 0);
+    for (int b = 1; b <= 3; b++) assert_int_equal(rd_kafka_mock_broker_set_up(mock, b), 0);
+    call_clear(&k);
+}
+
 /* ---- 4. a member killed with records it had not settled ---------------------------------------------- */
 
 #define NKILL 40
@@ -621,6 +649,7 @@ int main(int argc, char **argv) {
     if (argc == 8 && !strcmp(argv[1], "--poison-server")) return poison_main(argv + 2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_close_unreachable),
+        cmocka_unit_test(test_emit_deadline_cluster_down),
         cmocka_unit_test(test_broker_faults),
         cmocka_unit_test(test_member_killed),
     };

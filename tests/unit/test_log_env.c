@@ -3,7 +3,8 @@
  * over the program's level for the stderr logger but not over a sink of the program's own, and a client
  * with an error callback not printing its errors a second time.
  * The level state is per process and the variable is read once, so each case runs in a forked child whose
- * stderr is captured; this process never logs. */
+ * stderr is captured (the rate-limit cases log in this process, to a sink of their own). Also the JSON line
+ * format (NESTC_LOG_FORMAT), the structured fields, and the rate limit on an injected clock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,7 +23,8 @@
 #include "core/log.h"
 #include "nestc/nestc.h"
 
-static char out[16384]; /* the child's stderr */
+static char out[16384];          /* the child's stderr */
+static const char *child_format; /* NESTC_LOG_FORMAT in the child (NULL: unset) */
 
 /* Runs `scenario` in a child with NESTC_LOG_LEVEL set to `env` (NULL: unset); its stderr lands in `out`. */
 static void run_child(const char *env, void (*scenario)(void)) {
@@ -39,6 +41,10 @@ static void run_child(const char *env, void (*scenario)(void)) {
             setenv("NESTC_LOG_LEVEL", env, 1);
         else
             unsetenv("NESTC_LOG_LEVEL");
+        if (child_format)
+            setenv("NESTC_LOG_FORMAT", child_format, 1);
+        else
+            unsetenv("NESTC_LOG_FORMAT");
         scenario();
         fflush(NULL);
         _exit(0);
@@ -239,6 +245,178 @@ static void client_error_once(void **st) {
     assert_int_equal(count("[nestc]"), 1);
 }
 
+/* ---- structured logs: NESTC_LOG_FORMAT, fields, rate limiting ------------------------------------------ */
+
+/* Peer text with everything a log line must not carry raw: quotes, backslashes, a newline, ESC, a byte
+ * that is not UTF-8. */
+#define HOSTILE "a\"b\\c\nd\x1b[31m\xff"
+
+static void log_with_fields(void) {
+    nc_logger lg;
+    nc_logger_init(&lg, NULL, NULL, NC_LOG_DEBUG);
+    nc_log_ctx lc = {.peer = "10.0.0.7:" HOSTILE,
+                     .request_id = "id\"1",
+                     .request_id_len = 4,
+                     .trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+                     .trace_id_len = 32};
+    nc_logf_ctx(&lg, NC_LOG_WARN, "Server", &lc, "pattern %s failed", HOSTILE);
+    lg.worker = 3; /* worker 2 of a multi-worker server */
+    nc_logf(&lg, NC_LOG_ERROR, "Client", "plain");
+}
+
+/* One JSON object per line, with the fields; peer text escaped so that it reads back as the log's own
+ * escaped form (\xNN), never as a raw control character. */
+static void json_lines_valid(void **st) {
+    (void)st;
+    child_format = "JSON";
+    run_child("debug", log_with_fields);
+    child_format = NULL;
+    int lines = 0;
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t e;
+        json_t *o = json_loads(line, 0, &e);
+        if (!o) fail_msg("not JSON: %s (%s)", line, e.text);
+        assert_true(json_is_object(o));
+        const char *ts = json_string_value(json_object_get(o, "timestamp"));
+        assert_non_null(ts);
+        assert_int_equal(strlen(ts), 24); /* 2026-12-07T19:30:00.123Z */
+        assert_int_equal(ts[10], 'T');
+        assert_int_equal(ts[23], 'Z');
+        if (lines == 0) {
+            assert_string_equal(json_string_value(json_object_get(o, "level")), "WARN");
+            assert_string_equal(json_string_value(json_object_get(o, "component")), "Server");
+            assert_string_equal(json_string_value(json_object_get(o, "message")),
+                                "pattern a\"b\\c\\x0ad\\x1b[31m\\xff failed");
+            assert_string_equal(json_string_value(json_object_get(o, "peer")),
+                                "10.0.0.7:a\"b\\c\\x0ad\\x1b[31m\\xff");
+            assert_string_equal(json_string_value(json_object_get(o, "request_id")), "id\"1");
+            assert_string_equal(json_string_value(json_object_get(o, "trace_id")),
+                                "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_null(json_object_get(o, "worker"));
+        } else {
+            assert_string_equal(json_string_value(json_object_get(o, "message")), "plain");
+            assert_int_equal(json_integer_value(json_object_get(o, "worker")), 2);
+            assert_null(json_object_get(o, "peer"));
+        }
+        json_decref(o);
+        lines++;
+    }
+    assert_int_equal(lines, 2);
+}
+
+/* The text format is unchanged but for the worker; an unknown format is warned about and ignored. */
+static void format_env(void **st) {
+    (void)st;
+    child_format = "text";
+    run_child(NULL, log_with_fields);
+    assert_int_equal(count("[nestc] WARN [Server] pattern a\"b\\c\\x0ad\\x1b[31m\\xff failed\n"), 1);
+    assert_int_equal(count("[nestc] ERROR [Client] [worker 2] plain\n"), 1);
+    child_format = "yaml";
+    run_child(NULL, log_each_level);
+    child_format = NULL;
+    assert_int_equal(
+        count("[nestc] WARN [Log] NESTC_LOG_FORMAT=\"yaml\" is not one of text, json: ignored\n"), 1);
+    assert_int_equal(count("[nestc] WARN [T] m-warn\n"), 1);
+    assert_int_equal(nc_log_format_parse("Json"), 1);
+    assert_int_equal(nc_log_format_parse("TEXT"), 0);
+    assert_int_equal(nc_log_format_parse("jsonl"), -1);
+    assert_int_equal(nc_log_format_parse(NULL), -1);
+}
+
+static void traceparent_ids(void **st) {
+    (void)st;
+    const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_ptr_equal(nc_log_traceparent_id(tp, strlen(tp)), tp + 3);
+    assert_null(nc_log_traceparent_id(tp, 20));
+    const char *zero = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+    assert_null(nc_log_traceparent_id(zero, strlen(zero)));
+    const char *upper = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01";
+    assert_null(nc_log_traceparent_id(upper, strlen(upper)));
+    assert_null(nc_log_traceparent_id(NULL, 0));
+}
+
+/* Rate limiting, on an injected clock and a sink of the test's own. */
+static uint64_t fake_now;
+static uint64_t fake_clock(void) {
+    return fake_now;
+}
+static int shown;
+static unsigned long shown_repeated, last_repeated;
+static char last_msg[1200];
+static void counting_sink(void *u, nc_log_level level, const char *component, const char *message) {
+    (void)u;
+    (void)level;
+    (void)component;
+    shown++;
+    const nc_log_fields *f = nc_log_fields_current();
+    assert_non_null(f);
+    last_repeated = f->repeated;
+    shown_repeated += f->repeated;
+    snprintf(last_msg, sizeof last_msg, "%s", message);
+}
+static void limits_begin(nc_logger *lg) {
+    nc_log__set_clock(fake_clock);
+    nc_log__reset_limits();
+    fake_now = 1000000;
+    shown = 0;
+    shown_repeated = 0;
+    nc_logger_init(lg, counting_sink, NULL, NC_LOG_DEBUG);
+}
+
+/* A broker down for a minute, a failed attempt every 500 ms: a handful of lines, with the counts. */
+static void rate_limit_broker_down(void **st) {
+    (void)st;
+    nc_logger lg;
+    limits_begin(&lg);
+    for (int i = 0; i < 120; i++) {
+        nc_logf(&lg, NC_LOG_ERROR, "Client", "connection to 127.0.0.1:%d lost: %s", 6379, "ECONNREFUSED");
+        fake_now += 500;
+    }
+    print_message("120 records in 60 s: %d lines shown\n", shown);
+    assert_true(shown >= NC_LOG_BURST && shown <= NC_LOG_BURST + 7);
+    /* everything is accounted for: shown, or counted in a later line, or after the last line shown */
+    assert_true((unsigned long)shown + shown_repeated <= 120);
+    assert_true((unsigned long)shown + shown_repeated >= 120 - 64); /* the last gap is at most 32 s */
+    assert_non_null(strstr(last_msg, "more times in the last"));
+    assert_true(last_repeated > 0);
+    /* another template is not held back by this one */
+    nc_logf(&lg, NC_LOG_ERROR, "Client", "a different complaint altogether");
+    assert_non_null(strstr(last_msg, "a different complaint"));
+    /* quiet for a minute: the template starts afresh */
+    fake_now += NC_LOG_QUIET_MS;
+    int before = shown;
+    for (int i = 0; i < NC_LOG_BURST; i++)
+        nc_logf(&lg, NC_LOG_ERROR, "Client", "connection to 127.0.0.1:%d lost: %s", 6379, "ECONNREFUSED");
+    assert_int_equal(shown - before, NC_LOG_BURST);
+    assert_non_null(strstr(last_msg, "(more like this are rate-limited)"));
+    nc_log__set_clock(NULL);
+}
+
+/* The template is the text with its numbers folded; DEBUG is never limited. */
+static void rate_limit_templates(void **st) {
+    (void)st;
+    nc_logger lg;
+    limits_begin(&lg);
+    for (int i = 0; i < 20; i++) nc_logf(&lg, NC_LOG_WARN, "Server", "%s", i % 2 ? "one thing" : "another");
+    assert_int_equal(shown, 2 * NC_LOG_BURST);
+    shown = 0;
+    char m[64];
+    for (int i = 0; i < 20; i++) {
+        snprintf(m, sizeof m, "peer 10.0.0.%d:%d reset", i, 40000 + i);
+        nc_logf(&lg, NC_LOG_WARN, "Server", "%s", m);
+    }
+    assert_int_equal(shown, NC_LOG_BURST);
+    shown = 0;
+    for (int i = 0; i < 20; i++) /* one format, two subjects: two templates */
+        nc_logf(&lg, NC_LOG_ERROR, "Server", "Redis %s connection to %s:%d lost", i % 2 ? "pub" : "sub",
+                "127.0.0.1", 6379);
+    assert_int_equal(shown, 2 * NC_LOG_BURST);
+    shown = 0;
+    for (int i = 0; i < 20; i++) nc_logf(&lg, NC_LOG_DEBUG, "Server", "%s", "chatty");
+    assert_int_equal(shown, 20);
+    nc_log__set_clock(NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(default_is_warn),
@@ -249,6 +427,11 @@ int main(void) {
         cmocka_unit_test(env_invalid_warns_once),
         cmocka_unit_test(delivered_errors_are_debug),
         cmocka_unit_test(client_error_once),
+        cmocka_unit_test(json_lines_valid),
+        cmocka_unit_test(format_env),
+        cmocka_unit_test(traceparent_ids),
+        cmocka_unit_test(rate_limit_broker_down),
+        cmocka_unit_test(rate_limit_templates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

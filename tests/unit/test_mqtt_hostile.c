@@ -279,6 +279,37 @@ static void test_huge_publish(void **st) {
     fake_stop(&f);
 }
 
+/* A QoS 1 event to a broker that never sends its PUBACK ends at the call's timeout with NC_ETIMEDOUT. The
+ * client keeps the PUBLISH across its reconnects (the keep-alive finds the broker dead) and lets go of it
+ * only when freed: the caller hears of it once. */
+static void test_qos1_event_deadline(void **st) {
+    fake f;
+    fake_start(&f, M_STALL_AFTER_ACK);
+    char url[160];
+    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d?qos=1&keepalive=1", f.port);
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.timeout_ms = 400 * time_factor();
+    nc_client *cli;
+    assert_int_equal(nc_client_new(&cli, url, &o), 0);
+    call c = {0};
+    nc_client_on_status(cli, on_status, &c);
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(nc_client_emit(cli, "ev", json_true(), NULL, on_done, &c), 0);
+    assert_true(run_until_ms(&c.done, 1, 5000));
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_int_equal(c.err, NC_ETIMEDOUT);
+    assert_non_null(strstr(c.msg, "not accepted by the transport within"));
+    assert_true(ms >= 390u * (unsigned)time_factor());
+    assert_int_equal(nc_client_pending(cli), 0);
+    assert_true(run_until_ms(&f.connects, 2, 10000)); /* reconnected, the PUBLISH still held */
+    nc_client_free(cli);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(c.done, 1);
+    fake_stop(&f);
+}
+
 static void h_nothing(nc_request *req, const nc_msg *m, void *u) {
     nc_reply(req, json_null());
 }
@@ -511,6 +542,7 @@ int main(void) {
         cmocka_unit_test(test_huge_publish),          cmocka_unit_test(test_server_survives),
         cmocka_unit_test(test_v5_broker_limits),      cmocka_unit_test(test_qos2_dup_once),
         cmocka_unit_test(test_qos1_ack_after_reply),  cmocka_unit_test(test_qos1_nack_reject),
+        cmocka_unit_test(test_qos1_event_deadline),
     };
     return cmocka_run_group_tests(tests, loop_setup, teardown);
 }

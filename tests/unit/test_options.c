@@ -34,7 +34,7 @@ static void log_reset(void) {
     nlogs = 0;
 }
 
-static const nc_logger test_log = {capture, NULL, NC_LOG_DEBUG, 0};
+static const nc_logger test_log = {capture, NULL, NC_LOG_DEBUG, 0, 0};
 
 /* ---- a table of every type ------------------------------------------------------------------------- */
 

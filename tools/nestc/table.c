@@ -22,7 +22,8 @@ const cli_opt cli_opts[] = {
     {O_VERBOSE, "--verbose", 'v', V_NONE, NULL, CMD_CONFORMANCE, 0, 0, 0, NULL, "log debug output on stderr"},
     {O_QUIET, "--quiet", 'q', V_NONE, NULL, CMD_CONFORMANCE, 0, 0, 0, NULL, "log errors only"},
     {O_TIMEOUT, "--timeout", 0, V_INT, "MS", SEND_EMIT, 0, 0, MS_MAX, NULL,
-     "request timeout, connecting included (default 5000; 0 = none)"},
+     "timeout of the reply (send) or of the transport accepting the event (emit), connecting included "
+     "(default 5000; 0 = none)"},
     {O_TIMEOUT, "--timeout", 0, V_INT, "MS", CMD_BENCH, 0, 0, MS_MAX, NULL,
      "client engine: per-request timeout (default 5000; 0 = none)"},
     {O_CONNECT_TIMEOUT, "--connect-timeout", 0, V_INT, "MS", SEND_EMIT, 0, 1, MS_MAX, NULL,

@@ -70,8 +70,9 @@ static void conn_end(nc_tcp_conn *c, int err, const char *msg) {
         snprintf(text, sizeof text, "%s (%s)", msg ? msg : nc_strerror(err), at);
     else
         snprintf(text, sizeof text, "%s", msg ? msg : nc_strerror(err));
+    const nc_log_ctx lc = {.peer = c->peer};
     if (err && err != NC_ECONNCLOSED && err != NC_ECLOSED)
-        nc_logf(nc_client__log(t->cli), NC_LOG_ERROR, "Client", "%s", text);
+        nc_logf_ctx(nc_client__log(t->cli), NC_LOG_ERROR, "Client", &lc, "%s", text);
     dial_done(t, err, text);
     nc_tcp_conn_release(c);
     nc_client__disconnected(t->cli, err, text);

@@ -69,18 +69,20 @@ static int conn_frame(nc_tcp_conn *c, const char *json, size_t len, char *why, s
 
 static void conn_open(nc_tcp_conn *c, int err, const char *msg) {
     tcp_server *t = c->owner;
-    if (err)
-        nc_logf(nc_server__log(t->srv), NC_LOG_WARN, "Server", "connection from %s failed: %s", c->peer,
-                msg ? msg : nc_strerror(err));
+    const nc_log_ctx lc = {.peer = c->peer};
+    if (err) /* a TLS handshake that failed: the line names the peer, and has it as a field */
+        nc_logf_ctx(nc_server__log(t->srv), NC_LOG_WARN, "Server", &lc, "connection from %s failed: %s",
+                    c->peer, msg ? msg : nc_strerror(err));
 }
 
 static void conn_end(nc_tcp_conn *c, int err, const char *msg) {
     tcp_server *t = c->owner;
     /* A TLS failure on an open connection (a corrupt or forged record, a bad alert) is worth a WARN;
      * a peer that goes away (reset, broken pipe) is ordinary. */
+    const nc_log_ctx lc = {.peer = c->peer};
     if (err && err != NC_ECONNCLOSED)
-        nc_logf(nc_server__log(t->srv), err == NC_ETLS && c->st.tls_done ? NC_LOG_WARN : NC_LOG_DEBUG,
-                "Server", "connection %s closed: %s", c->peer, msg ? msg : nc_strerror(err));
+        nc_logf_ctx(nc_server__log(t->srv), err == NC_ETLS && c->st.tls_done ? NC_LOG_WARN : NC_LOG_DEBUG,
+                    "Server", &lc, "connection %s closed: %s", c->peer, msg ? msg : nc_strerror(err));
     /* unlink now: the server forgets the connection; in-flight requests hold it until they finish */
     if (c->prev)
         c->prev->next = c->next;
