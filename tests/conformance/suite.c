@@ -468,7 +468,8 @@ static void svc_up(svc *s, int shutdown_timeout_ms, int no_client) {
     svc_event(s, "note", ev_note3);
     nc_server_on_status(v, srv_status, s);
     assert_int_equal(nc_server_listen(v), 0);
-    assert_true(run_until(&s->connected, 1, 5000));
+    /* a readiness wait: generous, it ends when the server is up (a Kafka group join alone is 3 s) */
+    assert_true(run_until(&s->connected, 1, 20000));
     if (!no_client) s->cli = fx_client_new(v, 0, NULL);
 }
 
@@ -1204,8 +1205,8 @@ static void case_broker_restart(void **st) {
             assert_int_equal(slow.done, 0); /* still waiting */
         }
         fx_broker_start();
-        assert_true(run_until(&cs.connected, 2, 5000));
-        assert_true(run_until(&S.connected, 2, 5000)); /* the server too, subscriptions restored */
+        assert_true(run_until(&cs.connected, 2, 20000));
+        assert_true(run_until(&S.connected, 2, 20000)); /* the server too, subscriptions restored */
         if (!(FX.t->flags & CONF_PENDING_LOST)) {
             assert_true(run_until(&slow.done, 1, 5000));
             expect_one(&slow);
@@ -1321,7 +1322,7 @@ static void case_broker_credentials(void **st) {
     assert_int_equal(nc_server_message(in.srv, "echo", h_echo, NULL), 0);
     nc_server_on_status(in.srv, srv_status, &in);
     assert_int_equal(nc_server_listen(in.srv), 0);
-    assert_true(run_until(&in.connected, 1, 5000));
+    assert_true(run_until(&in.connected, 1, 20000));
     nc_client *cli;
     static call c; /* request() clears it */
     assert_int_equal(nc_client_new(&cli, good, &co), 0);
