@@ -1129,7 +1129,8 @@ function grpcSection() {
     'only). Loads: unary `Sum` of `[1,2,3]` with 1, 16 and 100 calls in flight; server-streaming `Streaming` of ' +
     `${items} items (delay 0) with 1 and 16 calls in flight, every stream read to its end. Server CPU is the ` +
     'server\'s user + system time (all threads) from `/proc/<pid>/stat` over the counting window, divided by the ' +
-    'calls (unary) or the messages (streaming) completed in it; server RSS is its VmRSS after the point. Ratios are ' +
+    'calls (unary) or the messages (streaming) completed in it; latency runs from a call to its status (streaming: ' +
+    'the whole stream); server RSS is its VmRSS after the point. Ratios are ' +
     'nestc / NestJS: for calls / s and messages / s higher is better, for latency, CPU and RSS lower is better.' +
     (rm.date
       ? ` Recorded ${rm.date}${rm.repeat > 1 ? `, each point ${rm.repeat} times (the tables show the median run)` : ''}` +
