@@ -1075,6 +1075,22 @@ function grpcSection() {
         ['server CPU µs / message', cpuVal('srvMsgUs'), us],
         ['server RSS MiB', (v) => mib(v.rss), (v) => num(v, 1)],
       ]);
+  // nestc client / grpc-js, the same server and load (where the nestc client ran).
+  const crows = ['| load | server | metric | nestc client | grpc-js | nestc / grpc-js |', '| --- | --- | --- | ---: | ---: | ---: |'];
+  for (const n of shapes('grpc-unary'))
+    for (const server of ['nestc', 'nestjs']) {
+      const a = row(gget('grpc-unary', server, 'nestc', n));
+      const b = row(gget('grpc-unary', server, 'grpc-js', n));
+      if (!a || !b) continue;
+      for (const [name, sel, fmt] of [
+        ['calls / s', (v) => v.rps, fmtRps],
+        ['p50 latency µs', (v) => v.p50, us],
+        ['client CPU µs / call', (v) => v.cliUs, us],
+      ])
+        crows.push(`| ${LOAD['grpc-unary'](n)} | ${NAMES[server]} server | ${name} | ${fmt(sel(a))} | ${fmt(sel(b))} | ${x(ratio(sel(a), sel(b)))} |`);
+    }
+  const clients =
+    crows.length > 2 ? `\n\n#### Clients: the same server, nestc client / grpc-js\n\n${crows.join('\n')}` : '';
   // Memory: right after the start, and after all the points.
   const mem = (server) => gp.find((q) => q.scenario === 'grpc-memory' && q.server === server)?.result ?? null;
   const ma = mem('nestc');
@@ -1149,6 +1165,7 @@ function grpcSection() {
     '"<" one from none (at most one tick\'s worth; left out of the ratios).' +
     '\n\n#### Servers: the same client, nestc server / NestJS server\n\n' +
     rows.join('\n') +
+    clients +
     '\n\n#### What bounds each figure\n\n' +
     notes.join('\n') +
     '\n\n'
