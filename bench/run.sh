@@ -207,6 +207,9 @@ start_server() {
   # One log per start, kept: a server that dies mid-run leaves its last words there.
   local log=$out/server-$((++srv_starts))-$name.log
   srv_log=$log
+  # Emptied here, not only by the background job's redirection: under load that job may open the file after the
+  # first readiness check below, which would then read an earlier run's line (its port) from the old log.
+  : >"$log"
   # taskset execs the server: $! is the server's own PID, the one whose CPU time is measured.
   if [[ $name == *-grpc ]]; then
     taskset -c "$cpus" "${cmd[@]}" "$@" >"$log" 2>&1 &
