@@ -26,11 +26,11 @@
 # bench/results.json (one JSON line per measured point; the Redis points go to bench/results-redis.json, the
 # NATS points to bench/results-nats.json, the MQTT points to bench/results-mqtt.json, the RabbitMQ points to
 # bench/results-rmq.json, the Kafka points to bench/results-kafka.json, the gRPC points to bench/results-grpc.json); a
-# partial run (--quick, --only, --servers, other durations) writes them under bench/out/ so the recorded full run stays intact. The
-# one exception is `--only` with broker scenarios alone (redis, nats, mqtt, rmq, kafka, and grpc, e.g. `--only mqtt`) and
-# the default durations: it re-records those broker points alone and rewrites bench/RESULTS.md with the other
-# recorded points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report
-# flags points that did not get them.
+# partial run (--quick, --only, --servers, other durations) writes them under bench/out/ so the recorded full run
+# stays intact. The one exception is `--only` with broker scenarios alone (redis, nats, mqtt, rmq, kafka) or grpc,
+# e.g. `--only mqtt`, and the default durations: it re-records those points alone and rewrites bench/RESULTS.md with
+# the other recorded points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and
+# the report flags points that did not get them.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
