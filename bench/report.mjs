@@ -1133,6 +1133,17 @@ function grpcSection() {
     '- At 1 in flight every call wakes the server up on its own (no batching): CPU per call there is mostly that ' +
       'cost, and calls / s is the round trip through both processes.',
   );
+  const s1 = row(gget('grpc-stream', 'nestjs', 'grpc-js', 1));
+  if (s1)
+    notes.push(
+      '- **Streaming, NestJS** — the reference server (`nest-grpc-server.mjs`, the test suite\'s) emits each item of ' +
+        'its Observable from a `setTimeout(next, delay_ms)`, also at `delay_ms` 0, which Node.js runs after at least ' +
+        `1 ms: a stream of ${items} items takes at least ${items} ms (p50 here ${us(s1.p50 != null ? s1.p50 / 1000 : null)} ms), so at ` +
+        '1 in flight its messages / s is bounded by that timer, not by its CPU (core 0 ' +
+        `${pct(s1.srv)} busy); with 16 streams in flight the timers overlap. Its CPU per message includes the ` +
+        'timers\' cost. nestc\'s conformance handler also sends one item per timer (libuv\'s), but a libuv timer of 0 ms ' +
+        'fires in the next loop iteration, without a minimum wait.',
+    );
   return (
     '## gRPC transport\n\n' +
     'The conformance service (`tests/vectors/grpc/conformance.proto`, DESIGN.md §5a) from two gRPC servers, each ' +
