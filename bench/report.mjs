@@ -2,11 +2,11 @@
 // a table per scenario with ceiling / nestc / NestJS, the ratios, the target and PASS/MISS, then the
 // Redis section (results-redis.json), the NATS section (results-nats.json) and the MQTT sections, QoS 0 and
 // QoS 1 (results-mqtt.json), the RabbitMQ sections, noAck true and false (results-rmq.json) and the Kafka section
-// (results-kafka.json), each recorded on its own (its own date and machine state), then the machine and the
-// date, then the raw lines.
+// (results-kafka.json) and the gRPC section (results-grpc.json), each recorded on its own (its own date and machine
+// state), then the machine and the date, then the raw lines.
 //
 //   node report.mjs --results FILE --out FILE [--redis-results FILE] [--nats-results FILE] [--mqtt-results FILE]
-//                   [--rmq-results FILE] [--kafka-results FILE]
+//                   [--rmq-results FILE] [--kafka-results FILE] [--grpc-results FILE]
 //                   [--duration S --warmup S --idle-conns N --build DIR]
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -24,6 +24,7 @@ const { values: args } = parseArgs({
     'mqtt-results': { type: 'string' },
     'rmq-results': { type: 'string' },
     'kafka-results': { type: 'string' },
+    'grpc-results': { type: 'string' },
     out: { type: 'string' },
     duration: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
@@ -45,6 +46,8 @@ const rmqLines = readLines(args['rmq-results']);
 const rmqPoints = rmqLines.map((l) => JSON.parse(l));
 const kafkaLines = readLines(args['kafka-results']);
 const kafkaPoints = kafkaLines.map((l) => JSON.parse(l));
+const grpcLines = readLines(args['grpc-results']);
+const grpcPoints = grpcLines.map((l) => JSON.parse(l));
 // The payload figure is request payload bytes per second (nestc bench's own mb_per_s counts every byte
 // on the wire, both directions).
 for (const p of points) {
@@ -962,6 +965,225 @@ const rmqMd =
       'writes in one loop iteration (the reply, then its ack) leaves in one write anyway.',
   });
 
+// ---- gRPC: nestc's and NestJS's gRPC servers of the conformance service ------------------------------------
+// No broker: each server alone on core 0, the load generator on core 1 (run.sh, "gRPC"). Points: grpc-unary and
+// grpc-stream (client 'grpc-js': grpc-client.mjs; 'nestc': `nestc bench grpc://…`, or a null result with `skipped`
+// when this nestc's bench does not speak gRPC), grpc-memory (idle and after-load RSS per server).
+const CLK_HZ = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+  } catch {
+    return 100;
+  }
+})();
+const grpcMachine = grpcPoints.find((p) => p.scenario === 'machine')?.result ?? null;
+function grpcSection() {
+  const gp = grpcPoints.filter((p) => p.scenario !== 'machine');
+  if (!gp.length) return '';
+  const rm = grpcMachine ?? {};
+  const items = rm.stream_items ?? 100;
+  const GCLIENTS = { 'grpc-js': 'grpc-js (NestJS client)', nestc: 'nestc client' };
+  const inflightOf = (p) => p.inflight ?? p.result?.inflight ?? null;
+  const gmedian = (list) => {
+    const ok = list.filter((p) => p.result);
+    if (!ok.length) return null;
+    ok.sort((a, b) => a.result.rps - b.result.rps);
+    return ok[(ok.length - 1) >> 1];
+  };
+  const gget = (scenario, server, client, n) =>
+    gmedian(gp.filter((q) => q.scenario === scenario && q.server === server && q.client === client && inflightOf(q) === n));
+  const shapes = (scenario) =>
+    [...new Set(gp.filter((q) => q.scenario === scenario && q.result).map(inflightOf))].sort((a, b) => a - b);
+  // One normalised row: calls, messages (= calls for unary), server CPU per call and per message, RSS, core 0's share.
+  const row = (p) => {
+    if (!p) return null;
+    const r = p.result;
+    const msgs = r.messages ?? r.requests;
+    const dur = r.duration_s;
+    return {
+      rps: r.rps,
+      mps: r.mps ?? (dur ? msgs / dur : null),
+      p50: r.p50_us ?? null,
+      p99: r.p99_us ?? null,
+      srvUs: r.server_cpu_us_per_resp ?? null,
+      srvMsgUs: r.server_cpu_us_per_msg ?? r.server_cpu_us_per_resp ?? null,
+      // CPU time comes in clock ticks (10 ms at the usual 100 Hz): few ticks make a coarse figure, none an upper bound.
+      ticks: r.server_cpu_s != null ? Math.round(r.server_cpu_s * CLK_HZ) : null,
+      calls: r.requests ?? null,
+      msgs,
+      cliUs: r.client_cpu_us_per_resp ?? null,
+      rss: p.server_rss_kib ?? r.server_rss_kib ?? null,
+      srv: r.server_cpu_s != null && dur ? r.server_cpu_s / dur : null,
+      busy: p.busy_pct_before ?? null,
+      threads: p.threads ?? null,
+      errors: r.errors ?? 0,
+    };
+  };
+  const pct = (v) => (v == null ? '—' : `${num(100 * v)} %`);
+  const mibs = (kib) => (kib == null ? '—' : num(mib(kib), 1));
+  // server CPU per call / message with its precision: "< x" when no tick was counted (x = one tick's worth),
+  // "~x" under 10 ticks
+  const cpuFmt = (v, perKey, countKey) => {
+    if (!v || v[perKey] == null) return '—';
+    if (v.ticks === 0) return v[countKey] ? `< ${us(1e6 / CLK_HZ / v[countKey])}` : '—';
+    return `${v.ticks != null && v.ticks < 10 ? '~' : ''}${us(v[perKey])}`;
+  };
+  const cpuVal = (key) => (v) => (v.ticks === 0 ? null : v[key]);
+
+  const all = [
+    '| load | server | client | calls / s | messages / s | p50 µs | p99 µs | server CPU µs / call | ' +
+      'server CPU µs / message | server RSS MiB | core 0: server busy | threads | machine busy before |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  const LOAD = { 'grpc-unary': (n) => `unary \`Sum\`, ${n} in flight`, 'grpc-stream': (n) => `\`Streaming\` × ${items}, ${n} in flight` };
+  for (const sc of ['grpc-unary', 'grpc-stream'])
+    for (const n of shapes(sc))
+      for (const server of ['nestc', 'nestjs'])
+        for (const client of ['grpc-js', 'nestc']) {
+          const v = row(gget(sc, server, client, n));
+          if (!v) continue;
+          all.push(
+            `| ${LOAD[sc](n)} | ${NAMES[server]} | ${GCLIENTS[client]} | ${num(v.rps)} | ${num(v.mps)} | ${us(v.p50)} | ` +
+              `${us(v.p99)} | ${cpuFmt(v, 'srvUs', 'calls')} | ${cpuFmt(v, 'srvMsgUs', 'msgs')} | ${mibs(v.rss)} | ${pct(v.srv)} | ${v.threads ?? '—'} | ` +
+              `${v.busy == null ? '—' : `${v.busy} %`} |`,
+          );
+        }
+
+  // nestc server / NestJS server, the same client and load.
+  const rows = ['| load | client | metric | nestc server | NestJS server | nestc / NestJS |', '| --- | --- | --- | ---: | ---: | ---: |'];
+  const cmp = (load, label, a, b, metrics) => {
+    if (!a && !b) return;
+    for (const [name, sel, fmt] of metrics) {
+      const va = a ? sel(a) : null;
+      const vb = b ? sel(b) : null;
+      rows.push(`| ${load} | ${label} | ${name} | ${fmt(va)} | ${fmt(vb)} | ${x(ratio(va, vb))} |`);
+    }
+  };
+  for (const n of shapes('grpc-unary'))
+    for (const client of ['grpc-js', 'nestc'])
+      cmp(LOAD['grpc-unary'](n), GCLIENTS[client], row(gget('grpc-unary', 'nestc', client, n)),
+        row(gget('grpc-unary', 'nestjs', client, n)), [
+          ['calls / s', (v) => v.rps, fmtRps],
+          ['p50 latency µs', (v) => v.p50, us],
+          ['server CPU µs / call', cpuVal('srvUs'), us],
+          ['server RSS MiB', (v) => mib(v.rss), (v) => num(v, 1)],
+        ]);
+  for (const n of shapes('grpc-stream'))
+    cmp(LOAD['grpc-stream'](n), GCLIENTS['grpc-js'], row(gget('grpc-stream', 'nestc', 'grpc-js', n)),
+      row(gget('grpc-stream', 'nestjs', 'grpc-js', n)), [
+        ['messages / s', (v) => v.mps, fmtRps],
+        ['server CPU µs / message', cpuVal('srvMsgUs'), us],
+        ['server RSS MiB', (v) => mib(v.rss), (v) => num(v, 1)],
+      ]);
+  // nestc client / grpc-js, the same server and load (where the nestc client ran).
+  const crows = ['| load | server | metric | nestc client | grpc-js | nestc / grpc-js |', '| --- | --- | --- | ---: | ---: | ---: |'];
+  for (const n of shapes('grpc-unary'))
+    for (const server of ['nestc', 'nestjs']) {
+      const a = row(gget('grpc-unary', server, 'nestc', n));
+      const b = row(gget('grpc-unary', server, 'grpc-js', n));
+      if (!a || !b) continue;
+      for (const [name, sel, fmt] of [
+        ['calls / s', (v) => v.rps, fmtRps],
+        ['p50 latency µs', (v) => v.p50, us],
+        ['client CPU µs / call', (v) => v.cliUs, us],
+      ])
+        crows.push(`| ${LOAD['grpc-unary'](n)} | ${NAMES[server]} server | ${name} | ${fmt(sel(a))} | ${fmt(sel(b))} | ${x(ratio(sel(a), sel(b)))} |`);
+    }
+  const clients =
+    crows.length > 2 ? `\n\n#### Clients: the same server, nestc client / grpc-js\n\n${crows.join('\n')}` : '';
+  // Memory: right after the start, and after all the points.
+  const mem = (server) => gp.find((q) => q.scenario === 'grpc-memory' && q.server === server)?.result ?? null;
+  const ma = mem('nestc');
+  const mb = mem('nestjs');
+  for (const [name, sel] of [
+    ['RSS idle, after the start', (m) => m.idle_rss_kib],
+    ['anonymous RSS idle', (m) => m.idle_anon_kib],
+    ['RSS after all the points', (m) => m.rss_kib_after],
+    ['threads after all the points', (m) => m.threads],
+  ]) {
+    const va = ma ? sel(ma) : null;
+    const vb = mb ? sel(mb) : null;
+    const threads = name.startsWith('threads');
+    const fmt = threads ? (v) => num(v) : (v) => mibs(v);
+    if (va != null || vb != null)
+      rows.push(`| memory | — | ${name}${threads ? '' : ' MiB'} | ${fmt(va)} | ${fmt(vb)} | ${x(ratio(va, vb))} |`);
+  }
+
+  // The nestc client column: measured, or why not.
+  const skipped = gp.filter((q) => q.client === 'nestc' && q.skipped);
+  const nestcClient = skipped.length
+    ? `\n\n**The nestc client column is empty:** \`nestc bench\` of this build does not speak gRPC ` +
+      `(it answered: \`${skipped[0].skipped}\`). run.sh probes it once per run and fills the column when it does.`
+    : '';
+  const failed = gp.filter((q) => !q.result && !q.skipped).length;
+  const errs = gp.filter((q) => q.result?.errors).length;
+  const gnoisy = gp.filter((q) => q.busy_pct_before >= 10).length;
+  const notes = [];
+  const u100 = [row(gget('grpc-unary', 'nestc', 'grpc-js', 100)), row(gget('grpc-unary', 'nestjs', 'grpc-js', 100))];
+  if (u100[0] && u100[1])
+    notes.push(
+      `- **unary, 100 in flight, grpc-js** — core 0 was ${pct(u100[0].srv)} busy with the nestc server and ` +
+        `${pct(u100[1].srv)} with NestJS's.` +
+        (u100[0].srv != null && u100[0].srv < FULL
+          ? ' The nestc server is not the limit there (one grpc-js process on core 1 is), so calls / s understates ' +
+            'the difference: compare **server CPU per call**.'
+          : ''),
+    );
+  notes.push(
+    '- At 1 in flight every call wakes the server up on its own (no batching): CPU per call there is mostly that ' +
+      'cost, and calls / s is the round trip through both processes.',
+  );
+  const s1 = row(gget('grpc-stream', 'nestjs', 'grpc-js', 1));
+  if (s1)
+    notes.push(
+      '- **Streaming, NestJS** — the reference server (`nest-grpc-server.mjs`, the test suite\'s) emits each item of ' +
+        'its Observable from a `setTimeout(next, delay_ms)`, also at `delay_ms` 0, which Node.js runs after at least ' +
+        `1 ms: a stream of ${items} items takes at least ${items} ms (p50 here ${us(s1.p50 != null ? s1.p50 / 1000 : null)} ms), so at ` +
+        '1 in flight its messages / s is bounded by that timer, not by its CPU (core 0 ' +
+        `${pct(s1.srv)} busy); with 16 streams in flight the timers overlap. Its CPU per message includes the ` +
+        'timers\' cost. nestc\'s conformance handler also sends one item per timer (libuv\'s), but a libuv timer of 0 ms ' +
+        'fires in the next loop iteration, without a minimum wait.',
+    );
+  return (
+    '## gRPC transport\n\n' +
+    'The conformance service (`tests/vectors/grpc/conformance.proto`, DESIGN.md §5a) from two gRPC servers, each ' +
+    'alone on core 0 (no broker): **nestc** = `nestc conformance grpc://127.0.0.1:0 --proto conformance.proto` ' +
+    `(nestc's gRPC transport on nghttp2 ${rm.nghttp2_version ?? '?'}, one loop thread), **NestJS** = ` +
+    "`tests/interop/nest-grpc-server.mjs` (NestJS's `Transport.GRPC`, the test suite's reference, on " +
+    `@grpc/grpc-js ${rm.grpc_js_version ?? '?'}, one Node.js process). The load generator on core 1, over one HTTP/2 ` +
+    'connection: **grpc-js** (`bench/grpc-client.mjs`, the library NestJS\'s gRPC client runs on: the "NestJS ' +
+    'client" column) and the **nestc client** (`nestc bench grpc://… nestc.conformance.Conformance/Sum`, unary ' +
+    'only). Loads: unary `Sum` of `[1,2,3]` with 1, 16 and 100 calls in flight; server-streaming `Streaming` of ' +
+    `${items} items (delay 0) with 1 and 16 calls in flight, every stream read to its end. Server CPU is the ` +
+    'server\'s user + system time (all threads) from `/proc/<pid>/stat` over the counting window, divided by the ' +
+    'calls (unary) or the messages (streaming) completed in it; latency runs from a call to its status (streaming: ' +
+    'the whole stream); server RSS is its VmRSS after the point. Ratios are ' +
+    'nestc / NestJS: for calls / s and messages / s higher is better, for latency, CPU and RSS lower is better.' +
+    (rm.date
+      ? ` Recorded ${rm.date}${rm.repeat > 1 ? `, each point ${rm.repeat} times (the tables show the median run)` : ''}` +
+        `; ${rm.warmup_s ?? args.warmup} s warm-up and ${rm.duration_s ?? args.duration} s counted per point, after ` +
+        'untimed unary and streaming load per server; the machine was ' +
+        `${rm.busy_pct_before ?? '?'} % busy before the run (load average ${rm.loadavg_before ?? '?'}); each ` +
+        'point\'s own reading is in the last column below.'
+      : '') +
+    nestcClient +
+    (gnoisy ? `\n\n**Warning:** ${gnoisy} gRPC point(s) started while the machine was busy with other work.` : '') +
+    (failed ? `\n\n**Warning:** ${failed} gRPC run(s) failed (see the raw results).` : '') +
+    (errs ? `\n\n**Warning:** ${errs} gRPC run(s) counted call errors (see the raw results).` : '') +
+    '\n\n#### All points\n\n' +
+    all.join('\n') +
+    `\n\nServer CPU comes from clock ticks (${1000 / CLK_HZ} ms each): "~" marks a figure from fewer than 10 ticks, ` +
+    '"<" one from none (at most one tick\'s worth; left out of the ratios).' +
+    '\n\n#### Servers: the same client, nestc server / NestJS server\n\n' +
+    rows.join('\n') +
+    clients +
+    '\n\n#### What bounds each figure\n\n' +
+    notes.join('\n') +
+    '\n\n'
+  );
+}
+const grpcMd = grpcSection();
+
 // ---- machine ---------------------------------------------------------------------------------------------
 const sh = (cmd, argv) => {
   try {
@@ -996,6 +1218,9 @@ const machine = [
     (kafkaPoints.length
       ? `, kafkajs ${kafkaMachine?.kafkajs_version ?? pkgVersion('kafkajs')}; librdkafka ` +
         `${kafkaMachine?.librdkafka_version ?? '?'} (nestc's Kafka transport and the mock cluster, kafka-mock)`
+      : '') +
+    (grpcPoints.length
+      ? `, @grpc/grpc-js ${grpcMachine?.grpc_js_version ?? '?'}; nghttp2 ${grpcMachine?.nghttp2_version ?? '?'} (nestc's gRPC transport)`
       : ''),
   `- nestc ${machineInfo.nestc ?? sh('git', ['-C', here, 'describe', '--always', '--dirty'])}; libuv ${sh('pkg-config', ['--modversion', 'libuv'])}, ` +
     `jansson ${sh('pkg-config', ['--modversion', 'jansson'])}`,
@@ -1029,6 +1254,12 @@ const machine = [
     ? [
         `- Kafka section: recorded ${kafkaMachine.date}, nestc ${kafkaMachine.nestc ?? '?'}, other CPU use just before ` +
           `it ${kafkaMachine.busy_pct_before} % (load average ${kafkaMachine.loadavg_before})`,
+      ]
+    : []),
+  ...(grpcMachine
+    ? [
+        `- gRPC section: recorded ${grpcMachine.date}, nestc ${grpcMachine.nestc ?? '?'}, other CPU use just before ` +
+          `it ${grpcMachine.busy_pct_before} % (load average ${grpcMachine.loadavg_before})`,
       ]
     : []),
   `- each point: ${args.warmup} s warm-up, then ${args.duration} s counted; load generator \`nestc bench\` (raw engine unless stated)`,
@@ -1069,6 +1300,11 @@ Ratios are nestc divided by the other; for CPU and latency lower is better.${
       `recorded in its own run${kafkaMachine?.date && kafkaMachine.date !== machineInfo.date ? ` (${kafkaMachine.date})` : ''} and says how.`
     : ''
 }${
+  grpcPoints.length
+    ? ' The gRPC section (nestc\'s and NestJS\'s gRPC servers of the conformance service, `Transport.GRPC`) was ' +
+      `recorded in its own run${grpcMachine?.date && grpcMachine.date !== machineInfo.date ? ` (${grpcMachine.date})` : ''} and says how.`
+    : ''
+}${
   machineInfo.busy_pct_before >= 10
     ? `\n\n**Warning:** the machine was ${machineInfo.busy_pct_before} % busy with other work just before the run ` +
       `(load average ${machineInfo.loadavg_before}); the figures may be disturbed.`
@@ -1100,7 +1336,7 @@ ${summary.map((r) => `| ${r.join(' | ')} |`).join('\n')}
 ${sections.join('\n')}
 `
     : ''
-}${redisMd}${natsMd}${mqttMd}${rmqMd}${kafkaMd}## Machine
+}${redisMd}${natsMd}${mqttMd}${rmqMd}${kafkaMd}${grpcMd}## Machine
 
 ${machine.join('\n')}
 
@@ -1167,6 +1403,18 @@ threads); \`kafka-events\` results are run.sh's own: \`handled\` events counted 
 
 \`\`\`
 ${kafkaLines.join('\n')}
+\`\`\`
+`
+    : ''
+}${
+  grpcLines.length
+    ? `
+gRPC (\`results-grpc.json\`): \`client\` is the load generator (\`grpc-js\`: \`grpc-client.mjs\`, \`nestc\`: \`nestc bench
+grpc://…\`; a null result with \`skipped\` when that bench did not speak gRPC); \`server_rss_kib\` and \`threads\` are
+the server's after the point; \`grpc-memory\` is each server's RSS right after its start and after all its points.
+
+\`\`\`
+${grpcLines.join('\n')}
 \`\`\`
 `
     : ''

@@ -9,9 +9,10 @@
 #                    redis (the same service over one redis-server, nestc and NestJS clients against both servers),
 #                    nats (the same over one nats-server), mqtt (the same over one mosquitto, QoS 0 and QoS 1),
 #                    rmq (the same over one rabbitmq-server, noAck true and false), kafka (the same over one
-#                    librdkafka mock cluster of 3 brokers, kafka-mock)
+#                    librdkafka mock cluster of 3 brokers, kafka-mock), grpc (nestc's and NestJS's gRPC servers of
+#                    the conformance service, unary Sum and server-streaming Streaming, from grpc-js and nestc bench)
 #   --servers LIST   comma-separated servers for the side-by-side scenarios: ceiling,nestc,nestjs (redis, nats,
-#                    mqtt, rmq, kafka: nestc,nestjs)
+#                    mqtt, rmq, kafka, grpc: nestc,nestjs)
 #   --duration S     counting window per point (default 5); --warmup S before it (default 1)
 #   --repeat N       measure every point N times; the report shows the median run (default 1)
 #   --conns N        idle connections for the memory scenario (default 10000, or 1000 if `ulimit -n` is low)
@@ -24,12 +25,12 @@
 # `nestc bench` on core 1 (taskset -c 1), stops it by PID. A full run writes bench/RESULTS.md and
 # bench/results.json (one JSON line per measured point; the Redis points go to bench/results-redis.json, the
 # NATS points to bench/results-nats.json, the MQTT points to bench/results-mqtt.json, the RabbitMQ points to
-# bench/results-rmq.json, the Kafka points to bench/results-kafka.json); a partial run (--quick,
-# --only, --servers, other durations) writes them under bench/out/ so the recorded full run stays intact. The
-# one exception is `--only` with broker scenarios alone (redis, nats, mqtt, rmq, kafka, e.g. `--only mqtt`) and
-# the default durations: it re-records those broker points alone and rewrites bench/RESULTS.md with the other
-# recorded points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and the report
-# flags points that did not get them.
+# bench/results-rmq.json, the Kafka points to bench/results-kafka.json, the gRPC points to bench/results-grpc.json); a
+# partial run (--quick, --only, --servers, other durations) writes them under bench/out/ so the recorded full run
+# stays intact. The one exception is `--only` with broker scenarios alone (redis, nats, mqtt, rmq, kafka) or grpc,
+# e.g. `--only mqtt`, and the default durations: it re-records those points alone and rewrites bench/RESULTS.md with
+# the other recorded points as they were. Run it on an otherwise idle machine: each point waits for quiet cores, and
+# the report flags points that did not get them.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,22 +44,22 @@ warm_s=3
 repeat=1
 quiet_polls=120 # half-second readings before a point while the cores are busy (a smoke run waits 5 s, not 60)
 idle_conns=
-scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats,mqtt,rmq,kafka
+scenarios=memory,throughput,conns,latency,events,payload,dom,client,workers,redis,nats,mqtt,rmq,kafka,grpc
 servers=ceiling,nestc,nestjs
 partial=0
 while (($#)); do
   case $1 in
     --quick) duration=1 warmup=0.3 warm_s=0.5 idle_conns=1000 quiet_polls=10 partial=1 ;;
-    # --only with broker scenarios alone (redis, nats, mqtt, rmq, kafka) is recorded (see above); any other list is
-    # partial.
-    --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats|mqtt|rmq|kafka))+$ ]] || partial=1; shift ;;
+    # --only with broker scenarios alone (redis, nats, mqtt, rmq, kafka) or grpc is recorded (see above); any other
+    # list is partial.
+    --only) scenarios=${2:?--only needs a list}; [[ ,$scenarios =~ ^(,(redis|nats|mqtt|rmq|kafka|grpc))+$ ]] || partial=1; shift ;;
     --servers) servers=${2:?--servers needs a list}; partial=1; shift ;;
     --duration) duration=${2:?}; partial=1; shift ;;
     --warmup) warmup=${2:?}; partial=1; shift ;;
     --repeat) repeat=${2:?}; shift ;;
     --conns) idle_conns=${2:?}; partial=1; shift ;;
     --quiet-wait) quiet_wait=${2:?}; shift ;;
-    -h | --help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -96,6 +97,9 @@ if has "$scenarios" rmq && [[ ! -x ${RABBITMQ_SERVER:-/usr/lib/rabbitmq/bin/rabb
   exit 1
 fi
 "$root/tests/interop/ensure-deps.sh" "$here" >&2 # npm ci only when the pins changed
+# The grpc scenario's NestJS server and grpc-js load generator use tests/interop's pinned @grpc/grpc-js and
+# @grpc/proto-loader (the NestJS gRPC peers of the test suite), not bench/'s packages.
+! has "$scenarios" grpc || "$root/tests/interop/ensure-deps.sh" "$root/tests/interop" >&2
 mkdir -p "$out"
 echo "bench: building nestc (Release) in $build" >&2
 # The kafka scenario's broker, kafka-mock (bench/CMakeLists.txt), exists only in a build with librdkafka.
@@ -126,6 +130,7 @@ fi
 if ((partial)); then
   results=$out/results.json redis_results=$out/results-redis.json nats_results=$out/results-nats.json
   mqtt_results=$out/results-mqtt.json rmq_results=$out/results-rmq.json kafka_results=$out/results-kafka.json
+  grpc_results=$out/results-grpc.json
   report=$out/RESULTS.md
   : >"$results"
   : >"$redis_results"
@@ -133,11 +138,13 @@ if ((partial)); then
   : >"$mqtt_results"
   : >"$rmq_results"
   : >"$kafka_results"
+  : >"$grpc_results"
 else
   # A recorded run replaces only the points it measures: `--only redis` keeps results.json and
   # results-nats.json as recorded, `--only nats` results.json and results-redis.json.
   results=$here/results.json redis_results=$here/results-redis.json nats_results=$here/results-nats.json
   mqtt_results=$here/results-mqtt.json rmq_results=$here/results-rmq.json kafka_results=$here/results-kafka.json
+  grpc_results=$here/results-grpc.json
   report=$here/RESULTS.md
   ((tcp_wanted)) && : >"$results"
   ! has "$scenarios" redis || : >"$redis_results"
@@ -145,6 +152,7 @@ else
   ! has "$scenarios" mqtt || : >"$mqtt_results"
   ! has "$scenarios" rmq || : >"$rmq_results"
   ! has "$scenarios" kafka || : >"$kafka_results"
+  ! has "$scenarios" grpc || : >"$grpc_results"
 fi
 # Where record() writes: results.json, or results-redis.json / results-nats.json during a broker scenario.
 results_cur=$results
@@ -192,12 +200,20 @@ start_server() {
     ceiling) cmd=("$build/bench/ceiling") ;;
     nestc) cmd=("$build/bench/nestc-server") ;;
     nestjs) cmd=(node "$here/nest-server.mjs") ;;
+    # the grpc scenario: the conformance service (DESIGN.md §5a) from nestc's CLI and from the NestJS reference
+    nestc-grpc) cmd=("$nestc" conformance grpc://127.0.0.1:0 --proto "$grpc_proto") ;;
+    nestjs-grpc) cmd=(node "$root/tests/interop/nest-grpc-server.mjs" --port "$(free_port)" --proto "$grpc_proto") ;;
   esac
   # One log per start, kept: a server that dies mid-run leaves its last words there.
   local log=$out/server-$((++srv_starts))-$name.log
   srv_log=$log
+  # Emptied here, not only by the background job's redirection: under load that job may open the file after the
+  # first readiness check below, which would then read an earlier run's line (its port) from the old log.
+  : >"$log"
   # taskset execs the server: $! is the server's own PID, the one whose CPU time is measured.
-  if [[ -n $srv_url ]]; then
+  if [[ $name == *-grpc ]]; then
+    taskset -c "$cpus" "${cmd[@]}" "$@" >"$log" 2>&1 &
+  elif [[ -n $srv_url ]]; then
     taskset -c "$cpus" "${cmd[@]}" --url "$srv_url" "$@" >"$log" 2>&1 &
   else
     taskset -c "$cpus" "${cmd[@]}" --port 0 "$@" >"$log" 2>&1 &
@@ -206,7 +222,11 @@ start_server() {
   srv_port='' srv_target=''
   local i
   for ((i = 0; i < 300; i++)); do
-    if [[ -n $srv_url ]]; then
+    if [[ $name == *-grpc ]]; then
+      # nestc: "nestc conformance listening on port N"; nest-grpc-server.mjs: "READY N" once app.listen() resolved
+      srv_port=$(sed -n 's/^\(nestc conformance listening on port\|READY\) \([0-9]*\)$/\2/p' "$log")
+      [[ -n $srv_port ]] && { srv_target=grpc://127.0.0.1:$srv_port; return 0; }
+    elif [[ -n $srv_url ]]; then
       grep -qx "connected to $srv_url" "$log" && { srv_target=$srv_url; return 0; }
     else
       srv_port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$log")
@@ -987,7 +1007,101 @@ if has "$scenarios" kafka; then
   results_cur=$results
 fi
 
+# ---- gRPC: nestc's and NestJS's gRPC servers of the conformance service ---------------------------------------
+# No broker: each server alone on core 0, the load generator alone on core 1, as in the TCP scenarios. The servers:
+# `nestc conformance grpc://127.0.0.1:0 --proto conformance.proto` (nestc's gRPC transport on nghttp2, one loop) and
+# tests/interop/nest-grpc-server.mjs (NestJS's Transport.GRPC on @grpc/grpc-js, the test suite's reference: the same
+# service, one Node.js process). Loads, over one HTTP/2 connection: unary `Sum` of [1,2,3] with 1, 16 and 100 calls
+# in flight; server-streaming `Streaming` of 100 items, delay 0, with 1 and 16 calls in flight. Load generators:
+# grpc-client.mjs (grpc-js, the library NestJS's gRPC client runs on) for every load, and `nestc bench grpc://…`
+# (the nestc client) for the unary loads where this nestc's bench speaks gRPC (probed once; otherwise its points are
+# recorded as skipped with the reason). Server CPU per call (per message when streaming) from /proc/<pid>/stat over
+# the counting window, the server's VmRSS after each point, idle after its start and after all its points.
+grpc_proto=$root/tests/vectors/grpc/conformance.proto
+grpc_stream_items=100
+grpc_sum='nestc.conformance.Conformance/Sum'
+
+# grpc_probe: does `nestc bench` speak gRPC? Sets grpc_nestc_bench (1/0) and grpc_nestc_why (its refusal, one line).
+grpc_nestc_bench=''
+grpc_probe() {
+  local line err
+  err=$out/grpc-probe.err
+  line=$(timeout 30 taskset -c 1 "$nestc" bench "$srv_target" "$grpc_sum" '{"numbers":[1,2,3]}' --proto "$grpc_proto" \
+    --connections 1 --inflight 1 --duration 0.2 --warmup 0 2>"$err" | tail -n 1) || true
+  if [[ $line == '{'* ]]; then
+    grpc_nestc_bench=1 grpc_nestc_why=''
+  else
+    grpc_nestc_bench=0
+    grpc_nestc_why=$(grep -m 1 . "$err" | tr -d '"\\' | cut -c1-200)
+    echo "bench: grpc: nestc bench does not speak gRPC here (${grpc_nestc_why:-no output}): the nestc client column is skipped" >&2
+  fi
+}
+
+# grpc_point CLIENT SCENARIO SERVER INFLIGHT ARGS...: one load from grpc-client.mjs (CLIENT grpc-js) or `nestc bench`
+# (CLIENT nestc), one connection with INFLIGHT calls in flight, against the running server, $repeat times; the
+# server's VmRSS and threads after the point beside the result.
+grpc_point() {
+  local client=$1 scenario=$2 server=$3 inflight=$4 line run cmd
+  shift 4
+  for ((run = 1; run <= repeat; run++)); do
+    ensure_server || return 0
+    wait_quiet
+    if [[ $client == nestc ]]; then
+      cmd=("$nestc" bench "$srv_target" "$grpc_sum" '{"numbers":[1,2,3]}' --proto "$grpc_proto" "$@")
+    else
+      cmd=(node "$here/grpc-client.mjs" --url "$srv_target" "$@")
+    fi
+    cmd+=(--connections 1 --inflight "$inflight")
+    echo "bench: $scenario / $server: ${cmd[*]:0:2} … $*" >&2
+    if line=$(taskset -c 1 "${cmd[@]}" --duration "$duration" --warmup "$warmup" --server-pid "$srv_pid" \
+      2>>"$out/bench-stderr.log" | tail -n 1) && [[ $line == '{'* ]]; then
+      echo "  $line" >&2
+      record "$scenario" "$server" "$line" "\"client\":\"$client\",\"inflight\":$inflight,\"server_rss_kib\":$(rss_kib "$srv_pid"),\"threads\":$(threads_of "$srv_pid"),\"run\":$run,\"busy_pct_before\":$point_busy"
+    else
+      echo "  failed (see $out/bench-stderr.log)" >&2
+      record "$scenario" "$server" null "\"client\":\"$client\",\"inflight\":$inflight,\"run\":$run"
+    fi
+  done
+}
+
+if has "$scenarios" grpc; then
+  results_cur=$grpc_results
+  record machine - "${machine_line%\}},\"grpc_js_version\":\"$(node -p 'require(process.argv[1]).version' "$root/tests/interop/node_modules/@grpc/grpc-js/package.json")\",\"nghttp2_version\":\"$(pkg-config --modversion libnghttp2 2>/dev/null || echo '?')\",\"stream_items\":$grpc_stream_items,\"duration_s\":$duration,\"warmup_s\":$warmup}"
+  for server in nestc nestjs; do
+    has "$servers" "$server" || continue
+    if ! start_server "$server-grpc" 0; then
+      record grpc-unary "$server" null
+      continue
+    fi
+    sleep 1
+    rss0=$(rss_kib "$srv_pid") anon0=$(status_kib "$srv_pid" RssAnon)
+    rss0=${rss0:-null} anon0=${anon0:-null}
+    [[ -n $grpc_nestc_bench ]] || grpc_probe
+    # the same untimed load for both servers before the first point: unary, then streaming
+    wait_quiet
+    echo "bench: warming up for 2 × ${warm_s} s" >&2
+    for mode in unary:100 stream:16; do
+      taskset -c 1 node "$here/grpc-client.mjs" --url "$srv_target" --mode "${mode%:*}" --inflight "${mode#*:}" \
+        --items "$grpc_stream_items" --warmup 0 --duration "$warm_s" >/dev/null 2>>"$out/bench-stderr.log" || true
+    done
+    for n in 1 16 100; do
+      grpc_point grpc-js grpc-unary "$server" "$n" --mode unary
+      if ((grpc_nestc_bench)); then
+        grpc_point nestc grpc-unary "$server" "$n"
+      else
+        record grpc-unary "$server" null "\"client\":\"nestc\",\"inflight\":$n,\"skipped\":\"${grpc_nestc_why:-nestc bench refused grpc://}\""
+      fi
+    done
+    for n in 1 16; do
+      grpc_point grpc-js grpc-stream "$server" "$n" --mode stream --items "$grpc_stream_items"
+    done
+    record grpc-memory "$server" "{\"idle_rss_kib\":$rss0,\"idle_anon_kib\":$anon0,\"rss_kib_after\":$(rss_kib "$srv_pid"),\"anon_kib_after\":$(status_kib "$srv_pid" RssAnon),\"threads\":$(threads_of "$srv_pid")}"
+    stop_server
+  done
+  results_cur=$results
+fi
+
 # ---- the report --------------------------------------------------------------------------------------------
 node "$here/report.mjs" --results "$results" --redis-results "$redis_results" --nats-results "$nats_results" \
-  --mqtt-results "$mqtt_results" --rmq-results "$rmq_results" --kafka-results "$kafka_results" --out "$report" --duration "$duration" --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
+  --mqtt-results "$mqtt_results" --rmq-results "$rmq_results" --kafka-results "$kafka_results" --grpc-results "$grpc_results" --out "$report" --duration "$duration" --warmup "$warmup" --idle-conns "$idle_conns" --build "$build"
 echo "bench: wrote $report" >&2
