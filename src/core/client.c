@@ -840,6 +840,9 @@ static int send_body(nc_client *c, ccall *k) {
         out.accepted = event_accepted;
         out.refused = event_refused;
         out.arg = k;
+    } else if (k->tl) {
+        uint64_t now = uv_now(c->io.loop);
+        out.deadline_ms = k->at > now ? (uint32_t)(k->at - now) : 1;
     }
     int was_sent = k->sent;
     k->sent = 1;

@@ -165,6 +165,9 @@ typedef struct nc_outbound {
     const json_t *headers; /* transport headers (object of strings), NULL when none; borrowed */
     /* The call's options (level NC_OPT_CALL, validated; parent: the client's set), NULL when none. */
     const nc_optset *opts;
+    /* Requests: the time left before the call's timeout when it is handed over (ms, at least 1), for
+     * transports that tell the peer (gRPC's grpc-timeout); 0 = the call has no timeout. */
+    uint32_t deadline_ms;
     /* Events only: called once the transport accepted the event (err 0) or failed. The transport may hold
      * `arg` until then, even across a closing client, up to the close callbacks of its handles: the core
      * keeps the call until this (or refused) ran. An event whose timeout passed first has already told its

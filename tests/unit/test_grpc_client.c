@@ -42,6 +42,7 @@ static void h_exception(nc_request *req, const nc_msg *m, void *u) {
 }
 
 static int cancelled, sleeping;
+static int64_t sleep_deadline; /* NC_CTX_TIMEOUT_MS of the last Sleep call: the grpc-timeout it came with */
 static void on_cancelled(nc_request *req, void *arg) {
     cancelled++;
     nc_reply_end(req);
@@ -49,6 +50,8 @@ static void on_cancelled(nc_request *req, void *arg) {
 /* Sleep never answers by itself: it ends when cancelled (RST_STREAM, the deadline). */
 static void h_sleep(nc_request *req, const nc_msg *m, void *u) {
     sleeping++;
+    sleep_deadline = -1;
+    nc_msg_ctx_int(m, NC_CTX_TIMEOUT_MS, &sleep_deadline);
     nc_request_on_cancel(req, on_cancelled, NULL);
 }
 
@@ -330,6 +333,27 @@ static void test_deadline(void **st) {
     nc_client_free(c);
 }
 
+/* A call's own timeout, shorter than the client's, is the grpc-timeout the server sees (it was the
+ * client's until the core handed transports the time left). */
+static void test_call_deadline_sent(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    res r;
+    res_init(&r);
+    int before = cancelled;
+    json_t *d = json_loads("{\"ms\":100000}", 0, NULL);
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done_call};
+    nc_call_opts co = {.timeout_ms = 300 * time_factor()};
+    assert_int_equal(nc_client_call(c, M("Sleep"), d, &co, &cbs, &r, &cur), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_true(r.err == NC_ETIMEDOUT ||
+                (r.err == NC_EREMOTE && json_integer_value(json_object_get(r.error, "code")) == 4));
+    run_until(&cancelled, before + 1);
+    assert_true(sleep_deadline > 0 && sleep_deadline <= 300 * time_factor());
+    res_free(&r);
+    nc_client_free(c);
+}
+
 static void test_cancel(void **st) {
     nc_client *c = client(30000 * time_factor());
     res r;
@@ -556,19 +580,13 @@ static int teardown(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary),
-        cmocka_unit_test(test_status),
-        cmocka_unit_test(test_server_stream),
-        cmocka_unit_test(test_client_stream),
-        cmocka_unit_test(test_bidi),
-        cmocka_unit_test(test_metadata),
-        cmocka_unit_test(test_deadline),
-        cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_big),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_lost),
-        cmocka_unit_test(test_response_cap),
-        cmocka_unit_test(test_not_grpc_server),
+        cmocka_unit_test(test_unary),         cmocka_unit_test(test_status),
+        cmocka_unit_test(test_server_stream), cmocka_unit_test(test_client_stream),
+        cmocka_unit_test(test_bidi),          cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_deadline),      cmocka_unit_test(test_call_deadline_sent),
+        cmocka_unit_test(test_cancel),        cmocka_unit_test(test_big),
+        cmocka_unit_test(test_refused),       cmocka_unit_test(test_lost),
+        cmocka_unit_test(test_response_cap),  cmocka_unit_test(test_not_grpc_server),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -592,7 +592,7 @@ static int gc_send(void *state, nc_outbound *out) {
     }
     json_decref(data);
     if (!gm->m->client_stream) k->half_closed = 1;
-    int tmo = nc_client__cfg(g->cli)->timeout_ms;
+    int tmo = (int)out->deadline_ms; /* the call's own time left (its timeout, or the client's) */
     nc_buf hb = NC_BUF_INIT;
     nghttp2_nv nv[NC_GCALL_MAX_HEADERS + 10];
     size_t n = 0;
