@@ -319,17 +319,27 @@ static void test_metadata(void **st) {
     nc_client_free(c);
 }
 
-static void test_deadline(void **st) {
-    nc_client *c = client(100 * time_factor());
+/* A Sleep call that outlives its timeout (`co`, else the client's): it fails with the core's timeout or
+ * the server's DEADLINE_EXCEEDED, whichever comes first, and the handler is cancelled (grpc-timeout, or
+ * our RST_STREAM). */
+static void sleep_past_deadline(nc_client *c, const nc_call_opts *co) {
     res r;
     res_init(&r);
     int before = cancelled;
-    call(c, M("Sleep"), "{\"ms\":100000}", &r);
-    /* the core's timer or the server's DEADLINE_EXCEEDED, whichever comes first */
+    json_t *d = json_loads("{\"ms\":100000}", 0, NULL);
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done_call};
+    assert_int_equal(nc_client_call(c, M("Sleep"), d, co, &cbs, &r, &cur), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
     assert_true(r.err == NC_ETIMEDOUT ||
                 (r.err == NC_EREMOTE && json_integer_value(json_object_get(r.error, "code")) == 4));
-    run_until(&cancelled, before + 1); /* the handler was cancelled (grpc-timeout, or our RST_STREAM) */
+    run_until(&cancelled, before + 1);
     res_free(&r);
+}
+
+static void test_deadline(void **st) {
+    nc_client *c = client(100 * time_factor());
+    sleep_past_deadline(c, NULL);
     nc_client_free(c);
 }
 
@@ -337,20 +347,9 @@ static void test_deadline(void **st) {
  * client's until the core handed transports the time left). */
 static void test_call_deadline_sent(void **st) {
     nc_client *c = client(30000 * time_factor());
-    res r;
-    res_init(&r);
-    int before = cancelled;
-    json_t *d = json_loads("{\"ms\":100000}", 0, NULL);
-    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done_call};
     nc_call_opts co = {.timeout_ms = 300 * time_factor()};
-    assert_int_equal(nc_client_call(c, M("Sleep"), d, &co, &cbs, &r, &cur), 0);
-    json_decref(d);
-    run_until(&r.done, 1);
-    assert_true(r.err == NC_ETIMEDOUT ||
-                (r.err == NC_EREMOTE && json_integer_value(json_object_get(r.error, "code")) == 4));
-    run_until(&cancelled, before + 1);
+    sleep_past_deadline(c, &co);
     assert_true(sleep_deadline > 0 && sleep_deadline <= 300 * time_factor());
-    res_free(&r);
     nc_client_free(c);
 }
 
