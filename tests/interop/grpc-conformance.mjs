@@ -2,7 +2,9 @@
 //
 //   node grpc-conformance.mjs --url HOST:PORT [--proto FILE]   check a running server
 //   node grpc-conformance.mjs --nest [--proto FILE]            start nest-grpc-server.mjs on a free port first
-//   node grpc-conformance.mjs --nestc BIN [--tls CERTDIR] [--workers N]
+//   node grpc-conformance.mjs --nestc BIN [--tls CERTDIR [--mtls]] [--workers N]
+// --mtls: the server requires a client certificate signed by the test CA (mutual TLS); the client presents one,
+// and a client without one is refused.
 //                                                              start `BIN conformance grpc://127.0.0.1:0` first
 //                                                              (TLS: CERTDIR/server.pem, server.key, ca.pem)
 //
@@ -28,6 +30,7 @@ const { values: args } = parseArgs({
     nest: { type: 'boolean', default: false },
     nestc: { type: 'string' },
     tls: { type: 'string' },
+    mtls: { type: 'boolean', default: false },
     workers: { type: 'string' },
     proto: { type: 'string', default: join(here, '..', 'vectors', 'grpc', 'conformance.proto') },
   },
@@ -61,6 +64,7 @@ if (args.nest) {
 if (args.nestc) {
   // port 0: the server picks a free port and prints it on its readiness line
   const tls = args.tls ? ['--cert', join(args.tls, 'server.pem'), '--key', join(args.tls, 'server.key')] : [];
+  if (args.tls && args.mtls) tls.push('--ca', join(args.tls, 'ca.pem'));
   if (args.workers) tls.push('--workers', args.workers);
   // NESTC_WRAP: the server under a tool (valgrind: its error exit code fails the run, see the end)
   const wrap = process.env.NESTC_WRAP ? process.env.NESTC_WRAP.split(/\s+/).filter((w) => w) : [];
@@ -81,7 +85,10 @@ if (args.nestc) {
 
 const def = protoLoader.loadSync(args.proto, { keepCase: true, longs: String, enums: String, bytes: String, oneofs: true });
 const pkg = grpc.loadPackageDefinition(def);
-const creds = args.tls ? grpc.credentials.createSsl(readFileSync(join(args.tls, 'ca.pem'))) : grpc.credentials.createInsecure();
+const tlsFile = (f) => readFileSync(join(args.tls, f));
+const creds = !args.tls ? grpc.credentials.createInsecure()
+  : args.mtls ? grpc.credentials.createSsl(tlsFile('ca.pem'), tlsFile('client.key'), tlsFile('client.pem'))
+  : grpc.credentials.createSsl(tlsFile('ca.pem'));
 const client = new pkg.nestc.conformance.Conformance(url, creds);
 // call deadlines scale with the suite's time factor (a loaded machine, valgrind)
 const factor = Number(process.env.NESTC_TEST_TIMEOUT_FACTOR) || 1;
@@ -187,6 +194,14 @@ if (args.tls) {
     sock.on('error', (e) => resolve(/no.application.protocol/i.test(e.message) ? 'refused' : e.message));
   });
   check('TLS without h2 refused', r, 'refused');
+}
+if (args.mtls) {
+  // mutual TLS: a client without a certificate gets no service
+  const anon = new pkg.nestc.conformance.Conformance(url, grpc.credentials.createSsl(tlsFile('ca.pem')));
+  const r = await new Promise((resolve) => anon.Sum({ numbers: [1] }, { deadline: deadline() },
+    (err) => resolve(err ? err.code : 0)));
+  check('mTLS: a client without a certificate is refused', r, 14);
+  anon.close();
 }
 {
   const r = await new Promise((resolve) => client.makeUnaryRequest('/nestc.conformance.Conformance/Nope', (x) => x,
