@@ -748,7 +748,8 @@ static int send_body(nc_client *c, ccall *k) {
                        .len = k->body.len,
                        .id = k->id[0] ? k->id : NULL,
                        .headers = k->headers,
-                       .opts = k->opts};
+                       .opts = k->opts,
+                       .writable = k->hid != 0};
     if (!k->id[0]) {
         out.accepted = event_accepted;
         out.refused = event_refused;
