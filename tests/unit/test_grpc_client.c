@@ -322,6 +322,14 @@ static void test_send_stream(void **st) {
     assert_int_equal(r.err, 0);
     assert_true(json_number_value(json_object_get(json_array_get(r.values, 0), "sum")) == 2);
     res_free(&r);
+    /* the blocking send too (it used to wait for the timeout) */
+    json_t *reply = NULL, *error = NULL;
+    d = json_pack("{s:[i,i]}", "numbers", 4, 5);
+    assert_int_equal(nc_client_send_sync(c, M("ClientSum"), d, NULL, &reply, &error), 0);
+    json_decref(d);
+    assert_null(error);
+    assert_true(json_number_value(json_object_get(reply, "sum")) == 9);
+    json_decref(reply);
     nc_client_free(c);
 }
 
