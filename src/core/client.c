@@ -835,7 +835,8 @@ static int send_body(nc_client *c, ccall *k) {
                        .len = k->body.len,
                        .id = k->id[0] ? k->id : NULL,
                        .headers = k->headers,
-                       .opts = k->opts};
+                       .opts = k->opts,
+                       .writable = k->hid != 0 && !k->ended};
     if (!k->id[0]) {
         out.accepted = event_accepted;
         out.refused = event_refused;
@@ -1216,8 +1217,9 @@ int nc_call_write(nc_call *call, const json_t *value) {
 int nc_call_end(nc_call *call) {
     ccall *k = call_of(call, 0);
     if (!k || k->ended) return NC_ESTATE;
-    /* without request streams the request was the whole stream: ending it is already true */
-    int r = k->cli->tp->end ? stream_op(k, NULL) : 0;
+    /* without request streams the request was the whole stream: ending it is already true; a call still
+     * queued goes out ended (nc_outbound.writable 0: its data is the whole request) */
+    int r = k->cli->tp->end && !k->queued ? stream_op(k, NULL) : 0;
     if (r == 0) k->ended = 1;
     return r;
 }

@@ -85,6 +85,9 @@ int nc_client_send_sync(nc_client *cli, const char *pattern, const json_t *data,
     nc_call *call = NULL;
     r = nc_client_call(cli, pattern, data, opts, &cbs, &s, &call);
     if (r) return r;
+    /* a send: the data is the whole request (a request stream of one message, ended); NC_ESTATE when the
+     * call is done already, and transports without request streams have nothing to end */
+    nc_call_end(call);
     drive(cli, &s, call);
     return finish(&s, reply, error);
 }

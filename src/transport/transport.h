@@ -161,7 +161,11 @@ typedef struct nc_outbound {
     const char *pattern_json;
     const char *body; /* encoded packet */
     size_t len;
-    const char *id;        /* request id (NUL-terminated), NULL for events */
+    const char *id; /* request id (NUL-terminated), NULL for events */
+    /* A call made with nc_client_call (it has a handle, given to the caller or to on_headers): the caller may
+     * write more request messages (nc_call_write) and ends the request with nc_call_end. 0 for nc_client_send
+     * (and the sync send): the data is the whole request, a request stream of one message, then its end. */
+    int writable;
     const json_t *headers; /* transport headers (object of strings), NULL when none; borrowed */
     /* The call's options (level NC_OPT_CALL, validated; parent: the client's set), NULL when none. */
     const nc_optset *opts;

@@ -277,7 +277,11 @@ static const char *fx_broker_addr(void) {
     return a;
 }
 
+static int typed(void);
+
 const char *fx_transport_header_prefix(void) {
+    if (typed())
+        return "user-agent"; /* gRPC: the client's own header, kept in the metadata as grpc-js does */
     return FX.broker.kind == CONF_KAFKA ? "kafka_" : "";
 }
 
@@ -287,6 +291,63 @@ const char *fx_broker_auth_words(void) {
            : FX.broker.kind == CONF_RABBIT ? "ACCESS_REFUSED"
                                            : "Authorization Violation";
 }
+
+/* ---- typed messages (gRPC) ------------------------------------------------------------------------------
+ * suite.proto's service Suite has one method per pattern, named by the pattern in CamelCase ("fail_obj":
+ * FailObj, {"cmd":"sum"}: CmdSum); a pattern with non-ASCII bytes is Unicode. Each method takes and
+ * returns a Json message, {"json": "<the value as JSON text>"}. */
+
+static int typed(void) {
+    return FX.t && (FX.t->flags & CONF_TYPED_MESSAGES);
+}
+
+const char *fx_route(const char *pattern, int server) {
+    static char bufs[2][160];
+    static int which;
+    if (!typed()) return pattern;
+    char rpc[64] = "";
+    size_t n = 0;
+    int up = 1, ascii = 1;
+    for (const char *p = pattern; *p; p++) ascii &= (unsigned char)*p < 0x80;
+    if (!ascii) snprintf(rpc, sizeof rpc, "Unicode");
+    for (const char *p = pattern; ascii && *p && n + 1 < sizeof rpc; p++) {
+        int alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
+        if (!alnum) {
+            up = 1;
+            continue;
+        }
+        rpc[n++] = up && *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p;
+        rpc[n] = '\0';
+        up = 0;
+    }
+    char *b = bufs[which ^= 1];
+    if (server)
+        snprintf(b, sizeof bufs[0], "{\"service\":\"Suite\",\"rpc\":\"%s\",\"streaming\":\"no_stream\"}",
+                 rpc);
+    else
+        snprintf(b, sizeof bufs[0], "nestc.suite.Suite/%s", rpc);
+    return b;
+}
+
+json_t *fx_wrap(json_t *v) {
+    if (!typed() || !v) return v;
+    char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(v);
+    assert_non_null(t);
+    json_t *m = json_pack("{s:s}", "json", t);
+    free(t);
+    return m;
+}
+
+json_t *fx_unwrap(const json_t *m) {
+    if (!typed()) return json_incref((json_t *)m);
+    const char *t = json_string_value(json_object_get(m, "json"));
+    json_t *v = t && *t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
+    return v ? v : json_null();
+}
+
+/* The options of a typed transport's servers and clients: the suite's .proto. */
+static nc_option typed_opts[] = {{"protoPath", NESTC_SOURCE_DIR "/tests/conformance/suite.proto"}};
 
 int fx_broker_external(void) {
     return FX.external[0] != '\0';
@@ -459,6 +520,7 @@ nc_server *fx_server_new(nc_log_fn log, void *log_user, int shutdown_timeout_ms)
     o.shutdown_timeout_ms = shutdown_timeout_ms ? shutdown_timeout_ms : 200;
     o.handshake_timeout_ms = 10000 * time_factor(); /* TLS handshakes under valgrind on a loaded host */
     if (FX.t->flags & CONF_TLS) o.tls = &FX.server_tls;
+    if (typed()) o.options = typed_opts, o.noptions = 1;
     nc_server *srv;
     assert_int_equal(nc_server_new(&srv, url, &o), 0);
     return srv;
@@ -493,6 +555,7 @@ nc_client *fx_client_new(nc_server *srv, int retry_attempts, const json_t *heade
     o.retry_delay_ms = 100;
     o.headers = headers;
     if (FX.t->flags & CONF_TLS) o.tls = &FX.client_tls;
+    if (typed()) o.options = typed_opts, o.noptions = 1;
     nc_client *c;
     assert_int_equal(nc_client_new(&c, url, &o), 0);
     return c;

@@ -98,6 +98,24 @@ enum {
     CONF_WARM_ROUTES = 1 << 23,
 };
 
+/* Where gRPC differs (typed methods, statuses, no events): */
+enum {
+    /* patterns are methods and data travels in typed messages (gRPC): a pattern is a method of suite.proto's
+     * service (fx_route), data and reply values are JSON text in its Json message (fx_wrap / fx_unwrap) */
+    CONF_TYPED_MESSAGES = 1 << 24,
+    /* no events (gRPC): emitting is refused (NC_EUNSUPPORTED); the event cases are skipped */
+    CONF_NO_EVENTS = 1 << 25,
+    /* an error value arrives as the status, {"code":N,"details":"..."} (gRPC, grpc-js's ServiceError):
+     * code 2 UNKNOWN with the value's message (or the string itself, or a scalar's JSON text) */
+    CONF_STATUS_ERRORS = 1 << 26,
+    /* the caller's deadline cancels the server's request (gRPC: the client resets the stream at its
+     * timeout, so the handler's cancel callback runs; NestJS's gRPC server cancels as well) */
+    CONF_TIMEOUT_CANCELS = 1 << 27,
+    /* the call object takes request messages only on methods with a request stream: nc_call_write on a
+     * call whose request was the whole stream is NC_ESTATE, not NC_EUNSUPPORTED (gRPC) */
+    CONF_WRITE_STATE = 1 << 28,
+};
+
 typedef struct conf_transport {
     const char *name;   /* the ctest suffix: conformance.<name> */
     const char *scheme; /* the URL scheme */
@@ -156,6 +174,12 @@ void fx_broker_stop(void);
 int fx_broker_running(void);
 /* The prefix of the transport's own header names (CONF_TRANSPORT_HEADERS), else "". */
 const char *fx_transport_header_prefix(void);
+/* Typed messages (CONF_TYPED_MESSAGES; elsewhere the identity): the method a pattern is (server: the
+ * handler's key, client: the call's path; a static buffer, valid until the next call), data as the message
+ * (steals v; NULL stays NULL: no data) and back (a new reference). */
+const char *fx_route(const char *pattern, int server);
+json_t *fx_wrap(json_t *v);
+json_t *fx_unwrap(const json_t *m);
 /* What the broker says to a wrong password (in the failed call's error). */
 const char *fx_broker_auth_words(void);
 

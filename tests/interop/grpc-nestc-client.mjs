@@ -196,6 +196,11 @@ check('ClientSum', status(await send('ClientSum', '[{"numbers":[1]},{"numbers":[
 check('ClientSum of nothing', status(await send('ClientSum', '[]', '--stream')), { exit: 0, out: [{}], err: null });
 check('BidiEcho', status(await send('BidiEcho', '[{"text":"one"},{"text":"two"}]', '--stream')),
   { exit: 0, out: [{ text: 'one' }, { text: 'two' }], err: null });
+// without --stream: the data is the one request message, then the half-close (nc_client_send's shape)
+check('ClientSum, one message', status(await send('ClientSum', '{"numbers":[4,5]}')),
+  { exit: 0, out: [{ sum: 9 }], err: null });
+check('BidiEcho, one message', status(await send('BidiEcho', '{"text":"once"}')),
+  { exit: 0, out: [{ text: 'once' }], err: null });
 
 // UNIMPLEMENTED: declared without a handler; a method the proto lacks is refused before sending (exit 2)
 {

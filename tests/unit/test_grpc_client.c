@@ -274,6 +274,68 @@ static void test_client_stream(void **st) {
     nc_client_free(c);
 }
 
+/* A plain send (nc_client_send) on a client-streaming or bidi method: the data is the one
+ * request message, then the half-close, as NestJS's ClientGrpcProxy sends a one-element Observable. The
+ * request stream used to stay open until the client's timeout. */
+static void test_send_stream(void **st) {
+    nc_client *c = client(3000 * time_factor()); /* the old behaviour: NC_ETIMEDOUT after it */
+    res r;
+    res_init(&r);
+    json_t *d = json_pack("{s:[i,i]}", "numbers", 3, 4);
+    assert_int_equal(nc_client_send(c, M("ClientSum"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    assert_true(run_until_ms(&r.done, 1, 2000));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.nvalues, 1);
+    assert_true(json_number_value(json_object_get(json_array_get(r.values, 0), "sum")) == 7);
+    res_free(&r);
+    /* no data: one empty message */
+    res_init(&r);
+    assert_int_equal(nc_client_send(c, M("ClientSum"), NULL, NULL, r_value, r_done, &r), 0);
+    assert_true(run_until_ms(&r.done, 1, 2000));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.nvalues, 1);
+    res_free(&r);
+    /* bidi: the one message echoed, then the end */
+    res_init(&r);
+    d = json_pack("{s:s}", "text", "once");
+    assert_int_equal(nc_client_send(c, M("BidiEcho"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    assert_true(run_until_ms(&r.done, 1, 2000));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.nvalues, 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.values, 0), "text")), "once");
+    res_free(&r);
+    nc_client_free(c);
+    /* a call ended while it still waits for the connection: it goes out with its data, half-closed (the end
+     * used to fail with NC_ECONNCLOSED) */
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(srv));
+    nc_option opts[] = {{"protoPath", PROTO}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 1, .timeout_ms = 3000 * time_factor()};
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res_init(&r);
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    d = json_pack("{s:[i]}", "numbers", 2);
+    assert_int_equal(nc_client_call(c, M("ClientSum"), d, NULL, &cbs, &r, &cur), 0);
+    json_decref(d);
+    assert_int_equal(nc_call_end(cur), 0);
+    assert_int_equal(nc_call_end(cur), NC_ESTATE);
+    assert_true(run_until_ms(&r.done, 1, 2000));
+    assert_int_equal(r.err, 0);
+    assert_true(json_number_value(json_object_get(json_array_get(r.values, 0), "sum")) == 2);
+    res_free(&r);
+    /* the blocking send too (it used to wait for the timeout) */
+    json_t *reply = NULL, *error = NULL;
+    d = json_pack("{s:[i,i]}", "numbers", 4, 5);
+    assert_int_equal(nc_client_send_sync(c, M("ClientSum"), d, NULL, &reply, &error), 0);
+    json_decref(d);
+    assert_null(error);
+    assert_true(json_number_value(json_object_get(reply, "sum")) == 9);
+    json_decref(reply);
+    nc_client_free(c);
+}
+
 static void test_bidi(void **st) {
     nc_client *c = client(30000 * time_factor());
     res r;
@@ -579,13 +641,21 @@ static int teardown(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unary),         cmocka_unit_test(test_status),
-        cmocka_unit_test(test_server_stream), cmocka_unit_test(test_client_stream),
-        cmocka_unit_test(test_bidi),          cmocka_unit_test(test_metadata),
-        cmocka_unit_test(test_deadline),      cmocka_unit_test(test_call_deadline_sent),
-        cmocka_unit_test(test_cancel),        cmocka_unit_test(test_big),
-        cmocka_unit_test(test_refused),       cmocka_unit_test(test_lost),
-        cmocka_unit_test(test_response_cap),  cmocka_unit_test(test_not_grpc_server),
+        cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_server_stream),
+        cmocka_unit_test(test_client_stream),
+        cmocka_unit_test(test_bidi),
+        cmocka_unit_test(test_send_stream),
+        cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_call_deadline_sent),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_big),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_lost),
+        cmocka_unit_test(test_response_cap),
+        cmocka_unit_test(test_not_grpc_server),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -583,15 +583,19 @@ static int gc_send(void *state, nc_outbound *out) {
         json_decref(data);
         return NC_ENOMEM;
     }
-    /* a request stream's first message goes only when given; a unary request is {} when absent */
+    /* A request stream the caller can write to (a call with its handle): its first message goes only when
+     * given. Otherwise the data is the whole request, {} when absent, then the half-close: a plain send on a
+     * client-streaming or bidi method is a stream of one message, as NestJS's ClientGrpcProxy sends a
+     * one-element Observable. */
+    int writable = gm->m->client_stream && out->writable;
     int r = 0;
-    if (data || !gm->m->client_stream) {
+    if (data || !writable) {
         json_t *empty = data ? NULL : json_object();
         r = frame_message(g, k, data ? data : empty, out->why, sizeof out->why);
         json_decref(empty);
     }
     json_decref(data);
-    if (!gm->m->client_stream) k->half_closed = 1;
+    if (!writable) k->half_closed = 1;
     int tmo = (int)out->deadline_ms; /* the call's own time left (its timeout, or the client's) */
     nc_buf hb = NC_BUF_INIT;
     nghttp2_nv nv[NC_GCALL_MAX_HEADERS + 10];
