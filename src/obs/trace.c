@@ -1,0 +1,339 @@
+/* W3C trace context as a hook set (nestc/trace.h, docs/observability.md "Trace context").
+ *
+ * Server: on_dispatch reads the incoming context and opens the message's SERVER span (same trace, a new
+ * span id, parent = the incoming span), on_handler_start/on_handler_return make it the thread's current
+ * span around the handler's synchronous part, on_finish ends it. Client: on_submit makes a CLIENT span,
+ * child of the thread's current span (or a new trace), and writes its traceparent into the call's headers
+ * and metadata; on_call_end ends it. Spans live in *i->state; the ones of server requests in flight are
+ * also on a per-thread list, so nc_request_trace finds a request's span for async work. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <uv.h>
+
+#include "nestc/hooks.h"
+#include "nestc/trace.h"
+
+/* ---- parsing and formatting ---------------------------------------------------------------------- */
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1; /* uppercase is invalid in traceparent */
+}
+
+/* n bytes from 2n lowercase hex digits; returns 1 when some byte is not zero, 0 when all are, -1 when
+ * a digit is not lowercase hex */
+static int unhex(const char *s, uint8_t *out, int n) {
+    int nonzero = 0;
+    for (int k = 0; k < n; k++) {
+        int hi = hexval(s[2 * k]), lo = hexval(s[2 * k + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        out[k] = (uint8_t)(hi << 4 | lo);
+        nonzero |= out[k] != 0;
+    }
+    return nonzero;
+}
+
+int nc_trace_parse(const char *tp, size_t len, nc_trace_ctx *out) {
+    if (!out) return NC_EINVAL;
+    out->valid = 0;
+    out->tracestate[0] = 0;
+    /* version 00 has exactly 55 characters; a later version's extra fields are not ours to accept:
+     * version 00 is all this implements */
+    if (!tp || len != 55 || tp[0] != '0' || tp[1] != '0' || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+        return NC_EINVAL;
+    uint8_t flags;
+    if (unhex(tp + 3, out->trace_id, 16) != 1 || unhex(tp + 36, out->span_id, 8) != 1 ||
+        unhex(tp + 53, &flags, 1) < 0)
+        return NC_EINVAL;
+    out->flags = flags;
+    out->valid = 1;
+    return 0;
+}
+
+static void tohex(const uint8_t *b, int n, char *out) {
+    static const char d[] = "0123456789abcdef";
+    for (int k = 0; k < n; k++) out[2 * k] = d[b[k] >> 4], out[2 * k + 1] = d[b[k] & 15];
+    out[2 * n] = 0;
+}
+
+void nc_trace_format(const nc_trace_ctx *c, char out[56]) {
+    memcpy(out, "00-", 3);
+    tohex(c->trace_id, 16, out + 3);
+    out[35] = '-';
+    tohex(c->span_id, 8, out + 36);
+    out[52] = '-';
+    tohex(&c->flags, 1, out + 53);
+}
+
+void nc_trace_id_hex(const nc_trace_ctx *c, char out[33]) {
+    tohex(c->trace_id, 16, out);
+}
+
+void nc_trace_span_hex(const nc_trace_ctx *c, char out[17]) {
+    tohex(c->span_id, 8, out);
+}
+
+/* a value of a header, else of the metadata object */
+static const char *field(const nc_msg *m, const char *name, size_t *len) {
+    const char *v = nc_msg_header(m, name, len);
+    if (v) return v;
+    json_t *md = nc_msg_metadata(m);
+    json_t *j = md ? json_object_get(md, name) : NULL;
+    if (!json_is_string(j)) return NULL;
+    *len = json_string_length(j);
+    return json_string_value(j);
+}
+
+int nc_msg_trace(const nc_msg *m, nc_trace_ctx *out) {
+    if (!m || !out) return NC_EINVAL;
+    size_t len = 0;
+    const char *tp = field(m, "traceparent", &len);
+    if (!tp) {
+        out->valid = 0;
+        out->tracestate[0] = 0;
+        return NC_ENOENT;
+    }
+    if (nc_trace_parse(tp, len, out)) return NC_EINVAL;
+    /* tracestate rides along only with a valid traceparent; one too long is dropped whole */
+    const char *ts = field(m, "tracestate", &len);
+    if (ts && len <= NC_TRACESTATE_MAX && !memchr(ts, 0, len)) {
+        memcpy(out->tracestate, ts, len);
+        out->tracestate[len] = 0;
+    }
+    return 0;
+}
+
+/* ---- ids ----------------------------------------------------------------------------------------------- */
+
+/* splitmix64 per thread, seeded from the kernel: ids need to be unique, not secret */
+static _Thread_local uint64_t rng_state;
+static _Thread_local int rng_seeded;
+
+static uint64_t rnd64(void) {
+    if (!rng_seeded) {
+        if (getrandom(&rng_state, sizeof rng_state, 0) != (ssize_t)sizeof rng_state)
+            rng_state = uv_hrtime() ^ (uint64_t)(uintptr_t)&rng_state;
+        rng_seeded = 1;
+    }
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void rnd_bytes(uint8_t *b, int n) {
+    do {
+        for (int k = 0; k < n; k += 8) {
+            uint64_t r = rnd64();
+            memcpy(b + k, &r, (size_t)(n - k < 8 ? n - k : 8));
+        }
+        int zero = 1;
+        for (int k = 0; k < n; k++) zero &= b[k] == 0;
+        if (!zero) return;
+    } while (1);
+}
+
+void nc_trace_new_root(nc_trace_ctx *out) {
+    rnd_bytes(out->trace_id, 16);
+    rnd_bytes(out->span_id, 8);
+    out->flags = NC_TRACE_SAMPLED;
+    out->valid = 1;
+    out->tracestate[0] = 0;
+}
+
+/* ---- the current span -------------------------------------------------------------------------------- */
+
+static _Thread_local nc_trace_ctx current;
+
+int nc_trace_current(nc_trace_ctx *out) {
+    if (!out) return NC_EINVAL;
+    *out = current;
+    if (!current.valid) {
+        out->tracestate[0] = 0;
+        return NC_ENOENT;
+    }
+    return 0;
+}
+
+nc_trace_ctx nc_trace_set_current(const nc_trace_ctx *c) {
+    nc_trace_ctx prev = current;
+    if (c && c->valid)
+        current = *c;
+    else
+        current.valid = 0;
+    return prev;
+}
+
+/* ---- spans --------------------------------------------------------------------------------------------- */
+
+typedef struct tracer {
+    nc_trace_opts o;
+} tracer;
+
+typedef struct span {
+    nc_span s;
+    uint64_t start_mono;
+    const nc_request *req;    /* server requests: the key of nc_request_trace */
+    struct span *prev, *next; /* the thread's list of server requests in flight */
+    nc_trace_ctx saved;       /* the current span the handler replaced */
+} span;
+
+static _Thread_local span *inflight;
+
+static uint64_t unix_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* a span child of parent (valid) or a root */
+static span *span_new(const nc_trace_ctx *parent, nc_span_kind kind, const nc_hook_info *i) {
+    span *sp = calloc(1, sizeof *sp);
+    if (!sp) return NULL;
+    if (parent && parent->valid) {
+        sp->s.ctx = *parent;
+        memcpy(sp->s.parent_id, parent->span_id, 8);
+        sp->s.has_parent = 1;
+        rnd_bytes(sp->s.ctx.span_id, 8);
+    } else {
+        nc_trace_new_root(&sp->s.ctx);
+    }
+    sp->s.kind = kind;
+    sp->s.name = i->route && *i->route ? i->route : i->pattern ? i->pattern : "";
+    sp->s.transport = i->transport ? i->transport : "";
+    sp->s.is_event = i->is_event;
+    sp->s.start_unix_ns = unix_ns();
+    return sp;
+}
+
+static void span_end(tracer *t, span *sp, int outcome) {
+    if (t->o.on_span) {
+        sp->s.outcome = outcome;
+        sp->s.end_unix_ns = unix_ns();
+        t->o.on_span(t->o.user, &sp->s);
+    }
+    free(sp);
+}
+
+static void release(void *user) {
+    free(user);
+}
+
+/* server */
+
+static void srv_dispatch(void *u, nc_hook_info *i) {
+    (void)u;
+    nc_trace_ctx in;
+    nc_msg_trace(i->msg, &in);
+    span *sp = span_new(&in, NC_SPAN_SERVER, i);
+    if (!sp) return;
+    if (i->request) { /* a request: findable by nc_request_trace until it finishes */
+        sp->req = i->request;
+        sp->next = inflight;
+        if (inflight) inflight->prev = sp;
+        inflight = sp;
+    }
+    *i->state = sp;
+}
+
+static void srv_start(void *u, nc_hook_info *i) {
+    (void)u;
+    span *sp = *i->state;
+    if (sp) sp->saved = nc_trace_set_current(&sp->s.ctx);
+}
+
+static void srv_return(void *u, nc_hook_info *i) {
+    (void)u;
+    span *sp = *i->state;
+    if (sp) nc_trace_set_current(&sp->saved);
+}
+
+static void srv_finish(void *u, nc_hook_info *i, int outcome) {
+    span *sp = *i->state;
+    if (!sp) return;
+    if (sp->req) {
+        if (sp->prev)
+            sp->prev->next = sp->next;
+        else
+            inflight = sp->next;
+        if (sp->next) sp->next->prev = sp->prev;
+    }
+    *i->state = NULL;
+    span_end(u, sp, outcome);
+}
+
+int nc_request_trace(const nc_request *req, nc_trace_ctx *out) {
+    if (!req || !out) return NC_EINVAL;
+    for (span *sp = inflight; sp; sp = sp->next)
+        if (sp->req == req) {
+            *out = sp->s.ctx;
+            return 0;
+        }
+    out->valid = 0;
+    out->tracestate[0] = 0;
+    return NC_ENOENT;
+}
+
+/* client */
+
+static int cli_submit(void *u, nc_hook_info *i) {
+    (void)u;
+    span *sp = span_new(current.valid ? &current : NULL, NC_SPAN_CLIENT, i);
+    if (!sp) return 0; /* out of memory: the call goes untraced rather than failing */
+    char tp[56];
+    nc_trace_format(&sp->s.ctx, tp);
+    nc_hook_set_header(i, "traceparent", tp);
+    nc_hook_set_metadata(i, "traceparent", json_string(tp));
+    if (sp->s.ctx.tracestate[0]) {
+        nc_hook_set_header(i, "tracestate", sp->s.ctx.tracestate);
+        nc_hook_set_metadata(i, "tracestate", json_string(sp->s.ctx.tracestate));
+    }
+    *i->state = sp;
+    return 0;
+}
+
+static void cli_end(void *u, nc_hook_info *i, int err) {
+    span *sp = *i->state;
+    if (!sp) return;
+    *i->state = NULL;
+    span_end(u, sp, err);
+}
+
+static tracer *tracer_new(const nc_trace_opts *o) {
+    tracer *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    if (o) {
+        size_t n = o->struct_size && o->struct_size < sizeof t->o ? o->struct_size : sizeof t->o;
+        memcpy(&t->o, o, n);
+    }
+    return t;
+}
+
+int nc_trace_enable_server(nc_server *srv, const nc_trace_opts *o) {
+    if (!srv) return NC_EINVAL;
+    tracer *t = tracer_new(o);
+    if (!t) return NC_ENOMEM;
+    nc_server_hooks h = {.struct_size = sizeof h,
+                         .on_dispatch = srv_dispatch,
+                         .on_handler_start = srv_start,
+                         .on_handler_return = srv_return,
+                         .on_finish = srv_finish,
+                         .release = release};
+    int id = nc_server_add_hooks(srv, &h, t);
+    if (id < 0) free(t);
+    return id;
+}
+
+int nc_trace_enable_client(nc_client *cli, const nc_trace_opts *o) {
+    if (!cli) return NC_EINVAL;
+    tracer *t = tracer_new(o);
+    if (!t) return NC_ENOMEM;
+    nc_client_hooks h = {
+        .struct_size = sizeof h, .on_submit = cli_submit, .on_call_end = cli_end, .release = release};
+    int id = nc_client_add_hooks(cli, &h, t);
+    if (id < 0) free(t);
+    return id;
+}
