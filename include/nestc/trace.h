@@ -102,11 +102,20 @@ typedef struct nc_trace_opts {
     /* every finished span, on the loop thread that ended it (with workers: concurrently); may be NULL */
     void (*on_span)(void *user, const nc_span *span);
     void *user;
+    /* OTLP/HTTP JSON collector: "http://host[:port][/path]" (port 4318 by default, path /v1/traces when
+     * none is given); NULL = OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (as it is), else
+     * OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces", else no export (propagation only). Sampled spans are
+     * sent in batches every OTEL_BSP_SCHEDULE_DELAY ms (default 1000), from the loop of the server (the
+     * primary one with workers) or client; https is not supported (NC_EUNSUPPORTED). Copied. */
+    const char *otlp_endpoint;
+    const char *service_name; /* resource service.name; NULL = OTEL_SERVICE_NAME, else "nestc" */
+    int otlp_queue_max;       /* spans waiting for export at most (0 = 2048); more are dropped and counted */
 } nc_trace_opts;
 
 /* Installs the tracing hook set on a server (before nc_server_run for workers) or a client. opts may be
- * NULL (propagation only). Returns the hook set's id (> 0: nc_server_remove_hooks /
- * nc_client_remove_hooks turn it off), or an nc_err. */
+ * NULL (propagation only, or export as the environment says). Returns the hook set's id (> 0:
+ * nc_server_remove_hooks / nc_client_remove_hooks turn it off), or an nc_err (NC_EINVAL: a bad
+ * collector address; NC_EUNSUPPORTED: https). */
 NC_API int nc_trace_enable_server(nc_server *srv, const nc_trace_opts *opts);
 NC_API int nc_trace_enable_client(nc_client *cli, const nc_trace_opts *opts);
 

@@ -14,6 +14,7 @@
 
 #include "nestc/hooks.h"
 #include "nestc/trace.h"
+#include "obs/otlp.h"
 
 /* ---- parsing and formatting ---------------------------------------------------------------------- */
 
@@ -171,6 +172,7 @@ nc_trace_ctx nc_trace_set_current(const nc_trace_ctx *c) {
 
 typedef struct tracer {
     nc_trace_opts o;
+    nc_otlp *x; /* the exporter, when a collector is configured */
 } tracer;
 
 typedef struct span {
@@ -210,16 +212,21 @@ static span *span_new(const nc_trace_ctx *parent, nc_span_kind kind, const nc_ho
 }
 
 static void span_end(tracer *t, span *sp, int outcome) {
-    if (t->o.on_span) {
+    /* only sampled spans go to the collector (the W3C flag is the sampling decision of the trace) */
+    int exp = t->x && (sp->s.ctx.flags & NC_TRACE_SAMPLED);
+    if (t->o.on_span || exp) {
         sp->s.outcome = outcome;
         sp->s.end_unix_ns = unix_ns();
-        t->o.on_span(t->o.user, &sp->s);
+        if (t->o.on_span) t->o.on_span(t->o.user, &sp->s);
+        if (exp) nc_otlp_push(t->x, &sp->s);
     }
     free(sp);
 }
 
 static void release(void *user) {
-    free(user);
+    tracer *t = user;
+    nc_otlp_close(t->x);
+    free(t);
 }
 
 /* server */
@@ -302,20 +309,37 @@ static void cli_end(void *u, nc_hook_info *i, int err) {
     span_end(u, sp, err);
 }
 
-static tracer *tracer_new(const nc_trace_opts *o) {
+/* the exporter's batch delay: OTEL_BSP_SCHEDULE_DELAY (ms), as the OpenTelemetry SDKs read it */
+static int batch_delay_ms(void) {
+    const char *v = getenv("OTEL_BSP_SCHEDULE_DELAY");
+    int ms = v ? atoi(v) : 0;
+    return ms > 0 ? ms : 1000;
+}
+
+static int tracer_new(tracer **out, const nc_trace_opts *o, uv_loop_t *loop) {
     tracer *t = calloc(1, sizeof *t);
-    if (!t) return NULL;
+    if (!(*out = t)) return NC_ENOMEM;
     if (o) {
         size_t n = o->struct_size && o->struct_size < sizeof t->o ? o->struct_size : sizeof t->o;
         memcpy(&t->o, o, n);
     }
-    return t;
+    char buf[1024];
+    const char *ep = nc_otlp_endpoint(t->o.otlp_endpoint, buf, sizeof buf);
+    if (!ep) return 0; /* propagation only */
+    const char *svc = t->o.service_name ? t->o.service_name : getenv("OTEL_SERVICE_NAME");
+    int r = loop ? nc_otlp_new(&t->x, loop, ep, svc, t->o.otlp_queue_max, batch_delay_ms()) : NC_ESTATE;
+    if (r) {
+        free(t);
+        *out = NULL;
+    }
+    return r;
 }
 
 int nc_trace_enable_server(nc_server *srv, const nc_trace_opts *o) {
     if (!srv) return NC_EINVAL;
-    tracer *t = tracer_new(o);
-    if (!t) return NC_ENOMEM;
+    tracer *t;
+    int r = tracer_new(&t, o, nc_server_loop(srv));
+    if (r) return r;
     nc_server_hooks h = {.struct_size = sizeof h,
                          .on_dispatch = srv_dispatch,
                          .on_handler_start = srv_start,
@@ -323,17 +347,18 @@ int nc_trace_enable_server(nc_server *srv, const nc_trace_opts *o) {
                          .on_finish = srv_finish,
                          .release = release};
     int id = nc_server_add_hooks(srv, &h, t);
-    if (id < 0) free(t);
+    if (id < 0) release(t);
     return id;
 }
 
 int nc_trace_enable_client(nc_client *cli, const nc_trace_opts *o) {
     if (!cli) return NC_EINVAL;
-    tracer *t = tracer_new(o);
-    if (!t) return NC_ENOMEM;
+    tracer *t;
+    int r = tracer_new(&t, o, nc_client_loop(cli));
+    if (r) return r;
     nc_client_hooks h = {
         .struct_size = sizeof h, .on_submit = cli_submit, .on_call_end = cli_end, .release = release};
     int id = nc_client_add_hooks(cli, &h, t);
-    if (id < 0) free(t);
+    if (id < 0) release(t);
     return id;
 }

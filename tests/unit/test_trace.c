@@ -7,6 +7,8 @@
 #include "loop_fixture.h"
 
 #include "../common/broker.h"
+#include "obs/http_status.h"
+#include "obs/otlp.h"
 
 /* ---- parsing ----------------------------------------------------------------------------------------- */
 
@@ -340,12 +342,265 @@ static void test_chain_nats(void **st) {
     brokered("nats", nats_exec);
 }
 
+/* ---- export ---------------------------------------------------------------------------------------- */
+
+static void test_status_line(void **st) {
+    (void)st;
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+    assert_int_equal(nc_http_status_parse(ok, strlen(ok)), 200);
+    assert_int_equal(nc_http_status_parse("HTTP/1.0 503\n", 13), 503);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 20", 11), 0); /* more to come */
+    assert_int_equal(nc_http_status_parse("HTT", 3), 0);
+    assert_int_equal(nc_http_status_parse("", 0), 0);
+    assert_int_equal(nc_http_status_parse("SSH-2.0", 7), -1); /* refused before a line ends */
+    assert_int_equal(nc_http_status_parse("HTTP/2.0 200 OK\r\n", 17), -1);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 2x0 OK\r\n", 17), -1);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 200OK\r\n", 16), -1);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 099 x\r\n", 16), -1);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 200 \001\r\n", 16), -1);
+    char big[NC_HTTP_STATUS_LINE_MAX + 8];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "HTTP/1.1 200 ", 13);
+    assert_int_equal(nc_http_status_parse(big, sizeof big), -1); /* no end of line in sight */
+}
+
+/* A collector on the loop: reads one POST per connection, keeps its JSON body, answers `answer`. */
+typedef struct coll_conn {
+    uv_tcp_t h;
+    char buf[1 << 20];
+    size_t len;
+    uv_write_t w;
+} coll_conn;
+
+static uv_tcp_t coll;
+static int coll_port, coll_posts;
+static json_t *coll_bodies; /* array of bodies */
+static const char *coll_answer =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+static char coll_path[64];
+
+static void coll_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+    (void)sz;
+    coll_conn *c = h->data;
+    *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof c->buf - c->len - 1));
+}
+
+static void coll_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void coll_written(uv_write_t *w, int st) {
+    (void)st;
+    uv_close((uv_handle_t *)w->data, coll_closed);
+}
+
+static void coll_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    (void)b;
+    coll_conn *c = s->data;
+    if (n < 0) {
+        uv_close((uv_handle_t *)s, coll_closed);
+        return;
+    }
+    c->len += (size_t)n;
+    c->buf[c->len] = 0;
+    char *end = strstr(c->buf, "\r\n\r\n");
+    char *cl = strstr(c->buf, "Content-Length: ");
+    if (!end || !cl) return;
+    size_t want = (size_t)atol(cl + 16);
+    if (c->len < (size_t)(end + 4 - c->buf) + want) return;
+    sscanf(c->buf, "POST %63s ", coll_path);
+    json_t *body = json_loadb(end + 4, want, 0, NULL);
+    assert_non_null(body);
+    json_array_append_new(coll_bodies, body);
+    coll_posts++;
+    uv_read_stop(s);
+    uv_buf_t out = uv_buf_init((char *)coll_answer, (unsigned)strlen(coll_answer));
+    c->w.data = s;
+    uv_write(&c->w, s, &out, 1, coll_written);
+}
+
+static void coll_conn_cb(uv_stream_t *l, int st) {
+    (void)st;
+    coll_conn *c = calloc(1, sizeof *c);
+    uv_tcp_init(&loop, &c->h);
+    c->h.data = c;
+    uv_accept(l, (uv_stream_t *)&c->h);
+    uv_read_start((uv_stream_t *)&c->h, coll_alloc, coll_read);
+}
+
+static void coll_start(void) {
+    coll_bodies = json_array();
+    coll_posts = 0;
+    uv_tcp_init(&loop, &coll);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(uv_tcp_bind(&coll, (struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&coll, 16, coll_conn_cb), 0);
+    int l = sizeof a;
+    uv_tcp_getsockname(&coll, (struct sockaddr *)&a, &l);
+    coll_port = ntohs(a.sin_port);
+}
+
+static void coll_stop(void) {
+    uv_close((uv_handle_t *)&coll, NULL);
+    json_decref(coll_bodies);
+}
+
+/* every span the collector got, by name and kind */
+static json_t *coll_span(const char *name, int kind) {
+    size_t i, j, k;
+    json_t *b, *rs, *sp, *found = NULL;
+    json_array_foreach(coll_bodies, i, b) {
+        json_array_foreach(json_object_get(b, "resourceSpans"), j, rs) {
+            json_t *ss = json_array_get(json_object_get(rs, "scopeSpans"), 0);
+            json_array_foreach(json_object_get(ss, "spans"), k, sp) {
+                if (!strcmp(json_string_value(json_object_get(sp, "name")), name) &&
+                    json_integer_value(json_object_get(sp, "kind")) == kind) {
+                    assert_null(found);
+                    found = sp;
+                }
+            }
+        }
+    }
+    assert_non_null(found);
+    return found;
+}
+
+static const char *attr_of(json_t *sp, const char *key) {
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(sp, "attributes"), i, a) {
+        if (!strcmp(json_string_value(json_object_get(a, "key")), key))
+            return json_string_value(json_object_get(json_object_get(a, "value"), "stringValue"));
+    }
+    return NULL;
+}
+
+static void hex_of(const uint8_t *b, int n, char *out) {
+    for (int k = 0; k < n; k++) sprintf(out + 2 * k, "%02x", b[k]);
+}
+
+/* A server and its client over TCP, both exporting to the collector: the spans arrive as OTLP JSON with
+ * ids, parents, kinds, names, attributes and an error status. */
+static void test_export(void **st) {
+    (void)st;
+    coll_start();
+    setenv("OTEL_BSP_SCHEDULE_DELAY", "20", 1);
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", coll_port);
+    nc_trace_opts to = {.struct_size = sizeof to, .otlp_endpoint = ep, .service_name = "svc-test"};
+    nc_server *s;
+    nc_server_opts so = NC_SERVER_OPTS_INIT;
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
+    assert_true(nc_trace_enable_server(s, &to) > 0);
+    assert_int_equal(nc_server_message(s, "leaf", h_leaf, NULL), 0);
+    assert_int_equal(nc_server_message(s, "leaf_fail", h_leaf_fail, NULL), 0);
+    assert_int_equal(nc_server_listen(s), 0);
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    nc_client *c;
+    nc_client_opts co = NC_CLIENT_OPTS_INIT;
+    co.loop = &loop;
+    co.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_client_new(&c, u, &co), 0);
+    assert_true(nc_trace_enable_client(c, &to) > 0);
+    done_rec d1 = {0}, d2 = {0};
+    assert_int_equal(nc_client_send(c, "leaf", NULL, NULL, NULL, on_done, &d1), 0);
+    assert_int_equal(nc_client_send(c, "leaf_fail", NULL, NULL, NULL, on_done, &d2), 0);
+    assert_true(run_until_ms(&d2.done, 1, 5000));
+    assert_true(run_until_ms(&d1.done, 1, 5000));
+    /* four spans, in one or more batches */
+    for (int n = 0; n < 4;) {
+        size_t i, j;
+        json_t *b, *rs;
+        n = 0;
+        json_array_foreach(coll_bodies, i, b) json_array_foreach(json_object_get(b, "resourceSpans"), j, rs)
+            n += (int)json_array_size(
+                json_object_get(json_array_get(json_object_get(rs, "scopeSpans"), 0), "spans"));
+        if (n < 4) assert_true(run_until_ms(&coll_posts, coll_posts + 1, 5000));
+    }
+    assert_string_equal(coll_path, "/v1/traces");
+    json_t *rs0 = json_array_get(json_object_get(json_array_get(coll_bodies, 0), "resourceSpans"), 0);
+    json_t *svc = json_array_get(json_object_get(json_object_get(rs0, "resource"), "attributes"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(svc, "value"), "stringValue")),
+                        "svc-test");
+    json_t *cs = coll_span("leaf", NC_SPAN_CLIENT), *ss = coll_span("leaf", NC_SPAN_SERVER);
+    assert_string_equal(json_string_value(json_object_get(cs, "traceId")),
+                        json_string_value(json_object_get(ss, "traceId")));
+    assert_string_equal(json_string_value(json_object_get(cs, "spanId")),
+                        json_string_value(json_object_get(ss, "parentSpanId")));
+    assert_null(json_object_get(cs, "parentSpanId")); /* a root: no current span when it was made */
+    assert_int_equal(strlen(json_string_value(json_object_get(ss, "traceId"))), 32);
+    assert_string_equal(attr_of(ss, "rpc.system"), "nestjs");
+    assert_string_equal(attr_of(ss, "rpc.method"), "leaf");
+    assert_null(json_object_get(json_object_get(ss, "status"), "code"));
+    json_t *fs = coll_span("leaf_fail", NC_SPAN_SERVER), *fc = coll_span("leaf_fail", NC_SPAN_CLIENT);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(fs, "status"), "code")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(fc, "status"), "code")), 2);
+    assert_true(strtoull(json_string_value(json_object_get(fs, "endTimeUnixNano")), NULL, 10) >=
+                strtoull(json_string_value(json_object_get(fs, "startTimeUnixNano")), NULL, 10));
+    (void)hex_of;
+    nc_client_free(c);
+    nc_server_free(s);
+    coll_stop();
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* The queue is bounded (a full one drops and counts), and a collector that is down costs the batch, not
+ * memory, nor a loop kept running. */
+static void test_export_bounds(void **st) {
+    (void)st;
+    nc_otlp *x;
+    int port = broker_free_port(); /* nobody listens there */
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d/custom", port);
+    assert_int_equal(nc_otlp_new(&x, &loop, ep, NULL, 4, 10), 0);
+    nc_span s = {0};
+    nc_trace_new_root(&s.ctx);
+    s.name = "r";
+    s.transport = "tcp";
+    s.kind = NC_SPAN_SERVER;
+    for (int k = 0; k < 10; k++) nc_otlp_push(x, &s);
+    uint64_t exported, dropped;
+    nc_otlp_stats(x, &exported, &dropped);
+    assert_int_equal(dropped, 6);
+    /* the batch of 4 fails to connect: dropped too */
+    int ten = 0;
+    for (int k = 0; k < 500 && dropped < 10; k++) {
+        run_until_ms(&ten, 1, 10);
+        nc_otlp_stats(x, &exported, &dropped);
+    }
+    assert_int_equal(dropped, 10);
+    assert_int_equal(exported, 0);
+    nc_otlp_close(x);
+    uv_run(&loop, UV_RUN_DEFAULT); /* ends: nothing of the exporter is left open */
+    /* bad addresses */
+    assert_int_equal(nc_otlp_new(&x, &loop, "https://h:1", NULL, 0, 0), NC_EUNSUPPORTED);
+    assert_int_equal(nc_otlp_new(&x, &loop, "ftp://h", NULL, 0, 0), NC_EINVAL);
+    assert_int_equal(nc_otlp_new(&x, &loop, "http://h:99999", NULL, 0, 0), NC_EINVAL);
+    assert_int_equal(nc_otlp_new(&x, &loop, "http://h/a b", NULL, 0, 0), NC_EINVAL);
+    char buf[128];
+    unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/", 1);
+    assert_string_equal(nc_otlp_endpoint(NULL, buf, sizeof buf), "http://c:4318/v1/traces");
+    setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:1/x", 1);
+    assert_string_equal(nc_otlp_endpoint(NULL, buf, sizeof buf), "http://t:1/x");
+    assert_string_equal(nc_otlp_endpoint("http://g", buf, sizeof buf), "http://g");
+    unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+}
+
 int main(void) {
+    /* the chain's servers export nothing, whatever the environment says */
+    unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_chain_tcp),
-        cmocka_unit_test(test_chain_redis),
-        cmocka_unit_test(test_chain_nats),
+        cmocka_unit_test(test_parse),         cmocka_unit_test(test_chain_tcp),
+        cmocka_unit_test(test_chain_redis),   cmocka_unit_test(test_chain_nats),
+        cmocka_unit_test(test_status_line),   cmocka_unit_test(test_export),
+        cmocka_unit_test(test_export_bounds),
     };
     return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }
