@@ -12,6 +12,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "core/obs_support.h"
 #include "nestc/hooks.h"
 #include "nestc/trace.h"
 #include "obs/otlp.h"
@@ -77,10 +78,60 @@ void nc_trace_span_hex(const nc_trace_ctx *c, char out[17]) {
     tohex(c->span_id, 8, out);
 }
 
+/* The string value of top-level key `name` in the JSON object text t[0..n), found without building the
+ * object (a message's metadata: building it costs more than the rest of the tracing of a message).
+ * Returns 1 (found, *v / *vl the characters between the quotes, with no escape among them), 0 (absent),
+ * -1 (present with escapes, or not a string at the top level: let the DOM decide). The text is well-formed
+ * JSON: the packet parsed. */
+static int meta_scan(const char *t, size_t n, const char *name, const char **v, size_t *vl) {
+    size_t nl = strlen(name);
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == '"') {
+            size_t s = ++i;
+            int esc = 0;
+            while (i < n && t[i] != '"') {
+                if (t[i] == '\\') esc = 1, i++;
+                i++;
+            }
+            if (i >= n) return -1;
+            size_t e = i; /* the closing quote */
+            if (depth != 1 || e - s != nl || esc || memcmp(t + s, name, nl)) continue;
+            size_t k = e + 1;
+            while (k < n && (t[k] == ' ' || t[k] == '\t' || t[k] == '\n' || t[k] == '\r')) k++;
+            if (k >= n || t[k] != ':') continue; /* a value that reads like the key */
+            k++;
+            while (k < n && (t[k] == ' ' || t[k] == '\t' || t[k] == '\n' || t[k] == '\r')) k++;
+            if (k >= n || t[k] != '"') return -1;
+            size_t vs = ++k;
+            while (k < n && t[k] != '"') {
+                if (t[k] == '\\') return -1;
+                k++;
+            }
+            if (k >= n) return -1;
+            *v = t + vs;
+            *vl = k - vs;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* a value of a header, else of the metadata object */
 static const char *field(const nc_msg *m, const char *name, size_t *len) {
     const char *v = nc_msg_header(m, name, len);
     if (v) return v;
+    size_t tl;
+    const char *text = nc_msg__meta_text(m, &tl);
+    if (text) {
+        int r = meta_scan(text, tl, name, &v, len);
+        if (r >= 0) return r ? v : NULL;
+    }
     json_t *md = nc_msg_metadata(m);
     json_t *j = md ? json_object_get(md, name) : NULL;
     if (!json_is_string(j)) return NULL;
@@ -147,24 +198,31 @@ void nc_trace_new_root(nc_trace_ctx *out) {
 
 /* ---- the current span -------------------------------------------------------------------------------- */
 
-static _Thread_local nc_trace_ctx current;
+/* The current span: a pointer (a handler's span, set and restored by the server hooks without copying
+ * the context), or the copy nc_trace_set_current keeps. */
+static _Thread_local const nc_trace_ctx *current;
+static _Thread_local nc_trace_ctx explicit_ctx;
 
 int nc_trace_current(nc_trace_ctx *out) {
     if (!out) return NC_EINVAL;
-    *out = current;
-    if (!current.valid) {
+    if (!current) {
+        out->valid = 0;
         out->tracestate[0] = 0;
         return NC_ENOENT;
     }
+    *out = *current;
     return 0;
 }
 
 nc_trace_ctx nc_trace_set_current(const nc_trace_ctx *c) {
-    nc_trace_ctx prev = current;
-    if (c && c->valid)
-        current = *c;
-    else
-        current.valid = 0;
+    nc_trace_ctx prev;
+    nc_trace_current(&prev);
+    if (c && c->valid) {
+        explicit_ctx = *c;
+        current = &explicit_ctx;
+    } else {
+        current = NULL;
+    }
     return prev;
 }
 
@@ -178,9 +236,9 @@ typedef struct tracer {
 typedef struct span {
     nc_span s;
     uint64_t start_mono;
-    const nc_request *req;    /* server requests: the key of nc_request_trace */
-    struct span *prev, *next; /* the thread's list of server requests in flight */
-    nc_trace_ctx saved;       /* the current span the handler replaced */
+    const nc_request *req;     /* server requests: the key of nc_request_trace */
+    struct span *prev, *next;  /* the thread's list of server requests in flight */
+    const nc_trace_ctx *saved; /* the current span the handler replaced */
 } span;
 
 static _Thread_local span *inflight;
@@ -249,13 +307,16 @@ static void srv_dispatch(void *u, nc_hook_info *i) {
 static void srv_start(void *u, nc_hook_info *i) {
     (void)u;
     span *sp = *i->state;
-    if (sp) sp->saved = nc_trace_set_current(&sp->s.ctx);
+    if (sp) {
+        sp->saved = current;
+        current = &sp->s.ctx;
+    }
 }
 
 static void srv_return(void *u, nc_hook_info *i) {
     (void)u;
     span *sp = *i->state;
-    if (sp) nc_trace_set_current(&sp->saved);
+    if (sp) current = sp->saved;
 }
 
 static void srv_finish(void *u, nc_hook_info *i, int outcome) {
@@ -288,7 +349,7 @@ int nc_request_trace(const nc_request *req, nc_trace_ctx *out) {
 
 static int cli_submit(void *u, nc_hook_info *i) {
     (void)u;
-    span *sp = span_new(current.valid ? &current : NULL, NC_SPAN_CLIENT, i);
+    span *sp = span_new(current, NC_SPAN_CLIENT, i);
     if (!sp) return 0; /* out of memory: the call goes untraced rather than failing */
     char tp[56];
     nc_trace_format(&sp->s.ctx, tp);

@@ -274,12 +274,14 @@ static void chain(const char *url_a, const char *url_b, int brokered, const char
     nc_client *plain = client_of(ub, 0);
     const char *given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const char *bad = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01";
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         nspans = 0;
-        json_t *md = json_pack("{ss}", "traceparent", k ? bad : given);
+        /* k = 2: only in a nested object, and as a value: not the message's context */
+        json_t *md = k < 2 ? json_pack("{ss}", "traceparent", k ? bad : given)
+                           : json_pack("{s{ss}ss}", "x", "traceparent", given, "y", "traceparent");
         nc_call_opts co = NC_CALL_OPTS_INIT;
         co.metadata = md;
-        co.headers = md;
+        co.headers = k < 2 ? md : NULL;
         done_rec dr = {0};
         assert_int_equal(nc_client_send(plain, "leaf", NULL, &co, NULL, on_done, &dr), 0);
         json_decref(md);
