@@ -19,23 +19,22 @@
 
 /* ---- parsing and formatting ---------------------------------------------------------------------- */
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1; /* uppercase is invalid in traceparent */
-}
+/* digit values of lowercase hex, 16 for anything else (uppercase is invalid in traceparent) */
+static const uint8_t hexv[256] = {
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16};
 
 /* n bytes from 2n lowercase hex digits; returns 1 when some byte is not zero, 0 when all are, -1 when
- * a digit is not lowercase hex */
+ * a digit is not lowercase hex (the table holds value + 1, so 0 means "not a digit") */
 static int unhex(const char *s, uint8_t *out, int n) {
-    int nonzero = 0;
+    int nonzero = 0, bad = 0;
     for (int k = 0; k < n; k++) {
-        int hi = hexval(s[2 * k]), lo = hexval(s[2 * k + 1]);
-        if (hi < 0 || lo < 0) return -1;
-        out[k] = (uint8_t)(hi << 4 | lo);
-        nonzero |= out[k] != 0;
+        int hi = hexv[(unsigned char)s[2 * k]], lo = hexv[(unsigned char)s[2 * k + 1]];
+        bad |= !hi | !lo;
+        out[k] = (uint8_t)(((hi - 1) & 15) << 4 | ((lo - 1) & 15));
+        nonzero |= out[k];
     }
-    return nonzero;
+    return bad ? -1 : nonzero != 0;
 }
 
 int nc_trace_parse(const char *tp, size_t len, nc_trace_ctx *out) {
@@ -78,13 +77,21 @@ void nc_trace_span_hex(const nc_trace_ctx *c, char out[17]) {
     tohex(c->span_id, 8, out);
 }
 
-/* The string value of top-level key `name` in the JSON object text t[0..n), found without building the
- * object (a message's metadata: building it costs more than the rest of the tracing of a message).
- * Returns 1 (found, *v / *vl the characters between the quotes, with no escape among them), 0 (absent),
- * -1 (present with escapes, or not a string at the top level: let the DOM decide). The text is well-formed
- * JSON: the packet parsed. */
-static int meta_scan(const char *t, size_t n, const char *name, const char **v, size_t *vl) {
-    size_t nl = strlen(name);
+/* A key's string value found in a message: r = 1 found (v, vl), 0 absent, -1 undecided (ask the DOM). */
+typedef struct found {
+    const char *v;
+    size_t vl;
+    int r;
+} found;
+
+static const char *const keys[2] = {"traceparent", "tracestate"};
+
+/* The string values of the top-level keys traceparent and tracestate in the JSON object text t[0..n), in
+ * one pass, without building the object (a message's metadata: building it costs more than the rest of
+ * the tracing of a message). A key present with escapes in its value, or with a value that is not a
+ * string, is left to the DOM (-1). The text is well-formed JSON: the packet parsed. */
+static void meta_scan(const char *t, size_t n, found f[2]) {
+    f[0].r = f[1].r = 0;
     int depth = 0;
     for (size_t i = 0; i < n; i++) {
         char c = t[i];
@@ -95,65 +102,89 @@ static int meta_scan(const char *t, size_t n, const char *name, const char **v, 
         } else if (c == '"') {
             size_t s = ++i;
             int esc = 0;
-            while (i < n && t[i] != '"') {
-                if (t[i] == '\\') esc = 1, i++;
+            for (;;) { /* to the closing quote: memchr, then count the backslashes before it */
+                const char *q = memchr(t + i, '"', n - i);
+                if (!q) goto undecided;
+                i = (size_t)(q - t);
+                size_t bs = 0;
+                while (i - bs > s && t[i - bs - 1] == '\\') bs++;
+                esc |= bs > 0;
+                if (!(bs & 1)) break;
                 i++;
             }
-            if (i >= n) return -1;
-            size_t e = i; /* the closing quote */
-            if (depth != 1 || e - s != nl || esc || memcmp(t + s, name, nl)) continue;
+            size_t e = i, kl = e - s;
+            int which = depth != 1 || esc                         ? -1
+                        : kl == 11 && !memcmp(t + s, keys[0], 11) ? 0
+                        : kl == 10 && !memcmp(t + s, keys[1], 10) ? 1
+                                                                  : -1;
+            if (which < 0) continue;
             size_t k = e + 1;
             while (k < n && (t[k] == ' ' || t[k] == '\t' || t[k] == '\n' || t[k] == '\r')) k++;
             if (k >= n || t[k] != ':') continue; /* a value that reads like the key */
             k++;
             while (k < n && (t[k] == ' ' || t[k] == '\t' || t[k] == '\n' || t[k] == '\r')) k++;
-            if (k >= n || t[k] != '"') return -1;
-            size_t vs = ++k;
-            while (k < n && t[k] != '"') {
-                if (t[k] == '\\') return -1;
-                k++;
+            if (k >= n || t[k] != '"') {
+                f[which].r = -1;
+                continue;
             }
-            if (k >= n) return -1;
-            *v = t + vs;
-            *vl = k - vs;
-            return 1;
+            const char *q = memchr(t + k + 1, '"', n - k - 1);
+            if (!q) goto undecided;
+            const char *v = t + k + 1;
+            f[which].v = v;
+            f[which].vl = (size_t)(q - v);
+            f[which].r = memchr(v, '\\', f[which].vl) ? -1 : 1;
+            i = (size_t)(q - t);
+            /* an escape in the value: the quote found may be an escaped one, so the rest of the text
+             * cannot be read this way: what was not found yet is left to the DOM too */
+            if (f[which].r < 0) goto undecided;
         }
     }
-    return 0;
+    return;
+undecided:
+    for (int k = 0; k < 2; k++)
+        if (!f[k].r) f[k].r = -1;
 }
 
-/* a value of a header, else of the metadata object */
-static const char *field(const nc_msg *m, const char *name, size_t *len) {
-    const char *v = nc_msg_header(m, name, len);
-    if (v) return v;
+/* traceparent and tracestate: each from a header, else from the metadata object */
+static void fields(const nc_msg *m, found f[2]) {
+    int need = 0;
+    for (int k = 0; k < 2; k++) {
+        f[k].v = nc_msg_header(m, keys[k], &f[k].vl);
+        f[k].r = f[k].v != NULL;
+        need |= !f[k].r;
+    }
+    if (!need) return;
+    found mf[2];
     size_t tl;
     const char *text = nc_msg__meta_text(m, &tl);
-    if (text) {
-        int r = meta_scan(text, tl, name, &v, len);
-        if (r >= 0) return r ? v : NULL;
+    if (text) meta_scan(text, tl, mf);
+    json_t *md = NULL;
+    for (int k = 0; k < 2; k++) {
+        if (f[k].r) continue;
+        if (text && mf[k].r >= 0) {
+            f[k] = mf[k];
+            continue;
+        }
+        if (!md && !(md = nc_msg_metadata(m))) return;
+        json_t *j = json_object_get(md, keys[k]);
+        if (json_is_string(j)) f[k] = (found){json_string_value(j), json_string_length(j), 1};
     }
-    json_t *md = nc_msg_metadata(m);
-    json_t *j = md ? json_object_get(md, name) : NULL;
-    if (!json_is_string(j)) return NULL;
-    *len = json_string_length(j);
-    return json_string_value(j);
 }
 
 int nc_msg_trace(const nc_msg *m, nc_trace_ctx *out) {
     if (!m || !out) return NC_EINVAL;
-    size_t len = 0;
-    const char *tp = field(m, "traceparent", &len);
-    if (!tp) {
+    found f[2];
+    fields(m, f);
+    if (!f[0].r) {
         out->valid = 0;
         out->tracestate[0] = 0;
         return NC_ENOENT;
     }
-    if (nc_trace_parse(tp, len, out)) return NC_EINVAL;
+    if (nc_trace_parse(f[0].v, f[0].vl, out)) return NC_EINVAL;
     /* tracestate rides along only with a valid traceparent; one too long is dropped whole */
-    const char *ts = field(m, "tracestate", &len);
-    if (ts && len <= NC_TRACESTATE_MAX && !memchr(ts, 0, len)) {
-        memcpy(out->tracestate, ts, len);
-        out->tracestate[len] = 0;
+    if (f[1].r && f[1].vl <= NC_TRACESTATE_MAX && !memchr(f[1].v, 0, f[1].vl)) {
+        memcpy(out->tracestate, f[1].v, f[1].vl);
+        out->tracestate[f[1].vl] = 0;
     }
     return 0;
 }

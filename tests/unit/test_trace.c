@@ -274,11 +274,16 @@ static void chain(const char *url_a, const char *url_b, int brokered, const char
     nc_client *plain = client_of(ub, 0);
     const char *given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const char *bad = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01";
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 5; k++) {
         nspans = 0;
-        /* k = 2: only in a nested object, and as a value: not the message's context */
-        json_t *md = k < 2 ? json_pack("{ss}", "traceparent", k ? bad : given)
-                           : json_pack("{s{ss}ss}", "x", "traceparent", given, "y", "traceparent");
+        /* k = 2: only in a nested object, and as a value: not the message's context; k = 3: after a
+         * string with escaped quotes and backslashes, with a tracestate; k = 4: a tracestate with an
+         * escape (read through the metadata object) */
+        json_t *md = k < 2    ? json_pack("{ss}", "traceparent", k ? bad : given)
+                     : k == 2 ? json_pack("{s{ss}ss}", "x", "traceparent", given, "y", "traceparent")
+                     : k == 3 ? json_pack("{ssssss}", "note", "a \"traceparent\": \\", "traceparent", given,
+                                          "tracestate", "k=v,l=w")
+                              : json_pack("{ssss}", "tracestate", "q=\"x\"", "traceparent", given);
         nc_call_opts co = NC_CALL_OPTS_INIT;
         co.metadata = md;
         co.headers = k < 2 ? md : NULL;
@@ -291,8 +296,10 @@ static void chain(const char *url_a, const char *url_b, int brokered, const char
         const rec *leaf = find(NC_SPAN_SERVER, "leaf");
         nc_trace_ctx g;
         nc_trace_parse(given, strlen(given), &g);
-        if (!k) {
+        if (k == 0 || k >= 3) {
             assert_child(leaf, g.span_id, &g);
+            assert_string_equal(seen_in_leaf.tracestate, k == 3 ? "k=v,l=w" : k == 4 ? "q=\"x\"" : "");
+            assert_string_equal(leaf->s.ctx.tracestate, seen_in_leaf.tracestate);
         } else {
             assert_int_equal(leaf->s.has_parent, 0);
             assert_memory_not_equal(leaf->s.ctx.trace_id, g.trace_id, 16);
