@@ -6,6 +6,7 @@
  * child of the thread's current span (or a new trace), and writes its traceparent into the call's headers
  * and metadata; on_call_end ends it. Spans live in *i->state; the ones of server requests in flight are
  * also on a per-thread list, so nc_request_trace finds a request's span for async work. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -207,16 +208,14 @@ static uint64_t rnd64(void) {
     return z ^ (z >> 31);
 }
 
+/* n (8 or 16) random bytes, not all zero (an all-zero id is invalid) */
 static void rnd_bytes(uint8_t *b, int n) {
+    uint64_t r[2];
     do {
-        for (int k = 0; k < n; k += 8) {
-            uint64_t r = rnd64();
-            memcpy(b + k, &r, (size_t)(n - k < 8 ? n - k : 8));
-        }
-        int zero = 1;
-        for (int k = 0; k < n; k++) zero &= b[k] == 0;
-        if (!zero) return;
-    } while (1);
+        r[0] = rnd64();
+        r[1] = n > 8 ? rnd64() : 0;
+    } while (!(r[0] | r[1]));
+    memcpy(b, r, (size_t)n);
 }
 
 void nc_trace_new_root(nc_trace_ctx *out) {
@@ -282,8 +281,10 @@ static uint64_t unix_ns(void) {
 
 /* a span child of parent (valid) or a root */
 static span *span_new(const nc_trace_ctx *parent, nc_span_kind kind, const nc_hook_info *i) {
-    span *sp = calloc(1, sizeof *sp);
+    /* not calloc: most of the struct is the tracestate buffer, which only needs its first byte set */
+    span *sp = malloc(sizeof *sp);
     if (!sp) return NULL;
+    memset(&sp->s.parent_id, 0, sizeof *sp - offsetof(span, s.parent_id));
     if (parent && parent->valid) {
         sp->s.ctx = *parent;
         memcpy(sp->s.parent_id, parent->span_id, 8);
