@@ -220,7 +220,7 @@ static uint64_t unix_ns(void) {
 }
 
 /* a span child of parent (valid) or a root */
-static span *span_new(const nc_trace_ctx *parent, nc_span_kind kind, const nc_hook_info *i) {
+static span *span_new(const tracer *t, const nc_trace_ctx *parent, nc_span_kind kind, const nc_hook_info *i) {
     /* not calloc: most of the struct is the tracestate buffer, which only needs its first byte set */
     span *sp = malloc(sizeof *sp);
     if (!sp) return NULL;
@@ -237,7 +237,8 @@ static span *span_new(const nc_trace_ctx *parent, nc_span_kind kind, const nc_ho
     sp->s.name = i->route && *i->route ? i->route : i->pattern ? i->pattern : "";
     sp->s.transport = i->transport ? i->transport : "";
     sp->s.is_event = i->is_event;
-    sp->s.start_unix_ns = unix_ns();
+    /* wall-clock time only when the span is recorded: propagation alone needs none */
+    if (t->o.on_span || t->x) sp->s.start_unix_ns = unix_ns();
     return sp;
 }
 
@@ -265,7 +266,7 @@ static void srv_dispatch(void *u, nc_hook_info *i) {
     (void)u;
     nc_trace_ctx in;
     nc_msg_trace(i->msg, &in);
-    span *sp = span_new(&in, NC_SPAN_SERVER, i);
+    span *sp = span_new(u, &in, NC_SPAN_SERVER, i);
     if (!sp) return;
     if (i->request) { /* a request: findable by nc_request_trace until it finishes */
         sp->req = i->request;
@@ -321,7 +322,7 @@ int nc_request_trace(const nc_request *req, nc_trace_ctx *out) {
 
 static int cli_submit(void *u, nc_hook_info *i) {
     (void)u;
-    span *sp = span_new(current, NC_SPAN_CLIENT, i);
+    span *sp = span_new(u, current, NC_SPAN_CLIENT, i);
     if (!sp) return 0; /* out of memory: the call goes untraced rather than failing */
     char tp[56];
     nc_trace_format(&sp->s.ctx, tp);
