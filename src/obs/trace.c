@@ -17,88 +17,21 @@
 #include "nestc/hooks.h"
 #include "nestc/trace.h"
 #include "obs/otlp.h"
-
-/* A key's string value found in a message: r = 1 found (v, vl), 0 absent, -1 undecided (ask the DOM). */
-typedef struct found {
-    const char *v;
-    size_t vl;
-    int r;
-} found;
-
-static const char *const keys[2] = {"traceparent", "tracestate"};
-
-/* The string values of the top-level keys traceparent and tracestate in the JSON object text t[0..n), in
- * one pass, without building the object (a message's metadata: building it costs more than the rest of
- * the tracing of a message). A key present with escapes in its value, or with a value that is not a
- * string, is left to the DOM (-1). The text is well-formed JSON: the packet parsed. */
-static void meta_scan(const char *t, size_t n, found f[2]) {
-    f[0].r = f[1].r = 0;
-    int depth = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = t[i];
-        if (c == '{' || c == '[') {
-            depth++;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        } else if (c == '"') {
-            size_t s = ++i;
-            int esc = 0;
-            for (;;) { /* to the closing quote: memchr, then count the backslashes before it */
-                const char *q = memchr(t + i, '"', n - i);
-                if (!q) goto undecided;
-                i = (size_t)(q - t);
-                size_t bs = 0;
-                while (i - bs > s && t[i - bs - 1] == '\\') bs++;
-                esc |= bs > 0;
-                if (!(bs & 1)) break;
-                i++;
-            }
-            size_t e = i, kl = e - s;
-            int which = depth != 1 || esc                         ? -1
-                        : kl == 11 && !memcmp(t + s, keys[0], 11) ? 0
-                        : kl == 10 && !memcmp(t + s, keys[1], 10) ? 1
-                                                                  : -1;
-            if (which < 0) continue;
-            size_t k = e + 1;
-            while (k < n && (t[k] == ' ' || t[k] == '\t' || t[k] == '\n' || t[k] == '\r')) k++;
-            if (k >= n || t[k] != ':') continue; /* a value that reads like the key */
-            k++;
-            while (k < n && (t[k] == ' ' || t[k] == '\t' || t[k] == '\n' || t[k] == '\r')) k++;
-            if (k >= n || t[k] != '"') {
-                f[which].r = -1;
-                continue;
-            }
-            const char *q = memchr(t + k + 1, '"', n - k - 1);
-            if (!q) goto undecided;
-            const char *v = t + k + 1;
-            f[which].v = v;
-            f[which].vl = (size_t)(q - v);
-            f[which].r = memchr(v, '\\', f[which].vl) ? -1 : 1;
-            i = (size_t)(q - t);
-            /* an escape in the value: the quote found may be an escaped one, so the rest of the text
-             * cannot be read this way: what was not found yet is left to the DOM too */
-            if (f[which].r < 0) goto undecided;
-        }
-    }
-    return;
-undecided:
-    for (int k = 0; k < 2; k++)
-        if (!f[k].r) f[k].r = -1;
-}
+#include "obs/trace_meta.h"
 
 /* traceparent and tracestate: each from a header, else from the metadata object */
-static void fields(const nc_msg *m, found f[2]) {
+static void fields(const nc_msg *m, nc_trace_found f[2]) {
     int need = 0;
     for (int k = 0; k < 2; k++) {
-        f[k].v = nc_msg_header(m, keys[k], &f[k].vl);
+        f[k].v = nc_msg_header(m, nc_trace_keys[k], &f[k].vl);
         f[k].r = f[k].v != NULL;
         need |= !f[k].r;
     }
     if (!need) return;
-    found mf[2];
+    nc_trace_found mf[2];
     size_t tl;
     const char *text = nc_msg__meta_text(m, &tl);
-    if (text) meta_scan(text, tl, mf);
+    if (text) nc_trace_meta_scan(text, tl, mf);
     json_t *md = NULL;
     for (int k = 0; k < 2; k++) {
         if (f[k].r) continue;
@@ -107,14 +40,14 @@ static void fields(const nc_msg *m, found f[2]) {
             continue;
         }
         if (!md && !(md = nc_msg_metadata(m))) return;
-        json_t *j = json_object_get(md, keys[k]);
-        if (json_is_string(j)) f[k] = (found){json_string_value(j), json_string_length(j), 1};
+        json_t *j = json_object_get(md, nc_trace_keys[k]);
+        if (json_is_string(j)) f[k] = (nc_trace_found){json_string_value(j), json_string_length(j), 1};
     }
 }
 
 int nc_msg_trace(const nc_msg *m, nc_trace_ctx *out) {
     if (!m || !out) return NC_EINVAL;
-    found f[2];
+    nc_trace_found f[2];
     fields(m, f);
     if (!f[0].r) {
         out->valid = 0;
