@@ -79,6 +79,7 @@ NC_API void nc_trace_new_root(nc_trace_ctx *out);
 
 /* ---- the hook sets ---------------------------------------------------------------------------------- */
 
+/* What side of a message a span is (the OTLP SpanKind values, as exported). */
 typedef enum nc_span_kind {
     NC_SPAN_SERVER = 2, /* OTLP SpanKind values */
     NC_SPAN_CLIENT = 3,
@@ -97,6 +98,8 @@ typedef struct nc_span {
     uint64_t start_unix_ns, end_unix_ns;
 } nc_span;
 
+/* Options of nc_trace_enable_server / nc_trace_enable_client (NULL or zero-initialised = propagation only,
+ * or export as the environment says). */
 typedef struct nc_trace_opts {
     size_t struct_size; /* 0 or sizeof(nc_trace_opts) */
     /* every finished span, on the loop thread that ended it (with workers: concurrently); may be NULL */
