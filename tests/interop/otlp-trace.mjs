@@ -10,6 +10,9 @@
 //     a new trace starts and the call still works.
 //   - nestc client -> NestJS server: `nestc send --trace` to the NestJS conformance server: NestJS ignores the
 //     metadata it does not use, and the call works (the chain does not break).
+//   - nestc client -> NestJS relay -> nestc server: a NestJS service in the middle that passes the packet
+//     metadata it received on to its own call (TcpContext.getMetadata, setOnDispatchHook): the nestc
+//     server's span is in the trace `nestc send --trace` started.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { once } from 'node:events';
@@ -17,7 +20,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import 'reflect-metadata';
-import { ClientProxyFactory, Transport } from '@nestjs/microservices';
+import { Controller, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ClientProxyFactory, Ctx, MessagePattern, Payload, Transport } from '@nestjs/microservices';
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { firstValueFrom } from 'rxjs';
 
@@ -180,6 +185,40 @@ const r5 = await nestcSend(nestPort, 'sum', '[2,3]');
 check(r5.code === 0 && r5.out.trim() === '5' && r5.traceId, 'nestc send --trace -> NestJS server: 5 (the metadata does not disturb it)');
 const r6 = await nestcSend(nestPort, 'context', 'null');
 check(r6.code === 0 && JSON.parse(r6.out).pattern === 'context', 'nestc send --trace -> NestJS context: answered');
+
+// ---- nestc client -> NestJS relay -> nestc server -----------------------------------------------------------
+// The relay passes on the metadata of the message it handles (what a NestJS application does to carry a
+// trace: NestJS forwards nothing by itself). One call at a time here, so a variable holds "the current one".
+const downstream = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: nestcPort } });
+let relayed;
+downstream.setOnDispatchHook((packet) => {
+  if (relayed) packet.metadata = { ...(packet.metadata ?? {}), ...relayed };
+});
+class Relay {
+  async relay(data, ctx) {
+    relayed = ctx.getMetadata();
+    try {
+      return await firstValueFrom(downstream.send('sum', data));
+    } finally {
+      relayed = undefined;
+    }
+  }
+}
+MessagePattern('relay')(Relay.prototype, 'relay', Object.getOwnPropertyDescriptor(Relay.prototype, 'relay'));
+Payload()(Relay.prototype, 'relay', 0);
+Ctx()(Relay.prototype, 'relay', 1);
+Controller()(Relay);
+class RelayModule {}
+Module({ controllers: [Relay] })(RelayModule);
+const relayApp = await NestFactory.createMicroservice(RelayModule, { transport: Transport.TCP, options: { host: '127.0.0.1', port: 0 }, logger: ['error', 'warn'] });
+await relayApp.listen();
+await downstream.connect();
+const r7 = await nestcSend(relayApp.unwrap().address().port, 'relay', '[20,22]');
+check(r7.code === 0 && r7.out.trim() === '42' && r7.traceId, 'nestc send --trace -> NestJS relay -> nestc server: 42');
+const s7 = await spanWhere((s) => s.traceId === r7.traceId, 'the nestc server span behind the NestJS relay');
+if (s7) check(s7.name === 'sum' && /^[0-9a-f]{16}$/.test(s7.parentSpanId ?? ''), 'behind the relay: the same trace, with a parent (the send\'s CLIENT span, passed on by NestJS)');
+await downstream.close();
+await relayApp.close();
 
 cleanup();
 receiver.close();
