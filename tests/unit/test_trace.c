@@ -332,23 +332,42 @@ static void nats_exec(const broker *b, const char *port) {
     execvp("nats-server", (char **)argv);
 }
 
-static void brokered(const char *scheme, broker_exec_fn exec) {
+static void mosquitto_exec(const broker *b, const char *port) {
+    (void)b;
+    FILE *f = fopen("mosquitto.conf", "w");
+    if (!f) _exit(125);
+    fprintf(f, "listener %s 127.0.0.1\npersistence false\nallow_anonymous true\n", port);
+    if (getuid() == 0) fprintf(f, "user root\n"); /* else it switches to a user that cannot read this dir */
+    fclose(f);
+    const char *argv[] = {"mosquitto", "-c", "mosquitto.conf", NULL};
+    execvp("mosquitto", (char **)argv);
+    execv("/usr/sbin/mosquitto", (char **)argv);
+}
+
+static void brokered(const char *scheme, broker_exec_fn exec, const char *query) {
     broker b = {0};
     broker_start_with(&b, time_factor(), exec);
-    char u[96];
-    snprintf(u, sizeof u, "%s://127.0.0.1:%d", scheme, b.port);
+    char u[128];
+    snprintf(u, sizeof u, "%s://127.0.0.1:%d%s", scheme, b.port, query);
     chain(u, u, 1, scheme);
     broker_free(&b);
 }
 
 static void test_chain_redis(void **st) {
     (void)st;
-    brokered("redis", redis_exec);
+    brokered("redis", redis_exec, "");
 }
 
 static void test_chain_nats(void **st) {
     (void)st;
-    brokered("nats", nats_exec);
+    brokered("nats", nats_exec, "");
+}
+
+/* MQTT 5: traceparent as a user property (the header) and in the packet metadata */
+static void test_chain_mqtt5(void **st) {
+    (void)st;
+    if (system("command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto") != 0) skip();
+    brokered("mqtt", mosquitto_exec, "?protocolVersion=5");
 }
 
 /* ---- export ---------------------------------------------------------------------------------------- */
@@ -606,10 +625,10 @@ int main(void) {
     unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),         cmocka_unit_test(test_chain_tcp),
-        cmocka_unit_test(test_chain_redis),   cmocka_unit_test(test_chain_nats),
-        cmocka_unit_test(test_status_line),   cmocka_unit_test(test_export),
-        cmocka_unit_test(test_export_bounds),
+        cmocka_unit_test(test_parse),       cmocka_unit_test(test_chain_tcp),
+        cmocka_unit_test(test_chain_redis), cmocka_unit_test(test_chain_nats),
+        cmocka_unit_test(test_chain_mqtt5), cmocka_unit_test(test_status_line),
+        cmocka_unit_test(test_export),      cmocka_unit_test(test_export_bounds),
     };
     return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }
