@@ -10,6 +10,8 @@
  *   ... --hooks N       installs N hook sets whose every server callback does nothing (the cost of hooks)
  *   ... --metrics       serves the admin endpoint on a free loopback port: the metrics hook set counts every
  *                       message (docs/observability.md, the cost of metrics)
+ *   ... --trace         installs the tracing hook set (W3C trace context; spans exported only when
+ *                       OTEL_EXPORTER_OTLP_ENDPOINT is set): the cost of tracing
  *
  * Over TCP it prints "listening on port N" once it accepts connections. With --url (any URL nc_server_new
  * takes; tcp:// URLs print the same line) it prints "connected to URL" once the server reports the status
@@ -160,9 +162,10 @@ static int named_routes(nc_server *srv, const char *prefix) {
 }
 
 static int usage(void) {
-    fprintf(stderr,
-            "usage: nestc-server [--port P] [--host H] [--workers N] [--hooks N] [--metrics] | --url URL "
-            "[--workers N] [--hooks N] [--metrics] [--topic-prefix T]\n");
+    fprintf(
+        stderr,
+        "usage: nestc-server [--port P] [--host H] [--workers N] [--hooks N] [--metrics] [--trace] | --url "
+        "URL [--workers N] [--hooks N] [--metrics] [--trace] [--topic-prefix T]\n");
     return 2;
 }
 
@@ -182,11 +185,15 @@ static void on_status(void *user, const char *status, int err) {
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *given_url = NULL, *prefix = NULL;
     long port = 0, workers = 1, hooks = 0;
-    int metrics = 0;
+    int metrics = 0, trace = 0;
     for (int i = 1; i < argc; i++) {
         char *end;
         if (!strcmp(argv[i], "--metrics")) {
             metrics = 1;
+            continue;
+        }
+        if (!strcmp(argv[i], "--trace")) {
+            trace = 1;
             continue;
         }
         if (i + 1 >= argc) return usage();
@@ -232,6 +239,11 @@ int main(int argc, char **argv) {
         (rc = nc_server_message(srv, "{\"cmd\":\"ticks\"}", on_ticks, NULL)) ||
         (rc = nc_server_handle_signals(srv)) || (prefix && (rc = named_routes(srv, prefix)))) {
         fprintf(stderr, "nestc-server: %s\n", nc_strerror(rc));
+        nc_server_free(srv);
+        return 1;
+    }
+    if (trace && (rc = nc_trace_enable_server(srv, NULL)) < 0) {
+        fprintf(stderr, "nestc-server: --trace: %s\n", nc_strerror(rc));
         nc_server_free(srv);
         return 1;
     }

@@ -13,6 +13,7 @@
 #include "nestc/options.h"
 #include "nestc/server.h"
 #include "nestc/tls.h"
+#include "nestc/trace.h"
 #include "nestc/version.h"
 
 #endif

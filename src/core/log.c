@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include "nestc/trace.h"
 #include <unistd.h>
 
 #include "codec/json_build.h"
@@ -361,15 +363,10 @@ static void json_line(nc_log_level level, const char *component, const char *msg
 }
 
 const char *nc_log_traceparent_id(const char *tp, size_t len) {
-    /* version "00", then 32 lowercase hex digits, not all zero */
-    if (!tp || len < 55 || tp[2] != '-' || tp[35] != '-') return NULL;
-    int nonzero = 0;
-    for (int i = 3; i < 35; i++) {
-        char c = tp[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return NULL;
-        nonzero |= c != '0';
-    }
-    return nonzero ? tp + 3 : NULL;
+    /* validated as the tracer validates it (core/trace_ctx.c): a log line names the trace the tracer
+     * continues, or none */
+    nc_trace_ctx c;
+    return nc_trace_parse(tp, len, &c) == 0 ? tp + 3 : NULL;
 }
 
 /* ---- the record -----------------------------------------------------------------------------------------

@@ -10,6 +10,12 @@ size_t nc_msg__data_len(const nc_msg *m) {
     return m && m->data_json ? m->data_json_len : 0;
 }
 
+const char *nc_msg__meta_text(const nc_msg *m, size_t *len) {
+    if (!m || !m->scanned || m->meta_done || !m->meta_json) return NULL;
+    *len = m->meta_json_len;
+    return m->meta_json;
+}
+
 const nc_logger *nc_server__logger(const nc_server *s) {
     return &s->log;
 }

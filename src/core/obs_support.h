@@ -12,6 +12,9 @@
 /* Bytes of the message's data JSON text when the packet gave it as text (the scan path), else 0: never
  * encodes, so it is cheap on every path. */
 size_t nc_msg__data_len(const nc_msg *m);
+/* The message's metadata object as JSON text while it is still text (the scan path, before anything asked
+ * for nc_msg_metadata), else NULL: lets the tracer find one key without building the object. */
+const char *nc_msg__meta_text(const nc_msg *m, size_t *len);
 /* The server's logger. (Its scheme: nc_server__scheme, core/server_transport.h.) */
 const nc_logger *nc_server__logger(const nc_server *s);
 

@@ -187,6 +187,9 @@ static int store_value(cli_args *a, const cli_opt *o, const char *val) {
     case O_ADMIN:
         a->admin = val;
         break;
+    case O_TRACE:
+        a->trace = 1;
+        break;
     }
     return 0;
 }

@@ -41,6 +41,7 @@ typedef struct cli_args {
     int handshake_timeout_ms;                        /* --handshake-timeout (conformance), -2 = not given */
     int events_history;                              /* --events-history (conformance), -2 = not given */
     const char *admin;                               /* --admin host:port (conformance), NULL = none */
+    int trace;                                       /* --trace (send, emit, conformance) */
 } cli_args;
 
 /* Parses argv[first..argc) for the command argv[1], against the option table (table.h): an option the

@@ -378,6 +378,12 @@ int cmd_conformance(int argc, char **argv) {
         cli_args_free(&a);
         return 2;
     }
+    if (a.trace && (r = nc_trace_enable_server(s, NULL)) < 0) {
+        fprintf(stderr, "nestc: --trace: %s\n", cli_reason(r));
+        nc_server_free(s);
+        cli_args_free(&a);
+        return 2;
+    }
     if (a.events_history != -2) events_history = (size_t)a.events_history;
     uv_mutex_init(&events_lock);
     if (grpc) { /* no pattern envelope on gRPC: the conformance.proto service instead (DESIGN.md §5a) */

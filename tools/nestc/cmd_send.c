@@ -123,6 +123,25 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
         return 2;
     }
     outcome o = {0, 2};
+    /* --trace: the call is a child of a new trace's root span, whose id is printed (stderr: stdout holds
+     * the reply values) */
+    nc_trace_ctx prev = {0};
+    if (a.trace) {
+        r = nc_trace_enable_client(cli, NULL);
+        if (r < 0) {
+            fprintf(stderr, "nestc: --trace: %s\n", cli_reason(r));
+            nc_client_free(cli);
+            json_decref(data);
+            cli_args_free(&a);
+            return 2;
+        }
+        nc_trace_ctx root;
+        char id[33];
+        nc_trace_new_root(&root);
+        nc_trace_id_hex(&root, id);
+        fprintf(stderr, "nestc: trace id %s\n", id);
+        prev = nc_trace_set_current(&root);
+    }
     nc_call_opts call = {0};
     call.metadata = a.metadata;
     call.headers = a.headers;
@@ -138,6 +157,7 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
     } else {
         r = nc_client_send(cli, a.pos[1], data, &call, on_value, on_done, &o);
     }
+    if (a.trace) nc_trace_set_current(&prev);
     json_decref(data);
     if (r) {
         fprintf(stderr, "nestc: %s\n", cli_reason(r));

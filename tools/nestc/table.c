@@ -92,6 +92,12 @@ const cli_opt cli_opts[] = {
     /* observability (docs/observability.md) */
     {O_ADMIN, "--admin", 0, V_TEXT, "HOST:PORT", CMD_CONFORMANCE, 0, 0, 0, NULL,
      "serve /metrics (Prometheus) and /health/live, /health/ready over HTTP on HOST:PORT"},
+    {O_TRACE, "--trace", 0, V_NONE, NULL, SEND_EMIT, 0, 0, 0, NULL,
+     "send W3C trace context (traceparent) and print the trace id used on stderr; spans go to "
+     "OTEL_EXPORTER_OTLP_ENDPOINT when it is set"},
+    {O_TRACE, "--trace", 0, V_NONE, NULL, CMD_CONFORMANCE, 0, 0, 0, NULL,
+     "W3C trace context: continue incoming traces (traceparent), export spans to "
+     "OTEL_EXPORTER_OTLP_ENDPOINT when it is set"},
 };
 const size_t cli_nopts = sizeof cli_opts / sizeof cli_opts[0];
 

@@ -49,6 +49,7 @@ typedef enum cli_opt_id {
     O_SERVER_PID,
     O_ENGINE,
     O_ADMIN, /* observability: conformance --admin host:port */
+    O_TRACE, /* observability: W3C trace context (send, emit, conformance) */
 } cli_opt_id;
 
 /* What an option's value is: how it is parsed and how the completion scripts complete it. */

@@ -1,0 +1,141 @@
+/* nestc — W3C trace context (https://www.w3.org/TR/trace-context/) on every transport, as a hook set
+ * (nestc/hooks.h, docs/observability.md "Trace context").
+ *
+ *   nc_trace_enable_server(srv, NULL);   // read traceparent/tracestate, open a SERVER span per message
+ *   nc_trace_enable_client(cli, NULL);   // every call is a CLIENT span, child of the current span
+ *
+ *   static void handler(nc_request *req, const nc_msg *m, void *u) {
+ *       nc_client_send(downstream, ...);   // inside the handler: a child of this message's span
+ *       nc_trace_ctx here;
+ *       nc_request_trace(req, &here);      // kept for later (async) calls:
+ *   }
+ *   ... later, on the loop thread:
+ *   nc_trace_ctx saved = nc_trace_set_current(&here);
+ *   nc_client_send(downstream, ...);       // a child of the request's span too
+ *   nc_trace_set_current(&saved);
+ *
+ * Incoming: the `traceparent` (and `tracestate`) transport header (NATS headers, MQTT 5 user properties,
+ * AMQP and Kafka headers, gRPC metadata), else the key of the packet `metadata` object (TCP, TLS, Redis:
+ * NestJS 12 metadata). Validated strictly: version 00, 55 characters, lowercase hex, trace id and parent
+ * id not all zero, flags two hex digits; an invalid one is ignored and the message starts a new trace.
+ * Outgoing: a client call carries `traceparent` (and `tracestate` when there is one) both as a transport
+ * header and as a packet metadata key; transports without one of the two ignore it.
+ *
+ * "Current" span: per thread. The server set makes a message's span current from on_handler_start to
+ * on_handler_return (the handler's synchronous part); nc_trace_set_current sets it explicitly (async
+ * work). A call made with no current span starts a new trace (sampled).
+ *
+ * Threads: the functions below that name a server or client run on its loop thread (or before it runs);
+ * nc_trace_parse/format are pure; current-span functions act on the calling thread. */
+#ifndef NESTC_TRACE_H
+#define NESTC_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nestc/client.h"
+#include "nestc/error.h"
+#include "nestc/export.h"
+#include "nestc/message.h"
+#include "nestc/server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The W3C limit on a propagated tracestate (longer ones are dropped, not cut). */
+#define NC_TRACESTATE_MAX 512
+
+#define NC_TRACE_SAMPLED 0x01
+
+/* A span context: ids as bytes. Plain value, copy freely. */
+typedef struct nc_trace_ctx {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];                     /* the span this context names: a child's parent */
+    uint8_t flags;                          /* trace-flags; bit 0 (NC_TRACE_SAMPLED) is "sampled" */
+    uint8_t valid;                          /* 1 when this holds a context, 0 for "none" */
+    char tracestate[NC_TRACESTATE_MAX + 1]; /* as received, NUL-terminated; "" when none */
+} nc_trace_ctx;
+
+/* Parses a traceparent header value (exactly `len` bytes). Returns 0 (out filled, tracestate "") or
+ * NC_EINVAL (out->valid = 0): not version 00, not 55 characters, not lowercase hex, an all-zero id, or
+ * flags not hex. */
+NC_API int nc_trace_parse(const char *traceparent, size_t len, nc_trace_ctx *out);
+
+/* Writes the traceparent of ctx ("00-<32 hex>-<16 hex>-<2 hex>", 55 characters + NUL) to out[56]. */
+NC_API void nc_trace_format(const nc_trace_ctx *ctx, char out[56]);
+
+/* Writes the trace id as 32 lowercase hex digits + NUL to out[33]; the span id as 16 + NUL to out[17]. */
+NC_API void nc_trace_id_hex(const nc_trace_ctx *ctx, char out[33]);
+NC_API void nc_trace_span_hex(const nc_trace_ctx *ctx, char out[17]);
+
+/* The trace context a message arrived with (header first, then metadata; tracestate too). Returns 0,
+ * NC_ENOENT (none), or NC_EINVAL (one that fails validation); out->valid says whether it is filled. Does
+ * not need tracing enabled. */
+NC_API int nc_msg_trace(const nc_msg *m, nc_trace_ctx *out);
+
+/* A fresh root context (random trace and span ids, sampled). */
+NC_API void nc_trace_new_root(nc_trace_ctx *out);
+
+/* ---- the hook sets ---------------------------------------------------------------------------------- */
+
+/* What side of a message a span is (the OTLP SpanKind values, as exported). */
+typedef enum nc_span_kind {
+    NC_SPAN_SERVER = 2, /* OTLP SpanKind values */
+    NC_SPAN_CLIENT = 3,
+} nc_span_kind;
+
+/* A finished span, as given to nc_trace_opts.on_span (borrowed, valid during the call). */
+typedef struct nc_span {
+    nc_trace_ctx ctx;     /* trace id, this span's id, flags, tracestate */
+    uint8_t parent_id[8]; /* all zero for a root span */
+    int has_parent;
+    nc_span_kind kind;
+    const char *name;      /* the route ("" when none: then the pattern) */
+    const char *transport; /* the scheme: "tcp", "redis", "nats", ... */
+    int is_event;
+    int outcome; /* 0, or the nc_err the message or call ended with (status ERROR) */
+    uint64_t start_unix_ns, end_unix_ns;
+} nc_span;
+
+/* Options of nc_trace_enable_server / nc_trace_enable_client (NULL or zero-initialised = propagation only,
+ * or export as the environment says). */
+typedef struct nc_trace_opts {
+    size_t struct_size; /* 0 or sizeof(nc_trace_opts) */
+    /* every finished span, on the loop thread that ended it (with workers: concurrently); may be NULL */
+    void (*on_span)(void *user, const nc_span *span);
+    void *user;
+    /* OTLP/HTTP JSON collector: "http://host[:port][/path]" (port 4318 by default, path /v1/traces when
+     * none is given); NULL = OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (as it is), else
+     * OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces", else no export (propagation only). Sampled spans are
+     * sent in batches every OTEL_BSP_SCHEDULE_DELAY ms (default 1000), from the loop of the server (the
+     * primary one with workers) or client; https is not supported (NC_EUNSUPPORTED). Copied. */
+    const char *otlp_endpoint;
+    const char *service_name; /* resource service.name; NULL = OTEL_SERVICE_NAME, else "nestc" */
+    int otlp_queue_max;       /* spans waiting for export at most (0 = 2048); more are dropped and counted */
+} nc_trace_opts;
+
+/* Installs the tracing hook set on a server (before nc_server_run for workers) or a client. opts may be
+ * NULL (propagation only, or export as the environment says). Returns the hook set's id (> 0:
+ * nc_server_remove_hooks / nc_client_remove_hooks turn it off), or an nc_err (NC_EINVAL: a bad
+ * collector address; NC_EUNSUPPORTED: https). */
+NC_API int nc_trace_enable_server(nc_server *srv, const nc_trace_opts *opts);
+NC_API int nc_trace_enable_client(nc_client *cli, const nc_trace_opts *opts);
+
+/* ---- the current span (this thread) ----------------------------------------------------------------- */
+
+/* The current span on this thread (out->valid = 0 and NC_ENOENT when none). */
+NC_API int nc_trace_current(nc_trace_ctx *out);
+
+/* Makes ctx the current span on this thread (NULL or !ctx->valid: none); returns the one it replaces, so
+ * that a caller can restore it. Calls made on this thread while it is current are its children. */
+NC_API nc_trace_ctx nc_trace_set_current(const nc_trace_ctx *ctx);
+
+/* The span of a request being handled by a server with tracing enabled (from the handler until it
+ * finishes), for calls made later: returns 0, or NC_ENOENT. Loop thread. */
+NC_API int nc_request_trace(const nc_request *req, nc_trace_ctx *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

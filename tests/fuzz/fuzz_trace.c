@@ -1,0 +1,50 @@
+/* libFuzzer: what the tracer reads from a peer (docs/observability.md "Trace context"):
+ *   - the metadata scanner (obs/trace_meta.c) against jansson: on text jansson parses as an object, a key
+ *     the scanner reports absent is not a top-level string member, and a value it reports found is that
+ *     member's string exactly;
+ *   - traceparent validation (core/trace_ctx.c): a value it accepts formats back to the same 55 bytes;
+ *   - the exporter's status-line parser (obs/http_status.c): a code in 100..599, 0 or -1, and a complete
+ *     line parses the same with more bytes after it. */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nestc/trace.h"
+#include "obs/http_status.h"
+#include "obs/trace_meta.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const char *buf = (const char *)data;
+    json_t *o = json_loadb(buf, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (json_is_object(o)) {
+        nc_trace_found f[2];
+        nc_trace_meta_scan(buf, size, f);
+        for (int k = 0; k < 2; k++) {
+            json_t *v = json_object_get(o, nc_trace_keys[k]);
+            if (f[k].r == 0 && json_is_string(v)) abort();
+            if (f[k].r == 1 && (!json_is_string(v) || json_string_length(v) != f[k].vl ||
+                                memcmp(json_string_value(v), f[k].v, f[k].vl)))
+                abort();
+        }
+    }
+    json_decref(o);
+
+    nc_trace_ctx c;
+    if (nc_trace_parse(buf, size, &c) == 0) {
+        char out[56];
+        nc_trace_format(&c, out);
+        if (size != 55 || memcmp(out, buf, 55) || !c.valid) abort();
+    }
+
+    int r = nc_http_status_parse(buf, size);
+    if (r != 0 && r != -1 && (r < 100 || r > 599)) abort();
+    if (r > 0) {
+        char *more = malloc(size + 1);
+        memcpy(more, buf, size);
+        more[size] = 'x';
+        if (nc_http_status_parse(more, size + 1) != r) abort();
+        free(more);
+    }
+    return 0;
+}

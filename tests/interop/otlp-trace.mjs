@@ -1,0 +1,226 @@
+// otlp-trace.mjs — W3C trace context and OTLP export (docs/observability.md "Trace context") against the
+// OpenTelemetry JS packages and NestJS. Needs NESTC_BIN (the nestc CLI).
+//   - An OTLP/HTTP receiver (node:http) takes POST /v1/traces from `nestc conformance --trace`; each span's
+//     JSON shape is checked against what the OpenTelemetry JS exporter itself writes for a span
+//     (@opentelemetry/otlp-transformer JsonTraceSerializer): the same fields with the same JSON types.
+//   - nestc send --trace -> nestc server: the SERVER span has the printed trace id, a parent, the route as
+//     its name, the transport attributes; an error reply gives status ERROR.
+//   - NestJS client -> nestc server: a ClientProxy whose dispatch hook (NestJS 12 setOnDispatchHook) puts a
+//     traceparent in the packet metadata: the nestc span continues that trace with that parent; without one,
+//     a new trace starts and the call still works.
+//   - nestc client -> NestJS server: `nestc send --trace` to the NestJS conformance server: NestJS ignores the
+//     metadata it does not use, and the call works (the chain does not break).
+//   - nestc client -> NestJS relay -> nestc server: a NestJS service in the middle that passes the packet
+//     metadata it received on to its own call (TcpContext.getMetadata, setOnDispatchHook): the nestc
+//     server's span is in the trace `nestc send --trace` started.
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import 'reflect-metadata';
+import { Controller, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ClientProxyFactory, Ctx, MessagePattern, Payload, Transport } from '@nestjs/microservices';
+import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { firstValueFrom } from 'rxjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const NESTC = process.env.NESTC_BIN;
+if (!NESTC) throw new Error('NESTC_BIN is not set');
+const factor = Number(process.env.NESTC_TEST_TIMEOUT_FACTOR || 1);
+let failures = 0;
+const check = (ok, what) => {
+  if (ok) console.log(`ok   ${what}`);
+  else {
+    failures++;
+    console.log(`FAIL ${what}`);
+  }
+};
+const children = [];
+const cleanup = () => children.forEach((c) => c.exitCode === null && c.kill('SIGTERM'));
+process.on('exit', cleanup);
+
+// ---- the OTLP receiver ----------------------------------------------------------------------------------
+const spans = [];
+let posts = 0;
+const waiters = [];
+const receiver = createServer((req, res) => {
+  let body = '';
+  req.on('data', (d) => (body += d));
+  req.on('end', () => {
+    posts++;
+    const ok = req.method === 'POST' && req.url === '/v1/traces' && /application\/json/.test(req.headers['content-type']);
+    check(ok, `collector: POST /v1/traces application/json (${req.method} ${req.url})`);
+    const r = JSON.parse(body);
+    for (const rs of r.resourceSpans) {
+      const svc = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue;
+      for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push({ ...s, service: svc, scope: ss.scope });
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{}');
+    for (const w of waiters.splice(0)) w();
+  });
+});
+receiver.listen(0, '127.0.0.1');
+await once(receiver, 'listening');
+const collector = `http://127.0.0.1:${receiver.address().port}`;
+
+async function spanWhere(pred, what) {
+  const deadline = Date.now() + 5000 * factor;
+  for (;;) {
+    const s = spans.find(pred);
+    if (s) return s;
+    if (Date.now() > deadline) {
+      check(false, `a span arrives: ${what}`);
+      return null;
+    }
+    await new Promise((r) => {
+      waiters.push(r);
+      setTimeout(r, 100);
+    });
+  }
+}
+
+// ---- the servers ----------------------------------------------------------------------------------------
+function start(cmd, args, env, ready) {
+  const c = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(c);
+  const rl = createInterface({ input: c.stdout });
+  return new Promise((resolve, reject) => {
+    rl.on('line', (l) => {
+      const m = ready.exec(l);
+      if (m) resolve(Number(m[1]));
+    });
+    c.on('exit', (code) => reject(new Error(`${cmd} exited with ${code}`)));
+  });
+}
+
+const otelEnv = { OTEL_EXPORTER_OTLP_ENDPOINT: collector, OTEL_BSP_SCHEDULE_DELAY: '50', OTEL_SERVICE_NAME: 'nestc-conformance' };
+const nestcPort = await start(NESTC, ['conformance', 'tcp://127.0.0.1:0', '--trace'], otelEnv, /listening on port (\d+)/);
+const nestPort = await start(process.execPath, [join(here, 'nest-server.mjs'), '--port', '0'], {}, /^READY (\d+)/);
+
+function nestcSend(port, pattern, data) {
+  return new Promise((resolve) => {
+    const c = spawn(NESTC, ['send', `tcp://127.0.0.1:${port}`, pattern, data, '--trace']);
+    let out = '', err = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (err += d));
+    c.on('exit', (code) => resolve({ code, out, err, traceId: /trace id ([0-9a-f]{32})/.exec(err)?.[1] }));
+  });
+}
+
+// ---- the shape the OpenTelemetry JS exporter writes ------------------------------------------------------
+const refSpan = {
+  name: 'ref',
+  kind: 1,
+  spanContext: () => ({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1, traceState: undefined }),
+  parentSpanContext: { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b8', traceFlags: 1 },
+  startTime: [1, 0],
+  endTime: [2, 0],
+  status: { code: 2, message: 'x' },
+  attributes: { 'rpc.system': 'nestjs' },
+  links: [],
+  events: [],
+  duration: [1, 0],
+  ended: true,
+  resource: { attributes: { 'service.name': 'ref' }, schemaUrl: undefined },
+  instrumentationScope: { name: 'ref' },
+  droppedAttributesCount: 0,
+  droppedEventsCount: 0,
+  droppedLinksCount: 0,
+};
+const ref = JSON.parse(new TextDecoder().decode(JsonTraceSerializer.serializeRequest([refSpan])));
+const refOut = ref.resourceSpans[0].scopeSpans[0].spans[0];
+const typeOf = (v) => (Array.isArray(v) ? 'array' : typeof v);
+function sameShape(s, what) {
+  // every field nestc writes is one the OpenTelemetry exporter writes, with the same JSON type
+  for (const k of ['traceId', 'spanId', 'parentSpanId', 'name', 'kind', 'startTimeUnixNano', 'endTimeUnixNano', 'attributes', 'status']) {
+    if (!(k in s)) continue;
+    if (typeOf(s[k]) !== typeOf(refOut[k])) return check(false, `${what}: ${k} is a ${typeOf(s[k])}, OpenTelemetry writes a ${typeOf(refOut[k])}`);
+  }
+  check(/^[0-9a-f]{32}$/.test(s.traceId) && /^[0-9a-f]{16}$/.test(s.spanId) && /^[0-9a-f]{16}$/.test(refOut.spanId), `${what}: ids as lowercase hex, as OpenTelemetry writes them`);
+  check(typeOf(refOut.startTimeUnixNano) === typeOf(s.startTimeUnixNano) && BigInt(s.endTimeUnixNano) >= BigInt(s.startTimeUnixNano), `${what}: times`);
+  check(s.attributes.every((a) => typeof a.key === 'string' && typeof a.value.stringValue === 'string'), `${what}: attributes {key, value: {stringValue}}`);
+  check(typeof refOut.status.code === typeOf(s.status.code ?? 0), `${what}: status.code a number`);
+}
+const attr = (s, k) => s.attributes.find((a) => a.key === k)?.value.stringValue;
+
+// ---- nestc send --trace -> nestc server --------------------------------------------------------------------
+const r1 = await nestcSend(nestcPort, 'sum', '[1,2,3]');
+check(r1.code === 0 && r1.out.trim() === '6' && r1.traceId, `nestc send --trace sum: 6, trace id ${r1.traceId}`);
+const s1 = await spanWhere((s) => s.traceId === r1.traceId, 'the sum SERVER span');
+if (s1) {
+  check(s1.name === 'sum' && s1.kind === 2 && /^[0-9a-f]{16}$/.test(s1.parentSpanId ?? ''), 'SERVER span: name sum, kind SERVER, a parent (the send\'s CLIENT span)');
+  check(attr(s1, 'rpc.system') === 'nestjs' && attr(s1, 'nestjs.transport') === 'tcp' && attr(s1, 'rpc.method') === 'sum', 'attributes rpc.system, rpc.method, nestjs.transport');
+  check(!s1.status.code && s1.service === 'nestc-conformance', 'status unset, service.name from OTEL_SERVICE_NAME');
+  sameShape(s1, 'sum span');
+}
+const r2 = await nestcSend(nestcPort, 'exception', '{"message":"no"}');
+check(r2.code === 1 && r2.traceId, 'nestc send --trace exception: an error reply');
+const s2 = await spanWhere((s) => s.traceId === r2.traceId, 'the exception SERVER span');
+if (s2) check(s2.name === 'exception' && s2.status.code === 2 && typeof s2.status.message === 'string', 'exception span: status ERROR with a message');
+
+// ---- NestJS client -> nestc server ------------------------------------------------------------------------
+const client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: nestcPort } });
+const given = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331' };
+let inject = true;
+client.setOnDispatchHook((packet) => {
+  if (inject) packet.metadata = { ...(packet.metadata ?? {}), traceparent: `00-${given.traceId}-${given.spanId}-01`, tracestate: 'vendor=1' };
+});
+await client.connect();
+check((await firstValueFrom(client.send('sum', [4, 5]))) === 9, 'NestJS client (traceparent in metadata) -> nestc server: 9');
+const s3 = await spanWhere((s) => s.traceId === given.traceId, 'the span continuing the NestJS client\'s trace');
+if (s3) check(s3.parentSpanId === given.spanId && s3.name === 'sum' && s3.traceState === 'vendor=1', 'nestc continues the NestJS client\'s trace: parent, tracestate');
+inject = false;
+const before = spans.length;
+check((await firstValueFrom(client.send('sum', [1, 1]))) === 2, 'NestJS client without trace context -> nestc server: 2');
+const s4 = await spanWhere((s, i) => spans.indexOf(s) >= before && s.name === 'sum', 'a new trace');
+if (s4) check(!s4.parentSpanId && s4.traceId !== given.traceId, 'without context: a new trace (no parent)');
+await client.close();
+
+// ---- nestc client -> NestJS server ------------------------------------------------------------------------
+const r5 = await nestcSend(nestPort, 'sum', '[2,3]');
+check(r5.code === 0 && r5.out.trim() === '5' && r5.traceId, 'nestc send --trace -> NestJS server: 5 (the metadata does not disturb it)');
+const r6 = await nestcSend(nestPort, 'context', 'null');
+check(r6.code === 0 && JSON.parse(r6.out).pattern === 'context', 'nestc send --trace -> NestJS context: answered');
+
+// ---- nestc client -> NestJS relay -> nestc server -----------------------------------------------------------
+// The relay passes on the metadata of the message it handles (what a NestJS application does to carry a
+// trace: NestJS forwards nothing by itself). One call at a time here, so a variable holds "the current one".
+const downstream = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: nestcPort } });
+let relayed;
+downstream.setOnDispatchHook((packet) => {
+  if (relayed) packet.metadata = { ...(packet.metadata ?? {}), ...relayed };
+});
+class Relay {
+  async relay(data, ctx) {
+    relayed = ctx.getMetadata();
+    try {
+      return await firstValueFrom(downstream.send('sum', data));
+    } finally {
+      relayed = undefined;
+    }
+  }
+}
+MessagePattern('relay')(Relay.prototype, 'relay', Object.getOwnPropertyDescriptor(Relay.prototype, 'relay'));
+Payload()(Relay.prototype, 'relay', 0);
+Ctx()(Relay.prototype, 'relay', 1);
+Controller()(Relay);
+class RelayModule {}
+Module({ controllers: [Relay] })(RelayModule);
+const relayApp = await NestFactory.createMicroservice(RelayModule, { transport: Transport.TCP, options: { host: '127.0.0.1', port: 0 }, logger: ['error', 'warn'] });
+await relayApp.listen();
+await downstream.connect();
+const r7 = await nestcSend(relayApp.unwrap().address().port, 'relay', '[20,22]');
+check(r7.code === 0 && r7.out.trim() === '42' && r7.traceId, 'nestc send --trace -> NestJS relay -> nestc server: 42');
+const s7 = await spanWhere((s) => s.traceId === r7.traceId, 'the nestc server span behind the NestJS relay');
+if (s7) check(s7.name === 'sum' && /^[0-9a-f]{16}$/.test(s7.parentSpanId ?? ''), 'behind the relay: the same trace, with a parent (the send\'s CLIENT span, passed on by NestJS)');
+await downstream.close();
+await relayApp.close();
+
+cleanup();
+receiver.close();
+console.log(failures ? `${failures} check(s) failed` : `all checks passed (${spans.length} spans in ${posts} requests)`);
+process.exit(failures ? 1 : 0);

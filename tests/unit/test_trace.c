@@ -1,0 +1,634 @@
+/* Trace context (nestc/trace.h): strict traceparent parsing, and trace continuity across a chain
+ * client C -> server A -> (inside A's handler) client D -> server B over TCP, Redis and NATS: one trace id,
+ * each span's parent the span before it, names by route, errors as outcomes; the async form (a call made
+ * later with nc_request_trace + nc_trace_set_current); an incoming context ignored when invalid. */
+#include <string.h>
+
+#include "loop_fixture.h"
+
+#include "../common/broker.h"
+#include "obs/http_status.h"
+#include "obs/otlp.h"
+
+/* ---- parsing ----------------------------------------------------------------------------------------- */
+
+static void test_parse(void **st) {
+    (void)st;
+    nc_trace_ctx c;
+    const char *ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_int_equal(nc_trace_parse(ok, strlen(ok), &c), 0);
+    assert_int_equal(c.valid, 1);
+    assert_int_equal(c.flags, 1);
+    assert_int_equal(c.trace_id[0], 0x4b);
+    assert_int_equal(c.span_id[7], 0xb7);
+    char out[56], id[33], sid[17];
+    nc_trace_format(&c, out);
+    assert_string_equal(out, ok);
+    nc_trace_id_hex(&c, id);
+    assert_string_equal(id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    nc_trace_span_hex(&c, sid);
+    assert_string_equal(sid, "00f067aa0ba902b7");
+    const char *bad[] = {
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", /* uppercase */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01", /* all-zero trace id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", /* all-zero parent id */
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", /* version */
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",  /* flags */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", /* length */
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "",
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        assert_int_equal(nc_trace_parse(bad[k], strlen(bad[k]), &c), NC_EINVAL);
+        assert_int_equal(c.valid, 0);
+    }
+    nc_trace_ctx r1, r2;
+    nc_trace_new_root(&r1);
+    nc_trace_new_root(&r2);
+    assert_int_equal(r1.valid, 1);
+    assert_int_equal(r1.flags, NC_TRACE_SAMPLED);
+    assert_memory_not_equal(r1.trace_id, r2.trace_id, 16);
+    /* the current span: none, set, restored */
+    nc_trace_ctx cur;
+    assert_int_equal(nc_trace_current(&cur), NC_ENOENT);
+    nc_trace_ctx prev = nc_trace_set_current(&r1);
+    assert_int_equal(prev.valid, 0);
+    assert_int_equal(nc_trace_current(&cur), 0);
+    assert_memory_equal(cur.span_id, r1.span_id, 8);
+    nc_trace_set_current(&prev);
+    assert_int_equal(nc_trace_current(&cur), NC_ENOENT);
+}
+
+/* ---- the chain --------------------------------------------------------------------------------------- */
+
+typedef struct rec {
+    nc_span s;
+    char name[32];
+} rec;
+
+static rec spans[64];
+static int nspans;
+
+static void on_span(void *u, const nc_span *s) {
+    (void)u;
+    if (nspans >= 64) return;
+    spans[nspans].s = *s;
+    snprintf(spans[nspans].name, sizeof spans[nspans].name, "%s", s->name);
+    spans[nspans].s.name = spans[nspans].name;
+    nspans++;
+}
+
+static const rec *find(nc_span_kind kind, const char *name) {
+    const rec *found = NULL;
+    for (int k = 0; k < nspans; k++)
+        if (spans[k].s.kind == kind && !strcmp(spans[k].name, name)) {
+            assert_null(found); /* one of each */
+            found = &spans[k];
+        }
+    assert_non_null(found);
+    return found;
+}
+
+static nc_client *down;           /* A's client of B */
+static nc_trace_ctx seen_in_leaf; /* what B's handler saw (nc_msg_trace) */
+static nc_trace_ctx seen_current; /* the current span inside B's handler */
+
+static void h_leaf(nc_request *req, const nc_msg *m, void *u) {
+    (void)u;
+    nc_msg_trace(m, &seen_in_leaf);
+    nc_trace_current(&seen_current);
+    nc_reply(req, json_string("leaf"));
+}
+
+static void h_leaf_fail(nc_request *req, const nc_msg *m, void *u) {
+    (void)u, (void)m;
+    nc_reply_error_msg(req, "leaf failed");
+}
+
+static void mid_done(void *u, int err, json_t *e) {
+    nc_request *req = u;
+    if (err)
+        nc_reply_error(req, json_incref(e));
+    else
+        nc_reply(req, json_string("mid"));
+}
+
+static void h_mid(nc_request *req, const nc_msg *m, void *u) {
+    (void)u;
+    const char *route = json_is_true(nc_msg_data(m)) ? "leaf_fail" : "leaf";
+    assert_int_equal(nc_client_send(down, route, nc_msg_data(m), NULL, NULL, mid_done, req), 0);
+}
+
+/* async: the downstream call is made from a timer, as a child of the request's span */
+typedef struct later {
+    uv_timer_t t;
+    nc_request *req;
+    nc_trace_ctx ctx;
+} later;
+
+static void on_later(uv_timer_t *t) {
+    later *l = t->data;
+    nc_trace_ctx prev = nc_trace_set_current(&l->ctx);
+    assert_int_equal(nc_client_send(down, "leaf", NULL, NULL, NULL, mid_done, l->req), 0);
+    nc_trace_set_current(&prev);
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static void h_mid_async(nc_request *req, const nc_msg *m, void *u) {
+    (void)m, (void)u;
+    later *l = calloc(1, sizeof *l);
+    l->req = req;
+    assert_int_equal(nc_request_trace(req, &l->ctx), 0);
+    uv_timer_init(nc_request_loop(req), &l->t);
+    l->t.data = l;
+    uv_timer_start(&l->t, on_later, 1, 0);
+}
+
+typedef struct done_rec {
+    int done, err;
+} done_rec;
+
+static void on_done(void *u, int err, json_t *e) {
+    (void)e;
+    done_rec *d = u;
+    d->err = err;
+    d->done++;
+}
+
+static int connected;
+static void on_status(void *u, const char *status, int err) {
+    (void)u, (void)err;
+    if (!strcmp(status, "connected")) connected++;
+}
+
+static nc_server *server_on(const char *url) {
+    nc_server *s;
+    nc_server_opts o = NC_SERVER_OPTS_INIT;
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, url, &o), 0);
+    nc_trace_opts to = {.struct_size = sizeof to, .on_span = on_span};
+    assert_true(nc_trace_enable_server(s, &to) > 0);
+    return s;
+}
+
+static nc_client *client_of(const char *url, int traced) {
+    nc_client *c;
+    nc_client_opts o = NC_CLIENT_OPTS_INIT;
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    nc_trace_opts to = {.struct_size = sizeof to, .on_span = on_span};
+    if (traced) assert_true(nc_trace_enable_client(c, &to) > 0);
+    return c;
+}
+
+static void listen_ready(nc_server *s, int brokered) {
+    connected = 0;
+    nc_server_on_status(s, on_status, NULL);
+    assert_int_equal(nc_server_listen(s), 0);
+    if (brokered) assert_true(run_until_ms(&connected, 1, 5000));
+}
+
+/* one call from C to A's route, under a root span of the test; returns the call's error */
+static int call_chain(nc_client *c, const char *route, json_t *data, nc_trace_ctx *root) {
+    nspans = 0;
+    nc_trace_new_root(root);
+    root->flags = 0; /* not sampled: the flag travels as it is */
+    nc_trace_ctx prev = nc_trace_set_current(root);
+    done_rec d = {0};
+    assert_int_equal(nc_client_send(c, route, data, NULL, NULL, on_done, &d), 0);
+    nc_trace_set_current(&prev);
+    assert_true(run_until_ms(&d.done, 1, 5000));
+    /* the spans of C's call end with it; the servers' may end just after their reply is written */
+    assert_true(run_until_ms(&nspans, 4, 2000));
+    return d.err;
+}
+
+static void assert_child(const rec *child, const uint8_t *parent_id, const nc_trace_ctx *root) {
+    assert_memory_equal(child->s.ctx.trace_id, root->trace_id, 16);
+    assert_int_equal(child->s.has_parent, 1);
+    assert_memory_equal(child->s.parent_id, parent_id, 8);
+    assert_int_equal(child->s.ctx.flags, root->flags);
+}
+
+static void check_chain(const char *mid_route, const char *leaf_route, const nc_trace_ctx *root, int err) {
+    assert_int_equal(nspans, 4);
+    const rec *c = find(NC_SPAN_CLIENT, mid_route), *a = find(NC_SPAN_SERVER, mid_route);
+    const rec *d = find(NC_SPAN_CLIENT, leaf_route), *b = find(NC_SPAN_SERVER, leaf_route);
+    assert_child(c, root->span_id, root);
+    assert_child(a, c->s.ctx.span_id, root);
+    assert_child(d, a->s.ctx.span_id, root);
+    assert_child(b, d->s.ctx.span_id, root);
+    /* four distinct spans */
+    assert_memory_not_equal(c->s.ctx.span_id, a->s.ctx.span_id, 8);
+    assert_memory_not_equal(a->s.ctx.span_id, d->s.ctx.span_id, 8);
+    assert_memory_not_equal(d->s.ctx.span_id, b->s.ctx.span_id, 8);
+    assert_int_equal(c->s.outcome, err);
+    assert_int_equal(a->s.outcome, err);
+    assert_int_equal(d->s.outcome, err);
+    assert_int_equal(b->s.outcome, err);
+    assert_true(b->s.end_unix_ns >= b->s.start_unix_ns);
+}
+
+/* the chain on url_a (A) and url_b (B); brokered: wait for the servers' subscriptions */
+static void chain(const char *url_a, const char *url_b, int brokered, const char *transport) {
+    nc_server *b = server_on(url_b);
+    assert_int_equal(nc_server_message(b, "leaf", h_leaf, NULL), 0);
+    assert_int_equal(nc_server_message(b, "leaf_fail", h_leaf_fail, NULL), 0);
+    listen_ready(b, brokered);
+    char ub[128], ua[128];
+    snprintf(ub, sizeof ub, "%s", url_b);
+    if (!brokered) snprintf(ub, sizeof ub, "tcp://127.0.0.1:%d", nc_server_port(b));
+    nc_server *a = server_on(url_a);
+    assert_int_equal(nc_server_message(a, "mid", h_mid, NULL), 0);
+    assert_int_equal(nc_server_message(a, "mid_async", h_mid_async, NULL), 0);
+    listen_ready(a, brokered);
+    snprintf(ua, sizeof ua, "%s", url_a);
+    if (!brokered) snprintf(ua, sizeof ua, "tcp://127.0.0.1:%d", nc_server_port(a));
+    down = client_of(ub, 1);
+    nc_client *c = client_of(ua, 1);
+
+    nc_trace_ctx root;
+    json_t *no = json_false(), *yes = json_true();
+    assert_int_equal(call_chain(c, "mid", no, &root), 0);
+    check_chain("mid", "leaf", &root, 0);
+    assert_string_equal(find(NC_SPAN_SERVER, "leaf")->s.transport, transport);
+    /* what the leaf's handler saw: its incoming context is D's span, its current span is B's */
+    assert_int_equal(seen_in_leaf.valid, 1);
+    assert_memory_equal(seen_in_leaf.span_id, find(NC_SPAN_CLIENT, "leaf")->s.ctx.span_id, 8);
+    assert_memory_equal(seen_current.span_id, find(NC_SPAN_SERVER, "leaf")->s.ctx.span_id, 8);
+    /* outside any handler, no current span is left behind */
+    nc_trace_ctx cur;
+    assert_int_equal(nc_trace_current(&cur), NC_ENOENT);
+
+    assert_int_equal(call_chain(c, "mid", yes, &root), NC_EREMOTE);
+    check_chain("mid", "leaf_fail", &root, NC_EREMOTE);
+
+    assert_int_equal(call_chain(c, "mid_async", no, &root), 0);
+    check_chain("mid_async", "leaf", &root, 0);
+
+    /* an incoming context from an untraced client: valid is continued, invalid starts a new trace */
+    nc_client *plain = client_of(ub, 0);
+    const char *given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const char *bad = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01";
+    for (int k = 0; k < 5; k++) {
+        nspans = 0;
+        /* k = 2: only in a nested object, and as a value: not the message's context; k = 3: after a
+         * string with escaped quotes and backslashes, with a tracestate; k = 4: a tracestate with an
+         * escape (read through the metadata object) */
+        json_t *md = k < 2    ? json_pack("{ss}", "traceparent", k ? bad : given)
+                     : k == 2 ? json_pack("{s{ss}ss}", "x", "traceparent", given, "y", "traceparent")
+                     : k == 3 ? json_pack("{ssssss}", "note", "a \"traceparent\": \\", "traceparent", given,
+                                          "tracestate", "k=v,l=w")
+                              : json_pack("{ssss}", "tracestate", "q=\"x\"", "traceparent", given);
+        nc_call_opts co = NC_CALL_OPTS_INIT;
+        co.metadata = md;
+        co.headers = k < 2 ? md : NULL;
+        done_rec dr = {0};
+        assert_int_equal(nc_client_send(plain, "leaf", NULL, &co, NULL, on_done, &dr), 0);
+        json_decref(md);
+        assert_true(run_until_ms(&dr.done, 1, 5000));
+        assert_int_equal(dr.err, 0);
+        assert_true(run_until_ms(&nspans, 1, 2000));
+        const rec *leaf = find(NC_SPAN_SERVER, "leaf");
+        nc_trace_ctx g;
+        nc_trace_parse(given, strlen(given), &g);
+        if (k == 0 || k >= 3) {
+            assert_child(leaf, g.span_id, &g);
+            assert_string_equal(seen_in_leaf.tracestate, k == 3 ? "k=v,l=w" : k == 4 ? "q=\"x\"" : "");
+            assert_string_equal(leaf->s.ctx.tracestate, seen_in_leaf.tracestate);
+        } else {
+            assert_int_equal(leaf->s.has_parent, 0);
+            assert_memory_not_equal(leaf->s.ctx.trace_id, g.trace_id, 16);
+            assert_int_equal(seen_in_leaf.valid, 0);
+        }
+    }
+    nc_client_free(plain);
+    nc_client_free(c);
+    nc_client_free(down);
+    nc_server_free(a);
+    nc_server_free(b);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void test_chain_tcp(void **st) {
+    (void)st;
+    chain("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", 0, "tcp");
+}
+
+static void redis_exec(const broker *b, const char *port) {
+    (void)b;
+    const char *argv[] = {"redis-server", "--bind", "127.0.0.1",    "--port", port,
+                          "--save",       "",       "--appendonly", "no",     NULL};
+    execvp("redis-server", (char **)argv);
+}
+
+static void nats_exec(const broker *b, const char *port) {
+    (void)b;
+    const char *argv[] = {"nats-server", "-a", "127.0.0.1", "-p", port, NULL};
+    execvp("nats-server", (char **)argv);
+}
+
+static void mosquitto_exec(const broker *b, const char *port) {
+    (void)b;
+    FILE *f = fopen("mosquitto.conf", "w");
+    if (!f) _exit(125);
+    fprintf(f, "listener %s 127.0.0.1\npersistence false\nallow_anonymous true\n", port);
+    if (getuid() == 0) fprintf(f, "user root\n"); /* else it switches to a user that cannot read this dir */
+    fclose(f);
+    const char *argv[] = {"mosquitto", "-c", "mosquitto.conf", NULL};
+    execvp("mosquitto", (char **)argv);
+    execv("/usr/sbin/mosquitto", (char **)argv);
+}
+
+static void brokered(const char *scheme, broker_exec_fn exec, const char *query) {
+    broker b = {0};
+    broker_start_with(&b, time_factor(), exec);
+    char u[128];
+    snprintf(u, sizeof u, "%s://127.0.0.1:%d%s", scheme, b.port, query);
+    chain(u, u, 1, scheme);
+    broker_free(&b);
+}
+
+static void test_chain_redis(void **st) {
+    (void)st;
+    brokered("redis", redis_exec, "");
+}
+
+static void test_chain_nats(void **st) {
+    (void)st;
+    brokered("nats", nats_exec, "");
+}
+
+/* MQTT 5: traceparent as a user property (the header) and in the packet metadata */
+static void test_chain_mqtt5(void **st) {
+    (void)st;
+    if (system("command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto") != 0) skip();
+    brokered("mqtt", mosquitto_exec, "?protocolVersion=5");
+}
+
+/* ---- export ---------------------------------------------------------------------------------------- */
+
+static void test_status_line(void **st) {
+    (void)st;
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+    assert_int_equal(nc_http_status_parse(ok, strlen(ok)), 200);
+    assert_int_equal(nc_http_status_parse("HTTP/1.0 503\n", 13), 503);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 20", 11), 0); /* more to come */
+    assert_int_equal(nc_http_status_parse("HTT", 3), 0);
+    assert_int_equal(nc_http_status_parse("", 0), 0);
+    assert_int_equal(nc_http_status_parse("SSH-2.0", 7), -1); /* refused before a line ends */
+    assert_int_equal(nc_http_status_parse("HTTP/2.0 200 OK\r\n", 17), -1);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 2x0 OK\r\n", 17), -1);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 200OK\r\n", 16), -1);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 099 x\r\n", 16), -1);
+    assert_int_equal(nc_http_status_parse("HTTP/1.1 200 \001\r\n", 16), -1);
+    char big[NC_HTTP_STATUS_LINE_MAX + 8];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "HTTP/1.1 200 ", 13);
+    assert_int_equal(nc_http_status_parse(big, sizeof big), -1); /* no end of line in sight */
+}
+
+/* A collector on the loop: reads one POST per connection, keeps its JSON body, answers `answer`. */
+typedef struct coll_conn {
+    uv_tcp_t h;
+    char buf[1 << 20];
+    size_t len;
+    uv_write_t w;
+} coll_conn;
+
+static uv_tcp_t coll;
+static int coll_port, coll_posts;
+static json_t *coll_bodies; /* array of bodies */
+static const char *coll_answer =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+static char coll_path[64];
+
+static void coll_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+    (void)sz;
+    coll_conn *c = h->data;
+    *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof c->buf - c->len - 1));
+}
+
+static void coll_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void coll_written(uv_write_t *w, int st) {
+    (void)st;
+    uv_close((uv_handle_t *)w->data, coll_closed);
+}
+
+static void coll_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    (void)b;
+    coll_conn *c = s->data;
+    if (n < 0) {
+        uv_close((uv_handle_t *)s, coll_closed);
+        return;
+    }
+    c->len += (size_t)n;
+    c->buf[c->len] = 0;
+    char *end = strstr(c->buf, "\r\n\r\n");
+    char *cl = strstr(c->buf, "Content-Length: ");
+    if (!end || !cl) return;
+    size_t want = (size_t)atol(cl + 16);
+    if (c->len < (size_t)(end + 4 - c->buf) + want) return;
+    sscanf(c->buf, "POST %63s ", coll_path);
+    json_t *body = json_loadb(end + 4, want, 0, NULL);
+    assert_non_null(body);
+    json_array_append_new(coll_bodies, body);
+    coll_posts++;
+    uv_read_stop(s);
+    uv_buf_t out = uv_buf_init((char *)coll_answer, (unsigned)strlen(coll_answer));
+    c->w.data = s;
+    uv_write(&c->w, s, &out, 1, coll_written);
+}
+
+static void coll_conn_cb(uv_stream_t *l, int st) {
+    (void)st;
+    coll_conn *c = calloc(1, sizeof *c);
+    uv_tcp_init(&loop, &c->h);
+    c->h.data = c;
+    uv_accept(l, (uv_stream_t *)&c->h);
+    uv_read_start((uv_stream_t *)&c->h, coll_alloc, coll_read);
+}
+
+static void coll_start(void) {
+    coll_bodies = json_array();
+    coll_posts = 0;
+    uv_tcp_init(&loop, &coll);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(uv_tcp_bind(&coll, (struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&coll, 16, coll_conn_cb), 0);
+    int l = sizeof a;
+    uv_tcp_getsockname(&coll, (struct sockaddr *)&a, &l);
+    coll_port = ntohs(a.sin_port);
+}
+
+static void coll_stop(void) {
+    uv_close((uv_handle_t *)&coll, NULL);
+    json_decref(coll_bodies);
+}
+
+/* every span the collector got, by name and kind */
+static json_t *coll_span(const char *name, int kind) {
+    size_t i, j, k;
+    json_t *b, *rs, *sp, *found = NULL;
+    json_array_foreach(coll_bodies, i, b) {
+        json_array_foreach(json_object_get(b, "resourceSpans"), j, rs) {
+            json_t *ss = json_array_get(json_object_get(rs, "scopeSpans"), 0);
+            json_array_foreach(json_object_get(ss, "spans"), k, sp) {
+                if (!strcmp(json_string_value(json_object_get(sp, "name")), name) &&
+                    json_integer_value(json_object_get(sp, "kind")) == kind) {
+                    assert_null(found);
+                    found = sp;
+                }
+            }
+        }
+    }
+    assert_non_null(found);
+    return found;
+}
+
+static const char *attr_of(json_t *sp, const char *key) {
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(sp, "attributes"), i, a) {
+        if (!strcmp(json_string_value(json_object_get(a, "key")), key))
+            return json_string_value(json_object_get(json_object_get(a, "value"), "stringValue"));
+    }
+    return NULL;
+}
+
+static void hex_of(const uint8_t *b, int n, char *out) {
+    for (int k = 0; k < n; k++) sprintf(out + 2 * k, "%02x", b[k]);
+}
+
+/* A server and its client over TCP, both exporting to the collector: the spans arrive as OTLP JSON with
+ * ids, parents, kinds, names, attributes and an error status. */
+static void test_export(void **st) {
+    (void)st;
+    coll_start();
+    setenv("OTEL_BSP_SCHEDULE_DELAY", "20", 1);
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", coll_port);
+    nc_trace_opts to = {.struct_size = sizeof to, .otlp_endpoint = ep, .service_name = "svc-test"};
+    nc_server *s;
+    nc_server_opts so = NC_SERVER_OPTS_INIT;
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
+    assert_true(nc_trace_enable_server(s, &to) > 0);
+    assert_int_equal(nc_server_message(s, "leaf", h_leaf, NULL), 0);
+    assert_int_equal(nc_server_message(s, "leaf_fail", h_leaf_fail, NULL), 0);
+    assert_int_equal(nc_server_listen(s), 0);
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    nc_client *c;
+    nc_client_opts co = NC_CLIENT_OPTS_INIT;
+    co.loop = &loop;
+    co.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_client_new(&c, u, &co), 0);
+    assert_true(nc_trace_enable_client(c, &to) > 0);
+    done_rec d1 = {0}, d2 = {0};
+    assert_int_equal(nc_client_send(c, "leaf", NULL, NULL, NULL, on_done, &d1), 0);
+    assert_int_equal(nc_client_send(c, "leaf_fail", NULL, NULL, NULL, on_done, &d2), 0);
+    assert_true(run_until_ms(&d2.done, 1, 5000));
+    assert_true(run_until_ms(&d1.done, 1, 5000));
+    /* four spans, in one or more batches */
+    for (int n = 0; n < 4;) {
+        size_t i, j;
+        json_t *b, *rs;
+        n = 0;
+        json_array_foreach(coll_bodies, i, b) json_array_foreach(json_object_get(b, "resourceSpans"), j, rs)
+            n += (int)json_array_size(
+                json_object_get(json_array_get(json_object_get(rs, "scopeSpans"), 0), "spans"));
+        if (n < 4) assert_true(run_until_ms(&coll_posts, coll_posts + 1, 5000));
+    }
+    assert_string_equal(coll_path, "/v1/traces");
+    json_t *rs0 = json_array_get(json_object_get(json_array_get(coll_bodies, 0), "resourceSpans"), 0);
+    json_t *svc = json_array_get(json_object_get(json_object_get(rs0, "resource"), "attributes"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(svc, "value"), "stringValue")),
+                        "svc-test");
+    json_t *cs = coll_span("leaf", NC_SPAN_CLIENT), *ss = coll_span("leaf", NC_SPAN_SERVER);
+    assert_string_equal(json_string_value(json_object_get(cs, "traceId")),
+                        json_string_value(json_object_get(ss, "traceId")));
+    assert_string_equal(json_string_value(json_object_get(cs, "spanId")),
+                        json_string_value(json_object_get(ss, "parentSpanId")));
+    assert_null(json_object_get(cs, "parentSpanId")); /* a root: no current span when it was made */
+    assert_int_equal(strlen(json_string_value(json_object_get(ss, "traceId"))), 32);
+    assert_string_equal(attr_of(ss, "rpc.system"), "nestjs");
+    assert_string_equal(attr_of(ss, "rpc.method"), "leaf");
+    assert_null(json_object_get(json_object_get(ss, "status"), "code"));
+    json_t *fs = coll_span("leaf_fail", NC_SPAN_SERVER), *fc = coll_span("leaf_fail", NC_SPAN_CLIENT);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(fs, "status"), "code")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(fc, "status"), "code")), 2);
+    assert_true(strtoull(json_string_value(json_object_get(fs, "endTimeUnixNano")), NULL, 10) >=
+                strtoull(json_string_value(json_object_get(fs, "startTimeUnixNano")), NULL, 10));
+    (void)hex_of;
+    nc_client_free(c);
+    nc_server_free(s);
+    coll_stop();
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* The queue is bounded (a full one drops and counts), and a collector that is down costs the batch, not
+ * memory, nor a loop kept running. */
+static void test_export_bounds(void **st) {
+    (void)st;
+    nc_otlp *x;
+    int port = broker_free_port(); /* nobody listens there */
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d/custom", port);
+    assert_int_equal(nc_otlp_new(&x, &loop, ep, NULL, 4, 10), 0);
+    nc_span s = {0};
+    nc_trace_new_root(&s.ctx);
+    s.name = "r";
+    s.transport = "tcp";
+    s.kind = NC_SPAN_SERVER;
+    for (int k = 0; k < 10; k++) nc_otlp_push(x, &s);
+    uint64_t exported, dropped;
+    nc_otlp_stats(x, &exported, &dropped);
+    assert_int_equal(dropped, 6);
+    /* the batch of 4 fails to connect: dropped too */
+    int ten = 0;
+    for (int k = 0; k < 500 && dropped < 10; k++) {
+        run_until_ms(&ten, 1, 10);
+        nc_otlp_stats(x, &exported, &dropped);
+    }
+    assert_int_equal(dropped, 10);
+    assert_int_equal(exported, 0);
+    nc_otlp_close(x);
+    uv_run(&loop, UV_RUN_DEFAULT); /* ends: nothing of the exporter is left open */
+    /* bad addresses */
+    assert_int_equal(nc_otlp_new(&x, &loop, "https://h:1", NULL, 0, 0), NC_EUNSUPPORTED);
+    assert_int_equal(nc_otlp_new(&x, &loop, "ftp://h", NULL, 0, 0), NC_EINVAL);
+    assert_int_equal(nc_otlp_new(&x, &loop, "http://h:99999", NULL, 0, 0), NC_EINVAL);
+    assert_int_equal(nc_otlp_new(&x, &loop, "http://h/a b", NULL, 0, 0), NC_EINVAL);
+    char buf[128];
+    unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/", 1);
+    assert_string_equal(nc_otlp_endpoint(NULL, buf, sizeof buf), "http://c:4318/v1/traces");
+    setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:1/x", 1);
+    assert_string_equal(nc_otlp_endpoint(NULL, buf, sizeof buf), "http://t:1/x");
+    assert_string_equal(nc_otlp_endpoint("http://g", buf, sizeof buf), "http://g");
+    unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+}
+
+int main(void) {
+    /* the chain's servers export nothing, whatever the environment says */
+    unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse),       cmocka_unit_test(test_chain_tcp),
+        cmocka_unit_test(test_chain_redis), cmocka_unit_test(test_chain_nats),
+        cmocka_unit_test(test_chain_mqtt5), cmocka_unit_test(test_status_line),
+        cmocka_unit_test(test_export),      cmocka_unit_test(test_export_bounds),
+    };
+    return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
+}
