@@ -7,15 +7,7 @@
 #define NESTC_TEST_MQTT_FIXTURE_H
 
 static void broker_exec(const broker *b, const char *port) {
-    (void)b;
-    FILE *f = fopen("mosquitto.conf", "w");
-    if (!f) _exit(125);
-    fprintf(f, "listener %s 127.0.0.1\npersistence false\nallow_anonymous true\n", port);
-    if (getuid() == 0) fprintf(f, "user root\n"); /* else it switches to a user that cannot read this dir */
-    fclose(f);
-    const char *argv[] = {"mosquitto", "-c", "mosquitto.conf", NULL};
-    execvp("mosquitto", (char **)argv);
-    execv("/usr/sbin/mosquitto", (char **)argv);
+    broker_exec_mosquitto(b, port);
 }
 
 static char url[128], url5[160];

@@ -332,18 +332,6 @@ static void nats_exec(const broker *b, const char *port) {
     execvp("nats-server", (char **)argv);
 }
 
-static void mosquitto_exec(const broker *b, const char *port) {
-    (void)b;
-    FILE *f = fopen("mosquitto.conf", "w");
-    if (!f) _exit(125);
-    fprintf(f, "listener %s 127.0.0.1\npersistence false\nallow_anonymous true\n", port);
-    if (getuid() == 0) fprintf(f, "user root\n"); /* else it switches to a user that cannot read this dir */
-    fclose(f);
-    const char *argv[] = {"mosquitto", "-c", "mosquitto.conf", NULL};
-    execvp("mosquitto", (char **)argv);
-    execv("/usr/sbin/mosquitto", (char **)argv);
-}
-
 static void brokered(const char *scheme, broker_exec_fn exec, const char *query) {
     broker b = {0};
     broker_start_with(&b, time_factor(), exec);
@@ -367,7 +355,7 @@ static void test_chain_nats(void **st) {
 static void test_chain_mqtt5(void **st) {
     (void)st;
     if (system("command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto") != 0) skip();
-    brokered("mqtt", mosquitto_exec, "?protocolVersion=5");
+    brokered("mqtt", broker_exec_mosquitto, "?protocolVersion=5");
 }
 
 /* ---- export ---------------------------------------------------------------------------------------- */
