@@ -39,7 +39,8 @@ static const char *const url_forms[] = {
     "kafka",
     "kafka://host[:port][,host:port...]  (port 9092; topics are routes, replies on <route>.reply)",
     "grpc",
-    "grpc://host[:port], grpcs://  (port 5000; --proto FILE; send, bench and conformance; TLS: --ca/--cert/--key)",
+    "grpc://host[:port], grpcs://  (port 5000; --proto FILE; send, bench and conformance; TLS: "
+    "--ca/--cert/--key)",
 };
 
 static void print_urls(FILE *f) {
