@@ -33,4 +33,34 @@ static void mock_stop(void) {
     rd_kafka_destroy(mock_rk);
 }
 
+/* A server's "connected" reports, counted (a Kafka server reports it once its assignment's offsets are
+ * known). */
+typedef struct srv_st {
+    int connected;
+} srv_st;
+
+static void on_srv_status(void *u, const char *status, int err) {
+    (void)err;
+    srv_st *s = u;
+    if (!strcmp(status, "connected")) s->connected++;
+}
+
+/* A server on the mock cluster with `opts` (copied by nc_server_new), its routes added by `add`, listening;
+ * not waited for: the caller waits on st->connected (several servers can join their groups side by side). */
+static nc_server *kafka_server_start(srv_st *st, const nc_option *opts, size_t nopts,
+                                     void (*add)(nc_server *)) {
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.shutdown_timeout_ms = 2000;
+    o.options = opts;
+    o.noptions = nopts;
+    nc_server *srv;
+    assert_int_equal(nc_server_new(&srv, url, &o), 0);
+    nc_server_on_status(srv, on_srv_status, st);
+    add(srv);
+    assert_int_equal(nc_server_listen(srv), 0);
+    return srv;
+}
+
 #endif

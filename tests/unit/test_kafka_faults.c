@@ -63,16 +63,6 @@ static int teardown(void **st) {
         "kafka.log_level", "0"                                                                               \
     }
 
-typedef struct srv_st {
-    int connected;
-} srv_st;
-
-static void on_srv_status(void *u, const char *status, int err) {
-    (void)err;
-    srv_st *s = u;
-    if (!strcmp(status, "connected")) s->connected++;
-}
-
 static nc_server *server_up(srv_st *st, const char *grp, void (*add)(nc_server *), const nc_option *extra,
                             size_t nextra) {
     nc_option opts[16] = {{"fromBeginning", "true"},
@@ -82,17 +72,7 @@ static nc_server *server_up(srv_st *st, const char *grp, void (*add)(nc_server *
                           FAST_OPTS};
     size_t n = 6;
     for (size_t i = 0; i < nextra; i++) opts[n++] = extra[i];
-    nc_server_opts o = {0};
-    o.loop = &loop;
-    o.log_level = NC_LOG_OFF;
-    o.shutdown_timeout_ms = 2000;
-    o.options = opts;
-    o.noptions = n;
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, url, &o), 0);
-    nc_server_on_status(srv, on_srv_status, st);
-    add(srv);
-    assert_int_equal(nc_server_listen(srv), 0);
+    nc_server *srv = kafka_server_start(st, opts, n, add);
     assert_true(run_until_ms(&st->connected, 1, 30000));
     return srv;
 }

@@ -49,34 +49,13 @@ static const nc_option srv_opts[] = {{"fromBeginning", "true"},
                                      {"groupId", "math-consumer"},
                                      {"kafka.log_level", "0"}};
 
-typedef struct srv_st {
-    int connected;
-} srv_st;
-
-static void on_srv_status(void *u, const char *status, int err) {
-    (void)err;
-    srv_st *s = u;
-    if (!strcmp(status, "connected")) s->connected++;
-}
-
 /* Server start without waiting (two groups join side by side: one 3 s delay for both). */
 static nc_server *server_start(srv_st *st, void (*add)(nc_server *), const nc_option *extra, size_t nextra) {
     nc_option o2[16]; /* nc_server_new copies the options */
     size_t n = sizeof srv_opts / sizeof *srv_opts;
     memcpy(o2, srv_opts, sizeof srv_opts);
     for (size_t i = 0; i < nextra; i++) o2[n++] = extra[i];
-    nc_server_opts o = {0};
-    o.loop = &loop;
-    o.log_level = NC_LOG_OFF;
-    o.shutdown_timeout_ms = 2000;
-    o.options = o2;
-    o.noptions = n;
-    nc_server *srv;
-    assert_int_equal(nc_server_new(&srv, url, &o), 0);
-    nc_server_on_status(srv, on_srv_status, st);
-    add(srv);
-    assert_int_equal(nc_server_listen(srv), 0);
-    return srv;
+    return kafka_server_start(st, o2, n, add);
 }
 
 static nc_server *server_up_with(srv_st *st, void (*add)(nc_server *), const nc_option *extra,
