@@ -49,6 +49,7 @@ const freePort = () =>
   });
 
 let server;
+let adminPort; // nestc only: its admin endpoint
 let url = args.url;
 process.on('exit', () => server && server.kill('SIGTERM')); // also when a case throws
 if (args.nest) {
@@ -69,14 +70,20 @@ if (args.nestc) {
   // NESTC_WRAP: the server under a tool (valgrind: its error exit code fails the run, see the end)
   const wrap = process.env.NESTC_WRAP ? process.env.NESTC_WRAP.split(/\s+/).filter((w) => w) : [];
   const argv = [...wrap, args.nestc];
-  server = spawn(argv[0], [...argv.slice(1), 'conformance', 'grpc://127.0.0.1:0', '--proto', args.proto, ...tls],
+  // --admin: the server's metrics show whether a cancelled call's handler stopped (below)
+  server = spawn(argv[0], [...argv.slice(1), 'conformance', 'grpc://127.0.0.1:0', '--proto', args.proto, ...tls,
+    '--admin', '127.0.0.1:0'],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     let out = '';
     server.stdout.on('data', (d) => {
       out += d;
       const m = /listening on port (\d+)/.exec(out);
-      if (m) resolve(m[1]);
+      const a = /admin on port (\d+)/.exec(out);
+      if (m && a) {
+        adminPort = a[1];
+        resolve(m[1]);
+      }
     });
     server.on('exit', (code) => reject(new Error(`nestc conformance exited ${code}`)));
   });
@@ -184,6 +191,29 @@ check('ClientSum of nothing', await clientStream('ClientSum', []), { value: { su
   gz.close();
 }
 check('Unimplemented', (await unary('Unimplemented', {})).code, 12);
+if (adminPort) {
+  // a client's cancel reaches the handler: a stream of 1000 items 20 ms apart, cancelled after two, ends on the
+  // server (its handled counter says `canceled` and nothing stays in flight) long before its 20 s would pass
+  const metric = async (re) => {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    return text.split('\n').filter((l) => re.test(l)).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+  };
+  const canceledRe = /^nestc_server_handled_total\{.*Streaming.*outcome="canceled"/;
+  const before = await metric(canceledRe);
+  const got = await new Promise((resolve) => {
+    let n = 0;
+    const call = client.Streaming({ items: Array.from({ length: 1000 }, (_, i) => `v${i}`), delay_ms: 20 });
+    call.on('data', () => { if (++n === 2) call.cancel(); });
+    call.on('error', (e) => resolve(e.code));
+    call.on('end', () => resolve('ended'));
+  });
+  let ended = false;
+  for (const until = Date.now() + 5000 * factor; !ended && Date.now() < until;) {
+    ended = (await metric(canceledRe)) > before && (await metric(/^nestc_server_in_flight\{.*Streaming/)) === 0;
+    if (!ended) await new Promise((r) => setTimeout(r, 20));
+  }
+  check('cancel reaches the handler', { client: got, server_stopped: ended }, { client: 1, server_stopped: true });
+}
 if (args.tls) {
   // gRPC over TLS is h2 or nothing: a client offering only http/1.1 by ALPN is refused in the handshake
   const [host, port] = url.split(':');
