@@ -71,3 +71,15 @@ void nc_buf_free(nc_buf *b) {
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+size_t nc_buf_take(nc_buf *b, size_t *off, void *dst, size_t max) {
+    size_t have = b->len - *off, n = have < max ? have : max;
+    if (!n) return 0;
+    memcpy(dst, b->data + *off, n);
+    *off += n;
+    if (*off == b->len) {
+        nc_buf_reset(b);
+        *off = 0;
+    }
+    return n;
+}

@@ -51,6 +51,9 @@ const char *nc_buf_cstr(nc_buf *b);
 /* Hands the bytes to the caller (free() them) and resets the buffer. */
 char *nc_buf_steal(nc_buf *b, size_t *len);
 void nc_buf_reset(nc_buf *b); /* len = 0, keeps memory */
+/* A queue read from the front: copies up to `max` bytes from b at *off into dst, advances *off, and empties
+ * b (memory kept) once everything is taken. Returns the bytes copied, 0 when none are queued. */
+size_t nc_buf_take(nc_buf *b, size_t *off, void *dst, size_t max);
 void nc_buf_free(nc_buf *b);
 
 #endif

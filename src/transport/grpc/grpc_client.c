@@ -155,14 +155,8 @@ static void fail_local(gclient *g, gcall *k, int code, const char *msg) {
 static ssize_t read_req(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                         nghttp2_data_source *src, void *user) {
     gcall *k = src->ptr;
-    size_t have = k->out.len - k->out_off;
-    if (have) {
-        size_t n = have < len ? have : len;
-        memcpy(buf, k->out.data + k->out_off, n);
-        k->out_off += n;
-        if (k->out_off == k->out.len) nc_buf_reset(&k->out), k->out_off = 0;
-        return (ssize_t)n;
-    }
+    size_t n = nc_buf_take(&k->out, &k->out_off, buf, len);
+    if (n) return (ssize_t)n;
     if (!k->half_closed) {
         k->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;

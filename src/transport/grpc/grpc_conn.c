@@ -192,14 +192,10 @@ int nc_grpc_call_add_header(nc_grpc_call *call, const char *name, size_t nlen, c
 static ssize_t read_data(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *user) {
     nc_grpc_call *call = src->ptr;
-    size_t have = call->out.len - call->out_off;
-    if (have) {
-        size_t n = have < len ? have : len;
-        memcpy(buf, call->out.data + call->out_off, n);
-        call->out_off += n;
-        if (call->conn) call->conn->queued -= n;
-        if (call->out_off == call->out.len) nc_buf_reset(&call->out), call->out_off = 0;
-        return (ssize_t)n;
+    size_t taken = nc_buf_take(&call->out, &call->out_off, buf, len);
+    if (taken) {
+        if (call->conn) call->conn->queued -= taken;
+        return (ssize_t)taken;
     }
     if (!call->finished) {
         call->deferred = 1;
