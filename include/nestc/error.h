@@ -39,7 +39,8 @@ typedef enum nc_err {
     NC_ECONNLOST = -19,    /* the broker connection is lost and being re-established: try again later */
     NC_EAUTH = -20,        /* the broker refused the credentials (or the database) */
     NC_ENOENT = -21,       /* the item asked for is absent (a context key the transport did not fill) */
-    NC_EREFUSED = -22,     /* refused locally by a hook: bulkhead full, rate limited, circuit open */
+    NC_EREFUSED = -22,     /* refused locally by a hook: bulkhead full, rate limited */
+    NC_ECIRCUITOPEN = -23, /* a circuit breaker is open: the call was not sent (nestc/policy.h) */
 } nc_err;
 
 /* A static, human-readable description of `err` (never NULL; unknown codes give "unknown error"). */

@@ -46,10 +46,11 @@ typedef enum nc_metrics_outcome {
     NC_OUTCOME_TIMEOUT,      /* NC_ETIMEDOUT (client) */
     NC_OUTCOME_CONN_REFUSED, /* NC_ECONNREFUSED, NC_ERESOLVE, NC_ETLS, NC_EAUTH: could not connect */
     NC_OUTCOME_CONN_LOST,    /* NC_ECONNCLOSED, NC_ECONNLOST, NC_ESTALLED: the connection went away */
-    NC_OUTCOME_HOOK_REFUSED, /* NC_EREFUSED: a hook refused (circuit open, bulkhead full, rate limited) */
+    NC_OUTCOME_HOOK_REFUSED, /* NC_EREFUSED: a hook refused (bulkhead full, rate limited) */
     NC_OUTCOME_CANCELED,     /* NC_ECANCELED: caller gone, shutdown deadline, nc_call_cancel */
     NC_OUTCOME_CLOSED,       /* NC_ECLOSED: the server or client was closed with it unfinished */
     NC_OUTCOME_OTHER,        /* any other code */
+    NC_OUTCOME_CIRCUIT_OPEN, /* NC_ECIRCUITOPEN: a circuit breaker failed the call at once (nestc/policy.h) */
     NC_OUTCOME_COUNT
 } nc_metrics_outcome;
 

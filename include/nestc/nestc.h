@@ -11,6 +11,7 @@
 #include "nestc/message.h"
 #include "nestc/metrics.h"
 #include "nestc/options.h"
+#include "nestc/policy.h"
 #include "nestc/server.h"
 #include "nestc/tls.h"
 #include "nestc/trace.h"

@@ -32,6 +32,8 @@ static const struct {
     {NC_ENOENT, "NC_ENOENT", "not present"},
     /* a hook (include/nestc/hooks.h) refused the message or call before it reached a handler or a peer */
     {NC_EREFUSED, "NC_EREFUSED", "refused (bulkhead full, rate limited or circuit open)"},
+    /* a circuit breaker (include/nestc/policy.h) failed the call at once: the peer is failing */
+    {NC_ECIRCUITOPEN, "NC_ECIRCUITOPEN", "circuit open: the call was not sent"},
 };
 
 const char *nc_strerror(int err) {

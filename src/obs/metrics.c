@@ -76,8 +76,8 @@ const double *nc_metrics_bucket_bounds(void) {
 }
 
 static const char *const outcome_names[NC_OUTCOME_COUNT] = {
-    "ok",        "remote_error", "no_handler", "timeout", "conn_refused",
-    "conn_lost", "hook_refused", "canceled",   "closed",  "other"};
+    "ok",           "remote_error", "no_handler", "timeout", "conn_refused", "conn_lost",
+    "hook_refused", "canceled",     "closed",     "other",   "circuit_open"};
 
 const char *nc_metrics_outcome_name(nc_metrics_outcome o) {
     return (unsigned)o < NC_OUTCOME_COUNT ? outcome_names[o] : "other";
@@ -104,6 +104,8 @@ nc_metrics_outcome nc_metrics_outcome_of(int err) {
         return NC_OUTCOME_CONN_LOST;
     case NC_EREFUSED:
         return NC_OUTCOME_HOOK_REFUSED;
+    case NC_ECIRCUITOPEN:
+        return NC_OUTCOME_CIRCUIT_OPEN;
     case NC_ECANCELED:
         return NC_OUTCOME_CANCELED;
     case NC_ECLOSED:

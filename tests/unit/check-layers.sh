@@ -1,5 +1,5 @@
 #!/bin/sh
-# Checks that the #include lines of src/ point one way: util <- codec <- io <- core <- obs <- transport. A file
+# Checks that the #include lines of src/ point one way: util <- codec <- io <- core <- obs, policy <- transport. A file
 # may include its own layer, a layer to its left, and the public headers (nestc/*.h). Besides:
 #   - core includes only the contract of the transports (transport/transport.h), never one transport;
 #   - core includes only the contract of the observability layer (obs/admin.h: the admin endpoint that
@@ -12,11 +12,11 @@ src=${1:?usage: check-layers.sh <src dir>}
 cd "$src"
 rank() {
     case $1 in
-    util) echo 0 ;; codec) echo 1 ;; io) echo 2 ;; core) echo 3 ;; obs) echo 4 ;; transport) echo 5 ;; *) echo -1 ;;
+    util) echo 0 ;; codec) echo 1 ;; io) echo 2 ;; core) echo 3 ;; obs | policy) echo 4 ;; transport) echo 5 ;; *) echo -1 ;;
     esac
 }
 bad=0
-for f in $(find util codec io core obs transport -name '*.[ch]' | sort); do
+for f in $(find util codec io core obs policy transport -name '*.[ch]' | sort); do
     layer=${f%%/*}
     own=$(rank "$layer")
     sub=$(echo "$f" | cut -d/ -f2) # the transport's folder (or a file name directly under the layer)
