@@ -415,7 +415,10 @@ static void fail_all(nc_client *c, int err, const char *msg, int pending_too) {
     }
     for (size_t i = 0; i < n; i++) {
         ccall *k = nc_u64map_get(&c->pending, list[i]);
-        if (k) call_fail(k, err, msg);
+        /* a request a retry hook took back (the queue sweep above may just have) waits for its resend, on
+         * no connection: a lost connection is not its failure (it would be asked to retry twice); closing
+         * the client still ends it */
+        if (k && (!k->retry_due || err == NC_ECLOSED)) call_fail(k, err, msg);
     }
     free(list);
 }

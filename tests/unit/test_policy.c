@@ -1,0 +1,532 @@
+/* The built-in resilience policies (include/nestc/policy.h): retries with backoff and a retry budget, the
+ * circuit breaker, bulkheads on both sides. Over TCP (servers on the test's loop, started late or never),
+ * then over NATS (a broker of the test's own; skipped when nats-server is not installed). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "nestc/nestc.h"
+
+#include "broker_harness.h"
+
+static void broker_exec(const broker *b, const char *port) {
+    (void)b;
+    execlp("nats-server", "nats-server", "-a", "127.0.0.1", "-p", port, (char *)NULL);
+}
+
+static broker B;
+static int have_nats;
+
+/* ---- a TCP server on a port chosen before it runs ------------------------------------------------------ */
+
+static nc_server *tsrv;
+static int handler_runs;
+static nc_request *parked[8];
+static int nparked;
+
+static void h_park(nc_request *req, const nc_msg *m, void *u) {
+    (void)m, (void)u;
+    handler_runs++;
+    parked[nparked++] = req;
+}
+static void h_fail(nc_request *req, const nc_msg *m, void *u) {
+    (void)m, (void)u;
+    handler_runs++;
+    nc_reply_error_msg(req, "no");
+}
+static void h_ok(nc_request *req, const nc_msg *m, void *u) {
+    (void)m, (void)u;
+    handler_runs++;
+    nc_reply(req, json_string("ok"));
+}
+
+static void tcp_start(int port) {
+    handler_runs = nparked = 0;
+    nc_server_opts o = {0};
+    o.loop = &loop;
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", port);
+    assert_int_equal(nc_server_new(&tsrv, u, &o), 0);
+    nc_server_message(tsrv, "ok", h_ok, NULL);
+    nc_server_message(tsrv, "fail", h_fail, NULL);
+    nc_server_message(tsrv, "park", h_park, NULL);
+    assert_int_equal(nc_server_listen(tsrv), 0);
+}
+
+static void tcp_stop(void) {
+    nc_server_free(tsrv);
+    tsrv = NULL;
+    nparked = 0;
+}
+
+static nc_client *tcp_client(int port) {
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", port);
+    return client_new(u, 0, NULL);
+}
+
+/* on_done, keeping the message of an error reply ({"status":"error","message":...}) in c->msg */
+static void on_done_msg(void *u, int err, json_t *e) {
+    on_done(u, err, e);
+    json_t *m = json_object_get(e, "message");
+    if (json_is_string(m)) snprintf(((call *)u)->msg, sizeof((call *)u)->msg, "%s", json_string_value(m));
+}
+
+/* Sends one request and runs the loop until it is done. */
+static void send_wait(nc_client *c, const char *pattern, int timeout_ms, call *k) {
+    call_clear(k);
+    nc_call_opts o = {.timeout_ms = timeout_ms};
+    assert_int_equal(nc_client_send(c, pattern, NULL, timeout_ms ? &o : NULL, on_value, on_done, k), 0);
+    run_until(&k->done, 1);
+}
+
+/* Runs the loop until the breaker shows `st` (its cool-down is a time: this waits on the breaker, polled
+ * every few ms, not on a fixed delay). */
+typedef struct state_wait {
+    nc_breaker *b;
+    nc_breaker_state want;
+    int got;
+} state_wait;
+static void poll_state(uv_timer_t *t) {
+    state_wait *w = t->data;
+    nc_breaker_info in;
+    if (!nc_breaker_get_info(w->b, NULL, &in) && in.state == w->want) w->got = 1;
+}
+static void wait_state(nc_breaker *b, nc_breaker_state st) {
+    state_wait w = {b, st, 0};
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    t.data = &w;
+    uv_timer_start(&t, poll_state, 0, 5);
+    run_until(&w.got, 1);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static nc_breaker_state state_of(nc_breaker *b) {
+    nc_breaker_info in;
+    assert_int_equal(nc_breaker_get_info(b, NULL, &in), 0);
+    return in.state;
+}
+
+/* ---- retry ------------------------------------------------------------------------------------------- */
+
+/* A set installed before the retry policy: at the first refusal it starts the server, so the retry finds
+ * it (the first set that returns 1 decides; this one never does). */
+static int late_port, refusals;
+static int start_late(void *u, nc_hook_info *i, int err, int *delay_ms) {
+    (void)u, (void)i, (void)delay_ms;
+    if (err == NC_ECONNREFUSED && refusals++ == 0) tcp_start(late_port);
+    return 0;
+}
+
+static void test_retry_server_up_late(void **st) {
+    (void)st;
+    late_port = broker_free_port();
+    refusals = 0;
+    nc_client *c = tcp_client(late_port);
+    nc_client_hooks h = {.struct_size = sizeof h, .should_retry = start_late};
+    assert_true(nc_client_add_hooks(c, &h, NULL) > 0);
+    nc_retry_opts ro = {.struct_size = sizeof ro, .base_delay_ms = 10, .max_delay_ms = 50};
+    nc_retry *r;
+    assert_true(nc_client_use_retry(c, &ro, &r) > 0);
+    call k = {0};
+    send_wait(c, "ok", 0, &k);
+    assert_int_equal(k.err, 0);
+    assert_string_equal(json_string_value(k.last), "ok");
+    nc_retry_stats s;
+    assert_int_equal(nc_retry_get_stats(r, &s), 0);
+    assert_int_equal(s.requests, 1);
+    assert_int_equal(s.retries, 1);
+    assert_int_equal(refusals, 1);
+    assert_int_equal(handler_runs, 1);
+    call_clear(&k);
+    nc_client_free(c);
+    tcp_stop();
+    handler_runs = 0;
+}
+
+/* 20 requests to a port nobody listens on, 5 attempts each: without a budget 80 retries; with 10 % of
+ * requests and no floor, 2, and the rest fail at once. */
+static void storm(double ratio, uint64_t *retries, uint64_t *denied, uint64_t *metric_retries) {
+    int port = broker_free_port();
+    nc_client *c = tcp_client(port);
+    nc_metrics *m;
+    nc_metrics_new(&m, NULL);
+    nc_metrics_watch_client(m, c);
+    nc_retry_opts ro = {.struct_size = sizeof ro,
+                        .max_attempts = 5,
+                        .base_delay_ms = 1,
+                        .no_jitter = 1,
+                        .budget_ratio = ratio,
+                        .budget_min_per_sec = -1};
+    nc_retry *r;
+    assert_true(nc_client_use_retry(c, &ro, &r) > 0);
+    call k[20];
+    int done = 0;
+    for (int i = 0; i < 20; i++) {
+        memset(&k[i], 0, sizeof k[i]);
+        assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &k[i]), 0);
+    }
+    while (done < 20) {
+        uv_run(&loop, UV_RUN_ONCE);
+        done = 0;
+        for (int i = 0; i < 20; i++) done += k[i].done;
+    }
+    for (int i = 0; i < 20; i++) assert_int_equal(k[i].err, NC_ECONNREFUSED);
+    nc_retry_stats s;
+    nc_retry_get_stats(r, &s);
+    *retries = s.retries;
+    *denied = s.budget_denied;
+    nc_metrics_series t;
+    nc_metrics_totals(m, NC_HOOK_CLIENT, &t);
+    *metric_retries = t.retries;
+    assert_int_equal(t.outcomes[NC_OUTCOME_CONN_REFUSED], 20);
+    nc_client_free(c);
+    nc_metrics_free(m);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void test_retry_budget(void **st) {
+    (void)st;
+    uint64_t retries, denied, mr;
+    storm(-1, &retries, &denied, &mr); /* no budget: every request is sent 5 times */
+    assert_int_equal(retries, 80);
+    assert_int_equal(denied, 0);
+    assert_int_equal(mr, 80);
+    storm(0.1, &retries, &denied, &mr);
+    assert_int_equal(retries, 2);
+    assert_int_equal(mr, 2);
+    assert_int_equal(denied, 20); /* 18 at the first failure, the 2 retried ones at their second */
+}
+
+/* Remote errors are not retried by default (the handler ran; NestJS handlers are not idempotent), nor is
+ * an event; opting in retries remote errors up to max_attempts. */
+static void test_retry_what_not(void **st) {
+    (void)st;
+    int port = broker_free_port();
+    tcp_start(port);
+    nc_client *c = tcp_client(port);
+    nc_retry *r;
+    nc_retry_opts ro = {.struct_size = sizeof ro, .base_delay_ms = 1};
+    int id = nc_client_use_retry(c, &ro, &r);
+    assert_true(id > 0);
+    call k = {0};
+    send_wait(c, "fail", 0, &k);
+    assert_int_equal(k.err, NC_EREMOTE);
+    assert_int_equal(handler_runs, 1);
+    nc_retry_stats s;
+    nc_retry_get_stats(r, &s);
+    assert_int_equal(s.retries, 0);
+    /* an event to a server gone: refused, not retried (the core never asks for events either) */
+    tcp_stop();
+    call e = {0};
+    assert_int_equal(nc_client_emit(c, "tick", NULL, NULL, on_done, &e), 0);
+    run_until(&e.done, 1);
+    assert_int_not_equal(e.err, 0);
+    nc_retry_get_stats(r, &s);
+    assert_int_equal(s.retries, 0);
+    assert_int_equal(s.requests, 1);
+    /* opt in: remote errors are retried */
+    tcp_start(port);
+    assert_int_equal(nc_client_remove_hooks(c, id), 0);
+    ro.retry_on = NC_RETRY_ON_UNSENT | NC_RETRY_ON_REMOTE;
+    ro.max_attempts = 3;
+    assert_true(nc_client_use_retry(c, &ro, &r) > 0);
+    handler_runs = 0;
+    send_wait(c, "fail", 0, &k);
+    assert_int_equal(k.err, NC_EREMOTE);
+    assert_int_equal(handler_runs, 3);
+    nc_retry_get_stats(r, &s);
+    assert_int_equal(s.retries, 2);
+    assert_int_equal(s.exhausted, 1);
+    /* bad options */
+    nc_retry_opts bad = {.struct_size = sizeof bad, .max_attempts = -1};
+    assert_int_equal(nc_client_use_retry(c, &bad, NULL), NC_EINVAL);
+    call_clear(&k);
+    nc_client_free(c);
+    tcp_stop();
+    handler_runs = 0;
+}
+
+/* ---- circuit breaker --------------------------------------------------------------------------------- */
+
+static int prom_has(nc_metrics *m, const char *needle) {
+    char *text;
+    assert_int_equal(nc_metrics_prometheus(m, NULL, &text, NULL), 0);
+    int r = strstr(text, needle) != NULL;
+    free(text);
+    return r;
+}
+
+/* A dead server: 3 refusals open it; calls then fail at once with NC_ECIRCUITOPEN (metrics: circuit_open);
+ * after the cool-down a probe goes through (one only), fails, and it opens again; the server comes back,
+ * the next probe succeeds and it closes. */
+static void test_breaker_dead_server(void **st) {
+    (void)st;
+    int port = broker_free_port();
+    nc_client *c = tcp_client(port);
+    nc_metrics *m;
+    nc_metrics_new(&m, NULL);
+    nc_metrics_watch_client(m, c);
+    nc_breaker_opts bo = {.struct_size = sizeof bo, .consecutive_failures = 3, .open_ms = 50};
+    nc_breaker *b;
+    assert_true(nc_client_use_breaker(c, &bo, &b) > 0);
+    call k = {0};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(state_of(b), NC_BREAKER_CLOSED);
+        send_wait(c, "ok", 0, &k);
+        assert_int_equal(k.err, NC_ECONNREFUSED);
+    }
+    nc_breaker_info in;
+    nc_breaker_get_info(b, NULL, &in);
+    assert_int_equal(in.opened, 1);
+    /* open: fails before send returns, with the distinct code, events too */
+    call_clear(&k);
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &k), 0);
+    assert_int_equal(k.done, 1);
+    assert_int_equal(k.err, NC_ECIRCUITOPEN);
+    assert_string_equal(k.msg, nc_strerror(NC_ECIRCUITOPEN));
+    assert_true(uv_hrtime() - t0 < 50000000ULL);
+    call e = {0};
+    assert_int_equal(nc_client_emit(c, "tick", NULL, NULL, on_done, &e), 0);
+    assert_int_equal(e.err, NC_ECIRCUITOPEN);
+    nc_metrics_series t;
+    nc_metrics_totals(m, NC_HOOK_CLIENT, &t);
+    assert_int_equal(t.outcomes[NC_OUTCOME_CIRCUIT_OPEN], 2);
+    assert_int_equal(t.outcomes[NC_OUTCOME_CONN_REFUSED], 3);
+    assert_int_equal(t.outcomes[NC_OUTCOME_HOOK_REFUSED], 0);
+    assert_true(
+        prom_has(m, "nestc_client_calls_total{transport=\"tcp\",route=\"ok\",outcome=\"circuit_open\"} 1\n"));
+    /* half-open: one probe admitted, a second call refused meanwhile; the probe fails: open again */
+    wait_state(b, NC_BREAKER_HALF_OPEN);
+    call p = {0}, q = {0};
+    assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &p), 0);
+    assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &q), 0);
+    assert_int_equal(q.err, NC_ECIRCUITOPEN);
+    run_until(&p.done, 1);
+    assert_int_equal(p.err, NC_ECONNREFUSED);
+    nc_breaker_get_info(b, NULL, &in);
+    assert_int_equal(in.state, NC_BREAKER_OPEN);
+    assert_int_equal(in.opened, 2);
+    assert_int_equal(in.rejected, 3);
+    /* the server is back: the next probe closes it */
+    tcp_start(port);
+    wait_state(b, NC_BREAKER_HALF_OPEN);
+    send_wait(c, "ok", 0, &k);
+    assert_int_equal(k.err, 0);
+    assert_int_equal(state_of(b), NC_BREAKER_CLOSED);
+    send_wait(c, "ok", 0, &k);
+    assert_int_equal(k.err, 0);
+    call_clear(&k);
+    call_clear(&p);
+    call_clear(&q);
+    nc_client_free(c);
+    nc_metrics_free(m);
+    tcp_stop();
+}
+
+/* A slow server (requests time out), one breaker per route and the failure-ratio rule alone: the route whose
+ * requests time out opens once it has min_calls (4) calls in the window, not before; the other routes go
+ * on; an error reply is the peer answering (not a failure unless asked). */
+static void test_breaker_slow_server_ratio(void **st) {
+    (void)st;
+    int port = broker_free_port();
+    tcp_start(port);
+    nc_client *c = tcp_client(port);
+    nc_breaker_opts bo = {.struct_size = sizeof bo,
+                          .consecutive_failures = -1,
+                          .failure_ratio = 0.5,
+                          .min_calls = 4,
+                          .open_ms = 60000,
+                          .per_route = 1};
+    nc_breaker *b;
+    assert_true(nc_client_use_breaker(c, &bo, &b) > 0);
+    call k = {0};
+    int tmo = 50 * time_factor();
+    const char *seq[] = {"ok", "park", "ok", "fail", "park"};
+    int want[] = {0, NC_ETIMEDOUT, 0, NC_EREMOTE, NC_ETIMEDOUT};
+    for (int i = 0; i < 5; i++) {
+        send_wait(c, seq[i], tmo, &k);
+        assert_int_equal(k.err, want[i]);
+    }
+    nc_breaker_info in;
+    /* "park": 2 calls, 2 failures, below min_calls: still closed; "ok": 2 successes */
+    assert_int_equal(nc_breaker_get_info(b, "park", &in), 0);
+    assert_int_equal(in.state, NC_BREAKER_CLOSED);
+    assert_int_equal(in.window_calls, 2);
+    assert_int_equal(in.window_failures, 2);
+    assert_int_equal(nc_breaker_get_info(b, "nothing yet", &in), NC_ENOENT);
+    send_wait(c, "park", tmo, &k);
+    send_wait(c, "park", tmo, &k);
+    assert_int_equal(nc_breaker_get_info(b, "park", &in), 0);
+    assert_int_equal(in.state, NC_BREAKER_OPEN);
+    send_wait(c, "park", tmo, &k);
+    assert_int_equal(k.err, NC_ECIRCUITOPEN);
+    send_wait(c, "ok", tmo, &k); /* another route goes on */
+    assert_int_equal(k.err, 0);
+    nc_breaker_get_info(b, "fail", &in);
+    assert_int_equal(in.window_failures, 0); /* a remote error is the peer answering */
+    call_clear(&k);
+    nc_client_free(c);
+    tcp_stop();
+}
+
+/* ---- bulkheads ---------------------------------------------------------------------------------------- */
+
+/* Server, limit 2: the first two requests run, the third gets NestJS's error reply at once; both then
+ * succeed. Client, limit 1: the second call fails before send returns. */
+static void test_bulkheads_tcp(void **st) {
+    (void)st;
+    int port = broker_free_port();
+    tcp_start(port);
+    nc_bulkhead_opts bo = {.struct_size = sizeof bo, .max_in_flight = 2};
+    nc_bulkhead *sb;
+    assert_true(nc_server_use_bulkhead(tsrv, &bo, &sb) > 0);
+    nc_client *c = tcp_client(port);
+    call k[3] = {{0}};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done_msg, &k[i]), 0);
+    run_until(&k[2].done, 1);
+    assert_int_equal(k[2].err, NC_EREMOTE);
+    assert_string_equal(k[2].msg, nc_strerror(NC_EREFUSED));
+    run_until(&nparked, 2);
+    assert_int_equal(handler_runs, 2);
+    assert_int_equal(nc_bulkhead_in_flight(sb), 2);
+    assert_int_equal(nc_bulkhead_refused(sb), 1);
+    nc_reply(parked[0], json_integer(1));
+    nc_reply(parked[1], json_integer(2));
+    run_until(&k[0].done, 1);
+    run_until(&k[1].done, 1);
+    assert_int_equal(k[0].err, 0);
+    assert_int_equal(k[1].err, 0);
+    assert_int_equal(nc_bulkhead_in_flight(sb), 0);
+    /* the client's own */
+    nc_bulkhead_opts co = {.struct_size = sizeof co, .max_in_flight = 1};
+    nc_bulkhead *cb;
+    assert_true(nc_client_use_bulkhead(c, &co, &cb) > 0);
+    call a = {0}, z = {0};
+    nparked = 0;
+    assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &a), 0);
+    assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &z), 0);
+    assert_int_equal(z.done, 1);
+    assert_int_equal(z.err, NC_EREFUSED);
+    assert_int_equal(nc_bulkhead_in_flight(cb), 1);
+    run_until(&nparked, 1);
+    nc_reply(parked[0], json_integer(3));
+    run_until(&a.done, 1);
+    assert_int_equal(a.err, 0);
+    assert_int_equal(nc_bulkhead_in_flight(cb), 0);
+    assert_int_equal(nc_bulkhead_refused(cb), 1);
+    nc_bulkhead_opts bad = {.struct_size = sizeof bad};
+    assert_int_equal(nc_client_use_bulkhead(c, &bad, NULL), NC_EINVAL);
+    for (int i = 0; i < 3; i++) call_clear(&k[i]);
+    call_clear(&a);
+    call_clear(&z);
+    nc_client_free(c);
+    tcp_stop();
+}
+
+/* ---- NATS ---------------------------------------------------------------------------------------------- */
+
+/* The server's bulkhead and the client's breaker over a broker: a second request while one sleeps gets the
+ * error reply; two timeouts open the breaker; after the cool-down a probe closes it. */
+static void test_nats(void **st) {
+    (void)st;
+    if (!have_nats) {
+        printf("nats-server not installed: NATS case skipped\n");
+        return;
+    }
+    char u[64];
+    snprintf(u, sizeof u, "nats://127.0.0.1:%d", B.port);
+    svc s;
+    svc_start(&s, u);
+    nc_bulkhead_opts bo = {.struct_size = sizeof bo, .max_in_flight = 1};
+    nc_bulkhead *sb;
+    int bid = nc_server_use_bulkhead(s.srv, &bo, &sb);
+    assert_true(bid > 0);
+    nc_client *c = client_new(u, 0, NULL);
+    call w = {0}, k = {0};
+    json_t *d = json_integer(300);
+    int before = sleeps_started;
+    assert_int_equal(nc_client_send(c, "sleep", d, NULL, on_value, on_done, &w), 0);
+    run_until(&sleeps_started, before + 1);
+    json_t *nums = json_pack("[i,i]", 1, 2);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", nums, NULL, on_value, on_done_msg, &k), 0);
+    run_until(&k.done, 1);
+    assert_int_equal(k.err, NC_EREMOTE);
+    assert_string_equal(k.msg, nc_strerror(NC_EREFUSED));
+    run_until(&w.done, 1);
+    assert_int_equal(w.err, 0);
+    assert_int_equal(nc_bulkhead_in_flight(sb), 0);
+    assert_int_equal(nc_server_remove_hooks(s.srv, bid), 0);
+    /* the breaker */
+    nc_breaker_opts br = {.struct_size = sizeof br, .consecutive_failures = 2, .open_ms = 50};
+    nc_breaker *b;
+    assert_true(nc_client_use_breaker(c, &br, &b) > 0);
+    json_decref(d);
+    d = json_integer(10000);
+    nc_call_opts slow = {.timeout_ms = 100 * time_factor()};
+    for (int i = 0; i < 2; i++) {
+        call_clear(&k);
+        assert_int_equal(nc_client_send(c, "sleep", d, &slow, on_value, on_done, &k), 0);
+        run_until(&k.done, 1);
+        assert_int_equal(k.err, NC_ETIMEDOUT);
+    }
+    assert_int_equal(state_of(b), NC_BREAKER_OPEN);
+    call_clear(&k);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", nums, NULL, on_value, on_done, &k), 0);
+    assert_int_equal(k.err, NC_ECIRCUITOPEN);
+    wait_state(b, NC_BREAKER_HALF_OPEN);
+    call_clear(&k);
+    assert_int_equal(nc_client_send(c, "{\"cmd\":\"sum\"}", nums, NULL, on_value, on_done, &k), 0);
+    run_until(&k.done, 1);
+    assert_int_equal(k.err, 0);
+    assert_int_equal(json_integer_value(k.last), 3);
+    assert_int_equal(state_of(b), NC_BREAKER_CLOSED);
+    json_decref(d);
+    json_decref(nums);
+    call_clear(&w);
+    call_clear(&k);
+    nc_client_free(c);
+    svc_stop(&s);
+}
+
+static int setup(void **st) {
+    (void)st;
+    (void)run_ms, (void)expect_server_refused_all, (void)expect_server_refused_some; /* the harness's */
+    nc_log_set_default(NULL, NULL, NC_LOG_OFF);
+    uv_loop_init(&loop);
+    have_nats = system("command -v nats-server >/dev/null 2>&1") == 0;
+    if (have_nats) broker_start(&B);
+    return 0;
+}
+
+static int teardown(void **st) {
+    (void)st;
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (have_nats) broker_free(&B);
+    int r = uv_loop_close(&loop);
+    if (r) uv_print_all_handles(&loop, stderr);
+    return r;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_retry_server_up_late),
+        cmocka_unit_test(test_retry_budget),
+        cmocka_unit_test(test_retry_what_not),
+        cmocka_unit_test(test_breaker_dead_server),
+        cmocka_unit_test(test_breaker_slow_server_ratio),
+        cmocka_unit_test(test_bulkheads_tcp),
+        cmocka_unit_test(test_nats),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
