@@ -190,6 +190,9 @@ static int store_value(cli_args *a, const cli_opt *o, const char *val) {
     case O_TRACE:
         a->trace = 1;
         break;
+    case O_RETRIES:
+        a->retries = (int)d;
+        break;
     }
     return 0;
 }

@@ -42,6 +42,7 @@ typedef struct cli_args {
     int events_history;                              /* --events-history (conformance), -2 = not given */
     const char *admin;                               /* --admin host:port (conformance), NULL = none */
     int trace;                                       /* --trace (send, emit, conformance) */
+    int retries;                                     /* --retries (send), 0 = none */
 } cli_args;
 
 /* Parses argv[first..argc) for the command argv[1], against the option table (table.h): an option the

@@ -122,6 +122,19 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
         cli_args_free(&a);
         return 2;
     }
+    /* --retries: the library's retry policy, defaults but for the attempts (refused connections only:
+     * a request that may have reached a handler is not sent twice) */
+    if (a.retries > 0) {
+        nc_retry_opts ro = {.struct_size = sizeof ro, .max_attempts = a.retries + 1};
+        r = nc_client_use_retry(cli, &ro, NULL);
+        if (r < 0) {
+            fprintf(stderr, "nestc: --retries: %s\n", cli_reason(r));
+            nc_client_free(cli);
+            json_decref(data);
+            cli_args_free(&a);
+            return 2;
+        }
+    }
     outcome o = {0, 2};
     /* --trace: the call is a child of a new trace's root span, whose id is printed (stderr: stdout holds
      * the reply values) */

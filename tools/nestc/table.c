@@ -98,6 +98,11 @@ const cli_opt cli_opts[] = {
     {O_TRACE, "--trace", 0, V_NONE, NULL, CMD_CONFORMANCE, 0, 0, 0, NULL,
      "W3C trace context: continue incoming traces (traceparent), export spans to "
      "OTEL_EXPORTER_OTLP_ENDPOINT when it is set"},
+    /* resilience (docs/resilience.md); events are never retried, so send only */
+    {O_RETRIES, "--retries", 0, V_INT, "N", CMD_SEND, 0, 0, 100, NULL,
+     "retry the request up to N times when it cannot have reached a handler (connection refused, broker "
+     "reconnecting), with exponential backoff and full jitter; each attempt gets a fresh --timeout "
+     "(default 0)"},
 };
 const size_t cli_nopts = sizeof cli_opts / sizeof cli_opts[0];
 
