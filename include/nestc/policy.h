@@ -93,6 +93,7 @@ NC_API int nc_retry_get_stats(const nc_retry *r, nc_retry_stats *out);
 
 /* ---- circuit breaker ----------------------------------------------------------------------------- */
 
+/* The state of a circuit breaker (nc_breaker_info.state; docs/resilience.md has the transitions). */
 typedef enum nc_breaker_state {
     NC_BREAKER_CLOSED = 0,    /* calls go through; failures are counted */
     NC_BREAKER_OPEN = 1,      /* calls fail at once with NC_ECIRCUITOPEN until the cool-down ends */
