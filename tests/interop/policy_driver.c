@@ -46,6 +46,12 @@ static void expect(const char *what, int got, int want) {
     if (got != want) failed = 1;
 }
 
+static void expect_state(const char *what, nc_breaker_state got, nc_breaker_state want) {
+    static const char *const names[] = {"closed", "open", "half-open"};
+    printf("%-50s %s (%s)\n", what, got == want ? "ok" : "FAILED", names[got]);
+    if (got != want) failed = 1;
+}
+
 static nc_breaker_state state(nc_breaker *b) {
     nc_breaker_info in;
     nc_breaker_get_info(b, NULL, &in);
@@ -73,14 +79,14 @@ int main(int argc, char **argv) {
     json_decref(r.value);
     r = call("exception", json_pack("{s:s}", "message", "no"), 0);
     expect("an RpcException is NC_EREMOTE", r.err, NC_EREMOTE);
-    expect("  and leaves the breaker closed", (int)state(b), NC_BREAKER_CLOSED);
+    expect_state("  and leaves the breaker closed", state(b), NC_BREAKER_CLOSED);
     json_decref(r.value);
     for (int i = 0; i < 2; i++) {
         r = call("sleep", json_integer(3000), 100 * factor);
         expect("sleep 3000 ms times out", r.err, NC_ETIMEDOUT);
         json_decref(r.value);
     }
-    expect("two timeouts open the breaker", (int)state(b), NC_BREAKER_OPEN);
+    expect_state("two timeouts open the breaker", state(b), NC_BREAKER_OPEN);
     r = call("{\"cmd\":\"sum\"}", json_pack("[i]", 1), 0);
     expect("a call while open fails at once", r.err, NC_ECIRCUITOPEN);
     json_decref(r.value);
@@ -88,7 +94,7 @@ int main(int argc, char **argv) {
     r = call("{\"cmd\":\"sum\"}", json_pack("[i,i]", 20, 22), 0);
     expect("the half-open probe is answered", r.err, 0);
     if (json_integer_value(r.value) != 42) failed = 1;
-    expect("  and closes the breaker", (int)state(b), NC_BREAKER_CLOSED);
+    expect_state("  and closes the breaker", state(b), NC_BREAKER_CLOSED);
     json_decref(r.value);
     nc_client_free(cli);
     uv_run(loop, UV_RUN_DEFAULT);
