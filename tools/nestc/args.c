@@ -193,6 +193,9 @@ static int store_value(cli_args *a, const cli_opt *o, const char *val) {
     case O_RETRIES:
         a->retries = (int)d;
         break;
+    case O_MAX_IN_FLIGHT:
+        a->max_in_flight = (int)d;
+        break;
     }
     return 0;
 }

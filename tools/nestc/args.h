@@ -43,6 +43,7 @@ typedef struct cli_args {
     const char *admin;                               /* --admin host:port (conformance), NULL = none */
     int trace;                                       /* --trace (send, emit, conformance) */
     int retries;                                     /* --retries (send), 0 = none */
+    int max_in_flight;                               /* --max-in-flight (conformance), 0 = none */
 } cli_args;
 
 /* Parses argv[first..argc) for the command argv[1], against the option table (table.h): an option the

@@ -384,6 +384,16 @@ int cmd_conformance(int argc, char **argv) {
         cli_args_free(&a);
         return 2;
     }
+    /* --max-in-flight: the library's server bulkhead, before run (every worker shares it) */
+    if (a.max_in_flight > 0) {
+        nc_bulkhead_opts bo = {.struct_size = sizeof bo, .max_in_flight = a.max_in_flight};
+        if ((r = nc_server_use_bulkhead(s, &bo, NULL)) < 0) {
+            fprintf(stderr, "nestc: --max-in-flight: %s\n", cli_reason(r));
+            nc_server_free(s);
+            cli_args_free(&a);
+            return 2;
+        }
+    }
     if (a.events_history != -2) events_history = (size_t)a.events_history;
     uv_mutex_init(&events_lock);
     if (grpc) { /* no pattern envelope on gRPC: the conformance.proto service instead (DESIGN.md §5a) */

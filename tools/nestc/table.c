@@ -99,6 +99,9 @@ const cli_opt cli_opts[] = {
      "W3C trace context: continue incoming traces (traceparent), export spans to "
      "OTEL_EXPORTER_OTLP_ENDPOINT when it is set"},
     /* resilience (docs/resilience.md); events are never retried, so send only */
+    {O_MAX_IN_FLIGHT, "--max-in-flight", 0, V_INT, "N", CMD_CONFORMANCE, 0, 1, 1e9, NULL,
+     "bulkhead: at most N messages in their handlers at once (all workers together); one more gets the "
+     "error reply (default: no limit)"},
     {O_RETRIES, "--retries", 0, V_INT, "N", CMD_SEND, 0, 0, 100, NULL,
      "retry the request up to N times when it cannot have reached a handler (connection refused, broker "
      "reconnecting), with exponential backoff and full jitter; each attempt gets a fresh --timeout "

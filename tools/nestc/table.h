@@ -48,9 +48,10 @@ typedef enum cli_opt_id {
     O_EVENT_DATA,
     O_SERVER_PID,
     O_ENGINE,
-    O_ADMIN,   /* observability: conformance --admin host:port */
-    O_TRACE,   /* observability: W3C trace context (send, emit, conformance) */
-    O_RETRIES, /* resilience: send --retries N (nestc/policy.h) */
+    O_ADMIN,         /* observability: conformance --admin host:port */
+    O_TRACE,         /* observability: W3C trace context (send, emit, conformance) */
+    O_RETRIES,       /* resilience: send --retries N (nestc/policy.h) */
+    O_MAX_IN_FLIGHT, /* resilience: conformance --max-in-flight N (a server bulkhead) */
 } cli_opt_id;
 
 /* What an option's value is: how it is parsed and how the completion scripts complete it. */
