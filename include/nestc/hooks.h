@@ -182,8 +182,9 @@ NC_API int nc_server_remove_hooks(nc_server *srv, int id);
 typedef struct nc_client_hooks {
     size_t struct_size;
     /* Interceptor and observer. Returns 0 to let the call go, or an nc_err (NC_ECIRCUITOPEN: a circuit
-     * breaker is open; NC_EREFUSED: a bulkhead is full) to fail it at once: it is not sent, its on_done runs with that code (and the
-     * error text nc_strerror(err)) before nc_client_send/emit returns, and on_call_end follows. */
+     * breaker is open; NC_EREFUSED: a bulkhead is full) to fail it at once: it is not sent, its on_done
+     * runs with that code (and the error text nc_strerror(err)) before nc_client_send/emit returns, and
+     * on_call_end follows. */
     int (*on_submit)(void *user, nc_hook_info *i);
     /* One reply value (borrowed); `final` is 1 when the stream ends with it. */
     void (*on_reply)(void *user, nc_hook_info *i, const json_t *value, int final);
