@@ -268,10 +268,24 @@ static int prom_has(nc_metrics *m, const char *needle) {
 /* A dead server: 3 refusals open it; calls then fail at once with NC_ECIRCUITOPEN (metrics: circuit_open);
  * after the cool-down a probe goes through (one only), fails, and it opens again; the server comes back,
  * the next probe succeeds and it closes. */
+/* The breaker's log records (component "CircuitBreaker"), as one string: W for WARN, I for INFO. */
+static char breaker_log[32];
+static void breaker_sink(void *u, nc_log_level level, const char *component, const char *message) {
+    (void)u, (void)message;
+    size_t n = strlen(breaker_log);
+    if (!strcmp(component, "CircuitBreaker") && n + 1 < sizeof breaker_log)
+        breaker_log[n] = level == NC_LOG_WARN ? 'W' : level == NC_LOG_INFO ? 'I' : '?';
+}
+
 static void test_breaker_dead_server(void **st) {
     (void)st;
     int port = broker_free_port();
-    nc_client *c = tcp_client(port);
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", port);
+    nc_client_opts lo = {.loop = &loop, .log = breaker_sink, .log_level = NC_LOG_INFO};
+    nc_client *c;
+    memset(breaker_log, 0, sizeof breaker_log);
+    assert_int_equal(nc_client_new(&c, u, &lo), 0);
     nc_metrics *m;
     nc_metrics_new(&m, NULL);
     nc_metrics_watch_client(m, c);
@@ -325,6 +339,8 @@ static void test_breaker_dead_server(void **st) {
     assert_int_equal(state_of(b), NC_BREAKER_CLOSED);
     send_wait(c, "ok", 0, &k);
     assert_int_equal(k.err, 0);
+    /* opened (WARN), half-open, opened again, half-open, closed (INFO) */
+    assert_string_equal(breaker_log, "WIWII");
     call_clear(&k);
     call_clear(&p);
     call_clear(&q);
