@@ -43,7 +43,8 @@ extern "C" {
 enum {
     /* The request cannot have reached a handler: the connection was refused (NC_ECONNREFUSED), the host
      * not resolved (NC_ERESOLVE), or the broker connection is being re-established (NC_ECONNLOST: the
-     * call was not published). The default. */
+     * call was not published; but on RabbitMQ a request pending on direct reply-to when the connection
+     * drops fails with it too, after it was published: docs/resilience.md). The default. */
     NC_RETRY_ON_UNSENT = 1u << 0,
     /* The connection closed while the request was pending (NC_ECONNCLOSED): it may have run. */
     NC_RETRY_ON_CONN_CLOSED = 1u << 1,
