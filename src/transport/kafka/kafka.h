@@ -17,6 +17,7 @@
 #include "core/options.h"
 #include "core/url.h"
 #include "io/post.h"
+#include "io/wire.h"
 #include "transport/transport.h"
 
 extern const nc_server_transport nc_kafka_server_transport;
@@ -75,5 +76,21 @@ const nc_header *nc_kafka_find_header(const nc_header *h, size_t n, const char *
 
 /* The reply topic of a route (malloc'd), NULL when out of memory. */
 char *nc_kafka_reply_topic(const char *route);
+
+/* ---- connections and wire bytes of librdkafka's sockets (kafka_wire.c) ---- */
+typedef struct nc_kafka_wire {
+    nc_wire_block *b; /* the server's or client's block (io/wire.h), borrowed; NULL = not counted */
+    uv_mutex_t lock;  /* librdkafka's broker threads and the reading thread */
+    int *fds;         /* the sockets open now */
+    size_t n, cap;
+    nc_wire_counts done; /* connections opened and closed, bytes of the closed sockets */
+} nc_kafka_wire;
+/* Starts counting into b (its probe: read when the block is read). */
+void nc_kafka_wire_init(nc_kafka_wire *w, nc_wire_block *b);
+/* Stops (the figures stay in the block). After every librdkafka handle of the owner is destroyed. */
+void nc_kafka_wire_free(nc_kafka_wire *w);
+/* The bodies of the owner's connect_cb and closesocket_cb (rd_kafka_conf_set_connect_cb, ...). */
+int nc_kafka_wire_connect(nc_kafka_wire *w, int fd, const struct sockaddr *addr, int addrlen);
+int nc_kafka_wire_close(nc_kafka_wire *w, int fd);
 
 #endif
