@@ -1994,7 +1994,7 @@ static void case_wire_counters(void **st) {
     assert_true(c1.opened >= 1);
     assert_true(c1.connections >= 1);
     assert_true(c1.bytes_out - c0.bytes_out >= N * PAYLOAD); /* the requests */
-    assert_true(c1.bytes_in > c0.bytes_in);                  /* replies (Kafka: the producer's acks) */
+    assert_true(c1.bytes_in > c0.bytes_in);                  /* the replies */
     assert_true(s1.connections >= 1);
     assert_true(s1.bytes_in - s0.bytes_in >= N * PAYLOAD);   /* the requests reached the server */
     assert_true(s1.bytes_out - s0.bytes_out >= N * PAYLOAD); /* and went back */

@@ -78,19 +78,15 @@ const nc_header *nc_kafka_find_header(const nc_header *h, size_t n, const char *
 char *nc_kafka_reply_topic(const char *route);
 
 /* ---- connections and wire bytes of librdkafka's sockets (kafka_wire.c) ---- */
-typedef struct nc_kafka_wire {
-    nc_wire_block *b; /* the server's or client's block (io/wire.h), borrowed; NULL = not counted */
-    uv_mutex_t lock;  /* librdkafka's broker threads and the reading thread */
-    int *fds;         /* the sockets open now */
-    size_t n, cap;
-    nc_wire_counts done; /* connections opened and closed, bytes of the closed sockets */
-} nc_kafka_wire;
-/* Starts counting into b (its probe: read when the block is read). */
-void nc_kafka_wire_init(nc_kafka_wire *w, nc_wire_block *b);
-/* Stops (the figures stay in the block). After every librdkafka handle of the owner is destroyed. */
-void nc_kafka_wire_free(nc_kafka_wire *w);
-/* The bodies of the owner's connect_cb and closesocket_cb (rd_kafka_conf_set_connect_cb, ...). */
-int nc_kafka_wire_connect(nc_kafka_wire *w, int fd, const struct sockaddr *addr, int addrlen);
-int nc_kafka_wire_close(nc_kafka_wire *w, int fd);
+/* Sets the conf's connect and close-socket callbacks, which count the sockets of the handle for the owner
+ * that registered the conf's opaque (nc_kafka_wire_register); any other opaque: not counted. */
+void nc_kafka_wire_conf(rd_kafka_conf_t *c);
+/* Counts the sockets of handles whose opaque is `owner` into b (the server's or client's block, io/wire.h;
+ * borrowed, it outlives the owner). Returns 0 or NC_ENOMEM. */
+int nc_kafka_wire_register(const void *owner, nc_wire_block *b);
+/* Stops counting for `owner` (its figures stay in the block). A handle that outlives its owner (a Kafka
+ * client's consumer a look-up thread still holds) is not counted from then on, and its callbacks never
+ * reach the owner's memory: the owner is only a key. */
+void nc_kafka_wire_unregister(const void *owner);
 
 #endif

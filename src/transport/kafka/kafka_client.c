@@ -89,7 +89,6 @@ typedef struct kclient {
     int open, closing;
     uv_timer_t closer;
     int timer_open;
-    nc_kafka_wire wire; /* connections and wire bytes of the broker sockets (kafka_wire.c) */
 } kclient;
 
 /* ---- events and delivery reports -------------------------------------------------------------------- */
@@ -507,16 +506,6 @@ static kroute *route_of(kclient *kc, const char *route) {
 
 /* ---- ops --------------------------------------------------------------------------------------------- */
 
-/* librdkafka's socket callbacks (broker threads): counted for the metrics (kafka_wire.c) */
-static int kc_connect_cb(int fd, const struct sockaddr *addr, int addrlen, const char *id, void *opaque) {
-    (void)id;
-    return nc_kafka_wire_connect(&((kclient *)opaque)->wire, fd, addr, addrlen);
-}
-
-static int kc_closesocket_cb(int fd, void *opaque) {
-    return nc_kafka_wire_close(&((kclient *)opaque)->wire, fd);
-}
-
 static int kc_create(nc_client *cli, const nc_url *url, void **state) {
     char why[300];
     if (nc_url_check(url, NC_URL_HOSTS | NC_URL_CLIENT, why, sizeof why))
@@ -543,7 +532,11 @@ static int kc_create(nc_client *cli, const nc_url *url, void **state) {
         return nc_fail(nc_client__log(cli), "Client", NC_EINVAL, "%s", why);
     }
     rd_kafka_conf_destroy(p);
-    nc_kafka_wire_init(&kc->wire, nc_client__io(cli)->wire_block);
+    if (nc_kafka_wire_register(kc, nc_client__io(cli)->wire_block)) {
+        nc_url_free(&kc->url);
+        free(kc);
+        return NC_ENOMEM;
+    }
     *state = kc;
     return 0;
 }
@@ -558,8 +551,7 @@ static int kc_connect(void *state) {
     rd_kafka_conf_t *pc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_PRODUCER, "-client", why, sizeof why);
     if (!pc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(pc, kc);
-    rd_kafka_conf_set_connect_cb(pc, kc_connect_cb);
-    rd_kafka_conf_set_closesocket_cb(pc, kc_closesocket_cb);
+    nc_kafka_wire_conf(pc); /* connections and wire bytes (kafka_wire.c) */
     rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
     rd_kafka_conf_set_error_cb(pc, error_cb);
     int rc = nc_kafka_handle_open(&kc->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, kc, why, sizeof why);
@@ -568,8 +560,7 @@ static int kc_connect(void *state) {
         rd_kafka_conf_t *cc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_CONSUMER, "-client", why, sizeof why);
         if (!cc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
         rd_kafka_conf_set_opaque(cc, kc);
-        /* no socket callbacks here: a look-up thread may destroy this handle after the client is gone
-         * (shared_release), and they would reach the freed client; its sockets are not counted */
+        nc_kafka_wire_conf(cc);
         rd_kafka_conf_set_error_cb(cc, error_cb);
         /* no group membership (see the top): nothing to commit */
         char e[200];
@@ -733,7 +724,7 @@ static void kc_destroy(void *state) {
         r = n;
     }
     nc_url_free(&kc->url);
-    nc_kafka_wire_free(&kc->wire); /* the handles are destroyed: no socket callback comes any more */
+    nc_kafka_wire_unregister(kc); /* a consumer a look-up thread still holds is not counted from now on */
     free(kc);
 }
 

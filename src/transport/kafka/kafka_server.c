@@ -85,7 +85,6 @@ typedef struct kserver {
     int finish_after_lookup; /* closing waits for the look-up: the worker uses the consumer handle */
     int close_after_lookup;  /* the graceful consumer close, likewise */
     int report_if_idle;      /* listening without a route yet: connected unless one comes at once */
-    nc_kafka_wire wire;      /* connections and wire bytes of the broker sockets (kafka_wire.c) */
 } kserver;
 
 /* An assignment whose partitions have no committed offset and read from "latest": the worker looks up
@@ -740,7 +739,12 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
         return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
     }
     rd_kafka_conf_destroy(p);
-    nc_kafka_wire_init(&ks->wire, nc_server__io(srv)->wire_block);
+    if (nc_kafka_wire_register(ks, nc_server__io(srv)->wire_block)) {
+        nc_url_free(&ks->url);
+        free(ks->dlt);
+        free(ks);
+        return NC_ENOMEM;
+    }
     *state = ks;
     return 0;
 }
@@ -784,16 +788,6 @@ static int ks_route_added(void *state, const char *route, const nc_optset *opts)
     return e ? nc_fail(ks->log, "Server", NC_EINVAL, "subscribe: %s", rd_kafka_err2str(e)) : 0;
 }
 
-/* librdkafka's socket callbacks (broker threads): counted for the metrics (kafka_wire.c) */
-static int ks_connect_cb(int fd, const struct sockaddr *addr, int addrlen, const char *id, void *opaque) {
-    (void)id;
-    return nc_kafka_wire_connect(&((kserver *)opaque)->wire, fd, addr, addrlen);
-}
-
-static int ks_closesocket_cb(int fd, void *opaque) {
-    return nc_kafka_wire_close(&((kserver *)opaque)->wire, fd);
-}
-
 static int ks_listen(void *state) {
     kserver *ks = state;
     char why[300];
@@ -802,8 +796,7 @@ static int ks_listen(void *state) {
     rd_kafka_conf_t *pc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_PRODUCER, "-server", why, sizeof why);
     if (!pc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(pc, ks);
-    rd_kafka_conf_set_connect_cb(pc, ks_connect_cb);
-    rd_kafka_conf_set_closesocket_cb(pc, ks_closesocket_cb);
+    nc_kafka_wire_conf(pc); /* connections and wire bytes (kafka_wire.c) */
     rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
     rd_kafka_conf_set_error_cb(pc, error_cb);
     int rc = nc_kafka_handle_open(&ks->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, ks, why, sizeof why);
@@ -811,8 +804,7 @@ static int ks_listen(void *state) {
     rd_kafka_conf_t *cc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_CONSUMER, "-server", why, sizeof why);
     if (!cc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(cc, ks);
-    rd_kafka_conf_set_connect_cb(cc, ks_connect_cb);
-    rd_kafka_conf_set_closesocket_cb(cc, ks_closesocket_cb);
+    nc_kafka_wire_conf(cc);
     rd_kafka_conf_set_error_cb(cc, error_cb);
     rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
     rc = nc_kafka_handle_open(&ks->cons, loop, cc, NC_KAFKA_CONSUMER, cons_wake, ks, why, sizeof why);
@@ -1008,7 +1000,7 @@ static void ks_destroy(void *state) {
     free(ks->dlt);
     drop_records(ks);
     nc_url_free(&ks->url);
-    nc_kafka_wire_free(&ks->wire); /* the handles are destroyed: no socket callback comes any more */
+    nc_kafka_wire_unregister(ks);
     free(ks);
 }
 

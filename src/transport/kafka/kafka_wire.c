@@ -2,7 +2,8 @@
  *
  * librdkafka reads and writes its sockets on its own threads, out of reach of the io layer's counters,
  * and it has no per-read hook. What it does have: connect_cb and closesocket_cb, called on its broker
- * threads when a socket connects and closes. So the sockets are listed as they connect, and their bytes
+ * threads when a socket connects and closes, with the handle's opaque (the server or client). So the
+ * sockets are listed per owner as they connect, and their bytes
  * are read from the kernel (TCP_INFO: bytes received, bytes sent less retransmissions: TCP payload, TLS
  * records included) when the block is read and when a socket closes. Nothing is counted per read or
  * write; the statistics callback (statistics.interval.ms) would give the same bytes, but late (one
@@ -19,6 +20,7 @@
 #include <netinet/tcp.h> /* TCP_INFO */
 #endif
 
+#include "nestc/error.h"
 #include "transport/kafka/kafka.h"
 
 #ifdef __linux__
@@ -58,69 +60,151 @@ static void socket_bytes(int fd, nc_wire_counts *c) {
 #endif
 }
 
-/* The block's probe (reading thread, the block's lock held). */
+/* The sockets of one owner (a Kafka server or client: every handle whose opaque it is). */
+typedef struct tracker {
+    const void *owner; /* a key, never dereferenced */
+    nc_wire_block *b;
+    int *fds; /* the sockets open now */
+    size_t n, cap;
+    nc_wire_counts done; /* connections opened and closed, bytes of the closed sockets */
+} tracker;
+
+/* Every owner's tracker, under one lock: the callbacks run when a socket connects or closes (rare), the
+ * probe when the figures are read. A callback finds its tracker by the handle's opaque, so a handle that
+ * outlives its owner finds none and touches nothing of it. */
+static uv_once_t once = UV_ONCE_INIT;
+static uv_mutex_t lock;
+static tracker **all;
+static size_t nall, capall;
+
+static void init_lock(void) {
+    uv_mutex_init(&lock);
+}
+
+static tracker *find(const void *owner) {
+    for (size_t i = 0; i < nall; i++)
+        if (all[i]->owner == owner) return all[i];
+    return NULL;
+}
+
+/* The block's probe (reading thread, the block's lock held; lock order: block, then ours). */
 static void probe(void *arg, nc_wire_counts *c) {
-    nc_kafka_wire *w = arg;
-    uv_mutex_lock(&w->lock);
-    c->in += w->done.in;
-    c->out += w->done.out;
-    c->opened += w->done.opened;
-    c->closed += w->done.closed;
-    c->closed_err += w->done.closed_err;
-    for (size_t i = 0; i < w->n; i++) socket_bytes(w->fds[i], c);
-    uv_mutex_unlock(&w->lock);
+    tracker *t = arg;
+    uv_mutex_lock(&lock);
+    c->in += t->done.in;
+    c->out += t->done.out;
+    c->opened += t->done.opened;
+    c->closed += t->done.closed;
+    c->closed_err += t->done.closed_err;
+    for (size_t i = 0; i < t->n; i++) socket_bytes(t->fds[i], c);
+    uv_mutex_unlock(&lock);
 }
 
-void nc_kafka_wire_init(nc_kafka_wire *w, nc_wire_block *b) {
-    memset(w, 0, sizeof *w);
-    uv_mutex_init(&w->lock);
-    w->b = b;
-    if (b) nc_wire_block_probe(b, probe, w);
-}
-
-void nc_kafka_wire_free(nc_kafka_wire *w) {
-    if (w->b) nc_wire_block_probe(w->b, NULL, NULL); /* the figures so far stay in the block */
-    w->b = NULL;
-    free(w->fds);
-    w->fds = NULL;
-    uv_mutex_destroy(&w->lock);
-}
-
-int nc_kafka_wire_connect(nc_kafka_wire *w, int fd, const struct sockaddr *addr, int addrlen) {
+static int on_connect(int fd, const struct sockaddr *addr, int addrlen, const char *id, void *opaque) {
+    (void)id;
     /* what librdkafka does without a connect_cb: a non-blocking connect, EINPROGRESS is success */
     if (connect(fd, addr, (socklen_t)addrlen) && errno != EINPROGRESS) return errno;
-    uv_mutex_lock(&w->lock);
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 8;
-        int *v = realloc(w->fds, cap * sizeof *v);
-        if (!v) {
-            uv_mutex_unlock(&w->lock);
-            return 0; /* connected, just not counted */
+    uv_once(&once, init_lock);
+    uv_mutex_lock(&lock);
+    tracker *t = find(opaque);
+    if (t && t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 8;
+        int *v = realloc(t->fds, cap * sizeof *v);
+        if (v) {
+            t->fds = v;
+            t->cap = cap;
         }
-        w->fds = v;
-        w->cap = cap;
     }
-    w->fds[w->n++] = fd;
-    w->done.opened++;
-    uv_mutex_unlock(&w->lock);
+    if (t && t->n < t->cap) { /* else connected, just not counted */
+        t->fds[t->n++] = fd;
+        t->done.opened++;
+    }
+    uv_mutex_unlock(&lock);
     return 0;
 }
 
-int nc_kafka_wire_close(nc_kafka_wire *w, int fd) {
-    uv_mutex_lock(&w->lock);
-    for (size_t i = 0; i < w->n; i++) {
-        if (w->fds[i] != fd) continue;
-        socket_bytes(fd, &w->done);
+static int on_closesocket(int fd, void *opaque) {
+    uv_once(&once, init_lock);
+    uv_mutex_lock(&lock);
+    tracker *t = find(opaque);
+    for (size_t i = 0; t && i < t->n; i++) {
+        if (t->fds[i] != fd) continue;
+        socket_bytes(fd, &t->done);
         int soerr = 0;
         socklen_t sl = sizeof soerr;
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-        w->done.closed++;
-        if (soerr) w->done.closed_err++;
-        w->fds[i] = w->fds[--w->n];
+        t->done.closed++;
+        if (soerr) t->done.closed_err++;
+        t->fds[i] = t->fds[--t->n];
         break;
     }
-    /* closed under the lock: a reader never asks TCP_INFO of a descriptor number reused meanwhile */
+    /* closed under the lock: the probe never asks TCP_INFO of a descriptor number reused meanwhile */
     int r = close(fd) ? errno : 0;
-    uv_mutex_unlock(&w->lock);
+    uv_mutex_unlock(&lock);
     return r;
+}
+
+void nc_kafka_wire_conf(rd_kafka_conf_t *c) {
+    rd_kafka_conf_set_connect_cb(c, on_connect);
+    rd_kafka_conf_set_closesocket_cb(c, on_closesocket);
+}
+
+int nc_kafka_wire_register(const void *owner, nc_wire_block *b) {
+    if (!b) return 0;
+    uv_once(&once, init_lock);
+    tracker *t = calloc(1, sizeof *t);
+    if (!t) return NC_ENOMEM;
+    t->owner = owner;
+    t->b = b;
+    uv_mutex_lock(&lock);
+    if (nall == capall) {
+        size_t cap = capall ? capall * 2 : 8;
+        tracker **v = realloc(all, cap * sizeof *v);
+        if (!v) {
+            uv_mutex_unlock(&lock);
+            free(t);
+            return NC_ENOMEM;
+        }
+        all = v;
+        capall = cap;
+    }
+    all[nall++] = t;
+    uv_mutex_unlock(&lock);
+    nc_wire_block_probe(b, probe, t);
+    return 0;
+}
+
+void nc_kafka_wire_unregister(const void *owner) {
+    uv_once(&once, init_lock);
+    uv_mutex_lock(&lock);
+    tracker *t = find(owner);
+    /* sockets still open belong to a handle that outlives its owner: no longer the owner's, counted as
+     * closed, so the owner's open connections end at 0 */
+    for (size_t i = 0; t && i < t->n; i++) {
+        socket_bytes(t->fds[i], &t->done);
+        t->done.closed++;
+    }
+    if (t) t->n = 0;
+    uv_mutex_unlock(&lock);
+    if (!t) return;
+    /* the last figures go into the block (the probe takes our lock: not held here) */
+    nc_wire_block_probe(t->b, NULL, NULL);
+    uv_mutex_lock(&lock);
+    for (size_t i = 0; i < nall; i++)
+        if (all[i] == t) {
+            all[i] = all[--nall];
+            break;
+        }
+    uv_mutex_unlock(&lock);
+    free(t->fds);
+    free(t);
+    if (!nall) { /* nothing registered: no memory left behind for leak checkers */
+        uv_mutex_lock(&lock);
+        if (!nall) {
+            free(all);
+            all = NULL;
+            capall = 0;
+        }
+        uv_mutex_unlock(&lock);
+    }
 }
