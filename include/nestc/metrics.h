@@ -170,8 +170,8 @@ typedef struct nc_metrics_wire {
 } nc_metrics_wire;
 
 /* Calls fn once per side and transport watched (the servers or clients of one transport summed), in the
- * order they were first watched; fn returns 0 to go on. Returns 0, fn's non-zero value or NC_EINVAL. Any
- * thread. */
+ * order they were first watched; fn returns 0 to go on. Returns 0, fn's non-zero value, NC_EINVAL or
+ * NC_ENOMEM. Any thread. */
 NC_API int nc_metrics_wire_foreach(nc_metrics *m, int (*fn)(void *user, const nc_metrics_wire *w),
                                    void *user);
 
