@@ -2,11 +2,19 @@
 #include "io/wire.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+#define LINE 64
 
 nc_wire_block *nc_wire_block_new(int nslots) {
     if (nslots < 1) nslots = 1;
-    nc_wire_block *b = calloc(1, sizeof *b + (size_t)nslots * sizeof(nc_wire_slot));
+    /* the slots start on a line boundary: two workers' slots never share a cache line */
+    size_t head = (sizeof(nc_wire_block) + LINE - 1) / LINE * LINE;
+    size_t size = head + (size_t)nslots * sizeof(nc_wire_slot);
+    nc_wire_block *b = aligned_alloc(LINE, (size + LINE - 1) / LINE * LINE);
     if (!b) return NULL;
+    memset(b, 0, size);
+    b->slots = (nc_wire_slot *)((char *)b + head);
     atomic_init(&b->refs, 1);
     b->nslots = nslots;
     uv_mutex_init(&b->lock);

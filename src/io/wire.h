@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-/* One loop's counters, a cache line of its own (workers do not share a line). */
+/* One loop's counters: 64 bytes, a cache line in a block (workers do not share a line). */
 typedef struct nc_wire_slot {
     _Atomic uint64_t in, out;    /* wire bytes read from / written to sockets */
     _Atomic uint64_t opened;     /* connections accepted (server) or established (client, broker) */
@@ -24,6 +24,7 @@ typedef struct nc_wire_slot {
     _Atomic uint64_t closed_err; /* of those, closed for an error (not an orderly end of either side) */
     char pad[24];
 } nc_wire_slot;
+_Static_assert(sizeof(nc_wire_slot) == 64, "a slot is one cache line");
 
 /* The summed figures of a block. */
 typedef struct nc_wire_counts {
@@ -42,8 +43,8 @@ struct nc_wire_block {
     uv_mutex_t lock;        /* guards the probe and `kept` */
     nc_wire_probe_fn probe; /* NULL = none */
     void *probe_arg;
-    nc_wire_counts kept;  /* the last figures of probes that went */
-    nc_wire_slot slots[]; /* one per loop */
+    nc_wire_counts kept; /* the last figures of probes that went */
+    nc_wire_slot *slots; /* one per loop, in the same allocation, each on a cache line of its own */
 };
 
 /* Adds v to a counter only its slot's thread writes. */
