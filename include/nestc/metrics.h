@@ -151,6 +151,34 @@ NC_API nc_metrics *nc_server_metrics(nc_server *srv);
 /* The bound port of the admin endpoint (after nc_server_listen), or 0. */
 NC_API int nc_server_admin_port(const nc_server *srv);
 
+/* ---- connections and wire bytes ------------------------------------------------------------------------
+ * Counted in the io layer where every transport's sockets are read and written (bytes on the wire: framing,
+ * TLS records and broker protocol included), not by the hook set: every watched server (all its workers)
+ * and client has them from nc_metrics_watch_server / nc_metrics_watch_client on, zero included, and they
+ * stay readable after it is freed. Servers count the connections they accept (tcp, tls, grpc) or make to
+ * their broker; clients the connections they make. Kafka's connections are librdkafka's broker sockets
+ * (docs/observability.md, "Connections and wire bytes"). Threads: counted on the loop threads without a
+ * locked instruction, read from any thread (summed when read; exact once traffic stops). */
+typedef struct nc_metrics_wire {
+    nc_hook_side side;     /* NC_HOOK_SERVER or NC_HOOK_CLIENT */
+    const char *transport; /* "tcp", "redis", ... ("" in nc_metrics_wire_totals); valid during the call */
+    int64_t connections;   /* open now */
+    uint64_t opened;       /* connections accepted (server) or established (client, broker) */
+    uint64_t closed;       /* of those, closed (opened - closed = connections) */
+    uint64_t closed_error; /* of the closed ones, closed for an error rather than an orderly end */
+    uint64_t bytes_in;     /* bytes read from the sockets */
+    uint64_t bytes_out;    /* bytes written to the sockets */
+} nc_metrics_wire;
+
+/* Calls fn once per side and transport watched (the servers or clients of one transport summed), in the
+ * order they were first watched; fn returns 0 to go on. Returns 0, fn's non-zero value, NC_EINVAL or
+ * NC_ENOMEM. Any thread. */
+NC_API int nc_metrics_wire_foreach(nc_metrics *m, int (*fn)(void *user, const nc_metrics_wire *w),
+                                   void *user);
+
+/* The sum over every transport of one side (transport "" in *out). Returns 0 or NC_EINVAL. Any thread. */
+NC_API int nc_metrics_wire_totals(nc_metrics *m, nc_hook_side side, nc_metrics_wire *out);
+
 #ifdef __cplusplus
 }
 #endif

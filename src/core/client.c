@@ -146,6 +146,10 @@ struct nc_hook_table **nc_client__hooks(nc_client *c) {
 const nc_client_cfg *nc_client__cfg(nc_client *c) {
     return &c->cfg;
 }
+const char *nc_client__scheme(nc_client *c) {
+    return c->url.scheme;
+}
+
 nc_ioctx *nc_client__io(nc_client *c) {
     return &c->io;
 }
@@ -1391,7 +1395,7 @@ int nc_client_new(nc_client **out, const char *url, const nc_client_opts *user_o
     }
     random_prefix(c->id_prefix);
     if ((r = nc_ioctx_init(&c->io, o->loop))) goto fail;
-    if ((r = c->tp->create(c, &c->url, &c->tps))) {
+    if ((r = nc_ioctx_count_wire(&c->io, 1)) || (r = c->tp->create(c, &c->url, &c->tps))) {
         nc_ioctx_finish(&c->io);
         goto fail;
     }

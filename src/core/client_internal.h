@@ -34,6 +34,7 @@ const nc_client_cfg *nc_client__cfg(nc_client *c);
 /* The client's validated transport options (URL parameters and nc_client_opts.options). */
 const nc_optset *nc_client__opts(nc_client *c);
 nc_ioctx *nc_client__io(nc_client *c);
+const char *nc_client__scheme(nc_client *c); /* the URL scheme ("tcp", "redis", ...) */
 const nc_logger *nc_client__log(nc_client *c);
 
 /* The connection is open: queued calls are sent. */

@@ -1,6 +1,7 @@
 /* The core's side of the observability layer (core/obs_support.h, nestc/metrics.h): readiness, the admin
  * endpoint's registry and port, and the cheap figures the metrics hooks read from a message. */
 #include "core/obs_support.h"
+#include "core/client_internal.h"
 #include "core/server_internal.h"
 #include "nestc/error.h"
 #include "nestc/metrics.h"
@@ -14,6 +15,14 @@ const char *nc_msg__meta_text(const nc_msg *m, size_t *len) {
     if (!m || !m->scanned || m->meta_done || !m->meta_json) return NULL;
     *len = m->meta_json_len;
     return m->meta_json;
+}
+
+struct nc_wire_block *nc_server__wire(nc_server *s) {
+    return s ? s->io.wire_block : NULL;
+}
+
+struct nc_wire_block *nc_client__wire(nc_client *c) {
+    return c ? nc_client__io(c)->wire_block : NULL;
 }
 
 const nc_logger *nc_server__logger(const nc_server *s) {

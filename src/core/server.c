@@ -106,6 +106,8 @@ int nc_server_new(nc_server **out, const char *url, const nc_server_opts *user_o
         goto fail_cfg;
     }
     if ((r = nc_ioctx_init(&s->io, opts->loop))) goto fail_cfg;
+    /* wire counters (io/wire.h): one slot per loop, workers count in the primary's block */
+    if ((r = nc_ioctx_count_wire(&s->io, s->cfg.workers))) goto fail_io;
     if ((r = s->tp->create(s, &s->url, &s->tps))) goto fail_io;
     uv_mutex_init(&s->ts_lock);
     uv_async_init(s->io.loop, &s->async, on_async);

@@ -64,6 +64,7 @@ int nc_server__start_workers(nc_server *s) {
         nc_server *w;
         if ((r = nc_server_new(&w, url, &o))) break;
         s->workers[s->nworkers++] = w;
+        nc_ioctx_share_wire(&w->io, s->io.wire_block, s->nworkers); /* its connections add up with ours */
         w->close_done = worker_closed;
         w->close_user = s;
         w->log.worker = s->nworkers + 1; /* its lines say "worker N" (the primary is worker 0) */

@@ -1,6 +1,7 @@
 #include "io/ioctx.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "nestc/error.h"
 
@@ -28,6 +29,9 @@ int nc_ioctx_init(nc_ioctx *io, uv_loop_t *loop) {
     io->dirty_head = io->dirty_tail = NULL;
     io->closing = 0;
     io->rbuf = io->tlsbuf = NULL;
+    memset(&io->wire_local, 0, sizeof io->wire_local);
+    io->wire = &io->wire_local;
+    io->wire_block = NULL;
     io->own_loop = loop == NULL;
     if (!loop) {
         loop = malloc(sizeof *loop);
@@ -48,6 +52,23 @@ int nc_ioctx_init(nc_ioctx *io, uv_loop_t *loop) {
     uv_unref((uv_handle_t *)&io->prepare);
     uv_unref((uv_handle_t *)&io->check);
     return 0;
+}
+
+int nc_ioctx_count_wire(nc_ioctx *io, int nslots) {
+    nc_wire_block *b = nc_wire_block_new(nslots);
+    if (!b) return NC_ENOMEM;
+    nc_wire_block_unref(io->wire_block);
+    io->wire_block = b;
+    io->wire = &b->slots[0];
+    return 0;
+}
+
+void nc_ioctx_share_wire(nc_ioctx *io, nc_wire_block *b, int slot) {
+    if (!b || slot < 0 || slot >= b->nslots) return;
+    nc_wire_block_ref(b);
+    nc_wire_block_unref(io->wire_block);
+    io->wire_block = b;
+    io->wire = &b->slots[slot];
 }
 
 void nc_ioctx_mark(nc_ioctx *io, nc_flushable *f) {
@@ -134,6 +155,9 @@ int nc_ioctx_finish(nc_ioctx *io) {
     free(io->rbuf);
     free(io->tlsbuf);
     io->rbuf = io->tlsbuf = NULL;
+    nc_wire_block_unref(io->wire_block); /* a registry that read it may keep it */
+    io->wire_block = NULL;
+    io->wire = &io->wire_local;
     return left;
 }
 

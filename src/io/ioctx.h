@@ -8,6 +8,8 @@
 
 #include <uv.h>
 
+#include "io/wire.h"
+
 typedef struct nc_flushable {
     struct nc_flushable *next_dirty;
     void (*flush)(struct nc_flushable *f);
@@ -24,10 +26,20 @@ typedef struct nc_ioctx {
     int open_handles; /* prepare + check until their close callbacks ran */
     char *rbuf;       /* NC_READ_BUF_SIZE bytes, allocated on first read */
     char *tlsbuf;     /* decrypted-bytes scratch, same size */
+    /* Where this loop's streams count their connections and wire bytes: a slot of the owner's block
+     * (nc_ioctx_count_wire), else wire_local (counted, read by no one). Never NULL. */
+    nc_wire_slot *wire;
+    nc_wire_block *wire_block; /* the block `wire` is in (a reference), NULL for wire_local */
+    nc_wire_slot wire_local;
 } nc_ioctx;
 
 /* Creates the context on `loop` (NULL: a new owned loop). */
 int nc_ioctx_init(nc_ioctx *io, uv_loop_t *loop);
+/* Makes a block of nslots wire slots (io/wire.h) and counts this loop's streams in its slot 0. Returns 0
+ * or NC_ENOMEM. */
+int nc_ioctx_count_wire(nc_ioctx *io, int nslots);
+/* Counts this loop's streams in slot `slot` of another context's block (a worker in the primary's). */
+void nc_ioctx_share_wire(nc_ioctx *io, nc_wire_block *b, int slot);
 /* Queues f for the next flush (no-op if already queued). */
 void nc_ioctx_mark(nc_ioctx *io, nc_flushable *f);
 /* Queues f at the head of the list, so that it runs before the items already queued (a producer that

@@ -114,6 +114,10 @@ void nc_stream_close(nc_stream *s, int err, const char *msg) {
     s->state = ST_CLOSING;
     s->close_err = err;
     nc_ioctx_unmark(s->io, &s->fl);
+    if (s->wire_open) {
+        nc_wire_add(&s->io->wire->closed, 1);
+        if (err) nc_wire_add(&s->io->wire->closed_err, 1);
+    }
     if (was == ST_CONNECTING && s->cbs->on_open) s->cbs->on_open(s, err ? err : NC_ECONNCLOSED, msg);
     if (s->cbs->on_end) s->cbs->on_end(s, err, msg);
     if (s->wfd >= 0) uv_close((uv_handle_t *)&s->wpoll, on_handle_closed);
@@ -194,6 +198,7 @@ static int send_wire(nc_stream *s, int poll_err) {
         ssize_t n = send(fd, s->wire.data + s->wire_off, s->wire.len - s->wire_off, SEND_FLAGS);
         if (n >= 0) {
             s->wire_off += (size_t)n;
+            nc_wire_add(&s->io->wire->out, (uint64_t)n);
             continue;
         }
         if (errno == EINTR) continue;
@@ -348,7 +353,7 @@ static void tls_fail(nc_stream *s) {
         uv_os_fd_t fd;
         if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) {
             ssize_t n = send(fd, s->pend.data, s->pend.len, SEND_FLAGS);
-            (void)n;
+            if (n > 0) nc_wire_add(&s->io->wire->out, (uint64_t)n);
         }
     }
     nc_stream_close(s, NC_ETLS, msg);
@@ -424,6 +429,7 @@ static void tls_pump(nc_stream *s) {
 static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
     nc_stream *s = h->data;
     if (n == 0 || s->state == ST_CLOSING || s->peer_eof) return;
+    if (n > 0) nc_wire_add(&s->io->wire->in, (uint64_t)n);
     if (s->lingering) {
         /* our FIN is sent: drop what still comes, close at the peer's EOF (or error) */
         if (n < 0) nc_stream_close(s, s->close_err, "closed");
@@ -477,6 +483,13 @@ void nc_stream_resume(nc_stream *s) {
 
 /* ---- opening ------------------------------------------------------------------------------------ */
 
+/* The TCP connection exists (accepted, or connected: before any TLS handshake or protocol greeting, so a
+ * handshake that fails is a connection opened and closed with an error). */
+static void wire_opened(nc_stream *s) {
+    s->wire_open = 1;
+    nc_wire_add(&s->io->wire->opened, 1);
+}
+
 static void on_connect(uv_connect_t *req, int status) {
     nc_stream *s = req->data;
     if (s->state == ST_CLOSING) return;
@@ -486,6 +499,7 @@ static void on_connect(uv_connect_t *req, int status) {
     }
     uv_tcp_nodelay(&s->tcp, 1);
     no_sigpipe(s);
+    wire_opened(s);
     int r = start_reading(s);
     if (r) {
         nc_stream_close(s, r, "cannot read from the socket");
@@ -535,6 +549,7 @@ int nc_stream_accept(nc_stream *s, uv_stream_t *listener) {
     if (r) return nc_err_from_uv(r);
     uv_tcp_nodelay(&s->tcp, 1);
     no_sigpipe(s);
+    wire_opened(s);
     s->state = s->ssl ? ST_CONNECTING : ST_OPEN;
     r = start_reading(s);
     if (r) return r;

@@ -87,6 +87,7 @@ struct nc_stream {
     unsigned peer_eof : 1; /* the peer ended its side: no more reading */
     unsigned lingering : 1;
     unsigned linger_init : 1;
+    unsigned wire_open : 1; /* counted as opened in io->wire: its close is counted too */
     int close_err;
     char addr[64]; /* client: "ip:port" being connected to, for the reasons of a failed connect */
 };

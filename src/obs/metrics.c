@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "core/obs_support.h"
+#include "core/server_transport.h" /* nc_server__scheme */
 #include "obs/metrics_internal.h"
 #include "util/abi.h"
 
@@ -62,6 +63,7 @@ struct nc_metrics {
     size_t listcap;
     _Atomic size_t nlist;
     _Atomic uint64_t overflowed;
+    nc_obs_wire *wire; /* connections and wire bytes of what is watched (wire_metrics.c) */
 };
 
 static const double bounds[NC_METRICS_BUCKETS - 1] = {
@@ -132,7 +134,9 @@ int nc_metrics_new(nc_metrics **out, const nc_metrics_opts *user_o) {
     m->mask = size - 1;
     m->table = calloc(size, sizeof *m->table);
     m->list = calloc(m->listcap, sizeof *m->list);
-    if (!m->table || !m->list) {
+    m->wire = nc_obs_wire_new();
+    if (!m->table || !m->list || !m->wire) {
+        nc_obs_wire_free(m->wire);
         free(m->table);
         free(m->list);
         free(m);
@@ -156,9 +160,14 @@ static void metrics_destroy(nc_metrics *m) {
         free(s);
     }
     uv_mutex_destroy(&m->lock);
+    nc_obs_wire_free(m->wire);
     free(m->table);
     free(m->list);
     free(m);
+}
+
+nc_obs_wire *nc_metrics__wire(nc_metrics *m) {
+    return m->wire;
 }
 
 static void metrics_ref(nc_metrics *m) {
@@ -363,7 +372,12 @@ int nc_metrics_watch_server(nc_metrics *m, nc_server *srv) {
                          .release = hooks_release};
     metrics_ref(m);
     int id = nc_server_add_hooks(srv, &h, m);
-    if (id < 0) nc_metrics_free(m);
+    if (id < 0)
+        nc_metrics_free(m);
+    else if (nc_obs_wire_add(m->wire, NC_HOOK_SERVER, nc_server__scheme(srv), nc_server__wire(srv))) {
+        nc_server_remove_hooks(srv, id);
+        return NC_ENOMEM;
+    }
     return id;
 }
 
@@ -376,7 +390,12 @@ int nc_metrics_watch_client(nc_metrics *m, nc_client *cli) {
                          .release = hooks_release};
     metrics_ref(m);
     int id = nc_client_add_hooks(cli, &h, m);
-    if (id < 0) nc_metrics_free(m);
+    if (id < 0)
+        nc_metrics_free(m);
+    else if (nc_obs_wire_add(m->wire, NC_HOOK_CLIENT, nc_client__scheme(cli), nc_client__wire(cli))) {
+        nc_client_remove_hooks(cli, id);
+        return NC_ENOMEM;
+    }
     return id;
 }
 

@@ -3,6 +3,7 @@
  * contiguous). Names follow Prometheus conventions: counters end in _total, durations are in seconds,
  * histograms have cumulative _bucket{le} lines ending in le="+Inf", then _sum and _count. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,6 +153,99 @@ static int health(nc_buf *b, const nc_server_health *h) {
     return r ? r : gauge1(b, "nestc_workers", "gauge", "loops serving the server", h->workers);
 }
 
+/* ---- connections and wire bytes (wire_metrics.c), one series per side and transport ---------------- */
+
+typedef struct wsnaps {
+    nc_metrics_wire *v;
+    size_t n, cap;
+} wsnaps;
+
+static int wcollect(void *user, const nc_metrics_wire *w) {
+    wsnaps *a = user;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 8;
+        nc_metrics_wire *v = realloc(a->v, cap * sizeof *v);
+        if (!v) return NC_ENOMEM;
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->n++] = *w;
+    return 0;
+}
+
+enum wfield { W_CONN, W_OPENED, W_IN, W_OUT, W_CLOSED };
+
+static int wsimple(nc_buf *b, const wsnaps *a, nc_hook_side side, const char *name, const char *type,
+                   const char *help, enum wfield f) {
+    int any = 0, r = 0;
+    for (size_t i = 0; i < a->n && !r; i++) {
+        const nc_metrics_wire *w = &a->v[i];
+        if (w->side != side) continue;
+        if (!any++) r = head(b, name, type, help);
+        r = r ? r : nc_buf_appendf(b, "%s{transport=\"", name);
+        r = r ? r : nc_prom_label_value(b, w->transport);
+        if (r) break;
+        switch (f) {
+        case W_CONN:
+            r = nc_buf_appendf(b, "\"} %lld\n", (long long)w->connections);
+            break;
+        case W_OPENED:
+            r = nc_buf_appendf(b, "\"} %" PRIu64 "\n", w->opened);
+            break;
+        case W_IN:
+            r = nc_buf_appendf(b, "\"} %" PRIu64 "\n", w->bytes_in);
+            break;
+        case W_OUT:
+            r = nc_buf_appendf(b, "\"} %" PRIu64 "\n", w->bytes_out);
+            break;
+        case W_CLOSED: /* two samples: reason="ok" and reason="error" */
+            r = nc_buf_appendf(b, "\",reason=\"ok\"} %" PRIu64 "\n", w->closed - w->closed_error);
+            r = r ? r : nc_buf_appendf(b, "%s{transport=\"", name);
+            r = r ? r : nc_prom_label_value(b, w->transport);
+            r = r ? r : nc_buf_appendf(b, "\",reason=\"error\"} %" PRIu64 "\n", w->closed_error);
+            break;
+        }
+    }
+    return r;
+}
+
+static int wire_families(nc_buf *b, nc_metrics *m) {
+    wsnaps a = {0};
+    int r = nc_metrics_wire_foreach(m, wcollect, &a);
+    static const struct {
+        const char *side_name;
+        nc_hook_side side;
+        const char *what;
+    } sides[2] = {{"server", NC_HOOK_SERVER, "accepted, or made to the broker"},
+                  {"client", NC_HOOK_CLIENT, "made"}};
+    for (int k = 0; k < 2 && !r; k++) {
+        char name[64], help[128];
+        const char *sn = sides[k].side_name;
+        nc_hook_side sd = sides[k].side;
+        snprintf(name, sizeof name, "nestc_%s_connections", sn);
+        snprintf(help, sizeof help, "connections open (%s)", sides[k].what);
+        r = wsimple(b, &a, sd, name, "gauge", help, W_CONN);
+        snprintf(name, sizeof name, "nestc_%s_connections_opened_total", sn);
+        snprintf(help, sizeof help, "connections opened (%s)", sides[k].what);
+        r = r ? r : wsimple(b, &a, sd, name, "counter", help, W_OPENED);
+        snprintf(name, sizeof name, "nestc_%s_connections_closed_total", sn);
+        r = r ? r
+              : wsimple(b, &a, sd, name, "counter",
+                        "connections closed, by reason (ok: an orderly end; error: reset, failure, timeout)",
+                        W_CLOSED);
+        snprintf(name, sizeof name, "nestc_%s_wire_received_bytes_total", sn);
+        r = r ? r
+              : wsimple(b, &a, sd, name, "counter",
+                        "bytes read from the sockets (framing, TLS and broker protocol included)", W_IN);
+        snprintf(name, sizeof name, "nestc_%s_wire_sent_bytes_total", sn);
+        r = r ? r
+              : wsimple(b, &a, sd, name, "counter",
+                        "bytes written to the sockets (framing, TLS and broker protocol included)", W_OUT);
+    }
+    free(a.v);
+    return r;
+}
+
 int nc_prom_write(nc_buf *b, nc_metrics *m, const nc_server_health *h) {
     snaps a = {0};
     int r = nc_metrics_foreach(m, collect, &a);
@@ -194,6 +288,7 @@ int nc_prom_write(nc_buf *b, nc_metrics *m, const nc_server_health *h) {
           : gauge1(b, "nestc_metrics_routes_overflowed_total", "counter",
                    "messages whose route arrived past the route cap (counted as route=\"(other)\")",
                    (long long)nc_metrics_routes_overflowed(m));
+    r = r ? r : wire_families(b, m);
     free(a.v);
     return r ? NC_ENOMEM : 0;
 }

@@ -1960,6 +1960,67 @@ static void case_call_cancel(void **st) {
     call_clear(&c);
 }
 
+/* ---- connections and wire bytes (nestc/metrics.h): counted where every transport's sockets are ---------
+ * read and written, so one case checks them on each transport: a client's connections open and close,
+ * and the bytes on the wire of both sides are at least the payloads that crossed and grow with traffic. */
+
+static nc_metrics_wire wire_of(nc_metrics *m, nc_hook_side side) {
+    nc_metrics_wire w;
+    assert_int_equal(nc_metrics_wire_totals(m, side, &w), 0);
+    return w;
+}
+
+static void case_wire_counters(void **st) {
+    enum { N = 3, PAYLOAD = 1000 };
+    nc_metrics *m;
+    assert_int_equal(nc_metrics_new(&m, NULL), 0);
+    assert_true(nc_metrics_watch_server(m, S.srv) > 0);
+    nc_client *cli = kept_client(fx_client_new(S.srv, 0, NULL));
+    assert_true(nc_metrics_watch_client(m, cli) > 0);
+    nc_metrics_wire s0 = wire_of(m, NC_HOOK_SERVER), c0 = wire_of(m, NC_HOOK_CLIENT);
+    assert_int_equal(c0.opened, 0); /* a client connects on its first call */
+    char *text = malloc(PAYLOAD + 1);
+    memset(text, 'x', PAYLOAD);
+    text[PAYLOAD] = 0;
+    static call c;                                          /* request_within() clears it */
+    nc_call_opts o = {.timeout_ms = 20000 * time_factor()}; /* Kafka: a new client's reply consumer joins */
+    for (int i = 0; i < N; i++) {
+        request_within(cli, "echo", json_string(text), &o, &c, 20000);
+        expect_one(&c);
+        call_clear(&c);
+    }
+    free(text);
+    nc_metrics_wire s1 = wire_of(m, NC_HOOK_SERVER), c1 = wire_of(m, NC_HOOK_CLIENT);
+    assert_true(c1.opened >= 1);
+    assert_true(c1.connections >= 1);
+    assert_true(c1.bytes_out - c0.bytes_out >= N * PAYLOAD); /* the requests */
+    assert_true(c1.bytes_in > c0.bytes_in);                  /* the replies */
+    assert_true(s1.connections >= 1);
+    assert_true(s1.bytes_in - s0.bytes_in >= N * PAYLOAD);   /* the requests reached the server */
+    assert_true(s1.bytes_out - s0.bytes_out >= N * PAYLOAD); /* and went back */
+    char *prom;
+    assert_int_equal(nc_metrics_prometheus(m, NULL, &prom, NULL), 0);
+    char want[96];
+    snprintf(want, sizeof want, "nestc_server_wire_received_bytes_total{transport=\"%s\"} ", FX.t->scheme);
+    assert_non_null(strstr(prom, want));
+    free(prom);
+    free_client(cli); /* its figures stay readable */
+    nc_metrics_wire c2 = wire_of(m, NC_HOOK_CLIENT);
+    assert_int_equal(c2.connections, 0);
+    assert_int_equal(c2.closed, c2.opened);
+    if (FX.t->flags & CONF_CONNECTED) { /* the server sees the caller's connection close */
+        uint64_t t0 = now_ms();
+        int never = 0;
+        while (wire_of(m, NC_HOOK_SERVER).connections != s1.connections - 1 &&
+               now_ms() - t0 < 5000u * (uint64_t)time_factor())
+            run_until(&never, 1, 10);
+        nc_metrics_wire s2 = wire_of(m, NC_HOOK_SERVER);
+        assert_int_equal(s2.connections, s1.connections - 1);
+        assert_int_equal(s2.closed, s1.closed + 1);
+    }
+    nc_metrics_free(m);
+}
+
 int conf_run(void) {
 #define CASE(f) cmocka_unit_test_setup_teardown(f, case_setup, case_teardown)
     const struct CMUnitTest cases[] = {
@@ -1998,6 +2059,7 @@ int conf_run(void) {
         CASE(case_headers_and_context),
         CASE(case_call_object),
         CASE(case_call_cancel),
+        CASE(case_wire_counters),
     };
 #undef CASE
     const char *only = getenv("NESTC_CONF_CASES"); /* a glob of case names, e.g. "case_stream*" */

@@ -5,7 +5,8 @@
 # 1. TCP, two workers: `promtool check metrics` accepts /metrics; a real Prometheus, started here on a free
 #    loopback port with a generated config (scrape every second), scrapes it; after a known load (N `nestc
 #    send sum`, E `exception`, U unknown patterns) its query API returns those counts, summed over both
-#    workers, for requests, outcomes and the histogram's _count.
+#    workers, for requests, outcomes and the histogram's _count; and for connections (one per send: opened,
+#    closed in order, none open) and wire bytes (above the payload bytes).
 # 2. Graceful shutdown, two workers: SIGTERM while 4 `sleep` requests are in flight; /health/ready answers 503
 #    with "draining":true (and /health/live 200) while they finish; each gets its reply; the server exits 0.
 # 3. Redis: /health/ready is 200 once subscribed, 503 while the broker is down, 200 again after it
@@ -124,9 +125,15 @@ expect_query 'sum(nestc_server_handler_duration_seconds_count{route="sum"})' $N
 expect_query 'sum(nestc_server_in_flight)' 0
 expect_query 'up{job="nestc"}' 1
 expect_query 'nestc_ready' 1
+# connections and wire bytes: each `nestc send` is one connection, counted by the worker that accepted it
+C=$((N + E + U))
+expect_query 'sum(nestc_server_connections_opened_total{transport="tcp"})' $C
+expect_query 'sum(nestc_server_connections_closed_total{transport="tcp",reason="ok"})' $C
+expect_query 'sum(nestc_server_connections{transport="tcp"})' 0
+expect_query 'sum(nestc_server_wire_received_bytes_total) > bool sum(nestc_server_received_bytes_total)' 1
 kill -TERM "$prom_pid"
 wait "$prom_pid" 2>/dev/null || true
-echo "observability.sh: prometheus counted $N requests, $E errors, $U unmatched over 2 workers" >&2
+echo "observability.sh: prometheus counted $N requests, $E errors, $U unmatched, $C connections over 2 workers" >&2
 
 kill -TERM "$srv_pid"
 wait "$srv_pid" || fail "the two-worker server did not exit 0"

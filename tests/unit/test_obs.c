@@ -5,6 +5,8 @@
 
 #include "tcp_fixture.h"
 
+#include "../common/broker.h"
+
 #include "obs/admin.h"
 #include "obs/http_req.h"
 
@@ -465,6 +467,178 @@ static void test_admin_bad_address(void **st) {
     assert_string_equal(nc_metrics_outcome_name(NC_OUTCOME_CONN_LOST), "conn_lost");
 }
 
+/* ---- connections and wire bytes (nc_metrics_wire_*) ------------------------------------------------------
+ */
+
+static nc_metrics_wire wire_of(nc_metrics *m, nc_hook_side side) {
+    nc_metrics_wire w;
+    assert_int_equal(nc_metrics_wire_totals(m, side, &w), 0);
+    return w;
+}
+
+/* Runs the loop until the side's open connections are `want` (5 s × the time factor). */
+static void wait_connections(nc_metrics *m, nc_hook_side side, int64_t want) {
+    int never = 0;
+    for (int i = 0; i < 500 && wire_of(m, side).connections != want; i++) run_until_ms(&never, 1, 10);
+    assert_int_equal(wire_of(m, side).connections, want);
+}
+
+static void wire_connected(uv_connect_t *cr, int status) {
+    assert_int_equal(status, 0);
+    *(int *)cr->data = 1;
+}
+
+/* Over TCP every byte one side writes the other reads: once the traffic stops the figures match. */
+static void test_wire_tcp(void **st) {
+    (void)st;
+    nc_metrics *m;
+    assert_int_equal(nc_metrics_new(&m, NULL), 0);
+    tcp_server_new(NULL);
+    nc_server_message(srv, "{\"cmd\":\"sum\"}", h_sum, NULL);
+    assert_true(nc_metrics_watch_server(m, srv) > 0);
+    tcp_listen_connect();
+    assert_true(nc_metrics_watch_client(m, cli) > 0);
+    nc_metrics_wire s = wire_of(m, NC_HOOK_SERVER), c = wire_of(m, NC_HOOK_CLIENT);
+    assert_int_equal(s.opened + s.bytes_in + c.opened + c.bytes_out, 0); /* nothing before the first call */
+    call_once("{\"cmd\":\"sum\"}", 0);
+    s = wire_of(m, NC_HOOK_SERVER);
+    c = wire_of(m, NC_HOOK_CLIENT);
+    assert_int_equal(s.connections, 1);
+    assert_int_equal(s.opened, 1);
+    assert_int_equal(s.closed, 0);
+    assert_int_equal(c.connections, 1);
+    assert_int_equal(c.opened, 1);
+    assert_int_equal(c.bytes_out, s.bytes_in);
+    assert_int_equal(c.bytes_in, s.bytes_out);
+    nc_metrics_series p;
+    assert_int_equal(nc_metrics_totals(m, NC_HOOK_SERVER, &p), 0);
+    assert_true(s.bytes_in > p.bytes_in); /* the payload and its framing */
+    assert_true(s.bytes_out > p.bytes_out);
+    for (int i = 0; i < 10; i++) call_once("{\"cmd\":\"sum\"}", 0);
+    nc_metrics_wire s2 = wire_of(m, NC_HOOK_SERVER), c2 = wire_of(m, NC_HOOK_CLIENT);
+    assert_true(s2.bytes_in >= s.bytes_in + 10 * strlen("[1,2,3]"));
+    assert_true(s2.bytes_out >= s.bytes_out + 10);
+    assert_int_equal(c2.bytes_out, s2.bytes_in);
+    assert_int_equal(c2.bytes_in, s2.bytes_out);
+    assert_int_equal(s2.opened, 1); /* one connection carried them all */
+
+    char *text;
+    assert_int_equal(nc_metrics_prometheus(m, srv, &text, NULL), 0);
+    char want[160];
+    assert_non_null(strstr(
+        text, "# TYPE nestc_server_connections gauge\nnestc_server_connections{transport=\"tcp\"} 1\n"));
+    assert_non_null(strstr(text, "nestc_client_connections_opened_total{transport=\"tcp\"} 1\n"));
+    assert_non_null(
+        strstr(text, "nestc_server_connections_closed_total{transport=\"tcp\",reason=\"error\"} 0\n"));
+    snprintf(want, sizeof want, "nestc_server_wire_received_bytes_total{transport=\"tcp\"} %llu\n",
+             (unsigned long long)s2.bytes_in);
+    assert_non_null(strstr(text, want));
+    snprintf(want, sizeof want, "nestc_client_wire_sent_bytes_total{transport=\"tcp\"} %llu\n",
+             (unsigned long long)c2.bytes_out);
+    assert_non_null(strstr(text, want));
+    free(text);
+
+    /* the client goes: both sides count the close, an orderly one */
+    nc_client_free(cli);
+    cli = NULL;
+    wait_connections(m, NC_HOOK_SERVER, 0);
+    s = wire_of(m, NC_HOOK_SERVER);
+    c = wire_of(m, NC_HOOK_CLIENT);
+    assert_int_equal(s.closed, 1);
+    assert_int_equal(s.closed_error, 0);
+    assert_int_equal(c.connections, 0);
+    assert_int_equal(c.closed, 1);
+    /* a peer that resets: a close for an error */
+    uv_tcp_t raw;
+    uv_connect_t cr;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", nc_server_port(srv), &a);
+    uv_tcp_init(&loop, &raw);
+    int connected = 0;
+    cr.data = &connected;
+    assert_int_equal(uv_tcp_connect(&cr, &raw, (struct sockaddr *)&a, wire_connected), 0);
+    run_until(&connected, 1);
+    wait_connections(m, NC_HOOK_SERVER, 1);
+    uv_write_t wr;
+    uv_buf_t junk = uv_buf_init("12#{\"pattern\":", 14); /* half a packet, then the reset */
+    uv_write(&wr, (uv_stream_t *)&raw, &junk, 1, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_tcp_close_reset(&raw, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT); /* its close callback: the handle is on this frame */
+    wait_connections(m, NC_HOOK_SERVER, 0);
+    s = wire_of(m, NC_HOOK_SERVER);
+    assert_int_equal(s.opened, 2);
+    assert_int_equal(s.closed_error, 1);
+    nc_server_free(srv);
+    srv = NULL;
+    /* the registry keeps the figures of what it watched */
+    assert_int_equal(wire_of(m, NC_HOOK_SERVER).bytes_in, s.bytes_in);
+    assert_int_equal(wire_of(m, NC_HOOK_CLIENT).bytes_out, c2.bytes_out);
+    nc_metrics_free(m);
+}
+
+static void redis_exec(const broker *b, const char *port) {
+    (void)b;
+    const char *argv[] = {"redis-server", "--bind", "127.0.0.1",    "--port", port,
+                          "--save",       "",       "--appendonly", "no",     NULL};
+    execvp("redis-server", (char **)argv);
+}
+
+static int redis_connected;
+static void on_redis_status(void *u, const char *status, int err) {
+    (void)u, (void)err;
+    if (!strcmp(status, "connected")) redis_connected++;
+}
+
+/* A broker transport: the server's connections are the ones it makes to the broker. */
+static void test_wire_redis(void **st) {
+    (void)st;
+    broker b = {0};
+    broker_start_with(&b, time_factor(), redis_exec);
+    char u[96];
+    snprintf(u, sizeof u, "redis://127.0.0.1:%d", b.port);
+    nc_metrics *m;
+    assert_int_equal(nc_metrics_new(&m, NULL), 0);
+    nc_server_opts so = {.loop = &loop, .log_level = NC_LOG_OFF};
+    assert_int_equal(nc_server_new(&srv, u, &so), 0);
+    nc_server_message(srv, "{\"cmd\":\"sum\"}", h_sum, NULL);
+    assert_true(nc_metrics_watch_server(m, srv) > 0);
+    redis_connected = 0;
+    nc_server_on_status(srv, on_redis_status, NULL);
+    assert_int_equal(nc_server_listen(srv), 0);
+    assert_true(run_until_ms(&redis_connected, 1, 5000));
+    nc_metrics_wire s0 = wire_of(m, NC_HOOK_SERVER);
+    assert_true(s0.connections >= 1); /* subscriber and publisher */
+    assert_int_equal(s0.opened, (uint64_t)s0.connections);
+    assert_true(s0.bytes_out > 0); /* SUBSCRIBE */
+    nc_client_opts co = {.loop = &loop, .log_level = NC_LOG_OFF};
+    assert_int_equal(nc_client_new(&cli, u, &co), 0);
+    assert_true(nc_metrics_watch_client(m, cli) > 0);
+    call_once("{\"cmd\":\"sum\"}", 0);
+    nc_metrics_wire s1 = wire_of(m, NC_HOOK_SERVER), c1 = wire_of(m, NC_HOOK_CLIENT);
+    assert_true(c1.connections >= 1);
+    for (int i = 0; i < 10; i++) call_once("{\"cmd\":\"sum\"}", 0);
+    nc_metrics_wire s2 = wire_of(m, NC_HOOK_SERVER), c2 = wire_of(m, NC_HOOK_CLIENT);
+    assert_true(s2.bytes_in >= s1.bytes_in + 10 * strlen("[1,2,3]"));
+    assert_true(s2.bytes_out >= s1.bytes_out + 10);
+    assert_true(c2.bytes_out >= c1.bytes_out + 10 * strlen("[1,2,3]"));
+    assert_true(c2.bytes_in > c1.bytes_in);
+    assert_int_equal(s2.opened, s0.opened); /* the same broker connections */
+    nc_client_free(cli);
+    cli = NULL;
+    nc_metrics_wire c3 = wire_of(m, NC_HOOK_CLIENT);
+    assert_int_equal(c3.connections, 0);
+    assert_int_equal(c3.closed, c3.opened);
+    nc_server_free(srv);
+    srv = NULL;
+    nc_metrics_wire s3 = wire_of(m, NC_HOOK_SERVER);
+    assert_int_equal(s3.connections, 0);
+    assert_int_equal(s3.closed, s3.opened);
+    assert_true(s3.bytes_in >= s2.bytes_in);
+    nc_metrics_free(m);
+    broker_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_http_parse),
@@ -475,6 +649,8 @@ int main(void) {
         cmocka_unit_test(test_admin_draining),
         cmocka_unit_test(test_admin_waits_for_workers),
         cmocka_unit_test(test_admin_bad_address),
+        cmocka_unit_test(test_wire_tcp),
+        cmocka_unit_test(test_wire_redis),
     };
     return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }

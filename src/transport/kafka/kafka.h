@@ -17,6 +17,7 @@
 #include "core/options.h"
 #include "core/url.h"
 #include "io/post.h"
+#include "io/wire.h"
 #include "transport/transport.h"
 
 extern const nc_server_transport nc_kafka_server_transport;
@@ -75,5 +76,17 @@ const nc_header *nc_kafka_find_header(const nc_header *h, size_t n, const char *
 
 /* The reply topic of a route (malloc'd), NULL when out of memory. */
 char *nc_kafka_reply_topic(const char *route);
+
+/* ---- connections and wire bytes of librdkafka's sockets (kafka_wire.c) ---- */
+/* Sets the conf's connect and close-socket callbacks, which count the sockets of the handle for the owner
+ * that registered the conf's opaque (nc_kafka_wire_register); any other opaque: not counted. */
+void nc_kafka_wire_conf(rd_kafka_conf_t *c);
+/* Counts the sockets of handles whose opaque is `owner` into b (the server's or client's block, io/wire.h;
+ * borrowed, it outlives the owner). Returns 0 or NC_ENOMEM. */
+int nc_kafka_wire_register(const void *owner, nc_wire_block *b);
+/* Stops counting for `owner` (its figures stay in the block). A handle that outlives its owner (a Kafka
+ * client's consumer a look-up thread still holds) is not counted from then on, and its callbacks never
+ * reach the owner's memory: the owner is only a key. */
+void nc_kafka_wire_unregister(const void *owner);
 
 #endif

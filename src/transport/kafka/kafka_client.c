@@ -532,6 +532,11 @@ static int kc_create(nc_client *cli, const nc_url *url, void **state) {
         return nc_fail(nc_client__log(cli), "Client", NC_EINVAL, "%s", why);
     }
     rd_kafka_conf_destroy(p);
+    if (nc_kafka_wire_register(kc, nc_client__io(cli)->wire_block)) {
+        nc_url_free(&kc->url);
+        free(kc);
+        return NC_ENOMEM;
+    }
     *state = kc;
     return 0;
 }
@@ -546,6 +551,7 @@ static int kc_connect(void *state) {
     rd_kafka_conf_t *pc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_PRODUCER, "-client", why, sizeof why);
     if (!pc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(pc, kc);
+    nc_kafka_wire_conf(pc); /* connections and wire bytes (kafka_wire.c) */
     rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
     rd_kafka_conf_set_error_cb(pc, error_cb);
     int rc = nc_kafka_handle_open(&kc->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, kc, why, sizeof why);
@@ -554,6 +560,7 @@ static int kc_connect(void *state) {
         rd_kafka_conf_t *cc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_CONSUMER, "-client", why, sizeof why);
         if (!cc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
         rd_kafka_conf_set_opaque(cc, kc);
+        nc_kafka_wire_conf(cc);
         rd_kafka_conf_set_error_cb(cc, error_cb);
         /* no group membership (see the top): nothing to commit */
         char e[200];
@@ -717,6 +724,7 @@ static void kc_destroy(void *state) {
         r = n;
     }
     nc_url_free(&kc->url);
+    nc_kafka_wire_unregister(kc); /* a consumer a look-up thread still holds is not counted from now on */
     free(kc);
 }
 

@@ -739,6 +739,12 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
         return nc_fail(nc_server__log(srv), "Server", NC_EINVAL, "%s", why);
     }
     rd_kafka_conf_destroy(p);
+    if (nc_kafka_wire_register(ks, nc_server__io(srv)->wire_block)) {
+        nc_url_free(&ks->url);
+        free(ks->dlt);
+        free(ks);
+        return NC_ENOMEM;
+    }
     *state = ks;
     return 0;
 }
@@ -790,6 +796,7 @@ static int ks_listen(void *state) {
     rd_kafka_conf_t *pc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_PRODUCER, "-server", why, sizeof why);
     if (!pc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(pc, ks);
+    nc_kafka_wire_conf(pc); /* connections and wire bytes (kafka_wire.c) */
     rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
     rd_kafka_conf_set_error_cb(pc, error_cb);
     int rc = nc_kafka_handle_open(&ks->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, ks, why, sizeof why);
@@ -797,6 +804,7 @@ static int ks_listen(void *state) {
     rd_kafka_conf_t *cc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_CONSUMER, "-server", why, sizeof why);
     if (!cc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(cc, ks);
+    nc_kafka_wire_conf(cc);
     rd_kafka_conf_set_error_cb(cc, error_cb);
     rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
     rc = nc_kafka_handle_open(&ks->cons, loop, cc, NC_KAFKA_CONSUMER, cons_wake, ks, why, sizeof why);
@@ -992,6 +1000,7 @@ static void ks_destroy(void *state) {
     free(ks->dlt);
     drop_records(ks);
     nc_url_free(&ks->url);
+    nc_kafka_wire_unregister(ks);
     free(ks);
 }
 
