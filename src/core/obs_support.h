@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "core/log.h"
+#include "nestc/client.h"
 #include "nestc/message.h"
 #include "nestc/server.h"
 
@@ -15,6 +16,8 @@ size_t nc_msg__data_len(const nc_msg *m);
 /* The message's metadata object as JSON text while it is still text (the scan path, before anything asked
  * for nc_msg_metadata), else NULL: lets the tracer find one key without building the object. */
 const char *nc_msg__meta_text(const nc_msg *m, size_t *len);
+/* The host and port of the client's URL (port -1 when the URL has none): the tracer's server.address. */
+const char *nc_client__url_host(const nc_client *c, int *port);
 /* The server's logger. (Its scheme: nc_server__scheme, core/server_transport.h.) */
 const nc_logger *nc_server__logger(const nc_server *s);
 

@@ -9,6 +9,7 @@
 #include "../common/broker.h"
 #include "obs/http_status.h"
 #include "obs/otlp.h"
+#include "obs/otlp_headers.h"
 
 /* ---- parsing ----------------------------------------------------------------------------------------- */
 
@@ -572,31 +573,43 @@ static void test_export_bounds(void **st) {
     int port = broker_free_port(); /* nobody listens there */
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d/custom", port);
-    assert_int_equal(nc_otlp_new(&x, &loop, ep, NULL, 4, 10), 0);
+    char why[256];
+    nc_otlp_cfg cfg = {.endpoint = ep, .queue_max = 4, .batch_ms = 10};
+    assert_int_equal(nc_otlp_new(&x, &loop, &cfg, why, sizeof why), 0);
     nc_span s = {0};
     nc_trace_new_root(&s.ctx);
     s.name = "r";
     s.transport = "tcp";
     s.kind = NC_SPAN_SERVER;
     for (int k = 0; k < 10; k++) nc_otlp_push(x, &s);
-    uint64_t exported, dropped;
-    nc_otlp_stats(x, &exported, &dropped);
+    uint64_t exported, dropped, failed;
+    nc_otlp_stats(x, &exported, &dropped, &failed);
     assert_int_equal(dropped, 6);
-    /* the batch of 4 fails to connect: dropped too */
+    /* the batch of 4 fails to connect: failed */
     int ten = 0;
-    for (int k = 0; k < 500 && dropped < 10; k++) {
+    for (int k = 0; k < 500 && failed < 4; k++) {
         run_until_ms(&ten, 1, 10);
-        nc_otlp_stats(x, &exported, &dropped);
+        nc_otlp_stats(x, &exported, &dropped, &failed);
     }
-    assert_int_equal(dropped, 10);
+    assert_int_equal(dropped, 6);
+    assert_int_equal(failed, 4);
     assert_int_equal(exported, 0);
     nc_otlp_close(x);
     uv_run(&loop, UV_RUN_DEFAULT); /* ends: nothing of the exporter is left open */
     /* bad addresses */
-    assert_int_equal(nc_otlp_new(&x, &loop, "https://h:1", NULL, 0, 0), NC_EUNSUPPORTED);
-    assert_int_equal(nc_otlp_new(&x, &loop, "ftp://h", NULL, 0, 0), NC_EINVAL);
-    assert_int_equal(nc_otlp_new(&x, &loop, "http://h:99999", NULL, 0, 0), NC_EINVAL);
-    assert_int_equal(nc_otlp_new(&x, &loop, "http://h/a b", NULL, 0, 0), NC_EINVAL);
+    static const char *const bad[] = {"ftp://h", "http://h:99999", "http://h/a b", "http://h\r\nX: 1/",
+                                      "https://"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        cfg.endpoint = bad[k];
+        assert_int_equal(nc_otlp_new(&x, &loop, &cfg, why, sizeof why), NC_EINVAL);
+    }
+    cfg.endpoint = "http://h";
+    cfg.headers = "a=1,b";
+    assert_int_equal(nc_otlp_new(&x, &loop, &cfg, why, sizeof why), NC_EINVAL);
+    cfg.headers = NULL;
+    cfg.endpoint = "https://h";
+    cfg.ca_file = "/nonexistent/ca.pem";
+    assert_int_equal(nc_otlp_new(&x, &loop, &cfg, why, sizeof why), NC_ETLS);
     char buf[128];
     unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/", 1);
@@ -608,15 +621,263 @@ static void test_export_bounds(void **st) {
     unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
 }
 
+/* ---- the flush at close: a collector on its own thread ---------------------------------------------- */
+
+/* Plain sockets on a thread, so that it answers while the test's thread is inside nc_client_free /
+ * nc_server_free. silent: accepts (the kernel's backlog) and never reads nor answers. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct tcoll {
+    int fd, port, silent;
+    _Atomic int stop;
+    uv_thread_t th;
+    uv_mutex_t lock;
+    char got[1 << 16]; /* the request bodies, one after the other */
+    size_t len;
+    int posts;
+    char head[2048]; /* the last request's head */
+} tcoll;
+
+static void tcoll_serve(void *arg) {
+    tcoll *c = arg;
+    while (!c->stop) {
+        struct pollfd p = {c->fd, POLLIN, 0};
+        if (c->silent || poll(&p, 1, 20) <= 0) {
+            if (c->silent) usleep(20000);
+            continue;
+        }
+        int s = accept(c->fd, NULL, NULL);
+        if (s < 0) continue;
+        char buf[1 << 16];
+        size_t n = 0;
+        for (;;) { /* the head, then Content-Length bytes */
+            ssize_t r = read(s, buf + n, sizeof buf - 1 - n);
+            if (r <= 0) break;
+            n += (size_t)r;
+            buf[n] = 0;
+            char *end = strstr(buf, "\r\n\r\n"), *cl = strstr(buf, "Content-Length: ");
+            if (end && cl && n >= (size_t)(end + 4 - buf) + (size_t)atol(cl + 16)) {
+                uv_mutex_lock(&c->lock);
+                size_t hl =
+                    (size_t)(end - buf) < sizeof c->head - 1 ? (size_t)(end - buf) : sizeof c->head - 1;
+                memcpy(c->head, buf, hl);
+                c->head[hl] = 0;
+                size_t bl = n - (size_t)(end + 4 - buf);
+                if (c->len + bl < sizeof c->got) {
+                    memcpy(c->got + c->len, end + 4, bl);
+                    c->len += bl;
+                }
+                c->posts++;
+                uv_mutex_unlock(&c->lock);
+                const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                if (write(s, ok, strlen(ok)) < 0) break;
+                break;
+            }
+        }
+        close(s);
+    }
+}
+
+static void tcoll_start(tcoll *c, int silent) {
+    memset(c, 0, sizeof *c);
+    c->silent = silent;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(c->fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(c->fd, 16), 0);
+    socklen_t l = sizeof a;
+    getsockname(c->fd, (struct sockaddr *)&a, &l);
+    c->port = ntohs(a.sin_port);
+    uv_mutex_init(&c->lock);
+    assert_int_equal(uv_thread_create(&c->th, tcoll_serve, c), 0);
+}
+
+static void tcoll_stop(tcoll *c) {
+    c->stop = 1;
+    uv_thread_join(&c->th);
+    close(c->fd);
+    uv_mutex_destroy(&c->lock);
+}
+
+static int tcoll_has(tcoll *c, const char *needle) {
+    uv_mutex_lock(&c->lock);
+    c->got[c->len] = 0;
+    int r = strstr(c->got, needle) != NULL;
+    uv_mutex_unlock(&c->lock);
+    return r;
+}
+
+static uint64_t ms_now(void) {
+    return uv_hrtime() / 1000000;
+}
+
+/* Spans still queued when the server and the client are freed are sent then (the batch delay is far
+ * away): the client's CLIENT span and the server's SERVER span reach the collector, with the peer
+ * attributes and the configured headers; the counters say so. */
+static void test_flush_at_close(void **st) {
+    (void)st;
+    tcoll tc;
+    tcoll_start(&tc, 0);
+    setenv("OTEL_BSP_SCHEDULE_DELAY", "600000", 1);
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", tc.port);
+    nc_trace_opts to = {.struct_size = sizeof to,
+                        .otlp_endpoint = ep,
+                        .otlp_headers = "authorization=Bearer%20s3cret, x-tenant = t1"};
+    nc_trace_counters before, after;
+    nc_trace_export_counters(&before);
+    nc_server *s;
+    nc_server_opts so = NC_SERVER_OPTS_INIT;
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
+    assert_true(nc_trace_enable_server(s, &to) > 0);
+    assert_int_equal(nc_server_message(s, "flushed_leaf", h_leaf, NULL), 0);
+    assert_int_equal(nc_server_listen(s), 0);
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    nc_client *c;
+    nc_client_opts co = NC_CLIENT_OPTS_INIT;
+    co.loop = &loop;
+    co.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_client_new(&c, u, &co), 0);
+    assert_true(nc_trace_enable_client(c, &to) > 0);
+    done_rec d = {0};
+    assert_int_equal(nc_client_send(c, "flushed_leaf", NULL, NULL, NULL, on_done, &d), 0);
+    assert_true(run_until_ms(&d.done, 1, 5000));
+    int zero = 0;
+    run_until_ms(&zero, 1, 20); /* the server's span ends once its reply is written */
+    assert_int_equal(tc.posts, 0);
+    nc_client_free(c);
+    assert_true(tcoll_has(&tc, "\"kind\":3")); /* the CLIENT span, sent by nc_client_free */
+    char port[64];
+    snprintf(port, sizeof port, "\"server.port\",\"value\":{\"intValue\":%d}", nc_server_port(s));
+    assert_true(tcoll_has(&tc, "\"key\":\"server.address\",\"value\":{\"stringValue\":\"127.0.0.1\"}"));
+    assert_true(tcoll_has(&tc, port));
+    nc_server_free(s);
+    assert_true(tcoll_has(&tc, "\"kind\":2")); /* the SERVER span, sent by nc_server_free */
+    assert_true(tcoll_has(&tc, "\"key\":\"client.address\",\"value\":{\"stringValue\":\"127.0.0.1\"}"));
+    assert_true(tcoll_has(&tc, "\"network.peer.port\""));
+    uv_mutex_lock(&tc.lock);
+    assert_non_null(strstr(tc.head, "\r\nauthorization: Bearer s3cret\r\n"));
+    assert_non_null(strstr(tc.head, "\r\nx-tenant: t1"));
+    uv_mutex_unlock(&tc.lock);
+    nc_trace_export_counters(&after);
+    assert_int_equal(after.exported - before.exported, 2);
+    assert_int_equal(after.dropped - before.dropped, 0);
+    assert_int_equal(after.failed - before.failed, 0);
+    tcoll_stop(&tc);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    unsetenv("OTEL_BSP_SCHEDULE_DELAY");
+}
+
+/* A collector that accepts and never answers (nor reads) delays nc_client_free by the flush bound at
+ * most, not by the exchange timeout (5 s), and the batch counts as failed; a flush bound < 0 drops. */
+static void test_flush_bounded(void **st) {
+    (void)st;
+    tcoll tc;
+    tcoll_start(&tc, 1);
+    setenv("OTEL_BSP_SCHEDULE_DELAY", "600000", 1);
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", tc.port);
+    nc_server *s;
+    nc_server_opts so = NC_SERVER_OPTS_INIT;
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
+    assert_int_equal(nc_server_message(s, "leaf", h_leaf, NULL), 0);
+    assert_int_equal(nc_server_listen(s), 0);
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    for (int k = 0; k < 2; k++) {
+        nc_trace_opts to = {
+            .struct_size = sizeof to, .otlp_endpoint = ep, .otlp_flush_timeout_ms = k ? -1 : 300};
+        nc_trace_counters before, after;
+        nc_trace_export_counters(&before);
+        nc_client *c;
+        nc_client_opts co = NC_CLIENT_OPTS_INIT;
+        co.loop = &loop;
+        co.log_level = NC_LOG_OFF;
+        assert_int_equal(nc_client_new(&c, u, &co), 0);
+        assert_true(nc_trace_enable_client(c, &to) > 0);
+        done_rec d = {0};
+        assert_int_equal(nc_client_send(c, "leaf", NULL, NULL, NULL, on_done, &d), 0);
+        assert_true(run_until_ms(&d.done, 1, 5000));
+        uint64_t t0 = ms_now();
+        nc_client_free(c);
+        uint64_t took = ms_now() - t0;
+        nc_trace_export_counters(&after);
+        if (k == 0) {
+            assert_true(took >= 250);
+            assert_true(took < 300 + 1000 * (uint64_t)time_factor());
+            assert_int_equal(after.failed - before.failed, 1);
+            assert_int_equal(after.dropped - before.dropped, 0);
+        } else {
+            assert_true(took < 200 * (uint64_t)time_factor());
+            assert_int_equal(after.failed - before.failed, 0);
+            assert_int_equal(after.dropped - before.dropped, 1);
+        }
+        assert_int_equal(after.exported - before.exported, 0);
+    }
+    nc_server_free(s);
+    tcoll_stop(&tc);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    unsetenv("OTEL_BSP_SCHEDULE_DELAY");
+}
+
+/* OTEL_EXPORTER_OTLP_HEADERS: the members as header lines, strictly validated. */
+static void test_headers_parse(void **st) {
+    (void)st;
+    char out[256];
+    assert_int_equal(nc_otlp_headers_parse("a=1,b=x%2Cy , c = %20sp", 23, out, sizeof out), 0);
+    assert_string_equal(out, "a: 1\r\nb: x,y\r\nc:  sp\r\n");
+    assert_int_equal(nc_otlp_headers_parse(",,k=v,", 6, out, sizeof out), 0);
+    assert_string_equal(out, "k: v\r\n");
+    assert_int_equal(nc_otlp_headers_parse("", 0, out, sizeof out), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(nc_otlp_headers_parse("k=", 2, out, sizeof out), 0);
+    assert_string_equal(out, "k: \r\n");
+    static const char *const bad[] = {"novalue",
+                                      "=v",
+                                      "a b=c",
+                                      "k=v%0d%0aX-Evil: 1",
+                                      "k=v\r\nX: 1",
+                                      "k=%zz",
+                                      "k=%4",
+                                      "k=a%",
+                                      "k=\x01",
+                                      "k=%7f",
+                                      "Host=x",
+                                      "content-length=1",
+                                      "CONNECTION=close",
+                                      "transfer-encoding=chunked",
+                                      "content-type=x",
+                                      "k:=v",
+                                      "k(=v"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        assert_int_equal(nc_otlp_headers_parse(bad[k], strlen(bad[k]), out, sizeof out), NC_EINVAL);
+        assert_string_equal(out, "");
+    }
+    assert_int_equal(nc_otlp_headers_parse("k=v\0x", 5, out, sizeof out), NC_EINVAL);
+    assert_int_equal(nc_otlp_headers_parse("key=value", 9, out, 8), NC_ETOOBIG);
+    assert_string_equal(out, "");
+}
+
 int main(void) {
     /* the chain's servers export nothing, whatever the environment says */
     unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),       cmocka_unit_test(test_chain_tcp),
-        cmocka_unit_test(test_chain_redis), cmocka_unit_test(test_chain_nats),
-        cmocka_unit_test(test_chain_mqtt5), cmocka_unit_test(test_status_line),
-        cmocka_unit_test(test_export),      cmocka_unit_test(test_export_bounds),
+        cmocka_unit_test(test_parse),          cmocka_unit_test(test_chain_tcp),
+        cmocka_unit_test(test_chain_redis),    cmocka_unit_test(test_chain_nats),
+        cmocka_unit_test(test_chain_mqtt5),    cmocka_unit_test(test_status_line),
+        cmocka_unit_test(test_export),         cmocka_unit_test(test_export_bounds),
+        cmocka_unit_test(test_flush_at_close), cmocka_unit_test(test_flush_bounded),
+        cmocka_unit_test(test_headers_parse),
     };
     return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }
