@@ -7,6 +7,7 @@
 #include "loop_fixture.h"
 
 #include "../common/broker.h"
+#include "rabbit_harness.h"
 #include "obs/http_status.h"
 #include "obs/otlp.h"
 #include "obs/otlp_headers.h"
@@ -66,7 +67,8 @@ static void test_parse(void **st) {
 
 typedef struct rec {
     nc_span s;
-    char name[32];
+    char name[96];
+    char peer[64];
 } rec;
 
 static rec spans[64];
@@ -78,6 +80,8 @@ static void on_span(void *u, const nc_span *s) {
     spans[nspans].s = *s;
     snprintf(spans[nspans].name, sizeof spans[nspans].name, "%s", s->name);
     spans[nspans].s.name = spans[nspans].name;
+    snprintf(spans[nspans].peer, sizeof spans[nspans].peer, "%s", s->peer_address ? s->peer_address : "");
+    spans[nspans].s.peer_address = s->peer_address ? spans[nspans].peer : NULL;
     nspans++;
 }
 
@@ -88,8 +92,30 @@ static const rec *find(nc_span_kind kind, const char *name) {
             assert_null(found); /* one of each */
             found = &spans[k];
         }
+    if (!found)
+        for (int k = 0; k < nspans; k++)
+            fprintf(stderr, "span %d kind %d name %s\n", k, spans[k].s.kind, spans[k].name);
     assert_non_null(found);
     return found;
+}
+
+/* The chain's routes as clients call them and as the servers route them (the span names on each side):
+ * the same but on gRPC, whose clients call "package.Service/Method" and whose servers route NestJS's
+ * {"service","rpc","streaming"} keys. */
+typedef struct routes {
+    const char *c_mid, *c_mid_async, *c_leaf, *c_leaf_fail;
+    const char *s_mid, *s_mid_async, *s_leaf, *s_leaf_fail;
+} routes;
+static const routes plain_routes = {"mid", "mid_async", "leaf", "leaf_fail",
+                                    "mid", "mid_async", "leaf", "leaf_fail"};
+static const routes *R = &plain_routes;
+/* options of every server and client of the chain (gRPC: the .proto; Kafka: quick joins) */
+static const nc_option *srv_xopts[2], *cli_xopts; /* [0] server B, [1] server A */
+static size_t srv_nx[2], cli_nx;
+
+/* the chain's data: {"flag": fail}, a message of the gRPC case's .proto too */
+static json_t *chain_data(int fail) {
+    return json_pack("{s:b}", "flag", fail);
 }
 
 static nc_client *down;           /* A's client of B */
@@ -100,7 +126,7 @@ static void h_leaf(nc_request *req, const nc_msg *m, void *u) {
     (void)u;
     nc_msg_trace(m, &seen_in_leaf);
     nc_trace_current(&seen_current);
-    nc_reply(req, json_string("leaf"));
+    nc_reply(req, json_pack("{s:s}", "text", "leaf"));
 }
 
 static void h_leaf_fail(nc_request *req, const nc_msg *m, void *u) {
@@ -113,13 +139,16 @@ static void mid_done(void *u, int err, json_t *e) {
     if (err)
         nc_reply_error(req, json_incref(e));
     else
-        nc_reply(req, json_string("mid"));
+        nc_reply(req, json_pack("{s:s}", "text", "mid"));
 }
 
 static void h_mid(nc_request *req, const nc_msg *m, void *u) {
     (void)u;
-    const char *route = json_is_true(nc_msg_data(m)) ? "leaf_fail" : "leaf";
-    assert_int_equal(nc_client_send(down, route, nc_msg_data(m), NULL, NULL, mid_done, req), 0);
+    int fail = json_is_true(json_object_get(nc_msg_data(m), "flag"));
+    json_t *d = chain_data(fail);
+    assert_int_equal(nc_client_send(down, fail ? R->c_leaf_fail : R->c_leaf, d, NULL, NULL, mid_done, req),
+                     0);
+    json_decref(d);
 }
 
 /* async: the downstream call is made from a timer, as a child of the request's span */
@@ -132,7 +161,9 @@ typedef struct later {
 static void on_later(uv_timer_t *t) {
     later *l = t->data;
     nc_trace_ctx prev = nc_trace_set_current(&l->ctx);
-    assert_int_equal(nc_client_send(down, "leaf", NULL, NULL, NULL, mid_done, l->req), 0);
+    json_t *d = chain_data(0);
+    assert_int_equal(nc_client_send(down, R->c_leaf, d, NULL, NULL, mid_done, l->req), 0);
+    json_decref(d);
     nc_trace_set_current(&prev);
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
 }
@@ -164,11 +195,13 @@ static void on_status(void *u, const char *status, int err) {
     if (!strcmp(status, "connected")) connected++;
 }
 
-static nc_server *server_on(const char *url) {
+static nc_server *server_on(const char *url, int is_a) {
     nc_server *s;
     nc_server_opts o = NC_SERVER_OPTS_INIT;
     o.loop = &loop;
     o.log_level = NC_LOG_OFF;
+    o.options = srv_xopts[is_a];
+    o.noptions = srv_nx[is_a];
     assert_int_equal(nc_server_new(&s, url, &o), 0);
     nc_trace_opts to = {.struct_size = sizeof to, .on_span = on_span};
     assert_true(nc_trace_enable_server(s, &to) > 0);
@@ -180,6 +213,9 @@ static nc_client *client_of(const char *url, int traced) {
     nc_client_opts o = NC_CLIENT_OPTS_INIT;
     o.loop = &loop;
     o.log_level = NC_LOG_OFF;
+    o.options = cli_xopts;
+    o.noptions = cli_nx;
+    o.timeout_ms = 20000 * time_factor();
     assert_int_equal(nc_client_new(&c, url, &o), 0);
     nc_trace_opts to = {.struct_size = sizeof to, .on_span = on_span};
     if (traced) assert_true(nc_trace_enable_client(c, &to) > 0);
@@ -190,21 +226,27 @@ static void listen_ready(nc_server *s, int brokered) {
     connected = 0;
     nc_server_on_status(s, on_status, NULL);
     assert_int_equal(nc_server_listen(s), 0);
-    if (brokered) assert_true(run_until_ms(&connected, 1, 5000));
+    if (brokered) assert_true(run_until_ms(&connected, 1, 30000));
 }
 
 /* one call from C to A's route, under a root span of the test; returns the call's error */
-static int call_chain(nc_client *c, const char *route, json_t *data, nc_trace_ctx *root) {
+static int call_chain(nc_client *c, const char *route, int fail, nc_trace_ctx *root) {
     nspans = 0;
     nc_trace_new_root(root);
     root->flags = 0; /* not sampled: the flag travels as it is */
     nc_trace_ctx prev = nc_trace_set_current(root);
     done_rec d = {0};
+    json_t *data = chain_data(fail);
     assert_int_equal(nc_client_send(c, route, data, NULL, NULL, on_done, &d), 0);
+    json_decref(data);
     nc_trace_set_current(&prev);
-    assert_true(run_until_ms(&d.done, 1, 5000));
+    assert_true(run_until_ms(&d.done, 1, 30000));
     /* the spans of C's call end with it; the servers' may end just after their reply is written */
-    assert_true(run_until_ms(&nspans, 4, 2000));
+    if (!run_until_ms(&nspans, 4, 5000)) {
+        for (int k = 0; k < nspans; k++)
+            fprintf(stderr, "span %d kind %d name %s\n", k, spans[k].s.kind, spans[k].name);
+        fail_msg("%d spans of 4", nspans);
+    }
     return d.err;
 }
 
@@ -215,10 +257,25 @@ static void assert_child(const rec *child, const uint8_t *parent_id, const nc_tr
     assert_int_equal(child->s.ctx.flags, root->flags);
 }
 
-static void check_chain(const char *mid_route, const char *leaf_route, const nc_trace_ctx *root, int err) {
+/* peer: the servers know their client's address (a connection per client, not a broker) */
+static void check_chain(const char *c_mid, const char *s_mid, const char *c_leaf, const char *s_leaf,
+                        const nc_trace_ctx *root, int err, int peer) {
     assert_int_equal(nspans, 4);
-    const rec *c = find(NC_SPAN_CLIENT, mid_route), *a = find(NC_SPAN_SERVER, mid_route);
-    const rec *d = find(NC_SPAN_CLIENT, leaf_route), *b = find(NC_SPAN_SERVER, leaf_route);
+    const rec *c = find(NC_SPAN_CLIENT, c_mid), *a = find(NC_SPAN_SERVER, s_mid);
+    const rec *d = find(NC_SPAN_CLIENT, c_leaf), *b = find(NC_SPAN_SERVER, s_leaf);
+    /* the other side: a client names its URL's host and port, a server its client's address */
+    assert_string_equal(c->s.peer_address, "127.0.0.1");
+    assert_true(c->s.peer_port > 0);
+    assert_string_equal(d->s.peer_address, "127.0.0.1");
+    if (peer) {
+        assert_string_equal(a->s.peer_address, "127.0.0.1");
+        assert_true(a->s.peer_port > 0 && a->s.peer_port != c->s.peer_port);
+        assert_string_equal(b->s.peer_address, "127.0.0.1");
+        assert_int_equal(b->s.peer_port > 0, 1);
+    } else {
+        assert_null(a->s.peer_address);
+        assert_null(b->s.peer_address);
+    }
     assert_child(c, root->span_id, root);
     assert_child(a, c->s.ctx.span_id, root);
     assert_child(d, a->s.ctx.span_id, root);
@@ -234,42 +291,52 @@ static void check_chain(const char *mid_route, const char *leaf_route, const nc_
     assert_true(b->s.end_unix_ns >= b->s.start_unix_ns);
 }
 
-/* the chain on url_a (A) and url_b (B); brokered: wait for the servers' subscriptions */
-static void chain(const char *url_a, const char *url_b, int brokered, const char *transport) {
-    nc_server *b = server_on(url_b);
-    assert_int_equal(nc_server_message(b, "leaf", h_leaf, NULL), 0);
-    assert_int_equal(nc_server_message(b, "leaf_fail", h_leaf_fail, NULL), 0);
+/* the chain on url_a (A) and url_b (B); brokered: wait for the servers' subscriptions (a_opts, b_opts:
+ * the servers' own options, e.g. their Kafka groups); full: the incoming-context cases too (a client
+ * without tracing sending its own traceparent in headers and metadata) */
+static void chain_with(const char *url_a, const char *url_b, int brokered, const char *transport, int full) {
+    nc_server *b = server_on(url_b, 0);
+    assert_int_equal(nc_server_message(b, R->s_leaf, h_leaf, NULL), 0);
+    assert_int_equal(nc_server_message(b, R->s_leaf_fail, h_leaf_fail, NULL), 0);
     listen_ready(b, brokered);
-    char ub[128], ua[128];
+    char ub[512], ua[512];
     snprintf(ub, sizeof ub, "%s", url_b);
-    if (!brokered) snprintf(ub, sizeof ub, "tcp://127.0.0.1:%d", nc_server_port(b));
-    nc_server *a = server_on(url_a);
-    assert_int_equal(nc_server_message(a, "mid", h_mid, NULL), 0);
-    assert_int_equal(nc_server_message(a, "mid_async", h_mid_async, NULL), 0);
+    if (!brokered) snprintf(ub, sizeof ub, "%s://127.0.0.1:%d", transport, nc_server_port(b));
+    nc_server *a = server_on(url_a, 1);
+    assert_int_equal(nc_server_message(a, R->s_mid, h_mid, NULL), 0);
+    assert_int_equal(nc_server_message(a, R->s_mid_async, h_mid_async, NULL), 0);
     listen_ready(a, brokered);
     snprintf(ua, sizeof ua, "%s", url_a);
-    if (!brokered) snprintf(ua, sizeof ua, "tcp://127.0.0.1:%d", nc_server_port(a));
+    if (!brokered) snprintf(ua, sizeof ua, "%s://127.0.0.1:%d", transport, nc_server_port(a));
     down = client_of(ub, 1);
     nc_client *c = client_of(ua, 1);
 
+    int peer = !brokered;
     nc_trace_ctx root;
-    json_t *no = json_false(), *yes = json_true();
-    assert_int_equal(call_chain(c, "mid", no, &root), 0);
-    check_chain("mid", "leaf", &root, 0);
-    assert_string_equal(find(NC_SPAN_SERVER, "leaf")->s.transport, transport);
+    assert_int_equal(call_chain(c, R->c_mid, 0, &root), 0);
+    check_chain(R->c_mid, R->s_mid, R->c_leaf, R->s_leaf, &root, 0, peer);
+    assert_string_equal(find(NC_SPAN_SERVER, R->s_leaf)->s.transport, transport);
     /* what the leaf's handler saw: its incoming context is D's span, its current span is B's */
     assert_int_equal(seen_in_leaf.valid, 1);
-    assert_memory_equal(seen_in_leaf.span_id, find(NC_SPAN_CLIENT, "leaf")->s.ctx.span_id, 8);
-    assert_memory_equal(seen_current.span_id, find(NC_SPAN_SERVER, "leaf")->s.ctx.span_id, 8);
+    assert_memory_equal(seen_in_leaf.span_id, find(NC_SPAN_CLIENT, R->c_leaf)->s.ctx.span_id, 8);
+    assert_memory_equal(seen_current.span_id, find(NC_SPAN_SERVER, R->s_leaf)->s.ctx.span_id, 8);
     /* outside any handler, no current span is left behind */
     nc_trace_ctx cur;
     assert_int_equal(nc_trace_current(&cur), NC_ENOENT);
 
-    assert_int_equal(call_chain(c, "mid", yes, &root), NC_EREMOTE);
-    check_chain("mid", "leaf_fail", &root, NC_EREMOTE);
+    assert_int_equal(call_chain(c, R->c_mid, 1, &root), NC_EREMOTE);
+    check_chain(R->c_mid, R->s_mid, R->c_leaf_fail, R->s_leaf_fail, &root, NC_EREMOTE, peer);
 
-    assert_int_equal(call_chain(c, "mid_async", no, &root), 0);
-    check_chain("mid_async", "leaf", &root, 0);
+    assert_int_equal(call_chain(c, R->c_mid_async, 0, &root), 0);
+    check_chain(R->c_mid_async, R->s_mid_async, R->c_leaf, R->s_leaf, &root, 0, peer);
+    if (!full) {
+        nc_client_free(c);
+        nc_client_free(down);
+        nc_server_free(a);
+        nc_server_free(b);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        return;
+    }
 
     /* an incoming context from an untraced client: valid is continued, invalid starts a new trace */
     nc_client *plain = client_of(ub, 0);
@@ -315,6 +382,10 @@ static void chain(const char *url_a, const char *url_b, int brokered, const char
     uv_run(&loop, UV_RUN_NOWAIT);
 }
 
+static void chain(const char *url_a, const char *url_b, int brokered, const char *transport) {
+    chain_with(url_a, url_b, brokered, transport, 1);
+}
+
 static void test_chain_tcp(void **st) {
     (void)st;
     chain("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", 0, "tcp");
@@ -358,6 +429,88 @@ static void test_chain_mqtt5(void **st) {
     if (system("command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto") != 0) skip();
     brokered("mqtt", broker_exec_mosquitto, "?protocolVersion=5");
 }
+
+/* gRPC: traceparent in the call's metadata; the routes of a .proto of the test's own */
+static void test_chain_grpc(void **st) {
+    (void)st;
+    char proto[] = "/tmp/nestc-trace-XXXXXX.proto";
+    int fd = mkstemps(proto, 6);
+    assert_true(fd >= 0);
+    const char *text =
+        "syntax = \"proto3\";\npackage tr;\nmessage Msg { bool flag = 1; string text = 2; }\n"
+        "service Chain {\n  rpc Mid (Msg) returns (Msg);\n  rpc MidAsync (Msg) returns (Msg);\n"
+        "  rpc Leaf (Msg) returns (Msg);\n  rpc LeafFail (Msg) returns (Msg);\n}\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+#define K(m) "{\"rpc\":\"" m "\",\"service\":\"Chain\",\"streaming\":\"no_stream\"}" /* as routed */
+    static const routes grpc_routes = {
+        "tr.Chain/Mid", "tr.Chain/MidAsync", "tr.Chain/Leaf", "tr.Chain/LeafFail",
+        K("Mid"),       K("MidAsync"),       K("Leaf"),       K("LeafFail")};
+#undef K
+    nc_option o[] = {{"protoPath", proto}};
+    srv_xopts[0] = srv_xopts[1] = cli_xopts = o;
+    srv_nx[0] = srv_nx[1] = cli_nx = 1;
+    R = &grpc_routes;
+    chain_with("grpc://127.0.0.1:0", "grpc://127.0.0.1:0", 0, "grpc", 0);
+    R = &plain_routes;
+    srv_nx[0] = srv_nx[1] = cli_nx = 0;
+    unlink(proto);
+}
+
+/* AMQP (RabbitMQ): traceparent in the message's headers. The run's shared broker only (NESTC_RMQ_ENV, as
+ * ctest gives it): starting one here would cost more than every other case together. */
+static void test_chain_amqp(void **st) {
+    (void)st;
+    rabbit_read_env_file_();
+    const char *u = getenv("NESTC_RMQ_URL");
+    if (!u || !*u) skip();
+    char ua[300], ub[300];
+    snprintf(ua, sizeof ua, "%s%strace_chain_a_%d", u, strchr(u, '?') ? "&queue=" : "?queue=", (int)getpid());
+    snprintf(ub, sizeof ub, "%s%strace_chain_b_%d", u, strchr(u, '?') ? "&queue=" : "?queue=", (int)getpid());
+    chain_with(ua, ub, 1, "amqp", 0);
+}
+
+#ifdef NESTC_HAVE_RDKAFKA
+#include "kafka_fixture.h"
+
+/* Kafka (librdkafka's mock cluster): traceparent in the record's headers */
+static void test_chain_kafka(void **st) {
+    (void)st;
+    (void)kafka_server_start; /* the fixture's, for other tests */
+    mock_start();
+    static const char *const topics[] = {"mid", "mid_async", "leaf", "leaf_fail"};
+    for (size_t k = 0; k < 4; k++) {
+        char r[64];
+        snprintf(r, sizeof r, "%s.reply", topics[k]);
+        mock_topic(topics[k], 1, 1);
+        mock_topic(r, 1, 1);
+    }
+    static const nc_option sa[] = {{"fromBeginning", "true"},
+                                   {"heartbeatInterval", "100"},
+                                   {"sessionTimeout", "6000"},
+                                   {"groupId", "trace-a"},
+                                   {"kafka.log_level", "0"}};
+    static const nc_option sb[] = {{"fromBeginning", "true"},
+                                   {"heartbeatInterval", "100"},
+                                   {"sessionTimeout", "6000"},
+                                   {"groupId", "trace-b"},
+                                   {"kafka.log_level", "0"}};
+    static const nc_option co[] = {{"kafka.log_level", "0"}};
+    srv_xopts[0] = sb;
+    srv_xopts[1] = sa;
+    srv_nx[0] = srv_nx[1] = 5;
+    cli_xopts = co;
+    cli_nx = 1;
+    chain_with(url, url, 1, "kafka", 0);
+    srv_nx[0] = srv_nx[1] = cli_nx = 0;
+    mock_stop();
+}
+#else
+static void test_chain_kafka(void **st) {
+    (void)st;
+    skip();
+}
+#endif
 
 /* ---- export ---------------------------------------------------------------------------------------- */
 
@@ -872,12 +1025,13 @@ int main(void) {
     unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),          cmocka_unit_test(test_chain_tcp),
-        cmocka_unit_test(test_chain_redis),    cmocka_unit_test(test_chain_nats),
-        cmocka_unit_test(test_chain_mqtt5),    cmocka_unit_test(test_status_line),
-        cmocka_unit_test(test_export),         cmocka_unit_test(test_export_bounds),
-        cmocka_unit_test(test_flush_at_close), cmocka_unit_test(test_flush_bounded),
-        cmocka_unit_test(test_headers_parse),
+        cmocka_unit_test(test_parse),         cmocka_unit_test(test_chain_tcp),
+        cmocka_unit_test(test_chain_redis),   cmocka_unit_test(test_chain_nats),
+        cmocka_unit_test(test_chain_mqtt5),   cmocka_unit_test(test_chain_grpc),
+        cmocka_unit_test(test_chain_amqp),    cmocka_unit_test(test_chain_kafka),
+        cmocka_unit_test(test_status_line),   cmocka_unit_test(test_export),
+        cmocka_unit_test(test_export_bounds), cmocka_unit_test(test_flush_at_close),
+        cmocka_unit_test(test_flush_bounded), cmocka_unit_test(test_headers_parse),
     };
     return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }
