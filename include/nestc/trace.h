@@ -132,6 +132,15 @@ typedef struct nc_trace_opts {
     /* When the server or client is freed, spans still queued are sent, for this long at most in all (ms;
      * 0 = OTEL_BSP_EXPORT_TIMEOUT, else 2000; NC_LIMIT_OFF or < 0: dropped). A batch that fails ends it. */
     int otlp_flush_timeout_ms;
+    /* The sampler, named as OTEL_TRACES_SAMPLER names it (NULL = that variable, else parentbased_always_on):
+     * always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off,
+     * parentbased_traceidratio; an unknown name is the default. traceidratio samples a trace when the last
+     * 8 bytes of its id (big-endian) are below ratio × 2^64, so every service with the same ratio decides
+     * alike; parentbased_* follow the incoming (or current) span's sampled flag and use the rest for new
+     * traces only. The decision is the span's W3C sampled flag: it travels to children and decides export.
+     * sampler_arg: the ratio, "0" to "1" (NULL = OTEL_TRACES_SAMPLER_ARG, else 1). */
+    const char *sampler;
+    const char *sampler_arg;
 } nc_trace_opts;
 
 /* The span exporters' counters, every exporter of the process together (also on the admin endpoint's

@@ -137,7 +137,20 @@ typedef struct tracer {
     nc_otlp *x;       /* the exporter, when a collector is configured */
     const char *host; /* client: its URL's host (the client's, which outlives the set), else NULL */
     int port;         /* and port, or -1 */
+    int sampler;      /* SAMPLE_ON (the default: every decision "sampled"), SAMPLE_OFF, SAMPLE_RATIO */
+    int parent_based; /* a span with a parent keeps its parent's decision */
+    uint64_t bound;   /* SAMPLE_RATIO: sampled when the trace id's last 8 bytes are below it */
 } tracer;
+
+enum { SAMPLE_ON, SAMPLE_OFF, SAMPLE_RATIO };
+
+/* the sampler's decision for a trace id, as the sampled flag */
+static uint8_t sample(const tracer *t, const uint8_t id[16]) {
+    if (t->sampler != SAMPLE_RATIO) return t->sampler == SAMPLE_ON ? NC_TRACE_SAMPLED : 0;
+    uint64_t v = 0;
+    for (int k = 8; k < 16; k++) v = v << 8 | id[k];
+    return v < t->bound ? NC_TRACE_SAMPLED : 0;
+}
 
 typedef struct span {
     nc_span s;
@@ -178,8 +191,12 @@ static span *span_new(const tracer *t, const nc_trace_ctx *parent, nc_span_kind 
         memcpy(sp->s.parent_id, parent->span_id, 8);
         sp->s.has_parent = 1;
         rnd_bytes(sp->s.ctx.span_id, 8);
+        if (!t->parent_based)
+            sp->s.ctx.flags =
+                (uint8_t)((sp->s.ctx.flags & ~NC_TRACE_SAMPLED) | sample(t, sp->s.ctx.trace_id));
     } else {
         nc_trace_new_root(&sp->s.ctx);
+        if (t->sampler != SAMPLE_ON) sp->s.ctx.flags = sample(t, sp->s.ctx.trace_id);
     }
     sp->s.kind = kind;
     sp->s.name = i->route && *i->route ? i->route : i->pattern ? i->pattern : "";
@@ -312,6 +329,34 @@ static int env_ms(const char *name, int def) {
     return ms > 0 ? ms : def;
 }
 
+/* OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, as the OpenTelemetry SDKs read them (an unknown sampler
+ * or a ratio out of [0, 1] is the default) */
+static void sampler_init(tracer *t) {
+    const char *name = t->o.sampler ? t->o.sampler : getenv("OTEL_TRACES_SAMPLER");
+    const char *arg = t->o.sampler_arg ? t->o.sampler_arg : getenv("OTEL_TRACES_SAMPLER_ARG");
+    t->sampler = SAMPLE_ON;
+    t->parent_based = 1;
+    if (!name) return;
+    const char *base = name;
+    int pb = !strncmp(name, "parentbased_", 12);
+    if (pb) base += 12;
+    int kind = !strcmp(base, "always_on")      ? SAMPLE_ON
+               : !strcmp(base, "always_off")   ? SAMPLE_OFF
+               : !strcmp(base, "traceidratio") ? SAMPLE_RATIO
+                                               : -1;
+    if (kind < 0) return;
+    t->sampler = kind;
+    t->parent_based = pb;
+    if (kind != SAMPLE_RATIO) return;
+    char *end = NULL;
+    double r = arg && *arg ? strtod(arg, &end) : 1.0;
+    if (end && (*end || !(r >= 0 && r <= 1))) r = 1.0;
+    if (r >= 1.0)
+        t->sampler = SAMPLE_ON;
+    else
+        t->bound = (uint64_t)(r * 18446744073709551616.0); /* r × 2^64, below 2^64 since r < 1 */
+}
+
 static int tracer_new(tracer **out, const nc_trace_opts *o, uv_loop_t *loop) {
     tracer *t = calloc(1, sizeof *t);
     if (!(*out = t)) return NC_ENOMEM;
@@ -319,6 +364,7 @@ static int tracer_new(tracer **out, const nc_trace_opts *o, uv_loop_t *loop) {
         size_t n = o->struct_size && o->struct_size < sizeof t->o ? o->struct_size : sizeof t->o;
         memcpy(&t->o, o, n);
     }
+    sampler_init(t);
     char buf[1024];
     const char *ep = nc_otlp_endpoint(t->o.otlp_endpoint, buf, sizeof buf);
     if (!ep) return 0; /* propagation only */

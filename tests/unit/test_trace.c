@@ -1020,6 +1020,75 @@ static void test_headers_parse(void **st) {
     assert_string_equal(out, "");
 }
 
+/* OTEL_TRACES_SAMPLER: the client span's sampled flag under each sampler, for a parent with a low or a high
+ * trace id (its last 8 bytes) sampled or not, and for a new trace. */
+static void test_sampler(void **st) {
+    (void)st;
+    nc_server *s;
+    nc_server_opts so = NC_SERVER_OPTS_INIT;
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
+    assert_int_equal(nc_server_message(s, "leaf", h_leaf, NULL), 0);
+    assert_int_equal(nc_server_listen(s), 0);
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    static const struct {
+        const char *name, *arg;                 /* sampler (NULL: the environment's), its argument */
+        int low_on, low_off, high_on, high_off; /* parent: low/high trace id, sampled / not: the flag */
+    } cases[] = {
+        {NULL, NULL, 1, 0, 1, 0}, /* parentbased_always_on from OTEL_TRACES_SAMPLER (below) */
+        {"always_on", NULL, 1, 1, 1, 1},
+        {"always_off", NULL, 0, 0, 0, 0},
+        {"traceidratio", "0.5", 1, 1, 0, 0},
+        {"traceidratio", "0", 0, 0, 0, 0},
+        {"parentbased_always_off", NULL, 1, 0, 1, 0},
+        {"parentbased_traceidratio", "0.5", 1, 0, 1, 0},
+        {"bogus", NULL, 1, 0, 1, 0},       /* unknown: the default */
+        {"traceidratio", "2", 1, 1, 1, 1}, /* a ratio out of range: 1 */
+    };
+    setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on", 1);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        nc_trace_opts to = {.struct_size = sizeof to,
+                            .on_span = on_span,
+                            .sampler = cases[k].name,
+                            .sampler_arg = cases[k].arg};
+        nc_client *c;
+        nc_client_opts co = NC_CLIENT_OPTS_INIT;
+        co.loop = &loop;
+        co.log_level = NC_LOG_OFF;
+        assert_int_equal(nc_client_new(&c, u, &co), 0);
+        assert_true(nc_trace_enable_client(c, &to) > 0);
+        const int want[4] = {cases[k].low_on, cases[k].low_off, cases[k].high_on, cases[k].high_off};
+        for (int p = 0; p < 5; p++) {
+            nc_trace_ctx parent;
+            nc_trace_new_root(&parent);
+            memset(parent.trace_id + 8, p < 2 ? 0x00 : 0xff, 8); /* low (0) or high (2^64 - 1) */
+            parent.trace_id[15] = 1;
+            parent.flags = p % 2 ? 0 : NC_TRACE_SAMPLED;
+            nc_trace_ctx prev = nc_trace_set_current(p < 4 ? &parent : NULL); /* 4: a new trace */
+            nspans = 0;
+            done_rec d = {0};
+            assert_int_equal(nc_client_send(c, "leaf", NULL, NULL, NULL, on_done, &d), 0);
+            nc_trace_set_current(&prev);
+            assert_true(run_until_ms(&d.done, 1, 5000));
+            assert_int_equal(nspans, 1);
+            if (p < 4) {
+                if ((spans[0].s.ctx.flags & NC_TRACE_SAMPLED) != (want[p] ? NC_TRACE_SAMPLED : 0))
+                    fail_msg("sampler %s %s, parent %d: flags %d", cases[k].name ? cases[k].name : "(env)",
+                             cases[k].arg ? cases[k].arg : "", p, spans[0].s.ctx.flags);
+            } else if (k != 3 && k != 6) { /* a new trace (a random id: ratio 0.5 may go either way) */
+                int off = k == 2 || k == 4 || k == 5;
+                assert_int_equal(spans[0].s.ctx.flags & NC_TRACE_SAMPLED, off ? 0 : NC_TRACE_SAMPLED);
+            }
+        }
+        nc_client_free(c);
+    }
+    unsetenv("OTEL_TRACES_SAMPLER");
+    nc_server_free(s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
 int main(void) {
     /* the chain's servers export nothing, whatever the environment says */
     unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
@@ -1032,6 +1101,7 @@ int main(void) {
         cmocka_unit_test(test_status_line),   cmocka_unit_test(test_export),
         cmocka_unit_test(test_export_bounds), cmocka_unit_test(test_flush_at_close),
         cmocka_unit_test(test_flush_bounded), cmocka_unit_test(test_headers_parse),
+        cmocka_unit_test(test_sampler),
     };
     return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }
