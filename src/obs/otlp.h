@@ -38,9 +38,10 @@ void nc_otlp_push(nc_otlp *x, const nc_span *s);
  * request failed: refused, timed out, cut, or not a 2xx answer). Any thread. */
 void nc_otlp_stats(nc_otlp *x, uint64_t *exported, uint64_t *dropped, uint64_t *failed);
 
-/* Loop thread, outside the loop's callbacks (it runs a private loop): sends what is still queued, bounded
- * by flush_timeout_ms, cuts a request in flight on `loop`, then frees itself once its handles on `loop`
- * are closed (the owner runs its loop on, as nc_server_free and nc_client_free do). */
+/* Loop thread: sends what is still queued on a private loop (so it may be called from inside `loop`'s
+ * callbacks too), blocking for flush_timeout_ms at most; cuts a request in flight on `loop`, then frees
+ * itself once its handles on `loop` are closed (the owner runs its loop on, as nc_server_free and
+ * nc_client_free do). */
 void nc_otlp_close(nc_otlp *x);
 
 #endif
