@@ -57,8 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < ll;) { /* each line: a token, ": ", a value without controls but tab, CRLF */
         size_t k = i;
         while (k < ll && lines[k] != ':') {
-            unsigned char c = (unsigned char)lines[k++];
-            if (c <= ' ' || c >= 0x7f || strchr("\"(),/;<=>?@[\\]{}", c)) abort();
+            unsigned char ch = (unsigned char)lines[k++];
+            if (ch <= ' ' || ch >= 0x7f || strchr("\"(),/;<=>?@[\\]{}", ch)) abort();
         }
         if (k == i || k + 1 >= ll || lines[k + 1] != ' ') abort();
         for (k += 2; k < ll && lines[k] != '\r'; k++)
