@@ -141,6 +141,11 @@ NC_API struct uv_loop_s *nc_request_loop(const nc_request *req);
 /* The message of a request (borrowed, valid until the request is finished). NULL once it is finished. */
 NC_API const nc_msg *nc_request_msg(const nc_request *req);
 
+/* The address of the peer that sent the request, "ip:port" (IPv6 without brackets), on transports with a
+ * connection per client (TCP, TLS, gRPC); NULL on brokers (the peer is the broker), for an unknown peer or
+ * once the request is finished. Borrowed: valid while the request is unfinished. Loop thread. */
+NC_API const char *nc_request_peer(const nc_request *req);
+
 /* ---- replying (loop thread) ---------------------------------------------------------------------
  * Every request must be finished exactly once: by nc_reply, nc_reply_end, nc_reply_error or
  * nc_reply_error_msg. After that the handle is stale: every call on it returns NC_ESTATE (a second

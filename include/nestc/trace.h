@@ -96,6 +96,11 @@ typedef struct nc_span {
     int is_event;
     int outcome; /* 0, or the nc_err the message or call ended with (status ERROR) */
     uint64_t start_unix_ns, end_unix_ns;
+    /* The other side, when known (NULL / 0 when not). SERVER: the client's address (TCP, TLS, gRPC:
+     * nc_request_peer; exported as client.address/port and network.peer.address/port). CLIENT: the host
+     * and port of the client's URL (server.address/port). */
+    const char *peer_address;
+    int peer_port;
 } nc_span;
 
 /* Options of nc_trace_enable_server / nc_trace_enable_client (NULL or zero-initialised = propagation only,
@@ -109,16 +114,50 @@ typedef struct nc_trace_opts {
      * none is given); NULL = OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (as it is), else
      * OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces", else no export (propagation only). Sampled spans are
      * sent in batches every OTEL_BSP_SCHEDULE_DELAY ms (default 1000), from the loop of the server (the
-     * primary one with workers) or client; https is not supported (NC_EUNSUPPORTED). Copied. */
+     * primary one with workers) or client; "https://" for TLS (port 4318 too). Copied. */
     const char *otlp_endpoint;
     const char *service_name; /* resource service.name; NULL = OTEL_SERVICE_NAME, else "nestc" */
     int otlp_queue_max;       /* spans waiting for export at most (0 = 2048); more are dropped and counted */
+    /* Extra request headers, "key1=value1,key2=value2" (values percent-encoded, as the OpenTelemetry
+     * environment writes them), e.g. "authorization=Bearer%20t0k"; NULL = OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+     * else OTEL_EXPORTER_OTLP_HEADERS. Refused (NC_EINVAL): a member without '=', a key that is not an
+     * HTTP token, a control character (CR, LF...) in a value, Host/Content-Type/Content-Length/Connection/
+     * Transfer-Encoding. Used while enabling (not kept). */
+    const char *otlp_headers;
+    /* https collectors, PEM files: the CA bundle to trust (NULL = OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE,
+     * else OTEL_EXPORTER_OTLP_CERTIFICATE, else the system store) and a client certificate and key for
+     * mutual TLS (NULL = OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE / _CLIENT_KEY). A file that cannot
+     * be used fails the enable call (NC_ETLS). Used while enabling (not kept). */
+    const char *otlp_ca_file, *otlp_cert_file, *otlp_key_file;
+    /* When the server or client is freed, spans still queued are sent, for this long at most in all (ms;
+     * 0 = OTEL_BSP_EXPORT_TIMEOUT, else 2000; NC_LIMIT_OFF or < 0: dropped). A batch that fails ends it. */
+    int otlp_flush_timeout_ms;
+    /* The sampler, named as OTEL_TRACES_SAMPLER names it (NULL = that variable, else parentbased_always_on):
+     * always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off,
+     * parentbased_traceidratio; an unknown name is the default. traceidratio samples a trace when the last
+     * 8 bytes of its id (big-endian) are below ratio × 2^64, so every service with the same ratio decides
+     * alike; parentbased_* follow the incoming (or current) span's sampled flag and use the rest for new
+     * traces only. The decision is the span's W3C sampled flag: it travels to children and decides export.
+     * sampler_arg: the ratio, "0" to "1" (NULL = OTEL_TRACES_SAMPLER_ARG, else 1). */
+    const char *sampler;
+    const char *sampler_arg;
 } nc_trace_opts;
+
+/* The span exporters' counters, every exporter of the process together (also on the admin endpoint's
+ * /metrics as nestc_trace_spans_{exported,dropped,failed}_total). */
+typedef struct nc_trace_counters {
+    uint64_t exported; /* the collector answered 2xx */
+    uint64_t dropped;  /* never sent: the queue was full, or still queued when the flush at close ended */
+    uint64_t failed;   /* sent in a request that failed: refused, timed out, cut at close, not 2xx */
+} nc_trace_counters;
+
+/* Reads the counters (monotonic; zero before any exporter). Any thread, any time. */
+NC_API void nc_trace_export_counters(nc_trace_counters *out);
 
 /* Installs the tracing hook set on a server (before nc_server_run for workers) or a client. opts may be
  * NULL (propagation only, or export as the environment says). Returns the hook set's id (> 0:
  * nc_server_remove_hooks / nc_client_remove_hooks turn it off), or an nc_err (NC_EINVAL: a bad
- * collector address; NC_EUNSUPPORTED: https). */
+ * collector address or bad headers; NC_ETLS: the https certificate files). */
 NC_API int nc_trace_enable_server(nc_server *srv, const nc_trace_opts *opts);
 NC_API int nc_trace_enable_client(nc_client *cli, const nc_trace_opts *opts);
 

@@ -10,6 +10,7 @@
 #include "codec/json_scan.h"
 #include "codec/json_write.h"
 #include "core/client_internal.h"
+#include "core/obs_support.h"
 #include "core/hooks_internal.h"
 #include "core/route.h"
 #include "core/fail.h"
@@ -1489,4 +1490,10 @@ void nc_client_free(nc_client *c) {
     nc_optset_free(&c->opts);
     nc_url_free(&c->url);
     free(c);
+}
+
+/* core/obs_support.h: the tracer's server.address */
+const char *nc_client__url_host(const nc_client *c, int *port) {
+    *port = c->url.port;
+    return c->url.host;
 }

@@ -21,6 +21,8 @@ const char *nc_msg__meta_text(const nc_msg *m, size_t *len);
 struct nc_wire_block *nc_server__wire(nc_server *s);
 struct nc_wire_block *nc_client__wire(nc_client *c);
 const char *nc_client__scheme(nc_client *c); /* its URL scheme (core/client.c) */
+/* The host and port of the client's URL (port -1 when the URL has none): the tracer's server.address. */
+const char *nc_client__url_host(const nc_client *c, int *port);
 /* The server's logger. (Its scheme: nc_server__scheme, core/server_transport.h.) */
 const nc_logger *nc_server__logger(const nc_server *s);
 

@@ -448,6 +448,11 @@ const nc_msg *nc_request_msg(const nc_request *h) {
     return r ? &r->msg : NULL;
 }
 
+const char *nc_request_peer(const nc_request *h) {
+    nc_req *r = resolve_any(h);
+    return r && r->peer && r->pops->addr ? r->pops->addr(r->peer) : NULL;
+}
+
 struct uv_loop_s *nc_request_loop(const nc_request *h) {
     nc_req *r = resolve_any(h);
     return r ? r->srv->io.loop : NULL;

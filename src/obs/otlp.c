@@ -4,18 +4,28 @@
  * bounded ring under a mutex. A timer on the exporter's loop takes up to BATCH_MAX of them every batch_ms
  * and POSTs them on a fresh connection (Connection: close: the exporter needs nothing but the status line
  * back, parsed by http_status.c). The dial's timeout covers the whole exchange (nc_dial_connected is only
- * called once the status line is in), so a collector that accepts and never answers costs one batch. */
+ * called once the status line is in), so a collector that accepts and never answers costs one batch.
+ *
+ * At close, what is still queued is sent on a private loop of the closing thread, bounded by the flush
+ * timeout as a whole: the owner's loop may be about to close (an owned loop closes every handle left on
+ * it), and a private loop runs nothing of the owner's while the exporter waits. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/dial.h"
+#include "io/tls.h"
 #include "obs/http_status.h"
 #include "obs/otlp.h"
+#include "obs/otlp_headers.h"
 #include "util/buf.h"
 
 #define BATCH_MAX 512
-#define EXCHANGE_TIMEOUT_MS 5000
+#define HEADERS_MAX 4096
+
+/* every exporter of the process, for nc_trace_export_stats and the admin endpoint's /metrics */
+static _Atomic uint64_t all_exported, all_dropped, all_failed;
 
 typedef struct otlp_conn {
     nc_dial d; /* first: the stream and the dial find the connection */
@@ -34,11 +44,16 @@ struct nc_otlp {
     uv_mutex_t lock;
     json_t **q; /* ring of encoded spans */
     size_t qcap, qhead, qlen;
-    uint64_t exported, dropped;
+    uint64_t exported, dropped, failed;
     char host[256], hosthdr[300], path[512];
-    int port;
+    int port, tls;
+    SSL_CTX *ssl; /* https */
     char *service;
-    otlp_conn *inflight;
+    char headers[HEADERS_MAX]; /* OTEL_EXPORTER_OTLP_HEADERS as header lines */
+    int exchange_ms, flush_ms;
+    otlp_conn *inflight; /* the request in flight on the owner's loop */
+    otlp_conn *flushing; /* the one in flight on the close's private loop */
+    int flush_failed;
     int closing, handles; /* timer + ioctx prepare/check not yet closed */
 };
 
@@ -57,17 +72,19 @@ const char *nc_otlp_endpoint(const char *given, char *buf, size_t len) {
 }
 
 static int parse_endpoint(nc_otlp *x, const char *url) {
-    if (!strncmp(url, "https://", 8)) return NC_EUNSUPPORTED;
-    if (strncmp(url, "http://", 7)) return NC_EINVAL;
-    const char *h = url + 7, *slash = strchr(h, '/');
+    x->tls = !strncmp(url, "https://", 8);
+    if (!x->tls && strncmp(url, "http://", 7)) return NC_EINVAL;
+    const char *h = url + (x->tls ? 8 : 7), *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     if (!hl || hl >= sizeof x->host) return NC_EINVAL;
     const char *colon = memchr(h, ':', hl);
     size_t namel = colon ? (size_t)(colon - h) : hl;
     if (!namel) return NC_EINVAL;
+    for (size_t k = 0; k < hl; k++)
+        if ((unsigned char)h[k] <= ' ' || h[k] == 0x7f) return NC_EINVAL; /* the Host header too */
     memcpy(x->host, h, namel);
     x->host[namel] = 0;
-    x->port = 4318;
+    x->port = 4318; /* the OTLP/HTTP port, with or without TLS */
     if (colon) {
         char *end;
         long p = strtol(colon + 1, &end, 10);
@@ -95,6 +112,10 @@ static void attr(json_t *arr, const char *key, const char *val) {
     json_t *v = json_string(val);
     if (!v) return; /* not UTF-8 */
     json_array_append_new(arr, json_pack("{s:s, s:{s:o}}", "key", key, "value", "stringValue", v));
+}
+
+static void attr_int(json_t *arr, const char *key, int val) {
+    json_array_append_new(arr, json_pack("{s:s, s:{s:i}}", "key", key, "value", "intValue", val));
 }
 
 /* The semantic-convention system of a transport: rpc.* for the request/reply ones, messaging.* for
@@ -146,6 +167,17 @@ static json_t *encode(const nc_span *s) {
     attr(attrs, "rpc.method", s->name);
     attr(attrs, "nestjs.transport", s->transport);
     attr(attrs, "nestjs.kind", s->is_event ? "event" : "request");
+    /* the other side (OpenTelemetry general attributes): a server span names its client, a client span
+     * its server; network.peer.* as the RPC conventions list it (the same socket, no proxy in between) */
+    if (s->peer_address) {
+        int srv = s->kind == NC_SPAN_SERVER;
+        attr(attrs, srv ? "client.address" : "server.address", s->peer_address);
+        if (s->peer_port) attr_int(attrs, srv ? "client.port" : "server.port", s->peer_port);
+        if (srv) {
+            attr(attrs, "network.peer.address", s->peer_address);
+            if (s->peer_port) attr_int(attrs, "network.peer.port", s->peer_port);
+        }
+    }
     json_object_set_new(o, "attributes", attrs);
     /* STATUS_CODE_ERROR = 2; unset (an empty status) when it went well */
     json_object_set_new(o, "status",
@@ -162,6 +194,7 @@ void nc_otlp_push(nc_otlp *x, const nc_span *s) {
     if (!o || x->qlen == x->qcap) {
         x->dropped++;
         uv_mutex_unlock(&x->lock);
+        atomic_fetch_add_explicit(&all_dropped, 1, memory_order_relaxed);
         json_decref(o);
         return;
     }
@@ -169,11 +202,26 @@ void nc_otlp_push(nc_otlp *x, const nc_span *s) {
     uv_mutex_unlock(&x->lock);
 }
 
-void nc_otlp_stats(nc_otlp *x, uint64_t *exported, uint64_t *dropped) {
+void nc_otlp_stats(nc_otlp *x, uint64_t *exported, uint64_t *dropped, uint64_t *failed) {
     uv_mutex_lock(&x->lock);
     if (exported) *exported = x->exported;
     if (dropped) *dropped = x->dropped;
+    if (failed) *failed = x->failed;
     uv_mutex_unlock(&x->lock);
+}
+
+void nc_trace_export_counters(nc_trace_counters *out) {
+    if (!out) return;
+    out->exported = atomic_load_explicit(&all_exported, memory_order_relaxed);
+    out->dropped = atomic_load_explicit(&all_dropped, memory_order_relaxed);
+    out->failed = atomic_load_explicit(&all_failed, memory_order_relaxed);
+}
+
+static void count(nc_otlp *x, uint64_t *mine, _Atomic uint64_t *all, size_t n) {
+    uv_mutex_lock(&x->lock);
+    *mine += n;
+    uv_mutex_unlock(&x->lock);
+    atomic_fetch_add_explicit(all, n, memory_order_relaxed);
 }
 
 /* ---- one export request ---------------------------------------------------------------------------- */
@@ -215,19 +263,24 @@ static void conn_ended(nc_dial *d, int err, const char *msg) {
     (void)err, (void)msg;
     otlp_conn *c = (otlp_conn *)d;
     nc_otlp *x = c->x;
-    uv_mutex_lock(&x->lock);
-    if (c->status >= 200 && c->status < 300)
-        x->exported += c->nspans;
-    else
-        x->dropped += c->nspans; /* no retry: the next batch is already waiting */
-    uv_mutex_unlock(&x->lock);
+    if (c->status >= 200 && c->status < 300) {
+        count(x, &x->exported, &all_exported, c->nspans);
+    } else {
+        count(x, &x->failed, &all_failed, c->nspans); /* no retry: the next batch is already waiting */
+        if (c == x->flushing) x->flush_failed = 1;
+    }
 }
 
 static void conn_free(nc_dial *d) {
     otlp_conn *c = (otlp_conn *)d;
     nc_otlp *x = c->x;
+    int flush = c == x->flushing;
     free(c->req);
     free(c);
+    if (flush) {
+        x->flushing = NULL;
+        return;
+    }
     x->inflight = NULL;
     if (x->closing) close_io(x); /* the last request is done: its writes no longer need the ioctx */
 }
@@ -235,10 +288,11 @@ static void conn_free(nc_dial *d) {
 static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, nc_dial_stream_closed, NULL};
 static const nc_dial_ops dial_ops = {conn_ended, conn_free, NULL};
 
-static void send_batch(nc_otlp *x) {
-    if (x->inflight) return;
+/* Takes up to BATCH_MAX queued spans and starts their request on io; returns it, or NULL when nothing was
+ * queued or the request could not be made (its spans then count as failed). */
+static otlp_conn *send_batch(nc_otlp *x, nc_ioctx *io, int timeout_ms) {
     json_t *spans = json_array();
-    if (!spans) return;
+    if (!spans) return NULL;
     uv_mutex_lock(&x->lock);
     size_t n = x->qlen < BATCH_MAX ? x->qlen : BATCH_MAX;
     for (size_t k = 0; k < n; k++) json_array_append_new(spans, x->q[(x->qhead + k) % x->qcap]);
@@ -247,7 +301,7 @@ static void send_batch(nc_otlp *x) {
     uv_mutex_unlock(&x->lock);
     if (!n) {
         json_decref(spans);
-        return;
+        return NULL;
     }
     json_t *body = json_pack("{s:[{s:{s:[{s:s, s:{s:s}}]}, s:[{s:{s:s}, s:o}]}]}", "resourceSpans",
                              "resource", "attributes", "key", "service.name", "value", "stringValue",
@@ -260,64 +314,86 @@ static void send_batch(nc_otlp *x) {
     int hl =
         snprintf(head, sizeof head,
                  "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                 "Connection: close\r\n\r\n",
+                 "Connection: close\r\n",
                  x->path, x->hosthdr, js ? strlen(js) : 0);
     if (!c || hl < 0 || (size_t)hl >= sizeof head || nc_buf_append(&b, head, (size_t)hl) ||
+        nc_buf_append(&b, x->headers, strlen(x->headers)) || nc_buf_append(&b, "\r\n", 2) ||
         nc_buf_append(&b, js, strlen(js))) {
         free(js);
         free(c);
         nc_buf_free(&b);
-        uv_mutex_lock(&x->lock);
-        x->dropped += n;
-        uv_mutex_unlock(&x->lock);
-        return;
+        count(x, &x->failed, &all_failed, n);
+        return NULL;
     }
     free(js);
     c->x = x;
     c->req = b.data;
     c->req_len = b.len;
     c->nspans = n;
-    x->inflight = c;
-    nc_dial_start(&c->d, &x->io, x->host, x->port, NULL, NULL, EXCHANGE_TIMEOUT_MS, 0, &stream_cbs,
+    nc_dial_start(&c->d, io, x->host, x->port, x->ssl, x->tls ? x->host : NULL, timeout_ms, 0, &stream_cbs,
                   &dial_ops);
+    return c;
 }
 
 static void on_tick(uv_timer_t *t) {
-    send_batch(t->data);
+    nc_otlp *x = t->data;
+    if (!x->inflight) x->inflight = send_batch(x, &x->io, x->exchange_ms);
 }
 
 /* ---- life ------------------------------------------------------------------------------------------- */
 
-int nc_otlp_new(nc_otlp **out, uv_loop_t *loop, const char *endpoint, const char *service, int queue_max,
-                int batch_ms) {
+static void otlp_free(nc_otlp *x) {
+    if (x->ssl) SSL_CTX_free(x->ssl);
+    free(x->q);
+    free(x->service);
+    free(x);
+}
+
+int nc_otlp_new(nc_otlp **out, uv_loop_t *loop, const nc_otlp_cfg *cfg, char *why, size_t whylen) {
     *out = NULL;
+    if (whylen) why[0] = 0;
     nc_otlp *x = calloc(1, sizeof *x);
     if (!x) return NC_ENOMEM;
-    int r = parse_endpoint(x, endpoint);
+    int r = parse_endpoint(x, cfg->endpoint);
     if (r) {
+        snprintf(why, whylen, "not an http:// or https:// collector URL: %s", cfg->endpoint);
         free(x);
         return r;
     }
-    x->qcap = queue_max > 0 ? (size_t)queue_max : 2048;
-    x->q = calloc(x->qcap, sizeof *x->q);
-    x->service = strdup(service && *service ? service : "nestc");
-    if (!x->q || !x->service || uv_mutex_init(&x->lock)) {
-        free(x->q);
-        free(x->service);
+    if (cfg->headers &&
+        (r = nc_otlp_headers_parse(cfg->headers, strlen(cfg->headers), x->headers, sizeof x->headers))) {
+        snprintf(why, whylen, "%s", r == NC_ETOOBIG ? "OTLP headers too long" : "invalid OTLP headers");
         free(x);
+        return NC_EINVAL;
+    }
+    if (x->tls) {
+        nc_tls_opts t = NC_TLS_OPTS_INIT;
+        t.ca_file = cfg->ca_file;
+        t.cert_file = cfg->cert_file;
+        t.key_file = cfg->key_file;
+        if ((r = nc_tls_ctx_new(&x->ssl, &t, 0, why, whylen))) {
+            free(x);
+            return r;
+        }
+    }
+    x->qcap = cfg->queue_max > 0 ? (size_t)cfg->queue_max : 2048;
+    x->q = calloc(x->qcap, sizeof *x->q);
+    x->service = strdup(cfg->service && *cfg->service ? cfg->service : "nestc");
+    x->exchange_ms = cfg->exchange_timeout_ms > 0 ? cfg->exchange_timeout_ms : 5000;
+    x->flush_ms = cfg->flush_timeout_ms;
+    if (!x->q || !x->service || uv_mutex_init(&x->lock)) {
+        otlp_free(x);
         return NC_ENOMEM;
     }
     if (nc_ioctx_init(&x->io, loop)) {
         uv_mutex_destroy(&x->lock);
-        free(x->q);
-        free(x->service);
-        free(x);
+        otlp_free(x);
         return NC_ENOMEM;
     }
     x->loop = loop;
     uv_timer_init(loop, &x->timer);
     x->timer.data = x;
-    uint64_t every = batch_ms > 0 ? (uint64_t)batch_ms : 1000;
+    uint64_t every = cfg->batch_ms > 0 ? (uint64_t)cfg->batch_ms : 1000;
     uv_timer_start(&x->timer, on_tick, every, every);
     uv_unref((uv_handle_t *)&x->timer); /* the exporter alone never keeps a loop running */
     *out = x;
@@ -326,13 +402,13 @@ int nc_otlp_new(nc_otlp **out, uv_loop_t *loop, const char *endpoint, const char
 
 static void maybe_free(nc_otlp *x) {
     if (!x->closing || x->handles || x->inflight) return;
+    size_t left = x->qlen;
     for (size_t k = 0; k < x->qlen; k++) json_decref(x->q[(x->qhead + k) % x->qcap]);
+    if (left) atomic_fetch_add_explicit(&all_dropped, left, memory_order_relaxed); /* the flush gave up */
     uv_mutex_destroy(&x->lock);
     free(x->io.rbuf);
     free(x->io.tlsbuf);
-    free(x->q);
-    free(x->service);
-    free(x);
+    otlp_free(x);
 }
 
 static void handle_closed(uv_handle_t *h) {
@@ -350,17 +426,53 @@ static void close_io(nc_otlp *x) {
     uv_close((uv_handle_t *)&x->io.check, handle_closed);
 }
 
+static void cut(otlp_conn *c) {
+    if (!nc_dial_close_early(&c->d)) nc_stream_close(&c->d.st, NC_ECANCELED, "exporter closed");
+}
+
+static void flush_deadline(uv_timer_t *t) {
+    nc_otlp *x = t->data;
+    x->flush_failed = 1;
+    if (x->flushing) cut(x->flushing);
+}
+
+/* What is still queued, sent batch after batch on a private loop until the queue is empty, a batch fails
+ * (a collector that is down or slow: the rest would fare no better), or flush_ms have passed as a whole. */
+static void flush(nc_otlp *x) {
+    if (x->flush_ms <= 0 || !x->qlen) return;
+    nc_ioctx io;
+    if (nc_ioctx_init(&io, NULL)) return;
+    uv_timer_t deadline;
+    uv_timer_init(io.loop, &deadline);
+    deadline.data = x;
+    uv_timer_start(&deadline, flush_deadline, (uint64_t)x->flush_ms, 0);
+    uint64_t end = uv_now(io.loop) + (uint64_t)x->flush_ms;
+    x->flush_failed = 0;
+    for (;;) {
+        if (!x->flushing) {
+            uint64_t now = uv_now(io.loop);
+            if (x->flush_failed || now >= end) break;
+            int left = (int)(end - now);
+            x->flushing = send_batch(x, &io, left < x->exchange_ms ? left : x->exchange_ms);
+            if (!x->flushing) break;
+        }
+        uv_run(io.loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&deadline, NULL);
+    nc_ioctx_finish(&io); /* runs the private loop until every handle closed, then frees it */
+}
+
 void nc_otlp_close(nc_otlp *x) {
     if (!x || x->closing) return;
     x->closing = 1;
     x->handles = 3;
     uv_close((uv_handle_t *)&x->timer, handle_closed);
-    /* A request in flight is cut rather than awaited: the owner may be closing its loop right after
-     * (an owned loop closes every handle left on it), and a handle must not be open then. The spans
-     * still queued are dropped: at most one batch interval's worth (OTEL_BSP_SCHEDULE_DELAY). */
+    /* A request in flight on the owner's loop is cut rather than awaited (its spans count as failed):
+     * the owner may be closing its loop right after, and a handle must not be open then. */
     otlp_conn *c = x->inflight;
     if (!c)
         close_io(x);
-    else if (!nc_dial_close_early(&c->d))
-        nc_stream_close(&c->d.st, NC_ECANCELED, "exporter closed");
+    else
+        cut(c);
+    flush(x);
 }

@@ -12,11 +12,20 @@
 
 typedef struct nc_otlp nc_otlp;
 
-/* Parses an endpoint "http://host[:port][/path]" (port 4318 by default; an empty path becomes
- * /v1/traces) into a new exporter on `loop`. Returns 0, NC_EINVAL (not such a URL), NC_EUNSUPPORTED
- * (https), NC_ENOMEM. */
-int nc_otlp_new(nc_otlp **out, uv_loop_t *loop, const char *endpoint, const char *service, int queue_max,
-                int batch_ms);
+typedef struct nc_otlp_cfg {
+    const char *endpoint; /* "http[s]://host[:port][/path]" (port 4318; an empty path becomes /v1/traces) */
+    const char *service;  /* resource service.name (NULL: "nestc") */
+    int queue_max;        /* 0: 2048 */
+    int batch_ms;         /* 0: 1000 */
+    int exchange_timeout_ms; /* one request, connect to status line (0: 5000) */
+    int flush_timeout_ms;    /* nc_otlp_close: sending what is queued, as a whole (0: nothing is sent) */
+    const char *headers;     /* OTEL_EXPORTER_OTLP_HEADERS text, or NULL */
+    const char *ca_file, *cert_file, *key_file; /* https: trust, client certificate (PEM files) */
+} nc_otlp_cfg;
+
+/* A new exporter on `loop`. Returns 0, NC_EINVAL (not such a URL, bad headers), NC_ETLS (the certificate
+ * files), NC_ENOMEM; `why` says what was wrong. */
+int nc_otlp_new(nc_otlp **out, uv_loop_t *loop, const nc_otlp_cfg *cfg, char *why, size_t whylen);
 
 /* The endpoint to use: `given` when set, else OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as it is, else
  * OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces"; NULL when none. Writes into buf. */
@@ -25,11 +34,14 @@ const char *nc_otlp_endpoint(const char *given, char *buf, size_t len);
 /* Queues a finished span (any thread). */
 void nc_otlp_push(nc_otlp *x, const nc_span *s);
 
-/* Counters: spans exported (the collector answered 2xx), dropped (queue full, or the batch failed). */
-void nc_otlp_stats(nc_otlp *x, uint64_t *exported, uint64_t *dropped);
+/* Counters: spans exported (the collector answered 2xx), dropped (the queue was full), failed (their
+ * request failed: refused, timed out, cut, or not a 2xx answer). Any thread. */
+void nc_otlp_stats(nc_otlp *x, uint64_t *exported, uint64_t *dropped, uint64_t *failed);
 
-/* Loop thread: sends what is queued one last time (the loop must run for it), then frees itself once its
- * handles are closed. */
+/* Loop thread: sends what is still queued on a private loop (so it may be called from inside `loop`'s
+ * callbacks too), blocking for flush_timeout_ms at most; cuts a request in flight on `loop`, then frees
+ * itself once its handles on `loop` are closed (the owner runs its loop on, as nc_server_free and
+ * nc_client_free do). */
 void nc_otlp_close(nc_otlp *x);
 
 #endif

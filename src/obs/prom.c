@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nestc/trace.h"
 #include "obs/metrics_internal.h"
 
 typedef struct snaps {
@@ -246,6 +247,22 @@ static int wire_families(nc_buf *b, nc_metrics *m) {
     return r;
 }
 
+/* The span exporters of the process (nestc/trace.h nc_trace_export_counters; zero without tracing). */
+static int trace_export(nc_buf *b) {
+    nc_trace_counters t;
+    nc_trace_export_counters(&t);
+    int r = gauge1(b, "nestc_trace_spans_exported_total", "counter",
+                   "spans the OTLP collector accepted (2xx)", (long long)t.exported);
+    r = r ? r
+          : gauge1(b, "nestc_trace_spans_dropped_total", "counter",
+                   "spans never sent: the export queue was full, or still queued when the exporter closed",
+                   (long long)t.dropped);
+    return r ? r
+             : gauge1(b, "nestc_trace_spans_failed_total", "counter",
+                      "spans sent in an export request that failed (refused, timed out, not 2xx)",
+                      (long long)t.failed);
+}
+
 int nc_prom_write(nc_buf *b, nc_metrics *m, const nc_server_health *h) {
     snaps a = {0};
     int r = nc_metrics_foreach(m, collect, &a);
@@ -289,6 +306,7 @@ int nc_prom_write(nc_buf *b, nc_metrics *m, const nc_server_health *h) {
                    "messages whose route arrived past the route cap (counted as route=\"(other)\")",
                    (long long)nc_metrics_routes_overflowed(m));
     r = r ? r : wire_families(b, m);
+    if (!r && h) r = trace_export(b); /* the span exporters' counters: admin endpoint only */
     free(a.v);
     return r ? NC_ENOMEM : 0;
 }

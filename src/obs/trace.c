@@ -17,6 +17,7 @@
 #include "nestc/hooks.h"
 #include "nestc/trace.h"
 #include "obs/otlp.h"
+#include "util/last_error.h"
 #include "obs/trace_meta.h"
 
 /* traceparent and tracestate: each from a header, else from the metadata object */
@@ -133,8 +134,23 @@ nc_trace_ctx nc_trace_set_current(const nc_trace_ctx *c) {
 
 typedef struct tracer {
     nc_trace_opts o;
-    nc_otlp *x; /* the exporter, when a collector is configured */
+    nc_otlp *x;       /* the exporter, when a collector is configured */
+    const char *host; /* client: its URL's host (the client's, which outlives the set), else NULL */
+    int port;         /* and port, or -1 */
+    int sampler;      /* SAMPLE_ON (the default: every decision "sampled"), SAMPLE_OFF, SAMPLE_RATIO */
+    int parent_based; /* a span with a parent keeps its parent's decision */
+    uint64_t bound;   /* SAMPLE_RATIO: sampled when the trace id's last 8 bytes are below it */
 } tracer;
+
+enum { SAMPLE_ON, SAMPLE_OFF, SAMPLE_RATIO };
+
+/* the sampler's decision for a trace id, as the sampled flag */
+static uint8_t sample(const tracer *t, const uint8_t id[16]) {
+    if (t->sampler != SAMPLE_RATIO) return t->sampler == SAMPLE_ON ? NC_TRACE_SAMPLED : 0;
+    uint64_t v = 0;
+    for (int k = 8; k < 16; k++) v = v << 8 | id[k];
+    return v < t->bound ? NC_TRACE_SAMPLED : 0;
+}
 
 typedef struct span {
     nc_span s;
@@ -142,6 +158,7 @@ typedef struct span {
     const nc_request *req;     /* server requests: the key of nc_request_trace */
     struct span *prev, *next;  /* the thread's list of server requests in flight */
     const nc_trace_ctx *saved; /* the current span the handler replaced */
+    char peer[64];             /* server: the client's address, when recorded */
 } span;
 
 static _Thread_local span *inflight;
@@ -152,26 +169,49 @@ static uint64_t unix_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* "ip:port" (IPv6 unbracketed: the last colon) into the span's address and port */
+static void set_peer(span *sp, const char *a) {
+    const char *colon = a ? strrchr(a, ':') : NULL;
+    size_t n = colon ? (size_t)(colon - a) : 0;
+    if (!n || n >= sizeof sp->peer) return;
+    memcpy(sp->peer, a, n);
+    sp->peer[n] = 0;
+    sp->s.peer_address = sp->peer;
+    sp->s.peer_port = atoi(colon + 1);
+}
+
 /* a span child of parent (valid) or a root */
 static span *span_new(const tracer *t, const nc_trace_ctx *parent, nc_span_kind kind, const nc_hook_info *i) {
     /* not calloc: most of the struct is the tracestate buffer, which only needs its first byte set */
     span *sp = malloc(sizeof *sp);
     if (!sp) return NULL;
-    memset(&sp->s.parent_id, 0, sizeof *sp - offsetof(span, s.parent_id));
+    memset(&sp->s.parent_id, 0, offsetof(span, peer) - offsetof(span, s.parent_id)); /* peer: when used */
     if (parent && parent->valid) {
         sp->s.ctx = *parent;
         memcpy(sp->s.parent_id, parent->span_id, 8);
         sp->s.has_parent = 1;
         rnd_bytes(sp->s.ctx.span_id, 8);
+        if (!t->parent_based)
+            sp->s.ctx.flags =
+                (uint8_t)((sp->s.ctx.flags & ~NC_TRACE_SAMPLED) | sample(t, sp->s.ctx.trace_id));
     } else {
         nc_trace_new_root(&sp->s.ctx);
+        if (t->sampler != SAMPLE_ON) sp->s.ctx.flags = sample(t, sp->s.ctx.trace_id);
     }
     sp->s.kind = kind;
     sp->s.name = i->route && *i->route ? i->route : i->pattern ? i->pattern : "";
     sp->s.transport = i->transport ? i->transport : "";
     sp->s.is_event = i->is_event;
-    /* wall-clock time only when the span is recorded: propagation alone needs none */
-    if (t->o.on_span || t->x) sp->s.start_unix_ns = unix_ns();
+    /* wall-clock time and the peer only when the span is recorded: propagation alone needs neither */
+    if (t->o.on_span || t->x) {
+        sp->s.start_unix_ns = unix_ns();
+        if (kind == NC_SPAN_CLIENT) {
+            sp->s.peer_address = t->host && *t->host ? t->host : NULL;
+            sp->s.peer_port = t->port > 0 ? t->port : 0;
+        } else if (i->request) {
+            set_peer(sp, nc_request_peer(i->request));
+        }
+    }
     return sp;
 }
 
@@ -276,11 +316,45 @@ static void cli_end(void *u, nc_hook_info *i, int err) {
     span_end(u, sp, err);
 }
 
-/* the exporter's batch delay: OTEL_BSP_SCHEDULE_DELAY (ms), as the OpenTelemetry SDKs read it */
-static int batch_delay_ms(void) {
-    const char *v = getenv("OTEL_BSP_SCHEDULE_DELAY");
+/* an environment variable of the OpenTelemetry SDKs: the traces-specific one first */
+static const char *otel_env(const char *traces, const char *all) {
+    const char *v = getenv(traces);
+    return v && *v ? v : all ? getenv(all) : NULL;
+}
+
+/* a millisecond setting (OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_EXPORT_TIMEOUT...), def when unset or not > 0 */
+static int env_ms(const char *name, int def) {
+    const char *v = getenv(name);
     int ms = v ? atoi(v) : 0;
-    return ms > 0 ? ms : 1000;
+    return ms > 0 ? ms : def;
+}
+
+/* OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, as the OpenTelemetry SDKs read them (an unknown sampler
+ * or a ratio out of [0, 1] is the default) */
+static void sampler_init(tracer *t) {
+    const char *name = t->o.sampler ? t->o.sampler : getenv("OTEL_TRACES_SAMPLER");
+    const char *arg = t->o.sampler_arg ? t->o.sampler_arg : getenv("OTEL_TRACES_SAMPLER_ARG");
+    t->sampler = SAMPLE_ON;
+    t->parent_based = 1;
+    if (!name) return;
+    const char *base = name;
+    int pb = !strncmp(name, "parentbased_", 12);
+    if (pb) base += 12;
+    int kind = !strcmp(base, "always_on")      ? SAMPLE_ON
+               : !strcmp(base, "always_off")   ? SAMPLE_OFF
+               : !strcmp(base, "traceidratio") ? SAMPLE_RATIO
+                                               : -1;
+    if (kind < 0) return;
+    t->sampler = kind;
+    t->parent_based = pb;
+    if (kind != SAMPLE_RATIO) return;
+    char *end = NULL;
+    double r = arg && *arg ? strtod(arg, &end) : 1.0;
+    if (end && (*end || !(r >= 0 && r <= 1))) r = 1.0;
+    if (r >= 1.0)
+        t->sampler = SAMPLE_ON;
+    else
+        t->bound = (uint64_t)(r * 18446744073709551616.0); /* r × 2^64, below 2^64 since r < 1 */
 }
 
 static int tracer_new(tracer **out, const nc_trace_opts *o, uv_loop_t *loop) {
@@ -290,12 +364,36 @@ static int tracer_new(tracer **out, const nc_trace_opts *o, uv_loop_t *loop) {
         size_t n = o->struct_size && o->struct_size < sizeof t->o ? o->struct_size : sizeof t->o;
         memcpy(&t->o, o, n);
     }
+    sampler_init(t);
     char buf[1024];
     const char *ep = nc_otlp_endpoint(t->o.otlp_endpoint, buf, sizeof buf);
     if (!ep) return 0; /* propagation only */
-    const char *svc = t->o.service_name ? t->o.service_name : getenv("OTEL_SERVICE_NAME");
-    int r = loop ? nc_otlp_new(&t->x, loop, ep, svc, t->o.otlp_queue_max, batch_delay_ms()) : NC_ESTATE;
+    nc_otlp_cfg c = {
+        .endpoint = ep,
+        .service = t->o.service_name ? t->o.service_name : getenv("OTEL_SERVICE_NAME"),
+        .queue_max = t->o.otlp_queue_max,
+        .batch_ms = env_ms("OTEL_BSP_SCHEDULE_DELAY", 1000),
+        .exchange_timeout_ms =
+            env_ms("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", env_ms("OTEL_EXPORTER_OTLP_TIMEOUT", 5000)),
+        .flush_timeout_ms =
+            t->o.otlp_flush_timeout_ms ? t->o.otlp_flush_timeout_ms : env_ms("OTEL_BSP_EXPORT_TIMEOUT", 2000),
+        .headers = t->o.otlp_headers
+                       ? t->o.otlp_headers
+                       : otel_env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+        .ca_file = t->o.otlp_ca_file
+                       ? t->o.otlp_ca_file
+                       : otel_env("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+        .cert_file = t->o.otlp_cert_file ? t->o.otlp_cert_file
+                                         : otel_env("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                                                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+        .key_file = t->o.otlp_key_file
+                        ? t->o.otlp_key_file
+                        : otel_env("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+    };
+    char why[256];
+    int r = loop ? nc_otlp_new(&t->x, loop, &c, why, sizeof why) : NC_ESTATE;
     if (r) {
+        if (loop) nc_set_last_error(r, "tracing: %s", why);
         free(t);
         *out = NULL;
     }
@@ -323,6 +421,7 @@ int nc_trace_enable_client(nc_client *cli, const nc_trace_opts *o) {
     tracer *t;
     int r = tracer_new(&t, o, nc_client_loop(cli));
     if (r) return r;
+    t->host = nc_client__url_host(cli, &t->port);
     nc_client_hooks h = {
         .struct_size = sizeof h, .on_submit = cli_submit, .on_call_end = cli_end, .release = release};
     int id = nc_client_add_hooks(cli, &h, t);

@@ -27,6 +27,8 @@ typedef struct nc_peer_ops {
     /* The core holds the peer while a request on it is unfinished. */
     void (*retain)(void *peer);
     void (*release)(void *peer);
+    /* Optional (NULL): the peer's address, "ip:port" (nc_request_peer: trace attributes). */
+    const char *(*addr)(void *peer);
 } nc_peer_ops;
 
 /* What dispatch did with a message, for transports that act on it (a broker may dead-letter it). */

@@ -4,7 +4,9 @@
  *     member's string exactly;
  *   - traceparent validation (core/trace_ctx.c): a value it accepts formats back to the same 55 bytes;
  *   - the exporter's status-line parser (obs/http_status.c): a code in 100..599, 0 or -1, and a complete
- *     line parses the same with more bytes after it. */
+ *     line parses the same with more bytes after it;
+ *   - OTEL_EXPORTER_OTLP_HEADERS (obs/otlp_headers.c): what it accepts is header lines "token: value\r\n"
+ *     only (no CR, LF or other control character inside a line: no injection), never past the buffer. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 
 #include "nestc/trace.h"
 #include "obs/http_status.h"
+#include "obs/otlp_headers.h"
 #include "obs/trace_meta.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -45,6 +48,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         more[size] = 'x';
         if (nc_http_status_parse(more, size + 1) != r) abort();
         free(more);
+    }
+
+    char lines[256];
+    int hr = nc_otlp_headers_parse(buf, size, lines, sizeof lines);
+    size_t ll = strlen(lines);
+    if (hr && ll) abort();
+    for (size_t i = 0; i < ll;) { /* each line: a token, ": ", a value without controls but tab, CRLF */
+        size_t k = i;
+        while (k < ll && lines[k] != ':') {
+            unsigned char ch = (unsigned char)lines[k++];
+            if (ch <= ' ' || ch >= 0x7f || strchr("\"(),/;<=>?@[\\]{}", ch)) abort();
+        }
+        if (k == i || k + 1 >= ll || lines[k + 1] != ' ') abort();
+        for (k += 2; k < ll && lines[k] != '\r'; k++)
+            if (((unsigned char)lines[k] < 0x20 && lines[k] != '\t') || lines[k] == 0x7f) abort();
+        if (k + 1 >= ll || lines[k + 1] != '\n') abort();
+        i = k + 2;
     }
     return 0;
 }

@@ -85,6 +85,10 @@ for i in $(seq $U); do "$NESTC_BIN" send "tcp://127.0.0.1:$srv_port" "random.$i.
 
 http_get "$admin_port" /metrics | sed '1,/^\r$/d' >"$dir/metrics.txt"
 grep -q '^nestc_workers 2$' "$dir/metrics.txt" || fail "nestc_workers 2 missing"
+# the span exporters' counters (docs/observability.md "Trace context"), checked by promtool below too
+for f in exported dropped failed; do
+  grep -q "^nestc_trace_spans_${f}_total [0-9]*$" "$dir/metrics.txt" || fail "nestc_trace_spans_${f}_total missing"
+done
 "$PROMTOOL" check metrics <"$dir/metrics.txt" >"$dir/promtool.log" 2>&1 || fail "promtool check metrics refused the exposition"
 grep -c 'route="random' "$dir/metrics.txt" >/dev/null && fail "unknown patterns got series of their own"
 

@@ -13,8 +13,16 @@
 //   - nestc client -> NestJS relay -> nestc server: a NestJS service in the middle that passes the packet
 //     metadata it received on to its own call (TcpContext.getMetadata, setOnDispatchHook): the nestc
 //     server's span is in the trace `nestc send --trace` started.
+//   - `nestc send --trace` exports its own CLIENT span when it exits (server.address/port, the SERVER
+//     span's parent; SERVER spans carry client.address/port): to an https receiver (node:https) with mutual
+//     TLS (--certs: the interop test certificates) and an authorization header from
+//     OTEL_EXPORTER_OTLP_HEADERS; a receiver that accepts and never answers delays its exit by
+//     OTEL_BSP_EXPORT_TIMEOUT at most.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +38,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const NESTC = process.env.NESTC_BIN;
 if (!NESTC) throw new Error('NESTC_BIN is not set');
 const factor = Number(process.env.NESTC_TEST_TIMEOUT_FACTOR || 1);
+const certsAt = process.argv.indexOf('--certs');
+const CERTS = certsAt > 0 ? process.argv[certsAt + 1] : null;
 let failures = 0;
 const check = (ok, what) => {
   if (ok) console.log(`ok   ${what}`);
@@ -46,11 +56,13 @@ process.on('exit', cleanup);
 const spans = [];
 let posts = 0;
 const waiters = [];
-const receiver = createServer((req, res) => {
+const heads = [];
+const receive = (req, res) => {
   let body = '';
   req.on('data', (d) => (body += d));
   req.on('end', () => {
     posts++;
+    heads.push({ headers: req.headers, tls: !!req.socket.encrypted, peerCert: req.socket.getPeerCertificate?.()?.subject?.CN });
     const ok = req.method === 'POST' && req.url === '/v1/traces' && /application\/json/.test(req.headers['content-type']);
     check(ok, `collector: POST /v1/traces application/json (${req.method} ${req.url})`);
     const r = JSON.parse(body);
@@ -62,7 +74,8 @@ const receiver = createServer((req, res) => {
     res.end('{}');
     for (const w of waiters.splice(0)) w();
   });
-});
+};
+const receiver = createServer(receive);
 receiver.listen(0, '127.0.0.1');
 await once(receiver, 'listening');
 const collector = `http://127.0.0.1:${receiver.address().port}`;
@@ -101,9 +114,9 @@ const otelEnv = { OTEL_EXPORTER_OTLP_ENDPOINT: collector, OTEL_BSP_SCHEDULE_DELA
 const nestcPort = await start(NESTC, ['conformance', 'tcp://127.0.0.1:0', '--trace'], otelEnv, /listening on port (\d+)/);
 const nestPort = await start(process.execPath, [join(here, 'nest-server.mjs'), '--port', '0'], {}, /^READY (\d+)/);
 
-function nestcSend(port, pattern, data) {
+function nestcSend(port, pattern, data, env = otelEnv) {
   return new Promise((resolve) => {
-    const c = spawn(NESTC, ['send', `tcp://127.0.0.1:${port}`, pattern, data, '--trace']);
+    const c = spawn(NESTC, ['send', `tcp://127.0.0.1:${port}`, pattern, data, '--trace'], { env: { ...process.env, ...env } });
     let out = '', err = '';
     c.stdout.on('data', (d) => (out += d));
     c.stderr.on('data', (d) => (err += d));
@@ -120,7 +133,7 @@ const refSpan = {
   startTime: [1, 0],
   endTime: [2, 0],
   status: { code: 2, message: 'x' },
-  attributes: { 'rpc.system': 'nestjs' },
+  attributes: { 'rpc.system': 'nestjs', 'server.port': 4318 },
   links: [],
   events: [],
   duration: [1, 0],
@@ -142,24 +155,34 @@ function sameShape(s, what) {
   }
   check(/^[0-9a-f]{32}$/.test(s.traceId) && /^[0-9a-f]{16}$/.test(s.spanId) && /^[0-9a-f]{16}$/.test(refOut.spanId), `${what}: ids as lowercase hex, as OpenTelemetry writes them`);
   check(typeOf(refOut.startTimeUnixNano) === typeOf(s.startTimeUnixNano) && BigInt(s.endTimeUnixNano) >= BigInt(s.startTimeUnixNano), `${what}: times`);
-  check(s.attributes.every((a) => typeof a.key === 'string' && typeof a.value.stringValue === 'string'), `${what}: attributes {key, value: {stringValue}}`);
+  const refInt = refOut.attributes.find((a) => a.key === 'server.port').value;
+  check(s.attributes.every((a) => typeof a.key === 'string' && (typeof a.value.stringValue === 'string' || ('intValue' in a.value && typeof a.value.intValue === typeof refInt.intValue))), `${what}: attributes {key, value: {stringValue | intValue}}, intValue as OpenTelemetry writes it`);
   check(typeof refOut.status.code === typeOf(s.status.code ?? 0), `${what}: status.code a number`);
 }
 const attr = (s, k) => s.attributes.find((a) => a.key === k)?.value.stringValue;
+const intAttr = (s, k) => s.attributes.find((a) => a.key === k)?.value.intValue;
 
 // ---- nestc send --trace -> nestc server --------------------------------------------------------------------
 const r1 = await nestcSend(nestcPort, 'sum', '[1,2,3]');
 check(r1.code === 0 && r1.out.trim() === '6' && r1.traceId, `nestc send --trace sum: 6, trace id ${r1.traceId}`);
-const s1 = await spanWhere((s) => s.traceId === r1.traceId, 'the sum SERVER span');
+const s1 = await spanWhere((s) => s.traceId === r1.traceId && s.kind === 2, 'the sum SERVER span');
 if (s1) {
   check(s1.name === 'sum' && s1.kind === 2 && /^[0-9a-f]{16}$/.test(s1.parentSpanId ?? ''), 'SERVER span: name sum, kind SERVER, a parent (the send\'s CLIENT span)');
   check(attr(s1, 'rpc.system') === 'nestjs' && attr(s1, 'nestjs.transport') === 'tcp' && attr(s1, 'rpc.method') === 'sum', 'attributes rpc.system, rpc.method, nestjs.transport');
   check(!s1.status.code && s1.service === 'nestc-conformance', 'status unset, service.name from OTEL_SERVICE_NAME');
   sameShape(s1, 'sum span');
+  check(attr(s1, 'client.address') === '127.0.0.1' && intAttr(s1, 'client.port') > 0 && attr(s1, 'network.peer.address') === '127.0.0.1', 'SERVER span: client.address/port, network.peer.address (the send\'s connection)');
+}
+// the send's own CLIENT span, exported when `nestc send` exits
+const c1 = await spanWhere((s) => s.traceId === r1.traceId && s.kind === 3, 'the sum CLIENT span of nestc send');
+if (c1 && s1) {
+  check(c1.name === 'sum' && s1.parentSpanId === c1.spanId, 'CLIENT span of nestc send: name sum, the SERVER span\'s parent');
+  check(attr(c1, 'server.address') === '127.0.0.1' && intAttr(c1, 'server.port') === nestcPort && attr(c1, 'rpc.system') === 'nestjs', 'CLIENT span: server.address/port from the URL, rpc.system');
+  sameShape(c1, 'sum CLIENT span');
 }
 const r2 = await nestcSend(nestcPort, 'exception', '{"message":"no"}');
 check(r2.code === 1 && r2.traceId, 'nestc send --trace exception: an error reply');
-const s2 = await spanWhere((s) => s.traceId === r2.traceId, 'the exception SERVER span');
+const s2 = await spanWhere((s) => s.traceId === r2.traceId && s.kind === 2, 'the exception SERVER span');
 if (s2) check(s2.name === 'exception' && s2.status.code === 2 && typeof s2.status.message === 'string', 'exception span: status ERROR with a message');
 
 // ---- NestJS client -> nestc server ------------------------------------------------------------------------
@@ -215,10 +238,51 @@ await relayApp.listen();
 await downstream.connect();
 const r7 = await nestcSend(relayApp.unwrap().address().port, 'relay', '[20,22]');
 check(r7.code === 0 && r7.out.trim() === '42' && r7.traceId, 'nestc send --trace -> NestJS relay -> nestc server: 42');
-const s7 = await spanWhere((s) => s.traceId === r7.traceId, 'the nestc server span behind the NestJS relay');
+const s7 = await spanWhere((s) => s.traceId === r7.traceId && s.kind === 2, 'the nestc server span behind the NestJS relay');
 if (s7) check(s7.name === 'sum' && /^[0-9a-f]{16}$/.test(s7.parentSpanId ?? ''), 'behind the relay: the same trace, with a parent (the send\'s CLIENT span, passed on by NestJS)');
 await downstream.close();
 await relayApp.close();
+
+// ---- nestc send --trace -> an https receiver (mutual TLS, an authorization header) --------------------------
+if (CERTS) {
+  const tlsReceiver = createHttpsServer({
+    key: readFileSync(join(CERTS, 'server.key')), cert: readFileSync(join(CERTS, 'server.pem')),
+    ca: readFileSync(join(CERTS, 'ca.pem')), requestCert: true, rejectUnauthorized: true,
+  }, receive);
+  tlsReceiver.listen(0, '127.0.0.1');
+  await once(tlsReceiver, 'listening');
+  const tlsEnv = {
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `https://localhost:${tlsReceiver.address().port}/v1/traces`,
+    OTEL_EXPORTER_OTLP_CERTIFICATE: join(CERTS, 'ca.pem'),
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: join(CERTS, 'client.pem'),
+    OTEL_EXPORTER_OTLP_CLIENT_KEY: join(CERTS, 'client.key'),
+    OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20t0k,x-scope=tracing',
+  };
+  const r8 = await nestcSend(nestcPort, 'sum', '[7,8]', tlsEnv);
+  check(r8.code === 0 && r8.out.trim() === '15' && r8.traceId, 'nestc send --trace (https collector): 15');
+  const c8 = await spanWhere((s) => s.traceId === r8.traceId && s.kind === 3, 'the CLIENT span over https');
+  const h8 = heads.find((h) => h.tls);
+  check(c8 && h8 && h8.headers.authorization === 'Bearer t0k' && h8.headers['x-scope'] === 'tracing', 'https collector: the span arrives over TLS with the OTEL_EXPORTER_OTLP_HEADERS headers');
+  check(h8?.peerCert != null, `https collector: the exporter presented its client certificate (${h8?.peerCert})`);
+  // a CA that does not match: nothing arrives, and send still answers
+  const r9 = await nestcSend(nestcPort, 'sum', '[1,1]', { ...tlsEnv, OTEL_EXPORTER_OTLP_CERTIFICATE: join(CERTS, 'untrusted-ca.pem') });
+  check(r9.code === 0 && r9.out.trim() === '2', 'untrusted collector certificate: the call still works');
+  await new Promise((r) => setTimeout(r, 200 * factor));
+  check(!spans.some((s) => s.traceId === r9.traceId && s.kind === 3), 'untrusted collector certificate: no span sent');
+  const bad = await nestcSend(nestcPort, 'sum', '[1,1]', { ...tlsEnv, OTEL_EXPORTER_OTLP_HEADERS: 'x=a%0d%0aEvil: 1' });
+  check(bad.code === 2 && /--trace/.test(bad.err), `OTEL_EXPORTER_OTLP_HEADERS with CR LF refused (${bad.err.trim().split('\n').pop()})`);
+  tlsReceiver.close();
+}
+
+// ---- a receiver that accepts and never answers: exit bounded by OTEL_BSP_EXPORT_TIMEOUT -------------------
+const silent = createNetServer(() => {}); // accepts, never reads nor writes
+silent.listen(0, '127.0.0.1');
+await once(silent, 'listening');
+const t0 = Date.now();
+const r10 = await nestcSend(nestcPort, 'sum', '[2,2]', { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${silent.address().port}`, OTEL_BSP_EXPORT_TIMEOUT: '400' });
+const took = Date.now() - t0;
+check(r10.code === 0 && r10.out.trim() === '4' && took >= 350 && took < 400 + 2000 * factor, `a collector that never answers: nestc send exits after the flush bound (${took} ms, bound 400 ms)`);
+silent.close();
 
 cleanup();
 receiver.close();

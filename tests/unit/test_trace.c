@@ -7,8 +7,10 @@
 #include "loop_fixture.h"
 
 #include "../common/broker.h"
+#include "rabbit_harness.h"
 #include "obs/http_status.h"
 #include "obs/otlp.h"
+#include "obs/otlp_headers.h"
 
 /* ---- parsing ----------------------------------------------------------------------------------------- */
 
@@ -65,7 +67,8 @@ static void test_parse(void **st) {
 
 typedef struct rec {
     nc_span s;
-    char name[32];
+    char name[96];
+    char peer[64];
 } rec;
 
 static rec spans[64];
@@ -77,6 +80,8 @@ static void on_span(void *u, const nc_span *s) {
     spans[nspans].s = *s;
     snprintf(spans[nspans].name, sizeof spans[nspans].name, "%s", s->name);
     spans[nspans].s.name = spans[nspans].name;
+    snprintf(spans[nspans].peer, sizeof spans[nspans].peer, "%s", s->peer_address ? s->peer_address : "");
+    spans[nspans].s.peer_address = s->peer_address ? spans[nspans].peer : NULL;
     nspans++;
 }
 
@@ -87,8 +92,30 @@ static const rec *find(nc_span_kind kind, const char *name) {
             assert_null(found); /* one of each */
             found = &spans[k];
         }
+    if (!found)
+        for (int k = 0; k < nspans; k++)
+            fprintf(stderr, "span %d kind %d name %s\n", k, spans[k].s.kind, spans[k].name);
     assert_non_null(found);
     return found;
+}
+
+/* The chain's routes as clients call them and as the servers route them (the span names on each side):
+ * the same but on gRPC, whose clients call "package.Service/Method" and whose servers route NestJS's
+ * {"service","rpc","streaming"} keys. */
+typedef struct routes {
+    const char *c_mid, *c_mid_async, *c_leaf, *c_leaf_fail;
+    const char *s_mid, *s_mid_async, *s_leaf, *s_leaf_fail;
+} routes;
+static const routes plain_routes = {"mid", "mid_async", "leaf", "leaf_fail",
+                                    "mid", "mid_async", "leaf", "leaf_fail"};
+static const routes *R = &plain_routes;
+/* options of every server and client of the chain (gRPC: the .proto; Kafka: quick joins) */
+static const nc_option *srv_xopts[2], *cli_xopts; /* [0] server B, [1] server A */
+static size_t srv_nx[2], cli_nx;
+
+/* the chain's data: {"flag": fail}, a message of the gRPC case's .proto too */
+static json_t *chain_data(int fail) {
+    return json_pack("{s:b}", "flag", fail);
 }
 
 static nc_client *down;           /* A's client of B */
@@ -99,7 +126,7 @@ static void h_leaf(nc_request *req, const nc_msg *m, void *u) {
     (void)u;
     nc_msg_trace(m, &seen_in_leaf);
     nc_trace_current(&seen_current);
-    nc_reply(req, json_string("leaf"));
+    nc_reply(req, json_pack("{s:s}", "text", "leaf"));
 }
 
 static void h_leaf_fail(nc_request *req, const nc_msg *m, void *u) {
@@ -112,13 +139,16 @@ static void mid_done(void *u, int err, json_t *e) {
     if (err)
         nc_reply_error(req, json_incref(e));
     else
-        nc_reply(req, json_string("mid"));
+        nc_reply(req, json_pack("{s:s}", "text", "mid"));
 }
 
 static void h_mid(nc_request *req, const nc_msg *m, void *u) {
     (void)u;
-    const char *route = json_is_true(nc_msg_data(m)) ? "leaf_fail" : "leaf";
-    assert_int_equal(nc_client_send(down, route, nc_msg_data(m), NULL, NULL, mid_done, req), 0);
+    int fail = json_is_true(json_object_get(nc_msg_data(m), "flag"));
+    json_t *d = chain_data(fail);
+    assert_int_equal(nc_client_send(down, fail ? R->c_leaf_fail : R->c_leaf, d, NULL, NULL, mid_done, req),
+                     0);
+    json_decref(d);
 }
 
 /* async: the downstream call is made from a timer, as a child of the request's span */
@@ -131,7 +161,9 @@ typedef struct later {
 static void on_later(uv_timer_t *t) {
     later *l = t->data;
     nc_trace_ctx prev = nc_trace_set_current(&l->ctx);
-    assert_int_equal(nc_client_send(down, "leaf", NULL, NULL, NULL, mid_done, l->req), 0);
+    json_t *d = chain_data(0);
+    assert_int_equal(nc_client_send(down, R->c_leaf, d, NULL, NULL, mid_done, l->req), 0);
+    json_decref(d);
     nc_trace_set_current(&prev);
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
 }
@@ -163,11 +195,13 @@ static void on_status(void *u, const char *status, int err) {
     if (!strcmp(status, "connected")) connected++;
 }
 
-static nc_server *server_on(const char *url) {
+static nc_server *server_on(const char *url, int is_a) {
     nc_server *s;
     nc_server_opts o = NC_SERVER_OPTS_INIT;
     o.loop = &loop;
     o.log_level = NC_LOG_OFF;
+    o.options = srv_xopts[is_a];
+    o.noptions = srv_nx[is_a];
     assert_int_equal(nc_server_new(&s, url, &o), 0);
     nc_trace_opts to = {.struct_size = sizeof to, .on_span = on_span};
     assert_true(nc_trace_enable_server(s, &to) > 0);
@@ -179,6 +213,9 @@ static nc_client *client_of(const char *url, int traced) {
     nc_client_opts o = NC_CLIENT_OPTS_INIT;
     o.loop = &loop;
     o.log_level = NC_LOG_OFF;
+    o.options = cli_xopts;
+    o.noptions = cli_nx;
+    o.timeout_ms = 20000 * time_factor();
     assert_int_equal(nc_client_new(&c, url, &o), 0);
     nc_trace_opts to = {.struct_size = sizeof to, .on_span = on_span};
     if (traced) assert_true(nc_trace_enable_client(c, &to) > 0);
@@ -189,21 +226,27 @@ static void listen_ready(nc_server *s, int brokered) {
     connected = 0;
     nc_server_on_status(s, on_status, NULL);
     assert_int_equal(nc_server_listen(s), 0);
-    if (brokered) assert_true(run_until_ms(&connected, 1, 5000));
+    if (brokered) assert_true(run_until_ms(&connected, 1, 30000));
 }
 
 /* one call from C to A's route, under a root span of the test; returns the call's error */
-static int call_chain(nc_client *c, const char *route, json_t *data, nc_trace_ctx *root) {
+static int call_chain(nc_client *c, const char *route, int fail, nc_trace_ctx *root) {
     nspans = 0;
     nc_trace_new_root(root);
     root->flags = 0; /* not sampled: the flag travels as it is */
     nc_trace_ctx prev = nc_trace_set_current(root);
     done_rec d = {0};
+    json_t *data = chain_data(fail);
     assert_int_equal(nc_client_send(c, route, data, NULL, NULL, on_done, &d), 0);
+    json_decref(data);
     nc_trace_set_current(&prev);
-    assert_true(run_until_ms(&d.done, 1, 5000));
+    assert_true(run_until_ms(&d.done, 1, 30000));
     /* the spans of C's call end with it; the servers' may end just after their reply is written */
-    assert_true(run_until_ms(&nspans, 4, 2000));
+    if (!run_until_ms(&nspans, 4, 5000)) {
+        for (int k = 0; k < nspans; k++)
+            fprintf(stderr, "span %d kind %d name %s\n", k, spans[k].s.kind, spans[k].name);
+        fail_msg("%d spans of 4", nspans);
+    }
     return d.err;
 }
 
@@ -214,10 +257,25 @@ static void assert_child(const rec *child, const uint8_t *parent_id, const nc_tr
     assert_int_equal(child->s.ctx.flags, root->flags);
 }
 
-static void check_chain(const char *mid_route, const char *leaf_route, const nc_trace_ctx *root, int err) {
+/* peer: the servers know their client's address (a connection per client, not a broker) */
+static void check_chain(const char *c_mid, const char *s_mid, const char *c_leaf, const char *s_leaf,
+                        const nc_trace_ctx *root, int err, int peer) {
     assert_int_equal(nspans, 4);
-    const rec *c = find(NC_SPAN_CLIENT, mid_route), *a = find(NC_SPAN_SERVER, mid_route);
-    const rec *d = find(NC_SPAN_CLIENT, leaf_route), *b = find(NC_SPAN_SERVER, leaf_route);
+    const rec *c = find(NC_SPAN_CLIENT, c_mid), *a = find(NC_SPAN_SERVER, s_mid);
+    const rec *d = find(NC_SPAN_CLIENT, c_leaf), *b = find(NC_SPAN_SERVER, s_leaf);
+    /* the other side: a client names its URL's host and port, a server its client's address */
+    assert_string_equal(c->s.peer_address, "127.0.0.1");
+    assert_true(c->s.peer_port > 0);
+    assert_string_equal(d->s.peer_address, "127.0.0.1");
+    if (peer) {
+        assert_string_equal(a->s.peer_address, "127.0.0.1");
+        assert_true(a->s.peer_port > 0 && a->s.peer_port != c->s.peer_port);
+        assert_string_equal(b->s.peer_address, "127.0.0.1");
+        assert_int_equal(b->s.peer_port > 0, 1);
+    } else {
+        assert_null(a->s.peer_address);
+        assert_null(b->s.peer_address);
+    }
     assert_child(c, root->span_id, root);
     assert_child(a, c->s.ctx.span_id, root);
     assert_child(d, a->s.ctx.span_id, root);
@@ -233,42 +291,52 @@ static void check_chain(const char *mid_route, const char *leaf_route, const nc_
     assert_true(b->s.end_unix_ns >= b->s.start_unix_ns);
 }
 
-/* the chain on url_a (A) and url_b (B); brokered: wait for the servers' subscriptions */
-static void chain(const char *url_a, const char *url_b, int brokered, const char *transport) {
-    nc_server *b = server_on(url_b);
-    assert_int_equal(nc_server_message(b, "leaf", h_leaf, NULL), 0);
-    assert_int_equal(nc_server_message(b, "leaf_fail", h_leaf_fail, NULL), 0);
+/* the chain on url_a (A) and url_b (B); brokered: wait for the servers' subscriptions (a_opts, b_opts:
+ * the servers' own options, e.g. their Kafka groups); full: the incoming-context cases too (a client
+ * without tracing sending its own traceparent in headers and metadata) */
+static void chain_with(const char *url_a, const char *url_b, int brokered, const char *transport, int full) {
+    nc_server *b = server_on(url_b, 0);
+    assert_int_equal(nc_server_message(b, R->s_leaf, h_leaf, NULL), 0);
+    assert_int_equal(nc_server_message(b, R->s_leaf_fail, h_leaf_fail, NULL), 0);
     listen_ready(b, brokered);
-    char ub[128], ua[128];
+    char ub[512], ua[512];
     snprintf(ub, sizeof ub, "%s", url_b);
-    if (!brokered) snprintf(ub, sizeof ub, "tcp://127.0.0.1:%d", nc_server_port(b));
-    nc_server *a = server_on(url_a);
-    assert_int_equal(nc_server_message(a, "mid", h_mid, NULL), 0);
-    assert_int_equal(nc_server_message(a, "mid_async", h_mid_async, NULL), 0);
+    if (!brokered) snprintf(ub, sizeof ub, "%s://127.0.0.1:%d", transport, nc_server_port(b));
+    nc_server *a = server_on(url_a, 1);
+    assert_int_equal(nc_server_message(a, R->s_mid, h_mid, NULL), 0);
+    assert_int_equal(nc_server_message(a, R->s_mid_async, h_mid_async, NULL), 0);
     listen_ready(a, brokered);
     snprintf(ua, sizeof ua, "%s", url_a);
-    if (!brokered) snprintf(ua, sizeof ua, "tcp://127.0.0.1:%d", nc_server_port(a));
+    if (!brokered) snprintf(ua, sizeof ua, "%s://127.0.0.1:%d", transport, nc_server_port(a));
     down = client_of(ub, 1);
     nc_client *c = client_of(ua, 1);
 
+    int peer = !brokered;
     nc_trace_ctx root;
-    json_t *no = json_false(), *yes = json_true();
-    assert_int_equal(call_chain(c, "mid", no, &root), 0);
-    check_chain("mid", "leaf", &root, 0);
-    assert_string_equal(find(NC_SPAN_SERVER, "leaf")->s.transport, transport);
+    assert_int_equal(call_chain(c, R->c_mid, 0, &root), 0);
+    check_chain(R->c_mid, R->s_mid, R->c_leaf, R->s_leaf, &root, 0, peer);
+    assert_string_equal(find(NC_SPAN_SERVER, R->s_leaf)->s.transport, transport);
     /* what the leaf's handler saw: its incoming context is D's span, its current span is B's */
     assert_int_equal(seen_in_leaf.valid, 1);
-    assert_memory_equal(seen_in_leaf.span_id, find(NC_SPAN_CLIENT, "leaf")->s.ctx.span_id, 8);
-    assert_memory_equal(seen_current.span_id, find(NC_SPAN_SERVER, "leaf")->s.ctx.span_id, 8);
+    assert_memory_equal(seen_in_leaf.span_id, find(NC_SPAN_CLIENT, R->c_leaf)->s.ctx.span_id, 8);
+    assert_memory_equal(seen_current.span_id, find(NC_SPAN_SERVER, R->s_leaf)->s.ctx.span_id, 8);
     /* outside any handler, no current span is left behind */
     nc_trace_ctx cur;
     assert_int_equal(nc_trace_current(&cur), NC_ENOENT);
 
-    assert_int_equal(call_chain(c, "mid", yes, &root), NC_EREMOTE);
-    check_chain("mid", "leaf_fail", &root, NC_EREMOTE);
+    assert_int_equal(call_chain(c, R->c_mid, 1, &root), NC_EREMOTE);
+    check_chain(R->c_mid, R->s_mid, R->c_leaf_fail, R->s_leaf_fail, &root, NC_EREMOTE, peer);
 
-    assert_int_equal(call_chain(c, "mid_async", no, &root), 0);
-    check_chain("mid_async", "leaf", &root, 0);
+    assert_int_equal(call_chain(c, R->c_mid_async, 0, &root), 0);
+    check_chain(R->c_mid_async, R->s_mid_async, R->c_leaf, R->s_leaf, &root, 0, peer);
+    if (!full) {
+        nc_client_free(c);
+        nc_client_free(down);
+        nc_server_free(a);
+        nc_server_free(b);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        return;
+    }
 
     /* an incoming context from an untraced client: valid is continued, invalid starts a new trace */
     nc_client *plain = client_of(ub, 0);
@@ -314,6 +382,10 @@ static void chain(const char *url_a, const char *url_b, int brokered, const char
     uv_run(&loop, UV_RUN_NOWAIT);
 }
 
+static void chain(const char *url_a, const char *url_b, int brokered, const char *transport) {
+    chain_with(url_a, url_b, brokered, transport, 1);
+}
+
 static void test_chain_tcp(void **st) {
     (void)st;
     chain("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", 0, "tcp");
@@ -357,6 +429,88 @@ static void test_chain_mqtt5(void **st) {
     if (system("command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto") != 0) skip();
     brokered("mqtt", broker_exec_mosquitto, "?protocolVersion=5");
 }
+
+/* gRPC: traceparent in the call's metadata; the routes of a .proto of the test's own */
+static void test_chain_grpc(void **st) {
+    (void)st;
+    char proto[] = "/tmp/nestc-trace-XXXXXX.proto";
+    int fd = mkstemps(proto, 6);
+    assert_true(fd >= 0);
+    const char *text =
+        "syntax = \"proto3\";\npackage tr;\nmessage Msg { bool flag = 1; string text = 2; }\n"
+        "service Chain {\n  rpc Mid (Msg) returns (Msg);\n  rpc MidAsync (Msg) returns (Msg);\n"
+        "  rpc Leaf (Msg) returns (Msg);\n  rpc LeafFail (Msg) returns (Msg);\n}\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+#define K(m) "{\"rpc\":\"" m "\",\"service\":\"Chain\",\"streaming\":\"no_stream\"}" /* as routed */
+    static const routes grpc_routes = {
+        "tr.Chain/Mid", "tr.Chain/MidAsync", "tr.Chain/Leaf", "tr.Chain/LeafFail",
+        K("Mid"),       K("MidAsync"),       K("Leaf"),       K("LeafFail")};
+#undef K
+    nc_option o[] = {{"protoPath", proto}};
+    srv_xopts[0] = srv_xopts[1] = cli_xopts = o;
+    srv_nx[0] = srv_nx[1] = cli_nx = 1;
+    R = &grpc_routes;
+    chain_with("grpc://127.0.0.1:0", "grpc://127.0.0.1:0", 0, "grpc", 0);
+    R = &plain_routes;
+    srv_nx[0] = srv_nx[1] = cli_nx = 0;
+    unlink(proto);
+}
+
+/* AMQP (RabbitMQ): traceparent in the message's headers. The run's shared broker only (NESTC_RMQ_ENV, as
+ * ctest gives it): starting one here would cost more than every other case together. */
+static void test_chain_amqp(void **st) {
+    (void)st;
+    rabbit_read_env_file_();
+    const char *u = getenv("NESTC_RMQ_URL");
+    if (!u || !*u) skip();
+    char ua[300], ub[300];
+    snprintf(ua, sizeof ua, "%s%strace_chain_a_%d", u, strchr(u, '?') ? "&queue=" : "?queue=", (int)getpid());
+    snprintf(ub, sizeof ub, "%s%strace_chain_b_%d", u, strchr(u, '?') ? "&queue=" : "?queue=", (int)getpid());
+    chain_with(ua, ub, 1, "amqp", 0);
+}
+
+#ifdef NESTC_HAVE_RDKAFKA
+#include "kafka_fixture.h"
+
+/* Kafka (librdkafka's mock cluster): traceparent in the record's headers */
+static void test_chain_kafka(void **st) {
+    (void)st;
+    (void)kafka_server_start; /* the fixture's, for other tests */
+    mock_start();
+    static const char *const topics[] = {"mid", "mid_async", "leaf", "leaf_fail"};
+    for (size_t k = 0; k < 4; k++) {
+        char r[64];
+        snprintf(r, sizeof r, "%s.reply", topics[k]);
+        mock_topic(topics[k], 1, 1);
+        mock_topic(r, 1, 1);
+    }
+    static const nc_option sa[] = {{"fromBeginning", "true"},
+                                   {"heartbeatInterval", "100"},
+                                   {"sessionTimeout", "6000"},
+                                   {"groupId", "trace-a"},
+                                   {"kafka.log_level", "0"}};
+    static const nc_option sb[] = {{"fromBeginning", "true"},
+                                   {"heartbeatInterval", "100"},
+                                   {"sessionTimeout", "6000"},
+                                   {"groupId", "trace-b"},
+                                   {"kafka.log_level", "0"}};
+    static const nc_option co[] = {{"kafka.log_level", "0"}};
+    srv_xopts[0] = sb;
+    srv_xopts[1] = sa;
+    srv_nx[0] = srv_nx[1] = 5;
+    cli_xopts = co;
+    cli_nx = 1;
+    chain_with(url, url, 1, "kafka", 0);
+    srv_nx[0] = srv_nx[1] = cli_nx = 0;
+    mock_stop();
+}
+#else
+static void test_chain_kafka(void **st) {
+    (void)st;
+    skip();
+}
+#endif
 
 /* ---- export ---------------------------------------------------------------------------------------- */
 
@@ -572,31 +726,43 @@ static void test_export_bounds(void **st) {
     int port = broker_free_port(); /* nobody listens there */
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d/custom", port);
-    assert_int_equal(nc_otlp_new(&x, &loop, ep, NULL, 4, 10), 0);
+    char why[256];
+    nc_otlp_cfg cfg = {.endpoint = ep, .queue_max = 4, .batch_ms = 10};
+    assert_int_equal(nc_otlp_new(&x, &loop, &cfg, why, sizeof why), 0);
     nc_span s = {0};
     nc_trace_new_root(&s.ctx);
     s.name = "r";
     s.transport = "tcp";
     s.kind = NC_SPAN_SERVER;
     for (int k = 0; k < 10; k++) nc_otlp_push(x, &s);
-    uint64_t exported, dropped;
-    nc_otlp_stats(x, &exported, &dropped);
+    uint64_t exported, dropped, failed;
+    nc_otlp_stats(x, &exported, &dropped, &failed);
     assert_int_equal(dropped, 6);
-    /* the batch of 4 fails to connect: dropped too */
+    /* the batch of 4 fails to connect: failed */
     int ten = 0;
-    for (int k = 0; k < 500 && dropped < 10; k++) {
+    for (int k = 0; k < 500 && failed < 4; k++) {
         run_until_ms(&ten, 1, 10);
-        nc_otlp_stats(x, &exported, &dropped);
+        nc_otlp_stats(x, &exported, &dropped, &failed);
     }
-    assert_int_equal(dropped, 10);
+    assert_int_equal(dropped, 6);
+    assert_int_equal(failed, 4);
     assert_int_equal(exported, 0);
     nc_otlp_close(x);
     uv_run(&loop, UV_RUN_DEFAULT); /* ends: nothing of the exporter is left open */
     /* bad addresses */
-    assert_int_equal(nc_otlp_new(&x, &loop, "https://h:1", NULL, 0, 0), NC_EUNSUPPORTED);
-    assert_int_equal(nc_otlp_new(&x, &loop, "ftp://h", NULL, 0, 0), NC_EINVAL);
-    assert_int_equal(nc_otlp_new(&x, &loop, "http://h:99999", NULL, 0, 0), NC_EINVAL);
-    assert_int_equal(nc_otlp_new(&x, &loop, "http://h/a b", NULL, 0, 0), NC_EINVAL);
+    static const char *const bad[] = {"ftp://h", "http://h:99999", "http://h/a b", "http://h\r\nX: 1/",
+                                      "https://"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        cfg.endpoint = bad[k];
+        assert_int_equal(nc_otlp_new(&x, &loop, &cfg, why, sizeof why), NC_EINVAL);
+    }
+    cfg.endpoint = "http://h";
+    cfg.headers = "a=1,b";
+    assert_int_equal(nc_otlp_new(&x, &loop, &cfg, why, sizeof why), NC_EINVAL);
+    cfg.headers = NULL;
+    cfg.endpoint = "https://h";
+    cfg.ca_file = "/nonexistent/ca.pem";
+    assert_int_equal(nc_otlp_new(&x, &loop, &cfg, why, sizeof why), NC_ETLS);
     char buf[128];
     unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/", 1);
@@ -608,15 +774,334 @@ static void test_export_bounds(void **st) {
     unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
 }
 
+/* ---- the flush at close: a collector on its own thread ---------------------------------------------- */
+
+/* Plain sockets on a thread, so that it answers while the test's thread is inside nc_client_free /
+ * nc_server_free. silent: accepts (the kernel's backlog) and never reads nor answers. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct tcoll {
+    int fd, port, silent;
+    _Atomic int stop;
+    uv_thread_t th;
+    uv_mutex_t lock;
+    char got[1 << 16]; /* the request bodies, one after the other */
+    size_t len;
+    int posts;
+    char head[2048]; /* the last request's head */
+} tcoll;
+
+static void tcoll_serve(void *arg) {
+    tcoll *c = arg;
+    while (!c->stop) {
+        struct pollfd p = {c->fd, POLLIN, 0};
+        if (c->silent || poll(&p, 1, 20) <= 0) {
+            if (c->silent) usleep(20000);
+            continue;
+        }
+        int s = accept(c->fd, NULL, NULL);
+        if (s < 0) continue;
+        char buf[1 << 16];
+        size_t n = 0;
+        for (;;) { /* the head, then Content-Length bytes */
+            ssize_t r = read(s, buf + n, sizeof buf - 1 - n);
+            if (r <= 0) break;
+            n += (size_t)r;
+            buf[n] = 0;
+            char *end = strstr(buf, "\r\n\r\n"), *cl = strstr(buf, "Content-Length: ");
+            if (end && cl && n >= (size_t)(end + 4 - buf) + (size_t)atol(cl + 16)) {
+                uv_mutex_lock(&c->lock);
+                size_t hl =
+                    (size_t)(end - buf) < sizeof c->head - 1 ? (size_t)(end - buf) : sizeof c->head - 1;
+                memcpy(c->head, buf, hl);
+                c->head[hl] = 0;
+                size_t bl = n - (size_t)(end + 4 - buf);
+                if (c->len + bl < sizeof c->got) {
+                    memcpy(c->got + c->len, end + 4, bl);
+                    c->len += bl;
+                }
+                c->posts++;
+                uv_mutex_unlock(&c->lock);
+                const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                if (write(s, ok, strlen(ok)) < 0) break;
+                break;
+            }
+        }
+        close(s);
+    }
+}
+
+static void tcoll_start(tcoll *c, int silent) {
+    memset(c, 0, sizeof *c);
+    c->silent = silent;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(c->fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(c->fd, 16), 0);
+    socklen_t l = sizeof a;
+    getsockname(c->fd, (struct sockaddr *)&a, &l);
+    c->port = ntohs(a.sin_port);
+    uv_mutex_init(&c->lock);
+    assert_int_equal(uv_thread_create(&c->th, tcoll_serve, c), 0);
+}
+
+static void tcoll_stop(tcoll *c) {
+    c->stop = 1;
+    uv_thread_join(&c->th);
+    close(c->fd);
+    uv_mutex_destroy(&c->lock);
+}
+
+static int tcoll_has(tcoll *c, const char *needle) {
+    uv_mutex_lock(&c->lock);
+    c->got[c->len] = 0;
+    int r = strstr(c->got, needle) != NULL;
+    uv_mutex_unlock(&c->lock);
+    return r;
+}
+
+static uint64_t ms_now(void) {
+    return uv_hrtime() / 1000000;
+}
+
+/* Spans still queued when the server and the client are freed are sent then (the batch delay is far
+ * away): the client's CLIENT span and the server's SERVER span reach the collector, with the peer
+ * attributes and the configured headers; the counters say so. */
+static void test_flush_at_close(void **st) {
+    (void)st;
+    tcoll tc;
+    tcoll_start(&tc, 0);
+    setenv("OTEL_BSP_SCHEDULE_DELAY", "600000", 1);
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", tc.port);
+    nc_trace_opts to = {.struct_size = sizeof to,
+                        .otlp_endpoint = ep,
+                        .otlp_headers = "authorization=Bearer%20s3cret, x-tenant = t1"};
+    nc_trace_counters before, after;
+    nc_trace_export_counters(&before);
+    nc_server *s;
+    nc_server_opts so = NC_SERVER_OPTS_INIT;
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
+    assert_true(nc_trace_enable_server(s, &to) > 0);
+    assert_int_equal(nc_server_message(s, "flushed_leaf", h_leaf, NULL), 0);
+    assert_int_equal(nc_server_listen(s), 0);
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    nc_client *c;
+    nc_client_opts co = NC_CLIENT_OPTS_INIT;
+    co.loop = &loop;
+    co.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_client_new(&c, u, &co), 0);
+    assert_true(nc_trace_enable_client(c, &to) > 0);
+    done_rec d = {0};
+    assert_int_equal(nc_client_send(c, "flushed_leaf", NULL, NULL, NULL, on_done, &d), 0);
+    assert_true(run_until_ms(&d.done, 1, 5000));
+    int zero = 0;
+    run_until_ms(&zero, 1, 20); /* the server's span ends once its reply is written */
+    assert_int_equal(tc.posts, 0);
+    nc_client_free(c);
+    assert_true(tcoll_has(&tc, "\"kind\":3")); /* the CLIENT span, sent by nc_client_free */
+    char port[64];
+    snprintf(port, sizeof port, "\"server.port\",\"value\":{\"intValue\":%d}", nc_server_port(s));
+    assert_true(tcoll_has(&tc, "\"key\":\"server.address\",\"value\":{\"stringValue\":\"127.0.0.1\"}"));
+    assert_true(tcoll_has(&tc, port));
+    nc_server_free(s);
+    assert_true(tcoll_has(&tc, "\"kind\":2")); /* the SERVER span, sent by nc_server_free */
+    assert_true(tcoll_has(&tc, "\"key\":\"client.address\",\"value\":{\"stringValue\":\"127.0.0.1\"}"));
+    assert_true(tcoll_has(&tc, "\"network.peer.port\""));
+    uv_mutex_lock(&tc.lock);
+    assert_non_null(strstr(tc.head, "\r\nauthorization: Bearer s3cret\r\n"));
+    assert_non_null(strstr(tc.head, "\r\nx-tenant: t1"));
+    uv_mutex_unlock(&tc.lock);
+    nc_trace_export_counters(&after);
+    assert_int_equal(after.exported - before.exported, 2);
+    assert_int_equal(after.dropped - before.dropped, 0);
+    assert_int_equal(after.failed - before.failed, 0);
+    tcoll_stop(&tc);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    unsetenv("OTEL_BSP_SCHEDULE_DELAY");
+}
+
+/* A collector that accepts and never answers (nor reads) delays nc_client_free by the flush bound at
+ * most, not by the exchange timeout (5 s), and the batch counts as failed; a flush bound < 0 drops. */
+static void test_flush_bounded(void **st) {
+    (void)st;
+    tcoll tc;
+    tcoll_start(&tc, 1);
+    setenv("OTEL_BSP_SCHEDULE_DELAY", "600000", 1);
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", tc.port);
+    nc_server *s;
+    nc_server_opts so = NC_SERVER_OPTS_INIT;
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
+    assert_int_equal(nc_server_message(s, "leaf", h_leaf, NULL), 0);
+    assert_int_equal(nc_server_listen(s), 0);
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    for (int k = 0; k < 2; k++) {
+        nc_trace_opts to = {
+            .struct_size = sizeof to, .otlp_endpoint = ep, .otlp_flush_timeout_ms = k ? -1 : 300};
+        nc_trace_counters before, after;
+        nc_trace_export_counters(&before);
+        nc_client *c;
+        nc_client_opts co = NC_CLIENT_OPTS_INIT;
+        co.loop = &loop;
+        co.log_level = NC_LOG_OFF;
+        assert_int_equal(nc_client_new(&c, u, &co), 0);
+        assert_true(nc_trace_enable_client(c, &to) > 0);
+        done_rec d = {0};
+        assert_int_equal(nc_client_send(c, "leaf", NULL, NULL, NULL, on_done, &d), 0);
+        assert_true(run_until_ms(&d.done, 1, 5000));
+        uint64_t t0 = ms_now();
+        nc_client_free(c);
+        uint64_t took = ms_now() - t0;
+        nc_trace_export_counters(&after);
+        if (k == 0) {
+            assert_true(took >= 250);
+            assert_true(took < 300 + 1000 * (uint64_t)time_factor());
+            assert_int_equal(after.failed - before.failed, 1);
+            assert_int_equal(after.dropped - before.dropped, 0);
+        } else {
+            assert_true(took < 200 * (uint64_t)time_factor());
+            assert_int_equal(after.failed - before.failed, 0);
+            assert_int_equal(after.dropped - before.dropped, 1);
+        }
+        assert_int_equal(after.exported - before.exported, 0);
+    }
+    nc_server_free(s);
+    tcoll_stop(&tc);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    unsetenv("OTEL_BSP_SCHEDULE_DELAY");
+}
+
+/* OTEL_EXPORTER_OTLP_HEADERS: the members as header lines, strictly validated. */
+static void test_headers_parse(void **st) {
+    (void)st;
+    char out[256];
+    assert_int_equal(nc_otlp_headers_parse("a=1,b=x%2Cy , c = %20sp", 23, out, sizeof out), 0);
+    assert_string_equal(out, "a: 1\r\nb: x,y\r\nc:  sp\r\n");
+    assert_int_equal(nc_otlp_headers_parse(",,k=v,", 6, out, sizeof out), 0);
+    assert_string_equal(out, "k: v\r\n");
+    assert_int_equal(nc_otlp_headers_parse("", 0, out, sizeof out), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(nc_otlp_headers_parse("k=", 2, out, sizeof out), 0);
+    assert_string_equal(out, "k: \r\n");
+    static const char *const bad[] = {"novalue",
+                                      "=v",
+                                      "a b=c",
+                                      "k=v%0d%0aX-Evil: 1",
+                                      "k=v\r\nX: 1",
+                                      "k=%zz",
+                                      "k=%4",
+                                      "k=a%",
+                                      "k=\x01",
+                                      "k=%7f",
+                                      "Host=x",
+                                      "content-length=1",
+                                      "CONNECTION=close",
+                                      "transfer-encoding=chunked",
+                                      "content-type=x",
+                                      "k:=v",
+                                      "k(=v"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        assert_int_equal(nc_otlp_headers_parse(bad[k], strlen(bad[k]), out, sizeof out), NC_EINVAL);
+        assert_string_equal(out, "");
+    }
+    assert_int_equal(nc_otlp_headers_parse("k=v\0x", 5, out, sizeof out), NC_EINVAL);
+    assert_int_equal(nc_otlp_headers_parse("key=value", 9, out, 8), NC_ETOOBIG);
+    assert_string_equal(out, "");
+}
+
+/* OTEL_TRACES_SAMPLER: the client span's sampled flag under each sampler, for a parent with a low or a high
+ * trace id (its last 8 bytes) sampled or not, and for a new trace. */
+static void test_sampler(void **st) {
+    (void)st;
+    nc_server *s;
+    nc_server_opts so = NC_SERVER_OPTS_INIT;
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
+    assert_int_equal(nc_server_message(s, "leaf", h_leaf, NULL), 0);
+    assert_int_equal(nc_server_listen(s), 0);
+    char u[64];
+    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    static const struct {
+        const char *name, *arg;                 /* sampler (NULL: the environment's), its argument */
+        int low_on, low_off, high_on, high_off; /* parent: low/high trace id, sampled / not: the flag */
+    } cases[] = {
+        {NULL, NULL, 1, 0, 1, 0}, /* parentbased_always_on from OTEL_TRACES_SAMPLER (below) */
+        {"always_on", NULL, 1, 1, 1, 1},
+        {"always_off", NULL, 0, 0, 0, 0},
+        {"traceidratio", "0.5", 1, 1, 0, 0},
+        {"traceidratio", "0", 0, 0, 0, 0},
+        {"parentbased_always_off", NULL, 1, 0, 1, 0},
+        {"parentbased_traceidratio", "0.5", 1, 0, 1, 0},
+        {"bogus", NULL, 1, 0, 1, 0},       /* unknown: the default */
+        {"traceidratio", "2", 1, 1, 1, 1}, /* a ratio out of range: 1 */
+    };
+    setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on", 1);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        nc_trace_opts to = {.struct_size = sizeof to,
+                            .on_span = on_span,
+                            .sampler = cases[k].name,
+                            .sampler_arg = cases[k].arg};
+        nc_client *c;
+        nc_client_opts co = NC_CLIENT_OPTS_INIT;
+        co.loop = &loop;
+        co.log_level = NC_LOG_OFF;
+        assert_int_equal(nc_client_new(&c, u, &co), 0);
+        assert_true(nc_trace_enable_client(c, &to) > 0);
+        const int want[4] = {cases[k].low_on, cases[k].low_off, cases[k].high_on, cases[k].high_off};
+        for (int p = 0; p < 5; p++) {
+            nc_trace_ctx parent;
+            nc_trace_new_root(&parent);
+            memset(parent.trace_id + 8, p < 2 ? 0x00 : 0xff, 8); /* low (0) or high (2^64 - 1) */
+            parent.trace_id[15] = 1;
+            parent.flags = p % 2 ? 0 : NC_TRACE_SAMPLED;
+            nc_trace_ctx prev = nc_trace_set_current(p < 4 ? &parent : NULL); /* 4: a new trace */
+            nspans = 0;
+            done_rec d = {0};
+            assert_int_equal(nc_client_send(c, "leaf", NULL, NULL, NULL, on_done, &d), 0);
+            nc_trace_set_current(&prev);
+            assert_true(run_until_ms(&d.done, 1, 5000));
+            assert_int_equal(nspans, 1);
+            if (p < 4) {
+                if ((spans[0].s.ctx.flags & NC_TRACE_SAMPLED) != (want[p] ? NC_TRACE_SAMPLED : 0))
+                    fail_msg("sampler %s %s, parent %d: flags %d", cases[k].name ? cases[k].name : "(env)",
+                             cases[k].arg ? cases[k].arg : "", p, spans[0].s.ctx.flags);
+            } else if (k != 3 && k != 6) { /* a new trace (a random id: ratio 0.5 may go either way) */
+                int off = k == 2 || k == 4 || k == 5;
+                assert_int_equal(spans[0].s.ctx.flags & NC_TRACE_SAMPLED, off ? 0 : NC_TRACE_SAMPLED);
+            }
+        }
+        nc_client_free(c);
+    }
+    unsetenv("OTEL_TRACES_SAMPLER");
+    nc_server_free(s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
 int main(void) {
     /* the chain's servers export nothing, whatever the environment says */
     unsetenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),       cmocka_unit_test(test_chain_tcp),
-        cmocka_unit_test(test_chain_redis), cmocka_unit_test(test_chain_nats),
-        cmocka_unit_test(test_chain_mqtt5), cmocka_unit_test(test_status_line),
-        cmocka_unit_test(test_export),      cmocka_unit_test(test_export_bounds),
+        cmocka_unit_test(test_parse),         cmocka_unit_test(test_chain_tcp),
+        cmocka_unit_test(test_chain_redis),   cmocka_unit_test(test_chain_nats),
+        cmocka_unit_test(test_chain_mqtt5),   cmocka_unit_test(test_chain_grpc),
+        cmocka_unit_test(test_chain_amqp),    cmocka_unit_test(test_chain_kafka),
+        cmocka_unit_test(test_status_line),   cmocka_unit_test(test_export),
+        cmocka_unit_test(test_export_bounds), cmocka_unit_test(test_flush_at_close),
+        cmocka_unit_test(test_flush_bounded), cmocka_unit_test(test_headers_parse),
+        cmocka_unit_test(test_sampler),
     };
     return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }

@@ -139,7 +139,12 @@ static void call_retain(void *peer) {
 static void call_release(void *peer) {
     nc_grpc_call_release(peer);
 }
-static const nc_peer_ops peer_ops = {call_reply, call_retain, call_release};
+static const char *call_addr(void *peer) {
+    nc_grpc_call *call = peer;
+    return call->conn && strcmp(call->conn->peer, "?") ? call->conn->peer : NULL;
+}
+
+static const nc_peer_ops peer_ops = {call_reply, call_retain, call_release, call_addr};
 
 /* ---- requests: from a call to the core ---------------------------------------------------------------- */
 

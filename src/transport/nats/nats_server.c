@@ -101,7 +101,8 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
     return r;
 }
 
-static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
+static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release,
+                                     NULL}; /* the peer is the broker */
 
 /* ---- incoming messages ------------------------------------------------------------------------------ */
 

@@ -59,7 +59,12 @@ static void conn_retain(void *peer) {
 static void conn_release(void *peer) {
     nc_tcp_conn_release(peer);
 }
-static const nc_peer_ops peer_ops = {conn_reply, conn_retain, conn_release};
+static const char *conn_addr(void *p) {
+    const char *a = ((nc_tcp_conn *)p)->peer;
+    return strcmp(a, "?") ? a : NULL;
+}
+
+static const nc_peer_ops peer_ops = {conn_reply, conn_retain, conn_release, conn_addr};
 
 static int conn_frame(nc_tcp_conn *c, const char *json, size_t len, char *why, size_t whylen) {
     tcp_server *t = c->owner;
