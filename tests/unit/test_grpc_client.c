@@ -2,6 +2,7 @@
  * the status → error mapping (code, details, headers, trailers), a deadline, a cancel reaching the
  * handler, a 4 MB message, an unknown method, UNIMPLEMENTED, a refused connection and a lost one. */
 #include <string.h>
+#include <unistd.h>
 
 #include "loop_fixture.h"
 #include "util/buf.h"
@@ -934,6 +935,106 @@ static void test_compressed_requests(void **st) {
     }
 }
 
+/* nc_server_set_health: statuses the application sets, seen by Check, Watch and List (grpc.health.v1, the
+ * health.proto grpc-health-check carries); a transport without a health service says NC_EUNSUPPORTED. */
+static const char health_proto[] =
+    "syntax = \"proto3\"; package grpc.health.v1;\n"
+    "message HealthListRequest {}\n"
+    "message HealthListResponse { map<string, HealthCheckResponse> statuses = 1; }\n"
+    "message HealthCheckRequest { string service = 1; }\n"
+    "message HealthCheckResponse { enum ServingStatus { UNKNOWN = 0; SERVING = 1; NOT_SERVING = 2;\n"
+    " SERVICE_UNKNOWN = 3; } ServingStatus status = 1; }\n"
+    "service Health { rpc Check(HealthCheckRequest) returns (HealthCheckResponse);\n"
+    " rpc Watch(HealthCheckRequest) returns (stream HealthCheckResponse);\n"
+    " rpc List(HealthListRequest) returns (HealthListResponse); }\n";
+
+static int check_status(nc_client *c, const char *service) {
+    res r;
+    res_init(&r);
+    json_t *d = json_pack("{s:s}", "service", service);
+    assert_int_equal(nc_client_send(c, "grpc.health.v1.Health/Check", d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    int st = r.err ? -(int)json_integer_value(json_object_get(r.error, "code"))
+                   : (int)json_integer_value(json_object_get(json_array_get(r.values, 0), "status"));
+    res_free(&r);
+    return st; /* the status, or minus the gRPC code of the error */
+}
+
+static void test_set_health(void **st) {
+    char path[128];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/nestc-health-XXXXXX", tmp && *tmp && strlen(tmp) < 80 ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, health_proto, sizeof health_proto - 1), (ssize_t)(sizeof health_proto - 1));
+    close(fd);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(srv));
+    nc_option opts[] = {{"protoPath", path}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 1, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    const char *svc = "nestc.conformance.Conformance";
+    assert_int_equal(check_status(c, svc), NC_HEALTH_SERVING);
+    assert_int_equal(check_status(c, "my.Custom"), -5); /* unknown: NOT_FOUND */
+    /* a watch of a name not served yet: SERVICE_UNKNOWN, then what the application sets */
+    res w;
+    res_init(&w);
+    json_t *d = json_pack("{s:s}", "service", "my.Custom");
+    nc_call *wc;
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    assert_int_equal(nc_client_call(c, "grpc.health.v1.Health/Watch", d, NULL, &cbs, &w, &wc), 0);
+    json_decref(d);
+    run_until(&w.nvalues, 1);
+    assert_int_equal(nc_server_set_health(srv, "my.Custom", NC_HEALTH_SERVING), 0);
+    run_until(&w.nvalues, 2);
+    assert_int_equal(nc_server_set_health(srv, "my.Custom", NC_HEALTH_NOT_SERVING), 0);
+    run_until(&w.nvalues, 3);
+    int want[] = {3, 1, 2};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(w.values, (size_t)i), "status")),
+                         want[i]);
+    assert_int_equal(check_status(c, "my.Custom"), NC_HEALTH_NOT_SERVING);
+    nc_call_cancel(wc);
+    res_free(&w);
+    /* a served service and the server as a whole, set and set back */
+    assert_int_equal(nc_server_set_health(srv, svc, NC_HEALTH_NOT_SERVING), 0);
+    assert_int_equal(nc_server_set_health(srv, "", NC_HEALTH_NOT_SERVING), 0);
+    assert_int_equal(check_status(c, svc), NC_HEALTH_NOT_SERVING);
+    assert_int_equal(check_status(c, ""), NC_HEALTH_NOT_SERVING);
+    /* List carries what was set */
+    res r;
+    res_init(&r);
+    d = json_object();
+    assert_int_equal(nc_client_send(c, "grpc.health.v1.Health/List", d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    json_t *all = json_object_get(json_array_get(r.values, 0), "statuses");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(all, "my.Custom"), "status")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(all, svc), "status")), 2);
+    res_free(&r);
+    assert_int_equal(nc_server_set_health(srv, svc, NC_HEALTH_SERVICE_UNKNOWN), 0);
+    assert_int_equal(check_status(c, svc), -5);
+    assert_int_equal(nc_server_set_health(srv, svc, NC_HEALTH_SERVING), 0);
+    assert_int_equal(nc_server_set_health(srv, "", NC_HEALTH_SERVING), 0);
+    assert_int_equal(check_status(c, svc), NC_HEALTH_SERVING);
+    assert_int_equal(nc_server_set_health(srv, "", 7), NC_EINVAL);
+    nc_client_free(c);
+    unlink(path);
+    /* no health service: a TCP server, and gRPC with healthCheck=false */
+    nc_server *t;
+    nc_server_opts so = {.loop = &loop};
+    assert_int_equal(nc_server_new(&t, "tcp://127.0.0.1:0", &so), 0);
+    assert_int_equal(nc_server_set_health(t, "", NC_HEALTH_SERVING), NC_EUNSUPPORTED);
+    nc_server_free(t);
+    nc_option off[] = {{"healthCheck", "false"}};
+    t = server_with(off, 1);
+    assert_int_equal(nc_server_set_health(t, "", NC_HEALTH_SERVING), NC_EUNSUPPORTED);
+    nc_server_free(t);
+}
+
 static void method(nc_server *s, const char *rpc, const char *streaming, nc_request_fn fn) {
     char key[160];
     snprintf(key, sizeof key, "{\"service\":\"Conformance\",\"rpc\":\"%s\",\"streaming\":\"%s\"}", rpc,
@@ -987,6 +1088,7 @@ int main(void) {
         cmocka_unit_test(test_keepalive_dead_peer),
         cmocka_unit_test(test_keepalive_alive),
         cmocka_unit_test(test_compressed_requests),
+        cmocka_unit_test(test_set_health),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -221,6 +221,11 @@ static int grpc_port(void *state) {
 
 static const char *const schemes[] = {"grpc", NULL};
 
+static int grpc_set_health(void *state, const char *service, int status) {
+    nc_grpc_server *g = state;
+    return nc_grpc_builtin_set_health(&g->builtin, service, status);
+}
+
 const nc_server_transport nc_grpc_server_transport = {
     .schemes = schemes,
     .options = nc_grpc_options,
@@ -233,4 +238,5 @@ const nc_server_transport nc_grpc_server_transport = {
     .destroy = grpc_destroy,
     .port = grpc_port,
     .drain = grpc_drain,
+    .set_health = grpc_set_health,
 };
