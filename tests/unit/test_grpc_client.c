@@ -1035,6 +1035,108 @@ static void test_set_health(void **st) {
     nc_server_free(t);
 }
 
+/* A stream above a GOAWAY's last-stream-id never reached a handler: it is sent again, transparently, on a
+ * new connection (it failed with 14 "the server refused the stream" before). The first connection is
+ * answered with SETTINGS and GOAWAY(last-stream-id 0) and kept open; the next ones are piped to the
+ * suite's server. */
+typedef struct pipe_end {
+    uv_tcp_t t;
+    struct pipe_end *other;
+    uv_connect_t cr;
+} pipe_end;
+static uv_tcp_t goaway_listener;
+static int goaway_accepts;
+static void pipe_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    *b = uv_buf_init(malloc(65536), 65536);
+}
+static void pipe_written(uv_write_t *w, int status) {
+    free(w->data);
+    free(w);
+}
+static void pipe_closed(uv_handle_t *h) {
+    free(h);
+}
+static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    pipe_end *e = (pipe_end *)s;
+    if (n < 0) {
+        free(b->base);
+        if (e->other) {
+            e->other->other = NULL;
+            uv_close((uv_handle_t *)&e->other->t, pipe_closed);
+        }
+        uv_close((uv_handle_t *)&e->t, pipe_closed);
+        return;
+    }
+    if (n == 0 || !e->other) {
+        free(b->base);
+        return;
+    }
+    uv_write_t *w = malloc(sizeof *w);
+    w->data = b->base;
+    uv_buf_t out = uv_buf_init(b->base, (unsigned)n);
+    uv_write(w, (uv_stream_t *)&e->other->t, &out, 1, pipe_written);
+}
+static void pipe_connected(uv_connect_t *cr, int status) {
+    pipe_end *up = cr->data;
+    assert_int_equal(status, 0);
+    uv_read_start((uv_stream_t *)&up->t, pipe_alloc, pipe_read);
+    uv_read_start((uv_stream_t *)&up->other->t, pipe_alloc, pipe_read);
+}
+static void goaway_conn(uv_stream_t *l, int status) {
+    pipe_end *down = calloc(1, sizeof *down);
+    uv_tcp_init(&loop, &down->t);
+    assert_int_equal(uv_accept(l, (uv_stream_t *)&down->t), 0);
+    if (goaway_accepts++ == 0) {
+        /* SETTINGS (empty), then GOAWAY last-stream-id 0 NO_ERROR; what the client sends is read and dropped
+         */
+        static char frames[] = {0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        uv_write_t *w = malloc(sizeof *w);
+        w->data = NULL;
+        uv_buf_t b = uv_buf_init(frames, sizeof frames);
+        uv_write(w, (uv_stream_t *)&down->t, &b, 1, pipe_written);
+        uv_read_start((uv_stream_t *)&down->t, pipe_alloc, pipe_read);
+        return;
+    }
+    pipe_end *up = calloc(1, sizeof *up);
+    uv_tcp_init(&loop, &up->t);
+    up->other = down;
+    down->other = up;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", nc_server_port(srv), &a);
+    up->cr.data = up;
+    uv_tcp_connect(&up->cr, &up->t, (const struct sockaddr *)&a, pipe_connected);
+}
+static void test_refused_retried(void **st) {
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &goaway_listener);
+    assert_int_equal(uv_tcp_bind(&goaway_listener, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&goaway_listener, 8, goaway_conn), 0);
+    struct sockaddr_in b;
+    int bl = sizeof b;
+    uv_tcp_getsockname(&goaway_listener, (struct sockaddr *)&b, &bl);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", ntohs(b.sin_port));
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 2, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    goaway_accepts = 0;
+    res r;
+    res_init(&r);
+    json_t *d = json_pack("{s:[i,i]}", "numbers", 20, 22);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    if (r.err) fprintf(stderr, "refused: %s\n", json_dumps(r.error, JSON_ENCODE_ANY));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(r.values, 0), "sum")), 42);
+    assert_int_equal(goaway_accepts, 2); /* the GOAWAY's connection, then the one that served it */
+    res_free(&r);
+    nc_client_free(c);
+    uv_close((uv_handle_t *)&goaway_listener, NULL);
+}
+
 static void method(nc_server *s, const char *rpc, const char *streaming, nc_request_fn fn) {
     char key[160];
     snprintf(key, sizeof key, "{\"service\":\"Conformance\",\"rpc\":\"%s\",\"streaming\":\"%s\"}", rpc,
@@ -1089,6 +1191,7 @@ int main(void) {
         cmocka_unit_test(test_keepalive_alive),
         cmocka_unit_test(test_compressed_requests),
         cmocka_unit_test(test_set_health),
+        cmocka_unit_test(test_refused_retried),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
