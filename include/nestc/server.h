@@ -151,7 +151,9 @@ typedef enum nc_health {
 
 /* Sets the health status of `service` ("" = the server as a whole) on transports with a health service;
  * open watches see the change. Any name may be given (a name the server does not serve becomes known).
- * At graceful shutdown every status becomes NOT_SERVING whatever was set. Loop thread, before or after
+ * At graceful shutdown every status becomes NOT_SERVING whatever was set. The server's own status ("")
+ * other than SERVING also makes nc_server_health_get's `ready` (the admin endpoint's /health/ready) false.
+ * Loop thread, before or after
  * listen. Returns 0, NC_EINVAL (bad arguments), NC_EUNSUPPORTED (the transport has no health service, or
  * it is turned off, or the server has workers: each loop has its own), NC_ENOMEM. */
 NC_API int nc_server_set_health(nc_server *srv, const char *service, nc_health status);

@@ -1003,6 +1003,9 @@ static void test_set_health(void **st) {
     assert_int_equal(nc_server_set_health(srv, "", NC_HEALTH_NOT_SERVING), 0);
     assert_int_equal(check_status(c, svc), NC_HEALTH_NOT_SERVING);
     assert_int_equal(check_status(c, ""), NC_HEALTH_NOT_SERVING);
+    nc_server_health h;
+    assert_int_equal(nc_server_health_get(srv, &h), 0);
+    assert_int_equal(h.ready, 0); /* the admin endpoint's /health/ready follows the server's own status */
     /* List carries what was set */
     res r;
     res_init(&r);
@@ -1020,6 +1023,8 @@ static void test_set_health(void **st) {
     assert_int_equal(nc_server_set_health(srv, svc, NC_HEALTH_SERVING), 0);
     assert_int_equal(nc_server_set_health(srv, "", NC_HEALTH_SERVING), 0);
     assert_int_equal(check_status(c, svc), NC_HEALTH_SERVING);
+    assert_int_equal(nc_server_health_get(srv, &h), 0);
+    assert_int_equal(h.ready, 1);
     assert_int_equal(nc_server_set_health(srv, "", 7), NC_EINVAL);
     nc_client_free(c);
     unlink(path);
