@@ -94,15 +94,17 @@ const nc_option_spec nc_grpc_options[] = {
     {.name = "keepaliveTimeMs",
      .type = NC_OPT_INT,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
-     .help = "send a PING after this many ms (from the last ACK); 0: never (keepalive.keepaliveTimeMs)",
+     .help = "send a PING after this many ms (from the last ACK; a client only while calls are open, unless "
+             "keepalivePermitWithoutCalls); 0: never (keepalive.keepaliveTimeMs, grpc.keepalive_time_ms)",
      .def = "0",
      .min = 0,
      .max = 2147483647},
     {.name = "keepaliveTimeoutMs",
      .type = NC_OPT_INT,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
-     .help = "close the connection when a PING is not acknowledged within this many ms "
-             "(keepalive.keepaliveTimeoutMs)",
+     .help =
+         "close the connection when a PING is not acknowledged within this many ms (a client's calls then "
+         "fail with 14 UNAVAILABLE) (keepalive.keepaliveTimeoutMs)",
      .def = "20000",
      .min = 1,
      .max = 2147483647},
