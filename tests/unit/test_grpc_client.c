@@ -1142,6 +1142,47 @@ static void test_refused_retried(void **st) {
     uv_close((uv_handle_t *)&goaway_listener, NULL);
 }
 
+/* A server that polices PINGs answers a client's keepalive every 20 ms with GOAWAY ENHANCE_YOUR_CALM
+ * "too_many_pings": the client doubles its keepalive time, as grpc-js does (its debug log says so), and
+ * the next call goes to a new connection. */
+static int doubled;
+static void ka_log(void *user, nc_log_level level, const char *component, const char *message) {
+    if (strstr(message, "too_many_pings, keepalive time now 40 ms")) doubled = 1;
+}
+static void test_keepalive_too_many_pings(void **st) {
+    nc_option pol[] = {{"http2MinPingIntervalWithoutDataMs", "60000"},
+                       {"http2MaxPingStrikes", "0"},
+                       {"keepalivePermitWithoutCalls", "true"}};
+    nc_server *s = server_with(pol, 3);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(s));
+    nc_option opts[] = {{"protoPath", PROTO},
+                        {"keepCase", "true"},
+                        {"keepaliveTimeMs", "20"},
+                        {"keepalivePermitWithoutCalls", "true"}};
+    nc_client_opts co = {.loop = &loop,
+                         .options = opts,
+                         .noptions = 4,
+                         .timeout_ms = 30000 * time_factor(),
+                         .log = ka_log,
+                         .log_level = NC_LOG_DEBUG};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    doubled = 0;
+    assert_int_equal(nc_client_connect(c, NULL, NULL), 0);
+    assert_true(run_until_ms(&doubled, 1, 5000));
+    res r;
+    res_init(&r);
+    json_t *d = json_pack("{s:[i]}", "numbers", 5);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    res_free(&r);
+    nc_client_free(c);
+    nc_server_free(s);
+}
+
 static void method(nc_server *s, const char *rpc, const char *streaming, nc_request_fn fn) {
     char key[160];
     snprintf(key, sizeof key, "{\"service\":\"Conformance\",\"rpc\":\"%s\",\"streaming\":\"%s\"}", rpc,
@@ -1197,6 +1238,7 @@ int main(void) {
         cmocka_unit_test(test_compressed_requests),
         cmocka_unit_test(test_set_health),
         cmocka_unit_test(test_refused_retried),
+        cmocka_unit_test(test_keepalive_too_many_pings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

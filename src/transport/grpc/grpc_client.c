@@ -4,6 +4,7 @@
  * `data` is the request message (read with nc_env_scan, as the Kafka client does), its route the method
  * ("package.Service/Method", or NestJS's {service, rpc}). Replies go back as nc_reply_in: each response
  * message a value, the status trailers the end (grpc-status 0) or the error {code, details}. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +309,15 @@ static void ka_acked(gconn *c);
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
     gconn *c = user;
     if (f->hd.type == NGHTTP2_GOAWAY) {
+        gclient *g = c->g;
+        /* a server policing PINGs (grpc-core's rule, nestc's http2MaxPingStrikes): grpc-js doubles its
+         * keepalive time for the connections that follow, and so does this client */
+        if (g && g->ka_time_ms > 0 && f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM &&
+            f->goaway.opaque_data_len == 14 && !memcmp(f->goaway.opaque_data, "too_many_pings", 14)) {
+            g->ka_time_ms = g->ka_time_ms > INT_MAX / 2 ? INT_MAX : g->ka_time_ms * 2;
+            nc_logf(LOG(g), NC_LOG_DEBUG, "Client", "gRPC: GOAWAY too_many_pings, keepalive time now %d ms",
+                    g->ka_time_ms);
+        }
         conn_goaway(c);
         return 0;
     }
