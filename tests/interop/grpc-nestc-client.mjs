@@ -226,6 +226,11 @@ for (const alg of ['gzip', 'deflate'])
   check(`Echo, ${alg} requests`, status(await send('Echo', JSON.stringify(echo), '--opt', `defaultCompressionAlgorithm=${alg}`)),
     { exit: 0, out: [echo], err: null });
 
+// client keepalive (grpc.keepalive_time_ms): PINGs every 50 ms over a 500 ms call, each acknowledged by the
+// server within 200 ms (an unanswered one would end the connection and the call with 14)
+check('Sleep through keepalive PINGs', status(await send('Sleep', '{"ms":500}', '--opt', 'keepaliveTimeMs=50',
+  '--opt', `keepaliveTimeoutMs=${200 * factor}`)), { exit: 0, out: [{ ms: 500 }], err: null });
+
 // a server's GOAWAY (grpc-js's grpc.max_connection_age_ms: one every ~200 ms): the unary calls of one client
 // (`nestc bench`, 4 in flight) go on over new connections, none fails
 if (args.grpcjs) {
