@@ -989,14 +989,14 @@ static int call_optset(nc_client *c, const nc_call_opts *o, nc_optset **out) {
 /* Queues a call for the connection (starting it if need be). The call may fail inside. */
 static void enqueue(nc_client *c, ccall *k) {
     if (c->cfg.max_send_buffer_size > 0 &&
-        (long long)(c->queued_bytes + k->body.len) > c->cfg.max_send_buffer_size) {
+        (long long)(c->queued_bytes + k->body.len + k->wq.len) > c->cfg.max_send_buffer_size) {
         /* waiting for the connection: the queue is bounded like a connection's unsent bytes */
         call_fail(k, NC_ESTALLED, "the send queue is full (max_send_buffer_size) while connecting");
         return;
     }
     k->queued = 1;
     k->qnext = NULL;
-    c->queued_bytes += k->body.len;
+    c->queued_bytes += k->body.len + k->wq.len; /* writes kept while queued (a retried call's too) */
     if (c->qtail)
         c->qtail->qnext = k;
     else
