@@ -1050,7 +1050,7 @@ typedef struct pipe_end {
     uv_connect_t cr;
 } pipe_end;
 static uv_tcp_t goaway_listener;
-static int goaway_accepts;
+static int goaway_accepts, goaway_then_close;
 static void pipe_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
     *b = uv_buf_init(malloc(65536), 65536);
 }
@@ -1100,6 +1100,7 @@ static void goaway_conn(uv_stream_t *l, int status) {
         uv_buf_t b = uv_buf_init(frames, sizeof frames);
         uv_write(w, (uv_stream_t *)&down->t, &b, 1, pipe_written);
         uv_read_start((uv_stream_t *)&down->t, pipe_alloc, pipe_read);
+        if (goaway_then_close) uv_close((uv_handle_t *)l, NULL); /* the next connection is refused */
         return;
     }
     pipe_end *up = calloc(1, sizeof *up);
@@ -1111,7 +1112,12 @@ static void goaway_conn(uv_stream_t *l, int status) {
     up->cr.data = up;
     uv_tcp_connect(&up->cr, &up->t, (const struct sockaddr *)&a, pipe_connected);
 }
-static void test_refused_retried(void **st) {
+static void listener_closed(uv_handle_t *h) {
+    *(int *)h->data = 1;
+}
+static int goaway_listen(int then_close) {
+    goaway_accepts = 0;
+    goaway_then_close = then_close;
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", 0, &a);
     uv_tcp_init(&loop, &goaway_listener);
@@ -1120,13 +1126,15 @@ static void test_refused_retried(void **st) {
     struct sockaddr_in b;
     int bl = sizeof b;
     uv_tcp_getsockname(&goaway_listener, (struct sockaddr *)&b, &bl);
+    return ntohs(b.sin_port);
+}
+static void test_refused_retried(void **st) {
     char url[64];
-    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", ntohs(b.sin_port));
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", goaway_listen(0));
     nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
     nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 2, .timeout_ms = 30000 * time_factor()};
     nc_client *c;
     assert_int_equal(nc_client_new(&c, url, &co), 0);
-    goaway_accepts = 0;
     res r;
     res_init(&r);
     json_t *d = json_pack("{s:[i,i]}", "numbers", 20, 22);
@@ -1139,7 +1147,36 @@ static void test_refused_retried(void **st) {
     assert_int_equal(goaway_accepts, 2); /* the GOAWAY's connection, then the one that served it */
     res_free(&r);
     nc_client_free(c);
-    uv_close((uv_handle_t *)&goaway_listener, NULL);
+    int closed = 0;
+    goaway_listener.data = &closed;
+    uv_close((uv_handle_t *)&goaway_listener, listener_closed);
+    run_until(&closed, 1); /* the handle is used again by the next case */
+}
+
+/* The same, the new connection refused: the call waiting for it fails with the connection's error, as a
+ * first connection's calls do; the client then closes cleanly. */
+static void test_refused_no_new_connection(void **st) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", goaway_listen(1));
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 2, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    json_t *d = json_object();
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_ECONNREFUSED);
+    res_free(&r);
+    /* and the next call tries again (refused again: nothing listens any more) */
+    res_init(&r);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_ECONNREFUSED);
+    res_free(&r);
+    json_decref(d);
+    nc_client_free(c);
 }
 
 /* A server that polices PINGs answers a client's keepalive every 20 ms with GOAWAY ENHANCE_YOUR_CALM
@@ -1238,6 +1275,7 @@ int main(void) {
         cmocka_unit_test(test_compressed_requests),
         cmocka_unit_test(test_set_health),
         cmocka_unit_test(test_refused_retried),
+        cmocka_unit_test(test_refused_no_new_connection),
         cmocka_unit_test(test_keepalive_too_many_pings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

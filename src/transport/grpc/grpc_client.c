@@ -455,6 +455,9 @@ static void st_end(nc_stream *s, int err, const char *msg) {
 static void ka_stop(gconn *c);
 static void draining_unlink(gclient *g, gconn *c);
 
+static gcall *take_waiting(gclient *g);
+static gcall *next_taken(gcall **list);
+
 static void conn_ended(nc_dial *d, int err, const char *msg) {
     gconn *c = (gconn *)d;
     ka_stop(c);
@@ -470,11 +473,10 @@ static void conn_ended(nc_dial *d, int err, const char *msg) {
     if (current && c->replacement && !c->ready) {
         /* the connection dialled for calls made after a GOAWAY did not come up: they fail as a first
          * connection's calls would, with its reason; calls still finishing elsewhere go on */
-        while (g->waiting) {
-            gcall *k = g->waiting;
-            nc_gcall_unlink(&g->waiting, k);
-            k->waiting = 0;
-            nc_client__fail_call(g->cli, k->id, err ? err : NC_ECONNCLOSED, text);
+        gcall *list = take_waiting(g), *k; /* calls made from on_done wait for a connection of their own */
+        while ((k = next_taken(&list))) {
+            if (!k->done) nc_client__fail_call(g->cli, k->id, err ? err : NC_ECONNCLOSED, text);
+            nc_gcall_unref(k);
         }
         if (!g->closing) return;
     }
@@ -548,22 +550,36 @@ static int submit_on(gclient *g, gconn *c, gcall *k) {
 }
 
 /* The calls made while no connection was ready go out, in order, on c. */
-static void submit_waiting(gclient *g, gconn *c) {
-    /* the list is newest first (nc_gcall_link): walk it from the tail */
-    gcall *t = g->waiting;
-    while (t && t->next) t = t->next;
-    while (t) {
-        gcall *k = t;
-        t = k->prev;
+/* The waiting calls taken out of the client's list, oldest first (linked by next), each with a reference
+ * held: the core may forget, cancel or make calls from the callbacks that follow. */
+static gcall *take_waiting(gclient *g) {
+    gcall *list = NULL;
+    while (g->waiting) { /* newest first there (nc_gcall_link): pushing each in front reverses it */
+        gcall *k = g->waiting;
         nc_gcall_unlink(&g->waiting, k);
         k->waiting = 0;
-        if (k->done) continue;
-        int r = submit_on(g, c, k);
-        if (r) {
-            k->refs++;
+        k->refs++;
+        k->next = list;
+        list = k;
+    }
+    return list;
+}
+
+static gcall *next_taken(gcall **list) {
+    gcall *k = *list;
+    if (k) {
+        *list = k->next;
+        k->next = NULL;
+    }
+    return k;
+}
+
+static void submit_waiting(gclient *g, gconn *c) {
+    gcall *list = take_waiting(g), *k;
+    while ((k = next_taken(&list))) {
+        if (!k->done && submit_on(g, c, k))
             fail_local(g, k, 14, "cannot open a stream on the new connection");
-            nc_gcall_unref(k);
-        }
+        nc_gcall_unref(k);
     }
 }
 
