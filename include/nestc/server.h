@@ -141,6 +141,23 @@ NC_API int nc_server_run(nc_server *srv);
 /* The bound port (after listen), or 0. */
 NC_API int nc_server_port(const nc_server *srv);
 
+/* Health statuses a transport serves to health checkers (gRPC: grpc.health.v1.Health Check, Watch and
+ * List), numbered as grpc.health.v1's ServingStatus. */
+typedef enum nc_health {
+    NC_HEALTH_SERVING = 1,
+    NC_HEALTH_NOT_SERVING = 2,
+    NC_HEALTH_SERVICE_UNKNOWN = 3, /* as if the service were not there (Check: NOT_FOUND) */
+} nc_health;
+
+/* Sets the health status of `service` ("" = the server as a whole) on transports with a health service;
+ * open watches see the change. Any name may be given (a name the server does not serve becomes known).
+ * At graceful shutdown every status becomes NOT_SERVING whatever was set. The server's own status ("")
+ * other than SERVING also makes nc_server_health_get's `ready` (the admin endpoint's /health/ready) false.
+ * Loop thread, before or after
+ * listen. Returns 0, NC_EINVAL (bad arguments), NC_EUNSUPPORTED (the transport has no health service, or
+ * it is turned off, or the server has workers: each loop has its own), NC_ENOMEM. */
+NC_API int nc_server_set_health(nc_server *srv, const char *service, nc_health status);
+
 /* Graceful shutdown, bounded by shutdown_timeout_ms: stop accepting (brokers: unsubscribe); once no
  * request is in flight, write every reply produced and end each connection after its last byte; at the
  * deadline, cancel the requests still unfinished (nc_request_on_cancel) and close every connection at

@@ -54,6 +54,8 @@ typedef struct ccall {
     int queued, sent;
     int finishing; /* call_done has begun: the handle refuses everything but the accessors */
     int ended;     /* nc_call_end called: no more writes */
+    nc_buf wq;     /* request-stream values written while the call was queued ([u32 len][JSON]...): they
+                      follow the request once it is out, counted in queued_bytes meanwhile */
     nc_hid hid;    /* 0 for the simple forms */
     cmeta *meta;
     nc_value_fn on_value;
@@ -251,6 +253,7 @@ static void call_free(ccall *k) {
     free(k->own_wire);
     json_decref(k->headers);
     k->headers = NULL;
+    nc_buf_free(&k->wq);
     if (k->opts) {
         nc_optset_free(k->opts);
         free(k->opts);
@@ -285,7 +288,7 @@ static void unqueue(nc_client *c, ccall *k) {
         else
             c->qhead = it->qnext;
         if (c->qtail == it) c->qtail = prev;
-        c->queued_bytes -= k->body.len;
+        c->queued_bytes -= k->body.len + k->wq.len;
         break;
     }
     k->queued = 0;
@@ -833,6 +836,27 @@ static void event_refused(void *arg, int err, const char *msg) {
     call_fail(k, err, msg);
 }
 
+static int stream_out(nc_client *c, ccall *k, const char *text, size_t len);
+
+/* The values written while the call waited for the connection, in order, then its end if it was ended
+ * meanwhile. A write the transport refuses fails the call (its caller was told 0 when it queued). */
+static void send_queued_writes(nc_client *c, ccall *k) {
+    nc_buf q = k->wq;
+    k->wq = (nc_buf)NC_BUF_INIT;
+    uint64_t serial = k->serial;
+    int r = 0;
+    for (size_t off = 0; off + 4 <= q.len && !r;) {
+        uint32_t n;
+        memcpy(&n, q.data + off, 4);
+        r = stream_out(c, k, q.data + off + 4, n);
+        off += 4 + n + 1;
+        if (nc_u64map_get(&c->pending, serial) != k) r = NC_ESTATE; /* it ended meanwhile */
+    }
+    if (!r && k->ended && c->tp->end) r = stream_out(c, k, NULL, 0);
+    nc_buf_free(&q);
+    if (r && r != NC_ESTATE && nc_u64map_get(&c->pending, serial) == k) call_fail(k, r, nc_strerror(r));
+}
+
 /* Hands the call's encoded packet to the transport. The call may complete inside (the connection
  * failing): its body then waits in c->orphan until send() has returned. Returns 0 or the error the call
  * failed with. */
@@ -844,7 +868,7 @@ static int send_body(nc_client *c, ccall *k) {
                        .id = k->id[0] ? k->id : NULL,
                        .headers = k->headers,
                        .opts = k->opts,
-                       .writable = k->hid != 0 && !k->ended};
+                       .writable = k->hid != 0 && (!k->ended || k->wq.len)};
     if (!k->id[0]) {
         out.accepted = event_accepted;
         out.refused = event_refused;
@@ -864,6 +888,7 @@ static int send_body(nc_client *c, ccall *k) {
         k->sent = was_sent; /* the transport did not take it: nothing (new) to forget */
         call_fail(k, r, out.why[0] ? out.why : r == NC_ECONNCLOSED ? "Connection closed" : nc_strerror(r));
     }
+    if (!r && alive && k->wq.len) send_queued_writes(c, k);
     return r;
 }
 
@@ -972,14 +997,14 @@ static int call_optset(nc_client *c, const nc_call_opts *o, nc_optset **out) {
 /* Queues a call for the connection (starting it if need be). The call may fail inside. */
 static void enqueue(nc_client *c, ccall *k) {
     if (c->cfg.max_send_buffer_size > 0 &&
-        (long long)(c->queued_bytes + k->body.len) > c->cfg.max_send_buffer_size) {
+        (long long)(c->queued_bytes + k->body.len + k->wq.len) > c->cfg.max_send_buffer_size) {
         /* waiting for the connection: the queue is bounded like a connection's unsent bytes */
         call_fail(k, NC_ESTALLED, "the send queue is full (max_send_buffer_size) while connecting");
         return;
     }
     k->queued = 1;
     k->qnext = NULL;
-    c->queued_bytes += k->body.len;
+    c->queued_bytes += k->body.len + k->wq.len; /* writes kept while queued (a retried call's too) */
     if (c->qtail)
         c->qtail->qnext = k;
     else
@@ -1193,24 +1218,46 @@ static ccall *call_of(const nc_call *call, int any) {
     return k && (any || !k->finishing) ? k : NULL;
 }
 
-/* One request-stream operation through the transport: value != NULL writes it, NULL ends. */
+/* One request-stream operation through the transport: text != NULL writes it (NUL-terminated), NULL
+ * ends. */
+static int stream_out(nc_client *c, ccall *k, const char *text, size_t len) {
+    int (*op)(void *, nc_outbound *) = text ? c->tp->write : c->tp->end;
+    nc_outbound out = {.route = k->route,
+                       .pattern_json = k->wire,
+                       .body = text,
+                       .len = len,
+                       .id = k->id,
+                       .headers = k->headers};
+    return op(c->tps, &out);
+}
+
+/* One request-stream operation: value != NULL writes it, NULL ends. A call still queued for the
+ * connection keeps its writes (bounded with the queue by max_send_buffer_size) until it is out. */
 static int stream_op(ccall *k, const json_t *value) {
     nc_client *c = k->cli;
     int (*op)(void *, nc_outbound *) = value ? c->tp->write : c->tp->end;
     if (!op) return NC_EUNSUPPORTED;
-    if (c->state != CONNECTED || k->queued) return NC_ECONNCLOSED; /* the request itself is not out yet */
+    if (!k->queued && c->state != CONNECTED) return NC_ECONNCLOSED;
     nc_buf b = NC_BUF_INIT;
     if (value && (nc_json_write(&b, value) || !nc_buf_cstr(&b))) {
         nc_buf_free(&b);
         return NC_ENOMEM;
     }
-    nc_outbound out = {.route = k->route,
-                       .pattern_json = k->wire,
-                       .body = b.data,
-                       .len = b.len,
-                       .id = k->id,
-                       .headers = k->headers};
-    int r = op(c->tps, &out);
+    int r;
+    if (k->queued) {
+        uint32_t n = (uint32_t)b.len;
+        if (c->cfg.max_send_buffer_size > 0 &&
+            (long long)(c->queued_bytes + 4 + b.len + 1) > c->cfg.max_send_buffer_size)
+            r = NC_ESTALLED; /* the same bound as the queued calls themselves */
+        else if (nc_buf_append(&k->wq, &n, 4) || nc_buf_append(&k->wq, b.data ? b.data : "", b.len + 1))
+            r = NC_ENOMEM; /* the text with its NUL: handed to the transport as a string later */
+        else {
+            c->queued_bytes += 4 + b.len + 1;
+            r = 0;
+        }
+    } else {
+        r = stream_out(c, k, b.data, b.len);
+    }
     nc_buf_free(&b);
     return r;
 }

@@ -34,7 +34,7 @@ int nc_server_health_get(nc_server *s, nc_server_health *out) {
     out->listening = s->listening && !s->transport_closed;
     out->connected = s->connected;
     out->draining = s->closing;
-    out->ready = out->listening && out->connected && !out->draining;
+    out->ready = out->listening && out->connected && !out->draining && !s->health_not_serving;
     out->reconnects = s->reconnects;
     out->workers = s->cfg.workers;
     return 0;

@@ -418,6 +418,15 @@ int nc_server_port(const nc_server *s) {
     return s && s->tp->port ? s->tp->port(s->tps) : 0;
 }
 
+/* Forwarded to the transport: the core knows no health service, and never which transport has one. */
+int nc_server_set_health(nc_server *s, const char *service, nc_health status) {
+    if (!s || !service || status < NC_HEALTH_SERVING || status > NC_HEALTH_SERVICE_UNKNOWN) return NC_EINVAL;
+    if (!s->tp->set_health || s->cfg.workers > 1) return NC_EUNSUPPORTED;
+    int r = s->tp->set_health(s->tps, service, (int)status);
+    if (!r && !*service) s->health_not_serving = status != NC_HEALTH_SERVING; /* the admin's /health/ready */
+    return r;
+}
+
 /* Not uv_run(UV_RUN_DEFAULT): a timer or socket a handler left open (a cancelled request's work) would keep
  * that running after the server closed. UV_RUN_ONCE returns 0 when nothing is left to wait for. */
 void nc_server__run_loop(nc_server *s) {

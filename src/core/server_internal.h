@@ -161,6 +161,7 @@ struct nc_server {
     _Atomic int workers_closed; /* workers whose handles are closed (their threads count them) */
     int connected, ever_connected;
     uint64_t reconnects;
+    int health_not_serving; /* nc_server_set_health("", not SERVING) accepted: /health/ready says not ready */
 };
 
 /* workers.c */

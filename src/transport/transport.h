@@ -151,6 +151,9 @@ typedef struct nc_server_transport {
      * thread, at most once per delivery, possibly after a reconnect (check d->conn). NULL: the transport
      * does not settle (TCP, TLS, Redis pub/sub, core NATS) and the settling calls are no-ops. */
     void (*settle)(void *state, const nc_delivery *d, nc_settle how);
+    /* nc_server_set_health (status: nc_health's numbers): the transport's health service reports it. NULL:
+     * no health service (nc_server_set_health gives NC_EUNSUPPORTED). */
+    int (*set_health)(void *state, const char *service, int status);
 } nc_server_transport;
 
 /* ---- client side ---------------------------------------------------------------------------------- */

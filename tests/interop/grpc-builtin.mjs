@@ -325,6 +325,26 @@ hc.close();
   check('server exit (keepalive)', await stop(srv.server), 0);
 }
 
+// ---- maxConnectionAgeMs: GOAWAY every ~150 ms; a grpc-js client's calls go on across them ------------------
+{
+  const srv = await start('maxConnectionAgeMs=150', `maxConnectionAgeGraceMs=${5000 * factor}`);
+  const def = protoLoader.loadSync(args.proto, { keepCase: true });
+  const c = new (grpc.loadPackageDefinition(def).nestc.conformance.Conformance)(srv.url, creds);
+  const goaways = () => traces.filter((t) => /connection closed by GOAWAY with code 0/.test(t)).length;
+  const before = goaways();
+  // a call in flight across the GOAWAY finishes on its old connection
+  const slow = unary(c, 'Sleep', { ms: 400 });
+  let bad = 0, n = 0;
+  for (const end = Date.now() + 700; Date.now() < end; n++) {
+    const r = await unary(c, 'Sum', { numbers: [n] });
+    if (!r.value || (r.value.sum || 0) !== n) bad++;
+  }
+  check('maxConnectionAgeMs: grpc-js calls across GOAWAYs', { bad, slow: await slow, goaway: goaways() > before },
+    { bad: 0, slow: { value: { ms: 400 } }, goaway: true });
+  c.close();
+  check('server exit (max connection age)', await stop(srv.server), 0);
+}
+
 const failed = results.filter((ok) => !ok).length;
 console.log(`${results.length - failed}/${results.length} passed`);
 process.exit(failed ? 1 : 0);

@@ -220,6 +220,34 @@ check('BidiEcho, one message', status(await send('BidiEcho', '{"text":"once"}'))
   check('Echo 4 MB', { exit: r.code, len: out.text && out.text.length }, { exit: 0, len: big.length });
 }
 
+// compressed requests (defaultCompressionAlgorithm, grpc-js's grpc.default_compression_algorithm): the server
+// reads gzip and deflate messages
+for (const alg of ['gzip', 'deflate'])
+  check(`Echo, ${alg} requests`, status(await send('Echo', JSON.stringify(echo), '--opt', `defaultCompressionAlgorithm=${alg}`)),
+    { exit: 0, out: [echo], err: null });
+
+// client keepalive (grpc.keepalive_time_ms): PINGs every 50 ms over a 500 ms call, each acknowledged by the
+// server within 200 ms (an unanswered one would end the connection and the call with 14)
+check('Sleep through keepalive PINGs', status(await send('Sleep', '{"ms":500}', '--opt', 'keepaliveTimeMs=50',
+  '--opt', `keepaliveTimeoutMs=${200 * factor}`)), { exit: 0, out: [{ ms: 500 }], err: null });
+
+// a server's GOAWAY (grpc-js's grpc.max_connection_age_ms: one every ~200 ms): the unary calls of one client
+// (`nestc bench`, 4 in flight) go on over new connections, none fails
+if (args.grpcjs) {
+  const s = new grpc.Server({ 'grpc.max_connection_age_ms': 200 });
+  const def = protoLoader.loadSync(args.proto, { keepCase: true });
+  s.addService(grpc.loadPackageDefinition(def).nestc.conformance.Conformance.service, grpcjsService());
+  const p = await new Promise((resolve, reject) =>
+    s.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, q) => (e ? reject(e) : resolve(q))));
+  const r = await run(['bench', `grpc://127.0.0.1:${p}`, M('Sum'), '{"numbers":[1]}', '--proto', args.proto,
+    '--duration', '1.5', '--warmup', '0.1', '--inflight', '4']);
+  let j = {};
+  try { j = JSON.parse(r.stdout); } catch { /* reported below */ }
+  check('calls across GOAWAYs (grpc.max_connection_age_ms)', { exit: r.code, errors: j.errors, some: j.requests > 20 },
+    { exit: 0, errors: 0, some: true });
+  s.forceShutdown();
+}
+
 // no server: exit 2, status 14
 {
   const p = await freePort();

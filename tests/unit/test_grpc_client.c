@@ -2,8 +2,10 @@
  * the status → error mapping (code, details, headers, trailers), a deadline, a cancel reaching the
  * handler, a 4 MB message, an unknown method, UNIMPLEMENTED, a refused connection and a lost one. */
 #include <string.h>
+#include <unistd.h>
 
 #include "loop_fixture.h"
+#include "util/buf.h"
 
 #ifndef NESTC_VECTORS_DIR
 #error "NESTC_VECTORS_DIR must point at tests/vectors"
@@ -610,6 +612,614 @@ static void test_not_grpc_server(void **st) {
     uv_close((uv_handle_t *)&raw_listener, NULL);
 }
 
+/* ---- GOAWAY, queued writes, keepalive, compression ------------------------------------------------------
+ */
+
+static nc_server *server_with(nc_option *extra, size_t nextra) {
+    nc_option opts[8] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    for (size_t i = 0; i < nextra; i++) opts[2 + i] = extra[i];
+    nc_server_opts so = {.loop = &loop, .options = opts, .noptions = 2 + nextra, .shutdown_timeout_ms = 1};
+    nc_server *s;
+    assert_int_equal(nc_server_new(&s, "grpc://127.0.0.1:0", &so), 0);
+    nc_server_message(s, "{\"service\":\"Conformance\",\"rpc\":\"Sleep\",\"streaming\":\"no_stream\"}",
+                      h_sleep, NULL);
+    nc_server_message(s, "{\"service\":\"Conformance\",\"rpc\":\"Sum\",\"streaming\":\"no_stream\"}", h_sum,
+                      NULL);
+    nc_server_message(s, "{\"service\":\"Conformance\",\"rpc\":\"Echo\",\"streaming\":\"no_stream\"}", h_echo,
+                      NULL);
+    nc_server_message(s, "{\"service\":\"Conformance\",\"rpc\":\"ClientSum\",\"streaming\":\"rx_stream\"}",
+                      h_client_sum, NULL);
+    assert_int_equal(nc_server_listen(s), 0);
+    return s;
+}
+
+static nc_client *client_of(nc_server *s, nc_option *extra, size_t nextra, int connect) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(s));
+    nc_option opts[8] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    for (size_t i = 0; i < nextra; i++) opts[2 + i] = extra[i];
+    nc_client_opts co = {
+        .loop = &loop, .options = opts, .noptions = 2 + nextra, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    if (connect) {
+        connected = 0;
+        assert_int_equal(nc_client_connect(c, on_conn, NULL), 0);
+        run_until(&connected, 1);
+        assert_int_equal(connected, 1);
+    }
+    return c;
+}
+
+/* A server's GOAWAY (maxConnectionAgeMs 100: one every ~100 ms, graceful) while a call is in flight on the
+ * old connection: every call made after it goes to a new connection and succeeds (it failed with "the
+ * server is closing the connection" before), and the call in flight finishes on the old one (here:
+ * cancelled, which still reaches its handler there). */
+static void test_goaway_new_calls(void **st) {
+    nc_option age[] = {{"maxConnectionAgeMs", "100"}};
+    nc_server *s = server_with(age, 1);
+    nc_client *c = client_of(s, NULL, 0, 1);
+    res slow;
+    res_init(&slow);
+    json_t *d = json_object();
+    nc_call *sc;
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    int before = sleeping;
+    assert_int_equal(nc_client_call(c, M("Sleep"), d, NULL, &cbs, &slow, &sc), 0);
+    run_until(&sleeping, before + 1);
+    uv_update_time(&loop);
+    uint64_t end = uv_now(&loop) + 500; /* five ages: several GOAWAYs, each to a connection with calls */
+    int calls = 0;
+    while (uv_now(&loop) < end) {
+        res r;
+        res_init(&r);
+        json_t *n = json_pack("{s:[i,i]}", "numbers", 2, calls);
+        assert_int_equal(nc_client_send(c, M("Sum"), n, NULL, r_value, r_done, &r), 0);
+        json_decref(n);
+        run_until(&r.done, 1);
+        if (r.err) fprintf(stderr, "call %d: %d %s\n", calls, r.err, json_dumps(r.error, JSON_ENCODE_ANY));
+        assert_int_equal(r.err, 0);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(r.values, 0), "sum")), 2 + calls);
+        res_free(&r);
+        calls++;
+    }
+    assert_true(calls > 5);
+    assert_int_equal(slow.done, 0); /* still open on the first connection, past its GOAWAY */
+    int was = cancelled;
+    nc_call_cancel(sc);
+    run_until(&cancelled, was + 1); /* the RST_STREAM went out on the old connection */
+    res_free(&slow);
+    json_decref(d);
+    nc_client_free(c);
+    nc_server_free(s);
+}
+
+/* maxConnectionAgeGraceMs: after the age GOAWAY, a call still open when the grace ends is cut (the
+ * connection closed): the client sees UNAVAILABLE, the handler its cancel. */
+static void test_age_grace(void **st) {
+    nc_option age[] = {{"maxConnectionAgeMs", "50"}, {"maxConnectionAgeGraceMs", "100"}};
+    nc_server *s = server_with(age, 2);
+    nc_client *c = client_of(s, NULL, 0, 1);
+    res r;
+    res_init(&r);
+    json_t *d = json_object();
+    int was = cancelled;
+    assert_int_equal(nc_client_send(c, M("Sleep"), d, NULL, r_value, r_done, &r), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_EREMOTE);
+    assert_int_equal(json_integer_value(json_object_get(r.error, "code")), 14);
+    run_until(&cancelled, was + 1);
+    res_free(&r);
+    /* the next call gets a new connection */
+    res_init(&r);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    res_free(&r);
+    json_decref(d);
+    nc_client_free(c);
+    nc_server_free(s);
+}
+
+/* nc_call_write on a call still waiting for the connection: the messages are kept, in order, and go
+ * after the request (it failed with NC_ECONNCLOSED before); ended while waiting too. */
+static void test_write_while_connecting(void **st) {
+    nc_client *c = client_of(srv, NULL, 0, 0);
+    res r;
+    res_init(&r);
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    nc_call *k;
+    json_t *first = json_pack("{s:[i]}", "numbers", 1);
+    assert_int_equal(nc_client_call(c, M("ClientSum"), first, NULL, &cbs, &r, &k), 0);
+    json_decref(first);
+    for (int i = 2; i <= 4; i++) {
+        json_t *m = json_pack("{s:[i]}", "numbers", i);
+        assert_int_equal(nc_call_write(k, m), 0);
+        json_decref(m);
+    }
+    assert_int_equal(nc_call_end(k), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(r.values, 0), "sum")), 10);
+    res_free(&r);
+    /* bidi, ended later: the writes made while waiting come back first, in order */
+    res_init(&r);
+    nc_client_close(c);
+    assert_int_equal(nc_client_call(c, M("BidiEcho"), NULL, NULL, &cbs, &r, &k), 0);
+    for (int i = 0; i < 3; i++) {
+        json_t *m = json_pack("{s:s}", "text", i == 0 ? "a" : i == 1 ? "b" : "c");
+        assert_int_equal(nc_call_write(k, m), 0);
+        json_decref(m);
+    }
+    run_until(&r.nvalues, 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r.values, 2), "text")), "c");
+    assert_int_equal(nc_call_end(k), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    res_free(&r);
+    nc_client_free(c);
+}
+
+/* A bounded queue: a write that would pass max_send_buffer_size while waiting is refused. */
+static void test_write_queue_bound(void **st) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(srv));
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_client_opts co = {.loop = &loop,
+                         .options = opts,
+                         .noptions = 2,
+                         .timeout_ms = 30000 * time_factor(),
+                         .max_send_buffer_size = 4096};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    nc_call *k;
+    assert_int_equal(nc_client_call(c, M("BidiEcho"), NULL, NULL, &cbs, &r, &k), 0);
+    char text[3000];
+    memset(text, 'q', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    json_t *m = json_pack("{s:s}", "text", text);
+    assert_int_equal(nc_call_write(k, m), 0);
+    assert_int_equal(nc_call_write(k, m), NC_ESTALLED);
+    json_decref(m);
+    assert_int_equal(nc_call_end(k), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.nvalues, 1);
+    res_free(&r);
+    nc_client_free(c);
+}
+
+/* A peer that accepts and then never answers anything (no SETTINGS, no PING ACK): with keepaliveTimeMs
+ * the call fails with UNAVAILABLE within keepalive time + timeout, not at its 30 s deadline. */
+static uv_tcp_t mute_listener;
+static void mute_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    static char sink[4096];
+    *b = uv_buf_init(sink, sizeof sink);
+}
+static nc_buf mute_bytes;
+static int gz_seen;
+static void mute_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    if (n < 0) {
+        uv_close((uv_handle_t *)s, (uv_close_cb)free);
+        return;
+    }
+    nc_buf_append(&mute_bytes, b->base, (size_t)n);
+    /* a gRPC message prefix with the Compressed-Flag (1, then a 4-byte length), then gzip's magic 1f 8b */
+    for (size_t i = 0; i + 7 <= mute_bytes.len; i++)
+        if (mute_bytes.data[i] == 1 && (uint8_t)mute_bytes.data[i + 5] == 0x1f &&
+            (uint8_t)mute_bytes.data[i + 6] == 0x8b)
+            gz_seen = 1;
+}
+static void mute_conn(uv_stream_t *l, int status) {
+    uv_tcp_t *t = malloc(sizeof *t);
+    uv_tcp_init(&loop, t);
+    assert_int_equal(uv_accept(l, (uv_stream_t *)t), 0);
+    uv_read_start((uv_stream_t *)t, mute_alloc, mute_read);
+}
+static int mute_listen(void) {
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &mute_listener);
+    assert_int_equal(uv_tcp_bind(&mute_listener, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&mute_listener, 8, mute_conn), 0);
+    struct sockaddr_in b;
+    int bl = sizeof b;
+    uv_tcp_getsockname(&mute_listener, (struct sockaddr *)&b, &bl);
+    return ntohs(b.sin_port);
+}
+static void test_keepalive_dead_peer(void **st) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", mute_listen());
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepaliveTimeMs", "50"}, {"keepaliveTimeoutMs", "100"}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 3, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    json_t *d = json_object();
+    uv_update_time(&loop);
+    uint64_t t0 = uv_now(&loop);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_EREMOTE);
+    assert_int_equal(json_integer_value(json_object_get(r.error, "code")), 14);
+    assert_non_null(strstr(json_string_value(json_object_get(r.error, "details")), "keepalive"));
+    assert_true(uv_now(&loop) - t0 < 5000u * (unsigned)time_factor());
+    res_free(&r);
+    nc_client_free(c);
+    uv_close((uv_handle_t *)&mute_listener, NULL);
+}
+
+/* Keepalive against a server that answers: PINGs every 20 ms over a 200 ms call, the call served. */
+static void test_keepalive_alive(void **st) {
+    nc_option ka[] = {{"keepaliveTimeMs", "20"}, {"keepaliveTimeoutMs", "5000"}};
+    nc_client *c = client_of(srv, ka, 2, 1);
+    res r;
+    res_init(&r);
+    json_t *d = json_object();
+    nc_call *k;
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    int before = sleeping;
+    assert_int_equal(nc_client_call(c, M("Sleep"), d, NULL, &cbs, &r, &k), 0);
+    run_until(&sleeping, before + 1);
+    int never = 0;
+    run_until_ms(&never, 1, 200);
+    assert_int_equal(r.done, 0);
+    nc_call_cancel(k);
+    res_free(&r);
+    res_init(&r);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    res_free(&r);
+    json_decref(d);
+    nc_client_free(c);
+}
+
+/* defaultCompressionAlgorithm on the client: every request message compressed (grpc-encoding gzip or
+ * deflate, the flag set), read by the server; the bytes on the wire (caught by a peer that only reads) hold a
+ * message with the Compressed-Flag set and gzip's magic. */
+static void test_compressed_requests(void **st) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", mute_listen());
+    nc_option zo[] = {{"protoPath", PROTO}, {"defaultCompressionAlgorithm", "gzip"}};
+    nc_client_opts co = {.loop = &loop, .options = zo, .noptions = 2, .timeout_ms = 30000 * time_factor()};
+    nc_client *mc;
+    assert_int_equal(nc_client_new(&mc, url, &co), 0);
+    res mr;
+    res_init(&mr);
+    json_t *md = json_pack("{s:s}", "text", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz");
+    gz_seen = 0;
+    assert_int_equal(nc_client_send(mc, M("Echo"), md, NULL, r_value, r_done, &mr), 0);
+    json_decref(md);
+    run_until(&gz_seen, 1);
+    nc_client_free(mc);
+    res_free(&mr);
+    nc_buf_free(&mute_bytes);
+    uv_close((uv_handle_t *)&mute_listener, NULL);
+    const char *algs[] = {"gzip", "deflate"};
+    for (int i = 0; i < 2; i++) {
+        nc_option z[] = {{"defaultCompressionAlgorithm", algs[i]}};
+        nc_client *c = client_of(srv, z, 1, 1);
+        res r;
+        res_init(&r);
+        char text[5000];
+        memset(text, 'z', sizeof text - 1);
+        text[sizeof text - 1] = '\0';
+        json_t *d = json_pack("{s:s}", "text", text);
+        assert_int_equal(nc_client_send(c, M("Echo"), d, NULL, r_value, r_done, &r), 0);
+        json_decref(d);
+        run_until(&r.done, 1);
+        assert_int_equal(r.err, 0);
+        assert_int_equal(strlen(json_string_value(json_object_get(json_array_get(r.values, 0), "text"))),
+                         sizeof text - 1);
+        res_free(&r);
+        /* client streaming: each message compressed */
+        res_init(&r);
+        nc_call *k;
+        nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+        json_t *m = json_pack("{s:[i,i]}", "numbers", 3, 4);
+        assert_int_equal(nc_client_call(c, M("ClientSum"), m, NULL, &cbs, &r, &k), 0);
+        assert_int_equal(nc_call_write(k, m), 0);
+        json_decref(m);
+        assert_int_equal(nc_call_end(k), 0);
+        run_until(&r.done, 1);
+        assert_int_equal(r.err, 0);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(r.values, 0), "sum")), 14);
+        res_free(&r);
+        nc_client_free(c);
+    }
+}
+
+/* nc_server_set_health: statuses the application sets, seen by Check, Watch and List (grpc.health.v1, the
+ * health.proto grpc-health-check carries); a transport without a health service says NC_EUNSUPPORTED. */
+static const char health_proto[] =
+    "syntax = \"proto3\"; package grpc.health.v1;\n"
+    "message HealthListRequest {}\n"
+    "message HealthListResponse { map<string, HealthCheckResponse> statuses = 1; }\n"
+    "message HealthCheckRequest { string service = 1; }\n"
+    "message HealthCheckResponse { enum ServingStatus { UNKNOWN = 0; SERVING = 1; NOT_SERVING = 2;\n"
+    " SERVICE_UNKNOWN = 3; } ServingStatus status = 1; }\n"
+    "service Health { rpc Check(HealthCheckRequest) returns (HealthCheckResponse);\n"
+    " rpc Watch(HealthCheckRequest) returns (stream HealthCheckResponse);\n"
+    " rpc List(HealthListRequest) returns (HealthListResponse); }\n";
+
+static int check_status(nc_client *c, const char *service) {
+    res r;
+    res_init(&r);
+    json_t *d = json_pack("{s:s}", "service", service);
+    assert_int_equal(nc_client_send(c, "grpc.health.v1.Health/Check", d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    int st = r.err ? -(int)json_integer_value(json_object_get(r.error, "code"))
+                   : (int)json_integer_value(json_object_get(json_array_get(r.values, 0), "status"));
+    res_free(&r);
+    return st; /* the status, or minus the gRPC code of the error */
+}
+
+static void test_set_health(void **st) {
+    char path[128];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/nestc-health-XXXXXX", tmp && *tmp && strlen(tmp) < 80 ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, health_proto, sizeof health_proto - 1), (ssize_t)(sizeof health_proto - 1));
+    close(fd);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(srv));
+    nc_option opts[] = {{"protoPath", path}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 1, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    const char *svc = "nestc.conformance.Conformance";
+    assert_int_equal(check_status(c, svc), NC_HEALTH_SERVING);
+    assert_int_equal(check_status(c, "my.Custom"), -5); /* unknown: NOT_FOUND */
+    /* a watch of a name not served yet: SERVICE_UNKNOWN, then what the application sets */
+    res w;
+    res_init(&w);
+    json_t *d = json_pack("{s:s}", "service", "my.Custom");
+    nc_call *wc;
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    assert_int_equal(nc_client_call(c, "grpc.health.v1.Health/Watch", d, NULL, &cbs, &w, &wc), 0);
+    json_decref(d);
+    run_until(&w.nvalues, 1);
+    assert_int_equal(nc_server_set_health(srv, "my.Custom", NC_HEALTH_SERVING), 0);
+    run_until(&w.nvalues, 2);
+    assert_int_equal(nc_server_set_health(srv, "my.Custom", NC_HEALTH_NOT_SERVING), 0);
+    run_until(&w.nvalues, 3);
+    int want[] = {3, 1, 2};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(w.values, (size_t)i), "status")),
+                         want[i]);
+    assert_int_equal(check_status(c, "my.Custom"), NC_HEALTH_NOT_SERVING);
+    nc_call_cancel(wc);
+    res_free(&w);
+    /* a served service and the server as a whole, set and set back */
+    assert_int_equal(nc_server_set_health(srv, svc, NC_HEALTH_NOT_SERVING), 0);
+    assert_int_equal(nc_server_set_health(srv, "", NC_HEALTH_NOT_SERVING), 0);
+    assert_int_equal(check_status(c, svc), NC_HEALTH_NOT_SERVING);
+    assert_int_equal(check_status(c, ""), NC_HEALTH_NOT_SERVING);
+    nc_server_health h;
+    assert_int_equal(nc_server_health_get(srv, &h), 0);
+    assert_int_equal(h.ready, 0); /* the admin endpoint's /health/ready follows the server's own status */
+    /* List carries what was set */
+    res r;
+    res_init(&r);
+    d = json_object();
+    assert_int_equal(nc_client_send(c, "grpc.health.v1.Health/List", d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    json_t *all = json_object_get(json_array_get(r.values, 0), "statuses");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(all, "my.Custom"), "status")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(all, svc), "status")), 2);
+    res_free(&r);
+    assert_int_equal(nc_server_set_health(srv, svc, NC_HEALTH_SERVICE_UNKNOWN), 0);
+    assert_int_equal(check_status(c, svc), -5);
+    assert_int_equal(nc_server_set_health(srv, svc, NC_HEALTH_SERVING), 0);
+    assert_int_equal(nc_server_set_health(srv, "", NC_HEALTH_SERVING), 0);
+    assert_int_equal(check_status(c, svc), NC_HEALTH_SERVING);
+    assert_int_equal(nc_server_health_get(srv, &h), 0);
+    assert_int_equal(h.ready, 1);
+    assert_int_equal(nc_server_set_health(srv, "", 7), NC_EINVAL);
+    nc_client_free(c);
+    unlink(path);
+    /* no health service: a TCP server, and gRPC with healthCheck=false */
+    nc_server *t;
+    nc_server_opts so = {.loop = &loop};
+    assert_int_equal(nc_server_new(&t, "tcp://127.0.0.1:0", &so), 0);
+    assert_int_equal(nc_server_set_health(t, "", NC_HEALTH_SERVING), NC_EUNSUPPORTED);
+    nc_server_free(t);
+    nc_option off[] = {{"healthCheck", "false"}};
+    t = server_with(off, 1);
+    assert_int_equal(nc_server_set_health(t, "", NC_HEALTH_SERVING), NC_EUNSUPPORTED);
+    nc_server_free(t);
+}
+
+/* A stream above a GOAWAY's last-stream-id never reached a handler: it is sent again, transparently, on a
+ * new connection (it failed with 14 "the server refused the stream" before). The first connection is
+ * answered with SETTINGS and GOAWAY(last-stream-id 0) and kept open; the next ones are piped to the
+ * suite's server. */
+typedef struct pipe_end {
+    uv_tcp_t t;
+    struct pipe_end *other;
+    uv_connect_t cr;
+} pipe_end;
+static uv_tcp_t goaway_listener;
+static int goaway_accepts, goaway_then_close;
+static void pipe_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+    *b = uv_buf_init(malloc(65536), 65536);
+}
+static void pipe_written(uv_write_t *w, int status) {
+    free(w->data);
+    free(w);
+}
+static void pipe_closed(uv_handle_t *h) {
+    free(h);
+}
+static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    pipe_end *e = (pipe_end *)s;
+    if (n < 0) {
+        free(b->base);
+        if (e->other) {
+            e->other->other = NULL;
+            uv_close((uv_handle_t *)&e->other->t, pipe_closed);
+        }
+        uv_close((uv_handle_t *)&e->t, pipe_closed);
+        return;
+    }
+    if (n == 0 || !e->other) {
+        free(b->base);
+        return;
+    }
+    uv_write_t *w = malloc(sizeof *w);
+    w->data = b->base;
+    uv_buf_t out = uv_buf_init(b->base, (unsigned)n);
+    uv_write(w, (uv_stream_t *)&e->other->t, &out, 1, pipe_written);
+}
+static void pipe_connected(uv_connect_t *cr, int status) {
+    pipe_end *up = cr->data;
+    assert_int_equal(status, 0);
+    uv_read_start((uv_stream_t *)&up->t, pipe_alloc, pipe_read);
+    uv_read_start((uv_stream_t *)&up->other->t, pipe_alloc, pipe_read);
+}
+static void goaway_conn(uv_stream_t *l, int status) {
+    pipe_end *down = calloc(1, sizeof *down);
+    uv_tcp_init(&loop, &down->t);
+    assert_int_equal(uv_accept(l, (uv_stream_t *)&down->t), 0);
+    if (goaway_accepts++ == 0) {
+        /* SETTINGS (empty), then GOAWAY last-stream-id 0 NO_ERROR; what the client sends is read and dropped
+         */
+        static char frames[] = {0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        uv_write_t *w = malloc(sizeof *w);
+        w->data = NULL;
+        uv_buf_t b = uv_buf_init(frames, sizeof frames);
+        uv_write(w, (uv_stream_t *)&down->t, &b, 1, pipe_written);
+        uv_read_start((uv_stream_t *)&down->t, pipe_alloc, pipe_read);
+        if (goaway_then_close) uv_close((uv_handle_t *)l, NULL); /* the next connection is refused */
+        return;
+    }
+    pipe_end *up = calloc(1, sizeof *up);
+    uv_tcp_init(&loop, &up->t);
+    up->other = down;
+    down->other = up;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", nc_server_port(srv), &a);
+    up->cr.data = up;
+    uv_tcp_connect(&up->cr, &up->t, (const struct sockaddr *)&a, pipe_connected);
+}
+static void listener_closed(uv_handle_t *h) {
+    *(int *)h->data = 1;
+}
+static int goaway_listen(int then_close) {
+    goaway_accepts = 0;
+    goaway_then_close = then_close;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &goaway_listener);
+    assert_int_equal(uv_tcp_bind(&goaway_listener, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&goaway_listener, 8, goaway_conn), 0);
+    struct sockaddr_in b;
+    int bl = sizeof b;
+    uv_tcp_getsockname(&goaway_listener, (struct sockaddr *)&b, &bl);
+    return ntohs(b.sin_port);
+}
+static void test_refused_retried(void **st) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", goaway_listen(0));
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 2, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    json_t *d = json_pack("{s:[i,i]}", "numbers", 20, 22);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    if (r.err) fprintf(stderr, "refused: %s\n", json_dumps(r.error, JSON_ENCODE_ANY));
+    assert_int_equal(r.err, 0);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(r.values, 0), "sum")), 42);
+    assert_int_equal(goaway_accepts, 2); /* the GOAWAY's connection, then the one that served it */
+    res_free(&r);
+    nc_client_free(c);
+    int closed = 0;
+    goaway_listener.data = &closed;
+    uv_close((uv_handle_t *)&goaway_listener, listener_closed);
+    run_until(&closed, 1); /* the handle is used again by the next case */
+}
+
+/* The same, the new connection refused: the call waiting for it fails with the connection's error, as a
+ * first connection's calls do; the client then closes cleanly. */
+static void test_refused_no_new_connection(void **st) {
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", goaway_listen(1));
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 2, .timeout_ms = 30000 * time_factor()};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    res r;
+    res_init(&r);
+    json_t *d = json_object();
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_ECONNREFUSED);
+    res_free(&r);
+    /* and the next call tries again (refused again: nothing listens any more) */
+    res_init(&r);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, NC_ECONNREFUSED);
+    res_free(&r);
+    json_decref(d);
+    nc_client_free(c);
+}
+
+/* A server that polices PINGs answers a client's keepalive every 20 ms with GOAWAY ENHANCE_YOUR_CALM
+ * "too_many_pings": the client doubles its keepalive time, as grpc-js does (its debug log says so), and
+ * the next call goes to a new connection. */
+static int doubled;
+static void ka_log(void *user, nc_log_level level, const char *component, const char *message) {
+    if (strstr(message, "too_many_pings, keepalive time now 40 ms")) doubled = 1;
+}
+static void test_keepalive_too_many_pings(void **st) {
+    nc_option pol[] = {{"http2MinPingIntervalWithoutDataMs", "60000"},
+                       {"http2MaxPingStrikes", "0"},
+                       {"keepalivePermitWithoutCalls", "true"}};
+    nc_server *s = server_with(pol, 3);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", nc_server_port(s));
+    nc_option opts[] = {{"protoPath", PROTO},
+                        {"keepCase", "true"},
+                        {"keepaliveTimeMs", "20"},
+                        {"keepalivePermitWithoutCalls", "true"}};
+    nc_client_opts co = {.loop = &loop,
+                         .options = opts,
+                         .noptions = 4,
+                         .timeout_ms = 30000 * time_factor(),
+                         .log = ka_log,
+                         .log_level = NC_LOG_DEBUG};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    doubled = 0;
+    assert_int_equal(nc_client_connect(c, NULL, NULL), 0);
+    assert_true(run_until_ms(&doubled, 1, 5000));
+    res r;
+    res_init(&r);
+    json_t *d = json_pack("{s:[i]}", "numbers", 5);
+    assert_int_equal(nc_client_send(c, M("Sum"), d, NULL, r_value, r_done, &r), 0);
+    json_decref(d);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    res_free(&r);
+    nc_client_free(c);
+    nc_server_free(s);
+}
+
 static void method(nc_server *s, const char *rpc, const char *streaming, nc_request_fn fn) {
     char key[160];
     snprintf(key, sizeof key, "{\"service\":\"Conformance\",\"rpc\":\"%s\",\"streaming\":\"%s\"}", rpc,
@@ -656,6 +1266,17 @@ int main(void) {
         cmocka_unit_test(test_lost),
         cmocka_unit_test(test_response_cap),
         cmocka_unit_test(test_not_grpc_server),
+        cmocka_unit_test(test_goaway_new_calls),
+        cmocka_unit_test(test_age_grace),
+        cmocka_unit_test(test_write_while_connecting),
+        cmocka_unit_test(test_write_queue_bound),
+        cmocka_unit_test(test_keepalive_dead_peer),
+        cmocka_unit_test(test_keepalive_alive),
+        cmocka_unit_test(test_compressed_requests),
+        cmocka_unit_test(test_set_health),
+        cmocka_unit_test(test_refused_retried),
+        cmocka_unit_test(test_refused_no_new_connection),
+        cmocka_unit_test(test_keepalive_too_many_pings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -644,6 +644,37 @@ static void test_idle(void **st) {
     srv = main_srv;
 }
 
+/* maxConnectionAgeMs: GOAWAY NO_ERROR about that long after the connection opened, even with a call in
+ * flight, which goes on to its end there (a Sleep answered at its 300 ms deadline, not reset); then the
+ * connection ends. With maxConnectionAgeGraceMs such a call is cut when the grace is over. */
+static void test_age(void **st) {
+    nc_server *main_srv = srv;
+    nc_option o[] = {{"maxConnectionAgeMs", ms(0, 100)}};
+    srv = with_options(o, 1);
+    h2c c = {0};
+    c_open(&c, 1);
+    char t[16];
+    snprintf(t, sizeof t, "%dm", 300 * time_factor());
+    call_timeout = t;
+    c_call(&c, SVC "Sleep", "\0\0\0\0\x02\x08\x01", 7);
+    assert_int_equal(c.goaway_code, NGHTTP2_NO_ERROR); /* the GOAWAY came while the call was in flight */
+    assert_int_equal(c.status, 4);                     /* and the call was answered to its end */
+    run_until(&c.eof, 1);
+    c_free(&c);
+    nc_server_free(srv);
+    nc_option g[] = {{"maxConnectionAgeMs", ms(0, 50)}, {"maxConnectionAgeGraceMs", ms(1, 50)}};
+    srv = with_options(g, 2);
+    c_open(&c, 1);
+    c_start(&c, SVC "Sleep", "\0\0\0\0\x02\x08\x01", 7);
+    call_timeout = "5S";
+    run_until(&c.eof, 1); /* cut by the grace: the connection closed under the call */
+    assert_int_equal(c.goaway_code, NGHTTP2_NO_ERROR);
+    assert_int_equal(c.streams, 0); /* the call never ended on the wire */
+    c_free(&c);
+    nc_server_free(srv);
+    srv = main_srv;
+}
+
 /* PINGs from a client that reads nothing, 200 at a time (nghttp2 closes a connection itself when one read
  * holds more than 1,000 ACKs to send): once the kernel's buffers are full the ACKs pile up unsent, past
  * max_send_buffer_size (1 MiB here) the connection is closed, as for responses (the client's writes then
@@ -830,7 +861,8 @@ int main(void) {
         cmocka_unit_test(test_send_bound),    cmocka_unit_test(test_silent_client),
         cmocka_unit_test(test_random_frames), cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_ping_flood),    cmocka_unit_test(test_idle),
-        cmocka_unit_test(test_descriptor),    cmocka_unit_test(test_unread_pings),
+        cmocka_unit_test(test_age),           cmocka_unit_test(test_descriptor),
+        cmocka_unit_test(test_unread_pings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -101,6 +101,8 @@ void nc_grpc_builtin_free(nc_grpc_builtin *b) {
         nc_grpc_call_release(b->watch[i].call);
     }
     free(b->watch);
+    for (size_t i = 0; i < b->nset; i++) free(b->set[i].service);
+    free(b->set);
     if (b->pools)
         for (size_t i = 0; i < NPROTOS; i++) nc_proto_free(b->pools[i]);
     free(b->pools);
@@ -149,10 +151,20 @@ static int is_name(void *arg, const char *name) {
     return !strcmp(arg, name);
 }
 
-/* The status of a service ("" = the server as a whole), or SERVICE_UNKNOWN. */
+static struct nc_grpc_health_set *set_of(const nc_grpc_builtin *b, const char *service) {
+    for (size_t i = 0; i < b->nset; i++)
+        if (!strcmp(b->set[i].service, service)) return &b->set[i];
+    return NULL;
+}
+
+/* The status of a service ("" = the server as a whole), or SERVICE_UNKNOWN: what the application set,
+ * else SERVING for the services served; NOT_SERVING for every known one once shutting down. */
 static int status_of(const nc_grpc_builtin *b, const char *service) {
-    if (*service && !each_service(b, is_name, (void *)service)) return SERVICE_UNKNOWN;
-    return b->serving ? SERVING : NOT_SERVING;
+    const struct nc_grpc_health_set *h = set_of(b, service);
+    if (h && h->status == SERVICE_UNKNOWN) return SERVICE_UNKNOWN;
+    if (!h && *service && !each_service(b, is_name, (void *)service)) return SERVICE_UNKNOWN;
+    if (!b->serving) return NOT_SERVING;
+    return h ? h->status : SERVING;
 }
 
 /* ---- messages ---------------------------------------------------------------------------------------- */
@@ -194,7 +206,9 @@ static json_t *decode(const nc_grpc_builtin *b, nc_grpc_call *call, size_t proto
 
 static int add_status(void *arg, const char *name) {
     void **a = arg;
-    json_t *one = json_pack("{s:i}", "status", *(int *)a[1]);
+    int st = status_of(a[1], name);
+    if (st == SERVICE_UNKNOWN) return 0; /* set so by the application: not listed */
+    json_t *one = json_pack("{s:i}", "status", st);
     return !one || json_object_set_new(a[0], name, one);
 }
 
@@ -218,10 +232,12 @@ void nc_grpc_builtin_request(nc_grpc_builtin *b, nc_grpc_call *call, nc_grpc_bui
         }
     } else if (k == NC_GB_LIST) {
         json_t *all = json_object();
-        int serving = b->serving ? SERVING : NOT_SERVING;
-        void *a[2] = {all, &serving};
+        void *a[2] = {all, b};
         add_status(a, ""); /* the server as a whole, under "" as grpc-health-check lists it */
-        if (!all || each_service(b, add_status, a)) {
+        int bad = !all || each_service(b, add_status, a);
+        for (size_t i = 0; !bad && i < b->nset; i++)
+            if (status_of(b, b->set[i].service) != SERVICE_UNKNOWN) bad = add_status(a, b->set[i].service);
+        if (bad) {
             json_decref(all);
             nc_grpc_call_finish(call, 8, "out of memory", NULL, 0);
         } else if (!send_json(b, call, 0, "grpc.health.v1.HealthListResponse",
@@ -261,8 +277,8 @@ void nc_grpc_builtin_forget(nc_grpc_builtin *b, nc_grpc_call *call) {
         }
 }
 
-void nc_grpc_builtin_not_serving(nc_grpc_builtin *b) {
-    b->serving = 0;
+/* Tells every watcher whose status changed. */
+static void tell_watchers(nc_grpc_builtin *b) {
     for (size_t i = 0; i < b->nwatch; i++) {
         nc_grpc_watcher *w = &b->watch[i];
         int st = status_of(b, w->service);
@@ -270,6 +286,27 @@ void nc_grpc_builtin_not_serving(nc_grpc_builtin *b) {
         w->last = st;
         send_json(b, w->call, 0, "grpc.health.v1.HealthCheckResponse", json_pack("{s:i}", "status", st));
     }
+}
+
+void nc_grpc_builtin_not_serving(nc_grpc_builtin *b) {
+    b->serving = 0;
+    tell_watchers(b);
+}
+
+int nc_grpc_builtin_set_health(nc_grpc_builtin *b, const char *service, int status) {
+    if (!b->health) return NC_EUNSUPPORTED;
+    struct nc_grpc_health_set *h = set_of(b, service);
+    if (!h) {
+        struct nc_grpc_health_set *v = realloc(b->set, (b->nset + 1) * sizeof *v);
+        if (!v) return NC_ENOMEM;
+        b->set = v;
+        h = &v[b->nset];
+        if (!(h->service = strdup(service))) return NC_ENOMEM;
+        b->nset++;
+    }
+    h->status = status;
+    tell_watchers(b);
+    return 0;
 }
 
 void nc_grpc_builtin_end_watches(nc_grpc_builtin *b) {

@@ -30,6 +30,12 @@ typedef struct nc_grpc_builtin {
     int serving;            /* 1 while serving; 0 once the server stops accepting (graceful shutdown) */
     nc_grpc_watcher *watch;
     size_t nwatch, capwatch;
+    /* statuses the application set (nc_server_set_health): a name, its status; they win over the default */
+    struct nc_grpc_health_set {
+        char *service;
+        int status;
+    } * set;
+    size_t nset;
 } nc_grpc_builtin;
 
 /* Loads the bundled .proto files. Returns 0 or an nc_err with a reason in err. */
@@ -47,6 +53,9 @@ void nc_grpc_builtin_reflect(nc_grpc_builtin *b, nc_grpc_call *call, const char 
 void nc_grpc_builtin_forget(nc_grpc_builtin *b, nc_grpc_call *call);
 /* The server stops serving (graceful shutdown): every status becomes NOT_SERVING and watchers are told. */
 void nc_grpc_builtin_not_serving(nc_grpc_builtin *b);
+/* The application sets a service's status (1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN; "" = the
+ * server): watchers of that name are told. Returns 0, NC_EUNSUPPORTED (health turned off), NC_ENOMEM. */
+int nc_grpc_builtin_set_health(nc_grpc_builtin *b, const char *service, int status);
 /* The server ends its connections: open Watch calls end with status 14 UNAVAILABLE. */
 void nc_grpc_builtin_end_watches(nc_grpc_builtin *b);
 

@@ -4,6 +4,7 @@
  * `data` is the request message (read with nc_env_scan, as the Kafka client does), its route the method
  * ("package.Service/Method", or NestJS's {service, rpc}). Replies go back as nc_reply_in: each response
  * message a value, the status trailers the end (grpc-status 0) or the error {code, details}. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,12 @@
 
 typedef struct gclient gclient;
 
+/* The keepalive timer lives apart from its connection: closing a libuv handle takes a loop turn. */
+typedef struct gka {
+    uv_timer_t t;
+    struct gconn *c; /* NULL once the connection ended */
+} gka;
+
 /* One connection; frees itself once its stream is closed (after the client let go of it). */
 typedef struct gconn {
     nc_dial d;  /* first: the dial's stream finds the connection */
@@ -39,7 +46,14 @@ typedef struct gconn {
     int in_recv; /* inside mem_recv or mem_send: no mem_send, no close */
     int want_close;
     int ready;
-    int reported; /* the end was reported to the client */
+    int reported;        /* the end was reported to the client */
+    int goaway;          /* the server sent GOAWAY: no new calls here, those open finish */
+    int replacement;     /* dialled by the transport for calls made after a GOAWAY (the core thinks it is
+                            connected): its failure fails the calls waiting for it, not the client */
+    gcall *live;         /* calls with an HTTP/2 stream open here */
+    gka *ka;             /* keepaliveTimeMs, NULL when off */
+    int ping_out;        /* a keepalive PING waits for its ACK */
+    struct gconn *dnext; /* the client's draining connections */
 } gconn;
 
 struct gclient {
@@ -50,9 +64,15 @@ struct gclient {
     nc_grpc_methods methods;
     nc_pb_json_opts dec, enc;
     uint32_t max_message;
-    gconn *conn;
-    nc_map calls; /* request id -> gcall */
-    gcall *live;  /* calls with an HTTP/2 stream open, for a lost connection */
+    gconn *conn;     /* the connection new calls go to (NULL: none, or it got GOAWAY) */
+    gconn *draining; /* connections that got GOAWAY, finishing their calls */
+    nc_map calls;    /* request id -> gcall */
+    gcall *waiting;  /* calls made while no connection was ready (after a GOAWAY), in order */
+    int closing;     /* gc_close ran: every connection's end is reported */
+    int ka_time_ms, ka_timeout_ms,
+        ka_without_calls; /* keepaliveTimeMs, keepaliveTimeoutMs, ...PermitWithoutCalls */
+    int compress;         /* request compression (grpc_gzip.h), 0 = identity */
+    nc_grpc_deflater *deflater;
 };
 
 static const nc_logger *LOG(gclient *g) {
@@ -155,7 +175,15 @@ static void fail_local(gclient *g, gcall *k, int code, const char *msg) {
 static ssize_t read_req(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                         nghttp2_data_source *src, void *user) {
     gcall *k = src->ptr;
-    size_t n = nc_buf_take(&k->out, &k->out_off, buf, len);
+    size_t n;
+    if (k->replay) { /* kept whole until the call ends: a refused stream is sent again */
+        n = k->out.len - k->out_off < len ? k->out.len - k->out_off : len;
+        if (n) memcpy(buf, k->out.data + k->out_off, n);
+        k->out_off += n;
+    } else {
+        n = nc_buf_take(&k->out, &k->out_off, buf, len);
+        if (n) k->taken = 1;
+    }
     if (n) return (ssize_t)n;
     if (!k->half_closed) {
         k->deferred = 1;
@@ -275,8 +303,28 @@ static void finish_from_trailers(gclient *g, gcall *k) {
     deliver_status(g, k, k->status, k->status_msg.data, k->status_msg.len);
 }
 
+static void conn_goaway(gconn *c);
+static void ka_acked(gconn *c);
+
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
     gconn *c = user;
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        gclient *g = c->g;
+        /* a server policing PINGs (grpc-core's rule, nestc's http2MaxPingStrikes): grpc-js doubles its
+         * keepalive time for the connections that follow, and so does this client */
+        if (g && g->ka_time_ms > 0 && f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM &&
+            f->goaway.opaque_data_len == 14 && !memcmp(f->goaway.opaque_data, "too_many_pings", 14)) {
+            g->ka_time_ms = g->ka_time_ms > INT_MAX / 2 ? INT_MAX : g->ka_time_ms * 2;
+            nc_logf(LOG(g), NC_LOG_DEBUG, "Client", "gRPC: GOAWAY too_many_pings, keepalive time now %d ms",
+                    g->ka_time_ms);
+        }
+        conn_goaway(c);
+        return 0;
+    }
+    if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
+        ka_acked(c);
+        return 0;
+    }
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
     gcall *k = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
     if (!k || !c->g) return 0;
@@ -289,15 +337,27 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user
     return 0;
 }
 
+static void call_requeue(gclient *g, gcall *k);
+
 static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code, void *user) {
     gconn *c = user;
     gcall *k = nghttp2_session_get_stream_user_data(h2, id);
     if (!k) return 0;
     nghttp2_session_set_stream_user_data(h2, id, NULL);
     gclient *g = c->g;
+    nc_gcall_unlink(&c->live, k);
+    k->sid = 0;
     if (g && !k->done) {
         k->refs++;
-        if (code == NGHTTP2_REFUSED_STREAM)
+        /* REFUSED_STREAM (sent, or nghttp2's for a stream above a GOAWAY's last-stream-id): the server never
+         * processed it, so it goes again on a fresh connection, as grpc-js retries such calls
+         * transparently, when its request is still whole (not a stream whose messages are gone) */
+        if (code == NGHTTP2_REFUSED_STREAM && !k->taken && k->retries < 3) {
+            k->retries++;
+            k->out_off = 0;
+            k->deferred = 0;
+            call_requeue(g, k);
+        } else if (code == NGHTTP2_REFUSED_STREAM)
             fail_local(g, k, 14, "the server refused the stream");
         else if (code == NGHTTP2_CANCEL)
             fail_local(g, k, 1, "Call cancelled");
@@ -305,8 +365,6 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code, void 
             fail_local(g, k, 13, "the server reset the stream");
         nc_gcall_unref(k);
     }
-    if (g) nc_gcall_unlink(&g->live, k);
-    k->sid = 0;
     nc_gcall_unref(k); /* the stream's */
     return 0;
 }
@@ -332,6 +390,9 @@ static int session_new(gconn *c) {
     return 0;
 }
 
+static void ka_start(gconn *c);
+static void submit_waiting(gclient *g, gconn *c);
+
 static void st_open(nc_stream *s, int err, const char *msg) {
     gconn *c = (gconn *)s;
     if (err || !c->g) return; /* st_end reports it */
@@ -352,8 +413,15 @@ static void st_open(nc_stream *s, int err, const char *msg) {
     }
     c->ready = 1;
     nc_dial_connected(&c->d);
+    ka_start(c);
+    gclient *g = c->g;
+    if (c->replacement) {
+        submit_waiting(g, c);
+        flush(c);
+        return;
+    }
     flush(c);
-    nc_client__connected(c->g->cli);
+    nc_client__connected(g->cli);
 }
 
 static void st_data(nc_stream *s, const char *data, size_t len) {
@@ -384,18 +452,37 @@ static void st_end(nc_stream *s, int err, const char *msg) {
 }
 
 /* The connection ended (any phase): its calls fail with UNAVAILABLE, then the client hears of it. */
+static void ka_stop(gconn *c);
+static void draining_unlink(gclient *g, gconn *c);
+
+static gcall *take_waiting(gclient *g);
+static gcall *next_taken(gcall **list);
+
 static void conn_ended(nc_dial *d, int err, const char *msg) {
     gconn *c = (gconn *)d;
+    ka_stop(c);
     gclient *g = c->g;
     if (!g || c->reported) return;
     c->reported = 1;
-    g->conn = NULL;
+    int current = g->conn == c;
+    if (current) g->conn = NULL;
+    draining_unlink(g, c);
     c->g = NULL;
     char text[400];
     snprintf(text, sizeof text, "%s", msg && *msg ? msg : err ? nc_strerror(err) : "Connection closed");
-    while (g->live) {
-        gcall *k = g->live;
-        nc_gcall_unlink(&g->live, k);
+    if (current && c->replacement && !c->ready) {
+        /* the connection dialled for calls made after a GOAWAY did not come up: they fail as a first
+         * connection's calls would, with its reason; calls still finishing elsewhere go on */
+        gcall *list = take_waiting(g), *k; /* calls made from on_done wait for a connection of their own */
+        while ((k = next_taken(&list))) {
+            if (!k->done) nc_client__fail_call(g->cli, k->id, err ? err : NC_ECONNCLOSED, text);
+            nc_gcall_unref(k);
+        }
+        if (!g->closing) return;
+    }
+    while (c->live) {
+        gcall *k = c->live;
+        nc_gcall_unlink(&c->live, k);
         k->refs++;
         char why[460];
         snprintf(why, sizeof why, "Connection dropped (%s)", text);
@@ -410,7 +497,9 @@ static void conn_ended(nc_dial *d, int err, const char *msg) {
     }
     if (err && err != NC_ECLOSED && err != NC_ECONNCLOSED)
         nc_logf(LOG(g), NC_LOG_ERROR, "Client", "gRPC connection to %s:%d: %s", g->host, g->port, text);
-    nc_client__disconnected(g->cli, err, text);
+    /* a connection that got GOAWAY ends by itself once its calls are done: the client, connected as far
+     * as its caller knows, makes a new one for the next call */
+    if (current) nc_client__disconnected(g->cli, err, text);
 }
 
 static void conn_free(nc_dial *d) {
@@ -421,6 +510,159 @@ static void conn_free(nc_dial *d) {
 
 static const nc_stream_cbs stream_cbs = {st_open, st_data, NULL, st_end, nc_dial_stream_closed, NULL};
 static const nc_dial_ops dial_ops = {conn_ended, conn_free, NULL};
+
+/* ---- GOAWAY, waiting calls, keepalive ------------------------------------------------------------------ */
+
+static void draining_unlink(gclient *g, gconn *c) {
+    for (gconn **p = &g->draining; *p; p = &(*p)->dnext)
+        if (*p == c) {
+            *p = c->dnext;
+            c->dnext = NULL;
+            return;
+        }
+}
+
+/* The server sent GOAWAY: calls open here at or below its last-stream-id finish here (nghttp2 closes those
+ * above it with REFUSED_STREAM: on_stream_close sends them again); new calls go to a new connection, made
+ * when the next call comes (grpc-js's channel goes IDLE, and its next call connects). */
+static void conn_goaway(gconn *c) {
+    gclient *g = c->g;
+    c->goaway = 1;
+    if (!g || g->conn != c) return;
+    nc_logf(LOG(g), NC_LOG_DEBUG, "Client", "gRPC connection to %s:%d: GOAWAY, the next call connects again",
+            g->host, g->port);
+    g->conn = NULL;
+    c->dnext = g->draining;
+    g->draining = c;
+}
+
+static gconn *conn_dial(gclient *g, int replacement);
+
+/* Opens the call's HTTP/2 stream on c (ready). Returns 0, or an error after which the call is failed. */
+static int submit_on(gclient *g, gconn *c, gcall *k) {
+    nghttp2_data_provider prd = {.source.ptr = k, .read_callback = read_req};
+    int32_t sid = nghttp2_submit_request(c->h2, NULL, k->nv, k->nnv, &prd, k);
+    if (sid < 0) return sid == NGHTTP2_ERR_NOMEM ? NC_ENOMEM : NC_ECONNCLOSED;
+    k->sid = sid;
+    k->refs++; /* the stream's (released in on_stream_close) */
+    nc_gcall_link(&c->live, k);
+    return 0;
+}
+
+/* The calls made while no connection was ready go out, in order, on c. */
+/* The waiting calls taken out of the client's list, oldest first (linked by next), each with a reference
+ * held: the core may forget, cancel or make calls from the callbacks that follow. */
+static gcall *take_waiting(gclient *g) {
+    gcall *list = NULL;
+    while (g->waiting) { /* newest first there (nc_gcall_link): pushing each in front reverses it */
+        gcall *k = g->waiting;
+        nc_gcall_unlink(&g->waiting, k);
+        k->waiting = 0;
+        k->refs++;
+        k->next = list;
+        list = k;
+    }
+    return list;
+}
+
+static gcall *next_taken(gcall **list) {
+    gcall *k = *list;
+    if (k) {
+        *list = k->next;
+        k->next = NULL;
+    }
+    return k;
+}
+
+static void submit_waiting(gclient *g, gconn *c) {
+    gcall *list = take_waiting(g), *k;
+    while ((k = next_taken(&list))) {
+        if (!k->done && submit_on(g, c, k))
+            fail_local(g, k, 14, "cannot open a stream on the new connection");
+        nc_gcall_unref(k);
+    }
+}
+
+/* A call goes to the current connection when it is ready, else waits for one (dialled when there is
+ * none). Used for new calls after a GOAWAY and for refused streams sent again. */
+static void call_requeue(gclient *g, gcall *k) {
+    gconn *c = g->conn;
+    if (c && c->goaway) {
+        conn_goaway(c);
+        c = NULL;
+    }
+    if (c && c->ready && c->h2 && nghttp2_session_check_request_allowed(c->h2)) {
+        int r = submit_on(g, c, k);
+        if (r) fail_local(g, k, 14, "cannot open a stream");
+        flush(c);
+        return;
+    }
+    nc_gcall_link(&g->waiting, k);
+    k->waiting = 1;
+    if (!g->conn && !conn_dial(g, 1)) {
+        nc_gcall_unlink(&g->waiting, k);
+        k->waiting = 0;
+        fail_local(g, k, 14, "out of memory");
+    }
+}
+
+static void ka_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void ka_stop(gconn *c) {
+    if (!c->ka) return;
+    c->ka->c = NULL;
+    uv_close((uv_handle_t *)&c->ka->t, ka_closed);
+    c->ka = NULL;
+}
+
+/* keepaliveTimeMs passed: a PING (when calls are open, or keepalivePermitWithoutCalls), then
+ * keepaliveTimeoutMs for its ACK; none and the connection is closed, its calls failing with UNAVAILABLE
+ * (grpc-js's client: "keepalive timeout"), instead of each waiting for its deadline. */
+static void ka_fire(uv_timer_t *t) {
+    gka *ka = t->data;
+    gconn *c = ka->c;
+    if (!c || !c->g || !c->h2) return;
+    gclient *g = c->g;
+    if (c->ping_out) {
+        nc_logf(LOG(g), NC_LOG_DEBUG, "Client", "gRPC connection to %s:%d: keepalive PING not acknowledged",
+                g->host, g->port);
+        conn_close_now(c, NC_ETIMEDOUT, "keepalive timeout: the server did not answer a PING");
+        return;
+    }
+    if (!c->live && !g->ka_without_calls) {
+        uv_timer_start(&ka->t, ka_fire, (uint64_t)g->ka_time_ms, 0);
+        return;
+    }
+    if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL)) {
+        conn_close_now(c, NC_ENOMEM, "cannot send a keepalive ping");
+        return;
+    }
+    c->ping_out = 1;
+    uv_timer_start(&ka->t, ka_fire, (uint64_t)g->ka_timeout_ms, 0);
+    flush(c);
+}
+
+static void ka_start(gconn *c) {
+    gclient *g = c->g;
+    if (g->ka_time_ms <= 0 || c->ka) return;
+    gka *ka = calloc(1, sizeof *ka);
+    if (!ka || uv_timer_init(nc_client__io(g->cli)->loop, &ka->t)) {
+        free(ka);
+        return;
+    }
+    ka->c = c;
+    ka->t.data = ka;
+    c->ka = ka;
+    uv_timer_start(&ka->t, ka_fire, (uint64_t)g->ka_time_ms, 0);
+}
+
+static void ka_acked(gconn *c) {
+    if (!c->ping_out || !c->ka || !c->g) return;
+    c->ping_out = 0;
+    uv_timer_start(&c->ka->t, ka_fire, (uint64_t)c->g->ka_time_ms, 0);
+}
 
 /* ---- ops ----------------------------------------------------------------------------------------------- */
 
@@ -436,6 +678,13 @@ static int gc_create(nc_client *cli, const nc_url *url, void **state) {
     g->host = strdup(url->host[0] ? url->host : "localhost");
     g->port = url->port >= 0 ? url->port : 5000;
     g->max_message = (uint32_t)nc_opts_int(o, "maxReceiveMessageLength");
+    g->ka_time_ms = (int)nc_opts_int(o, "keepaliveTimeMs");
+    g->ka_timeout_ms = (int)nc_opts_int(o, "keepaliveTimeoutMs");
+    g->ka_without_calls = nc_opts_bool(o, "keepalivePermitWithoutCalls");
+    const char *alg = nc_opts_str(o, "defaultCompressionAlgorithm");
+    g->compress = !strcmp(alg, "gzip")      ? NC_GRPC_GZIP
+                  : !strcmp(alg, "deflate") ? NC_GRPC_DEFLATE
+                                            : NC_GRPC_IDENTITY;
     nc_grpc_json_opts(o, &g->dec);
     g->enc = g->dec;
     g->enc.any_case = 1; /* requests in either spelling; a member that names no field is refused */
@@ -472,15 +721,21 @@ static int gc_create(nc_client *cli, const nc_url *url, void **state) {
     return 0;
 }
 
-static int gc_connect(void *state) {
-    gclient *g = state;
+static gconn *conn_dial(gclient *g, int replacement) {
     gconn *c = calloc(1, sizeof *c);
-    if (!c) return NC_ENOMEM;
+    if (!c) return NULL;
     c->g = g;
+    c->replacement = replacement;
     g->conn = c;
     nc_dial_start(&c->d, nc_client__io(g->cli), g->host, g->port, g->ssl, g->verify_host,
                   nc_client__cfg(g->cli)->connect_timeout_ms, 0, &stream_cbs, &dial_ops);
-    return 0;
+    return c;
+}
+
+static int gc_connect(void *state) {
+    gclient *g = state;
+    g->closing = 0;
+    return conn_dial(g, 0) ? 0 : NC_ENOMEM;
 }
 
 /* The method a route names: "pkg.Service/Method" ("/pkg.Service/Method" too), or NestJS's {service, rpc}
@@ -540,14 +795,25 @@ static int frame_message(gclient *g, gcall *k, const json_t *v, char *why, size_
     uint8_t pre[5] = {0};
     if (nc_buf_append(&k->out, pre, 5)) return NC_ENOMEM;
     char err[200];
-    int r = nc_pb_encode(k->m->input, v, &g->enc, &k->out, err, sizeof err);
+    nc_buf plain = NC_BUF_INIT;
+    int r = nc_pb_encode(k->m->input, v, &g->enc, g->compress ? &plain : &k->out, err, sizeof err);
     if (r) {
+        nc_buf_free(&plain);
         k->out.len = at;
         if (snprintf(why, whylen, "the request is not a %s: %s", k->m->input->full_name, err) >= (int)whylen)
             why[whylen - 1] = '\0'; /* cut: the start says enough */
         return r;
     }
-    nc_grpc_prefix(pre, 0, k->out.len - at - 5);
+    if (g->compress) { /* defaultCompressionAlgorithm: every request message compressed, the flag set */
+        r = nc_grpc_compress(&g->deflater, g->compress, plain.data ? plain.data : "", plain.len, &k->out);
+        nc_buf_free(&plain);
+        if (r) {
+            k->out.len = at;
+            return r;
+        }
+        pre[0] = 1;
+    }
+    nc_grpc_prefix(pre, pre[0], k->out.len - at - 5);
     memcpy(k->out.data + at, pre, 5);
     return 0;
 }
@@ -555,11 +821,10 @@ static int frame_message(gclient *g, gcall *k, const json_t *v, char *why, size_
 static int gc_send(void *state, nc_outbound *out) {
     gclient *g = state;
     gconn *c = g->conn;
-    if (!c || !c->ready || !c->h2) return NC_ECONNCLOSED;
-    if (!nghttp2_session_check_request_allowed(c->h2)) {
-        /* the server sent GOAWAY: the connection ends once its calls are done, the next one reconnects */
-        snprintf(out->why, sizeof out->why, "the server is closing the connection (GOAWAY)");
-        return NC_ECONNCLOSED;
+    if (c && c->h2 && !nghttp2_session_check_request_allowed(c->h2)) {
+        /* GOAWAY (whether or not nghttp2 told us yet): the call goes to a new connection */
+        conn_goaway(c);
+        c = NULL;
     }
     if (!out->id) {
         snprintf(out->why, sizeof out->why, "gRPC has no events: use send() (a call)");
@@ -582,6 +847,10 @@ static int gc_send(void *state, nc_outbound *out) {
      * client-streaming or bidi method is a stream of one message, as NestJS's ClientGrpcProxy sends a
      * one-element Observable. */
     int writable = gm->m->client_stream && out->writable;
+    k->replay = !writable; /* the whole request is known: kept, so a refused stream can go again */
+    k->encoding_out = g->compress == NC_GRPC_GZIP      ? "gzip"
+                      : g->compress == NC_GRPC_DEFLATE ? "deflate"
+                                                       : NULL;
     int r = 0;
     if (data || !writable) {
         json_t *empty = data ? NULL : json_object();
@@ -591,36 +860,37 @@ static int gc_send(void *state, nc_outbound *out) {
     json_decref(data);
     if (!writable) k->half_closed = 1;
     int tmo = (int)out->deadline_ms; /* the call's own time left (its timeout, or the client's) */
-    nc_buf hb = NC_BUF_INIT;
     nghttp2_nv nv[NC_GCALL_MAX_HEADERS + 10];
     size_t n = 0;
     if (!r)
         r = nc_gcall_request_headers(k, gm->path, g->ssl ? "https" : "http", g->authority, tmo, out->headers,
-                                     &hb, nv, &n, out->why, sizeof out->why);
+                                     &k->hb, nv, &n, out->why, sizeof out->why);
+    if (!r && !(k->nv = malloc(n * sizeof *nv))) r = NC_ENOMEM;
     if (r) {
-        nc_buf_free(&hb);
         nc_gcall_unref(k);
         return r;
     }
-    nghttp2_data_provider prd = {.source.ptr = k, .read_callback = read_req};
-    int32_t sid = nghttp2_submit_request(c->h2, NULL, nv, n, &prd, k);
-    nc_buf_free(&hb);
-    if (sid < 0) {
-        nc_gcall_unref(k);
-        snprintf(out->why, sizeof out->why, "HTTP/2: %s", nghttp2_strerror(sid));
-        return sid == NGHTTP2_ERR_NOMEM ? NC_ENOMEM : NC_ECONNCLOSED;
-    }
-    k->sid = sid;
-    k->refs++; /* the stream's (released in on_stream_close) */
+    memcpy(k->nv, nv, n * sizeof *nv);
+    k->nnv = n;
     if (nc_map_put(&g->calls, k->id, strlen(k->id), k, NULL)) {
-        nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
-        k->done = 1;
         nc_gcall_unref(k);
-        flush(c);
         return NC_ENOMEM;
     }
-    nc_gcall_link(&g->live, k);
-    flush(c);
+    if (c && c->ready && c->h2) {
+        r = submit_on(g, c, k);
+        if (r) {
+            nc_map_del(&g->calls, k->id, strlen(k->id));
+            nc_gcall_unref(k);
+            snprintf(out->why, sizeof out->why, "HTTP/2: cannot open a stream");
+            return r;
+        }
+        flush(c);
+        return 0;
+    }
+    /* no connection ready (a GOAWAY ended the last one for new calls): the call waits for a new one */
+    k->refs++;
+    call_requeue(g, k);
+    nc_gcall_unref(k);
     return 0;
 }
 
@@ -628,18 +898,30 @@ static gcall *call_of(gclient *g, const char *id) {
     return id ? nc_map_get(&g->calls, id, strlen(id)) : NULL;
 }
 
+/* The connection a call's stream is open on (the current one, or one draining after GOAWAY). */
+static gconn *conn_of(gclient *g, gcall *k) {
+    if (!k->sid) return NULL;
+    if (g->conn && g->conn->h2 && nghttp2_session_get_stream_user_data(g->conn->h2, k->sid) == k)
+        return g->conn;
+    for (gconn *c = g->draining; c; c = c->dnext)
+        if (c->h2 && nghttp2_session_get_stream_user_data(c->h2, k->sid) == k) return c;
+    return NULL;
+}
+
 static void resume(gclient *g, gcall *k) {
-    if (k->deferred && k->sid && g->conn && g->conn->h2) {
+    gconn *c = conn_of(g, k);
+    if (!c) return; /* waiting for a connection: it goes out with the stream */
+    if (k->deferred) {
         k->deferred = 0;
-        nghttp2_session_resume_data(g->conn->h2, k->sid);
+        nghttp2_session_resume_data(c->h2, k->sid);
     }
-    if (g->conn) flush(g->conn);
+    flush(c);
 }
 
 static int gc_write(void *state, nc_outbound *out) {
     gclient *g = state;
     gcall *k = call_of(g, out->id);
-    if (!k || k->done || !k->sid) return NC_ECONNCLOSED;
+    if (!k || k->done || (!k->sid && !k->waiting)) return NC_ECONNCLOSED;
     if (k->half_closed) return NC_ESTATE;
     json_t *v = NULL;
     if (nc_json_parse(out->body, out->len, &v, NULL, 0)) return NC_EINVAL;
@@ -664,9 +946,15 @@ static int gc_end(void *state, nc_outbound *out) {
  * sends, so its handler is cancelled. */
 static void stop_call(gclient *g, gcall *k) {
     k->done = 1;
-    if (k->sid && g->conn && g->conn->h2) {
-        nghttp2_submit_rst_stream(g->conn->h2, NGHTTP2_FLAG_NONE, k->sid, NGHTTP2_CANCEL);
-        flush(g->conn);
+    if (k->waiting) { /* never went out */
+        nc_gcall_unlink(&g->waiting, k);
+        k->waiting = 0;
+        return;
+    }
+    gconn *c = conn_of(g, k);
+    if (c) {
+        nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, k->sid, NGHTTP2_CANCEL);
+        flush(c);
     }
 }
 
@@ -686,10 +974,8 @@ static void gc_forget(void *state, const char *route, const char *id) {
     nc_gcall_unref(k);
 }
 
-static void gc_close(void *state) {
-    gclient *g = state;
-    gconn *c = g->conn;
-    if (!c) return;
+/* Ends one connection: GOAWAY, what is queued, then the end (at once when it has no stream yet). */
+static void conn_shut(gconn *c) {
     if (nc_dial_close_early(&c->d)) return; /* no stream yet: conn_ended reports it */
     if (c->h2) nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR); /* GOAWAY */
     if (c->in_recv) {
@@ -700,6 +986,25 @@ static void gc_close(void *state) {
     nc_stream_end(&c->d.st);
 }
 
+static void gc_close(void *state) {
+    gclient *g = state;
+    g->closing = 1;
+    while (g->waiting) {
+        gcall *k = g->waiting;
+        nc_gcall_unlink(&g->waiting, k);
+        k->waiting = 0;
+    }
+    for (gconn *c = g->draining, *next; c; c = next) {
+        next = c->dnext;
+        conn_shut(c); /* may unlink c (conn_ended) */
+    }
+    gconn *c = g->conn;
+    if (c)
+        conn_shut(c);
+    else
+        nc_client__disconnected(g->cli, 0, NULL); /* only draining connections (or none) were left */
+}
+
 static void *gc_unwrap(void *state) {
     gclient *g = state;
     return g->conn ? (void *)&g->conn->d.st.tcp : NULL;
@@ -707,6 +1012,23 @@ static void *gc_unwrap(void *state) {
 
 static void gc_destroy(void *state) {
     gclient *g = state;
+    /* connections still closing free themselves; they no longer report to this client */
+    while (g->draining) {
+        gconn *c = g->draining;
+        g->draining = c->dnext;
+        ka_stop(c);
+        c->g = NULL;
+    }
+    if (g->conn) {
+        ka_stop(g->conn);
+        g->conn->g = NULL;
+    }
+    while (g->waiting) {
+        gcall *k = g->waiting;
+        nc_gcall_unlink(&g->waiting, k);
+        k->waiting = 0;
+    }
+    if (g->deflater) nc_grpc_deflater_free(g->deflater);
     void *v;
     size_t it = 0;
     while (nc_map_next(&g->calls, &it, NULL, &v)) {

@@ -24,6 +24,8 @@ void nc_gcall_unref(gcall *k) {
     nc_buf_free(&k->status_msg);
     nc_buf_free(&k->hdr);
     nc_buf_free(&k->trl);
+    nc_buf_free(&k->hb);
+    free(k->nv);
     nc_grpc_reader_free(&k->rd);
     free(k->encoding);
     free(k);
@@ -162,6 +164,7 @@ int nc_gcall_request_headers(gcall *k, const char *path, const char *scheme, con
     nv[c++] = LIT("content-type", "application/grpc");
     nv[c++] = LIT("grpc-accept-encoding", "identity,gzip");
     nv[c++] = LIT("user-agent", "nestc/" NESTC_VERSION);
+    if (k->encoding_out) nv[c++] = mk("grpc-encoding", 13, k->encoding_out, strlen(k->encoding_out));
     if (timeout_ms > 0) {
         size_t tl = nc_grpc_timeout_format(timeout_ms, k->tmo); /* in the call: nv points to it */
         nv[c++] = mk("grpc-timeout", 12, k->tmo, tl);

@@ -38,7 +38,17 @@ struct gcall {
     nc_grpc_reader rd;
     nc_buf hdr, trl; /* response metadata and trailers: [u32 len][name][u32 len][value]... */
     size_t nhdr, ntrl;
-    gcall *prev, *next; /* the client's calls with a stream open */
+    /* The request HEADERS, kept until the call ends: a call waiting for a connection is opened later, and
+     * a stream the server refused (GOAWAY, REFUSED_STREAM) is opened again on another connection. */
+    nc_buf hb;      /* the metadata texts nv points into */
+    nghttp2_nv *nv; /* NULL until the headers are built */
+    size_t nnv;
+    int replay;               /* the request is complete in `out` (not writable): read without discarding */
+    int taken;                /* nghttp2 took request bytes that are no longer in `out` */
+    int retries;              /* transparent retries so far */
+    int waiting;              /* in the client's list of calls waiting for a connection */
+    const char *encoding_out; /* grpc-encoding of the request messages, NULL = identity */
+    gcall *prev, *next;       /* the connection's calls with a stream open, or the calls waiting for one */
 };
 
 /* A call with one reference (the caller's). NULL when out of memory. */

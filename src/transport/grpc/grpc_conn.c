@@ -663,6 +663,7 @@ static void timer_close(uv_timer_t *t, int *open) {
 static void timers_stop(nc_grpc_conn *c) {
     timer_close(&c->ka_timer, &c->ka_open);
     timer_close(&c->idle_timer, &c->idle_open);
+    timer_close(&c->age_timer, &c->age_open);
 }
 
 /* keepaliveTimeMs passed: a PING, then keepaliveTimeoutMs for its ACK; none and the connection is closed
@@ -707,6 +708,38 @@ static void idle_fire(uv_timer_t *t) {
     nc_grpc_conn_drain(c);
 }
 
+/* maxConnectionAgeMs: GOAWAY NO_ERROR (calls in flight go on, new ones go to another connection), then,
+ * with maxConnectionAgeGraceMs, the connection is closed after the grace whatever is still open (grpc-js's
+ * server: goaway, then session.destroy after the grace). */
+static void age_fire(uv_timer_t *t) {
+    nc_grpc_conn *c = t->data;
+    if (c->ended) return;
+    if (c->aged) {
+        nc_logf(c->log, NC_LOG_DEBUG, "Server", "gRPC connection %s: max connection age grace over, closed",
+                c->peer);
+        nc_grpc_conn_close(c, NC_ECLOSED, "max connection age grace over");
+        return;
+    }
+    c->aged = 1;
+    nc_logf(c->log, NC_LOG_DEBUG, "Server", "gRPC connection %s: max connection age, GOAWAY", c->peer);
+    if (c->ka.age_grace_ms > 0)
+        timer_arm(c, &c->age_timer, &c->age_open, age_fire, (uint64_t)c->ka.age_grace_ms);
+    if (c->draining) return;
+    /* a plain GOAWAY, not nghttp2_session_terminate_session (which ends the session once it is sent): the
+     * streams at or below the last one processed finish; nghttp2 ends the session when none is left */
+    c->draining = 1;
+    nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    flush(c);
+}
+
+/* The age with grpc-js's jitter (±10 %), so connections made together do not all end together. */
+static uint64_t age_jittered(int age_ms) {
+    double j = ((double)rand() / RAND_MAX) * 0.2 - 0.1;
+    uint64_t ms = (uint64_t)((double)age_ms * (1.0 + j));
+    return ms ? ms : 1;
+}
+
 int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener, int first_frame_ms) {
     int r = nc_stream_accept(&c->st, listener);
     if (r) return r;
@@ -721,6 +754,7 @@ int nc_grpc_conn_accept(nc_grpc_conn *c, uv_stream_t *listener, int first_frame_
     if (c->ka.time_ms > 0 && c->ka.timeout_ms > 0)
         timer_arm(c, &c->ka_timer, &c->ka_open, ka_fire, (uint64_t)c->ka.time_ms);
     if (c->ka.idle_ms > 0) timer_arm(c, &c->idle_timer, &c->idle_open, idle_fire, (uint64_t)c->ka.idle_ms);
+    if (c->ka.age_ms > 0) timer_arm(c, &c->age_timer, &c->age_open, age_fire, age_jittered(c->ka.age_ms));
     /* the server preface: our SETTINGS (nghttp2 answers the client's and runs flow control itself) */
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1000}};
     if (nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 1)) return NC_ENOMEM;
@@ -734,7 +768,7 @@ void nc_grpc_conn_close(nc_grpc_conn *c, int err, const char *why) {
 }
 
 void nc_grpc_conn_drain(nc_grpc_conn *c) {
-    if (c->ended) return;
+    if (c->ended || c->draining) return;
     c->draining = 1;
     nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
     flush(c);

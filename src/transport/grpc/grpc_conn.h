@@ -30,6 +30,9 @@ typedef struct nc_grpc_keepalive {
     int max_strikes;          /* http2MaxPingStrikes: more strikes and GOAWAY ENHANCE_YOUR_CALM
                                  "too_many_pings", then the connection ends */
     int idle_ms;              /* maxConnectionIdleMs: no call for this long and GOAWAY NO_ERROR */
+    int age_ms;               /* maxConnectionAgeMs: GOAWAY NO_ERROR this long (±10 %) after accept */
+    int age_grace_ms;         /* maxConnectionAgeGraceMs: after that GOAWAY, calls still open this long are
+                                 cut (the connection closed); 0: they finish */
 } nc_grpc_keepalive;
 
 /* One call. Its memory lives while referenced: by its HTTP/2 stream until the stream closes, and by the
@@ -98,7 +101,9 @@ struct nc_grpc_conn {
     nc_grpc_keepalive ka;               /* set before nc_grpc_conn_accept */
     uv_timer_t ka_timer;                /* the next keepalive PING, or the wait for its ACK */
     uv_timer_t idle_timer;              /* maxConnectionIdleMs */
-    int ka_open, idle_open;
+    uv_timer_t age_timer;               /* maxConnectionAgeMs, then maxConnectionAgeGraceMs */
+    int ka_open, idle_open, age_open;
+    int aged;                /* the age GOAWAY was sent: the age timer now counts the grace */
     int ping_out;            /* a keepalive PING waits for its ACK */
     int have_ping;           /* a client PING was received since the last response HEADERS or DATA */
     uint64_t last_ping_recv; /* when (loop time) */

@@ -84,33 +84,37 @@ const nc_option_spec nc_grpc_options[] = {
      .max = 2147483647},
     {.name = "defaultCompressionAlgorithm",
      .type = NC_OPT_ENUM,
-     .levels = NC_OPT_SERVER,
-     .help = "compress responses with gzip or deflate for clients that accept it (channelOptions "
-             "grpc.default_compression_algorithm); default identity: uncompressed",
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "server: compress responses with gzip or deflate for clients that accept it; client: compress "
+             "every request message (channelOptions grpc.default_compression_algorithm); default identity",
      .def = "identity",
      .choices = compression_choices},
     /* NestJS's keepalive object, flattened; maxConnectionIdleMs is channelOptions grpc.max_connection_idle_ms
      */
     {.name = "keepaliveTimeMs",
      .type = NC_OPT_INT,
-     .levels = NC_OPT_SERVER,
-     .help = "send a PING after this many ms (from the last ACK); 0: never (keepalive.keepaliveTimeMs)",
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "send a PING after this many ms (from the last ACK; a client only while calls are open, unless "
+             "keepalivePermitWithoutCalls); 0: never (keepalive.keepaliveTimeMs, grpc.keepalive_time_ms)",
      .def = "0",
      .min = 0,
      .max = 2147483647},
     {.name = "keepaliveTimeoutMs",
      .type = NC_OPT_INT,
-     .levels = NC_OPT_SERVER,
-     .help = "close the connection when a PING is not acknowledged within this many ms "
-             "(keepalive.keepaliveTimeoutMs)",
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help =
+         "close the connection when a PING is not acknowledged within this many ms (a client's calls then "
+         "fail with 14 UNAVAILABLE) (keepalive.keepaliveTimeoutMs)",
      .def = "20000",
      .min = 1,
      .max = 2147483647},
     {.name = "keepalivePermitWithoutCalls",
      .type = NC_OPT_BOOL,
-     .levels = NC_OPT_SERVER,
-     .help = "client PINGs on a connection without calls are policed by http2MinPingIntervalWithoutDataMs "
-             "rather than two hours (keepalive.keepalivePermitWithoutCalls)",
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "server: client PINGs on a connection without calls are policed by "
+             "http2MinPingIntervalWithoutDataMs rather than two hours; client: keepalive PINGs also without "
+             "calls "
+             "(keepalive.keepalivePermitWithoutCalls)",
      .def = "false"},
     {.name = "http2MinPingIntervalWithoutDataMs",
      .type = NC_OPT_INT,
@@ -133,6 +137,23 @@ const nc_option_spec nc_grpc_options[] = {
      .levels = NC_OPT_SERVER,
      .help = "a connection without calls for this many ms gets GOAWAY and ends; 0: never "
              "(grpc.max_connection_idle_ms)",
+     .def = "0",
+     .min = 0,
+     .max = 2147483647},
+    {.name = "maxConnectionAgeMs",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help =
+         "a connection gets GOAWAY this many ms (+-10 %) after it opened; calls in flight go on; 0: never "
+         "(grpc.max_connection_age_ms)",
+     .def = "0",
+     .min = 0,
+     .max = 2147483647},
+    {.name = "maxConnectionAgeGraceMs",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "after the age GOAWAY, calls still open this many ms later are cut (the connection closed); 0: "
+             "they finish (grpc.max_connection_age_grace_ms)",
      .def = "0",
      .min = 0,
      .max = 2147483647},

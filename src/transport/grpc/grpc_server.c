@@ -116,7 +116,9 @@ static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
                                 .permit_without_calls = nc_opts_bool(o, "keepalivePermitWithoutCalls"),
                                 .min_ping_ms = (int)nc_opts_int(o, "http2MinPingIntervalWithoutDataMs"),
                                 .max_strikes = (int)nc_opts_int(o, "http2MaxPingStrikes"),
-                                .idle_ms = (int)nc_opts_int(o, "maxConnectionIdleMs")};
+                                .idle_ms = (int)nc_opts_int(o, "maxConnectionIdleMs"),
+                                .age_ms = (int)nc_opts_int(o, "maxConnectionAgeMs"),
+                                .age_grace_ms = (int)nc_opts_int(o, "maxConnectionAgeGraceMs")};
     nc_grpc_json_opts(o, &g->jo);
     int r = nc_grpc_methods_load(&g->methods, nc_opts_str(o, "protoPath"), nc_opts_str(o, "package"),
                                  nc_opts_str(o, "includeDirs"), why, sizeof why);
@@ -219,6 +221,11 @@ static int grpc_port(void *state) {
 
 static const char *const schemes[] = {"grpc", NULL};
 
+static int grpc_set_health(void *state, const char *service, int status) {
+    nc_grpc_server *g = state;
+    return nc_grpc_builtin_set_health(&g->builtin, service, status);
+}
+
 const nc_server_transport nc_grpc_server_transport = {
     .schemes = schemes,
     .options = nc_grpc_options,
@@ -231,4 +238,5 @@ const nc_server_transport nc_grpc_server_transport = {
     .destroy = grpc_destroy,
     .port = grpc_port,
     .drain = grpc_drain,
+    .set_health = grpc_set_health,
 };
