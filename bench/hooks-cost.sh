@@ -32,7 +32,7 @@ while (($#)); do
 done
 srv=$build/bench/nestc-server nestc=$build/bin/nestc
 [[ -x $srv && -x $nestc ]] || { echo "hooks-cost.sh: build $build first (nestc-server, nestc_cli)" >&2; exit 2; }
-tmp=$(mktemp -d)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hooks-cost.XXXXXX")
 trap '[[ -n ${KEEP:-} ]] || rm -rf "$tmp"' EXIT
 [[ -n ${KEEP:-} ]] && echo "keeping $tmp"
 

@@ -318,24 +318,27 @@ nc_hook_rec *nc_hooks__dispatch(nc_hook_table *t, nc_server *s, const nc_msg *m,
     if (!r) return NULL;
     uint64_t now = clock_ns();
     int ev = m->is_event;
-    /* the fields, not the accessors: this runs for every message. The server reads headers from the
-     * message (nc_msg_header(i->msg, ...)). */
-    r->info = (nc_hook_info){.struct_size = sizeof r->info,
-                             .side = NC_HOOK_SERVER,
-                             .server = s,
-                             .transport = m->transport,
-                             .route = m->route ? m->route : "",
-                             .pattern = m->pattern_text,
-                             .is_event = ev,
-                             .has_handler = has_handler,
-                             .msg = m,
-                             .request = ev ? NULL : req,
-                             .id = ev ? NULL : id,
-                             .id_len = ev ? 0 : id_len,
-                             .start_ns = now,
-                             .now_ns = now,
-                             .attempt = 1,
-                             .priv_ = r};
+    /* the fields, not the accessors; the server reads headers from the message (nc_msg_header) */
+    nc_hook_info *f = &r->info; /* every field stored once, no temporary: this runs for every message */
+    f->struct_size = sizeof *f;
+    f->side = NC_HOOK_SERVER;
+    f->server = s;
+    f->client = NULL;
+    f->transport = m->transport;
+    f->route = m->route ? m->route : "";
+    f->pattern = m->pattern_text;
+    f->is_event = ev;
+    f->has_handler = has_handler;
+    f->msg = m;
+    f->request = ev ? NULL : req;
+    f->call = NULL;
+    f->id = ev ? NULL : id;
+    f->id_len = ev ? 0 : id_len;
+    f->headers = NULL;
+    f->metadata = NULL;
+    f->start_ns = f->now_ns = now;
+    f->attempt = 1;
+    f->priv_ = r;
     EACH(r, NC_HP_DISPATCH, h->s.on_dispatch(h->user, i));
     return r;
 }

@@ -118,8 +118,8 @@ static inline void nc_hooks__handler_return(nc_hook_rec *r) {
     r->in_handler = 0;
     if (r->finished)
         nc_hooks__rec_free(r); /* finished inside the handler: on_handler_return and on_finish have run */
-    else if (!r->returned)
-        nc_hooks__run_return(r);
+    else if (!r->returned && r->t->np[NC_HP_RETURN])
+        nc_hooks__run_return(r); /* (r->returned is read only inside the handler: not set here) */
 }
 void nc_hooks__run_reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final);
 static inline void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len,
