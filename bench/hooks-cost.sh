@@ -122,7 +122,7 @@ cpu_run() {
   line=$(taskset -c 1 "$nestc" bench "tcp://127.0.0.1:$port" '{"cmd":"sum"}' '[1,2,3]' --connections 1 \
     --inflight 100 --warmup 1 --duration "$cpusecs" --server-pid "$pid" 2>/dev/null || true)
   stop_server
-  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(f"{d[\"server_cpu_us_per_resp\"]:.4f}")' "$line"
+  python3 -c 'import json,sys; print("%.4f" % json.loads(sys.argv[1])["server_cpu_us_per_resp"])' "$line"
 }
 echo "server CPU per response (us), $pairs pairs of ${cpusecs} s windows; load: $(uptime | sed 's/.*load/load/')"
 for m in "${ml[@]}"; do
