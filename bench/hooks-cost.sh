@@ -11,13 +11,15 @@
 #   --cpu PAIRS      also CPU per response: PAIRS pairs of (off, mode) runs one after the other, for each
 #                    mode but off; prints the medians and the median of the paired differences
 #   --cpu-seconds S  the counting window of each CPU run (default 4; 1 s warmup before it)
+#   --base DIR       with --cpu: also a build of an earlier commit, measured in the same pairs (off and
+#                    on of both builds one after the other), so the two are compared on the same load
 #
 # Every run: `{"cmd":"sum"}` [1,2,3], 1 connection x 100 in flight, the server on core 0 and `nestc bench`
 # on core 1. Callgrind's figure is nc_server__dispatch's inclusive instructions divided by its calls: the
 # whole server side of a message from its decoded packet to its reply written to the connection's buffer.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-build=$here/../build modes=off,hooks1,metrics,trace secs=3 pairs=0 cpusecs=4
+build=$here/../build modes=off,hooks1,metrics,trace secs=3 pairs=0 cpusecs=4 base=
 while (($#)); do
   case $1 in
   --build) build=$2; shift ;;
@@ -25,7 +27,8 @@ while (($#)); do
   --seconds) secs=$2; shift ;;
   --cpu) pairs=$2; shift ;;
   --cpu-seconds) cpusecs=$2; shift ;;
-  -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --base) base=$2; shift ;;
+  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "hooks-cost.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -114,30 +117,39 @@ for m in "${ml[@]}"; do
 done
 
 ((pairs > 0)) || exit 0
-# cpu_run MODE: server CPU per response over one window, in microseconds
+# cpu_run SERVER MODE: server CPU per response over one window, in microseconds
 cpu_run() {
   # shellcheck disable=SC2046
-  start_server "$tmp/srv.cpu.log" "$srv" $(flags_of "$1")
+  start_server "$tmp/srv.cpu.log" "$1" $(flags_of "$2")
   local line
   line=$(taskset -c 1 "$nestc" bench "tcp://127.0.0.1:$port" '{"cmd":"sum"}' '[1,2,3]' --connections 1 \
     --inflight 100 --warmup 1 --duration "$cpusecs" --server-pid "$pid" 2>/dev/null || true)
   stop_server
   python3 -c 'import json,sys; print("%.4f" % json.loads(sys.argv[1])["server_cpu_us_per_resp"])' "$line"
 }
-echo "server CPU per response (us), $pairs pairs of ${cpusecs} s windows; load: $(uptime | sed 's/.*load/load/')"
-for m in "${ml[@]}"; do
-  [[ $m == off ]] && continue
-  offs=() ons=()
-  for _ in $(seq "$pairs"); do
-    offs+=("$(cpu_run off)")
-    ons+=("$(cpu_run "$m")")
-  done
-  python3 - "$m" "${offs[*]}" "${ons[*]}" <<'PY'
+report() {
+  python3 - "$@" <<'PY'
 import statistics as st, sys
 m, off, on = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
 d = [b - a for a, b in zip(off, on)]
 r = [(b - a) / a * 100 for a, b in zip(off, on)]
-print(f"  {m:8s} off {st.median(off):.3f}  on {st.median(on):.3f}  paired difference {st.median(d):+.3f} us"
+print(f"  {m:14s} off {st.median(off):.3f}  on {st.median(on):.3f}  paired difference {st.median(d):+.3f} us"
       f" ({st.median(r):+.1f} %)  pairs: " + " ".join(f"{x:+.1f}" for x in r))
 PY
+}
+echo "server CPU per response (us), $pairs pairs of ${cpusecs} s windows; load before: $(uptime | sed 's/.*load/load/')"
+for m in "${ml[@]}"; do
+  [[ $m == off ]] && continue
+  offs=() ons=() boffs=() bons=()
+  for _ in $(seq "$pairs"); do
+    offs+=("$(cpu_run "$srv" off)")
+    ons+=("$(cpu_run "$srv" "$m")")
+    if [[ -n $base ]]; then
+      boffs+=("$(cpu_run "$base/bench/nestc-server" off)")
+      bons+=("$(cpu_run "$base/bench/nestc-server" "$m")")
+    fi
+  done
+  report "$m" "${offs[*]}" "${ons[*]}"
+  [[ -n $base ]] && report "$m (base)" "${boffs[*]}" "${bons[*]}"
 done
+echo "load after: $(uptime | sed 's/.*load/load/')"

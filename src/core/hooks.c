@@ -275,7 +275,7 @@ static inline nc_hook_rec *rec_new(nc_hook_table *t) {
     return r;
 }
 
-void nc_hooks__rec_free(nc_hook_rec *r) {
+static void nc_hooks__rec_free(nc_hook_rec *r) {
     nc_hook_table *t = r->t;
     if (r->metadata) json_decref(r->metadata);
     if (t->npool < REC_POOL_MAX) {
@@ -354,16 +354,29 @@ int nc_hooks__run_before(nc_hook_rec *r) {
     return r->refusal;
 }
 
-void nc_hooks__run_start(nc_hook_rec *r) {
+static void nc_hooks__run_start(nc_hook_rec *r) {
     r->now_valid = 0;
     EACH(r, NC_HP_START, h->s.on_handler_start(h->user, i));
 }
 
-void nc_hooks__run_return(nc_hook_rec *r) {
+static void nc_hooks__run_return(nc_hook_rec *r) {
     r->returned = 1;
     if (!r->t->np[NC_HP_RETURN]) return;
     r->now_valid = 0;
     EACH(r, NC_HP_RETURN, h->s.on_handler_return(h->user, i));
+}
+
+void nc_hooks__handler_start(nc_hook_rec *r) {
+    r->in_handler = 1;
+    if (r->t->np[NC_HP_START]) nc_hooks__run_start(r);
+}
+
+void nc_hooks__handler_return(nc_hook_rec *r) {
+    r->in_handler = 0;
+    if (r->finished)
+        nc_hooks__rec_free(r); /* finished inside the handler: on_handler_return and on_finish have run */
+    else if (!r->returned && r->t->np[NC_HP_RETURN])
+        nc_hooks__run_return(r); /* (r->returned is read only inside the handler: not set here) */
 }
 
 void nc_hooks__run_reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final) {

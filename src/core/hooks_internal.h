@@ -107,20 +107,10 @@ static inline int nc_hooks__before_handler(nc_hook_rec *r) {
 }
 /* Around the handler call. handler_return may release r (when the message finished inside the handler):
  * keep the record in a local, not in the request, across the handler call. */
-void nc_hooks__run_start(nc_hook_rec *r);
-void nc_hooks__run_return(nc_hook_rec *r);
-void nc_hooks__rec_free(nc_hook_rec *r);
-static inline void nc_hooks__handler_start(nc_hook_rec *r) {
-    r->in_handler = 1;
-    if (r->t->np[NC_HP_START]) nc_hooks__run_start(r);
-}
-static inline void nc_hooks__handler_return(nc_hook_rec *r) {
-    r->in_handler = 0;
-    if (r->finished)
-        nc_hooks__rec_free(r); /* finished inside the handler: on_handler_return and on_finish have run */
-    else if (!r->returned && r->t->np[NC_HP_RETURN])
-        nc_hooks__run_return(r); /* (r->returned is read only inside the handler: not set here) */
-}
+void nc_hooks__handler_start(nc_hook_rec *r);
+void nc_hooks__handler_return(nc_hook_rec *r);
+/* (these two stay out of line: inline, they made dispatch.c's handler call too big to be inlined, which
+ * cost the path without hooks a call) */
 void nc_hooks__run_reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final);
 static inline void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len,
                                    int final) {
