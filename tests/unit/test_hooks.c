@@ -557,6 +557,9 @@ static void test_tcp_workers(void **st) {
         .struct_size = sizeof h, .on_dispatch = w_dispatch, .on_finish = w_finish, .release = s_release};
     int id = nc_server_add_hooks(ws, &h, NULL);
     assert_true(id > 0);
+    /* the tracer too: each worker thread keeps its ended spans for reuse, and frees them as it exits
+     * (a leak under the sanitizers otherwise) */
+    assert_true(nc_trace_enable_server(ws, NULL) > 0);
     assert_int_equal(nc_server_listen(ws), 0);
     /* the sets were copied to the other workers: no change once they run */
     assert_int_equal(nc_server_add_hooks(ws, &h, NULL), NC_ESTATE);
