@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "core/client_internal.h"
@@ -19,25 +20,51 @@ static atomic_int next_id;
 
 /* ---- sets and tables ----------------------------------------------------------------------------- */
 
-static unsigned bits_of(const nc_hook_set *h) {
-    unsigned b = 0;
-    if (h->side == NC_HOOK_SERVER) {
-        const nc_server_hooks *s = &h->s;
-        b |= s->on_dispatch ? NC_HK_DISPATCH : 0;
-        b |= s->before_handler ? NC_HK_BEFORE : 0;
-        b |= s->on_handler_start ? NC_HK_START : 0;
-        b |= s->on_handler_return ? NC_HK_RETURN : 0;
-        b |= s->on_reply ? NC_HK_REPLY : 0;
-        b |= s->on_settle ? NC_HK_SETTLE : 0;
-        b |= s->on_finish ? NC_HK_FINISH : 0;
-    } else {
-        const nc_client_hooks *c = &h->c;
-        b |= c->on_submit ? NC_HK_SUBMIT : 0;
-        b |= c->on_reply ? NC_HK_CREPLY : 0;
-        b |= c->should_retry ? NC_HK_RETRY : 0;
-        b |= c->on_call_end ? NC_HK_END : 0;
+/* The callback of point p in a set, NULL when it has none. */
+static void *cb_of(const nc_hook_set *h, int p) {
+    const nc_server_hooks *s = &h->s;
+    const nc_client_hooks *c = &h->c;
+    int srv = h->side == NC_HOOK_SERVER;
+    switch (p) {
+    case NC_HP_DISPATCH:
+        return srv ? (void *)s->on_dispatch : NULL;
+    case NC_HP_BEFORE:
+        return srv ? (void *)s->before_handler : NULL;
+    case NC_HP_START:
+        return srv ? (void *)s->on_handler_start : NULL;
+    case NC_HP_RETURN:
+        return srv ? (void *)s->on_handler_return : NULL;
+    case NC_HP_REPLY:
+        return srv ? (void *)s->on_reply : NULL;
+    case NC_HP_SETTLE:
+        return srv ? (void *)s->on_settle : NULL;
+    case NC_HP_FINISH:
+        return srv ? (void *)s->on_finish : NULL;
+    case NC_HP_SUBMIT:
+        return srv ? NULL : (void *)c->on_submit;
+    case NC_HP_CREPLY:
+        return srv ? NULL : (void *)c->on_reply;
+    case NC_HP_RETRY:
+        return srv ? NULL : (void *)c->should_retry;
+    default:
+        return srv ? NULL : (void *)c->on_call_end;
     }
-    return b;
+}
+
+/* Closing points run the sets in the reverse of the order they were added. */
+static int closing(int p) {
+    return p == NC_HP_RETURN || p == NC_HP_FINISH || p == NC_HP_END;
+}
+
+/* Fills the per-point lists from t->sets. */
+static void table_index(nc_hook_table *t) {
+    for (int p = 0; p < NC_HP_COUNT; p++) {
+        t->np[p] = 0;
+        for (int j = 0; j < t->n; j++) {
+            int k = closing(p) ? t->n - 1 - j : j;
+            if (cb_of(t->sets[k], p)) t->pt[p][t->np[p]++] = (nc_hook_call){t->sets[k], k};
+        }
+    }
 }
 
 static void set_unref(nc_hook_set *h) {
@@ -66,10 +93,8 @@ static nc_hook_table *table_build(const nc_hook_table *old, const nc_hook_set *s
     for (int i = 0; old && i < old->n; i++)
         if (old->sets[i] != skip) t->sets[t->n++] = old->sets[i];
     if (add) t->sets[t->n++] = add;
-    for (int i = 0; i < t->n; i++) {
-        t->sets[i]->refs++;
-        t->any |= bits_of(t->sets[i]);
-    }
+    for (int i = 0; i < t->n; i++) t->sets[i]->refs++;
+    table_index(t);
     return t;
 }
 
@@ -128,6 +153,51 @@ int nc_hooks__add(nc_hook_table **tp, nc_hook_side side, const void *hooks, void
     return h->id;
 }
 
+/* What a silenced set's callbacks become (the tables list a set by its callbacks, so they stay set). */
+static void q_info(void *u, nc_hook_info *i) {
+    (void)u, (void)i;
+}
+static int q_intercept(void *u, nc_hook_info *i) {
+    (void)u, (void)i;
+    return 0;
+}
+static void q_reply(void *u, nc_hook_info *i, nc_hook_reply k, const char *j, size_t l, int f) {
+    (void)u, (void)i, (void)k, (void)j, (void)l, (void)f;
+}
+static void q_settle(void *u, nc_hook_info *i, nc_settle how) {
+    (void)u, (void)i, (void)how;
+}
+static void q_done(void *u, nc_hook_info *i, int e) {
+    (void)u, (void)i, (void)e;
+}
+static void q_creply(void *u, nc_hook_info *i, const json_t *v, int f) {
+    (void)u, (void)i, (void)v, (void)f;
+}
+static int q_retry(void *u, nc_hook_info *i, int e, int *d) {
+    (void)u, (void)i, (void)e, (void)d;
+    return 0;
+}
+
+static void silence(nc_hook_set *h) {
+    nc_server_hooks *s = &h->s;
+    nc_client_hooks *c = &h->c;
+#define Q(f, q) f = f ? q : NULL
+    Q(s->on_dispatch, q_info);
+    Q(s->before_handler, q_intercept);
+    Q(s->on_handler_start, q_info);
+    Q(s->on_handler_return, q_info);
+    Q(s->on_reply, q_reply);
+    Q(s->on_settle, q_settle);
+    Q(s->on_finish, q_done);
+    Q(c->on_submit, q_intercept);
+    Q(c->on_reply, q_creply);
+    Q(c->should_retry, q_retry);
+    Q(c->on_call_end, q_done);
+#undef Q
+    s->release = NULL;
+    c->release = NULL;
+}
+
 int nc_hooks__remove(nc_hook_table **tp, int id) {
     nc_hook_table *old = tp ? *tp : NULL;
     nc_hook_set *h = NULL;
@@ -137,8 +207,7 @@ int nc_hooks__remove(nc_hook_table **tp, int id) {
     nc_hook_table *t = table_build(old, h, NULL);
     if (!t) {
         /* out of memory: the set stays installed but silent, so removal still means "no new calls" */
-        memset(&h->s, 0, sizeof h->s);
-        memset(&h->c, 0, sizeof h->c);
+        silence(h);
         return 0;
     }
     table_swap(tp, t);
@@ -154,7 +223,6 @@ int nc_hooks__copy(nc_hook_table **dst, const nc_hook_table *src) {
     nc_hook_table *t = calloc(1, sizeof *t);
     if (!t) return NC_ENOMEM;
     t->refs = 1;
-    t->any = src->any;
     for (int i = 0; i < src->n; i++) {
         const nc_hook_set *o = src->sets[i];
         int err;
@@ -168,13 +236,27 @@ int nc_hooks__copy(nc_hook_table **dst, const nc_hook_table *src) {
         h->refs = 1;
         t->sets[t->n++] = h;
     }
+    table_index(t);
     *dst = t;
     return 0;
 }
 
 /* ---- records ------------------------------------------------------------------------------------- */
 
-static nc_hook_rec *rec_new(nc_hook_table *t, nc_hook_side side) {
+/* Monotonic nanoseconds: uv_hrtime's clock. On Linux uv_hrtime is clock_gettime(CLOCK_MONOTONIC) behind
+ * two calls and a branch; called directly, a read costs the vDSO's work alone. */
+static inline uint64_t clock_ns(void) {
+#if defined(__linux__)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#else
+    return uv_hrtime();
+#endif
+}
+
+/* A record with its flags clear; the caller fills info. */
+static inline nc_hook_rec *rec_new(nc_hook_table *t) {
     nc_hook_rec *r = t->pool;
     if (r) {
         t->pool = r->next;
@@ -182,21 +264,20 @@ static nc_hook_rec *rec_new(nc_hook_table *t, nc_hook_side side) {
     } else if (!(r = malloc(sizeof *r))) {
         return NULL;
     }
-    memset(r, 0, offsetof(nc_hook_rec, slot));
-    memset(r->slot, 0, (size_t)t->n * sizeof r->slot[0]);
     r->t = t;
     t->refs++;
-    r->info.struct_size = sizeof r->info;
-    r->info.side = side;
-    r->info.priv_ = r;
-    r->info.start_ns = r->info.now_ns = uv_hrtime();
+    r->refusal = r->err_replied = r->delivered = r->in_submit = 0;
+    r->in_handler = r->returned = r->finished = 0;
     r->now_valid = 1;
+    r->headers = NULL;
+    r->metadata = NULL;
+    memset(r->slot, 0, sizeof r->slot); /* a constant size: a few vector stores, no call */
     return r;
 }
 
-static void rec_free(nc_hook_rec *r) {
+static void nc_hooks__rec_free(nc_hook_rec *r) {
     nc_hook_table *t = r->t;
-    json_decref(r->metadata);
+    if (r->metadata) json_decref(r->metadata);
     if (t->npool < REC_POOL_MAX) {
         r->next = t->pool;
         t->pool = r;
@@ -207,28 +288,23 @@ static void rec_free(nc_hook_rec *r) {
     table_unref(t);
 }
 
-/* Points info.state at set i's slot and returns the set. */
-static inline nc_hook_set *at(nc_hook_rec *r, int i) {
-    r->info.state = &r->slot[i];
-    return r->t->sets[i];
-}
-
-/* A hook point other than the first and the last: the clock is read only if a hook asks (nc_hook_now),
- * since a clock read costs as much as the rest of a hook point (about 25 ns, 90 ns on a VM's kvm-clock). */
-static inline void stamp(nc_hook_rec *r) {
-    r->now_valid = 0;
-}
-
-/* The first and last points: durations need these. */
-static inline void stamp_now(nc_hook_rec *r) {
-    r->info.now_ns = uv_hrtime();
-    r->now_valid = 1;
-}
+/* Runs point p's callbacks: `call` is the callback's invocation, with h the set and i the info; each
+ * sees its own state slot. */
+#define EACH(r, p, call)                                                                                     \
+    do {                                                                                                     \
+        const nc_hook_call *e_ = (r)->t->pt[p], *end_ = e_ + (r)->t->np[p];                                  \
+        for (; e_ < end_; e_++) {                                                                            \
+            nc_hook_set *h = e_->h;                                                                          \
+            nc_hook_info *i = &(r)->info;                                                                    \
+            i->state = &(r)->slot[e_->k];                                                                    \
+            call;                                                                                            \
+        }                                                                                                    \
+    } while (0)
 
 uint64_t nc_hook_now(nc_hook_info *i) {
     nc_hook_rec *r = i->priv_;
     if (!r->now_valid) {
-        i->now_ns = uv_hrtime();
+        i->now_ns = clock_ns();
         r->now_valid = 1;
     }
     return i->now_ns;
@@ -238,87 +314,80 @@ uint64_t nc_hook_now(nc_hook_info *i) {
 
 nc_hook_rec *nc_hooks__dispatch(nc_hook_table *t, nc_server *s, const nc_msg *m, nc_request *req,
                                 const char *id, size_t id_len, int has_handler) {
-    nc_hook_rec *r = rec_new(t, NC_HOOK_SERVER);
+    nc_hook_rec *r = rec_new(t);
     if (!r) return NULL;
-    nc_hook_info *i = &r->info;
-    i->server = s;
-    i->msg = m;
-    /* the fields, not the accessors: this runs for every message */
-    i->transport = m->transport;
-    i->route = m->route ? m->route : "";
-    i->pattern = m->pattern_text;
-    i->is_event = m->is_event;
-    i->has_handler = has_handler;
-    i->request = i->is_event ? NULL : req;
-    i->id = i->is_event ? NULL : id;
-    i->id_len = i->is_event ? 0 : id_len;
-    i->headers = NULL; /* the server reads headers from the message: nc_msg_header(i->msg, ...) */
-    i->attempt = 1;
-    if (t->any & NC_HK_DISPATCH)
-        for (int k = 0; k < t->n; k++) {
-            nc_hook_set *h = at(r, k);
-            if (h->s.on_dispatch) h->s.on_dispatch(h->user, i);
-        }
+    uint64_t now = clock_ns();
+    int ev = m->is_event;
+    /* the fields, not the accessors; the server reads headers from the message (nc_msg_header) */
+    nc_hook_info *f = &r->info; /* every field stored once, no temporary: this runs for every message */
+    f->struct_size = sizeof *f;
+    f->side = NC_HOOK_SERVER;
+    f->server = s;
+    f->client = NULL;
+    f->transport = m->transport;
+    f->route = m->route ? m->route : "";
+    f->pattern = m->pattern_text;
+    f->is_event = ev;
+    f->has_handler = has_handler;
+    f->msg = m;
+    f->request = ev ? NULL : req;
+    f->call = NULL;
+    f->id = ev ? NULL : id;
+    f->id_len = ev ? 0 : id_len;
+    f->headers = NULL;
+    f->metadata = NULL;
+    f->start_ns = f->now_ns = now;
+    f->attempt = 1;
+    f->priv_ = r;
+    EACH(r, NC_HP_DISPATCH, h->s.on_dispatch(h->user, i));
     return r;
 }
 
-int nc_hooks__before_handler(nc_hook_rec *r) {
-    if (!(r->t->any & NC_HK_BEFORE)) return 0;
-    stamp(r);
-    for (int k = 0; k < r->t->n; k++) {
-        nc_hook_set *h = at(r, k);
-        int e = h->s.before_handler ? h->s.before_handler(h->user, &r->info) : 0;
+/* A hook point other than the first and the last: the clock is read only if a hook asks (nc_hook_now),
+ * since a clock read costs as much as the rest of a hook point. */
+int nc_hooks__run_before(nc_hook_rec *r) {
+    r->now_valid = 0;
+    EACH(r, NC_HP_BEFORE, {
+        int e = h->s.before_handler(h->user, i);
         if (e && !r->refusal) r->refusal = e > 0 ? NC_EREFUSED : e; /* a positive return is no nc_err */
-    }
+    });
     return r->refusal;
+}
+
+static void nc_hooks__run_start(nc_hook_rec *r) {
+    r->now_valid = 0;
+    EACH(r, NC_HP_START, h->s.on_handler_start(h->user, i));
+}
+
+static void nc_hooks__run_return(nc_hook_rec *r) {
+    r->returned = 1;
+    if (!r->t->np[NC_HP_RETURN]) return;
+    r->now_valid = 0;
+    EACH(r, NC_HP_RETURN, h->s.on_handler_return(h->user, i));
 }
 
 void nc_hooks__handler_start(nc_hook_rec *r) {
     r->in_handler = 1;
-    if (!(r->t->any & NC_HK_START)) return;
-    stamp(r);
-    for (int k = 0; k < r->t->n; k++) {
-        nc_hook_set *h = at(r, k);
-        if (h->s.on_handler_start) h->s.on_handler_start(h->user, &r->info);
-    }
-}
-
-static void run_return(nc_hook_rec *r) {
-    r->returned = 1;
-    if (!(r->t->any & NC_HK_RETURN)) return;
-    stamp(r);
-    for (int k = r->t->n - 1; k >= 0; k--) {
-        nc_hook_set *h = at(r, k);
-        if (h->s.on_handler_return) h->s.on_handler_return(h->user, &r->info);
-    }
+    if (r->t->np[NC_HP_START]) nc_hooks__run_start(r);
 }
 
 void nc_hooks__handler_return(nc_hook_rec *r) {
     r->in_handler = 0;
-    if (r->finished) {
-        rec_free(r); /* finished inside the handler: on_handler_return and on_finish have run */
-        return;
-    }
-    if (!r->returned) run_return(r);
+    if (r->finished)
+        nc_hooks__rec_free(r); /* finished inside the handler: on_handler_return and on_finish have run */
+    else if (!r->returned && r->t->np[NC_HP_RETURN])
+        nc_hooks__run_return(r); /* (r->returned is read only inside the handler: not set here) */
 }
 
-void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final) {
-    if (kind == NC_HOOK_REPLY_ERROR) r->err_replied = 1;
-    if (!(r->t->any & NC_HK_REPLY)) return;
-    stamp(r);
-    for (int k = 0; k < r->t->n; k++) {
-        nc_hook_set *h = at(r, k);
-        if (h->s.on_reply) h->s.on_reply(h->user, &r->info, kind, json, len, final);
-    }
+void nc_hooks__run_reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final) {
+    r->now_valid = 0;
+    EACH(r, NC_HP_REPLY, h->s.on_reply(h->user, i, kind, json, len, final));
 }
 
 void nc_hooks__settle(nc_hook_rec *r, nc_settle how) {
-    if (!(r->t->any & NC_HK_SETTLE)) return;
-    stamp(r);
-    for (int k = 0; k < r->t->n; k++) {
-        nc_hook_set *h = at(r, k);
-        if (h->s.on_settle) h->s.on_settle(h->user, &r->info, how);
-    }
+    if (!r->t->np[NC_HP_SETTLE]) return;
+    r->now_valid = 0;
+    EACH(r, NC_HP_SETTLE, h->s.on_settle(h->user, i, how));
 }
 
 void nc_hooks__event_done(nc_hook_rec *r, int settles, int matched) {
@@ -340,13 +409,11 @@ void nc_hooks__finish(nc_hook_rec *r, int why) {
                   : why                  ? why
                   : r->err_replied       ? NC_EREMOTE
                                          : 0;
-    if (r->in_handler && !r->returned) run_return(r);
-    if (r->t->any & NC_HK_FINISH) {
-        stamp_now(r);
-        for (int k = r->t->n - 1; k >= 0; k--) {
-            nc_hook_set *h = at(r, k);
-            if (h->s.on_finish) h->s.on_finish(h->user, &r->info, outcome);
-        }
+    if (r->in_handler && !r->returned) nc_hooks__run_return(r);
+    if (r->t->np[NC_HP_FINISH]) {
+        r->info.now_ns = clock_ns(); /* the end of the message: durations need it */
+        r->now_valid = 1;
+        EACH(r, NC_HP_FINISH, h->s.on_finish(h->user, i, outcome));
     }
     /* the message is gone: nothing may read it from here on */
     r->info.msg = NULL;
@@ -354,7 +421,7 @@ void nc_hooks__finish(nc_hook_rec *r, int why) {
     if (r->in_handler)
         r->finished = 1; /* handler_return, still to come, releases r */
     else
-        rec_free(r);
+        nc_hooks__rec_free(r);
 }
 
 /* ---- client -------------------------------------------------------------------------------------- */
@@ -362,65 +429,63 @@ void nc_hooks__finish(nc_hook_rec *r, int why) {
 int nc_hooks__submit(nc_hook_table *t, nc_hook_rec **out, nc_client *c, const char *transport,
                      const char *route, const char *pattern, int is_event, const char *id, size_t id_len,
                      json_t **headers, const json_t *metadata) {
-    nc_hook_rec *r = *out = rec_new(t, NC_HOOK_CLIENT);
+    nc_hook_rec *r = *out = rec_new(t);
     if (!r) return 0;
-    nc_hook_info *i = &r->info;
-    i->client = c;
-    i->transport = transport;
-    i->route = route ? route : "";
-    i->pattern = pattern;
-    i->is_event = is_event;
-    i->id = is_event ? NULL : id;
-    i->id_len = is_event ? 0 : id_len;
-    i->headers = *headers;
-    i->metadata = metadata;
-    i->attempt = 1;
+    uint64_t now = clock_ns();
+    r->info = (nc_hook_info){.struct_size = sizeof r->info,
+                             .side = NC_HOOK_CLIENT,
+                             .client = c,
+                             .transport = transport,
+                             .route = route ? route : "",
+                             .pattern = pattern,
+                             .is_event = is_event,
+                             .id = is_event ? NULL : id,
+                             .id_len = is_event ? 0 : id_len,
+                             .headers = *headers,
+                             .metadata = metadata,
+                             .start_ns = now,
+                             .now_ns = now,
+                             .attempt = 1,
+                             .priv_ = r};
     r->headers = headers;
-    if (!(t->any & NC_HK_SUBMIT)) return 0;
+    if (!t->np[NC_HP_SUBMIT]) return 0;
     r->in_submit = 1;
-    for (int k = 0; k < t->n; k++) {
-        nc_hook_set *h = at(r, k);
-        int e = h->c.on_submit ? h->c.on_submit(h->user, i) : 0;
+    EACH(r, NC_HP_SUBMIT, {
+        int e = h->c.on_submit(h->user, i);
         if (e && !r->refusal) r->refusal = e > 0 ? NC_EREFUSED : e;
-    }
+    });
     r->in_submit = 0;
     return r->refusal;
 }
 
 void nc_hooks__client_reply(nc_hook_rec *r, const json_t *value, int final) {
     r->delivered = 1;
-    if (!(r->t->any & NC_HK_CREPLY)) return;
-    stamp(r);
-    for (int k = 0; k < r->t->n; k++) {
-        nc_hook_set *h = at(r, k);
-        if (h->c.on_reply) h->c.on_reply(h->user, &r->info, value, final);
-    }
+    if (!r->t->np[NC_HP_CREPLY]) return;
+    r->now_valid = 0;
+    EACH(r, NC_HP_CREPLY, h->c.on_reply(h->user, i, value, final));
 }
 
 int nc_hooks__should_retry(nc_hook_rec *r, int err, int *delay_ms) {
-    if (!(r->t->any & NC_HK_RETRY) || r->delivered || r->info.is_event || r->refusal) return 0;
-    stamp(r);
-    for (int k = 0; k < r->t->n; k++) {
-        nc_hook_set *h = at(r, k);
+    if (!r->t->np[NC_HP_RETRY] || r->delivered || r->info.is_event || r->refusal) return 0;
+    r->now_valid = 0;
+    EACH(r, NC_HP_RETRY, {
         int d = 0;
-        if (h->c.should_retry && h->c.should_retry(h->user, &r->info, err, &d)) {
+        if (h->c.should_retry(h->user, i, err, &d)) {
             *delay_ms = d > 0 ? d : 0;
             r->info.attempt++;
             return 1;
         }
-    }
+    });
     return 0;
 }
 
 void nc_hooks__call_end(nc_hook_rec *r, int err) {
-    if (r->t->any & NC_HK_END) {
-        stamp_now(r);
-        for (int k = r->t->n - 1; k >= 0; k--) {
-            nc_hook_set *h = at(r, k);
-            if (h->c.on_call_end) h->c.on_call_end(h->user, &r->info, err);
-        }
+    if (r->t->np[NC_HP_END]) {
+        r->info.now_ns = clock_ns();
+        r->now_valid = 1;
+        EACH(r, NC_HP_END, h->c.on_call_end(h->user, i, err));
     }
-    rec_free(r);
+    nc_hooks__rec_free(r);
 }
 
 /* ---- setters for on_submit ----------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #ifndef NC_CORE_HOOKS_INTERNAL_H
 #define NC_CORE_HOOKS_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nestc/hooks.h"
@@ -17,19 +18,22 @@ typedef struct nc_hook_set nc_hook_set;
 typedef struct nc_hook_table nc_hook_table;
 typedef struct nc_hook_rec nc_hook_rec;
 
-/* Which callbacks some set of a table has (nc_hook_table.any): points whose bit is clear cost a test. */
+/* The hook points. A table lists, for each, the sets that have its callback (opening points in added
+ * order, closing ones in reverse), so a point no set uses costs one test and a set pays only for the
+ * callbacks it has. */
 enum {
-    NC_HK_DISPATCH = 1u << 0,
-    NC_HK_BEFORE = 1u << 1,
-    NC_HK_START = 1u << 2,
-    NC_HK_RETURN = 1u << 3,
-    NC_HK_REPLY = 1u << 4,
-    NC_HK_SETTLE = 1u << 5,
-    NC_HK_FINISH = 1u << 6,
-    NC_HK_SUBMIT = 1u << 7,
-    NC_HK_CREPLY = 1u << 8,
-    NC_HK_RETRY = 1u << 9,
-    NC_HK_END = 1u << 10,
+    NC_HP_DISPATCH,
+    NC_HP_BEFORE,
+    NC_HP_START,
+    NC_HP_RETURN,
+    NC_HP_REPLY,
+    NC_HP_SETTLE,
+    NC_HP_FINISH,
+    NC_HP_SUBMIT,
+    NC_HP_CREPLY,
+    NC_HP_RETRY,
+    NC_HP_END,
+    NC_HP_COUNT
 };
 
 struct nc_hook_set {
@@ -42,13 +46,21 @@ struct nc_hook_set {
     void *user;
 };
 
+/* One callback of a hook point: the set (its callback is read at the call, so that a set silenced by a
+ * removal that ran out of memory stops at once) and its index, which names its state slot. */
+typedef struct nc_hook_call {
+    nc_hook_set *h;
+    int k;
+} nc_hook_call;
+
 struct nc_hook_table {
     int refs; /* the owner's pointer + each record begun under it */
     int n;
-    unsigned any;
     nc_hook_rec *pool; /* finished records kept for reuse */
     size_t npool;
+    unsigned char np[NC_HP_COUNT]; /* callbacks per point */
     nc_hook_set *sets[NC_HOOKS_MAX];
+    nc_hook_call pt[NC_HP_COUNT][NC_HOOKS_MAX];
 };
 
 /* One message or call seen by the hooks. */
@@ -89,12 +101,22 @@ int nc_hooks__copy(nc_hook_table **dst, const nc_hook_table *src);
 nc_hook_rec *nc_hooks__dispatch(nc_hook_table *t, nc_server *s, const nc_msg *m, nc_request *req,
                                 const char *id, size_t id_len, int has_handler);
 /* Runs the interceptors: 0, or the code of the first that refused (kept for on_finish). */
-int nc_hooks__before_handler(nc_hook_rec *r);
+int nc_hooks__run_before(nc_hook_rec *r);
+static inline int nc_hooks__before_handler(nc_hook_rec *r) {
+    return r->t->np[NC_HP_BEFORE] ? nc_hooks__run_before(r) : 0;
+}
 /* Around the handler call. handler_return may release r (when the message finished inside the handler):
  * keep the record in a local, not in the request, across the handler call. */
 void nc_hooks__handler_start(nc_hook_rec *r);
 void nc_hooks__handler_return(nc_hook_rec *r);
-void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final);
+/* (these two stay out of line: inline, they made dispatch.c's handler call too big to be inlined, which
+ * cost the path without hooks a call) */
+void nc_hooks__run_reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len, int final);
+static inline void nc_hooks__reply(nc_hook_rec *r, nc_hook_reply kind, const char *json, size_t len,
+                                   int final) {
+    if (kind == NC_HOOK_REPLY_ERROR) r->err_replied = 1;
+    if (r->t->np[NC_HP_REPLY]) nc_hooks__run_reply(r, kind, json, len, final);
+}
 void nc_hooks__settle(nc_hook_rec *r, nc_settle how);
 /* An event not kept: its handlers returned (and it was settled: ack, or reject when unmatched, where the
  * transport settles). Runs on_settle then on_finish, and releases r. */

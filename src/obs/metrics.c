@@ -282,8 +282,9 @@ static shard *shard_of(mseries *s) {
     return fresh;
 }
 
-static inline void add(shard *sh, int c, uint64_t v) {
-    if (thread_owns)
+/* `own`: thread_owns, read once per callback by the caller (a thread-local read per counter added up) */
+static inline void add(shard *sh, int own, int c, uint64_t v) {
+    if (own)
         atomic_store_explicit(&sh->c[c], atomic_load_explicit(&sh->c[c], memory_order_relaxed) + v,
                               memory_order_relaxed);
     else
@@ -303,28 +304,30 @@ static void begin(nc_hook_info *i, nc_metrics *m, const char *route) {
     shard *sh = s ? shard_of(s) : NULL;
     *i->state = sh;
     if (!sh) return;
-    add(sh, i->is_event ? C_EVT : C_REQ, 1);
-    add(sh, C_INFL, 1);
+    int own = thread_owns;
+    add(sh, own, i->is_event ? C_EVT : C_REQ, 1);
+    add(sh, own, C_INFL, 1);
 }
 
 static void end(nc_hook_info *i, int err) {
     shard *sh = *i->state;
     if (!sh) return;
     *i->state = NULL;
-    add(sh, C_INFL, (uint64_t)-1);
-    add(sh, C_OUT0 + (int)nc_metrics_outcome_of(err), 1);
+    int own = thread_owns;
+    add(sh, own, C_INFL, (uint64_t)-1);
+    add(sh, own, C_OUT0 + (int)nc_metrics_outcome_of(err), 1);
     uint64_t d = i->now_ns > i->start_ns ? i->now_ns - i->start_ns : 0;
     int b = 0;
     while (b < NC_METRICS_BUCKETS - 1 && d > bounds_ns[b]) b++;
-    add(sh, C_B0 + b, 1);
-    add(sh, C_DCOUNT, 1);
-    add(sh, C_DSUM, d);
+    add(sh, own, C_B0 + b, 1);
+    add(sh, own, C_DCOUNT, 1);
+    add(sh, own, C_DSUM, d);
 }
 
 static void srv_dispatch(void *user, nc_hook_info *i) {
     begin(i, user, i->has_handler ? (i->route ? i->route : "") : NC_METRICS_ROUTE_NO_HANDLER);
     shard *sh = *i->state;
-    if (sh && i->msg) add(sh, C_BIN, nc_msg__data_len(i->msg));
+    if (sh && i->msg) add(sh, thread_owns, C_BIN, nc_msg__data_len(i->msg));
 }
 
 static void srv_reply(void *user, nc_hook_info *i, nc_hook_reply kind, const char *json, size_t len,
@@ -332,8 +335,9 @@ static void srv_reply(void *user, nc_hook_info *i, nc_hook_reply kind, const cha
     (void)user, (void)json, (void) final;
     shard *sh = *i->state;
     if (!sh || kind == NC_HOOK_REPLY_END) return;
-    add(sh, kind == NC_HOOK_REPLY_ERROR ? C_RERR : C_RVAL, 1);
-    add(sh, C_BOUT, len);
+    int own = thread_owns;
+    add(sh, own, kind == NC_HOOK_REPLY_ERROR ? C_RERR : C_RVAL, 1);
+    add(sh, own, C_BOUT, len);
 }
 
 static void srv_finish(void *user, nc_hook_info *i, int outcome) {
@@ -349,13 +353,13 @@ static int cli_submit(void *user, nc_hook_info *i) {
 static void cli_reply(void *user, nc_hook_info *i, const json_t *value, int final) {
     (void)user, (void)value, (void) final;
     shard *sh = *i->state;
-    if (sh) add(sh, C_RVAL, 1);
+    if (sh) add(sh, thread_owns, C_RVAL, 1);
 }
 
 static void cli_end(void *user, nc_hook_info *i, int err) {
     (void)user;
     shard *sh = *i->state;
-    if (sh && i->attempt > 1) add(sh, C_RETRY, (uint64_t)(i->attempt - 1));
+    if (sh && i->attempt > 1) add(sh, thread_owns, C_RETRY, (uint64_t)(i->attempt - 1));
     end(i, err);
 }
 

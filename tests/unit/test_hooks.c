@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -325,6 +326,12 @@ static void h_meta(nc_request *req, const nc_msg *m, void *u) {
 static void h_tick(const nc_msg *m, void *u) {
     handler_runs++;
 }
+static void h_slow(nc_request *req, const nc_msg *m, void *u) {
+    handler_runs++;
+    struct timespec ts = {0, 60 * 1000000L}; /* 60 ms of work before the reply */
+    while (nanosleep(&ts, &ts)) continue;
+    nc_reply(req, json_integer(1));
+}
 
 static void start(void) {
     reset();
@@ -337,6 +344,7 @@ static void start(void) {
     nc_server_message(srv, "park", h_park, NULL);
     nc_server_message(srv, "meta", h_meta, NULL);
     nc_server_event(srv, "tick", h_tick, NULL);
+    nc_server_message(srv, "slow", h_slow, NULL);
     tcp_listen_connect();
 }
 
@@ -424,6 +432,39 @@ static void test_tcp_async(void **st) {
     assert_string_equal(trail(), "A:dispatch A:before A:start A:return A:reply0f\"late\" A:finish0");
     assert_monotonic();
     call_free(&c);
+    stop();
+}
+
+/* Durations (on_finish's now_ns - start_ns) are read from the clock at the message's dispatch and at its
+ * end: a handler that works 60 ms shows at least that, and a request that waited in the same read behind
+ * it starts its clock when it is dispatched, not when the read came in. */
+static uint64_t dur_slow, dur_fast;
+static void d_finish(void *u, nc_hook_info *i, int outcome) {
+    (void)u, (void)outcome;
+    uint64_t d = i->now_ns - i->start_ns;
+    if (!strcmp(i->route, "slow")) dur_slow = d;
+    if (!strcmp(i->route, "sum")) dur_fast = d;
+    finished++;
+}
+static void test_tcp_durations(void **st) {
+    start();
+    nc_server_hooks h = {.struct_size = sizeof h, .on_finish = d_finish};
+    assert_true(nc_server_add_hooks(srv, &h, NULL) > 0);
+    dur_slow = dur_fast = 0;
+    call a = call_new(), b = call_new();
+    /* both leave in one write, and reach the server in one read */
+    assert_int_equal(nc_client_send(cli, "slow", NULL, NULL, on_value, on_done, &a), 0);
+    json_t *d = json_pack("[i]", 1);
+    assert_int_equal(nc_client_send(cli, "sum", d, NULL, on_value, on_done, &b), 0);
+    json_decref(d);
+    run_until(&b.done, 1);
+    run_until(&a.done, 1);
+    assert_int_equal(a.err, 0);
+    assert_int_equal(b.err, 0);
+    assert_true(dur_slow >= 60 * 1000000ULL);
+    assert_true(dur_fast > 0 && dur_fast < dur_slow / 2);
+    call_free(&a);
+    call_free(&b);
     stop();
 }
 
@@ -516,6 +557,9 @@ static void test_tcp_workers(void **st) {
         .struct_size = sizeof h, .on_dispatch = w_dispatch, .on_finish = w_finish, .release = s_release};
     int id = nc_server_add_hooks(ws, &h, NULL);
     assert_true(id > 0);
+    /* the tracer too: each worker thread keeps its ended spans for reuse, and frees them as it exits
+     * (a leak under the sanitizers otherwise) */
+    assert_true(nc_trace_enable_server(ws, NULL) > 0);
     assert_int_equal(nc_server_listen(ws), 0);
     /* the sets were copied to the other workers: no change once they run */
     assert_int_equal(nc_server_add_hooks(ws, &h, NULL), NC_ESTATE);
@@ -860,6 +904,7 @@ int main(void) {
         cmocka_unit_test(test_tcp_stream_error_unknown),
         cmocka_unit_test(test_tcp_events),
         cmocka_unit_test(test_tcp_async),
+        cmocka_unit_test(test_tcp_durations),
         cmocka_unit_test(test_tcp_refused),
         cmocka_unit_test(test_tcp_remove),
         cmocka_unit_test(test_tcp_free_unfinished),
