@@ -77,6 +77,11 @@ NC_API int nc_msg_trace(const nc_msg *m, nc_trace_ctx *out);
 /* A fresh root context (random trace and span ids, sampled). */
 NC_API void nc_trace_new_root(nc_trace_ctx *out);
 
+/* A fresh trace without a span (random trace id, span id all zero, sampled): made current, the next
+ * call's span is the trace's root (no parent) with this trace id, so a program can know (print, log) the
+ * id before the call. Not a traceparent to send: its span id is zero, which receivers refuse. */
+NC_API void nc_trace_new_trace(nc_trace_ctx *out);
+
 /* ---- the hook sets ---------------------------------------------------------------------------------- */
 
 /* What side of a message a span is (the OTLP SpanKind values, as exported). */

@@ -93,6 +93,11 @@ static void rnd_bytes(uint8_t *b, int n) {
     memcpy(b, r, (size_t)n);
 }
 
+void nc_trace_new_trace(nc_trace_ctx *out) {
+    nc_trace_new_root(out);
+    memset(out->span_id, 0, sizeof out->span_id);
+}
+
 void nc_trace_new_root(nc_trace_ctx *out) {
     rnd_bytes(out->trace_id, 16);
     rnd_bytes(out->span_id, 8);
@@ -237,7 +242,9 @@ static span *span_new(const tracer *t, const nc_trace_ctx *parent, nc_span_kind 
     if (parent && parent->valid) {
         sp->s.ctx = *parent;
         memcpy(sp->s.parent_id, parent->span_id, 8);
-        sp->s.has_parent = 1;
+        /* a zero span id names a trace without a span (nc_trace_new_trace): this span is its root */
+        static const uint8_t zero[8];
+        sp->s.has_parent = memcmp(parent->span_id, zero, 8) != 0;
         rnd_bytes(sp->s.ctx.span_id, 8);
         if (!t->parent_based)
             sp->s.ctx.flags =

@@ -177,6 +177,7 @@ if (s1) {
 const c1 = await spanWhere((s) => s.traceId === r1.traceId && s.kind === 3, 'the sum CLIENT span of nestc send');
 if (c1 && s1) {
   check(c1.name === 'sum' && s1.parentSpanId === c1.spanId, 'CLIENT span of nestc send: name sum, the SERVER span\'s parent');
+  check(!c1.parentSpanId, 'CLIENT span of nestc send: the root of its trace (no parent left unexported)');
   check(attr(c1, 'server.address') === '127.0.0.1' && intAttr(c1, 'server.port') === nestcPort && attr(c1, 'rpc.system') === 'nestjs', 'CLIENT span: server.address/port from the URL, rpc.system');
   sameShape(c1, 'sum CLIENT span');
 }

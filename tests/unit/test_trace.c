@@ -374,6 +374,24 @@ static void chain_with(const char *url_a, const char *url_b, int brokered, const
             assert_int_equal(seen_in_leaf.valid, 0);
         }
     }
+    /* a trace without a span made current (nc_trace_new_trace, as `nestc send --trace` does): the call's
+     * CLIENT span is the root of that trace, and the server's span its child */
+    nspans = 0;
+    nc_trace_ctx t;
+    nc_trace_new_trace(&t);
+    nc_trace_ctx prev = nc_trace_set_current(&t);
+    done_rec dt = {0};
+    json_t *td = chain_data(0);
+    assert_int_equal(nc_client_send(c, R->c_mid, td, NULL, NULL, on_done, &dt), 0);
+    json_decref(td);
+    nc_trace_set_current(&prev);
+    assert_true(run_until_ms(&dt.done, 1, 30000));
+    assert_true(run_until_ms(&nspans, 4, 5000));
+    const rec *troot = find(NC_SPAN_CLIENT, R->c_mid);
+    assert_int_equal(troot->s.has_parent, 0);
+    assert_memory_equal(troot->s.ctx.trace_id, t.trace_id, 16);
+    assert_child(find(NC_SPAN_SERVER, R->s_mid), troot->s.ctx.span_id, &t);
+
     nc_client_free(plain);
     nc_client_free(c);
     nc_client_free(down);

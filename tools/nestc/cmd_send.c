@@ -136,7 +136,7 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
         }
     }
     outcome o = {0, 2};
-    /* --trace: the call is a child of a new trace's root span, whose id is printed (stderr: stdout holds
+    /* --trace: the call is the root span of a new trace, whose id is printed first (stderr: stdout holds
      * the reply values) */
     nc_trace_ctx prev = {0};
     if (a.trace) {
@@ -150,7 +150,7 @@ int cmd_send_or_emit(int argc, char **argv, int emit) {
         }
         nc_trace_ctx root;
         char id[33];
-        nc_trace_new_root(&root);
+        nc_trace_new_trace(&root);
         nc_trace_id_hex(&root, id);
         fprintf(stderr, "nestc: trace id %s\n", id);
         prev = nc_trace_set_current(&root);
