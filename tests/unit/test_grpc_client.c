@@ -574,6 +574,18 @@ static void raw_written(uv_write_t *w, int status) {
     uv_close((uv_handle_t *)w->data, (uv_close_cb)free);
     free(w);
 }
+/* A loopback listener on a free port for the test's own peers; returns the port. */
+static int loopback_listen(uv_tcp_t *l, uv_connection_cb conn_cb) {
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, l);
+    assert_int_equal(uv_tcp_bind(l, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)l, 8, conn_cb), 0);
+    struct sockaddr_in b;
+    int bl = sizeof b;
+    uv_tcp_getsockname(l, (struct sockaddr *)&b, &bl);
+    return ntohs(b.sin_port);
+}
 static void raw_conn(uv_stream_t *l, int status) {
     static char answer[] = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
     uv_tcp_t *t = malloc(sizeof *t);
@@ -585,16 +597,8 @@ static void raw_conn(uv_stream_t *l, int status) {
     uv_write(w, (uv_stream_t *)t, &b, 1, raw_written);
 }
 static void test_not_grpc_server(void **st) {
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &raw_listener);
-    assert_int_equal(uv_tcp_bind(&raw_listener, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&raw_listener, 8, raw_conn), 0);
-    struct sockaddr_in b;
-    int bl = sizeof b;
-    uv_tcp_getsockname(&raw_listener, (struct sockaddr *)&b, &bl);
     char url[64];
-    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", ntohs(b.sin_port));
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", loopback_listen(&raw_listener, raw_conn));
     nc_option opts[] = {{"protoPath", PROTO}};
     nc_client_opts co = {.loop = &loop, .options = opts, .noptions = 1, .timeout_ms = 30000 * time_factor()};
     nc_client *c;
@@ -820,15 +824,7 @@ static void mute_conn(uv_stream_t *l, int status) {
     uv_read_start((uv_stream_t *)t, mute_alloc, mute_read);
 }
 static int mute_listen(void) {
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &mute_listener);
-    assert_int_equal(uv_tcp_bind(&mute_listener, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&mute_listener, 8, mute_conn), 0);
-    struct sockaddr_in b;
-    int bl = sizeof b;
-    uv_tcp_getsockname(&mute_listener, (struct sockaddr *)&b, &bl);
-    return ntohs(b.sin_port);
+    return loopback_listen(&mute_listener, mute_conn);
 }
 static void test_keepalive_dead_peer(void **st) {
     char url[64];
@@ -1118,15 +1114,7 @@ static void listener_closed(uv_handle_t *h) {
 static int goaway_listen(int then_close) {
     goaway_accepts = 0;
     goaway_then_close = then_close;
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &goaway_listener);
-    assert_int_equal(uv_tcp_bind(&goaway_listener, (const struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&goaway_listener, 8, goaway_conn), 0);
-    struct sockaddr_in b;
-    int bl = sizeof b;
-    uv_tcp_getsockname(&goaway_listener, (struct sockaddr *)&b, &bl);
-    return ntohs(b.sin_port);
+    return loopback_listen(&goaway_listener, goaway_conn);
 }
 static void test_refused_retried(void **st) {
     char url[64];
