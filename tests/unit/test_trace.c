@@ -668,6 +668,33 @@ static void hex_of(const uint8_t *b, int n, char *out) {
     for (int k = 0; k < n; k++) sprintf(out + 2 * k, "%02x", b[k]);
 }
 
+/* A TCP server on a free port with one or two routes, traced with *to when to is not NULL; its URL in u. */
+static nc_server *tcp_server(const nc_trace_opts *to, const char *r1, nc_request_fn f1, const char *r2,
+                             nc_request_fn f2, char u[64]) {
+    nc_server *s;
+    nc_server_opts so = NC_SERVER_OPTS_INIT;
+    so.loop = &loop;
+    so.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
+    if (to) assert_true(nc_trace_enable_server(s, to) > 0);
+    assert_int_equal(nc_server_message(s, r1, f1, NULL), 0);
+    if (r2) assert_int_equal(nc_server_message(s, r2, f2, NULL), 0);
+    assert_int_equal(nc_server_listen(s), 0);
+    snprintf(u, 64, "tcp://127.0.0.1:%d", nc_server_port(s));
+    return s;
+}
+
+/* A client of u traced with *to. */
+static nc_client *tcp_client(const char *u, const nc_trace_opts *to) {
+    nc_client *c;
+    nc_client_opts co = NC_CLIENT_OPTS_INIT;
+    co.loop = &loop;
+    co.log_level = NC_LOG_OFF;
+    assert_int_equal(nc_client_new(&c, u, &co), 0);
+    assert_true(nc_trace_enable_client(c, to) > 0);
+    return c;
+}
+
 /* A server and its client over TCP, both exporting to the collector: the spans arrive as OTLP JSON with
  * ids, parents, kinds, names, attributes and an error status. */
 static void test_export(void **st) {
@@ -677,23 +704,9 @@ static void test_export(void **st) {
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d", coll_port);
     nc_trace_opts to = {.struct_size = sizeof to, .otlp_endpoint = ep, .service_name = "svc-test"};
-    nc_server *s;
-    nc_server_opts so = NC_SERVER_OPTS_INIT;
-    so.loop = &loop;
-    so.log_level = NC_LOG_OFF;
-    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
-    assert_true(nc_trace_enable_server(s, &to) > 0);
-    assert_int_equal(nc_server_message(s, "leaf", h_leaf, NULL), 0);
-    assert_int_equal(nc_server_message(s, "leaf_fail", h_leaf_fail, NULL), 0);
-    assert_int_equal(nc_server_listen(s), 0);
     char u[64];
-    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
-    nc_client *c;
-    nc_client_opts co = NC_CLIENT_OPTS_INIT;
-    co.loop = &loop;
-    co.log_level = NC_LOG_OFF;
-    assert_int_equal(nc_client_new(&c, u, &co), 0);
-    assert_true(nc_trace_enable_client(c, &to) > 0);
+    nc_server *s = tcp_server(&to, "leaf", h_leaf, "leaf_fail", h_leaf_fail, u);
+    nc_client *c = tcp_client(u, &to);
     done_rec d1 = {0}, d2 = {0};
     assert_int_equal(nc_client_send(c, "leaf", NULL, NULL, NULL, on_done, &d1), 0);
     assert_int_equal(nc_client_send(c, "leaf_fail", NULL, NULL, NULL, on_done, &d2), 0);
@@ -901,22 +914,9 @@ static void test_flush_at_close(void **st) {
                         .otlp_headers = "authorization=Bearer%20s3cret, x-tenant = t1"};
     nc_trace_counters before, after;
     nc_trace_export_counters(&before);
-    nc_server *s;
-    nc_server_opts so = NC_SERVER_OPTS_INIT;
-    so.loop = &loop;
-    so.log_level = NC_LOG_OFF;
-    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
-    assert_true(nc_trace_enable_server(s, &to) > 0);
-    assert_int_equal(nc_server_message(s, "flushed_leaf", h_leaf, NULL), 0);
-    assert_int_equal(nc_server_listen(s), 0);
     char u[64];
-    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
-    nc_client *c;
-    nc_client_opts co = NC_CLIENT_OPTS_INIT;
-    co.loop = &loop;
-    co.log_level = NC_LOG_OFF;
-    assert_int_equal(nc_client_new(&c, u, &co), 0);
-    assert_true(nc_trace_enable_client(c, &to) > 0);
+    nc_server *s = tcp_server(&to, "flushed_leaf", h_leaf, NULL, NULL, u);
+    nc_client *c = tcp_client(u, &to);
     done_rec d = {0};
     assert_int_equal(nc_client_send(c, "flushed_leaf", NULL, NULL, NULL, on_done, &d), 0);
     assert_true(run_until_ms(&d.done, 1, 5000));
@@ -955,26 +955,14 @@ static void test_flush_bounded(void **st) {
     setenv("OTEL_BSP_SCHEDULE_DELAY", "600000", 1);
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d", tc.port);
-    nc_server *s;
-    nc_server_opts so = NC_SERVER_OPTS_INIT;
-    so.loop = &loop;
-    so.log_level = NC_LOG_OFF;
-    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
-    assert_int_equal(nc_server_message(s, "leaf", h_leaf, NULL), 0);
-    assert_int_equal(nc_server_listen(s), 0);
     char u[64];
-    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    nc_server *s = tcp_server(NULL, "leaf", h_leaf, NULL, NULL, u);
     for (int k = 0; k < 2; k++) {
         nc_trace_opts to = {
             .struct_size = sizeof to, .otlp_endpoint = ep, .otlp_flush_timeout_ms = k ? -1 : 300};
         nc_trace_counters before, after;
         nc_trace_export_counters(&before);
-        nc_client *c;
-        nc_client_opts co = NC_CLIENT_OPTS_INIT;
-        co.loop = &loop;
-        co.log_level = NC_LOG_OFF;
-        assert_int_equal(nc_client_new(&c, u, &co), 0);
-        assert_true(nc_trace_enable_client(c, &to) > 0);
+        nc_client *c = tcp_client(u, &to);
         done_rec d = {0};
         assert_int_equal(nc_client_send(c, "leaf", NULL, NULL, NULL, on_done, &d), 0);
         assert_true(run_until_ms(&d.done, 1, 5000));
@@ -1042,15 +1030,8 @@ static void test_headers_parse(void **st) {
  * trace id (its last 8 bytes) sampled or not, and for a new trace. */
 static void test_sampler(void **st) {
     (void)st;
-    nc_server *s;
-    nc_server_opts so = NC_SERVER_OPTS_INIT;
-    so.loop = &loop;
-    so.log_level = NC_LOG_OFF;
-    assert_int_equal(nc_server_new(&s, "tcp://127.0.0.1:0", &so), 0);
-    assert_int_equal(nc_server_message(s, "leaf", h_leaf, NULL), 0);
-    assert_int_equal(nc_server_listen(s), 0);
     char u[64];
-    snprintf(u, sizeof u, "tcp://127.0.0.1:%d", nc_server_port(s));
+    nc_server *s = tcp_server(NULL, "leaf", h_leaf, NULL, NULL, u);
     static const struct {
         const char *name, *arg;                 /* sampler (NULL: the environment's), its argument */
         int low_on, low_off, high_on, high_off; /* parent: low/high trace id, sampled / not: the flag */
@@ -1071,12 +1052,7 @@ static void test_sampler(void **st) {
                             .on_span = on_span,
                             .sampler = cases[k].name,
                             .sampler_arg = cases[k].arg};
-        nc_client *c;
-        nc_client_opts co = NC_CLIENT_OPTS_INIT;
-        co.loop = &loop;
-        co.log_level = NC_LOG_OFF;
-        assert_int_equal(nc_client_new(&c, u, &co), 0);
-        assert_true(nc_trace_enable_client(c, &to) > 0);
+        nc_client *c = tcp_client(u, &to);
         const int want[4] = {cases[k].low_on, cases[k].low_off, cases[k].high_on, cases[k].high_off};
         for (int p = 0; p < 5; p++) {
             nc_trace_ctx parent;
