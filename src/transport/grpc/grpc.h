@@ -13,5 +13,7 @@ extern const nc_client_transport nc_grpc_client_transport;
 
 /* The loader options (proto-loader's names) of an option set, as the codec takes them. */
 void nc_grpc_json_opts(const nc_optset *o, nc_pb_json_opts *out);
+/* defaultCompressionAlgorithm as the message codings of grpc_gzip.h (NC_GRPC_IDENTITY when unset). */
+int nc_grpc_compression_opt(const nc_optset *o);
 
 #endif

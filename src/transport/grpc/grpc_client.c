@@ -681,10 +681,7 @@ static int gc_create(nc_client *cli, const nc_url *url, void **state) {
     g->ka_time_ms = (int)nc_opts_int(o, "keepaliveTimeMs");
     g->ka_timeout_ms = (int)nc_opts_int(o, "keepaliveTimeoutMs");
     g->ka_without_calls = nc_opts_bool(o, "keepalivePermitWithoutCalls");
-    const char *alg = nc_opts_str(o, "defaultCompressionAlgorithm");
-    g->compress = !strcmp(alg, "gzip")      ? NC_GRPC_GZIP
-                  : !strcmp(alg, "deflate") ? NC_GRPC_DEFLATE
-                                            : NC_GRPC_IDENTITY;
+    g->compress = nc_grpc_compression_opt(o);
     nc_grpc_json_opts(o, &g->dec);
     g->enc = g->dec;
     g->enc.any_case = 1; /* requests in either spelling; a member that names no field is refused */

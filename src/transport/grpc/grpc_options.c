@@ -4,6 +4,7 @@
 
 #include "codec/grpc_wire.h"
 #include "transport/grpc/grpc.h"
+#include "transport/grpc/grpc_gzip.h"
 
 static const char *const longs_choices[] = {"String", "Number", NULL};
 static const char *const enums_choices[] = {"Number", "String", NULL};
@@ -172,6 +173,11 @@ const nc_option_spec nc_grpc_options[] = {
      .def = "true"},
     {.name = NULL},
 };
+
+int nc_grpc_compression_opt(const nc_optset *o) {
+    const char *alg = nc_opts_str(o, "defaultCompressionAlgorithm");
+    return !strcmp(alg, "gzip") ? NC_GRPC_GZIP : !strcmp(alg, "deflate") ? NC_GRPC_DEFLATE : NC_GRPC_IDENTITY;
+}
 
 void nc_grpc_json_opts(const nc_optset *o, nc_pb_json_opts *out) {
     memset(out, 0, sizeof *out);

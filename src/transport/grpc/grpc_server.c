@@ -107,10 +107,7 @@ static int grpc_create(nc_server *srv, const nc_url *url, void **state) {
     g->max_message = (uint32_t)nc_opts_int(o, "maxReceiveMessageLength");
     g->max_metadata = (uint32_t)nc_opts_int(o, "maxMetadataSize");
     g->max_send_message = nc_opts_int(o, "maxSendMessageLength");
-    const char *alg = nc_opts_str(o, "defaultCompressionAlgorithm");
-    g->compress = !strcmp(alg, "gzip")      ? NC_GRPC_GZIP
-                  : !strcmp(alg, "deflate") ? NC_GRPC_DEFLATE
-                                            : NC_GRPC_IDENTITY;
+    g->compress = nc_grpc_compression_opt(o);
     g->ka = (nc_grpc_keepalive){.time_ms = (int)nc_opts_int(o, "keepaliveTimeMs"),
                                 .timeout_ms = (int)nc_opts_int(o, "keepaliveTimeoutMs"),
                                 .permit_without_calls = nc_opts_bool(o, "keepalivePermitWithoutCalls"),
