@@ -501,6 +501,13 @@ static kroute *route_of(kclient *kc, const char *route) {
     r->tail = &r->head;
     r->next = kc->routes;
     kc->routes = r;
+    /* the producer is asked for the route's metadata now: rd_kafka_producev does not ask for an unknown
+     * topic's (rd_kafka_topic_new does, asynchronously, or when its broker connection comes up), and the
+     * first record to the route then waited for librdkafka's 1 s topic scan */
+    if (kc->prod.rk) {
+        rd_kafka_topic_t *t = rd_kafka_topic_new(kc->prod.rk, route, NULL);
+        if (t) rd_kafka_topic_destroy(t); /* the producer keeps what it learns (its metadata cache) */
+    }
     return r;
 }
 
@@ -611,7 +618,8 @@ static int kc_send(void *state, nc_outbound *out) {
         snprintf(out->why, sizeof out->why, "the data cannot be encoded as a Kafka record");
         return rc;
     }
-    if (!out->id) { /* an event: complete on the delivery report */
+    if (!out->id) {               /* an event: complete on the delivery report */
+        route_of(kc, out->route); /* its first emit: the route's metadata asked for (the record waits less) */
         kevent *ev = calloc(1, sizeof *ev);
         if (!ev) {
             nc_kafka_msg_free(&m);

@@ -85,6 +85,8 @@ typedef struct kserver {
     int finish_after_lookup; /* closing waits for the look-up: the worker uses the consumer handle */
     int close_after_lookup;  /* the graceful consumer close, likewise */
     int report_if_idle;      /* listening without a route yet: connected unless one comes at once */
+    char **primed;           /* reply topics whose metadata the producer was asked for (prime_topic) */
+    size_t nprimed;
 } kserver;
 
 /* An assignment whose partitions have no committed offset and read from "latest": the worker looks up
@@ -196,6 +198,27 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
 }
 
 static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release};
+
+/* The most reply topics remembered as primed; past it a new one is not primed (its first reply then waits
+ * for librdkafka's topic scan, as before). */
+#define MAX_PRIMED 256
+
+/* The producer is asked for a reply topic's metadata when a request first names it, while its handler runs:
+ * a record produced to a topic the producer does not know yet waits for librdkafka's 1 s topic scan
+ * (rd_kafka_producev does not ask for an unknown topic's metadata; rd_kafka_topic_new does, asynchronously),
+ * which made each route's first call take 1 s longer on this side. */
+static void prime_topic(kserver *ks, const char *topic) {
+    for (size_t i = 0; i < ks->nprimed; i++)
+        if (!strcmp(ks->primed[i], topic)) return;
+    if (ks->nprimed >= MAX_PRIMED || !ks->prod.rk) return;
+    char **p = realloc(ks->primed, (ks->nprimed + 1) * sizeof *p);
+    if (!p) return;
+    ks->primed = p;
+    if (!(p[ks->nprimed] = strdup(topic))) return;
+    ks->nprimed++;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(ks->prod.rk, topic, NULL);
+    if (t) rd_kafka_topic_destroy(t); /* the producer keeps what it learns (its metadata cache) */
+}
 
 /* ---- settling -------------------------------------------------------------------------------------- */
 
@@ -401,7 +424,10 @@ static void on_record(kserver *ks, krec *rec) {
                 k = NULL;
             }
         }
-        if (!k) is_event = 1;
+        if (!k)
+            is_event = 1;
+        else
+            prime_topic(ks, k->topic);
     }
     nc_ctx_item ctx[8];
     size_t nctx = 0;
@@ -989,6 +1015,8 @@ static void ks_destroy(void *state) {
         free(ks->rx[i].route);
     }
     free(ks->rx);
+    for (size_t i = 0; i < ks->nprimed; i++) free(ks->primed[i]);
+    free(ks->primed);
     free(ks->dlt);
     drop_records(ks);
     nc_url_free(&ks->url);
