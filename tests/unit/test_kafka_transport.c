@@ -17,7 +17,10 @@ static void broker_exec(const broker *b, const char *port) {
 #ifdef NESTC_HAVE_RDKAFKA
 #include <fcntl.h>
 
+#include "core/options.h"
+#include "core/url.h"
 #include "kafka_fixture.h"
+#include "transport/kafka/kafka.h"
 
 static void topic(const char *name, int partitions) {
     mock_topic(name, partitions, 1);
@@ -651,6 +654,115 @@ static void test_ready(void **st) {
     assert_true(took < 30000u * (unsigned)time_factor());
 }
 
+/* The librdkafka configuration a server or client gets from opts and tls: the value of `name` must be
+ * `want` (NULL: librdkafka's default, compared with a configuration of no options). */
+static void conf_is(const nc_option *opts, size_t n, const nc_tls_opts *tls, int kind,
+                    const char *const *want) {
+    nc_optset set;
+    nc_url u;
+    char err[300];
+    memset(&set, 0, sizeof set);
+    assert_int_equal(nc_url_parse(&u, url, err, sizeof err), 0);
+    const nc_optctx cx = {NC_OPT_CLIENT, "kafka", NULL, "Client"};
+    assert_int_equal(nc_optset_build(&set, nc_kafka_options, &cx, NULL, opts, n), 0);
+    rd_kafka_conf_t *c = nc_kafka_conf(&u, &set, tls, kind, "-client", err, sizeof err);
+    assert_non_null(c);
+    rd_kafka_conf_t *d = rd_kafka_conf_new();
+    for (; *want; want += 2) {
+        char got[512], def[512];
+        size_t gl = sizeof got, dl = sizeof def;
+        /* a property without a value (ssl.ca.location by default) reads as unknown */
+        if (rd_kafka_conf_get(c, want[0], got, &gl) != RD_KAFKA_CONF_OK) got[0] = '\0';
+        if (rd_kafka_conf_get(d, want[0], def, &dl) != RD_KAFKA_CONF_OK) def[0] = '\0';
+        if (strcmp(got, want[1] ? want[1] : def))
+            fail_msg("%s = %s, want %s", want[0], got, want[1] ? want[1] : def);
+    }
+    rd_kafka_conf_destroy(d);
+    rd_kafka_conf_destroy(c);
+    nc_optset_free(&set);
+    nc_url_free(&u);
+}
+
+/* NestJS's client.ssl and client.sasl (KafkaJS) as librdkafka properties, and nc_tls_opts' files. The mock
+ * cluster speaks neither TLS nor SASL: what reaches librdkafka is checked here, not a handshake. */
+static void test_security_conf(void) {
+    static const char *const plain[] = {
+        "security.protocol", NULL, "sasl.mechanism", NULL, "enable.ssl.certificate.verification", NULL, NULL};
+    conf_is(NULL, 0, NULL, NC_KAFKA_PRODUCER, plain);
+    nc_option ssl[] = {{"ssl", "true"}}; /* client.ssl: true: the system store, the broker's name checked */
+    static const char *const ssl_want[] = {"security.protocol",
+                                           "ssl",
+                                           "ssl.endpoint.identification.algorithm",
+                                           "https",
+                                           "enable.ssl.certificate.verification",
+                                           "true",
+                                           NULL};
+    conf_is(ssl, 1, NULL, NC_KAFKA_CONSUMER, ssl_want);
+    nc_option scram[] = {{"saslMechanism", "scram-sha-512"}, {"saslUsername", "u"}, {"saslPassword", "p w"}};
+    static const char *const scram_want[] = {"security.protocol",
+                                             "sasl_plaintext",
+                                             "sasl.mechanism",
+                                             "SCRAM-SHA-512",
+                                             "sasl.username",
+                                             "u",
+                                             "sasl.password",
+                                             "p w",
+                                             NULL};
+    conf_is(scram, 3, NULL, NC_KAFKA_PRODUCER, scram_want);
+    nc_tls_opts t = NC_TLS_OPTS_INIT; /* client.ssl {ca, cert, key} with client.sasl plain */
+    t.ca_file = "ca.pem";
+    t.cert_file = "me.pem";
+    t.key_file = "me.key";
+    nc_option sp[] = {{"saslMechanism", "plain"}, {"saslUsername", "u"}, {"saslPassword", "p"}};
+    static const char *const tls_want[] = {"security.protocol",
+                                           "sasl_ssl",
+                                           "sasl.mechanism",
+                                           "PLAIN",
+                                           "ssl.ca.location",
+                                           "ca.pem",
+                                           "ssl.certificate.location",
+                                           "me.pem",
+                                           "ssl.key.location",
+                                           "me.key",
+                                           "enable.ssl.certificate.verification",
+                                           "true",
+                                           NULL};
+    conf_is(sp, 3, &t, NC_KAFKA_CONSUMER, tls_want);
+    nc_tls_opts ins = NC_TLS_OPTS_INIT; /* rejectUnauthorized: false */
+    ins.insecure_skip_verify = 1;
+    static const char *const ins_want[] = {"security.protocol",
+                                           "ssl",
+                                           "enable.ssl.certificate.verification",
+                                           "false",
+                                           "ssl.endpoint.identification.algorithm",
+                                           "none",
+                                           "ssl.ca.location",
+                                           NULL,
+                                           NULL};
+    conf_is(NULL, 0, &ins, NC_KAFKA_PRODUCER, ins_want);
+    nc_option over[] = {{"ssl", "true"}, {"kafka.security.protocol", "plaintext"}}; /* kafka.* wins */
+    static const char *const over_want[] = {"security.protocol", "plaintext", NULL};
+    conf_is(over, 2, NULL, NC_KAFKA_PRODUCER, over_want);
+    char err[300];
+    nc_option bad[] = {{"saslMechanism", "gssapi"}};
+    assert_int_equal(nc_options_check("kafka", NC_OPT_CLIENT, bad, 1, err, sizeof err), NC_EINVAL);
+    /* nc_client_opts.tls reaches librdkafka through the public API: a CA file that does not exist fails the
+     * connect (librdkafka cannot load it) */
+    nc_tls_opts missing = NC_TLS_OPTS_INIT;
+    missing.ca_file = "/nonexistent/ca.pem";
+    nc_option lo[] = {{"kafka.log_level", "0"}};
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.tls = &missing;
+    o.options = lo;
+    o.noptions = 1;
+    nc_client *c = NULL;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    assert_int_equal(nc_client_connect(c, NULL, NULL), NC_EINVAL);
+    nc_client_free(c);
+}
+
 /* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */
 static void test_options(void **st) {
     (void)st;
@@ -682,6 +794,7 @@ static void test_options(void **st) {
     nc_server_free(s);
     assert_int_not_equal(fcntl(0, F_GETFD), -1);
     assert_int_not_equal(fcntl(1, F_GETFD), -1);
+    test_security_conf();
 }
 
 int main(void) {

@@ -511,6 +511,12 @@ static kroute *route_of(kclient *kc, const char *route) {
     return r;
 }
 
+/* The client's nc_tls_opts (TLS to the brokers), or NULL. */
+static const nc_tls_opts *tls_of(nc_client *cli) {
+    const nc_client_cfg *cfg = nc_client__cfg(cli);
+    return cfg->has_tls ? &cfg->tls : NULL;
+}
+
 /* ---- ops --------------------------------------------------------------------------------------------- */
 
 static int kc_create(nc_client *cli, const nc_url *url, void **state) {
@@ -530,8 +536,9 @@ static int kc_create(nc_client *cli, const nc_url *url, void **state) {
         free(kc);
         return NC_ENOMEM;
     }
-    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, NC_KAFKA_CONSUMER, "-client", why, sizeof why);
-    rd_kafka_conf_t *p = c ? nc_kafka_conf(url, opts, NC_KAFKA_PRODUCER, "-client", why, sizeof why) : NULL;
+    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, tls_of(cli), NC_KAFKA_CONSUMER, "-client", why, sizeof why);
+    rd_kafka_conf_t *p =
+        c ? nc_kafka_conf(url, opts, tls_of(cli), NC_KAFKA_PRODUCER, "-client", why, sizeof why) : NULL;
     if (c) rd_kafka_conf_destroy(c);
     if (!p) {
         nc_url_free(&kc->url);
@@ -550,7 +557,8 @@ static int kc_connect(void *state) {
     const nc_optset *opts = nc_client__opts(kc->cli);
     if (kc->open) return 0;
     kc->closing = 0;
-    rd_kafka_conf_t *pc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_PRODUCER, "-client", why, sizeof why);
+    rd_kafka_conf_t *pc =
+        nc_kafka_conf(&kc->url, opts, tls_of(kc->cli), NC_KAFKA_PRODUCER, "-client", why, sizeof why);
     if (!pc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(pc, kc);
     rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
@@ -558,7 +566,8 @@ static int kc_connect(void *state) {
     int rc = nc_kafka_handle_open(&kc->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, kc, why, sizeof why);
     if (rc) return nc_fail(kc->log, "Client", rc, "Kafka producer: %s", why);
     if (!kc->producer_only) {
-        rd_kafka_conf_t *cc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_CONSUMER, "-client", why, sizeof why);
+        rd_kafka_conf_t *cc =
+            nc_kafka_conf(&kc->url, opts, tls_of(kc->cli), NC_KAFKA_CONSUMER, "-client", why, sizeof why);
         if (!cc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
         rd_kafka_conf_set_opaque(cc, kc);
         rd_kafka_conf_set_error_cb(cc, error_cb);

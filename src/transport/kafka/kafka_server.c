@@ -730,6 +730,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     }
 }
 
+/* The server's nc_tls_opts (TLS to the brokers), or NULL. */
+static const nc_tls_opts *tls_of(nc_server *srv) {
+    const nc_server_cfg *cfg = nc_server__cfg(srv);
+    return cfg->has_tls ? &cfg->tls : NULL;
+}
+
 /* ---- ops --------------------------------------------------------------------------------------------- */
 
 static int ks_create(nc_server *srv, const nc_url *url, void **state) {
@@ -755,8 +761,9 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
         return NC_ENOMEM;
     }
     /* the configuration is checked now, so a bad kafka.<property> fails nc_server_new */
-    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, NC_KAFKA_CONSUMER, "-server", why, sizeof why);
-    rd_kafka_conf_t *p = c ? nc_kafka_conf(url, opts, NC_KAFKA_PRODUCER, "-server", why, sizeof why) : NULL;
+    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, tls_of(srv), NC_KAFKA_CONSUMER, "-server", why, sizeof why);
+    rd_kafka_conf_t *p =
+        c ? nc_kafka_conf(url, opts, tls_of(srv), NC_KAFKA_PRODUCER, "-server", why, sizeof why) : NULL;
     if (c) rd_kafka_conf_destroy(c);
     if (!p) {
         nc_url_free(&ks->url);
@@ -813,14 +820,16 @@ static int ks_listen(void *state) {
     char why[300];
     uv_loop_t *loop = nc_server__io(ks->srv)->loop;
     const nc_optset *opts = nc_server__opts(ks->srv);
-    rd_kafka_conf_t *pc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_PRODUCER, "-server", why, sizeof why);
+    rd_kafka_conf_t *pc =
+        nc_kafka_conf(&ks->url, opts, tls_of(ks->srv), NC_KAFKA_PRODUCER, "-server", why, sizeof why);
     if (!pc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(pc, ks);
     rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
     rd_kafka_conf_set_error_cb(pc, error_cb);
     int rc = nc_kafka_handle_open(&ks->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, ks, why, sizeof why);
     if (rc) return nc_fail(ks->log, "Server", rc, "Kafka producer: %s", why);
-    rd_kafka_conf_t *cc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_CONSUMER, "-server", why, sizeof why);
+    rd_kafka_conf_t *cc =
+        nc_kafka_conf(&ks->url, opts, tls_of(ks->srv), NC_KAFKA_CONSUMER, "-server", why, sizeof why);
     if (!cc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(cc, ks);
     rd_kafka_conf_set_error_cb(cc, error_cb);

@@ -13,6 +13,8 @@
 #include "transport/kafka/kafka.h"
 
 static const char *const compressions[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
+/* KafkaJS's sasl.mechanism names (client.sasl) that librdkafka speaks without a callback of nestc's */
+static const char *const sasl_mechanisms[] = {"", "plain", "scram-sha-256", "scram-sha-512", NULL};
 
 /* NestJS KafkaOptions names: client.clientId, consumer.groupId/sessionTimeout/heartbeatInterval,
  * subscribe.fromBeginning, send.acks/compression, postfixId, producerOnlyMode; everything else of
@@ -95,6 +97,32 @@ const nc_option_spec nc_kafka_options[] = {
      .def = "1",
      .min = 1,
      .max = 1000},
+    /* NestJS client.ssl and client.sasl (KafkaJS); the certificates come from nc_tls_opts (see nc_kafka_conf)
+     */
+    {.name = "ssl",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "TLS to the brokers, verified against the system CA store (client.ssl: true); on too when TLS "
+             "options (CA, certificate, key) are given",
+     .def = "false"},
+    {.name = "saslMechanism",
+     .type = NC_OPT_ENUM,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help =
+         "SASL authentication to the brokers (client.sasl.mechanism): plain, scram-sha-256, scram-sha-512; "
+         "empty: none",
+     .def = "",
+     .choices = sasl_mechanisms},
+    {.name = "saslUsername",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "SASL user name (client.sasl.username)",
+     .def = NULL},
+    {.name = "saslPassword",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "SASL password (client.sasl.password)",
+     .def = NULL},
     {.name = "kafka.",
      .type = NC_OPT_STRING,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
@@ -176,8 +204,45 @@ static int brokers(const nc_url *url, char *out, size_t len) {
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kind, const char *side_postfix,
-                               char *err, size_t errlen) {
+/* client.ssl and client.sasl as librdkafka properties: security.protocol from whether TLS and SASL are on,
+ * nc_tls_opts' files as ssl.* locations, KafkaJS's mechanism names in librdkafka's spelling. */
+static int security(rd_kafka_conf_t *c, const nc_optset *opts, const nc_tls_opts *tls, char *err,
+                    size_t errlen) {
+    const char *mech = nc_opts_str(opts, "saslMechanism");
+    int sasl = mech && *mech;
+    int ssl = nc_opts_bool(opts, "ssl") || tls;
+    if (ssl || sasl) {
+        const char *proto = ssl && sasl ? "sasl_ssl" : ssl ? "ssl" : "sasl_plaintext";
+        if (set(c, "security.protocol", proto, err, errlen)) return -1;
+    }
+    if (sasl) {
+        char up[32];
+        size_t i = 0;
+        for (; mech[i] && i < sizeof up - 1; i++)
+            up[i] = (char)(mech[i] >= 'a' && mech[i] <= 'z' ? mech[i] - 32 : mech[i]);
+        up[i] = '\0';
+        if (set(c, "sasl.mechanism", up, err, errlen)) return -1;
+        const char *user = nc_opts_str(opts, "saslUsername"), *pass = nc_opts_str(opts, "saslPassword");
+        if (user && set(c, "sasl.username", user, err, errlen)) return -1;
+        if (pass && set(c, "sasl.password", pass, err, errlen)) return -1;
+    }
+    if (!tls) return 0;
+    /* a Kafka server and client are both clients of the brokers: ca_file trusts the brokers' CA, cert_file
+     * and key_file are this side's certificate for brokers that ask for one (mutual TLS) */
+    if (tls->ca_file && set(c, "ssl.ca.location", tls->ca_file, err, errlen)) return -1;
+    if (tls->cert_file && set(c, "ssl.certificate.location", tls->cert_file, err, errlen)) return -1;
+    if (tls->key_file && set(c, "ssl.key.location", tls->key_file, err, errlen)) return -1;
+    if (tls->insecure_skip_verify) { /* Node's rejectUnauthorized: false: neither the chain nor the name */
+        if (set(c, "enable.ssl.certificate.verification", "false", err, errlen)) return -1;
+        if (set(c, "ssl.endpoint.identification.algorithm", "none", err, errlen)) return -1;
+    } else if (set(c, "ssl.endpoint.identification.algorithm", "https", err, errlen)) { /* as Node checks */
+        return -1;
+    }
+    return 0;
+}
+
+rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, const nc_tls_opts *tls, int kind,
+                               const char *side_postfix, char *err, size_t errlen) {
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -249,6 +314,7 @@ rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kin
         if (set(c, "acks", buf, err, errlen)) goto fail;
         if (set(c, "compression.codec", nc_opts_str(opts, "compression"), err, errlen)) goto fail;
     }
+    if (security(c, opts, tls, err, errlen)) goto fail;
     /* kafka.<property>: verbatim, last (they override what nestc set), from every level of the set */
     for (const nc_optset *s = opts; s; s = s->parent)
         for (size_t i = 0; i < s->n; i++) {
