@@ -180,6 +180,30 @@ static void add_math(nc_server *srv) {
     assert_int_equal(nc_server_event(srv, "user.created", ev_created, NULL), 0);
 }
 
+/* Whether the group's committed offset of topic[partition] reaches `want` within ms (scaled), asked of the
+ * group coordinator by a consumer handle of that group that does not join it. */
+static int committed_within(const char *group, const char *topic_name, int partition, int64_t want, int ms) {
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", url + strlen("kafka://"), err, sizeof err);
+    rd_kafka_conf_set(c, "group.id", group, err, sizeof err);
+    rd_kafka_conf_set(c, "log_level", "0", err, sizeof err);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+    assert_non_null(rk);
+    uint64_t end = uv_hrtime() / 1000000u + (uint64_t)ms * (uint64_t)time_factor();
+    int64_t got = -1;
+    do {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic_name, partition);
+        if (!rd_kafka_committed(rk, l, 2000)) got = l->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(l);
+        if (got >= want) break;
+        run_ms(50);
+    } while (uv_hrtime() / 1000000u < end);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    return got >= want;
+}
+
 /* ---- cases --------------------------------------------------------------------------------------------- */
 
 static void test_request_reply(void **st) {
@@ -276,6 +300,11 @@ static void test_request_reply(void **st) {
     assert_string_equal(json_string_value(json_object_get(last_event, "name")), "Ann");
     json_decref(last_event);
     last_event = NULL;
+    /* its offset is committed soon after it was settled (autoCommitInterval, 100 ms), as KafkaJS commits
+     * after each batch; before, librdkafka's background commit came every 5 s */
+    uint64_t t1 = uv_hrtime();
+    assert_true(committed_within("math-consumer-server", "user.created", 0, 1, 1000));
+    printf("event committed %u ms after it was handled\n", (unsigned)((uv_hrtime() - t1) / 1000000u));
 
     nc_client_free(c);
     nc_server_free(srv);
@@ -385,10 +414,12 @@ static void test_settle_dead_letter(void **st) {
     topic("after.evt", 1);
     topic("dead.letters", 1);
     const nc_option dl[] = {{"deadLetterTopic", "dead.letters"}, {"maxAttempts", "3"}};
-    const nc_option other[] = {{"groupId", "dead-watch"}};
+    /* the watcher commits by count only (autoCommitThreshold 1; its interval far away) */
+    const nc_option other[] = {
+        {"groupId", "dead-watch"}, {"autoCommitInterval", "60000"}, {"autoCommitThreshold", "1"}};
     srv_st s1 = {0}, s2 = {0};
     nc_server *a = server_up_with(&s1, add_flaky, dl, 2);
-    nc_server *w = server_up_with(&s2, add_dead, other, 1);
+    nc_server *w = server_up_with(&s2, add_dead, other, 3);
     nc_client *c = client_up();
     call e1 = {0}, e2 = {0};
     json_t *m = json_pack("{s:s,s:{s:i}}", "key", "k-9", "value", "n", 9);
@@ -403,6 +434,7 @@ static void test_settle_dead_letter(void **st) {
     assert_int_equal(flaky_counts[2], 3);
     assert_int_equal(json_integer_value(json_object_get(dead_data, "n")), 9);
     assert_string_equal(dead_key, "k-9");
+    assert_true(committed_within("dead-watch-server", "dead.letters", 0, 1, 1000));
     int never = 0;
     run_until_ms(&never, 1, 300);
     assert_int_equal(flaky_seen, 3); /* dead-lettered: not delivered again */

@@ -80,12 +80,14 @@ typedef struct kserver {
     int finish_after_close;
     int in_pump, pump_again; /* a release inside pump_next runs more in the same turn */
     int from_beginning;
-    unsigned revokes;        /* revocations so far: a look-up made before the last one is dropped */
-    struct klookup *lookup;  /* the assignment's start offsets being looked up, or NULL */
-    int finish_after_lookup; /* closing waits for the look-up: the worker uses the consumer handle */
-    int close_after_lookup;  /* the graceful consumer close, likewise */
-    int report_if_idle;      /* listening without a route yet: connected unless one comes at once */
-    char **primed;           /* reply topics whose metadata the producer was asked for (prime_topic) */
+    unsigned revokes;           /* revocations so far: a look-up made before the last one is dropped */
+    struct klookup *lookup;     /* the assignment's start offsets being looked up, or NULL */
+    int finish_after_lookup;    /* closing waits for the look-up: the worker uses the consumer handle */
+    int close_after_lookup;     /* the graceful consumer close, likewise */
+    int report_if_idle;         /* listening without a route yet: connected unless one comes at once */
+    long long commit_threshold; /* autoCommitThreshold, 0 = none */
+    long long settled_since;    /* records whose offsets were stored since the last threshold commit */
+    char **primed;              /* reply topics whose metadata the producer was asked for (prime_topic) */
     size_t nprimed;
 } kserver;
 
@@ -283,8 +285,17 @@ static void advance(kserver *ks, kpart *p) {
         rd_kafka_message_destroy(r->msg);
         free(r);
         ks->inflight--;
+        ks->settled_since++;
     }
-    if (last >= 0) store_offset(ks, p->topic, p->partition, last + 1);
+    if (last < 0) return;
+    store_offset(ks, p->topic, p->partition, last + 1);
+    if (ks->commit_threshold && ks->settled_since >= ks->commit_threshold && ks->cons.rk &&
+        !ks->consumer_closing) { /* autoCommitThreshold: the stored offsets now, asynchronously */
+        ks->settled_since = 0;
+        rd_kafka_resp_err_t e = rd_kafka_commit(ks->cons.rk, NULL, 1);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            nc_logf(ks->log, NC_LOG_DEBUG, "Server", "commit: %s", rd_kafka_err2str(e));
+    }
 }
 
 /* Runs the records that became ready: at once inside pump_next (its loop goes round again), else on
@@ -754,6 +765,7 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
     ks->max_attempts = (int)nc_opts_int(opts, "maxAttempts");
     ks->conc = (int)nc_opts_int(opts, "partitionConcurrency");
     ks->from_beginning = nc_opts_bool(opts, "fromBeginning");
+    ks->commit_threshold = nc_opts_int(opts, "autoCommitThreshold");
     if (ks->conc < 1) ks->conc = 1;
     if (nc_url_parse(&ks->url, url->text, why, sizeof why) || (dlt && *dlt && !(ks->dlt = strdup(dlt)))) {
         nc_url_free(&ks->url);

@@ -97,6 +97,26 @@ const nc_option_spec nc_kafka_options[] = {
      .def = "1",
      .min = 1,
      .max = 1000},
+    /* KafkaJS's consumer.run autoCommitInterval / autoCommitThreshold. Left unset there (NestJS's default),
+     * KafkaJS commits after each fetched batch is handled; nestc commits the stored offsets in the
+     * background (librdkafka's auto.commit.interval.ms, 5 s by default) every autoCommitInterval instead,
+     * which sends nothing while no offset moved */
+    {.name = "autoCommitInterval",
+     .type = NC_OPT_DURATION,
+     .levels = NC_OPT_SERVER,
+     .help = "server: the settled records' offsets are committed this often in ms (run.autoCommitInterval; "
+             "KafkaJS's default commits after each batch)",
+     .def = "100",
+     .min = 10,
+     .max = 86400000},
+    {.name = "autoCommitThreshold",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "server: also commit as soon as this many records were settled since the last commit "
+             "(run.autoCommitThreshold; 0 = no threshold)",
+     .def = "0",
+     .min = 0,
+     .max = 1000000},
     /* NestJS client.ssl and client.sasl (KafkaJS); the certificates come from nc_tls_opts (see nc_kafka_conf)
      */
     {.name = "ssl",
@@ -273,6 +293,8 @@ rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, const n
         /* at-least-once: an offset is stored only once its record was settled (handler and reply stream
          * finished); the stored offsets are committed in the background and on close */
         if (set(c, "enable.auto.offset.store", "false", err, errlen)) goto fail;
+        snprintf(buf, sizeof buf, "%lld", nc_opts_int(opts, "autoCommitInterval"));
+        if (set(c, "auto.commit.interval.ms", buf, err, errlen)) goto fail;
         /* the group protocol a NestJS member can speak too: KafkaJS's RoundRobinAssigner under librdkafka's
          * name "roundrobin" (docs/kafka.md "Server groups with NestJS members"); the members' first choices
          * must agree (the mock cluster takes the leader's first; brokers vote), so roundrobin leads and
