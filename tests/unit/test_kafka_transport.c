@@ -510,15 +510,23 @@ static void ev_redo(const nc_msg *m, void *u) {
     redo_seen++;
     if (n && !strcmp(n, "x") && c == 1) settle_later(m, "x", 100, 1);
 }
-/* "slow" is kept until the test settles it; "fast" is counted */
+static int two_fill, fill_done, fill_failed;
+/* "slow" is kept until the test settles it; "fast" and "fill" are counted */
 static void ev_two(const nc_msg *m, void *u) {
     (void)u;
     const char *n = json_string_value(nc_msg_data(m));
     if (n && !strcmp(n, "slow")) {
         two_held = nc_event_keep(m);
         two_slow++;
+    } else if (n && !strcmp(n, "fill")) {
+        two_fill++;
     } else
         two_fast++;
+}
+static void fill_emitted(void *u, int err, json_t *e) {
+    (void)u, (void)e;
+    fill_done++;
+    fill_failed += err != 0;
 }
 /* Regex routes: the route, the pattern and the channel the handler sees */
 static void h_rx(nc_request *req, const nc_msg *m, void *u) {
@@ -577,14 +585,26 @@ static void test_order(void **st) {
     assert_true(run_until_ms(&redo_seen, 3, 30000));
     assert_string_equal(trace, "x1 ex x2 y1");
 
-    /* two partitions: a record held on one does not hold up the other */
+    /* two partitions: a record held on one does not hold up the other, not even with more records waiting
+     * behind it than the server keeps in flight (1000): the held partition is paused past 100 waiting
+     * records, the other one keeps flowing (before, the consumer stopped polling altogether) */
     emit_to(c, "ord.two", json_string("slow"), 0);
     assert_true(run_until_ms(&two_slow, 1, 30000)); /* held by its handler from now on */
+    json_t *fill = json_pack("{s:s,s:i}", "value", "fill", "partition", 0);
+    for (int i = 0; i < 1100; i++)
+        assert_int_equal(nc_client_emit(c, "ord.two", fill, NULL, fill_emitted, NULL), 0);
+    json_decref(fill);
+    assert_true(run_until_ms(&fill_done, 1100, 30000));
+    assert_int_equal(fill_failed, 0);
     emit_to(c, "ord.two", json_string("fast"), 1);
     assert_true(run_until_ms(&two_fast, 1, 30000));
+    assert_int_equal(two_fill, 0);
     assert_non_null(two_held);
     nc_event_ack(two_held);
     two_held = NULL;
+    assert_true(run_until_ms(&two_fill, 1100, 30000)); /* the paused partition resumes: every record comes */
+    run_ms(100);
+    assert_int_equal(two_fill, 1100);
 
     /* a regex route: topics without an exact route that match it; an exact route comes first */
     call k = {0};

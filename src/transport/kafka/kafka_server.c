@@ -21,6 +21,10 @@
 
 /* Records dispatched and not yet settled: past this the consumer is not polled until some are. */
 #define MAX_INFLIGHT 1000
+/* Records of one partition read and not yet settled: past this the partition is paused (fetched no more; what
+ * librdkafka already fetched is dropped by the pause and fetched again on resume), and resumed once they are
+ * down to half, so a partition whose handler is slow does not fill MAX_INFLIGHT and stop the others. */
+#define PART_MAX_WAITING 100
 /* The start-offset look-up of an assignment (worker thread): all of it within this. */
 #define LOOKUP_TIMEOUT_MS 10000
 
@@ -44,6 +48,8 @@ typedef struct kpart {
     int32_t partition;
     krec *head, **tail;
     int running; /* records of this partition running (at most partitionConcurrency) */
+    int count;   /* records in the FIFO */
+    int paused;  /* paused by us: count reached PART_MAX_WAITING */
 } kpart;
 
 /* A regex route (spec §2: a NestJS handler pattern that is a RegExp): subscribed as a librdkafka regex
@@ -274,6 +280,20 @@ static krec *rec_of(kserver *ks, uint64_t tag) {
     return NULL;
 }
 
+/* Pauses or resumes the fetching of one partition (backpressure, PART_MAX_WAITING). */
+static void part_pause(kserver *ks, kpart *p, int pause) {
+    if (!ks->cons.rk || ks->consumer_closing || p->paused == pause) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    rd_kafka_resp_err_t e =
+        pause ? rd_kafka_pause_partitions(ks->cons.rk, l) : rd_kafka_resume_partitions(ks->cons.rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    p->paused = pause;
+    nc_logf(ks->log, NC_LOG_DEBUG, "Server", "%s[%d] %s (%d records waiting)%s%s", p->topic,
+            (int)p->partition, pause ? "paused" : "resumed", p->count, e ? ": " : "",
+            e ? rd_kafka_err2str(e) : "");
+}
+
 /* Frees the settled records at the head of a partition and stores the offset after the last of them. */
 static void advance(kserver *ks, kpart *p) {
     int64_t last = -1;
@@ -286,8 +306,10 @@ static void advance(kserver *ks, kpart *p) {
         free(r);
         ks->inflight--;
         ks->settled_since++;
+        p->count--;
     }
     if (last < 0) return;
+    if (p->paused && p->count <= PART_MAX_WAITING / 2) part_pause(ks, p, 0);
     store_offset(ks, p->topic, p->partition, last + 1);
     if (ks->commit_threshold && ks->settled_since >= ks->commit_threshold && ks->cons.rk &&
         !ks->consumer_closing) { /* autoCommitThreshold: the stored offsets now, asynchronously */
@@ -537,6 +559,7 @@ static void pump_next(kserver *ks) {
             *p->tail = r;
             p->tail = &r->next;
             ks->inflight++;
+            if (++p->count >= PART_MAX_WAITING && !p->paused) part_pause(ks, p, 1);
             part_run(ks, p);
         }
     } while (ks->pump_again && !ks->closed && !ks->closing);
@@ -608,7 +631,10 @@ static void drop_waiting(kserver *ks, const rd_kafka_topic_partition_list_t *rev
                 rd_kafka_message_destroy(r->msg);
                 free(r);
                 ks->inflight--;
+                p->count--;
             }
+            /* resumed: the partition may come back in the next assignment, and must be fetched then */
+            if (p->paused) part_pause(ks, p, 0);
         }
 }
 
