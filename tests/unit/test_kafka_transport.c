@@ -133,7 +133,12 @@ static void on_slow(uv_timer_t *t) {
 }
 static void h_slow(nc_request *req, const nc_msg *m, void *u) {
     (void)u;
-    int ms = atoi(json_string_value(nc_msg_data(m)) ? json_string_value(nc_msg_data(m)) : "0");
+    json_t *d = nc_msg_data(m), *bytes = json_object_get(d, "data");
+    char text[16] = "0";
+    if (json_string_value(d)) snprintf(text, sizeof text, "%s", json_string_value(d));
+    for (size_t i = 0; json_is_array(bytes) && i < json_array_size(bytes) && i < sizeof text - 1; i++)
+        text[i] = (char)json_integer_value(json_array_get(bytes, i)), text[i + 1] = '\0'; /* keepBinary */
+    int ms = atoi(text);
     if (!ms) {
         nc_reply(req, json_string("now"));
         return;
@@ -541,8 +546,14 @@ static void add_order(nc_server *srv) {
     assert_int_equal(nc_server_event(srv, "ord.redo", ev_redo, NULL), 0);
     assert_int_equal(nc_server_event(srv, "ord.two", ev_two, NULL), 0);
 }
+/* What the handler got, as the reply */
+static void h_got(nc_request *req, const nc_msg *m, void *u) {
+    (void)u;
+    nc_reply(req, json_incref(nc_msg_data(m)));
+}
 static void add_conc(nc_server *srv) {
     assert_int_equal(nc_server_message(srv, "conc.slow", h_slow, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "bin.echo", h_got, NULL), 0);
 }
 
 static void emit_to(nc_client *c, const char *route, json_t *value, int partition) {
@@ -562,11 +573,12 @@ static void test_order(void **st) {
     route_topics("conc.slow", 1);
     route_topics("rx.one", 1); /* before the regex subscription: librdkafka matches the topics it knows */
     route_topics("rx.two", 1);
+    route_topics("bin.echo", 1);
     const nc_option og[] = {{"groupId", "order-g"}};
-    const nc_option cg[] = {{"groupId", "conc-g"}, {"partitionConcurrency", "4"}};
+    const nc_option cg[] = {{"groupId", "conc-g"}, {"partitionConcurrency", "4"}, {"keepBinary", "true"}};
     srv_st so = {0}, sc = {0};
     nc_server *o = server_start(&so, add_order, og, 1);
-    nc_server *cs = server_start(&sc, add_conc, cg, 2);
+    nc_server *cs = server_start(&sc, add_conc, cg, 3);
     assert_true(run_until_ms(&so.connected, 1, 30000));
     assert_true(run_until_ms(&sc.connected, 1, 30000));
     nc_client *c = client_up();
@@ -635,6 +647,37 @@ static void test_order(void **st) {
     assert_string_equal(json_string_value(slow.last), "late");
     call_clear(&slow);
     call_clear(&quick);
+
+    /* keepBinary (NestJS parser.keepBinary): the handler of a keepBinary server gets the value's bytes, a
+     * Buffer as JSON.stringify shows one (the text "hi": 104, 105) */
+    r = ask(c, "bin.echo", json_string("hi"), NULL, &k);
+    assert_int_equal(k.err, 0);
+    json_t *want = json_pack("{s:s,s:[i,i]}", "type", "Buffer", "data", 104, 105);
+    if (!json_equal(r, want)) fail_msg("bin.echo: %s", json_dumps(r, 0));
+    call_clear(&k);
+    /* a keepBinary client gets the reply's bytes: the JSON text {"type":"Buffer","data":[104,105]} */
+    static const nc_option kb[] = {
+        {"kafka.log_level", "0"}, {"kafka.fetch.wait.max.ms", "50"}, {"keepBinary", "true"}};
+    nc_client_opts ko = {0};
+    ko.loop = &loop;
+    ko.log_level = NC_LOG_OFF;
+    ko.timeout_ms = 20000 * time_factor();
+    ko.options = kb;
+    ko.noptions = 3;
+    nc_client *cb;
+    assert_int_equal(nc_client_new(&cb, url, &ko), 0);
+    r = ask(cb, "bin.echo", json_string("hi"), NULL, &k);
+    assert_int_equal(k.err, 0);
+    char *text = json_dumps(want, JSON_COMPACT);
+    json_t *bytes = json_object_get(r, "data");
+    assert_string_equal(json_string_value(json_object_get(r, "type")), "Buffer");
+    assert_int_equal(json_array_size(bytes), strlen(text));
+    for (size_t i = 0; i < strlen(text); i++)
+        assert_int_equal(json_integer_value(json_array_get(bytes, i)), (unsigned char)text[i]);
+    free(text);
+    json_decref(want);
+    call_clear(&k);
+    nc_client_free(cb);
 
     nc_client_free(c);
     nc_server_free(o);
@@ -813,6 +856,16 @@ static void test_security_conf(void) {
     assert_int_equal(nc_client_new(&c, url, &o), 0);
     assert_int_equal(nc_client_connect(c, NULL, NULL), NC_EINVAL);
     nc_client_free(c);
+    /* keepBinary's Buffer form */
+    nc_buf b = NC_BUF_INIT;
+    assert_int_equal(nc_kafka_buffer_json("\0\t\ncd\xff", 6, &b), 0);
+    static const char want[] = "{\"type\":\"Buffer\",\"data\":[0,9,10,99,100,255]}";
+    assert_int_equal(b.len, sizeof want - 1);
+    assert_memory_equal(b.data, want, sizeof want - 1);
+    nc_buf_reset(&b);
+    assert_int_equal(nc_kafka_buffer_json("", 0, &b), 0);
+    assert_int_equal(b.len, strlen("{\"type\":\"Buffer\",\"data\":[]}"));
+    nc_buf_free(&b);
 }
 
 /* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */

@@ -18,6 +18,7 @@
 #include "core/url.h"
 #include "io/post.h"
 #include "nestc/tls.h"
+#include "util/buf.h"
 #include "transport/transport.h"
 
 extern const nc_server_transport nc_kafka_server_transport;
@@ -74,6 +75,10 @@ int nc_kafka_topic_ok(const char *name);
 size_t nc_kafka_record_headers(rd_kafka_message_t *msg, nc_header *out, size_t cap);
 /* The last header called name (KafkaJS keeps the last of repeated names), or NULL. */
 const nc_header *nc_kafka_find_header(const nc_header *h, size_t n, const char *name);
+
+/* Appends bytes as JSON.stringify shows a Buffer, {"type":"Buffer","data":[1,2,…]} (keepBinary). Returns 0
+ * or NC_ENOMEM. */
+int nc_kafka_buffer_json(const void *p, size_t n, nc_buf *out);
 
 /* The reply topic of a route (malloc'd), NULL when out of memory. */
 char *nc_kafka_reply_topic(const char *route);

@@ -81,6 +81,7 @@ typedef struct kclient {
     nc_client *cli;
     nc_url url;
     int producer_only;
+    int keep_binary; /* keepBinary: reply values handed over as Buffers */
     nc_kafka_handle prod, cons;
     kroute *routes;
     kevent events; /* list head */
@@ -196,8 +197,9 @@ static void on_reply_record(kclient *kc, rd_kafka_message_t *msg) {
     if (!corr) return; /* spec §9: ignored */
     const nc_header *err = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_ERR);
     nc_buf value = NC_BUF_INIT, etext = NC_BUF_INIT;
-    int rc = err ? nc_kafka_decode_text(err->value, err->value_len, &etext)
-                 : nc_kafka_decode_text(msg->payload, msg->len, &value);
+    int rc = err                               ? nc_kafka_decode_text(err->value, err->value_len, &etext)
+             : kc->keep_binary && msg->payload ? nc_kafka_buffer_json(msg->payload, msg->len, &value)
+                                               : nc_kafka_decode_text(msg->payload, msg->len, &value);
     if (rc) {
         nc_logf(kc->log, NC_LOG_ERROR, "Client", "out of memory: a reply dropped");
     } else {
@@ -532,6 +534,7 @@ static int kc_create(nc_client *cli, const nc_url *url, void **state) {
     kc->events.next = kc->events.prev = &kc->events;
     const nc_optset *opts = nc_client__opts(cli);
     kc->producer_only = nc_opts_bool(opts, "producerOnlyMode");
+    kc->keep_binary = nc_opts_bool(opts, "keepBinary");
     if (nc_url_parse(&kc->url, url->text, why, sizeof why)) {
         free(kc);
         return NC_ENOMEM;

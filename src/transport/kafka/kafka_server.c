@@ -91,6 +91,7 @@ typedef struct kserver {
     int finish_after_lookup;    /* closing waits for the look-up: the worker uses the consumer handle */
     int close_after_lookup;     /* the graceful consumer close, likewise */
     int report_if_idle;         /* listening without a route yet: connected unless one comes at once */
+    int keep_binary;            /* keepBinary: values handed over as Buffers */
     long long commit_threshold; /* autoCommitThreshold, 0 = none */
     long long settled_since;    /* records whose offsets were stored since the last threshold commit */
     char **primed;              /* reply topics whose metadata the producer was asked for (prime_topic) */
@@ -429,8 +430,9 @@ static void on_record(kserver *ks, krec *rec) {
     const nc_header *rpart = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_REPLY_PARTITION);
     int is_event = !corr || !rtopic || !rtopic->value_len; /* spec §7.3 */
     nc_buf data = NC_BUF_INIT;
-    int rc = msg->payload ? nc_kafka_decode_text(msg->payload, msg->len, &data)
-                          : null_value_data(msg, hdrs, nh, &data);
+    int rc = !msg->payload     ? null_value_data(msg, hdrs, nh, &data)
+             : ks->keep_binary ? nc_kafka_buffer_json(msg->payload, msg->len, &data)
+                               : nc_kafka_decode_text(msg->payload, msg->len, &data);
     if (rc) {
         nc_logf(ks->log, NC_LOG_ERROR, "Server", "out of memory: a record of %s skipped", topic);
         nc_buf_free(&data);
@@ -792,6 +794,7 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
     ks->conc = (int)nc_opts_int(opts, "partitionConcurrency");
     ks->from_beginning = nc_opts_bool(opts, "fromBeginning");
     ks->commit_threshold = nc_opts_int(opts, "autoCommitThreshold");
+    ks->keep_binary = nc_opts_bool(opts, "keepBinary");
     if (ks->conc < 1) ks->conc = 1;
     if (nc_url_parse(&ks->url, url->text, why, sizeof why) || (dlt && *dlt && !(ks->dlt = strdup(dlt)))) {
         nc_url_free(&ks->url);

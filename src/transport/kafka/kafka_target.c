@@ -143,6 +143,14 @@ const nc_option_spec nc_kafka_options[] = {
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
      .help = "SASL password (client.sasl.password)",
      .def = NULL},
+    /* NestJS's parser.keepBinary (KafkaParser): record values are not decoded */
+    {.name = "keepBinary",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "hand record values over as the bytes received, a Buffer as JSON.stringify shows one "
+             "({\"type\":\"Buffer\",\"data\":[...]}): a server's request and event data, a client's reply "
+             "values (parser.keepBinary)",
+     .def = "false"},
     {.name = "kafka.",
      .type = NC_OPT_STRING,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
@@ -453,4 +461,22 @@ const nc_header *nc_kafka_find_header(const nc_header *h, size_t n, const char *
     for (size_t i = 0; i < n; i++)
         if (h[i].name_len == len && !memcmp(h[i].name, name, len)) found = &h[i];
     return found;
+}
+
+int nc_kafka_buffer_json(const void *p, size_t n, nc_buf *out) {
+    static const char head[] = "{\"type\":\"Buffer\",\"data\":[";
+    if (nc_buf_reserve(out, sizeof head + n * 4 + 2)) return NC_ENOMEM;
+    memcpy(out->data + out->len, head, sizeof head - 1);
+    out->len += sizeof head - 1;
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        if (i) out->data[out->len++] = ',';
+        unsigned v = b[i];
+        if (v >= 100) out->data[out->len++] = (char)('0' + v / 100);
+        if (v >= 10) out->data[out->len++] = (char)('0' + v / 10 % 10);
+        out->data[out->len++] = (char)('0' + v % 10);
+    }
+    out->data[out->len++] = ']';
+    out->data[out->len++] = '}';
+    return 0;
 }
