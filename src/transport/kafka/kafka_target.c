@@ -14,7 +14,7 @@
 
 static const char *const compressions[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
 /* KafkaJS's sasl.mechanism names (client.sasl) that librdkafka speaks without a callback of nestc's */
-static const char *const sasl_mechanisms[] = {"", "plain", "scram-sha-256", "scram-sha-512", NULL};
+static const char *const sasl_mechanisms[] = {"none", "plain", "scram-sha-256", "scram-sha-512", NULL};
 
 /* NestJS KafkaOptions names: client.clientId, consumer.groupId/sessionTimeout/heartbeatInterval,
  * subscribe.fromBeginning, send.acks/compression, postfixId, producerOnlyMode; everything else of
@@ -128,10 +128,9 @@ const nc_option_spec nc_kafka_options[] = {
     {.name = "saslMechanism",
      .type = NC_OPT_ENUM,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
-     .help =
-         "SASL authentication to the brokers (client.sasl.mechanism): plain, scram-sha-256, scram-sha-512; "
-         "empty: none",
-     .def = "",
+     .help = "SASL authentication to the brokers (client.sasl.mechanism): none, plain, scram-sha-256, "
+             "scram-sha-512",
+     .def = "none",
      .choices = sasl_mechanisms},
     {.name = "saslUsername",
      .type = NC_OPT_STRING,
@@ -237,7 +236,7 @@ static int brokers(const nc_url *url, char *out, size_t len) {
 static int security(rd_kafka_conf_t *c, const nc_optset *opts, const nc_tls_opts *tls, char *err,
                     size_t errlen) {
     const char *mech = nc_opts_str(opts, "saslMechanism");
-    int sasl = mech && *mech;
+    int sasl = mech && *mech && strcmp(mech, "none");
     int ssl = nc_opts_bool(opts, "ssl") || tls;
     if (ssl || sasl) {
         const char *proto = ssl && sasl ? "sasl_ssl" : ssl ? "ssl" : "sasl_plaintext";
