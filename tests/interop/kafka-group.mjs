@@ -273,21 +273,28 @@ async function sharedGroup(phase, leader, follower) {
 }
 
 // One reply topic: the NestJS client and nestc send processes at the same time, each value sent once. The nestc
-// sends (sleep ~1.5 s each: a nestc send's first call no longer waits for librdkafka's topic scans, and with
-// ~0.5 s the first one could end before any NestJS reply came) start together; the NestJS client sends one request
-// every 100 ms (sleep 100 ms and up) for as long as they run, so replies of both kinds are on partition 0 of
-// sleep.reply in the same moments.
+// sends (sleep ~0.5 s each) start together once the NestJS client, which sends one request every 100 ms (sleep 100
+// ms and up) for as long as they run, got its first reply, so replies of both kinds are on partition 0 of
+// sleep.reply in the same moments. (Started with it, they reached the server first, since a nestc send's first
+// call no longer waits for librdkafka's topic scans, held every partition, and no NestJS reply came meanwhile.)
 async function sharedReplies(phase, server) {
   const before = await admin.fetchTopicOffsets('sleep.reply');
   const started = Date.now();
   let nestcDone = 0;
-  const nestcRuns = Array.from({ length: K }, (_, j) =>
-    nestcSend('sleep', 1501 + 2 * j).then((r) => (nestcDone++, { ...r, end: Date.now() })),
-  );
+  let nestcRuns = null;
+  let nestReplied = false;
   const nestRuns = [];
-  for (let i = 0; (nestcDone < K || i < M) && i < 150; i++) {
+  for (let i = 0; (nestcRuns === null || nestcDone < K || i < M) && i < 150; i++) {
     const v = 100 + 2 * i; // distinct, even: none of the nestc values
-    nestRuns.push(call('sleep', v).then((r) => ({ v, r, at: Date.now() }), (e) => ({ v, r: [String(e)], at: Date.now() })));
+    nestRuns.push(call('sleep', v).then((r) => ((nestReplied = true), { v, r, at: Date.now() }),
+      (e) => ({ v, r: [String(e)], at: Date.now() })));
+    // the nestc sends start once the NestJS client is answered (or after 3 s): the server handles a partition's
+    // records in order, so nestc sends that reached it first would hold every partition until they end
+    if (nestcRuns === null && (nestReplied || i >= 30)) {
+      nestcRuns = Array.from({ length: K }, (_, j) =>
+        nestcSend('sleep', 501 + 2 * j).then((r) => (nestcDone++, { ...r, end: Date.now() })),
+      );
+    }
     await sleep(100);
   }
   const [nestResults, nestcResults] = await Promise.all([Promise.all(nestRuns), Promise.all(nestcRuns)]);
