@@ -48,13 +48,14 @@ const K = 6; // nestc send processes per reply-topic phase
 const tag = `${process.pid}-${Date.now()}`;
 const serverGroup = `interop-shared-${tag}`; // + '-server' on both sides
 const clientGroup = `interop-replies-${tag}`; // + '-client' on both sides
-// The mock's settings of nest-server.mjs for nestc (docs/kafka.md "Settings that make it fast"), and offsets
-// committed every 100 ms: the mock refuses the commit a member makes when a rebalance revokes its partitions
-// (REBALANCE_IN_PROGRESS; a broker takes it), so what was not committed before is delivered again to the next
-// owner (KafkaJS commits after each batch)
+// The mock's settings of nest-server.mjs for nestc (docs/kafka.md "Settings that make it fast"). Offsets are
+// committed every 100 ms by default (autoCommitInterval; NESTC_KAFKA_GROUP_QUERY adds URL parameters, by hand):
+// the mock refuses the commit a member makes when a rebalance revokes its partitions (REBALANCE_IN_PROGRESS; a
+// broker takes it), so what was not committed before is delivered again to the next owner (KafkaJS commits
+// after each batch)
 const nestcServerUrl =
   `${url}?groupId=${serverGroup}&fromBeginning=true&sessionTimeout=6000&heartbeatInterval=1000` +
-  '&kafka.auto.commit.interval.ms=100';
+  (process.env.NESTC_KAFKA_GROUP_QUERY || '');
 const readyMs = scaled(60000);
 const answerMs = scaled(20000);
 const problems = [];
@@ -132,7 +133,8 @@ async function stopServer(s) {
 // counted: KafkaJS's heartbeat errors and warning when a rebalance starts ("The group is rebalancing"), and two
 // librdkafka notices about the mock and the test's settings: the mock refusing offset commits while a rebalance
 // is under way (COMMITFAIL … Group rebalance in progress: the commit when a revoke starts, and the 100 ms timer's;
-// the offsets were committed before, within 100 ms of their records, or are after it) and kafka.auto.commit.interval.ms reaching the server's producer too (CONFWARN).
+// the offsets were committed before, within 100 ms of their records, or are after it) and, for the nestc emit of
+// phase 2, kafka.auto.commit.interval.ms reaching the client's producer too (CONFWARN).
 function logProblems(s) {
   const lines = `${s.out}\n${s.err}`.split('\n');
   const bad =
@@ -271,19 +273,28 @@ async function sharedGroup(phase, leader, follower) {
 }
 
 // One reply topic: the NestJS client and nestc send processes at the same time, each value sent once. The nestc
-// sends (sleep ~0.5 s each) start together; the NestJS client sends one request every 100 ms (sleep 100 ms and up)
-// for as long as they run, so replies of both kinds are on partition 0 of sleep.reply in the same moments.
+// sends (sleep ~0.5 s each) start together once the NestJS client, which sends one request every 100 ms (sleep 100
+// ms and up) for as long as they run, got its first reply, so replies of both kinds are on partition 0 of
+// sleep.reply in the same moments. (Started with it, they reached the server first, since a nestc send's first
+// call no longer waits for librdkafka's topic scans, held every partition, and no NestJS reply came meanwhile.)
 async function sharedReplies(phase, server) {
   const before = await admin.fetchTopicOffsets('sleep.reply');
   const started = Date.now();
   let nestcDone = 0;
-  const nestcRuns = Array.from({ length: K }, (_, j) =>
-    nestcSend('sleep', 501 + 2 * j).then((r) => (nestcDone++, { ...r, end: Date.now() })),
-  );
+  let nestcRuns = null;
+  let nestReplied = false;
   const nestRuns = [];
-  for (let i = 0; (nestcDone < K || i < M) && i < 150; i++) {
+  for (let i = 0; (nestcRuns === null || nestcDone < K || i < M) && i < 150; i++) {
     const v = 100 + 2 * i; // distinct, even: none of the nestc values
-    nestRuns.push(call('sleep', v).then((r) => ({ v, r, at: Date.now() }), (e) => ({ v, r: [String(e)], at: Date.now() })));
+    nestRuns.push(call('sleep', v).then((r) => ((nestReplied = true), { v, r, at: Date.now() }),
+      (e) => ({ v, r: [String(e)], at: Date.now() })));
+    // the nestc sends start once the NestJS client is answered (or after 3 s): the server handles a partition's
+    // records in order, so nestc sends that reached it first would hold every partition until they end
+    if (nestcRuns === null && (nestReplied || i >= 30)) {
+      nestcRuns = Array.from({ length: K }, (_, j) =>
+        nestcSend('sleep', 501 + 2 * j).then((r) => (nestcDone++, { ...r, end: Date.now() })),
+      );
+    }
     await sleep(100);
   }
   const [nestResults, nestcResults] = await Promise.all([Promise.all(nestRuns), Promise.all(nestcRuns)]);

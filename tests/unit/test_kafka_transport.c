@@ -17,7 +17,10 @@ static void broker_exec(const broker *b, const char *port) {
 #ifdef NESTC_HAVE_RDKAFKA
 #include <fcntl.h>
 
+#include "core/options.h"
+#include "core/url.h"
 #include "kafka_fixture.h"
+#include "transport/kafka/kafka.h"
 
 static void topic(const char *name, int partitions) {
     mock_topic(name, partitions, 1);
@@ -42,12 +45,12 @@ static int teardown(void **st) {
     return loop_teardown(st);
 }
 
-/* Server and client options of every case: quick group joins, records from the start of new topics. */
-static const nc_option srv_opts[] = {{"fromBeginning", "true"},
-                                     {"heartbeatInterval", "100"},
-                                     {"sessionTimeout", "6000"},
-                                     {"groupId", "math-consumer"},
-                                     {"kafka.log_level", "0"}};
+/* Server and client options of every case: quick group joins, records from the start of new topics, and a
+ * short fetch wait (the mock cluster answers a fetch that found nothing only when its wait is over: 500 ms by
+ * default on each hop). */
+static const nc_option srv_opts[] = {{"fromBeginning", "true"},    {"kafka.fetch.wait.max.ms", "50"},
+                                     {"heartbeatInterval", "100"}, {"sessionTimeout", "6000"},
+                                     {"groupId", "math-consumer"}, {"kafka.log_level", "0"}};
 
 /* Server start without waiting (two groups join side by side: one 3 s delay for both). */
 static nc_server *server_start(srv_st *st, void (*add)(nc_server *), const nc_option *extra, size_t nextra) {
@@ -70,13 +73,13 @@ static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
 }
 
 static nc_client *client_up(void) {
-    static const nc_option co[] = {{"kafka.log_level", "0"}};
+    static const nc_option co[] = {{"kafka.log_level", "0"}, {"kafka.fetch.wait.max.ms", "50"}};
     nc_client_opts o = {0};
     o.loop = &loop;
     o.log_level = NC_LOG_OFF;
     o.timeout_ms = 20000 * time_factor();
     o.options = co;
-    o.noptions = 1;
+    o.noptions = 2;
     nc_client *c;
     assert_int_equal(nc_client_new(&c, url, &o), 0);
     return c;
@@ -130,7 +133,12 @@ static void on_slow(uv_timer_t *t) {
 }
 static void h_slow(nc_request *req, const nc_msg *m, void *u) {
     (void)u;
-    int ms = atoi(json_string_value(nc_msg_data(m)) ? json_string_value(nc_msg_data(m)) : "0");
+    json_t *d = nc_msg_data(m), *bytes = json_object_get(d, "data");
+    char text[16] = "0";
+    if (json_string_value(d)) snprintf(text, sizeof text, "%s", json_string_value(d));
+    for (size_t i = 0; json_is_array(bytes) && i < json_array_size(bytes) && i < sizeof text - 1; i++)
+        text[i] = (char)json_integer_value(json_array_get(bytes, i)), text[i + 1] = '\0'; /* keepBinary */
+    int ms = atoi(text);
     if (!ms) {
         nc_reply(req, json_string("now"));
         return;
@@ -139,6 +147,17 @@ static void h_slow(nc_request *req, const nc_msg *m, void *u) {
     uv_timer_init(nc_request_loop(req), t);
     t->data = req;
     uv_timer_start(t, on_slow, (uint64_t)ms, 0);
+}
+
+/* Replies 1.7 s after it started (counted): the server is closed meanwhile, with a 2 s deadline. */
+static int late_started;
+static void h_late(nc_request *req, const nc_msg *m, void *u) {
+    (void)m, (void)u;
+    late_started++;
+    uv_timer_t *t = malloc(sizeof *t);
+    uv_timer_init(nc_request_loop(req), t);
+    t->data = req;
+    uv_timer_start(t, on_slow, 1700, 0);
 }
 
 /* Reply headers: record headers of the reply, read by the client. */
@@ -174,7 +193,36 @@ static void add_math(nc_server *srv) {
     assert_int_equal(nc_server_message(srv, "echo", h_echo, NULL), 0);
     assert_int_equal(nc_server_message(srv, "math.slow", h_slow, NULL), 0);
     assert_int_equal(nc_server_message(srv, "hdr", h_hdr, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "math.late", h_late, NULL), 0);
     assert_int_equal(nc_server_event(srv, "user.created", ev_created, NULL), 0);
+}
+
+static void close_done(void *u) {
+    (*(int *)u)++;
+}
+
+/* Whether the group's committed offset of topic[partition] reaches `want` within ms (scaled), asked of the
+ * group coordinator by a consumer handle of that group that does not join it. */
+static int committed_within(const char *group, const char *topic_name, int partition, int64_t want, int ms) {
+    char err[256];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", url + strlen("kafka://"), err, sizeof err);
+    rd_kafka_conf_set(c, "group.id", group, err, sizeof err);
+    rd_kafka_conf_set(c, "log_level", "0", err, sizeof err);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+    assert_non_null(rk);
+    uint64_t end = uv_hrtime() / 1000000u + (uint64_t)ms * (uint64_t)time_factor();
+    int64_t got = -1;
+    do {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic_name, partition);
+        if (!rd_kafka_committed(rk, l, 2000)) got = l->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(l);
+        if (got >= want) break;
+        run_ms(50);
+    } while (uv_hrtime() / 1000000u < end);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    return got >= want;
 }
 
 /* ---- cases --------------------------------------------------------------------------------------------- */
@@ -187,6 +235,7 @@ static void test_request_reply(void **st) {
     route_topics("echo", 1);
     route_topics("math.slow", 1);
     route_topics("hdr", 1);
+    route_topics("math.late", 1);
     topic("user.created", 1);
     srv_st ss = {0};
     nc_server *srv = server_up(&ss, add_math);
@@ -194,7 +243,13 @@ static void test_request_reply(void **st) {
 
     /* sum: the data arrives as JSON, the number comes back as a string (scalars are strings on Kafka) */
     call k = {0};
+    uint64_t t0 = uv_hrtime();
     json_t *r = ask(c, "math.sum", json_pack("[i,i,i]", 1, 2, 3), NULL, &k);
+    /* a route's first call does not wait for librdkafka's 1 s topic scan on either side (both producers ask
+     * for the topic's metadata when they first meet it): 2.0 s before, 0.1-0.2 s now */
+    uint64_t first_ms = (uv_hrtime() - t0) / 1000000u;
+    printf("first call %u ms\n", (unsigned)first_ms);
+    assert_true(first_ms < 900u * (unsigned)time_factor());
     assert_int_equal(k.err, 0);
     assert_true(json_is_string(r));
     assert_string_equal(json_string_value(r), "6");
@@ -267,6 +322,26 @@ static void test_request_reply(void **st) {
     assert_string_equal(json_string_value(json_object_get(last_event, "name")), "Ann");
     json_decref(last_event);
     last_event = NULL;
+    /* its offset is committed soon after it was settled (autoCommitInterval, 100 ms), as KafkaJS commits
+     * after each batch; before, librdkafka's background commit came every 5 s */
+    uint64_t t1 = uv_hrtime();
+    assert_true(committed_within("math-consumer-server", "user.created", 0, 1, 1000));
+    printf("event committed %u ms after it was handled\n", (unsigned)((uv_hrtime() - t1) / 1000000u));
+
+    /* the first reply to a route, given while the server closes gracefully, 1.7 s into its 2 s: it reaches
+     * the caller, since its reply topic's metadata was asked for when the request came (before, the reply
+     * waited for librdkafka's next 1 s topic scan and could be purged at the deadline: lost, the call timing
+     * out, in 1 of 3 runs) */
+    call late = {0};
+    assert_int_equal(nc_client_send(c, "math.late", NULL, NULL, on_value, on_done, &late), 0);
+    assert_true(run_until_ms(&late_started, 1, 30000));
+    int closed = 0;
+    nc_server_close(srv, close_done, &closed);
+    assert_true(run_until_ms(&late.done, 1, 30000));
+    assert_int_equal(late.err, 0);
+    assert_string_equal(json_string_value(late.last), "late");
+    call_clear(&late);
+    assert_true(run_until_ms(&closed, 1, 30000));
 
     nc_client_free(c);
     nc_server_free(srv);
@@ -285,6 +360,8 @@ static void ev_work(const nc_msg *m, void *u) {
 static void add_work(nc_server *srv) {
     assert_int_equal(nc_server_event(srv, "work.items", ev_work, NULL), 0);
 }
+
+static void emit_to(nc_client *c, const char *route, json_t *value, int partition);
 
 static void test_group_shares(void **st) {
     (void)st;
@@ -314,8 +391,21 @@ static void test_group_shares(void **st) {
     run_ms(300); /* nothing handled twice */
     assert_int_equal(seen_total, 40);
     for (int i = 0; i < 40; i++) assert_int_equal(seen[i], 1);
-    nc_client_free(c);
+    /* a freed member leaves the group (its consumer closes in order: LeaveGroup, final commit), so the
+     * group rebalances at once and the other member gets every partition: 5 s on the mock cluster (it waits
+     * the session timeout less 1 s for the members to rejoin); a member that did not leave is noticed only
+     * when its session times out, and the same wait follows: 10.7 s measured. Not scaled: both are the mock
+     * cluster's own timers */
+    uint64_t t0 = uv_hrtime();
     nc_server_free(a);
+    uint64_t freed = uv_hrtime();
+    for (int p = 0; p < 4; p++) emit_to(c, "work.items", json_integer(100 + p), p);
+    assert_true(run_until_ms(&seen_total, 44, 30000));
+    uint64_t moved = uv_hrtime();
+    printf("free %.0f ms, partitions taken over %.0f ms after\n", (double)(freed - t0) / 1e6,
+           (double)(moved - freed) / 1e6);
+    assert_true((moved - t0) / 1000000u < 8500u);
+    nc_client_free(c);
     nc_server_free(b);
 }
 
@@ -361,10 +451,12 @@ static void test_settle_dead_letter(void **st) {
     topic("after.evt", 1);
     topic("dead.letters", 1);
     const nc_option dl[] = {{"deadLetterTopic", "dead.letters"}, {"maxAttempts", "3"}};
-    const nc_option other[] = {{"groupId", "dead-watch"}};
+    /* the watcher commits by count only (autoCommitThreshold 1; its interval far away) */
+    const nc_option other[] = {
+        {"groupId", "dead-watch"}, {"autoCommitInterval", "60000"}, {"autoCommitThreshold", "1"}};
     srv_st s1 = {0}, s2 = {0};
     nc_server *a = server_up_with(&s1, add_flaky, dl, 2);
-    nc_server *w = server_up_with(&s2, add_dead, other, 1);
+    nc_server *w = server_up_with(&s2, add_dead, other, 3);
     nc_client *c = client_up();
     call e1 = {0}, e2 = {0};
     json_t *m = json_pack("{s:s,s:{s:i}}", "key", "k-9", "value", "n", 9);
@@ -379,6 +471,7 @@ static void test_settle_dead_letter(void **st) {
     assert_int_equal(flaky_counts[2], 3);
     assert_int_equal(json_integer_value(json_object_get(dead_data, "n")), 9);
     assert_string_equal(dead_key, "k-9");
+    assert_true(committed_within("dead-watch-server", "dead.letters", 0, 1, 1000));
     int never = 0;
     run_until_ms(&never, 1, 300);
     assert_int_equal(flaky_seen, 3); /* dead-lettered: not delivered again */
@@ -454,15 +547,23 @@ static void ev_redo(const nc_msg *m, void *u) {
     redo_seen++;
     if (n && !strcmp(n, "x") && c == 1) settle_later(m, "x", 100, 1);
 }
-/* "slow" is kept until the test settles it; "fast" is counted */
+static int two_fill, fill_done, fill_failed;
+/* "slow" is kept until the test settles it; "fast" and "fill" are counted */
 static void ev_two(const nc_msg *m, void *u) {
     (void)u;
     const char *n = json_string_value(nc_msg_data(m));
     if (n && !strcmp(n, "slow")) {
         two_held = nc_event_keep(m);
         two_slow++;
+    } else if (n && !strcmp(n, "fill")) {
+        two_fill++;
     } else
         two_fast++;
+}
+static void fill_emitted(void *u, int err, json_t *e) {
+    (void)u, (void)e;
+    fill_done++;
+    fill_failed += err != 0;
 }
 /* Regex routes: the route, the pattern and the channel the handler sees */
 static void h_rx(nc_request *req, const nc_msg *m, void *u) {
@@ -477,8 +578,14 @@ static void add_order(nc_server *srv) {
     assert_int_equal(nc_server_event(srv, "ord.redo", ev_redo, NULL), 0);
     assert_int_equal(nc_server_event(srv, "ord.two", ev_two, NULL), 0);
 }
+/* What the handler got, as the reply */
+static void h_got(nc_request *req, const nc_msg *m, void *u) {
+    (void)u;
+    nc_reply(req, json_incref(nc_msg_data(m)));
+}
 static void add_conc(nc_server *srv) {
     assert_int_equal(nc_server_message(srv, "conc.slow", h_slow, NULL), 0);
+    assert_int_equal(nc_server_message(srv, "bin.echo", h_got, NULL), 0);
 }
 
 static void emit_to(nc_client *c, const char *route, json_t *value, int partition) {
@@ -498,11 +605,12 @@ static void test_order(void **st) {
     route_topics("conc.slow", 1);
     route_topics("rx.one", 1); /* before the regex subscription: librdkafka matches the topics it knows */
     route_topics("rx.two", 1);
+    route_topics("bin.echo", 1);
     const nc_option og[] = {{"groupId", "order-g"}};
-    const nc_option cg[] = {{"groupId", "conc-g"}, {"partitionConcurrency", "4"}};
+    const nc_option cg[] = {{"groupId", "conc-g"}, {"partitionConcurrency", "4"}, {"keepBinary", "true"}};
     srv_st so = {0}, sc = {0};
     nc_server *o = server_start(&so, add_order, og, 1);
-    nc_server *cs = server_start(&sc, add_conc, cg, 2);
+    nc_server *cs = server_start(&sc, add_conc, cg, 3);
     assert_true(run_until_ms(&so.connected, 1, 30000));
     assert_true(run_until_ms(&sc.connected, 1, 30000));
     nc_client *c = client_up();
@@ -521,14 +629,26 @@ static void test_order(void **st) {
     assert_true(run_until_ms(&redo_seen, 3, 30000));
     assert_string_equal(trace, "x1 ex x2 y1");
 
-    /* two partitions: a record held on one does not hold up the other */
+    /* two partitions: a record held on one does not hold up the other, not even with more records waiting
+     * behind it than the server keeps in flight (1000): the held partition is paused past 100 waiting
+     * records, the other one keeps flowing (before, the consumer stopped polling altogether) */
     emit_to(c, "ord.two", json_string("slow"), 0);
     assert_true(run_until_ms(&two_slow, 1, 30000)); /* held by its handler from now on */
+    json_t *fill = json_pack("{s:s,s:i}", "value", "fill", "partition", 0);
+    for (int i = 0; i < 1100; i++)
+        assert_int_equal(nc_client_emit(c, "ord.two", fill, NULL, fill_emitted, NULL), 0);
+    json_decref(fill);
+    assert_true(run_until_ms(&fill_done, 1100, 30000));
+    assert_int_equal(fill_failed, 0);
     emit_to(c, "ord.two", json_string("fast"), 1);
     assert_true(run_until_ms(&two_fast, 1, 30000));
+    assert_int_equal(two_fill, 0);
     assert_non_null(two_held);
     nc_event_ack(two_held);
     two_held = NULL;
+    assert_true(run_until_ms(&two_fill, 1100, 30000)); /* the paused partition resumes: every record comes */
+    run_ms(100);
+    assert_int_equal(two_fill, 1100);
 
     /* a regex route: topics without an exact route that match it; an exact route comes first */
     call k = {0};
@@ -559,6 +679,37 @@ static void test_order(void **st) {
     assert_string_equal(json_string_value(slow.last), "late");
     call_clear(&slow);
     call_clear(&quick);
+
+    /* keepBinary (NestJS parser.keepBinary): the handler of a keepBinary server gets the value's bytes, a
+     * Buffer as JSON.stringify shows one (the text "hi": 104, 105) */
+    r = ask(c, "bin.echo", json_string("hi"), NULL, &k);
+    assert_int_equal(k.err, 0);
+    json_t *want = json_pack("{s:s,s:[i,i]}", "type", "Buffer", "data", 104, 105);
+    if (!json_equal(r, want)) fail_msg("bin.echo: %s", json_dumps(r, 0));
+    call_clear(&k);
+    /* a keepBinary client gets the reply's bytes: the JSON text {"type":"Buffer","data":[104,105]} */
+    static const nc_option kb[] = {
+        {"kafka.log_level", "0"}, {"kafka.fetch.wait.max.ms", "50"}, {"keepBinary", "true"}};
+    nc_client_opts ko = {0};
+    ko.loop = &loop;
+    ko.log_level = NC_LOG_OFF;
+    ko.timeout_ms = 20000 * time_factor();
+    ko.options = kb;
+    ko.noptions = 3;
+    nc_client *cb;
+    assert_int_equal(nc_client_new(&cb, url, &ko), 0);
+    r = ask(cb, "bin.echo", json_string("hi"), NULL, &k);
+    assert_int_equal(k.err, 0);
+    char *text = json_dumps(want, JSON_COMPACT);
+    json_t *bytes = json_object_get(r, "data");
+    assert_string_equal(json_string_value(json_object_get(r, "type")), "Buffer");
+    assert_int_equal(json_array_size(bytes), strlen(text));
+    for (size_t i = 0; i < strlen(text); i++)
+        assert_int_equal(json_integer_value(json_array_get(bytes, i)), (unsigned char)text[i]);
+    free(text);
+    json_decref(want);
+    call_clear(&k);
+    nc_client_free(cb);
 
     nc_client_free(c);
     nc_server_free(o);
@@ -630,6 +781,125 @@ static void test_ready(void **st) {
     assert_true(took < 30000u * (unsigned)time_factor());
 }
 
+/* The librdkafka configuration a server or client gets from opts and tls: the value of `name` must be
+ * `want` (NULL: librdkafka's default, compared with a configuration of no options). */
+static void conf_is(const nc_option *opts, size_t n, const nc_tls_opts *tls, int kind,
+                    const char *const *want) {
+    nc_optset set;
+    nc_url u;
+    char err[300];
+    memset(&set, 0, sizeof set);
+    assert_int_equal(nc_url_parse(&u, url, err, sizeof err), 0);
+    const nc_optctx cx = {NC_OPT_CLIENT, "kafka", NULL, "Client"};
+    assert_int_equal(nc_optset_build(&set, nc_kafka_options, &cx, NULL, opts, n), 0);
+    rd_kafka_conf_t *c = nc_kafka_conf(&u, &set, tls, kind, "-client", err, sizeof err);
+    assert_non_null(c);
+    rd_kafka_conf_t *d = rd_kafka_conf_new();
+    for (; *want; want += 2) {
+        char got[512], def[512];
+        size_t gl = sizeof got, dl = sizeof def;
+        /* a property without a value (ssl.ca.location by default) reads as unknown */
+        if (rd_kafka_conf_get(c, want[0], got, &gl) != RD_KAFKA_CONF_OK) got[0] = '\0';
+        if (rd_kafka_conf_get(d, want[0], def, &dl) != RD_KAFKA_CONF_OK) def[0] = '\0';
+        if (strcmp(got, want[1] ? want[1] : def))
+            fail_msg("%s = %s, want %s", want[0], got, want[1] ? want[1] : def);
+    }
+    rd_kafka_conf_destroy(d);
+    rd_kafka_conf_destroy(c);
+    nc_optset_free(&set);
+    nc_url_free(&u);
+}
+
+/* NestJS's client.ssl and client.sasl (KafkaJS) as librdkafka properties, and nc_tls_opts' files. The mock
+ * cluster speaks neither TLS nor SASL: what reaches librdkafka is checked here, not a handshake. */
+static void test_security_conf(void) {
+    static const char *const plain[] = {
+        "security.protocol", NULL, "sasl.mechanism", NULL, "enable.ssl.certificate.verification", NULL, NULL};
+    conf_is(NULL, 0, NULL, NC_KAFKA_PRODUCER, plain);
+    nc_option ssl[] = {{"ssl", "true"}}; /* client.ssl: true: the system store, the broker's name checked */
+    static const char *const ssl_want[] = {"security.protocol",
+                                           "ssl",
+                                           "ssl.endpoint.identification.algorithm",
+                                           "https",
+                                           "enable.ssl.certificate.verification",
+                                           "true",
+                                           NULL};
+    conf_is(ssl, 1, NULL, NC_KAFKA_CONSUMER, ssl_want);
+    nc_option scram[] = {{"saslMechanism", "scram-sha-512"}, {"saslUsername", "u"}, {"saslPassword", "p w"}};
+    static const char *const scram_want[] = {"security.protocol",
+                                             "sasl_plaintext",
+                                             "sasl.mechanism",
+                                             "SCRAM-SHA-512",
+                                             "sasl.username",
+                                             "u",
+                                             "sasl.password",
+                                             "p w",
+                                             NULL};
+    conf_is(scram, 3, NULL, NC_KAFKA_PRODUCER, scram_want);
+    nc_tls_opts t = NC_TLS_OPTS_INIT; /* client.ssl {ca, cert, key} with client.sasl plain */
+    t.ca_file = "ca.pem";
+    t.cert_file = "me.pem";
+    t.key_file = "me.key";
+    nc_option sp[] = {{"saslMechanism", "plain"}, {"saslUsername", "u"}, {"saslPassword", "p"}};
+    static const char *const tls_want[] = {"security.protocol",
+                                           "sasl_ssl",
+                                           "sasl.mechanism",
+                                           "PLAIN",
+                                           "ssl.ca.location",
+                                           "ca.pem",
+                                           "ssl.certificate.location",
+                                           "me.pem",
+                                           "ssl.key.location",
+                                           "me.key",
+                                           "enable.ssl.certificate.verification",
+                                           "true",
+                                           NULL};
+    conf_is(sp, 3, &t, NC_KAFKA_CONSUMER, tls_want);
+    nc_tls_opts ins = NC_TLS_OPTS_INIT; /* rejectUnauthorized: false */
+    ins.insecure_skip_verify = 1;
+    static const char *const ins_want[] = {"security.protocol",
+                                           "ssl",
+                                           "enable.ssl.certificate.verification",
+                                           "false",
+                                           "ssl.endpoint.identification.algorithm",
+                                           "none",
+                                           "ssl.ca.location",
+                                           NULL,
+                                           NULL};
+    conf_is(NULL, 0, &ins, NC_KAFKA_PRODUCER, ins_want);
+    nc_option over[] = {{"ssl", "true"}, {"kafka.security.protocol", "plaintext"}}; /* kafka.* wins */
+    static const char *const over_want[] = {"security.protocol", "plaintext", NULL};
+    conf_is(over, 2, NULL, NC_KAFKA_PRODUCER, over_want);
+    char err[300];
+    nc_option bad[] = {{"saslMechanism", "gssapi"}};
+    assert_int_equal(nc_options_check("kafka", NC_OPT_CLIENT, bad, 1, err, sizeof err), NC_EINVAL);
+    /* nc_client_opts.tls reaches librdkafka through the public API: a CA file that does not exist fails the
+     * connect (librdkafka cannot load it) */
+    nc_tls_opts missing = NC_TLS_OPTS_INIT;
+    missing.ca_file = "/nonexistent/ca.pem";
+    nc_option lo[] = {{"kafka.log_level", "0"}};
+    nc_client_opts o = {0};
+    o.loop = &loop;
+    o.log_level = NC_LOG_OFF;
+    o.tls = &missing;
+    o.options = lo;
+    o.noptions = 1;
+    nc_client *c = NULL;
+    assert_int_equal(nc_client_new(&c, url, &o), 0);
+    assert_int_equal(nc_client_connect(c, NULL, NULL), NC_EINVAL);
+    nc_client_free(c);
+    /* keepBinary's Buffer form */
+    nc_buf b = NC_BUF_INIT;
+    assert_int_equal(nc_kafka_buffer_json("\0\t\ncd\xff", 6, &b), 0);
+    static const char want[] = "{\"type\":\"Buffer\",\"data\":[0,9,10,99,100,255]}";
+    assert_int_equal(b.len, sizeof want - 1);
+    assert_memory_equal(b.data, want, sizeof want - 1);
+    nc_buf_reset(&b);
+    assert_int_equal(nc_kafka_buffer_json("", 0, &b), 0);
+    assert_int_equal(b.len, strlen("{\"type\":\"Buffer\",\"data\":[]}"));
+    nc_buf_free(&b);
+}
+
 /* kafka.<property> reaches librdkafka: a bad one fails at creation with its name. */
 static void test_options(void **st) {
     (void)st;
@@ -661,6 +931,7 @@ static void test_options(void **st) {
     nc_server_free(s);
     assert_int_not_equal(fcntl(0, F_GETFD), -1);
     assert_int_not_equal(fcntl(1, F_GETFD), -1);
+    test_security_conf();
 }
 
 int main(void) {

@@ -18,6 +18,8 @@
 #include "core/url.h"
 #include "io/post.h"
 #include "io/wire.h"
+#include "nestc/tls.h"
+#include "util/buf.h"
 #include "transport/transport.h"
 
 extern const nc_server_transport nc_kafka_server_transport;
@@ -41,11 +43,12 @@ enum { NC_KAFKA_PRODUCER = 0, NC_KAFKA_CONSUMER = 1 };
 
 /* Builds a librdkafka configuration from the URL and the options: bootstrap.servers, client.id and
  * group.id (with postfixId: "-server" or "-client" by default), the session, heartbeat, offset reset,
- * acks and compression options, then every kafka.<property> option verbatim. side_postfix: "-server" or
+ * acks and compression options, TLS and SASL (the ssl and sasl* options, tls: the nc_tls_opts of the
+ * server or client, or NULL), then every kafka.<property> option verbatim. side_postfix: "-server" or
  * "-client". Logs go through the handle's queue (served on the loop). Returns NULL with the reason in
  * err. */
-rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kind, const char *side_postfix,
-                               char *err, size_t errlen);
+rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, const nc_tls_opts *tls, int kind,
+                               const char *side_postfix, char *err, size_t errlen);
 
 /* A handle that is not open (no pipe: fds -1); nc_kafka_handle_close is a no-op on it. */
 void nc_kafka_handle_init(nc_kafka_handle *h);
@@ -73,6 +76,10 @@ int nc_kafka_topic_ok(const char *name);
 size_t nc_kafka_record_headers(rd_kafka_message_t *msg, nc_header *out, size_t cap);
 /* The last header called name (KafkaJS keeps the last of repeated names), or NULL. */
 const nc_header *nc_kafka_find_header(const nc_header *h, size_t n, const char *name);
+
+/* Appends bytes as JSON.stringify shows a Buffer, {"type":"Buffer","data":[1,2,…]} (keepBinary). Returns 0
+ * or NC_ENOMEM. */
+int nc_kafka_buffer_json(const void *p, size_t n, nc_buf *out);
 
 /* The reply topic of a route (malloc'd), NULL when out of memory. */
 char *nc_kafka_reply_topic(const char *route);

@@ -81,6 +81,7 @@ typedef struct kclient {
     nc_client *cli;
     nc_url url;
     int producer_only;
+    int keep_binary; /* keepBinary: reply values handed over as Buffers */
     nc_kafka_handle prod, cons;
     kroute *routes;
     kevent events; /* list head */
@@ -196,8 +197,9 @@ static void on_reply_record(kclient *kc, rd_kafka_message_t *msg) {
     if (!corr) return; /* spec §9: ignored */
     const nc_header *err = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_ERR);
     nc_buf value = NC_BUF_INIT, etext = NC_BUF_INIT;
-    int rc = err ? nc_kafka_decode_text(err->value, err->value_len, &etext)
-                 : nc_kafka_decode_text(msg->payload, msg->len, &value);
+    int rc = err                               ? nc_kafka_decode_text(err->value, err->value_len, &etext)
+             : kc->keep_binary && msg->payload ? nc_kafka_buffer_json(msg->payload, msg->len, &value)
+                                               : nc_kafka_decode_text(msg->payload, msg->len, &value);
     if (rc) {
         nc_logf(kc->log, NC_LOG_ERROR, "Client", "out of memory: a reply dropped");
     } else {
@@ -501,7 +503,20 @@ static kroute *route_of(kclient *kc, const char *route) {
     r->tail = &r->head;
     r->next = kc->routes;
     kc->routes = r;
+    /* the producer is asked for the route's metadata now: rd_kafka_producev does not ask for an unknown
+     * topic's (rd_kafka_topic_new does, asynchronously, or when its broker connection comes up), and the
+     * first record to the route then waited for librdkafka's 1 s topic scan */
+    if (kc->prod.rk) {
+        rd_kafka_topic_t *t = rd_kafka_topic_new(kc->prod.rk, route, NULL);
+        if (t) rd_kafka_topic_destroy(t); /* the producer keeps what it learns (its metadata cache) */
+    }
     return r;
+}
+
+/* The client's nc_tls_opts (TLS to the brokers), or NULL. */
+static const nc_tls_opts *tls_of(nc_client *cli) {
+    const nc_client_cfg *cfg = nc_client__cfg(cli);
+    return cfg->has_tls ? &cfg->tls : NULL;
 }
 
 /* ---- ops --------------------------------------------------------------------------------------------- */
@@ -519,12 +534,14 @@ static int kc_create(nc_client *cli, const nc_url *url, void **state) {
     kc->events.next = kc->events.prev = &kc->events;
     const nc_optset *opts = nc_client__opts(cli);
     kc->producer_only = nc_opts_bool(opts, "producerOnlyMode");
+    kc->keep_binary = nc_opts_bool(opts, "keepBinary");
     if (nc_url_parse(&kc->url, url->text, why, sizeof why)) {
         free(kc);
         return NC_ENOMEM;
     }
-    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, NC_KAFKA_CONSUMER, "-client", why, sizeof why);
-    rd_kafka_conf_t *p = c ? nc_kafka_conf(url, opts, NC_KAFKA_PRODUCER, "-client", why, sizeof why) : NULL;
+    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, tls_of(cli), NC_KAFKA_CONSUMER, "-client", why, sizeof why);
+    rd_kafka_conf_t *p =
+        c ? nc_kafka_conf(url, opts, tls_of(cli), NC_KAFKA_PRODUCER, "-client", why, sizeof why) : NULL;
     if (c) rd_kafka_conf_destroy(c);
     if (!p) {
         nc_url_free(&kc->url);
@@ -548,7 +565,8 @@ static int kc_connect(void *state) {
     const nc_optset *opts = nc_client__opts(kc->cli);
     if (kc->open) return 0;
     kc->closing = 0;
-    rd_kafka_conf_t *pc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_PRODUCER, "-client", why, sizeof why);
+    rd_kafka_conf_t *pc =
+        nc_kafka_conf(&kc->url, opts, tls_of(kc->cli), NC_KAFKA_PRODUCER, "-client", why, sizeof why);
     if (!pc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(pc, kc);
     nc_kafka_wire_conf(pc); /* connections and wire bytes (kafka_wire.c) */
@@ -557,7 +575,8 @@ static int kc_connect(void *state) {
     int rc = nc_kafka_handle_open(&kc->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, kc, why, sizeof why);
     if (rc) return nc_fail(kc->log, "Client", rc, "Kafka producer: %s", why);
     if (!kc->producer_only) {
-        rd_kafka_conf_t *cc = nc_kafka_conf(&kc->url, opts, NC_KAFKA_CONSUMER, "-client", why, sizeof why);
+        rd_kafka_conf_t *cc =
+            nc_kafka_conf(&kc->url, opts, tls_of(kc->cli), NC_KAFKA_CONSUMER, "-client", why, sizeof why);
         if (!cc) return nc_fail(kc->log, "Client", NC_EINVAL, "%s", why);
         rd_kafka_conf_set_opaque(cc, kc);
         nc_kafka_wire_conf(cc);
@@ -618,7 +637,8 @@ static int kc_send(void *state, nc_outbound *out) {
         snprintf(out->why, sizeof out->why, "the data cannot be encoded as a Kafka record");
         return rc;
     }
-    if (!out->id) { /* an event: complete on the delivery report */
+    if (!out->id) {               /* an event: complete on the delivery report */
+        route_of(kc, out->route); /* its first emit: the route's metadata asked for (the record waits less) */
         kevent *ev = calloc(1, sizeof *ev);
         if (!ev) {
             nc_kafka_msg_free(&m);

@@ -21,6 +21,10 @@
 
 /* Records dispatched and not yet settled: past this the consumer is not polled until some are. */
 #define MAX_INFLIGHT 1000
+/* Records of one partition read and not yet settled: past this the partition is paused (fetched no more; what
+ * librdkafka already fetched is dropped by the pause and fetched again on resume), and resumed once they are
+ * down to half, so a partition whose handler is slow does not fill MAX_INFLIGHT and stop the others. */
+#define PART_MAX_WAITING 100
 /* The start-offset look-up of an assignment (worker thread): all of it within this. */
 #define LOOKUP_TIMEOUT_MS 10000
 
@@ -44,6 +48,8 @@ typedef struct kpart {
     int32_t partition;
     krec *head, **tail;
     int running; /* records of this partition running (at most partitionConcurrency) */
+    int count;   /* records in the FIFO */
+    int paused;  /* paused by us: count reached PART_MAX_WAITING */
 } kpart;
 
 /* A regex route (spec §2: a NestJS handler pattern that is a RegExp): subscribed as a librdkafka regex
@@ -80,11 +86,16 @@ typedef struct kserver {
     int finish_after_close;
     int in_pump, pump_again; /* a release inside pump_next runs more in the same turn */
     int from_beginning;
-    unsigned revokes;        /* revocations so far: a look-up made before the last one is dropped */
-    struct klookup *lookup;  /* the assignment's start offsets being looked up, or NULL */
-    int finish_after_lookup; /* closing waits for the look-up: the worker uses the consumer handle */
-    int close_after_lookup;  /* the graceful consumer close, likewise */
-    int report_if_idle;      /* listening without a route yet: connected unless one comes at once */
+    unsigned revokes;           /* revocations so far: a look-up made before the last one is dropped */
+    struct klookup *lookup;     /* the assignment's start offsets being looked up, or NULL */
+    int finish_after_lookup;    /* closing waits for the look-up: the worker uses the consumer handle */
+    int close_after_lookup;     /* the graceful consumer close, likewise */
+    int report_if_idle;         /* listening without a route yet: connected unless one comes at once */
+    int keep_binary;            /* keepBinary: values handed over as Buffers */
+    long long commit_threshold; /* autoCommitThreshold, 0 = none */
+    long long settled_since;    /* records whose offsets were stored since the last threshold commit */
+    char **primed;              /* reply topics whose metadata the producer was asked for (prime_topic) */
+    size_t nprimed;
 } kserver;
 
 /* An assignment whose partitions have no committed offset and read from "latest": the worker looks up
@@ -198,6 +209,27 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
 static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release,
                                      NULL}; /* the peer is the broker */
 
+/* The most reply topics remembered as primed; past it a new one is not primed (its first reply then waits
+ * for librdkafka's topic scan, as before). */
+#define MAX_PRIMED 256
+
+/* The producer is asked for a reply topic's metadata when a request first names it, while its handler runs:
+ * a record produced to a topic the producer does not know yet waits for librdkafka's 1 s topic scan
+ * (rd_kafka_producev does not ask for an unknown topic's metadata; rd_kafka_topic_new does, asynchronously),
+ * which made each route's first call take 1 s longer on this side. */
+static void prime_topic(kserver *ks, const char *topic) {
+    for (size_t i = 0; i < ks->nprimed; i++)
+        if (!strcmp(ks->primed[i], topic)) return;
+    if (ks->nprimed >= MAX_PRIMED || !ks->prod.rk) return;
+    char **p = realloc(ks->primed, (ks->nprimed + 1) * sizeof *p);
+    if (!p) return;
+    ks->primed = p;
+    if (!(p[ks->nprimed] = strdup(topic))) return;
+    ks->nprimed++;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(ks->prod.rk, topic, NULL);
+    if (t) rd_kafka_topic_destroy(t); /* the producer keeps what it learns (its metadata cache) */
+}
+
 /* ---- settling -------------------------------------------------------------------------------------- */
 
 static void store_offset(kserver *ks, const char *topic, int32_t partition, int64_t next) {
@@ -250,6 +282,20 @@ static krec *rec_of(kserver *ks, uint64_t tag) {
     return NULL;
 }
 
+/* Pauses or resumes the fetching of one partition (backpressure, PART_MAX_WAITING). */
+static void part_pause(kserver *ks, kpart *p, int pause) {
+    if (!ks->cons.rk || ks->consumer_closing || p->paused == pause) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    rd_kafka_resp_err_t e =
+        pause ? rd_kafka_pause_partitions(ks->cons.rk, l) : rd_kafka_resume_partitions(ks->cons.rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    p->paused = pause;
+    nc_logf(ks->log, NC_LOG_DEBUG, "Server", "%s[%d] %s (%d records waiting)%s%s", p->topic,
+            (int)p->partition, pause ? "paused" : "resumed", p->count, e ? ": " : "",
+            e ? rd_kafka_err2str(e) : "");
+}
+
 /* Frees the settled records at the head of a partition and stores the offset after the last of them. */
 static void advance(kserver *ks, kpart *p) {
     int64_t last = -1;
@@ -261,8 +307,19 @@ static void advance(kserver *ks, kpart *p) {
         rd_kafka_message_destroy(r->msg);
         free(r);
         ks->inflight--;
+        ks->settled_since++;
+        p->count--;
     }
-    if (last >= 0) store_offset(ks, p->topic, p->partition, last + 1);
+    if (last < 0) return;
+    if (p->paused && p->count <= PART_MAX_WAITING / 2) part_pause(ks, p, 0);
+    store_offset(ks, p->topic, p->partition, last + 1);
+    if (ks->commit_threshold && ks->settled_since >= ks->commit_threshold && ks->cons.rk &&
+        !ks->consumer_closing) { /* autoCommitThreshold: the stored offsets now, asynchronously */
+        ks->settled_since = 0;
+        rd_kafka_resp_err_t e = rd_kafka_commit(ks->cons.rk, NULL, 1);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            nc_logf(ks->log, NC_LOG_DEBUG, "Server", "commit: %s", rd_kafka_err2str(e));
+    }
 }
 
 /* Runs the records that became ready: at once inside pump_next (its loop goes round again), else on
@@ -374,8 +431,9 @@ static void on_record(kserver *ks, krec *rec) {
     const nc_header *rpart = nc_kafka_find_header(hdrs, nh, NC_KAFKA_H_REPLY_PARTITION);
     int is_event = !corr || !rtopic || !rtopic->value_len; /* spec §7.3 */
     nc_buf data = NC_BUF_INIT;
-    int rc = msg->payload ? nc_kafka_decode_text(msg->payload, msg->len, &data)
-                          : null_value_data(msg, hdrs, nh, &data);
+    int rc = !msg->payload     ? null_value_data(msg, hdrs, nh, &data)
+             : ks->keep_binary ? nc_kafka_buffer_json(msg->payload, msg->len, &data)
+                               : nc_kafka_decode_text(msg->payload, msg->len, &data);
     if (rc) {
         nc_logf(ks->log, NC_LOG_ERROR, "Server", "out of memory: a record of %s skipped", topic);
         nc_buf_free(&data);
@@ -402,7 +460,10 @@ static void on_record(kserver *ks, krec *rec) {
                 k = NULL;
             }
         }
-        if (!k) is_event = 1;
+        if (!k)
+            is_event = 1;
+        else
+            prime_topic(ks, k->topic);
     }
     nc_ctx_item ctx[8];
     size_t nctx = 0;
@@ -501,6 +562,7 @@ static void pump_next(kserver *ks) {
             *p->tail = r;
             p->tail = &r->next;
             ks->inflight++;
+            if (++p->count >= PART_MAX_WAITING && !p->paused) part_pause(ks, p, 1);
             part_run(ks, p);
         }
     } while (ks->pump_again && !ks->closed && !ks->closing);
@@ -572,7 +634,10 @@ static void drop_waiting(kserver *ks, const rd_kafka_topic_partition_list_t *rev
                 rd_kafka_message_destroy(r->msg);
                 free(r);
                 ks->inflight--;
+                p->count--;
             }
+            /* resumed: the partition may come back in the next assignment, and must be fetched then */
+            if (p->paused) part_pause(ks, p, 0);
         }
 }
 
@@ -705,6 +770,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     }
 }
 
+/* The server's nc_tls_opts (TLS to the brokers), or NULL. */
+static const nc_tls_opts *tls_of(nc_server *srv) {
+    const nc_server_cfg *cfg = nc_server__cfg(srv);
+    return cfg->has_tls ? &cfg->tls : NULL;
+}
+
 /* ---- ops --------------------------------------------------------------------------------------------- */
 
 static int ks_create(nc_server *srv, const nc_url *url, void **state) {
@@ -723,6 +794,8 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
     ks->max_attempts = (int)nc_opts_int(opts, "maxAttempts");
     ks->conc = (int)nc_opts_int(opts, "partitionConcurrency");
     ks->from_beginning = nc_opts_bool(opts, "fromBeginning");
+    ks->commit_threshold = nc_opts_int(opts, "autoCommitThreshold");
+    ks->keep_binary = nc_opts_bool(opts, "keepBinary");
     if (ks->conc < 1) ks->conc = 1;
     if (nc_url_parse(&ks->url, url->text, why, sizeof why) || (dlt && *dlt && !(ks->dlt = strdup(dlt)))) {
         nc_url_free(&ks->url);
@@ -730,8 +803,9 @@ static int ks_create(nc_server *srv, const nc_url *url, void **state) {
         return NC_ENOMEM;
     }
     /* the configuration is checked now, so a bad kafka.<property> fails nc_server_new */
-    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, NC_KAFKA_CONSUMER, "-server", why, sizeof why);
-    rd_kafka_conf_t *p = c ? nc_kafka_conf(url, opts, NC_KAFKA_PRODUCER, "-server", why, sizeof why) : NULL;
+    rd_kafka_conf_t *c = nc_kafka_conf(url, opts, tls_of(srv), NC_KAFKA_CONSUMER, "-server", why, sizeof why);
+    rd_kafka_conf_t *p =
+        c ? nc_kafka_conf(url, opts, tls_of(srv), NC_KAFKA_PRODUCER, "-server", why, sizeof why) : NULL;
     if (c) rd_kafka_conf_destroy(c);
     if (!p) {
         nc_url_free(&ks->url);
@@ -794,7 +868,8 @@ static int ks_listen(void *state) {
     char why[300];
     uv_loop_t *loop = nc_server__io(ks->srv)->loop;
     const nc_optset *opts = nc_server__opts(ks->srv);
-    rd_kafka_conf_t *pc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_PRODUCER, "-server", why, sizeof why);
+    rd_kafka_conf_t *pc =
+        nc_kafka_conf(&ks->url, opts, tls_of(ks->srv), NC_KAFKA_PRODUCER, "-server", why, sizeof why);
     if (!pc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(pc, ks);
     nc_kafka_wire_conf(pc); /* connections and wire bytes (kafka_wire.c) */
@@ -802,7 +877,8 @@ static int ks_listen(void *state) {
     rd_kafka_conf_set_error_cb(pc, error_cb);
     int rc = nc_kafka_handle_open(&ks->prod, loop, pc, NC_KAFKA_PRODUCER, prod_wake, ks, why, sizeof why);
     if (rc) return nc_fail(ks->log, "Server", rc, "Kafka producer: %s", why);
-    rd_kafka_conf_t *cc = nc_kafka_conf(&ks->url, opts, NC_KAFKA_CONSUMER, "-server", why, sizeof why);
+    rd_kafka_conf_t *cc =
+        nc_kafka_conf(&ks->url, opts, tls_of(ks->srv), NC_KAFKA_CONSUMER, "-server", why, sizeof why);
     if (!cc) return nc_fail(ks->log, "Server", NC_EINVAL, "%s", why);
     rd_kafka_conf_set_opaque(cc, ks);
     nc_kafka_wire_conf(cc);
@@ -998,6 +1074,8 @@ static void ks_destroy(void *state) {
         free(ks->rx[i].route);
     }
     free(ks->rx);
+    for (size_t i = 0; i < ks->nprimed; i++) free(ks->primed[i]);
+    free(ks->primed);
     free(ks->dlt);
     drop_records(ks);
     nc_url_free(&ks->url);

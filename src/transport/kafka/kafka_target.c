@@ -13,6 +13,8 @@
 #include "transport/kafka/kafka.h"
 
 static const char *const compressions[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
+/* KafkaJS's sasl.mechanism names (client.sasl) that librdkafka speaks without a callback of nestc's */
+static const char *const sasl_mechanisms[] = {"none", "plain", "scram-sha-256", "scram-sha-512", NULL};
 
 /* NestJS KafkaOptions names: client.clientId, consumer.groupId/sessionTimeout/heartbeatInterval,
  * subscribe.fromBeginning, send.acks/compression, postfixId, producerOnlyMode; everything else of
@@ -95,6 +97,59 @@ const nc_option_spec nc_kafka_options[] = {
      .def = "1",
      .min = 1,
      .max = 1000},
+    /* KafkaJS's consumer.run autoCommitInterval / autoCommitThreshold. Left unset there (NestJS's default),
+     * KafkaJS commits after each fetched batch is handled; nestc commits the stored offsets in the
+     * background (librdkafka's auto.commit.interval.ms, 5 s by default) every autoCommitInterval instead,
+     * which sends nothing while no offset moved */
+    {.name = "autoCommitInterval",
+     .type = NC_OPT_DURATION,
+     .levels = NC_OPT_SERVER,
+     .help = "server: the settled records' offsets are committed this often in ms (run.autoCommitInterval; "
+             "KafkaJS's default commits after each batch)",
+     .def = "100",
+     .min = 10,
+     .max = 86400000},
+    {.name = "autoCommitThreshold",
+     .type = NC_OPT_INT,
+     .levels = NC_OPT_SERVER,
+     .help = "server: also commit as soon as this many records were settled since the last commit "
+             "(run.autoCommitThreshold; 0 = no threshold)",
+     .def = "0",
+     .min = 0,
+     .max = 1000000},
+    /* NestJS client.ssl and client.sasl (KafkaJS); the certificates come from nc_tls_opts (see nc_kafka_conf)
+     */
+    {.name = "ssl",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "TLS to the brokers, verified against the system CA store (client.ssl: true); on too when TLS "
+             "options (CA, certificate, key) are given",
+     .def = "false"},
+    {.name = "saslMechanism",
+     .type = NC_OPT_ENUM,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "SASL authentication to the brokers (client.sasl.mechanism): none, plain, scram-sha-256, "
+             "scram-sha-512",
+     .def = "none",
+     .choices = sasl_mechanisms},
+    {.name = "saslUsername",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "SASL user name (client.sasl.username)",
+     .def = NULL},
+    {.name = "saslPassword",
+     .type = NC_OPT_STRING,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "SASL password (client.sasl.password)",
+     .def = NULL},
+    /* NestJS's parser.keepBinary (KafkaParser): record values are not decoded */
+    {.name = "keepBinary",
+     .type = NC_OPT_BOOL,
+     .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
+     .help = "hand record values over as the bytes received, a Buffer as JSON.stringify shows one "
+             "({\"type\":\"Buffer\",\"data\":[...]}): a server's request and event data, a client's reply "
+             "values (parser.keepBinary)",
+     .def = "false"},
     {.name = "kafka.",
      .type = NC_OPT_STRING,
      .levels = NC_OPT_SERVER | NC_OPT_CLIENT,
@@ -176,8 +231,45 @@ static int brokers(const nc_url *url, char *out, size_t len) {
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kind, const char *side_postfix,
-                               char *err, size_t errlen) {
+/* client.ssl and client.sasl as librdkafka properties: security.protocol from whether TLS and SASL are on,
+ * nc_tls_opts' files as ssl.* locations, KafkaJS's mechanism names in librdkafka's spelling. */
+static int security(rd_kafka_conf_t *c, const nc_optset *opts, const nc_tls_opts *tls, char *err,
+                    size_t errlen) {
+    const char *mech = nc_opts_str(opts, "saslMechanism");
+    int sasl = mech && *mech && strcmp(mech, "none");
+    int ssl = nc_opts_bool(opts, "ssl") || tls;
+    if (ssl || sasl) {
+        const char *proto = ssl && sasl ? "sasl_ssl" : ssl ? "ssl" : "sasl_plaintext";
+        if (set(c, "security.protocol", proto, err, errlen)) return -1;
+    }
+    if (sasl) {
+        char up[32];
+        size_t i = 0;
+        for (; mech[i] && i < sizeof up - 1; i++)
+            up[i] = (char)(mech[i] >= 'a' && mech[i] <= 'z' ? mech[i] - 32 : mech[i]);
+        up[i] = '\0';
+        if (set(c, "sasl.mechanism", up, err, errlen)) return -1;
+        const char *user = nc_opts_str(opts, "saslUsername"), *pass = nc_opts_str(opts, "saslPassword");
+        if (user && set(c, "sasl.username", user, err, errlen)) return -1;
+        if (pass && set(c, "sasl.password", pass, err, errlen)) return -1;
+    }
+    if (!tls) return 0;
+    /* a Kafka server and client are both clients of the brokers: ca_file trusts the brokers' CA, cert_file
+     * and key_file are this side's certificate for brokers that ask for one (mutual TLS) */
+    if (tls->ca_file && set(c, "ssl.ca.location", tls->ca_file, err, errlen)) return -1;
+    if (tls->cert_file && set(c, "ssl.certificate.location", tls->cert_file, err, errlen)) return -1;
+    if (tls->key_file && set(c, "ssl.key.location", tls->key_file, err, errlen)) return -1;
+    if (tls->insecure_skip_verify) { /* Node's rejectUnauthorized: false: neither the chain nor the name */
+        if (set(c, "enable.ssl.certificate.verification", "false", err, errlen)) return -1;
+        if (set(c, "ssl.endpoint.identification.algorithm", "none", err, errlen)) return -1;
+    } else if (set(c, "ssl.endpoint.identification.algorithm", "https", err, errlen)) { /* as Node checks */
+        return -1;
+    }
+    return 0;
+}
+
+rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, const nc_tls_opts *tls, int kind,
+                               const char *side_postfix, char *err, size_t errlen) {
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -208,6 +300,8 @@ rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kin
         /* at-least-once: an offset is stored only once its record was settled (handler and reply stream
          * finished); the stored offsets are committed in the background and on close */
         if (set(c, "enable.auto.offset.store", "false", err, errlen)) goto fail;
+        snprintf(buf, sizeof buf, "%lld", nc_opts_int(opts, "autoCommitInterval"));
+        if (set(c, "auto.commit.interval.ms", buf, err, errlen)) goto fail;
         /* the group protocol a NestJS member can speak too: KafkaJS's RoundRobinAssigner under librdkafka's
          * name "roundrobin" (docs/kafka.md "Server groups with NestJS members"); the members' first choices
          * must agree (the mock cluster takes the leader's first; brokers vote), so roundrobin leads and
@@ -249,6 +343,7 @@ rd_kafka_conf_t *nc_kafka_conf(const nc_url *url, const nc_optset *opts, int kin
         if (set(c, "acks", buf, err, errlen)) goto fail;
         if (set(c, "compression.codec", nc_opts_str(opts, "compression"), err, errlen)) goto fail;
     }
+    if (security(c, opts, tls, err, errlen)) goto fail;
     /* kafka.<property>: verbatim, last (they override what nestc set), from every level of the set */
     for (const nc_optset *s = opts; s; s = s->parent)
         for (size_t i = 0; i < s->n; i++) {
@@ -365,4 +460,22 @@ const nc_header *nc_kafka_find_header(const nc_header *h, size_t n, const char *
     for (size_t i = 0; i < n; i++)
         if (h[i].name_len == len && !memcmp(h[i].name, name, len)) found = &h[i];
     return found;
+}
+
+int nc_kafka_buffer_json(const void *p, size_t n, nc_buf *out) {
+    static const char head[] = "{\"type\":\"Buffer\",\"data\":[";
+    if (nc_buf_reserve(out, sizeof head + n * 4 + 2)) return NC_ENOMEM;
+    memcpy(out->data + out->len, head, sizeof head - 1);
+    out->len += sizeof head - 1;
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        if (i) out->data[out->len++] = ',';
+        unsigned v = b[i];
+        if (v >= 100) out->data[out->len++] = (char)('0' + v / 100);
+        if (v >= 10) out->data[out->len++] = (char)('0' + v / 10 % 10);
+        out->data[out->len++] = (char)('0' + v % 10);
+    }
+    out->data[out->len++] = ']';
+    out->data[out->len++] = '}';
+    return 0;
 }
