@@ -245,12 +245,15 @@ for (const [label, p] of forms('sleep')) {
     // value (spec kafka.md §7), and two `nestc send` processes each start their round-robin at a random
     // partition (one in four share one): the two requests name partitions 0 and 1 (a message-shaped object).
     const onTwo = d.scheme === 'kafka' && d.kind === 'cli';
-    const data = (m) => (onTwo ? { value: m, partition: m === SLOW ? 0 : 1 } : m);
-    const track = (m) => d.send(p, data(m), { timeoutMs: SLOW + scaled(30000) }).then((r) => (order.push(m), r));
-    const [slow, fast] = await Promise.all([track(SLOW), track(10)]);
-    assert.deepStrictEqual(slow.values, [kafkaWire(d, SLOW)]);
+    // Each of those processes joins the mock cluster, whose fetches are paced (500 ms a hop): a call from a
+    // new process takes 0.5 s, and on a loaded machine now and then 1.5 s; the slow one sleeps longer there.
+    const slowMs = onTwo ? Math.max(SLOW, scaled(3000)) : SLOW;
+    const data = (m) => (onTwo ? { value: m, partition: m === slowMs ? 0 : 1 } : m);
+    const track = (m) => d.send(p, data(m), { timeoutMs: slowMs + scaled(30000) }).then((r) => (order.push(m), r));
+    const [slow, fast] = await Promise.all([track(slowMs), track(10)]);
+    assert.deepStrictEqual(slow.values, [kafkaWire(d, slowMs)]);
     assert.deepStrictEqual(fast.values, [kafkaWire(d, 10)]);
-    assert.deepStrictEqual(order, [10, SLOW]);
+    assert.deepStrictEqual(order, [10, slowMs]);
   });
 }
 
