@@ -655,6 +655,16 @@ static nc_client *client_of(nc_server *s, nc_option *extra, size_t nextra, int c
     return c;
 }
 
+/* A Sleep call with data d, once its handler is sleeping (the server's, counted in `sleeping`). */
+static nc_call *sleeping_call(nc_client *c, json_t *d, res *r) {
+    nc_call *k;
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    int before = sleeping;
+    assert_int_equal(nc_client_call(c, M("Sleep"), d, NULL, &cbs, r, &k), 0);
+    run_until(&sleeping, before + 1);
+    return k;
+}
+
 /* A server's GOAWAY (maxConnectionAgeMs 100: one every ~100 ms, graceful) while a call is in flight on the
  * old connection: every call made after it goes to a new connection and succeeds (it failed with "the
  * server is closing the connection" before), and the call in flight finishes on the old one (here:
@@ -666,11 +676,7 @@ static void test_goaway_new_calls(void **st) {
     res slow;
     res_init(&slow);
     json_t *d = json_object();
-    nc_call *sc;
-    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
-    int before = sleeping;
-    assert_int_equal(nc_client_call(c, M("Sleep"), d, NULL, &cbs, &slow, &sc), 0);
-    run_until(&sleeping, before + 1);
+    nc_call *sc = sleeping_call(c, d, &slow);
     uv_update_time(&loop);
     uint64_t end = uv_now(&loop) + 500; /* five ages: several GOAWAYs, each to a connection with calls */
     int calls = 0;
@@ -857,11 +863,7 @@ static void test_keepalive_alive(void **st) {
     res r;
     res_init(&r);
     json_t *d = json_object();
-    nc_call *k;
-    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
-    int before = sleeping;
-    assert_int_equal(nc_client_call(c, M("Sleep"), d, NULL, &cbs, &r, &k), 0);
-    run_until(&sleeping, before + 1);
+    nc_call *k = sleeping_call(c, d, &r);
     int never = 0;
     run_until_ms(&never, 1, 200);
     assert_int_equal(r.done, 0);

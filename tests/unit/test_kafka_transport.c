@@ -72,17 +72,22 @@ static nc_server *server_up(srv_st *st, void (*add)(nc_server *)) {
     return server_up_with(st, add, NULL, 0);
 }
 
-static nc_client *client_up(void) {
-    static const nc_option co[] = {{"kafka.log_level", "0"}, {"kafka.fetch.wait.max.ms", "50"}};
+/* A client of the mock cluster with these options (a 20 s timeout, scaled). */
+static nc_client *client_with(const nc_option *co, size_t n) {
     nc_client_opts o = {0};
     o.loop = &loop;
     o.log_level = NC_LOG_OFF;
     o.timeout_ms = 20000 * time_factor();
     o.options = co;
-    o.noptions = 2;
+    o.noptions = n;
     nc_client *c;
     assert_int_equal(nc_client_new(&c, url, &o), 0);
     return c;
+}
+
+static nc_client *client_up(void) {
+    static const nc_option co[] = {{"kafka.log_level", "0"}, {"kafka.fetch.wait.max.ms", "50"}};
+    return client_with(co, 2);
 }
 
 static json_t *ask(nc_client *c, const char *route, json_t *data, const nc_call_opts *o, call *k) {
@@ -690,14 +695,7 @@ static void test_order(void **st) {
     /* a keepBinary client gets the reply's bytes: the JSON text {"type":"Buffer","data":[104,105]} */
     static const nc_option kb[] = {
         {"kafka.log_level", "0"}, {"kafka.fetch.wait.max.ms", "50"}, {"keepBinary", "true"}};
-    nc_client_opts ko = {0};
-    ko.loop = &loop;
-    ko.log_level = NC_LOG_OFF;
-    ko.timeout_ms = 20000 * time_factor();
-    ko.options = kb;
-    ko.noptions = 3;
-    nc_client *cb;
-    assert_int_equal(nc_client_new(&cb, url, &ko), 0);
+    nc_client *cb = client_with(kb, 3);
     r = ask(cb, "bin.echo", json_string("hi"), NULL, &k);
     assert_int_equal(k.err, 0);
     char *text = json_dumps(want, JSON_COMPACT);
