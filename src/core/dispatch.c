@@ -35,9 +35,9 @@ static void log_no_event_handler(nc_server *s, const nc_msg *m) {
 
 /* The hooks see a request (or an event for a message handler) begin: 0 to run its handler, or the
  * refusal, with which the request is then finished. */
-static int hooks_begin(nc_server *s, nc_req *req, int has_handler) {
-    req->hk =
-        nc_hooks__dispatch(s->hooks, s, &req->msg, nc_req__handle(req), req->id, req->id_len, has_handler);
+static int hooks_begin(nc_server *s, nc_req *req, const nc_route_entry *e, int has_handler) {
+    req->hk = nc_hooks__dispatch(s->hooks, s, &req->msg, nc_req__handle(req), req->id, req->id_len,
+                                 has_handler ? e->id : 0);
     int err = req->hk && has_handler ? nc_hooks__before_handler(req->hk) : 0;
     if (err && req->msg.is_event) nc_request__settle(req, NC_SETTLE_NACK); /* a request fails (acked) */
     if (err) nc_reply_error_msg(nc_req__handle(req), nc_strerror(err));
@@ -61,7 +61,7 @@ static void run_request(nc_server *s, nc_req *req, nc_route_entry *e, const nc_i
     if (m->is_event) {
         /* NestJS runs a message handler for an event and discards its result. */
         req->discard = 1;
-        if (s->hooks && hooks_begin(s, req, 1)) return;
+        if (s->hooks && hooks_begin(s, req, e, 1)) return;
         call_handler(req, e);
         return;
     }
@@ -75,7 +75,7 @@ static void run_request(nc_server *s, nc_req *req, nc_route_entry *e, const nc_i
     req->peer = in->peer;
     req->pops = in->peer_ops;
     if (req->peer) req->pops->retain(req->peer);
-    if (s->hooks && hooks_begin(s, req, e && (e->req_fn || e->nevents))) return;
+    if (s->hooks && hooks_begin(s, req, e, e && (e->req_fn || e->nevents))) return;
     if (e && e->req_fn) {
         call_handler(req, e);
     } else if (e && e->nevents) {
@@ -248,8 +248,8 @@ static void fill_common(nc_server *s, nc_msg *m, const nc_env *env, const nc_inb
 
 /* The hooks see an event begin; 1 when an interceptor refused it (it is then nacked, its handlers do not
  * run). */
-static int hooks_event(nc_server *s, nc_evctx *ec, nc_msg *m, int matched) {
-    ec->hk = nc_hooks__dispatch(s->hooks, s, m, NULL, NULL, 0, matched);
+static int hooks_event(nc_server *s, nc_evctx *ec, nc_msg *m, const nc_route_entry *e, int matched) {
+    ec->hk = nc_hooks__dispatch(s->hooks, s, m, NULL, NULL, 0, matched ? e->id : 0);
     if (!ec->hk || !matched || !nc_hooks__before_handler(ec->hk)) return 0;
     nc_logf(&s->log, NC_LOG_DEBUG, "Server", "event refused by a hook: %s", m->route);
     if (ec->in->delivery.set) {
@@ -266,7 +266,7 @@ static inline void event_handlers(nc_server *s, nc_route_entry *e, nc_msg *m, co
                                   nc_dispatch_outcome *oc) {
     nc_evctx ec = {s, in, NULL, NULL};
     int matched = e && e->nevents;
-    if (s->hooks && hooks_event(s, &ec, m, matched)) { /* refused: answered, as a failed handler is */
+    if (s->hooks && hooks_event(s, &ec, m, e, matched)) { /* refused: answered, as a failed handler is */
         *oc = NC_DISPATCH_HANDLED;
         return;
     }

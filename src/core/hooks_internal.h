@@ -76,6 +76,7 @@ struct nc_hook_rec {
     int returned;      /* server: on_handler_return ran (early, when finished inside the handler) */
     int finished;      /* server: on_finish ran; handler_return releases the record */
     int now_valid;     /* info.now_ns is this hook point's time */
+    uint64_t route_id; /* server: the matched route's id (nc_route_entry), 0 = no handler */
     json_t **headers;  /* client: the call's headers (its own copy), written by nc_hook_set_header */
     json_t *metadata;  /* client: a copy made by nc_hook_set_metadata, used instead of the caller's */
     void *slot[NC_HOOKS_MAX];
@@ -94,12 +95,19 @@ void nc_hooks__drop(nc_hook_table **tp);
  * them). *dst must be NULL. Returns 0 or NC_ENOMEM. */
 int nc_hooks__copy(nc_hook_table **dst, const nc_hook_table *src);
 
+/* The message's route id (nc_hook_rec.route_id): a number that stands for the (server, route) pair, so a
+ * set can cache what it derives from the route without comparing texts. */
+static inline uint64_t nc_hooks__route_id(const nc_hook_info *i) {
+    return ((const nc_hook_rec *)i->priv_)->route_id;
+}
+
 /* ---- server hook points ------------------------------------------------------------------------ */
 
 /* A message was dispatched: a record for it (NULL when out of memory: then the message goes unseen).
- * req is NULL for events; id/id_len the request id's JSON text. Runs on_dispatch. */
+ * req is NULL for events; id/id_len the request id's JSON text; route_id the matched route's id, 0 when
+ * no handler matches (info.has_handler). Runs on_dispatch. */
 nc_hook_rec *nc_hooks__dispatch(nc_hook_table *t, nc_server *s, const nc_msg *m, nc_request *req,
-                                const char *id, size_t id_len, int has_handler);
+                                const char *id, size_t id_len, uint64_t route_id);
 /* Runs the interceptors: 0, or the code of the first that refused (kept for on_finish). */
 int nc_hooks__run_before(nc_hook_rec *r);
 static inline int nc_hooks__before_handler(nc_hook_rec *r) {

@@ -1,4 +1,5 @@
 /* The server core: handler table, dispatch by NestJS's rules, lifecycle and graceful shutdown. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,6 +197,8 @@ static int entry_for(nc_server *s, const char *route, nc_optset *opts, nc_route_
             optset_drop(opts);
             return NC_ENOMEM;
         }
+        static _Atomic uint64_t next_route_id = 1;
+        e->id = atomic_fetch_add_explicit(&next_route_id, 1, memory_order_relaxed);
         e->opts = opts;
         if (nc_map_put(&s->routes, route, n, e, &e->route)) {
             optset_drop(e->opts);

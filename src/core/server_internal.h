@@ -23,6 +23,7 @@ typedef struct nc_event_handler {
 
 typedef struct nc_route_entry {
     const char *route; /* the map's key */
+    uint64_t id;       /* unique in the process: names (server, route) for the hooks' caches */
     nc_request_fn req_fn;
     void *req_user;
     nc_event_handler *events;

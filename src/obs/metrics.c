@@ -12,6 +12,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/hooks_internal.h" /* nc_hooks__route_id */
 #include "core/obs_support.h"
 #include "core/server_transport.h" /* nc_server__scheme */
 #include "obs/metrics_internal.h"
@@ -258,8 +259,11 @@ static _Atomic unsigned next_thread;
  * readers never see a torn value); every later thread shares the last shard with atomic additions. */
 static _Thread_local int thread_shard = -1;
 static _Thread_local int thread_owns;
-/* the series this thread counted in last, and its registry: most messages repeat a route */
+/* the series this thread counted in last, and its registry: most messages repeat a route. last_route_id
+ * is the server route it was found for (0: none, as for clients): the same id is the same server and
+ * route, so the series is reused without comparing the texts */
 static _Thread_local mseries *last_series;
+static _Thread_local uint64_t last_route_id;
 static _Thread_local nc_metrics *last_registry;
 static _Thread_local uint64_t last_gen; /* a registry freed and another made at its address differ here */
 
@@ -291,15 +295,19 @@ static inline void add(shard *sh, int own, int c, uint64_t v) {
         atomic_fetch_add_explicit(&sh->c[c], v, memory_order_relaxed);
 }
 
-static void begin(nc_hook_info *i, nc_metrics *m, const char *route) {
-    const char *tp = i->transport ? i->transport : "";
+static void begin(nc_hook_info *i, nc_metrics *m, const char *route, uint64_t route_id) {
     mseries *s = last_series;
-    if (last_registry != m || last_gen != m->gen || s->side != i->side || strcmp(s->route, route) ||
-        strcmp(s->transport, tp)) {
-        s = series_for(m, i->side, tp, route);
-        last_series = s;
-        last_registry = s ? m : NULL;
-        last_gen = m->gen;
+    if (last_registry != m || last_gen != m->gen || !route_id || route_id != last_route_id) {
+        const char *tp = i->transport ? i->transport : "";
+        if (last_registry != m || last_gen != m->gen || s->side != i->side || strcmp(s->route, route) ||
+            strcmp(s->transport, tp)) {
+            s = series_for(m, i->side, tp, route);
+            last_series = s;
+            last_registry = s ? m : NULL;
+            last_gen = m->gen;
+        }
+        /* not for a route counted under "(other)": each of its messages counts as overflowed */
+        last_route_id = s && !strcmp(s->route, route) ? route_id : 0;
     }
     shard *sh = s ? shard_of(s) : NULL;
     *i->state = sh;
@@ -325,7 +333,8 @@ static void end(nc_hook_info *i, int err) {
 }
 
 static void srv_dispatch(void *user, nc_hook_info *i) {
-    begin(i, user, i->has_handler ? (i->route ? i->route : "") : NC_METRICS_ROUTE_NO_HANDLER);
+    begin(i, user, i->has_handler ? (i->route ? i->route : "") : NC_METRICS_ROUTE_NO_HANDLER,
+          nc_hooks__route_id(i));
     shard *sh = *i->state;
     if (sh && i->msg) add(sh, thread_owns, C_BIN, nc_msg__data_len(i->msg));
 }
@@ -346,7 +355,7 @@ static void srv_finish(void *user, nc_hook_info *i, int outcome) {
 }
 
 static int cli_submit(void *user, nc_hook_info *i) {
-    begin(i, user, i->route ? i->route : "");
+    begin(i, user, i->route ? i->route : "", 0);
     return 0;
 }
 

@@ -17,6 +17,7 @@
 #include "nestc/policy.h"
 #include "policy/window.h"
 #include "util/abi.h"
+#include "util/clock.h"
 #include "util/map.h"
 
 typedef struct brk {
@@ -218,7 +219,7 @@ int nc_breaker_get_info(nc_breaker *b, const char *route, nc_breaker_info *out) 
         k = nc_map_get(&b->routes, route, strlen(route));
         if (!k) return b->nroutes >= b->o.max_routes ? nc_breaker_get_info(b, NULL, out) : NC_ENOENT;
     }
-    uint64_t now = uv_hrtime();
+    uint64_t now = nc_clock_ns(); /* the hook points' clock, which i->now_ns comes from */
     out->state = k->state;
     if (k->state == NC_BREAKER_OPEN && now - k->opened_ns >= b->open_ns) out->state = NC_BREAKER_HALF_OPEN;
     out->consecutive_failures = k->consec;
