@@ -111,7 +111,10 @@ typedef struct nc_hook_info {
      * in on_submit change them with nc_hook_set_header / nc_hook_set_metadata. */
     const json_t *headers;
     const json_t *metadata;
-    /* Monotonic nanoseconds (uv_hrtime). start_ns: when the message was dispatched / the call
+    /* Monotonic nanoseconds: CLOCK_MONOTONIC's (uv_hrtime's) to within a few microseconds (on x86-64
+     * with an invariant TSC they are read from the TSC, scaled and re-anchored every second; the
+     * environment variable NESTC_CLOCK=monotonic makes every read clock_gettime). Durations are
+     * differences of two of them. start_ns: when the message was dispatched / the call
      * submitted. now_ns: this hook point's time in on_dispatch and on_submit (= start_ns), on_finish and
      * on_call_end (so now_ns - start_ns is the duration); in the other callbacks call nc_hook_now(i),
      * which reads the clock once per hook point, for all sets (a clock read costs as much as a hook point
@@ -204,8 +207,8 @@ typedef struct nc_client_hooks {
 NC_API int nc_client_add_hooks(nc_client *cli, const nc_client_hooks *hooks, void *user);
 NC_API int nc_client_remove_hooks(nc_client *cli, int id);
 
-/* This hook point's time (monotonic ns, uv_hrtime): the clock is read at the first call in a hook point
- * and the same value returned to every set after. Loop thread, inside a callback. */
+/* This hook point's time (monotonic ns, the clock of start_ns): the clock is read at the first call in a hook
+ * point and the same value returned to every set after. Loop thread, inside a callback. */
 NC_API uint64_t nc_hook_now(nc_hook_info *i);
 
 /* In on_submit only: sets the outgoing transport header `name` (replacing one of that name) to `value`;

@@ -47,16 +47,15 @@ static inline uint64_t nc_clock_ns(void) {
 #if NC_CLOCK_TSC
     nc_clock_anchor *a = &nc_clock__anchor;
     uint32_t seq = atomic_load_explicit(&a->seq, memory_order_acquire);
-    if (atomic_load_explicit(&a->on, memory_order_relaxed) && !(seq & 1)) {
-        uint64_t d = __rdtsc() - atomic_load_explicit(&a->tsc0, memory_order_relaxed);
-        uint64_t ns0 = atomic_load_explicit(&a->ns0, memory_order_relaxed);
-        uint64_t mult = atomic_load_explicit(&a->mult, memory_order_relaxed);
-        uint64_t renew = atomic_load_explicit(&a->renew, memory_order_relaxed);
-        atomic_thread_fence(memory_order_acquire);
-        /* d past the renewal, or "negative" (a counter behind the anchor's): the slow path */
-        if (d < renew && atomic_load_explicit(&a->seq, memory_order_relaxed) == seq)
-            return ns0 + (uint64_t)(((unsigned __int128)d * mult) >> 32);
-    }
+    uint64_t d = __rdtsc() - atomic_load_explicit(&a->tsc0, memory_order_relaxed);
+    uint64_t ns0 = atomic_load_explicit(&a->ns0, memory_order_relaxed);
+    uint64_t mult = atomic_load_explicit(&a->mult, memory_order_relaxed);
+    uint64_t renew = atomic_load_explicit(&a->renew, memory_order_relaxed); /* 0 while off */
+    atomic_thread_fence(memory_order_acquire);
+    /* d past the renewal, "negative" (a counter behind the anchor's), the TSC off, or the anchor
+     * changing meanwhile (seq odd or moved on): the slow path */
+    if (d < renew && atomic_load_explicit(&a->seq, memory_order_relaxed) == seq && !(seq & 1))
+        return ns0 + (uint64_t)(((unsigned __int128)d * mult) >> 32);
 #endif
     return nc_clock__slow();
 }
