@@ -30,8 +30,7 @@ enum {
     C_BOUT,
     C_RETRY,
     C_B0,
-    C_DCOUNT = C_B0 + NC_METRICS_BUCKETS,
-    C_DSUM,
+    C_DSUM = C_B0 + NC_METRICS_BUCKETS,
     C_N
 };
 
@@ -266,6 +265,7 @@ static _Thread_local mseries *last_series;
 static _Thread_local uint64_t last_route_id;
 static _Thread_local nc_metrics *last_registry;
 static _Thread_local uint64_t last_gen; /* a registry freed and another made at its address differ here */
+static _Thread_local struct shard *last_shard; /* this thread's shard of last_series */
 
 /* The calling thread's shard of s (allocated on its first use; NULL when out of memory). */
 static shard *shard_of(mseries *s) {
@@ -296,8 +296,9 @@ static inline void add(shard *sh, int own, int c, uint64_t v) {
 }
 
 static void begin(nc_hook_info *i, nc_metrics *m, const char *route, uint64_t route_id) {
-    mseries *s = last_series;
+    shard *sh = last_shard;
     if (last_registry != m || last_gen != m->gen || !route_id || route_id != last_route_id) {
+        mseries *s = last_series;
         const char *tp = i->transport ? i->transport : "";
         if (last_registry != m || last_gen != m->gen || s->side != i->side || strcmp(s->route, route) ||
             strcmp(s->transport, tp)) {
@@ -306,10 +307,10 @@ static void begin(nc_hook_info *i, nc_metrics *m, const char *route, uint64_t ro
             last_registry = s ? m : NULL;
             last_gen = m->gen;
         }
+        last_shard = sh = s ? shard_of(s) : NULL;
         /* not for a route counted under "(other)": each of its messages counts as overflowed */
-        last_route_id = s && !strcmp(s->route, route) ? route_id : 0;
+        last_route_id = sh && !strcmp(s->route, route) ? route_id : 0;
     }
-    shard *sh = s ? shard_of(s) : NULL;
     *i->state = sh;
     if (!sh) return;
     int own = thread_owns;
@@ -327,8 +328,7 @@ static void end(nc_hook_info *i, int err) {
     uint64_t d = i->now_ns > i->start_ns ? i->now_ns - i->start_ns : 0;
     int b = 0;
     while (b < NC_METRICS_BUCKETS - 1 && d > bounds_ns[b]) b++;
-    add(sh, own, C_B0 + b, 1);
-    add(sh, own, C_DCOUNT, 1);
+    add(sh, own, C_B0 + b, 1); /* (the count is the buckets' sum) */
     add(sh, own, C_DSUM, d);
 }
 
@@ -430,8 +430,10 @@ static void sum_into(const mseries *s, nc_metrics_series *o) {
     o->bytes_in += c[C_BIN];
     o->bytes_out += c[C_BOUT];
     o->retries += c[C_RETRY];
-    for (int j = 0; j < NC_METRICS_BUCKETS; j++) o->duration_buckets[j] += c[C_B0 + j];
-    o->duration_count += c[C_DCOUNT];
+    for (int j = 0; j < NC_METRICS_BUCKETS; j++) {
+        o->duration_buckets[j] += c[C_B0 + j];
+        o->duration_count += c[C_B0 + j];
+    }
     o->duration_sum_ns += c[C_DSUM];
 }
 
