@@ -3,6 +3,7 @@
 # across changes on a busy machine) and, with --cpu, in server CPU per response (paired off/on runs).
 #
 #   bench/hooks-cost.sh [--build DIR] [--modes LIST] [--seconds S] [--cpu PAIRS] [--cpu-seconds S] [--base DIR]
+#                       [--shared]
 #
 #   --build DIR      a build directory with bench/nestc-server and bin/nestc (default: build)
 #   --modes LIST     comma-separated nestc-server setups: off, hooks1 (--hooks 1: one set of no-op
@@ -14,13 +15,14 @@
 #   --cpu-seconds S  the counting window of each CPU run (default 4; 1 s warmup before it)
 #   --base DIR       with --cpu: also a build of an earlier commit, measured in the same pairs (off and
 #                    on of both builds one after the other), so the two are compared on the same load
+#   --shared         bench/nestc-server-shared: the server linked to libnestc.so instead of libnestc.a
 #
 # Every run: `{"cmd":"sum"}` [1,2,3], 1 connection x 100 in flight, the server on core 0 and `nestc bench`
 # on core 1. Callgrind's figure is nc_server__dispatch's inclusive instructions divided by its calls: the
 # whole server side of a message from its decoded packet to its reply written to the connection's buffer.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-build=$here/../build modes=off,hooks1,metrics,trace secs=3 pairs=0 cpusecs=4 base=
+build=$here/../build modes=off,hooks1,metrics,trace secs=3 pairs=0 cpusecs=4 base= server_name=nestc-server
 while (($#)); do
   case $1 in
   --build) build=$2; shift ;;
@@ -29,12 +31,13 @@ while (($#)); do
   --cpu) pairs=$2; shift ;;
   --cpu-seconds) cpusecs=$2; shift ;;
   --base) base=$2; shift ;;
-  -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --shared) server_name=nestc-server-shared ;;
+  -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "hooks-cost.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
-srv=$build/bench/nestc-server nestc=$build/bin/nestc
+srv=$build/bench/$server_name nestc=$build/bin/nestc
 [[ -x $srv && -x $nestc ]] || { echo "hooks-cost.sh: build $build first (nestc-server, nestc_cli)" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hooks-cost.XXXXXX")
 trap '[[ -n ${KEEP:-} ]] || rm -rf "$tmp"' EXIT
@@ -158,8 +161,8 @@ for m in "${ml[@]}"; do
     offs+=("$(cpu_run "$srv" "$offm")")
     ons+=("$(cpu_run "$srv" "$m")")
     if [[ -n $base ]]; then
-      boffs+=("$(cpu_run "$base/bench/nestc-server" "$offm")")
-      bons+=("$(cpu_run "$base/bench/nestc-server" "$m")")
+      boffs+=("$(cpu_run "$base/bench/$server_name" "$offm")")
+      bons+=("$(cpu_run "$base/bench/$server_name" "$m")")
     fi
   done
   report "$m" "${offs[*]}" "${ons[*]}"
