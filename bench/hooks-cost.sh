@@ -38,7 +38,7 @@ while (($#)); do
   shift
 done
 srv=$build/bench/$server_name nestc=$build/bin/nestc
-[[ -x $srv && -x $nestc ]] || { echo "hooks-cost.sh: build $build first (nestc-server, nestc_cli)" >&2; exit 2; }
+[[ -x $srv && -x $nestc ]] || { echo "hooks-cost.sh: build $build first ($server_name, nestc_cli)" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hooks-cost.XXXXXX")
 trap '[[ -n ${KEEP:-} ]] || rm -rf "$tmp"' EXIT
 [[ -n ${KEEP:-} ]] && echo "keeping $tmp"
