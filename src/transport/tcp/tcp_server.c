@@ -64,8 +64,8 @@ static const char *conn_addr(void *p) {
     return strcmp(a, "?") ? a : NULL;
 }
 
-/* The writable signal of a request is its connection's write queue: every request on the connection shares
- * it (tcp.md, "Backpressure"). */
+/* The writable signal of a request (nc_reply_writable) is its connection's write queue: the frames of every
+ * request on the connection share it, so one slow reader pauses all the streams it receives. */
 static size_t conn_pending(void *p) {
     nc_tcp_conn *c = p;
     return nc_tcp_conn_is_open(c) ? (size_t)nc_stream_unsent(&c->st) : 0;
