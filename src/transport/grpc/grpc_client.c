@@ -49,7 +49,8 @@ typedef struct gconn {
     int reported;        /* the end was reported to the client */
     int goaway;          /* the server sent GOAWAY: no new calls here, those open finish */
     int replacement;     /* dialled by the transport for calls made after a GOAWAY (the core thinks it is
-                            connected): its failure fails the calls waiting for it, not the client */
+                            connected): its failure is dialled again (retry_attempts), then fails the calls
+                            waiting for it, not the client */
     gcall *live;         /* calls with an HTTP/2 stream open here */
     gka *ka;             /* keepaliveTimeMs, NULL when off */
     int ping_out;        /* a keepalive PING waits for its ACK */
