@@ -311,6 +311,41 @@ NC_API int nc_reply_header(nc_request *req, const char *name, const char *value,
 NC_API int nc_reply_status(nc_request *req, int code, const char *message);
 NC_API int nc_reply_trailer(nc_request *req, const char *name, const char *value, size_t len);
 
+/* ---- write backpressure for reply streams (loop thread) -------------------------------------------
+ * nc_reply_next never refuses a value: it queues it. A handler producing a stream (an Observable's
+ * emissions, gRPC server-streaming and bidi) asks whether the peer keeps up, as a Node writable stream's
+ * write() returning false and its 'drain' event tell:
+ *   - nc_reply_writable: 1 while the request's queued reply bytes are under its high-water mark, 0 when at
+ *     or over it (pause producing), negative on error;
+ *   - nc_request_on_drain: a callback run when, after nc_reply_writable said 0, the queued bytes went down to
+ *     the low-water mark (half the high-water mark): resume producing.
+ * What "queued" counts is the transport's (nc_reply_buffered): gRPC, a call's messages HTTP/2 flow control
+ * holds back (the client's stream and connection windows) plus its connection's bytes not yet written to the
+ * socket; TCP and TLS, the connection's write queue (shared by the requests on that connection); Redis, NATS,
+ * MQTT, RabbitMQ and Kafka report 0 (always writable: their replies go to a broker connection whose buffer
+ * the transport bounds itself). The high-water mark is NC_REPLY_HIGH_WATER_DEFAULT unless the handler gives
+ * one. Nothing is counted for a request whose handler never asks: plain request/reply pays nothing. */
+#define NC_REPLY_HIGH_WATER_DEFAULT (64 * 1024)
+
+/* 1 when more replies can be queued now, 0 when the queued bytes are at or over the high-water mark (the
+ * drain callback, if set, will run once they went down), NC_ESTATE (finished) or NC_EINVAL (NULL). A
+ * cancelled request is writable (its replies go nowhere). */
+NC_API int nc_reply_writable(nc_request *req);
+
+/* The request's reply bytes queued and not yet sent, as the transport counts them (0 where it cannot tell).
+ * Returns 0, NC_ESTATE or NC_EINVAL. */
+NC_API int nc_reply_buffered(nc_request *req, size_t *bytes);
+
+/* Called on the loop thread, from a transport's I/O callback (never from inside a nestc call on `req`),
+ * when the request's queued bytes went down to the low-water mark after nc_reply_writable returned 0.
+ * Once per 0 returned. `req` is valid during the call. */
+typedef void (*nc_drain_fn)(nc_request *req, void *arg);
+
+/* Sets the request's high-water mark in bytes (0: NC_REPLY_HIGH_WATER_DEFAULT) and its drain callback (fn
+ * NULL: none; a later call replaces both). `arg` is borrowed until fn runs or the request is finished.
+ * Returns 0, NC_ESTATE (finished), NC_EINVAL (NULL), NC_ENOMEM. */
+NC_API int nc_request_on_drain(nc_request *req, size_t high_water, nc_drain_fn fn, void *arg);
+
 /* ---- cancellation (loop thread) ------------------------------------------------------------------
  * A request is cancelled when nobody can receive its reply any more: the caller's TCP/TLS connection
  * closed, the server's shutdown deadline passed with the request unfinished (nc_server_close), or the

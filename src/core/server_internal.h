@@ -107,7 +107,8 @@ struct nc_req {
     nc_delivery delivery;         /* settled once (settle.c) */
     struct nc_rstream *stream;    /* inbound stream (stream.c), NULL = none */
     struct nc_deadline *deadline; /* the caller's deadline timer, NULL = none */
-    struct nc_rmeta *meta;        /* reply headers, status, trailers (stream.c), NULL = none */
+    struct nc_rmeta *meta;        /* reply headers, status, trailers (stream.c), the writable watch
+                                     (flow.c), NULL = none */
     unsigned settle_manual : 1;   /* the handler settles (nc_request_settle_manually) */
     unsigned settled : 1;
     unsigned replied : 1;    /* the reply stream ended; alive only until settled (manual settling) */
@@ -162,6 +163,7 @@ struct nc_server {
     _Atomic int workers_closed; /* workers whose handles are closed (their threads count them) */
     int connected, ever_connected;
     uint64_t reconnects;
+    struct nc_rflow *flows; /* requests whose handler watches for drain (flow.c) */
     int health_not_serving; /* nc_server_set_health("", not SERVING) accepted: /health/ready says not ready */
 };
 
@@ -221,6 +223,14 @@ void nc_request__stream_cancelled(nc_req *r);
 void nc_request__free_extras(nc_req *r); /* stream, deadline timer, reply metadata */
 /* Fills the metadata part of a reply packet (first packet: headers; last: status, trailers). */
 void nc_request__fill_pkt(nc_req *r, nc_reply_pkt *pkt, int last);
+
+/* flow.c: the writable watch of a request, hung on its reply metadata (nothing on requests that do not
+ * stream); freed with it. */
+void nc_request__flow_free(struct nc_rflow *f);
+/* stream.c: the request behind a handle, unfinished, with its reply metadata allocated (else NULL and *err:
+ * NC_ESTATE, NC_EINVAL, NC_ENOMEM); where the watch hangs on it. */
+nc_req *nc_request__meta_req(nc_request *h, int *err);
+struct nc_rflow **nc_request__flow_slot(nc_req *r);
 
 /* Log fields (core/log.h): the trace id of a message (a W3C traceparent header or metadata key), and
  * that plus the request id of a request. */

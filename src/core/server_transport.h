@@ -50,6 +50,10 @@ void nc_server__closed(nc_server *s);
 void nc_server__peer_gone(nc_server *s, void *peer);
 /* Feed a request's inbound stream (token from nc_inbound.stream_token): one value's JSON text, then the
  * end (err 0: the caller ended its side). Values after the request finished are dropped: NC_ESTATE. */
+/* A watched peer's pending reply bytes went down (nc_peer_ops.watch): requests on it whose handler saw
+ * "not writable" and whose bytes are now at or under their low-water mark get their drain callback. From a
+ * loop callback of the transport's (a read, a write completion), never from inside nc_peer_ops.reply. */
+void nc_server__peer_writable(nc_server *s, void *peer);
 int nc_server__stream_value(nc_server *s, uint64_t token, const char *json, size_t len);
 int nc_server__stream_end(nc_server *s, uint64_t token, int err);
 

@@ -165,6 +165,7 @@ struct nc_rmeta {
     hlist headers, trailers;
     int has_status, status;
     char *status_msg;
+    struct nc_rflow *flow; /* the handler's writable watch (flow.c), NULL = none */
 };
 
 static void hlist_free(hlist *l) {
@@ -205,6 +206,7 @@ void nc_request__free_extras(nc_req *r) {
         hlist_free(&r->meta->headers);
         hlist_free(&r->meta->trailers);
         free(r->meta->status_msg);
+        if (r->meta->flow) nc_request__flow_free(r->meta->flow);
         free(r->meta);
         r->meta = NULL;
     }
@@ -228,7 +230,7 @@ void nc_request__fill_pkt(nc_req *r, nc_reply_pkt *pkt, int last) {
     }
 }
 
-static nc_req *meta_req(nc_request *h, int *err) {
+nc_req *nc_request__meta_req(nc_request *h, int *err) {
     nc_req *r = h ? nc_handle_get(nc_hid_from_ptr(h)) : NULL;
     *err = 0;
     if (!r || r->replied) {
@@ -242,10 +244,14 @@ static nc_req *meta_req(nc_request *h, int *err) {
     return r;
 }
 
+struct nc_rflow **nc_request__flow_slot(nc_req *r) {
+    return &r->meta->flow;
+}
+
 int nc_reply_header(nc_request *h, const char *name, const char *value, size_t len) {
     int err;
     if (!name || (!value && len)) return NC_EINVAL;
-    nc_req *r = meta_req(h, &err);
+    nc_req *r = nc_request__meta_req(h, &err);
     if (!r) return err;
     if (r->first_sent) return NC_ESTATE;
     return hlist_add(&r->meta->headers, name, value, len);
@@ -254,14 +260,14 @@ int nc_reply_header(nc_request *h, const char *name, const char *value, size_t l
 int nc_reply_trailer(nc_request *h, const char *name, const char *value, size_t len) {
     int err;
     if (!name || (!value && len)) return NC_EINVAL;
-    nc_req *r = meta_req(h, &err);
+    nc_req *r = nc_request__meta_req(h, &err);
     if (!r) return err;
     return hlist_add(&r->meta->trailers, name, value, len);
 }
 
 int nc_reply_status(nc_request *h, int code, const char *message) {
     int err;
-    nc_req *r = meta_req(h, &err);
+    nc_req *r = nc_request__meta_req(h, &err);
     if (!r) return err;
     char *m = message ? strdup(message) : NULL;
     if (message && !m) return NC_ENOMEM;

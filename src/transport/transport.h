@@ -29,6 +29,16 @@ typedef struct nc_peer_ops {
     void (*release)(void *peer);
     /* Optional (NULL): the peer's address, "ip:port" (nc_request_peer: trace attributes). */
     const char *(*addr)(void *peer);
+    /* Optional (NULL: the peer reports "always writable"): bytes of this peer's replies queued and not yet
+     * handed to the kernel, what a streaming handler's writable signal compares with its high-water mark
+     * (core/flow.c): a gRPC call's messages HTTP/2 flow control holds back plus its connection's unsent
+     * bytes, a TCP connection's write queue. Cheap: called when a handler asks. */
+    size_t (*pending)(void *peer);
+    /* Optional (with pending): the core starts (on 1) or stops (on 0) watching the peer, counted (as many
+     * 0s as 1s). While watched, the transport calls nc_server__peer_writable(srv, peer) after the peer's
+     * pending bytes went down (bytes taken by the socket or by HTTP/2 flow control), from a loop callback of
+     * its own, never from inside the reply op. */
+    void (*watch)(void *peer, int on);
 } nc_peer_ops;
 
 /* What dispatch did with a message, for transports that act on it (a broker may dead-letter it). */

@@ -41,7 +41,7 @@ static void on_free(nc_grpc_conn *c) {
 }
 
 static const nc_grpc_conn_cbs cbs = {on_call,      on_message, on_half_close, on_cancel,
-                                     on_call_free, on_end,     on_free};
+                                     on_call_free, on_end,     on_free,       NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n) {
     static int init;

@@ -704,6 +704,97 @@ static void test_goaway_new_calls(void **st) {
     nc_server_free(s);
 }
 
+/* The connection dialled after a GOAWAY: the status goes "reconnecting" at the GOAWAY and "connected" again
+ * once the new connection is up, and a refused dial is tried again after retry_delay_ms, retry_attempts times
+ * in a row, the call waiting meanwhile (before, the replacement sent no status and its first refusal failed
+ * the call); past the attempts the call fails and the status is "disconnected". */
+static char statuses[8][16];
+static int nstatus, nerrors, server_closed;
+static void on_status(void *u, const char *status, int err) {
+    if (nstatus < 8) snprintf(statuses[nstatus], sizeof statuses[0], "%s", status);
+    nstatus++;
+}
+static void on_error(void *u, int err, const char *msg) {
+    nerrors++;
+}
+static void on_server_closed(void *u) {
+    server_closed = 1;
+}
+static void close_server(nc_server *s) {
+    server_closed = 0;
+    nc_server_close(s, on_server_closed, NULL);
+    run_until(&server_closed, 1);
+    nc_server_free(s);
+}
+static int sum_on(nc_client *c) {
+    res r;
+    res_init(&r);
+    json_t *n = json_pack("{s:[i,i]}", "numbers", 1, 2);
+    assert_int_equal(nc_client_send(c, M("Sum"), n, NULL, r_value, r_done, &r), 0);
+    json_decref(n);
+    run_until(&r.done, 1);
+    int err = r.err;
+    res_free(&r);
+    return err;
+}
+
+static void test_goaway_reconnect(void **st) {
+    nc_server *s = server_with(NULL, 0);
+    int port = nc_server_port(s);
+    char url[64];
+    snprintf(url, sizeof url, "grpc://127.0.0.1:%d", port);
+    nc_option opts[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_client_opts co = {.loop = &loop,
+                         .options = opts,
+                         .noptions = 2,
+                         .timeout_ms = 30000 * time_factor(),
+                         .retry_attempts = 2,
+                         .retry_delay_ms = 50};
+    nc_client *c;
+    assert_int_equal(nc_client_new(&c, url, &co), 0);
+    nstatus = nerrors = 0;
+    nc_client_on_status(c, on_status, NULL);
+    nc_client_on_error(c, on_error, NULL);
+    assert_int_equal(sum_on(c), 0);
+    assert_int_equal(nstatus, 1);
+    assert_string_equal(statuses[0], "connected");
+    /* the server closes gracefully (GOAWAY): the client has no connection for new calls */
+    close_server(s);
+    run_until(&nstatus, 2);
+    assert_string_equal(statuses[1], "reconnecting");
+    /* the next call dials, is refused, and waits; the server comes back before the next attempt */
+    res r;
+    res_init(&r);
+    json_t *n = json_pack("{s:[i,i]}", "numbers", 1, 2);
+    assert_int_equal(nc_client_send(c, M("Sum"), n, NULL, r_value, r_done, &r), 0);
+    json_decref(n);
+    run_until(&nerrors, 1);
+    assert_int_equal(r.done, 0);
+    nc_option o2[] = {{"protoPath", PROTO}, {"keepCase", "true"}};
+    nc_server_opts so = {.loop = &loop, .options = o2, .noptions = 2, .shutdown_timeout_ms = 1};
+    char surl[64];
+    snprintf(surl, sizeof surl, "grpc://127.0.0.1:%d", port);
+    assert_int_equal(nc_server_new(&s, surl, &so), 0);
+    nc_server_message(s, "{\"service\":\"Conformance\",\"rpc\":\"Sum\",\"streaming\":\"no_stream\"}", h_sum,
+                      NULL);
+    assert_int_equal(nc_server_listen(s), 0);
+    run_until(&r.done, 1);
+    assert_int_equal(r.err, 0);
+    res_free(&r);
+    assert_int_equal(nstatus, 3);
+    assert_string_equal(statuses[2], "connected");
+    /* gone for good: two more attempts, then the call fails and the client says so */
+    close_server(s);
+    run_until(&nstatus, 4);
+    assert_string_equal(statuses[3], "reconnecting");
+    int errors = nerrors;
+    assert_int_not_equal(sum_on(c), 0);
+    assert_int_equal(nerrors, errors + 3); /* the first dial and its two retries */
+    assert_int_equal(nstatus, 5);
+    assert_string_equal(statuses[4], "disconnected");
+    nc_client_free(c);
+}
+
 /* maxConnectionAgeGraceMs: after the age GOAWAY, a call still open when the grace ends is cut (the
  * connection closed): the client sees UNAVAILABLE, the handler its cancel. */
 static void test_age_grace(void **st) {
@@ -1257,6 +1348,7 @@ int main(void) {
         cmocka_unit_test(test_response_cap),
         cmocka_unit_test(test_not_grpc_server),
         cmocka_unit_test(test_goaway_new_calls),
+        cmocka_unit_test(test_goaway_reconnect),
         cmocka_unit_test(test_age_grace),
         cmocka_unit_test(test_write_while_connecting),
         cmocka_unit_test(test_write_queue_bound),

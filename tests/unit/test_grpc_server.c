@@ -74,6 +74,40 @@ static void h_flood(nc_request *req, const nc_msg *m, void *u) {
     free(v);
 }
 
+/* Pump (BidiEcho): 400 EchoMessages of 4 KB (text, and their index as `big`), 1.6 MB in all, more than the
+ * server's 1 MiB send bound, written only while nc_reply_writable says so and resumed from the drain
+ * callback: a client that reads slowly slows the handler down instead of getting its connection closed. */
+#define PUMP_N 400
+#define PUMP_SIZE 4000
+static struct {
+    int next, blocked, drains, ended;
+    size_t max_buffered;
+    char value[PUMP_SIZE + 1];
+} pump;
+
+static void pump_run(nc_request *req) {
+    while (pump.next < PUMP_N) {
+        if (!nc_reply_writable(req)) {
+            pump.blocked++;
+            return;
+        }
+        nc_reply_next(req, json_pack("{s:i,s:s}", "big", pump.next++, "text", pump.value));
+        size_t b = 0;
+        assert_int_equal(nc_reply_buffered(req, &b), 0);
+        if (b > pump.max_buffered) pump.max_buffered = b;
+    }
+    nc_reply_end(req);
+    pump.ended = 1;
+}
+static void on_pump_drain(nc_request *req, void *arg) {
+    pump.drains++;
+    pump_run(req);
+}
+static void h_pump(nc_request *req, const nc_msg *m, void *u) {
+    assert_int_equal(nc_request_on_drain(req, 0, on_pump_drain, NULL), 0);
+    pump_run(req);
+}
+
 /* ---- the client ---------------------------------------------------------------------------------------- */
 
 typedef struct h2c {
@@ -90,6 +124,7 @@ typedef struct h2c {
     const char *body;
     size_t body_len, body_off;
     int no_ping_ack;      /* the client never answers PING (c_open_with) */
+    int manual_window;    /* the client opens its windows itself (nghttp2_session_consume): a slow reader */
     int pings;            /* PINGs received (not ACKs) */
     int goaway_code;      /* the last GOAWAY's error code, -1 = none */
     char goaway_data[32]; /* and its debug data */
@@ -177,9 +212,11 @@ static void c_closed(uv_handle_t *h) {
 /* Connects; with h2, starts an HTTP/2 client session (preface and SETTINGS sent); no_ack: a client that
  * never answers PING. (It used to read that flag from *c before clearing it: an uninitialised read for
  * callers with the h2c on the stack, which valgrind reported.) */
+static int c_manual_window; /* the next c_open_with opens a slow reader */
 static void c_open_with(h2c *c, int h2, int no_ack) {
     memset(c, 0, sizeof *c);
     c->no_ping_ack = no_ack;
+    c->manual_window = c_manual_window;
     c->goaway_code = -1;
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", nc_server_port(srv), &a);
@@ -198,6 +235,7 @@ static void c_open_with(h2c *c, int h2, int no_ack) {
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     if (no_ack) nghttp2_option_set_no_auto_ping_ack(opt, 1);
+    if (c->manual_window) nghttp2_option_set_no_auto_window_update(opt, 1);
     assert_int_equal(nghttp2_session_client_new2(&c->s, cb, c, opt), 0);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
@@ -472,6 +510,68 @@ static void test_send_bound(void **st) {
     c_free(&c);
     c_open(&c, 1);
     expect_sum(&c);
+    c_free(&c);
+}
+
+/* Backpressure: the client's HTTP/2 windows (64 KiB, opened only as it reads) hold the server's messages;
+ * the handler sees "not writable" once 64 KiB wait, stops, and its drain callback resumes it as the client
+ * reads (nghttp2 takes more once the client's WINDOW_UPDATE comes, the socket takes it). Every item arrives,
+ * in order; the server never holds more than the high-water mark and a message, and the connection outlives
+ * the 1 MiB send bound that closes test_send_bound's. */
+static void test_backpressure(void **st) {
+    memset(&pump, 0, sizeof pump);
+    memset(pump.value, 'p', PUMP_SIZE);
+    h2c c;
+    c_manual_window = 1;
+    c_open(&c, 1);
+    c_manual_window = 0;
+    int before = c.streams;
+    int32_t id = c_start(&c, SVC "BidiEcho", "\0\0\0\0\0", 5);
+    /* the client reads nothing yet: the first 64 KiB fill its stream window and the socket takes them (one
+     * drain), the next 64 KiB wait in the server, and the handler stays paused */
+    run_until(&pump.blocked, 2);
+    assert_int_equal(pump.drains, 1);
+    assert_false(pump.ended);
+    assert_true(c.data.len <= 65535);
+    /* now read slowly: open the windows by at most 16 KiB per loop turn */
+    size_t consumed = 0;
+    while (c.streams == before) {
+        if (c.data.len > consumed) {
+            size_t n = c.data.len - consumed < 16384 ? c.data.len - consumed : 16384;
+            assert_int_equal(nghttp2_session_consume(c.s, id, n), 0);
+            consumed += n;
+            c_flush(&c);
+        }
+        uv_run(&loop, c.data.len > consumed ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    }
+    assert_int_equal(c.status, 0);
+    assert_true(pump.ended);
+    assert_true(pump.blocked > 1);
+    assert_true(pump.drains >= pump.blocked - 1);
+    assert_true(pump.max_buffered < NC_REPLY_HIGH_WATER_DEFAULT + 2 * (PUMP_SIZE + 64));
+    /* every item, in order: [flag][len][0x0a len text][0x10 big (absent for 0)] */
+    size_t off = 0;
+    for (int i = 0; i < PUMP_N; i++) {
+        assert_true(off + 5 <= c.data.len);
+        const unsigned char *p = (const unsigned char *)c.data.data + off;
+        size_t len = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+        const unsigned char *q = p + 5, *end = q + len;
+        int index = 0;
+        while (q < end) {
+            unsigned tag = *q++;
+            size_t v = 0;
+            int shift = 0;
+            do v |= (size_t)(*q & 0x7f) << shift, shift += 7;
+            while (*q++ & 0x80);
+            if (tag == 0x0a) q += v; /* the text */
+            if (tag == 0x10) index = (int)v;
+        }
+        assert_int_equal(index, i);
+        off += 5 + len;
+    }
+    assert_int_equal(off, c.data.len);
+    print_message("backpressure: %d pauses, %d drains, at most %zu bytes buffered\n", pump.blocked,
+                  pump.drains, pump.max_buffered);
     c_free(&c);
 }
 
@@ -843,6 +943,8 @@ static int setup(void **st) {
                       h_flood, NULL);
     nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"Echo\",\"streaming\":\"no_stream\"}",
                       h_bad_echo, NULL);
+    nc_server_message(srv, "{\"service\":\"Conformance\",\"rpc\":\"BidiEcho\",\"streaming\":\"rx_stream\"}",
+                      h_pump, NULL);
     assert_int_equal(nc_server_listen(srv), 0);
     return 0;
 }
@@ -862,7 +964,7 @@ int main(void) {
         cmocka_unit_test(test_random_frames), cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_ping_flood),    cmocka_unit_test(test_idle),
         cmocka_unit_test(test_age),           cmocka_unit_test(test_descriptor),
-        cmocka_unit_test(test_unread_pings),
+        cmocka_unit_test(test_unread_pings),  cmocka_unit_test(test_backpressure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

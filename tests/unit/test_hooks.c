@@ -806,7 +806,7 @@ static int peer_reply(void *peer, const nc_reply_pkt *p) {
     return 0;
 }
 static void peer_nop(void *peer) {}
-static const nc_peer_ops fake_peer = {peer_reply, peer_nop, peer_nop, NULL};
+static const nc_peer_ops fake_peer = {peer_reply, peer_nop, peer_nop, NULL, NULL, NULL};
 static int the_peer;
 
 static void deliver(const char *body, uint64_t tag) {

@@ -110,7 +110,7 @@ static void peer_retain(void *peer) {
 static void peer_release(void *peer) {
     peer_refs--;
 }
-static const nc_peer_ops peer_ops = {peer_reply, peer_retain, peer_release, NULL};
+static const nc_peer_ops peer_ops = {peer_reply, peer_retain, peer_release, NULL, NULL, NULL};
 static int the_peer;
 
 /* Dispatches one body with delivery tag `tag` (0: nothing to settle); returns the outcome. */

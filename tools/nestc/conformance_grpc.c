@@ -43,7 +43,10 @@ typedef struct gtimer {
     size_t next, stop;
     int fail_after;
     uint64_t delay;
-    json_t *reply; /* Sleep */
+    int report;          /* Streaming asked (x-nestc-report-buffered) for the backpressure trailers */
+    int pauses;          /* times the client was not keeping up (nc_reply_writable said 0) */
+    size_t max_buffered; /* the most reply bytes queued at once */
+    json_t *reply;       /* Sleep */
 } gtimer;
 
 static void gt_closed(uv_handle_t *h) {
@@ -92,9 +95,33 @@ static void g_sleep(nc_request *req, const nc_msg *m, void *u) {
     uv_timer_start(&g->t, sleep_fire, (uint64_t)ms, 0);
 }
 
+/* With x-nestc-report-buffered in the request, the end carries what backpressure did, for the interop
+ * test of a slow grpc-js reader (trailers x-nestc-pauses and x-nestc-max-buffered). */
+static void stream_report(gtimer *g) {
+    if (!g->report) return;
+    char v[32];
+    int n = snprintf(v, sizeof v, "%d", g->pauses);
+    nc_reply_trailer(g->req, "x-nestc-pauses", v, (size_t)n);
+    n = snprintf(v, sizeof v, "%zu", g->max_buffered);
+    nc_reply_trailer(g->req, "x-nestc-max-buffered", v, (size_t)n);
+}
+
+static void stream_fire(uv_timer_t *t);
+
+/* The client read enough of what was queued: the next item goes. */
+static void stream_drained(nc_request *req, void *arg) {
+    gtimer *g = arg;
+    uv_timer_start(&g->t, stream_fire, g->delay, 0);
+}
+
 static void stream_fire(uv_timer_t *t) {
     gtimer *g = t->data;
+    if (g->next < g->stop && nc_reply_writable(g->req) == 0) {
+        g->pauses++; /* the client reads slowly: stream_drained goes on */
+        return;
+    }
     if (g->next == g->stop) {
+        stream_report(g);
         if (g->fail_after > 0) {
             char msg[64];
             snprintf(msg, sizeof msg, "failed after %zu items", g->stop);
@@ -108,6 +135,8 @@ static void stream_fire(uv_timer_t *t) {
     nc_reply_next(g->req, json_pack("{s:I,s:O}", "index", (json_int_t)g->next, "value",
                                     json_array_get(g->items, g->next)));
     g->next++;
+    size_t b;
+    if (g->report && !nc_reply_buffered(g->req, &b) && b > g->max_buffered) g->max_buffered = b;
     uv_timer_start(&g->t, stream_fire, g->delay, 0);
 }
 
@@ -122,6 +151,8 @@ static void g_streaming(nc_request *req, const nc_msg *m, void *u) {
     if (g->fail_after > 0 && (size_t)g->fail_after < g->stop) g->stop = (size_t)g->fail_after;
     json_int_t delay = json_integer_value(json_object_get(d, "delay_ms"));
     g->delay = delay > 0 ? (uint64_t)delay : 0;
+    g->report = nc_msg_header(m, "x-nestc-report-buffered", NULL) != NULL;
+    nc_request_on_drain(req, 0, stream_drained, g); /* items wait while the client does not keep up */
     stream_fire(&g->t);
 }
 

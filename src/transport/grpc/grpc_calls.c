@@ -144,7 +144,15 @@ static const char *call_addr(void *peer) {
     return call->conn && strcmp(call->conn->peer, "?") ? call->conn->peer : NULL;
 }
 
-static const nc_peer_ops peer_ops = {call_reply, call_retain, call_release, call_addr};
+static size_t call_pending(void *peer) {
+    return nc_grpc_call_pending(peer);
+}
+static void call_watch(void *peer, int on) {
+    nc_grpc_call_watch(peer, on);
+}
+
+static const nc_peer_ops peer_ops = {call_reply, call_retain,  call_release,
+                                     call_addr,  call_pending, call_watch};
 
 /* ---- requests: from a call to the core ---------------------------------------------------------------- */
 
@@ -331,6 +339,11 @@ void nc_grpc_on_cancel(nc_grpc_call *call) {
     gcall *gc = call->user;
     if (gc && gc->builtin == NC_GB_WATCH) nc_grpc_builtin_forget(&gc->g->builtin, call);
     if (gc && gc->dispatched) nc_server__peer_gone(gc->g->srv, call);
+}
+
+void nc_grpc_on_writable(nc_grpc_call *call) {
+    gcall *gc = call->user;
+    if (gc && gc->dispatched) nc_server__peer_writable(gc->g->srv, call);
 }
 
 void nc_grpc_on_call_free(nc_grpc_call *call) {

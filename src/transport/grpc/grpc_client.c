@@ -49,7 +49,8 @@ typedef struct gconn {
     int reported;        /* the end was reported to the client */
     int goaway;          /* the server sent GOAWAY: no new calls here, those open finish */
     int replacement;     /* dialled by the transport for calls made after a GOAWAY (the core thinks it is
-                            connected): its failure fails the calls waiting for it, not the client */
+                            connected): its failure is dialled again (retry_attempts), then fails the calls
+                            waiting for it, not the client */
     gcall *live;         /* calls with an HTTP/2 stream open here */
     gka *ka;             /* keepaliveTimeMs, NULL when off */
     int ping_out;        /* a keepalive PING waits for its ACK */
@@ -73,7 +74,15 @@ struct gclient {
         ka_without_calls; /* keepaliveTimeMs, keepaliveTimeoutMs, ...PermitWithoutCalls */
     int compress;         /* request compression (grpc_gzip.h), 0 = identity */
     nc_grpc_deflater *deflater;
+    int redials;            /* failed dials of a replacement connection in a row (retry_attempts) */
+    struct gredial *redial; /* the wait before the next one, NULL when none */
 };
+
+/* The wait between dials of a replacement connection (retry_delay_ms); freed once its handle is closed. */
+typedef struct gredial {
+    uv_timer_t t;
+    gclient *g; /* NULL once the client let go */
+} gredial;
 
 static const nc_logger *LOG(gclient *g) {
     return nc_client__log(g->cli);
@@ -416,8 +425,12 @@ static void st_open(nc_stream *s, int err, const char *msg) {
     ka_start(c);
     gclient *g = c->g;
     if (c->replacement) {
+        /* a new connection in place of one the server retired: the client is connected again (the
+         * status was "reconnecting" since the GOAWAY) */
+        g->redials = 0;
         submit_waiting(g, c);
         flush(c);
+        nc_client__connected(g->cli);
         return;
     }
     flush(c);
@@ -457,6 +470,7 @@ static void draining_unlink(gclient *g, gconn *c);
 
 static gcall *take_waiting(gclient *g);
 static gcall *next_taken(gcall **list);
+static int redial_later(gclient *g, const char *why);
 
 static void conn_ended(nc_dial *d, int err, const char *msg) {
     gconn *c = (gconn *)d;
@@ -471,8 +485,14 @@ static void conn_ended(nc_dial *d, int err, const char *msg) {
     char text[400];
     snprintf(text, sizeof text, "%s", msg && *msg ? msg : err ? nc_strerror(err) : "Connection closed");
     if (current && c->replacement && !c->ready) {
-        /* the connection dialled for calls made after a GOAWAY did not come up: they fail as a first
-         * connection's calls would, with its reason; calls still finishing elsewhere go on */
+        /* the connection dialled for calls made after a GOAWAY did not come up: dialled again after
+         * retry_delay_ms up to retry_attempts times in a row, as the core does for a first connection, the
+         * calls waiting meanwhile; then they fail as a first connection's calls would, with its reason.
+         * Calls still finishing elsewhere go on. */
+        nc_client__error(g->cli, err ? err : NC_ECONNCLOSED, text);
+        if (!g->closing && redial_later(g, text)) return;
+        g->redials = 0;
+        nc_client__status(g->cli, "disconnected", err ? err : NC_ECONNCLOSED);
         gcall *list = take_waiting(g), *k; /* calls made from on_done wait for a connection of their own */
         while ((k = next_taken(&list))) {
             if (!k->done) nc_client__fail_call(g->cli, k->id, err ? err : NC_ECONNCLOSED, text);
@@ -500,6 +520,50 @@ static void conn_ended(nc_dial *d, int err, const char *msg) {
     /* a connection that got GOAWAY ends by itself once its calls are done: the client, connected as far
      * as its caller knows, makes a new one for the next call */
     if (current) nc_client__disconnected(g->cli, err, text);
+}
+
+static void redial_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void redial_stop(gclient *g) {
+    if (!g->redial) return;
+    g->redial->g = NULL;
+    uv_close((uv_handle_t *)&g->redial->t, redial_closed);
+    g->redial = NULL;
+}
+
+static gconn *conn_dial(gclient *g, int replacement);
+
+static void redial_fire(uv_timer_t *t) {
+    gredial *r = t->data;
+    gclient *g = r->g;
+    if (!g) return;
+    redial_stop(g);
+    if (!g->conn && !g->closing && !conn_dial(g, 1)) {
+        gcall *list = take_waiting(g), *k;
+        while ((k = next_taken(&list))) {
+            if (!k->done) nc_client__fail_call(g->cli, k->id, NC_ENOMEM, "out of memory");
+            nc_gcall_unref(k);
+        }
+    }
+}
+
+/* Schedules the next dial of a replacement connection if retry_attempts allow one. 1 when scheduled. */
+static int redial_later(gclient *g, const char *why) {
+    const nc_client_cfg *cfg = nc_client__cfg(g->cli);
+    if (g->redials >= cfg->retry_attempts || g->redial) return 0;
+    gredial *r = malloc(sizeof *r);
+    if (!r) return 0;
+    g->redials++;
+    nc_logf(LOG(g), NC_LOG_WARN, "Client", "%s; retrying in %d ms (attempt %d of %d)", why,
+            cfg->retry_delay_ms, g->redials, cfg->retry_attempts);
+    r->g = g;
+    uv_timer_init(nc_client__io(g->cli)->loop, &r->t);
+    r->t.data = r;
+    uv_timer_start(&r->t, redial_fire, (uint64_t)(cfg->retry_delay_ms > 0 ? cfg->retry_delay_ms : 0), 0);
+    g->redial = r;
+    return 1;
 }
 
 static void conn_free(nc_dial *d) {
@@ -534,9 +598,10 @@ static void conn_goaway(gconn *c) {
     g->conn = NULL;
     c->dnext = g->draining;
     g->draining = c;
+    /* no connection for new calls until the next call dials one (grpc-js's channel goes IDLE): calls in
+     * flight go on here */
+    if (!g->closing) nc_client__status(g->cli, "reconnecting", 0);
 }
-
-static gconn *conn_dial(gclient *g, int replacement);
 
 /* Opens the call's HTTP/2 stream on c (ready). Returns 0, or an error after which the call is failed. */
 static int submit_on(gclient *g, gconn *c, gcall *k) {
@@ -599,7 +664,7 @@ static void call_requeue(gclient *g, gcall *k) {
     }
     nc_gcall_link(&g->waiting, k);
     k->waiting = 1;
-    if (!g->conn && !conn_dial(g, 1)) {
+    if (!g->conn && !g->redial && !conn_dial(g, 1)) { /* a redial pending: the call waits for it */
         nc_gcall_unlink(&g->waiting, k);
         k->waiting = 0;
         fail_local(g, k, 14, "out of memory");
@@ -986,6 +1051,7 @@ static void conn_shut(gconn *c) {
 static void gc_close(void *state) {
     gclient *g = state;
     g->closing = 1;
+    redial_stop(g);
     while (g->waiting) {
         gcall *k = g->waiting;
         nc_gcall_unlink(&g->waiting, k);
@@ -1009,6 +1075,7 @@ static void *gc_unwrap(void *state) {
 
 static void gc_destroy(void *state) {
     gclient *g = state;
+    redial_stop(g);
     /* connections still closing free themselves; they no longer report to this client */
     while (g->draining) {
         gconn *c = g->draining;

@@ -167,6 +167,7 @@ static void call_detach(nc_grpc_call *call) {
     if (c && c->h2) nghttp2_session_set_stream_user_data(c->h2, call->id, NULL);
     if (c) c->queued -= call->out.len - call->out_off; /* never to be sent */
     if (c && !call->finished && c->cbs->on_cancel) c->cbs->on_cancel(call);
+    if (c && call->watched > 0) c->nwatch--;
     call->conn = NULL; /* no callback runs for it any more */
     nc_grpc_call_release(call);
     if (c) conn_unref(c);
@@ -528,8 +529,54 @@ static void st_open(nc_stream *s, int err, const char *msg) {
     flush(c);
 }
 
+size_t nc_grpc_call_pending(const nc_grpc_call *call) {
+    if (!nc_grpc_call_live(call)) return 0;
+    return (call->out.len - call->out_off) + (size_t)nc_stream_unsent(&call->conn->st);
+}
+
+void nc_grpc_call_watch(nc_grpc_call *call, int on) {
+    int was = call->watched > 0;
+    call->watched += on ? 1 : -1;
+    int is = call->watched > 0;
+    if (call->conn && was != is) call->conn->nwatch += is ? 1 : -1;
+}
+
+/* Tells the owner about every watched call that its bytes may have gone down. The calls are held while
+ * the callbacks run: a handler that replies from one may end any call of the connection. */
+static void tell_writable(nc_grpc_conn *c) {
+    if (!c->nwatch || !c->cbs->on_writable) return;
+    nc_grpc_call *few[16], **v = few;
+    size_t n = 0, cap = 16;
+    for (nc_grpc_call *call = c->calls; call; call = call->next)
+        if (call->watched) n++;
+    if (n > cap && !(v = malloc(n * sizeof *v))) return;
+    n = 0;
+    for (nc_grpc_call *call = c->calls; call; call = call->next)
+        if (call->watched) {
+            nc_grpc_call_retain(call);
+            v[n++] = call;
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (v[i]->watched && nc_grpc_call_live(v[i])) c->cbs->on_writable(v[i]);
+        nc_grpc_call_release(v[i]);
+    }
+    if (v != few) free(v);
+}
+
 static void st_data(nc_stream *s, const char *data, size_t len) {
-    nc_grpc_conn_feed(s->data, data, len);
+    nc_grpc_conn *c = s->data;
+    c->refs++;
+    nc_grpc_conn_feed(c, data, len);
+    tell_writable(c); /* a WINDOW_UPDATE may have let nghttp2 take queued messages */
+    conn_unref(c);
+}
+
+static void st_drain(nc_stream *s) {
+    nc_grpc_conn *c = s->data;
+    if (!c->nwatch) return;
+    c->refs++;
+    tell_writable(c); /* the socket took bytes */
+    conn_unref(c);
 }
 
 void nc_grpc_conn_feed(nc_grpc_conn *c, const char *data, size_t len) {
@@ -574,7 +621,7 @@ static void st_close(nc_stream *s) {
 }
 
 static const nc_stream_cbs stream_cbs = {
-    .on_open = st_open, .on_data = st_data, .on_end = st_end, .on_close = st_close};
+    .on_open = st_open, .on_data = st_data, .on_drain = st_drain, .on_end = st_end, .on_close = st_close};
 
 static void conn_unref(nc_grpc_conn *c) {
     if (--c->refs) return;

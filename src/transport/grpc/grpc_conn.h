@@ -57,6 +57,7 @@ struct nc_grpc_call {
     int closed;      /* the HTTP/2 stream is closed */
     int started;     /* the response HEADERS were submitted */
     int deferred;    /* the data source waits for more (nghttp2_session_resume_data) */
+    int watched;     /* the owner wants on_writable (nc_grpc_call_watch: a count) */
     nc_buf out;      /* framed messages not yet taken by nghttp2 */
     size_t out_off;
     nc_buf resp_hdr; /* response metadata, as in hdr */
@@ -84,6 +85,10 @@ struct nc_grpc_conn_cbs {
     void (*on_end)(nc_grpc_conn *c, int err, const char *msg);
     /* The connection's memory is about to be freed. */
     void (*on_free)(nc_grpc_conn *c);
+    /* A watched call's pending bytes (nc_grpc_call_pending) may have gone down: the client's WINDOW_UPDATE
+     * let nghttp2 take more, or the socket took written bytes. From a read or write callback, never from
+     * inside nc_grpc_call_send. Optional. */
+    void (*on_writable)(nc_grpc_call *call);
 };
 typedef struct nc_grpc_conn_cbs nc_grpc_conn_cbs;
 
@@ -111,6 +116,7 @@ struct nc_grpc_conn {
     uint64_t idle_since; /* when the last call ended (loop time) */
     int goaway_close;    /* a GOAWAY of ours ends the connection once written */
     uint64_t queued;     /* response bytes in the calls' buffers, not yet taken by nghttp2 */
+    int nwatch;          /* calls with `watched` set */
     uv_timer_t stall;    /* until the client's first frame (see nc_grpc_conn_accept) */
     int stall_open, got_frame;
     void *owner;
@@ -152,6 +158,12 @@ int nc_grpc_call_add_header(nc_grpc_call *call, const char *name, size_t nlen, c
  * When the connection's unsent responses pass max_send (a client that does not read), the connection is
  * closed, as the TCP transport does, and NC_ECONNCLOSED returned. */
 int nc_grpc_call_send(nc_grpc_call *call, const void *msg, size_t len);
+/* The call's response bytes not yet written to the socket: its messages HTTP/2 flow control holds back
+ * (the client's stream and connection windows) plus the connection's unsent bytes (shared by its calls).
+ * 0 once the call cannot send. */
+size_t nc_grpc_call_pending(const nc_grpc_call *call);
+/* Counts the owner's interest in on_writable for this call (on 1, off 0; as many of each). */
+void nc_grpc_call_watch(nc_grpc_call *call, int on);
 /* Ends the call with a status: after the queued messages, the trailers (grpc-status, grpc-message
  * percent-encoded, then `trailers`), or a trailers-only response when nothing was sent. Returns 0 or
  * NC_ECONNCLOSED. */

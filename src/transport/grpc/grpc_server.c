@@ -45,7 +45,7 @@ static void conn_free(nc_grpc_conn *c) {
 
 static const nc_grpc_conn_cbs conn_cbs = {nc_grpc_on_call,   nc_grpc_on_message,   nc_grpc_on_half_close,
                                           nc_grpc_on_cancel, nc_grpc_on_call_free, conn_end,
-                                          conn_free};
+                                          conn_free,         nc_grpc_on_writable};
 
 static void on_connection(uv_stream_t *l, int status) {
     nc_grpc_server *g = l->data;

@@ -37,5 +37,7 @@ void nc_grpc_on_message(nc_grpc_call *call, const char *data, size_t len, int co
 void nc_grpc_on_half_close(nc_grpc_call *call);
 void nc_grpc_on_cancel(nc_grpc_call *call);
 void nc_grpc_on_call_free(nc_grpc_call *call);
+/* A watched call's pending bytes went down: the core runs the drain callbacks that are due. */
+void nc_grpc_on_writable(nc_grpc_call *call);
 
 #endif

@@ -206,8 +206,9 @@ static int sink_reply(void *peer, const nc_reply_pkt *pkt) {
     return rc;
 }
 
-static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release,
-                                     NULL}; /* the peer is the broker */
+/* the peer is the broker: no address; always writable (the replies go to the broker connection, whose
+ * buffer the transport bounds itself), so no pending bytes to report */
+static const nc_peer_ops sink_ops = {sink_reply, sink_retain, sink_release, NULL, NULL, NULL};
 
 /* The most reply topics remembered as primed; past it a new one is not primed (its first reply then waits
  * for librdkafka's topic scan, as before). */

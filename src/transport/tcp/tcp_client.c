@@ -78,7 +78,7 @@ static void conn_end(nc_tcp_conn *c, int err, const char *msg) {
     nc_client__disconnected(t->cli, err, text);
 }
 
-static const nc_tcp_conn_cbs conn_cbs = {conn_frame, conn_open, conn_end, NULL};
+static const nc_tcp_conn_cbs conn_cbs = {conn_frame, conn_open, conn_end, NULL, NULL};
 
 /* The name is resolved: the framed connection the dial connects. */
 static nc_stream *dial_stream(nc_dial *d) {

@@ -213,6 +213,11 @@ static void on_drain(nc_stream *s) {
         nc_stream_resume(s);
         rearm_stall(c);
     }
+    if (c->nwatch && c->cbs->on_writable) {
+        c->refs++; /* a drain callback may end the connection */
+        c->cbs->on_writable(c);
+        nc_tcp_conn_release(c);
+    }
 }
 
 static const nc_stream_cbs stream_cbs = {on_open, on_data, on_drain, on_end, stream_closed, on_wire};

@@ -19,6 +19,8 @@ typedef struct nc_tcp_conn_cbs {
     /* Everything is closed and the last reference dropped: free the owner's parts; the conn is freed after.
      */
     void (*on_free)(nc_tcp_conn *c);
+    /* While watched (nwatch > 0): the socket took written bytes, the unsent bytes went down. Optional. */
+    void (*on_writable)(nc_tcp_conn *c);
 } nc_tcp_conn_cbs;
 
 typedef struct nc_tcp_limits {
@@ -42,6 +44,7 @@ struct nc_tcp_conn {
     int ending;       /* framing error: no more frames are read */
     int backpressure; /* reading paused because the peer does not read */
     int bad_json;
+    int nwatch;        /* requests whose handler watches the write queue (on_writable) */
     int end_err;       /* why we ended the connection gracefully (reported by on_end), 0 if we did not */
     char end_why[272]; /* "invalid JSON: " and a reason of up to 255 bytes */
     nc_tcp_conn *prev, *next;

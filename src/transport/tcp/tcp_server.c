@@ -64,7 +64,18 @@ static const char *conn_addr(void *p) {
     return strcmp(a, "?") ? a : NULL;
 }
 
-static const nc_peer_ops peer_ops = {conn_reply, conn_retain, conn_release, conn_addr};
+/* The writable signal of a request (nc_reply_writable) is its connection's write queue: the frames of every
+ * request on the connection share it, so one slow reader pauses all the streams it receives. */
+static size_t conn_pending(void *p) {
+    nc_tcp_conn *c = p;
+    return nc_tcp_conn_is_open(c) ? (size_t)nc_stream_unsent(&c->st) : 0;
+}
+static void conn_watch(void *p, int on) {
+    ((nc_tcp_conn *)p)->nwatch += on ? 1 : -1;
+}
+
+static const nc_peer_ops peer_ops = {conn_reply, conn_retain,  conn_release,
+                                     conn_addr,  conn_pending, conn_watch};
 
 static int conn_frame(nc_tcp_conn *c, const char *json, size_t len, char *why, size_t whylen) {
     tcp_server *t = c->owner;
@@ -107,7 +118,12 @@ static void conn_free(nc_tcp_conn *c) {
     maybe_closed(t);
 }
 
-static const nc_tcp_conn_cbs conn_cbs = {conn_frame, conn_open, conn_end, conn_free};
+static void conn_writable(nc_tcp_conn *c) {
+    tcp_server *t = c->owner;
+    nc_server__peer_writable(t->srv, c);
+}
+
+static const nc_tcp_conn_cbs conn_cbs = {conn_frame, conn_open, conn_end, conn_free, conn_writable};
 
 static void on_connection(uv_stream_t *l, int status) {
     tcp_server *t = l->data;
