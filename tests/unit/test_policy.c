@@ -510,21 +510,23 @@ static void test_bulkhead_queue(void **st) {
 
     /* a short wait: expires with NC_EREFUSED; a shorter call timeout: NC_ETIMEDOUT */
     c = tcp_client(port);
-    nc_bulkhead_opts so = {.struct_size = sizeof so, .max_in_flight = 1, .max_queue = 4, .max_wait_ms = 100};
+    int tf = time_factor();
+    nc_bulkhead_opts so = {
+        .struct_size = sizeof so, .max_in_flight = 1, .max_queue = 4, .max_wait_ms = 100 * tf};
     assert_true(nc_client_use_bulkhead(c, &so, &b) > 0);
     call p = {0}, late = {0}, tmo = {0};
     nparked = handler_runs = 0;
     assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &p), 0);
     uint64_t t0 = uv_hrtime();
     assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &late), 0);
-    nc_call_opts o = {.timeout_ms = 30};
+    nc_call_opts o = {.timeout_ms = 30 * tf};
     assert_int_equal(nc_client_send(c, "park", NULL, &o, on_value, on_done, &tmo), 0);
     run_until(&tmo.done, 1);
     assert_int_equal(tmo.err, NC_ETIMEDOUT);
     assert_non_null(strstr(tmo.msg, "held by a client policy"));
     run_until(&late.done, 1);
     assert_int_equal(late.err, NC_EREFUSED);
-    assert_true(ms_since(t0) >= 99);
+    assert_true(ms_since(t0) >= 99u * tf);
     assert_int_equal(nc_bulkhead_expired(b), 1);
     assert_int_equal(nc_bulkhead_queued(b), 0);
     run_until(&nparked, 1);
@@ -596,9 +598,11 @@ static void test_rate_limit_client(void **st) {
     for (int i = 0; i < 3; i++) call_clear(&k[i]);
     nc_client_free(c);
 
-    /* waiting: 20/s (50 ms apart), burst 1, up to 120 ms (two calls' wait) */
+    /* waiting: 20/s (50 ms apart), burst 1, up to 120 ms (two calls' wait); all × the time factor */
     c = tcp_client(port);
-    nc_rate_limit_opts wo = {.struct_size = sizeof wo, .rate = 20, .burst = 1, .max_wait_ms = 120};
+    int tf = time_factor(); /* slower tokens on a slow machine: the margins between the calls grow too */
+    nc_rate_limit_opts wo = {
+        .struct_size = sizeof wo, .rate = 20.0 / tf, .burst = 1, .max_wait_ms = 120 * tf};
     assert_true(nc_client_use_rate_limit(c, &wo, &l) > 0);
     call w[5] = {{0}};
     nc_call *hw;
@@ -624,8 +628,8 @@ static void test_rate_limit_client(void **st) {
     assert_int_equal(w[0].err, 0);
     assert_int_equal(w[1].err, 0);
     assert_int_equal(w[4].err, 0);
-    assert_true(t1 >= 45);
-    assert_true(t4 >= 95);
+    assert_true(t1 >= 45u * tf);
+    assert_true(t4 >= 95u * tf);
     assert_int_equal(nc_rate_limit_get_info(l, NULL, &in), 0);
     assert_int_equal(in.admitted, 1);
     assert_int_equal(in.delayed, 2);
