@@ -467,7 +467,8 @@ void nc_hooks__client_reply(nc_hook_rec *r, const json_t *value, int final) {
 }
 
 int nc_hooks__should_retry(nc_hook_rec *r, int err, int *delay_ms) {
-    if (!r->t->np[NC_HP_RETRY] || r->delivered || r->info.is_event || r->refusal) return 0;
+    /* a call a hold failed (hold_err) was never sent: a resend would bypass the set that held it */
+    if (!r->t->np[NC_HP_RETRY] || r->delivered || r->info.is_event || r->refusal || r->hold_err) return 0;
     r->now_valid = 0;
     EACH(r, NC_HP_RETRY, {
         int d = 0;

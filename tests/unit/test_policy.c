@@ -459,6 +459,12 @@ static void on_done_count(void *u, int err, json_t *e) {
     on_done(u, err, e);
 }
 
+static int always_retry(void *u, nc_hook_info *i, int err, int *delay_ms) {
+    (void)u, (void)i, (void)err;
+    *delay_ms = 0;
+    return 1;
+}
+
 static uint64_t ms_since(uint64_t t0) {
     return (uv_hrtime() - t0) / 1000000u;
 }
@@ -514,6 +520,9 @@ static void test_bulkhead_queue(void **st) {
     nc_bulkhead_opts so = {
         .struct_size = sizeof so, .max_in_flight = 1, .max_queue = 4, .max_wait_ms = 100 * tf};
     assert_true(nc_client_use_bulkhead(c, &so, &b) > 0);
+    /* a set that would resend any failed request: a call that never left the queue must not be */
+    nc_client_hooks rh = {.struct_size = sizeof rh, .should_retry = always_retry};
+    assert_true(nc_client_add_hooks(c, &rh, NULL) > 0);
     call p = {0}, late = {0}, tmo = {0};
     nparked = handler_runs = 0;
     assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &p), 0);
