@@ -1,5 +1,6 @@
 // ratelimit-nest-client.mjs — NestJS clients against `nestc conformance --rate-limit 0.01/3 --workers 2`
-// (the built-in server rate limiter, docs/resilience.md). Needs NESTC_BIN (the nestc CLI).
+// (the built-in server rate limiter, docs/resilience.md). Needs NESTC_BIN (the nestc CLI); the server runs
+// under $NESTC_WRAP when it is set (valgrind: its exit code is checked after SIGTERM).
 //   - three clients (three connections, spread over the workers) send three `sum`s each at once: with a
 //     burst of 3 and a token every 100 s, exactly three are answered in all (one budget for the server),
 //     and the six others get NestJS's error reply, seen as an RpcException-shaped
@@ -18,9 +19,10 @@ const check = (ok, what) => {
   if (!ok) failures++;
 };
 
-const server = spawn(NESTC, ['conformance', 'tcp://127.0.0.1:0', '--rate-limit', '0.01/3', '--workers', '2'], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+const wrap = (process.env.NESTC_WRAP || '').split(/\s+/).filter(Boolean);
+const argv = [...wrap, NESTC, 'conformance', 'tcp://127.0.0.1:0', '--rate-limit', '0.01/3', '--workers', '2'];
+const server = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+const exited = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
 process.on('exit', () => server.exitCode === null && server.kill('SIGTERM'));
 const port = await new Promise((resolve, reject) => {
   createInterface({ input: server.stdout }).on('line', (l) => {
@@ -54,5 +56,7 @@ check(
 );
 await Promise.all(clients.map((c) => c.close()));
 server.kill('SIGTERM');
+const end = await exited;
+check(end.code === 0, `the server exits cleanly on SIGTERM (${JSON.stringify(end)})`);
 console.log(failures ? `${failures} failure(s)` : 'all ok');
 process.exit(failures ? 1 : 0);
