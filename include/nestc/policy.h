@@ -1,6 +1,6 @@
-/* nestc — resilience policies: retries with backoff and a retry budget, circuit breakers and bulkheads,
- * built in, each a hook set (nestc/hooks.h) installed by one call, on every transport alike
- * (docs/resilience.md).
+/* nestc — resilience policies: retries with backoff and a retry budget, circuit breakers, bulkheads (the
+ * client's may queue) and token-bucket rate limiters, built in, each a hook set (nestc/hooks.h) installed
+ * by one call, on every transport alike (docs/resilience.md).
  *
  *   nc_retry_opts r = {.struct_size = sizeof r};          // zero = the defaults below
  *   nc_client_use_retry(cli, &r, NULL);                    // refused connections are retried
@@ -19,9 +19,9 @@
  *
  * Ownership: the policy's state belongs to the hook set; the optional `out` handle is borrowed, valid
  * until the set is released (the client or server freed, or the set removed and its last call ended).
- * Threads: a client's policies run and are read on the client's loop thread. A server bulkhead is shared
- * by all the server's workers (one limit for the server; its counters are atomic) and may be read from
- * any thread. */
+ * Threads: a client's policies run and are read on the client's loop thread (the getters that say "any
+ * thread" excepted). A server bulkhead or rate limiter is shared by all the server's workers (one limit
+ * for the server; its counters are atomic) and may be read from any thread. */
 #ifndef NESTC_POLICY_H
 #define NESTC_POLICY_H
 
