@@ -2,6 +2,7 @@
  * circuit breaker, bulkheads on both sides. Over TCP (servers on the test's loop, started late or never),
  * then over NATS (a broker of the test's own; skipped when nats-server is not installed). */
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -668,14 +669,35 @@ static void run_server(void *s) {
     nc_server_run(s);
 }
 
+static atomic_int events_run; /* on the workers' threads */
+static void h_event(const nc_msg *m, void *u) {
+    (void)m, (void)u;
+    atomic_fetch_add(&events_run, 1);
+}
+
+/* Runs the loop until the limiter has refused `want` messages (polled every few ms: the server's workers
+ * refuse events with no reply to wait for). */
+typedef struct refused_wait {
+    nc_rate_limiter *l;
+    uint64_t want;
+    int got;
+} refused_wait;
+static void poll_refused(uv_timer_t *t) {
+    refused_wait *w = t->data;
+    nc_rate_limit_info in;
+    if (!nc_rate_limit_get_info(w->l, NULL, &in) && in.refused >= w->want) w->got = 1;
+}
+
 /* Server, burst 5 and (nearly) no refill, 3 workers, 4 clients of 5 requests each on their own
  * connections: exactly 5 run in all (one budget for every worker), the 15 others get NestJS's error reply
- * with NC_EREFUSED's message. */
+ * with NC_EREFUSED's message; events beyond the limit are refused too (their handlers do not run). */
 static void test_rate_limit_server_workers(void **st) {
     (void)st;
     nc_server *ws;
     assert_int_equal(nc_server_new(&ws, "tcp://127.0.0.1:0", &(nc_server_opts){.workers = 3}), 0);
     nc_server_message(ws, "ok", h_ok, NULL);
+    nc_server_event(ws, "ev", h_event, NULL);
+    atomic_store(&events_run, 0);
     nc_rate_limit_opts ro = {.struct_size = sizeof ro, .rate = 0.001, .burst = 5};
     nc_rate_limiter *l;
     assert_true(nc_server_use_rate_limit(ws, &ro, &l) > 0);
@@ -707,6 +729,18 @@ static void test_rate_limit_server_workers(void **st) {
     assert_int_equal(nc_rate_limit_get_info(l, NULL, &in), 0);
     assert_int_equal(in.admitted, 5);
     assert_int_equal(in.refused, 15);
+    /* events over the limit: refused too, their handlers never run */
+    call e[3] = {{0}};
+    for (int i = 0; i < 3; i++) assert_int_equal(nc_client_emit(cs[i], "ev", NULL, NULL, on_done, &e[i]), 0);
+    refused_wait rw = {l, 18, 0};
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    t.data = &rw;
+    uv_timer_start(&t, poll_refused, 0, 5);
+    run_until(&rw.got, 1);
+    uv_close((uv_handle_t *)&t, NULL);
+    for (int i = 0; i < 3; i++) run_until(&e[i].done, 1);
+    assert_int_equal(atomic_load(&events_run), 0);
     for (int i = 0; i < NC; i++) nc_client_free(cs[i]);
     nc_server_close_threadsafe(ws);
     uv_thread_join(&th);
