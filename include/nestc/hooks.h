@@ -211,6 +211,23 @@ NC_API int nc_client_remove_hooks(nc_client *cli, int id);
  * point and the same value returned to every set after. Loop thread, inside a callback. */
 NC_API uint64_t nc_hook_now(nc_hook_info *i);
 
+/* In on_submit only: holds the call instead of letting it go: it is encoded and counted as pending (its
+ * timeout runs, nc_client_run waits for it, nc_call_cancel and nc_client_close end it) but is neither
+ * sent nor queued for the connection until the set calls nc_hook_resume. How a bulkhead queues a call
+ * until a slot frees, or a rate limiter until its token is due. Each nc_hook_hold needs one
+ * nc_hook_resume; the call goes once every hold is resumed. An interceptor that refuses wins over a
+ * hold (the call fails at once). Returns 0, or NC_EINVAL (not in on_submit). */
+NC_API int nc_hook_hold(nc_hook_info *i);
+
+/* Resumes a call this set held: err 0 lets it go (sent, or queued for the connection), an nc_err fails it
+ * with that code and the text nc_strerror(err) (NC_EREFUSED: a queue's wait expired). Asynchronous: the
+ * call goes, or fails, from the client's loop right after the current callback returns, never inside
+ * this call, so it may be called from any client hook callback (a bulkhead's on_call_end of another
+ * call) or from a timer. `i` is the info the set saw in on_submit; it is valid until on_call_end returns
+ * for that call, which runs for a held call too (cancelled, timed out, client closed): a set drops its
+ * reference there. Loop thread of the client. Returns 0, or NC_ESTATE (the call is not held). */
+NC_API int nc_hook_resume(nc_hook_info *i, int err);
+
 /* In on_submit only: sets the outgoing transport header `name` (replacing one of that name) to `value`;
  * both copied. Transports without headers ignore them (as nc_call_opts.headers). Returns 0, NC_EINVAL
  * (not in on_submit, bad arguments), NC_ENOMEM. */

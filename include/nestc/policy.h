@@ -1,6 +1,6 @@
-/* nestc — resilience policies: retries with backoff and a retry budget, circuit breakers and bulkheads,
- * built in, each a hook set (nestc/hooks.h) installed by one call, on every transport alike
- * (docs/resilience.md).
+/* nestc — resilience policies: retries with backoff and a retry budget, circuit breakers, bulkheads (the
+ * client's may queue) and token-bucket rate limiters, built in, each a hook set (nestc/hooks.h) installed
+ * by one call, on every transport alike (docs/resilience.md).
  *
  *   nc_retry_opts r = {.struct_size = sizeof r};          // zero = the defaults below
  *   nc_client_use_retry(cli, &r, NULL);                    // refused connections are retried
@@ -19,9 +19,9 @@
  *
  * Ownership: the policy's state belongs to the hook set; the optional `out` handle is borrowed, valid
  * until the set is released (the client or server freed, or the set removed and its last call ended).
- * Threads: a client's policies run and are read on the client's loop thread. A server bulkhead is shared
- * by all the server's workers (one limit for the server; its counters are atomic) and may be read from
- * any thread. */
+ * Threads: a client's policies run and are read on the client's loop thread (the getters that say "any
+ * thread" excepted). A server bulkhead or rate limiter is shared by all the server's workers (one limit
+ * for the server; its counters are atomic) and may be read from any thread. */
 #ifndef NESTC_POLICY_H
 #define NESTC_POLICY_H
 
@@ -157,12 +157,19 @@ typedef struct nc_bulkhead_opts {
      * Required: >= 1. */
     int max_in_flight;
     int requests_only; /* 1: events are neither counted nor refused */
+    /* Client only (a server's must be 0): calls beyond max_in_flight wait in a FIFO queue of at most
+     * max_queue calls (0 = no queue: refused at once), each at most max_wait_ms (0 = 1000; NC_LIMIT_OFF =
+     * no bound but the call's own timeout), and run as slots free. A call finding the queue full, or
+     * waiting longer, fails with NC_EREFUSED. The wait counts in the call's timeout. */
+    int max_queue;
+    int max_wait_ms;
 } nc_bulkhead_opts;
 
 typedef struct nc_bulkhead nc_bulkhead; /* opaque; borrowed, see above */
 
 /* Client: a call beyond the limit fails at once (its on_done gets NC_EREFUSED before send/emit
- * returns): nothing is queued, so the caller sees the overload and its timeout is not spent waiting.
+ * returns), or with max_queue waits for a slot (held with nc_hook_hold: not sent meanwhile; cancelling
+ * it, its timeout or closing/freeing the client takes it out of the queue, with no callback after).
  * Loop thread. Returns the hook id or an error as nc_client_use_retry. */
 NC_API int nc_client_use_bulkhead(nc_client *cli, const nc_bulkhead_opts *opts, nc_bulkhead **out);
 
@@ -172,9 +179,63 @@ NC_API int nc_client_use_bulkhead(nc_client *cli, const nc_bulkhead_opts *opts, 
  * limit is then shared by every worker). Returns the hook id or an error as nc_server_add_hooks. */
 NC_API int nc_server_use_bulkhead(nc_server *srv, const nc_bulkhead_opts *opts, nc_bulkhead **out);
 
-/* Messages in flight now, and those refused since it was installed. Any thread. */
+/* Messages in flight now, and those refused since it was installed (queue full or wait expired
+ * included). Any thread. */
 NC_API int nc_bulkhead_in_flight(const nc_bulkhead *b);
 NC_API uint64_t nc_bulkhead_refused(const nc_bulkhead *b);
+/* Calls waiting in a client bulkhead's queue now, and those whose wait expired (NC_EREFUSED) since it
+ * was installed. Loop thread of the client. */
+NC_API int nc_bulkhead_queued(const nc_bulkhead *b);
+NC_API uint64_t nc_bulkhead_expired(const nc_bulkhead *b);
+
+/* ---- rate limiter -------------------------------------------------------------------------------- */
+
+/* Options of nc_client_use_rate_limit and nc_server_use_rate_limit. Copied. A token bucket: `rate`
+ * tokens a second, at most `burst` kept; each message takes one. */
+typedef struct nc_rate_limit_opts {
+    size_t struct_size; /* 0 or sizeof(nc_rate_limit_opts) */
+    double rate;        /* tokens a second: required, > 0 (0.5 = one every two seconds) */
+    int burst;          /* the bucket's size, the messages allowed at once after a quiet time: 0 = rate
+                           rounded up (at least 1) */
+    /* Client only (a server's must be 0): a call finding no token waits for one (held with nc_hook_hold,
+     * in the order calls were made) when it is due within max_wait_ms; else, and with 0, it fails at once
+     * with NC_EREFUSED. The wait counts in the call's timeout. */
+    int max_wait_ms;
+    int requests_only; /* 1: events are neither counted nor refused */
+    /* 1: one bucket per route (pattern), each with rate and burst; routes past max_routes share one.
+     * 0: one bucket for the whole client or server (all workers together). */
+    int per_route;
+    int max_routes; /* 0 = 256 */
+} nc_rate_limit_opts;
+
+typedef struct nc_rate_limiter nc_rate_limiter; /* opaque; borrowed, see above */
+
+/* What a rate limiter (or one route's bucket) shows. */
+typedef struct nc_rate_limit_info {
+    double tokens;     /* tokens in the bucket now (fractional; 0 when calls wait for theirs) */
+    int waiting;       /* client: calls waiting for their token now */
+    uint64_t admitted; /* messages let through at once */
+    uint64_t delayed;  /* client: calls let through after waiting for their token */
+    uint64_t refused;  /* messages refused with NC_EREFUSED */
+} nc_rate_limit_info;
+
+/* Client: a call over the limit fails at once with NC_EREFUSED (on_done before send/emit returns), or
+ * waits up to max_wait_ms for its token. Counts calls, not attempts: a retry's resend takes no token.
+ * Loop thread. Returns the hook id or an error as nc_client_use_retry. */
+NC_API int nc_client_use_rate_limit(nc_client *cli, const nc_rate_limit_opts *opts, nc_rate_limiter **out);
+
+/* Server: a message over the limit does not run its handler, as with the bulkhead: a request gets
+ * NestJS's error reply {"status":"error","message":nc_strerror(NC_EREFUSED)}, an event is negatively
+ * acknowledged (not requeued) where the transport settles. One budget for all workers (lock-free
+ * token bucket; per_route adds a lock around the route table). Loop thread, before nc_server_run/listen
+ * when workers > 1. Returns the hook id or an error as nc_server_add_hooks. */
+NC_API int nc_server_use_rate_limit(nc_server *srv, const nc_rate_limit_opts *opts, nc_rate_limiter **out);
+
+/* The bucket of `route` (per_route; NULL or "" for the limiter's one bucket, or the bucket of routes
+ * past max_routes); `admitted`, `delayed`, `refused` and `waiting` are the limiter's totals, all routes
+ * together. Any thread. Returns 0, NC_EINVAL, or NC_ENOENT (per_route, and no message of that route
+ * was seen yet: its bucket is full). */
+NC_API int nc_rate_limit_get_info(nc_rate_limiter *l, const char *route, nc_rate_limit_info *out);
 
 #ifdef __cplusplus
 }

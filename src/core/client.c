@@ -70,7 +70,19 @@ typedef struct ccall {
      * call waits (in the client's `expired` list, linked by tprev/tnext) for the transport's accepted or
      * refused, which then only frees it (transport.h: the core keeps the call until the transport let go). */
     int expired;
+    /* Held by a hook (nc_hook_hold: a bulkhead's queue, a rate limiter's wait): HELD in the client's
+     * `held` list until resumed, then READY in its `ready` list until the deadline timer lets it go (or
+     * fails it). Encoded and pending meanwhile, but neither sent nor queued for the connection. */
+    int hstate;
+    struct ccall *hprev, *hnext;
 } ccall;
+
+enum { NOT_HELD = 0, HELD, READY };
+
+/* A list of held or ready calls (linked by hprev/hnext), in the order they joined it. */
+typedef struct hlist {
+    ccall *head, *tail;
+} hlist;
 
 #define BODY_POOL_MAX 1024 /* a pooled call keeps a body buffer up to this size */
 
@@ -136,6 +148,7 @@ struct nc_client {
     int in_cb; /* inside this client's on_done/on_value/on_headers (the loop's clock is fresh enough) */
     int open_timers;
     struct nc_hook_table *hooks; /* installed hooks (hooks.c), NULL when none */
+    hlist held, ready;           /* calls held by a hook, and those resumed (ccall.hstate) */
 };
 
 const nc_optset *nc_client__opts(nc_client *c) {
@@ -215,6 +228,47 @@ static void deadline_remove(nc_client *c, ccall *k) {
     else
         l->tail = k->tprev;
     k->tl = 0;
+}
+
+/* ---- calls held by hooks ------------------------------------------------------------------------- */
+
+static void hlist_add(hlist *l, ccall *k) {
+    k->hnext = NULL;
+    k->hprev = l->tail;
+    if (l->tail)
+        l->tail->hnext = k;
+    else
+        l->head = k;
+    l->tail = k;
+}
+
+static void hlist_del(hlist *l, ccall *k) {
+    if (k->hprev)
+        k->hprev->hnext = k->hnext;
+    else
+        l->head = k->hnext;
+    if (k->hnext)
+        k->hnext->hprev = k->hprev;
+    else
+        l->tail = k->hprev;
+    k->hprev = k->hnext = NULL;
+}
+
+static void hold_unlink(nc_client *c, ccall *k) {
+    if (k->hstate == HELD) hlist_del(&c->held, k);
+    if (k->hstate == READY) hlist_del(&c->ready, k);
+    k->hstate = NOT_HELD;
+}
+
+void nc_client__resume(nc_client *c, void *call) {
+    ccall *k = call;
+    if (!k || k->hstate != HELD) return;
+    hlist_del(&c->held, k);
+    k->hstate = READY;
+    hlist_add(&c->ready, k);
+    /* never inside the caller's callback (a hook of another call, mid-way through its end): from the
+     * deadline timer, at once */
+    arm_at(c, uv_now(c->io.loop));
 }
 
 /* ---- call lifecycle ------------------------------------------------------------------------------- */
@@ -299,8 +353,9 @@ static int retry(nc_client *c, ccall *k, int err);
 /* Completes a call: removes it from every table, then tells the application. */
 static void call_done(ccall *k, int err, json_t *error) {
     nc_client *c = k->cli;
-    if (k->hk && err && retry(c, k, err)) return;
+    if (k->hk && err && !k->hstate && retry(c, k, err)) return; /* a held call was never sent */
     k->finishing = 1;
+    if (k->hstate) hold_unlink(c, k);
     if (c->sending == k) {
         /* inside tp->send: the transport may still read the body until it returns */
         c->sending = NULL;
@@ -371,6 +426,14 @@ static void event_expire(nc_client *c, ccall *k, const char *msg);
 
 static void call_timed_out(nc_client *c, ccall *k) {
     char msg[400];
+    if (k->hstate) { /* never sent: a hook held it (a bulkhead's queue, a rate limiter) all that time */
+        snprintf(msg, sizeof msg,
+                 "Timeout has occurred: held by a client policy (bulkhead queue or rate limit) for the "
+                 "whole timeout of %d ms",
+                 k->tmo);
+        call_fail(k, NC_ETIMEDOUT, msg);
+        return;
+    }
     if (!k->id[0] && !k->queued) {
         snprintf(msg, sizeof msg,
                  "Timeout has occurred: the event was not accepted by the transport within %d ms (%s)",
@@ -391,8 +454,23 @@ static void call_timed_out(nc_client *c, ccall *k) {
     call_fail(k, NC_ETIMEDOUT, msg);
 }
 
+static void release_ready(nc_client *c) {
+    ccall *k;
+    while ((k = c->ready.head)) {
+        hold_unlink(c, k);
+        int err = k->hk ? k->hk->hold_err : 0;
+        if (err)
+            call_fail(k, err, NULL);
+        else if (c->state == CONNECTED && !c->qhead)
+            send_body(c, k);
+        else
+            enqueue(c, k);
+    }
+}
+
 static void on_deadline(uv_timer_t *t) {
     nc_client *c = t->data;
+    if (c->ready.head) release_ready(c);
     uint64_t now = uv_now(c->io.loop), next = UINT64_MAX;
     for (int i = 0; i < c->ntlists; i++) {
         ccall *k;
@@ -410,6 +488,10 @@ static void on_deadline(uv_timer_t *t) {
 
 /* Fails every call: queued ones and, when `pending_too`, those awaiting replies. */
 static void fail_all(nc_client *c, int err, const char *msg, int pending_too) {
+    /* held calls were never sent: only closing the client ends them (first, so that a bulkhead does not
+     * hand a freed slot to one of them while the others end) */
+    while (err == NC_ECLOSED && (c->held.head || c->ready.head))
+        call_fail(c->held.head ? c->held.head : c->ready.head, err, msg);
     while (c->qhead) call_fail(c->qhead, err, msg);
     if (!pending_too) return;
     /* by serial, looked up again before each: an on_done may cancel (complete) another call meanwhile */
@@ -426,7 +508,7 @@ static void fail_all(nc_client *c, int err, const char *msg, int pending_too) {
         /* a request a retry hook took back (the queue sweep above may just have) waits for its resend, on
          * no connection: a lost connection is not its failure (it would be asked to retry twice); closing
          * the client still ends it */
-        if (k && (!k->retry_due || err == NC_ECLOSED)) call_fail(k, err, msg);
+        if (k && ((!k->retry_due && !k->hstate) || err == NC_ECLOSED)) call_fail(k, err, msg);
     }
     free(list);
 }
@@ -1110,8 +1192,17 @@ static int submit(nc_client *c, const pinfo *pi, const json_t *data, const nc_ca
         goto nomem;
     }
     if (is_event) c->nevents++;
+    if (k->hk) {
+        k->hk->owner = k;
+        if (!refused) refused = k->hk->hold_err; /* held and failed inside on_submit */
+    }
     if (refused) {
         call_fail(k, refused, NULL); /* on_done runs now, with the hook's code */
+        return 0;
+    }
+    if (k->hk && k->hk->holds) { /* a hook holds it until nc_hook_resume */
+        k->hstate = HELD;
+        hlist_add(&c->held, k);
         return 0;
     }
     if (c->state == CONNECTED && !c->qhead) {
@@ -1237,22 +1328,24 @@ static int stream_op(ccall *k, const json_t *value) {
     nc_client *c = k->cli;
     int (*op)(void *, nc_outbound *) = value ? c->tp->write : c->tp->end;
     if (!op) return NC_EUNSUPPORTED;
-    if (!k->queued && c->state != CONNECTED) return NC_ECONNCLOSED;
+    int keep = k->queued || k->hstate; /* not sent yet: kept until it is */
+    if (!keep && c->state != CONNECTED) return NC_ECONNCLOSED;
     nc_buf b = NC_BUF_INIT;
     if (value && (nc_json_write(&b, value) || !nc_buf_cstr(&b))) {
         nc_buf_free(&b);
         return NC_ENOMEM;
     }
     int r;
-    if (k->queued) {
+    if (keep) {
         uint32_t n = (uint32_t)b.len;
+        size_t counted = k->queued ? c->queued_bytes : k->body.len + k->wq.len;
         if (c->cfg.max_send_buffer_size > 0 &&
-            (long long)(c->queued_bytes + 4 + b.len + 1) > c->cfg.max_send_buffer_size)
+            (long long)(counted + 4 + b.len + 1) > c->cfg.max_send_buffer_size)
             r = NC_ESTALLED; /* the same bound as the queued calls themselves */
         else if (nc_buf_append(&k->wq, &n, 4) || nc_buf_append(&k->wq, b.data ? b.data : "", b.len + 1))
             r = NC_ENOMEM; /* the text with its NUL: handed to the transport as a string later */
         else {
-            c->queued_bytes += 4 + b.len + 1;
+            if (k->queued) c->queued_bytes += 4 + b.len + 1; /* a held call's count when it is queued */
             r = 0;
         }
     } else {
@@ -1274,7 +1367,7 @@ int nc_call_end(nc_call *call) {
     if (!k || k->ended) return NC_ESTATE;
     /* without request streams the request was the whole stream: ending it is already true; a call still
      * queued goes out ended (nc_outbound.writable 0: its data is the whole request) */
-    int r = k->cli->tp->end && !k->queued ? stream_op(k, NULL) : 0;
+    int r = k->cli->tp->end && !k->queued && !k->hstate ? stream_op(k, NULL) : 0;
     if (r == 0) k->ended = 1;
     return r;
 }
@@ -1292,7 +1385,7 @@ int nc_call__resend(nc_call *call) {
     ccall *k = call_of(call, 0);
     if (!k || !k->id[0]) return NC_ESTATE;
     nc_client *c = k->cli;
-    if (k->queued) return 0; /* not sent yet: it will be */
+    if (k->queued || k->hstate) return 0; /* not sent yet: it will be */
     /* brokers drop the first attempt's reply subscription (a late answer to it is dropped) before the
      * transport makes a new one for the same id */
     if (k->sent && c->tp->forget) c->tp->forget(c->tps, k->route, k->id);

@@ -64,6 +64,9 @@ void nc_client__status(nc_client *c, const char *status, int err);
 /* Fails one pending request (by its id) with a local error: a transport-level answer such as NATS's "no
  * responders". Nothing happens if the request is no longer pending. */
 void nc_client__fail_call(nc_client *c, const char *id, int err, const char *msg);
+/* A hook resumed a held call (nc_hook_resume; `call` is the hook record's owner): it goes, or fails with
+ * the record's hold_err, from the deadline timer right after the current callback. */
+void nc_client__resume(nc_client *c, void *call);
 /* An error event for the application's error callback. */
 void nc_client__error(nc_client *c, int err, const char *msg);
 

@@ -260,7 +260,8 @@ static inline nc_hook_rec *rec_new(nc_hook_table *t) {
     }
     r->t = t;
     t->refs++;
-    r->refusal = r->err_replied = r->delivered = r->in_submit = 0;
+    r->refusal = r->err_replied = r->delivered = r->in_submit = r->holds = r->hold_err = 0;
+    r->owner = NULL;
     r->in_handler = r->returned = r->finished = 0;
     r->now_valid = 1;
     r->headers = NULL;
@@ -461,7 +462,8 @@ void nc_hooks__client_reply(nc_hook_rec *r, const json_t *value, int final) {
 }
 
 int nc_hooks__should_retry(nc_hook_rec *r, int err, int *delay_ms) {
-    if (!r->t->np[NC_HP_RETRY] || r->delivered || r->info.is_event || r->refusal) return 0;
+    /* a call a hold failed (hold_err) was never sent: a resend would bypass the set that held it */
+    if (!r->t->np[NC_HP_RETRY] || r->delivered || r->info.is_event || r->refusal || r->hold_err) return 0;
     r->now_valid = 0;
     EACH(r, NC_HP_RETRY, {
         int d = 0;
@@ -516,6 +518,25 @@ int nc_hook_set_metadata(nc_hook_info *i, const char *key, json_t *value) {
         i->metadata = r->metadata;
     }
     return json_object_set_new(r->metadata, key, value) ? NC_ENOMEM : 0;
+}
+
+/* ---- holding a call (bulkhead queues, rate limiters) ---------------------------------------------- */
+
+int nc_hook_hold(nc_hook_info *i) {
+    nc_hook_rec *r = submitting(i);
+    if (!r) return NC_EINVAL;
+    r->holds++;
+    return 0;
+}
+
+int nc_hook_resume(nc_hook_info *i, int err) {
+    nc_hook_rec *r = i ? i->priv_ : NULL;
+    if (!r || r->info.side != NC_HOOK_CLIENT || r->holds <= 0) return NC_ESTATE;
+    r->holds--;
+    if (err && !r->hold_err) r->hold_err = err > 0 ? NC_EREFUSED : err;
+    /* inside on_submit the core reads holds and hold_err when the interceptors are done */
+    if (!r->in_submit && (r->holds == 0 || r->hold_err)) nc_client__resume(r->info.client, r->owner);
+    return 0;
 }
 
 /* ---- the public calls ---------------------------------------------------------------------------- */

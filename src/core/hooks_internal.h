@@ -72,6 +72,9 @@ struct nc_hook_rec {
     int err_replied;   /* server: an error packet was written */
     int delivered;     /* client: a reply value was delivered (no retry from then on) */
     int in_submit;     /* client: inside on_submit (the setters work) */
+    int holds;         /* client: nc_hook_hold calls not yet resumed */
+    int hold_err;      /* client: the first error a resume gave */
+    void *owner;       /* client: the core's call (client.c) */
     int in_handler;    /* server: between handler_start and handler_return */
     int returned;      /* server: on_handler_return ran (early, when finished inside the handler) */
     int finished;      /* server: on_finish ran; handler_return releases the record */

@@ -276,6 +276,44 @@ static void test_client_stream(void **st) {
     nc_client_free(c);
 }
 
+/* A client-streaming call held in a client bulkhead's queue (nestc/policy.h): the values written and the
+ * end made while it waits are kept, and follow the request once a slot frees (ClientSum adds them). */
+static void test_held_client_stream(void **st) {
+    nc_client *c = client(30000 * time_factor());
+    nc_bulkhead_opts bo = {
+        .struct_size = sizeof bo, .max_in_flight = 1, .max_queue = 1, .max_wait_ms = 30000 * time_factor()};
+    nc_bulkhead *b;
+    assert_true(nc_client_use_bulkhead(c, &bo, &b) > 0);
+    res ra, rb;
+    res_init(&ra);
+    res_init(&rb);
+    nc_call *a, *hb;
+    nc_call_cbs cbs = {.on_value = r_value, .on_done = r_done};
+    assert_int_equal(nc_client_call(c, M("ClientSum"), NULL, NULL, &cbs, &ra, &a), 0);
+    assert_int_equal(nc_client_call(c, M("ClientSum"), NULL, NULL, &cbs, &rb, &hb), 0);
+    assert_int_equal(nc_bulkhead_queued(b), 1);
+    for (int i = 1; i <= 3; i++) { /* written while it waits */
+        json_t *v = json_pack("{s:[i]}", "numbers", i * 10);
+        assert_int_equal(nc_call_write(hb, v), 0);
+        json_decref(v);
+    }
+    assert_int_equal(nc_call_end(hb), 0);
+    json_t *v = json_pack("{s:[i]}", "numbers", 5);
+    assert_int_equal(nc_call_write(a, v), 0);
+    json_decref(v);
+    assert_int_equal(nc_call_end(a), 0); /* a ends: b goes */
+    run_until(&ra.done, 1);
+    run_until(&rb.done, 1);
+    assert_int_equal(ra.err, 0);
+    assert_int_equal(rb.err, 0);
+    assert_true(json_number_value(json_object_get(json_array_get(ra.values, 0), "sum")) == 5);
+    assert_true(json_number_value(json_object_get(json_array_get(rb.values, 0), "sum")) == 60);
+    assert_int_equal(nc_bulkhead_queued(b), 0);
+    res_free(&ra);
+    res_free(&rb);
+    nc_client_free(c);
+}
+
 /* A plain send (nc_client_send) on a client-streaming or bidi method: the data is the one
  * request message, then the half-close, as NestJS's ClientGrpcProxy sends a one-element Observable. The
  * request stream used to stay open until the client's timeout. */
@@ -1336,6 +1374,7 @@ int main(void) {
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_server_stream),
         cmocka_unit_test(test_client_stream),
+        cmocka_unit_test(test_held_client_stream),
         cmocka_unit_test(test_bidi),
         cmocka_unit_test(test_send_stream),
         cmocka_unit_test(test_metadata),

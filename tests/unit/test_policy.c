@@ -2,6 +2,7 @@
  * circuit breaker, bulkheads on both sides. Over TCP (servers on the test's loop, started late or never),
  * then over NATS (a broker of the test's own; skipped when nats-server is not installed). */
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -450,6 +451,302 @@ static void test_bulkheads_tcp(void **st) {
     tcp_stop();
 }
 
+/* ---- the client bulkhead's queue ------------------------------------------------------------------------
+ */
+
+static int done_calls; /* on_done_count's: callbacks after a client's free would show here */
+static void on_done_count(void *u, int err, json_t *e) {
+    done_calls++;
+    on_done(u, err, e);
+}
+
+static int always_retry(void *u, nc_hook_info *i, int err, int *delay_ms) {
+    (void)u, (void)i, (void)err;
+    *delay_ms = 0;
+    return 1;
+}
+
+static uint64_t ms_since(uint64_t t0) {
+    return (uv_hrtime() - t0) / 1000000u;
+}
+
+/* Limit 1, queue 2: the second and third calls wait (not sent: the server sees one), the fourth is
+ * refused at once; a reply lets the queue's head go; a queued call cancelled leaves it; a wait that
+ * expires fails with NC_EREFUSED, one whose call timeout comes first with NC_ETIMEDOUT; freeing the
+ * client fails a queued call inside nc_client_free and nothing after. */
+static void test_bulkhead_queue(void **st) {
+    (void)st;
+    int port = broker_free_port();
+    tcp_start(port);
+    nc_client *c = tcp_client(port);
+    nc_bulkhead_opts bo = {
+        .struct_size = sizeof bo, .max_in_flight = 1, .max_queue = 2, .max_wait_ms = 20000 * time_factor()};
+    nc_bulkhead *b;
+    assert_true(nc_client_use_bulkhead(c, &bo, &b) > 0);
+    call a = {0}, q1 = {0}, q2 = {0}, full = {0};
+    nc_call *h2;
+    assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &a), 0);
+    assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &q1), 0);
+    nc_call_cbs cbs = {.on_value = on_value, .on_done = on_done};
+    assert_int_equal(nc_client_call(c, "park", NULL, NULL, &cbs, &q2, &h2), 0);
+    assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &full), 0);
+    assert_int_equal(full.done, 1); /* the queue is full: refused before send returned */
+    assert_int_equal(full.err, NC_EREFUSED);
+    assert_int_equal(nc_bulkhead_in_flight(b), 1);
+    assert_int_equal(nc_bulkhead_queued(b), 2);
+    assert_int_equal(nc_client_pending(c), 3); /* the queued ones are pending: nc_client_run waits */
+    run_until(&nparked, 1);
+    nc_reply(parked[0], json_integer(1)); /* a slot frees: q1 goes */
+    run_until(&a.done, 1);
+    assert_int_equal(a.err, 0);
+    run_until(&nparked, 2);
+    assert_int_equal(handler_runs, 2); /* q2 still waits: never sent */
+    assert_int_equal(nc_bulkhead_queued(b), 1);
+    assert_int_equal(nc_call_cancel(h2), 0); /* cancelled while queued */
+    assert_int_equal(q2.done, 1);
+    assert_int_equal(q2.err, NC_ECANCELED);
+    assert_int_equal(nc_bulkhead_queued(b), 0);
+    nc_reply(parked[1], json_integer(2));
+    run_until(&q1.done, 1);
+    assert_int_equal(q1.err, 0);
+    assert_int_equal(nc_bulkhead_in_flight(b), 0);
+    assert_int_equal(nc_bulkhead_refused(b), 1);
+    assert_int_equal(handler_runs, 2);
+    call_clear(&a), call_clear(&q1), call_clear(&q2), call_clear(&full);
+    nc_client_free(c);
+
+    /* a short wait: expires with NC_EREFUSED; a shorter call timeout: NC_ETIMEDOUT */
+    c = tcp_client(port);
+    int tf = time_factor();
+    nc_bulkhead_opts so = {
+        .struct_size = sizeof so, .max_in_flight = 1, .max_queue = 4, .max_wait_ms = 100 * tf};
+    assert_true(nc_client_use_bulkhead(c, &so, &b) > 0);
+    /* a set that would resend any failed request: a call that never left the queue must not be */
+    nc_client_hooks rh = {.struct_size = sizeof rh, .should_retry = always_retry};
+    assert_true(nc_client_add_hooks(c, &rh, NULL) > 0);
+    call p = {0}, late = {0}, tmo = {0};
+    nparked = handler_runs = 0;
+    assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &p), 0);
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done, &late), 0);
+    nc_call_opts o = {.timeout_ms = 30 * tf};
+    assert_int_equal(nc_client_send(c, "park", NULL, &o, on_value, on_done, &tmo), 0);
+    run_until(&tmo.done, 1);
+    assert_int_equal(tmo.err, NC_ETIMEDOUT);
+    assert_non_null(strstr(tmo.msg, "held by a client policy"));
+    run_until(&late.done, 1);
+    assert_int_equal(late.err, NC_EREFUSED);
+    assert_true(ms_since(t0) >= 99u * tf);
+    assert_int_equal(nc_bulkhead_expired(b), 1);
+    assert_int_equal(nc_bulkhead_queued(b), 0);
+    run_until(&nparked, 1);
+    assert_int_equal(handler_runs, 1);
+
+    /* freed with a call queued: its on_done runs inside nc_client_free (NC_ECLOSED), nothing after */
+    call f = {0};
+    done_calls = 0;
+    assert_int_equal(nc_client_send(c, "park", NULL, NULL, on_value, on_done_count, &f), 0);
+    assert_int_equal(nc_bulkhead_queued(b), 1);
+    nc_client_free(c);
+    assert_int_equal(f.done, 1);
+    assert_int_equal(f.err, NC_ECLOSED);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(done_calls, 1);
+    call_clear(&p), call_clear(&late), call_clear(&tmo), call_clear(&f);
+    nc_bulkhead_opts srvq = {.struct_size = sizeof srvq, .max_in_flight = 1, .max_queue = 1};
+    assert_int_equal(nc_server_use_bulkhead(tsrv, &srvq, NULL), NC_EINVAL); /* client only */
+    tcp_stop();
+}
+
+/* ---- rate limiters --------------------------------------------------------------------------------------
+ */
+
+/* Client, 10/s with a burst of 2 and no wait: two calls go, the third fails before send returns; per
+ * route, each route has its own bucket. With waits (20/s, burst 1): the calls after the first wait their
+ * turn, one token interval apart, and succeed; one cancelled while it waits gives its token back;
+ * one whose token is due past max_wait is refused at once; freeing the client ends a waiting call. */
+static void test_rate_limit_client(void **st) {
+    (void)st;
+    int port = broker_free_port();
+    tcp_start(port);
+    nc_client *c = tcp_client(port);
+    nc_rate_limit_opts ro = {.struct_size = sizeof ro, .rate = 10, .burst = 2};
+    nc_rate_limiter *l;
+    assert_true(nc_client_use_rate_limit(c, &ro, &l) > 0);
+    call k[3] = {{0}};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &k[i]), 0);
+    assert_int_equal(k[2].done, 1);
+    assert_int_equal(k[2].err, NC_EREFUSED);
+    run_until(&k[0].done, 1);
+    run_until(&k[1].done, 1);
+    assert_int_equal(k[0].err, 0);
+    assert_int_equal(k[1].err, 0);
+    nc_rate_limit_info in;
+    assert_int_equal(nc_rate_limit_get_info(l, NULL, &in), 0);
+    assert_int_equal(in.admitted, 2);
+    assert_int_equal(in.refused, 1);
+    assert_true(in.tokens < 2);
+    for (int i = 0; i < 3; i++) call_clear(&k[i]);
+    nc_client_free(c);
+
+    /* per route: rate ~0, burst 1 */
+    c = tcp_client(port);
+    nc_rate_limit_opts pr = {.struct_size = sizeof pr, .rate = 0.001, .burst = 1, .per_route = 1};
+    assert_true(nc_client_use_rate_limit(c, &pr, &l) > 0);
+    assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &k[0]), 0);
+    assert_int_equal(nc_client_send(c, "fail", NULL, NULL, on_value, on_done, &k[1]), 0);
+    assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &k[2]), 0);
+    assert_int_equal(k[2].err, NC_EREFUSED);
+    run_until(&k[0].done, 1);
+    run_until(&k[1].done, 1);
+    assert_int_equal(k[0].err, 0);
+    assert_int_equal(k[1].err, NC_EREMOTE); /* its own bucket: it ran */
+    assert_int_equal(nc_rate_limit_get_info(l, "ok", &in), 0);
+    assert_true(in.tokens < 1);
+    assert_int_equal(nc_rate_limit_get_info(l, "park", &in), NC_ENOENT);
+    for (int i = 0; i < 3; i++) call_clear(&k[i]);
+    nc_client_free(c);
+
+    /* waiting: 20/s (50 ms apart), burst 1, up to 120 ms (two calls' wait); all × the time factor */
+    c = tcp_client(port);
+    int tf = time_factor(); /* slower tokens on a slow machine: the margins between the calls grow too */
+    nc_rate_limit_opts wo = {
+        .struct_size = sizeof wo, .rate = 20.0 / tf, .burst = 1, .max_wait_ms = 120 * tf};
+    assert_true(nc_client_use_rate_limit(c, &wo, &l) > 0);
+    call w[5] = {{0}};
+    nc_call *hw;
+    nc_call_cbs cbs = {.on_value = on_value, .on_done = on_done};
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &w[0]), 0); /* at once */
+    assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &w[1]), 0); /* +50 ms */
+    assert_int_equal(nc_client_call(c, "ok", NULL, NULL, &cbs, &w[2], &hw), 0);         /* +100 ms */
+    assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &w[3]), 0); /* +150: refused */
+    assert_int_equal(w[3].done, 1);
+    assert_int_equal(w[3].err, NC_EREFUSED);
+    assert_int_equal(nc_rate_limit_get_info(l, NULL, &in), 0);
+    assert_int_equal(in.waiting, 2);
+    assert_int_equal(in.tokens, 0);
+    assert_int_equal(nc_call_cancel(hw), 0); /* its token (+100 ms) goes back */
+    assert_int_equal(w[2].err, NC_ECANCELED);
+    assert_int_equal(nc_client_send(c, "ok", NULL, NULL, on_value, on_done, &w[4]), 0); /* takes it back */
+    assert_int_equal(w[4].done, 0);
+    run_until(&w[1].done, 1);
+    uint64_t t1 = ms_since(t0);
+    run_until(&w[4].done, 1);
+    uint64_t t4 = ms_since(t0);
+    assert_int_equal(w[0].err, 0);
+    assert_int_equal(w[1].err, 0);
+    assert_int_equal(w[4].err, 0);
+    assert_true(t1 >= 45u * tf);
+    assert_true(t4 >= 95u * tf);
+    assert_int_equal(nc_rate_limit_get_info(l, NULL, &in), 0);
+    assert_int_equal(in.admitted, 1);
+    assert_int_equal(in.delayed, 2);
+    assert_int_equal(in.refused, 1);
+    assert_int_equal(in.waiting, 0);
+    /* freed with a call waiting */
+    call f = {0}, g = {0};
+    done_calls = 0;
+    nc_client_send(c, "ok", NULL, NULL, on_value, on_done_count, &f);
+    nc_client_send(c, "ok", NULL, NULL, on_value, on_done_count, &g);
+    assert_int_equal(nc_rate_limit_get_info(l, NULL, &in), 0);
+    assert_true(in.waiting >= 1);
+    nc_client_free(c);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(done_calls, 2);
+    assert_int_equal(g.err, NC_ECLOSED);
+    for (int i = 0; i < 5; i++) call_clear(&w[i]);
+    call_clear(&f), call_clear(&g);
+    nc_rate_limit_opts bad = {.struct_size = sizeof bad};
+    assert_int_equal(nc_server_use_rate_limit(tsrv, &bad, NULL), NC_EINVAL); /* no rate */
+    bad.rate = 1, bad.max_wait_ms = 10;
+    assert_int_equal(nc_server_use_rate_limit(tsrv, &bad, NULL), NC_EINVAL); /* a server does not wait */
+    tcp_stop();
+}
+
+static void run_server(void *s) {
+    nc_server_run(s);
+}
+
+static atomic_int events_run; /* on the workers' threads */
+static void h_event(const nc_msg *m, void *u) {
+    (void)m, (void)u;
+    atomic_fetch_add(&events_run, 1);
+}
+
+/* Runs the loop until the limiter has refused `want` messages (polled every few ms: the server's workers
+ * refuse events with no reply to wait for). */
+typedef struct refused_wait {
+    nc_rate_limiter *l;
+    uint64_t want;
+    int got;
+} refused_wait;
+static void poll_refused(uv_timer_t *t) {
+    refused_wait *w = t->data;
+    nc_rate_limit_info in;
+    if (!nc_rate_limit_get_info(w->l, NULL, &in) && in.refused >= w->want) w->got = 1;
+}
+
+/* Server, burst 5 and (nearly) no refill, 3 workers, 4 clients of 5 requests each on their own
+ * connections: exactly 5 run in all (one budget for every worker), the 15 others get NestJS's error reply
+ * with NC_EREFUSED's message; events beyond the limit are refused too (their handlers do not run). */
+static void test_rate_limit_server_workers(void **st) {
+    (void)st;
+    nc_server *ws;
+    assert_int_equal(nc_server_new(&ws, "tcp://127.0.0.1:0", &(nc_server_opts){.workers = 3}), 0);
+    nc_server_message(ws, "ok", h_ok, NULL);
+    nc_server_event(ws, "ev", h_event, NULL);
+    atomic_store(&events_run, 0);
+    nc_rate_limit_opts ro = {.struct_size = sizeof ro, .rate = 0.001, .burst = 5};
+    nc_rate_limiter *l;
+    assert_true(nc_server_use_rate_limit(ws, &ro, &l) > 0);
+    assert_int_equal(nc_server_listen(ws), 0);
+    uv_thread_t th;
+    uv_thread_create(&th, run_server, ws);
+    enum { NC = 4, NR = 5 };
+    nc_client *cs[NC];
+    call k[NC][NR];
+    memset(k, 0, sizeof k);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", nc_server_port(ws));
+    for (int i = 0; i < NC; i++) {
+        cs[i] = client_new(url, 0, NULL);
+        for (int j = 0; j < NR; j++)
+            assert_int_equal(nc_client_send(cs[i], "ok", NULL, NULL, on_value, on_done_msg, &k[i][j]), 0);
+    }
+    int ok = 0, refused = 0;
+    for (int i = 0; i < NC; i++)
+        for (int j = 0; j < NR; j++) {
+            run_until(&k[i][j].done, 1);
+            if (k[i][j].err == 0) ok++;
+            if (k[i][j].err == NC_EREMOTE && !strcmp(k[i][j].msg, nc_strerror(NC_EREFUSED))) refused++;
+            call_clear(&k[i][j]);
+        }
+    assert_int_equal(ok, 5);
+    assert_int_equal(refused, 15);
+    nc_rate_limit_info in;
+    assert_int_equal(nc_rate_limit_get_info(l, NULL, &in), 0);
+    assert_int_equal(in.admitted, 5);
+    assert_int_equal(in.refused, 15);
+    /* events over the limit: refused too, their handlers never run */
+    call e[3] = {{0}};
+    for (int i = 0; i < 3; i++) assert_int_equal(nc_client_emit(cs[i], "ev", NULL, NULL, on_done, &e[i]), 0);
+    refused_wait rw = {l, 18, 0};
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    t.data = &rw;
+    uv_timer_start(&t, poll_refused, 0, 5);
+    run_until(&rw.got, 1);
+    uv_close((uv_handle_t *)&t, NULL);
+    for (int i = 0; i < 3; i++) run_until(&e[i].done, 1);
+    assert_int_equal(atomic_load(&events_run), 0);
+    for (int i = 0; i < NC; i++) nc_client_free(cs[i]);
+    nc_server_close_threadsafe(ws);
+    uv_thread_join(&th);
+    nc_server_free(ws);
+}
+
 /* ---- NATS ---------------------------------------------------------------------------------------------- */
 
 /* The server's bulkhead and the client's breaker over a broker: a second request while one sleeps gets the
@@ -542,6 +839,9 @@ int main(void) {
         cmocka_unit_test(test_breaker_dead_server),
         cmocka_unit_test(test_breaker_slow_server_ratio),
         cmocka_unit_test(test_bulkheads_tcp),
+        cmocka_unit_test(test_bulkhead_queue),
+        cmocka_unit_test(test_rate_limit_client),
+        cmocka_unit_test(test_rate_limit_server_workers),
         cmocka_unit_test(test_nats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

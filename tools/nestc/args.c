@@ -196,6 +196,9 @@ static int store_value(cli_args *a, const cli_opt *o, const char *val) {
     case O_MAX_IN_FLIGHT:
         a->max_in_flight = (int)d;
         break;
+    case O_RATE_LIMIT:
+        a->rate_limit = val;
+        break;
     }
     return 0;
 }

@@ -44,6 +44,7 @@ typedef struct cli_args {
     int trace;                                       /* --trace (send, emit, conformance) */
     int retries;                                     /* --retries (send), 0 = none */
     int max_in_flight;                               /* --max-in-flight (conformance), 0 = none */
+    const char *rate_limit;                          /* --rate-limit N[/BURST] (conformance), NULL = none */
 } cli_args;
 
 /* Parses argv[first..argc) for the command argv[1], against the option table (table.h): an option the

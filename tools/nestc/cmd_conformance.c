@@ -394,6 +394,27 @@ int cmd_conformance(int argc, char **argv) {
             return 2;
         }
     }
+    /* --rate-limit N[/BURST]: the library's server rate limiter, shared by every worker like the bulkhead */
+    if (a.rate_limit) {
+        nc_rate_limit_opts ro = {.struct_size = sizeof ro};
+        char *end;
+        ro.rate = strtod(a.rate_limit, &end);
+        if (*end == '/') {
+            char *e2;
+            long b = strtol(end + 1, &e2, 10);
+            ro.burst = end[1] && !*e2 && b > 0 && b <= 10000000 ? (int)b : -1;
+            end = e2;
+        }
+        if (*end || end == a.rate_limit || ro.burst < 0 || (r = nc_server_use_rate_limit(s, &ro, NULL)) < 0) {
+            fprintf(stderr,
+                    "nestc: --rate-limit %s: expected N[/BURST], N a rate a second (0.001 to 1e9), "
+                    "BURST a whole number from 1\n",
+                    a.rate_limit);
+            nc_server_free(s);
+            cli_args_free(&a);
+            return 2;
+        }
+    }
     if (a.events_history != -2) events_history = (size_t)a.events_history;
     uv_mutex_init(&events_lock);
     if (grpc) { /* no pattern envelope on gRPC: the conformance.proto service instead (DESIGN.md §5a) */

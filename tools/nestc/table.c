@@ -102,6 +102,9 @@ const cli_opt cli_opts[] = {
     {O_MAX_IN_FLIGHT, "--max-in-flight", 0, V_INT, "N", CMD_CONFORMANCE, 0, 1, 1e9, NULL,
      "bulkhead: at most N messages in their handlers at once (all workers together); one more gets the "
      "error reply (default: no limit)"},
+    {O_RATE_LIMIT, "--rate-limit", 0, V_TEXT, "N[/BURST]", CMD_CONFORMANCE, 0, 0, 0, NULL,
+     "rate limiter: at most N messages a second (fractions allowed), BURST at once after a quiet time "
+     "(default: N rounded up), all workers together; one more gets the error reply (default: no limit)"},
     {O_RETRIES, "--retries", 0, V_INT, "N", CMD_SEND, 0, 0, 100, NULL,
      "retry the request up to N times when it cannot have reached a handler (connection refused, broker "
      "reconnecting), with exponential backoff and full jitter; each attempt gets a fresh --timeout "

@@ -52,6 +52,7 @@ typedef enum cli_opt_id {
     O_TRACE,         /* observability: W3C trace context (send, emit, conformance) */
     O_RETRIES,       /* resilience: send --retries N (nestc/policy.h) */
     O_MAX_IN_FLIGHT, /* resilience: conformance --max-in-flight N (a server bulkhead) */
+    O_RATE_LIMIT,    /* resilience: conformance --rate-limit N[/BURST] (a server rate limiter) */
 } cli_opt_id;
 
 /* What an option's value is: how it is parsed and how the completion scripts complete it. */
