@@ -146,6 +146,11 @@ typedef struct nc_trace_opts {
      * sampler_arg: the ratio, "0" to "1" (NULL = OTEL_TRACES_SAMPLER_ARG, else 1). */
     const char *sampler;
     const char *sampler_arg;
+    /* The export requests' body encoding: "gzip" (Content-Encoding: gzip; needs zlib, which comes with the
+     * gRPC transport: without it NC_EUNSUPPORTED) or "none"; NULL = OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+     * else OTEL_EXPORTER_OTLP_COMPRESSION, else none. Another value fails the enable call (NC_EINVAL).
+     * Used while enabling (not kept). */
+    const char *otlp_compression;
 } nc_trace_opts;
 
 /* The span exporters' counters, every exporter of the process together (also on the admin endpoint's
