@@ -18,11 +18,16 @@
 //     TLS (--certs: the interop test certificates) and an authorization header from
 //     OTEL_EXPORTER_OTLP_HEADERS; a receiver that accepts and never answers delays its exit by
 //     OTEL_BSP_EXPORT_TIMEOUT at most.
+//   - OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip: the receiver inflates the body (Content-Encoding: gzip,
+//     node:zlib) and the spans are whole (names, the parent); an unknown compression is refused.
+//   - Retries: a receiver that answers 503 with Retry-After: 1, then 200: the span `nestc send --trace`
+//     flushes as it exits arrives once, on the second request, a second later (within OTEL_BSP_EXPORT_TIMEOUT).
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -57,18 +62,27 @@ const spans = [];
 let posts = 0;
 const waiters = [];
 const heads = [];
+const refusals = {}; // by the receiver's port: answers to give before accepting, [status, headers]
 const receive = (req, res) => {
-  let body = '';
-  req.on('data', (d) => (body += d));
+  const chunks = [];
+  req.on('data', (d) => chunks.push(d));
   req.on('end', () => {
     posts++;
-    heads.push({ headers: req.headers, tls: !!req.socket.encrypted, peerCert: req.socket.getPeerCertificate?.()?.subject?.CN });
+    heads.push({ headers: req.headers, tls: !!req.socket.encrypted, peerCert: req.socket.getPeerCertificate?.()?.subject?.CN, at: Date.now(), port: req.socket.localPort });
+    if (refusals[req.socket.localPort]?.length) {
+      const [status, headers] = refusals[req.socket.localPort].shift();
+      res.writeHead(status, headers);
+      res.end();
+      return;
+    }
+    let body = Buffer.concat(chunks);
+    if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
     const ok = req.method === 'POST' && req.url === '/v1/traces' && /application\/json/.test(req.headers['content-type']);
     check(ok, `collector: POST /v1/traces application/json (${req.method} ${req.url})`);
     const r = JSON.parse(body);
     for (const rs of r.resourceSpans) {
       const svc = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue;
-      for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push({ ...s, service: svc, scope: ss.scope });
+      for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push({ ...s, service: svc, scope: ss.scope, encoding: req.headers['content-encoding'] });
     }
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end('{}');
@@ -274,6 +288,33 @@ if (CERTS) {
   check(bad.code === 2 && /--trace/.test(bad.err), `OTEL_EXPORTER_OTLP_HEADERS with CR LF refused (${bad.err.trim().split('\n').pop()})`);
   tlsReceiver.close();
 }
+
+// ---- gzip: the receiver inflates the bodies ------------------------------------------------------------------
+const g1 = await nestcSend(nestcPort, 'sum', '[4,5]', { ...otelEnv, OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'gzip' });
+check(g1.code === 0 && g1.out.trim() === '9' && g1.traceId, 'nestc send --trace, gzip: 9');
+const gc = await spanWhere((s) => s.traceId === g1.traceId && s.kind === 3, 'the gzip CLIENT span');
+const gs = await spanWhere((s) => s.traceId === g1.traceId && s.kind === 2, 'its SERVER span');
+check(gc && gc.encoding === 'gzip' && gc.name === 'sum' && !gc.parentSpanId, `gzip: the CLIENT span inflated whole (Content-Encoding: ${gc?.encoding}, name ${gc?.name})`);
+if (gc) sameShape(gc, 'gzip CLIENT span');
+check(gs && gc && gs.parentSpanId === gc.spanId, 'gzip: the SERVER span\'s parent is the gzip CLIENT span');
+const g2 = await nestcSend(nestcPort, 'sum', '[1,1]', { ...otelEnv, OTEL_EXPORTER_OTLP_COMPRESSION: 'br' });
+check(g2.code === 2 && /compression/.test(g2.err), `OTEL_EXPORTER_OTLP_COMPRESSION=br refused (${g2.err.trim().split('\n').pop()})`);
+
+// ---- retry: 503 with Retry-After, then 200 ------------------------------------------------------------------
+// a receiver of its own, so that the conformance server's batches do not take the 503
+const flaky = createServer(receive);
+flaky.listen(0, '127.0.0.1');
+await once(flaky, 'listening');
+const flakyPort = flaky.address().port;
+refusals[flakyPort] = [[503, { 'retry-after': '1' }]];
+const rr = await nestcSend(nestcPort, 'sum', '[3,3]', { ...otelEnv, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${flakyPort}` });
+check(rr.code === 0 && rr.out.trim() === '6' && rr.traceId, 'nestc send --trace, a collector answering 503 first: 6');
+await spanWhere((s) => s.traceId === rr.traceId && s.kind === 3, 'the CLIENT span, retried');
+const sent = spans.filter((s) => s.traceId === rr.traceId && s.kind === 3).length;
+const tries = heads.filter((h) => h.port === flakyPort);
+const gap = tries.length >= 2 ? tries[tries.length - 1].at - tries[0].at : -1;
+check(sent === 1 && tries.length === 2 && gap >= 900, `503 + Retry-After: 1: the CLIENT span arrives once, on the second of ${tries.length} requests, ${gap} ms after the first`);
+flaky.close();
 
 // ---- a receiver that accepts and never answers: exit bounded by OTEL_BSP_EXPORT_TIMEOUT -------------------
 const silent = createNetServer(() => {}); // accepts, never reads nor writes
