@@ -25,6 +25,7 @@
 #include "obs/http_status.h"
 #include "obs/otlp.h"
 #include "obs/otlp_gzip.h"
+#include "obs/otlp_proto.h"
 #include "obs/otlp_headers.h"
 #include "util/buf.h"
 
@@ -67,7 +68,7 @@ struct nc_otlp {
     char *service;
     char headers[HEADERS_MAX]; /* OTEL_EXPORTER_OTLP_HEADERS as header lines */
     int exchange_ms, flush_ms;
-    int gzip;
+    int gzip, proto; /* Content-Encoding: gzip; http/protobuf rather than http/json */
     int retry_attempts, retry_initial_ms, retry_max_ms, retry_total_ms;
     uint64_t rng;        /* the backoff's jitter */
     otlp_batch waiting;  /* the batch to retry, when waiting.req */
@@ -415,13 +416,25 @@ static int take_batch(nc_otlp *x, otlp_batch *b) {
         json_decref(spans);
         return -1;
     }
-    json_t *body = json_pack("{s:[{s:{s:[{s:s, s:{s:s}}]}, s:[{s:{s:s}, s:o}]}]}", "resourceSpans",
-                             "resource", "attributes", "key", "service.name", "value", "stringValue",
-                             x->service, "scopeSpans", "scope", "name", "nestc", "spans", spans);
-    char *js = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
+    char *js = NULL;
+    size_t plen = 0;
+    if (x->proto) {
+        nc_buf pb = NC_BUF_INIT;
+        if (!nc_otlp_proto_request(&pb, x->service, spans) && !nc_buf_reserve(&pb, 1))
+            js = pb.data;
+        else
+            nc_buf_free(&pb);
+        plen = pb.len;
+        json_decref(spans);
+    } else {
+        json_t *body = json_pack("{s:[{s:{s:[{s:s, s:{s:s}}]}, s:[{s:{s:s}, s:o}]}]}", "resourceSpans",
+                                 "resource", "attributes", "key", "service.name", "value", "stringValue",
+                                 x->service, "scopeSpans", "scope", "name", "nestc", "spans", spans);
+        js = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        plen = js ? strlen(js) : 0;
+        json_decref(body);
+    }
     char *payload = js;
-    size_t plen = js ? strlen(js) : 0;
     if (js && x->gzip) {
         char *z;
         if (nc_otlp_gzip(js, plen, &z, &plen)) z = NULL;
@@ -431,9 +444,10 @@ static int take_batch(nc_otlp *x, otlp_batch *b) {
     nc_buf buf = NC_BUF_INIT;
     char head[1024];
     int hl = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%sContent-Length: "
+                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/%s\r\n%sContent-Length: "
                       "%zu\r\nConnection: close\r\n",
-                      x->path, x->hosthdr, x->gzip ? "Content-Encoding: gzip\r\n" : "", plen);
+                      x->path, x->hosthdr, x->proto ? "x-protobuf" : "json",
+                      x->gzip ? "Content-Encoding: gzip\r\n" : "", plen);
     if (!payload || hl < 0 || (size_t)hl >= sizeof head || nc_buf_append(&buf, head, (size_t)hl) ||
         nc_buf_append(&buf, x->headers, strlen(x->headers)) || nc_buf_append(&buf, "\r\n", 2) ||
         nc_buf_append(&buf, payload, plen)) {
@@ -518,6 +532,16 @@ int nc_otlp_new(nc_otlp **out, uv_loop_t *loop, const nc_otlp_cfg *cfg, char *wh
             return NC_EUNSUPPORTED;
         }
         x->gzip = 1;
+    }
+    if (cfg->protocol && *cfg->protocol && strcmp(cfg->protocol, "http/json")) {
+        if (!strcmp(cfg->protocol, "http/protobuf")) {
+            x->proto = 1;
+        } else {
+            snprintf(why, whylen, "%s OTLP protocol: %s (http/json or http/protobuf)",
+                     strcmp(cfg->protocol, "grpc") ? "unknown" : "unsupported", cfg->protocol);
+            free(x);
+            return strcmp(cfg->protocol, "grpc") ? NC_EINVAL : NC_EUNSUPPORTED;
+        }
     }
     if (x->tls) {
         nc_tls_opts t = NC_TLS_OPTS_INIT;

@@ -22,6 +22,7 @@ typedef struct nc_otlp_cfg {
     const char *headers;     /* OTEL_EXPORTER_OTLP_HEADERS text, or NULL */
     const char *ca_file, *cert_file, *key_file; /* https: trust, client certificate (PEM files) */
     const char *compression;                    /* "gzip", "none" or NULL (none) */
+    const char *protocol; /* "http/json" (or NULL), "http/protobuf"; "grpc" is refused (NC_EUNSUPPORTED) */
     /* A batch refused with 429/502/503/504, or not answered (no connection, timed out), is sent again:
      * after its Retry-After, else after retry_initial_ms (0: 1000) × 1.5 per attempt, at most
      * retry_max_backoff_ms (0: 5000), ±20 % jitter; retry_max_attempts requests in all (0: 5; 1 or < 0: no

@@ -2,6 +2,7 @@
  * on a thread of its own answers each request from a script (503 then 200, 429 with Retry-After, 400,
  * down then up), and the batch arrives once, the counters right; the flush at close retries within its
  * bound; gzip bodies inflate to the same JSON. The Retry-After parser's cases too. */
+#define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -388,6 +389,44 @@ static void test_gzip(void **st) {
 #endif
 }
 
+/* http/protobuf: Content-Type application/x-protobuf, a binary ExportTraceServiceRequest (its first
+ * field resource_spans = 1, length-delimited: 0x0a) holding the span's name and its raw 16-byte trace id
+ * (interop.obs.otlp_trace decodes it whole); grpc and unknown protocols refused. */
+static void test_protobuf(void **st) {
+    (void)st;
+    nc_otlp *x;
+    char why[256];
+    nc_otlp_cfg bad = {.endpoint = "http://h", .protocol = "grpc"};
+    assert_int_equal(nc_otlp_new(&x, &loop, &bad, why, sizeof why), NC_EUNSUPPORTED);
+    bad.protocol = "http/xml";
+    assert_int_equal(nc_otlp_new(&x, &loop, &bad, why, sizeof why), NC_EINVAL);
+    static const char *const script[] = {ok};
+    scoll c;
+    scoll_start(&c, script, 1, 1);
+    nc_otlp_cfg cfg = {.protocol = "http/protobuf"};
+    x = exporter(&c, &cfg);
+    nc_span s = {0};
+    nc_trace_new_root(&s.ctx);
+    s.name = "pb_span";
+    s.transport = "tcp";
+    s.kind = NC_SPAN_CLIENT;
+    s.has_parent = 1;
+    s.outcome = NC_ETIMEDOUT;
+    s.peer_address = "10.0.0.1";
+    s.peer_port = 4000;
+    nc_otlp_push(x, &s);
+    assert_true(run_until_stat(x, EXPORTED, 1, 5000));
+    uv_mutex_lock(&c.lock);
+    assert_non_null(strstr(c.head[0], "\r\nContent-Type: application/x-protobuf\r\n"));
+    assert_int_equal((unsigned char)c.body[0][0], 0x0a);
+    assert_non_null(memmem(c.body[0], c.body_len[0], "pb_span", 7));
+    assert_non_null(memmem(c.body[0], c.body_len[0], s.ctx.trace_id, 16));
+    assert_non_null(memmem(c.body[0], c.body_len[0], "service.name", 12));
+    uv_mutex_unlock(&c.lock);
+    close_exporter(x);
+    scoll_stop(&c);
+}
+
 /* The Retry-After of a response head. */
 static void test_retry_after_parse(void **st) {
     (void)st;
@@ -416,6 +455,7 @@ int main(void) {
         cmocka_unit_test(test_retry_after_429),   cmocka_unit_test(test_no_retry_400),
         cmocka_unit_test(test_down_then_up),      cmocka_unit_test(test_retry_bounds),
         cmocka_unit_test(test_flush_retries),     cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_protobuf),
     };
     return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }
