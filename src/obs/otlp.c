@@ -1,4 +1,4 @@
-/* OTLP/HTTP JSON span exporter (otlp.h).
+/* OTLP/HTTP span exporter, JSON or protobuf (otlp.h).
  *
  * Spans are encoded as jansson objects when they end (on the thread that ended them) and queued in a
  * bounded ring under a mutex. A timer on the exporter's loop takes up to BATCH_MAX of them every batch_ms

@@ -1,7 +1,8 @@
-/* The OTLP/HTTP JSON span exporter of the tracer (docs/observability.md "Trace context"): spans are
- * queued from any loop thread (bounded: a full queue drops and counts), and sent in batches from one loop
- * as POST <path> (ExportTraceServiceRequest, protobuf JSON encoding) over the io layer, one request at a
- * time; a collector that is slow or down costs dropped spans, never memory or a blocked loop. Private. */
+/* The OTLP/HTTP (JSON or protobuf) span exporter of the tracer (docs/observability.md "Trace context"): spans
+ * are queued from any loop thread (bounded: a full queue drops and counts), and sent in batches from one loop
+ * as POST <path> (ExportTraceServiceRequest, protobuf JSON or binary encoding, gzip or not) over the io
+ * layer, one request at a time, retried when the collector says so; a collector that is slow or down
+ * costs dropped spans, never memory or a blocked loop. Private. */
 #ifndef NC_OBS_OTLP_H
 #define NC_OBS_OTLP_H
 
