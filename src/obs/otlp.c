@@ -3,8 +3,9 @@
  * Spans are encoded as jansson objects when they end (on the thread that ended them) and queued in a
  * bounded ring under a mutex. A timer on the exporter's loop takes up to BATCH_MAX of them every batch_ms
  * and POSTs them on a fresh connection (Connection: close: the exporter needs nothing but the status line
- * back, parsed by http_status.c). The dial's timeout covers the whole exchange (nc_dial_connected is only
- * called once the status line is in), so a collector that accepts and never answers costs one batch.
+ * back, parsed by http_status.c, and the rest of the head after a status worth a retry, for its
+ * Retry-After). The dial's timeout covers the whole exchange (nc_dial_connected is only called once that
+ * is in), so a collector that accepts and never answers costs one batch.
  *
  * A batch whose request fails in a way worth retrying (429, 502, 503, 504, no connection, no answer in
  * time) is kept, as its request bytes, and sent again after an exponential backoff with jitter, or after
@@ -32,7 +33,8 @@
 #define BATCH_MAX 512
 #define HEADERS_MAX 4096
 
-/* every exporter of the process, for nc_trace_export_stats and the admin endpoint's /metrics */
+/* every exporter of the process, for nc_trace_export_stats and the admin endpoint's /metrics (retries:
+ * counted beside them, not shown there yet) */
 static _Atomic uint64_t all_exported, all_dropped, all_failed, all_retries;
 
 /* A batch's request as sent, kept whole for a retry. */
