@@ -135,7 +135,8 @@ typedef struct nc_trace_opts {
      * be used fails the enable call (NC_ETLS). Used while enabling (not kept). */
     const char *otlp_ca_file, *otlp_cert_file, *otlp_key_file;
     /* When the server or client is freed, spans still queued are sent, for this long at most in all (ms;
-     * 0 = OTEL_BSP_EXPORT_TIMEOUT, else 2000; NC_LIMIT_OFF or < 0: dropped). A batch that fails ends it. */
+     * 0 = OTEL_BSP_EXPORT_TIMEOUT, else 2000; NC_LIMIT_OFF or < 0: dropped). Retries (a 503, a collector
+     * that is down) go on within this bound; a batch that fails for good ends it. */
     int otlp_flush_timeout_ms;
     /* The sampler, named as OTEL_TRACES_SAMPLER names it (NULL = that variable, else parentbased_always_on):
      * always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off,
@@ -146,6 +147,16 @@ typedef struct nc_trace_opts {
      * sampler_arg: the ratio, "0" to "1" (NULL = OTEL_TRACES_SAMPLER_ARG, else 1). */
     const char *sampler;
     const char *sampler_arg;
+    /* The export requests' body encoding: "gzip" (Content-Encoding: gzip; needs zlib, which comes with the
+     * gRPC transport: without it NC_EUNSUPPORTED) or "none"; NULL = OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+     * else OTEL_EXPORTER_OTLP_COMPRESSION, else none. Another value fails the enable call (NC_EINVAL).
+     * Used while enabling (not kept). */
+    const char *otlp_compression;
+    /* The export requests' encoding: "http/json" (the default: an ExportTraceServiceRequest in the protobuf
+     * JSON encoding) or "http/protobuf" (the binary encoding, Content-Type: application/x-protobuf); NULL =
+     * OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else http/json. "grpc" fails
+     * the enable call (NC_EUNSUPPORTED), another value too (NC_EINVAL). Used while enabling (not kept). */
+    const char *otlp_protocol;
 } nc_trace_opts;
 
 /* The span exporters' counters, every exporter of the process together (also on the admin endpoint's

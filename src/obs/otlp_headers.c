@@ -25,8 +25,8 @@ static int ows(char c) {
 
 /* the headers every export request has: a user's copy would make the request ambiguous */
 static int reserved(const char *k, size_t kl) {
-    static const char *const own[] = {"host", "content-type", "content-length", "connection",
-                                      "transfer-encoding"};
+    static const char *const own[] = {"host",       "content-type",      "content-length",
+                                      "connection", "transfer-encoding", "content-encoding"};
     for (size_t i = 0; i < sizeof own / sizeof *own; i++)
         if (strlen(own[i]) == kl && !strncasecmp(k, own[i], kl)) return 1;
     return 0;

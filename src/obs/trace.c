@@ -444,6 +444,12 @@ static int tracer_new(tracer **out, const nc_trace_opts *o, uv_loop_t *loop) {
         .key_file = t->o.otlp_key_file
                         ? t->o.otlp_key_file
                         : otel_env("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+        .protocol = t->o.otlp_protocol
+                        ? t->o.otlp_protocol
+                        : otel_env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        .compression = t->o.otlp_compression ? t->o.otlp_compression
+                                             : otel_env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                                                        "OTEL_EXPORTER_OTLP_COMPRESSION"),
     };
     char why[256];
     int r = loop ? nc_otlp_new(&t->x, loop, &c, why, sizeof why) : NC_ESTATE;

@@ -5,6 +5,8 @@
  *   - traceparent validation (core/trace_ctx.c): a value it accepts formats back to the same 55 bytes;
  *   - the exporter's status-line parser (obs/http_status.c): a code in 100..599, 0 or -1, and a complete
  *     line parses the same with more bytes after it;
+ *   - its Retry-After parser (obs/http_status.c): -2, -1 or 0..NC_HTTP_RETRY_AFTER_MAX, and once it has
+ *     an answer (the head is complete) more bytes after it change nothing;
  *   - OTEL_EXPORTER_OTLP_HEADERS (obs/otlp_headers.c): what it accepts is header lines "token: value\r\n"
  *     only (no CR, LF or other control character inside a line: no injection), never past the buffer. */
 #include <jansson.h>
@@ -47,6 +49,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memcpy(more, buf, size);
         more[size] = 'x';
         if (nc_http_status_parse(more, size + 1) != r) abort();
+        free(more);
+    }
+
+    int ra = nc_http_retry_after(buf, size);
+    if (ra < -2 || ra > NC_HTTP_RETRY_AFTER_MAX) abort();
+    if (ra != -2) {
+        char *more = malloc(size + 2);
+        memcpy(more, buf, size);
+        memcpy(more + size, "\n\n", 2);
+        if (nc_http_retry_after(more, size + 2) != ra) abort();
         free(more);
     }
 

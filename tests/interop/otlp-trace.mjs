@@ -18,11 +18,20 @@
 //     TLS (--certs: the interop test certificates) and an authorization header from
 //     OTEL_EXPORTER_OTLP_HEADERS; a receiver that accepts and never answers delays its exit by
 //     OTEL_BSP_EXPORT_TIMEOUT at most.
+//   - OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip: the receiver inflates the body (Content-Encoding: gzip,
+//     node:zlib) and the spans are whole (names, the parent); an unknown compression is refused.
+//   - OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf: the receiver decodes the binary request with a
+//     protobuf wire reader of its own (field numbers of opentelemetry-proto), first proven on what the
+//     OpenTelemetry JS ProtobufTraceSerializer writes; nestc's spans decode whole (ids, names, the parent,
+//     kinds, times, string and int attributes, status); OTEL_EXPORTER_OTLP_PROTOCOL=grpc is refused.
+//   - Retries: a receiver that answers 503 with Retry-After: 1, then 200: the span `nestc send --trace`
+//     flushes as it exits arrives once, on the second request, a second later (within OTEL_BSP_EXPORT_TIMEOUT).
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +40,7 @@ import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ClientProxyFactory, Ctx, MessagePattern, Payload, Transport } from '@nestjs/microservices';
-import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { firstValueFrom } from 'rxjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -52,23 +61,102 @@ const children = [];
 const cleanup = () => children.forEach((c) => c.exitCode === null && c.kill('SIGTERM'));
 process.on('exit', cleanup);
 
+// ---- protobuf: a wire reader, and ExportTraceServiceRequest into its JSON shape ---------------------------
+function pbFields(buf) { // field number -> values: varint and fixed64 as BigInt, length-delimited as Buffer
+  const out = new Map();
+  let i = 0;
+  const varint = () => {
+    let v = 0n, sh = 0n;
+    for (;;) {
+      if (i >= buf.length) throw new Error('protobuf: truncated varint');
+      const b = buf[i++];
+      v |= BigInt(b & 0x7f) << sh;
+      sh += 7n;
+      if (!(b & 0x80)) return v;
+    }
+  };
+  while (i < buf.length) {
+    const key = Number(varint()), f = key >> 3, t = key & 7;
+    let v;
+    if (t === 0) v = varint();
+    else if (t === 1) { v = buf.readBigUInt64LE(i); i += 8; }
+    else if (t === 2) { const n = Number(varint()); if (i + n > buf.length) throw new Error('protobuf: truncated'); v = buf.subarray(i, i + n); i += n; }
+    else if (t === 5) { v = buf.readUInt32LE(i); i += 4; }
+    else throw new Error(`protobuf: wire type ${t}`);
+    if (!out.has(f)) out.set(f, []);
+    out.get(f).push(v);
+  }
+  return out;
+}
+const pbOne = (m, f) => m.get(f)?.[0];
+const pbStr = (b) => (b === undefined ? undefined : Buffer.from(b).toString('utf8'));
+function pbKeyValue(b) {
+  const m = pbFields(b), any = pbFields(pbOne(m, 2) ?? Buffer.alloc(0));
+  const value = any.has(1) ? { stringValue: pbStr(pbOne(any, 1)) } : any.has(3) ? { intValue: Number(BigInt.asIntN(64, pbOne(any, 3))) } : {};
+  return { key: pbStr(pbOne(m, 1)), value };
+}
+function pbSpan(b) {
+  const m = pbFields(b), st = pbFields(pbOne(m, 15) ?? Buffer.alloc(0));
+  return {
+    traceId: Buffer.from(pbOne(m, 1)).toString('hex'), spanId: Buffer.from(pbOne(m, 2)).toString('hex'),
+    ...(m.has(4) && pbOne(m, 4).length ? { parentSpanId: Buffer.from(pbOne(m, 4)).toString('hex') } : {}),
+    ...(m.has(3) ? { traceState: pbStr(pbOne(m, 3)) } : {}),
+    name: pbStr(pbOne(m, 5)), kind: Number(pbOne(m, 6) ?? 0n),
+    startTimeUnixNano: String(pbOne(m, 7)), endTimeUnixNano: String(pbOne(m, 8)),
+    attributes: (m.get(9) ?? []).map(pbKeyValue),
+    status: st.has(3) && pbOne(st, 3) ? { code: Number(pbOne(st, 3)), message: pbStr(pbOne(st, 2)) } : {},
+  };
+}
+function pbRequest(buf) {
+  return {
+    resourceSpans: (pbFields(buf).get(1) ?? []).map((rsb) => {
+      const rs = pbFields(rsb), res = pbFields(pbOne(rs, 1) ?? Buffer.alloc(0));
+      return {
+        resource: { attributes: (res.get(1) ?? []).map(pbKeyValue) },
+        scopeSpans: (rs.get(2) ?? []).map((ssb) => {
+          const ss = pbFields(ssb), scope = pbFields(pbOne(ss, 1) ?? Buffer.alloc(0));
+          return { scope: { name: pbStr(pbOne(scope, 1)) }, spans: (ss.get(2) ?? []).map(pbSpan) };
+        }),
+      };
+    }),
+  };
+}
+
 // ---- the OTLP receiver ----------------------------------------------------------------------------------
 const spans = [];
 let posts = 0;
 const waiters = [];
 const heads = [];
+const refusals = {}; // by the receiver's port: answers to give before accepting, [status, headers]
 const receive = (req, res) => {
-  let body = '';
-  req.on('data', (d) => (body += d));
+  const chunks = [];
+  req.on('data', (d) => chunks.push(d));
   req.on('end', () => {
     posts++;
-    heads.push({ headers: req.headers, tls: !!req.socket.encrypted, peerCert: req.socket.getPeerCertificate?.()?.subject?.CN });
-    const ok = req.method === 'POST' && req.url === '/v1/traces' && /application\/json/.test(req.headers['content-type']);
-    check(ok, `collector: POST /v1/traces application/json (${req.method} ${req.url})`);
-    const r = JSON.parse(body);
+    heads.push({ headers: req.headers, tls: !!req.socket.encrypted, peerCert: req.socket.getPeerCertificate?.()?.subject?.CN, at: Date.now(), port: req.socket.localPort });
+    if (refusals[req.socket.localPort]?.length) {
+      const [status, headers] = refusals[req.socket.localPort].shift();
+      res.writeHead(status, headers);
+      res.end();
+      return;
+    }
+    let body = Buffer.concat(chunks);
+    if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
+    const proto = req.headers['content-type'] === 'application/x-protobuf';
+    const ok = req.method === 'POST' && req.url === '/v1/traces' && (proto || /application\/json/.test(req.headers['content-type']));
+    check(ok, `collector: POST /v1/traces application/json or application/x-protobuf (${req.method} ${req.url} ${req.headers['content-type']})`);
+    let r;
+    try {
+      r = proto ? pbRequest(body) : JSON.parse(body);
+    } catch (e) {
+      check(false, `collector: the body decodes (${e.message})`);
+      res.writeHead(400);
+      res.end();
+      return;
+    }
     for (const rs of r.resourceSpans) {
       const svc = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue;
-      for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push({ ...s, service: svc, scope: ss.scope });
+      for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push({ ...s, service: svc, scope: ss.scope, encoding: req.headers['content-encoding'], proto });
     }
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end('{}');
@@ -274,6 +362,54 @@ if (CERTS) {
   check(bad.code === 2 && /--trace/.test(bad.err), `OTEL_EXPORTER_OTLP_HEADERS with CR LF refused (${bad.err.trim().split('\n').pop()})`);
   tlsReceiver.close();
 }
+
+// ---- gzip: the receiver inflates the bodies ------------------------------------------------------------------
+const g1 = await nestcSend(nestcPort, 'sum', '[4,5]', { ...otelEnv, OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'gzip' });
+check(g1.code === 0 && g1.out.trim() === '9' && g1.traceId, 'nestc send --trace, gzip: 9');
+const gc = await spanWhere((s) => s.traceId === g1.traceId && s.kind === 3, 'the gzip CLIENT span');
+const gs = await spanWhere((s) => s.traceId === g1.traceId && s.kind === 2, 'its SERVER span');
+check(gc && gc.encoding === 'gzip' && gc.name === 'sum' && !gc.parentSpanId, `gzip: the CLIENT span inflated whole (Content-Encoding: ${gc?.encoding}, name ${gc?.name})`);
+if (gc) sameShape(gc, 'gzip CLIENT span');
+check(gs && gc && gs.parentSpanId === gc.spanId, 'gzip: the SERVER span\'s parent is the gzip CLIENT span');
+const g2 = await nestcSend(nestcPort, 'sum', '[1,1]', { ...otelEnv, OTEL_EXPORTER_OTLP_COMPRESSION: 'br' });
+check(g2.code === 2 && /compression/.test(g2.err), `OTEL_EXPORTER_OTLP_COMPRESSION=br refused (${g2.err.trim().split('\n').pop()})`);
+
+// ---- http/protobuf: decoded by the receiver ----------------------------------------------------------------
+// the reader first on what OpenTelemetry JS itself writes: the same span as its JSON serializer's
+const refPb = pbRequest(Buffer.from(ProtobufTraceSerializer.serializeRequest([refSpan])));
+const refPbSpan = refPb.resourceSpans[0].scopeSpans[0].spans[0];
+check(refPbSpan.traceId === refOut.traceId && refPbSpan.spanId === refOut.spanId && refPbSpan.name === refOut.name && refPbSpan.kind === refOut.kind && refPbSpan.startTimeUnixNano === String(refOut.startTimeUnixNano) && refPbSpan.attributes.find((a) => a.key === 'server.port')?.value.intValue === Number(refOut.attributes.find((a) => a.key === 'server.port').value.intValue), 'protobuf reader: decodes the OpenTelemetry JS ProtobufTraceSerializer\'s span as its JSON serializer writes it');
+for (const [what, env] of [['http/protobuf', { OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' }], ['http/protobuf + gzip', { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' }]]) {
+  const p1 = await nestcSend(nestcPort, 'exception', '{"message":"pb"}', { ...otelEnv, ...env });
+  check(p1.code !== 0 && p1.traceId, `nestc send --trace, ${what}: the exception call ends in error`);
+  const pc = await spanWhere((s) => s.traceId === p1.traceId && s.kind === 3, `the ${what} CLIENT span`);
+  const ps = await spanWhere((s) => s.traceId === p1.traceId && s.kind === 2, 'its SERVER span');
+  check(pc && pc.proto && pc.name === 'exception' && !pc.parentSpanId && pc.service === 'nestc-conformance', `${what}: the CLIENT span decodes (name ${pc?.name}, service ${pc?.service}, encoding ${pc?.encoding ?? 'identity'})`);
+  if (pc) sameShape(pc, `${what} CLIENT span`);
+  check(pc && attr(pc, 'server.address') === '127.0.0.1' && intAttr(pc, 'server.port') === nestcPort && attr(pc, 'rpc.method') === 'exception', `${what}: string and int attributes (server.address ${attr(pc ?? { attributes: [] }, 'server.address')}, server.port ${intAttr(pc ?? { attributes: [] }, 'server.port')})`);
+  check(pc && pc.status.code === 2 && typeof pc.status.message === 'string', `${what}: status ERROR with a message (${pc?.status.message})`);
+  check(ps && pc && !ps.proto && ps.parentSpanId === pc.spanId, `${what}: the SERVER span (JSON) has the protobuf CLIENT span as its parent`);
+  check(pc && BigInt(pc.endTimeUnixNano) >= BigInt(pc.startTimeUnixNano) && BigInt(pc.startTimeUnixNano) > 1600000000000000000n, `${what}: times as fixed64 nanoseconds`);
+  if (what.includes('gzip')) check(pc?.encoding === 'gzip', `${what}: Content-Encoding gzip`);
+}
+const p3 = await nestcSend(nestcPort, 'sum', '[1,1]', { ...otelEnv, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' });
+check(p3.code === 2 && /protocol/.test(p3.err), `OTEL_EXPORTER_OTLP_PROTOCOL=grpc refused (${p3.err.trim().split('\n').pop()})`);
+
+// ---- retry: 503 with Retry-After, then 200 ------------------------------------------------------------------
+// a receiver of its own, so that the conformance server's batches do not take the 503
+const flaky = createServer(receive);
+flaky.listen(0, '127.0.0.1');
+await once(flaky, 'listening');
+const flakyPort = flaky.address().port;
+refusals[flakyPort] = [[503, { 'retry-after': '1' }]];
+const rr = await nestcSend(nestcPort, 'sum', '[3,3]', { ...otelEnv, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${flakyPort}` });
+check(rr.code === 0 && rr.out.trim() === '6' && rr.traceId, 'nestc send --trace, a collector answering 503 first: 6');
+await spanWhere((s) => s.traceId === rr.traceId && s.kind === 3, 'the CLIENT span, retried');
+const sent = spans.filter((s) => s.traceId === rr.traceId && s.kind === 3).length;
+const tries = heads.filter((h) => h.port === flakyPort);
+const gap = tries.length >= 2 ? tries[tries.length - 1].at - tries[0].at : -1;
+check(sent === 1 && tries.length === 2 && gap >= 900, `503 + Retry-After: 1: the CLIENT span arrives once, on the second of ${tries.length} requests, ${gap} ms after the first`);
+flaky.close();
 
 // ---- a receiver that accepts and never answers: exit bounded by OTEL_BSP_EXPORT_TIMEOUT -------------------
 const silent = createNetServer(() => {}); // accepts, never reads nor writes

@@ -758,7 +758,8 @@ static void test_export_bounds(void **st) {
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d/custom", port);
     char why[256];
-    nc_otlp_cfg cfg = {.endpoint = ep, .queue_max = 4, .batch_ms = 10};
+    nc_otlp_cfg cfg = {
+        .endpoint = ep, .queue_max = 4, .batch_ms = 10, .retry_max_attempts = -1}; /* no retry */
     assert_int_equal(nc_otlp_new(&x, &loop, &cfg, why, sizeof why), 0);
     nc_span s = {0};
     nc_trace_new_root(&s.ctx);
