@@ -18,13 +18,13 @@
 #include "obs/metrics_internal.h"
 #include "util/abi.h"
 
-/* Counter indices in a shard. */
+/* Counter indices in a shard. The outcomes come first: a reader sums them before the begun messages, so
+ * it sees no message ended that it does not also see begun (in flight is begun minus ended). */
 enum {
-    C_REQ,
-    C_EVT,
-    C_INFL, /* signed, two's complement */
     C_OUT0,
-    C_RVAL = C_OUT0 + NC_OUTCOME_COUNT,
+    C_REQ = C_OUT0 + NC_OUTCOME_COUNT,
+    C_EVT,
+    C_RVAL,
     C_RERR,
     C_BIN,
     C_BOUT,
@@ -315,7 +315,6 @@ static void begin(nc_hook_info *i, nc_metrics *m, const char *route, uint64_t ro
     if (!sh) return;
     int own = thread_owns;
     add(sh, own, i->is_event ? C_EVT : C_REQ, 1);
-    add(sh, own, C_INFL, 1);
 }
 
 static void end(nc_hook_info *i, int err) {
@@ -323,7 +322,6 @@ static void end(nc_hook_info *i, int err) {
     if (!sh) return;
     *i->state = NULL;
     int own = thread_owns;
-    add(sh, own, C_INFL, (uint64_t)-1);
     add(sh, own, C_OUT0 + (int)nc_metrics_outcome_of(err), 1);
     uint64_t d = i->now_ns > i->start_ns ? i->now_ns - i->start_ns : 0;
     int b = 0;
@@ -423,8 +421,15 @@ static void sum_into(const mseries *s, nc_metrics_series *o) {
     }
     o->requests += c[C_REQ];
     o->events += c[C_EVT];
-    o->in_flight += (int64_t)c[C_INFL];
-    for (int j = 0; j < NC_OUTCOME_COUNT; j++) o->outcomes[j] += c[C_OUT0 + j];
+    /* in flight: begun and not ended (one counter fewer per message to keep; never below 0, should a
+     * reader's loads be reordered) */
+    uint64_t ended = 0;
+    for (int j = 0; j < NC_OUTCOME_COUNT; j++) {
+        o->outcomes[j] += c[C_OUT0 + j];
+        ended += c[C_OUT0 + j];
+    }
+    uint64_t begun = c[C_REQ] + c[C_EVT];
+    o->in_flight += begun > ended ? (int64_t)(begun - ended) : 0;
     o->reply_values += c[C_RVAL];
     o->reply_errors += c[C_RERR];
     o->bytes_in += c[C_BIN];
