@@ -23,6 +23,8 @@ static uint64_t mono_ns(void) {
 #define RENEW_NS 1000000000ULL /* the anchor's life: 1 s */
 #define SKEW_NS 1000000ULL     /* a counter this far behind the anchor is another CPU's skew, not a jump */
 #define RATE_TOLERANCE 100     /* a renewal's rate may differ from the last by 1/100 */
+#define PAIR_TICKS 100000      /* a pair read further apart (30-50 us at 2-3 GHz) was interrupted */
+#define RETRY_NS 1000000ULL    /* after an interrupted pair, the next try: 1 ms later */
 
 static _Atomic int eligible = -1;    /* -1: not decided yet, 0: clock_gettime only, 1: TSC */
 static _Atomic int busy;             /* one thread measures or renews at a time */
@@ -40,8 +42,10 @@ static int decide(void) {
 }
 
 /* A (counter, CLOCK_MONOTONIC) pair read close together: of three tries, the one with the fewest ticks
- * around the clock_gettime call (an interruption between the two reads would skew the pair). */
-static void read_pair(uint64_t *tsc, uint64_t *ns) {
+ * around the clock_gettime call (an interruption between the two reads would skew the pair). 0 when even
+ * that one was interrupted (a busy machine, or valgrind running another thread at the system call): the
+ * pair is not used. */
+static int read_pair(uint64_t *tsc, uint64_t *ns) {
     uint64_t best = UINT64_MAX;
     for (int k = 0; k < 3; k++) {
         uint64_t t1 = __rdtsc();
@@ -53,6 +57,7 @@ static void read_pair(uint64_t *tsc, uint64_t *ns) {
             *ns = n;
         }
     }
+    return best <= PAIR_TICKS;
 }
 
 /* Nanoseconds per tick << 32 over a window; 0 when implausible (a counter below 50 MHz or above 20 GHz). */
@@ -88,7 +93,10 @@ static void measure_from(uint64_t tsc, uint64_t ns) {
 /* Under busy: the measurement's end, or the anchor's renewal. */
 static void step(void) {
     uint64_t t = 0, ns = 0;
-    read_pair(&t, &ns);
+    if (!read_pair(&t, &ns)) {
+        atomic_store_explicit(&next_try_ns, mono_ns() + RETRY_NS, memory_order_relaxed);
+        return;
+    }
     nc_clock_anchor *a = &nc_clock__anchor;
     if (!atomic_load_explicit(&a->on, memory_order_relaxed)) {
         if (!measuring || t <= meas_tsc || ns < meas_ns) {
