@@ -91,7 +91,12 @@ test('bench with no arguments prints its usage and exits 2', async () => {
 test('--insecure is refused where there is no TLS certificate to skip', async () => {
   const r = await nestc(['send', URL, 'sum', '--insecure']);
   assert.equal(r.code, 2);
-  assert.match(r.err, /--insecure is for tls:\/\/ and rediss:\/\/ only/);
+  assert.match(r.err, /--insecure needs TLS \(tls:\/\/, rediss:\/\/, mqtts:\/\/, amqps:\/\/, grpcs:\/\/, grpc:\/\/, nats:\/\/, kafka:\/\/\), not tcp:/);
+  for (const plain of ['redis', 'mqtt', 'amqp']) {
+    const p = await nestc(['send', `${plain}://127.0.0.1:1`, 'sum', '--insecure']);
+    assert.equal(p.code, 2);
+    assert.match(p.err, /--insecure needs TLS/);
+  }
 });
 
 test('nestc help <command | scheme | --man>', async () => {

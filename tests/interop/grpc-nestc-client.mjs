@@ -275,6 +275,10 @@ if (args.tls) {
     run(['send', `grpcs://localhost:${p}`, M('Sum'), '{"numbers":[4]}', '--proto', args.proto, ...extra]);
   check('TLS', status(await tsend(p1, ...ca)), { exit: 0, out: [{ sum: 4 }], err: null });
   check('TLS, an untrusted server', (await tsend(p1, '--ca', join(args.tls, 'untrusted-ca.pem'))).code, 2);
+  const insecure = await tsend(p1, '--insecure'); // its stderr is the warning, not an error
+  check('TLS, not verified (--insecure)', { exit: insecure.code, out: lines(insecure.stdout).map(dropZeros) }, { exit: 0, out: [{ sum: 4 }] });
+  check('--insecure warns', /warning: --insecure/.test(insecure.stderr), true);
+  check('TLS, the server not trusted without --insecure', (await tsend(p1)).code, 2);
   check('mutual TLS', status(await tsend(p2, ...ca, ...mine)), { exit: 0, out: [{ sum: 4 }], err: null });
   check('mutual TLS without a client certificate', (await tsend(p2, ...ca)).code, 2);
   s1.forceShutdown();

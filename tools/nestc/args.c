@@ -464,8 +464,19 @@ const nc_tls_opts *cli_client_tls(cli_args *a, const char *url, int *rc) {
     if (a->insecure) {
         char scheme[32];
         cli_scheme_of(url, scheme, sizeof scheme);
-        if (strcmp(scheme, "tls") && strcmp(scheme, "rediss")) {
-            fprintf(stderr, "nestc: --insecure is for tls:// and rediss:// only, not %s\n", url);
+        /* where the TLS options apply: schemes that name TLS, and those whose TLS is turned on by the options
+         * (nats, kafka and grpc, as NestJS's tls and ssl options do). redis, mqtt and amqp have a scheme of
+         * their own for TLS and tcp is never TLS: there is no certificate to skip. */
+        static const char *const with_tls[] = {"tls",   "rediss", "mqtts", "amqps",
+                                               "grpcs", "grpc",   "nats",  "kafka"};
+        int ok = 0;
+        for (size_t i = 0; i < sizeof with_tls / sizeof with_tls[0]; i++) ok |= !strcmp(scheme, with_tls[i]);
+        if (!ok) {
+            fprintf(stderr,
+                    "nestc: --insecure needs TLS (tls://, rediss://, mqtts://, amqps://, grpcs://, grpc://, "
+                    "nats://, "
+                    "kafka://), not %s\n",
+                    url);
             *rc = 2;
             return NULL;
         }

@@ -42,7 +42,9 @@ const cli_opt cli_opts[] = {
     {O_SERVERNAME, "--servername", 0, V_TEXT, "NAME", CMD_ALL, 0, 0, 0, NULL,
      "TLS name to verify and send as SNI (default: the URL host)"},
     {O_INSECURE, "--insecure", 0, V_NONE, NULL, CLIENTS, 0, 0, 0, NULL,
-     "tls://, rediss://: do not verify the server's certificate (tests only; warns)"},
+     "TLS (tls, rediss, mqtts, amqps, grpcs, grpc, nats, kafka): do not verify the server's certificate "
+     "(tests "
+     "only; warns)"},
     {O_METADATA, "--metadata", 0, V_TEXT, "K=V", CLIENTS, 1, 0, 0, NULL,
      "packet metadata (NestJS 12), repeatable"},
     {O_HEADER, "--header", 0, V_TEXT, "K=V", SEND_EMIT, 1, 0, 0, NULL,
